@@ -1,0 +1,102 @@
+"""Array pipeline between ``sensor_msgs`` buffers and the DPT model (NumPy on CPU, CuPy on GPU).
+
+No ROS and no model imports: the ROS layer builds an :class:`ImageView` from message fields and
+wraps the buffers returned here; the model layer exchanges torch tensors only.
+
+Backend: one switch, ``"numpy"`` or ``"cupy"`` (:func:`get_xp`); CuPy is imported lazily and is
+picked automatically by :class:`Preprocessor` / :class:`Postprocessor` for a CUDA device.
+
+Decoding (:mod:`.encodings`)
+    ``ImageView(data, encoding, height, width, step, is_bigendian)``; ``ImageView.from_array``
+    packs an array into message layout. ``decode(view, xp) -> (H, W, 3) uint8 RGB``
+    (zero-copy views for rgb8/bgr8/rgba8/bgra8/8UC3/8UC4 on NumPy; broadcast view for mono).
+    ``decode_compressed(data, format) -> (H, W, 3) uint8 RGB`` (jpeg, png).
+    ``SUPPORTED_ENCODINGS``, ``SUPPORTED_COMPRESSED_FORMATS``; ``EncodingError(ValueError)`` names
+    the encoding, what was wrong and the supported list. Sizes are checked before any allocation
+    (``len(data) == step * height``, ``step >= width * bpp``, sides <= ``MAX_SIDE``).
+
+Pre-processing (:mod:`.preprocess`)
+    ``network_input_size(height, width, net_size, method="minimal", multiple=32) -> (h, w)``;
+    ``Preprocessor(net_size, method="minimal", device="cpu", backend=None)``:
+    ``pre(rgb_or_view) -> torch.Tensor (1, 3, h, w) float32`` normalised ``(x - 0.5) / 0.5`` on
+    ``device``; ``pre.input_size(H, W)``. ``resize_bicubic(img, (h, w))`` (OpenCV INTER_CUBIC).
+
+Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
+    ``upsample(tensor, (H, W))`` bicubic, align_corners=False (N,h,w) or (N,C,h,w);
+    ``metric_from_inverse(inv, scale, shift)`` = 1 / max(scale * inv + shift, 1e-8);
+    ``apply_depth_range(depth, min_depth, max_depth)`` -> REP 117 (NaN / -inf / +inf);
+    ``depth_to_millimetres(depth)`` -> 16UC1 (0 invalid);
+    ``colorize(values, colormap, vmin, vmax)`` -> (H, W, 3) uint8 RGB, ``COLORMAPS``,
+    ``colormap_lut(name)``; ``RunningRange(low=2, high=98, momentum=0.9).update(values)`` ->
+    smoothed (vmin, vmax); ``labels_from_logits(logits)`` -> labels 1..C (0 = unlabeled);
+    ``colorize_labels(labels, palette)``; ``overlay(rgb, color, alpha=0.5)``;
+    ``ADE20K_CLASSES`` (150 names, label k -> ``ADE20K_CLASSES[k-1]``), ``ADE20K_PALETTE``
+    ((151, 3) uint8, row 0 black); ``tensor_to_array(t)`` (NumPy / CuPy zero-copy view).
+
+Point clouds (:mod:`.cloud`)
+    ``Intrinsics(fx, fy, cx, cy, width, height)``, ``Intrinsics.from_camera_info(k, p, width,
+    height, binning_x, binning_y, roi, rectified)`` (``CalibrationError`` for K[0] == 0 etc.),
+    ``.scaled_to(w, h)``, ``.camera_info_matrices()``;
+    ``build_cloud(depth, intrinsics, rgb=None, labels=None, stride=1, organized=True) ->
+    CloudBuffer`` with ``data`` (array.array('B'): ``msg.data = cloud.data`` without a copy),
+    ``height``, ``width``, ``point_step``, ``row_step``, ``fields`` (``PointField(name, offset,
+    datatype, count)``), ``is_dense``, ``is_bigendian`` (False); ``cloud.points`` float32 view.
+"""
+
+from dpt_ros.pipeline._backend import (
+    BACKENDS,
+    BackendError,
+    array_module,
+    backend_for_device,
+    cupy_available,
+    get_xp,
+    to_numpy,
+)
+from dpt_ros.pipeline.ade20k import ADE20K_CLASSES, ADE20K_PALETTE
+from dpt_ros.pipeline.cloud import (
+    FLOAT32,
+    UINT32,
+    CalibrationError,
+    CloudBuffer,
+    Intrinsics,
+    PointField,
+    build_cloud,
+    cloud_fields,
+)
+from dpt_ros.pipeline.colormap import COLORMAPS, RunningRange, colorize, colormap_lut
+from dpt_ros.pipeline.encodings import (
+    MAX_SIDE,
+    SUPPORTED_COMPRESSED_FORMATS,
+    SUPPORTED_ENCODINGS,
+    EncodingError,
+    ImageView,
+    decode,
+    decode_compressed,
+)
+from dpt_ros.pipeline.postprocess import (
+    apply_depth_range,
+    colorize_labels,
+    depth_to_millimetres,
+    labels_from_logits,
+    metric_from_inverse,
+    overlay,
+    tensor_to_array,
+    upsample,
+)
+from dpt_ros.pipeline.preprocess import (
+    RESIZE_METHODS,
+    Preprocessor,
+    network_input_size,
+    resize_bicubic,
+)
+
+__all__ = [
+    "ADE20K_CLASSES", "ADE20K_PALETTE", "BACKENDS", "COLORMAPS", "FLOAT32", "MAX_SIDE",
+    "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
+    "BackendError", "CalibrationError", "CloudBuffer", "EncodingError", "ImageView", "Intrinsics",
+    "PointField", "Preprocessor", "RunningRange",
+    "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "cloud_fields",
+    "colorize", "colorize_labels", "colormap_lut", "cupy_available", "decode", "decode_compressed",
+    "depth_to_millimetres", "get_xp", "labels_from_logits", "metric_from_inverse",
+    "network_input_size", "overlay", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
+]

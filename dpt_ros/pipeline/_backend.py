@@ -1,0 +1,83 @@
+"""Array backend selection: NumPy on the CPU, CuPy on a CUDA device (imported lazily)."""
+
+from __future__ import annotations
+
+import functools
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+BACKENDS = ("numpy", "cupy")
+
+
+class BackendError(RuntimeError):
+    """The requested array backend is not usable here (e.g. CuPy or CUDA missing)."""
+
+
+@functools.lru_cache(maxsize=1)
+def _import_cupy() -> ModuleType:
+    try:
+        import cupy  # noqa: PLC0415 - lazy on purpose: CuPy needs a driver
+    except ImportError as exc:  # pragma: no cover - depends on the machine
+        raise BackendError(
+            "backend 'cupy' requested but CuPy is not installed; install cupy-cuda12x/cupy-cuda13x "
+            "matching your CUDA driver, or use backend 'numpy'"
+        ) from exc
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise BackendError(f"backend 'cupy' requested but no CUDA device is usable: {exc}") from exc
+    if count < 1:  # pragma: no cover
+        raise BackendError("backend 'cupy' requested but no CUDA device is present; use backend 'numpy'")
+    return cupy
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        _import_cupy()
+    except BackendError:
+        return False
+    return True
+
+
+def get_xp(backend: str | ModuleType = "numpy") -> ModuleType:
+    """Return the array module for ``backend`` ("numpy" or "cupy", or a module already)."""
+    if isinstance(backend, ModuleType):
+        if backend.__name__ not in BACKENDS:
+            raise BackendError(f"unsupported array module {backend.__name__!r}; use one of {BACKENDS}")
+        return backend
+    if backend == "numpy":
+        return np
+    if backend == "cupy":
+        return _import_cupy()
+    raise BackendError(f"unknown backend {backend!r}; valid backends: {', '.join(BACKENDS)}")
+
+
+def backend_for_device(device: Any) -> str:
+    """"cupy" for a CUDA torch device (or string), "numpy" otherwise."""
+    kind = getattr(device, "type", None) or str(device).split(":", 1)[0]
+    return "cupy" if kind == "cuda" else "numpy"
+
+
+def array_module(a: Any) -> ModuleType:
+    """The array module (numpy or cupy) that owns ``a``."""
+    if isinstance(a, np.ndarray) or np.isscalar(a):
+        return np
+    mod = type(a).__module__.split(".", 1)[0]
+    if mod == "cupy":
+        return _import_cupy()
+    return np
+
+
+def to_numpy(a: Any) -> np.ndarray:
+    """Host NumPy array from a NumPy, CuPy or torch array (copies only when on a device)."""
+    if isinstance(a, np.ndarray):
+        return a
+    mod = type(a).__module__.split(".", 1)[0]
+    if mod == "cupy":
+        return a.get()
+    if mod == "torch":
+        return a.detach().cpu().numpy()
+    return np.asarray(a)

@@ -1,0 +1,247 @@
+"""Camera intrinsics from CameraInfo fields and PointCloud2 buffers built straight from depth.
+
+Layout (little-endian, ``row_step = width * point_step``, invalid points NaN):
+
+======== ====== ========= =====================================================
+field    offset datatype  meaning
+======== ====== ========= =====================================================
+x, y, z  0,4,8  FLOAT32   metres in the camera optical frame (z forward, x right, y down)
+rgb      12     FLOAT32   packed 0x00RRGGBB (PCL / RViz convention), when colours are given
+label    12/16  UINT32    class label (0 = unlabeled), when labels are given
+======== ====== ========= =====================================================
+
+``point_step`` is 12 (xyz), 16 (xyz + rgb or label) or 20 (xyz + rgb + label).
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from dpt_ros.pipeline._backend import array_module
+
+# sensor_msgs/PointField datatype constants
+FLOAT32 = 7
+UINT32 = 6
+
+
+class CalibrationError(ValueError):
+    """CameraInfo cannot be used for back-projection (uncalibrated or inconsistent); no cloud."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Intrinsics:
+    """Pinhole intrinsics for an image of ``width`` x ``height`` pixels (pixel centres at integers)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+    width: int
+    height: int
+
+    def __post_init__(self) -> None:
+        vals = (self.fx, self.fy, self.cx, self.cy)
+        if not all(math.isfinite(v) for v in vals) or self.fx <= 0 or self.fy <= 0:
+            raise CalibrationError(f"intrinsics need finite fx, fy > 0; got fx={self.fx}, fy={self.fy}")
+        if self.width <= 0 or self.height <= 0:
+            raise CalibrationError(f"intrinsics need a positive image size; got {self.width}x{self.height}")
+
+    @classmethod
+    def from_camera_info(cls, k: Sequence[float], p: Sequence[float] | None, width: int, height: int,
+                         binning_x: int = 0, binning_y: int = 0,
+                         roi: tuple[int, int, int, int] | None = None,
+                         rectified: bool = True) -> Intrinsics:
+        """Intrinsics of the image a ``sensor_msgs/CameraInfo`` describes.
+
+        :param k: ``K`` (9 values, row-major).
+        :param p: ``P`` (12 values); used when ``rectified`` and ``P[0] != 0`` (fx=P[0], fy=P[5],
+            cx=P[2], cy=P[6]), else ``K`` (fx=K[0], fy=K[4], cx=K[2], cy=K[5]).
+        :param width: ``width`` (full sensor resolution the calibration refers to).
+        :param height: ``height``.
+        :param binning_x: ``binning_x`` (0 or 1 = none): divides fx, cx.
+        :param binning_y: ``binning_y``: divides fy, cy.
+        :param roi: (x_offset, y_offset, roi_height, roi_width) of ``roi``; all zero / None = full image.
+        :param rectified: the image is rectified (``image_rect``): prefer ``P``.
+        :raises CalibrationError: all-zero/uncalibrated ``K`` (``K[0] == 0``) or inconsistent values;
+            the message says why so the caller can log it once and publish no cloud.
+        """
+        k = [float(v) for v in k]
+        if len(k) != 9:
+            raise CalibrationError(f"CameraInfo K must have 9 values; got {len(k)}")
+        if k[0] == 0.0:
+            raise CalibrationError("camera is uncalibrated (CameraInfo K[0] == 0); no point cloud can be built")
+        use_p = False
+        if rectified and p is not None:
+            p = [float(v) for v in p]
+            if len(p) != 12:
+                raise CalibrationError(f"CameraInfo P must have 12 values; got {len(p)}")
+            use_p = p[0] != 0.0
+        fx, fy, cx, cy = (p[0], p[5], p[2], p[6]) if use_p else (k[0], k[4], k[2], k[5])
+        if width <= 0 or height <= 0:
+            raise CalibrationError(f"CameraInfo has no image size ({width}x{height})")
+        bx, by = max(int(binning_x), 1), max(int(binning_y), 1)
+        w, h = int(width), int(height)
+        if roi is not None and any(int(v) for v in roi):
+            x0, y0, rh, rw = (int(v) for v in roi)
+            if rw <= 0 or rh <= 0 or x0 + rw > w or y0 + rh > h:
+                raise CalibrationError(
+                    f"CameraInfo ROI (x={x0}, y={y0}, {rw}x{rh}) does not fit the {w}x{h} image")
+            cx, cy, w, h = cx - x0, cy - y0, rw, rh
+        return cls(fx / bx, fy / by, cx / bx, cy / by, w // bx, h // by)
+
+    def scaled_to(self, width: int, height: int) -> Intrinsics:
+        """Intrinsics for the same view resized to ``width`` x ``height`` (fx, cx by sx; fy, cy by sy)."""
+        if (width, height) == (self.width, self.height):
+            return self
+        if width <= 0 or height <= 0:
+            raise CalibrationError(f"cannot scale intrinsics to {width}x{height}")
+        sx, sy = width / self.width, height / self.height
+        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
+
+    def camera_info_matrices(self) -> tuple[list[float], list[float]]:
+        """(K, P) lists for a CameraInfo describing this (e.g. resized) image, rectified, no distortion."""
+        k = [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
+        p = [self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        return k, p
+
+
+@dataclasses.dataclass(frozen=True)
+class PointField:
+    """One ``sensor_msgs/PointField``: name, byte offset, datatype constant, count."""
+
+    name: str
+    offset: int
+    datatype: int
+    count: int = 1
+
+
+@dataclasses.dataclass
+class CloudBuffer:
+    """A PointCloud2 payload ready to wrap: ``msg.data = buf.data`` (array.array('B'), no copy).
+
+    ``points`` is a (height, width, point_step // 4) float32 NumPy view of ``data`` (for tests and
+    tools); ``rgb`` / ``label`` words are stored bit-exactly inside it.
+    """
+
+    data: array.array
+    height: int
+    width: int
+    point_step: int
+    row_step: int
+    fields: tuple[PointField, ...]
+    is_dense: bool
+    is_bigendian: bool = False
+
+    @property
+    def points(self) -> np.ndarray:
+        words = np.frombuffer(self.data, dtype="<f4")
+        return words.reshape(self.height, self.width, self.point_step // 4)
+
+    def field(self, name: str) -> np.ndarray:
+        """(height, width) view of one field (float32, or uint32 for ``label``; ``rgb`` as uint32)."""
+        for f in self.fields:
+            if f.name == name:
+                words = self.points[:, :, f.offset // 4]
+                return words.view(np.uint32) if name in ("rgb", "label") else words
+        raise KeyError(f"cloud has no field {name!r}; fields: {[f.name for f in self.fields]}")
+
+
+def cloud_fields(with_rgb: bool, with_label: bool) -> tuple[tuple[PointField, ...], int]:
+    """(fields, point_step) for the chosen layout (see the module docstring)."""
+    fields = [PointField("x", 0, FLOAT32), PointField("y", 4, FLOAT32), PointField("z", 8, FLOAT32)]
+    off = 12
+    if with_rgb:
+        fields.append(PointField("rgb", off, FLOAT32))
+        off += 4
+    if with_label:
+        fields.append(PointField("label", off, UINT32))
+        off += 4
+    return tuple(fields), off
+
+
+def new_byte_array(nbytes: int) -> array.array:
+    """A zero-filled ``array.array('B')`` of ``nbytes`` (what rclpy stores for uint8[] without copying)."""
+    return array.array("B", b"\0") * nbytes
+
+
+def _check_inputs(depth: Any, rgb: Any, labels: Any, stride: int) -> tuple[int, int]:
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W); got shape {depth.shape}")
+    h, w = depth.shape
+    if not isinstance(stride, (int, np.integer)) or stride < 1:
+        raise ValueError(f"stride must be an integer >= 1; got {stride!r}")
+    if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):
+        raise ValueError(f"rgb must be (H, W, 3) uint8 matching depth {h}x{w}; got {rgb.shape} {rgb.dtype}")
+    if labels is not None and labels.shape != (h, w):
+        raise ValueError(f"labels must be (H, W) matching depth {h}x{w}; got {labels.shape}")
+    return h, w
+
+
+def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any = None,
+                stride: int = 1, organized: bool = True) -> CloudBuffer:
+    """Back-project a metric depth image into a PointCloud2 byte buffer.
+
+    Pixel (u, v) with depth z (metres along the optical axis) becomes
+    ``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy``, ``z``; only every ``stride``-th pixel in
+    each direction is used (u, v = 0, stride, 2*stride, ...; original pixel coordinates).
+
+    :param depth: (H, W) float metres (NumPy or CuPy); NaN, +-inf and <= 0 are invalid.
+    :param intrinsics: camera intrinsics; scaled automatically when their size differs from (W, H).
+    :param rgb: optional (H, W, 3) uint8 colours -> ``rgb`` field.
+    :param labels: optional (H, W) integer labels -> ``label`` field (UINT32).
+    :param stride: decimation step (>= 1).
+    :param organized: True: (ceil(H/stride), ceil(W/stride)) grid with NaN points,
+        ``is_dense=False``; False: only valid points, height 1, ``is_dense=True``.
+    """
+    h, w = _check_inputs(depth, rgb, labels, stride)
+    intr = intrinsics.scaled_to(w, h)
+    if array_module(depth) is not np:
+        from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+        return _cuda.build_cloud(depth, intr, rgb, labels, stride, organized)
+    fields, point_step = cloud_fields(rgb is not None, labels is not None)
+    z = depth[::stride, ::stride]
+    hs, ws = z.shape
+    ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
+    ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
+    nwords = point_step // 4
+    if organized:
+        data = new_byte_array(hs * ws * point_step)
+        pts = np.frombuffer(data, dtype=np.float32).reshape(hs, ws, nwords)
+        zc = pts[:, :, 2]
+        np.copyto(zc, z, casting="same_kind")
+        with np.errstate(invalid="ignore"):
+            zc[~((zc > 0) & (zc < np.inf))] = np.nan
+        np.multiply(zc, ax[None, :], out=pts[:, :, 0])
+        np.multiply(zc, ay[:, None], out=pts[:, :, 1])
+        col = rgb[::stride, ::stride] if rgb is not None else None
+        lab = labels[::stride, ::stride] if labels is not None else None
+        out_h, out_w, dense = hs, ws, False
+    else:
+        with np.errstate(invalid="ignore"):
+            vi, ui = np.nonzero((z > 0) & (z < np.inf))
+        n = vi.size
+        data = new_byte_array(n * point_step)
+        pts = np.frombuffer(data, dtype=np.float32).reshape(1, n, nwords)
+        zv = z[vi, ui].astype(np.float32, copy=False)
+        pts[0, :, 2] = zv
+        np.multiply(zv, ax[ui], out=pts[0, :, 0])
+        np.multiply(zv, ay[vi], out=pts[0, :, 1])
+        col = rgb[::stride, ::stride][vi, ui][None] if rgb is not None else None
+        lab = labels[::stride, ::stride][vi, ui][None] if labels is not None else None
+        out_h, out_w, dense = 1, n, True
+    if col is not None:
+        b = pts.view(np.uint8)  # little-endian word 0x00RRGGBB = bytes B, G, R, 0
+        off = 12
+        b[:, :, off] = col[:, :, 2]
+        b[:, :, off + 1] = col[:, :, 1]
+        b[:, :, off + 2] = col[:, :, 0]
+    if lab is not None:
+        off = 16 if col is not None else 12
+        pts.view(np.uint32)[:, :, off // 4] = lab
+    return CloudBuffer(data, out_h, out_w, point_step, out_w * point_step, fields, dense)

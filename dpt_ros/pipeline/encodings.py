@@ -1,0 +1,274 @@
+"""Decoding of ``sensor_msgs/Image`` and ``sensor_msgs/CompressedImage`` payloads to RGB.
+
+The ROS layer builds an :class:`ImageView` from the message fields (no copy of ``data``); this
+module validates it *before* touching or allocating anything and returns an (H, W, 3) uint8 RGB
+array. On the NumPy backend packed RGB/BGR(A) encodings come back as zero-copy views of the
+message buffer (read-only when the buffer is).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from types import ModuleType
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dpt_ros.pipeline._backend import array_module, get_xp
+
+#: Largest accepted side in pixels; anything above is treated as a corrupt header.
+MAX_SIDE = 32768
+
+
+@dataclasses.dataclass(frozen=True)
+class _Format:
+    channels: int  # stored channels per pixel (yuv422: 2 bytes per pixel, see bytes_per_pixel)
+    itemsize: int  # bytes per channel
+    kind: str  # how to turn it into RGB, see _to_rgb
+    cv_code: int | None = None  # OpenCV conversion for yuv / bayer
+
+    @property
+    def bytes_per_pixel(self) -> int:
+        return self.channels * self.itemsize
+
+
+# ROS bayer names give the real sensor pattern; OpenCV's COLOR_Bayer* names are shifted by one
+# pixel (cv_bridge maps bayer_rggb8 -> COLOR_BayerBG2BGR), so the RGB codes are picked that way.
+_FORMATS: dict[str, _Format] = {
+    "rgb8": _Format(3, 1, "rgb"),
+    "bgr8": _Format(3, 1, "bgr"),
+    "rgba8": _Format(4, 1, "rgb"),
+    "bgra8": _Format(4, 1, "bgr"),
+    "rgb16": _Format(3, 2, "rgb"),
+    "bgr16": _Format(3, 2, "bgr"),
+    "rgba16": _Format(4, 2, "rgb"),
+    "bgra16": _Format(4, 2, "bgr"),
+    "mono8": _Format(1, 1, "mono"),
+    "mono16": _Format(1, 2, "mono"),
+    "8UC1": _Format(1, 1, "mono"),
+    "8UC3": _Format(3, 1, "bgr"),  # OpenCV convention: 3-channel 8-bit images are BGR
+    "8UC4": _Format(4, 1, "bgr"),
+    "16UC1": _Format(1, 2, "mono"),
+    "32FC1": _Format(1, 4, "float"),  # intensity in [0, 1], clipped; NaN -> 0
+    "yuv422": _Format(2, 1, "yuv", cv2.COLOR_YUV2RGB_UYVY),  # UYVY
+    "uyvy": _Format(2, 1, "yuv", cv2.COLOR_YUV2RGB_UYVY),
+    "yuv422_yuy2": _Format(2, 1, "yuv", cv2.COLOR_YUV2RGB_YUY2),  # YUYV
+    "yuyv": _Format(2, 1, "yuv", cv2.COLOR_YUV2RGB_YUY2),
+    "bayer_rggb8": _Format(1, 1, "bayer", cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr8": _Format(1, 1, "bayer", cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg8": _Format(1, 1, "bayer", cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg8": _Format(1, 1, "bayer", cv2.COLOR_BayerGB2RGB),
+    "bayer_rggb16": _Format(1, 2, "bayer", cv2.COLOR_BayerBG2RGB),
+    "bayer_bggr16": _Format(1, 2, "bayer", cv2.COLOR_BayerRG2RGB),
+    "bayer_gbrg16": _Format(1, 2, "bayer", cv2.COLOR_BayerGR2RGB),
+    "bayer_grbg16": _Format(1, 2, "bayer", cv2.COLOR_BayerGB2RGB),
+}
+
+#: Every ``sensor_msgs/Image`` encoding :func:`decode` accepts.
+SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_FORMATS)
+#: ``sensor_msgs/CompressedImage`` formats :func:`decode_compressed` accepts (image_transport style).
+SUPPORTED_COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "jpg", "png")
+
+
+class EncodingError(ValueError):
+    """An image cannot be decoded: unknown encoding, inconsistent sizes or corrupt payload."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageView:
+    """The fields of a ``sensor_msgs/Image`` needed to decode it, without ROS types.
+
+    :param data: the payload (``msg.data``: array.array, bytes, memoryview or a uint8 ndarray).
+    :param encoding: the ROS encoding string (see :data:`SUPPORTED_ENCODINGS`).
+    :param height: rows.
+    :param width: columns.
+    :param step: bytes per row including padding (>= width * bytes per pixel).
+    :param is_bigendian: byte order of multi-byte channels (ignored for 8-bit encodings).
+    """
+
+    data: Any
+    encoding: str
+    height: int
+    width: int
+    step: int
+    is_bigendian: bool = False
+
+    @classmethod
+    def from_array(cls, image: np.ndarray, encoding: str, *, padding: int = 0,
+                   bigendian: bool = False) -> ImageView:
+        """Pack an (H, W[, C]) array into message layout (for tests, tools and the sample camera).
+
+        ``padding`` bytes are appended to every row; 16/32-bit data is written in the requested
+        byte order. yuv422 / bayer arrays must already be in their raw (H, W*2) / (H, W) form.
+        """
+        fmt = _format(encoding)
+        arr = np.asarray(image)
+        height = arr.shape[0]
+        if fmt.itemsize > 1:
+            dt = np.dtype(np.float32 if fmt.kind == "float" else f"u{fmt.itemsize}")
+            arr = arr.astype(dt.newbyteorder(">" if bigendian else "<"), copy=False)
+        raw = np.ascontiguousarray(arr).view(np.uint8).reshape(height, -1)
+        width = raw.shape[1] // fmt.bytes_per_pixel
+        step = raw.shape[1] + padding
+        rows = np.zeros((height, step), np.uint8)
+        rows[:, : raw.shape[1]] = raw
+        if padding:
+            rows[:, raw.shape[1]:] = 0xA5  # non-zero garbage so padding bugs show up
+        return cls(rows.tobytes(), encoding, height, width, step, bool(bigendian))
+
+
+def _format(encoding: str) -> _Format:
+    try:
+        return _FORMATS[encoding]
+    except (KeyError, TypeError):
+        raise EncodingError(
+            f"unsupported image encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        ) from None
+
+
+def _nbytes(data: Any) -> int:
+    if isinstance(data, np.ndarray) or type(data).__module__.split(".", 1)[0] == "cupy":
+        return int(data.nbytes)
+    try:
+        return memoryview(data).nbytes
+    except TypeError:
+        raise EncodingError(f"image data of type {type(data).__name__} is not a byte buffer") from None
+
+
+def check_view(view: ImageView) -> _Format:
+    """Validate sizes against the payload before anything is allocated; return the format.
+
+    :raises EncodingError: unknown encoding, non-positive or absurd sizes, ``step`` smaller than a
+        row, ``len(data) != step * height``, odd width for yuv422.
+    """
+    fmt = _format(view.encoding)
+    h, w, step = view.height, view.width, view.step
+    for name, value in (("height", h), ("width", w), ("step", step)):
+        if not isinstance(value, (int, np.integer)) or value <= 0:
+            raise EncodingError(f"{view.encoding} image has invalid {name}={value!r}; must be a positive integer")
+    if h > MAX_SIDE or w > MAX_SIDE:
+        raise EncodingError(f"{view.encoding} image of {w}x{h} exceeds the {MAX_SIDE}-pixel side limit; corrupt header?")
+    row = w * fmt.bytes_per_pixel
+    if step < row:
+        raise EncodingError(
+            f"{view.encoding} image {w}x{h}: step {step} is smaller than one row ({w} px * "
+            f"{fmt.bytes_per_pixel} B = {row} B)"
+        )
+    size = _nbytes(view.data)
+    if size != step * h:
+        raise EncodingError(
+            f"{view.encoding} image {w}x{h}: len(data)={size} but step*height={step}*{h}={step * h}"
+        )
+    if fmt.kind == "yuv" and w % 2:
+        raise EncodingError(f"{view.encoding} image needs an even width (2 pixels share U/V); got {w}")
+    if fmt.kind == "bayer" and (w < 2 or h < 2):
+        raise EncodingError(f"{view.encoding} image must be at least 2x2 for demosaicing; got {w}x{h}")
+    return fmt
+
+
+def raw_rows(view: ImageView, fmt: _Format | None = None) -> np.ndarray:
+    """Zero-copy (H, W, C) view of the pixels (padding dropped, byte order applied)."""
+    fmt = fmt or check_view(view)
+    data = view.data
+    buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    if buf.dtype != np.uint8:
+        buf = buf.view(np.uint8)
+    if fmt.kind == "float":
+        dtype = np.dtype(">f4" if view.is_bigendian else "<f4")
+    elif fmt.itemsize == 2:
+        dtype = np.dtype(">u2" if view.is_bigendian else "<u2")
+    else:
+        dtype = np.dtype(np.uint8)
+    return np.ndarray(
+        (view.height, view.width, fmt.channels),
+        dtype=dtype,
+        buffer=buf,
+        strides=(view.step, fmt.bytes_per_pixel, fmt.itemsize),
+    )
+
+
+def _u16_to_u8(a: np.ndarray) -> np.ndarray:
+    # round(v * 255 / 65535) == (v + 128) // 257 for every 16-bit v
+    return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+
+
+def _mono_to_rgb(g: np.ndarray) -> np.ndarray:
+    """Read-only (H, W, 3) broadcast view: no copy; consumers may resize one channel only."""
+    return np.broadcast_to(g[:, :, None], (*g.shape, 3))
+
+
+def _decode_numpy(view: ImageView, fmt: _Format) -> np.ndarray:
+    px = raw_rows(view, fmt)
+    kind = fmt.kind
+    if kind in ("rgb", "bgr"):
+        rgb = px[:, :, :3] if kind == "rgb" else px[:, :, 2::-1]
+        return _u16_to_u8(rgb) if fmt.itemsize == 2 else rgb
+    if kind == "mono":
+        g = px[:, :, 0]
+        return _mono_to_rgb(_u16_to_u8(g) if fmt.itemsize == 2 else g)
+    if kind == "float":
+        g = np.nan_to_num(px[:, :, 0].astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        g = np.rint(np.clip(g, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return _mono_to_rgb(g)
+    if kind == "yuv":
+        packed = np.ascontiguousarray(px)  # (H, W, 2) bytes as OpenCV expects
+        return cv2.cvtColor(packed, fmt.cv_code)
+    if kind == "bayer":
+        mosaic = np.ascontiguousarray(px[:, :, 0])
+        if fmt.itemsize == 2:
+            mosaic = mosaic.astype(np.uint16)  # native byte order for OpenCV
+            return _u16_to_u8(cv2.cvtColor(mosaic, fmt.cv_code))
+        return cv2.cvtColor(mosaic, fmt.cv_code)
+    raise AssertionError(kind)  # pragma: no cover
+
+
+def decode(view: ImageView, xp: ModuleType | str = np) -> Any:
+    """Decode an image to (H, W, 3) uint8 RGB on backend ``xp`` (numpy or cupy).
+
+    NumPy: rgb8/rgba8/bgr8/bgra8/8UC3/8UC4 return zero-copy views, mono encodings a read-only
+    broadcast view; yuv422 and bayer are converted with OpenCV (bilinear demosaicing). 16-bit
+    channels are rounded to 8 bits (v / 257), 32FC1 is read as intensity in [0, 1].
+    CuPy: one host->device copy of the raw bytes, then a kernel (see :mod:`._cuda`).
+
+    :raises EncodingError: see :func:`check_view`.
+    """
+    xp = get_xp(xp)
+    fmt = check_view(view)
+    if xp is np:
+        return _decode_numpy(view, fmt)
+    from dpt_ros.pipeline import _cuda  # noqa: PLC0415 - lazy GPU import
+
+    return _cuda.decode(view, fmt)
+
+
+def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
+
+    ``format`` is the message's format string (e.g. "jpeg", "rgb8; jpeg compressed bgr8", "png");
+    the payload's magic bytes decide, the string is only checked for an unsupported codec.
+
+    :raises EncodingError: unsupported format or undecodable data.
+    """
+    buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    fmt = (format or "").lower()
+    if fmt and not any(k in fmt for k in SUPPORTED_COMPRESSED_FORMATS):
+        raise EncodingError(
+            f"unsupported compressed format {format!r}; supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
+        )
+    if buf.size == 0:
+        raise EncodingError(f"empty {format or 'compressed'} image payload")
+    if buf[:3].tobytes() != b"\xff\xd8\xff" and buf[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
+        raise EncodingError(
+            f"compressed image ({format or 'no format'}) is neither JPEG nor PNG data; "
+            f"supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
+        )
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if img is None:
+        raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_numpy(rgb: Any) -> np.ndarray:
+    """Host copy of a decoded image (for colouring clouds or overlays on the CPU)."""
+    return rgb.get() if array_module(rgb) is not np else rgb

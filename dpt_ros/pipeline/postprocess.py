@@ -1,0 +1,129 @@
+"""Post-processing of model outputs: upsampling, metric depth, REP 117 ranges, labels, overlays."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dpt_ros.pipeline._backend import array_module
+from dpt_ros.pipeline.ade20k import ADE20K_PALETTE
+
+
+def upsample(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic (align_corners=False) resize of (N, h, w) or (N, C, h, w) to ``size`` = (H, W).
+
+    This is the official DPT post-processing for depth and logits; it runs where the tensor lives
+    (GPU or CPU). No clipping: bicubic overshoot is kept, as upstream.
+    """
+    if not isinstance(pred, torch.Tensor):
+        raise TypeError(f"upsample expects a torch.Tensor; got {type(pred).__name__}")
+    if pred.ndim not in (3, 4):
+        raise ValueError(f"upsample expects (N, h, w) or (N, C, h, w); got shape {tuple(pred.shape)}")
+    h, w = int(size[0]), int(size[1])
+    if h <= 0 or w <= 0:
+        raise ValueError(f"target size must be positive; got {size}")
+    x = pred.unsqueeze(1) if pred.ndim == 3 else pred
+    if tuple(x.shape[-2:]) != (h, w):
+        x = F.interpolate(x.float(), size=(h, w), mode="bicubic", align_corners=False)
+    return x[:, 0] if pred.ndim == 3 else x
+
+
+def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8) -> Any:
+    """Metres from network inverse depth: ``1 / max(scale * inv + shift, eps)`` (official formula
+    of the KITTI/NYU models, also used for a user calibration of relative models)."""
+    if not (math.isfinite(scale) and math.isfinite(shift)) or scale <= 0:
+        raise ValueError(f"metric conversion needs a finite scale > 0 and a finite shift; got {scale}, {shift}")
+    if isinstance(inv, torch.Tensor):
+        return (inv.float() * scale + shift).clamp_min(eps).reciprocal()
+    xp = array_module(inv)
+    return np.float32(1.0) / xp.maximum(inv.astype(xp.float32) * np.float32(scale) + np.float32(shift), np.float32(eps))
+
+
+def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = math.inf,
+                      inplace: bool = False) -> Any:
+    """REP 117 encoding of a metric depth array (NumPy, CuPy or torch; float32 out).
+
+    NaN or <= 0 -> NaN (no measurement), < ``min_depth`` -> -inf (too close),
+    > ``max_depth`` -> +inf (out of range). ``max_depth = inf`` disables the upper limit.
+    """
+    if not (min_depth >= 0.0 and max_depth > min_depth):
+        raise ValueError(f"need 0 <= min_depth < max_depth; got {min_depth}, {max_depth}")
+    if isinstance(depth, torch.Tensor):
+        d = depth if inplace and depth.dtype == torch.float32 else depth.float().clone()
+        d[~(d > 0)] = math.nan
+        d[d < min_depth] = -math.inf
+        d[d > max_depth] = math.inf
+        return d
+    xp = array_module(depth)
+    d = depth if inplace and depth.dtype == np.float32 else depth.astype(xp.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        d[~(d > 0)] = np.nan
+        if min_depth > 0:
+            d[d < np.float32(min_depth)] = -np.inf
+        d[d > np.float32(max_depth)] = np.inf
+    return d
+
+
+def depth_to_millimetres(depth: Any) -> Any:
+    """16UC1 depth (REP 118 raw-driver style): millimetres, 0 = invalid (NaN, +-inf, > 65.535 m)."""
+    xp = array_module(depth)
+    d = depth.astype(xp.float32, copy=False)
+    with np.errstate(invalid="ignore"):
+        mm = xp.rint(d * np.float32(1000.0))
+        ok = xp.isfinite(mm) & (mm > 0) & (mm <= 65535)
+    return xp.where(ok, mm, 0).astype(xp.uint16)
+
+
+def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Official label convention: argmax over classes + 1 (1..C; 0 is reserved for unlabeled).
+
+    (N, C, H, W) -> (N, H, W) uint8 (int16 storage for C > 255 is returned as torch.int32).
+    """
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
+        raise ValueError("labels_from_logits expects a (N, C, H, W) torch tensor")
+    labels = logits.argmax(dim=1) + 1
+    return labels.to(torch.uint8) if logits.shape[1] <= 255 else labels.to(torch.int32)
+
+
+def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:
+    """(H, W) labels -> (H, W, 3) uint8 RGB via ``palette`` ((K, 3) uint8, row 0 = unlabeled).
+
+    Labels beyond the palette are shown black (like unlabeled) instead of raising mid-stream.
+    """
+    xp = array_module(labels)
+    pal = xp.asarray(palette, dtype=xp.uint8)
+    if pal.ndim != 2 or pal.shape[1] != 3:
+        raise ValueError(f"palette must be (K, 3) uint8; got shape {pal.shape}")
+    lab = labels.astype(xp.int64, copy=False)
+    out = pal[xp.clip(lab, 0, pal.shape[0] - 1)]
+    bad = lab >= pal.shape[0]
+    if bool(bad.any()):
+        out[bad] = 0
+    return out
+
+
+def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:
+    """Alpha blend ``(1 - alpha) * rgb + alpha * color``, rounded to uint8 (official overlay: 0.5)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
+    if rgb.shape != color.shape:
+        raise ValueError(f"overlay needs images of one shape; got {rgb.shape} and {color.shape}")
+    xp = array_module(rgb)
+    out = rgb.astype(xp.float32) * np.float32(1.0 - alpha)
+    out += color.astype(xp.float32) * np.float32(alpha)
+    out += np.float32(0.5)
+    return out.astype(xp.uint8)
+
+
+def tensor_to_array(t: torch.Tensor) -> Any:
+    """Zero-copy array view of a tensor: NumPy for CPU tensors, CuPy (DLPack) for CUDA tensors."""
+    t = t.detach()
+    if t.device.type == "cpu":
+        return t.numpy()
+    import cupy  # noqa: PLC0415
+
+    return cupy.from_dlpack(t.contiguous())

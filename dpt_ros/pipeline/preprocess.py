@@ -1,0 +1,133 @@
+"""Official DPT pre-processing: keep aspect ratio, sides multiples of 32, bicubic, (x - 0.5) / 0.5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from dpt_ros.pipeline._backend import array_module, backend_for_device, get_xp
+from dpt_ros.pipeline.encodings import ImageView, decode
+
+RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")
+
+
+def _as_hw(net_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(net_size, (int, np.integer)):
+        h = w = int(net_size)
+    else:
+        try:
+            h, w = (int(v) for v in net_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"net_size must be an int or (height, width); got {net_size!r}") from None
+    if h <= 0 or w <= 0:
+        raise ValueError(f"net_size must be positive; got {net_size!r}")
+    return h, w
+
+
+def _constrain(x: float, multiple: int, min_val: int = 0, max_val: int | None = None) -> int:
+    y = int(np.round(x / multiple) * multiple)  # np.round: half to even, as the official code
+    if max_val is not None and y > max_val:
+        y = int(np.floor(x / multiple) * multiple)
+    if y < min_val:
+        y = int(np.ceil(x / multiple) * multiple)
+    return max(y, multiple)
+
+
+def network_input_size(height: int, width: int, net_size: int | tuple[int, int],
+                       method: str = "minimal", multiple: int = 32) -> tuple[int, int]:
+    """Network input (h, w) for an image, following the official ``Resize`` transform.
+
+    "minimal": scale both sides by whichever of net_h/H, net_w/W is closer to 1, round each side to
+    a multiple of ``multiple`` (half to even). "lower_bound"/"upper_bound": both sides >= / <= the net
+    size. "fixed": exactly ``net_size`` (aspect ratio not kept). 640x480 at 384 -> (384, 512).
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive; got {width}x{height}")
+    if method not in RESIZE_METHODS:
+        raise ValueError(f"unknown resize method {method!r}; valid: {', '.join(RESIZE_METHODS)}")
+    if multiple <= 0:
+        raise ValueError(f"multiple must be positive; got {multiple}")
+    net_h, net_w = _as_hw(net_size)
+    if method == "fixed":
+        return _constrain(net_h, multiple), _constrain(net_w, multiple)
+    sh, sw = net_h / height, net_w / width
+    if method == "lower_bound":
+        s = max(sh, sw)
+        return (_constrain(s * height, multiple, min_val=net_h), _constrain(s * width, multiple, min_val=net_w))
+    if method == "upper_bound":
+        s = min(sh, sw)
+        return (_constrain(s * height, multiple, max_val=net_h), _constrain(s * width, multiple, max_val=net_w))
+    s = sw if abs(1 - sw) < abs(1 - sh) else sh
+    return _constrain(s * height, multiple), _constrain(s * width, multiple)
+
+
+def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
+    """Bicubic resize with OpenCV INTER_CUBIC semantics (a = -0.75, half-pixel centres,
+    replicated border, no clipping) of an (H, W[, C]) float32 array to ``size`` = (h, w)."""
+    h, w = size
+    xp = array_module(image)
+    if xp is np:
+        return cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+    return _cuda.resize_bicubic(image, size)
+
+
+class Preprocessor:
+    """RGB uint8 frame -> normalised (1, 3, h, w) float32 torch tensor on ``device``.
+
+    :param net_size: the variant's network size (int or (height, width)).
+    :param method: resize rule, see :func:`network_input_size`.
+    :param device: torch device of the returned tensor; a CUDA device selects the CuPy backend
+        (fused decode + resize + normalise kernel, DLPack hand-off on torch's current stream).
+    :param backend: "numpy" / "cupy" to override the choice made from ``device``.
+    """
+
+    def __init__(self, net_size: int | tuple[int, int], method: str = "minimal",
+                 device: str | torch.device = "cpu", backend: str | None = None) -> None:
+        self.net_size = _as_hw(net_size)
+        if method not in RESIZE_METHODS:
+            raise ValueError(f"unknown resize method {method!r}; valid: {', '.join(RESIZE_METHODS)}")
+        self.method = method
+        self.device = torch.device(device)
+        self.backend = backend or backend_for_device(self.device)
+        self.xp = get_xp(self.backend)
+        if self.backend == "cupy" and self.device.type != "cuda":
+            raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Network (h, w) for an image of ``height`` x ``width``."""
+        return network_input_size(height, width, self.net_size, self.method)
+
+    def __call__(self, frame: Any) -> torch.Tensor:
+        """Pre-process ``frame``: an (H, W, 3) uint8 RGB array (NumPy or CuPy) or an
+        :class:`ImageView` (decoded here; on CuPy decode, resize and normalise are fused)."""
+        if self.backend == "cupy":
+            from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+            return _cuda.preprocess(frame, self.input_size, self.device)
+        if isinstance(frame, ImageView):
+            frame = decode(frame, np)
+        rgb = frame
+        if array_module(rgb) is not np:
+            rgb = rgb.get()
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {rgb.shape} dtype {rgb.dtype}")
+        h, w = self.input_size(rgb.shape[0], rgb.shape[1])
+        out = np.empty((1, 3, h, w), np.float32)
+        if rgb.strides[2] == 0:  # mono broadcast view: resize one channel, replicate
+            res = cv2.resize(rgb[:, :, 0].astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+            np.multiply(res, 2.0 / 255.0, out=out[0, 0])
+            out[0, 0] -= 1.0
+            out[0, 1] = out[0, 0]
+            out[0, 2] = out[0, 0]
+        else:
+            res = cv2.resize(rgb.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+            # (x / 255 - 0.5) / 0.5 == x * 2/255 - 1; written channel-first in one pass
+            np.multiply(res.transpose(2, 0, 1), np.float32(2.0 / 255.0), out=out[0])
+            out -= 1.0
+        t = torch.from_numpy(out)
+        return t if self.device.type == "cpu" else t.to(self.device)
