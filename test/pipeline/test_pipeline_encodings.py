@@ -1,0 +1,212 @@
+"""Decoding of every supported encoding, with row padding and both byte orders."""
+
+import array
+
+import cv2
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import (
+    SUPPORTED_ENCODINGS,
+    EncodingError,
+    ImageView,
+    decode,
+    decode_compressed,
+)
+
+RNG = np.random.default_rng(6)
+H, W = 14, 22  # even width for yuv422, not a multiple of anything nice
+RGB = RNG.integers(0, 256, (H, W, 3), dtype=np.uint8)
+GRAY = RGB[:, :, 1].copy()
+PADDINGS = (0, 1, 3, 64)
+
+
+def _to16(a: np.ndarray) -> np.ndarray:
+    """16-bit values that round back to ``a`` (v / 257 rounded), with noise to test the rounding."""
+    noise = RNG.integers(-128, 129, a.shape)
+    return np.clip(a.astype(np.int64) * 257 + noise, 0, 65535).astype(np.uint16)
+
+
+def _raw_and_expected(encoding: str):
+    alpha = RNG.integers(0, 256, (H, W, 1), dtype=np.uint8)
+    g3 = np.repeat(GRAY[:, :, None], 3, axis=2)
+    table = {
+        "rgb8": (RGB, RGB),
+        "bgr8": (RGB[:, :, ::-1], RGB),
+        "8UC3": (RGB[:, :, ::-1], RGB),
+        "rgba8": (np.dstack([RGB, alpha]), RGB),
+        "bgra8": (np.dstack([RGB[:, :, ::-1], alpha]), RGB),
+        "8UC4": (np.dstack([RGB[:, :, ::-1], alpha]), RGB),
+        "rgb16": (_to16(RGB), RGB),
+        "bgr16": (_to16(RGB[:, :, ::-1]), RGB),
+        "rgba16": (_to16(np.dstack([RGB, alpha])), RGB),
+        "bgra16": (_to16(np.dstack([RGB[:, :, ::-1], alpha])), RGB),
+        "mono8": (GRAY, g3),
+        "8UC1": (GRAY, g3),
+        "mono16": (_to16(GRAY), g3),
+        "16UC1": (_to16(GRAY), g3),
+        "32FC1": (GRAY.astype(np.float32) / 255.0, g3),
+    }
+    return table[encoding]
+
+
+SIMPLE = ["rgb8", "bgr8", "8UC3", "rgba8", "bgra8", "8UC4", "rgb16", "bgr16", "rgba16", "bgra16",
+          "mono8", "8UC1", "mono16", "16UC1", "32FC1"]
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("encoding", SIMPLE)
+def test_decode_simple_encodings(encoding, padding, bigendian):
+    raw, expected = _raw_and_expected(encoding)
+    view = ImageView.from_array(raw, encoding, padding=padding, bigendian=bigendian)
+    assert view.step == W * raw.dtype.itemsize * (raw.shape[2] if raw.ndim == 3 else 1) + padding
+    out = decode(view, np)
+    assert out.shape == (H, W, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_big_endian_bytes_are_really_swapped():
+    v = np.array([[0x0102, 0xFF00]], dtype=np.uint16)
+    le = ImageView.from_array(v, "mono16", bigendian=False)
+    be = ImageView.from_array(v, "mono16", bigendian=True)
+    assert bytes(le.data) == b"\x02\x01\x00\xff" and bytes(be.data) == b"\x01\x02\xff\x00"
+    np.testing.assert_array_equal(decode(le)[..., 0], decode(be)[..., 0])
+    np.testing.assert_array_equal(decode(be)[0, :, 0], [1, 254])  # round(258/257), round(65280/257)
+
+
+def test_32fc1_clips_and_maps_nan_to_black():
+    v = np.array([[np.nan, -1.0, 0.5, 2.0, np.inf]], dtype=np.float32)
+    out = decode(ImageView.from_array(v, "32FC1"))[0, :, 0]
+    np.testing.assert_array_equal(out, [0, 0, 128, 255, 255])
+
+
+def _yuv_reference(y, u, v):
+    """ITU-R BT.601 limited range, the definition OpenCV implements (tolerance 1 for its fixed point)."""
+    y, u, v = (np.asarray(c, np.float64) for c in (y, u, v))
+    c = 1.164 * (y - 16)
+    r = c + 1.596 * (v - 128)
+    g = c - 0.813 * (v - 128) - 0.391 * (u - 128)
+    b = c + 2.018 * (u - 128)
+    return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
+def test_decode_yuv422(encoding, padding):
+    y = RNG.integers(16, 236, (H, W)).astype(np.uint8)
+    u = RNG.integers(16, 241, (H, W // 2)).astype(np.uint8)
+    v = RNG.integers(16, 241, (H, W // 2)).astype(np.uint8)
+    raw = np.empty((H, W // 2, 4), np.uint8)
+    if encoding in ("yuv422", "uyvy"):  # U0 Y0 V0 Y1
+        raw[..., 0], raw[..., 1], raw[..., 2], raw[..., 3] = u, y[:, 0::2], v, y[:, 1::2]
+    else:  # Y0 U0 Y1 V0
+        raw[..., 0], raw[..., 1], raw[..., 2], raw[..., 3] = y[:, 0::2], u, y[:, 1::2], v
+    view = ImageView.from_array(raw.reshape(H, W * 2), encoding, padding=padding)
+    assert (view.width, view.height) == (W, H)
+    out = decode(view).astype(np.int64)
+    expected = _yuv_reference(y, np.repeat(u, 2, axis=1), np.repeat(v, 2, axis=1))
+    assert np.abs(out - expected).max() <= 1
+
+
+def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
+    idx = {"r": 0, "g": 1, "b": 2}
+    m = np.empty(rgb.shape[:2], rgb.dtype)
+    for dy in range(2):
+        for dx in range(2):
+            m[dy::2, dx::2] = rgb[dy::2, dx::2, idx[pattern[2 * dy + dx]]]
+    return m
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+def test_decode_bayer8(pattern, padding):
+    # a constant colour must come back exactly everywhere; a smooth ramp closely in the interior
+    const = np.broadcast_to(np.array([200, 90, 30], np.uint8), (H, W, 3))
+    out = decode(ImageView.from_array(_mosaic(const, pattern), f"bayer_{pattern}8", padding=padding))
+    np.testing.assert_array_equal(out, const)
+    yy, xx = np.mgrid[0:H, 0:W]
+    ramp = np.stack([40 + 4 * xx, 60 + 5 * yy, 200 - 3 * xx], -1).astype(np.uint8)
+    out = decode(ImageView.from_array(_mosaic(ramp, pattern), f"bayer_{pattern}8", padding=padding))
+    assert np.abs(out[2:-2, 2:-2].astype(int) - ramp[2:-2, 2:-2]).max() <= 3
+
+
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("pattern", ["rggb", "grbg"])
+def test_decode_bayer16(pattern, bigendian):
+    const = np.broadcast_to(np.array([200, 90, 30], np.uint16) * 257, (H, W, 3))
+    view = ImageView.from_array(_mosaic(const, pattern), f"bayer_{pattern}16", padding=3, bigendian=bigendian)
+    np.testing.assert_array_equal(decode(view), np.broadcast_to(np.array([200, 90, 30], np.uint8), (H, W, 3)))
+
+
+def test_every_supported_encoding_is_covered_here():
+    covered = set(SIMPLE) | {"yuv422", "uyvy", "yuv422_yuy2", "yuyv"}
+    covered |= {f"bayer_{p}{b}" for p in ("rggb", "bggr", "gbrg", "grbg") for b in (8, 16)}
+    assert covered == set(SUPPORTED_ENCODINGS)
+
+
+def test_packed_encodings_decode_without_copy():
+    buf = np.zeros((H, W * 3 + 5), np.uint8)  # padded rows in a writable message buffer
+    buf[:, : W * 3] = RGB.reshape(H, -1)
+    for enc in ("rgb8", "bgr8"):
+        out = decode(ImageView(buf, enc, H, W, W * 3 + 5))
+        assert np.shares_memory(out, buf)
+    arr = array.array("B")
+    arr.frombytes(buf.tobytes())  # what rclpy hands over as msg.data
+    out = decode(ImageView(arr, "rgb8", H, W, W * 3 + 5))
+    assert np.shares_memory(out, np.frombuffer(arr, np.uint8))
+    np.testing.assert_array_equal(out, RGB)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(encoding="rgb9"), "unsupported image encoding 'rgb9'; supported: rgb8"),
+        (dict(encoding="rgb8", step=W * 3 - 1), "smaller than one row"),
+        (dict(encoding="rgb8", step=W * 3 + 1), r"len\(data\)"),
+        (dict(encoding="rgb8", height=H + 1), r"len\(data\)"),
+        (dict(encoding="rgb8", width=0), "invalid width"),
+        (dict(encoding="rgb8", height=-3), "invalid height"),
+        (dict(encoding="rgb8", width=100_000, height=100_000, step=300_000), "side limit"),
+        (dict(encoding="mono8", width=20_000, height=20_000, step=20_000), r"len\(data\)"),
+        (dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2), "even width"),
+    ],
+)
+def test_invalid_views_are_rejected_before_allocation(kwargs, match):
+    fields = dict(data=RGB.tobytes(), encoding="rgb8", height=H, width=W, step=W * 3)
+    if kwargs.get("encoding") == "yuv422":
+        fields["data"] = bytes(H * (W - 1) * 2)
+    fields.update(kwargs)
+    with pytest.raises(EncodingError, match=match):
+        decode(ImageView(**fields))
+
+
+def test_encoding_error_is_a_value_error_and_lists_supported():
+    with pytest.raises(ValueError) as info:
+        decode(ImageView(b"\0" * 12, "yuv420", 2, 2, 6))
+    for name in ("yuv420", "bgr8", "mono16", "bayer_rggb8", "yuv422_yuy2"):
+        assert name in str(info.value)
+
+
+def test_decode_compressed_png_exact_and_jpeg_close():
+    ok, png = cv2.imencode(".png", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+    assert ok
+    np.testing.assert_array_equal(decode_compressed(png.tobytes(), "png"), RGB)
+    smooth = cv2.GaussianBlur(RGB, (0, 0), 3)
+    ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(smooth, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 98])
+    out = decode_compressed(array.array("B", jpg.tobytes()), "rgb8; jpeg compressed bgr8")
+    assert out.shape == RGB.shape and np.abs(out.astype(int) - smooth).mean() < 3
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "match"),
+    [
+        (b"\xff\xd8\xff" + b"\0" * 20, "jpeg", "could not decode"),
+        (b"GIF89a....", "jpeg", "neither JPEG nor PNG"),
+        (b"", "png", "empty"),
+        (b"\x89PNG\r\n\x1a\n", "bmp", "unsupported compressed format 'bmp'"),
+    ],
+)
+def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
+    with pytest.raises(EncodingError, match=match):
+        decode_compressed(data, fmt)
