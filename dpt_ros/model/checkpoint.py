@@ -1,0 +1,511 @@
+"""Checkpoint reading, verification, official <-> Hugging Face key mapping and strict loading.
+
+Canonical names are the official isl-org/DPT ones (``pretrained.*``, ``scratch.*``, ``auxlayer.*``),
+which are also :class:`~dpt_ros.model.DPT`'s own ``state_dict`` names. Hugging Face DPT names
+(``dpt.*``, ``neck.*``, ``head.*``, ``auxiliary_head.*``, split q/k/v) are mapped onto them.
+
+Rules applied when loading, never silently:
+
+- ``pretrained.model.head.*`` (the ImageNet classifier of the timm ViT, stored in the official files,
+  unused by DPT) is dropped; it is listed in :attr:`LoadReport.dropped`.
+- ``auxlayer.*`` (training-only auxiliary segmentation head) is loaded when present; a segmentation
+  checkpoint without it is accepted and reported in :attr:`LoadReport.absent_optional`.
+- Anything else missing, unexpected or mis-shaped is a :class:`CheckpointError` listing the keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import re
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Optional
+
+import torch
+
+from .variants import VARIANTS, Variant, get_variant
+
+__all__ = [
+    "CheckpointError",
+    "LoadReport",
+    "read_state_dict",
+    "verify_sha256_prefix",
+    "expected_sha256_prefix",
+    "official_to_hf",
+    "hf_to_official",
+    "official_to_hf_name",
+    "is_hf_state_dict",
+    "describe_state_dict",
+    "matching_variants",
+    "load_state_dict_into",
+    "load_checkpoint",
+]
+
+DROPPED_PREFIXES = ("pretrained.model.head.",)
+OPTIONAL_PREFIXES = ("auxlayer.",)
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: corrupt/truncated, unsafe, or for another architecture."""
+
+
+@dataclass
+class LoadReport:
+    """What happened to the keys of a loaded checkpoint (official names)."""
+
+    source_format: str = "official"
+    loaded: int = 0
+    dropped: list[str] = field(default_factory=list)
+    absent_optional: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
+
+_HASH_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
+_hash_cache: dict[tuple, str] = {}
+_hash_lock = threading.Lock()
+
+
+def expected_sha256_prefix(path: "str | os.PathLike") -> Optional[str]:
+    """The SHA-256 prefix a torch.hub-style name carries (``dpt_hybrid-midas-501f0c75.pt``), or None."""
+    m = _HASH_RE.search(Path(path).name)
+    return m.group(1) if m else None
+
+
+def file_sha256(path: "str | os.PathLike") -> str:
+    """SHA-256 hex digest of a file (cached per path, size and modification time)."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    with _hash_lock:
+        if key in _hash_cache:
+            return _hash_cache[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
+    with _hash_lock:
+        _hash_cache[key] = digest
+    return digest
+
+
+def verify_sha256_prefix(path: "str | os.PathLike") -> Optional[str]:
+    """Check a file against the hash prefix in its name; returns the prefix checked (None: no prefix).
+
+    :raises CheckpointError: the digest does not start with the prefix (corrupt or truncated file).
+    """
+    prefix = expected_sha256_prefix(path)
+    if prefix is None:
+        return None
+    digest = file_sha256(path)
+    if not digest.startswith(prefix):
+        size = os.path.getsize(path)
+        raise CheckpointError(
+            f"{path}: SHA-256 {digest[:16]}... does not start with {prefix} (from the file name): the file is "
+            f"corrupt or truncated ({size} bytes). Download it again (python -m dpt_ros.tools.weights --urls)."
+        )
+    return prefix
+
+
+def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
+    msg = f"weights file not found: {path}."
+    if variant is not None and variant.url:
+        msg += f" Official weights for {variant.name}: {variant.url} (save as {variant.checkpoint})"
+        if variant.hf_id:
+            msg += f", or the Hugging Face model {variant.hf_id} (model.safetensors)"
+        msg += "; check it with: python -m dpt_ros.tools.weights --verify FILE."
+    elif variant is not None:
+        msg += (f" Variant {variant.name} has no released weights; use weights='random' for tests "
+                "(outputs are meaningless) or pick a released variant.")
+    return msg
+
+
+def _unwrap(obj, path: Path) -> dict:
+    if isinstance(obj, Mapping):
+        if "model" in obj and isinstance(obj["model"], Mapping) and (
+                "optimizer" in obj or not any(isinstance(v, torch.Tensor) for v in obj.values())):
+            obj = obj["model"]
+        elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
+            obj = obj["state_dict"]
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise CheckpointError(f"{path}: not a state dict: non-tensor entries {bad[:10]}")
+    sd = dict(obj)
+    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+    return sd
+
+
+def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" = None,
+                    verify_hash: bool = True) -> dict[str, torch.Tensor]:
+    """Read the tensors of a checkpoint file safely (no arbitrary unpickling), memory-mapped.
+
+    Accepts torch files (``.pt``/``.pth``/``.bin``, with or without the ``{"model", "optimizer"}``
+    wrapper) and ``.safetensors``. Names are returned as stored (official or HF).
+
+    :raises FileNotFoundError: no such file (the message says where official weights are).
+    :raises CheckpointError: hash prefix mismatch, truncated/corrupt file, unsafe pickle, not a state dict.
+    """
+    path = Path(os.fspath(path)).expanduser()
+    v = get_variant(variant) if variant is not None else None
+    if not path.is_file():
+        raise FileNotFoundError(_not_found_message(path, v))
+    if verify_hash:
+        verify_sha256_prefix(path)
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError as e:  # pragma: no cover - safetensors is a dependency
+            raise CheckpointError(f"{path}: reading .safetensors needs the 'safetensors' package") from e
+        try:
+            return load_file(str(path), device="cpu")
+        except Exception as e:
+            raise CheckpointError(f"{path}: cannot read safetensors file (corrupt or truncated?): {e}") from e
+    try:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:
+            if "mmap" not in str(e):
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
+            f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {str(e)[:300]}"
+        ) from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: cannot read the checkpoint: the file is corrupt or truncated ({e.__class__.__name__}: "
+            f"{str(e)[:200]}). Download it again."
+        ) from e
+    return _unwrap(obj, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Official <-> Hugging Face names
+# ----------------------------------------------------------------------------------------------
+
+_BLOCK_MAP = {
+    "norm1": "layernorm_before",
+    "norm2": "layernorm_after",
+    "attn.proj": "attention.output.dense",
+    "mlp.fc1": "intermediate.dense",
+    "mlp.fc2": "output.dense",
+}
+_QKV = ("query", "key", "value")
+
+
+def official_to_hf_name(name: str, hybrid: bool) -> "str | tuple[str, str, str]":
+    """HF name(s) of one official key; a tuple of three for a fused ``attn.qkv`` tensor.
+
+    :raises KeyError: a name with no HF counterpart (e.g. the ViT classifier head).
+    """
+    m = re.fullmatch(r"pretrained\.model\.blocks\.(\d+)\.(.+)\.(weight|bias)", name)
+    if m:
+        i, mod, kind = m.groups()
+        base = f"dpt.encoder.layer.{i}."
+        if mod == "attn.qkv":
+            return tuple(f"{base}attention.attention.{q}.{kind}" for q in _QKV)  # type: ignore[return-value]
+        if mod in _BLOCK_MAP:
+            return f"{base}{_BLOCK_MAP[mod]}.{kind}"
+        raise KeyError(name)
+    simple = {
+        "pretrained.model.cls_token": "dpt.embeddings.cls_token",
+        "pretrained.model.pos_embed": "dpt.embeddings.position_embeddings",
+    }
+    if name in simple:
+        return simple[name]
+    m = re.fullmatch(r"pretrained\.model\.norm\.(weight|bias)", name)
+    if m:
+        return f"dpt.layernorm.{m.group(1)}"
+    m = re.fullmatch(r"pretrained\.model\.patch_embed\.proj\.(weight|bias)", name)
+    if m:
+        return ("dpt.embeddings.projection." if hybrid else "dpt.embeddings.patch_embeddings.projection.") + m.group(1)
+    m = re.fullmatch(r"pretrained\.model\.patch_embed\.backbone\.stem\.(conv|norm)\.(.+)", name)
+    if m:
+        return f"dpt.embeddings.backbone.bit.embedder.{'convolution' if m.group(1) == 'conv' else 'norm'}.{m.group(2)}"
+    m = re.fullmatch(r"pretrained\.model\.patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)", name)
+    if m:
+        return f"dpt.embeddings.backbone.bit.encoder.stages.{m.group(1)}.layers.{m.group(2)}.{m.group(3)}"
+    m = re.fullmatch(r"pretrained\.act_postprocess(\d)\.0\.project\.0\.(weight|bias)", name)
+    if m:
+        return f"neck.reassemble_stage.readout_projects.{int(m.group(1)) - 1}.0.{m.group(2)}"
+    m = re.fullmatch(r"pretrained\.act_postprocess(\d)\.([34])\.(weight|bias)", name)
+    if m:
+        part = "projection" if m.group(2) == "3" else "resize"
+        return f"neck.reassemble_stage.layers.{int(m.group(1)) - 1}.{part}.{m.group(3)}"
+    m = re.fullmatch(r"scratch\.layer(\d)_rn\.(weight|bias)", name)
+    if m:
+        return f"neck.convs.{int(m.group(1)) - 1}.{m.group(2)}"
+    m = re.fullmatch(r"scratch\.refinenet(\d)\.(.+)", name)
+    if m:
+        k, rest = int(m.group(1)), m.group(2)
+        rest = rest.replace("out_conv.", "projection.")
+        rest = re.sub(r"resConfUnit(\d)\.", r"residual_layer\1.", rest)
+        rest = re.sub(r"\.conv(\d)\.", r".convolution\1.", rest)
+        rest = re.sub(r"\.bn(\d)\.", r".batch_norm\1.", rest)
+        return f"neck.fusion_stage.layers.{4 - k}.{rest}"
+    m = re.fullmatch(r"scratch\.output_conv\.(.+)", name)
+    if m:
+        return f"head.head.{m.group(1)}"
+    m = re.fullmatch(r"auxlayer\.(.+)", name)
+    if m:
+        return f"auxiliary_head.head.{m.group(1)}"
+    raise KeyError(name)
+
+
+def is_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> bool:
+    """True for Hugging Face DPT names, False for official names."""
+    hf = sum(k.startswith(("dpt.", "neck.", "head.", "auxiliary_head.")) for k in sd)
+    off = sum(k.startswith(("pretrained.", "scratch.", "auxlayer.")) for k in sd)
+    return hf > off
+
+
+def _is_hybrid(sd: Mapping[str, torch.Tensor]) -> bool:
+    return any(".backbone." in k or k.startswith("dpt.embeddings.backbone") for k in sd)
+
+
+def official_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Official-named state dict -> HF-named (q/k/v split). The ViT classifier head is dropped."""
+    hybrid = _is_hybrid(sd)
+    out: dict[str, torch.Tensor] = {}
+    unknown = []
+    for k, v in sd.items():
+        if k.startswith(DROPPED_PREFIXES):
+            continue
+        try:
+            new = official_to_hf_name(k, hybrid)
+        except KeyError:
+            unknown.append(k)
+            continue
+        if isinstance(new, tuple):
+            for name, part in zip(new, v.chunk(3, dim=0)):
+                out[name] = part
+        else:
+            out[new] = v
+    if unknown:
+        raise CheckpointError(f"official_to_hf: keys with no Hugging Face counterpart: {unknown[:20]}")
+    return out
+
+
+def hf_to_official(sd: Mapping[str, torch.Tensor], reference: Iterable[str]) -> dict[str, torch.Tensor]:
+    """HF-named state dict -> official names, for the official key set ``reference``.
+
+    ``reference`` (e.g. ``DPT(variant).state_dict().keys()``) defines the target; every HF key must be
+    consumed and every reference key found, else :class:`CheckpointError` lists the differences.
+    """
+    hybrid = _is_hybrid(sd)
+    out: dict[str, torch.Tensor] = {}
+    used: set[str] = set()
+    missing = []
+    for k in reference:
+        new = official_to_hf_name(k, hybrid)
+        if isinstance(new, tuple):
+            if all(n in sd for n in new):
+                out[k] = torch.cat([sd[n] for n in new], dim=0)
+                used.update(new)
+            else:
+                missing.append(f"{k} (<- {', '.join(n for n in new if n not in sd)})")
+        elif new in sd:
+            out[k] = sd[new]
+            used.add(new)
+        else:
+            missing.append(f"{k} (<- {new})")
+    unexpected = [k for k in sd if k not in used]
+    # Missing optional keys are reported by load_state_dict_into; re-map them there.
+    hard_missing = [m for m in missing if not m.startswith(OPTIONAL_PREFIXES)]
+    if hard_missing or unexpected:
+        raise CheckpointError(_key_error_text("Hugging Face checkpoint", hard_missing, unexpected, []))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Architecture detection
+# ----------------------------------------------------------------------------------------------
+
+def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> dict:
+    """Architecture facts readable from a state dict (either naming): backbone, dim, depth, task, classes."""
+    if is_hf_state_dict(sd):
+        sd = {_hf_to_official_guess(k): v for k, v in sd.items()}
+    facts: dict = {"backbone": "hybrid" if _is_hybrid(sd) else "vit"}
+    pe = sd.get("pretrained.model.pos_embed")
+    if pe is not None and pe.ndim == 3:
+        facts["embed_dim"] = int(pe.shape[-1])
+    blocks = [int(m.group(1)) for k in sd if (m := re.match(r"pretrained\.model\.blocks\.(\d+)\.", k))]
+    if blocks:
+        facts["depth"] = max(blocks) + 1
+    if "auxlayer.4.weight" in sd or "scratch.output_conv.1.weight" in sd:
+        facts["task"] = "segmentation"
+        w = sd.get("scratch.output_conv.4.weight")
+        if w is not None:
+            facts["num_classes"] = int(w.shape[0])
+    elif "scratch.output_conv.0.weight" in sd:
+        facts["task"] = "depth"
+    ch = []
+    for k in range(1, 5):
+        w = sd.get(f"scratch.layer{k}_rn.weight")
+        if w is not None:
+            ch.append(int(w.shape[1]))
+    if len(ch) == 4:
+        facts["channels"] = tuple(ch)
+    return facts
+
+
+def _hf_to_official_guess(name: str) -> str:
+    """Rough inverse of :func:`official_to_hf_name` for the keys :func:`describe_state_dict` reads."""
+    rules = [
+        (r"dpt\.embeddings\.position_embeddings", "pretrained.model.pos_embed"),
+        (r"dpt\.embeddings\.backbone\.(.*)", r"pretrained.model.patch_embed.backbone.\1"),
+        (r"dpt\.encoder\.layer\.(\d+)\.(.*)", r"pretrained.model.blocks.\1.\2"),
+        (r"neck\.convs\.(\d)\.(.*)", lambda m: f"scratch.layer{int(m.group(1)) + 1}_rn.{m.group(2)}"),
+        (r"head\.head\.(.*)", r"scratch.output_conv.\1"),
+        (r"auxiliary_head\.head\.(.*)", r"auxlayer.\1"),
+    ]
+    for pat, rep in rules:
+        if re.fullmatch(pat, name):
+            return re.sub(pat, rep, name)
+    return name
+
+
+def _variant_facts(v: Variant) -> dict:
+    facts = {"backbone": v.backbone, "embed_dim": v.embed_dim, "depth": v.depth, "task": v.task,
+             "channels": tuple(v.channels)}
+    if v.task == "segmentation":
+        facts["num_classes"] = v.num_classes
+    return facts
+
+
+def matching_variants(sd: Mapping[str, torch.Tensor]) -> list[str]:
+    """Registry variants whose architecture agrees with every fact readable from ``sd``."""
+    facts = describe_state_dict(sd)
+    out = []
+    for name, v in VARIANTS.items():
+        vf = _variant_facts(v)
+        if all(vf.get(k) == val for k, val in facts.items() if k in vf):
+            out.append(name)
+    return out
+
+
+def _describe(facts: dict) -> str:
+    parts = [f"{facts.get('backbone', '?')} backbone"]
+    if "embed_dim" in facts:
+        parts.append(f"width {facts['embed_dim']}")
+    if "depth" in facts:
+        parts.append(f"{facts['depth']} blocks")
+    if "task" in facts:
+        parts.append(facts["task"] + (f" ({facts['num_classes']} classes)" if "num_classes" in facts else ""))
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# Strict loading
+# ----------------------------------------------------------------------------------------------
+
+def _key_error_text(what: str, missing: list, unexpected: list, mis_shaped: list, limit: int = 25) -> str:
+    lines = [f"{what} does not match the model:"]
+    for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+        if keys:
+            shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+            lines.append(f"  {len(keys)} {title}: {shown}")
+    return "\n".join(lines)
+
+
+def _wrong_variant_error(sd: Mapping[str, torch.Tensor], variant: Variant, source: str) -> Optional[CheckpointError]:
+    facts = describe_state_dict(sd)
+    vf = _variant_facts(variant)
+    differs = {k: (val, vf[k]) for k, val in facts.items() if k in vf and vf[k] != val}
+    if not differs:
+        return None
+    cands = matching_variants(sd)
+    msg = (f"{source} holds a different DPT ({_describe(facts)}) than variant {variant.name!r} "
+           f"({_describe(vf)}).")
+    if cands:
+        msg += f" It matches variant(s): {', '.join(cands)}; set the variant to one of them"
+    else:
+        msg += " It matches no registered variant"
+    if variant.checkpoint:
+        msg += f", or use {variant.checkpoint} ({variant.url}) for {variant.name}"
+    return CheckpointError(msg + ".")
+
+
+def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str = "checkpoint",
+                         assign: bool = False) -> LoadReport:
+    """Strictly load an official- or HF-named state dict into a :class:`~dpt_ros.model.DPT`.
+
+    :param assign: keep the given tensors (e.g. memory-mapped) instead of copying into the model's.
+    :raises CheckpointError: wrong variant (with the matching one named), or key/shape differences listed.
+    """
+    variant: Variant = model.variant
+    err = _wrong_variant_error(sd, variant, source)
+    if err is not None:
+        raise err
+    report = LoadReport()
+    own = model.state_dict()
+    if is_hf_state_dict(sd):
+        report.source_format = "huggingface"
+        sd = hf_to_official(sd, own.keys())
+    sd = dict(sd)
+    for k in list(sd):
+        if k.startswith(DROPPED_PREFIXES):
+            report.dropped.append(k)
+            del sd[k]
+    missing = [k for k in own if k not in sd]
+    report.absent_optional = [k for k in missing if k.startswith(OPTIONAL_PREFIXES)]
+    missing = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES)]
+    unexpected = [k for k in sd if k not in own]
+    mis_shaped = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
+                  for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or mis_shaped:
+        raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped))
+    if report.absent_optional and assign:
+        # Modules built on the meta device need real tensors for the keys the file lacks.
+        for k in report.absent_optional:
+            sd[k] = torch.zeros(own[k].shape, dtype=own[k].dtype) if own[k].is_meta else own[k]
+    model.load_state_dict(sd, strict=not report.absent_optional, assign=assign)
+    report.loaded = len(sd)
+    return report
+
+
+def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_hash: bool = True) -> torch.nn.Module:
+    """Build the variant's :class:`~dpt_ros.model.DPT` and strictly load a checkpoint file into it.
+
+    The model is built on the meta device and takes the file's (memory-mapped) tensors, so loading
+    needs little more RAM than the tensors themselves. ``model.load_report`` tells what was dropped.
+    """
+    from .dpt import DPT
+
+    v = get_variant(variant)
+    path = Path(os.fspath(path)).expanduser()
+    sd = read_state_dict(path, v, verify_hash=verify_hash)
+    _check_release_name(path, v)
+    with torch.device("meta"):
+        model = DPT(v)
+    report = load_state_dict_into(model, sd, source=str(path), assign=True)
+    # Non-persistent buffers (none today) and BN tracking counters stay consistent on the CPU.
+    for name, buf in list(model.named_buffers()):
+        if buf.is_meta:
+            raise CheckpointError(f"{path}: buffer {name} was not provided by the checkpoint")
+    model.load_report = report
+    return model
+
+
+def _check_release_name(path: Path, variant: Variant) -> None:
+    """A release file of *another* variant with the same architecture (e.g. KITTI vs relative) is refused."""
+    name = path.name
+    for other in VARIANTS.values():
+        if other.name == variant.name:
+            continue
+        if name == other.checkpoint and name != variant.checkpoint and name not in variant.alt_checkpoints:
+            raise CheckpointError(
+                f"{path} is the release file of variant {other.name!r} ({other.description}), but variant "
+                f"{variant.name!r} was requested; set the variant to {other.name!r}"
+                + (f" or use {variant.checkpoint}" if variant.checkpoint else "") + "."
+            )

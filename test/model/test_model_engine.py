@@ -1,0 +1,121 @@
+"""Engine behaviour on the CPU with random weights (dpt_tiny and small inputs)."""
+
+import pytest
+import torch
+
+from dpt_ros.model import VARIANTS, CheckpointError, Engine, get_variant, load_engine, metric_depth
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return load_engine("dpt_tiny", "random")
+
+
+def test_tiny_runs_non_square(tiny):
+    assert tiny.random_weights is True
+    assert tiny.device == torch.device("cpu") and tiny.dtype == torch.float32
+    out = tiny.run(torch.randn(2, 3, 64, 96))
+    assert set(out) == {"inverse_depth"}
+    inv = out["inverse_depth"]
+    assert inv.shape == (2, 64, 96) and inv.dtype == torch.float32
+    assert torch.isfinite(inv).all() and (inv >= 0).all()  # final ReLU (non_negative)
+
+
+def test_run_is_inference_mode_and_deterministic(tiny):
+    x = torch.randn(1, 3, 96, 64)
+    a = tiny.run(x)["inverse_depth"]
+    b = tiny.run(x)["inverse_depth"]
+    assert a.is_inference()
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("shape,match", [
+    ((1, 3, 64, 80), "multiples of 32"),
+    ((1, 3, 70, 64), "multiples of 32"),
+    ((1, 4, 64, 64), "3 input channels"),
+    ((1, 1, 64, 64), "3 input channels"),
+    ((3, 64, 64), r"\(N, 3, H, W\)"),
+])
+def test_bad_input_shapes(tiny, shape, match):
+    with pytest.raises(ValueError, match=match):
+        tiny.run(torch.zeros(shape))
+
+
+def test_bad_input_dtype(tiny):
+    with pytest.raises(ValueError, match="float batch"):
+        tiny.run(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(TypeError):
+        tiny.run([[0.0]])
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="dpt_large.*dpt_tiny"):
+        get_variant("dpt_huge")
+    with pytest.raises(ValueError, match="precision"):
+        load_engine("dpt_tiny", "random", precision="int8")
+    with pytest.raises(ValueError, match="fp16"):
+        load_engine("dpt_tiny", "random", precision="fp16")
+    with pytest.raises(ValueError, match="cuda_graphs"):
+        load_engine("dpt_tiny", "random", cuda_graphs=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            load_engine("dpt_tiny", "random", device="cuda")
+
+
+def test_missing_file_message(tmp_path):
+    with pytest.raises(FileNotFoundError) as ei:
+        load_engine("dpt_hybrid", tmp_path / "dpt_hybrid-midas-501f0c75.pt")
+    msg = str(ei.value)
+    assert "dpt_hybrid-midas-501f0c75.pt" in msg and VARIANTS["dpt_hybrid"].url in msg
+    assert issubclass(CheckpointError, ValueError)
+
+
+def test_bf16_cpu_close_to_fp32():
+    torch.manual_seed(1)
+    from dpt_ros.model import DPT
+
+    model = DPT("dpt_tiny").eval()
+    sd = model.state_dict()
+    e32 = Engine(model, precision="fp32")
+    m2 = DPT("dpt_tiny")
+    m2.load_state_dict(sd)
+    e16 = Engine(m2, precision="bf16")
+    assert e16.dtype == torch.bfloat16
+    x = torch.randn(1, 3, 64, 64)
+    a, b = e32.run(x)["inverse_depth"], e16.run(x)["inverse_depth"]
+    assert b.dtype == torch.float32
+    rng = (a.max() - a.min()).item()
+    assert (a - b).abs().max().item() < 0.1 * rng + 1e-3
+
+
+@pytest.mark.parametrize("name", ["dpt_hybrid_kitti", "dpt_hybrid_nyu"])
+def test_metric_variants_exact(name):
+    v = get_variant(name)
+    torch.manual_seed(2)
+    tiny_hybrid = v.replace(embed_dim=64, depth=2, num_heads=2, hooks=(0, 1, 0, 1), channels=(128, 256, 64, 64),
+                            resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    from dpt_ros.model import DPT
+
+    e = Engine(DPT(tiny_hybrid), random_weights=True)
+    out = e.run(torch.randn(1, 3, 64, 96))
+    inv, depth = out["inverse_depth"], out["depth"]
+    expected = 1.0 / torch.clamp(v.metric.scale * inv + v.metric.shift, min=1e-8)
+    assert torch.equal(depth, expected)
+    # spec constants
+    consts = {"dpt_hybrid_kitti": (6.016e-5, 0.00579), "dpt_hybrid_nyu": (3.05e-4, 0.1378)}
+    assert (v.metric.scale, v.metric.shift, v.metric.invert) == (*consts[name], True)
+    # zero inverse depth -> 1/shift metres
+    z = metric_depth(torch.zeros(1), v.metric)
+    assert z.item() == pytest.approx(1.0 / v.metric.shift)
+    # the clamp: a negative shift pushed below 1e-8 gives 1e8 m
+    from dpt_ros.model import Metric
+
+    assert metric_depth(torch.tensor([0.0]), Metric(1.0, -1.0)).item() == pytest.approx(1e8)
+
+
+def test_segmentation_output():
+    torch.manual_seed(3)
+    e = load_engine("dpt_hybrid_ade20k", "random")
+    out = e.run(torch.randn(1, 3, 64, 96))
+    assert set(out) == {"logits"} and out["logits"].shape == (1, 150, 64, 96)
