@@ -1,0 +1,727 @@
+"""``dpt_node``: camera images in, DPT inverse depth / metric depth / segmentation / point clouds out.
+
+Threads: the executor thread runs callbacks, which only store the newest frame per camera in a
+slot (a replaced, unprocessed frame is counted as dropped) and return. One worker thread takes the
+filled slots (several cameras -> one batch per network input shape), runs the stages of
+:meth:`DptNode.process` with one settings snapshot and one model set, and publishes. Model
+parameter changes build new engines in a loader thread; the worker picks them up between batches.
+"""
+from __future__ import annotations
+
+import collections
+import math
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+
+from dpt_ros import pipeline
+from dpt_ros.model import get_variant, load_engine
+from dpt_ros.ros import conversions, params
+from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
+
+#: output topic (relative to the camera namespace) -> parameter that enables it
+OUTPUTS: dict[str, str] = {
+    "inverse_depth": "publish.inverse_depth",
+    "inverse_depth/colored": "publish.inverse_depth_colored",
+    "depth": "publish.depth",
+    "depth/camera_info": "publish.depth",
+    "segmentation": "publish.segmentation",
+    "segmentation/colored": "publish.segmentation_colored",
+    "points": "points.enabled",
+}
+_OUTPUT_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2}
+_DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/camera_info", "points")
+_SEG_OUTPUTS = ("segmentation", "segmentation/colored")
+STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+_INFO_BUFFER = 30
+
+
+class StartupError(RuntimeError):
+    """The node cannot start with the given parameters (message says which and what to do)."""
+
+
+def weights_help(task: str, variant_name: str) -> str:
+    """How to get weights for ``variant_name``, naming the ``<task>.weights`` parameter."""
+    v = get_variant(variant_name)
+    param = f"{task}.weights"
+    if v.checkpoint and v.url:
+        return (f"set {param} to the official checkpoint file {v.checkpoint} (download: {v.url}; "
+                f"its SHA-256 starts with {v.sha256_prefix}), e.g. --ros-args -p {param}:=/path/to/"
+                f"{v.checkpoint}; or {param}:=random to run with random weights (outputs not meaningful)")
+    return (f"variant {v.name} has no released weights: set {param}:=random (random initialisation, "
+            f"outputs not meaningful) or a checkpoint you trained for this architecture")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    """Engines and pre-processors built from one settings snapshot (swapped as a whole)."""
+
+    key: tuple
+    device: torch.device
+    depth: Any = None           # dpt_ros.model Engine or None
+    segmentation: Any = None
+    depth_pre: Any = None       # pipeline Preprocessor
+    segmentation_pre: Any = None
+
+    def describe(self) -> dict[str, str]:
+        out = {"device": str(self.device)}
+        for task in ("depth", "segmentation"):
+            e = getattr(self, task)
+            pre = getattr(self, f"{task}_pre")
+            out[f"{task}.model"] = e.variant.name if e is not None else "disabled"
+            if e is not None:
+                out[f"{task}.net_size"] = "x".join(str(v) for v in pre.net_size)
+                out[f"{task}.dtype"] = str(e.dtype).replace("torch.", "")
+                out[f"{task}.random_weights"] = str(bool(e.random_weights))
+        return out
+
+
+def load_models(s: Settings) -> ModelSet:
+    """Build the engines and pre-processors that ``s`` asks for.
+
+    :raises StartupError: a task has no weights configured (message names the parameter).
+    :raises FileNotFoundError, ValueError, RuntimeError: from the model loader.
+    """
+    device = resolve_device(s["device"])
+    if s["cuda_graphs"] and device.type != "cuda":
+        raise StartupError(f"cuda_graphs:=true needs a CUDA device, but device resolves to {device}")
+    parts: dict[str, Any] = {}
+    for task in ("depth", "segmentation"):
+        name = s[f"{task}.variant"]
+        if not name:
+            continue
+        variant = get_variant(name)
+        weights = s[f"{task}.weights"]
+        if not weights:
+            raise StartupError(f"{task}.weights is not set: {weights_help(task, name)}")
+        engine = load_engine(variant, weights, device=device, precision=s["precision"],
+                             cuda_graphs=s["cuda_graphs"])
+        net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
+        parts[task] = engine
+        parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
+    return ModelSet(key=s.model_key(), device=device, **parts)
+
+
+@dataclass
+class _Frame:
+    camera: "_Camera"
+    msg: Any
+    received: float          # time.monotonic() at the callback
+
+
+@dataclass
+class _Camera:
+    """One input namespace: its slot, camera_info buffer, publishers and counters."""
+
+    index: int
+    ns: str
+    pubs: dict = field(default_factory=dict)
+    pending: Optional[_Frame] = None
+    infos: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_INFO_BUFFER))
+    counts: collections.Counter = field(default_factory=collections.Counter)
+    colormap_range: Any = None
+    last_stamp_ns: int = -1
+
+    def topic(self, name: str) -> str:
+        return f"{self.ns}/{name}" if self.ns else name
+
+
+def _stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def _percentile(values, q: float) -> float:
+    return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
+
+
+class DptNode(Node):
+    """The DPT node; see the module docstring and README for topics and parameters."""
+
+    def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._stopping = False
+        self._settings = self._declare_parameters()
+        self._model_error = ""
+        self._model_loading = False
+        self._wanted: Optional[Settings] = None
+        self._loader: Optional[threading.Thread] = None
+        self._errors: collections.Counter = collections.Counter()
+        self._stage_ms = {st: collections.deque(maxlen=300) for st in STAGES}
+        self._ages_ms: collections.deque = collections.deque(maxlen=300)
+        self._batches = 0
+        self._last_diag = (time.monotonic(), {})
+        self._warned: set[str] = set()
+
+        self._models: ModelSet = self._load_initial()
+        self._log_model(self._models)
+        s = self._settings
+        self._cameras = [_Camera(i, ns.strip("/")) for i, ns in enumerate(s["cameras"])]
+        self._create_interfaces(s)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> Settings:
+        values = {}
+        base = params.defaults()
+        for spec in params.PARAMETERS:
+            value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor()).value
+            values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
+        if values["class_names"] != base["class_names"]:
+            raise StartupError("class_names is read-only: it reports the segmentation classes; do not set it")
+        return base.replace(values)
+
+    def _load_initial(self) -> ModelSet:
+        s = self._settings
+        for task in ("depth", "segmentation"):
+            name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
+            if name and name in _variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
+                import os
+                if not os.path.isfile(os.path.expanduser(weights)):
+                    raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
+            if name and name in _variant_names(task) and not weights:
+                raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")
+        reasons = params.check_all(s)
+        if reasons:
+            raise StartupError("invalid parameters: " + "; ".join(reasons))
+        models = load_models(s)
+        self._warmup(models)
+        return models
+
+    def _log_model(self, m: ModelSet) -> None:
+        for task in ("depth", "segmentation"):
+            e = getattr(m, task)
+            if e is None:
+                continue
+            if e.random_weights:
+                bar = "!" * 78
+                self.get_logger().warning(
+                    f"\n{bar}\n  {task}: {e.variant.name} runs with RANDOM WEIGHTS ({task}.weights:=random)."
+                    f"\n  Its outputs are NOT meaningful. For real results: {weights_help(task, e.variant.name)}"
+                    f"\n{bar}")
+            self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
+                                   f"net size {getattr(m, task + '_pre').net_size}")
+
+    def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        changes = {p.name: p.value for p in changed}
+        with self._lock:
+            current = self._settings
+            new, reasons = params.validate(current, changes)
+            if new is None:
+                return SetParametersResult(successful=False, reason="; ".join(reasons))
+            self._settings = new
+        if new.model_key() != current.model_key():
+            self._request_models(new)
+        if any(n.startswith("colormap") for n in changes):
+            for cam in self._cameras:
+                cam.colormap_range = None
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------------ model swap
+    def _request_models(self, s: Settings) -> None:
+        with self._lock:
+            self._wanted = s
+            self._model_loading = True
+            if self._loader is None or not self._loader.is_alive():
+                self._loader = threading.Thread(target=self._loader_loop, name="dpt_model_loader", daemon=True)
+                self._loader.start()
+
+    def _loader_loop(self) -> None:
+        while True:
+            with self._lock:
+                s = self._wanted
+                if s is None or s.model_key() == self._models.key or self._stopping:
+                    self._wanted = None
+                    self._model_loading = False
+                    return
+            try:
+                models = load_models(s)
+                self._warmup(models)
+            except Exception as e:  # noqa: BLE001 - any failure keeps the old model; reported
+                self._model_failed(s, e)
+                continue
+            with self._lock:
+                current_wanted = self._wanted
+                if current_wanted is not None and current_wanted.model_key() == s.model_key():
+                    self._models = models   # the worker picks it up at its next batch
+                    self._model_error = ""
+            if current_wanted is not None and current_wanted.model_key() == s.model_key():
+                self.get_logger().info("model swapped in")
+                self._log_model(models)
+
+    def _model_failed(self, s: Settings, e: Exception) -> None:
+        msg = f"{type(e).__name__}: {e}"
+        self.get_logger().error(f"model load failed, keeping the running model: {msg}")
+        running = dict(zip(params.MODEL_PARAMETERS, self._models.key))
+        with self._lock:
+            self._model_error = msg
+            self._errors["model_load"] += 1
+            if self._wanted is not None and self._wanted.model_key() == s.model_key():
+                self._wanted = None
+        # put the parameters back to what is running, so `ros2 param get` tells the truth
+        revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v]
+        if revert and not self._stopping:
+            self.set_parameters(revert)
+
+    def _warmup(self, m: ModelSet) -> None:
+        """One forward pass per task so the first real frame does not pay for lazy init."""
+        for task in ("depth", "segmentation"):
+            engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
+            if engine is not None:
+                h, w = pre.net_size
+                engine.run(torch.zeros((1, 3, _round32(h), _round32(w)), device=m.device))
+
+    # ------------------------------------------------------------------ topics
+    def _qos(self, reliability: str, depth: int) -> QoSProfile:
+        return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                          reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
+                          else ReliabilityPolicy.BEST_EFFORT,
+                          durability=DurabilityPolicy.VOLATILE)
+
+    def _create_interfaces(self, s: Settings) -> None:
+        in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
+        out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
+        compressed = s["image_transport"] == "compressed"
+        for cam in self._cameras:
+            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("image")))
+            if compressed:
+                self.create_subscription(CompressedImage, cam.topic("image/compressed"),
+                                         lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
+            else:
+                self.create_subscription(Image, cam.topic("image"), lambda m, c=cam: self._on_image(c, m),
+                                         in_qos, event_callbacks=sub_events)
+            self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos)
+            for name in OUTPUTS:
+                events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
+                cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
+                                                       event_callbacks=events)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
+        self._publish_label_info(s)
+
+    def _incompatible_qos(self, topic: str):
+        def warn(event) -> None:
+            self.get_logger().warning(
+                f"incompatible QoS on {topic} (policy {event.last_policy_kind}): a peer's reliability/"
+                f"durability does not match; see qos.input_reliability / qos.output_reliability",
+                throttle_duration_sec=10.0)
+        return warn
+
+    def _publish_label_info(self, s: Settings) -> None:
+        try:  # vision_msgs is optional (not on PyPI); class names are always in the class_names parameter
+            from vision_msgs.msg import LabelInfo, VisionClass
+        except ImportError:
+            return
+        qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self._label_pubs = []
+        for cam in self._cameras:
+            pub = self.create_publisher(LabelInfo, cam.topic("label_info"), qos)
+            msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(s["class_names"])])
+            pub.publish(msg)
+            self._label_pubs.append(pub)
+
+    # ------------------------------------------------------------------ callbacks (never wait)
+    def _on_image(self, cam: _Camera, msg) -> None:
+        frame = _Frame(cam, msg, time.monotonic())
+        with self._wake:
+            cam.counts["received"] += 1
+            if cam.pending is not None:
+                cam.counts["dropped"] += 1
+            cam.pending = frame
+            self._wake.notify()
+
+    def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
+        with self._lock:
+            cam.infos.append((_stamp_ns(msg.header.stamp), msg))
+
+    # ------------------------------------------------------------------ worker
+    def _worker_loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._stopping and not any(c.pending for c in self._cameras):
+                    self._wake.wait(0.5)
+                if self._stopping:
+                    return
+                frames = []
+                for cam in self._cameras:
+                    if cam.pending is not None:
+                        frames.append(cam.pending)
+                        cam.pending = None
+            try:
+                self.process(frames)
+            except Exception as e:  # noqa: BLE001 - the worker must survive anything
+                self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}", frames)
+
+    def wanted_outputs(self, cam: _Camera, s: Settings) -> set[str]:
+        """Outputs enabled by parameter and, with ``lazy``, subscribed to."""
+        out = set()
+        for name, param in OUTPUTS.items():
+            if s[param] and (not s["lazy"] or cam.pubs[name].get_subscription_count() > 0):
+                out.add(name)
+        return out
+
+    def process(self, frames: list[_Frame]) -> None:
+        """Run one batch of frames (at most one per camera) through every stage and publish.
+
+        Uses one settings snapshot and one model set for the whole batch. Per-frame failures are
+        counted by reason and logged (rate-limited); the node keeps going.
+        """
+        s, m = self._settings, self._models
+        t0 = time.perf_counter()
+        jobs = []
+        for f in frames:
+            wanted = self.wanted_outputs(f.camera, s)
+            if not (m.depth is not None and wanted & set(_DEPTH_OUTPUTS)):
+                wanted -= set(_DEPTH_OUTPUTS)
+            needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and s["points.label"])
+            if not wanted:
+                with self._lock:
+                    f.camera.counts["idle"] += 1
+                continue
+            try:
+                rgb = self._decode(f.msg)
+            except (pipeline.EncodingError, ValueError) as e:
+                self._count_error("encoding", str(e), [f])
+                continue
+            jobs.append(dict(frame=f, rgb=rgb, wanted=wanted, labels=needs_labels and m.segmentation is not None))
+        if not jobs:
+            return
+        t1 = time.perf_counter()
+        try:
+            results = self._infer(jobs, m)
+        except torch.cuda.OutOfMemoryError as e:
+            torch.cuda.empty_cache()
+            self._count_error("cuda_oom", f"CUDA out of memory: {e}", [j["frame"] for j in jobs])
+            return
+        except Exception as e:  # noqa: BLE001
+            self._count_error("inference", f"{type(e).__name__}: {e}", [j["frame"] for j in jobs])
+            return
+        t2 = time.perf_counter()
+        messages = []
+        for job in jobs:
+            try:
+                messages.append((job, self._postprocess(job, s, m)))
+            except Exception as e:  # noqa: BLE001
+                self._count_error("postprocess", f"{type(e).__name__}: {e}", [job["frame"]])
+        t3 = time.perf_counter()
+        for job, msgs in messages:
+            cam = job["frame"].camera
+            for name, msg in msgs.items():
+                cam.pubs[name].publish(msg)
+        t4 = time.perf_counter()
+        now_ns = self.get_clock().now().nanoseconds
+        with self._lock:
+            self._batches += 1
+            pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
+            for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, (t2 - t1) * 1000.0 - pre_ms,
+                                          (t3 - t2) * 1000.0, (t4 - t3) * 1000.0)):
+                self._stage_ms[stage].append(dt)
+            for job, msgs in messages:
+                cam = job["frame"].camera
+                cam.counts["processed"] += 1
+                stamp = _stamp_ns(job["frame"].msg.header.stamp)
+                self._ages_ms.append((now_ns - stamp) / 1e6)
+                cam.last_stamp_ns = stamp
+                for name in msgs:
+                    cam.counts["out:" + name] += 1
+
+    def _decode(self, msg) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            data, fmt = conversions.compressed_payload(msg)
+            return pipeline.decode_compressed(data, fmt)
+        return pipeline.decode(conversions.image_view(msg), np)
+
+    def _infer(self, jobs: list[dict], m: ModelSet) -> None:
+        """Pre-process and run the engines; frames with equal network shapes share one batch."""
+        for task in ("depth", "segmentation"):
+            engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
+            selected = [j for j in jobs if engine is not None and
+                        (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
+            groups: dict[tuple, list] = {}
+            for j in selected:
+                t = time.perf_counter()
+                x = pre(j["rgb"])
+                j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
+                groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
+            for group in groups.values():
+                batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
+                out = engine.run(batch)
+                for i, (j, _) in enumerate(group):
+                    j.setdefault("net", {}).update({k: v[i:i + 1] for k, v in out.items()})
+                    j.setdefault("variant", {})[task] = engine.variant
+        for j in jobs:
+            j.setdefault("pre_s", 0.0)
+            j.setdefault("net", {})
+        return jobs
+
+    def _postprocess(self, job: dict, s: Settings, m: ModelSet) -> dict[str, Any]:
+        """Network outputs of one frame -> messages, all carrying the input header."""
+        f: _Frame = job["frame"]
+        header = f.msg.header
+        rgb, wanted, net = job["rgb"], job["wanted"], job["net"]
+        h, w = rgb.shape[:2]
+        out: dict[str, Any] = {}
+        depth = None
+        if "inverse_depth" in net:
+            variant = job["variant"]["depth"]
+            inv = _host(pipeline.upsample(net["inverse_depth"], (h, w)))[0]
+            if "inverse_depth" in wanted:
+                out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
+            if "inverse_depth/colored" in wanted:
+                out["inverse_depth/colored"] = conversions.image_msg(header, self._colorize(f.camera, inv, s), "rgb8")
+            metric = _metric(variant, s)
+            if metric is not None and wanted & {"depth", "depth/camera_info", "points"}:
+                depth = pipeline.metric_from_inverse(inv, metric[0], metric[1])
+                depth = pipeline.apply_depth_range(depth, s["depth.min"], s["depth.max"], inplace=True)
+                if "depth" in wanted:
+                    out["depth"] = conversions.image_msg(header, depth, "32FC1")
+            elif wanted & {"depth", "points"}:
+                self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
+                                "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift")
+        labels = None
+        if "logits" in net:
+            labels = _host(pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w))))[0]
+            if "segmentation" in wanted:
+                out["segmentation"] = conversions.image_msg(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
+            if "segmentation/colored" in wanted:
+                colored = pipeline.overlay(rgb, pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
+                out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
+        if depth is not None and wanted & {"depth/camera_info", "points"}:
+            info = self._camera_info(f, s)
+            intr = None
+            if info is not None:
+                try:
+                    intr = pipeline.Intrinsics.from_camera_info(
+                        **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"]).scaled_to(w, h)
+                except pipeline.CalibrationError as e:
+                    self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f])
+            if intr is not None:
+                if "depth/camera_info" in wanted:
+                    k, p = intr.camera_info_matrices()
+                    out["depth/camera_info"] = conversions.camera_info_msg(
+                        header, w, h, k, p, None if s["camera_info.rectified"] else info)
+                if "points" in wanted:
+                    cloud = pipeline.build_cloud(depth, intr, rgb=rgb if s["points.color"] else None,
+                                                 labels=labels if s["points.label"] else None,
+                                                 stride=s["points.stride"], organized=s["points.organized"])
+                    out["points"] = conversions.cloud_msg(header, cloud)
+        return out
+
+    def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
+        if s["colormap.range"] == "fixed":
+            lo, hi = s["colormap.min"], s["colormap.max"]
+        else:
+            if cam.colormap_range is None:
+                cam.colormap_range = pipeline.RunningRange()
+            lo, hi = cam.colormap_range.update(inv)
+        return pipeline.colorize(inv, s["colormap"], lo, hi)
+
+    def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
+        stamp = _stamp_ns(f.msg.header.stamp)
+        with self._lock:
+            infos = list(f.camera.infos)
+        policy = s["camera_info.policy"]
+        chosen = None
+        if infos and policy == "latest":
+            chosen = infos[-1][1]
+        elif infos and policy == "exact":
+            chosen = next((m for t, m in reversed(infos) if t == stamp), None)
+        elif infos:
+            t, m = min(infos, key=lambda tm: abs(tm[0] - stamp))
+            chosen = m if abs(t - stamp) <= s["camera_info.tolerance"] * 1e9 else None
+        if chosen is None:
+            self._count_error("no_camera_info", f"no camera_info on {f.camera.topic('camera_info')} matching "
+                              f"the image stamp (camera_info.policy={policy}): depth/camera_info and points skipped", [f])
+        return chosen
+
+    # ------------------------------------------------------------------ errors and diagnostics
+    def _count_error(self, reason: str, text: str, frames: list[_Frame]) -> None:
+        with self._lock:
+            self._errors[reason] += 1
+            for f in frames:
+                f.camera.counts["error:" + reason] += 1
+        self.get_logger().error(f"[{reason}] {text}", throttle_duration_sec=5.0)
+
+    def _warn_once(self, key: str, text: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            self.get_logger().warning(text)
+
+    def diagnostics(self) -> DiagnosticArray:
+        """The current DiagnosticArray: one status for the model, one per camera."""
+        now = time.monotonic()
+        with self._lock:
+            last_t, last_counts = self._last_diag
+            dt = max(now - last_t, 1e-6)
+            counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
+            stages = {k: list(v) for k, v in self._stage_ms.items()}
+            ages = list(self._ages_ms)
+            errors = collections.Counter(self._errors)
+            self._last_diag = (now, counts)
+            model_error, loading, m = self._model_error, self._model_loading, self._models
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        name = self.get_fully_qualified_name()
+        kv = m.describe()
+        kv.update({"model_loading": str(loading), "last_model_error": model_error or "none",
+                   "frames_in_flight_age_p50_ms": f"{_percentile(ages, 50):.1f}",
+                   "age_p99_ms": f"{_percentile(ages, 99):.1f}"})
+        for stage, values in stages.items():
+            kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
+        total = [sum(v) for v in zip(*stages.values())]
+        kv["latency.total_p50_ms"] = f"{_percentile(total, 50):.2f}"
+        kv["latency.total_p99_ms"] = f"{_percentile(total, 99):.2f}"
+        for reason, n in sorted(errors.items()):
+            kv[f"errors.{reason}"] = str(n)
+        if m.device.type == "cuda":
+            kv["gpu_memory_allocated_mb"] = f"{torch.cuda.memory_allocated(m.device) / 2**20:.1f}"
+            kv["gpu_memory_reserved_mb"] = f"{torch.cuda.memory_reserved(m.device) / 2**20:.1f}"
+        random_w = any(getattr(m, t) is not None and getattr(m, t).random_weights for t in ("depth", "segmentation"))
+        level, text = DiagnosticStatus.OK, "running"
+        if model_error:
+            level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
+        elif random_w:
+            level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful"
+        statuses = [DiagnosticStatus(level=level, name=f"{name}: model", message=text, hardware_id=str(m.device),
+                                     values=[KeyValue(key=k, value=v) for k, v in kv.items()])]
+        for cam in self._cameras:
+            c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
+            ckv = {"topic": self.resolve_topic_name(cam.topic("image")),
+                   "input_rate_hz": f"{(c['received'] - prev['received']) / dt:.2f}",
+                   "output_rate_hz": f"{(c['processed'] - prev['processed']) / dt:.2f}"}
+            for key in ("received", "processed", "dropped", "idle"):
+                ckv[key] = str(c[key])
+            for key, n in sorted(c.items()):
+                if ":" in key:
+                    ckv[key.replace(":", ".")] = str(n)
+            errs = sum(n for k, n in c.items() if k.startswith("error:")) - sum(
+                n for k, n in prev.items() if k.startswith("error:"))
+            lvl, txt = DiagnosticStatus.OK, "ok"
+            if errs:
+                lvl, txt = DiagnosticStatus.WARN, f"{errs} frame errors since last report"
+            elif c["received"] == prev["received"]:
+                lvl, txt = DiagnosticStatus.OK, "no input"
+            statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
+                                             hardware_id=ckv["topic"],
+                                             values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
+        msg.status = statuses
+        return msg
+
+    def _publish_diagnostics(self) -> None:
+        self._diag_pub.publish(self.diagnostics())
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def models(self) -> ModelSet:
+        return self._models
+
+    @property
+    def cameras(self) -> list[_Camera]:
+        return self._cameras
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per-camera counters (received, processed, dropped, idle, error:<reason>, out:<topic>)."""
+        with self._lock:
+            return {c.ns: dict(c.counts) for c in self._cameras}
+
+    def error_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._errors)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the worker (and wait for a running model load); idempotent."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._worker.is_alive():
+            self._worker.join(timeout)
+        loader = self._loader
+        if loader is not None and loader.is_alive():
+            loader.join(timeout)
+
+    def destroy_node(self) -> None:
+        self.stop()
+        super().destroy_node()
+
+
+def _host(t: torch.Tensor) -> np.ndarray:
+    """A host NumPy array of a (small, already upsampled) result tensor."""
+    return t.detach().cpu().numpy()
+
+
+def _round32(v: int) -> int:
+    return max(32, int(round(v / 32.0)) * 32)
+
+
+def _variant_names(task: str) -> list[str]:
+    from dpt_ros.model import VARIANTS
+
+    return [n for n, v in VARIANTS.items() if v.task == task]
+
+
+def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:
+    """(scale, shift) for depth_m = 1 / (scale * inv + shift): depth.scale, else the variant's constants."""
+    if s["depth.scale"] > 0.0:
+        return s["depth.scale"], s["depth.shift"]
+    if variant.metric is not None:
+        return variant.metric.scale, variant.metric.shift
+    return None
+
+
+def main(args=None) -> int:
+    """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``."""
+    rclpy.init(args=args)
+    node = None
+    code = 0
+    executor = SingleThreadedExecutor()
+    try:
+        node = DptNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except StartupError as e:
+        rclpy.logging.get_logger("dpt_node").fatal(str(e))
+        print(f"dpt_node: {e}", file=sys.stderr)
+        code = 2
+    except (FileNotFoundError, ValueError) as e:
+        rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {e}")
+        print(f"dpt_node: cannot start: {e}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

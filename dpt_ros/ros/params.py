@@ -1,0 +1,337 @@
+"""The node's parameter table: one declaration per parameter, validation, settings snapshots.
+
+Every parameter the node accepts is one :class:`ParamSpec` row in :data:`PARAMETERS`. The node turns
+the rows into ``ParameterDescriptor``s, validates every change with :func:`validate`, and swaps in an
+immutable :class:`Settings` snapshot; the worker thread reads one snapshot per frame.
+
+``apply`` says when a change takes effect:
+
+- ``live``: post-processing, applies from the next frame;
+- ``model``: builds new engines in the background and swaps them in between frames;
+- ``static``: read-only, fixed at start-up (topics, QoS, camera list).
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+Apply = Literal["live", "model", "static"]
+
+RANDOM_WEIGHTS = "random"
+RELIABILITIES = ("best_effort", "reliable")
+RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")  # = pipeline.RESIZE_METHODS
+PRECISIONS = ("fp32", "fp16", "bf16")
+CAMERA_INFO_POLICIES = ("exact", "nearest", "latest")
+COLORMAP_RANGES = ("running", "fixed")
+IMAGE_TRANSPORTS = ("raw", "compressed")
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+_TYPES = {
+    bool: ParameterType.PARAMETER_BOOL,
+    int: ParameterType.PARAMETER_INTEGER,
+    float: ParameterType.PARAMETER_DOUBLE,
+    str: ParameterType.PARAMETER_STRING,
+    list: ParameterType.PARAMETER_STRING_ARRAY,
+}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, type (from the default), description, constraints and when it applies."""
+
+    name: str
+    default: Any
+    description: str
+    apply: Apply = "live"
+    choices: Optional[tuple[str, ...]] = None
+    int_range: Optional[tuple[int, int, int]] = None
+    float_range: Optional[tuple[float, float]] = None
+    check: Optional[Callable[[Any], Optional[str]]] = None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ``ParameterDescriptor`` that rclpy enforces (type, ranges, read_only)."""
+        text = self.description
+        if self.choices is not None:
+            text += " Choices: " + ", ".join(repr(c) for c in self.choices) + "."
+        text += {
+            "live": " Applies from the next frame.",
+            "model": " Changing it loads the model again in the background.",
+            "static": " Read-only (fixed at start-up).",
+        }[self.apply]
+        d = ParameterDescriptor(
+            name=self.name, type=_TYPES[self.type], description=text,
+            read_only=self.apply == "static")
+        if self.choices is not None:
+            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.int_range is not None:
+            lo, hi, step = self.int_range
+            d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
+        if self.float_range is not None:
+            lo, hi = self.float_range
+            d.floating_point_range = [FloatingPointRange(from_value=lo, to_value=hi, step=0.0)]
+        return d
+
+
+def _check_device(value: str) -> Optional[str]:
+    if not _DEVICE_RE.match(value):
+        return f"device {value!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
+    if value.startswith("cuda"):
+        import torch  # lazily: only needed to answer this question
+
+        if not torch.cuda.is_available():
+            return f"device {value!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'"
+        index = int(value.split(":")[1]) if ":" in value else 0
+        if index >= torch.cuda.device_count():
+            return f"device {value!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+    return None
+
+
+def _check_weights(value: str) -> Optional[str]:
+    if value in ("", RANDOM_WEIGHTS):
+        return None
+    path = os.path.expanduser(value)
+    if not os.path.isfile(path):
+        return f"weights file {value!r} does not exist (give a checkpoint path, or 'random')"
+    return None
+
+
+def _check_cameras(value: list) -> Optional[str]:
+    if not value:
+        return "cameras must list at least one namespace ('' = the node's own namespace)"
+    if len(set(value)) != len(value):
+        return f"cameras lists a namespace twice: {value}"
+    for ns in value:
+        if ns and not re.match(r"^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
+            return f"camera namespace {ns!r} is not a valid ROS namespace"
+    return None
+
+
+def _class_names() -> list[str]:
+    from dpt_ros.pipeline import ADE20K_CLASSES
+
+    return ["unlabeled", *ADE20K_CLASSES]
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- models -------------------------------------------------------------------------------
+    ParamSpec("depth.variant", "dpt_hybrid",
+              "Depth model variant (a name from the variant table, e.g. dpt_large, dpt_hybrid, "
+              "dpt_hybrid_kitti, dpt_hybrid_nyu, dpt_tiny); empty disables depth.", "model"),
+    ParamSpec("depth.weights", "",
+              "Checkpoint file of the depth model (official DPT .pt file), or 'random' for random "
+              "initialisation (outputs not meaningful).", "model", check=_check_weights),
+    ParamSpec("segmentation.variant", "",
+              "Segmentation model variant (dpt_large_ade20k, dpt_hybrid_ade20k); empty disables "
+              "segmentation.", "model"),
+    ParamSpec("segmentation.weights", "",
+              "Checkpoint file of the segmentation model, or 'random'.", "model", check=_check_weights),
+    ParamSpec("input_size", 0,
+              "Network input size in pixels (multiple of 32); 0 = the variant's own size "
+              "(384 depth, 480 segmentation).", "model", int_range=(0, 2048, 32)),
+    ParamSpec("resize_method", "minimal",
+              "How the image is scaled to the network size (DPT's keep-aspect rules).", "model",
+              choices=RESIZE_METHODS),
+    ParamSpec("device", "auto", "Inference device: auto (cuda if available), cpu, cuda, cuda:N.",
+              "model", check=_check_device),
+    ParamSpec("precision", "fp32", "Inference precision.", "model", choices=PRECISIONS),
+    ParamSpec("cuda_graphs", False, "Replay CUDA graphs per input shape (CUDA devices only).", "model"),
+    # --- depth post-processing ----------------------------------------------------------------
+    ParamSpec("depth.scale", 0.0,
+              "Relative -> metric calibration: depth_m = 1 / (scale * inverse_depth + shift). "
+              "0 = the variant's own metric constants (metric variants), else no metric depth.",
+              float_range=(0.0, 1.0e6)),
+    ParamSpec("depth.shift", 0.0, "Shift of the metric calibration (see depth.scale).",
+              float_range=(-1.0e6, 1.0e6)),
+    ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",
+              float_range=(0.0, 1.0e6)),
+    ParamSpec("depth.max", 1000.0, "Depths above this (metres) are published as +Inf (REP 117).",
+              float_range=(0.0, 1.0e6)),
+    # --- outputs ------------------------------------------------------------------------------
+    ParamSpec("publish.inverse_depth", True, "Publish inverse_depth (32FC1, model units)."),
+    ParamSpec("publish.inverse_depth_colored", True, "Publish inverse_depth/colored (rgb8)."),
+    ParamSpec("publish.depth", True,
+              "Publish depth (32FC1 metres) and depth/camera_info (needs a metric variant or depth.scale)."),
+    ParamSpec("publish.segmentation", True, "Publish segmentation (mono8 labels 1..150, 0 unlabeled)."),
+    ParamSpec("publish.segmentation_colored", True, "Publish segmentation/colored (rgb8 overlay)."),
+    ParamSpec("lazy", True, "Compute an output only while it has subscribers."),
+    ParamSpec("points.enabled", True,
+              "Publish points (PointCloud2, camera optical frame); needs metric depth and camera_info."),
+    ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),
+    ParamSpec("points.color", True, "Add a packed rgb field from the input image."),
+    ParamSpec("points.label", False, "Add a uint32 label field from segmentation (needs segmentation)."),
+    ParamSpec("points.organized", True,
+              "Organised (H x W, NaN for invalid) cloud; false = only valid points (height 1)."),
+    ParamSpec("colormap", "inferno", "Colour map of inverse_depth/colored."),
+    ParamSpec("colormap.range", "running",
+              "Colour range: running percentiles over recent frames (no per-frame flicker) or "
+              "fixed colormap.min..colormap.max.", choices=COLORMAP_RANGES),
+    ParamSpec("colormap.min", 0.0, "Lower end of the fixed colour range (inverse-depth units).",
+              float_range=(-1.0e9, 1.0e9)),
+    ParamSpec("colormap.max", 1.0, "Upper end of the fixed colour range (inverse-depth units).",
+              float_range=(-1.0e9, 1.0e9)),
+    ParamSpec("segmentation.overlay_alpha", 0.5,
+              "Weight of the palette colour in segmentation/colored (0 = image only, 1 = palette only).",
+              float_range=(0.0, 1.0)),
+    # --- inputs -------------------------------------------------------------------------------
+    ParamSpec("camera_info.policy", "nearest",
+              "Which camera_info goes with an image: same stamp (exact), nearest stamp within "
+              "camera_info.tolerance (nearest), or the latest received (latest).",
+              choices=CAMERA_INFO_POLICIES),
+    ParamSpec("camera_info.rectified", True,
+              "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
+              "false: with K."),
+    ParamSpec("camera_info.tolerance", 0.05, "Stamp tolerance of the nearest policy (seconds).",
+              float_range=(0.0, 10.0)),
+    ParamSpec("cameras", [""],
+              "Camera namespaces served by this node (one model, batched); each subscribes "
+              "<ns>/image and publishes <ns>/inverse_depth etc. '' = the node's own namespace.",
+              "static", check=_check_cameras),
+    ParamSpec("image_transport", "raw",
+              "Subscribe image (sensor_msgs/Image) or image/compressed (CompressedImage).", "static",
+              choices=IMAGE_TRANSPORTS),
+    ParamSpec("qos.input_reliability", "best_effort",
+              "Reliability of the image and camera_info subscriptions.", "static", choices=RELIABILITIES),
+    ParamSpec("qos.input_depth", 5, "History depth of the input subscriptions.", "static",
+              int_range=(1, 100, 1)),
+    ParamSpec("qos.output_reliability", "reliable", "Reliability of the output publishers.", "static",
+              choices=RELIABILITIES),
+    ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "static",
+              int_range=(1, 100, 1)),
+    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages.", "static",
+              float_range=(0.1, 60.0)),
+    ParamSpec("class_names", ["(filled at start-up)"],
+              "Segmentation class names, indexed by label value (0 = unlabeled, 1..150 ADE20K).",
+              "static"),
+)
+
+SPECS: Mapping[str, ParamSpec] = MappingProxyType({p.name: p for p in PARAMETERS})
+MODEL_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "model")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """An immutable snapshot of every parameter value; ``settings["depth.min"]``."""
+
+    values: Mapping[str, Any]
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def replace(self, changes: Mapping[str, Any]) -> "Settings":
+        merged = dict(self.values)
+        merged.update(changes)
+        return Settings(MappingProxyType(merged))
+
+    def model_key(self) -> tuple:
+        """The values that define the loaded models; engines are rebuilt when it changes."""
+        return tuple(self.values[n] for n in MODEL_PARAMETERS)
+
+
+def defaults() -> Settings:
+    values = {p.name: (list(p.default) if isinstance(p.default, list) else p.default) for p in PARAMETERS}
+    values["class_names"] = _class_names()
+    return Settings(MappingProxyType(values))
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _variant_names(task: str) -> list[str]:
+    from dpt_ros.model import VARIANTS
+
+    return [name for name, v in VARIANTS.items() if v.task == task]
+
+
+def _colormap_names() -> tuple[str, ...]:
+    from dpt_ros import pipeline
+
+    return tuple(pipeline.COLORMAPS)
+
+
+def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
+    if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):
+        return f"{spec.name} must be of type {spec.type.__name__}, got {type(value).__name__}"
+    if spec.type is list and not all(isinstance(v, str) for v in value):
+        return f"{spec.name} must be a list of strings"
+    if spec.choices is not None and value not in spec.choices:
+        return f"{spec.name}={value!r} is not one of {', '.join(spec.choices)}"
+    if spec.int_range is not None:
+        lo, hi, step = spec.int_range
+        if not (lo <= value <= hi and (value - lo) % step == 0):
+            extra = f" in steps of {step}" if step > 1 else ""
+            return f"{spec.name}={value} out of range {lo}..{hi}{extra}"
+    if spec.float_range is not None:
+        lo, hi = spec.float_range
+        if not (math.isfinite(value) and lo <= value <= hi):
+            return f"{spec.name}={value} out of range {lo:g}..{hi:g}"
+    if spec.check is not None:
+        return spec.check(value)
+    return None
+
+
+def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
+    """Check ``changes`` against ``current``; return (new snapshot, []) or (None, reasons)."""
+    reasons: list[str] = []
+    for name, value in changes.items():
+        spec = SPECS.get(name)
+        if spec is None:
+            reasons.append(f"unknown parameter {name!r}")
+            continue
+        reason = _check_value(spec, value)
+        if reason:
+            reasons.append(reason)
+    if reasons:
+        return None, reasons
+    fixed = {n: (float(v) if SPECS[n].type is float else v) for n, v in changes.items()}
+    new = current.replace(fixed)
+    reasons.extend(_cross_checks(new, changes.keys()))
+    return (None, reasons) if reasons else (new, [])
+
+
+def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
+    changed = set(changed)
+    reasons = []
+    for task in ("depth", "segmentation"):
+        variant = s[f"{task}.variant"]
+        if variant and (f"{task}.variant" in changed or not changed):
+            names = _variant_names(task)
+            if variant not in names:
+                reasons.append(f"{task}.variant={variant!r} is not a {task} variant; valid: "
+                               + ", ".join(names) + " (or '' to disable)")
+    if not s["depth.variant"] and not s["segmentation.variant"]:
+        reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
+    if s["depth.min"] >= s["depth.max"]:
+        reasons.append(f"depth.min ({s['depth.min']:g}) must be below depth.max ({s['depth.max']:g})")
+    if s["colormap.min"] >= s["colormap.max"]:
+        reasons.append(f"colormap.min ({s['colormap.min']:g}) must be below colormap.max ({s['colormap.max']:g})")
+    if "colormap" in changed or not changed:
+        names = _colormap_names()
+        if s["colormap"] not in names:
+            reasons.append(f"colormap={s['colormap']!r} is not one of {', '.join(names)}")
+    on_cpu = s["device"] == "cpu" or (s["device"] == "auto" and not _cuda_available())
+    if s["cuda_graphs"] and on_cpu:
+        reasons.append(f"cuda_graphs needs a CUDA device (device {s['device']!r} runs on the CPU)")
+    if s["precision"] == "fp16" and on_cpu:
+        reasons.append(f"precision fp16 is not supported on the CPU (device {s['device']!r}); use fp32 or bf16")
+    return reasons
+
+
+def check_all(s: Settings) -> list[str]:
+    """Every reason why a complete snapshot (e.g. the start-up values) is invalid."""
+    reasons = [r for spec in PARAMETERS if (r := _check_value(spec, s[spec.name]))]
+    return reasons or _cross_checks(s, ())

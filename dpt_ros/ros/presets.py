@@ -1,0 +1,162 @@
+"""Launch presets: what ``launch/*.launch.py`` declare and pass to the node, as testable code.
+
+The launch files only turn launch arguments into strings and call :func:`node_parameters`,
+:func:`remappings` and :func:`launch_arguments`; every decision is made here (no ``launch``
+import, so it runs and is tested without a ROS distribution).
+
+Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
+variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the explicit
+``resolution`` / ``weights`` / ``device`` / ``precision`` arguments.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Optional
+
+PACKAGE = "dpt_ros"
+TASKS = ("depth", "segmentation", "dpt")
+#: ``resolution`` launch argument: network input size; ``default`` = the variant's own size.
+RESOLUTIONS = ("default", "256", "320", "384", "448", "480", "512", "576", "640", "768", "1024")
+DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
+PRECISIONS = ("fp32", "fp16", "bf16")
+BOOLEANS = ("true", "false")
+
+
+@dataclass(frozen=True)
+class Argument:
+    """One launch argument: name, default (a string), description, closed set of choices or None."""
+
+    name: str
+    default: str
+    description: str
+    choices: Optional[tuple[str, ...]] = None
+
+
+def share_dir() -> Path:
+    """``share/dpt_ros`` of an installed package, else the source checkout (config/, rviz/ live there)."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+
+        try:
+            installed = Path(get_package_share_directory(PACKAGE))
+            if (installed / "config").is_dir():
+                return installed
+        except PackageNotFoundError:
+            pass
+    except ImportError:
+        pass
+    return Path(__file__).resolve().parents[2]
+
+
+def config_path(name: str) -> Path:
+    return share_dir() / "config" / f"{name}.yaml"
+
+
+def preset_variants(task: str) -> tuple[str, ...]:
+    """Variants with a preset file in config/ whose task matches (``dpt``: depth variants)."""
+    want = "segmentation" if task == "segmentation" else "depth"
+    names = []
+    for path in sorted((share_dir() / "config").glob("*.yaml")):
+        if path.stem in TASKS:
+            continue
+        text = path.read_text()
+        if f"# task: {want}" in text:
+            names.append(path.stem)
+    return tuple(names)
+
+
+def default_variant(task: str) -> str:
+    return "dpt_hybrid_ade20k" if task == "segmentation" else "dpt_hybrid"
+
+
+def launch_arguments(task: str) -> list[Argument]:
+    """The documented arguments of ``<task>.launch.py`` (task: depth, segmentation or dpt)."""
+    _check_task(task)
+    args = [
+        Argument("variant", default_variant(task),
+                 "DPT variant (the depth model for dpt.launch.py); picks config/<variant>.yaml",
+                 preset_variants(task)),
+        Argument("weights", "",
+                 "checkpoint file of the variant (official .pt from the DPT releases), or 'random'; "
+                 "empty: the node exits with instructions"),
+    ]
+    if task == "dpt":
+        args += [
+            Argument("segmentation_variant", default_variant("segmentation"), "segmentation variant",
+                     preset_variants("segmentation")),
+            Argument("segmentation_weights", "", "checkpoint file of the segmentation variant, or 'random'"),
+        ]
+    args += [
+        Argument("resolution", "default", "network input size in pixels; 'default' = the variant's own",
+                 RESOLUTIONS),
+        Argument("device", "auto", "inference device: " + DEVICES_HELP),
+        Argument("precision", "fp32", "inference precision (fp16/bf16 need a GPU for speed)", PRECISIONS),
+        Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
+        Argument("image", "image", "input image topic (remaps the node's 'image')"),
+        Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
+        Argument("namespace", "", "namespace of the node and its output topics"),
+        Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
+    ]
+    return args
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {', '.join(TASKS)}")
+
+
+def _checked(arg: Argument, value: str) -> str:
+    if arg.choices is not None and value not in arg.choices:
+        raise ValueError(f"launch argument {arg.name}:={value!r} is not one of {', '.join(arg.choices)}")
+    return value
+
+
+def resolve(task: str, values: Mapping[str, str]) -> dict[str, str]:
+    """Launch argument values with defaults filled in and choices checked."""
+    _check_task(task)
+    args = {a.name: a for a in launch_arguments(task)}
+    unknown = set(values) - set(args)
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; valid: {', '.join(args)}")
+    return {name: _checked(a, values.get(name, a.default)) for name, a in args.items()}
+
+
+def node_parameters(task: str, values: Mapping[str, str]) -> list:
+    """The ``parameters=[...]`` of the node: YAML file paths (str), then one dict of overrides."""
+    v = resolve(task, values)
+    files = [config_path(task)]
+    variants = [v["variant"]] if task != "segmentation" else []
+    if task == "dpt":
+        variants.append(v["segmentation_variant"])
+    if task == "segmentation":
+        variants = [v["variant"]]
+    files += [config_path(name) for name in variants]
+    if v["config_file"]:
+        files.append(Path(os.path.expanduser(v["config_file"])))
+    for f in files:
+        if not f.is_file():
+            raise FileNotFoundError(f"parameter file {f} not found")
+    overrides: dict = {"device": v["device"], "precision": v["precision"]}
+    if v["resolution"] != "default":
+        overrides["input_size"] = int(v["resolution"])
+    weights_key = "segmentation.weights" if task == "segmentation" else "depth.weights"
+    if v["weights"]:
+        overrides[weights_key] = v["weights"]
+    if task == "dpt" and v["segmentation_weights"]:
+        overrides["segmentation.weights"] = v["segmentation_weights"]
+    return [str(f) for f in files] + [overrides]
+
+
+def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
+    v = resolve(task, values)
+    return [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
+
+
+def rviz_config() -> str:
+    return str(share_dir() / "rviz" / "dpt.rviz")
+
+
+def use_rviz(task: str, values: Mapping[str, str]) -> bool:
+    return resolve(task, values)["use_rviz"] == "true"

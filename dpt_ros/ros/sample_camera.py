@@ -1,0 +1,230 @@
+"""``sample_camera``: publishes Image + CameraInfo at a fixed rate from built-in photographs, an
+image folder or a video file; a stand-in for a camera driver or a bag.
+
+Topics (relative, remappable): ``image`` (sensor_msgs/Image), ``camera_info``, and with
+``publish_compressed`` also ``image/compressed`` (JPEG). Every message of one frame carries the
+same header (stamp = publish time, ``frame_id`` parameter).
+
+    ros2 run dpt_ros sample_camera --ros-args -p source:=builtin -p rate:=10.0 -p width:=640
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from dpt_ros.ros import conversions
+
+#: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
+BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
+    """The named scikit-image photographs as (H, W, 3) uint8 RGB arrays."""
+    import skimage.data
+
+    frames = []
+    for name in names:
+        if name not in BUILTIN_IMAGES:
+            raise ValueError(f"unknown built-in image {name!r}; choose from {', '.join(BUILTIN_IMAGES)}")
+        img = np.asarray(getattr(skimage.data, name)())
+        frames.append(np.ascontiguousarray(img[..., :3]) if img.ndim == 3 else np.dstack([img] * 3))
+    return frames
+
+
+def folder_files(folder: str) -> list[str]:
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                   if f.lower().endswith(_IMAGE_EXTENSIONS))
+    if not files:
+        raise ValueError(f"folder {folder!r} holds no images ({', '.join(_IMAGE_EXTENSIONS)})")
+    return files
+
+
+def read_rgb(path: str) -> np.ndarray:
+    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {path!r}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
+    """RGB frames from ``builtin``, ``builtin:name,name``, an image folder or a video file."""
+    if source == "builtin" or source.startswith("builtin:"):
+        names = tuple(n for n in source.partition(":")[2].split(",") if n) or BUILTIN_IMAGES
+        frames = builtin_frames(names)
+        while True:
+            yield from frames
+            if not loop:
+                return
+    if os.path.isdir(source):
+        files = folder_files(source)
+        while True:
+            for f in files:
+                yield read_rgb(f)
+            if not loop:
+                return
+    if os.path.isfile(source):
+        while True:
+            cap = cv2.VideoCapture(source)
+            if not cap.isOpened():
+                raise ValueError(f"cannot open video {source!r}")
+            count = 0
+            while True:
+                ok, bgr = cap.read()
+                if not ok:
+                    break
+                count += 1
+                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            cap.release()
+            if not loop or count == 0:
+                return
+    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image folder nor a video file")
+
+
+def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Resize to width x height; a 0 side keeps the aspect ratio; both 0 keeps the size."""
+    h, w = rgb.shape[:2]
+    if width <= 0 and height <= 0:
+        return rgb
+    if width <= 0:
+        width = max(1, round(w * height / h))
+    if height <= 0:
+        height = max(1, round(h * width / w))
+    if (width, height) == (w, h):
+        return rgb
+    interp = cv2.INTER_AREA if width < w else cv2.INTER_CUBIC
+    return cv2.resize(rgb, (width, height), interpolation=interp)
+
+
+def encode(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """RGB uint8 -> the array layout of ``encoding``."""
+    if encoding == "rgb8":
+        return rgb
+    if encoding == "bgr8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    if encoding == "rgba8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA)
+    if encoding == "bgra8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA)
+    if encoding == "mono8":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    if encoding == "mono16":
+        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 257
+    raise ValueError(f"encoding {encoding!r} not supported; choose from {', '.join(ENCODINGS)}")
+
+
+def pinhole(width: int, height: int, fov_deg: float) -> tuple[list[float], list[float]]:
+    """K and P of an ideal pinhole camera with horizontal field of view ``fov_deg``."""
+    f = (width / 2.0) / math.tan(math.radians(fov_deg) / 2.0)
+    cx, cy = (width - 1) / 2.0, (height - 1) / 2.0
+    return [f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0], [f, 0.0, cx, 0.0, 0.0, f, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+class SampleCamera(Node):
+    """Publishes frames from :func:`frame_source` at ``rate`` Hz; stops after ``count`` frames."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("sample_camera", **kwargs)
+        p = self._declare
+        self.source = p("source", "builtin", "builtin, builtin:astronaut,coffee, an image folder or a video file")
+        self.rate = p("rate", 10.0, "publish rate in Hz", frange=(0.01, 1000.0))
+        self.width = p("width", 640, "output width in pixels (0 = source width, or keep aspect)", irange=(0, 8192))
+        self.height = p("height", 480, "output height in pixels (0 = source height, or keep aspect)", irange=(0, 8192))
+        self.encoding = p("encoding", "rgb8", "image encoding: " + ", ".join(ENCODINGS))
+        self.frame_id = p("frame_id", "camera_optical_frame", "header frame_id (optical frame, REP 103)")
+        self.loop = p("loop", True, "start again at the end of the source")
+        self.count = p("count", 0, "stop after this many frames (0 = never)", irange=(0, 2**31 - 1))
+        self.fov = p("fov_deg", 60.0, "horizontal field of view of the published CameraInfo", frange=(1.0, 179.0))
+        self.reliability = p("reliability", "reliable", "QoS reliability: reliable or best_effort")
+        self.compressed = p("publish_compressed", False, "also publish image/compressed (JPEG)")
+        if self.encoding not in ENCODINGS:
+            raise ValueError(f"sample_camera: encoding {self.encoding!r} not supported; choose from {', '.join(ENCODINGS)}")
+        if self.reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"sample_camera: reliability {self.reliability!r}: use reliable or best_effort")
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
+                         reliability=ReliabilityPolicy.RELIABLE if self.reliability == "reliable"
+                         else ReliabilityPolicy.BEST_EFFORT)
+        self.frames = frame_source(self.source, self.loop)
+        self.image_pub = self.create_publisher(Image, "image", qos)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", qos) if self.compressed else None
+        self.published = 0
+        self.done = False
+        self._cache: dict[int, tuple] = {}
+        self.timer = self.create_timer(1.0 / self.rate, self.tick)
+        self.get_logger().info(f"publishing {self.source} at {self.rate:g} Hz as {self.encoding} "
+                               f"on {self.image_pub.topic_name}")
+
+    def _declare(self, name, default, description, frange=None, irange=None):
+        d = ParameterDescriptor(description=description, read_only=True)
+        if frange:
+            d.floating_point_range = [FloatingPointRange(from_value=frange[0], to_value=frange[1], step=0.0)]
+        if irange:
+            d.integer_range = [IntegerRange(from_value=irange[0], to_value=irange[1], step=1)]
+        return self.declare_parameter(name, default, d).value
+
+    def next_frame(self) -> Optional[np.ndarray]:
+        try:
+            return resize(next(self.frames), self.width, self.height)
+        except StopIteration:
+            return None
+
+    def tick(self) -> None:
+        if self.done:
+            return
+        rgb = self.next_frame()
+        if rgb is None or (self.count and self.published >= self.count):
+            self.done = True
+            self.timer.cancel()
+            self.get_logger().info(f"done after {self.published} frames")
+            return
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        h, w = rgb.shape[:2]
+        image = conversions.image_msg(header, encode(rgb, self.encoding), self.encoding)
+        k, p = pinhole(w, h, self.fov)
+        info = conversions.camera_info_msg(header, w, h, k, p)
+        info.distortion_model = "plumb_bob"
+        info.d = [0.0] * 5
+        self.info_pub.publish(info)
+        self.image_pub.publish(image)
+        if self.compressed_pub is not None:
+            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            self.compressed_pub.publish(conversions.compressed_msg(header, jpeg.tobytes(), "jpeg"))
+        self.published += 1
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    code = 0
+    node = None
+    try:
+        node = SampleCamera()
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as e:
+        print(f"sample_camera: {e}", file=sys.stderr)
+        code = 2
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
