@@ -1,0 +1,172 @@
+"""Post-processing: upsampling, metric depth, REP 117 ranges, colour maps, labels and palette."""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dpt_ros.pipeline import (
+    ADE20K_CLASSES,
+    ADE20K_PALETTE,
+    COLORMAPS,
+    RunningRange,
+    apply_depth_range,
+    colorize,
+    colorize_labels,
+    colormap_lut,
+    depth_to_millimetres,
+    labels_from_logits,
+    metric_from_inverse,
+    overlay,
+    upsample,
+)
+
+RNG = np.random.default_rng(8)
+
+
+def test_upsample_is_bicubic_half_pixel_like_opencv():
+    pred = torch.from_numpy(RNG.random((2, 24, 32)).astype(np.float32))
+    out = upsample(pred, (60, 80))
+    assert out.shape == (2, 60, 80) and out.dtype == torch.float32
+    for i in range(2):  # official run_monodepth resizes depth with cv2 INTER_CUBIC: same kernel
+        ref = cv2.resize(pred[i].numpy(), (80, 60), interpolation=cv2.INTER_CUBIC)
+        np.testing.assert_allclose(out[i].numpy(), ref, atol=2e-6)
+    logits = torch.randn(1, 5, 8, 8)
+    assert upsample(logits, (16, 24)).shape == (1, 5, 16, 24)
+    assert upsample(logits, (8, 8)) is logits  # same size: no work
+    const = torch.full((1, 7, 9), 3.25)
+    torch.testing.assert_close(upsample(const, (30, 31)), torch.full((1, 30, 31), 3.25))
+    with pytest.raises(ValueError, match=r"\(N, h, w\)"):
+        upsample(torch.zeros(5, 5), (10, 10))
+
+
+@pytest.mark.parametrize(("scale", "shift"), [(6.016e-5, 0.00579), (3.05e-4, 0.1378)])  # KITTI, NYU
+def test_metric_from_inverse_official_formula(scale, shift):
+    inv = np.array([0.0, 10.0, 1000.0, 5000.0], np.float32)
+    expected = 1.0 / np.maximum(scale * inv.astype(np.float64) + shift, 1e-8)
+    np.testing.assert_allclose(metric_from_inverse(inv, scale, shift), expected, rtol=1e-6)
+    np.testing.assert_allclose(metric_from_inverse(torch.from_numpy(inv), scale, shift).numpy(), expected, rtol=1e-6)
+    assert metric_from_inverse(np.array([-1e9], np.float32), 1.0, 0.0)[0] == pytest.approx(1e8)
+    with pytest.raises(ValueError, match="scale > 0"):
+        metric_from_inverse(inv, 0.0, 1.0)
+
+
+def test_apply_depth_range_rep117():
+    d = np.array([np.nan, 0.0, -1.0, 0.2, 0.5, 3.0, 10.0, 11.0, np.inf], np.float32)
+    out = apply_depth_range(d, min_depth=0.3, max_depth=10.0)
+    exp = [np.nan, np.nan, np.nan, -np.inf, 0.5, 3.0, 10.0, np.inf, np.inf]
+    np.testing.assert_array_equal(out, np.array(exp, np.float32))
+    assert np.isnan(d[0]) and d[3] == np.float32(0.2)  # input untouched unless inplace
+    t = apply_depth_range(torch.from_numpy(d), 0.3, 10.0)
+    np.testing.assert_array_equal(t.numpy(), np.array(exp, np.float32))
+    out = apply_depth_range(d.copy(), 0.0, math.inf)
+    assert np.isnan(out[1]) and out[-1] == np.inf and out[7] == 11.0
+    with pytest.raises(ValueError, match="min_depth < max_depth"):
+        apply_depth_range(d, 5.0, 1.0)
+
+
+def test_depth_to_millimetres():
+    d = np.array([np.nan, -np.inf, np.inf, 0.0, 0.0004, 0.0006, 1.2345, 65.535, 65.6], np.float32)
+    np.testing.assert_array_equal(depth_to_millimetres(d), [0, 0, 0, 0, 0, 1, 1234, 65535, 0])
+    assert depth_to_millimetres(d).dtype == np.uint16
+
+
+# matplotlib's published colour map end points (listed data, 0..1 RGB)
+REFERENCE = {
+    "viridis": {0.0: (0.267004, 0.004874, 0.329415), 1.0: (0.993248, 0.906157, 0.143936)},
+    "inferno": {0.0: (0.001462, 0.000466, 0.013866), 1.0: (0.988362, 0.998364, 0.644924)},
+    "magma": {0.0: (0.001462, 0.000466, 0.013866), 1.0: (0.987053, 0.991438, 0.749504)},
+    "plasma": {0.0: (0.050383, 0.029803, 0.527975), 1.0: (0.940015, 0.975158, 0.131326)},
+    "turbo": {0.0: (0.18995, 0.07176, 0.23217), 1.0: (0.4796, 0.01583, 0.01055)},
+    "jet": {0.0: (0.0, 0.0, 0.5), 1.0: (0.5, 0.0, 0.0)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+def test_colormap_tables_match_published_values(name):
+    lut = colormap_lut(name)
+    assert lut.shape == (256, 3) and lut.dtype == np.uint8
+    for t, rgb in REFERENCE[name].items():
+        got = lut[round(t * 255)].astype(float)
+        assert np.abs(got - np.array(rgb) * 255).max() <= 1.0, (name, t, got)
+
+
+def test_viridis_midpoint_and_gray_identity():
+    mid = (colormap_lut("viridis")[127].astype(float) + colormap_lut("viridis")[128]) / 2
+    assert np.abs(mid - np.array([0.127568, 0.566949, 0.550556]) * 255).max() <= 2.0
+    np.testing.assert_array_equal(colormap_lut("gray")[:, 0], np.arange(256))
+    assert set(COLORMAPS) >= {"turbo", "inferno", "viridis", "magma", "jet", "gray"}
+
+
+def test_colorize_fixed_range_clip_invalid_and_reverse():
+    v = np.array([[0.0, 0.5, 1.0, 2.0, -1.0, np.nan, np.inf]], np.float32)
+    out = colorize(v, "gray", 0.0, 1.0, invalid_color=(1, 2, 3))
+    np.testing.assert_array_equal(out[0, :, 0], [0, 128, 255, 255, 0, 1, 1])
+    np.testing.assert_array_equal(out[0, 5], [1, 2, 3])
+    rev = colorize(v, "gray", 1.0, 0.0)
+    np.testing.assert_array_equal(rev[0, :3, 0], [255, 128, 0])
+    np.testing.assert_array_equal(colorize(v, "turbo", 0, 1)[0, 2], colormap_lut("turbo")[255])
+    with pytest.raises(ValueError, match="unknown colormap 'rainbow'"):
+        colorize(v, "rainbow")
+    with pytest.raises(ValueError, match="non-empty range"):
+        colorize(v, "gray", 1.0, 1.0)
+
+
+def test_running_range_is_stable_and_smoothed():
+    rr = RunningRange(low=0.0, high=100.0, momentum=0.9)
+    base = np.linspace(1.0, 5.0, 10000, dtype=np.float32).reshape(100, 100)
+    assert rr.update(base) == pytest.approx((1.0, 5.0))
+    lo, hi = rr.update(base * 3)  # scene jumps: range moves 10 % of the way per frame
+    assert lo == pytest.approx(1.2) and hi == pytest.approx(6.0)
+    for _ in range(200):
+        lo, hi = rr.update(base * 3)
+    assert (lo, hi) == pytest.approx((3.0, 15.0), rel=1e-4)
+    with_nan = base.copy()
+    with_nan[:50] = np.nan
+    rr2 = RunningRange(2, 98, momentum=0.0)
+    lo, hi = rr2.update(with_nan)
+    assert 3.0 <= lo < hi <= 5.0  # NaN ignored
+    assert rr2.update(np.full((4, 4), np.nan)) == (lo, hi)  # nothing valid: keep the range
+    with pytest.raises(ValueError, match="percentiles"):
+        RunningRange(50, 10)
+
+
+def test_labels_from_logits_official_one_based():
+    logits = torch.zeros(1, 150, 2, 3)
+    logits[0, 0, 0, 0] = 1  # class index 0 -> label 1 (wall)
+    logits[0, 2, 0, 1] = 1  # -> label 3 (sky)
+    logits[0, 149, 1, 2] = 5  # -> label 150 (flag)
+    labels = labels_from_logits(logits)
+    assert labels.dtype == torch.uint8
+    assert labels[0, 0, 0] == 1 and labels[0, 0, 1] == 3 and labels[0, 1, 2] == 150
+    assert ADE20K_CLASSES[labels[0, 0, 1] - 1] == "sky"
+    assert labels_from_logits(torch.randn(1, 300, 2, 2)).dtype == torch.int32
+
+
+def test_ade20k_names_and_palette():
+    assert len(ADE20K_CLASSES) == 150 and len(set(ADE20K_CLASSES)) == 150
+    assert ADE20K_CLASSES[:5] == ("wall", "building", "sky", "floor", "tree")
+    assert ADE20K_CLASSES[12] == "person" and ADE20K_CLASSES[-1] == "flag"
+    assert ADE20K_PALETTE.shape == (151, 3) and ADE20K_PALETTE.dtype == np.uint8
+    np.testing.assert_array_equal(ADE20K_PALETTE[0], [0, 0, 0])
+    np.testing.assert_array_equal(ADE20K_PALETTE[1], [120, 120, 120])  # wall
+    np.testing.assert_array_equal(ADE20K_PALETTE[3], [6, 230, 230])  # sky
+    np.testing.assert_array_equal(ADE20K_PALETTE[13], [150, 5, 61])  # person
+    np.testing.assert_array_equal(ADE20K_PALETTE[150], [92, 0, 255])  # flag
+
+
+def test_colorize_labels_and_overlay():
+    labels = np.array([[0, 1, 3], [150, 151, 13]], np.uint8)
+    col = colorize_labels(labels)
+    np.testing.assert_array_equal(col[0], [[0, 0, 0], [120, 120, 120], [6, 230, 230]])
+    np.testing.assert_array_equal(col[1], [[92, 0, 255], [0, 0, 0], [150, 5, 61]])  # 151: beyond palette
+    rgb = np.full((2, 3, 3), 100, np.uint8)
+    blended = overlay(rgb, col, 0.5)
+    np.testing.assert_array_equal(blended[0, 1], [110, 110, 110])
+    np.testing.assert_array_equal(blended[0, 2], [53, 165, 165])
+    np.testing.assert_array_equal(overlay(rgb, col, 0.0), rgb)
+    np.testing.assert_array_equal(overlay(rgb, col, 1.0), col)
+    with pytest.raises(ValueError, match="alpha"):
+        overlay(rgb, col, 1.5)
