@@ -1,0 +1,128 @@
+"""Intrinsics from CameraInfo fields and PointCloud2 buffers against a per-pixel formula."""
+
+import array
+import math
+import struct
+
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import FLOAT32, UINT32, CalibrationError, Intrinsics, PointField, build_cloud
+
+RNG = np.random.default_rng(9)
+K = [525.0, 0.0, 319.5, 0.0, 524.0, 239.5, 0.0, 0.0, 1.0]
+P = [500.0, 0.0, 310.0, 0.0, 0.0, 501.0, 230.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
+def test_intrinsics_p_for_rectified_k_otherwise():
+    rect = Intrinsics.from_camera_info(K, P, 640, 480)
+    assert (rect.fx, rect.fy, rect.cx, rect.cy) == (500.0, 501.0, 310.0, 230.0)
+    raw = Intrinsics.from_camera_info(K, P, 640, 480, rectified=False)
+    assert (raw.fx, raw.fy, raw.cx, raw.cy) == (525.0, 524.0, 319.5, 239.5)
+    unset_p = Intrinsics.from_camera_info(K, [0.0] * 12, 640, 480)
+    assert unset_p.fx == 525.0
+    assert (rect.width, rect.height) == (640, 480)
+
+
+def test_all_zero_k_is_uncalibrated_with_reason():
+    with pytest.raises(CalibrationError, match="uncalibrated"):
+        Intrinsics.from_camera_info([0.0] * 9, [0.0] * 12, 640, 480)
+    with pytest.raises(CalibrationError, match="9 values"):
+        Intrinsics.from_camera_info([1.0] * 4, None, 640, 480)
+    with pytest.raises(CalibrationError, match="image size"):
+        Intrinsics.from_camera_info(K, P, 0, 0)
+    with pytest.raises(CalibrationError, match="fx, fy > 0"):
+        Intrinsics(0.0, 1.0, 0.0, 0.0, 10, 10)
+
+
+def test_binning_and_roi():
+    # 1280x960 sensor, ROI x=100 y=50 640x480, binned 2x2 -> 320x240 image
+    info = Intrinsics.from_camera_info(K, P, 1280, 960, binning_x=2, binning_y=2, roi=(100, 50, 480, 640))
+    assert (info.width, info.height) == (320, 240)
+    assert info.fx == pytest.approx(250.0) and info.fy == pytest.approx(250.5)
+    assert info.cx == pytest.approx((310.0 - 100) / 2) and info.cy == pytest.approx((230.0 - 50) / 2)
+    zero_roi = Intrinsics.from_camera_info(K, P, 640, 480, roi=(0, 0, 0, 0))
+    assert zero_roi.cx == 310.0 and zero_roi.width == 640
+    with pytest.raises(CalibrationError, match="ROI"):
+        Intrinsics.from_camera_info(K, P, 640, 480, roi=(600, 0, 480, 640))
+
+
+def test_scaled_to_other_size():
+    info = Intrinsics.from_camera_info(K, P, 1280, 720)
+    s = info.scaled_to(640, 480)  # fx, cx by 0.5; fy, cy by 2/3
+    assert (s.fx, s.cx) == (250.0, 155.0)
+    assert s.fy == pytest.approx(501.0 * 480 / 720) and s.cy == pytest.approx(230.0 * 480 / 720)
+    assert info.scaled_to(1280, 720) is info
+    k, p = s.camera_info_matrices()
+    assert k[0] == 250.0 and k[4] == pytest.approx(334.0) and p[2] == 155.0 and p[10] == 1.0
+
+
+def _point(buf, v, u, point_step, row_step, n=3):
+    return struct.unpack_from("<" + "f" * n, bytes(buf.data), v * row_step + u * point_step)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_cloud_matches_per_pixel_formula(stride):
+    h, w = 37, 53
+    depth = (RNG.random((h, w)) * 4 + 0.5).astype(np.float32)
+    depth[5, 6] = np.nan
+    depth[6, 9] = 0.0
+    depth[9, 12] = -np.inf
+    depth[12, 15] = np.inf
+    rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = RNG.integers(0, 151, (h, w)).astype(np.uint8)
+    intr = Intrinsics(60.0, 61.5, 26.2, 18.7, w, h)
+    cloud = build_cloud(depth, intr, rgb=rgb, labels=labels, stride=stride)
+    hs, ws = math.ceil(h / stride), math.ceil(w / stride)
+    assert (cloud.height, cloud.width) == (hs, ws)
+    assert cloud.point_step == 20 and cloud.row_step == ws * 20 and not cloud.is_dense and not cloud.is_bigendian
+    assert isinstance(cloud.data, array.array) and cloud.data.typecode == "B"
+    assert len(cloud.data) == cloud.row_step * cloud.height
+    assert cloud.fields == (PointField("x", 0, FLOAT32), PointField("y", 4, FLOAT32),
+                            PointField("z", 8, FLOAT32), PointField("rgb", 12, FLOAT32),
+                            PointField("label", 16, UINT32))
+    raw = bytes(cloud.data)
+    for v, u in [(0, 0), (5, 6), (6, 9), (9, 12), (12, 15), (hs - 1, ws - 1), (3, 7), (hs // 2, ws // 3)]:
+        pu, pv = u * stride, v * stride
+        z = float(depth[pv, pu])
+        off = v * cloud.row_step + u * cloud.point_step
+        x, y, zz = struct.unpack_from("<fff", raw, off)
+        rgb_word, label = struct.unpack_from("<II", raw, off + 12)
+        r, g, b = (int(c) for c in rgb[pv, pu])
+        assert rgb_word == (r << 16) | (g << 8) | b
+        assert label == labels[pv, pu]
+        if not (z > 0 and math.isfinite(z)):
+            assert math.isnan(x) and math.isnan(y) and math.isnan(zz)
+            continue
+        assert zz == pytest.approx(z, rel=1e-6)
+        assert x == pytest.approx((pu - intr.cx) * z / intr.fx, rel=1e-5, abs=1e-6)
+        assert y == pytest.approx((pv - intr.cy) * z / intr.fy, rel=1e-5, abs=1e-6)
+
+
+def test_cloud_layouts_and_dense_mode():
+    depth = np.array([[1.0, np.nan, 2.0], [0.0, 3.0, np.inf]], np.float32)
+    intr = Intrinsics(1.0, 1.0, 1.0, 0.5, 3, 2)
+    xyz = build_cloud(depth, intr)
+    assert xyz.point_step == 12 and [f.name for f in xyz.fields] == ["x", "y", "z"]
+    assert build_cloud(depth, intr, labels=np.ones((2, 3), np.uint16)).fields[3] == PointField("label", 12, UINT32)
+    dense = build_cloud(depth, intr, rgb=np.zeros((2, 3, 3), np.uint8), organized=False)
+    assert (dense.height, dense.width, dense.is_dense) == (1, 3, True)
+    np.testing.assert_allclose(dense.points[0, :, :3], [[-1.0, -0.5, 1.0], [2.0, -1.0, 2.0], [0.0, 1.5, 3.0]])
+    assert dense.row_step == 3 * 16 and len(dense.data) == 48
+    np.testing.assert_array_equal(xyz.field("z")[0], [1.0, np.nan, 2.0])
+    with pytest.raises(KeyError, match="no field 'rgb'"):
+        xyz.field("rgb")
+
+
+def test_cloud_scales_intrinsics_to_depth_size_and_validates():
+    intr = Intrinsics(100.0, 100.0, 50.0, 40.0, 100, 80)  # full-size calibration, half-size depth
+    depth = np.full((40, 50), 2.0, np.float32)
+    cloud = build_cloud(depth, intr)
+    x, y, _ = _point(cloud, 0, 10, cloud.point_step, cloud.row_step)
+    assert x == pytest.approx((10 - 25.0) * 2.0 / 50.0) and y == pytest.approx((0 - 20.0) * 2.0 / 50.0)
+    with pytest.raises(ValueError, match="stride"):
+        build_cloud(depth, intr, stride=0)
+    with pytest.raises(ValueError, match="rgb must be"):
+        build_cloud(depth, intr, rgb=np.zeros((40, 50), np.uint8))
+    with pytest.raises(ValueError, match=r"depth must be \(H, W\)"):
+        build_cloud(depth[None], intr)
