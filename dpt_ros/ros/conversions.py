@@ -29,8 +29,9 @@ _ENCODING_OF = {  # (dtype, channels) -> encoding of an output array
 
 
 def _bytes_array(buf: Any) -> array.array:
+    """One copy of ``buf`` (bytes, or a C-contiguous ndarray) into the array rclpy stores for uint8[]."""
     out = array.array("B")
-    out.frombytes(buf)
+    out.frombytes(memoryview(buf).cast("B") if isinstance(buf, np.ndarray) else buf)
     return out
 
 

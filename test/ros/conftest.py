@@ -1,0 +1,17 @@
+"""Fixtures of the ROS tests (helpers live in dpt_ros.ros.testing)."""
+import os
+
+import pytest
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+pytest.importorskip("rclpy")
+
+from dpt_ros.ros.testing import Harness  # noqa: E402
+
+
+@pytest.fixture
+def harness(request):
+    """A Harness on the test module's ``DOMAIN`` (each test file has its own ROS_DOMAIN_ID)."""
+    h = Harness(getattr(request.module, "DOMAIN"))
+    yield h
+    h.shutdown()

@@ -1,0 +1,263 @@
+"""dpt_node in process through a real rclpy graph: frames in, outputs out, headers, QoS, lazy
+outputs, several cameras, per-frame errors. Random dpt_tiny weights at 64 px (fast on 2 cores)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+
+DOMAIN = 41
+
+
+def _publish_until(harness, pub, make, received, n=1, info_pub=None, timeout=30.0):
+    """Publish fresh frames (new stamps) until ``received`` holds ``n`` messages."""
+    state = {"i": 0}
+
+    def step():
+        if len(received) >= n:
+            return True
+        state["i"] += 1
+        img = make(state["i"])
+        if info_pub is not None:
+            info_pub.publish(make_info(img))
+        pub.publish(img)
+        return len(received) >= n
+
+    deadline_steps = int(timeout / 0.2)
+    for _ in range(deadline_steps):
+        if step():
+            return
+        try:
+            wait_for(lambda: len(received) >= n, timeout=0.2)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no output after {timeout} s")
+
+
+def test_image_in_inverse_depth_out_same_header_and_size(harness):
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("best_effort"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
+             what="discovery")
+    stamp = 1_700_000_000_123_456_789
+    frame = make_image(stamp, width=90, height=50, frame_id="front_optical")
+    pub.publish(frame)
+    wait_for(lambda: len(out) >= 1, what="inverse_depth")
+    msg = out[0]
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == divmod(stamp, 1_000_000_000)
+    assert msg.header.frame_id == "front_optical"
+    assert (msg.width, msg.height, msg.encoding) == (90, 50, "32FC1")
+    assert msg.step == 90 * 4
+    inv = conversions.image_array(msg)
+    assert inv.dtype == np.float32 and np.isfinite(inv).all()
+    assert float(inv.std()) > 0.0  # a real forward pass, not a constant
+
+
+def test_every_output_carries_the_input_header(harness):
+    """depth.scale makes dpt_tiny metric; a segmentation variant adds labels; camera_info -> cloud."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.5,
+                                 "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
+                                 "points.label": True, "camera_info.policy": "exact"})
+    names = {"inverse_depth": Image, "inverse_depth/colored": Image, "depth": Image,
+             "depth/camera_info": CameraInfo, "segmentation": Image, "segmentation/colored": Image,
+             "points": PointCloud2}
+    got = {n: harness.collector(t, n) for n, t in names.items()}
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    wait_for(lambda: all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in names)
+             and pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0, what="discovery")
+    stamps = [1_000 + i for i in range(3)]
+    for s in stamps:
+        img = make_image(s * 1_000_000_000 + 5, width=64, height=48, frame_id="cam_a")
+        info_pub.publish(make_info(img))
+        wait_for(lambda: len(node.cameras[0].infos) > 0 and node.cameras[0].infos[-1][0] == s * 1_000_000_000 + 5,
+                 what="camera_info stored")
+        pub.publish(img)
+        wait_for(lambda: all(any(m.header.stamp.sec == s for m in got[n]) for n in names), timeout=30,
+                 what=f"all outputs of frame {s}")
+    for name, msgs in got.items():
+        for m in msgs:
+            assert m.header.frame_id == "cam_a", name
+            assert m.header.stamp.nanosec == 5, name
+        assert [m.header.stamp.sec for m in msgs] == sorted({m.header.stamp.sec for m in msgs}), name
+    depth = conversions.image_array(got["depth"][-1])
+    inv = conversions.image_array([m for m in got["inverse_depth"] if m.header.stamp.sec == got["depth"][-1].header.stamp.sec][0])
+    expected = 1.0 / np.maximum(inv * 1.0 + 0.5, 1e-8)
+    valid = np.isfinite(depth)
+    np.testing.assert_allclose(depth[valid], expected[valid], rtol=1e-5)
+    info = got["depth/camera_info"][-1]
+    assert (info.width, info.height) == (64, 48) and info.k[0] == pytest.approx(50.0)
+    labels = conversions.image_array(got["segmentation"][-1])
+    assert labels.dtype == np.uint8 and labels.shape == (48, 64) and labels.min() >= 1 and labels.max() <= 150
+    cloud = got["points"][-1]
+    assert (cloud.height, cloud.width) == (24, 32)   # organised, points.stride 2
+    pts = conversions.cloud_array(cloud)
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "label"]
+    z = pts["z"]
+    d2 = depth[::2, ::2]
+    ok = np.isfinite(d2) & (d2 > 0)
+    np.testing.assert_allclose(z[ok], d2[ok], rtol=1e-5)
+    np.testing.assert_array_equal(pts["label"][ok], labels[::2, ::2][ok])
+
+
+@pytest.mark.parametrize("camera,subscriber", [("best_effort", "reliable"), ("reliable", "best_effort"),
+                                               ("reliable", "reliable"), ("best_effort", "best_effort")])
+def test_qos_combinations(harness, camera, subscriber):
+    """Sensor-data input accepts best-effort and reliable cameras; reliable outputs reach both kinds."""
+    harness.start_node()
+    out = harness.collector(Image, "inverse_depth", reliability=subscriber)
+    pub = harness.probe.create_publisher(Image, "image", qos(camera))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    _publish_until(harness, pub, lambda i: make_image(i * 1000), out)
+    assert out[0].encoding == "32FC1"
+
+
+def test_reliable_input_qos_parameter_refuses_best_effort_camera(harness):
+    """qos.input_reliability:=reliable: a best-effort camera is incompatible (no match), a reliable one works."""
+    node = harness.start_node(**{"qos.input_reliability": "reliable"})
+    best_effort = harness.probe.create_publisher(Image, "image", qos("best_effort"))
+    reliable = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: reliable.get_subscription_count() > 0, what="discovery")
+    assert best_effort.get_subscription_count() == 0
+    out = harness.collector(Image, "inverse_depth")
+    _publish_until(harness, reliable, lambda i: make_image(i * 1000), out)
+    assert node.counts()[""]["processed"] >= 1
+
+
+def test_lazy_outputs_skip_work_without_subscribers(harness):
+    node = harness.start_node()
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    for i in range(3):
+        pub.publish(make_image(i * 1000))
+        wait_for(lambda: node.counts()[""].get("idle", 0) >= i + 1, what="idle frame")
+    assert node.counts()[""].get("processed", 0) == 0
+    # one subscriber on the coloured image: only that output is computed and published
+    colored = harness.collector(Image, "inverse_depth/colored")
+    wait_for(lambda: node.cameras[0].pubs["inverse_depth/colored"].get_subscription_count() > 0, what="discovery")
+    _publish_until(harness, pub, lambda i: make_image(10_000 + i), colored)
+    c = node.counts()[""]
+    assert c["out:inverse_depth/colored"] >= 1 and "out:inverse_depth" not in c
+    assert colored[0].encoding == "rgb8"
+
+
+def test_lazy_false_computes_without_subscribers(harness):
+    node = harness.start_node(lazy=False)
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(5))
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 1, what="processed frame")
+    assert node.counts()[""]["out:inverse_depth"] == 1
+
+
+def test_disabled_output_is_not_published(harness):
+    node = harness.start_node(**{"publish.inverse_depth_colored": False})
+    colored = harness.collector(Image, "inverse_depth/colored")
+    raw = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth/colored"].get_subscription_count() > 0, what="discovery")
+    _publish_until(harness, pub, lambda i: make_image(i), raw, n=2)
+    assert colored == []
+
+
+def test_multi_camera_one_engine_batched_outputs_per_camera(harness):
+    node = harness.start_node(cameras=["left", "right"])
+    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("left", "right")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos("reliable")) for ns in ("left", "right")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    sizes = {"left": (80, 60), "right": (64, 64)}
+    for k in range(3):
+        for ns, p in pubs.items():
+            p.publish(make_image(k * 1000 + (1 if ns == "left" else 2), *sizes[ns], frame_id=f"{ns}_optical"))
+        wait_for(lambda: all(len(o) >= k + 1 for o in outs.values()), what=f"round {k}")
+    for ns, msgs in outs.items():
+        assert {m.header.frame_id for m in msgs} == {f"{ns}_optical"}
+        assert {(m.width, m.height) for m in msgs} == {sizes[ns]}
+    assert node.models.depth is not None  # one engine for both cameras
+    c = node.counts()
+    assert c["left"]["received"] == c["left"]["processed"] + c["left"].get("dropped", 0)
+
+
+def test_bad_encoding_is_counted_and_next_frame_processed(harness):
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    bad = make_image(1)
+    bad.encoding = "no_such_encoding"
+    pub.publish(bad)
+    wait_for(lambda: node.error_counts().get("encoding", 0) == 1, what="encoding error counted")
+    short = make_image(2)
+    short.data = short.data[:-7]   # len(data) != step * height
+    pub.publish(short)
+    wait_for(lambda: node.error_counts().get("encoding", 0) == 2, what="size error counted")
+    pub.publish(make_image(3))
+    wait_for(lambda: len(out) == 1, what="next valid frame")
+    assert out[0].header.stamp.nanosec == 3
+
+
+def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness):
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    engine = node.models.depth
+    real_run = engine.run
+    failures = {"left": 2}
+
+    def flaky(batch):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+        return real_run(batch)
+
+    engine.run = flaky
+    for i in (1, 2):
+        pub.publish(make_image(i))
+        wait_for(lambda: node.error_counts().get("cuda_oom", 0) == i, what=f"OOM {i} counted")
+    pub.publish(make_image(3))
+    wait_for(lambda: len(out) == 1, what="third frame")
+    assert out[0].header.stamp.nanosec == 3
+    assert node.counts()[""]["error:cuda_oom"] == 2
+
+
+def test_points_need_calibrated_camera_info(harness):
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    points = harness.collector(PointCloud2, "points")
+    inv = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    img = make_image(1)
+    info = make_info(img)
+    info.k = [0.0] * 9   # uncalibrated
+    info.p = [0.0] * 12
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(img)
+    wait_for(lambda: node.error_counts().get("calibration", 0) == 1, what="calibration error")
+    assert points == []
+    # a 2x larger calibration for the same camera: intrinsics are scaled to the image
+    big = make_info(make_image(2, width=160, height=120), fx=100.0)
+    info_pub.publish(big)
+    wait_for(lambda: len(node.cameras[0].infos) == 2, what="info stored")
+    _publish_until(harness, pub, lambda i: make_image(100 + i), points)
+    cloud = conversions.cloud_array(points[0])
+    depth_scale = cloud["z"]
+    ok = np.isfinite(depth_scale)
+    # x = (u - cx) * z / fx with fx = 50 for the 80-px image (100 scaled by 0.5)
+    u = np.arange(0, 80, 2)[None, :].repeat(cloud.shape[0], 0)
+    cx = (159 / 2) * 0.5
+    np.testing.assert_allclose(cloud["x"][ok], ((u - cx) * depth_scale / 50.0)[ok], rtol=1e-4, atol=1e-5)
+    assert math.isclose(points[0].row_step, points[0].width * points[0].point_step)
