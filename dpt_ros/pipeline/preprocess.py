@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from dpt_ros.pipeline._backend import array_module, backend_for_device, get_xp
+from dpt_ros.pipeline._backend import array_module, backend_for_device, cupy_available, get_xp
 from dpt_ros.pipeline.encodings import ImageView, decode
 
 RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")
@@ -83,7 +83,8 @@ class Preprocessor:
     :param method: resize rule, see :func:`network_input_size`.
     :param device: torch device of the returned tensor; a CUDA device selects the CuPy backend
         (fused decode + resize + normalise kernel, DLPack hand-off on torch's current stream).
-    :param backend: "numpy" / "cupy" to override the choice made from ``device``.
+    :param backend: "numpy" / "cupy"; default: "cupy" for a CUDA device when CuPy is usable,
+        else "numpy" (OpenCV on the CPU, then one copy to ``device``).
     """
 
     def __init__(self, net_size: int | tuple[int, int], method: str = "minimal",
@@ -93,7 +94,11 @@ class Preprocessor:
             raise ValueError(f"unknown resize method {method!r}; valid: {', '.join(RESIZE_METHODS)}")
         self.method = method
         self.device = torch.device(device)
-        self.backend = backend or backend_for_device(self.device)
+        if backend is None:
+            backend = backend_for_device(self.device)
+            if backend == "cupy" and not cupy_available():
+                backend = "numpy"
+        self.backend = backend
         self.xp = get_xp(self.backend)
         if self.backend == "cupy" and self.device.type != "cuda":
             raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")

@@ -1,0 +1,246 @@
+"""CuPy implementation of the pipeline (imported only when the CuPy backend is used).
+
+Data path on the GPU: message bytes -> pinned staging buffer -> one async host->device copy ->
+fused decode + INTER_CUBIC resize + normalise kernel (bayer: demosaic kernel first) -> torch via
+DLPack. Clouds: back-projection kernel writing the PointCloud2 layout -> pinned device->host
+copy. All work is issued on torch's current CUDA stream (``cupy.cuda.ExternalStream``) so no
+synchronisation is needed between PyTorch and CuPy.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Callable
+
+import numpy as np
+
+from dpt_ros.pipeline._kernels import KERNEL_SOURCE
+from dpt_ros.pipeline.encodings import ImageView, _Format, check_view
+
+_BLOCK = 256
+_COLOR = {"r": 0, "g": 1, "b": 2}
+_local = threading.local()
+
+
+def kernel_params(encoding: str, fmt: _Format) -> tuple[int, int, int]:
+    """(kind, bytes per pixel, swap R/B) of the pixel loader for a non-bayer encoding."""
+    if fmt.kind in ("rgb", "bgr"):
+        return (0 if fmt.itemsize == 1 else 1), fmt.bytes_per_pixel, int(fmt.kind == "bgr")
+    if fmt.kind == "mono":
+        return (2 if fmt.itemsize == 1 else 3), fmt.bytes_per_pixel, 0
+    if fmt.kind == "float":
+        return 4, 4, 0
+    if fmt.kind == "yuv":
+        return (5 if encoding in ("yuv422", "uyvy") else 6), 2, 0
+    raise ValueError(f"{encoding} is decoded by the demosaic kernel")
+
+
+def bayer_pattern(encoding: str) -> int:
+    """Colour codes of the 2x2 cell of ``bayer_xxxxN`` packed as the demosaic kernel expects."""
+    letters = encoding.split("_", 1)[1][:4]
+    return sum(_COLOR[c] << (2 * i) for i, c in enumerate(letters))
+
+
+def _cp():
+    import cupy  # noqa: PLC0415
+
+    return cupy
+
+
+def _module():
+    mod = getattr(_local, "module", None)
+    if mod is None:
+        cp = _cp()
+        mod = cp.RawModule(code=KERNEL_SOURCE, options=("-std=c++14",))
+        _local.module = mod
+    return mod
+
+
+def _launch(name: str, n: int, args: tuple) -> None:
+    if n <= 0:
+        return
+    fn = _module().get_function(name)
+    fn(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
+
+
+def torch_stream(device: Any = None):
+    """CuPy view of torch's current CUDA stream (for ``with`` blocks)."""
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    s = torch.cuda.current_stream(device)
+    cache = getattr(_local, "streams", None)
+    if cache is None:
+        cache = _local.streams = {}
+    key = (s.cuda_stream, s.device.index)
+    if key not in cache:
+        cache[key] = cp.cuda.ExternalStream(s.cuda_stream, s.device.index)
+    return cache[key]
+
+
+class _Pinned:
+    """A growing page-locked host buffer, reused once the previous transfer has completed."""
+
+    def __init__(self) -> None:
+        self.mem = None
+        self.size = 0
+        self.event = None
+
+    def view(self, nbytes: int) -> np.ndarray:
+        cp = _cp()
+        if self.event is not None:
+            self.event.synchronize()
+            self.event = None
+        if nbytes > self.size:
+            self.size = max(nbytes, int(self.size * 1.25))
+            self.mem = cp.cuda.alloc_pinned_memory(self.size)
+        return np.frombuffer(self.mem, np.uint8, nbytes)
+
+    def record(self, stream) -> None:
+        self.event = stream.record()
+
+
+def _pinned(name: str) -> _Pinned:
+    pool = getattr(_local, "pinned", None)
+    if pool is None:
+        pool = _local.pinned = {}
+    if name not in pool:
+        pool[name] = _Pinned()
+    return pool[name]
+
+
+def _upload(data: Any, stream) -> Any:
+    """Device copy of a byte buffer: host -> pinned staging -> one async copy on ``stream``."""
+    cp = _cp()
+    if isinstance(data, cp.ndarray):
+        return data.reshape(-1).view(cp.uint8)
+    host = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    staging = _pinned("upload")
+    buf = staging.view(host.size)
+    np.copyto(buf, host)
+    dev = cp.empty(host.size, cp.uint8)
+    dev.set(buf, stream=stream)
+    staging.record(stream)
+    return dev
+
+
+def _source(frame: Any, stream) -> tuple[Any, int, int, int, int, int, int, int]:
+    """(device bytes, step, h, w, kind, bpp, swap, big) for a view or an RGB array."""
+    cp = _cp()
+    if isinstance(frame, ImageView):
+        fmt = check_view(frame)
+        raw = _upload(frame.data, stream)
+        h, w, step, big = frame.height, frame.width, frame.step, int(bool(frame.is_bigendian))
+        if fmt.kind == "bayer":
+            rgb = cp.empty((h, w, 3), cp.uint8)
+            _launch("dpt_demosaic", h * w, (raw, np.int64(step), np.int32(h), np.int32(w),
+                                            np.int32(bayer_pattern(frame.encoding)),
+                                            np.int32(fmt.itemsize), np.int32(big), rgb))
+            return rgb, w * 3, h, w, 0, 3, 0, 0
+        kind, bpp, swap = kernel_params(frame.encoding, fmt)
+        return raw, step, h, w, kind, bpp, swap, big
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {frame.shape} dtype {frame.dtype}")
+    h, w = frame.shape[:2]
+    if isinstance(frame, np.ndarray) and frame.strides[2] == 0:  # mono broadcast view: 1 byte/pixel
+        return _upload(np.ascontiguousarray(frame[:, :, 0]), stream), w, h, w, 2, 1, 0, 0
+    if isinstance(frame, np.ndarray):
+        return _upload(np.ascontiguousarray(frame), stream), w * 3, h, w, 0, 3, 0, 0
+    return cp.ascontiguousarray(frame), w * 3, h, w, 0, 3, 0, 0
+
+
+def decode(view: ImageView, fmt: _Format) -> Any:
+    """(H, W, 3) uint8 RGB CuPy array decoded on the GPU (same values as the NumPy path)."""
+    cp = _cp()
+    stream = torch_stream()
+    with stream:
+        src, step, h, w, kind, bpp, swap, big = _source(view, stream)
+        if fmt.kind == "bayer":
+            return src
+        out = cp.empty((h, w, 3), cp.uint8)
+        _launch("dpt_decode", h * w, (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind),
+                                      np.int32(bpp), np.int32(swap), np.int32(big), out))
+    return out
+
+
+def preprocess(frame: Any, input_size: Callable[[int, int], tuple[int, int]], device: Any) -> Any:
+    """Fused decode + resize + normalise; returns a (1, 3, h, w) float32 torch tensor (DLPack)."""
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    dev = torch.device(device)
+    with cp.cuda.Device(dev.index if dev.index is not None else torch.cuda.current_device()):
+        stream = torch_stream(dev)
+        with stream:
+            src, step, h, w, kind, bpp, swap, big = _source(frame, stream)
+            oh, ow = input_size(h, w)
+            out = cp.empty((1, 3, oh, ow), cp.float32)
+            # OpenCV computes the source step as 1 / (dst / src) in double precision
+            sx, sy = 1.0 / (ow / w), 1.0 / (oh / h)
+            _launch("dpt_resize_normalize", oh * ow,
+                    (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind), np.int32(bpp),
+                     np.int32(swap), np.int32(big), np.int32(oh), np.int32(ow), np.float64(sx),
+                     np.float64(sy), out))
+        return torch.from_dlpack(out)
+
+
+def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
+    """INTER_CUBIC resize of a CuPy float array via torch's identical bicubic kernel (DLPack)."""
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+
+    cp = _cp()
+    img = cp.ascontiguousarray(image, dtype=cp.float32)
+    t = torch.from_dlpack(img)
+    x = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+    y = F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False)[0]
+    y = y[0] if t.ndim == 2 else y.permute(1, 2, 0)
+    return cp.from_dlpack(y.contiguous())
+
+
+def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organized: bool) -> Any:
+    """GPU back-projection into the PointCloud2 layout, copied back through pinned memory."""
+    from dpt_ros.pipeline.cloud import CloudBuffer, cloud_fields  # noqa: PLC0415
+
+    cp = _cp()
+    h, w = depth.shape
+    fields, point_step = cloud_fields(rgb is not None, labels is not None)
+    nw = point_step // 4
+    rgb_word = 3 if rgb is not None else -1
+    label_word = (4 if rgb is not None else 3) if labels is not None else -1
+    ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
+    ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
+    hs, ws = ay.size, ax.size
+    stream = torch_stream()
+    with cp.cuda.Device(depth.device.id), stream:
+        d = cp.ascontiguousarray(depth, dtype=cp.float32)
+        if isinstance(rgb, np.ndarray):
+            rgb = np.ascontiguousarray(rgb)
+        if isinstance(labels, np.ndarray):
+            labels = np.ascontiguousarray(labels)
+        c = cp.ascontiguousarray(cp.asarray(rgb, dtype=cp.uint8)) if rgb is not None else None
+        lab = cp.ascontiguousarray(cp.asarray(labels).astype(cp.uint32)) if labels is not None else None
+        if organized:
+            idx, n = None, hs * ws
+        else:
+            z = d[::stride, ::stride]
+            idx = cp.flatnonzero((z > 0) & (z <= np.float32(3.402823466e38))).astype(cp.int64)
+            n = int(idx.size)
+        out = cp.empty(max(n, 1) * nw, cp.uint32)
+        null = np.uint64(0)
+        _launch("dpt_cloud", n, (d, np.int64(w), cp.asarray(ax), cp.asarray(ay), np.int32(hs), np.int32(ws),
+                                 np.int32(stride), c if c is not None else null, np.int64(w * 3),
+                                 lab if lab is not None else null, np.int64(w),
+                                 idx if idx is not None else null, np.int64(n), np.int32(nw),
+                                 np.int32(rgb_word), np.int32(label_word), out))
+        staging = _pinned("cloud")
+        host = staging.view(n * point_step)
+        if n:
+            out[: n * nw].get(stream=stream, out=host.view(np.uint32))  # blocking: waits for the copy
+    import array  # noqa: PLC0415
+
+    data = array.array("B")
+    data.frombytes(host)
+    if organized:
+        return CloudBuffer(data, hs, ws, point_step, ws * point_step, fields, False)
+    return CloudBuffer(data, 1, n, point_step, n * point_step, fields, True)

@@ -1,0 +1,193 @@
+"""The CUDA kernels of the CuPy backend, compiled as C++ and run thread by thread on the CPU.
+
+CuPy needs a GPU, so this is how CI checks the kernel arithmetic (decoding, demosaicing, fused
+resize + normalise, cloud layout) against the NumPy path; the GPU tests re-check it on a device.
+"""
+
+import ctypes
+import math
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import (
+    ImageView,
+    Intrinsics,
+    Preprocessor,
+    build_cloud,
+    decode,
+)
+from dpt_ros.pipeline._cuda import bayer_pattern, kernel_params
+from dpt_ros.pipeline._kernels import KERNEL_SOURCE
+from dpt_ros.pipeline.encodings import _format
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to emulate the CUDA kernels")
+
+PRELUDE = r"""
+#define DPT_EMULATE
+#include <math.h>
+static long long g_tid;
+#define DPT_TID g_tid
+#define DPT_KERNEL static
+#define DPT_DEVICE static inline
+"""
+WRAPPERS = r"""
+extern "C" {
+void emu_decode(long long n, const u8* src, long long step, int h, int w, int kind, int bpp, int swap,
+                int big, u8* dst) {
+    for (g_tid = 0; g_tid < n; ++g_tid) dpt_decode(src, step, h, w, kind, bpp, swap, big, dst);
+}
+void emu_demosaic(long long n, const u8* src, long long step, int h, int w, int pattern, int itemsize,
+                  int big, u8* dst) {
+    for (g_tid = 0; g_tid < n; ++g_tid) dpt_demosaic(src, step, h, w, pattern, itemsize, big, dst);
+}
+void emu_resize(long long n, const u8* src, long long step, int h, int w, int kind, int bpp, int swap,
+                int big, int oh, int ow, double sx, double sy, float* out) {
+    for (g_tid = 0; g_tid < n; ++g_tid)
+        dpt_resize_normalize(src, step, h, w, kind, bpp, swap, big, oh, ow, sx, sy, out);
+}
+void emu_cloud(long long n, const float* depth, long long depth_row, const float* ax, const float* ay,
+               int hs, int ws, int stride, const u8* rgb, long long rgb_row, const u32* labels,
+               long long label_row, const long long* idx, int nw, int rgb_word, int label_word, u32* out) {
+    for (g_tid = 0; g_tid < n; ++g_tid)
+        dpt_cloud(depth, depth_row, ax, ay, hs, ws, stride, rgb, rgb_row, labels, label_row, idx, n, nw,
+                  rgb_word, label_word, out);
+}
+}
+"""
+P = ctypes.c_void_p
+I32, I64, F64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kernels")
+    (d / "k.cpp").write_text(PRELUDE + KERNEL_SOURCE + WRAPPERS)
+    subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-o", str(d / "k.so"), str(d / "k.cpp")],
+                   check=True, capture_output=True)
+    so = ctypes.CDLL(str(d / "k.so"))
+    so.emu_decode.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, P]
+    so.emu_demosaic.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, P]
+    so.emu_resize.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, I32, I32, F64, F64, P]
+    so.emu_cloud.argtypes = [I64, P, I64, P, P, I32, I32, I32, P, I64, P, I64, P, I32, I32, I32, P]
+    return so
+
+
+def _ptr(a):
+    return None if a is None else a.ctypes.data
+
+
+RNG = np.random.default_rng(11)
+H, W = 13, 18
+
+
+def _view(encoding, padding, big):
+    fmt = _format(encoding)
+    if fmt.kind == "yuv":
+        raw = RNG.integers(0, 256, (H, W * 2), dtype=np.uint8)
+    elif fmt.kind == "float":
+        raw = RNG.random((H, W)).astype(np.float32) * 1.2 - 0.1
+    elif fmt.kind == "bayer":
+        raw = RNG.integers(0, 256 ** fmt.itemsize, (H, W)).astype(np.uint8 if fmt.itemsize == 1 else np.uint16)
+    else:
+        shape = (H, W) if fmt.channels == 1 else (H, W, fmt.channels)
+        raw = RNG.integers(0, 256 ** fmt.itemsize, shape).astype(np.uint8 if fmt.itemsize == 1 else np.uint16)
+    return ImageView.from_array(raw, encoding, padding=padding, bigendian=big), fmt
+
+
+def _device_rgb(lib, view, fmt):
+    src = np.frombuffer(view.data, np.uint8)
+    out = np.zeros((view.height, view.width, 3), np.uint8)
+    if fmt.kind == "bayer":
+        lib.emu_demosaic(view.height * view.width, _ptr(src), view.step, view.height, view.width,
+                         bayer_pattern(view.encoding), fmt.itemsize, int(view.is_bigendian), _ptr(out))
+    else:
+        kind, bpp, swap = kernel_params(view.encoding, fmt)
+        lib.emu_decode(view.height * view.width, _ptr(src), view.step, view.height, view.width, kind, bpp, swap,
+                       int(view.is_bigendian), _ptr(out))
+    return out
+
+
+ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "8UC4", "rgb16", "bgr16", "rgba16", "bgra16", "mono8",
+             "mono16", "16UC1", "32FC1", "yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
+             "bayer_grbg8", "bayer_rggb16", "bayer_gbrg16"]
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("padding", [0, 3])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_kernel_decode_matches_numpy(lib, encoding, padding, big):
+    view, fmt = _view(encoding, padding, big)
+    np.testing.assert_array_equal(_device_rgb(lib, view, fmt), decode(view, np))
+
+
+@pytest.mark.parametrize(("encoding", "src", "dst"), [
+    ("rgb8", (48, 64), (64, 96)), ("bgra8", (97, 131), (64, 96)), ("mono16", (30, 40), (96, 128)),
+    ("yuv422", (40, 60), (32, 32)), ("bayer_grbg8", (41, 57), (64, 64)), ("32FC1", (24, 24), (32, 64)),
+])
+def test_kernel_fused_preprocess_matches_numpy(lib, encoding, src, dst):
+    global H, W
+    H, W = src
+    try:
+        view, fmt = _view(encoding, 1, False)
+    finally:
+        H, W = 13, 18
+    pre = Preprocessor(dst, method="fixed")
+    expected = pre(view)[0].numpy()
+    if fmt.kind == "bayer":
+        rgb = _device_rgb(lib, view, fmt)
+        data, step, kind, bpp, swap, big = rgb, src[1] * 3, 0, 3, 0, 0
+    else:
+        data = np.frombuffer(view.data, np.uint8)
+        (kind, bpp, swap), step, big = kernel_params(encoding, fmt), view.step, 0
+    out = np.zeros((3, *dst), np.float32)
+    oh, ow = dst
+    lib.emu_resize(oh * ow, _ptr(data), step, src[0], src[1], kind, bpp, swap, big, oh, ow,
+                   1.0 / (ow / src[1]), 1.0 / (oh / src[0]), _ptr(out))
+    np.testing.assert_allclose(out, expected, atol=3e-5, rtol=0)  # float summation order vs OpenCV SIMD
+
+
+def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
+    h, w = depth.shape
+    ax = ((np.arange(0, w, stride) - intr.cx) / intr.fx).astype(np.float32)
+    ay = ((np.arange(0, h, stride) - intr.cy) / intr.fy).astype(np.float32)
+    hs, ws = ay.size, ax.size
+    nw = 3 + (rgb is not None) + (labels is not None)
+    idx = None
+    if organized:
+        n = hs * ws
+    else:
+        z = depth[::stride, ::stride]
+        with np.errstate(invalid="ignore"):
+            idx = np.flatnonzero((z > 0) & (z < np.inf)).astype(np.int64)
+        n = idx.size
+    out = np.zeros(n * nw, np.uint32)
+    lab = None if labels is None else np.ascontiguousarray(labels, np.uint32)
+    lib.emu_cloud(n, _ptr(depth), w, _ptr(ax), _ptr(ay), hs, ws, stride, _ptr(rgb), w * 3, _ptr(lab), w, _ptr(idx),
+                  nw, 3 if rgb is not None else -1, (4 if rgb is not None else 3) if labels is not None else -1,
+                  _ptr(out))
+    return out.view(np.uint8)
+
+
+@pytest.mark.parametrize("organized", [True, False])
+@pytest.mark.parametrize("stride", [1, 3])
+def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized):
+    h, w = 23, 31
+    depth = (RNG.random((h, w)) * 5).astype(np.float32)
+    depth[::4, ::5] = np.nan
+    depth[1, 2], depth[3, 3], depth[6, 6] = 0.0, -np.inf, np.inf
+    rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = RNG.integers(0, 151, (h, w)).astype(np.uint8)
+    intr = Intrinsics(40.0, 41.0, 15.3, 11.1, w, h)
+    for kw in ({}, {"rgb": rgb}, {"labels": labels}, {"rgb": rgb, "labels": labels}):
+        ref = build_cloud(depth, intr, stride=stride, organized=organized, **kw)
+        got = _emu_cloud(lib, depth, intr, kw.get("rgb"), kw.get("labels"), stride, organized)
+        assert len(got) == len(ref.data)
+        want = np.frombuffer(ref.data, np.float32)
+        have = got.view(np.float32)
+        np.testing.assert_array_equal(have, want)  # NaN == NaN here; packed words compared bitwise below
+        nan = np.isnan(want)
+        np.testing.assert_array_equal(got.view(np.uint32)[~nan], np.frombuffer(ref.data, np.uint32)[~nan])
+        assert math.isnan(have[0]) == math.isnan(want[0])
