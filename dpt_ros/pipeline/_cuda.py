@@ -181,7 +181,7 @@ def preprocess(frame: Any, input_size: Callable[[int, int], tuple[int, int]], de
                     (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind), np.int32(bpp),
                      np.int32(swap), np.int32(big), np.int32(oh), np.int32(ow), np.float64(sx),
                      np.float64(sy), out))
-        return torch.from_dlpack(out)
+            return torch.from_dlpack(out)  # same stream on both sides: no extra synchronisation
 
 
 def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
@@ -190,17 +190,23 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
     import torch.nn.functional as F  # noqa: PLC0415
 
     cp = _cp()
-    img = cp.ascontiguousarray(image, dtype=cp.float32)
-    t = torch.from_dlpack(img)
-    x = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
-    y = F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False)[0]
-    y = y[0] if t.ndim == 2 else y.permute(1, 2, 0)
-    return cp.from_dlpack(y.contiguous())
+    with cp.cuda.Device(image.device.id), torch_stream(image.device.id):
+        img = cp.ascontiguousarray(image, dtype=cp.float32)
+        t = torch.from_dlpack(img)
+        x = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]
+        y = F.interpolate(x, size=tuple(size), mode="bicubic", align_corners=False)[0]
+        y = y[0] if t.ndim == 2 else y.permute(1, 2, 0)
+        return cp.from_dlpack(y.contiguous())
 
 
-def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organized: bool) -> Any:
-    """GPU back-projection into the PointCloud2 layout, copied back through pinned memory."""
-    from dpt_ros.pipeline.cloud import CloudBuffer, cloud_fields  # noqa: PLC0415
+def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
+                    organized: bool) -> tuple[np.ndarray, int, int, int, tuple]:
+    """GPU back-projection into the PointCloud2 layout, copied into a pinned host buffer.
+
+    Returns (pinned byte view, height, width, point_step, fields); the view is reused by the next
+    call on this thread.
+    """
+    from dpt_ros.pipeline.cloud import cloud_fields  # noqa: PLC0415
 
     cp = _cp()
     h, w = depth.shape
@@ -211,36 +217,45 @@ def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organ
     ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
     ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
     hs, ws = ay.size, ax.size
-    stream = torch_stream()
-    with cp.cuda.Device(depth.device.id), stream:
-        d = cp.ascontiguousarray(depth, dtype=cp.float32)
-        if isinstance(rgb, np.ndarray):
-            rgb = np.ascontiguousarray(rgb)
-        if isinstance(labels, np.ndarray):
-            labels = np.ascontiguousarray(labels)
-        c = cp.ascontiguousarray(cp.asarray(rgb, dtype=cp.uint8)) if rgb is not None else None
-        lab = cp.ascontiguousarray(cp.asarray(labels).astype(cp.uint32)) if labels is not None else None
-        if organized:
-            idx, n = None, hs * ws
-        else:
-            z = d[::stride, ::stride]
-            idx = cp.flatnonzero((z > 0) & (z <= np.float32(3.402823466e38))).astype(cp.int64)
-            n = int(idx.size)
-        out = cp.empty(max(n, 1) * nw, cp.uint32)
-        null = np.uint64(0)
-        _launch("dpt_cloud", n, (d, np.int64(w), cp.asarray(ax), cp.asarray(ay), np.int32(hs), np.int32(ws),
-                                 np.int32(stride), c if c is not None else null, np.int64(w * 3),
-                                 lab if lab is not None else null, np.int64(w),
-                                 idx if idx is not None else null, np.int64(n), np.int32(nw),
-                                 np.int32(rgb_word), np.int32(label_word), out))
-        staging = _pinned("cloud")
-        host = staging.view(n * point_step)
-        if n:
-            out[: n * nw].get(stream=stream, out=host.view(np.uint32))  # blocking: waits for the copy
+    with cp.cuda.Device(depth.device.id):
+        stream = torch_stream(depth.device.id)
+        with stream:
+            d = cp.ascontiguousarray(depth, dtype=cp.float32)
+            if isinstance(rgb, np.ndarray):
+                rgb = np.ascontiguousarray(rgb)
+            if isinstance(labels, np.ndarray):
+                labels = np.ascontiguousarray(labels)
+            c = cp.ascontiguousarray(cp.asarray(rgb, dtype=cp.uint8)) if rgb is not None else None
+            lab = cp.ascontiguousarray(cp.asarray(labels).astype(cp.uint32)) if labels is not None else None
+            if organized:
+                idx, n = None, hs * ws
+            else:
+                z = d[::stride, ::stride]
+                idx = cp.flatnonzero((z > 0) & (z <= np.float32(3.402823466e38))).astype(cp.int64)
+                n = int(idx.size)
+            out = cp.empty(max(n, 1) * nw, cp.uint32)
+            null = np.uint64(0)
+            _launch("dpt_cloud", n, (d, np.int64(w), cp.asarray(ax), cp.asarray(ay), np.int32(hs),
+                                     np.int32(ws), np.int32(stride), c if c is not None else null,
+                                     np.int64(w * 3), lab if lab is not None else null, np.int64(w),
+                                     idx if idx is not None else null, np.int64(n), np.int32(nw),
+                                     np.int32(rgb_word), np.int32(label_word), out))
+            host = _pinned("cloud").view(n * point_step)
+            if n:
+                out[: n * nw].get(stream=stream, out=host.view(np.uint32))  # blocking copy
+    if organized:
+        return host, hs, ws, point_step, fields
+    return host, 1, n, point_step, fields
+
+
+def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organized: bool) -> Any:
+    """CuPy :func:`dpt_ros.pipeline.build_cloud`: kernel, pinned device->host copy, then one host
+    copy into the ``array.array`` that the message keeps."""
     import array  # noqa: PLC0415
 
+    from dpt_ros.pipeline.cloud import CloudBuffer  # noqa: PLC0415
+
+    host, hs, ws, point_step, fields = cloud_to_pinned(depth, intr, rgb, labels, stride, organized)
     data = array.array("B")
     data.frombytes(host)
-    if organized:
-        return CloudBuffer(data, hs, ws, point_step, ws * point_step, fields, False)
-    return CloudBuffer(data, 1, n, point_step, n * point_step, fields, True)
+    return CloudBuffer(data, hs, ws, point_step, ws * point_step, fields, not organized)

@@ -126,4 +126,7 @@ def tensor_to_array(t: torch.Tensor) -> Any:
         return t.numpy()
     import cupy  # noqa: PLC0415
 
-    return cupy.from_dlpack(t.contiguous())
+    from dpt_ros.pipeline._cuda import torch_stream  # noqa: PLC0415
+
+    with cupy.cuda.Device(t.device.index), torch_stream(t.device):
+        return cupy.from_dlpack(t.contiguous())

@@ -1,0 +1,132 @@
+"""CuPy backend against the NumPy backend (same API, same results). Skipped without CUDA + CuPy."""
+
+import numpy as np
+import pytest
+import torch
+
+from dpt_ros.pipeline import (
+    ImageView,
+    Intrinsics,
+    Preprocessor,
+    RunningRange,
+    apply_depth_range,
+    build_cloud,
+    colorize,
+    colorize_labels,
+    cupy_available,
+    decode,
+    metric_from_inverse,
+    resize_bicubic,
+    tensor_to_array,
+    upsample,
+)
+from dpt_ros.pipeline.encodings import _format
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (torch.cuda.is_available() and cupy_available()), reason="needs CUDA and CuPy"),
+]
+
+RNG = np.random.default_rng(12)
+ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "rgb16", "bgra16", "mono8", "mono16", "16UC1", "32FC1",
+             "yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8", "bayer_grbg8", "bayer_rggb16"]
+
+
+def _view(encoding, h, w, padding=0, big=False):
+    fmt = _format(encoding)
+    if fmt.kind == "yuv":
+        raw = RNG.integers(0, 256, (h, w * 2), dtype=np.uint8)
+    elif fmt.kind == "float":
+        raw = RNG.random((h, w)).astype(np.float32)
+    else:
+        shape = (h, w) if fmt.channels == 1 else (h, w, fmt.channels)
+        raw = RNG.integers(0, 256 ** fmt.itemsize, shape).astype(np.uint8 if fmt.itemsize == 1 else np.uint16)
+    return ImageView.from_array(raw, encoding, padding=padding, bigendian=big)
+
+
+@pytest.mark.parametrize("big", [False, True])
+@pytest.mark.parametrize("padding", [0, 1, 3, 64])
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_gpu_decode_equals_numpy(encoding, padding, big):
+    import cupy
+
+    view = _view(encoding, 37, 50, padding, big)
+    out = decode(view, "cupy")
+    assert isinstance(out, cupy.ndarray) and out.shape == (37, 50, 3) and out.dtype == cupy.uint8
+    np.testing.assert_array_equal(out.get(), decode(view, np))
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8", "mono16", "yuv422", "bayer_grbg8", "32FC1"])
+@pytest.mark.parametrize("hw", [(480, 640), (1080, 1920), (101, 333)])
+def test_gpu_preprocess_equals_numpy(encoding, hw):
+    view = _view(encoding, *hw, padding=3)
+    gpu = Preprocessor(384, device="cuda")
+    assert gpu.backend == "cupy"
+    t = gpu(view)
+    assert t.is_cuda and t.dtype == torch.float32 and t.shape[:2] == (1, 3)
+    ref = Preprocessor(384)(view)
+    torch.testing.assert_close(t.cpu(), ref, atol=3e-5, rtol=0)
+
+
+def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
+    import cupy
+
+    rgb = RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    ref = Preprocessor(384)(rgb)
+    gpu = Preprocessor(384, device="cuda")
+    torch.testing.assert_close(gpu(rgb).cpu(), ref, atol=3e-5, rtol=0)
+    torch.testing.assert_close(gpu(cupy.asarray(rgb)).cpu(), ref, atol=3e-5, rtol=0)
+    torch.testing.assert_close(gpu(rgb[:, :, ::-1][:, :, ::-1]).cpu(), ref, atol=3e-5, rtol=0)
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):
+        first = gpu(rgb)
+        second = gpu(np.ascontiguousarray(rgb[::-1]))  # reuses the pinned staging buffer
+        a, b = first * 1.0, second * 1.0
+    side.synchronize()
+    torch.testing.assert_close(a.cpu(), ref, atol=3e-5, rtol=0)
+    torch.testing.assert_close(b.cpu(), Preprocessor(384)(np.ascontiguousarray(rgb[::-1])), atol=3e-5, rtol=0)
+
+
+@pytest.mark.parametrize("organized", [True, False])
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_gpu_cloud_bytes_equal_numpy(stride, organized):
+    import cupy
+
+    h, w = 120, 161
+    depth = (RNG.random((h, w)) * 5).astype(np.float32)
+    depth[::7, ::9] = np.nan
+    depth[3, 4], depth[5, 6], depth[8, 8] = 0.0, -np.inf, np.inf
+    rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    labels = RNG.integers(0, 151, (h, w)).astype(np.uint8)
+    intr = Intrinsics(100.0, 101.0, 80.2, 60.7, w, h)
+    for kw in ({}, {"rgb": rgb}, {"labels": labels}, {"rgb": rgb, "labels": labels}):
+        ref = build_cloud(depth, intr, stride=stride, organized=organized, **kw)
+        dev_kw = {k: cupy.asarray(v) if k == "labels" else v for k, v in kw.items()}  # rgb stays on the host
+        got = build_cloud(cupy.asarray(depth), intr, stride=stride, organized=organized, **dev_kw)
+        assert (got.height, got.width, got.point_step, got.row_step, got.is_dense, got.fields) == (
+            ref.height, ref.width, ref.point_step, ref.row_step, ref.is_dense, ref.fields)
+        np.testing.assert_array_equal(np.frombuffer(got.data, np.float32), np.frombuffer(ref.data, np.float32))
+        finite = ~np.isnan(np.frombuffer(ref.data, np.float32))
+        np.testing.assert_array_equal(np.frombuffer(got.data, np.uint32)[finite], np.frombuffer(ref.data, np.uint32)[finite])
+
+
+def test_gpu_postprocess_equals_numpy():
+    import cupy
+
+    inv = torch.rand(1, 96, 128) * 1000
+    up_cpu = upsample(inv, (240, 320))
+    up_gpu = upsample(inv.cuda(), (240, 320))
+    torch.testing.assert_close(up_gpu.cpu(), up_cpu, atol=1e-3, rtol=1e-5)
+    arr = tensor_to_array(up_gpu[0])
+    assert isinstance(arr, cupy.ndarray) and arr.data.ptr == up_gpu.data_ptr()  # zero copy
+    host = up_cpu[0].numpy()
+    d_np = apply_depth_range(metric_from_inverse(host, 6.016e-5, 0.00579), 1.0, 80.0)
+    d_cp = apply_depth_range(metric_from_inverse(cupy.asarray(host), 6.016e-5, 0.00579), 1.0, 80.0)
+    np.testing.assert_allclose(d_cp.get(), d_np, rtol=1e-6)
+    np.testing.assert_array_equal(colorize(cupy.asarray(host), "turbo", 0, 1000).get(), colorize(host, "turbo", 0, 1000))
+    labels = RNG.integers(0, 160, (50, 60)).astype(np.uint8)
+    np.testing.assert_array_equal(colorize_labels(cupy.asarray(labels)).get(), colorize_labels(labels))
+    r_np, r_cp = RunningRange(max_samples=10**9), RunningRange(max_samples=10**9)
+    assert r_cp.update(cupy.asarray(host)) == pytest.approx(r_np.update(host), rel=1e-5)
+    img = RNG.random((50, 70, 3)).astype(np.float32)
+    np.testing.assert_allclose(resize_bicubic(cupy.asarray(img), (90, 33)).get(), resize_bicubic(img, (90, 33)), atol=3e-5)
