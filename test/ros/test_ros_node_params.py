@@ -1,0 +1,228 @@
+"""Parameters through the real parameter services (what `ros2 param set` calls), model hot-swap
+under a stream of frames, and /diagnostics content."""
+import threading
+import time
+
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters, SetParametersAtomically
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
+
+from dpt_ros.ros import conversions, params
+from dpt_ros.ros.testing import make_image, qos, wait_for
+
+DOMAIN = 42
+
+
+def _call(harness, srv_type, name, request, timeout=10.0):
+    client = harness.probe.create_client(srv_type, name)
+    assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+    future = client.call_async(request)
+    wait_for(future.done, timeout=timeout, what=f"{name} response")
+    harness.probe.destroy_client(client)
+    return future.result()
+
+
+def set_params(harness, node, **values):
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return _call(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results
+
+
+def get_params(harness, node, *names):
+    res = _call(harness, GetParameters, f"/{node.get_name()}/get_parameters", GetParameters.Request(names=list(names)))
+    return [_value(v) for v in res.values]
+
+
+def _value(pv):
+    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
+            ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
+            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
+            ParameterType.PARAMETER_STRING: lambda: pv.string_value,
+            ParameterType.PARAMETER_STRING_ARRAY: lambda: list(pv.string_array_value)}[pv.type]()
+
+
+def test_valid_live_change_applies_from_the_next_frame(harness):
+    node = harness.start_node()
+    colored = harness.collector(Image, "inverse_depth/colored")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth/colored"].get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(1))
+    wait_for(lambda: len(colored) == 1, what="first frame")
+    rgb = conversions.image_array(colored[0])
+    assert not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
+    results = set_params(harness, node, colormap="gray")
+    assert results[0].successful, results[0].reason
+    assert node.settings["colormap"] == "gray"
+    pub.publish(make_image(2))
+    wait_for(lambda: len(colored) == 2, what="second frame")
+    rgb = conversions.image_array(colored[1])
+    assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])
+    assert get_params(harness, node, "colormap") == ["gray"]
+
+
+@pytest.mark.parametrize("name,value,reason", [
+    ("depth.variant", "dpt_huge", "valid: dpt_large"),
+    ("depth.variant", "dpt_large_ade20k", "is not a depth variant"),
+    ("input_size", 50, "not a valid step"),
+    ("input_size", 4096, "out of range"),
+    ("depth.min", 2000.0, "must be below depth.max"),
+    ("segmentation.overlay_alpha", 1.5, "out of range"),
+    ("colormap", "rainbow_unicorn", "turbo"),
+    ("camera_info.policy", "sometimes", "exact, nearest, latest"),
+    ("device", "tpu", "'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ("depth.weights", "/no/such/file.pt", "does not exist"),
+    ("cameras", ["a", "b"], "read-only"),
+    ("class_names", ["x"], "read-only"),
+    ("qos.input_reliability", "reliable", "read-only"),
+    ("points.stride", 1.5, "type"),
+])
+def test_invalid_values_rejected_with_reason(harness, name, value, reason):
+    node = harness.start_node()
+    before = node.settings
+    results = set_params(harness, node, **{name: value})
+    assert not results[0].successful
+    assert reason in results[0].reason, results[0].reason
+    assert node.settings is before  # nothing accepted
+
+
+def test_precision_fp16_on_cpu_rejected(harness):
+    node = harness.start_node()
+    r = set_params(harness, node, precision="fp16")[0]
+    assert not r.successful and "not supported on the CPU" in r.reason
+
+
+def test_atomic_set_checks_values_together(harness):
+    node = harness.start_node()
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("depth.min", value=5.0).to_parameter_msg(), Parameter("depth.max", value=4.0).to_parameter_msg()])
+    r = _call(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    assert not r.successful and "below depth.max" in r.reason
+    req.parameters[1] = Parameter("depth.max", value=8.0).to_parameter_msg()
+    r = _call(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    assert r.successful
+    assert (node.settings["depth.min"], node.settings["depth.max"]) == (5.0, 8.0)
+
+
+def test_descriptors_and_class_names(harness):
+    node = harness.start_node()
+    names = ["input_size", "segmentation.overlay_alpha", "cameras", "resize_method"]
+    res = _call(harness, DescribeParameters, f"/{node.get_name()}/describe_parameters",
+                DescribeParameters.Request(names=names))
+    d = {x.name: x for x in res.descriptors}
+    assert d["input_size"].integer_range[0].step == 32 and d["input_size"].integer_range[0].to_value == 2048
+    assert d["segmentation.overlay_alpha"].floating_point_range[0].to_value == 1.0
+    assert d["cameras"].read_only and not d["input_size"].read_only
+    assert "minimal" in d["resize_method"].description and "background" in d["resize_method"].description
+    class_names = get_params(harness, node, "class_names")[0]
+    assert len(class_names) == 151 and class_names[0] == "unlabeled" and class_names[1] == "wall"
+    # every parameter of the table is declared, with its description
+    assert set(node._parameters) >= {p.name for p in params.PARAMETERS}
+
+
+def test_model_swap_under_a_stream_keeps_serving(harness):
+    """input_size is a model parameter: the new engine is built in the background while frames keep
+    flowing; outputs never stop for longer than the drop policy explains, then come from the new model."""
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    old = node.models
+    stop = threading.Event()
+    arrivals = []
+
+    def stream():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            pub.publish(make_image(i * 1_000_000, width=96, height=72))
+            time.sleep(0.02)   # 50 Hz camera
+
+    watcher = harness.probe.create_subscription(Image, "inverse_depth", lambda m: arrivals.append(time.monotonic()), qos())
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: len(out) >= 5, what="stream running")
+        r = set_params(harness, node, input_size=96, **{"depth.weights": "random"})[0]
+        assert r.successful, r.reason
+        wait_for(lambda: node.models is not old, timeout=30, what="model swap")
+        n_at_swap = len(out)
+        wait_for(lambda: len(out) >= n_at_swap + 5, what="outputs after swap")
+    finally:
+        stop.set()
+        t.join()
+    harness.probe.destroy_subscription(watcher)
+    assert node.models.depth_pre.net_size == (96, 96) and old.depth_pre.net_size == (64, 64)
+    gaps = np.diff(arrivals)
+    assert gaps.max() < 1.0, f"output gap {gaps.max():.2f} s during the swap"
+    stamps = [m.header.stamp.nanosec + m.header.stamp.sec * 10**9 for m in out]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    c = node.counts()[""]
+    wait_for(lambda: node.counts()[""]["received"] == sum(node.counts()[""].get(k, 0) for k in ("processed", "dropped", "idle")),
+             what="all frames accounted for")
+    assert c["processed"] >= 10
+
+
+def test_failed_model_load_keeps_old_model_and_reports(harness, tmp_path):
+    node = harness.start_node()
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    out = harness.collector(Image, "inverse_depth")
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    old = node.models
+    r = set_params(harness, node, **{"depth.weights": str(bad)})[0]
+    assert r.successful, r.reason   # the file exists; loading it is what fails
+    wait_for(lambda: node.error_counts().get("model_load", 0) == 1, timeout=30, what="load failure")
+    assert node.models is old
+    # the parameter is put back to what is running
+    wait_for(lambda: node.settings["depth.weights"] == "random", what="parameter reverted")
+    assert get_params(harness, node, "depth.weights") == ["random"]
+    pub.publish(make_image(7))
+    wait_for(lambda: len(out) == 1, what="old model still serving")
+
+    def model_status():
+        for d in diags:
+            for s in d.status:
+                if s.name.endswith(": model"):
+                    kv = {v.key: v.value for v in s.values}
+                    if kv["last_model_error"] != "none":
+                        return s, kv
+        return None
+
+    wait_for(lambda: model_status() is not None, timeout=10, what="diagnostics with the error")
+    status, kv = model_status()
+    assert "Error" in kv["last_model_error"]   # the loader's exception, type and message
+    assert status.level == status.WARN
+
+
+def test_diagnostics_content(harness):
+    node = harness.start_node(**{"diagnostics.period": 0.2})
+    out = harness.collector(Image, "inverse_depth")
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    for i in range(1, 4):
+        pub.publish(make_image(i))
+        wait_for(lambda: len(out) == i, what=f"frame {i}")
+    n = len(diags)
+    wait_for(lambda: len(diags) >= n + 2, what="diagnostics")
+    last = diags[-1]
+    by_name = {s.name: {v.key: v.value for v in s.values} for s in last.status}
+    model = by_name["/dpt_node: model"]
+    cam = by_name["/dpt_node: camera /"]
+    assert model["depth.model"] == "dpt_tiny" and model["device"] == "cpu"
+    assert model["depth.random_weights"] == "True" and model["depth.net_size"] == "64x64"
+    for stage in ("decode", "preprocess", "model", "postprocess", "publish"):
+        assert float(model[f"latency.{stage}_ms"]) >= 0.0
+    assert float(model["latency.total_p99_ms"]) > 0.0
+    assert int(cam["received"]) == 3 and int(cam["processed"]) == 3 and int(cam["dropped"]) == 0
+    assert "input_rate_hz" in cam and "output_rate_hz" in cam
+    assert cam["topic"] == "/image"
