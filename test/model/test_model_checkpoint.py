@@ -1,0 +1,230 @@
+"""Checkpoint files: formats, wrapper, hash prefix, truncation, unsafe pickles, wrong variants, strictness."""
+
+import hashlib
+import os
+import shutil
+
+import pytest
+import torch
+
+from dpt_ros.model import (
+    DPT,
+    CheckpointError,
+    describe_state_dict,
+    get_variant,
+    load_engine,
+    load_state_dict_into,
+    matching_variants,
+    official_to_hf,
+    read_state_dict,
+    verify_sha256_prefix,
+)
+from dpt_ros.model.checkpoint import load_checkpoint
+from dpt_ros.model.reference import random_state_dict
+
+X = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def tiny_sd():
+    return random_state_dict("dpt_tiny", seed=11)
+
+
+@pytest.fixture(scope="module")
+def tiny_ref(tiny_sd):
+    m = DPT("dpt_tiny")
+    m.load_state_dict(tiny_sd)
+    return load_engine_from_model(m).run(X)["inverse_depth"]
+
+
+def load_engine_from_model(m):
+    from dpt_ros.model import Engine
+
+    return Engine(m.eval())
+
+
+def with_hash_name(path, stem):
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    new = path.with_name(f"{stem}-{digest[:8]}{path.suffix}")
+    path.rename(new)
+    return new
+
+
+def official_file(tmp_path, sd, name="dpt_tiny.pt", wrapper=True):
+    full = dict(sd)
+    # the official files also hold the timm ViT's ImageNet classifier (unused by DPT)
+    full["pretrained.model.head.weight"] = torch.zeros(1000, 192)
+    full["pretrained.model.head.bias"] = torch.zeros(1000)
+    obj = {"model": full, "optimizer": {"state": {0: {"step": torch.tensor(3.0)}},
+                                        "param_groups": [{"lr": 1e-5, "betas": (0.9, 0.999), "params": [0]}]}} \
+        if wrapper else full
+    p = tmp_path / name
+    torch.save(obj, p)
+    return p
+
+
+def test_official_wrapper_file_with_hash(tmp_path, tiny_sd, tiny_ref):
+    p = with_hash_name(official_file(tmp_path, tiny_sd, "x.pt"), "dpt_tiny-midas")
+    assert verify_sha256_prefix(p) == p.stem.rsplit("-", 1)[1]
+    e = load_engine("dpt_tiny", p)
+    assert e.random_weights is False
+    assert torch.equal(e.run(X)["inverse_depth"], tiny_ref)
+    report = e.model.load_report
+    assert report.source_format == "official"
+    assert report.dropped == ["pretrained.model.head.weight", "pretrained.model.head.bias"]
+
+
+def test_plain_state_dict_round_trip_strict(tmp_path, tiny_sd, tiny_ref):
+    """An official-named state dict saved from our model loads back strictly with the same outputs."""
+    m = DPT("dpt_tiny")
+    m.load_state_dict(tiny_sd)
+    p = tmp_path / "roundtrip.pth"
+    torch.save(m.state_dict(), p)
+    loaded = load_checkpoint(p, "dpt_tiny")
+    assert loaded.state_dict().keys() == m.state_dict().keys()
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in m.state_dict().items())
+    assert not loaded.load_report.dropped
+    assert torch.equal(load_engine_from_model(loaded).run(X)["inverse_depth"], tiny_ref)
+
+
+def test_hf_safetensors_and_bin(tmp_path, tiny_sd, tiny_ref):
+    from safetensors.torch import save_file
+
+    hf = {k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}
+    st = tmp_path / "model.safetensors"
+    save_file(hf, str(st))
+    bn = tmp_path / "pytorch_model.bin"
+    torch.save(hf, bn)
+    for p in (st, bn):
+        e = load_engine("dpt_tiny", p)
+        assert e.model.load_report.source_format == "huggingface"
+        assert torch.equal(e.run(X)["inverse_depth"], tiny_ref)
+
+
+def test_hash_mismatch_is_corrupt(tmp_path, tiny_sd):
+    p = official_file(tmp_path, tiny_sd, "dpt_tiny-0123abcd.pt")
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_engine("dpt_tiny", p)
+    # hash checking can be switched off (the file itself is fine)
+    assert load_engine("dpt_tiny", p, verify_hash=False).random_weights is False
+
+
+def test_truncated_file(tmp_path, tiny_sd):
+    good = official_file(tmp_path, tiny_sd, "good.pt")
+    data = good.read_bytes()
+    bad = tmp_path / "dpt_tiny_cut.pt"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_engine("dpt_tiny", bad)
+    # same truncated bytes under a hash-carrying name: caught by the hash, before unpickling
+    named = tmp_path / f"dpt_tiny-{hashlib.sha256(data).hexdigest()[:8]}.pt"
+    shutil.copy(bad, named)
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_engine("dpt_tiny", named)
+    st = tmp_path / "model.safetensors"
+    st.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        load_engine("dpt_tiny", st)
+
+
+class Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_unsafe_pickle_refused(tmp_path, tiny_sd):
+    p = tmp_path / "evil.pt"
+    torch.save({"model": tiny_sd, "extra": Evil()}, p)
+    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+        read_state_dict(p)
+
+
+def test_not_a_state_dict(tmp_path):
+    p = tmp_path / "list.pt"
+    torch.save([torch.zeros(1)], p)
+    with pytest.raises(CheckpointError, match="state dict"):
+        read_state_dict(p)
+    p2 = tmp_path / "mixed.pt"
+    torch.save({"a": torch.zeros(1), "b": 3}, p2)
+    with pytest.raises(CheckpointError, match="non-tensor"):
+        read_state_dict(p2)
+
+
+def test_wrong_variant_named(tmp_path, tiny_sd):
+    p = official_file(tmp_path, tiny_sd, "tiny.pt")
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_hybrid", p)
+    msg = str(ei.value)
+    assert "dpt_tiny" in msg and "dpt_hybrid" in msg and "set the variant" in msg
+
+
+@pytest.mark.parametrize("have,want,expect", [
+    ("dpt_large", "dpt_hybrid", "dpt_large, dpt_large_ade20k"),   # backbone differs; task unknown
+    ("dpt_large", "dpt_large_ade20k", "dpt_large"),
+    ("dpt_hybrid_ade20k", "dpt_hybrid", "dpt_hybrid_ade20k"),
+    ("dpt_large_ade20k", "dpt_base", "dpt_large_ade20k"),
+])
+def test_wrong_variant_full_size_shapes(have, want, expect):
+    """Detection works on shapes alone (meta tensors: no memory, no compute)."""
+    with torch.device("meta"):
+        sd = DPT(have).state_dict()
+        model = DPT(want)
+    assert have in matching_variants(sd)
+    with pytest.raises(CheckpointError, match=f"matches variant\\(s\\): {expect.split(',')[0]}"):
+        load_state_dict_into(model, sd)
+    # HF names are recognised the same way
+    with pytest.raises(CheckpointError, match=have):
+        load_state_dict_into(model, official_to_hf(sd))
+
+
+def test_describe_state_dict():
+    with torch.device("meta"):
+        f = describe_state_dict(DPT("dpt_hybrid_ade20k").state_dict())
+    assert f == {"backbone": "hybrid", "embed_dim": 768, "depth": 12, "task": "segmentation",
+                 "num_classes": 150, "channels": (256, 512, 768, 768)}
+
+
+def test_strict_key_listing(tiny_sd):
+    sd = dict(tiny_sd)
+    del sd["scratch.refinenet2.out_conv.bias"]
+    sd["scratch.extra.weight"] = torch.zeros(3)
+    sd["scratch.refinenet1.out_conv.weight"] = torch.zeros(64, 64, 3, 3)
+    with pytest.raises(CheckpointError) as ei:
+        load_state_dict_into(DPT("dpt_tiny"), sd, source="edited")
+    msg = str(ei.value)
+    assert "1 missing: scratch.refinenet2.out_conv.bias" in msg
+    assert "1 unexpected: scratch.extra.weight" in msg
+    assert "scratch.refinenet1.out_conv.weight (64, 64, 3, 3) vs model (64, 64, 1, 1)" in msg
+
+
+def test_segmentation_without_auxlayer_is_reported():
+    v = get_variant("dpt_hybrid_ade20k").replace(
+        embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3), channels=(128, 256, 64, 64),
+        resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    sd = random_state_dict(v, seed=3)
+    full = DPT(v)
+    rep = load_state_dict_into(full, sd)
+    assert rep.absent_optional == []
+    assert torch.equal(full.auxlayer[4].weight, sd["auxlayer.4.weight"])  # loaded, never run
+    no_aux = {k: t for k, t in sd.items() if not k.startswith("auxlayer.")}
+    rep = load_state_dict_into(DPT(v), no_aux)
+    assert rep.absent_optional and all(k.startswith("auxlayer.") for k in rep.absent_optional)
+
+
+def test_release_file_of_other_variant(tmp_path, tiny_sd):
+    # a file named like the KITTI release, requested as the relative-depth hybrid
+    p = official_file(tmp_path, tiny_sd, "dpt_hybrid_kitti-cb926ef4.pt")
+    with pytest.raises(CheckpointError, match="dpt_hybrid_kitti"):
+        load_engine("dpt_hybrid", p, verify_hash=False)
+
+
+def test_mmap_load_shares_file_storage(tmp_path, tiny_sd):
+    """Loaded parameters come from the memory-mapped file (no second copy) when fp32 on the CPU."""
+    p = official_file(tmp_path, tiny_sd, "mm.pt", wrapper=False)
+    m = load_checkpoint(p, "dpt_tiny")
+    w = m.scratch.layer1_rn.weight
+    assert not w.is_meta and torch.equal(w, tiny_sd["scratch.layer1_rn.weight"])
+    # assign=True kept the file's tensors: the checkpoint stays memory-mapped, not copied to the heap
+    if os.path.exists("/proc/self/maps"):
+        with open("/proc/self/maps") as f:
+            assert str(p) in f.read()
