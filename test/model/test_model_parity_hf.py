@@ -177,3 +177,13 @@ def test_tiny_non_square_parity(name, hw):
     sq = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(10))
     assert torch.allclose(hf_manual(hf, v, sq), hf_out(hf, sq), atol=1e-6)
     assert_close(ours_out(ours, x), hf_manual(hf, v, x))
+
+
+@pytest.mark.parametrize("readout", ["ignore", "add"])
+def test_tiny_readout_ablations(readout):
+    """The paper's readout ablations ('ignore', 'add') match HF's implementation of them."""
+    v = tiny("dpt_base").replace(readout=readout)
+    ours, hf = build_pair(v, seed=12)
+    assert not any(".project." in k for k in ours.state_dict())
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(13))
+    assert_close(ours_out(ours, x), hf_out(hf, x))

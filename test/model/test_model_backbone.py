@@ -1,0 +1,143 @@
+"""Position-embedding resizing and caching, feature taps, any multiple-of-32 size."""
+
+import threading
+
+import pytest
+import torch
+
+from dpt_ros.model import DPT, Engine, VARIANTS, get_variant, load_engine
+from dpt_ros.model.backbone import resize_pos_embed
+
+
+def test_resize_pos_embed_matches_hf_non_square():
+    transformers = pytest.importorskip("transformers")
+    from transformers.models.dpt.modeling_dpt import DPTViTEmbeddings
+
+    from dpt_ros.model.reference import hf_config
+
+    emb = DPTViTEmbeddings(hf_config(get_variant("dpt_tiny")))
+    pe = torch.randn(1, 577, 192)
+    for grid in [(24, 32), (22, 76), (8, 8), (24, 24)]:
+        ref = emb._resize_pos_embed(pe, grid[0], grid[1])
+        ours = resize_pos_embed(pe, grid, 24)
+        assert ours.shape == (1, 1 + grid[0] * grid[1], 192)
+        assert torch.allclose(ours, ref, atol=1e-6)
+    assert resize_pos_embed(pe, (24, 24), 24) is pe  # same grid: no resampling
+
+
+def test_pos_embed_cache_per_size_and_invalidation():
+    torch.manual_seed(0)
+    m = DPT("dpt_tiny").eval()
+    bb = m.pretrained
+    with torch.inference_mode():
+        m(torch.randn(1, 3, 64, 96))
+        m(torch.randn(1, 3, 96, 64))
+        m(torch.randn(1, 3, 64, 96))
+        assert len(bb._pos_cache) == 2
+        a = bb.pos_embed((4, 6))
+        assert bb.pos_embed((4, 6)) is a
+    with torch.no_grad():
+        m.pretrained.model.pos_embed.add_(1.0)  # weights changed in place: new version, new entry
+    with torch.inference_mode():
+        b = bb.pos_embed((4, 6))
+    assert b is not a and torch.allclose(b, a + 1.0, atol=1e-5)
+    m.to(torch.float64)
+    assert len(bb._pos_cache) == 0  # .to() drops cached tensors
+
+
+def test_pos_cache_bounded():
+    m = DPT("dpt_tiny").eval()
+    with torch.inference_mode():
+        for w in range(1, 12):
+            m.pretrained.pos_embed((2, w))
+    assert len(m.pretrained._pos_cache) == m.pretrained._POS_CACHE_SIZE
+
+
+def test_hybrid_taps_are_resnet_stages():
+    """Hybrid stage 1-2 features are R0 (C0, 1/4) and R1 (C1, 1/8) unchanged; stage 3-4 reassembled."""
+    v = get_variant("dpt_hybrid").replace(embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3),
+                                          channels=(128, 256, 64, 64), resnet_layers=(1, 1, 1),
+                                          resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    m = DPT(v).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        feats = m.pretrained(x)
+        rn = m.pretrained.model.patch_embed.backbone
+        r0 = rn.stages[0](rn.stem(x))
+        r1 = rn.stages[1](r0)
+    assert [tuple(f.shape) for f in feats] == [(1, 128, 16, 24), (1, 256, 8, 12), (1, 64, 4, 6), (1, 64, 2, 3)]
+    assert torch.equal(feats[0], r0) and torch.equal(feats[1], r1)
+
+
+@pytest.mark.parametrize("name", ["dpt_large", "dpt_base", "dpt_hybrid", "dpt_large_ade20k"])
+def test_vit_feature_shapes(name):
+    with torch.device("meta"):
+        m = DPT(name)
+        feats = m.pretrained(torch.empty(1, 3, 384, 512))
+    v = get_variant(name)
+    assert [tuple(f.shape) for f in feats] == [
+        (1, v.channels[0], 96, 128), (1, v.channels[1], 48, 64), (1, v.channels[2], 24, 32), (1, v.channels[3], 12, 16)]
+
+
+@pytest.mark.parametrize("hw", [(32, 32), (32, 256), (160, 96), (128, 128)])
+def test_any_multiple_of_32(hw):
+    torch.manual_seed(0)
+    e = load_engine("dpt_tiny", "random")
+    out = e.run(torch.randn(1, 3, *hw))["inverse_depth"]
+    assert out.shape == (1, *hw) and torch.isfinite(out).all()
+
+
+def test_variant_table():
+    assert set(VARIANTS) == {"dpt_large", "dpt_hybrid", "dpt_base", "dpt_hybrid_kitti", "dpt_hybrid_nyu",
+                             "dpt_large_ade20k", "dpt_hybrid_ade20k", "dpt_tiny"}
+    for v in VARIANTS.values():
+        assert v.mean == (0.5, 0.5, 0.5) and v.std == (0.5, 0.5, 0.5)
+        if v.released:
+            assert v.url.endswith(v.checkpoint) and v.checkpoint.split("-")[-1].startswith(v.sha256_prefix)
+            assert len(v.sha256_prefix) == 8
+        else:
+            assert v.checkpoint is None
+    assert get_variant("dpt_hybrid_kitti").net_size == (352, 1216)
+    assert get_variant("dpt_hybrid_nyu").net_size == (480, 640)
+    assert get_variant("dpt_large_ade20k").net_size == (480, 480) and get_variant("dpt_large").net_size == (384, 384)
+    assert get_variant("dpt_hybrid").hooks == (0, 1, 8, 11) and get_variant("dpt_large").hooks == (5, 11, 17, 23)
+    with pytest.raises(ValueError, match="hook"):
+        get_variant("dpt_base").replace(depth=4)
+    with pytest.raises(ValueError, match="readout"):
+        get_variant("dpt_base").replace(readout="concat")
+
+
+@pytest.mark.slow
+def test_param_counts_match_paper():
+    """Paper table 9: 343 M (Large), 123 M (Hybrid), 112 M (Base) with the ViT classifier excluded."""
+    counts = {}
+    for name in ("dpt_large", "dpt_hybrid", "dpt_base"):
+        with torch.device("meta"):
+            counts[name] = sum(p.numel() for p in DPT(name).parameters()) / 1e6
+    assert counts["dpt_large"] == pytest.approx(343.0, abs=1.5)
+    assert counts["dpt_hybrid"] == pytest.approx(122.4, abs=1.5)
+    assert counts["dpt_base"] == pytest.approx(110.9, abs=1.5)
+
+
+def test_run_while_another_thread_builds():
+    """Engine.run from a worker while another thread builds a new Engine (the node's model reload)."""
+    torch.manual_seed(0)
+    e = load_engine("dpt_tiny", "random")
+    x = torch.randn(1, 3, 64, 64)
+    ref = e.run(x)["inverse_depth"]
+    errors, built = [], []
+
+    def build():
+        try:
+            built.append(load_engine("dpt_hybrid_ade20k", "random"))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=build)
+    t.start()
+    outs = []
+    while t.is_alive():
+        outs.append(e.run(x)["inverse_depth"])
+    t.join()
+    assert not errors and built and built[0].variant.name == "dpt_hybrid_ade20k"
+    assert outs and all(torch.equal(o, ref) for o in outs)
