@@ -57,15 +57,23 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
         raise ValueError(f"colorize needs a finite, non-empty range; got vmin={vmin}, vmax={vmax}")
     xp = array_module(values)
     lut = colormap_lut(colormap)
-    if xp is not np:
-        lut = _device_lut(colormap, values.device.id)
-    v = values.astype(xp.float32, copy=False)
     scale = np.float32(255.0 / (vmax - vmin))
-    t = (v - np.float32(vmin)) * scale
-    valid = xp.isfinite(t)
-    idx = xp.clip(xp.where(valid, t, 0.0), 0.0, 255.0)
-    idx = (idx + np.float32(0.5)).astype(xp.uint8)
-    out = lut[idx]
+    offset = np.float32(0.5 - vmin * 255.0 / (vmax - vmin))  # + 0.5: round to the nearest entry
+    if xp is np:
+        t = np.multiply(values, scale, dtype=np.float32)
+        t += offset
+        with np.errstate(invalid="ignore"):
+            np.clip(t, 0.0, 255.0, out=t)
+            idx = t.astype(np.uint8)
+        if idx.ndim != 2:
+            raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
+        out = cv2.LUT(cv2.merge([idx, idx, idx]), lut.reshape(256, 1, 3))
+    else:
+        lut = _device_lut(colormap, values.device.id)
+        t = values.astype(xp.float32) * scale + offset
+        idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
+        out = lut[idx]
+    valid = xp.isfinite(values)
     if not bool(valid.all()):
         out[~valid] = xp.asarray(invalid_color, dtype=xp.uint8)
     return out

@@ -1,0 +1,276 @@
+"""Per-stage benchmark of the frame pipeline (decode, pre-process, post-process, cloud).
+
+CPU: dpt_ros's NumPy path against a straightforward OpenCV/NumPy implementation of the same
+stages (what typical DPT/MiDaS ROS wrappers do), as ratios measured side by side; plus building
+a 640x480 xyz+rgb PointCloud2 payload against a sensor_msgs_py-style ``create_cloud`` written
+here (structured array + tobytes; sensor_msgs_py itself is not installable from PyPI).
+CUDA (``--device cuda``): the CuPy path (pinned upload, fused kernels, GPU cloud, pinned copy
+back) against the typical wrapper (OpenCV on the CPU + GPU model tensors + copy back).
+
+Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
+Absolute times hold only for the machine they were taken on; compare ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import json
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from numpy.lib import recfunctions
+
+from dpt_ros import pipeline as pl
+
+KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
+NET = 384
+
+
+def _timer(fn: Callable[[], Any], repeat: int, warmup: int, cuda: bool) -> float:
+    """Median wall time of ``fn`` in ms (synchronising CUDA when used)."""
+    for _ in range(warmup):
+        fn()
+    if cuda:
+        torch.cuda.synchronize()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        if cuda:
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _frame(w: int, h: int) -> pl.ImageView:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) % 256)], -1).astype(np.uint8)
+    img = cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
+    return pl.ImageView.from_array(img, "bgr8")
+
+
+def _intrinsics(w: int, h: int) -> pl.Intrinsics:
+    return pl.Intrinsics(0.8 * w, 0.8 * w, (w - 1) / 2, (h - 1) / 2, w, h)
+
+
+# ----------------------------------------------------------------------------- reference code
+def ref_decode(view: pl.ImageView) -> np.ndarray:
+    rows = np.frombuffer(view.data, np.uint8).reshape(view.height, view.step)
+    bgr = rows[:, : view.width * 3].reshape(view.height, view.width, 3)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def ref_preprocess(rgb: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    h, w = pl.network_input_size(rgb.shape[0], rgb.shape[1], NET)
+    img = rgb / 255.0
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC)
+    img = (img - 0.5) / 0.5
+    img = np.ascontiguousarray(np.transpose(img, (2, 0, 1))).astype(np.float32)
+    return torch.from_numpy(img)[None].to(device)
+
+
+def ref_postprocess(inv: torch.Tensor, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    pred = inv[0].cpu().numpy()
+    pred = cv2.resize(pred, (size[1], size[0]), interpolation=cv2.INTER_CUBIC)
+    depth = 1.0 / np.maximum(KITTI[0] * pred + KITTI[1], 1e-8)
+    depth = np.where(depth < 1.0, -np.inf, np.where(depth > 80.0, np.inf, depth)).astype(np.float32)
+    norm = (pred - pred.min()) / (pred.max() - pred.min()) * 255  # what wrappers do (unstable)
+    colored = cv2.cvtColor(cv2.applyColorMap(norm.astype(np.uint8), cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
+    return depth, colored
+
+
+def _fields_dtype(with_rgb: bool) -> np.dtype:
+    names = ["x", "y", "z"] + (["rgb"] if with_rgb else [])
+    return np.dtype({"names": names, "formats": ["<f4"] * len(names), "offsets": [4 * i for i in range(len(names))],
+                     "itemsize": 4 * len(names)})
+
+
+def ref_create_cloud(points: np.ndarray, with_rgb: bool) -> array.array:
+    """sensor_msgs_py ``create_cloud`` from a ready (N, k) float32 array: structured array, bytes."""
+    structured = recfunctions.unstructured_to_structured(points, dtype=_fields_dtype(with_rgb))
+    data = array.array("B")
+    data.frombytes(structured.tobytes())
+    return data
+
+
+def ref_cloud_from_depth(depth: np.ndarray, rgb: np.ndarray, intr: pl.Intrinsics) -> array.array:
+    """Typical wrapper: meshgrid back-projection, (N, 4) array with packed rgb, create_cloud."""
+    h, w = depth.shape
+    u, v = np.meshgrid(np.arange(w), np.arange(h))
+    z = np.where(np.isfinite(depth) & (depth > 0), depth, np.nan)
+    x = (u - intr.cx) * z / intr.fx
+    y = (v - intr.cy) * z / intr.fy
+    packed = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    pts = np.stack([x.ravel(), y.ravel(), z.ravel(), packed.ravel().view(np.float32)], -1).astype(np.float32)
+    return ref_create_cloud(pts, True)
+
+
+# ----------------------------------------------------------------------------- dpt_ros stages
+def ours_postprocess(inv: torch.Tensor, size: tuple[int, int], rr: pl.RunningRange) -> tuple[Any, Any]:
+    inv_arr = pl.tensor_to_array(pl.upsample(inv, size)[0])  # NumPy or CuPy view, no copy
+    depth = pl.apply_depth_range(pl.metric_from_inverse(inv_arr, *KITTI), 1.0, 80.0, inplace=True)
+    lo, hi = rr.update(inv_arr)
+    colored = pl.colorize(inv_arr, "turbo", lo, hi)
+    return depth, colored
+
+
+def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
+    out: dict[str, Any] = {}
+    pre = pl.Preprocessor(NET)
+    for w, h in sizes:
+        view = _frame(w, h)
+        rgb = pl.decode(view)
+        nh, nw = pre.input_size(h, w)
+        inv = torch.rand(1, nh, nw) * 1000 + 100
+        depth = pl.apply_depth_range(pl.metric_from_inverse(pl.upsample(inv, (h, w))[0].numpy(), *KITTI), 1.0, 80.0)
+        intr = _intrinsics(w, h)
+        rr = pl.RunningRange()
+        rgb_c = np.ascontiguousarray(rgb)
+        ours = {
+            "decode": _timer(lambda: pl.decode(view), repeat, 2, False),
+            "preprocess": _timer(lambda: pre(rgb), repeat, 2, False),
+            "postprocess": _timer(lambda: ours_postprocess(inv, (h, w), rr), repeat, 2, False),
+            "cloud": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb_c), repeat, 2, False),
+        }
+        ref = {
+            "decode": _timer(lambda: ref_decode(view), repeat, 2, False),
+            "preprocess": _timer(lambda: ref_preprocess(rgb_c), repeat, 2, False),
+            "postprocess": _timer(lambda: ref_postprocess(inv, (h, w)), repeat, 2, False),
+            "cloud": _timer(lambda: ref_cloud_from_depth(depth, rgb_c, intr), repeat, 2, False),
+        }
+        ours["total"], ref["total"] = sum(ours.values()), sum(ref.values())
+        out[f"{w}x{h}"] = {
+            "ours_ms": _round(ours), "reference_ms": _round(ref),
+            "speedup": {k: round(ref[k] / ours[k], 2) for k in ours},
+        }
+    # 640x480 cloud message payload: from depth (ours) vs create_cloud from a ready array
+    w, h = 640, 480
+    depth = (np.random.default_rng(1).random((h, w)) * 5 + 0.5).astype(np.float32)
+    rgb = np.random.default_rng(2).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    intr = _intrinsics(w, h)
+    ready_xyz = np.random.default_rng(3).random((h * w, 3)).astype(np.float32)
+    ready_xyzrgb = np.random.default_rng(3).random((h * w, 4)).astype(np.float32)
+    cloud = {
+        "ours_xyz_from_depth": _timer(lambda: pl.build_cloud(depth, intr), repeat, 3, False),
+        "ours_xyzrgb_from_depth": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb), repeat, 3, False),
+        "create_cloud_xyz_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyz, False), repeat, 3, False),
+        "create_cloud_xyzrgb_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyzrgb, True), repeat, 3, False),
+        "reference_xyzrgb_from_depth": _timer(lambda: ref_cloud_from_depth(depth, rgb, intr), repeat, 3, False),
+    }
+    out["cloud_640x480_ms"] = _round(cloud)
+    out["cloud_640x480_target_2ms_met"] = cloud["ours_xyzrgb_from_depth"] <= 2.0
+    return out
+
+
+def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
+    import cupy  # noqa: PLC0415
+
+    from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+    dev = torch.device("cuda")
+    out: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0)}
+    pre = pl.Preprocessor(NET, device=dev)
+    for w, h in sizes:
+        view = _frame(w, h)
+        dev_view = pl.ImageView(cupy.asarray(np.frombuffer(view.data, np.uint8)), view.encoding, h, w, view.step)
+        nh, nw = pre.input_size(h, w)
+        inv = torch.rand(1, nh, nw, device=dev) * 1000 + 100
+        intr = _intrinsics(w, h)
+        rgb_dev = pl.decode(view, "cupy")
+        rr = pl.RunningRange()
+
+        def post_depth():
+            up = pl.upsample(inv, (h, w))[0]
+            return pl.apply_depth_range(pl.metric_from_inverse(up, *KITTI), 1.0, 80.0, inplace=True)
+
+        depth = pl.tensor_to_array(post_depth())
+        ours = {
+            "upload_decode_preprocess": _timer(lambda: pre(view), repeat, 5, True),
+            "decode_preprocess_kernels": _timer(lambda: pre(dev_view), repeat, 5, True),
+            "upsample_metric_range": _timer(post_depth, repeat, 5, True),
+            "colorize_running_range": _timer(lambda: pl.colorize(depth, "turbo", *rr.update(depth)), repeat, 5, True),
+            "cloud_xyz_to_pinned": _timer(lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True), repeat, 5, True),
+            "cloud_xyzrgb_to_pinned": _timer(
+                lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True), repeat, 5, True),
+            "cloud_xyzrgb_message_buffer": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb_dev), repeat, 5, True),
+        }
+        ours["target_total"] = ours["upload_decode_preprocess"] + ours["upsample_metric_range"] + ours["cloud_xyz_to_pinned"]
+
+        def typical():
+            rgb = ref_decode(view)
+            x = ref_preprocess(rgb, "cuda")
+            up = F.interpolate(inv[None], size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+            d = (1.0 / torch.clamp(up * KITTI[0] + KITTI[1], min=1e-8)).cpu().numpy()
+            return x, ref_cloud_from_depth(d, rgb, intr)
+
+        typical_ms = _timer(typical, max(5, repeat // 3), 2, True)
+        out[f"{w}x{h}"] = {
+            "ours_ms": _round(ours),
+            "typical_wrapper_ms": round(typical_ms, 3),
+            "speedup_vs_typical": round(typical_ms / (ours["target_total"] + ours["cloud_xyzrgb_message_buffer"]
+                                                     - ours["cloud_xyz_to_pinned"]), 2),
+            "target_1080p_1ms_met": (ours["target_total"] <= 1.0) if (w, h) == (1920, 1080) else None,
+        }
+    return out
+
+
+def _round(d: dict) -> dict:
+    return {k: round(v, 3) for k, v in d.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path")
+    ap.add_argument("--sizes", default="640x480,1920x1080", help="comma-separated WxH frame sizes")
+    ap.add_argument("--repeat", type=int, default=20, help="timed runs per stage (median reported)")
+    ap.add_argument("--threads", type=int, default=0, help="torch/OpenCV threads (0: leave as is)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = ap.parse_args(argv)
+    try:
+        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
+    except ValueError:
+        ap.error(f"--sizes must look like 640x480,1920x1080; got {args.sizes!r}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
+    result: dict[str, Any] = {"device": args.device, "repeat": args.repeat, "torch_threads": torch.get_num_threads(),
+                              "cpu": bench_cpu(sizes, args.repeat)}
+    if args.device == "cuda":
+        if not (torch.cuda.is_available() and pl.cupy_available()):
+            result["cuda"] = {"skipped": "CUDA or CuPy not available"}
+        else:
+            result["cuda"] = bench_cuda(sizes, args.repeat)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        _print_table(result)
+    return 0
+
+
+def _print_table(result: dict) -> None:
+    print(f"# dpt_ros pipeline benchmark (median ms of {result['repeat']}, torch threads {result['torch_threads']})")
+    for size, r in result["cpu"].items():
+        if not isinstance(r, dict) or "ours_ms" not in r:
+            continue
+        print(f"\nCPU {size}: stage | dpt_ros | OpenCV/NumPy reference | speed-up")
+        for k, v in r["ours_ms"].items():
+            print(f"  {k:12s} {v:9.3f} {r['reference_ms'][k]:9.3f} {r['speedup'][k]:7.2f}x")
+    print("\nCPU 640x480 cloud payload (ms):")
+    for k, v in result["cpu"]["cloud_640x480_ms"].items():
+        print(f"  {k:40s} {v:8.3f}")
+    cuda = result.get("cuda")
+    if cuda:
+        print("\nCUDA:", json.dumps(cuda, indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
