@@ -43,7 +43,7 @@ def share_dir() -> Path:
             installed = Path(get_package_share_directory(PACKAGE))
             if (installed / "config").is_dir():
                 return installed
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # not installed / AMENT_PREFIX_PATH unset
             pass
     except ImportError:
         pass

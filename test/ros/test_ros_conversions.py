@@ -1,0 +1,90 @@
+"""Message <-> array conversion (no ROS graph): zero-copy reads, one-copy writes, layouts."""
+import numpy as np
+import pytest
+from sensor_msgs.msg import CameraInfo, Image, PointField
+from std_msgs.msg import Header
+
+from dpt_ros import pipeline
+from dpt_ros.ros import conversions
+
+
+def _header():
+    h = Header(frame_id="cam")
+    h.stamp.sec, h.stamp.nanosec = 12, 34
+    return h
+
+
+@pytest.mark.parametrize("padding", [0, 1, 3, 64])
+def test_image_view_honours_step_and_decodes_identically(padding):
+    rgb = (np.arange(37 * 23 * 3) % 251).astype(np.uint8).reshape(23, 37, 3)
+    view = pipeline.ImageView.from_array(rgb, "bgr8", padding=padding)
+    msg = Image(height=view.height, width=view.width, encoding="bgr8", step=view.step, data=view.data)
+    v = conversions.image_view(msg)
+    assert v.step == 37 * 3 + padding and v.encoding == "bgr8"
+    assert np.shares_memory(v.data, np.frombuffer(msg.data, np.uint8))  # no copy
+    np.testing.assert_array_equal(pipeline.decode(v, np), rgb[..., ::-1])
+
+
+def test_big_endian_16_bit_reads_the_same():
+    mono = (np.arange(20 * 10) * 300).astype(np.uint16).reshape(10, 20)
+    views = [pipeline.ImageView.from_array(mono, "mono16", bigendian=be) for be in (False, True)]
+    msgs = [Image(height=10, width=20, encoding="mono16", step=v.step, is_bigendian=v.is_bigendian, data=v.data)
+            for v in views]
+    a, b = (pipeline.decode(conversions.image_view(m), np) for m in msgs)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(conversions.image_array(msgs[0]), conversions.image_array(msgs[1]))
+
+
+@pytest.mark.parametrize("values,encoding,channels", [
+    (np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "32FC1", 1),
+    (np.arange(12, dtype=np.uint8).reshape(3, 4), "mono8", 1),
+    (np.arange(36, dtype=np.uint8).reshape(3, 4, 3), "rgb8", 3),
+])
+def test_image_msg_round_trip(values, encoding, channels):
+    msg = conversions.image_msg(_header(), values)
+    assert msg.encoding == encoding and msg.step == 4 * channels * values.dtype.itemsize
+    assert (msg.header.stamp.sec, msg.header.frame_id) == (12, "cam")
+    assert len(msg.data) == msg.step * msg.height and msg.is_bigendian == 0
+    np.testing.assert_array_equal(conversions.image_array(msg), values)
+
+
+def test_image_msg_from_non_contiguous_view():
+    base = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    view = base[:, ::2]
+    np.testing.assert_array_equal(conversions.image_array(conversions.image_msg(_header(), view)), view)
+
+
+def test_image_msg_rejects_unknown_layout():
+    with pytest.raises(ValueError, match="no image encoding"):
+        conversions.image_msg(_header(), np.zeros((2, 2), np.float64))
+
+
+def test_camera_info_fields_feed_intrinsics():
+    info = CameraInfo(width=1280, height=720, binning_x=2, binning_y=2)
+    info.k = [1000.0, 0.0, 640.0, 0.0, 1000.0, 360.0, 0.0, 0.0, 1.0]
+    info.p = [900.0, 0.0, 600.0, 0.0, 0.0, 900.0, 300.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = 100, 50, 800, 400
+    f = conversions.camera_info_fields(info)
+    assert f["roi"] == (100, 50, 400, 800)
+    intr = pipeline.Intrinsics.from_camera_info(**f, rectified=True)
+    assert (intr.fx, intr.cx, intr.cy, intr.width, intr.height) == (450.0, 250.0, 125.0, 400, 200)
+    out = conversions.camera_info_msg(_header(), 400, 200, *intr.camera_info_matrices(), source=info)
+    assert out.k[0] == 450.0 and out.p[6] == 125.0 and out.roi.width == 0 and out.header.frame_id == "cam"
+
+
+def test_cloud_msg_wraps_the_buffer_without_copy():
+    depth = np.full((4, 6), 2.0, np.float32)
+    depth[0, 0] = np.nan
+    intr = pipeline.Intrinsics(10.0, 10.0, 2.5, 1.5, 6, 4)
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 255
+    cloud = pipeline.build_cloud(depth, intr, rgb=rgb, stride=1, organized=True)
+    msg = conversions.cloud_msg(_header(), cloud)
+    assert msg.data is cloud.data or len(msg.data) == len(cloud.data)
+    assert (msg.height, msg.width, msg.row_step) == (4, 6, 6 * msg.point_step)
+    assert [(f.name, f.offset, f.datatype) for f in msg.fields][:3] == [
+        ("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32)]
+    pts = conversions.cloud_array(msg)
+    assert np.isnan(pts["z"][0, 0]) and pts["z"][1, 1] == 2.0 and not msg.is_dense
+    assert pts["x"][1, 0] == pytest.approx((0 - 2.5) * 2.0 / 10.0)
+    assert (pts["rgb"].view(np.uint32)[1, 1] & 0xFFFFFF) == 0xFF0000

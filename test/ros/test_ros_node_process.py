@@ -1,0 +1,134 @@
+"""dpt_node as a subprocess with `--ros-args`: -p, --params-file, remaps and exit codes go through
+the real rcl argument parser, as `ros2 run` / `ros2 launch` would pass them."""
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters
+from sensor_msgs.msg import Image
+
+from dpt_ros.ros.testing import make_image, qos, wait_for
+
+DOMAIN = 43
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def start(*ros_args, name="dpt_proc"):
+    cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-r", f"__node:={name}", *ros_args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc, sig=signal.SIGINT, timeout=10.0):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def get_params(harness, node_name, names):
+    client = harness.probe.create_client(GetParameters, f"/{node_name}/get_parameters")
+    assert client.wait_for_service(timeout_sec=30), "node did not come up"
+    fut = client.call_async(GetParameters.Request(names=names))
+    wait_for(fut.done, what="get_parameters")
+    out = {}
+    for n, v in zip(names, fut.result().values):
+        out[n] = {ParameterType.PARAMETER_BOOL: v.bool_value, ParameterType.PARAMETER_INTEGER: v.integer_value,
+                  ParameterType.PARAMETER_DOUBLE: v.double_value, ParameterType.PARAMETER_STRING: v.string_value,
+                  ParameterType.PARAMETER_STRING_ARRAY: list(v.string_array_value)}.get(v.type)
+    return out
+
+
+FAST_ARGS = ("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu")
+
+
+def test_cli_parameters_and_remap_reach_the_node(harness):
+    proc = start(*FAST_ARGS, "-p", "colormap:=gray", "-p", "points.stride:=4", "-r", "image:=/cam/image_raw")
+    try:
+        values = get_params(harness, "dpt_proc", ["depth.variant", "colormap", "points.stride", "input_size"])
+        assert values == {"depth.variant": "dpt_tiny", "colormap": "gray", "points.stride": 4, "input_size": 64}
+        out = harness.collector(Image, "inverse_depth")
+        pub = harness.probe.create_publisher(Image, "/cam/image_raw", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="remapped subscription")
+        wait_for(lambda: harness.probe.count_subscribers("inverse_depth") > 0, what="collector discovery")
+        wait_for(lambda: harness.probe.get_publishers_info_by_topic("/inverse_depth") != [], what="node publisher")
+        frame = make_image(1_234_000_000_567, width=70, height=40, frame_id="proc_cam")
+        for _ in range(100):
+            pub.publish(frame)
+            try:
+                wait_for(lambda: len(out) > 0, timeout=0.3)
+                break
+            except AssertionError:
+                continue
+        assert out, "no inverse_depth from the subprocess"
+        m = out[0]
+        assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (1234, 567, "proc_cam")
+        assert (m.width, m.height, m.encoding) == (70, 40, "32FC1")
+    finally:
+        code, log = stop(proc)
+    assert code == 0, log
+
+
+def test_params_files_are_applied_in_order(harness, tmp_path):
+    user = tmp_path / "user.yaml"
+    user.write_text("/**:\n  ros__parameters:\n    depth:\n      max: 42.5\n    colormap:\n      range: fixed\n")
+    proc = start("--params-file", str(ROOT / "config/depth.yaml"), "--params-file", str(ROOT / "config/dpt_tiny.yaml"),
+                 "--params-file", str(user), "-p", "input_size:=64", "-p", "device:=cpu")
+    try:
+        values = get_params(harness, "dpt_proc", ["depth.variant", "depth.weights", "depth.max", "colormap.range",
+                                                  "points.stride", "segmentation.variant", "qos.input_reliability"])
+        assert values == {"depth.variant": "dpt_tiny", "depth.weights": "random", "depth.max": 42.5,
+                          "colormap.range": "fixed", "points.stride": 2, "segmentation.variant": "",
+                          "qos.input_reliability": "best_effort"}
+    finally:
+        code, log = stop(proc)
+    assert code == 0, log
+
+
+def test_missing_weights_exits_with_instructions():
+    proc = start("-p", "depth.variant:=dpt_large")
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code != 0
+    assert "depth.weights" in log
+    assert "dpt_large-midas-2f21e586.pt" in log
+    assert "https://github.com/intel-isl/DPT/releases/download/1_0/dpt_large-midas-2f21e586.pt" in log
+
+
+def test_missing_weights_file_exits_with_instructions(tmp_path):
+    proc = start("-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code != 0
+    assert "nope.pt" in log and "not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
+
+
+def test_invalid_startup_parameters_exit_with_reason():
+    proc = start(*FAST_ARGS, "-p", "depth.min:=5.0", "-p", "depth.max:=1.0")
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code != 0 and "depth.min (5) must be below depth.max (1)" in log
+
+
+def test_sigint_during_inference_exits_zero_and_fast(harness):
+    proc = start(*FAST_ARGS, "-p", "lazy:=false")
+    try:
+        pub = harness.probe.create_publisher(Image, "image", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="node up")
+        for i in range(20):
+            pub.publish(make_image(i * 1000, width=160, height=120))
+            time.sleep(0.01)
+    finally:
+        t0 = time.monotonic()
+        code, log = stop(proc, timeout=10)
+    assert code == 0, log
+    assert time.monotonic() - t0 < 5.0
+    assert "Traceback" not in log

@@ -1,0 +1,78 @@
+"""The parameter table: descriptors, snapshots and validation (no ROS graph needed)."""
+import math
+
+import pytest
+from rcl_interfaces.msg import ParameterType
+
+from dpt_ros.ros import params
+
+
+def test_issue_parameter_names_are_all_declared():
+    public = """depth.variant segmentation.variant depth.weights segmentation.weights input_size resize_method
+    device precision cuda_graphs depth.scale depth.shift depth.min depth.max points.enabled points.stride
+    points.color points.label points.organized colormap segmentation.overlay_alpha qos.input_reliability
+    qos.input_depth qos.output_reliability camera_info.policy camera_info.tolerance lazy cameras class_names""".split()
+    assert set(public) <= set(params.SPECS)
+
+
+def test_descriptors_carry_type_description_ranges_read_only():
+    for spec in params.PARAMETERS:
+        d = spec.descriptor()
+        assert d.name == spec.name and len(d.description) > 20
+        assert d.read_only == (spec.apply == "static")
+    d = params.SPECS["input_size"].descriptor()
+    assert d.type == ParameterType.PARAMETER_INTEGER and (d.integer_range[0].from_value, d.integer_range[0].step) == (0, 32)
+    d = params.SPECS["camera_info.policy"].descriptor()
+    assert "'exact', 'nearest', 'latest'" in d.description and d.additional_constraints
+    assert params.SPECS["cameras"].descriptor().type == ParameterType.PARAMETER_STRING_ARRAY
+
+
+def test_defaults_are_valid_except_missing_weights():
+    s = params.defaults()
+    assert params.check_all(s) == []
+    assert s["class_names"][0] == "unlabeled" and len(s["class_names"]) == 151
+    assert s["depth.variant"] == "dpt_hybrid" and s["depth.weights"] == ""
+
+
+def test_snapshots_are_immutable_and_replaced_whole():
+    s = params.defaults()
+    new, reasons = params.validate(s, {"depth.min": 1, "colormap": "gray"})
+    assert reasons == [] and new["depth.min"] == 1.0 and isinstance(new["depth.min"], float)
+    assert s["depth.min"] == 0.0 and s["colormap"] == "inferno"
+    with pytest.raises(TypeError):
+        new.values["depth.min"] = 3.0
+    assert new.model_key() == s.model_key()
+    swapped, _ = params.validate(s, {"input_size": 96})
+    assert swapped.model_key() != s.model_key()
+
+
+@pytest.mark.parametrize("changes,needle", [
+    ({"depth.variant": "nope"}, "valid: dpt_large"),
+    ({"segmentation.variant": "dpt_large"}, "is not a segmentation variant"),
+    ({"depth.variant": ""}, "both empty"),
+    ({"input_size": 100}, "steps of 32"),
+    ({"depth.max": -1.0}, "out of range"),
+    ({"depth.scale": math.nan}, "out of range"),
+    ({"colormap.min": 2.0}, "colormap.min (2) must be below colormap.max (1)"),
+    ({"resize_method": "stretch"}, "minimal, lower_bound, upper_bound"),
+    ({"device": "cuda:x"}, "'cuda:N'"),
+    ({"cameras": ["a", "a"]}, "twice"),
+    ({"cameras": ["bad name"]}, "not a valid ROS namespace"),
+    ({"lazy": 1}, "type bool"),
+    ({"points.stride": True}, "type int"),
+    ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs needs a CUDA device"),
+    ({"no.such": 1}, "unknown parameter"),
+])
+def test_validation_reasons(changes, needle):
+    new, reasons = params.validate(params.defaults(), changes)
+    assert new is None
+    assert any(needle in r for r in reasons), reasons
+
+
+def test_weights_check(tmp_path):
+    f = tmp_path / "w.pt"
+    f.write_bytes(b"x")
+    s = params.defaults()
+    assert params.validate(s, {"depth.weights": str(f)})[1] == []
+    assert params.validate(s, {"depth.weights": "random"})[1] == []
+    assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]

@@ -1,0 +1,130 @@
+"""Launch presets and configuration files: what the launch files pass to the node."""
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dpt_ros.model import VARIANTS
+from dpt_ros.ros import params, presets
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flatten(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flatten(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_config_files_hold_only_declared_parameters_with_valid_values(path):
+    doc = yaml.safe_load(path.read_text())
+    assert list(doc) == ["/**"] and list(doc["/**"]) == ["ros__parameters"]
+    values = dict(_flatten(doc["/**"]["ros__parameters"]))
+    base = params.defaults()
+    for name, value in values.items():
+        assert name in params.SPECS, f"{path.name}: unknown parameter {name}"
+    new, reasons = params.validate(base, {k: v for k, v in values.items() if not k.endswith("weights")})
+    assert reasons == [] or reasons == ["depth.variant and segmentation.variant are both empty: enable at least one task"], reasons
+
+
+def test_every_variant_has_a_preset_and_presets_match_tasks():
+    depth = presets.preset_variants("depth")
+    seg = presets.preset_variants("segmentation")
+    assert set(depth) | set(seg) == set(VARIANTS)
+    assert all(VARIANTS[v].task == "depth" for v in depth)
+    assert all(VARIANTS[v].task == "segmentation" for v in seg)
+    assert presets.preset_variants("dpt") == depth
+
+
+def test_launch_arguments_are_documented_with_choices():
+    for task in presets.TASKS:
+        args = {a.name: a for a in presets.launch_arguments(task)}
+        for required in ("variant", "resolution", "weights", "device", "precision", "config_file", "image",
+                         "camera_info", "namespace", "use_rviz"):
+            assert required in args and args[required].description
+        assert args["variant"].default in args["variant"].choices
+        assert args["precision"].choices == ("fp32", "fp16", "bf16")
+        assert args["use_rviz"].choices == ("true", "false")
+    assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
+    assert "segmentation_variant" in {a.name for a in presets.launch_arguments("dpt")}
+
+
+def test_first_command_users_type():
+    """ros2 launch dpt_ros depth.launch.py variant:=dpt_large resolution:=384 weights:=<file>"""
+    p = presets.node_parameters("depth", {"variant": "dpt_large", "resolution": "384", "weights": "/w/large.pt"})
+    files, overrides = p[:-1], p[-1]
+    assert [Path(f).name for f in files] == ["depth.yaml", "dpt_large.yaml"]
+    assert overrides == {"device": "auto", "precision": "fp32", "input_size": 384, "depth.weights": "/w/large.pt"}
+    # later files win: the preset selects the variant
+    merged = {}
+    for f in files:
+        merged.update(_flatten(yaml.safe_load(Path(f).read_text())["/**"]["ros__parameters"]))
+    merged.update(overrides)
+    assert merged["depth.variant"] == "dpt_large" and merged["segmentation.variant"] == ""
+
+
+def test_presets_for_segmentation_and_both_tasks(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("/**:\n  ros__parameters:\n    lazy: false\n")
+    p = presets.node_parameters("segmentation", {"weights": "random", "config_file": str(user)})
+    assert [Path(f).name for f in p[:-1]] == ["segmentation.yaml", "dpt_hybrid_ade20k.yaml", "mine.yaml"]
+    assert p[-1]["segmentation.weights"] == "random" and "input_size" not in p[-1]
+    p = presets.node_parameters("dpt", {"variant": "dpt_hybrid_kitti", "segmentation_variant": "dpt_large_ade20k",
+                                        "weights": "k.pt", "segmentation_weights": "s.pt", "device": "cuda",
+                                        "precision": "fp16"})
+    assert [Path(f).name for f in p[:-1]] == ["dpt.yaml", "dpt_hybrid_kitti.yaml", "dpt_large_ade20k.yaml"]
+    assert p[-1] == {"device": "cuda", "precision": "fp16", "depth.weights": "k.pt", "segmentation.weights": "s.pt"}
+
+
+def test_bad_launch_values_are_refused():
+    with pytest.raises(ValueError, match="resolution:='333' is not one of"):
+        presets.node_parameters("depth", {"resolution": "333"})
+    with pytest.raises(ValueError, match="variant:='dpt_large_ade20k'"):
+        presets.node_parameters("depth", {"variant": "dpt_large_ade20k"})
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        presets.node_parameters("depth", {"resoltion": "384"})
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        presets.node_parameters("depth", {"config_file": "/nope.yaml"})
+    with pytest.raises(ValueError, match="unknown task"):
+        presets.launch_arguments("flow")
+
+
+def test_remappings_and_rviz():
+    assert presets.remappings("depth", {"image": "/cam/image_raw", "camera_info": "/cam/camera_info"}) == [
+        ("image", "/cam/image_raw"), ("camera_info", "/cam/camera_info")]
+    assert presets.remappings("depth", {}) == []
+    assert presets.use_rviz("depth", {"use_rviz": "true"}) and not presets.use_rviz("depth", {})
+    rviz = yaml.safe_load(Path(presets.rviz_config()).read_text())
+    displays = rviz["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if "Topic" in d}
+    assert topics == {"image", "inverse_depth/colored", "segmentation/colored", "points"}
+    assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed (no ROS distribution)")
+@pytest.mark.parametrize("task", presets.TASKS)
+def test_launch_files_build(task):
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location(f"{task}_launch", ROOT / "launch" / f"{task}.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.generate_launch_description()
+    declared = [e for e in ld.entities if isinstance(e, DeclareLaunchArgument)]
+    assert {d.name for d in declared} == {a.name for a in presets.launch_arguments(task)}
+    context = LaunchContext()
+    for d in declared:
+        d.visit(context)
+    actions = ld.entities[-1].execute(context)
+    assert actions and actions[0].node_executable == "dpt_node"
+
+
+def test_launch_files_are_thin():
+    for task in presets.TASKS:
+        text = (ROOT / "launch" / f"{task}.launch.py").read_text()
+        assert f'generate("{task}")' in text and len(text.splitlines()) < 20

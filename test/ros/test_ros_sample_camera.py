@@ -1,0 +1,94 @@
+"""sample_camera: frames, encodings and CameraInfo through a real rclpy graph."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from dpt_ros import pipeline
+from dpt_ros.ros import conversions, sample_camera
+from dpt_ros.ros.testing import wait_for
+
+DOMAIN = 44
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_builtin_frames_are_photographs():
+    frames = sample_camera.builtin_frames(("astronaut", "coffee"))
+    assert [f.shape for f in frames] == [(512, 512, 3), (400, 600, 3)] and frames[0].dtype == np.uint8
+    with pytest.raises(ValueError, match="unknown built-in image"):
+        sample_camera.builtin_frames(("lena",))
+
+
+def test_folder_and_video_sources(tmp_path):
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((20, 30, 3), i * 40, np.uint8))
+    frames = list(sample_camera.frame_source(str(tmp_path), loop=False))
+    assert len(frames) == 3 and frames[2][0, 0, 0] == 80
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(4):
+        writer.write(np.full((24, 32, 3), 60 * i, np.uint8))
+    writer.release()
+    frames = list(sample_camera.frame_source(str(video), loop=False))
+    assert len(frames) == 4 and frames[0].shape == (24, 32, 3)
+    with pytest.raises(ValueError, match="neither"):
+        next(sample_camera.frame_source(str(tmp_path / "missing"), loop=False))
+
+
+def test_resize_encode_pinhole():
+    rgb = np.zeros((100, 200, 3), np.uint8)
+    assert sample_camera.resize(rgb, 100, 0).shape == (50, 100, 3)
+    assert sample_camera.resize(rgb, 0, 0).shape == (100, 200, 3)
+    rgb[..., 0] = 200
+    for enc in sample_camera.ENCODINGS:
+        arr = sample_camera.encode(rgb, enc)
+        view = pipeline.ImageView.from_array(arr, enc)
+        back = pipeline.decode(view, np)
+        if enc.startswith("mono"):
+            assert abs(int(back[0, 0, 0]) - 60) <= 1   # 0.299 * 200
+        else:
+            np.testing.assert_array_equal(back, rgb)
+    k, p = sample_camera.pinhole(640, 480, 90.0)
+    assert k[0] == pytest.approx(320.0) and p[2] == k[2] == pytest.approx(319.5)
+
+
+def test_publishes_image_and_info_with_one_header(harness):
+    cam = sample_camera.SampleCamera(context=harness.context, parameter_overrides=[
+        Parameter("rate", value=50.0), Parameter("width", value=64), Parameter("height", value=48),
+        Parameter("encoding", value="bgr8"), Parameter("count", value=5), Parameter("frame_id", value="test_cam"),
+        Parameter("publish_compressed", value=True), Parameter("source", value="builtin:chelsea")])
+    images = harness.collector(Image, "image")
+    infos = harness.collector(CameraInfo, "camera_info")
+    jpegs = harness.collector(CompressedImage, "image/compressed")
+    wait_for(lambda: cam.image_pub.get_subscription_count() > 0 and cam.info_pub.get_subscription_count() > 0
+             and cam.compressed_pub.get_subscription_count() > 0, what="discovery")
+    harness.nodes.append(cam)
+    harness.executor.add_node(cam)
+    wait_for(lambda: cam.done, what="5 frames")
+    wait_for(lambda: len(images) == 5 and len(infos) == 5 and len(jpegs) == 5, what="messages")
+    for img, info in zip(images, infos):
+        assert img.header == info.header and img.header.frame_id == "test_cam"
+        assert (img.width, img.height, img.encoding, info.width, info.height) == (64, 48, "bgr8", 64, 48)
+    rgb = pipeline.decode(conversions.image_view(images[0]), np)
+    expected = sample_camera.resize(sample_camera.builtin_frames(("chelsea",))[0], 64, 48)
+    np.testing.assert_array_equal(rgb, expected)
+    decoded = pipeline.decode_compressed(np.frombuffer(jpegs[0].data, np.uint8), jpegs[0].format)
+    assert np.abs(decoded.astype(int) - expected).mean() < 12
+    stamps = [i.header.stamp.sec * 10**9 + i.header.stamp.nanosec for i in images]
+    assert stamps == sorted(stamps)
+
+
+def test_executable_stops_after_count_and_rejects_bad_encoding():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=100.0", "-p", "count:=3"]
+    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "done after 3 frames" in r.stderr + r.stdout
+    r = subprocess.run(cmd + ["-p", "encoding:=yuv9"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "yuv9" in r.stderr
