@@ -1,0 +1,1 @@
+"""ROS 2 layer: the dpt_node, its parameter table, message conversion, presets and the sample camera."""

@@ -1,0 +1,1 @@
+"""Command-line tools: demo, benchmarks, GPU check, weights helper."""

@@ -1,0 +1,210 @@
+"""The demo behind ``make demo``: sample camera -> dpt_node -> ``demo_out/``, through real DDS.
+
+Starts ``sample_camera`` and ``dpt_node`` as separate processes (exactly what ``ros2 run`` starts),
+subscribes to the node's outputs from this process, and writes for each of ``--frames`` processed frames:
+
+- ``frame_NNN_input.png``               the camera frame that was processed,
+- ``frame_NNN_inverse_depth.png``       the node's ``inverse_depth/colored`` output,
+- ``frame_NNN_inverse_depth.npy``       the raw float32 ``inverse_depth`` (model units),
+- ``summary.json``                      frames, per-frame latency (input stamp -> received here), model,
+                                        device, drops and per-stage latency from ``/diagnostics``.
+
+Weights: ``--weights`` or ``weights/<official checkpoint file>`` if it exists, else random
+initialisation -- then every output is meaningless and the summary and log say so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "/demo"
+RANDOM_BANNER = """
+#######################################################################################
+#  dpt_ros demo: NO WEIGHTS FILE FOUND -- running with RANDOM WEIGHTS.                 #
+#  Every depth image below is meaningless; only the plumbing and the timings are real. #
+#  Get the official weights (README, "Getting the official weights") into weights/.    #
+#######################################################################################
+"""
+
+
+def default_weights(variant: str) -> str:
+    """``weights/<official file name>`` when it exists, else ``random``."""
+    from dpt_ros.model import get_variant
+
+    name = get_variant(variant).checkpoint
+    if name and (REPO / "weights" / name).is_file():
+        return str(REPO / "weights" / name)
+    return "random"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=8, help="processed frames to collect (default 8)")
+    ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    ap.add_argument("--variant", default="dpt_hybrid", help="depth variant (default dpt_hybrid)")
+    ap.add_argument("--weights", default=None, help="checkpoint file, or 'random' (default: weights/<file> if present)")
+    ap.add_argument("--input-size", type=int, default=0, help="network size (0 = the variant's default)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    ap.add_argument("--rate", type=float, default=5.0, help="sample camera rate in Hz (default 5)")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--source", default="builtin", help="sample camera source: builtin, a folder or a video")
+    ap.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    return ap.parse_args(argv)
+
+
+def ros_args(params: dict) -> list[str]:
+    out = ["--ros-args", "-r", f"__ns:={NAMESPACE}"]
+    for k, v in params.items():
+        out += ["-p", f"{k}:={v}"]
+    return out
+
+
+def stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.frames < 1:
+        raise SystemExit("demo: --frames must be at least 1")
+    weights = args.weights or default_weights(args.variant)
+    random_weights = weights == "random"
+    if random_weights:
+        print(RANDOM_BANNER, flush=True)
+
+    env = dict(os.environ)
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
+
+    import rclpy
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros import conversions
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("frame_*"):
+        old.unlink()
+
+    camera_params = {"source": args.source, "rate": args.rate, "width": args.width, "height": args.height,
+                     "encoding": "rgb8", "reliability": "reliable"}
+    node_params = {"depth.variant": args.variant, "depth.weights": weights, "input_size": args.input_size,
+                   "device": args.device, "precision": args.precision, "points.enabled": False,
+                   "qos.input_reliability": "reliable"}
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.node", *ros_args(node_params)], env=env),
+        subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.sample_camera", *ros_args(camera_params)], env=env),
+    ]
+
+    rclpy.init()
+    node = Node("demo_collector")
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    inputs: dict[int, Image] = {}
+    raw: dict[int, tuple[Image, float]] = {}
+    colored: dict[int, Image] = {}
+    diagnostics: list[DiagnosticArray] = []
+
+    def keep_input(msg: Image) -> None:
+        inputs[stamp_ns(msg.header)] = msg
+        while len(inputs) > 200:
+            inputs.pop(next(iter(inputs)))
+
+    node.create_subscription(Image, f"{NAMESPACE}/image", keep_input, reliable)
+    node.create_subscription(Image, f"{NAMESPACE}/inverse_depth",
+                             lambda m: raw.setdefault(stamp_ns(m.header), (m, time.time())), reliable)
+    node.create_subscription(Image, f"{NAMESPACE}/inverse_depth/colored",
+                             lambda m: colored.setdefault(stamp_ns(m.header), m), reliable)
+    node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+
+    code = 0
+    deadline = time.monotonic() + args.timeout
+    try:
+        while len(raw) < args.frames or any(s not in colored for s in list(raw)[: args.frames]):
+            rclpy.spin_once(node, timeout_sec=0.1)
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"{p.args[2]} exited early with code {p.returncode} (see its log above)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(raw)} of {args.frames} frames processed in {args.timeout:.0f} s")
+        # one more diagnostics message so that its counters include the collected frames
+        n_diag = len(diagnostics)
+        end = time.monotonic() + 3.0
+        while len(diagnostics) == n_diag and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (RuntimeError, TimeoutError) as e:
+        print(f"demo: {e}", file=sys.stderr)
+        code = 1
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+    frames = []
+    for i, s in enumerate(sorted(raw)[: args.frames]):
+        msg, received = raw[s]
+        depth = conversions.image_array(msg)
+        np.save(out / f"frame_{i:03d}_inverse_depth.npy", depth)
+        if s in colored:
+            cv2.imwrite(str(out / f"frame_{i:03d}_inverse_depth.png"),
+                        cv2.cvtColor(conversions.image_array(colored[s]), cv2.COLOR_RGB2BGR))
+        if s in inputs:
+            cv2.imwrite(str(out / f"frame_{i:03d}_input.png"),
+                        cv2.cvtColor(conversions.image_array(inputs[s]), cv2.COLOR_RGB2BGR))
+        frames.append({"index": i, "stamp_ns": s, "latency_ms": round((received * 1e9 - s) / 1e6, 2),
+                       "width": msg.width, "height": msg.height,
+                       "inverse_depth_min": float(np.nanmin(depth)), "inverse_depth_max": float(np.nanmax(depth))})
+
+    diag = {}
+    if diagnostics:
+        for status in diagnostics[-1].status:
+            diag[status.name] = {kv.key: kv.value for kv in status.values}
+    latencies = [f["latency_ms"] for f in frames]
+    summary = {
+        "frames": len(frames),
+        "variant": args.variant,
+        "weights": weights,
+        "random_weights": random_weights,
+        "warning": "RANDOM WEIGHTS: outputs are not meaningful" if random_weights else None,
+        "device": args.device,
+        "precision": args.precision,
+        "camera": {"rate_hz": args.rate, "width": args.width, "height": args.height, "source": args.source},
+        "latency_ms": {"per_frame": latencies,
+                       "p50": float(np.percentile(latencies, 50)) if latencies else None,
+                       "max": max(latencies) if latencies else None},
+        "per_frame": frames,
+        "diagnostics": diag,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {summary['latency_ms']['p50']} ms"
+          f"{', RANDOM WEIGHTS' if random_weights else ''})")
+    if len(frames) < args.frames:
+        code = code or 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
