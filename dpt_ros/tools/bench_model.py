@@ -1,0 +1,253 @@
+"""Benchmark: dpt_ros.model vs Hugging Face transformers DPT, same weights, same input, same run.
+
+Prints, per variant / precision / input size: our time, HF's time, their ratio, peak memory and
+parameter count. Timings are medians; on CUDA they use events after warm-up. Compare ratios, not
+absolute times, across machines (see docs/performance.md). Random weights (no downloads); the
+numbers are speed only.
+
+Examples::
+
+    python -m dpt_ros.tools.bench_model                       # CPU, fp32, dpt_hybrid + dpt_large, 384
+    python -m dpt_ros.tools.bench_model --quick               # CPU smoke run: 64x64 (hybrid: 384), 2 iters
+    python -m dpt_ros.tools.bench_model --device cuda --precision fp16 bf16 fp32 --cuda-graphs \\
+        --sizes 384x384 384x512 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import resource
+import statistics
+import sys
+import time
+from typing import Callable, Optional
+
+import torch
+
+
+def _parse_size(s: str) -> tuple[int, int]:
+    try:
+        h, w = (int(t) for t in s.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must look like 384x512, got {s!r}") from None
+    if h % 32 or w % 32 or h <= 0 or w <= 0:
+        raise argparse.ArgumentTypeError(f"size sides must be positive multiples of 32, got {s!r}")
+    return h, w
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> list[float]:
+    """Per-call milliseconds (CUDA events on GPU, perf_counter on CPU)."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _graph_callable(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> Callable[[], object]:
+    """Capture ``fn(x)`` in a CUDA graph (for HF's model; ours uses Engine's own graphs)."""
+    static_x = x.clone()
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(2):
+            fn(static_x)
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        fn(static_x)
+    return g.replay
+
+
+def _peak_reset(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    # process-wide high-water mark of resident memory (Linux: KiB)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device, precisions: list[str],
+                  graphs: bool, warmup: int, iters: int, with_hf: bool, hf_graphs: bool, batch: int,
+                  log: Callable[[str], None]) -> list[dict]:
+    from dpt_ros.model import DPT, Engine, get_variant, parse_precision
+    from dpt_ros.model.reference import build_hf_model, random_state_dict
+
+    v = get_variant(name)
+    sd = random_state_dict(v, seed=0)
+    rows = []
+    for prec in precisions:
+        dtype = parse_precision(prec)
+        if device.type == "cpu" and dtype == torch.float16:
+            log(f"skip {name} {prec}: fp16 is not supported on the CPU")
+            continue
+        modes = [False] + ([True] if graphs and device.type == "cuda" else [])
+        hf = None
+        if with_hf:
+            try:
+                hf = build_hf_model(v, {k: t.clone() for k, t in sd.items()}).to(device=device, dtype=dtype)
+            except Exception as exc:  # HF missing or unable to build: report ours only
+                log(f"HF model unavailable for {name}: {exc}")
+        for use_graph in modes:
+            with torch.device("meta"):
+                model = DPT(v)
+            model.load_state_dict({k: t.clone() for k, t in sd.items()}, strict=True, assign=True)
+            engine = Engine(model, device=device, precision=prec, cuda_graphs=use_graph, random_weights=True,
+                            max_graphs=max(4, len(sizes)))
+            params = engine.num_parameters
+            for h, w in sizes:
+                x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+                _peak_reset(device)
+                t_ours = time_fn(lambda: engine.run(x), device, warmup, iters)
+                peak_ours = _peak_mb(device)
+                row = {
+                    "variant": name, "device": str(device), "precision": prec, "height": h, "width": w,
+                    "batch": batch, "cuda_graph": use_graph, "params_m": round(params / 1e6, 2),
+                    "ours_ms": statistics.median(t_ours), "ours_min_ms": min(t_ours),
+                    "ours_peak_mb": round(peak_ours, 1), "tokens": (h // 16) * (w // 16),
+                    "hf_ms": None, "ratio": None, "hf_peak_mb": None, "hf_note": None,
+                }
+                hf_ok = hf is not None and h == w and (v.backbone != "hybrid" or h == v.pos_grid * v.patch_size)
+                if hf is not None and not hf_ok:
+                    row["hf_note"] = "HF DPT cannot run this size (non-square, or hybrid != 384)"
+                if hf_ok:
+                    xh = x.to(dtype)
+                    try:
+                        with torch.inference_mode():
+                            def hf_fn(inp=xh):
+                                return hf(pixel_values=inp)
+                            if use_graph and hf_graphs:
+                                replay = _graph_callable(lambda t: hf(pixel_values=t), xh)
+                                fn = replay
+                            else:
+                                fn = hf_fn
+                            _peak_reset(device)
+                            t_hf = time_fn(fn, device, warmup, iters)
+                        row["hf_ms"] = statistics.median(t_hf)
+                        row["hf_peak_mb"] = round(_peak_mb(device), 1)
+                        row["ratio"] = row["ours_ms"] / row["hf_ms"]
+                        row["hf_mode"] = "cuda_graph" if (use_graph and hf_graphs) else "eager"
+                    except Exception as exc:
+                        row["hf_note"] = f"HF failed: {type(exc).__name__}: {str(exc)[:120]}"
+                rows.append(row)
+                log(_format_row(row))
+            del engine, model
+        del hf
+        gc.collect()
+    # per-token scaling relative to the first size (e.g. 384x512 vs 384x384)
+    base = {}
+    for r in rows:
+        key = (r["precision"], r["cuda_graph"])
+        if key not in base:
+            base[key] = r
+        b = base[key]
+        r["per_token_vs_first"] = (r["ours_ms"] / r["tokens"]) / (b["ours_ms"] / b["tokens"])
+    return rows
+
+
+def _format_row(r: dict) -> str:
+    hf = f"{r['hf_ms']:9.2f}" if r["hf_ms"] is not None else "        -"
+    ratio = f"{r['ratio']:6.3f}" if r["ratio"] is not None else "     -"
+    return (f"{r['variant']:<18} {r['precision']:<5} {r['height']:>4}x{r['width']:<5} "
+            f"{'graph' if r['cuda_graph'] else 'eager':<6} ours {r['ours_ms']:9.2f} ms  HF {hf} ms  "
+            f"ratio {ratio}  peak {r['ours_peak_mb']:8.1f} MB  params {r['params_m']:.1f} M"
+            + (f"  ({r['hf_note']})" if r.get("hf_note") else ""))
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", nargs="+", default=["dpt_hybrid", "dpt_large"])
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    ap.add_argument("--precision", nargs="+", default=None,
+                    help="fp32 fp16 bf16 (default: fp32 on CPU, fp16 bf16 fp32 on CUDA)")
+    ap.add_argument("--sizes", nargs="+", type=_parse_size, default=None,
+                    help="HxW, multiples of 32 (default 384x384; CUDA: 384x384 384x512)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=None, help="timed iterations (default CPU 3, CUDA 50)")
+    ap.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default CPU 1, CUDA 10)")
+    ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replay (CUDA only)")
+    ap.add_argument("--no-hf-graphs", action="store_true", help="time HF eager even in the CUDA-graph rows")
+    ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face reference")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: 64x64 (hybrid 384x384), 1 warm-up, 2 iterations")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout)")
+    args = ap.parse_args(argv)
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda requested but CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cuda = device.type == "cuda"
+    precisions = args.precision or (["fp16", "bf16", "fp32"] if cuda else ["fp32"])
+    iters = args.iters or (2 if args.quick else (50 if cuda else 3))
+    warmup = args.warmup if args.warmup is not None else (1 if args.quick else (10 if cuda else 1))
+    log = (lambda s: print(s, file=sys.stderr, flush=True)) if args.json == "-" else (lambda s: print(s, flush=True))
+
+    env = {"torch": torch.__version__, "python": platform.python_version(), "device": str(device),
+           "threads": torch.get_num_threads(), "machine": platform.machine()}
+    if cuda:
+        env["gpu"] = torch.cuda.get_device_name(device)
+        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for both implementations
+        torch.backends.cudnn.allow_tf32 = False
+    try:
+        import transformers
+
+        env["transformers"] = transformers.__version__
+    except ImportError:
+        env["transformers"] = None
+    log(f"# {env}")
+    results = []
+    for name in args.variants:
+        from dpt_ros.model import get_variant
+
+        v = get_variant(name)
+        if args.sizes:
+            sizes = args.sizes
+        elif args.quick:
+            sizes = [(384, 384)] if v.backbone == "hybrid" else [(64, 64)]
+        else:
+            sizes = [(384, 384), (384, 512)] if cuda else [(384, 384)]
+        results += bench_variant(name, sizes, device, precisions, args.cuda_graphs, warmup, iters,
+                                 with_hf=not args.no_hf, hf_graphs=not args.no_hf_graphs, batch=args.batch, log=log)
+    if args.json:
+        payload = json.dumps({"env": env, "results": results}, indent=2)
+        if args.json == "-":
+            print(payload)
+        else:
+            with open(args.json, "w") as f:
+                f.write(payload + "\n")
+            log(f"# wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Weights helper: list official download URLs, verify a downloaded checkpoint, convert key names.
+
+Nothing is downloaded here (use a browser, curl or wget on another machine)::
+
+    python -m dpt_ros.tools.weights --urls
+    python -m dpt_ros.tools.weights --verify weights/dpt_hybrid-midas-501f0c75.pt [--variant dpt_hybrid]
+    python -m dpt_ros.tools.weights --convert dpt_large-midas-2f21e586.pt dpt_large.safetensors \\
+        --variant dpt_large --to hf
+
+Exit status: 0 = OK, 1 = the file failed a check, 2 = usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from dpt_ros.model import VARIANTS, CheckpointError, get_variant
+
+
+def urls_text() -> str:
+    lines = [f"{'variant':<19} {'task':<13} {'net size':<9} {'sha256':<9} file / URL"]
+    for v in VARIANTS.values():
+        size = f"{v.net_size[1]}x{v.net_size[0]}"
+        if v.url:
+            lines.append(f"{v.name:<19} {v.task:<13} {size:<9} {v.sha256_prefix:<9} {v.url}")
+            if v.hf_id:
+                lines.append(f"{'':<19} {'':<13} {'':<9} {'':<9} or Hugging Face: https://huggingface.co/{v.hf_id}")
+        else:
+            lines.append(f"{v.name:<19} {v.task:<13} {size:<9} {'-':<9} (no released weights: architecture only)")
+    return "\n".join(lines)
+
+
+def verify(path: Path, variant: Optional[str], load: bool = True) -> str:
+    """Check a file: hash prefix (from its name, or the variant's when renamed), readability, architecture.
+
+    :returns: a report. :raises CheckpointError, FileNotFoundError: on failure.
+    """
+    from dpt_ros.model.checkpoint import (
+        describe_state_dict,
+        expected_sha256_prefix,
+        file_sha256,
+        load_checkpoint,
+        matching_variants,
+        read_state_dict,
+    )
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)"]
+    digest = file_sha256(path)
+    lines.append(f"sha256: {digest}")
+    prefix = expected_sha256_prefix(path)
+    v = get_variant(variant) if variant else None
+    if prefix is None and v is not None and v.sha256_prefix and path.suffix in (".pt", ".pth"):
+        prefix = v.sha256_prefix
+    if prefix:
+        if not digest.startswith(prefix):
+            raise CheckpointError(f"{path}: SHA-256 does not start with {prefix}: the file is corrupt or truncated; "
+                                  "download it again")
+        lines.append(f"hash prefix {prefix}: OK")
+    else:
+        lines.append("hash prefix: none to check (file name carries none)")
+    sd = read_state_dict(path, verify_hash=False)
+    facts = describe_state_dict(sd)
+    cands = matching_variants(sd)
+    lines.append(f"tensors: {len(sd)}; architecture: {facts}")
+    lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
+    if v is not None and load:
+        model = load_checkpoint(path, v, verify_hash=False)
+        rep = model.load_report
+        lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
+                     + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
+                     + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
+                     + ")")
+    return "\n".join(lines)
+
+
+def convert(src: Path, dst: Path, variant: str, to: str) -> str:
+    """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix)."""
+    import torch
+
+    from dpt_ros.model import official_to_hf
+    from dpt_ros.model.checkpoint import load_checkpoint
+
+    model = load_checkpoint(src, get_variant(variant))
+    sd = {k: t.contiguous() for k, t in model.state_dict().items()}
+    if to == "hf":
+        sd = official_to_hf(sd)
+    sd = {k: t.clone() for k, t in sd.items()}  # no shared storage (q/k/v views) for safetensors
+    if dst.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(dst))
+    else:
+        torch.save(sd, dst)
+    return f"wrote {dst} ({len(sd)} tensors, {to} names)"
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    g = ap.add_mutually_exclusive_group(required=True)
+    g.add_argument("--urls", action="store_true", help="print official download URLs and hash prefixes")
+    g.add_argument("--verify", metavar="FILE", help="check a checkpoint file")
+    g.add_argument("--convert", nargs=2, metavar=("SRC", "DST"), help="re-save with other key names")
+    ap.add_argument("--variant", choices=sorted(VARIANTS), help="expected variant (strict load check)")
+    ap.add_argument("--to", choices=("hf", "official"), default="hf", help="names for --convert (default hf)")
+    args = ap.parse_args(argv)
+    if args.urls:
+        print(urls_text())
+        return 0
+    try:
+        if args.verify:
+            print(verify(Path(os.path.expanduser(args.verify)), args.variant))
+        else:
+            if not args.variant:
+                ap.error("--convert needs --variant")
+            print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
+    except (CheckpointError, FileNotFoundError) as exc:
+        print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
