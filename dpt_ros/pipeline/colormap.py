@@ -111,7 +111,8 @@ class RunningRange:
             if self.vmin is None:
                 return 0.0, 1.0
             return self.vmin, self.vmax
-        lo, hi = (float(v) for v in xp.percentile(sample.astype(xp.float32), [self.low, self.high]))
+        q = xp.asarray([self.low, self.high], dtype=xp.float64)
+        lo, hi = (float(v) for v in xp.percentile(sample.astype(xp.float64), q).tolist())
         if self.vmin is None:
             self.vmin, self.vmax = lo, hi
         else:

@@ -48,7 +48,8 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
     if isinstance(inv, torch.Tensor):
         return (inv.float() * scale + shift).clamp_min(eps).reciprocal()
     xp = array_module(inv)
-    return np.float32(1.0) / xp.maximum(inv.astype(xp.float32) * np.float32(scale) + np.float32(shift), np.float32(eps))
+    denom = inv.astype(xp.float32) * np.float32(scale) + np.float32(shift)
+    return xp.reciprocal(xp.maximum(denom, np.float32(eps)))
 
 
 def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = math.inf,

@@ -1,0 +1,182 @@
+"""One-shot GPU check: every GPU test of the repository, the GPU benchmarks, one JSON summary.
+
+Run on a CUDA machine (no ROS needed) from the repository root::
+
+    python -m dpt_ros.tools.gpu_check            # ~6 minutes at most
+    OUT=/some/dir python -m dpt_ros.tools.gpu_check   # also writes $OUT/gpu_summary.json + logs
+
+Steps, each under its own timeout inside an overall ``--budget``:
+
+1. environment (GPU, driver-visible memory, torch / CuPy / timm / transformers versions);
+2. ``pytest -m gpu test/`` (all areas; files that cannot be imported here, e.g. ROS tests without
+   rclpy, are reported as collection errors and do not stop the run);
+3. ``python -m dpt_ros.tools.bench_pipeline --device cuda --json``;
+4. ``python -m dpt_ros.tools.bench_model --device cuda --cuda-graphs --json FILE`` when that tool
+   exists (on a CPU machine only with ``--quick``: dpt_tiny smoke run).
+
+Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
+tried on a CPU machine first. Exit status 0 when no step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _env() -> dict[str, Any]:
+    info: dict[str, Any] = {"python": sys.version.split()[0]}
+    for mod in ("torch", "cupy", "timm", "transformers", "cv2", "numpy"):
+        try:
+            info[mod] = importlib.import_module(mod).__version__
+        except Exception as exc:  # noqa: BLE001 - report whatever is wrong
+            info[mod] = f"unavailable: {type(exc).__name__}: {exc}"[:200]
+    try:
+        import torch  # noqa: PLC0415
+
+        info["cuda_available"] = torch.cuda.is_available()
+        if torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            info["gpu"] = props.name
+            info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+            info["cuda_runtime"] = torch.version.cuda
+    except Exception as exc:  # noqa: BLE001
+        info["cuda_available"] = False
+        info["cuda_error"] = str(exc)[:200]
+    return info
+
+
+def _run(cmd: list[str], timeout: float, log: pathlib.Path | None) -> dict[str, Any]:
+    t0 = time.monotonic()
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=max(timeout, 1))
+        rc, out, err, timed_out = p.returncode, p.stdout, p.stderr, False
+    except subprocess.TimeoutExpired as exc:
+        rc, timed_out = None, True
+        out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+    if log is not None:
+        log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
+    return {"cmd": " ".join(cmd), "rc": rc, "timed_out": timed_out, "seconds": round(time.monotonic() - t0, 1),
+            "stdout": out, "stderr": err}
+
+
+def _last_json(text: str) -> Any:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+def _junit_summary(path: pathlib.Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    root = ET.parse(path).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root)
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    failed: list[dict[str, str]] = []
+    for s in suites:
+        for k in counts:
+            counts[k] += int(s.get(k, 0))
+        for case in s.iter("testcase"):
+            for tag in ("failure", "error"):
+                bad = case.find(tag)
+                if bad is not None:
+                    text = (bad.text or "").strip()
+                    no_ros = tag == "error" and any(f"No module named '{m}" in text for m in _ROS_MODULES)
+                    failed.append({"test": f"{case.get('classname')}::{case.get('name')}", "kind": tag,
+                                   "no_ros": no_ros,
+                                   "message": ((bad.get("message") or "") + " | " + text[-400:])[:600]})
+    counts["passed"] = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    counts["errors_without_ros"] = sum(f["no_ros"] for f in failed)
+    return {**counts, "failed": failed[:40]}
+
+
+# modules whose absence means "this test file needs ROS" (the GPU machine has no ROS)
+_ROS_MODULES = ("rclpy", "sensor_msgs", "std_msgs", "builtin_interfaces", "rcl_interfaces", "diagnostic_msgs",
+                "geometry_msgs", "launch", "ament_index_python", "vision_msgs")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
+    ap.add_argument("--budget", type=float, default=360.0, help="overall seconds (default 360)")
+    ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
+    ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
+    ap.add_argument("--no-model", action="store_true", help="skip bench_model")
+    args = ap.parse_args(argv)
+    start = time.monotonic()
+    out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    left = lambda: args.budget - (time.monotonic() - start)  # noqa: E731
+    summary: dict[str, Any] = {"env": _env()}
+    cuda = bool(summary["env"].get("cuda_available"))
+
+    junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
+    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", args.tests, "-q", "-p", "no:cacheprovider",
+              "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
+             min(240.0, left() - 100), out_dir / "gpu_pytest.log" if out_dir else None)
+    tail = (r["stdout"] + r["stderr"]).strip().splitlines()
+    summary["pytest_gpu"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                             **_junit_summary(junit), "tail": tail[-15:]}
+    if not cuda:
+        summary["pytest_gpu"]["note"] = "no CUDA device: GPU tests skip"
+
+    bench = [sys.executable, "-m", "dpt_ros.tools.bench_pipeline", "--device", "cuda", "--json"]
+    if args.quick:
+        bench += ["--sizes", "320x240", "--repeat", "3"]
+    r = _run(bench, min(150.0, left() - 40), out_dir / "bench_pipeline.log" if out_dir else None)
+    summary["bench_pipeline"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                 "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
+
+    if args.no_model:
+        summary["bench_model"] = {"skipped": "--no-model"}
+    elif (ROOT / "dpt_ros/tools/bench_model.py").exists() and (cuda or args.quick):
+        json_path = (out_dir or pathlib.Path("/tmp")) / "bench_model.json"
+        json_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_model", "--json", str(json_path)]
+        cmd += ["--device", "cuda", "--cuda-graphs"] if cuda else ["--device", "cpu", "--quick", "--no-hf",
+                                                                    "--variants", "dpt_tiny"]
+        r = _run(cmd, max(5.0, left() - 5), out_dir / "bench_model.log" if out_dir else None)
+        result = json.loads(json_path.read_text()) if json_path.exists() else None
+        summary["bench_model"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                  "result": result, "stdout_tail": r["stdout"].strip()[-3000:],
+                                  "stderr_tail": r["stderr"].strip()[-1500:]}
+    elif not cuda:
+        summary["bench_model"] = {"skipped": "no CUDA device (use --quick for a CPU smoke run)"}
+    else:
+        summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
+
+    p = summary["pytest_gpu"]
+    only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
+    steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
+                summary["bench_pipeline"]["rc"] == 0,
+                summary["bench_model"].get("rc", 0) == 0]
+    summary["pytest_gpu"]["note_errors"] = ("errors_without_ros counts test files that could not be imported "
+                                            "because ROS is not installed here; they are not failures")
+    summary["ok"] = all(steps_ok)
+    summary["elapsed_s"] = round(time.monotonic() - start, 1)
+    text = json.dumps(summary, indent=1)
+    if out_dir is not None:
+        (out_dir / "gpu_summary.json").write_text(text)
+    print(text)
+    return 0 if summary["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
