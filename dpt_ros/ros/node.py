@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 import sys
 import threading
 import time
@@ -48,6 +49,7 @@ _DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/came
 _SEG_OUTPUTS = ("segmentation", "segmentation/colored")
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
+_ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 
 
 class StartupError(RuntimeError):
@@ -173,6 +175,7 @@ class DptNode(Node):
         self._batches = 0
         self._last_diag = (time.monotonic(), {})
         self._warned: set[str] = set()
+        self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
 
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
@@ -559,11 +562,26 @@ class DptNode(Node):
 
     # ------------------------------------------------------------------ errors and diagnostics
     def _count_error(self, reason: str, text: str, frames: list[_Frame]) -> None:
+        """Count a per-frame failure and log it: one line per kind of error (reason + message with
+        its numbers blanked) every ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
+        behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons)."""
+        kind = (reason, re.sub(r"\d+", "#", text)[:200])
+        now = time.monotonic()
         with self._lock:
             self._errors[reason] += 1
             for f in frames:
                 f.camera.counts["error:" + reason] += 1
-        self.get_logger().error(f"[{reason}] {text}", throttle_duration_sec=5.0)
+            entry = self._error_log.get(kind)
+            if entry is not None and now - entry[0] < _ERROR_LOG_PERIOD_S:
+                entry[1] += 1
+                return
+            suppressed = entry[1] if entry is not None else 0
+            self._error_log[kind] = [now, 0]
+            self._error_log.move_to_end(kind)
+            while len(self._error_log) > 256:
+                self._error_log.popitem(last=False)
+        more = f" ({suppressed} more like it in the last {_ERROR_LOG_PERIOD_S:g} s)" if suppressed else ""
+        self.get_logger().error(f"[{reason}] {text}{more}")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
