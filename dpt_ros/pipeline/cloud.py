@@ -82,6 +82,10 @@ class Intrinsics:
                 raise CalibrationError(f"CameraInfo P must have 12 values; got {len(p)}")
             use_p = p[0] != 0.0
         fx, fy, cx, cy = (p[0], p[5], p[2], p[6]) if use_p else (k[0], k[4], k[2], k[5])
+        if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0.0 or fy <= 0.0:
+            raise CalibrationError(
+                f"CameraInfo {'P' if use_p else 'K'} has unusable intrinsics fx={fx}, fy={fy}, cx={cx}, cy={cy} "
+                "(must be finite, focal lengths > 0); no point cloud can be built")
         if width <= 0 or height <= 0:
             raise CalibrationError(f"CameraInfo has no image size ({width}x{height})")
         bx, by = max(int(binning_x), 1), max(int(binning_y), 1)
