@@ -51,7 +51,7 @@ def _module():
     mod = getattr(_local, "module", None)
     if mod is None:
         cp = _cp()
-        mod = cp.RawModule(code=KERNEL_SOURCE, options=("-std=c++14",))
+        mod = cp.RawModule(code=KERNEL_SOURCE)
         _local.module = mod
     return mod
 
