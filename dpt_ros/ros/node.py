@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import re
 import sys
 import threading
@@ -715,6 +716,9 @@ def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:
 
 def main(args=None) -> int:
     """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``."""
+    # Never create world-writable files (ROS log files, anything written later), even when started
+    # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
+    os.umask(os.umask(0o022) | 0o002)
     rclpy.init(args=args)
     node = None
     code = 0
