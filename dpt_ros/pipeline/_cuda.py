@@ -18,6 +18,7 @@ from dpt_ros.pipeline._kernels import KERNEL_SOURCE
 from dpt_ros.pipeline.encodings import ImageView, _Format, check_view
 
 _BLOCK = 256
+_UPLOAD_CHUNK = 1 << 20
 _COLOR = {"r": 0, "g": 1, "b": 2}
 _local = threading.local()
 
@@ -117,9 +118,14 @@ def _upload(data: Any, stream) -> Any:
     host = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     staging = _pinned("upload")
     buf = staging.view(host.size)
-    np.copyto(buf, host)
     dev = cp.empty(host.size, cp.uint8)
-    dev.set(buf, stream=stream)
+    # Chunked: the CPU fills chunk k+1 of the pinned buffer while the DMA engine copies chunk k.
+    n = host.size
+    chunk = max(_UPLOAD_CHUNK, -(-n // 4))
+    for start in range(0, n, chunk):
+        end = min(n, start + chunk)
+        np.copyto(buf[start:end], host[start:end])
+        dev[start:end].set(buf[start:end], stream=stream)
     staging.record(stream)
     return dev
 

@@ -74,8 +74,10 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
         idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
         out = lut[idx]
     valid = xp.isfinite(values)
-    if not bool(valid.all()):
-        out[~valid] = xp.asarray(invalid_color, dtype=xp.uint8)
+    if xp is not np:  # no host synchronisation on the GPU
+        return xp.where(valid[:, :, None], out, xp.asarray(invalid_color, dtype=xp.uint8))
+    if not valid.all():
+        out[~valid] = invalid_color
     return out
 
 

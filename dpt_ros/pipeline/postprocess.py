@@ -61,13 +61,20 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
     """
     if not (min_depth >= 0.0 and max_depth > min_depth):
         raise ValueError(f"need 0 <= min_depth < max_depth; got {min_depth}, {max_depth}")
-    if isinstance(depth, torch.Tensor):
+    if isinstance(depth, torch.Tensor):  # masked_fill_: no host synchronisation on CUDA
         d = depth if inplace and depth.dtype == torch.float32 else depth.float().clone()
-        d[~(d > 0)] = math.nan
-        d[d < min_depth] = -math.inf
-        d[d > max_depth] = math.inf
+        d.masked_fill_(~(d > 0), math.nan)
+        if min_depth > 0:
+            d.masked_fill_(d < min_depth, -math.inf)
+        d.masked_fill_(d > max_depth, math.inf)
         return d
     xp = array_module(depth)
+    if xp is not np:  # CuPy: where() instead of boolean set-item (which synchronises)
+        d = depth.astype(xp.float32, copy=False)
+        out = xp.where(d > np.float32(max_depth), np.float32(np.inf), d)
+        if min_depth > 0:
+            out = xp.where(d < np.float32(min_depth), np.float32(-np.inf), out)
+        return xp.where(d > 0, out, np.float32(np.nan)).astype(xp.float32, copy=False)
     d = depth if inplace and depth.dtype == np.float32 else depth.astype(xp.float32, copy=True)
     with np.errstate(invalid="ignore"):
         d[~(d > 0)] = np.nan

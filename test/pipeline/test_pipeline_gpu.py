@@ -123,6 +123,15 @@ def test_gpu_postprocess_equals_numpy():
     d_np = apply_depth_range(metric_from_inverse(host, 6.016e-5, 0.00579), 1.0, 80.0)
     d_cp = apply_depth_range(metric_from_inverse(cupy.asarray(host), 6.016e-5, 0.00579), 1.0, 80.0)
     np.testing.assert_allclose(d_cp.get(), d_np, rtol=1e-6)
+    edge = np.array([np.nan, 0.0, -1.0, -np.inf, 0.2, 0.5, 10.0, 11.0, np.inf], np.float32)
+    np.testing.assert_array_equal(apply_depth_range(cupy.asarray(edge), 0.3, 10.0).get(),
+                                  apply_depth_range(edge, 0.3, 10.0))
+    t_edge = apply_depth_range(torch.from_numpy(edge).cuda(), 0.3, 10.0)
+    np.testing.assert_array_equal(t_edge.cpu().numpy(), apply_depth_range(edge, 0.3, 10.0))
+    with_nan = host.copy()
+    with_nan[0, :5] = np.nan
+    np.testing.assert_array_equal(colorize(cupy.asarray(with_nan), "jet", 0, 1000, (1, 2, 3)).get(),
+                                  colorize(with_nan, "jet", 0, 1000, (1, 2, 3)))
     np.testing.assert_array_equal(colorize(cupy.asarray(host), "turbo", 0, 1000).get(), colorize(host, "turbo", 0, 1000))
     labels = RNG.integers(0, 160, (50, 60)).astype(np.uint8)
     np.testing.assert_array_equal(colorize_labels(cupy.asarray(labels)).get(), colorize_labels(labels))
