@@ -91,9 +91,10 @@ def _yuv_reference(y, u, v):
     return np.clip(np.rint(np.stack([r, g, b], -1)), 0, 255)
 
 
+@pytest.mark.parametrize("bigendian", [False, True])  # 8-bit data: the flag must not matter
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuv422_yuy2", "yuyv"])
-def test_decode_yuv422(encoding, padding):
+def test_decode_yuv422(encoding, padding, bigendian):
     y = RNG.integers(16, 236, (H, W)).astype(np.uint8)
     u = RNG.integers(16, 241, (H, W // 2)).astype(np.uint8)
     v = RNG.integers(16, 241, (H, W // 2)).astype(np.uint8)
@@ -102,7 +103,7 @@ def test_decode_yuv422(encoding, padding):
         raw[..., 0], raw[..., 1], raw[..., 2], raw[..., 3] = u, y[:, 0::2], v, y[:, 1::2]
     else:  # Y0 U0 Y1 V0
         raw[..., 0], raw[..., 1], raw[..., 2], raw[..., 3] = y[:, 0::2], u, y[:, 1::2], v
-    view = ImageView.from_array(raw.reshape(H, W * 2), encoding, padding=padding)
+    view = ImageView.from_array(raw.reshape(H, W * 2), encoding, padding=padding, bigendian=bigendian)
     assert (view.width, view.height) == (W, H)
     out = decode(view).astype(np.int64)
     expected = _yuv_reference(y, np.repeat(u, 2, axis=1), np.repeat(v, 2, axis=1))
@@ -118,12 +119,14 @@ def _mosaic(rgb: np.ndarray, pattern: str) -> np.ndarray:
     return m
 
 
+@pytest.mark.parametrize("bigendian", [False, True])
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
-def test_decode_bayer8(pattern, padding):
+def test_decode_bayer8(pattern, padding, bigendian):
     # a constant colour must come back exactly everywhere; a smooth ramp closely in the interior
     const = np.broadcast_to(np.array([200, 90, 30], np.uint8), (H, W, 3))
-    out = decode(ImageView.from_array(_mosaic(const, pattern), f"bayer_{pattern}8", padding=padding))
+    out = decode(ImageView.from_array(_mosaic(const, pattern), f"bayer_{pattern}8", padding=padding,
+                                      bigendian=bigendian))
     np.testing.assert_array_equal(out, const)
     yy, xx = np.mgrid[0:H, 0:W]
     ramp = np.stack([40 + 4 * xx, 60 + 5 * yy, 200 - 3 * xx], -1).astype(np.uint8)
@@ -210,3 +213,22 @@ def test_decode_compressed_png_exact_and_jpeg_close():
 def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
     with pytest.raises(EncodingError, match=match):
         decode_compressed(data, fmt)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono16", "yuv422_yuy2", "bayer_gbrg8"])
+def test_row_padding_never_changes_results(encoding):
+    """Sizes 100..700 with 0, 1, 3 and 64 bytes of padding decode (and pre-process) identically."""
+    from dpt_ros.pipeline import Preprocessor
+
+    pre = Preprocessor(128)
+    for h, w in [(100, 700), (357, 242), (700, 100)]:
+        rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        raw = {"rgb8": rgb, "bgr8": rgb, "mono16": rgb[:, :, 0].astype(np.uint16) * 257,
+               "yuv422_yuy2": rgb[:, :, :2].reshape(h, w * 2), "bayer_gbrg8": rgb[:, :, 1]}[encoding]
+        ref = decode(ImageView.from_array(raw, encoding))
+        ref_t = pre(ref)
+        for pad in PADDINGS[1:]:
+            for big in (False, True):
+                out = decode(ImageView.from_array(raw, encoding, padding=pad, bigendian=big))
+                np.testing.assert_array_equal(out, ref)
+                assert bool((pre(out) == ref_t).all())
