@@ -87,12 +87,15 @@ def fold_weight_standardization(model: nn.Module) -> int:
 
 
 class _Graph:
-    __slots__ = ("graph", "static_in", "static_out")
+    __slots__ = ("graph", "static_in", "static_out", "keep")
 
-    def __init__(self, graph, static_in, static_out) -> None:
+    def __init__(self, graph, static_in, static_out, keep) -> None:
         self.graph = graph
         self.static_in = static_in
         self.static_out = static_out
+        # Tensors made outside the capture that the graph reads (cached position embeddings):
+        # holding them keeps their memory from being reused while the graph may be replayed.
+        self.keep = keep
 
 
 class Engine:
@@ -150,7 +153,13 @@ class Engine:
         fold_weight_standardization(model)
         model = model.to(device=self.device, dtype=self.dtype)
         if self.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+            # Only the convolution-heavy decoder (reassemble convs, fusion, heads): cuDNN's half-precision
+            # convs run NHWC natively. The ResNet stem/stages stay NCHW (GroupNorm), tokens are 3-D anyway.
+            for name, child in model.named_children():
+                if name in ("scratch", "auxlayer"):
+                    child.to(memory_format=torch.channels_last)
+            for k in range(1, 5):
+                getattr(model.pretrained, f"act_postprocess{k}").to(memory_format=torch.channels_last)
         return model
 
     def set_model(self, model: DPT, random_weights: bool = False) -> None:
@@ -196,10 +205,7 @@ class Engine:
         return res
 
     def _to_input(self, batch: torch.Tensor) -> torch.Tensor:
-        x = batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return batch.to(device=self.device, dtype=self.dtype, non_blocking=True)
 
     def run(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run a normalised (N, 3, H, W) float batch (H, W multiples of 32).
@@ -244,7 +250,8 @@ class Engine:
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
                 static_out = self._forward(static_in)
-        return _Graph(graph, static_in, static_out)
+        keep = list(self.model.pretrained._pos_cache.values())
+        return _Graph(graph, static_in, static_out, keep)
 
     def __repr__(self) -> str:
         return (f"Engine({self.variant.name}, device={self.device}, dtype={self.dtype}, "

@@ -95,7 +95,7 @@ def _peak_mb(device: torch.device) -> float:
 
 def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device, precisions: list[str],
                   graphs: bool, warmup: int, iters: int, with_hf: bool, hf_graphs: bool, batch: int,
-                  log: Callable[[str], None]) -> list[dict]:
+                  log: Callable[[str], None], channels_last: Optional[bool] = None) -> list[dict]:
     from dpt_ros.model import DPT, Engine, get_variant, parse_precision
     from dpt_ros.model.reference import build_hf_model, random_state_dict
 
@@ -119,42 +119,52 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
                 model = DPT(v)
             model.load_state_dict({k: t.clone() for k, t in sd.items()}, strict=True, assign=True)
             engine = Engine(model, device=device, precision=prec, cuda_graphs=use_graph, random_weights=True,
-                            max_graphs=max(4, len(sizes)))
+                            max_graphs=max(4, len(sizes)), channels_last=channels_last)
             params = engine.num_parameters
             for h, w in sizes:
                 x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
-                _peak_reset(device)
-                t_ours = time_fn(lambda: engine.run(x), device, warmup, iters)
-                peak_ours = _peak_mb(device)
                 row = {
                     "variant": name, "device": str(device), "precision": prec, "height": h, "width": w,
                     "batch": batch, "cuda_graph": use_graph, "params_m": round(params / 1e6, 2),
-                    "ours_ms": statistics.median(t_ours), "ours_min_ms": min(t_ours),
-                    "ours_peak_mb": round(peak_ours, 1), "tokens": (h // 16) * (w // 16),
-                    "hf_ms": None, "ratio": None, "hf_peak_mb": None, "hf_note": None,
+                    "tokens": (h // 16) * (w // 16), "hf_ms": None, "ratio": None, "hf_peak_mb": None,
+                    "hf_note": None, "hf_mode": None, "channels_last": engine.channels_last,
                 }
                 hf_ok = hf is not None and h == w and (v.backbone != "hybrid" or h == v.pos_grid * v.patch_size)
                 if hf is not None and not hf_ok:
                     row["hf_note"] = "HF DPT cannot run this size (non-square, or hybrid != 384)"
+                hf_fn = None
                 if hf_ok:
                     xh = x.to(dtype)
                     try:
                         with torch.inference_mode():
-                            def hf_fn(inp=xh):
-                                return hf(pixel_values=inp)
                             if use_graph and hf_graphs:
-                                replay = _graph_callable(lambda t: hf(pixel_values=t), xh)
-                                fn = replay
+                                hf_fn = _graph_callable(lambda t: hf(pixel_values=t), xh)
                             else:
-                                fn = hf_fn
+                                def hf_fn(inp=xh):
+                                    with torch.inference_mode():
+                                        return hf(pixel_values=inp)
                             _peak_reset(device)
-                            t_hf = time_fn(fn, device, warmup, iters)
-                        row["hf_ms"] = statistics.median(t_hf)
+                            time_fn(hf_fn, device, warmup, 1)
                         row["hf_peak_mb"] = round(_peak_mb(device), 1)
-                        row["ratio"] = row["ours_ms"] / row["hf_ms"]
                         row["hf_mode"] = "cuda_graph" if (use_graph and hf_graphs) else "eager"
                     except Exception as exc:
                         row["hf_note"] = f"HF failed: {type(exc).__name__}: {str(exc)[:120]}"
+                        hf_fn = None
+                _peak_reset(device)
+                time_fn(lambda: engine.run(x), device, warmup, 1)
+                row["ours_peak_mb"] = round(_peak_mb(device), 1)
+                # interleave ours / HF iterations so that machine noise hits both alike
+                t_ours, t_hf = [], []
+                for _ in range(iters):
+                    t_ours += time_fn(lambda: engine.run(x), device, 0, 1)
+                    if hf_fn is not None:
+                        t_hf += time_fn(hf_fn, device, 0, 1)
+                row["ours_ms"] = statistics.median(t_ours)
+                row["ours_min_ms"] = min(t_ours)
+                if t_hf:
+                    row["hf_ms"] = statistics.median(t_hf)
+                    row["hf_min_ms"] = min(t_hf)
+                    row["ratio"] = row["ours_ms"] / row["hf_ms"]
                 rows.append(row)
                 log(_format_row(row))
             del engine, model
@@ -194,6 +204,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default CPU 1, CUDA 10)")
     ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     ap.add_argument("--no-hf-graphs", action="store_true", help="time HF eager even in the CUDA-graph rows")
+    ap.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                    help="decoder in channels_last (auto: CUDA half precision)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face reference")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 64x64 (hybrid 384x384), 1 warm-up, 2 iterations")
@@ -218,6 +231,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         env["gpu"] = torch.cuda.get_device_name(device)
         torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for both implementations
         torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
+        env["cudnn_benchmark"] = bool(args.cudnn_benchmark)
     try:
         import transformers
 
@@ -237,7 +252,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             sizes = [(384, 384), (384, 512)] if cuda else [(384, 384)]
         results += bench_variant(name, sizes, device, precisions, args.cuda_graphs, warmup, iters,
-                                 with_hf=not args.no_hf, hf_graphs=not args.no_hf_graphs, batch=args.batch, log=log)
+                                 with_hf=not args.no_hf, hf_graphs=not args.no_hf_graphs, batch=args.batch, log=log,
+                                 channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
     if args.json:
         payload = json.dumps({"env": env, "results": results}, indent=2)
         if args.json == "-":

@@ -119,3 +119,38 @@ def test_segmentation_output():
     e = load_engine("dpt_hybrid_ade20k", "random")
     out = e.run(torch.randn(1, 3, 64, 96))
     assert set(out) == {"logits"} and out["logits"].shape == (1, 150, 64, 96)
+
+
+def test_channels_last_decoder_same_result():
+    torch.manual_seed(4)
+    from dpt_ros.model import DPT
+
+    m = DPT("dpt_tiny")
+    sd = m.state_dict()
+    m2 = DPT("dpt_tiny")
+    m2.load_state_dict(sd)
+    a = Engine(m, channels_last=False)
+    b = Engine(m2, channels_last=True)
+    assert b.model.scratch.layer1_rn.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 64, 96)
+    assert torch.allclose(a.run(x)["inverse_depth"], b.run(x)["inverse_depth"], atol=1e-5)
+
+
+def test_weight_standardisation_folding_exact():
+    """Folding the hybrid's weight standardisation once equals standardising on every forward."""
+    from dpt_ros.model import DPT
+    from dpt_ros.model.engine import fold_weight_standardization
+
+    v = get_variant("dpt_hybrid").replace(embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3),
+                                          channels=(128, 256, 64, 64), resnet_layers=(1, 1, 1),
+                                          resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    torch.manual_seed(5)
+    m = DPT(v).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = m(x)
+        n = fold_weight_standardization(m)
+        out = m(x)
+    assert n == 1 + 3 * 3 + 3  # stem + 3 convs per bottleneck (3 blocks) + 3 downsample convs
+    assert fold_weight_standardization(m) == 0  # idempotent
+    assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
