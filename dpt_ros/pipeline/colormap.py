@@ -39,6 +39,11 @@ def colormap_lut(name: str) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def _cv_user_lut(name: str) -> np.ndarray:
+    return np.ascontiguousarray(colormap_lut(name).reshape(256, 1, 3))
+
+
+@functools.lru_cache(maxsize=None)
 def _device_lut(name: str, device_id: int) -> Any:
     import cupy  # noqa: PLC0415
 
@@ -67,7 +72,8 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
             idx = t.astype(np.uint8)
         if idx.ndim != 2:
             raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
-        out = cv2.LUT(cv2.merge([idx, idx, idx]), lut.reshape(256, 1, 3))
+        # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
+        out = cv2.applyColorMap(idx, _cv_user_lut(colormap))
     else:
         lut = _device_lut(colormap, values.device.id)
         t = values.astype(xp.float32) * scale + offset

@@ -48,8 +48,10 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
     if isinstance(inv, torch.Tensor):
         return (inv.float() * scale + shift).clamp_min(eps).reciprocal()
     xp = array_module(inv)
-    denom = inv.astype(xp.float32) * np.float32(scale) + np.float32(shift)
-    return xp.reciprocal(xp.maximum(denom, np.float32(eps)))
+    d = xp.multiply(inv, np.float32(scale), dtype=xp.float32)
+    d += np.float32(shift)
+    xp.maximum(d, np.float32(eps), out=d)
+    return xp.reciprocal(d, out=d)
 
 
 def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = math.inf,
