@@ -47,10 +47,10 @@ DPT_DEVICE void dpt_yuv(int y, int u, int v, u32 rgb[3]) {
     const int SHIFT = 20, CY = 1220542, CUB = 2116026, CUG = -409993, CVG = -852492, CVR = 1673527;
     int uu = u - 128, vv = v - 128;
     int yy = (y - 16 > 0 ? y - 16 : 0) * CY;
-    int half = 1 << (SHIFT - 1);
-    rgb[0] = dpt_sat8((yy + half + CVR * vv) >> SHIFT);
-    rgb[1] = dpt_sat8((yy + half + CVG * vv + CUG * uu) >> SHIFT);
-    rgb[2] = dpt_sat8((yy + half + CUB * uu) >> SHIFT);
+    int rnd = 1 << (SHIFT - 1);
+    rgb[0] = dpt_sat8((yy + rnd + CVR * vv) >> SHIFT);
+    rgb[1] = dpt_sat8((yy + rnd + CVG * vv + CUG * uu) >> SHIFT);
+    rgb[2] = dpt_sat8((yy + rnd + CUB * uu) >> SHIFT);
 }
 
 // RGB (0..255) of pixel (x, y) of a raw image, decoded exactly like the NumPy path.
