@@ -1,0 +1,177 @@
+"""Reliability figures: helpers shared by ``test/reliability`` and a report of what they measured.
+
+The reliability tests (bad input, overload, faults, parameters under load, soak, shutdown, security)
+each record the figures they measured with :func:`record` into ``.tmp/reliability/<scenario>.json``
+(``DPT_RELIABILITY_DIR`` overrides the folder). This script prints them as a Markdown table for the
+README; ``--run`` runs the test suite first::
+
+    python -m dpt_ros.tools.bench_reliability --run      # runs test/reliability (~5 min on 2 cores)
+    python -m dpt_ros.tools.bench_reliability            # table from the last run
+
+Environment knobs of the long scenarios: ``DPT_SOAK_FRAMES`` (default 10000),
+``DPT_OVERLOAD_SECONDS`` (default 20), ``DPT_SHUTDOWN_RUNS`` (default 20).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: ``--ros-args`` that make the node cheap on a 2-core CPU machine (random weights, 64 px network)
+FAST_ROS_ARGS = ("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "input_size:=64",
+                 "-p", "device:=cpu")
+
+
+def figures_dir() -> Path:
+    d = Path(os.environ.get("DPT_RELIABILITY_DIR", ROOT / ".tmp" / "reliability"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def record(scenario: str, **figures: Any) -> dict:
+    """Print the figures of one scenario and merge them into ``<dir>/<scenario>.json``."""
+    path = figures_dir() / f"{scenario}.json"
+    data = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    data.update(figures)
+    data["recorded_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    print(f"[reliability:{scenario}] " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+    return data
+
+
+# ------------------------------------------------------------------ process resources (Linux /proc)
+def rss_mb(pid: Optional[int] = None) -> float:
+    """Resident set size in MiB (VmRSS) of ``pid`` (default: this process)."""
+    with open(f"/proc/{pid or 'self'}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("VmRSS not found")
+
+
+def num_threads(pid: Optional[int] = None) -> int:
+    """OS threads of the process (Python and native: DDS, torch, OpenMP)."""
+    return len(os.listdir(f"/proc/{pid or 'self'}/task"))
+
+
+def num_fds(pid: Optional[int] = None) -> int:
+    """Open file descriptors of the process (files, sockets, pipes)."""
+    return len(os.listdir(f"/proc/{pid or 'self'}/fd"))
+
+
+# ------------------------------------------------------------------ the node as a subprocess
+def node_env(domain: int, **extra: str) -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(extra)
+    return env
+
+
+def start_node(domain: int, *ros_args: str, name: str = "dpt_node", env: Optional[dict] = None,
+               cwd: Optional[os.PathLike] = None, new_session: bool = False,
+               python_code: Optional[str] = None) -> subprocess.Popen:
+    """``python -m dpt_ros.ros.node --ros-args -r __node:=<name> <ros_args>`` (what ``ros2 run`` does),
+    or ``python -c <python_code> --ros-args ...`` to wrap ``main``; stdout+stderr merged, text."""
+    head = [sys.executable, "-c", python_code] if python_code else [sys.executable, "-m", "dpt_ros.ros.node"]
+    cmd = [*head, "--ros-args", "-r", f"__node:={name}", *ros_args]
+    return subprocess.Popen(cmd, cwd=cwd or ROOT, env=env or node_env(domain), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=new_session)
+
+
+def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0,
+              group: bool = False) -> tuple[Optional[int], str, float]:
+    """Send ``sig`` (to the process group with ``group``, as a terminal's Ctrl-C does); return
+    (exit code or None if it had to be killed after ``timeout``, output, seconds until exit)."""
+    t0 = time.monotonic()
+    if proc.poll() is None:
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+        code = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        code = None
+    return code, out, time.monotonic() - t0
+
+
+class LineReader:
+    """Reads a subprocess's output in a thread, so tests can wait for a line without blocking."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.lines: list[str] = []
+        self._proc = proc
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            self.lines.append(line)
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def join(self, timeout: float = 10.0) -> str:
+        self._thread.join(timeout)
+        return self.text()
+
+
+# ------------------------------------------------------------------ report
+_ORDER = ("input", "overload", "faults", "params", "soak", "shutdown", "security")
+
+
+def table(folder: Optional[Path] = None) -> str:
+    """The recorded figures as a Markdown table (scenario | figure | value)."""
+    folder = folder or figures_dir()
+    rows = []
+    files = sorted(folder.glob("*.json"), key=lambda p: (_ORDER.index(p.stem) if p.stem in _ORDER else 99, p.stem))
+    for path in files:
+        data = json.loads(path.read_text())
+        for key in sorted(data):
+            if key == "recorded_utc":
+                continue
+            value = data[key]
+            if isinstance(value, float):
+                value = f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+            rows.append(f"| {path.stem} | {key} | {value} |")
+    if not rows:
+        return "(no figures recorded yet: run with --run)"
+    return "\n".join(["| scenario | figure | value |", "|---|---|---|", *rows])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", action="store_true", help="run test/reliability first (about 5 minutes)")
+    ap.add_argument("-k", default="", help="pytest -k expression to run a subset")
+    args = ap.parse_args(argv)
+    if args.run:
+        cmd = [sys.executable, "-m", "pytest", str(ROOT / "test" / "reliability"), "-q", "-s"]
+        if args.k:
+            cmd += ["-k", args.k]
+        t0 = time.monotonic()
+        rc = subprocess.call(cmd, cwd=ROOT)
+        print(f"test/reliability finished with exit code {rc} in {time.monotonic() - t0:.0f} s")
+    print(table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

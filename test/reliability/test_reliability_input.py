@@ -1,0 +1,332 @@
+"""Hostile and broken input through DDS: every encoding in and outside the supported list, row
+padding and endianness, sizes that lie, overflow or claim huge images, zero-sized images, corrupt
+CompressedImages and bad CameraInfos. Each bad message: one log line per kind of problem (rate
+limited, read back from /rosout), a counter in /diagnostics, and the node processes the next valid
+frame within one second."""
+import math
+import re
+import time
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import Log
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+
+from dpt_ros import pipeline
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import make_image, make_info, pattern_image, qos, wait_for
+from dpt_ros.tools.bench_reliability import record
+
+DOMAIN = 51
+W, H = 64, 48
+SEC = 1_000_000_000
+UNSUPPORTED = ("unknown", "", "RGB8", "rgb8 ", "jpeg", "32FC3", "8SC1", "yuv420p", "bayer_rggb32", "y" * 5000)
+
+
+class Rig:
+    """The node under test, its publishers and collectors, and the bookkeeping of one bad case."""
+
+    def __init__(self, harness, rosout):
+        self.h, self.log = harness, rosout
+        self.node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.1, "diagnostics.period": 0.2})
+        self.inv = harness.collector(Image, "inverse_depth")
+        self.points = harness.collector(PointCloud2, "points")
+        self.info_out = harness.collector(CameraInfo, "depth/camera_info")
+        self.diag = harness.collector(DiagnosticArray, "/diagnostics")
+        self.pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+        self.info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+        wait_for(lambda: self.pub.get_subscription_count() > 0 and self.info_pub.get_subscription_count() > 0
+                 and self.node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+        self.stamp = 10 * SEC
+        self.next_valid_s: list[float] = []
+        self.cases = 0
+
+    def next_stamp(self) -> int:
+        self.stamp += SEC   # 1 s apart: no earlier camera_info is ever "nearest" to a later image
+        return self.stamp
+
+    def valid_frame(self, with_info: bool = True) -> float:
+        """Publish a valid image (and its camera_info); seconds until its outputs arrive."""
+        img = make_image(self.next_stamp(), W, H)
+        if with_info:
+            self.publish_info(make_info(img))
+        t0 = time.monotonic()
+        self.pub.publish(img)
+        stamp = (img.header.stamp.sec, img.header.stamp.nanosec)
+        done = (lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in self.points)) \
+            if with_info else (lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in self.inv))
+        wait_for(done, timeout=5.0, what="outputs of the next valid frame")
+        return time.monotonic() - t0
+
+    def publish_info(self, info: CameraInfo) -> None:
+        """Publish a camera_info and wait until the node holds it (it is matched by stamp later)."""
+        stamp = info.header.stamp.sec * SEC + info.header.stamp.nanosec
+        self.info_pub.publish(info)
+        wait_for(lambda: self.node.cameras[0].infos and self.node.cameras[0].infos[-1][0] == stamp,
+                 what="camera_info stored")
+
+    def bad(self, reason: str, send, key: str, repeats: int = 3, logged: bool = True) -> None:
+        """``send()`` publishes one bad message; it is counted under ``reason`` every time, logged
+        once (a line containing ``key``), and the next valid frame is processed within 1 s."""
+        before = self.node.error_counts().get(reason, 0)
+        mark = self.log.mark()
+        for i in range(repeats):
+            send()
+            wait_for(lambda: self.node.error_counts().get(reason, 0) >= before + i + 1, timeout=5.0,
+                     what=f"{reason} counted ({key[:40]!r}); counts {self.node.counts()}")
+        dt = self.valid_frame()
+        assert dt < 1.0, f"next valid frame took {dt:.2f} s after {key[:40]!r}"
+        self.next_valid_s.append(dt)
+        tag = f"[{reason}]"
+        if logged:
+            wait_for(lambda: any(tag in line for line in self.log.lines("dpt_node", Log.ERROR, mark)), timeout=5.0,
+                     what=f"log line for {key[:40]!r}")
+        time.sleep(0.05)
+        lines = [line for line in self.log.lines("dpt_node", Log.ERROR, mark) if tag in line]
+        assert len(lines) == int(logged), f"{repeats} identical bad messages gave {len(lines)} log lines: {lines}"
+        if logged:
+            assert key in lines[0], (key[:60], lines[0][:300])
+        assert self.node.error_counts().get(reason, 0) == before + repeats
+        self.cases += 1
+
+    def image_with(self, **fields) -> Image:
+        img = make_image(self.next_stamp(), W, H)
+        data = fields.pop("data", None)
+        for k, v in fields.items():
+            setattr(img, k, v)
+        if data is not None:
+            img.data = data
+        return img
+
+
+@pytest.fixture
+def rig(harness, rosout):
+    return Rig(harness, rosout)
+
+
+def _raw(encoding: str, rng) -> np.ndarray:
+    """Random pixels in the raw layout of ``encoding`` (what ImageView.from_array packs)."""
+    fmt = pipeline.encodings._FORMATS[encoding]
+    shape = (H, W) if fmt.channels == 1 else (H, W, fmt.channels)
+    if fmt.kind == "float":
+        return rng.random(shape, dtype=np.float32)
+    return rng.integers(0, 256 ** fmt.itemsize, shape).astype(np.uint8 if fmt.itemsize == 1 else np.uint16)
+
+
+def _msg_from_view(view, stamp: int) -> Image:
+    img = make_image(stamp, W, H)
+    img.encoding, img.height, img.width, img.step = view.encoding, view.height, view.width, view.step
+    img.is_bigendian = int(view.is_bigendian)
+    img.data = view.data
+    return img
+
+
+def test_every_supported_encoding_padding_and_endianness(rig):
+    rng = np.random.default_rng(0)
+    processed = []
+    for enc in pipeline.SUPPORTED_ENCODINGS:
+        for bigendian in ((False, True) if pipeline.encodings._FORMATS[enc].itemsize > 1 else (False,)):
+            img = _msg_from_view(pipeline.ImageView.from_array(_raw(enc, rng), enc, padding=3, bigendian=bigendian),
+                                 rig.next_stamp())
+            n = len(rig.inv)
+            rig.pub.publish(img)
+            wait_for(lambda: len(rig.inv) > n, timeout=5.0, what=f"output for {enc} (bigendian={bigendian})")
+            assert (rig.inv[-1].header.stamp.sec, rig.inv[-1].width, rig.inv[-1].height) == (img.header.stamp.sec, W, H)
+            processed.append(enc)
+    assert set(rig.node.error_counts()) <= {"no_camera_info"}   # points are subscribed; no info sent here
+    # row padding (0, 1, 3, 64 bytes) and byte order change nothing in the output
+    ref = pattern_image(W, H)
+    mono16 = (ref[..., 0].astype(np.uint16) * 257)
+    outputs = []
+    for enc, arr, pad, be in [("rgb8", ref, 0, False), ("rgb8", ref, 1, False), ("rgb8", ref, 3, False),
+                              ("rgb8", ref, 64, False), ("bgr8", ref[..., ::-1], 64, False),
+                              ("mono16", mono16, 0, False), ("mono16", mono16, 3, True), ("mono8", ref[..., 0], 1, False)]:
+        n = len(rig.inv)
+        rig.pub.publish(_msg_from_view(pipeline.ImageView.from_array(arr, enc, padding=pad, bigendian=be), rig.next_stamp()))
+        wait_for(lambda: len(rig.inv) > n, timeout=5.0, what=f"{enc} pad {pad}")
+        outputs.append(conversions.image_array(rig.inv[-1]).copy())
+    for o in outputs[1:5]:
+        np.testing.assert_array_equal(o, outputs[0])
+    np.testing.assert_array_equal(outputs[6], outputs[5])          # big-endian mono16 == little-endian
+    np.testing.assert_array_equal(outputs[7], outputs[5])          # mono16 v*257 == mono8 v
+    record("input", supported_encodings_processed=len(set(processed)),
+           supported_encoding_variants_incl_endianness=len(processed))
+
+
+def test_unsupported_encodings_and_lying_headers(rig):
+    for enc in UNSUPPORTED:
+        rig.bad("encoding", lambda enc=enc: rig.pub.publish(rig.image_with(encoding=enc)), f"{enc!r}"[:60])
+    ok = make_image(0, W, H)
+    row = W * 3
+    cases = [
+        ("len(data) short by 7", dict(data=bytes(ok.data)[:-7]), "len(data)="),
+        ("len(data) long by 1", dict(data=bytes(ok.data) + b"\0"), "len(data)="),
+        ("step smaller than a row", dict(step=row - 1, data=bytes(ok.data)[: (row - 1) * H]), "smaller than one row"),
+        ("zero-sized", dict(width=0, height=0, step=0, data=b""), "invalid height=0"),
+        ("zero width", dict(width=0, step=0, data=b""), "invalid width=0"),
+        ("odd-width yuv422", dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2, data=b"\0" * ((W - 1) * 2 * H)),
+         "even width"),
+        ("1x1 bayer", dict(encoding="bayer_rggb8", width=1, height=1, step=1, data=b"\0"), "at least 2x2"),
+        # step * height wraps to len(data) in 32-bit arithmetic: (2**17 + 2) * 32768 = 2**32 + 65536
+        ("32-bit overflow of step*height", dict(width=100, height=32768, step=2 ** 17 + 2, data=b"\0" * 65536),
+         "len(data)=65536"),
+        ("uint32-max sizes", dict(width=2 ** 32 - 1, height=2 ** 32 - 1, step=2 ** 32 - 1, data=b"\0" * 12),
+         "side limit"),
+    ]
+    for what, fields, key in cases:
+        # the message text (numbers aside) is the same as the short-data case's: rate limited together
+        same_kind = what in ("len(data) long by 1", "32-bit overflow of step*height")
+        if same_kind:
+            with pytest.raises(pipeline.EncodingError, match=re.escape(key)):
+                pipeline.decode(conversions.image_view(rig.image_with(**fields)), np)
+        rig.bad("encoding", lambda f=fields: rig.pub.publish(rig.image_with(**f)), key, logged=not same_kind)
+    # a header claiming an 8 GiB image (32768 x 32768 rgba16) over 12 bytes: rejected before any
+    # allocation; traced Python/NumPy allocations while the worker handles it stay < 1 MiB
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        n = rig.node.error_counts().get("encoding", 0)
+        rig.pub.publish(rig.image_with(encoding="rgba16", width=32768, height=32768, step=32768 * 8, data=b"\0" * 12))
+        wait_for(lambda: rig.node.error_counts().get("encoding", 0) == n + 1, what="huge header rejected")
+        peak_mib = (tracemalloc.get_traced_memory()[1] - base) / 2 ** 20
+    finally:
+        tracemalloc.stop()
+    assert peak_mib < 1.0, f"{peak_mib:.1f} MiB allocated for a rejected 8 GiB header"
+    assert rig.node.error_counts().get("internal", 0) == 0
+    # the counters are in /diagnostics (model status: errors.encoding; camera status: error.encoding)
+    total = rig.node.error_counts()["encoding"]
+
+    def diag_has_count():
+        for msg in rig.diag[-5:]:
+            kv = {v.key: v.value for s in msg.status for v in s.values}
+            if kv.get("errors.encoding") == str(total) and kv.get("error.encoding") == str(total):
+                return True
+        return False
+    wait_for(diag_has_count, timeout=5.0, what=f"errors.encoding={total} in /diagnostics")
+    record("input", bad_image_cases=rig.cases + 1, bad_image_messages=total,
+           huge_header_traced_peak_mib=round(peak_mib, 3),
+           next_valid_frame_max_s_after_bad_image=round(max(rig.next_valid_s), 3))
+
+
+def _jpeg(rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", rgb[..., ::-1])
+    assert ok
+    return buf.tobytes()
+
+
+def test_corrupt_compressed_images(harness, rosout):
+    node = harness.start_node(namespace="cz", **{"image_transport": "compressed"})
+    out = harness.collector(Image, "/cz/inverse_depth")
+    pub = harness.probe.create_publisher(CompressedImage, "/cz/image/compressed", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
+             what="discovery")
+    good = _jpeg(pattern_image(W, H))
+    png = cv2.imencode(".png", pattern_image(W, H))[1].tobytes()
+    rng = np.random.default_rng(1)
+    cases = [("random bytes", rng.integers(0, 256, 5000, dtype=np.uint8).tobytes(), "jpeg", "neither JPEG nor PNG"),
+             ("empty", b"", "jpeg", "empty"),
+             ("JPEG magic + garbage", b"\xff\xd8\xff" + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(), "jpeg",
+              "could not decode"),
+             ("PNG magic + garbage", b"\x89PNG\r\n\x1a\n" + b"\x00" * 100, "png", "could not decode"),
+             ("unsupported format string", png, "tiff", "unsupported compressed format")]
+    stamp = [SEC]
+    times = []
+
+    def send(data, fmt):
+        stamp[0] += SEC
+        h = make_image(stamp[0]).header
+        pub.publish(conversions.compressed_msg(h, data, fmt))
+
+    for what, data, fmt, key in cases:
+        mark = rosout.mark()
+        before = node.error_counts().get("encoding", 0)
+        for i in range(3):
+            send(data, fmt)
+            wait_for(lambda: node.error_counts().get("encoding", 0) >= before + i + 1, what=what)
+        n = len(out)
+        t0 = time.monotonic()
+        send(good, "jpeg")
+        wait_for(lambda: len(out) > n, timeout=5.0, what=f"valid frame after {what}")
+        times.append(time.monotonic() - t0)
+        assert times[-1] < 1.0
+        wait_for(lambda: any(key in line for line in rosout.lines("dpt_node", Log.ERROR, mark)), what=f"log {what}")
+        assert len([x for x in rosout.lines("dpt_node", Log.ERROR, mark) if "[encoding]" in x]) == 1
+    # a truncated JPEG either decodes partially (libjpeg pads the missing rows) or is counted
+    before = node.error_counts().get("encoding", 0)
+    n = len(out)
+    send(good[: len(good) // 2], "jpeg")
+    wait_for(lambda: len(out) > n or node.error_counts().get("encoding", 0) > before, what="truncated jpeg handled")
+    assert node.error_counts().get("internal", 0) == 0
+    record("input", corrupt_compressed_cases=len(cases) + 1,
+           next_valid_frame_max_s_after_bad_compressed=round(max(times), 3))
+
+
+def test_bad_camera_info(rig):
+    def info_case(mutate, stamp_offset_ns=0):
+        def send():
+            img = rig.image_with()
+            info = make_info(img)
+            info.header = Header(frame_id=img.header.frame_id)   # make_info shares the image's header object
+            mutate(info)
+            s = img.header.stamp.sec * SEC + img.header.stamp.nanosec + stamp_offset_ns
+            info.header.stamp.sec, info.header.stamp.nanosec = divmod(s, SEC)
+            rig.publish_info(info)
+            rig.pub.publish(img)
+        return send
+
+    def zero_k(i):
+        i.k, i.p = [0.0] * 9, [0.0] * 12
+
+    def nan_k(i):
+        i.k = [math.nan] + list(i.k[1:])
+        i.p = [0.0] * 12        # unrectified info: K is used
+
+    def inf_p(i):
+        i.p = [math.inf] + list(i.p[1:])
+
+    def negative_f(i):
+        i.p = [-50.0] + list(i.p[1:])
+
+    def no_size(i):
+        i.width, i.height = 0, 0
+
+    def bad_roi(i):
+        i.roi.x_offset, i.roi.width, i.roi.height = 60, 40, 10
+
+    n_points = len(rig.points)
+    rig.bad("calibration", info_case(zero_k), "uncalibrated")
+    rig.bad("calibration", info_case(nan_k), "fx=nan")
+    rig.bad("calibration", info_case(inf_p), "fx=inf")
+    rig.bad("calibration", info_case(negative_f), "fx=-50")
+    rig.bad("calibration", info_case(no_size), "no image size")
+    rig.bad("calibration", info_case(bad_roi), "ROI")
+    rig.bad("no_camera_info", info_case(lambda i: None, stamp_offset_ns=-10 * SEC), "matching the image stamp")
+    # every bad case published no cloud; each following valid frame did
+    assert len(rig.points) - n_points == 7
+    assert all(math.isfinite(v) for m in rig.info_out for v in m.k)
+
+    # an info for another size (2x, same aspect) is scaled; one of another aspect (1280x720 for a
+    # 64x48 image) is scaled per axis, as image_proc's resize does
+    for cw, ch, fx, fy in ((128, 96, 100.0, 100.0), (1280, 720, 900.0, 800.0)):
+        img = rig.image_with()
+        big = make_image(0, cw, ch)
+        big.header = img.header
+        info = make_info(big, fx=fx)
+        info.k[4] = fy
+        info.p[5] = fy
+        rig.publish_info(info)
+        k = len(rig.info_out)
+        rig.pub.publish(img)
+        wait_for(lambda: len(rig.info_out) > k, what="scaled camera_info")
+        got = rig.info_out[-1]
+        assert (got.width, got.height) == (W, H)
+        np.testing.assert_allclose([got.k[0], got.k[4], got.k[2], got.k[5]],
+                                   [fx * W / cw, fy * H / ch, (cw - 1) / 2 * W / cw, (ch - 1) / 2 * H / ch], rtol=1e-6)
+    assert rig.node.error_counts().get("internal", 0) == 0
+    record("input", bad_camera_info_cases=7, scaled_camera_info_cases=2,
+           next_valid_frame_max_s_after_bad_camera_info=round(max(rig.next_valid_s), 3))
