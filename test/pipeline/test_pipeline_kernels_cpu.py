@@ -191,3 +191,14 @@ def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized):
         nan = np.isnan(want)
         np.testing.assert_array_equal(got.view(np.uint32)[~nan], np.frombuffer(ref.data, np.uint32)[~nan])
         assert math.isnan(have[0]) == math.isnan(want[0])
+
+
+def test_cuda_macro_path_is_valid_cxx(tmp_path):
+    """The non-emulated branch (CUDA builtins via DPT_TID) parses too (NVRTC compiles it on a GPU)."""
+    stub = ("#include <math.h>\nstruct U3 { unsigned x, y, z; }; static U3 blockIdx, blockDim, threadIdx;\n"
+            "#define __global__\n#define __device__\n#define __forceinline__ inline\n")
+    src = tmp_path / "cuda_path.cpp"
+    src.write_text(stub + KERNEL_SOURCE)
+    p = subprocess.run(["g++", "-fsyntax-only", "-Wall", "-Werror", "-Wno-unused-function", str(src)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
