@@ -195,6 +195,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         ours = {
             "upload_decode_preprocess": _timer(lambda: pre(view), repeat, 5, True),
             "decode_preprocess_kernels": _timer(lambda: pre(dev_view), repeat, 5, True),
+            "upload_pinned_staged": _timer(lambda: _cuda._upload(view.data, _cuda.torch_stream()), repeat, 5, True),
+            "upload_pageable_direct": _timer(lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)), repeat, 5, True),
             "upsample_metric_range": _timer(post_depth, repeat, 5, True),
             "colorize_running_range": _timer(lambda: pl.colorize(depth, "turbo", *rr.update(depth)), repeat, 5, True),
             "cloud_xyz_to_pinned": _timer(lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True), repeat, 5, True),
