@@ -170,6 +170,15 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     return out
 
 
+def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warmup: int) -> float:
+    """_timer on CUDA that records a failure instead of aborting a one-shot GPU run."""
+    try:
+        return _timer(fn, repeat, warmup, True)
+    except Exception as exc:  # noqa: BLE001 - reported in the JSON
+        errors[name] = f"{type(exc).__name__}: {exc}"[:500]
+        return float("nan")
+
+
 def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
     import cupy  # noqa: PLC0415
 
@@ -184,7 +193,12 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         nh, nw = pre.input_size(h, w)
         inv = torch.rand(1, nh, nw, device=dev) * 1000 + 100
         intr = _intrinsics(w, h)
-        rgb_dev = pl.decode(view, "cupy")
+        errors: dict[str, str] = {}
+        try:
+            rgb_dev = pl.decode(view, "cupy")
+        except Exception as exc:  # noqa: BLE001
+            errors["decode"] = f"{type(exc).__name__}: {exc}"[:500]
+            rgb_dev = cupy.asarray(np.ascontiguousarray(pl.decode(view)))
         rr = pl.RunningRange()
 
         def post_depth():
@@ -192,18 +206,18 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             return pl.apply_depth_range(pl.metric_from_inverse(up, *KITTI), 1.0, 80.0, inplace=True)
 
         depth = pl.tensor_to_array(post_depth())
-        ours = {
-            "upload_decode_preprocess": _timer(lambda: pre(view), repeat, 5, True),
-            "decode_preprocess_kernels": _timer(lambda: pre(dev_view), repeat, 5, True),
-            "upload_pinned_staged": _timer(lambda: _cuda._upload(view.data, _cuda.torch_stream()), repeat, 5, True),
-            "upload_pageable_direct": _timer(lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)), repeat, 5, True),
-            "upsample_metric_range": _timer(post_depth, repeat, 5, True),
-            "colorize_running_range": _timer(lambda: pl.colorize(depth, "turbo", *rr.update(depth)), repeat, 5, True),
-            "cloud_xyz_to_pinned": _timer(lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True), repeat, 5, True),
-            "cloud_xyzrgb_to_pinned": _timer(
-                lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True), repeat, 5, True),
-            "cloud_xyzrgb_message_buffer": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb_dev), repeat, 5, True),
+        stages = {
+            "upload_decode_preprocess": lambda: pre(view),
+            "decode_preprocess_kernels": lambda: pre(dev_view),
+            "upload_pinned_staged": lambda: _cuda._upload(view.data, _cuda.torch_stream()),
+            "upload_pageable_direct": lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)),
+            "upsample_metric_range": post_depth,
+            "colorize_running_range": lambda: pl.colorize(depth, "turbo", *rr.update(depth)),
+            "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
+            "cloud_xyzrgb_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True),
+            "cloud_xyzrgb_message_buffer": lambda: pl.build_cloud(depth, intr, rgb=rgb_dev),
         }
+        ours = {name: _try_timer(errors, name, fn, repeat, 5) for name, fn in stages.items()}
         ours["target_total"] = ours["upload_decode_preprocess"] + ours["upsample_metric_range"] + ours["cloud_xyz_to_pinned"]
 
         def typical():
@@ -213,19 +227,25 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             d = (1.0 / torch.clamp(up * KITTI[0] + KITTI[1], min=1e-8)).cpu().numpy()
             return x, ref_cloud_from_depth(d, rgb, intr)
 
-        typical_ms = _timer(typical, max(5, repeat // 3), 2, True)
+        typical_ms = _try_timer(errors, "typical_wrapper", typical, max(5, repeat // 3), 2)
         out[f"{w}x{h}"] = {
             "ours_ms": _round(ours),
-            "typical_wrapper_ms": round(typical_ms, 3),
-            "speedup_vs_typical": round(typical_ms / (ours["target_total"] + ours["cloud_xyzrgb_message_buffer"]
-                                                     - ours["cloud_xyz_to_pinned"]), 2),
+            "typical_wrapper_ms": round(typical_ms, 3) if typical_ms == typical_ms else None,
+            "speedup_vs_typical": _ratio(typical_ms, ours["target_total"] + ours["cloud_xyzrgb_message_buffer"]
+                                         - ours["cloud_xyz_to_pinned"]),
             "target_1080p_1ms_met": (ours["target_total"] <= 1.0) if (w, h) == (1920, 1080) else None,
+            "errors": errors,
         }
     return out
 
 
+def _ratio(a: float, b: float) -> float | None:
+    r = a / b if b else float("nan")
+    return round(r, 2) if r == r else None
+
+
 def _round(d: dict) -> dict:
-    return {k: round(v, 3) for k, v in d.items()}
+    return {k: (round(v, 3) if v == v else None) for k, v in d.items()}  # NaN (failed stage) -> null
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
         if not (torch.cuda.is_available() and pl.cupy_available()):
             result["cuda"] = {"skipped": "CUDA or CuPy not available"}
         else:
-            result["cuda"] = bench_cuda(sizes, args.repeat)
+            try:
+                result["cuda"] = bench_cuda(sizes, args.repeat)
+            except Exception as exc:  # noqa: BLE001 - one-shot GPU runs report instead of dying
+                import traceback  # noqa: PLC0415
+
+                result["cuda"] = {"error": f"{type(exc).__name__}: {exc}"[:500],
+                                  "traceback": traceback.format_exc()[-2000:]}
     if args.json:
         print(json.dumps(result))
     else:
