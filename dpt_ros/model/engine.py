@@ -51,7 +51,14 @@ def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_h
         return DPT(v).eval()
     from .checkpoint import load_checkpoint
 
-    return load_checkpoint(weights, v, verify_hash=verify_hash).eval()
+    model = load_checkpoint(weights, v, verify_hash=verify_hash).eval()
+    # load_checkpoint leaves the tensors memory-mapped from the file. A running model must own its
+    # weights: a file replaced or truncated in place later (a re-download, `cp new.pt old.pt`) would
+    # otherwise change the served weights or kill the process with SIGBUS on the next forward.
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            t.data = t.data.clone()
+    return model
 
 
 class _FoldedStdConv(nn.Conv2d):
