@@ -139,5 +139,5 @@ def build_pair(variant: "Variant | str", seed: int = 0, image_size: Optional[int
     with torch.device("meta"):
         ours = DPT(v)
     ours.load_state_dict(sd, strict=True, assign=True)
-    hf = build_hf_model(v, {k: t.clone() for k, t in sd.items()}, image_size=image_size)
+    hf = build_hf_model(v, sd, image_size=image_size)  # shares the tensors (inference only)
     return ours.eval(), hf
