@@ -126,6 +126,27 @@ def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
     return msg
 
 
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def resolve_weights_path(path: "str | os.PathLike") -> Path:
+    """A file path as given, or for a directory (a Hugging Face snapshot) its weights file.
+
+    :raises TypeError: ``path`` is not a string or path.
+    :raises FileNotFoundError: a directory without ``model.safetensors`` / ``pytorch_model.bin``.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"weights must be 'random' or a checkpoint file path, got {type(path).__name__}")
+    p = Path(os.fspath(path)).expanduser()
+    if p.is_dir():
+        for name in HF_WEIGHT_FILES:
+            if (p / name).is_file():
+                return p / name
+        raise FileNotFoundError(f"{p} is a directory without {' or '.join(HF_WEIGHT_FILES)}; "
+                                "pass the checkpoint file itself")
+    return p
+
+
 def _unwrap(obj, path: Path) -> dict:
     if isinstance(obj, Mapping):
         if "model" in obj and isinstance(obj["model"], Mapping) and (
@@ -154,7 +175,7 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
     :raises FileNotFoundError: no such file (the message says where official weights are).
     :raises CheckpointError: hash prefix mismatch, truncated/corrupt file, unsafe pickle, not a state dict.
     """
-    path = Path(os.fspath(path)).expanduser()
+    path = resolve_weights_path(path)
     v = get_variant(variant) if variant is not None else None
     if not path.is_file():
         raise FileNotFoundError(_not_found_message(path, v))
@@ -483,7 +504,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     from .dpt import DPT
 
     v = get_variant(variant)
-    path = Path(os.fspath(path)).expanduser()
+    path = resolve_weights_path(path)
     sd = read_state_dict(path, v, verify_hash=verify_hash)
     _check_release_name(path, v)
     with torch.device("meta"):

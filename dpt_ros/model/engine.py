@@ -186,6 +186,18 @@ class Engine:
             self._graphs.clear()
             self._pool = None
 
+    def warmup(self, height: int, width: int, batch: int = 1) -> None:
+        """Run once at (batch, 3, height, width): lazy initialisation (and graph capture) before real frames."""
+        self.run(torch.zeros(batch, 3, height, width, device=self.device))
+
+    def close(self) -> None:
+        """Drop captured graphs and the model's device memory (the engine is unusable afterwards)."""
+        with self._lock:
+            self.clear_graphs()
+            self.model = None  # type: ignore[assignment]
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+
     @property
     def num_graphs(self) -> int:
         return len(self._graphs)
@@ -196,6 +208,8 @@ class Engine:
 
     # -- inference ------------------------------------------------------------------------------
     def _check(self, batch: torch.Tensor) -> None:
+        if self.model is None:
+            raise RuntimeError("Engine.run after close(); build a new engine with load_engine()")
         if not isinstance(batch, torch.Tensor):
             raise TypeError(f"Engine.run expects a torch.Tensor batch, got {type(batch).__name__}")
         if not batch.is_floating_point():

@@ -228,3 +228,24 @@ def test_mmap_load_shares_file_storage(tmp_path, tiny_sd):
     if os.path.exists("/proc/self/maps"):
         with open("/proc/self/maps") as f:
             assert str(p) in f.read()
+
+
+def test_hf_snapshot_directory_and_bad_weights_arg(tmp_path, tiny_sd, tiny_ref):
+    from safetensors.torch import save_file
+
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        load_engine("dpt_tiny", snap)
+    save_file({k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}, str(snap / "model.safetensors"))
+    assert torch.equal(load_engine("dpt_tiny", snap).run(X)["inverse_depth"], tiny_ref)
+    with pytest.raises(TypeError, match="random"):
+        load_engine("dpt_tiny", None)
+
+
+def test_engine_close_and_warmup():
+    e = load_engine("dpt_tiny", "random")
+    e.warmup(64, 64)
+    e.close()
+    with pytest.raises(RuntimeError, match="close"):
+        e.run(X)
