@@ -177,23 +177,34 @@ class SampleCamera(Node):
         return self.declare_parameter(name, default, d).value
 
     def next_frame(self) -> Optional[np.ndarray]:
+        """The next source frame, resized and encoded (built-in frames are prepared once)."""
         try:
-            return resize(next(self.frames), self.width, self.height)
+            rgb = next(self.frames)
         except StopIteration:
             return None
+        builtin = self.source.startswith("builtin")
+        key = id(rgb)
+        if builtin and key in self._cache:
+            return self._cache[key]
+        rgb = resize(rgb, self.width, self.height)
+        prepared = (rgb, encode(rgb, self.encoding))
+        if builtin:
+            self._cache[key] = prepared
+        return prepared
 
     def tick(self) -> None:
         if self.done:
             return
-        rgb = self.next_frame()
-        if rgb is None or (self.count and self.published >= self.count):
+        frame = None if (self.count and self.published >= self.count) else self.next_frame()
+        if frame is None:
             self.done = True
             self.timer.cancel()
             self.get_logger().info(f"done after {self.published} frames")
             return
+        rgb, encoded = frame
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         h, w = rgb.shape[:2]
-        image = conversions.image_msg(header, encode(rgb, self.encoding), self.encoding)
+        image = conversions.image_msg(header, encoded, self.encoding)
         k, p = pinhole(w, h, self.fov)
         info = conversions.camera_info_msg(header, w, h, k, p)
         info.distortion_model = "plumb_bob"

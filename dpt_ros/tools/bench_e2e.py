@@ -1,0 +1,241 @@
+"""End-to-end benchmark through DDS: sample_camera -> dpt_node -> subscriber (three processes).
+
+Measures over a window after warm-up: camera and node input rates, output rate per topic,
+latency from the input stamp to arrival here (p50/p99), drops and idle frames (from the node's
+/diagnostics), the node's CPU use (cores, from /proc), and the node's per-stage times, with the
+share of everything but the model ("node overhead").
+
+    python -m dpt_ros.tools.bench_e2e                                  # CPU, dpt_tiny, random weights
+    python -m dpt_ros.tools.bench_e2e --variant dpt_hybrid --device cuda --precision fp16 \\
+        --cuda-graphs --weights weights/dpt_hybrid-midas-501f0c75.pt --json bench_e2e.json
+
+Random weights time the same computation as trained ones; the outputs are meaningless.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="dpt_tiny")
+    ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    ap.add_argument("--cuda-graphs", action="store_true")
+    ap.add_argument("--input-size", type=int, default=0, help="network size (0 = variant default)")
+    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
+    ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
+    ap.add_argument("--outputs", default="inverse_depth,depth,points",
+                    help="comma-separated output topics to subscribe (lazy node computes only these)")
+    ap.add_argument("--stride", type=int, default=2, help="points.stride")
+    ap.add_argument("--depth-scale", type=float, default=1.0,
+                    help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
+    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "87")))
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    return ap.parse_args(argv)
+
+
+def _env(domain: int) -> dict:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stop(proc: subprocess.Popen) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out or ""
+
+
+def _pct(values, q) -> float:
+    return float(np.percentile(values, q)) if len(values) else float("nan")
+
+
+def run(args: argparse.Namespace) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    env = _env(args.domain)
+    outputs = [o for o in args.outputs.split(",") if o]
+    types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
+    node_cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args",
+                "-p", f"depth.variant:={args.variant}", "-p", f"depth.weights:={args.weights}",
+                "-p", f"device:={args.device}", "-p", f"precision:={args.precision}",
+                "-p", f"cuda_graphs:={'true' if args.cuda_graphs else 'false'}",
+                "-p", f"input_size:={args.input_size}", "-p", f"points.stride:={args.stride}",
+                "-p", "diagnostics.period:=1.0", "-p", "camera_info.policy:=nearest"]
+    if args.depth_scale > 0:
+        node_cmd += ["-p", f"depth.scale:={args.depth_scale}"]
+    cam_cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", f"rate:={args.rate}",
+               "-p", f"width:={args.width}", "-p", f"height:={args.height}", "-p", "reliability:=best_effort"]
+    node = subprocess.Popen(node_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    camera = None
+    context = Context()
+    rclpy.init(context=context, domain_id=args.domain)
+    probe = Node("bench_e2e", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(probe)
+    lock = threading.Lock()
+    arrivals: dict[str, list] = {o: [] for o in outputs}
+    diags: list = []
+    measuring = threading.Event()
+
+    def on_output(name):
+        def cb(msg):
+            now = time.time_ns()
+            if measuring.is_set():
+                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                with lock:
+                    arrivals[name].append((now, (now - stamp) / 1e6))
+        return cb
+
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    for name in outputs:
+        probe.create_subscription(types.get(name, Image), name, on_output(name), qos)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    stop = threading.Event()
+    spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
+                               daemon=True)
+    spinner.start()
+    result: dict = {}
+    try:
+        deadline = time.monotonic() + 120
+        while probe.count_publishers(outputs[0]) == 0:
+            if node.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("dpt_node did not start:\n" + _stop(node))
+            time.sleep(0.05)
+        camera = subprocess.Popen(cam_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        time.sleep(args.warmup)
+        cam_snapshot = _camera_counts(diags)
+        cpu0, t0 = _cpu_seconds(node.pid), time.monotonic()
+        measuring.set()
+        time.sleep(args.duration)
+        measuring.clear()
+        cpu1, t1 = _cpu_seconds(node.pid), time.monotonic()
+        time.sleep(1.2)   # one more diagnostics period
+        window = t1 - t0
+        cam_end = _camera_counts(diags)
+        model = _model_values(diags)
+        result = {
+            "variant": args.variant, "weights": args.weights, "device": model.get("device", args.device),
+            "precision": args.precision, "cuda_graphs": args.cuda_graphs,
+            "net_size": model.get("depth.net_size"), "image": f"{args.width}x{args.height}",
+            "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
+            "node_input_rate_hz": round((cam_end["received"] - cam_snapshot["received"]) / window, 2),
+            "node_processed_rate_hz": round((cam_end["processed"] - cam_snapshot["processed"]) / window, 2),
+            "dropped_in_window": cam_end["dropped"] - cam_snapshot["dropped"],
+            "idle_in_window": cam_end["idle"] - cam_snapshot["idle"],
+            "errors": {k: v for k, v in model.items() if k.startswith("errors.")},
+            "node_cpu_cores": round((cpu1 - cpu0) / window, 3),
+            "outputs": {},
+            "stages_ms": {s: float(model.get(f"latency.{s}_ms", "nan")) for s in STAGES},
+        }
+        for name, rows in arrivals.items():
+            lat = [r[1] for r in rows]
+            result["outputs"][name] = {"rate_hz": round(len(rows) / window, 2), "count": len(rows),
+                                       "latency_p50_ms": round(_pct(lat, 50), 2),
+                                       "latency_p99_ms": round(_pct(lat, 99), 2),
+                                       "latency_max_ms": round(max(lat), 2) if lat else None}
+        st = result["stages_ms"]
+        total = sum(v for v in st.values() if v == v)
+        result["node_total_ms"] = round(total, 2)
+        result["node_overhead_fraction"] = round(1.0 - st["model"] / total, 3) if total > 0 else None
+        last = result["outputs"].get(outputs[-1], {})
+        p50 = last.get("latency_p50_ms")
+        if p50 and p50 == p50:
+            result["e2e_overhead_fraction"] = round(max(0.0, 1.0 - st["model"] / p50), 3)
+    finally:
+        stop.set()
+        spinner.join(2)
+        if camera is not None:
+            _stop(camera)
+        log = _stop(node)
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    result["node_log_tail"] = log.strip().splitlines()[-3:]
+    return result
+
+
+def _camera_counts(diags) -> dict:
+    for d in reversed(diags):
+        for s in d.status:
+            if ": camera" in s.name:
+                kv = {v.key: v.value for v in s.values}
+                return {k: int(kv.get(k, 0)) for k in ("received", "processed", "dropped", "idle")}
+    return {"received": 0, "processed": 0, "dropped": 0, "idle": 0}
+
+
+def _model_values(diags) -> dict:
+    for d in reversed(diags):
+        for s in d.status:
+            if s.name.endswith(": model"):
+                return {v.key: v.value for v in s.values}
+    return {}
+
+
+def report(r: dict) -> str:
+    lines = [f"bench_e2e: {r['variant']} ({r['weights']}) on {r['device']} {r['precision']}"
+             f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net {r['net_size']}, camera {r['image']} "
+             f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s",
+             f"  node input {r['node_input_rate_hz']} Hz, processed {r['node_processed_rate_hz']} Hz, "
+             f"dropped {r['dropped_in_window']}, idle {r['idle_in_window']}, node CPU {r['node_cpu_cores']} cores",
+             "  | output | rate Hz | p50 ms | p99 ms | max ms |", "  |---|---|---|---|---|"]
+    for name, o in r["outputs"].items():
+        lines.append(f"  | {name} | {o['rate_hz']} | {o['latency_p50_ms']} | {o['latency_p99_ms']} | {o['latency_max_ms']} |")
+    st = r["stages_ms"]
+    lines.append("  node stages (mean ms per batch): " + ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+                 + f"; total {r['node_total_ms']}")
+    lines.append(f"  node overhead (all but the model) {r['node_overhead_fraction']} of node time; "
+                 f"{r.get('e2e_overhead_fraction')} of the p50 end-to-end latency")
+    if r["errors"]:
+        lines.append(f"  errors: {r['errors']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.weights == "random":
+        print("note: random weights -- timings are real, outputs are meaningless", file=sys.stderr)
+    r = run(args)
+    print(report(r))
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,19 @@
+"""Smoke run of the end-to-end benchmark (three processes through DDS); figures are not asserted."""
+import json
+
+from dpt_ros.tools import bench_e2e
+
+DOMAIN = 45
+
+
+def test_bench_e2e_runs_and_reports(tmp_path):
+    out = tmp_path / "e2e.json"
+    code = bench_e2e.main(["--duration", "3", "--warmup", "3", "--width", "160", "--height", "120", "--rate", "15",
+                           "--input-size", "64", "--domain", str(DOMAIN), "--json", str(out)])
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert r["variant"] == "dpt_tiny" and r["device"] == "cpu" and r["net_size"] == "64x64"
+    assert set(r["outputs"]) == {"inverse_depth", "depth", "points"}
+    assert r["outputs"]["inverse_depth"]["count"] > 0 and r["node_input_rate_hz"] > 0
+    assert r["node_processed_rate_hz"] > 0 and r["node_cpu_cores"] > 0
+    assert set(r["stages_ms"]) == set(bench_e2e.STAGES) and 0 <= r["node_overhead_fraction"] <= 1
