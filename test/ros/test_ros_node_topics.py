@@ -266,3 +266,24 @@ def test_points_need_calibrated_camera_info(harness):
     cx = (159 / 2) * 0.5
     np.testing.assert_allclose(cloud["x"][ok], ((u - cx) * depth_scale / 50.0)[ok], rtol=1e-4, atol=1e-5)
     assert math.isclose(points[0].row_step, points[0].width * points[0].point_step)
+
+
+def test_compressed_input_transport(harness):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from dpt_ros.ros.testing import pattern_image
+
+    node = harness.start_node(image_transport="compressed")
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(CompressedImage, "image/compressed", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    ok, jpeg = cv2.imencode(".jpg", pattern_image(72, 40)[..., ::-1])
+    header = make_image(99, frame_id="jpeg_cam").header
+    pub.publish(conversions.compressed_msg(header, jpeg.tobytes(), "jpeg"))
+    wait_for(lambda: len(out) == 1, what="output from a compressed frame")
+    assert (out[0].width, out[0].height, out[0].header.frame_id) == (72, 40, "jpeg_cam")
+    bad = conversions.compressed_msg(header, b"not a jpeg", "jpeg")
+    pub.publish(bad)
+    wait_for(lambda: node.error_counts().get("encoding", 0) == 1, what="corrupt jpeg counted")
