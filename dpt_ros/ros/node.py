@@ -488,19 +488,24 @@ class DptNode(Node):
         rgb, wanted, net = job["rgb"], job["wanted"], job["net"]
         h, w = rgb.shape[:2]
         out: dict[str, Any] = {}
-        depth = None
+        depth_t = depth = None
         if "inverse_depth" in net:
+            # stays where the model ran (GPU or CPU) until a host copy is needed for a message
             variant = job["variant"]["depth"]
-            inv = _host(pipeline.upsample(net["inverse_depth"], (h, w)))[0]
-            if "inverse_depth" in wanted:
-                out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
-            if "inverse_depth/colored" in wanted:
-                out["inverse_depth/colored"] = conversions.image_msg(header, self._colorize(f.camera, inv, s), "rgb8")
+            inv_t = pipeline.upsample(net["inverse_depth"], (h, w))[0]
+            if wanted & {"inverse_depth", "inverse_depth/colored"}:
+                inv = _host(inv_t)
+                if "inverse_depth" in wanted:
+                    out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
+                if "inverse_depth/colored" in wanted:
+                    out["inverse_depth/colored"] = conversions.image_msg(
+                        header, self._colorize(f.camera, inv, s), "rgb8")
             metric = _metric(variant, s)
             if metric is not None and wanted & {"depth", "depth/camera_info", "points"}:
-                depth = pipeline.metric_from_inverse(inv, metric[0], metric[1])
-                depth = pipeline.apply_depth_range(depth, s["depth.min"], s["depth.max"], inplace=True)
+                depth_t = pipeline.metric_from_inverse(inv_t, metric[0], metric[1])
+                depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"], inplace=True)
                 if "depth" in wanted:
+                    depth = _host(depth_t)
                     out["depth"] = conversions.image_msg(header, depth, "32FC1")
             elif wanted & {"depth", "points"}:
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
@@ -513,7 +518,7 @@ class DptNode(Node):
             if "segmentation/colored" in wanted:
                 colored = pipeline.overlay(rgb, pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
                 out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
-        if depth is not None and wanted & {"depth/camera_info", "points"}:
+        if depth_t is not None and wanted & {"depth/camera_info", "points"}:
             info = self._camera_info(f, s)
             intr = None
             if info is not None:
@@ -528,7 +533,8 @@ class DptNode(Node):
                     out["depth/camera_info"] = conversions.camera_info_msg(
                         header, w, h, k, p, None if s["camera_info.rectified"] else info)
                 if "points" in wanted:
-                    cloud = pipeline.build_cloud(depth, intr, rgb=rgb if s["points.color"] else None,
+                    cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
+                                                 rgb=rgb if s["points.color"] else None,
                                                  labels=labels if s["points.label"] else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
                     out["points"] = conversions.cloud_msg(header, cloud)
@@ -606,7 +612,7 @@ class DptNode(Node):
         name = self.get_fully_qualified_name()
         kv = m.describe()
         kv.update({"model_loading": str(loading), "last_model_error": model_error or "none",
-                   "frames_in_flight_age_p50_ms": f"{_percentile(ages, 50):.1f}",
+                   "age_p50_ms": f"{_percentile(ages, 50):.1f}",
                    "age_p99_ms": f"{_percentile(ages, 99):.1f}"})
         for stage, values in stages.items():
             kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
