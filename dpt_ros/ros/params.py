@@ -12,6 +12,7 @@ immutable :class:`Settings` snapshot; the worker thread reads one snapshot per f
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -335,3 +336,24 @@ def check_all(s: Settings) -> list[str]:
     """Every reason why a complete snapshot (e.g. the start-up values) is invalid."""
     reasons = [r for spec in PARAMETERS if (r := _check_value(spec, s[spec.name]))]
     return reasons or _cross_checks(s, ())
+
+
+def markdown_table() -> str:
+    """The parameter reference as a Markdown table (README "Parameters" is generated from this)."""
+    rows = ["| parameter | type | default | range / choices | applies | description |", "|---|---|---|---|---|---|"]
+    for p in PARAMETERS:
+        choices = p.choices or (_colormap_names() if p.name == "colormap" else None)
+        if choices:
+            constraint = ", ".join(f"`{c}`" for c in choices)
+        elif p.int_range:
+            lo, hi, step = p.int_range
+            constraint = f"{lo}..{hi}" + (f" step {step}" if step > 1 else "")
+        elif p.float_range:
+            constraint = f"{p.float_range[0]:g}..{p.float_range[1]:g}"
+        else:
+            constraint = ""
+        default = "ADE20K names" if p.name == "class_names" else json.dumps(p.default)
+        applies = {"live": "next frame", "model": "model reload", "static": "read-only"}[p.apply]
+        kind = {bool: "bool", int: "int", float: "double", str: "string", list: "string[]"}[p.type]
+        rows.append(f"| `{p.name}` | {kind} | `{default}` | {constraint} | {applies} | {p.description} |")
+    return "\n".join(rows)
