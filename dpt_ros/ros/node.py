@@ -377,6 +377,8 @@ class DptNode(Node):
             try:
                 self.process(frames)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
+                if self._stopping or not self.context.ok():
+                    return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
                 self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}", frames)
 
     def wanted_outputs(self, cam: _Camera, s: Settings) -> set[str]:
