@@ -154,11 +154,20 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
                 time_fn(lambda: engine.run(x), device, warmup, 1)
                 row["ours_peak_mb"] = round(_peak_mb(device), 1)
                 # interleave ours / HF iterations so that machine noise hits both alike
-                t_ours, t_hf = [], []
+                t_ours, t_hf, c_ours, c_hf = [], [], [], []
                 for _ in range(iters):
+                    c0 = time.process_time()
                     t_ours += time_fn(lambda: engine.run(x), device, 0, 1)
+                    c_ours.append((time.process_time() - c0) * 1e3)
                     if hf_fn is not None:
+                        c0 = time.process_time()
                         t_hf += time_fn(hf_fn, device, 0, 1)
+                        c_hf.append((time.process_time() - c0) * 1e3)
+                if device.type == "cpu":  # CPU time of all threads: less sensitive to other processes
+                    row["ours_cpu_ms"] = statistics.median(c_ours)
+                    if c_hf:
+                        row["hf_cpu_ms"] = statistics.median(c_hf)
+                        row["cpu_time_ratio"] = row["ours_cpu_ms"] / row["hf_cpu_ms"]
                 row["ours_ms"] = statistics.median(t_ours)
                 row["ours_min_ms"] = min(t_ours)
                 if t_hf:
@@ -184,6 +193,8 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
 def _format_row(r: dict) -> str:
     hf = f"{r['hf_ms']:9.2f}" if r["hf_ms"] is not None else "        -"
     ratio = f"{r['ratio']:6.3f}" if r["ratio"] is not None else "     -"
+    if r.get("cpu_time_ratio") is not None:
+        ratio += f" (min {r['ours_min_ms'] / r['hf_min_ms']:.3f}, cpu-time {r['cpu_time_ratio']:.3f})"
     return (f"{r['variant']:<18} {r['precision']:<5} {r['height']:>4}x{r['width']:<5} "
             f"{'graph' if r['cuda_graph'] else 'eager':<6} ours {r['ours_ms']:9.2f} ms  HF {hf} ms  "
             f"ratio {ratio}  peak {r['ours_peak_mb']:8.1f} MB  params {r['params_m']:.1f} M"
