@@ -3,7 +3,9 @@
 The timm model is only a container of modules here (key names ``pretrained.model.*`` as in the
 official checkpoints). Its ``forward`` is not used: :meth:`Backbone.forward` calls the patch
 embedding (or the ResNet stem and stages), the transformer blocks and the reassemble stages
-explicitly, so the features are returned directly, with no global hooks.
+explicitly, so the features are returned directly, with no global hooks. (timm's own
+``forward_intermediates`` would resample the position embedding bicubically with antialiasing;
+the released models were trained with a bilinear resize, which is what :func:`resize_pos_embed` does.)
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ def build_vit(variant: Variant) -> nn.Module:
         return VisionTransformer(patch_size=variant.patch_size, **common)
 
     from timm.layers import StdConv2dSame
-    from timm.layers.hybrid_embed import HybridEmbed
     from timm.models.resnetv2 import ResNetV2
+
+    try:
+        from timm.layers.hybrid_embed import HybridEmbed
+    except ImportError:  # timm < 1.0.10 kept it beside the hybrid models
+        from timm.models.vision_transformer_hybrid import HybridEmbed
 
     resnet = ResNetV2(
         layers=list(variant.resnet_layers),
