@@ -727,7 +727,11 @@ def main(args=None) -> int:
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
+        print(f"dpt_node: cannot initialise ROS 2: {e}", file=sys.stderr)
+        return 2
     node = None
     code = 0
     executor = SingleThreadedExecutor()
