@@ -1,0 +1,213 @@
+"""Security: pickled code in a checkpoint never runs (torch.load weights_only=True); the node starts
+with ``--ros-args --enclave /dpt_ros/dpt_node`` (security off by default, no keystore needed) and
+refuses cleanly in SROS2 Enforce mode without keys; its topics, services and parameters are exactly
+the documented set in docs/sros2/dpt_ros_interfaces.yaml, and docs/sros2/dpt_ros_policy.xml is
+generated from that set; the node creates no world-writable files, even under umask 000."""
+import os
+import stat
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+import torch
+from rcl_interfaces.srv import ListParameters
+from sensor_msgs.msg import Image
+
+from dpt_ros.model import CheckpointError, load_engine
+from dpt_ros.ros import params
+from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.tools import sros2_policy
+from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, ROOT, LineReader, node_env, record, start_node, stop_node
+
+DOMAIN = 60
+ENCLAVE = "/dpt_ros/dpt_node"
+
+
+class _Payload:
+    """Unpickling this runs ``exec`` (writes a marker file): what a malicious checkpoint carries."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({self.marker!r}, 'w').write('code ran')",)
+
+
+def _evil_checkpoints(tmp_path):
+    marker = tmp_path / "pwned"
+    files = []
+    for legacy in (False, True):
+        path = tmp_path / f"evil{'_legacy' if legacy else ''}.pt"
+        sd = {"scratch.layer1_rn.weight": torch.zeros(1), "payload": _Payload(str(marker))}
+        torch.save(sd, path, _use_new_zipfile_serialization=not legacy)
+        files.append(path)
+    return marker, files
+
+
+def test_malicious_pickle_is_refused_without_running_code(tmp_path):
+    marker, files = _evil_checkpoints(tmp_path)
+    for path in files:
+        # the file really is malicious: an unsafe load (in a throw-away process) runs the payload
+        subprocess.run([sys.executable, "-c", f"import torch; torch.load({str(path)!r}, weights_only=False)"],
+                       capture_output=True, timeout=120)
+        assert marker.exists(), "the test payload did not work"
+        marker.unlink()
+        with pytest.raises(CheckpointError, match="refusing to unpickle"):
+            load_engine("dpt_tiny", path)
+        assert not marker.exists(), "loading a checkpoint executed pickled code"
+    # the node given that file as depth.weights exits with the reason, without running it
+    proc = start_node(DOMAIN, "-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={files[0]}",
+                      "-p", "device:=cpu")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "refusing to unpickle" in out, out[-2000:]
+    assert "Traceback" not in out
+    assert not marker.exists()
+    record("security", malicious_pickles_refused=len(files) + 1, payload_executed=False)
+
+
+def test_malicious_pickle_in_a_hot_swap_keeps_the_old_model(harness, tmp_path):
+    marker, files = _evil_checkpoints(tmp_path)
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    old = node.models
+    from rclpy.parameter import Parameter
+    assert node.set_parameters([Parameter("depth.weights", value=str(files[0]))])[0].successful
+    wait_for(lambda: node.error_counts().get("model_load", 0) == 1, timeout=30, what="load refused")
+    assert node.models is old and not marker.exists()
+    pub.publish(make_image(5))
+    wait_for(lambda: len(out) == 1, what="old model serving")
+
+
+def _names(pairs):
+    return {name: types[0] for name, types in pairs}
+
+
+def test_enclave_and_the_fixed_interface_set(harness):
+    env = node_env(DOMAIN)
+    for k in ("ROS_SECURITY_ENABLE", "ROS_SECURITY_STRATEGY", "ROS_SECURITY_KEYSTORE"):
+        env.pop(k, None)
+    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "--enclave", ENCLAVE, env=env)
+    reader = LineReader(proc)
+    try:
+        probe = harness.probe
+        wait_for(lambda: ("dpt_node", "/") in probe.get_node_names_and_namespaces() or proc.poll() is not None,
+                 timeout=60, what="node up")
+        assert proc.poll() is None, reader.text()
+        want = sros2_policy.expected("/", [""], "raw", optional=False)
+        optional = set(want["optional_publish"])
+
+        def graph():
+            return (_names(probe.get_publisher_names_and_types_by_node("dpt_node", "/")),
+                    _names(probe.get_subscriber_names_and_types_by_node("dpt_node", "/")),
+                    _names(probe.get_service_names_and_types_by_node("dpt_node", "/")),
+                    _names(probe.get_client_names_and_types_by_node("dpt_node", "/")))
+        wait_for(lambda: set(graph()[2]) >= set(want["reply"]) and set(graph()[0]) >= set(want["publish"]),
+                 timeout=30, what="all interfaces discovered")
+        pubs, subs, services, clients = graph()
+        assert {k: v for k, v in pubs.items() if k not in optional} == want["publish"]
+        assert subs == want["subscribe"]
+        assert services == want["reply"]
+        assert clients == {}
+        client = probe.create_client(ListParameters, "/dpt_node/list_parameters")
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(ListParameters.Request())
+        wait_for(fut.done, what="list_parameters")
+        assert set(fut.result().result.names) == want["parameters"]
+        # and it works: a frame in, inverse depth out
+        out = harness.collector(Image, "inverse_depth")
+        pub = probe.create_publisher(Image, "image", qos("reliable"))
+        wait_for(lambda: pub.get_subscription_count() > 0 and probe.count_publishers("inverse_depth") > 0,
+                 what="discovery")
+        wait_for(lambda: probe.get_publishers_info_by_topic("/inverse_depth")[0].node_name == "dpt_node"
+                 and len(probe.get_subscriptions_info_by_topic("/inverse_depth")) > 0, what="matched")
+        for i in range(50):
+            pub.publish(make_image(i + 1))
+            try:
+                wait_for(lambda: len(out) > 0, timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        assert out, "no output from the node started with --enclave"
+    finally:
+        code, _, _ = stop_node(proc)
+    log = reader.join()
+    assert code == 0 and "Traceback" not in log, log[-2000:]
+    record("security", enclave_arg_accepted=True, topics_published=len(pubs), topics_subscribed=len(subs),
+           services=len(services), parameters=len(want["parameters"]),
+           interface_set_matches_docs=True)
+
+
+def test_sros2_enforce_without_keys_refuses_to_start(tmp_path):
+    env = node_env(DOMAIN + 1, ROS_SECURITY_ENABLE="true", ROS_SECURITY_STRATEGY="Enforce",
+                   ROS_SECURITY_KEYSTORE=str(tmp_path / "no_keystore"))
+    proc = start_node(DOMAIN + 1, *FAST_ROS_ARGS, "--enclave", ENCLAVE, env=env)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out[-2000:]
+    assert "cannot initialise ROS 2" in out and "dpt_node" in out and "Traceback" not in out, out[-2000:]
+
+
+def test_policy_is_generated_from_the_documented_set():
+    text = sros2_policy.POLICY.read_text()
+    assert text == sros2_policy.policy_xml(), "docs/sros2/dpt_ros_policy.xml is stale: python -m dpt_ros.tools.sros2_policy"
+    root = ET.fromstring(text.split("\n", 1)[1])   # (ElementTree does not take the XML declaration from str)
+    assert root.tag == "policy" and root.get("version") == "0.2.0"
+    enclave = root.find("enclaves/enclave")
+    assert enclave.get("path") == ENCLAVE
+    profile = enclave.find("profiles/profile")
+    assert (profile.get("ns"), profile.get("node")) == ("/", "dpt_node")
+    allowed = {}
+    for group in profile:
+        (kind, value), = group.attrib.items()
+        assert value == "ALLOW"
+        allowed.setdefault(kind, set()).update(e.text for e in group)
+    want = sros2_policy.expected("/", [""], "raw", optional=True)
+    assert allowed == {"subscribe": set(want["subscribe"]), "publish": set(want["publish"]),
+                       "reply": set(want["reply"])}
+    # the documented parameters are the node's parameter table
+    spec = sros2_policy.load()
+    assert spec["parameters"]["dpt"] == [p.name for p in params.PARAMETERS]
+    # other layouts resolve per camera namespace and transport
+    multi = sros2_policy.expected("/robot", ["left", "right"], "compressed")
+    assert {"/robot/left/image/compressed", "/robot/right/camera_info"} <= set(multi["subscribe"])
+    assert "/robot/dpt_node/set_parameters" in multi["reply"] and "/robot/right/points" in multi["publish"]
+
+
+def test_no_world_writable_files_under_umask_000(harness, tmp_path):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    env = node_env(DOMAIN, HOME=str(home), ROS_HOME=str(home / ".ros"))
+    env.pop("ROS_LOG_DIR", None)
+    proc = subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", *FAST_ROS_ARGS,
+                             "-p", "lazy:=false"], cwd=cwd, env={**env, "PYTHONPATH": str(ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: os.umask(0))
+    reader = LineReader(proc)
+    try:
+        pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+        wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
+        for i in range(10):
+            pub.publish(make_image(i + 1))
+            time.sleep(0.05)
+        time.sleep(0.5)
+    finally:
+        code, _, _ = stop_node(proc)
+    reader.join()
+    created, writable = [], []
+    for base in (home, cwd):
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                created.append(os.path.relpath(p, tmp_path))
+                if os.lstat(p).st_mode & stat.S_IWOTH:
+                    writable.append(os.path.relpath(p, tmp_path))
+    record("security", files_created_by_node=len(created), world_writable_files_under_umask_000=len(writable))
+    assert code == 0
+    assert any("log" in c for c in created), created      # the ROS log file was written ...
+    assert not writable, writable                          # ... and nothing is world-writable
+    assert not os.listdir(cwd), os.listdir(cwd)            # nothing dropped in the working directory
