@@ -106,6 +106,11 @@ class Variant:
     def is_metric(self) -> bool:
         return self.metric is not None
 
+    @property
+    def alt_urls(self) -> tuple[str, ...]:
+        """Download URLs of the same weights under other names (MiDaS v3 release)."""
+        return tuple(MIDAS_V3_URL + name for name in self.alt_checkpoints)
+
     def replace(self, **changes) -> "Variant":
         """A copy with some fields changed (for tests and custom configurations)."""
         return dataclasses.replace(self, **changes)

@@ -27,6 +27,8 @@ def urls_text() -> str:
         size = f"{v.net_size[1]}x{v.net_size[0]}"
         if v.url:
             lines.append(f"{v.name:<19} {v.task:<13} {size:<9} {v.sha256_prefix:<9} {v.url}")
+            for alt in v.alt_urls:
+                lines.append(f"{'':<19} {'':<13} {'':<9} {'':<9} or MiDaS v3: {alt}")
             if v.hf_id:
                 lines.append(f"{'':<19} {'':<13} {'':<9} {'':<9} or Hugging Face: https://huggingface.co/{v.hf_id}")
         else:
@@ -55,14 +57,19 @@ def verify(path: Path, variant: Optional[str], load: bool = True) -> str:
     lines.append(f"sha256: {digest}")
     prefix = expected_sha256_prefix(path)
     v = get_variant(variant) if variant else None
-    if prefix is None and v is not None and v.sha256_prefix and path.suffix in (".pt", ".pth"):
-        prefix = v.sha256_prefix
+    if prefix is None and v is not None and v.sha256_prefix and path.name in v.alt_checkpoints:
+        # MiDaS v3 names carry no hash; the same bytes as the DPT release are expected but not guaranteed
+        same = digest.startswith(v.sha256_prefix)
+        lines.append(f"hash: {'same bytes as' if same else 'differs from'} the DPT release file {v.checkpoint} "
+                     f"(informational for the MiDaS v3 name {path.name})")
+    elif prefix is None and v is not None and v.sha256_prefix and path.suffix in (".pt", ".pth"):
+        prefix = v.sha256_prefix  # a renamed release file
     if prefix:
         if not digest.startswith(prefix):
             raise CheckpointError(f"{path}: SHA-256 does not start with {prefix}: the file is corrupt or truncated; "
                                   "download it again")
         lines.append(f"hash prefix {prefix}: OK")
-    else:
+    elif not any(line.startswith("hash:") for line in lines):
         lines.append("hash prefix: none to check (file name carries none)")
     sd = read_state_dict(path, verify_hash=False)
     facts = describe_state_dict(sd)
