@@ -265,6 +265,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         results += bench_variant(name, sizes, device, precisions, args.cuda_graphs, warmup, iters,
                                  with_hf=not args.no_hf, hf_graphs=not args.no_hf_graphs, batch=args.batch, log=log,
                                  channels_last={"auto": None, "on": True, "off": False}[args.channels_last])
+    for r in results:
+        if r.get("per_token_vs_first") not in (None, 1.0):
+            log(f"# {r['variant']} {r['precision']} {'graph' if r['cuda_graph'] else 'eager'} "
+                f"{r['height']}x{r['width']}: time per token = {r['per_token_vs_first']:.3f} x the first size's")
     if args.json:
         payload = json.dumps({"env": env, "results": results}, indent=2)
         if args.json == "-":
