@@ -71,6 +71,6 @@ def test_bench_model_non_square_without_hf(capsys):
                            "--warmup", "0", "--no-hf"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "64x128" in out and out.count("dpt_tiny") == 2
+    assert "64x128" in out and out.count("dpt_tiny  ") == 2 and "time per token" in out
     with pytest.raises(SystemExit):
         bench_model.main(["--sizes", "100x64"])
