@@ -515,6 +515,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
         if buf.is_meta:
             raise CheckpointError(f"{path}: buffer {name} was not provided by the checkpoint")
     model.load_report = report
+    model.weights_mapped = True  # tensors may be views of the memory-mapped file (Engine copies them)
     return model
 
 

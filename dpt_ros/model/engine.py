@@ -51,14 +51,9 @@ def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_h
         return DPT(v).eval()
     from .checkpoint import load_checkpoint
 
-    model = load_checkpoint(weights, v, verify_hash=verify_hash).eval()
-    # load_checkpoint leaves the tensors memory-mapped from the file. A running model must own its
-    # weights: a file replaced or truncated in place later (a re-download, `cp new.pt old.pt`) would
-    # otherwise change the served weights or kill the process with SIGBUS on the next forward.
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            t.data = t.data.clone()
-    return model
+    # The tensors stay memory-mapped from the file here; Engine copies whatever is still mapped
+    # after moving the model to its device and precision (see Engine._prepare).
+    return load_checkpoint(weights, v, verify_hash=verify_hash).eval()
 
 
 class _FoldedStdConv(nn.Conv2d):
@@ -155,10 +150,23 @@ class Engine:
     # -- model preparation ---------------------------------------------------------------------
     def _prepare(self, model: DPT) -> DPT:
         model.eval()
+        tensors = list(model.parameters()) + list(model.buffers())
+        file_storages = {t.untyped_storage().data_ptr() for t in tensors} if getattr(
+            model, "weights_mapped", False) else set()
         for p in model.parameters():
             p.requires_grad_(False)
         fold_weight_standardization(model)
         model = model.to(device=self.device, dtype=self.dtype)
+        if file_storages:
+            # A running model must own its weights: tensors still memory-mapped from the checkpoint
+            # (CPU fp32 keeps them as they are) would change, or kill the process with SIGBUS, when the
+            # file is replaced or truncated in place (a re-download over it). Copy only those; a move
+            # to CUDA or to another dtype has already copied the rest.
+            with torch.no_grad():
+                for t in list(model.parameters()) + list(model.buffers()):
+                    if t.device.type == "cpu" and t.untyped_storage().data_ptr() in file_storages:
+                        t.data = t.data.clone()
+            model.weights_mapped = False
         if self.channels_last:
             # Only the convolution-heavy decoder (reassemble convs, fusion, heads): cuDNN's half-precision
             # convs run NHWC natively. The ResNet stem/stages stay NCHW (GroupNorm), tokens are 3-D anyway.

@@ -249,3 +249,17 @@ def test_engine_close_and_warmup():
     e.close()
     with pytest.raises(RuntimeError, match="close"):
         e.run(X)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_engine_owns_its_weights(tmp_path, tiny_sd, precision):
+    """An engine survives its weights file being truncated in place (no SIGBUS, same outputs)."""
+    p = official_file(tmp_path, tiny_sd, f"own_{precision}.pt", wrapper=False)
+    e = load_engine("dpt_tiny", p, precision=precision)
+    ref = e.run(X)["inverse_depth"]
+    if os.path.exists("/proc/self/maps"):
+        with open("/proc/self/maps") as f:
+            assert str(p) not in f.read()  # nothing of the engine is mapped from the file any more
+    with open(p, "r+b") as f:
+        f.truncate(os.path.getsize(p) // 3)
+    assert torch.equal(e.run(X)["inverse_depth"], ref)
