@@ -45,7 +45,11 @@ def metric_depth(inverse_depth: torch.Tensor, metric: Metric) -> torch.Tensor:
 
 
 def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_hash: bool = True) -> DPT:
-    """A DPT in eval mode on the CPU, fp32: random init (``weights="random"``) or loaded from a file."""
+    """A DPT in eval mode on the CPU, fp32: random init (``weights="random"``) or loaded from a file.
+
+    A loaded model's tensors are memory-mapped from the file (``model.weights_mapped``); wrap it in an
+    :class:`Engine`, which copies them, before serving with it.
+    """
     v = get_variant(variant)
     if isinstance(weights, str) and weights == "random":
         return DPT(v).eval()
