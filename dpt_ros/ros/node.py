@@ -590,6 +590,8 @@ class DptNode(Node):
             while len(self._error_log) > 256:
                 self._error_log.popitem(last=False)
         more = f" ({suppressed} more like it in the last {_ERROR_LOG_PERIOD_S:g} s)" if suppressed else ""
+        if len(text) > 1000:   # a hostile message (e.g. a megabyte-long encoding string) stays one short line
+            text = text[:1000] + f"... ({len(text) - 1000} more characters)"
         self.get_logger().error(f"[{reason}] {text}{more}")
 
     def _warn_once(self, key: str, text: str) -> None:
