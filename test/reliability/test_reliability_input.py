@@ -331,3 +331,60 @@ def test_bad_camera_info(rig):
     assert rig.node.error_counts().get("internal", 0) == 0
     record("input", bad_camera_info_cases=7, scaled_camera_info_cases=2,
            next_valid_frame_max_s_after_bad_camera_info=round(max(rig.next_valid_s), 3))
+
+
+def test_hostile_input_to_the_node_as_a_subprocess(harness):
+    """The same through ``python -m dpt_ros.ros.node --ros-args ...``: counters read from /diagnostics,
+    one line per kind of error on the node's console (rate limited), next valid frame within 1 s."""
+    from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, start_node, stop_node
+
+    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "diagnostics.period:=0.2", name="dpt_sub")
+    reader = LineReader(proc)
+    try:
+        inv = harness.collector(Image, "inverse_depth")
+        diag = harness.collector(DiagnosticArray, "/diagnostics")
+        pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+        wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
+        assert proc.poll() is None, reader.text()
+        wait_for(lambda: any(i.node_name == "dpt_sub" for i in harness.probe.get_publishers_info_by_topic("/inverse_depth"))
+                 and len(harness.probe.get_subscriptions_info_by_topic("/inverse_depth")) > 0, what="discovery")
+        ok = make_image(1, W, H)
+        bad = []
+        for enc in ("no_such_encoding", "32FC3"):
+            m = make_image(2, W, H)
+            m.encoding = enc
+            bad.append(m)
+        short = make_image(3, W, H)
+        short.data = bytes(ok.data)[:-1]
+        huge = make_image(4, W, H)
+        huge.width = huge.height = huge.step = 2 ** 32 - 1
+        bad += [short, huge]
+        for m in bad:
+            for _ in range(5):              # 5 of each kind: one log line per kind
+                pub.publish(m)
+                time.sleep(0.02)
+        times = []
+        for k in range(3):
+            n = len(inv)
+            t0 = time.monotonic()
+            pub.publish(make_image(100 + k, W, H))
+            wait_for(lambda: len(inv) > n, timeout=5, what="valid frame after bad ones")
+            times.append(time.monotonic() - t0)
+
+        def counted():
+            for msg in diag[-5:]:
+                kv = {v.key: v.value for s in msg.status for v in s.values}
+                # every bad frame is counted as an encoding error, or as dropped if a newer one replaced it
+                if int(kv.get("errors.encoding", 0)) + int(kv.get("dropped", 0)) == 20:
+                    return True
+            return False
+        wait_for(counted, timeout=10, what="errors.encoding + dropped = 20 in /diagnostics")
+    finally:
+        code, _, _ = stop_node(proc)
+    log = reader.join()
+    lines = [x for x in log.splitlines() if "[encoding]" in x]
+    assert code == 0 and "Traceback" not in log, log[-3000:]
+    assert len(lines) == 4, lines               # 20 bad frames of 4 kinds -> 4 lines
+    assert max(times) < 1.0
+    record("input", subprocess_bad_frames=20, subprocess_log_lines=len(lines),
+           subprocess_next_valid_frame_max_s=round(max(times), 3))
