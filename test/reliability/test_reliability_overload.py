@@ -7,6 +7,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import make_image, qos, wait_for
@@ -18,6 +19,7 @@ SECONDS = float(os.environ.get("DPT_OVERLOAD_SECONDS", "20"))
 SLOW_S = 0.100
 
 
+@pytest.mark.slow
 def test_overload_30hz_with_100ms_inference(harness):
     node = harness.start_node()
     arrivals = []   # (stamp ns, receipt time ns)

@@ -113,6 +113,7 @@ def _run_once(domain: int, how: str, tmp: str, extra_env: dict | None = None) ->
     return dict(how=how, code=code, seconds=dt, traceback="Traceback" in out, log=out[-2000:])
 
 
+@pytest.mark.slow
 def test_sigint_during_inference_20_times(cameras, tmp_path):
     hows = ["sigint" if i % 2 == 0 else "ctrl-c" for i in range(RUNS)]
     t0 = time.monotonic()

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import pytest
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
@@ -18,6 +19,7 @@ FRAMES = int(os.environ.get("DPT_SOAK_FRAMES", "10000"))
 WARMUP = min(1000, FRAMES // 10)
 
 
+@pytest.mark.slow
 def test_soak_10000_frames(harness):
     node = harness.start_node(**{"input_size": 32, "depth.scale": 1.0, "depth.shift": 0.5,
                                  "camera_info.policy": "latest", "diagnostics.period": 0.5})
