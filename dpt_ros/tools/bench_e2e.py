@@ -48,14 +48,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
     ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "87")))
+    ap.add_argument("--dds-profile", default="package",
+                    help="Fast DDS profile for all three processes: 'package' = config/fastdds_large_data.xml "
+                         "(32 MB shared-memory segment), 'none' = Fast DDS defaults, or an XML file")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 
 
-def _env(domain: int) -> dict:
+def dds_profile(choice: str) -> str:
+    """Path of the Fast DDS XML profile for ``--dds-profile`` ('' for Fast DDS defaults)."""
+    if choice == "none":
+        return ""
+    if choice == "package":
+        from dpt_ros.ros.presets import share_dir
+
+        return str(share_dir() / "config" / "fastdds_large_data.xml")
+    if not Path(choice).is_file():
+        raise FileNotFoundError(f"--dds-profile {choice}: no such file")
+    return str(Path(choice).resolve())
+
+
+def _env(domain: int, profile: str) -> dict:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
+    if profile:
+        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    else:
+        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
     return env
 
 
@@ -88,7 +109,13 @@ def run(args: argparse.Namespace) -> dict:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-    env = _env(args.domain)
+    profile = dds_profile(args.dds_profile)
+    env = _env(args.domain, profile)
+    # this process's participant reads the profile from its own environment at rclpy.init
+    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
+        os.environ.pop(key, None)
+    if profile:
+        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
     node_cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args",
@@ -154,6 +181,7 @@ def run(args: argparse.Namespace) -> dict:
             "precision": args.precision, "cuda_graphs": args.cuda_graphs,
             "net_size": model.get("depth.net_size"), "image": f"{args.width}x{args.height}",
             "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
+            "dds_profile": Path(profile).name if profile else "fastdds defaults",
             "node_input_rate_hz": round((cam_end["received"] - cam_snapshot["received"]) / window, 2),
             "node_processed_rate_hz": round((cam_end["processed"] - cam_snapshot["processed"]) / window, 2),
             "dropped_in_window": cam_end["dropped"] - cam_snapshot["dropped"],
@@ -210,7 +238,7 @@ def _model_values(diags) -> dict:
 def report(r: dict) -> str:
     lines = [f"bench_e2e: {r['variant']} ({r['weights']}) on {r['device']} {r['precision']}"
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net {r['net_size']}, camera {r['image']} "
-             f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s",
+             f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s, DDS: {r['dds_profile']}",
              f"  node input {r['node_input_rate_hz']} Hz, processed {r['node_processed_rate_hz']} Hz, "
              f"dropped {r['dropped_in_window']}, idle {r['idle_in_window']}, node CPU {r['node_cpu_cores']} cores",
              "  | output | rate Hz | p50 ms | p99 ms | max ms |", "  |---|---|---|---|---|"]
