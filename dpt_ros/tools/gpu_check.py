@@ -12,7 +12,9 @@ Steps, each under its own timeout inside an overall ``--budget``:
    rclpy, are reported as collection errors and do not stop the run);
 3. ``python -m dpt_ros.tools.bench_pipeline --device cuda --json``;
 4. ``python -m dpt_ros.tools.bench_model --device cuda --cuda-graphs --json FILE`` when that tool
-   exists (on a CPU machine only with ``--quick``: dpt_tiny smoke run).
+   exists (on a CPU machine only with ``--quick``: dpt_tiny smoke run);
+5. when rclpy is importable (ROS wheels brought along) and CUDA is there:
+   ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud.
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
 tried on a CPU machine first. Exit status 0 when no step failed.
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import pathlib
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
     ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
     ap.add_argument("--no-model", action="store_true", help="skip bench_model")
+    ap.add_argument("--model-precisions", nargs="+", default=["fp16", "bf16", "fp32"],
+                    help="precisions for bench_model on CUDA (default fp16 bf16 fp32)")
+    ap.add_argument("--e2e-seconds", type=float, default=15.0, help="bench_e2e window (0 = skip)")
     args = ap.parse_args(argv)
     start = time.monotonic()
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None
@@ -127,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"env": _env()}
     cuda = bool(summary["env"].get("cuda_available"))
 
+    e2e = cuda and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
     r = _run([sys.executable, "-m", "pytest", "-m", "gpu", args.tests, "-q", "-p", "no:cacheprovider",
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
@@ -150,9 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         json_path = (out_dir or pathlib.Path("/tmp")) / "bench_model.json"
         json_path.unlink(missing_ok=True)
         cmd = [sys.executable, "-m", "dpt_ros.tools.bench_model", "--json", str(json_path)]
-        cmd += ["--device", "cuda", "--cuda-graphs"] if cuda else ["--device", "cpu", "--quick", "--no-hf",
+        cmd += ["--device", "cuda", "--cuda-graphs", "--precision", *args.model_precisions] if cuda else ["--device", "cpu", "--quick", "--no-hf",
                                                                     "--variants", "dpt_tiny"]
-        r = _run(cmd, max(5.0, left() - 5), out_dir / "bench_model.log" if out_dir else None)
+        r = _run(cmd, max(5.0, left() - (75 if e2e else 5)), out_dir / "bench_model.log" if out_dir else None)
         result = json.loads(json_path.read_text()) if json_path.exists() else None
         summary["bench_model"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                                   "result": result, "stdout_tail": r["stdout"].strip()[-3000:],
@@ -162,11 +169,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
 
+    if e2e:
+        json_path = (out_dir or pathlib.Path("/tmp")) / "bench_e2e.json"
+        json_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", "--variant", "dpt_hybrid", "--device", "cuda",
+               "--precision", "fp16", "--cuda-graphs", "--duration", str(args.e2e_seconds), "--warmup", "5",
+               "--json", str(json_path)]
+        r = _run(cmd, max(5.0, left() - 2), out_dir / "bench_e2e.log" if out_dir else None)
+        summary["bench_e2e"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                                "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
+    else:
+        summary["bench_e2e"] = {"skipped": "needs CUDA and rclpy (bring the ROS 2 wheels)"}
+
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
     steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
                 summary["bench_pipeline"]["rc"] == 0,
-                summary["bench_model"].get("rc", 0) == 0]
+                summary["bench_model"].get("rc", 0) == 0,
+                summary["bench_e2e"].get("rc", 0) == 0]
     summary["pytest_gpu"]["note_errors"] = ("errors_without_ros counts test files that could not be imported "
                                             "because ROS is not installed here; they are not failures")
     summary["ok"] = all(steps_ok)
