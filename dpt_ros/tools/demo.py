@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.frames < 1:
         raise SystemExit("demo: --frames must be at least 1")
+    os.umask(os.umask(0o022) | 0o002)   # never write world-writable outputs, whatever the caller's umask
     weights = args.weights or default_weights(args.variant)
     random_weights = weights == "random"
     if random_weights:
