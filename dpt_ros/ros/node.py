@@ -400,8 +400,10 @@ class DptNode(Node):
         jobs = []
         for f in frames:
             wanted = self.wanted_outputs(f.camera, s)
-            if not (m.depth is not None and wanted & set(_DEPTH_OUTPUTS)):
+            if m.depth is None:        # a task that is disabled (or not loaded) produces nothing
                 wanted -= set(_DEPTH_OUTPUTS)
+            if m.segmentation is None:
+                wanted -= set(_SEG_OUTPUTS)
             needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and s["points.label"])
             if not wanted:
                 with self._lock:
@@ -417,7 +419,9 @@ class DptNode(Node):
             return
         t1 = time.perf_counter()
         try:
-            results = self._infer(jobs, m)
+            self._infer(jobs, m)
+            if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
+                torch.cuda.synchronize(m.device)
         except torch.cuda.OutOfMemoryError as e:
             torch.cuda.empty_cache()
             self._count_error("cuda_oom", f"CUDA out of memory: {e}", [j["frame"] for j in jobs])
