@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
     qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
     for name in outputs:
         probe.create_subscription(types.get(name, Image), name, on_output(name), qos)
-    probe.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diags.append((time.monotonic(), m)), 10)
     stop = threading.Event()
     spinner = threading.Thread(target=lambda: [executor.spin_once(timeout_sec=0.05) for _ in iter(stop.is_set, True)],
                                daemon=True)
@@ -166,26 +166,29 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(0.05)
         camera = subprocess.Popen(cam_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(args.warmup)
-        cam_snapshot = _camera_counts(diags)
         cpu0, t0 = _cpu_seconds(node.pid), time.monotonic()
         measuring.set()
         time.sleep(args.duration)
         measuring.clear()
         cpu1, t1 = _cpu_seconds(node.pid), time.monotonic()
-        time.sleep(1.2)   # one more diagnostics period
         window = t1 - t0
-        cam_end = _camera_counts(diags)
-        model = _model_values(diags)
+        # node counters: between the first and the last /diagnostics message inside the window
+        inside = [(t, m) for t, m in diags if t0 <= t <= t1]
+        if len(inside) < 2:
+            raise RuntimeError("fewer than two /diagnostics messages in the window; use a longer --duration")
+        (ta, first), (tb, last) = inside[0], inside[-1]
+        cam_snapshot, cam_end, diag_span = _camera_counts(first), _camera_counts(last), tb - ta
+        model = _model_values(last)
         result = {
             "variant": args.variant, "weights": args.weights, "device": model.get("device", args.device),
             "precision": args.precision, "cuda_graphs": args.cuda_graphs,
             "net_size": model.get("depth.net_size"), "image": f"{args.width}x{args.height}",
             "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
             "dds_profile": Path(profile).name if profile else "fastdds defaults",
-            "node_input_rate_hz": round((cam_end["received"] - cam_snapshot["received"]) / window, 2),
-            "node_processed_rate_hz": round((cam_end["processed"] - cam_snapshot["processed"]) / window, 2),
-            "dropped_in_window": cam_end["dropped"] - cam_snapshot["dropped"],
-            "idle_in_window": cam_end["idle"] - cam_snapshot["idle"],
+            "node_input_rate_hz": round((cam_end["received"] - cam_snapshot["received"]) / diag_span, 2),
+            "node_processed_rate_hz": round((cam_end["processed"] - cam_snapshot["processed"]) / diag_span, 2),
+            "dropped_rate_hz": round((cam_end["dropped"] - cam_snapshot["dropped"]) / diag_span, 2),
+            "idle_rate_hz": round((cam_end["idle"] - cam_snapshot["idle"]) / diag_span, 2),
             "errors": {k: v for k, v in model.items() if k.startswith("errors.")},
             "node_cpu_cores": round((cpu1 - cpu0) / window, 3),
             "outputs": {},
@@ -218,20 +221,18 @@ def run(args: argparse.Namespace) -> dict:
     return result
 
 
-def _camera_counts(diags) -> dict:
-    for d in reversed(diags):
-        for s in d.status:
-            if ": camera" in s.name:
-                kv = {v.key: v.value for v in s.values}
-                return {k: int(kv.get(k, 0)) for k in ("received", "processed", "dropped", "idle")}
+def _camera_counts(diag) -> dict:
+    for s in diag.status:
+        if ": camera" in s.name:
+            kv = {v.key: v.value for v in s.values}
+            return {k: int(kv.get(k, 0)) for k in ("received", "processed", "dropped", "idle")}
     return {"received": 0, "processed": 0, "dropped": 0, "idle": 0}
 
 
-def _model_values(diags) -> dict:
-    for d in reversed(diags):
-        for s in d.status:
-            if s.name.endswith(": model"):
-                return {v.key: v.value for v in s.values}
+def _model_values(diag) -> dict:
+    for s in diag.status:
+        if s.name.endswith(": model"):
+            return {v.key: v.value for v in s.values}
     return {}
 
 
@@ -240,7 +241,7 @@ def report(r: dict) -> str:
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net {r['net_size']}, camera {r['image']} "
              f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s, DDS: {r['dds_profile']}",
              f"  node input {r['node_input_rate_hz']} Hz, processed {r['node_processed_rate_hz']} Hz, "
-             f"dropped {r['dropped_in_window']}, idle {r['idle_in_window']}, node CPU {r['node_cpu_cores']} cores",
+             f"dropped {r['dropped_rate_hz']} Hz, idle {r['idle_rate_hz']} Hz, node CPU {r['node_cpu_cores']} cores",
              "  | output | rate Hz | p50 ms | p99 ms | max ms |", "  |---|---|---|---|---|"]
     for name, o in r["outputs"].items():
         lines.append(f"  | {name} | {o['rate_hz']} | {o['latency_p50_ms']} | {o['latency_p99_ms']} | {o['latency_max_ms']} |")

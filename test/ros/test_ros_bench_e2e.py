@@ -8,7 +8,7 @@ DOMAIN = 45
 
 def test_bench_e2e_runs_and_reports(tmp_path):
     out = tmp_path / "e2e.json"
-    code = bench_e2e.main(["--duration", "3", "--warmup", "3", "--width", "160", "--height", "120", "--rate", "15",
+    code = bench_e2e.main(["--duration", "4", "--warmup", "3", "--width", "160", "--height", "120", "--rate", "15",
                            "--input-size", "64", "--domain", str(DOMAIN), "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
