@@ -117,6 +117,8 @@ def load_models(s: Settings) -> ModelSet:
         weights = s[f"{task}.weights"]
         if not weights:
             raise StartupError(f"{task}.weights is not set: {weights_help(task, name)}")
+        if weights != RANDOM_WEIGHTS:
+            weights = os.path.expanduser(weights)
         engine = load_engine(variant, weights, device=device, precision=s["precision"],
                              cuda_graphs=s["cuda_graphs"])
         net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
@@ -203,7 +205,6 @@ class DptNode(Node):
         for task in ("depth", "segmentation"):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
             if name and name in _variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
-                import os
                 if not os.path.isfile(os.path.expanduser(weights)):
                     raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
             if name and name in _variant_names(task) and not weights:

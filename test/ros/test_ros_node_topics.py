@@ -287,3 +287,34 @@ def test_compressed_input_transport(harness):
     bad = conversions.compressed_msg(header, b"not a jpeg", "jpeg")
     pub.publish(bad)
     wait_for(lambda: node.error_counts().get("encoding", 0) == 1, what="corrupt jpeg counted")
+
+
+def test_cameras_with_equal_shapes_share_one_batch(harness):
+    """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both."""
+    import threading
+
+    node = harness.start_node(cameras=["a", "b"])
+    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    engine = node.models.depth
+    real_run = engine.run
+    gate, entered, batches = threading.Event(), threading.Event(), []
+
+    def gated(batch):
+        batches.append(tuple(batch.shape))
+        entered.set()
+        gate.wait(10)
+        return real_run(batch)
+
+    engine.run = gated
+    pubs["a"].publish(make_image(1, frame_id="a"))
+    wait_for(entered.is_set, what="worker busy with the first frame")
+    pubs["a"].publish(make_image(2, frame_id="a"))
+    pubs["b"].publish(make_image(3, frame_id="b"))
+    wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both slots filled")
+    gate.set()
+    wait_for(lambda: len(outs["a"]) == 2 and len(outs["b"]) == 1, what="outputs")
+    assert batches == [(1, 3, 64, 96), (2, 3, 64, 96)]
+    assert [m.header.stamp.nanosec for m in outs["a"]] == [1, 2] and outs["b"][0].header.stamp.nanosec == 3
