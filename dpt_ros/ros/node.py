@@ -9,7 +9,6 @@ parameter changes build new engines in a loader thread; the worker picks them up
 from __future__ import annotations
 
 import collections
-import math
 import os
 import re
 import sys
