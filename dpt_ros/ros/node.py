@@ -508,7 +508,11 @@ class DptNode(Node):
                         header, self._colorize(f.camera, inv, s), "rgb8")
             metric = _metric(variant, s)
             if metric is not None and wanted & {"depth", "depth/camera_info", "points"}:
-                depth_t = pipeline.metric_from_inverse(inv_t, metric[0], metric[1])
+                if s["depth.scale"] == 0.0 and "depth" in net:
+                    # metric variant: upsample the model's metres, as the official code does
+                    depth_t = pipeline.upsample(net["depth"], (h, w))[0]
+                else:
+                    depth_t = pipeline.metric_from_inverse(inv_t, metric[0], metric[1])
                 depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"], inplace=True)
                 if "depth" in wanted:
                     depth = _host(depth_t)

@@ -318,3 +318,25 @@ def test_cameras_with_equal_shapes_share_one_batch(harness):
     wait_for(lambda: len(outs["a"]) == 2 and len(outs["b"]) == 1, what="outputs")
     assert batches == [(1, 3, 64, 96), (2, 3, 64, 96)]
     assert [m.header.stamp.nanosec for m in outs["a"]] == [1, 2] and outs["b"][0].header.stamp.nanosec == 3
+
+
+def test_metric_variant_publishes_the_models_metres(harness):
+    """dpt_hybrid_nyu (random weights): depth = the model's own metres upsampled (official order),
+    with REP 117 limits from depth.min / depth.max."""
+    from dpt_ros import pipeline
+
+    node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.max": 7.0})
+    depth_out = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    frame = make_image(11, width=72, height=56)
+    pub.publish(frame)
+    wait_for(lambda: len(depth_out) == 1, timeout=30, what="depth")
+    got = conversions.image_array(depth_out[0])
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    net = node.models.depth.run(node.models.depth_pre(rgb))
+    metres = pipeline.upsample(net["depth"], (56, 72))[0].numpy()
+    expected = np.where(metres > 7.0, np.inf, metres)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert node.models.depth.variant.metric is not None
