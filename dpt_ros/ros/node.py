@@ -56,14 +56,18 @@ class StartupError(RuntimeError):
     """The node cannot start with the given parameters (message says which and what to do)."""
 
 
-def weights_help(task: str, variant_name: str) -> str:
+def weights_help(task: str, variant_name: str, offer_random: bool = True) -> str:
     """How to get weights for ``variant_name``, naming the ``<task>.weights`` parameter."""
     v = get_variant(variant_name)
     param = f"{task}.weights"
+    random_hint = (f"; or {param}:=random to run with random weights (outputs not meaningful)"
+                   if offer_random else "")
     if v.checkpoint and v.url:
         return (f"set {param} to the official checkpoint file {v.checkpoint} (download: {v.url}; "
                 f"its SHA-256 starts with {v.sha256_prefix}), e.g. --ros-args -p {param}:=/path/to/"
-                f"{v.checkpoint}; or {param}:=random to run with random weights (outputs not meaningful)")
+                f"{v.checkpoint}{random_hint}")
+    if not offer_random:
+        return f"variant {v.name} has no released weights; train your own for this architecture"
     return (f"variant {v.name} has no released weights: set {param}:=random (random initialisation, "
             f"outputs not meaningful) or a checkpoint you trained for this architecture")
 
@@ -224,7 +228,7 @@ class DptNode(Node):
                 bar = "!" * 78
                 self.get_logger().warning(
                     f"\n{bar}\n  {task}: {e.variant.name} runs with RANDOM WEIGHTS ({task}.weights:=random)."
-                    f"\n  Its outputs are NOT meaningful. For real results: {weights_help(task, e.variant.name)}"
+                    f"\n  Its outputs are NOT meaningful. For real results: {weights_help(task, e.variant.name, False)}"
                     f"\n{bar}")
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
                                    f"net size {getattr(m, task + '_pre').net_size}")
