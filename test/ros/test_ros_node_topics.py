@@ -340,3 +340,17 @@ def test_metric_variant_publishes_the_models_metres(harness):
     expected = np.where(metres > 7.0, np.inf, metres)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert node.models.depth.variant.metric is not None
+
+
+def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
+    """qos.output_reliability:=best_effort: a reliable subscriber cannot match; the node says so."""
+    node = harness.start_node(**{"qos.output_reliability": "best_effort"})
+    harness.collector(Image, "inverse_depth", reliability="reliable")
+
+    def warned():
+        err = capfd.readouterr().err
+        warned.text += err
+        return "incompatible QoS on inverse_depth" in warned.text
+    warned.text = ""
+    wait_for(warned, what="incompatible QoS warning")
+    assert node.cameras[0].pubs["inverse_depth"].get_subscription_count() == 0
