@@ -211,3 +211,29 @@ def test_no_world_writable_files_under_umask_000(harness, tmp_path):
     assert any("log" in c for c in created), created      # the ROS log file was written ...
     assert not writable, writable                          # ... and nothing is world-writable
     assert not os.listdir(cwd), os.listdir(cwd)            # nothing dropped in the working directory
+
+
+def test_demo_writes_no_world_writable_files_under_umask_000(tmp_path):
+    """``make demo`` (sample camera -> dpt_node -> demo_out/) started with umask 000."""
+    home, cwd, out = tmp_path / "home", tmp_path / "cwd", tmp_path / "demo_out"
+    home.mkdir()
+    cwd.mkdir()
+    env = node_env(DOMAIN + 2, HOME=str(home), ROS_HOME=str(home / ".ros"))
+    env.pop("ROS_LOG_DIR", None)
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "2", "--out", str(out),
+                          "--variant", "dpt_tiny", "--weights", "random", "--input-size", "64", "--device", "cpu",
+                          "--width", "96", "--height", "64", "--rate", "10", "--timeout", "120"],
+                         cwd=cwd, env=env, capture_output=True, text=True, timeout=240,
+                         preexec_fn=lambda: os.umask(0))
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    written, writable = [], []
+    for base in (home, cwd, out):
+        for dirpath, dirnames, filenames in os.walk(base):
+            for name in dirnames + filenames:
+                p = os.path.join(dirpath, name)
+                written.append(p)
+                if os.lstat(p).st_mode & stat.S_IWOTH:
+                    writable.append(os.path.relpath(p, tmp_path))
+    assert any(p.endswith(".png") for p in written), written
+    record("security", demo_files_written=len(written), demo_world_writable_files_under_umask_000=len(writable))
+    assert not writable, writable
