@@ -13,7 +13,6 @@ import threading
 import time
 
 import numpy as np
-from rcl_interfaces.msg import Log
 from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
