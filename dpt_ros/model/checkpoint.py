@@ -198,11 +198,17 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
+        blocked = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
+        if blocked:  # the restricted unpickler met a class or function: code a plain state dict never holds
+            raise CheckpointError(
+                f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
+                f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {blocked[0][:300]}"
+            ) from e
         raise CheckpointError(
-            f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
-            f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {str(e)[:300]}"
+            f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file): {str(e)[:200]}. "
+            "Download it again."
         ) from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # any other failure of the unpickler on a damaged file (IndexError, KeyError, ...)
         raise CheckpointError(
             f"{path}: cannot read the checkpoint: the file is corrupt or truncated ({e.__class__.__name__}: "
             f"{str(e)[:200]}). Download it again."

@@ -263,3 +263,14 @@ def test_engine_owns_its_weights(tmp_path, tiny_sd, precision):
     with open(p, "r+b") as f:
         f.truncate(os.path.getsize(p) // 3)
     assert torch.equal(e.run(X)["inverse_depth"], ref)
+
+
+def test_file_that_is_not_a_checkpoint(tmp_path):
+    """A text file or random bytes under a .pt name: CheckpointError, never a raw unpickler error."""
+    text = tmp_path / "notes.pt"
+    text.write_bytes(b"this is not a checkpoint")
+    noise = tmp_path / "noise.pt"
+    noise.write_bytes(bytes(range(256)) * 12)
+    for p in (text, noise):
+        with pytest.raises(CheckpointError, match=str(p.name)):
+            load_engine("dpt_tiny", p)
