@@ -40,7 +40,7 @@ def main() -> int:
             "share/dpt_ros/rviz/dpt.rviz",
         ]
         expected += [f"share/dpt_ros/launch/{p.name}" for p in sorted((REPO / "launch").glob("*.launch.py"))]
-        expected += [f"share/dpt_ros/config/{p.name}" for p in sorted((REPO / "config").glob("*.yaml"))]
+        expected += [f"share/dpt_ros/config/{p.name}" for p in sorted((REPO / "config").iterdir()) if p.is_file()]
         for name in ("depth.launch.py", "segmentation.launch.py", "dpt.launch.py"):
             if f"share/dpt_ros/launch/{name}" not in expected:
                 expected.append(f"share/dpt_ros/launch/{name}")
