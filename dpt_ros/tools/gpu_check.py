@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
     ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
     ap.add_argument("--no-model", action="store_true", help="skip bench_model")
+    ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
     ap.add_argument("--model-precisions", nargs="+", default=["fp16", "bf16", "fp32"],
                     help="precisions for bench_model on CUDA (default fp16 bf16 fp32)")
     ap.add_argument("--e2e-seconds", type=float, default=15.0, help="bench_e2e window (0 = skip)")
@@ -144,12 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda:
         summary["pytest_gpu"]["note"] = "no CUDA device: GPU tests skip"
 
-    bench = [sys.executable, "-m", "dpt_ros.tools.bench_pipeline", "--device", "cuda", "--json"]
-    if args.quick:
-        bench += ["--sizes", "320x240", "--repeat", "3"]
-    r = _run(bench, min(150.0, left() - 40), out_dir / "bench_pipeline.log" if out_dir else None)
-    summary["bench_pipeline"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
-                                 "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
+    if args.no_pipeline_bench:
+        summary["bench_pipeline"] = {"skipped": "--no-pipeline-bench"}
+    else:
+        bench = [sys.executable, "-m", "dpt_ros.tools.bench_pipeline", "--device", "cuda", "--json"]
+        if args.quick:
+            bench += ["--sizes", "320x240", "--repeat", "3"]
+        r = _run(bench, min(150.0, left() - 40), out_dir / "bench_pipeline.log" if out_dir else None)
+        summary["bench_pipeline"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                     "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
 
     if args.no_model:
         summary["bench_model"] = {"skipped": "--no-model"}
@@ -185,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
     steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
-                summary["bench_pipeline"]["rc"] == 0,
+                summary["bench_pipeline"].get("rc", 0) == 0,
                 summary["bench_model"].get("rc", 0) == 0,
                 summary["bench_e2e"].get("rc", 0) == 0]
     summary["pytest_gpu"]["note_errors"] = ("errors_without_ros counts test files that could not be imported "

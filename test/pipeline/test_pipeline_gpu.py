@@ -65,7 +65,11 @@ def test_gpu_preprocess_equals_numpy(encoding, hw):
     t = gpu(view)
     assert t.is_cuda and t.dtype == torch.float32 and t.shape[:2] == (1, 3)
     ref = Preprocessor(384)(view)
-    torch.testing.assert_close(t.cpu(), ref, atol=3e-5, rtol=0)
+    # Upscaling agrees to float32 rounding. Downscaling 1080p (x0.36) the CPU path is OpenCV's float32
+    # INTER_CUBIC, which accumulates differently from the kernel's (and from OpenCV's own float64 path) by
+    # up to ~1.5e-4 in normalised units = 0.02 of an 8-bit grey level (measured on an H200: 1.3e-4).
+    atol = 3e-5 if hw[0] <= 480 else 2e-4
+    torch.testing.assert_close(t.cpu(), ref, atol=atol, rtol=0)
 
 
 def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
