@@ -81,8 +81,8 @@ def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
     ref = Preprocessor(384)(rgb)
     gpu = Preprocessor(384, device="cuda")
     torch.testing.assert_close(gpu(rgb).cpu(), ref, atol=5e-5, rtol=0)  # float32 rounding (H200: 3.1e-5)
-    torch.testing.assert_close(gpu(cupy.asarray(rgb)).cpu(), ref, atol=3e-5, rtol=0)
-    torch.testing.assert_close(gpu(rgb[:, :, ::-1][:, :, ::-1]).cpu(), ref, atol=3e-5, rtol=0)
+    torch.testing.assert_close(gpu(cupy.asarray(rgb)).cpu(), ref, atol=5e-5, rtol=0)
+    torch.testing.assert_close(gpu(rgb[:, :, ::-1][:, :, ::-1]).cpu(), ref, atol=5e-5, rtol=0)
     side = torch.cuda.Stream()
     with torch.cuda.stream(side):
         first = gpu(rgb)
