@@ -89,8 +89,8 @@ def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
         second = gpu(np.ascontiguousarray(rgb[::-1]))  # reuses the pinned staging buffer
         a, b = first * 1.0, second * 1.0
     side.synchronize()
-    torch.testing.assert_close(a.cpu(), ref, atol=3e-5, rtol=0)
-    torch.testing.assert_close(b.cpu(), Preprocessor(384)(np.ascontiguousarray(rgb[::-1])), atol=3e-5, rtol=0)
+    torch.testing.assert_close(a.cpu(), ref, atol=5e-5, rtol=0)
+    torch.testing.assert_close(b.cpu(), Preprocessor(384)(np.ascontiguousarray(rgb[::-1])), atol=5e-5, rtol=0)
 
 
 @pytest.mark.parametrize("organized", [True, False])
