@@ -48,10 +48,14 @@ VALID_SINGLE = [("colormap", "gray"), ("colormap", "inferno"), ("points.stride",
                 ("depth.max", 1000.0), ("publish.inverse_depth_colored", True)]
 
 
-def _fit(inv: np.ndarray, depth: np.ndarray) -> tuple[float, float]:
-    ok = np.isfinite(depth) & (depth > 0)
+def _fit(inv: np.ndarray, depth: np.ndarray) -> tuple[float, float] | None:
+    """(scale, shift) of ``1/depth = scale * inv + shift``; None when the frame cannot tell them apart
+    (random weights can give a constant inverse depth, e.g. all zeros after the final ReLU)."""
+    ok = np.isfinite(depth) & (depth > 0) & np.isfinite(inv)
     x = inv[ok].astype(np.float64)
     y = 1.0 / depth[ok].astype(np.float64)
+    if x.size < 2 or np.ptp(x) < 1e-6 * max(1.0, float(np.abs(x).max())):
+        return None
     a, b = np.polyfit(x, y, 1)
     return float(a), float(b)
 
@@ -150,8 +154,10 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
     pairs = [(inv_msgs[k], depth_msgs[k]) for k in sorted(depth_msgs) if k in inv_msgs]
     seen = set()
     worst = 0.0
-    for inv, depth in pairs:
-        a, b = _fit(conversions.image_array(inv), conversions.image_array(depth))
+    fits = [_fit(conversions.image_array(inv), conversions.image_array(depth)) for inv, depth in pairs]
+    degenerate = sum(f is None for f in fits)
+    assert len(fits) - degenerate >= 10, f"only {len(fits) - degenerate} of {len(fits)} outputs could be checked"
+    for a, b in (f for f in fits if f is not None):
         worst = max(worst, abs(b / a - 2.0))
         k = min(SCALES, key=lambda s: abs(s - a))
         assert abs(a - k) < 1e-3 * k, f"scale {a} is not a value that was set"
@@ -168,7 +174,7 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
     scale, shift = (v.double_value for v in fut.result().values)
     assert shift == 2 * scale
     figures = dict(parameter_calls=len(calls), values_accepted=accepted, values_rejected_with_reason=rejected,
-                   seconds_for_all_replies=round(calls_s, 2), outputs_checked=len(pairs),
+                   seconds_for_all_replies=round(calls_s, 2), outputs_checked=len(pairs) - degenerate,
                    distinct_snapshots_seen_in_outputs=len(seen), max_snapshot_mismatch=float(f"{worst:.2g}"),
                    model_swaps_under_load=2)
     record("params", **figures)
