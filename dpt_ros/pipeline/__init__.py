@@ -19,7 +19,9 @@ Pre-processing (:mod:`.preprocess`)
     ``network_input_size(height, width, net_size, method="minimal", multiple=32) -> (h, w)``;
     ``Preprocessor(net_size, method="minimal", device="cpu", backend=None)``:
     ``pre(rgb_or_view) -> torch.Tensor (1, 3, h, w) float32`` normalised ``(x - 0.5) / 0.5`` on
-    ``device``; ``pre.input_size(H, W)``. ``resize_bicubic(img, (h, w))`` (OpenCV INTER_CUBIC).
+    ``device``; ``pre.input_size(H, W)``; ``pre.upload(rgb)`` -> the frame on the pre-processor's
+    device (CuPy backend; else unchanged), to share one upload with ``build_cloud(rgb=...)``.
+    ``resize_bicubic(img, (h, w))`` (OpenCV INTER_CUBIC).
 
 Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
     ``upsample(tensor, (H, W))`` bicubic, align_corners=False (N,h,w) or (N,C,h,w);

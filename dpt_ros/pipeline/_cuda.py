@@ -155,6 +155,36 @@ def _source(frame: Any, stream) -> tuple[Any, int, int, int, int, int, int, int]
     return cp.ascontiguousarray(frame), w * 3, h, w, 0, 3, 0, 0
 
 
+def _device_rgb(frame: np.ndarray, stream) -> Any:
+    """Contiguous (H, W, 3) uint8 CuPy copy of a host RGB frame, uploaded through the pinned
+    staging buffer on ``stream`` (a mono broadcast view uploads 1 byte/pixel, expanded on the GPU)."""
+    cp = _cp()
+    h, w = frame.shape[:2]
+    if frame.strides[2] == 0:
+        grey = _upload(np.ascontiguousarray(frame[:, :, 0]), stream).reshape(h, w, 1)
+        return cp.ascontiguousarray(cp.broadcast_to(grey, (h, w, 3)))
+    return _upload(np.ascontiguousarray(frame), stream).reshape(h, w, 3)
+
+
+def upload_rgb(frame: Any, device: Any) -> Any:
+    """Device copy of an (H, W, 3) uint8 RGB frame on torch's current stream (CuPy input: itself).
+
+    Lets one upload serve the pre-processor(s) and the point cloud's colours of the same frame.
+    """
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    if isinstance(frame, cp.ndarray):
+        return frame
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {frame.shape} dtype {frame.dtype}")
+    dev = torch.device(device)
+    with cp.cuda.Device(dev.index if dev.index is not None else torch.cuda.current_device()):
+        stream = torch_stream(dev)
+        with stream:
+            return _device_rgb(frame, stream)
+
+
 def decode(view: ImageView, fmt: _Format) -> Any:
     """(H, W, 3) uint8 RGB CuPy array decoded on the GPU (same values as the NumPy path)."""
     cp = _cp()
@@ -205,6 +235,25 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
         return cp.from_dlpack(y.contiguous())
 
 
+def _axes(device_id: int, w: int, h: int, stride: int, intr: Any) -> tuple[Any, Any]:
+    """Device arrays (u - cx) / fx and (v - cy) / fy of the decimated columns and rows (float32,
+    computed in float64 like the NumPy path), cached: a camera keeps its intrinsics, so the two
+    small host->device copies are paid once, not per frame."""
+    cp = _cp()
+    key = (device_id, w, h, stride, intr.fx, intr.fy, intr.cx, intr.cy)
+    cache = getattr(_local, "axes", None)
+    if cache is None:
+        cache = _local.axes = {}
+    if key not in cache:
+        if len(cache) >= 16:
+            cache.clear()
+        ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
+        ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
+        cache[key] = (cp.asarray(ax), cp.asarray(ay))
+        cp.cuda.get_current_stream().synchronize()  # complete before any other stream reads them
+    return cache[key]
+
+
 def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
                     organized: bool) -> tuple[np.ndarray, int, int, int, tuple]:
     """GPU back-projection into the PointCloud2 layout, copied into a pinned host buffer.
@@ -220,18 +269,18 @@ def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
     nw = point_step // 4
     rgb_word = 3 if rgb is not None else -1
     label_word = (4 if rgb is not None else 3) if labels is not None else -1
-    ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
-    ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
-    hs, ws = ay.size, ax.size
     with cp.cuda.Device(depth.device.id):
         stream = torch_stream(depth.device.id)
         with stream:
+            ax, ay = _axes(depth.device.id, w, h, stride, intr)
+            hs, ws = ay.size, ax.size
             d = cp.ascontiguousarray(depth, dtype=cp.float32)
-            if isinstance(rgb, np.ndarray):
-                rgb = np.ascontiguousarray(rgb)
             if isinstance(labels, np.ndarray):
                 labels = np.ascontiguousarray(labels)
-            c = cp.ascontiguousarray(cp.asarray(rgb, dtype=cp.uint8)) if rgb is not None else None
+            if isinstance(rgb, np.ndarray):
+                c = _device_rgb(rgb, stream)
+            else:
+                c = cp.ascontiguousarray(cp.asarray(rgb, dtype=cp.uint8)) if rgb is not None else None
             lab = cp.ascontiguousarray(cp.asarray(labels).astype(cp.uint32)) if labels is not None else None
             if organized:
                 idx, n = None, hs * ws
@@ -241,7 +290,7 @@ def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
                 n = int(idx.size)
             out = cp.empty(max(n, 1) * nw, cp.uint32)
             null = np.uint64(0)
-            _launch("dpt_cloud", n, (d, np.int64(w), cp.asarray(ax), cp.asarray(ay), np.int32(hs),
+            _launch("dpt_cloud", n, (d, np.int64(w), ax, ay, np.int32(hs),
                                      np.int32(ws), np.int32(stride), c if c is not None else null,
                                      np.int64(w * 3), lab if lab is not None else null, np.int64(w),
                                      idx if idx is not None else null, np.int64(n), np.int32(nw),

@@ -107,6 +107,16 @@ class Preprocessor:
         """Network (h, w) for an image of ``height`` x ``width``."""
         return network_input_size(height, width, self.net_size, self.method)
 
+    def upload(self, frame: Any) -> Any:
+        """``frame`` where this pre-processor reads it: on the CuPy backend a device copy of a host
+        (H, W, 3) uint8 RGB array (on torch's current stream), else ``frame`` itself. Passing the
+        result to ``pre(...)`` and to ``build_cloud(rgb=...)`` uploads each frame once."""
+        if self.backend != "cupy" or isinstance(frame, ImageView) or array_module(frame) is not np:
+            return frame
+        from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+        return _cuda.upload_rgb(frame, self.device)
+
     def __call__(self, frame: Any) -> torch.Tensor:
         """Pre-process ``frame``: an (H, W, 3) uint8 RGB array (NumPy or CuPy) or an
         :class:`ImageView` (decoded here; on CuPy decode, resize and normalise are fused)."""
