@@ -47,6 +47,9 @@ OUTPUTS: dict[str, str] = {
 _OUTPUT_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2}
 _DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/camera_info", "points")
 _SEG_OUTPUTS = ("segmentation", "segmentation/colored")
+_INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored"))
+_METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points"))
+_INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
@@ -182,6 +185,7 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._warned: set[str] = set()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
+        self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
 
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
@@ -477,7 +481,11 @@ class DptNode(Node):
             groups: dict[tuple, list] = {}
             for j in selected:
                 t = time.perf_counter()
-                x = pre(j["rgb"])
+                # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours
+                where = (pre.backend, pre.device)
+                if j.get("rgb_in_where") != where:
+                    j["rgb_in"], j["rgb_in_where"] = pre.upload(j["rgb"]), where
+                x = pre(j["rgb_in"])
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
                 groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
             for group in groups.values():
@@ -492,26 +500,27 @@ class DptNode(Node):
         return jobs
 
     def _postprocess(self, job: dict, s: Settings, m: ModelSet) -> dict[str, Any]:
-        """Network outputs of one frame -> messages, all carrying the input header."""
+        """Network outputs of one frame -> messages, all carrying the input header.
+
+        Results stay where the model ran until a message needs host bytes; on a GPU every such
+        device->host copy of the frame goes into a reused page-locked buffer without blocking, the
+        cloud is built on the GPU from the device depth, colours and labels, and the host waits
+        once. Each output is then copied once more, into the message's byte array.
+        """
         f: _Frame = job["frame"]
         header = f.msg.header
         rgb, wanted, net = job["rgb"], job["wanted"], job["net"]
         h, w = rgb.shape[:2]
-        out: dict[str, Any] = {}
-        depth_t = depth = None
+        host = _HostCopies(self._pinned)
+        depth_t = labels_t = None
         if "inverse_depth" in net:
             # stays where the model ran (GPU or CPU) until a host copy is needed for a message
             variant = job["variant"]["depth"]
             inv_t = pipeline.upsample(net["inverse_depth"], (h, w))[0]
-            if wanted & {"inverse_depth", "inverse_depth/colored"}:
-                inv = _host(inv_t)
-                if "inverse_depth" in wanted:
-                    out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
-                if "inverse_depth/colored" in wanted:
-                    out["inverse_depth/colored"] = conversions.image_msg(
-                        header, self._colorize(f.camera, inv, s), "rgb8")
+            if not wanted.isdisjoint(_INVERSE_OUTPUTS):
+                host.request("inverse_depth", inv_t)
             metric = _metric(variant, s)
-            if metric is not None and wanted & {"depth", "depth/camera_info", "points"}:
+            if metric is not None and not wanted.isdisjoint(_METRIC_OUTPUTS):
                 if s["depth.scale"] == 0.0 and "depth" in net:
                     # metric variant: upsample the model's metres, as the official code does
                     depth_t = pipeline.upsample(net["depth"], (h, w))[0]
@@ -519,39 +528,65 @@ class DptNode(Node):
                     depth_t = pipeline.metric_from_inverse(inv_t, metric[0], metric[1])
                 depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"], inplace=True)
                 if "depth" in wanted:
-                    depth = _host(depth_t)
-                    out["depth"] = conversions.image_msg(header, depth, "32FC1")
-            elif wanted & {"depth", "points"}:
+                    host.request("depth", depth_t)
+            elif "depth" in wanted or "points" in wanted:
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
                                 "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift")
-        labels = None
         if "logits" in net:
-            labels = _host(pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w))))[0]
-            if "segmentation" in wanted:
-                out["segmentation"] = conversions.image_msg(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
-            if "segmentation/colored" in wanted:
-                colored = pipeline.overlay(rgb, pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
-                out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
-        if depth_t is not None and wanted & {"depth/camera_info", "points"}:
+            labels_t = pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w)))[0]
+        intr = info = None
+        if depth_t is not None and not wanted.isdisjoint(_INFO_OUTPUTS):
             info = self._camera_info(f, s)
-            intr = None
             if info is not None:
                 try:
                     intr = pipeline.Intrinsics.from_camera_info(
                         **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"]).scaled_to(w, h)
                 except pipeline.CalibrationError as e:
                     self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f])
-            if intr is not None:
-                if "depth/camera_info" in wanted:
-                    k, p = intr.camera_info_matrices()
-                    out["depth/camera_info"] = conversions.camera_info_msg(
-                        header, w, h, k, p, None if s["camera_info.rectified"] else info)
-                if "points" in wanted:
-                    cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
-                                                 rgb=rgb if s["points.color"] else None,
-                                                 labels=labels if s["points.label"] else None,
+        want_cloud = intr is not None and "points" in wanted
+        cloud_labels = labels_t is not None and s["points.label"]
+        cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available()
+        if labels_t is not None and (not wanted.isdisjoint(_SEG_OUTPUTS) or
+                                     (want_cloud and cloud_labels and not cloud_on_device)):
+            host.request("labels", labels_t)
+        if want_cloud and not cloud_on_device:
+            host.request("depth", depth_t)
+        cloud = None
+        if cloud_on_device:
+            # back-projection on the GPU; its blocking copy also completes the copies requested above
+            cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
+                                         rgb=job.get("rgb_in", rgb) if s["points.color"] else None,
+                                         labels=pipeline.tensor_to_array(labels_t) if cloud_labels else None,
+                                         stride=s["points.stride"], organized=s["points.organized"])
+        host.wait()
+        out: dict[str, Any] = {}
+        if "inverse_depth" in host:
+            inv = host["inverse_depth"]
+            if "inverse_depth" in wanted:
+                out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
+            if "inverse_depth/colored" in wanted:
+                out["inverse_depth/colored"] = conversions.image_msg(
+                    header, self._colorize(f.camera, inv, s), "rgb8")
+        if depth_t is not None and "depth" in wanted:
+            out["depth"] = conversions.image_msg(header, host["depth"], "32FC1")
+        if "labels" in host:
+            labels = host["labels"]
+            if "segmentation" in wanted:
+                out["segmentation"] = conversions.image_msg(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
+            if "segmentation/colored" in wanted:
+                colored = pipeline.overlay(rgb, pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
+                out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
+        if intr is not None:
+            if "depth/camera_info" in wanted:
+                k, p = intr.camera_info_matrices()
+                out["depth/camera_info"] = conversions.camera_info_msg(
+                    header, w, h, k, p, None if s["camera_info.rectified"] else info)
+            if want_cloud:
+                if cloud is None:
+                    cloud = pipeline.build_cloud(host["depth"], intr, rgb=rgb if s["points.color"] else None,
+                                                 labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
-                    out["points"] = conversions.cloud_msg(header, cloud)
+                out["points"] = conversions.cloud_msg(header, cloud)
         return out
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
@@ -712,9 +747,52 @@ class DptNode(Node):
         super().destroy_node()
 
 
-def _host(t: torch.Tensor) -> np.ndarray:
-    """A host NumPy array of a (small, already upsampled) result tensor."""
-    return t.detach().cpu().numpy()
+class _HostCopies:
+    """Host NumPy arrays of one frame's result tensors, with one wait for all device copies.
+
+    A CPU tensor is viewed without a copy. A CUDA tensor is copied without blocking into a
+    page-locked buffer from ``pool`` (reused across frames, keyed by name, shape and dtype: the
+    worker thread copies each result into its message before the next frame reuses the buffer);
+    :meth:`wait` synchronises the stream once, after which the arrays are readable.
+    """
+
+    _POOL_LIMIT = 32
+
+    def __init__(self, pool: dict) -> None:
+        self._pool = pool
+        self._arrays: dict[str, np.ndarray] = {}
+        self._streams: dict = {}
+
+    def request(self, name: str, t: torch.Tensor) -> None:
+        if name in self._arrays:
+            return
+        t = t.detach()
+        if t.device.type != "cuda":
+            self._arrays[name] = t.numpy()
+            return
+        key = (name, tuple(t.shape), t.dtype)
+        buf = self._pool.get(key)
+        if buf is None:
+            if len(self._pool) >= self._POOL_LIMIT:
+                self._pool.clear()
+            buf = self._pool[key] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        stream = torch.cuda.current_stream(t.device)
+        self._streams[stream.cuda_stream] = stream
+        self._arrays[name] = buf.numpy()
+
+    def wait(self) -> None:
+        for stream in self._streams.values():
+            stream.synchronize()
+        self._streams.clear()
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._arrays
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if self._streams:
+            raise RuntimeError("host copies read before wait()")
+        return self._arrays[name]
 
 
 def _round32(v: int) -> int:

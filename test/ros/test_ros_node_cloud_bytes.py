@@ -1,0 +1,71 @@
+"""The published cloud is, byte for byte, the published depth back-projected with the input frame's
+colours and the published labels. On CUDA this covers the node's GPU path: one upload of the frame
+shared by pre-processing and the cloud colours, labels kept on the device, results copied to the
+host through page-locked buffers with one wait per frame."""
+import numpy as np
+import pytest
+import torch
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from dpt_ros import pipeline
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import make_image, make_info, pattern_image, qos, wait_for
+
+DOMAIN = 47
+CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+def _frame(stamp_s: int, encoding: str, width: int, height: int) -> Image:
+    msg = make_image(stamp_s * 1_000_000_000, width=width, height=height, seed=stamp_s)
+    if encoding == "mono8":
+        grey = pattern_image(width, height, stamp_s)[:, :, 1].copy()
+        msg = conversions.image_msg(msg.header, grey, "mono8")
+    elif encoding == "bgr8":
+        msg = make_image(stamp_s * 1_000_000_000, width=width, height=height, seed=stamp_s, encoding="bgr8")
+    return msg
+
+
+@pytest.mark.parametrize("device,encoding,organized", [
+    ("cpu", "rgb8", True),
+    pytest.param("cuda", "rgb8", True, marks=CUDA),
+    pytest.param("cuda", "mono8", True, marks=CUDA),
+    pytest.param("cuda", "bgr8", False, marks=CUDA),
+])
+def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, device, encoding, organized):
+    node = harness.start_node(device=device, **{
+        "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest",
+        "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
+        "points.label": True, "points.stride": 3, "points.organized": organized})
+    names = {"depth": Image, "segmentation": Image, "points": PointCloud2}
+    got = {n: harness.collector(t, n) for n, t in names.items()}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in names), what="discovery")
+    width, height = 101, 76   # odd sizes: the stride does not divide them
+    frames = [_frame(s, encoding, width, height) for s in (1, 2, 3)]
+    info = make_info(frames[0], fx=70.0)
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="camera_info stored")
+    for i, frame in enumerate(frames, start=1):
+        pub.publish(frame)
+        wait_for(lambda: all(len(v) >= i for v in got.values()), timeout=60, what=f"outputs of frame {i}")
+    assert node.error_counts() == {}
+    intr = pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(info))
+    for frame in frames:
+        stamp = frame.header.stamp.sec
+        depth_msg, seg_msg, cloud_msg = ([m for m in got[n] if m.header.stamp.sec == stamp][0] for n in names)
+        depth = conversions.image_array(depth_msg)
+        labels = conversions.image_array(seg_msg)
+        assert np.isfinite(depth).any()
+        rgb = pipeline.decode(conversions.image_view(frame), np)
+        ref = pipeline.build_cloud(depth, intr, rgb=rgb, labels=labels, stride=3, organized=organized)
+        assert (cloud_msg.height, cloud_msg.width, cloud_msg.point_step, cloud_msg.row_step, cloud_msg.is_dense) == (
+            ref.height, ref.width, ref.point_step, ref.row_step, ref.is_dense)
+        assert [(f.name, f.offset, f.datatype) for f in cloud_msg.fields] == [
+            (f.name, f.offset, f.datatype) for f in ref.fields]
+        words = np.frombuffer(cloud_msg.data, np.float32).reshape(-1, 5)
+        ref_words = np.frombuffer(ref.data, np.float32).reshape(-1, 5)
+        np.testing.assert_array_equal(words[:, :3], ref_words[:, :3])           # xyz (NaN where invalid)
+        valid = np.isfinite(ref_words[:, 2])
+        np.testing.assert_array_equal(words.view(np.uint32)[valid, 3:], ref_words.view(np.uint32)[valid, 3:])
