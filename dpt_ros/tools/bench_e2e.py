@@ -42,8 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
-    ap.add_argument("--outputs", default="inverse_depth,depth,points",
-                    help="comma-separated output topics to subscribe (lazy node computes only these)")
+    ap.add_argument("--outputs", default="depth,points",
+                    help="comma-separated output topics to subscribe (lazy node computes only these); "
+                         "the default is issue 5's target set, depth + cloud (add inverse_depth etc. here)")
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")

@@ -13,7 +13,8 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     assert code == 0
     r = json.loads(out.read_text())
     assert r["variant"] == "dpt_tiny" and r["device"] == "cpu" and r["net_size"] == "64x64"
-    assert set(r["outputs"]) == {"inverse_depth", "depth", "points"}
-    assert r["outputs"]["inverse_depth"]["count"] > 0 and r["node_input_rate_hz"] > 0
+    assert set(r["outputs"]) == {"depth", "points"}   # the default: depth + cloud
+    assert r["outputs"]["depth"]["count"] > 0 and r["outputs"]["points"]["count"] > 0
+    assert r["node_input_rate_hz"] > 0
     assert r["node_processed_rate_hz"] > 0 and r["node_cpu_cores"] > 0
     assert set(r["stages_ms"]) == set(bench_e2e.STAGES) and 0 <= r["node_overhead_fraction"] <= 1
