@@ -44,6 +44,10 @@ def metric_depth(inverse_depth: torch.Tensor, metric: Metric) -> torch.Tensor:
     return depth
 
 
+#: seed of ``weights="random"``: the same random model every time
+RANDOM_INIT_SEED = 1
+
+
 def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_hash: bool = True) -> DPT:
     """A DPT in eval mode on the CPU, fp32: random init (``weights="random"``) or loaded from a file.
 
@@ -52,7 +56,11 @@ def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_h
     """
     v = get_variant(variant)
     if isinstance(weights, str) and weights == "random":
-        return DPT(v).eval()
+        # Seeded (without touching the caller's RNG state) so that random-weight runs -- demo, benchmarks,
+        # tests, a model swap -- are reproducible. The outputs are meaningless either way.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return DPT(v).eval()
     from .checkpoint import load_checkpoint
 
     # The tensors stay memory-mapped from the file here; Engine copies whatever is still mapped
