@@ -33,6 +33,8 @@ def upsample(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         # OpenCV INTER_CUBIC is the same kernel (a = -0.75, half-pixel, replicated border) and, unlike
         # torch's CPU kernel, does not degrade when the few cores are shared with other work.
         src = pred.detach().float().numpy()
+        if len(src) == 1:  # no stacking copy for the usual single frame
+            return torch.from_numpy(cv2.resize(src[0], (w, h), interpolation=cv2.INTER_CUBIC)[None])
         return torch.from_numpy(np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_CUBIC) for p in src]))
     x = pred.unsqueeze(1) if pred.ndim == 3 else pred
     if tuple(x.shape[-2:]) != (h, w):
@@ -45,8 +47,8 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
     of the KITTI/NYU models, also used for a user calibration of relative models)."""
     if not (math.isfinite(scale) and math.isfinite(shift)) or scale <= 0:
         raise ValueError(f"metric conversion needs a finite scale > 0 and a finite shift; got {scale}, {shift}")
-    if isinstance(inv, torch.Tensor):
-        return (inv.float() * scale + shift).clamp_min(eps).reciprocal()
+    if isinstance(inv, torch.Tensor):  # one new tensor, then in place (never modifies ``inv``)
+        return inv.float().mul(scale).add_(shift).clamp_min_(eps).reciprocal_()
     xp = array_module(inv)
     d = xp.multiply(inv, np.float32(scale), dtype=xp.float32)
     d += np.float32(shift)
@@ -68,7 +70,8 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
         d.masked_fill_(~(d > 0), math.nan)
         if min_depth > 0:
             d.masked_fill_(d < min_depth, -math.inf)
-        d.masked_fill_(d > max_depth, math.inf)
+        if max_depth < math.inf:  # nothing is > inf
+            d.masked_fill_(d > max_depth, math.inf)
         return d
     xp = array_module(depth)
     if xp is not np:  # CuPy: where() instead of boolean set-item (which synchronises)
