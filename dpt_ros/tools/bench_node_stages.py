@@ -1,0 +1,136 @@
+"""In-process per-stage timing of the node's worker (no camera process, no DDS transport timing).
+
+Builds a :class:`~dpt_ros.ros.node.DptNode` in this process, subscribes the chosen outputs (so the
+lazy node computes them), gives it a camera_info, then calls ``DptNode.process`` on one frame at a
+time and reports the node's own stage means (decode, preprocess, model, postprocess, publish) and
+the share of everything but the model. ``--profile N`` prints the top N functions by cumulative
+time (cProfile) of the measured frames.
+
+    python -m dpt_ros.tools.bench_node_stages                          # CPU, dpt_tiny at 64 px
+    python -m dpt_ros.tools.bench_node_stages --variant dpt_hybrid --device cuda --precision fp16 \\
+        --cuda-graphs --input-size 0
+
+Random weights time the same computation as trained ones; the outputs are meaningless.
+"""
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import sys
+import time
+from pathlib import Path
+
+STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--variant", default="dpt_tiny")
+    ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    ap.add_argument("--cuda-graphs", action="store_true")
+    ap.add_argument("--input-size", type=int, default=64, help="network size (0 = variant default)")
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--encoding", default="rgb8")
+    ap.add_argument("--outputs", default="depth,points", help="comma-separated output topics to subscribe")
+    ap.add_argument("--stride", type=int, default=2, help="points.stride")
+    ap.add_argument("--frames", type=int, default=100, help="measured frames")
+    ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
+    ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile)")
+    ap.add_argument("--domain", type=int, default=88)
+    ap.add_argument("--json", default=None, help="also write the results to this file")
+    return ap.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    from dpt_ros.ros.node import _Frame
+    from dpt_ros.ros.testing import Harness, make_image, make_info, wait_for
+
+    outputs = [o for o in args.outputs.split(",") if o]
+    types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
+    harness = Harness(args.domain)
+    try:
+        node = harness.start_node(**{
+            "depth.variant": args.variant, "depth.weights": args.weights, "device": args.device,
+            "precision": args.precision, "cuda_graphs": args.cuda_graphs, "input_size": args.input_size,
+            "points.stride": args.stride, "depth.scale": 1.0, "camera_info.policy": "latest"})
+        cam = node.cameras[0]
+        received = {o: harness.collector(types.get(o, Image), o) for o in outputs}
+        wait_for(lambda: all(cam.pubs[o].get_subscription_count() > 0 for o in outputs), what="discovery")
+        frames = [make_image(i + 1, args.width, args.height, encoding=args.encoding, seed=i % 4) for i in range(4)]
+        node._on_info(cam, make_info(frames[0]))
+
+        def one(i: int) -> None:
+            node.process([_Frame(cam, frames[i % len(frames)], time.monotonic())])
+
+        for i in range(args.warmup):
+            one(i)
+        with node._lock:
+            for d in node._stage_ms.values():
+                d.clear()
+        prof = cProfile.Profile() if args.profile else None
+        t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
+        for i in range(args.frames):
+            one(i)
+        if prof is not None:
+            prof.disable()
+        wall = time.perf_counter() - t0
+        with node._lock:
+            stages = {k: sum(v) / len(v) for k, v in node._stage_ms.items() if v}
+        wait_for(lambda: all(len(r) > 0 for r in received.values()), what="outputs")
+        total = sum(stages.values())
+        result = {
+            "variant": args.variant, "device": str(node.models.device), "precision": args.precision,
+            "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
+            "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
+            "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
+            "node_total_ms": round(total, 3),
+            "overhead_ms": round(total - stages.get("model", 0.0), 3),
+            "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
+            "wall_ms_per_frame": round(wall * 1000.0 / args.frames, 3),
+            "errors": node.error_counts(),
+        }
+        if prof is not None:
+            out = io.StringIO()
+            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.profile)
+            result["profile"] = out.getvalue()
+        return result
+    finally:
+        harness.shutdown()
+
+
+def report(r: dict) -> str:
+    st = r["stages_ms"]
+    lines = [f"bench_node_stages: {r['variant']} on {r['device']} {r['precision']}"
+             f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, {r['image']} {r['encoding']}, outputs "
+             f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames",
+             "  stages (mean ms per frame): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()),
+             f"  total {r['node_total_ms']} ms, all but the model {r['overhead_ms']} ms "
+             f"({r['node_overhead_fraction']} of node time); wall {r['wall_ms_per_frame']} ms/frame"]
+    if r["errors"]:
+        lines.append(f"  errors: {r['errors']}")
+    if r.get("profile"):
+        lines.append(r["profile"])
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    r = run(args)
+    print(report(r))
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in r.items() if k != "profile"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

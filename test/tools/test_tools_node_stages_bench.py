@@ -1,0 +1,20 @@
+"""bench_node_stages: the node's per-stage times, in process, on the CPU (figures are not asserted)."""
+import json
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+from dpt_ros.tools import bench_node_stages  # noqa: E402
+
+
+def test_bench_node_stages_reports_every_stage(tmp_path):
+    out = tmp_path / "stages.json"
+    assert bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
+                                   "--input-size", "32", "--domain", "48", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
+    assert set(r["stages_ms"]) == set(bench_node_stages.STAGES)
+    assert all(v >= 0 for v in r["stages_ms"].values()) and r["stages_ms"]["model"] > 0
+    assert 0 < r["node_overhead_fraction"] < 1
+    assert r["overhead_ms"] == pytest.approx(r["node_total_ms"] - r["stages_ms"]["model"], abs=0.01)
