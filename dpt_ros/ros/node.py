@@ -526,7 +526,9 @@ class DptNode(Node):
                     depth_t = pipeline.upsample(net["depth"], (h, w))[0]
                 else:
                     depth_t = pipeline.metric_from_inverse(inv_t, metric[0], metric[1])
-                depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"], inplace=True)
+                # in place unless it is the model's own output (an inference tensor: camera at network size)
+                depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"],
+                                                     inplace=not depth_t.is_inference())
                 if "depth" in wanted:
                     host.request("depth", depth_t)
             elif "depth" in wanted or "points" in wanted:

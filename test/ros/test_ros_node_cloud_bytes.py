@@ -69,3 +69,27 @@ def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, dev
         np.testing.assert_array_equal(words[:, :3], ref_words[:, :3])           # xyz (NaN where invalid)
         valid = np.isfinite(ref_words[:, 2])
         np.testing.assert_array_equal(words.view(np.uint32)[valid, 3:], ref_words.view(np.uint32)[valid, 3:])
+
+
+def test_metric_variant_at_network_size_publishes_depth_and_points(harness):
+    """A camera whose size is the network size (e.g. NYU at 640x480) gets the model's metres without
+    upsampling; the REP 117 range must not be applied in place to the model's output tensor."""
+    node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.weights": "random", "input_size": 64,
+                                 "depth.max": 5.0, "camera_info.policy": "latest"})
+    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("points", PointCloud2))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    frame = make_image(1, width=64, height=64)
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="camera_info stored")
+    pub.publish(frame)
+    wait_for(lambda: all(len(v) == 1 for v in got.values()), timeout=60, what="depth and points")
+    assert node.error_counts() == {}
+    depth = conversions.image_array(got["depth"][0])
+    net = node.models.depth.run(node.models.depth_pre(pipeline.decode(conversions.image_view(frame), np)))
+    assert tuple(net["depth"].shape[1:]) == (64, 64)
+    expected = pipeline.apply_depth_range(net["depth"][0].numpy(), 0.0, 5.0)
+    np.testing.assert_array_equal(depth, expected)
+    assert got["points"][0].width == 32
