@@ -70,7 +70,7 @@ def test_gpu_preprocess_equals_numpy(encoding, hw):
     # Upscaling agrees to float32 rounding. Downscaling 1080p (x0.36) the CPU path is OpenCV's float32
     # INTER_CUBIC, which accumulates differently from the kernel's (and from OpenCV's own float64 path) by
     # up to ~1.5e-4 in normalised units = 0.02 of an 8-bit grey level (measured on an H200: 1.3e-4).
-    atol = 3e-5 if hw[0] <= 480 else 2e-4
+    atol = 5e-5 if hw[0] <= 480 else 2e-4  # H200: up to 3.06e-5 upscaling
     torch.testing.assert_close(t.cpu(), ref, atol=atol, rtol=0)
 
 
