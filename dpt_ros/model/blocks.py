@@ -179,11 +179,6 @@ def make_segmentation_head(features: int, num_classes: int) -> nn.Sequential:
 
 
 def make_aux_head(features: int, num_classes: int) -> nn.Sequential:
-    """The training-time auxiliary head: loaded from checkpoints, never run at inference."""
-    return nn.Sequential(
-        nn.Conv2d(features, features, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(features),
-        nn.ReLU(inplace=True),
-        nn.Dropout(0.1),
-        nn.Conv2d(features, num_classes, kernel_size=1),
-    )
+    """The training-time auxiliary head (the segmentation head without the final upsampling):
+    loaded from checkpoints, never run at inference."""
+    return nn.Sequential(*list(make_segmentation_head(features, num_classes))[:-1])

@@ -26,20 +26,25 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
+    """The model and frame options shared by the node benchmarks (this one and bench_node_stages)."""
     ap.add_argument("--variant", default="dpt_tiny")
     ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     ap.add_argument("--cuda-graphs", action="store_true")
-    ap.add_argument("--input-size", type=int, default=0, help="network size (0 = variant default)")
-    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    ap.add_argument("--input-size", type=int, default=input_size, help="network size (0 = variant default)")
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(ap, input_size=0)
+    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
     ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
     ap.add_argument("--outputs", default="depth,points",

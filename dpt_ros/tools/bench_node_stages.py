@@ -23,19 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
+from dpt_ros.tools.bench_e2e import STAGES, add_model_arguments  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variant", default="dpt_tiny")
-    ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    ap.add_argument("--cuda-graphs", action="store_true")
-    ap.add_argument("--input-size", type=int, default=64, help="network size (0 = variant default)")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
+    add_model_arguments(ap, input_size=64)
     ap.add_argument("--encoding", default="rgb8")
     ap.add_argument("--outputs", default="depth,points", help="comma-separated output topics to subscribe")
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
