@@ -1,6 +1,7 @@
 """CuPy implementation of the pipeline (imported only when the CuPy backend is used).
 
-Data path on the GPU: message bytes -> pinned staging buffer -> one async host->device copy ->
+Data path on the GPU: message bytes -> pinned staging buffer (filled by several threads for
+large frames) -> asynchronous host->device copies, chunk by chunk as the buffer fills ->
 fused decode + INTER_CUBIC resize + normalise kernel (bayer: demosaic kernel first) -> torch via
 DLPack. Clouds: back-projection kernel writing the PointCloud2 layout -> pinned device->host
 copy. All work is issued on torch's current CUDA stream (``cupy.cuda.ExternalStream``) so no
@@ -9,6 +10,8 @@ synchronisation is needed between PyTorch and CuPy.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import threading
 from typing import Any, Callable
 
@@ -19,6 +22,9 @@ from dpt_ros.pipeline.encodings import ImageView, _Format, check_view
 
 _BLOCK = 256
 _UPLOAD_CHUNK = 1 << 20
+_PARALLEL_MIN = 2 << 20      # frames from this size on (e.g. 1080p rgb8, 6.2 MB) fill the staging buffer in parallel
+_COPY_THREADS = 4
+_COPY_POOL: Any = None       # ThreadPoolExecutor, False (too few cores) or None (not created yet)
 _COLOR = {"r": 0, "g": 1, "b": 2}
 _local = threading.local()
 
@@ -110,8 +116,45 @@ def _pinned(name: str) -> _Pinned:
     return pool[name]
 
 
+def _copy_pool():
+    """Threads for filling large pinned staging buffers, or None on machines with few cores (where a
+    single memcpy is as fast). ``np.copyto`` releases the GIL, so the chunks copy in parallel."""
+    global _COPY_POOL
+    if _COPY_POOL is None:
+        workers = min(_COPY_THREADS, (os.cpu_count() or 1) // 2)
+        _COPY_POOL = concurrent.futures.ThreadPoolExecutor(workers, "dpt_pinned_copy") if workers >= 2 else False
+    return _COPY_POOL or None
+
+
+def staged_copy(src: np.ndarray, dst: np.ndarray, send: Callable[[int, int], None], pool=None,
+                parts: int = 2 * _COPY_THREADS) -> None:
+    """Copy the 1-D byte array ``src`` into ``dst`` chunk by chunk and call ``send(start, end)`` for
+    each chunk, in order, as soon as that chunk of ``dst`` is complete.
+
+    With ``pool`` (a ThreadPoolExecutor) and at least ``_PARALLEL_MIN`` bytes, ``parts`` chunks are
+    copied by its threads while ``send`` issues the asynchronous DMA of the chunks already copied;
+    otherwise the caller's thread copies chunk k + 1 while the DMA engine moves chunk k.
+    """
+    n = src.size
+    if dst.size < n:
+        raise ValueError(f"staging buffer of {dst.size} bytes is smaller than the {n}-byte frame")
+    if pool is None or n < _PARALLEL_MIN:
+        chunk = max(_UPLOAD_CHUNK, -(-n // 4))
+        for start in range(0, n, chunk):
+            end = min(n, start + chunk)
+            np.copyto(dst[start:end], src[start:end])
+            send(start, end)
+        return
+    chunk = -(-n // parts)
+    bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+    futures = [pool.submit(np.copyto, dst[a:b], src[a:b]) for a, b in bounds]
+    for (a, b), fut in zip(bounds, futures):
+        fut.result()
+        send(a, b)
+
+
 def _upload(data: Any, stream) -> Any:
-    """Device copy of a byte buffer: host -> pinned staging -> one async copy on ``stream``."""
+    """Device copy of a byte buffer: host -> pinned staging -> asynchronous copies on ``stream``."""
     cp = _cp()
     if isinstance(data, cp.ndarray):
         return data.reshape(-1).view(cp.uint8)
@@ -119,13 +162,11 @@ def _upload(data: Any, stream) -> Any:
     staging = _pinned("upload")
     buf = staging.view(host.size)
     dev = cp.empty(host.size, cp.uint8)
-    # Chunked: the CPU fills chunk k+1 of the pinned buffer while the DMA engine copies chunk k.
-    n = host.size
-    chunk = max(_UPLOAD_CHUNK, -(-n // 4))
-    for start in range(0, n, chunk):
-        end = min(n, start + chunk)
-        np.copyto(buf[start:end], host[start:end])
+
+    def send(start: int, end: int) -> None:
         dev[start:end].set(buf[start:end], stream=stream)
+
+    staged_copy(host, buf, send, _copy_pool())
     staging.record(stream)
     return dev
 

@@ -1,0 +1,52 @@
+"""Filling the pinned staging buffer of the GPU upload (``_cuda.staged_copy``; NumPy only, so it runs
+in CI): every chunk is complete when it is handed to the DMA, chunks go out in order and cover the
+frame, with and without copy threads."""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import _cuda
+
+
+def _run(n: int, pool, parts: int = 8):
+    rng = np.random.default_rng(n)
+    src = rng.integers(0, 256, n, dtype=np.uint8)
+    dst = np.zeros(n + 13, np.uint8)            # staging buffers are reused and may be larger
+    sent = []
+
+    def send(a: int, b: int) -> None:
+        assert np.array_equal(dst[a:b], src[a:b]), f"chunk {a}:{b} sent before it was copied"
+        sent.append((a, b))
+
+    _cuda.staged_copy(src, dst, send, pool, parts)
+    np.testing.assert_array_equal(dst[:n], src)
+    assert not dst[n:].any()
+    if n:
+        assert [a for a, _ in sent] == [0] + [b for _, b in sent[:-1]] and sent[-1][1] == n
+    return sent
+
+
+@pytest.mark.parametrize("n", [0, 1, (1 << 20) - 1, (1 << 20) + 1, 1920 * 1080 * 3])
+def test_single_thread_chunks(n):
+    sent = _run(n, None)
+    assert len(sent) == (0 if n == 0 else min(4, -(-n // (1 << 20))))
+
+
+@pytest.mark.parametrize("n,parts", [(1920 * 1080 * 3, 8), ((2 << 20) + 7, 3), (3840 * 2160 * 3, 16)])
+def test_threads_fill_in_parts(n, parts):
+    with ThreadPoolExecutor(3) as pool:
+        for _ in range(3):                      # the buffer is refilled frame after frame
+            sent = _run(n, pool, parts)
+            assert len(sent) == parts
+            assert max(b - a for a, b in sent) - min(b - a for a, b in sent) <= -(-n // parts)
+
+
+def test_small_frames_stay_on_the_calling_thread():
+    with ThreadPoolExecutor(3) as pool:
+        assert len(_run(640 * 480 * 3, pool)) == 1   # 0.9 MB: below _PARALLEL_MIN, one chunk
+
+
+def test_staging_buffer_too_small():
+    with pytest.raises(ValueError, match="smaller than the 10-byte frame"):
+        _cuda.staged_copy(np.zeros(10, np.uint8), np.zeros(9, np.uint8), lambda a, b: None)
