@@ -2,21 +2,13 @@
 
 Reading never copies (``np.frombuffer`` over ``msg.data``); writing fills ``data`` with one copy
 through ``array.array('B').frombytes`` (the fast path measured in docs/ros-conventions.md).
-
-Incoming camera frames are read from their serialized (CDR) bytes: the node subscribes with
-``raw=True`` and :func:`image_from_cdr` / :func:`compressed_from_cdr` return a view into those
-bytes. rclpy's own deserialization of an Image costs two more full copies of the payload while
-holding the GIL (``python -m dpt_ros.tools.bench_receive`` measures both ways).
 """
 from __future__ import annotations
 
 import array
-import struct
 from typing import Any, Optional
 
 import numpy as np
-from builtin_interfaces.msg import Time
-from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 from std_msgs.msg import Header
 
@@ -52,103 +44,6 @@ def image_view(msg: Image) -> ImageView:
 def compressed_payload(msg: CompressedImage) -> tuple[np.ndarray, str]:
     """The encoded bytes (no copy) and format string of a CompressedImage."""
     return np.frombuffer(msg.data, np.uint8), msg.format
-
-
-class CdrError(ValueError):
-    """A serialized message that cannot be read (truncated or inconsistent lengths)."""
-
-
-# Encapsulation ids (first two bytes) whose layout the reader below handles: plain CDR / XCDR2, big
-# and little endian. For these two messages (no 8-byte members) XCDR1 and plain XCDR2 lay out the
-# same bytes. Anything else goes through rclpy's deserializer.
-_PLAIN_ENCAPSULATIONS = {b"\x00\x00": ">", b"\x00\x01": "<", b"\x00\x06": ">", b"\x00\x07": "<"}
-
-
-class _CdrReader:
-    """Sequential reader of a plain-CDR buffer (alignment counted from after the 4-byte header)."""
-
-    def __init__(self, buf: Any, what: str) -> None:
-        self.buf = memoryview(buf).cast("B")
-        self.what = what
-        self.order = _PLAIN_ENCAPSULATIONS[bytes(self.buf[:2])]
-        self.pos = 4
-
-    def _need(self, n: int, field: str) -> None:
-        if n < 0 or self.pos + n > len(self.buf):
-            raise CdrError(f"serialized {self.what} is truncated or corrupt: {field} needs {n} bytes at offset "
-                           f"{self.pos}, the message has {len(self.buf)}; the frame is skipped (is the publisher "
-                           f"sending complete {self.what} messages?)")
-
-    def u32(self, field: str) -> int:
-        self.pos += -(self.pos - 4) % 4
-        self._need(4, field)
-        (v,) = struct.unpack_from(self.order + "I", self.buf, self.pos)
-        self.pos += 4
-        return v
-
-    def i32(self, field: str) -> int:
-        v = self.u32(field)
-        return v - (1 << 32) if v >= 1 << 31 else v
-
-    def u8(self, field: str) -> int:
-        self._need(1, field)
-        self.pos += 1
-        return self.buf[self.pos - 1]
-
-    def string(self, field: str) -> str:
-        n = self.u32(field + " length")
-        self._need(n, field)
-        raw = bytes(self.buf[self.pos:self.pos + n])
-        self.pos += n
-        return raw.rstrip(b"\x00").decode("utf-8", errors="replace")
-
-    def octets(self, field: str) -> memoryview:
-        n = self.u32(field + " length")
-        self._need(n, field)
-        self.pos += n
-        return self.buf[self.pos - n:self.pos]
-
-    def header(self) -> Header:
-        sec = self.i32("header.stamp.sec")
-        nanosec = self.u32("header.stamp.nanosec")
-        return Header(stamp=Time(sec=sec, nanosec=nanosec), frame_id=self.string("header.frame_id"))
-
-
-def _plain(buf: Any) -> bool:
-    return len(buf) >= 4 and bytes(memoryview(buf)[:2]) in _PLAIN_ENCAPSULATIONS
-
-
-def image_from_cdr(buf: Any) -> tuple[Header, ImageView]:
-    """Header and a zero-copy :class:`ImageView` of a serialized ``sensor_msgs/Image``.
-
-    :raises CdrError: the buffer is truncated or its lengths are inconsistent.
-    """
-    if not _plain(buf):
-        msg = deserialize_message(bytes(buf), Image)
-        return msg.header, image_view(msg)
-    r = _CdrReader(buf, "sensor_msgs/Image")
-    header = r.header()
-    height, width = r.u32("height"), r.u32("width")
-    encoding = r.string("encoding")
-    is_bigendian = r.u8("is_bigendian")
-    step = r.u32("step")
-    data = np.frombuffer(r.octets("data"), np.uint8)
-    return header, ImageView(data=data, encoding=encoding, height=height, width=width, step=step,
-                             is_bigendian=bool(is_bigendian))
-
-
-def compressed_from_cdr(buf: Any) -> tuple[Header, np.ndarray, str]:
-    """Header, encoded bytes (no copy) and format of a serialized ``sensor_msgs/CompressedImage``.
-
-    :raises CdrError: the buffer is truncated or its lengths are inconsistent.
-    """
-    if not _plain(buf):
-        msg = deserialize_message(bytes(buf), CompressedImage)
-        return (msg.header, *compressed_payload(msg))
-    r = _CdrReader(buf, "sensor_msgs/CompressedImage")
-    header = r.header()
-    fmt = r.string("format")
-    return header, np.frombuffer(r.octets("data"), np.uint8), fmt
 
 
 def image_msg(header: Header, values: np.ndarray, encoding: Optional[str] = None) -> Image:

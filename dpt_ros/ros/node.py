@@ -136,10 +136,8 @@ def load_models(s: Settings) -> ModelSet:
 @dataclass
 class _Frame:
     camera: "_Camera"
-    data: bytes              # the serialized Image / CompressedImage (raw subscription, read by the worker)
+    msg: Any
     received: float          # time.monotonic() at the callback
-    compressed: bool = False
-    header: Any = None       # std_msgs/Header, set when the worker reads the frame
 
 
 @dataclass
@@ -323,12 +321,10 @@ class DptNode(Node):
             sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("image")))
             if compressed:
                 self.create_subscription(CompressedImage, cam.topic("image/compressed"),
-                                         lambda m, c=cam: self._on_image(c, m, True), in_qos,
-                                         event_callbacks=sub_events, raw=True)
+                                         lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
             else:
-                # raw: the frame is read in place from its serialized bytes (conversions.image_from_cdr)
                 self.create_subscription(Image, cam.topic("image"), lambda m, c=cam: self._on_image(c, m),
-                                         in_qos, event_callbacks=sub_events, raw=True)
+                                         in_qos, event_callbacks=sub_events)
             self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos)
             for name in OUTPUTS:
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
@@ -360,8 +356,8 @@ class DptNode(Node):
             self._label_pubs.append(pub)
 
     # ------------------------------------------------------------------ callbacks (never wait)
-    def _on_image(self, cam: _Camera, data: bytes, compressed: bool = False) -> None:
-        frame = _Frame(cam, data, time.monotonic(), compressed)
+    def _on_image(self, cam: _Camera, msg) -> None:
+        frame = _Frame(cam, msg, time.monotonic())
         with self._wake:
             cam.counts["received"] += 1
             if cam.pending is not None:
@@ -422,7 +418,7 @@ class DptNode(Node):
                     f.camera.counts["idle"] += 1
                 continue
             try:
-                rgb = self._decode(f)
+                rgb = self._decode(f.msg)
             except (pipeline.EncodingError, ValueError) as e:
                 self._count_error("encoding", str(e), [f])
                 continue
@@ -464,19 +460,17 @@ class DptNode(Node):
             for job, msgs in messages:
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
-                stamp = _stamp_ns(job["frame"].header.stamp)
+                stamp = _stamp_ns(job["frame"].msg.header.stamp)
                 self._ages_ms.append((now_ns - stamp) / 1e6)
                 cam.last_stamp_ns = stamp
                 for name in msgs:
                     cam.counts["out:" + name] += 1
 
-    def _decode(self, f: _Frame) -> np.ndarray:
-        """Read the frame's serialized bytes (sets ``f.header``) and decode them to RGB."""
-        if f.compressed:
-            f.header, data, fmt = conversions.compressed_from_cdr(f.data)
+    def _decode(self, msg) -> np.ndarray:
+        if isinstance(msg, CompressedImage):
+            data, fmt = conversions.compressed_payload(msg)
             return pipeline.decode_compressed(data, fmt)
-        f.header, view = conversions.image_from_cdr(f.data)
-        return pipeline.decode(view, np)
+        return pipeline.decode(conversions.image_view(msg), np)
 
     def _infer(self, jobs: list[dict], m: ModelSet) -> None:
         """Pre-process and run the engines; frames with equal network shapes share one batch."""
@@ -514,7 +508,7 @@ class DptNode(Node):
         once. Each output is then copied once more, into the message's byte array.
         """
         f: _Frame = job["frame"]
-        header = f.header
+        header = f.msg.header
         rgb, wanted, net = job["rgb"], job["wanted"], job["net"]
         h, w = rgb.shape[:2]
         host = _HostCopies(self._pinned)
@@ -607,7 +601,7 @@ class DptNode(Node):
         return pipeline.colorize(inv, s["colormap"], lo, hi)
 
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
-        stamp = _stamp_ns(f.header.stamp)
+        stamp = _stamp_ns(f.msg.header.stamp)
         with self._lock:
             infos = list(f.camera.infos)
         policy = s["camera_info.policy"]
