@@ -24,7 +24,7 @@ def generate(task: str):
                         remappings=presets.remappings(task, values))]
         if presets.use_rviz(task, values):
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
-                                arguments=["-d", presets.rviz_config()]))
+                                **presets.rviz_node_options(task, values)))
         return actions
 
     declared = [DeclareLaunchArgument(a.name, default_value=a.default, description=a.description,

@@ -98,6 +98,8 @@ def launch_arguments(task: str) -> list[Argument]:
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
         Argument("namespace", "", "namespace of the node and its output topics"),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
+        Argument("rviz_fixed_frame", "camera_optical_frame",
+                 "RViz fixed frame: the camera's frame_id (or a frame that TF connects to it)"),
     ]
     return args
 
@@ -160,3 +162,11 @@ def rviz_config() -> str:
 
 def use_rviz(task: str, values: Mapping[str, str]) -> bool:
     return resolve(task, values)["use_rviz"] == "true"
+
+
+def rviz_node_options(task: str, values: Mapping[str, str]) -> dict:
+    """Keyword arguments of the rviz2 ``Node``: in the node's namespace and with the node's input
+    remappings, so the config's relative topics (image, inverse_depth/colored, ...) are the node's."""
+    v = resolve(task, values)
+    return dict(namespace=v["namespace"], remappings=remappings(task, values),
+                arguments=["-d", rviz_config(), "-f", v["rviz_fixed_frame"]])

@@ -103,6 +103,12 @@ def test_remappings_and_rviz():
     topics = {d["Topic"]["Value"] for d in displays if "Topic" in d}
     assert topics == {"image", "inverse_depth/colored", "segmentation/colored", "points"}
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    # RViz runs beside the node: same namespace and input remappings, fixed frame from the camera
+    opts = presets.rviz_node_options("depth", {"namespace": "front", "image": "/cam/image_raw",
+                                               "rviz_fixed_frame": "cam_color_optical_frame"})
+    assert opts == dict(namespace="front", remappings=[("image", "/cam/image_raw")],
+                        arguments=["-d", presets.rviz_config(), "-f", "cam_color_optical_frame"])
+    assert presets.rviz_node_options("dpt", {})["arguments"][-2:] == ["-f", "camera_optical_frame"]
 
 
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed (no ROS distribution)")
@@ -121,7 +127,10 @@ def test_launch_files_build(task):
     for d in declared:
         d.visit(context)
     actions = ld.entities[-1].execute(context)
-    assert actions and actions[0].node_executable == "dpt_node"
+    assert actions and actions[0].node_executable == "dpt_node" and len(actions) == 1
+    context.launch_configurations.update(use_rviz="true", namespace="front")
+    actions = ld.entities[-1].execute(context)
+    assert [a.node_executable for a in actions] == ["dpt_node", "rviz2"]
 
 
 def test_launch_files_are_thin():
