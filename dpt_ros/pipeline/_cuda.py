@@ -25,6 +25,7 @@ _UPLOAD_CHUNK = 1 << 20
 _PARALLEL_MIN = 2 << 20      # frames from this size on (e.g. 1080p rgb8, 6.2 MB) fill the staging buffer in parallel
 _COPY_THREADS = 4
 _COPY_POOL: Any = None       # ThreadPoolExecutor, False (too few cores) or None (not created yet)
+_COPY_POOL_LOCK = threading.Lock()
 _COLOR = {"r": 0, "g": 1, "b": 2}
 _local = threading.local()
 
@@ -120,9 +121,10 @@ def _copy_pool():
     """Threads for filling large pinned staging buffers, or None on machines with few cores (where a
     single memcpy is as fast). ``np.copyto`` releases the GIL, so the chunks copy in parallel."""
     global _COPY_POOL
-    if _COPY_POOL is None:
-        workers = min(_COPY_THREADS, (os.cpu_count() or 1) // 2)
-        _COPY_POOL = concurrent.futures.ThreadPoolExecutor(workers, "dpt_pinned_copy") if workers >= 2 else False
+    with _COPY_POOL_LOCK:
+        if _COPY_POOL is None:
+            workers = min(_COPY_THREADS, (os.cpu_count() or 1) // 2)
+            _COPY_POOL = concurrent.futures.ThreadPoolExecutor(workers, "dpt_pinned_copy") if workers >= 2 else False
     return _COPY_POOL or None
 
 
@@ -166,7 +168,7 @@ def _upload(data: Any, stream) -> Any:
     def send(start: int, end: int) -> None:
         dev[start:end].set(buf[start:end], stream=stream)
 
-    staged_copy(host, buf, send, _copy_pool())
+    staged_copy(host, buf, send, _copy_pool() if host.size >= _PARALLEL_MIN else None)
     staging.record(stream)
     return dev
 
