@@ -57,6 +57,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dds-profile", default="package",
                     help="Fast DDS profile for all three processes: 'package' = config/fastdds_large_data.xml "
                          "(32 MB shared-memory segment), 'none' = Fast DDS defaults, or an XML file")
+    ap.add_argument("--publication-mode", default="default", choices=("default", "SYNCHRONOUS", "ASYNCHRONOUS"),
+                    help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "
+                         "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
+                         "the subscribers inside publish()")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 
@@ -134,7 +138,11 @@ def run(args: argparse.Namespace) -> dict:
         node_cmd += ["-p", f"depth.scale:={args.depth_scale}"]
     cam_cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", f"rate:={args.rate}",
                "-p", f"width:={args.width}", "-p", f"height:={args.height}", "-p", "reliability:=best_effort"]
-    node = subprocess.Popen(node_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_env = dict(env)
+    if args.publication_mode != "default":
+        node_env["RMW_FASTRTPS_PUBLICATION_MODE"] = args.publication_mode
+    node = subprocess.Popen(node_cmd, cwd=REPO, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     camera = None
     context = Context()
     rclpy.init(context=context, domain_id=args.domain)
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace) -> dict:
             "net_size": model.get("depth.net_size"), "image": f"{args.width}x{args.height}",
             "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
             "dds_profile": Path(profile).name if profile else "fastdds defaults",
+            "publication_mode": node_env.get("RMW_FASTRTPS_PUBLICATION_MODE", "rmw default (SYNCHRONOUS)"),
             "node_input_rate_hz": round((cam_end["received"] - cam_snapshot["received"]) / diag_span, 2),
             "node_processed_rate_hz": round((cam_end["processed"] - cam_snapshot["processed"]) / diag_span, 2),
             "dropped_rate_hz": round((cam_end["dropped"] - cam_snapshot["dropped"]) / diag_span, 2),
@@ -245,7 +254,8 @@ def _model_values(diag) -> dict:
 def report(r: dict) -> str:
     lines = [f"bench_e2e: {r['variant']} ({r['weights']}) on {r['device']} {r['precision']}"
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net {r['net_size']}, camera {r['image']} "
-             f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s, DDS: {r['dds_profile']}",
+             f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s, DDS: {r['dds_profile']}, "
+             f"publication mode {r['publication_mode']}",
              f"  node input {r['node_input_rate_hz']} Hz, processed {r['node_processed_rate_hz']} Hz, "
              f"dropped {r['dropped_rate_hz']} Hz, idle {r['idle_rate_hz']} Hz, node CPU {r['node_cpu_cores']} cores",
              "  | output | rate Hz | p50 ms | p99 ms | max ms |", "  |---|---|---|---|---|"]

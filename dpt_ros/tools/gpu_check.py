@@ -14,7 +14,8 @@ Steps, each under its own timeout inside an overall ``--budget``:
 4. ``python -m dpt_ros.tools.bench_model --device cuda --cuda-graphs --json FILE`` when that tool
    exists (on a CPU machine only with ``--quick``: dpt_tiny smoke run);
 5. when rclpy is importable (ROS wheels brought along) and CUDA is there:
-   ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud.
+   ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
+   (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes).
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
 tried on a CPU machine first. Exit status 0 when no step failed.
@@ -125,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-precisions", nargs="+", default=["fp16", "bf16", "fp32"],
                     help="precisions for bench_model on CUDA (default fp16 bf16 fp32)")
     ap.add_argument("--e2e-seconds", type=float, default=15.0, help="bench_e2e window (0 = skip)")
+    ap.add_argument("--e2e-publication-modes", default="default",
+                    help="comma-separated bench_e2e --publication-mode values, one run each (e.g. default,ASYNCHRONOUS)")
     args = ap.parse_args(argv)
     start = time.monotonic()
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None
@@ -174,15 +177,22 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
 
     if e2e:
-        json_path = (out_dir or pathlib.Path("/tmp")) / "bench_e2e.json"
-        json_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", "--variant", "dpt_hybrid", "--device", "cuda",
-               "--precision", "fp16", "--cuda-graphs", "--duration", str(args.e2e_seconds), "--warmup", "5",
-               "--json", str(json_path)]
-        r = _run(cmd, max(5.0, left() - 2), out_dir / "bench_e2e.log" if out_dir else None)
-        summary["bench_e2e"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
-                                "result": json.loads(json_path.read_text()) if json_path.exists() else None,
-                                "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
+        modes = [m for m in args.e2e_publication_modes.split(",") if m]
+        runs = {}
+        for i, mode in enumerate(modes):
+            suffix = "" if mode == "default" else f"_{mode.lower()}"
+            json_path = (out_dir or pathlib.Path("/tmp")) / f"bench_e2e{suffix}.json"
+            json_path.unlink(missing_ok=True)
+            cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", "--variant", "dpt_hybrid", "--device", "cuda",
+                   "--precision", "fp16", "--cuda-graphs", "--duration", str(args.e2e_seconds), "--warmup", "5",
+                   "--publication-mode", mode, "--json", str(json_path)]
+            budget = (left() - 2) / (len(modes) - i)
+            r = _run(cmd, max(5.0, budget), out_dir / f"bench_e2e{suffix}.log" if out_dir else None)
+            runs[mode] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                          "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                          "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
+        summary["bench_e2e"] = runs[modes[0]] if len(modes) == 1 else {
+            "rc": max((v["rc"] if v["rc"] is not None else 1) for v in runs.values()), "runs": runs}
     else:
         summary["bench_e2e"] = {"skipped": "needs CUDA and rclpy (bring the ROS 2 wheels)"}
 

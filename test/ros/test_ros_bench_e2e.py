@@ -9,10 +9,12 @@ DOMAIN = 45
 def test_bench_e2e_runs_and_reports(tmp_path):
     out = tmp_path / "e2e.json"
     code = bench_e2e.main(["--duration", "4", "--warmup", "3", "--width", "160", "--height", "120", "--rate", "15",
-                           "--input-size", "64", "--domain", str(DOMAIN), "--json", str(out)])
+                           "--input-size", "64", "--domain", str(DOMAIN), "--publication-mode", "ASYNCHRONOUS",
+                           "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
     assert r["variant"] == "dpt_tiny" and r["device"] == "cpu" and r["net_size"] == "64x64"
+    assert r["publication_mode"] == "ASYNCHRONOUS"   # the node's outputs also arrive in Fast DDS's async mode
     assert set(r["outputs"]) == {"depth", "points"}   # the default: depth + cloud
     assert r["outputs"]["depth"]["count"] > 0 and r["outputs"]["points"]["count"] > 0
     assert r["node_input_rate_hz"] > 0
