@@ -3,7 +3,9 @@
 Builds a :class:`~dpt_ros.ros.node.DptNode` in this process, subscribes the chosen outputs (so the
 lazy node computes them), gives it a camera_info, then calls ``DptNode.process`` on one frame at a
 time and reports the node's own stage means (decode, preprocess, model, postprocess, publish) and
-the share of everything but the model. ``--profile N`` prints the top N functions by cumulative
+the share of everything but the model. The subscribers run in a separate process by default
+(``--subscribers process``), as in a real deployment: subscribers in this process would take every
+output message on this process's executor thread and hold the GIL the node's stages need. ``--profile N`` prints the top N functions by cumulative
 time (cProfile) of the measured frames.
 
     python -m dpt_ros.tools.bench_node_stages                          # CPU, dpt_tiny at 64 px
@@ -18,7 +20,9 @@ import argparse
 import cProfile
 import io
 import json
+import os
 import pstats
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,9 +39,51 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--frames", type=int, default=100, help="measured frames")
     ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
     ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile)")
+    ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
+                    help="where the output subscribers run (default: another process)")
     ap.add_argument("--domain", type=int, default=88)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
+
+
+_SUBSCRIBER = """
+import json, signal, sys, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
+rclpy.init()
+node = rclpy.create_node("bench_node_stages_subscriber")
+counts = {}
+for name in sys.argv[1:]:
+    counts[name] = 0
+    node.create_subscription(types.get(name, Image), name,
+                             lambda m, n=name: counts.__setitem__(n, counts[n] + 1),
+                             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+signal.signal(signal.SIGTERM, lambda *a: rclpy.try_shutdown())
+try:
+    while rclpy.ok():
+        rclpy.spin_once(node, timeout_sec=0.1)
+except Exception:
+    pass
+print(json.dumps(counts), flush=True)
+"""
+
+
+def _subscriber_process(outputs: list[str], domain: int):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
+    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    return subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, *outputs], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _stop_subscriber(proc) -> dict:
+    time.sleep(0.5)   # the last messages are in flight
+    proc.terminate()
+    out, _ = proc.communicate(timeout=20)
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"subscriber process printed no counts:\n{out[-2000:]}")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -49,13 +95,17 @@ def run(args: argparse.Namespace) -> dict:
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
     harness = Harness(args.domain)
+    subscriber = None
     try:
         node = harness.start_node(**{
             "depth.variant": args.variant, "depth.weights": args.weights, "device": args.device,
             "precision": args.precision, "cuda_graphs": args.cuda_graphs, "input_size": args.input_size,
             "points.stride": args.stride, "depth.scale": 1.0, "camera_info.policy": "latest"})
         cam = node.cameras[0]
-        received = {o: harness.collector(types.get(o, Image), o) for o in outputs}
+        if args.subscribers == "process":
+            subscriber = _subscriber_process(outputs, args.domain)
+        else:
+            received = {o: harness.collector(types.get(o, Image), o) for o in outputs}
         wait_for(lambda: all(cam.pubs[o].get_subscription_count() > 0 for o in outputs), what="discovery")
         frames = [make_image(i + 1, args.width, args.height, encoding=args.encoding, seed=i % 4) for i in range(4)]
         node._on_info(cam, make_info(frames[0]))
@@ -79,12 +129,19 @@ def run(args: argparse.Namespace) -> dict:
         wall = time.perf_counter() - t0
         with node._lock:
             stages = {k: sum(v) / len(v) for k, v in node._stage_ms.items() if v}
-        wait_for(lambda: all(len(r) > 0 for r in received.values()), what="outputs")
+        if subscriber is not None:
+            counts = _stop_subscriber(subscriber)
+            missing = [o for o in outputs if counts.get(o, 0) == 0]
+            if missing:
+                raise RuntimeError(f"the subscriber process received nothing on {missing}: {counts}")
+        else:
+            wait_for(lambda: all(len(r) > 0 for r in received.values()), what="outputs")
         total = sum(stages.values())
         result = {
             "variant": args.variant, "device": str(node.models.device), "precision": args.precision,
             "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
             "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
+            "subscribers": args.subscribers,
             "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
             "node_total_ms": round(total, 3),
             "overhead_ms": round(total - stages.get("model", 0.0), 3),
@@ -98,6 +155,8 @@ def run(args: argparse.Namespace) -> dict:
             result["profile"] = out.getvalue()
         return result
     finally:
+        if subscriber is not None and subscriber.poll() is None:
+            subscriber.kill()
         harness.shutdown()
 
 

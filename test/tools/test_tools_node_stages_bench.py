@@ -14,6 +14,7 @@ def test_bench_node_stages_reports_every_stage(tmp_path):
                                    "--input-size", "32", "--domain", "48", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
+    assert r["subscribers"] == "process"   # and that process received every output (checked by the tool)
     assert set(r["stages_ms"]) == set(bench_node_stages.STAGES)
     assert all(v >= 0 for v in r["stages_ms"].values()) and r["stages_ms"]["model"] > 0
     assert 0 < r["node_overhead_fraction"] < 1
