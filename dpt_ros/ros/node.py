@@ -734,15 +734,17 @@ class DptNode(Node):
             return dict(self._errors)
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the worker (and wait for a running model load); idempotent."""
-        with self._wake:
+        """Stop the worker (and wait for a running model load); idempotent. Also safe on a node whose
+        construction failed (rclpy still destroys it when its context shuts down)."""
+        wake = getattr(self, "_wake", None)
+        if wake is None:
+            return
+        with wake:
             self._stopping = True
-            self._wake.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout)
-        loader = self._loader
-        if loader is not None and loader.is_alive():
-            loader.join(timeout)
+            wake.notify_all()
+        for thread in (getattr(self, "_worker", None), getattr(self, "_loader", None)):
+            if thread is not None and thread.is_alive():
+                thread.join(timeout)
 
     def destroy_node(self) -> None:
         self.stop()

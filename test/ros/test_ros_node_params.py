@@ -226,3 +226,27 @@ def test_diagnostics_content(harness):
     assert int(cam["received"]) == 3 and int(cam["processed"]) == 3 and int(cam["dropped"]) == 0
     assert "input_rate_hz" in cam and "output_rate_hz" in cam
     assert cam["topic"] == "/image"
+
+
+def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
+    """A node that cannot start raises a StartupError naming the parameter; shutting the context down
+    while that error is handled (its traceback keeps the half-built node alive, so rclpy destroys it)
+    must not raise."""
+    import rclpy
+    from rclpy.context import Context
+
+    from dpt_ros.ros.node import DptNode, StartupError
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN + 20)
+    try:
+        DptNode(context=context, parameter_overrides=[
+            Parameter("depth.variant", value="dpt_tiny"),
+            Parameter("depth.weights", value=str(tmp_path / "missing.pt"))])
+    except StartupError as e:
+        assert "depth.weights" in str(e)
+        rclpy.shutdown(context=context)   # destroys the half-built node
+    else:
+        rclpy.shutdown(context=context)
+        pytest.fail("a missing weights file must stop the node from starting")
+    assert not context.ok()
