@@ -15,7 +15,9 @@ Steps, each under its own timeout inside an overall ``--budget``:
    exists (on a CPU machine only with ``--quick``: dpt_tiny smoke run);
 5. when rclpy is importable (ROS wheels brought along) and CUDA is there:
    ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
-   (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes).
+   (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes);
+6. then ``python -m dpt_ros.tools.bench_node_stages`` (same model, in-process stages, subscribers in another
+   process) with a cProfile of the top ``--node-stages-profile`` functions (log: node_stages.log).
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
 tried on a CPU machine first. Exit status 0 when no step failed.
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-precisions", nargs="+", default=["fp16", "bf16", "fp32"],
                     help="precisions for bench_model on CUDA (default fp16 bf16 fp32)")
     ap.add_argument("--e2e-seconds", type=float, default=15.0, help="bench_e2e window (0 = skip)")
+    ap.add_argument("--node-stages-profile", type=int, default=40,
+                    help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
+                         "of the top N functions (0 = skip)")
     ap.add_argument("--e2e-publication-modes", default="default",
                     help="comma-separated bench_e2e --publication-mode values, one run each (e.g. default,ASYNCHRONOUS)")
     args = ap.parse_args(argv)
@@ -196,12 +201,26 @@ def main(argv: list[str] | None = None) -> int:
     else:
         summary["bench_e2e"] = {"skipped": "needs CUDA and rclpy (bring the ROS 2 wheels)"}
 
+    if e2e and args.node_stages_profile > 0 and left() > 30:
+        json_path = (out_dir or pathlib.Path("/tmp")) / "node_stages.json"
+        json_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_node_stages", "--variant", "dpt_hybrid", "--device", "cuda",
+               "--precision", "fp16", "--cuda-graphs", "--input-size", "0", "--frames", "200",
+               "--profile", str(args.node_stages_profile), "--json", str(json_path)]
+        r = _run(cmd, max(5.0, left() - 2), out_dir / "node_stages.log" if out_dir else None)
+        summary["bench_node_stages"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                        "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                                        "stderr_tail": r["stderr"].strip()[-1000:]}
+    else:
+        summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 30 s of budget"}
+
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
     steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
                 summary["bench_pipeline"].get("rc", 0) == 0,
                 summary["bench_model"].get("rc", 0) == 0,
-                summary["bench_e2e"].get("rc", 0) == 0]
+                summary["bench_e2e"].get("rc", 0) == 0,
+                summary["bench_node_stages"].get("rc", 0) == 0]
     summary["pytest_gpu"]["note_errors"] = ("errors_without_ros counts test files that could not be imported "
                                             "because ROS is not installed here; they are not failures")
     summary["ok"] = all(steps_ok)
