@@ -210,36 +210,45 @@ def _device_rgb(frame: np.ndarray, stream) -> Any:
 
 
 def upload_rgb(frame: Any, device: Any) -> Any:
-    """Device copy of an (H, W, 3) uint8 RGB frame on torch's current stream (CuPy input: itself).
+    """(H, W, 3) uint8 RGB CuPy array of a frame on ``device``, on torch's current stream.
 
-    Lets one upload serve the pre-processor(s) and the point cloud's colours of the same frame.
+    ``frame``: an :class:`ImageView` (its raw bytes are uploaded once and decoded on the GPU: a bgr8,
+    rgba8, yuv or bayer frame needs no reordering on the host), a host (H, W, 3) uint8 RGB array
+    (uploaded through the pinned staging buffer), or a CuPy array (returned as is). Lets one upload
+    serve the pre-processor(s) and the point cloud's colours of the same frame.
     """
     import torch  # noqa: PLC0415
 
     cp = _cp()
     if isinstance(frame, cp.ndarray):
         return frame
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+    if not isinstance(frame, ImageView) and (frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8):
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image; got shape {frame.shape} dtype {frame.dtype}")
     dev = torch.device(device)
     with cp.cuda.Device(dev.index if dev.index is not None else torch.cuda.current_device()):
         stream = torch_stream(dev)
         with stream:
+            if isinstance(frame, ImageView):
+                return _decode_on(frame, check_view(frame), stream)
             return _device_rgb(frame, stream)
+
+
+def _decode_on(view: ImageView, fmt: _Format, stream) -> Any:
+    cp = _cp()
+    src, step, h, w, kind, bpp, swap, big = _source(view, stream)
+    if fmt.kind == "bayer":
+        return src
+    out = cp.empty((h, w, 3), cp.uint8)
+    _launch("dpt_decode", h * w, (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind),
+                                  np.int32(bpp), np.int32(swap), np.int32(big), out))
+    return out
 
 
 def decode(view: ImageView, fmt: _Format) -> Any:
     """(H, W, 3) uint8 RGB CuPy array decoded on the GPU (same values as the NumPy path)."""
-    cp = _cp()
     stream = torch_stream()
     with stream:
-        src, step, h, w, kind, bpp, swap, big = _source(view, stream)
-        if fmt.kind == "bayer":
-            return src
-        out = cp.empty((h, w, 3), cp.uint8)
-        _launch("dpt_decode", h * w, (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind),
-                                      np.int32(bpp), np.int32(swap), np.int32(big), out))
-    return out
+        return _decode_on(view, fmt, stream)
 
 
 def preprocess(frame: Any, input_size: Callable[[int, int], tuple[int, int]], device: Any) -> Any:

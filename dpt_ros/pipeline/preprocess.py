@@ -108,10 +108,11 @@ class Preprocessor:
         return network_input_size(height, width, self.net_size, self.method)
 
     def upload(self, frame: Any) -> Any:
-        """``frame`` where this pre-processor reads it: on the CuPy backend a device copy of a host
-        (H, W, 3) uint8 RGB array (on torch's current stream), else ``frame`` itself. Passing the
-        result to ``pre(...)`` and to ``build_cloud(rgb=...)`` uploads each frame once."""
-        if self.backend != "cupy" or isinstance(frame, ImageView) or array_module(frame) is not np:
+        """``frame`` where this pre-processor reads it: on the CuPy backend the device RGB of an
+        :class:`ImageView` (raw bytes uploaded once, decoded on the GPU) or of a host (H, W, 3) uint8
+        RGB array (on torch's current stream); else ``frame`` itself. Passing the result to
+        ``pre(...)`` and to ``build_cloud(rgb=...)`` uploads each frame once."""
+        if self.backend != "cupy" or (not isinstance(frame, ImageView) and array_module(frame) is not np):
             return frame
         from dpt_ros.pipeline import _cuda  # noqa: PLC0415
 

@@ -418,11 +418,12 @@ class DptNode(Node):
                     f.camera.counts["idle"] += 1
                 continue
             try:
-                rgb = self._decode(f.msg)
+                rgb, view = self._decode(f.msg)
             except (pipeline.EncodingError, ValueError) as e:
                 self._count_error("encoding", str(e), [f])
                 continue
-            jobs.append(dict(frame=f, rgb=rgb, wanted=wanted, labels=needs_labels and m.segmentation is not None))
+            jobs.append(dict(frame=f, rgb=rgb, view=view, wanted=wanted,
+                             labels=needs_labels and m.segmentation is not None))
         if not jobs:
             return
         t1 = time.perf_counter()
@@ -466,11 +467,14 @@ class DptNode(Node):
                 for name in msgs:
                     cam.counts["out:" + name] += 1
 
-    def _decode(self, msg) -> np.ndarray:
+    def _decode(self, msg) -> tuple[np.ndarray, Optional[pipeline.ImageView]]:
+        """Host RGB of a frame (zero-copy view where the encoding allows) and, for an Image, the view
+        of its raw bytes (which a GPU pre-processor uploads and decodes on the device)."""
         if isinstance(msg, CompressedImage):
             data, fmt = conversions.compressed_payload(msg)
-            return pipeline.decode_compressed(data, fmt)
-        return pipeline.decode(conversions.image_view(msg), np)
+            return pipeline.decode_compressed(data, fmt), None
+        view = conversions.image_view(msg)
+        return pipeline.decode(view, np), view
 
     def _infer(self, jobs: list[dict], m: ModelSet) -> None:
         """Pre-process and run the engines; frames with equal network shapes share one batch."""
@@ -481,10 +485,13 @@ class DptNode(Node):
             groups: dict[tuple, list] = {}
             for j in selected:
                 t = time.perf_counter()
-                # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours
+                # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours:
+                # the raw bytes, decoded on the device (a bgr8 frame's host RGB is a strided view whose
+                # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
                 where = (pre.backend, pre.device)
                 if j.get("rgb_in_where") != where:
-                    j["rgb_in"], j["rgb_in_where"] = pre.upload(j["rgb"]), where
+                    src = j["view"] if pre.backend == "cupy" and j["view"] is not None else j["rgb"]
+                    j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
                 x = pre(j["rgb_in"])
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
                 groups.setdefault(tuple(x.shape[2:]), []).append((j, x))

@@ -93,6 +93,21 @@ def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
     torch.testing.assert_close(b.cpu(), Preprocessor(384)(np.ascontiguousarray(rgb[::-1])), atol=5e-5, rtol=0)
 
 
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "bgra8", "mono16", "yuv422_yuy2", "bayer_rggb8"])
+def test_gpu_upload_of_an_image_view_decodes_on_the_device(encoding):
+    """Preprocessor.upload(view): the raw bytes go up once and are decoded on the GPU; the device RGB
+    equals the CPU decode, and pre-processing it equals pre-processing the view directly."""
+    import cupy
+
+    view = _view(encoding, 120, 160, padding=3, big=encoding == "mono16")
+    gpu = Preprocessor(384, device="cuda")
+    rgb = gpu.upload(view)
+    assert isinstance(rgb, cupy.ndarray) and rgb.shape == (120, 160, 3) and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb.get(), decode(view, np))
+    torch.testing.assert_close(gpu(rgb), gpu(view), atol=1e-6, rtol=0)
+    assert Preprocessor(384).upload(view) is view   # the NumPy backend reads the view itself
+
+
 @pytest.mark.parametrize("organized", [True, False])
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_gpu_cloud_bytes_equal_numpy(stride, organized):

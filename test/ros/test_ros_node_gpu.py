@@ -35,3 +35,39 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     model = {v.key: v.value for v in diag.status[0].values}
     assert float(model["gpu_memory_allocated_mb"]) > 0
     assert node.error_counts() == {}
+
+
+@pytest.mark.parametrize("encoding", ["bgr8", "bgra8", "yuv422_yuy2", "bayer_rggb8", "mono8"])
+def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding):
+    """On the GPU the node uploads the raw bytes and decodes them on the device. A frame in
+    ``encoding`` must give exactly the outputs of the same picture sent as rgb8 (its CPU decode)."""
+    from dpt_ros import pipeline
+
+    node = harness.start_node(device="cuda", **{"depth.scale": 1.0, "depth.shift": 0.5,
+                                                "camera_info.policy": "latest"})
+    inv = harness.collector(Image, "inverse_depth")
+    points = harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    base = make_image(1, width=160, height=120)
+    info_pub.publish(make_info(base))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info")
+    rng = np.random.default_rng(3)
+    fmt = pipeline.encodings._format(encoding)
+    shape = (120, 320) if fmt.kind == "yuv" else ((120, 160) if fmt.channels == 1 else (120, 160, fmt.channels))
+    view = pipeline.ImageView.from_array(rng.integers(0, 256, shape, dtype=np.uint8), encoding, padding=3)
+    rgb = pipeline.decode(view, np)
+    for stamp, (data, enc, step) in enumerate([(view.data, encoding, view.step),
+                                               (np.ascontiguousarray(rgb).tobytes(), "rgb8", 160 * 3)], start=2):
+        img = make_image(stamp, width=160, height=120)
+        img.encoding, img.step, img.data = enc, step, bytes(data)
+        pub.publish(img)
+        wait_for(lambda: len(inv) >= stamp - 1 and len(points) >= stamp - 1, timeout=60, what=f"{enc} outputs")
+    a, b = (conversions.image_array(m) for m in inv[-2:])
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    ca, cb = (conversions.cloud_array(m) for m in points[-2:])
+    assert ca.tobytes() == cb.tobytes() or np.allclose(ca["z"], cb["z"], rtol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(ca["rgb"], cb["rgb"])   # colours from the device RGB: identical
+    assert node.error_counts() == {}
