@@ -136,34 +136,40 @@ def _nbytes(data: Any) -> int:
         raise EncodingError(f"image data of type {type(data).__name__} is not a byte buffer") from None
 
 
+def _layout_error(message: str) -> EncodingError:
+    return EncodingError(f"{message}; supported encodings: {', '.join(SUPPORTED_ENCODINGS)}")
+
+
 def check_view(view: ImageView) -> _Format:
     """Validate sizes against the payload before anything is allocated; return the format.
 
     :raises EncodingError: unknown encoding, non-positive or absurd sizes, ``step`` smaller than a
-        row, ``len(data) != step * height``, odd width for yuv422.
+        row, ``len(data) != step * height``, odd width for yuv422, bayer smaller than 3x3; every
+        message names the encoding and the supported list.
     """
     fmt = _format(view.encoding)
     h, w, step = view.height, view.width, view.step
     for name, value in (("height", h), ("width", w), ("step", step)):
         if not isinstance(value, (int, np.integer)) or value <= 0:
-            raise EncodingError(f"{view.encoding} image has invalid {name}={value!r}; must be a positive integer")
+            raise _layout_error(f"{view.encoding} image has invalid {name}={value!r}; must be a positive integer")
     if h > MAX_SIDE or w > MAX_SIDE:
-        raise EncodingError(f"{view.encoding} image of {w}x{h} exceeds the {MAX_SIDE}-pixel side limit; corrupt header?")
+        raise _layout_error(f"{view.encoding} image of {w}x{h} exceeds the {MAX_SIDE}-pixel side limit; corrupt header?")
     row = w * fmt.bytes_per_pixel
     if step < row:
-        raise EncodingError(
+        raise _layout_error(
             f"{view.encoding} image {w}x{h}: step {step} is smaller than one row ({w} px * "
             f"{fmt.bytes_per_pixel} B = {row} B)"
         )
     size = _nbytes(view.data)
     if size != step * h:
-        raise EncodingError(
+        raise _layout_error(
             f"{view.encoding} image {w}x{h}: len(data)={size} but step*height={step}*{h}={step * h}"
         )
     if fmt.kind == "yuv" and w % 2:
-        raise EncodingError(f"{view.encoding} image needs an even width (2 pixels share U/V); got {w}")
-    if fmt.kind == "bayer" and (w < 2 or h < 2):
-        raise EncodingError(f"{view.encoding} image must be at least 2x2 for demosaicing; got {w}x{h}")
+        raise _layout_error(f"{view.encoding} image needs an even width (2 pixels share U/V); got {w}")
+    if fmt.kind == "bayer" and (w < 3 or h < 3):
+        # OpenCV's demosaicing silently returns an all-black image when a side is < 3
+        raise _layout_error(f"{view.encoding} image must be at least 3x3 for demosaicing; got {w}x{h}")
     return fmt
 
 

@@ -232,3 +232,31 @@ def test_row_padding_never_changes_results(encoding):
                 out = decode(ImageView.from_array(raw, encoding, padding=pad, bigendian=big))
                 np.testing.assert_array_equal(out, ref)
                 assert bool((pre(out) == ref_t).all())
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("hw", [(2, 2), (2, 8), (8, 2), (1, 5), (5, 1)])
+def test_bayer_with_a_side_below_3_is_rejected_not_decoded_black(pattern, hw):
+    # OpenCV's demosaicing returns all zeros when a side is < 3 (and the CUDA kernel's border rule
+    # needs 3 pixels too): such frames must be rejected, not published black.
+    mosaic = _mosaic(np.ascontiguousarray(np.broadcast_to(np.array([200, 90, 30], np.uint8), (*hw, 3))), pattern)
+    with pytest.raises(EncodingError, match=r"at least 3x3.*supported encodings: rgb8"):
+        decode(ImageView.from_array(mosaic, f"bayer_{pattern}8"))
+    const = np.broadcast_to(np.array([200, 90, 30], np.uint8), (3, 3, 3))  # the smallest accepted size works
+    np.testing.assert_array_equal(decode(ImageView.from_array(_mosaic(np.ascontiguousarray(const), pattern),
+                                                              f"bayer_{pattern}8")), const)
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        (dict(data=bytes(10), encoding="rgb8", height=2, width=2, step=6), r"rgb8 image 2x2: len\(data\)=10"),
+        (dict(data=bytes(12), encoding="mono16", height=2, width=4, step=6), "mono16 image 4x2: step 6"),
+        (dict(data=bytes(6), encoding="yuv422", height=1, width=3, step=6), "yuv422 image needs an even width"),
+        (dict(data=bytes(0), encoding="16UC1", height=0, width=4, step=8), "16UC1 image has invalid height"),
+    ],
+)
+def test_layout_errors_name_the_encoding_and_the_supported_list(fields, match):
+    with pytest.raises(EncodingError, match=match) as info:
+        decode(ImageView(**fields))
+    assert "supported encodings: " + ", ".join(SUPPORTED_ENCODINGS) in str(info.value)

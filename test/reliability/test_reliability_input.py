@@ -171,7 +171,7 @@ def test_unsupported_encodings_and_lying_headers(rig):
         ("zero width", dict(width=0, step=0, data=b""), "invalid width=0"),
         ("odd-width yuv422", dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2, data=b"\0" * ((W - 1) * 2 * H)),
          "even width"),
-        ("1x1 bayer", dict(encoding="bayer_rggb8", width=1, height=1, step=1, data=b"\0"), "at least 2x2"),
+        ("1x1 bayer", dict(encoding="bayer_rggb8", width=1, height=1, step=1, data=b"\0"), "at least 3x3"),
         # step * height wraps to len(data) in 32-bit arithmetic: (2**17 + 2) * 32768 = 2**32 + 65536
         ("32-bit overflow of step*height", dict(width=100, height=32768, step=2 ** 17 + 2, data=b"\0" * 65536),
          "len(data)=65536"),
