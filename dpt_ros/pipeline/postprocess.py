@@ -102,12 +102,14 @@ def depth_to_millimetres(depth: Any) -> Any:
 def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:
     """Official label convention: argmax over classes + 1 (1..C; 0 is reserved for unlabeled).
 
-    (N, C, H, W) -> (N, H, W) uint8 (int16 storage for C > 255 is returned as torch.int32).
+    (N, C, H, W) -> (N, H, W) uint8, or uint16 (a mono16 image) for 256..65535 classes.
     """
     if not isinstance(logits, torch.Tensor) or logits.ndim != 4:
         raise ValueError("labels_from_logits expects a (N, C, H, W) torch tensor")
+    if logits.shape[1] > 65535:
+        raise ValueError(f"{logits.shape[1]} classes do not fit a mono16 label image (at most 65535)")
     labels = logits.argmax(dim=1) + 1
-    return labels.to(torch.uint8) if logits.shape[1] <= 255 else labels.to(torch.int32)
+    return labels.to(torch.uint8) if logits.shape[1] <= 255 else labels.to(torch.uint16)
 
 
 def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:

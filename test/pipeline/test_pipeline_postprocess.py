@@ -142,7 +142,12 @@ def test_labels_from_logits_official_one_based():
     assert labels.dtype == torch.uint8
     assert labels[0, 0, 0] == 1 and labels[0, 0, 1] == 3 and labels[0, 1, 2] == 150
     assert ADE20K_CLASSES[labels[0, 0, 1] - 1] == "sky"
-    assert labels_from_logits(torch.randn(1, 300, 2, 2)).dtype == torch.int32
+    wide = torch.zeros(1, 300, 2, 2)
+    wide[0, 299, 1, 0] = 1
+    many = labels_from_logits(wide)
+    assert many.dtype == torch.uint16 and many[0, 1, 0] == 300 and many[0, 0, 0] == 1
+    # published as mono16: two bytes per pixel, not the four of an int32
+    assert many[0].numpy().dtype == np.uint16 and many[0].numpy().nbytes == 2 * 2 * 2
 
 
 def test_ade20k_names_and_palette():
