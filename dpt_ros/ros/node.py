@@ -22,6 +22,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -190,7 +191,7 @@ class DptNode(Node):
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
         s = self._settings
-        self._cameras = [_Camera(i, ns.strip("/")) for i, ns in enumerate(s["cameras"])]
+        self._cameras = [_Camera(i, ns.rstrip("/")) for i, ns in enumerate(s["cameras"])]  # "/ns" stays absolute
         self._create_interfaces(s)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
@@ -201,7 +202,10 @@ class DptNode(Node):
         values = {}
         base = params.defaults()
         for spec in params.PARAMETERS:
-            value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor()).value
+            try:
+                value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor()).value
+            except (InvalidParameterValueException, InvalidParameterTypeException) as e:
+                raise StartupError(f"invalid parameter {spec.name}: {e}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError("class_names is read-only: it reports the segmentation classes; do not set it")
@@ -238,7 +242,10 @@ class DptNode(Node):
                                    f"net size {getattr(m, task + '_pre').net_size}")
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
-        changes = {p.name: p.value for p in changed}
+        # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them
+        changes = {p.name: p.value for p in changed if p.name in params.SPECS}
+        if not changes:
+            return SetParametersResult(successful=True)
         with self._lock:
             current = self._settings
             new, reasons = params.validate(current, changes)
@@ -318,14 +325,17 @@ class DptNode(Node):
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         compressed = s["image_transport"] == "compressed"
         for cam in self._cameras:
-            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("image")))
+            image_topic = cam.topic("image/compressed" if compressed else "image")
+            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(image_topic))
             if compressed:
                 self.create_subscription(CompressedImage, cam.topic("image/compressed"),
                                          lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
             else:
                 self.create_subscription(Image, cam.topic("image"), lambda m, c=cam: self._on_image(c, m),
                                          in_qos, event_callbacks=sub_events)
-            self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos)
+            info_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
+            self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos,
+                                     event_callbacks=info_events)
             for name in OUTPUTS:
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
@@ -335,11 +345,16 @@ class DptNode(Node):
         self._publish_label_info(s)
 
     def _incompatible_qos(self, topic: str):
+        last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)
+
         def warn(event) -> None:
+            now = time.monotonic()
+            if now - last[0] < 10.0:
+                return
+            last[0] = now
             self.get_logger().warning(
                 f"incompatible QoS on {topic} (policy {event.last_policy_kind}): a peer's reliability/"
-                f"durability does not match; see qos.input_reliability / qos.output_reliability",
-                throttle_duration_sec=10.0)
+                f"durability does not match; see qos.input_reliability / qos.output_reliability")
         return warn
 
     def _publish_label_info(self, s: Settings) -> None:
@@ -551,7 +566,7 @@ class DptNode(Node):
                     intr = pipeline.Intrinsics.from_camera_info(
                         **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"]).scaled_to(w, h)
                 except pipeline.CalibrationError as e:
-                    self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f])
+                    self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f], partial=True)
         want_cloud = intr is not None and "points" in wanted
         cloud_labels = labels_t is not None and s["points.label"]
         cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available()
@@ -622,20 +637,25 @@ class DptNode(Node):
             chosen = m if abs(t - stamp) <= s["camera_info.tolerance"] * 1e9 else None
         if chosen is None:
             self._count_error("no_camera_info", f"no camera_info on {f.camera.topic('camera_info')} matching "
-                              f"the image stamp (camera_info.policy={policy}): depth/camera_info and points skipped", [f])
+                              f"the image stamp (camera_info.policy={policy}): depth/camera_info and points skipped", [f],
+                              partial=True)
         return chosen
 
     # ------------------------------------------------------------------ errors and diagnostics
-    def _count_error(self, reason: str, text: str, frames: list[_Frame]) -> None:
+    def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False) -> None:
         """Count a per-frame failure and log it: one line per kind of error (reason + message with
         its numbers blanked) every ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
-        behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons)."""
+        behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons).
+
+        ``partial``: the frame is still processed and published without some outputs; per camera it
+        is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
+        dropped + idle + errors holds."""
         kind = (reason, re.sub(r"\d+", "#", text)[:200])
         now = time.monotonic()
         with self._lock:
             self._errors[reason] += 1
             for f in frames:
-                f.camera.counts["error:" + reason] += 1
+                f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1
             entry = self._error_log.get(kind)
             if entry is not None and now - entry[0] < _ERROR_LOG_PERIOD_S:
                 entry[1] += 1
@@ -702,11 +722,13 @@ class DptNode(Node):
             for key, n in sorted(c.items()):
                 if ":" in key:
                     ckv[key.replace(":", ".")] = str(n)
-            errs = sum(n for k, n in c.items() if k.startswith("error:")) - sum(
-                n for k, n in prev.items() if k.startswith("error:"))
+            errs, incomplete = (sum(n for k, n in c.items() if k.startswith(p)) -
+                                sum(n for k, n in prev.items() if k.startswith(p)) for p in ("error:", "incomplete:"))
             lvl, txt = DiagnosticStatus.OK, "ok"
-            if errs:
-                lvl, txt = DiagnosticStatus.WARN, f"{errs} frame errors since last report"
+            if errs or incomplete:
+                lvl, txt = DiagnosticStatus.WARN, ", ".join(
+                    t for n, t in ((errs, f"{errs} frame errors"), (incomplete, f"{incomplete} frames with outputs "
+                                                                    "skipped")) if n) + " since last report"
             elif c["received"] == prev["received"]:
                 lvl, txt = DiagnosticStatus.OK, "no input"
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
@@ -732,7 +754,8 @@ class DptNode(Node):
         return self._cameras
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per-camera counters (received, processed, dropped, idle, error:<reason>, out:<topic>)."""
+        """Per-camera counters (received, processed, dropped, idle, error:<reason>, incomplete:<reason>,
+        out:<topic>)."""
         with self._lock:
             return {c.ns: dict(c.counts) for c in self._cameras}
 

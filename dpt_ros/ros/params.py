@@ -59,11 +59,17 @@ class ParamSpec:
     def type(self) -> type:
         return type(self.default)
 
+    def listed_choices(self) -> Optional[tuple[str, ...]]:
+        """The closed set of values, for descriptions and docs (colour maps come from the pipeline,
+        imported only when asked for: launch files import this module without torch)."""
+        return _colormap_names() if self.name == "colormap" else self.choices
+
     def descriptor(self) -> ParameterDescriptor:
         """The ``ParameterDescriptor`` that rclpy enforces (type, ranges, read_only)."""
         text = self.description
-        if self.choices is not None:
-            text += " Choices: " + ", ".join(repr(c) for c in self.choices) + "."
+        choices = self.listed_choices()
+        if choices is not None:
+            text += " Choices: " + ", ".join(repr(c) for c in choices) + "."
         text += {
             "live": " Applies from the next frame.",
             "model": " Changing it loads the model again in the background.",
@@ -72,8 +78,8 @@ class ParamSpec:
         d = ParameterDescriptor(
             name=self.name, type=_TYPES[self.type], description=text,
             read_only=self.apply == "static")
-        if self.choices is not None:
-            d.additional_constraints = "one of: " + ", ".join(self.choices)
+        if choices is not None:
+            d.additional_constraints = "one of: " + ", ".join(choices)
         if self.int_range is not None:
             lo, hi, step = self.int_range
             d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=step)]
@@ -112,7 +118,7 @@ def _check_cameras(value: list) -> Optional[str]:
     if len(set(value)) != len(value):
         return f"cameras lists a namespace twice: {value}"
     for ns in value:
-        if ns and not re.match(r"^~?/?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
+        if ns and not re.match(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
             return f"camera namespace {ns!r} is not a valid ROS namespace"
     return None
 
@@ -314,6 +320,10 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
             if variant not in names:
                 reasons.append(f"{task}.variant={variant!r} is not a {task} variant; valid: "
                                + ", ".join(names) + " (or '' to disable)")
+        # a running node (changed non-empty; start-up reports this itself, with download instructions)
+        if variant and not s[f"{task}.weights"] and changed & {f"{task}.variant", f"{task}.weights"}:
+            reasons.append(f"{task}.weights is empty but {task}.variant is {variant!r}: set {task}.weights to a "
+                           f"checkpoint file or 'random' (or {task}.variant to '' to disable {task})")
     if not s["depth.variant"] and not s["segmentation.variant"]:
         reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
     if s["depth.min"] >= s["depth.max"]:
@@ -342,7 +352,7 @@ def markdown_table() -> str:
     """The parameter reference as a Markdown table (README "Parameters" is generated from this)."""
     rows = ["| parameter | type | default | range / choices | applies | description |", "|---|---|---|---|---|---|"]
     for p in PARAMETERS:
-        choices = p.choices or (_colormap_names() if p.name == "colormap" else None)
+        choices = p.listed_choices()
         if choices:
             constraint = ", ".join(f"`{c}`" for c in choices)
         elif p.int_range:

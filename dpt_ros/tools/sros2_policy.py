@@ -57,7 +57,7 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
     node = spec["node"]
     out = {"publish": {}, "subscribe": {}, "reply": {}, "optional_publish": {}}
     for cam in cameras:
-        base = _join(namespace, cam)
+        base = resolve(cam, namespace, node)   # a camera namespace may be relative, absolute or private (~/)
         for name, kind in spec["camera_topics"]["subscribe"].items():
             if name == "image" and transport == "compressed":
                 name, kind = "image/compressed", "sensor_msgs/msg/CompressedImage"

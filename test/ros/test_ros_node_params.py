@@ -75,6 +75,7 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("camera_info.policy", "sometimes", "exact, nearest, latest"),
     ("device", "tpu", "'auto', 'cpu', 'cuda', 'cuda:N'"),
     ("depth.weights", "/no/such/file.pt", "does not exist"),
+    ("depth.weights", "", "depth.weights is empty"),   # not accepted and then reverted by a failed load
     ("cameras", ["a", "b"], "read-only"),
     ("class_names", ["x"], "read-only"),
     ("qos.input_reliability", "reliable", "read-only"),
@@ -87,6 +88,16 @@ def test_invalid_values_rejected_with_reason(harness, name, value, reason):
     assert not results[0].successful
     assert reason in results[0].reason, results[0].reason
     assert node.settings is before  # nothing accepted
+
+
+def test_rclpy_standard_parameters_can_be_set(harness):
+    """use_sim_time is declared by rclpy, not in our table: `ros2 param set /dpt_node use_sim_time true` works."""
+    node = harness.start_node()
+    before = node.settings
+    r = set_params(harness, node, use_sim_time=True)[0]
+    assert r.successful, r.reason
+    assert get_params(harness, node, "use_sim_time") == [True]
+    assert node.settings is before
 
 
 def test_precision_fp16_on_cpu_rejected(harness):

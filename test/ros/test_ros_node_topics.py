@@ -268,6 +268,33 @@ def test_points_need_calibrated_camera_info(harness):
     assert math.isclose(points[0].row_step, points[0].width * points[0].point_step)
 
 
+def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness):
+    """depth without a matching camera_info still publishes inverse_depth; the skipped points are
+    counted as incomplete:no_camera_info, and received = processed + dropped + idle + errors holds."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact"})
+    points = harness.collector(PointCloud2, "points")
+    inv = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    node.diagnostics()   # start of the diagnostics window
+    for i in range(1, 6):
+        pub.publish(make_image(i))
+        wait_for(lambda: len(inv) == i, what=f"inverse_depth {i}")
+    c = node.counts()[""]
+    errors = sum(n for k, n in c.items() if k.startswith("error:"))
+    assert (c["received"], c["processed"], errors, c["incomplete:no_camera_info"]) == (5, 5, 0, 5)
+    assert c["received"] == c["processed"] + c.get("dropped", 0) + c.get("idle", 0) + errors
+    assert points == [] and node.error_counts() == {"no_camera_info": 5}
+    cam = node.diagnostics().status[1]
+    values = {kv.key: kv.value for kv in cam.values}
+    assert values["incomplete.no_camera_info"] == "5" and "error.no_camera_info" not in values
+    assert cam.level == DiagnosticStatus.WARN and cam.message == "5 frames with outputs skipped since last report"
+
+
 def test_compressed_input_transport(harness):
     import cv2
     from sensor_msgs.msg import CompressedImage
@@ -354,3 +381,41 @@ def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
     warned.text = ""
     wait_for(warned, what="incompatible QoS warning")
     assert node.cameras[0].pubs["inverse_depth"].get_subscription_count() == 0
+
+
+def test_absolute_and_private_camera_namespaces(harness):
+    """cameras:=[/left, ~/right, front] in namespace /robot: /left/..., /robot/dpt_node/right/..., /robot/front/..."""
+    node = harness.start_node(namespace="robot", cameras=["/left", "~/right", "front"])
+    topics = {t for t, _ in node.get_topic_names_and_types()}
+    for ns in ("/left", "/robot/dpt_node/right", "/robot/front"):
+        assert {f"{ns}/image", f"{ns}/inverse_depth"} <= topics, (ns, sorted(topics))
+    # the SROS2 policy generator resolves the same names as the running node
+    from dpt_ros.tools import sros2_policy
+    want = sros2_policy.expected("/robot", ["/left", "~/right", "front"], "raw", optional=True)
+    subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/robot")}
+    published = {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", "/robot")}
+    assert subscribed == set(want["subscribe"])
+    assert published <= set(want["publish"]) and "/robot/dpt_node/right/points" in published
+    out = harness.collector(Image, "/left/inverse_depth")
+    pub = harness.probe.create_publisher(Image, "/left/image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    _publish_until(harness, pub, lambda i: make_image(i, frame_id="left_optical"), out)
+    assert out[0].header.frame_id == "left_optical" and node.counts()["/left"]["processed"] >= 1
+
+
+def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness, capfd):
+    """qos.input_reliability:=reliable with best-effort publishers: the compressed image and the
+    camera_info subscription each name their own topic (one warning does not hide the other)."""
+    from sensor_msgs.msg import CompressedImage
+
+    harness.start_node(**{"qos.input_reliability": "reliable", "image_transport": "compressed"})
+    harness.probe.create_publisher(CompressedImage, "image/compressed", qos("best_effort"))
+    harness.probe.create_publisher(CameraInfo, "camera_info", qos("best_effort"))
+
+    def warned():
+        warned.text += capfd.readouterr().err
+        return ("incompatible QoS on image/compressed" in warned.text
+                and "incompatible QoS on camera_info" in warned.text)
+    warned.text = ""
+    wait_for(warned, what="incompatible QoS warnings for image/compressed and camera_info")

@@ -58,6 +58,9 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"device": "cuda:x"}, "'cuda:N'"),
     ({"cameras": ["a", "a"]}, "twice"),
     ({"cameras": ["bad name"]}, "not a valid ROS namespace"),
+    ({"cameras": ["~left"]}, "not a valid ROS namespace"),   # rcl refuses '~' not followed by '/'
+    ({"depth.weights": ""}, "depth.weights is empty but depth.variant is 'dpt_hybrid'"),
+    ({"segmentation.variant": "dpt_hybrid_ade20k"}, "segmentation.weights is empty"),
     ({"lazy": 1}, "type bool"),
     ({"points.stride": True}, "type int"),
     ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs needs a CUDA device"),
@@ -76,3 +79,17 @@ def test_weights_check(tmp_path):
     assert params.validate(s, {"depth.weights": str(f)})[1] == []
     assert params.validate(s, {"depth.weights": "random"})[1] == []
     assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
+
+
+def test_valid_camera_namespaces_and_weights_with_variant():
+    s = params.defaults()
+    assert params.validate(s, {"cameras": ["left", "/abs/cam", "~/private"]})[1] == []
+    ok, reasons = params.validate(s, {"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    assert reasons == [] and ok["segmentation.weights"] == "random"
+
+
+def test_colormap_descriptor_lists_its_choices():
+    """`ros2 param describe` shows the colour maps (README: turbo, inferno, ...), like every closed set."""
+    d = params.SPECS["colormap"].descriptor()
+    for name in ("turbo", "inferno", "gray"):
+        assert repr(name) in d.description and name in d.additional_constraints
