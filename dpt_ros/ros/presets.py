@@ -5,8 +5,9 @@ The launch files only turn launch arguments into strings and call :func:`node_pa
 import, so it runs and is tested without a ROS distribution).
 
 Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
-variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the explicit
-``resolution`` / ``weights`` / ``device`` / ``precision`` arguments.
+variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the
+``resolution`` / ``weights`` / ``device`` / ``precision`` arguments that were given (left at ``default``
+/ empty they override nothing, so a ``config_file`` can set them).
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ PACKAGE = "dpt_ros"
 TASKS = ("depth", "segmentation", "dpt")
 #: ``resolution`` launch argument: network input size; ``default`` = the variant's own size.
 RESOLUTIONS = ("default", "256", "320", "384", "448", "480", "512", "576", "640", "768", "1024")
-DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N"
-PRECISIONS = ("fp32", "fp16", "bf16")
+DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N; 'default' keeps the YAML value (auto)"
+#: ``precision`` launch argument; ``default`` keeps the YAML value (fp32 unless ``config_file`` says otherwise).
+PRECISIONS = ("default", "fp32", "fp16", "bf16")
 BOOLEANS = ("true", "false")
 
 
@@ -91,8 +93,9 @@ def launch_arguments(task: str) -> list[Argument]:
     args += [
         Argument("resolution", "default", "network input size in pixels; 'default' = the variant's own",
                  RESOLUTIONS),
-        Argument("device", "auto", "inference device: " + DEVICES_HELP),
-        Argument("precision", "fp32", "inference precision (fp16/bf16 need a GPU for speed)", PRECISIONS),
+        Argument("device", "default", "inference device: " + DEVICES_HELP),
+        Argument("precision", "default", "inference precision (fp16/bf16 need a GPU for speed); 'default' keeps "
+                 "the YAML value (fp32)", PRECISIONS),
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
@@ -140,7 +143,7 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"parameter file {f} not found")
-    overrides: dict = {"device": v["device"], "precision": v["precision"]}
+    overrides: dict = {k: v[k] for k in ("device", "precision") if v[k] != "default"}
     if v["resolution"] != "default":
         overrides["input_size"] = int(v["resolution"])
     weights_key = "segmentation.weights" if task == "segmentation" else "depth.weights"

@@ -95,6 +95,27 @@ def test_params_files_are_applied_in_order(harness, tmp_path):
     assert code == 0, log
 
 
+def test_launch_presets_reach_the_node_and_config_file_is_not_overridden_by_defaults(harness, tmp_path):
+    """What depth.launch.py passes (presets.node_parameters: files, then the arguments that were given),
+    through the real rcl parser: the user's config_file sets device, and the launch defaults leave it."""
+    from dpt_ros.ros import presets
+
+    user = tmp_path / "mine.yaml"
+    user.write_text("/**:\n  ros__parameters:\n    device: cpu\n    input_size: 64\n    colormap: gray\n")
+    params = presets.node_parameters("depth", {"variant": "dpt_tiny", "config_file": str(user)})
+    args = [a for f in params[:-1] for a in ("--params-file", f)]
+    args += [a for k, v in params[-1].items() for a in ("-p", f"{k}:={v}")]
+    proc = start(*args)
+    try:
+        values = get_params(harness, "dpt_proc", ["depth.variant", "depth.weights", "device", "precision",
+                                                  "input_size", "colormap"])
+        assert values == {"depth.variant": "dpt_tiny", "depth.weights": "random", "device": "cpu",
+                          "precision": "fp32", "input_size": 64, "colormap": "gray"}
+    finally:
+        code, log = stop(proc)
+    assert code == 0, log
+
+
 def test_missing_weights_exits_with_instructions():
     proc = start("-p", "depth.variant:=dpt_large")
     code, log = proc.wait(timeout=60), proc.stdout.read()
@@ -115,6 +136,21 @@ def test_invalid_startup_parameters_exit_with_reason():
     proc = start(*FAST_ARGS, "-p", "depth.min:=5.0", "-p", "depth.max:=1.0")
     code, log = proc.wait(timeout=60), proc.stdout.read()
     assert code != 0 and "depth.min (5) must be below depth.max (1)" in log
+
+
+def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
+    """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
+    for arg, needle in (("input_size:=33", "not a valid step"), ("input_size:=abc", "expecting type 'INTEGER'")):
+        proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
+        try:
+            code, log = proc.wait(timeout=60), proc.stdout.read()
+        finally:
+            if proc.poll() is None:   # a node that started anyway must not outlive the test
+                proc.kill()
+                proc.wait()
+        assert code == 2, log
+        assert "dpt_node: invalid parameter input_size" in log and needle in log, log
+        assert "Traceback" not in log, log
 
 
 def test_sigint_during_inference_exits_zero_and_fast(harness):

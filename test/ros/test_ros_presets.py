@@ -24,7 +24,7 @@ def test_config_files_hold_only_declared_parameters_with_valid_values(path):
     doc = yaml.safe_load(path.read_text())
     assert list(doc) == ["/**"] and list(doc["/**"]) == ["ros__parameters"]
     values = dict(_flatten(doc["/**"]["ros__parameters"]))
-    base = params.defaults()
+    base = params.defaults().replace({"depth.weights": "random", "segmentation.weights": "random"})  # weights: launch
     for name, value in values.items():
         assert name in params.SPECS, f"{path.name}: unknown parameter {name}"
     new, reasons = params.validate(base, {k: v for k, v in values.items() if not k.endswith("weights")})
@@ -47,7 +47,8 @@ def test_launch_arguments_are_documented_with_choices():
                          "camera_info", "namespace", "use_rviz"):
             assert required in args and args[required].description
         assert args["variant"].default in args["variant"].choices
-        assert args["precision"].choices == ("fp32", "fp16", "bf16")
+        assert args["precision"].choices == ("default", "fp32", "fp16", "bf16")
+        assert args["device"].default == args["precision"].default == "default"
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
     assert "segmentation_variant" in {a.name for a in presets.launch_arguments("dpt")}
@@ -58,7 +59,7 @@ def test_first_command_users_type():
     p = presets.node_parameters("depth", {"variant": "dpt_large", "resolution": "384", "weights": "/w/large.pt"})
     files, overrides = p[:-1], p[-1]
     assert [Path(f).name for f in files] == ["depth.yaml", "dpt_large.yaml"]
-    assert overrides == {"device": "auto", "precision": "fp32", "input_size": 384, "depth.weights": "/w/large.pt"}
+    assert overrides == {"input_size": 384, "depth.weights": "/w/large.pt"}
     # later files win: the preset selects the variant
     merged = {}
     for f in files:
@@ -72,7 +73,7 @@ def test_presets_for_segmentation_and_both_tasks(tmp_path):
     user.write_text("/**:\n  ros__parameters:\n    lazy: false\n")
     p = presets.node_parameters("segmentation", {"weights": "random", "config_file": str(user)})
     assert [Path(f).name for f in p[:-1]] == ["segmentation.yaml", "dpt_hybrid_ade20k.yaml", "mine.yaml"]
-    assert p[-1]["segmentation.weights"] == "random" and "input_size" not in p[-1]
+    assert p[-1] == {"segmentation.weights": "random"}   # nothing the user did not give overrides mine.yaml
     p = presets.node_parameters("dpt", {"variant": "dpt_hybrid_kitti", "segmentation_variant": "dpt_large_ade20k",
                                         "weights": "k.pt", "segmentation_weights": "s.pt", "device": "cuda",
                                         "precision": "fp16"})
