@@ -93,3 +93,11 @@ def test_colormap_descriptor_lists_its_choices():
     d = params.SPECS["colormap"].descriptor()
     for name in ("turbo", "inferno", "gray"):
         assert repr(name) in d.description and name in d.additional_constraints
+
+
+def test_readme_parameter_table_is_the_parameter_table():
+    """README's Parameters section is params.markdown_table() (regenerate it when a parameter changes)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert params.markdown_table() in readme
