@@ -294,7 +294,7 @@ class DptNode(Node):
     def _model_failed(self, s: Settings, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}"
         self.get_logger().error(f"model load failed, keeping the running model: {msg}")
-        running = dict(zip(params.MODEL_PARAMETERS, self._models.key))
+        running = {n: v for n, v in zip(params.MODEL_PARAMETERS, self._models.key) if v is not None}
         with self._lock:
             self._model_error = msg
             self._errors["model_load"] += 1

@@ -240,8 +240,10 @@ class Settings:
         return Settings(MappingProxyType(merged))
 
     def model_key(self) -> tuple:
-        """The values that define the loaded models; engines are rebuilt when it changes."""
-        return tuple(self.values[n] for n in MODEL_PARAMETERS)
+        """The values that define the loaded models; engines are rebuilt when it changes. The weights
+        of a disabled task (empty variant) are None: setting them loads nothing until it is enabled."""
+        disabled = {f"{t}.weights" for t in ("depth", "segmentation") if not self.values[f"{t}.variant"]}
+        return tuple(None if n in disabled else self.values[n] for n in MODEL_PARAMETERS)
 
 
 def defaults() -> Settings:

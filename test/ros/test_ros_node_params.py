@@ -178,6 +178,21 @@ def test_model_swap_under_a_stream_keeps_serving(harness):
     assert c["processed"] >= 10
 
 
+def test_weights_of_a_disabled_task_load_nothing_until_it_is_enabled(harness):
+    node = harness.start_node()   # depth only (segmentation.variant '')
+    old = node.models
+    r = set_params(harness, node, **{"segmentation.weights": "random"})[0]
+    assert r.successful, r.reason
+    time.sleep(0.5)
+    assert node.models is old and node._loader is None   # no reload of the depth model for nothing
+    assert get_params(harness, node, "segmentation.weights") == ["random"]
+    r = set_params(harness, node, **{"segmentation.variant": "dpt_hybrid_ade20k"})[0]
+    assert r.successful, r.reason
+    wait_for(lambda: node.models is not old and node.models.segmentation is not None, timeout=30, what="swap")
+    assert node.models.segmentation.variant.name == "dpt_hybrid_ade20k"
+    assert node.models.key[params.MODEL_PARAMETERS.index("segmentation.weights")] == "random"
+
+
 def test_failed_model_load_keeps_old_model_and_reports(harness, tmp_path):
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
