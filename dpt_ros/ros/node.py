@@ -53,6 +53,9 @@ _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
+#: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
+#: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
+_INFO_WAIT_S = 0.05
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 
 
@@ -173,6 +176,7 @@ class DptNode(Node):
         super().__init__(node_name, **kwargs)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
+        self._info_arrived = threading.Condition(self._lock)
         self._stopping = False
         self._settings = self._declare_parameters()
         self._model_error = ""
@@ -381,8 +385,9 @@ class DptNode(Node):
             self._wake.notify()
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
-        with self._lock:
+        with self._info_arrived:
             cam.infos.append((_stamp_ns(msg.header.stamp), msg))
+            self._info_arrived.notify_all()
 
     # ------------------------------------------------------------------ worker
     def _worker_loop(self) -> None:
@@ -623,23 +628,36 @@ class DptNode(Node):
         return pipeline.colorize(inv, s["colormap"], lo, hi)
 
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
+        """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
+        when nothing matches yet but the camera has sent camera_info before, none of it as new as the
+        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way)."""
         stamp = _stamp_ns(f.msg.header.stamp)
-        with self._lock:
-            infos = list(f.camera.infos)
         policy = s["camera_info.policy"]
-        chosen = None
-        if infos and policy == "latest":
-            chosen = infos[-1][1]
-        elif infos and policy == "exact":
-            chosen = next((m for t, m in reversed(infos) if t == stamp), None)
-        elif infos:
-            t, m = min(infos, key=lambda tm: abs(tm[0] - stamp))
-            chosen = m if abs(t - stamp) <= s["camera_info.tolerance"] * 1e9 else None
+        deadline = time.monotonic() + _INFO_WAIT_S
+        with self._info_arrived:
+            while True:
+                infos = list(f.camera.infos)
+                chosen = self._match_info(infos, stamp, policy, s["camera_info.tolerance"])
+                remaining = deadline - time.monotonic()
+                if chosen is not None or not infos or infos[-1][0] >= stamp or remaining <= 0 or self._stopping:
+                    break
+                self._info_arrived.wait(remaining)
         if chosen is None:
             self._count_error("no_camera_info", f"no camera_info on {f.camera.topic('camera_info')} matching "
                               f"the image stamp (camera_info.policy={policy}): depth/camera_info and points skipped", [f],
                               partial=True)
         return chosen
+
+    @staticmethod
+    def _match_info(infos: list, stamp: int, policy: str, tolerance_s: float) -> Optional[CameraInfo]:
+        if not infos:
+            return None
+        if policy == "latest":
+            return infos[-1][1]
+        if policy == "exact":
+            return next((m for t, m in reversed(infos) if t == stamp), None)
+        t, m = min(infos, key=lambda tm: abs(tm[0] - stamp))
+        return m if abs(t - stamp) <= tolerance_s * 1e9 else None
 
     # ------------------------------------------------------------------ errors and diagnostics
     def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False) -> None:

@@ -192,7 +192,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- inputs -------------------------------------------------------------------------------
     ParamSpec("camera_info.policy", "nearest",
               "Which camera_info goes with an image: same stamp (exact), nearest stamp within "
-              "camera_info.tolerance (nearest), or the latest received (latest).",
+              "camera_info.tolerance (nearest), or the latest received (latest). exact/nearest wait up to "
+              "50 ms for an info not yet as new as the image.",
               choices=CAMERA_INFO_POLICIES),
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
