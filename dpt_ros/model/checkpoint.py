@@ -526,12 +526,14 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
 
 
 def _check_release_name(path: Path, variant: Variant) -> None:
-    """A release file of *another* variant with the same architecture (e.g. KITTI vs relative) is refused."""
+    """A release file (DPT or MiDaS v3 name) of *another* variant with the same architecture
+    (e.g. KITTI vs relative) is refused."""
     name = path.name
     for other in VARIANTS.values():
         if other.name == variant.name:
             continue
-        if name == other.checkpoint and name != variant.checkpoint and name not in variant.alt_checkpoints:
+        if (name == other.checkpoint or name in other.alt_checkpoints) and name != variant.checkpoint \
+                and name not in variant.alt_checkpoints:
             raise CheckpointError(
                 f"{path} is the release file of variant {other.name!r} ({other.description}), but variant "
                 f"{variant.name!r} was requested; set the variant to {other.name!r}"

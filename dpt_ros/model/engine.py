@@ -59,7 +59,7 @@ def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_h
         # Seeded (without touching the caller's RNG state) so that random-weight runs -- demo, benchmarks,
         # tests, a model swap -- are reproducible. The outputs are meaningless either way.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(RANDOM_INIT_SEED)
+            torch.default_generator.manual_seed(RANDOM_INIT_SEED)  # not torch.manual_seed: it reseeds CUDA too
             return DPT(v).eval()
     from .checkpoint import load_checkpoint
 

@@ -48,8 +48,10 @@ def verify(path: Path, variant: Optional[str], load: bool = True) -> str:
         load_checkpoint,
         matching_variants,
         read_state_dict,
+        resolve_weights_path,
     )
 
+    path = resolve_weights_path(path)  # a Hugging Face snapshot folder -> its weights file, as the loader does
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)"]

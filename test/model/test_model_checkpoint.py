@@ -274,3 +274,35 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
     for p in (text, noise):
         with pytest.raises(CheckpointError, match=str(p.name)):
             load_engine("dpt_tiny", p)
+
+
+TINY_HYBRID = dict(embed_dim=64, depth=2, num_heads=2, hooks=(0, 1, 0, 1), channels=(128, 256, 64, 64),
+                   resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+
+
+def test_midas_v3_name_of_other_variant(tmp_path):
+    """dpt_hybrid_384.pt (MiDaS v3 name of the relative-depth hybrid) requested as the KITTI/NYU metric
+    variant (same architecture) is refused like the DPT release name is, not silently run as metres."""
+    rel = get_variant("dpt_hybrid").replace(**TINY_HYBRID)
+    sd = random_state_dict(rel, seed=4)
+    p = tmp_path / "dpt_hybrid_384.pt"
+    torch.save(sd, p)
+    for metric in ("dpt_hybrid_kitti", "dpt_hybrid_nyu"):
+        with pytest.raises(CheckpointError, match="variant 'dpt_hybrid'"):
+            load_checkpoint(p, get_variant(metric).replace(**TINY_HYBRID))
+    assert load_checkpoint(p, rel).variant.name == "dpt_hybrid"  # its own variant still loads
+
+
+def test_weights_tool_verifies_snapshot_directory(tmp_path, tiny_sd):
+    """``weights --verify`` takes a Hugging Face snapshot folder, as load_engine and --convert do."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.tools import weights
+
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    save_file({k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}, str(snap / "model.safetensors"))
+    report = weights.verify(snap, "dpt_tiny")
+    assert "model.safetensors" in report and "strict load as dpt_tiny: OK" in report
+    assert weights.main(["--verify", str(snap), "--variant", "dpt_tiny"]) == 0
+    assert weights.main(["--verify", str(tmp_path)]) == 1  # a folder without weights: clear failure

@@ -157,3 +157,21 @@ def test_weight_standardisation_folding_exact():
     assert n == 1 + 3 * 3 + 3  # stem + 3 convs per bottleneck (3 blocks) + 3 downsample convs
     assert fold_weight_standardization(m) == 0  # idempotent
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+def test_random_weights_leave_the_callers_rng_alone(monkeypatch):
+    """weights='random' is seeded without touching the process's RNG state: CPU state restored, and the
+    CUDA generators (which torch.manual_seed reseeds, even lazily before CUDA starts) never reseeded."""
+    from dpt_ros.model import build_model
+
+    reseeded = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda seed: reseeded.append(seed))
+    monkeypatch.setattr(torch.cuda, "manual_seed", lambda seed: reseeded.append(seed))
+    torch.manual_seed(123)
+    reseeded.clear()
+    before = torch.get_rng_state()
+    a = build_model("dpt_tiny", "random")
+    b = build_model("dpt_tiny", "random")
+    assert torch.equal(torch.get_rng_state(), before)
+    assert reseeded == []
+    assert all(torch.equal(t, b.state_dict()[k]) for k, t in a.state_dict().items())  # still reproducible
