@@ -126,6 +126,22 @@ def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
     return msg
 
 
+def _refuse_download_artifacts(path: Path, variant: Optional[Variant]) -> None:
+    """A Git LFS pointer or an HTML page (a failed or redirected download) saved under the weights'
+    name gets an error saying so, instead of an unpickler message about a corrupt file."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    text = head.lstrip().lower()
+    if text.startswith(b"version https://git-lfs"):
+        what = "a Git LFS pointer (a few bytes that stand for the file), not the weights: run `git lfs pull`"
+    elif text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
+        what = "an HTML/XML page (an error, login or redirect page saved by a failed download), not the weights"
+    else:
+        return
+    where = f"; official weights for {variant.name}: {variant.url}" if variant is not None and variant.url else ""
+    raise CheckpointError(f"{path} is {what}. Download the file itself{where}.")
+
+
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -179,6 +195,7 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
     v = get_variant(variant) if variant is not None else None
     if not path.is_file():
         raise FileNotFoundError(_not_found_message(path, v))
+    _refuse_download_artifacts(path, v)
     if verify_hash:
         verify_sha256_prefix(path)
     if path.suffix == ".safetensors":

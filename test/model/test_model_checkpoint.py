@@ -276,6 +276,19 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
             load_engine("dpt_tiny", p)
 
 
+def test_lfs_pointer_or_html_page_saved_as_weights_is_named_as_such(tmp_path):
+    """The two usual failed downloads get a message that says what the file is and where to get the real one
+    (the release-named file would otherwise fail its hash check as 'corrupt')."""
+    lfs = tmp_path / "dpt_hybrid-midas-501f0c75.pt"
+    lfs.write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0123\nsize 1\n")
+    page = tmp_path / "dpt_large.pt"
+    page.write_bytes(b"\n<!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    with pytest.raises(CheckpointError, match=r"Git LFS pointer.*git lfs pull.*dpt_hybrid-midas-501f0c75\.pt"):
+        load_engine("dpt_hybrid", lfs)
+    with pytest.raises(CheckpointError, match=r"dpt_large\.pt is an HTML/XML page.*releases/download"):
+        load_engine("dpt_large", page)
+
+
 TINY_HYBRID = dict(embed_dim=64, depth=2, num_heads=2, hooks=(0, 1, 0, 1), channels=(128, 256, 64, 64),
                    resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
 
