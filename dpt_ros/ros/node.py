@@ -173,6 +173,9 @@ class DptNode(Node):
     """The DPT node; see the module docstring and README for topics and parameters."""
 
     def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
+        # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
+        # serves the parameter services while the loader thread reverts a failed load
+        self._param_lock = threading.RLock()
         super().__init__(node_name, **kwargs)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -245,6 +248,14 @@ class DptNode(Node):
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
                                    f"net size {getattr(m, task + '_pre').net_size}")
 
+    def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
+        with self._param_lock:
+            return super().set_parameters(parameter_list)
+
+    def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
+        with self._param_lock:   # what the set_parameters(_atomically) services call
+            return super().set_parameters_atomically(parameter_list)
+
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them
         changes = {p.name: p.value for p in changed if p.name in params.SPECS}
@@ -267,8 +278,11 @@ class DptNode(Node):
     def _request_models(self, s: Settings) -> None:
         with self._lock:
             self._wanted = s
+            # _model_loading is cleared by the loader, under this lock, when it leaves its loop: a
+            # loader thread that has left it may still be alive for a moment, and would miss ``s``
+            running = self._model_loading
             self._model_loading = True
-            if self._loader is None or not self._loader.is_alive():
+            if not running or self._loader is None or not self._loader.is_alive():
                 self._loader = threading.Thread(target=self._loader_loop, name="dpt_model_loader", daemon=True)
                 self._loader.start()
 
@@ -304,10 +318,13 @@ class DptNode(Node):
             self._errors["model_load"] += 1
             if self._wanted is not None and self._wanted.model_key() == s.model_key():
                 self._wanted = None
-        # put the parameters back to what is running, so `ros2 param get` tells the truth
-        revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v]
-        if revert and not self._stopping:
-            self.set_parameters(revert)
+        # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
+        # one that the user has changed again since this load was asked for (that change stands)
+        with self._param_lock:
+            current = self._settings
+            revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v and current[n] == s[n]]
+            if revert and not self._stopping:
+                self.set_parameters(revert)
 
     def _warmup(self, m: ModelSet) -> None:
         """One forward pass per task so the first real frame does not pay for lazy init."""
@@ -790,6 +807,7 @@ class DptNode(Node):
         with wake:
             self._stopping = True
             wake.notify_all()
+            self._info_arrived.notify_all()   # a frame waiting for its camera_info stops waiting
         for thread in (getattr(self, "_worker", None), getattr(self, "_loader", None)):
             if thread is not None and thread.is_alive():
                 thread.join(timeout)

@@ -10,6 +10,8 @@ from typing import Callable
 
 import numpy as np
 import rclpy
+from rcl_interfaces.msg import ParameterType
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -114,3 +116,33 @@ class Harness:
         rclpy.shutdown(context=self.context)
 
 
+
+
+def call_service(harness: Harness, srv_type, name: str, request, timeout: float = 10.0):
+    """Call a service from the harness's probe node and return the response (AssertionError on timeout)."""
+    client = harness.probe.create_client(srv_type, name)
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise AssertionError(f"service {name} not available")
+        future = client.call_async(request)
+        wait_for(future.done, timeout=timeout, what=f"{name} response")
+        return future.result()
+    finally:
+        harness.probe.destroy_client(client)
+
+
+def set_params(harness: Harness, node, **values) -> list:
+    """What `ros2 param set` does: the node's SetParameters service; returns the results."""
+    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
+    return call_service(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results
+
+
+def get_params(harness: Harness, node, *names: str) -> list:
+    """The values of ``names`` through the node's GetParameters service, as Python values."""
+    res = call_service(harness, GetParameters, f"/{node.get_name()}/get_parameters",
+                       GetParameters.Request(names=list(names)))
+    kinds = {ParameterType.PARAMETER_BOOL: "bool_value", ParameterType.PARAMETER_INTEGER: "integer_value",
+             ParameterType.PARAMETER_DOUBLE: "double_value", ParameterType.PARAMETER_STRING: "string_value",
+             ParameterType.PARAMETER_STRING_ARRAY: "string_array_value"}
+    return [list(getattr(pv, kinds[pv.type])) if pv.type == ParameterType.PARAMETER_STRING_ARRAY
+            else getattr(pv, kinds[pv.type]) for pv in res.values]

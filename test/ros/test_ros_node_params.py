@@ -6,42 +6,14 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterType
-from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters, SetParametersAtomically
+from rcl_interfaces.srv import DescribeParameters, SetParametersAtomically
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, wait_for
 
 DOMAIN = 42
-
-
-def _call(harness, srv_type, name, request, timeout=10.0):
-    client = harness.probe.create_client(srv_type, name)
-    assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-    future = client.call_async(request)
-    wait_for(future.done, timeout=timeout, what=f"{name} response")
-    harness.probe.destroy_client(client)
-    return future.result()
-
-
-def set_params(harness, node, **values):
-    req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-    return _call(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results
-
-
-def get_params(harness, node, *names):
-    res = _call(harness, GetParameters, f"/{node.get_name()}/get_parameters", GetParameters.Request(names=list(names)))
-    return [_value(v) for v in res.values]
-
-
-def _value(pv):
-    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
-            ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
-            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
-            ParameterType.PARAMETER_STRING: lambda: pv.string_value,
-            ParameterType.PARAMETER_STRING_ARRAY: lambda: list(pv.string_array_value)}[pv.type]()
 
 
 def test_valid_live_change_applies_from_the_next_frame(harness):
@@ -110,10 +82,10 @@ def test_atomic_set_checks_values_together(harness):
     node = harness.start_node()
     req = SetParametersAtomically.Request(parameters=[
         Parameter("depth.min", value=5.0).to_parameter_msg(), Parameter("depth.max", value=4.0).to_parameter_msg()])
-    r = _call(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    r = call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
     assert not r.successful and "below depth.max" in r.reason
     req.parameters[1] = Parameter("depth.max", value=8.0).to_parameter_msg()
-    r = _call(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    r = call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
     assert r.successful
     assert (node.settings["depth.min"], node.settings["depth.max"]) == (5.0, 8.0)
 
@@ -121,7 +93,7 @@ def test_atomic_set_checks_values_together(harness):
 def test_descriptors_and_class_names(harness):
     node = harness.start_node()
     names = ["input_size", "segmentation.overlay_alpha", "cameras", "resize_method"]
-    res = _call(harness, DescribeParameters, f"/{node.get_name()}/describe_parameters",
+    res = call_service(harness, DescribeParameters, f"/{node.get_name()}/describe_parameters",
                 DescribeParameters.Request(names=names))
     d = {x.name: x for x in res.descriptors}
     assert d["input_size"].integer_range[0].step == 32 and d["input_size"].integer_range[0].to_value == 2048

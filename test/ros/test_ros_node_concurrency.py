@@ -1,0 +1,122 @@
+"""Races between the parameter callback (executor thread), the model loader thread and the worker.
+
+Where a race window is a few bytecodes wide, the test widens it at the exact point (a gate in the
+loader's ``load_models``, a loader thread that is slow to exit) instead of hoping for a lucky
+schedule; the threads, the parameter services and the node are the real ones."""
+import threading
+import time
+
+import pytest
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParametersAtomically
+from rclpy.parameter import Parameter
+
+from dpt_ros.ros import node as node_module
+from dpt_ros.ros.testing import call_service, get_params, set_params, wait_for
+
+DOMAIN = 48
+
+
+def _settled(node) -> bool:
+    with node._lock:
+        return not node._model_loading
+
+
+def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypatch):
+    """input_size=96 with corrupt weights is accepted and loads in the background; before it fails the
+    user sets input_size=128. The failure may put depth.weights back (the corrupt file is still what
+    the user asked for) but must not put input_size back to the running 64: that undoes the newer change."""
+    node = harness.start_node()
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    gate, entered = threading.Event(), threading.Event()
+    real = node_module.load_models
+
+    def gated(s):
+        if s["depth.weights"] == str(bad):
+            entered.set()
+            gate.wait(30)
+        return real(s)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("input_size", value=96).to_parameter_msg(),
+        Parameter("depth.weights", value=str(bad)).to_parameter_msg()])
+    r = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    assert r.successful, r.reason
+    wait_for(entered.is_set, what="loader building the corrupt model")
+    r = set_params(harness, node, input_size=128)[0]       # the user's newer change
+    assert r.successful, r.reason
+    gate.set()
+    wait_for(lambda: node.error_counts().get("model_load", 0) >= 1, timeout=30, what="load failure")
+    wait_for(lambda: _settled(node), timeout=60, what="loader finished")
+    assert node.settings["input_size"] == 128, "the failed load reverted the user's newer input_size"
+    assert get_params(harness, node, "input_size") == [128]
+    assert node.settings["depth.weights"] == "random"       # the corrupt file is put back to what runs
+    assert node.models.depth_pre.net_size == (128, 128)
+    assert node.models.key == node.settings.model_key()
+
+
+def test_model_request_while_the_loader_thread_exits_is_not_lost(harness):
+    """The loader leaves its loop under the lock, but its thread is still alive for a moment after
+    that. A change arriving in that moment must still be loaded (it used to be dropped: is_alive()
+    said a loader was running, so none was started, and model_loading stayed true for ever)."""
+    node = harness.start_node()
+    exited = threading.Event()
+    loop = node._loader_loop
+
+    def slow_to_exit():   # the thread outlives its loop a little (widened from microseconds to 1 s)
+        loop()
+        exited.set()
+        time.sleep(1.0)
+
+    node._loader_loop = slow_to_exit
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(exited.is_set, timeout=30, what="first swap done, loader leaving")
+    assert node.models.depth_pre.net_size == (96, 96)
+    assert set_params(harness, node, input_size=128)[0].successful
+    wait_for(lambda: node.models.depth_pre.net_size == (128, 128), timeout=30, what="second change loaded")
+    wait_for(lambda: _settled(node), what="model_loading cleared")
+
+
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_revert_of_a_failed_load_racing_a_user_change(harness, tmp_path, where):
+    """After a failed load the loader thread puts parameters back with set_parameters, while the
+    executor thread may be serving a user's set_parameters; rclpy's Node does not serialise the two.
+    The user's input_size=128 lands while the revert of input_size (to the running 64) is in flight:
+    ``before`` the node's callback validates the revert (the revert then undid the user's newer change)
+    or ``after`` it, before rclpy stores the value (`ros2 param get` then said 64 while the node ran 128)."""
+    node = harness.start_node()
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    in_revert, user_done = threading.Event(), threading.Event()
+
+    def hold_revert(changed):
+        if threading.current_thread().name == "dpt_model_loader" and any(p.name == "input_size" for p in changed):
+            in_revert.set()
+            user_done.wait(3.0)   # a timeout: with the fix the user's call waits for this one to finish
+        return SetParametersResult(successful=True)
+
+    # rclpy calls the callback added last first
+    if where == "after":
+        node.remove_on_set_parameters_callback(node._on_set_parameters)
+    node.add_on_set_parameters_callback(hold_revert)
+    if where == "after":
+        node.add_on_set_parameters_callback(node._on_set_parameters)
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("input_size", value=96).to_parameter_msg(),
+        Parameter("depth.weights", value=str(bad)).to_parameter_msg()])
+    assert call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result.successful
+    wait_for(in_revert.is_set, timeout=30, what="loader reverting input_size")
+    t = threading.Thread(target=lambda: user_done.set() if set_params(harness, node, input_size=128)[0].successful
+                         else None)
+    t.start()
+    t.join(10)
+    user_done.set()
+    wait_for(lambda: _settled(node) and node.models.key == node.settings.model_key(), timeout=60,
+             what="loader finished")
+    assert (node.settings["input_size"], node.get_parameter("input_size").value) == (128, 128)
+    assert get_params(harness, node, "input_size") == [128]
+    assert node.models.depth_pre.net_size == (128, 128)
