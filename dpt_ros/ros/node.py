@@ -142,6 +142,7 @@ class _Frame:
     camera: "_Camera"
     msg: Any
     received: float          # time.monotonic() at the callback
+    counted: bool = False    # already counted as idle, processed or an error (never twice)
 
 
 @dataclass
@@ -301,7 +302,7 @@ class DptNode(Node):
                 self._model_failed(s, e)
                 continue
             with self._lock:
-                current_wanted = self._wanted
+                current_wanted = None if self._stopping else self._wanted   # never swap into a stopped node
                 if current_wanted is not None and current_wanted.model_key() == s.model_key():
                     self._models = models   # the worker picks it up at its next batch
                     self._model_error = ""
@@ -424,7 +425,8 @@ class DptNode(Node):
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
                 if self._stopping or not self.context.ok():
                     return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
-                self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}", frames)
+                self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
+                                  [f for f in frames if not f.counted])
 
     def wanted_outputs(self, cam: _Camera, s: Settings) -> set[str]:
         """Outputs enabled by parameter and, with ``lazy``, subscribed to."""
@@ -453,6 +455,7 @@ class DptNode(Node):
             if not wanted:
                 with self._lock:
                     f.camera.counts["idle"] += 1
+                    f.counted = True
                 continue
             try:
                 rgb, view = self._decode(f.msg)
@@ -498,6 +501,7 @@ class DptNode(Node):
             for job, msgs in messages:
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
+                job["frame"].counted = True
                 stamp = _stamp_ns(job["frame"].msg.header.stamp)
                 self._ages_ms.append((now_ns - stamp) / 1e6)
                 cam.last_stamp_ns = stamp
@@ -691,6 +695,7 @@ class DptNode(Node):
             self._errors[reason] += 1
             for f in frames:
                 f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1
+                f.counted = f.counted or not partial
             entry = self._error_log.get(kind)
             if entry is not None and now - entry[0] < _ERROR_LOG_PERIOD_S:
                 entry[1] += 1
@@ -911,6 +916,10 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {e}")
         print(f"dpt_node: cannot start: {e}", file=sys.stderr)
         code = 2
+    except (RuntimeError, OSError) as e:   # e.g. CUDA out of memory while loading the model
+        rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {type(e).__name__}: {e}")
+        print(f"dpt_node: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+        code = 1
     finally:
         if node is not None:
             node.destroy_node()

@@ -13,7 +13,7 @@ import rclpy
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -83,7 +83,10 @@ class Harness:
 
     def _spin(self) -> None:
         while not self._stop.is_set() and self.context.ok():
-            self.executor.spin_once(timeout_sec=0.02)
+            try:
+                self.executor.spin_once(timeout_sec=0.02)
+            except ExternalShutdownException:   # a test shut the context down
+                return
 
     def start_node(self, namespace: str = "", **overrides):
         from dpt_ros.ros.node import DptNode

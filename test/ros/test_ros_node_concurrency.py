@@ -120,3 +120,27 @@ def test_revert_of_a_failed_load_racing_a_user_change(harness, tmp_path, where):
     assert (node.settings["input_size"], node.get_parameter("input_size").value) == (128, 128)
     assert get_params(harness, node, "input_size") == [128]
     assert node.models.depth_pre.net_size == (128, 128)
+
+
+def test_an_unexpected_error_counts_each_frame_of_the_batch_once(harness, monkeypatch):
+    """Camera a's frame is idle (nobody subscribes), then the batch fails unexpectedly on camera b's:
+    a stays idle and only b is counted as error:internal (received = processed + dropped + idle + errors)."""
+    from dpt_ros.ros.testing import make_image
+
+    node = harness.start_node(cameras=["a", "b"])
+    real = node.wanted_outputs
+
+    def wanted(cam, s):
+        if cam.ns == "b":
+            raise RuntimeError("injected")
+        return real(cam, s)
+
+    monkeypatch.setattr(node, "wanted_outputs", wanted)
+    with node._wake:   # both frames waiting when the worker wakes: one batch
+        for cam in node.cameras:
+            cam.counts["received"] += 1
+            cam.pending = node_module._Frame(cam, make_image(1), time.monotonic())
+        node._wake.notify()
+    wait_for(lambda: node.error_counts().get("internal") == 1, what="internal error counted")
+    c = node.counts()
+    assert (dict(c["a"]), dict(c["b"])) == ({"received": 1, "idle": 1}, {"received": 1, "error:internal": 1})
