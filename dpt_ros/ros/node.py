@@ -643,9 +643,10 @@ class DptNode(Node):
         if s["colormap.range"] == "fixed":
             lo, hi = s["colormap.min"], s["colormap.max"]
         else:
-            if cam.colormap_range is None:
-                cam.colormap_range = pipeline.RunningRange()
-            lo, hi = cam.colormap_range.update(inv)
+            rr = cam.colormap_range   # read once: a parameter change may reset it from another thread
+            if rr is None:
+                rr = cam.colormap_range = pipeline.RunningRange()
+            lo, hi = rr.update(inv)
         return pipeline.colorize(inv, s["colormap"], lo, hi)
 
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
