@@ -17,6 +17,7 @@ from typing import Iterator, Optional
 import cv2
 import numpy as np
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
@@ -151,9 +152,9 @@ class SampleCamera(Node):
         self.reliability = p("reliability", "reliable", "QoS reliability: reliable or best_effort")
         self.compressed = p("publish_compressed", False, "also publish image/compressed (JPEG)")
         if self.encoding not in ENCODINGS:
-            raise ValueError(f"sample_camera: encoding {self.encoding!r} not supported; choose from {', '.join(ENCODINGS)}")
+            raise ValueError(f"encoding {self.encoding!r} not supported; choose from {', '.join(ENCODINGS)}")
         if self.reliability not in ("reliable", "best_effort"):
-            raise ValueError(f"sample_camera: reliability {self.reliability!r}: use reliable or best_effort")
+            raise ValueError(f"reliability {self.reliability!r}: use reliable or best_effort")
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
                          reliability=ReliabilityPolicy.RELIABLE if self.reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
@@ -218,7 +219,13 @@ class SampleCamera(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    """Entry point of ``sample_camera``. Exit codes: 0 after ``count`` frames, the end of a non-looping
+    source or Ctrl-C; 2 for bad arguments or parameters (one line on stderr saying which)."""
+    try:
+        rclpy.init(args=args)
+    except Exception as e:  # noqa: BLE001 - malformed --ros-args
+        print(f"sample_camera: cannot initialise ROS 2: {e}", file=sys.stderr)
+        return 2
     code = 0
     node = None
     try:
@@ -227,6 +234,10 @@ def main(args=None) -> int:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except (InvalidParameterTypeException, InvalidParameterValueException) as e:
+        # e.g. rate:=30 (an integer; write 30.0) or fov_deg:=200.0 (out of range)
+        print(f"sample_camera: invalid parameter: {e}", file=sys.stderr)
+        code = 2
     except ValueError as e:
         print(f"sample_camera: {e}", file=sys.stderr)
         code = 2

@@ -162,6 +162,7 @@ def main(argv=None) -> int:
     ap.add_argument("--run", action="store_true", help="run test/reliability first (about 5 minutes)")
     ap.add_argument("-k", default="", help="pytest -k expression to run a subset")
     args = ap.parse_args(argv)
+    rc = 0
     if args.run:
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "test" / "reliability"), "-q", "-s"]
         if args.k:
@@ -170,7 +171,7 @@ def main(argv=None) -> int:
         rc = subprocess.call(cmd, cwd=ROOT)
         print(f"test/reliability finished with exit code {rc} in {time.monotonic() - t0:.0f} s")
     print(table())
-    return 0
+    return rc   # --run: pytest's exit code, so that failed scenarios are not reported as success
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--urls", action="store_true", help="print official download URLs and hash prefixes")
     g.add_argument("--verify", metavar="FILE", help="check a checkpoint file")

@@ -1,0 +1,27 @@
+"""sample_camera command line: a bad argument or parameter is one line on stderr and exit code 2, no traceback."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("rclpy")
+
+DOMAIN = 49
+
+
+@pytest.mark.parametrize("ros_args, expected", [
+    (["-p", "rate:=30"], "rate"),                  # an integer for a double parameter (README writes rate:=30.0)
+    (["-p", "fov_deg:=200.0"], "fov_deg"),         # out of its declared range
+    (["-p", "count:=-1"], "count"),
+    (["-p"], "cannot initialise ROS 2"),           # malformed --ros-args
+    (["-p", "encoding:=yuv9"], "encoding 'yuv9' not supported"),
+])
+def test_bad_parameters_exit_2_with_one_line(ros_args, expected):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", *ros_args],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and expected in r.stderr
+    line = [x for x in r.stderr.splitlines() if x.startswith("sample_camera:")]
+    assert len(line) == 1 and not line[0].startswith("sample_camera: sample_camera:")
