@@ -191,6 +191,7 @@ class DptNode(Node):
         self._stage_ms = {st: collections.deque(maxlen=300) for st in STAGES}
         self._ages_ms: collections.deque = collections.deque(maxlen=300)
         self._batches = 0
+        self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
         self._warned: set[str] = set()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
@@ -536,6 +537,7 @@ class DptNode(Node):
                 x = pre(j["rgb_in"])
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
                 groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
+                self._net_inputs[task] = "x".join(str(v) for v in x.shape[2:])
             for group in groups.values():
                 batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
                 out = engine.run(batch)
@@ -732,6 +734,9 @@ class DptNode(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         name = self.get_fully_qualified_name()
         kv = m.describe()
+        for task, shape in list(self._net_inputs.items()):
+            if f"{task}.net_size" in kv:
+                kv[f"{task}.net_input"] = shape
         kv.update({"model_loading": str(loading), "last_model_error": model_error or "none",
                    "age_p50_ms": f"{_percentile(ages, 50):.1f}",
                    "age_p99_ms": f"{_percentile(ages, 99):.1f}"})

@@ -218,6 +218,8 @@ def test_diagnostics_content(harness):
     cam = by_name["/dpt_node: camera /"]
     assert model["depth.model"] == "dpt_tiny" and model["device"] == "cpu"
     assert model["depth.random_weights"] == "True" and model["depth.net_size"] == "64x64"
+    h, w = node.models.depth_pre.input_size(60, 80)   # 80x60 frames, aspect kept ("minimal")
+    assert model["depth.net_input"] == f"{h}x{w}" and (h, w) != (64, 64)
     for stage in ("decode", "preprocess", "model", "postprocess", "publish"):
         assert float(model[f"latency.{stage}_ms"]) >= 0.0
     assert float(model["latency.total_p99_ms"]) > 0.0
