@@ -176,8 +176,10 @@ def _unwrap(obj, path: Path) -> dict:
     if bad:
         raise CheckpointError(f"{path}: not a state dict: non-tensor entries {bad[:10]}")
     sd = dict(obj)
-    if sd and all(k.startswith("module.") for k in sd):  # saved from DataParallel
-        sd = {k[len("module."):]: v for k, v in sd.items()}
+    # a prefix on every key from a training wrapper: DataParallel's "module.", or "model." (e.g. a
+    # Lightning module's attribute holding the DPT); no official or Hugging Face name starts with either
+    while sd and (prefix := next((p for p in ("module.", "model.") if all(k.startswith(p) for k in sd)), None)):
+        sd = {k[len(prefix):]: v for k, v in sd.items()}
     return sd
 
 
