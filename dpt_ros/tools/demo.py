@@ -140,13 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     code = 0
     deadline = time.monotonic() + args.timeout
     try:
-        while len(raw) < args.frames or any(s not in colored for s in list(raw)[: args.frames]):
+        # frames with all three messages (the first frames may reach the node before this collector's
+        # subscription to the camera has matched)
+        def complete() -> list[int]:
+            return sorted(s for s in list(raw) if s in colored and s in inputs)
+
+        while len(complete()) < args.frames:
             rclpy.spin_once(node, timeout_sec=0.1)
             for p in procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.args[2]} exited early with code {p.returncode} (see its log above)")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(raw)} of {args.frames} frames processed in {args.timeout:.0f} s")
+                raise TimeoutError(f"only {len(complete())} of {args.frames} frames processed in {args.timeout:.0f} s")
         # one more diagnostics message so that its counters include the collected frames
         n_diag = len(diagnostics)
         end = time.monotonic() + 3.0
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
 
     frames = []
-    for i, s in enumerate(sorted(raw)[: args.frames]):
+    for i, s in enumerate(sorted(s for s in raw if s in colored and s in inputs)[: args.frames]):
         msg, received = raw[s]
         depth = conversions.image_array(msg)
         np.save(out / f"frame_{i:03d}_inverse_depth.npy", depth)
