@@ -273,7 +273,8 @@ def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_
     counted as incomplete:no_camera_info, and received = processed + dropped + idle + errors holds."""
     from diagnostic_msgs.msg import DiagnosticStatus
 
-    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact"})
+    # no periodic report during the test: the "since last report" window is the one opened below
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "diagnostics.period": 60.0})
     points = harness.collector(PointCloud2, "points")
     inv = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
