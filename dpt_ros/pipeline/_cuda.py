@@ -99,6 +99,8 @@ class _Pinned:
         if self.event is not None:
             self.event.synchronize()
             self.event = None
+        if nbytes == 0:   # e.g. a dense cloud without a valid point (no buffer allocated yet)
+            return np.empty(0, np.uint8)
         if nbytes > self.size:
             self.size = max(nbytes, int(self.size * 1.25))
             self.mem = cp.cuda.alloc_pinned_memory(self.size)
@@ -150,9 +152,15 @@ def staged_copy(src: np.ndarray, dst: np.ndarray, send: Callable[[int, int], Non
     chunk = -(-n // parts)
     bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
     futures = [pool.submit(np.copyto, dst[a:b], src[a:b]) for a, b in bounds]
-    for (a, b), fut in zip(bounds, futures):
-        fut.result()
-        send(a, b)
+    try:
+        for (a, b), fut in zip(bounds, futures):
+            fut.result()
+            send(a, b)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        concurrent.futures.wait(futures)   # no copy may outlive the call: dst is reused next frame
+        raise
 
 
 def _upload(data: Any, stream) -> Any:
@@ -168,8 +176,10 @@ def _upload(data: Any, stream) -> Any:
     def send(start: int, end: int) -> None:
         dev[start:end].set(buf[start:end], stream=stream)
 
-    staged_copy(host, buf, send, _copy_pool() if host.size >= _PARALLEL_MIN else None)
-    staging.record(stream)
+    try:
+        staged_copy(host, buf, send, _copy_pool() if host.size >= _PARALLEL_MIN else None)
+    finally:
+        staging.record(stream)   # fence the chunks already sent, also when a copy failed
     return dev
 
 
@@ -278,7 +288,7 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
     import torch.nn.functional as F  # noqa: PLC0415
 
     cp = _cp()
-    with cp.cuda.Device(image.device.id), torch_stream(image.device.id):
+    with torch.cuda.device(image.device.id), cp.cuda.Device(image.device.id), torch_stream(image.device.id):
         img = cp.ascontiguousarray(image, dtype=cp.float32)
         t = torch.from_dlpack(img)
         x = t[None, None] if t.ndim == 2 else t.permute(2, 0, 1)[None]

@@ -151,5 +151,6 @@ def tensor_to_array(t: torch.Tensor) -> Any:
 
     from dpt_ros.pipeline._cuda import torch_stream  # noqa: PLC0415
 
-    with cupy.cuda.Device(t.device.index), torch_stream(t.device):
+    # torch's device too: its DLPack export checks the tensor is on torch's current device (cuda:N, N > 0)
+    with torch.cuda.device(t.device), cupy.cuda.Device(t.device.index), torch_stream(t.device):
         return cupy.from_dlpack(t.contiguous())

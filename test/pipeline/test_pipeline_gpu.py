@@ -131,6 +131,32 @@ def test_gpu_cloud_bytes_equal_numpy(stride, organized):
         np.testing.assert_array_equal(np.frombuffer(got.data, np.uint32)[finite], np.frombuffer(ref.data, np.uint32)[finite])
 
 
+def test_gpu_dense_cloud_without_a_valid_point_is_empty_on_a_fresh_thread():
+    """The first cloud of a thread (no pinned buffer yet) with nothing valid -- all depths beyond range --
+    is an empty dense cloud, as on the CPU (it raised TypeError from an unallocated staging buffer)."""
+    import threading
+
+    import cupy
+
+    depth = np.full((8, 8), np.inf, np.float32)
+    intr = Intrinsics(10.0, 10.0, 4.0, 4.0, 8, 8)
+    out = {}
+
+    def run():
+        try:
+            out["cloud"] = build_cloud(cupy.asarray(depth), intr, organized=False)
+        except Exception as e:  # noqa: BLE001 - reported below
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    assert "error" not in out, out.get("error")
+    ref = build_cloud(depth, intr, organized=False)
+    got = out["cloud"]
+    assert (got.height, got.width, len(got.data)) == (ref.height, ref.width, len(ref.data)) == (1, 0, 0)
+
+
 def test_gpu_postprocess_equals_numpy():
     import cupy
 

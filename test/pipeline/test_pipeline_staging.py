@@ -50,3 +50,23 @@ def test_small_frames_stay_on_the_calling_thread():
 def test_staging_buffer_too_small():
     with pytest.raises(ValueError, match="smaller than the 10-byte frame"):
         _cuda.staged_copy(np.zeros(10, np.uint8), np.zeros(9, np.uint8), lambda a, b: None)
+
+
+def test_a_failed_send_leaves_no_copy_running():
+    """When the DMA of a chunk fails, staged_copy raises only after every copy thread has stopped:
+    the staging buffer is refilled by the next frame, so a straggler would corrupt that frame."""
+    n, parts = 64 << 20, 8
+    src = np.ones(n, np.uint8)
+    dst = np.zeros(n, np.uint8)
+
+    def send(a: int, b: int) -> None:
+        raise RuntimeError("cudaMemcpyAsync failed")
+
+    for _ in range(3):
+        dst[:] = 0
+        with ThreadPoolExecutor(4) as pool:
+            with pytest.raises(RuntimeError, match="cudaMemcpyAsync"):
+                _cuda.staged_copy(src, dst, send, pool, parts)
+            after_raise = dst.copy()
+        # leaving the with-block waited for every task: none of the failed call's copies came later
+        assert np.array_equal(dst, after_raise)
