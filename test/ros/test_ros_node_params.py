@@ -144,9 +144,10 @@ def test_model_swap_under_a_stream_keeps_serving(harness):
     assert gaps.max() < 1.0, f"output gap {gaps.max():.2f} s during the swap"
     stamps = [m.header.stamp.nanosec + m.header.stamp.sec * 10**9 for m in out]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
-    c = node.counts()[""]
     wait_for(lambda: node.counts()[""]["received"] == sum(node.counts()[""].get(k, 0) for k in ("processed", "dropped", "idle")),
              what="all frames accounted for")
+    # read after the wait: the worker publishes a frame's outputs before it counts the frame
+    c = node.counts()[""]
     assert c["processed"] >= 10
 
 
@@ -210,6 +211,8 @@ def test_diagnostics_content(harness):
     for i in range(1, 4):
         pub.publish(make_image(i))
         wait_for(lambda: len(out) == i, what=f"frame {i}")
+    # the worker publishes a frame's outputs, then counts it: the reports below must come after that
+    wait_for(lambda: node.counts()[""].get("processed", 0) >= 3, what="the third frame counted")
     n = len(diags)
     wait_for(lambda: len(diags) >= n + 2, what="diagnostics")
     last = diags[-1]
@@ -238,7 +241,7 @@ def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
     from dpt_ros.ros.node import DptNode, StartupError
 
     context = Context()
-    rclpy.init(context=context, domain_id=DOMAIN + 20)
+    rclpy.init(context=context, domain_id=DOMAIN + 22)   # 64: a domain no other test uses
     try:
         DptNode(context=context, parameter_overrides=[
             Parameter("depth.variant", value="dpt_tiny"),

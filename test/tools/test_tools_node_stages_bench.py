@@ -7,11 +7,13 @@ pytest.importorskip("rclpy")
 
 from dpt_ros.tools import bench_node_stages  # noqa: E402
 
+DOMAIN = 72   # its own ROS domain (48 is test_ros_node_concurrency's)
+
 
 def test_bench_node_stages_reports_every_stage(tmp_path):
     out = tmp_path / "stages.json"
     assert bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
-                                   "--input-size", "32", "--domain", "48", "--json", str(out)]) == 0
+                                   "--input-size", "32", "--domain", str(DOMAIN), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
     assert r["subscribers"] == "process"   # and that process received every output (checked by the tool)
