@@ -922,10 +922,13 @@ def main(args=None) -> int:
         rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {e}")
         print(f"dpt_node: cannot start: {e}", file=sys.stderr)
         code = 2
-    except (RuntimeError, OSError) as e:   # e.g. CUDA out of memory while loading the model
-        rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {type(e).__name__}: {e}")
-        print(f"dpt_node: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
-        code = 1
+    except (RuntimeError, OSError) as e:
+        if not rclpy.ok():
+            pass   # Ctrl-C shut the context down under the executor (RCLError from its wait set): a normal exit
+        else:      # e.g. CUDA out of memory while loading the model
+            rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {type(e).__name__}: {e}")
+            print(f"dpt_node: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+            code = 1
     finally:
         if node is not None:
             node.destroy_node()
