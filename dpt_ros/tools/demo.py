@@ -137,14 +137,14 @@ def main(argv: list[str] | None = None) -> int:
                              lambda m: colored.setdefault(stamp_ns(m.header), m), reliable)
     node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
+    def complete() -> list[int]:
+        """Stamps with all three messages (the first frames may reach the node before this collector's
+        subscription to the camera has matched)."""
+        return sorted(s for s in list(raw) if s in colored and s in inputs)
+
     code = 0
     deadline = time.monotonic() + args.timeout
     try:
-        # frames with all three messages (the first frames may reach the node before this collector's
-        # subscription to the camera has matched)
-        def complete() -> list[int]:
-            return sorted(s for s in list(raw) if s in colored and s in inputs)
-
         while len(complete()) < args.frames:
             rclpy.spin_once(node, timeout_sec=0.1)
             for p in procs:
@@ -173,16 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
 
     frames = []
-    for i, s in enumerate(sorted(s for s in raw if s in colored and s in inputs)[: args.frames]):
+    for i, s in enumerate(complete()[: args.frames]):
         msg, received = raw[s]
         depth = conversions.image_array(msg)
         np.save(out / f"frame_{i:03d}_inverse_depth.npy", depth)
-        if s in colored:
-            cv2.imwrite(str(out / f"frame_{i:03d}_inverse_depth.png"),
-                        cv2.cvtColor(conversions.image_array(colored[s]), cv2.COLOR_RGB2BGR))
-        if s in inputs:
-            cv2.imwrite(str(out / f"frame_{i:03d}_input.png"),
-                        cv2.cvtColor(conversions.image_array(inputs[s]), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / f"frame_{i:03d}_inverse_depth.png"),
+                    cv2.cvtColor(conversions.image_array(colored[s]), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(out / f"frame_{i:03d}_input.png"),
+                    cv2.cvtColor(conversions.image_array(inputs[s]), cv2.COLOR_RGB2BGR))
         frames.append({"index": i, "stamp_ns": s, "latency_ms": round((received * 1e9 - s) / 1e6, 2),
                        "width": msg.width, "height": msg.height,
                        "inverse_depth_min": float(np.nanmin(depth)), "inverse_depth_max": float(np.nanmax(depth))})
