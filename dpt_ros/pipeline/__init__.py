@@ -72,6 +72,7 @@ from dpt_ros.pipeline.encodings import (
     SUPPORTED_ENCODINGS,
     EncodingError,
     ImageView,
+    check_view,
     decode,
     decode_compressed,
 )
@@ -97,7 +98,7 @@ __all__ = [
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "CalibrationError", "CloudBuffer", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
-    "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "cloud_fields",
+    "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "cupy_available", "decode", "decode_compressed",
     "depth_to_millimetres", "get_xp", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",

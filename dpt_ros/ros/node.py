@@ -137,6 +137,35 @@ def load_models(s: Settings) -> ModelSet:
     return ModelSet(key=s.model_key(), device=device, **parts)
 
 
+class _Pixels:
+    """A frame's pixels: for an Image, the zero-copy view of its raw bytes (which a GPU pre-processor
+    uploads and decodes on the device) and its host RGB, decoded on first use, so that a GPU node
+    needing no host pixels (no overlay, cloud colours on the GPU) never converts a yuv422, bayer or
+    16-bit frame on the CPU; for a CompressedImage, the decoded host RGB.
+
+    :raises EncodingError: the message's encoding or layout is unusable (checked here, before inference).
+    """
+
+    __slots__ = ("view", "size", "_rgb")
+
+    def __init__(self, msg) -> None:
+        self._rgb: Optional[np.ndarray] = None
+        if isinstance(msg, CompressedImage):
+            data, fmt = conversions.compressed_payload(msg)
+            self._rgb, self.view = pipeline.decode_compressed(data, fmt), None
+            self.size = self._rgb.shape[:2]
+        else:
+            self.view = conversions.image_view(msg)
+            pipeline.check_view(self.view)
+            self.size = (self.view.height, self.view.width)
+
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 host RGB (a zero-copy view where the encoding allows)."""
+        if self._rgb is None:
+            self._rgb = pipeline.decode(self.view, np)
+        return self._rgb
+
+
 @dataclass
 class _Frame:
     camera: "_Camera"
@@ -446,6 +475,8 @@ class DptNode(Node):
         s, m = self._settings, self._models
         t0 = time.perf_counter()
         jobs = []
+        # a pre-processor on the host needs every frame's host RGB; GPU ones upload the raw bytes
+        host_pre = any(p is not None and p.backend != "cupy" for p in (m.depth_pre, m.segmentation_pre))
         for f in frames:
             wanted = self.wanted_outputs(f.camera, s)
             if m.depth is None:        # a task that is disabled (or not loaded) produces nothing
@@ -459,11 +490,13 @@ class DptNode(Node):
                     f.counted = True
                 continue
             try:
-                rgb, view = self._decode(f.msg)
+                px = _Pixels(f.msg)
+                if host_pre:   # decoded now, not inside the pre-processing stage
+                    px.rgb()
             except (pipeline.EncodingError, ValueError) as e:
                 self._count_error("encoding", str(e), [f])
                 continue
-            jobs.append(dict(frame=f, rgb=rgb, view=view, wanted=wanted,
+            jobs.append(dict(frame=f, px=px, wanted=wanted,
                              labels=needs_labels and m.segmentation is not None))
         if not jobs:
             return
@@ -509,15 +542,6 @@ class DptNode(Node):
                 for name in msgs:
                     cam.counts["out:" + name] += 1
 
-    def _decode(self, msg) -> tuple[np.ndarray, Optional[pipeline.ImageView]]:
-        """Host RGB of a frame (zero-copy view where the encoding allows) and, for an Image, the view
-        of its raw bytes (which a GPU pre-processor uploads and decodes on the device)."""
-        if isinstance(msg, CompressedImage):
-            data, fmt = conversions.compressed_payload(msg)
-            return pipeline.decode_compressed(data, fmt), None
-        view = conversions.image_view(msg)
-        return pipeline.decode(view, np), view
-
     def _infer(self, jobs: list[dict], m: ModelSet) -> None:
         """Pre-process and run the engines; frames with equal network shapes share one batch."""
         for task in ("depth", "segmentation"):
@@ -532,7 +556,8 @@ class DptNode(Node):
                 # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
                 where = (pre.backend, pre.device)
                 if j.get("rgb_in_where") != where:
-                    src = j["view"] if pre.backend == "cupy" and j["view"] is not None else j["rgb"]
+                    px = j["px"]
+                    src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
                     j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
                 x = pre(j["rgb_in"])
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
@@ -559,8 +584,8 @@ class DptNode(Node):
         """
         f: _Frame = job["frame"]
         header = f.msg.header
-        rgb, wanted, net = job["rgb"], job["wanted"], job["net"]
-        h, w = rgb.shape[:2]
+        px, wanted, net = job["px"], job["wanted"], job["net"]
+        h, w = px.size
         host = _HostCopies(self._pinned)
         depth_t = labels_t = None
         if "inverse_depth" in net:
@@ -607,7 +632,7 @@ class DptNode(Node):
         if cloud_on_device:
             # back-projection on the GPU; its blocking copy also completes the copies requested above
             cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
-                                         rgb=job.get("rgb_in", rgb) if s["points.color"] else None,
+                                         rgb=(job["rgb_in"] if "rgb_in" in job else px.rgb()) if s["points.color"] else None,
                                          labels=pipeline.tensor_to_array(labels_t) if cloud_labels else None,
                                          stride=s["points.stride"], organized=s["points.organized"])
         host.wait()
@@ -626,7 +651,7 @@ class DptNode(Node):
             if "segmentation" in wanted:
                 out["segmentation"] = conversions.image_msg(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
             if "segmentation/colored" in wanted:
-                colored = pipeline.overlay(rgb, pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
+                colored = pipeline.overlay(px.rgb(), pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
                 out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
         if intr is not None:
             if "depth/camera_info" in wanted:
@@ -635,7 +660,7 @@ class DptNode(Node):
                     header, w, h, k, p, None if s["camera_info.rectified"] else info)
             if want_cloud:
                 if cloud is None:
-                    cloud = pipeline.build_cloud(host["depth"], intr, rgb=rgb if s["points.color"] else None,
+                    cloud = pipeline.build_cloud(host["depth"], intr, rgb=px.rgb() if s["points.color"] else None,
                                                  labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_msg(header, cloud)

@@ -153,10 +153,12 @@ def run(args: argparse.Namespace) -> dict:
     arrivals: dict[str, list] = {o: [] for o in outputs}
     diags: list = []
     measuring = threading.Event()
+    flowing = threading.Event()   # the first output arrived: the warm-up counts from there
 
     def on_output(name):
         def cb(msg):
             now = time.time_ns()
+            flowing.set()
             if measuring.is_set():
                 stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
                 with lock:
@@ -179,6 +181,11 @@ def run(args: argparse.Namespace) -> dict:
                 raise RuntimeError("dpt_node did not start:\n" + _stop(node))
             time.sleep(0.05)
         camera = subprocess.Popen(cam_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # camera start-up and discovery take seconds on a loaded machine: warm up from the first output
+        deadline = time.monotonic() + 120
+        while not flowing.wait(0.1):
+            if node.poll() is not None or camera.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("no output from dpt_node within 120 s of starting the camera:\n" + _stop(node))
         time.sleep(args.warmup)
         cpu0, t0 = _cpu_seconds(node.pid), time.monotonic()
         measuring.set()

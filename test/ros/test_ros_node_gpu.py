@@ -38,9 +38,11 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
 
 
 @pytest.mark.parametrize("encoding", ["bgr8", "bgra8", "yuv422_yuy2", "bayer_rggb8", "mono8"])
-def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding):
+def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding, monkeypatch):
     """On the GPU the node uploads the raw bytes and decodes them on the device. A frame in
-    ``encoding`` must give exactly the outputs of the same picture sent as rgb8 (its CPU decode)."""
+    ``encoding`` must give exactly the outputs of the same picture sent as rgb8 (its CPU decode),
+    and with no output needing host pixels (depth, points coloured on the device) the node never
+    decodes a frame on the host."""
     from dpt_ros import pipeline
 
     node = harness.start_node(device="cuda", **{"depth.scale": 1.0, "depth.shift": 0.5,
@@ -59,6 +61,9 @@ def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding):
     shape = (120, 320) if fmt.kind == "yuv" else ((120, 160) if fmt.channels == 1 else (120, 160, fmt.channels))
     view = pipeline.ImageView.from_array(rng.integers(0, 256, shape, dtype=np.uint8), encoding, padding=3)
     rgb = pipeline.decode(view, np)
+    host_decodes = []
+    real_decode = pipeline.decode
+    monkeypatch.setattr(pipeline, "decode", lambda v, xp=np: host_decodes.append(v.encoding) or real_decode(v, xp))
     for stamp, (data, enc, step) in enumerate([(view.data, encoding, view.step),
                                                (np.ascontiguousarray(rgb).tobytes(), "rgb8", 160 * 3)], start=2):
         img = make_image(stamp, width=160, height=120)
@@ -70,4 +75,5 @@ def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding):
     ca, cb = (conversions.cloud_array(m) for m in points[-2:])
     assert ca.tobytes() == cb.tobytes() or np.allclose(ca["z"], cb["z"], rtol=1e-6, equal_nan=True)
     np.testing.assert_array_equal(ca["rgb"], cb["rgb"])   # colours from the device RGB: identical
+    assert host_decodes == []
     assert node.error_counts() == {}
