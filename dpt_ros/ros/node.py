@@ -247,6 +247,10 @@ class DptNode(Node):
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError("class_names is read-only: it reports the segmentation classes; do not set it")
+        # start-up values of parameters nobody declared (a misspelt name): rclpy drops them silently
+        self._ignored_parameters = sorted(n for n in self._parameter_overrides if not self.has_parameter(n))
+        for name in self._ignored_parameters:
+            self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
 
     def _load_initial(self) -> ModelSet:
@@ -762,6 +766,8 @@ class DptNode(Node):
         for task, shape in list(self._net_inputs.items()):
             if f"{task}.net_size" in kv:
                 kv[f"{task}.net_input"] = shape
+        if self._ignored_parameters:
+            kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
         kv.update({"model_loading": str(loading), "last_model_error": model_error or "none",
                    "age_p50_ms": f"{_percentile(ages, 50):.1f}",
                    "age_p99_ms": f"{_percentile(ages, 99):.1f}"})

@@ -294,6 +294,17 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
     return None
 
 
+def unknown_parameter(name: str) -> str:
+    """The warning for a start-up value (``-p``, ``--params-file``) of a parameter the node does not
+    have: rclpy ignores such values silently, so a misspelt name would otherwise go unnoticed."""
+    import difflib  # noqa: PLC0415
+
+    close = difflib.get_close_matches(name, [p.name for p in PARAMETERS], n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return (f"unknown parameter {name!r} ignored: {hint}`ros2 param list` or the README's parameter table "
+            f"lists the ones this node has")
+
+
 def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
     """Check ``changes`` against ``current``; return (new snapshot, []) or (None, reasons)."""
     reasons: list[str] = []

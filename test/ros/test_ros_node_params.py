@@ -202,7 +202,7 @@ def test_failed_model_load_keeps_old_model_and_reports(harness, tmp_path):
 
 
 def test_diagnostics_content(harness):
-    node = harness.start_node(**{"diagnostics.period": 0.2})
+    node = harness.start_node(**{"diagnostics.period": 0.2, "colourmap": "turbo"})   # misspelt: ignored, reported
     out = harness.collector(Image, "inverse_depth")
     diags = harness.collector(DiagnosticArray, "/diagnostics")
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -229,6 +229,7 @@ def test_diagnostics_content(harness):
     assert int(cam["received"]) == 3 and int(cam["processed"]) == 3 and int(cam["dropped"]) == 0
     assert "input_rate_hz" in cam and "output_rate_hz" in cam
     assert cam["topic"] == "/image"
+    assert model["ignored_parameters"] == "colourmap" and node.get_parameter("colormap").value == "inferno"
 
 
 def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):

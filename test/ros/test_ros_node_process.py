@@ -81,7 +81,8 @@ def test_cli_parameters_and_remap_reach_the_node(harness):
 
 def test_params_files_are_applied_in_order(harness, tmp_path):
     user = tmp_path / "user.yaml"
-    user.write_text("/**:\n  ros__parameters:\n    depth:\n      max: 42.5\n    colormap:\n      range: fixed\n")
+    user.write_text("/**:\n  ros__parameters:\n    depth:\n      max: 42.5\n      maxx: 5.0\n"
+                    "    colormap:\n      range: fixed\n")
     proc = start("--params-file", str(ROOT / "config/depth.yaml"), "--params-file", str(ROOT / "config/dpt_tiny.yaml"),
                  "--params-file", str(user), "-p", "input_size:=64", "-p", "device:=cpu")
     try:
@@ -93,6 +94,9 @@ def test_params_files_are_applied_in_order(harness, tmp_path):
     finally:
         code, log = stop(proc)
     assert code == 0, log
+    # a misspelt key (rclpy drops it silently) is named with the closest real one; the shipped files have none
+    assert log.count("unknown parameter") == 1, log
+    assert "unknown parameter 'depth.maxx' ignored: did you mean 'depth.max'?" in log, log
 
 
 def test_launch_presets_reach_the_node_and_config_file_is_not_overridden_by_defaults(harness, tmp_path):
