@@ -186,6 +186,7 @@ class _Camera:
     counts: collections.Counter = field(default_factory=collections.Counter)
     colormap_range: Any = None
     last_stamp_ns: int = -1
+    image_topic: str = ""    # the image topic subscribed to, remaps applied
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -381,14 +382,14 @@ class DptNode(Node):
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         compressed = s["image_transport"] == "compressed"
         for cam in self._cameras:
-            image_topic = cam.topic("image/compressed" if compressed else "image")
-            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(image_topic))
+            # as image_transport does: the transport's topic is the base topic, remaps applied, + "/compressed",
+            # so `-r image:=/camera/image_raw` also moves the compressed input to /camera/image_raw/compressed
+            cam.image_topic = self.resolve_topic_name(cam.topic("image"))
             if compressed:
-                self.create_subscription(CompressedImage, cam.topic("image/compressed"),
-                                         lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
-            else:
-                self.create_subscription(Image, cam.topic("image"), lambda m, c=cam: self._on_image(c, m),
-                                         in_qos, event_callbacks=sub_events)
+                cam.image_topic = cam.image_topic.rstrip("/") + "/compressed"
+            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.image_topic))
+            self.create_subscription(CompressedImage if compressed else Image, cam.image_topic,
+                                     lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
             info_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
             self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos,
                                      event_callbacks=info_events)
@@ -402,6 +403,7 @@ class DptNode(Node):
 
     def _incompatible_qos(self, topic: str):
         last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)
+        topic = self.resolve_topic_name(topic)   # the name peers see (namespace and remaps applied)
 
         def warn(event) -> None:
             now = time.monotonic()
@@ -791,7 +793,7 @@ class DptNode(Node):
                                      values=[KeyValue(key=k, value=v) for k, v in kv.items()])]
         for cam in self._cameras:
             c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
-            ckv = {"topic": self.resolve_topic_name(cam.topic("image")),
+            ckv = {"topic": cam.image_topic,
                    "input_rate_hz": f"{(c['received'] - prev['received']) / dt:.2f}",
                    "output_rate_hz": f"{(c['processed'] - prev['processed']) / dt:.2f}"}
             for key in ("received", "processed", "dropped", "idle"):

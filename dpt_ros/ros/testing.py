@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import rclpy
@@ -88,12 +88,14 @@ class Harness:
             except ExternalShutdownException:   # a test shut the context down
                 return
 
-    def start_node(self, namespace: str = "", **overrides):
+    def start_node(self, namespace: str = "", cli_args: Optional[list] = None, **overrides):
+        """A DptNode in this process with the FAST parameters, ``overrides`` on top, and ``cli_args``
+        (e.g. ``["--ros-args", "-r", "image:=/cam/image_raw"]``) parsed by rcl as on a command line."""
         from dpt_ros.ros.node import DptNode
 
         values = dict(FAST)
         values.update(overrides)
-        node = DptNode(context=self.context, namespace=namespace,
+        node = DptNode(context=self.context, namespace=namespace, cli_args=cli_args,
                        parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.nodes.append(node)
         self.executor.add_node(node)

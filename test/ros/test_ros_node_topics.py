@@ -336,14 +336,16 @@ def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch)
 
 
 def test_compressed_input_transport(harness):
+    """image_transport:=compressed subscribes to <image>/compressed with the remap of ``image`` applied
+    (as image_transport does), so `-r image:=/cam/image_raw` works for both transports."""
     import cv2
     from sensor_msgs.msg import CompressedImage
 
     from dpt_ros.ros.testing import pattern_image
 
-    node = harness.start_node(image_transport="compressed")
+    node = harness.start_node(image_transport="compressed", cli_args=["--ros-args", "-r", "image:=/cam/image_raw"])
     out = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(CompressedImage, "image/compressed", qos())
+    pub = harness.probe.create_publisher(CompressedImage, "/cam/image_raw/compressed", qos())
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
     ok, jpeg = cv2.imencode(".jpg", pattern_image(72, 40)[..., ::-1])
@@ -354,6 +356,9 @@ def test_compressed_input_transport(harness):
     bad = conversions.compressed_msg(header, b"not a jpeg", "jpeg")
     pub.publish(bad)
     wait_for(lambda: node.error_counts().get("encoding", 0) == 1, what="corrupt jpeg counted")
+    cam = {v.key: v.value for v in node.diagnostics().status[1].values}
+    assert cam["topic"] == "/cam/image_raw/compressed"
+    assert harness.probe.count_subscribers("/image/compressed") == 0
 
 
 def test_cameras_with_equal_shapes_share_one_batch(harness):
@@ -417,7 +422,7 @@ def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
     def warned():
         err = capfd.readouterr().err
         warned.text += err
-        return "incompatible QoS on inverse_depth" in warned.text
+        return "incompatible QoS on /inverse_depth" in warned.text
     warned.text = ""
     wait_for(warned, what="incompatible QoS warning")
     assert node.cameras[0].pubs["inverse_depth"].get_subscription_count() == 0
@@ -457,7 +462,7 @@ def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness, capfd)
 
     def warned():
         warned.text += capfd.readouterr().err
-        return ("incompatible QoS on image/compressed" in warned.text
-                and "incompatible QoS on camera_info" in warned.text)
+        return ("incompatible QoS on /image/compressed" in warned.text
+                and "incompatible QoS on /camera_info" in warned.text)
     warned.text = ""
     wait_for(warned, what="incompatible QoS warnings for image/compressed and camera_info")
