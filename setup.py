@@ -15,6 +15,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/rviz", glob("rviz/*.rviz")),
+        (f"share/{PACKAGE}/sros2", glob("docs/sros2/*")),   # interface list + policy (sros2_policy tool)
     ],
     install_requires=["setuptools"],
     zip_safe=True,

@@ -38,6 +38,8 @@ def main() -> int:
             "share/dpt_ros/package.xml",
             "share/ament_index/resource_index/packages/dpt_ros",
             "share/dpt_ros/rviz/dpt.rviz",
+            "share/dpt_ros/sros2/dpt_ros_interfaces.yaml",
+            "share/dpt_ros/sros2/dpt_ros_policy.xml",
         ]
         expected += [f"share/dpt_ros/launch/{p.name}" for p in sorted((REPO / "launch").glob("*.launch.py"))]
         expected += [f"share/dpt_ros/config/{p.name}" for p in sorted((REPO / "config").iterdir()) if p.is_file()]
@@ -51,6 +53,18 @@ def main() -> int:
             missing.append("lib/python3*/site-packages/dpt_ros/ros/node.py")
         for p in expected:
             print(("ok      " if p not in missing else "MISSING ") + p)
+        if pkgs and not missing:   # the policy tool finds its interface list in the install, not in a checkout
+            env = dict(os.environ, PYTHONPATH=str(pkgs[0].parents[2]))
+            out = subprocess.run([sys.executable, "-m", "dpt_ros.tools.sros2_policy", "--namespace", "/robot",
+                                  "--out", "-"], cwd=ws, env=env, text=True, capture_output=True)
+            where = subprocess.run([sys.executable, "-c", "import dpt_ros.tools.sros2_policy as t; print(t.INTERFACES)"],
+                                   cwd=ws, env=env, text=True, capture_output=True).stdout.strip()
+            if out.returncode != 0 or "<topic>/robot/depth</topic>" not in out.stdout:
+                missing.append(f"sros2_policy from the install failed: {out.stderr.strip()[-300:]}")
+            elif not where.startswith(str(prefix)):
+                missing.append(f"sros2_policy read {where!r}, not the installed share/dpt_ros/sros2")
+            else:
+                print("ok      sros2_policy runs from the install")
         if missing or not_exec:
             raise SystemExit(f"colcon install is incomplete: missing={missing} not_executable={not_exec}")
     print("colcon build: dpt_ros installs its executables, share files and ament index marker")

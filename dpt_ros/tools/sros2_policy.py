@@ -7,6 +7,7 @@ tool resolves those names for a namespace / camera list / transport and writes t
     python -m dpt_ros.tools.sros2_policy                      # writes docs/sros2/dpt_ros_policy.xml
     python -m dpt_ros.tools.sros2_policy --check              # exit 1 if that file is out of date
     python -m dpt_ros.tools.sros2_policy --namespace /front --cameras left,right --out my_policy.xml
+    python -m dpt_ros.tools.sros2_policy --remap image:=/camera/image_raw --out -   # to standard output
 
 Then, with the ``sros2`` package of a ROS install::
 
@@ -27,13 +28,39 @@ from xml.sax.saxutils import escape
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-INTERFACES = ROOT / "docs" / "sros2" / "dpt_ros_interfaces.yaml"
-POLICY = ROOT / "docs" / "sros2" / "dpt_ros_policy.xml"
+CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/dpt_ros/sros2 (setup.py)
+
+
+def _sros2_folder() -> Path:
+    """docs/sros2 of a source checkout, else the installed share/dpt_ros/sros2."""
+    if CHECKOUT.is_dir():
+        return CHECKOUT
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+
+        candidates.append(Path(get_package_share_directory("dpt_ros")) / "sros2")
+    except Exception:  # noqa: BLE001 - not a ROS install, or the package is not in the ament index
+        pass
+    # <prefix>/lib/pythonX.Y/site-packages -> <prefix>/share/dpt_ros (colcon, pip --prefix); pip --target: beside it
+    candidates += [d / "share" / "dpt_ros" / "sros2" for d in (ROOT, *ROOT.parents, Path(sys.prefix))]
+    for folder in candidates:
+        if (folder / "dpt_ros_interfaces.yaml").is_file():
+            return folder
+    return CHECKOUT
+
+
+INTERFACES = _sros2_folder() / "dpt_ros_interfaces.yaml"
+POLICY = _sros2_folder() / "dpt_ros_policy.xml"
 
 
 def load(path: Path = INTERFACES) -> dict:
-    with open(path) as f:
-        return yaml.safe_load(f)
+    try:
+        with open(path) as f:
+            return yaml.safe_load(f)
+    except FileNotFoundError:
+        raise SystemExit(f"sros2_policy: {path} not found: run it from a dpt_ros checkout or an install that "
+                         f"has share/dpt_ros/sros2 (colcon build, pip install)") from None
 
 
 def _join(*parts: str) -> str:
@@ -49,25 +76,51 @@ def resolve(name: str, namespace: str, node: str) -> str:
     return _join(namespace, name)
 
 
+def parse_remaps(rules: Iterable[str]) -> list[tuple[str, str]]:
+    """``from:=to`` topic remapping rules as given to ``--ros-args -r`` (node-name rules excluded)."""
+    out = []
+    for rule in rules:
+        src, sep, dst = rule.partition(":=")
+        if not sep or not src or not dst or src.startswith("__"):
+            raise ValueError(f"remap {rule!r} is not a topic rule FROM:=TO (e.g. image:=/camera/image_raw)")
+        out.append((src, dst))
+    return out
+
+
+def _remapped(fqn: str, remaps: list[tuple[str, str]], namespace: str, node: str) -> str:
+    """rcl's rule: the first rule whose FROM, resolved in the node's namespace, equals the name wins."""
+    for src, dst in remaps:
+        if resolve(src, namespace, node) == fqn:
+            return resolve(dst, namespace, node)
+    return fqn
+
+
 def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
-             optional: bool = True, path: Path = INTERFACES) -> dict:
+             optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = ()) -> dict:
     """The resolved interface set: ``{"publish": {name: type}, "subscribe": ..., "reply": ...,
-    "parameters": set, "optional_publish": {name: type}}``."""
+    "parameters": set, "optional_publish": {name: type}}``. ``remaps``: ``(from, to)`` topic rules as
+    the node was started with (``-r from:=to``)."""
     spec = load(path)
     node = spec["node"]
+    remaps = list(remaps)
     out = {"publish": {}, "subscribe": {}, "reply": {}, "optional_publish": {}}
+
+    def topic(name: str, base: str) -> str:
+        return _remapped(resolve(name, base, node), remaps, namespace, node)
+
     for cam in cameras:
         base = resolve(cam, namespace, node)   # a camera namespace may be relative, absolute or private (~/)
         for name, kind in spec["camera_topics"]["subscribe"].items():
-            if name == "image" and transport == "compressed":
-                name, kind = "image/compressed", "sensor_msgs/msg/CompressedImage"
-            out["subscribe"][resolve(name, base, node)] = kind
+            if name == "image" and transport == "compressed":   # the node's (image_transport's) rule
+                out["subscribe"][topic(name, base).rstrip("/") + "/compressed"] = "sensor_msgs/msg/CompressedImage"
+                continue
+            out["subscribe"][topic(name, base)] = kind
         for name, kind in spec["camera_topics"]["publish"].items():
-            out["publish"][resolve(name, base, node)] = kind
+            out["publish"][topic(name, base)] = kind
         for name, kind in spec["camera_topics"].get("publish_optional", {}).items():
-            out["optional_publish"][resolve(name, base, node)] = kind
+            out["optional_publish"][topic(name, base)] = kind
     for name, kind in spec["node_topics"]["publish"].items():
-        out["publish"][resolve(name, namespace, node)] = kind
+        out["publish"][topic(name, namespace)] = kind
     for name, kind in spec["services"]["reply"].items():
         out["reply"][resolve(name, namespace, node)] = kind
     if optional:
@@ -77,10 +130,10 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
 
 
 def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
-               enclave: str = "", path: Path = INTERFACES) -> str:
+               enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = ()) -> str:
     """The SROS2 policy XML allowing exactly the node's topics and services."""
     spec = load(path)
-    e = expected(namespace, cameras, transport, optional=True, path=path)
+    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps)
     ns = _join(namespace) if namespace.strip("/") else "/"
 
     def block(tag: str, item: str, attr: str, names) -> list[str]:
@@ -113,25 +166,38 @@ def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
-    ap.add_argument("--out", type=Path, default=POLICY)
+    ap.add_argument("--out", default=None,
+                    help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout, "
+                         f"else standard output)")
     ap.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated policy")
     ap.add_argument("--namespace", default="/")
     ap.add_argument("--cameras", default="", help="comma-separated camera namespaces (default: the node's own)")
     ap.add_argument("--transport", choices=("raw", "compressed"), default="raw")
+    ap.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
+                    help="a topic remap the node is started with (-r FROM:=TO), e.g. image:=/camera/image_raw; "
+                         "repeatable")
     ap.add_argument("--enclave", default="")
     args = ap.parse_args(argv)
+    try:
+        remaps = parse_remaps(args.remap)
+    except ValueError as e:
+        ap.error(str(e))
     cams = args.cameras.split(",") if args.cameras else [""]
-    text = policy_xml(args.namespace, cams, args.transport, args.enclave)
+    text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps)
+    out = args.out or (str(POLICY) if CHECKOUT.is_dir() else "-")
     if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
+        current = Path(out).read_text() if out != "-" and Path(out).exists() else ""
         if current != text:
-            print(f"{args.out} is out of date: run python -m dpt_ros.tools.sros2_policy", file=sys.stderr)
+            print(f"{out} is out of date: run python -m dpt_ros.tools.sros2_policy", file=sys.stderr)
             return 1
-        print(f"{args.out} is up to date")
+        print(f"{out} is up to date")
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    if out == "-":
+        sys.stdout.write(text)
+        return 0
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(text)
+    print(f"wrote {out}")
     return 0
 
 

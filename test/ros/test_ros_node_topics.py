@@ -428,6 +428,22 @@ def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
     assert node.cameras[0].pubs["inverse_depth"].get_subscription_count() == 0
 
 
+def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
+    """Remapped inputs and an output, compressed transport, namespace /robot: the policy generator's
+    topic set (``--remap``) is exactly what the running node subscribes and publishes."""
+    from dpt_ros.tools import sros2_policy
+
+    rules = ["image:=/camera/image_raw", "camera_info:=/camera/camera_info", "points:=cloud"]
+    node = harness.start_node(namespace="robot", image_transport="compressed",
+                              cli_args=["--ros-args"] + [a for r in rules for a in ("-r", r)])
+    want = sros2_policy.expected("/robot", [""], "compressed", optional=False,
+                                 remaps=sros2_policy.parse_remaps(rules))
+    subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/robot")}
+    published = {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", "/robot")}
+    assert subscribed == set(want["subscribe"]) == {"/camera/image_raw/compressed", "/camera/camera_info"}
+    assert published == set(want["publish"]) and "/robot/cloud" in published and "/robot/points" not in published
+
+
 def test_absolute_and_private_camera_namespaces(harness):
     """cameras:=[/left, ~/right, front] in namespace /robot: /left/..., /robot/dpt_node/right/..., /robot/front/..."""
     node = harness.start_node(namespace="robot", cameras=["/left", "~/right", "front"])
