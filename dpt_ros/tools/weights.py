@@ -36,10 +36,12 @@ def urls_text() -> str:
     return "\n".join(lines)
 
 
-def verify(path: Path, variant: Optional[str], load: bool = True) -> str:
-    """Check a file: hash prefix (from its name, or the variant's when renamed), readability, architecture.
+def verify(path: Path, variant: Optional[str], load: bool = True, lines: Optional[list[str]] = None) -> str:
+    """Check a file: hash prefix (from its name; informational against the variant's release otherwise),
+    readability, architecture.
 
-    :returns: a report. :raises CheckpointError, FileNotFoundError: on failure.
+    :param lines: the report is appended here as it is found (so a caller can show it after a failure).
+    :returns: the report. :raises CheckpointError, FileNotFoundError: on failure.
     """
     from dpt_ros.model.checkpoint import (
         describe_state_dict,
@@ -54,18 +56,20 @@ def verify(path: Path, variant: Optional[str], load: bool = True) -> str:
     path = resolve_weights_path(path)  # a Hugging Face snapshot folder -> its weights file, as the loader does
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    lines = [f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)"]
+    lines = [] if lines is None else lines
+    lines.append(f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     digest = file_sha256(path)
     lines.append(f"sha256: {digest}")
     prefix = expected_sha256_prefix(path)
     v = get_variant(variant) if variant else None
-    if prefix is None and v is not None and v.sha256_prefix and path.name in v.alt_checkpoints:
-        # MiDaS v3 names carry no hash; the same bytes as the DPT release are expected but not guaranteed
+    if prefix is None and v is not None and v.sha256_prefix:
+        # a name without a hash: a MiDaS v3 name, a renamed release file, or the user's own (fine-tuned)
+        # weights; as the node does, only the architecture check below decides
         same = digest.startswith(v.sha256_prefix)
+        what = (f"the MiDaS v3 name {path.name}" if path.name in v.alt_checkpoints else
+                "a file name without a hash: a renamed download that differs is corrupt; your own weights differ")
         lines.append(f"hash: {'same bytes as' if same else 'differs from'} the DPT release file {v.checkpoint} "
-                     f"(informational for the MiDaS v3 name {path.name})")
-    elif prefix is None and v is not None and v.sha256_prefix and path.suffix in (".pt", ".pth"):
-        prefix = v.sha256_prefix  # a renamed release file
+                     f"(informational for {what})")
     if prefix:
         if not digest.startswith(prefix):
             raise CheckpointError(f"{path}: SHA-256 does not start with {prefix}: the file is corrupt or truncated; "
@@ -122,14 +126,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.urls:
         print(urls_text())
         return 0
+    report: list[str] = []
     try:
         if args.verify:
-            print(verify(Path(os.path.expanduser(args.verify)), args.variant))
+            verify(Path(os.path.expanduser(args.verify)), args.variant, lines=report)
+            print("\n".join(report))
         else:
             if not args.variant:
                 ap.error("--convert needs --variant")
             print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
     except (CheckpointError, FileNotFoundError) as exc:
+        if report:   # what was checked before the failure
+            print("\n".join(report))
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     return 0

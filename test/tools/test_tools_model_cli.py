@@ -43,6 +43,15 @@ def test_verify_ok_and_corrupt(tiny_file, tmp_path, capsys):
     assert weights.main(["--verify", str(tiny_file), "--variant", "dpt_hybrid"]) == 1
     assert "dpt_tiny" in capsys.readouterr().err
     assert weights.main(["--verify", str(tmp_path / "nope.pt")]) == 1
+    capsys.readouterr()
+    # a name without a hash (the user's own weights, as the node accepts them): the hash is information only,
+    # the architecture check decides (before, any such .pt was called corrupt against the release's hash)
+    mine = tmp_path / "my_finetuned.pt"
+    mine.write_bytes(tiny_file.read_bytes())
+    assert weights.main(["--verify", str(mine), "--variant", "dpt_hybrid"]) == 1
+    captured = capsys.readouterr()
+    assert "differs from the DPT release file" in captured.out and "corrupt or truncated" not in captured.err
+    assert "dpt_tiny" in captured.err
 
 
 def test_convert_to_hf_and_back(tiny_file, tmp_path):
