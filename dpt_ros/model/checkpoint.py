@@ -145,6 +145,35 @@ def _refuse_download_artifacts(path: Path, variant: Optional[Variant]) -> None:
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
+def _content_hint(path: Path) -> str:
+    """', it starts with text ("...")' for a file that is plainly not binary (not a zip or pickle)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(40)
+    except OSError:
+        return ""
+    if head[:2] == b"PK" or head[:1] == b"\x80" or not head:
+        return ""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return ""
+    if not all(c.isprintable() or c in "\r\n\t" for c in text):
+        return ""
+    return f"; it starts with text ({text.splitlines()[0][:30]!r}), not a PyTorch zip or pickle"
+
+
+def _load_failure_cause(exc: BaseException) -> str:
+    """The cause in a torch.load error, without torch's advice to re-run with weights_only=False (which
+    would execute code in an untrusted file) that precedes it since PyTorch 2.6."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    cause = " ".join(lines) or exc.__class__.__name__
+    return cause[:300]
+
+
 def resolve_weights_path(path: "str | os.PathLike") -> Path:
     """A file path as given, or for a directory (a Hugging Face snapshot) its weights file.
 
@@ -224,13 +253,13 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
                 f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {blocked[0][:300]}"
             ) from e
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file): {str(e)[:200]}. "
-            "Download it again."
+            f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file){_content_hint(path)}: "
+            f"{_load_failure_cause(e)}. Download it again."
         ) from e
     except Exception as e:  # any other failure of the unpickler on a damaged file (IndexError, KeyError, ...)
         raise CheckpointError(
-            f"{path}: cannot read the checkpoint: the file is corrupt or truncated ({e.__class__.__name__}: "
-            f"{str(e)[:200]}). Download it again."
+            f"{path}: cannot read the checkpoint: the file is corrupt or truncated{_content_hint(path)} "
+            f"({e.__class__.__name__}: {_load_failure_cause(e)}). Download it again."
         ) from e
     return _unwrap(obj, path)
 

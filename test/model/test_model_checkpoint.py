@@ -118,6 +118,20 @@ def test_hash_mismatch_is_corrupt(tmp_path, tiny_sd):
     assert load_engine("dpt_tiny", p, verify_hash=False).random_weights is False
 
 
+@pytest.mark.parametrize("content", [b"weights go here\n", b"hello this is text"])
+def test_text_file_names_its_content_and_the_unpickler_cause(tmp_path, content):
+    """A text file saved as weights: the error says it is text and gives the unpickler's cause, without
+    torch's advice to re-run with weights_only=False (running code from an untrusted file)."""
+    p = tmp_path / "my_weights.pt"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError) as info:
+        load_engine("dpt_tiny", p)
+    msg = str(info.value)
+    assert f"starts with text ({content.decode().strip()!r})" in msg and "Download it again" in msg
+    assert "weights_only" not in msg and "Re-running" not in msg
+    assert ("Unsupported operand 119" in msg) == content.startswith(b"w")   # 'w': the unpickler's own words
+
+
 def test_truncated_file(tmp_path, tiny_sd):
     good = official_file(tmp_path, tiny_sd, "good.pt")
     data = good.read_bytes()
