@@ -52,7 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=8, help="processed frames to collect (default 8)")
     ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    ap.add_argument("--variant", default="dpt_hybrid", help="depth variant (default dpt_hybrid)")
+    from dpt_ros.model import VARIANTS
+
+    ap.add_argument("--variant", default="dpt_hybrid", choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
+                    metavar="VARIANT", help="depth variant (default dpt_hybrid): %(choices)s")
     ap.add_argument("--weights", default=None, help="checkpoint file, or 'random' (default: weights/<file> if present)")
     ap.add_argument("--input-size", type=int, default=0, help="network size (0 = the variant's default)")
     ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 
+from dpt_ros.tools import demo
+
 DOMAIN = 71
 
 
@@ -35,3 +37,12 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     # the node's own counters came back through /diagnostics
     cams = [v for k, v in summary["diagnostics"].items() if "camera" in k]
     assert cams and int(cams[0]["processed"]) >= 3
+
+
+def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(capsys):
+    for bad in ("dpt_hybird", "dpt_large_ade20k"):
+        with pytest.raises(SystemExit) as info:
+            demo.parse_args(["--variant", bad])
+        assert info.value.code == 2
+        err = capsys.readouterr().err
+        assert f"invalid choice: '{bad}'" in err and "dpt_hybrid_kitti" in err
