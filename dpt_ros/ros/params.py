@@ -119,7 +119,9 @@ def _check_cameras(value: list) -> Optional[str]:
         return f"cameras lists a namespace twice: {value}"
     for ns in value:
         if ns and not re.match(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
-            return f"camera namespace {ns!r} is not a valid ROS namespace"
+            return (f"camera namespace {ns!r} is not a valid ROS namespace: names of letters, digits and '_' "
+                    f"(not starting with a digit) joined by '/', optionally after '/' (absolute) or '~/' "
+                    f"(private), no trailing '/' (e.g. left, /stereo/left, ~/cam)")
     return None
 
 
@@ -144,7 +146,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Checkpoint file of the segmentation model, or 'random'.", "model", check=_check_weights),
     ParamSpec("input_size", 0,
               "Network input size in pixels (multiple of 32); 0 = the variant's own size "
-              "(384 depth, 480 segmentation).", "model", int_range=(0, 2048, 32)),
+              "(384 dpt_large/dpt_hybrid/dpt_base, 480 ADE20K, 352x1216 kitti, 480x640 nyu, 128 dpt_tiny).",
+              "model", int_range=(0, 2048, 32)),
     ParamSpec("resize_method", "minimal",
               "How the image is scaled to the network size (DPT's keep-aspect rules).", "model",
               choices=RESIZE_METHODS),
@@ -272,6 +275,8 @@ def _colormap_names() -> tuple[str, ...]:
 
 
 def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
+    if spec.type is list and value is None:   # `-p name:=[]` reaches rclpy as an unset (None) value
+        value = []
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, spec.type) or (spec.type is int and isinstance(value, bool)):

@@ -137,9 +137,12 @@ def test_missing_weights_file_exits_with_instructions(tmp_path):
 
 
 def test_invalid_startup_parameters_exit_with_reason():
-    proc = start(*FAST_ARGS, "-p", "depth.min:=5.0", "-p", "depth.max:=1.0")
-    code, log = proc.wait(timeout=60), proc.stdout.read()
-    assert code != 0 and "depth.min (5) must be below depth.max (1)" in log
+    for args, needle in ((("-p", "depth.min:=5.0", "-p", "depth.max:=1.0"), "depth.min (5) must be below depth.max (1)"),
+                         (("-p", "cameras:=[]"), "cameras must list at least one namespace"),   # rcl: an unset value
+                         (("-p", "cameras:=[cam/]"), "no trailing '/'")):
+        proc = start(*FAST_ARGS, *args)
+        code, log = proc.wait(timeout=60), proc.stdout.read()
+        assert code == 2 and needle in log, log
 
 
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
