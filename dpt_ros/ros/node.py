@@ -244,7 +244,12 @@ class DptNode(Node):
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor()).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
-                raise StartupError(f"invalid parameter {spec.name}: {e}") from None
+                hint = ""
+                whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", str(e))
+                if spec.type is float and whole:
+                    hint = (f" (a whole number is an integer to ROS: write it with a decimal point, "
+                            f"{spec.name}: {whole.group(1)}.0)")
+                raise StartupError(f"invalid parameter {spec.name}: {e}{hint}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError("class_names is read-only: it reports the segmentation classes; do not set it")

@@ -337,8 +337,10 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
         if variant and (f"{task}.variant" in changed or not changed):
             names = _variant_names(task)
             if variant not in names:
+                other = "segmentation" if task == "depth" else "depth"
+                hint = f"; it is a {other} variant: set {other}.variant" if variant in _variant_names(other) else ""
                 reasons.append(f"{task}.variant={variant!r} is not a {task} variant; valid: "
-                               + ", ".join(names) + " (or '' to disable)")
+                               + ", ".join(names) + f" (or '' to disable){hint}")
         # a running node (changed non-empty; start-up reports this itself, with download instructions)
         if variant and not s[f"{task}.weights"] and changed & {f"{task}.variant", f"{task}.weights"}:
             reasons.append(f"{task}.weights is empty but {task}.variant is {variant!r}: set {task}.weights to a "

@@ -147,7 +147,8 @@ def test_invalid_startup_parameters_exit_with_reason():
 
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
-    for arg, needle in (("input_size:=33", "not a valid step"), ("input_size:=abc", "expecting type 'INTEGER'")):
+    for arg, needle in (("input_size:=33", "not a valid step"), ("input_size:=abc", "expecting type 'INTEGER'"),
+                        ("depth.max:=7", "write it with a decimal point, depth.max: 7.0")):
         proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
         try:
             code, log = proc.wait(timeout=60), proc.stdout.read()
@@ -156,7 +157,7 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                 proc.kill()
                 proc.wait()
         assert code == 2, log
-        assert "dpt_node: invalid parameter input_size" in log and needle in log, log
+        assert f"dpt_node: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
         assert "Traceback" not in log, log
 
 

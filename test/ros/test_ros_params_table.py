@@ -49,6 +49,8 @@ def test_snapshots_are_immutable_and_replaced_whole():
 @pytest.mark.parametrize("changes,needle", [
     ({"depth.variant": "nope"}, "valid: dpt_large"),
     ({"segmentation.variant": "dpt_large"}, "is not a segmentation variant"),
+    ({"depth.variant": "dpt_large_ade20k"}, "it is a segmentation variant: set segmentation.variant"),
+    ({"segmentation.variant": "dpt_hybrid"}, "it is a depth variant: set depth.variant"),
     ({"depth.variant": ""}, "both empty"),
     ({"input_size": 100}, "steps of 32"),
     ({"depth.max": -1.0}, "out of range"),
