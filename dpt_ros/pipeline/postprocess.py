@@ -130,16 +130,19 @@ def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:
 
 
 def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:
-    """Alpha blend ``(1 - alpha) * rgb + alpha * color``, rounded to uint8 (official overlay: 0.5)."""
+    """Alpha blend ``rgb + alpha * (color - rgb)`` in float32, truncated to uint8: the arithmetic of PIL's
+    ``Image.blend``, which the official ``write_segm_img`` uses (with alpha 0.5)."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1]; got {alpha}")
     if rgb.shape != color.shape:
         raise ValueError(f"overlay needs images of one shape; got {rgb.shape} and {color.shape}")
     xp = array_module(rgb)
-    out = rgb.astype(xp.float32) * np.float32(1.0 - alpha)
-    out += color.astype(xp.float32) * np.float32(alpha)
-    out += np.float32(0.5)
-    return out.astype(xp.uint8)
+    base = rgb.astype(xp.float32)
+    out = color.astype(xp.float32)
+    out -= base
+    out *= np.float32(alpha)
+    out += base
+    return xp.clip(out, 0.0, 255.0).astype(xp.uint8)
 
 
 def tensor_to_array(t: torch.Tensor) -> Any:

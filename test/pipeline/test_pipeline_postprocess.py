@@ -175,3 +175,13 @@ def test_colorize_labels_and_overlay():
     np.testing.assert_array_equal(overlay(rgb, col, 1.0), col)
     with pytest.raises(ValueError, match="alpha"):
         overlay(rgb, col, 1.5)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3, 0.75, 0.1])
+def test_overlay_equals_pil_blend_of_the_official_write_segm_img(alpha):
+    pil = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(11)
+    rgb = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    col = colorize_labels(rng.integers(0, 151, (37, 53)).astype(np.uint8))
+    ref = np.asarray(pil.blend(pil.fromarray(rgb).convert("RGBA"), pil.fromarray(col).convert("RGBA"), alpha))[..., :3]
+    np.testing.assert_array_equal(overlay(rgb, col, alpha), ref)
