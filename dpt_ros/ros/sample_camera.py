@@ -62,37 +62,54 @@ def read_rgb(path: str) -> np.ndarray:
 
 
 def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
-    """RGB frames from ``builtin``, ``builtin:name,name``, an image folder or a video file."""
+    """RGB frames from ``builtin``, ``builtin:name,name``, an image folder or a video file.
+
+    :raises ValueError: here, not at the first frame: an unknown built-in name, a folder without
+        images, a video that does not open, or a source that is none of these.
+    """
     if source == "builtin" or source.startswith("builtin:"):
         names = tuple(n for n in source.partition(":")[2].split(",") if n) or BUILTIN_IMAGES
-        frames = builtin_frames(names)
-        while True:
-            yield from frames
-            if not loop:
-                return
+        return _repeat(builtin_frames(names), loop)
     if os.path.isdir(source):
-        files = folder_files(source)
-        while True:
-            for f in files:
-                yield read_rgb(f)
-            if not loop:
-                return
+        return _folder_frames(folder_files(source), loop)
     if os.path.isfile(source):
-        while True:
-            cap = cv2.VideoCapture(source)
-            if not cap.isOpened():
-                raise ValueError(f"cannot open video {source!r}")
-            count = 0
-            while True:
-                ok, bgr = cap.read()
-                if not ok:
-                    break
-                count += 1
-                yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            cap.release()
-            if not loop or count == 0:
-                return
+        cap = cv2.VideoCapture(source)
+        opened = cap.isOpened()
+        cap.release()
+        if not opened:
+            raise ValueError(f"cannot open video {source!r}")
+        return _video_frames(source, loop)
     raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image folder nor a video file")
+
+
+def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:
+    while True:
+        yield from frames
+        if not loop:
+            return
+
+
+def _folder_frames(files: list, loop: bool) -> Iterator[np.ndarray]:
+    while True:
+        for f in files:
+            yield read_rgb(f)
+        if not loop:
+            return
+
+
+def _video_frames(source: str, loop: bool) -> Iterator[np.ndarray]:
+    while True:
+        cap = cv2.VideoCapture(source)
+        count = 0
+        while True:
+            ok, bgr = cap.read()
+            if not ok:
+                break
+            count += 1
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        cap.release()
+        if not loop or count == 0:
+            return
 
 
 def resize(rgb: np.ndarray, width: int, height: int) -> np.ndarray:

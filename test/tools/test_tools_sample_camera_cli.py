@@ -16,12 +16,14 @@ DOMAIN = 49
     (["-p", "count:=-1"], "count"),
     (["-p"], "cannot initialise ROS 2"),           # malformed --ros-args
     (["-p", "encoding:=yuv9"], "encoding 'yuv9' not supported"),
+    (["-p", "source:=builtin:coffe"], "unknown built-in image 'coffe'"),   # checked before "publishing ..."
+    (["-p", "source:=/no/such/folder"], "neither 'builtin[:names]', an image folder nor a video file"),
 ])
 def test_bad_parameters_exit_2_with_one_line(ros_args, expected):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", *ros_args],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr
-    assert "Traceback" not in r.stderr and expected in r.stderr
+    assert "Traceback" not in r.stderr and expected in r.stderr and "publishing" not in r.stderr
     line = [x for x in r.stderr.splitlines() if x.startswith("sample_camera:")]
     assert len(line) == 1 and not line[0].startswith("sample_camera: sample_camera:")
