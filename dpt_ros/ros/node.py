@@ -286,8 +286,16 @@ class DptNode(Node):
                     f"\n{bar}\n  {task}: {e.variant.name} runs with RANDOM WEIGHTS ({task}.weights:=random)."
                     f"\n  Its outputs are NOT meaningful. For real results: {weights_help(task, e.variant.name, False)}"
                     f"\n{bar}")
+            rep = getattr(e.model, "load_report", None)   # what the loader did with the file's keys
+            loaded = ""
+            if rep is not None:
+                loaded = f"; weights: {rep.loaded} tensors ({rep.source_format} names)"
+                if rep.dropped:
+                    loaded += f", {len(rep.dropped)} unused tensors skipped ({', '.join(rep.dropped[:4])})"
+                if rep.absent_optional:
+                    loaded += f", no auxiliary head in the file ({len(rep.absent_optional)} tensors; not used for inference)"
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
-                                   f"net size {getattr(m, task + '_pre').net_size}")
+                                   f"net size {getattr(m, task + '_pre').net_size}{loaded}")
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         with self._param_lock:

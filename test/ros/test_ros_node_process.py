@@ -175,3 +175,31 @@ def test_sigint_during_inference_exits_zero_and_fast(harness):
     assert code == 0, log
     assert time.monotonic() - t0 < 5.0
     assert "Traceback" not in log
+
+
+def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
+    """Skipped tensors (a ViT classifier head in the file) are named in the log, never dropped silently."""
+    import torch
+
+    from dpt_ros.model.reference import random_state_dict
+
+    sd = random_state_dict("dpt_tiny", seed=1)
+    sd["pretrained.model.head.weight"], sd["pretrained.model.head.bias"] = torch.zeros(1000, 192), torch.zeros(1000)
+    path = tmp_path / "tiny_with_head.pt"
+    torch.save({"model": sd}, path)
+    proc = start("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}", "-p", "device:=cpu")
+    lines = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("depth: dpt_tiny on cpu" in line for line in lines):
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        code, log = stop(proc)
+    log = "".join(lines) + log
+    assert code == 0, log
+    assert (f"weights: {len(sd) - 2} tensors (official names), 2 unused tensors skipped "
+            "(pretrained.model.head.weight, pretrained.model.head.bias)") in log, log
+    assert "RANDOM WEIGHTS" not in log
