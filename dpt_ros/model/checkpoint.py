@@ -61,6 +61,7 @@ class LoadReport:
     loaded: int = 0
     dropped: list[str] = field(default_factory=list)
     absent_optional: list[str] = field(default_factory=list)
+    absent_counters: list[str] = field(default_factory=list)   # BatchNorm num_batches_tracked (unused in eval)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -534,18 +535,25 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
             del sd[k]
     missing = [k for k in own if k not in sd]
     report.absent_optional = [k for k in missing if k.startswith(OPTIONAL_PREFIXES)]
-    missing = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES)]
+    # a BatchNorm's step counter only matters for training with momentum=None: a file saved without
+    # these buffers (some exporters drop them) holds every tensor inference needs
+    report.absent_counters = [k for k in missing if k.endswith(".num_batches_tracked")
+                              and not k.startswith(OPTIONAL_PREFIXES)]
+    missing = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES) and k not in report.absent_counters]
     unexpected = [k for k in sd if k not in own]
     mis_shaped = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in sd if k in own and sd[k].shape != own[k].shape]
     if missing or unexpected or mis_shaped:
         raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped))
+    loaded = len(sd)
+    for k in report.absent_counters:
+        sd[k] = torch.zeros(own[k].shape, dtype=own[k].dtype) if own[k].is_meta else own[k].clone()
     if report.absent_optional and assign:
         # Modules built on the meta device need real tensors for the keys the file lacks.
         for k in report.absent_optional:
             sd[k] = torch.zeros(own[k].shape, dtype=own[k].dtype) if own[k].is_meta else own[k]
     model.load_state_dict(sd, strict=not report.absent_optional, assign=assign)
-    report.loaded = len(sd)
+    report.loaded = loaded
     return report
 
 

@@ -294,6 +294,8 @@ class DptNode(Node):
                     loaded += f", {len(rep.dropped)} unused tensors skipped ({', '.join(rep.dropped[:4])})"
                 if rep.absent_optional:
                     loaded += f", no auxiliary head in the file ({len(rep.absent_optional)} tensors; not used for inference)"
+                if rep.absent_counters:
+                    loaded += f", {len(rep.absent_counters)} BatchNorm step counters absent (not used for inference)"
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
                                    f"net size {getattr(m, task + '_pre').net_size}{loaded}")
 

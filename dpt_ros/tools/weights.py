@@ -88,6 +88,7 @@ def verify(path: Path, variant: Optional[str], load: bool = True, lines: Optiona
         lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
                      + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
                      + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
+                     + (f", {len(rep.absent_counters)} BatchNorm step counters absent" if rep.absent_counters else "")
                      + ")")
     return "\n".join(lines)
 

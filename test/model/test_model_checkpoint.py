@@ -234,6 +234,36 @@ def test_segmentation_without_auxlayer_is_reported():
     assert rep.absent_optional and all(k.startswith("auxlayer.") for k in rep.absent_optional)
 
 
+def test_batchnorm_counters_absent_from_the_file_are_filled_and_reported(tmp_path):
+    """A segmentation file without BatchNorm's num_batches_tracked buffers (unused at inference) loads,
+    in memory and from a file (meta-device build), with the same outputs; any other missing key fails."""
+    v = get_variant("dpt_hybrid_ade20k").replace(
+        embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3), channels=(128, 256, 64, 64),
+        resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    sd = random_state_dict(v, seed=4)
+    counters = [k for k in sd if k.endswith(".num_batches_tracked")]
+    assert counters   # the segmentation head's and fusion blocks' BatchNorms
+    lean = {k: t for k, t in sd.items() if k not in counters}
+    ref = DPT(v)
+    load_state_dict_into(ref, sd)
+    m = DPT(v)
+    rep = load_state_dict_into(m, lean)
+    main_counters = sorted(k for k in counters if not k.startswith("auxlayer."))
+    assert sorted(rep.absent_counters) == main_counters and rep.loaded == len(lean)
+    assert {k for k in counters if k.startswith("auxlayer.")} <= set(rep.absent_optional)
+    path = tmp_path / "lean.pt"
+    torch.save(lean, path)
+    from_file = load_checkpoint(path, v)   # built on the meta device: the filled counters are real tensors
+    assert sorted(from_file.load_report.absent_counters) == main_counters
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        want = ref.eval()(x)
+        assert want.shape == (1, 150, 64, 64)
+        assert torch.equal(m.eval()(x), want) and torch.equal(from_file.eval()(x), want)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_state_dict_into(DPT(v), {k: t for k, t in lean.items() if not k.endswith("running_var")})
+
+
 def test_release_file_of_other_variant(tmp_path, tiny_sd):
     # a file named like the KITTI release, requested as the relative-depth hybrid
     p = official_file(tmp_path, tiny_sd, "dpt_hybrid_kitti-cb926ef4.pt")
