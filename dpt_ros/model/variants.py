@@ -68,8 +68,6 @@ class Variant:
     use_bn: bool = False
     non_negative: bool = True
     net_size: tuple[int, int] = (384, 384)
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     metric: Optional[Metric] = None
     checkpoint: Optional[str] = None
     url: Optional[str] = None

@@ -79,6 +79,9 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
 class Preprocessor:
     """RGB uint8 frame -> normalised (1, 3, h, w) float32 torch tensor on ``device``.
 
+    Normalisation is DPT's for every variant (official ``NormalizeImage``, mean = std = 0.5):
+    ``(x / 255 - 0.5) / 0.5``; one constant pair, so no per-variant setting exists.
+
     :param net_size: the variant's network size (int or (height, width)).
     :param method: resize rule, see :func:`network_input_size`.
     :param device: torch device of the returned tensor; a CUDA device selects the CuPy backend
