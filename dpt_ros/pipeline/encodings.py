@@ -269,9 +269,13 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
             f"compressed image ({format or 'no format'}) is neither JPEG nor PNG data; "
             f"supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
         )
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    # ANYDEPTH keeps a 16-bit PNG's samples, rounded to 8 bits below exactly as raw mono16/16UC1 frames are
+    # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
+    if img.dtype == np.uint16:
+        img = _u16_to_u8(img)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -215,6 +215,23 @@ def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
         decode_compressed(data, fmt)
 
 
+def test_decode_compressed_16_bit_png_matches_the_raw_frame():
+    # a depth-camera-style 16-bit PNG: every value, incl. those whose top byte and rounded value differ
+    v = np.arange(0, 65536, 7, dtype=np.uint16)[:64 * 146].reshape(64, 146)
+    ok, png = cv2.imencode(".png", v)
+    assert ok
+    raw = decode(ImageView.from_array(v, "mono16"))
+    out = decode_compressed(png.tobytes(), "png")
+    np.testing.assert_array_equal(out, raw)
+    assert (out[..., 0] != (v >> 8)).any()      # the top byte alone would differ
+    # 16-bit colour PNG: the channels are rounded the same way, BGR -> RGB
+    c = np.stack([v, 65535 - v, v // 3], axis=-1)
+    ok, png = cv2.imencode(".png", c)
+    assert ok
+    expected = ((c[..., ::-1].astype(np.uint32) + 128) // 257).astype(np.uint8)
+    np.testing.assert_array_equal(decode_compressed(png.tobytes(), "png"), expected)
+
+
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "mono16", "yuv422_yuy2", "bayer_gbrg8"])
 def test_row_padding_never_changes_results(encoding):
     """Sizes 100..700 with 0, 1, 3 and 64 bytes of padding decode (and pre-process) identically."""
