@@ -46,6 +46,9 @@ def metric_depth(inverse_depth: torch.Tensor, metric: Metric) -> torch.Tensor:
 
 #: seed of ``weights="random"``: the same random model every time
 RANDOM_INIT_SEED = 1
+# the random init draws from the process-wide CPU generator: two builds at once (a model swap in the
+# background while another task loads) would interleave their draws and get other weights
+_RANDOM_INIT_LOCK = threading.Lock()
 
 
 def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_hash: bool = True) -> DPT:
@@ -58,7 +61,7 @@ def build_model(variant: "str | Variant", weights: "str | os.PathLike", verify_h
     if isinstance(weights, str) and weights == "random":
         # Seeded (without touching the caller's RNG state) so that random-weight runs -- demo, benchmarks,
         # tests, a model swap -- are reproducible. The outputs are meaningless either way.
-        with torch.random.fork_rng(devices=[]):
+        with _RANDOM_INIT_LOCK, torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(RANDOM_INIT_SEED)  # not torch.manual_seed: it reseeds CUDA too
             return DPT(v).eval()
     from .checkpoint import load_checkpoint

@@ -175,3 +175,24 @@ def test_random_weights_leave_the_callers_rng_alone(monkeypatch):
     assert torch.equal(torch.get_rng_state(), before)
     assert reseeded == []
     assert all(torch.equal(t, b.state_dict()[k]) for k, t in a.state_dict().items())  # still reproducible
+
+
+def test_random_weights_are_the_same_when_built_in_parallel():
+    import threading
+
+    from dpt_ros.model import build_model
+
+    ref = build_model("dpt_tiny", "random").state_dict()
+    built, start = [None] * 4, threading.Barrier(4)
+
+    def build(i):
+        start.wait()
+        built[i] = build_model("dpt_tiny", "random").state_dict()
+
+    threads = [threading.Thread(target=build, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for sd in built:
+        assert all(torch.equal(t, sd[k]) for k, t in ref.items())
