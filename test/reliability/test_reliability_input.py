@@ -338,7 +338,9 @@ def test_hostile_input_to_the_node_as_a_subprocess(harness):
     one line per kind of error on the node's console (rate limited), next valid frame within 1 s."""
     from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, start_node, stop_node
 
-    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "diagnostics.period:=0.2", name="dpt_sub")
+    # a reliable input: the test counts what the node does with each bad frame, not what the transport loses
+    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "diagnostics.period:=0.2", "-p", "qos.input_reliability:=reliable",
+                      name="dpt_sub")
     reader = LineReader(proc)
     try:
         inv = harness.collector(Image, "inverse_depth")
