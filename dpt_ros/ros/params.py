@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -106,8 +105,13 @@ def _check_device(value: str) -> Optional[str]:
 def _check_weights(value: str) -> Optional[str]:
     if value in ("", RANDOM_WEIGHTS):
         return None
-    path = os.path.expanduser(value)
-    if not os.path.isfile(path):
+    from dpt_ros.model.checkpoint import resolve_weights_path  # noqa: PLC0415 - what the loader will open
+
+    try:
+        path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
+    except FileNotFoundError as e:
+        return f"weights {value!r}: {e}"
+    if not path.is_file():
         return f"weights file {value!r} does not exist (give a checkpoint path, or 'random')"
     return None
 
@@ -137,13 +141,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Depth model variant (a name from the variant table, e.g. dpt_large, dpt_hybrid, "
               "dpt_hybrid_kitti, dpt_hybrid_nyu, dpt_tiny); empty disables depth.", "model"),
     ParamSpec("depth.weights", "",
-              "Checkpoint file of the depth model (official DPT .pt file), or 'random' for random "
-              "initialisation (outputs not meaningful).", "model", check=_check_weights),
+              "Checkpoint of the depth model (official DPT .pt file, or a Hugging Face model.safetensors / "
+              "pytorch_model.bin or its snapshot folder), or 'random' for random initialisation (outputs not "
+              "meaningful).", "model", check=_check_weights),
     ParamSpec("segmentation.variant", "",
               "Segmentation model variant (dpt_large_ade20k, dpt_hybrid_ade20k); empty disables "
               "segmentation.", "model"),
     ParamSpec("segmentation.weights", "",
-              "Checkpoint file of the segmentation model, or 'random'.", "model", check=_check_weights),
+              "Checkpoint of the segmentation model (file or Hugging Face snapshot folder, as depth.weights), "
+              "or 'random'.", "model", check=_check_weights),
     ParamSpec("input_size", 0,
               "Network input size in pixels (multiple of 32); 0 = the variant's own size "
               "(384 dpt_large/dpt_hybrid/dpt_base, 480 ADE20K, 352x1216 kitti, 480x640 nyu, 128 dpt_tiny).",

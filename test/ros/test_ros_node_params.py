@@ -4,6 +4,7 @@ import threading
 import time
 
 import numpy as np
+import torch
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import DescribeParameters, SetParametersAtomically
@@ -254,3 +255,30 @@ def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
         rclpy.shutdown(context=context)
         pytest.fail("a missing weights file must stop the node from starting")
     assert not context.ok()
+
+
+def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
+    """`ros2 param set /dpt depth.weights <snapshot folder>`: the folder's model.safetensors is what loads
+    (an empty folder is rejected with the reason; the running model keeps serving)."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.model import official_to_hf
+    from dpt_ros.model.reference import random_state_dict
+
+    node = harness.start_node()
+    old = node.models
+    snap = tmp_path / "dpt-tiny-snapshot"
+    snap.mkdir()
+    r = set_params(harness, node, **{"depth.weights": str(snap)})[0]
+    assert not r.successful and "is a directory without model.safetensors or pytorch_model.bin" in r.reason
+    sd = random_state_dict("dpt_tiny", seed=5)
+    save_file({k: v.clone().contiguous() for k, v in official_to_hf(sd).items()}, str(snap / "model.safetensors"))
+    r = set_params(harness, node, **{"depth.weights": str(snap)})[0]
+    assert r.successful, r.reason
+    wait_for(lambda: node.models is not old, timeout=30, what="swap to the snapshot's weights")
+    engine = node.models.depth
+    assert engine.model.load_report.source_format == "huggingface" and not node.error_counts().get("model_load")
+    # the served weights are the file's (through the HF -> official name mapping), not the random ones
+    served = engine.model.state_dict()
+    for name in ("pretrained.model.pos_embed", "scratch.output_conv.4.weight"):
+        assert torch.equal(served[name].float(), sd[name].float()), name

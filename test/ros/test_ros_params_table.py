@@ -56,6 +56,12 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"depth.max": -1.0}, "out of range"),
     ({"depth.scale": math.nan}, "out of range"),
     ({"colormap.min": 2.0}, "colormap.min (2) must be below colormap.max (1)"),
+    ({"colormap.min": 1.0}, "colormap.min (1) must be below colormap.max (1)"),   # an empty range
+    ({"depth.min": 5.0, "depth.max": 5.0}, "depth.min (5) must be below depth.max (5)"),
+    ({"points.stride": 0}, "points.stride=0 out of range"),
+    ({"segmentation.overlay_alpha": 1.5}, "segmentation.overlay_alpha=1.5 out of range"),
+    ({"cameras": ["1cam"]}, "not a valid ROS namespace"),
+    ({"cameras": ["left/"]}, "not a valid ROS namespace"),
     ({"resize_method": "stretch"}, "minimal, lower_bound, upper_bound"),
     ({"device": "cuda:x"}, "'cuda:N'"),
     ({"cameras": ["a", "a"]}, "twice"),
@@ -74,6 +80,29 @@ def test_validation_reasons(changes, needle):
     assert any(needle in r for r in reasons), reasons
 
 
+@pytest.mark.parametrize("name,value,needle", [
+    ("resize_method", "stretch", "is not one of minimal"),
+    ("colormap.range", "foo", "is not one of"),
+    ("points.stride", 0, "out of range"),
+    ("device", "gpu", "device"),
+])
+def test_start_up_values_are_checked_one_by_one(name, value, needle):
+    """check_all (the start-up path: rclpy does not enforce choices) reports a bad single value."""
+    reasons = params.check_all(params.defaults().replace({name: value}))
+    assert any(name in r and needle in r for r in reasons), reasons
+
+
+def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
+    monkeypatch.setattr(params, "_cuda_available", lambda: False)
+    s = params.defaults()
+    assert s["device"] == "auto"
+    assert any("cuda_graphs needs a CUDA device (device 'auto' runs on the CPU)" in r
+               for r in params.validate(s, {"cuda_graphs": True})[1])
+    assert any("fp16 is not supported on the CPU" in r for r in params.validate(s, {"precision": "fp16"})[1])
+    monkeypatch.setattr(params, "_cuda_available", lambda: True)
+    assert params.validate(s, {"cuda_graphs": True, "precision": "fp16"})[1] == []
+
+
 def test_weights_check(tmp_path):
     f = tmp_path / "w.pt"
     f.write_bytes(b"x")
@@ -81,6 +110,13 @@ def test_weights_check(tmp_path):
     assert params.validate(s, {"depth.weights": str(f)})[1] == []
     assert params.validate(s, {"depth.weights": "random"})[1] == []
     assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
+    # a folder is a Hugging Face snapshot: accepted when it holds the weights file the loader reads
+    snap = tmp_path / "snapshot"
+    snap.mkdir()
+    reason = params.validate(s, {"depth.weights": str(snap)})[1][0]
+    assert "is a directory without model.safetensors or pytorch_model.bin" in reason
+    (snap / "model.safetensors").write_bytes(b"x")
+    assert params.validate(s, {"depth.weights": str(snap)})[1] == []
 
 
 def test_valid_camera_namespaces_and_weights_with_variant():
