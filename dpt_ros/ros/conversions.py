@@ -126,7 +126,8 @@ def cloud_array(msg: PointCloud2) -> np.ndarray:
 def image_array(msg: Image) -> np.ndarray:
     """An (H, W[, C]) view of a 32FC1 / mono8 / mono16 / rgb8 Image without row padding (tests, tools)."""
     kinds = {"32FC1": (np.float32, 1), "mono8": (np.uint8, 1), "mono16": (np.uint16, 1),
-             "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "16UC1": (np.uint16, 1), "8UC1": (np.uint8, 1)}
+             "rgb8": (np.uint8, 3), "bgr8": (np.uint8, 3), "rgba8": (np.uint8, 4), "16UC1": (np.uint16, 1),
+             "8UC1": (np.uint8, 1)}
     if msg.encoding not in kinds:
         raise ValueError(f"image_array does not read encoding {msg.encoding!r}; use the pipeline's decode")
     dtype, channels = kinds[msg.encoding]

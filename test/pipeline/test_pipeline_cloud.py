@@ -31,8 +31,9 @@ def test_all_zero_k_is_uncalibrated_with_reason():
         Intrinsics.from_camera_info([1.0] * 4, None, 640, 480)
     with pytest.raises(CalibrationError, match="image size"):
         Intrinsics.from_camera_info(K, P, 0, 0)
-    with pytest.raises(CalibrationError, match="fx, fy > 0"):
-        Intrinsics(0.0, 1.0, 0.0, 0.0, 10, 10)
+    for fx, fy in ((0.0, 1.0), (1.0, 0.0), (-1.0, 1.0), (1.0, math.nan)):
+        with pytest.raises(CalibrationError, match="fx, fy > 0"):
+            Intrinsics(fx, fy, 0.0, 0.0, 10, 10)
 
 
 def test_binning_and_roi():
@@ -43,8 +44,16 @@ def test_binning_and_roi():
     assert info.cx == pytest.approx((310.0 - 100) / 2) and info.cy == pytest.approx((230.0 - 50) / 2)
     zero_roi = Intrinsics.from_camera_info(K, P, 640, 480, roi=(0, 0, 0, 0))
     assert zero_roi.cx == 310.0 and zero_roi.width == 640
-    with pytest.raises(CalibrationError, match="ROI"):
-        Intrinsics.from_camera_info(K, P, 640, 480, roi=(600, 0, 480, 640))
+    # binning differs per axis (2x1): x values halve, y values and the height do not
+    wide = Intrinsics.from_camera_info(K, P, 1280, 960, binning_x=2, binning_y=1)
+    assert (wide.fx, wide.cx, wide.width) == (250.0, 155.0, 640)
+    assert (wide.fy, wide.cy, wide.height) == (501.0, 230.0, 960)
+    tall = Intrinsics.from_camera_info(K, P, 1280, 960, binning_x=1, binning_y=2)
+    assert (tall.fx, tall.cx, tall.width, tall.fy, tall.cy, tall.height) == (500.0, 310.0, 1280, 250.5, 115.0, 480)
+    # a ROI past the right or the bottom edge, or empty, is an error naming the ROI
+    for roi in ((600, 0, 480, 640), (0, 100, 480, 640), (0, 0, 0, 640), (0, 0, 480, 0)):
+        with pytest.raises(CalibrationError, match="ROI"):
+            Intrinsics.from_camera_info(K, P, 640, 480, roi=roi)
 
 
 def test_scaled_to_other_size():
@@ -54,7 +63,12 @@ def test_scaled_to_other_size():
     assert s.fy == pytest.approx(501.0 * 480 / 720) and s.cy == pytest.approx(230.0 * 480 / 720)
     assert info.scaled_to(1280, 720) is info
     k, p = s.camera_info_matrices()
-    assert k[0] == 250.0 and k[4] == pytest.approx(334.0) and p[2] == 155.0 and p[10] == 1.0
+    fy, cy = 501.0 * 480 / 720, 230.0 * 480 / 720
+    assert k == pytest.approx([250.0, 0.0, 155.0, 0.0, fy, cy, 0.0, 0.0, 1.0])
+    assert p == pytest.approx([250.0, 0.0, 155.0, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    # round trip: the published matrices describe the resized image
+    back = Intrinsics.from_camera_info(k, p, 640, 480)
+    assert (back.fx, back.fy, back.cx, back.cy) == pytest.approx((s.fx, s.fy, s.cx, s.cy))
 
 
 def _point(buf, v, u, point_step, row_step, n=3):

@@ -135,7 +135,7 @@ def test_decode_bayer8(pattern, padding, bigendian):
 
 
 @pytest.mark.parametrize("bigendian", [False, True])
-@pytest.mark.parametrize("pattern", ["rggb", "grbg"])
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
 def test_decode_bayer16(pattern, bigendian):
     const = np.broadcast_to(np.array([200, 90, 30], np.uint16) * 257, (H, W, 3))
     view = ImageView.from_array(_mosaic(const, pattern), f"bayer_{pattern}16", padding=3, bigendian=bigendian)

@@ -48,21 +48,24 @@ def test_metric_from_inverse_official_formula(scale, shift):
     expected = 1.0 / np.maximum(scale * inv.astype(np.float64) + shift, 1e-8)
     np.testing.assert_allclose(metric_from_inverse(inv, scale, shift), expected, rtol=1e-6)
     np.testing.assert_allclose(metric_from_inverse(torch.from_numpy(inv), scale, shift).numpy(), expected, rtol=1e-6)
+    # a non-positive scale*inv+shift is clamped to eps on both paths (1e8 m: "too far", never NaN or negative)
     assert metric_from_inverse(np.array([-1e9], np.float32), 1.0, 0.0)[0] == pytest.approx(1e8)
+    assert metric_from_inverse(torch.tensor([-1e9, 0.5]), 1.0, -1.0).tolist() == pytest.approx([1e8, 1e8])
     with pytest.raises(ValueError, match="scale > 0"):
         metric_from_inverse(inv, 0.0, 1.0)
 
 
 def test_apply_depth_range_rep117():
-    d = np.array([np.nan, 0.0, -1.0, 0.2, 0.5, 3.0, 10.0, 11.0, np.inf], np.float32)
+    # exactly depth.min (0.3) and depth.max (10) are in range: -inf is "< min", +inf "> max" (REP 117)
+    d = np.array([np.nan, 0.0, -1.0, 0.2, 0.3, 0.5, 3.0, 10.0, 11.0, np.inf], np.float32)
     out = apply_depth_range(d, min_depth=0.3, max_depth=10.0)
-    exp = [np.nan, np.nan, np.nan, -np.inf, 0.5, 3.0, 10.0, np.inf, np.inf]
+    exp = [np.nan, np.nan, np.nan, -np.inf, 0.3, 0.5, 3.0, 10.0, np.inf, np.inf]
     np.testing.assert_array_equal(out, np.array(exp, np.float32))
     assert np.isnan(d[0]) and d[3] == np.float32(0.2)  # input untouched unless inplace
     t = apply_depth_range(torch.from_numpy(d), 0.3, 10.0)
     np.testing.assert_array_equal(t.numpy(), np.array(exp, np.float32))
     out = apply_depth_range(d.copy(), 0.0, math.inf)
-    assert np.isnan(out[1]) and out[-1] == np.inf and out[7] == 11.0
+    assert np.isnan(out[1]) and out[-1] == np.inf and out[8] == 11.0
     with pytest.raises(ValueError, match="min_depth < max_depth"):
         apply_depth_range(d, 5.0, 1.0)
 
@@ -133,6 +136,21 @@ def test_running_range_is_stable_and_smoothed():
         RunningRange(50, 10)
 
 
+@pytest.mark.parametrize("frame", [np.full((8, 8), 2.0, np.float32), np.zeros((8, 8), np.float32),
+                                   np.full((8, 8), -3.0, np.float32)], ids=["two", "zero", "negative"])
+def test_running_range_of_a_uniform_frame_is_still_a_range(frame):
+    # a lens cap or a blank wall: every percentile is equal, yet colouring needs vmax > vmin
+    lo, hi = RunningRange().update(frame)
+    assert lo == pytest.approx(float(frame[0, 0])) and hi > lo
+    assert colorize(frame, "turbo", lo, hi).shape == (8, 8, 3)
+
+
+def test_running_range_starts_at_0_1_before_any_valid_value():
+    rr = RunningRange()
+    assert rr.update(np.full((4, 4), np.nan, np.float32)) == (0.0, 1.0)
+    assert rr.update(np.full((4, 4), 5.0, np.float32))[0] == pytest.approx(5.0)  # the first valid frame sets it
+
+
 def test_labels_from_logits_official_one_based():
     logits = torch.zeros(1, 150, 2, 3)
     logits[0, 0, 0, 0] = 1  # class index 0 -> label 1 (wall)
@@ -140,6 +158,7 @@ def test_labels_from_logits_official_one_based():
     logits[0, 149, 1, 2] = 5  # -> label 150 (flag)
     labels = labels_from_logits(logits)
     assert labels.dtype == torch.uint8
+    assert labels_from_logits(torch.zeros(1, 255, 1, 1)).dtype == torch.uint8   # 255 classes still fit mono8
     assert labels[0, 0, 0] == 1 and labels[0, 0, 1] == 3 and labels[0, 1, 2] == 150
     assert ADE20K_CLASSES[labels[0, 0, 1] - 1] == "sky"
     wide = torch.zeros(1, 300, 2, 2)

@@ -39,6 +39,8 @@ def test_big_endian_16_bit_reads_the_same():
     (np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "32FC1", 1),
     (np.arange(12, dtype=np.uint8).reshape(3, 4), "mono8", 1),
     (np.arange(36, dtype=np.uint8).reshape(3, 4, 3), "rgb8", 3),
+    (np.arange(12, dtype=np.uint16).reshape(3, 4) * 5000, "mono16", 1),
+    (np.arange(48, dtype=np.uint8).reshape(3, 4, 4), "rgba8", 4),
 ])
 def test_image_msg_round_trip(values, encoding, channels):
     msg = conversions.image_msg(_header(), values)
@@ -68,8 +70,25 @@ def test_camera_info_fields_feed_intrinsics():
     assert f["roi"] == (100, 50, 400, 800)
     intr = pipeline.Intrinsics.from_camera_info(**f, rectified=True)
     assert (intr.fx, intr.cx, intr.cy, intr.width, intr.height) == (450.0, 250.0, 125.0, 400, 200)
+    info.distortion_model, info.d = "plumb_bob", [0.1, -0.2, 0.001, 0.002, 0.0]
+    info.r = [0.0, -1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]
     out = conversions.camera_info_msg(_header(), 400, 200, *intr.camera_info_matrices(), source=info)
     assert out.k[0] == 450.0 and out.p[6] == 125.0 and out.roi.width == 0 and out.header.frame_id == "cam"
+    assert (out.width, out.height, out.binning_x, out.binning_y) == (400, 200, 0, 0)   # k/p describe these pixels
+    assert out.distortion_model == "plumb_bob" and list(out.d) == pytest.approx([0.1, -0.2, 0.001, 0.002, 0.0])
+    assert list(out.r) == list(info.r)
+    # without a source (e.g. the sample camera): no distortion, identity rectification
+    bare = conversions.camera_info_msg(_header(), 4, 3, *intr.camera_info_matrices())
+    assert list(bare.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] and list(bare.d) == []
+
+
+def test_camera_info_fields_keep_binning_per_axis():
+    info = CameraInfo(width=1280, height=960, binning_x=2, binning_y=1)
+    info.k = [1000.0, 0.0, 640.0, 0.0, 990.0, 480.0, 0.0, 0.0, 1.0]
+    f = conversions.camera_info_fields(info)
+    assert (f["binning_x"], f["binning_y"], f["roi"]) == (2, 1, (0, 0, 0, 0))
+    intr = pipeline.Intrinsics.from_camera_info(**f, rectified=False)
+    assert (intr.fx, intr.cx, intr.width, intr.fy, intr.cy, intr.height) == (500.0, 320.0, 640, 990.0, 480.0, 960)
 
 
 def test_cloud_msg_wraps_the_buffer_without_copy():
@@ -82,9 +101,20 @@ def test_cloud_msg_wraps_the_buffer_without_copy():
     msg = conversions.cloud_msg(_header(), cloud)
     assert msg.data is cloud.data or len(msg.data) == len(cloud.data)
     assert (msg.height, msg.width, msg.row_step) == (4, 6, 6 * msg.point_step)
-    assert [(f.name, f.offset, f.datatype) for f in msg.fields][:3] == [
-        ("x", 0, PointField.FLOAT32), ("y", 4, PointField.FLOAT32), ("z", 8, PointField.FLOAT32)]
+    # count 1 each: a reader such as sensor_msgs_py or PCL reads count elements of a field (0 = none)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
+        ("rgb", 12, PointField.FLOAT32, 1)]
+    assert (msg.point_step, msg.is_bigendian, msg.header.frame_id) == (16, False, "cam")
     pts = conversions.cloud_array(msg)
     assert np.isnan(pts["z"][0, 0]) and pts["z"][1, 1] == 2.0 and not msg.is_dense
     assert pts["x"][1, 0] == pytest.approx((0 - 2.5) * 2.0 / 10.0)
     assert (pts["rgb"].view(np.uint32)[1, 1] & 0xFFFFFF) == 0xFF0000
+
+
+def test_cloud_msg_carries_is_dense():
+    depth = np.array([[1.0, np.nan], [2.0, 3.0]], np.float32)
+    intr = pipeline.Intrinsics(1.0, 1.0, 0.5, 0.5, 2, 2)
+    dense = conversions.cloud_msg(_header(), pipeline.build_cloud(depth, intr, organized=False))
+    assert dense.is_dense is True and (dense.height, dense.width) == (1, 3)
+    assert conversions.cloud_msg(_header(), pipeline.build_cloud(depth, intr)).is_dense is False
