@@ -171,6 +171,8 @@ def test_packed_encodings_decode_without_copy():
         (dict(encoding="rgb8", width=0), "invalid width"),
         (dict(encoding="rgb8", height=-3), "invalid height"),
         (dict(encoding="rgb8", width=100_000, height=100_000, step=300_000), "side limit"),
+        (dict(encoding="mono8", width=1, height=40_000, step=1), "side limit"),     # each side on its own
+        (dict(encoding="mono8", width=40_000, height=1, step=40_000), "side limit"),
         (dict(encoding="mono8", width=20_000, height=20_000, step=20_000), r"len\(data\)"),
         (dict(encoding="yuv422", width=W - 1, step=(W - 1) * 2), "even width"),
     ],
