@@ -131,7 +131,10 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
         wait_for(lambda: all(f is not None and f.done() for f in futures), timeout=120, what="every reply")
         calls_s = time.monotonic() - t0
         n = len(depth_msgs)
-        wait_for(lambda: len(depth_msgs) >= n + 5, what="outputs after the storm")
+        # on a loaded machine few frames get through during the storm, and the probe (busy with the
+        # replies) can miss one of a frame's two outputs: stream on until enough frames have both
+        wait_for(lambda: len(depth_msgs) >= n + 5 and len(depth_msgs.keys() & inv_msgs.keys()) >= 15,
+                 timeout=30, what="outputs after the storm (15 frames with inverse_depth and depth)")
     finally:
         stop.set()
         camera.join()
