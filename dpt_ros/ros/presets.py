@@ -81,14 +81,14 @@ def launch_arguments(task: str) -> list[Argument]:
                  "DPT variant (the depth model for dpt.launch.py); picks config/<variant>.yaml",
                  preset_variants(task)),
         Argument("weights", "",
-                 "checkpoint file of the variant (official .pt from the DPT releases), or 'random'; "
-                 "empty: the node exits with instructions"),
+                 "checkpoint file of the variant (official .pt from the DPT releases, or a Hugging Face "
+                 "weights file or snapshot folder), or 'random'; empty: the node exits with instructions"),
     ]
     if task == "dpt":
         args += [
             Argument("segmentation_variant", default_variant("segmentation"), "segmentation variant",
                      preset_variants("segmentation")),
-            Argument("segmentation_weights", "", "checkpoint file of the segmentation variant, or 'random'"),
+            Argument("segmentation_weights", "", "checkpoint file (or Hugging Face snapshot folder) of the segmentation variant, or 'random'"),
         ]
     args += [
         Argument("resolution", "default", "network input size in pixels; 'default' = the variant's own",
