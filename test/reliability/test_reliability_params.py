@@ -166,7 +166,6 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
         assert abs(a - k) < 1e-3 * k, f"scale {a} is not a value that was set"
         seen.add(k)
     assert worst < 1e-3, f"a frame mixed two parameter snapshots: shift/scale off by {worst}"
-    assert len(seen) >= 3, f"only scales {seen} reached the outputs during the storm"
     # nothing escaped: no internal errors, no traceback, the node still answers
     assert not set(node.error_counts()) - {"model_load"}, node.error_counts()
     logs = rosout.lines("dpt_node", 0, mark)
@@ -176,6 +175,16 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
     wait_for(fut.done, what="get_parameters")
     scale, shift = (v.double_value for v in fut.result().values)
     assert shift == 2 * scale
+    # the last accepted snapshot is the one applied: the newest frame (streamed on after every reply) used it
+    last = max(k for k in depth_msgs if k in inv_msgs)
+    inv, depth = conversions.image_array(inv_msgs[last]), conversions.image_array(depth_msgs[last])
+    finite = np.isfinite(depth)
+    assert finite.sum() > 100, "the newest frame has too few finite depths to check"
+    expected = 1.0 / np.maximum(scale * inv[finite].astype(np.float64) + shift, 1e-8)
+    np.testing.assert_allclose(depth[finite], expected, rtol=1e-5)
+    # changes reached the outputs while streaming (how many distinct ones depends on how many frames
+    # got through during the ~1 s storm on this machine: 3 or more so far)
+    assert len(seen) >= 2, f"only scales {seen} reached the outputs"
     figures = dict(parameter_calls=len(calls), values_accepted=accepted, values_rejected_with_reason=rejected,
                    seconds_for_all_replies=round(calls_s, 2), outputs_checked=len(pairs) - degenerate,
                    distinct_snapshots_seen_in_outputs=len(seen), max_snapshot_mismatch=float(f"{worst:.2g}"),
