@@ -1,0 +1,115 @@
+"""The installed launch files run the node, as `ros2 launch dpt_ros depth.launch.py ...` does.
+
+Needs `launch` / `launch_ros` (a ROS 2 installation; not on PyPI) and dpt_ros installed in an ament
+prefix (`colcon build` + `source install/setup.bash`): skipped otherwise, so it runs on a ROS user's
+machine (`colcon test`, or pytest in a sourced shell) and not in this project's CI. The launch service
+runs in a subprocess (its own process group and signal handling, like `ros2 launch`); the test drives
+the launched node over DDS.
+"""
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from rcl_interfaces.srv import GetParameters
+from rclpy.parameter import parameter_value_to_python
+from sensor_msgs.msg import Image
+
+from dpt_ros.ros.testing import call_service, make_image, qos, wait_for
+
+
+def _installed_launch_dir():
+    if importlib.util.find_spec("launch") is None or importlib.util.find_spec("launch_ros") is None:
+        return None
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+    except ImportError:
+        return None
+    try:
+        path = Path(get_package_share_directory("dpt_ros")) / "launch"
+    except PackageNotFoundError:
+        return None
+    return path if (path / "depth.launch.py").exists() else None
+
+
+LAUNCH_DIR = _installed_launch_dir()
+pytestmark = pytest.mark.skipif(LAUNCH_DIR is None,
+                                reason="needs launch/launch_ros and an installed dpt_ros (source a ROS 2 workspace)")
+DOMAIN = 58
+
+RUNNER = textwrap.dedent("""
+    import sys
+    from launch import LaunchDescription, LaunchService
+    from launch.actions import IncludeLaunchDescription
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    path, args = sys.argv[1], dict(a.split(":=", 1) for a in sys.argv[2:])
+    service = LaunchService()
+    service.include_launch_description(LaunchDescription([
+        IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=args.items())]))
+    sys.exit(service.run())
+""")
+
+
+def _launch(name, *args):
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    return subprocess.Popen([sys.executable, "-c", RUNNER, str(LAUNCH_DIR / name), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _stop(proc, timeout=15.0):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)   # Ctrl-C in a terminal reaches the whole process group
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def test_depth_launch_file_starts_a_configured_node_that_serves_frames(harness, tmp_path):
+    config = tmp_path / "mine.yaml"
+    config.write_text("/**:\n  ros__parameters:\n    colormap: gray\n    points.stride: 4\n")
+    proc = _launch("depth.launch.py", "variant:=dpt_tiny", "weights:=random", "resolution:=256", "device:=cpu",
+                   "namespace:=front", "image:=/launch_cam/image_raw", "camera_info:=/launch_cam/camera_info",
+                   f"config_file:={config}")
+    try:
+        names = ["depth.variant", "depth.weights", "input_size", "device", "colormap", "points.stride"]
+        res = call_service(harness, GetParameters, "/front/dpt_node/get_parameters",   # namespace:=front
+                           GetParameters.Request(names=names), timeout=90)
+        values = dict(zip(names, map(parameter_value_to_python, res.values)))
+        # launch arguments, then the resolution preset, then the user's config_file on top
+        assert values == {"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 256,
+                          "device": "cpu", "colormap": "gray", "points.stride": 4}
+        out = harness.collector(Image, "/front/inverse_depth")
+        pub = harness.probe.create_publisher(Image, "/launch_cam/image_raw", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="the launched node's image subscription")
+        wait_for(lambda: harness.probe.get_publishers_info_by_topic("/front/inverse_depth") != [],
+                 what="the launched node's inverse_depth publisher")
+        frame = make_image(7_000_000_042, width=64, height=48, frame_id="launch_cam_optical")
+        for _ in range(100):
+            pub.publish(frame)
+            try:
+                wait_for(lambda: len(out) > 0, timeout=0.3)
+                break
+            except AssertionError:
+                continue
+        assert out, "no inverse_depth from the launched node"
+        m = out[0]
+        assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (7, 42, "launch_cam_optical")
+        assert (m.width, m.height, m.encoding) == (64, 48, "32FC1")
+    finally:
+        code, log = _stop(proc)
+    assert code == 0, log
+    assert "process has finished cleanly" in log, log
+
+
+def test_launch_rejects_a_variant_outside_the_choices():
+    proc = _launch("depth.launch.py", "variant:=dpt_huge")
+    try:
+        log, _ = proc.communicate(timeout=60)   # launch exits by itself, before starting any node
+    finally:
+        _stop(proc)
+    assert proc.returncode != 0 and "process started" not in log
+    assert "dpt_huge" in log and "dpt_hybrid" in log, log   # launch lists the valid choices
