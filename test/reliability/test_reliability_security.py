@@ -177,6 +177,42 @@ def test_policy_is_generated_from_the_documented_set():
     assert "/robot/dpt_node/set_parameters" in multi["reply"] and "/robot/right/points" in multi["publish"]
 
 
+def _sros2_keystore():
+    try:
+        from sros2 import keystore
+    except Exception:   # not installed, or installed without its ament prefix (ImportError / OSError)
+        return None
+    return keystore
+
+
+@pytest.mark.skipif(_sros2_keystore() is None, reason="needs sros2 (a ROS 2 installation; not on PyPI)")
+@pytest.mark.parametrize("layout", ["default", "robot_left_right_compressed"])
+def test_sros2_turns_the_policy_into_dds_permissions_for_exactly_the_interface_set(tmp_path, layout):
+    """What `ros2 security create_permission` makes of the policy: sros2 validates it against its schema and
+    writes the DDS permissions; those must grant exactly the node's topics and service request/reply topics."""
+    from pathlib import Path
+
+    keystore = _sros2_keystore()
+    if layout == "default":
+        policy, want = Path(sros2_policy.POLICY), sros2_policy.expected("/", [""], "raw", optional=True)
+    else:
+        policy = tmp_path / "robot.xml"
+        policy.write_text(sros2_policy.policy_xml("/robot", ["left", "right"], "compressed"))
+        want = sros2_policy.expected("/robot", ["left", "right"], "compressed", optional=True)
+    ks = tmp_path / "keystore"
+    keystore.create_keystore(ks)
+    keystore.create_enclave(ks, ENCLAVE)
+    keystore.create_permission(ks, ENCLAVE, policy)
+    root = ET.parse(ks / "enclaves" / ENCLAVE.strip("/") / "permissions.xml").getroot()
+    grant = root.find("permissions/grant")
+    assert grant.get("name") == ENCLAVE and grant.findtext("subject_name") == f"CN={ENCLAVE}"
+    published = {t.text for rule in grant.findall("allow_rule") for t in rule.findall("publish/topics/topic")}
+    subscribed = {t.text for rule in grant.findall("allow_rule") for t in rule.findall("subscribe/topics/topic")}
+    graph = {"ros_discovery_info"}   # sros2 adds the ROS graph topic to every enclave
+    assert published == {"rt" + t for t in want["publish"]} | {f"rr{s}Reply" for s in want["reply"]} | graph
+    assert subscribed == {"rt" + t for t in want["subscribe"]} | {f"rq{s}Request" for s in want["reply"]} | graph
+
+
 def test_no_world_writable_files_under_umask_000(harness, tmp_path):
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir()
