@@ -27,7 +27,10 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
-from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+try:   # Iron and later
+    from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
+except ImportError:   # Humble: the same classes in rclpy.qos_event
+    from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros import pipeline
@@ -859,7 +862,7 @@ class DptNode(Node):
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the worker (and wait for a running model load); idempotent. Also safe on a node whose
-        construction failed (rclpy still destroys it when its context shuts down)."""
+        construction failed (recent rclpy destroys such a node when its context shuts down)."""
         wake = getattr(self, "_wake", None)
         if wake is None:
             return

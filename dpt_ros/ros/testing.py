@@ -21,6 +21,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from dpt_ros.ros import conversions
+from dpt_ros.ros.dds_env import localhost_only
 
 #: parameters that make the node fast on 2 CPU cores (random weights, 64 px network)
 FAST = {"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 64, "device": "cpu"}
@@ -70,7 +71,8 @@ class Harness:
     """One rclpy context on ``domain``; nodes added to a background single-threaded executor."""
 
     def __init__(self, domain: int) -> None:
-        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        for key, value in localhost_only().items():
+            os.environ.setdefault(key, value)
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain)
         self.executor = SingleThreadedExecutor(context=self.context)

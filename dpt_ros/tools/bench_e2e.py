@@ -27,6 +27,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
+from dpt_ros.ros.dds_env import localhost_only, set_profile  # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
@@ -79,15 +80,9 @@ def dds_profile(choice: str) -> str:
 
 
 def _env(domain: int, profile: str) -> dict:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1", **localhost_only())
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("FASTRTPS_DEFAULT_PROFILES_FILE", None)
-    if profile:
-        env["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
-    else:
-        env.pop("FASTDDS_DEFAULT_PROFILES_FILE", None)
-    return env
+    return dict(set_profile(env, profile))
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -122,10 +117,7 @@ def run(args: argparse.Namespace) -> dict:
     profile = dds_profile(args.dds_profile)
     env = _env(args.domain, profile)
     # this process's participant reads the profile from its own environment at rclpy.init
-    for key in ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE"):
-        os.environ.pop(key, None)
-    if profile:
-        os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = profile
+    set_profile(os.environ, profile)
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
     node_cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args",

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from dpt_ros.tools.bench_e2e import STAGES, add_model_arguments  # noqa: E402
+from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -71,7 +72,8 @@ print(json.dumps(counts), flush=True)
 
 def _subscriber_process(outputs: list[str], domain: int):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    for key, value in localhost_only().items():
+        env.setdefault(key, value)
     return subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, *outputs], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 

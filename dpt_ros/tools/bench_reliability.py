@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from dpt_ros.ros.dds_env import localhost_only
+
 ROOT = Path(__file__).resolve().parents[2]
 
 #: ``--ros-args`` that make the node cheap on a 2-core CPU machine (random weights, 64 px network)
@@ -75,8 +77,7 @@ def num_fds(pid: Optional[int] = None) -> int:
 
 # ------------------------------------------------------------------ the node as a subprocess
 def node_env(domain: int, **extra: str) -> dict:
-    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), **localhost_only(), PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env

@@ -27,6 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dpt_ros.ros.dds_env import PROFILE_VARIABLES, localhost_only, profile_of, set_profile
+
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
 RANDOM_BANNER = """
@@ -91,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
 
     env = dict(os.environ)
     env.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
-    env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    for key, value in localhost_only(env).items():
+        env.setdefault(key, value)
     # camera-sized images need Fast DDS's large shared-memory segment (README, "Large images between processes")
-    env.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_large_data.xml"))
-    keys = ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", "FASTDDS_DEFAULT_PROFILES_FILE")
+    set_profile(env, profile_of(env) or str(REPO / "config" / "fastdds_large_data.xml"))
+    keys = ("ROS_DOMAIN_ID", *localhost_only(env), *PROFILE_VARIABLES)
     os.environ.update({k: env[k] for k in keys})
 
     import rclpy

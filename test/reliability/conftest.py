@@ -9,7 +9,9 @@ import threading
 
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from dpt_ros.ros.dds_env import localhost_only
+
+os.environ.update(localhost_only())
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 pytest.importorskip("rclpy")
 

@@ -142,6 +142,8 @@ def test_weights_corrupt_or_vanishing_during_hot_swap_keep_the_old_model(harness
         # 2) vanishing: valid when the parameter is accepted, deleted right after (before the loader reads it)
         c = tmp_path / "c.pt"
         vanished = []
+        if not hasattr(node, "add_post_set_parameters_callback"):
+            pytest.skip("rclpy before Iron (Humble) has no post-set parameter callback; the corrupt case passed")
 
         def delete_after_set(parameters):
             for p in parameters:

@@ -3,7 +3,9 @@ import os
 
 import pytest
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+from dpt_ros.ros.dds_env import localhost_only
+
+os.environ.update(localhost_only())
 pytest.importorskip("rclpy")
 
 from dpt_ros.ros.testing import Harness  # noqa: E402

@@ -19,6 +19,7 @@ from rcl_interfaces.srv import GetParameters
 from rclpy.parameter import parameter_value_to_python
 from sensor_msgs.msg import Image
 
+from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.ros.testing import call_service, make_image, qos, wait_for
 
 
@@ -56,7 +57,7 @@ RUNNER = textwrap.dedent("""
 
 
 def _launch(name, *args):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     return subprocess.Popen([sys.executable, "-c", RUNNER, str(LAUNCH_DIR / name), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 

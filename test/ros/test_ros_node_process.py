@@ -12,13 +12,14 @@ from rcl_interfaces.srv import GetParameters
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.dds_env import localhost_only
 
 DOMAIN = 43
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _env():
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only(),
                PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env

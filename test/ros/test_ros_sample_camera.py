@@ -12,6 +12,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions, sample_camera
+from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.ros.testing import wait_for
 
 DOMAIN = 44
@@ -85,7 +86,7 @@ def test_publishes_image_and_info_with_one_header(harness):
 
 
 def test_executable_stops_after_count_and_rejects_bad_encoding():
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=100.0", "-p", "count:=3"]
     r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)

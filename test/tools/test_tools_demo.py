@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools import demo
 
 DOMAIN = 71
@@ -15,7 +16,7 @@ DOMAIN = 71
 @pytest.mark.slow
 def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out = tmp_path / "demo_out"
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "3", "--out", str(out),
                           "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
                           "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],

@@ -7,6 +7,8 @@ import pytest
 
 pytest.importorskip("rclpy")
 
+from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
+
 DOMAIN = 49
 
 
@@ -20,7 +22,7 @@ DOMAIN = 49
     (["-p", "source:=/no/such/folder"], "neither 'builtin[:names]', an image folder nor a video file"),
 ])
 def test_bad_parameters_exit_2_with_one_line(ros_args, expected):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", *ros_args],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stdout + r.stderr

@@ -1,0 +1,33 @@
+"""DDS environment variables under their per-distro names (dpt_ros.ros.dds_env)."""
+from dpt_ros.ros.dds_env import PROFILE_VARIABLES, localhost_only, profile_of, set_profile
+from dpt_ros.tools import bench_e2e
+
+
+def test_localhost_only_uses_the_name_the_distro_reads():
+    assert localhost_only({"ROS_DISTRO": "humble"}) == {"ROS_LOCALHOST_ONLY": "1"}
+    for distro in ("jazzy", "kilted", "rolling"):
+        assert localhost_only({"ROS_DISTRO": distro}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    assert localhost_only({}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}   # PyPI wheels: no ROS_DISTRO
+
+
+def test_profile_is_set_and_cleared_under_both_fast_dds_names():
+    assert PROFILE_VARIABLES == ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+    env = {"FASTRTPS_DEFAULT_PROFILES_FILE": "/old.xml", "OTHER": "1"}
+    assert profile_of(env) == "/old.xml"          # a Humble/Jazzy user's setting is found
+    set_profile(env, "/p.xml")
+    assert env == {"FASTDDS_DEFAULT_PROFILES_FILE": "/p.xml", "FASTRTPS_DEFAULT_PROFILES_FILE": "/p.xml", "OTHER": "1"}
+    assert profile_of({"FASTDDS_DEFAULT_PROFILES_FILE": "/a.xml", "FASTRTPS_DEFAULT_PROFILES_FILE": "/b.xml"}) == "/a.xml"
+    set_profile(env, None)
+    assert env == {"OTHER": "1"} and profile_of(env) is None
+
+
+def test_benchmark_processes_get_the_profile_under_both_names(monkeypatch):
+    monkeypatch.setenv("FASTRTPS_DEFAULT_PROFILES_FILE", "/stale.xml")
+    monkeypatch.delenv("ROS_DISTRO", raising=False)
+    env = bench_e2e._env(7, "/p.xml")
+    assert [env[k] for k in PROFILE_VARIABLES] == ["/p.xml", "/p.xml"]
+    assert env["ROS_DOMAIN_ID"] == "7" and env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    env = bench_e2e._env(7, None)    # --dds-profile none: Fast DDS defaults, a stale user file removed too
+    assert not any(k in env for k in PROFILE_VARIABLES)
+    monkeypatch.setenv("ROS_DISTRO", "humble")
+    assert bench_e2e._env(7, None)["ROS_LOCALHOST_ONLY"] == "1"
