@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import rclpy
@@ -65,6 +65,42 @@ def make_info(image: Image, fx: float = 50.0) -> CameraInfo:
     k = [fx, 0.0, (w - 1) / 2, 0.0, fx, (h - 1) / 2, 0.0, 0.0, 1.0]
     p = [fx, 0.0, (w - 1) / 2, 0.0, 0.0, fx, (h - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
     return conversions.camera_info_msg(image.header, w, h, k, p)
+
+
+def publish_until(pub, make: Callable[[int], Any], received: list, n: int = 1, info_pub=None,
+                  timeout: float = 30.0) -> None:
+    """Publish ``make(1)``, ``make(2)``, ... (with a matching camera_info on ``info_pub``) every 0.2 s
+    until ``received`` holds ``n`` messages: a best-effort or just-discovered subscription may miss
+    the first ones. AssertionError after ``timeout`` seconds."""
+    for i in range(1, max(1, int(timeout / 0.2)) + 1):
+        if len(received) >= n:
+            return
+        img = make(i)
+        if info_pub is not None:
+            info_pub.publish(make_info(img))
+        pub.publish(img)
+        try:
+            wait_for(lambda: len(received) >= n, timeout=0.2)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no output after {timeout} s")
+
+
+def gate_engine(engine) -> tuple[threading.Event, threading.Event, list]:
+    """Hold every forward pass of ``engine`` until the returned ``gate`` is set; ``entered`` is set when
+    the first one starts, and ``batches`` records each batch's shape (tests of frame slots and batching)."""
+    real_run = engine.run
+    gate, entered, batches = threading.Event(), threading.Event(), []
+
+    def gated(batch):
+        batches.append(tuple(batch.shape))
+        entered.set()
+        gate.wait(20)
+        return real_run(batch)
+
+    engine.run = gated
+    return gate, entered, batches
 
 
 class Harness:

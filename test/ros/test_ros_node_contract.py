@@ -10,24 +10,9 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, pattern_image, qos, set_params, wait_for
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, pattern_image, qos, set_params, wait_for
 
 DOMAIN = 59
-
-
-def _gate_engine(engine):
-    """Hold every forward pass of ``engine`` until ``gate`` is set; ``entered`` is set on the first."""
-    real_run = engine.run
-    gate, entered, batches = threading.Event(), threading.Event(), []
-
-    def gated(batch):
-        batches.append(tuple(batch.shape))
-        entered.set()
-        gate.wait(20)
-        return real_run(batch)
-
-    engine.run = gated
-    return gate, entered, batches
 
 
 def _reference_inverse(node, frame):
@@ -46,7 +31,7 @@ def test_the_newest_waiting_frame_is_processed_and_the_replaced_one_counted(harn
     out = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos())
     _discovered(node, pub, "inverse_depth")
-    gate, entered, _ = _gate_engine(node.models.depth)
+    gate, entered, _ = gate_engine(node.models.depth)
     pub.publish(make_image(1))
     wait_for(entered.is_set, what="worker busy with frame 1")
     pub.publish(make_image(2))
@@ -70,7 +55,7 @@ def test_each_camera_of_a_batch_gets_the_outputs_of_its_own_frame(harness):
     want = {ns: _reference_inverse(node, f) for ns, f in frames.items()}
     tolerance = 1e-5 + 1e-4 * np.abs(want["a"]).max()
     assert np.abs(want["a"] - want["b"]).max() > 10 * tolerance   # different pictures, distinguishable depth
-    gate, entered, batches = _gate_engine(node.models.depth)
+    gate, entered, batches = gate_engine(node.models.depth)
     pubs["a"].publish(make_image(1, frame_id="a"))
     wait_for(entered.is_set, what="worker busy")
     pubs["a"].publish(frames["a"])

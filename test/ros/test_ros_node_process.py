@@ -11,7 +11,7 @@ from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
 from dpt_ros.ros.dds_env import localhost_only
 
 DOMAIN = 43
@@ -64,14 +64,7 @@ def test_cli_parameters_and_remap_reach_the_node(harness):
         wait_for(lambda: harness.probe.count_subscribers("inverse_depth") > 0, what="collector discovery")
         wait_for(lambda: harness.probe.get_publishers_info_by_topic("/inverse_depth") != [], what="node publisher")
         frame = make_image(1_234_000_000_567, width=70, height=40, frame_id="proc_cam")
-        for _ in range(100):
-            pub.publish(frame)
-            try:
-                wait_for(lambda: len(out) > 0, timeout=0.3)
-                break
-            except AssertionError:
-                continue
-        assert out, "no inverse_depth from the subprocess"
+        publish_until(pub, lambda i: frame, out, timeout=30)
         m = out[0]
         assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (1234, 567, "proc_cam")
         assert (m.width, m.height, m.encoding) == (70, 40, "32FC1")

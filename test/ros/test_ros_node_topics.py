@@ -8,35 +8,9 @@ import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, publish_until, qos, wait_for
 
 DOMAIN = 41
-
-
-def _publish_until(harness, pub, make, received, n=1, info_pub=None, timeout=30.0):
-    """Publish fresh frames (new stamps) until ``received`` holds ``n`` messages."""
-    state = {"i": 0}
-
-    def step():
-        if len(received) >= n:
-            return True
-        state["i"] += 1
-        img = make(state["i"])
-        if info_pub is not None:
-            info_pub.publish(make_info(img))
-        pub.publish(img)
-        return len(received) >= n
-
-    deadline_steps = int(timeout / 0.2)
-    for _ in range(deadline_steps):
-        if step():
-            return
-        try:
-            wait_for(lambda: len(received) >= n, timeout=0.2)
-            return
-        except AssertionError:
-            continue
-    raise AssertionError(f"no output after {timeout} s")
 
 
 def test_image_in_inverse_depth_out_same_header_and_size(harness):
@@ -48,7 +22,7 @@ def test_image_in_inverse_depth_out_same_header_and_size(harness):
     stamp = 1_700_000_000_123_456_789
     frame = make_image(stamp, width=90, height=50, frame_id="front_optical")
     # best effort (the camera default): repeat until the subscription has matched the publisher
-    _publish_until(harness, pub, lambda i: frame, out)
+    publish_until(pub, lambda i: frame, out)
     msg = out[0]
     assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == divmod(stamp, 1_000_000_000)
     assert msg.header.frame_id == "front_optical"
@@ -119,7 +93,7 @@ def test_qos_combinations(harness, camera, subscriber):
     out = harness.collector(Image, "inverse_depth", reliability=subscriber)
     pub = harness.probe.create_publisher(Image, "image", qos(camera))
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
-    _publish_until(harness, pub, lambda i: make_image(i * 1000), out)
+    publish_until(pub, lambda i: make_image(i * 1000), out)
     assert out[0].encoding == "32FC1"
 
 
@@ -131,7 +105,7 @@ def test_reliable_input_qos_parameter_refuses_best_effort_camera(harness):
     wait_for(lambda: reliable.get_subscription_count() > 0, what="discovery")
     assert best_effort.get_subscription_count() == 0
     out = harness.collector(Image, "inverse_depth")
-    _publish_until(harness, reliable, lambda i: make_image(i * 1000), out)
+    publish_until(reliable, lambda i: make_image(i * 1000), out)
     # the worker publishes a frame's outputs, then counts it: the output can arrive first
     wait_for(lambda: node.counts()[""].get("processed", 0) >= 1, what="the frame counted as processed")
 
@@ -147,7 +121,7 @@ def test_lazy_outputs_skip_work_without_subscribers(harness):
     # one subscriber on the coloured image: only that output is computed and published
     colored = harness.collector(Image, "inverse_depth/colored")
     wait_for(lambda: node.cameras[0].pubs["inverse_depth/colored"].get_subscription_count() > 0, what="discovery")
-    _publish_until(harness, pub, lambda i: make_image(10_000 + i), colored)
+    publish_until(pub, lambda i: make_image(10_000 + i), colored)
     # the worker publishes a frame's outputs, then counts them: the output can arrive first
     wait_for(lambda: node.counts()[""].get("out:inverse_depth/colored", 0) >= 1, what="the output counted")
     c = node.counts()[""]
@@ -171,7 +145,7 @@ def test_disabled_output_is_not_published(harness):
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth/colored"].get_subscription_count() > 0, what="discovery")
-    _publish_until(harness, pub, lambda i: make_image(i), raw, n=2)
+    publish_until(pub, lambda i: make_image(i), raw, n=2)
     assert colored == []
 
 
@@ -263,7 +237,7 @@ def test_points_need_calibrated_camera_info(harness):
     big = make_info(make_image(2, width=160, height=120), fx=100.0)
     info_pub.publish(big)
     wait_for(lambda: len(node.cameras[0].infos) == 2, what="info stored")
-    _publish_until(harness, pub, lambda i: make_image(100 + i), points)
+    publish_until(pub, lambda i: make_image(100 + i), points)
     cloud = conversions.cloud_array(points[0])
     depth_scale = cloud["z"]
     ok = np.isfinite(depth_scale)
@@ -363,24 +337,12 @@ def test_compressed_input_transport(harness):
 
 def test_cameras_with_equal_shapes_share_one_batch(harness):
     """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both."""
-    import threading
-
     node = harness.start_node(cameras=["a", "b"])
     outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
     pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
     wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
              all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
-    engine = node.models.depth
-    real_run = engine.run
-    gate, entered, batches = threading.Event(), threading.Event(), []
-
-    def gated(batch):
-        batches.append(tuple(batch.shape))
-        entered.set()
-        gate.wait(10)
-        return real_run(batch)
-
-    engine.run = gated
+    gate, entered, batches = gate_engine(node.models.depth)
     pubs["a"].publish(make_image(1, frame_id="a"))
     wait_for(entered.is_set, what="worker busy with the first frame")
     pubs["a"].publish(make_image(2, frame_id="a"))
@@ -461,7 +423,7 @@ def test_absolute_and_private_camera_namespaces(harness):
     pub = harness.probe.create_publisher(Image, "/left/image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
-    _publish_until(harness, pub, lambda i: make_image(i, frame_id="left_optical"), out)
+    publish_until(pub, lambda i: make_image(i, frame_id="left_optical"), out)
     # the worker publishes a frame's outputs, then counts it: the output can arrive first
     wait_for(lambda: node.counts()["/left"].get("processed", 0) >= 1, what="the frame counted as processed")
     assert out[0].header.frame_id == "left_optical" and node.counts()["/left"]["processed"] >= 1
