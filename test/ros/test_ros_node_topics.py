@@ -336,22 +336,39 @@ def test_compressed_input_transport(harness):
 
 
 def test_cameras_with_equal_shapes_share_one_batch(harness):
-    """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both."""
+    """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both, and
+    each camera publishes the outputs of its own frame."""
     node = harness.start_node(cameras=["a", "b"])
     outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
     pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
     wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
              all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    from dpt_ros import pipeline
+    from dpt_ros.ros.testing import pattern_image
+
+    # camera b sees another picture: each batch row must reach its own camera
+    b = make_image(3, frame_id="b")
+    b = conversions.image_msg(b.header, pattern_image(80, 60, seed=5)[::-1, ::-1].copy(), "rgb8")
+    frames = {"a": make_image(2, frame_id="a"), "b": b}
+    want = {}
+    for ns, f in frames.items():
+        rgb = pipeline.decode(conversions.image_view(f), np)
+        net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
+        want[ns] = pipeline.upsample(net, (f.height, f.width))[0].numpy()
+    tolerance = 1e-5 + 1e-4 * np.abs(want["a"]).max()
+    assert np.abs(want["a"] - want["b"]).max() > 10 * tolerance   # distinguishable depth
     gate, entered, batches = gate_engine(node.models.depth)
     pubs["a"].publish(make_image(1, frame_id="a"))
     wait_for(entered.is_set, what="worker busy with the first frame")
-    pubs["a"].publish(make_image(2, frame_id="a"))
-    pubs["b"].publish(make_image(3, frame_id="b"))
+    pubs["a"].publish(frames["a"])
+    pubs["b"].publish(frames["b"])
     wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both slots filled")
     gate.set()
     wait_for(lambda: len(outs["a"]) == 2 and len(outs["b"]) == 1, what="outputs")
     assert batches == [(1, 3, 64, 96), (2, 3, 64, 96)]
     assert [m.header.stamp.nanosec for m in outs["a"]] == [1, 2] and outs["b"][0].header.stamp.nanosec == 3
+    np.testing.assert_allclose(conversions.image_array(outs["a"][1]), want["a"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(conversions.image_array(outs["b"][0]), want["b"], rtol=1e-4, atol=1e-5)
 
 
 def test_metric_variant_publishes_the_models_metres(harness):
