@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) -m dpt_ros.tools.bench_model
 	$(PY) -m dpt_ros.tools.bench_pipeline
 	$(PY) -m dpt_ros.tools.bench_e2e
+	$(PY) -m dpt_ros.tools.bench_publish
 
 # The ROS 2 wheels of requirements-ros.txt for another Python (default 3.12), in .whl/, to carry to a machine
 # without ROS (e.g. a GPU machine running gpu_check end to end). Install there with

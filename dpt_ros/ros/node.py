@@ -415,6 +415,10 @@ class DptNode(Node):
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
                                                        event_callbacks=events)
+        if not conversions.cdr_matches_rmw():
+            self.get_logger().warning(
+                f"this rmw ({rclpy.get_rmw_implementation_identifier()}) does not read little-endian CDR as "
+                "dpt_ros writes it: outputs are published as message objects (slower; nothing else changes)")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         self._publish_label_info(s)
@@ -664,19 +668,19 @@ class DptNode(Node):
         if "inverse_depth" in host:
             inv = host["inverse_depth"]
             if "inverse_depth" in wanted:
-                out["inverse_depth"] = conversions.image_msg(header, inv, "32FC1")
+                out["inverse_depth"] = conversions.image_output(header, inv, "32FC1")
             if "inverse_depth/colored" in wanted:
-                out["inverse_depth/colored"] = conversions.image_msg(
+                out["inverse_depth/colored"] = conversions.image_output(
                     header, self._colorize(f.camera, inv, s), "rgb8")
         if depth_t is not None and "depth" in wanted:
-            out["depth"] = conversions.image_msg(header, host["depth"], "32FC1")
+            out["depth"] = conversions.image_output(header, host["depth"], "32FC1")
         if "labels" in host:
             labels = host["labels"]
             if "segmentation" in wanted:
-                out["segmentation"] = conversions.image_msg(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
+                out["segmentation"] = conversions.image_output(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
             if "segmentation/colored" in wanted:
                 colored = pipeline.overlay(px.rgb(), pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
-                out["segmentation/colored"] = conversions.image_msg(header, colored, "rgb8")
+                out["segmentation/colored"] = conversions.image_output(header, colored, "rgb8")
         if intr is not None:
             if "depth/camera_info" in wanted:
                 k, p = intr.camera_info_matrices()
@@ -687,7 +691,7 @@ class DptNode(Node):
                     cloud = pipeline.build_cloud(host["depth"], intr, rgb=px.rgb() if s["points.color"] else None,
                                                  labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
-                out["points"] = conversions.cloud_msg(header, cloud)
+                out["points"] = conversions.cloud_output(header, cloud)
         return out
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
@@ -788,7 +792,8 @@ class DptNode(Node):
                 kv[f"{task}.net_input"] = shape
         if self._ignored_parameters:
             kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
-        kv.update({"model_loading": str(loading), "last_model_error": model_error or "none",
+        kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
+                   "model_loading": str(loading), "last_model_error": model_error or "none",
                    "age_p50_ms": f"{_percentile(ages, 50):.1f}",
                    "age_p99_ms": f"{_percentile(ages, 99):.1f}"})
         for stage, values in stages.items():

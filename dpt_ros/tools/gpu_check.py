@@ -17,7 +17,8 @@ Steps, each under its own timeout inside an overall ``--budget``:
    ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
    (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes);
 6. then ``python -m dpt_ros.tools.bench_node_stages`` (same model, in-process stages, subscribers in another
-   process) with a cProfile of the top ``--node-stages-profile`` functions (log: node_stages.log).
+   process) with a cProfile of the top ``--node-stages-profile`` functions (log: node_stages.log);
+7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU).
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
 tried on a CPU machine first. Exit status 0 when no step failed.
@@ -214,13 +215,25 @@ def main(argv: list[str] | None = None) -> int:
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 30 s of budget"}
 
+    if e2e and left() > 25:
+        json_path = (out_dir or pathlib.Path("/tmp")) / "publish.json"
+        json_path.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_publish", "--messages", "150", "--json", str(json_path)]
+        r = _run(cmd, max(5.0, left() - 2), out_dir / "publish.log" if out_dir else None)
+        summary["bench_publish"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                                    "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                                    "stderr_tail": r["stderr"].strip()[-1000:]}
+    else:
+        summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 25 s of budget"}
+
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
     steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
                 summary["bench_pipeline"].get("rc", 0) == 0,
                 summary["bench_model"].get("rc", 0) == 0,
                 summary["bench_e2e"].get("rc", 0) == 0,
-                summary["bench_node_stages"].get("rc", 0) == 0]
+                summary["bench_node_stages"].get("rc", 0) == 0,
+                summary["bench_publish"].get("rc", 0) == 0]
     summary["pytest_gpu"]["note_errors"] = ("errors_without_ros counts test files that could not be imported "
                                             "because ROS is not installed here; they are not failures")
     summary["ok"] = all(steps_ok)

@@ -1,7 +1,8 @@
 """Message <-> array conversion (no ROS graph): zero-copy reads, one-copy writes, layouts."""
 import numpy as np
 import pytest
-from sensor_msgs.msg import CameraInfo, Image, PointField
+from rclpy.serialization import deserialize_message, serialize_message
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from dpt_ros import pipeline
@@ -118,3 +119,76 @@ def test_cloud_msg_carries_is_dense():
     dense = conversions.cloud_msg(_header(), pipeline.build_cloud(depth, intr, organized=False))
     assert dense.is_dense is True and (dense.height, dense.width) == (1, 3)
     assert conversions.cloud_msg(_header(), pipeline.build_cloud(depth, intr)).is_dense is False
+
+
+def _same_as_rmw(ours: bytes, msg) -> None:
+    """``ours`` is what the rmw writes for ``msg``: same length, reads back as ``msg``, and where the
+    bytes differ ours are zeros (alignment padding, which the rmw leaves uninitialised)."""
+    theirs = serialize_message(msg)
+    assert len(ours) == len(theirs)
+    assert deserialize_message(ours, type(msg)) == msg
+    a, b = np.frombuffer(ours, np.uint8), np.frombuffer(theirs, np.uint8)
+    differ = np.flatnonzero(a != b)
+    assert not a[differ].any(), f"non-padding bytes differ at {differ[:8]}"
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "ca", "cam", "camera_optical_frame", "kamera_über"])
+@pytest.mark.parametrize("values,encoding", [
+    (np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4), "32FC1"),
+    (np.arange(3 * 5 * 3, dtype=np.uint8).reshape(3, 5, 3), "rgb8"),
+    (np.arange(2 * 3, dtype=">u2").reshape(2, 3), "mono16"),
+    (np.arange(7, dtype=np.uint8).reshape(1, 7), "mono8"),
+    (np.zeros((0, 4), np.float32), "32FC1"),
+])
+def test_image_cdr_is_the_rmw_wire_format(frame_id, values, encoding):
+    h = _header()
+    h.frame_id, h.stamp.sec = frame_id, -5     # a stamp before the epoch is a valid int32
+    ours = conversions.image_cdr(h, values, encoding)
+    _same_as_rmw(ours, conversions.image_msg(h, values, encoding))
+    back = deserialize_message(ours, Image)
+    assert (back.is_bigendian, back.step) == (int(values.dtype.byteorder == ">"), values.dtype.itemsize * int(np.prod(values.shape[1:])))
+
+
+def test_image_cdr_of_a_strided_view_is_its_values():
+    base = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
+    back = deserialize_message(conversions.image_cdr(_header(), base[:, ::2]), Image)
+    np.testing.assert_array_equal(conversions.image_array(back), base[:, ::2])
+
+
+@pytest.mark.parametrize("frame_id", ["", "cam", "camera_optical_frame"])
+@pytest.mark.parametrize("kw", [dict(rgb=True, organized=True, stride=1), dict(rgb=False, organized=False, stride=2),
+                                dict(rgb=True, labels=True, organized=False, stride=1)])
+def test_cloud_cdr_is_the_rmw_wire_format(frame_id, kw):
+    depth = np.array([[1.0, np.nan, 2.0], [3.0, 4.0, 0.0]], np.float32)
+    intr = pipeline.Intrinsics(2.0, 2.0, 1.0, 0.5, 3, 2)
+    rgb = np.arange(18, dtype=np.uint8).reshape(2, 3, 3) if kw["rgb"] else None
+    labels = np.array([[1, 2, 3], [4, 5, 150]], np.uint8) if kw.get("labels") else None
+    cloud = pipeline.build_cloud(depth, intr, rgb=rgb, labels=labels, stride=kw["stride"], organized=kw["organized"])
+    h = _header()
+    h.frame_id = frame_id
+    ours = conversions.cloud_cdr(h, cloud)
+    _same_as_rmw(ours, conversions.cloud_msg(h, cloud))
+    back = conversions.cloud_array(deserialize_message(ours, PointCloud2))
+    assert back.shape == (cloud.height, cloud.width)
+    np.testing.assert_array_equal(back["z"], cloud.field("z"))
+
+
+def test_cloud_cdr_of_a_dense_cloud_without_points():
+    cloud = pipeline.build_cloud(np.full((2, 2), np.nan, np.float32), pipeline.Intrinsics(1, 1, 1, 1, 2, 2),
+                                 organized=False)
+    back = deserialize_message(conversions.cloud_cdr(_header(), cloud), PointCloud2)
+    assert (back.width, len(back.data), back.is_dense) == (0, 0, cloud.is_dense)
+    _same_as_rmw(conversions.cloud_cdr(_header(), cloud), conversions.cloud_msg(_header(), cloud))
+
+
+def test_wire_format_check_passes_here_and_catches_a_misaligned_writer(monkeypatch):
+    assert conversions.cdr_matches_rmw()
+    assert isinstance(conversions.image_output(_header(), np.zeros((2, 2), np.float32)), bytes)
+    monkeypatch.setattr(conversions._CdrWriter, "_align", lambda self, n: None)
+    conversions.cdr_matches_rmw.cache_clear()
+    try:
+        assert not conversions.cdr_matches_rmw()
+        out = conversions.image_output(_header(), np.ones((2, 2), np.float32))
+        assert isinstance(out, Image) and conversions.image_array(out).sum() == 4.0
+    finally:
+        conversions.cdr_matches_rmw.cache_clear()

@@ -25,13 +25,19 @@ def _frame(stamp_s: int, encoding: str, width: int, height: int) -> Image:
     return msg
 
 
-@pytest.mark.parametrize("device,encoding,organized", [
-    ("cpu", "rgb8", True),
-    pytest.param("cuda", "rgb8", True, marks=CUDA),
-    pytest.param("cuda", "mono8", True, marks=CUDA),
-    pytest.param("cuda", "bgr8", False, marks=CUDA),
+@pytest.mark.parametrize("device,encoding,organized,serialized", [
+    ("cpu", "rgb8", True, True),
+    ("cpu", "rgb8", False, False),
+    pytest.param("cuda", "rgb8", True, True, marks=CUDA),
+    pytest.param("cuda", "mono8", True, True, marks=CUDA),
+    pytest.param("cuda", "bgr8", False, True, marks=CUDA),
 ])
-def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, device, encoding, organized):
+def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, monkeypatch, device, encoding, organized,
+                                                                    serialized):
+    """``serialized``: outputs go out as CDR bytes (this rmw), or as message objects (the fallback for an
+    rmw whose wire format differs); subscribers receive the same either way."""
+    if not serialized:
+        monkeypatch.setattr(conversions, "cdr_matches_rmw", lambda: False)
     node = harness.start_node(device=device, **{
         "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest",
         "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
@@ -51,6 +57,8 @@ def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, dev
         pub.publish(frame)
         wait_for(lambda: all(len(v) >= i for v in got.values()), timeout=60, what=f"outputs of frame {i}")
     assert node.error_counts() == {}
+    model_kv = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert model_kv["publish_format"] == ("serialized CDR" if serialized else "message objects")
     intr = pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(info))
     for frame in frames:
         stamp = frame.header.stamp.sec
