@@ -231,6 +231,7 @@ def test_diagnostics_content(harness):
     assert "input_rate_hz" in cam and "output_rate_hz" in cam
     assert cam["topic"] == "/image"
     assert model["ignored_parameters"] == "colourmap" and node.get_parameter("colormap").value == "inferno"
+    assert model["publish_format"] == "serialized CDR"   # this rmw reads the CDR dpt_ros writes
 
 
 def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
