@@ -447,9 +447,12 @@ class DptNode(Node):
             return
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._label_pubs = []
+        # class_id = the label value in `segmentation`; threshold 0: every pixel gets its argmax class
+        msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(s["class_names"])],
+                        threshold=0.0)
+        msg.header.stamp = self.get_clock().now().to_msg()   # when the mapping was published
         for cam in self._cameras:
             pub = self.create_publisher(LabelInfo, cam.topic("label_info"), qos)
-            msg = LabelInfo(class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate(s["class_names"])])
             pub.publish(msg)
             self._label_pubs.append(pub)
 
