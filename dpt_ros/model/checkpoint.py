@@ -20,7 +20,6 @@ import os
 import pickle
 import re
 import threading
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Optional

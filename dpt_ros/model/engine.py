@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F

@@ -176,8 +176,8 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
                     row["ratio"] = row["ours_ms"] / row["hf_ms"]
                 rows.append(row)
                 log(_format_row(row))
-            del engine, model
-        del hf
+            engine = model = None   # free before the next mode / precision
+        hf = None
         gc.collect()
     # per-token scaling relative to the first size (e.g. 384x512 vs 384x384)
     base = {}

@@ -5,12 +5,12 @@ import threading
 import pytest
 import torch
 
-from dpt_ros.model import DPT, Engine, VARIANTS, get_variant, load_engine
+from dpt_ros.model import DPT, VARIANTS, get_variant, load_engine
 from dpt_ros.model.backbone import resize_pos_embed
 
 
 def test_resize_pos_embed_matches_hf_non_square():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
     from transformers.models.dpt.modeling_dpt import DPTViTEmbeddings
 
     from dpt_ros.model.reference import hf_config

@@ -47,7 +47,6 @@ def test_soak_10000_frames(harness):
     published = 0
     samples = {}
     t0 = time.monotonic()
-    t_warm = None
     while True:
         processed = node.counts()[""].get("processed", 0)
         if processed >= FRAMES:
@@ -55,7 +54,6 @@ def test_soak_10000_frames(harness):
         if processed >= WARMUP and "warm" not in samples:
             gc.collect()
             samples["warm"] = (rss_mb(), num_threads(), num_fds())
-            t_warm = time.monotonic()
         with done:   # keep one frame waiting: publish when all but the last published are back
             done.wait_for(lambda: got["points"] >= published - 1, timeout=5.0)
         published += 1

@@ -233,7 +233,9 @@ def test_points_need_calibrated_camera_info(harness):
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
     pub.publish(img)
     wait_for(lambda: node.error_counts().get("calibration", 0) == 1, what="calibration error")
-    assert points == []
+    # the frame is still processed: everything but depth/camera_info and points goes out
+    wait_for(lambda: len(inv) == 1, what="inverse depth of the uncalibrated frame")
+    assert inv[0].header.stamp == img.header.stamp and points == []
     # a 2x larger calibration for the same camera: intrinsics are scaled to the image
     big = make_info(make_image(2, width=160, height=120), fx=100.0)
     info_pub.publish(big)

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from dpt_ros.model import DPT, VARIANTS, Engine, load_engine
+from dpt_ros.model import VARIANTS, load_engine
 from dpt_ros.model.reference import random_state_dict
 from dpt_ros.tools import bench_model, weights
 
