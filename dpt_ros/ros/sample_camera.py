@@ -222,7 +222,7 @@ class SampleCamera(Node):
         rgb, encoded = frame
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
         h, w = rgb.shape[:2]
-        image = conversions.image_msg(header, encoded, self.encoding)
+        image = conversions.image_output(header, encoded, self.encoding)   # serialized where the rmw reads it
         k, p = pinhole(w, h, self.fov)
         info = conversions.camera_info_msg(header, w, h, k, p)
         info.distortion_model = "plumb_bob"
