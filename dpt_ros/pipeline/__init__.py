@@ -52,6 +52,8 @@ from dpt_ros.pipeline._backend import (
     backend_for_device,
     cupy_available,
     get_xp,
+    is_out_of_memory,
+    release_cached_memory,
     to_numpy,
 )
 from dpt_ros.pipeline.ade20k import ADE20K_CLASSES, ADE20K_PALETTE
@@ -100,6 +102,6 @@ __all__ = [
     "PointField", "Preprocessor", "RunningRange",
     "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "cupy_available", "decode", "decode_compressed",
-    "depth_to_millimetres", "get_xp", "labels_from_logits", "metric_from_inverse",
-    "network_input_size", "overlay", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
+    "depth_to_millimetres", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
+    "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -40,6 +41,28 @@ def cupy_available() -> bool:
     except BackendError:
         return False
     return True
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for a device out-of-memory error from PyTorch's allocator or CuPy's memory pool."""
+    import torch  # noqa: PLC0415
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    cupy = sys.modules.get("cupy")   # imported only if the CuPy backend ever ran
+    return cupy is not None and isinstance(exc, cupy.cuda.memory.OutOfMemoryError)
+
+
+def release_cached_memory() -> None:
+    """Return the device memory cached by PyTorch and by CuPy's pool (they do not share one) to the
+    driver, so that the next frame's allocations can succeed after an out-of-memory error."""
+    import torch  # noqa: PLC0415
+
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        cupy.get_default_memory_pool().free_all_blocks()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def get_xp(backend: str | ModuleType = "numpy") -> ModuleType:

@@ -171,7 +171,8 @@ def _upload(data: Any, stream) -> Any:
     host = data.reshape(-1).view(np.uint8) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     staging = _pinned("upload")
     buf = staging.view(host.size)
-    dev = cp.empty(host.size, cp.uint8)
+    with stream:   # CuPy's pool hands memory out per stream: allocate on the one the copies use
+        dev = cp.empty(host.size, cp.uint8)
 
     def send(start: int, end: int) -> None:
         dev[start:end].set(buf[start:end], stream=stream)

@@ -539,12 +539,8 @@ class DptNode(Node):
             self._infer(jobs, m)
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
                 torch.cuda.synchronize(m.device)
-        except torch.cuda.OutOfMemoryError as e:
-            torch.cuda.empty_cache()
-            self._count_error("cuda_oom", f"CUDA out of memory: {e}", [j["frame"] for j in jobs])
-            return
         except Exception as e:  # noqa: BLE001
-            self._count_error("inference", f"{type(e).__name__}: {e}", [j["frame"] for j in jobs])
+            self._count_error(*self._failure("inference", e), [j["frame"] for j in jobs])
             return
         t2 = time.perf_counter()
         messages = []
@@ -552,7 +548,7 @@ class DptNode(Node):
             try:
                 messages.append((job, self._postprocess(job, s, m)))
             except Exception as e:  # noqa: BLE001
-                self._count_error("postprocess", f"{type(e).__name__}: {e}", [job["frame"]])
+                self._count_error(*self._failure("postprocess", e), [job["frame"]])
         t3 = time.perf_counter()
         for job, msgs in messages:
             cam = job["frame"].camera
@@ -575,6 +571,15 @@ class DptNode(Node):
                 cam.last_stamp_ns = stamp
                 for name in msgs:
                     cam.counts["out:" + name] += 1
+
+    @staticmethod
+    def _failure(stage: str, e: Exception) -> tuple[str, str]:
+        """(reason, message) of a frame that failed in ``stage``. Out of device memory (PyTorch's or CuPy's
+        allocator) is its own reason, and both caches are released so that the next frame can succeed."""
+        if pipeline.is_out_of_memory(e):
+            pipeline.release_cached_memory()
+            return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
+        return stage, f"{type(e).__name__}: {e}"
 
     def _infer(self, jobs: list[dict], m: ModelSet) -> None:
         """Pre-process and run the engines; frames with equal network shapes share one batch."""

@@ -37,6 +37,14 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     assert node.error_counts() == {}
 
 
+def _cupy_available() -> bool:
+    from dpt_ros import pipeline
+
+    return pipeline.cupy_available()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available() or not _cupy_available(),
+                    reason="device decoding needs CuPy (without it the node decodes on the host)")
 @pytest.mark.parametrize("encoding", ["bgr8", "bgra8", "yuv422_yuy2", "bayer_rggb8", "mono8"])
 def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding, monkeypatch):
     """On the GPU the node uploads the raw bytes and decodes them on the device. A frame in

@@ -191,30 +191,53 @@ def test_bad_encoding_is_counted_and_next_frame_processed(harness):
     assert out[0].header.stamp.nanosec == 3
 
 
-def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness):
+def _torch_oom():
+    return torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
+
+
+def _cupy_oom():
+    import cupy
+
+    return cupy.cuda.memory.OutOfMemoryError(2 << 30, 1 << 30)   # CuPy's pool: GPU pre-processing, clouds
+
+
+@pytest.mark.parametrize("stage,error", [
+    ("forward", _torch_oom),
+    ("postprocess", _torch_oom),
+    pytest.param("postprocess", _cupy_oom, marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is None,
+                                                                    reason="needs CuPy")),
+])
+def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness, monkeypatch, stage, error):
+    """Out of device memory in the forward or in post-processing, from PyTorch or from CuPy: counted as
+    cuda_oom (not as a generic failure of the stage), and the node goes on with the next frame."""
+    from dpt_ros import pipeline
+
     node = harness.start_node()
     out = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
-    engine = node.models.depth
-    real_run = engine.run
     failures = {"left": 2}
 
-    def flaky(batch):
-        if failures["left"] > 0:
-            failures["left"] -= 1
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
-        return real_run(batch)
+    def failing(real):
+        def call(*args, **kwargs):
+            if failures["left"] > 0:
+                failures["left"] -= 1
+                raise error()
+            return real(*args, **kwargs)
+        return call
 
-    engine.run = flaky
+    if stage == "forward":
+        node.models.depth.run = failing(node.models.depth.run)
+    else:
+        monkeypatch.setattr(pipeline, "upsample", failing(pipeline.upsample))
     for i in (1, 2):
         pub.publish(make_image(i))
         wait_for(lambda: node.error_counts().get("cuda_oom", 0) == i, what=f"OOM {i} counted")
     pub.publish(make_image(3))
     wait_for(lambda: len(out) == 1, what="third frame")
     assert out[0].header.stamp.nanosec == 3
-    assert node.counts()[""]["error:cuda_oom"] == 2
+    assert node.counts()[""]["error:cuda_oom"] == 2 and set(node.error_counts()) == {"cuda_oom"}
 
 
 def test_points_need_calibrated_camera_info(harness):
