@@ -17,7 +17,7 @@ Steps, each under its own timeout inside an overall ``--budget``:
    ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
    (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes);
 6. then ``python -m dpt_ros.tools.bench_node_stages`` (same model, in-process stages, subscribers in another
-   process) with a cProfile of the top ``--node-stages-profile`` functions (log: node_stages.log);
+   process) with a cProfile of the top ``--node-stages-profile`` functions (log: bench_node_stages.log);
 7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU).
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
@@ -202,27 +202,24 @@ def main(argv: list[str] | None = None) -> int:
     else:
         summary["bench_e2e"] = {"skipped": "needs CUDA and rclpy (bring the ROS 2 wheels)"}
 
-    if e2e and args.node_stages_profile > 0 and left() > 30:
-        json_path = (out_dir or pathlib.Path("/tmp")) / "node_stages.json"
+    def json_tool(name: str, args_: list[str]) -> dict[str, Any]:
+        """Run ``python -m dpt_ros.tools.<name> ... --json FILE`` for the rest of the budget; its JSON and status."""
+        json_path = (out_dir or pathlib.Path("/tmp")) / f"{name}.json"
         json_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_node_stages", "--variant", "dpt_hybrid", "--device", "cuda",
-               "--precision", "fp16", "--cuda-graphs", "--input-size", "0", "--frames", "200",
-               "--profile", str(args.node_stages_profile), "--json", str(json_path)]
-        r = _run(cmd, max(5.0, left() - 2), out_dir / "node_stages.log" if out_dir else None)
-        summary["bench_node_stages"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
-                                        "result": json.loads(json_path.read_text()) if json_path.exists() else None,
-                                        "stderr_tail": r["stderr"].strip()[-1000:]}
+        r = _run([sys.executable, "-m", f"dpt_ros.tools.{name}", *args_, "--json", str(json_path)],
+                 max(5.0, left() - 2), out_dir / f"{name}.log" if out_dir else None)
+        return {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
+                "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                "stderr_tail": r["stderr"].strip()[-1000:]}
+
+    if e2e and args.node_stages_profile > 0 and left() > 30:
+        summary["bench_node_stages"] = json_tool("bench_node_stages", [
+            "--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cuda-graphs", "--input-size", "0",
+            "--frames", "200", "--profile", str(args.node_stages_profile)])
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 30 s of budget"}
-
     if e2e and left() > 25:
-        json_path = (out_dir or pathlib.Path("/tmp")) / "publish.json"
-        json_path.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "dpt_ros.tools.bench_publish", "--messages", "150", "--json", str(json_path)]
-        r = _run(cmd, max(5.0, left() - 2), out_dir / "publish.log" if out_dir else None)
-        summary["bench_publish"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
-                                    "result": json.loads(json_path.read_text()) if json_path.exists() else None,
-                                    "stderr_tail": r["stderr"].strip()[-1000:]}
+        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "150"])
     else:
         summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 25 s of budget"}
 
