@@ -475,8 +475,10 @@ class DptNode(Node):
     def _worker_loop(self) -> None:
         while True:
             with self._wake:
+                # no polling: a frame (_on_image) and stop() notify, so a lost notification shows up
+                # as a stalled worker in the tests instead of as up to a poll period of latency
                 while not self._stopping and not any(c.pending for c in self._cameras):
-                    self._wake.wait(0.5)
+                    self._wake.wait()
                 if self._stopping:
                     return
                 frames = []
