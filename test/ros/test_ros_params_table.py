@@ -84,7 +84,13 @@ def test_validation_reasons(changes, needle):
     ("resize_method", "stretch", "is not one of minimal"),
     ("colormap.range", "foo", "is not one of"),
     ("points.stride", 0, "out of range"),
+    ("points.stride", 65, "out of range 1..64"),
     ("device", "gpu", "device"),
+    ("colormap", "rainbowz", "is not one of"),
+    ("depth.variant", "dpt_largee", "is not a depth variant"),
+    ("segmentation.variant", "dpt_hybrid", "it is a depth variant"),
+    ("cameras", None, "at least one namespace"),       # `-p cameras:=[]` reaches rclpy as an unset value
+    ("cameras", ["left", 3], "list of strings"),
 ])
 def test_start_up_values_are_checked_one_by_one(name, value, needle):
     """check_all (the start-up path: rclpy does not enforce choices) reports a bad single value."""
