@@ -96,6 +96,45 @@ def test_training_wrapper_prefixes_are_stripped(tmp_path, tiny_sd, tiny_ref, pre
     assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
 
 
+def test_model_wrapper_with_training_metadata_but_no_optimizer(tmp_path, tiny_sd, tiny_ref):
+    """{"model": state dict, "epoch": ...} (a fine-tuning script's save without the optimizer) is unwrapped."""
+    p = tmp_path / "finetuned.pt"
+    torch.save({"model": tiny_sd, "epoch": 7, "best_loss": 0.125}, p)
+    assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
+
+
+def test_hash_check_notices_a_file_rewritten_with_the_same_size(tmp_path, tiny_sd):
+    """The digest cache is keyed by path, size and mtime: a same-size file replaced in place (a different
+    download, a flipped byte) is hashed again, not trusted from the cache."""
+    p = with_hash_name(official_file(tmp_path, tiny_sd, "x.pt"), "dpt_tiny-midas")
+    assert verify_sha256_prefix(p) == p.stem.rsplit("-", 1)[1]
+    raw = bytearray(p.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    st = os.stat(p)
+    p.write_bytes(bytes(raw))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert os.path.getsize(p) == st.st_size
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        verify_sha256_prefix(p)
+
+
+def test_hf_to_official_names_the_missing_hugging_face_key(tiny_sd):
+    """Converting a Hugging Face state dict that lacks a tensor fails and names the HF key to look for
+    (`weights --convert` would otherwise write an incomplete file)."""
+    from dpt_ros.model.checkpoint import hf_to_official
+
+    hf = official_to_hf(tiny_sd)
+    del hf["neck.fusion_stage.layers.0.projection.bias"]
+    del hf["dpt.encoder.layer.1.attention.attention.key.weight"]
+    with pytest.raises(CheckpointError) as ei:
+        hf_to_official(hf, DPT("dpt_tiny").state_dict().keys())
+    msg = str(ei.value)
+    assert "2 missing" in msg
+    assert "scratch.refinenet4.out_conv.bias (<- neck.fusion_stage.layers.0.projection.bias)" in msg
+    assert ("pretrained.model.blocks.1.attn.qkv.weight (<- dpt.encoder.layer.1.attention.attention.key.weight)"
+            in msg)
+
+
 def test_hf_safetensors_and_bin(tmp_path, tiny_sd, tiny_ref):
     from safetensors.torch import save_file
 
