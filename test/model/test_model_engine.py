@@ -3,7 +3,17 @@
 import pytest
 import torch
 
-from dpt_ros.model import VARIANTS, CheckpointError, Engine, get_variant, load_engine, metric_depth
+from dpt_ros.model import (
+    DPT,
+    VARIANTS,
+    CheckpointError,
+    Engine,
+    get_variant,
+    load_engine,
+    metric_depth,
+    parse_precision,
+)
+from dpt_ros.model.reference import random_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +68,12 @@ def test_bad_arguments():
         load_engine("dpt_tiny", "random", precision="fp16")
     with pytest.raises(ValueError, match="cuda_graphs"):
         load_engine("dpt_tiny", "random", cuda_graphs=True)
+    with pytest.raises(ValueError, match="max_graphs must be >= 1, got 0"):
+        load_engine("dpt_tiny", "random", max_graphs=0)
+    for dtype in (torch.float64, torch.int8):
+        with pytest.raises(ValueError, match="precision must be one of fp32, fp16, bf16"):
+            parse_precision(dtype)
+    assert parse_precision(torch.bfloat16) is torch.bfloat16 and parse_precision("HALF") is torch.float16
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             load_engine("dpt_tiny", "random", device="cuda")
@@ -175,6 +191,28 @@ def test_random_weights_leave_the_callers_rng_alone(monkeypatch):
     assert torch.equal(torch.get_rng_state(), before)
     assert reseeded == []
     assert all(torch.equal(t, b.state_dict()[k]) for k, t in a.state_dict().items())  # still reproducible
+    torch.manual_seed(7)   # whatever the caller's RNG state, 'random' is the same model
+    c = build_model("dpt_tiny", "random")
+    assert all(torch.equal(t, c.state_dict()[k]) for k, t in a.state_dict().items())
+
+
+def test_set_model_swaps_weights_of_the_same_variant_only(tiny):
+    """Engine.set_model serves the new weights and their random/trained flag; another variant is refused."""
+    e = load_engine("dpt_tiny", "random")
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    sd = random_state_dict("dpt_tiny", seed=5)
+    trained, other = DPT("dpt_tiny"), DPT("dpt_tiny")
+    trained.load_state_dict(sd)
+    other.load_state_dict(sd)
+    ref = Engine(trained).run(x)["inverse_depth"]
+    before = e.run(x)["inverse_depth"]
+    e.set_model(other, random_weights=False)
+    assert e.random_weights is False
+    after = e.run(x)["inverse_depth"]
+    assert torch.equal(after, ref) and not torch.allclose(after, before)
+    with pytest.raises(ValueError, match="variant 'dpt_tiny_b' differs from the engine's 'dpt_tiny'"):
+        e.set_model(DPT(get_variant("dpt_tiny").replace(name="dpt_tiny_b")))
+    assert torch.equal(e.run(x)["inverse_depth"], ref)   # the refused swap changed nothing
 
 
 def test_random_weights_are_the_same_when_built_in_parallel():
