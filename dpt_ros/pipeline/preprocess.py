@@ -101,10 +101,10 @@ class Preprocessor:
             backend = backend_for_device(self.device)
             if backend == "cupy" and not cupy_available():
                 backend = "numpy"
+        if backend == "cupy" and self.device.type != "cuda":   # said before CuPy is imported (or missing)
+            raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")
         self.backend = backend
         self.xp = get_xp(self.backend)
-        if self.backend == "cupy" and self.device.type != "cuda":
-            raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Network (h, w) for an image of ``height`` x ``width``."""

@@ -25,6 +25,10 @@ RNG = np.random.default_rng(7)
         ((480, 640), 384, "fixed", (384, 384)),
         ((100, 100), 480, "minimal", (480, 480)),
         ((10, 1000), 384, "minimal", (32, 384)),  # never below one multiple
+        ((480, 320), 384, "minimal", (384, 256)),  # |1 - sw| == |1 - sh| (0.2): the official rule takes sh
+        ((384, 380), 384, "upper_bound", (384, 384)),  # 380 rounds up to the bound itself: kept, not floored
+        ((384, 390), 384, "lower_bound", (384, 384)),  # 390 rounds down to the bound itself: kept, not ceiled
+        ((480, 640), (380, 500), "fixed", (384, 512)),  # each side still a multiple of 32
     ],
 )
 def test_network_input_size(hw, net, method, expected):
@@ -38,6 +42,10 @@ def test_network_input_size_rejects_bad_arguments():
         network_input_size(0, 640, 384)
     with pytest.raises(ValueError, match="net_size"):
         network_input_size(480, 640, "big")
+    with pytest.raises(ValueError, match=r"net_size must be positive; got \(384, 0\)"):
+        network_input_size(480, 640, (384, 0))
+    with pytest.raises(ValueError, match="multiple must be positive; got 0"):
+        network_input_size(480, 640, 384, multiple=0)
 
 
 def _official(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -81,6 +89,10 @@ def test_preprocessor_rejects_bad_frames_and_options():
         pre(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError, match="unknown resize method"):
         Preprocessor(384, method="nearest")
+    with pytest.raises(ValueError, match="net_size must be positive"):
+        Preprocessor(-32)
+    with pytest.raises(ValueError, match="backend 'cupy' needs a CUDA device; got device cpu"):
+        Preprocessor(384, device="cpu", backend="cupy")
 
 
 @pytest.mark.parametrize(("src", "dst"), [((48, 64), (96, 128)), ((97, 131), (64, 64)), ((30, 40), (384, 512))])
