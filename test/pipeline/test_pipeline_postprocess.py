@@ -115,6 +115,11 @@ def test_colorize_fixed_range_clip_invalid_and_reverse():
         colorize(v, "rainbow")
     with pytest.raises(ValueError, match="non-empty range"):
         colorize(v, "gray", 1.0, 1.0)
+    for lo, hi in ((np.nan, 1.0), (0.0, np.inf)):
+        with pytest.raises(ValueError, match="finite, non-empty range"):
+            colorize(v, "gray", lo, hi)
+    with pytest.raises(ValueError, match=r"colorize expects an \(H, W\) array; got shape \(2, 2, 3\)"):
+        colorize(np.zeros((2, 2, 3), np.float32), "gray")
 
 
 def test_running_range_is_stable_and_smoothed():
@@ -134,6 +139,18 @@ def test_running_range_is_stable_and_smoothed():
     assert rr2.update(np.full((4, 4), np.nan)) == (lo, hi)  # nothing valid: keep the range
     with pytest.raises(ValueError, match="percentiles"):
         RunningRange(50, 10)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\); got 1.0"):
+        RunningRange(momentum=1.0)
+    rr.reset()   # forget the history: the next frame sets the range directly
+    assert rr.update(base) == pytest.approx((1.0, 5.0))
+
+
+def test_running_range_reads_a_bounded_subsample():
+    """Percentiles come from every n-th pixel (n = size // max_samples), so their cost stays bounded."""
+    stripes = np.tile(np.array([1.0, 9.0], np.float32), 50)   # 1, 9, 1, 9, ...
+    assert RunningRange(0, 100, max_samples=100).update(stripes) == pytest.approx((1.0, 9.0))
+    lo, hi = RunningRange(0, 100, max_samples=50).update(stripes)   # every 2nd pixel: only the 1s
+    assert lo == pytest.approx(1.0) and hi < 1.001
 
 
 @pytest.mark.parametrize("frame", [np.full((8, 8), 2.0, np.float32), np.zeros((8, 8), np.float32),
