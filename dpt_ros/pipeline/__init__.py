@@ -39,8 +39,9 @@ Point clouds (:mod:`.cloud`)
     ``Intrinsics(fx, fy, cx, cy, width, height)``, ``Intrinsics.from_camera_info(k, p, width,
     height, binning_x, binning_y, roi, rectified)`` (``CalibrationError`` for K[0] == 0 etc.),
     ``.scaled_to(w, h)``, ``.camera_info_matrices()``;
-    ``build_cloud(depth, intrinsics, rgb=None, labels=None, stride=1, organized=True) ->
-    CloudBuffer`` with ``data`` (array.array('B'): ``msg.data = cloud.data`` without a copy),
+    ``build_cloud(depth, intrinsics, rgb=None, labels=None, stride=1, organized=True,
+    reuse_buffer=False) -> CloudBuffer`` with ``data`` (array.array('B'): ``msg.data = cloud.data``
+    without a copy; with ``reuse_buffer`` on the GPU a view of a pinned buffer the next call reuses),
     ``height``, ``width``, ``point_step``, ``row_step``, ``fields`` (``PointField(name, offset,
     datatype, count)``), ``is_dense``, ``is_bigendian`` (False); ``cloud.points`` float32 view.
 """

@@ -366,14 +366,18 @@ def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
     return host, 1, n, point_step, fields
 
 
-def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organized: bool) -> Any:
-    """CuPy :func:`dpt_ros.pipeline.build_cloud`: kernel, pinned device->host copy, then one host
-    copy into the ``array.array`` that the message keeps."""
+def build_cloud(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int, organized: bool,
+                reuse_buffer: bool = False) -> Any:
+    """CuPy :func:`dpt_ros.pipeline.build_cloud`: kernel, pinned device->host copy, then (unless
+    ``reuse_buffer``) one host copy into the ``array.array`` that a message can keep."""
     import array  # noqa: PLC0415
 
     from dpt_ros.pipeline.cloud import CloudBuffer  # noqa: PLC0415
 
     host, hs, ws, point_step, fields = cloud_to_pinned(depth, intr, rgb, labels, stride, organized)
-    data = array.array("B")
-    data.frombytes(host)
+    if reuse_buffer:
+        data = host
+    else:
+        data = array.array("B")
+        data.frombytes(host)
     return CloudBuffer(data, hs, ws, point_step, ws * point_step, fields, not organized)

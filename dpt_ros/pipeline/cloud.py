@@ -126,13 +126,14 @@ class PointField:
 
 @dataclasses.dataclass
 class CloudBuffer:
-    """A PointCloud2 payload ready to wrap: ``msg.data = buf.data`` (array.array('B'), no copy).
+    """A PointCloud2 payload ready to wrap: ``msg.data = buf.data`` (array.array('B'), no copy; a uint8
+    NumPy view of a reused pinned buffer from ``build_cloud(..., reuse_buffer=True)`` on the GPU).
 
     ``points`` is a (height, width, point_step // 4) float32 NumPy view of ``data`` (for tests and
     tools); ``rgb`` / ``label`` words are stored bit-exactly inside it.
     """
 
-    data: array.array
+    data: "array.array | np.ndarray"
     height: int
     width: int
     point_step: int
@@ -187,7 +188,7 @@ def _check_inputs(depth: Any, rgb: Any, labels: Any, stride: int) -> tuple[int, 
 
 
 def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any = None,
-                stride: int = 1, organized: bool = True) -> CloudBuffer:
+                stride: int = 1, organized: bool = True, reuse_buffer: bool = False) -> CloudBuffer:
     """Back-project a metric depth image into a PointCloud2 byte buffer.
 
     Pixel (u, v) with depth z (metres along the optical axis) becomes
@@ -201,13 +202,18 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
     :param stride: decimation step (>= 1).
     :param organized: True: (ceil(H/stride), ceil(W/stride)) grid with NaN points,
         ``is_dense=False``; False: only valid points, height 1, ``is_dense=True``.
+    :param reuse_buffer: for a caller that serialises or copies the cloud before building the next
+        one (the node): a CuPy depth's cloud is then returned as a uint8 NumPy view of the pinned
+        buffer it was copied into, which the next call on this thread overwrites, instead of one more
+        host copy into an ``array.array`` (1.2 MB at 640x480 stride 2, 33 MB for a 1080p xyz+rgb
+        cloud). The NumPy path always returns a new buffer.
     """
     h, w = _check_inputs(depth, rgb, labels, stride)
     intr = intrinsics.scaled_to(w, h)
     if array_module(depth) is not np:
         from dpt_ros.pipeline import _cuda  # noqa: PLC0415
 
-        return _cuda.build_cloud(depth, intr, rgb, labels, stride, organized)
+        return _cuda.build_cloud(depth, intr, rgb, labels, stride, organized, reuse_buffer)
     fields, point_step = cloud_fields(rgb is not None, labels is not None)
     z = depth[::stride, ::stride]
     hs, ws = z.shape

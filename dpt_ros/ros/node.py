@@ -675,7 +675,8 @@ class DptNode(Node):
             cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
                                          rgb=(job["rgb_in"] if "rgb_in" in job else px.rgb()) if s["points.color"] else None,
                                          labels=pipeline.tensor_to_array(labels_t) if cloud_labels else None,
-                                         stride=s["points.stride"], organized=s["points.organized"])
+                                         stride=s["points.stride"], organized=s["points.organized"],
+                                         reuse_buffer=True)   # serialised below, before the next frame's cloud
         host.wait()
         out: dict[str, Any] = {}
         if "inverse_depth" in host:

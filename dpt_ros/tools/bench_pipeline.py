@@ -216,6 +216,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
             "cloud_xyzrgb_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True),
             "cloud_xyzrgb_message_buffer": lambda: pl.build_cloud(depth, intr, rgb=rgb_dev),
+            # what the node builds: the pinned buffer itself, without the copy into an array.array
+            "cloud_xyzrgb_reused_buffer": lambda: pl.build_cloud(depth, intr, rgb=rgb_dev, reuse_buffer=True),
         }
         ours = {name: _try_timer(errors, name, fn, repeat, 5) for name, fn in stages.items()}
         ours["target_total"] = ours["upload_decode_preprocess"] + ours["upsample_metric_range"] + ours["cloud_xyz_to_pinned"]

@@ -131,6 +131,27 @@ def test_gpu_cloud_bytes_equal_numpy(stride, organized):
         np.testing.assert_array_equal(np.frombuffer(got.data, np.uint32)[finite], np.frombuffer(ref.data, np.uint32)[finite])
 
 
+def test_gpu_cloud_in_the_reused_pinned_buffer_is_the_same_cloud_until_the_next_call():
+    """reuse_buffer=True skips the host copy into an array.array: the data is the pinned buffer itself,
+    byte-identical to the owned cloud, and the next cloud of this thread is written over it."""
+    import cupy
+
+    h, w = 48, 64
+    depth = (RNG.random((h, w)) * 5 + 0.5).astype(np.float32)
+    rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    intr = Intrinsics(50.0, 50.0, 32.0, 24.0, w, h)
+    owned = build_cloud(cupy.asarray(depth), intr, rgb=rgb, stride=2)
+    reused = build_cloud(cupy.asarray(depth), intr, rgb=rgb, stride=2, reuse_buffer=True)
+    assert isinstance(reused.data, np.ndarray) and reused.data.dtype == np.uint8
+    assert bytes(reused.data) == bytes(owned.data)
+    assert (reused.height, reused.width, reused.row_step, reused.fields) == (
+        owned.height, owned.width, owned.row_step, owned.fields)
+    before = bytes(reused.data)
+    build_cloud(cupy.asarray(depth * 2), intr, rgb=rgb, stride=2, reuse_buffer=True)
+    assert bytes(reused.data) != before                     # overwritten: serialise before the next call
+    assert bytes(owned.data) == before                      # the owned cloud is not
+
+
 def test_gpu_dense_cloud_without_a_valid_point_is_empty_on_a_fresh_thread():
     """The first cloud of a thread (no pinned buffer yet) with nothing valid -- all depths beyond range --
     is an empty dense cloud, as on the CPU (it raised TypeError from an unallocated staging buffer)."""

@@ -1,4 +1,6 @@
 """Message <-> array conversion (no ROS graph): zero-copy reads, one-copy writes, layouts."""
+import dataclasses
+
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
@@ -171,6 +173,10 @@ def test_cloud_cdr_is_the_rmw_wire_format(frame_id, kw):
     back = conversions.cloud_array(deserialize_message(ours, PointCloud2))
     assert back.shape == (cloud.height, cloud.width)
     np.testing.assert_array_equal(back["z"], cloud.field("z"))
+    # the GPU node's cloud (build_cloud(..., reuse_buffer=True)) holds a uint8 view of a pinned buffer
+    as_view = dataclasses.replace(cloud, data=np.frombuffer(cloud.data, np.uint8))
+    assert conversions.cloud_cdr(h, as_view) == ours
+    assert conversions.cloud_msg(h, as_view) == conversions.cloud_msg(h, cloud)
 
 
 def test_cloud_cdr_of_a_dense_cloud_without_points():
