@@ -26,7 +26,7 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "dpt_node = dpt_ros.ros.node:main",
+            "dpt_node = dpt_ros.ros.node:run",
             "sample_camera = dpt_ros.ros.sample_camera:main",
         ],
     },

@@ -49,8 +49,8 @@ if os.environ.get("DPT_TEST_EXTERNAL_SHUTDOWN"):
         print("external shutdown", flush=True)
         rclpy.shutdown()
     threading.Thread(target=external, daemon=True).start()
-from dpt_ros.ros.node import main
-sys.exit(main(sys.argv))
+from dpt_ros.ros.node import run
+run()
 """
 
 
