@@ -4,7 +4,7 @@ Data path on the GPU: message bytes -> pinned staging buffer (filled by several 
 large frames) -> asynchronous host->device copies, chunk by chunk as the buffer fills ->
 fused decode + INTER_CUBIC resize + normalise kernel (bayer: demosaic kernel first) -> torch via
 DLPack. Clouds: back-projection kernel writing the PointCloud2 layout -> pinned device->host
-copy. All work is issued on torch's current CUDA stream (``cupy.cuda.ExternalStream``) so no
+copy. All work is issued on torch's current CUDA stream (wrapped by :func:`wrap_torch_stream`) so no
 synchronisation is needed between PyTorch and CuPy.
 """
 
@@ -82,8 +82,34 @@ def torch_stream(device: Any = None):
         cache = _local.streams = {}
     key = (s.cuda_stream, s.device.index)
     if key not in cache:
-        cache[key] = cp.cuda.ExternalStream(s.cuda_stream, s.device.index)
+        cache[key] = wrap_torch_stream(cp, s)
     return cache[key]
+
+
+def wrap_torch_stream(cp, s):
+    """A CuPy stream issuing its work on torch's CUDA stream ``s`` (owned by torch, not by CuPy).
+
+    CuPy 14 deprecates ``cupy.cuda.ExternalStream`` (a DeprecationWarning on every construction; it
+    is to be removed in CuPy 15) in favour of ``Stream.from_external``, which reads the handle through
+    the CUDA stream protocol and takes the stream's device from CuPy's current device, hence the device
+    context. The handle is passed through :class:`_StreamHandle` rather than relying on torch's own
+    ``__cuda_stream__``, which older torch releases lack. CuPy < 14: ``ExternalStream``.
+    """
+    from_external = getattr(cp.cuda.Stream, "from_external", None)
+    if from_external is not None:
+        with cp.cuda.Device(s.device.index):
+            return from_external(_StreamHandle(s))
+    return cp.cuda.ExternalStream(s.cuda_stream, s.device.index)
+
+
+class _StreamHandle:
+    """The CUDA stream protocol over a torch stream, which it keeps alive while CuPy holds it."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def __cuda_stream__(self) -> tuple[int, int]:
+        return 0, int(self.stream.cuda_stream)
 
 
 class _Pinned:

@@ -93,6 +93,35 @@ def test_gpu_preprocess_from_host_and_device_rgb_and_on_a_side_stream():
     torch.testing.assert_close(b.cpu(), Preprocessor(384)(np.ascontiguousarray(rgb[::-1])), atol=5e-5, rtol=0)
 
 
+def test_torch_stream_wrapper_issues_on_torch_stream_and_leaves_it_alive():
+    """The CuPy view of torch's stream has its handle and device, is built without CuPy 14's
+    ExternalStream DeprecationWarning where Stream.from_external exists, and dropping it leaves
+    torch's stream usable (CuPy must not destroy a stream it does not own)."""
+    import gc
+    import warnings
+
+    import cupy
+
+    from dpt_ros.pipeline._cuda import wrap_torch_stream
+
+    side = torch.cuda.Stream()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wrapped = wrap_torch_stream(cupy, side)
+    if hasattr(cupy.cuda.Stream, "from_external"):   # CuPy >= 14
+        assert not [w for w in caught if issubclass(w.category, DeprecationWarning)], [str(w.message) for w in caught]
+    assert wrapped.ptr == side.cuda_stream and wrapped.device_id == side.device.index
+    with wrapped:
+        total = int(cupy.arange(1 << 20, dtype=cupy.int64).sum())
+    assert total == (1 << 20) * ((1 << 20) - 1) // 2
+    del wrapped
+    gc.collect()
+    with torch.cuda.stream(side):
+        y = torch.ones(1 << 20, device="cuda").sum()
+    side.synchronize()
+    assert float(y) == float(1 << 20)
+
+
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "bgra8", "mono16", "yuv422_yuy2", "bayer_rggb8"])
 def test_gpu_upload_of_an_image_view_decodes_on_the_device(encoding):
     """Preprocessor.upload(view): the raw bytes go up once and are decoded on the GPU; the device RGB
