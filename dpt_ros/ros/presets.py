@@ -131,13 +131,8 @@ def resolve(task: str, values: Mapping[str, str]) -> dict[str, str]:
 def node_parameters(task: str, values: Mapping[str, str]) -> list:
     """The ``parameters=[...]`` of the node: YAML file paths (str), then one dict of overrides."""
     v = resolve(task, values)
-    files = [config_path(task)]
-    variants = [v["variant"]] if task != "segmentation" else []
-    if task == "dpt":
-        variants.append(v["segmentation_variant"])
-    if task == "segmentation":
-        variants = [v["variant"]]
-    files += [config_path(name) for name in variants]
+    variants = [v["variant"]] + ([v["segmentation_variant"]] if task == "dpt" else [])
+    files = [config_path(task)] + [config_path(name) for name in variants]
     if v["config_file"]:
         files.append(Path(os.path.expanduser(v["config_file"])))
     for f in files:

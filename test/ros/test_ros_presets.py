@@ -81,6 +81,29 @@ def test_presets_for_segmentation_and_both_tasks(tmp_path):
     assert p[-1] == {"device": "cuda", "precision": "fp16", "depth.weights": "k.pt", "segmentation.weights": "s.pt"}
 
 
+def test_config_file_with_a_home_relative_path(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "mine.yaml").write_text("/**:\n  ros__parameters:\n    lazy: false\n")
+    p = presets.node_parameters("depth", {"config_file": "~/mine.yaml"})
+    assert p[-2] == str(tmp_path / "mine.yaml")
+
+
+def test_share_dir_prefers_an_installed_package_with_its_config(tmp_path, monkeypatch):
+    """An ament prefix holding dpt_ros (resource index marker + share/dpt_ros/config) is where presets
+    come from; one without config/ (a broken or partial install) falls back to the source checkout."""
+    prefix = tmp_path / "install"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "dpt_ros").write_text("")
+    (prefix / "share" / "dpt_ros").mkdir()
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    assert presets.share_dir() == ROOT
+    (prefix / "share" / "dpt_ros" / "config").mkdir()
+    (prefix / "share" / "dpt_ros" / "config" / "dpt_hybrid.yaml").write_text("# task: depth\n")
+    assert presets.share_dir() == prefix / "share" / "dpt_ros"
+    assert presets.config_path("depth") == prefix / "share" / "dpt_ros" / "config" / "depth.yaml"
+    assert presets.preset_variants("depth") == ("dpt_hybrid",)
+
+
 def test_bad_launch_values_are_refused():
     with pytest.raises(ValueError, match="resolution:='333' is not one of"):
         presets.node_parameters("depth", {"resolution": "333"})
