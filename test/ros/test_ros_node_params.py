@@ -283,3 +283,63 @@ def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     served = engine.model.state_dict()
     for name in ("pretrained.model.pos_embed", "scratch.output_conv.4.weight"):
         assert torch.equal(served[name].float(), sd[name].float()), name
+
+
+class _GatedLoads:
+    """Holds the node's real model loads until released: ``load_models`` (the real one) runs only after
+    ``release()``, so a test can change parameters or stop the node while a load is in progress."""
+
+    def __init__(self, monkeypatch) -> None:
+        from dpt_ros.ros import node as node_module
+
+        self.started = threading.Event()
+        self._go = threading.Event()
+        real = node_module.load_models
+
+        def gated(s):
+            self.started.set()
+            assert self._go.wait(30), "gate never released"
+            return real(s)
+
+        monkeypatch.setattr(node_module, "load_models", gated)
+
+    def release(self) -> None:
+        self._go.set()
+
+
+def test_a_failed_load_does_not_revert_a_weights_change_made_during_it(harness, tmp_path, monkeypatch):
+    """weights -> a corrupt file; while that load runs the user sets weights again, to a good file. The
+    failure puts back only what the user has not changed since: the good file loads and stays set."""
+    from dpt_ros.model.reference import random_state_dict
+
+    node = harness.start_node()
+    old = node.models
+    bad, good = tmp_path / "corrupt.pt", tmp_path / "good.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    sd = random_state_dict("dpt_tiny", seed=9)
+    torch.save(sd, good)
+    gate = _GatedLoads(monkeypatch)
+    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    assert gate.started.wait(30)
+    assert set_params(harness, node, **{"depth.weights": str(good)})[0].successful
+    gate.release()
+    wait_for(lambda: node.models is not old, timeout=60, what="swap to the good file")
+    wait_for(lambda: not node._model_loading, timeout=30, what="loader idle")
+    assert node.error_counts().get("model_load") == 1   # the corrupt file's load failed and was counted
+    assert get_params(harness, node, "depth.weights") == [str(good)]
+    served = node.models.depth
+    assert not served.random_weights
+    assert torch.equal(served.model.state_dict()["scratch.output_conv.4.weight"].float(),
+                       sd["scratch.output_conv.4.weight"].float())
+
+
+def test_a_load_that_finishes_after_stop_is_not_swapped_in(harness, monkeypatch):
+    node = harness.start_node()
+    old = node.models
+    gate = _GatedLoads(monkeypatch)
+    assert set_params(harness, node, **{"input_size": 96})[0].successful
+    assert gate.started.wait(30)
+    threading.Timer(0.5, gate.release).start()   # stop() waits for the load
+    node.stop()
+    assert not node._loader.is_alive()
+    assert node.models is old
