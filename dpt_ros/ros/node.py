@@ -191,6 +191,7 @@ class _Camera:
     colormap_range: Any = None
     last_stamp_ns: int = -1
     image_topic: str = ""    # the image topic subscribed to, remaps applied
+    frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -385,12 +386,22 @@ class DptNode(Node):
                 self.set_parameters(revert)
 
     def _warmup(self, m: ModelSet) -> None:
-        """One forward pass per task so the first real frame does not pay for lazy init."""
+        """Forward passes at the network shapes the node serves, so that the first frame after a start
+        or a swap does not pay for lazy initialisation (with ``cuda_graphs``: a graph capture, i.e. two
+        eager passes and the capture, per input shape and batch size). The shapes come from the
+        cameras' last frame sizes (cameras with equal shapes share batches of 1..N frames); before the
+        first frame, the variant's network size."""
+        sizes = [cam.frame_size for cam in getattr(self, "_cameras", ()) if cam.frame_size is not None]
         for task in ("depth", "segmentation"):
             engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
-            if engine is not None:
-                h, w = pre.net_size
-                engine.run(torch.zeros((1, 3, _round32(h), _round32(w)), device=m.device))
+            if engine is None:
+                continue
+            shapes = collections.Counter(pre.input_size(h, w) for h, w in sizes)
+            if not shapes:
+                shapes[tuple(_round32(v) for v in pre.net_size)] = 1
+            batches = [(n, shape) for shape, cams in shapes.items() for n in range(1, cams + 1)]
+            for n, (h, w) in batches[:engine.max_graphs]:   # more would evict the first captures
+                engine.run(torch.zeros((n, 3, h, w), device=m.device))
 
     # ------------------------------------------------------------------ topics
     def _qos(self, reliability: str, depth: int) -> QoSProfile:
@@ -533,6 +544,7 @@ class DptNode(Node):
             except (pipeline.EncodingError, ValueError) as e:
                 self._count_error("encoding", str(e), [f])
                 continue
+            f.camera.frame_size = px.size
             jobs.append(dict(frame=f, px=px, wanted=wanted,
                              labels=needs_labels and m.segmentation is not None))
         if not jobs:

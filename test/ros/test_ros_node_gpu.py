@@ -5,7 +5,7 @@ import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
 
 DOMAIN = 46
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -85,3 +85,25 @@ def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding, monkeypatch
     np.testing.assert_array_equal(ca["rgb"], cb["rgb"])   # colours from the device RGB: identical
     assert host_decodes == []
     assert node.error_counts() == {}
+
+
+def test_cuda_graphs_of_the_served_shape_are_captured_by_the_swap_not_by_the_next_frame(harness):
+    """With cuda_graphs, a model swapped in while a 160x120 camera streams has its graph for that
+    camera's network shape captured during the background load; the next frame replays it."""
+    node = harness.start_node(device="cuda", precision="fp16", cuda_graphs=True)
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(1, width=160, height=120))
+    wait_for(lambda: len(out) == 1, timeout=60, what="first frame")
+    old = node.models
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(lambda: node.models is not old, timeout=60, what="swap")
+    engine, pre = node.models.depth, node.models.depth_pre
+    shape = (1, 3) + pre.input_size(120, 160)
+    captured = [key[0] for key in engine._graphs]
+    assert captured == [shape]
+    pub.publish(make_image(2, width=160, height=120))
+    wait_for(lambda: len(out) == 2, timeout=60, what="frame after the swap")
+    assert [key[0] for key in engine._graphs] == [shape]   # replayed, nothing captured on the frame

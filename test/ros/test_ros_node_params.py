@@ -343,3 +343,35 @@ def test_a_load_that_finishes_after_stop_is_not_swapped_in(harness, monkeypatch)
     node.stop()
     assert not node._loader.is_alive()
     assert node.models is old
+
+
+def test_a_swapped_in_model_is_warmed_up_at_the_shapes_being_served(harness, monkeypatch):
+    """Two cameras send 80x60 frames; after an input_size change the new engine's warm-up runs at the
+    network shape those frames get (64x96 at input_size 96: the official minimal rule), with batches of one and of
+    both cameras, not at the variant's square size: the first frames after the swap pay no lazy
+    initialisation (with cuda_graphs, no graph capture)."""
+    from dpt_ros.model.engine import Engine
+
+    node = harness.start_node(cameras=["a", "b"])
+    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    for ns, p in pubs.items():
+        p.publish(make_image(1, width=80, height=60, frame_id=ns))
+    wait_for(lambda: all(len(o) == 1 for o in outs.values()), what="one output per camera")
+    assert [c.frame_size for c in node.cameras] == [(60, 80), (60, 80)]
+    warmed = []
+    real_run = Engine.run
+
+    def recording(self, batch):
+        if threading.current_thread().name == "dpt_model_loader":
+            warmed.append(tuple(batch.shape))
+        return real_run(self, batch)
+
+    monkeypatch.setattr(Engine, "run", recording)
+    old = node.models
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(lambda: node.models is not old, timeout=30, what="swap")
+    assert warmed == [(1, 3, 64, 96), (2, 3, 64, 96)]   # the variant's square size would be 96x96
+    assert node.models.depth_pre.input_size(60, 80) == (64, 96)
