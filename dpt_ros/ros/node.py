@@ -387,10 +387,11 @@ class DptNode(Node):
 
     def _warmup(self, m: ModelSet) -> None:
         """Forward passes at the network shapes the node serves, so that the first frame after a start
-        or a swap does not pay for lazy initialisation (with ``cuda_graphs``: a graph capture, i.e. two
-        eager passes and the capture, per input shape and batch size). The shapes come from the
-        cameras' last frame sizes (cameras with equal shapes share batches of 1..N frames); before the
-        first frame, the variant's network size."""
+        or a swap does not pay for lazy initialisation. The shapes come from the cameras' last frame
+        sizes; before the first frame, the variant's network size. With ``cuda_graphs`` every batch
+        size that cameras of one shape can form (1..N) is a graph of its own, captured here (two eager
+        passes and the capture each); without, one pass per shape (on the CPU a pass of DPT-Hybrid
+        takes seconds, and a first pass there costs no more than the next)."""
         sizes = [cam.frame_size for cam in getattr(self, "_cameras", ()) if cam.frame_size is not None]
         for task in ("depth", "segmentation"):
             engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
@@ -399,7 +400,8 @@ class DptNode(Node):
             shapes = collections.Counter(pre.input_size(h, w) for h, w in sizes)
             if not shapes:
                 shapes[tuple(_round32(v) for v in pre.net_size)] = 1
-            batches = [(n, shape) for shape, cams in shapes.items() for n in range(1, cams + 1)]
+            batches = [(n, shape) for shape, cams in shapes.items()
+                       for n in range(1, (cams if engine.cuda_graphs else 1) + 1)]
             for n, (h, w) in batches[:engine.max_graphs]:   # more would evict the first captures
                 engine.run(torch.zeros((n, 3, h, w), device=m.device))
 

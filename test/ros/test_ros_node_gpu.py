@@ -88,22 +88,25 @@ def test_cuda_node_decodes_raw_bytes_like_the_cpu(harness, encoding, monkeypatch
 
 
 def test_cuda_graphs_of_the_served_shape_are_captured_by_the_swap_not_by_the_next_frame(harness):
-    """With cuda_graphs, a model swapped in while a 160x120 camera streams has its graph for that
-    camera's network shape captured during the background load; the next frame replays it."""
-    node = harness.start_node(device="cuda", precision="fp16", cuda_graphs=True)
-    out = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
-    pub.publish(make_image(1, width=160, height=120))
-    wait_for(lambda: len(out) == 1, timeout=60, what="first frame")
+    """With cuda_graphs, a model swapped in while two 160x120 cameras stream has its graphs for their
+    network shape, batches of one and of both frames, captured during the background load; the next
+    frames replay them."""
+    node = harness.start_node(device="cuda", precision="fp16", cuda_graphs=True, cameras=["a", "b"])
+    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    for ns, p in pubs.items():
+        p.publish(make_image(1, width=160, height=120, frame_id=ns))
+    wait_for(lambda: all(len(o) == 1 for o in outs.values()), timeout=60, what="first frames")
     old = node.models
     assert set_params(harness, node, input_size=96)[0].successful
     wait_for(lambda: node.models is not old, timeout=60, what="swap")
     engine, pre = node.models.depth, node.models.depth_pre
-    shape = (1, 3) + pre.input_size(120, 160)
-    captured = [key[0] for key in engine._graphs]
-    assert captured == [shape]
-    pub.publish(make_image(2, width=160, height=120))
-    wait_for(lambda: len(out) == 2, timeout=60, what="frame after the swap")
-    assert [key[0] for key in engine._graphs] == [shape]   # replayed, nothing captured on the frame
+    h, w = pre.input_size(120, 160)
+    captured = sorted(key[0] for key in engine._graphs)
+    assert captured == [(1, 3, h, w), (2, 3, h, w)]
+    for ns, p in pubs.items():
+        p.publish(make_image(2, width=160, height=120, frame_id=ns))
+    wait_for(lambda: all(len(o) == 2 for o in outs.values()), timeout=60, what="frames after the swap")
+    assert sorted(key[0] for key in engine._graphs) == captured   # replayed, nothing captured on a frame
