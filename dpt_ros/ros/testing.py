@@ -149,6 +149,15 @@ class Harness:
         self.probe.create_subscription(msg_type, topic, received.append, qos(reliability))
         return received
 
+    def cameras(self, node, namespaces, output: str = "inverse_depth") -> tuple[dict, dict]:
+        """Per camera namespace of a multi-camera ``node``: a collector of its ``output`` images and an
+        image publisher, once discovery has connected them. Returns ({ns: received}, {ns: publisher})."""
+        outs = {ns: self.collector(Image, f"{ns}/{output}") for ns in namespaces}
+        pubs = {ns: self.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in namespaces}
+        wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+                 all(c.pubs[output].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+        return outs, pubs
+
     def shutdown(self) -> None:
         self._stop.set()
         self._thread.join(5)

@@ -92,10 +92,7 @@ def test_cuda_graphs_of_the_served_shape_are_captured_by_the_swap_not_by_the_nex
     network shape, batches of one and of both frames, captured during the background load; the next
     frames replay them."""
     node = harness.start_node(device="cuda", precision="fp16", cuda_graphs=True, cameras=["a", "b"])
-    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
-    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
-    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
-             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    outs, pubs = harness.cameras(node, ("a", "b"))
     for ns, p in pubs.items():
         p.publish(make_image(1, width=160, height=120, frame_id=ns))
     wait_for(lambda: all(len(o) == 1 for o in outs.values()), timeout=60, what="first frames")

@@ -353,10 +353,7 @@ def test_a_swapped_in_model_is_warmed_up_at_the_shapes_being_served(harness, mon
     from dpt_ros.model.engine import Engine
 
     node = harness.start_node(cameras=["a", "b"])
-    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
-    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
-    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
-             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    outs, pubs = harness.cameras(node, ("a", "b"))
     for ns, p in pubs.items():
         p.publish(make_image(1, width=80, height=60, frame_id=ns))
     wait_for(lambda: all(len(o) == 1 for o in outs.values()), what="one output per camera")

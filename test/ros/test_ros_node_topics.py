@@ -152,10 +152,7 @@ def test_disabled_output_is_not_published(harness):
 
 def test_multi_camera_one_engine_batched_outputs_per_camera(harness):
     node = harness.start_node(cameras=["left", "right"])
-    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("left", "right")}
-    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos("reliable")) for ns in ("left", "right")}
-    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
-             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    outs, pubs = harness.cameras(node, ("left", "right"))
     sizes = {"left": (80, 60), "right": (64, 64)}
     for k in range(3):
         for ns, p in pubs.items():
@@ -365,10 +362,7 @@ def test_cameras_with_equal_shapes_share_one_batch(harness):
     """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both, and
     each camera publishes the outputs of its own frame."""
     node = harness.start_node(cameras=["a", "b"])
-    outs = {ns: harness.collector(Image, f"{ns}/inverse_depth") for ns in ("a", "b")}
-    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("a", "b")}
-    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
-             all(c.pubs["inverse_depth"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    outs, pubs = harness.cameras(node, ("a", "b"))
     from dpt_ros import pipeline
     from dpt_ros.ros.testing import pattern_image
 
