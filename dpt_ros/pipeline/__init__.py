@@ -52,6 +52,7 @@ from dpt_ros.pipeline._backend import (
     array_module,
     backend_for_device,
     cupy_available,
+    cupy_unavailable_reason,
     get_xp,
     is_out_of_memory,
     release_cached_memory,
@@ -102,7 +103,7 @@ __all__ = [
     "BackendError", "CalibrationError", "CloudBuffer", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
     "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "check_view", "cloud_fields",
-    "colorize", "colorize_labels", "colormap_lut", "cupy_available", "decode", "decode_compressed",
-    "depth_to_millimetres", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
+    "colorize", "colorize_labels", "colormap_lut", "cupy_available", "cupy_unavailable_reason", "decode",
+    "decode_compressed", "depth_to_millimetres", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
 ]

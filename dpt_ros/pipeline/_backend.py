@@ -16,8 +16,23 @@ class BackendError(RuntimeError):
     """The requested array backend is not usable here (e.g. CuPy or CUDA missing)."""
 
 
-@functools.lru_cache(maxsize=1)
 def _import_cupy() -> ModuleType:
+    cupy, reason = _probe_cupy()
+    if cupy is None:
+        raise BackendError(reason)
+    return cupy
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_cupy() -> tuple[ModuleType | None, str]:
+    """(cupy, '') or (None, why not); probed once per process (the node asks for every GPU frame)."""
+    try:
+        return _load_cupy(), ""
+    except BackendError as exc:
+        return None, str(exc)
+
+
+def _load_cupy() -> ModuleType:
     try:
         import cupy  # noqa: PLC0415 - lazy on purpose: CuPy needs a driver
     except ImportError as exc:  # pragma: no cover - depends on the machine
@@ -31,16 +46,27 @@ def _import_cupy() -> ModuleType:
         raise BackendError(f"backend 'cupy' requested but no CUDA device is usable: {exc}") from exc
     if count < 1:  # pragma: no cover
         raise BackendError("backend 'cupy' requested but no CUDA device is present; use backend 'numpy'")
+    try:   # NVRTC and the driver: a CuPy build for another CUDA major version imports but cannot compile
+        from dpt_ros.pipeline._kernels import KERNEL_SOURCE  # noqa: PLC0415
+
+        cupy.RawModule(code=KERNEL_SOURCE).get_function("dpt_decode")
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        raise BackendError(
+            f"backend 'cupy' requested but CuPy cannot compile and load CUDA kernels here "
+            f"({type(exc).__name__}: {exc}); install the CuPy build for your CUDA version (cupy-cuda12x or "
+            f"cupy-cuda13x), or use backend 'numpy'") from exc
     return cupy
 
 
+def cupy_unavailable_reason() -> str:
+    """Why the CuPy backend cannot be used here ('' when it can): not installed, no CUDA device, or
+    its NVRTC / driver cannot compile and load the pipeline's kernels."""
+    return _probe_cupy()[1]
+
+
 def cupy_available() -> bool:
-    """True when CuPy imports and sees at least one CUDA device."""
-    try:
-        _import_cupy()
-    except BackendError:
-        return False
-    return True
+    """True when CuPy imports, sees a CUDA device and compiles the pipeline's kernels."""
+    return not cupy_unavailable_reason()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

@@ -99,9 +99,15 @@ class ModelSet:
     segmentation: Any = None
     depth_pre: Any = None       # pipeline Preprocessor
     segmentation_pre: Any = None
+    pipeline_note: str = ""     # on a CUDA device: why pre/post-processing cannot use CuPy ('' when it does)
 
     def describe(self) -> dict[str, str]:
         out = {"device": str(self.device)}
+        pre = self.depth_pre or self.segmentation_pre
+        if pre is not None:
+            out["pipeline"] = pre.backend
+        if self.pipeline_note:
+            out["pipeline_note"] = self.pipeline_note
         for task in ("depth", "segmentation"):
             e = getattr(self, task)
             pre = getattr(self, f"{task}_pre")
@@ -138,7 +144,8 @@ def load_models(s: Settings) -> ModelSet:
         net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
-    return ModelSet(key=s.model_key(), device=device, **parts)
+    note = pipeline.cupy_unavailable_reason() if device.type == "cuda" else ""
+    return ModelSet(key=s.model_key(), device=device, pipeline_note=note, **parts)
 
 
 class _Pixels:
@@ -306,6 +313,9 @@ class DptNode(Node):
                     loaded += f", {len(rep.absent_counters)} BatchNorm step counters absent (not used for inference)"
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
                                    f"net size {getattr(m, task + '_pre').net_size}{loaded}")
+        if m.pipeline_note:
+            self.get_logger().warning(f"pre/post-processing runs on the CPU (OpenCV, NumPy) and clouds are built "
+                                      f"there, not on {m.device}: {m.pipeline_note}")
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         with self._param_lock:

@@ -34,6 +34,11 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     diag = node.diagnostics()
     model = {v.key: v.value for v in diag.status[0].values}
     assert float(model["gpu_memory_allocated_mb"]) > 0
+    from dpt_ros import pipeline
+
+    # pre/post-processing on the device when CuPy works here, else on the CPU with the reason shown
+    assert model["pipeline"] == ("cupy" if pipeline.cupy_available() else "numpy")
+    assert model.get("pipeline_note", "") == pipeline.cupy_unavailable_reason()
     assert node.error_counts() == {}
 
 

@@ -221,6 +221,7 @@ def test_diagnostics_content(harness):
     model = by_name["/dpt_node: model"]
     cam = by_name["/dpt_node: camera /"]
     assert model["depth.model"] == "dpt_tiny" and model["device"] == "cpu"
+    assert model["pipeline"] == "numpy" and "pipeline_note" not in model   # CuPy is for CUDA devices only
     assert model["depth.random_weights"] == "True" and model["depth.net_size"] == "64x64"
     h, w = node.models.depth_pre.input_size(60, 80)   # 80x60 frames, aspect kept ("minimal")
     assert model["depth.net_input"] == f"{h}x{w}" and (h, w) != (64, 64)
