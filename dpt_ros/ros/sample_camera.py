@@ -41,8 +41,7 @@ def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
     for name in names:
         if name not in BUILTIN_IMAGES:
             raise ValueError(f"unknown built-in image {name!r}; choose from {', '.join(BUILTIN_IMAGES)}")
-        img = np.asarray(getattr(skimage.data, name)())
-        frames.append(np.ascontiguousarray(img[..., :3]) if img.ndim == 3 else np.dstack([img] * 3))
+        frames.append(np.asarray(getattr(skimage.data, name)()))   # each is an (H, W, 3) uint8 photograph
     return frames
 
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from dpt_ros import pipeline
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_builtin_frames_are_photographs():
     frames = sample_camera.builtin_frames(("astronaut", "coffee"))
     assert [f.shape for f in frames] == [(512, 512, 3), (400, 600, 3)] and frames[0].dtype == np.uint8
+    for frame in sample_camera.builtin_frames():   # every built-in is a colour photograph, used as is
+        assert frame.ndim == 3 and frame.shape[2] == 3 and frame.dtype == np.uint8 and frame.flags.c_contiguous
     with pytest.raises(ValueError, match="unknown built-in image"):
         sample_camera.builtin_frames(("lena",))
 
@@ -40,6 +43,46 @@ def test_folder_and_video_sources(tmp_path):
     assert len(frames) == 4 and frames[0].shape == (24, 32, 3)
     with pytest.raises(ValueError, match="neither"):
         next(sample_camera.frame_source(str(tmp_path / "missing"), loop=False))
+
+
+def test_unusable_sources_are_refused_with_the_reason(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures here")
+    with pytest.raises(ValueError, match="holds no images"):
+        sample_camera.frame_source(str(empty), loop=True)
+    garbage = tmp_path / "clip.avi"
+    garbage.write_bytes(b"not a video" * 10)
+    with pytest.raises(ValueError, match="cannot open video"):
+        sample_camera.frame_source(str(garbage), loop=True)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG but not really")
+    with pytest.raises(ValueError, match="cannot read image .*broken.png"):
+        sample_camera.read_rgb(str(broken))
+
+
+def test_a_video_without_frames_ends_even_when_looping(tmp_path):
+    """OpenCV opens a video file that holds no frame; looping over it must end, not spin forever."""
+    import threading
+
+    video = tmp_path / "empty.avi"
+    cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24)).release()
+    got = []
+    t = threading.Thread(target=lambda: got.append(list(sample_camera.frame_source(str(video), loop=True))),
+                         daemon=True)
+    t.start()
+    t.join(10)
+    assert got == [[]]
+
+
+def test_resize_keeps_aspect_and_picks_the_interpolation():
+    rgb = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    assert sample_camera.resize(rgb, 0, 30).shape == (30, 40, 3)   # width from the aspect
+    np.testing.assert_array_equal(sample_camera.resize(rgb, 40, 30),
+                                  cv2.resize(rgb, (40, 30), interpolation=cv2.INTER_AREA))   # shrinking
+    np.testing.assert_array_equal(sample_camera.resize(rgb, 160, 120),
+                                  cv2.resize(rgb, (160, 120), interpolation=cv2.INTER_CUBIC))   # enlarging
+    assert sample_camera.resize(rgb, 80, 60) is rgb
 
 
 def test_resize_encode_pinhole():
@@ -75,6 +118,7 @@ def test_publishes_image_and_info_with_one_header(harness):
     wait_for(lambda: len(images) == 5 and len(infos) == 5 and len(jpegs) == 5, what="messages")
     for img, info in zip(images, infos):
         assert img.header == info.header and img.header.frame_id == "test_cam"
+        assert info.distortion_model == "plumb_bob" and list(info.d) == [0.0] * 5
         assert (img.width, img.height, img.encoding, info.width, info.height) == (64, 48, "bgr8", 64, 48)
     rgb = pipeline.decode(conversions.image_view(images[0]), np)
     expected = sample_camera.resize(sample_camera.builtin_frames(("chelsea",))[0], 64, 48)
@@ -83,6 +127,20 @@ def test_publishes_image_and_info_with_one_header(harness):
     assert np.abs(decoded.astype(int) - expected).mean() < 12
     stamps = [i.header.stamp.sec * 10**9 + i.header.stamp.nanosec for i in images]
     assert stamps == sorted(stamps)
+    assert cam.image_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE   # the default
+
+
+def test_best_effort_publishers_and_built_in_frames_prepared_once(harness):
+    cam = sample_camera.SampleCamera(context=harness.context, parameter_overrides=[
+        Parameter("reliability", value="best_effort"), Parameter("source", value="builtin:coffee,chelsea"),
+        Parameter("width", value=64), Parameter("height", value=48)])
+    harness.nodes.append(cam)
+    assert cam.image_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    assert cam.info_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    first = [cam.next_frame() for _ in range(2)]
+    again = [cam.next_frame() for _ in range(2)]   # the loop starts again: the same prepared frames
+    assert all(a is b for a, b in zip(first, again)) and first[0] is not first[1]
+    assert first[0][1].shape == (48, 64, 3)
 
 
 def test_executable_stops_after_count_and_rejects_bad_encoding():

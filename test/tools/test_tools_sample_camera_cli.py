@@ -18,6 +18,7 @@ DOMAIN = 49
     (["-p", "count:=-1"], "count"),
     (["-p"], "cannot initialise ROS 2"),           # malformed --ros-args
     (["-p", "encoding:=yuv9"], "encoding 'yuv9' not supported"),
+    (["-p", "reliability:=sometimes"], "reliability 'sometimes': use reliable or best_effort"),
     (["-p", "source:=builtin:coffe"], "unknown built-in image 'coffe'"),   # checked before "publishing ..."
     (["-p", "source:=/no/such/folder"], "neither 'builtin[:names]', an image folder nor a video file"),
 ])
