@@ -5,7 +5,8 @@ Two settings changed name between ROS 2 releases, and each release reads only it
 - localhost-only discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` from Iron on (Jazzy still reads
   the old name, with a deprecation warning); Humble's rcl knows only ``ROS_LOCALHOST_ONLY=1``.
 - the Fast DDS XML profile file: Fast DDS 3 (Kilted) reads ``FASTDDS_DEFAULT_PROFILES_FILE``, Fast DDS 2.x
-  (Humble 2.6, Jazzy 2.14) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``.
+  (Humble 2.6, Jazzy 2.14) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``. Kilted's rmw also reads the old name,
+  but logs a deprecation warning for it in every process, so it is set only for the Fast DDS 2 distros.
 
 No ROS imports: tools use this to build the environment of the processes they start.
 """
@@ -15,6 +16,7 @@ import os
 from typing import Mapping, MutableMapping, Optional
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+_FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 
 
 def localhost_only(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
@@ -25,11 +27,20 @@ def localhost_only(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
+def profile_variables(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
+    """The profile variables to set for the distro in ``environ`` (``ROS_DISTRO``): both names for
+    Humble, Iron and Jazzy (Fast DDS 2 reads the old one); only the new one for Kilted, later
+    distros and the PyPI wheels (no ``ROS_DISTRO``), whose rmw warns about the old one."""
+    return PROFILE_VARIABLES if environ.get("ROS_DISTRO") in _FAST_DDS_2_DISTROS else PROFILE_VARIABLES[:1]
+
+
 def set_profile(env: MutableMapping[str, str], profile: Optional[str]) -> MutableMapping[str, str]:
-    """Point both Fast DDS profile variables at ``profile``, or remove both when it is None / empty
-    (a stale file under the other name would otherwise still be read by that Fast DDS version)."""
+    """Point the distro's Fast DDS profile variables (:func:`profile_variables`) at ``profile`` and remove
+    the other name, or remove both when ``profile`` is None / empty (a stale file under the other name
+    would otherwise still be read)."""
+    wanted = profile_variables(env) if profile else ()
     for key in PROFILE_VARIABLES:
-        if profile:
+        if key in wanted:
             env[key] = str(profile)
         else:
             env.pop(key, None)

@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dpt_ros.ros.dds_env import PROFILE_VARIABLES, localhost_only, profile_of, set_profile
+from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -91,14 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     if random_weights:
         print(RANDOM_BANNER, flush=True)
 
-    env = dict(os.environ)
-    env.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
-    for key, value in localhost_only(env).items():
-        env.setdefault(key, value)
+    # this process (its subscriber) and the two it starts share one environment
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
+    for key, value in localhost_only().items():
+        os.environ.setdefault(key, value)
     # camera-sized images need Fast DDS's large shared-memory segment (README, "Large images between processes")
-    set_profile(env, profile_of(env) or str(REPO / "config" / "fastdds_large_data.xml"))
-    keys = ("ROS_DOMAIN_ID", *localhost_only(env), *PROFILE_VARIABLES)
-    os.environ.update({k: env[k] for k in keys})
+    set_profile(os.environ, profile_of() or str(REPO / "config" / "fastdds_large_data.xml"))
+    env = dict(os.environ)
 
     import rclpy
     from rclpy.node import Node
@@ -212,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         "diagnostics": diag,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {summary['latency_ms']['p50']} ms"
+    p50 = summary["latency_ms"]["p50"]
+    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {'-' if p50 is None else f'{p50:.1f}'} ms"
           f"{', RANDOM WEIGHTS' if random_weights else ''})")
     if len(frames) < args.frames:
         code = code or 1

@@ -23,6 +23,10 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert "RANDOM WEIGHTS" in res.stdout                     # no weights file for dpt_tiny: loud warning
+    p50 = json.loads((out / "summary.json").read_text())["latency_ms"]["p50"]
+    assert f"3 frames -> {out}/ (latency p50 {p50:.1f} ms, RANDOM WEIGHTS)" in res.stdout
+    # these wheels are Kilted (Fast DDS 3): the profile goes under its name only, so no process warns
+    assert "is deprecated" not in res.stdout + res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["random_weights"] is True
     assert "not meaningful" in summary["warning"]
