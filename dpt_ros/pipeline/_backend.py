@@ -27,46 +27,63 @@ def _import_cupy() -> ModuleType:
 def _probe_cupy() -> tuple[ModuleType | None, str]:
     """(cupy, '') or (None, why not); probed once per process (the node asks for every GPU frame)."""
     try:
-        return _load_cupy(), ""
-    except BackendError as exc:
-        return None, str(exc)
-
-
-def _load_cupy() -> ModuleType:
-    try:
         import cupy  # noqa: PLC0415 - lazy on purpose: CuPy needs a driver
-    except ImportError as exc:  # pragma: no cover - depends on the machine
-        raise BackendError(
-            "backend 'cupy' requested but CuPy is not installed; install cupy-cuda12x/cupy-cuda13x "
-            "matching your CUDA driver, or use backend 'numpy'"
-        ) from exc
+    except ImportError:  # pragma: no cover - depends on the machine
+        return None, ("backend 'cupy' requested but CuPy is not installed; install cupy-cuda12x/cupy-cuda13x "
+                      "matching your CUDA driver, or use backend 'numpy'")
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:  # pragma: no cover - depends on the machine
-        raise BackendError(f"backend 'cupy' requested but no CUDA device is usable: {exc}") from exc
+        return None, f"backend 'cupy' requested but no CUDA device is usable: {exc}"
     if count < 1:  # pragma: no cover
-        raise BackendError("backend 'cupy' requested but no CUDA device is present; use backend 'numpy'")
-    try:   # NVRTC and the driver: a CuPy build for another CUDA major version imports but cannot compile
+        return None, "backend 'cupy' requested but no CUDA device is present; use backend 'numpy'"
+    return cupy, ""
+
+
+@functools.lru_cache(maxsize=None)
+def _probe_kernels(index: int) -> str:
+    """'' when CuPy compiles and loads the pipeline's kernels on CUDA device ``index``, else why not (a
+    CuPy build for another CUDA major version imports but cannot). Once per device: loading a module
+    creates that device's context, so a device the node does not use is never touched."""
+    cupy = _probe_cupy()[0]
+    try:
         from dpt_ros.pipeline._kernels import KERNEL_SOURCE  # noqa: PLC0415
 
-        cupy.RawModule(code=KERNEL_SOURCE).get_function("dpt_decode")
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        raise BackendError(
-            f"backend 'cupy' requested but CuPy cannot compile and load CUDA kernels here "
-            f"({type(exc).__name__}: {exc}); install the CuPy build for your CUDA version (cupy-cuda12x or "
-            f"cupy-cuda13x), or use backend 'numpy'") from exc
-    return cupy
+        with cupy.cuda.Device(index):
+            cupy.RawModule(code=KERNEL_SOURCE).get_function("dpt_decode")
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the machine
+        return (f"backend 'cupy' requested but CuPy cannot compile and load CUDA kernels on cuda:{index} "
+                f"({type(exc).__name__}: {exc}); install the CuPy build for your CUDA version (cupy-cuda12x or "
+                f"cupy-cuda13x), or use backend 'numpy'")
+    return ""
 
 
-def cupy_unavailable_reason() -> str:
-    """Why the CuPy backend cannot be used here ('' when it can): not installed, no CUDA device, or
-    its NVRTC / driver cannot compile and load the pipeline's kernels."""
-    return _probe_cupy()[1]
+def cupy_unavailable_reason(device: Any = None) -> str:
+    """Why the CuPy backend cannot be used here ('' when it can): CuPy not installed, no CUDA device,
+    or its NVRTC / driver cannot compile and load the pipeline's kernels on ``device`` (a torch device,
+    "cuda:N" or an index; default: CuPy's current device)."""
+    cupy, reason = _probe_cupy()
+    if cupy is not None:
+        reason = _probe_kernels(_device_index(cupy, device))
+    return reason
 
 
-def cupy_available() -> bool:
-    """True when CuPy imports, sees a CUDA device and compiles the pipeline's kernels."""
-    return not cupy_unavailable_reason()
+def cupy_available(device: Any = None) -> bool:
+    """True when CuPy imports, sees a CUDA device and compiles the pipeline's kernels on ``device``."""
+    return not cupy_unavailable_reason(device)
+
+
+def _device_index(cupy: ModuleType, device: Any) -> int:
+    """CUDA device index of ``device``: None -> CuPy's current device; an int; a torch device or string
+    ("cuda", "cuda:N"; without an index, torch's current device, where torch would put a tensor)."""
+    if device is None:
+        return int(cupy.cuda.runtime.getDevice())
+    if isinstance(device, int):
+        return device
+    import torch  # noqa: PLC0415
+
+    index = torch.device(device).index
+    return int(torch.cuda.current_device()) if index is None else int(index)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:

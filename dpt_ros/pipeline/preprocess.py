@@ -99,7 +99,7 @@ class Preprocessor:
         self.device = torch.device(device)
         if backend is None:
             backend = backend_for_device(self.device)
-            if backend == "cupy" and not cupy_available():
+            if backend == "cupy" and not cupy_available(self.device):
                 backend = "numpy"
         if backend == "cupy" and self.device.type != "cuda":   # said before CuPy is imported (or missing)
             raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")

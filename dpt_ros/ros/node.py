@@ -144,7 +144,7 @@ def load_models(s: Settings) -> ModelSet:
         net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
-    note = pipeline.cupy_unavailable_reason() if device.type == "cuda" else ""
+    note = pipeline.cupy_unavailable_reason(device) if device.type == "cuda" else ""
     return ModelSet(key=s.model_key(), device=device, pipeline_note=note, **parts)
 
 
@@ -688,7 +688,7 @@ class DptNode(Node):
                     self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f], partial=True)
         want_cloud = intr is not None and "points" in wanted
         cloud_labels = labels_t is not None and s["points.label"]
-        cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available()
+        cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available(depth_t.device)
         if labels_t is not None and (not wanted.isdisjoint(_SEG_OUTPUTS) or
                                      (want_cloud and cloud_labels and not cloud_on_device)):
             host.request("labels", labels_t)

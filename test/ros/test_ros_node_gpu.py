@@ -37,8 +37,8 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     from dpt_ros import pipeline
 
     # pre/post-processing on the device when CuPy works here, else on the CPU with the reason shown
-    assert model["pipeline"] == ("cupy" if pipeline.cupy_available() else "numpy")
-    assert model.get("pipeline_note", "") == pipeline.cupy_unavailable_reason()
+    assert model["pipeline"] == ("cupy" if pipeline.cupy_available(node.models.device) else "numpy")
+    assert model.get("pipeline_note", "") == pipeline.cupy_unavailable_reason(node.models.device)
     assert node.error_counts() == {}
 
 
