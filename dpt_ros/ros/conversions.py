@@ -17,7 +17,7 @@ import sys
 from typing import Any, Optional
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from dpt_ros.pipeline import ImageView
@@ -154,8 +154,8 @@ def camera_info_fields(msg: CameraInfo) -> dict:
 def camera_info_msg(header: Header, width: int, height: int, k, p, source: Optional[CameraInfo] = None) -> CameraInfo:
     """A CameraInfo for an output image of ``width`` x ``height`` with intrinsics ``k`` / ``p``.
 
-    Distortion, rectification and model are copied from ``source``; binning and ROI are reset
-    because ``k`` / ``p`` already describe the output pixels.
+    Distortion, rectification and model are copied from ``source``; binning and ROI stay at their
+    defaults (none, full image) because ``k`` / ``p`` already describe the output pixels.
     """
     msg = CameraInfo(header=header, width=int(width), height=int(height))
     msg.k = [float(v) for v in np.asarray(k, np.float64).ravel()]
@@ -166,7 +166,6 @@ def camera_info_msg(header: Header, width: int, height: int, k, p, source: Optio
         msg.r = source.r
     else:
         msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    msg.roi = RegionOfInterest()
     return msg
 
 
