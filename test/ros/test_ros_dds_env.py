@@ -5,14 +5,14 @@ from dpt_ros.tools import bench_e2e
 
 def test_localhost_only_uses_the_name_the_distro_reads():
     assert localhost_only({"ROS_DISTRO": "humble"}) == {"ROS_LOCALHOST_ONLY": "1"}
-    for distro in ("jazzy", "kilted", "rolling"):
+    for distro in ("iron", "jazzy", "kilted", "rolling"):
         assert localhost_only({"ROS_DISTRO": distro}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     assert localhost_only({}) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}   # PyPI wheels: no ROS_DISTRO
 
 
 def test_profile_is_set_under_the_names_the_distro_reads_and_cleared():
     assert PROFILE_VARIABLES == ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
-    for distro in ("humble", "jazzy"):   # Fast DDS 2 reads the old name
+    for distro in ("humble", "iron", "jazzy"):   # Fast DDS 2 reads the old name
         env = {"ROS_DISTRO": distro, "FASTRTPS_DEFAULT_PROFILES_FILE": "/old.xml", "OTHER": "1"}
         assert profile_of(env) == "/old.xml"          # a Humble/Jazzy user's setting is found
         set_profile(env, "/p.xml")
