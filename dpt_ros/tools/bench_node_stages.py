@@ -8,6 +8,11 @@ the share of everything but the model. The subscribers run in a separate process
 output message on this process's executor thread and hold the GIL the node's stages need. ``--profile N`` prints the top N functions by cumulative
 time (cProfile) of the measured frames.
 
+``--rates 0 30`` measures the same node twice: frames back to back, then paced as a 30 Hz camera delivers
+them. Paced, the worker sleeps between frames and each frame starts on colder caches (and perhaps a
+clocked-down core), which is what the node meets in service; the difference between the two is that
+cost, not the code's.
+
     python -m dpt_ros.tools.bench_node_stages                          # CPU, dpt_tiny at 64 px
     python -m dpt_ros.tools.bench_node_stages --variant dpt_hybrid --device cuda --precision fp16 \\
         --cuda-graphs --input-size 0
@@ -39,6 +44,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--frames", type=int, default=100, help="measured frames")
     ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
+    ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
+                    help="frame rates to measure in turn, each over --frames (0: back to back; e.g. 0 30)")
     ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile)")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
@@ -117,20 +124,7 @@ def run(args: argparse.Namespace) -> dict:
 
         for i in range(args.warmup):
             one(i)
-        with node._lock:
-            for d in node._stage_ms.values():
-                d.clear()
-        prof = cProfile.Profile() if args.profile else None
-        t0 = time.perf_counter()
-        if prof is not None:
-            prof.enable()
-        for i in range(args.frames):
-            one(i)
-        if prof is not None:
-            prof.disable()
-        wall = time.perf_counter() - t0
-        with node._lock:
-            stages = {k: sum(v) / len(v) for k, v in node._stage_ms.items() if v}
+        runs = [_measure(node, one, rate, args.frames, args.profile) for rate in args.rates]
         if subscriber is not None:
             counts = _stop_subscriber(subscriber)
             missing = [o for o in outputs if counts.get(o, 0) == 0]
@@ -138,42 +132,66 @@ def run(args: argparse.Namespace) -> dict:
                 raise RuntimeError(f"the subscriber process received nothing on {missing}: {counts}")
         else:
             wait_for(lambda: all(len(r) > 0 for r in received.values()), what="outputs")
-        total = sum(stages.values())
-        result = {
-            "variant": args.variant, "device": str(node.models.device), "precision": args.precision,
-            "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
-            "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
-            "subscribers": args.subscribers,
-            "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
-            "node_total_ms": round(total, 3),
-            "overhead_ms": round(total - stages.get("model", 0.0), 3),
-            "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
-            "wall_ms_per_frame": round(wall * 1000.0 / args.frames, 3),
-            "errors": node.error_counts(),
-        }
-        if prof is not None:
-            out = io.StringIO()
-            pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(args.profile)
-            result["profile"] = out.getvalue()
-        return result
+        # the first rate's figures also at the top level, where the tools that read this JSON look
+        return {"variant": args.variant, "device": str(node.models.device), "precision": args.precision,
+                "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
+                "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
+                "subscribers": args.subscribers, **runs[0], "runs": runs, "errors": node.error_counts()}
     finally:
         if subscriber is not None and subscriber.poll() is None:
             subscriber.kill()
         harness.shutdown()
 
 
+def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
+    """Stage means of ``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz."""
+    period = 1.0 / rate if rate > 0 else 0.0
+    with node._lock:
+        for d in node._stage_ms.values():
+            d.clear()
+    prof = cProfile.Profile() if profile else None
+    t0 = due = time.perf_counter()
+    for i in range(frames):
+        if period:   # sleep until the frame is due, as if a camera had just delivered it
+            due += period
+            time.sleep(max(0.0, due - time.perf_counter()))
+        if prof is not None:
+            prof.enable()
+        one(i)
+        if prof is not None:
+            prof.disable()
+    wall = time.perf_counter() - t0
+    with node._lock:
+        stages = {k: sum(v) / len(v) for k, v in node._stage_ms.items() if v}
+    total = sum(stages.values())
+    run = {"rate_hz": rate,
+           "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
+           "node_total_ms": round(total, 3),
+           "overhead_ms": round(total - stages.get("model", 0.0), 3),
+           "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
+           "wall_ms_per_frame": round(wall * 1000.0 / frames, 3)}
+    if prof is not None:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(profile)
+        run["profile"] = out.getvalue()
+    return run
+
+
 def report(r: dict) -> str:
-    st = r["stages_ms"]
     lines = [f"bench_node_stages: {r['variant']} on {r['device']} {r['precision']}"
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, {r['image']} {r['encoding']}, outputs "
-             f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames",
-             "  stages (mean ms per frame): " + ", ".join(f"{k} {v:.3f}" for k, v in st.items()),
-             f"  total {r['node_total_ms']} ms, all but the model {r['overhead_ms']} ms "
-             f"({r['node_overhead_fraction']} of node time); wall {r['wall_ms_per_frame']} ms/frame"]
+             f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames per run"]
+    for run in r["runs"]:
+        lines += [f"  {'at ' + format(run['rate_hz'], 'g') + ' Hz' if run['rate_hz'] else 'back to back'}: "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_ms"].items()) + " (mean ms per frame)",
+                  f"    total {run['node_total_ms']} ms, all but the model {run['overhead_ms']} ms "
+                  f"({run['node_overhead_fraction']} of node time); wall {run['wall_ms_per_frame']} ms/frame"]
     if r["errors"]:
         lines.append(f"  errors: {r['errors']}")
-    if r.get("profile"):
-        lines.append(r["profile"])
+    for run in r["runs"]:
+        if run.get("profile"):
+            lines += [f"  cProfile, {'at ' + format(run['rate_hz'], 'g') + ' Hz' if run['rate_hz'] else 'back to back'}:",
+                      run["profile"]]
     return "\n".join(lines)
 
 
@@ -182,7 +200,9 @@ def main(argv=None) -> int:
     r = run(args)
     print(report(r))
     if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in r.items() if k != "profile"}, indent=2))
+        slim = {k: v for k, v in r.items() if k != "profile"}
+        slim["runs"] = [{k: v for k, v in run.items() if k != "profile"} for run in r["runs"]]
+        Path(args.json).write_text(json.dumps(slim, indent=2))
     return 0
 
 
