@@ -1,7 +1,10 @@
 """Node behaviours a mutation audit of node.py found untested (32 mutants, 16 survived; these tests
 kill 14 of them, and test_cameras_with_equal_shapes_share_one_batch in test_ros_node_topics.py one more,
 whose outputs a batch row is): which frame waits, camera_info matching by stamp, what runs for a given
-set of subscribers, diagnostics values, and parameters that must change the outputs."""
+set of subscribers, diagnostics values, and parameters that must change the outputs. A later audit of
+the post-processing (17 mutants) added the depth_image_proc pair, the running colour range across
+frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.py) a stated
+calibration overriding a metric variant's metres."""
 import threading
 
 import numpy as np
@@ -96,6 +99,28 @@ def test_points_with_labels_alone_run_the_segmentation_model(harness):
     assert [f.name for f in points[0].fields] == ["x", "y", "z", "rgb", "label"]
     labels = conversions.cloud_array(points[0])["label"]
     assert labels.min() >= 1 and labels.max() <= 150
+    c = node.counts()[""]   # nothing else was built: only `points` has a subscriber
+    assert c["out:points"] == 1 and not any(k.startswith("out:") and k != "out:points" for k in c)
+
+
+def test_depth_with_its_camera_info_alone_like_depth_image_proc(harness):
+    """depth_image_proc subscribes `depth` and `depth/camera_info` only (no `points`): the lazy node still
+    matches the camera_info and publishes both, with one header."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("depth/camera_info", CameraInfo))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    _discovered(node, pub, *got)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    img = make_image(7, width=64, height=48)
+    info_pub.publish(make_info(img, fx=40.0))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(img)
+    wait_for(lambda: all(len(v) == 1 for v in got.values()), what="depth and depth/camera_info")
+    info = got["depth/camera_info"][0]
+    assert info.header == got["depth"][0].header == img.header
+    assert (info.width, info.height, info.k[0]) == (64, 48, 40.0)
+    assert node.counts()[""].get("out:points", 0) == 0
 
 
 def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness):
@@ -222,8 +247,13 @@ def test_a_colormap_change_restarts_the_running_range(harness):
                  what=f"outputs of frame {k}")
         return [next(m for m in v if m.header.stamp.nanosec == k) for v in got.values()]
 
-    for k in range(1, 4):   # history under turbo
-        frame(k, seed=0)
+    running = pipeline.RunningRange()
+    for k in range(1, 4):   # history under turbo: one running range across the frames, not per frame
+        inv_msg, colored = frame(k, seed=k)
+        inv = conversions.image_array(inv_msg)
+        lo, hi = running.update(inv)
+        np.testing.assert_array_equal(conversions.image_array(colored), pipeline.colorize(inv, "turbo", lo, hi))
+    assert (lo, hi) != pipeline.RunningRange().update(inv)   # frame 3 alone would have another range
     assert set_params(harness, node, colormap="gray")[0].successful
     inv_msg, colored = frame(10, seed=5)
     inv = conversions.image_array(inv_msg)

@@ -411,6 +411,17 @@ def test_metric_variant_publishes_the_models_metres(harness):
     expected = np.where(metres > 7.0, np.inf, metres)
     np.testing.assert_allclose(got, expected, rtol=1e-5)
     assert node.models.depth.variant.metric is not None
+    # a stated calibration overrides the variant's own metres, from the next frame
+    from rclpy.parameter import Parameter
+
+    assert all(r.successful for r in node.set_parameters([Parameter("depth.scale", value=2.0),
+                                                          Parameter("depth.shift", value=0.1)]))
+    pub.publish(make_image(12, width=72, height=56))
+    wait_for(lambda: len(depth_out) == 2, timeout=30, what="depth after depth.scale")
+    inv = pipeline.upsample(net["inverse_depth"], (56, 72))[0].numpy()   # same pixels (make_image's seed)
+    calibrated = 1.0 / np.maximum(2.0 * inv + 0.1, 1e-8)
+    np.testing.assert_allclose(conversions.image_array(depth_out[1]),
+                               np.where(calibrated > 7.0, np.inf, calibrated), rtol=1e-5)
 
 
 def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
