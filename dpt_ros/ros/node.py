@@ -196,7 +196,6 @@ class _Camera:
     infos: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_INFO_BUFFER))
     counts: collections.Counter = field(default_factory=collections.Counter)
     colormap_range: Any = None
-    last_stamp_ns: int = -1
     image_topic: str = ""    # the image topic subscribed to, remaps applied
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
 
@@ -595,7 +594,6 @@ class DptNode(Node):
                 job["frame"].counted = True
                 stamp = _stamp_ns(job["frame"].msg.header.stamp)
                 self._ages_ms.append((now_ns - stamp) / 1e6)
-                cam.last_stamp_ns = stamp
                 for name in msgs:
                     cam.counts["out:" + name] += 1
 

@@ -144,3 +144,29 @@ def test_an_unexpected_error_counts_each_frame_of_the_batch_once(harness, monkey
     wait_for(lambda: node.error_counts().get("internal") == 1, what="internal error counted")
     c = node.counts()
     assert (dict(c["a"]), dict(c["b"])) == ({"received": 1, "idle": 1}, {"received": 1, "error:internal": 1})
+
+
+def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harness, monkeypatch):
+    """A frame without camera_info is counted incomplete:no_camera_info and goes on (points skipped);
+    when publishing it then fails (here rclpy's own type check), the worker counts it as error:internal
+    too: an incomplete frame is not yet a counted one (received = processed + dropped + idle + errors)."""
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from dpt_ros.ros.testing import make_image, qos
+
+    node = harness.start_node(**{"depth.scale": 1.0})
+    harness.collector(Image, "inverse_depth")
+    harness.collector(PointCloud2, "points")
+    real = node._postprocess
+
+    def wrong_type(job, s, m):
+        return {**real(job, s, m), "inverse_depth": "not a message"}
+
+    monkeypatch.setattr(node, "_postprocess", wrong_type)
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("inverse_depth", "points")),
+             what="discovery")
+    pub.publish(make_image(1))
+    wait_for(lambda: node.error_counts().get("internal") == 1, what="internal error counted")
+    assert dict(node.counts()[""]) == {"received": 1, "incomplete:no_camera_info": 1, "error:internal": 1}

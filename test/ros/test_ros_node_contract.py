@@ -123,16 +123,19 @@ def test_depth_with_its_camera_info_alone_like_depth_image_proc(harness):
     assert node.counts()[""].get("out:points", 0) == 0
 
 
-def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness):
-    node = harness.start_node()   # depth only: segmentation.variant is empty
-    seg = harness.collector(Image, "segmentation")
+@pytest.mark.parametrize("enabled,output", [("depth", "segmentation"), ("segmentation", "inverse_depth")])
+def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness, enabled, output):
+    tasks = {"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
+             "depth.variant": ""} if enabled == "segmentation" else {}   # default: depth only
+    node = harness.start_node(**tasks)
+    got = harness.collector(Image, output)
     pub = harness.probe.create_publisher(Image, "image", qos())
-    _discovered(node, pub, "segmentation")
+    _discovered(node, pub, output)
     for i in range(1, 4):
         pub.publish(make_image(i))
         wait_for(lambda: node.counts()[""].get("idle", 0) == i, what=f"frame {i} idle")
     c = node.counts()[""]
-    assert c.get("processed", 0) == 0 and seg == []
+    assert c.get("processed", 0) == 0 and got == []
 
 
 def test_diagnostics_rates_window_and_age(harness):

@@ -332,6 +332,27 @@ def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch)
     assert [p.header.stamp.nanosec + p.header.stamp.sec * 10**9 for p in points[1:]] == [i * 10**8 for i in range(2, 4)]
 
 
+def test_a_frame_older_than_the_newest_camera_info_does_not_wait_for_one(harness, monkeypatch):
+    """camera_info arrives in stamp order: once an info newer than the frame is there, the frame's own
+    (exact policy) can no longer come, so the worker does not wait (the wait is widened to 10 s here:
+    a wait would hold the frame's outputs that long)."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact"})
+    out = harness.collector(Image, "inverse_depth")
+    harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    info_pub.publish(make_info(make_image(2 * 10**9)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(make_image(10**9))
+    wait_for(lambda: len(out) == 1, timeout=4.0, what="inverse depth without a 10 s wait")
+    assert node.error_counts() == {"no_camera_info": 1}
+
+
 def test_compressed_input_transport(harness):
     """image_transport:=compressed subscribes to <image>/compressed with the remap of ``image`` applied
     (as image_transport does), so `-r image:=/cam/image_raw` works for both transports."""
@@ -422,6 +443,22 @@ def test_metric_variant_publishes_the_models_metres(harness):
     calibrated = 1.0 / np.maximum(2.0 * inv + 0.1, 1e-8)
     np.testing.assert_allclose(conversions.image_array(depth_out[1]),
                                np.where(calibrated > 7.0, np.inf, calibrated), rtol=1e-5)
+
+
+def test_a_metric_variant_next_to_segmentation_keeps_its_metres(harness):
+    """Both tasks in one node, each frame's depth post-processed with the depth variant's own metres
+    (the segmentation variant has none)."""
+    node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random", "input_size": 64})
+    got = {n: harness.collector(Image, n) for n in ("depth", "segmentation")}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    pub.publish(make_image(21, width=64, height=48))
+    wait_for(lambda: all(len(v) == 1 for v in got.values()), timeout=30, what="depth and segmentation")
+    assert np.isfinite(conversions.image_array(got["depth"][0])).any()
+    labels = conversions.image_array(got["segmentation"][0])
+    assert labels.min() >= 1 and labels.max() <= 150 and node.error_counts() == {}
 
 
 def test_incompatible_qos_is_warned_with_the_topic(harness, capfd):
