@@ -345,7 +345,7 @@ def is_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> bool:
 
 
 def _is_hybrid(sd: Mapping[str, torch.Tensor]) -> bool:
-    return any(".backbone." in k or k.startswith("dpt.embeddings.backbone") for k in sd)
+    return any(".backbone." in k for k in sd)   # official patch_embed.backbone.*, HF dpt.embeddings.backbone.*
 
 
 def official_to_hf(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

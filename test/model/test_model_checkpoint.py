@@ -96,6 +96,16 @@ def test_training_wrapper_prefixes_are_stripped(tmp_path, tiny_sd, tiny_ref, pre
     assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
 
 
+def test_prefix_on_only_some_keys_is_kept(tmp_path, tiny_sd):
+    """A wrapper prefix is stripped only when every key carries it: one odd key is reported as stored."""
+    p = tmp_path / "mixed.pt"
+    torch.save(dict(tiny_sd, **{"module.extra.weight": torch.zeros(3)}), p)
+    sd = read_state_dict(p)
+    assert sd.keys() == tiny_sd.keys() | {"module.extra.weight"}
+    with pytest.raises(CheckpointError, match="1 unexpected: module.extra.weight$"):
+        load_state_dict_into(DPT("dpt_tiny"), sd)
+
+
 def test_model_wrapper_with_training_metadata_but_no_optimizer(tmp_path, tiny_sd, tiny_ref):
     """{"model": state dict, "epoch": ...} (a fine-tuning script's save without the optimizer) is unwrapped."""
     p = tmp_path / "finetuned.pt"
@@ -126,13 +136,27 @@ def test_hf_to_official_names_the_missing_hugging_face_key(tiny_sd):
     hf = official_to_hf(tiny_sd)
     del hf["neck.fusion_stage.layers.0.projection.bias"]
     del hf["dpt.encoder.layer.1.attention.attention.key.weight"]
+    hf["dpt.pooler.dense.weight"] = torch.zeros(192, 192)   # a DPTModel's pooler: no DPT counterpart
     with pytest.raises(CheckpointError) as ei:
         hf_to_official(hf, DPT("dpt_tiny").state_dict().keys())
     msg = str(ei.value)
     assert "2 missing" in msg
+    # the pooler, and the query and value left over from the incomplete q/k/v
+    assert msg.endswith("3 unexpected: dpt.encoder.layer.1.attention.attention.query.weight, "
+                        "dpt.encoder.layer.1.attention.attention.value.weight, dpt.pooler.dense.weight")
     assert "scratch.refinenet4.out_conv.bias (<- neck.fusion_stage.layers.0.projection.bias)" in msg
     assert ("pretrained.model.blocks.1.attn.qkv.weight (<- dpt.encoder.layer.1.attention.attention.key.weight)"
             in msg)
+
+
+def test_official_to_hf_drops_the_classifier_and_refuses_unknown_keys(tiny_sd):
+    """An official file's timm classifier (no HF counterpart, unused) is dropped; any other key without a
+    counterpart is an error naming it, never silently lost."""
+    full = dict(tiny_sd, **{"pretrained.model.head.weight": torch.zeros(1000, 192),
+                            "pretrained.model.head.bias": torch.zeros(1000)})
+    assert official_to_hf(full).keys() == official_to_hf(tiny_sd).keys()
+    with pytest.raises(CheckpointError, match=r"keys with no Hugging Face counterpart: \['scratch.extra.weight'\]"):
+        official_to_hf(dict(tiny_sd, **{"scratch.extra.weight": torch.zeros(3)}))
 
 
 def test_hf_safetensors_and_bin(tmp_path, tiny_sd, tiny_ref):
@@ -155,6 +179,46 @@ def test_hash_mismatch_is_corrupt(tmp_path, tiny_sd):
         load_engine("dpt_tiny", p)
     # hash checking can be switched off (the file itself is fine)
     assert load_engine("dpt_tiny", p, verify_hash=False).random_weights is False
+
+
+def test_hash_check_compares_every_digit_of_the_prefix(tmp_path, tiny_sd):
+    """A name whose prefix differs from the digest in its last hex digit only is a mismatch; the whole
+    64-digit digest in the name is a prefix too."""
+    p = official_file(tmp_path, tiny_sd, "x.pt")
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    wrong = digest[:7] + "0123456789abcdef"[int(digest[7], 16) ^ 1]
+    bad = p.rename(p.with_name(f"dpt_tiny-midas-{wrong}.pt"))
+    with pytest.raises(CheckpointError, match=f"does not start with {wrong} \\(from the file name\\): the file is "
+                                              "corrupt or truncated"):
+        verify_sha256_prefix(bad)
+    assert verify_sha256_prefix(bad.rename(p.with_name(f"dpt_tiny-midas-{digest}.pt"))) == digest
+
+
+def test_missing_file_says_where_to_get_the_weights(tmp_path):
+    """The message names the release file and its URL, the Hugging Face model where there is one, and the
+    check to run; a variant without released weights points at weights='random'."""
+    missing = tmp_path / "nope.pt"
+
+    def message(variant):
+        with pytest.raises(FileNotFoundError) as ei:
+            read_state_dict(missing, variant)
+        return str(ei.value)
+
+    check = "; check it with: python -m dpt_ros.tools.weights --verify FILE."
+    hybrid = message("dpt_hybrid")
+    assert hybrid.startswith(f"weights file not found: {missing}. Official weights for dpt_hybrid: https://")
+    assert hybrid.endswith("(save as dpt_hybrid-midas-501f0c75.pt), or the Hugging Face model "
+                           "Intel/dpt-hybrid-midas (model.safetensors)" + check)
+    assert message("dpt_hybrid_kitti").endswith("(save as dpt_hybrid_kitti-cb926ef4.pt)" + check)  # no HF model
+    assert message("dpt_base").endswith(". Variant dpt_base has no released weights; use weights='random' for "
+                                        "tests (outputs are meaningless) or pick a released variant.")
+
+
+def test_weights_path_with_a_tilde_is_in_the_home_directory(tmp_path, tiny_sd, monkeypatch):
+    """weights:=~/home.pt (as typed in a launch file or a shell without expansion) is read from $HOME."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    torch.save(tiny_sd, tmp_path / "home.pt")
+    assert read_state_dict("~/home.pt").keys() == tiny_sd.keys()
 
 
 @pytest.mark.parametrize("content", [b"weights go here\n", b"hello this is text"])
@@ -239,11 +303,31 @@ def test_wrong_variant_full_size_shapes(have, want, expect):
         load_state_dict_into(model, official_to_hf(sd))
 
 
+@pytest.mark.parametrize("have,want,advice", [
+    # a 21-class fine-tune of the ADE20K hybrid: only the class count differs, and no registered variant has it
+    (get_variant("dpt_hybrid_ade20k").replace(num_classes=21), "dpt_hybrid_ade20k",
+     "segmentation (21 classes)) than variant 'dpt_hybrid_ade20k' (hybrid backbone, width 768, 12 blocks, "
+     "segmentation (150 classes)). It matches no registered variant, or use dpt_hybrid-ade20k-53898607.pt "
+     "(https://github.com/intel-isl/DPT/releases/download/1_0/dpt_hybrid-ade20k-53898607.pt) for dpt_hybrid_ade20k."),
+    # an architecture-only variant has no release file to point at
+    ("dpt_large", "dpt_base", "It matches variant(s): dpt_large; set the variant to one of them."),
+])
+def test_wrong_variant_message_says_what_to_do(have, want, advice):
+    with torch.device("meta"):
+        sd = DPT(have).state_dict()
+        model = DPT(want)
+    with pytest.raises(CheckpointError) as ei:
+        load_state_dict_into(model, sd, source="x.pt")
+    assert str(ei.value).startswith("x.pt holds a different DPT (") and str(ei.value).endswith(advice)
+
+
 def test_describe_state_dict():
     with torch.device("meta"):
-        f = describe_state_dict(DPT("dpt_hybrid_ade20k").state_dict())
+        sd = DPT("dpt_hybrid_ade20k").state_dict()
+    f = describe_state_dict(sd)
     assert f == {"backbone": "hybrid", "embed_dim": 768, "depth": 12, "task": "segmentation",
                  "num_classes": 150, "channels": (256, 512, 768, 768)}
+    assert describe_state_dict(official_to_hf(sd)) == f   # the same facts from Hugging Face names
 
 
 def test_strict_key_listing(tiny_sd):
@@ -259,6 +343,19 @@ def test_strict_key_listing(tiny_sd):
     assert "scratch.refinenet1.out_conv.weight (64, 64, 3, 3) vs model (64, 64, 1, 1)" in msg
 
 
+def test_key_listing_is_capped_at_25_names():
+    """A state dict with none of the model's keys (an export that saved nothing) lists 25 names and the
+    count of the rest, under the variant's name."""
+    model = DPT("dpt_tiny")
+    n = len(model.state_dict())
+    with pytest.raises(CheckpointError) as ei:
+        load_state_dict_into(model, {}, source="empty.pt")
+    msg = str(ei.value)
+    assert msg.startswith(f"empty.pt (variant dpt_tiny) does not match the model:\n  {n} missing: "
+                          "pretrained.model.cls_token, pretrained.model.pos_embed, ")
+    assert msg.endswith(f", ... ({n - 25} more)") and msg.count(", ") == 25 and "\n" not in msg.split(":\n", 1)[1]
+
+
 def test_segmentation_without_auxlayer_is_reported():
     v = get_variant("dpt_hybrid_ade20k").replace(
         embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3), channels=(128, 256, 64, 64),
@@ -271,6 +368,9 @@ def test_segmentation_without_auxlayer_is_reported():
     no_aux = {k: t for k, t in sd.items() if not k.startswith("auxlayer.")}
     rep = load_state_dict_into(DPT(v), no_aux)
     assert rep.absent_optional and all(k.startswith("auxlayer.") for k in rep.absent_optional)
+    rep = load_state_dict_into(DPT(v), official_to_hf(no_aux))   # the same with HF names (no auxiliary_head.*)
+    assert rep.source_format == "huggingface" and sorted(rep.absent_optional) == sorted(
+        k for k in sd if k.startswith("auxlayer."))
 
 
 def test_batchnorm_counters_absent_from_the_file_are_filled_and_reported(tmp_path):
@@ -330,6 +430,7 @@ def test_hf_snapshot_directory_and_bad_weights_arg(tmp_path, tiny_sd, tiny_ref):
     with pytest.raises(FileNotFoundError, match="model.safetensors"):
         load_engine("dpt_tiny", snap)
     save_file({k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}, str(snap / "model.safetensors"))
+    (snap / "pytorch_model.bin").write_bytes(b"never read")   # snapshots often hold both: safetensors wins
     assert torch.equal(load_engine("dpt_tiny", snap).run(X)["inverse_depth"], tiny_ref)
     with pytest.raises(TypeError, match="random"):
         load_engine("dpt_tiny", None)
@@ -363,8 +464,10 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
     text.write_bytes(b"this is not a checkpoint")
     noise = tmp_path / "noise.pt"
     noise.write_bytes(bytes(range(256)) * 12)
-    for p in (text, noise):
-        with pytest.raises(CheckpointError, match=str(p.name)):
+    empty = tmp_path / "empty.pt"   # created, never written (an interrupted download)
+    empty.write_bytes(b"")
+    for p in (text, noise, empty):
+        with pytest.raises(CheckpointError, match=rf"{p.name}: .*corrupt"):
             load_engine("dpt_tiny", p)
 
 
@@ -379,6 +482,10 @@ def test_lfs_pointer_or_html_page_saved_as_weights_is_named_as_such(tmp_path):
         load_engine("dpt_hybrid", lfs)
     with pytest.raises(CheckpointError, match=r"dpt_large\.pt is an HTML/XML page.*releases/download"):
         load_engine("dpt_large", page)
+    proxy = tmp_path / "dpt_hybrid_nyu-2ce69ec7.pt"   # a proxy's block page: no doctype, release name
+    proxy.write_bytes(b"<HTML><body>Access denied</body></HTML>")
+    with pytest.raises(CheckpointError, match=r"is an HTML/XML page.*releases/download/1_0/dpt_hybrid_nyu"):
+        load_engine("dpt_hybrid_nyu", proxy)
 
 
 TINY_HYBRID = dict(embed_dim=64, depth=2, num_heads=2, hooks=(0, 1, 0, 1), channels=(128, 256, 64, 64),

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.pipeline import ImageView, Preprocessor, network_input_size, resize_bicubic
+from dpt_ros.pipeline import ImageView, Preprocessor, cupy_available, network_input_size, resize_bicubic
 
 RNG = np.random.default_rng(7)
 
@@ -29,6 +29,9 @@ RNG = np.random.default_rng(7)
         ((384, 380), 384, "upper_bound", (384, 384)),  # 380 rounds up to the bound itself: kept, not floored
         ((384, 390), 384, "lower_bound", (384, 384)),  # 390 rounds down to the bound itself: kept, not ceiled
         ((480, 640), (380, 500), "fixed", (384, 512)),  # each side still a multiple of 32
+        ((400, 400), (410, 420), "upper_bound", (384, 416)),  # 410 rounds up to 416 > 410: floored; 416 <= 420 kept
+        ((100, 100), (300, 200), "lower_bound", (320, 288)),  # 300 rounds down to 288 < 300: ceiled; 288 >= 200 kept
+        ((480, 640), np.int64(384), "minimal", (384, 512)),  # a NumPy integer net size
     ],
 )
 def test_network_input_size(hw, net, method, expected):
@@ -40,6 +43,8 @@ def test_network_input_size_rejects_bad_arguments():
         network_input_size(480, 640, 384, "area")
     with pytest.raises(ValueError, match="positive"):
         network_input_size(0, 640, 384)
+    with pytest.raises(ValueError, match="image size must be positive; got 0x480"):
+        network_input_size(480, 0, 384)
     with pytest.raises(ValueError, match="net_size"):
         network_input_size(480, 640, "big")
     with pytest.raises(ValueError, match=r"net_size must be positive; got \(384, 0\)"):
@@ -87,6 +92,10 @@ def test_preprocessor_rejects_bad_frames_and_options():
     pre = Preprocessor(384)
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         pre(np.zeros((10, 10, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB image; got shape \(10, 10, 4\) dtype uint8"):
+        pre(np.zeros((10, 10, 4), np.uint8))   # RGBA
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8 RGB image; got shape \(10, 10\) dtype uint8"):
+        pre(np.zeros((10, 10), np.uint8))      # mono as a 2-D array
     with pytest.raises(ValueError, match="unknown resize method"):
         Preprocessor(384, method="nearest")
     with pytest.raises(ValueError, match="net_size must be positive"):
@@ -103,3 +112,19 @@ def test_resize_bicubic_is_opencv_inter_cubic_and_torch_bicubic(src, dst):
     # Same kernel as torch's bicubic (a = -0.75, half-pixel, clamped border): the GPU path relies on it.
     ref = F.interpolate(torch.from_numpy(img).permute(2, 0, 1)[None], size=dst, mode="bicubic", align_corners=False)
     np.testing.assert_allclose(out, ref[0].permute(1, 2, 0).numpy(), atol=2e-5)
+
+
+def test_resize_bicubic_of_uint8_is_float32_without_clipping():
+    """A uint8 image is resized in float32: OpenCV's uint8 path would round and clip the bicubic overshoot."""
+    step = np.zeros((8, 8), np.uint8)
+    step[:, 4:] = 255
+    out = resize_bicubic(step, (8, 16))
+    assert out.dtype == np.float32 and out.min() < -20 and out.max() > 275
+    np.testing.assert_array_equal(out, cv2.resize(step.astype(np.float32), (16, 8), interpolation=cv2.INTER_CUBIC))
+
+
+def test_cuda_device_without_usable_cupy_gets_the_numpy_backend():
+    """A CUDA device where CuPy is missing or cannot load its kernels: OpenCV on the CPU, then one copy to
+    the device (nothing touches CUDA while building)."""
+    pre = Preprocessor(384, device="cuda:0")
+    assert pre.backend == ("cupy" if cupy_available("cuda:0") else "numpy") and pre.device == torch.device("cuda:0")
