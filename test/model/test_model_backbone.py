@@ -1,5 +1,6 @@
 """Position-embedding resizing and caching, feature taps, any multiple-of-32 size."""
 
+import re
 import threading
 
 import pytest
@@ -104,6 +105,66 @@ def test_variant_table():
         get_variant("dpt_base").replace(depth=4)
     with pytest.raises(ValueError, match="readout"):
         get_variant("dpt_base").replace(readout="concat")
+    # a hybrid's first two hooks are ResNet stages, not transformer blocks: one block is enough
+    assert get_variant("dpt_hybrid").replace(depth=1, hooks=(0, 1, 0, 0)).depth == 1
+    with pytest.raises(ValueError, match=r"Unknown DPT variant \['dpt_large'\]; valid names: dpt_large, "):
+        get_variant(["dpt_large"])
+
+
+def test_variant_table_matches_the_spec():
+    """Architecture, constants, files and URLs of every variant as in the paper / official code
+    (docs/dpt-spec.md). Shapes and parameter counts miss a head count, a 768-channel stage or two more
+    ResNet blocks (< 1.5 M parameters), yet each breaks loading the released weights."""
+    vit_l = dict(embed_dim=1024, depth=24, num_heads=16, hooks=(5, 11, 17, 23), channels=(256, 512, 1024, 1024))
+    vit_b = dict(embed_dim=768, depth=12, num_heads=12, hooks=(2, 5, 8, 11), channels=(96, 192, 384, 768))
+    hybrid = dict(embed_dim=768, depth=12, num_heads=12, hooks=(0, 1, 8, 11), channels=(256, 512, 768, 768),
+                  resnet_layers=(3, 4, 9), resnet_channels=(256, 512, 1024), resnet_stem=64, ws_eps=1e-8)
+    arch = {"dpt_large": vit_l, "dpt_large_ade20k": vit_l, "dpt_base": vit_b, "dpt_hybrid": hybrid,
+            "dpt_hybrid_kitti": hybrid, "dpt_hybrid_nyu": hybrid, "dpt_hybrid_ade20k": hybrid}
+    for name, fields in arch.items():
+        v = get_variant(name)
+        assert {k: getattr(v, k) for k in fields} == fields, name
+        # timm ViT-*/16 at 384 (577 position embeddings), LayerNorm eps 1e-6, readout "project", fusion 256
+        assert (v.patch_size, v.pos_grid, v.mlp_ratio, v.layer_norm_eps, v.readout, v.features) == \
+            (16, 24, 4.0, 1e-6, "project", 256), name
+        if v.task == "depth":
+            assert (v.non_negative, v.use_bn, v.num_classes) == (True, False, 0), name
+        else:
+            assert (v.num_classes, v.use_bn, v.net_size) == (150, True, (480, 480)), name
+    assert [n for n, v in VARIANTS.items() if v.is_metric] == ["dpt_hybrid_kitti", "dpt_hybrid_nyu"]
+
+    release = "https://github.com/intel-isl/DPT/releases/download/1_0/"
+    assert {n: v.url for n, v in VARIANTS.items() if v.released} == {
+        "dpt_large": release + "dpt_large-midas-2f21e586.pt",
+        "dpt_hybrid": release + "dpt_hybrid-midas-501f0c75.pt",
+        "dpt_hybrid_kitti": release + "dpt_hybrid_kitti-cb926ef4.pt",
+        "dpt_hybrid_nyu": release + "dpt_hybrid_nyu-2ce69ec7.pt",
+        "dpt_large_ade20k": release + "dpt_large-ade20k-b12dca68.pt",
+        "dpt_hybrid_ade20k": release + "dpt_hybrid-ade20k-53898607.pt",
+    }
+    midas_v3 = "https://github.com/isl-org/MiDaS/releases/download/v3/"
+    assert {n: v.alt_urls for n, v in VARIANTS.items() if v.alt_urls} == {
+        "dpt_large": (midas_v3 + "dpt_large_384.pt",), "dpt_hybrid": (midas_v3 + "dpt_hybrid_384.pt",)}
+    assert {n: v.hf_id for n, v in VARIANTS.items() if v.hf_id} == {
+        "dpt_large": "Intel/dpt-large", "dpt_hybrid": "Intel/dpt-hybrid-midas", "dpt_large_ade20k": "Intel/dpt-large-ade"}
+
+
+@pytest.mark.parametrize("base,changes,message", [
+    ("dpt_base", dict(task="normals"), "task must be 'depth' or 'segmentation', got 'normals'"),
+    ("dpt_base", dict(backbone="swin"), "backbone must be 'vit' or 'hybrid', got 'swin'"),
+    ("dpt_base", dict(channels=(96, 192, 384)), "hooks and channels need 4 entries each"),
+    ("dpt_base", dict(hooks=(2, 5, 8)), "hooks and channels need 4 entries each"),
+    ("dpt_base", dict(depth=11), "hook 11 >= depth 11"),
+    ("dpt_hybrid", dict(depth=11), "hook 11 >= depth 11"),
+    ("dpt_hybrid", dict(resnet_layers=(3, 4)), "a hybrid needs resnet_layers and resnet_channels"),
+    ("dpt_hybrid", dict(resnet_channels=None), "a hybrid needs resnet_layers and resnet_channels"),
+    ("dpt_hybrid", dict(channels=(256, 256, 768, 768)),
+     "hybrid stages 1-2 pass R0/R1 through unchanged, so channels[:2] must equal resnet_channels[:2] ((256, 512))"),
+    ("dpt_large_ade20k", dict(num_classes=0), "a segmentation variant needs num_classes >= 1"),
+])
+def test_invalid_variant_refused(base, changes, message):
+    with pytest.raises(ValueError, match=re.escape(f"Variant {base!r}: {message}")):
+        get_variant(base).replace(**changes)
 
 
 @pytest.mark.slow

@@ -30,6 +30,8 @@ def test_tiny_runs_non_square(tiny):
     inv = out["inverse_depth"]
     assert inv.shape == (2, 64, 96) and inv.dtype == torch.float32
     assert torch.isfinite(inv).all() and (inv >= 0).all()  # final ReLU (non_negative)
+    assert not any(p.requires_grad for p in tiny.model.parameters())  # frozen for inference
+    assert tiny.num_parameters == 7_340_161  # all of dpt_tiny's parameters, biases and norms included
 
 
 def test_run_is_inference_mode_and_deterministic(tiny):
@@ -77,6 +79,18 @@ def test_bad_arguments():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             load_engine("dpt_tiny", "random", device="cuda")
+    with torch.device("meta"):
+        on_meta = DPT("dpt_tiny")
+    with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got 'meta'"):
+        Engine(on_meta, device="meta")
+
+
+def test_precision_names():
+    """Every name parse_precision takes, in any case, gives its own dtype."""
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
+             "half": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    for name, dtype in names.items():
+        assert parse_precision(name) is dtype and parse_precision(name.upper()) is dtype, name
 
 
 def test_missing_file_message(tmp_path):
@@ -84,6 +98,9 @@ def test_missing_file_message(tmp_path):
         load_engine("dpt_hybrid", tmp_path / "dpt_hybrid-midas-501f0c75.pt")
     msg = str(ei.value)
     assert "dpt_hybrid-midas-501f0c75.pt" in msg and VARIANTS["dpt_hybrid"].url in msg
+    # the cheap arguments are checked first: a bad precision is named before the file is looked for
+    with pytest.raises(ValueError, match="precision must be one of fp32, fp16, bf16, got 'int8'"):
+        load_engine("dpt_hybrid", tmp_path / "dpt_hybrid-midas-501f0c75.pt", precision="int8")
     assert issubclass(CheckpointError, ValueError)
 
 
@@ -98,6 +115,9 @@ def test_bf16_cpu_close_to_fp32():
     m2.load_state_dict(sd)
     e16 = Engine(m2, precision="bf16")
     assert e16.dtype == torch.bfloat16
+    # channels_last is the default for CUDA half precision only: on the CPU the decoder stays NCHW
+    assert e16.channels_last is False
+    assert not e16.model.scratch.layer1_rn.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 32, 64)
     a, b = e32.run(x)["inverse_depth"], e16.run(x)["inverse_depth"]
     assert b.dtype == torch.float32
@@ -130,6 +150,14 @@ def test_metric_variants_exact(name):
     assert metric_depth(torch.tensor([0.0]), Metric(1.0, -1.0)).item() == pytest.approx(1e8)
 
 
+def test_metric_depth_without_inversion():
+    """invert=False: metres are the affine map itself, scale * inv + shift, with no clamp."""
+    from dpt_ros.model import Metric
+
+    out = metric_depth(torch.tensor([0.0, 2.0, -4.0]), Metric(scale=0.5, shift=0.25, invert=False))
+    assert torch.equal(out, torch.tensor([0.25, 1.25, -1.75]))
+
+
 def test_segmentation_output():
     torch.manual_seed(3)
     v = get_variant("dpt_hybrid_ade20k").replace(
@@ -151,6 +179,11 @@ def test_channels_last_decoder_same_result():
     a = Engine(m, channels_last=False)
     b = Engine(m2, channels_last=True)
     assert b.model.scratch.layer1_rn.weight.is_contiguous(memory_format=torch.channels_last)
+    for k in (1, 2, 4):  # the reassemble resamplers (stage 3's is an identity)
+        w = getattr(getattr(b.model.pretrained, f"act_postprocess{k}"), "4").weight
+        assert w.is_contiguous(memory_format=torch.channels_last), k
+    c = load_engine("dpt_tiny", "random", channels_last=True)  # load_engine passes it on
+    assert c.channels_last and c.model.scratch.layer1_rn.weight.is_contiguous(memory_format=torch.channels_last)
     x = torch.randn(1, 3, 64, 96)
     assert torch.allclose(a.run(x)["inverse_depth"], b.run(x)["inverse_depth"], atol=1e-5)
 
@@ -173,6 +206,11 @@ def test_weight_standardisation_folding_exact():
     assert n == 1 + 3 * 3 + 3  # stem + 3 convs per bottleneck (3 blocks) + 3 downsample convs
     assert fold_weight_standardization(m) == 0  # idempotent
     assert torch.allclose(out, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+    # an Engine folds them itself, in fp32 before the cast: its bf16 weight is the fp32 fold rounded
+    torch.manual_seed(5)
+    e = Engine(DPT(v), precision="bf16")
+    stem = e.model.pretrained.model.patch_embed.backbone.stem.conv
+    assert torch.equal(stem.weight, m.pretrained.model.patch_embed.backbone.stem.conv.weight.to(torch.bfloat16))
 
 
 def test_random_weights_leave_the_callers_rng_alone(monkeypatch):
@@ -212,6 +250,10 @@ def test_set_model_swaps_weights_of_the_same_variant_only(tiny):
     assert torch.equal(after, ref) and not torch.allclose(after, before)
     with pytest.raises(ValueError, match="variant 'dpt_tiny_b' differs from the engine's 'dpt_tiny'"):
         e.set_model(DPT(get_variant("dpt_tiny").replace(name="dpt_tiny_b")))
+    with torch.device("meta"):  # the same name, another configuration: refused before it is touched
+        narrower = DPT(get_variant("dpt_tiny").replace(features=32))
+    with pytest.raises(ValueError, match="differs from the engine's 'dpt_tiny'; build a new Engine instead"):
+        e.set_model(narrower)
     assert torch.equal(e.run(x)["inverse_depth"], ref)   # the refused swap changed nothing
 
 
@@ -234,3 +276,11 @@ def test_random_weights_are_the_same_when_built_in_parallel():
         t.join()
     for sd in built:
         assert all(torch.equal(t, sd[k]) for k, t in ref.items())
+
+
+def test_warmup_runs_height_by_width(tiny, monkeypatch):
+    """warmup(height, width, batch) runs one zero batch of exactly (batch, 3, height, width)."""
+    seen, run = [], tiny.run
+    monkeypatch.setattr(tiny, "run", lambda x: seen.append((tuple(x.shape), x.abs().sum().item())) or run(x))
+    tiny.warmup(32, 96, batch=2)
+    assert seen == [((2, 3, 32, 96), 0.0)]
