@@ -127,12 +127,14 @@ def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
 
 
 def _refuse_download_artifacts(path: Path, variant: Optional[Variant]) -> None:
-    """A Git LFS pointer or an HTML page (a failed or redirected download) saved under the weights'
-    name gets an error saying so, instead of an unpickler message about a corrupt file."""
+    """An empty file, a Git LFS pointer or an HTML page (a failed or redirected download) saved under the
+    weights' name gets an error saying so, instead of an unpickler message about a corrupt file."""
     with open(path, "rb") as f:
         head = f.read(512)
     text = head.lstrip().lower()
-    if text.startswith(b"version https://git-lfs"):
+    if not head:
+        what = "empty (0 bytes: an interrupted download, or a full disk when it was saved)"
+    elif text.startswith(b"version https://git-lfs"):
         what = "a Git LFS pointer (a few bytes that stand for the file), not the weights: run `git lfs pull`"
     elif text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head")):
         what = "an HTML/XML page (an error, login or redirect page saved by a failed download), not the weights"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import threading
 from collections import OrderedDict
@@ -195,8 +197,15 @@ class Engine:
     def set_model(self, model: DPT, random_weights: bool = False) -> None:
         """Swap in another model of the same variant; cached CUDA graphs are dropped."""
         if model.variant != self.variant:
-            raise ValueError(f"set_model: variant {model.variant.name!r} differs from the engine's "
-                             f"{self.variant.name!r}; build a new Engine instead")
+            if model.variant.name != self.variant.name:
+                what = f"variant {model.variant.name!r} differs from the engine's {self.variant.name!r}"
+            else:   # a custom configuration under the same name: say which fields differ
+                diffs = [f"{f.name} {getattr(model.variant, f.name)!r} vs {getattr(self.variant, f.name)!r}"
+                         for f in dataclasses.fields(self.variant)
+                         if getattr(model.variant, f.name) != getattr(self.variant, f.name)]
+                what = (f"the model's configuration of {self.variant.name!r} differs from the engine's "
+                        f"({', '.join(diffs)})")
+            raise ValueError(f"set_model: {what}; build a new Engine instead")
         prepared = self._prepare(model)
         with self._lock:
             self.clear_graphs()

@@ -12,8 +12,12 @@ No ROS imports: tools use this to build the environment of the processes they st
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Mapping, MutableMapping, Optional
+import sys
+import tempfile
+import time
+from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Optional
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 _FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
@@ -50,3 +54,48 @@ def set_profile(env: MutableMapping[str, str], profile: Optional[str]) -> Mutabl
 def profile_of(environ: Mapping[str, str] = os.environ) -> Optional[str]:
     """The profile file the user set under either name (Fast DDS 3's name first), or None."""
     return next((environ[k] for k in PROFILE_VARIABLES if environ.get(k)), None)
+
+
+class DomainBusy(TimeoutError):
+    """Another process kept a ROS domain this process asked for (:func:`domain_lock`)."""
+
+
+@contextlib.contextmanager
+def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optional[str] = None,
+                notice: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)) -> Iterator[None]:
+    """Hold ROS ``domains`` for this process: an exclusive lock per domain (``flock`` on a file in
+    ``lock_dir``, default the temporary directory), so that two test runs on one machine take turns on a
+    domain instead of reading each other's topics (the node is ``/dpt_node`` in every run). Locks are
+    taken in ascending order (no deadlock between two holders of overlapping sets) and released when the
+    block ends or the process dies. Waiting is announced once through ``notice``, naming the holder's pid;
+    after ``timeout`` seconds :class:`DomainBusy` is raised. Processes that ignore the lock (a ``ros2``
+    CLI, another stack) are not kept out: pick domains nobody else uses."""
+    import fcntl   # POSIX only, as is the rest of the test harness
+
+    lock_dir = lock_dir or tempfile.gettempdir()
+    held: list[int] = []
+    try:
+        for domain in sorted(set(int(d) for d in domains)):
+            path = os.path.join(lock_dir, f"dpt_ros_ros_domain_{domain}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            held.append(fd)
+            deadline, announced = time.monotonic() + timeout, False
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                    if time.monotonic() >= deadline:
+                        raise DomainBusy(f"ROS domain {domain} is still in use by process {holder} after "
+                                         f"{timeout:g} s ({path}); wait for that test run to end or stop it") from None
+                    if not announced:
+                        notice(f"waiting for ROS domain {domain}: process {holder} is using it ({path})")
+                        announced = True
+                    time.sleep(0.05)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)   # closing the descriptor releases its lock

@@ -464,11 +464,19 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
     text.write_bytes(b"this is not a checkpoint")
     noise = tmp_path / "noise.pt"
     noise.write_bytes(bytes(range(256)) * 12)
-    empty = tmp_path / "empty.pt"   # created, never written (an interrupted download)
-    empty.write_bytes(b"")
-    for p in (text, noise, empty):
+    for p in (text, noise):
         with pytest.raises(CheckpointError, match=rf"{p.name}: .*corrupt"):
             load_engine("dpt_tiny", p)
+    # created, never written (an interrupted download): said as such, before a release name's hash check
+    for name in ("empty.pt", "dpt_hybrid-midas-501f0c75.pt"):
+        empty = tmp_path / name
+        empty.write_bytes(b"")
+        variant = "dpt_hybrid" if "hybrid" in name else "dpt_tiny"
+        with pytest.raises(CheckpointError) as e:
+            read_state_dict(empty, variant)
+        where = f"; official weights for dpt_hybrid: {get_variant('dpt_hybrid').url}" if variant == "dpt_hybrid" else ""
+        assert str(e.value) == (f"{empty} is empty (0 bytes: an interrupted download, or a full disk when it was "
+                                f"saved). Download the file itself{where}.")
 
 
 def test_lfs_pointer_or_html_page_saved_as_weights_is_named_as_such(tmp_path):

@@ -23,6 +23,7 @@ from dpt_ros.tools import sros2_policy
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, ROOT, LineReader, node_env, record, start_node, stop_node
 
 DOMAIN = 60
+DOMAINS = (DOMAIN, DOMAIN + 1, DOMAIN + 2)   # plain, secured, the umask checks' second node
 ENCLAVE = "/dpt_ros/dpt_node"
 
 

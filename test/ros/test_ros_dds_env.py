@@ -1,5 +1,15 @@
-"""DDS environment variables under their per-distro names (dpt_ros.ros.dds_env)."""
-from dpt_ros.ros.dds_env import PROFILE_VARIABLES, localhost_only, profile_of, set_profile
+"""DDS environment variables under their per-distro names, and the per-process ROS domain lock of the
+test harness (dpt_ros.ros.dds_env)."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, DomainBusy, domain_lock, localhost_only, profile_of,
+                                 set_profile)
 from dpt_ros.tools import bench_e2e
 
 
@@ -40,3 +50,54 @@ def test_benchmark_processes_get_the_profile_under_the_distros_names(monkeypatch
     assert not any(k in env for k in PROFILE_VARIABLES)
     monkeypatch.setenv("ROS_DISTRO", "humble")
     assert bench_e2e._env(7, None)["ROS_LOCALHOST_ONLY"] == "1"
+
+
+def _holder(tmp_path, *domains):
+    """A separate process that holds ``domains`` until its stdin closes; returns once it holds them."""
+    code = ("import sys; from dpt_ros.ros.dds_env import domain_lock\n"
+            f"with domain_lock({list(domains)!r}, lock_dir={str(tmp_path)!r}):\n"
+            "    print('held', flush=True); sys.stdin.read()\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_domain_lock_makes_a_second_process_wait_and_names_the_holder(tmp_path):
+    proc = _holder(tmp_path, 90)
+    try:
+        notices = []
+        t0 = time.monotonic()
+        with pytest.raises(DomainBusy) as e:
+            with domain_lock([90], timeout=0.3, lock_dir=str(tmp_path), notice=notices.append):
+                pytest.fail("entered a domain another process holds")
+        assert 0.3 <= time.monotonic() - t0 < 5
+        assert f"ROS domain 90 is still in use by process {proc.pid} after 0.3 s" in str(e.value)
+        assert notices == [f"waiting for ROS domain 90: process {proc.pid} is using it "
+                           f"({tmp_path / 'dpt_ros_ros_domain_90.lock'})"]       # announced once, not per poll
+        # a holder that ends hands the domain over to a waiter at once
+        threading.Timer(0.5, proc.stdin.close).start()
+        t0 = time.monotonic()
+        with domain_lock([90], timeout=20, lock_dir=str(tmp_path), notice=notices.append):
+            waited = time.monotonic() - t0
+            assert (tmp_path / "dpt_ros_ros_domain_90.lock").read_text() == str(os.getpid())
+        assert 0.4 <= waited < 5 and len(notices) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
+    proc = _holder(tmp_path, 91)
+    try:
+        # ascending order: 91 (held elsewhere) times out after 89 was taken; 89 is given back with the error
+        with pytest.raises(DomainBusy, match="ROS domain 91 is still in use"):
+            with domain_lock([91, 89], timeout=0, lock_dir=str(tmp_path), notice=lambda text: None):
+                pass
+        with domain_lock([89], timeout=0, lock_dir=str(tmp_path)):
+            pass
+    finally:
+        proc.kill()   # SIGKILL: no clean-up code runs, the kernel drops the lock with the process
+        proc.wait()
+    with domain_lock([89, 91], timeout=0, lock_dir=str(tmp_path)):
+        assert (tmp_path / "dpt_ros_ros_domain_91.lock").read_text() == str(os.getpid())
