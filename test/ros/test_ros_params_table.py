@@ -64,6 +64,7 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"cameras": ["left/"]}, "not a valid ROS namespace"),
     ({"resize_method": "stretch"}, "minimal, lower_bound, upper_bound"),
     ({"device": "cuda:x"}, "'cuda:N'"),
+    ({"device": "cuda:"}, "device 'cuda:' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),   # N is not optional
     ({"cameras": ["a", "a"]}, "twice"),
     ({"cameras": ["bad name"]}, "not a valid ROS namespace"),
     ({"cameras": ["~left"]}, "not a valid ROS namespace"),   # rcl refuses '~' not followed by '/'

@@ -54,6 +54,16 @@ def test_launch_arguments_are_documented_with_choices():
     assert "segmentation_variant" in {a.name for a in presets.launch_arguments("dpt")}
 
 
+def test_every_resolution_choice_is_an_input_size_the_node_accepts():
+    """A launch choice the node then refuses would fail at start-up: each is a multiple of 32 in range."""
+    choices = {a.name: a for a in presets.launch_arguments("depth")}["resolution"].choices
+    assert choices[0] == "default" and len(choices) == 11
+    for c in choices[1:]:
+        overrides = presets.node_parameters("depth", {"resolution": c})[-1]
+        assert overrides == {"input_size": int(c)}
+        assert params.validate(params.defaults(), overrides)[1] == [], c
+
+
 def test_first_command_users_type():
     """ros2 launch dpt_ros depth.launch.py variant:=dpt_large resolution:=384 weights:=<file>"""
     p = presets.node_parameters("depth", {"variant": "dpt_large", "resolution": "384", "weights": "/w/large.pt"})
