@@ -9,6 +9,7 @@ import math
 import shutil
 import subprocess
 
+import cv2
 import numpy as np
 import pytest
 
@@ -19,7 +20,7 @@ from dpt_ros.pipeline import (
     build_cloud,
     decode,
 )
-from dpt_ros.pipeline._cuda import bayer_pattern, kernel_params
+from dpt_ros.pipeline._cuda import _BLOCK, bayer_pattern, kernel_params
 from dpt_ros.pipeline._kernels import KERNEL_SOURCE
 from dpt_ros.pipeline.encodings import _format
 
@@ -34,24 +35,27 @@ static long long g_tid;
 #define DPT_DEVICE static inline
 """
 WRAPPERS = r"""
+// As on the device, every launch runs whole blocks (_cuda._BLOCK threads each): the threads past the last
+// output must return without touching memory (the tests surround the outputs with guard bytes).
+static long long emu_grid(long long n) { return (n + EMU_BLOCK - 1) / EMU_BLOCK * EMU_BLOCK; }
 extern "C" {
 void emu_decode(long long n, const u8* src, long long step, int h, int w, int kind, int bpp, int swap,
                 int big, u8* dst) {
-    for (g_tid = 0; g_tid < n; ++g_tid) dpt_decode(src, step, h, w, kind, bpp, swap, big, dst);
+    for (g_tid = 0; g_tid < emu_grid(n); ++g_tid) dpt_decode(src, step, h, w, kind, bpp, swap, big, dst);
 }
 void emu_demosaic(long long n, const u8* src, long long step, int h, int w, int pattern, int itemsize,
                   int big, u8* dst) {
-    for (g_tid = 0; g_tid < n; ++g_tid) dpt_demosaic(src, step, h, w, pattern, itemsize, big, dst);
+    for (g_tid = 0; g_tid < emu_grid(n); ++g_tid) dpt_demosaic(src, step, h, w, pattern, itemsize, big, dst);
 }
 void emu_resize(long long n, const u8* src, long long step, int h, int w, int kind, int bpp, int swap,
                 int big, int oh, int ow, double sx, double sy, float* out) {
-    for (g_tid = 0; g_tid < n; ++g_tid)
+    for (g_tid = 0; g_tid < emu_grid(n); ++g_tid)
         dpt_resize_normalize(src, step, h, w, kind, bpp, swap, big, oh, ow, sx, sy, out);
 }
 void emu_cloud(long long n, const float* depth, long long depth_row, const float* ax, const float* ay,
                int hs, int ws, int stride, const u8* rgb, long long rgb_row, const u32* labels,
                long long label_row, const long long* idx, int nw, int rgb_word, int label_word, u32* out) {
-    for (g_tid = 0; g_tid < n; ++g_tid)
+    for (g_tid = 0; g_tid < emu_grid(n); ++g_tid)
         dpt_cloud(depth, depth_row, ax, ay, hs, ws, stride, rgb, rgb_row, labels, label_row, idx, n, nw,
                   rgb_word, label_word, out);
 }
@@ -64,7 +68,7 @@ I32, I64, F64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
 @pytest.fixture(scope="module")
 def lib(tmp_path_factory):
     d = tmp_path_factory.mktemp("kernels")
-    (d / "k.cpp").write_text(PRELUDE + KERNEL_SOURCE + WRAPPERS)
+    (d / "k.cpp").write_text(PRELUDE + f"#define EMU_BLOCK {_BLOCK}\n" + KERNEL_SOURCE + WRAPPERS)
     subprocess.run(["g++", "-O1", "-shared", "-fPIC", "-ffp-contract=off", "-o", str(d / "k.so"), str(d / "k.cpp")],
                    check=True, capture_output=True)
     so = ctypes.CDLL(str(d / "k.so"))
@@ -79,6 +83,25 @@ def _ptr(a):
     return None if a is None else a.ctypes.data
 
 
+GUARD = 0xA5
+
+
+class _Guarded:
+    """An output array with a block's worth of guard bytes after it (a thread past the end writes there)."""
+
+    def __init__(self, shape, dtype, slack_items: int = _BLOCK * 8) -> None:
+        n = int(np.prod(shape))
+        self.buf = np.full((n + slack_items) * np.dtype(dtype).itemsize, GUARD, np.uint8)
+        self.array = self.buf[: n * np.dtype(dtype).itemsize].view(dtype).reshape(shape)
+        self.array[...] = 0
+        self._n = self.array.nbytes
+
+    def checked(self) -> np.ndarray:
+        tail = self.buf[self._n:]
+        assert np.all(tail == GUARD), f"a kernel thread wrote past its output ({np.count_nonzero(tail != GUARD)} bytes)"
+        return self.array
+
+
 RNG = np.random.default_rng(11)
 H, W = 13, 18
 
@@ -89,6 +112,7 @@ def _view(encoding, padding, big):
         raw = RNG.integers(0, 256, (H, W * 2), dtype=np.uint8)
     elif fmt.kind == "float":
         raw = RNG.random((H, W)).astype(np.float32) * 1.2 - 0.1
+        raw[0, :3] = np.nan, np.inf, -np.inf   # -> 0, 255, 0 as in the NumPy decoder
     elif fmt.kind == "bayer":
         raw = RNG.integers(0, 256 ** fmt.itemsize, (H, W)).astype(np.uint8 if fmt.itemsize == 1 else np.uint16)
     else:
@@ -99,15 +123,15 @@ def _view(encoding, padding, big):
 
 def _device_rgb(lib, view, fmt):
     src = np.frombuffer(view.data, np.uint8)
-    out = np.zeros((view.height, view.width, 3), np.uint8)
+    out = _Guarded((view.height, view.width, 3), np.uint8)
     if fmt.kind == "bayer":
         lib.emu_demosaic(view.height * view.width, _ptr(src), view.step, view.height, view.width,
-                         bayer_pattern(view.encoding), fmt.itemsize, int(view.is_bigendian), _ptr(out))
+                         bayer_pattern(view.encoding), fmt.itemsize, int(view.is_bigendian), _ptr(out.array))
     else:
         kind, bpp, swap = kernel_params(view.encoding, fmt)
         lib.emu_decode(view.height * view.width, _ptr(src), view.step, view.height, view.width, kind, bpp, swap,
-                       int(view.is_bigendian), _ptr(out))
-    return out
+                       int(view.is_bigendian), _ptr(out.array))
+    return out.checked()
 
 
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "8UC4", "rgb16", "bgr16", "rgba16", "bgra16", "mono8",
@@ -142,11 +166,26 @@ def test_kernel_fused_preprocess_matches_numpy(lib, encoding, src, dst):
     else:
         data = np.frombuffer(view.data, np.uint8)
         (kind, bpp, swap), step, big = kernel_params(encoding, fmt), view.step, 0
-    out = np.zeros((3, *dst), np.float32)
+    out = _Guarded((3, *dst), np.float32)
     oh, ow = dst
     lib.emu_resize(oh * ow, _ptr(data), step, src[0], src[1], kind, bpp, swap, big, oh, ow,
-                   1.0 / (ow / src[1]), 1.0 / (oh / src[0]), _ptr(out))
-    np.testing.assert_allclose(out, expected, atol=3e-5, rtol=0)  # float summation order vs OpenCV SIMD
+                   1.0 / (ow / src[1]), 1.0 / (oh / src[0]), _ptr(out.array))
+    np.testing.assert_allclose(out.checked(), expected, atol=3e-5, rtol=0)  # float summation order vs OpenCV SIMD
+
+
+def test_kernel_resize_of_a_partial_last_block_matches_opencv(lib):
+    """Network sizes are multiples of 32 (whole blocks of outputs); the kernel itself takes any size: 30x42
+    outputs leave most of the last block's threads idle, and they must not write."""
+    view, fmt = _view("bgr8", 0, False)
+    rgb = decode(view, np)
+    oh, ow = 30, 42
+    assert (oh * ow) % _BLOCK != 0
+    kind, bpp, swap = kernel_params("bgr8", fmt)
+    out = _Guarded((3, oh, ow), np.float32)
+    lib.emu_resize(oh * ow, _ptr(np.frombuffer(view.data, np.uint8)), view.step, H, W, kind, bpp, swap, 0, oh, ow,
+                   W / ow, H / oh, _ptr(out.array))
+    want = cv2.resize(rgb.astype(np.float32), (ow, oh), interpolation=cv2.INTER_CUBIC) * np.float32(2 / 255) - 1
+    np.testing.assert_allclose(out.checked(), want.transpose(2, 0, 1), atol=3e-5, rtol=0)
 
 
 def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
@@ -163,12 +202,13 @@ def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
         with np.errstate(invalid="ignore"):
             idx = np.flatnonzero((z > 0) & (z < np.inf)).astype(np.int64)
         n = idx.size
-    out = np.zeros(n * nw, np.uint32)
+        idx = np.concatenate([idx, np.zeros(_BLOCK, np.int64)])   # a stray thread reads a valid index
+    out = _Guarded((n * nw,), np.uint32)
     lab = None if labels is None else np.ascontiguousarray(labels, np.uint32)
     lib.emu_cloud(n, _ptr(depth), w, _ptr(ax), _ptr(ay), hs, ws, stride, _ptr(rgb), w * 3, _ptr(lab), w, _ptr(idx),
                   nw, 3 if rgb is not None else -1, (4 if rgb is not None else 3) if labels is not None else -1,
-                  _ptr(out))
-    return out.view(np.uint8)
+                  _ptr(out.array))
+    return out.checked().view(np.uint8)
 
 
 @pytest.mark.parametrize("organized", [True, False])
