@@ -111,8 +111,9 @@ def _check_weights(value: str) -> Optional[str]:
         path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
     except FileNotFoundError as e:
         return f"weights {value!r}: {e}"
-    if not path.is_file():
-        return f"weights file {value!r} does not exist (give a checkpoint path, or 'random')"
+    if not path.is_file():   # missing, or a device, pipe or socket
+        what = "is not a regular file" if path.exists() else "does not exist"
+        return f"weights file {value!r} {what} (give a checkpoint path, or 'random')"
     return None
 
 

@@ -60,9 +60,7 @@ def preset_variants(task: str) -> tuple[str, ...]:
     """Variants with a preset file in config/ whose task matches (``dpt``: depth variants)."""
     want = "segmentation" if task == "segmentation" else "depth"
     names = []
-    for path in sorted((share_dir() / "config").glob("*.yaml")):
-        if path.stem in TASKS:
-            continue
+    for path in sorted((share_dir() / "config").glob("*.yaml")):   # the task files have no "# task:" line
         text = path.read_text()
         if f"# task: {want}" in text:
             names.append(path.stem)

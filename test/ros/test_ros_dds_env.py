@@ -88,16 +88,29 @@ def test_domain_lock_makes_a_second_process_wait_and_names_the_holder(tmp_path):
 
 
 def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
-    proc = _holder(tmp_path, 91)
+    def lock(domain):
+        return tmp_path / f"dpt_ros_ros_domain_{domain}.lock"
+
+    proc = _holder(tmp_path, 97)
     try:
-        # ascending order: 91 (held elsewhere) times out after 89 was taken; 89 is given back with the error
-        with pytest.raises(DomainBusy, match="ROS domain 91 is still in use"):
-            with domain_lock([91, 89], timeout=0, lock_dir=str(tmp_path), notice=lambda text: None):
+        # ascending order (two runs with overlapping sets cannot deadlock): 95 is taken before the wait for 97
+        # (a Python set iterates {95, 97} as 97, 95), and given back with the error
+        seen = []
+        with pytest.raises(DomainBusy, match="ROS domain 97 is still in use by process .* after 0.2 s"):
+            with domain_lock([97, 95], timeout=0.2, lock_dir=str(tmp_path),
+                             notice=lambda text: seen.append(lock(95).read_text())):
                 pass
-        with domain_lock([89], timeout=0, lock_dir=str(tmp_path)):
+        assert seen == [str(os.getpid())]
+        t0 = time.monotonic()
+        with pytest.raises(DomainBusy, match="ROS domain 97 is still in use by process .* after 0 s"):
+            with domain_lock([95, 97], timeout=0, lock_dir=str(tmp_path), notice=seen.append):
+                pass
+        assert time.monotonic() - t0 < 0.5 and len(seen) == 1   # timeout 0: one try, no wait announced
+        with domain_lock([95], timeout=0, lock_dir=str(tmp_path)):
             pass
     finally:
         proc.kill()   # SIGKILL: no clean-up code runs, the kernel drops the lock with the process
         proc.wait()
-    with domain_lock([89, 91], timeout=0, lock_dir=str(tmp_path)):
-        assert (tmp_path / "dpt_ros_ros_domain_91.lock").read_text() == str(os.getpid())
+    lock(95).write_text("4194304 (an old holder's longer pid)")
+    with domain_lock([95, 97], timeout=0, lock_dir=str(tmp_path)):
+        assert lock(95).read_text() == lock(97).read_text() == str(os.getpid())

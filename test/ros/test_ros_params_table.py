@@ -1,7 +1,9 @@
 """The parameter table: descriptors, snapshots and validation (no ROS graph needed)."""
 import math
+import os
 
 import pytest
+import torch
 from rcl_interfaces.msg import ParameterType
 
 from dpt_ros.ros import params
@@ -32,6 +34,13 @@ def test_defaults_are_valid_except_missing_weights():
     assert params.check_all(s) == []
     assert s["class_names"][0] == "unlabeled" and len(s["class_names"]) == 151
     assert s["depth.variant"] == "dpt_hybrid" and s["depth.weights"] == ""
+
+
+def test_default_lists_are_copies():
+    """A snapshot's list values are its own: changing one changes neither the table nor the next defaults."""
+    d = params.defaults()
+    d["cameras"].append("left")
+    assert params.defaults()["cameras"] == [""] and params.SPECS["cameras"].default == [""]
 
 
 def test_snapshots_are_immutable_and_replaced_whole():
@@ -72,6 +81,7 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"segmentation.variant": "dpt_hybrid_ade20k"}, "segmentation.weights is empty"),
     ({"lazy": 1}, "type bool"),
     ({"points.stride": True}, "type int"),
+    ({"depth.scale": True}, "depth.scale must be of type float, got bool"),   # an int is taken as a float, a bool not
     ({"cuda_graphs": True, "device": "cpu"}, "cuda_graphs needs a CUDA device"),
     ({"no.such": 1}, "unknown parameter"),
 ])
@@ -110,6 +120,16 @@ def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     assert params.validate(s, {"cuda_graphs": True, "precision": "fp16"})[1] == []
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_device_index_is_checked_against_the_devices_present():
+    n = torch.cuda.device_count()
+    s = params.defaults()
+    assert params.validate(s, {"device": f"cuda:{n - 1}"})[1] == []
+    assert params.validate(s, {"device": "cuda"})[1] == []
+    assert params.validate(s, {"device": f"cuda:{n}"})[1] == [f"device 'cuda:{n}': only {n} CUDA device(s) present"]
+
+
 def test_weights_check(tmp_path):
     f = tmp_path / "w.pt"
     f.write_bytes(b"x")
@@ -117,6 +137,10 @@ def test_weights_check(tmp_path):
     assert params.validate(s, {"depth.weights": str(f)})[1] == []
     assert params.validate(s, {"depth.weights": "random"})[1] == []
     assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
+    fifo = tmp_path / "pipe.pt"   # exists, but reading it would block the loader
+    os.mkfifo(fifo)
+    assert params.validate(s, {"depth.weights": str(fifo)})[1] == [
+        f"weights file {str(fifo)!r} is not a regular file (give a checkpoint path, or 'random')"]
     # a folder is a Hugging Face snapshot: accepted when it holds the weights file the loader reads
     snap = tmp_path / "snapshot"
     snap.mkdir()

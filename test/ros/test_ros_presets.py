@@ -51,7 +51,12 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["device"].default == args["precision"].default == "default"
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
-    assert "segmentation_variant" in {a.name for a in presets.launch_arguments("dpt")}
+    common = ["resolution", "device", "precision", "config_file", "image", "camera_info", "namespace", "use_rviz",
+              "rviz_fixed_frame"]
+    for task in ("depth", "segmentation"):   # one model: no segmentation_* arguments
+        assert [a.name for a in presets.launch_arguments(task)] == ["variant", "weights", *common]
+    assert [a.name for a in presets.launch_arguments("dpt")] == ["variant", "weights", "segmentation_variant",
+                                                                 "segmentation_weights", *common]
 
 
 def test_every_resolution_choice_is_an_input_size_the_node_accepts():
@@ -89,6 +94,11 @@ def test_presets_for_segmentation_and_both_tasks(tmp_path):
                                         "precision": "fp16"})
     assert [Path(f).name for f in p[:-1]] == ["dpt.yaml", "dpt_hybrid_kitti.yaml", "dpt_large_ade20k.yaml"]
     assert p[-1] == {"device": "cuda", "precision": "fp16", "depth.weights": "k.pt", "segmentation.weights": "s.pt"}
+
+
+def test_config_file_that_is_a_folder_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"parameter file {tmp_path} not found"):
+        presets.node_parameters("depth", {"config_file": str(tmp_path)})
 
 
 def test_config_file_with_a_home_relative_path(tmp_path, monkeypatch):
