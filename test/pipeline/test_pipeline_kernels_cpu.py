@@ -135,7 +135,7 @@ def _device_rgb(lib, view, fmt):
 
 
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "8UC3", "8UC4", "rgb16", "bgr16", "rgba16", "bgra16", "mono8",
-             "mono16", "16UC1", "32FC1", "yuv422", "yuv422_yuy2", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
+             "mono16", "16UC1", "32FC1", "yuv422", "yuv422_yuy2", "uyvy", "yuyv", "bayer_rggb8", "bayer_bggr8", "bayer_gbrg8",
              "bayer_grbg8", "bayer_rggb16", "bayer_gbrg16"]
 
 

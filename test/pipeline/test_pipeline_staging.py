@@ -1,6 +1,7 @@
 """Filling the pinned staging buffer of the GPU upload (``_cuda.staged_copy``; NumPy only, so it runs
 in CI): every chunk is complete when it is handed to the DMA, chunks go out in order and cover the
 frame, with and without copy threads."""
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -70,3 +71,34 @@ def test_a_failed_send_leaves_no_copy_running():
             after_raise = dst.copy()
         # leaving the with-block waited for every task: none of the failed call's copies came later
         assert np.array_equal(dst, after_raise)
+
+
+class _OneSlowThread(ThreadPoolExecutor):
+    """One copy thread whose copies each take 200 ms longer; counts the copies that ran."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
+        self.ran = 0
+
+    def submit(self, fn, *args):
+        def slow(*a):
+            time.sleep(0.2)
+            self.ran += 1
+            return fn(*a)
+        return super().submit(slow, *args)
+
+
+def test_a_failed_send_cancels_the_copies_not_started_and_waits_for_the_one_running():
+    n, parts = 8 << 20, 8
+    src, dst = np.ones(n, np.uint8), np.zeros(n, np.uint8)
+
+    def send(a: int, b: int) -> None:
+        raise RuntimeError("cudaMemcpyAsync failed")
+
+    with _OneSlowThread() as pool:
+        with pytest.raises(RuntimeError, match="cudaMemcpyAsync"):
+            _cuda.staged_copy(src, dst, send, pool, parts)
+        ran, after_raise = pool.ran, dst.copy()
+        time.sleep(0.5)   # the copy running at the raise, had it been left behind, has finished by now
+        # chunk 0 failed its send; chunk 1 may already have been running on the thread; 2..7 never start
+        assert pool.ran == ran <= 2 and np.array_equal(dst, after_raise)
