@@ -99,7 +99,9 @@ def test_colormap_tables_match_published_values(name):
 def test_viridis_midpoint_and_gray_identity():
     mid = (colormap_lut("viridis")[127].astype(float) + colormap_lut("viridis")[128]) / 2
     assert np.abs(mid - np.array([0.127568, 0.566949, 0.550556]) * 255).max() <= 2.0
-    np.testing.assert_array_equal(colormap_lut("gray")[:, 0], np.arange(256))
+    np.testing.assert_array_equal(colormap_lut("gray"), np.repeat(np.arange(256)[:, None], 3, 1))
+    for name in COLORMAPS:   # the cached tables are shared by every caller: read-only
+        assert not colormap_lut(name).flags.writeable
     assert set(COLORMAPS) >= {"turbo", "inferno", "viridis", "magma", "jet", "gray"}
 
 
@@ -137,8 +139,9 @@ def test_running_range_is_stable_and_smoothed():
     lo, hi = rr2.update(with_nan)
     assert 3.0 <= lo < hi <= 5.0  # NaN ignored
     assert rr2.update(np.full((4, 4), np.nan)) == (lo, hi)  # nothing valid: keep the range
-    with pytest.raises(ValueError, match="percentiles"):
-        RunningRange(50, 10)
+    for low, high in ((50, 10), (30, 30), (-1, 50), (10, 101)):
+        with pytest.raises(ValueError, match=f"percentiles must satisfy 0 <= low < high <= 100; got {low}, {high}"):
+            RunningRange(low, high)
     with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\); got 1.0"):
         RunningRange(momentum=1.0)
     rr.reset()   # forget the history: the next frame sets the range directly
@@ -154,12 +157,24 @@ def test_running_range_reads_a_bounded_subsample():
 
 
 @pytest.mark.parametrize("frame", [np.full((8, 8), 2.0, np.float32), np.zeros((8, 8), np.float32),
-                                   np.full((8, 8), -3.0, np.float32)], ids=["two", "zero", "negative"])
+                                   np.full((8, 8), -3.0, np.float32), np.full((8, 8), 3e12, np.float32)],
+                         ids=["two", "zero", "negative", "huge"])
 def test_running_range_of_a_uniform_frame_is_still_a_range(frame):
-    # a lens cap or a blank wall: every percentile is equal, yet colouring needs vmax > vmin
+    # a lens cap or a blank wall: every percentile is equal, yet colouring needs vmax > vmin (also where
+    # a fixed 1e-6 would vanish in the float64 sum: 3e12 + 1e-6 == 3e12)
     lo, hi = RunningRange().update(frame)
     assert lo == pytest.approx(float(frame[0, 0])) and hi > lo
     assert colorize(frame, "turbo", lo, hi).shape == (8, 8, 3)
+
+
+def test_running_range_ignores_infinities():
+    """+-inf (e.g. a zero-depth pixel inverted) would make the range infinite and colorize refuse it."""
+    frame = np.linspace(1.0, 2.0, 400, dtype=np.float32).reshape(20, 20)
+    frame[:5] = np.inf
+    frame[5, :10] = -np.inf
+    lo, hi = RunningRange(0, 100).update(frame)
+    assert (lo, hi) == pytest.approx((float(frame[5, 10]), 2.0))
+    assert colorize(frame, "gray", lo, hi)[10, 10, 0] > 0
 
 
 def test_running_range_starts_at_0_1_before_any_valid_value():
