@@ -32,8 +32,9 @@ def test_builtin_frames_are_photographs():
 def test_folder_and_video_sources(tmp_path):
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((20, 30, 3), i * 40, np.uint8))
+    cv2.imwrite(str(tmp_path / "3.PNG"), np.full((20, 30, 3), 120, np.uint8))   # cameras often write upper case
     frames = list(sample_camera.frame_source(str(tmp_path), loop=False))
-    assert len(frames) == 3 and frames[2][0, 0, 0] == 80
+    assert len(frames) == 4 and frames[2][0, 0, 0] == 80 and frames[3][0, 0, 0] == 120
     video = tmp_path / "v.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
     for i in range(4):
@@ -78,6 +79,7 @@ def test_a_video_without_frames_ends_even_when_looping(tmp_path):
 def test_resize_keeps_aspect_and_picks_the_interpolation():
     rgb = np.random.default_rng(1).integers(0, 256, (60, 80, 3), dtype=np.uint8)
     assert sample_camera.resize(rgb, 0, 30).shape == (30, 40, 3)   # width from the aspect
+    assert sample_camera.resize(rgb, 0, 32).shape == (32, 43, 3)   # 42.67 rounds to the nearest pixel
     np.testing.assert_array_equal(sample_camera.resize(rgb, 40, 30),
                                   cv2.resize(rgb, (40, 30), interpolation=cv2.INTER_AREA))   # shrinking
     np.testing.assert_array_equal(sample_camera.resize(rgb, 160, 120),
@@ -98,6 +100,8 @@ def test_resize_encode_pinhole():
             assert abs(int(back[0, 0, 0]) - 60) <= 1   # 0.299 * 200
         else:
             np.testing.assert_array_equal(back, rgb)
+    white = np.full((2, 2, 3), 255, np.uint8)
+    assert sample_camera.encode(white, "mono16").max() == 65535 and sample_camera.encode(white, "mono8").max() == 255
     k, p = sample_camera.pinhole(640, 480, 90.0)
     assert k[0] == pytest.approx(320.0) and p[2] == k[2] == pytest.approx(319.5)
 
@@ -137,6 +141,8 @@ def test_best_effort_publishers_and_built_in_frames_prepared_once(harness):
     harness.nodes.append(cam)
     assert cam.image_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
     assert cam.info_pub.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+    result = cam.set_parameters([Parameter("rate", value=5.0)])[0]   # fixed at start-up: read-only
+    assert not result.successful and "read-only" in result.reason and cam.rate == 10.0
     first = [cam.next_frame() for _ in range(2)]
     again = [cam.next_frame() for _ in range(2)]   # the loop starts again: the same prepared frames
     assert all(a is b for a, b in zip(first, again)) and first[0] is not first[1]
