@@ -529,4 +529,7 @@ def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness, capfd)
         return ("incompatible QoS on /image/compressed" in warned.text
                 and "incompatible QoS on /camera_info" in warned.text)
     warned.text = ""
-    wait_for(warned, what="incompatible QoS warnings for image/compressed and camera_info")
+    try:
+        wait_for(warned, what="incompatible QoS warnings for image/compressed and camera_info")
+    except AssertionError as e:   # once in CI (stop 17), not reproduced since: say which warning was missing
+        raise AssertionError(f"{e}; the node's stderr meanwhile:\n{warned.text[-3000:]}") from None
