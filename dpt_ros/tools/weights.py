@@ -13,7 +13,6 @@ Exit status: 0 = OK, 1 = the file failed a check, 2 = usage error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -36,7 +35,7 @@ def urls_text() -> str:
     return "\n".join(lines)
 
 
-def verify(path: Path, variant: Optional[str], load: bool = True, lines: Optional[list[str]] = None) -> str:
+def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None) -> str:
     """Check a file: hash prefix (from its name; informational against the variant's release otherwise),
     readability, architecture.
 
@@ -53,9 +52,9 @@ def verify(path: Path, variant: Optional[str], load: bool = True, lines: Optiona
         resolve_weights_path,
     )
 
-    path = resolve_weights_path(path)  # a Hugging Face snapshot folder -> its weights file, as the loader does
-    if not path.is_file():
-        raise FileNotFoundError(f"no such file: {path}")
+    path = resolve_weights_path(path)  # ~ expanded; a Hugging Face snapshot folder -> its weights file, as the loader does
+    if not path.is_file():   # missing, or a pipe / device that reading would block on
+        raise FileNotFoundError(f"not a regular file: {path}" if path.exists() else f"no such file: {path}")
     lines = [] if lines is None else lines
     lines.append(f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     digest = file_sha256(path)
@@ -82,7 +81,7 @@ def verify(path: Path, variant: Optional[str], load: bool = True, lines: Optiona
     cands = matching_variants(sd)
     lines.append(f"tensors: {len(sd)}; architecture: {facts}")
     lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
-    if v is not None and load:
+    if v is not None:
         model = load_checkpoint(path, v, verify_hash=False)
         rep = model.load_report
         lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
@@ -130,7 +129,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     report: list[str] = []
     try:
         if args.verify:
-            verify(Path(os.path.expanduser(args.verify)), args.variant, lines=report)
+            verify(Path(args.verify), args.variant, lines=report)
             print("\n".join(report))
         else:
             if not args.variant:

@@ -2,11 +2,12 @@
 
 import hashlib
 import json
+import os
 
 import pytest
 import torch
 
-from dpt_ros.model import VARIANTS, load_engine
+from dpt_ros.model import VARIANTS, CheckpointError, load_engine
 from dpt_ros.model.reference import random_state_dict
 from dpt_ros.tools import bench_model, weights
 
@@ -83,3 +84,89 @@ def test_bench_model_non_square_without_hf(capsys):
     assert "64x128" in out and out.count("dpt_tiny  ") == 2 and "time per token" in out
     with pytest.raises(SystemExit):
         bench_model.main(["--sizes", "100x64"])
+
+
+def test_urls_give_width_x_height_and_every_source():
+    lines = weights.urls_text().splitlines()
+    row = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
+    assert lines[0].split() == ["variant", "task", "net", "size", "sha256", "file", "/", "URL"]
+    assert row["dpt_hybrid_kitti"].split()[:4] == ["dpt_hybrid_kitti", "depth", "1216x352", "cb926ef4"]
+    assert row["dpt_hybrid_nyu"].split()[2] == "640x480"
+    assert row["dpt_tiny"].endswith("(no released weights: architecture only)")
+    hybrid = lines.index(row["dpt_hybrid"])
+    assert lines[hybrid + 1].split() == ["or", "MiDaS", "v3:", VARIANTS["dpt_hybrid"].alt_urls[0]]
+    assert lines[hybrid + 2].split() == ["or", "Hugging", "Face:", "https://huggingface.co/Intel/dpt-hybrid-midas"]
+
+
+def test_verify_report_line_by_line(tiny_file):
+    digest = hashlib.sha256(tiny_file.read_bytes()).hexdigest()
+    n = len(random_state_dict("dpt_tiny", seed=5))
+    lines = weights.verify(tiny_file, "dpt_tiny").splitlines()
+    assert lines[0] == f"file: {tiny_file} ({tiny_file.stat().st_size / 2**20:.1f} MiB)"
+    assert lines[1:3] == [f"sha256: {digest}", f"hash prefix {digest[:8]}: OK"]
+    assert lines[3].startswith(f"tensors: {n}; architecture: ")
+    assert lines[4:] == ["matches variant(s): dpt_tiny", f"strict load as dpt_tiny: OK ({n} tensors, official names)"]
+    # no variant: no load; a name without a hash: nothing to compare it with
+    plain = tiny_file.parent / "plain.pt"
+    plain.write_bytes(tiny_file.read_bytes())
+    lines = weights.verify(plain, None).splitlines()
+    assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 5
+
+
+def test_verify_hash_prefix_of_intact_bytes_under_another_name(tiny_file, tmp_path, capsys):
+    """The name's prefix is checked before anything is read: intact bytes under another hash name fail."""
+    renamed = tmp_path / "dpt_tiny-00000000.pt"
+    renamed.write_bytes(tiny_file.read_bytes())
+    assert weights.main(["--verify", str(renamed)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"FAILED: {renamed}: SHA-256 does not start with 00000000: the file is corrupt or "
+                            "truncated; download it again\n")
+    assert captured.out.splitlines()[1].startswith("sha256: ")   # what was checked before the failure
+
+
+def test_verify_release_and_midas_names_against_the_variant(tiny_file, tmp_path):
+    v = VARIANTS["dpt_hybrid"]
+    midas = tmp_path / v.alt_checkpoints[0]
+    midas.write_bytes(tiny_file.read_bytes())
+    lines = []
+    with pytest.raises(CheckpointError):   # tiny weights are no DPT-Hybrid
+        weights.verify(midas, "dpt_hybrid", lines=lines)
+    assert lines[2] == (f"hash: differs from the DPT release file {v.checkpoint} (informational for the MiDaS v3 "
+                        f"name {midas.name})")
+    assert lines[3].startswith("tensors: ")   # the comparison stands in for "hash prefix: none to check"
+    lines = []   # a name with its own hash prefix: that prefix is checked, no comparison with the release
+    with pytest.raises(CheckpointError):
+        weights.verify(tiny_file, "dpt_hybrid", lines=lines)
+    assert not any(line.startswith("hash:") for line in lines) and lines[2].endswith(": OK")
+
+
+def test_verify_reports_the_dropped_classifier(tmp_path):
+    sd = random_state_dict("dpt_tiny", seed=5)
+    sd["pretrained.model.head.weight"] = torch.zeros(1000, 192)
+    sd["pretrained.model.head.bias"] = torch.zeros(1000)
+    p = tmp_path / "with_head.pt"
+    torch.save(sd, p)
+    last = weights.verify(p, "dpt_tiny").splitlines()[-1]
+    assert last == (f"strict load as dpt_tiny: OK ({len(sd) - 2} tensors, official names, dropped 2 unused "
+                    "classifier tensors)")
+
+
+def test_verify_refuses_a_pipe_and_reads_home_relative_paths(tiny_file, tmp_path, monkeypatch, capsys):
+    fifo = tmp_path / "w.pt"
+    os.mkfifo(fifo)
+    assert weights.main(["--verify", str(fifo)]) == 1
+    assert capsys.readouterr().err == f"FAILED: not a regular file: {fifo}\n"
+    monkeypatch.setenv("HOME", str(tiny_file.parent))
+    assert weights.main(["--verify", f"~/{tiny_file.name}"]) == 0
+    assert capsys.readouterr().out.startswith(f"file: {tiny_file} ")
+
+
+def test_convert_by_destination_suffix_and_needs_a_variant(tiny_file, tmp_path, capsys):
+    for name in ("model.bin", "model.pth"):   # anything but .safetensors is a torch file
+        assert weights.main(["--convert", str(tiny_file), str(tmp_path / name), "--variant", "dpt_tiny",
+                             "--to", "official"]) == 0
+        sd = torch.load(tmp_path / name, weights_only=True)
+        assert set(sd) == set(random_state_dict("dpt_tiny", seed=5))
+    with pytest.raises(SystemExit) as e:
+        weights.main(["--convert", str(tiny_file), str(tmp_path / "x.pt")])
+    assert e.value.code == 2 and "--convert needs --variant" in capsys.readouterr().err
