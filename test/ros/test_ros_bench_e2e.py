@@ -1,5 +1,8 @@
 """Smoke run of the end-to-end benchmark (three processes through DDS); figures are not asserted."""
 import json
+import os
+
+import pytest
 
 from dpt_ros.tools import bench_e2e
 
@@ -20,3 +23,17 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     assert r["node_input_rate_hz"] > 0
     assert r["node_processed_rate_hz"] > 0 and r["node_cpu_cores"] > 0
     assert set(r["stages_ms"]) == set(bench_e2e.STAGES) and 0 <= r["node_overhead_fraction"] <= 1
+    # the report agrees with itself: rates from counts and the window, ordered percentiles, the node's
+    # counters add up (received = processed + dropped + idle, up to the 2 frames in flight at each snapshot)
+    for name, o in r["outputs"].items():
+        assert o["rate_hz"] == pytest.approx(o["count"] / r["window_s"], abs=0.02), name
+        assert 0 < o["latency_p50_ms"] <= o["latency_p99_ms"] <= o["latency_max_ms"], name
+    assert r["outputs"]["depth"]["count"] <= 15 * r["window_s"] + 2   # never more outputs than camera frames
+    assert not r["errors"]
+    assert r["node_input_rate_hz"] == pytest.approx(
+        r["node_processed_rate_hz"] + r["dropped_rate_hz"] + r["idle_rate_hz"], abs=1.0)
+    assert r["node_input_rate_hz"] <= 15 * 1.2
+    assert r["node_cpu_cores"] <= os.cpu_count()
+    stages = r["stages_ms"]
+    assert r["node_total_ms"] == pytest.approx(sum(stages.values()), abs=0.01)
+    assert r["node_overhead_fraction"] == pytest.approx(1 - stages["model"] / sum(stages.values()), abs=0.001)
