@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from dpt_ros.tools import bench_pipeline
 
 
@@ -11,8 +13,14 @@ def test_bench_pipeline_json_cpu(capsys):
     assert bench_pipeline.main(["--sizes", "160x120", "--repeat", "2", "--device", "cuda", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     cpu = result["cpu"]
+    r = cpu["160x120"]
     for stage in ("decode", "preprocess", "postprocess", "cloud", "total"):
-        assert cpu["160x120"]["ours_ms"][stage] > 0 and cpu["160x120"]["reference_ms"][stage] > 0
+        assert r["ours_ms"][stage] > 0 and r["reference_ms"][stage] > 0
+        # the speed-up is the ratio of the printed times (where 3 decimals leave them precise to 0.5 %)
+        if min(r["ours_ms"][stage], r["reference_ms"][stage]) >= 0.1:
+            assert r["speedup"][stage] == pytest.approx(r["reference_ms"][stage] / r["ours_ms"][stage], rel=0.02)
+    for side in ("ours_ms", "reference_ms"):
+        assert r[side]["total"] == pytest.approx(sum(v for k, v in r[side].items() if k != "total"), abs=0.01)
     assert set(cpu["cloud_640x480_ms"]) >= {"ours_xyzrgb_from_depth", "create_cloud_xyz_from_ready_array"}
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
