@@ -201,3 +201,17 @@ def test_run_while_another_thread_builds():
     t.join()
     assert not errors and built and built[0].variant.name == "dpt_base"
     assert outs and all(torch.equal(o, ref) for o in outs)
+
+
+def test_depth_head_ends_in_a_relu_unless_the_variant_says_otherwise():
+    """Official DPTDepthModel(non_negative=True): inverse depth is never negative. Random weights rarely
+    produce negative outputs, so the last convolution's bias is pushed down to make the ReLU show."""
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    for non_negative in (True, False):
+        m = DPT(get_variant("dpt_tiny").replace(non_negative=non_negative)).eval()
+        with torch.no_grad():
+            m.scratch.output_conv[4].bias.fill_(-100.0)
+            out = m(x)
+        assert out.shape == (1, 64, 64)
+        assert bool((out == 0).all()) if non_negative else bool((out < 0).all())
+    assert all(v.non_negative for v in VARIANTS.values() if v.task == "depth")
