@@ -48,10 +48,40 @@ def test_pos_embed_cache_per_size_and_invalidation():
 
 def test_pos_cache_bounded():
     m = DPT("dpt_tiny").eval()
+    bb = m.pretrained
     with torch.inference_mode():
-        for w in range(1, 12):
-            m.pretrained.pos_embed((2, w))
-    assert len(m.pretrained._pos_cache) == m.pretrained._POS_CACHE_SIZE
+        first = bb.pos_embed((2, 1))
+        for w in range(2, 12):
+            bb.pos_embed((2, w))
+            assert bb.pos_embed((2, 1)) is first   # used every frame: never the one evicted
+    assert len(bb._pos_cache) == bb._POS_CACHE_SIZE
+    assert [key[0] for key in bb._pos_cache] == [(2, w) for w in range(5, 12)] + [(2, 1)]   # least recent out
+
+
+def test_pos_cache_follows_a_replaced_parameter():
+    """load_state_dict(assign=True) (the loader's memory-mapped path) puts a new tensor in place of the old
+    one; its version counter starts again, so the cache key holds the storage too."""
+    m = DPT("dpt_tiny").eval()
+    pe = m.pretrained.model.pos_embed
+    with torch.inference_mode():
+        a = m.pretrained.pos_embed((4, 6))
+    new = torch.nn.Parameter(pe.detach() + 2.0, requires_grad=False)
+    with torch.no_grad():
+        while new._version < pe._version:   # the same version number as the tensor it replaces
+            new.add_(0.0)
+    m.pretrained.model.pos_embed = new
+    assert new._version == pe._version
+    with torch.inference_mode():
+        b = m.pretrained.pos_embed((4, 6))
+    assert torch.allclose(b, a + 2.0, atol=1e-5)
+
+
+def test_pos_embed_is_trainable_outside_inference():
+    """With gradients on (fine-tuning), the resized embedding is computed, not cached, so gradients reach it."""
+    m = DPT("dpt_tiny").train()
+    m.pretrained.pos_embed((4, 6)).sum().backward()
+    grad = m.pretrained.model.pos_embed.grad
+    assert grad is not None and grad.abs().sum() > 0 and len(m.pretrained._pos_cache) == 0
 
 
 def test_hybrid_taps_are_resnet_stages():
