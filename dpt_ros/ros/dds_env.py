@@ -77,7 +77,10 @@ def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optio
     try:
         for domain in sorted(set(int(d) for d in domains)):
             path = os.path.join(lock_dir, f"dpt_ros_ros_domain_{domain}.lock")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), True
+            except PermissionError:   # another user's lock file: flock needs no write access
+                fd, writable = os.open(path, os.O_RDONLY), False
             held.append(fd)
             deadline, announced = time.monotonic() + timeout, False
             while True:
@@ -93,8 +96,9 @@ def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optio
                         notice(f"waiting for ROS domain {domain}: process {holder} is using it ({path})")
                         announced = True
                     time.sleep(0.05)
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            if writable:   # who holds it, for the next waiter's message
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
         for fd in held:

@@ -1,8 +1,10 @@
 """DDS environment variables under their per-distro names, and the per-process ROS domain lock of the
 test harness (dpt_ros.ros.dds_env)."""
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -114,3 +116,41 @@ def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
     lock(95).write_text("4194304 (an old holder's longer pid)")
     with domain_lock([95, 97], timeout=0, lock_dir=str(tmp_path)):
         assert lock(95).read_text() == lock(97).read_text() == str(os.getpid())
+
+
+def _as_nobody(fn) -> int:
+    """Exit code of ``fn()`` run in a forked child that has become user nobody (no exec: the interpreter
+    may live where nobody cannot read)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = fn()
+        except BaseException as e:   # noqa: BLE001 - reported through the exit code
+            code = {DomainBusy: 3, PermissionError: 4}.get(type(e), 98)
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0,
+                    reason="needs root (a child process becomes another user)")
+def test_domain_lock_between_two_users():
+    """Two users' test runs on one machine: the lock file the first created (0644) still works for the second."""
+    shared = tempfile.mkdtemp(prefix="dpt_ros_locks_")
+    os.chmod(shared, 0o1777)   # like /tmp
+
+    def take(timeout: float):
+        def child() -> int:
+            with domain_lock([93], timeout=timeout, lock_dir=shared, notice=lambda text: None):
+                return 0
+        return child
+
+    try:
+        with domain_lock([93], lock_dir=shared):   # root's file, mode 0644
+            assert _as_nobody(take(0.2)) == 3        # waits its turn (before: PermissionError, exit 4)
+        assert _as_nobody(take(0)) == 0
+    finally:
+        shutil.rmtree(shared)
