@@ -27,7 +27,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 try:   # Iron and later
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:   # Humble: the same classes in rclpy.qos_event
@@ -459,7 +459,7 @@ class DptNode(Node):
                 return
             last[0] = now
             self.get_logger().warning(
-                f"incompatible QoS on {topic} (policy {event.last_policy_kind}): a peer's reliability/"
+                f"incompatible QoS on {topic} (policy {qos_policy_name_from_kind(event.last_policy_kind)}): a peer's reliability/"
                 f"durability does not match; see qos.input_reliability / qos.output_reliability")
         return warn
 
