@@ -22,52 +22,78 @@ def run(cmd: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
+def check_install(ws: Path, symlink: bool) -> None:
+    """``colcon build`` (``--symlink-install``: what most ROS users type) into ``ws``; exits listing what is missing."""
+    run(["colcon", "--log-base", str(ws / "log"), "build", "--base-paths", str(REPO),
+         "--build-base", str(ws / "build"), "--install-base", str(ws / "install")]
+        + (["--symlink-install"] if symlink else []), ws)
+    mode = "--symlink-install" if symlink else "copy"
+    prefix = ws / "install" / "dpt_ros"
+    expected = [
+        "lib/dpt_ros/dpt_node",
+        "lib/dpt_ros/sample_camera",
+        "share/dpt_ros/package.xml",
+        "share/ament_index/resource_index/packages/dpt_ros",
+        "share/dpt_ros/rviz/dpt.rviz",
+        "share/dpt_ros/sros2/dpt_ros_interfaces.yaml",
+        "share/dpt_ros/sros2/dpt_ros_policy.xml",
+    ]
+    expected += [f"share/dpt_ros/launch/{p.name}" for p in sorted((REPO / "launch").glob("*.launch.py"))]
+    expected += [f"share/dpt_ros/config/{p.name}" for p in sorted((REPO / "config").iterdir()) if p.is_file()]
+    for name in ("depth.launch.py", "segmentation.launch.py", "dpt.launch.py"):
+        if f"share/dpt_ros/launch/{name}" not in expected:
+            expected.append(f"share/dpt_ros/launch/{name}")
+    missing = [p for p in expected if not (prefix / p).exists()]   # exists() follows symlinks: a dangling one is missing
+    not_exec = [p for p in expected[:2] if (prefix / p).exists() and not os.access(prefix / p, os.X_OK)]
+    if symlink:   # the package is imported from the source tree, through the build folder colcon adds to PYTHONPATH
+        pkg_root = ws / "build" / "dpt_ros"
+        if not (pkg_root / "dpt_ros" / "ros" / "node.py").exists():
+            missing.append("build/dpt_ros/dpt_ros/ros/node.py (the develop link to the sources)")
+    else:
+        pkgs = list((prefix / "lib").glob("python3*/site-packages/dpt_ros/ros/node.py"))
+        pkg_root = pkgs[0].parents[2] if pkgs else None
+        if not pkgs:
+            missing.append("lib/python3*/site-packages/dpt_ros/ros/node.py")
+    for p in expected:
+        print(("ok      " if p not in missing else "MISSING ") + p)
+    if not missing:   # the policy tool finds its interface list in the install, not in a checkout
+        env = dict(os.environ, PYTHONPATH=str(pkg_root), AMENT_PREFIX_PATH=str(prefix))
+        out = subprocess.run([sys.executable, "-m", "dpt_ros.tools.sros2_policy", "--namespace", "/robot",
+                              "--out", "-"], cwd=ws, env=env, text=True, capture_output=True)
+        where = subprocess.run([sys.executable, "-c", "import dpt_ros.tools.sros2_policy as t; print(t.INTERFACES)"],
+                               cwd=ws, env=env, text=True, capture_output=True).stdout.strip()
+        if out.returncode != 0 or "<topic>/robot/depth</topic>" not in out.stdout:
+            missing.append(f"sros2_policy from the install failed: {out.stderr.strip()[-300:]}")
+        elif not symlink and not where.startswith(str(prefix)):
+            missing.append(f"sros2_policy read {where!r}, not the installed share/dpt_ros/sros2")
+        else:
+            print(f"ok      sros2_policy runs from the install ({where})")
+        # the launch files' presets come from the installed share folder, found through the ament index
+        probe = ("from dpt_ros.ros import presets; print(presets.share_dir()); "
+                 "print(','.join(presets.preset_variants('depth'))); print(presets.config_path('dpt_hybrid').read_text()[:0])")
+        shown = subprocess.run([sys.executable, "-c", probe], cwd=ws, env=env, text=True, capture_output=True)
+        lines = shown.stdout.splitlines()
+        if shown.returncode != 0 or len(lines) < 2:
+            missing.append(f"presets from the install failed: {shown.stderr.strip()[-300:]}")
+        elif lines[0] != str(prefix / "share" / "dpt_ros") or "dpt_hybrid" not in lines[1].split(","):
+            missing.append(f"presets read {lines[0]!r} (variants {lines[1]!r}), not the installed share/dpt_ros")
+        else:
+            print(f"ok      launch presets from {lines[0]}: {lines[1]}")
+    if missing or not_exec:
+        raise SystemExit(f"colcon install ({mode}) is incomplete: missing={missing} not_executable={not_exec}")
+    print(f"colcon build ({mode}): dpt_ros installs its executables, share files and ament index marker")
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="dpt_ros_colcon_") as tmp:
-        ws = Path(tmp)
-        listing = run(["colcon", "list", "--base-paths", str(REPO)], ws)
+        listing = run(["colcon", "list", "--base-paths", str(REPO)], Path(tmp))
         print(listing.strip())
         if "(ros.ament_python)" not in listing:
             raise SystemExit("colcon does not see dpt_ros as (ros.ament_python): package.xml is not valid for catkin_pkg")
-        run(["colcon", "--log-base", str(ws / "log"), "build", "--base-paths", str(REPO),
-             "--build-base", str(ws / "build"), "--install-base", str(ws / "install")], ws)
-        prefix = ws / "install" / "dpt_ros"
-        expected = [
-            "lib/dpt_ros/dpt_node",
-            "lib/dpt_ros/sample_camera",
-            "share/dpt_ros/package.xml",
-            "share/ament_index/resource_index/packages/dpt_ros",
-            "share/dpt_ros/rviz/dpt.rviz",
-            "share/dpt_ros/sros2/dpt_ros_interfaces.yaml",
-            "share/dpt_ros/sros2/dpt_ros_policy.xml",
-        ]
-        expected += [f"share/dpt_ros/launch/{p.name}" for p in sorted((REPO / "launch").glob("*.launch.py"))]
-        expected += [f"share/dpt_ros/config/{p.name}" for p in sorted((REPO / "config").iterdir()) if p.is_file()]
-        for name in ("depth.launch.py", "segmentation.launch.py", "dpt.launch.py"):
-            if f"share/dpt_ros/launch/{name}" not in expected:
-                expected.append(f"share/dpt_ros/launch/{name}")
-        missing = [p for p in expected if not (prefix / p).exists()]
-        not_exec = [p for p in expected[:2] if (prefix / p).exists() and not os.access(prefix / p, os.X_OK)]
-        pkgs = list((prefix / "lib").glob("python3*/site-packages/dpt_ros/ros/node.py"))
-        if not pkgs:
-            missing.append("lib/python3*/site-packages/dpt_ros/ros/node.py")
-        for p in expected:
-            print(("ok      " if p not in missing else "MISSING ") + p)
-        if pkgs and not missing:   # the policy tool finds its interface list in the install, not in a checkout
-            env = dict(os.environ, PYTHONPATH=str(pkgs[0].parents[2]))
-            out = subprocess.run([sys.executable, "-m", "dpt_ros.tools.sros2_policy", "--namespace", "/robot",
-                                  "--out", "-"], cwd=ws, env=env, text=True, capture_output=True)
-            where = subprocess.run([sys.executable, "-c", "import dpt_ros.tools.sros2_policy as t; print(t.INTERFACES)"],
-                                   cwd=ws, env=env, text=True, capture_output=True).stdout.strip()
-            if out.returncode != 0 or "<topic>/robot/depth</topic>" not in out.stdout:
-                missing.append(f"sros2_policy from the install failed: {out.stderr.strip()[-300:]}")
-            elif not where.startswith(str(prefix)):
-                missing.append(f"sros2_policy read {where!r}, not the installed share/dpt_ros/sros2")
-            else:
-                print("ok      sros2_policy runs from the install")
-        if missing or not_exec:
-            raise SystemExit(f"colcon install is incomplete: missing={missing} not_executable={not_exec}")
-    print("colcon build: dpt_ros installs its executables, share files and ament index marker")
+        for symlink in (False, True):
+            ws = Path(tmp) / ("symlink" if symlink else "copy")
+            ws.mkdir()
+            check_install(ws, symlink)
     return 0
 
 
