@@ -680,8 +680,17 @@ class DptNode(Node):
             info = self._camera_info(f, s)
             if info is not None:
                 try:
-                    intr = pipeline.Intrinsics.from_camera_info(
-                        **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"]).scaled_to(w, h)
+                    calib = pipeline.Intrinsics.from_camera_info(
+                        **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"])
+                    intr = calib.scaled_to(w, h)
+                    sx, sy = w / calib.width, h / calib.height
+                    if abs(sx / sy - 1.0) > 0.01:
+                        self._warn_once(f"aspect:{f.camera.topic('camera_info')}", (
+                            f"{f.camera.topic('camera_info')} describes a {calib.width}x{calib.height} image but the "
+                            f"frames are {w}x{h}, another aspect ratio: the intrinsics are scaled per axis (x {sx:.4g}, "
+                            f"y {sy:.4g}), as for an anamorphic resize. If this camera_info belongs to another stream "
+                            f"or resolution, remap camera_info to the one of these images (depth/camera_info and "
+                            f"points use it). Said once per camera."))
                 except pipeline.CalibrationError as e:
                     self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f], partial=True)
         want_cloud = intr is not None and "points" in wanted

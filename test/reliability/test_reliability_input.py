@@ -312,8 +312,15 @@ def test_bad_camera_info(rig):
     assert all(math.isfinite(v) for m in rig.info_out for v in m.k)
 
     # an info for another size (2x, same aspect) is scaled; one of another aspect (1280x720 for a
-    # 64x48 image) is scaled per axis, as image_proc's resize does
-    for cw, ch, fx, fy in ((128, 96, 100.0, 100.0), (1280, 720, 900.0, 800.0)):
+    # 64x48 image) is scaled per axis, as image_proc's resize does, with one warning per camera that
+    # names both sizes (an info of another stream would otherwise give a distorted cloud unnoticed)
+    def aspect_warnings(since):
+        return [x for x in rig.log.lines("dpt_node", Log.WARN, since) if "another aspect ratio" in x]
+
+    mark = rig.log.mark()
+    for i, (cw, ch, fx, fy) in enumerate(((128, 96, 100.0, 100.0), (1280, 720, 900.0, 800.0), (1280, 720, 900.0, 800.0))):
+        if i == 1:
+            assert not aspect_warnings(mark), "a same-aspect scaling is not worth a warning"
         img = rig.image_with()
         big = make_image(0, cw, ch)
         big.header = img.header
@@ -328,6 +335,11 @@ def test_bad_camera_info(rig):
         assert (got.width, got.height) == (W, H)
         np.testing.assert_allclose([got.k[0], got.k[4], got.k[2], got.k[5]],
                                    [fx * W / cw, fy * H / ch, (cw - 1) / 2 * W / cw, (ch - 1) / 2 * H / ch], rtol=1e-6)
+    wait_for(lambda: aspect_warnings(mark), timeout=5.0, what="the aspect-ratio warning")
+    time.sleep(0.05)
+    warned = aspect_warnings(mark)
+    assert len(warned) == 1, warned   # two frames with the 1280x720 info: said once
+    assert "1280x720" in warned[0] and f"{W}x{H}" in warned[0] and "camera_info" in warned[0], warned[0]
     assert rig.node.error_counts().get("internal", 0) == 0
     record("input", bad_camera_info_cases=7, scaled_camera_info_cases=2,
            next_valid_frame_max_s_after_bad_camera_info=round(max(rig.next_valid_s), 3))
