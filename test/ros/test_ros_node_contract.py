@@ -267,3 +267,37 @@ def test_a_colormap_change_restarts_the_running_range(harness):
 @pytest.fixture(autouse=True)
 def _short_info_wait(monkeypatch):
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
+
+
+def test_a_camera_that_changes_resolution_mid_stream_gets_outputs_of_each_size(harness):
+    """A driver reconfigured while the node runs (80x60 -> 96x48, another aspect, -> 80x60): every output
+    follows the frame it came from: image sizes, the network shape (aspect kept), the cloud's rows and
+    columns, depth/camera_info; the values are the model's for that frame; nothing is counted as an error."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "points.stride": 2})
+    got = {n: harness.collector(t, n) for n, t in
+           (("inverse_depth", Image), ("depth", Image), ("depth/camera_info", CameraInfo), ("points", PointCloud2))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    _discovered(node, pub, *got)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    sizes = [(80, 60), (96, 48), (80, 60)]
+    frames = []
+    for i, (w, h) in enumerate(sizes):
+        img = make_image((i + 1) * 1_000_000_000, width=w, height=h, seed=i)
+        info_pub.publish(make_info(img, fx=40.0 + i))
+        wait_for(lambda: len(node.cameras[0].infos) == i + 1, what="info stored")
+        pub.publish(img)
+        wait_for(lambda: all(len(v) == i + 1 for v in got.values()), what=f"outputs of the {w}x{h} frame")
+        frames.append(img)
+        net_h, net_w = node.models.depth_pre.input_size(h, w)
+        model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        assert model["depth.net_input"] == f"{net_h}x{net_w}"
+    assert [(m.width, m.height) for m in got["inverse_depth"]] == sizes
+    assert [(m.width, m.height) for m in got["depth"]] == sizes
+    assert [(m.width, m.height, m.k[0]) for m in got["depth/camera_info"]] == [(w, h, 40.0 + i) for i, (w, h) in enumerate(sizes)]
+    assert [(m.height, m.width) for m in got["points"]] == [(-(-h // 2), -(-w // 2)) for w, h in sizes]
+    for img, out in zip(frames, got["inverse_depth"]):
+        assert out.header == img.header
+        np.testing.assert_allclose(conversions.image_array(out), _reference_inverse(node, img), rtol=1e-5, atol=1e-5)
+    assert node.error_counts() == {}
+    assert node.counts()[""]["processed"] == 3
