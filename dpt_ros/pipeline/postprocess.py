@@ -90,7 +90,13 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
 
 
 def depth_to_millimetres(depth: Any) -> Any:
-    """16UC1 depth (REP 118 raw-driver style): millimetres, 0 = invalid (NaN, +-inf, > 65.535 m)."""
+    """16UC1 depth (REP 118 raw-driver style): millimetres rounded to nearest, 0 = invalid (NaN, +-inf,
+    <= 0, > 65.535 m). NumPy, CuPy or torch (where the tensor lives: the device -> host copy is then half
+    the bytes of float32 metres)."""
+    if isinstance(depth, torch.Tensor):
+        mm = torch.round(depth.float() * 1000.0)
+        ok = torch.isfinite(mm) & (mm > 0) & (mm <= 65535)
+        return torch.where(ok, mm, 0.0).to(torch.int32).to(torch.uint16)
     xp = array_module(depth)
     d = depth.astype(xp.float32, copy=False)
     with np.errstate(invalid="ignore"):

@@ -668,7 +668,9 @@ class DptNode(Node):
                 # in place unless it is the model's own output (an inference tensor: camera at network size)
                 depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"],
                                                      inplace=not depth_t.is_inference())
-                if "depth" in wanted:
+                if "depth" in wanted and s["depth.encoding"] == "16UC1":
+                    host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
+                elif "depth" in wanted:
                     host.request("depth", depth_t)
             elif "depth" in wanted or "points" in wanted:
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
@@ -719,7 +721,8 @@ class DptNode(Node):
                 out["inverse_depth/colored"] = conversions.image_output(
                     header, self._colorize(f.camera, inv, s), "rgb8")
         if depth_t is not None and "depth" in wanted:
-            out["depth"] = conversions.image_output(header, host["depth"], "32FC1")
+            out["depth"] = (conversions.image_output(header, host["depth_mm"], "16UC1") if "depth_mm" in host
+                            else conversions.image_output(header, host["depth"], "32FC1"))
         if "labels" in host:
             labels = host["labels"]
             if "segmentation" in wanted:

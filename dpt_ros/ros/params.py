@@ -29,6 +29,7 @@ RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")  # = pipelin
 PRECISIONS = ("fp32", "fp16", "bf16")
 CAMERA_INFO_POLICIES = ("exact", "nearest", "latest")
 COLORMAP_RANGES = ("running", "fixed")
+DEPTH_ENCODINGS = ("32FC1", "16UC1")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
@@ -173,11 +174,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0e6)),
     ParamSpec("depth.max", 1000.0, "Depths above this (metres) are published as +Inf (REP 117).",
               float_range=(0.0, 1.0e6)),
+    ParamSpec("depth.encoding", "32FC1",
+              "Encoding of depth (REP 118): 32FC1 metres (NaN / -Inf / +Inf as REP 117), or 16UC1 millimetres as "
+              "raw depth drivers publish them (half the bytes; 0 = no measurement, which includes depths below "
+              "depth.min, above depth.max or beyond 65.535 m).", choices=DEPTH_ENCODINGS),
     # --- outputs ------------------------------------------------------------------------------
     ParamSpec("publish.inverse_depth", True, "Publish inverse_depth (32FC1, model units)."),
     ParamSpec("publish.inverse_depth_colored", True, "Publish inverse_depth/colored (rgb8)."),
     ParamSpec("publish.depth", True,
-              "Publish depth (32FC1 metres) and depth/camera_info (needs a metric variant or depth.scale)."),
+              "Publish depth (metric, encoded as depth.encoding says) and depth/camera_info (needs a metric variant or "
+              "depth.scale)."),
     ParamSpec("publish.segmentation", True, "Publish segmentation (mono8 labels 1..150, 0 unlabeled)."),
     ParamSpec("publish.segmentation_colored", True, "Publish segmentation/colored (rgb8 overlay)."),
     ParamSpec("lazy", True, "Compute an output only while it has subscribers."),

@@ -74,6 +74,12 @@ def test_depth_to_millimetres():
     d = np.array([np.nan, -np.inf, np.inf, 0.0, 0.0004, 0.0006, 1.2345, 65.535, 65.6], np.float32)
     np.testing.assert_array_equal(depth_to_millimetres(d), [0, 0, 0, 0, 0, 1, 1234, 65535, 0])
     assert depth_to_millimetres(d).dtype == np.uint16
+    # a torch tensor stays one (the node converts where the depth lives, then copies half the bytes)
+    t = depth_to_millimetres(torch.from_numpy(d))
+    assert isinstance(t, torch.Tensor) and t.dtype == torch.uint16
+    np.testing.assert_array_equal(t.numpy(), depth_to_millimetres(d))
+    r = np.random.default_rng(0).uniform(-1.0, 70.0, (48, 64)).astype(np.float32)
+    np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r)).numpy(), depth_to_millimetres(r))
 
 
 # matplotlib's published colour map end points (listed data, 0..1 RGB)

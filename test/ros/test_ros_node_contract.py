@@ -301,3 +301,38 @@ def test_a_camera_that_changes_resolution_mid_stream_gets_outputs_of_each_size(h
         np.testing.assert_allclose(conversions.image_array(out), _reference_inverse(node, img), rtol=1e-5, atol=1e-5)
     assert node.error_counts() == {}
     assert node.counts()[""]["processed"] == 3
+
+
+def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness):
+    """depth.encoding 16UC1 (set live): the same frame's depth as millimetres, 0 where 32FC1 has NaN / -Inf /
+    +Inf (here depth.min and depth.max cut both tails) or beyond 65.535 m; the cloud stays float metres."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("points", PointCloud2))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    _discovered(node, pub, *got)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    first = make_image(1, width=64, height=48)
+    info_pub.publish(make_info(first))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(first)
+    wait_for(lambda: all(len(v) == 1 for v in got.values()), what="32FC1 depth")
+    metres = conversions.image_array(got["depth"][0])
+    assert got["depth"][0].encoding == "32FC1"
+    finite = metres[np.isfinite(metres)]
+    lo, hi = (float(v) for v in np.percentile(finite, [20, 80]))
+    assert set_params(harness, node, **{"depth.encoding": "16UC1", "depth.min": lo, "depth.max": hi})[0].successful
+    second = make_image(2, width=64, height=48)   # the same pixels: the same network output
+    pub.publish(second)
+    wait_for(lambda: all(len(v) == 2 for v in got.values()), what="16UC1 depth")
+    msg = got["depth"][1]
+    assert (msg.encoding, msg.step, msg.width, msg.height, msg.header) == ("16UC1", 128, 64, 48, second.header)
+    mm = conversions.image_array(msg)
+    inside = (metres >= lo) & (metres <= hi)
+    expected = np.where(inside, np.rint(metres * 1000.0), 0).astype(np.uint16)
+    assert 0.4 < inside.mean() < 0.8 and (mm[~inside] == 0).all()
+    np.testing.assert_array_equal(mm, expected)
+    z = [conversions.cloud_array(m)["z"] for m in got["points"]]
+    assert z[1].dtype == np.float32
+    np.testing.assert_allclose(z[1][np.isfinite(z[1])], metres[::2, ::2][(metres[::2, ::2] >= lo) & (metres[::2, ::2] <= hi)],
+                               rtol=1e-6)

@@ -39,6 +39,15 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     # pre/post-processing on the device when CuPy works here, else on the CPU with the reason shown
     assert model["pipeline"] == ("cupy" if pipeline.cupy_available(node.models.device) else "numpy")
     assert model.get("pipeline_note", "") == pipeline.cupy_unavailable_reason(node.models.device)
+    # 16UC1: millimetres converted on the device (the same pixels as the frames before: the same depth)
+    metres = conversions.image_array(got["depth"][-1])
+    assert set_params(harness, node, **{"depth.encoding": "16UC1"})[0].successful
+    pub.publish(make_image(6, width=160, height=120))
+    wait_for(lambda: len(got["depth"]) >= 6, timeout=60, what="16UC1 depth")
+    mm = got["depth"][-1]
+    assert (mm.encoding, mm.step) == ("16UC1", 320)
+    expected = pipeline.depth_to_millimetres(metres).astype(np.int32)
+    assert np.abs(conversions.image_array(mm).astype(np.int32) - expected).max() <= 1
     assert node.error_counts() == {}
 
 

@@ -46,6 +46,7 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("segmentation.overlay_alpha", 1.5, "out of range"),
     ("colormap", "rainbow_unicorn", "turbo"),
     ("camera_info.policy", "sometimes", "exact, nearest, latest"),
+    ("depth.encoding", "16UC2", "32FC1, 16UC1"),
     ("device", "tpu", "'auto', 'cpu', 'cuda', 'cuda:N'"),
     ("depth.weights", "/no/such/file.pt", "does not exist"),
     ("depth.weights", "", "depth.weights is empty"),   # not accepted and then reverted by a failed load
