@@ -47,6 +47,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
                     help="frame rates to measure in turn, each over --frames (0: back to back; e.g. 0 30)")
     ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile)")
+    ap.add_argument("--also-with", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+                    help="then measure the same node once more (at the first rate) with these parameters set live "
+                         "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
     ap.add_argument("--domain", type=int, default=88)
@@ -125,6 +128,13 @@ def run(args: argparse.Namespace) -> dict:
         for i in range(args.warmup):
             one(i)
         runs = [_measure(node, one, rate, args.frames, args.profile) for rate in args.rates]
+        initial = node.settings
+        for changes in (_parse_changes(text) for text in args.also_with):
+            _set_live(node, changes)
+            for i in range(args.warmup):
+                one(i)
+            runs.append({**_measure(node, one, args.rates[0], args.frames, args.profile), "parameters": changes})
+            _set_live(node, {k: initial[k] for k in changes})
         if subscriber is not None:
             counts = _stop_subscriber(subscriber)
             missing = [o for o in outputs if counts.get(o, 0) == 0]
@@ -141,6 +151,29 @@ def run(args: argparse.Namespace) -> dict:
         if subscriber is not None and subscriber.poll() is None:
             subscriber.kill()
         harness.shutdown()
+
+
+def _parse_changes(text: str) -> dict:
+    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does)."""
+    import yaml  # noqa: PLC0415
+
+    changes = {}
+    for item in text.split(","):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--also-with expects NAME=VALUE[,NAME=VALUE]; got {text!r}")
+        changes[name.strip()] = yaml.safe_load(value)
+    return changes
+
+
+def _set_live(node, changes: dict) -> None:
+    """Set parameters through the node's own parameter interface (what ``ros2 param set`` reaches)."""
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    results = node.set_parameters([Parameter(k, value=v) for k, v in changes.items()])
+    bad = [f"{k}: {r.reason}" for k, r in zip(changes, results) if not r.successful]
+    if bad:
+        raise SystemExit("--also-with: the node refused " + "; ".join(bad))
 
 
 def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
@@ -177,21 +210,28 @@ def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
     return run
 
 
+def _run_label(run: dict) -> str:
+    """"back to back", "at 30 Hz", plus " with name=value" for an --also-with run."""
+    label = f"at {run['rate_hz']:g} Hz" if run["rate_hz"] else "back to back"
+    if run.get("parameters"):
+        label += " with " + ", ".join(f"{k}={v}" for k, v in run["parameters"].items())
+    return label
+
+
 def report(r: dict) -> str:
     lines = [f"bench_node_stages: {r['variant']} on {r['device']} {r['precision']}"
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, {r['image']} {r['encoding']}, outputs "
              f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames per run"]
     for run in r["runs"]:
-        lines += [f"  {'at ' + format(run['rate_hz'], 'g') + ' Hz' if run['rate_hz'] else 'back to back'}: "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_ms"].items()) + " (mean ms per frame)",
+        lines += [f"  {_run_label(run)}: " + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_ms"].items())
+                  + " (mean ms per frame)",
                   f"    total {run['node_total_ms']} ms, all but the model {run['overhead_ms']} ms "
                   f"({run['node_overhead_fraction']} of node time); wall {run['wall_ms_per_frame']} ms/frame"]
     if r["errors"]:
         lines.append(f"  errors: {r['errors']}")
     for run in r["runs"]:
         if run.get("profile"):
-            lines += [f"  cProfile, {'at ' + format(run['rate_hz'], 'g') + ' Hz' if run['rate_hz'] else 'back to back'}:",
-                      run["profile"]]
+            lines += [f"  cProfile, {_run_label(run)}:", run["profile"]]
     return "\n".join(lines)
 
 

@@ -17,8 +17,9 @@ Steps, each under its own timeout inside an overall ``--budget``:
    ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
    (once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast DDS modes);
 6. then ``python -m dpt_ros.tools.bench_node_stages`` (same model, in-process stages, subscribers in another
-   process), frames back to back and then paced at 30 Hz, each with a cProfile of the top
-   ``--node-stages-profile`` functions (log: bench_node_stages.log);
+   process), frames back to back, then paced at 30 Hz, then back to back with ``depth.encoding=16UC1`` (half
+   the depth bytes), each with a cProfile of the top ``--node-stages-profile`` functions (log:
+   bench_node_stages.log);
 7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU).
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
@@ -216,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     if e2e and args.node_stages_profile > 0 and left() > 30:
         summary["bench_node_stages"] = json_tool("bench_node_stages", [
             "--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cuda-graphs", "--input-size", "0",
-            "--frames", "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile)])
+            "--frames", "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
+            "--also-with", "depth.encoding=16UC1"])
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 30 s of budget"}
     if e2e and left() > 25:

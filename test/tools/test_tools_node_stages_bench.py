@@ -14,10 +14,11 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
     out = tmp_path / "stages.json"
     assert bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
                                    "--input-size", "32", "--rates", "0", "25", "--profile", "5",
+                                   "--also-with", "depth.encoding=16UC1,points.stride=4",
                                    "--domain", str(DOMAIN), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     printed = capsys.readouterr().out
-    assert "back to back:" in printed and "at 25 Hz:" in printed and printed.count("cProfile, ") == 2
+    assert "back to back:" in printed and "at 25 Hz:" in printed
     assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
     assert r["subscribers"] == "process"   # and that process received every output (checked by the tool)
     assert set(r["stages_ms"]) == set(bench_node_stages.STAGES)
@@ -25,7 +26,16 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
     assert 0 < r["node_overhead_fraction"] < 1
     assert r["overhead_ms"] == pytest.approx(r["node_total_ms"] - r["stages_ms"]["model"], abs=0.01)
     # the first run's figures are the top level; the second was paced at 25 Hz (40 ms per frame at least)
-    first, paced = r["runs"]
+    first, paced, also = r["runs"]
     assert first == {k: r[k] for k in first} and first["rate_hz"] == 0 and paced["rate_hz"] == 25
+    # --also-with: the same node once more at the first rate, with those parameters set live (typed as YAML)
+    assert also["rate_hz"] == 0 and also["parameters"] == {"depth.encoding": "16UC1", "points.stride": 4}
+    assert "back to back with depth.encoding=16UC1, points.stride=4:" in printed and printed.count("cProfile, ") == 3
     assert paced["wall_ms_per_frame"] >= 40.0 and set(paced["stages_ms"]) == set(bench_node_stages.STAGES)
     assert "profile" not in r and not any("profile" in run for run in r["runs"])   # printed, not in the JSON
+
+
+def test_also_with_refused_values_say_why():
+    with pytest.raises(SystemExit, match="expects NAME=VALUE"):
+        bench_node_stages._parse_changes("depth.encoding")
+    assert bench_node_stages._parse_changes("a=1, b=x,c=true") == {"a": 1, "b": "x", "c": True}
