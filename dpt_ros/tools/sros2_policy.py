@@ -77,20 +77,25 @@ def resolve(name: str, namespace: str, node: str) -> str:
 
 
 def parse_remaps(rules: Iterable[str]) -> list[tuple[str, str]]:
-    """``from:=to`` topic remapping rules as given to ``--ros-args -r`` (node-name rules excluded)."""
+    """``from:=to`` topic remapping rules as given to ``--ros-args -r``, also ``node_name:from:=to`` (a rule for
+    one node only); the node-name and namespace rules (``__node:=``, ``__ns:=``) are refused."""
     out = []
     for rule in rules:
         src, sep, dst = rule.partition(":=")
-        if not sep or not src or not dst or src.startswith("__"):
+        if not sep or not src or not dst or src.split(":")[-1].startswith("__"):
             raise ValueError(f"remap {rule!r} is not a topic rule FROM:=TO (e.g. image:=/camera/image_raw)")
         out.append((src, dst))
     return out
 
 
 def _remapped(fqn: str, remaps: list[tuple[str, str]], namespace: str, node: str) -> str:
-    """rcl's rule: the first rule whose FROM, resolved in the node's namespace, equals the name wins."""
+    """rcl's rule: the first rule whose FROM, resolved in the node's namespace, equals the name wins; a rule
+    ``other_node:from:=to`` is for another node and skipped."""
     for src, dst in remaps:
-        if resolve(src, namespace, node) == fqn:
+        target, sep, name = src.rpartition(":")
+        if sep and target != node:
+            continue
+        if resolve(name, namespace, node) == fqn:
             return resolve(dst, namespace, node)
     return fqn
 

@@ -482,11 +482,13 @@ def test_incompatible_qos_is_warned_with_the_topic(harness):
 
 
 def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
-    """Remapped inputs and an output, compressed transport, namespace /robot: the policy generator's
-    topic set (``--remap``) is exactly what the running node subscribes and publishes."""
+    """Remapped inputs and outputs, compressed transport, namespace /robot: the policy generator's
+    topic set (``--remap``) is exactly what the running node subscribes and publishes, including a rule
+    for this node by name (``dpt_node:depth:=...``) and one for another node, which rcl leaves alone."""
     from dpt_ros.tools import sros2_policy
 
-    rules = ["image:=/camera/image_raw", "camera_info:=/camera/camera_info", "points:=cloud"]
+    rules = ["image:=/camera/image_raw", "camera_info:=/camera/camera_info", "points:=cloud",
+             "dpt_node:depth:=metric_depth", "other_node:inverse_depth:=elsewhere"]
     node = harness.start_node(namespace="robot", image_transport="compressed",
                               cli_args=["--ros-args"] + [a for r in rules for a in ("-r", r)])
     with_label_info = importlib.util.find_spec("vision_msgs") is not None   # label_info is published only then
@@ -496,6 +498,7 @@ def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
     published = {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", "/robot")}
     assert subscribed == set(want["subscribe"]) == {"/camera/image_raw/compressed", "/camera/camera_info"}
     assert published == set(want["publish"]) and "/robot/cloud" in published and "/robot/points" not in published
+    assert {"/robot/metric_depth", "/robot/inverse_depth"} <= published and "/robot/depth" not in published
 
 
 def test_absolute_and_private_camera_namespaces(harness):
