@@ -139,7 +139,7 @@ def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: 
     """The SROS2 policy XML allowing exactly the node's topics and services."""
     spec = load(path)
     e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps)
-    ns = _join(namespace) if namespace.strip("/") else "/"
+    ns = _join(namespace)
 
     def block(tag: str, item: str, attr: str, names) -> list[str]:
         lines = [f'          <{tag} {attr}="ALLOW">']

@@ -183,6 +183,26 @@ def test_policy_is_generated_from_the_documented_set():
     assert "/robot/dpt_node/set_parameters" in multi["reply"] and "/robot/right/points" in multi["publish"]
 
 
+def test_policy_tool_command_line(tmp_path, capsys):
+    """The options a user gives the tool reach the policy: --enclave, --cameras (comma-separated), --remap
+    (a node-name or namespace rule is refused), and --check says whether a file is up to date."""
+    out = tmp_path / "policy.xml"
+    argv = ["--namespace", "/robot", "--cameras", "left,right", "--enclave", "/robot/dpt", "--out", str(out)]
+    assert sros2_policy.main(argv) == 0
+    text = out.read_text()
+    assert text == sros2_policy.policy_xml("/robot", ["left", "right"], "raw", "/robot/dpt")
+    assert '<enclave path="/robot/dpt">' in text and '<profile ns="/robot" node="dpt_node">' in text
+    assert "<topic>/robot/left/image</topic>" in text and "<topic>/robot/right/points</topic>" in text
+    capsys.readouterr()
+    assert sros2_policy.main(argv + ["--check"]) == 0 and "is up to date" in capsys.readouterr().out
+    out.write_text(text.replace("/robot/right/points", "/robot/right/pointz"))
+    assert sros2_policy.main(argv + ["--check"]) == 1 and "is out of date" in capsys.readouterr().err
+    for rule in ("__ns:=/other", "dpt_node:__node:=renamed", "image", "image:="):
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main(["--out", "-", "--remap", rule])
+        assert e.value.code == 2 and "is not a topic rule FROM:=TO" in capsys.readouterr().err
+
+
 def _sros2_keystore():
     try:
         from sros2 import keystore

@@ -488,7 +488,7 @@ def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
     from dpt_ros.tools import sros2_policy
 
     rules = ["image:=/camera/image_raw", "camera_info:=/camera/camera_info", "points:=cloud",
-             "dpt_node:depth:=metric_depth", "other_node:inverse_depth:=elsewhere"]
+             "dpt_node:depth:=metric_depth", "other_node:inverse_depth:=elsewhere", "/diagnostics:=/robot/dpt_diagnostics"]
     node = harness.start_node(namespace="robot", image_transport="compressed",
                               cli_args=["--ros-args"] + [a for r in rules for a in ("-r", r)])
     with_label_info = importlib.util.find_spec("vision_msgs") is not None   # label_info is published only then
@@ -499,6 +499,7 @@ def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
     assert subscribed == set(want["subscribe"]) == {"/camera/image_raw/compressed", "/camera/camera_info"}
     assert published == set(want["publish"]) and "/robot/cloud" in published and "/robot/points" not in published
     assert {"/robot/metric_depth", "/robot/inverse_depth"} <= published and "/robot/depth" not in published
+    assert "/robot/dpt_diagnostics" in published and "/diagnostics" not in published   # a node-wide topic too
 
 
 def test_absolute_and_private_camera_namespaces(harness):
