@@ -86,11 +86,20 @@ def _device_index(cupy: ModuleType, device: Any) -> int:
     return int(torch.cuda.current_device()) if index is None else int(index)
 
 
+# Device allocations outside the caching allocators (cuBLAS / cuDNN workspaces, a kernel launch's CUDA_CHECK)
+# fail as a plain RuntimeError with one of these in the message; releasing the caches helps them too.
+_OOM_RUNTIME_MESSAGES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
+                         "cudaErrorMemoryAllocation")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for a device out-of-memory error from PyTorch's allocator or CuPy's memory pool."""
+    """True for a device out-of-memory error: PyTorch's allocator, CuPy's memory pool, or a CUDA library's
+    own allocation (a RuntimeError such as "CUDA error: out of memory" or "CUBLAS_STATUS_ALLOC_FAILED")."""
     import torch  # noqa: PLC0415
 
     if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    if type(exc) is RuntimeError and any(m in str(exc) for m in _OOM_RUNTIME_MESSAGES):
         return True
     cupy = sys.modules.get("cupy")   # imported only if the CuPy backend ever ran
     return cupy is not None and isinstance(exc, cupy.cuda.memory.OutOfMemoryError)
@@ -129,7 +138,7 @@ def backend_for_device(device: Any) -> str:
 
 def array_module(a: Any) -> ModuleType:
     """The array module (numpy or cupy) that owns ``a``."""
-    if isinstance(a, np.ndarray) or np.isscalar(a):
+    if isinstance(a, np.ndarray):
         return np
     mod = type(a).__module__.split(".", 1)[0]
     if mod == "cupy":

@@ -9,6 +9,13 @@ def test_out_of_memory_errors_are_recognised_and_releasing_caches_is_safe_withou
     assert pipeline.is_out_of_memory(torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
     assert not pipeline.is_out_of_memory(RuntimeError("CUDA error: an illegal memory access was encountered"))
     assert not pipeline.is_out_of_memory(MemoryError("host memory"))   # the host's: not the device's caches
+    # CUDA libraries allocating outside the caching allocator report it as a plain RuntimeError
+    for text in ("CUDA error: out of memory\nCUDA kernel errors might be asynchronously reported",
+                 "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+                 "cuDNN error: CUDNN_STATUS_ALLOC_FAILED"):
+        assert pipeline.is_out_of_memory(RuntimeError(text)), text
+    assert not pipeline.is_out_of_memory(RuntimeError("the model ran out of memory ideas"))
+    assert not pipeline.is_out_of_memory(ValueError("CUDA error: out of memory"))   # only the runtime's own type
     pipeline.release_cached_memory()     # no CuPy imported / no CUDA: nothing to release, no error
 
 
@@ -54,3 +61,30 @@ def test_the_kernel_check_is_per_device():
         reason = pipeline.cupy_unavailable_reason()
         assert all(pipeline.cupy_unavailable_reason(d) == reason for d in (0, "cuda:1", torch.device("cuda", 2)))
         assert _backend._probe_kernels.cache_info().currsize == 0   # no device was touched
+
+
+def test_backend_selection_and_host_arrays_on_the_cpu():
+    """get_xp by name or module (anything else refused with the valid names), the backend of a device
+    given as a torch device or a string, the module owning an array, and host copies of torch tensors."""
+    import numpy as np
+    import pytest
+    import torch
+
+    from dpt_ros import pipeline
+    from dpt_ros.pipeline import _backend
+
+    assert pipeline.get_xp("numpy") is np and pipeline.get_xp(np) is np
+    with pytest.raises(pipeline.BackendError, match="unsupported array module 'torch'"):
+        pipeline.get_xp(torch)
+    with pytest.raises(pipeline.BackendError, match="unknown backend 'jax'; valid backends: numpy, cupy"):
+        pipeline.get_xp("jax")
+    assert [_backend.backend_for_device(d) for d in ("cuda", "cuda:1", torch.device("cuda", 0), "cpu",
+                                                      torch.device("cpu"), "meta")] == \
+        ["cupy", "cupy", "cupy", "numpy", "numpy", "numpy"]
+    assert _backend.array_module(np.zeros(2)) is np and _backend.array_module(np.float32(1)) is np
+    assert _backend.array_module(torch.zeros(2)) is np   # not CuPy's: the NumPy code path reads it on the host
+    a = np.arange(3)
+    assert _backend.to_numpy(a) is a
+    t = torch.arange(4.0, requires_grad=True)
+    np.testing.assert_array_equal(_backend.to_numpy(t * 2), [0.0, 2.0, 4.0, 6.0])
+    np.testing.assert_array_equal(_backend.to_numpy([1, 2]), [1, 2])

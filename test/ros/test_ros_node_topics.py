@@ -193,6 +193,10 @@ def _torch_oom():
     return torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
 
 
+def _cublas_oom():
+    return RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+
 def _cupy_oom():
     import cupy
 
@@ -202,11 +206,12 @@ def _cupy_oom():
 @pytest.mark.parametrize("stage,error", [
     ("forward", _torch_oom),
     ("postprocess", _torch_oom),
+    ("forward", _cublas_oom),   # a CUDA library's own allocation: a plain RuntimeError
     pytest.param("postprocess", _cupy_oom, marks=pytest.mark.skipif(importlib.util.find_spec("cupy") is None,
                                                                     reason="needs CuPy")),
 ])
 def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness, monkeypatch, stage, error):
-    """Out of device memory in the forward or in post-processing, from PyTorch or from CuPy: counted as
+    """Out of device memory in the forward or in post-processing, from PyTorch, cuBLAS or CuPy: counted as
     cuda_oom (not as a generic failure of the stage), and the node goes on with the next frame."""
     from dpt_ros import pipeline
 
