@@ -195,13 +195,16 @@ def main(argv: list[str] | None = None) -> int:
         for status in diagnostics[-1].status:
             diag[status.name] = {kv.key: kv.value for kv in status.values}
     latencies = [f["latency_ms"] for f in frames]
+    # the device the node reported (``auto`` resolves to cuda or cpu there)
+    used = next((v["device"] for k, v in diag.items() if k.endswith(": model") and "device" in v), None)
     summary = {
         "frames": len(frames),
         "variant": args.variant,
         "weights": weights,
         "random_weights": random_weights,
         "warning": "RANDOM WEIGHTS: outputs are not meaningful" if random_weights else None,
-        "device": args.device,
+        "device": used or args.device,
+        "device_requested": args.device,
         "precision": args.precision,
         "camera": {"rate_hz": args.rate, "width": args.width, "height": args.height, "source": args.source},
         "latency_ms": {"per_frame": latencies,

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,6 +17,8 @@ DOMAIN = 71
 @pytest.mark.slow
 def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out = tmp_path / "demo_out"
+    out.mkdir()
+    (out / "frame_099_input.png").write_bytes(b"left from an earlier, longer run")
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "3", "--out", str(out),
                           "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
@@ -29,16 +32,26 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     assert "is deprecated" not in res.stdout + res.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["frames"] == 3 and summary["random_weights"] is True
+    assert (summary["device"], summary["device_requested"]) == ("cpu", "cpu")   # as the node reported it
     assert "not meaningful" in summary["warning"]
     lat = summary["latency_ms"]["per_frame"]
-    assert len(lat) == 3 and all(0 < x < 60_000 for x in lat)
+    model = next(v for k, v in summary["diagnostics"].items() if k.endswith(": model"))
+    # input stamp -> received here: in milliseconds, so at least about the node's own model time
+    assert len(lat) == 3 and all(0.5 * float(model["latency.model_ms"]) < x < 60_000 for x in lat), (lat, model)
+    assert not (out / "frame_099_input.png").exists()   # an earlier run's frames are removed
+    from dpt_ros.ros.sample_camera import builtin_frames, resize
+    camera = [resize(f, 160, 120) for f in builtin_frames()]
     stamps = [f["stamp_ns"] for f in summary["per_frame"]]
     assert stamps == sorted(stamps) and len(set(stamps)) == 3
     for i in range(3):
         depth = np.load(out / f"frame_{i:03d}_inverse_depth.npy")
         assert depth.dtype == np.float32 and depth.shape == (120, 160)   # the input's size, not the network's
-        assert (out / f"frame_{i:03d}_inverse_depth.png").stat().st_size > 0
-        assert (out / f"frame_{i:03d}_input.png").stat().st_size > 0
+        for name in ("inverse_depth", "input"):   # colour PNGs at the camera's size
+            png = cv2.imread(str(out / f"frame_{i:03d}_{name}.png"), cv2.IMREAD_UNCHANGED)
+            assert png.shape == (120, 160, 3) and png.dtype == np.uint8 and png.std() > 0, name
+        # the input PNG is one of the camera's pictures, in the right channel order
+        rgb = cv2.cvtColor(cv2.imread(str(out / f"frame_{i:03d}_input.png")), cv2.COLOR_BGR2RGB)
+        assert any(np.array_equal(rgb, c) for c in camera)
     # the node's own counters came back through /diagnostics
     cams = [v for k, v in summary["diagnostics"].items() if "camera" in k]
     assert cams and int(cams[0]["processed"]) >= 3
@@ -51,3 +64,15 @@ def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(c
         assert info.value.code == 2
         err = capsys.readouterr().err
         assert f"invalid choice: '{bad}'" in err and "dpt_hybrid_kitti" in err
+
+
+def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "REPO", tmp_path)
+    assert demo.default_weights("dpt_hybrid") == "random"
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "dpt_hybrid-midas-501f0c75.pt").write_bytes(b"x")
+    assert demo.default_weights("dpt_hybrid") == str(tmp_path / "weights" / "dpt_hybrid-midas-501f0c75.pt")
+    assert demo.default_weights("dpt_large") == "random"   # another variant's file is not taken
+    assert demo.default_weights("dpt_tiny") == "random"    # no release at all
+    with pytest.raises(SystemExit, match="--frames must be at least 1"):
+        demo.main(["--frames", "0"])
