@@ -5,6 +5,7 @@ Run by `make colcon-check` (and so by .ci/run). Exits non-zero with a list of pr
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,26 @@ def check_install(ws: Path, symlink: bool) -> None:
     if missing or not_exec:
         raise SystemExit(f"colcon install ({mode}) is incomplete: missing={missing} not_executable={not_exec}")
     print(f"colcon build ({mode}): dpt_ros installs its executables, share files and ament index marker")
+    if not symlink:
+        check_colcon_test(ws)
+
+
+# a few quick tests from each part: `colcon test` finds the suite through pytest.ini from the package folder
+_COLCON_TEST_SELECTION = ("test_variant_table or test_depth_to_millimetres or test_readme_parameter_table "
+                          "or test_policy_tool_command_line")
+
+
+def check_colcon_test(ws: Path) -> None:
+    """``colcon test`` (what the ROS buildfarm and package maintainers run) on a quick selection of the suite;
+    ``colcon test-result`` must count them, with no failure."""
+    run(["colcon", "--log-base", str(ws / "log"), "test", "--base-paths", str(REPO), "--build-base",
+         str(ws / "build"), "--install-base", str(ws / "install"), "--pytest-args", "-k", _COLCON_TEST_SELECTION], ws)
+    result = run(["colcon", "test-result", "--test-result-base", str(ws / "build"), "--all"], ws)
+    found = re.search(r"Summary: (\d+) tests, (\d+) errors, (\d+) failures", result)
+    tests, errors, failures = (int(v) for v in found.groups()) if found else (0, 0, 0)
+    if tests < 4 or errors or failures:
+        raise SystemExit(f"colcon test did not run the selected tests cleanly: {result.strip()[-500:]!r}")
+    print(f"colcon test: {tests} tests, no error, no failure")
 
 
 def main() -> int:
