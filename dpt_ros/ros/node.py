@@ -674,7 +674,8 @@ class DptNode(Node):
                     host.request("depth", depth_t)
             elif "depth" in wanted or "points" in wanted:
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
-                                "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift")
+                                "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
+                                "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
         if "logits" in net:
             labels_t = pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w)))[0]
         intr = info = None

@@ -336,3 +336,22 @@ def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness)
     assert z[1].dtype == np.float32
     np.testing.assert_allclose(z[1][np.isfinite(z[1])], metres[::2, ::2][(metres[::2, ::2] >= lo) & (metres[::2, ::2] <= hi)],
                                rtol=1e-6)
+
+
+def test_depth_without_metric_scale_is_explained_once_and_inverse_depth_still_goes_out(harness):
+    """A relative variant without depth.scale has no metres: a `depth` subscriber gets nothing, and the node
+    says why once (with the way out), however many frames come."""
+    from rcl_interfaces.msg import Log
+
+    node = harness.start_node()   # dpt_tiny: relative, depth.scale 0
+    log = harness.collector(Log, "/rosout")
+    got = {n: harness.collector(Image, n) for n in ("inverse_depth", "depth")}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, *got)
+    for i in range(1, 4):
+        pub.publish(make_image(i))
+        wait_for(lambda: len(got["inverse_depth"]) == i, what=f"inverse depth of frame {i}")
+    wait_for(lambda: any("need metric depth" in m.msg for m in log), what="the warning")
+    warned = [m.msg for m in log if "need metric depth" in m.msg and m.name == "dpt_node"]
+    assert len(warned) == 1 and "calibrate_depth" in warned[0] and "dpt_hybrid_kitti" in warned[0]
+    assert got["depth"] == [] and node.error_counts() == {}

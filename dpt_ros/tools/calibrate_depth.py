@@ -1,0 +1,205 @@
+"""Fit ``depth.scale`` / ``depth.shift`` of a relative model from a reference depth camera.
+
+Subscribes the node's ``inverse_depth`` and a reference depth image of the same view (e.g. a depth camera's
+depth registered to the colour camera: ``/camera/aligned_depth_to_color/image_raw``; 32FC1 metres or
+16UC1 / mono16 millimetres, 0 = no measurement), pairs them by stamp, fits
+``1 / reference = scale * inverse_depth + shift`` over ``--frames`` pairs (``dpt_ros.pipeline.calibrate``) and
+prints the two parameters, how well they hold, and the commands that set them:
+
+    python -m dpt_ros.tools.calibrate_depth --reference /camera/aligned_depth_to_color/image_raw \\
+        --inverse /dpt_node/inverse_depth --frames 30 [--apply /dpt_node] [--yaml calibration.yaml]
+
+``--apply NODE`` sets both on the running node at once (SetParametersAtomically); ``--yaml FILE`` writes them as
+a parameter file for ``--params-file`` / the launch files' ``config_file``. A relative model's own scale and
+shift change from frame to frame (more between scenes than between frames of one scene), so the result is an
+approximation for scenes like the calibration's; the median relative error and the per-frame spread say how
+close. Run it while the camera sees a scene with near and far surfaces.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import cv2
+import numpy as np
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reference", required=True, help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
+    ap.add_argument("--inverse", default="inverse_depth", help="the node's inverse_depth topic (default inverse_depth)")
+    ap.add_argument("--frames", type=int, default=30, help="stamp-matched pairs to fit over (default 30)")
+    ap.add_argument("--tolerance", type=float, default=0.02,
+                    help="largest stamp difference of a pair in seconds (default 0.02; 0 = exact stamps)")
+    ap.add_argument("--min-depth", type=float, default=0.2, help="reference depths below this (m) are not used")
+    ap.add_argument("--max-depth", type=float, default=20.0, help="reference depths above this (m) are not used")
+    ap.add_argument("--stride", type=int, default=4, help="use every n-th pixel in both directions (default 4)")
+    ap.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    ap.add_argument("--apply", default=None, metavar="NODE",
+                    help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
+    ap.add_argument("--yaml", default=None, metavar="FILE", help="write the two parameters as a ROS 2 parameter file")
+    args = ap.parse_args(argv)
+    if args.frames < 1 or args.stride < 1 or args.tolerance < 0 or not 0 <= args.min_depth < args.max_depth:
+        ap.error("need --frames >= 1, --stride >= 1, --tolerance >= 0 and 0 <= --min-depth < --max-depth")
+    return args
+
+
+def reference_metres(msg) -> np.ndarray:
+    """A reference depth Image in metres (NaN = no measurement): 32FC1 as is, 16UC1 / mono16 millimetres
+    with 0 as no measurement (the raw-driver convention)."""
+    from dpt_ros.ros import conversions  # noqa: PLC0415
+
+    if msg.encoding == "32FC1":
+        return conversions.image_array(msg).astype(np.float32)
+    if msg.encoding in ("16UC1", "mono16"):
+        mm = conversions.image_array(msg).astype(np.float32)
+        return np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
+    raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}")
+
+
+def to_size(reference: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The reference at the inverse depth's size (nearest neighbour: depths are never blended); refused
+    when the aspect ratios differ, as the images would then not be of one view."""
+    if reference.shape == shape:
+        return reference
+    (rh, rw), (h, w) = reference.shape, shape
+    if abs((rw / rh) / (w / h) - 1.0) > 0.01:
+        raise ValueError(f"reference depth {rw}x{rh} and inverse depth {w}x{h} have different aspect ratios: "
+                         "register the depth sensor to the colour camera the node sees")
+    return cv2.resize(reference, (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+class Pairing:
+    """Inverse-depth and reference frames matched by stamp (each frame used once)."""
+
+    def __init__(self, tolerance_ns: int, keep: int = 60) -> None:
+        self.tolerance_ns, self.keep = tolerance_ns, keep
+        self.inverse: dict[int, np.ndarray] = {}
+        self.reference: dict[int, np.ndarray] = {}
+        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, kind: str, stamp_ns: int, values: np.ndarray) -> None:
+        mine, other = (self.inverse, self.reference) if kind == "inverse" else (self.reference, self.inverse)
+        match = min(other, key=lambda t: abs(t - stamp_ns), default=None)
+        if match is not None and abs(match - stamp_ns) <= self.tolerance_ns:
+            partner = other.pop(match)
+            inv, ref = (values, partner) if kind == "inverse" else (partner, values)
+            self.pairs.append((inv, to_size(ref, inv.shape)))
+            return
+        mine[stamp_ns] = values
+        while len(mine) > self.keep:
+            mine.pop(min(mine))
+
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Spin ``node`` (on ``executor``) until ``args.frames`` pairs are matched (or ``args.timeout`` passes)."""
+    from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
+    from sensor_msgs.msg import Image  # noqa: PLC0415
+
+    from dpt_ros.ros import conversions  # noqa: PLC0415
+
+    pairing = Pairing(int(args.tolerance * 1e9))
+    problems: list[str] = []
+
+    def on_inverse(msg) -> None:
+        pairing.add("inverse", _stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
+
+    def on_reference(msg) -> None:
+        try:
+            pairing.add("reference", _stamp_ns(msg.header), reference_metres(msg))
+        except ValueError as e:
+            problems.append(str(e))
+
+    # best effort reaches reliable and best-effort publishers alike
+    node.create_subscription(Image, args.inverse, on_inverse, qos_profile_sensor_data)
+    node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data)
+    deadline = time.monotonic() + args.timeout
+    while len(pairing.pairs) < args.frames:
+        if problems:
+            raise SystemExit(f"calibrate_depth: {problems[0]}")
+        if time.monotonic() > deadline:
+            raise SystemExit(
+                f"calibrate_depth: {len(pairing.pairs)} of {args.frames} stamp-matched pairs in {args.timeout:g} s "
+                f"(waiting: {len(pairing.inverse)} {args.inverse}, {len(pairing.reference)} {args.reference}). "
+                "Check both topics (ros2 topic hz) and their stamps; --tolerance widens the match")
+        executor.spin_once(timeout_sec=0.1)
+    return pairing.pairs[: args.frames]
+
+
+def apply(node, executor, target: str, values: dict[str, float], timeout: float = 10.0) -> str:
+    """Set ``values`` on node ``target`` in one SetParametersAtomically call; '' or the node's reason."""
+    from rcl_interfaces.srv import SetParametersAtomically  # noqa: PLC0415
+    from rclpy.parameter import Parameter  # noqa: PLC0415
+
+    client = node.create_client(SetParametersAtomically, f"{target.rstrip('/')}/set_parameters_atomically")
+    if not client.wait_for_service(timeout_sec=timeout):
+        return f"no parameter service of {target} (is the node running, and is the name right?)"
+    request = SetParametersAtomically.Request(
+        parameters=[Parameter(k, value=float(v)).to_parameter_msg() for k, v in values.items()])
+    future = client.call_async(request)
+    executor.spin_until_future_complete(future, timeout_sec=timeout)
+    if future.result() is None:
+        return f"{target} did not answer within {timeout:g} s"
+    result = future.result().result
+    return "" if result.successful else (result.reason or "refused")
+
+
+def report(c, args: argparse.Namespace) -> str:
+    node = args.apply or "/dpt_node"
+    return "\n".join([
+        f"depth.scale {c.scale:.6g}, depth.shift {c.shift:.6g}  (depth = 1 / (scale * inverse_depth + shift))",
+        f"  from {c.frames} frames, {c.pixels} pixels with a reference depth in [{args.min_depth:g}, {args.max_depth:g}] m; "
+        f"median relative depth error {100 * c.median_abs_rel:.1f} %; per-frame scale spread {100 * c.frame_scale_spread:.1f} %",
+        f"  ros2 param set {node} depth.scale {c.scale:.6g}",
+        f"  ros2 param set {node} depth.shift {c.shift:.6g}",
+    ])
+
+
+def parameter_yaml(c) -> str:
+    return ("# depth.scale / depth.shift fitted by dpt_ros.tools.calibrate_depth "
+            f"({c.frames} frames, median relative error {100 * c.median_abs_rel:.1f} %)\n"
+            f"/**:\n  ros__parameters:\n    depth.scale: {c.scale!r}\n    depth.shift: {c.shift!r}\n")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import rclpy  # noqa: PLC0415
+    from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
+
+    from dpt_ros import pipeline  # noqa: PLC0415
+
+    rclpy.init()
+    node = rclpy.create_node("dpt_calibrate_depth")
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        pairs = collect(args, node, executor)
+        try:
+            c = pipeline.calibrate(pairs, args.min_depth, args.max_depth, args.stride)
+        except pipeline.CalibrationFitError as e:
+            raise SystemExit(f"calibrate_depth: {e}") from None
+        print(report(c, args), flush=True)
+        if args.yaml:
+            with open(args.yaml, "w") as f:
+                f.write(parameter_yaml(c))
+            print(f"  wrote {args.yaml} (--params-file {args.yaml}, or config_file:={args.yaml} in the launch files)")
+        if args.apply:
+            why = apply(node, executor, args.apply, c.parameters())
+            if why:
+                print(f"calibrate_depth: {args.apply} did not take the calibration: {why}", file=sys.stderr)
+                return 1
+            print(f"  set on {args.apply}")
+        return 0
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

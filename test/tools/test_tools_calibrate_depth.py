@@ -1,0 +1,227 @@
+"""Metric calibration of a relative model (depth.scale / depth.shift) from a reference depth: the fit
+(pipeline.calibration) on synthetic frames with known constants, and the ROS tool end to end through DDS
+against a running node's parameter service."""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from dpt_ros import pipeline
+from dpt_ros.pipeline.calibration import fit_scale_shift, inverse_depth_pairs
+
+DOMAIN = 74
+SCALE, SHIFT = 0.25, 0.08
+
+
+def _frame(rng, h=60, w=80, noise=0.01, outliers=0.0):
+    """(inverse depth, reference metres) of one view with the true calibration SCALE / SHIFT."""
+    inv = rng.uniform(0.2, 4.0, (h, w)).astype(np.float32)
+    ref = 1.0 / (SCALE * inv.astype(np.float64) + SHIFT) * rng.normal(1.0, noise, (h, w))
+    bad = rng.random((h, w)) < outliers
+    ref[bad] *= rng.uniform(2.0, 4.0, bad.sum())   # a sensor's wrong returns (e.g. reflections)
+    return inv, ref.astype(np.float32)
+
+
+def test_calibration_recovers_the_constants_and_reports_its_error():
+    rng = np.random.default_rng(1)
+    c = pipeline.calibrate([_frame(rng) for _ in range(4)], min_depth=0.1, max_depth=50.0, stride=2)
+    assert c.scale == pytest.approx(SCALE, rel=0.01) and c.shift == pytest.approx(SHIFT, abs=0.003)
+    assert c.frames == 4 and c.pixels == 4 * 30 * 40
+    assert 0.003 < c.median_abs_rel < 0.012          # 1 % noise on the reference
+    assert c.frame_scale_spread < 0.03
+    assert c.parameters() == {"depth.scale": c.scale, "depth.shift": c.shift}
+
+
+def test_trimmed_refit_resists_wrong_reference_returns():
+    rng = np.random.default_rng(2)
+    frames = [_frame(rng, noise=0.005, outliers=0.08) for _ in range(3)]
+    x, y = np.concatenate([inverse_depth_pairs(i, r, 0.1, 50.0, 1)[0] for i, r in frames]), \
+        np.concatenate([inverse_depth_pairs(i, r, 0.1, 50.0, 1)[1] for i, r in frames])
+    plain = fit_scale_shift(x, y, trim=0.0)
+    trimmed = fit_scale_shift(x, y, trim=0.1)
+    assert abs(trimmed[0] - SCALE) < 0.2 * abs(plain[0] - SCALE)   # 8 % outliers: the plain fit is pulled
+    assert trimmed[0] == pytest.approx(SCALE, rel=0.01)
+
+
+def test_pixels_without_a_measurement_are_not_used():
+    rng = np.random.default_rng(3)
+    inv, ref = _frame(rng)
+    ref[:10] = np.nan                  # REP 117: no measurement
+    ref[10:20] = np.inf                # too far
+    ref[20:25] = -np.inf               # too near
+    ref[25:30] = 0.0                   # a 16UC1 sensor's "no measurement", converted
+    ref[30:32] = 0.05                  # below min_depth
+    inv[32:34] = np.nan
+    x, y = inverse_depth_pairs(inv, ref, min_depth=0.1, max_depth=50.0, stride=1)
+    assert x.size == y.size == (60 - 34) * 80 and np.isfinite(x).all() and np.isfinite(y).all()
+    np.testing.assert_allclose(1.0 / y, ref[34:].ravel().astype(np.float64), rtol=1e-6)
+
+
+def test_calibration_refuses_what_cannot_be_fitted_with_the_reason():
+    rng = np.random.default_rng(4)
+    inv, ref = _frame(rng)
+    with pytest.raises(pipeline.CalibrationFitError, match="one size"):
+        pipeline.calibrate([(inv, ref[:, :40])])
+    with pytest.raises(pipeline.CalibrationFitError, match="not positive"):   # depth grows where inverse depth grows
+        pipeline.calibrate([(inv, (1.0 / ref).astype(np.float32))], max_depth=50.0)
+    with pytest.raises(pipeline.CalibrationFitError, match="constant"):
+        pipeline.calibrate([(np.ones_like(inv), ref)], max_depth=50.0)
+    with pytest.raises(pipeline.CalibrationFitError, match="only 0 pixels"):
+        pipeline.calibrate([(inv, np.full_like(ref, np.nan))])
+    with pytest.raises(pipeline.CalibrationFitError, match="no frames"):
+        pipeline.calibrate([])
+    few = np.full_like(ref, np.nan)
+    few[0, :9] = ref[0, :9]
+    with pytest.raises(pipeline.CalibrationFitError, match="only 9 pixels .* at least 10"):
+        pipeline.calibrate([(inv, few)], max_depth=50.0, stride=1)
+
+
+def test_the_spread_of_the_per_frame_fits_is_reported():
+    """Two frames whose own scales are 0.25 and 0.30 (a relative model's scale moves between frames):
+    the spread is (0.30 - 0.25) / 0.275 and the joint fit lies between them."""
+    rng = np.random.default_rng(6)
+    a = _frame(rng, noise=0.0)
+    inv = rng.uniform(0.2, 4.0, (60, 80)).astype(np.float32)
+    b = (inv, (1.0 / (0.30 * inv.astype(np.float64) + SHIFT)).astype(np.float32))
+    c = pipeline.calibrate([a, b], min_depth=0.1, max_depth=50.0, stride=1, trim=0.0)
+    assert c.frame_scale_spread == pytest.approx(0.05 / 0.275, rel=1e-3)
+    assert 0.25 < c.scale < 0.30
+
+
+def test_reference_images_in_metres_or_millimetres_and_their_size():
+    from dpt_ros.ros import conversions
+    from dpt_ros.ros.testing import make_image
+    from dpt_ros.tools import calibrate_depth as tool
+
+    header = make_image(1, 4, 4).header
+    mm = np.array([[0, 1500], [65535, 250]], np.uint16)
+    got = tool.reference_metres(conversions.image_msg(header, mm, "16UC1"))
+    np.testing.assert_allclose(got, [[np.nan, 1.5], [65.535, 0.25]], rtol=1e-6)
+    m = np.array([[np.nan, 2.0], [np.inf, 0.5]], np.float32)
+    np.testing.assert_array_equal(tool.reference_metres(conversions.image_msg(header, m, "32FC1")), m)
+    with pytest.raises(ValueError, match="32FC1 .* or 16UC1"):
+        tool.reference_metres(conversions.image_msg(header, np.zeros((2, 2, 3), np.uint8), "rgb8"))
+    big = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(tool.to_size(big, (2, 2)), big[::2, ::2])   # nearest: no blended depths
+    with pytest.raises(ValueError, match="different aspect ratios"):
+        tool.to_size(big, (2, 4))
+
+
+def test_pairing_by_stamp_uses_each_frame_once():
+    from dpt_ros.tools.calibrate_depth import Pairing
+
+    p = Pairing(tolerance_ns=5_000_000, keep=3)
+    a, b = np.zeros((2, 2), np.float32), np.ones((2, 2), np.float32)
+    p.add("inverse", 100_000_000, a)
+    p.add("reference", 120_000_000, b)      # 20 ms off: no pair
+    p.add("reference", 103_000_000, b)      # 3 ms off: pairs with the inverse frame
+    assert len(p.pairs) == 1 and p.pairs[0][0] is a and p.pairs[0][1] is b
+    p.add("inverse", 104_000_000, a)        # the 103 ms reference is used up; 120 ms is too far
+    assert len(p.pairs) == 1 and set(p.inverse) == {104_000_000} and set(p.reference) == {120_000_000}
+    for t in range(5):                      # the waiting frames stay bounded: the newest are kept
+        p.add("reference", 200_000_000 + t * 50_000_000, b)
+    assert sorted(p.reference) == [300_000_000, 350_000_000, 400_000_000]
+
+
+def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
+    """Through DDS: a probe publishes an inverse-depth stream and a 16UC1 reference stream 3 ms apart; the
+    tool (its own process) pairs them, fits, writes the parameter file and sets both parameters on a running
+    dpt_node with one atomic call."""
+    pytest.importorskip("rclpy")
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros import conversions
+    from dpt_ros.ros.dds_env import localhost_only
+    from dpt_ros.ros.testing import Harness, make_image, qos, wait_for
+
+    harness = Harness(DOMAIN)
+    try:
+        node = harness.start_node()
+        assert node.settings["depth.scale"] == 0.0
+        inv_pub = harness.probe.create_publisher(Image, "calib/inverse_depth", qos())
+        ref_pub = harness.probe.create_publisher(Image, "calib/reference", qos())
+        out = tmp_path / "calibration.yaml"
+        env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+        tool = subprocess.Popen([sys.executable, "-m", "dpt_ros.tools.calibrate_depth", "--inverse", "/calib/inverse_depth",
+                                 "--reference", "/calib/reference", "--frames", "5", "--tolerance", "0.005",
+                                 "--min-depth", "0.1", "--max-depth", "50", "--stride", "2", "--timeout", "60",
+                                 "--apply", "/dpt_node", "--yaml", str(out)],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: inv_pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0,
+                 timeout=30, what="the tool's subscriptions")
+        rng = np.random.default_rng(5)
+        i = 0
+        while tool.poll() is None and i < 200:   # until the tool has its frames (best effort may lose some)
+            inv, ref = _frame(rng, h=96, w=128)
+            stamp = 10_000_000_000 + i * 100_000_000
+            header = make_image(stamp, 4, 4).header
+            ref_header = make_image(stamp + 3_000_000, 4, 4).header     # the depth sensor's own clock, 3 ms later
+            mm = np.rint(ref * 1000.0).astype(np.uint16)
+            mm[:4] = 0                                                   # no measurement
+            inv_pub.publish(conversions.image_msg(header, inv, "32FC1"))
+            ref_pub.publish(conversions.image_msg(ref_header, mm, "16UC1"))
+            i += 1
+            time.sleep(0.05)
+        text = tool.communicate(timeout=60)[0]
+        assert tool.returncode == 0, text[-3000:]
+        assert "ros2 param set /dpt_node depth.scale" in text and "set on /dpt_node" in text
+        values = yaml.safe_load(out.read_text())["/**"]["ros__parameters"]
+        assert values["depth.scale"] == pytest.approx(SCALE, rel=0.02)
+        assert values["depth.shift"] == pytest.approx(SHIFT, abs=0.005)
+        wait_for(lambda: node.settings["depth.scale"] == values["depth.scale"], what="the node's new scale")
+        assert node.settings["depth.shift"] == values["depth.shift"]
+    finally:
+        harness.shutdown()
+
+
+def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals():
+    """In process, on the tool's own executor: a colour image sent as the reference ends the collection with
+    the reason; a value the node refuses comes back as its reason; an absent node is named."""
+    pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import Harness, make_image, qos
+    from dpt_ros.tools import calibrate_depth as tool
+
+    harness = Harness(DOMAIN)
+    node = executor = None
+    try:
+        harness.start_node()
+        node = Node("calibrate_test", context=harness.context)
+        executor = SingleThreadedExecutor(context=harness.context)
+        executor.add_node(node)
+        args = tool.parse_args(["--reference", "/calib/colour", "--inverse", "/calib/inverse", "--timeout", "20"])
+        pub = harness.probe.create_publisher(Image, "/calib/colour", qos())
+        done = []
+
+        def publish_until_done():
+            while not done:
+                if pub.get_subscription_count() > 0:
+                    pub.publish(make_image(1))
+                time.sleep(0.05)
+
+        t = threading.Thread(target=publish_until_done, daemon=True)
+        t.start()
+        try:
+            with pytest.raises(SystemExit, match="must be 32FC1 .* got 'rgb8'"):
+                tool.collect(args, node, executor)
+        finally:
+            done.append(True)
+            t.join(5)
+        why = tool.apply(node, executor, "/dpt_node", {"depth.scale": -1.0, "depth.shift": 0.0})
+        assert "depth.scale" in why and "range" in why, why
+        assert tool.apply(node, executor, "/no_such_node", {"depth.scale": 1.0}, timeout=0.5).startswith(
+            "no parameter service of /no_such_node")
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        harness.shutdown()
