@@ -28,6 +28,7 @@ setup(
         "console_scripts": [
             "dpt_node = dpt_ros.ros.node:run",
             "sample_camera = dpt_ros.ros.sample_camera:main",
+            "calibrate_depth = dpt_ros.tools.calibrate_depth:run",
         ],
     },
 )

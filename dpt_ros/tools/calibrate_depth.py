@@ -201,5 +201,10 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console entry point (``ros2 run dpt_ros calibrate_depth ...``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()
