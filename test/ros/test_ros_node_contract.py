@@ -30,6 +30,20 @@ def _discovered(node, pub, *outputs, cam=0):
              all(node.cameras[cam].pubs[o].get_subscription_count() > 0 for o in outputs), what="discovery")
 
 
+_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2}
+
+
+def _rig(harness, node, *outputs):
+    """Collectors of ``outputs`` and the image and camera_info publishers, once all are discovered:
+    ({output: received}, image publisher, camera_info publisher)."""
+    got = {n: harness.collector(_TYPES.get(n, Image), n) for n in outputs}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    _discovered(node, pub, *got)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    return got, pub, info_pub
+
+
 def test_the_newest_waiting_frame_is_processed_and_the_replaced_one_counted(harness):
     node = harness.start_node()
     out = harness.collector(Image, "inverse_depth")
@@ -51,12 +65,8 @@ def test_camera_info_is_matched_by_stamp_under_each_policy(harness):
     """nearest: an info 20 ms off matches (default tolerance 50 ms), 100 ms off does not; exact: only the
     same stamp. depth/camera_info always carries the image's header, not the matched info's."""
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "nearest"})
-    infos = harness.collector(CameraInfo, "depth/camera_info")
-    points = harness.collector(PointCloud2, "points")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, "depth/camera_info", "points")
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "depth/camera_info", "points")
+    infos, points = got["depth/camera_info"], got["points"]
 
     def send(image_ns, info_ns):
         img = make_image(image_ns, frame_id="cam_x")
@@ -86,11 +96,8 @@ def test_points_with_labels_alone_run_the_segmentation_model(harness):
     """Only `points` subscribed, points.label true: the cloud carries labels, so segmentation runs."""
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.label": True,
                                  "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
-    points = harness.collector(PointCloud2, "points")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, "points")
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "points")
+    points = got["points"]
     img = make_image(1, width=64, height=48)
     info_pub.publish(make_info(img))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
@@ -107,11 +114,7 @@ def test_depth_with_its_camera_info_alone_like_depth_image_proc(harness):
     """depth_image_proc subscribes `depth` and `depth/camera_info` only (no `points`): the lazy node still
     matches the camera_info and publishes both, with one header."""
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
-    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("depth/camera_info", CameraInfo))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, *got)
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "depth", "depth/camera_info")
     img = make_image(7, width=64, height=48)
     info_pub.publish(make_info(img, fx=40.0))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
@@ -212,12 +215,7 @@ def test_overlay_alpha_and_points_color_change_the_outputs(harness):
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.color": False,
                                  "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
                                  "segmentation.overlay_alpha": 1.0})
-    got = {n: harness.collector(t, n) for n, t in (("segmentation", Image), ("segmentation/colored", Image),
-                                                   ("points", PointCloud2))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, *got)
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "segmentation", "segmentation/colored", "points")
     img = make_image(1, width=64, height=48)
     info_pub.publish(make_info(img))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
@@ -274,12 +272,7 @@ def test_a_camera_that_changes_resolution_mid_stream_gets_outputs_of_each_size(h
     follows the frame it came from: image sizes, the network shape (aspect kept), the cloud's rows and
     columns, depth/camera_info; the values are the model's for that frame; nothing is counted as an error."""
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "points.stride": 2})
-    got = {n: harness.collector(t, n) for n, t in
-           (("inverse_depth", Image), ("depth", Image), ("depth/camera_info", CameraInfo), ("points", PointCloud2))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, *got)
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth", "depth/camera_info", "points")
     sizes = [(80, 60), (96, 48), (80, 60)]
     frames = []
     for i, (w, h) in enumerate(sizes):
@@ -307,11 +300,7 @@ def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness)
     """depth.encoding 16UC1 (set live): the same frame's depth as millimetres, 0 where 32FC1 has NaN / -Inf /
     +Inf (here depth.min and depth.max cut both tails) or beyond 65.535 m; the cloud stays float metres."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
-    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("points", PointCloud2))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    _discovered(node, pub, *got)
-    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    got, pub, info_pub = _rig(harness, node, "depth", "points")
     first = make_image(1, width=64, height=48)
     info_pub.publish(make_info(first))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
