@@ -52,3 +52,40 @@ def test_gpu_check_runs_without_gpu(tmp_path):
         assert summary["pytest_gpu"]["skipped"] == summary["pytest_gpu"]["tests"]
         assert summary["bench_pipeline"]["result"]["cuda"] == {"skipped": "CUDA or CuPy not available"}
     assert "bench_model" in summary and p.returncode == (0 if summary["ok"] else 1)
+    assert summary["targets"]["issue6_1080p_decode_pre_post_cloud_ms"]["target"] == "<= 1"
+
+
+def test_gpu_check_reads_the_issue_targets_from_the_step_results():
+    """The verdicts a GPU session reports: #6 from bench_pipeline's 1080p total, #5 per e2e publication mode
+    (30 Hz processed, worst p99 over the outputs, node overhead); a step that did not run gives met None."""
+    from dpt_ros.tools.gpu_check import issue_targets
+
+    def e2e(hz, p99s, overhead):
+        return {"rc": 0, "result": {"node_processed_rate_hz": hz, "node_overhead_fraction": overhead,
+                                    "outputs": {f"o{i}": {"latency_p99_ms": v} for i, v in enumerate(p99s)}}}
+
+    summary = {
+        "bench_pipeline": {"result": {"cuda": {"1920x1080": {"ours_ms": {"target_total": 0.97}}}}},
+        "bench_e2e": {"rc": 0, "runs": {"default": e2e(30.06, [12.9, 15.4], 0.45),
+                                        "ASYNCHRONOUS": e2e(30.01, [11.0, 26.0], 0.38)}},
+        "bench_node_stages": {"result": {"runs": [{"rate_hz": 0, "node_overhead_fraction": 0.41},
+                                                  {"rate_hz": 30, "node_overhead_fraction": 0.47},
+                                                  {"rate_hz": 0, "parameters": {"depth.encoding": "16UC1"},
+                                                   "node_overhead_fraction": 0.39}]}},
+    }
+    t = issue_targets(summary)
+    assert t["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": 0.97, "target": "<= 1", "met": True}
+    assert t["issue5_e2e_default"] == {
+        "processed_hz": {"value": 30.06, "target": ">= 29.5", "met": True},
+        "worst_output_p99_ms": {"value": 15.4, "target": "<= 25", "met": True},
+        "node_overhead_fraction": {"value": 0.45, "target": "<= 0.4", "met": False}}
+    assert t["issue5_e2e_asynchronous"]["worst_output_p99_ms"]["met"] is False
+    assert t["issue5_e2e_asynchronous"]["node_overhead_fraction"]["met"] is True
+    assert t["node_stages_overhead_fraction"] == {"back to back": 0.41, "30 Hz": 0.47,
+                                                  "back to back depth.encoding=16UC1": 0.39}
+    # one e2e run (no "runs" level), and steps that were skipped
+    single = issue_targets({"bench_e2e": e2e(29.0, [10.0], 0.30), "bench_pipeline": {"skipped": "no CUDA"}})
+    assert single["issue5_e2e_default"]["processed_hz"]["met"] is False
+    assert single["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
+    assert issue_targets({"bench_e2e": {"skipped": "needs CUDA"}}) == {
+        "issue6_1080p_decode_pre_post_cloud_ms": {"value": None, "target": "<= 1", "met": None}}
