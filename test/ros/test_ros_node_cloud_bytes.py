@@ -9,7 +9,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, make_info, pattern_image, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, pattern_image, qos, set_params, wait_for
 
 DOMAIN = 47
 CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -101,3 +101,9 @@ def test_metric_variant_at_network_size_publishes_depth_and_points(harness):
     expected = pipeline.apply_depth_range(net["depth"][0].numpy(), 0.0, 5.0)
     np.testing.assert_array_equal(depth, expected)
     assert got["points"][0].width == 32
+    # 16UC1 from the same model output (an inference tensor: converted out of place, never modified)
+    assert set_params(harness, node, **{"depth.encoding": "16UC1"})[0].successful
+    pub.publish(make_image(2, width=64, height=64))
+    wait_for(lambda: len(got["depth"]) == 2, timeout=60, what="16UC1 depth")
+    assert node.error_counts() == {}
+    np.testing.assert_array_equal(conversions.image_array(got["depth"][1]), pipeline.depth_to_millimetres(expected))
