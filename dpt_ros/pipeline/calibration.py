@@ -107,3 +107,39 @@ def calibrate(pairs: list[tuple[np.ndarray, np.ndarray]], min_depth: float = 0.1
             continue
     spread = float((max(scales) - min(scales)) / abs(np.median(scales))) if len(scales) > 1 else 0.0
     return Calibration(scale, shift, len(pairs), int(x.size), float(np.median(rel)), spread)
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthErrors:
+    """Standard monocular-depth error figures of a metric depth against a reference, over valid pixels."""
+
+    frames: int
+    pixels: int
+    abs_rel_median: float     # median of |depth - reference| / reference
+    abs_rel_mean: float       # mean of the same (AbsRel)
+    rmse_m: float             # root mean square error in metres
+    delta_1_25: float         # fraction of pixels with max(depth / reference, reference / depth) < 1.25
+
+
+def depth_errors(pairs: list[tuple[np.ndarray, np.ndarray]], min_depth: float = 0.1, max_depth: float = 20.0,
+                 stride: int = 4) -> DepthErrors:
+    """Errors of (depth metres, reference metres) frames at the pixels where both are finite and positive and
+    the reference lies in ``[min_depth, max_depth]`` (a depth of NaN or +-Inf, REP 117, is no prediction)."""
+    if not pairs:
+        raise CalibrationFitError("no frames to evaluate")
+    d_all, r_all = [], []
+    for depth, ref in pairs:
+        # 1 / depth as the "inverse depth" of inverse_depth_pairs: one rule for which pixels count
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.asarray(depth, np.float64)
+            inv_pred = np.where((depth > 0) & np.isfinite(depth), 1.0 / depth, np.nan)
+        x, y = inverse_depth_pairs(inv_pred, ref, min_depth, max_depth, stride)
+        d_all.append(1.0 / x)
+        r_all.append(1.0 / y)
+    d, r = np.concatenate(d_all), np.concatenate(r_all)
+    if d.size == 0:
+        raise CalibrationFitError("no pixel has both a predicted depth and a reference depth in range")
+    rel = np.abs(d - r) / r
+    ratio = np.maximum(d / r, r / d)
+    return DepthErrors(len(pairs), int(d.size), float(np.median(rel)), float(rel.mean()),
+                       float(np.sqrt(np.mean((d - r) ** 2))), float(np.mean(ratio < 1.25)))

@@ -10,7 +10,9 @@ prints the two parameters, how well they hold, and the commands that set them:
         --inverse /dpt_node/inverse_depth --frames 30 [--apply /dpt_node] [--yaml calibration.yaml]
 
 ``--apply NODE`` sets both on the running node at once (SetParametersAtomically); ``--yaml FILE`` writes them as
-a parameter file for ``--params-file`` / the launch files' ``config_file``. A relative model's own scale and
+a parameter file for ``--params-file`` / the launch files' ``config_file``. ``--evaluate /dpt_node/depth`` instead
+compares the node's metric ``depth`` (a metric variant's, or after a calibration) with the reference and prints
+the usual error figures (AbsRel, RMSE, delta < 1.25) without fitting anything. A relative model's own scale and
 shift change from frame to frame (more between scenes than between frames of one scene), so the result is an
 approximation for scenes like the calibration's; the median relative error and the per-frame spread say how
 close. Run it while the camera sees a scene with near and far surfaces.
@@ -39,7 +41,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--apply", default=None, metavar="NODE",
                     help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
     ap.add_argument("--yaml", default=None, metavar="FILE", help="write the two parameters as a ROS 2 parameter file")
+    ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC",
+                    help="compare this metric depth topic (e.g. /dpt_node/depth) with the reference instead of fitting")
     args = ap.parse_args(argv)
+    if args.evaluate and (args.apply or args.yaml):
+        ap.error("--evaluate measures the depth as it is; it takes no --apply or --yaml")
     if args.frames < 1 or args.stride < 1 or args.tolerance < 0 or not 0 <= args.min_depth < args.max_depth:
         ap.error("need --frames >= 1, --stride >= 1, --tolerance >= 0 and 0 <= --min-depth < --max-depth")
     return args
@@ -106,17 +112,21 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
     pairing = Pairing(int(args.tolerance * 1e9))
     problems: list[str] = []
 
-    def on_inverse(msg) -> None:
-        pairing.add("inverse", _stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
+    def on_inverse(msg) -> None:   # with --evaluate: the node's metric depth, read like the reference
+        if args.evaluate:
+            on_reference(msg, "inverse")
+        else:
+            pairing.add("inverse", _stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
 
-    def on_reference(msg) -> None:
+    def on_reference(msg, kind: str = "reference") -> None:
         try:
-            pairing.add("reference", _stamp_ns(msg.header), reference_metres(msg))
+            pairing.add(kind, _stamp_ns(msg.header), reference_metres(msg))
         except ValueError as e:
             problems.append(str(e))
 
     # best effort reaches reliable and best-effort publishers alike
-    node.create_subscription(Image, args.inverse, on_inverse, qos_profile_sensor_data)
+    first = args.evaluate or args.inverse
+    node.create_subscription(Image, first, on_inverse, qos_profile_sensor_data)
     node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data)
     deadline = time.monotonic() + args.timeout
     while len(pairing.pairs) < args.frames:
@@ -125,7 +135,7 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
         if time.monotonic() > deadline:
             raise SystemExit(
                 f"calibrate_depth: {len(pairing.pairs)} of {args.frames} stamp-matched pairs in {args.timeout:g} s "
-                f"(waiting: {len(pairing.inverse)} {args.inverse}, {len(pairing.reference)} {args.reference}). "
+                f"(waiting: {len(pairing.inverse)} {first}, {len(pairing.reference)} {args.reference}). "
                 "Check both topics (ros2 topic hz) and their stamps; --tolerance widens the match")
         executor.spin_once(timeout_sec=0.1)
     return pairing.pairs[: args.frames]
@@ -160,6 +170,13 @@ def report(c, args: argparse.Namespace) -> str:
     ])
 
 
+def evaluation_report(e, args: argparse.Namespace) -> str:
+    return (f"{args.evaluate} against {args.reference}: {e.frames} frames, {e.pixels} pixels with a reference in "
+            f"[{args.min_depth:g}, {args.max_depth:g}] m\n"
+            f"  AbsRel median {100 * e.abs_rel_median:.1f} %, mean {100 * e.abs_rel_mean:.1f} %; RMSE {e.rmse_m:.3f} m; "
+            f"delta < 1.25: {100 * e.delta_1_25:.1f} % of pixels")
+
+
 def parameter_yaml(c) -> str:
     return ("# depth.scale / depth.shift fitted by dpt_ros.tools.calibrate_depth "
             f"({c.frames} frames, median relative error {100 * c.median_abs_rel:.1f} %)\n"
@@ -180,6 +197,9 @@ def main(argv=None) -> int:
     try:
         pairs = collect(args, node, executor)
         try:
+            if args.evaluate:
+                print(evaluation_report(pipeline.depth_errors(pairs, args.min_depth, args.max_depth, args.stride), args))
+                return 0
             c = pipeline.calibrate(pairs, args.min_depth, args.max_depth, args.stride)
         except pipeline.CalibrationFitError as e:
             raise SystemExit(f"calibrate_depth: {e}") from None

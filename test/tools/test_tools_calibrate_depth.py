@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from dpt_ros import pipeline
-from dpt_ros.pipeline.calibration import fit_scale_shift, inverse_depth_pairs
+from dpt_ros.pipeline.calibration import depth_errors, fit_scale_shift, inverse_depth_pairs
 
 DOMAIN = 74
 SCALE, SHIFT = 0.25, 0.08
@@ -224,4 +224,64 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
             executor.shutdown()
         if node is not None:
             node.destroy_node()
+        harness.shutdown()
+
+
+def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
+    ref = np.full((10, 10), 2.0, np.float32)
+    depth = ref * 1.1
+    depth[:, 5:] = ref[:, 5:] * 1.5            # half the pixels 50 % too far
+    depth[9, :5] = ref[9, :5] * 0.7            # 5 pixels 30 % too near: outside delta 1.25 too (1 / 0.7)
+    depth[0] = np.nan                          # REP 117: no prediction
+    depth[1] = np.inf
+    depth[2] = -np.inf
+    depth[3] = 0.0
+    ref[4, :2] = np.nan                        # no reference
+    e = depth_errors([(depth, ref)], min_depth=0.1, max_depth=20.0, stride=1)
+    assert (e.frames, e.pixels) == (1, 58)     # rows 4..9, minus 2 pixels without a reference
+    n_ok, n_near, n_far = 23, 5, 30            # 1.1x: row 4 has 3 (cols 2-4), rows 5-8 have 5 each; 1.5x: 6 rows x 5
+    assert e.delta_1_25 == pytest.approx(n_ok / 58)
+    assert e.abs_rel_mean == pytest.approx((0.1 * n_ok + 0.3 * n_near + 0.5 * n_far) / 58, rel=1e-6)
+    assert e.abs_rel_median == pytest.approx(0.5, rel=1e-6)
+    assert e.rmse_m == pytest.approx(np.sqrt((n_ok * 0.2 ** 2 + n_near * 0.6 ** 2 + n_far * 1.0 ** 2) / 58), rel=1e-6)
+    with pytest.raises(pipeline.CalibrationFitError, match="no pixel has both"):
+        depth_errors([(np.full_like(ref, np.nan), ref)])
+
+
+def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference():
+    """--evaluate: the node-side depth as 16UC1 millimetres 4 % too far, the reference 32FC1 metres."""
+    pytest.importorskip("rclpy")
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros import conversions
+    from dpt_ros.ros.dds_env import localhost_only
+    from dpt_ros.ros.testing import Harness, make_image, qos, wait_for
+    from dpt_ros.tools import calibrate_depth as tool
+
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--reference", "r", "--evaluate", "d", "--apply", "/dpt_node"])
+    harness = Harness(DOMAIN)
+    try:
+        depth_pub = harness.probe.create_publisher(Image, "eval/depth", qos())
+        ref_pub = harness.probe.create_publisher(Image, "eval/reference", qos())
+        env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+        proc = subprocess.Popen([sys.executable, "-m", "dpt_ros.tools.calibrate_depth", "--evaluate", "/eval/depth",
+                                 "--reference", "/eval/reference", "--frames", "3", "--stride", "1", "--timeout", "60"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        wait_for(lambda: depth_pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0,
+                 timeout=30, what="the tool's subscriptions")
+        rng = np.random.default_rng(7)
+        i = 0
+        while proc.poll() is None and i < 200:
+            ref = rng.uniform(1.0, 9.0, (48, 64)).astype(np.float32)
+            header = make_image(10_000_000_000 + i * 100_000_000, 4, 4).header
+            depth_pub.publish(conversions.image_msg(header, np.rint(ref * 1040.0).astype(np.uint16), "16UC1"))
+            ref_pub.publish(conversions.image_msg(header, ref, "32FC1"))
+            i += 1
+            time.sleep(0.05)
+        text = proc.communicate(timeout=60)[0]
+        assert proc.returncode == 0, text[-3000:]
+        assert "/eval/depth against /eval/reference: 3 frames, 9216 pixels" in text, text
+        assert "AbsRel median 4.0 %, mean 4.0 %" in text and "delta < 1.25: 100.0 % of pixels" in text, text
+    finally:
         harness.shutdown()
