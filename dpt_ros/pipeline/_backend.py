@@ -87,7 +87,8 @@ def _device_index(cupy: ModuleType, device: Any) -> int:
 
 
 # Device allocations outside the caching allocators (cuBLAS / cuDNN workspaces, a kernel launch's CUDA_CHECK)
-# fail as a plain RuntimeError with one of these in the message; releasing the caches helps them too.
+# fail as a RuntimeError (torch >= 2.8: its subclass torch.AcceleratorError) with one of these in the message;
+# releasing the caches helps them too.
 _OOM_RUNTIME_MESSAGES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
                          "cudaErrorMemoryAllocation")
 
@@ -99,7 +100,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
     if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
-    if type(exc) is RuntimeError and any(m in str(exc) for m in _OOM_RUNTIME_MESSAGES):
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_RUNTIME_MESSAGES):   # incl. AcceleratorError
         return True
     cupy = sys.modules.get("cupy")   # imported only if the CuPy backend ever ran
     return cupy is not None and isinstance(exc, cupy.cuda.memory.OutOfMemoryError)

@@ -15,6 +15,8 @@ def test_out_of_memory_errors_are_recognised_and_releasing_caches_is_safe_withou
                  "cuDNN error: CUDNN_STATUS_ALLOC_FAILED"):
         assert pipeline.is_out_of_memory(RuntimeError(text)), text
     assert not pipeline.is_out_of_memory(RuntimeError("the model ran out of memory ideas"))
+    if hasattr(torch, "AcceleratorError"):   # what torch >= 2.8 raises for a failed CUDA call
+        assert pipeline.is_out_of_memory(torch.AcceleratorError("CUDA error: out of memory"))
     assert not pipeline.is_out_of_memory(ValueError("CUDA error: out of memory"))   # only the runtime's own type
     pipeline.release_cached_memory()     # no CuPy imported / no CUDA: nothing to release, no error
 
