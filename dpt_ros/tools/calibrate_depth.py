@@ -159,14 +159,22 @@ def apply(node, executor, target: str, values: dict[str, float], timeout: float 
     return "" if result.successful else (result.reason or "refused")
 
 
+def yaml_float(v: float) -> str:
+    """``v`` in full precision as YAML reads a float: ``ros2 param set`` takes ``1e-05`` for a string (YAML 1.1
+    wants a dot in the mantissa), ``1.0e-05`` for a double. Relative models' scales are often that small."""
+    text = repr(float(v))
+    mantissa, e, exponent = text.partition("e")
+    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+
+
 def report(c, args: argparse.Namespace) -> str:
     node = args.apply or "/dpt_node"
     return "\n".join([
         f"depth.scale {c.scale:.6g}, depth.shift {c.shift:.6g}  (depth = 1 / (scale * inverse_depth + shift))",
         f"  from {c.frames} frames, {c.pixels} pixels with a reference depth in [{args.min_depth:g}, {args.max_depth:g}] m; "
         f"median relative depth error {100 * c.median_abs_rel:.1f} %; per-frame scale spread {100 * c.frame_scale_spread:.1f} %",
-        f"  ros2 param set {node} depth.scale {c.scale:.6g}",
-        f"  ros2 param set {node} depth.shift {c.shift:.6g}",
+        f"  ros2 param set {node} depth.scale {yaml_float(c.scale)}",
+        f"  ros2 param set {node} depth.shift {yaml_float(c.shift)}",
     ])
 
 
@@ -180,7 +188,7 @@ def evaluation_report(e, args: argparse.Namespace) -> str:
 def parameter_yaml(c) -> str:
     return ("# depth.scale / depth.shift fitted by dpt_ros.tools.calibrate_depth "
             f"({c.frames} frames, median relative error {100 * c.median_abs_rel:.1f} %)\n"
-            f"/**:\n  ros__parameters:\n    depth.scale: {c.scale!r}\n    depth.shift: {c.shift!r}\n")
+            f"/**:\n  ros__parameters:\n    depth.scale: {yaml_float(c.scale)}\n    depth.shift: {yaml_float(c.shift)}\n")
 
 
 def main(argv=None) -> int:

@@ -175,6 +175,10 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
         assert values["depth.shift"] == pytest.approx(SHIFT, abs=0.005)
         wait_for(lambda: node.settings["depth.scale"] == values["depth.scale"], what="the node's new scale")
         assert node.settings["depth.shift"] == values["depth.shift"]
+        # the file is a parameter file rcl reads (--params-file, or config_file:= in the launch files)
+        other = harness.start_node(namespace="from_file", cli_args=["--ros-args", "--params-file", str(out)])
+        assert (other.settings["depth.scale"], other.settings["depth.shift"]) == (values["depth.scale"],
+                                                                                  values["depth.shift"])
     finally:
         harness.shutdown()
 
@@ -285,3 +289,15 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference():
         assert "AbsRel median 4.0 %, mean 4.0 %" in text and "delta < 1.25: 100.0 % of pixels" in text, text
     finally:
         harness.shutdown()
+
+
+def test_printed_and_written_values_read_back_as_the_same_doubles():
+    """``ros2 param set`` and parameter files read values as YAML: 1e-05 would be a string there."""
+    from dpt_ros.tools.calibrate_depth import parameter_yaml, yaml_float
+
+    for v in (1e-05, 6.016e-05, 0.25, -0.0057, 3.0e12, 1e-300, 2.0):
+        text = yaml_float(v)
+        assert isinstance(yaml.safe_load(text), float) and yaml.safe_load(text) == v, (v, text)
+    c = pipeline.Calibration(1e-05, -2e-06, 3, 100, 0.05, 0.01)
+    values = yaml.safe_load(parameter_yaml(c))["/**"]["ros__parameters"]
+    assert values == {"depth.scale": 1e-05, "depth.shift": -2e-06}
