@@ -87,5 +87,9 @@ def test_gpu_check_reads_the_issue_targets_from_the_step_results():
     single = issue_targets({"bench_e2e": e2e(29.0, [10.0], 0.30), "bench_pipeline": {"skipped": "no CUDA"}})
     assert single["issue5_e2e_default"]["processed_hz"]["met"] is False
     assert single["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
+    # an output that received nothing (NaN p99) fails the latency target, wherever it is in the list
+    for p99s in ([float("nan"), 10.0], [10.0, float("nan")]):
+        worst = issue_targets({"bench_e2e": e2e(30.0, p99s, 0.3)})["issue5_e2e_default"]["worst_output_p99_ms"]
+        assert worst["met"] is False and worst["value"] is None and "nothing received" in worst["note"]
     assert issue_targets({"bench_e2e": {"skipped": "needs CUDA"}}) == {
         "issue6_1080p_decode_pre_post_cloud_ms": {"value": None, "target": "<= 1", "met": None}}
