@@ -43,6 +43,11 @@ def _bytes_array(buf: Any) -> array.array:
     return out
 
 
+def stamp_ns(header: Header) -> int:
+    """A header's stamp in integer nanoseconds (exact: stamps are matched and compared by equality)."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def image_view(msg: Image) -> ImageView:
     """A zero-copy view of an Image's payload and layout for :func:`dpt_ros.pipeline.decode`."""
     return ImageView(data=np.frombuffer(msg.data, np.uint8), encoding=msg.encoding, height=msg.height,

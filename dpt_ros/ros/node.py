@@ -203,10 +203,6 @@ class _Camera:
         return f"{self.ns}/{name}" if self.ns else name
 
 
-def _stamp_ns(stamp) -> int:
-    return stamp.sec * 1_000_000_000 + stamp.nanosec
-
-
 def _percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
 
@@ -491,7 +487,7 @@ class DptNode(Node):
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
-            cam.infos.append((_stamp_ns(msg.header.stamp), msg))
+            cam.infos.append((conversions.stamp_ns(msg.header), msg))
             self._info_arrived.notify_all()
 
     # ------------------------------------------------------------------ worker
@@ -592,7 +588,7 @@ class DptNode(Node):
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
                 job["frame"].counted = True
-                stamp = _stamp_ns(job["frame"].msg.header.stamp)
+                stamp = conversions.stamp_ns(job["frame"].msg.header)
                 self._ages_ms.append((now_ns - stamp) / 1e6)
                 for name in msgs:
                     cam.counts["out:" + name] += 1
@@ -758,7 +754,7 @@ class DptNode(Node):
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
         frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way)."""
-        stamp = _stamp_ns(f.msg.header.stamp)
+        stamp = conversions.stamp_ns(f.msg.header)
         policy = s["camera_info.policy"]
         deadline = time.monotonic() + _INFO_WAIT_S
         with self._info_arrived:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
 from dpt_ros.ros.dds_env import localhost_only, set_profile  # noqa: E402
 
@@ -152,7 +153,7 @@ def run(args: argparse.Namespace) -> dict:
             now = time.time_ns()
             flowing.set()
             if measuring.is_set():
-                stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+                stamp = conversions.stamp_ns(msg.header)
                 with lock:
                     arrivals[name].append((now, (now - stamp) / 1e6))
         return cb

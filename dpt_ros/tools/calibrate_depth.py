@@ -98,10 +98,6 @@ class Pairing:
             mine.pop(min(mine))
 
 
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
 def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, np.ndarray]]:
     """Spin ``node`` (on ``executor``) until ``args.frames`` pairs are matched (or ``args.timeout`` passes)."""
     from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
@@ -116,11 +112,11 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
         if args.evaluate:
             on_reference(msg, "inverse")
         else:
-            pairing.add("inverse", _stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
+            pairing.add("inverse", conversions.stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
 
     def on_reference(msg, kind: str = "reference") -> None:
         try:
-            pairing.add(kind, _stamp_ns(msg.header), reference_metres(msg))
+            pairing.add(kind, conversions.stamp_ns(msg.header), reference_metres(msg))
         except ValueError as e:
             problems.append(str(e))
 

@@ -77,10 +77,6 @@ def ros_args(params: dict) -> list[str]:
     return out
 
 
-def stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.frames < 1:
@@ -131,15 +127,15 @@ def main(argv: list[str] | None = None) -> int:
     diagnostics: list[DiagnosticArray] = []
 
     def keep_input(msg: Image) -> None:
-        inputs[stamp_ns(msg.header)] = msg
+        inputs[conversions.stamp_ns(msg.header)] = msg
         while len(inputs) > 200:
             inputs.pop(next(iter(inputs)))
 
     node.create_subscription(Image, f"{NAMESPACE}/image", keep_input, reliable)
     node.create_subscription(Image, f"{NAMESPACE}/inverse_depth",
-                             lambda m: raw.setdefault(stamp_ns(m.header), (m, time.time())), reliable)
+                             lambda m: raw.setdefault(conversions.stamp_ns(m.header), (m, time.time())), reliable)
     node.create_subscription(Image, f"{NAMESPACE}/inverse_depth/colored",
-                             lambda m: colored.setdefault(stamp_ns(m.header), m), reliable)
+                             lambda m: colored.setdefault(conversions.stamp_ns(m.header), m), reliable)
     node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
     def complete() -> list[int]:
