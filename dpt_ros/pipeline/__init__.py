@@ -42,9 +42,11 @@ Metric calibration (:mod:`.calibration`)
     DepthErrors`` (AbsRel median / mean, RMSE, delta < 1.25); ``CalibrationFitError(ValueError)``.
 
 Point clouds (:mod:`.cloud`)
-    ``Intrinsics(fx, fy, cx, cy, width, height)``, ``Intrinsics.from_camera_info(k, p, width,
-    height, binning_x, binning_y, roi, rectified)`` (``CalibrationError`` for K[0] == 0 etc.),
-    ``.scaled_to(w, h)``, ``.camera_info_matrices()``;
+    ``Intrinsics(fx, fy, cx, cy, width, height, distortion_model="", d=())``,
+    ``Intrinsics.from_camera_info(k, p, width, height, binning_x, binning_y, roi, rectified,
+    distortion_model, d)`` (``CalibrationError`` for K[0] == 0, an unsupported lens model etc.; the
+    distortion is kept for unrectified images only), ``.scaled_to(w, h)``, ``.camera_info_matrices()``;
+    lens models, their inverse and per-pixel rays in :mod:`.distortion`;
     ``build_cloud(depth, intrinsics, rgb=None, labels=None, stride=1, organized=True,
     reuse_buffer=False) -> CloudBuffer`` with ``data`` (array.array('B'): ``msg.data = cloud.data``
     without a copy; with ``reuse_buffer`` on the GPU a view of a pinned buffer the next call reuses),

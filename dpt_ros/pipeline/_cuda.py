@@ -324,21 +324,22 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
         return cp.from_dlpack(y.contiguous())
 
 
-def _axes(device_id: int, w: int, h: int, stride: int, intr: Any) -> tuple[Any, Any]:
-    """Device arrays (u - cx) / fx and (v - cy) / fy of the decimated columns and rows (float32,
-    computed in float64 like the NumPy path), cached: a camera keeps its intrinsics, so the two
-    small host->device copies are paid once, not per frame."""
+def _axes(device_id: int, stride: int, intr: Any) -> tuple[Any, Any]:
+    """Device copies of :func:`dpt_ros.pipeline.distortion.pixel_rays` (float32, contiguous; 1-D per column
+    and row for a pinhole camera, one per decimated pixel each with distortion), cached: a camera keeps
+    its intrinsics, so the host->device copies are paid once, not per frame."""
+    from dpt_ros.pipeline.distortion import pixel_rays  # noqa: PLC0415
+
     cp = _cp()
-    key = (device_id, w, h, stride, intr.fx, intr.fy, intr.cx, intr.cy)
+    key = (device_id, stride, intr)
     cache = getattr(_local, "axes", None)
     if cache is None:
         cache = _local.axes = {}
     if key not in cache:
         if len(cache) >= 16:
             cache.clear()
-        ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
-        ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
-        cache[key] = (cp.asarray(ax), cp.asarray(ay))
+        ax, ay = pixel_rays(intr, stride)
+        cache[key] = (cp.asarray(np.ascontiguousarray(ax).ravel()), cp.asarray(np.ascontiguousarray(ay).ravel()))
         cp.cuda.get_current_stream().synchronize()  # complete before any other stream reads them
     return cache[key]
 
@@ -361,8 +362,9 @@ def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
     with cp.cuda.Device(depth.device.id):
         stream = torch_stream(depth.device.id)
         with stream:
-            ax, ay = _axes(depth.device.id, w, h, stride, intr)
-            hs, ws = ay.size, ax.size
+            ax, ay = _axes(depth.device.id, stride, intr)
+            hs, ws = -(-h // stride), -(-w // stride)
+            per_pixel = bool(intr.distortion_model)   # rays per decimated pixel, NaN where there is none
             d = cp.ascontiguousarray(depth, dtype=cp.float32)
             if isinstance(labels, np.ndarray):
                 labels = np.ascontiguousarray(labels)
@@ -375,11 +377,14 @@ def cloud_to_pinned(depth: Any, intr: Any, rgb: Any, labels: Any, stride: int,
                 idx, n = None, hs * ws
             else:
                 z = d[::stride, ::stride]
-                idx = cp.flatnonzero((z > 0) & (z <= np.float32(3.402823466e38))).astype(cp.int64)
+                valid = (z > 0) & (z <= np.float32(3.402823466e38))
+                if per_pixel:
+                    valid &= ~cp.isnan(ax.reshape(hs, ws))
+                idx = cp.flatnonzero(valid).astype(cp.int64)
                 n = int(idx.size)
             out = cp.empty(max(n, 1) * nw, cp.uint32)
             null = np.uint64(0)
-            _launch("dpt_cloud", n, (d, np.int64(w), ax, ay, np.int32(hs),
+            _launch("dpt_cloud", n, (d, np.int64(w), ax, ay, np.int32(per_pixel), np.int32(hs),
                                      np.int32(ws), np.int32(stride), c if c is not None else null,
                                      np.int64(w * 3), lab if lab is not None else null, np.int64(w),
                                      idx if idx is not None else null, np.int64(n), np.int32(nw),

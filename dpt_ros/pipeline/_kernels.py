@@ -178,9 +178,11 @@ DPT_KERNEL void dpt_resize_normalize(const u8* src, long long step, int h, int w
 
 // Back-projection straight into the PointCloud2 layout: ``nw`` 32-bit words per point,
 // x y z at words 0-2, packed 0x00RRGGBB at ``rgb_word`` (-1: none), label at ``label_word``.
-// ``idx`` (may be null) lists the decimated pixels to emit (dense clouds).
+// ``idx`` (may be null) lists the decimated pixels to emit (dense clouds). The ray of decimated pixel
+// (u, v) is (ax[u], ay[v]), or with ``per_pixel`` (lens distortion) (ax[v * ws + u], ay[v * ws + u]),
+// NaN where the pixel has none.
 DPT_KERNEL void dpt_cloud(const float* depth, long long depth_row, const float* ax, const float* ay,
-                          int hs, int ws, int stride, const u8* rgb, long long rgb_row,
+                          int per_pixel, int hs, int ws, int stride, const u8* rgb, long long rgb_row,
                           const u32* labels, long long label_row, const long long* idx,
                           long long n, int nw, int rgb_word, int label_word, u32* out) {
     long long t = DPT_TID;
@@ -189,9 +191,11 @@ DPT_KERNEL void dpt_cloud(const float* depth, long long depth_row, const float* 
     int u = (int)(p % ws), v = (int)(p / ws);
     long long pu = (long long)u * stride, pv = (long long)v * stride;
     float z = depth[pv * depth_row + pu];
+    float rx = per_pixel ? ax[(long long)v * ws + u] : ax[u];
+    float ry = per_pixel ? ay[(long long)v * ws + u] : ay[v];
     union { float f; u32 u; } x, y, zz;
-    if (z > 0.0f && z <= 3.402823466e38f) {  // finite and positive
-        x.f = z * ax[u]; y.f = z * ay[v]; zz.f = z;
+    if (z > 0.0f && z <= 3.402823466e38f && rx == rx) {  // finite and positive depth, a ray (not NaN)
+        x.f = z * rx; y.f = z * ry; zz.f = z;
     } else {
         x.f = y.f = zz.f = dpt_nan();
     }

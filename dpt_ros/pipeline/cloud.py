@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from dpt_ros.pipeline import distortion
 from dpt_ros.pipeline._backend import array_module
 
 # sensor_msgs/PointField datatype constants
@@ -35,7 +36,9 @@ class CalibrationError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Intrinsics:
-    """Pinhole intrinsics for an image of ``width`` x ``height`` pixels (pixel centres at integers)."""
+    """Intrinsics for an image of ``width`` x ``height`` pixels (pixel centres at integers): pinhole, and
+    for an unrectified image the lens distortion (``distortion_model``, ``d`` as in CameraInfo; see
+    :mod:`.distortion`). An all-zero ``d`` is stored as no distortion."""
 
     fx: float
     fy: float
@@ -43,6 +46,8 @@ class Intrinsics:
     cy: float
     width: int
     height: int
+    distortion_model: str = ""
+    d: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         vals = (self.fx, self.fy, self.cx, self.cy)
@@ -50,12 +55,28 @@ class Intrinsics:
             raise CalibrationError(f"intrinsics need finite fx, fy > 0; got fx={self.fx}, fy={self.fy}")
         if self.width <= 0 or self.height <= 0:
             raise CalibrationError(f"intrinsics need a positive image size; got {self.width}x{self.height}")
+        d = tuple(float(v) for v in self.d)
+        model = self.distortion_model if any(d) else ""
+        if any(d):
+            if not all(math.isfinite(v) for v in d):
+                raise CalibrationError(f"CameraInfo D has non-finite coefficients {list(d)}")
+            if model not in distortion.MODELS:
+                raise CalibrationError(
+                    f"CameraInfo distortion_model {model!r} with a non-zero D is not supported (supported: "
+                    f"{', '.join(distortion.MODELS)}); rectify the image (image_proc) and set camera_info.rectified "
+                    "true, so that P is used and D is not")
+            if len(d) not in distortion.MODELS[model]:
+                raise CalibrationError(f"CameraInfo distortion_model {model!r} takes "
+                                       f"{' or '.join(map(str, distortion.MODELS[model]))} D coefficients; got {len(d)}")
+        object.__setattr__(self, "d", d if model else ())   # frozen: normalised once, so equal cameras hash alike
+        object.__setattr__(self, "distortion_model", model)
 
     @classmethod
     def from_camera_info(cls, k: Sequence[float], p: Sequence[float] | None, width: int, height: int,
                          binning_x: int = 0, binning_y: int = 0,
                          roi: tuple[int, int, int, int] | None = None,
-                         rectified: bool = True) -> Intrinsics:
+                         rectified: bool = True, distortion_model: str = "",
+                         d: Sequence[float] = ()) -> Intrinsics:
         """Intrinsics of the image a ``sensor_msgs/CameraInfo`` describes.
 
         :param k: ``K`` (9 values, row-major).
@@ -66,8 +87,11 @@ class Intrinsics:
         :param binning_x: ``binning_x`` (0 or 1 = none): divides fx, cx.
         :param binning_y: ``binning_y``: divides fy, cy.
         :param roi: (x_offset, y_offset, roi_height, roi_width) of ``roi``; all zero / None = full image.
-        :param rectified: the image is rectified (``image_rect``): prefer ``P``.
-        :raises CalibrationError: all-zero/uncalibrated ``K`` (``K[0] == 0``) or inconsistent values;
+        :param rectified: the image is rectified (``image_rect``): prefer ``P``, ignore the distortion.
+        :param distortion_model: ``distortion_model``; applied only when not ``rectified``.
+        :param d: ``D``; applied only when not ``rectified`` (all zero: none).
+        :raises CalibrationError: all-zero/uncalibrated ``K`` (``K[0] == 0``) or inconsistent values,
+            a non-zero ``D`` of an unsupported model or length on an unrectified image;
             the message says why so the caller can log it once and publish no cloud.
         """
         k = [float(v) for v in k]
@@ -96,7 +120,8 @@ class Intrinsics:
                 raise CalibrationError(
                     f"CameraInfo ROI (x={x0}, y={y0}, {rw}x{rh}) does not fit the {w}x{h} image")
             cx, cy, w, h = cx - x0, cy - y0, rw, rh
-        return cls(fx / bx, fy / by, cx / bx, cy / by, w // bx, h // by)
+        lens = {} if rectified else {"distortion_model": distortion_model, "d": tuple(d)}
+        return cls(fx / bx, fy / by, cx / bx, cy / by, w // bx, h // by, **lens)
 
     def scaled_to(self, width: int, height: int) -> Intrinsics:
         """Intrinsics for the same view resized to ``width`` x ``height`` (fx, cx by sx; fy, cy by sy)."""
@@ -105,10 +130,13 @@ class Intrinsics:
         if width <= 0 or height <= 0:
             raise CalibrationError(f"cannot scale intrinsics to {width}x{height}")
         sx, sy = width / self.width, height / self.height
-        return Intrinsics(self.fx * sx, self.fy * sy, self.cx * sx, self.cy * sy, int(width), int(height))
+        # normalised coordinates, and with them the distortion, do not change with the pixel grid
+        return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
+                                   width=int(width), height=int(height))
 
     def camera_info_matrices(self) -> tuple[list[float], list[float]]:
-        """(K, P) lists for a CameraInfo describing this (e.g. resized) image, rectified, no distortion."""
+        """(K, P) lists for a CameraInfo describing this (e.g. resized) image (the distortion, if any,
+        goes in D and distortion_model, unchanged)."""
         k = [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
         p = [self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
         return k, p
@@ -193,7 +221,9 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
 
     Pixel (u, v) with depth z (metres along the optical axis) becomes
     ``x = (u - cx) * z / fx``, ``y = (v - cy) * z / fy``, ``z``; only every ``stride``-th pixel in
-    each direction is used (u, v = 0, stride, 2*stride, ...; original pixel coordinates).
+    each direction is used (u, v = 0, stride, 2*stride, ...; original pixel coordinates). With lens
+    distortion in ``intrinsics``, ``x = x_u * z``, ``y = y_u * z`` where (x_u, y_u) are the undistorted
+    normalised coordinates of the pixel (:func:`.distortion.pixel_rays`); pixels without one are invalid.
 
     :param depth: (H, W) float metres (NumPy or CuPy); NaN, +-inf and <= 0 are invalid.
     :param intrinsics: camera intrinsics; scaled automatically when their size differs from (W, H).
@@ -217,32 +247,32 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
     fields, point_step = cloud_fields(rgb is not None, labels is not None)
     z = depth[::stride, ::stride]
     hs, ws = z.shape
-    ax = ((np.arange(0, w, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)
-    ay = ((np.arange(0, h, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)
+    ax, ay = distortion.pixel_rays(intr, stride)   # (1, ws) and (hs, 1), or (hs, ws) each with distortion
     nwords = point_step // 4
+    with np.errstate(invalid="ignore"):
+        valid = (z > 0) & (z < np.inf)
+    if intr.distortion_model:
+        valid &= ~np.isnan(ax)   # pixels beyond the lens model's reach have no ray
     if organized:
         data = new_byte_array(hs * ws * point_step)
         pts = np.frombuffer(data, dtype=np.float32).reshape(hs, ws, nwords)
         zc = pts[:, :, 2]
         # invalid -> NaN on the (contiguous) depth, then one strided write: 2x faster than masking zc
-        with np.errstate(invalid="ignore"):
-            valid = (z > 0) & (z < np.inf)
         np.copyto(zc, np.where(valid, z, np.float32(np.nan)), casting="same_kind")
-        np.multiply(zc, ax[None, :], out=pts[:, :, 0])
-        np.multiply(zc, ay[:, None], out=pts[:, :, 1])
+        np.multiply(zc, ax, out=pts[:, :, 0])
+        np.multiply(zc, ay, out=pts[:, :, 1])
         col = rgb[::stride, ::stride] if rgb is not None else None
         lab = labels[::stride, ::stride] if labels is not None else None
         out_h, out_w, dense = hs, ws, False
     else:
-        with np.errstate(invalid="ignore"):
-            vi, ui = np.nonzero((z > 0) & (z < np.inf))
+        vi, ui = np.nonzero(valid)
         n = vi.size
         data = new_byte_array(n * point_step)
         pts = np.frombuffer(data, dtype=np.float32).reshape(1, n, nwords)
         zv = z[vi, ui].astype(np.float32, copy=False)
         pts[0, :, 2] = zv
-        np.multiply(zv, ax[ui], out=pts[0, :, 0])
-        np.multiply(zv, ay[vi], out=pts[0, :, 1])
+        np.multiply(zv, np.broadcast_to(ax, (hs, ws))[vi, ui], out=pts[0, :, 0])
+        np.multiply(zv, np.broadcast_to(ay, (hs, ws))[vi, ui], out=pts[0, :, 1])
         col = rgb[::stride, ::stride][vi, ui][None] if rgb is not None else None
         lab = labels[::stride, ::stride][vi, ui][None] if labels is not None else None
         out_h, out_w, dense = 1, n, True

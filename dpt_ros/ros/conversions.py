@@ -146,13 +146,14 @@ def compressed_msg(header: Header, data: bytes, fmt: str) -> CompressedImage:
 
 def camera_info_fields(msg: CameraInfo) -> dict:
     """Keyword arguments of ``pipeline.Intrinsics.from_camera_info`` from a CameraInfo
-    (``roi`` as (x_offset, y_offset, height, width))."""
+    (``roi`` as (x_offset, y_offset, height, width); the lens distortion is used for unrectified images)."""
     roi = msg.roi
     return dict(
         k=tuple(float(v) for v in msg.k), p=tuple(float(v) for v in msg.p),
         width=int(msg.width), height=int(msg.height),
         binning_x=int(msg.binning_x), binning_y=int(msg.binning_y),
         roi=(int(roi.x_offset), int(roi.y_offset), int(roi.height), int(roi.width)),
+        distortion_model=str(msg.distortion_model), d=tuple(float(v) for v in msg.d),
     )
 
 

@@ -213,7 +213,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=CAMERA_INFO_POLICIES),
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
-              "false: with K."),
+              "false (a raw image): with K and the lens distortion D (plumb_bob, rational_polynomial, "
+              "equidistant)."),
     ParamSpec("camera_info.tolerance", 0.05, "Stamp tolerance of the nearest policy (seconds).",
               float_range=(0.0, 10.0)),
     ParamSpec("cameras", [""],

@@ -137,9 +137,10 @@ def test_gpu_upload_of_an_image_view_decodes_on_the_device(encoding):
     assert Preprocessor(384).upload(view) is view   # the NumPy backend reads the view itself
 
 
+@pytest.mark.parametrize("lens", ["pinhole", "plumb_bob"])
 @pytest.mark.parametrize("organized", [True, False])
 @pytest.mark.parametrize("stride", [1, 2, 3])
-def test_gpu_cloud_bytes_equal_numpy(stride, organized):
+def test_gpu_cloud_bytes_equal_numpy(stride, organized, lens):
     import cupy
 
     h, w = 120, 161
@@ -149,6 +150,8 @@ def test_gpu_cloud_bytes_equal_numpy(stride, organized):
     rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
     labels = RNG.integers(0, 151, (h, w)).astype(np.uint8)
     intr = Intrinsics(100.0, 101.0, 80.2, 60.7, w, h)
+    if lens == "plumb_bob":   # per-pixel rays, the corners beyond the lens model's fold without one
+        intr = Intrinsics(100.0, 101.0, 80.2, 60.7, w, h, "plumb_bob", (-0.5, 0.05, 0.002, -0.001, 0.0))
     for kw in ({}, {"rgb": rgb}, {"labels": labels}, {"rgb": rgb, "labels": labels}):
         ref = build_cloud(depth, intr, stride=stride, organized=organized, **kw)
         dev_kw = {k: cupy.asarray(v) if k == "labels" else v for k, v in kw.items()}  # rgb stays on the host

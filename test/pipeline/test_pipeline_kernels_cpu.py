@@ -22,6 +22,7 @@ from dpt_ros.pipeline import (
 )
 from dpt_ros.pipeline._cuda import _BLOCK, bayer_pattern, kernel_params
 from dpt_ros.pipeline._kernels import KERNEL_SOURCE
+from dpt_ros.pipeline.distortion import pixel_rays
 from dpt_ros.pipeline.encodings import _format
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++ to emulate the CUDA kernels")
@@ -53,10 +54,10 @@ void emu_resize(long long n, const u8* src, long long step, int h, int w, int ki
         dpt_resize_normalize(src, step, h, w, kind, bpp, swap, big, oh, ow, sx, sy, out);
 }
 void emu_cloud(long long n, const float* depth, long long depth_row, const float* ax, const float* ay,
-               int hs, int ws, int stride, const u8* rgb, long long rgb_row, const u32* labels,
+               int per_pixel, int hs, int ws, int stride, const u8* rgb, long long rgb_row, const u32* labels,
                long long label_row, const long long* idx, int nw, int rgb_word, int label_word, u32* out) {
     for (g_tid = 0; g_tid < emu_grid(n); ++g_tid)
-        dpt_cloud(depth, depth_row, ax, ay, hs, ws, stride, rgb, rgb_row, labels, label_row, idx, n, nw,
+        dpt_cloud(depth, depth_row, ax, ay, per_pixel, hs, ws, stride, rgb, rgb_row, labels, label_row, idx, n, nw,
                   rgb_word, label_word, out);
 }
 }
@@ -75,7 +76,7 @@ def lib(tmp_path_factory):
     so.emu_decode.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, P]
     so.emu_demosaic.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, P]
     so.emu_resize.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, I32, I32, F64, F64, P]
-    so.emu_cloud.argtypes = [I64, P, I64, P, P, I32, I32, I32, P, I64, P, I64, P, I32, I32, I32, P]
+    so.emu_cloud.argtypes = [I64, P, I64, P, P, I32, I32, I32, I32, P, I64, P, I64, P, I32, I32, I32, P]
     return so
 
 
@@ -190,9 +191,9 @@ def test_kernel_resize_of_a_partial_last_block_matches_opencv(lib):
 
 def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
     h, w = depth.shape
-    ax = ((np.arange(0, w, stride) - intr.cx) / intr.fx).astype(np.float32)
-    ay = ((np.arange(0, h, stride) - intr.cy) / intr.fy).astype(np.float32)
-    hs, ws = ay.size, ax.size
+    ax, ay = (np.ascontiguousarray(a).ravel() for a in pixel_rays(intr, stride))
+    hs, ws = -(-h // stride), -(-w // stride)
+    per_pixel = int(bool(intr.distortion_model))
     nw = 3 + (rgb is not None) + (labels is not None)
     idx = None
     if organized:
@@ -200,20 +201,24 @@ def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
     else:
         z = depth[::stride, ::stride]
         with np.errstate(invalid="ignore"):
-            idx = np.flatnonzero((z > 0) & (z < np.inf)).astype(np.int64)
+            valid = (z > 0) & (z < np.inf)
+        if per_pixel:
+            valid &= ~np.isnan(ax.reshape(hs, ws))
+        idx = np.flatnonzero(valid).astype(np.int64)
         n = idx.size
         idx = np.concatenate([idx, np.zeros(_BLOCK, np.int64)])   # a stray thread reads a valid index
     out = _Guarded((n * nw,), np.uint32)
     lab = None if labels is None else np.ascontiguousarray(labels, np.uint32)
-    lib.emu_cloud(n, _ptr(depth), w, _ptr(ax), _ptr(ay), hs, ws, stride, _ptr(rgb), w * 3, _ptr(lab), w, _ptr(idx),
+    lib.emu_cloud(n, _ptr(depth), w, _ptr(ax), _ptr(ay), per_pixel, hs, ws, stride, _ptr(rgb), w * 3, _ptr(lab), w, _ptr(idx),
                   nw, 3 if rgb is not None else -1, (4 if rgb is not None else 3) if labels is not None else -1,
                   _ptr(out.array))
     return out.checked().view(np.uint8)
 
 
+@pytest.mark.parametrize("lens", ["pinhole", "plumb_bob"])
 @pytest.mark.parametrize("organized", [True, False])
 @pytest.mark.parametrize("stride", [1, 3])
-def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized):
+def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized, lens):
     h, w = 23, 31
     depth = (RNG.random((h, w)) * 5).astype(np.float32)
     depth[::4, ::5] = np.nan
@@ -221,6 +226,9 @@ def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized):
     rgb = RNG.integers(0, 256, (h, w, 3), dtype=np.uint8)
     labels = RNG.integers(0, 151, (h, w)).astype(np.uint8)
     intr = Intrinsics(40.0, 41.0, 15.3, 11.1, w, h)
+    if lens == "plumb_bob":   # so strong that the corners have no ray: those points are invalid too
+        intr = Intrinsics(24.0, 24.5, 15.3, 11.1, w, h, "plumb_bob", (-0.5, 0.05, 0.002, -0.001, 0.0))
+        assert 0 < np.isnan(pixel_rays(intr, stride)[0]).sum() < 0.3 * pixel_rays(intr, stride)[0].size
     for kw in ({}, {"rgb": rgb}, {"labels": labels}, {"rgb": rgb, "labels": labels}):
         ref = build_cloud(depth, intr, stride=stride, organized=organized, **kw)
         got = _emu_cloud(lib, depth, intr, kw.get("rgb"), kw.get("labels"), stride, organized)

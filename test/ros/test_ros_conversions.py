@@ -83,6 +83,12 @@ def test_camera_info_fields_feed_intrinsics():
     # without a source (e.g. the sample camera): no distortion, identity rectification
     bare = conversions.camera_info_msg(_header(), 4, 3, *intr.camera_info_matrices())
     assert list(bare.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] and list(bare.d) == []
+    # the lens: ignored for a rectified image (P), used for a raw one (K)
+    f = conversions.camera_info_fields(info)
+    assert (f["distortion_model"], f["d"]) == ("plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.0))
+    assert pipeline.Intrinsics.from_camera_info(**f, rectified=True).d == ()
+    raw = pipeline.Intrinsics.from_camera_info(**f, rectified=False)
+    assert (raw.fx, raw.distortion_model, raw.d) == (500.0, "plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.0))
 
 
 def test_camera_info_fields_keep_binning_per_axis():

@@ -10,7 +10,7 @@ from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, publish_until, qos, wait_for
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, publish_until, qos, set_params, wait_for
 
 DOMAIN = 41
 
@@ -275,6 +275,56 @@ def test_points_need_calibrated_camera_info(harness):
     cx = (159 / 2) * 0.5
     np.testing.assert_allclose(cloud["x"][ok], ((u - cx) * depth_scale / 50.0)[ok], rtol=1e-4, atol=1e-5)
     assert math.isclose(points[0].row_step, points[0].width * points[0].point_step)
+
+
+def test_unrectified_camera_cloud_follows_the_lens(harness):
+    """camera_info.rectified false: each point of a raw camera's cloud projects back onto its own pixel
+    through K and D (OpenCV's forward model), set live; an unsupported lens model is a calibration
+    error with the remedy, and the frame's other outputs still go out."""
+    import cv2
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest"})
+    points = harness.collector(PointCloud2, "points")
+    inv = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    img = make_image(1, width=96, height=72)
+    info = make_info(img, fx=60.0)
+    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, -0.002, -0.02]
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    assert [r.successful for r in set_params(harness, node, **{"camera_info.rectified": False})] == [True]
+    publish_until(pub, lambda i: make_image(10 + i, width=96, height=72), points)
+    cloud = conversions.cloud_array(points[0])
+    xyz = np.stack([cloud["x"], cloud["y"], cloud["z"]], -1).reshape(-1, 3).astype(np.float64)
+    v, u = (a.ravel() for a in np.mgrid[0:72:2, 0:96:2])   # points.stride 2
+    ok = np.isfinite(xyz).all(1)
+    assert ok.mean() > 0.9
+    px, _ = cv2.projectPoints(xyz[ok].reshape(-1, 1, 3), np.zeros(3), np.zeros(3),
+                              np.asarray(info.k).reshape(3, 3), np.asarray(info.d))
+    err = np.hypot(px[:, 0, 0] - u[ok], px[:, 0, 1] - v[ok])
+    assert err.max() < 1e-2, err.max()
+    # rectified (the default): P, no distortion, as before
+    assert [r.successful for r in set_params(harness, node, **{"camera_info.rectified": True})] == [True]
+    n = len(points)
+    publish_until(pub, lambda i: make_image(100 + i, width=96, height=72), points, n=n + 1)
+    pin = conversions.cloud_array(points[-1])
+    x = ((u - info.p[2]) / info.p[0]).reshape(36, 48) * pin["z"]
+    np.testing.assert_allclose(pin["x"], x, rtol=1e-5, atol=1e-6)
+    # a lens model this node does not know: no cloud, a reason, inverse_depth still out
+    assert [r.successful for r in set_params(harness, node, **{"camera_info.rectified": False})] == [True]
+    info.distortion_model = "kannala_brandt"
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 2, what="info stored")
+    n_points, n_inv = len(points), len(inv)
+    pub.publish(make_image(500, width=96, height=72))
+    wait_for(lambda: node.error_counts().get("calibration", 0) == 1 and len(inv) > n_inv, what="calibration error")
+    assert len(points) == n_points
+    wait_for(lambda: any("'kannala_brandt'" in m.msg and "camera_info.rectified" in m.msg for m in list(log)),
+             what="the reason in the log")
 
 
 def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness):

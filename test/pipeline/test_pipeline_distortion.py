@@ -1,0 +1,175 @@
+"""Clouds of unrectified images: each point must project back onto its own pixel through the lens model.
+
+The reference is OpenCV's forward projection (``cv2.projectPoints``, ``cv2.fisheye.projectPoints``), which
+shares no code with the Newton inversion in :mod:`dpt_ros.pipeline.distortion`.
+"""
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import CalibrationError, Intrinsics, build_cloud
+from dpt_ros.pipeline.distortion import distort, pixel_rays, undistort
+
+RNG = np.random.default_rng(31)
+K = [410.0, 0.0, 323.4, 0.0, 412.5, 236.8, 0.0, 0.0, 1.0]
+P = [380.0, 0.0, 318.0, 0.0, 0.0, 381.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+# a wide-angle webcam's lens (barrel), the 8-term form of a stronger one, and a fisheye
+LENSES = {
+    "plumb_bob": (-0.31, 0.11, 0.0012, -0.0007, -0.018),
+    "plumb_bob4": (-0.28, 0.08, -0.0009, 0.0011),
+    "rational_polynomial": (2.1, 0.9, 0.0008, -0.0004, 0.02, 2.45, 1.6, 0.15),
+    "equidistant": (0.08, -0.02, 0.004, -0.0006),
+}
+
+
+def _model(name):
+    return "plumb_bob" if name == "plumb_bob4" else name
+
+
+def _project(points, k, model, d):
+    """(N, 2) pixels of (N, 3) camera-frame points through OpenCV's forward model."""
+    km = np.asarray(k, np.float64).reshape(3, 3)
+    obj = np.ascontiguousarray(points, np.float64).reshape(-1, 1, 3)
+    zero = np.zeros((3, 1))
+    if model == "equidistant":
+        px, _ = cv2.fisheye.projectPoints(obj, zero, zero, km, np.asarray(d, np.float64))
+    else:
+        px, _ = cv2.projectPoints(obj, zero, zero, km, np.asarray(d, np.float64))
+    return px.reshape(-1, 2)
+
+
+def _pixel_grid(h, w, stride=1):
+    v, u = np.mgrid[0:h:stride, 0:w:stride]
+    return u.astype(np.float64), v.astype(np.float64)
+
+
+@pytest.mark.parametrize("lens", sorted(LENSES))
+def test_every_point_projects_back_onto_its_pixel(lens):
+    model, d = _model(lens), LENSES[lens]
+    h, w = 480, 640
+    depth = RNG.uniform(0.5, 8.0, (h, w)).astype(np.float32)
+    intr = Intrinsics.from_camera_info(K, P, w, h, rectified=False, distortion_model=model, d=d)
+    assert intr.distortion_model == model and intr.d == d
+    cloud = build_cloud(depth, intr, stride=3)
+    pts = cloud.points.reshape(-1, 3).astype(np.float64)
+    u, v = _pixel_grid(h, w, 3)
+    assert np.isfinite(pts).all(), "this lens covers the whole image"
+    np.testing.assert_array_equal(pts[:, 2], depth[::3, ::3].ravel())   # z is the depth, untouched
+    px = _project(pts, K, model, d)
+    err = np.hypot(px[:, 0] - u.ravel(), px[:, 1] - v.ravel())
+    assert err.max() < 2e-3, f"{lens}: worst reprojection error {err.max():.2e} px"
+    # and the lens matters: the pinhole back-projection of the corners is far off
+    pinhole = build_cloud(depth, Intrinsics.from_camera_info(K, P, w, h, rectified=False), stride=3)
+    wrong = _project(pinhole.points.reshape(-1, 3), K, model, d)
+    assert np.hypot(wrong[:, 0] - u.ravel(), wrong[:, 1] - v.ravel()).max() > 5.0
+
+
+@pytest.mark.parametrize("lens", ["plumb_bob", "equidistant"])
+def test_binning_roi_and_resize_keep_the_lens(lens):
+    """Distortion acts on normalised coordinates: a binned, cropped or resized image maps back onto the
+    full-resolution pixel it came from."""
+    model, d = _model(lens), LENSES[lens]
+    full_w, full_h = 1280, 960
+    kf = [820.0, 0.0, 645.2, 0.0, 823.0, 474.6, 0.0, 0.0, 1.0]
+    x0, y0, rw, rh = 160, 96, 960, 720
+    cases = {
+        # image size, CameraInfo fields, pixel (u, v) -> full-resolution pixel
+        "binned 2x2": ((640, 480), dict(binning_x=2, binning_y=2), lambda u, v: (2 * u, 2 * v)),
+        "roi": ((rw, rh), dict(roi=(x0, y0, rh, rw)), lambda u, v: (u + x0, v + y0)),
+        "resized to 320x240": ((320, 240), {}, lambda u, v: (4 * u, 4 * v)),
+    }
+    for name, ((w, h), fields, to_full) in cases.items():
+        intr = Intrinsics.from_camera_info(kf, None, full_w, full_h, rectified=False, distortion_model=model, d=d,
+                                           **fields).scaled_to(w, h)
+        depth = RNG.uniform(0.5, 8.0, (h, w)).astype(np.float32)
+        pts = build_cloud(depth, intr, stride=7).points.reshape(-1, 3)
+        u, v = _pixel_grid(h, w, 7)
+        fu, fv = to_full(u.ravel(), v.ravel())
+        px = _project(pts, kf, model, d)
+        err = np.hypot(px[:, 0] - fu, px[:, 1] - fv)
+        assert err.max() < 5e-3, f"{lens} {name}: {err.max():.2e} px"
+
+
+def test_pixels_beyond_the_fold_have_no_point():
+    """A lens model that folds back (strong barrel, corners far out) gives two pre-images; those pixels
+    are invalid: NaN in an organised cloud (z too), absent from a dense one."""
+    h, w = 120, 160
+    intr = Intrinsics(120.0, 120.0, 79.5, 59.5, w, h, "plumb_bob", (-0.5, 0.05, 0.0, 0.0, 0.0))
+    ax, ay = pixel_rays(intr, 1)
+    none = np.isnan(ax)
+    assert np.array_equal(none, np.isnan(ay))
+    assert none[0, 0] and none[-1, -1] and not none[h // 2, w // 2] and 0.01 < none.mean() < 0.5
+    # the invalid pixels are exactly those outside the radius where the model turns back:
+    # r_d(r) = r (1 - 0.5 r^2 + 0.05 r^4) peaks where 1 - 1.5 r^2 + 0.25 r^4 = 0: r^2 = (1.5 - sqrt(1.25)) / 0.5
+    r_fold = math.sqrt((1.5 - math.sqrt(1.25)) / 0.5)
+    rd_max = r_fold * (1 - 0.5 * r_fold**2 + 0.05 * r_fold**4)
+    u, v = _pixel_grid(h, w)
+    rd = np.hypot((u - 79.5) / 120.0, (v - 59.5) / 120.0)
+    far = np.abs(rd - rd_max) > 1e-3
+    np.testing.assert_array_equal(none[far], (rd > rd_max)[far])
+    depth = np.full((h, w), 2.0, np.float32)
+    org = build_cloud(depth, intr)
+    assert np.isnan(org.points[none]).all() and np.isfinite(org.points[~none]).all()
+    dense = build_cloud(depth, intr, organized=False)
+    assert dense.width == int((~none).sum())
+    np.testing.assert_array_equal(dense.points[0], org.points[~none])
+
+
+def test_fisheye_rays_at_90_degrees_and_more_are_invalid():
+    h, w = 200, 200
+    intr = Intrinsics(40.0, 40.0, 99.5, 99.5, w, h, "equidistant", (0.0, 0.0, 0.0, 1e-9))
+    ax, _ = pixel_rays(intr, 1)
+    u, v = _pixel_grid(h, w)
+    theta = np.hypot(u - 99.5, v - 99.5) / 40.0    # an (almost) ideal equidistant lens: theta_d = theta
+    np.testing.assert_array_equal(np.isnan(ax)[np.abs(theta - np.pi / 2) > 1e-3],
+                                  (theta >= np.pi / 2)[np.abs(theta - np.pi / 2) > 1e-3])
+    ok = theta < 1.5
+    np.testing.assert_allclose(np.hypot(*(a[ok] for a in pixel_rays(intr, 1))), np.tan(theta[ok]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("lens", sorted(LENSES))
+def test_undistort_inverts_distort(lens):
+    model, d = _model(lens), LENSES[lens]
+    x, y = RNG.uniform(-0.9, 0.9, (2, 5000))
+    xd, yd = distort(model, d, x, y)
+    ux, uy = undistort(model, d, xd, yd)
+    np.testing.assert_allclose(ux, x, atol=1e-9)
+    np.testing.assert_allclose(uy, y, atol=1e-9)
+
+
+def test_rectified_images_and_zero_d_are_pinhole():
+    d = LENSES["plumb_bob"]
+    depth = RNG.uniform(0.5, 8.0, (48, 64)).astype(np.float32)
+    rect = Intrinsics.from_camera_info(K, P, 64, 48, rectified=True, distortion_model="plumb_bob", d=d)
+    assert rect.distortion_model == "" and rect.d == () and rect.fx == P[0]   # image_rect: P, D already applied
+    zero = Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="plumb_bob", d=[0.0] * 5)
+    plain = Intrinsics.from_camera_info(K, P, 64, 48, rectified=False)
+    assert zero == plain and hash(zero) == hash(plain)
+    for organized in (True, False):
+        assert build_cloud(depth, zero, organized=organized).data == build_cloud(depth, plain, organized=organized).data
+    # unknown models are fine as long as D is zero (many drivers fill the name and leave D empty)
+    assert Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "kannala_brandt", ()).distortion_model == ""
+
+
+def test_unusable_distortion_is_refused_with_the_remedy():
+    with pytest.raises(CalibrationError, match=r"'kannala_brandt'.*supported: plumb_bob, rational_polynomial, "
+                                               r"equidistant.*camera_info.rectified"):
+        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="kannala_brandt", d=[0.1] * 4)
+    with pytest.raises(CalibrationError, match=r"'' with a non-zero D"):
+        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="", d=[0.1] * 5)
+    with pytest.raises(CalibrationError, match="'equidistant' takes 4 D coefficients; got 5"):
+        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="equidistant", d=[0.1] * 5)
+    with pytest.raises(CalibrationError, match="non-finite"):
+        Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "plumb_bob", (0.1, math.nan, 0.0, 0.0, 0.0))
+
+
+def test_rays_are_cached_and_read_only():
+    intr = Intrinsics(300.0, 300.0, 160.0, 120.0, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    first = pixel_rays(intr, 2)
+    again = pixel_rays(Intrinsics(300.0, 300.0, 160.0, 120.0, 320, 240, "plumb_bob", list(LENSES["plumb_bob"])), 2)
+    assert first[0] is again[0] and first[0].shape == (120, 160)
+    with pytest.raises(ValueError):
+        first[0][0, 0] = 1.0
