@@ -130,14 +130,49 @@ def test_fisheye_rays_at_90_degrees_and_more_are_invalid():
     np.testing.assert_allclose(np.hypot(*(a[ok] for a in pixel_rays(intr, 1))), np.tan(theta[ok]), rtol=1e-5)
 
 
+def test_a_fisheye_that_folds_and_rises_again_keeps_only_the_first_branch():
+    """theta_d = theta (1 - 0.6 theta^2 + 0.15 theta^4) rises to a maximum, falls, and rises again before
+    90 degrees: a pixel beyond the maximum has a pre-image only on the far branch, which is not the lens."""
+    d = (-0.6, 0.15, 0.0, 0.0)
+    roots = np.sort(np.sqrt(np.roots([0.75, -1.8, 1.0]).real))     # d theta_d / d theta = 0 (in theta^2)
+    assert roots[1] < np.pi / 2                                    # it does rise again before 90 degrees
+    peak = roots[0] * (1 - 0.6 * roots[0] ** 2 + 0.15 * roots[0] ** 4)
+    theta_d = np.linspace(0.0, 0.7, 701)
+    x, _ = undistort("equidistant", d, theta_d, np.zeros_like(theta_d))
+    np.testing.assert_array_equal(np.isnan(x)[np.abs(theta_d - peak) > 2e-3], (theta_d > peak)[np.abs(theta_d - peak) > 2e-3])
+    assert np.arctan(x[theta_d < peak - 2e-3]).max() < roots[0]
+
+
+def test_a_tangential_fold_has_no_point():
+    """Strong decentring (p1, p2) folds the image plane without any radial fold: a pixel's solution
+    there has a negative Jacobian (the lens would map a neighbourhood mirrored). Every ray kept has a
+    positive one under OpenCV's forward model and reprojects; the folded ones are NaN."""
+    d = (0.22, 0.172, -0.185, 0.181, -0.062)
+    g = np.linspace(-1.5, 1.5, 121)
+    xd, yd = np.meshgrid(g, g)
+    x, y = undistort("plumb_bob", d, xd, yd)
+    ok = ~np.isnan(x)
+    assert 0.3 < ok.mean() < 0.9
+    h = 1e-6
+    pts = np.stack([x[ok], y[ok], np.ones(ok.sum())], -1)
+
+    def proj(p):
+        return _project(p, [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0], "plumb_bob", d)
+
+    base, dx, dy = proj(pts), proj(pts + [h, 0.0, 0.0]), proj(pts + [0.0, h, 0.0])
+    det = ((dx[:, 0] - base[:, 0]) * (dy[:, 1] - base[:, 1]) - (dx[:, 1] - base[:, 1]) * (dy[:, 0] - base[:, 0])) / h**2
+    assert det.min() > 0
+    np.testing.assert_allclose(base, np.stack([xd[ok], yd[ok]], -1), atol=1e-6)
+
+
 @pytest.mark.parametrize("lens", sorted(LENSES))
 def test_undistort_inverts_distort(lens):
     model, d = _model(lens), LENSES[lens]
     x, y = RNG.uniform(-0.9, 0.9, (2, 5000))
     xd, yd = distort(model, d, x, y)
     ux, uy = undistort(model, d, xd, yd)
-    np.testing.assert_allclose(ux, x, atol=1e-9)
-    np.testing.assert_allclose(uy, y, atol=1e-9)
+    np.testing.assert_allclose(ux, x, atol=1e-12)
+    np.testing.assert_allclose(uy, y, atol=1e-12)
 
 
 def test_rectified_images_and_zero_d_are_pinhole():
