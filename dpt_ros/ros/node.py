@@ -61,6 +61,7 @@ _INFO_BUFFER = 30
 #: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
 _INFO_WAIT_S = 0.05
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
+_STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 
 
 class StartupError(RuntimeError):
@@ -198,6 +199,7 @@ class _Camera:
     colormap_range: Any = None
     image_topic: str = ""    # the image topic subscribed to, remaps applied
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
+    last_image: Optional[float] = None   # time.monotonic() of its last image
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -230,6 +232,7 @@ class DptNode(Node):
         self._batches = 0
         self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
+        self._started = time.monotonic()
         self._warned: set[str] = set()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
@@ -479,6 +482,7 @@ class DptNode(Node):
     def _on_image(self, cam: _Camera, msg) -> None:
         frame = _Frame(cam, msg, time.monotonic())
         with self._wake:
+            cam.last_image = frame.received
             cam.counts["received"] += 1
             if cam.pending is not None:
                 cam.counts["dropped"] += 1
@@ -878,7 +882,17 @@ class DptNode(Node):
                     t for n, t in ((errs, f"{errs} frame errors"), (incomplete, f"{incomplete} frames with outputs "
                                                                     "skipped")) if n) + " since last report"
             elif c["received"] == prev["received"]:
-                lvl, txt = DiagnosticStatus.OK, "no input"
+                # silent since the last report: after _STALL_S a warning, which robot health monitors show
+                last = cam.last_image
+                silent = now - (self._started if last is None else last)
+                ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
+                if silent < _STALL_S:
+                    lvl, txt = DiagnosticStatus.OK, "no input"
+                elif last is None:
+                    lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since start): check the image "
+                                                       f"topic ({cam.image_topic}) and the camera's QoS")
+                else:
+                    lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
                                              hardware_id=ckv["topic"],
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))

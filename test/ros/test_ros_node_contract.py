@@ -6,9 +6,11 @@ the post-processing (17 mutants) added the depth_image_proc pair, the running co
 frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.py) a stated
 calibration overriding a metric variant's metres."""
 import threading
+import time
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros import pipeline
@@ -168,6 +170,36 @@ def test_diagnostics_rates_window_and_age(harness):
         wait_for(lambda: len(out) == i + 1, what=f"output {i + 1}")
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert 0.0 < float(model["age_p50_ms"]) < 5000.0, model["age_p50_ms"]
+
+
+def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
+    """A camera that never sent an image, or stopped, is reported at WARN level (what robot health monitors
+    show) once it has been silent for _STALL_S; before that, and while images arrive, it is OK."""
+    monkeypatch.setattr(node_module, "_STALL_S", 0.5)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+
+    def camera():
+        status = node.diagnostics().status[1]
+        return status, {kv.key: kv.value for kv in status.values}
+
+    status, v = camera()
+    if status.level == DiagnosticStatus.OK:   # within 0.5 s of the start
+        assert status.message == "no input" and v["seconds_since_last_image"] == "never"
+        time.sleep(0.6)
+        status, v = camera()
+    assert status.level == DiagnosticStatus.WARN and v["seconds_since_last_image"] == "never"
+    assert status.message.startswith("no image yet (") and "check the image topic (/image)" in status.message
+    pub.publish(make_image(1))
+    wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="frame received")
+    status, v = camera()
+    assert status.level == DiagnosticStatus.OK and "seconds_since_last_image" not in v
+    time.sleep(0.6)
+    status, v = camera()
+    silent = float(v["seconds_since_last_image"])
+    assert status.level == DiagnosticStatus.WARN and 0.5 <= silent < 30.0
+    assert status.message == f"no image for {silent:.1f} s"
 
 
 def test_a_successful_swap_after_a_failed_one_clears_the_reported_error(harness, tmp_path):
