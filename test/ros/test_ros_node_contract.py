@@ -143,6 +143,12 @@ def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness, enable
     assert c.get("processed", 0) == 0 and got == []
 
 
+def _camera_status(node):
+    """The first camera's DiagnosticStatus in a fresh report, and its values as a dict."""
+    status = node.diagnostics().status[1]
+    return status, {kv.key: kv.value for kv in status.values}
+
+
 def test_diagnostics_rates_window_and_age(harness):
     """Output rate counts outputs, not inputs; each report covers the time since the previous one;
     the output age is in milliseconds."""
@@ -150,17 +156,13 @@ def test_diagnostics_rates_window_and_age(harness):
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
 
-    def camera_values():
-        status = node.diagnostics().status[1]
-        return status, {kv.key: kv.value for kv in status.values}
-
-    camera_values()                      # opens the window
+    _camera_status(node)                      # opens the window
     for i in range(1, 4):               # nobody subscribes (lazy): received, not processed
         pub.publish(make_image(i))
         wait_for(lambda: node.counts()[""].get("idle", 0) == i, what=f"frame {i} idle")
-    status, v = camera_values()
+    status, v = _camera_status(node)
     assert float(v["input_rate_hz"]) > 0 and v["output_rate_hz"] == "0.00"
-    status, v = camera_values()          # nothing new since the previous report
+    status, v = _camera_status(node)          # nothing new since the previous report
     assert v["input_rate_hz"] == "0.00" and status.message == "no input"
     out = harness.collector(Image, "inverse_depth")
     wait_for(lambda: node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="subscriber")
@@ -180,23 +182,19 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
 
-    def camera():
-        status = node.diagnostics().status[1]
-        return status, {kv.key: kv.value for kv in status.values}
-
-    status, v = camera()
+    status, v = _camera_status(node)
     if status.level == DiagnosticStatus.OK:   # within 0.5 s of the start
         assert status.message == "no input" and v["seconds_since_last_image"] == "never"
         time.sleep(0.6)
-        status, v = camera()
+        status, v = _camera_status(node)
     assert status.level == DiagnosticStatus.WARN and v["seconds_since_last_image"] == "never"
     assert status.message.startswith("no image yet (") and "check the image topic (/image)" in status.message
     pub.publish(make_image(1))
     wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="frame received")
-    status, v = camera()
+    status, v = _camera_status(node)
     assert status.level == DiagnosticStatus.OK and "seconds_since_last_image" not in v
     time.sleep(0.6)
-    status, v = camera()
+    status, v = _camera_status(node)
     silent = float(v["seconds_since_last_image"])
     assert status.level == DiagnosticStatus.WARN and 0.5 <= silent < 30.0
     assert status.message == f"no image for {silent:.1f} s"

@@ -243,14 +243,20 @@ def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness
     assert node.counts()[""]["error:cuda_oom"] == 2 and set(node.error_counts()) == {"cuda_oom"}
 
 
-def test_points_need_calibrated_camera_info(harness):
-    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+def _cloud_streams(harness, node):
+    """(points, inverse_depth) collectors and reliable (image, camera_info) publishers, discovered."""
     points = harness.collector(PointCloud2, "points")
     inv = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
     info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    return points, inv, pub, info_pub
+
+
+def test_points_need_calibrated_camera_info(harness):
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    points, inv, pub, info_pub = _cloud_streams(harness, node)
     img = make_image(1)
     info = make_info(img)
     info.k = [0.0] * 9   # uncalibrated
@@ -285,12 +291,7 @@ def test_unrectified_camera_cloud_follows_the_lens(harness):
 
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest"})
-    points = harness.collector(PointCloud2, "points")
-    inv = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    points, inv, pub, info_pub = _cloud_streams(harness, node)
     img = make_image(1, width=96, height=72)
     info = make_info(img, fx=60.0)
     info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, -0.002, -0.02]
