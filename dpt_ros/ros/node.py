@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import math
 import os
 import re
 import sys
@@ -200,9 +201,30 @@ class _Camera:
     image_topic: str = ""    # the image topic subscribed to, remaps applied
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
+    throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
+
+
+@dataclass
+class _Throttle:
+    """``max_rate`` for one camera, as a virtual scheduler (the generic cell rate algorithm): a frame is
+    admitted when it arrives no more than half a period before it is due, and the next one is then due
+    a period after the later of the two. The long-run rate never exceeds 1 / period, and a camera's
+    jitter does not turn a 30 -> 10 Hz limit into about 8.6 Hz, as a plain "a period since the last" rule
+    does (whenever the third frame comes a little early, it waits for the fourth)."""
+
+    period: float = 0.0
+    due: float = -math.inf
+
+    def admit(self, t: float, period: float) -> bool:
+        if period != self.period:   # a new max_rate starts afresh (a long old period must not hold frames back)
+            self.period, self.due = period, -math.inf
+        if t < self.due - period / 2:
+            return False
+        self.due = max(t, self.due) + period
+        return True
 
 
 def _percentile(values, q: float) -> float:
@@ -481,9 +503,13 @@ class DptNode(Node):
     # ------------------------------------------------------------------ callbacks (never wait)
     def _on_image(self, cam: _Camera, msg) -> None:
         frame = _Frame(cam, msg, time.monotonic())
+        rate = self._settings["max_rate"]
         with self._wake:
             cam.last_image = frame.received
             cam.counts["received"] += 1
+            if rate > 0.0 and not cam.throttle.admit(frame.received, 1.0 / rate):
+                cam.counts["throttled"] += 1
+                return
             if cam.pending is not None:
                 cam.counts["dropped"] += 1
             cam.pending = frame
@@ -794,7 +820,7 @@ class DptNode(Node):
 
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
-        dropped + idle + errors holds."""
+        dropped + idle + throttled + errors holds."""
         kind = (reason, re.sub(r"\d+", "#", text)[:200])
         now = time.monotonic()
         with self._lock:
@@ -869,7 +895,7 @@ class DptNode(Node):
             ckv = {"topic": cam.image_topic,
                    "input_rate_hz": f"{(c['received'] - prev['received']) / dt:.2f}",
                    "output_rate_hz": f"{(c['processed'] - prev['processed']) / dt:.2f}"}
-            for key in ("received", "processed", "dropped", "idle"):
+            for key in ("received", "processed", "dropped", "idle", "throttled"):
                 ckv[key] = str(c[key])
             for key, n in sorted(c.items()):
                 if ":" in key:

@@ -187,6 +187,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish.segmentation", True, "Publish segmentation (mono8 labels 1..150, 0 unlabeled)."),
     ParamSpec("publish.segmentation_colored", True, "Publish segmentation/colored (rgb8 overlay)."),
     ParamSpec("lazy", True, "Compute an output only while it has subscribers."),
+    ParamSpec("max_rate", 0.0,
+              "Most frames per second processed per camera (0 = no limit: as many as the model keeps up with). "
+              "Frames in between are skipped on arrival, before any work, and counted as throttled; one may "
+              "come up to half a period early (camera jitter), the long-run rate stays at or below this.",
+              float_range=(0.0, 1000.0)),
     ParamSpec("points.enabled", True,
               "Publish points (PointCloud2, camera optical frame); needs metric depth and camera_info."),
     ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),

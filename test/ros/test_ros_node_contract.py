@@ -200,6 +200,62 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     assert status.message == f"no image for {silent:.1f} s"
 
 
+def test_throttle_keeps_the_long_run_rate_through_camera_jitter():
+    """max_rate 10 on a 30 Hz camera with +-8 ms of jitter: 10 frames/s over a minute (a rule of "one
+    period since the last admitted frame" gives about 8.6: every other time the third frame comes a
+    little early, is skipped, and the fourth is taken), never two closer than half a period; a new rate
+    starts afresh."""
+    rng = np.random.default_rng(5)
+    arrivals = np.arange(1800) / 30.0 + rng.uniform(-0.008, 0.008, 1800)
+    throttle = node_module._Throttle()
+    admitted = np.array([t for t in arrivals if throttle.admit(t, 0.1)])
+    assert abs(len(admitted) - 600) <= 1
+    assert np.diff(admitted).min() >= 0.05
+    for start in np.arange(0.0, 59.0, 1.0):   # no second holds more than its share (+1 for the half period)
+        assert ((admitted >= start) & (admitted < start + 1.0)).sum() <= 11
+    naive, last = 0, -np.inf
+    for t in arrivals:
+        if t - last >= 0.1:
+            naive, last = naive + 1, t
+    assert naive < 540
+    slow = node_module._Throttle()
+    assert slow.admit(0.0, 10.0) and not slow.admit(1.0, 10.0)
+    assert slow.admit(1.01, 0.1)     # the 10 s period does not hold back the new 0.1 s one
+
+
+def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
+    """max_rate 4 with a 20 Hz camera: about 4 frames/s processed, the rest throttled before any work
+    (received = processed + dropped + idle + throttled + errors); live back to 0: every frame again."""
+    node = harness.start_node(**{"max_rate": 4.0, "diagnostics.period": 60.0})
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    _discovered(node, pub, "inverse_depth")
+    t0 = time.monotonic()
+    for i in range(40):   # 2 s at 20 Hz
+        pub.publish(make_image(1_000 + i))
+        time.sleep(max(0.0, t0 + (i + 1) / 20.0 - time.monotonic()))
+    span = time.monotonic() - t0
+    wait_for(lambda: node.counts()[""].get("received", 0) == 40, what="all frames received")
+    c = node.counts()[""]
+    wait_for(lambda: len(out) == node.counts()[""].get("processed", 0) == c["received"] - c["throttled"] - c.get("dropped", 0),
+             what="the admitted frames processed")
+    c = node.counts()[""]
+    assert c["received"] == c["processed"] + c.get("dropped", 0) + c.get("idle", 0) + c["throttled"]
+    assert 4.0 * span / 2 <= c["processed"] <= 4.0 * span + 1.5, (c, span)   # 8-9 expected; a loaded machine may lag
+    assert c["throttled"] >= 40 - (4.0 * span + 1.5)
+    stamps = [m.header.stamp.sec for m in out]
+    assert stamps == sorted(stamps)
+    values = {kv.key: kv.value for kv in _camera_status(node)[0].values}
+    assert values["throttled"] == str(c["throttled"])
+    assert [r.successful for r in set_params(harness, node, max_rate=0.0)] == [True]
+    before = node.counts()[""]
+    for i in range(5):
+        pub.publish(make_image(2_000 + i))
+        wait_for(lambda: node.counts()[""].get("processed", 0) == before["processed"] + i + 1, what=f"frame {i}")
+    assert node.counts()[""]["throttled"] == before["throttled"]
+    assert not set_params(harness, node, max_rate=-1.0)[0].successful
+
+
 def test_a_successful_swap_after_a_failed_one_clears_the_reported_error(harness, tmp_path):
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
