@@ -27,6 +27,7 @@ Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
     ``upsample(tensor, (H, W))`` bicubic, align_corners=False (N,h,w) or (N,C,h,w);
     ``metric_from_inverse(inv, scale, shift)`` = 1 / max(scale * inv + shift, 1e-8);
     ``apply_depth_range(depth, min_depth, max_depth)`` -> REP 117 (NaN / -inf / +inf);
+    ``drop_depth_edges(depth, max_jump)`` (torch) -> NaN where a neighbour's depth jumps (for clouds);
     ``depth_to_millimetres(depth)`` -> 16UC1 (0 invalid);
     ``colorize(values, colormap, vmin, vmax)`` -> (H, W, 3) uint8 RGB, ``COLORMAPS``,
     ``colormap_lut(name)``; ``RunningRange(low=2, high=98, momentum=0.9).update(values)`` ->
@@ -94,6 +95,7 @@ from dpt_ros.pipeline.postprocess import (
     apply_depth_range,
     colorize_labels,
     depth_to_millimetres,
+    drop_depth_edges,
     labels_from_logits,
     metric_from_inverse,
     overlay,
@@ -112,7 +114,7 @@ __all__ = [
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
-    "apply_depth_range", "array_module", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
+    "apply_depth_range", "array_module", "drop_depth_edges", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",

@@ -89,6 +89,28 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
     return d
 
 
+def drop_depth_edges(depth: torch.Tensor, max_jump: float) -> torch.Tensor:
+    """A copy of a (H, W) metric depth with NaN at depth edges: pixels whose depth differs from one of their
+    4 neighbours by more than ``max_jump`` times the nearer of the two.
+
+    A network's depth is smooth across an object's outline, so back-projected it leaves a veil of
+    "flying" points between foreground and background; this removes it (for a point cloud). A
+    neighbour without a depth (NaN) is no edge; one beyond the range (+-inf) is. Border pixels are
+    compared with their neighbours inside the image only. Torch, on the tensor's device."""
+    if not max_jump > 0:
+        raise ValueError(f"max_jump must be > 0; got {max_jump}")
+    z = depth.float()
+    # each neighbour pair once (a jump marks both of its pixels)
+    across = (z[:, 1:] - z[:, :-1]).abs() > max_jump * torch.minimum(z[:, 1:], z[:, :-1])
+    down = (z[1:] - z[:-1]).abs() > max_jump * torch.minimum(z[1:], z[:-1])
+    edge = torch.zeros(z.shape, dtype=torch.bool, device=z.device)
+    edge[:, 1:] |= across
+    edge[:, :-1] |= across
+    edge[1:] |= down
+    edge[:-1] |= down
+    return z.masked_fill(edge, math.nan)
+
+
 def depth_to_millimetres(depth: Any) -> Any:
     """16UC1 depth (REP 118 raw-driver style): millimetres rounded to nearest, 0 = invalid (NaN, +-inf,
     <= 0, > 65.535 m). NumPy, CuPy or torch (where the tensor lives: the device -> host copy is then half

@@ -728,12 +728,15 @@ class DptNode(Node):
         if labels_t is not None and (not wanted.isdisjoint(_SEG_OUTPUTS) or
                                      (want_cloud and cloud_labels and not cloud_on_device)):
             host.request("labels", labels_t)
+        cloud_depth_t = depth_t
+        if want_cloud and s["points.edge_filter"] > 0:   # the cloud only: depth stays as the model made it
+            cloud_depth_t = pipeline.drop_depth_edges(depth_t, s["points.edge_filter"])
         if want_cloud and not cloud_on_device:
-            host.request("depth", depth_t)
+            host.request("cloud_depth" if cloud_depth_t is not depth_t else "depth", cloud_depth_t)
         cloud = None
         if cloud_on_device:
             # back-projection on the GPU; its blocking copy also completes the copies requested above
-            cloud = pipeline.build_cloud(pipeline.tensor_to_array(depth_t), intr,
+            cloud = pipeline.build_cloud(pipeline.tensor_to_array(cloud_depth_t), intr,
                                          rgb=(job["rgb_in"] if "rgb_in" in job else px.rgb()) if s["points.color"] else None,
                                          labels=pipeline.tensor_to_array(labels_t) if cloud_labels else None,
                                          stride=s["points.stride"], organized=s["points.organized"],
@@ -764,7 +767,7 @@ class DptNode(Node):
                     header, w, h, k, p, None if s["camera_info.rectified"] else info)
             if want_cloud:
                 if cloud is None:
-                    cloud = pipeline.build_cloud(host["depth"], intr, rgb=px.rgb() if s["points.color"] else None,
+                    cloud = pipeline.build_cloud(host["cloud_depth" if "cloud_depth" in host else "depth"], intr, rgb=px.rgb() if s["points.color"] else None,
                                                  labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_output(header, cloud)

@@ -197,6 +197,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),
     ParamSpec("points.color", True, "Add a packed rgb field from the input image."),
     ParamSpec("points.label", False, "Add a uint32 label field from segmentation (needs segmentation)."),
+    ParamSpec("points.edge_filter", 0.0,
+              "Drop the points of depth edges: a pixel whose depth differs from one of its 4 neighbours by more "
+              "than this fraction of the nearer one (e.g. 0.05) is left out of the cloud (NaN when organised). "
+              "Removes the 'flying pixels' a network's smooth depth puts between foreground and background; "
+              "depth itself is unchanged. 0 = off.", float_range=(0.0, 10.0)),
     ParamSpec("points.organized", True,
               "Organised (H x W, NaN for invalid) cloud; false = only valid points (height 1)."),
     ParamSpec("colormap", "inferno", "Colour map of inverse_depth/colored."),

@@ -240,3 +240,14 @@ def test_gpu_postprocess_equals_numpy():
     assert r_cp.update(cupy.asarray(host)) == pytest.approx(r_np.update(host), rel=1e-5)
     img = RNG.random((50, 70, 3)).astype(np.float32)
     np.testing.assert_allclose(resize_bicubic(cupy.asarray(img), (90, 33)).get(), resize_bicubic(img, (90, 33)), atol=3e-5)
+
+
+def test_gpu_drop_depth_edges_equals_cpu():
+    from dpt_ros.pipeline import drop_depth_edges
+
+    z = torch.from_numpy((RNG.random((120, 161)) * 5 + 0.5).astype(np.float32))
+    z[::9, ::7] = float("nan")
+    z[3, 4], z[5, 6] = float("inf"), float("-inf")
+    got = drop_depth_edges(z.cuda(), 0.1)
+    assert got.device.type == "cuda"
+    np.testing.assert_array_equal(got.cpu().numpy(), drop_depth_edges(z, 0.1).numpy())

@@ -17,6 +17,7 @@ from dpt_ros.pipeline import (
     colorize_labels,
     colormap_lut,
     depth_to_millimetres,
+    drop_depth_edges,
     labels_from_logits,
     metric_from_inverse,
     overlay,
@@ -80,6 +81,50 @@ def test_depth_to_millimetres():
     np.testing.assert_array_equal(t.numpy(), depth_to_millimetres(d))
     r = np.random.default_rng(0).uniform(-1.0, 70.0, (48, 64)).astype(np.float32)
     np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r)).numpy(), depth_to_millimetres(r))
+
+
+def _edges_by_loop(z, max_jump):
+    """The rule of drop_depth_edges written out pixel by pixel."""
+    h, w = z.shape
+    out = z.copy()
+    for v in range(h):
+        for u in range(w):
+            for nv, nu in ((v - 1, u), (v + 1, u), (v, u - 1), (v, u + 1)):
+                if 0 <= nv < h and 0 <= nu < w:
+                    a, b = float(z[v, u]), float(z[nv, nu])
+                    with np.errstate(invalid="ignore"):
+                        if abs(a - b) > max_jump * min(a, b):
+                            out[v, u] = np.nan
+    return out
+
+
+def test_drop_depth_edges_matches_the_per_pixel_rule():
+    z = RNG.uniform(1.0, 1.3, (13, 17)).astype(np.float32)
+    z[4:9, 6:12] += 2.0                              # an object in front of a wall... behind it
+    z[0, 3], z[7, 0], z[12, 16] = np.nan, np.inf, -np.inf
+    for jump in (0.05, 0.2, 1.0):
+        got = drop_depth_edges(torch.from_numpy(z), jump).numpy()
+        np.testing.assert_array_equal(got, _edges_by_loop(z, jump))
+    assert np.isnan(drop_depth_edges(torch.from_numpy(z), 0.2).numpy()).sum() > 20
+    with pytest.raises(ValueError, match="max_jump must be > 0"):
+        drop_depth_edges(torch.from_numpy(z), 0.0)
+
+
+def test_drop_depth_edges_removes_the_veil_between_foreground_and_background():
+    """A network predicts at low resolution and is upsampled bicubically: a 2 m object in front of a 5 m
+    wall becomes a ramp of in-between depths, which back-project as flying points. The filter drops the
+    ramp and keeps both surfaces and a tilted floor (depth 2-3 % apart between neighbours)."""
+    low = np.full((24, 32), 5.0, np.float32)
+    low[8:16, 10:20] = 2.0
+    z = upsample(torch.from_numpy(low)[None], (96, 128))[0]          # 4x, as a 384 net to a 1536 frame
+    veil = ((z > 2.1) & (z < 4.9)).numpy()
+    assert veil.sum() > 100
+    kept = drop_depth_edges(z, 0.05).numpy()
+    assert np.isnan(kept[veil]).all()
+    assert np.isfinite(kept[:20]).all() and np.isfinite(kept[44:52, 50:70]).all()   # wall, object centre
+    floor = torch.from_numpy(np.repeat(np.linspace(3.0, 1.0, 60, dtype=np.float32)[:, None], 80, 1))  # 1-3 % steps
+    assert torch.isfinite(drop_depth_edges(floor, 0.05)).all()
+    assert not z.isnan().any()   # the input is untouched
 
 
 # matplotlib's published colour map end points (listed data, 0..1 RGB)

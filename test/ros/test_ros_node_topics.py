@@ -9,6 +9,7 @@ import torch
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros.testing import gate_engine, make_image, make_info, publish_until, qos, set_params, wait_for
 
@@ -33,7 +34,6 @@ def test_image_in_inverse_depth_out_same_header_and_size(harness):
     inv = conversions.image_array(msg)
     assert inv.dtype == np.float32 and np.isfinite(inv).all()
     # the same numbers as running the node's engine on the frame directly
-    from dpt_ros import pipeline
     rgb = pipeline.decode(conversions.image_view(frame), np)
     net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
     expected = pipeline.upsample(net, (50, 90))[0].numpy()
@@ -213,7 +213,6 @@ def _cupy_oom():
 def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness, monkeypatch, stage, error):
     """Out of device memory in the forward or in post-processing, from PyTorch, cuBLAS or CuPy: counted as
     cuda_oom (not as a generic failure of the stage), and the node goes on with the next frame."""
-    from dpt_ros import pipeline
 
     node = harness.start_node()
     out = harness.collector(Image, "inverse_depth")
@@ -326,6 +325,28 @@ def test_unrectified_camera_cloud_follows_the_lens(harness):
     assert len(points) == n_points
     wait_for(lambda: any("'kannala_brandt'" in m.msg and "camera_info.rectified" in m.msg for m in list(log)),
              what="the reason in the log")
+
+
+def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(harness):
+    """points.edge_filter: the cloud's z is the published depth with NaN where drop_depth_edges puts it
+    (computed here from the depth message), decimated; depth itself keeps every value. Set live."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
+                                 "points.stride": 1})
+    depth = harness.collector(Image, "depth")
+    points, _, pub, info_pub = _cloud_streams(harness, node)
+    img = make_image(1, width=80, height=60)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    assert [r.successful for r in set_params(harness, node, **{"points.edge_filter": 0.002})] == [True]
+    publish_until(pub, lambda i: make_image(10 + i, width=80, height=60), points)
+    wait_for(lambda: any(d.header.stamp == points[0].header.stamp for d in depth), what="the matching depth")
+    d = conversions.image_array(next(m for m in depth if m.header.stamp == points[0].header.stamp))
+    z = conversions.cloud_array(points[0])["z"]
+    want = pipeline.drop_depth_edges(torch.from_numpy(d.copy()), 0.002).numpy()
+    np.testing.assert_array_equal(z, want)
+    dropped = np.isnan(z) & np.isfinite(d)
+    assert 0.02 < dropped.mean() < 0.98, dropped.mean()   # the filter did something, not everything
+    assert np.isfinite(d).all()
 
 
 def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness):
@@ -441,7 +462,6 @@ def test_cameras_with_equal_shapes_share_one_batch(harness):
     each camera publishes the outputs of its own frame."""
     node = harness.start_node(cameras=["a", "b"])
     outs, pubs = harness.cameras(node, ("a", "b"))
-    from dpt_ros import pipeline
     from dpt_ros.ros.testing import pattern_image
 
     # camera b sees another picture: each batch row must reach its own camera
@@ -472,7 +492,6 @@ def test_cameras_with_equal_shapes_share_one_batch(harness):
 def test_metric_variant_publishes_the_models_metres(harness):
     """dpt_hybrid_nyu (random weights): depth = the model's own metres upsampled (official order),
     with REP 117 limits from depth.min / depth.max."""
-    from dpt_ros import pipeline
 
     node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.max": 7.0})
     depth_out = harness.collector(Image, "depth")
