@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import cv2
 import numpy as np
 import rclpy
 import torch
@@ -255,6 +256,9 @@ class DptNode(Node):
         self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
         self._started = time.monotonic()
+        self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
+        self._cpu_threads = 0   # the cpu_threads value in effect
+        self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
         self._warned: set[str] = set()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
@@ -543,6 +547,14 @@ class DptNode(Node):
                 self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
                                   [f for f in frames if not f.counted])
 
+    def _set_cpu_threads(self, n: int) -> None:
+        """PyTorch's intra-op and OpenCV's thread pools (both process-wide) to ``n`` threads, 0 = their
+        defaults as found at start-up. In the worker, between frames."""
+        torch.set_num_threads(n or self._default_threads[0])   # OpenMP's count is per calling thread: the worker's
+        cv2.setNumThreads(n or self._default_threads[1])
+        self._cpu_threads = n
+        self._threads_in_use = (torch.get_num_threads(), cv2.getNumThreads())
+
     def wanted_outputs(self, cam: _Camera, s: Settings) -> set[str]:
         """Outputs enabled by parameter and, with ``lazy``, subscribed to."""
         out = set()
@@ -558,6 +570,8 @@ class DptNode(Node):
         counted by reason and logged (rate-limited); the node keeps going.
         """
         s, m = self._settings, self._models
+        if s["cpu_threads"] != self._cpu_threads:
+            self._set_cpu_threads(s["cpu_threads"])
         t0 = time.perf_counter()
         jobs = []
         # a pre-processor on the host needs every frame's host RGB; GPU ones upload the raw bytes
@@ -871,6 +885,7 @@ class DptNode(Node):
                 kv[f"{task}.net_input"] = shape
         if self._ignored_parameters:
             kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
+        kv["cpu_threads"] = "torch {}, opencv {}".format(*self._threads_in_use)
         kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
                    "model_loading": str(loading), "last_model_error": model_error or "none",
                    "age_p50_ms": f"{_percentile(ages, 50):.1f}",

@@ -163,6 +163,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "model", check=_check_device),
     ParamSpec("precision", "fp32", "Inference precision.", "model", choices=PRECISIONS),
     ParamSpec("cuda_graphs", False, "Replay CUDA graphs per input shape (CUDA devices only).", "model"),
+    ParamSpec("cpu_threads", 0,
+              "CPU threads for PyTorch and OpenCV in this process (inference on the CPU, pre/post-processing on "
+              "the host), so that the node leaves cores to the rest of the robot; 0 = their defaults (one per "
+              "core).", int_range=(0, 256, 1)),
     # --- depth post-processing ----------------------------------------------------------------
     ParamSpec("depth.scale", 0.0,
               "Relative -> metric calibration: depth_m = 1 / (scale * inverse_depth + shift). "

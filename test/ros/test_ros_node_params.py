@@ -374,3 +374,29 @@ def test_a_swapped_in_model_is_warmed_up_at_the_shapes_being_served(harness, mon
     wait_for(lambda: node.models is not old, timeout=30, what="swap")
     assert warmed == [(1, 3, 64, 96)]   # the variant's square size would be 96x96
     assert node.models.depth_pre.input_size(60, 80) == (64, 96)
+
+
+def test_cpu_threads_caps_pytorch_and_opencv_and_0_restores_their_defaults(harness):
+    """cpu_threads applies from the next frame to PyTorch's threads in the worker (OpenMP counts them per
+    calling thread) and OpenCV's process-wide pool, reported in /diagnostics; 0 gives back the defaults."""
+    import cv2
+
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    try:
+        node = harness.start_node(cpu_threads=1)
+        out = harness.collector(Image, "inverse_depth")
+        pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+        wait_for(lambda: pub.get_subscription_count() > 0 and
+                 node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+        for i, (value, want) in enumerate(((1, (1, 1)), (3, (3, 3)), (0, before))):
+            if i:
+                assert set_params(harness, node, cpu_threads=value)[0].successful
+            pub.publish(make_image(100 + i))
+            wait_for(lambda: len(out) == i + 1, what=f"frame with cpu_threads {value}")
+            model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+            assert model["cpu_threads"] == "torch {}, opencv {}".format(*want), value   # as the worker sees them
+            assert cv2.getNumThreads() == want[1]                                      # process-wide
+        assert not set_params(harness, node, cpu_threads=-1)[0].successful
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
