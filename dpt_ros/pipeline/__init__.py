@@ -39,7 +39,8 @@ Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
 Metric calibration (:mod:`.calibration`)
     ``calibrate([(inverse_depth, reference_metres), ...], min_depth, max_depth, stride, trim) ->
     Calibration`` (``scale``, ``shift`` for ``depth = 1 / (scale * inv + shift)``, ``median_abs_rel``,
-    ``frame_scale_spread``); ``fit_scale_shift(x, y, trim)``; ``depth_errors([(depth, reference), ...]) ->
+    ``frame_scale_spread``); ``fit_scale_shift(x, y, trim)``; ``inverse_depth_pairs(inv, ref, min, max,
+    stride) -> (x, y)``; ``reference_to_size(ref, (H, W))`` (nearest); ``depth_errors([(depth, reference), ...]) ->
     DepthErrors`` (AbsRel median / mean, RMSE, delta < 1.25); ``CalibrationFitError(ValueError)``.
 
 Point clouds (:mod:`.cloud`)
@@ -90,7 +91,7 @@ from dpt_ros.pipeline.encodings import (
     decode_compressed,
 )
 from dpt_ros.pipeline.calibration import (Calibration, CalibrationFitError, DepthErrors, calibrate, depth_errors,
-                                          fit_scale_shift)
+                                          fit_scale_shift, inverse_depth_pairs, reference_to_size)
 from dpt_ros.pipeline.postprocess import (
     apply_depth_range,
     colorize_labels,
@@ -114,7 +115,7 @@ __all__ = [
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
-    "apply_depth_range", "array_module", "drop_depth_edges", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
+    "apply_depth_range", "array_module", "drop_depth_edges", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",

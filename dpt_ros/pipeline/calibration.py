@@ -17,11 +17,24 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import cv2
 import numpy as np
 
 
 class CalibrationFitError(ValueError):
     """No usable calibration: too few valid pixels, or the two images do not go together."""
+
+
+def reference_to_size(reference: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A reference depth at the inverse depth's (H, W) size (nearest neighbour: depths are never blended);
+    refused when the aspect ratios differ, as the images would then not be of one view."""
+    if reference.shape == shape:
+        return reference
+    (rh, rw), (h, w) = reference.shape, shape
+    if abs((rw / rh) / (w / h) - 1.0) > 0.01:
+        raise CalibrationFitError(f"reference depth {rw}x{rh} and inverse depth {w}x{h} have different aspect "
+                                  "ratios: register the depth sensor to the colour camera the node sees")
+    return cv2.resize(reference, (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 def inverse_depth_pairs(inverse_depth: np.ndarray, reference_m: np.ndarray, min_depth: float = 0.1,

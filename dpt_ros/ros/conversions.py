@@ -54,6 +54,19 @@ def image_view(msg: Image) -> ImageView:
                      width=msg.width, step=msg.step, is_bigendian=bool(msg.is_bigendian))
 
 
+def depth_metres(msg: Image) -> np.ndarray:
+    """A depth Image in metres, float32 (NaN = no measurement): 32FC1 as it is, 16UC1 / mono16 millimetres
+    with 0 as no measurement (the raw-driver convention).
+
+    :raises ValueError: another encoding, or a payload that does not fit the layout."""
+    if msg.encoding == "32FC1":
+        return image_array(msg).astype(np.float32)
+    if msg.encoding in ("16UC1", "mono16"):
+        mm = image_array(msg).astype(np.float32)
+        return np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
+    raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}")
+
+
 def compressed_payload(msg: CompressedImage) -> tuple[np.ndarray, str]:
     """The encoded bytes (no copy) and format string of a CompressedImage."""
     return np.frombuffer(msg.data, np.uint8), msg.format

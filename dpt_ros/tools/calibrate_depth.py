@@ -23,7 +23,6 @@ import argparse
 import sys
 import time
 
-import cv2
 import numpy as np
 
 
@@ -51,31 +50,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def reference_metres(msg) -> np.ndarray:
-    """A reference depth Image in metres (NaN = no measurement): 32FC1 as is, 16UC1 / mono16 millimetres
-    with 0 as no measurement (the raw-driver convention)."""
-    from dpt_ros.ros import conversions  # noqa: PLC0415
-
-    if msg.encoding == "32FC1":
-        return conversions.image_array(msg).astype(np.float32)
-    if msg.encoding in ("16UC1", "mono16"):
-        mm = conversions.image_array(msg).astype(np.float32)
-        return np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
-    raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}")
-
-
-def to_size(reference: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """The reference at the inverse depth's size (nearest neighbour: depths are never blended); refused
-    when the aspect ratios differ, as the images would then not be of one view."""
-    if reference.shape == shape:
-        return reference
-    (rh, rw), (h, w) = reference.shape, shape
-    if abs((rw / rh) / (w / h) - 1.0) > 0.01:
-        raise ValueError(f"reference depth {rw}x{rh} and inverse depth {w}x{h} have different aspect ratios: "
-                         "register the depth sensor to the colour camera the node sees")
-    return cv2.resize(reference, (w, h), interpolation=cv2.INTER_NEAREST)
-
-
 class Pairing:
     """Inverse-depth and reference frames matched by stamp (each frame used once)."""
 
@@ -86,12 +60,14 @@ class Pairing:
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
 
     def add(self, kind: str, stamp_ns: int, values: np.ndarray) -> None:
+        from dpt_ros import pipeline  # noqa: PLC0415
+
         mine, other = (self.inverse, self.reference) if kind == "inverse" else (self.reference, self.inverse)
         match = min(other, key=lambda t: abs(t - stamp_ns), default=None)
         if match is not None and abs(match - stamp_ns) <= self.tolerance_ns:
             partner = other.pop(match)
             inv, ref = (values, partner) if kind == "inverse" else (partner, values)
-            self.pairs.append((inv, to_size(ref, inv.shape)))
+            self.pairs.append((inv, pipeline.reference_to_size(ref, inv.shape)))
             return
         mine[stamp_ns] = values
         while len(mine) > self.keep:
@@ -116,7 +92,7 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
 
     def on_reference(msg, kind: str = "reference") -> None:
         try:
-            pairing.add(kind, conversions.stamp_ns(msg.header), reference_metres(msg))
+            pairing.add(kind, conversions.stamp_ns(msg.header), conversions.depth_metres(msg))
         except ValueError as e:
             problems.append(str(e))
 

@@ -94,22 +94,22 @@ def test_the_spread_of_the_per_frame_fits_is_reported():
 
 
 def test_reference_images_in_metres_or_millimetres_and_their_size():
+    from dpt_ros import pipeline
     from dpt_ros.ros import conversions
     from dpt_ros.ros.testing import make_image
-    from dpt_ros.tools import calibrate_depth as tool
 
     header = make_image(1, 4, 4).header
     mm = np.array([[0, 1500], [65535, 250]], np.uint16)
-    got = tool.reference_metres(conversions.image_msg(header, mm, "16UC1"))
+    got = conversions.depth_metres(conversions.image_msg(header, mm, "16UC1"))
     np.testing.assert_allclose(got, [[np.nan, 1.5], [65.535, 0.25]], rtol=1e-6)
     m = np.array([[np.nan, 2.0], [np.inf, 0.5]], np.float32)
-    np.testing.assert_array_equal(tool.reference_metres(conversions.image_msg(header, m, "32FC1")), m)
+    np.testing.assert_array_equal(conversions.depth_metres(conversions.image_msg(header, m, "32FC1")), m)
     with pytest.raises(ValueError, match="32FC1 .* or 16UC1"):
-        tool.reference_metres(conversions.image_msg(header, np.zeros((2, 2, 3), np.uint8), "rgb8"))
+        conversions.depth_metres(conversions.image_msg(header, np.zeros((2, 2, 3), np.uint8), "rgb8"))
     big = np.arange(16, dtype=np.float32).reshape(4, 4)
-    np.testing.assert_array_equal(tool.to_size(big, (2, 2)), big[::2, ::2])   # nearest: no blended depths
-    with pytest.raises(ValueError, match="different aspect ratios"):
-        tool.to_size(big, (2, 4))
+    np.testing.assert_array_equal(pipeline.reference_to_size(big, (2, 2)), big[::2, ::2])   # nearest: no blending
+    with pytest.raises(pipeline.CalibrationFitError, match="different aspect ratios"):
+        pipeline.reference_to_size(big, (2, 4))
 
 
 def test_pairing_by_stamp_uses_each_frame_once():
