@@ -59,6 +59,8 @@ _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
+_REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
+_ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
 #: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
 #: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
 _INFO_WAIT_S = 0.05
@@ -186,6 +188,13 @@ class _Frame:
     msg: Any
     received: float          # time.monotonic() at the callback
     counted: bool = False    # already counted as idle, processed or an error (never twice)
+    reference: Any = None    # depth.align: (|stamp difference| ns, reference depth Image), the nearest offered
+
+    def offer_reference(self, stamp_ns: int, msg: Any, tolerance_s: float) -> None:
+        """depth.align: keep ``msg`` as this frame's reference if within the tolerance and nearer than the one held."""
+        dt = abs(stamp_ns - conversions.stamp_ns(self.msg.header))
+        if dt <= tolerance_s * 1e9 and (self.reference is None or dt < self.reference[0]):
+            self.reference = (dt, msg)
 
 
 @dataclass
@@ -203,6 +212,8 @@ class _Camera:
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
     throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
+    references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
+    alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -262,6 +273,7 @@ class DptNode(Node):
         self._warned: set[str] = set()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
+        self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
 
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
@@ -462,6 +474,11 @@ class DptNode(Node):
             info_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
             self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos,
                                      event_callbacks=info_events)
+            if s["depth.align"]:
+                ref_events = SubscriptionEventCallbacks(
+                    incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
+                self.create_subscription(Image, cam.topic("depth_reference"), lambda m, c=cam: self._on_reference(c, m),
+                                         in_qos, event_callbacks=ref_events)
             for name in OUTPUTS:
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
@@ -507,7 +524,8 @@ class DptNode(Node):
     # ------------------------------------------------------------------ callbacks (never wait)
     def _on_image(self, cam: _Camera, msg) -> None:
         frame = _Frame(cam, msg, time.monotonic())
-        rate = self._settings["max_rate"]
+        s = self._settings
+        rate = s["max_rate"]
         with self._wake:
             cam.last_image = frame.received
             cam.counts["received"] += 1
@@ -516,8 +534,22 @@ class DptNode(Node):
                 return
             if cam.pending is not None:
                 cam.counts["dropped"] += 1
+            if s["depth.align"]:
+                for stamp, ref in cam.references:
+                    frame.offer_reference(stamp, ref, s["depth.align_tolerance"])
             cam.pending = frame
             self._wake.notify()
+
+    def _on_reference(self, cam: _Camera, msg: Image) -> None:
+        """depth.align: keep the reference, and offer it to the camera's waiting frame and the one in the
+        worker (a reference may arrive after its image, and the buffer only holds the recent ones)."""
+        stamp = conversions.stamp_ns(msg.header)
+        tolerance = self._settings["depth.align_tolerance"]
+        with self._wake:
+            cam.references.append((stamp, msg))
+            for frame in [cam.pending, *self._in_worker]:
+                if frame is not None and frame.camera is cam:
+                    frame.offer_reference(stamp, msg, tolerance)
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
@@ -539,6 +571,7 @@ class DptNode(Node):
                     if cam.pending is not None:
                         frames.append(cam.pending)
                         cam.pending = None
+                self._in_worker = frames
             try:
                 self.process(frames)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
@@ -698,9 +731,12 @@ class DptNode(Node):
             inv_t = pipeline.upsample(net["inverse_depth"], (h, w))[0]
             if not wanted.isdisjoint(_INVERSE_OUTPUTS):
                 host.request("inverse_depth", inv_t)
-            metric = _metric(variant, s)
+            aligned = None
+            if s["depth.align"] and not wanted.isdisjoint(_METRIC_OUTPUTS):
+                aligned = self._align(f, inv_t, s)
+            metric = aligned or _metric(variant, s)
             if metric is not None and not wanted.isdisjoint(_METRIC_OUTPUTS):
-                if s["depth.scale"] == 0.0 and "depth" in net:
+                if aligned is None and s["depth.scale"] == 0.0 and "depth" in net:
                     # metric variant: upsample the model's metres, as the official code does
                     depth_t = pipeline.upsample(net["depth"], (h, w))[0]
                 else:
@@ -712,7 +748,7 @@ class DptNode(Node):
                     host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
                 elif "depth" in wanted:
                     host.request("depth", depth_t)
-            elif "depth" in wanted or "points" in wanted:
+            elif ("depth" in wanted or "points" in wanted) and not s["depth.align"]:   # (alignment: counted)
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
                                 "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
                                 "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
@@ -786,6 +822,32 @@ class DptNode(Node):
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_output(header, cloud)
         return out
+
+    def _align(self, f: _Frame, inv_t: torch.Tensor, s: Settings) -> Optional[tuple[float, float]]:
+        """depth.align: (scale, shift) fitted to the frame's reference depth (``1 / reference = scale *
+        inverse_depth + shift``, trimmed least squares over every _ALIGN_STRIDE-th pixel), or None, counted as
+        incomplete:alignment with the reason, when there is no usable reference or fit."""
+        cam = f.camera
+        topic = self.resolve_topic_name(cam.topic("depth_reference"))
+        try:
+            with self._wake:
+                ref = f.reference
+            if ref is None:
+                raise ValueError(f"no reference depth on {topic} within depth.align_tolerance "
+                                 f"({s['depth.align_tolerance']:g} s) of the image stamp")
+            ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
+            step = _ALIGN_STRIDE
+            x = inv_t[::step, ::step].float().cpu().numpy()
+            xs, ys = pipeline.inverse_depth_pairs(x, ref[::step, ::step], s["depth.min"], s["depth.max"], stride=1)
+            scale, shift = pipeline.fit_scale_shift(xs, ys)
+            if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
+                raise ValueError(f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where "
+                                 "the model's inverse depth grows (another view, or not metres / millimetres?)")
+        except ValueError as e:   # CalibrationFitError included
+            self._count_error("alignment", f"{topic}: {e}", [f], partial=True)
+            return None
+        cam.alignment = (scale, shift, int(xs.size))
+        return scale, shift
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
         if s["colormap.range"] == "fixed":
@@ -918,6 +980,9 @@ class DptNode(Node):
             for key, n in sorted(c.items()):
                 if ":" in key:
                     ckv[key.replace(":", ".")] = str(n)
+            if cam.alignment is not None:
+                ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
+                ckv["alignment.pixels"] = str(cam.alignment[2])
             errs, incomplete = (sum(n for k, n in c.items() if k.startswith(p)) -
                                 sum(n for k, n in prev.items() if k.startswith(p)) for p in ("error:", "incomplete:"))
             lvl, txt = DiagnosticStatus.OK, "ok"

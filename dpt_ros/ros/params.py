@@ -174,6 +174,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0e6)),
     ParamSpec("depth.shift", 0.0, "Shift of the metric calibration (see depth.scale).",
               float_range=(-1.0e6, 1.0e6)),
+    ParamSpec("depth.align", False,
+              "Fit depth.scale / depth.shift anew for every frame to a metric reference depth of the same view on "
+              "the depth_reference topic (sensor_msgs/Image 32FC1 metres or 16UC1 millimetres, e.g. a depth camera "
+              "registered to this one, any size of the same aspect ratio), matched by stamp within "
+              "depth.align_tolerance; the fit replaces depth.scale / depth.shift and a metric variant's metres. A "
+              "frame without a usable reference falls back to those, else publishes no depth.", "static"),
+    ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
+              "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",
               float_range=(0.0, 1.0e6)),
     ParamSpec("depth.max", 1000.0, "Depths above this (metres) are published as +Inf (REP 117).",

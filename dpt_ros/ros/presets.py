@@ -97,6 +97,12 @@ def launch_arguments(task: str) -> list[Argument]:
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
+    ]
+    if task != "segmentation":
+        args.append(Argument("depth_reference", "", "metric depth topic of the same view (e.g. "
+                             "/camera/aligned_depth_to_color/image_raw): fit depth.scale / depth.shift to it for every "
+                             "frame (sets depth.align, remaps 'depth_reference'); empty = off"))
+    args += [
         Argument("namespace", "", "namespace of the node and its output topics"),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
         Argument("rviz_fixed_frame", "camera_optical_frame",
@@ -144,12 +150,15 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
         overrides[weights_key] = v["weights"]
     if task == "dpt" and v["segmentation_weights"]:
         overrides["segmentation.weights"] = v["segmentation_weights"]
+    if v.get("depth_reference"):
+        overrides["depth.align"] = True
     return [str(f) for f in files] + [overrides]
 
 
 def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
     v = resolve(task, values)
-    return [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
+    pairs = [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
+    return pairs + ([("depth_reference", v["depth_reference"])] if v.get("depth_reference") else [])
 
 
 def rviz_config() -> str:

@@ -101,10 +101,11 @@ def _remapped(fqn: str, remaps: list[tuple[str, str]], namespace: str, node: str
 
 
 def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
-             optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = ()) -> dict:
+             optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
+             depth_align: bool = False) -> dict:
     """The resolved interface set: ``{"publish": {name: type}, "subscribe": ..., "reply": ...,
     "parameters": set, "optional_publish": {name: type}}``. ``remaps``: ``(from, to)`` topic rules as
-    the node was started with (``-r from:=to``)."""
+    the node was started with (``-r from:=to``); ``depth_align``: the node runs with ``depth.align``."""
     spec = load(path)
     node = spec["node"]
     remaps = list(remaps)
@@ -119,6 +120,8 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
             if name == "image" and transport == "compressed":   # the node's (image_transport's) rule
                 out["subscribe"][topic(name, base).rstrip("/") + "/compressed"] = "sensor_msgs/msg/CompressedImage"
                 continue
+            out["subscribe"][topic(name, base)] = kind
+        for name, kind in (spec["camera_topics"]["subscribe_with_depth_align"].items() if depth_align else ()):
             out["subscribe"][topic(name, base)] = kind
         for name, kind in spec["camera_topics"]["publish"].items():
             out["publish"][topic(name, base)] = kind
@@ -135,10 +138,11 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
 
 
 def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
-               enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = ()) -> str:
+               enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
+               depth_align: bool = False) -> str:
     """The SROS2 policy XML allowing exactly the node's topics and services."""
     spec = load(path)
-    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps)
+    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps, depth_align=depth_align)
     ns = _join(namespace)
 
     def block(tag: str, item: str, attr: str, names) -> list[str]:
@@ -182,13 +186,15 @@ def main(argv=None) -> int:
                     help="a topic remap the node is started with (-r FROM:=TO), e.g. image:=/camera/image_raw; "
                          "repeatable")
     ap.add_argument("--enclave", default="")
+    ap.add_argument("--depth-align", action="store_true",
+                    help="the node runs with depth.align: also allow subscribing depth_reference")
     args = ap.parse_args(argv)
     try:
         remaps = parse_remaps(args.remap)
     except ValueError as e:
         ap.error(str(e))
     cams = args.cameras.split(",") if args.cameras else [""]
-    text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps)
+    text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align)
     out = args.out or (str(POLICY) if CHECKOUT.is_dir() else "-")
     if args.check:
         current = Path(out).read_text() if out != "-" and Path(out).exists() else ""

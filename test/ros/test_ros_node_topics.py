@@ -349,6 +349,116 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
     assert np.isfinite(d).all()
 
 
+def _model_inverse_depth(node, frame):
+    """The node's inverse depth of ``frame``, computed here the way the node does."""
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
+    return pipeline.upsample(net, (frame.height, frame.width))[0].numpy()
+
+
+def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
+    """depth.align: each frame's depth is 1 / (scale * inverse_depth + shift) fitted to the reference depth of
+    its stamp (16UC1 millimetres here), whether the reference comes before the image, after it while the
+    frame is in the model, or after it while the frame waits (and is then pushed out of the buffer by
+    newer ones); a frame without one is counted incomplete:alignment and publishes no depth."""
+    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
+    depth = harness.collector(Image, "depth")
+    inv = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    from dpt_ros.tools import sros2_policy   # the policy generator's --depth-align names the same subscriptions
+    subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}
+    assert subscribed == set(sros2_policy.expected(depth_align=True)["subscribe"]) == {
+        "/image", "/camera_info", "/depth_reference"}
+    frames = [make_image(5_000_000_000 + i * 33_000_000, width=80, height=60) for i in range(4)]
+    refs, fits = [], []
+    for i, frame in enumerate(frames):
+        x = _model_inverse_depth(node, frame)
+        a = (0.3 + 0.2 * i) / float(x.max() - x.min())     # a different scale and shift per frame
+        b = 0.2 - a * float(x.min())
+        mm = np.rint(1000.0 / (a * x + b)).astype(np.uint16)   # 1.4 to 5 m
+        refs.append(conversions.image_msg(frame.header, mm, "16UC1"))
+        fits.append((a, b))
+    cam = node.cameras[0]
+
+    def check(i):
+        wait_for(lambda: any(m.header.stamp == frames[i].header.stamp for m in depth), what=f"depth of frame {i}")
+        d = conversions.image_array(next(m for m in depth if m.header.stamp == frames[i].header.stamp))
+        x = conversions.image_array(next(m for m in inv if m.header.stamp == frames[i].header.stamp))
+        a, b = fits[i]
+        np.testing.assert_allclose(d, 1.0 / (a * x + b), rtol=2e-3)
+        values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+        assert float(values["alignment.scale"]) == pytest.approx(a, rel=2e-3)
+        assert float(values["alignment.shift"]) == pytest.approx(b, rel=2e-3, abs=1e-4)
+        assert int(values["alignment.pixels"]) == 15 * 20
+
+    ref_pub.publish(refs[0])                        # 0: the reference first
+    wait_for(lambda: len(cam.references) == 1, what="reference stored")
+    pub.publish(frames[0])
+    check(0)
+    gate, entered, _ = gate_engine(node.models.depth)
+    pub.publish(frames[1])                          # 1: the reference while the frame is in the model
+    wait_for(entered.is_set, what="frame 1 in the model")
+    ref_pub.publish(refs[1])
+    wait_for(lambda: len(cam.references) == 2, what="reference stored")
+    pub.publish(frames[2])                          # 2: the reference while the frame waits, then pushed out
+    wait_for(lambda: cam.pending is not None, what="frame 2 waiting")
+    ref_pub.publish(refs[2])
+    wait_for(lambda: cam.pending is not None and cam.pending.reference is not None, what="reference given to frame 2")
+    for k in range(12):   # one by one: the subscription keeps only the last few undelivered ones
+        ref_pub.publish(conversions.image_msg(make_image(9_000_000_000 + k).header, np.ones((60, 80), np.uint16), "16UC1"))
+        wait_for(lambda: cam.references[-1][0] == 9_000_000_000 + k, what=f"other reference {k} stored")
+    assert cam.references[0][0] >= 9_000_000_000   # those of frames 1 and 2 are gone from the buffer
+    gate.set()
+    check(1)
+    check(2)
+    pub.publish(frames[3])                          # 3: no reference at all
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="frame 3 counted")
+    wait_for(lambda: any(m.header.stamp == frames[3].header.stamp for m in inv), what="inverse depth of frame 3")
+    assert not any(m.header.stamp == frames[3].header.stamp for m in depth)
+    assert node.error_counts() == {"alignment": 1}
+
+
+def test_depth_align_overrides_a_metric_variant_and_depth_scale_and_falls_back_to_them(harness):
+    """The per-frame fit replaces the metric variant's metres and a stated depth.scale; a reference that does
+    not fit (depth growing with the model's inverse depth: a negative scale) leaves the frame to depth.scale,
+    counted incomplete:alignment with the reason."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.align": True})
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    cam = node.cameras[0]
+
+    def frame_with_reference(i, make_ref):
+        frame = make_image(7_000_000_000 + i, width=72, height=56)
+        x = _model_inverse_depth(node, frame)
+        ref_pub.publish(conversions.image_msg(frame.header, make_ref(x).astype(np.float32), "32FC1"))
+        wait_for(lambda: cam.references and cam.references[-1][0] == 7_000_000_000 + i, what="reference stored")
+        pub.publish(frame)
+        wait_for(lambda: any(m.header.stamp == frame.header.stamp for m in depth), timeout=30, what=f"depth {i}")
+        return x, conversions.image_array(next(m for m in depth if m.header.stamp == frame.header.stamp))
+
+    def fitted(x):
+        a = 0.4 / float(x.max() - x.min())
+        return 1.0 / (a * x + 0.25 - a * float(x.min()))
+
+    x, d = frame_with_reference(1, fitted)
+    np.testing.assert_allclose(d, fitted(x), rtol=1e-4)               # not the model's own metres
+    assert set_params(harness, node, **{"depth.scale": 2.0})[0].successful
+    x, d = frame_with_reference(2, fitted)
+    np.testing.assert_allclose(d, fitted(x), rtol=1e-4)               # not depth.scale
+    x, d = frame_with_reference(3, lambda x: 1.0 + x - float(x.min()))   # farther where the model says nearer
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x), rtol=1e-5)        # depth.scale 2, shift 0
+    assert node.counts()[""]["incomplete:alignment"] == 1
+    wait_for(lambda: any("[alignment]" in m.msg and "is not positive" in m.msg for m in list(log)),
+             what="the reason in the log")
+
+
 def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness):
     """depth without a matching camera_info still publishes inverse_depth; the skipped points are
     counted as incomplete:no_camera_info, and received = processed + dropped + idle + errors holds."""

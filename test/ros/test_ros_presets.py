@@ -51,12 +51,13 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["device"].default == args["precision"].default == "default"
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
-    common = ["resolution", "device", "precision", "config_file", "image", "camera_info", "namespace", "use_rviz",
-              "rviz_fixed_frame"]
-    for task in ("depth", "segmentation"):   # one model: no segmentation_* arguments
-        assert [a.name for a in presets.launch_arguments(task)] == ["variant", "weights", *common]
+    inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info"]
+    rest = ["namespace", "use_rviz", "rviz_fixed_frame"]
+    # one model: no segmentation_* arguments; a depth task: depth_reference
+    assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
+    assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
     assert [a.name for a in presets.launch_arguments("dpt")] == ["variant", "weights", "segmentation_variant",
-                                                                 "segmentation_weights", *common]
+                                                                 "segmentation_weights", *inputs, "depth_reference", *rest]
 
 
 def test_every_resolution_choice_is_an_input_size_the_node_accepts():
@@ -141,6 +142,13 @@ def test_remappings_and_rviz():
     assert presets.remappings("depth", {"image": "/cam/image_raw", "camera_info": "/cam/camera_info"}) == [
         ("image", "/cam/image_raw"), ("camera_info", "/cam/camera_info")]
     assert presets.remappings("depth", {}) == []
+    # depth_reference: per-frame alignment to a depth camera, one argument for the remap and depth.align
+    ref = {"depth_reference": "/cam/aligned_depth_to_color/image_raw"}
+    assert presets.remappings("dpt", ref) == [("depth_reference", "/cam/aligned_depth_to_color/image_raw")]
+    assert presets.node_parameters("depth", ref)[-1] == {"depth.align": True}
+    assert "depth.align" not in presets.node_parameters("depth", {})[-1]
+    with pytest.raises(ValueError, match="unknown launch argument"):
+        presets.resolve("segmentation", ref)
     assert presets.use_rviz("depth", {"use_rviz": "true"}) and not presets.use_rviz("depth", {})
     rviz = yaml.safe_load(Path(presets.rviz_config()).read_text())
     displays = rviz["Visualization Manager"]["Displays"]
