@@ -579,11 +579,14 @@ class DptNode(Node):
                     return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
                 self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
                                   [f for f in frames if not f.counted])
+            with self._wake:
+                self._in_worker = []
 
     def _set_cpu_threads(self, n: int) -> None:
-        """PyTorch's intra-op and OpenCV's thread pools (both process-wide) to ``n`` threads, 0 = their
-        defaults as found at start-up. In the worker, between frames."""
-        torch.set_num_threads(n or self._default_threads[0])   # OpenMP's count is per calling thread: the worker's
+        """PyTorch's intra-op threads and OpenCV's pool to ``n`` threads, 0 = their defaults as found at
+        start-up. In the worker, between frames: OpenMP keeps PyTorch's count per calling thread, OpenCV's
+        pool is process-wide."""
+        torch.set_num_threads(n or self._default_threads[0])
         cv2.setNumThreads(n or self._default_threads[1])
         self._cpu_threads = n
         self._threads_in_use = (torch.get_num_threads(), cv2.getNumThreads())
@@ -817,7 +820,8 @@ class DptNode(Node):
                     header, w, h, k, p, None if s["camera_info.rectified"] else info)
             if want_cloud:
                 if cloud is None:
-                    cloud = pipeline.build_cloud(host["cloud_depth" if "cloud_depth" in host else "depth"], intr, rgb=px.rgb() if s["points.color"] else None,
+                    cloud_depth = host["cloud_depth"] if "cloud_depth" in host else host["depth"]
+                    cloud = pipeline.build_cloud(cloud_depth, intr, rgb=px.rgb() if s["points.color"] else None,
                                                  labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_output(header, cloud)

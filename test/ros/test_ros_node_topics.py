@@ -242,20 +242,21 @@ def test_injected_out_of_memory_is_counted_and_the_third_frame_processed(harness
     assert node.counts()[""]["error:cuda_oom"] == 2 and set(node.error_counts()) == {"cuda_oom"}
 
 
-def _cloud_streams(harness, node):
-    """(points, inverse_depth) collectors and reliable (image, camera_info) publishers, discovered."""
-    points = harness.collector(PointCloud2, "points")
+def _streams(harness, node, output: str, second_input: str, second_type):
+    """Collectors of ``output`` and inverse_depth, and reliable publishers of image and ``second_input``,
+    once discovery has connected them."""
+    collected = harness.collector(PointCloud2 if output == "points" else Image, output)
     inv = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
-    return points, inv, pub, info_pub
+    second = harness.probe.create_publisher(second_type, second_input, qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and second.get_subscription_count() > 0 and
+             node.cameras[0].pubs[output].get_subscription_count() > 0, what="discovery")
+    return collected, inv, pub, second
 
 
 def test_points_need_calibrated_camera_info(harness):
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
-    points, inv, pub, info_pub = _cloud_streams(harness, node)
+    points, inv, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     img = make_image(1)
     info = make_info(img)
     info.k = [0.0] * 9   # uncalibrated
@@ -290,7 +291,7 @@ def test_unrectified_camera_cloud_follows_the_lens(harness):
 
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest"})
-    points, inv, pub, info_pub = _cloud_streams(harness, node)
+    points, inv, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     img = make_image(1, width=96, height=72)
     info = make_info(img, fx=60.0)
     info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, -0.002, -0.02]
@@ -333,7 +334,7 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
                                  "points.stride": 1})
     depth = harness.collector(Image, "depth")
-    points, _, pub, info_pub = _cloud_streams(harness, node)
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     img = make_image(1, width=80, height=60)
     info_pub.publish(make_info(img))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
@@ -362,12 +363,7 @@ def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
     frame is in the model, or after it while the frame waits (and is then pushed out of the buffer by
     newer ones); a frame without one is counted incomplete:alignment and publishes no depth."""
     node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
-    depth = harness.collector(Image, "depth")
-    inv = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    depth, inv, pub, ref_pub = _streams(harness, node, "depth", "depth_reference", Image)
     from dpt_ros.tools import sros2_policy   # the policy generator's --depth-align names the same subscriptions
     subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}
     assert subscribed == set(sros2_policy.expected(depth_align=True)["subscribe"]) == {
@@ -427,11 +423,7 @@ def test_depth_align_overrides_a_metric_variant_and_depth_scale_and_falls_back_t
     counted incomplete:alignment with the reason."""
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.align": True})
-    depth = harness.collector(Image, "depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    depth, _, pub, ref_pub = _streams(harness, node, "depth", "depth_reference", Image)
     cam = node.cameras[0]
 
     def frame_with_reference(i, make_ref):
