@@ -1,7 +1,8 @@
 """``dpt_node``: camera images in, DPT inverse depth / metric depth / segmentation / point clouds out.
 
 Threads: the executor thread runs callbacks, which only store the newest frame per camera in a
-slot (a replaced, unprocessed frame is counted as dropped) and return. One worker thread takes the
+slot (a replaced, unprocessed frame is counted as dropped; one beyond ``max_rate`` is counted as
+throttled and not stored), camera_info and ``depth.align`` reference depths, and return. One worker thread takes the
 filled slots (several cameras -> one batch per network input shape), runs the stages of
 :meth:`DptNode.process` with one settings snapshot and one model set, and publishes. Model
 parameter changes build new engines in a loader thread; the worker picks them up between batches.
