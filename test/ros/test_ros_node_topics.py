@@ -680,17 +680,19 @@ def test_sros2_policy_tool_resolves_remaps_like_the_node(harness):
 
 
 def test_absolute_and_private_camera_namespaces(harness):
-    """cameras:=[/left, ~/right, front] in namespace /robot: /left/..., /robot/dpt_node/right/..., /robot/front/..."""
-    node = harness.start_node(namespace="robot", cameras=["/left", "~/right", "front"])
+    """cameras:=[/left, ~/right, front] in namespace /robot: /left/..., /robot/dpt_node/right/..., /robot/front/...
+    (with depth.align, each camera's depth_reference too)."""
+    node = harness.start_node(namespace="robot", cameras=["/left", "~/right", "front"], **{"depth.align": True})
     topics = {t for t, _ in node.get_topic_names_and_types()}
     for ns in ("/left", "/robot/dpt_node/right", "/robot/front"):
         assert {f"{ns}/image", f"{ns}/inverse_depth"} <= topics, (ns, sorted(topics))
     # the SROS2 policy generator resolves the same names as the running node
     from dpt_ros.tools import sros2_policy
-    want = sros2_policy.expected("/robot", ["/left", "~/right", "front"], "raw", optional=True)
+    want = sros2_policy.expected("/robot", ["/left", "~/right", "front"], "raw", optional=True, depth_align=True)
     subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/robot")}
     published = {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", "/robot")}
     assert subscribed == set(want["subscribe"])
+    assert {"/left/depth_reference", "/robot/dpt_node/right/depth_reference", "/robot/front/depth_reference"} <= subscribed
     assert published <= set(want["publish"]) and "/robot/dpt_node/right/points" in published
     out = harness.collector(Image, "/left/inverse_depth")
     pub = harness.probe.create_publisher(Image, "/left/image", qos())
