@@ -6,6 +6,8 @@ a 640x480 xyz+rgb PointCloud2 payload against a sensor_msgs_py-style ``create_cl
 here (structured array + tobytes; sensor_msgs_py itself is not installable from PyPI).
 CUDA (``--device cuda``): the CuPy path (pinned upload, fused kernels, GPU cloud, pinned copy
 back) against the typical wrapper (OpenCV on the CPU + GPU model tensors + copy back).
+Both also time the optional stages: a cloud through a lens model (``camera_info.rectified`` false;
+on the CPU also the one-off ray solve), ``points.edge_filter``, and (CPU) ``depth.align``'s fit.
 
 Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
 Absolute times hold only for the machine they were taken on; compare ratios.
@@ -28,6 +30,7 @@ import torch.nn.functional as F
 from numpy.lib import recfunctions
 
 from dpt_ros import pipeline as pl
+from dpt_ros.pipeline.distortion import pixel_rays
 
 KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
 NET = 384
@@ -55,6 +58,12 @@ def _frame(w: int, h: int) -> pl.ImageView:
     img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) % 256)], -1).astype(np.uint8)
     img = cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
     return pl.ImageView.from_array(img, "bgr8")
+
+
+def _lens_intrinsics(w: int, h: int) -> pl.Intrinsics:
+    """_intrinsics with a wide-angle webcam's plumb_bob distortion (an unrectified camera)."""
+    i = _intrinsics(w, h)
+    return pl.Intrinsics(i.fx, i.fy, i.cx, i.cy, w, h, "plumb_bob", (-0.31, 0.11, 0.0012, -0.0007, -0.018))
 
 
 def _intrinsics(w: int, h: int) -> pl.Intrinsics:
@@ -156,6 +165,14 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     depth = (np.random.default_rng(1).random((h, w)) * 5 + 0.5).astype(np.float32)
     rgb = np.random.default_rng(2).integers(0, 256, (h, w, 3), dtype=np.uint8)
     intr = _intrinsics(w, h)
+    lens = _lens_intrinsics(w, h)
+    depth_t = torch.from_numpy(depth)
+    inv_sub = 1.0 / depth[::4, ::4]
+
+    def solve_rays(intr):   # what a new camera_info costs once (the rays are cached afterwards)
+        pixel_rays.cache_clear()
+        return pixel_rays(intr, 1)
+
     ready_xyz = np.random.default_rng(3).random((h * w, 3)).astype(np.float32)
     ready_xyzrgb = np.random.default_rng(3).random((h * w, 4)).astype(np.float32)
     cloud = {
@@ -164,6 +181,13 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
         "create_cloud_xyz_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyz, False), repeat, 3, False),
         "create_cloud_xyzrgb_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyzrgb, True), repeat, 3, False),
         "reference_xyzrgb_from_depth": _timer(lambda: ref_cloud_from_depth(depth, rgb, intr), repeat, 3, False),
+        # options: a raw camera's lens (camera_info.rectified false), points.edge_filter, depth.align's fit
+        "ours_xyzrgb_from_depth_through_lens": _timer(lambda: pl.build_cloud(depth, lens, rgb=rgb), repeat, 3, False),
+        "lens_rays_solved_once_stride1": _timer(lambda: solve_rays(lens), max(3, repeat // 10), 1, False),
+        "lens_rays_solved_once_1920x1080_stride1": _timer(lambda: solve_rays(_lens_intrinsics(1920, 1080)), 3, 0, False),
+        "edge_filter": _timer(lambda: pl.drop_depth_edges(depth_t, 0.05), repeat, 3, False),
+        "align_fit_stride4": _timer(lambda: pl.fit_scale_shift(*pl.inverse_depth_pairs(inv_sub, depth[::4, ::4], stride=1)),
+                                    repeat, 3, False),
     }
     out["cloud_640x480_ms"] = _round(cloud)
     out["cloud_640x480_target_2ms_met"] = cloud["ours_xyzrgb_from_depth"] <= 2.0
@@ -192,7 +216,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         dev_view = pl.ImageView(cupy.asarray(np.frombuffer(view.data, np.uint8)), view.encoding, h, w, view.step)
         nh, nw = pre.input_size(h, w)
         inv = torch.rand(1, nh, nw, device=dev) * 1000 + 100
-        intr = _intrinsics(w, h)
+        intr, lens = _intrinsics(w, h), _lens_intrinsics(w, h)
         errors: dict[str, str] = {}
         try:
             rgb_dev = pl.decode(view, "cupy")
@@ -214,6 +238,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "upsample_metric_range": post_depth,
             "colorize_running_range": lambda: pl.colorize(depth, "turbo", *rr.update(depth)),
             "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
+            "cloud_xyz_to_pinned_through_lens": lambda: _cuda.cloud_to_pinned(depth, lens, None, None, 1, True),
+            "edge_filter": lambda: pl.drop_depth_edges(torch.as_tensor(depth, device=dev), 0.05),
             "cloud_xyzrgb_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True),
             # with the host copy into an array.array (build_cloud's default); the node now serialises
             # from the pinned buffer (reuse_buffer=True), i.e. pays cloud_xyzrgb_to_pinned
