@@ -43,6 +43,12 @@ Metric calibration (:mod:`.calibration`)
     stride) -> (x, y)``; ``reference_to_size(ref, (H, W))`` (nearest); ``depth_errors([(depth, reference), ...]) ->
     DepthErrors`` (AbsRel median / mean, RMSE, delta < 1.25); ``CalibrationFitError(ValueError)``.
 
+Compressed outputs (:mod:`.compression`), as image_transport's plugins write them
+    ``compress_image(values, encoding, codec, jpeg_quality, png_level) -> (format, data)`` (the
+    ``compressed`` plugin: rgb8 / mono8 JPEG or PNG, mono16 PNG); ``compress_depth(depth, encoding,
+    depth_max, quantization, png_level) -> (format, data)`` (``compressedDepth``: 32FC1 quantised in
+    inverse depth, 16UC1 as is); ``depth_quantization(depth_max, quantization)``.
+
 Point clouds (:mod:`.cloud`)
     ``Intrinsics(fx, fy, cx, cy, width, height, distortion_model="", d=())``,
     ``Intrinsics.from_camera_info(k, p, width, height, binning_x, binning_y, roi, rectified,
@@ -79,6 +85,7 @@ from dpt_ros.pipeline.cloud import (
     build_cloud,
     cloud_fields,
 )
+from dpt_ros.pipeline.compression import compress_depth, compress_image, depth_quantization
 from dpt_ros.pipeline.colormap import COLORMAPS, RunningRange, colorize, colormap_lut
 from dpt_ros.pipeline.encodings import (
     MAX_SIDE,
@@ -116,7 +123,7 @@ __all__ = [
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
     "apply_depth_range", "array_module", "drop_depth_edges", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
-    "colorize", "colorize_labels", "colormap_lut", "cupy_available", "cupy_unavailable_reason", "decode",
+    "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
 ]

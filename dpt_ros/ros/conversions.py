@@ -157,6 +157,22 @@ def compressed_msg(header: Header, data: bytes, fmt: str) -> CompressedImage:
     return CompressedImage(header=header, format=fmt, data=_bytes_array(data))
 
 
+def compressed_cdr(header: Header, data: bytes, fmt: str) -> bytes:
+    """The serialized ``sensor_msgs/CompressedImage`` that :func:`compressed_msg` would build (one copy of
+    ``data``). Only valid where :func:`cdr_matches_rmw` is true."""
+    w = _CdrWriter()
+    w.header(header)
+    w.string(fmt)
+    payload = _payload(data)
+    w.u32(len(payload))
+    return b"".join((w.buf, payload))
+
+
+def compressed_output(header: Header, data: bytes, fmt: str) -> Any:
+    """What the node publishes for a compressed image: :func:`compressed_cdr` bytes, or a :func:`compressed_msg`."""
+    return (compressed_cdr if cdr_matches_rmw() else compressed_msg)(header, data, fmt)
+
+
 def camera_info_fields(msg: CameraInfo) -> dict:
     """Keyword arguments of ``pipeline.Intrinsics.from_camera_info`` from a CameraInfo
     (``roi`` as (x_offset, y_offset, height, width); the lens distortion is used for unrectified images)."""
@@ -222,7 +238,7 @@ def cloud_cdr(header: Header, cloud: Any) -> bytes:
 
 @functools.lru_cache(maxsize=None)
 def cdr_matches_rmw() -> bool:
-    """Whether :func:`image_cdr` / :func:`cloud_cdr` write what the active rmw reads (checked once per
+    """Whether :func:`image_cdr` / :func:`compressed_cdr` / :func:`cloud_cdr` write what the active rmw reads (checked once per
     process by deserialising samples with every alignment of the variable-length fields through rclpy).
     Every ROS 2 rmw uses little-endian CDR; a big-endian host or another wire format gives False, and
     the node then publishes message objects instead."""
@@ -237,6 +253,9 @@ def cdr_matches_rmw() -> bool:
             values = np.arange(6 * (n + 1), dtype=np.uint8).reshape(2, -1)
             if deserialize_message(image_cdr(header, values, "mono8" + "x" * n), Image) != \
                     image_msg(header, values, "mono8" + "x" * n):
+                return False
+            if deserialize_message(compressed_cdr(header, bytes(range(n + 3)), "png" + "x" * n), CompressedImage) != \
+                    compressed_msg(header, bytes(range(n + 3)), "png" + "x" * n):
                 return False
             cloud = _SampleCloud(n)
             if deserialize_message(cloud_cdr(header, cloud), PointCloud2) != cloud_msg(header, cloud):

@@ -4,7 +4,7 @@ import dataclasses
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from dpt_ros import pipeline
@@ -161,6 +161,19 @@ def test_image_cdr_of_a_strided_view_is_its_values():
     base = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
     back = deserialize_message(conversions.image_cdr(_header(), base[:, ::2]), Image)
     np.testing.assert_array_equal(conversions.image_array(back), base[:, ::2])
+
+
+@pytest.mark.parametrize("frame_id", ["", "c", "ca", "cam"])
+@pytest.mark.parametrize("fmt,data", [("rgb8; jpeg compressed bgr8", bytes(range(256)) * 3),
+                                      ("32FC1; compressedDepth png", b"\x00" * 13), ("", b""), ("png", b"\x89P")])
+def test_compressed_cdr_is_the_rmw_wire_format(frame_id, fmt, data):
+    h = _header()
+    h.frame_id = frame_id
+    ours = conversions.compressed_cdr(h, data, fmt)
+    _same_as_rmw(ours, conversions.compressed_msg(h, data, fmt))
+    back = deserialize_message(ours, CompressedImage)
+    assert (back.format, bytes(back.data), back.header.frame_id) == (fmt, data, frame_id)
+    assert conversions.compressed_cdr(h, np.frombuffer(data, np.uint8), fmt) == ours
 
 
 @pytest.mark.parametrize("frame_id", ["", "cam", "camera_optical_frame"])

@@ -1,0 +1,152 @@
+"""Compressed outputs in image_transport's formats (dpt_ros.pipeline.compression).
+
+The reader here follows image_transport_plugins' decoders as documented (compressed: the part of
+``format`` before ';' is the encoding and the file holds BGR for colour; compressedDepth: a 12-byte
+ConfigHeader {int32 format, float32 depthParam[2]} then a PNG, ``d = depthParam[0] / (q -
+depthParam[1])``, q = 0 -> NaN); it shares no code with the writer.
+"""
+from __future__ import annotations
+
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from dpt_ros.pipeline import compression
+from dpt_ros.ros.testing import pattern_image
+
+
+def _read_compressed(fmt: str, data: bytes) -> tuple[str, np.ndarray]:
+    encoding = fmt.split(";")[0]
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if encoding == "rgb8":
+        img = img[..., ::-1]
+    return encoding, img
+
+
+def _read_compressed_depth(fmt: str, data: bytes) -> tuple[str, tuple, np.ndarray]:
+    encoding, rest = fmt.split(";", 1)
+    assert "compressedDepth png" in rest
+    header = struct.unpack("<iff", data[:12])
+    q = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
+    assert q.dtype == np.uint16
+    if encoding != "32FC1":
+        return encoding, header, q
+    a, b = np.float32(header[1]), np.float32(header[2])
+    with np.errstate(divide="ignore"):
+        depth = np.where(q > 0, a / (q.astype(np.float32) - b), np.float32(np.nan)).astype(np.float32)
+    return encoding, header, depth
+
+
+def test_rgb_jpeg_is_bgr_inside_and_says_so():
+    rgb = pattern_image(96, 64, seed=3)
+    fmt, data = compression.compress_image(rgb, "rgb8", "jpeg", jpeg_quality=95)
+    assert fmt == "rgb8; jpeg compressed bgr8"
+    assert data[:2] == b"\xff\xd8"
+    encoding, back = _read_compressed(fmt, data)
+    assert encoding == "rgb8" and back.shape == rgb.shape
+    err = np.abs(back.astype(int) - rgb.astype(int)).mean()
+    assert err < 8.0 < np.abs(back[..., ::-1].astype(int) - rgb.astype(int)).mean() / 4   # noise of +-15 in it
+    # the channel order: a red patch stays red after the round trip
+    red = np.zeros((32, 32, 3), np.uint8)
+    red[..., 0] = 255
+    _, back = _read_compressed(*compression.compress_image(red, "rgb8", "jpeg"))
+    assert back[..., 0].min() > 240 and back[..., 2].max() < 15
+
+
+def test_jpeg_quality_trades_size_for_error():
+    rgb = pattern_image(160, 120, seed=1)
+    sizes, errors = [], []
+    for quality in (30, 75, 98):
+        fmt, data = compression.compress_image(rgb, "rgb8", "jpeg", jpeg_quality=quality)
+        sizes.append(len(data))
+        errors.append(np.abs(_read_compressed(fmt, data)[1].astype(int) - rgb.astype(int)).mean())
+    assert sizes[0] < sizes[1] < sizes[2]
+    assert errors[0] > errors[1] > errors[2]
+
+
+@pytest.mark.parametrize("encoding,dtype,top", [("mono8", np.uint8, 150), ("mono16", np.uint16, 65535)])
+@pytest.mark.parametrize("level", [0, 3, 9])
+def test_mono_png_is_lossless(encoding, dtype, top, level):
+    rng = np.random.default_rng(level)
+    labels = rng.integers(0, top + 1, (37, 53)).astype(dtype)
+    fmt, data = compression.compress_image(labels, encoding, "png", png_level=level)
+    assert fmt == f"{encoding}; png compressed "
+    back_encoding, back = _read_compressed(fmt, data)
+    assert back_encoding == encoding and back.dtype == dtype
+    np.testing.assert_array_equal(back, labels)
+
+
+def test_png_level_trades_time_for_size():
+    labels = np.repeat(np.repeat(pattern_image(40, 30)[..., 0] // 40, 8, 0), 8, 1)
+    sizes = [len(compression.compress_image(labels, "mono8", "png", png_level=lv)[1]) for lv in (0, 9)]
+    assert sizes[1] < sizes[0] / 4
+
+
+def test_quantization_parameters_are_image_transports():
+    code = compression.depth_quantization(10.0, 100.0)
+    assert code.quant_a == 10100.0 and code.quant_b == 1.0 - 1010.0
+    assert code.nearest == pytest.approx(10100.0 / (65535.5 + 1009.0))
+    fmt, data = compression.compress_depth(np.array([[1.0, 2.0]], np.float32), "32FC1")
+    assert fmt == "32FC1; compressedDepth png"
+    assert struct.unpack("<iff", data[:12]) == (0, 10100.0, -1009.0)
+    q = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
+    # 10100 / 1 - 1009 and 10100 / 2 - 1009
+    np.testing.assert_array_equal(q, [[9091, 4041]])
+
+
+@pytest.mark.parametrize("depth_max,quantization", [(10.0, 100.0), (30.0, 100.0), (5.0, 250.0)])
+def test_32fc1_depth_round_trip_within_half_a_code(depth_max, quantization):
+    rng = np.random.default_rng(int(depth_max))
+    code = compression.depth_quantization(depth_max, quantization)
+    depth = rng.uniform(code.nearest * 1.001, depth_max * 0.999, (48, 64)).astype(np.float32)
+    depth[0, :3] = [code.nearest * 1.0001, 1.0, depth_max * 0.9999]
+    fmt, data = compression.compress_depth(depth, "32FC1", depth_max, quantization, png_level=1)
+    encoding, header, back = _read_compressed_depth(fmt, data)
+    assert encoding == "32FC1" and header[0] == 0 and back.shape == depth.shape
+    assert np.isfinite(back).all()
+    # one code step at depth d is d**2 / quant_a (derivative of quant_a / d); rounding keeps half of it
+    half_step = 0.5 * depth.astype(np.float64) ** 2 / code.quant_a
+    err = np.abs(back.astype(np.float64) - depth)
+    assert (err <= half_step * 1.01 + 1e-6 * depth).all(), float((err / half_step).max())
+    # rounding, not truncation: on average the error is a quarter of a step, not half
+    assert (err / half_step).mean() < 0.6
+
+
+def test_32fc1_depth_without_a_code_reads_back_as_nan():
+    code = compression.depth_quantization(10.0, 100.0)
+    depth = np.array([[np.nan, np.inf, -np.inf, 0.0, -1.0, 10.0, 25.0, code.nearest * 0.99, 3.0]], np.float32)
+    _, _, back = _read_compressed_depth(*compression.compress_depth(depth, "32FC1"))
+    assert np.isnan(back[0, :8]).all()
+    assert back[0, 8] == pytest.approx(3.0, abs=0.5 * 9 / code.quant_a)
+
+
+def test_16uc1_depth_is_exact_with_zero_beyond_depth_max():
+    rng = np.random.default_rng(5)
+    mm = rng.integers(0, 65536, (30, 40)).astype(np.uint16)
+    mm[0, :4] = [0, 4999, 5000, 5001]
+    encoding, header, back = _read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=5.0))
+    assert (encoding, header) == ("16UC1", (0, 0.0, 0.0))
+    np.testing.assert_array_equal(back, np.where(mm > 5000, 0, mm))
+    assert mm[0, 3] == 5001   # the caller's image is left alone
+    _, _, back = _read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=100.0))
+    np.testing.assert_array_equal(back, mm)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: compression.compress_image(np.zeros((4, 4), np.uint8), "rgb8", "jpeg"), "(H, W, 3) uint8"),
+    (lambda: compression.compress_image(np.zeros((4, 4), np.uint16), "mono16", "jpeg"), "needs codec 'png'"),
+    (lambda: compression.compress_image(np.zeros((4, 4), np.uint8), "mono8", "webp"), "unknown codec 'webp'"),
+    (lambda: compression.compress_image(np.zeros((4, 4), np.float32), "32FC1", "png"), "not supported"),
+    (lambda: compression.compress_image(np.zeros((4, 4), np.uint8), "mono8", "jpeg", jpeg_quality=0), "1..100"),
+    (lambda: compression.compress_image(np.zeros((4, 4), np.uint8), "mono8", "png", png_level=10), "0..9"),
+    (lambda: compression.compress_depth(np.zeros((4, 4), np.float64), "32FC1"), "float32"),
+    (lambda: compression.compress_depth(np.zeros((4, 4), np.uint16), "mono16"), "32FC1 or 16UC1"),
+    (lambda: compression.compress_depth(np.zeros((4, 4), np.float32), "32FC1", depth_max=0.0), "depth_max > 0"),
+    (lambda: compression.compress_depth(np.zeros((4, 4), np.float32), "32FC1", quantization=-1.0), "quantization > 0"),
+    (lambda: compression.compress_depth(np.zeros((4, 4), np.float32), "32FC1", quantization=1e30), "overflows"),
+])
+def test_bad_arguments_name_what_is_wrong(call, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call()
