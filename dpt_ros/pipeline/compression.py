@@ -59,7 +59,7 @@ def depth_quantization(depth_max: float, quantization: float) -> DepthQuantizati
 
 
 def compress_image(values: np.ndarray, encoding: str, codec: str, jpeg_quality: int = 95,
-                   png_level: int = 3) -> tuple[str, bytes]:
+                   png_level: int = 1) -> tuple[str, bytes]:
     """``(format, data)`` of a ``sensor_msgs/CompressedImage`` holding ``values`` (H, W[, 3]) as
     image_transport's ``compressed`` plugin writes it: rgb8 (JPEG or PNG), mono8 (JPEG or PNG) or
     mono16 (PNG)."""
@@ -92,7 +92,7 @@ def compress_image(values: np.ndarray, encoding: str, codec: str, jpeg_quality: 
 
 
 def compress_depth(depth: np.ndarray, encoding: str, depth_max: float = 10.0, quantization: float = 100.0,
-                   png_level: int = 3) -> tuple[str, bytes]:
+                   png_level: int = 1) -> tuple[str, bytes]:
     """``(format, data)`` of a ``sensor_msgs/CompressedImage`` holding a depth image as image_transport's
     ``compressedDepth`` plugin (PNG) writes it: 32FC1 metres or 16UC1 millimetres (see the module)."""
     depth = np.asarray(depth)

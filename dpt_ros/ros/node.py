@@ -52,11 +52,21 @@ OUTPUTS: dict[str, str] = {
     "segmentation/colored": "publish.segmentation_colored",
     "points": "points.enabled",
 }
-_OUTPUT_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2}
-_DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/camera_info", "points")
-_SEG_OUTPUTS = ("segmentation", "segmentation/colored")
-_INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored"))
-_METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points"))
+#: compressed copies of image outputs, named as image_transport names them (``publish.compressed``):
+#: topic -> (the output it encodes, codec). Encoded only while subscribed, whatever ``lazy`` says.
+COMPRESSED_OUTPUTS: dict[str, tuple[str, str]] = {
+    "inverse_depth/colored/compressed": ("inverse_depth/colored", "jpeg"),
+    "depth/compressedDepth": ("depth", "compressedDepth"),
+    "segmentation/compressed": ("segmentation", "png"),
+    "segmentation/colored/compressed": ("segmentation/colored", "jpeg"),
+}
+_OUTPUT_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2,
+                 **{name: CompressedImage for name in COMPRESSED_OUTPUTS}}
+_DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/camera_info", "points",
+                  "inverse_depth/colored/compressed", "depth/compressedDepth")
+_SEG_OUTPUTS = ("segmentation", "segmentation/colored", "segmentation/compressed", "segmentation/colored/compressed")
+_INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored", "inverse_depth/colored/compressed"))
+_METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points", "depth/compressedDepth"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
@@ -281,6 +291,7 @@ class DptNode(Node):
         s = self._settings
         self._cameras = [_Camera(i, ns.rstrip("/")) for i, ns in enumerate(s["cameras"])]  # "/ns" stays absolute
         self._create_interfaces(s)
+        self._compressed = _CompressedCopies(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
         self._worker.start()
@@ -480,7 +491,7 @@ class DptNode(Node):
                     incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
                 self.create_subscription(Image, cam.topic("depth_reference"), lambda m, c=cam: self._on_reference(c, m),
                                          in_qos, event_callbacks=ref_events)
-            for name in OUTPUTS:
+            for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
                                                        event_callbacks=events)
@@ -593,10 +604,15 @@ class DptNode(Node):
         self._threads_in_use = (torch.get_num_threads(), cv2.getNumThreads())
 
     def wanted_outputs(self, cam: _Camera, s: Settings) -> set[str]:
-        """Outputs enabled by parameter and, with ``lazy``, subscribed to."""
+        """Outputs enabled by parameter and, with ``lazy``, subscribed to; compressed copies (enabled with their
+        image output) only while subscribed."""
         out = set()
         for name, param in OUTPUTS.items():
             if s[param] and (not s["lazy"] or cam.pubs[name].get_subscription_count() > 0):
+                out.add(name)
+        for name, (base, _) in COMPRESSED_OUTPUTS.items():
+            pub = cam.pubs.get(name)   # (none without publish.compressed)
+            if pub is not None and s[OUTPUTS[base]] and pub.get_subscription_count() > 0:
                 out.add(name)
         return out
 
@@ -657,6 +673,8 @@ class DptNode(Node):
             cam = job["frame"].camera
             for name, msg in msgs.items():
                 cam.pubs[name].publish(msg)
+            if job.get("compress"):
+                self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
         t4 = time.perf_counter()
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
@@ -726,6 +744,8 @@ class DptNode(Node):
         f: _Frame = job["frame"]
         header = f.msg.header
         px, wanted, net = job["px"], job["wanted"], job["net"]
+        # the image outputs to make: those published and those a wanted compressed copy encodes
+        needed = wanted | {COMPRESSED_OUTPUTS[n][0] for n in wanted.intersection(COMPRESSED_OUTPUTS)}
         h, w = px.size
         host = _HostCopies(self._pinned)
         depth_t = labels_t = None
@@ -748,11 +768,11 @@ class DptNode(Node):
                 # in place unless it is the model's own output (an inference tensor: camera at network size)
                 depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"],
                                                      inplace=not depth_t.is_inference())
-                if "depth" in wanted and s["depth.encoding"] == "16UC1":
+                if "depth" in needed and s["depth.encoding"] == "16UC1":
                     host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
-                elif "depth" in wanted:
+                elif "depth" in needed:
                     host.request("depth", depth_t)
-            elif ("depth" in wanted or "points" in wanted) and not s["depth.align"]:   # (alignment: counted)
+            elif ("depth" in needed or "points" in wanted) and not s["depth.align"]:   # (alignment: counted)
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
                                 "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
                                 "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
@@ -779,7 +799,7 @@ class DptNode(Node):
         want_cloud = intr is not None and "points" in wanted
         cloud_labels = labels_t is not None and s["points.label"]
         cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available(depth_t.device)
-        if labels_t is not None and (not wanted.isdisjoint(_SEG_OUTPUTS) or
+        if labels_t is not None and (not needed.isdisjoint(_SEG_OUTPUTS) or
                                      (want_cloud and cloud_labels and not cloud_on_device)):
             host.request("labels", labels_t)
         cloud_depth_t = depth_t
@@ -796,24 +816,26 @@ class DptNode(Node):
                                          stride=s["points.stride"], organized=s["points.organized"],
                                          reuse_buffer=True)   # serialised below, before the next frame's cloud
         host.wait()
-        out: dict[str, Any] = {}
+        images: dict[str, tuple[np.ndarray, str]] = {}   # image output -> (values, encoding)
         if "inverse_depth" in host:
             inv = host["inverse_depth"]
-            if "inverse_depth" in wanted:
-                out["inverse_depth"] = conversions.image_output(header, inv, "32FC1")
-            if "inverse_depth/colored" in wanted:
-                out["inverse_depth/colored"] = conversions.image_output(
-                    header, self._colorize(f.camera, inv, s), "rgb8")
-        if depth_t is not None and "depth" in wanted:
-            out["depth"] = (conversions.image_output(header, host["depth_mm"], "16UC1") if "depth_mm" in host
-                            else conversions.image_output(header, host["depth"], "32FC1"))
+            images["inverse_depth"] = (inv, "32FC1")
+            if "inverse_depth/colored" in needed:
+                images["inverse_depth/colored"] = (self._colorize(f.camera, inv, s), "rgb8")
+        if depth_t is not None and "depth" in needed:
+            images["depth"] = (host["depth_mm"], "16UC1") if "depth_mm" in host else (host["depth"], "32FC1")
         if "labels" in host:
             labels = host["labels"]
-            if "segmentation" in wanted:
-                out["segmentation"] = conversions.image_output(header, labels, "mono8" if labels.dtype == np.uint8 else "mono16")
-            if "segmentation/colored" in wanted:
-                colored = pipeline.overlay(px.rgb(), pipeline.colorize_labels(labels), s["segmentation.overlay_alpha"])
-                out["segmentation/colored"] = conversions.image_output(header, colored, "rgb8")
+            images["segmentation"] = (labels, "mono8" if labels.dtype == np.uint8 else "mono16")
+            if "segmentation/colored" in needed:
+                images["segmentation/colored"] = (pipeline.overlay(px.rgb(), pipeline.colorize_labels(labels),
+                                                                   s["segmentation.overlay_alpha"]), "rgb8")
+        out: dict[str, Any] = {name: conversions.image_output(header, *images[name])
+                               for name in wanted.intersection(images)}
+        # compressed copies: encoded on their own thread (_CompressedCopies); the host arrays may be pinned
+        # buffers that the next frame reuses, so the copies get arrays of their own
+        job["compress"] = [(name, np.array(images[base][0]), images[base][1], codec)
+                           for name, (base, codec) in COMPRESSED_OUTPUTS.items() if name in wanted and base in images]
         if intr is not None:
             if "depth/camera_info" in wanted:
                 k, p = intr.camera_info_matrices()
@@ -962,6 +984,9 @@ class DptNode(Node):
         total = [sum(v) for v in zip(*stages.values())]
         kv["latency.total_p50_ms"] = f"{_percentile(total, 50):.2f}"
         kv["latency.total_p99_ms"] = f"{_percentile(total, 99):.2f}"
+        encode_ms = list(self._compressed.encode_ms)
+        if encode_ms:   # on their own thread, not part of the total: a frame's compressed copies together
+            kv["latency.compressed_copies_ms"] = f"{sum(encode_ms) / len(encode_ms):.2f}"
         for reason, n in sorted(errors.items()):
             kv[f"errors.{reason}"] = str(n)
         if m.device.type == "cuda":
@@ -1052,10 +1077,83 @@ class DptNode(Node):
         for thread in (getattr(self, "_worker", None), getattr(self, "_loader", None)):
             if thread is not None and thread.is_alive():
                 thread.join(timeout)
+        compressed = getattr(self, "_compressed", None)
+        if compressed is not None:
+            compressed.stop(timeout)
 
     def destroy_node(self) -> None:
         self.stop()
         super().destroy_node()
+
+
+class _CompressedCopies:
+    """The compressed copies (``publish.compressed``), encoded and published on a thread of their own, so that
+    JPEG / PNG encoding (a 640x480 16-bit PNG takes ~18 ms on a small CPU) never holds back the image outputs
+    or the next frame. Per camera only the newest frame's copies wait: copies replaced by a newer frame's
+    before the thread took them are counted as ``dropped:<topic>``; a failed encoding as
+    ``incomplete:compression`` (and logged). Published copies count as ``out:<topic>``, like every output."""
+
+    def __init__(self, node: "DptNode") -> None:
+        self._node = node
+        self._cond = threading.Condition()
+        self._pending: dict[int, tuple] = {}   # camera index -> (camera, header, copies, settings)
+        self._stopping = False
+        self.encode_ms: collections.deque = collections.deque(maxlen=300)   # per frame, all its copies
+        self._thread = threading.Thread(target=self._loop, name="dpt_compressed_copies", daemon=True)
+        self._thread.start()
+
+    def submit(self, cam: _Camera, header, copies: list, s: Settings) -> None:
+        with self._cond:
+            replaced = self._pending.get(cam.index)
+            self._pending[cam.index] = (cam, header, copies, s)
+            self._cond.notify()
+        if replaced is not None:
+            with self._node._lock:
+                for name, *_ in replaced[2]:
+                    cam.counts["dropped:" + name] += 1
+
+    def stop(self, timeout: float) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopping and not self._pending:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                # the camera waiting longest first (a camera's new frame takes the place of its old one)
+                cam, header, copies, s = self._pending.pop(next(iter(self._pending)))
+            t = time.perf_counter()
+            for name, values, encoding, codec in copies:
+                try:
+                    data, fmt = self.encode(values, encoding, codec, s)
+                    cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
+                except Exception as e:  # noqa: BLE001 - this thread must survive anything
+                    if self._stopping or not self._node.context.ok():
+                        return
+                    with self._node._lock:
+                        cam.counts["incomplete:compression"] += 1
+                    self._node._count_error("compression", f"{cam.topic(name)}: {type(e).__name__}: {e}", [])
+                    continue
+                with self._node._lock:
+                    cam.counts["out:" + name] += 1
+            self.encode_ms.append((time.perf_counter() - t) * 1000.0)
+
+    @staticmethod
+    def encode(values: np.ndarray, encoding: str, codec: str, s: Settings) -> tuple[bytes, str]:
+        """(data, format) of an image output's compressed copy, as image_transport's plugins write it."""
+        if codec == "compressedDepth":
+            fmt, data = pipeline.compress_depth(values, encoding, s["compressed.depth_max"],
+                                                s["compressed.depth_quantization"], s["compressed.png_level"])
+        else:
+            fmt, data = pipeline.compress_image(values, encoding, codec, s["compressed.jpeg_quality"],
+                                                s["compressed.png_level"])
+        return data, fmt
 
 
 class _HostCopies:

@@ -4,10 +4,12 @@ test frames and camera infos, and polling waits (no fixed sleeps). No pytest dep
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from typing import Any, Callable, Optional
 
+import cv2
 import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterType
@@ -65,6 +67,34 @@ def make_info(image: Image, fx: float = 50.0) -> CameraInfo:
     k = [fx, 0.0, (w - 1) / 2, 0.0, fx, (h - 1) / 2, 0.0, 0.0, 1.0]
     p = [fx, 0.0, (w - 1) / 2, 0.0, 0.0, fx, (h - 1) / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
     return conversions.camera_info_msg(image.header, w, h, k, p)
+
+
+def read_compressed(fmt: str, data: bytes) -> tuple[str, np.ndarray]:
+    """(encoding, pixels) of a CompressedImage of image_transport's ``compressed`` plugin, read as its
+    subscriber does: the encoding is the part of ``format`` before ';', colour files hold BGR."""
+    encoding = fmt.split(";")[0]
+    img = cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_UNCHANGED)
+    return encoding, (img[..., ::-1] if encoding.startswith("rgb") else img)
+
+
+def read_compressed_depth(fmt: str, data: bytes) -> tuple[str, tuple, np.ndarray]:
+    """(encoding, header, depth) of a CompressedImage of image_transport's ``compressedDepth`` plugin (PNG),
+    read as its decoder does: a 12-byte header (int32 format, float32 a, float32 b) then a 16-bit PNG;
+    32FC1: ``a / (q - b)`` metres, NaN where q = 0; 16UC1: the PNG's values."""
+    encoding, _, rest = fmt.partition(";")
+    if "compressedDepth png" not in rest:
+        raise ValueError(f"not a compressedDepth png format: {fmt!r}")
+    data = bytes(data)
+    header = struct.unpack("<iff", data[:12])
+    q = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
+    if q is None or q.dtype != np.uint16 or q.ndim != 2:
+        raise ValueError("compressedDepth data after the header is not a 16-bit single-channel PNG")
+    if encoding != "32FC1":
+        return encoding, header, q
+    a, b = np.float32(header[1]), np.float32(header[2])
+    with np.errstate(divide="ignore"):
+        depth = np.where(q > 0, a / (q.astype(np.float32) - b), np.float32(np.nan)).astype(np.float32)
+    return encoding, header, depth
 
 
 def publish_until(pub, make: Callable[[int], Any], received: list, n: int = 1, info_pub=None,

@@ -7,7 +7,8 @@ here (structured array + tobytes; sensor_msgs_py itself is not installable from 
 CUDA (``--device cuda``): the CuPy path (pinned upload, fused kernels, GPU cloud, pinned copy
 back) against the typical wrapper (OpenCV on the CPU + GPU model tensors + copy back).
 Both also time the optional stages: a cloud through a lens model (``camera_info.rectified`` false;
-on the CPU also the one-off ray solve), ``points.edge_filter``, and (CPU) ``depth.align``'s fit.
+on the CPU also the one-off ray solve), ``points.edge_filter``, and (CPU) ``depth.align``'s fit; and
+(CPU, 640x480) the compressed copies of ``publish.compressed``, with their sizes.
 
 Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
 Absolute times hold only for the machine they were taken on; compare ratios.
@@ -191,7 +192,28 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     }
     out["cloud_640x480_ms"] = _round(cloud)
     out["cloud_640x480_target_2ms_met"] = cloud["ours_xyzrgb_from_depth"] <= 2.0
+    out["compressed_640x480"] = bench_compressed(w, h, repeat)
     return out
+
+
+def bench_compressed(w: int, h: int, repeat: int) -> dict:
+    """publish.compressed's copies at the parameters' defaults (JPEG 95, PNG level 1, depth_max 10 m): ms,
+    bytes and raw bytes. Frames like a network's: blobs upsampled from 1/16 size (noise would not
+    compress; a real scene's edges compress somewhat worse than these)."""
+    torch.manual_seed(0)
+    inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
+    depth = pl.apply_depth_range(pl.metric_from_inverse(inv, 1.0, 0.0), 0.0, 8.0)
+    labels = pl.labels_from_logits(pl.upsample(torch.rand(1, 150, h // 16, w // 16), (h, w)))[0].numpy()
+    colored = pl.colorize(inv, "inferno", float(inv.min()), float(inv.max()))
+    mm = pl.depth_to_millimetres(torch.from_numpy(depth)).numpy()
+    cases = {
+        "inverse_depth_colored_jpeg": (colored, lambda: pl.compress_image(colored, "rgb8", "jpeg", 95)),
+        "segmentation_png": (labels, lambda: pl.compress_image(labels, "mono8", "png", png_level=1)),
+        "depth_32FC1_compressedDepth": (depth, lambda: pl.compress_depth(depth, "32FC1", 10.0, 100.0, 1)),
+        "depth_16UC1_compressedDepth": (mm, lambda: pl.compress_depth(mm, "16UC1", 10.0, 100.0, 1)),
+    }
+    return {name: {"ms": round(_timer(fn, repeat, 2, False), 3), "bytes": len(fn()[1]), "raw_bytes": int(values.nbytes)}
+            for name, (values, fn) in cases.items()}
 
 
 def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warmup: int) -> float:
@@ -323,6 +345,9 @@ def _print_table(result: dict) -> None:
     print("\nCPU 640x480 cloud payload (ms):")
     for k, v in result["cpu"]["cloud_640x480_ms"].items():
         print(f"  {k:40s} {v:8.3f}")
+    print("\nCPU 640x480 compressed copies (publish.compressed, default parameters):")
+    for k, v in result["cpu"]["compressed_640x480"].items():
+        print(f"  {k:40s} {v['ms']:8.3f} ms  {v['bytes']:9d} of {v['raw_bytes']} bytes")
     cuda = result.get("cuda")
     if cuda:
         print("\nCUDA:", json.dumps(cuda, indent=1))

@@ -1,9 +1,9 @@
 """Compressed outputs in image_transport's formats (dpt_ros.pipeline.compression).
 
-The reader here follows image_transport_plugins' decoders as documented (compressed: the part of
-``format`` before ';' is the encoding and the file holds BGR for colour; compressedDepth: a 12-byte
-ConfigHeader {int32 format, float32 depthParam[2]} then a PNG, ``d = depthParam[0] / (q -
-depthParam[1])``, q = 0 -> NaN); it shares no code with the writer.
+The readers (dpt_ros.ros.testing.read_compressed / read_compressed_depth) follow image_transport_plugins'
+decoders (compressed: the part of ``format`` before ';' is the encoding and the file holds BGR for colour;
+compressedDepth: a 12-byte ConfigHeader {int32 format, float32 depthParam[2]} then a PNG, ``d = depthParam[0]
+/ (q - depthParam[1])``, q = 0 -> NaN); they share no code with the writer.
 """
 from __future__ import annotations
 
@@ -14,29 +14,7 @@ import numpy as np
 import pytest
 
 from dpt_ros.pipeline import compression
-from dpt_ros.ros.testing import pattern_image
-
-
-def _read_compressed(fmt: str, data: bytes) -> tuple[str, np.ndarray]:
-    encoding = fmt.split(";")[0]
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if encoding == "rgb8":
-        img = img[..., ::-1]
-    return encoding, img
-
-
-def _read_compressed_depth(fmt: str, data: bytes) -> tuple[str, tuple, np.ndarray]:
-    encoding, rest = fmt.split(";", 1)
-    assert "compressedDepth png" in rest
-    header = struct.unpack("<iff", data[:12])
-    q = cv2.imdecode(np.frombuffer(data[12:], np.uint8), cv2.IMREAD_UNCHANGED)
-    assert q.dtype == np.uint16
-    if encoding != "32FC1":
-        return encoding, header, q
-    a, b = np.float32(header[1]), np.float32(header[2])
-    with np.errstate(divide="ignore"):
-        depth = np.where(q > 0, a / (q.astype(np.float32) - b), np.float32(np.nan)).astype(np.float32)
-    return encoding, header, depth
+from dpt_ros.ros.testing import pattern_image, read_compressed, read_compressed_depth
 
 
 def test_rgb_jpeg_is_bgr_inside_and_says_so():
@@ -44,14 +22,14 @@ def test_rgb_jpeg_is_bgr_inside_and_says_so():
     fmt, data = compression.compress_image(rgb, "rgb8", "jpeg", jpeg_quality=95)
     assert fmt == "rgb8; jpeg compressed bgr8"
     assert data[:2] == b"\xff\xd8"
-    encoding, back = _read_compressed(fmt, data)
+    encoding, back = read_compressed(fmt, data)
     assert encoding == "rgb8" and back.shape == rgb.shape
     err = np.abs(back.astype(int) - rgb.astype(int)).mean()
     assert err < 8.0 < np.abs(back[..., ::-1].astype(int) - rgb.astype(int)).mean() / 4   # noise of +-15 in it
     # the channel order: a red patch stays red after the round trip
     red = np.zeros((32, 32, 3), np.uint8)
     red[..., 0] = 255
-    _, back = _read_compressed(*compression.compress_image(red, "rgb8", "jpeg"))
+    _, back = read_compressed(*compression.compress_image(red, "rgb8", "jpeg"))
     assert back[..., 0].min() > 240 and back[..., 2].max() < 15
 
 
@@ -61,7 +39,7 @@ def test_jpeg_quality_trades_size_for_error():
     for quality in (30, 75, 98):
         fmt, data = compression.compress_image(rgb, "rgb8", "jpeg", jpeg_quality=quality)
         sizes.append(len(data))
-        errors.append(np.abs(_read_compressed(fmt, data)[1].astype(int) - rgb.astype(int)).mean())
+        errors.append(np.abs(read_compressed(fmt, data)[1].astype(int) - rgb.astype(int)).mean())
     assert sizes[0] < sizes[1] < sizes[2]
     assert errors[0] > errors[1] > errors[2]
 
@@ -73,7 +51,7 @@ def test_mono_png_is_lossless(encoding, dtype, top, level):
     labels = rng.integers(0, top + 1, (37, 53)).astype(dtype)
     fmt, data = compression.compress_image(labels, encoding, "png", png_level=level)
     assert fmt == f"{encoding}; png compressed "
-    back_encoding, back = _read_compressed(fmt, data)
+    back_encoding, back = read_compressed(fmt, data)
     assert back_encoding == encoding and back.dtype == dtype
     np.testing.assert_array_equal(back, labels)
 
@@ -103,7 +81,7 @@ def test_32fc1_depth_round_trip_within_half_a_code(depth_max, quantization):
     depth = rng.uniform(code.nearest * 1.001, depth_max * 0.999, (48, 64)).astype(np.float32)
     depth[0, :3] = [code.nearest * 1.0001, 1.0, depth_max * 0.9999]
     fmt, data = compression.compress_depth(depth, "32FC1", depth_max, quantization, png_level=1)
-    encoding, header, back = _read_compressed_depth(fmt, data)
+    encoding, header, back = read_compressed_depth(fmt, data)
     assert encoding == "32FC1" and header[0] == 0 and back.shape == depth.shape
     assert np.isfinite(back).all()
     # one code step at depth d is d**2 / quant_a (derivative of quant_a / d); rounding keeps half of it
@@ -117,7 +95,7 @@ def test_32fc1_depth_round_trip_within_half_a_code(depth_max, quantization):
 def test_32fc1_depth_without_a_code_reads_back_as_nan():
     code = compression.depth_quantization(10.0, 100.0)
     depth = np.array([[np.nan, np.inf, -np.inf, 0.0, -1.0, 10.0, 25.0, code.nearest * 0.99, 3.0]], np.float32)
-    _, _, back = _read_compressed_depth(*compression.compress_depth(depth, "32FC1"))
+    _, _, back = read_compressed_depth(*compression.compress_depth(depth, "32FC1"))
     assert np.isnan(back[0, :8]).all()
     assert back[0, 8] == pytest.approx(3.0, abs=0.5 * 9 / code.quant_a)
 
@@ -126,11 +104,11 @@ def test_16uc1_depth_is_exact_with_zero_beyond_depth_max():
     rng = np.random.default_rng(5)
     mm = rng.integers(0, 65536, (30, 40)).astype(np.uint16)
     mm[0, :4] = [0, 4999, 5000, 5001]
-    encoding, header, back = _read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=5.0))
+    encoding, header, back = read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=5.0))
     assert (encoding, header) == ("16UC1", (0, 0.0, 0.0))
     np.testing.assert_array_equal(back, np.where(mm > 5000, 0, mm))
     assert mm[0, 3] == 5001   # the caller's image is left alone
-    _, _, back = _read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=100.0))
+    _, _, back = read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=100.0))
     np.testing.assert_array_equal(back, mm)
 
 

@@ -25,6 +25,11 @@ def test_bench_pipeline_json_cpu(capsys):
                                             "ours_xyzrgb_from_depth_through_lens", "lens_rays_solved_once_stride1",
                                             "edge_filter", "align_fit_stride4"}
     assert all(v > 0 for v in cpu["cloud_640x480_ms"].values())
+    comp = cpu["compressed_640x480"]
+    assert set(comp) == {"inverse_depth_colored_jpeg", "segmentation_png", "depth_32FC1_compressedDepth",
+                         "depth_16UC1_compressedDepth"}
+    assert all(v["ms"] > 0 and 0 < v["bytes"] < v["raw_bytes"] for v in comp.values())
+    assert comp["inverse_depth_colored_jpeg"]["raw_bytes"] == 640 * 480 * 3
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 

@@ -1,0 +1,212 @@
+"""The node's compressed copies of its image outputs (publish.compressed), through DDS, read as
+image_transport's compressed and compressedDepth subscribers read them."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import CompressedImage, Image
+
+from dpt_ros import pipeline
+from dpt_ros.pipeline import depth_quantization
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import (make_image, publish_until, qos, read_compressed, read_compressed_depth, set_params,
+                                 wait_for)
+
+DOMAIN = 75
+
+COMPRESSED = ("inverse_depth/colored/compressed", "depth/compressedDepth", "segmentation/compressed",
+              "segmentation/colored/compressed")
+
+
+def _connect(harness, node, names: dict) -> tuple[dict, object]:
+    got = {n: harness.collector(t, n) for n, t in names.items()}
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in names)
+             and pub.get_subscription_count() > 0, what="discovery")
+    return got, pub
+
+
+def _frame_of(msgs: list, sec: int):
+    return next(m for m in msgs if m.header.stamp.sec == sec)
+
+
+def test_compressed_copies_hold_their_image_outputs_with_the_same_header(harness):
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "depth.max": 8.0,
+                                 "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    raw = ("inverse_depth/colored", "depth", "segmentation", "segmentation/colored")
+    got, pub = _connect(harness, node, {**{n: Image for n in raw}, **{n: CompressedImage for n in COMPRESSED}})
+    pub.publish(make_image(7 * 1_000_000_000 + 11, width=64, height=48, frame_id="cam_z"))
+    wait_for(lambda: all(len(got[n]) >= 1 for n in got), timeout=60, what="every output of the frame")
+    for name, msgs in got.items():
+        assert (msgs[0].header.stamp.sec, msgs[0].header.stamp.nanosec, msgs[0].header.frame_id) == (7, 11, "cam_z"), name
+
+    for name, codec in (("inverse_depth/colored", "jpeg"), ("segmentation/colored", "jpeg")):
+        msg = _frame_of(got[name + "/compressed"], 7)
+        assert msg.format == f"rgb8; {codec} compressed bgr8"
+        encoding, back = read_compressed(msg.format, msg.data)
+        want = conversions.image_array(_frame_of(got[name], 7))
+        assert encoding == "rgb8" and back.shape == want.shape == (48, 64, 3)
+        err = np.abs(back.astype(int) - want.astype(int)).mean()
+        # JPEG's loss (large here: a 64x48 image of random-weight noise), far below reading it as RGB
+        assert err < 12.0 and np.abs(back[..., ::-1].astype(int) - want.astype(int)).mean() > 2 * err, name
+
+    msg = _frame_of(got["segmentation/compressed"], 7)
+    assert msg.format == "mono8; png compressed "
+    encoding, labels = read_compressed(msg.format, msg.data)
+    assert encoding == "mono8"
+    np.testing.assert_array_equal(labels, conversions.image_array(_frame_of(got["segmentation"], 7)))
+
+    msg = _frame_of(got["depth/compressedDepth"], 7)
+    assert msg.format == "32FC1; compressedDepth png"
+    encoding, header, back = read_compressed_depth(msg.format, msg.data)
+    code = depth_quantization(10.0, 100.0)   # the parameters' defaults
+    assert encoding == "32FC1" and header == (0, code.quant_a, code.quant_b)
+    depth = conversions.image_array(_frame_of(got["depth"], 7))
+    coded = np.isfinite(depth) & (depth > code.nearest) & (depth < 10.0)
+    assert coded.mean() > 0.5   # 1 / (inverse depth + 0.2): most of this frame is nearer than 8 m
+    np.testing.assert_allclose(back[coded], depth[coded], rtol=0, atol=float(0.5 * depth.max() ** 2 / code.quant_a))
+    assert np.isnan(back[~coded]).all()   # +Inf beyond depth.max (8 m) has no code: NaN when read
+    # counted after publication, on the copies' own thread
+    wait_for(lambda: all(node.counts()[""].get(f"out:{n}", 0) == 1 for n in COMPRESSED), what="the copies counted")
+
+
+@pytest.mark.parametrize("topic,overrides", [
+    ("depth/compressedDepth", {"depth.scale": 1.0}),
+    ("segmentation/colored/compressed", {"depth.variant": "", "segmentation.variant": "dpt_hybrid_ade20k",
+                                         "segmentation.weights": "random"}),
+])
+def test_a_compressed_subscriber_alone_gets_its_copy_and_the_image_is_not_published(harness, topic, overrides):
+    node = harness.start_node(**overrides)
+    got, pub = _connect(harness, node, {topic: CompressedImage})
+    publish_until(pub, lambda i: make_image(i, width=40, height=30), got[topic])
+    wait_for(lambda: node.counts()[""].get(f"out:{topic}", 0) >= 1, what="the output counted")
+    c = node.counts()[""]
+    assert [k for k in c if k.startswith("out:")] == [f"out:{topic}"], c
+    msg = got[topic][0]
+    shape = (read_compressed_depth(msg.format, msg.data)[2] if "Depth" in topic else read_compressed(msg.format, msg.data)[1]).shape
+    assert shape[:2] == (30, 40)
+
+
+def test_compressed_copies_are_encoded_only_while_subscribed_even_without_lazy(harness):
+    node = harness.start_node(lazy=False, **{"depth.scale": 1.0})
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(5))
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 1, what="processed frame")
+    c = node.counts()[""]
+    assert c["out:depth"] == c["out:inverse_depth/colored"] == 1
+    assert not any(f"out:{n}" in c for n in COMPRESSED), c
+
+
+def test_compressed_parameters_apply_from_the_next_frame(harness):
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2})
+    names = {"depth": Image, "depth/compressedDepth": CompressedImage,
+             "inverse_depth/colored/compressed": CompressedImage}
+    got, pub = _connect(harness, node, names)
+
+    def frame(sec: int) -> dict:
+        pub.publish(make_image(sec * 1_000_000_000, width=64, height=48))
+        wait_for(lambda: all(any(m.header.stamp.sec == sec for m in got[n]) for n in names), timeout=30,
+                 what=f"the outputs of frame {sec}")
+        return {n: _frame_of(got[n], sec) for n in names}
+
+    first = frame(1)
+    assert all(r.successful for r in set_params(harness, node, **{
+        "compressed.jpeg_quality": 20, "compressed.depth_max": 3.0, "compressed.depth_quantization": 50.0}))
+    second = frame(2)   # same pixels as frame 1 (make_image's seed), new parameters
+    assert len(second["inverse_depth/colored/compressed"].data) < 0.7 * len(first["inverse_depth/colored/compressed"].data)
+    _, header, back = read_compressed_depth(second["depth/compressedDepth"].format, second["depth/compressedDepth"].data)
+    code = depth_quantization(3.0, 50.0)
+    assert header == (0, code.quant_a, code.quant_b) == (0, 2550.0, 1.0 - 850.0)
+    depth = conversions.image_array(second["depth"])
+    assert np.isnan(back[depth >= 3.0]).all() and np.isfinite(back[depth < 3.0]).all()
+
+    assert all(r.successful for r in set_params(harness, node, **{"depth.encoding": "16UC1"}))
+    third = frame(3)
+    encoding, header, mm = read_compressed_depth(third["depth/compressedDepth"].format, third["depth/compressedDepth"].data)
+    assert (encoding, header) == ("16UC1", (0, 0.0, 0.0))
+    want = conversions.image_array(third["depth"])
+    np.testing.assert_array_equal(mm, np.where(want > 3000, 0, want))   # millimetres, none beyond depth_max
+
+    results = set_params(harness, node, **{"compressed.jpeg_quality": 0})
+    assert not results[0].successful and "compressed.jpeg_quality" in results[0].reason
+    results = set_params(harness, node, **{"compressed.png_level": 10})
+    assert not results[0].successful
+
+
+@pytest.mark.parametrize("overrides,absent", [
+    ({"publish.compressed": False}, COMPRESSED),
+    ({"publish.depth": False}, ("depth/compressedDepth",)),
+])
+def test_compressed_copies_follow_their_switches(harness, overrides, absent):
+    node = harness.start_node(**{"depth.scale": 1.0}, **overrides)
+    topics = {name for name, _ in node.get_publisher_names_and_types_by_node(node.get_name(), node.get_namespace())}
+    if overrides.get("publish.compressed") is False:
+        assert not any(t.endswith(("/compressed", "/compressedDepth")) for t in topics), topics
+        return
+    assert {f"/{n}" for n in COMPRESSED} <= topics
+    subscribed = {n: harness.collector(CompressedImage, n) for n in absent}
+    colored = harness.collector(CompressedImage, "inverse_depth/colored/compressed")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in absent), what="discovery")
+    publish_until(pub, lambda i: make_image(i, width=40, height=30), colored)
+    wait_for(lambda: node.counts()[""].get("processed", 0) >= 1, what="processed")
+    assert all(not msgs for msgs in subscribed.values())
+    assert not any(f"out:{n}" in node.counts()[""] for n in absent)
+
+
+def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(harness, monkeypatch):
+    """The copies are encoded on their own thread: while it is busy (held here at its first copy) every
+    frame's depth is published, and of the copies that queue up only each camera's newest is kept; the
+    ones it replaces are counted as dropped:<topic>."""
+    gate, entered = threading.Event(), threading.Event()
+    real = pipeline.compress_depth
+
+    def held(*args, **kwargs):
+        entered.set()
+        gate.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compress_depth", held)
+    node = harness.start_node(**{"depth.scale": 1.0})
+    got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
+    try:
+        pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+        wait_for(entered.is_set, what="the first copy being encoded")
+        for sec in (2, 3, 4):
+            pub.publish(make_image(sec * 1_000_000_000, width=40, height=30))
+            wait_for(lambda: any(m.header.stamp.sec == sec for m in got["depth"]), what=f"depth of frame {sec}")
+        assert got["depth/compressedDepth"] == []   # the thread is still on frame 1
+        c = node.counts()[""]
+        assert c["dropped:depth/compressedDepth"] == 2 and c["processed"] == 4   # frames 2 and 3 replaced
+    finally:
+        gate.set()
+    wait_for(lambda: len(got["depth/compressedDepth"]) == 2, what="the copies of frames 1 and 4")
+    assert [m.header.stamp.sec for m in got["depth/compressedDepth"]] == [1, 4]
+    wait_for(lambda: node.counts()[""].get("out:depth/compressedDepth", 0) == 2, what="the copies counted")
+    c = node.counts()[""]
+    assert c["out:depth"] == c["out:depth/compressedDepth"] + c["dropped:depth/compressedDepth"] == 4
+    diag = {kv.key: kv.value for st in node.diagnostics().status for kv in st.values}
+    assert diag["dropped.depth/compressedDepth"] == "2" and float(diag["latency.compressed_copies_ms"]) > 0
+
+
+def test_a_failed_encoding_is_counted_and_the_next_frame_encoded(harness, monkeypatch):
+    calls = []
+    real = pipeline.compress_image
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("OpenCV could not encode (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compress_image", fails_once)
+    node = harness.start_node()
+    got, pub = _connect(harness, node, {"inverse_depth/colored/compressed": CompressedImage})
+    publish_until(pub, lambda i: make_image(i, width=40, height=30), got["inverse_depth/colored/compressed"])
+    wait_for(lambda: node.counts()[""].get("incomplete:compression", 0) == 1, what="the failure counted")
+    assert node.error_counts()["compression"] == 1
+    assert node.counts()[""]["processed"] >= 2
