@@ -6,6 +6,8 @@ throttled and not stored), camera_info and ``depth.align`` reference depths, and
 filled slots (several cameras -> one batch per network input shape), runs the stages of
 :meth:`DptNode.process` with one settings snapshot and one model set, and publishes. Model
 parameter changes build new engines in a loader thread; the worker picks them up between batches.
+The compressed copies of the image outputs (``publish.compressed``) are encoded and published by a
+thread of their own, which keeps only each camera's newest frame waiting (:class:`_CompressedCopies`).
 """
 from __future__ import annotations
 
@@ -1149,10 +1151,9 @@ class _CompressedCopies:
         """(data, format) of an image output's compressed copy, as image_transport's plugins write it."""
         if codec == "compressedDepth":
             fmt, data = pipeline.compress_depth(values, encoding, s["compressed.depth_max"],
-                                                s["compressed.depth_quantization"], s["compressed.png_level"])
+                                                s["compressed.depth_quantization"])
         else:
-            fmt, data = pipeline.compress_image(values, encoding, codec, s["compressed.jpeg_quality"],
-                                                s["compressed.png_level"])
+            fmt, data = pipeline.compress_image(values, encoding, codec, s["compressed.jpeg_quality"])
         return data, fmt
 
 

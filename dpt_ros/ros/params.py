@@ -201,15 +201,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("publish.compressed", True,
               "Also offer the image outputs compressed, as image_transport's plugins do for C++ nodes: "
               "inverse_depth/colored/compressed and segmentation/colored/compressed (JPEG), segmentation/compressed "
-              "(PNG, lossless labels), depth/compressedDepth (PNG; 32FC1 quantised in inverse depth up to "
+              "(PNG, lossless labels), depth/compressedDepth (16-bit PNG; 32FC1 quantised in inverse depth up to "
               "compressed.depth_max). Each is encoded only while it has subscribers (also with lazy:=false) and "
               "only where its image output is enabled.", "static"),
     ParamSpec("compressed.jpeg_quality", 95, "JPEG quality of the */compressed colour outputs (image_transport's "
               "jpeg_quality).", int_range=(1, 100, 1)),
-    ParamSpec("compressed.png_level", 1, "PNG compression level of segmentation/compressed and "
-              "depth/compressedDepth (0 none .. 9 smallest, slowest; image_transport's png_level; on a network's "
-              "smooth depth 1 is as small as 9 and the fastest that compresses).",
-              int_range=(0, 9, 1)),
     ParamSpec("compressed.depth_max", 10.0, "Farthest depth (metres) in depth/compressedDepth; farther ones "
               "read back as no data (image_transport's depth_max).", float_range=(0.01, 1.0e6)),
     ParamSpec("compressed.depth_quantization", 100.0, "Quantization of 32FC1 depth/compressedDepth "

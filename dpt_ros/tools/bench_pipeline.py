@@ -197,7 +197,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
 
 
 def bench_compressed(w: int, h: int, repeat: int) -> dict:
-    """publish.compressed's copies at the parameters' defaults (JPEG 95, PNG level 1, depth_max 10 m): ms,
+    """publish.compressed's copies at the parameters' defaults (JPEG 95, depth_max 10 m; PNG level 1): ms,
     bytes and raw bytes. Frames like a network's: blobs upsampled from 1/16 size (noise would not
     compress; a real scene's edges compress somewhat worse than these)."""
     torch.manual_seed(0)

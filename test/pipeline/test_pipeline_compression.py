@@ -56,7 +56,7 @@ def test_mono_png_is_lossless(encoding, dtype, top, level):
     np.testing.assert_array_equal(back, labels)
 
 
-def test_png_level_trades_time_for_size():
+def test_png_level_0_stores_the_pixels_and_9_compresses_them():
     labels = np.repeat(np.repeat(pattern_image(40, 30)[..., 0] // 40, 8, 0), 8, 1)
     sizes = [len(compression.compress_image(labels, "mono8", "png", png_level=lv)[1]) for lv in (0, 9)]
     assert sizes[1] < sizes[0] / 4

@@ -132,8 +132,8 @@ def test_compressed_parameters_apply_from_the_next_frame(harness):
 
     results = set_params(harness, node, **{"compressed.jpeg_quality": 0})
     assert not results[0].successful and "compressed.jpeg_quality" in results[0].reason
-    results = set_params(harness, node, **{"compressed.png_level": 10})
-    assert not results[0].successful
+    results = set_params(harness, node, **{"compressed.depth_max": 0.0})
+    assert not results[0].successful and "compressed.depth_max" in results[0].reason
 
 
 @pytest.mark.parametrize("overrides,absent", [
