@@ -79,6 +79,8 @@ _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (1
 _INFO_WAIT_S = 0.05
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
+#: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
+_STUCK_S = 10.0
 
 
 class StartupError(RuntimeError):
@@ -287,6 +289,8 @@ class DptNode(Node):
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
+        self._busy: Optional[tuple[str, float]] = None   # (stage, time.monotonic() it began) of the running batch
+        self._stuck_logged: Optional[tuple[str, float]] = None
 
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
@@ -586,6 +590,7 @@ class DptNode(Node):
                         frames.append(cam.pending)
                         cam.pending = None
                 self._in_worker = frames
+            self._busy = ("decode", time.monotonic())
             try:
                 self.process(frames)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
@@ -593,6 +598,7 @@ class DptNode(Node):
                     return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
                 self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
                                   [f for f in frames if not f.counted])
+            self._busy = None
             with self._wake:
                 self._in_worker = []
 
@@ -656,6 +662,7 @@ class DptNode(Node):
         if not jobs:
             return
         t1 = time.perf_counter()
+        self._busy = ("model", time.monotonic())   # pre-processing and the forward pass
         try:
             self._infer(jobs, m)
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
@@ -664,6 +671,7 @@ class DptNode(Node):
             self._count_error(*self._failure("inference", e), [j["frame"] for j in jobs])
             return
         t2 = time.perf_counter()
+        self._busy = ("postprocess", time.monotonic())
         messages = []
         for job in jobs:
             try:
@@ -671,6 +679,7 @@ class DptNode(Node):
             except Exception as e:  # noqa: BLE001
                 self._count_error(*self._failure("postprocess", e), [job["frame"]])
         t3 = time.perf_counter()
+        self._busy = ("publish", time.monotonic())
         for job, msgs in messages:
             cam = job["frame"].camera
             for name, msg in msgs.items():
@@ -996,7 +1005,20 @@ class DptNode(Node):
             kv["gpu_memory_reserved_mb"] = f"{torch.cuda.memory_reserved(m.device) / 2**20:.1f}"
         random_w = any(getattr(m, t) is not None and getattr(m, t).random_weights for t in ("depth", "segmentation"))
         level, text = DiagnosticStatus.OK, "running"
-        if model_error:
+        busy = self._busy   # read once: the worker replaces it
+        limit = max(_STUCK_S, 3.0 * max(total, default=0.0) / 1000.0)
+        if busy is not None and now - busy[1] > limit:
+            kv["worker_stuck_in"], kv["worker_stuck_s"] = busy[0], f"{now - busy[1]:.1f}"
+            level, text = DiagnosticStatus.ERROR, (
+                f"worker stuck in {busy[0]} for {now - busy[1]:.0f} s (limit {limit:.0f} s): no outputs meanwhile")
+            if self._stuck_logged != busy:
+                self._stuck_logged = busy
+                self.get_logger().error(
+                    f"the inference worker has been in its {busy[0]} stage for {now - busy[1]:.0f} s (its slowest recent "
+                    f"batch took {max(total, default=0.0) / 1000.0:.1f} s): nothing is published meanwhile. A hung GPU "
+                    f"or driver (nvidia-smi), a CPU starved by other processes, or a publish blocked by a stalled "
+                    f"subscriber; /diagnostics turns OK again when it moves on")
+        elif model_error:
             level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
         elif random_w:
             level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful"

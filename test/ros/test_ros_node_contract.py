@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
+from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros import pipeline
@@ -198,6 +199,42 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     silent = float(v["seconds_since_last_image"])
     assert status.level == DiagnosticStatus.WARN and 0.5 <= silent < 30.0
     assert status.message == f"no image for {silent:.1f} s"
+
+
+def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypatch):
+    """A batch that does not finish (a hung GPU, here a forward held by a gate) turns the model status to ERROR
+    naming the stage, once it has run longer than _STUCK_S and 3x the slowest recent batch; logged once; OK
+    again when the worker moves on."""
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
+             what="discovery")
+    pub.publish(make_image(1))
+    wait_for(lambda: len(out) == 1, what="a first output")
+    model = node.diagnostics().status[0]
+    assert model.level == DiagnosticStatus.WARN and "worker_stuck_in" not in {kv.key for kv in model.values}  # random weights
+    slowest = max(sum(v) for v in zip(*(node._stage_ms[k] for k in node_module.STAGES))) / 1000.0
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(make_image(2))
+        wait_for(entered.is_set, what="the forward held")
+        time.sleep(max(0.5, 3 * slowest) + 0.2)
+        model = node.diagnostics().status[0]
+        v = {kv.key: kv.value for kv in model.values}
+        assert model.level == DiagnosticStatus.ERROR and model.message.startswith("worker stuck in model for ")
+        assert v["worker_stuck_in"] == "model" and float(v["worker_stuck_s"]) >= 0.5
+        node.diagnostics()   # the same episode is logged once
+        wait_for(lambda: any("inference worker has been in its model stage" in m.msg for m in log), what="the log line")
+        assert sum("inference worker has been" in m.msg for m in log) == 1
+    finally:
+        gate.set()
+    wait_for(lambda: len(out) == 2, what="the held frame's output")
+    wait_for(lambda: node._busy is None, what="the worker idle")
+    model = node.diagnostics().status[0]
+    assert model.level == DiagnosticStatus.WARN and model.message.startswith("random weights")
 
 
 def test_throttle_keeps_the_long_run_rate_through_camera_jitter():
