@@ -28,6 +28,7 @@ Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
     ``metric_from_inverse(inv, scale, shift)`` = 1 / max(scale * inv + shift, 1e-8);
     ``apply_depth_range(depth, min_depth, max_depth)`` -> REP 117 (NaN / -inf / +inf);
     ``drop_depth_edges(depth, max_jump)`` (torch) -> NaN where a neighbour's depth jumps (for clouds);
+    ``drop_labels(depth, labels, label_values)`` (torch) -> NaN where the label is one of them (for clouds);
     ``depth_to_millimetres(depth)`` -> 16UC1 (0 invalid);
     ``colorize(values, colormap, vmin, vmax)`` -> (H, W, 3) uint8 RGB, ``COLORMAPS``,
     ``colormap_lut(name)``; ``RunningRange(low=2, high=98, momentum=0.9).update(values)`` ->
@@ -104,6 +105,7 @@ from dpt_ros.pipeline.postprocess import (
     colorize_labels,
     depth_to_millimetres,
     drop_depth_edges,
+    drop_labels,
     labels_from_logits,
     metric_from_inverse,
     overlay,
@@ -122,7 +124,7 @@ __all__ = [
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange",
-    "apply_depth_range", "array_module", "drop_depth_edges", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
+    "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",

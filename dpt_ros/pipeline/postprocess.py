@@ -111,6 +111,22 @@ def drop_depth_edges(depth: torch.Tensor, max_jump: float) -> torch.Tensor:
     return z.masked_fill(edge, math.nan)
 
 
+def drop_labels(depth: torch.Tensor, labels: torch.Tensor, label_values) -> torch.Tensor:
+    """A copy of a (H, W) depth with NaN where ``labels`` (same size, integer) holds one of ``label_values``:
+    classes left out of a point cloud, e.g. people and cars before mapping. Torch, on the tensors' device."""
+    if tuple(labels.shape) != tuple(depth.shape):
+        raise ValueError(f"labels {tuple(labels.shape)} and depth {tuple(depth.shape)} differ in size")
+    values = sorted({int(v) for v in label_values})
+    if not values:
+        return depth
+    top = max(values[-1], 255 if labels.dtype == torch.uint8 else int(labels.max()))
+    if values[0] < 0:
+        raise ValueError(f"label values are >= 0; got {values[0]}")
+    table = torch.zeros(top + 1, dtype=torch.bool, device=labels.device)   # label value -> drop
+    table[values] = True
+    return depth.float().masked_fill(table.take(labels.long()), math.nan)
+
+
 def depth_to_millimetres(depth: Any) -> Any:
     """16UC1 depth (REP 118 raw-driver style): millimetres rounded to nearest, 0 = invalid (NaN, +-inf,
     <= 0, > 65.535 m). NumPy, CuPy or torch (where the tensor lives: the device -> host copy is then half

@@ -643,7 +643,8 @@ class DptNode(Node):
                 wanted -= set(_DEPTH_OUTPUTS)
             if m.segmentation is None:
                 wanted -= set(_SEG_OUTPUTS)
-            needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and s["points.label"])
+            needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and (
+                s["points.label"] or bool(s["points.exclude_classes"].strip())))
             if not wanted:
                 with self._lock:
                     f.camera.counts["idle"] += 1
@@ -808,6 +809,11 @@ class DptNode(Node):
                 except pipeline.CalibrationError as e:
                     self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f], partial=True)
         want_cloud = intr is not None and "points" in wanted
+        exclude = params.class_labels(s["points.exclude_classes"]) if want_cloud else ()
+        if exclude and labels_t is None:   # publishing the classes the user asked to leave out is no option
+            self._count_error("exclude_classes", "points.exclude_classes needs segmentation labels: set "
+                              "segmentation.variant (and segmentation.weights); no points published", [f], partial=True)
+            want_cloud = False
         cloud_labels = labels_t is not None and s["points.label"]
         cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available(depth_t.device)
         if labels_t is not None and (not needed.isdisjoint(_SEG_OUTPUTS) or
@@ -816,6 +822,8 @@ class DptNode(Node):
         cloud_depth_t = depth_t
         if want_cloud and s["points.edge_filter"] > 0:   # the cloud only: depth stays as the model made it
             cloud_depth_t = pipeline.drop_depth_edges(depth_t, s["points.edge_filter"])
+        if want_cloud and exclude:
+            cloud_depth_t = pipeline.drop_labels(cloud_depth_t, labels_t, exclude)
         if want_cloud and not cloud_on_device:
             host.request("cloud_depth" if cloud_depth_t is not depth_t else "depth", cloud_depth_t)
         cloud = None

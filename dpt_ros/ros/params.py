@@ -12,6 +12,8 @@ immutable :class:`Settings` snapshot; the worker thread reads one snapshot per f
 """
 from __future__ import annotations
 
+import difflib
+import functools
 import json
 import math
 import re
@@ -131,6 +133,32 @@ def _check_cameras(value: list) -> Optional[str]:
     return None
 
 
+@functools.lru_cache(maxsize=16)
+def class_labels(text: str) -> tuple[int, ...]:
+    """Label values of a comma-separated list of class names (``points.exclude_classes``), e.g.
+    ``"person, car"`` -> (13, 21); ValueError naming an unknown name and the closest real ones."""
+    names = _class_names()
+    labels = []
+    for item in text.split(","):
+        name = item.strip()
+        if not name:
+            continue
+        if name not in names[1:]:
+            close = difflib.get_close_matches(name, names[1:], n=3)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"{name!r} is not a segmentation class (the class_names parameter lists them){hint}")
+        labels.append(names.index(name))
+    return tuple(labels)
+
+
+def _check_classes(value: str) -> Optional[str]:
+    try:
+        class_labels(value)
+    except ValueError as e:
+        return f"points.exclude_classes: {e}"
+    return None
+
+
 def _class_names() -> list[str]:
     from dpt_ros.pipeline import ADE20K_CLASSES
 
@@ -229,6 +257,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "than this fraction of the nearer one (e.g. 0.05) is left out of the cloud (NaN when organised). "
               "Removes the 'flying pixels' a network's smooth depth puts between foreground and background; "
               "depth itself is unchanged. 0 = off.", float_range=(0.0, 10.0)),
+    ParamSpec("points.exclude_classes", "",
+              "Segmentation classes left out of the cloud, comma-separated names from class_names (e.g. 'person, car': "
+              "moving objects before mapping; 'sky'); NaN when organised. Needs segmentation (segmentation.variant): "
+              "without labels for a frame no cloud is published (counted incomplete.exclude_classes). Depth itself is "
+              "unchanged. '' = none.", check=_check_classes),
     ParamSpec("points.organized", True,
               "Organised (H x W, NaN for invalid) cloud; false = only valid points (height 1)."),
     ParamSpec("colormap", "inferno", "Colour map of inverse_depth/colored."),
@@ -353,8 +386,6 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
 def unknown_parameter(name: str) -> str:
     """The warning for a start-up value (``-p``, ``--params-file``) of a parameter the node does not
     have: rclpy ignores such values silently, so a misspelt name would otherwise go unnoticed."""
-    import difflib  # noqa: PLC0415
-
     close = difflib.get_close_matches(name, [p.name for p in PARAMETERS], n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (f"unknown parameter {name!r} ignored: {hint}`ros2 param list` or the README's parameter table "

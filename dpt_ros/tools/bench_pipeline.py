@@ -7,7 +7,8 @@ here (structured array + tobytes; sensor_msgs_py itself is not installable from 
 CUDA (``--device cuda``): the CuPy path (pinned upload, fused kernels, GPU cloud, pinned copy
 back) against the typical wrapper (OpenCV on the CPU + GPU model tensors + copy back).
 Both also time the optional stages: a cloud through a lens model (``camera_info.rectified`` false;
-on the CPU also the one-off ray solve), ``points.edge_filter``, and (CPU) ``depth.align``'s fit; and
+on the CPU also the one-off ray solve), ``points.edge_filter``, ``points.exclude_classes`` (two classes),
+and (CPU) ``depth.align``'s fit; and
 (CPU, 640x480) the compressed copies of ``publish.compressed``, with their sizes.
 
 Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
@@ -168,6 +169,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     intr = _intrinsics(w, h)
     lens = _lens_intrinsics(w, h)
     depth_t = torch.from_numpy(depth)
+    labels_t = torch.from_numpy(np.random.default_rng(4).integers(1, 151, (h, w), dtype=np.uint8))
     inv_sub = 1.0 / depth[::4, ::4]
 
     def solve_rays(intr):   # what a new camera_info costs once (the rays are cached afterwards)
@@ -187,6 +189,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
         "lens_rays_solved_once_stride1": _timer(lambda: solve_rays(lens), max(3, repeat // 10), 1, False),
         "lens_rays_solved_once_1920x1080_stride1": _timer(lambda: solve_rays(_lens_intrinsics(1920, 1080)), 3, 0, False),
         "edge_filter": _timer(lambda: pl.drop_depth_edges(depth_t, 0.05), repeat, 3, False),
+        "exclude_classes_2": _timer(lambda: pl.drop_labels(depth_t, labels_t, (13, 21)), repeat, 3, False),
         "align_fit_stride4": _timer(lambda: pl.fit_scale_shift(*pl.inverse_depth_pairs(inv_sub, depth[::4, ::4], stride=1)),
                                     repeat, 3, False),
     }
@@ -252,6 +255,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             return pl.apply_depth_range(pl.metric_from_inverse(up, *KITTI), 1.0, 80.0, inplace=True)
 
         depth = pl.tensor_to_array(post_depth())
+        labels = torch.randint(1, 151, (h, w), dtype=torch.uint8, device=dev)
         stages = {
             "upload_decode_preprocess": lambda: pre(view),
             "decode_preprocess_kernels": lambda: pre(dev_view),
@@ -262,6 +266,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
             "cloud_xyz_to_pinned_through_lens": lambda: _cuda.cloud_to_pinned(depth, lens, None, None, 1, True),
             "edge_filter": lambda: pl.drop_depth_edges(torch.as_tensor(depth, device=dev), 0.05),
+            "exclude_classes_2": lambda: pl.drop_labels(torch.as_tensor(depth, device=dev), labels, (13, 21)),
             "cloud_xyzrgb_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, rgb_dev, None, 1, True),
             # with the host copy into an array.array (build_cloud's default); the node now serialises
             # from the pinned buffer (reuse_buffer=True), i.e. pays cloud_xyzrgb_to_pinned

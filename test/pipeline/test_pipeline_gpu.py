@@ -251,3 +251,13 @@ def test_gpu_drop_depth_edges_equals_cpu():
     got = drop_depth_edges(z.cuda(), 0.1)
     assert got.device.type == "cuda"
     np.testing.assert_array_equal(got.cpu().numpy(), drop_depth_edges(z, 0.1).numpy())
+
+
+def test_gpu_drop_labels_equals_cpu():
+    from dpt_ros.pipeline import drop_labels
+
+    z = torch.from_numpy((RNG.random((120, 161)) * 5 + 0.5).astype(np.float32))
+    labels = torch.from_numpy(RNG.integers(1, 151, (120, 161)).astype(np.uint8))
+    got = drop_labels(z.cuda(), labels.cuda(), (13, 21))
+    assert got.device.type == "cuda"
+    np.testing.assert_array_equal(got.cpu().numpy(), drop_labels(z, labels, (13, 21)).numpy())

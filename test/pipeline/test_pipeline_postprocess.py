@@ -18,6 +18,7 @@ from dpt_ros.pipeline import (
     colormap_lut,
     depth_to_millimetres,
     drop_depth_edges,
+    drop_labels,
     labels_from_logits,
     metric_from_inverse,
     overlay,
@@ -108,6 +109,22 @@ def test_drop_depth_edges_matches_the_per_pixel_rule():
     assert np.isnan(drop_depth_edges(torch.from_numpy(z), 0.2).numpy()).sum() > 20
     with pytest.raises(ValueError, match="max_jump must be > 0"):
         drop_depth_edges(torch.from_numpy(z), 0.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int64])
+def test_drop_labels_puts_nan_exactly_where_the_classes_are(dtype):
+    labels = torch.from_numpy(RNG.integers(0, 151, (23, 31))).to(dtype)
+    z = torch.from_numpy(RNG.uniform(0.5, 9.0, (23, 31)).astype(np.float32))
+    z[0, 0] = float("inf")
+    got = drop_labels(z, labels, [13, 3, 150, 13]).numpy()
+    lab = labels.numpy()
+    out = (lab == 13) | (lab == 3) | (lab == 150)
+    assert out.any() and not out.all()
+    np.testing.assert_array_equal(got, np.where(out, np.nan, z.numpy()))
+    assert np.isfinite(z.numpy()[1:]).all()   # a copy: the depth given is unchanged
+    assert drop_labels(z, labels, []) is z
+    with pytest.raises(ValueError, match="differ in size"):
+        drop_labels(z, labels[1:], [3])
 
 
 def test_drop_depth_edges_removes_the_veil_between_foreground_and_background():

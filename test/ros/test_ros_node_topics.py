@@ -350,6 +350,57 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
     assert np.isfinite(d).all()
 
 
+def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
+    """points.exclude_classes (set live): the cloud's z is the published depth with NaN where the published
+    segmentation holds an excluded class; depth keeps every value. An unknown name is refused with the
+    closest real ones; without a segmentation model no cloud is published, counted and said why."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
+                                 "points.stride": 1, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    depth, seg = harness.collector(Image, "depth"), harness.collector(Image, "segmentation")
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    img = make_image(1, width=80, height=60)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    publish_until(pub, lambda i: make_image(10 + i, width=80, height=60), seg)
+    labels = conversions.image_array(seg[0])
+    values, counts = np.unique(labels, return_counts=True)
+    names = [node.settings["class_names"][v] for v in values[np.argsort(counts)[-2:]]]   # the two commonest
+    refused = set_params(harness, node, **{"points.exclude_classes": f"{names[0]}, persn"})
+    assert not refused[0].successful and "'persn' is not a segmentation class" in refused[0].reason
+    assert "did you mean 'person'" in refused[0].reason
+    assert [r.successful for r in set_params(harness, node, **{"points.exclude_classes": ", ".join(names)})] == [True]
+    after = []   # clouds of frames sent after the change (stamps from 100 ns on)
+    harness.probe.create_subscription(PointCloud2, "points", lambda m: after.append(m) if m.header.stamp.nanosec >= 100
+                                      else None, qos())
+    wait_for(lambda: node.cameras[0].pubs["points"].get_subscription_count() > 1, what="discovery")
+    publish_until(pub, lambda i: make_image(100 + i, width=80, height=60), after)
+    cloud = after[0]
+    wait_for(lambda: all(any(m.header.stamp == cloud.header.stamp for m in c) for c in (depth, seg)), what="its images")
+    d, lab = (conversions.image_array(next(m for m in c if m.header.stamp == cloud.header.stamp)) for c in (depth, seg))
+    out = np.isin(lab, [node.settings["class_names"].index(x) for x in names])
+    assert 0.05 < out.mean() < 0.95, out.mean()
+    z = conversions.cloud_array(cloud)["z"]
+    np.testing.assert_array_equal(z, np.where(out, np.nan, d).astype(np.float32))
+    assert np.isfinite(d[out]).all()
+
+    plain = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest",
+                                  "points.exclude_classes": "person"}, namespace="plain")
+    log = harness.collector(Log, "/rosout")
+    got = harness.collector(PointCloud2, "/plain/points")
+    pub2 = harness.probe.create_publisher(Image, "/plain/image", qos())
+    info2 = harness.probe.create_publisher(CameraInfo, "/plain/camera_info", qos())
+    wait_for(lambda: pub2.get_subscription_count() > 0 and info2.get_subscription_count() > 0 and
+             plain.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    info2.publish(make_info(img))
+    wait_for(lambda: len(plain.cameras[0].infos) == 1, what="info stored")
+    pub2.publish(make_image(5, width=80, height=60))
+    wait_for(lambda: plain.counts()[""].get("processed", 0) == 1, what="the frame processed")
+    c = plain.counts()[""]
+    assert c["incomplete:exclude_classes"] == 1 and got == [] and "out:points" not in c
+    wait_for(lambda: any("points.exclude_classes needs segmentation labels" in m.msg for m in log), what="the reason")
+
+
 def _model_inverse_depth(node, frame):
     """The node's inverse depth of ``frame``, computed here the way the node does."""
     rgb = pipeline.decode(conversions.image_view(frame), np)

@@ -23,7 +23,7 @@ def test_bench_pipeline_json_cpu(capsys):
         assert r[side]["total"] == pytest.approx(sum(v for k, v in r[side].items() if k != "total"), abs=0.01)
     assert set(cpu["cloud_640x480_ms"]) >= {"ours_xyzrgb_from_depth", "create_cloud_xyz_from_ready_array",
                                             "ours_xyzrgb_from_depth_through_lens", "lens_rays_solved_once_stride1",
-                                            "edge_filter", "align_fit_stride4"}
+                                            "edge_filter", "exclude_classes_2", "align_fit_stride4"}
     assert all(v > 0 for v in cpu["cloud_640x480_ms"].values())
     comp = cpu["compressed_640x480"]
     assert set(comp) == {"inverse_depth_colored_jpeg", "segmentation_png", "depth_32FC1_compressedDepth",
