@@ -41,7 +41,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine
-from dpt_ros.ros import conversions, params
+from dpt_ros.ros import camera_calibration, conversions, params
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 
 #: output topic (relative to the camera namespace) -> parameter that enables it
@@ -229,6 +229,7 @@ class _Camera:
     throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
+    calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -292,10 +293,11 @@ class DptNode(Node):
         self._busy: Optional[tuple[str, float]] = None   # (stage, time.monotonic() it began) of the running batch
         self._stuck_logged: Optional[tuple[str, float]] = None
 
+        s = self._settings
         self._models: ModelSet = self._load_initial()
         self._log_model(self._models)
-        s = self._settings
-        self._cameras = [_Camera(i, ns.rstrip("/")) for i, ns in enumerate(s["cameras"])]  # "/ns" stays absolute
+        self._cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
+                         for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
         self._create_interfaces(s)
         self._compressed = _CompressedCopies(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -328,6 +330,25 @@ class DptNode(Node):
             self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
 
+    def _load_calibration(self, ns: str, s: Settings) -> Optional[CameraInfo]:
+        """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url)."""
+        if not s["camera_info.url"]:
+            return None
+        name = ns.strip("/").split("/")[-1].lstrip("~")
+        try:
+            info = camera_calibration.load(s["camera_info.url"], name)
+        except camera_calibration.CalibrationFileError as e:
+            raise StartupError(f"camera_info.url: {e}") from None
+        try:   # the checks a frame would make, now: a file that cannot give intrinsics stops the start
+            pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(info),
+                                                 rectified=s["camera_info.rectified"])
+        except pipeline.CalibrationError as e:
+            raise StartupError(f"camera_info.url: {e}") from None
+        self.get_logger().info(f"camera {ns or '/'}: calibration from {camera_calibration.resolve(s['camera_info.url'], name)} "
+                               f"({info.width}x{info.height}, {info.distortion_model or 'no'} distortion); the "
+                               f"camera_info topic is not used")
+        return info
+
     def _load_initial(self) -> ModelSet:
         s = self._settings
         for task in ("depth", "segmentation"):
@@ -340,6 +361,7 @@ class DptNode(Node):
         reasons = params.check_all(s)
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
+        self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
         models = load_models(s)
         self._warmup(models)
         return models
@@ -489,9 +511,11 @@ class DptNode(Node):
             sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.image_topic))
             self.create_subscription(CompressedImage if compressed else Image, cam.image_topic,
                                      lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
-            info_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
-            self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m), in_qos,
-                                     event_callbacks=info_events)
+            if cam.calibration is None:   # (camera_info.url: a file instead)
+                info_events = SubscriptionEventCallbacks(
+                    incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
+                self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m),
+                                         in_qos, event_callbacks=info_events)
             if s["depth.align"]:
                 ref_events = SubscriptionEventCallbacks(
                     incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
@@ -908,7 +932,10 @@ class DptNode(Node):
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
-        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way)."""
+        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way). With
+        ``camera_info.url``, the file's."""
+        if f.camera.calibration is not None:
+            return f.camera.calibration
         stamp = conversions.stamp_ns(f.msg.header)
         policy = s["camera_info.policy"]
         deadline = time.monotonic() + _INFO_WAIT_S
@@ -1042,6 +1069,8 @@ class DptNode(Node):
             for key, n in sorted(c.items()):
                 if ":" in key:
                     ckv[key.replace(":", ".")] = str(n)
+            if cam.calibration is not None:
+                ckv["camera_info"] = "camera_info.url"
             if cam.alignment is not None:
                 ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
                 ckv["alignment.pixels"] = str(cam.alignment[2])

@@ -285,6 +285,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
               "false (a raw image): with K and the lens distortion D (plumb_bob, rational_polynomial, "
               "equidistant)."),
+    ParamSpec("camera_info.url", "",
+              "A camera calibration file to use instead of the camera_info topic (not subscribed then), for drivers "
+              "that publish none: the YAML of ROS's camera_calibration, as file:///abs/path.yaml, "
+              "package://<package>/<path> or a plain path; {camera} in it is replaced by each camera's name "
+              "(cameras:=[left, right] -> left, right). Such a file describes the raw image: set "
+              "camera_info.rectified:=false unless the images are rectified. '' = the topic.", "static"),
     ParamSpec("camera_info.tolerance", 0.05, "Stamp tolerance of the nearest policy (seconds).",
               float_range=(0.0, 10.0)),
     ParamSpec("cameras", [""],

@@ -1,0 +1,138 @@
+"""Camera calibration files (``camera_info.url``): the YAML that ROS's camera_calibration writes and
+camera_info_manager reads, for cameras whose driver publishes no camera_info.
+
+``load(url, camera)`` -> ``sensor_msgs/CameraInfo``. ``url``: ``file:///abs/path.yaml``,
+``package://<package>/<path>`` (needs a ROS installation's ament_index) or a plain path; ``{camera}`` in it
+is replaced by the camera's name (the last part of its namespace), for a node serving several cameras.
+
+The file (camera_calibration_parsers' YAML)::
+
+    image_width: 640
+    image_height: 480
+    camera_name: webcam
+    camera_matrix: {rows: 3, cols: 3, data: [fx, 0, cx, 0, fy, cy, 0, 0, 1]}
+    distortion_model: plumb_bob
+    distortion_coefficients: {rows: 1, cols: 5, data: [k1, k2, t1, t2, k3]}
+    rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
+    projection_matrix: {rows: 3, cols: 4, data: [fx', 0, cx', 0, 0, fy', cy', 0, 0, 0, 1, 0]}
+
+``rectification_matrix`` defaults to the identity, ``projection_matrix`` to K with a zero fourth column,
+``distortion_model`` / ``distortion_coefficients`` to none.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import yaml
+from sensor_msgs.msg import CameraInfo
+
+_HELP = ("a camera calibration YAML as ROS's camera_calibration writes it (image_width, image_height, "
+         "camera_matrix, distortion_model, distortion_coefficients, rectification_matrix, projection_matrix)")
+
+
+class CalibrationFileError(ValueError):
+    """The calibration file cannot be found, read or understood (the message says which and why)."""
+
+
+def resolve(url: str, camera: str = "") -> str:
+    """The local path of ``url`` for ``camera`` (see the module)."""
+    if "{camera}" in url:
+        if not camera:
+            raise CalibrationFileError(f"{url!r} has a {{camera}} placeholder, but this camera has no name (the "
+                                       f"node's own namespace): name the cameras (cameras:=[left, right]) or give "
+                                       f"one file")
+        url = url.replace("{camera}", camera)
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = unquote(parsed.path) if parsed.scheme else url
+        if parsed.scheme and parsed.netloc not in ("", "localhost"):
+            raise CalibrationFileError(f"{url!r}: a file:// URL names a local file (file:///abs/path.yaml)")
+        return os.path.expanduser(path)
+    if parsed.scheme == "package":
+        try:
+            from ament_index_python.packages import (PackageNotFoundError,  # noqa: PLC0415
+                                                     get_package_share_directory)
+        except ImportError:
+            raise CalibrationFileError(f"{url!r}: package:// URLs need a ROS installation (ament_index_python); "
+                                       f"give a file:///abs/path.yaml instead") from None
+        try:
+            share = get_package_share_directory(parsed.netloc)
+        except PackageNotFoundError:
+            raise CalibrationFileError(f"{url!r}: package {parsed.netloc!r} is not installed (not in the ament "
+                                       f"index: source its workspace)") from None
+        return os.path.join(share, unquote(parsed.path).lstrip("/"))
+    raise CalibrationFileError(f"{url!r}: unsupported URL scheme {parsed.scheme!r}; use file:///abs/path.yaml, "
+                               f"package://<package>/<path> or a plain path")
+
+
+def load(url: str, camera: str = "") -> CameraInfo:
+    """The CameraInfo in the calibration file at ``url`` (see the module); CalibrationFileError if it
+    cannot be read or is not a usable calibration."""
+    path = resolve(url, camera)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise CalibrationFileError(f"cannot read camera calibration {path!r}: {e.strerror or e}") from None
+    try:
+        return parse(text)
+    except CalibrationFileError as e:
+        raise CalibrationFileError(f"{path}: {e}") from None
+
+
+def parse(text: str) -> CameraInfo:
+    """A CameraInfo from the text of a calibration YAML (see the module)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise CalibrationFileError(f"not YAML ({str(e).splitlines()[0]}); expected {_HELP}") from None
+    if not isinstance(doc, dict):
+        raise CalibrationFileError(f"expected {_HELP}")
+    msg = CameraInfo()
+    for key in ("image_width", "image_height"):
+        value = doc.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise CalibrationFileError(f"{key} must be a positive integer; got {value!r} (expected {_HELP})")
+    msg.width, msg.height = doc["image_width"], doc["image_height"]
+    k = _matrix(doc, "camera_matrix", 3, 3, required=True)
+    if not (k[0] > 0 and k[4] > 0):
+        raise CalibrationFileError(f"camera_matrix has fx = {k[0]}, fy = {k[4]}: focal lengths must be > 0")
+    msg.k = k
+    msg.r = _matrix(doc, "rectification_matrix", 3, 3) or [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = _matrix(doc, "projection_matrix", 3, 4) or [k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, 0.0, 0.0, 1.0, 0.0]
+    if "distortion_coefficients" in doc:
+        d = doc["distortion_coefficients"]
+        data = d.get("data") if isinstance(d, dict) else None
+        msg.d = _numbers(data, "distortion_coefficients")
+    model = doc.get("distortion_model", "")
+    if not isinstance(model, str):
+        raise CalibrationFileError(f"distortion_model must be a name such as plumb_bob; got {model!r}")
+    msg.distortion_model = model
+    return msg
+
+
+def _matrix(doc: dict, key: str, rows: int, cols: int, required: bool = False) -> list[float]:
+    m = doc.get(key)
+    if m is None and not required:
+        return []
+    if not isinstance(m, dict):
+        raise CalibrationFileError(f"{key} must be a mapping with rows, cols and data ({rows}x{cols}); got {m!r}")
+    if (m.get("rows"), m.get("cols")) != (rows, cols):
+        raise CalibrationFileError(f"{key} must be {rows}x{cols}; the file says rows {m.get('rows')!r}, cols "
+                                   f"{m.get('cols')!r}")
+    data = _numbers(m.get("data"), key)
+    if len(data) != rows * cols:
+        raise CalibrationFileError(f"{key} has {len(data)} values in data; a {rows}x{cols} matrix has {rows * cols}")
+    return data
+
+
+def _numbers(data: Any, key: str) -> list[float]:
+    if not isinstance(data, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data):
+        raise CalibrationFileError(f"{key}.data must be a list of numbers; got {data!r}")
+    values = [float(v) for v in data]
+    if not all(math.isfinite(v) for v in values):
+        raise CalibrationFileError(f"{key}.data has a value that is not finite: {data!r}")
+    return values

@@ -1,0 +1,143 @@
+"""camera_info.url: calibration files as ROS's camera_calibration writes them (parser, URLs), and the node
+using one instead of the camera_info topic, through DDS."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from dpt_ros.ros import camera_calibration, conversions
+from dpt_ros.ros.node import StartupError
+from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
+
+DOMAIN = 76
+
+# what camera_calibration's cameracalibrator writes (ost.yaml), for a 160x120 webcam
+OST = """image_width: 160
+image_height: 120
+camera_name: webcam
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [{fx}, 0., 79.5, 0., {fx}, 59.5, 0., 0., 1.]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [0., 0., 0., 0., 0.]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]
+projection_matrix:
+  rows: 3
+  cols: 4
+  data: [{fx}, 0., 79.5, 0., 0., {fx}, 59.5, 0., 0., 0., 1., 0.]
+"""
+
+
+def test_parse_reads_every_field():
+    info = camera_calibration.parse(OST.format(fx=100.0).replace("[0., 0., 0., 0., 0.]", "[-0.3, 0.1, 0.001, 0.002, 0.]"))
+    assert (info.width, info.height, info.distortion_model) == (160, 120, "plumb_bob")
+    assert list(info.k) == [100.0, 0.0, 79.5, 0.0, 100.0, 59.5, 0.0, 0.0, 1.0]
+    assert list(info.d) == [-0.3, 0.1, 0.001, 0.002, 0.0]
+    assert list(info.p) == [100.0, 0.0, 79.5, 0.0, 0.0, 100.0, 59.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert list(info.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_parse_fills_r_and_p_from_k_when_absent():
+    text = "image_width: 64\nimage_height: 48\ncamera_matrix: {rows: 3, cols: 3, data: [40, 0, 31.5, 0, 41, 23.5, 0, 0, 1]}\n"
+    info = camera_calibration.parse(text)
+    assert list(info.p) == [40.0, 0.0, 31.5, 0.0, 0.0, 41.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+    assert list(info.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert (info.distortion_model, list(info.d)) == ("", [])
+
+
+@pytest.mark.parametrize("change,message", [
+    (("image_width: 160", "image_width: 0"), "image_width must be a positive integer"),
+    (("image_height: 120\n", ""), "image_height must be a positive integer"),
+    (("rows: 3\n  cols: 4", "rows: 4\n  cols: 3"), "projection_matrix must be 3x4"),
+    (("data: [100.0, 0., 79.5, 0., 100.0, 59.5, 0., 0., 1.]", "data: [100.0, 0., 79.5]"), "camera_matrix has 3 values"),
+    (("data: [100.0, 0., 79.5, 0., 100.0, 59.5, 0., 0., 1.]", "data: [0., 0., 79.5, 0., 100.0, 59.5, 0., 0., 1.]"),
+     "focal lengths must be > 0"),
+    (("[0., 0., 0., 0., 0.]", "[0., .nan, 0., 0., 0.]"), "not finite"),
+    (("[0., 0., 0., 0., 0.]", "[0., x, 0., 0., 0.]"), "must be a list of numbers"),
+    (("image_width: 160", "image_width: [160"), "not YAML"),
+])
+def test_parse_names_what_is_wrong(change, message):
+    text = OST.format(fx=100.0)
+    assert change[0] in text
+    with pytest.raises(camera_calibration.CalibrationFileError, match=message):
+        camera_calibration.parse(text.replace(*change, 1))
+
+
+def test_urls_resolve_to_paths(tmp_path):
+    (tmp_path / "left.yaml").write_text(OST.format(fx=100.0))
+    assert camera_calibration.resolve(f"file://{tmp_path}/{{camera}}.yaml", "left") == str(tmp_path / "left.yaml")
+    assert camera_calibration.resolve(str(tmp_path / "a b.yaml")) == str(tmp_path / "a b.yaml")
+    assert camera_calibration.resolve(f"file://{tmp_path}/a%20b.yaml") == str(tmp_path / "a b.yaml")
+    assert camera_calibration.load(f"file://{tmp_path}/{{camera}}.yaml", "left").k[0] == 100.0
+    for url, message in ((f"{tmp_path}/{{camera}}.yaml", "has a {camera} placeholder"),
+                         ("http://example.com/c.yaml", "unsupported URL scheme 'http'"),
+                         ("file://otherhost/c.yaml", "names a local file"),
+                         (str(tmp_path / "missing.yaml"), "cannot read camera calibration")):
+        with pytest.raises(camera_calibration.CalibrationFileError, match=message.replace("{", r"\{")):
+            camera_calibration.load(url, "")
+
+
+def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
+    """A 160x120 calibration for 80x60 frames: depth/camera_info is it scaled by 1/2 and the cloud's points
+    follow it; the node subscribes no camera_info and needs none."""
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=100.0))
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "points.stride": 1,
+                                 "camera_info.url": f"file://{tmp_path}/ost.yaml"})
+    subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())}
+    assert "/image" in subscribed and "/camera_info" not in subscribed
+    got = {n: harness.collector(t, n) for n, t in (("points", PointCloud2), ("depth", Image),
+                                                      ("depth/camera_info", CameraInfo))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    publish_until(pub, lambda i: make_image(i, width=80, height=60), got["points"])
+    cloud = got["points"][0]
+    wait_for(lambda: all(any(m.header.stamp == cloud.header.stamp for m in got[n]) for n in got), what="the outputs")
+    info = next(m for m in got["depth/camera_info"] if m.header.stamp == cloud.header.stamp)
+    assert (info.width, info.height) == (80, 60)
+    assert list(info.k) == pytest.approx([50.0, 0.0, 39.75, 0.0, 50.0, 29.75, 0.0, 0.0, 1.0])
+    d = conversions.image_array(next(m for m in got["depth"] if m.header.stamp == cloud.header.stamp))
+    pts = conversions.cloud_array(cloud)
+    u, v = np.meshgrid(np.arange(80), np.arange(60))
+    ok = np.isfinite(d)
+    np.testing.assert_allclose(pts["x"][ok], ((u - 39.75) * d / 50.0)[ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts["y"][ok], ((v - 29.75) * d / 50.0)[ok], rtol=1e-5, atol=1e-6)
+    assert node.counts()[""].get("incomplete:no_camera_info", 0) == 0
+    cam = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    assert cam["camera_info"] == "camera_info.url"
+
+
+def test_each_camera_reads_its_own_file(harness, tmp_path):
+    (tmp_path / "left.yaml").write_text(OST.format(fx=100.0))
+    (tmp_path / "right.yaml").write_text(OST.format(fx=140.0))
+    node = harness.start_node(**{"depth.scale": 1.0, "cameras": ["left", "right"],
+                                 "camera_info.url": str(tmp_path / "{camera}.yaml")})
+    infos = {ns: harness.collector(CameraInfo, f"{ns}/depth/camera_info") for ns in ("left", "right")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("left", "right")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
+             all(c.pubs["depth/camera_info"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
+    for ns, fx in (("left", 50.0), ("right", 70.0)):
+        publish_until(pubs[ns], lambda i: make_image(i, width=80, height=60), infos[ns])
+        assert infos[ns][0].k[0] == pytest.approx(fx)
+
+
+@pytest.mark.parametrize("url,extra,message", [
+    ("{tmp}/missing.yaml", {}, "camera_info.url: cannot read camera calibration"),
+    ("{tmp}/bad.yaml", {}, "camera_info.url: .*bad.yaml: camera_matrix must be 3x3"),
+    ("{tmp}/{{camera}}.yaml", {}, "has a {camera} placeholder"),
+    ("{tmp}/fisheye.yaml", {"camera_info.rectified": False}, "camera_info.url: .*not supported"),
+])
+def test_a_calibration_file_that_cannot_be_used_stops_the_start(harness, tmp_path, url, extra, message):
+    (tmp_path / "bad.yaml").write_text(OST.format(fx=100.0).replace("rows: 3\n  cols: 3", "rows: 2\n  cols: 3", 1))
+    (tmp_path / "fisheye.yaml").write_text(OST.format(fx=100.0).replace("plumb_bob", "kannala_brandt").replace(
+        "[0., 0., 0., 0., 0.]", "[0.1, 0., 0., 0., 0.]"))
+    with pytest.raises(StartupError, match=message.replace("{camera}", r"\{camera\}")):
+        harness.start_node(**{"camera_info.url": url.format(tmp=tmp_path), **extra})
