@@ -1,0 +1,186 @@
+"""Run a DPT model on image files, without ROS: the node's model and pipeline, the official outputs.
+
+    python -m dpt_ros.tools.predict --variant dpt_hybrid --weights weights/dpt_hybrid-midas-501f0c75.pt \\
+        photos/*.jpg --out predictions/
+    python -m dpt_ros.tools.predict --variant dpt_large_ade20k --weights weights/dpt_large-ade20k-b12dca68.pt \\
+        photos/ --out predictions/
+
+Per image (``<name>`` = the file name without its extension), as the official ``run_monodepth.py`` and
+``run_segmentation.py`` write them, so that results can be compared with the official code file by file:
+
+- depth variants: ``<name>.pfm`` (float32 at the image size: relative inverse depth, or for the metric
+  variants depth x 256 (KITTI) / x 1000 (NYU), as the official script scales it) and ``<name>.png`` (16-bit:
+  that stretched to 0..65535 per image; with ``--absolute-depth`` a metric variant's values as they are,
+  KITTI's 1/256 m and NYU's millimetres, clipped to 65535); plus ``<name>_colored.png`` (inverse depth,
+  inferno over its 2nd-98th percentile);
+- segmentation variants: ``<name>_labels.png`` (8-bit labels 1..150, 0 = unlabeled) and ``<name>.png``
+  (the ADE20K palette blended half over the image).
+
+Exit status: 0 all images done, 1 some could not be read (each named), 2 usage error (bad arguments or
+weights). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from dpt_ros import pipeline
+from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
+from dpt_ros.pipeline import RESIZE_METHODS
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+#: the official run_monodepth.py's scale of a metric variant's depth before writing it
+OFFICIAL_DEPTH_SCALE = {"dpt_hybrid_kitti": 256.0, "dpt_hybrid_nyu": 1000.0}
+_RANDOM_BANNER = """
+##############################################################################
+#  predict: RANDOM WEIGHTS (--weights random). Every output is meaningless;  #
+#  only the shapes and timings are real. Give a checkpoint file for results. #
+##############################################################################
+"""
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("images", nargs="+", help="image files, or folders (their images, sorted)")
+    ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
+    ap.add_argument("--weights", required=True, help="checkpoint file (official .pt, Hugging Face), or 'random'")
+    ap.add_argument("--out", required=True, help="output folder (created)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    ap.add_argument("--input-size", type=int, default=0,
+                    help="network size (multiple of 32); 0 = the variant's own (as the node's input_size)")
+    ap.add_argument("--resize-method", default="minimal", choices=RESIZE_METHODS)
+    ap.add_argument("--absolute-depth", action="store_true",
+                    help="metric variants: write <name>.png unstretched (KITTI 1/256 m, NYU mm), as the official flag")
+    return ap.parse_args(argv)
+
+
+def image_files(items: list[str]) -> list[Path]:
+    """The files named, and the images in the folders named (sorted), in order."""
+    files = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+        else:
+            files.append(p)
+    return files
+
+
+def write_pfm(path: Path, values: np.ndarray) -> None:
+    """A (H, W) float32 image as PFM (``Pf``, little-endian, bottom row first), as the official util.io does."""
+    values = np.ascontiguousarray(np.flipud(values), dtype="<f4")
+    with open(path, "wb") as f:
+        f.write(b"Pf\n%d %d\n-1\n" % (values.shape[1], values.shape[0]))
+        f.write(values.tobytes())
+
+
+def stretch_16bit(values: np.ndarray) -> np.ndarray:
+    """The official 16-bit PNG of a relative prediction: min..max -> 0..65535 (truncated), all 0 if flat."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo <= np.finfo(np.float64).eps:
+        return np.zeros(values.shape, np.uint16)
+    return (65535.0 * (values.astype(np.float64) - lo) / (hi - lo)).astype(np.uint16)
+
+
+def predict(engine, pre: pipeline.Preprocessor, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's outputs at the image size: ``inverse_depth`` [+ ``depth`` metres] or ``labels``."""
+    h, w = rgb.shape[:2]
+    out = engine.run(pre(rgb))
+    result = {}
+    if "logits" in out:
+        result["labels"] = pipeline.labels_from_logits(pipeline.upsample(out["logits"], (h, w)))[0].cpu().numpy()
+    else:
+        result["inverse_depth"] = pipeline.upsample(out["inverse_depth"], (h, w))[0].float().cpu().numpy()
+        if "depth" in out:
+            result["depth"] = pipeline.upsample(out["depth"], (h, w))[0].float().cpu().numpy()
+    return result
+
+
+def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, result: dict,
+                  absolute_depth: bool = False) -> list[Path]:
+    """Write one image's files (see the module); returns their paths."""
+    written = []
+
+    def png(path: Path, values: np.ndarray) -> None:
+        if not cv2.imwrite(str(path), values):
+            raise OSError(f"OpenCV could not write {path}")
+        written.append(path)
+
+    if "labels" in result:
+        labels = result["labels"]
+        png(out_dir / f"{name}_labels.png", labels)
+        blend = pipeline.overlay(rgb, pipeline.colorize_labels(labels), 0.5)
+        png(out_dir / f"{name}.png", cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
+        return written
+    inv = result["inverse_depth"]
+    official = inv if variant not in OFFICIAL_DEPTH_SCALE else result["depth"] * np.float32(OFFICIAL_DEPTH_SCALE[variant])
+    write_pfm(out_dir / f"{name}.pfm", official)
+    written.append(out_dir / f"{name}.pfm")
+    png(out_dir / f"{name}.png", np.clip(official, 0, 65535).astype(np.uint16) if absolute_depth
+        else stretch_16bit(official))
+    lo, hi = np.percentile(inv, (2, 98))
+    png(out_dir / f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", float(lo), float(hi)),
+                                                      cv2.COLOR_RGB2BGR))
+    return written
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    variant = get_variant(args.variant)
+    weights = args.weights if args.weights == "random" else os.path.expanduser(args.weights)
+    if args.absolute_depth and args.variant not in OFFICIAL_DEPTH_SCALE:
+        print(f"predict: --absolute-depth is for the metric variants ({', '.join(OFFICIAL_DEPTH_SCALE)}); "
+              f"{args.variant}'s relative inverse depth has no absolute unit", file=sys.stderr)
+        return 2
+    if args.input_size % 32 or args.input_size < 0:
+        print(f"predict: --input-size must be a multiple of 32 (0 = the variant's {variant.net_size}); "
+              f"got {args.input_size}", file=sys.stderr)
+        return 2
+    try:
+        engine = load_engine(variant, weights, device=args.device, precision=args.precision)
+    except (FileNotFoundError, CheckpointError, ValueError, RuntimeError) as e:
+        print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
+        return 2
+    if engine.random_weights:
+        print(_RANDOM_BANNER, file=sys.stderr)
+    net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)
+    pre = pipeline.Preprocessor(net, args.resize_method, engine.device)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = image_files(args.images)
+    if not files:
+        print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
+        return 2
+    failed = 0
+    for path in files:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            print(f"predict: {path}: not readable as an image (missing, or not one of "
+                  f"{', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}); skipped", file=sys.stderr)
+            failed += 1
+            continue
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            result = predict(engine, pre, rgb)
+        ms = (time.perf_counter() - t) * 1000.0
+        written = write_outputs(out_dir, path.stem, variant.name, rgb, result, args.absolute_depth)
+        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))}, "
+              f"{ms:.0f} ms -> {', '.join(p.name for p in written)}", flush=True)
+    if engine.random_weights:
+        print("predict: the outputs above come from RANDOM WEIGHTS and are meaningless", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""python -m dpt_ros.tools.predict: image files in, the official output files out (CPU, small random models
+saved as checkpoint files, so the real loader runs)."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from dpt_ros import pipeline
+from dpt_ros.model import load_engine
+from dpt_ros.model.reference import random_state_dict
+from dpt_ros.ros.testing import pattern_image
+from dpt_ros.tools import predict
+
+
+def _read_pfm(path) -> np.ndarray:
+    """PFM as the format defines it: 'Pf' (one channel), 'W H', a scale whose sign is the byte order
+    (negative: little-endian), then float rows from the bottom up."""
+    raw = path.read_bytes()
+    lines = raw.split(b"\n", 3)
+    assert lines[0] == b"Pf"
+    w, h = (int(v) for v in lines[1].split())
+    scale = float(lines[2])
+    values = np.frombuffer(lines[3], "<f4" if scale < 0 else ">f4", count=w * h).reshape(h, w)
+    return np.flipud(values)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("predict")
+    torch.save(random_state_dict("dpt_tiny", seed=3), d / "tiny.pt")
+    images = d / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), pattern_image(96, 64, seed=1)[..., ::-1])
+    cv2.imwrite(str(images / "b.jpg"), pattern_image(50, 70, seed=2)[..., ::-1])
+    (images / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_depth_files_are_the_models_output_as_the_official_script_writes_them(files, capsys):
+    out = files / "out_depth"
+    assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(out)]) == 0
+    engine = load_engine("dpt_tiny", str(files / "tiny.pt"))
+    pre = pipeline.Preprocessor((64, 64))
+    for name in ("a", "b"):
+        rgb = cv2.cvtColor(cv2.imread(str(next((files / "images").glob(name + ".*")))), cv2.COLOR_BGR2RGB)
+        h, w = rgb.shape[:2]
+        want = pipeline.upsample(engine.run(pre(rgb))["inverse_depth"], (h, w))[0].numpy()
+        got = _read_pfm(out / f"{name}.pfm")
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+        png = cv2.imread(str(out / f"{name}.png"), cv2.IMREAD_UNCHANGED)
+        assert png.dtype == np.uint16 and png.shape == (h, w)
+        stretched = (65535.0 * (want - want.min()) / (want.max() - want.min())).astype(np.uint16)
+        assert np.abs(png.astype(int) - stretched.astype(int)).max() <= 1   # float32 vs float64 at a truncation
+        assert png.min() == 0 and png.max() == 65535
+        colored = cv2.imread(str(out / f"{name}_colored.png"))
+        assert colored.shape == (h, w, 3)
+    printed = capsys.readouterr().out
+    assert "a.png: 96x64, network 64x96" in printed and "notes.txt" not in printed
+
+
+def test_metric_variant_files_follow_the_official_scale(files):
+    torch.save(random_state_dict("dpt_hybrid_nyu", seed=4), files / "nyu.pt")
+    image = files / "images" / "a.png"
+    for flag, folder in (([], "out_nyu"), (["--absolute-depth"], "out_nyu_abs")):
+        assert predict.main([str(image), "--variant", "dpt_hybrid_nyu", "--weights", str(files / "nyu.pt"),
+                             "--input-size", "64", "--out", str(files / folder), *flag]) == 0
+    engine = load_engine("dpt_hybrid_nyu", str(files / "nyu.pt"))
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    metres = pipeline.upsample(engine.run(pipeline.Preprocessor((64, 64))(rgb))["depth"], (64, 96))[0].numpy()
+    np.testing.assert_allclose(_read_pfm(files / "out_nyu" / "a.pfm"), metres * 1000.0, rtol=1e-5)
+    assert cv2.imread(str(files / "out_nyu" / "a.png"), cv2.IMREAD_UNCHANGED).max() == 65535
+    mm = cv2.imread(str(files / "out_nyu_abs" / "a.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(mm, np.clip(metres * np.float32(1000.0), 0, 65535).astype(np.uint16))
+
+
+def test_segmentation_files_are_labels_and_the_official_overlay(files):
+    torch.save(random_state_dict("dpt_hybrid_ade20k", seed=5), files / "ade.pt")
+    image = files / "images" / "a.png"
+    assert predict.main([str(image), "--variant", "dpt_hybrid_ade20k", "--weights", str(files / "ade.pt"),
+                         "--input-size", "64", "--out", str(files / "out_seg")]) == 0
+    engine = load_engine("dpt_hybrid_ade20k", str(files / "ade.pt"))
+    rgb = cv2.cvtColor(cv2.imread(str(image)), cv2.COLOR_BGR2RGB)
+    logits = engine.run(pipeline.Preprocessor((64, 64))(rgb))["logits"]
+    labels = pipeline.labels_from_logits(pipeline.upsample(logits, (64, 96)))[0].numpy()
+    np.testing.assert_array_equal(cv2.imread(str(files / "out_seg" / "a_labels.png"), cv2.IMREAD_UNCHANGED), labels)
+    blend = cv2.cvtColor(cv2.imread(str(files / "out_seg" / "a.png")), cv2.COLOR_BGR2RGB)
+    palette = pipeline.ADE20K_PALETTE[labels].astype(np.float64)
+    np.testing.assert_allclose(blend, 0.5 * rgb + 0.5 * palette, atol=1.0)
+
+
+def test_unreadable_images_are_named_and_the_rest_processed(files, capsys):
+    out = files / "out_mixed"
+    code = predict.main([str(files / "images" / "notes.txt"), str(files / "images" / "a.png"),
+                         str(files / "missing.png"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and (out / "a.pfm").exists()
+    assert "notes.txt: not readable as an image" in err and "missing.png: not readable as an image" in err
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
+    (["--weights", "random", "--input-size", "50"], "--input-size must be a multiple of 32"),
+    (["--weights", "random", "--absolute-depth"], "--absolute-depth is for the metric variants"),
+])
+def test_usage_errors_exit_2_with_the_reason(files, capsys, args, message):
+    assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--out", str(files / "x"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_random_weights_are_announced(files, capsys):
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "random",
+                         "--input-size", "64", "--out", str(files / "out_random")]) == 0
+    err = capsys.readouterr().err
+    assert "RANDOM WEIGHTS" in err and "meaningless" in err
