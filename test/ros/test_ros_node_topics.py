@@ -353,7 +353,7 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
 def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
     """points.exclude_classes (set live): the cloud's z is the published depth with NaN where the published
     segmentation holds an excluded class; depth keeps every value. An unknown name is refused with the
-    closest real ones; without a segmentation model no cloud is published, counted and said why."""
+    closest real ones."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
                                  "points.stride": 1, "segmentation.variant": "dpt_hybrid_ade20k",
                                  "segmentation.weights": "random"})
@@ -384,20 +384,20 @@ def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
     np.testing.assert_array_equal(z, np.where(out, np.nan, d).astype(np.float32))
     assert np.isfinite(d[out]).all()
 
-    plain = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest",
-                                  "points.exclude_classes": "person"}, namespace="plain")
+
+def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
+    """points.exclude_classes without a segmentation model: no cloud at all (not one with the classes the user
+    asked to leave out), the frame counted incomplete.exclude_classes and the reason logged."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.exclude_classes": "person"})
     log = harness.collector(Log, "/rosout")
-    got = harness.collector(PointCloud2, "/plain/points")
-    pub2 = harness.probe.create_publisher(Image, "/plain/image", qos())
-    info2 = harness.probe.create_publisher(CameraInfo, "/plain/camera_info", qos())
-    wait_for(lambda: pub2.get_subscription_count() > 0 and info2.get_subscription_count() > 0 and
-             plain.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
-    info2.publish(make_info(img))
-    wait_for(lambda: len(plain.cameras[0].infos) == 1, what="info stored")
-    pub2.publish(make_image(5, width=80, height=60))
-    wait_for(lambda: plain.counts()[""].get("processed", 0) == 1, what="the frame processed")
-    c = plain.counts()[""]
-    assert c["incomplete:exclude_classes"] == 1 and got == [] and "out:points" not in c
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    img = make_image(5, width=80, height=60)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(img)
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 1, what="the frame processed")
+    c = node.counts()[""]
+    assert c["incomplete:exclude_classes"] == 1 and points == [] and "out:points" not in c
     wait_for(lambda: any("points.exclude_classes needs segmentation labels" in m.msg for m in log), what="the reason")
 
 
