@@ -97,6 +97,9 @@ def launch_arguments(task: str) -> list[Argument]:
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
+        Argument("camera_info_url", "", "camera calibration YAML (file:///abs/path.yaml, package://<pkg>/<path>) "
+                 "for a driver that publishes no camera_info; sets camera_info.url (the topic is then not used); "
+                 "empty = the camera_info topic"),
     ]
     if task != "segmentation":
         args.append(Argument("depth_reference", "", "metric depth topic of the same view (e.g. "
@@ -152,6 +155,8 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
         overrides["segmentation.weights"] = v["segmentation_weights"]
     if v.get("depth_reference"):
         overrides["depth.align"] = True
+    if v["camera_info_url"]:
+        overrides["camera_info.url"] = v["camera_info_url"]
     return [str(f) for f in files] + [overrides]
 
 

@@ -51,7 +51,7 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["device"].default == args["precision"].default == "default"
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
-    inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info"]
+    inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
     rest = ["namespace", "use_rviz", "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
     assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
@@ -147,6 +147,11 @@ def test_remappings_and_rviz():
     assert presets.remappings("dpt", ref) == [("depth_reference", "/cam/aligned_depth_to_color/image_raw")]
     assert presets.node_parameters("depth", ref)[-1] == {"depth.align": True}
     assert "depth.align" not in presets.node_parameters("depth", {})[-1]
+    # camera_info_url: a calibration file instead of the topic, for every task
+    for task in presets.TASKS:
+        url = {"camera_info_url": "file:///calib/webcam.yaml"}
+        assert presets.node_parameters(task, url)[-1] == {"camera_info.url": "file:///calib/webcam.yaml"}
+        assert "camera_info.url" not in presets.node_parameters(task, {})[-1] and presets.remappings(task, url) == []
     with pytest.raises(ValueError, match="unknown launch argument"):
         presets.resolve("segmentation", ref)
     assert presets.use_rviz("depth", {"use_rviz": "true"}) and not presets.use_rviz("depth", {})
