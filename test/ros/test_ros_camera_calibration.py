@@ -118,10 +118,12 @@ def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
 def test_each_camera_reads_its_own_file(harness, tmp_path):
     (tmp_path / "left.yaml").write_text(OST.format(fx=100.0))
     (tmp_path / "right.yaml").write_text(OST.format(fx=140.0))
-    node = harness.start_node(**{"depth.scale": 1.0, "cameras": ["left", "right"],
+    # {camera} is the last part of the namespace: /stereo/left -> left
+    node = harness.start_node(**{"depth.scale": 1.0, "cameras": ["/stereo/left", "right"],
                                  "camera_info.url": str(tmp_path / "{camera}.yaml")})
-    infos = {ns: harness.collector(CameraInfo, f"{ns}/depth/camera_info") for ns in ("left", "right")}
-    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in ("left", "right")}
+    topics = {"left": "/stereo/left", "right": "right"}
+    infos = {ns: harness.collector(CameraInfo, f"{t}/depth/camera_info") for ns, t in topics.items()}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{t}/image", qos()) for ns, t in topics.items()}
     wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()) and
              all(c.pubs["depth/camera_info"].get_subscription_count() > 0 for c in node.cameras), what="discovery")
     for ns, fx in (("left", 50.0), ("right", 70.0)):
