@@ -230,6 +230,7 @@ class _Camera:
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
+    reference_sub: Any = None   # depth.align: the depth_reference subscription
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -417,6 +418,12 @@ class DptNode(Node):
         if any(n.startswith("colormap") for n in changes):
             for cam in self._cameras:
                 cam.colormap_range = None
+        if new["depth.align"] != current["depth.align"]:
+            for cam in self._cameras:
+                self._subscribe_reference(cam, new["depth.align"])
+        if new["diagnostics.period"] != current["diagnostics.period"]:
+            self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
+            self._diag_timer.reset()
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ model swap
@@ -499,7 +506,7 @@ class DptNode(Node):
                           durability=DurabilityPolicy.VOLATILE)
 
     def _create_interfaces(self, s: Settings) -> None:
-        in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
+        in_qos = self._in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         compressed = s["image_transport"] == "compressed"
         for cam in self._cameras:
@@ -517,10 +524,7 @@ class DptNode(Node):
                 self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m),
                                          in_qos, event_callbacks=info_events)
             if s["depth.align"]:
-                ref_events = SubscriptionEventCallbacks(
-                    incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
-                self.create_subscription(Image, cam.topic("depth_reference"), lambda m, c=cam: self._on_reference(c, m),
-                                         in_qos, event_callbacks=ref_events)
+                self._subscribe_reference(cam, True)
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
@@ -532,6 +536,20 @@ class DptNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         self._publish_label_info(s)
+
+    def _subscribe_reference(self, cam: _Camera, on: bool) -> None:
+        """depth.align: subscribe the camera's depth_reference, or unsubscribe it and forget its references."""
+        if on and cam.reference_sub is None:
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
+            cam.reference_sub = self.create_subscription(
+                Image, cam.topic("depth_reference"), lambda m, c=cam: self._on_reference(c, m), self._in_qos,
+                event_callbacks=events)
+        elif not on and cam.reference_sub is not None:
+            self.destroy_subscription(cam.reference_sub)
+            cam.reference_sub = None
+            with self._wake:
+                cam.references.clear()
+                cam.alignment = None
 
     def _incompatible_qos(self, topic: str):
         last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)

@@ -207,7 +207,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "the depth_reference topic (sensor_msgs/Image 32FC1 metres or 16UC1 millimetres, e.g. a depth camera "
               "registered to this one, any size of the same aspect ratio), matched by stamp within "
               "depth.align_tolerance; the fit replaces depth.scale / depth.shift and a metric variant's metres. A "
-              "frame without a usable reference falls back to those, else publishes no depth.", "static"),
+              "frame without a usable reference falls back to those, else publishes no depth."),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",
@@ -308,7 +308,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=RELIABILITIES),
     ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "static",
               int_range=(1, 100, 1)),
-    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages.", "static",
+    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages.",
               float_range=(0.1, 60.0)),
     ParamSpec("class_names", ["(filled at start-up)"],
               "Segmentation class names, indexed by label value (0 = unlabeled, 1..150 ADE20K).",

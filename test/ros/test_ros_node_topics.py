@@ -2,10 +2,12 @@
 outputs, several cameras, per-frame errors. Random dpt_tiny weights at 64 px (fast on 2 cores)."""
 import importlib.util
 import math
+import time
 
 import numpy as np
 import pytest
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -466,6 +468,53 @@ def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
     wait_for(lambda: any(m.header.stamp == frames[3].header.stamp for m in inv), what="inverse depth of frame 3")
     assert not any(m.header.stamp == frames[3].header.stamp for m in depth)
     assert node.error_counts() == {"alignment": 1}
+
+
+def test_depth_align_switched_live_subscribes_and_unsubscribes_the_reference(harness):
+    """depth.align set with ros2 param: the node subscribes depth_reference from then on and fits the next
+    frame; set back, it unsubscribes, forgets the references and the fit, and falls back to depth.scale."""
+    node = harness.start_node(**{"depth.scale": 2.0, "depth.shift": 0.1, "diagnostics.period": 60.0})
+    subscribed = lambda: {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}  # noqa: E731
+    assert subscribed() == {"/image", "/camera_info"}
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["depth"].get_subscription_count() > 0,
+             what="discovery")
+    assert ref_pub.get_subscription_count() == 0
+    assert all(r.successful for r in set_params(harness, node, **{"depth.align": True}))
+    assert subscribed() == {"/image", "/camera_info", "/depth_reference"}
+    wait_for(lambda: ref_pub.get_subscription_count() > 0, what="the reference subscription matched")
+    frame = make_image(7_000_000_000, width=80, height=60)
+    x = _model_inverse_depth(node, frame)
+    a = 0.5 / float(x.max() - x.min())
+    b = 0.25 - a * float(x.min())
+    ref_pub.publish(conversions.image_msg(frame.header, (1.0 / (a * x + b)).astype(np.float32), "32FC1"))
+    wait_for(lambda: len(node.cameras[0].references) == 1, what="reference stored")
+    pub.publish(frame)
+    wait_for(lambda: len(depth) == 1, what="the aligned depth")
+    np.testing.assert_allclose(conversions.image_array(depth[0]), 1.0 / (a * x + b), rtol=1e-3)
+
+    assert all(r.successful for r in set_params(harness, node, **{"depth.align": False}))
+    assert subscribed() == {"/image", "/camera_info"}
+    assert len(node.cameras[0].references) == 0 and node.cameras[0].alignment is None
+    pub.publish(make_image(8_000_000_000, width=80, height=60))   # same pixels: depth.scale / shift again
+    wait_for(lambda: len(depth) == 2, what="depth after the switch")
+    np.testing.assert_allclose(conversions.image_array(depth[1]), 1.0 / np.maximum(2.0 * x + 0.1, 1e-8), rtol=1e-5)
+    values = {kv.key for kv in node.diagnostics().status[1].values}
+    assert "alignment.scale" not in values
+
+
+def test_diagnostics_period_set_live(harness):
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    got = harness.collector(DiagnosticArray, "/diagnostics")
+    wait_for(lambda: node._diag_pub.get_subscription_count() > 0, what="discovery")
+    time.sleep(0.5)
+    assert got == []   # the first of a 60 s period is a minute away
+    assert all(r.successful for r in set_params(harness, node, **{"diagnostics.period": 0.1}))
+    wait_for(lambda: len(got) >= 5, timeout=5.0, what="five reports at 10 Hz")
+    results = set_params(harness, node, **{"diagnostics.period": 0.01})
+    assert not results[0].successful
 
 
 def test_depth_align_overrides_a_metric_variant_and_depth_scale_and_falls_back_to_them(harness):
