@@ -231,6 +231,7 @@ class _Camera:
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
     reference_sub: Any = None   # depth.align: the depth_reference subscription
+    info_sub: Any = None   # the camera_info subscription (none with camera_info.url)
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -412,12 +413,24 @@ class DptNode(Node):
             new, reasons = params.validate(current, changes)
             if new is None:
                 return SetParametersResult(successful=False, reason="; ".join(reasons))
+        calibrations = None
+        if (new["camera_info.url"], new["camera_info.rectified"]) != (current["camera_info.url"],
+                                                                      current["camera_info.rectified"]):
+            try:   # read (and checked) before anything changes: a file that cannot be used is refused
+                calibrations = [self._load_calibration(cam.ns, new) for cam in self._cameras]
+            except StartupError as e:
+                return SetParametersResult(successful=False, reason=str(e))
+        with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
         if new.model_key() != current.model_key():
             self._request_models(new)
         if any(n.startswith("colormap") for n in changes):
             for cam in self._cameras:
                 cam.colormap_range = None
+        if calibrations is not None:
+            for cam, info in zip(self._cameras, calibrations):
+                cam.calibration = info
+                self._subscribe_info(cam, info is None)
         if new["depth.align"] != current["depth.align"]:
             for cam in self._cameras:
                 self._subscribe_reference(cam, new["depth.align"])
@@ -518,11 +531,7 @@ class DptNode(Node):
             sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.image_topic))
             self.create_subscription(CompressedImage if compressed else Image, cam.image_topic,
                                      lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
-            if cam.calibration is None:   # (camera_info.url: a file instead)
-                info_events = SubscriptionEventCallbacks(
-                    incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
-                self.create_subscription(CameraInfo, cam.topic("camera_info"), lambda m, c=cam: self._on_info(c, m),
-                                         in_qos, event_callbacks=info_events)
+            self._subscribe_info(cam, cam.calibration is None)   # (camera_info.url: a file instead)
             if s["depth.align"]:
                 self._subscribe_reference(cam, True)
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
@@ -536,6 +545,19 @@ class DptNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         self._publish_label_info(s)
+
+    def _subscribe_info(self, cam: _Camera, on: bool) -> None:
+        """Subscribe the camera's camera_info topic, or unsubscribe it (camera_info.url) and forget its infos."""
+        if on and cam.info_sub is None:
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
+            cam.info_sub = self.create_subscription(CameraInfo, cam.topic("camera_info"),
+                                                    lambda m, c=cam: self._on_info(c, m), self._in_qos,
+                                                    event_callbacks=events)
+        elif not on and cam.info_sub is not None:
+            self.destroy_subscription(cam.info_sub)
+            cam.info_sub = None
+            with self._info_arrived:
+                cam.infos.clear()
 
     def _subscribe_reference(self, cam: _Camera, on: bool) -> None:
         """depth.align: subscribe the camera's depth_reference, or unsubscribe it and forget its references."""

@@ -8,7 +8,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import camera_calibration, conversions
 from dpt_ros.ros.node import StartupError
-from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
+from dpt_ros.ros.testing import make_image, publish_until, qos, set_params, wait_for
 
 DOMAIN = 76
 
@@ -143,3 +143,35 @@ def test_a_calibration_file_that_cannot_be_used_stops_the_start(harness, tmp_pat
         "[0., 0., 0., 0., 0.]", "[0.1, 0., 0., 0., 0.]"))
     with pytest.raises(StartupError, match=message.replace("{camera}", r"\{camera\}")):
         harness.start_node(**{"camera_info.url": url.format(tmp=tmp_path), **extra})
+
+
+def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
+    """camera_info.url with ros2 param set: read at once (a file that cannot be used is refused with the
+    reason and nothing changes), used from the next frame; '' goes back to the camera_info topic."""
+    (tmp_path / "a.yaml").write_text(OST.format(fx=100.0))
+    (tmp_path / "b.yaml").write_text(OST.format(fx=160.0))
+    node = harness.start_node(**{"depth.scale": 1.0})
+    subscribed = lambda: {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}  # noqa: E731
+    assert "/camera_info" in subscribed()
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+
+    def fx_of_next_frame(stamp: int) -> float:
+        pub.publish(make_image(stamp, width=80, height=60))
+        wait_for(lambda: any(m.header.stamp.nanosec == stamp for m in infos), what=f"depth/camera_info of {stamp}")
+        return next(m for m in infos if m.header.stamp.nanosec == stamp).k[0]
+
+    assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": str(tmp_path / "a.yaml")}))
+    assert "/camera_info" not in subscribed()
+    assert fx_of_next_frame(1) == pytest.approx(50.0)
+    refused = set_params(harness, node, **{"camera_info.url": str(tmp_path / "missing.yaml")})
+    assert not refused[0].successful and "cannot read camera calibration" in refused[0].reason
+    assert node.settings["camera_info.url"] == str(tmp_path / "a.yaml") and fx_of_next_frame(2) == pytest.approx(50.0)
+    assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/b.yaml"}))
+    assert fx_of_next_frame(3) == pytest.approx(80.0)
+    assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": ""}))
+    assert "/camera_info" in subscribed() and node.cameras[0].calibration is None
+    pub.publish(make_image(4, width=80, height=60))   # no camera_info on the topic: none, counted
+    wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
