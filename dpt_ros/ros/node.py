@@ -708,7 +708,8 @@ class DptNode(Node):
             if m.segmentation is None:
                 wanted -= set(_SEG_OUTPUTS)
             needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and (
-                s["points.label"] or bool(s["points.exclude_classes"].strip())))
+                s["points.label"] or bool(s["points.exclude_classes"].strip()))) or (
+                bool(wanted & _METRIC_OUTPUTS) and bool(s["depth.exclude_classes"].strip()))
             if not wanted:
                 with self._lock:
                     f.camera.counts["idle"] += 1
@@ -825,6 +826,8 @@ class DptNode(Node):
         h, w = px.size
         host = _HostCopies(self._pinned)
         depth_t = labels_t = None
+        if "logits" in net:
+            labels_t = pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w)))[0]
         if "inverse_depth" in net:
             # stays where the model ran (GPU or CPU) until a host copy is needed for a message
             variant = job["variant"]["depth"]
@@ -844,16 +847,15 @@ class DptNode(Node):
                 # in place unless it is the model's own output (an inference tensor: camera at network size)
                 depth_t = pipeline.apply_depth_range(depth_t, s["depth.min"], s["depth.max"],
                                                      inplace=not depth_t.is_inference())
-                if "depth" in needed and s["depth.encoding"] == "16UC1":
+                depth_t = self._exclude_from_depth(f, depth_t, labels_t, s)
+                if depth_t is not None and "depth" in needed and s["depth.encoding"] == "16UC1":
                     host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
-                elif "depth" in needed:
+                elif depth_t is not None and "depth" in needed:
                     host.request("depth", depth_t)
             elif ("depth" in needed or "points" in wanted) and not s["depth.align"]:   # (alignment: counted)
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
                                 "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
                                 "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
-        if "logits" in net:
-            labels_t = pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w)))[0]
         intr = info = None
         if depth_t is not None and not wanted.isdisjoint(_INFO_OUTPUTS):
             info = self._camera_info(f, s)
@@ -932,6 +934,20 @@ class DptNode(Node):
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_output(header, cloud)
         return out
+
+    def _exclude_from_depth(self, f: _Frame, depth_t: torch.Tensor, labels_t: Optional[torch.Tensor],
+                            s: Settings) -> Optional[torch.Tensor]:
+        """depth.exclude_classes: the depth with NaN (no measurement) on those classes; None, counted as
+        incomplete:exclude_classes, when the frame has no labels (no depth rather than one with them)."""
+        drop = params.class_labels(s["depth.exclude_classes"])
+        if not drop:
+            return depth_t
+        if labels_t is None:
+            self._count_error("exclude_classes", "depth.exclude_classes needs segmentation labels: set "
+                              "segmentation.variant (and segmentation.weights); no depth or points published", [f],
+                              partial=True)
+            return None
+        return pipeline.drop_labels(depth_t, labels_t, drop)
 
     def _align(self, f: _Frame, inv_t: torch.Tensor, s: Settings) -> Optional[tuple[float, float]]:
         """depth.align: (scale, shift) fitted to the frame's reference depth (``1 / reference = scale *

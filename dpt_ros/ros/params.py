@@ -151,11 +151,11 @@ def class_labels(text: str) -> tuple[int, ...]:
     return tuple(labels)
 
 
-def _check_classes(value: str) -> Optional[str]:
+def _check_classes(value: str, name: str) -> Optional[str]:
     try:
         class_labels(value)
     except ValueError as e:
-        return f"points.exclude_classes: {e}"
+        return f"{name}: {e}"
     return None
 
 
@@ -214,6 +214,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1.0e6)),
     ParamSpec("depth.max", 1000.0, "Depths above this (metres) are published as +Inf (REP 117).",
               float_range=(0.0, 1.0e6)),
+    ParamSpec("depth.exclude_classes", "",
+              "Segmentation classes left out of depth (NaN: no measurement, 0 in 16UC1) and so out of points, "
+              "comma-separated names from class_names (e.g. 'person, car': moving objects before depth-based "
+              "mapping). Needs segmentation (segmentation.variant): without labels for a frame no depth or points "
+              "are published (counted incomplete.exclude_classes). inverse_depth is unchanged. '' = none.",
+              check=lambda v: _check_classes(v, "depth.exclude_classes")),
     ParamSpec("depth.encoding", "32FC1",
               "Encoding of depth (REP 118): 32FC1 metres (NaN / -Inf / +Inf as REP 117), or 16UC1 millimetres as "
               "raw depth drivers publish them (half the bytes; 0 = no measurement, which includes depths below "
@@ -261,7 +267,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Segmentation classes left out of the cloud, comma-separated names from class_names (e.g. 'person, car': "
               "moving objects before mapping; 'sky'); NaN when organised. Needs segmentation (segmentation.variant): "
               "without labels for a frame no cloud is published (counted incomplete.exclude_classes). Depth itself is "
-              "unchanged. '' = none.", check=_check_classes),
+              "unchanged. '' = none.", check=lambda v: _check_classes(v, "points.exclude_classes")),
     ParamSpec("points.organized", True,
               "Organised (H x W, NaN for invalid) cloud; false = only valid points (height 1)."),
     ParamSpec("colormap", "inferno", "Colour map of inverse_depth/colored."),

@@ -387,11 +387,46 @@ def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
     assert np.isfinite(d[out]).all()
 
 
+def test_classes_excluded_from_depth_are_no_measurement_in_depth_and_cloud(harness):
+    """depth.exclude_classes (set live): depth is NaN where the segmentation holds those classes (16UC1: 0), the
+    cloud follows it, inverse_depth is unchanged; refused names as for points.exclude_classes."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
+                                 "points.stride": 1, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    depth, seg, inv = (harness.collector(Image, n) for n in ("depth", "segmentation", "inverse_depth"))
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    info_pub.publish(make_info(make_image(1, width=80, height=60)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    publish_until(pub, lambda i: make_image(i, width=80, height=60), seg)
+    values, counts = np.unique(conversions.image_array(seg[0]), return_counts=True)
+    names = [node.settings["class_names"][v] for v in values[np.argsort(counts)[-2:]]]
+    refused = set_params(harness, node, **{"depth.exclude_classes": "sky, cars"})
+    assert not refused[0].successful and refused[0].reason.startswith("depth.exclude_classes: 'cars' is not")
+    assert all(r.successful for r in set_params(harness, node, **{"depth.exclude_classes": ",".join(names)}))
+    for encoding, stamp in (("32FC1", 100), ("16UC1", 200)):
+        if encoding == "16UC1":
+            assert all(r.successful for r in set_params(harness, node, **{"depth.encoding": "16UC1"}))
+        pub.publish(make_image(stamp, width=80, height=60))
+        mine = lambda msgs: next((m for m in msgs if m.header.stamp.nanosec == stamp), None)  # noqa: E731
+        wait_for(lambda: all(mine(c) is not None for c in (depth, seg, inv, points)), what=f"frame {stamp}")
+        d, lab, x = (conversions.image_array(mine(c)) for c in (depth, seg, inv))
+        out = np.isin(lab, [node.settings["class_names"].index(n) for n in names])
+        assert 0.05 < out.mean() < 0.95 and np.isfinite(x).all()
+        if encoding == "32FC1":
+            want = np.where(out, np.nan, 1.0 / np.maximum(x + 0.2, 1e-8)).astype(np.float32)
+            np.testing.assert_allclose(d, want, rtol=1e-5)
+            np.testing.assert_array_equal(np.isnan(conversions.cloud_array(mine(points))["z"]), out)
+        else:
+            assert (d[out] == 0).all() and (d[~out] > 0).all()
+
+
 def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     """points.exclude_classes without a segmentation model: no cloud at all (not one with the classes the user
-    asked to leave out), the frame counted incomplete.exclude_classes and the reason logged."""
+    asked to leave out), the frame counted incomplete.exclude_classes and the reason logged; depth.exclude_classes:
+    no depth and no cloud."""
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.exclude_classes": "person"})
     log = harness.collector(Log, "/rosout")
+    depth = harness.collector(Image, "depth")
     points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     img = make_image(5, width=80, height=60)
     info_pub.publish(make_info(img))
@@ -401,6 +436,16 @@ def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     c = node.counts()[""]
     assert c["incomplete:exclude_classes"] == 1 and points == [] and "out:points" not in c
     wait_for(lambda: any("points.exclude_classes needs segmentation labels" in m.msg for m in log), what="the reason")
+    wait_for(lambda: len(depth) == 1, what="depth, which points.exclude_classes leaves alone")
+    # depth.exclude_classes without labels: neither depth nor points
+    assert all(r.successful for r in set_params(harness, node, **{"depth.exclude_classes": "person",
+                                                                     "points.exclude_classes": ""}))
+    pub.publish(make_image(6, width=80, height=60))
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="the second frame processed")
+    c = node.counts()[""]
+    assert c["incomplete:exclude_classes"] == 2 and len(depth) == 1 and points == [] and c["out:depth"] == 1
+    wait_for(lambda: any("depth.exclude_classes needs segmentation labels" in m.msg for m in log), what="the reason")
+    assert not any("need metric depth" in m.msg for m in log)
 
 
 def _model_inverse_depth(node, frame):
