@@ -420,6 +420,28 @@ def test_classes_excluded_from_depth_are_no_measurement_in_depth_and_cloud(harne
             assert (d[out] == 0).all() and (d[~out] > 0).all()
 
 
+def test_depth_exclude_classes_runs_segmentation_when_only_depth_is_subscribed(harness):
+    """Nobody subscribes a segmentation output, yet depth.exclude_classes needs labels: the segmentation model
+    runs for them, and depth is NaN exactly where its labels hold the class."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["depth"].get_subscription_count() > 0,
+             what="discovery")
+    frame = make_image(3, width=80, height=60)
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    logits = node.models.segmentation.run(node.models.segmentation_pre(rgb))["logits"]
+    labels = pipeline.labels_from_logits(pipeline.upsample(logits, (60, 80)))[0].numpy()
+    values, counts = np.unique(labels, return_counts=True)
+    commonest = int(values[np.argmax(counts)])
+    assert all(r.successful for r in set_params(harness, node, **{
+        "depth.exclude_classes": node.settings["class_names"][commonest]}))
+    pub.publish(frame)
+    wait_for(lambda: len(depth) == 1, what="depth")
+    np.testing.assert_array_equal(np.isnan(conversions.image_array(depth[0])), labels == commonest)
+
+
 def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     """points.exclude_classes without a segmentation model: no cloud at all (not one with the classes the user
     asked to leave out), the frame counted incomplete.exclude_classes and the reason logged; depth.exclude_classes:
@@ -439,7 +461,8 @@ def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     wait_for(lambda: len(depth) == 1, what="depth, which points.exclude_classes leaves alone")
     # depth.exclude_classes without labels: neither depth nor points
     assert all(r.successful for r in set_params(harness, node, **{"depth.exclude_classes": "person",
-                                                                     "points.exclude_classes": ""}))
+                                                                     "points.exclude_classes": "",
+                                                                     "depth.encoding": "16UC1"}))
     pub.publish(make_image(6, width=80, height=60))
     wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="the second frame processed")
     c = node.counts()[""]
