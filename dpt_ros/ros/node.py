@@ -230,8 +230,7 @@ class _Camera:
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
-    reference_sub: Any = None   # depth.align: the depth_reference subscription
-    info_sub: Any = None   # the camera_info subscription (none with camera_info.url)
+    subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -430,10 +429,10 @@ class DptNode(Node):
         if calibrations is not None:
             for cam, info in zip(self._cameras, calibrations):
                 cam.calibration = info
-                self._subscribe_info(cam, info is None)
+                self._subscribe(cam, "camera_info", info is None)
         if new["depth.align"] != current["depth.align"]:
             for cam in self._cameras:
-                self._subscribe_reference(cam, new["depth.align"])
+                self._subscribe(cam, "depth_reference", new["depth.align"])
         if new["diagnostics.period"] != current["diagnostics.period"]:
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
             self._diag_timer.reset()
@@ -531,9 +530,9 @@ class DptNode(Node):
             sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.image_topic))
             self.create_subscription(CompressedImage if compressed else Image, cam.image_topic,
                                      lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
-            self._subscribe_info(cam, cam.calibration is None)   # (camera_info.url: a file instead)
+            self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
             if s["depth.align"]:
-                self._subscribe_reference(cam, True)
+                self._subscribe(cam, "depth_reference", True)
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
@@ -546,32 +545,22 @@ class DptNode(Node):
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         self._publish_label_info(s)
 
-    def _subscribe_info(self, cam: _Camera, on: bool) -> None:
-        """Subscribe the camera's camera_info topic, or unsubscribe it (camera_info.url) and forget its infos."""
-        if on and cam.info_sub is None:
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("camera_info")))
-            cam.info_sub = self.create_subscription(CameraInfo, cam.topic("camera_info"),
-                                                    lambda m, c=cam: self._on_info(c, m), self._in_qos,
-                                                    event_callbacks=events)
-        elif not on and cam.info_sub is not None:
-            self.destroy_subscription(cam.info_sub)
-            cam.info_sub = None
-            with self._info_arrived:
-                cam.infos.clear()
-
-    def _subscribe_reference(self, cam: _Camera, on: bool) -> None:
-        """depth.align: subscribe the camera's depth_reference, or unsubscribe it and forget its references."""
-        if on and cam.reference_sub is None:
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic("depth_reference")))
-            cam.reference_sub = self.create_subscription(
-                Image, cam.topic("depth_reference"), lambda m, c=cam: self._on_reference(c, m), self._in_qos,
-                event_callbacks=events)
-        elif not on and cam.reference_sub is not None:
-            self.destroy_subscription(cam.reference_sub)
-            cam.reference_sub = None
-            with self._wake:
-                cam.references.clear()
-                cam.alignment = None
+    def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
+        """Subscribe the camera's ``camera_info`` (none with camera_info.url) or ``depth_reference`` (depth.align)
+        topic, or unsubscribe it and forget what it brought."""
+        if on and name not in cam.subs:
+            msg_type, handler = (CameraInfo, self._on_info) if name == "camera_info" else (Image, self._on_reference)
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
+            cam.subs[name] = self.create_subscription(msg_type, cam.topic(name), lambda m, c=cam: handler(c, m),
+                                                      self._in_qos, event_callbacks=events)
+        elif not on and name in cam.subs:
+            self.destroy_subscription(cam.subs.pop(name))
+            with self._wake:   # (the lock of _info_arrived too)
+                if name == "camera_info":
+                    cam.infos.clear()
+                else:
+                    cam.references.clear()
+                    cam.alignment = None
 
     def _incompatible_qos(self, topic: str):
         last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)
