@@ -29,6 +29,7 @@ setup(
             "dpt_node = dpt_ros.ros.node:run",
             "sample_camera = dpt_ros.ros.sample_camera:main",
             "calibrate_depth = dpt_ros.tools.calibrate_depth:run",
+            "dpt_predict = dpt_ros.tools.predict:main",
         ],
     },
 )

@@ -34,6 +34,7 @@ def check_install(ws: Path, symlink: bool) -> None:
         "lib/dpt_ros/dpt_node",
         "lib/dpt_ros/sample_camera",
         "lib/dpt_ros/calibrate_depth",
+        "lib/dpt_ros/dpt_predict",
         "share/dpt_ros/package.xml",
         "share/ament_index/resource_index/packages/dpt_ros",
         "share/dpt_ros/rviz/dpt.rviz",
@@ -46,7 +47,7 @@ def check_install(ws: Path, symlink: bool) -> None:
         if f"share/dpt_ros/launch/{name}" not in expected:
             expected.append(f"share/dpt_ros/launch/{name}")
     missing = [p for p in expected if not (prefix / p).exists()]   # exists() follows symlinks: a dangling one is missing
-    not_exec = [p for p in expected[:3] if (prefix / p).exists() and not os.access(prefix / p, os.X_OK)]
+    not_exec = [p for p in expected[:4] if (prefix / p).exists() and not os.access(prefix / p, os.X_OK)]
     if symlink:   # the package is imported from the source tree, through the build folder colcon adds to PYTHONPATH
         pkg_root = ws / "build" / "dpt_ros"
         if not (pkg_root / "dpt_ros" / "ros" / "node.py").exists():
