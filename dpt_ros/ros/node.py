@@ -430,6 +430,10 @@ class DptNode(Node):
             for cam, info in zip(self._cameras, calibrations):
                 cam.calibration = info
                 self._subscribe(cam, "camera_info", info is None)
+        if new["image_transport"] != current["image_transport"]:
+            for cam in self._cameras:
+                self._subscribe(cam, "image", False)
+                self._subscribe(cam, "image", True)
         if new["depth.align"] != current["depth.align"]:
             for cam in self._cameras:
                 self._subscribe(cam, "depth_reference", new["depth.align"])
@@ -518,18 +522,10 @@ class DptNode(Node):
                           durability=DurabilityPolicy.VOLATILE)
 
     def _create_interfaces(self, s: Settings) -> None:
-        in_qos = self._in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
+        self._in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
-        compressed = s["image_transport"] == "compressed"
         for cam in self._cameras:
-            # as image_transport does: the transport's topic is the base topic, remaps applied, + "/compressed",
-            # so `-r image:=/camera/image_raw` also moves the compressed input to /camera/image_raw/compressed
-            cam.image_topic = self.resolve_topic_name(cam.topic("image"))
-            if compressed:
-                cam.image_topic = cam.image_topic.rstrip("/") + "/compressed"
-            sub_events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.image_topic))
-            self.create_subscription(CompressedImage if compressed else Image, cam.image_topic,
-                                     lambda m, c=cam: self._on_image(c, m), in_qos, event_callbacks=sub_events)
+            self._subscribe(cam, "image", True)
             self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
             if s["depth.align"]:
                 self._subscribe(cam, "depth_reference", True)
@@ -546,19 +542,31 @@ class DptNode(Node):
         self._publish_label_info(s)
 
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
-        """Subscribe the camera's ``camera_info`` (none with camera_info.url) or ``depth_reference`` (depth.align)
-        topic, or unsubscribe it and forget what it brought."""
+        """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
+        camera_info.url) or ``depth_reference`` (depth.align) topic, or unsubscribe it and forget what it
+        brought."""
         if on and name not in cam.subs:
-            msg_type, handler = (CameraInfo, self._on_info) if name == "camera_info" else (Image, self._on_reference)
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
-            cam.subs[name] = self.create_subscription(msg_type, cam.topic(name), lambda m, c=cam: handler(c, m),
+            topic = cam.topic(name)
+            if name == "image":
+                # as image_transport does: the transport's topic is the base topic, remaps applied, + "/compressed",
+                # so `-r image:=/camera/image_raw` also moves the compressed input to /camera/image_raw/compressed
+                compressed = self._settings["image_transport"] == "compressed"
+                topic = self.resolve_topic_name(topic).rstrip("/") + ("/compressed" if compressed else "")
+                msg_type, handler = (CompressedImage if compressed else Image), self._on_image
+                cam.image_topic = topic
+            elif name == "camera_info":
+                msg_type, handler = CameraInfo, self._on_info
+            else:
+                msg_type, handler = Image, self._on_reference
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic))
+            cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
                                                       self._in_qos, event_callbacks=events)
         elif not on and name in cam.subs:
             self.destroy_subscription(cam.subs.pop(name))
             with self._wake:   # (the lock of _info_arrived too)
                 if name == "camera_info":
                     cam.infos.clear()
-                else:
+                elif name == "depth_reference":
                     cam.references.clear()
                     cam.alignment = None
 

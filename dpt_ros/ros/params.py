@@ -305,7 +305,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "<ns>/image and publishes <ns>/inverse_depth etc. '' = the node's own namespace.",
               "static", check=_check_cameras),
     ParamSpec("image_transport", "raw",
-              "Subscribe image (sensor_msgs/Image) or image/compressed (CompressedImage).", "static",
+              "Subscribe image (sensor_msgs/Image) or image/compressed (CompressedImage); set live, the node "
+              "subscribes the other topic from the next message on.",
               choices=IMAGE_TRANSPORTS),
     ParamSpec("qos.input_reliability", "best_effort",
               "Reliability of the image and camera_info subscriptions.", "static", choices=RELIABILITIES),

@@ -727,6 +727,35 @@ def test_compressed_input_transport(harness):
     assert harness.probe.count_subscribers("/image/compressed") == 0
 
 
+def test_image_transport_switched_live(harness):
+    """image_transport set with ros2 param: the node leaves image (remap applied) for image/compressed and
+    back; frames on the new topic are processed, the old topic has no subscriber from the node."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    from dpt_ros.ros.testing import pattern_image
+
+    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw"])
+    out = harness.collector(Image, "inverse_depth")
+    raw = harness.probe.create_publisher(Image, "/cam/image_raw", qos())
+    jpeg = harness.probe.create_publisher(CompressedImage, "/cam/image_raw/compressed", qos())
+    wait_for(lambda: raw.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    assert jpeg.get_subscription_count() == 0
+    assert all(r.successful for r in set_params(harness, node, image_transport="compressed"))
+    wait_for(lambda: jpeg.get_subscription_count() > 0 and raw.get_subscription_count() == 0, what="the switch")
+    ok, data = cv2.imencode(".jpg", pattern_image(72, 40)[..., ::-1])
+    jpeg.publish(conversions.compressed_msg(make_image(7).header, data.tobytes(), "jpeg"))
+    wait_for(lambda: len(out) == 1, what="output from a compressed frame")
+    assert (out[0].width, out[0].height) == (72, 40)
+    assert {v.key: v.value for v in node.diagnostics().status[1].values}["topic"] == "/cam/image_raw/compressed"
+    assert all(r.successful for r in set_params(harness, node, image_transport="raw"))
+    wait_for(lambda: raw.get_subscription_count() > 0 and jpeg.get_subscription_count() == 0, what="the switch back")
+    raw.publish(make_image(8, width=50, height=30))
+    wait_for(lambda: len(out) == 2, what="output from a raw frame")
+    assert (out[1].width, out[1].height) == (50, 30)
+
+
 def test_cameras_with_equal_shapes_share_one_batch(harness):
     """While the worker is busy, both cameras' newest frames wait; the next forward pass takes both, and
     each camera publishes the outputs of its own frame."""
