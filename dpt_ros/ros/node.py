@@ -227,6 +227,7 @@ class _Camera:
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
     throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
+    points_throttle: "_Throttle" = field(default_factory=lambda: _Throttle())   # points.max_rate
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
@@ -704,6 +705,11 @@ class DptNode(Node):
                 wanted -= set(_DEPTH_OUTPUTS)
             if m.segmentation is None:
                 wanted -= set(_SEG_OUTPUTS)
+            if "points" in wanted and s["points.max_rate"] > 0.0 and not f.camera.points_throttle.admit(
+                    f.received, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
+                wanted.discard("points")
+                with self._lock:
+                    f.camera.counts["throttled:points"] += 1
             needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and (
                 s["points.label"] or bool(s["points.exclude_classes"].strip()))) or (
                 bool(wanted & _METRIC_OUTPUTS) and bool(s["depth.exclude_classes"].strip()))

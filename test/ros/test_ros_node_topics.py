@@ -352,6 +352,28 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
     assert np.isfinite(d).all()
 
 
+def test_points_max_rate_builds_fewer_clouds_and_keeps_depth_at_the_frame_rate(harness):
+    """points.max_rate 1 Hz (set live) on ~10 frames over about a second: 2 clouds (the first, and one half a
+    period early), depth for every frame, the others counted throttled.points."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    depth = harness.collector(Image, "depth")
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    info_pub.publish(make_info(make_image(1, width=40, height=30)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    assert all(r.successful for r in set_params(harness, node, **{"points.max_rate": 1.0}))
+    t0 = time.monotonic()
+    for i in range(10):
+        pub.publish(make_image(100 + i, width=40, height=30))
+        wait_for(lambda: len(depth) == i + 1, what=f"depth of frame {i}")
+        time.sleep(max(0.0, t0 + 0.1 * (i + 1) - time.monotonic()))
+    span = time.monotonic() - t0
+    c = node.counts()[""]
+    assert c["out:depth"] == 10 and c["processed"] == 10
+    assert c["out:points"] + c["throttled:points"] == 10
+    assert c["out:points"] in ((2,) if span < 1.5 else (2, 3)), (span, c)   # 1.5 s: a third period's early side
+    wait_for(lambda: len(points) == c["out:points"], what="the clouds")
+
+
 def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
     """points.exclude_classes (set live): the cloud's z is the published depth with NaN where the published
     segmentation holds an excluded class; depth keeps every value. An unknown name is refused with the
