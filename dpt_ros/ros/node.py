@@ -710,9 +710,7 @@ class DptNode(Node):
                 wanted.discard("points")
                 with self._lock:
                     f.camera.counts["throttled:points"] += 1
-            needs_labels = bool(wanted & set(_SEG_OUTPUTS)) or ("points" in wanted and (
-                s["points.label"] or bool(s["points.exclude_classes"].strip()))) or (
-                bool(wanted & _METRIC_OUTPUTS) and bool(s["depth.exclude_classes"].strip()))
+            needs_labels = _needs_labels(wanted, s)
             if not wanted:
                 with self._lock:
                     f.camera.counts["idle"] += 1
@@ -884,9 +882,16 @@ class DptNode(Node):
                               "segmentation.variant (and segmentation.weights); no points published", [f], partial=True)
             want_cloud = False
         cloud_labels = labels_t is not None and s["points.label"]
+        # points.color_source segmentation: each point in its class's palette colour instead of the image's
+        class_colors = want_cloud and s["points.color"] and s["points.color_source"] == "segmentation"
+        if class_colors and labels_t is None:
+            self._count_error("color_source", "points.color_source=segmentation needs segmentation labels: set "
+                              "segmentation.variant (and segmentation.weights); points coloured from the image", [f],
+                              partial=True)
+            class_colors = False
         cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available(depth_t.device)
         if labels_t is not None and (not needed.isdisjoint(_SEG_OUTPUTS) or
-                                     (want_cloud and cloud_labels and not cloud_on_device)):
+                                     (want_cloud and (cloud_labels or class_colors) and not cloud_on_device)):
             host.request("labels", labels_t)
         cloud_depth_t = depth_t
         if want_cloud and s["points.edge_filter"] > 0:   # the cloud only: depth stays as the model made it
@@ -898,8 +903,12 @@ class DptNode(Node):
         cloud = None
         if cloud_on_device:
             # back-projection on the GPU; its blocking copy also completes the copies requested above
-            cloud = pipeline.build_cloud(pipeline.tensor_to_array(cloud_depth_t), intr,
-                                         rgb=(job["rgb_in"] if "rgb_in" in job else px.rgb()) if s["points.color"] else None,
+            rgb = None
+            if class_colors:
+                rgb = pipeline.colorize_labels(pipeline.tensor_to_array(labels_t))
+            elif s["points.color"]:
+                rgb = job["rgb_in"] if "rgb_in" in job else px.rgb()
+            cloud = pipeline.build_cloud(pipeline.tensor_to_array(cloud_depth_t), intr, rgb=rgb,
                                          labels=pipeline.tensor_to_array(labels_t) if cloud_labels else None,
                                          stride=s["points.stride"], organized=s["points.organized"],
                                          reuse_buffer=True)   # serialised below, before the next frame's cloud
@@ -932,7 +941,12 @@ class DptNode(Node):
             if want_cloud:
                 if cloud is None:
                     cloud_depth = host["cloud_depth"] if "cloud_depth" in host else host["depth"]
-                    cloud = pipeline.build_cloud(cloud_depth, intr, rgb=px.rgb() if s["points.color"] else None,
+                    rgb = None
+                    if class_colors:
+                        rgb = pipeline.colorize_labels(host["labels"])
+                    elif s["points.color"]:
+                        rgb = px.rgb()
+                    cloud = pipeline.build_cloud(cloud_depth, intr, rgb=rgb,
                                                  labels=host["labels"] if cloud_labels else None,
                                                  stride=s["points.stride"], organized=s["points.organized"])
                 out["points"] = conversions.cloud_output(header, cloud)
@@ -1331,6 +1345,15 @@ def _variant_names(task: str) -> list[str]:
     from dpt_ros.model import VARIANTS
 
     return [n for n, v in VARIANTS.items() if v.task == task]
+
+
+def _needs_labels(wanted: set, s: Settings) -> bool:
+    """Whether a frame with these wanted outputs needs segmentation labels: a segmentation output, or a cloud or
+    depth that uses them (points.label, points.color_source, points.exclude_classes, depth.exclude_classes)."""
+    cloud = "points" in wanted and (s["points.label"] or (s["points.color"] and s["points.color_source"] == "segmentation")
+                                    or bool(s["points.exclude_classes"].strip()))
+    return bool(wanted & set(_SEG_OUTPUTS)) or cloud or (
+        bool(wanted & _METRIC_OUTPUTS) and bool(s["depth.exclude_classes"].strip()))
 
 
 def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:

@@ -33,6 +33,7 @@ CAMERA_INFO_POLICIES = ("exact", "nearest", "latest")
 COLORMAP_RANGES = ("running", "fixed")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+COLOR_SOURCES = ("image", "segmentation")
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 _TYPES = {
@@ -262,6 +263,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(0.0, 1000.0)),
     ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),
     ParamSpec("points.color", True, "Add a packed rgb field from the input image."),
+    ParamSpec("points.color_source", "image",
+              "What the rgb field of the cloud (points.color) shows: the input image's colour (image) or the ADE20K "
+              "palette colour of the point's class (segmentation: a semantic cloud in RViz; needs segmentation.variant, "
+              "else the image's, counted incomplete.color_source).", choices=COLOR_SOURCES),
     ParamSpec("points.label", False, "Add a uint32 label field from segmentation (needs segmentation)."),
     ParamSpec("points.edge_filter", 0.0,
               "Drop the points of depth edges: a pixel whose depth differs from one of its 4 neighbours by more "

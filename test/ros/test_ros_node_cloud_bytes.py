@@ -25,23 +25,26 @@ def _frame(stamp_s: int, encoding: str, width: int, height: int) -> Image:
     return msg
 
 
-@pytest.mark.parametrize("device,encoding,organized,serialized", [
-    ("cpu", "rgb8", True, True),
-    ("cpu", "rgb8", False, False),
-    pytest.param("cuda", "rgb8", True, True, marks=CUDA),
-    pytest.param("cuda", "mono8", True, True, marks=CUDA),
-    pytest.param("cuda", "bgr8", False, True, marks=CUDA),
+@pytest.mark.parametrize("device,encoding,organized,serialized,color_source", [
+    ("cpu", "rgb8", True, True, "image"),
+    ("cpu", "rgb8", False, False, "image"),
+    ("cpu", "rgb8", True, True, "segmentation"),
+    pytest.param("cuda", "rgb8", True, True, "image", marks=CUDA),
+    pytest.param("cuda", "mono8", True, True, "image", marks=CUDA),
+    pytest.param("cuda", "bgr8", False, True, "image", marks=CUDA),
+    pytest.param("cuda", "bgr8", True, True, "segmentation", marks=CUDA),
 ])
 def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, monkeypatch, device, encoding, organized,
-                                                                    serialized):
+                                                                    serialized, color_source):
     """``serialized``: outputs go out as CDR bytes (this rmw), or as message objects (the fallback for an
-    rmw whose wire format differs); subscribers receive the same either way."""
+    rmw whose wire format differs); subscribers receive the same either way. ``color_source`` segmentation:
+    the colours are the labels' palette colours."""
     if not serialized:
         monkeypatch.setattr(conversions, "cdr_matches_rmw", lambda: False)
     node = harness.start_node(device=device, **{
         "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest",
         "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
-        "points.label": True, "points.stride": 3, "points.organized": organized})
+        "points.label": True, "points.stride": 3, "points.organized": organized, "points.color_source": color_source})
     names = {"depth": Image, "segmentation": Image, "points": PointCloud2}
     got = {n: harness.collector(t, n) for n, t in names.items()}
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -67,6 +70,8 @@ def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, mon
         labels = conversions.image_array(seg_msg)
         assert np.isfinite(depth).any()
         rgb = pipeline.decode(conversions.image_view(frame), np)
+        if color_source == "segmentation":
+            rgb = pipeline.ADE20K_PALETTE[labels]
         ref = pipeline.build_cloud(depth, intr, rgb=rgb, labels=labels, stride=3, organized=organized)
         assert (cloud_msg.height, cloud_msg.width, cloud_msg.point_step, cloud_msg.row_step, cloud_msg.is_dense) == (
             ref.height, ref.width, ref.point_step, ref.row_step, ref.is_dense)

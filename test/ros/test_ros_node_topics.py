@@ -352,6 +352,54 @@ def test_edge_filter_drops_cloud_points_at_depth_jumps_and_leaves_depth_alone(ha
     assert np.isfinite(d).all()
 
 
+def _packed_rgb(cloud) -> np.ndarray:
+    words = conversions.cloud_array(cloud)["rgb"].view(np.uint32)
+    return np.stack([(words >> 16) & 255, (words >> 8) & 255, words & 255], -1).astype(np.uint8)
+
+
+def test_points_color_source_segmentation_paints_each_point_in_its_class_colour(harness):
+    """points.color_source (set live): 'segmentation' packs the ADE20K palette colour of each point's label
+    (as published on segmentation) into rgb; 'image' the input's pixel again."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
+                                 "points.stride": 1, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    seg = harness.collector(Image, "segmentation")
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    info_pub.publish(make_info(make_image(1, width=80, height=60)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    assert all(r.successful for r in set_params(harness, node, **{"points.color_source": "segmentation"}))
+    pub.publish(make_image(100, width=80, height=60))
+    wait_for(lambda: points and seg, what="cloud and segmentation")
+    labels = conversions.image_array(seg[0])
+    z = conversions.cloud_array(points[0])["z"]
+    ok = np.isfinite(z)
+    assert ok.mean() > 0.5
+    np.testing.assert_array_equal(_packed_rgb(points[0])[ok], pipeline.ADE20K_PALETTE[labels][ok])
+    refused = set_params(harness, node, **{"points.color_source": "labels"})[0]
+    assert not refused.successful and refused.reason.endswith("is not one of image, segmentation")
+    assert all(r.successful for r in set_params(harness, node, **{"points.color_source": "image"}))
+    frame = make_image(200, width=80, height=60)
+    pub.publish(frame)
+    wait_for(lambda: len(points) == 2, what="the next cloud")
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    ok = np.isfinite(conversions.cloud_array(points[1])["z"])
+    np.testing.assert_array_equal(_packed_rgb(points[1])[ok], rgb[ok])
+
+
+def test_points_color_source_without_segmentation_uses_the_image_and_says_so(harness):
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.stride": 1,
+                                 "points.color_source": "segmentation"})
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    frame = make_image(5, width=40, height=30)
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(frame)
+    wait_for(lambda: len(points) == 1, what="the cloud")
+    ok = np.isfinite(conversions.cloud_array(points[0])["z"])
+    np.testing.assert_array_equal(_packed_rgb(points[0])[ok], pipeline.decode(conversions.image_view(frame), np)[ok])
+    wait_for(lambda: node.counts()[""].get("incomplete:color_source", 0) == 1, what="counted")
+
+
 def test_points_max_rate_builds_fewer_clouds_and_keeps_depth_at_the_frame_rate(harness):
     """points.max_rate 1 Hz (set live) on ~10 frames over about a second: 2 clouds (the first, and one half a
     period early), depth for every frame, the others counted throttled.points."""
