@@ -358,19 +358,22 @@ def _packed_rgb(cloud) -> np.ndarray:
 
 
 def test_points_color_source_segmentation_paints_each_point_in_its_class_colour(harness):
-    """points.color_source (set live): 'segmentation' packs the ADE20K palette colour of each point's label
-    (as published on segmentation) into rgb; 'image' the input's pixel again."""
+    """points.color_source (set live): 'segmentation' packs the ADE20K palette colour of each point's label into
+    rgb, the segmentation model running for it although no segmentation output is subscribed; 'image' the
+    input's pixel again."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "camera_info.policy": "latest",
                                  "points.stride": 1, "segmentation.variant": "dpt_hybrid_ade20k",
                                  "segmentation.weights": "random"})
-    seg = harness.collector(Image, "segmentation")
     points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     info_pub.publish(make_info(make_image(1, width=80, height=60)))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
     assert all(r.successful for r in set_params(harness, node, **{"points.color_source": "segmentation"}))
-    pub.publish(make_image(100, width=80, height=60))
-    wait_for(lambda: points and seg, what="cloud and segmentation")
-    labels = conversions.image_array(seg[0])
+    first = make_image(100, width=80, height=60)
+    pub.publish(first)
+    wait_for(lambda: points, what="the cloud")
+    rgb = pipeline.decode(conversions.image_view(first), np)
+    logits = node.models.segmentation.run(node.models.segmentation_pre(rgb))["logits"]
+    labels = pipeline.labels_from_logits(pipeline.upsample(logits, (60, 80)))[0].numpy()
     z = conversions.cloud_array(points[0])["z"]
     ok = np.isfinite(z)
     assert ok.mean() > 0.5
