@@ -248,6 +248,18 @@ def decode(view: ImageView, xp: ModuleType | str = np) -> Any:
     return _cuda.decode(view, fmt)
 
 
+#: image file types OpenCV reads (image folders of the sample camera and of tools.predict)
+IMAGE_FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def read_image_file(path: str) -> np.ndarray:
+    """An image file as (H, W, 3) uint8 RGB; ValueError naming the file when OpenCV cannot read it."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"cannot read image {str(path)!r}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
 def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
 

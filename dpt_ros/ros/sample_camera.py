@@ -25,12 +25,12 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.ros import conversions
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
@@ -47,17 +47,10 @@ def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
 
 def folder_files(folder: str) -> list[str]:
     files = sorted(os.path.join(folder, f) for f in os.listdir(folder)
-                   if f.lower().endswith(_IMAGE_EXTENSIONS))
+                   if f.lower().endswith(IMAGE_FILE_EXTENSIONS))
     if not files:
-        raise ValueError(f"folder {folder!r} holds no images ({', '.join(_IMAGE_EXTENSIONS)})")
+        raise ValueError(f"folder {folder!r} holds no images ({', '.join(IMAGE_FILE_EXTENSIONS)})")
     return files
-
-
-def read_rgb(path: str) -> np.ndarray:
-    bgr = cv2.imread(path, cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"cannot read image {path!r}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
@@ -91,7 +84,7 @@ def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:
 def _folder_frames(files: list, loop: bool) -> Iterator[np.ndarray]:
     while True:
         for f in files:
-            yield read_rgb(f)
+            yield read_image_file(f)
         if not loop:
             return
 

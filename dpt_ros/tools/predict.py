@@ -33,9 +33,8 @@ import torch
 
 from dpt_ros import pipeline
 from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
-from dpt_ros.pipeline import RESIZE_METHODS
+from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, RESIZE_METHODS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 #: the official run_monodepth.py's scale of a metric variant's depth before writing it
 OFFICIAL_DEPTH_SCALE = {"dpt_hybrid_kitti": 256.0, "dpt_hybrid_nyu": 1000.0}
 _RANDOM_BANNER = """
@@ -70,7 +69,7 @@ def image_files(items: list[str]) -> list[Path]:
     for item in items:
         p = Path(item)
         if p.is_dir():
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS)
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_FILE_EXTENSIONS)
         else:
             files.append(p)
     return files
@@ -163,13 +162,13 @@ def main(argv=None) -> int:
         return 2
     failed = 0
     for path in files:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
+        try:
+            rgb = pipeline.read_image_file(path)
+        except ValueError:
             print(f"predict: {path}: not readable as an image (missing, or not one of "
-                  f"{', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}); skipped", file=sys.stderr)
+                  f"{', '.join(e.lstrip('.') for e in IMAGE_FILE_EXTENSIONS)}); skipped", file=sys.stderr)
             failed += 1
             continue
-        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         t = time.perf_counter()
         with torch.inference_mode():
             result = predict(engine, pre, rgb)

@@ -59,7 +59,7 @@ def test_unusable_sources_are_refused_with_the_reason(tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG but not really")
     with pytest.raises(ValueError, match="cannot read image .*broken.png"):
-        sample_camera.read_rgb(str(broken))
+        pipeline.read_image_file(str(broken))   # what sample_camera reads folder images with
 
 
 def test_a_video_without_frames_ends_even_when_looping(tmp_path):
