@@ -32,6 +32,7 @@ def check_install(ws: Path, symlink: bool) -> None:
     prefix = ws / "install" / "dpt_ros"
     expected = [
         "lib/dpt_ros/dpt_node",
+        "lib/dpt_ros/dpt_lifecycle_node",
         "lib/dpt_ros/sample_camera",
         "lib/dpt_ros/calibrate_depth",
         "lib/dpt_ros/dpt_predict",

@@ -30,6 +30,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
@@ -294,17 +295,101 @@ class DptNode(Node):
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
         self._busy: Optional[tuple[str, float]] = None   # (stage, time.monotonic() it began) of the running batch
         self._stuck_logged: Optional[tuple[str, float]] = None
+        # what _configure() builds and _cleanup() takes down again (a managed node starts without them)
+        self._models: Optional[ModelSet] = None
+        self._cameras: list[_Camera] = []
+        self._compressed: Optional[_CompressedCopies] = None
+        self._worker: Optional[threading.Thread] = None
+        self._diag_pub = self._diag_timer = None
+        self._label_pubs: list = []
+        self._active = False   # subscribed to the cameras
+        self._idle = threading.Condition(self._lock)   # the worker finished a batch (deactivation waits for it)
 
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        if not self._MANAGED:
+            self._configure()
+            self._activate()
+
+    #: a managed (lifecycle) node configures and activates on request, not in its constructor
+    _MANAGED = False
+
+    # ------------------------------------------------------------------ bring-up and take-down
+    def _configure(self) -> None:
+        """Check the parameters, load the models, create the publishers and start the worker threads.
+
+        :raises StartupError, FileNotFoundError, ValueError, RuntimeError, OSError: as :func:`load_models`
+        """
         s = self._settings
-        self._models: ModelSet = self._load_initial()
+        self._models = self._load_initial()
         self._log_model(self._models)
         self._cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
                          for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
         self._create_interfaces(s)
+        self._stopping = False
         self._compressed = _CompressedCopies(self)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
         self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
         self._worker.start()
+
+    def _activate(self) -> None:
+        """Subscribe every camera's inputs: frames flow from here on."""
+        s = self._settings
+        with self._lock:
+            self._active = True
+        for cam in self._cameras:
+            self._subscribe(cam, "image", True)
+            self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
+            if s["depth.align"]:
+                self._subscribe(cam, "depth_reference", True)
+
+    def _deactivate(self, timeout: float = _STUCK_S) -> bool:
+        """Unsubscribe the cameras' images, let the worker finish the frames it has accepted (published as
+        usual, compressed copies too), then unsubscribe camera_info and depth_reference. False (and a
+        warning) when the worker did not finish within ``timeout``; what it finishes later is still
+        published."""
+        with self._lock:
+            self._active = False
+        for cam in self._cameras:
+            self._subscribe(cam, "image", False)
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            done = self._idle.wait_for(lambda: self._stopping or not (self._in_worker or any(
+                c.pending for c in self._cameras)), timeout)
+        done = done and (self._compressed is None or self._compressed.wait_idle(max(deadline - time.monotonic(), 0.0)))
+        if not done:
+            self.get_logger().warning(f"deactivating: the worker has not finished its frames within {timeout:.0f} s; "
+                                      f"it publishes them when it does")
+        for cam in self._cameras:
+            for name in list(cam.subs):
+                self._subscribe(cam, name, False)
+        return done
+
+    def _cleanup(self) -> None:
+        """Undo :meth:`_configure`: stop the threads, destroy the publishers and release the models (and the
+        GPU memory they held); the parameters keep their values."""
+        if self._active:
+            self._deactivate()
+        self.stop()
+        for cam in self._cameras:
+            for name in list(cam.subs):
+                self._subscribe(cam, name, False)
+            for pub in cam.pubs.values():
+                self.destroy_publisher(pub)
+            cam.pubs.clear()
+        for pub in [*self._label_pubs, *([self._diag_pub] if self._diag_pub is not None else [])]:
+            self.destroy_publisher(pub)
+        if self._diag_timer is not None:
+            self.destroy_timer(self._diag_timer)
+        device = self._models.device if self._models is not None else None
+        with self._lock:
+            self._models, self._cameras, self._compressed, self._worker = None, [], None, None
+            self._diag_pub = self._diag_timer = None
+            self._label_pubs = []
+            self._wanted, self._in_worker, self._busy = None, [], None
+            self._pinned.clear()
+            self._net_inputs.clear()
+            self._stopping = False
+        if device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()   # hand the cached blocks back to the driver (nvidia-smi shows it)
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> Settings:
@@ -422,6 +507,9 @@ class DptNode(Node):
                 return SetParametersResult(successful=False, reason=str(e))
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
+            configured, active = self._models is not None, self._active
+        if not configured:   # a managed node before configure / after cleanup: the values apply at configure
+            return SetParametersResult(successful=True)
         if new.model_key() != current.model_key():
             self._request_models(new)
         if any(n.startswith("colormap") for n in changes):
@@ -430,14 +518,14 @@ class DptNode(Node):
         if calibrations is not None:
             for cam, info in zip(self._cameras, calibrations):
                 cam.calibration = info
-                self._subscribe(cam, "camera_info", info is None)
+                self._subscribe(cam, "camera_info", info is None and active)
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
                 self._subscribe(cam, "image", False)
-                self._subscribe(cam, "image", True)
+                self._subscribe(cam, "image", active)
         if new["depth.align"] != current["depth.align"]:
             for cam in self._cameras:
-                self._subscribe(cam, "depth_reference", new["depth.align"])
+                self._subscribe(cam, "depth_reference", new["depth.align"] and active)
         if new["diagnostics.period"] != current["diagnostics.period"]:
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
             self._diag_timer.reset()
@@ -459,7 +547,7 @@ class DptNode(Node):
         while True:
             with self._lock:
                 s = self._wanted
-                if s is None or s.model_key() == self._models.key or self._stopping:
+                if s is None or self._stopping or self._models is None or s.model_key() == self._models.key:
                     self._wanted = None
                     self._model_loading = False
                     return
@@ -526,10 +614,6 @@ class DptNode(Node):
         self._in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         for cam in self._cameras:
-            self._subscribe(cam, "image", True)
-            self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
-            if s["depth.align"]:
-                self._subscribe(cam, "depth_reference", True)
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
                 events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
@@ -638,13 +722,14 @@ class DptNode(Node):
 
     # ------------------------------------------------------------------ worker
     def _worker_loop(self) -> None:
+        me = threading.current_thread()   # a worker that outlived its node's cleanup (stuck) leaves, never serves
         while True:
             with self._wake:
                 # no polling: a frame (_on_image) and stop() notify, so a lost notification shows up
                 # as a stalled worker in the tests instead of as up to a poll period of latency
-                while not self._stopping and not any(c.pending for c in self._cameras):
+                while not self._stopping and self._worker is me and not any(c.pending for c in self._cameras):
                     self._wake.wait()
-                if self._stopping:
+                if self._stopping or self._worker is not me:
                     return
                 frames = []
                 for cam in self._cameras:
@@ -663,6 +748,7 @@ class DptNode(Node):
             self._busy = None
             with self._wake:
                 self._in_worker = []
+                self._idle.notify_all()
 
     def _set_cpu_threads(self, n: int) -> None:
         """PyTorch's intra-op threads and OpenCV's pool to ``n`` threads, 0 = their defaults as found at
@@ -1083,11 +1169,17 @@ class DptNode(Node):
             ages = list(self._ages_ms)
             errors = collections.Counter(self._errors)
             self._last_diag = (now, counts)
-            model_error, loading, m = self._model_error, self._model_loading, self._models
+            model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         name = self.get_fully_qualified_name()
+        if m is None:   # a managed node, unconfigured (it publishes no diagnostics then; for a direct call)
+            msg.status = [DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model",
+                                           message="unconfigured: no model loaded (lifecycle)")]
+            return msg
         kv = m.describe()
+        if self._MANAGED:
+            kv["lifecycle_state"] = "active" if active else "inactive"
         for task, shape in list(self._net_inputs.items()):
             if f"{task}.net_size" in kv:
                 kv[f"{task}.net_input"] = shape
@@ -1103,7 +1195,7 @@ class DptNode(Node):
         total = [sum(v) for v in zip(*stages.values())]
         kv["latency.total_p50_ms"] = f"{_percentile(total, 50):.2f}"
         kv["latency.total_p99_ms"] = f"{_percentile(total, 99):.2f}"
-        encode_ms = list(self._compressed.encode_ms)
+        encode_ms = list(self._compressed.encode_ms) if self._compressed is not None else []
         if encode_ms:   # on their own thread, not part of the total: a frame's compressed copies together
             kv["latency.compressed_copies_ms"] = f"{sum(encode_ms) / len(encode_ms):.2f}"
         for reason, n in sorted(errors.items()):
@@ -1130,6 +1222,8 @@ class DptNode(Node):
             level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
         elif random_w:
             level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful"
+        elif not active:
+            text = "inactive (lifecycle): model loaded, cameras not subscribed"
         statuses = [DiagnosticStatus(level=level, name=f"{name}: model", message=text, hardware_id=str(m.device),
                                      values=[KeyValue(key=k, value=v) for k, v in kv.items()])]
         for cam in self._cameras:
@@ -1150,7 +1244,9 @@ class DptNode(Node):
             errs, incomplete = (sum(n for k, n in c.items() if k.startswith(p)) -
                                 sum(n for k, n in prev.items() if k.startswith(p)) for p in ("error:", "incomplete:"))
             lvl, txt = DiagnosticStatus.OK, "ok"
-            if errs or incomplete:
+            if not active:
+                txt = "inactive (lifecycle): not subscribed"
+            elif errs or incomplete:
                 lvl, txt = DiagnosticStatus.WARN, ", ".join(
                     t for n, t in ((errs, f"{errs} frame errors"), (incomplete, f"{incomplete} frames with outputs "
                                                                     "skipped")) if n) + " since last report"
@@ -1220,6 +1316,62 @@ class DptNode(Node):
         super().destroy_node()
 
 
+class DptLifecycleNode(LifecycleNodeMixin, DptNode):
+    """``dpt_lifecycle_node``: the DPT node as a managed (lifecycle) node, for nav2's lifecycle manager, launch_ros's
+    ``LifecycleNode`` and ``ros2 lifecycle set``. The parameters are declared at start; nothing else happens until:
+
+    - configure: the parameters are checked, the models loaded (weights, GPU memory) and the publishers created;
+      a failure (a missing weights file, an invalid value, CUDA out of memory) is logged, the transition fails
+      and the node stays unconfigured, to be configured again once the parameters are fixed.
+    - activate: the cameras' topics are subscribed; frames flow.
+    - deactivate: the cameras are unsubscribed; the frames already taken are finished and published first.
+    - cleanup: the publishers are destroyed and the models released (their GPU memory too).
+    - shutdown: as cleanup, from any state.
+
+    Parameters can be set in every state; before configure (and after cleanup) they are only checked, and take
+    effect at the next configure."""
+
+    _MANAGED = True
+
+    def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
+        DptNode.__init__(self, node_name, **kwargs)
+        LifecycleNodeMixin.__init__(self)
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except (StartupError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+            reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
+            self.get_logger().error(f"configure failed, the node stays unconfigured: {reason}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info("configured: model loaded, publishers created; activate to subscribe the cameras")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self._activate()
+        self.get_logger().info("active: cameras subscribed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._deactivate()
+        self.get_logger().info("inactive: cameras unsubscribed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("cleaned up: model released, publishers destroyed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self._cleanup()   # back to unconfigured
+        return TransitionCallbackReturn.SUCCESS
+
+
 class _CompressedCopies:
     """The compressed copies (``publish.compressed``), encoded and published on a thread of their own, so that
     JPEG / PNG encoding (a 640x480 16-bit PNG takes ~18 ms on a small CPU) never holds back the image outputs
@@ -1232,6 +1384,7 @@ class _CompressedCopies:
         self._cond = threading.Condition()
         self._pending: dict[int, tuple] = {}   # camera index -> (camera, header, copies, settings)
         self._stopping = False
+        self._working = False   # encoding / publishing a frame's copies it has taken
         self.encode_ms: collections.deque = collections.deque(maxlen=300)   # per frame, all its copies
         self._thread = threading.Thread(target=self._loop, name="dpt_compressed_copies", daemon=True)
         self._thread.start()
@@ -1245,6 +1398,11 @@ class _CompressedCopies:
             with self._node._lock:
                 for name, *_ in replaced[2]:
                     cam.counts["dropped:" + name] += 1
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no copies wait and none are being encoded; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._stopping or not (self._pending or self._working), timeout)
 
     def stop(self, timeout: float) -> None:
         with self._cond:
@@ -1262,21 +1420,32 @@ class _CompressedCopies:
                     return
                 # the camera waiting longest first (a camera's new frame takes the place of its old one)
                 cam, header, copies, s = self._pending.pop(next(iter(self._pending)))
-            t = time.perf_counter()
-            for name, values, encoding, codec in copies:
-                try:
-                    data, fmt = self.encode(values, encoding, codec, s)
-                    cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
-                except Exception as e:  # noqa: BLE001 - this thread must survive anything
-                    if self._stopping or not self._node.context.ok():
-                        return
-                    with self._node._lock:
-                        cam.counts["incomplete:compression"] += 1
-                    self._node._count_error("compression", f"{cam.topic(name)}: {type(e).__name__}: {e}", [])
-                    continue
+                self._working = True
+            try:
+                self._publish(cam, header, copies, s)
+            finally:
+                with self._cond:
+                    self._working = False
+                    self._cond.notify_all()
+            if self._stopping:
+                return
+
+    def _publish(self, cam: _Camera, header, copies: list, s: Settings) -> None:
+        t = time.perf_counter()
+        for name, values, encoding, codec in copies:
+            try:
+                data, fmt = self.encode(values, encoding, codec, s)
+                cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
+            except Exception as e:  # noqa: BLE001 - this thread must survive anything
+                if self._stopping or not self._node.context.ok():
+                    return
                 with self._node._lock:
-                    cam.counts["out:" + name] += 1
-            self.encode_ms.append((time.perf_counter() - t) * 1000.0)
+                    cam.counts["incomplete:compression"] += 1
+                self._node._count_error("compression", f"{cam.topic(name)}: {type(e).__name__}: {e}", [])
+                continue
+            with self._node._lock:
+                cam.counts["out:" + name] += 1
+        self.encode_ms.append((time.perf_counter() - t) * 1000.0)
 
     @staticmethod
     def encode(values: np.ndarray, encoding: str, codec: str, s: Settings) -> tuple[bytes, str]:
@@ -1365,8 +1534,9 @@ def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:
     return None
 
 
-def main(args=None) -> int:
-    """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``."""
+def main(args=None, managed: bool = False) -> int:
+    """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``; with
+    ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`)."""
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
@@ -1379,7 +1549,7 @@ def main(args=None) -> int:
     code = 0
     executor = SingleThreadedExecutor()
     try:
-        node = DptNode()
+        node = DptLifecycleNode() if managed else DptNode()
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
@@ -1407,17 +1577,22 @@ def main(args=None) -> int:
     return code
 
 
-def run() -> None:
+def run(managed: bool = False) -> None:
     """The process entry point (``ros2 run dpt_ros dpt_node``, ``python -m dpt_ros.ros.node``): :func:`main`,
     then the exit handlers (rclpy's logging shutdown among them) and a stdio flush, then the process ends
     without the interpreter's finalisation. Tearing torch down there takes 1-2 s on a 2-core machine
     (``python -c "import torch"`` alone: 1.0 s after its last statement), which made every Ctrl-C exit wait
     for it; the node itself has already stopped its worker and shut its context down by then."""
-    code = main()
+    code = main(managed=managed)
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def run_managed() -> None:
+    """The process entry point of ``ros2 run dpt_ros dpt_lifecycle_node``: :func:`run` with the managed node."""
+    run(managed=True)
 
 
 if __name__ == "__main__":
