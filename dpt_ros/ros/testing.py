@@ -156,15 +156,17 @@ class Harness:
             except ExternalShutdownException:   # a test shut the context down
                 return
 
-    def start_node(self, namespace: str = "", cli_args: Optional[list] = None, **overrides):
-        """A DptNode in this process with the FAST parameters, ``overrides`` on top, and ``cli_args``
-        (e.g. ``["--ros-args", "-r", "image:=/cam/image_raw"]``) parsed by rcl as on a command line."""
-        from dpt_ros.ros.node import DptNode
+    def start_node(self, namespace: str = "", cli_args: Optional[list] = None, managed: bool = False, **overrides):
+        """A DptNode (with ``managed``, an unconfigured DptLifecycleNode) in this process with the FAST parameters,
+        ``overrides`` on top, and ``cli_args`` (e.g. ``["--ros-args", "-r", "image:=/cam/image_raw"]``) parsed by
+        rcl as on a command line."""
+        from dpt_ros.ros.node import DptLifecycleNode, DptNode
 
         values = dict(FAST)
         values.update(overrides)
-        node = DptNode(context=self.context, namespace=namespace, cli_args=cli_args,
-                       parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
+        node = (DptLifecycleNode if managed else DptNode)(
+            context=self.context, namespace=namespace, cli_args=cli_args,
+            parameter_overrides=[Parameter(k, value=v) for k, v in values.items()])
         self.nodes.append(node)
         self.executor.add_node(node)
         return node
@@ -214,9 +216,11 @@ def call_service(harness: Harness, srv_type, name: str, request, timeout: float 
 
 
 def set_params(harness: Harness, node, **values) -> list:
-    """What `ros2 param set` does: the node's SetParameters service; returns the results."""
+    """What `ros2 param set` does: the SetParameters service of ``node`` (a node, or the name of one in the root
+    namespace, e.g. in another process); returns the results."""
+    name = node if isinstance(node, str) else node.get_name()
     req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-    return call_service(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results
+    return call_service(harness, SetParameters, f"/{name}/set_parameters", req).results
 
 
 def get_params(harness: Harness, node, *names: str) -> list:

@@ -8,6 +8,7 @@ tool resolves those names for a namespace / camera list / transport and writes t
     python -m dpt_ros.tools.sros2_policy --check              # exit 1 if that file is out of date
     python -m dpt_ros.tools.sros2_policy --namespace /front --cameras left,right --out my_policy.xml
     python -m dpt_ros.tools.sros2_policy --remap image:=/camera/image_raw --out -   # to standard output
+    python -m dpt_ros.tools.sros2_policy --managed --out -    # dpt_lifecycle_node: + its lifecycle services
 
 Then, with the ``sros2`` package of a ROS install::
 
@@ -102,10 +103,11 @@ def _remapped(fqn: str, remaps: list[tuple[str, str]], namespace: str, node: str
 
 def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
              optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
-             depth_align: bool = False) -> dict:
+             depth_align: bool = False, managed: bool = False) -> dict:
     """The resolved interface set: ``{"publish": {name: type}, "subscribe": ..., "reply": ...,
     "parameters": set, "optional_publish": {name: type}}``. ``remaps``: ``(from, to)`` topic rules as
-    the node was started with (``-r from:=to``); ``depth_align``: the node runs with ``depth.align``."""
+    the node was started with (``-r from:=to``); ``depth_align``: the node runs with ``depth.align``;
+    ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle services and transition_event too)."""
     spec = load(path)
     node = spec["node"]
     remaps = list(remaps)
@@ -131,6 +133,10 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
         out["publish"][topic(name, namespace)] = kind
     for name, kind in spec["services"]["reply"].items():
         out["reply"][resolve(name, namespace, node)] = kind
+    for name, kind in (spec["managed"]["publish"].items() if managed else ()):
+        out["publish"][topic(name, namespace)] = kind
+    for name, kind in (spec["managed"]["reply"].items() if managed else ()):
+        out["reply"][resolve(name, namespace, node)] = kind
     if optional:
         out["publish"].update(out["optional_publish"])
     out["parameters"] = set(spec["parameters"]["node"]) | set(spec["parameters"]["dpt"])
@@ -139,10 +145,11 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
 
 def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
                enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
-               depth_align: bool = False) -> str:
+               depth_align: bool = False, managed: bool = False) -> str:
     """The SROS2 policy XML allowing exactly the node's topics and services."""
     spec = load(path)
-    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps, depth_align=depth_align)
+    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps, depth_align=depth_align,
+                 managed=managed)
     ns = _join(namespace)
 
     def block(tag: str, item: str, attr: str, names) -> list[str]:
@@ -188,13 +195,16 @@ def main(argv=None) -> int:
     ap.add_argument("--enclave", default="")
     ap.add_argument("--depth-align", action="store_true",
                     help="the node runs with depth.align: also allow subscribing depth_reference")
+    ap.add_argument("--managed", action="store_true",
+                    help="the node is dpt_lifecycle_node: also allow its lifecycle services and transition_event")
     args = ap.parse_args(argv)
     try:
         remaps = parse_remaps(args.remap)
     except ValueError as e:
         ap.error(str(e))
     cams = args.cameras.split(",") if args.cameras else [""]
-    text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align)
+    text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
+                      managed=args.managed)
     out = args.out or (str(POLICY) if CHECKOUT.is_dir() else "-")
     if args.check:
         current = Path(out).read_text() if out != "-" and Path(out).exists() else ""

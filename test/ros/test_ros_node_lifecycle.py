@@ -1,0 +1,174 @@
+"""dpt_lifecycle_node: the node as a managed (lifecycle) node, driven through rclpy's lifecycle services as
+`ros2 lifecycle set` and nav2's lifecycle manager drive it."""
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from rclpy.impl.implementation_singleton import rclpy_implementation
+from sensor_msgs.msg import Image
+
+from dpt_ros.ros.testing import call_service, gate_engine, make_image, publish_until, qos, set_params, wait_for
+from dpt_ros.tools import sros2_policy
+from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, start_node, stop_node
+
+DOMAIN = 77
+
+
+def _change(harness, node, transition: int) -> bool:
+    req = ChangeState.Request(transition=Transition(id=transition))
+    return call_service(harness, ChangeState, f"/{node}/change_state", req, timeout=60).success
+
+
+def _state(harness, node) -> str:
+    return call_service(harness, GetState, f"/{node}/get_state", GetState.Request()).current_state.label
+
+
+def _by_node(query, node: str) -> dict:
+    """``probe.get_*_names_and_types_by_node`` of ``node`` in "/", {} while the node is not discovered yet."""
+    try:
+        return dict(query(node, "/"))
+    except rclpy_implementation.NodeNameNonExistentError:
+        return {}
+
+
+def _graph(probe, node: str) -> tuple[set, set]:
+    return (set(_by_node(probe.get_publisher_names_and_types_by_node, node)),
+            set(_by_node(probe.get_subscriber_names_and_types_by_node, node)))
+
+
+def test_states_through_the_lifecycle_services(harness):
+    node = harness.start_node(managed=True, **{"depth.weights": ""})
+    probe = harness.probe
+    out = harness.collector(Image, "inverse_depth")
+    pub = probe.create_publisher(Image, "image", qos())
+    assert _state(harness, "dpt_node") == "unconfigured"
+    # unconfigured: no camera topics and no model, only the lifecycle and parameter interfaces
+    wait_for(lambda: "/dpt_node/transition_event" in _graph(probe, "dpt_node")[0], what="node discovered")
+    pubs, subs = _graph(probe, "dpt_node")
+    assert "/inverse_depth" not in pubs and "/image" not in subs and node.models is None
+
+    # a configure that cannot load the model fails with the reason and leaves the node unconfigured
+    assert not _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _state(harness, "dpt_node") == "unconfigured" and node.models is None
+    # parameters are checked in every state; unconfigured, they apply at the next configure
+    bad = set_params(harness, node, precision="fp64")[0]
+    assert not bad.successful and "precision" in bad.reason
+    assert all(r.successful for r in set_params(harness, node, **{"depth.weights": "random", "input_size": 96}))
+
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _state(harness, "dpt_node") == "inactive"
+    assert node.models.depth_pre.net_size == (96, 96)
+    wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0], what="publishers")
+    assert "/image" not in _graph(probe, "dpt_node")[1]   # inactive: the camera is not subscribed
+    diag = node.diagnostics()
+    values = {kv.key: kv.value for kv in diag.status[0].values}
+    assert values["lifecycle_state"] == "inactive" and diag.status[1].message.startswith("inactive")
+
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    assert _state(harness, "dpt_node") == "active"
+    publish_until(pub, lambda i: make_image(i * 1_000_000_000 + 5, frame_id="cam_lc"), out)
+    assert out[0].header.frame_id == "cam_lc" and out[0].header.stamp.nanosec == 5
+    values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert values["lifecycle_state"] == "active"
+
+    assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+    wait_for(lambda: "/image" not in _graph(probe, "dpt_node")[1], what="camera unsubscribed")
+    assert "/inverse_depth" in _graph(probe, "dpt_node")[0]
+    received = node.counts()[""]["received"]
+    pub.publish(make_image(99))
+    # reactivating takes the camera again, and a frame sent while inactive was never taken
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    n = len(out)
+    publish_until(pub, lambda i: make_image(100 + i), out, n=n + 1)
+    assert all(m.header.stamp.sec != 0 or m.header.stamp.nanosec != 99 for m in out)
+    assert node.counts()[""]["received"] > received
+    assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+
+    # cleanup releases the model (nothing else holds it) and destroys the publishers
+    engine = weakref.ref(node.models.depth)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CLEANUP)
+    assert _state(harness, "dpt_node") == "unconfigured" and node.models is None and node.cameras == []
+    gc.collect()
+    assert engine() is None, "the model outlived cleanup"
+    wait_for(lambda: "/inverse_depth" not in _graph(probe, "dpt_node")[0], what="publishers destroyed")
+
+    # configured again with another variant: the new value is what loads
+    assert set_params(harness, node, **{"depth.variant": "dpt_hybrid", "input_size": 64})[0].successful
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert node.models.depth.variant.name == "dpt_hybrid"
+    assert _change(harness, "dpt_node", Transition.TRANSITION_INACTIVE_SHUTDOWN)
+    assert _state(harness, "dpt_node") == "finalized" and node.models is None
+
+
+def test_deactivate_publishes_the_frames_it_had_taken(harness):
+    """Deactivation lets the worker finish: the frame in the model and the one waiting behind it are published
+    before the transition returns, and nothing is published after."""
+    node = harness.start_node(managed=True)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    gate, entered, _ = gate_engine(node.models.depth)
+    pub.publish(make_image(1))
+    assert entered.wait(20)
+    pub.publish(make_image(2))
+    wait_for(lambda: node.counts()[""].get("received") == 2, what="second frame waiting")
+    done = threading.Event()
+
+    def deactivate():
+        node.trigger_deactivate()
+        done.set()
+
+    thread = threading.Thread(target=deactivate)
+    thread.start()
+    assert not done.wait(0.5), "deactivate returned while a taken frame was still in the model"
+    gate.set()
+    thread.join(30)
+    assert done.is_set()
+    counts = node.counts()[""]
+    assert counts["processed"] == 2 and counts["out:inverse_depth"] == 2 and counts.get("dropped", 0) == 0
+    wait_for(lambda: len(out) == 2, what="both frames delivered")
+    assert sorted(m.header.stamp.nanosec for m in out) == [1, 2]
+
+
+def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
+    """dpt_lifecycle_node as a process (what `ros2 run dpt_ros dpt_lifecycle_node` starts): it waits unconfigured;
+    its interface set is the documented managed one (docs/sros2); a failed configure leaves it running."""
+    code = "from dpt_ros.ros.node import run_managed; run_managed()"
+    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "depth.weights:=/nonexistent/dpt.pt", python_code=code)
+    reader = LineReader(proc)
+    probe = harness.probe
+    try:
+        want = sros2_policy.expected("/", [""], "raw", optional=False, managed=True)
+        wait_for(lambda: set(_by_node(probe.get_service_names_and_types_by_node, "dpt_node")) >= set(want["reply"])
+                 or proc.poll() is not None, timeout=60, what="node up")
+        assert proc.poll() is None, reader.text()
+        assert _state(harness, "dpt_node") == "unconfigured"
+        assert not _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+        wait_for(lambda: "configure failed" in reader.text(), what="the reason logged")
+        assert "/nonexistent/dpt.pt" in reader.text() and proc.poll() is None
+        assert set_params(harness, "dpt_node", **{"depth.weights": "random"})[0].successful
+        assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+        assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+        wait_for(lambda: _graph(probe, "dpt_node")[0] >= set(want["publish"]) and
+                 _graph(probe, "dpt_node")[1] == set(want["subscribe"]), what="the active interface set")
+        services = _by_node(probe.get_service_names_and_types_by_node, "dpt_node")
+        assert {k: v[0] for k, v in services.items() if "type_description" not in k} == \
+            {k: v for k, v in want["reply"].items() if "type_description" not in k}
+        diags = harness.collector(DiagnosticArray, "/diagnostics")
+        out = harness.collector(Image, "inverse_depth")
+        pub = probe.create_publisher(Image, "image", qos())
+        publish_until(pub, make_image, out)
+        wait_for(lambda: any(kv.key == "lifecycle_state" and kv.value == "active"
+                             for d in diags for kv in d.status[0].values), what="diagnostics")
+    finally:
+        rc, _, _ = stop_node(proc)
+    log = reader.join()
+    assert rc == 0 and "Traceback" not in log, log[-2000:]
