@@ -141,25 +141,29 @@ def test_deactivate_publishes_the_frames_it_had_taken(harness):
 def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
     """dpt_lifecycle_node as a process (what `ros2 run dpt_ros dpt_lifecycle_node` starts): it waits unconfigured;
     its interface set is the documented managed one (docs/sros2); a failed configure leaves it running."""
+    NAME = "dpt_managed"
     code = "from dpt_ros.ros.node import run_managed; run_managed()"
-    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "depth.weights:=/nonexistent/dpt.pt", python_code=code)
+    # a name of its own: a node of an earlier test in this process can linger in the graph for a while
+    proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "depth.weights:=/nonexistent/dpt.pt", python_code=code, name=NAME)
     reader = LineReader(proc)
     probe = harness.probe
     try:
-        want = sros2_policy.expected("/", [""], "raw", optional=False, managed=True)
-        wait_for(lambda: set(_by_node(probe.get_service_names_and_types_by_node, "dpt_node")) >= set(want["reply"])
+        want = {kind: ({name.replace("/dpt_node/", f"/{NAME}/"): v for name, v in names.items()}
+                       if isinstance(names, dict) else names)
+                for kind, names in sros2_policy.expected("/", [""], "raw", optional=False, managed=True).items()}
+        wait_for(lambda: set(_by_node(probe.get_service_names_and_types_by_node, NAME)) >= set(want["reply"])
                  or proc.poll() is not None, timeout=60, what="node up")
         assert proc.poll() is None, reader.text()
-        assert _state(harness, "dpt_node") == "unconfigured"
-        assert not _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+        assert _state(harness, NAME) == "unconfigured"
+        assert not _change(harness, NAME, Transition.TRANSITION_CONFIGURE)
         wait_for(lambda: "configure failed" in reader.text(), what="the reason logged")
         assert "/nonexistent/dpt.pt" in reader.text() and proc.poll() is None
-        assert set_params(harness, "dpt_node", **{"depth.weights": "random"})[0].successful
-        assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
-        assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
-        wait_for(lambda: _graph(probe, "dpt_node")[0] >= set(want["publish"]) and
-                 _graph(probe, "dpt_node")[1] == set(want["subscribe"]), what="the active interface set")
-        services = _by_node(probe.get_service_names_and_types_by_node, "dpt_node")
+        assert set_params(harness, NAME, **{"depth.weights": "random"})[0].successful
+        assert _change(harness, NAME, Transition.TRANSITION_CONFIGURE)
+        assert _change(harness, NAME, Transition.TRANSITION_ACTIVATE)
+        wait_for(lambda: _graph(probe, NAME)[0] >= set(want["publish"]) and
+                 _graph(probe, NAME)[1] == set(want["subscribe"]), what="the active interface set")
+        services = _by_node(probe.get_service_names_and_types_by_node, NAME)
         assert {k: v[0] for k, v in services.items() if "type_description" not in k} == \
             {k: v for k, v in want["reply"].items() if "type_description" not in k}
         diags = harness.collector(DiagnosticArray, "/diagnostics")
