@@ -15,13 +15,15 @@ def generate(task: str):
     arguments = presets.launch_arguments(task)
 
     def nodes(context, *args, **kwargs):
-        from launch_ros.actions import Node
+        from launch_ros.actions import LifecycleNode, Node
 
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
-        actions = [Node(package=presets.PACKAGE, executable="dpt_node", name="dpt_node",
-                        namespace=values["namespace"], output="screen", emulate_tty=True,
-                        parameters=presets.node_parameters(task, values),
-                        remappings=presets.remappings(task, values))]
+        executable = presets.node_executable(task, values)
+        node = (LifecycleNode if executable == "dpt_lifecycle_node" else Node)(
+            package=presets.PACKAGE, executable=executable, name="dpt_node", namespace=values["namespace"],
+            output="screen", emulate_tty=True, parameters=presets.node_parameters(task, values),
+            remappings=presets.remappings(task, values))
+        actions = _autostarted(node, presets.autostart_transitions(task, values))
         if presets.use_rviz(task, values):
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                                 **presets.rviz_node_options(task, values)))
@@ -31,3 +33,27 @@ def generate(task: str):
                                       choices=list(a.choices) if a.choices else None)
                 for a in arguments]
     return LaunchDescription([*declared, OpaqueFunction(function=nodes)])
+
+
+def _autostarted(node, transitions: tuple[str, ...]) -> list:
+    """``node``, and for a managed one the events that take it through ``transitions`` (configure, activate): the
+    first is requested when the node is up, each next one when the previous has reached its state."""
+    if not transitions:
+        return [node]
+    from launch.actions import EmitEvent, RegisterEventHandler
+    from launch.events import matches_action
+    from launch_ros.event_handlers import OnStateTransition
+    from launch_ros.events.lifecycle import ChangeState
+    from lifecycle_msgs.msg import Transition
+
+    ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE}
+    # (transition requested -> the transition state it passes and the state it ends in)
+    passes = {"configure": ("configuring", "inactive"), "activate": ("activating", "active")}
+
+    def request(name: str):
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=ids[name]))
+
+    handlers = [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state=passes[prev][0],
+                                                       goal_state=passes[prev][1], entities=[request(name)]))
+                for prev, name in zip(transitions, transitions[1:])]
+    return [*handlers, node, request(transitions[0])]

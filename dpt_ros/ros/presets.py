@@ -106,6 +106,10 @@ def launch_arguments(task: str) -> list[Argument]:
                              "/camera/aligned_depth_to_color/image_raw): fit depth.scale / depth.shift to it for every "
                              "frame (sets depth.align, remaps 'depth_reference'); empty = off"))
     args += [
+        Argument("managed", "false", "run dpt_lifecycle_node, a managed (lifecycle) node: the model loads at "
+                 "configure, the cameras are subscribed at activate, cleanup releases the model", BOOLEANS),
+        Argument("autostart", "true", "with managed:=true, configure and activate it at launch; false: it waits "
+                 "unconfigured for a lifecycle manager (nav2_lifecycle_manager, ros2 lifecycle set)", BOOLEANS),
         Argument("namespace", "", "namespace of the node and its output topics"),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
         Argument("rviz_fixed_frame", "camera_optical_frame",
@@ -164,6 +168,18 @@ def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
     v = resolve(task, values)
     pairs = [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
     return pairs + ([("depth_reference", v["depth_reference"])] if v.get("depth_reference") else [])
+
+
+def node_executable(task: str, values: Mapping[str, str]) -> str:
+    """``dpt_lifecycle_node`` with ``managed:=true``, else ``dpt_node``."""
+    return "dpt_lifecycle_node" if resolve(task, values)["managed"] == "true" else "dpt_node"
+
+
+def autostart_transitions(task: str, values: Mapping[str, str]) -> tuple[str, ...]:
+    """The lifecycle transitions the launch file requests once the managed node is up: configure, then activate
+    once configured (``managed:=true autostart:=true``); none for a plain node or ``autostart:=false``."""
+    v = resolve(task, values)
+    return ("configure", "activate") if v["managed"] == "true" and v["autostart"] == "true" else ()
 
 
 def rviz_config() -> str:

@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECK = """
 import sys, warnings
 warnings.simplefilter("ignore", DeprecationWarning)  # newer rclpy.qos_event re-exports event_handler's classes
-import rclpy.executors, rclpy.node, rclpy.qos_event   # rclpy's own modules load first (newer ones use it)
+import rclpy.executors, rclpy.lifecycle, rclpy.node, rclpy.qos_event   # rclpy's own modules load first (newer ones use it)
 sys.modules["rclpy.event_handler"] = None          # as on Humble: importing it raises ImportError
 from dpt_ros.ros import node
 assert node.SubscriptionEventCallbacks is rclpy.qos_event.SubscriptionEventCallbacks

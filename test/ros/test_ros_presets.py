@@ -52,7 +52,7 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
     inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
-    rest = ["namespace", "use_rviz", "rviz_fixed_frame"]
+    rest = ["managed", "autostart", "namespace", "use_rviz", "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
     assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
     assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
@@ -188,6 +188,24 @@ def test_launch_files_build(task):
     context.launch_configurations.update(use_rviz="true", namespace="front")
     actions = ld.entities[-1].execute(context)
     assert [a.node_executable for a in actions] == ["dpt_node", "rviz2"]
+    context.launch_configurations.update(use_rviz="false", managed="true")
+    actions = ld.entities[-1].execute(context)
+    assert [type(a).__name__ for a in actions] == ["RegisterEventHandler", "LifecycleNode", "EmitEvent"]
+    assert actions[1].node_executable == "dpt_lifecycle_node"
+    context.launch_configurations.update(autostart="false")
+    actions = ld.entities[-1].execute(context)
+    assert [type(a).__name__ for a in actions] == ["LifecycleNode"]
+
+
+def test_managed_launch_runs_the_lifecycle_node_and_autostarts_it():
+    assert presets.node_executable("depth", {}) == "dpt_node" and presets.autostart_transitions("depth", {}) == ()
+    for task in presets.TASKS:
+        assert presets.node_executable(task, {"managed": "true"}) == "dpt_lifecycle_node"
+        assert presets.autostart_transitions(task, {"managed": "true"}) == ("configure", "activate")
+        assert presets.autostart_transitions(task, {"managed": "true", "autostart": "false"}) == ()
+        assert presets.autostart_transitions(task, {"managed": "false", "autostart": "true"}) == ()
+    with pytest.raises(ValueError, match="managed"):
+        presets.node_executable("depth", {"managed": "yes"})
 
 
 def test_launch_files_are_thin():
