@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from lifecycle_msgs.srv import GetState
 from rcl_interfaces.srv import GetParameters
 from rclpy.parameter import parameter_value_to_python
 from sensor_msgs.msg import Image
@@ -97,6 +98,26 @@ def test_depth_launch_file_starts_a_configured_node_that_serves_frames(harness, 
         code, log = _stop(proc)
     assert code == 0, log
     assert "process has finished cleanly" in log, log
+
+
+def test_managed_launch_configures_and_activates_the_lifecycle_node(harness):
+    """managed:=true (autostart): launch_ros's LifecycleNode runs dpt_lifecycle_node and takes it to active."""
+    proc = _launch("depth.launch.py", "variant:=dpt_tiny", "weights:=random", "resolution:=256", "device:=cpu",
+                   "namespace:=managed", "managed:=true")
+    try:
+        def state() -> str:
+            return call_service(harness, GetState, "/managed/dpt_node/get_state", GetState.Request(),
+                                timeout=90).current_state.label
+        wait_for(lambda: state() == "active", timeout=90, what="configured and activated by the launch file")
+        out = harness.collector(Image, "/managed/inverse_depth")
+        pub = harness.probe.create_publisher(Image, "/managed/image", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="the managed node's image subscription")
+        publish_until(pub, lambda i: make_image(i, width=64, height=48), out, timeout=30)
+        assert (out[0].width, out[0].height, out[0].encoding) == (64, 48, "32FC1")
+    finally:
+        code, log = _stop(proc)
+    assert code == 0, log
+    assert "Traceback" not in log, log
 
 
 def test_launch_rejects_a_variant_outside_the_choices():
