@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import gc
 import math
 import os
 import re
@@ -389,6 +390,7 @@ class DptNode(Node):
             self._net_inputs.clear()
             self._stopping = False
         if device is not None and device.type == "cuda":
+            gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
             torch.cuda.empty_cache()   # hand the cached blocks back to the driver (nvidia-smi shows it)
 
     # ------------------------------------------------------------------ parameters
