@@ -215,6 +215,9 @@ def _check_inputs(depth: Any, rgb: Any, labels: Any, stride: int) -> tuple[int, 
     return h, w
 
 
+_FLOAT32_MAX = np.finfo(np.float32).max
+
+
 def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any = None,
                 stride: int = 1, organized: bool = True, reuse_buffer: bool = False) -> CloudBuffer:
     """Back-project a metric depth image into a PointCloud2 byte buffer.
@@ -250,7 +253,8 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
     ax, ay = distortion.pixel_rays(intr, stride)   # (1, ws) and (hs, 1), or (hs, ws) each with distortion
     nwords = point_step // 4
     with np.errstate(invalid="ignore"):
-        valid = (z > 0) & (z < np.inf)
+        # finite as float32, as the CUDA kernel tests it: a float64 depth beyond float32's range is +inf there
+        valid = (z > 0) & (z <= _FLOAT32_MAX)
     if intr.distortion_model:
         valid &= ~np.isnan(ax)   # pixels beyond the lens model's reach have no ray
     if organized:

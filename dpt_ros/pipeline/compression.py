@@ -36,7 +36,7 @@ class DepthQuantization(NamedTuple):
 
     quant_a: float
     quant_b: float
-    nearest: float   # the nearest depth (m) that has a code (q = 65535)
+    nearest: float   # a depth (m) needs to be farther than this to have a code (q = 65535 just beyond it)
     depth_max: float  # depths at or beyond this have none
 
 

@@ -282,12 +282,19 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
             f"supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
         )
     # ANYDEPTH keeps a 16-bit PNG's samples, rounded to 8 bits below exactly as raw mono16/16UC1 frames are
-    # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw).
+    # IGNORE_ORIENTATION: the pixels as sent, as image_transport's subscriber reads them (an EXIF rotation
+    # would turn the frame against its camera_info)
+    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
     if img is None:
         raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
     if img.dtype == np.uint16:
         img = _u16_to_u8(img)
+    # image_transport's rule: "<encoding>; <codec> compressed bgr8" (what it writes) or a bare codec name: the
+    # file holds BGR for OpenCV; any other "<encoding>; ... compressed <order>" was encoded from RGB as it is
+    _, sep, tail = fmt.partition(";")
+    if sep and "compressed bgr" not in tail:
+        return img
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 

@@ -128,6 +128,16 @@ def test_cloud_layouts_and_dense_mode():
         xyz.field("rgb")
 
 
+def test_depth_beyond_float32_is_invalid_like_infinity():
+    """A float64 depth larger than float32 can hold is +inf once written as a float32 point: invalid, as the CUDA
+    kernel (which casts first) has it; a dense cloud holds finite points only."""
+    depth = np.array([[1e39, 2.0, np.finfo(np.float32).max]], np.float64)
+    intr = Intrinsics(1.0, 1.0, 0.0, 0.0, 3, 1)
+    dense = build_cloud(depth, intr, organized=False)
+    assert dense.width == 2 and np.isfinite(dense.points[0, :, 2]).all()
+    np.testing.assert_array_equal(build_cloud(depth, intr).field("z")[0, :2], [np.nan, 2.0])
+
+
 def test_numpy_cloud_is_a_new_buffer_even_when_reuse_is_allowed():
     """reuse_buffer only lets the GPU path hand out its pinned buffer; the NumPy path builds each cloud in
     a new array.array, so an earlier cloud never changes."""

@@ -1,6 +1,7 @@
 """Decoding of every supported encoding, with row padding and both byte orders."""
 
 import array
+import struct
 
 import cv2
 import numpy as np
@@ -201,6 +202,38 @@ def test_decode_compressed_png_exact_and_jpeg_close():
     ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(smooth, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 98])
     out = decode_compressed(array.array("B", jpg.tobytes()), "rgb8; jpeg compressed bgr8")
     assert out.shape == RGB.shape and np.abs(out.astype(int) - smooth).mean() < 3
+
+
+@pytest.mark.parametrize(("fmt", "stored"), [
+    ("rgb8; png compressed bgr8", "bgr"),   # what image_transport (and dpt_ros) write: BGR handed to the encoder
+    ("png", "bgr"),                         # a bare codec name: OpenCV's order
+    ("rgb8; png compressed rgb8", "rgb"),   # a publisher that handed its RGB to the encoder as it was
+    ("bgr8; png compressed rgb8", "rgb"),
+])
+def test_decode_compressed_follows_the_colour_order_the_format_names(fmt, stored):
+    ok, png = cv2.imencode(".png", RGB[..., ::-1] if stored == "bgr" else RGB)
+    assert ok
+    np.testing.assert_array_equal(decode_compressed(png.tobytes(), fmt), RGB)
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """The JPEG with an EXIF (APP1) segment whose Orientation tag (0x0112) is ``orientation``."""
+    tiff = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
+    tiff += struct.pack("<I", 0)
+    app1 = b"Exif\0\0" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_decode_compressed_ignores_an_exif_rotation():
+    """image_transport's subscriber reads the pixels as sent; a rotation would turn the frame against its camera_info."""
+    img = np.zeros((20, 40, 3), np.uint8)
+    img[:, :20] = 255
+    ok, jpg = cv2.imencode(".jpg", img)
+    assert ok
+    rotated = _with_exif_orientation(jpg.tobytes(), 6)   # "rotate 90 degrees clockwise to display"
+    assert cv2.imdecode(np.frombuffer(rotated, np.uint8), cv2.IMREAD_COLOR).shape == (40, 20, 3)   # OpenCV would
+    out = decode_compressed(rotated, "rgb8; jpeg compressed bgr8")
+    assert out.shape == (20, 40, 3) and out[:, :20].mean() > 250 and out[:, 20:].mean() < 5
 
 
 @pytest.mark.parametrize(
