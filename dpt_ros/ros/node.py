@@ -342,11 +342,12 @@ class DptNode(Node):
             if s["depth.align"]:
                 self._subscribe(cam, "depth_reference", True)
 
-    def _deactivate(self, timeout: float = _STUCK_S) -> bool:
+    def _deactivate(self, timeout: Optional[float] = None) -> bool:
         """Unsubscribe the cameras' images, let the worker finish the frames it has accepted (published as
         usual, compressed copies too), then unsubscribe camera_info and depth_reference. False (and a
         warning) when the worker did not finish within ``timeout``; what it finishes later is still
-        published."""
+        published. ``timeout`` defaults to the stuck-worker limit."""
+        timeout = _STUCK_S if timeout is None else timeout
         with self._lock:
             self._active = False
         for cam in self._cameras:
@@ -366,10 +367,11 @@ class DptNode(Node):
 
     def _cleanup(self) -> None:
         """Undo :meth:`_configure`: stop the threads, destroy the publishers and release the models (and the
-        GPU memory they held); the parameters keep their values."""
+        GPU memory they held); the parameters keep their values. A worker that does not stop within the
+        stuck-worker limit (a hung forward pass) is left behind: it leaves without touching the node's state."""
         if self._active:
             self._deactivate()
-        self.stop()
+        self.stop(_STUCK_S)
         for cam in self._cameras:
             for name in list(cam.subs):
                 self._subscribe(cam, name, False)
@@ -386,12 +388,15 @@ class DptNode(Node):
             self._diag_pub = self._diag_timer = None
             self._label_pubs = []
             self._wanted, self._in_worker, self._busy = None, [], None
+            self._model_error, self._model_loading = "", False   # the next configure's model starts clean
+            for values in (*self._stage_ms.values(), self._ages_ms):
+                values.clear()
             self._pinned.clear()
             self._net_inputs.clear()
             self._stopping = False
         if device is not None and device.type == "cuda":
             gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
-            torch.cuda.empty_cache()   # hand the cached blocks back to the driver (nvidia-smi shows it)
+            pipeline.release_cached_memory()   # PyTorch's and CuPy's cached blocks back to the driver (nvidia-smi)
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> Settings:
@@ -504,7 +509,9 @@ class DptNode(Node):
         if (new["camera_info.url"], new["camera_info.rectified"]) != (current["camera_info.url"],
                                                                       current["camera_info.rectified"]):
             try:   # read (and checked) before anything changes: a file that cannot be used is refused
-                calibrations = [self._load_calibration(cam.ns, new) for cam in self._cameras]
+                namespaces = [cam.ns for cam in self._cameras] if self._models is not None else \
+                    [ns.rstrip("/") for ns in new["cameras"]]   # unconfigured: checked for the cameras to come
+                calibrations = [self._load_calibration(ns, new) for ns in namespaces]
             except StartupError as e:
                 return SetParametersResult(successful=False, reason=str(e))
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
@@ -570,8 +577,15 @@ class DptNode(Node):
 
     def _model_failed(self, s: Settings, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}"
+        with self._lock:
+            models = self._models
+            if models is None:   # a managed node cleaned up while this load ran: nothing runs, nothing to revert
+                self._errors["model_load"] += 1
+        if models is None:
+            self.get_logger().error(f"model load failed (the node was cleaned up meanwhile): {msg}")
+            return
         self.get_logger().error(f"model load failed, keeping the running model: {msg}")
-        running = {n: v for n, v in zip(params.MODEL_PARAMETERS, self._models.key) if v is not None}
+        running = {n: v for n, v in zip(params.MODEL_PARAMETERS, models.key) if v is not None}
         with self._lock:
             self._model_error = msg
             self._errors["model_load"] += 1
@@ -695,6 +709,9 @@ class DptNode(Node):
         with self._wake:
             cam.last_image = frame.received
             cam.counts["received"] += 1
+            if not self._active:   # a message taken before a deactivation unsubscribed the camera
+                cam.counts["dropped"] += 1
+                return
             if rate > 0.0 and not cam.throttle.admit(frame.received, 1.0 / rate):
                 cam.counts["throttled"] += 1
                 return
@@ -743,12 +760,14 @@ class DptNode(Node):
             try:
                 self.process(frames)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
-                if self._stopping or not self.context.ok():
-                    return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
+                if self._stopping or self._worker is not me or not self.context.ok():
+                    return   # Ctrl-C / external shutdown / cleanup while publishing: not an error, nothing to log
                 self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
                                   [f for f in frames if not f.counted])
-            self._busy = None
             with self._wake:
+                if self._worker is not me:
+                    return   # cleaned up (and maybe configured again) while this batch ran: that state is not ours
+                self._busy = None
                 self._in_worker = []
                 self._idle.notify_all()
 

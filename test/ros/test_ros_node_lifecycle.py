@@ -10,6 +10,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.impl.implementation_singleton import rclpy_implementation
+from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import call_service, gate_engine, make_image, publish_until, qos, set_params, wait_for
@@ -176,3 +177,89 @@ def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
         rc, _, _ = stop_node(proc)
     log = reader.join()
     assert rc == 0 and "Traceback" not in log, log[-2000:]
+
+
+def test_a_new_configuration_starts_clean_and_unconfigured_values_are_checked(harness, tmp_path):
+    """A failed swap's error belongs to the model it failed to replace: after cleanup and configure the new model's
+    diagnostics do not report it. Unconfigured, a camera_info.url that cannot be read is refused at once."""
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert set_params(harness, node, **{"depth.weights": str(corrupt)})[0].successful
+    wait_for(lambda: node.error_counts().get("model_load") == 1, timeout=30, what="the failed swap")
+    values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert values["last_model_error"] != "none"
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    bad = set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/missing.yaml"})[0]
+    assert not bad.successful and "missing.yaml" in bad.reason
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    status = node.diagnostics().status[0]
+    values = {kv.key: kv.value for kv in status.values}
+    assert values["last_model_error"] == "none" and values["model_loading"] == "False"
+    assert "model load failed" not in status.message and values["latency.model_ms"] == "nan"
+    assert values["errors.model_load"] == "1"   # counters are the node's life, not the configuration's
+
+
+def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness, monkeypatch):
+    """A forward pass that hangs past cleanup's limit: the next configuration serves frames, and when the old
+    worker wakes it publishes nothing, counts no error and does not touch the new worker's state."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    old_gate, old_entered, _ = gate_engine(node.models.depth)
+    pub.publish(make_image(1))
+    assert old_entered.wait(20)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS   # gives up waiting after 0.3 s
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="rediscovery")
+    new_gate, new_entered, _ = gate_engine(node.models.depth)
+    pub.publish(make_image(2))
+    assert new_entered.wait(20) and len(node._in_worker) == 1
+    old_gate.set()   # the old worker wakes up, its frame's publishers gone
+    wait_for(lambda: not any(t.is_alive() and t is not node._worker for t in threading.enumerate()
+                             if t.name == "dpt_inference"), what="the old worker gone")
+    assert len(node._in_worker) == 1 and node._busy is not None   # the new worker's batch, untouched
+    new_gate.set()
+    wait_for(lambda: len(out) == 1, what="the new configuration's frame")
+    assert out[0].header.stamp.nanosec == 2
+    assert "internal" not in node.error_counts()
+
+
+def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly(harness, monkeypatch):
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    release, crashes = threading.Event(), []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+
+    def slow_failing_load(s):
+        release.wait(20)
+        raise RuntimeError("CUDA out of memory (test)")
+
+    monkeypatch.setattr(node_module, "load_models", slow_failing_load)
+    assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
+    loader = node._loader
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS   # does not wait past 0.3 s for it
+    assert loader.is_alive()
+    release.set()
+    loader.join(20)
+    assert not loader.is_alive() and crashes == []
+    assert node.error_counts()["model_load"] == 1
+    monkeypatch.undo()
+    # configure again: the load it asked for is the one that happens, and nothing reports the old failure
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.models.depth_pre.net_size == (96, 96) and node.diagnostics().status[0].message != \
+        "model load failed; previous model still serving"
