@@ -30,7 +30,8 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -319,28 +320,33 @@ class DptNode(Node):
         """Check the parameters, load the models, create the publishers and start the worker threads.
 
         :raises StartupError, FileNotFoundError, ValueError, RuntimeError, OSError: as :func:`load_models`
+
+        Bring-up and take-down hold ``_param_lock`` while they change the node's interfaces, so that a managed node's
+        transitions (their own callback group on a multi-threaded executor) and parameter changes never interleave.
         """
-        s = self._settings
-        self._models = self._load_initial()
-        self._log_model(self._models)
-        self._cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
-                         for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
-        self._create_interfaces(s)
-        self._stopping = False
-        self._compressed = _CompressedCopies(self)
-        self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
-        self._worker.start()
+        with self._param_lock:
+            s = self._settings
+            self._models = self._load_initial()
+            self._log_model(self._models)
+            self._cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
+                             for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
+            self._create_interfaces(s)
+            self._stopping = False
+            self._compressed = _CompressedCopies(self)
+            self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
+            self._worker.start()
 
     def _activate(self) -> None:
         """Subscribe every camera's inputs: frames flow from here on."""
-        s = self._settings
-        with self._lock:
-            self._active = True
-        for cam in self._cameras:
-            self._subscribe(cam, "image", True)
-            self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
-            if s["depth.align"]:
-                self._subscribe(cam, "depth_reference", True)
+        with self._param_lock:
+            s = self._settings
+            with self._lock:
+                self._active = True
+            for cam in self._cameras:
+                self._subscribe(cam, "image", True)
+                self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
+                if s["depth.align"]:
+                    self._subscribe(cam, "depth_reference", True)
 
     def _deactivate(self, timeout: Optional[float] = None) -> bool:
         """Unsubscribe the cameras' images, let the worker finish the frames it has accepted (published as
@@ -348,10 +354,13 @@ class DptNode(Node):
         warning) when the worker did not finish within ``timeout``; what it finishes later is still
         published. ``timeout`` defaults to the stuck-worker limit."""
         timeout = _STUCK_S if timeout is None else timeout
-        with self._lock:
-            self._active = False
-        for cam in self._cameras:
-            self._subscribe(cam, "image", False)
+        with self._param_lock:
+            with self._lock:
+                self._active = False
+            for cam in self._cameras:
+                self._subscribe(cam, "image", False)
+        # (not holding _param_lock: on a multi-threaded executor camera_info and depth references for these frames
+        # still arrive, and parameters can be set, meanwhile)
         deadline = time.monotonic() + timeout
         with self._idle:
             done = self._idle.wait_for(lambda: self._stopping or not (self._in_worker or any(
@@ -360,9 +369,10 @@ class DptNode(Node):
         if not done:
             self.get_logger().warning(f"deactivating: the worker has not finished its frames within {timeout:.0f} s; "
                                       f"it publishes them when it does")
-        for cam in self._cameras:
-            for name in list(cam.subs):
-                self._subscribe(cam, name, False)
+        with self._param_lock:
+            for cam in self._cameras:
+                for name in list(cam.subs):
+                    self._subscribe(cam, name, False)
         return done
 
     def _cleanup(self) -> None:
@@ -371,7 +381,13 @@ class DptNode(Node):
         stuck-worker limit (a hung forward pass) is left behind: it leaves without touching the node's state."""
         if self._active:
             self._deactivate()
-        self.stop(_STUCK_S)
+        self.stop(_STUCK_S)   # (not holding _param_lock: a failing model load takes it to revert its parameters)
+        with self._param_lock:
+            self._take_down()
+
+    def _take_down(self) -> None:
+        """Cleanup's second half, once the threads have stopped (under ``_param_lock``): destroy the interfaces,
+        drop the models and reset what belonged to this configuration."""
         for cam in self._cameras:
             for name in list(cam.subs):
                 self._subscribe(cam, name, False)
@@ -1290,7 +1306,9 @@ class DptNode(Node):
         return msg
 
     def _publish_diagnostics(self) -> None:
-        self._diag_pub.publish(self.diagnostics())
+        with self._param_lock:   # (a managed node's cleanup may be taking the publisher down on another thread)
+            if self._diag_pub is not None:
+                self._diag_pub.publish(self.diagnostics())
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -1356,7 +1374,9 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
 
     def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
         DptNode.__init__(self, node_name, **kwargs)
-        LifecycleNodeMixin.__init__(self)
+        # the lifecycle services in a group of their own: on a multi-threaded executor (dpt_lifecycle_node's) the
+        # node's other callbacks (camera_info, depth references, parameters) go on while a transition runs
+        LifecycleNodeMixin.__init__(self, callback_group=MutuallyExclusiveCallbackGroup())
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
@@ -1568,7 +1588,8 @@ def main(args=None, managed: bool = False) -> int:
         return 2
     node = None
     code = 0
-    executor = SingleThreadedExecutor()
+    # the managed node's transitions run beside its other callbacks (see DptLifecycleNode); those stay one at a time
+    executor = MultiThreadedExecutor(num_threads=2) if managed else SingleThreadedExecutor()
     try:
         node = DptLifecycleNode() if managed else DptNode()
         executor.add_node(node)

@@ -112,8 +112,8 @@ def test_enclave_and_the_fixed_interface_set(harness):
                     _names(probe.get_subscriber_names_and_types_by_node("dpt_node", "/")),
                     _names(probe.get_service_names_and_types_by_node("dpt_node", "/")),
                     _names(probe.get_client_names_and_types_by_node("dpt_node", "/")))
-        wait_for(lambda: set(graph()[2]) >= set(want["reply"]) and set(graph()[0]) >= set(want["publish"]),
-                 timeout=30, what="all interfaces discovered")
+        wait_for(lambda: set(graph()[2]) >= set(want["reply"]) and set(graph()[0]) >= set(want["publish"])
+                 and set(graph()[1]) >= set(want["subscribe"]), timeout=30, what="all interfaces discovered")
         pubs, subs, services, clients = graph()
         assert {k: v for k, v in pubs.items() if k not in optional} == want["publish"]
         assert subs == want["subscribe"]

@@ -263,3 +263,63 @@ def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.models.depth_pre.net_size == (96, 96) and node.diagnostics().status[0].message != \
         "model load failed; previous model still serving"
+
+
+def test_on_a_multi_threaded_executor_deactivate_still_receives_camera_info_for_its_frames(harness):
+    """dpt_lifecycle_node spins a multi-threaded executor with the lifecycle services in their own callback group:
+    while deactivate waits for the frames it has taken, their camera_info (sent late here) still arrives, so
+    depth/camera_info and points come out for both."""
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo, PointCloud2
+
+    from dpt_ros.ros.node import DptLifecycleNode
+    from dpt_ros.ros.testing import FAST, make_info
+
+    node = DptLifecycleNode("dpt_mt", context=harness.context, parameter_overrides=[
+        Parameter(k, value=v) for k, v in {**FAST, "depth.scale": 1.0, "camera_info.policy": "exact"}.items()])
+    executor = MultiThreadedExecutor(num_threads=2, context=harness.context)
+    executor.add_node(node)
+    spinning = threading.Event()
+    spinning.set()
+
+    def spin():
+        while spinning.is_set() and harness.context.ok():
+            executor.spin_once(timeout_sec=0.02)
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        assert _change(harness, "dpt_mt", Transition.TRANSITION_CONFIGURE)
+        assert _change(harness, "dpt_mt", Transition.TRANSITION_ACTIVATE)
+        points = harness.collector(PointCloud2, "points")
+        pub = harness.probe.create_publisher(Image, "image", qos())
+        info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+                 node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+        gate, entered, _ = gate_engine(node.models.depth)
+        images = [make_image(i * 1_000_000_000) for i in (1, 2)]
+        pub.publish(images[0])
+        assert entered.wait(20)
+        pub.publish(images[1])
+        wait_for(lambda: node.counts()[""].get("received") == 2, what="the second frame waiting")
+        result = []
+        requester = threading.Thread(target=lambda: result.append(
+            _change(harness, "dpt_mt", Transition.TRANSITION_DEACTIVATE)))
+        requester.start()
+        wait_for(lambda: not node._active, what="deactivation under way")
+        for img in images:   # their camera_info only now, while deactivate waits
+            info_pub.publish(make_info(img))
+        wait_for(lambda: len(node.cameras[0].infos) == 2, what="the late infos taken in")
+        gate.set()
+        requester.join(30)
+        assert result == [True]
+        counts = node.counts()[""]
+        assert counts["out:points"] == 2 and counts.get("incomplete:no_camera_info", 0) == 0, counts
+        wait_for(lambda: len(points) == 2, what="both clouds delivered")
+    finally:
+        spinning.clear()
+        spinner.join(5)
+        executor.remove_node(node)
+        node.destroy_node()
+        executor.shutdown()
