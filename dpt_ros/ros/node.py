@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import ctypes
 import gc
 import math
 import os
@@ -410,9 +411,10 @@ class DptNode(Node):
             self._pinned.clear()
             self._net_inputs.clear()
             self._stopping = False
+        gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
         if device is not None and device.type == "cuda":
-            gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
             pipeline.release_cached_memory()   # PyTorch's and CuPy's cached blocks back to the driver (nvidia-smi)
+        _trim_host_heap()
 
     # ------------------------------------------------------------------ parameters
     def _declare_parameters(self) -> Settings:
@@ -1545,6 +1547,15 @@ class _HostCopies:
         if self._streams:
             raise RuntimeError("host copies read before wait()")
         return self._arrays[name]
+
+
+def _trim_host_heap() -> None:
+    """Hand the C heap's free pages back to the operating system (glibc's ``malloc_trim``): after a cleanup about
+    0.1 GB of a DPT-Hybrid's host memory that the allocator would keep otherwise. Nothing where there is no glibc."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _round32(v: int) -> int:

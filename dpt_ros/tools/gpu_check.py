@@ -20,7 +20,9 @@ Steps, each under its own timeout inside an overall ``--budget``:
    process), frames back to back, then paced at 30 Hz, then back to back with ``depth.encoding=16UC1`` (half
    the depth bytes), each with a cProfile of the top ``--node-stages-profile`` functions (log:
    bench_node_stages.log);
-7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU).
+7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU);
+8. then ``python -m dpt_ros.tools.bench_lifecycle`` (DPT-Hybrid fp16: the managed node's transition times, and the
+   GPU memory configure takes and cleanup gives back).
 
 The summary ends with ``targets``: each H200 target of the issues (#6: 1080p decode + pre + post + cloud <= 1.0 ms;
 #5 per e2e run: 30 Hz processed, p99 <= 25 ms on every output, node overhead <= 40 %) with its value and
@@ -266,6 +268,11 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_publish"] = json_tool("bench_publish", ["--messages", "150"])
     else:
         summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 25 s of budget"}
+    if e2e and left() > 25:   # the model's GPU memory taken by configure and given back by cleanup
+        summary["bench_lifecycle"] = json_tool("bench_lifecycle", ["--variant", "dpt_hybrid", "--device", "cuda",
+                                                                   "--precision", "fp16", "--cycles", "2"])
+    else:
+        summary["bench_lifecycle"] = {"skipped": "needs CUDA, rclpy and 25 s of budget"}
 
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)

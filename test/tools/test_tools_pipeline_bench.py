@@ -59,6 +59,7 @@ def test_gpu_check_runs_without_gpu(tmp_path):
     if not summary["env"]["cuda_available"]:
         assert summary["pytest_gpu"]["skipped"] == summary["pytest_gpu"]["tests"]
         assert summary["bench_pipeline"]["result"]["cuda"] == {"skipped": "CUDA or CuPy not available"}
+        assert summary["bench_lifecycle"] == {"skipped": "needs CUDA, rclpy and 25 s of budget"}
     assert "bench_model" in summary and p.returncode == (0 if summary["ok"] else 1)
     assert summary["targets"]["issue6_1080p_decode_pre_post_cloud_ms"]["target"] == "<= 1"
 

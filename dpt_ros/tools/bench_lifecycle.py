@@ -1,0 +1,82 @@
+"""What dpt_lifecycle_node's transitions cost: wall time of configure (model load and warm-up), activate, deactivate
+and cleanup, and the memory a configuration holds and cleanup gives back (process RSS; on CUDA, PyTorch's
+allocated and reserved memory). RANDOM WEIGHTS (the times do not depend on trained values).
+
+    python -m dpt_ros.tools.bench_lifecycle --variant dpt_hybrid --input-size 384 --device cpu --cycles 2
+    python -m dpt_ros.tools.bench_lifecycle --variant dpt_hybrid --device cuda --precision fp16
+
+Prints one line per cycle and a JSON summary (``--json`` writes it to a file too).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+import torch
+from rclpy.lifecycle import TransitionCallbackReturn
+
+from dpt_ros.ros.testing import Harness
+from dpt_ros.tools.bench_reliability import rss_mb
+
+
+def _memory(device: str) -> dict:
+    gc.collect()
+    out = {"rss_mb": round(rss_mb(), 1)}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.synchronize()
+        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
+        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved() / 2**20, 1)
+    return out
+
+
+def run(variant: str, input_size: int, device: str, precision: str, cycles: int, domain: int) -> dict:
+    harness = Harness(domain)
+    try:
+        node = harness.start_node(managed=True, device=device, precision=precision, input_size=input_size,
+                                  **{"depth.variant": variant, "depth.weights": "random"})
+        result = {"variant": variant, "input_size": input_size, "device": device, "precision": precision,
+                  "weights": "random", "unconfigured": _memory(device), "cycles": []}
+        for _ in range(cycles):
+            cycle = {}
+            for name, trigger in (("configure", node.trigger_configure), ("activate", node.trigger_activate),
+                                  ("deactivate", node.trigger_deactivate), ("cleanup", node.trigger_cleanup)):
+                t = time.perf_counter()
+                if trigger() != TransitionCallbackReturn.SUCCESS:
+                    raise RuntimeError(f"{name} failed (see the log above)")
+                cycle[f"{name}_ms"] = round((time.perf_counter() - t) * 1000.0, 1)
+                if name == "configure":
+                    cycle["configured"] = _memory(device)
+            cycle["cleaned_up"] = _memory(device)
+            result["cycles"].append(cycle)
+            print(" ".join(f"{k} {v}" for k, v in cycle.items() if k.endswith("_ms")) +
+                  f" | configured {cycle['configured']} | after cleanup {cycle['cleaned_up']}", flush=True)
+        return result
+    finally:
+        harness.shutdown()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--variant", default="dpt_hybrid")
+    ap.add_argument("--input-size", type=int, default=384)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--cycles", type=int, default=2)
+    ap.add_argument("--domain", type=int, default=87)
+    ap.add_argument("--json", default="")
+    args = ap.parse_args(argv)
+    print("RANDOM WEIGHTS: transition times and memory only, no meaningful outputs", flush=True)
+    result = run(args.variant, args.input_size, args.device, args.precision, args.cycles, args.domain)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
