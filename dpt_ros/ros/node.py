@@ -31,8 +31,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -322,8 +321,8 @@ class DptNode(Node):
 
         :raises StartupError, FileNotFoundError, ValueError, RuntimeError, OSError: as :func:`load_models`
 
-        Bring-up and take-down hold ``_param_lock`` while they change the node's interfaces, so that a managed node's
-        transitions (their own callback group on a multi-threaded executor) and parameter changes never interleave.
+        Bring-up and take-down hold ``_param_lock`` while they change the node's interfaces, so that they never
+        interleave with a parameter change (the model loader's revert of a failed swap comes from its own thread).
         """
         with self._param_lock:
             s = self._settings
@@ -360,8 +359,7 @@ class DptNode(Node):
                 self._active = False
             for cam in self._cameras:
                 self._subscribe(cam, "image", False)
-        # (not holding _param_lock: on a multi-threaded executor camera_info and depth references for these frames
-        # still arrive, and parameters can be set, meanwhile)
+        # (not holding _param_lock: the model loader may need it to revert a failed swap meanwhile)
         deadline = time.monotonic() + timeout
         with self._idle:
             done = self._idle.wait_for(lambda: self._stopping or not (self._in_worker or any(
@@ -1345,6 +1343,9 @@ class DptNode(Node):
             self._stopping = True
             wake.notify_all()
             self._info_arrived.notify_all()   # a frame waiting for its camera_info stops waiting
+            idle = getattr(self, "_idle", None)   # (absent when construction failed before it)
+            if idle is not None:
+                idle.notify_all()   # a deactivation waiting for the worker stops waiting
         for thread in (getattr(self, "_worker", None), getattr(self, "_loader", None)):
             if thread is not None and thread.is_alive():
                 thread.join(timeout)
@@ -1376,9 +1377,7 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
 
     def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
         DptNode.__init__(self, node_name, **kwargs)
-        # the lifecycle services in a group of their own: on a multi-threaded executor (dpt_lifecycle_node's) the
-        # node's other callbacks (camera_info, depth references, parameters) go on while a transition runs
-        LifecycleNodeMixin.__init__(self, callback_group=MutuallyExclusiveCallbackGroup())
+        LifecycleNodeMixin.__init__(self)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
@@ -1599,8 +1598,10 @@ def main(args=None, managed: bool = False) -> int:
         return 2
     node = None
     code = 0
-    # the managed node's transitions run beside its other callbacks (see DptLifecycleNode); those stay one at a time
-    executor = MultiThreadedExecutor(num_threads=2) if managed else SingleThreadedExecutor()
+    # single-threaded, managed or not: the node destroys subscriptions and publishers in callbacks (transitions,
+    # image_transport / depth.align / camera_info.url changes), which on rclpy's multi-threaded executor can raise
+    # InvalidHandle in the spinning thread and end the process (ros2/rclpy#1206)
+    executor = SingleThreadedExecutor()
     try:
         node = DptLifecycleNode() if managed else DptNode()
         executor.add_node(node)
