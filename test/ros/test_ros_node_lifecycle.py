@@ -42,6 +42,15 @@ def _graph(probe, node: str) -> tuple[set, set]:
             set(_by_node(probe.get_subscriber_names_and_types_by_node, node)))
 
 
+def _connected(harness, node) -> tuple[list, object]:
+    """An inverse_depth collector and an image publisher, once discovery has matched both with the active ``node``."""
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    return out, pub
+
+
 def test_states_through_the_lifecycle_services(harness):
     node = harness.start_node(managed=True, **{"depth.weights": ""})
     probe = harness.probe
@@ -112,10 +121,7 @@ def test_deactivate_publishes_the_frames_it_had_taken(harness):
     node = harness.start_node(managed=True)
     assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
     assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
-    out = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    out, pub = _connected(harness, node)
     gate, entered, _ = gate_engine(node.models.depth)
     pub.publish(make_image(1))
     assert entered.wait(20)
@@ -210,10 +216,7 @@ def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    out = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    out, pub = _connected(harness, node)
     old_gate, old_entered, _ = gate_engine(node.models.depth)
     pub.publish(make_image(1))
     assert old_entered.wait(20)
