@@ -1306,9 +1306,9 @@ class DptNode(Node):
         return msg
 
     def _publish_diagnostics(self) -> None:
-        with self._param_lock:   # (a managed node's cleanup may be taking the publisher down on another thread)
-            if self._diag_pub is not None:
-                self._diag_pub.publish(self.diagnostics())
+        pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)
+        if pub is not None:
+            pub.publish(self.diagnostics())
 
     # ------------------------------------------------------------------ lifecycle
     @property
