@@ -1612,7 +1612,7 @@ def main(args=None, managed: bool = False) -> int:
         rclpy.logging.get_logger("dpt_node").fatal(str(e))
         print(f"dpt_node: {e}", file=sys.stderr)
         code = 2
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, PermissionError, ValueError) as e:   # a file or value the user gave
         rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {e}")
         print(f"dpt_node: cannot start: {e}", file=sys.stderr)
         code = 2

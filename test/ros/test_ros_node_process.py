@@ -130,6 +130,22 @@ def test_missing_weights_file_exits_with_instructions(tmp_path):
     assert "nope.pt" in log and "not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
 
 
+def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capsys):
+    """A permission problem is the user's to fix, like a missing file: exit 2 and the reason (as root, which reads
+    every file, chmod cannot show it: the loader's open() is made to fail as it does for another user)."""
+    from dpt_ros.ros import node
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/models/dpt_hybrid.pt")
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    monkeypatch.setattr(node, "load_engine", unreadable)
+    code = node.main(["--ros-args", "-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=random",
+                      "-p", "device:=cpu"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot start: [Errno 13] Permission denied: '/models/dpt_hybrid.pt'" in err, err
+
+
 def test_invalid_startup_parameters_exit_with_reason():
     for args, needle in ((("-p", "depth.min:=5.0", "-p", "depth.max:=1.0"), "depth.min (5) must be below depth.max (1)"),
                          (("-p", "cameras:=[]"), "cameras must list at least one namespace"),   # rcl: an unset value
