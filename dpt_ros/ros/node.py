@@ -420,7 +420,7 @@ class DptNode(Node):
         base = params.defaults()
         for spec in params.PARAMETERS:
             try:
-                value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor()).value
+                value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
                 hint = ""
                 whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", str(e))
@@ -518,12 +518,21 @@ class DptNode(Node):
             return SetParametersResult(successful=True)
         with self._lock:
             current = self._settings
+            configured = self._models is not None
             new, reasons = params.validate(current, changes)
             if new is None:
                 return SetParametersResult(successful=False, reason="; ".join(reasons))
+        # (only the managed node gets here with these: the plain node declares them read-only)
+        fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]
+        if fixed and configured:
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(fixed)}: applied at configure, so set while the node is unconfigured: "
+                f"ros2 lifecycle set {self.get_fully_qualified_name()} deactivate (if active), then cleanup, "
+                f"set it, then configure"))
         calibrations = None
         if (new["camera_info.url"], new["camera_info.rectified"]) != (current["camera_info.url"],
-                                                                      current["camera_info.rectified"]):
+                                                                      current["camera_info.rectified"]) or \
+                (new["camera_info.url"] and new["cameras"] != current["cameras"]):
             try:   # read (and checked) before anything changes: a file that cannot be used is refused
                 namespaces = [cam.ns for cam in self._cameras] if self._models is not None else \
                     [ns.rstrip("/") for ns in new["cameras"]]   # unconfigured: checked for the cameras to come
@@ -532,7 +541,7 @@ class DptNode(Node):
                 return SetParametersResult(successful=False, reason=str(e))
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
-            configured, active = self._models is not None, self._active
+            active = self._active
         if not configured:   # a managed node before configure / after cleanup: the values apply at configure
             return SetParametersResult(successful=True)
         if new.model_key() != current.model_key():

@@ -8,7 +8,10 @@ immutable :class:`Settings` snapshot; the worker thread reads one snapshot per f
 
 - ``live``: post-processing, applies from the next frame;
 - ``model``: builds new engines in the background and swaps them in between frames;
-- ``static``: read-only, fixed at start-up (topics, QoS, camera list).
+- ``configure``: what the node's topics are made of (camera list, QoS, compressed outputs): read-only on
+  ``dpt_node``, fixed at start-up; on the managed ``dpt_lifecycle_node`` settable while it is unconfigured
+  and applied by the next configure transition;
+- ``static``: read-only, fixed at start-up (``class_names``, a report).
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-Apply = Literal["live", "model", "static"]
+Apply = Literal["live", "model", "configure", "static"]
 
 RANDOM_WEIGHTS = "random"
 RELIABILITIES = ("best_effort", "reliable")
@@ -67,8 +70,14 @@ class ParamSpec:
         imported only when asked for: launch files import this module without torch)."""
         return _colormap_names() if self.name == "colormap" else self.choices
 
-    def descriptor(self) -> ParameterDescriptor:
-        """The ``ParameterDescriptor`` that rclpy enforces (type, ranges, read_only)."""
+    def read_only(self, managed: bool = False) -> bool:
+        """Whether rclpy refuses every change (``managed``: on the lifecycle node, where ``configure``
+        parameters can be set while it is unconfigured)."""
+        return self.apply == "static" or (self.apply == "configure" and not managed)
+
+    def descriptor(self, managed: bool = False) -> ParameterDescriptor:
+        """The ``ParameterDescriptor`` that rclpy enforces (type, ranges, read_only) on the plain node, or on
+        the managed (lifecycle) node with ``managed``."""
         text = self.description
         choices = self.listed_choices()
         if choices is not None:
@@ -76,11 +85,13 @@ class ParamSpec:
         text += {
             "live": " Applies from the next frame.",
             "model": " Changing it loads the model again in the background.",
+            "configure": (" Set it while the node is unconfigured; the next configure transition applies it."
+                          if managed else " Read-only (fixed at start-up)."),
             "static": " Read-only (fixed at start-up).",
         }[self.apply]
         d = ParameterDescriptor(
             name=self.name, type=_TYPES[self.type], description=text,
-            read_only=self.apply == "static")
+            read_only=self.read_only(managed))
         if choices is not None:
             d.additional_constraints = "one of: " + ", ".join(choices)
         if self.int_range is not None:
@@ -238,7 +249,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "inverse_depth/colored/compressed and segmentation/colored/compressed (JPEG), segmentation/compressed "
               "(PNG, lossless labels), depth/compressedDepth (16-bit PNG; 32FC1 quantised in inverse depth up to "
               "compressed.depth_max). Each is encoded only while it has subscribers (also with lazy:=false) and "
-              "only where its image output is enabled.", "static"),
+              "only where its image output is enabled.", "configure"),
     ParamSpec("compressed.jpeg_quality", 95, "JPEG quality of the */compressed colour outputs (image_transport's "
               "jpeg_quality).", int_range=(1, 100, 1)),
     ParamSpec("compressed.depth_max", 10.0, "Farthest depth (metres) in depth/compressedDepth; farther ones "
@@ -313,18 +324,18 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cameras", [""],
               "Camera namespaces served by this node (one model, batched); each subscribes "
               "<ns>/image and publishes <ns>/inverse_depth etc. '' = the node's own namespace.",
-              "static", check=_check_cameras),
+              "configure", check=_check_cameras),
     ParamSpec("image_transport", "raw",
               "Subscribe image (sensor_msgs/Image) or image/compressed (CompressedImage); set live, the node "
               "subscribes the other topic from the next message on.",
               choices=IMAGE_TRANSPORTS),
     ParamSpec("qos.input_reliability", "best_effort",
-              "Reliability of the image and camera_info subscriptions.", "static", choices=RELIABILITIES),
-    ParamSpec("qos.input_depth", 5, "History depth of the input subscriptions.", "static",
+              "Reliability of the image and camera_info subscriptions.", "configure", choices=RELIABILITIES),
+    ParamSpec("qos.input_depth", 5, "History depth of the input subscriptions.", "configure",
               int_range=(1, 100, 1)),
-    ParamSpec("qos.output_reliability", "reliable", "Reliability of the output publishers.", "static",
+    ParamSpec("qos.output_reliability", "reliable", "Reliability of the output publishers.", "configure",
               choices=RELIABILITIES),
-    ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "static",
+    ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "configure",
               int_range=(1, 100, 1)),
     ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages.",
               float_range=(0.1, 60.0)),
@@ -335,6 +346,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 
 SPECS: Mapping[str, ParamSpec] = MappingProxyType({p.name: p for p in PARAMETERS})
 MODEL_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "model")
+CONFIGURE_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "configure")
 
 
 @dataclass(frozen=True)
@@ -490,7 +502,8 @@ def markdown_table() -> str:
         else:
             constraint = ""
         default = "ADE20K names" if p.name == "class_names" else json.dumps(p.default)
-        applies = {"live": "next frame", "model": "model reload", "static": "read-only"}[p.apply]
+        applies = {"live": "next frame", "model": "model reload", "configure": "read-only; managed: configure",
+                   "static": "read-only"}[p.apply]
         kind = {bool: "bool", int: "int", float: "double", str: "string", list: "string[]"}[p.type]
         rows.append(f"| `{p.name}` | {kind} | `{default}` | {constraint} | {applies} | {p.description} |")
     return "\n".join(rows)

@@ -267,3 +267,55 @@ def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly
     assert node.models.depth_pre.net_size == (96, 96) and node.diagnostics().status[0].message != \
         "model load failed; previous model still serving"
 
+
+
+def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configured(harness, tmp_path):
+    """cameras, qos.* and publish.compressed (read-only on dpt_node) are what the next configure builds its topics
+    from: settable while unconfigured, refused with the way to do it while configured."""
+    from rclpy.qos import ReliabilityPolicy
+
+    node = harness.start_node(managed=True)
+    probe = harness.probe
+    assert all(r.successful for r in set_params(harness, node, cameras=["left", "right"],
+                                                **{"qos.output_reliability": "best_effort",
+                                                   "qos.input_reliability": "reliable"}))
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert [c.ns for c in node.cameras] == ["left", "right"]
+    wait_for(lambda: {"/left/inverse_depth", "/right/inverse_depth"} <= _graph(probe, "dpt_node")[0], what="publishers")
+    assert "/inverse_depth" not in _graph(probe, "dpt_node")[0]
+    assert [i.qos_profile.reliability for i in probe.get_publishers_info_by_topic("/right/inverse_depth")] == \
+        [ReliabilityPolicy.BEST_EFFORT]
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    wait_for(lambda: "/right/image" in _graph(probe, "dpt_node")[1], what="subscriptions")
+    assert [i.qos_profile.reliability for i in probe.get_subscriptions_info_by_topic("/right/image")] == \
+        [ReliabilityPolicy.RELIABLE]
+    out = harness.collector(Image, "/right/inverse_depth", reliability="best_effort")
+    pub = probe.create_publisher(Image, "/right/image", qos())
+    publish_until(pub, make_image, out)
+
+    # configured (active or inactive): refused with the reason and the way to do it; nothing changes
+    for state in ("active", "inactive"):
+        cams, depth = set_params(harness, node, cameras=["front"], **{"qos.output_depth": 3})
+        assert not cams.successful and cams.reason.startswith("cameras: applied at configure") and \
+            "ros2 lifecycle set /dpt_node deactivate (if active), then cleanup" in cams.reason, state
+        assert not depth.successful and depth.reason.startswith("qos.output_depth: applied at configure"), state
+        assert node.settings["cameras"] == ["left", "right"] and node.settings["qos.output_depth"] == 1
+        if state == "active":
+            assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+    assert set_params(harness, node, cameras=["left", "right"])[0].successful   # the value it has: no change
+
+    # unconfigured again: a camera_info.url is checked against the cameras to come, then back to one camera
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CLEANUP)
+    (tmp_path / "left.yaml").write_text("image_width: 80\nimage_height: 60\n"
+                                        "camera_matrix: {rows: 3, cols: 3, data: [50, 0, 39.5, 0, 50, 29.5, 0, 0, 1]}\n")
+    assert not set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/{{camera}}.yaml"})[0].successful
+    assert set_params(harness, node, cameras=["left"])[0].successful
+    assert set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/{{camera}}.yaml"})[0].successful
+    res = set_params(harness, node, cameras=["left", "right"])[0]
+    assert not res.successful and "right.yaml" in res.reason
+    assert set_params(harness, node, **{"camera_info.url": ""})[0].successful
+    assert set_params(harness, node, cameras=[""])[0].successful
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert [c.ns for c in node.cameras] == [""]
+    wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0] and
+             "/left/inverse_depth" not in _graph(probe, "dpt_node")[0], what="the new topics")

@@ -19,9 +19,15 @@ def test_issue_parameter_names_are_all_declared():
 
 def test_descriptors_carry_type_description_ranges_read_only():
     for spec in params.PARAMETERS:
-        d = spec.descriptor()
+        d, managed = spec.descriptor(), spec.descriptor(managed=True)
         assert d.name == spec.name and len(d.description) > 20
-        assert d.read_only == (spec.apply == "static")
+        assert d.read_only == (spec.apply in ("static", "configure"))
+        assert managed.read_only == (spec.apply == "static")   # the lifecycle node: configure ones while unconfigured
+    assert set(params.CONFIGURE_PARAMETERS) == {"cameras", "publish.compressed", "qos.input_reliability",
+                                                "qos.input_depth", "qos.output_reliability", "qos.output_depth"}
+    assert "Read-only" in params.SPECS["cameras"].descriptor().description
+    assert "unconfigured" in params.SPECS["cameras"].descriptor(managed=True).description
+    assert params.SPECS["class_names"].descriptor(managed=True).read_only
     d = params.SPECS["input_size"].descriptor()
     assert d.type == ParameterType.PARAMETER_INTEGER and (d.integer_range[0].from_value, d.integer_range[0].step) == (0, 32)
     d = params.SPECS["camera_info.policy"].descriptor()
