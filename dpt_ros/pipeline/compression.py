@@ -85,7 +85,7 @@ def compress_image(values: np.ndarray, encoding: str, codec: str, jpeg_quality: 
             raise ValueError(f"jpeg_quality must be 1..100; got {jpeg_quality}")
         ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
     else:   # label images: long runs of one value, each row much like the one above
-        tuning = _PNG_DEFAULT if encoding in _COLOR else (cv2.IMWRITE_PNG_FILTER_UP, cv2.IMWRITE_PNG_STRATEGY_RLE)
+        tuning = ("all", cv2.IMWRITE_PNG_STRATEGY_DEFAULT) if encoding in _COLOR else ("up", cv2.IMWRITE_PNG_STRATEGY_RLE)
         ok, data = cv2.imencode(".png", pixels, _png_options(png_level, *tuning))
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {values.shape} {encoding} image as {codec}")
@@ -116,8 +116,7 @@ def compress_depth(depth: np.ndarray, encoding: str, depth_max: float = 10.0, qu
         raise ValueError(f"compressedDepth holds 32FC1 or 16UC1 depth; got encoding {encoding!r}")
     # smooth 16-bit depth: Paeth prediction and run-length deflate, half the time of libpng's adaptive filter
     # choice for the same size (bench_pipeline)
-    ok, data = cv2.imencode(".png", pixels, _png_options(png_level, cv2.IMWRITE_PNG_FILTER_PAETH,
-                                                          cv2.IMWRITE_PNG_STRATEGY_RLE))
+    ok, data = cv2.imencode(".png", pixels, _png_options(png_level, "paeth", cv2.IMWRITE_PNG_STRATEGY_RLE))
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {depth.shape} 16-bit PNG")
     return f"{encoding}; compressedDepth png", header + data.tobytes()
@@ -134,13 +133,20 @@ def quantize_inverse_depth(depth: np.ndarray, code: DepthQuantization) -> np.nda
     return np.where(valid, q, 0).astype(np.uint16)
 
 
-_PNG_DEFAULT = (cv2.IMWRITE_PNG_ALL_FILTERS, cv2.IMWRITE_PNG_STRATEGY_DEFAULT)
+_PNG_FILTERS = {"up": "IMWRITE_PNG_FILTER_UP", "paeth": "IMWRITE_PNG_FILTER_PAETH", "all": "IMWRITE_PNG_ALL_FILTERS"}
 
 
-def _png_options(level: int, png_filter: int, strategy: int) -> list[int]:
-    """cv2.imencode options: zlib ``level``, libpng's row ``png_filter`` and deflate's ``strategy`` (any PNG
-    reader reads every combination)."""
+def _png_options(level: int, png_filter: str, strategy: int) -> list[int]:
+    """cv2.imencode options: zlib ``level``, libpng's row filter (``png_filter``: up, paeth or all) and deflate's
+    ``strategy`` (any PNG reader reads every combination).
+
+    OpenCV chooses the row filter only from 4.12 on (``cv2.IMWRITE_PNG_FILTER``). With an older one (pip picks
+    4.11 beside NumPy 1.x, which Humble's and Jazzy's ROS Python packages need) libpng picks one per row
+    itself: the same images, in about twice the time for depth (bench_pipeline's compressed section).
+    """
     if not 0 <= int(level) <= 9:
         raise ValueError(f"png_level must be 0..9; got {level}")
-    return [cv2.IMWRITE_PNG_COMPRESSION, int(level), cv2.IMWRITE_PNG_FILTER, png_filter,
-            cv2.IMWRITE_PNG_STRATEGY, strategy]
+    options = [cv2.IMWRITE_PNG_COMPRESSION, int(level), cv2.IMWRITE_PNG_STRATEGY, strategy]
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        options += [cv2.IMWRITE_PNG_FILTER, getattr(cv2, _PNG_FILTERS[png_filter])]
+    return options

@@ -128,3 +128,38 @@ def test_16uc1_depth_is_exact_with_zero_beyond_depth_max():
 def test_bad_arguments_name_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         call()
+
+
+def _row_filters(png: bytes) -> set[int]:
+    """The filter type bytes of a non-interlaced PNG's rows after the first (from its inflated IDAT)."""
+    import zlib
+
+    pos, idat, width, bytes_per_pixel = 8, b"", 0, 0
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos:pos + 8])
+        body = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            width, _, depth, colour = struct.unpack(">IIBB", body[:10])
+            bytes_per_pixel = depth // 8 * {0: 1, 2: 3}[colour]
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    raw, stride = zlib.decompress(idat), 1 + width * bytes_per_pixel
+    return {raw[i] for i in range(stride, len(raw), stride)}
+
+
+def test_png_row_filters_are_chosen_where_opencv_can_and_left_to_libpng_where_it_cannot(monkeypatch):
+    """OpenCV >= 4.12 writes labels with the Up filter and depth with Paeth; an older OpenCV (4.11 is what pip
+    installs beside NumPy 1.x, for Humble and Jazzy) has no such option: libpng's own choice, the same pixels."""
+    labels = np.repeat(np.repeat(pattern_image(40, 30)[..., 0] // 40, 4, 0), 4, 1)
+    mm = (np.add.outer(np.arange(60), np.arange(80)) * 37 + 500).astype(np.uint16)
+    if hasattr(cv2, "IMWRITE_PNG_FILTER"):
+        assert _row_filters(compression.compress_image(labels, "mono8", "png")[1]) == {2}   # Up
+        assert _row_filters(compression.compress_depth(mm, "16UC1", 100.0)[1][12:]) == {4}   # Paeth
+    monkeypatch.delattr(cv2, "IMWRITE_PNG_FILTER", raising=False)
+    assert compression._png_options(1, "paeth", cv2.IMWRITE_PNG_STRATEGY_RLE) == [
+        cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    np.testing.assert_array_equal(read_compressed(*compression.compress_image(labels, "mono8", "png"))[1], labels)
+    rgb = pattern_image(64, 48)
+    np.testing.assert_array_equal(read_compressed(*compression.compress_image(rgb, "rgb8", "png"))[1], rgb)
+    np.testing.assert_array_equal(read_compressed_depth(*compression.compress_depth(mm, "16UC1", 100.0))[2], mm)
