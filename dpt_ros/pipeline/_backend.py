@@ -106,14 +106,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return cupy is not None and isinstance(exc, cupy.cuda.memory.OutOfMemoryError)
 
 
-def release_cached_memory() -> None:
+def release_cached_memory(device: Any = None, host: bool = False) -> None:
     """Return the device memory cached by PyTorch and by CuPy's pool (they do not share one) to the
-    driver, so that the next frame's allocations can succeed after an out-of-memory error."""
+    driver, so that the next frame's allocations can succeed after an out-of-memory error.
+
+    ``device``: the CUDA device (``torch.device`` or index) whose CuPy pool to empty (CuPy's pool frees only the
+    current device's blocks; default: the current device); PyTorch empties every device's cache. ``host``: also
+    CuPy's cache of page-locked host buffers (the staging and cloud copies; for a node taking its model down).
+    """
     import torch  # noqa: PLC0415
 
     cupy = sys.modules.get("cupy")
     if cupy is not None:
-        cupy.get_default_memory_pool().free_all_blocks()
+        index = getattr(device, "index", device)
+        if index is None:
+            cupy.get_default_memory_pool().free_all_blocks()
+        else:
+            with cupy.cuda.Device(index):
+                cupy.get_default_memory_pool().free_all_blocks()
+        if host:
+            cupy.get_default_pinned_memory_pool().free_all_blocks()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
 

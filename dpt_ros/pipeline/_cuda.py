@@ -91,8 +91,9 @@ def wrap_torch_stream(cp, s):
 
     CuPy 14 deprecates ``cupy.cuda.ExternalStream`` (a DeprecationWarning on every construction; it
     is to be removed in CuPy 15) in favour of ``Stream.from_external``, which reads the handle through
-    the CUDA stream protocol and takes the stream's device from CuPy's current device, hence the device
-    context. The handle is passed through :class:`_StreamHandle` rather than relying on torch's own
+    the CUDA stream protocol and records no device (``device_id`` -1: the stream is used on whichever
+    device is current), so every caller enters the stream's device (``cp.cuda.Device``) before using it.
+    The handle is passed through :class:`_StreamHandle` rather than relying on torch's own
     ``__cuda_stream__``, which older torch releases lack. CuPy < 14: ``ExternalStream``.
     """
     from_external = getattr(cp.cuda.Stream, "from_external", None)
@@ -282,10 +283,15 @@ def _decode_on(view: ImageView, fmt: _Format, stream) -> Any:
 
 
 def decode(view: ImageView, fmt: _Format) -> Any:
-    """(H, W, 3) uint8 RGB CuPy array decoded on the GPU (same values as the NumPy path)."""
-    stream = torch_stream()
-    with stream:
-        return _decode_on(view, fmt, stream)
+    """(H, W, 3) uint8 RGB CuPy array decoded on the GPU (same values as the NumPy path), on torch's current
+    device and stream."""
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    with cp.cuda.Device(torch.cuda.current_device()):
+        stream = torch_stream()
+        with stream:
+            return _decode_on(view, fmt, stream)
 
 
 def preprocess(frame: Any, input_size: Callable[[int, int], tuple[int, int]], device: Any) -> Any:

@@ -81,7 +81,8 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
         out = lut[idx]
     valid = xp.isfinite(values)
     if xp is not np:  # no host synchronisation on the GPU
-        return xp.where(valid[:, :, None], out, xp.asarray(invalid_color, dtype=xp.uint8))
+        with xp.cuda.Device(values.device.id):   # the colour on the values' device, not on the current one
+            return xp.where(valid[:, :, None], out, xp.asarray(invalid_color, dtype=xp.uint8))
     if not valid.all():
         out[~valid] = invalid_color
     return out

@@ -411,7 +411,7 @@ class DptNode(Node):
             self._stopping = False
         gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
         if device is not None and device.type == "cuda":
-            pipeline.release_cached_memory()   # PyTorch's and CuPy's cached blocks back to the driver (nvidia-smi)
+            pipeline.release_cached_memory(device, host=True)   # cached blocks back to the driver (nvidia-smi)
         _trim_host_heap()
 
     # ------------------------------------------------------------------ parameters

@@ -175,10 +175,13 @@ def run(args: argparse.Namespace) -> dict:
             time.sleep(0.05)
         camera = subprocess.Popen(cam_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         # camera start-up and discovery take seconds on a loaded machine: warm up from the first output
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 60
         while not flowing.wait(0.1):
-            if node.poll() is not None or camera.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("no output from dpt_node within 120 s of starting the camera:\n" + _stop(node))
+            failing = _failing(diags[-1][1]) if len(diags) >= 2 and _failing(diags[-2][1]) else {}   # twice in a row
+            if failing or node.poll() is not None or camera.poll() is not None or time.monotonic() > deadline:
+                why = (f"dpt_node fails every frame ({', '.join(f'{k}={v}' for k, v in failing.items())})" if failing
+                       else "no output from dpt_node within 60 s of starting the camera")
+                raise RuntimeError(why + ":\n" + _stop(node))
         time.sleep(args.warmup)
         cpu0, t0 = _cpu_seconds(node.pid), time.monotonic()
         measuring.set()
@@ -242,6 +245,13 @@ def _camera_counts(diag) -> dict:
             kv = {v.key: v.value for v in s.values}
             return {k: int(kv.get(k, 0)) for k in ("received", "processed", "dropped", "idle")}
     return {"received": 0, "processed": 0, "dropped": 0, "idle": 0}
+
+
+def _failing(diag) -> dict:
+    """The node's error counters when it has counted errors but processed no frame yet (a pipeline that fails on
+    every frame publishes nothing: no use waiting for an output), else {}."""
+    errors = {k: v for k, v in _model_values(diag).items() if k.startswith("errors.") and v != "0"}
+    return errors if errors and _camera_counts(diag)["processed"] == 0 else {}
 
 
 def _model_values(diag) -> dict:

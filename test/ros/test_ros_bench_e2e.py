@@ -37,3 +37,22 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     stages = r["stages_ms"]
     assert r["node_total_ms"] == pytest.approx(sum(stages.values()), abs=0.01)
     assert r["node_overhead_fraction"] == pytest.approx(1 - stages["model"] / sum(stages.values()), abs=0.001)
+
+
+def test_a_node_failing_every_frame_is_recognised_from_its_diagnostics():
+    """bench_e2e stops waiting for outputs when /diagnostics shows errors and nothing processed (twice in a row):
+    a GPU run that fails every frame costs seconds, not the two-minute deadline."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from dpt_ros.tools.bench_e2e import _failing
+
+    def diag(errors: dict, processed: int) -> DiagnosticArray:
+        model = DiagnosticStatus(name="dpt_node: model", values=[KeyValue(key="device", value="cuda:0")] + [
+            KeyValue(key=f"errors.{k}", value=str(v)) for k, v in errors.items()])
+        camera = DiagnosticStatus(name="dpt_node: camera /", values=[
+            KeyValue(key="received", value="5"), KeyValue(key="processed", value=str(processed))])
+        return DiagnosticArray(status=[model, camera])
+
+    assert _failing(diag({"postprocess": 4}, 0)) == {"errors.postprocess": "4"}
+    assert _failing(diag({"postprocess": 4}, 1)) == {}   # some frames get through: keep measuring
+    assert _failing(diag({}, 0)) == {}                    # nothing processed yet, nothing failed: still starting

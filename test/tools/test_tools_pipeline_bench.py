@@ -102,3 +102,31 @@ def test_gpu_check_reads_the_issue_targets_from_the_step_results():
         assert worst["met"] is False and worst["value"] is None and "nothing received" in worst["note"]
     assert issue_targets({"bench_e2e": {"skipped": "needs CUDA"}}) == {
         "issue6_1080p_decode_pre_post_cloud_ms": {"value": None, "target": "<= 1", "met": None}}
+
+
+def test_gpu_check_step_past_its_time_is_interrupted_then_killed_with_everything_it_started(tmp_path):
+    """A step that overruns gets SIGINT as a process group (a benchmark's cleanup then runs and its output is kept),
+    and SIGKILL 15 s later; a process it started (a node, a camera) does not outlive the step."""
+    import os
+
+    from dpt_ros.tools import gpu_check
+
+    pid_file = tmp_path / "child.pid"
+    code = ("import subprocess, sys, time\n"
+            "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+            f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+            "print('started', flush=True)\n"
+            "try:\n    time.sleep(120)\n"
+            "except KeyboardInterrupt:\n    print('interrupted: cleaning up \\u00e9', flush=True)\n"
+            "    time.sleep(120)   # a cleanup that hangs: SIGKILL ends it\n")
+    r = gpu_check._run([sys.executable, "-c", code], 2.0, tmp_path / "step.log")
+    assert r["timed_out"] and r["rc"] is None and 15 <= r["seconds"] < 40
+    assert "started" in r["stdout"] and "interrupted: cleaning up \u00e9" in r["stdout"]
+    assert "interrupted: cleaning up" in (tmp_path / "step.log").read_text()
+    child = int(pid_file.read_text())
+    try:
+        os.kill(child, 0)
+        alive = open(f"/proc/{child}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        alive = False
+    assert not alive, "the step's child process outlived it"
