@@ -142,7 +142,8 @@ def _png_options(level: int, png_filter: str, strategy: int) -> list[int]:
 
     OpenCV chooses the row filter only from 4.12 on (``cv2.IMWRITE_PNG_FILTER``). With an older one (pip picks
     4.11 beside NumPy 1.x, which Humble's and Jazzy's ROS Python packages need) libpng picks one per row
-    itself: the same images, in about twice the time for depth (bench_pipeline's compressed section).
+    itself: the same images, more slowly (640x480 on this project's CPU: 32FC1 depth 7.6 ms instead of 5.2,
+    labels 1.6 ms instead of 0.4).
     """
     if not 0 <= int(level) <= 9:
         raise ValueError(f"png_level must be 0..9; got {level}")
