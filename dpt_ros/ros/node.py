@@ -332,7 +332,7 @@ class DptNode(Node):
                              for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
             self._create_interfaces(s)
             self._stopping = False
-            self._compressed = _CompressedCopies(self)
+            self._compressed = _CompressedCopies(self, len(self._cameras))
             self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
             self._worker.start()
 
@@ -1424,21 +1424,26 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
 
 
 class _CompressedCopies:
-    """The compressed copies (``publish.compressed``), encoded and published on a thread of their own, so that
+    """The compressed copies (``publish.compressed``), encoded and published on threads of their own, so that
     JPEG / PNG encoding (a 640x480 16-bit PNG takes ~18 ms on a small CPU) never holds back the image outputs
-    or the next frame. Per camera only the newest frame's copies wait: copies replaced by a newer frame's
-    before the thread took them are counted as ``dropped:<topic>``; a failed encoding as
+    or the next frame. One thread per camera, up to half the CPU cores (at least one): OpenCV's encoders release
+    the GIL, so several cameras' copies encode in parallel; a camera's copies are never encoded by two threads at
+    once, and go out in frame order. Per camera only the newest frame's copies wait: copies replaced by a newer
+    frame's before a thread took them are counted as ``dropped:<topic>``; a failed encoding as
     ``incomplete:compression`` (and logged). Published copies count as ``out:<topic>``, like every output."""
 
-    def __init__(self, node: "DptNode") -> None:
+    def __init__(self, node: "DptNode", cameras: int = 1) -> None:
         self._node = node
         self._cond = threading.Condition()
         self._pending: dict[int, tuple] = {}   # camera index -> (camera, header, copies, settings)
+        self._working: set[int] = set()   # cameras whose copies a thread is encoding / publishing
         self._stopping = False
-        self._working = False   # encoding / publishing a frame's copies it has taken
         self.encode_ms: collections.deque = collections.deque(maxlen=300)   # per frame, all its copies
-        self._thread = threading.Thread(target=self._loop, name="dpt_compressed_copies", daemon=True)
-        self._thread.start()
+        n = max(1, min(cameras, (os.cpu_count() or 1) // 2))
+        self._threads = [threading.Thread(target=self._loop, name=f"dpt_compressed_copies_{i}", daemon=True)
+                         for i in range(n)]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, cam: _Camera, header, copies: list, s: Settings) -> None:
         with self._cond:
@@ -1459,24 +1464,31 @@ class _CompressedCopies:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive() and thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _next(self) -> Optional[int]:
+        """The camera waiting longest whose copies no other thread is on (a camera's new frame takes the place of
+        its old one in ``_pending``, keeping its place)."""
+        return next((i for i in self._pending if i not in self._working), None)
 
     def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._stopping and not self._pending:
+                while not self._stopping and self._next() is None:
                     self._cond.wait()
                 if self._stopping:
                     return
-                # the camera waiting longest first (a camera's new frame takes the place of its old one)
-                cam, header, copies, s = self._pending.pop(next(iter(self._pending)))
-                self._working = True
+                index = self._next()
+                cam, header, copies, s = self._pending.pop(index)
+                self._working.add(index)
             try:
                 self._publish(cam, header, copies, s)
             finally:
                 with self._cond:
-                    self._working = False
+                    self._working.discard(index)
                     self._cond.notify_all()
             if self._stopping:
                 return

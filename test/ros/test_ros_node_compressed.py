@@ -210,3 +210,47 @@ def test_a_failed_encoding_is_counted_and_the_next_frame_encoded(harness, monkey
     wait_for(lambda: node.counts()[""].get("incomplete:compression", 0) == 1, what="the failure counted")
     assert node.error_counts()["compression"] == 1
     assert node.counts()[""]["processed"] >= 2
+
+
+def test_cameras_copies_encode_in_parallel_each_camera_in_frame_order(harness, monkeypatch):
+    """One copies thread per camera (up to half the cores): a camera whose encoding is held does not hold back
+    another camera's copies, and its own next frame waits for it (never two threads on one camera: frame order)."""
+    import os
+
+    gate, entered = threading.Event(), threading.Event()
+    real = pipeline.compress_depth
+
+    def first_held(*args, **kwargs):
+        if not entered.is_set():
+            entered.set()
+            gate.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compress_depth", first_held)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    node = harness.start_node(cameras=["left", "right"], **{"depth.scale": 1.0})
+    assert len(node._compressed._threads) == 2
+    got = {ns: harness.collector(CompressedImage, f"{ns}/depth/compressedDepth") for ns in ("left", "right")}
+    depth = {ns: harness.collector(Image, f"{ns}/depth") for ns in ("left", "right")}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos("reliable")) for ns in ("left", "right")}
+    wait_for(lambda: all(c.pubs[n].get_subscription_count() > 0 for c in node.cameras
+                         for n in ("depth", "depth/compressedDepth"))
+             and all(p.get_subscription_count() > 0 for p in pubs.values()), what="discovery")
+    try:
+        pubs["left"].publish(make_image(1 * 1_000_000_000, width=40, height=30))
+        wait_for(entered.is_set, what="left's first copy being encoded")
+        pubs["right"].publish(make_image(2 * 1_000_000_000, width=40, height=30))
+        wait_for(lambda: len(got["right"]) == 1, what="right's copy while left's is held")
+        pubs["left"].publish(make_image(3 * 1_000_000_000, width=40, height=30))
+        wait_for(lambda: len(depth["left"]) == 2, what="left's second depth")
+        assert got["left"] == []   # its second copy waits for the first, though a thread is free
+    finally:
+        gate.set()
+    wait_for(lambda: len(got["left"]) == 2, what="left's copies")
+    assert [m.header.stamp.sec for m in got["left"]] == [1, 3] and got["right"][0].header.stamp.sec == 2
+    from dpt_ros.ros.node import _CompressedCopies
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)   # a 2-core machine: one thread, as before
+    one = _CompressedCopies(node, 2)
+    one.stop(1.0)
+    assert len(one._threads) == 1
