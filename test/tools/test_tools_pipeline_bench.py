@@ -112,7 +112,9 @@ def test_gpu_check_step_past_its_time_is_interrupted_then_killed_with_everything
     from dpt_ros.tools import gpu_check
 
     pid_file = tmp_path / "child.pid"
-    code = ("import subprocess, sys, time\n"
+    # (SIGINT's default handler set explicitly: a suite started in the background by a shell inherits SIGINT ignored)
+    code = ("import signal, subprocess, sys, time\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
             f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
             "print('started', flush=True)\n"
