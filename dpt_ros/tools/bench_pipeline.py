@@ -22,6 +22,7 @@ import array
 import json
 import statistics
 import sys
+import threading
 import time
 from typing import Any, Callable
 
@@ -196,6 +197,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     out["cloud_640x480_ms"] = _round(cloud)
     out["cloud_640x480_target_2ms_met"] = cloud["ours_xyzrgb_from_depth"] <= 2.0
     out["compressed_640x480"] = bench_compressed(w, h, repeat)
+    out["compressed_two_cameras_640x480"] = bench_compressed_threads(w, h, repeat)
     return out
 
 
@@ -217,6 +219,33 @@ def bench_compressed(w: int, h: int, repeat: int) -> dict:
     }
     return {name: {"ms": round(_timer(fn, repeat, 2, False), 3), "bytes": len(fn()[1]), "raw_bytes": int(values.nbytes)}
             for name, (values, fn) in cases.items()}
+
+
+def bench_compressed_threads(w: int, h: int, repeat: int) -> dict:
+    """Two cameras' 32FC1 compressedDepth copies, ms per pair of frames: encoded one after the other (one copies
+    thread) and on two threads at once (the node's copies threads: one per camera, up to half the cores)."""
+    torch.manual_seed(1)
+    inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
+    depths = [pl.apply_depth_range(pl.metric_from_inverse(inv * k, 1.0, 0.0), 0.0, 8.0) for k in (1.0, 1.1)]
+    n = max(repeat, 10)
+
+    def encode(depth, frames):
+        for _ in range(frames):
+            pl.compress_depth(depth, "32FC1", 10.0, 100.0, 1)
+
+    encode(depths[0], 2)
+    t = time.perf_counter()
+    for d in depths:
+        encode(d, n)
+    one = (time.perf_counter() - t) / n * 1e3
+    threads = [threading.Thread(target=encode, args=(d, n)) for d in depths]
+    t = time.perf_counter()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    two = (time.perf_counter() - t) / n * 1e3
+    return {"one_thread_ms": round(one, 3), "two_threads_ms": round(two, 3), "speedup": _ratio(one, two)}
 
 
 def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warmup: int) -> float:
@@ -353,6 +382,9 @@ def _print_table(result: dict) -> None:
     print("\nCPU 640x480 compressed copies (publish.compressed, default parameters):")
     for k, v in result["cpu"]["compressed_640x480"].items():
         print(f"  {k:40s} {v['ms']:8.3f} ms  {v['bytes']:9d} of {v['raw_bytes']} bytes")
+    two = result["cpu"]["compressed_two_cameras_640x480"]
+    print(f"  two cameras' 32FC1 compressedDepth, per pair of frames: one thread {two['one_thread_ms']:.3f} ms, "
+          f"two threads {two['two_threads_ms']:.3f} ms ({two['speedup']}x)")
     cuda = result.get("cuda")
     if cuda:
         print("\nCUDA:", json.dumps(cuda, indent=1))

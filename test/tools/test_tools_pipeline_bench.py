@@ -30,6 +30,9 @@ def test_bench_pipeline_json_cpu(capsys):
                          "depth_16UC1_compressedDepth"}
     assert all(v["ms"] > 0 and 0 < v["bytes"] < v["raw_bytes"] for v in comp.values())
     assert comp["inverse_depth_colored_jpeg"]["raw_bytes"] == 640 * 480 * 3
+    two = cpu["compressed_two_cameras_640x480"]
+    assert two["one_thread_ms"] > 0 and two["two_threads_ms"] > 0
+    assert two["speedup"] == pytest.approx(two["one_thread_ms"] / two["two_threads_ms"], rel=0.02)
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
