@@ -32,16 +32,22 @@ test: $(STAMP)
 
 # The suite once more as on Humble: Python 3.10 with NumPy 1.x and the OpenCV that pip picks beside it (Humble's
 # and Jazzy's ROS Python packages are built against NumPy 1.x), in .venv-py310 with the Kilted wheels for 3.10.
-# CI runs it; on a machine without a Python 3.10 (python3.10 on PATH or pyenv's) it says so and passes.
-PY310 ?= $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python; do \
+# CI runs it; on a machine without a Python 3.10 (python3.10 on PATH or pyenv's) it says so and passes. The
+# environment is made once (a half-made one, e.g. where python3.10-venv is missing, is made again); delete
+# .venv-py310 after changing the requirements.
+PY310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python; do \
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { command -v $$p; break; }; done)
 COMPAT_VENV ?= .venv-py310
 test-compat:
 	@if [ -z "$(PY310)" ]; then echo "make test-compat: no Python 3.10 on this machine: skipped"; exit 0; fi; \
-	set -ex; test -x $(COMPAT_VENV)/bin/python || $(PY310) -m venv $(COMPAT_VENV); \
-	$(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip setuptools; \
-	$(COMPAT_VENV)/bin/python -m pip install -q -r requirements-test.txt "numpy<2"; \
-	$(COMPAT_VENV)/bin/python -m pip install -q --no-deps -e .; \
+	set -ex; \
+	if [ ! -f $(COMPAT_VENV)/.dpt_ros-installed ]; then \
+	  rm -rf $(COMPAT_VENV); "$(PY310)" -m venv $(COMPAT_VENV); \
+	  $(COMPAT_VENV)/bin/python -m pip install -q --upgrade pip setuptools; \
+	  $(COMPAT_VENV)/bin/python -m pip install -q -r requirements-test.txt "numpy<2"; \
+	  $(COMPAT_VENV)/bin/python -m pip install -q --no-deps -e .; \
+	  touch $(COMPAT_VENV)/.dpt_ros-installed; \
+	fi; \
 	$(COMPAT_VENV)/bin/python -c "import sys, numpy, cv2; print('test-compat: Python', sys.version.split()[0], \
 	'NumPy', numpy.__version__, 'OpenCV', cv2.__version__)"; \
 	$(COMPAT_VENV)/bin/python -m pytest -q

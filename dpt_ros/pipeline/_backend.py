@@ -110,15 +110,16 @@ def release_cached_memory(device: Any = None, host: bool = False) -> None:
     """Return the device memory cached by PyTorch and by CuPy's pool (they do not share one) to the
     driver, so that the next frame's allocations can succeed after an out-of-memory error.
 
-    ``device``: the CUDA device (``torch.device`` or index) whose CuPy pool to empty (CuPy's pool frees only the
-    current device's blocks; default: the current device); PyTorch empties every device's cache. ``host``: also
-    CuPy's cache of page-locked host buffers (the staging and cloud copies; for a node taking its model down).
+    ``device``: the CUDA device (``torch.device``, "cuda:N" or index) whose CuPy pool to empty (CuPy's pool frees
+    only the current device's blocks; default: the current device); PyTorch empties every device's cache.
+    ``host``: also the caches of page-locked host buffers, CuPy's (staging and cloud copies) and PyTorch's (the
+    node's device->host copies), for a node taking its model down.
     """
     import torch  # noqa: PLC0415
 
     cupy = sys.modules.get("cupy")
     if cupy is not None:
-        index = getattr(device, "index", device)
+        index = torch.device(device).index if isinstance(device, (str, torch.device)) else device
         if index is None:
             cupy.get_default_memory_pool().free_all_blocks()
         else:
@@ -128,6 +129,8 @@ def release_cached_memory(device: Any = None, host: bool = False) -> None:
             cupy.get_default_pinned_memory_pool().free_all_blocks()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+        if host and hasattr(torch._C, "_host_emptyCache"):   # (no public API for it; absent in old releases)
+            torch._C._host_emptyCache()
 
 
 def get_xp(backend: str | ModuleType = "numpy") -> ModuleType:

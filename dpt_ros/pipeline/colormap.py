@@ -74,15 +74,13 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
             raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
         # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
         out = cv2.applyColorMap(idx, _cv_user_lut(colormap))
-    else:
-        lut = _device_lut(colormap, values.device.id)
-        t = values.astype(xp.float32) * scale + offset
-        idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
-        out = lut[idx]
-    valid = xp.isfinite(values)
-    if xp is not np:  # no host synchronisation on the GPU
-        with xp.cuda.Device(values.device.id):   # the colour on the values' device, not on the current one
-            return xp.where(valid[:, :, None], out, xp.asarray(invalid_color, dtype=xp.uint8))
+    else:   # on the values' device (not CuPy's current one), with no host synchronisation
+        with xp.cuda.Device(values.device.id):
+            lut = _device_lut(colormap, values.device.id)
+            t = values.astype(xp.float32) * scale + offset
+            idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
+            return xp.where(xp.isfinite(values)[:, :, None], lut[idx], xp.asarray(invalid_color, dtype=xp.uint8))
+    valid = np.isfinite(values)
     if not valid.all():
         out[~valid] = invalid_color
     return out

@@ -32,9 +32,12 @@ not the lens) and for fisheye rays at 90 degrees and more.
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:   # (cloud imports this module)
+    from dpt_ros.pipeline.cloud import Intrinsics
 
 # distortion_model -> accepted numbers of D coefficients (plumb_bob also in OpenCV's 4-term form);
 # ``Intrinsics`` checks a CameraInfo's model and D against this
@@ -144,7 +147,7 @@ def undistort(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndarray) 
 
 
 @functools.lru_cache(maxsize=8)
-def pixel_rays(intr: "Intrinsics", stride: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: F821
+def pixel_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ax, ay)``, float32, such that pixel (u, v) = (i * stride, j * stride) at depth z is the point
     ``(z * ax, z * ay, z)``: shapes (1, W') and (H', 1) for a pinhole camera (``ax = (u - cx) / fx``),
     (H', W') each for a distorted one, NaN where a pixel has no ray. Read-only; cached (a camera keeps

@@ -440,8 +440,9 @@ class DptNode(Node):
             self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
 
-    def _load_calibration(self, ns: str, s: Settings) -> Optional[CameraInfo]:
-        """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url)."""
+    def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:
+        """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url); ``log``: say which
+        file the camera uses (not for a check of a managed node's value before its configure)."""
         if not s["camera_info.url"]:
             return None
         name = ns.strip("/").split("/")[-1].lstrip("~")
@@ -454,9 +455,10 @@ class DptNode(Node):
                                                  rectified=s["camera_info.rectified"])
         except pipeline.CalibrationError as e:
             raise StartupError(f"camera_info.url: {e}") from None
-        self.get_logger().info(f"camera {ns or '/'}: calibration from {camera_calibration.resolve(s['camera_info.url'], name)} "
-                               f"({info.width}x{info.height}, {info.distortion_model or 'no'} distortion); the "
-                               f"camera_info topic is not used")
+        if log:
+            self.get_logger().info(f"camera {ns or '/'}: calibration from "
+                                   f"{camera_calibration.resolve(s['camera_info.url'], name)} ({info.width}x{info.height}, "
+                                   f"{info.distortion_model or 'no'} distortion); the camera_info topic is not used")
         return info
 
     def _load_initial(self) -> ModelSet:
@@ -528,15 +530,15 @@ class DptNode(Node):
             return SetParametersResult(successful=False, reason=(
                 f"{', '.join(fixed)}: applied at configure, so set while the node is unconfigured: "
                 f"ros2 lifecycle set {self.get_fully_qualified_name()} deactivate (if active), then cleanup, "
-                f"set it, then configure"))
+                f"set it, then configure and activate"))
         calibrations = None
         if (new["camera_info.url"], new["camera_info.rectified"]) != (current["camera_info.url"],
                                                                       current["camera_info.rectified"]) or \
                 (new["camera_info.url"] and new["cameras"] != current["cameras"]):
             try:   # read (and checked) before anything changes: a file that cannot be used is refused
-                namespaces = [cam.ns for cam in self._cameras] if self._models is not None else \
+                namespaces = [cam.ns for cam in self._cameras] if configured else \
                     [ns.rstrip("/") for ns in new["cameras"]]   # unconfigured: checked for the cameras to come
-                calibrations = [self._load_calibration(ns, new) for ns in namespaces]
+                calibrations = [self._load_calibration(ns, new, log=configured) for ns in namespaces]
             except StartupError as e:
                 return SetParametersResult(successful=False, reason=str(e))
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
@@ -867,7 +869,7 @@ class DptNode(Node):
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
                 torch.cuda.synchronize(m.device)
         except Exception as e:  # noqa: BLE001
-            self._count_error(*self._failure("inference", e), [j["frame"] for j in jobs])
+            self._count_error(*self._failure("inference", e, m.device), [j["frame"] for j in jobs])
             return
         t2 = time.perf_counter()
         self._busy = ("postprocess", time.monotonic())
@@ -876,7 +878,7 @@ class DptNode(Node):
             try:
                 messages.append((job, self._postprocess(job, s, m)))
             except Exception as e:  # noqa: BLE001
-                self._count_error(*self._failure("postprocess", e), [job["frame"]])
+                self._count_error(*self._failure("postprocess", e, m.device), [job["frame"]])
         t3 = time.perf_counter()
         self._busy = ("publish", time.monotonic())
         for job, msgs in messages:
@@ -903,11 +905,12 @@ class DptNode(Node):
                     cam.counts["out:" + name] += 1
 
     @staticmethod
-    def _failure(stage: str, e: Exception) -> tuple[str, str]:
+    def _failure(stage: str, e: Exception, device: Optional[torch.device] = None) -> tuple[str, str]:
         """(reason, message) of a frame that failed in ``stage``. Out of device memory (PyTorch's or CuPy's
-        allocator) is its own reason, and both caches are released so that the next frame can succeed."""
+        allocator) is its own reason, and both caches (of ``device``) are released so that the next frame can
+        succeed."""
         if pipeline.is_out_of_memory(e):
-            pipeline.release_cached_memory()
+            pipeline.release_cached_memory(device)
             return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
         return stage, f"{type(e).__name__}: {e}"
 
@@ -1380,7 +1383,8 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
     - shutdown: as cleanup, from any state.
 
     Parameters can be set in every state; before configure (and after cleanup) they are only checked, and take
-    effect at the next configure."""
+    effect at the next configure. Those the topics are made of (``cameras``, ``qos.*``, ``publish.compressed``;
+    read-only on ``dpt_node``) can be set only then: while configured they are refused with that reason."""
 
     _MANAGED = True
 
@@ -1439,7 +1443,8 @@ class _CompressedCopies:
         self._working: set[int] = set()   # cameras whose copies a thread is encoding / publishing
         self._stopping = False
         self.encode_ms: collections.deque = collections.deque(maxlen=300)   # per frame, all its copies
-        n = max(1, min(cameras, (os.cpu_count() or 1) // 2))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        n = max(1, min(cameras, cores // 2))   # (the cores this process may use: a container's limit)
         self._threads = [threading.Thread(target=self._loop, name=f"dpt_compressed_copies_{i}", daemon=True)
                          for i in range(n)]
         for thread in self._threads:

@@ -248,10 +248,15 @@ def _camera_counts(diag) -> dict:
 
 
 def _failing(diag) -> dict:
-    """The node's error counters when it has counted errors but processed no frame yet (a pipeline that fails on
-    every frame publishes nothing: no use waiting for an output), else {}."""
-    errors = {k: v for k, v in _model_values(diag).items() if k.startswith("errors.") and v != "0"}
-    return errors if errors and _camera_counts(diag)["processed"] == 0 else {}
+    """The camera's lost-frame counters (``error.<reason>``; not ``incomplete.*``, frames published without some
+    outputs) when it has lost frames and processed none yet (a pipeline that fails on every frame publishes
+    nothing: no use waiting for an output), else {}."""
+    for s in diag.status:
+        if ": camera" in s.name:
+            values = {v.key: v.value for v in s.values}
+            errors = {k: v for k, v in values.items() if k.startswith("error.") and v != "0"}
+            return errors if errors and int(values.get("processed", 0)) == 0 else {}
+    return {}
 
 
 def _model_values(diag) -> dict:

@@ -46,13 +46,19 @@ def test_a_node_failing_every_frame_is_recognised_from_its_diagnostics():
 
     from dpt_ros.tools.bench_e2e import _failing
 
-    def diag(errors: dict, processed: int) -> DiagnosticArray:
+    def diag(errors: dict, processed: int, incomplete: int = 0) -> DiagnosticArray:
         model = DiagnosticStatus(name="dpt_node: model", values=[KeyValue(key="device", value="cuda:0")] + [
             KeyValue(key=f"errors.{k}", value=str(v)) for k, v in errors.items()])
         camera = DiagnosticStatus(name="dpt_node: camera /", values=[
-            KeyValue(key="received", value="5"), KeyValue(key="processed", value=str(processed))])
+            KeyValue(key="received", value="5"), KeyValue(key="processed", value=str(processed))] + [
+            KeyValue(key=f"error.{k}", value=str(v)) for k, v in errors.items()] + [
+            KeyValue(key="incomplete.no_camera_info", value=str(incomplete))])
+        if incomplete:
+            model.values.append(KeyValue(key="errors.no_camera_info", value=str(incomplete)))
         return DiagnosticArray(status=[model, camera])
 
-    assert _failing(diag({"postprocess": 4}, 0)) == {"errors.postprocess": "4"}
+    assert _failing(diag({"postprocess": 4}, 0)) == {"error.postprocess": "4"}
     assert _failing(diag({"postprocess": 4}, 1)) == {}   # some frames get through: keep measuring
     assert _failing(diag({}, 0)) == {}                    # nothing processed yet, nothing failed: still starting
+    # a first frame published without its cloud (camera_info not there yet), not yet counted processed: not failing
+    assert _failing(diag({}, 0, incomplete=1)) == {}

@@ -227,7 +227,7 @@ def test_cameras_copies_encode_in_parallel_each_camera_in_frame_order(harness, m
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "compress_depth", first_held)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))   # 8 cores for this process
     node = harness.start_node(cameras=["left", "right"], **{"depth.scale": 1.0})
     assert len(node._compressed._threads) == 2
     got = {ns: harness.collector(CompressedImage, f"{ns}/depth/compressedDepth") for ns in ("left", "right")}
@@ -250,7 +250,7 @@ def test_cameras_copies_encode_in_parallel_each_camera_in_frame_order(harness, m
     assert [m.header.stamp.sec for m in got["left"]] == [1, 3] and got["right"][0].header.stamp.sec == 2
     from dpt_ros.ros.node import _CompressedCopies
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)   # a 2-core machine: one thread, as before
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})   # 2 cores: one thread, as before
     one = _CompressedCopies(node, 2)
     one.stop(1.0)
     assert len(one._threads) == 1

@@ -277,14 +277,16 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     node = harness.start_node(managed=True)
     probe = harness.probe
     assert all(r.successful for r in set_params(harness, node, cameras=["left", "right"],
-                                                **{"qos.output_reliability": "best_effort",
-                                                   "qos.input_reliability": "reliable"}))
+                                                **{"qos.output_reliability": "best_effort", "qos.output_depth": 3,
+                                                   "qos.input_reliability": "reliable", "publish.compressed": False}))
     assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
     assert [c.ns for c in node.cameras] == ["left", "right"]
     wait_for(lambda: {"/left/inverse_depth", "/right/inverse_depth"} <= _graph(probe, "dpt_node")[0], what="publishers")
     assert "/inverse_depth" not in _graph(probe, "dpt_node")[0]
+    assert not any(t.endswith("compressed") or t.endswith("compressedDepth") for t in _graph(probe, "dpt_node")[0])
     assert [i.qos_profile.reliability for i in probe.get_publishers_info_by_topic("/right/inverse_depth")] == \
         [ReliabilityPolicy.BEST_EFFORT]
+    assert node.cameras[1].pubs["inverse_depth"].qos_profile.depth == 3   # (DDS discovery does not carry the depth)
     assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
     wait_for(lambda: "/right/image" in _graph(probe, "dpt_node")[1], what="subscriptions")
     assert [i.qos_profile.reliability for i in probe.get_subscriptions_info_by_topic("/right/image")] == \
@@ -295,11 +297,12 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
 
     # configured (active or inactive): refused with the reason and the way to do it; nothing changes
     for state in ("active", "inactive"):
-        cams, depth = set_params(harness, node, cameras=["front"], **{"qos.output_depth": 3})
+        cams, depth = set_params(harness, node, cameras=["front"], **{"qos.output_depth": 7})
         assert not cams.successful and cams.reason.startswith("cameras: applied at configure") and \
-            "ros2 lifecycle set /dpt_node deactivate (if active), then cleanup" in cams.reason, state
+            "ros2 lifecycle set /dpt_node deactivate (if active), then cleanup, set it, then configure and activate" \
+            in cams.reason, state
         assert not depth.successful and depth.reason.startswith("qos.output_depth: applied at configure"), state
-        assert node.settings["cameras"] == ["left", "right"] and node.settings["qos.output_depth"] == 1
+        assert node.settings["cameras"] == ["left", "right"] and node.settings["qos.output_depth"] == 3
         if state == "active":
             assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
     assert set_params(harness, node, cameras=["left", "right"])[0].successful   # the value it has: no change
@@ -314,8 +317,9 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     res = set_params(harness, node, cameras=["left", "right"])[0]
     assert not res.successful and "right.yaml" in res.reason
     assert set_params(harness, node, **{"camera_info.url": ""})[0].successful
-    assert set_params(harness, node, cameras=[""])[0].successful
+    assert set_params(harness, node, cameras=[""], **{"publish.compressed": True})[0].successful
     assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
     assert [c.ns for c in node.cameras] == [""]
+    assert "inverse_depth/colored/compressed" in node.cameras[0].pubs
     wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0] and
              "/left/inverse_depth" not in _graph(probe, "dpt_node")[0], what="the new topics")
