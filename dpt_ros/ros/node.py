@@ -507,11 +507,19 @@ class DptNode(Node):
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         with self._param_lock:
-            return super().set_parameters(parameter_list)
+            return [self._wrong_type([p]) or super(DptNode, self).set_parameters([p])[0] for p in parameter_list]
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         with self._param_lock:   # what the set_parameters(_atomically) services call
-            return super().set_parameters_atomically(parameter_list)
+            return self._wrong_type(parameter_list) or super().set_parameters_atomically(parameter_list)
+
+    def _wrong_type(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
+        """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'");
+        read-only parameters are left to rclpy's refusal, which says so."""
+        reasons = [r for p in parameter_list
+                   if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
+                   and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
+        return SetParametersResult(successful=False, reason="; ".join(reasons)) if reasons else None
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them

@@ -103,6 +103,28 @@ class ParamSpec:
         return d
 
 
+_TYPE_WORDS = {ParameterType.PARAMETER_BOOL: "a bool", ParameterType.PARAMETER_INTEGER: "an integer",
+               ParameterType.PARAMETER_DOUBLE: "a double", ParameterType.PARAMETER_STRING: "a string",
+               ParameterType.PARAMETER_STRING_ARRAY: "a string array"}
+
+
+def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
+    """Why a value of ParameterType ``type_`` cannot be set as parameter ``name`` (None when the type is right or
+    the name is not in the table). rclpy's own refusal names only type numbers ("expected '3' got '2'"), and
+    ``ros2 param set`` reads 2 as an integer, a common way to miss a double."""
+    spec = SPECS.get(name)
+    want = _TYPES[spec.type] if spec is not None else None
+    if want is None or type_ in (want, ParameterType.PARAMETER_NOT_SET):
+        return None
+    got = _TYPE_WORDS.get(type_, f"a value of parameter type {type_}")
+    reason = f"{name} is {_TYPE_WORDS[want]}; got {got} ({value!r})"
+    if want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_INTEGER:
+        reason += f": write it with a decimal point, {value}.0 (ros2 param set and YAML read {value} as an integer)"
+    elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
+        reason += f": write a list, e.g. \"[{value}]\""
+    return reason
+
+
 def _check_device(value: str) -> Optional[str]:
     if not _DEVICE_RE.match(value):
         return f"device {value!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"

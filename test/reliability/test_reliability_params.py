@@ -37,7 +37,7 @@ INVALID = [  # (name, value, substring of the reason)
     ("device", "cuda:7", "cuda:7"),
     ("depth.variant", "dpt_large_ade20k", "not a depth variant"),
     ("depth.weights", "/nonexistent/dpt.pt", "does not exist"),
-    ("depth.scale", "one", "type"),
+    ("depth.scale", "one", "depth.scale is a double; got a string"),
     ("qos.input_depth", 3, "read-only"),
     ("cameras", ["a", "b"], "read-only"),
     ("no.such.parameter", 1, "undeclared"),

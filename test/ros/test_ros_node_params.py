@@ -53,7 +53,10 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("cameras", ["a", "b"], "read-only"),
     ("class_names", ["x"], "read-only"),
     ("qos.input_reliability", "reliable", "read-only"),
-    ("points.stride", 1.5, "type"),
+    ("points.stride", 1.5, "points.stride is an integer; got a double (1.5)"),
+    # `ros2 param set /dpt_node depth.scale 2` sends an integer; rclpy alone says "expected '3' got '2'"
+    ("depth.scale", 2, "depth.scale is a double; got an integer (2): write it with a decimal point, 2.0"),
+    ("points.enabled", "yes", "points.enabled is a bool; got a string ('yes')"),
 ])
 def test_invalid_values_rejected_with_reason(harness, name, value, reason):
     node = harness.start_node()
