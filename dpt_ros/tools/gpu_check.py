@@ -33,7 +33,8 @@ The summary ends with ``targets``: each H200 target of the issues (#6: 1080p dec
 ``met`` (None where the step did not run), and the node-stages runs' overhead beside them.
 
 Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
-tried on a CPU machine first. Exit status 0 when no step failed.
+tried on a CPU machine first; with ``--rehearse`` the ROS steps run there too, small (dpt_tiny on the CPU), so that
+a wrong command line or a broken JSON hand-off shows before the one GPU run. Exit status 0 when no step failed.
 """
 
 from __future__ import annotations
@@ -207,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-stages-profile", type=int, default=40,
                     help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
                          "of the top N functions (0 = skip)")
+    ap.add_argument("--rehearse", action="store_true",
+                    help="without CUDA: run the ROS steps too (bench_e2e, bench_node_stages, bench_publish, "
+                         "bench_lifecycle), small, with dpt_tiny on the CPU: checks every step's command line and JSON "
+                         "before a GPU run (its figures mean nothing; needs rclpy)")
     ap.add_argument("--e2e-publication-modes", default="default",
                     help="comma-separated bench_e2e --publication-mode values, one run each (e.g. default,ASYNCHRONOUS)")
     args = ap.parse_args(argv)
@@ -219,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"env": _env()}
     cuda = bool(summary["env"].get("cuda_available"))
 
-    e2e = cuda and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
+    e2e = (cuda or args.rehearse) and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
+    # the node benchmarks' model: issue #5's on a GPU; a rehearsal runs the same steps small on the CPU
+    model = (["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cuda-graphs"] if cuda else
+             ["--variant", "dpt_tiny", "--device", "cpu", "--precision", "fp32", "--input-size", "32"])
+    small = args.rehearse and not cuda
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
     r = _run([sys.executable, "-m", "pytest", "-m", "gpu", args.tests, "-q", "-p", "no:cacheprovider",
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
@@ -247,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
             suffix = "" if mode == "default" else f"_{mode.lower()}"
             json_path = (out_dir or pathlib.Path("/tmp")) / f"bench_e2e{suffix}.json"
             json_path.unlink(missing_ok=True)
-            cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", "--variant", "dpt_hybrid", "--device", "cuda",
-                   "--precision", "fp16", "--cuda-graphs", "--duration", str(args.e2e_seconds), "--warmup", "5",
+            cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", *model, "--duration", str(args.e2e_seconds),
+                   "--warmup", "1" if small else "5",
                    "--publication-mode", mode, "--domain", str(87 + i), "--json", str(json_path)]
             # each run takes 35-45 s (start, graph capture, discovery, warm-up, window); the node stages come next
             budget = min(90.0, 0.7 * left() / (len(modes) - i))
@@ -274,8 +283,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if e2e and args.node_stages_profile > 0 and left() > 20:
         summary["bench_node_stages"] = json_tool("bench_node_stages", [
-            "--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cuda-graphs", "--input-size", "0",
-            "--frames", "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
+            *model, *([] if small else ["--input-size", "0"]),
+            "--frames", "20" if small else "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
             "--also-with", "depth.encoding=16UC1"], most=120, share=0.6)
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 50 s of budget"}
@@ -300,12 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
 
     if e2e and left() > 10:
-        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "150"], most=40, share=0.5)
+        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150"], most=40,
+                                             share=0.5)
     else:
         summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 40 s of budget"}
     if e2e and left() > 20:   # the model's GPU memory taken by configure and given back by cleanup
-        summary["bench_lifecycle"] = json_tool("bench_lifecycle", ["--variant", "dpt_hybrid", "--device", "cuda",
-                                                                   "--precision", "fp16", "--cycles", "2"])
+        summary["bench_lifecycle"] = json_tool("bench_lifecycle", [
+            *(["--variant", "dpt_tiny", "--device", "cpu", "--input-size", "32", "--cycles", "1"] if small else
+              ["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cycles", "2"])])
     else:
         summary["bench_lifecycle"] = {"skipped": "needs CUDA, rclpy and 50 s of budget"}
 
@@ -322,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                                             "because ROS is not installed here; they are not failures")
     summary["ok"] = all(steps_ok)
     summary["targets"] = issue_targets(summary)
+    if small:
+        summary["rehearsal"] = ("a CPU rehearsal (--rehearse) with dpt_tiny at 32 px and random weights: it checks the "
+                                "steps and their JSON; its figures are not the issues' (those need an H100/H200)")
     summary["elapsed_s"] = round(time.monotonic() - start, 1)
     text = json.dumps(summary, indent=1)
     if out_dir is not None:
