@@ -40,6 +40,9 @@ PY310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python; do
 COMPAT_VENV ?= .venv-py310
 test-compat:
 	@if [ -z "$(PY310)" ]; then echo "make test-compat: no Python 3.10 on this machine: skipped"; exit 0; fi; \
+	if [ ! -f $(COMPAT_VENV)/.dpt_ros-installed ] && ! $(PY310) -c "import shutil, sys; \
+	  sys.exit(shutil.disk_usage('.').free < 7 * 2**30)"; then \
+	  echo "make test-compat: SKIPPED: its environment needs about 7 GiB and less is free here"; exit 0; fi; \
 	set -ex; \
 	if [ ! -f $(COMPAT_VENV)/.dpt_ros-installed ]; then \
 	  rm -rf $(COMPAT_VENV); "$(PY310)" -m venv $(COMPAT_VENV); \
