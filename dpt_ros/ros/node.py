@@ -14,6 +14,7 @@ from __future__ import annotations
 import atexit
 import collections
 import ctypes
+import faulthandler
 import gc
 import math
 import os
@@ -1673,6 +1674,7 @@ def run(managed: bool = False) -> None:
     without the interpreter's finalisation. Tearing torch down there takes 1-2 s on a 2-core machine
     (``python -c "import torch"`` alone: 1.0 s after its last statement), which made every Ctrl-C exit wait
     for it; the node itself has already stopped its worker and shut its context down by then."""
+    faulthandler.enable()   # a crash in native code (rcl, DDS, CUDA) prints every thread's Python stack
     code = main(managed=managed)
     atexit._run_exitfuncs()
     sys.stdout.flush()

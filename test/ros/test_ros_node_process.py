@@ -207,6 +207,10 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
             if not line:
                 break
             lines.append(line)
+        # let the node finish starting: Ctrl-C while rclpy creates its publishers can end the process with
+        # SIGSEGV from rclpy's own signal thread shutting the context down under them (once in CI, exit -11;
+        # not reproduced in 65 tries here); what this test checks is the log line
+        time.sleep(1.0)
     finally:
         code, log = stop(proc)
     log = "".join(lines) + log
