@@ -419,6 +419,13 @@ class DptNode(Node):
     def _declare_parameters(self) -> Settings:
         values = {}
         base = params.defaults()
+        # start-up values rclpy holds for declaration (private, but there since Foxy: see below); a renamed
+        # parameter's old name serves its new one, with a warning to rename it
+        overrides = getattr(self, "_parameter_overrides", None)
+        moved = [old for old, new in params.RENAMED.items()
+                 if overrides is not None and old in overrides and new not in overrides]
+        for old in moved:
+            overrides[params.RENAMED[old]] = Parameter(params.RENAMED[old], value=overrides[old].value)
         for spec in params.PARAMETERS:
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
@@ -437,8 +444,10 @@ class DptNode(Node):
         # start-up values of parameters nobody declared (a misspelt name): rclpy drops them silently. rclpy
         # has no public accessor for them; its private dict has been there since Foxy (test_ros_node_params checks
         # it) and, should it ever go, only this warning is lost
-        overrides = getattr(self, "_parameter_overrides", None) or {}
-        self._ignored_parameters = sorted(n for n in overrides if not self.has_parameter(n))
+        for name in moved:
+            self.get_logger().warning(params.renamed(name) + "; its value is used this time: rename it in your "
+                                                               "parameters file or command line")
+        self._ignored_parameters = sorted(n for n in (overrides or {}) if not self.has_parameter(n) and n not in moved)
         for name in self._ignored_parameters:
             self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
@@ -510,18 +519,20 @@ class DptNode(Node):
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         with self._param_lock:
-            return [self._wrong_type([p]) or super(DptNode, self).set_parameters([p])[0] for p in parameter_list]
+            return [self._refused([p]) or super(DptNode, self).set_parameters([p])[0] for p in parameter_list]
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         with self._param_lock:   # what the set_parameters(_atomically) services call
-            return self._wrong_type(parameter_list) or super().set_parameters_atomically(parameter_list)
+            return self._refused(parameter_list) or super().set_parameters_atomically(parameter_list)
 
-    def _wrong_type(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
-        """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'");
-        read-only parameters are left to rclpy's refusal, which says so."""
-        reasons = [r for p in parameter_list
-                   if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
-                   and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
+    def _refused(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
+        """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'"),
+        or the new name of a renamed parameter (instead of "not declared"); read-only parameters are left to
+        rclpy's refusal, which says so."""
+        reasons = [params.renamed(p.name) for p in parameter_list if p.name in params.RENAMED]
+        reasons += [r for p in parameter_list
+                    if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
+                    and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
         return SetParametersResult(successful=False, reason="; ".join(reasons)) if reasons else None
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
@@ -1139,8 +1150,8 @@ class DptNode(Node):
         return scale, shift
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
-        if s["colormap.range"] == "fixed":
-            lo, hi = s["colormap.min"], s["colormap.max"]
+        if s["colormap_range"] == "fixed":
+            lo, hi = s["colormap_min"], s["colormap_max"]
         else:
             rr = cam.colormap_range   # read once: a parameter change may reset it from another thread
             if rr is None:

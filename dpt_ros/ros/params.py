@@ -314,12 +314,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("points.organized", True,
               "Organised (H x W, NaN for invalid) cloud; false = only valid points (height 1)."),
     ParamSpec("colormap", "inferno", "Colour map of inverse_depth/colored."),
-    ParamSpec("colormap.range", "running",
+    ParamSpec("colormap_range", "running",
               "Colour range: running percentiles over recent frames (no per-frame flicker) or "
-              "fixed colormap.min..colormap.max.", choices=COLORMAP_RANGES),
-    ParamSpec("colormap.min", 0.0, "Lower end of the fixed colour range (inverse-depth units).",
+              "fixed colormap_min..colormap_max.", choices=COLORMAP_RANGES),
+    ParamSpec("colormap_min", 0.0, "Lower end of the fixed colour range (inverse-depth units).",
               float_range=(-1.0e9, 1.0e9)),
-    ParamSpec("colormap.max", 1.0, "Upper end of the fixed colour range (inverse-depth units).",
+    ParamSpec("colormap_max", 1.0, "Upper end of the fixed colour range (inverse-depth units).",
               float_range=(-1.0e9, 1.0e9)),
     ParamSpec("segmentation.overlay_alpha", 0.5,
               "Weight of the palette colour in segmentation/colored (0 = image only, 1 = palette only).",
@@ -367,6 +367,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
 )
 
 SPECS: Mapping[str, ParamSpec] = MappingProxyType({p.name: p for p in PARAMETERS})
+#: names given up, and the ones that replaced them. The colour range's were under ``colormap.``, beside the
+#: ``colormap`` parameter itself; a name that is both a parameter and a prefix of others breaks ``ros2 param dump``
+#: (it nests names at the dots) and cannot be written as nested YAML
+RENAMED: Mapping[str, str] = MappingProxyType({"colormap.range": "colormap_range", "colormap.min": "colormap_min",
+                                               "colormap.max": "colormap_max"})
 MODEL_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "model")
 CONFIGURE_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "configure")
 
@@ -441,9 +446,17 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
     return None
 
 
+def renamed(name: str) -> str:
+    """What to say of a parameter name in :data:`RENAMED`."""
+    return (f"parameter {name!r} is now {RENAMED[name]!r} (renamed so that `ros2 param dump` can write this node's "
+            f"parameters: {name.split('.')[0]!r} is a parameter itself); use {RENAMED[name]!r}")
+
+
 def unknown_parameter(name: str) -> str:
     """The warning for a start-up value (``-p``, ``--params-file``) of a parameter the node does not
     have: rclpy ignores such values silently, so a misspelt name would otherwise go unnoticed."""
+    if name in RENAMED:
+        return renamed(name) + "; ignored"
     close = difflib.get_close_matches(name, [p.name for p in PARAMETERS], n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return (f"unknown parameter {name!r} ignored: {hint}`ros2 param list` or the README's parameter table "
@@ -489,8 +502,8 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
         reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
     if s["depth.min"] >= s["depth.max"]:
         reasons.append(f"depth.min ({s['depth.min']:g}) must be below depth.max ({s['depth.max']:g})")
-    if s["colormap.min"] >= s["colormap.max"]:
-        reasons.append(f"colormap.min ({s['colormap.min']:g}) must be below colormap.max ({s['colormap.max']:g})")
+    if s["colormap_min"] >= s["colormap_max"]:
+        reasons.append(f"colormap_min ({s['colormap_min']:g}) must be below colormap_max ({s['colormap_max']:g})")
     if "colormap" in changed or not changed:
         names = _colormap_names()
         if s["colormap"] not in names:

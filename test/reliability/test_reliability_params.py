@@ -29,7 +29,7 @@ INVALID = [  # (name, value, substring of the reason)
     ("depth.max", -1.0, "out of range"),
     ("depth.scale", float("nan"), "depth.scale"),
     ("colormap", "no_such_map", "no_such_map"),
-    ("colormap.range", "sometimes", "not one of"),
+    ("colormap_range", "sometimes", "not one of"),
     ("points.stride", 0, "points.stride"),
     ("points.stride", 1000, "points.stride"),
     ("input_size", 33, "input_size"),
@@ -44,7 +44,7 @@ INVALID = [  # (name, value, substring of the reason)
     ("segmentation.overlay_alpha", 1.5, "overlay_alpha"),
 ]
 VALID_SINGLE = [("colormap", "gray"), ("colormap", "inferno"), ("points.stride", 4), ("points.stride", 2),
-                ("colormap.range", "fixed"), ("colormap.range", "running"), ("depth.max", 500.0),
+                ("colormap_range", "fixed"), ("colormap_range", "running"), ("depth.max", 500.0),
                 ("depth.max", 1000.0), ("publish.inverse_depth_colored", True)]
 
 

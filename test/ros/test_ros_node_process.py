@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from rcl_interfaces.msg import ParameterType
-from rcl_interfaces.srv import GetParameters
+from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
+from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
@@ -53,6 +54,71 @@ def get_params(harness, node_name, names):
 FAST_ARGS = ("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu")
 
 
+def _dump(harness, node_name: str) -> dict:
+    """What `ros2 param dump` writes for a node (ros2param's dump verb: every listed parameter, nested at the dots)."""
+    client = harness.probe.create_client(ListParameters, f"/{node_name}/list_parameters")
+    assert client.wait_for_service(timeout_sec=30), "node did not come up"
+    fut = client.call_async(ListParameters.Request())
+    wait_for(fut.done, what="list_parameters")
+    names = sorted(fut.result().result.names)
+    values = get_params(harness, node_name, names)
+    nested: dict = {}
+    for name in names:
+        *path, leaf = name.split(".")
+        d = nested
+        for part in path:
+            d = d.setdefault(part, {})
+            assert isinstance(d, dict), f"{part!r} is a parameter and a prefix of {name!r}: ros2 param dump fails"
+        assert leaf not in d, f"{name!r} is a parameter and a prefix of others: ros2 param dump fails"
+        d[leaf] = values[name]
+    return {f"/{node_name}": {"ros__parameters": nested}}
+
+
+def test_what_ros2_param_dump_writes_starts_the_node_with_the_same_values(harness, tmp_path):
+    """Tune live, `ros2 param dump /dpt_proc > tuned.yaml`, restart with `--params-file tuned.yaml`: the same values
+    (rcl's YAML parser reads the nested form back). Before colormap's range parameters were renamed, the dump failed
+    (colormap is a parameter and was a prefix of colormap.range)."""
+    import yaml
+
+    proc = start(*FAST_ARGS, "-p", "colormap_range:=fixed", "-p", "colormap_max:=3.5", "-p", "points.stride:=3",
+                 "-p", "cameras:=[left, right]")
+    try:
+        first = _dump(harness, "dpt_proc")
+    finally:
+        code, log = stop(proc)
+    assert code == 0, log
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text(yaml.safe_dump(first))
+    proc = start("--params-file", str(tuned))
+    try:
+        second = _dump(harness, "dpt_proc")
+    finally:
+        code, log = stop(proc)
+    assert code == 0 and "unknown parameter" not in log, log
+    params_ = second["/dpt_proc"]["ros__parameters"]
+    assert (params_["colormap_range"], params_["colormap_max"], params_["points"]["stride"], params_["cameras"]) == \
+        ("fixed", 3.5, 3, ["left", "right"])
+    assert second == first
+
+
+def test_a_renamed_parameter_still_applies_at_start_up_and_is_refused_live_with_its_new_name(harness):
+    proc = start(*FAST_ARGS, "-p", "colormap.range:=fixed")
+    try:
+        assert get_params(harness, "dpt_proc", ["colormap_range"]) == {"colormap_range": "fixed"}
+        client = harness.probe.create_client(SetParameters, "/dpt_proc/set_parameters")
+        assert client.wait_for_service(timeout_sec=30)
+        fut = client.call_async(SetParameters.Request(parameters=[
+            Parameter("colormap.min", value=0.5).to_parameter_msg()]))
+        wait_for(fut.done, what="set_parameters")
+        result = fut.result().results[0]
+        assert not result.successful and "'colormap.min' is now 'colormap_min'" in result.reason, result.reason
+    finally:
+        code, log = stop(proc)
+    assert code == 0, log
+    assert "'colormap.range' is now 'colormap_range'" in log and "its value is used this time" in log, log
+    assert "unknown parameter" not in log, log
+
+
 def test_cli_parameters_and_remap_reach_the_node(harness):
     proc = start(*FAST_ARGS, "-p", "colormap:=gray", "-p", "points.stride:=4", "-r", "image:=/cam/image_raw")
     try:
@@ -76,14 +142,14 @@ def test_cli_parameters_and_remap_reach_the_node(harness):
 def test_params_files_are_applied_in_order(harness, tmp_path):
     user = tmp_path / "user.yaml"
     user.write_text("/**:\n  ros__parameters:\n    depth:\n      max: 42.5\n      maxx: 5.0\n"
-                    "    colormap:\n      range: fixed\n")
+                    "    colormap_range: fixed\n")
     proc = start("--params-file", str(ROOT / "config/depth.yaml"), "--params-file", str(ROOT / "config/dpt_tiny.yaml"),
                  "--params-file", str(user), "-p", "input_size:=64", "-p", "device:=cpu")
     try:
-        values = get_params(harness, "dpt_proc", ["depth.variant", "depth.weights", "depth.max", "colormap.range",
+        values = get_params(harness, "dpt_proc", ["depth.variant", "depth.weights", "depth.max", "colormap_range",
                                                   "points.stride", "segmentation.variant", "qos.input_reliability"])
         assert values == {"depth.variant": "dpt_tiny", "depth.weights": "random", "depth.max": 42.5,
-                          "colormap.range": "fixed", "points.stride": 2, "segmentation.variant": "",
+                          "colormap_range": "fixed", "points.stride": 2, "segmentation.variant": "",
                           "qos.input_reliability": "best_effort"}
     finally:
         code, log = stop(proc)

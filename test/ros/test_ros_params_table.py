@@ -70,8 +70,8 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"input_size": 100}, "steps of 32"),
     ({"depth.max": -1.0}, "out of range"),
     ({"depth.scale": math.nan}, "out of range"),
-    ({"colormap.min": 2.0}, "colormap.min (2) must be below colormap.max (1)"),
-    ({"colormap.min": 1.0}, "colormap.min (1) must be below colormap.max (1)"),   # an empty range
+    ({"colormap_min": 2.0}, "colormap_min (2) must be below colormap_max (1)"),
+    ({"colormap_min": 1.0}, "colormap_min (1) must be below colormap_max (1)"),   # an empty range
     ({"depth.min": 5.0, "depth.max": 5.0}, "depth.min (5) must be below depth.max (5)"),
     ({"points.stride": 0}, "points.stride=0 out of range"),
     ({"segmentation.overlay_alpha": 1.5}, "segmentation.overlay_alpha=1.5 out of range"),
@@ -99,7 +99,7 @@ def test_validation_reasons(changes, needle):
 
 @pytest.mark.parametrize("name,value,needle", [
     ("resize_method", "stretch", "is not one of minimal"),
-    ("colormap.range", "foo", "is not one of"),
+    ("colormap_range", "foo", "is not one of"),
     ("points.stride", 0, "out of range"),
     ("points.stride", 65, "out of range 1..64"),
     ("device", "gpu", "device"),
@@ -176,3 +176,11 @@ def test_readme_parameter_table_is_the_parameter_table():
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     assert params.markdown_table() in readme
+
+
+def test_no_parameter_name_is_also_a_prefix_of_another():
+    """`ros2 param dump` nests the names at their dots, and nested YAML cannot hold a value and a map under one key:
+    a parameter named like another's prefix (colormap beside colormap.range, before the rename) breaks both."""
+    names = [p.name for p in params.PARAMETERS]
+    assert [n for n in names if any(m.startswith(n + ".") for m in names)] == []
+    assert set(params.RENAMED.values()) <= set(names) and not set(params.RENAMED) & set(names)
