@@ -26,8 +26,8 @@ setup(
     extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
-            "dpt_node = dpt_ros.ros.node:run",
-            "dpt_lifecycle_node = dpt_ros.ros.node:run_managed",
+            "dpt_node = dpt_ros.ros.console:dpt_node",
+            "dpt_lifecycle_node = dpt_ros.ros.console:dpt_lifecycle_node",
             "sample_camera = dpt_ros.ros.sample_camera:main",
             "calibrate_depth = dpt_ros.tools.calibrate_depth:run",
             "dpt_predict = dpt_ros.tools.predict:main",

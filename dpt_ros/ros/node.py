@@ -91,6 +91,11 @@ class StartupError(RuntimeError):
     """The node cannot start with the given parameters (message says which and what to do)."""
 
 
+class ShuttingDown(RuntimeError):
+    """The process is being shut down (SIGTERM, an external shutdown) while the node was starting or configuring:
+    not a failure, nothing to report (the context's logging to /rosout is gone too)."""
+
+
 def weights_help(task: str, variant_name: str, offer_random: bool = True) -> str:
     """How to get weights for ``variant_name``, naming the ``<task>.weights`` parameter."""
     v = get_variant(variant_name)
@@ -288,7 +293,7 @@ class DptNode(Node):
         self._batches = 0
         self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
-        self._started = time.monotonic()
+        self._subscribed_at = time.monotonic()   # (set again at each activation)
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
@@ -328,9 +333,13 @@ class DptNode(Node):
         with self._param_lock:
             s = self._settings
             self._models = self._load_initial()
+            if not self.context.ok():   # SIGTERM (or an external shutdown) arrived during the load: stop here
+                raise ShuttingDown("the ROS context was shut down while the model loaded")
             self._log_model(self._models)
-            self._cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
-                             for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
+            cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
+                       for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
+            with self._lock:   # a new configuration's cameras count from zero: so do its diagnostics' rates
+                self._cameras, self._last_diag = cameras, (time.monotonic(), {})
             self._create_interfaces(s)
             self._stopping = False
             self._compressed = _CompressedCopies(self, len(self._cameras))
@@ -343,6 +352,7 @@ class DptNode(Node):
             s = self._settings
             with self._lock:
                 self._active = True
+                self._subscribed_at = time.monotonic()   # what "no image yet" counts from
             for cam in self._cameras:
                 self._subscribe(cam, "image", True)
                 self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
@@ -486,6 +496,9 @@ class DptNode(Node):
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
+        tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
+                 if s[f"{t}.variant"]]
+        self.get_logger().info(f"loading {', '.join(tasks)} on device {s['device']} ...")   # (seconds with a big model)
         models = load_models(s)
         self._warmup(models)
         return models
@@ -645,8 +658,8 @@ class DptNode(Node):
         with self._param_lock:
             current = self._settings
             revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v and current[n] == s[n]]
-            if revert and not self._stopping:
-                self.set_parameters(revert)
+            if revert and not self._stopping:   # all at once: one by one, an intermediate set can be invalid
+                self.set_parameters_atomically(revert)   # (both variants empty) or start another load
 
     def _warmup(self, m: ModelSet) -> None:
         """Forward passes at the network shapes the node serves, so that the first frame after a start
@@ -1323,13 +1336,13 @@ class DptNode(Node):
                                                                     "skipped")) if n) + " since last report"
             elif c["received"] == prev["received"]:
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
-                last = cam.last_image
-                silent = now - (self._started if last is None else last)
+                last = cam.last_image   # (a frame from before a reactivation counts as none since)
+                silent = now - (self._subscribed_at if last is None else max(last, self._subscribed_at))
                 ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
                 if silent < _STALL_S:
                     lvl, txt = DiagnosticStatus.OK, "no input"
                 elif last is None:
-                    lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since start): check the image "
+                    lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
                 else:
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
@@ -1417,7 +1430,13 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self._configure()
+        except ShuttingDown:
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
         except (StartupError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+            if not self.context.ok():   # shut down during the configuration (creating an interface failed)
+                self._cleanup()
+                return TransitionCallbackReturn.FAILURE
             reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
             self.get_logger().error(f"configure failed, the node stays unconfigured: {reason}")
             self._cleanup()

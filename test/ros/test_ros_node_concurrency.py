@@ -57,6 +57,29 @@ def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypat
     assert node.models.key == node.settings.model_key()
 
 
+def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tmp_path):
+    """Segmentation runs, depth is off; one atomic request turns depth on with a corrupt file and segmentation off.
+    Its failure puts all three parameters back at once: one at a time, depth.variant '' would be refused first
+    (no task left) and for a moment the parameters would ask for the corrupt model again, a second failing load."""
+    node = harness.start_node(**{"depth.variant": "", "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"this is not a checkpoint")
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("depth.variant", value="dpt_tiny").to_parameter_msg(),
+        Parameter("depth.weights", value=str(bad)).to_parameter_msg(),
+        Parameter("segmentation.variant", value="").to_parameter_msg()])
+    r = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    assert r.successful, r.reason
+    wait_for(lambda: node.error_counts().get("model_load", 0) >= 1, timeout=30, what="load failure")
+    wait_for(lambda: _settled(node), timeout=60, what="loader finished")
+    time.sleep(0.5)
+    assert node.error_counts()["model_load"] == 1
+    # (depth.weights keeps the file asked for: with depth off, no running model says otherwise)
+    assert get_params(harness, node, "depth.variant", "segmentation.variant") == ["", "dpt_hybrid_ade20k"]
+    assert node.models.key == node.settings.model_key() and node.models.depth is None
+
+
 def test_model_request_while_the_loader_thread_exits_is_not_lost(harness):
     """The loader leaves its loop under the lock, but its thread is still alive for a moment after
     that. A change arriving in that moment must still be loaded (it used to be dropped: is_alive()

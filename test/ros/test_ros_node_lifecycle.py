@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gc
+import signal
 import threading
+import time
 import weakref
 
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 from rclpy.impl.implementation_singleton import rclpy_implementation
@@ -323,3 +325,80 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     assert "inverse_depth/colored/compressed" in node.cameras[0].pubs
     wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0] and
              "/left/inverse_depth" not in _graph(probe, "dpt_node")[0], what="the new topics")
+
+
+def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(harness, monkeypatch):
+    """/diagnostics compares a camera's counters with the same configuration's: after cleanup, configure and
+    activate, the first report has no negative rate and no frame errors of the configuration before. A camera not
+    heard from is "no input" (OK) for its first seconds after activation, however long the node waited before."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    # reports only when this test asks (the timer's would move the baseline between its calls)
+    node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})
+
+    def camera_status():
+        status = node.diagnostics().status[1]
+        return status, {kv.key: kv.value for kv in status.values}
+
+    time.sleep(1.5)   # unconfigured for longer than the stall limit
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    status, _ = camera_status()
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "no input")
+    time.sleep(1.2)
+    status, _ = camera_status()
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith("no image yet (1 s since subscribing)")
+
+    out, pub = _connected(harness, node)
+    publish_until(pub, make_image, out, n=3)
+    bad = make_image(7)
+    bad.encoding = "no_such_encoding"
+    pub.publish(bad)
+    wait_for(lambda: node.counts()[""].get("error:encoding") == 1, what="the bad frame counted")
+    status, values = camera_status()
+    assert status.message.startswith("1 frame errors") and int(values["received"]) >= 4
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    status, values = camera_status()
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "no input"), status
+    assert values["input_rate_hz"] == values["output_rate_hz"] == "0.00" and values["received"] == "0"
+
+    # deactivated and activated again (same configuration): the last frame from before is not a stall of now
+    out, pub = _connected(harness, node)
+    publish_until(pub, make_image, out)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    camera_status()
+    time.sleep(1.2)
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    status, values = camera_status()
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "no input"), status
+    assert float(values["seconds_since_last_image"]) < 1.0
+
+
+def test_sigterm_during_configure_exits_zero_without_a_configure_error(harness):
+    """SIGTERM while configure loads the model: the process exits 0 once the load returns, and the interrupted
+    configure is not reported as a failure (it used to log `configure failed ... context is invalid`)."""
+    NAME = "dpt_managed_term"
+    code = "from dpt_ros.ros.console import dpt_lifecycle_node; dpt_lifecycle_node()"
+    proc = start_node(DOMAIN, "-p", "depth.variant:=dpt_large", "-p", "depth.weights:=random", "-p", "input_size:=64",
+                      "-p", "device:=cpu", python_code=code, name=NAME)
+    reader = LineReader(proc)
+    client = harness.probe.create_client(ChangeState, f"/{NAME}/change_state")
+    try:
+        assert client.wait_for_service(timeout_sec=60), reader.text()
+        client.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+        wait_for(lambda: "loading depth dpt_large" in reader.text() or proc.poll() is not None, timeout=60,
+                 what="the load begins")
+        time.sleep(0.5)   # (the line is printed before it is published to /rosout: not in between)
+    finally:
+        rc, _, _ = stop_node(proc, signal.SIGTERM, timeout=60)
+        harness.probe.destroy_client(client)
+    log = reader.join()
+    assert rc == 0, log
+    assert "dpt_large on cpu" not in log, "the load ended before SIGTERM arrived: this test did not test it"
+    for bad in ("Traceback", "configure failed", "[ERROR]", "Failed to publish log message"):
+        assert bad not in log, log

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
@@ -14,6 +15,7 @@ from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
 from dpt_ros.ros.dds_env import localhost_only
+from dpt_ros.tools.bench_reliability import LineReader, start_node, stop_node
 
 DOMAIN = 43
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,3 +286,33 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
     assert (f"weights: {len(sd) - 2} tensors (official names), 2 unused tensors skipped "
             "(pretrained.model.head.weight, pretrained.model.head.bias)") in log, log
     assert "RANDOM WEIGHTS" not in log
+
+
+LARGE_ARGS = ("-p", "depth.variant:=dpt_large", "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
+    """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C or SIGTERM while torch and rclpy are still being
+    imported (the first second or two) ends the process with 0 and no traceback, as it does later."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code="from dpt_ros.ros.console import dpt_node; dpt_node()")
+    time.sleep(0.2)
+    code, out, _ = stop_node(proc, sig, timeout=30)
+    assert code == 0 and "Traceback" not in out, out
+    assert "loading depth" not in out, "the signal came after the imports: this test did not test them"
+
+
+def test_sigterm_while_the_model_loads_exits_zero_without_error_lines():
+    """SIGTERM (rclpy's handler shuts the context down) during the model load: when the load returns, the node stops
+    there, exit 0, instead of logging the model to a /rosout that is gone or failing to create its publishers."""
+    proc = start_node(DOMAIN, *LARGE_ARGS, python_code="from dpt_ros.ros.console import dpt_node; dpt_node()")
+    reader = LineReader(proc)
+    wait_for(lambda: "loading depth dpt_large (random) on device cpu" in reader.text() or proc.poll() is not None,
+             timeout=60, what="the load begins")
+    time.sleep(0.5)   # (the line is printed before it is published to /rosout: not in between)
+    code, _, _ = stop_node(proc, signal.SIGTERM, timeout=60)
+    log = reader.join()
+    assert code == 0, log
+    assert "dpt_large on cpu" not in log, "the load ended before SIGTERM arrived: this test did not test it"
+    for bad in ("Traceback", "[ERROR]", "Failed to publish log message", "cannot start"):
+        assert bad not in log, log
