@@ -45,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine
+from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 
@@ -488,7 +489,11 @@ class DptNode(Node):
         for task in ("depth", "segmentation"):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
             if name and name in _variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
-                if not os.path.isfile(os.path.expanduser(weights)):
+                try:   # a Hugging Face snapshot folder stands for its weights file, as when set live
+                    found = resolve_weights_path(weights).is_file()
+                except FileNotFoundError as e:
+                    raise StartupError(f"{task}.weights: {e}") from None
+                if not found:
                     raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
             if name and name in _variant_names(task) and not weights:
                 raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")

@@ -268,8 +268,12 @@ def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     (an empty folder is rejected with the reason; the running model keeps serving)."""
     from safetensors.torch import save_file
 
+    import rclpy
+    from rclpy.context import Context
+
     from dpt_ros.model import official_to_hf
     from dpt_ros.model.reference import random_state_dict
+    from dpt_ros.ros.node import DptNode, StartupError
 
     node = harness.start_node()
     old = node.models
@@ -288,6 +292,19 @@ def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     served = engine.model.state_dict()
     for name in ("pretrained.model.pos_embed", "scratch.output_conv.4.weight"):
         assert torch.equal(served[name].float(), sd[name].float()), name
+    # and at start-up, as `-p depth.weights:=<folder>` (it used to be refused there as "not found")
+    started = harness.start_node(namespace="from_snapshot", **{"depth.weights": str(snap)})
+    assert started.models.depth.model.load_report.source_format == "huggingface"
+    empty = tmp_path / "empty-snapshot"
+    empty.mkdir()
+    context = Context()   # (its own: the half-built node goes with it)
+    rclpy.init(context=context, domain_id=DOMAIN + 22)
+    try:
+        with pytest.raises(StartupError, match="is a directory without model.safetensors or pytorch_model.bin"):
+            DptNode(context=context, parameter_overrides=[Parameter("depth.variant", value="dpt_tiny"),
+                                                          Parameter("depth.weights", value=str(empty))])
+    finally:
+        rclpy.shutdown(context=context)
 
 
 class _GatedLoads:
