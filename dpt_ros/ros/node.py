@@ -545,9 +545,10 @@ class DptNode(Node):
 
     def _refused(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
         """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'"),
-        or the new name of a renamed parameter (instead of "not declared"); read-only parameters are left to
-        rclpy's refusal, which says so."""
-        reasons = [params.renamed(p.name) for p in parameter_list if p.name in params.RENAMED]
+        or, for a name the node does not have, the new name of a renamed parameter or the closest real one (instead
+        of "undeclared parameter(s): []"); read-only parameters are left to rclpy's refusal, which says so."""
+        reasons = [params.unknown_parameter(p.name, live=True) for p in parameter_list
+                   if not self.has_parameter(p.name)]
         reasons += [r for p in parameter_list
                     if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
                     and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]

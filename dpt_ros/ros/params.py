@@ -452,15 +452,16 @@ def renamed(name: str) -> str:
             f"parameters: {name.split('.')[0]!r} is a parameter itself); use {RENAMED[name]!r}")
 
 
-def unknown_parameter(name: str) -> str:
-    """The warning for a start-up value (``-p``, ``--params-file``) of a parameter the node does not
-    have: rclpy ignores such values silently, so a misspelt name would otherwise go unnoticed."""
+def unknown_parameter(name: str, live: bool = False) -> str:
+    """What to say of a parameter the node does not have: at start-up (``-p``, ``--params-file``), where rclpy
+    ignores such a value silently, the warning; ``live`` (``ros2 param set``), the refusal's reason, which from
+    rclpy would be "Invalid access to undeclared parameter(s): []"."""
     if name in RENAMED:
-        return renamed(name) + "; ignored"
+        return renamed(name) + ("" if live else "; ignored")
     close = difflib.get_close_matches(name, [p.name for p in PARAMETERS], n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return (f"unknown parameter {name!r} ignored: {hint}`ros2 param list` or the README's parameter table "
-            f"lists the ones this node has")
+    return (f"unknown parameter {name!r} {'refused: this node does not have it' if live else 'ignored'}: {hint}"
+            f"`ros2 param list` or the README's parameter table lists the ones this node has")
 
 
 def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:

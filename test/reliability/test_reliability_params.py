@@ -40,7 +40,8 @@ INVALID = [  # (name, value, substring of the reason)
     ("depth.scale", "one", "depth.scale is a double; got a string"),
     ("qos.input_depth", 3, "read-only"),
     ("cameras", ["a", "b"], "read-only"),
-    ("no.such.parameter", 1, "undeclared"),
+    ("no.such.parameter", 1, "unknown parameter 'no.such.parameter' refused"),
+    ("colourmap", "gray", "did you mean 'colormap'?"),
     ("segmentation.overlay_alpha", 1.5, "overlay_alpha"),
 ]
 VALID_SINGLE = [("colormap", "gray"), ("colormap", "inferno"), ("points.stride", 4), ("points.stride", 2),
