@@ -1197,8 +1197,18 @@ class DptNode(Node):
                     break
                 self._info_arrived.wait(remaining)
         if chosen is None:
-            self._count_error("no_camera_info", f"no camera_info on {f.camera.topic('camera_info')} matching "
-                              f"the image stamp (camera_info.policy={policy}): depth/camera_info and points skipped", [f],
+            topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
+            if not infos:
+                why = (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
+                       f"with a QoS this node's qos.input_reliability accepts, or give a calibration file "
+                       f"(camera_info.url)")
+            else:
+                gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
+                fix = ("camera_info.policy:=nearest with a camera_info.tolerance above that" if policy == "exact"
+                       else "a camera_info.tolerance above that")
+                why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}; the closest is "
+                       f"{gap_ms:.0f} ms away): {fix}, or camera_info.policy:=latest")
+            self._count_error("no_camera_info", f"no camera_info: {why}; depth/camera_info and points skipped", [f],
                               partial=True)
         return chosen
 

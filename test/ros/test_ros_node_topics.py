@@ -698,7 +698,10 @@ def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_
     from diagnostic_msgs.msg import DiagnosticStatus
 
     # no periodic report during the test: the "since last report" window is the one opened below
+    from rcl_interfaces.msg import Log
+
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "diagnostics.period": 60.0})
+    logs = harness.collector(Log, "/rosout")
     points = harness.collector(PointCloud2, "points")
     inv = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
@@ -720,6 +723,11 @@ def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_
     values = {kv.key: kv.value for kv in cam.values}
     assert values["incomplete.no_camera_info"] == "5" and "error.no_camera_info" not in values
     assert cam.level == DiagnosticStatus.WARN and cam.message == "5 frames with outputs skipped since last report"
+    # the log says which topic (resolved) had nothing, and what to do
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in logs), what="the log line")
+    line = next(m.msg for m in logs if "[no_camera_info]" in m.msg)
+    assert line.startswith("[no_camera_info] no camera_info: none received on /camera_info: check that the camera "
+                           "publishes it there (remap camera_info:=...)") and "camera_info.url" in line, line
 
 
 def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch):
