@@ -699,7 +699,7 @@ class DptNode(Node):
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         for cam in self._cameras:
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
-                events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name)))
+                events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name), output=True))
                 cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
                                                        event_callbacks=events)
         if not conversions.cdr_matches_rmw():
@@ -727,7 +727,7 @@ class DptNode(Node):
                 msg_type, handler = CameraInfo, self._on_info
             else:
                 msg_type, handler = Image, self._on_reference
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic))
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=False))
             cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
                                                       self._in_qos, event_callbacks=events)
         elif not on and name in cam.subs:
@@ -739,7 +739,9 @@ class DptNode(Node):
                     cam.references.clear()
                     cam.alignment = None
 
-    def _incompatible_qos(self, topic: str):
+    def _incompatible_qos(self, topic: str, output: bool):
+        """The warning callback for one of this node's publishers (``output``) or subscriptions: which policy
+        did not match and what to change, on this node or on the peer."""
         last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)
         topic = self.resolve_topic_name(topic)   # the name peers see (namespace and remaps applied)
 
@@ -748,9 +750,8 @@ class DptNode(Node):
             if now - last[0] < 10.0:
                 return
             last[0] = now
-            self.get_logger().warning(
-                f"incompatible QoS on {topic} (policy {qos_policy_name_from_kind(event.last_policy_kind)}): a peer's reliability/"
-                f"durability does not match; see qos.input_reliability / qos.output_reliability")
+            policy = qos_policy_name_from_kind(event.last_policy_kind)
+            self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {_qos_hint(policy, output)}")
         return warn
 
     def _publish_label_info(self, s: Settings) -> None:
@@ -1638,6 +1639,20 @@ def _trim_host_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _qos_hint(policy: str, output: bool) -> str:
+    """What to change when a peer's QoS ``policy`` (rclpy's name of it) does not match one of this node's
+    publishers (``output``) or subscriptions."""
+    if "RELIABILITY" in policy:
+        return ("a subscriber asks for reliable and this node publishes best effort: qos.output_reliability:=reliable, "
+                "or a best-effort subscriber" if output else
+                "a best-effort publisher cannot feed this reliable subscription: qos.input_reliability:=best_effort")
+    if "DURABILITY" in policy and output:
+        return ("a subscriber asks for transient local durability and this node's outputs are volatile: subscribe "
+                "with volatile durability (RViz: Durability Policy 'Volatile')")
+    return (f"the peer requires a {policy.lower()} QoS this node does not offer (it sets only reliability, "
+            f"durability volatile and history depth): relax it on the peer")
 
 
 def _round32(v: int) -> int:

@@ -10,6 +10,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
@@ -698,8 +699,6 @@ def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_
     from diagnostic_msgs.msg import DiagnosticStatus
 
     # no periodic report during the test: the "since last report" window is the one opened below
-    from rcl_interfaces.msg import Log
-
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "diagnostics.period": 60.0})
     logs = harness.collector(Log, "/rosout")
     points = harness.collector(PointCloud2, "points")
@@ -931,8 +930,15 @@ def test_incompatible_qos_is_warned_with_the_topic(harness):
     log = harness.collector(Log, "/rosout")   # before the node, so that its first lines are seen
     node = harness.start_node(**{"qos.output_reliability": "best_effort"})
     harness.collector(Image, "inverse_depth", reliability="reliable")
-    wait_for(lambda: any(w.startswith("incompatible QoS on /inverse_depth (policy RELIABILITY)") for w in _warnings(log)),
-             what="incompatible QoS warning")
+    # (what RViz subscribes with when its Durability Policy is set to Transient Local)
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    harness.probe.create_subscription(Image, "inverse_depth/colored", lambda m: None, latched)
+    wanted = {"incompatible QoS on /inverse_depth (policy RELIABILITY): a subscriber asks for reliable and this node "
+              "publishes best effort: qos.output_reliability:=reliable, or a best-effort subscriber",
+              "incompatible QoS on /inverse_depth/colored (policy DURABILITY): a subscriber asks for transient local "
+              "durability and this node's outputs are volatile: subscribe with volatile durability (RViz: Durability "
+              "Policy 'Volatile')"}
+    wait_for(lambda: wanted <= set(_warnings(log)), what=f"incompatible QoS warnings; got {_warnings(log)}")
     assert node.cameras[0].pubs["inverse_depth"].get_subscription_count() == 0
 
 
@@ -991,6 +997,7 @@ def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness):
     harness.start_node(**{"qos.input_reliability": "reliable", "image_transport": "compressed"})
     harness.probe.create_publisher(CompressedImage, "image/compressed", qos("best_effort"))
     harness.probe.create_publisher(CameraInfo, "camera_info", qos("best_effort"))
-    wanted = {f"incompatible QoS on {t} (policy RELIABILITY)" for t in ("/image/compressed", "/camera_info")}
-    wait_for(lambda: wanted <= {w.split(":")[0] for w in _warnings(log)},
+    wanted = {f"incompatible QoS on {t} (policy RELIABILITY): a best-effort publisher cannot feed this reliable "
+              f"subscription: qos.input_reliability:=best_effort" for t in ("/image/compressed", "/camera_info")}
+    wait_for(lambda: wanted <= set(_warnings(log)),
              what="incompatible QoS warnings for image/compressed and camera_info")
