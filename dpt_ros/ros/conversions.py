@@ -189,8 +189,11 @@ def camera_info_fields(msg: CameraInfo) -> dict:
 def camera_info_msg(header: Header, width: int, height: int, k, p, source: Optional[CameraInfo] = None) -> CameraInfo:
     """A CameraInfo for an output image of ``width`` x ``height`` with intrinsics ``k`` / ``p``.
 
-    Distortion, rectification and model are copied from ``source``; binning and ROI stay at their
-    defaults (none, full image) because ``k`` / ``p`` already describe the output pixels.
+    Distortion, rectification and model are copied from ``source`` (a raw image's); without one (a rectified
+    image) the lens is stated as none: plumb_bob with five zero coefficients and an identity R, which
+    image_geometry reads as "no distortion" (an empty model would be "unknown", and its rectify calls
+    throw). Binning and ROI stay at their defaults (none, full image) because ``k`` / ``p`` already describe
+    the output pixels.
     """
     msg = CameraInfo(header=header, width=int(width), height=int(height))
     msg.k = [float(v) for v in np.asarray(k, np.float64).ravel()]
@@ -200,6 +203,7 @@ def camera_info_msg(header: Header, width: int, height: int, k, p, source: Optio
         msg.d = source.d
         msg.r = source.r
     else:
+        msg.distortion_model, msg.d = "plumb_bob", [0.0] * 5
         msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     return msg
 

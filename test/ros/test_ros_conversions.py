@@ -80,9 +80,11 @@ def test_camera_info_fields_feed_intrinsics():
     assert (out.width, out.height, out.binning_x, out.binning_y) == (400, 200, 0, 0)   # k/p describe these pixels
     assert out.distortion_model == "plumb_bob" and list(out.d) == pytest.approx([0.1, -0.2, 0.001, 0.002, 0.0])
     assert list(out.r) == list(info.r)
-    # without a source (e.g. the sample camera): no distortion, identity rectification
+    # without a source (a rectified image): no distortion, stated as image_geometry reads it (an empty
+    # distortion_model is its "unknown": rectifyPoint/rectifyImage throw), identity rectification
     bare = conversions.camera_info_msg(_header(), 4, 3, *intr.camera_info_matrices())
-    assert list(bare.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] and list(bare.d) == []
+    assert list(bare.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    assert (bare.distortion_model, list(bare.d)) == ("plumb_bob", [0.0] * 5)
     # the lens: ignored for a rectified image (P), used for a raw one (K)
     f = conversions.camera_info_fields(info)
     assert (f["distortion_model"], f["d"]) == ("plumb_bob", (0.1, -0.2, 0.001, 0.002, 0.0))

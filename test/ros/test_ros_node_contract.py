@@ -85,6 +85,7 @@ def test_camera_info_is_matched_by_stamp_under_each_policy(harness):
     img = send(10_000_000_000, 10_000_000_000 - 20_000_000)   # 20 ms early: matches
     wait_for(lambda: len(infos) == 1 and len(points) == 1, what="outputs of the matched frame")
     assert infos[0].header == img.header and points[0].header == img.header
+    assert (infos[0].distortion_model, list(infos[0].d)) == ("plumb_bob", [0.0] * 5)   # rectified: no lens
     send(20_000_000_000, 20_000_000_000 - 100_000_000)   # 100 ms early: outside the tolerance
     assert node.error_counts() == {"no_camera_info": 1}
     assert set_params(harness, node, **{"camera_info.policy": "exact"})[0].successful
