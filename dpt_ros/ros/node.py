@@ -130,6 +130,7 @@ class ModelSet:
     depth_pre: Any = None       # pipeline Preprocessor
     segmentation_pre: Any = None
     pipeline_note: str = ""     # on a CUDA device: why pre/post-processing cannot use CuPy ('' when it does)
+    reused: tuple = ()          # tasks whose engine and pre-processor are the previous ModelSet's (a swap of the other)
 
     def describe(self) -> dict[str, str]:
         out = {"device": str(self.device)}
@@ -149,8 +150,10 @@ class ModelSet:
         return out
 
 
-def load_models(s: Settings) -> ModelSet:
-    """Build the engines and pre-processors that ``s`` asks for.
+def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
+    """Build the engines and pre-processors that ``s`` asks for. A task whose own parameters and the shared ones
+    (size, device, precision, ...) are those of ``running`` (a swap of the other task) keeps ``running``'s engine
+    and pre-processor: no second load, no second copy in memory, and random weights stay the same weights.
 
     :raises StartupError: a task has no weights configured (message names the parameter).
     :raises FileNotFoundError, ValueError, RuntimeError: from the model loader.
@@ -159,9 +162,14 @@ def load_models(s: Settings) -> ModelSet:
     if s["cuda_graphs"] and device.type != "cuda":
         raise StartupError(f"cuda_graphs:=true needs a CUDA device, but device resolves to {device}")
     parts: dict[str, Any] = {}
+    reused = []
     for task in ("depth", "segmentation"):
         name = s[f"{task}.variant"]
         if not name:
+            continue
+        if running is not None and getattr(running, task) is not None and _same_task(task, running.key, s.model_key()):
+            parts[task], parts[f"{task}_pre"] = getattr(running, task), getattr(running, f"{task}_pre")
+            reused.append(task)
             continue
         variant = get_variant(name)
         weights = s[f"{task}.weights"]
@@ -175,7 +183,15 @@ def load_models(s: Settings) -> ModelSet:
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
     note = pipeline.cupy_unavailable_reason(device) if device.type == "cuda" else ""
-    return ModelSet(key=s.model_key(), device=device, pipeline_note=note, **parts)
+    return ModelSet(key=s.model_key(), device=device, pipeline_note=note, reused=tuple(reused), **parts)
+
+
+def _same_task(task: str, key_a: tuple, key_b: tuple) -> bool:
+    """Whether two model keys (:meth:`Settings.model_key`) ask for the same ``task`` model: its variant and
+    weights and every parameter that is not another task's."""
+    a, b = dict(zip(params.MODEL_PARAMETERS, key_a)), dict(zip(params.MODEL_PARAMETERS, key_b))
+    other = tuple(f"{t}." for t in ("depth", "segmentation") if t != task)
+    return all(a[n] == b[n] for n in params.MODEL_PARAMETERS if not n.startswith(other))
 
 
 class _Pixels:
@@ -511,7 +527,7 @@ class DptNode(Node):
     def _log_model(self, m: ModelSet) -> None:
         for task in ("depth", "segmentation"):
             e = getattr(m, task)
-            if e is None:
+            if e is None or task in m.reused:   # (logged when it was loaded)
                 continue
             if e.random_weights:
                 bar = "!" * 78
@@ -623,13 +639,13 @@ class DptNode(Node):
     def _loader_loop(self) -> None:
         while True:
             with self._lock:
-                s = self._wanted
+                s, running = self._wanted, self._models
                 if s is None or self._stopping or self._models is None or s.model_key() == self._models.key:
                     self._wanted = None
                     self._model_loading = False
                     return
             try:
-                models = load_models(s)
+                models = load_models(s, running)
                 self._warmup(models)
             except Exception as e:  # noqa: BLE001 - any failure keeps the old model; reported
                 self._model_failed(s, e)
@@ -677,7 +693,7 @@ class DptNode(Node):
         sizes = [cam.frame_size for cam in getattr(self, "_cameras", ()) if cam.frame_size is not None]
         for task in ("depth", "segmentation"):
             engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
-            if engine is None:
+            if engine is None or task in m.reused:   # (a reused engine is warm, and the worker may be running it)
                 continue
             shapes = collections.Counter(pre.input_size(h, w) for h, w in sizes)
             if not shapes:

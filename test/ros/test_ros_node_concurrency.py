@@ -32,11 +32,11 @@ def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypat
     gate, entered = threading.Event(), threading.Event()
     real = node_module.load_models
 
-    def gated(s):
+    def gated(s, running=None):
         if s["depth.weights"] == str(bad):
             entered.set()
             gate.wait(30)
-        return real(s)
+        return real(s, running)
 
     monkeypatch.setattr(node_module, "load_models", gated)
     req = SetParametersAtomically.Request(parameters=[

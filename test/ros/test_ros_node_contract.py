@@ -317,12 +317,12 @@ def test_a_model_superseded_while_loading_is_never_swapped_in(harness, monkeypat
     entered = {96: threading.Event(), 128: threading.Event()}
     real = node_module.load_models
 
-    def gated(s):
+    def gated(s, running=None):
         size = s["input_size"]
         if size in gates:
             entered[size].set()
             gates[size].wait(30)
-        return real(s)
+        return real(s, running)
 
     monkeypatch.setattr(node_module, "load_models", gated)
     assert set_params(harness, node, input_size=96)[0].successful

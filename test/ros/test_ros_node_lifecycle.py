@@ -250,7 +250,7 @@ def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly
     release, crashes = threading.Event(), []
     monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
 
-    def slow_failing_load(s):
+    def slow_failing_load(s, running=None):
         release.wait(20)
         raise RuntimeError("CUDA out of memory (test)")
 

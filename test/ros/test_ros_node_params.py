@@ -318,10 +318,10 @@ class _GatedLoads:
         self._go = threading.Event()
         real = node_module.load_models
 
-        def gated(s):
+        def gated(s, running=None):
             self.started.set()
             assert self._go.wait(30), "gate never released"
-            return real(s)
+            return real(s, running)
 
         monkeypatch.setattr(node_module, "load_models", gated)
 
@@ -420,3 +420,32 @@ def test_cpu_threads_caps_pytorch_and_opencv_and_0_restores_their_defaults(harne
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+def test_a_swap_of_one_task_keeps_the_other_tasks_model(harness, tmp_path):
+    """Depth and segmentation run; a new depth.weights file loads only depth: the segmentation engine is the same
+    object (no second load, no second copy in memory, its random weights unchanged, no second RANDOM WEIGHTS
+    banner). A change of a shared parameter (input_size) rebuilds both."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.model.reference import random_state_dict
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    before = node.models
+    path = tmp_path / "tiny.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=3), path)
+    mark = len(log)
+    assert set_params(harness, node, **{"depth.weights": str(path)})[0].successful
+    wait_for(lambda: node.models is not before, timeout=60, what="depth swapped")
+    after = node.models
+    assert after.depth is not before.depth and not after.depth.random_weights
+    assert after.segmentation is before.segmentation and after.segmentation_pre is before.segmentation_pre
+    assert after.reused == ("segmentation",)
+    wait_for(lambda: any("depth: dpt_tiny on cpu" in m.msg for m in log[mark:]), what="the new model logged")
+    assert not any("RANDOM WEIGHTS" in m.msg or "segmentation: dpt_hybrid_ade20k" in m.msg for m in log[mark:])
+
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(lambda: node.models is not after, timeout=60, what="both rebuilt")
+    assert node.models.depth is not after.depth and node.models.segmentation is not after.segmentation
+    assert node.models.reused == () and node.models.segmentation_pre.net_size == (96, 96)
