@@ -83,6 +83,16 @@ def check_install(ws: Path, symlink: bool) -> None:
             missing.append(f"presets read {lines[0]!r} (variants {lines[1]!r}), not the installed share/dpt_ros")
         else:
             print(f"ok      launch presets from {lines[0]}: {lines[1]}")
+        # the installed executable (what `ros2 run dpt_ros dpt_node` starts) runs the node: without weights it
+        # exits 2 with the instructions
+        ran = subprocess.run([str(prefix / "lib" / "dpt_ros" / "dpt_node"), "--ros-args", "-p", "depth.variant:=dpt_large"],
+                             cwd=ws, env=dict(env, ROS_DOMAIN_ID="83", ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST"),
+                             text=True, capture_output=True, timeout=120)
+        if ran.returncode != 2 or "depth.weights is not set" not in ran.stderr:
+            missing.append(f"lib/dpt_ros/dpt_node did not start the node (exit {ran.returncode}): "
+                           f"{(ran.stdout + ran.stderr).strip()[-300:]}")
+        else:
+            print("ok      lib/dpt_ros/dpt_node starts the node (exit 2 without weights, with the instructions)")
     if missing or not_exec:
         raise SystemExit(f"colcon install ({mode}) is incomplete: missing={missing} not_executable={not_exec}")
     print(f"colcon build ({mode}): dpt_ros installs its executables, share files and ament index marker")
