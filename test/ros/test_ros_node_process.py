@@ -295,7 +295,10 @@ LARGE_ARGS = ("-p", "depth.variant:=dpt_large", "-p", "depth.weights:=random", "
 def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
     """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C or SIGTERM while torch and rclpy are still being
     imported (the first second or two) ends the process with 0 and no traceback, as it does later."""
-    proc = start_node(DOMAIN, *FAST_ARGS, python_code="from dpt_ros.ros.console import dpt_node; dpt_node()")
+    # (SIGINT's default handler set first, as in a terminal: a suite started in the background inherits it ignored)
+    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n" \
+           "from dpt_ros.ros.console import dpt_node; dpt_node()"
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=code)
     time.sleep(0.2)
     code, out, _ = stop_node(proc, sig, timeout=30)
     assert code == 0 and "Traceback" not in out, out
