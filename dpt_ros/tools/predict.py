@@ -5,7 +5,8 @@
     python -m dpt_ros.tools.predict --variant dpt_large_ade20k --weights weights/dpt_large-ade20k-b12dca68.pt \\
         photos/ --out predictions/
 
-Per image (``<name>`` = the file name without its extension), as the official ``run_monodepth.py`` and
+Per image (``<name>`` = the file name without its extension; ``<name>_<extension>`` where two inputs share a
+name), as the official ``run_monodepth.py`` and
 ``run_segmentation.py`` write them, so that results can be compared with the official code file by file:
 
 - depth variants: ``<name>.pfm`` (float32 at the image size: relative inverse depth, or for the metric
@@ -17,7 +18,7 @@ Per image (``<name>`` = the file name without its extension), as the official ``
   (the ADE20K palette blended half over the image).
 
 Exit status: 0 all images done, 1 some could not be read (each named), 2 usage error (bad arguments or
-weights). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
+weights, an output folder that cannot be written or that would overwrite an input image). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 """
 from __future__ import annotations
 
@@ -127,10 +128,40 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     written.append(out_dir / f"{name}.pfm")
     png(out_dir / f"{name}.png", np.clip(official, 0, 65535).astype(np.uint16) if absolute_depth
         else stretch_16bit(official))
-    lo, hi = np.percentile(inv, (2, 98))
-    png(out_dir / f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", float(lo), float(hi)),
-                                                      cv2.COLOR_RGB2BGR))
+    lo, hi = (float(v) for v in np.percentile(inv, (2, 98)))
+    if not hi > lo:   # a flat prediction (a one-pixel image, random weights): one colour
+        hi = lo + 1.0
+    png(out_dir / f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", lo, hi), cv2.COLOR_RGB2BGR))
     return written
+
+
+def output_names(files: list[Path]) -> list[str]:
+    """The ``<name>`` of each input's outputs: its file name without the extension, or, where two inputs share
+    that (``a.jpg``, ``a.png``, or the same name in two folders), with the extension too (``a_jpg``) and then a
+    counter, so that no input's results overwrite another's."""
+    stems = [p.stem for p in files]
+    taken: set[str] = set()
+    names = []
+    for path, stem in zip(files, stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}_{path.suffix.lstrip('.')}"
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = f"{base}_{n}"
+        taken.add(name)
+        names.append(name)
+    return names
+
+
+def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> str:
+    """An input file that one of the outputs would replace ('' when none): ``--out`` the images' own folder."""
+    inputs = {p.resolve() for p in files if p.exists()}
+    for name in names:
+        for suffix in (".pfm", ".png", "_colored.png", "_labels.png"):
+            path = (out_dir / f"{name}{suffix}").resolve()
+            if path in inputs:
+                return str(path)
+    return ""
 
 
 def main(argv=None) -> int:
@@ -155,13 +186,23 @@ def main(argv=None) -> int:
     net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)
     pre = pipeline.Preprocessor(net, args.resize_method, engine.device)
     out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
     files = image_files(args.images)
     if not files:
         print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
         return 2
+    names = output_names(files)
+    clash = _overwritten_input(out_dir, names, files)
+    if clash:
+        print(f"predict: an output would overwrite the input image {clash}; give another --out folder",
+              file=sys.stderr)
+        return 2
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        print(f"predict: cannot create the output folder {out_dir}: {e.strerror or e}", file=sys.stderr)
+        return 2
     failed = 0
-    for path in files:
+    for path, name in zip(files, names):
         try:
             rgb = pipeline.read_image_file(path)
         except ValueError:
@@ -173,7 +214,11 @@ def main(argv=None) -> int:
         with torch.inference_mode():
             result = predict(engine, pre, rgb)
         ms = (time.perf_counter() - t) * 1000.0
-        written = write_outputs(out_dir, path.stem, variant.name, rgb, result, args.absolute_depth)
+        try:
+            written = write_outputs(out_dir, name, variant.name, rgb, result, args.absolute_depth)
+        except OSError as e:
+            print(f"predict: {path}: cannot write its results to {out_dir}: {e.strerror or e}", file=sys.stderr)
+            return 2
         print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))}, "
               f"{ms:.0f} ms -> {', '.join(p.name for p in written)}", flush=True)
     if engine.random_weights:

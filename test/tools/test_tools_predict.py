@@ -116,3 +116,34 @@ def test_random_weights_are_announced(files, capsys):
                          "--input-size", "64", "--out", str(files / "out_random")]) == 0
     err = capsys.readouterr().err
     assert "RANDOM WEIGHTS" in err and "meaningless" in err
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
+    """--out the images' own folder is refused before anything is written (an input a.png would become a's 16-bit
+    depth PNG); two inputs of one name (a.jpg, a.png) get a_jpg.* and a_png.*, each its own prediction; a one-pixel
+    image (a flat prediction) is written like any other; an output folder that cannot be made is one line, exit 2."""
+    images = tmp_path / "same"
+    images.mkdir()
+    rgb = pattern_image(96, 64, seed=1)
+    cv2.imwrite(str(images / "a.png"), rgb[..., ::-1])
+    original = (images / "a.png").read_bytes()
+    common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64"]
+    assert predict.main([str(images), *common, "--out", str(images)]) == 2
+    assert "would overwrite the input image" in capsys.readouterr().err
+    assert (images / "a.png").read_bytes() == original and sorted(p.name for p in images.iterdir()) == ["a.png"]
+
+    cv2.imwrite(str(images / "a.jpg"), pattern_image(50, 70, seed=2)[..., ::-1])
+    cv2.imwrite(str(images / "dot.png"), rgb[:1, :1, ::-1])
+    out = tmp_path / "out"
+    assert predict.main([str(images), *common, "--out", str(out)]) == 0
+    assert {"a_jpg.pfm", "a_png.pfm", "dot.pfm", "dot_colored.png"} <= {p.name for p in out.iterdir()}
+    assert _read_pfm(out / "a_jpg.pfm").shape == (70, 50) and _read_pfm(out / "a_png.pfm").shape == (64, 96)
+    assert predict.output_names([images / "a.jpg", images / "a.png", tmp_path / "a.png", images / "b.png"]) == \
+        ["a_jpg", "a_png", "a_png_2", "b"]
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    capsys.readouterr()
+    assert predict.main([str(images / "dot.png"), *common, "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("predict: cannot create the output folder") and "Traceback" not in err
