@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,18 @@ def ros_args(params: dict) -> list[str]:
     return out
 
 
+#: the names of the files a run writes (an earlier run's are removed first; nothing else in the folder is touched)
+_OUTPUT_FILE = re.compile(r"frame_\d{3,}_(input\.png|inverse_depth\.png|inverse_depth\.npy)")
+
+
+def clear_previous_run(out: Path) -> None:
+    """Remove the frames an earlier run wrote into ``out`` (a longer run's would otherwise stay beside this one's);
+    files of any other name, e.g. the user's own ``frame_0001.jpg``, are left alone."""
+    for old in out.iterdir():
+        if _OUTPUT_FILE.fullmatch(old.name) and old.is_file():
+            old.unlink()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.frames < 1:
@@ -104,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     from dpt_ros.ros import conversions
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("frame_*"):
-        old.unlink()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        clear_previous_run(out)
+    except OSError as e:
+        print(f"demo: cannot use the output folder {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
 
     camera_params = {"source": args.source, "rate": args.rate, "width": args.width, "height": args.height,
                      "encoding": "rgb8", "reliability": "reliable"}

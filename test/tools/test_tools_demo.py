@@ -19,6 +19,7 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out = tmp_path / "demo_out"
     out.mkdir()
     (out / "frame_099_input.png").write_bytes(b"left from an earlier, longer run")
+    (out / "frame_0001.jpg").write_bytes(b"the user's own file")
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "3", "--out", str(out),
                           "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
@@ -39,6 +40,7 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     # input stamp -> received here: in milliseconds, so at least about the node's own model time
     assert len(lat) == 3 and all(0.5 * float(model["latency.model_ms"]) < x < 60_000 for x in lat), (lat, model)
     assert not (out / "frame_099_input.png").exists()   # an earlier run's frames are removed
+    assert (out / "frame_0001.jpg").read_bytes() == b"the user's own file"   # nothing else
     from dpt_ros.ros.sample_camera import builtin_frames, resize
     camera = [resize(f, 160, 120) for f in builtin_frames()]
     stamps = [f["stamp_ns"] for f in summary["per_frame"]]
