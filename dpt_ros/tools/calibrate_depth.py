@@ -88,11 +88,16 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
         if args.evaluate:
             on_reference(msg, "inverse")
         else:
-            pairing.add("inverse", conversions.stamp_ns(msg.header), conversions.image_array(msg).astype(np.float32))
+            add("inverse", msg, lambda: conversions.image_array(msg).astype(np.float32))
 
     def on_reference(msg, kind: str = "reference") -> None:
+        add(kind, msg, lambda: conversions.depth_metres(msg))
+
+    def add(kind: str, msg, values) -> None:
+        """Pair one image; a problem with it (its encoding, or a size that does not go with its partner's,
+        found by whichever of the two arrives second) ends the collection with that reason."""
         try:
-            pairing.add(kind, conversions.stamp_ns(msg.header), conversions.depth_metres(msg))
+            pairing.add(kind, conversions.stamp_ns(msg.header), values())
         except ValueError as e:
             problems.append(str(e))
 
@@ -184,17 +189,22 @@ def main(argv=None) -> int:
         except pipeline.CalibrationFitError as e:
             raise SystemExit(f"calibrate_depth: {e}") from None
         print(report(c, args), flush=True)
+        code = 0
         if args.yaml:
-            with open(args.yaml, "w") as f:
-                f.write(parameter_yaml(c))
-            print(f"  wrote {args.yaml} (--params-file {args.yaml}, or config_file:={args.yaml} in the launch files)")
+            try:
+                with open(args.yaml, "w") as f:
+                    f.write(parameter_yaml(c))
+                print(f"  wrote {args.yaml} (--params-file {args.yaml}, or config_file:={args.yaml} in the launch files)")
+            except OSError as e:   # the fit above stands, and --apply still runs
+                print(f"calibrate_depth: cannot write {args.yaml}: {e.strerror or e}", file=sys.stderr)
+                code = 1
         if args.apply:
             why = apply(node, executor, args.apply, c.parameters())
             if why:
                 print(f"calibrate_depth: {args.apply} did not take the calibration: {why}", file=sys.stderr)
                 return 1
             print(f"  set on {args.apply}")
-        return 0
+        return code
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -202,8 +212,12 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
-    """Console entry point (``ros2 run dpt_ros calibrate_depth ...``)."""
-    sys.exit(main())
+    """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("calibrate_depth: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -191,6 +191,7 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
+    from dpt_ros.ros import conversions
     from dpt_ros.ros.testing import Harness, make_image, qos
     from dpt_ros.tools import calibrate_depth as tool
 
@@ -215,6 +216,31 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
         t.start()
         try:
             with pytest.raises(SystemExit, match="must be 32FC1 .* got 'rgb8'"):
+                tool.collect(args, node, executor)
+        finally:
+            done.append(True)
+            t.join(5)
+        # a reference of another aspect ratio, found when the node's image arrives second: the same one-line reason
+        # (the inverse-depth callback let it escape as a traceback)
+        ref_pub = harness.probe.create_publisher(Image, "/calib/square", qos())
+        inv_pub = harness.probe.create_publisher(Image, "/calib/inverse", qos())
+        square = conversions.image_msg(make_image(1).header, np.full((160, 160), 2.0, np.float32), "32FC1")
+        inverse = conversions.image_msg(make_image(1).header, np.full((60, 80), 0.5, np.float32), "32FC1")
+        args = tool.parse_args(["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"])
+        done.clear()
+
+        def reference_then_inverse():
+            while not done:
+                if ref_pub.get_subscription_count() > 0 and inv_pub.get_subscription_count() > 0:
+                    ref_pub.publish(square)
+                    time.sleep(0.05)
+                    inv_pub.publish(inverse)
+                time.sleep(0.05)
+
+        t = threading.Thread(target=reference_then_inverse, daemon=True)
+        t.start()
+        try:
+            with pytest.raises(SystemExit, match="reference depth 160x160 and inverse depth 80x60 have different aspect"):
                 tool.collect(args, node, executor)
         finally:
             done.append(True)
