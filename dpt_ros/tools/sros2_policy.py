@@ -216,8 +216,12 @@ def main(argv=None) -> int:
     if out == "-":
         sys.stdout.write(text)
         return 0
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out).write_text(text)
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+    except OSError as e:
+        print(f"sros2_policy: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+        return 1
     print(f"wrote {out}")
     return 0
 

@@ -104,12 +104,14 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     if to == "hf":
         sd = official_to_hf(sd)
     sd = {k: t.clone() for k, t in sd.items()}  # no shared storage (q/k/v views) for safetensors
-    if dst.suffix == ".safetensors":
-        from safetensors.torch import save_file
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open(dst, "wb") as f:   # (opened here: a destination it cannot write is an OSError, reported as such)
+        if dst.suffix == ".safetensors":
+            from safetensors.torch import save
 
-        save_file(sd, str(dst))
-    else:
-        torch.save(sd, dst)
+            f.write(save(sd))
+        else:
+            torch.save(sd, f)
     return f"wrote {dst} ({len(sd)} tensors, {to} names)"
 
 
@@ -139,6 +141,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         if report:   # what was checked before the failure
             print("\n".join(report))
         print(f"FAILED: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:   # the destination of --convert (a folder, no permission, a full disk)
+        print(f"FAILED: cannot write {args.convert[1] if args.convert else args.verify}: {exc.strerror or exc}",
+              file=sys.stderr)
         return 1
     return 0
 

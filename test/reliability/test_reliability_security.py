@@ -197,6 +197,8 @@ def test_policy_tool_command_line(tmp_path, capsys):
     assert sros2_policy.main(argv + ["--check"]) == 0 and "is up to date" in capsys.readouterr().out
     out.write_text(text.replace("/robot/right/points", "/robot/right/pointz"))
     assert sros2_policy.main(argv + ["--check"]) == 1 and "is out of date" in capsys.readouterr().err
+    assert sros2_policy.main(["--out", str(out / "policy.xml")]) == 1   # (out is a file)
+    assert capsys.readouterr().err.startswith(f"sros2_policy: cannot write {out / 'policy.xml'}: ")
     for rule in ("__ns:=/other", "dpt_node:__node:=renamed", "image", "image:="):
         with pytest.raises(SystemExit) as e:
             sros2_policy.main(["--out", "-", "--remap", rule])

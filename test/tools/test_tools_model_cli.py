@@ -66,6 +66,15 @@ def test_convert_to_hf_and_back(tiny_file, tmp_path):
         assert torch.equal(load_engine("dpt_tiny", p).run(x)["inverse_depth"], ref)
 
 
+
+def test_convert_to_a_place_it_cannot_write_is_one_line(tiny_file, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    assert weights.main(["--convert", str(tiny_file), str(blocker / "model.safetensors"), "--variant", "dpt_tiny"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"FAILED: cannot write {blocker / 'model.safetensors'}: ") and "Traceback" not in err
+
+
 def test_bench_model_quick_json(capsys):
     rc = bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--json", "-"])
     assert rc == 0
