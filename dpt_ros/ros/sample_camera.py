@@ -82,9 +82,24 @@ def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:
 
 
 def _folder_frames(files: list, loop: bool) -> Iterator[np.ndarray]:
+    """The folder's images in order; a file that does not read as an image (a broken download, a misnamed file) is
+    skipped with one line on stderr, once. ValueError when not one of them reads."""
+    unreadable: set = set()
     while True:
+        shown = 0
         for f in files:
-            yield read_image_file(f)
+            if f in unreadable:
+                continue
+            try:
+                frame = read_image_file(f)
+            except ValueError as e:
+                unreadable.add(f)
+                print(f"sample_camera: {e}; skipped", file=sys.stderr)
+                continue
+            shown += 1
+            yield frame
+        if not shown:
+            raise ValueError(f"none of the {len(files)} image files of the folder could be read")
         if not loop:
             return
 

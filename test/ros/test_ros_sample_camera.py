@@ -46,7 +46,7 @@ def test_folder_and_video_sources(tmp_path):
         next(sample_camera.frame_source(str(tmp_path / "missing"), loop=False))
 
 
-def test_unusable_sources_are_refused_with_the_reason(tmp_path):
+def test_unusable_sources_are_refused_with_the_reason(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no pictures here")
@@ -60,6 +60,19 @@ def test_unusable_sources_are_refused_with_the_reason(tmp_path):
     broken.write_bytes(b"\x89PNG but not really")
     with pytest.raises(ValueError, match="cannot read image .*broken.png"):
         pipeline.read_image_file(str(broken))   # what sample_camera reads folder images with
+    # in a folder, such a file is skipped (said once) and the others are shown, looping; none readable: refused
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "b_broken.jpg").write_bytes(b"not a jpeg")
+    cv2.imwrite(str(folder / "a.png"), np.full((20, 30, 3), 40, np.uint8))
+    cv2.imwrite(str(folder / "c.png"), np.full((20, 30, 3), 80, np.uint8))
+    frames = sample_camera.frame_source(str(folder), loop=True)
+    assert [int(next(frames)[0, 0, 0]) for _ in range(5)] == [40, 80, 40, 80, 40]
+    assert capsys.readouterr().err.count("b_broken.jpg") == 1
+    (folder / "a.png").write_bytes(b"")
+    (folder / "c.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="none of the 3 image files of the folder could be read"):
+        list(sample_camera.frame_source(str(folder), loop=False))
 
 
 def test_a_video_without_frames_ends_even_when_looping(tmp_path):
