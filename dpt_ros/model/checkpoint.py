@@ -340,8 +340,8 @@ def official_to_hf_name(name: str, hybrid: bool) -> "str | tuple[str, str, str]"
 
 
 def is_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> bool:
-    """True for Hugging Face DPT names, False for official names."""
-    hf = sum(k.startswith(("dpt.", "neck.", "head.", "auxiliary_head.")) for k in sd)
+    """True for Hugging Face DPT names, False for official names (a timm classifier's ``head.weight`` is neither)."""
+    hf = sum(k.startswith(("dpt.", "neck.", "head.head.", "auxiliary_head.")) for k in sd)
     off = sum(k.startswith(("pretrained.", "scratch.", "auxlayer.")) for k in sd)
     return hf > off
 
@@ -460,8 +460,28 @@ def _variant_facts(v: Variant) -> dict:
     return facts
 
 
+def _has_dpt_decoder(sd: Mapping[str, torch.Tensor]) -> bool:
+    """Whether ``sd`` holds a DPT's decoder (reassemble/fusion/head: official ``scratch.*``, HF ``neck.*`` /
+    ``head.head.*``), which a bare ViT backbone or a timm classifier does not."""
+    return any(k.startswith(("scratch.", "neck.", "head.head.")) for k in sd)
+
+
+def not_dpt_error(sd: Mapping[str, torch.Tensor], source: str) -> Optional[CheckpointError]:
+    if _has_dpt_decoder(sd):
+        return None
+    keys = list(sd)
+    shown = ", ".join(keys[:4]) + (", ..." if len(keys) > 4 else "")
+    return CheckpointError(
+        f"{source} is not a DPT checkpoint: none of its {len(keys)} tensors ({shown}) belongs to a DPT decoder "
+        f"(official scratch.*, Hugging Face neck.* / head.head.*); a ViT backbone or classifier alone cannot run. "
+        f"Give a DPT checkpoint (python -m dpt_ros.tools.weights --urls lists the official ones).")
+
+
 def matching_variants(sd: Mapping[str, torch.Tensor]) -> list[str]:
-    """Registry variants whose architecture agrees with every fact readable from ``sd``."""
+    """Registry variants whose architecture agrees with every fact readable from ``sd`` (none when ``sd`` is not a
+    DPT at all)."""
+    if not _has_dpt_decoder(sd):
+        return []
     facts = describe_state_dict(sd)
     out = []
     for name, v in VARIANTS.items():
@@ -521,7 +541,7 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
     :raises CheckpointError: wrong variant (with the matching one named), or key/shape differences listed.
     """
     variant: Variant = model.variant
-    err = _wrong_variant_error(sd, variant, source)
+    err = not_dpt_error(sd, source) or _wrong_variant_error(sd, variant, source)
     if err is not None:
         raise err
     report = LoadReport()

@@ -48,6 +48,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         file_sha256,
         load_checkpoint,
         matching_variants,
+        not_dpt_error,
         read_state_dict,
         resolve_weights_path,
     )
@@ -81,6 +82,9 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     cands = matching_variants(sd)
     lines.append(f"tensors: {len(sd)}; architecture: {facts}")
     lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
+    err = not_dpt_error(sd, str(path))
+    if err is not None:
+        raise err
     if v is not None:
         model = load_checkpoint(path, v, verify_hash=False)
         rep = model.load_report

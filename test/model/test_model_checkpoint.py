@@ -344,14 +344,17 @@ def test_strict_key_listing(tiny_sd):
 
 
 def test_key_listing_is_capped_at_25_names():
-    """A state dict with none of the model's keys (an export that saved nothing) lists 25 names and the
-    count of the rest, under the variant's name."""
+    """A state dict with only the decoder (an export that lost the encoder) lists 25 missing names and the count
+    of the rest, under the variant's name; one with nothing of a DPT is called that."""
     model = DPT("dpt_tiny")
-    n = len(model.state_dict())
-    with pytest.raises(CheckpointError) as ei:
+    decoder = {k: v for k, v in model.state_dict().items() if k.startswith("scratch.")}
+    n = len(model.state_dict()) - len(decoder)
+    with pytest.raises(CheckpointError, match=r"^empty.pt is not a DPT checkpoint: none of its 0 tensors \(\)"):
         load_state_dict_into(model, {}, source="empty.pt")
+    with pytest.raises(CheckpointError) as ei:
+        load_state_dict_into(model, decoder, source="decoder.pt")
     msg = str(ei.value)
-    assert msg.startswith(f"empty.pt (variant dpt_tiny) does not match the model:\n  {n} missing: "
+    assert msg.startswith(f"decoder.pt (variant dpt_tiny) does not match the model:\n  {n} missing: "
                           "pretrained.model.cls_token, pretrained.model.pos_embed, ")
     assert msg.endswith(f", ... ({n - 25} more)") and msg.count(", ") == 25 and "\n" not in msg.split(":\n", 1)[1]
 

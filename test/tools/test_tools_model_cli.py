@@ -179,3 +179,22 @@ def test_convert_by_destination_suffix_and_needs_a_variant(tiny_file, tmp_path, 
     with pytest.raises(SystemExit) as e:
         weights.main(["--convert", str(tiny_file), str(tmp_path / "x.pt")])
     assert e.value.code == 2 and "--convert needs --variant" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("with_variant", [False, True], ids=["verify", "verify_as_dpt_tiny"])
+def test_a_vit_classifier_is_not_a_dpt(tmp_path, capsys, with_variant):
+    """A timm ViT classifier's state dict (blocks.*, head.weight: no DPT decoder) matches no variant and is refused
+    in a few lines, with or without --variant (its head.* keys no longer pass for Hugging Face DPT names)."""
+    import timm
+
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=10)
+    p = tmp_path / "vit_classifier.pt"
+    torch.save(vit.state_dict(), p)
+    argv = ["--verify", str(p)] + (["--variant", "dpt_tiny"] if with_variant else [])
+    assert weights.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "matches variant(s): none" in out
+    assert err.startswith(f"FAILED: {p} is not a DPT checkpoint: none of its {len(vit.state_dict())} tensors") and \
+        "DPT decoder" in err and len(err) < 600, err
+    with pytest.raises(CheckpointError, match="is not a DPT checkpoint"):
+        load_engine("dpt_tiny", p)
