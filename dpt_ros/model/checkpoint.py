@@ -108,7 +108,9 @@ def verify_sha256_prefix(path: "str | os.PathLike") -> Optional[str]:
         size = os.path.getsize(path)
         raise CheckpointError(
             f"{path}: SHA-256 {digest[:16]}... does not start with {prefix} (from the file name): the file is "
-            f"corrupt or truncated ({size} bytes). Download it again (python -m dpt_ros.tools.weights --urls)."
+            f"corrupt or truncated ({size} bytes). Download it again (python -m dpt_ros.tools.weights --urls). "
+            f"(A name ending in -<8 or more hex digits> carries a torch.hub-style hash prefix; if -{prefix} is not "
+            f"one, e.g. a date in your own file's name, rename the file.)"
         )
     return prefix
 

@@ -191,6 +191,10 @@ def test_hash_check_compares_every_digit_of_the_prefix(tmp_path, tiny_sd):
     with pytest.raises(CheckpointError, match=f"does not start with {wrong} \\(from the file name\\): the file is "
                                               "corrupt or truncated"):
         verify_sha256_prefix(bad)
+    dated = bad.rename(p.with_name("finetuned-20241203.pt"))   # a date, not a hash: the message says what to do
+    with pytest.raises(CheckpointError, match="if -20241203 is not one, e.g. a date in your own file's name, rename"):
+        verify_sha256_prefix(dated)
+    bad = dated.rename(bad)
     assert verify_sha256_prefix(bad.rename(p.with_name(f"dpt_tiny-midas-{digest}.pt"))) == digest
 
 
