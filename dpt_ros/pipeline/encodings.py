@@ -9,6 +9,7 @@ message buffer (read-only when the buffer is).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -254,6 +255,8 @@ IMAGE_FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".web
 
 def read_image_file(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; ValueError naming the file when OpenCV cannot read it."""
+    if not Path(path).is_file():   # (said here: OpenCV would also print its own findDecoder warning)
+        raise ValueError(f"cannot read image {str(path)!r}: no such file")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read image {str(path)!r}")

@@ -278,7 +278,7 @@ def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
         depth_errors([(np.full_like(ref, np.nan), ref)])
 
 
-def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference():
+def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
     """--evaluate: the node-side depth as 16UC1 millimetres 4 % too far, the reference 32FC1 metres."""
     pytest.importorskip("rclpy")
     from sensor_msgs.msg import Image
@@ -288,8 +288,11 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference():
     from dpt_ros.ros.testing import Harness, make_image, qos, wait_for
     from dpt_ros.tools import calibrate_depth as tool
 
-    with pytest.raises(SystemExit):
-        tool.parse_args(["--reference", "r", "--evaluate", "d", "--apply", "/dpt_node"])
+    for extra in (["--apply", "/dpt_node"], ["--inverse", "/dpt_node/inverse_depth"]):   # (it would ignore them)
+        with pytest.raises(SystemExit):
+            tool.parse_args(["--reference", "r", "--evaluate", "d", *extra])
+    assert "takes no --inverse, --apply or --yaml" in capsys.readouterr().err
+    assert tool.parse_args(["--reference", "r"]).inverse == "inverse_depth"
     harness = Harness(DOMAIN)
     try:
         depth_pub = harness.probe.create_publisher(Image, "eval/depth", qos())
