@@ -180,6 +180,19 @@ def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: 
     return "\n".join(lines) + "\n"
 
 
+def _invalid_name(name: str) -> str:
+    """Why ``name`` is not a valid namespace or enclave (rcl's rules for both: absolute, ``/``-separated tokens of
+    letters, digits and ``_``), '' when it is."""
+    from rclpy.exceptions import InvalidNamespaceException  # noqa: PLC0415
+    from rclpy.validate_namespace import validate_namespace  # noqa: PLC0415
+
+    try:
+        validate_namespace(name)
+    except InvalidNamespaceException as e:
+        return str(e).splitlines()[0].rstrip(" :").replace("Invalid namespace: namespace ", "it ")
+    return ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
@@ -202,6 +215,12 @@ def main(argv=None) -> int:
         remaps = parse_remaps(args.remap)
     except ValueError as e:
         ap.error(str(e))
+    if not args.namespace.startswith("/"):
+        args.namespace = "/" + args.namespace   # as rclpy's Node(namespace=...) reads a relative one
+    for what, name in (("--namespace", args.namespace), ("--enclave", args.enclave)):
+        why = _invalid_name(name) if name else ""
+        if why:   # a policy for a name no node can have (or an enclave rcl refuses) would secure nothing
+            ap.error(f"{what} {name!r}: {why}")
     cams = args.cameras.split(",") if args.cameras else [""]
     text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
                       managed=args.managed)

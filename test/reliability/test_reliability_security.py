@@ -197,6 +197,13 @@ def test_policy_tool_command_line(tmp_path, capsys):
     assert sros2_policy.main(argv + ["--check"]) == 0 and "is up to date" in capsys.readouterr().out
     out.write_text(text.replace("/robot/right/points", "/robot/right/pointz"))
     assert sros2_policy.main(argv + ["--check"]) == 1 and "is out of date" in capsys.readouterr().err
+    for bad, why in ((["--namespace", "my robot"], "--namespace '/my robot': it must not contain characters other"),
+                     (["--enclave", "dpt"], "--enclave 'dpt': it must be absolute")):
+        with pytest.raises(SystemExit):
+            sros2_policy.main(["--out", "-", *bad])
+        assert why in capsys.readouterr().err
+    assert sros2_policy.main(["--namespace", "robot", "--out", "-"]) == 0   # relative: read as rclpy reads it
+    assert "<topic>/robot/camera_info</topic>" in capsys.readouterr().out
     assert sros2_policy.main(["--out", str(out / "policy.xml")]) == 1   # (out is a file)
     assert capsys.readouterr().err.startswith(f"sros2_policy: cannot write {out / 'policy.xml'}: ")
     for rule in ("__ns:=/other", "dpt_node:__node:=renamed", "image", "image:="):
