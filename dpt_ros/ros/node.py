@@ -1710,6 +1710,15 @@ def main(args=None, managed: bool = False) -> int:
     except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
         print(f"dpt_node: cannot initialise ROS 2: {e}", file=sys.stderr)
         return 2
+    # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
+    # console logger is off (--disable-stdout-logs), as a plain line on stderr
+    stdout_logs = "--disable-stdout-logs" not in (sys.argv if args is None else args)
+
+    def fatal(message: str) -> None:
+        rclpy.logging.get_logger("dpt_node").fatal(message)
+        if not stdout_logs:
+            print(f"dpt_node: {message}", file=sys.stderr)
+
     node = None
     code = 0
     # single-threaded, managed or not: the node destroys subscriptions and publishers in callbacks (transitions,
@@ -1723,19 +1732,16 @@ def main(args=None, managed: bool = False) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except StartupError as e:
-        rclpy.logging.get_logger("dpt_node").fatal(str(e))
-        print(f"dpt_node: {e}", file=sys.stderr)
+        fatal(str(e))
         code = 2
     except (FileNotFoundError, PermissionError, ValueError) as e:   # a file or value the user gave
-        rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {e}")
-        print(f"dpt_node: cannot start: {e}", file=sys.stderr)
+        fatal(f"cannot start: {e}")
         code = 2
     except (RuntimeError, OSError) as e:
         if not rclpy.ok():
             pass   # Ctrl-C shut the context down under the executor (RCLError from its wait set): a normal exit
         else:      # e.g. CUDA out of memory while loading the model
-            rclpy.logging.get_logger("dpt_node").fatal(f"cannot start: {type(e).__name__}: {e}")
-            print(f"dpt_node: cannot start: {type(e).__name__}: {e}", file=sys.stderr)
+            fatal(f"cannot start: {type(e).__name__}: {e}")
             code = 1
     finally:
         if node is not None:

@@ -194,11 +194,21 @@ def test_missing_weights_exits_with_instructions():
 def test_missing_weights_file_exits_with_instructions(tmp_path):
     proc = start("-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
     code, log = proc.wait(timeout=60), proc.stdout.read()
-    assert code != 0
-    assert "nope.pt" in log and "not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
+    assert code == 2
+    assert "nope.pt' not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
+    # said once, by the logger (its console line; it also goes to the log file), not echoed a second time
+    assert log.count("nope.pt' not found") == 1 and "[FATAL]" in log, log
 
 
-def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capsys):
+def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_path):
+    """--disable-stdout-logs silences the logger's console output: the reason comes as one plain line instead."""
+    proc = start("--disable-stdout-logs", "-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code == 2 and "[FATAL]" not in log, log
+    assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_node: depth.weights: file '{tmp_path}"), log
+
+
+def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capfd):
     """A permission problem is the user's to fix, like a missing file: exit 2 and the reason (as root, which reads
     every file, chmod cannot show it: the loader's open() is made to fail as it does for another user)."""
     from dpt_ros.ros import node
@@ -210,7 +220,7 @@ def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, cap
     monkeypatch.setattr(node, "load_engine", unreadable)
     code = node.main(["--ros-args", "-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=random",
                       "-p", "device:=cpu"])
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err   # the logger writes to the process's stderr from C
     assert code == 2 and "cannot start: [Errno 13] Permission denied: '/models/dpt_hybrid.pt'" in err, err
 
 
@@ -236,7 +246,7 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                 proc.kill()
                 proc.wait()
         assert code == 2, log
-        assert f"dpt_node: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
+        assert f"[dpt_node]: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
         assert "Traceback" not in log, log
 
 
