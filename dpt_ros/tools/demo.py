@@ -189,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
 
+    if not complete():
+        print(f"demo: no frame was processed; nothing written to {out}/", file=sys.stderr)
+        return code or 1
     frames = []
     for i, s in enumerate(complete()[: args.frames]):
         msg, received = raw[s]

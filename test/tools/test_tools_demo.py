@@ -59,6 +59,19 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     assert cams and int(cams[0]["processed"]) >= 3
 
 
+def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(tmp_path):
+    out = tmp_path / "out"
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "2", "--out", str(out),
+                          "--variant", "dpt_tiny", "--weights", str(tmp_path / "missing.pt"), "--device", "cpu",
+                          "--timeout", "120"], env=dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only()),
+                         capture_output=True, text=True, timeout=180)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.count("missing.pt' not found") == 1, res.stderr   # the node's reason, once
+    assert "dpt_ros.ros.node exited early with code 2" in res.stderr
+    assert f"no frame was processed; nothing written to {out}/" in res.stderr
+    assert list(out.iterdir()) == [] and "frames ->" not in res.stdout
+
+
 def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(capsys):
     for bad in ("dpt_hybird", "dpt_large_ade20k"):
         with pytest.raises(SystemExit) as info:
