@@ -174,8 +174,15 @@ def _load_failure_cause(exc: BaseException) -> str:
     if "WeightsUnpickler error:" in text:
         text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    cause = " ".join(lines) or exc.__class__.__name__
-    return cause[:300]
+    return _clip(" ".join(lines) or exc.__class__.__name__)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    """``text`` cut to about ``limit`` characters at a word boundary, with "..." where it was cut."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:") + " ..."
 
 
 def resolve_weights_path(path: "str | os.PathLike") -> Path:
@@ -254,7 +261,7 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
         if blocked:  # the restricted unpickler met a class or function: code a plain state dict never holds
             raise CheckpointError(
                 f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
-                f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {blocked[0][:300]}"
+                f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {_clip(blocked[0])}"
             ) from e
         raise CheckpointError(
             f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file){_content_hint(path)}: "

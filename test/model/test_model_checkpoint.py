@@ -533,3 +533,14 @@ def test_weights_tool_verifies_snapshot_directory(tmp_path, tiny_sd):
     assert "model.safetensors" in report and "strict load as dpt_tiny: OK" in report
     assert weights.main(["--verify", str(snap), "--variant", "dpt_tiny"]) == 0
     assert weights.main(["--verify", str(tmp_path)]) == 1  # a folder without weights: clear failure
+
+
+def test_a_long_load_error_is_cut_at_a_word_with_a_mark():
+    from dpt_ros.model.checkpoint import _load_failure_cause
+
+    words = " ".join(f"word{i:03d}" for i in range(100))            # 799 characters
+    cause = _load_failure_cause(RuntimeError(words))
+    assert cause.endswith(" ...") and len(cause) <= 304
+    assert words.startswith(cause[:-4]) and cause[:-4].split()[-1] == "word036"   # a whole word, not "word03"
+    assert _load_failure_cause(RuntimeError("short cause")) == "short cause"
+    assert _load_failure_cause(RuntimeError("x" * 400)) == "x" * 300 + " ..."      # one long word: cut inside it
