@@ -190,8 +190,18 @@ def _same_task(task: str, key_a: tuple, key_b: tuple) -> bool:
     """Whether two model keys (:meth:`Settings.model_key`) ask for the same ``task`` model: its variant and
     weights and every parameter that is not another task's."""
     a, b = dict(zip(params.MODEL_PARAMETERS, key_a)), dict(zip(params.MODEL_PARAMETERS, key_b))
+    a["device"], b["device"] = _device_identity(a["device"]), _device_identity(b["device"])
     other = tuple(f"{t}." for t in ("depth", "segmentation") if t != task)
     return all(a[n] == b[n] for n in params.MODEL_PARAMETERS if not n.startswith(other))
+
+
+def _device_identity(name: str) -> torch.device:
+    """The device a ``device`` value selects, so that names of one device compare equal: ``auto`` and what it
+    resolves to, ``cuda`` and ``cuda:<current device>``."""
+    device = resolve_device(name)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 class _Pixels:

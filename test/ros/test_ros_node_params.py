@@ -449,3 +449,10 @@ def test_a_swap_of_one_task_keeps_the_other_tasks_model(harness, tmp_path):
     wait_for(lambda: node.models is not after, timeout=60, what="both rebuilt")
     assert node.models.depth is not after.depth and node.models.segmentation is not after.segmentation
     assert node.models.reused == () and node.models.segmentation_pre.net_size == (96, 96)
+
+    # device auto -> cpu names the device the models already run on (no GPU here): nothing is loaded again
+    rebuilt = node.models
+    assert str(rebuilt.device) == "cpu" and node.get_parameter("device").value == "cpu"
+    assert set_params(harness, node, device="auto")[0].successful
+    wait_for(lambda: node.models is not rebuilt, timeout=60, what="the swap to device auto")
+    assert node.models.reused == ("depth", "segmentation") and node.models.depth is rebuilt.depth
