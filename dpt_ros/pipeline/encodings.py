@@ -288,7 +288,12 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw).
     # IGNORE_ORIENTATION: the pixels as sent, as image_transport's subscriber reads them (an EXIF rotation
     # would turn the frame against its camera_info)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
+    except cv2.error as e:   # OpenCV refuses rather than fails, e.g. a header declaring more than 2**30 pixels
+        why = ("its header declares more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS)"
+               if "CV_IO_MAX_IMAGE_PIXELS" in str(e) else str(e).split("error: ", 1)[-1].strip())
+        raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes: {why}") from None
     if img is None:
         raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
     if img.dtype == np.uint16:

@@ -925,6 +925,9 @@ class DptNode(Node):
             except (pipeline.EncodingError, ValueError) as e:
                 self._count_error("encoding", str(e), [f])
                 continue
+            except Exception as e:  # noqa: BLE001 - a decoder's own failure is this frame's, not the batch's
+                self._count_error("encoding", f"{type(e).__name__}: {e}", [f])
+                continue
             f.camera.frame_size = px.size
             jobs.append(dict(frame=f, px=px, wanted=wanted,
                              labels=needs_labels and m.segmentation is not None))

@@ -2,6 +2,7 @@
 
 import array
 import struct
+import zlib
 
 import cv2
 import numpy as np
@@ -236,6 +237,15 @@ def test_decode_compressed_ignores_an_exif_rotation():
     assert out.shape == (20, 40, 3) and out[:, :20].mean() > 250 and out[:, 20:].mean() < 5
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares ``width`` x ``height`` RGB pixels, with almost no image data."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+
+
 @pytest.mark.parametrize(
     ("data", "fmt", "match"),
     [
@@ -243,6 +253,7 @@ def test_decode_compressed_ignores_an_exif_rotation():
         (b"GIF89a....", "jpeg", "neither JPEG nor PNG"),
         (b"", "png", "empty"),
         (b"\x89PNG\r\n\x1a\n", "bmp", "unsupported compressed format 'bmp'"),
+        (_png_header(100_000, 100_000), "png", "declares more pixels than OpenCV decodes"),   # 68 bytes, 10**10 px
     ],
 )
 def test_decode_compressed_rejects_bad_payloads(data, fmt, match):

@@ -267,6 +267,45 @@ def test_corrupt_compressed_images(harness, rosout):
            next_valid_frame_max_s_after_bad_compressed=round(max(times), 3))
 
 
+def test_a_frame_opencv_refuses_to_decode_costs_only_its_own_camera(harness, rosout):
+    """Cameras a and b in one batch: b's PNG declares 10**10 pixels (OpenCV raises rather than returning None).
+    That frame is counted as b's encoding error; a's frame of the same batch is published."""
+    import struct
+    import zlib
+
+    from dpt_ros.ros.testing import gate_engine
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    bomb = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 10)) + chunk(b"IEND", b""))
+    node = harness.start_node(namespace="bz", cameras=["a", "b"], image_transport="compressed")
+    out = {ns: harness.collector(Image, f"/bz/{ns}/inverse_depth") for ns in "ab"}
+    pubs = {ns: harness.probe.create_publisher(CompressedImage, f"/bz/{ns}/image/compressed", qos("reliable"))
+            for ns in "ab"}
+    wait_for(lambda: all(p.get_subscription_count() for p in pubs.values())
+             and all(c.pubs["inverse_depth"].get_subscription_count() for c in node.cameras), what="discovery")
+    good = _jpeg(pattern_image(W, H))
+
+    def send(ns, stamp, data, fmt):
+        pubs[ns].publish(conversions.compressed_msg(make_image(stamp).header, data, fmt))
+
+    gate, entered, _ = gate_engine(node.models.depth)
+    send("a", SEC, good, "jpeg")                 # holds the worker in its forward pass
+    wait_for(entered.is_set, what="first forward pass")
+    send("a", 2 * SEC, good, "jpeg")
+    send("b", 2 * SEC, bomb, "png")
+    wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both cameras' frames waiting")
+    gate.set()                                   # the next batch holds both
+    wait_for(lambda: [conversions.stamp_ns(m.header) for m in out["a"]] == [SEC, 2 * SEC], what="a's frame 2")
+    counts = {c.ns.rsplit("/", 1)[-1]: c.counts for c in node.cameras}
+    assert counts["b"]["error:encoding"] == 1 and counts["a"]["processed"] == 2 and not out["b"], counts
+    assert node.error_counts().get("internal", 0) == 0
+    wait_for(lambda: any("declares more pixels than OpenCV decodes" in line
+                         for line in rosout.lines("dpt_node", Log.ERROR)), what="the reason logged")
+
+
 def test_bad_camera_info(rig):
     def info_case(mutate, stamp_offset_ns=0):
         def send():
