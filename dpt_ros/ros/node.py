@@ -267,6 +267,7 @@ class _Camera:
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
+    info_waited_in_vain: bool = False   # a frame's wait for its camera_info ran out; none has come since
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
 
     def topic(self, name: str) -> str:
@@ -832,6 +833,7 @@ class DptNode(Node):
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
             cam.infos.append((conversions.stamp_ns(msg.header), msg))
+            cam.info_waited_in_vain = False
             self._info_arrived.notify_all()
 
     # ------------------------------------------------------------------ worker
@@ -1211,8 +1213,10 @@ class DptNode(Node):
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
-        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way). With
-        ``camera_info.url``, the file's."""
+        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way); but not again
+        for this camera until its next camera_info comes after one such wait ran out (its camera_info has
+        stopped, or comes slower than its images): the worker serves every camera, and would hold all of them
+        back by that wait on each of this camera's frames. With ``camera_info.url``, the file's."""
         if f.camera.calibration is not None:
             return f.camera.calibration
         stamp = conversions.stamp_ns(f.msg.header)
@@ -1223,7 +1227,11 @@ class DptNode(Node):
                 infos = list(f.camera.infos)
                 chosen = self._match_info(infos, stamp, policy, s["camera_info.tolerance"])
                 remaining = deadline - time.monotonic()
-                if chosen is not None or not infos or infos[-1][0] >= stamp or remaining <= 0 or self._stopping:
+                if chosen is not None or not infos or infos[-1][0] >= stamp or self._stopping \
+                        or f.camera.info_waited_in_vain:
+                    break
+                if remaining <= 0:
+                    f.camera.info_waited_in_vain = True
                     break
                 self._info_arrived.wait(remaining)
         if chosen is None:

@@ -781,6 +781,47 @@ def test_a_frame_older_than_the_newest_camera_info_does_not_wait_for_one(harness
     assert node.error_counts() == {"no_camera_info": 1}
 
 
+def test_a_camera_whose_camera_info_stopped_waits_for_it_once_not_for_every_frame(harness, monkeypatch):
+    """The worker serves every camera: waiting for a camera_info that has stopped coming on each of one camera's
+    frames would hold all cameras back. After one wait in vain (widened to 5 s here) its next frames go without
+    waiting, until a camera_info comes again; then a late one is waited for again."""
+    import time
+
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 5.0)
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact"})
+    out = harness.collector(Image, "inverse_depth")
+    points = harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    first = make_image(10**9)
+    info_pub.publish(make_info(first))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="first info stored")
+    pub.publish(first)
+    wait_for(lambda: len(points) == 1, what="first cloud")
+    pub.publish(make_image(2 * 10**9))        # camera_info has stopped: this frame waits the 5 s, in vain
+    wait_for(lambda: len(out) == 2, timeout=15.0, what="frame 2 after its wait")
+    for i in (3, 4):
+        pub.publish(make_image(i * 10**9))
+        wait_for(lambda: len(out) == i, timeout=2.5, what=f"frame {i} without another 5 s wait")
+    assert node.error_counts() == {"no_camera_info": 3} and len(points) == 1
+    img = make_image(5 * 10**9)               # camera_info is back, late: waited for again
+    pub.publish(img)
+    time.sleep(0.3)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(out) == 5, timeout=15.0, what="frame 5")
+    # (frame 5 went before its info could clear the flag, or waited for it: both are right)
+    img = make_image(6 * 10**9)
+    pub.publish(img)
+    time.sleep(0.3)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(out) == 6, timeout=15.0, what="frame 6")
+    assert conversions.stamp_ns(points[-1].header) == 6 * 10**9
+
+
 def test_compressed_input_transport(harness):
     """image_transport:=compressed subscribes to <image>/compressed with the remap of ``image`` applied
     (as image_transport does), so `-r image:=/cam/image_raw` works for both transports."""
