@@ -909,6 +909,12 @@ class DptNode(Node):
                 wanted -= set(_DEPTH_OUTPUTS)
             if m.segmentation is None:
                 wanted -= set(_SEG_OUTPUTS)
+            if m.depth is not None and not wanted.isdisjoint(_METRIC_OUTPUTS) and not s["depth.align"] \
+                    and _metric(m.depth.variant, s) is None:   # no metres to make: nor their outputs
+                wanted -= _METRIC_OUTPUTS
+                self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
+                                "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
+                                "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
             if "points" in wanted and s["points.max_rate"] > 0.0 and not f.camera.points_throttle.admit(
                     f.received, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
                 wanted.discard("points")
@@ -1061,10 +1067,6 @@ class DptNode(Node):
                     host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
                 elif depth_t is not None and "depth" in needed:
                     host.request("depth", depth_t)
-            elif ("depth" in needed or "points" in wanted) and not s["depth.align"]:   # (alignment: counted)
-                self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
-                                "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
-                                "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
         intr = info = None
         if depth_t is not None and not wanted.isdisjoint(_INFO_OUTPUTS):
             info = self._camera_info(f, s)

@@ -468,3 +468,28 @@ def test_depth_without_metric_scale_is_explained_once_and_inverse_depth_still_go
     warned = [m.msg for m in log if "need metric depth" in m.msg and m.name == "dpt_node"]
     assert len(warned) == 1 and "calibrate_depth" in warned[0] and "dpt_hybrid_kitti" in warned[0]
     assert got["depth"] == [] and node.error_counts() == {}
+
+
+def test_a_frame_whose_only_subscribed_outputs_need_metres_that_cannot_be_made_skips_the_model(harness):
+    """lazy: only depth is subscribed, and a relative variant without depth.scale makes no metres: the frames
+    are idle (no forward pass for nothing), and the reason is said once; depth.scale set live brings depth."""
+    from rcl_interfaces.msg import Log
+
+    node = harness.start_node()
+    log = harness.collector(Log, "/rosout")
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, "depth")
+    passes = []
+    real_run = node.models.depth.run
+    node.models.depth.run = lambda batch: passes.append(batch.shape) or real_run(batch)
+    for i in range(1, 4):
+        pub.publish(make_image(i))
+        wait_for(lambda: node.counts()[""].get("idle", 0) == i, what=f"frame {i} idle")
+    assert passes == [] and depth == [] and node.counts()[""].get("processed", 0) == 0
+    wait_for(lambda: any("need metric depth" in m.msg for m in log), what="the warning")
+    assert len([m for m in log if "need metric depth" in m.msg and m.name == "dpt_node"]) == 1
+    assert set_params(harness, node, **{"depth.scale": 1.0})[0].successful
+    pub.publish(make_image(4))
+    wait_for(lambda: len(depth) == 1, what="depth once it can be made")
+    assert len(passes) == 1
