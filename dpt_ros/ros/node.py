@@ -527,6 +527,14 @@ class DptNode(Node):
         reasons = params.check_all(s)
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
+        seen: dict[str, str] = {}
+        for ns in s["cameras"]:   # two spellings of one namespace (a, /a; ~/x, /<node>/x): two publishers per topic
+            ns = ns.rstrip("/")
+            topic = self.resolve_topic_name(f"{ns}/inverse_depth" if ns else "inverse_depth")
+            if topic in seen:
+                raise StartupError(f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish "
+                                   f"{topic}; list it once")
+            seen[topic] = ns
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
         tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]

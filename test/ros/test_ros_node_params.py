@@ -456,3 +456,31 @@ def test_a_swap_of_one_task_keeps_the_other_tasks_model(harness, tmp_path):
     assert set_params(harness, node, device="auto")[0].successful
     wait_for(lambda: node.models is not rebuilt, timeout=60, what="the swap to device auto")
     assert node.models.reused == ("depth", "segmentation") and node.models.depth is rebuilt.depth
+
+
+@pytest.mark.parametrize(("cameras", "node_ns", "same"), [(["left", "/left"], "/", "/left/inverse_depth"),
+                                                          (["~/cam", "/dpt_node/cam"], "/", "/dpt_node/cam/inverse_depth"),
+                                                          (["", "/rig"], "/rig", "/rig/inverse_depth")])
+def test_two_spellings_of_one_camera_are_refused_at_start_up(cameras, node_ns, same):
+    """cameras:=[left, /left] in the root namespace names one camera twice: two subscriptions of one topic and two
+    publishers per output, every frame processed and published twice. Refused, naming both and the topic."""
+    import rclpy
+    from rclpy.context import Context
+
+    from dpt_ros.ros.node import DptNode, StartupError
+    from dpt_ros.ros.testing import FAST
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN + 23)
+    try:
+        with pytest.raises(StartupError, match="cameras lists one camera twice: ") as info:
+            DptNode(context=context, namespace=node_ns,
+                    parameter_overrides=[Parameter(n, value=v) for n, v in FAST.items()]
+                    + [Parameter("cameras", value=cameras)])
+        assert f"{cameras[0]!r} and {cameras[1]!r} both publish {same}; list it once" in str(info.value)
+        ok = DptNode(context=context, namespace=node_ns, parameter_overrides=[
+            Parameter(n, value=v) for n, v in FAST.items()] + [Parameter("cameras", value=[cameras[0], "/other"])])
+        assert [c.ns for c in ok.cameras] == [cameras[0], "/other"]
+        ok.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
