@@ -114,7 +114,10 @@ class Backbone(nn.Module):
         pe = self.model.pos_embed
         if torch.is_grad_enabled() and pe.requires_grad:
             return resize_pos_embed(pe, grid, self.variant.pos_grid)
-        key = (grid, pe.data_ptr(), pe._version, pe.dtype, pe.device)
+        # a parameter made under torch.inference_mode() (a model built or loaded there) has no version counter;
+        # it cannot be changed in place outside inference mode, so its storage identifies it
+        version = -1 if pe.is_inference() else pe._version
+        key = (grid, pe.data_ptr(), version, pe.dtype, pe.device)
         hit = self._pos_cache.get(key)
         if hit is not None:
             self._pos_cache.move_to_end(key)

@@ -76,6 +76,23 @@ def test_pos_cache_follows_a_replaced_parameter():
     assert torch.allclose(b, a + 2.0, atol=1e-5)
 
 
+def test_a_model_built_in_inference_mode_runs():
+    """A caller's loader that builds the model (or the engine) inside torch.inference_mode(): its parameters are
+    inference tensors, without the version counter the cache key read (RuntimeError at the first forward)."""
+    torch.manual_seed(0)
+    reference = DPT("dpt_tiny").eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        m = DPT("dpt_tiny").eval()
+        m.load_state_dict(reference.state_dict())
+        assert m.pretrained.model.pos_embed.is_inference()
+        out = m(x)
+        again = m(x)                       # from the cache
+        expected = reference(x)
+    assert len(m.pretrained._pos_cache) == 1
+    assert torch.allclose(out, expected, atol=1e-5) and torch.equal(out, again)
+
+
 def test_pos_embed_is_trainable_outside_inference():
     """With gradients on (fine-tuning), the resized embedding is computed, not cached, so gradients reach it."""
     m = DPT("dpt_tiny").train()
