@@ -398,16 +398,18 @@ def hf_to_official(sd: Mapping[str, torch.Tensor], reference: Iterable[str]) -> 
             if all(n in sd for n in new):
                 out[k] = torch.cat([sd[n] for n in new], dim=0)
                 used.update(new)
-            else:
-                missing.append(f"{k} (<- {', '.join(n for n in new if n not in sd)})")
+            else:   # (the parts that are there are this tensor's: said with it, not as unexpected)
+                missing.append((k, f"{k} (<- {', '.join(n for n in new if n not in sd)})"))
+                used.update(n for n in new if n in sd)
         elif new in sd:
             out[k] = sd[new]
             used.add(new)
         else:
-            missing.append(f"{k} (<- {new})")
+            missing.append((k, f"{k} (<- {new})"))
     unexpected = [k for k in sd if k not in used]
-    # Missing optional keys are reported by load_state_dict_into; re-map them there.
-    hard_missing = [m for m in missing if not m.startswith(OPTIONAL_PREFIXES)]
+    # Missing optional keys and BatchNorm step counters are reported by load_state_dict_into
+    hard_missing = [text for k, text in missing
+                    if not k.startswith(OPTIONAL_PREFIXES) and not k.endswith(".num_batches_tracked")]
     if hard_missing or unexpected:
         raise CheckpointError(_key_error_text("Hugging Face checkpoint", hard_missing, unexpected, []))
     return out
@@ -564,11 +566,10 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
             report.dropped.append(k)
             del sd[k]
     missing = [k for k in own if k not in sd]
-    report.absent_optional = [k for k in missing if k.startswith(OPTIONAL_PREFIXES)]
     # a BatchNorm's step counter only matters for training with momentum=None: a file saved without
     # these buffers (some exporters drop them) holds every tensor inference needs
-    report.absent_counters = [k for k in missing if k.endswith(".num_batches_tracked")
-                              and not k.startswith(OPTIONAL_PREFIXES)]
+    report.absent_counters = [k for k in missing if k.endswith(".num_batches_tracked")]
+    report.absent_optional = [k for k in missing if k.startswith(OPTIONAL_PREFIXES) and k not in report.absent_counters]
     missing = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES) and k not in report.absent_counters]
     unexpected = [k for k in sd if k not in own]
     mis_shaped = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"

@@ -104,7 +104,9 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     from dpt_ros.model.checkpoint import load_checkpoint
 
     model = load_checkpoint(src, get_variant(variant))
-    sd = {k: t.contiguous() for k, t in model.state_dict().items()}
+    rep = model.load_report
+    absent = set(rep.absent_optional) | set(rep.absent_counters)   # what the model filled in: not the file's
+    sd = {k: t.contiguous() for k, t in model.state_dict().items() if k not in absent}
     if to == "hf":
         sd = official_to_hf(sd)
     sd = {k: t.clone() for k, t in sd.items()}  # no shared storage (q/k/v views) for safetensors

@@ -7,7 +7,8 @@ import os
 import pytest
 import torch
 
-from dpt_ros.model import VARIANTS, CheckpointError, load_engine
+from dpt_ros.model import VARIANTS, CheckpointError, get_variant, load_engine
+from dpt_ros.model.checkpoint import load_checkpoint, read_state_dict
 from dpt_ros.model.reference import random_state_dict
 from dpt_ros.tools import bench_model, weights
 
@@ -198,3 +199,28 @@ def test_a_vit_classifier_is_not_a_dpt(tmp_path, capsys, with_variant):
         "DPT decoder" in err and len(err) < 600, err
     with pytest.raises(CheckpointError, match="is not a DPT checkpoint"):
         load_engine("dpt_tiny", p)
+
+
+def test_convert_writes_only_the_tensors_the_source_had(tmp_path):
+    """A segmentation file without the auxiliary head and without BatchNorm step counters: the converted file
+    lacks them too (the loader's zero-filled aux head and counters were written as if the source had them), so
+    --verify of it still says "no auxiliary head"; outputs are unchanged, with either names."""
+    v = get_variant("dpt_hybrid_ade20k").replace(
+        embed_dim=64, depth=4, num_heads=2, hooks=(0, 1, 2, 3), channels=(128, 256, 64, 64),
+        resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
+    sd = random_state_dict(v, seed=6)
+    lean = {k: t for k, t in sd.items() if not k.startswith("auxlayer.") and not k.endswith(".num_batches_tracked")}
+    src = tmp_path / "seg.pt"
+    torch.save(lean, src)
+    x = torch.randn(1, 3, 64, 64)
+    ref = load_engine(v, src).run(x)["logits"]
+    for to, name in (("official", "seg_official.pt"), ("hf", "model.safetensors")):
+        weights.convert(src, tmp_path / name, v, to)
+        out = read_state_dict(tmp_path / name)
+        if to == "official":
+            assert set(out) == set(lean)
+        else:   # (q, k, v are three tensors there)
+            assert not any("auxiliary_head" in k or k.endswith("num_batches_tracked") for k in out)
+        assert torch.equal(load_engine(v, tmp_path / name).run(x)["logits"], ref)
+    rep = load_checkpoint(tmp_path / "seg_official.pt", v).load_report
+    assert rep.absent_optional and all(k.startswith("auxlayer.") for k in rep.absent_optional)
