@@ -37,6 +37,29 @@ def parse_precision(precision: "str | torch.dtype") -> torch.dtype:
     raise ValueError(f"precision must be one of fp32, fp16, bf16, got {precision!r}")
 
 
+def check_target(device: "str | torch.device", precision: "str | torch.dtype") -> tuple[torch.device, torch.dtype]:
+    """The device and dtype an engine runs on (``cuda`` becomes ``cuda:<current device>``).
+
+    :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, an unknown
+        precision, or fp16 on the CPU (the message says what to use instead).
+    """
+    dtype = parse_precision(precision)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available here; use device='cpu'")
+        if dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())
+    elif dtype == torch.float16:
+        raise ValueError("fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16")
+    return dev, dtype
+
+
 def metric_depth(inverse_depth: torch.Tensor, metric: Metric) -> torch.Tensor:
     """Metres from the metric variants' raw output: ``1 / max(scale * inv + shift, 1e-8)`` (if invert)."""
     depth = inverse_depth * metric.scale + metric.shift
@@ -135,18 +158,7 @@ class Engine:
         max_graphs: int = 4,
         channels_last: Optional[bool] = None,
     ) -> None:
-        self.device = torch.device(device)
-        self.dtype = parse_precision(precision)
-        if self.device.type == "cuda":
-            if not torch.cuda.is_available():
-                raise ValueError("device 'cuda' requested but CUDA is not available here; use device='cpu'")
-            if self.device.index is None:
-                self.device = torch.device("cuda", torch.cuda.current_device())
-        elif self.device.type == "cpu":
-            if self.dtype == torch.float16:
-                raise ValueError("fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16")
-        else:
-            raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+        self.device, self.dtype = check_target(device, precision)
         if cuda_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs a CUDA device; set cuda_graphs=False on the CPU")
         if max_graphs < 1:
@@ -336,7 +348,7 @@ def load_engine(
     """
     v = get_variant(variant)
     # Validate the cheap arguments before reading a large file.
-    parse_precision(precision)
+    check_target(device, precision)
     model = build_model(v, weights, verify_hash=verify_hash)
     random_weights = isinstance(weights, str) and weights == "random"
     return Engine(model, device=device, precision=precision, cuda_graphs=cuda_graphs,

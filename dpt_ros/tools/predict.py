@@ -34,6 +34,7 @@ import torch
 
 from dpt_ros import pipeline
 from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
+from dpt_ros.model.engine import check_target
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, RESIZE_METHODS
 
 #: the official run_monodepth.py's scale of a metric variant's depth before writing it
@@ -177,6 +178,11 @@ def main(argv=None) -> int:
               f"got {args.input_size}", file=sys.stderr)
         return 2
     try:
+        check_target(args.device, args.precision)
+    except ValueError as e:   # (not the weights' fault: said before they are read)
+        print(f"predict: {e}", file=sys.stderr)
+        return 2
+    try:
         engine = load_engine(variant, weights, device=args.device, precision=args.precision)
     except (FileNotFoundError, CheckpointError, ValueError, RuntimeError) as e:
         print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
@@ -219,7 +225,7 @@ def main(argv=None) -> int:
         except OSError as e:
             print(f"predict: {path}: cannot write its results to {out_dir}: {e.strerror or e}", file=sys.stderr)
             return 2
-        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))}, "
+        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])[::-1]))}, "
               f"{ms:.0f} ms -> {', '.join(p.name for p in written)}", flush=True)
     if engine.random_weights:
         print("predict: the outputs above come from RANDOM WEIGHTS and are meaningless", file=sys.stderr)

@@ -83,6 +83,9 @@ def test_bad_arguments():
         on_meta = DPT("dpt_tiny")
     with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got 'meta'"):
         Engine(on_meta, device="meta")
+    for bad in ("gpu", "cuda:x", 3.5):   # not even a torch device name: the same message, before any file is read
+        with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got "):
+            load_engine("dpt_tiny", "/nowhere/weights.pt", device=bad)
 
 
 def test_precision_names():
