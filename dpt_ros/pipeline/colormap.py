@@ -63,9 +63,14 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
     xp = array_module(values)
     lut = colormap_lut(colormap)
     scale = np.float32(255.0 / (vmax - vmin))
-    offset = np.float32(0.5 - vmin * 255.0 / (vmax - vmin))  # + 0.5: round to the nearest entry
+    # (v - vmin) * scale, not v * scale - vmin * scale: for a narrow range far from 0 (a flat wall at 3000 model
+    # units) the two large float32 terms cancel and the index loses its low bits. vmin is subtracted as a float32,
+    # what that rounding left out is added back with the + 0.5 that rounds to the nearest entry
+    low = np.float32(vmin)
+    offset = np.float32(0.5 + (float(low) - vmin) * 255.0 / (vmax - vmin))
     if xp is np:
-        t = np.multiply(values, scale, dtype=np.float32)
+        t = np.subtract(values, low, dtype=np.float32)
+        t *= scale
         t += offset
         with np.errstate(invalid="ignore"):
             np.clip(t, 0.0, 255.0, out=t)
@@ -77,7 +82,7 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
     else:   # on the values' device (not CuPy's current one), with no host synchronisation
         with xp.cuda.Device(values.device.id):
             lut = _device_lut(colormap, values.device.id)
-            t = values.astype(xp.float32) * scale + offset
+            t = (values.astype(xp.float32, copy=False) - low) * scale + offset
             idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
             return xp.where(xp.isfinite(values)[:, :, None], lut[idx], xp.asarray(invalid_color, dtype=xp.uint8))
     valid = np.isfinite(values)

@@ -192,6 +192,18 @@ def test_colorize_fixed_range_clip_invalid_and_reverse():
         colorize(np.zeros((2, 2, 3), np.float32), "gray")
 
 
+@pytest.mark.parametrize(("vmin", "vmax"), [(3000.0, 3000.01), (1000.0, 1000.1), (1000.1, 1000.2), (-5.0, 5.0),
+                                            (2.0, 1.0)])
+def test_colorize_indexes_a_narrow_range_far_from_zero_exactly(vmin, vmax):
+    """The map index is round((v - vmin) / (vmax - vmin) * 255) to the nearest entry, as float64 gives it, also
+    for a narrow range far from zero (a flat wall in model units): v * scale - vmin * scale lost it in float32
+    (7 entries off at [3000, 3000.01])."""
+    v = np.linspace(min(vmin, vmax), max(vmin, vmax), 4001, dtype=np.float32).reshape(1, -1)
+    expected = np.clip(np.floor((v.astype(np.float64) - vmin) / (vmax - vmin) * 255.0 + 0.5), 0, 255)
+    got = colorize(v, "gray", vmin, vmax)[0, :, 0].astype(np.float64)
+    assert np.abs(got - expected[0]).max() <= 1 and (got != expected[0]).mean() < 0.002
+
+
 def test_running_range_is_stable_and_smoothed():
     rr = RunningRange(low=0.0, high=100.0, momentum=0.9)
     base = np.linspace(1.0, 5.0, 10000, dtype=np.float32).reshape(100, 100)
