@@ -107,7 +107,12 @@ def test_reference_images_in_metres_or_millimetres_and_their_size():
     with pytest.raises(ValueError, match="32FC1 .* or 16UC1"):
         conversions.depth_metres(conversions.image_msg(header, np.zeros((2, 2, 3), np.uint8), "rgb8"))
     big = np.arange(16, dtype=np.float32).reshape(4, 4)
-    np.testing.assert_array_equal(pipeline.reference_to_size(big, (2, 2)), big[::2, ::2])   # nearest: no blending
+    np.testing.assert_array_equal(pipeline.reference_to_size(big, (2, 2)), big[1::2, 1::2])   # nearest: no blending
+    # each output pixel takes the source pixel under its centre: column floor((j + 0.5) * 2.5) of 1280 -> 512
+    wide = np.tile(np.arange(1280, dtype=np.float32), (720, 1))
+    got = pipeline.reference_to_size(wide, (288, 512))
+    np.testing.assert_array_equal(got[0], np.floor((np.arange(512) + 0.5) * 2.5))
+    assert got[0, :6].tolist() == [1, 3, 6, 8, 11, 13]
     with pytest.raises(pipeline.CalibrationFitError, match="different aspect ratios"):
         pipeline.reference_to_size(big, (2, 4))
 
