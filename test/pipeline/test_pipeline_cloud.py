@@ -128,6 +128,7 @@ def test_cloud_layouts_and_dense_mode():
         xyz.field("rgb")
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")   # (NumPy 1.x warned of the overflow in x, y)
 def test_depth_beyond_float32_is_invalid_like_infinity():
     """A float64 depth larger than float32 can hold is +inf once written as a float32 point: invalid, as the CUDA
     kernel (which casts first) has it; a dense cloud holds finite points only."""
