@@ -43,7 +43,7 @@ class DepthQuantization(NamedTuple):
 def depth_quantization(depth_max: float, quantization: float) -> DepthQuantization:
     """compressedDepth's code for 32FC1 depth with image_transport's ``depth_max`` (metres) and
     ``depth_quantization`` parameters. The step between codes at depth d is about d**2 / quant_a metres
-    (1 mm at 1 m, 10 cm at 10 m with the defaults 10 and 100)."""
+    (0.1 mm at 1 m, 1 cm at 10 m with the defaults 10 and 100)."""
     if not (math.isfinite(depth_max) and depth_max > 0):
         raise ValueError(f"compressedDepth needs a finite depth_max > 0 (metres); got {depth_max}")
     if not (math.isfinite(quantization) and quantization > 0):

@@ -86,6 +86,7 @@ _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 #: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
+_STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
 
 
 class StartupError(RuntimeError):
@@ -318,6 +319,9 @@ class DptNode(Node):
         self._errors: collections.Counter = collections.Counter()
         self._stage_ms = {st: collections.deque(maxlen=300) for st in STAGES}
         self._ages_ms: collections.deque = collections.deque(maxlen=300)
+        # time.monotonic() at the end of each batch in _stage_ms and of each frame in _ages_ms, in the same order
+        self._batch_done: collections.deque = collections.deque(maxlen=300)
+        self._age_done: collections.deque = collections.deque(maxlen=300)
         self._batches = 0
         self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
@@ -443,7 +447,7 @@ class DptNode(Node):
             self._label_pubs = []
             self._wanted, self._in_worker, self._busy = None, [], None
             self._model_error, self._model_loading = "", False   # the next configure's model starts clean
-            for values in (*self._stage_ms.values(), self._ages_ms):
+            for values in (*self._stage_ms.values(), self._ages_ms, self._batch_done, self._age_done):
                 values.clear()
             self._pinned.clear()
             self._net_inputs.clear()
@@ -982,12 +986,15 @@ class DptNode(Node):
             for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, (t2 - t1) * 1000.0 - pre_ms,
                                           (t3 - t2) * 1000.0, (t4 - t3) * 1000.0)):
                 self._stage_ms[stage].append(dt)
+            done = time.monotonic()
+            self._batch_done.append(done)
             for job, msgs in messages:
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
                 job["frame"].counted = True
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
                 self._ages_ms.append((now_ns - stamp) / 1e6)
+                self._age_done.append(done)
                 for name in msgs:
                     cam.counts["out:" + name] += 1
 
@@ -1315,6 +1322,9 @@ class DptNode(Node):
             counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
             stages = {k: list(v) for k, v in self._stage_ms.items()}
             ages = list(self._ages_ms)
+            # the figures of the last _STATS_WINDOW_S only: after a pause or a stall, not the old ones forever
+            recent_batches = sum(1 for t in self._batch_done if now - t <= _STATS_WINDOW_S)
+            recent_ages = sum(1 for t in self._age_done if now - t <= _STATS_WINDOW_S)
             errors = collections.Counter(self._errors)
             self._last_diag = (now, counts)
             model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
@@ -1336,13 +1346,15 @@ class DptNode(Node):
         kv["cpu_threads"] = "torch {}, opencv {}".format(*self._threads_in_use)
         kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
                    "model_loading": str(loading), "last_model_error": model_error or "none",
-                   "age_p50_ms": f"{_percentile(ages, 50):.1f}",
-                   "age_p99_ms": f"{_percentile(ages, 99):.1f}"})
+                   "age_p50_ms": f"{_percentile(ages[len(ages) - recent_ages:], 50):.1f}",
+                   "age_p99_ms": f"{_percentile(ages[len(ages) - recent_ages:], 99):.1f}"})
         for stage, values in stages.items():
+            values = values[len(values) - recent_batches:]
             kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
-        total = [sum(v) for v in zip(*stages.values())]
-        kv["latency.total_p50_ms"] = f"{_percentile(total, 50):.2f}"
-        kv["latency.total_p99_ms"] = f"{_percentile(total, 99):.2f}"
+        total = [sum(v) for v in zip(*stages.values())]   # (all held: the stuck limit below scales with the slowest)
+        recent_total = total[len(total) - recent_batches:]
+        kv["latency.total_p50_ms"] = f"{_percentile(recent_total, 50):.2f}"
+        kv["latency.total_p99_ms"] = f"{_percentile(recent_total, 99):.2f}"
         encode_ms = list(self._compressed.encode_ms) if self._compressed is not None else []
         if encode_ms:   # on their own thread, not part of the total: a frame's compressed copies together
             kv["latency.compressed_copies_ms"] = f"{sum(encode_ms) / len(encode_ms):.2f}"
@@ -1396,8 +1408,9 @@ class DptNode(Node):
                 txt = "inactive (lifecycle): not subscribed"
             elif errs or incomplete:
                 lvl, txt = DiagnosticStatus.WARN, ", ".join(
-                    t for n, t in ((errs, f"{errs} frame errors"), (incomplete, f"{incomplete} frames with outputs "
-                                                                    "skipped")) if n) + " since last report"
+                    t for n, t in ((errs, f"{errs} frame error{'s' * (errs != 1)}"),
+                                   (incomplete, f"{incomplete} frame{'s' * (incomplete != 1)} with outputs skipped"))
+                    if n) + " since last report"
             elif c["received"] == prev["received"]:
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
                 last = cam.last_image   # (a frame from before a reactivation counts as none since)

@@ -278,8 +278,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "read back as no data (image_transport's depth_max).", float_range=(0.01, 1.0e6)),
     ParamSpec("compressed.depth_quantization", 100.0, "Quantization of 32FC1 depth/compressedDepth "
               "(image_transport's depth_quantization): a code step at depth d is about d^2 / (q (q + 1)) metres, "
-              "1 mm at 1 m with 100; a depth has a code only beyond q (q + 1) / (65534.5 + q (q + 1) / depth_max) m "
-              "(0.15 m with the defaults), nearer ones read back as no data.",
+              "0.1 mm at 1 m and 1 cm at 10 m with 100; a depth has a code only beyond "
+              "q (q + 1) / (65534.5 + q (q + 1) / depth_max) m (0.15 m with the defaults), nearer ones read back as "
+              "no data.",
               float_range=(1.0, 10000.0)),
     ParamSpec("lazy", True, "Compute an output only while it has subscribers."),
     ParamSpec("max_rate", 0.0,

@@ -5,6 +5,7 @@ set of subscribers, diagnostics values, and parameters that must change the outp
 the post-processing (17 mutants) added the depth_image_proc pair, the running colour range across
 frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.py) a stated
 calibration overriding a metric variant's metres."""
+import math
 import threading
 import time
 
@@ -174,6 +175,32 @@ def test_diagnostics_rates_window_and_age(harness):
         wait_for(lambda: len(out) == i + 1, what=f"output {i + 1}")
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert 0.0 < float(model["age_p50_ms"]) < 5000.0, model["age_p50_ms"]
+
+
+def test_latency_and_age_in_diagnostics_are_of_the_last_stretch_only(harness, monkeypatch):
+    """After a pause the figures are not the old ones forever (a stalled batch's 7 s p99 stayed until 300 newer
+    batches came): latency and age are of the batches of the last _STATS_WINDOW_S (30 s; 1.5 s here)."""
+    monkeypatch.setattr(node_module, "_STATS_WINDOW_S", 1.5)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, "inverse_depth")
+    keys = ("age_p50_ms", "age_p99_ms", "latency.total_p50_ms", "latency.total_p99_ms", "latency.model_ms")
+
+    def figures():
+        values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        return {k: float(values[k]) for k in keys}
+
+    pub.publish(make_image(harness.probe.get_clock().now().nanoseconds))
+    wait_for(lambda: len(out) == 1, what="a frame")
+    first = figures()
+    assert all(v > 0.0 for v in first.values()), first
+    time.sleep(1.7)                                   # nothing new for longer than the window
+    assert all(math.isnan(v) for v in figures().values())
+    pub.publish(make_image(harness.probe.get_clock().now().nanoseconds))
+    wait_for(lambda: len(out) == 2, what="a frame after the pause")
+    assert all(v > 0.0 for v in figures().values())
+    assert len(node._stage_ms["model"]) == 2       # (the batches are kept: the stuck-worker limit uses them)
 
 
 def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
