@@ -63,6 +63,9 @@ def resolve(url: str, camera: str = "") -> str:
         except PackageNotFoundError:
             raise CalibrationFileError(f"{url!r}: package {parsed.netloc!r} is not installed (not in the ament "
                                        f"index: source its workspace)") from None
+        except (OSError, LookupError):   # no ament index at all: AMENT_PREFIX_PATH unset (no workspace sourced)
+            raise CalibrationFileError(f"{url!r}: package:// URLs need a sourced ROS workspace (AMENT_PREFIX_PATH "
+                                       f"is not set); source it, or give file:///abs/path.yaml") from None
         return os.path.join(share, unquote(parsed.path).lstrip("/"))
     raise CalibrationFileError(f"{url!r}: unsupported URL scheme {parsed.scheme!r}; use file:///abs/path.yaml, "
                                f"package://<package>/<path> or a plain path")

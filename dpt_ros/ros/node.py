@@ -345,7 +345,7 @@ class DptNode(Node):
         self._active = False   # subscribed to the cameras
         self._idle = threading.Condition(self._lock)   # the worker finished a batch (deactivation waits for it)
 
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_on_set_parameters_callback(self._guarded_set_parameters)
         if not self._MANAGED:
             self._configure()
             self._activate()
@@ -592,6 +592,16 @@ class DptNode(Node):
                     if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
                     and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
         return SetParametersResult(successful=False, reason="; ".join(reasons)) if reasons else None
+
+    def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
+        """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
+        of the callback it would end the executor's spin, and with it the node."""
+        try:
+            return self._on_set_parameters(changed)
+        except Exception as e:  # noqa: BLE001
+            names = ", ".join(p.name for p in changed)
+            self.get_logger().error(f"setting {names} failed: {type(e).__name__}: {e}; refused")
+            return SetParametersResult(successful=False, reason=f"{names}: {type(e).__name__}: {e}")
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them

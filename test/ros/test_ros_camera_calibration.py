@@ -85,6 +85,24 @@ def test_urls_resolve_to_paths(tmp_path):
             camera_calibration.load(url, "")
 
 
+def test_package_urls_resolve_through_the_ament_index_and_say_what_is_missing(tmp_path, monkeypatch):
+    """package://<pkg>/<path> needs the package in a sourced workspace; without any (AMENT_PREFIX_PATH unset, as in
+    the pip quick start) the reason is said, not an OSError from the index that ended the node when set live."""
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    with pytest.raises(camera_calibration.CalibrationFileError,
+                       match="package:// URLs need a sourced ROS workspace .AMENT_PREFIX_PATH is not set.; source it, "
+                             "or give file:///abs/path.yaml"):
+        camera_calibration.resolve("package://my_camera/calib/left.yaml")
+    index = tmp_path / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "my_camera").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path))
+    assert camera_calibration.resolve("package://my_camera/calib/left.yaml") == \
+        str(tmp_path / "share" / "my_camera" / "calib" / "left.yaml")
+    with pytest.raises(camera_calibration.CalibrationFileError, match="package 'other_camera' is not installed"):
+        camera_calibration.resolve("package://other_camera/calib/left.yaml")
+
+
 def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
     """A 160x120 calibration for 80x60 frames: depth/camera_info is it scaled by 1/2 and the cloud's points
     follow it; the node subscribes no camera_info and needs none."""
@@ -168,6 +186,10 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     assert fx_of_next_frame(1) == pytest.approx(50.0)
     refused = set_params(harness, node, **{"camera_info.url": str(tmp_path / "missing.yaml")})
     assert not refused[0].successful and "cannot read camera calibration" in refused[0].reason
+    with pytest.MonkeyPatch.context() as mp:   # no workspace sourced: refused with the reason (it ended the node)
+        mp.delenv("AMENT_PREFIX_PATH", raising=False)
+        refused = set_params(harness, node, **{"camera_info.url": "package://my_camera/left.yaml"})
+    assert not refused[0].successful and "need a sourced ROS workspace" in refused[0].reason
     assert node.settings["camera_info.url"] == str(tmp_path / "a.yaml") and fx_of_next_frame(2) == pytest.approx(50.0)
     assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/b.yaml"}))
     assert fx_of_next_frame(3) == pytest.approx(80.0)
@@ -175,3 +197,20 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     assert "/camera_info" in subscribed() and node.cameras[0].calibration is None
     pub.publish(make_image(4, width=80, height=60))   # no camera_info on the topic: none, counted
     wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
+
+
+def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_node_runs_on(harness, tmp_path,
+                                                                                          monkeypatch):
+    """Whatever a parameter change raises that the node did not foresee is refused with its reason: raised out of
+    the callback it ended the executor's spin (every later service call timed out; the process exited)."""
+    (tmp_path / "a.yaml").write_text(OST.format(fx=100.0))
+    node = harness.start_node()
+
+    def broken(url, camera=""):
+        raise KeyError("a failure nobody foresaw")
+
+    monkeypatch.setattr(camera_calibration, "load", broken)
+    refused = set_params(harness, node, **{"camera_info.url": str(tmp_path / "a.yaml")})[0]
+    assert not refused.successful and refused.reason == "camera_info.url: KeyError: 'a failure nobody foresaw'"
+    assert node.settings["camera_info.url"] == ""
+    assert set_params(harness, node, colormap="gray")[0].successful and node.settings["colormap"] == "gray"

@@ -124,10 +124,10 @@ def test_revert_of_a_failed_load_racing_a_user_change(harness, tmp_path, where):
 
     # rclpy calls the callback added last first
     if where == "after":
-        node.remove_on_set_parameters_callback(node._on_set_parameters)
+        node.remove_on_set_parameters_callback(node._guarded_set_parameters)
     node.add_on_set_parameters_callback(hold_revert)
     if where == "after":
-        node.add_on_set_parameters_callback(node._on_set_parameters)
+        node.add_on_set_parameters_callback(node._guarded_set_parameters)
     req = SetParametersAtomically.Request(parameters=[
         Parameter("input_size", value=96).to_parameter_msg(),
         Parameter("depth.weights", value=str(bad)).to_parameter_msg()])
