@@ -285,14 +285,21 @@ class _Throttle:
 
     period: float = 0.0
     due: float = -math.inf
+    _before: float = -math.inf   # ``due`` before the last admission (for refund)
 
     def admit(self, t: float, period: float) -> bool:
         if period != self.period:   # a new max_rate starts afresh (a long old period must not hold frames back)
             self.period, self.due = period, -math.inf
         if t < self.due - period / 2:
             return False
+        self._before = self.due
         self.due = max(t, self.due) + period
         return True
+
+    def refund(self) -> None:
+        """Give back the last admission: the frame let through made nothing (points.max_rate: a frame that could
+        build no cloud, e.g. without camera_info, must not use up a cloud of the rate)."""
+        self.due = self._before
 
 
 def _percentile(values, q: float) -> float:
@@ -959,8 +966,8 @@ class DptNode(Node):
                 self._count_error("encoding", f"{type(e).__name__}: {e}", [f])
                 continue
             f.camera.frame_size = px.size
-            jobs.append(dict(frame=f, px=px, wanted=wanted,
-                             labels=needs_labels and m.segmentation is not None))
+            jobs.append(dict(frame=f, px=px, wanted=wanted, labels=needs_labels and m.segmentation is not None,
+                             rate_limited_points="points" in wanted and s["points.max_rate"] > 0.0))
         if not jobs:
             return
         t1 = time.perf_counter()
@@ -976,10 +983,14 @@ class DptNode(Node):
         self._busy = ("postprocess", time.monotonic())
         messages = []
         for job in jobs:
+            msgs = {}
             try:
-                messages.append((job, self._postprocess(job, s, m)))
+                msgs = self._postprocess(job, s, m)
+                messages.append((job, msgs))
             except Exception as e:  # noqa: BLE001
                 self._count_error(*self._failure("postprocess", e, m.device), [job["frame"]])
+            if job["rate_limited_points"] and "points" not in msgs:   # no cloud: it used none of points.max_rate
+                job["frame"].camera.points_throttle.refund()
         t3 = time.perf_counter()
         self._busy = ("publish", time.monotonic())
         for job, msgs in messages:

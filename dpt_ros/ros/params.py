@@ -293,7 +293,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("points.max_rate", 0.0,
               "Most clouds per second per camera (0 = one for every processed frame), for mapping stacks that "
               "cannot take the camera rate: the cloud of a frame in between is not built (counted "
-              "throttled.points); the other outputs keep the frame rate. As max_rate, up to half a period early.",
+              "throttled.points); the other outputs keep the frame rate. As max_rate, up to half a period early. A "
+              "frame that could build none (no camera_info, no alignment, ...) leaves its turn to the next.",
               float_range=(0.0, 1000.0)),
     ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),
     ParamSpec("points.color", True, "Add a packed rgb field from the input image."),

@@ -426,6 +426,26 @@ def test_points_max_rate_builds_fewer_clouds_and_keeps_depth_at_the_frame_rate(h
     wait_for(lambda: len(points) == c["out:points"], what="the clouds")
 
 
+def test_a_frame_that_builds_no_cloud_does_not_use_up_points_max_rate(harness):
+    """points.max_rate 1 Hz: a frame let through that can build no cloud (no camera_info for its stamp) leaves the
+    next frame, 0.1 s later, its cloud (it was throttled: 2.2 Hz of 4 asked with every other frame unmatched)."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "points.max_rate": 1.0})
+    depth = harness.collector(Image, "depth")
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    info_pub.publish(make_info(make_image(101, width=40, height=30)))   # for the second frame only
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    for i, stamp in enumerate((100, 101)):
+        pub.publish(make_image(stamp, width=40, height=30))
+        wait_for(lambda: len(depth) == i + 1, what=f"depth of frame {stamp}")
+    wait_for(lambda: len(points) == 1, what="the second frame's cloud")
+    c = node.counts()[""]
+    assert conversions.stamp_ns(points[0].header) == 101 and c["incomplete:no_camera_info"] == 1
+    assert c["out:points"] == 1 and c.get("throttled:points", 0) == 0
+    pub.publish(make_image(102, width=40, height=30))   # a cloud was built: the rate holds the next one back
+    wait_for(lambda: len(depth) == 3, what="depth of frame 102")
+    assert node.counts()[""]["throttled:points"] == 1
+
+
 def test_excluded_classes_leave_the_cloud_and_need_labels(harness):
     """points.exclude_classes (set live): the cloud's z is the published depth with NaN where the published
     segmentation holds an excluded class; depth keeps every value. An unknown name is refused with the
