@@ -93,6 +93,13 @@ class StartupError(RuntimeError):
     """The node cannot start with the given parameters (message says which and what to do)."""
 
 
+class _ShutDownDuringTransition(BaseException):
+    """Raised out of a lifecycle transition callback whose context was shut down during it (SIGTERM while configure
+    loaded the model). A BaseException: rclpy's lifecycle code catches only Exception, so this unwinds the executor's
+    spin to :func:`main` instead of letting rclpy complete the transition, which publishes its event and logs through
+    the context that is gone ("Failed to complete transition", "Failed to publish log message")."""
+
+
 class ShuttingDown(RuntimeError):
     """The process is being shut down (SIGTERM, an external shutdown) while the node was starting or configuring:
     not a failure, nothing to report (the context's logging to /rosout is gone too)."""
@@ -1402,7 +1409,8 @@ class DptNode(Node):
         elif model_error:
             level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
         elif random_w:
-            level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful"
+            level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful" + (
+                "" if active else "; inactive (lifecycle): cameras not subscribed")
         elif not active:
             text = "inactive (lifecycle): model loaded, cameras not subscribed"
         statuses = [DiagnosticStatus(level=level, name=f"{name}: model", message=text, hardware_id=str(m.device),
@@ -1530,11 +1538,11 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
             self._configure()
         except ShuttingDown:
             self._cleanup()
-            return TransitionCallbackReturn.FAILURE
+            raise _ShutDownDuringTransition() from None
         except (StartupError, FileNotFoundError, ValueError, RuntimeError, OSError) as e:
             if not self.context.ok():   # shut down during the configuration (creating an interface failed)
                 self._cleanup()
-                return TransitionCallbackReturn.FAILURE
+                raise _ShutDownDuringTransition() from None
             reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
             self.get_logger().error(f"configure failed, the node stays unconfigured: {reason}")
             self._cleanup()
@@ -1794,7 +1802,7 @@ def main(args=None, managed: bool = False) -> int:
         node = DptLifecycleNode() if managed else DptNode()
         executor.add_node(node)
         executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):
         pass
     except StartupError as e:
         fatal(str(e))

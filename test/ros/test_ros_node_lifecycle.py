@@ -80,6 +80,8 @@ def test_states_through_the_lifecycle_services(harness):
     diag = node.diagnostics()
     values = {kv.key: kv.value for kv in diag.status[0].values}
     assert values["lifecycle_state"] == "inactive" and diag.status[1].message.startswith("inactive")
+    # (random weights: WARN, and the state said too)
+    assert diag.status[0].message == "random weights: outputs not meaningful; inactive (lifecycle): cameras not subscribed"
 
     assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
     assert _state(harness, "dpt_node") == "active"
