@@ -129,8 +129,9 @@ class _Pinned:
         if nbytes == 0:   # e.g. a dense cloud without a valid point (no buffer allocated yet)
             return np.empty(0, np.uint8)
         if nbytes > self.size:
-            self.size = max(nbytes, int(self.size * 1.25))
-            self.mem = cp.cuda.alloc_pinned_memory(self.size)
+            size = max(nbytes, int(self.size * 1.25))
+            # (sized only once it is there: a failed allocation must not leave a size the buffer does not have)
+            self.mem, self.size = cp.cuda.alloc_pinned_memory(size), size
         return np.frombuffer(self.mem, np.uint8, nbytes)
 
     def record(self, stream) -> None:

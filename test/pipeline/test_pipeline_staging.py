@@ -102,3 +102,29 @@ def test_a_failed_send_cancels_the_copies_not_started_and_waits_for_the_one_runn
         time.sleep(0.5)   # the copy running at the raise, had it been left behind, has finished by now
         # chunk 0 failed its send; chunk 1 may already have been running on the thread; 2..7 never start
         assert pool.ran == ran <= 2 and np.array_equal(dst, after_raise)
+
+
+def test_a_failed_pinned_allocation_leaves_the_buffer_usable(monkeypatch):
+    """The page-locked buffer grows when a larger frame comes; an allocation that fails (pinned memory exhausted)
+    is that frame's failure only: the buffer's size stayed the old one, so a later frame between the two sizes
+    allocates anew (it was taken as fitting the buffer never allocated: every such frame failed from then on)."""
+    import types
+
+    calls = []
+
+    def alloc_pinned_memory(size):
+        calls.append(size)
+        if len(calls) == 2:
+            raise RuntimeError("cudaErrorMemoryAllocation: out of memory")
+        return bytearray(size)
+
+    monkeypatch.setattr(_cuda, "_cp", lambda: types.SimpleNamespace(cuda=types.SimpleNamespace(
+        alloc_pinned_memory=alloc_pinned_memory)))
+    pinned = _cuda._Pinned()
+    assert pinned.view(1000).size == 1000
+    with pytest.raises(RuntimeError, match="out of memory"):
+        pinned.view(5000)
+    assert pinned.size == 1000
+    assert pinned.view(4000).size == 4000 and calls == [1000, 5000, 4000]
+    assert pinned.view(4500).size == 4500 and len(calls) == 4   # grows by at least a quarter: 5000 now
+    assert pinned.view(5000).size == 5000 and len(calls) == 4
