@@ -163,6 +163,13 @@ def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:
     Labels beyond the palette are shown black (like unlabeled) instead of raising mid-stream.
     """
     xp = array_module(labels)
+    if xp is not np:   # on the labels' device (not CuPy's current one, device 0 in a worker thread), like colorize
+        with xp.cuda.Device(labels.device.id):
+            return _colorize_labels(xp, labels, palette)
+    return _colorize_labels(xp, labels, palette)
+
+
+def _colorize_labels(xp, labels: Any, palette: Any) -> Any:
     pal = xp.asarray(palette, dtype=xp.uint8)
     if pal.ndim != 2 or pal.shape[1] != 3:
         raise ValueError(f"palette must be (K, 3) uint8; got shape {pal.shape}")
