@@ -265,6 +265,11 @@ def main(args=None) -> int:
     except ValueError as e:
         print(f"sample_camera: {e}", file=sys.stderr)
         code = 2
+    except Exception:  # noqa: BLE001
+        if rclpy.ok():
+            raise
+        # SIGTERM shuts the context down, also while a frame is being published (RCLError "publisher's context
+        # is invalid"): a normal stop
     finally:
         if node is not None:
             node.destroy_node()

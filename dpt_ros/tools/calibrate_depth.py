@@ -20,6 +20,7 @@ close. Run it while the camera sees a scene with near and far surfaces.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 
@@ -46,8 +47,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.evaluate and (args.apply or args.yaml or args.inverse):
         ap.error("--evaluate measures the depth as it is; it takes no --inverse, --apply or --yaml")
     args.inverse = args.inverse or "inverse_depth"
-    if args.frames < 1 or args.stride < 1 or args.tolerance < 0 or not 0 <= args.min_depth < args.max_depth:
-        ap.error("need --frames >= 1, --stride >= 1, --tolerance >= 0 and 0 <= --min-depth < --max-depth")
+    if args.frames < 1 or args.stride < 1 or not 0 <= args.tolerance < math.inf or not args.timeout > 0 \
+            or not 0 <= args.min_depth < args.max_depth:
+        ap.error("need --frames >= 1, --stride >= 1, a finite --tolerance >= 0, --timeout > 0 and "
+                 "0 <= --min-depth < --max-depth")
     return args
 
 
@@ -138,11 +141,11 @@ def apply(node, executor, target: str, values: dict[str, float], timeout: float 
 
 
 def yaml_float(v: float) -> str:
-    """``v`` in full precision as YAML reads a float: ``ros2 param set`` takes ``1e-05`` for a string (YAML 1.1
-    wants a dot in the mantissa), ``1.0e-05`` for a double. Relative models' scales are often that small."""
-    text = repr(float(v))
-    mantissa, e, exponent = text.partition("e")
-    return f"{mantissa}.0e{exponent}" if e and "." not in mantissa else text
+    """``v`` in full precision (the shortest digits that give it back) as YAML reads a float, in positional
+    notation: ``ros2 param set`` takes ``1e-05`` for a string (YAML 1.1 wants a dot in the mantissa), and its
+    argument parser takes ``-3.2e-05`` for an option (before Python 3.13 only ``-1``, ``-1.5`` pass for negative
+    numbers), ``-0.000032`` for a value. Relative models' scales and shifts are often that small."""
+    return np.format_float_positional(float(v), unique=True, trim="0")
 
 
 def report(c, args: argparse.Namespace) -> str:

@@ -297,6 +297,10 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
         with pytest.raises(SystemExit):
             tool.parse_args(["--reference", "r", "--evaluate", "d", *extra])
     assert "takes no --inverse, --apply or --yaml" in capsys.readouterr().err
+    for bad in (["--tolerance", "inf"], ["--tolerance", "nan"], ["--timeout", "-5"], ["--timeout", "0"]):
+        with pytest.raises(SystemExit):   # (inf ended in an OverflowError traceback; -5 waited 0 s)
+            tool.parse_args(["--reference", "r", *bad])
+        assert "a finite --tolerance >= 0, --timeout > 0" in capsys.readouterr().err
     assert tool.parse_args(["--reference", "r"]).inverse == "inverse_depth"
     harness = Harness(DOMAIN)
     try:
@@ -326,12 +330,22 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
 
 
 def test_printed_and_written_values_read_back_as_the_same_doubles():
-    """``ros2 param set`` and parameter files read values as YAML: 1e-05 would be a string there."""
+    """``ros2 param set`` and parameter files read values as YAML: 1e-05 would be a string there; and ros2's argument
+    parser (argparse) takes -3.2e-05 for an option: only -1 or -1.5 pass as negative numbers before Python 3.13."""
+    import argparse
+    import re
+
     from dpt_ros.tools.calibrate_depth import parameter_yaml, yaml_float
 
-    for v in (1e-05, 6.016e-05, 0.25, -0.0057, 3.0e12, 1e-300, 2.0):
+    negative_number = re.compile(r"^-\d+$|^-\d*\.\d+$")   # argparse's rule (Python 3.10-3.12)
+    ros2_param_set = argparse.ArgumentParser()
+    for name in ("node_name", "parameter_name", "value"):
+        ros2_param_set.add_argument(name)
+    for v in (1e-05, 6.016e-05, 0.25, -0.0057, 3.0e12, 1e-300, 2.0, -3.2e-05, -12.630812, -1e-300, 332.0):
         text = yaml_float(v)
         assert isinstance(yaml.safe_load(text), float) and yaml.safe_load(text) == v, (v, text)
+        assert v > 0 or negative_number.match(text), text
+        assert float(ros2_param_set.parse_args(["/dpt_node", "depth.shift", text]).value) == v
     c = pipeline.Calibration(1e-05, -2e-06, 3, 100, 0.05, 0.01)
     values = yaml.safe_load(parameter_yaml(c))["/**"]["ros__parameters"]
     assert values == {"depth.scale": 1e-05, "depth.shift": -2e-06}
