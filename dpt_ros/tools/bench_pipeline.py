@@ -194,8 +194,23 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
         "align_fit_stride4": _timer(lambda: pl.fit_scale_shift(*pl.inverse_depth_pairs(inv_sub, depth[::4, ::4], stride=1)),
                                     repeat, 3, False),
     }
+    # the target is the publishable message: the payload wrapped as the node publishes it (serialized CDR,
+    # or a PointCloud2 object where the rmw's format differs), where ROS is installed
+    try:
+        from std_msgs.msg import Header
+
+        from dpt_ros.ros import conversions
+
+        cloud["ours_xyzrgb_message_from_depth"] = _timer(
+            lambda: conversions.cloud_output(Header(frame_id="camera"), pl.build_cloud(depth, intr, rgb=rgb)),
+            repeat, 3, False)
+        target = "ours_xyzrgb_message_from_depth"
+    except ImportError:
+        target = "ours_xyzrgb_from_depth"
     out["cloud_640x480_ms"] = _round(cloud)
-    out["cloud_640x480_target_2ms_met"] = cloud["ours_xyzrgb_from_depth"] <= 2.0
+    out["cloud_640x480_target_2ms_met"] = cloud[target] <= 2.0
+    out["cloud_640x480_target_measured_as"] = target if target.startswith("ours_xyzrgb_message") else (
+        target + " (the payload only: no ROS here to build the message)")
     out["compressed_640x480"] = bench_compressed(w, h, repeat)
     out["compressed_two_cameras_640x480"] = bench_compressed_threads(w, h, repeat)
     return out

@@ -174,18 +174,27 @@ def issue_targets(summary: dict[str, Any]) -> dict[str, Any]:
     total = ((cuda.get("1920x1080") or {}).get("ours_ms") or {}).get("target_total")
     out["issue6_1080p_decode_pre_post_cloud_ms"] = _target(total, 1.0)
     e2e = summary.get("bench_e2e") or {}
-    runs = e2e.get("runs") or ({"default": e2e} if "result" in e2e else {})
+    # a bench_e2e that did not run is the issue's targets missing (met: None), never their absence from the verdict
+    runs = e2e.get("runs") or ({"default": e2e} if "result" in e2e else {"default": {}})
     for mode, run in runs.items():
         r = (run or {}).get("result") or {}
-        p99 = [o.get("latency_p99_ms") for o in (r.get("outputs") or {}).values()]
+        outputs = (r.get("outputs") or {}).values()
+        p99 = [o.get("latency_p99_ms") for o in outputs]
         worst = _target(max(p99) if p99 and all(isinstance(v, (int, float)) and v == v for v in p99) else None, 25.0)
         if p99 and worst["value"] is None:   # an output without a latency figure received nothing: not met
             worst.update(met=False, note="an output has no latency figure (nothing received)")
-        out[f"issue5_e2e_{mode.lower()}"] = {
+        # "30 Hz sustained with depth + cloud": what the subscriber received of every output, not only what the
+        # node counted as processed (a frame whose cloud was skipped is processed)
+        rates = [o.get("rate_hz") for o in outputs]
+        out[f"issue5_e2e_{mode.lower()}"] = entry = {
             "processed_hz": _target(r.get("node_processed_rate_hz"), 29.5, at_most=False),
+            "slowest_output_hz": _target(min(rates) if rates and all(isinstance(v, (int, float)) for v in rates)
+                                         else None, 29.5, at_most=False),
             "worst_output_p99_ms": worst,
             "node_overhead_fraction": _target(r.get("node_overhead_fraction"), 0.40),
         }
+        if not r:
+            entry["note"] = f"bench_e2e gave no result: {e2e.get('skipped') or 'see its rc and log'}"
     stages = (summary.get("bench_node_stages") or {}).get("result") or {}
     if stages.get("runs"):
         out["node_stages_overhead_fraction"] = {
@@ -230,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
              ["--variant", "dpt_tiny", "--device", "cpu", "--precision", "fp32", "--input-size", "32"])
     small = args.rehearse and not cuda
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
+    junit.unlink(missing_ok=True)   # (a run that times out before writing it must not show an earlier run's counts)
     r = _run([sys.executable, "-m", "pytest", "-m", "gpu", args.tests, "-q", "-p", "no:cacheprovider",
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
              min(200.0, 0.35 * left()), out_dir / "gpu_pytest.log" if out_dir else None)
@@ -312,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150"], most=40,
                                              share=0.5)
     else:
-        summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 40 s of budget"}
+        summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 10 s of budget"}
     if e2e and left() > 20:   # the model's GPU memory taken by configure and given back by cleanup
         summary["bench_lifecycle"] = json_tool("bench_lifecycle", [
             *(["--variant", "dpt_tiny", "--device", "cpu", "--input-size", "32", "--cycles", "1"] if small else
@@ -325,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
                 summary["bench_pipeline"].get("rc", 0) == 0,
                 summary["bench_model"].get("rc", 0) == 0,
-                summary["bench_e2e"].get("rc", 0) == 0,
+                summary["bench_e2e"].get("rc", 0) == 0 and (not cuda or "skipped" not in summary["bench_e2e"]),
                 summary["bench_node_stages"].get("rc", 0) == 0,
                 summary["bench_publish"].get("rc", 0) == 0,
                 summary["bench_lifecycle"].get("rc", 0) == 0]

@@ -126,6 +126,17 @@ def test_cloud_layouts_and_dense_mode():
     np.testing.assert_array_equal(xyz.field("z")[0], [1.0, np.nan, 2.0])
     with pytest.raises(KeyError, match="no field 'rgb'"):
         xyz.field("rgb")
+    # a dense cloud without a valid point, with colours and labels: empty, with the full layout
+    nothing = build_cloud(np.full((2, 3), np.nan, np.float32), intr, rgb=np.zeros((2, 3, 3), np.uint8),
+                          labels=np.ones((2, 3), np.uint16), organized=False)
+    assert (nothing.height, nothing.width, nothing.point_step, len(nothing.data)) == (1, 0, 20, 0)
+    # colour words 0x00RRGGBB (bytes B, G, R, 0), also from a grey image broadcast to three channels
+    grey = np.broadcast_to(np.array([[[7], [8], [9]], [[10], [11], [12]]], np.uint8), (2, 3, 3))
+    rgb = np.array([[[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[10, 11, 12], [13, 14, 15], [16, 17, 18]]], np.uint8)
+    for colours in (grey, rgb):
+        words = build_cloud(depth, intr, rgb=colours).points.view(np.uint32)[:, :, 3]
+        expected = (colours[..., 0].astype(np.uint32) << 16) | (colours[..., 1].astype(np.uint32) << 8) | colours[..., 2]
+        np.testing.assert_array_equal(words, expected)
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")   # (NumPy 1.x warned of the overflow in x, y)
