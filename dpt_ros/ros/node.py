@@ -1054,6 +1054,8 @@ class DptNode(Node):
                     src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
                     j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
                 x = pre(j["rgb_in"])
+                if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
+                    torch.cuda.synchronize(pre.device)
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
                 groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
                 self._net_inputs[task] = "x".join(str(v) for v in x.shape[2:])
