@@ -79,17 +79,29 @@ def _graph_callable(fn: Callable[[torch.Tensor], object], x: torch.Tensor) -> Ca
     return g.replay
 
 
-def _peak_reset(device: torch.device) -> None:
+def _peak_reset(device: torch.device) -> int:
+    """Start a peak measurement; the device memory allocated now (both models' weights, graph pools, ...)."""
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+        return torch.cuda.memory_allocated(device)
+    return 0
 
 
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # process-wide high-water mark of resident memory (Linux: KiB)
+def _peak_mb(device: torch.device, resident: int, module: torch.nn.Module) -> Optional[float]:
+    """One model's peak on the device: its own weights and buffers plus the most its forward passes allocated above
+    what was resident when the measurement started (``resident``, from :func:`_peak_reset`), so that the other
+    model, on the device at the same time, is not counted. None on the CPU: the process's resident high-water mark
+    cannot tell the two models apart (see :func:`_process_peak_rss_mb`)."""
+    if device.type != "cuda":
+        return None
+    own = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()) if t.device == device)
+    return (own + torch.cuda.max_memory_allocated(device) - resident) / 2**20
+
+
+def _process_peak_rss_mb() -> float:
+    """The process's high-water mark of resident memory (Linux: KiB), both models and everything else included."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -137,22 +149,27 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
                     xh = x.to(dtype)
                     try:
                         with torch.inference_mode():
+                            # (before the capture: a graph's memory pool is the model's, as ours captures in its run)
+                            resident = _peak_reset(device)
                             if use_graph and hf_graphs:
                                 hf_fn = _graph_callable(lambda t: hf(pixel_values=t), xh)
                             else:
                                 def hf_fn(inp=xh):
                                     with torch.inference_mode():
                                         return hf(pixel_values=inp)
-                            _peak_reset(device)
                             time_fn(hf_fn, device, warmup, 1)
-                        row["hf_peak_mb"] = round(_peak_mb(device), 1)
+                        peak = _peak_mb(device, resident, hf)
+                        row["hf_peak_mb"] = None if peak is None else round(peak, 1)
                         row["hf_mode"] = "cuda_graph" if (use_graph and hf_graphs) else "eager"
                     except Exception as exc:
                         row["hf_note"] = f"HF failed: {type(exc).__name__}: {str(exc)[:120]}"
                         hf_fn = None
-                _peak_reset(device)
+                resident = _peak_reset(device)
                 time_fn(lambda: engine.run(x), device, warmup, 1)
-                row["ours_peak_mb"] = round(_peak_mb(device), 1)
+                peak = _peak_mb(device, resident, engine.model)
+                row["ours_peak_mb"] = None if peak is None else round(peak, 1)
+                if device.type != "cuda":
+                    row["process_peak_rss_mb"] = round(_process_peak_rss_mb(), 1)
                 # interleave ours / HF iterations so that machine noise hits both alike
                 t_ours, t_hf, c_ours, c_hf = [], [], [], []
                 for _ in range(iters):
@@ -190,6 +207,10 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
     return rows
 
 
+def _mb(value: Optional[float]) -> str:
+    return "       - MB" if value is None else f"{value:8.1f} MB"
+
+
 def _format_row(r: dict) -> str:
     hf = f"{r['hf_ms']:9.2f}" if r["hf_ms"] is not None else "        -"
     ratio = f"{r['ratio']:6.3f}" if r["ratio"] is not None else "     -"
@@ -197,7 +218,7 @@ def _format_row(r: dict) -> str:
         ratio += f" (min {r['ours_min_ms'] / r['hf_min_ms']:.3f}, cpu-time {r['cpu_time_ratio']:.3f})"
     return (f"{r['variant']:<18} {r['precision']:<5} {r['height']:>4}x{r['width']:<5} "
             f"{'graph' if r['cuda_graph'] else 'eager':<6} ours {r['ours_ms']:9.2f} ms  HF {hf} ms  "
-            f"ratio {ratio}  peak {r['ours_peak_mb']:8.1f} MB  params {r['params_m']:.1f} M"
+            f"ratio {ratio}  peak {_mb(r['ours_peak_mb'])}  params {r['params_m']:.1f} M"
             + (f"  ({r['hf_note']})" if r.get("hf_note") else ""))
 
 
