@@ -84,6 +84,8 @@ def test_bench_model_quick_json(capsys):
     assert row["variant"] == "dpt_tiny" and row["precision"] == "fp32" and row["device"] == "cpu"
     assert row["ours_ms"] > 0 and row["hf_ms"] > 0 and row["ratio"] == pytest.approx(row["ours_ms"] / row["hf_ms"])
     assert row["params_m"] == pytest.approx(7.34, abs=0.01)
+    # on the CPU one process holds both models: no per-model peak, only the process's (and named so)
+    assert row["ours_peak_mb"] is None and row["hf_peak_mb"] is None and row["process_peak_rss_mb"] > 100
 
 
 def test_bench_model_non_square_without_hf(capsys):
