@@ -237,8 +237,12 @@ class SampleCamera(Node):
         self.info_pub.publish(info)
         self.image_pub.publish(image)
         if self.compressed_pub is not None:
-            ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-            self.compressed_pub.publish(conversions.compressed_msg(header, jpeg.tobytes(), "jpeg"))
+            # as image_transport's compressed publisher: a grey camera's JPEG is grey ("mono8; jpeg compressed ")
+            if self.encoding.startswith("mono"):
+                jpeg, fmt = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))[1], "mono8; jpeg compressed "
+            else:
+                jpeg, fmt = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1], "jpeg"
+            self.compressed_pub.publish(conversions.compressed_msg(header, jpeg.tobytes(), fmt))
         self.published += 1
 
 

@@ -147,6 +147,27 @@ def test_publishes_image_and_info_with_one_header(harness):
     assert cam.image_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE   # the default
 
 
+def test_a_grey_camera_publishes_a_grey_jpeg(harness):
+    """encoding mono8 / mono16: image/compressed is a one-channel JPEG ("mono8; jpeg compressed ", as image_transport
+    writes it for a mono8 image), not a colour one beside a grey image."""
+    import cv2
+
+    cam = sample_camera.SampleCamera(context=harness.context, parameter_overrides=[
+        Parameter("rate", value=50.0), Parameter("width", value=64), Parameter("height", value=48),
+        Parameter("encoding", value="mono8"), Parameter("count", value=2), Parameter("publish_compressed", value=True),
+        Parameter("source", value="builtin:chelsea")])
+    images = harness.collector(Image, "image")
+    jpegs = harness.collector(CompressedImage, "image/compressed")
+    wait_for(lambda: cam.image_pub.get_subscription_count() > 0 and cam.compressed_pub.get_subscription_count() > 0,
+             what="discovery")
+    harness.nodes.append(cam)
+    harness.executor.add_node(cam)
+    wait_for(lambda: len(images) == 2 and len(jpegs) == 2, what="messages")
+    assert jpegs[0].format == "mono8; jpeg compressed "
+    grey = cv2.imdecode(np.frombuffer(jpegs[0].data, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert grey.ndim == 2 and np.abs(grey.astype(int) - conversions.image_array(images[0])).mean() < 4
+
+
 def test_best_effort_publishers_and_built_in_frames_prepared_once(harness):
     cam = sample_camera.SampleCamera(context=harness.context, parameter_overrides=[
         Parameter("reliability", value="best_effort"), Parameter("source", value="builtin:coffee,chelsea"),
