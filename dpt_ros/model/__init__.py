@@ -13,7 +13,7 @@ Public API::
 
 - :data:`VARIANTS` / :func:`get_variant` / :class:`Variant` -- the variant table (architecture, task,
   network size, normalisation, metric constants, release file, URL, SHA-256 prefix).
-- :func:`load_engine` / :class:`Engine` -- inference on cpu/cuda in fp32/fp16/bf16, optional CUDA graphs.
+- :func:`load_engine` / :class:`Engine` -- inference on cpu (fp32, bf16) or cuda (fp32, fp16, bf16), optional CUDA graphs.
 - :class:`DPT` -- the network (one class for every variant; official ``state_dict`` names).
 - Checkpoints: :func:`read_state_dict`, :func:`load_checkpoint`, :func:`official_to_hf`,
   :func:`hf_to_official`, :func:`matching_variants`, :func:`verify_sha256_prefix`, :class:`CheckpointError`.

@@ -6,8 +6,9 @@ throttled and not stored), camera_info and ``depth.align`` reference depths, and
 filled slots (several cameras -> one batch per network input shape), runs the stages of
 :meth:`DptNode.process` with one settings snapshot and one model set, and publishes. Model
 parameter changes build new engines in a loader thread; the worker picks them up between batches.
-The compressed copies of the image outputs (``publish.compressed``) are encoded and published by a
-thread of their own, which keeps only each camera's newest frame waiting (:class:`_CompressedCopies`).
+The compressed copies of the image outputs (``publish.compressed``) are encoded and published by
+threads of their own (one per camera, up to half the CPU cores), which keep only each camera's newest frame
+waiting (:class:`_CompressedCopies`).
 """
 from __future__ import annotations
 

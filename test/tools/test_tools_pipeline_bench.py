@@ -9,6 +9,8 @@ import pytest
 
 from dpt_ros.tools import bench_pipeline
 
+DOMAINS = (87, 88, 89)   # gpu_check's ROS steps (bench_e2e 87 + i, bench_node_stages 88, bench_publish 89, lifecycle 87)
+
 
 def test_bench_pipeline_json_cpu(capsys):
     assert bench_pipeline.main(["--sizes", "160x120", "--repeat", "2", "--device", "cuda", "--json"]) == 0
