@@ -133,10 +133,11 @@ def test_full_size_parity(name, size):
 
 
 @pytest.mark.slow
-def test_full_size_segmentation_parity():
-    v = get_variant("dpt_large_ade20k")
+@pytest.mark.parametrize("name,size", [("dpt_large_ade20k", 64), ("dpt_hybrid_ade20k", 384)])   # (HF hybrid: 384)
+def test_full_size_segmentation_parity(name, size):
+    v = get_variant(name)
     ours, hf = build_pair(v, seed=6)
-    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(7))
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(7))
     assert_close(ours_out(ours, x), hf_out(hf, x))
 
 
