@@ -760,6 +760,10 @@ class DptNode(Node):
 
     def _create_interfaces(self, s: Settings) -> None:
         self._in_qos = self._qos(s["qos.input_reliability"], s["qos.input_depth"])
+        # a latched camera_info (published once: transient local, reliable) reaches only a subscription asking for it
+        self._info_qos = self._in_qos if s["qos.camera_info_durability"] == "volatile" else QoSProfile(
+            history=HistoryPolicy.KEEP_LAST, depth=s["qos.input_depth"], reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL)
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         for cam in self._cameras:
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
@@ -793,7 +797,8 @@ class DptNode(Node):
                 msg_type, handler = Image, self._on_reference
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=False))
             cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
-                                                      self._in_qos, event_callbacks=events)
+                                                      self._info_qos if name == "camera_info" else self._in_qos,
+                                                      event_callbacks=events)
         elif not on and name in cam.subs:
             self.destroy_subscription(cam.subs.pop(name))
             with self._wake:   # (the lock of _info_arrived too)
@@ -1285,8 +1290,10 @@ class DptNode(Node):
         if chosen is None:
             topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
             if not infos:
+                latched = ("" if s["qos.camera_info_durability"] == "transient_local" else
+                           "; a driver that publishes it once (latched) needs qos.camera_info_durability:=transient_local")
                 why = (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
-                       f"with a QoS this node's qos.input_reliability accepts, or give a calibration file "
+                       f"with a QoS this node's qos.input_reliability accepts{latched}, or give a calibration file "
                        f"(camera_info.url)")
             else:
                 gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
@@ -1743,6 +1750,9 @@ def _qos_hint(policy: str, output: bool) -> str:
     if "DURABILITY" in policy and output:
         return ("a subscriber asks for transient local durability and this node's outputs are volatile: subscribe "
                 "with volatile durability (RViz: Durability Policy 'Volatile')")
+    if "DURABILITY" in policy:   # only camera_info's subscription can ask for transient local
+        return ("a volatile publisher cannot feed this transient-local camera_info subscription: "
+                "qos.camera_info_durability:=volatile (transient_local is for a driver that latches its camera_info)")
     return (f"the peer requires a {policy.lower()} QoS this node does not offer (it sets only reliability, "
             f"durability volatile and history depth): relax it on the peer")
 

@@ -30,6 +30,7 @@ Apply = Literal["live", "model", "configure", "static"]
 
 RANDOM_WEIGHTS = "random"
 RELIABILITIES = ("best_effort", "reliable")
+DURABILITIES = ("volatile", "transient_local")
 RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")  # = pipeline.RESIZE_METHODS
 PRECISIONS = ("fp32", "fp16", "bf16")
 CAMERA_INFO_POLICIES = ("exact", "nearest", "latest")
@@ -358,6 +359,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Reliability of the image and camera_info subscriptions.", "configure", choices=RELIABILITIES),
     ParamSpec("qos.input_depth", 5, "History depth of the input subscriptions.", "configure",
               int_range=(1, 100, 1)),
+    ParamSpec("qos.camera_info_durability", "volatile",
+              "Durability of the camera_info subscription: transient_local for a driver that publishes its "
+              "calibration once, latched (transient local, reliable; the subscription is then reliable too), "
+              "volatile for one that publishes it with every image (most drivers; a volatile publisher cannot feed a "
+              "transient_local subscription).", "configure", choices=DURABILITIES),
     ParamSpec("qos.output_reliability", "reliable", "Reliability of the output publishers.", "configure",
               choices=RELIABILITIES),
     ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "configure",

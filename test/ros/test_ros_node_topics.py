@@ -780,6 +780,42 @@ def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch)
     assert [p.header.stamp.nanosec + p.header.stamp.sec * 10**9 for p in points[1:]] == [i * 10**8 for i in range(2, 4)]
 
 
+def test_a_camera_info_published_once_latched_reaches_a_transient_local_subscription(harness):
+    """A driver with a static calibration publishes camera_info once, latched (transient local, reliable), before the
+    node starts: a volatile subscription never gets it (no depth/camera_info, no points; the reason names the
+    parameter); with qos.camera_info_durability:=transient_local every frame has it."""
+    from rcl_interfaces.msg import Log
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    log = harness.collector(Log, "/rosout")
+    for ns, durability in (("volatile_info", "volatile"), ("latched_info", "transient_local")):
+        info_pub = harness.probe.create_publisher(CameraInfo, f"/{ns}/camera_info", latched)
+        first = make_image(10**9, width=80, height=60)
+        info_pub.publish(make_info(first, fx=42.0))   # once, before the node is there
+        node = harness.start_node(namespace=ns, **{"depth.scale": 1.0, "camera_info.policy": "latest",
+                                                   "qos.camera_info_durability": durability})
+        infos = harness.collector(CameraInfo, f"/{ns}/depth/camera_info")
+        depth = harness.collector(Image, f"/{ns}/depth")
+        pub = harness.probe.create_publisher(Image, f"/{ns}/image", qos("reliable"))
+        wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+                 node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+        if durability == "transient_local":
+            wait_for(lambda: len(node.cameras[0].infos) == 1, what="the latched camera_info")
+        else:
+            time.sleep(0.5)   # (what a late volatile subscription would get, it has had time to get)
+        for i in range(2):
+            pub.publish(make_image((2 + i) * 10**9, width=80, height=60))
+            wait_for(lambda: len(depth) == i + 1, what=f"depth {i + 1} of {ns}")
+        if durability == "transient_local":
+            wait_for(lambda: len(infos) == 2, what="depth/camera_info of both frames")
+            assert [m.k[0] for m in infos] == [42.0, 42.0]
+        else:
+            assert infos == [] and node.counts()[""]["incomplete:no_camera_info"] == 2
+            wait_for(lambda: any(f"none received on /{ns}/camera_info" in m.msg and
+                                 "qos.camera_info_durability:=transient_local" in m.msg for m in log),
+                     what="the reason, with the way out")
+
+
 def test_a_frame_older_than_the_newest_camera_info_does_not_wait_for_one(harness, monkeypatch):
     """camera_info arrives in stamp order: once an info newer than the frame is there, the frame's own
     (exact policy) can no longer come, so the worker does not wait (the wait is widened to 10 s here:
@@ -1062,3 +1098,13 @@ def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness):
               f"subscription: qos.input_reliability:=best_effort" for t in ("/image/compressed", "/camera_info")}
     wait_for(lambda: wanted <= set(_warnings(log)),
              what="incompatible QoS warnings for image/compressed and camera_info")
+
+
+def test_a_volatile_camera_info_publisher_for_a_transient_local_subscription_is_warned_with_the_way_out(harness):
+    log = harness.collector(Log, "/rosout")
+    harness.start_node(namespace="durable", **{"qos.camera_info_durability": "transient_local"})
+    harness.probe.create_publisher(CameraInfo, "/durable/camera_info", qos("reliable"))   # volatile
+    wanted = ("incompatible QoS on /durable/camera_info (policy DURABILITY): a volatile publisher cannot feed this "
+              "transient-local camera_info subscription: qos.camera_info_durability:=volatile (transient_local is for "
+              "a driver that latches its camera_info)")
+    wait_for(lambda: wanted in _warnings(log), what="the durability warning")
