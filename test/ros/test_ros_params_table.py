@@ -24,7 +24,8 @@ def test_descriptors_carry_type_description_ranges_read_only():
         assert d.read_only == (spec.apply in ("static", "configure"))
         assert managed.read_only == (spec.apply == "static")   # the lifecycle node: configure ones while unconfigured
     assert set(params.CONFIGURE_PARAMETERS) == {"cameras", "publish.compressed", "qos.input_reliability",
-                                                "qos.input_depth", "qos.output_reliability", "qos.output_depth"}
+                                                "qos.input_depth", "qos.camera_info_durability", "qos.output_reliability",
+                                                "qos.output_depth"}
     assert "Read-only" in params.SPECS["cameras"].descriptor().description
     assert "unconfigured" in params.SPECS["cameras"].descriptor(managed=True).description
     assert params.SPECS["class_names"].descriptor(managed=True).read_only
