@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Optional
 
 import cv2
 import numpy as np
@@ -263,6 +263,35 @@ def read_image_file(path: str) -> np.ndarray:
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+#: the most pixels of a compressed input image (a 13 MP 4:3 frame is 4160x3120; 64 MP takes 192 MB as RGB and
+#: 256 MB per float32 output)
+MAX_COMPRESSED_PIXELS = 64 * 10**6
+
+
+def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
+    """(width, height) that a PNG's IHDR or a JPEG's start-of-frame declares, read without decoding; None where the
+    header is not found (the decoder then says what is wrong)."""
+    head = buf[:24].tobytes()
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    data = buf.tobytes() if buf.size <= 1 << 16 else buf[: 1 << 16].tobytes()   # SOF comes before the scan data
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:   # fill byte
+            i += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a start of frame: P, Y, X
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:   # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
 def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
 
@@ -284,6 +313,12 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
             f"compressed image ({format or 'no format'}) is neither JPEG nor PNG data; "
             f"supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
         )
+    size = compressed_size(buf)
+    if size is not None and (max(size) > MAX_SIDE or size[0] * size[1] > MAX_COMPRESSED_PIXELS):
+        # (before decoding: a few kB of PNG can declare gigabytes of pixels, and every output is of the input's size)
+        raise EncodingError(f"compressed image ({format or 'no format'}) of {size[0]}x{size[1]} exceeds the "
+                            f"{MAX_SIDE}-pixel side or {MAX_COMPRESSED_PIXELS // 10**6} MP limit; corrupt or hostile "
+                            "data, or send a smaller image")
     # ANYDEPTH keeps a 16-bit PNG's samples, rounded to 8 bits below exactly as raw mono16/16UC1 frames are
     # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw).
     # IGNORE_ORIENTATION: the pixels as sent, as image_transport's subscriber reads them (an EXIF rotation

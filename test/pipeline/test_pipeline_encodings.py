@@ -253,7 +253,9 @@ def _png_header(width: int, height: int) -> bytes:
         (b"GIF89a....", "jpeg", "neither JPEG nor PNG"),
         (b"", "png", "empty"),
         (b"\x89PNG\r\n\x1a\n", "bmp", "unsupported compressed format 'bmp'"),
-        (_png_header(100_000, 100_000), "png", "declares more pixels than OpenCV decodes"),   # 68 bytes, 10**10 px
+        (_png_header(100_000, 100_000), "png", "of 100000x100000 exceeds the 32768-pixel side or 64 MP limit"),
+        (_png_header(40_000, 64), "png", "of 40000x64 exceeds the 32768-pixel side"),   # as a raw frame's side
+        (_png_header(9_000, 8_000), "png", "of 9000x8000 exceeds the 32768-pixel side or 64 MP limit"),
     ],
 )
 def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
@@ -323,3 +325,37 @@ def test_layout_errors_name_the_encoding_and_the_supported_list(fields, match):
     with pytest.raises(EncodingError, match=match) as info:
         decode(ImageView(**fields))
     assert "supported encodings: " + ", ".join(SUPPORTED_ENCODINGS) in str(info.value)
+
+
+def test_the_size_of_a_compressed_image_is_read_from_its_header_before_decoding():
+    """A few kB of PNG can declare gigabytes of pixels (every output is of the input's size): the size is read from
+    the PNG's IHDR or the JPEG's start-of-frame and checked first; a JPEG's too, also progressive or with EXIF."""
+    from dpt_ros.pipeline.encodings import compressed_size
+
+    for shape in ((48, 64, 3), (1, 1, 3), (30, 40), (1080, 1920, 3)):
+        img = np.zeros(shape, np.uint8)
+        for ext, flags in ((".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+            data = np.frombuffer(cv2.imencode(ext, img, flags)[1].tobytes(), np.uint8)
+            assert compressed_size(data) == (shape[1], shape[0]), (shape, ext, flags)
+    exif = bytes.fromhex("ffd8ffe1000a457869660000aaaa")   # SOI, then an APP1 segment before the frame header
+    jpeg = cv2.imencode(".jpg", np.zeros((5, 7, 3), np.uint8))[1].tobytes()
+    assert compressed_size(np.frombuffer(exif + jpeg[2:], np.uint8)) == (7, 5)
+    assert compressed_size(np.frombuffer(b"\xff\xd8\xff", np.uint8)) is None   # no frame header: the decoder says
+    big = np.zeros((8000, 8000), np.uint8)   # 64 MP: at the limit, still decoded
+    assert decode_compressed(cv2.imencode(".png", big)[1].tobytes(), "png").shape == (8000, 8000, 3)
+
+
+def test_an_opencv_refusal_is_an_encoding_error(monkeypatch):
+    """OpenCV raises (cv2.error) rather than returning None for some data, e.g. beyond its own pixel limit
+    (CV_IO_MAX_IMAGE_PIXELS, where a header this module cannot read declares it): that frame's encoding error."""
+    from dpt_ros.pipeline import encodings
+
+    def refuse(buf, flags):
+        raise cv2.error("OpenCV(4.11.0) loadsave.cpp:79: error: (-215:Assertion failed) pixels <= "
+                        "CV_IO_MAX_IMAGE_PIXELS in function 'validateInputImageSize'")
+
+    monkeypatch.setattr(encodings.cv2, "imdecode", refuse)
+    png = _png_header(64, 48)
+    with pytest.raises(EncodingError, match=f"could not decode png image of {len(png)} bytes: its header declares "
+                                            r"more pixels than OpenCV decodes \(CV_IO_MAX_IMAGE_PIXELS\)"):
+        decode_compressed(png, "png")

@@ -268,8 +268,9 @@ def test_corrupt_compressed_images(harness, rosout):
 
 
 def test_a_frame_opencv_refuses_to_decode_costs_only_its_own_camera(harness, rosout):
-    """Cameras a and b in one batch: b's PNG declares 10**10 pixels (OpenCV raises rather than returning None).
-    That frame is counted as b's encoding error; a's frame of the same batch is published."""
+    """Cameras a and b in one batch: b's PNG declares 10**10 pixels (refused from its header; OpenCV itself raised
+    rather than returning None, which failed the whole batch). That frame is counted as b's encoding error; a's
+    frame of the same batch is published."""
     import struct
     import zlib
 
@@ -302,7 +303,7 @@ def test_a_frame_opencv_refuses_to_decode_costs_only_its_own_camera(harness, ros
     counts = {c.ns.rsplit("/", 1)[-1]: c.counts for c in node.cameras}
     assert counts["b"]["error:encoding"] == 1 and counts["a"]["processed"] == 2 and not out["b"], counts
     assert node.error_counts().get("internal", 0) == 0
-    wait_for(lambda: any("declares more pixels than OpenCV decodes" in line
+    wait_for(lambda: any("of 100000x100000 exceeds the 32768-pixel side or 64 MP limit" in line
                          for line in rosout.lines("dpt_node", Log.ERROR)), what="the reason logged")
 
 
