@@ -302,6 +302,9 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     """
     buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     fmt = (format or "").lower()
+    if "compresseddepth" in fmt:
+        raise EncodingError(f"compressed image ({format}) is a depth stream (image_transport's compressedDepth), not "
+                            "a camera image: remap image to the colour camera's topic")
     if fmt and not any(k in fmt for k in SUPPORTED_COMPRESSED_FORMATS):
         raise EncodingError(
             f"unsupported compressed format {format!r}; supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"

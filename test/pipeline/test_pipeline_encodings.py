@@ -255,6 +255,8 @@ def _png_header(width: int, height: int) -> bytes:
         (b"\x89PNG\r\n\x1a\n", "bmp", "unsupported compressed format 'bmp'"),
         (_png_header(100_000, 100_000), "png", "of 100000x100000 exceeds the 32768-pixel side or 64 MP limit"),
         (_png_header(40_000, 64), "png", "of 40000x64 exceeds the 32768-pixel side"),   # as a raw frame's side
+        (b"\0" * 12 + _png_header(64, 48), "32FC1; compressedDepth png", r"is a depth stream .image_transport's "
+         "compressedDepth., not a camera image: remap image to the colour camera's topic"),
         (_png_header(9_000, 8_000), "png", "of 9000x8000 exceeds the 32768-pixel side or 64 MP limit"),
     ],
 )
