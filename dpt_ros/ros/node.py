@@ -1022,15 +1022,28 @@ class DptNode(Node):
                 self._stage_ms[stage].append(dt)
             done = time.monotonic()
             self._batch_done.append(done)
+            odd_stamps = []
             for job, msgs in messages:
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
                 job["frame"].counted = True
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
-                self._ages_ms.append((now_ns - stamp) / 1e6)
-                self._age_done.append(done)
+                if stamp > 0 and now_ns >= stamp:
+                    self._ages_ms.append((now_ns - stamp) / 1e6)
+                    self._age_done.append(done)
+                else:   # no age to tell: an unset stamp (57 years old) or one ahead of this clock would skew them all
+                    odd_stamps.append((cam, stamp))
                 for name in msgs:
                     cam.counts["out:" + name] += 1
+        for cam, stamp in odd_stamps:
+            topic = cam.image_topic or cam.topic("image")
+            if stamp == 0:
+                self._warn_once(f"unstamped:{cam.index}", f"{topic}: frames stamped 0 (the driver sets no time): "
+                                "outputs carry that header, and /diagnostics' age figures leave them out")
+            else:
+                self._warn_once(f"future:{cam.index}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
+                                "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
+                                "/diagnostics' age figures leave them out")
 
     @staticmethod
     def _failure(stage: str, e: Exception, device: Optional[torch.device] = None) -> tuple[str, str]:

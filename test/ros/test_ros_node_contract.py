@@ -177,6 +177,26 @@ def test_diagnostics_rates_window_and_age(harness):
     assert 0.0 < float(model["age_p50_ms"]) < 5000.0, model["age_p50_ms"]
 
 
+def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_once(harness):
+    """A driver that stamps 0 (ages of 57 years) or runs ahead of this clock (negative ages) would make
+    /diagnostics' age figures meaningless: those frames are processed and published as any, and left out of them."""
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, "inverse_depth")
+    now = harness.probe.get_clock().now().nanoseconds
+    for i, stamp in enumerate((0, now + 3600 * 10**9, 0, now)):
+        pub.publish(make_image(stamp))
+        wait_for(lambda: len(out) == i + 1, what=f"frame {i + 1}")
+    assert [conversions.stamp_ns(m.header) for m in out] == [0, now + 3600 * 10**9, 0, now]   # headers unchanged
+    values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert 0.0 < float(values["age_p50_ms"]) == float(values["age_p99_ms"]) < 60_000.0, values
+    for needle in ("frames stamped 0 (the driver sets no time)", "ahead of this node's clock"):
+        wait_for(lambda: any(needle in m.msg for m in log), what=needle)
+        assert len([m for m in log if needle in m.msg]) == 1
+
+
 def test_latency_and_age_in_diagnostics_are_of_the_last_stretch_only(harness, monkeypatch):
     """After a pause the figures are not the old ones forever (a stalled batch's 7 s p99 stayed until 300 newer
     batches came): latency and age are of the batches of the last _STATS_WINDOW_S (30 s; 1.5 s here)."""
