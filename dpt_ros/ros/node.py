@@ -1033,11 +1033,17 @@ class DptNode(Node):
                     self._age_done.append(done)
                 else:   # no age to tell: an unset stamp (57 years old) or one ahead of this clock would skew them all
                     odd_stamps.append((cam, stamp))
+                if not job["frame"].msg.header.frame_id:
+                    odd_stamps.append((cam, None))
                 for name in msgs:
                     cam.counts["out:" + name] += 1
         for cam, stamp in odd_stamps:
             topic = cam.image_topic or cam.topic("image")
-            if stamp == 0:
+            if stamp is None:
+                self._warn_once(f"no_frame_id:{cam.index}", f"{topic}: frames with an empty frame_id: the outputs "
+                                "carry it (as every header), and neither tf nor RViz can place them; set the camera "
+                                "driver's frame_id (its optical frame)")
+            elif stamp == 0:
                 self._warn_once(f"unstamped:{cam.index}", f"{topic}: frames stamped 0 (the driver sets no time): "
                                 "outputs carry that header, and /diagnostics' age figures leave them out")
             else:

@@ -192,7 +192,11 @@ def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_
     assert [conversions.stamp_ns(m.header) for m in out] == [0, now + 3600 * 10**9, 0, now]   # headers unchanged
     values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert 0.0 < float(values["age_p50_ms"]) == float(values["age_p99_ms"]) < 60_000.0, values
-    for needle in ("frames stamped 0 (the driver sets no time)", "ahead of this node's clock"):
+    pub.publish(make_image(now + 1, frame_id=""))
+    wait_for(lambda: len(out) == 5, what="a frame without frame_id")
+    assert out[-1].header.frame_id == ""
+    for needle in ("frames stamped 0 (the driver sets no time)", "ahead of this node's clock",
+                   "frames with an empty frame_id"):
         wait_for(lambda: any(needle in m.msg for m in log), what=needle)
         assert len([m for m in log if needle in m.msg]) == 1
 
