@@ -101,6 +101,10 @@ class _ShutDownDuringTransition(BaseException):
     the context that is gone ("Failed to complete transition", "Failed to publish log message")."""
 
 
+class _Abandoned(RuntimeError):
+    """A worker's batch stops: a cleanup abandoned that worker (see :meth:`DptNode.process`)."""
+
+
 class ShuttingDown(RuntimeError):
     """The process is being shut down (SIGTERM, an external shutdown) while the node was starting or configuring:
     not a failure, nothing to report (the context's logging to /rosout is gone too)."""
@@ -445,16 +449,20 @@ class DptNode(Node):
     def _take_down(self) -> None:
         """Cleanup's second half, once the threads have stopped (under ``_param_lock``): destroy the interfaces,
         drop the models and reset what belonged to this configuration."""
+        with self._lock:   # first: a worker or loader left behind stops at its next step; the timer publishes no more
+            self._worker = self._loader = None
+            diag_pub, diag_timer = self._diag_pub, self._diag_timer
+            self._diag_pub = self._diag_timer = None
         for cam in self._cameras:
             for name in list(cam.subs):
                 self._subscribe(cam, name, False)
             for pub in cam.pubs.values():
                 self.destroy_publisher(pub)
             cam.pubs.clear()
-        for pub in [*self._label_pubs, *([self._diag_pub] if self._diag_pub is not None else [])]:
+        if diag_timer is not None:
+            self.destroy_timer(diag_timer)
+        for pub in [*self._label_pubs, *([diag_pub] if diag_pub is not None else [])]:
             self.destroy_publisher(pub)
-        if self._diag_timer is not None:
-            self.destroy_timer(self._diag_timer)
         device = self._models.device if self._models is not None else None
         with self._lock:
             self._models, self._cameras, self._compressed, self._worker = None, [], None, None
@@ -464,7 +472,7 @@ class DptNode(Node):
             self._model_error, self._model_loading = "", False   # the next configure's model starts clean
             for values in (*self._stage_ms.values(), self._ages_ms, self._batch_done, self._age_done):
                 values.clear()
-            self._pinned.clear()
+            self._pinned = {}   # (a new one: an abandoned worker may still copy into the old one's buffers)
             self._net_inputs.clear()
             self._stopping = False
         gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
@@ -649,6 +657,9 @@ class DptNode(Node):
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
             active = self._active
+            if calibrations is not None and configured:   # (together with the settings they go with)
+                for cam, info in zip(self._cameras, calibrations):
+                    cam.calibration = info
         if not configured:   # a managed node before configure / after cleanup: the values apply at configure
             return SetParametersResult(successful=True)
         if new.model_key() != current.model_key():
@@ -658,7 +669,6 @@ class DptNode(Node):
                 cam.colormap_range = None
         if calibrations is not None:
             for cam, info in zip(self._cameras, calibrations):
-                cam.calibration = info
                 self._subscribe(cam, "camera_info", info is None and active)
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
@@ -685,8 +695,11 @@ class DptNode(Node):
                 self._loader.start()
 
     def _loader_loop(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._lock:
+                if self._loader is not me:   # left behind by a cleanup: the next configuration has its own loader
+                    return
                 s, running = self._wanted, self._models
                 if s is None or self._stopping or self._models is None or s.model_key() == self._models.key:
                     self._wanted = None
@@ -699,7 +712,8 @@ class DptNode(Node):
                 self._model_failed(s, e)
                 continue
             with self._lock:
-                current_wanted = None if self._stopping else self._wanted   # never swap into a stopped node
+                # never swap into a stopped node, nor one whose cleanup left this loader behind
+                current_wanted = None if self._stopping or self._loader is not me else self._wanted
                 if current_wanted is not None and current_wanted.model_key() == s.model_key():
                     self._models = models   # the worker picks it up at its next batch
                     self._model_error = ""
@@ -710,8 +724,10 @@ class DptNode(Node):
     def _model_failed(self, s: Settings, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}"
         with self._lock:
-            models = self._models
-            if models is None:   # a managed node cleaned up while this load ran: nothing runs, nothing to revert
+            # a managed node cleaned up while this load ran (and maybe configured again, with a loader of its own):
+            # nothing of this load's to revert
+            models = self._models if self._loader is threading.current_thread() else None
+            if models is None:
                 self._errors["model_load"] += 1
         if models is None:
             self.get_logger().error(f"model load failed (the node was cleaned up meanwhile): {msg}")
@@ -897,7 +913,7 @@ class DptNode(Node):
                 self._in_worker = frames
             self._busy = ("decode", time.monotonic())
             try:
-                self.process(frames)
+                self.process(frames, worker=me)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
                 if self._stopping or self._worker is not me or not self.context.ok():
                     return   # Ctrl-C / external shutdown / cleanup while publishing: not an error, nothing to log
@@ -932,11 +948,13 @@ class DptNode(Node):
                 out.add(name)
         return out
 
-    def process(self, frames: list[_Frame]) -> None:
+    def process(self, frames: list[_Frame], worker: Optional[threading.Thread] = None) -> None:
         """Run one batch of frames (at most one per camera) through every stage and publish.
 
         Uses one settings snapshot and one model set for the whole batch. Per-frame failures are
-        counted by reason and logged (rate-limited); the node keeps going.
+        counted by reason and logged (rate-limited); the node keeps going. ``worker``: the worker thread running it,
+        which stops between stages once a cleanup has abandoned it (a forward pass that outlasted the cleanup's
+        wait): from then on the node's state is the next configuration's, not this batch's to write.
         """
         s, m = self._settings, self._models
         if s["cpu_threads"] != self._cpu_threads:
@@ -984,7 +1002,7 @@ class DptNode(Node):
         if not jobs:
             return
         t1 = time.perf_counter()
-        self._busy = ("model", time.monotonic())   # pre-processing and the forward pass
+        self._enter_stage("model", worker)   # pre-processing and the forward pass
         try:
             self._infer(jobs, m)
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
@@ -993,7 +1011,7 @@ class DptNode(Node):
             self._count_error(*self._failure("inference", e, m.device), [j["frame"] for j in jobs])
             return
         t2 = time.perf_counter()
-        self._busy = ("postprocess", time.monotonic())
+        self._enter_stage("postprocess", worker)
         messages = []
         for job in jobs:
             msgs = {}
@@ -1005,7 +1023,7 @@ class DptNode(Node):
             if job["rate_limited_points"] and "points" not in msgs:   # no cloud: it used none of points.max_rate
                 job["frame"].camera.points_throttle.refund()
         t3 = time.perf_counter()
-        self._busy = ("publish", time.monotonic())
+        self._enter_stage("publish", worker)
         for job, msgs in messages:
             cam = job["frame"].camera
             for name, msg in msgs.items():
@@ -1015,6 +1033,8 @@ class DptNode(Node):
         t4 = time.perf_counter()
         now_ns = self.get_clock().now().nanoseconds
         with self._lock:
+            if worker is not None and self._worker is not worker:
+                return   # cleaned up while it published: the figures are the next configuration's
             self._batches += 1
             pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
             for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, (t2 - t1) * 1000.0 - pre_ms,
@@ -1050,6 +1070,14 @@ class DptNode(Node):
                 self._warn_once(f"future:{cam.index}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
                                 "/diagnostics' age figures leave them out")
+
+    def _enter_stage(self, stage: str, worker: Optional[threading.Thread]) -> None:
+        """Mark the worker's stage (/diagnostics' stuck-worker check), unless a cleanup abandoned ``worker``: then
+        stop the batch (:class:`_Abandoned`), before it writes the next configuration's state."""
+        with self._lock:
+            if worker is not None and self._worker is not worker:
+                raise _Abandoned()
+            self._busy = (stage, time.monotonic())
 
     @staticmethod
     def _failure(stage: str, e: Exception, device: Optional[torch.device] = None) -> tuple[str, str]:
@@ -1289,8 +1317,9 @@ class DptNode(Node):
         for this camera until its next camera_info comes after one such wait ran out (its camera_info has
         stopped, or comes slower than its images): the worker serves every camera, and would hold all of them
         back by that wait on each of this camera's frames. With ``camera_info.url``, the file's."""
-        if f.camera.calibration is not None:
-            return f.camera.calibration
+        calibration = f.camera.calibration   # (read once: a camera_info.url change may clear it meanwhile)
+        if calibration is not None:
+            return calibration
         stamp = conversions.stamp_ns(f.msg.header)
         policy = s["camera_info.policy"]
         deadline = time.monotonic() + _INFO_WAIT_S
@@ -1489,8 +1518,14 @@ class DptNode(Node):
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)
-        if pub is not None:
+        if pub is None:
+            return
+        try:
             pub.publish(self.diagnostics())
+        except Exception:  # noqa: BLE001
+            if self._diag_pub is pub:
+                raise
+            # a cleanup on another thread destroyed it after it was read (InvalidHandle): nothing to report to
 
     # ------------------------------------------------------------------ lifecycle
     @property

@@ -243,6 +243,71 @@ def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness
     assert "internal" not in node.error_counts()
 
 
+def test_a_worker_stuck_past_cleanup_that_wakes_while_the_next_configuration_is_idle_writes_nothing(harness,
+                                                                                                    monkeypatch):
+    """The old worker wakes when the new one has nothing to do: it stops before its next stage, so it does not mark
+    the new configuration's worker as busy (/diagnostics said ERROR 'worker stuck in publish' for an idle node)
+    nor add its batch to the new configuration's figures."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    out, pub = _connected(harness, node)
+    old_gate, old_entered, _ = gate_engine(node.models.depth)
+    pub.publish(make_image(1))
+    assert old_entered.wait(20)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert node._busy is None
+    old_gate.set()
+    wait_for(lambda: not any(t.is_alive() and t is not node._worker for t in threading.enumerate()
+                             if t.name == "dpt_inference"), what="the old worker gone")
+    assert node._busy is None and node._batches == 0 and not node._stage_ms["model"]
+    time.sleep(0.5)   # past the stuck-worker limit
+    status = node.diagnostics().status[0]
+    assert status.level != DiagnosticStatus.ERROR and "stuck" not in status.message, status.message
+    assert out == [] and "internal" not in node.error_counts()
+
+
+def test_a_loader_left_behind_by_cleanup_does_not_serve_the_next_configuration(harness, monkeypatch):
+    """A model load outlasting cleanup's wait: the next configuration starts its own loader; the old one, when its
+    load returns, neither swaps it in nor takes up the new configuration's requests (it built each model again)."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    real, loads = node_module.load_models, []
+    gates = {96: threading.Event(), 128: threading.Event()}
+
+    def recorded(s, running=None):
+        if threading.current_thread().name == "dpt_model_loader":
+            loads.append((threading.current_thread(), s["input_size"]))
+            gates[s["input_size"]].wait(30)
+        return real(s, running)
+
+    monkeypatch.setattr(node_module, "load_models", recorded)
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(lambda: len(loads) == 1, what="the first loader loading 96")
+    old = loads[0][0]
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS   # it is left behind
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS   # (at 96, on this thread)
+    assert set_params(harness, node, input_size=128)[0].successful
+    wait_for(lambda: len(loads) == 2, what="the new loader loading 128")
+    gates[96].set()   # the old load returns while the new configuration's request is still being served
+    wait_for(lambda: not old.is_alive(), what="the old loader gone")
+    gates[128].set()
+    wait_for(lambda: node.models.depth_pre.net_size == (128, 128), what="the new loader's swap")
+    wait_for(lambda: not any(t.name == "dpt_model_loader" and t.is_alive() for t in threading.enumerate()),
+             what="the new loader gone")
+    assert [(t is old, size) for t, size in loads] == [(True, 96), (False, 128)]   # not 128 a second time
+    assert not node._model_loading
+
+
 def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly(harness, monkeypatch):
     from dpt_ros.ros import node as node_module
 
