@@ -469,3 +469,27 @@ def test_sigterm_during_configure_exits_zero_without_a_configure_error(harness):
     assert "dpt_large on cpu" not in log, "the load ended before SIGTERM arrived: this test did not test it"
     for bad in ("Traceback", "configure failed", "[ERROR]", "Failed to publish log message"):
         assert bad not in log, log
+
+
+def test_a_cleanup_from_another_thread_never_has_diagnostics_published_on_a_destroyed_publisher(harness, monkeypatch):
+    """trigger_cleanup() from a thread of the caller's (rclpy allows it; the tests do it) while the /diagnostics timer
+    fires on the executor's: the publisher is detached before it is destroyed, and a publish that read it just
+    before is dropped, not raised (InvalidHandle ended the executor's thread: the node went deaf)."""
+    crashes = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    node = harness.start_node(managed=True, **{"diagnostics.period": 0.1})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    real_destroy_timer = node.destroy_timer
+
+    def slow_destroy_timer(timer):   # the timer fires (more than once) while cleanup takes the interfaces down
+        time.sleep(0.3)
+        return real_destroy_timer(timer)
+
+    monkeypatch.setattr(node, "destroy_timer", slow_destroy_timer)
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    time.sleep(0.3)
+    assert harness._thread.is_alive() and crashes == []
+    monkeypatch.setattr(node, "destroy_timer", real_destroy_timer)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS   # and it serves on
+    probe = harness.collector(DiagnosticArray, "/diagnostics")
+    wait_for(lambda: len(probe) > 0, what="diagnostics again")
