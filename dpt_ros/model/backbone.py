@@ -109,13 +109,18 @@ class Backbone(nn.Module):
         self._pos_cache.clear()
         return super()._apply(fn, *args, **kwargs)
 
+    def _load_from_state_dict(self, *args, **kwargs):  # new weights (copied in place, or assigned): drop them too
+        self._pos_cache.clear()
+        return super()._load_from_state_dict(*args, **kwargs)
+
     def pos_embed(self, grid: tuple[int, int]) -> torch.Tensor:
         """Position embedding for a (rows, cols) token grid, cached per size at inference."""
         pe = self.model.pos_embed
         if torch.is_grad_enabled() and pe.requires_grad:
             return resize_pos_embed(pe, grid, self.variant.pos_grid)
         # a parameter made under torch.inference_mode() (a model built or loaded there) has no version counter;
-        # it cannot be changed in place outside inference mode, so its storage identifies it
+        # it cannot be changed in place outside inference mode, and a load_state_dict (in it or not) clears the
+        # cache: its storage identifies it (only an in-place edit by hand inside inference mode goes unseen)
         version = -1 if pe.is_inference() else pe._version
         key = (grid, pe.data_ptr(), version, pe.dtype, pe.device)
         hit = self._pos_cache.get(key)

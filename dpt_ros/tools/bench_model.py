@@ -96,7 +96,7 @@ def _peak_mb(device: torch.device, resident: int, module: torch.nn.Module) -> Op
     cannot tell the two models apart (see :func:`_process_peak_rss_mb`)."""
     if device.type != "cuda":
         return None
-    own = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()) if t.device == device)
+    own = sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()) if t.is_cuda)
     return (own + torch.cuda.max_memory_allocated(device) - resident) / 2**20
 
 
@@ -247,6 +247,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)
+    if device.type == "cuda" and device.index is None:   # the index the tensors carry (peak memory compares devices)
+        device = torch.device("cuda", torch.cuda.current_device())
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda requested but CUDA is not available")
     if args.threads:

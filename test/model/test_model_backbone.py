@@ -91,6 +91,12 @@ def test_a_model_built_in_inference_mode_runs():
         expected = reference(x)
     assert len(m.pretrained._pos_cache) == 1
     assert torch.allclose(out, expected, atol=1e-5) and torch.equal(out, again)
+    # new weights loaded in place inside inference mode (no version counter to tell): the cache is dropped
+    other = DPT("dpt_tiny").eval()
+    with torch.inference_mode():
+        m.load_state_dict(other.state_dict())
+        assert len(m.pretrained._pos_cache) == 0
+        assert torch.allclose(m(x), other(x), atol=1e-5)
 
 
 def test_pos_embed_is_trainable_outside_inference():
