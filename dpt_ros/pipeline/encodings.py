@@ -274,7 +274,9 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
     head = buf[:24].tobytes()
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    data = buf.tobytes() if buf.size <= 1 << 16 else buf[: 1 << 16].tobytes()   # SOF comes before the scan data
+    # a JPEG's segments up to its start of frame, over the whole buffer (an ICC profile or a hostile APPn segment
+    # can put it far in); the walk hops from segment to segment, its cost is their number, not their bytes
+    data = memoryview(buf)
     i = 2
     while i + 9 <= len(data):
         if data[i] != 0xFF:
@@ -285,6 +287,8 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
             continue
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a start of frame: P, Y, X
             return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        if marker == 0xDA:   # the scan data, and no frame header before it: not a JPEG the decoder takes
+            return None
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:   # markers without a length
             i += 2
             continue

@@ -343,6 +343,16 @@ def test_the_size_of_a_compressed_image_is_read_from_its_header_before_decoding(
     jpeg = cv2.imencode(".jpg", np.zeros((5, 7, 3), np.uint8))[1].tobytes()
     assert compressed_size(np.frombuffer(exif + jpeg[2:], np.uint8)) == (7, 5)
     assert compressed_size(np.frombuffer(b"\xff\xd8\xff", np.uint8)) is None   # no frame header: the decoder says
+    # a frame header behind 200 kB of APP2 segments (an ICC profile; or a hostile one hiding a 40000x40000 frame)
+    icc = b"".join(b"\xff\xe2" + (65535).to_bytes(2, "big") + bytes(65533) for _ in range(3))
+    hostile = bytearray(cv2.imencode(".jpg", np.zeros((5, 7, 3), np.uint8))[1].tobytes())
+    sof = next(i for i in range(2, len(hostile)) if hostile[i] == 0xFF and hostile[i + 1] == 0xC0)
+    hostile[sof + 5:sof + 9] = (40000).to_bytes(2, "big") * 2
+    assert compressed_size(np.frombuffer(b"\xff\xd8" + icc + jpeg[2:], np.uint8)) == (7, 5)
+    data = np.frombuffer(b"\xff\xd8" + icc + bytes(hostile[2:]), np.uint8)
+    assert compressed_size(data) == (40000, 40000)
+    with pytest.raises(EncodingError, match="of 40000x40000 exceeds"):
+        decode_compressed(data, "jpeg")
     big = np.zeros((8000, 8000), np.uint8)   # 64 MP: at the limit, still decoded
     assert decode_compressed(cv2.imencode(".png", big)[1].tobytes(), "png").shape == (8000, 8000, 3)
 
