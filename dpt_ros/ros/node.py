@@ -473,7 +473,7 @@ class DptNode(Node):
             for values in (*self._stage_ms.values(), self._ages_ms, self._batch_done, self._age_done):
                 values.clear()
             self._pinned = {}   # (a new one: an abandoned worker may still copy into the old one's buffers)
-            self._net_inputs.clear()
+            self._net_inputs = {}   # (a new one, as _pinned)
             self._stopping = False
         gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
         if device is not None and device.type == "cuda":
@@ -619,9 +619,12 @@ class DptNode(Node):
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
         of the callback it would end the executor's spin, and with it the node."""
+        before = self._settings
         try:
             return self._on_set_parameters(changed)
         except Exception as e:  # noqa: BLE001
+            with self._lock:   # refused: what runs is what `ros2 param get` says (a failure after the swap undone)
+                self._settings = before
             names = ", ".join(p.name for p in changed)
             self.get_logger().error(f"setting {names} failed: {type(e).__name__}: {e}; refused")
             return SetParametersResult(successful=False, reason=f"{names}: {type(e).__name__}: {e}")
@@ -990,11 +993,11 @@ class DptNode(Node):
                 px = _Pixels(f.msg)
                 if host_pre:   # decoded now, not inside the pre-processing stage
                     px.rgb()
-            except (pipeline.EncodingError, ValueError) as e:
-                self._count_error("encoding", str(e), [f])
-                continue
             except Exception as e:  # noqa: BLE001 - a decoder's own failure is this frame's, not the batch's
-                self._count_error("encoding", f"{type(e).__name__}: {e}", [f])
+                known = isinstance(e, (pipeline.EncodingError, ValueError))
+                self._count_error("encoding", str(e) if known else f"{type(e).__name__}: {e}", [f])
+                if "points" in wanted and s["points.max_rate"] > 0.0:   # no cloud: its turn goes to the next frame
+                    f.camera.points_throttle.refund()
                 continue
             f.camera.frame_size = px.size
             jobs.append(dict(frame=f, px=px, wanted=wanted, labels=needs_labels and m.segmentation is not None,
@@ -1004,11 +1007,16 @@ class DptNode(Node):
         t1 = time.perf_counter()
         self._enter_stage("model", worker)   # pre-processing and the forward pass
         try:
-            self._infer(jobs, m)
+            self._infer(jobs, m, worker)
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
                 torch.cuda.synchronize(m.device)
+        except _Abandoned:
+            raise
         except Exception as e:  # noqa: BLE001
             self._count_error(*self._failure("inference", e, m.device), [j["frame"] for j in jobs])
+            for j in jobs:   # no clouds: their turns go to the next frames
+                if j["rate_limited_points"]:
+                    j["frame"].camera.points_throttle.refund()
             return
         t2 = time.perf_counter()
         self._enter_stage("postprocess", worker)
@@ -1089,9 +1097,11 @@ class DptNode(Node):
             return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
         return stage, f"{type(e).__name__}: {e}"
 
-    def _infer(self, jobs: list[dict], m: ModelSet) -> None:
+    def _infer(self, jobs: list[dict], m: ModelSet, worker: Optional[threading.Thread] = None) -> None:
         """Pre-process and run the engines; frames with equal network shapes share one batch."""
         for task in ("depth", "segmentation"):
+            if worker is not None and self._worker is not worker:   # abandoned: no next task's work
+                raise _Abandoned()
             engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
             selected = [j for j in jobs if engine is not None and
                         (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]

@@ -178,7 +178,10 @@ class Harness:
 
     def collector(self, msg_type, topic: str, reliability: str = "reliable") -> list:
         received: list = []
-        self.probe.create_subscription(msg_type, topic, received.append, qos(reliability))
+        # /rosout comes in bursts (a node's start-up, a warning with its context): a deep history, as rosout's own
+        # publisher has (1000), so that a busy probe thread loses none of a burst
+        depth = 1000 if msg_type.__name__ == "Log" else 10
+        self.probe.create_subscription(msg_type, topic, received.append, qos(reliability, depth))
         return received
 
     def cameras(self, node, namespaces, output: str = "inverse_depth") -> tuple[dict, dict]:
