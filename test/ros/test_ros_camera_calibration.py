@@ -214,3 +214,17 @@ def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_no
     assert not refused.successful and refused.reason == "camera_info.url: KeyError: 'a failure nobody foresaw'"
     assert node.settings["camera_info.url"] == ""
     assert set_params(harness, node, colormap="gray")[0].successful and node.settings["colormap"] == "gray"
+
+
+def test_a_failure_after_the_settings_changed_puts_them_back(harness, monkeypatch):
+    """A change that fails after the node took the new values (here: starting the model load) is refused, and the
+    node runs on the values `ros2 param get` still says, not the refused ones."""
+    node = harness.start_node()
+
+    def broken(settings):
+        raise RuntimeError("cannot start a thread")
+
+    monkeypatch.setattr(node, "_request_models", broken)
+    refused = set_params(harness, node, input_size=96)[0]
+    assert not refused.successful and refused.reason == "input_size: RuntimeError: cannot start a thread"
+    assert node.settings["input_size"] == 64 and node.get_parameter("input_size").value == 64
