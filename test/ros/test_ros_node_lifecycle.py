@@ -211,9 +211,9 @@ def test_a_new_configuration_starts_clean_and_unconfigured_values_are_checked(ha
     assert values["errors.model_load"] == "1"   # counters are the node's life, not the configuration's
 
 
-def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness, monkeypatch):
-    """A forward pass that hangs past cleanup's limit: the next configuration serves frames, and when the old
-    worker wakes it publishes nothing, counts no error and does not touch the new worker's state."""
+def _worker_left_behind(harness, monkeypatch):
+    """A managed node whose worker hangs in a forward pass past cleanup's limit (0.3 s here), then configured and
+    activated again: (node, its inverse_depth collector, the image publisher, the gate that wakes the old worker)."""
     from dpt_ros.ros import node as node_module
 
     monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
@@ -228,14 +228,25 @@ def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    return node, out, pub, old_gate
+
+
+def _wait_for_the_old_worker_to_leave(node) -> None:
+    wait_for(lambda: not any(t.is_alive() and t is not node._worker for t in threading.enumerate()
+                             if t.name == "dpt_inference"), what="the old worker gone")
+
+
+def test_a_worker_stuck_past_cleanup_leaves_the_next_configuration_alone(harness, monkeypatch):
+    """A forward pass that hangs past cleanup's limit: the next configuration serves frames, and when the old
+    worker wakes it publishes nothing, counts no error and does not touch the new worker's state."""
+    node, out, pub, old_gate = _worker_left_behind(harness, monkeypatch)
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="rediscovery")
     new_gate, new_entered, _ = gate_engine(node.models.depth)
     pub.publish(make_image(2))
     assert new_entered.wait(20) and len(node._in_worker) == 1
     old_gate.set()   # the old worker wakes up, its frame's publishers gone
-    wait_for(lambda: not any(t.is_alive() and t is not node._worker for t in threading.enumerate()
-                             if t.name == "dpt_inference"), what="the old worker gone")
+    _wait_for_the_old_worker_to_leave(node)
     assert len(node._in_worker) == 1 and node._busy is not None   # the new worker's batch, untouched
     new_gate.set()
     wait_for(lambda: len(out) == 1, what="the new configuration's frame")
@@ -248,24 +259,10 @@ def test_a_worker_stuck_past_cleanup_that_wakes_while_the_next_configuration_is_
     """The old worker wakes when the new one has nothing to do: it stops before its next stage, so it does not mark
     the new configuration's worker as busy (/diagnostics said ERROR 'worker stuck in publish' for an idle node)
     nor add its batch to the new configuration's figures."""
-    from dpt_ros.ros import node as node_module
-
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
-    node = harness.start_node(managed=True)
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-    out, pub = _connected(harness, node)
-    old_gate, old_entered, _ = gate_engine(node.models.depth)
-    pub.publish(make_image(1))
-    assert old_entered.wait(20)
-    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    node, out, _, old_gate = _worker_left_behind(harness, monkeypatch)
     assert node._busy is None
     old_gate.set()
-    wait_for(lambda: not any(t.is_alive() and t is not node._worker for t in threading.enumerate()
-                             if t.name == "dpt_inference"), what="the old worker gone")
+    _wait_for_the_old_worker_to_leave(node)
     assert node._busy is None and node._batches == 0 and not node._stage_ms["model"]
     time.sleep(0.5)   # past the stuck-worker limit
     status = node.diagnostics().status[0]
