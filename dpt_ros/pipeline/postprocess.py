@@ -130,18 +130,32 @@ def drop_labels(depth: torch.Tensor, labels: torch.Tensor, label_values) -> torc
 def depth_to_millimetres(depth: Any) -> Any:
     """16UC1 depth (REP 118 raw-driver style): millimetres rounded to nearest, 0 = invalid (NaN, +-inf,
     <= 0, > 65.535 m). NumPy, CuPy or torch (where the tensor lives: the device -> host copy is then half
-    the bytes of float32 metres)."""
-    if isinstance(depth, torch.Tensor):   # one new tensor, then in place (2.5x faster on a CPU than masks + where)
-        mm = depth.float().mul(1000.0).round_()
+    the bytes of float32 metres).
+
+    The product with 1000 is taken in float64, where it is exact for float32 metres (24 + 10 significant
+    bits): in float32 it is rounded first, and about 0.1 % of the values (those within a float32 step of
+    a half millimetre) came out 1 mm off."""
+    if isinstance(depth, torch.Tensor):
+        if depth.device.type == "cpu":   # NumPy's in-place float64 arithmetic is ~2x torch's on a CPU here
+            host = depth.detach()
+            host = host if host.dtype in (torch.float32, torch.float64) else host.float()
+            return torch.from_numpy(_millimetres(np, host.numpy()))
+        mm = depth.double().mul_(1000.0).round_()
         mm.nan_to_num_(0.0, 0.0, 0.0)
         mm.masked_fill_(mm > 65535, 0.0)
         return mm.clamp_min_(0.0).to(torch.uint16)
-    xp = array_module(depth)
-    d = depth.astype(xp.float32, copy=False)
+    return _millimetres(array_module(depth), depth)
+
+
+def _millimetres(xp, depth: Any) -> Any:
+    mm = depth.astype(xp.float64)   # a new array: the rest is in place
+    mm *= 1000.0
+    xp.rint(mm, out=mm)
     with np.errstate(invalid="ignore"):
-        mm = xp.rint(d * np.float32(1000.0))
-        ok = xp.isfinite(mm) & (mm > 0) & (mm <= 65535)
-    return xp.where(ok, mm, 0).astype(xp.uint16)
+        bad = ~(mm <= 65535)   # NaN included
+        bad |= mm <= 0
+    mm[bad] = 0
+    return mm.astype(xp.uint16)
 
 
 def labels_from_logits(logits: torch.Tensor) -> torch.Tensor:

@@ -74,7 +74,8 @@ def test_apply_depth_range_rep117():
 
 def test_depth_to_millimetres():
     d = np.array([np.nan, -np.inf, np.inf, 0.0, 0.0004, 0.0006, 1.2345, 65.535, 65.6], np.float32)
-    np.testing.assert_array_equal(depth_to_millimetres(d), [0, 0, 0, 0, 0, 1, 1234, 65535, 0])
+    # float32(1.2345) is 1.23450005 m: 1234.50005 mm, nearest 1235
+    np.testing.assert_array_equal(depth_to_millimetres(d), [0, 0, 0, 0, 0, 1, 1235, 65535, 0])
     assert depth_to_millimetres(d).dtype == np.uint16
     # a torch tensor stays one (the node converts where the depth lives, then copies half the bytes)
     t = depth_to_millimetres(torch.from_numpy(d))
@@ -82,6 +83,25 @@ def test_depth_to_millimetres():
     np.testing.assert_array_equal(t.numpy(), depth_to_millimetres(d))
     r = np.random.default_rng(0).uniform(-1.0, 70.0, (48, 64)).astype(np.float32)
     np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r)).numpy(), depth_to_millimetres(r))
+
+
+def test_depth_to_millimetres_rounds_the_float32_value_to_nearest():
+    # float32 metres a float32 product with 1000 rounds onto the wrong side of the half millimetre
+    d = np.array([50.967498779296875, 11.732500076293945, 17.988500595092773, 23.5314998626709], np.float32)
+    assert not np.array_equal(np.rint(d * np.float32(1000.0)), [50967, 11733, 17989, 23531])
+    exact = [50967, 11733, 17989, 23531]
+    np.testing.assert_array_equal(depth_to_millimetres(d), exact)
+    np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(d)).numpy(), exact)
+    # and every value of a frame: float64 holds the product of float32 metres and 1000 exactly
+    r = np.random.default_rng(1).uniform(0.0, 65.5, (240, 320)).astype(np.float32)
+    expected = np.rint(r.astype(np.float64) * 1000.0)
+    expected[(expected <= 0) | (expected > 65535)] = 0
+    np.testing.assert_array_equal(depth_to_millimetres(r), expected.astype(np.uint16))
+    np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r)).numpy(), expected.astype(np.uint16))
+    # a float16 / bfloat16 tensor (fp16 models) and a float64 array take the same path
+    np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r).to(torch.bfloat16)).numpy(),
+                                  depth_to_millimetres(torch.from_numpy(r).to(torch.bfloat16).float().numpy()))
+    np.testing.assert_array_equal(depth_to_millimetres(r.astype(np.float64)), expected.astype(np.uint16))
 
 
 def _edges_by_loop(z, max_jump):

@@ -493,7 +493,7 @@ def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness)
     assert (msg.encoding, msg.step, msg.width, msg.height, msg.header) == ("16UC1", 128, 64, 48, second.header)
     mm = conversions.image_array(msg)
     inside = (metres >= lo) & (metres <= hi)
-    expected = np.where(inside, np.rint(metres * 1000.0), 0).astype(np.uint16)
+    expected = np.where(inside, np.rint(metres.astype(np.float64) * 1000.0), 0).astype(np.uint16)
     assert 0.4 < inside.mean() < 0.8 and (mm[~inside] == 0).all()
     np.testing.assert_array_equal(mm, expected)
     z = [conversions.cloud_array(m)["z"] for m in got["points"]]
