@@ -55,6 +55,21 @@ def _timer(fn: Callable[[], Any], repeat: int, warmup: int, cuda: bool) -> float
     return statistics.median(times)
 
 
+def _timers(fns: dict[str, Callable[[], Any]], repeat: int, warmup: int) -> dict[str, float]:
+    """Median wall time in ms of each of ``fns``, run in turn (one call of each per round), so that a busy
+    spell of a shared machine slows ours and the reference alike and their ratio holds."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _frame(w: int, h: int) -> pl.ImageView:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -146,18 +161,16 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
         intr = _intrinsics(w, h)
         rr = pl.RunningRange()
         rgb_c = np.ascontiguousarray(rgb)
-        ours = {
-            "decode": _timer(lambda: pl.decode(view), repeat, 2, False),
-            "preprocess": _timer(lambda: pre(rgb), repeat, 2, False),
-            "postprocess": _timer(lambda: ours_postprocess(inv, (h, w), rr), repeat, 2, False),
-            "cloud": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb_c), repeat, 2, False),
+        pairs = {   # stage -> (ours, the typical wrapper's), timed in turn
+            "decode": (lambda: pl.decode(view), lambda: ref_decode(view)),
+            "preprocess": (lambda: pre(rgb), lambda: ref_preprocess(rgb_c)),
+            "postprocess": (lambda: ours_postprocess(inv, (h, w), rr), lambda: ref_postprocess(inv, (h, w))),
+            "cloud": (lambda: pl.build_cloud(depth, intr, rgb=rgb_c), lambda: ref_cloud_from_depth(depth, rgb_c, intr)),
         }
-        ref = {
-            "decode": _timer(lambda: ref_decode(view), repeat, 2, False),
-            "preprocess": _timer(lambda: ref_preprocess(rgb_c), repeat, 2, False),
-            "postprocess": _timer(lambda: ref_postprocess(inv, (h, w)), repeat, 2, False),
-            "cloud": _timer(lambda: ref_cloud_from_depth(depth, rgb_c, intr), repeat, 2, False),
-        }
+        ours, ref = {}, {}
+        for stage, (mine, theirs) in pairs.items():
+            t = _timers({"ours": mine, "ref": theirs}, repeat, 2)
+            ours[stage], ref[stage] = t["ours"], t["ref"]
         ours["total"], ref["total"] = sum(ours.values()), sum(ref.values())
         out[f"{w}x{h}"] = {
             "ours_ms": _round(ours), "reference_ms": _round(ref),
@@ -179,12 +192,15 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
 
     ready_xyz = np.random.default_rng(3).random((h * w, 3)).astype(np.float32)
     ready_xyzrgb = np.random.default_rng(3).random((h * w, 4)).astype(np.float32)
-    cloud = {
-        "ours_xyz_from_depth": _timer(lambda: pl.build_cloud(depth, intr), repeat, 3, False),
-        "ours_xyzrgb_from_depth": _timer(lambda: pl.build_cloud(depth, intr, rgb=rgb), repeat, 3, False),
-        "create_cloud_xyz_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyz, False), repeat, 3, False),
-        "create_cloud_xyzrgb_from_ready_array": _timer(lambda: ref_create_cloud(ready_xyzrgb, True), repeat, 3, False),
-        "reference_xyzrgb_from_depth": _timer(lambda: ref_cloud_from_depth(depth, rgb, intr), repeat, 3, False),
+    # ours and the references in turn (their ratios are the figures), then the options on their own
+    cloud = _timers({
+        "ours_xyz_from_depth": lambda: pl.build_cloud(depth, intr),
+        "ours_xyzrgb_from_depth": lambda: pl.build_cloud(depth, intr, rgb=rgb),
+        "create_cloud_xyz_from_ready_array": lambda: ref_create_cloud(ready_xyz, False),
+        "create_cloud_xyzrgb_from_ready_array": lambda: ref_create_cloud(ready_xyzrgb, True),
+        "reference_xyzrgb_from_depth": lambda: ref_cloud_from_depth(depth, rgb, intr),
+    }, repeat, 3)
+    cloud.update({
         # options: a raw camera's lens (camera_info.rectified false), points.edge_filter, depth.align's fit
         "ours_xyzrgb_from_depth_through_lens": _timer(lambda: pl.build_cloud(depth, lens, rgb=rgb), repeat, 3, False),
         "lens_rays_solved_once_stride1": _timer(lambda: solve_rays(lens), max(3, repeat // 10), 1, False),
@@ -193,7 +209,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
         "exclude_classes_2": _timer(lambda: pl.drop_labels(depth_t, labels_t, (13, 21)), repeat, 3, False),
         "align_fit_stride4": _timer(lambda: pl.fit_scale_shift(*pl.inverse_depth_pairs(inv_sub, depth[::4, ::4], stride=1)),
                                     repeat, 3, False),
-    }
+    })
     # the issue's target is the publishable message: the payload wrapped as the node publishes it (serialized CDR,
     # or a PointCloud2 object where the rmw's format differs), where ROS is installed
     try:

@@ -39,6 +39,25 @@ def test_bench_pipeline_json_cpu(capsys):
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
+def test_timers_run_ours_and_the_reference_in_turn():
+    """The compared functions alternate call by call (a busy spell hits both), warm-ups included, and each
+    gets the median of its own calls."""
+    calls = []
+    slow = iter([30.0, 1.0, 9.0, 2.0, 9.0, 1.0])
+
+    def ours():
+        calls.append("ours")
+
+    def ref():
+        calls.append("ref")
+        time.sleep(next(slow) / 1000.0)
+
+    t = bench_pipeline._timers({"ours": ours, "ref": ref}, repeat=5, warmup=1)
+    assert calls == ["ours", "ref"] * 6
+    assert set(t) == {"ours", "ref"} and t["ours"] < 1.0
+    assert 2.0 <= t["ref"] < 4.0   # the median of the timed 1, 9, 2, 9, 1 ms (the 30 ms warm-up left out): 2 ms
+
+
 def test_reference_cloud_equals_ours():
     import numpy as np
 
