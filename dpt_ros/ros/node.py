@@ -334,6 +334,8 @@ class DptNode(Node):
         self._model_error = ""
         self._model_loading = False
         self._wanted: Optional[Settings] = None
+        # the settings the running model's frames keep while a model of other settings loads (see process)
+        self._held: Optional[Settings] = None
         self._loader: Optional[threading.Thread] = None
         self._errors: collections.Counter = collections.Counter()
         self._stage_ms = {st: collections.deque(maxlen=300) for st in STAGES}
@@ -657,6 +659,7 @@ class DptNode(Node):
                 calibrations = [self._load_calibration(ns, new, log=configured) for ns in namespaces]
             except StartupError as e:
                 return SetParametersResult(successful=False, reason=str(e))
+        self._hold_settings(changes)
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
             active = self._active
@@ -684,6 +687,17 @@ class DptNode(Node):
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
             self._diag_timer.reset()
         return SetParametersResult(successful=True)
+
+    def _hold_settings(self, values: dict[str, Any]) -> None:
+        """Before ``values`` are set: if they ask for another model than the running one, keep the settings it
+        serves with now, for the frames it serves until the new model is swapped in (see :meth:`process`)."""
+        with self._lock:
+            current, m = self._settings, self._models
+            if m is None or current.model_key() != m.key:   # unconfigured, or a load is under way: held already
+                return
+            model = {n: v for n, v in values.items() if n in params.MODEL_PARAMETERS}
+            if model and current.replace(model).model_key() != m.key:
+                self._held = current
 
     # ------------------------------------------------------------------ model swap
     def _request_models(self, s: Settings) -> None:
@@ -959,7 +973,12 @@ class DptNode(Node):
         which stops between stages once a cleanup has abandoned it (a forward pass that outlasted the cleanup's
         wait): from then on the node's state is the next configuration's, not this batch's to write.
         """
-        s, m = self._settings, self._models
+        with self._lock:
+            s, m = self._settings, self._models
+            if m is not None and s.model_key() != m.key and self._held is not None:
+                # a model of other settings is loading: the running one serves on with the settings it had, and
+                # what was set since (e.g. depth.scale together with depth.variant) applies from the swap
+                s = self._held
         if s["cpu_threads"] != self._cpu_threads:
             self._set_cpu_threads(s["cpu_threads"])
         t0 = time.perf_counter()

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, set_params, wait_for
+from dpt_ros.ros.testing import gate_engine, get_params, make_image, make_info, qos, set_params, wait_for
 
 DOMAIN = 59
 
@@ -384,6 +384,59 @@ def test_a_model_superseded_while_loading_is_never_swapped_in(harness, monkeypat
     assert node.models.depth_pre.net_size == (64, 64), "the superseded 96 model was swapped in"
     gates[128].set()
     wait_for(lambda: node.models.depth_pre.net_size == (128, 128), timeout=60, what="swap to 128")
+
+
+def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp_path):
+    """depth.scale set in the request that sets input_size (after it: the parameter service sets a request's
+    values one by one, in order): the frames the old model serves while the new one loads keep the old scale, as
+    they do a depth.shift set meanwhile; the new model's first frame has both. With no load under way a
+    post-processing change applies from the next frame; after a failed load, from the revert."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+    got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth")
+    info_pub.publish(make_info(make_image(0, width=64, height=48)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    gate, entered = threading.Event(), threading.Event()
+    real = node_module.load_models
+
+    def gated(s, running=None):
+        entered.set()
+        gate.wait(30)
+        return real(s, running)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    stamps = iter(range(1, 100))
+
+    def metric_of_frame():
+        """(scale, shift) the frame's depth was made with, solved from its inverse depth at two pixels."""
+        k = next(stamps)
+        pub.publish(make_image(k, width=64, height=48))
+        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
+        inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
+                      for n in ("inverse_depth", "depth"))
+        x, y = inv.ravel().astype(np.float64), 1.0 / depth.ravel().astype(np.float64)
+        a, b = np.argmin(x), np.argmax(x)
+        scale = (y[b] - y[a]) / (x[b] - x[a])
+        np.testing.assert_allclose(y, scale * x + (y[a] - scale * x[a]), rtol=1e-4)   # one line for every pixel
+        return round(scale, 3), round(y[a] - scale * x[a], 3)
+
+    assert metric_of_frame() == (1.0, 0.05)
+    assert all(r.successful for r in set_params(harness, node, **{"input_size": 96, "depth.scale": 2.0}))
+    wait_for(entered.is_set, what="the 96 model loading")
+    assert get_params(harness, node, "depth.scale") == [2.0]   # set (ros2 param get says so) ...
+    assert metric_of_frame() == (1.0, 0.05)                       # ... for the model that comes with it
+    assert set_params(harness, node, **{"depth.shift": 0.5})[0].successful
+    assert metric_of_frame() == (1.0, 0.05) and node.models.depth_pre.net_size == (64, 64)
+    gate.set()
+    wait_for(lambda: node.models.depth_pre.net_size == (96, 96), timeout=60, what="swap to 96")
+    assert metric_of_frame() == (2.0, 0.5)
+    assert set_params(harness, node, **{"depth.scale": 3.0})[0].successful   # no load under way: the next frame
+    assert metric_of_frame() == (3.0, 0.5)
+    # a load that fails: the model parameter is set back, what came with it stays and applies from then on
+    bad = tmp_path / "corrupt.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert all(r.successful for r in set_params(harness, node, **{"depth.weights": str(bad), "depth.scale": 4.0}))
+    wait_for(lambda: node.settings["depth.weights"] == "random", timeout=30, what="the failed load's revert")
+    assert metric_of_frame() == (4.0, 0.5)
 
 
 def test_overlay_alpha_and_points_color_change_the_outputs(harness):
