@@ -39,7 +39,11 @@ class CalibrationError(ValueError):
 class Intrinsics:
     """Intrinsics for an image of ``width`` x ``height`` pixels (pixel centres at integers): pinhole, and
     for an unrectified image the lens distortion (``distortion_model``, ``d`` as in CameraInfo; see
-    :mod:`.distortion`). An all-zero ``d`` is stored as no distortion."""
+    :mod:`.distortion`). An all-zero ``d`` is stored as no distortion.
+
+    ``projection``: the CameraInfo's projection P for these pixels, (fx', fy', cx', cy', Tx, Ty), when it had one
+    (a raw image's rectified camera; a stereo camera's baseline term Tx); empty: P is the pinhole of fx..cy. It is
+    not used for back-projection, only carried into the CameraInfo of outputs (:meth:`camera_info_matrices`)."""
 
     fx: float
     fy: float
@@ -49,6 +53,7 @@ class Intrinsics:
     height: int
     distortion_model: str = ""
     d: tuple[float, ...] = ()
+    projection: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         vals = (self.fx, self.fy, self.cx, self.cy)
@@ -100,12 +105,14 @@ class Intrinsics:
             raise CalibrationError(f"CameraInfo K must have 9 values; got {len(k)}")
         if k[0] == 0.0:
             raise CalibrationError("camera is uncalibrated (CameraInfo K[0] == 0); no point cloud can be built")
-        use_p = False
-        if rectified and p is not None:
+        use_p, proj = False, ()
+        if p is not None:
             p = [float(v) for v in p]
-            if len(p) != 12:
+            if len(p) != 12 and rectified:
                 raise CalibrationError(f"CameraInfo P must have 12 values; got {len(p)}")
-            use_p = p[0] != 0.0
+            use_p = rectified and p[0] != 0.0
+            if len(p) == 12 and p[0] > 0.0 and p[5] > 0.0 and all(math.isfinite(v) for v in p):
+                proj = (p[0], p[5], p[2], p[6], p[3], p[7])   # (a raw image's P that cannot be used: none)
         fx, fy, cx, cy = (p[0], p[5], p[2], p[6]) if use_p else (k[0], k[4], k[2], k[5])
         if not all(math.isfinite(v) for v in (fx, fy, cx, cy)) or fx <= 0.0 or fy <= 0.0:
             raise CalibrationError(
@@ -121,8 +128,12 @@ class Intrinsics:
                 raise CalibrationError(
                     f"CameraInfo ROI (x={x0}, y={y0}, {rw}x{rh}) does not fit the {w}x{h} image")
             cx, cy, w, h = cx - x0, cy - y0, rw, rh
+            if proj:
+                proj = (*proj[:2], proj[2] - x0, proj[3] - y0, *proj[4:])
         lens = {} if rectified else {"distortion_model": distortion_model, "d": tuple(d)}
-        return cls(fx / bx, fy / by, cx / bx, cy / by, w // bx, h // by, **lens)
+        if proj:   # binning divides P's x terms (fx', cx', Tx) and y terms as it does K's
+            proj = tuple(v / (bx if i % 2 == 0 else by) for i, v in enumerate(proj))
+        return cls(fx / bx, fy / by, cx / bx, cy / by, w // bx, h // by, **lens, projection=proj)
 
     def scaled_to(self, width: int, height: int) -> Intrinsics:
         """Intrinsics for the same view resized to ``width`` x ``height`` (fx, cx by sx; fy, cy by sy)."""
@@ -133,13 +144,17 @@ class Intrinsics:
         sx, sy = width / self.width, height / self.height
         # normalised coordinates, and with them the distortion, do not change with the pixel grid
         return dataclasses.replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx, cy=self.cy * sy,
-                                   width=int(width), height=int(height))
+                                   width=int(width), height=int(height),
+                                   projection=tuple(v * (sx if i % 2 == 0 else sy)
+                                                    for i, v in enumerate(self.projection)))
 
     def camera_info_matrices(self) -> tuple[list[float], list[float]]:
-        """(K, P) lists for a CameraInfo describing this (e.g. resized) image (the distortion, if any,
-        goes in D and distortion_model, unchanged)."""
+        """(K, P) lists for a CameraInfo describing this (e.g. resized) image: K of fx..cy, P the source's
+        projection (its rectified camera, baseline term Tx included) scaled like K, or K's pinhole (the
+        distortion, if any, goes in D and distortion_model, unchanged)."""
         k = [self.fx, 0.0, self.cx, 0.0, self.fy, self.cy, 0.0, 0.0, 1.0]
-        p = [self.fx, 0.0, self.cx, 0.0, 0.0, self.fy, self.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+        pfx, pfy, pcx, pcy, tx, ty = self.projection or (self.fx, self.fy, self.cx, self.cy, 0.0, 0.0)
+        p = [pfx, 0.0, pcx, tx, 0.0, pfy, pcy, ty, 0.0, 0.0, 1.0, 0.0]
         return k, p
 
 

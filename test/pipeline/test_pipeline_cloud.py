@@ -71,6 +71,26 @@ def test_scaled_to_other_size():
     assert (back.fx, back.fy, back.cx, back.cy) == pytest.approx((s.fx, s.fy, s.cx, s.cy))
 
 
+def test_the_projection_is_carried_with_roi_binning_and_scale():
+    """P (a raw camera's rectified one, here with a stereo baseline term Tx and Ty) follows the pixels as K
+    does: ROI offsets cx', cy'; binning divides x terms by binning_x and y terms by binning_y; a resize scales
+    them; an unusable raw P (zero, NaN) is left out and P is then K's pinhole."""
+    p = [500.0, 0.0, 310.0, -50.0, 0.0, 501.0, 230.0, 4.0, 0.0, 0.0, 1.0, 0.0]
+    raw = Intrinsics.from_camera_info(K, p, 640, 480, binning_x=2, binning_y=4, roi=(100, 60, 240, 400),
+                                      rectified=False)
+    assert raw.projection == pytest.approx((250.0, 125.25, 105.0, 42.5, -25.0, 1.0))
+    assert (raw.fx, raw.cx) == pytest.approx((262.5, 109.75))   # K's, for the raw pixels
+    k, pm = raw.scaled_to(400, 120).camera_info_matrices()     # 200x60 -> 400x120: x2 both ways
+    assert pm == pytest.approx([500.0, 0.0, 210.0, -50.0, 0.0, 250.5, 85.0, 2.0, 0.0, 0.0, 1.0, 0.0])
+    assert k == pytest.approx([525.0, 0.0, 219.5, 0.0, 262.0, 89.75, 0.0, 0.0, 1.0])
+    rect = Intrinsics.from_camera_info(K, p, 640, 480)   # rectified: the pinhole is P's, and so is P
+    assert rect.camera_info_matrices()[1] == p
+    for unusable in ([0.0] * 12, [math.nan] + p[1:]):
+        none = Intrinsics.from_camera_info(K, unusable, 640, 480, rectified=False)
+        assert none.projection == () and none.camera_info_matrices()[1] == [525.0, 0.0, 319.5, 0.0, 0.0, 524.0,
+                                                                             239.5, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+
 def _point(buf, v, u, point_step, row_step, n=3):
     return struct.unpack_from("<" + "f" * n, bytes(buf.data), v * row_step + u * point_step)
 

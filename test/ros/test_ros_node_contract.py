@@ -131,6 +131,35 @@ def test_depth_with_its_camera_info_alone_like_depth_image_proc(harness):
     assert node.counts()[""].get("out:points", 0) == 0
 
 
+def test_depth_camera_info_carries_the_cameras_projection(harness):
+    """depth/camera_info of a 2x downscaled depth (camera_info for 128x96 frames of 64x48): P is the camera's own,
+    scaled like K (a stereo right camera's baseline term Tx included), not one rebuilt from K; for a raw camera
+    (camera_info.rectified false) K and D describe the raw pixels and P still the rectified camera, as
+    image_proc needs to rectify the depth onto the colour image's grid."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    got, pub, info_pub = _rig(harness, node, "depth", "depth/camera_info")
+    info = make_info(make_image(0, width=128, height=96))
+    info.k = [100.0, 0.0, 62.0, 0.0, 102.0, 46.0, 0.0, 0.0, 1.0]
+    info.p = [90.0, 0.0, 60.0, -9.0, 0.0, 92.0, 44.0, 0.0, 0.0, 0.0, 1.0, 0.0]   # Tx = -fx' * 0.1 m
+    info.distortion_model, info.d = "plumb_bob", [-0.2, 0.05, 0.0, 0.0, 0.0]
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    for k, rectified in ((1, True), (2, False)):
+        if not rectified:
+            assert set_params(harness, node, **{"camera_info.rectified": False})[0].successful
+        pub.publish(make_image(k, width=64, height=48))
+        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
+        out = next(m for m in got["depth/camera_info"] if m.header.stamp.nanosec == k)
+        assert (out.width, out.height) == (64, 48)
+        assert list(out.p) == pytest.approx([45.0, 0.0, 30.0, -4.5, 0.0, 46.0, 22.0, 0.0, 0.0, 0.0, 1.0, 0.0])
+        if rectified:   # the depth is rectified: K is P's camera, no lens
+            assert list(out.k) == pytest.approx([45.0, 0.0, 30.0, 0.0, 46.0, 22.0, 0.0, 0.0, 1.0])
+            assert list(out.d) == [0.0] * 5
+        else:
+            assert list(out.k) == pytest.approx([50.0, 0.0, 31.0, 0.0, 51.0, 23.0, 0.0, 0.0, 1.0])
+            assert list(out.d) == pytest.approx(info.d) and out.distortion_model == "plumb_bob"
+
+
 @pytest.mark.parametrize("enabled,output", [("depth", "segmentation"), ("segmentation", "inverse_depth")])
 def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness, enabled, output):
     tasks = {"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
