@@ -150,6 +150,7 @@ def test_cloud_layouts_and_dense_mode():
     nothing = build_cloud(np.full((2, 3), np.nan, np.float32), intr, rgb=np.zeros((2, 3, 3), np.uint8),
                           labels=np.ones((2, 3), np.uint16), organized=False)
     assert (nothing.height, nothing.width, nothing.point_step, len(nothing.data)) == (1, 0, 20, 0)
+    assert nothing.is_dense   # no point, so no invalid one (as the GPU path says)
     # colour words 0x00RRGGBB (bytes B, G, R, 0), also from a grey image broadcast to three channels
     grey = np.broadcast_to(np.array([[[7], [8], [9]], [[10], [11], [12]]], np.uint8), (2, 3, 3))
     rgb = np.array([[[1, 2, 3], [4, 5, 6], [7, 8, 9]], [[10, 11, 12], [13, 14, 15], [16, 17, 18]]], np.uint8)

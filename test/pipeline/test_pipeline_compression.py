@@ -110,6 +110,8 @@ def test_16uc1_depth_is_exact_with_zero_beyond_depth_max():
     assert mm[0, 3] == 5001   # the caller's image is left alone
     _, _, back = read_compressed_depth(*compression.compress_depth(mm, "16UC1", depth_max=100.0))
     np.testing.assert_array_equal(back, mm)
+    top = np.array([[65534, 65535]], np.uint16)   # the largest millimetre value stays when depth_max allows it
+    np.testing.assert_array_equal(read_compressed_depth(*compression.compress_depth(top, "16UC1", 65.535))[2], top)
 
 
 @pytest.mark.parametrize("call,message", [

@@ -169,6 +169,7 @@ def test_packed_encodings_decode_without_copy():
         (dict(encoding="rgb9"), "unsupported image encoding 'rgb9'; supported: rgb8"),
         (dict(encoding="rgb8", step=W * 3 - 1), "smaller than one row"),
         (dict(encoding="rgb8", step=W * 3 + 1), r"len\(data\)"),
+        (dict(encoding="rgb8", data=RGB.tobytes() + b"\0"), r"len\(data\)"),   # one byte too many
         (dict(encoding="rgb8", height=H + 1), r"len\(data\)"),
         (dict(encoding="rgb8", width=0), "invalid width"),
         (dict(encoding="rgb8", height=-3), "invalid height"),

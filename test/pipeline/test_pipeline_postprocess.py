@@ -38,6 +38,8 @@ def test_upsample_is_bicubic_half_pixel_like_opencv():
     logits = torch.randn(1, 5, 8, 8)
     assert upsample(logits, (16, 24)).shape == (1, 5, 16, 24)
     assert upsample(logits, (8, 8)) is logits  # same size: no work
+    wide = torch.randn(1, 3, 6, 10)
+    assert upsample(wide, (10, 6)).shape == (1, 3, 10, 6)   # (H, W): the transposed size is another size
     const = torch.full((1, 7, 9), 3.25)
     torch.testing.assert_close(upsample(const, (30, 31)), torch.full((1, 30, 31), 3.25))
     with pytest.raises(ValueError, match=r"\(N, h, w\)"):
