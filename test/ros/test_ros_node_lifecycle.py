@@ -149,6 +149,24 @@ def test_deactivate_publishes_the_frames_it_had_taken(harness):
     assert sorted(m.header.stamp.nanosec for m in out) == [1, 2]
 
 
+def test_a_frame_delivered_after_deactivation_is_counted_dropped(harness):
+    """A message the executor took from the camera's subscription before the deactivation removed it reaches the
+    callback of an inactive node: counted received and dropped (never processed), so the counts still add up."""
+    node = harness.start_node(managed=True)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    out, pub = _connected(harness, node)
+    pub.publish(make_image(1))
+    wait_for(lambda: len(out) == 1, what="a frame while active")
+    assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+    cam = node.cameras[0]
+    node._on_image(cam, make_image(2))   # what the executor does with a message it had already taken
+    time.sleep(0.3)
+    counts = node.counts()[""]
+    assert (counts["received"], counts.get("dropped", 0), counts["processed"]) == (2, 1, 1)
+    assert cam.pending is None and len(out) == 1
+
+
 def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
     """dpt_lifecycle_node as a process (what `ros2 run dpt_ros dpt_lifecycle_node` starts): it waits unconfigured;
     its interface set is the documented managed one (docs/sros2); a failed configure leaves it running."""
