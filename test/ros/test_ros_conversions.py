@@ -239,7 +239,11 @@ def test_wire_format_check_refuses_a_big_endian_host(monkeypatch):
     conversions.cdr_matches_rmw.cache_clear()
     try:
         assert not conversions.cdr_matches_rmw()
-        cloud = pipeline.build_cloud(np.ones((2, 2), np.float32), pipeline.Intrinsics(1, 1, 1, 1, 2, 2))
-        assert isinstance(conversions.cloud_output(_header(), cloud), PointCloud2)
+        cloud = pipeline.build_cloud(np.array([[1.0, 2.0], [3.0, np.nan]], np.float32),
+                                     pipeline.Intrinsics(1, 1, 1, 1, 2, 2))
+        msg = conversions.cloud_output(_header(), cloud)   # the message object, not CDR bytes
+        assert isinstance(msg, PointCloud2) and msg.header == _header()
+        assert (msg.height, msg.width, msg.point_step, msg.is_dense) == (2, 2, 12, False)
+        np.testing.assert_array_equal(conversions.cloud_array(msg)["z"], [[1.0, 2.0], [3.0, np.nan]])
     finally:
         conversions.cdr_matches_rmw.cache_clear()

@@ -158,6 +158,8 @@ def test_multi_camera_one_engine_batched_outputs_per_camera(harness):
     node = harness.start_node(cameras=["left", "right"])
     outs, pubs = harness.cameras(node, ("left", "right"))
     sizes = {"left": (80, 60), "right": (64, 64)}
+    gate, _, batches = gate_engine(node.models.depth)   # (records the forward passes; never held)
+    gate.set()
     for k in range(3):
         for ns, p in pubs.items():
             p.publish(make_image(k * 1000 + (1 if ns == "left" else 2), *sizes[ns], frame_id=f"{ns}_optical"))
@@ -165,7 +167,10 @@ def test_multi_camera_one_engine_batched_outputs_per_camera(harness):
     for ns, msgs in outs.items():
         assert {m.header.frame_id for m in msgs} == {f"{ns}_optical"}
         assert {(m.width, m.height) for m in msgs} == {sizes[ns]}
-    assert node.models.depth is not None  # one engine for both cameras
+    # one engine ran both cameras' frames, each at its own network shape (other shapes: batches of their own)
+    shapes = {ns: node.models.depth_pre.input_size(h, w) for ns, (w, h) in sizes.items()}
+    assert shapes["left"] != shapes["right"]
+    assert {b[2:] for b in batches} == set(shapes.values()) and {b[0] for b in batches} == {1}
     # the worker publishes a frame's outputs, then counts it: wait until the last frame is counted
     wait_for(lambda: all(node.counts()[ns].get("processed", 0) + node.counts()[ns].get("dropped", 0) >= 3
                          for ns in ("left", "right")), what="every frame counted")
