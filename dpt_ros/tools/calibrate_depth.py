@@ -7,10 +7,10 @@ depth registered to the colour camera: ``/camera/aligned_depth_to_color/image_ra
 prints the two parameters, how well they hold, and the commands that set them:
 
     python -m dpt_ros.tools.calibrate_depth --reference /camera/aligned_depth_to_color/image_raw \\
-        --inverse /dpt_node/inverse_depth --frames 30 [--apply /dpt_node] [--yaml calibration.yaml]
+        --inverse /inverse_depth --frames 30 [--apply /dpt_node] [--yaml calibration.yaml]
 
 ``--apply NODE`` sets both on the running node at once (SetParametersAtomically); ``--yaml FILE`` writes them as
-a parameter file for ``--params-file`` / the launch files' ``config_file``. ``--evaluate /dpt_node/depth`` instead
+a parameter file for ``--params-file`` / the launch files' ``config_file``. ``--evaluate /depth`` instead
 compares the node's metric ``depth`` (a metric variant's, or after a calibration) with the reference and prints
 the usual error figures (AbsRel, RMSE, delta < 1.25) without fitting anything. A relative model's own scale and
 shift change from frame to frame (more between scenes than between frames of one scene), so the result is an
@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
     ap.add_argument("--yaml", default=None, metavar="FILE", help="write the two parameters as a ROS 2 parameter file")
     ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC",
-                    help="compare this metric depth topic (e.g. /dpt_node/depth) with the reference instead of fitting")
+                    help="compare this metric depth topic (e.g. /depth; the node's outputs are in its namespace) with the reference instead of fitting")
     args = ap.parse_args(argv)
     if args.evaluate and (args.apply or args.yaml or args.inverse):
         ap.error("--evaluate measures the depth as it is; it takes no --inverse, --apply or --yaml")

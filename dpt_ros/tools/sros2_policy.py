@@ -8,7 +8,9 @@ tool resolves those names for a namespace / camera list / transport and writes t
     python -m dpt_ros.tools.sros2_policy --check              # exit 1 if that file is out of date
     python -m dpt_ros.tools.sros2_policy --namespace /front --cameras left,right --out my_policy.xml
     python -m dpt_ros.tools.sros2_policy --remap image:=/camera/image_raw --out -   # to standard output
-    python -m dpt_ros.tools.sros2_policy --managed --out -    # dpt_lifecycle_node: + its lifecycle services
+    python -m dpt_ros.tools.sros2_policy --managed > lifecycle_policy.xml   # + dpt_lifecycle_node's services
+    (with any option, the policy goes to standard output unless --out is given: the checkout's file stays the
+    documented node's)
 
 Then, with the ``sros2`` package of a ROS install::
 
@@ -196,8 +198,8 @@ def _invalid_name(name: str) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
-                    help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout, "
-                         f"else standard output)")
+                    help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout "
+                         f"for the node as documented, i.e. without the options below; else standard output)")
     ap.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated policy")
     ap.add_argument("--namespace", default="/")
     ap.add_argument("--cameras", default="", help="comma-separated camera namespaces (default: the node's own)")
@@ -224,7 +226,12 @@ def main(argv=None) -> int:
     cams = args.cameras.split(",") if args.cameras else [""]
     text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
                       managed=args.managed)
-    out = args.out or (str(POLICY) if CHECKOUT.is_dir() else "-")
+    # the checkout's file is the documented node's policy: one for other options never overwrites it unasked
+    documented = text == policy_xml("/", [""], "raw", "")
+    out = args.out or (str(POLICY) if CHECKOUT.is_dir() and documented else "-")
+    if args.check and out == "-":
+        ap.error("--check compares with a file: give it as --out FILE (without options, the checkout's "
+                 f"{POLICY.name})")
     if args.check:
         current = Path(out).read_text() if out != "-" and Path(out).exists() else ""
         if current != text:

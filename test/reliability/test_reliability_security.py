@@ -210,6 +210,17 @@ def test_policy_tool_command_line(tmp_path, capsys):
         with pytest.raises(SystemExit) as e:
             sros2_policy.main(["--out", "-", "--remap", rule])
         assert e.value.code == 2 and "is not a topic rule FROM:=TO" in capsys.readouterr().err
+    # with an option and no --out, the policy goes to standard output: the checkout's file (the documented node's,
+    # which the README hands to create_permission) is never overwritten by another node's
+    before = sros2_policy.POLICY.read_text()
+    for option in (["--managed"], ["--depth-align"], ["--cameras", "left"]):
+        assert sros2_policy.main(option) == 0
+        assert capsys.readouterr().out == sros2_policy.policy_xml(
+            "/", option[1:] or [""], "raw", "", depth_align=option == ["--depth-align"], managed=option == ["--managed"])
+        assert sros2_policy.POLICY.read_text() == before
+    with pytest.raises(SystemExit) as e:
+        sros2_policy.main(["--managed", "--check"])
+    assert e.value.code == 2 and "--check compares with a file: give it as --out FILE" in capsys.readouterr().err
 
 
 def _sros2_keystore():
