@@ -32,13 +32,28 @@ from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
-RANDOM_BANNER = """
-#######################################################################################
-#  dpt_ros demo: NO WEIGHTS FILE FOUND -- running with RANDOM WEIGHTS.                 #
-#  Every depth image below is meaningless; only the plumbing and the timings are real. #
-#  Get the official weights (README, "Getting the official weights") into weights/.    #
-#######################################################################################
-"""
+def random_banner(variant: str, asked: bool) -> str:
+    """The loud warning of a run with random weights, saying why: none found, asked for, or none released."""
+    from dpt_ros.model import get_variant
+
+    v = get_variant(variant)
+    if not v.released:
+        why = [f"{variant} has no released weights -- running with RANDOM WEIGHTS."]
+        fix = ["For real depth use a released variant with its weights (README, \"Getting the",
+               "official weights\"), e.g. --variant dpt_hybrid."]
+    elif asked:
+        why = ["--weights random -- running with RANDOM WEIGHTS, as asked."]
+        fix = [f"For real depth leave --weights out and put {v.checkpoint}",
+               "into weights/ (README, \"Getting the official weights\")."]
+    else:
+        why = ["NO WEIGHTS FILE FOUND -- running with RANDOM WEIGHTS."]
+        fix = [f"Get {v.checkpoint} into weights/",
+               "(README, \"Getting the official weights\")."]
+    lines = [f"dpt_ros demo: {why[0]}", "Every depth image below is meaningless; only the plumbing and the timings are real.",
+             *fix]
+    width = max(map(len, lines))
+    rule = "#" * (width + 6)
+    return "\n".join(["", rule, *(f"#  {line:<{width}}  #" for line in lines), rule, ""])
 
 
 def default_weights(variant: str) -> str:
@@ -98,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     weights = args.weights or default_weights(args.variant)
     random_weights = weights == "random"
     if random_weights:
-        print(RANDOM_BANNER, flush=True)
+        print(random_banner(args.variant, asked=args.weights == "random"), flush=True)
 
     # this process (its subscriber) and the two it starts share one environment
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))

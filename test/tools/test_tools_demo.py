@@ -14,6 +14,21 @@ from dpt_ros.tools import demo
 DOMAIN = 71
 
 
+def test_the_random_weights_banner_says_why_and_what_to_do():
+    """No file found, --weights random on purpose, or a variant without released weights: each its reason and
+    remedy, in one box whose lines are all as wide."""
+    cases = {("dpt_hybrid", False): ("NO WEIGHTS FILE FOUND", "Get dpt_hybrid-midas-501f0c75.pt into weights/"),
+             ("dpt_hybrid", True): ("--weights random -- running with RANDOM WEIGHTS, as asked", "leave --weights out"),
+             ("dpt_tiny", False): ("dpt_tiny has no released weights", "--variant dpt_hybrid"),
+             ("dpt_tiny", True): ("dpt_tiny has no released weights", "--variant dpt_hybrid")}
+    for (variant, asked), (why, fix) in cases.items():
+        text = demo.random_banner(variant, asked)
+        flat = " ".join(line.strip("# ") for line in text.splitlines())
+        assert why in flat and fix in flat and "meaningless" in flat, text
+        box = text.strip("\n").splitlines()
+        assert len({len(line) for line in box}) == 1 and box[0] == box[-1] == "#" * len(box[0])
+
+
 @pytest.mark.slow
 def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out = tmp_path / "demo_out"
@@ -26,7 +41,7 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
                           "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
                          env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
-    assert "RANDOM WEIGHTS" in res.stdout                     # no weights file for dpt_tiny: loud warning
+    assert "dpt_tiny has no released weights -- running with RANDOM WEIGHTS" in res.stdout   # loud, with why
     p50 = json.loads((out / "summary.json").read_text())["latency_ms"]["p50"]
     assert f"3 frames -> {out}/ (latency p50 {p50:.1f} ms, RANDOM WEIGHTS)" in res.stdout
     # these wheels are Kilted (Fast DDS 3): the profile goes under its name only, so no process warns
