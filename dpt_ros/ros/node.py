@@ -497,13 +497,7 @@ class DptNode(Node):
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
-                hint = ""
-                whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", str(e))
-                if spec.type is float and whole:
-                    hint = (f" (a whole number is an integer to ROS: write it with a decimal point, "
-                            f"{spec.name}: {whole.group(1)}.0)")
-                elif spec.type is list and "of type 'STRING'," in str(e):
-                    hint = f" (a list: {spec.name}:=[a, b] on the command line, {spec.name}: [a, b] in YAML)"
+                hint = params.declare_hint(spec.name, spec.type, str(e))
                 raise StartupError(f"invalid parameter {spec.name}: {e}{hint}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:

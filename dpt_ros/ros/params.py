@@ -126,6 +126,18 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
     return reason
 
 
+def declare_hint(name: str, kind: type, error: str) -> str:
+    """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
+    of Python type ``kind``: rclpy says what was wrong, not how to write it right."""
+    whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", error)
+    if kind is float and whole:
+        return (f" (a whole number is an integer to ROS: write it with a decimal point, "
+                f"{name}: {whole.group(1)}.0)")
+    if kind is list and "of type 'STRING'," in error:
+        return f" (a list: {name}:=[a, b] on the command line, {name}: [a, b] in YAML)"
+    return ""
+
+
 def _check_device(value: str) -> Optional[str]:
     if not _DEVICE_RE.match(value):
         return f"device {value!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"

@@ -26,7 +26,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
-from dpt_ros.ros import conversions
+from dpt_ros.ros import conversions, params
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -199,7 +199,10 @@ class SampleCamera(Node):
             d.floating_point_range = [FloatingPointRange(from_value=frange[0], to_value=frange[1], step=0.0)]
         if irange:
             d.integer_range = [IntegerRange(from_value=irange[0], to_value=irange[1], step=1)]
-        return self.declare_parameter(name, default, d).value
+        try:
+            return self.declare_parameter(name, default, d).value
+        except InvalidParameterTypeException as e:   # e.g. rate:=30, an integer to ROS
+            raise ValueError(f"invalid parameter: {e}{params.declare_hint(name, type(default), str(e))}") from None
 
     def next_frame(self) -> Optional[np.ndarray]:
         """The next source frame, resized and encoded (built-in frames are prepared once)."""

@@ -191,3 +191,9 @@ def test_executable_stops_after_count_and_rejects_bad_encoding():
     assert r.returncode == 0 and "done after 3 frames" in r.stderr + r.stdout
     r = subprocess.run(cmd + ["-p", "encoding:=yuv9"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "yuv9" in r.stderr
+    # a whole number for a double parameter: refused with the way to write it (as the node says it)
+    r = subprocess.run(cmd[:-2] + ["-p", "rate:=30"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "write it with a decimal point, rate: 30.0" in r.stderr, r.stderr
+    # out of its range: rclpy's reason
+    r = subprocess.run(cmd + ["-p", "fov_deg:=200.0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "fov_deg" in r.stderr and "decimal point" not in r.stderr
