@@ -225,7 +225,9 @@ def main(argv=None) -> int:
         except OSError as e:
             print(f"predict: {path}: cannot write its results to {out_dir}: {e.strerror or e}", file=sys.stderr)
             return 2
-        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]}, network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])[::-1]))}, "
+        # images width x height, networks height x width (as input_size and the node's diagnostics): both said
+        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} (WxH), network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))} "
+              f"(HxW), "
               f"{ms:.0f} ms -> {', '.join(p.name for p in written)}", flush=True)
     if engine.random_weights:
         print("predict: the outputs above come from RANDOM WEIGHTS and are meaningless", file=sys.stderr)

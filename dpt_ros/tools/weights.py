@@ -21,9 +21,10 @@ from dpt_ros.model import VARIANTS, CheckpointError, get_variant
 
 
 def urls_text() -> str:
-    lines = [f"{'variant':<19} {'task':<13} {'net size':<9} {'sha256':<9} file / URL"]
+    # network sizes height x width, as input_size, the diagnostics (net_size, net_input) and bench_model give them
+    lines = [f"{'variant':<19} {'task':<13} {'net HxW':<9} {'sha256':<9} file / URL"]
     for v in VARIANTS.values():
-        size = f"{v.net_size[1]}x{v.net_size[0]}"
+        size = f"{v.net_size[0]}x{v.net_size[1]}"
         if v.url:
             lines.append(f"{v.name:<19} {v.task:<13} {size:<9} {v.sha256_prefix:<9} {v.url}")
             for alt in v.alt_urls:

@@ -98,12 +98,13 @@ def test_bench_model_non_square_without_hf(capsys):
         bench_model.main(["--sizes", "100x64"])
 
 
-def test_urls_give_width_x_height_and_every_source():
+def test_urls_give_height_x_width_and_every_source():
+    """Network sizes height x width, as input_size, the node's diagnostics and bench_model write them."""
     lines = weights.urls_text().splitlines()
     row = {line.split()[0]: line for line in lines[1:] if not line.startswith(" ")}
-    assert lines[0].split() == ["variant", "task", "net", "size", "sha256", "file", "/", "URL"]
-    assert row["dpt_hybrid_kitti"].split()[:4] == ["dpt_hybrid_kitti", "depth", "1216x352", "cb926ef4"]
-    assert row["dpt_hybrid_nyu"].split()[2] == "640x480"
+    assert lines[0].split() == ["variant", "task", "net", "HxW", "sha256", "file", "/", "URL"]
+    assert row["dpt_hybrid_kitti"].split()[:4] == ["dpt_hybrid_kitti", "depth", "352x1216", "cb926ef4"]
+    assert row["dpt_hybrid_nyu"].split()[2] == "480x640"
     assert row["dpt_tiny"].endswith("(no released weights: architecture only)")
     hybrid = lines.index(row["dpt_hybrid"])
     assert lines[hybrid + 1].split() == ["or", "MiDaS", "v3:", VARIANTS["dpt_hybrid"].alt_urls[0]]

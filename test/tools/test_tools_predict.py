@@ -58,7 +58,8 @@ def test_depth_files_are_the_models_output_as_the_official_script_writes_them(fi
         colored = cv2.imread(str(out / f"{name}_colored.png"))
         assert colored.shape == (h, w, 3)
     printed = capsys.readouterr().out
-    assert "a.png: 96x64, network 96x64" in printed   # both width x height and "notes.txt" not in printed
+    assert "a.png: 96x64 (WxH), network 64x96 (HxW)" in printed   # each size with its order
+    assert "notes.txt" not in printed   # a folder's files that are not images are passed over
 
 
 def test_metric_variant_files_follow_the_official_scale(files):
