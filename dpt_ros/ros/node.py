@@ -656,6 +656,14 @@ class DptNode(Node):
         self._hold_settings(changes)
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new
+            if configured and self._held is not None and new.model_key() != self._models.key:
+                # a load is under way: the running model's frames take this call's other parameters now, all but
+                # the calibration to metres, which comes with the model it was set for
+                rest = {n: v for n, v in changes.items()
+                        if n not in params.MODEL_PARAMETERS and n not in params.MODEL_CALIBRATION}
+                held = params.validate(self._held, rest)[0] if rest else None
+                if held is not None:   # (one that does not go with the held values waits for the swap too)
+                    self._held = held
             active = self._active
             if calibrations is not None and configured:   # (together with the settings they go with)
                 for cam, info in zip(self._cameras, calibrations):
@@ -684,7 +692,8 @@ class DptNode(Node):
 
     def _hold_settings(self, values: dict[str, Any]) -> None:
         """Before ``values`` are set: if they ask for another model than the running one, keep the settings it
-        serves with now, for the frames it serves until the new model is swapped in (see :meth:`process`)."""
+        serves with now, for the frames it serves until the new model is swapped in (see :meth:`process`); the
+        next-frame parameters set meanwhile join them, except ``params.MODEL_CALIBRATION``."""
         with self._lock:
             current, m = self._settings, self._models
             if m is None or current.model_key() != m.key:   # unconfigured, or a load is under way: held already
@@ -970,8 +979,8 @@ class DptNode(Node):
         with self._lock:
             s, m = self._settings, self._models
             if m is not None and s.model_key() != m.key and self._held is not None:
-                # a model of other settings is loading: the running one serves on with the settings it had, and
-                # what was set since (e.g. depth.scale together with depth.variant) applies from the swap
+                # a model of other settings is loading: the running one serves on with its own calibration to
+                # metres (depth.scale / depth.shift set since, e.g. with depth.variant, apply from the swap)
                 s = self._held
         if s["cpu_threads"] != self._cpu_threads:
             self._set_cpu_threads(s["cpu_threads"])

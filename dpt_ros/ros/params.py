@@ -245,7 +245,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     # --- depth post-processing ----------------------------------------------------------------
     ParamSpec("depth.scale", 0.0,
               "Relative -> metric calibration: depth_m = 1 / (scale * inverse_depth + shift). "
-              "0 = the variant's own metric constants (metric variants), else no metric depth.",
+              "0 = the variant's own metric constants (metric variants), else no metric depth. Set while a new model "
+              "loads (e.g. with depth.variant), it applies with that model.",
               float_range=(0.0, 1.0e6)),
     ParamSpec("depth.shift", 0.0, "Shift of the metric calibration (see depth.scale).",
               float_range=(-1.0e6, 1.0e6)),
@@ -395,6 +396,9 @@ RENAMED: Mapping[str, str] = MappingProxyType({"colormap.range": "colormap_range
                                                "colormap.max": "colormap_max"})
 MODEL_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "model")
 CONFIGURE_PARAMETERS = tuple(p.name for p in PARAMETERS if p.apply == "configure")
+#: a relative model's calibration to metres: it belongs to the model, so set while another model loads, it applies
+#: with that model (the running one keeps its own); every other next-frame parameter applies from the next frame
+MODEL_CALIBRATION = ("depth.scale", "depth.shift")
 
 
 @dataclass(frozen=True)

@@ -418,8 +418,9 @@ def test_a_model_superseded_while_loading_is_never_swapped_in(harness, monkeypat
 def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp_path):
     """depth.scale set in the request that sets input_size (after it: the parameter service sets a request's
     values one by one, in order): the frames the old model serves while the new one loads keep the old scale, as
-    they do a depth.shift set meanwhile; the new model's first frame has both. With no load under way a
-    post-processing change applies from the next frame; after a failed load, from the revert."""
+    they do a depth.shift set meanwhile (the calibration to metres belongs to a model); the new model's first frame
+    has both. Any other post-processing parameter (depth.max) applies from the next frame, load or not; after a
+    failed load the calibration applies from the revert."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
     got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth")
     info_pub.publish(make_info(make_image(0, width=64, height=48)))
@@ -435,14 +436,19 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
     monkeypatch.setattr(node_module, "load_models", gated)
     stamps = iter(range(1, 100))
 
+    last = {}
+
     def metric_of_frame():
-        """(scale, shift) the frame's depth was made with, solved from its inverse depth at two pixels."""
+        """(scale, shift) the frame's depth was made with, solved from its inverse depth at two pixels (of those
+        below depth.max: +Inf beyond, REP 117)."""
         k = next(stamps)
         pub.publish(make_image(k, width=64, height=48))
         wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
         inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
                       for n in ("inverse_depth", "depth"))
-        x, y = inv.ravel().astype(np.float64), 1.0 / depth.ravel().astype(np.float64)
+        last["depth"] = depth
+        ok = np.isfinite(depth.ravel())
+        x, y = inv.ravel()[ok].astype(np.float64), 1.0 / depth.ravel()[ok].astype(np.float64)
         a, b = np.argmin(x), np.argmax(x)
         scale = (y[b] - y[a]) / (x[b] - x[a])
         np.testing.assert_allclose(y, scale * x + (y[a] - scale * x[a]), rtol=1e-4)   # one line for every pixel
@@ -453,8 +459,10 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
     wait_for(entered.is_set, what="the 96 model loading")
     assert get_params(harness, node, "depth.scale") == [2.0]   # set (ros2 param get says so) ...
     assert metric_of_frame() == (1.0, 0.05)                       # ... for the model that comes with it
-    assert set_params(harness, node, **{"depth.shift": 0.5})[0].successful
+    median = float(np.median(last["depth"]))
+    assert all(r.successful for r in set_params(harness, node, **{"depth.shift": 0.5, "depth.max": median}))
     assert metric_of_frame() == (1.0, 0.05) and node.models.depth_pre.net_size == (64, 64)
+    assert 0.3 < np.isposinf(last["depth"]).mean() < 0.7   # depth.max: from this frame on, the load notwithstanding
     gate.set()
     wait_for(lambda: node.models.depth_pre.net_size == (96, 96), timeout=60, what="swap to 96")
     assert metric_of_frame() == (2.0, 0.5)
