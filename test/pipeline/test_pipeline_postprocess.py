@@ -74,6 +74,38 @@ def test_apply_depth_range_rep117():
         apply_depth_range(d, 5.0, 1.0)
 
 
+def test_cpu_tensors_take_the_numpy_arithmetic_with_torch_semantics():
+    """On the CPU, metric_from_inverse and apply_depth_range run in NumPy (a torch tensor in, one out): the values
+    are torch's, bit for bit; ``inplace`` writes into a float32 tensor's own storage but never into a model's
+    output (an inference tensor), and other dtypes are converted."""
+    inv = torch.from_numpy(RNG.normal(1.0, 2.0, (48, 64)).astype(np.float32))
+    inv[0, :4] = torch.tensor([math.nan, 0.0, -3.0, math.inf])
+    inv_before = inv.numpy().copy()
+    metres = metric_from_inverse(inv, 0.7, 0.05)
+    torch_metres = inv.float().mul(0.7).add_(0.05).clamp_min_(1e-8).reciprocal_()   # the CUDA path's arithmetic
+    assert isinstance(metres, torch.Tensor) and metres.dtype == torch.float32
+    np.testing.assert_array_equal(metres.numpy(), torch_metres.numpy())
+    np.testing.assert_array_equal(inv.numpy(), inv_before)   # ``inv`` left alone
+    ranged = apply_depth_range(metres.clone(), 0.5, 2.0)
+    torch_ranged = torch_metres.clone()
+    torch_ranged.masked_fill_(~(torch_ranged > 0), math.nan)
+    torch_ranged.masked_fill_(torch_ranged < 0.5, -math.inf)
+    torch_ranged.masked_fill_(torch_ranged > 2.0, math.inf)
+    np.testing.assert_array_equal(ranged.numpy(), torch_ranged.numpy())
+    own = metres.clone()
+    assert apply_depth_range(own, 0.5, 2.0, inplace=True).data_ptr() == own.data_ptr()
+    np.testing.assert_array_equal(own.numpy(), torch_ranged.numpy())
+    with torch.inference_mode():
+        model_output = metres.clone()
+    before = model_output.clone()
+    out = apply_depth_range(model_output, 0.5, 2.0, inplace=True)
+    assert out.data_ptr() != model_output.data_ptr()
+    np.testing.assert_array_equal(model_output.numpy(), before.numpy())
+    np.testing.assert_array_equal(out.numpy(), torch_ranged.numpy())
+    half = metres.to(torch.bfloat16)
+    np.testing.assert_array_equal(apply_depth_range(half, 0.5, 2.0).numpy(), apply_depth_range(half.float(), 0.5, 2.0).numpy())
+
+
 def test_depth_to_millimetres():
     d = np.array([np.nan, -np.inf, np.inf, 0.0, 0.0004, 0.0006, 1.2345, 65.535, 65.6], np.float32)
     # float32(1.2345) is 1.23450005 m: 1234.50005 mm, nearest 1235
