@@ -299,11 +299,15 @@ def build_cloud(depth: Any, intrinsics: Intrinsics, rgb: Any = None, labels: Any
         lab = labels[::stride, ::stride][vi, ui][None] if labels is not None else None
         out_h, out_w, dense = 1, n, True
     if col is not None and col.size:   # (a dense cloud without a valid point has no colours to write)
-        # little-endian word 0x00RRGGBB = bytes B, G, R, 0: made compact (OpenCV's RGB -> BGRA, alpha cleared), then
-        # one strided 4-byte write (three strided byte writes took 0.61 ms at 640x480, this 0.37 ms)
-        word = cv2.cvtColor(np.ascontiguousarray(col), cv2.COLOR_RGB2BGRA).view(np.uint32)[..., 0]
-        np.bitwise_and(word, np.uint32(0x00FFFFFF), out=word)
-        pts.view(np.uint32)[:, :, 3] = word
+        # little-endian word 0x00RRGGBB = bytes B, G, R, 0: compact words (OpenCV's RGB -> BGRA), then one strided
+        # 4-byte write that clears alpha (three strided byte writes took 0.61 ms at 640x480, this 0.37 ms)
+        if organized and stride == 2 and rgb.strides[1:] == (3, 1):
+            # the whole (compact) image in one pass, every 2nd word read: gathering the 3-byte pixels of
+            # rgb[::2, ::2] into a compact copy first took 0.45 ms at 640x480, this pass 0.2 ms
+            word = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA).view(np.uint32)[::2, ::2, 0]
+        else:
+            word = cv2.cvtColor(np.ascontiguousarray(col), cv2.COLOR_RGB2BGRA).view(np.uint32)[..., 0]
+        np.bitwise_and(word, np.uint32(0x00FFFFFF), out=pts.view(np.uint32)[:, :, 3])
     if lab is not None:
         off = 16 if col is not None else 12
         pts.view(np.uint32)[:, :, off // 4] = lab

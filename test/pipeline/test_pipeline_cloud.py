@@ -196,3 +196,33 @@ def test_cloud_scales_intrinsics_to_depth_size_and_validates():
         build_cloud(depth, intr, rgb=np.zeros((40, 50), np.uint8))
     with pytest.raises(ValueError, match=r"depth must be \(H, W\)"):
         build_cloud(depth[None], intr)
+
+
+@pytest.mark.parametrize("stride", [1, 2, 3])
+@pytest.mark.parametrize("layout", ["compact", "padded rows", "bgr view", "grey broadcast"])
+def test_colour_words_of_every_stride_and_pixel_layout(stride, layout):
+    """The rgb word of each point is its own pixel's (0x00RRGGBB), whatever the colour array's memory layout
+    (a compact image is packed whole and read every stride-th word; other layouts are gathered first), with the
+    label after it, organised and dense."""
+    rng = np.random.default_rng(stride)
+    h, w = 13, 17
+    pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if layout == "padded rows":
+        pixels = np.ascontiguousarray(np.concatenate([pixels, np.zeros((h, 5, 3), np.uint8)], 1))[:, :w]
+    elif layout == "bgr view":
+        pixels = np.ascontiguousarray(pixels)[..., ::-1]
+    elif layout == "grey broadcast":
+        pixels = np.broadcast_to(pixels[..., :1], (h, w, 3))
+    depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
+    depth[2, ::2] = np.nan
+    labels = rng.integers(0, 150, (h, w), dtype=np.uint16)
+    intr = Intrinsics(9.0, 9.0, 8.0, 6.0, w, h)
+    sub = pixels[::stride, ::stride].astype(np.uint32)
+    want = (sub[..., 0] << 16) | (sub[..., 1] << 8) | sub[..., 2]
+    cloud = build_cloud(depth, intr, rgb=pixels, labels=labels, stride=stride)
+    words = cloud.points.view(np.uint32)
+    np.testing.assert_array_equal(words[:, :, 3], want)
+    np.testing.assert_array_equal(words[:, :, 4], labels[::stride, ::stride])
+    dense = build_cloud(depth, intr, rgb=pixels, labels=labels, stride=stride, organized=False)
+    ok = np.isfinite(depth[::stride, ::stride])
+    np.testing.assert_array_equal(dense.points.view(np.uint32)[0, :, 3], want[ok])
