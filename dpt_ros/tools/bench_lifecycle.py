@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import json
 import sys
 import time
@@ -58,16 +59,21 @@ def run(variant: str, input_size: int, device: str, precision: str, cycles: int,
         harness.shutdown()
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", default="dpt_hybrid")
     ap.add_argument("--input-size", type=int, default=384)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--cycles", type=int, default=2)
-    ap.add_argument("--domain", type=int, default=87)
+    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "87")),
+                    help="ROS domain (default: ROS_DOMAIN_ID, else 87)")
     ap.add_argument("--json", default="")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     print("RANDOM WEIGHTS: transition times and memory only, no meaningful outputs", flush=True)
     result = run(args.variant, args.input_size, args.device, args.precision, args.cycles, args.domain)
     text = json.dumps(result, indent=2)

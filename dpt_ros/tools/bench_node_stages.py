@@ -42,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--encoding", default="rgb8")
     ap.add_argument("--outputs", default="depth,points", help="comma-separated output topics to subscribe")
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
-    ap.add_argument("--frames", type=int, default=100, help="measured frames")
+    ap.add_argument("--frames", type=int, default=100, help="measured frames (at most 300, the node's window)")
     ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
                     help="frame rates to measure in turn, each over --frames (0: back to back; e.g. 0 30)")
@@ -52,7 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
-    ap.add_argument("--domain", type=int, default=88)
+    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "88")),
+                    help="ROS domain (default: ROS_DOMAIN_ID, else 88)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 
@@ -99,6 +100,9 @@ def _stop_subscriber(proc) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    if not 0 < args.frames <= 300:
+        raise SystemExit(f"bench_node_stages: --frames must be 1..300 (the node keeps its last 300 stage times); "
+                         f"got {args.frames}")
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from dpt_ros.ros.node import _Frame
@@ -195,10 +199,15 @@ def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
             prof.disable()
     wall = time.perf_counter() - t0
     with node._lock:
-        stages = {k: sum(v) / len(v) for k, v in node._stage_ms.items() if v}
+        times = {k: sorted(v) for k, v in node._stage_ms.items() if v}
+    stages = {k: sum(v) / len(v) for k, v in times.items()}
     total = sum(stages.values())
+    # means make up the per-frame total (the issue's overhead share is of means, as in /diagnostics); a shared
+    # machine's busy spells show in them as a long tail, which the medians and 90th percentiles set apart
     run = {"rate_hz": rate,
            "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
+           "stages_median_ms": {k: round(_quantile(times[k], 0.5), 3) for k in STAGES if k in times},
+           "stages_p90_ms": {k: round(_quantile(times[k], 0.9), 3) for k in STAGES if k in times},
            "node_total_ms": round(total, 3),
            "overhead_ms": round(total - stages.get("model", 0.0), 3),
            "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
@@ -208,6 +217,14 @@ def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
         pstats.Stats(prof, stream=out).sort_stats("cumulative").print_stats(profile)
         run["profile"] = out.getvalue()
     return run
+
+
+def _quantile(ordered: list[float], q: float) -> float:
+    """The ``q`` quantile of sorted values (linear between neighbours, as NumPy's default)."""
+    pos = q * (len(ordered) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _run_label(run: dict) -> str:
@@ -225,6 +242,8 @@ def report(r: dict) -> str:
     for run in r["runs"]:
         lines += [f"  {_run_label(run)}: " + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_ms"].items())
                   + " (mean ms per frame)",
+                  "    median " + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_median_ms"].items())
+                  + "; p90 " + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_p90_ms"].items()),
                   f"    total {run['node_total_ms']} ms, all but the model {run['overhead_ms']} ms "
                   f"({run['node_overhead_fraction']} of node time); wall {run['wall_ms_per_frame']} ms/frame"]
     if r["errors"]:

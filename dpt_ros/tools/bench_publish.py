@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -31,7 +32,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stride", type=int, default=2, help="cloud decimation (the node's points.stride)")
     ap.add_argument("--messages", type=int, default=300, help="messages per output and format")
     ap.add_argument("--rate", type=float, default=30.0, help="publish rate (Hz)")
-    ap.add_argument("--domain", type=int, default=89)
+    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "89")),
+                    help="ROS domain (default: ROS_DOMAIN_ID, else 89)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 

@@ -295,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_node_stages"] = json_tool("bench_node_stages", [
             *model, *([] if small else ["--input-size", "0"]),
             "--frames", "20" if small else "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
+            "--domain", "88",
             "--also-with", "depth.encoding=16UC1"], most=120, share=0.6)
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 50 s of budget"}
@@ -319,14 +320,15 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
 
     if e2e and left() > 10:
-        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150"], most=40,
+        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150", "--domain", "89"], most=40,
                                              share=0.5)
     else:
         summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 10 s of budget"}
     if e2e and left() > 20:   # the model's GPU memory taken by configure and given back by cleanup
         summary["bench_lifecycle"] = json_tool("bench_lifecycle", [
             *(["--variant", "dpt_tiny", "--device", "cpu", "--input-size", "32", "--cycles", "1"] if small else
-              ["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cycles", "2"])])
+              ["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cycles", "2"]),
+            "--domain", "87"])
     else:
         summary["bench_lifecycle"] = {"skipped": "needs CUDA, rclpy and 50 s of budget"}
 

@@ -39,3 +39,24 @@ def test_also_with_refused_values_say_why():
     with pytest.raises(SystemExit, match="expects NAME=VALUE"):
         bench_node_stages._parse_changes("depth.encoding")
     assert bench_node_stages._parse_changes("a=1, b=x,c=true") == {"a": 1, "b": "x", "c": True}
+
+
+def test_domains_default_to_ros_domain_id(monkeypatch):
+    """Like bench_e2e, the ROS benchmarks run on ROS_DOMAIN_ID when no --domain is given (else their own)."""
+    from dpt_ros.tools import bench_lifecycle, bench_publish
+
+    monkeypatch.setenv("ROS_DOMAIN_ID", "77")
+    for parse in (bench_node_stages.parse_args, bench_lifecycle.parse_args, bench_publish.parse_args):
+        assert parse([]).domain == 77
+    monkeypatch.delenv("ROS_DOMAIN_ID")
+    assert [p([]).domain for p in (bench_node_stages.parse_args, bench_lifecycle.parse_args,
+                                   bench_publish.parse_args)] == [88, 87, 89]
+
+
+def test_stage_quantiles_are_numpys_linear_ones():
+    import numpy as np
+
+    values = sorted(np.random.default_rng(3).exponential(2.0, 37).tolist())
+    for q in (0.0, 0.5, 0.9, 1.0):
+        assert bench_node_stages._quantile(values, q) == pytest.approx(float(np.quantile(values, q)), rel=1e-12)
+    assert bench_node_stages._quantile([4.0], 0.9) == 4.0
