@@ -83,6 +83,9 @@ _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (1
 #: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
 #: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
 _INFO_WAIT_S = 0.05
+#: for this long after its camera_info is subscribed (start, a camera_info.url cleared) a camera without one yet is
+#: waited for once, and a frame without one is reported as early rather than as a missing or misrouted camera_info
+_INFO_GRACE_S = 3.0
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 #: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
@@ -281,6 +284,7 @@ class _Camera:
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
     info_waited_in_vain: bool = False   # a frame's wait for its camera_info ran out; none has come since
+    info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
 
     def topic(self, name: str) -> str:
@@ -829,6 +833,7 @@ class DptNode(Node):
                 cam.image_topic = topic
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
+                cam.info_since = time.monotonic()
             else:
                 msg_type, handler = Image, self._on_reference
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=False))
@@ -1359,9 +1364,11 @@ class DptNode(Node):
             while True:
                 infos = list(f.camera.infos)
                 chosen = self._match_info(infos, stamp, policy, s["camera_info.tolerance"])
-                remaining = deadline - time.monotonic()
-                if chosen is not None or not infos or infos[-1][0] >= stamp or self._stopping \
-                        or f.camera.info_waited_in_vain:
+                now = time.monotonic()
+                remaining = deadline - now
+                early = now - f.camera.info_since < _INFO_GRACE_S   # its first camera_info may be on its way
+                if chosen is not None or (not infos and not early) or (infos and infos[-1][0] >= stamp) \
+                        or self._stopping or f.camera.info_waited_in_vain:
                     break
                 if remaining <= 0:
                     f.camera.info_waited_in_vain = True
@@ -1369,6 +1376,12 @@ class DptNode(Node):
                 self._info_arrived.wait(remaining)
         if chosen is None:
             topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
+            age = time.monotonic() - f.camera.info_since
+            if not infos and age < _INFO_GRACE_S:   # (a WARN: most likely its first one is still on its way)
+                self._count_error("no_camera_info", f"no camera_info yet: none received on {topic} in the {age:.1f} s "
+                                  f"since it was subscribed; depth/camera_info and points skipped", [f], partial=True,
+                                  warn=True)
+                return None
             if not infos:
                 latched = ("" if s["qos.camera_info_durability"] == "transient_local" else
                            "; a driver that publishes it once (latched) needs qos.camera_info_durability:=transient_local")
@@ -1397,14 +1410,15 @@ class DptNode(Node):
         return m if abs(t - stamp) <= tolerance_s * 1e9 else None
 
     # ------------------------------------------------------------------ errors and diagnostics
-    def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False) -> None:
+    def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False,
+                     warn: bool = False) -> None:
         """Count a per-frame failure and log it: one line per kind of error (reason + message with
         its numbers blanked) every ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
         behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons).
 
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
-        dropped + idle + throttled + errors holds."""
+        dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state)."""
         kind = (reason, re.sub(r"\d+", "#", text)[:200])
         now = time.monotonic()
         with self._lock:
@@ -1424,7 +1438,10 @@ class DptNode(Node):
         more = f" ({suppressed} more like it in the last {_ERROR_LOG_PERIOD_S:g} s)" if suppressed else ""
         if len(text) > 1000:   # a hostile message (e.g. a megabyte-long encoding string) stays one short line
             text = text[:1000] + f"... ({len(text) - 1000} more characters)"
-        self.get_logger().error(f"[{reason}] {text}{more}")
+        if warn:   # (two call sites: rclpy refuses one that logs at two severities)
+            self.get_logger().warning(f"[{reason}] {text}{more}")
+        else:
+            self.get_logger().error(f"[{reason}] {text}{more}")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

@@ -718,10 +718,14 @@ def test_depth_align_overrides_a_metric_variant_and_depth_scale_and_falls_back_t
              what="the reason in the log")
 
 
-def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness):
+def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_errors(harness, monkeypatch):
     """depth without a matching camera_info still publishes inverse_depth; the skipped points are
-    counted as incomplete:no_camera_info, and received = processed + dropped + idle + errors holds."""
+    counted as incomplete:no_camera_info, and received = processed + dropped + idle + errors holds. Just after the
+    camera_info subscription (its first may be on its way) the log says so, as a warning; later, an error with
+    what to check."""
     from diagnostic_msgs.msg import DiagnosticStatus
+
+    from dpt_ros.ros import node as node_module
 
     # no periodic report during the test: the "since last report" window is the one opened below
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "exact", "diagnostics.period": 60.0})
@@ -747,11 +751,20 @@ def test_frames_without_camera_info_are_processed_and_counted_incomplete_not_as_
     values = {kv.key: kv.value for kv in cam.values}
     assert values["incomplete.no_camera_info"] == "5" and "error.no_camera_info" not in values
     assert cam.level == DiagnosticStatus.WARN and cam.message == "5 frames with outputs skipped since last report"
-    # the log says which topic (resolved) had nothing, and what to do
+    # the log says which topic (resolved) had nothing: early on, a warning that none has come yet
     wait_for(lambda: any("[no_camera_info]" in m.msg for m in logs), what="the log line")
-    line = next(m.msg for m in logs if "[no_camera_info]" in m.msg)
-    assert line.startswith("[no_camera_info] no camera_info: none received on /camera_info: check that the camera "
-                           "publishes it there (remap camera_info:=...)") and "camera_info.url" in line, line
+    first = next(m for m in logs if "[no_camera_info]" in m.msg)
+    assert first.level == Log.WARN and first.msg.startswith(
+        "[no_camera_info] no camera_info yet: none received on /camera_info in the "), first.msg
+    # past the first seconds, an error and what to do
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)
+    pub.publish(make_image(6))
+    wait_for(lambda: len(inv) == 6, what="inverse_depth 6")
+    wait_for(lambda: any("none received on /camera_info:" in m.msg for m in logs), what="the error")
+    line = next(m for m in logs if "none received on /camera_info:" in m.msg)
+    assert line.level == Log.ERROR and line.msg.startswith(
+        "[no_camera_info] no camera_info: none received on /camera_info: check that the camera publishes it there "
+        "(remap camera_info:=...)") and "camera_info.url" in line.msg, line.msg
 
 
 def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch):
@@ -785,11 +798,15 @@ def test_camera_info_arriving_just_after_its_image_is_used(harness, monkeypatch)
     assert [p.header.stamp.nanosec + p.header.stamp.sec * 10**9 for p in points[1:]] == [i * 10**8 for i in range(2, 4)]
 
 
-def test_a_camera_info_published_once_latched_reaches_a_transient_local_subscription(harness):
+def test_a_camera_info_published_once_latched_reaches_a_transient_local_subscription(harness, monkeypatch):
     """A driver with a static calibration publishes camera_info once, latched (transient local, reliable), before the
     node starts: a volatile subscription never gets it (no depth/camera_info, no points; the reason names the
     parameter); with qos.camera_info_durability:=transient_local every frame has it."""
     from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.2)   # (the frames come 0.5 s after the subscription)
 
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     log = harness.collector(Log, "/rosout")
