@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import yaml
 from sensor_msgs.msg import CameraInfo
 
+#: the most of a calibration file read (one is about 1 kB)
+MAX_FILE_BYTES = 1 << 20
 _HELP = ("a camera calibration YAML as ROS's camera_calibration writes it (image_width, image_height, "
          "camera_matrix, distortion_model, distortion_coefficients, rectification_matrix, projection_matrix)")
 
@@ -76,10 +79,22 @@ def load(url: str, camera: str = "") -> CameraInfo:
     cannot be read or is not a usable calibration."""
     path = resolve(url, camera)
     try:
+        # read where a parameter is set, on the executor's thread: a pipe or device would block or never end
+        # there (and with it the node, its parameter services included), a huge file take its memory
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise CalibrationFileError(f"camera calibration {path!r} is not a regular file (a pipe, device or "
+                                       f"folder?): give the path of a calibration YAML")
+        if info.st_size > MAX_FILE_BYTES:
+            raise CalibrationFileError(f"camera calibration {path!r} is {info.st_size} bytes: a calibration YAML "
+                                       f"is a few kB (at most {MAX_FILE_BYTES} read); is it the right file?")
         with open(path, encoding="utf-8") as f:
-            text = f.read()
+            text = f.read(MAX_FILE_BYTES + 1)
     except OSError as e:
         raise CalibrationFileError(f"cannot read camera calibration {path!r}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise CalibrationFileError(f"camera calibration {path!r} is not text: give the path of a calibration "
+                                   f"YAML") from None
     try:
         return parse(text)
     except CalibrationFileError as e:

@@ -2,6 +2,8 @@
 using one instead of the camera_info topic, through DDS."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -190,6 +192,15 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
         mp.delenv("AMENT_PREFIX_PATH", raising=False)
         refused = set_params(harness, node, **{"camera_info.url": "package://my_camera/left.yaml"})
     assert not refused[0].successful and "need a sourced ROS workspace" in refused[0].reason
+    # a pipe would block the read (and the node's executor with it: no service replied, no frame went out), a huge
+    # or binary file is no calibration: each refused at once with what it is
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "huge.yaml").write_bytes(b"#" * (camera_calibration.MAX_FILE_BYTES + 1))
+    (tmp_path / "binary.yaml").write_bytes(bytes(range(256)))
+    for name, why in (("pipe", "is not a regular file"), ("huge.yaml", "bytes: a calibration YAML is a few kB"),
+                      ("binary.yaml", "is not text")):
+        refused = set_params(harness, node, **{"camera_info.url": str(tmp_path / name)})
+        assert not refused[0].successful and why in refused[0].reason, refused[0].reason
     assert node.settings["camera_info.url"] == str(tmp_path / "a.yaml") and fx_of_next_frame(2) == pytest.approx(50.0)
     assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/b.yaml"}))
     assert fx_of_next_frame(3) == pytest.approx(80.0)
