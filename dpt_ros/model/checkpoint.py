@@ -149,6 +149,29 @@ def _refuse_download_artifacts(path: Path, variant: Optional[Variant]) -> None:
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
+def check_format(path: "str | os.PathLike") -> None:
+    """A quick look at a weights file's first bytes (what ``depth.weights`` set on a running node gets, before the
+    load in the background): an empty file, a Git LFS pointer, an HTML page, or anything that is neither a PyTorch
+    checkpoint (a zip, or a legacy pickle) nor a .safetensors file (its header's length, then '{'), raises
+    CheckpointError saying so. A file that passes may still fail to load (truncated, another architecture).
+
+    :raises CheckpointError: as above. :raises OSError: the file cannot be read."""
+    path = Path(path)
+    _refuse_download_artifacts(path, None)
+    with open(path, "rb") as f:
+        head = f.read(9)
+    if path.suffix == ".safetensors":
+        size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+        if len(head) == 9 and 2 <= size <= path.stat().st_size - 8 and head[8:9] == b"{":
+            return
+        raise CheckpointError(f"{path}: not a safetensors file (it starts with a header length, then '{{'): "
+                              f"corrupt or truncated?{_content_hint(path)}")
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":   # torch.save's zip, or the legacy pickle (protocol 2+)
+        return
+    raise CheckpointError(f"{path}: not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file"
+                          f"{_content_hint(path) or ': corrupt, or another kind of file?'}")
+
+
 def _content_hint(path: Path) -> str:
     """', it starts with text ("...")' for a file that is plainly not binary (not a zip or pickle)."""
     try:

@@ -614,7 +614,7 @@ class DptNode(Node):
         reasons += [r for p in parameter_list
                     if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
                     and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
-        return SetParametersResult(successful=False, reason="; ".join(reasons)) if reasons else None
+        return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons))) if reasons else None
 
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
@@ -626,8 +626,9 @@ class DptNode(Node):
             with self._lock:   # refused: what runs is what `ros2 param get` says (a failure after the swap undone)
                 self._settings = before
             names = ", ".join(p.name for p in changed)
-            self.get_logger().error(f"setting {names} failed: {type(e).__name__}: {e}; refused")
-            return SetParametersResult(successful=False, reason=f"{names}: {type(e).__name__}: {e}")
+            why = params.clip(f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
+            self.get_logger().error(f"setting {names} failed: {why}; refused")
+            return SetParametersResult(successful=False, reason=f"{names}: {why}")
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them
@@ -639,7 +640,7 @@ class DptNode(Node):
             configured = self._models is not None
             new, reasons = params.validate(current, changes)
             if new is None:
-                return SetParametersResult(successful=False, reason="; ".join(reasons))
+                return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)
         fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]
         if fixed and configured:
@@ -656,7 +657,7 @@ class DptNode(Node):
                     [ns.rstrip("/") for ns in new["cameras"]]   # unconfigured: checked for the cameras to come
                 calibrations = [self._load_calibration(ns, new, log=configured) for ns in namespaces]
             except StartupError as e:
-                return SetParametersResult(successful=False, reason=str(e))
+                return SetParametersResult(successful=False, reason=params.clip(str(e)))
         self._hold_settings(changes)
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             self._settings = new

@@ -118,7 +118,7 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
     if want is None or type_ in (want, ParameterType.PARAMETER_NOT_SET):
         return None
     got = _TYPE_WORDS.get(type_, f"a value of parameter type {type_}")
-    reason = f"{name} is {_TYPE_WORDS[want]}; got {got} ({value!r})"
+    reason = f"{name} is {_TYPE_WORDS[want]}; got {got} ({shown(value)})"
     if want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_INTEGER:
         reason += f": write it with a decimal point, {value}.0 (ros2 param set and YAML read {value} as an integer)"
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
@@ -138,9 +138,25 @@ def declare_hint(name: str, kind: type, error: str) -> str:
     return ""
 
 
+def shown(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` for a message, cut to about ``limit`` characters with the length said: a refusal quotes
+    what it refuses, and a 100 kB value must not make a 100 kB reason or log line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else f"{len(text)} characters as text"
+    return f"{text[:limit]}... ({size})"
+
+
+def clip(text: str, limit: int = 2000) -> str:
+    """A refusal's reason or log line cut to ``limit`` characters, the length said (the values in it are
+    :func:`shown` already; this bounds what rclpy or a library quoted)."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
 def _check_device(value: str) -> Optional[str]:
     if not _DEVICE_RE.match(value):
-        return f"device {value!r} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
+        return f"device {shown(value)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
     if value.startswith("cuda"):
         import torch  # lazily: only needed to answer this question
 
@@ -155,15 +171,20 @@ def _check_device(value: str) -> Optional[str]:
 def _check_weights(value: str) -> Optional[str]:
     if value in ("", RANDOM_WEIGHTS):
         return None
-    from dpt_ros.model.checkpoint import resolve_weights_path  # noqa: PLC0415 - what the loader will open
+    from dpt_ros.model.checkpoint import CheckpointError, check_format, resolve_weights_path  # noqa: PLC0415
 
     try:
         path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
+        if not path.is_file():   # missing, or a device, pipe or socket
+            what = "is not a regular file" if path.exists() else "does not exist"
+            return f"weights file {shown(value)} {what} (give a checkpoint path, or 'random')"
+        check_format(path)   # its first bytes: what is plainly no checkpoint is refused here, not after the load
     except FileNotFoundError as e:
-        return f"weights {value!r}: {e}"
-    if not path.is_file():   # missing, or a device, pipe or socket
-        what = "is not a regular file" if path.exists() else "does not exist"
-        return f"weights file {value!r} {what} (give a checkpoint path, or 'random')"
+        return f"weights {shown(value)}: {e}"
+    except CheckpointError as e:
+        return f"weights: {e} (give a checkpoint file, or 'random')"
+    except OSError as e:   # e.g. a name longer than the file system allows
+        return f"weights {shown(value)}: cannot be opened: {e.strerror or e} (give a checkpoint path, or 'random')"
     return None
 
 
@@ -174,7 +195,7 @@ def _check_cameras(value: list) -> Optional[str]:
         return f"cameras lists a namespace twice: {value}"
     for ns in value:
         if ns and not re.match(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
-            return (f"camera namespace {ns!r} is not a valid ROS namespace: names of letters, digits and '_' "
+            return (f"camera namespace {shown(ns)} is not a valid ROS namespace: names of letters, digits and '_' "
                     f"(not starting with a digit) joined by '/', optionally after '/' (absolute) or '~/' "
                     f"(private), no trailing '/' (e.g. left, /stereo/left, ~/cam)")
     return None
@@ -193,7 +214,7 @@ def class_labels(text: str) -> tuple[int, ...]:
         if name not in names[1:]:
             close = difflib.get_close_matches(name, names[1:], n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise ValueError(f"{name!r} is not a segmentation class (the class_names parameter lists them){hint}")
+            raise ValueError(f"{shown(name)} is not a segmentation class (the class_names parameter lists them){hint}")
         labels.append(names.index(name))
     return tuple(labels)
 
@@ -456,7 +477,7 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
     if spec.type is list and not all(isinstance(v, str) for v in value):
         return f"{spec.name} must be a list of strings"
     if spec.choices is not None and value not in spec.choices:
-        return f"{spec.name}={value!r} is not one of {', '.join(spec.choices)}"
+        return f"{spec.name}={shown(value)} is not one of {', '.join(spec.choices)}"
     if spec.int_range is not None:
         lo, hi, step = spec.int_range
         if not (lo <= value <= hi and (value - lo) % step == 0):
@@ -485,7 +506,7 @@ def unknown_parameter(name: str, live: bool = False) -> str:
         return renamed(name) + ("" if live else "; ignored")
     close = difflib.get_close_matches(name, [p.name for p in PARAMETERS], n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return (f"unknown parameter {name!r} {'refused: this node does not have it' if live else 'ignored'}: {hint}"
+    return (f"unknown parameter {shown(name)} {'refused: this node does not have it' if live else 'ignored'}: {hint}"
             f"`ros2 param list` or the README's parameter table lists the ones this node has")
 
 
@@ -495,7 +516,7 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Se
     for name, value in changes.items():
         spec = SPECS.get(name)
         if spec is None:
-            reasons.append(f"unknown parameter {name!r}")
+            reasons.append(f"unknown parameter {shown(name)}")
             continue
         reason = _check_value(spec, value)
         if reason:
@@ -518,7 +539,7 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
             if variant not in names:
                 other = "segmentation" if task == "depth" else "depth"
                 hint = f"; it is a {other} variant: set {other}.variant" if variant in _variant_names(other) else ""
-                reasons.append(f"{task}.variant={variant!r} is not a {task} variant; valid: "
+                reasons.append(f"{task}.variant={shown(variant)} is not a {task} variant; valid: "
                                + ", ".join(names) + f" (or '' to disable){hint}")
         # a running node (changed non-empty; start-up reports this itself, with download instructions)
         if variant and not s[f"{task}.weights"] and changed & {f"{task}.variant", f"{task}.weights"}:
@@ -533,7 +554,7 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
     if "colormap" in changed or not changed:
         names = _colormap_names()
         if s["colormap"] not in names:
-            reasons.append(f"colormap={s['colormap']!r} is not one of {', '.join(names)}")
+            reasons.append(f"colormap={shown(s['colormap'])} is not one of {', '.join(names)}")
     on_cpu = s["device"] == "cpu" or (s["device"] == "auto" and not _cuda_available())
     if s["cuda_graphs"] and on_cpu:
         reasons.append(f"cuda_graphs needs a CUDA device (device {s['device']!r} runs on the CPU)")

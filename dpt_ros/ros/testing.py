@@ -117,6 +117,17 @@ def publish_until(pub, make: Callable[[int], Any], received: list, n: int = 1, i
     raise AssertionError(f"no output after {timeout} s")
 
 
+def truncated_checkpoint(path) -> str:
+    """Write at ``path`` a PyTorch checkpoint cut short, as an interrupted download leaves it: it passes the quick
+    check a weights parameter gets when set (a zip's first bytes), and its load in the background fails."""
+    import torch  # noqa: PLC0415
+
+    torch.save({"weight": torch.zeros(4096)}, path)
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    return str(path)
+
+
 def gate_engine(engine) -> tuple[threading.Event, threading.Event, list]:
     """Hold every forward pass of ``engine`` until the returned ``gate`` is set; ``entered`` is set when
     the first one starts, and ``batches`` records each batch's shape (tests of frame slots and batching)."""

@@ -2,6 +2,7 @@
 
 import hashlib
 import os
+import re
 import shutil
 
 import pytest
@@ -485,6 +486,29 @@ def test_file_that_is_not_a_checkpoint(tmp_path):
         where = f"; official weights for dpt_hybrid: {get_variant('dpt_hybrid').url}" if variant == "dpt_hybrid" else ""
         assert str(e.value) == (f"{empty} is empty (0 bytes: an interrupted download, or a full disk when it was "
                                 f"saved). Download the file itself{where}.")
+
+
+def test_check_format_passes_the_three_checkpoint_kinds_and_names_the_rest(tmp_path):
+    """The quick look a weights parameter gets when set: torch.save's zip, a legacy pickle and a .safetensors file
+    pass (their first bytes); text, noise and a safetensors name on other bytes are refused with what they are."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.model.checkpoint import check_format
+
+    sd = {"w": torch.zeros(3)}
+    torch.save(sd, tmp_path / "zip.pt")
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    save_file(sd, str(tmp_path / "model.safetensors"))
+    for name in ("zip.pt", "legacy.pt", "model.safetensors"):
+        check_format(tmp_path / name)
+    (tmp_path / "notes.pt").write_text("not a checkpoint")
+    (tmp_path / "noise.pt").write_bytes(bytes(range(7, 200)))
+    (tmp_path / "bad.safetensors").write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    for name, why in (("notes.pt", "it starts with text ('not a checkpoint')"),
+                      ("noise.pt", "not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file: corrupt"),
+                      ("bad.safetensors", "not a safetensors file")):
+        with pytest.raises(CheckpointError, match=re.escape(why)):
+            check_format(tmp_path / name)
 
 
 def test_lfs_pointer_or_html_page_saved_as_weights_is_named_as_such(tmp_path):

@@ -12,7 +12,7 @@ from rcl_interfaces.srv import SetParametersAtomically
 from rclpy.parameter import Parameter
 
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import call_service, get_params, set_params, wait_for
+from dpt_ros.ros.testing import call_service, get_params, set_params, truncated_checkpoint, wait_for
 
 DOMAIN = 48
 
@@ -28,7 +28,7 @@ def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypat
     the user asked for) but must not put input_size back to the running 64: that undoes the newer change."""
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     gate, entered = threading.Event(), threading.Event()
     real = node_module.load_models
 
@@ -64,7 +64,7 @@ def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tm
     node = harness.start_node(**{"depth.variant": "", "segmentation.variant": "dpt_hybrid_ade20k",
                                  "segmentation.weights": "random"})
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     req = SetParametersAtomically.Request(parameters=[
         Parameter("depth.variant", value="dpt_tiny").to_parameter_msg(),
         Parameter("depth.weights", value=str(bad)).to_parameter_msg(),
@@ -113,7 +113,7 @@ def test_revert_of_a_failed_load_racing_a_user_change(harness, tmp_path, where):
     or ``after`` it, before rclpy stores the value (`ros2 param get` then said 64 while the node ran 128)."""
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     in_revert, user_done = threading.Event(), threading.Event()
 
     def hold_revert(changed):

@@ -18,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import gate_engine, get_params, make_image, make_info, qos, set_params, wait_for
+from dpt_ros.ros.testing import gate_engine, get_params, make_image, make_info, qos, set_params, truncated_checkpoint, wait_for
 
 DOMAIN = 59
 
@@ -377,7 +377,7 @@ def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
 def test_a_successful_swap_after_a_failed_one_clears_the_reported_error(harness, tmp_path):
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
     wait_for(lambda: node.error_counts().get("model_load", 0) == 1, timeout=30, what="load failure")
     model = node.diagnostics().status[0]
@@ -470,7 +470,7 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
     assert metric_of_frame() == (3.0, 0.5)
     # a load that fails: the model parameter is set back, what came with it stays and applies from then on
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     assert all(r.successful for r in set_params(harness, node, **{"depth.weights": str(bad), "depth.scale": 4.0}))
     wait_for(lambda: node.settings["depth.weights"] == "random", timeout=30, what="the failed load's revert")
     assert metric_of_frame() == (4.0, 0.5)

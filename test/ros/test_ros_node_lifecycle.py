@@ -15,7 +15,7 @@ from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import call_service, gate_engine, make_image, publish_until, qos, set_params, wait_for
+from dpt_ros.ros.testing import call_service, gate_engine, make_image, publish_until, qos, set_params, truncated_checkpoint, wait_for
 from dpt_ros.tools import sros2_policy
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, start_node, stop_node
 
@@ -213,7 +213,7 @@ def test_a_new_configuration_starts_clean_and_unconfigured_values_are_checked(ha
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(b"not a checkpoint")
+    truncated_checkpoint(corrupt)   # a download cut short: accepted when set, its load fails
     assert set_params(harness, node, **{"depth.weights": str(corrupt)})[0].successful
     wait_for(lambda: node.error_counts().get("model_load") == 1, timeout=30, what="the failed swap")
     values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}

@@ -12,7 +12,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, wait_for
+from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, truncated_checkpoint, wait_for
 
 DOMAIN = 42
 
@@ -156,6 +156,28 @@ def test_model_swap_under_a_stream_keeps_serving(harness):
     assert c["processed"] >= 10
 
 
+def test_weights_plainly_no_checkpoint_and_huge_values_are_refused_when_set(harness, tmp_path):
+    """A weights file whose first bytes are no checkpoint's (text, an HTML page, empty) is refused by the set call,
+    with what it is; it was accepted, then set back after the load failed. A 100 kB value gets a short reason."""
+    node = harness.start_node()
+    (tmp_path / "notes.pt").write_text("hostname\n")
+    (tmp_path / "page.pt").write_text("<!DOCTYPE html><html>Sign in</html>")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "noise.safetensors").write_bytes(bytes(range(64)))
+    for name, why in (("notes.pt", "not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file; it starts "
+                                   "with text ('hostname')"),
+                      ("page.pt", "is an HTML/XML page"), ("empty.pt", "is empty (0 bytes"),
+                      ("noise.safetensors", "not a safetensors file")):
+        r = set_params(harness, node, **{"depth.weights": str(tmp_path / name)})[0]
+        assert not r.successful and why in r.reason and "or 'random'" in r.reason, r.reason
+    assert node.settings["depth.weights"] == "random" and node._loader is None   # nothing was loading
+    for name, value in (("depth.weights", "a" * 100_000), ("colormap", "b" * 100_000),
+                        ("points.exclude_classes", "c" * 100_000)):
+        r = set_params(harness, node, **{name: value})[0]
+        assert not r.successful and len(r.reason) < 400 and "(100000 characters)" in r.reason, r.reason[:400]
+    assert "cannot be opened: File name too long" in set_params(harness, node, **{"depth.weights": "a" * 100_000})[0].reason
+
+
 def test_weights_of_a_disabled_task_load_nothing_until_it_is_enabled(harness):
     node = harness.start_node()   # depth only (segmentation.variant '')
     old = node.models
@@ -174,7 +196,7 @@ def test_weights_of_a_disabled_task_load_nothing_until_it_is_enabled(harness):
 def test_failed_model_load_keeps_old_model_and_reports(harness, tmp_path):
     node = harness.start_node()
     bad = tmp_path / "corrupt.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     out = harness.collector(Image, "inverse_depth")
     diags = harness.collector(DiagnosticArray, "/diagnostics")
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -337,7 +359,7 @@ def test_a_failed_load_does_not_revert_a_weights_change_made_during_it(harness, 
     node = harness.start_node()
     old = node.models
     bad, good = tmp_path / "corrupt.pt", tmp_path / "good.pt"
-    bad.write_bytes(b"this is not a checkpoint")
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
     sd = random_state_dict("dpt_tiny", seed=9)
     torch.save(sd, good)
     gate = _GatedLoads(monkeypatch)
