@@ -164,16 +164,18 @@ def check_format(path: "str | os.PathLike") -> None:
         size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
         if len(head) == 9 and 2 <= size <= path.stat().st_size - 8 and head[8:9] == b"{":
             return
-        raise CheckpointError(f"{path}: not a safetensors file (it starts with a header length, then '{{'): "
-                              f"corrupt or truncated?{_content_hint(path)}")
+        text = _text_start(path)
+        raise CheckpointError(f"{path}: not a safetensors file (one starts with its header's length, then '{{'): "
+                              + (f"it starts with text ({text!r})" if text else "corrupt or truncated?"))
     if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":   # torch.save's zip, or the legacy pickle (protocol 2+)
         return
+    text = _text_start(path)
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file"
-                          f"{_content_hint(path) or ': corrupt, or another kind of file?'}")
+                          + (f"; it starts with text ({text!r})" if text else ": corrupt, or another kind of file?"))
 
 
-def _content_hint(path: Path) -> str:
-    """', it starts with text ("...")' for a file that is plainly not binary (not a zip or pickle)."""
+def _text_start(path: Path) -> str:
+    """The start of the first line of a file that is plainly text (not a zip or pickle), else ''."""
     try:
         with open(path, "rb") as f:
             head = f.read(40)
@@ -187,7 +189,13 @@ def _content_hint(path: Path) -> str:
         return ""
     if not all(c.isprintable() or c in "\r\n\t" for c in text):
         return ""
-    return f"; it starts with text ({text.splitlines()[0][:30]!r}), not a PyTorch zip or pickle"
+    return text.splitlines()[0][:30] if text.strip() else ""
+
+
+def _content_hint(path: Path) -> str:
+    """'; it starts with text ("..."), ...' for a file that is plainly not binary (not a zip or pickle)."""
+    text = _text_start(path)
+    return f"; it starts with text ({text!r}), not a PyTorch zip or pickle" if text else ""
 
 
 def _load_failure_cause(exc: BaseException) -> str:

@@ -517,6 +517,18 @@ class DptNode(Node):
             self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
 
+    def _camera_listed_twice(self, cameras: list[str]) -> Optional[str]:
+        """Why ``cameras`` names one camera twice in two spellings (a, /a; ~/x, /<node>/x: two publishers per
+        topic), or None."""
+        seen: dict[str, str] = {}
+        for ns in cameras:
+            ns = ns.rstrip("/")
+            topic = self.resolve_topic_name(f"{ns}/inverse_depth" if ns else "inverse_depth")
+            if topic in seen:
+                return f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish {topic}; list it once"
+            seen[topic] = ns
+        return None
+
     def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:
         """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url); ``log``: say which
         file the camera uses (not for a check of a managed node's value before its configure)."""
@@ -554,14 +566,9 @@ class DptNode(Node):
         reasons = params.check_all(s)
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
-        seen: dict[str, str] = {}
-        for ns in s["cameras"]:   # two spellings of one namespace (a, /a; ~/x, /<node>/x): two publishers per topic
-            ns = ns.rstrip("/")
-            topic = self.resolve_topic_name(f"{ns}/inverse_depth" if ns else "inverse_depth")
-            if topic in seen:
-                raise StartupError(f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish "
-                                   f"{topic}; list it once")
-            seen[topic] = ns
+        twice = self._camera_listed_twice(s["cameras"])
+        if twice:
+            raise StartupError(twice)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
         tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]
@@ -608,12 +615,20 @@ class DptNode(Node):
     def _refused(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
         """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'"),
         or, for a name the node does not have, the new name of a renamed parameter or the closest real one (instead
-        of "undeclared parameter(s): []"); read-only parameters are left to rclpy's refusal, which says so."""
+        of "undeclared parameter(s): []"); for a read-only parameter or a value of no type (NOT_SET), how the value
+        can be given instead (rclpy says only "read-only parameter" / "cannot be undeclared")."""
         reasons = [params.unknown_parameter(p.name, live=True) for p in parameter_list
                    if not self.has_parameter(p.name)]
-        reasons += [r for p in parameter_list
-                    if p.name in params.SPECS and not params.SPECS[p.name].read_only(self._MANAGED)
-                    and (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None]
+        for p in parameter_list:
+            spec = params.SPECS.get(p.name)
+            if spec is None:
+                continue
+            if spec.read_only(self._MANAGED):
+                reasons.append(params.read_only_reason(p.name, self._MANAGED, self.get_name()))
+            elif p.type_ == Parameter.Type.NOT_SET:
+                reasons.append(f"{p.name} cannot be unset: give it a value (its default is {spec.default!r})")
+            elif (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None:
+                reasons.append(r)
         return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons))) if reasons else None
 
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
@@ -642,6 +657,9 @@ class DptNode(Node):
             if new is None:
                 return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)
+        twice = self._camera_listed_twice(new["cameras"]) if "cameras" in changes else None
+        if twice:   # refused now, as configure would refuse it
+            return SetParametersResult(successful=False, reason=twice)
         fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]
         if fixed and configured:
             return SetParametersResult(successful=False, reason=(

@@ -106,7 +106,21 @@ class ParamSpec:
 
 _TYPE_WORDS = {ParameterType.PARAMETER_BOOL: "a bool", ParameterType.PARAMETER_INTEGER: "an integer",
                ParameterType.PARAMETER_DOUBLE: "a double", ParameterType.PARAMETER_STRING: "a string",
+               ParameterType.PARAMETER_BYTE_ARRAY: "a byte array", ParameterType.PARAMETER_BOOL_ARRAY: "a bool array",
+               ParameterType.PARAMETER_INTEGER_ARRAY: "an integer array",
+               ParameterType.PARAMETER_DOUBLE_ARRAY: "a double array",
                ParameterType.PARAMETER_STRING_ARRAY: "a string array"}
+
+
+def read_only_reason(name: str, managed: bool, node: str = "dpt_node") -> str:
+    """Why ``name`` cannot be set on a running node, and where it can be given instead."""
+    spec = SPECS[name]
+    if spec.apply == "configure" and not managed:
+        return (f"{name} is read-only on {node}: give it at start-up (--ros-args -p {name}:=..., a params file), or "
+                f"run dpt_lifecycle_node, where it can be set while unconfigured")
+    if name == "class_names":
+        return "class_names is read-only: it reports the segmentation classes (set segmentation.variant instead)"
+    return f"{name} is read-only: give it at start-up (--ros-args -p {name}:=..., a params file)"
 
 
 def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
@@ -135,6 +149,8 @@ def declare_hint(name: str, kind: type, error: str) -> str:
                 f"{name}: {whole.group(1)}.0)")
     if kind is list and "of type 'STRING'," in error:
         return f" (a list: {name}:=[a, b] on the command line, {name}: [a, b] in YAML)"
+    if kind is bool and "expecting type 'BOOL'" in error:
+        return f" (a bool: write true or false, unquoted: {name}:=true)"
     return ""
 
 
@@ -541,8 +557,10 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
                 hint = f"; it is a {other} variant: set {other}.variant" if variant in _variant_names(other) else ""
                 reasons.append(f"{task}.variant={shown(variant)} is not a {task} variant; valid: "
                                + ", ".join(names) + f" (or '' to disable){hint}")
-        # a running node (changed non-empty; start-up reports this itself, with download instructions)
-        if variant and not s[f"{task}.weights"] and changed & {f"{task}.variant", f"{task}.weights"}:
+        # a running node (changed non-empty; start-up reports this itself, with download instructions); not for a
+        # variant refused above (weights would not make it one)
+        if variant and variant in _variant_names(task) and not s[f"{task}.weights"] \
+                and changed & {f"{task}.variant", f"{task}.weights"}:
             reasons.append(f"{task}.weights is empty but {task}.variant is {variant!r}: set {task}.weights to a "
                            f"checkpoint file or 'random' (or {task}.variant to '' to disable {task})")
     if not s["depth.variant"] and not s["segmentation.variant"]:

@@ -360,6 +360,9 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
 
     node = harness.start_node(managed=True)
     probe = harness.probe
+    twice = set_params(harness, node, cameras=["left", "/left"])[0]   # refused when set, as configure would refuse it
+    assert not twice.successful and twice.reason == (
+        "cameras lists one camera twice: 'left' and '/left' both publish /left/inverse_depth; list it once")
     assert all(r.successful for r in set_params(harness, node, cameras=["left", "right"],
                                                 **{"qos.output_reliability": "best_effort", "qos.output_depth": 3,
                                                    "qos.input_reliability": "reliable", "publish.compressed": False}))

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.srv import DescribeParameters, SetParametersAtomically
+from rcl_interfaces.srv import DescribeParameters, SetParameters, SetParametersAtomically
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
@@ -50,9 +50,12 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("device", "tpu", "'auto', 'cpu', 'cuda', 'cuda:N'"),
     ("depth.weights", "/no/such/file.pt", "does not exist"),
     ("depth.weights", "", "depth.weights is empty"),   # not accepted and then reverted by a failed load
-    ("cameras", ["a", "b"], "read-only"),
-    ("class_names", ["x"], "read-only"),
-    ("qos.input_reliability", "reliable", "read-only"),
+    ("cameras", ["a", "b"], "cameras is read-only on dpt_node: give it at start-up (--ros-args -p cameras:=..., a "
+                            "params file), or run dpt_lifecycle_node, where it can be set while unconfigured"),
+    ("class_names", ["x"], "class_names is read-only: it reports the segmentation classes"),
+    ("qos.input_reliability", "reliable", "qos.input_reliability is read-only on dpt_node: give it at start-up"),
+    ("depth.min", [1, 2], "depth.min is a double; got an integer array"),
+    ("segmentation.variant", "dpt_tiny", "it is a depth variant: set depth.variant"),
     ("points.stride", 1.5, "points.stride is an integer; got a double (1.5)"),
     # `ros2 param set /dpt_node depth.scale 2` sends an integer; rclpy alone says "expected '3' got '2'"
     ("depth.scale", 2, "depth.scale is a double; got an integer (2): write it with a decimal point, 2.0"),
@@ -64,7 +67,19 @@ def test_invalid_values_rejected_with_reason(harness, name, value, reason):
     results = set_params(harness, node, **{name: value})
     assert not results[0].successful
     assert reason in results[0].reason, results[0].reason
+    assert "weights is empty" not in results[0].reason or name.endswith(".weights")   # one reason, not two
     assert node.settings is before  # nothing accepted
+
+
+def test_a_value_of_no_type_is_refused_with_what_to_give(harness):
+    """A parameter message of type NOT_SET (what unsetting sends) is refused with the default to give instead (rclpy
+    said only "Static parameter cannot be undeclared")."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+
+    node = harness.start_node()
+    req = SetParameters.Request(parameters=[ParameterMsg(name="colormap")])   # value type NOT_SET
+    r = call_service(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results[0]
+    assert not r.successful and r.reason == "colormap cannot be unset: give it a value (its default is 'inferno')"
 
 
 def test_rclpy_standard_parameters_can_be_set(harness):

@@ -237,7 +237,8 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
     for arg, needle in (("input_size:=33", "not a valid step"), ("input_size:=abc", "expecting type 'INTEGER'"),
                         ("depth.max:=7", "write it with a decimal point, depth.max: 7.0"),
-                        ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)")):
+                        ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)"),
+                        ("lazy:=1", "(a bool: write true or false, unquoted: lazy:=true)")):
         proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
         try:
             code, log = proc.wait(timeout=60), proc.stdout.read()

@@ -5,6 +5,7 @@ import os
 import pytest
 import torch
 from rcl_interfaces.msg import ParameterType
+from safetensors.torch import save_file
 
 from dpt_ros.ros import params
 
@@ -139,9 +140,13 @@ def test_cuda_device_index_is_checked_against_the_devices_present():
 
 def test_weights_check(tmp_path):
     f = tmp_path / "w.pt"
-    f.write_bytes(b"x")
+    torch.save({"w": torch.zeros(2)}, f)
     s = params.defaults()
     assert params.validate(s, {"depth.weights": str(f)})[1] == []
+    f.write_bytes(b"x")   # its first bytes are no checkpoint's: refused at once, not after a load
+    assert params.validate(s, {"depth.weights": str(f)})[1] == [
+        f"weights: {f}: not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file; it starts with text "
+        f"('x') (give a checkpoint file, or 'random')"]
     assert params.validate(s, {"depth.weights": "random"})[1] == []
     assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
     fifo = tmp_path / "pipe.pt"   # exists, but reading it would block the loader
@@ -153,7 +158,7 @@ def test_weights_check(tmp_path):
     snap.mkdir()
     reason = params.validate(s, {"depth.weights": str(snap)})[1][0]
     assert "is a directory without model.safetensors or pytorch_model.bin" in reason
-    (snap / "model.safetensors").write_bytes(b"x")
+    save_file({"w": torch.zeros(2)}, str(snap / "model.safetensors"))
     assert params.validate(s, {"depth.weights": str(snap)})[1] == []
 
 
