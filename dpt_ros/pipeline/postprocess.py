@@ -63,7 +63,7 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
     if isinstance(inv, torch.Tensor):  # one new tensor, then in place (never modifies ``inv``)
         return inv.float().mul(scale).add_(shift).clamp_min_(eps).reciprocal_()
     xp = array_module(inv)
-    d = xp.multiply(inv, np.float32(scale), dtype=xp.float32)
+    d = xp.asarray(xp.multiply(inv, np.float32(scale), dtype=xp.float32))   # (an array also for 0-d input)
     d += np.float32(shift)
     xp.maximum(d, np.float32(eps), out=d)
     return xp.reciprocal(d, out=d)
@@ -79,8 +79,9 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
     if not (min_depth >= 0.0 and max_depth > min_depth):
         raise ValueError(f"need 0 <= min_depth < max_depth; got {min_depth}, {max_depth}")
     if isinstance(depth, torch.Tensor) and depth.device.type == "cpu":   # NumPy (see _host_array)
-        # in place only on a float32 tensor torch lets us change (never an inference tensor, a model's output)
-        inplace = inplace and depth.dtype == torch.float32 and not depth.is_inference()
+        # in place only on a float32 tensor torch lets us change (never an inference tensor, a model's output, nor
+        # one autograd tracks)
+        inplace = inplace and depth.dtype == torch.float32 and not depth.is_inference() and not depth.requires_grad
         return torch.from_numpy(apply_depth_range(_host_array(depth), min_depth, max_depth, inplace=inplace))
     if isinstance(depth, torch.Tensor):  # masked_fill_: no host synchronisation on CUDA
         d = depth if inplace and depth.dtype == torch.float32 else depth.float().clone()
@@ -156,7 +157,7 @@ def depth_to_millimetres(depth: Any) -> Any:
     if isinstance(depth, torch.Tensor):
         if depth.device.type == "cpu":   # NumPy (see _host_array)
             return torch.from_numpy(_millimetres(np, _host_array(depth)))
-        mm = depth.double().mul_(1000.0).round_()
+        mm = depth.to(torch.float64, copy=True).mul_(1000.0).round_()   # (a copy: never the caller's float64)
         mm.nan_to_num_(0.0, 0.0, 0.0)
         mm.masked_fill_(mm > 65535, 0.0)
         return mm.clamp_min_(0.0).to(torch.uint16)
@@ -164,7 +165,7 @@ def depth_to_millimetres(depth: Any) -> Any:
 
 
 def _millimetres(xp, depth: Any) -> Any:
-    mm = depth.astype(xp.float64)   # a new array: the rest is in place
+    mm = xp.array(depth, dtype=xp.float64)   # a new array (also for a scalar): the rest is in place
     mm *= 1000.0
     xp.rint(mm, out=mm)
     with np.errstate(invalid="ignore"):

@@ -103,3 +103,9 @@ def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optio
     finally:
         for fd in held:
             os.close(fd)   # closing the descriptor releases its lock
+
+
+def domain_from_env(default: int) -> int:
+    """ROS_DOMAIN_ID as rcl reads it (unset or empty: the default domain; here the tool's own ``default``)."""
+    value = os.environ.get("ROS_DOMAIN_ID", "").strip()
+    return int(value) if value.isdigit() else default

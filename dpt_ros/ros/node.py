@@ -338,8 +338,9 @@ class DptNode(Node):
         self._model_error = ""
         self._model_loading = False
         self._wanted: Optional[Settings] = None
-        # the settings the running model's frames keep while a model of other settings loads (see process)
-        self._held: Optional[Settings] = None
+        # while a depth model of other settings loads: the running one's calibration to metres (depth.scale,
+        # depth.shift), which its frames keep (see _track_calibration and process); None: the settings' own
+        self._running_calibration: Optional[dict[str, float]] = None
         self._loader: Optional[threading.Thread] = None
         self._errors: collections.Counter = collections.Counter()
         self._stage_ms = {st: collections.deque(maxlen=300) for st in STAGES}
@@ -390,6 +391,7 @@ class DptNode(Node):
         with self._param_lock:
             s = self._settings
             self._models = self._load_initial()
+            self._running_calibration = None   # (the models are the settings' own)
             if not self.context.ok():   # SIGTERM (or an external shutdown) arrived during the load: stop here
                 raise ShuttingDown("the ROS context was shut down while the model loaded")
             self._log_model(self._models)
@@ -676,17 +678,10 @@ class DptNode(Node):
                 calibrations = [self._load_calibration(ns, new, log=configured) for ns in namespaces]
             except StartupError as e:
                 return SetParametersResult(successful=False, reason=params.clip(str(e)))
-        self._hold_settings(changes)
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
+            if configured:   # (in the section that sets the settings: a swap cannot come in between)
+                self._track_calibration(current, new)
             self._settings = new
-            if configured and self._held is not None and new.model_key() != self._models.key:
-                # a load is under way: the running model's frames take this call's other parameters now, all but
-                # the calibration to metres, which comes with the model it was set for
-                rest = {n: v for n, v in changes.items()
-                        if n not in params.MODEL_PARAMETERS and n not in params.MODEL_CALIBRATION}
-                held = params.validate(self._held, rest)[0] if rest else None
-                if held is not None:   # (one that does not go with the held values waits for the swap too)
-                    self._held = held
             active = self._active
             if calibrations is not None and configured:   # (together with the settings they go with)
                 for cam, info in zip(self._cameras, calibrations):
@@ -713,17 +708,16 @@ class DptNode(Node):
             self._diag_timer.reset()
         return SetParametersResult(successful=True)
 
-    def _hold_settings(self, values: dict[str, Any]) -> None:
-        """Before ``values`` are set: if they ask for another model than the running one, keep the settings it
-        serves with now, for the frames it serves until the new model is swapped in (see :meth:`process`); the
-        next-frame parameters set meanwhile join them, except ``params.MODEL_CALIBRATION``."""
-        with self._lock:
-            current, m = self._settings, self._models
-            if m is None or current.model_key() != m.key:   # unconfigured, or a load is under way: held already
-                return
-            model = {n: v for n, v in values.items() if n in params.MODEL_PARAMETERS}
-            if model and current.replace(model).model_key() != m.key:
-                self._held = current
+    def _track_calibration(self, current: Settings, new: Settings) -> None:
+        """Under ``_lock``, as ``new`` replaces ``current``: a relative model's calibration to metres belongs to
+        it, so while the settings ask for another depth model than the running one, the running one's frames keep
+        its calibration (the one set when it was asked for; see :meth:`process`), and a depth.scale / depth.shift
+        set meanwhile applies from the swap. Back on the running depth model, the settings' own apply again; and
+        after a failed load (whose parameters could not be set back) nothing is held for a model that will not come."""
+        if _same_task("depth", self._models.key, new.model_key()):
+            self._running_calibration = None
+        elif self._running_calibration is None and not _same_task("depth", current.model_key(), new.model_key()):
+            self._running_calibration = {n: current[n] for n in params.MODEL_CALIBRATION}   # this asks for another
 
     # ------------------------------------------------------------------ model swap
     def _request_models(self, s: Settings) -> None:
@@ -760,6 +754,10 @@ class DptNode(Node):
                 if current_wanted is not None and current_wanted.model_key() == s.model_key():
                     self._models = models   # the worker picks it up at its next batch
                     self._model_error = ""
+                    # the settings ask for this depth model (its calibration is theirs), or for yet another one
+                    # meanwhile: this one keeps the calibration it was asked for with
+                    self._running_calibration = None if _same_task("depth", models.key, self._settings.model_key()) \
+                        else {n: s[n] for n in params.MODEL_CALIBRATION}
             if current_wanted is not None and current_wanted.model_key() == s.model_key():
                 self.get_logger().info("model swapped in")
                 self._log_model(models)
@@ -782,14 +780,20 @@ class DptNode(Node):
             self._errors["model_load"] += 1
             if self._wanted is not None and self._wanted.model_key() == s.model_key():
                 self._wanted = None
+                # the latest model asked for will not come: the calibration set with it applies from now on
+                self._running_calibration = None
         # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
         # one that the user has changed again since this load was asked for (that change stands)
         with self._param_lock:
             current = self._settings
             revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v and current[n] == s[n]]
             if revert and not self._stopping:   # all at once: one by one, an intermediate set can be invalid
-                self.set_parameters_atomically(revert)   # (both variants empty) or start another load
-
+                r = self.set_parameters_atomically(revert)   # (both variants empty) or start another load
+                if not r.successful:   # e.g. the running model's own file is gone since: say what runs
+                    self.get_logger().warning(
+                        f"could not set {', '.join(p.name for p in revert)} back to the running model's values "
+                        f"({', '.join(f'{p.name}={p.value!r}' for p in revert)}): {r.reason}; they keep the values "
+                        f"of the load that failed, and the running model serves on")
     def _warmup(self, m: ModelSet) -> None:
         """Forward passes at the network shapes the node serves, so that the first frame after a start
         or a swap does not pay for lazy initialisation. The shapes come from the cameras' last frame
@@ -852,7 +856,7 @@ class DptNode(Node):
                 cam.image_topic = topic
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
-                cam.info_since = time.monotonic()
+                cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
             else:
                 msg_type, handler = Image, self._on_reference
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=False))
@@ -1002,10 +1006,10 @@ class DptNode(Node):
         """
         with self._lock:
             s, m = self._settings, self._models
-            if m is not None and s.model_key() != m.key and self._held is not None:
-                # a model of other settings is loading: the running one serves on with its own calibration to
+            if self._running_calibration is not None:
+                # a depth model of other settings is loading: the running one serves on with its own calibration to
                 # metres (depth.scale / depth.shift set since, e.g. with depth.variant, apply from the swap)
-                s = self._held
+                s = s.replace(self._running_calibration)
         if s["cpu_threads"] != self._cpu_threads:
             self._set_cpu_threads(s["cpu_threads"])
         t0 = time.perf_counter()

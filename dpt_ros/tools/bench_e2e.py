@@ -28,7 +28,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
-from dpt_ros.ros.dds_env import localhost_only, set_profile  # noqa: E402
+from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile   # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
-    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "87")))
+    ap.add_argument("--domain", type=int, default=domain_from_env(87))
     ap.add_argument("--dds-profile", default="package",
                     help="Fast DDS profile for all three processes: 'package' = config/fastdds_large_data.xml "
                          "(32 MB shared-memory segment), 'none' = Fast DDS defaults, or an XML file")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import json
 import sys
 import time
@@ -19,6 +18,7 @@ import time
 import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
+from dpt_ros.ros.dds_env import domain_from_env
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
 
@@ -66,7 +66,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--cycles", type=int, default=2)
-    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "87")),
+    ap.add_argument("--domain", type=int, default=domain_from_env(87),
                     help="ROS domain (default: ROS_DOMAIN_ID, else 87)")
     ap.add_argument("--json", default="")
     return ap.parse_args(argv)

@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from dpt_ros.tools.bench_e2e import STAGES, add_model_arguments  # noqa: E402
-from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
+from dpt_ros.ros.dds_env import domain_from_env, localhost_only   # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
-    ap.add_argument("--domain", type=int, default=int(os.environ.get("ROS_DOMAIN_ID", "88")),
+    ap.add_argument("--domain", type=int, default=domain_from_env(88),
                     help="ROS domain (default: ROS_DOMAIN_ID, else 88)")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)

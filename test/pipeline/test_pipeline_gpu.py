@@ -244,6 +244,22 @@ def test_gpu_postprocess_equals_numpy():
     np.testing.assert_allclose(resize_bicubic(cupy.asarray(img), (90, 33)).get(), resize_bicubic(img, (90, 33)), atol=3e-5)
 
 
+def test_gpu_millimetres_equal_cpu_and_leave_the_metres_alone():
+    """depth_to_millimetres of a CUDA tensor: the CPU's values (the float64 product), the caller's float64 metres
+    and a model's inference tensor untouched."""
+    from dpt_ros.pipeline import depth_to_millimetres
+
+    r = RNG.uniform(-1.0, 70.0, (60, 80))
+    r[0, :3] = [np.nan, np.inf, 65.5354]
+    metres = torch.from_numpy(r).cuda()
+    before = metres.clone()
+    np.testing.assert_array_equal(depth_to_millimetres(metres).cpu().numpy(), depth_to_millimetres(r))
+    assert torch.equal(metres.nan_to_num(), before.nan_to_num())
+    with torch.inference_mode():
+        frozen = torch.from_numpy(r.astype(np.float32)).cuda()
+    np.testing.assert_array_equal(depth_to_millimetres(frozen).cpu().numpy(), depth_to_millimetres(r.astype(np.float32)))
+
+
 def test_gpu_drop_depth_edges_equals_cpu():
     from dpt_ros.pipeline import drop_depth_edges
 

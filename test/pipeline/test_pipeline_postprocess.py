@@ -136,6 +136,9 @@ def test_depth_to_millimetres_rounds_the_float32_value_to_nearest():
     np.testing.assert_array_equal(depth_to_millimetres(torch.from_numpy(r).to(torch.bfloat16)).numpy(),
                                   depth_to_millimetres(torch.from_numpy(r).to(torch.bfloat16).float().numpy()))
     np.testing.assert_array_equal(depth_to_millimetres(r.astype(np.float64)), expected.astype(np.uint16))
+    # a scalar in, a scalar's worth out (0-d arrays keep working)
+    assert int(depth_to_millimetres(np.float32(0.5))) == 500
+    assert float(metric_from_inverse(torch.tensor(0.5), 2.0, 0.1)) == pytest.approx(1 / 1.1)
 
 
 def _edges_by_loop(z, max_jump):

@@ -204,10 +204,13 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     assert node.settings["camera_info.url"] == str(tmp_path / "a.yaml") and fx_of_next_frame(2) == pytest.approx(50.0)
     assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/b.yaml"}))
     assert fx_of_next_frame(3) == pytest.approx(80.0)
+    node.cameras[0].info_waited_in_vain = True   # (as an earlier wait for the topic's camera_info left it)
     assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": ""}))
     assert "/camera_info" in subscribed() and node.cameras[0].calibration is None
+    assert not node.cameras[0].info_waited_in_vain   # the new subscription's first camera_info is waited for once
     pub.publish(make_image(4, width=80, height=60))   # no camera_info on the topic: none, counted
     wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
+    assert node.cameras[0].info_waited_in_vain
 
 
 def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_node_runs_on(harness, tmp_path,

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
@@ -474,6 +475,71 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
     assert all(r.successful for r in set_params(harness, node, **{"depth.weights": str(bad), "depth.scale": 4.0}))
     wait_for(lambda: node.settings["depth.weights"] == "random", timeout=30, what="the failed load's revert")
     assert metric_of_frame() == (4.0, 0.5)
+
+
+def _metric_rig(harness, node):
+    """(frame(k) -> (scale, shift) that frame k's depth was made with, solved from its inverse depth)."""
+    got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth")
+    info_pub.publish(make_info(make_image(0, width=64, height=48)))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+
+    def frame(k):
+        pub.publish(make_image(k, width=64, height=48))
+        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
+        inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
+                      for n in ("inverse_depth", "depth"))
+        x, y = inv.ravel().astype(np.float64), 1.0 / depth.ravel().astype(np.float64)
+        a, b = np.argmin(x), np.argmax(x)
+        scale = (y[b] - y[a]) / (x[b] - x[a])
+        return round(scale, 3), round(y[a] - scale * x[a], 3)
+    return frame
+
+
+def test_a_segmentation_load_does_not_hold_the_depth_calibration(harness, monkeypatch):
+    """The depth model is not what loads (segmentation is enabled): a depth.scale set meanwhile is the running depth
+    model's own, from the next frame."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+    frame = _metric_rig(harness, node)
+    gate, entered = threading.Event(), threading.Event()
+    real = node_module.load_models
+
+    def gated(s, running=None):
+        entered.set()
+        gate.wait(30)
+        return real(s, running)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    assert frame(1) == (1.0, 0.05)
+    assert all(r.successful for r in set_params(harness, node, **{"segmentation.weights": "random",
+                                                                 "segmentation.variant": "dpt_hybrid_ade20k"}))
+    wait_for(entered.is_set, what="the segmentation model loading")
+    assert set_params(harness, node, **{"depth.scale": 2.0})[0].successful
+    assert frame(2) == (2.0, 0.05) and node.models.segmentation is None   # (still loading)
+    gate.set()
+
+
+def test_a_revert_that_is_refused_leaves_the_calibration_live(harness, tmp_path):
+    """The running model's own file is gone when a new one fails to load: the revert to it is refused (said in the
+    log, with what runs); the calibration set afterwards still applies from the next frame, nothing waits for a
+    model that will not come."""
+    from dpt_ros.model.reference import random_state_dict
+
+    first = tmp_path / "first.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=3), first)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.weights": str(first), "depth.scale": 1.0, "depth.shift": 0.05,
+                                 "camera_info.policy": "latest"})
+    frame = _metric_rig(harness, node)
+    assert frame(1) == (1.0, 0.05)
+    first.unlink()
+    bad = truncated_checkpoint(tmp_path / "cut.pt")
+    assert set_params(harness, node, **{"depth.weights": bad})[0].successful
+    wait_for(lambda: node.error_counts().get("model_load", 0) == 1, timeout=30, what="the failed load")
+    wait_for(lambda: any("could not set depth.weights back to the running model's values" in m.msg for m in log),
+             what="the refused revert, said")
+    assert node.settings["depth.weights"] == bad
+    assert set_params(harness, node, **{"depth.scale": 3.0})[0].successful
+    assert frame(2) == (3.0, 0.05)
 
 
 def test_overlay_alpha_and_points_color_change_the_outputs(harness):

@@ -48,9 +48,13 @@ def test_domains_default_to_ros_domain_id(monkeypatch):
     monkeypatch.setenv("ROS_DOMAIN_ID", "77")
     for parse in (bench_node_stages.parse_args, bench_lifecycle.parse_args, bench_publish.parse_args):
         assert parse([]).domain == 77
-    monkeypatch.delenv("ROS_DOMAIN_ID")
-    assert [p([]).domain for p in (bench_node_stages.parse_args, bench_lifecycle.parse_args,
-                                   bench_publish.parse_args)] == [88, 87, 89]
+    for unset in ("", " ", None):   # empty (rcl's default domain) or unset: the tool's own
+        if unset is None:
+            monkeypatch.delenv("ROS_DOMAIN_ID")
+        else:
+            monkeypatch.setenv("ROS_DOMAIN_ID", unset)
+        assert [p([]).domain for p in (bench_node_stages.parse_args, bench_lifecycle.parse_args,
+                                       bench_publish.parse_args)] == [88, 87, 89]
 
 
 def test_stage_quantiles_are_numpys_linear_ones():
