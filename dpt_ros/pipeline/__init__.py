@@ -59,7 +59,7 @@ Point clouds (:mod:`.cloud`)
     lens models, their inverse and per-pixel rays in :mod:`.distortion`;
     ``build_cloud(depth, intrinsics, rgb=None, labels=None, stride=1, organized=True,
     reuse_buffer=False) -> CloudBuffer`` with ``data`` (array.array('B'): ``msg.data = cloud.data``
-    without a copy; with ``reuse_buffer`` on the GPU a view of a pinned buffer the next call reuses),
+    without a copy; with ``reuse_buffer`` a view of a buffer the next call on the thread reuses, pinned on the GPU),
     ``height``, ``width``, ``point_step``, ``row_step``, ``fields`` (``PointField(name, offset,
     datatype, count)``), ``is_dense``, ``is_bigendian`` (False); ``cloud.points`` float32 view.
 """

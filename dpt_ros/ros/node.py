@@ -1316,7 +1316,8 @@ class DptNode(Node):
                         rgb = px.rgb()
                     cloud = pipeline.build_cloud(cloud_depth, intr, rgb=rgb,
                                                  labels=host["labels"] if cloud_labels else None,
-                                                 stride=s["points.stride"], organized=s["points.organized"])
+                                                 stride=s["points.stride"], organized=s["points.organized"],
+                                                 reuse_buffer=True)   # serialised just below
                 out["points"] = conversions.cloud_output(header, cloud)
         return out
 

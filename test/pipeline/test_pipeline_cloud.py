@@ -226,3 +226,34 @@ def test_colour_words_of_every_stride_and_pixel_layout(stride, layout):
     dense = build_cloud(depth, intr, rgb=pixels, labels=labels, stride=stride, organized=False)
     ok = np.isfinite(depth[::stride, ::stride])
     np.testing.assert_array_equal(dense.points.view(np.uint32)[0, :, 3], want[ok])
+
+
+def test_reuse_buffer_on_the_host_writes_the_same_bytes_into_one_buffer_per_thread():
+    """reuse_buffer on the NumPy path: the bytes of a fresh cloud, written into this thread's one buffer (the next
+    call's cloud overwrites the last; a larger one grows it), dense and organised, with colours and labels; another
+    thread has a buffer of its own."""
+    import threading
+
+    rng = np.random.default_rng(4)
+    depth = rng.uniform(0.5, 3.0, (12, 16)).astype(np.float32)
+    depth[3, 4:9] = np.nan
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    labels = rng.integers(0, 9, (12, 16), dtype=np.uint16)
+    intr = Intrinsics(8.0, 8.0, 7.5, 5.5, 16, 12)
+    for kw in (dict(), dict(rgb=rgb), dict(rgb=rgb, labels=labels, stride=2), dict(rgb=rgb, organized=False)):
+        fresh = build_cloud(depth, intr, **kw)
+        reused = build_cloud(depth, intr, reuse_buffer=True, **kw)
+        assert isinstance(reused.data, np.ndarray) and bytes(reused.data) == bytes(fresh.data)
+        assert (reused.height, reused.width, reused.row_step, reused.is_dense) == \
+            (fresh.height, fresh.width, fresh.row_step, fresh.is_dense)
+    first = build_cloud(depth, intr, rgb=rgb, reuse_buffer=True)
+    second = build_cloud(depth * 2, intr, rgb=rgb, reuse_buffer=True)
+    assert np.shares_memory(first.data, second.data)
+    np.testing.assert_array_equal(first.field("z"), depth * 2)   # the first cloud's bytes are the second's now
+    bigger = build_cloud(np.ones((24, 32), np.float32), Intrinsics(8.0, 8.0, 15.5, 11.5, 32, 24), reuse_buffer=True)
+    assert len(bigger.data) == 24 * 32 * 12 and np.all(bigger.field("z") == 1.0)
+    other = []
+    thread = threading.Thread(target=lambda: other.append(build_cloud(depth, intr, reuse_buffer=True)))
+    thread.start()
+    thread.join()
+    assert not np.shares_memory(other[0].data, build_cloud(depth, intr, reuse_buffer=True).data)

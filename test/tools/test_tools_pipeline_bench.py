@@ -39,11 +39,11 @@ def test_bench_pipeline_json_cpu(capsys):
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
-def test_timers_run_ours_and_the_reference_in_turn():
-    """The compared functions alternate call by call (a busy spell hits both), warm-ups included, and each
-    gets the median of its own calls."""
+def test_timers_run_ours_and_the_reference_in_turns():
+    """The compared functions take turns of ``block`` timed calls, each turn after one untimed call (a busy spell
+    hits both, and each runs warm as in a loop), and each gets the median of its own timed calls."""
     calls = []
-    slow = iter([30.0, 1.0, 9.0, 2.0, 9.0, 1.0])
+    slow = iter([30.0, 30.0, 1.0, 9.0, 30.0, 2.0, 9.0, 30.0, 1.0])
 
     def ours():
         calls.append("ours")
@@ -52,10 +52,10 @@ def test_timers_run_ours_and_the_reference_in_turn():
         calls.append("ref")
         time.sleep(next(slow) / 1000.0)
 
-    t = bench_pipeline._timers({"ours": ours, "ref": ref}, repeat=5, warmup=1)
-    assert calls == ["ours", "ref"] * 6
+    t = bench_pipeline._timers({"ours": ours, "ref": ref}, repeat=5, warmup=1, block=2)
+    assert calls == ["ours", "ref"] + (["ours"] * 3 + ["ref"] * 3) * 2 + ["ours"] * 2 + ["ref"] * 2
     assert set(t) == {"ours", "ref"} and t["ours"] < 1.0
-    assert 2.0 <= t["ref"] < 4.0   # the median of the timed 1, 9, 2, 9, 1 ms (the 30 ms warm-up left out): 2 ms
+    assert 2.0 <= t["ref"] < 4.0   # the median of the timed 1, 9, 2, 9, 1 ms (warm-up and turn starts left out)
 
 
 def test_reference_cloud_equals_ours():
