@@ -171,19 +171,6 @@ def test_depth_beyond_float32_is_invalid_like_infinity():
     np.testing.assert_array_equal(build_cloud(depth, intr).field("z")[0, :2], [np.nan, 2.0])
 
 
-def test_numpy_cloud_is_a_new_buffer_even_when_reuse_is_allowed():
-    """reuse_buffer only lets the GPU path hand out its pinned buffer; the NumPy path builds each cloud in
-    a new array.array, so an earlier cloud never changes."""
-    depth = np.array([[1.0, 2.0], [3.0, 4.0]], np.float32)
-    intr = Intrinsics(1.0, 1.0, 0.5, 0.5, 2, 2)
-    first = build_cloud(depth, intr, reuse_buffer=True)
-    kept = bytes(first.data)
-    second = build_cloud(depth * 2, intr, reuse_buffer=True)
-    assert isinstance(first.data, array.array) and first.data is not second.data
-    assert bytes(first.data) == kept == bytes(build_cloud(depth, intr).data)
-    np.testing.assert_array_equal(second.field("z"), depth * 2)
-
-
 def test_cloud_scales_intrinsics_to_depth_size_and_validates():
     intr = Intrinsics(100.0, 100.0, 50.0, 40.0, 100, 80)  # full-size calibration, half-size depth
     depth = np.full((40, 50), 2.0, np.float32)
