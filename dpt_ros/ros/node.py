@@ -636,12 +636,12 @@ class DptNode(Node):
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
         of the callback it would end the executor's spin, and with it the node."""
-        before = self._settings
+        before, calibration = self._settings, self._running_calibration
         try:
             return self._on_set_parameters(changed)
         except Exception as e:  # noqa: BLE001
             with self._lock:   # refused: what runs is what `ros2 param get` says (a failure after the swap undone)
-                self._settings = before
+                self._settings, self._running_calibration = before, calibration
             names = ", ".join(p.name for p in changed)
             why = params.clip(f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
             self.get_logger().error(f"setting {names} failed: {why}; refused")
@@ -780,7 +780,9 @@ class DptNode(Node):
             self._errors["model_load"] += 1
             if self._wanted is not None and self._wanted.model_key() == s.model_key():
                 self._wanted = None
-                # the latest model asked for will not come: the calibration set with it applies from now on
+            if _same_task("depth", s.model_key(), self._settings.model_key()):
+                # the depth model the settings ask for will not come: their calibration applies from now on (not
+                # when they ask for yet another one, whose load may not have been requested yet: that one's waits)
                 self._running_calibration = None
         # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
         # one that the user has changed again since this load was asked for (that change stands)

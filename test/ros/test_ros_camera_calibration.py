@@ -242,3 +242,4 @@ def test_a_failure_after_the_settings_changed_puts_them_back(harness, monkeypatc
     refused = set_params(harness, node, input_size=96)[0]
     assert not refused.successful and refused.reason == "input_size: RuntimeError: cannot start a thread"
     assert node.settings["input_size"] == 64 and node.get_parameter("input_size").value == 64
+    assert node._running_calibration is None   # nothing held for the load that never started

@@ -542,6 +542,49 @@ def test_a_revert_that_is_refused_leaves_the_calibration_live(harness, tmp_path)
     assert frame(2) == (3.0, 0.05)
 
 
+def test_a_load_failing_while_the_next_is_asked_for_keeps_the_running_calibration(harness, monkeypatch):
+    """Load X fails just after the settings asked for Y (with its own depth.scale) and before Y's load was
+    requested: the running model keeps its calibration while Y loads, not Y's."""
+    from rclpy.parameter import Parameter
+
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+    frame = _metric_rig(harness, node)
+    fail_x, release_y, x_loading = threading.Event(), threading.Event(), threading.Event()
+    real = node_module.load_models
+    sizes = []
+
+    def gated(s, running=None):
+        sizes.append(s["input_size"])
+        if len(sizes) == 1:   # X
+            x_loading.set()
+            fail_x.wait(30)
+            raise RuntimeError("X cannot be loaded (injected)")
+        release_y.wait(30)
+        return real(s, running)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    assert frame(1) == (1.0, 0.05)
+    assert node.set_parameters_atomically([Parameter("input_size", value=96)]).successful
+    wait_for(x_loading.is_set, what="X loading")
+    real_request = node._request_models
+
+    def request_after_the_failure(s):   # X fails after the settings ask for Y, before Y's load is requested
+        fail_x.set()
+        wait_for(lambda: node.error_counts().get("model_load", 0) == 1, what="X failed")
+        real_request(s)
+
+    monkeypatch.setattr(node, "_request_models", request_after_the_failure)
+    assert node.set_parameters_atomically([Parameter("input_size", value=128),
+                                           Parameter("depth.scale", value=2.0)]).successful
+    wait_for(lambda: len(sizes) == 2, what="Y loading")
+    try:
+        assert frame(2) == (1.0, 0.05) and node.models.depth_pre.net_size == (64, 64)
+    finally:
+        release_y.set()
+    wait_for(lambda: node.models.depth_pre.net_size == (128, 128), timeout=60, what="swap to Y")
+    assert frame(3) == (2.0, 0.05)
+
+
 def test_overlay_alpha_and_points_color_change_the_outputs(harness):
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.color": False,
                                  "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
