@@ -416,16 +416,30 @@ def test_a_model_superseded_while_loading_is_never_swapped_in(harness, monkeypat
     wait_for(lambda: node.models.depth_pre.net_size == (128, 128), timeout=60, what="swap to 128")
 
 
-def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp_path):
-    """depth.scale set in the request that sets input_size (after it: the parameter service sets a request's
-    values one by one, in order): the frames the old model serves while the new one loads keep the old scale, as
-    they do a depth.shift set meanwhile (the calibration to metres belongs to a model); the new model's first frame
-    has both. Any other post-processing parameter (depth.max) applies from the next frame, load or not; after a
-    failed load the calibration applies from the revert."""
-    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+def _metric_rig(harness, node):
+    """frame(k) -> (scale, shift) that frame k's depth was made with, solved from its inverse depth at two pixels (of
+    those below depth.max: +Inf beyond, REP 117); ``frame.last_depth`` is that frame's depth."""
     got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth")
     info_pub.publish(make_info(make_image(0, width=64, height=48)))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+
+    def frame(k):
+        pub.publish(make_image(k, width=64, height=48))
+        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
+        inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
+                      for n in ("inverse_depth", "depth"))
+        frame.last_depth = depth
+        ok = np.isfinite(depth.ravel())
+        x, y = inv.ravel()[ok].astype(np.float64), 1.0 / depth.ravel()[ok].astype(np.float64)
+        a, b = np.argmin(x), np.argmax(x)
+        scale = (y[b] - y[a]) / (x[b] - x[a])
+        np.testing.assert_allclose(y, scale * x + (y[a] - scale * x[a]), rtol=1e-4)   # one line for every pixel
+        return round(scale, 3), round(y[a] - scale * x[a], 3)
+    return frame
+
+
+def _gate_loads(monkeypatch):
+    """(gate, entered): every model load in the background waits for ``gate``; ``entered`` is set by the first."""
     gate, entered = threading.Event(), threading.Event()
     real = node_module.load_models
 
@@ -435,35 +449,32 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
         return real(s, running)
 
     monkeypatch.setattr(node_module, "load_models", gated)
+    return gate, entered
+
+
+def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp_path):
+    """depth.scale set in the request that sets input_size (after it: the parameter service sets a request's
+    values one by one, in order): the frames the old model serves while the new one loads keep the old scale, as
+    they do a depth.shift set meanwhile (the calibration to metres belongs to a model); the new model's first frame
+    has both. Any other post-processing parameter (depth.max) applies from the next frame, load or not; after a
+    failed load the calibration applies from the revert."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
+    frame = _metric_rig(harness, node)
+    gate, entered = _gate_loads(monkeypatch)
     stamps = iter(range(1, 100))
 
-    last = {}
-
     def metric_of_frame():
-        """(scale, shift) the frame's depth was made with, solved from its inverse depth at two pixels (of those
-        below depth.max: +Inf beyond, REP 117)."""
-        k = next(stamps)
-        pub.publish(make_image(k, width=64, height=48))
-        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
-        inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
-                      for n in ("inverse_depth", "depth"))
-        last["depth"] = depth
-        ok = np.isfinite(depth.ravel())
-        x, y = inv.ravel()[ok].astype(np.float64), 1.0 / depth.ravel()[ok].astype(np.float64)
-        a, b = np.argmin(x), np.argmax(x)
-        scale = (y[b] - y[a]) / (x[b] - x[a])
-        np.testing.assert_allclose(y, scale * x + (y[a] - scale * x[a]), rtol=1e-4)   # one line for every pixel
-        return round(scale, 3), round(y[a] - scale * x[a], 3)
+        return frame(next(stamps))
 
     assert metric_of_frame() == (1.0, 0.05)
     assert all(r.successful for r in set_params(harness, node, **{"input_size": 96, "depth.scale": 2.0}))
     wait_for(entered.is_set, what="the 96 model loading")
     assert get_params(harness, node, "depth.scale") == [2.0]   # set (ros2 param get says so) ...
     assert metric_of_frame() == (1.0, 0.05)                       # ... for the model that comes with it
-    median = float(np.median(last["depth"]))
+    median = float(np.median(frame.last_depth))
     assert all(r.successful for r in set_params(harness, node, **{"depth.shift": 0.5, "depth.max": median}))
     assert metric_of_frame() == (1.0, 0.05) and node.models.depth_pre.net_size == (64, 64)
-    assert 0.3 < np.isposinf(last["depth"]).mean() < 0.7   # depth.max: from this frame on, the load notwithstanding
+    assert 0.3 < np.isposinf(frame.last_depth).mean() < 0.7   # depth.max: from this frame on, the load notwithstanding
     gate.set()
     wait_for(lambda: node.models.depth_pre.net_size == (96, 96), timeout=60, what="swap to 96")
     assert metric_of_frame() == (2.0, 0.5)
@@ -477,38 +488,12 @@ def test_settings_set_with_a_model_apply_from_its_swap(harness, monkeypatch, tmp
     assert metric_of_frame() == (4.0, 0.5)
 
 
-def _metric_rig(harness, node):
-    """(frame(k) -> (scale, shift) that frame k's depth was made with, solved from its inverse depth)."""
-    got, pub, info_pub = _rig(harness, node, "inverse_depth", "depth")
-    info_pub.publish(make_info(make_image(0, width=64, height=48)))
-    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
-
-    def frame(k):
-        pub.publish(make_image(k, width=64, height=48))
-        wait_for(lambda: all(any(m.header.stamp.nanosec == k for m in v) for v in got.values()), what=f"frame {k}")
-        inv, depth = (conversions.image_array(next(m for m in got[n] if m.header.stamp.nanosec == k))
-                      for n in ("inverse_depth", "depth"))
-        x, y = inv.ravel().astype(np.float64), 1.0 / depth.ravel().astype(np.float64)
-        a, b = np.argmin(x), np.argmax(x)
-        scale = (y[b] - y[a]) / (x[b] - x[a])
-        return round(scale, 3), round(y[a] - scale * x[a], 3)
-    return frame
-
-
 def test_a_segmentation_load_does_not_hold_the_depth_calibration(harness, monkeypatch):
     """The depth model is not what loads (segmentation is enabled): a depth.scale set meanwhile is the running depth
     model's own, from the next frame."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
     frame = _metric_rig(harness, node)
-    gate, entered = threading.Event(), threading.Event()
-    real = node_module.load_models
-
-    def gated(s, running=None):
-        entered.set()
-        gate.wait(30)
-        return real(s, running)
-
-    monkeypatch.setattr(node_module, "load_models", gated)
+    gate, entered = _gate_loads(monkeypatch)
     assert frame(1) == (1.0, 0.05)
     assert all(r.successful for r in set_params(harness, node, **{"segmentation.weights": "random",
                                                                  "segmentation.variant": "dpt_hybrid_ade20k"}))
