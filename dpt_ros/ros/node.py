@@ -507,7 +507,7 @@ class DptNode(Node):
                 raise StartupError(f"invalid parameter {spec.name}: {e}{hint}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
-            raise StartupError("class_names is read-only: it reports the segmentation classes; do not set it")
+            raise StartupError(params.read_only_reason("class_names", self._MANAGED))
         # start-up values of parameters nobody declared (a misspelt name): rclpy drops them silently. rclpy
         # has no public accessor for them; its private dict has been there since Foxy (test_ros_node_params checks
         # it) and, should it ever go, only this warning is lost
