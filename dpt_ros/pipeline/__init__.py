@@ -34,6 +34,7 @@ Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
     ``colorize(values, colormap, vmin, vmax)`` -> (H, W, 3) uint8 RGB, ``COLORMAPS``,
     ``colormap_lut(name)``; ``RunningRange(low=2, high=98, momentum=0.9).update(values)`` ->
     smoothed (vmin, vmax); ``labels_from_logits(logits)`` -> labels 1..C (0 = unlabeled);
+    ``upsampled_labels(logits, (H, W))`` = labels of the upsampled logits (on the CPU class by class);
     ``colorize_labels(labels, palette)``; ``overlay(rgb, color, alpha=0.5)``;
     ``ADE20K_CLASSES`` (150 names, label k -> ``ADE20K_CLASSES[k-1]``), ``ADE20K_PALETTE``
     ((151, 3) uint8, row 0 black); ``tensor_to_array(t)`` (NumPy / CuPy zero-copy view).
@@ -114,6 +115,7 @@ from dpt_ros.pipeline.postprocess import (
     overlay,
     tensor_to_array,
     upsample,
+    upsampled_labels,
 )
 from dpt_ros.pipeline.preprocess import (
     RESIZE_METHODS,
@@ -130,5 +132,5 @@ __all__ = [
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
-    "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample",
+    "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample", "upsampled_labels",
 ]

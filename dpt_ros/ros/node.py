@@ -1202,7 +1202,7 @@ class DptNode(Node):
         host = _HostCopies(self._pinned)
         depth_t = labels_t = None
         if "logits" in net:
-            labels_t = pipeline.labels_from_logits(pipeline.upsample(net["logits"], (h, w)))[0]
+            labels_t = pipeline.upsampled_labels(net["logits"], (h, w))[0]
         if "inverse_depth" in net:
             # stays where the model ran (GPU or CPU) until a host copy is needed for a message
             variant = job["variant"]["depth"]

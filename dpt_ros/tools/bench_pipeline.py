@@ -8,7 +8,7 @@ CUDA (``--device cuda``): the CuPy path (pinned upload, fused kernels, GPU cloud
 back) against the typical wrapper (OpenCV on the CPU + GPU model tensors + copy back).
 Both also time the optional stages: a cloud through a lens model (``camera_info.rectified`` false;
 on the CPU also the one-off ray solve), ``points.edge_filter``, ``points.exclude_classes`` (two classes),
-and (CPU) ``depth.align``'s fit; and
+and (CPU) ``depth.align``'s fit and the segmentation labels at 640x480 (150 classes); and
 (CPU, 640x480) the compressed copies of ``publish.compressed``, with their sizes.
 
 Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
@@ -236,9 +236,19 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
     out["cloud_640x480_target_2ms_met"] = cloud[target] <= 2.0
     out["cloud_640x480_target_measured_as"] = target if target.startswith("ours_xyzrgb_message") else (
         target + " (the payload only: no ROS here to build the message)")
+    out["segmentation_labels_640x480_ms"] = bench_labels(pre, w, h, max(3, repeat // 10))
     out["compressed_640x480"] = bench_compressed(w, h, repeat)
     out["compressed_two_cameras_640x480"] = bench_compressed_threads(w, h, repeat)
     return out
+
+
+def bench_labels(pre: pl.Preprocessor, w: int, h: int, repeat: int) -> dict:
+    """ADE20K labels at the camera's size from 150 classes of logits at network size: ours (class by class into a
+    running maximum) against the official order written directly (upsample all 150, then argmax), in turn."""
+    logits = torch.randn(1, 150, *pre.input_size(h, w), generator=torch.Generator().manual_seed(5)) * 3
+    t = _timers({"ours": lambda: pl.upsampled_labels(logits, (h, w)),
+                 "upsample_all_then_argmax": lambda: pl.labels_from_logits(pl.upsample(logits, (h, w)))}, repeat, 1)
+    return {**_round(t), "speedup": _ratio(t["upsample_all_then_argmax"], t["ours"])}
 
 
 def bench_compressed(w: int, h: int, repeat: int) -> dict:
@@ -248,7 +258,7 @@ def bench_compressed(w: int, h: int, repeat: int) -> dict:
     torch.manual_seed(0)
     inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
     depth = pl.apply_depth_range(pl.metric_from_inverse(inv, 1.0, 0.0), 0.0, 8.0)
-    labels = pl.labels_from_logits(pl.upsample(torch.rand(1, 150, h // 16, w // 16), (h, w)))[0].numpy()
+    labels = pl.upsampled_labels(torch.rand(1, 150, h // 16, w // 16), (h, w))[0].numpy()
     colored = pl.colorize(inv, "inferno", float(inv.min()), float(inv.max()))
     mm = pl.depth_to_millimetres(torch.from_numpy(depth)).numpy()
     cases = {
@@ -422,6 +432,9 @@ def _print_table(result: dict) -> None:
     print("\nCPU 640x480 compressed copies (publish.compressed, default parameters):")
     for k, v in result["cpu"]["compressed_640x480"].items():
         print(f"  {k:40s} {v['ms']:8.3f} ms  {v['bytes']:9d} of {v['raw_bytes']} bytes")
+    lab = result["cpu"]["segmentation_labels_640x480_ms"]
+    print(f"\nCPU 640x480 segmentation labels (150 classes): ours {lab['ours']:.1f} ms, upsample all then argmax "
+          f"{lab['upsample_all_then_argmax']:.1f} ms ({lab['speedup']}x)")
     two = result["cpu"]["compressed_two_cameras_640x480"]
     print(f"  two cameras' 32FC1 compressedDepth, per pair of frames: one thread {two['one_thread_ms']:.3f} ms, "
           f"two threads {two['two_threads_ms']:.3f} ms ({two['speedup']}x)")

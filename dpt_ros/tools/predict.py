@@ -99,7 +99,7 @@ def predict(engine, pre: pipeline.Preprocessor, rgb: np.ndarray) -> dict[str, np
     out = engine.run(pre(rgb))
     result = {}
     if "logits" in out:
-        result["labels"] = pipeline.labels_from_logits(pipeline.upsample(out["logits"], (h, w)))[0].cpu().numpy()
+        result["labels"] = pipeline.upsampled_labels(out["logits"], (h, w))[0].cpu().numpy()
     else:
         result["inverse_depth"] = pipeline.upsample(out["inverse_depth"], (h, w))[0].float().cpu().numpy()
         if "depth" in out:

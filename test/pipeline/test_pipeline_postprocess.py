@@ -23,6 +23,7 @@ from dpt_ros.pipeline import (
     metric_from_inverse,
     overlay,
     upsample,
+    upsampled_labels,
 )
 
 RNG = np.random.default_rng(8)
@@ -318,6 +319,36 @@ def test_running_range_starts_at_0_1_before_any_valid_value():
     rr = RunningRange()
     assert rr.update(np.full((4, 4), np.nan, np.float32)) == (0.0, 1.0)
     assert rr.update(np.full((4, 4), 5.0, np.float32))[0] == pytest.approx(5.0)  # the first valid frame sets it
+
+
+def test_upsampled_labels_are_the_argmax_of_the_upsampled_logits():
+    """Class by class into a running maximum on the CPU: the labels of the whole upsampled logits (torch's
+    bicubic, the official order) wherever the top two classes are further apart than float rounding."""
+    torch.manual_seed(3)
+    logits = torch.randn(2, 40, 24, 32) * 3
+    whole = upsample(logits, (50, 70))
+    want = labels_from_logits(whole)
+    got = upsampled_labels(logits, (50, 70))
+    assert got.dtype == torch.uint8 and got.shape == (2, 50, 70)
+    top2 = whole.topk(2, dim=1).values
+    differ = got != want
+    assert differ.float().mean() < 1e-3 and bool(((top2[:, 0] - top2[:, 1])[differ] < 1e-4).all())
+    assert int(got.min()) >= 1 and int(got.max()) <= 40
+    # a tie keeps the lower class, as argmax does; a constant class wins everywhere
+    tied = torch.zeros(1, 4, 5, 5)
+    tied[0, 2] = 1.0
+    tied[0, 3] = 1.0
+    np.testing.assert_array_equal(upsampled_labels(tied, (9, 11))[0].numpy(), np.full((9, 11), 3, np.uint8))
+    # at network size there is nothing to upsample
+    assert torch.equal(upsampled_labels(logits, (24, 32)), labels_from_logits(logits))
+    wide = torch.zeros(1, 300, 3, 3)
+    wide[0, 299] = 2.0
+    many = upsampled_labels(wide, (6, 5))
+    assert many.dtype == torch.uint16 and bool((many == 300).all())
+    with pytest.raises(ValueError, match="positive"):
+        upsampled_labels(logits, (0, 5))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        upsampled_labels(logits[0], (5, 5))
 
 
 def test_labels_from_logits_official_one_based():

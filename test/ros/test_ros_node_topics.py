@@ -379,7 +379,7 @@ def test_points_color_source_segmentation_paints_each_point_in_its_class_colour(
     wait_for(lambda: points, what="the cloud")
     rgb = pipeline.decode(conversions.image_view(first), np)
     logits = node.models.segmentation.run(node.models.segmentation_pre(rgb))["logits"]
-    labels = pipeline.labels_from_logits(pipeline.upsample(logits, (60, 80)))[0].numpy()
+    labels = pipeline.upsampled_labels(logits, (60, 80))[0].numpy()
     z = conversions.cloud_array(points[0])["z"]
     ok = np.isfinite(z)
     assert ok.mean() > 0.5
@@ -531,7 +531,7 @@ def test_depth_exclude_classes_runs_segmentation_when_only_depth_is_subscribed(h
     frame = make_image(3, width=80, height=60)
     rgb = pipeline.decode(conversions.image_view(frame), np)
     logits = node.models.segmentation.run(node.models.segmentation_pre(rgb))["logits"]
-    labels = pipeline.labels_from_logits(pipeline.upsample(logits, (60, 80)))[0].numpy()
+    labels = pipeline.upsampled_labels(logits, (60, 80))[0].numpy()
     values, counts = np.unique(labels, return_counts=True)
     commonest = int(values[np.argmax(counts)])
     assert all(r.successful for r in set_params(harness, node, **{

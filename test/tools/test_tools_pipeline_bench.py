@@ -33,6 +33,9 @@ def test_bench_pipeline_json_cpu(capsys):
                          "depth_16UC1_compressedDepth"}
     assert all(v["ms"] > 0 and 0 < v["bytes"] < v["raw_bytes"] for v in comp.values())
     assert comp["inverse_depth_colored_jpeg"]["raw_bytes"] == 640 * 480 * 3
+    lab = cpu["segmentation_labels_640x480_ms"]
+    assert lab["ours"] > 0 and lab["upsample_all_then_argmax"] > 0
+    assert lab["speedup"] == pytest.approx(lab["upsample_all_then_argmax"] / lab["ours"], rel=0.02)
     two = cpu["compressed_two_cameras_640x480"]
     assert two["one_thread_ms"] > 0 and two["two_threads_ms"] > 0
     assert two["speedup"] == pytest.approx(two["one_thread_ms"] / two["two_threads_ms"], rel=0.02)
