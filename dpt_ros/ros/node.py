@@ -330,6 +330,16 @@ class DptNode(Node):
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
         super().__init__(node_name, **kwargs)
+        try:
+            self._start()
+        except Exception as e:
+            # what main() says of the failure names this node as it was remapped (__node, __ns), as its logger does
+            e.logger_name = self.get_logger().name
+            raise
+
+    def _start(self) -> None:
+        """The constructor's work after the node exists: parameters, state, and (unless managed) configure and
+        activate."""
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._info_arrived = threading.Condition(self._lock)
@@ -1929,10 +1939,11 @@ def main(args=None, managed: bool = False) -> int:
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
     stdout_logs = "--disable-stdout-logs" not in (sys.argv if args is None else args)
 
-    def fatal(message: str) -> None:
-        rclpy.logging.get_logger("dpt_node").fatal(message)
+    def fatal(message: str, error: BaseException) -> None:
+        name = getattr(error, "logger_name", "dpt_node")   # the node's, where it was created
+        rclpy.logging.get_logger(name).fatal(message)
         if not stdout_logs:
-            print(f"dpt_node: {message}", file=sys.stderr)
+            print(f"{name}: {message}", file=sys.stderr)
 
     node = None
     code = 0
@@ -1947,16 +1958,16 @@ def main(args=None, managed: bool = False) -> int:
     except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):
         pass
     except StartupError as e:
-        fatal(str(e))
+        fatal(str(e), e)
         code = 2
     except (FileNotFoundError, PermissionError, ValueError) as e:   # a file or value the user gave
-        fatal(f"cannot start: {e}")
+        fatal(f"cannot start: {e}", e)
         code = 2
     except (RuntimeError, OSError) as e:
         if not rclpy.ok():
             pass   # Ctrl-C shut the context down under the executor (RCLError from its wait set): a normal exit
         else:      # e.g. CUDA out of memory while loading the model
-            fatal(f"cannot start: {type(e).__name__}: {e}")
+            fatal(f"cannot start: {type(e).__name__}: {e}", e)
             code = 1
     finally:
         if node is not None:

@@ -358,7 +358,8 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     from: settable while unconfigured, refused with the way to do it while configured."""
     from rclpy.qos import ReliabilityPolicy
 
-    node = harness.start_node(managed=True)
+    # a name of its own: an earlier test's "dpt_node" can linger in the graph, and the graph queries below are by name
+    node = harness.start_node(managed=True, cli_args=["--ros-args", "-r", "__node:=dpt_topics"])
     probe = harness.probe
     twice = set_params(harness, node, cameras=["left", "/left"])[0]   # refused when set, as configure would refuse it
     assert not twice.successful and twice.reason == (
@@ -366,16 +367,16 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     assert all(r.successful for r in set_params(harness, node, cameras=["left", "right"],
                                                 **{"qos.output_reliability": "best_effort", "qos.output_depth": 3,
                                                    "qos.input_reliability": "reliable", "publish.compressed": False}))
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, "dpt_topics", Transition.TRANSITION_CONFIGURE)
     assert [c.ns for c in node.cameras] == ["left", "right"]
-    wait_for(lambda: {"/left/inverse_depth", "/right/inverse_depth"} <= _graph(probe, "dpt_node")[0], what="publishers")
-    assert "/inverse_depth" not in _graph(probe, "dpt_node")[0]
-    assert not any(t.endswith("compressed") or t.endswith("compressedDepth") for t in _graph(probe, "dpt_node")[0])
+    wait_for(lambda: {"/left/inverse_depth", "/right/inverse_depth"} <= _graph(probe, "dpt_topics")[0], what="publishers")
+    assert "/inverse_depth" not in _graph(probe, "dpt_topics")[0]
+    assert not any(t.endswith("compressed") or t.endswith("compressedDepth") for t in _graph(probe, "dpt_topics")[0])
     assert [i.qos_profile.reliability for i in probe.get_publishers_info_by_topic("/right/inverse_depth")] == \
         [ReliabilityPolicy.BEST_EFFORT]
     assert node.cameras[1].pubs["inverse_depth"].qos_profile.depth == 3   # (DDS discovery does not carry the depth)
-    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
-    wait_for(lambda: "/right/image" in _graph(probe, "dpt_node")[1], what="subscriptions")
+    assert _change(harness, "dpt_topics", Transition.TRANSITION_ACTIVATE)
+    wait_for(lambda: "/right/image" in _graph(probe, "dpt_topics")[1], what="subscriptions")
     assert [i.qos_profile.reliability for i in probe.get_subscriptions_info_by_topic("/right/image")] == \
         [ReliabilityPolicy.RELIABLE]
     out = harness.collector(Image, "/right/inverse_depth", reliability="best_effort")
@@ -386,16 +387,16 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     for state in ("active", "inactive"):
         cams, depth = set_params(harness, node, cameras=["front"], **{"qos.output_depth": 7})
         assert not cams.successful and cams.reason.startswith("cameras: applied at configure") and \
-            "ros2 lifecycle set /dpt_node deactivate (if active), then cleanup, set it, then configure and activate" \
+            "ros2 lifecycle set /dpt_topics deactivate (if active), then cleanup, set it, then configure and activate" \
             in cams.reason, state
         assert not depth.successful and depth.reason.startswith("qos.output_depth: applied at configure"), state
         assert node.settings["cameras"] == ["left", "right"] and node.settings["qos.output_depth"] == 3
         if state == "active":
-            assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+            assert _change(harness, "dpt_topics", Transition.TRANSITION_DEACTIVATE)
     assert set_params(harness, node, cameras=["left", "right"])[0].successful   # the value it has: no change
 
     # unconfigured again: a camera_info.url is checked against the cameras to come, then back to one camera
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CLEANUP)
+    assert _change(harness, "dpt_topics", Transition.TRANSITION_CLEANUP)
     (tmp_path / "left.yaml").write_text("image_width: 80\nimage_height: 60\n"
                                         "camera_matrix: {rows: 3, cols: 3, data: [50, 0, 39.5, 0, 50, 29.5, 0, 0, 1]}\n")
     assert not set_params(harness, node, **{"camera_info.url": f"file://{tmp_path}/{{camera}}.yaml"})[0].successful
@@ -405,11 +406,11 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     assert not res.successful and "right.yaml" in res.reason
     assert set_params(harness, node, **{"camera_info.url": ""})[0].successful
     assert set_params(harness, node, cameras=[""], **{"publish.compressed": True})[0].successful
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, "dpt_topics", Transition.TRANSITION_CONFIGURE)
     assert [c.ns for c in node.cameras] == [""]
     assert "inverse_depth/colored/compressed" in node.cameras[0].pubs
-    wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0] and
-             "/left/inverse_depth" not in _graph(probe, "dpt_node")[0], what="the new topics")
+    wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_topics")[0] and
+             "/left/inverse_depth" not in _graph(probe, "dpt_topics")[0], what="the new topics")
 
 
 def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(harness, monkeypatch):

@@ -192,12 +192,15 @@ def test_missing_weights_exits_with_instructions():
 
 
 def test_missing_weights_file_exits_with_instructions(tmp_path):
-    proc = start("-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
+    proc = start("-r", "__ns:=/robot", "-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
     code, log = proc.wait(timeout=60), proc.stdout.read()
     assert code == 2
     assert "nope.pt' not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
-    # said once, by the logger (its console line; it also goes to the log file), not echoed a second time
-    assert log.count("nope.pt' not found") == 1 and "[FATAL]" in log, log
+    # said once, by the logger (its console line; it also goes to the log file), not echoed a second time, under
+    # the node's name as remapped (which of a launch file's nodes failed)
+    assert log.count("nope.pt' not found") == 1, log
+    fatal = next(line for line in log.splitlines() if "[FATAL]" in line)
+    assert "[robot.dpt_proc]: depth.weights: file '" in fatal, log
 
 
 def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_path):
@@ -205,7 +208,7 @@ def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_pa
     proc = start("--disable-stdout-logs", "-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
     code, log = proc.wait(timeout=60), proc.stdout.read()
     assert code == 2 and "[FATAL]" not in log, log
-    assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_node: depth.weights: file '{tmp_path}"), log
+    assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
 
 def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capfd):
