@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -239,15 +240,40 @@ def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:
 
 
 def _colorize_labels(xp, labels: Any, palette: Any) -> Any:
-    pal = xp.asarray(palette, dtype=xp.uint8)
+    pal = np.asarray(palette.get() if hasattr(palette, "get") else palette, dtype=np.uint8)
     if pal.ndim != 2 or pal.shape[1] != 3:
         raise ValueError(f"palette must be (K, 3) uint8; got shape {pal.shape}")
+    if labels.dtype in (np.uint8, np.uint16):
+        # every value of the dtype has a row (black past the palette): one lookup, no range check (on a GPU,
+        # no host synchronisation); on the CPU a mono8 image through OpenCV's table, 20x NumPy's indexing
+        full = _full_palette(pal.tobytes(), 256 if labels.dtype == np.uint8 else 65536)
+        if xp is np and labels.ndim == 2 and labels.dtype == np.uint8:
+            return cv2.applyColorMap(np.ascontiguousarray(labels), full.reshape(256, 1, 3))
+        return (full if xp is np else _device_palette(full.tobytes(), labels.device.id))[labels]
     lab = labels.astype(xp.int64, copy=False)
-    out = pal[xp.clip(lab, 0, pal.shape[0] - 1)]
+    out = xp.asarray(pal)[xp.clip(lab, 0, pal.shape[0] - 1)]
     bad = lab >= pal.shape[0]
     if bool(bad.any()):
         out[bad] = 0
     return out
+
+
+@functools.lru_cache(maxsize=8)
+def _full_palette(palette: bytes, rows: int) -> np.ndarray:
+    """(rows, 3) uint8: the palette's colours, then black."""
+    full = np.zeros((rows, 3), np.uint8)
+    pal = np.frombuffer(palette, np.uint8).reshape(-1, 3)[:rows]
+    full[:len(pal)] = pal
+    full.flags.writeable = False
+    return full
+
+
+@functools.lru_cache(maxsize=8)
+def _device_palette(full: bytes, device_id: int) -> Any:
+    import cupy  # noqa: PLC0415
+
+    with cupy.cuda.Device(device_id):
+        return cupy.asarray(np.frombuffer(full, np.uint8).reshape(-1, 3))
 
 
 def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:
@@ -258,12 +284,31 @@ def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:
     if rgb.shape != color.shape:
         raise ValueError(f"overlay needs images of one shape; got {rgb.shape} and {color.shape}")
     xp = array_module(rgb)
+    if xp is np and rgb.dtype == np.uint8 and color.dtype == np.uint8:
+        # the same float32 arithmetic, done once for each of the 65536 (image, colour) byte pairs: a table lookup
+        # per byte instead of two float32 copies of the image and five passes over them
+        pair = rgb.astype(np.uint16)
+        pair <<= 8
+        pair |= color
+        return _blend_table(float(alpha)).take(pair)
     base = rgb.astype(xp.float32)
     out = color.astype(xp.float32)
     out -= base
     out *= np.float32(alpha)
     out += base
     return xp.clip(out, 0.0, 255.0).astype(xp.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _blend_table(alpha: float) -> np.ndarray:
+    """overlay's result for every (image byte, colour byte) pair, at index image * 256 + colour."""
+    base, color = np.meshgrid(np.arange(256, dtype=np.float32), np.arange(256, dtype=np.float32), indexing="ij")
+    color -= base
+    color *= np.float32(alpha)
+    color += base
+    table = np.clip(color, 0.0, 255.0).astype(np.uint8).reshape(-1)
+    table.flags.writeable = False
+    return table
 
 
 def tensor_to_array(t: torch.Tensor) -> Any:

@@ -244,11 +244,24 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
 
 def bench_labels(pre: pl.Preprocessor, w: int, h: int, repeat: int) -> dict:
     """ADE20K labels at the camera's size from 150 classes of logits at network size: ours (class by class into a
-    running maximum) against the official order written directly (upsample all 150, then argmax), in turn."""
+    running maximum) against the official order written directly (upsample all 150, then argmax), in turn; then
+    segmentation/colored from those labels (palette colours blended over the image at alpha 0.5) against the
+    same written directly (palette indexing, float32 blend)."""
     logits = torch.randn(1, 150, *pre.input_size(h, w), generator=torch.Generator().manual_seed(5)) * 3
     t = _timers({"ours": lambda: pl.upsampled_labels(logits, (h, w)),
                  "upsample_all_then_argmax": lambda: pl.labels_from_logits(pl.upsample(logits, (h, w)))}, repeat, 1)
-    return {**_round(t), "speedup": _ratio(t["upsample_all_then_argmax"], t["ours"])}
+    labels = pl.upsampled_labels(logits, (h, w))[0].numpy()
+    rgb = np.random.default_rng(6).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+    def colored_reference():
+        base = rgb.astype(np.float32)
+        return np.clip(base + (pl.ADE20K_PALETTE[labels].astype(np.float32) - base) * np.float32(0.5), 0, 255).astype(
+            np.uint8)
+
+    c = _timers({"colored_ours": lambda: pl.overlay(rgb, pl.colorize_labels(labels), 0.5),
+                 "colored_reference": colored_reference}, max(repeat, 20), 2)
+    return {**_round(t), "speedup": _ratio(t["upsample_all_then_argmax"], t["ours"]),
+            **_round(c), "colored_speedup": _ratio(c["colored_reference"], c["colored_ours"])}
 
 
 def bench_compressed(w: int, h: int, repeat: int) -> dict:
@@ -434,7 +447,8 @@ def _print_table(result: dict) -> None:
         print(f"  {k:40s} {v['ms']:8.3f} ms  {v['bytes']:9d} of {v['raw_bytes']} bytes")
     lab = result["cpu"]["segmentation_labels_640x480_ms"]
     print(f"\nCPU 640x480 segmentation labels (150 classes): ours {lab['ours']:.1f} ms, upsample all then argmax "
-          f"{lab['upsample_all_then_argmax']:.1f} ms ({lab['speedup']}x)")
+          f"{lab['upsample_all_then_argmax']:.1f} ms ({lab['speedup']}x); segmentation/colored from them: ours "
+          f"{lab['colored_ours']:.2f} ms, reference {lab['colored_reference']:.2f} ms ({lab['colored_speedup']}x)")
     two = result["cpu"]["compressed_two_cameras_640x480"]
     print(f"  two cameras' 32FC1 compressedDepth, per pair of frames: one thread {two['one_thread_ms']:.3f} ms, "
           f"two threads {two['two_threads_ms']:.3f} ms ({two['speedup']}x)")

@@ -396,6 +396,37 @@ def test_colorize_labels_and_overlay():
         overlay(rgb, col, 1.5)
 
 
+def test_label_colours_of_every_value_of_each_label_dtype():
+    """mono8 labels through OpenCV's table, mono16 through a full-range palette, other integers clipped: each
+    value its palette row, black past the palette (and below 0)."""
+    want = np.zeros((65536, 3), np.uint8)
+    want[:151] = ADE20K_PALETTE
+    every8 = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    np.testing.assert_array_equal(colorize_labels(every8), want[every8])
+    np.testing.assert_array_equal(colorize_labels(every8[:, ::2]), want[every8[:, ::2]])   # a strided view
+    every16 = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    np.testing.assert_array_equal(colorize_labels(every16), want[every16])
+    wide = np.array([[-3, 0, 150], [151, 7, 100000]], np.int32)
+    np.testing.assert_array_equal(colorize_labels(wide), want[np.clip(wide, 0, 151)])
+    small = np.array([[120, 120, 120], [255, 255, 255]], np.uint8)   # a 2-colour palette
+    np.testing.assert_array_equal(colorize_labels(np.array([[0, 1, 2, 3]], np.uint8), small),
+                                  [[[120, 120, 120], [255, 255, 255], [0, 0, 0], [0, 0, 0]]])
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.3, 0.77, 0.0, 1.0])
+def test_overlay_of_every_byte_pair_is_the_float32_blend(alpha):
+    """Every (image, colour) byte pair: rgb + alpha * (colour - rgb) in float32, truncated (the table on the CPU
+    is that arithmetic done once per pair)."""
+    base, color = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgb = np.repeat(base[..., None], 3, axis=2).astype(np.uint8)
+    col = np.repeat(color[..., None], 3, axis=2).astype(np.uint8)
+    a = np.float32(alpha)
+    want = (rgb.astype(np.float32) + (col.astype(np.float32) - rgb.astype(np.float32)) * a).astype(np.uint8)
+    got = overlay(rgb, col, alpha)
+    assert got.dtype == np.uint8 and got.shape == rgb.shape
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("alpha", [0.5, 0.3, 0.75, 0.1])
 def test_overlay_equals_pil_blend_of_the_official_write_segm_img(alpha):
     pil = pytest.importorskip("PIL.Image")

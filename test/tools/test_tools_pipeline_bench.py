@@ -36,6 +36,8 @@ def test_bench_pipeline_json_cpu(capsys):
     lab = cpu["segmentation_labels_640x480_ms"]
     assert lab["ours"] > 0 and lab["upsample_all_then_argmax"] > 0
     assert lab["speedup"] == pytest.approx(lab["upsample_all_then_argmax"] / lab["ours"], rel=0.02)
+    assert lab["colored_ours"] > 0 and lab["colored_reference"] > 0
+    assert lab["colored_speedup"] == pytest.approx(lab["colored_reference"] / lab["colored_ours"], rel=0.02)
     two = cpu["compressed_two_cameras_640x480"]
     assert two["one_thread_ms"] > 0 and two["two_threads_ms"] > 0
     assert two["speedup"] == pytest.approx(two["one_thread_ms"] / two["two_threads_ms"], rel=0.02)
