@@ -197,20 +197,25 @@ def upsampled_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
     """Labels 1..C at ``size`` = (H, W) from (N, C, h, w) logits: the official bicubic upsample, then argmax + 1.
 
     The labels of ``labels_from_logits(upsample(logits, size))``, as (N, H, W) uint8 (uint16 past 255 classes),
-    where the logits are. On the CPU the classes are upsampled one at a time (OpenCV INTER_CUBIC, the kernel of
+    where the logits are. On a GPU the classes are upsampled all at once, or in groups of at most
+    ``MAX_UPSAMPLED_BYTES`` into a running maximum (the same labels; a small GPU does not keep 1.2 GB for 150
+    classes at 1920x1080 in its allocator's cache). On the CPU the classes are upsampled one at a time (OpenCV INTER_CUBIC, the kernel of
     :func:`upsample`) into a running maximum, so the (N, C, H, W) upsampled logits are never held: for the 150
     ADE20K classes they are 184 MB at 640x480 and 1.2 GB at 1080p, and building them took over 4x as long
-    (``bench_pipeline``: 386-425 against 90-101 ms at 640x480 from 384x512 logits, 2 cores). A tie keeps the lower class, as argmax does; OpenCV and torch round
-    the kernel's sums differently in the last bits, so where two classes come within that rounding of each
-    other the pixel can take the other one (9 of 307 200 pixels of random logits; a trained model's are
-    rarely that close).
+    (``bench_pipeline``: 386-425 against 90-101 ms at 640x480 from 384x512 logits, 2 cores). A tie keeps the
+    lower class, as argmax does; OpenCV and torch round the kernel's sums differently in the last bits, so where
+    two classes come within that rounding of each other the pixel can take the other one (9 of 307 200 pixels
+    of random logits; a trained model's are rarely that close).
     """
     _check_logits(logits, "upsampled_labels")
     h, w = int(size[0]), int(size[1])
     if h <= 0 or w <= 0:
         raise ValueError(f"target size must be positive; got {size}")
-    if logits.device.type != "cpu" or tuple(logits.shape[-2:]) == (h, w):
-        return labels_from_logits(upsample(logits, (h, w)))
+    if tuple(logits.shape[-2:]) == (h, w):
+        return labels_from_logits(logits)
+    if logits.device.type != "cpu":
+        per_class = logits.shape[0] * h * w * 4   # bytes of one class upsampled (float32)
+        return _labels_in_groups(logits, (h, w), max(1, MAX_UPSAMPLED_BYTES // per_class))
     src = np.ascontiguousarray(_host_array(logits))
     n, c = src.shape[:2]
     labels = np.empty((n, h, w), np.uint8 if c <= 255 else np.uint16)
@@ -225,6 +230,33 @@ def upsampled_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tenso
             np.copyto(best, score, where=higher)
             np.putmask(labels[i], higher, k + 1)
     return torch.from_numpy(labels)
+
+
+#: the most bytes of upsampled logits :func:`upsampled_labels` holds on a GPU: where all classes would take more
+#: (150 ADE20K classes at 1920x1080: 1.2 GB), they are upsampled in groups into a running maximum
+MAX_UPSAMPLED_BYTES = 256 * 2**20
+
+
+def _labels_in_groups(logits: torch.Tensor, size: tuple[int, int], group: int) -> torch.Tensor:
+    """upsampled_labels with torch where the logits are: ``group`` classes upsampled at a time (torch's bicubic, as
+    :func:`upsample`), each group's argmax folded into a running maximum; a tie keeps the lower class. One group
+    holding every class is ``labels_from_logits(upsample(logits, size))``."""
+    n, c = logits.shape[:2]
+    if group >= c:
+        return labels_from_logits(upsample(logits, size))
+    best = labels = None
+    for c0 in range(0, c, group):
+        up = F.interpolate(logits[:, c0:c0 + group].float(), size=size, mode="bicubic", align_corners=False)
+        index = up.argmax(dim=1, keepdim=True)
+        value = up.gather(1, index)[:, 0]
+        if best is None:
+            best, labels = value, index[:, 0]
+        else:
+            higher = value > best
+            best = torch.where(higher, value, best)
+            labels = torch.where(higher, index[:, 0] + c0, labels)
+    labels = labels + 1
+    return labels.to(torch.uint8) if c <= 255 else labels.to(torch.uint16)
 
 
 def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:

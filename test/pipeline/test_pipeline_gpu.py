@@ -279,3 +279,21 @@ def test_gpu_drop_labels_equals_cpu():
     got = drop_labels(z.cuda(), labels.cuda(), (13, 21))
     assert got.device.type == "cuda"
     np.testing.assert_array_equal(got.cpu().numpy(), drop_labels(z, labels, (13, 21)).numpy())
+
+
+def test_gpu_labels_in_groups_equal_all_classes_at_once(monkeypatch):
+    """Past MAX_UPSAMPLED_BYTES the GPU upsamples the classes in groups into a running maximum: the labels of all
+    classes upsampled at once, and the peak memory stays near one group's."""
+    from dpt_ros.pipeline import labels_from_logits, postprocess, upsampled_labels
+
+    logits = (torch.randn(1, 150, 96, 128, generator=torch.Generator().manual_seed(2)) * 3).cuda()
+    whole = labels_from_logits(upsample(logits, (480, 640)))
+    assert torch.equal(upsampled_labels(logits, (480, 640)), whole)     # 184 MB: all at once
+    monkeypatch.setattr(postprocess, "MAX_UPSAMPLED_BYTES", 16 * 2**20)   # 13 classes a group
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    grouped = upsampled_labels(logits, (480, 640))
+    peak = torch.cuda.max_memory_allocated() - before
+    assert grouped.is_cuda and grouped.dtype == torch.uint8 and torch.equal(grouped, whole)
+    assert peak < 3 * 16 * 2**20, peak   # not the 184 MB of all 150 classes

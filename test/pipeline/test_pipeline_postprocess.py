@@ -351,6 +351,21 @@ def test_upsampled_labels_are_the_argmax_of_the_upsampled_logits():
         upsampled_labels(logits[0], (5, 5))
 
 
+@pytest.mark.parametrize("group", [1, 7, 16, 149])
+def test_labels_in_groups_are_the_labels_of_all_classes_at_once(group):
+    """The GPU's grouped upsample (torch's kernel, run here on the CPU): bit for bit the labels of upsampling all
+    classes at once, whatever the group size; a tie across groups keeps the lower class."""
+    from dpt_ros.pipeline.postprocess import _labels_in_groups
+
+    logits = torch.randn(2, 150, 24, 32, generator=torch.Generator().manual_seed(4)) * 3
+    logits[0, 100, 3:9, 4:12] = 50.0   # the same winning value in classes 100 and 140: label 101 wins
+    logits[0, 140, 3:9, 4:12] = 50.0
+    want = labels_from_logits(upsample(logits, (50, 70)))
+    got = _labels_in_groups(logits, (50, 70), group)
+    assert got.dtype == torch.uint8 and torch.equal(got, want)
+    assert int(got[0, 15, 20]) == 101
+
+
 def test_labels_from_logits_official_one_based():
     logits = torch.zeros(1, 150, 2, 3)
     logits[0, 0, 0, 0] = 1  # class index 0 -> label 1 (wall)
