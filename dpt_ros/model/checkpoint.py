@@ -158,20 +158,26 @@ def check_format(path: "str | os.PathLike") -> None:
     :raises CheckpointError: as above. :raises OSError: the file cannot be read."""
     path = Path(path)
     _refuse_download_artifacts(path, None)
-    with open(path, "rb") as f:
-        head = f.read(9)
-    if path.suffix == ".safetensors":
-        size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
-        if len(head) == 9 and 2 <= size <= path.stat().st_size - 8 and head[8:9] == b"{":
-            return
-        text = _text_start(path)
-        raise CheckpointError(f"{path}: not a safetensors file (one starts with its header's length, then '{{'): "
-                              + (f"it starts with text ({text!r})" if text else "corrupt or truncated?"))
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":   # torch.save's zip, or the legacy pickle (protocol 2+)
+    if _content_format(path) is not None:   # whatever its name ends with: the loader goes by the content too
         return
     text = _text_start(path)
+    if path.suffix == ".safetensors":
+        raise CheckpointError(f"{path}: not a safetensors file (one starts with its header's length, then '{{'): "
+                              + (f"it starts with text ({text!r})" if text else "corrupt or truncated?"))
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file"
                           + (f"; it starts with text ({text!r})" if text else ": corrupt, or another kind of file?"))
+
+
+def _content_format(path: Path) -> Optional[str]:
+    """"safetensors" or "torch" (torch.save's zip, or a legacy pickle) by a file's first bytes, else None."""
+    with open(path, "rb") as f:
+        head = f.read(9)
+    size = int.from_bytes(head[:8], "little") if len(head) == 9 else 0
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= size <= path.stat().st_size - 8:   # header length, then JSON
+        return "safetensors"
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":   # (protocol 2+ pickles start with 0x80)
+        return "torch"
+    return None
 
 
 def _text_start(path: Path) -> str:
@@ -241,6 +247,8 @@ def _unwrap(obj, path: Path) -> dict:
             obj = obj["model"]
         elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
             obj = obj["state_dict"]
+        elif "model_state_dict" in obj and isinstance(obj["model_state_dict"], Mapping):   # a training checkpoint
+            obj = obj["model_state_dict"]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
@@ -267,11 +275,19 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
     path = resolve_weights_path(path)
     v = get_variant(variant) if variant is not None else None
     if not path.is_file():
+        if path.exists():
+            raise CheckpointError(f"{path} is not a regular file (a device, pipe or socket); give the path of the "
+                                  f"checkpoint file itself")
         raise FileNotFoundError(_not_found_message(path, v))
-    _refuse_download_artifacts(path, v)
+    try:
+        _refuse_download_artifacts(path, v)
+        kind = _content_format(path) or ("safetensors" if path.suffix == ".safetensors" else "torch")
+    except OSError as e:   # e.g. another user's file without read permission
+        raise CheckpointError(f"{path}: cannot read it: {e.strerror or e}; the node's user needs read access "
+                              f"(ls -l shows who has it)") from e
     if verify_hash:
         verify_sha256_prefix(path)
-    if path.suffix == ".safetensors":
+    if kind == "safetensors":   # by its content: a .safetensors saved as .pt (or the other way round) still loads
         try:
             from safetensors.torch import load_file
         except ImportError as e:  # pragma: no cover - safetensors is a dependency
@@ -282,13 +298,20 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
             raise CheckpointError(f"{path}: cannot read safetensors file (corrupt or truncated?): {e}") from e
     try:
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            if path.suffix == ".safetensors":   # torch.load would read it as one by its name: from a file object
+                with open(path, "rb") as f:
+                    obj = torch.load(f, map_location="cpu", weights_only=True)
+            else:
+                obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except RuntimeError as e:
             if "mmap" not in str(e):
                 raise
             obj = torch.load(path, map_location="cpu", weights_only=True)  # legacy (non-zip) format
     except pickle.UnpicklingError as e:
-        blocked = [line.strip() for line in str(e).splitlines() if "global" in line.lower()]
+        # (torch's advice to allow-list the class, or to load with weights_only=False, is left out: either would
+        # run the file's code)
+        blocked = [re.split(r"\s*(?:Please use|Check the documentation)", line.strip())[0]
+                   for line in str(e).splitlines() if "global" in line.lower()]
         if blocked:  # the restricted unpickler met a class or function: code a plain state dict never holds
             raise CheckpointError(
                 f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
@@ -548,9 +571,11 @@ def _describe(facts: dict) -> str:
 # Strict loading
 # ----------------------------------------------------------------------------------------------
 
-def _key_error_text(what: str, missing: list, unexpected: list, mis_shaped: list, limit: int = 25) -> str:
+def _key_error_text(what: str, missing: list, unexpected: list, mis_shaped: list, mis_typed: tuple = (),
+                    limit: int = 25) -> str:
     lines = [f"{what} does not match the model:"]
-    for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped)):
+    for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mis_shaped),
+                        ("not floating point", mis_typed)):
         if keys:
             shown = ", ".join(keys[:limit]) + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
             lines.append(f"  {len(keys)} {title}: {shown}")
@@ -590,7 +615,10 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
     own = model.state_dict()
     if is_hf_state_dict(sd):
         report.source_format = "huggingface"
-        sd = hf_to_official(sd, own.keys())
+        try:
+            sd = hf_to_official(sd, own.keys())
+        except CheckpointError as e:   # (it names no file)
+            raise CheckpointError(f"{source} (variant {variant.name}): {e}") from None
     sd = dict(sd)
     for k in list(sd):
         if k.startswith(DROPPED_PREFIXES):
@@ -605,8 +633,16 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
     unexpected = [k for k in sd if k not in own]
     mis_shaped = [f"{k} {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
                   for k in sd if k in own and sd[k].shape != own[k].shape]
-    if missing or unexpected or mis_shaped:
-        raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped))
+    # weights are floating point (a file's fp16 / bf16 ones are taken as fp32, the model's own precision until an
+    # Engine casts it once: the hybrid's weight standardisation is folded in fp32 first)
+    mis_typed = [f"{k} {str(sd[k].dtype).replace('torch.', '')}" for k in sd
+                 if k in own and own[k].is_floating_point() and not sd[k].is_floating_point()]
+    if missing or unexpected or mis_shaped or mis_typed:
+        raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped,
+                                              mis_typed))
+    for k in sd:
+        if own[k].is_floating_point() and sd[k].dtype != own[k].dtype:
+            sd[k] = sd[k].to(own[k].dtype)
     loaded = len(sd)
     for k in report.absent_counters:
         sd[k] = torch.zeros(own[k].shape, dtype=own[k].dtype) if own[k].is_meta else own[k].clone()
@@ -631,6 +667,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     path = resolve_weights_path(path)
     sd = read_state_dict(path, v, verify_hash=verify_hash)
     _check_release_name(path, v)
+    _check_recorded_variant(path, v)
     with torch.device("meta"):
         model = DPT(v)
     report = load_state_dict_into(model, sd, source=str(path), assign=True)
@@ -641,6 +678,24 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     model.load_report = report
     model.weights_mapped = True  # tensors may be views of the memory-mapped file (Engine copies them)
     return model
+
+
+#: safetensors metadata key under which ``weights --convert`` records the variant it loaded the file as: a KITTI/NYU
+#: release converted (and so renamed) is still refused as the relative variant of the same architecture
+VARIANT_METADATA_KEY = "dpt_ros.variant"
+
+
+def _check_recorded_variant(path: Path, variant: Variant) -> None:
+    if _content_format(path) != "safetensors":
+        return
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        recorded = (f.metadata() or {}).get(VARIANT_METADATA_KEY)
+    if recorded and recorded != variant.name and recorded in VARIANTS:
+        raise CheckpointError(
+            f"{path} holds the weights of variant {recorded!r} ({VARIANTS[recorded].description}; recorded in the file "
+            f"when it was converted), but variant {variant.name!r} was requested; set the variant to {recorded!r}.")
 
 
 def _check_release_name(path: Path, variant: Variant) -> None:

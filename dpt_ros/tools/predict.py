@@ -184,7 +184,7 @@ def main(argv=None) -> int:
         return 2
     try:
         engine = load_engine(variant, weights, device=args.device, precision=args.precision)
-    except (FileNotFoundError, CheckpointError, ValueError, RuntimeError) as e:
+    except (OSError, CheckpointError, ValueError, RuntimeError) as e:   # (FileNotFoundError is an OSError)
         print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
         return 2
     if engine.random_weights:

@@ -98,7 +98,8 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
 
 
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:
-    """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix)."""
+    """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix), fp32; a
+    .safetensors file records the variant, which loading it as another variant refuses."""
     import torch
 
     from dpt_ros.model import official_to_hf
@@ -116,7 +117,11 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
         if dst.suffix == ".safetensors":
             from safetensors.torch import save
 
-            f.write(save(sd))
+            from dpt_ros.model.checkpoint import VARIANT_METADATA_KEY
+
+            # the variant goes with the weights (a renamed KITTI/NYU file is not taken for relative depth);
+            # "format" is what transformers requires of safetensors metadata
+            f.write(save(sd, metadata={"format": "pt", VARIANT_METADATA_KEY: model.variant.name}))
         else:
             torch.save(sd, f)
     return f"wrote {dst} ({len(sd)} tensors, {to} names)"
@@ -149,9 +154,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             print("\n".join(report))
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
-    except OSError as exc:   # the destination of --convert (a folder, no permission, a full disk)
-        print(f"FAILED: cannot write {args.convert[1] if args.convert else args.verify}: {exc.strerror or exc}",
-              file=sys.stderr)
+    except OSError as exc:   # the destination of --convert (a folder, no permission, a full disk); reading the
+        # source fails as a CheckpointError
+        what = f"cannot write {args.convert[1]}" if args.convert else f"cannot read {args.verify}"
+        print(f"FAILED: {what}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -147,6 +147,8 @@ def test_hf_to_official_names_the_missing_hugging_face_key(tiny_sd):
     assert "scratch.refinenet4.out_conv.bias (<- neck.fusion_stage.layers.0.projection.bias)" in msg
     assert ("pretrained.model.blocks.1.attn.qkv.weight (<- dpt.encoder.layer.1.attention.attention.key.weight)"
             in msg)
+    with pytest.raises(CheckpointError, match=r"^hf.bin \(variant dpt_tiny\): Hugging Face checkpoint does not match"):
+        load_state_dict_into(DPT("dpt_tiny"), hf, source="hf.bin")   # a file's error names the file
 
 
 def test_official_to_hf_drops_the_classifier_and_refuses_unknown_keys(tiny_sd):
@@ -265,8 +267,14 @@ class Evil:
 def test_unsafe_pickle_refused(tmp_path, tiny_sd):
     p = tmp_path / "evil.pt"
     torch.save({"model": tiny_sd, "extra": Evil()}, p)
-    with pytest.raises(CheckpointError, match="refusing to unpickle"):
+    with pytest.raises(CheckpointError, match="refusing to unpickle") as err:
         read_state_dict(p)
+    assert "add_safe_globals" not in str(err.value) and "weights_only=False" not in str(err.value)   # no advice
+    module = tmp_path / "module.pt"   # a whole model saved: its class named, no advice to allow it
+    torch.save(DPT("dpt_tiny"), module)
+    with pytest.raises(CheckpointError, match=r"Re-save only the state dict. Detail: .*dpt_ros.model.dpt.DPT") as err:
+        read_state_dict(module)
+    assert "add_safe_globals" not in str(err.value), str(err.value)
 
 
 def test_not_a_state_dict(tmp_path):
@@ -569,3 +577,90 @@ def test_a_long_load_error_is_cut_at_a_word_with_a_mark():
     assert words.startswith(cause[:-4]) and cause[:-4].split()[-1] == "word036"   # a whole word, not "word03"
     assert _load_failure_cause(RuntimeError("short cause")) == "short cause"
     assert _load_failure_cause(RuntimeError("x" * 400)) == "x" * 300 + " ..."      # one long word: cut inside it
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_a_half_precision_file_loads_as_its_values_in_fp32(tmp_path, half):
+    """A checkpoint saved in fp16 / bf16 is its values in fp32: build_model is fp32 (a forward works), and the
+    hybrid's weight standardisation is folded from those fp32 values, not rounded to the file's precision first
+    (an fp32 engine then runs exactly as on the same values saved in fp32)."""
+    from dpt_ros.model import Engine, build_model
+
+    v = get_variant("dpt_hybrid").replace(**TINY_HYBRID)
+    small = {k: t.to(half) if t.is_floating_point() else t for k, t in random_state_dict(v, seed=6).items()}
+    torch.save(small, tmp_path / "half.pt")
+    torch.save({k: t.float() if t.is_floating_point() else t for k, t in small.items()}, tmp_path / "full.pt")
+    model = build_model(v, tmp_path / "half.pt")
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    x = X[:, :, :64, :64]
+    with torch.no_grad():
+        model(x)
+    got = Engine(model).run(x)["inverse_depth"]
+    want = Engine(build_model(v, tmp_path / "full.pt")).run(x)["inverse_depth"]
+    assert torch.equal(got, want)
+
+
+def test_integer_tensors_for_floating_point_weights_are_named(tmp_path, tiny_sd):
+    bad = dict(tiny_sd)
+    bad["scratch.layer1_rn.weight"] = torch.zeros(tiny_sd["scratch.layer1_rn.weight"].shape, dtype=torch.int64)
+    torch.save(bad, tmp_path / "ints.pt")
+    with pytest.raises(CheckpointError, match=r"1 not floating point: scratch.layer1_rn.weight int64"):
+        load_checkpoint(tmp_path / "ints.pt", "dpt_tiny")
+
+
+def test_the_format_is_read_from_the_content_not_the_name(tmp_path, tiny_sd, tiny_ref):
+    """A safetensors file saved as .pt, a torch file saved as .safetensors, and a training script's
+    {'model_state_dict', 'optimizer_state_dict', 'epoch'} checkpoint all load as what they hold."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.model.checkpoint import check_format
+
+    save_file(dict(tiny_sd), str(tmp_path / "weights.pt"))
+    torch.save(dict(tiny_sd), tmp_path / "weights.safetensors")
+    torch.save({"model_state_dict": dict(tiny_sd), "optimizer_state_dict": {"state": {}}, "epoch": 3},
+               tmp_path / "training.pt")
+    for name in ("weights.pt", "weights.safetensors", "training.pt"):
+        check_format(tmp_path / name)
+        assert torch.equal(load_engine("dpt_tiny", tmp_path / name).run(X)["inverse_depth"], tiny_ref), name
+
+
+def test_a_file_it_cannot_read_or_that_is_no_regular_file_says_so(tmp_path, tiny_sd, monkeypatch):
+    from dpt_ros.model import checkpoint
+
+    fifo = tmp_path / "pipe.pt"
+    os.mkfifo(fifo)
+    with pytest.raises(CheckpointError, match=r"pipe.pt is not a regular file \(a device, pipe or socket\)"):
+        load_engine("dpt_tiny", fifo)
+    path = tmp_path / "theirs.pt"
+    torch.save(dict(tiny_sd), path)
+
+    def denied(p, v):   # (as root every file is readable: the open fails as it does for another user)
+        raise PermissionError(13, "Permission denied", str(p))
+
+    monkeypatch.setattr(checkpoint, "_refuse_download_artifacts", denied)
+    with pytest.raises(CheckpointError, match=r"theirs.pt: cannot read it: Permission denied; the node's user needs"):
+        load_engine("dpt_tiny", path)
+
+
+def test_a_converted_file_keeps_its_variant(tmp_path):
+    """weights --convert records the variant in the safetensors metadata: a KITTI file, renamed by the conversion,
+    is still refused as the relative model of the same architecture (its metres would be lost)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from dpt_ros.model.checkpoint import VARIANT_METADATA_KEY
+
+    kitti = get_variant("dpt_hybrid_kitti").replace(**TINY_HYBRID)
+    sd = random_state_dict(kitti, seed=8)
+    save_file(sd, str(tmp_path / "model.safetensors"), metadata={"format": "pt", VARIANT_METADATA_KEY: kitti.name})
+    with pytest.raises(CheckpointError, match=r"holds the weights of variant 'dpt_hybrid_kitti'.*set the variant to "
+                                              r"'dpt_hybrid_kitti'"):
+        load_checkpoint(tmp_path / "model.safetensors", get_variant("dpt_hybrid").replace(**TINY_HYBRID))
+    assert load_checkpoint(tmp_path / "model.safetensors", kitti).variant.name == "dpt_hybrid_kitti"
+    from dpt_ros.tools import weights
+
+    torch.save(random_state_dict("dpt_tiny", seed=2), tmp_path / "tiny.pt")
+    assert weights.main(["--convert", str(tmp_path / "tiny.pt"), str(tmp_path / "out.safetensors"),
+                         "--variant", "dpt_tiny"]) == 0
+    with safe_open(str(tmp_path / "out.safetensors"), "pt") as f:
+        assert f.metadata() == {"format": "pt", VARIANT_METADATA_KEY: "dpt_tiny"}
