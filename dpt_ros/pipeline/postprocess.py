@@ -139,7 +139,9 @@ def drop_labels(depth: torch.Tensor, labels: torch.Tensor, label_values) -> torc
     values = sorted({int(v) for v in label_values})
     if not values:
         return depth
-    top = max(values[-1], 255 if labels.dtype == torch.uint8 else int(labels.max()))
+    # a table over every value of the labels' type (no look at the labels: on a GPU, no host synchronisation)
+    full = {torch.uint8: 255, torch.uint16: 65535}.get(labels.dtype)
+    top = max(values[-1], full if full is not None else int(labels.long().max()))
     if values[0] < 0:
         raise ValueError(f"label values are >= 0; got {values[0]}")
     table = torch.zeros(top + 1, dtype=torch.bool, device=labels.device)   # label value -> drop

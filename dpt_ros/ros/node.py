@@ -1261,7 +1261,11 @@ class DptNode(Node):
             self._count_error("exclude_classes", "points.exclude_classes needs segmentation labels: set "
                               "segmentation.variant (and segmentation.weights); no points published", [f], partial=True)
             want_cloud = False
-        cloud_labels = labels_t is not None and s["points.label"]
+        cloud_labels = want_cloud and s["points.label"]
+        if cloud_labels and labels_t is None:
+            self._count_error("label", "points.label needs segmentation labels: set segmentation.variant (and "
+                              "segmentation.weights); points published without the label field", [f], partial=True)
+            cloud_labels = False
         # points.color_source segmentation: each point in its class's palette colour instead of the image's
         class_colors = want_cloud and s["points.color"] and s["points.color_source"] == "segmentation"
         if class_colors and labels_t is None:

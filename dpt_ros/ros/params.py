@@ -227,6 +227,9 @@ def class_labels(text: str) -> tuple[int, ...]:
         name = item.strip()
         if not name:
             continue
+        if name == names[0]:
+            raise ValueError(f"{shown(name)} (label 0) is no class a model predicts: every pixel gets one of the "
+                             f"classes 1..{len(names) - 1} (class_names[1:])")
         if name not in names[1:]:
             close = difflib.get_close_matches(name, names[1:], n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
@@ -353,7 +356,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "What the rgb field of the cloud (points.color) shows: the input image's colour (image) or the ADE20K "
               "palette colour of the point's class (segmentation: a semantic cloud in RViz; needs segmentation.variant, "
               "else the image's, counted incomplete.color_source).", choices=COLOR_SOURCES),
-    ParamSpec("points.label", False, "Add a uint32 label field from segmentation (needs segmentation)."),
+    ParamSpec("points.label", False, "Add a uint32 label field from segmentation (needs segmentation.variant; "
+              "without labels for a frame the cloud comes without it, counted incomplete.label)."),
     ParamSpec("points.edge_filter", 0.0,
               "Drop the points of depth edges: a pixel whose depth differs from one of its 4 neighbours by more "
               "than this fraction of the nearer one (e.g. 0.05) is left out of the cloud (NaN when organised). "

@@ -169,9 +169,10 @@ def test_drop_depth_edges_matches_the_per_pixel_rule():
         drop_depth_edges(torch.from_numpy(z), 0.0)
 
 
-@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int64])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.int16, torch.int64])
 def test_drop_labels_puts_nan_exactly_where_the_classes_are(dtype):
-    labels = torch.from_numpy(RNG.integers(0, 151, (23, 31))).to(dtype)
+    """Every integer type of labels, uint16 (mono16: past 255 classes) among them."""
+    labels = torch.from_numpy(RNG.integers(0, 151, (23, 31)).astype(np.int32)).to(dtype)
     z = torch.from_numpy(RNG.uniform(0.5, 9.0, (23, 31)).astype(np.float32))
     z[0, 0] = float("inf")
     got = drop_labels(z, labels, [13, 3, 150, 13]).numpy()

@@ -409,6 +409,21 @@ def test_points_color_source_without_segmentation_uses_the_image_and_says_so(har
     wait_for(lambda: node.counts()[""].get("incomplete:color_source", 0) == 1, what="counted")
 
 
+def test_points_label_without_segmentation_publishes_the_cloud_without_it_and_says_so(harness):
+    """points.label asks for labels no model makes: the cloud comes as x, y, z, counted incomplete.label (not
+    accepted and then silently left out)."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.color": False,
+                                 "points.label": True})
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    frame = make_image(5, width=40, height=30)
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    pub.publish(frame)
+    wait_for(lambda: len(points) == 1, what="the cloud")
+    assert [fld.name for fld in points[0].fields] == ["x", "y", "z"]
+    wait_for(lambda: node.counts()[""].get("incomplete:label", 0) == 1, what="counted")
+
+
 def test_points_max_rate_builds_fewer_clouds_and_keeps_depth_at_the_frame_rate(harness):
     """points.max_rate 1 Hz (set live) on ~10 frames over about a second: 2 clouds (the first, and one half a
     period early), depth for every frame, the others counted throttled.points."""

@@ -190,3 +190,13 @@ def test_no_parameter_name_is_also_a_prefix_of_another():
     names = [p.name for p in params.PARAMETERS]
     assert [n for n in names if any(m.startswith(n + ".") for m in names)] == []
     assert set(params.RENAMED.values()) <= set(names) and not set(params.RENAMED) & set(names)
+
+
+def test_class_filters_name_classes_and_refuse_unlabeled_with_why():
+    assert params.class_labels("person, car") == (13, 21)
+    assert params.class_labels(" wall ,, flag") == (1, 150)
+    with pytest.raises(ValueError, match=r"'unlabeled' \(label 0\) is no class a model predicts: every pixel gets one "
+                                         r"of the classes 1..150"):
+        params.class_labels("person, unlabeled")
+    with pytest.raises(ValueError, match=r"'Person' is not a segmentation class .*did you mean 'person'"):
+        params.class_labels("Person")
