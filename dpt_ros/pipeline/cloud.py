@@ -72,6 +72,9 @@ class Intrinsics:
                     f"CameraInfo distortion_model {model!r} with a non-zero D is not supported (supported: "
                     f"{', '.join(distortion.MODELS)}); rectify the image (image_proc) and set camera_info.rectified "
                     "true, so that P is used and D is not")
+            longest = max(distortion.MODELS[model])
+            if len(d) > longest and not any(d[longest:]):
+                d = d[:longest]   # OpenCV's longer forms (thin prism, tilt terms) with those terms zero: the same lens
             if len(d) not in distortion.MODELS[model]:
                 raise CalibrationError(f"CameraInfo distortion_model {model!r} takes "
                                        f"{' or '.join(map(str, distortion.MODELS[model]))} D coefficients; got {len(d)}")

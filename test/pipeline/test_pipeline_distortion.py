@@ -199,6 +199,19 @@ def test_unusable_distortion_is_refused_with_the_remedy():
         Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="equidistant", d=[0.1] * 5)
     with pytest.raises(CalibrationError, match="non-finite"):
         Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "plumb_bob", (0.1, math.nan, 0.0, 0.0, 0.0))
+    # OpenCV's longer forms (12 / 14 rational terms, plumb_bob given 8) with the extra terms zero are the same lens;
+    # with a thin-prism or tilt term set they are refused
+    rational = (0.1, -0.02, 0.001, 0.002, 0.003, 0.01, 0.0, 0.001)
+    same = Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
+                                       d=rational + (0.0,) * 6)
+    assert same == Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
+                                               d=rational)
+    assert Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="plumb_bob",
+                                       d=(0.1, -0.02, 0.001, 0.002, 0.003, 0.0, 0.0, 0.0)).d == (
+        0.1, -0.02, 0.001, 0.002, 0.003)
+    with pytest.raises(CalibrationError, match="'rational_polynomial' takes 8 D coefficients; got 12"):
+        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
+                                    d=rational + (0.0, 0.0, 0.01, 0.0))
 
 
 def test_rays_are_cached_and_read_only():
