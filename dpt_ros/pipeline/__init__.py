@@ -30,7 +30,7 @@ Post-processing (:mod:`.postprocess`, :mod:`.colormap`, :mod:`.ade20k`)
     ``apply_depth_range(depth, min_depth, max_depth)`` -> REP 117 (NaN / -inf / +inf);
     ``drop_depth_edges(depth, max_jump)`` (torch) -> NaN where a neighbour's depth jumps (for clouds);
     ``drop_labels(depth, labels, label_values)`` (torch) -> NaN where the label is one of them (for clouds);
-    ``depth_to_millimetres(depth)`` -> 16UC1 (0 invalid);
+    ``depth_to_millimetres(depth)`` -> 16UC1 (0 invalid); ``metres_from_millimetres(mm)`` -> its readers' metres;
     ``colorize(values, colormap, vmin, vmax)`` -> (H, W, 3) uint8 RGB, ``COLORMAPS``,
     ``colormap_lut(name)``; ``RunningRange(low=2, high=98, momentum=0.9).update(values)`` ->
     smoothed (vmin, vmax); ``labels_from_logits(logits)`` -> labels 1..C (0 = unlabeled);
@@ -111,6 +111,7 @@ from dpt_ros.pipeline.postprocess import (
     drop_depth_edges,
     drop_labels,
     labels_from_logits,
+    metres_from_millimetres,
     metric_from_inverse,
     overlay,
     tensor_to_array,
@@ -131,6 +132,6 @@ __all__ = [
     "PointField", "Preprocessor", "RunningRange",
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
-    "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metric_from_inverse",
+    "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample", "upsampled_labels",
 ]

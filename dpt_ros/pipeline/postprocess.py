@@ -167,6 +167,21 @@ def depth_to_millimetres(depth: Any) -> Any:
     return _millimetres(array_module(depth), depth)
 
 
+def metres_from_millimetres(mm: Any) -> Any:
+    """float32 metres of a 16UC1 depth as its readers take them (depth_image_proc: ``mm * 0.001f``), NaN where it
+    is 0 (no measurement). NumPy, CuPy or torch (where the tensor lives)."""
+    if isinstance(mm, torch.Tensor):
+        if mm.device.type == "cpu":
+            return torch.from_numpy(metres_from_millimetres(mm.numpy()))
+        m = mm.to(torch.float32).mul_(0.001)
+        return m.masked_fill_(m == 0, math.nan)
+    xp = array_module(mm)
+    m = mm.astype(xp.float32)
+    m *= np.float32(0.001)
+    m[m == 0] = np.nan
+    return m
+
+
 def _millimetres(xp, depth: Any) -> Any:
     mm = xp.array(depth, dtype=xp.float64)   # a new array (also for a scalar): the rest is in place
     mm *= 1000.0

@@ -20,6 +20,7 @@ from dpt_ros.pipeline import (
     drop_depth_edges,
     drop_labels,
     labels_from_logits,
+    metres_from_millimetres,
     metric_from_inverse,
     overlay,
     upsample,
@@ -451,3 +452,16 @@ def test_overlay_equals_pil_blend_of_the_official_write_segm_img(alpha):
     col = colorize_labels(rng.integers(0, 151, (37, 53)).astype(np.uint8))
     ref = np.asarray(pil.blend(pil.fromarray(rgb).convert("RGBA"), pil.fromarray(col).convert("RGBA"), alpha))[..., :3]
     np.testing.assert_array_equal(overlay(rgb, col, alpha), ref)
+
+
+def test_metres_from_millimetres_read_a_16uc1_image_as_depth_image_proc_does():
+    """mm * 0.001f in float32, NaN for 0; and through depth_to_millimetres: no depth past 65.535 m survives."""
+    mm = np.array([[0, 1, 1235, 65535]], np.uint16)
+    want = np.array([[np.nan, np.float32(1) * np.float32(0.001), np.float32(1235) * np.float32(0.001),
+                      np.float32(65535) * np.float32(0.001)]], np.float32)
+    for got in (metres_from_millimetres(mm), metres_from_millimetres(torch.from_numpy(mm)).numpy()):
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, want)
+    far = metres_from_millimetres(depth_to_millimetres(np.array([1.2345, 65.5, 65.6, np.inf, -1.0], np.float32)))
+    np.testing.assert_array_equal(np.isnan(far), [False, False, True, True, True])
+    assert far[0] == np.float32(1235) * np.float32(0.001)

@@ -25,24 +25,27 @@ def _frame(stamp_s: int, encoding: str, width: int, height: int) -> Image:
     return msg
 
 
-@pytest.mark.parametrize("device,encoding,organized,serialized,color_source", [
-    ("cpu", "rgb8", True, True, "image"),
-    ("cpu", "rgb8", False, False, "image"),
-    ("cpu", "rgb8", True, True, "segmentation"),
-    pytest.param("cuda", "rgb8", True, True, "image", marks=CUDA),
-    pytest.param("cuda", "mono8", True, True, "image", marks=CUDA),
-    pytest.param("cuda", "bgr8", False, True, "image", marks=CUDA),
-    pytest.param("cuda", "bgr8", True, True, "segmentation", marks=CUDA),
+@pytest.mark.parametrize("device,encoding,organized,serialized,color_source,depth_encoding", [
+    ("cpu", "rgb8", True, True, "image", "32FC1"),
+    ("cpu", "rgb8", False, False, "image", "32FC1"),
+    ("cpu", "rgb8", True, True, "segmentation", "32FC1"),
+    ("cpu", "rgb8", True, True, "image", "16UC1"),
+    pytest.param("cuda", "rgb8", True, True, "image", "32FC1", marks=CUDA),
+    pytest.param("cuda", "mono8", True, True, "image", "32FC1", marks=CUDA),
+    pytest.param("cuda", "bgr8", False, True, "image", "32FC1", marks=CUDA),
+    pytest.param("cuda", "bgr8", True, True, "segmentation", "32FC1", marks=CUDA),
+    pytest.param("cuda", "rgb8", False, True, "image", "16UC1", marks=CUDA),
 ])
 def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, monkeypatch, device, encoding, organized,
-                                                                    serialized, color_source):
+                                                                    serialized, color_source, depth_encoding):
     """``serialized``: outputs go out as CDR bytes (this rmw), or as message objects (the fallback for an
     rmw whose wire format differs); subscribers receive the same either way. ``color_source`` segmentation:
-    the colours are the labels' palette colours."""
+    the colours are the labels' palette colours. 16UC1: the cloud is the millimetres as depth_image_proc reads
+    them (``mm * 0.001f``, 0 = no point), not the float metres they were rounded from."""
     if not serialized:
         monkeypatch.setattr(conversions, "cdr_matches_rmw", lambda: False)
     node = harness.start_node(device=device, **{
-        "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest",
+        "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest", "depth.encoding": depth_encoding,
         "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
         "points.label": True, "points.stride": 3, "points.organized": organized, "points.color_source": color_source})
     names = {"depth": Image, "segmentation": Image, "points": PointCloud2}
@@ -67,6 +70,9 @@ def test_cloud_is_the_published_depth_with_input_colours_and_labels(harness, mon
         stamp = frame.header.stamp.sec
         depth_msg, seg_msg, cloud_msg = ([m for m in got[n] if m.header.stamp.sec == stamp][0] for n in names)
         depth = conversions.image_array(depth_msg)
+        if depth_encoding == "16UC1":
+            assert depth.dtype == np.uint16 and (depth > 0).any()
+            depth = np.where(depth == 0, np.float32(np.nan), depth.astype(np.float32) * np.float32(0.001))
         labels = conversions.image_array(seg_msg)
         assert np.isfinite(depth).any()
         rgb = pipeline.decode(conversions.image_view(frame), np)
