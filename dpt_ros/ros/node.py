@@ -1160,40 +1160,70 @@ class DptNode(Node):
         return stage, f"{type(e).__name__}: {e}"
 
     def _infer(self, jobs: list[dict], m: ModelSet, worker: Optional[threading.Thread] = None) -> None:
-        """Pre-process and run the engines; frames with equal network shapes share one batch."""
+        """Pre-process and run the engines; frames with equal network shapes share one batch.
+
+        One task failing (say, the segmentation model out of GPU memory) leaves the other's outputs: its frames
+        go on with what they have, counted incomplete:<reason>, and a frame left with nothing is counted an
+        error and taken out of ``jobs``. Only when no frame has anything does the failure reach the caller."""
+        failures = []
         for task in ("depth", "segmentation"):
             if worker is not None and self._worker is not worker:   # abandoned: no next task's work
                 raise _Abandoned()
-            engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
+            engine = getattr(m, task)
             selected = [j for j in jobs if engine is not None and
                         (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
-            groups: dict[tuple, list] = {}
-            for j in selected:
-                t = time.perf_counter()
-                # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours:
-                # the raw bytes, decoded on the device (a bgr8 frame's host RGB is a strided view whose
-                # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
-                where = (pre.backend, pre.device)
-                if j.get("rgb_in_where") != where:
-                    px = j["px"]
-                    src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
-                    j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
-                x = pre(j["rgb_in"])
-                if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
-                    torch.cuda.synchronize(pre.device)
-                j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
-                groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
-                self._net_inputs[task] = "x".join(str(v) for v in x.shape[2:])
-            for group in groups.values():
-                batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
-                out = engine.run(batch)
-                for i, (j, _) in enumerate(group):
-                    j.setdefault("net", {}).update({k: v[i:i + 1] for k, v in out.items()})
-                    j.setdefault("variant", {})[task] = engine.variant
+            try:
+                self._infer_task(task, selected, m)
+            except _Abandoned:
+                raise
+            except Exception as e:  # noqa: BLE001 - counted below, or by the caller
+                failures.append((task, e, [j for j in selected if task not in j.get("variant", {})]))
         for j in jobs:
             j.setdefault("pre_s", 0.0)
             j.setdefault("net", {})
+        if failures and not any(j["net"] for j in jobs):
+            raise failures[0][1]
+        for task, e, failed in failures:
+            reason, text = self._failure("inference", e, m.device)
+            kept = [j["frame"] for j in failed if j["net"]]
+            if kept:
+                self._count_error(reason, f"{task} model: {text}; the frame's other outputs are published", kept,
+                                  partial=True)
+            lost = [j for j in failed if not j["net"]]
+            if lost:
+                self._count_error(reason, f"{task} model: {text}", [j["frame"] for j in lost])
+                for j in lost:
+                    if j["rate_limited_points"]:   # no cloud: its turn goes to the next frame
+                        j["frame"].camera.points_throttle.refund()
+                jobs[:] = [j for j in jobs if j not in lost]
         return jobs
+
+    def _infer_task(self, task: str, selected: list[dict], m: ModelSet) -> None:
+        """One task's pre-processing and forward passes for the ``selected`` jobs (``net``, ``variant``)."""
+        engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
+        groups: dict[tuple, list] = {}
+        for j in selected:
+            t = time.perf_counter()
+            # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours:
+            # the raw bytes, decoded on the device (a bgr8 frame's host RGB is a strided view whose
+            # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
+            where = (pre.backend, pre.device)
+            if j.get("rgb_in_where") != where:
+                px = j["px"]
+                src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
+                j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
+            x = pre(j["rgb_in"])
+            if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
+                torch.cuda.synchronize(pre.device)
+            j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
+            groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
+            self._net_inputs[task] = "x".join(str(v) for v in x.shape[2:])
+        for group in groups.values():
+            batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
+            out = engine.run(batch)
+            for i, (j, _) in enumerate(group):
+                j.setdefault("net", {}).update({k: v[i:i + 1] for k, v in out.items()})
+                j.setdefault("variant", {})[task] = engine.variant
 
     def _postprocess(self, job: dict, s: Settings, m: ModelSet) -> dict[str, Any]:
         """Network outputs of one frame -> messages, all carrying the input header.
@@ -1210,7 +1240,7 @@ class DptNode(Node):
         needed = wanted | {COMPRESSED_OUTPUTS[n][0] for n in wanted.intersection(COMPRESSED_OUTPUTS)}
         h, w = px.size
         host = _HostCopies(self._pinned)
-        depth_t = labels_t = None
+        depth_t = labels_t = mm_t = None
         if "logits" in net:
             labels_t = pipeline.upsampled_labels(net["logits"], (h, w))[0]
         if "inverse_depth" in net:
@@ -1234,7 +1264,8 @@ class DptNode(Node):
                                                      inplace=not depth_t.is_inference())
                 depth_t = self._exclude_from_depth(f, depth_t, labels_t, s)
                 if depth_t is not None and "depth" in needed and s["depth.encoding"] == "16UC1":
-                    host.request("depth_mm", pipeline.depth_to_millimetres(depth_t))
+                    mm_t = pipeline.depth_to_millimetres(depth_t)
+                    host.request("depth_mm", mm_t)
                 elif depth_t is not None and "depth" in needed:
                     host.request("depth", depth_t)
         intr = info = None
@@ -1245,6 +1276,7 @@ class DptNode(Node):
                     calib = pipeline.Intrinsics.from_camera_info(
                         **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"])
                     intr = calib.scaled_to(w, h)
+                    self._warn_if_raw(f.camera, info, s)
                     sx, sy = w / calib.width, h / calib.height
                     if abs(sx / sy - 1.0) > 0.01:
                         self._warn_once(f"aspect:{f.camera.topic('camera_info')}", (
@@ -1282,6 +1314,11 @@ class DptNode(Node):
             cloud_depth_t = pipeline.drop_depth_edges(depth_t, s["points.edge_filter"])
         if want_cloud and exclude:
             cloud_depth_t = pipeline.drop_labels(cloud_depth_t, labels_t, exclude)
+        if want_cloud and s["depth.encoding"] == "16UC1":
+            # the cloud of the depth as published: whole millimetres, none past 65.535 m (what depth_image_proc
+            # makes of the 16UC1 image)
+            cloud_depth_t = pipeline.metres_from_millimetres(
+                mm_t if mm_t is not None and cloud_depth_t is depth_t else pipeline.depth_to_millimetres(cloud_depth_t))
         if want_cloud and not cloud_on_device:
             host.request("cloud_depth" if cloud_depth_t is not depth_t else "depth", cloud_depth_t)
         cloud = None
@@ -1482,6 +1519,21 @@ class DptNode(Node):
             self.get_logger().warning(f"[{reason}] {text}{more}")
         else:
             self.get_logger().error(f"[{reason}] {text}{more}")
+
+    #: the last name of an image topic that image_proc's convention gives to images before rectification
+    _RAW_IMAGE_NAMES = ("image_raw", "image_color", "image_mono")
+
+    def _warn_if_raw(self, cam: "_Camera", info, s: Settings) -> None:
+        """camera_info.rectified (the default) on a topic named as a raw image, from a lens with distortion: the
+        cloud and depth/camera_info take the image as rectified (no distortion), off by up to the lens's bend.
+        Said once per camera; a rectified image next to the raw camera_info (image_rect) says nothing."""
+        name = cam.image_topic.removesuffix("/compressed").rsplit("/", 1)[-1]
+        if s["camera_info.rectified"] and name in self._RAW_IMAGE_NAMES and any(float(v) != 0.0 for v in info.d):
+            self._warn_once(f"raw:{cam.image_topic}", (
+                f"{cam.image_topic} looks like a raw (unrectified) image and its camera_info has lens distortion "
+                f"({info.distortion_model}), but camera_info.rectified is true: points and depth/camera_info treat the "
+                f"image as distortion-free. Set camera_info.rectified:=false to back-project through the lens model, "
+                f"or subscribe to the rectified image (image_rect from image_proc). Said once per camera."))
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

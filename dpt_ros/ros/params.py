@@ -311,7 +311,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("depth.encoding", "32FC1",
               "Encoding of depth (REP 118): 32FC1 metres (NaN / -Inf / +Inf as REP 117), or 16UC1 millimetres as "
               "raw depth drivers publish them (half the bytes; 0 = no measurement, which includes depths below "
-              "depth.min, above depth.max or beyond 65.535 m).", choices=DEPTH_ENCODINGS),
+              "depth.min, above depth.max or beyond 65.535 m; points are made from those millimetres, as "
+              "depth_image_proc would).", choices=DEPTH_ENCODINGS),
     # --- outputs ------------------------------------------------------------------------------
     ParamSpec("publish.inverse_depth", True, "Publish inverse_depth (32FC1, model units)."),
     ParamSpec("publish.inverse_depth_colored", True, "Publish inverse_depth/colored (rgb8)."),
@@ -391,7 +392,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
               "false (a raw image): with K and the lens distortion D (plumb_bob, rational_polynomial, "
-              "equidistant)."),
+              "equidistant); depth then stays as distorted as the image: rectify it before depth_image_proc, or "
+              "use points."),
     ParamSpec("camera_info.url", "",
               "A camera calibration file to use instead of the camera_info topic (not subscribed then), for drivers "
               "that publish none: the YAML of ROS's camera_calibration, as file:///abs/path.yaml, "

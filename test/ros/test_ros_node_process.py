@@ -250,7 +250,7 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                 proc.kill()
                 proc.wait()
         assert code == 2, log
-        assert f"[dpt_node]: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
+        assert f"[dpt_proc]: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
         assert "Traceback" not in log, log
 
 

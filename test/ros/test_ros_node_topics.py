@@ -424,6 +424,67 @@ def test_points_label_without_segmentation_publishes_the_cloud_without_it_and_sa
     wait_for(lambda: node.counts()[""].get("incomplete:label", 0) == 1, what="counted")
 
 
+def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once(harness):
+    """camera_info.rectified (the default) on .../image_raw with distortion in camera_info: a WARN naming
+    camera_info.rectified:=false, once; the cloud is still made (as documented, distortion-free)."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
+                              **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    points = harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "/cam/image_raw", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    img = make_image(1, width=48, height=36)
+    info = make_info(img)
+    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    publish_until(pub, lambda i: make_image(10 + i, width=48, height=36), points, n=2)
+
+    def said():
+        return [m.msg for m in log if "looks like a raw (unrectified) image" in m.msg]
+
+    wait_for(lambda: said(), what="the warning")
+    assert len(said()) == 1 and "/cam/image_raw" in said()[0] and "camera_info.rectified:=false" in said()[0]
+    assert node.error_counts() == {}
+
+
+def test_one_model_failing_leaves_the_other_models_outputs(harness):
+    """Depth and segmentation in one node: the segmentation model failing (e.g. out of GPU memory) still publishes
+    the frame's depth outputs, counted incomplete.inference; the depth model failing still publishes the labels;
+    both failing is an error for the frame, as before."""
+    node = harness.start_node(**{"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    inv, seg = harness.collector(Image, "inverse_depth"), harness.collector(Image, "segmentation")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["segmentation"].get_subscription_count()
+             > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    broken = set()
+    for task in ("depth", "segmentation"):
+        engine = getattr(node.models, task)
+
+        def run(batch, real=engine.run, task=task):
+            if task in broken:
+                raise RuntimeError(f"{task} engine failed")
+            return real(batch)
+
+        engine.run = run
+    for i, fails in enumerate((("segmentation",), ("depth",), ("depth", "segmentation")), start=1):
+        broken.clear()
+        broken.update(fails)
+        n_inv, n_seg = len(inv), len(seg)
+        pub.publish(make_image(i, width=40, height=30))
+        if len(fails) == 2:
+            wait_for(lambda: node.counts()[""].get("error:inference", 0) == 1, what="the frame's error")
+        else:
+            other = seg if fails == ("depth",) else inv
+            wait_for(lambda: len(other) == (n_seg if other is seg else n_inv) + 1, what=f"outputs without {fails}")
+        time.sleep(0.3)
+        assert (len(inv) - n_inv, len(seg) - n_seg) == {1: (1, 0), 2: (0, 1), 3: (0, 0)}[i], fails
+    c = node.counts()[""]
+    assert c["incomplete:inference"] == 2 and c["error:inference"] == 1 and c["processed"] == 2 and c["received"] == 3
+
+
 def test_points_max_rate_builds_fewer_clouds_and_keeps_depth_at_the_frame_rate(harness):
     """points.max_rate 1 Hz (set live) on ~10 frames over about a second: 2 clouds (the first, and one half a
     period early), depth for every frame, the others counted throttled.points."""
