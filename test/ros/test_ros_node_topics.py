@@ -395,32 +395,31 @@ def test_points_color_source_segmentation_paints_each_point_in_its_class_colour(
     np.testing.assert_array_equal(_packed_rgb(points[1])[ok], rgb[ok])
 
 
-def test_points_color_source_without_segmentation_uses_the_image_and_says_so(harness):
-    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.stride": 1,
-                                 "points.color_source": "segmentation"})
+def _cloud_without_segmentation(harness, **overrides):
+    """A depth-only node's first cloud of one 40x30 frame: (node, cloud, frame)."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", **overrides})
     points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
     frame = make_image(5, width=40, height=30)
     info_pub.publish(make_info(frame))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
     pub.publish(frame)
     wait_for(lambda: len(points) == 1, what="the cloud")
-    ok = np.isfinite(conversions.cloud_array(points[0])["z"])
-    np.testing.assert_array_equal(_packed_rgb(points[0])[ok], pipeline.decode(conversions.image_view(frame), np)[ok])
+    return node, points[0], frame
+
+
+def test_points_color_source_without_segmentation_uses_the_image_and_says_so(harness):
+    node, cloud, frame = _cloud_without_segmentation(harness, **{"points.stride": 1,
+                                                                 "points.color_source": "segmentation"})
+    ok = np.isfinite(conversions.cloud_array(cloud)["z"])
+    np.testing.assert_array_equal(_packed_rgb(cloud)[ok], pipeline.decode(conversions.image_view(frame), np)[ok])
     wait_for(lambda: node.counts()[""].get("incomplete:color_source", 0) == 1, what="counted")
 
 
 def test_points_label_without_segmentation_publishes_the_cloud_without_it_and_says_so(harness):
     """points.label asks for labels no model makes: the cloud comes as x, y, z, counted incomplete.label (not
     accepted and then silently left out)."""
-    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.color": False,
-                                 "points.label": True})
-    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
-    frame = make_image(5, width=40, height=30)
-    info_pub.publish(make_info(frame))
-    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
-    pub.publish(frame)
-    wait_for(lambda: len(points) == 1, what="the cloud")
-    assert [fld.name for fld in points[0].fields] == ["x", "y", "z"]
+    node, cloud, _ = _cloud_without_segmentation(harness, **{"points.color": False, "points.label": True})
+    assert [fld.name for fld in cloud.fields] == ["x", "y", "z"]
     wait_for(lambda: node.counts()[""].get("incomplete:label", 0) == 1, what="counted")
 
 
