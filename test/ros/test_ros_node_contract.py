@@ -657,7 +657,8 @@ def test_a_camera_that_changes_resolution_mid_stream_gets_outputs_of_each_size(h
 
 def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness):
     """depth.encoding 16UC1 (set live): the same frame's depth as millimetres, 0 where 32FC1 has NaN / -Inf /
-    +Inf (here depth.min and depth.max cut both tails) or beyond 65.535 m; the cloud stays float metres."""
+    +Inf (here depth.min and depth.max cut both tails) or beyond 65.535 m; the cloud is made from those
+    millimetres, as depth_image_proc makes one from the published image (mm * 0.001f, none where 0)."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.05, "camera_info.policy": "latest"})
     got, pub, info_pub = _rig(harness, node, "depth", "points")
     first = make_image(1, width=64, height=48)
@@ -682,8 +683,8 @@ def test_depth_encoding_16uc1_publishes_millimetres_from_the_next_frame(harness)
     np.testing.assert_array_equal(mm, expected)
     z = [conversions.cloud_array(m)["z"] for m in got["points"]]
     assert z[1].dtype == np.float32
-    np.testing.assert_allclose(z[1][np.isfinite(z[1])], metres[::2, ::2][(metres[::2, ::2] >= lo) & (metres[::2, ::2] <= hi)],
-                               rtol=1e-6)
+    sub = mm[::2, ::2]
+    np.testing.assert_array_equal(z[1], np.where(sub == 0, np.float32(np.nan), sub.astype(np.float32) * np.float32(0.001)))
 
 
 def test_depth_without_metric_scale_is_explained_once_and_inverse_depth_still_goes_out(harness):
