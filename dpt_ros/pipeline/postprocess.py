@@ -298,7 +298,10 @@ def _colorize_labels(xp, labels: Any, palette: Any) -> Any:
         full = _full_palette(pal.tobytes(), 256 if labels.dtype == np.uint8 else 65536)
         if xp is np and labels.ndim == 2 and labels.dtype == np.uint8:
             return cv2.applyColorMap(np.ascontiguousarray(labels), full.reshape(256, 1, 3))
-        return (full if xp is np else _device_palette(full.tobytes(), labels.device.id))[labels]
+        if xp is np:
+            return full[labels]
+        # (signed indices: CuPy once read uint8 indices into a 256-row table wrongly, cupy/cupy#3017)
+        return _device_palette(full.tobytes(), labels.device.id)[labels.astype(xp.int32)]
     lab = labels.astype(xp.int64, copy=False)
     out = xp.asarray(pal)[xp.clip(lab, 0, pal.shape[0] - 1)]
     bad = lab >= pal.shape[0]

@@ -220,21 +220,27 @@ def _check_cameras(value: list) -> Optional[str]:
 @functools.lru_cache(maxsize=16)
 def class_labels(text: str) -> tuple[int, ...]:
     """Label values of a comma-separated list of class names (``points.exclude_classes``), e.g.
-    ``"person, car"`` -> (13, 21); ValueError naming an unknown name and the closest real ones."""
+    ``"person, car"`` -> (13, 21), in any case (``"Person"``); ValueError naming an unknown name and the closest
+    real ones."""
     names = _class_names()
     labels = []
     for item in text.split(","):
         name = item.strip()
+        key = name.lower()   # (the class names are lower case)
         if not name:
             continue
-        if name == names[0]:
+        if key == names[0]:
             raise ValueError(f"{shown(name)} (label 0) is no class a model predicts: every pixel gets one of the "
                              f"classes 1..{len(names) - 1} (class_names[1:])")
-        if name not in names[1:]:
-            close = difflib.get_close_matches(name, names[1:], n=3)
+        if key.isdigit():
+            what = repr(names[int(key)]) if 0 < int(key) < len(names) else "no class"
+            raise ValueError(f"{shown(name)} is a label id: give class names ({int(key)} is {what}; the class_names "
+                             f"parameter lists them)")
+        if key not in names[1:]:
+            close = difflib.get_close_matches(key, names[1:], n=3)
             hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ValueError(f"{shown(name)} is not a segmentation class (the class_names parameter lists them){hint}")
-        labels.append(names.index(name))
+        labels.append(names.index(key))
     return tuple(labels)
 
 

@@ -198,5 +198,10 @@ def test_class_filters_name_classes_and_refuse_unlabeled_with_why():
     with pytest.raises(ValueError, match=r"'unlabeled' \(label 0\) is no class a model predicts: every pixel gets one "
                                          r"of the classes 1..150"):
         params.class_labels("person, unlabeled")
-    with pytest.raises(ValueError, match=r"'Person' is not a segmentation class .*did you mean 'person'"):
-        params.class_labels("Person")
+    assert params.class_labels("Person, CAR") == (13, 21)   # any case
+    with pytest.raises(ValueError, match=r"'PERSN' is not a segmentation class .*did you mean 'person'"):
+        params.class_labels("PERSN")
+    with pytest.raises(ValueError, match=r"'13' is a label id: give class names \(13 is 'person'; the class_names"):
+        params.class_labels("13")
+    with pytest.raises(ValueError, match=r"'151' is a label id: give class names \(151 is no class;"):
+        params.class_labels("car, 151")
