@@ -268,21 +268,36 @@ def read_image_file(path: str) -> np.ndarray:
 MAX_COMPRESSED_PIXELS = 64 * 10**6
 
 
+#: the most segments, fill and stray bytes a JPEG header walk passes before its frame header (a camera's JPEG has
+#: about ten; every hop is a step of a Python loop)
+_MAX_JPEG_HOPS = 4096
+
+
 def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
     """(width, height) that a PNG's IHDR or a JPEG's start-of-frame declares, read without decoding; None where the
-    header is not found (the decoder then says what is wrong)."""
+    header is not found (``decode_compressed`` then refuses the data: a decoder would read what this cannot)."""
     head = buf[:24].tobytes()
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
-        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) \
+            if head[12:16] == b"IHDR" and len(head) >= 24 else None
     # a JPEG's segments up to its start of frame, over the whole buffer (an ICC profile or a hostile APPn segment
-    # can put it far in); the walk hops from segment to segment, its cost is their number, not their bytes
+    # can put it far in); the walk hops from segment to segment, its cost is their number, not their bytes. Bytes
+    # other than a marker between segments are skipped as libjpeg skips them ("extraneous bytes before marker"):
+    # the decoder reads the frame behind them, so must this.
     data = memoryview(buf)
+    raw = None   # the payload as bytes, made once a stray byte has to be searched past
     i = 2
-    while i + 9 <= len(data):
-        if data[i] != 0xFF:
+    for _ in range(_MAX_JPEG_HOPS):
+        if i + 9 > len(data):
             return None
+        if data[i] != 0xFF or data[i + 1] == 0x00:   # a stray byte, or a stuffed zero (FF 00): no marker
+            raw = raw if raw is not None else buf.tobytes()
+            i = raw.find(b"\xff", i + (1 if data[i] != 0xFF else 2))
+            if i < 0:
+                return None
+            continue
         marker = data[i + 1]
-        if marker == 0xFF:   # fill byte
+        if marker == 0xFF:   # fill bytes
             i += 1
             continue
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a start of frame: P, Y, X
@@ -321,7 +336,13 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
             f"supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
         )
     size = compressed_size(buf)
-    if size is not None and (max(size) > MAX_SIDE or size[0] * size[1] > MAX_COMPRESSED_PIXELS):
+    if size is None:
+        # refused rather than handed to the decoder: the size limits below need it, and OpenCV's own limit is 2**30
+        # pixels (3 GB) - a few hundred bytes whose header this cannot read could still declare that much
+        kind = "PNG's IHDR" if buf[:1].tobytes() == b"\x89" else "JPEG's frame header (start of frame before the scan)"
+        raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes: no image size in "
+                            f"its {kind}; corrupt or truncated data")
+    if (max(size) > MAX_SIDE or size[0] * size[1] > MAX_COMPRESSED_PIXELS):
         # (before decoding: a few kB of PNG can declare gigabytes of pixels, and every output is of the input's size)
         raise EncodingError(f"compressed image ({format or 'no format'}) of {size[0]}x{size[1]} exceeds the "
                             f"{MAX_SIDE}-pixel side or {MAX_COMPRESSED_PIXELS // 10**6} MP limit; corrupt or hostile "

@@ -354,6 +354,26 @@ def test_the_size_of_a_compressed_image_is_read_from_its_header_before_decoding(
     assert compressed_size(data) == (40000, 40000)
     with pytest.raises(EncodingError, match="of 40000x40000 exceeds"):
         decode_compressed(data, "jpeg")
+    # libjpeg skips stray bytes (and stuffed zeros) before a marker and decodes the frame behind them: so does the
+    # walk, or a 600-byte JPEG with one stray byte declared 30000x30000 to OpenCV (its limit: 2**30 pixels)
+    assert hostile[2:4] == jpeg[2:4] == b"\xff\xe0"   # after SOI, the JFIF APP0 segment: stray bytes go behind it
+    app0 = 4 + int.from_bytes(jpeg[4:6], "big")
+    for junk in (b"\x00", b"\x12\x34\x56", b"\xff\x00", b"\xff\xff\x00\x07"):
+        stray = np.frombuffer(bytes(hostile[:app0]) + junk + bytes(hostile[app0:]), np.uint8)
+        assert compressed_size(stray) == (40000, 40000), junk
+        with pytest.raises(EncodingError, match="of 40000x40000 exceeds"):
+            decode_compressed(stray, "jpeg")
+        ok = np.frombuffer(jpeg[:app0] + junk + jpeg[app0:], np.uint8)
+        assert compressed_size(ok) == (7, 5) and decode_compressed(ok, "jpeg").shape == (5, 7, 3), junk
+    # a header this cannot read is refused, not handed to the decoder: truncated, or hops without end
+    for data, why in ((b"\xff\xd8\xff\xe0\x00\x10JFIF", "JPEG's frame header"),
+                      (b"\xff\xd8" + b"\xff\xfe\x00\x02" * 5000 + jpeg[2:], "JPEG's frame header"),
+                      (b"\xff\xd8\xff\xe0\x00\x04\x00\x00" + b"\x00" * 100, "JPEG's frame header"),
+                      (b"\x89PNG\r\n\x1a\n" + bytes(4) + b"IDAT" + bytes(40), "PNG's IHDR")):
+        assert compressed_size(np.frombuffer(data, np.uint8)) is None
+        with pytest.raises(EncodingError, match=f"could not decode jpeg image of {len(data)} bytes: no image size in "
+                                                f"its {why}"):
+            decode_compressed(data, "jpeg")
     big = np.zeros((8000, 8000), np.uint8)   # 64 MP: at the limit, still decoded
     assert decode_compressed(cv2.imencode(".png", big)[1].tobytes(), "png").shape == (8000, 8000, 3)
 
