@@ -13,6 +13,11 @@ from dpt_ros.pipeline.encodings import ImageView, decode
 
 RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")
 
+#: the most pixels of a network input, as a multiple of the network size's: ``lower_bound`` brings the shorter side
+#: up to the network size, so a 1x640 frame asks for 384x245760 (a 1 GB tensor, 368 640 ViT tokens); a 16:1
+#: panorama still passes
+MAX_INPUT_FACTOR = 16
+
 
 def _as_hw(net_size: int | tuple[int, int]) -> tuple[int, int]:
     if isinstance(net_size, (int, np.integer)):
@@ -107,8 +112,19 @@ class Preprocessor:
         self.xp = get_xp(self.backend)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        """Network (h, w) for an image of ``height`` x ``width``."""
-        return network_input_size(height, width, self.net_size, self.method)
+        """Network (h, w) for an image of ``height`` x ``width``.
+
+        :raises ValueError: more than ``MAX_INPUT_FACTOR`` times the network size's pixels (an image of an
+            extreme aspect ratio under ``lower_bound``, or a huge one), refused before anything is allocated."""
+        h, w = network_input_size(height, width, self.net_size, self.method)
+        net_h, net_w = self.net_size
+        if h * w > MAX_INPUT_FACTOR * net_h * net_w:
+            raise ValueError(
+                f"a {width}x{height} image gives a {h}x{w} (height x width) network input with resize_method "
+                f"{self.method} at network size {net_h}x{net_w}: more than {MAX_INPUT_FACTOR}x its pixels (memory "
+                "and time grow with them); send frames of a less extreme aspect ratio, or use resize_method "
+                "minimal or upper_bound")
+        return h, w
 
     def upload(self, frame: Any) -> Any:
         """``frame`` where this pre-processor reads it: on the CuPy backend the device RGB of an

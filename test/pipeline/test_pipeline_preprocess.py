@@ -128,3 +128,23 @@ def test_cuda_device_without_usable_cupy_gets_the_numpy_backend():
     the device (nothing touches CUDA while building)."""
     pre = Preprocessor(384, device="cuda:0")
     assert pre.backend == ("cupy" if cupy_available("cuda:0") else "numpy") and pre.device == torch.device("cuda:0")
+
+
+def test_a_network_input_beyond_16x_the_network_size_is_refused_before_anything_is_allocated():
+    """lower_bound brings the shorter side up to the network size: a 1x640 frame (1920 bytes of rgb8) would ask
+    for a 384x245760 input (1 GB, 368 640 ViT tokens). More than MAX_INPUT_FACTOR times the network size's pixels
+    is a ValueError that says what to do; a 16:1 panorama (exactly 16x) and the usual frames pass."""
+    from dpt_ros.pipeline.preprocess import MAX_INPUT_FACTOR
+
+    assert MAX_INPUT_FACTOR == 16
+    pre = Preprocessor(384, "lower_bound")
+    assert pre.input_size(480, 640) == (384, 512) and pre.input_size(24, 384) == (384, 6144)
+    for h, w, net in ((1, 640, "384x245760"), (2, 4000, "384x768000"), (23, 384, "384x6400")):
+        with pytest.raises(ValueError, match=f"a {w}x{h} image gives a {net} \\(height x width\\) network input with "
+                                             "resize_method lower_bound at network size 384x384: more than 16x its "
+                                             "pixels .* use resize_method minimal or upper_bound"):
+            pre.input_size(h, w)
+        with pytest.raises(ValueError, match="more than 16x"):
+            pre(np.zeros((h, w, 3), np.uint8))
+        assert Preprocessor(384, "minimal").input_size(h, w)[0] == 32   # the other rules stay bounded
+        assert max(Preprocessor(384, "upper_bound").input_size(h, w)) <= 384
