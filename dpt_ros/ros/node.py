@@ -775,13 +775,17 @@ class DptNode(Node):
     def _model_failed(self, s: Settings, e: Exception) -> None:
         msg = f"{type(e).__name__}: {e}"
         with self._lock:
-            # a managed node cleaned up while this load ran (and maybe configured again, with a loader of its own):
-            # nothing of this load's to revert
-            models = self._models if self._loader is threading.current_thread() else None
+            # a managed node cleaned up while this load ran (and maybe configured again, with a loader of its own), or
+            # a node stopping now (a cleanup or shutdown waiting for this load): no running model to keep, and nothing
+            # of this load's to revert (the parameters keep the values asked for, as any set after a cleanup does)
+            mine = self._loader is threading.current_thread() and not self._stopping
+            models = self._models if mine else None
             if models is None:
                 self._errors["model_load"] += 1
         if models is None:
-            self.get_logger().error(f"model load failed (the node was cleaned up meanwhile): {msg}")
+            self.get_logger().error(f"model load failed (the node was cleaned up or shut down meanwhile; the parameters "
+                                    f"keep the values of this load, which a managed node's next configure loads "
+                                    f"again): {msg}")
             return
         self.get_logger().error(f"model load failed, keeping the running model: {msg}")
         running = {n: v for n, v in zip(params.MODEL_PARAMETERS, models.key) if v is not None}
@@ -818,7 +822,12 @@ class DptNode(Node):
             engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
             if engine is None or task in m.reused:   # (a reused engine is warm, and the worker may be running it)
                 continue
-            shapes = collections.Counter(pre.input_size(h, w) for h, w in sizes)
+            shapes = collections.Counter()
+            for h, w in sizes:
+                try:
+                    shapes[pre.input_size(h, w)] += 1
+                except ValueError:   # a size these settings refuse (the frames will be refused too): no pass
+                    pass
             if not shapes:
                 shapes[tuple(_round32(v) for v in pre.net_size)] = 1
             batches = [(n, shape) for shape, cams in shapes.items()
@@ -1053,11 +1062,15 @@ class DptNode(Node):
                 continue
             try:
                 px = _Pixels(f.msg)
+                for pre in (m.depth_pre, m.segmentation_pre):   # a size the network input refuses, before decoding
+                    if pre is not None:
+                        pre.input_size(*px.size)
                 if host_pre:   # decoded now, not inside the pre-processing stage
                     px.rgb()
             except Exception as e:  # noqa: BLE001 - a decoder's own failure is this frame's, not the batch's
                 known = isinstance(e, (pipeline.EncodingError, ValueError))
-                self._count_error("encoding", str(e) if known else f"{type(e).__name__}: {e}", [f])
+                self._count_error("encoding", f"{_topics([f])}: " + (str(e) if known else f"{type(e).__name__}: {e}"),
+                                  [f])
                 if "points" in wanted and s["points.max_rate"] > 0.0:   # no cloud: its turn goes to the next frame
                     f.camera.points_throttle.refund()
                 continue
@@ -1075,7 +1088,8 @@ class DptNode(Node):
         except _Abandoned:
             raise
         except Exception as e:  # noqa: BLE001
-            self._count_error(*self._failure("inference", e, m.device), [j["frame"] for j in jobs])
+            reason, text = self._failure("inference", e, m.device)
+            self._count_error(reason, f"{_topics([j['frame'] for j in jobs])}: {text}", [j["frame"] for j in jobs])
             for j in jobs:   # no clouds: their turns go to the next frames
                 if j["rate_limited_points"]:
                     j["frame"].camera.points_throttle.refund()
@@ -1089,7 +1103,8 @@ class DptNode(Node):
                 msgs = self._postprocess(job, s, m)
                 messages.append((job, msgs))
             except Exception as e:  # noqa: BLE001
-                self._count_error(*self._failure("postprocess", e, m.device), [job["frame"]])
+                reason, text = self._failure("postprocess", e, m.device)
+                self._count_error(reason, f"{_topics([job['frame']])}: {text}", [job["frame"]])
             if job["rate_limited_points"] and "points" not in msgs:   # no cloud: it used none of points.max_rate
                 job["frame"].camera.points_throttle.refund()
         t3 = time.perf_counter()
@@ -1173,7 +1188,7 @@ class DptNode(Node):
             selected = [j for j in jobs if engine is not None and
                         (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
             try:
-                self._infer_task(task, selected, m)
+                failures += [(task, e, failed) for e, failed in self._infer_task(task, selected, m)]
             except _Abandoned:
                 raise
             except Exception as e:  # noqa: BLE001 - counted below, or by the caller
@@ -1184,46 +1199,64 @@ class DptNode(Node):
         if failures and not any(j["net"] for j in jobs):
             raise failures[0][1]
         for task, e, failed in failures:
+            failed = [j for j in failed if any(j is k for k in jobs)]   # (not one already counted lost)
             reason, text = self._failure("inference", e, m.device)
             kept = [j["frame"] for j in failed if j["net"]]
             if kept:
-                self._count_error(reason, f"{task} model: {text}; the frame's other outputs are published", kept,
-                                  partial=True)
+                self._count_error(reason, f"{_topics(kept)}: {task} model: {text}; the frame's other outputs are "
+                                  "published", kept, partial=True)
             lost = [j for j in failed if not j["net"]]
             if lost:
-                self._count_error(reason, f"{task} model: {text}", [j["frame"] for j in lost])
+                self._count_error(reason, f"{_topics([j['frame'] for j in lost])}: {task} model: {text}",
+                                  [j["frame"] for j in lost])
                 for j in lost:
                     if j["rate_limited_points"]:   # no cloud: its turn goes to the next frame
                         j["frame"].camera.points_throttle.refund()
-                jobs[:] = [j for j in jobs if j not in lost]
+                jobs[:] = [j for j in jobs if not any(j is k for k in lost)]
         return jobs
 
-    def _infer_task(self, task: str, selected: list[dict], m: ModelSet) -> None:
-        """One task's pre-processing and forward passes for the ``selected`` jobs (``net``, ``variant``)."""
+    def _infer_task(self, task: str, selected: list[dict], m: ModelSet) -> list[tuple[Exception, list[dict]]]:
+        """One task's pre-processing and forward passes for the ``selected`` jobs (``net``, ``variant``).
+
+        Returns the failures, each with the jobs it cost: a frame whose pre-processing failed, or the frames of
+        one network shape whose forward pass failed (say, out of GPU memory at the larger shape); frames of
+        the other shapes still run."""
         engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
         groups: dict[tuple, list] = {}
+        failures = []
         for j in selected:
             t = time.perf_counter()
-            # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours:
-            # the raw bytes, decoded on the device (a bgr8 frame's host RGB is a strided view whose
-            # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
-            where = (pre.backend, pre.device)
-            if j.get("rgb_in_where") != where:
-                px = j["px"]
-                src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
-                j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
-            x = pre(j["rgb_in"])
-            if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
-                torch.cuda.synchronize(pre.device)
-            j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
+            try:
+                # one upload per frame (GPU pre-processing), shared by both tasks and the cloud colours:
+                # the raw bytes, decoded on the device (a bgr8 frame's host RGB is a strided view whose
+                # contiguous copy would cost ~1 ms at 640x480 on the CPU), or the host RGB (compressed input)
+                where = (pre.backend, pre.device)
+                if j.get("rgb_in_where") != where:
+                    px = j["px"]
+                    src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
+                    j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
+                x = pre(j["rgb_in"])
+                if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
+                    torch.cuda.synchronize(pre.device)
+            except Exception as e:  # noqa: BLE001 - this frame's, counted by the caller
+                failures.append((e, [j]))
+                continue
+            finally:
+                j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
             groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
-            self._net_inputs[task] = "x".join(str(v) for v in x.shape[2:])
+        if groups:   # every shape of this batch (cameras of other aspect ratios run at shapes of their own)
+            self._net_inputs[task] = ", ".join("x".join(str(v) for v in shape) for shape in groups)
         for group in groups.values():
-            batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
-            out = engine.run(batch)
+            try:
+                batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
+                out = engine.run(batch)
+            except Exception as e:  # noqa: BLE001 - these frames', counted by the caller
+                failures.append((e, [j for j, _ in group]))
+                continue
             for i, (j, _) in enumerate(group):
                 j.setdefault("net", {}).update({k: v[i:i + 1] for k, v in out.items()})
                 j.setdefault("variant", {})[task] = engine.variant
+        return failures
 
     def _postprocess(self, job: dict, s: Settings, m: ModelSet) -> dict[str, Any]:
         """Network outputs of one frame -> messages, all carrying the input header.
@@ -1499,7 +1532,7 @@ class DptNode(Node):
         kind = (reason, re.sub(r"\d+", "#", text)[:200])
         now = time.monotonic()
         with self._lock:
-            self._errors[reason] += 1
+            self._errors[reason] += len(frames) or 1   # per frame, as the cameras' counts (a copy's: one)
             for f in frames:
                 f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1
                 f.counted = f.counted or not partial
@@ -1960,6 +1993,12 @@ def _variant_names(task: str) -> list[str]:
     from dpt_ros.model import VARIANTS
 
     return [n for n, v in VARIANTS.items() if v.task == task]
+
+
+def _topics(frames: list) -> str:
+    """The image topics of ``frames``, for a log line (each named once, in order): with several cameras an error
+    says whose frames it cost, and one camera's error does not hide another's (the log throttle is per text)."""
+    return ", ".join(dict.fromkeys(f.camera.image_topic or f.camera.topic("image") for f in frames))
 
 
 def _needs_labels(wanted: set, s: Settings) -> bool:

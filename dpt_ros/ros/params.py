@@ -278,7 +278,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(384 dpt_large/dpt_hybrid/dpt_base, 480 ADE20K, 352x1216 kitti, 480x640 nyu, 128 dpt_tiny).",
               "model", int_range=(0, 2048, 32)),
     ParamSpec("resize_method", "minimal",
-              "How the image is scaled to the network size (DPT's keep-aspect rules).", "model",
+              "How the image is scaled to the network size (DPT's keep-aspect rules). A frame whose network input "
+              "would exceed 16x the network size's pixels (lower_bound with an extreme aspect ratio) is refused, "
+              "counted error.encoding.", "model",
               choices=RESIZE_METHODS),
     ParamSpec("device", "auto", "Inference device: auto (cuda if available), cpu, cuda, cuda:N.",
               "model", check=_check_device),

@@ -193,3 +193,48 @@ def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harn
     pub.publish(make_image(1))
     wait_for(lambda: node.error_counts().get("internal") == 1, what="internal error counted")
     assert dict(node.counts()[""]) == {"received": 1, "incomplete:no_camera_info": 1, "error:internal": 1}
+
+
+def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
+    """Three cameras in one batch, two network shapes: the forward pass of the 64x64 shape (cameras a and b) fails,
+    the 64x160 one (camera c, a wider image) still runs and publishes. Each lost frame counts once, per camera and
+    node-wide (errors.inference 2, not 1: received = processed + errors holds in /diagnostics too); the error's log
+    line names the cameras' image topics; depth.net_input lists both shapes of the batch."""
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import make_image
+
+    node = harness.start_node(cameras=["a", "b", "c"])
+    rosout = harness.collector(Log, "/rosout")
+    outs, _ = harness.cameras(node, ["a", "b", "c"])
+    engine, shapes = node.models.depth, []
+    real = engine.run
+
+    def run(batch):
+        shapes.append(tuple(batch.shape))
+        if tuple(batch.shape[2:]) == (64, 64):
+            raise RuntimeError("forward failed (injected)")
+        return real(batch)
+
+    engine.run = run
+    sizes = {"a": (64, 48), "b": (64, 48), "c": (128, 48)}
+    for order in (("a", "b", "c"), ("c", "a", "b")):   # the failing shape first, then last
+        shapes.clear()
+        n_out = len(outs["c"])
+        with node._wake:   # all three frames waiting when the worker wakes: one batch
+            for cam in sorted(node.cameras, key=lambda c: order.index(c.ns)):
+                cam.counts["received"] += 1
+                cam.pending = node_module._Frame(cam, make_image(5, *sizes[cam.ns]), time.monotonic())
+            node._wake.notify()
+        wait_for(lambda: len(outs["c"]) == n_out + 1, what="camera c's output")
+        assert sorted(shapes) == [(1, 3, 64, 160), (2, 3, 64, 64)]
+        assert outs["c"][-1].width == 128 and not outs["a"] and not outs["b"]
+    wait_for(lambda: node.error_counts().get("inference") == 4, what="4 frames counted")
+    c = node.counts()
+    assert [dict(c[ns]) for ns in "abc"] == [{"received": 2, "error:inference": 2}] * 2 + [
+        {"received": 2, "processed": 2, "out:inverse_depth": 2}]
+    lines = [m.msg for m in rosout if "forward failed (injected)" in m.msg]
+    assert lines and lines[0].startswith("[inference] /a/image, /b/image: depth model: RuntimeError"), lines
+    model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    assert model["depth.net_input"] in ("64x64, 64x160", "64x160, 64x64")

@@ -353,6 +353,42 @@ def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly
 
 
 
+def test_a_swap_that_fails_while_cleanup_waits_for_it_says_so_and_keeps_the_values_asked_for(harness, monkeypatch):
+    """The load fails while the cleanup waits for it (not before, not after): the log says the node was cleaned up
+    meanwhile, not "keeping the running model" (there is none), and the parameter keeps the value asked for, as
+    when the failure lands after the cleanup; the next configure loads it."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros import node as node_module
+
+    rosout = harness.collector(Log, "/rosout")
+    node = harness.start_node(managed=True)
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    release = threading.Event()
+
+    def slow_failing_load(s, running=None):
+        release.wait(20)
+        raise RuntimeError("the weights file went away (test)")
+
+    monkeypatch.setattr(node_module, "load_models", slow_failing_load)
+    assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
+    loader, results = node._loader, []
+    cleanup = threading.Thread(target=lambda: results.append(node.trigger_cleanup()))
+    cleanup.start()
+    wait_for(lambda: node._stopping, what="the cleanup waiting for the loader")
+    release.set()
+    cleanup.join(20)
+    assert results == [TransitionCallbackReturn.SUCCESS] and not loader.is_alive()
+    assert node.error_counts()["model_load"] == 1 and node.get_parameter("input_size").value == 96
+    wait_for(lambda: any("the weights file went away" in m.msg for m in rosout), what="the log line")
+    said = [m.msg for m in rosout if "the weights file went away" in m.msg]
+    assert len(said) == 1 and said[0].startswith("model load failed (the node was cleaned up or shut down meanwhile; "
+                                                 "the parameters keep the values of this load"), said
+    monkeypatch.undo()
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.models.depth_pre.net_size == (96, 96)
+
+
 def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configured(harness, tmp_path):
     """cameras, qos.* and publish.compressed (read-only on dpt_node) are what the next configure builds its topics
     from: settable while unconfigured, refused with the way to do it while configured."""

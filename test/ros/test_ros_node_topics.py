@@ -1205,3 +1205,33 @@ def test_a_volatile_camera_info_publisher_for_a_transient_local_subscription_is_
               "transient-local camera_info subscription: qos.camera_info_durability:=volatile (transient_local is for "
               "a driver that latches its camera_info)")
     wait_for(lambda: wanted in [m.msg for m in list(log) if m.name == "durable.dpt_node"], what="the durability warning")
+
+
+def test_a_frame_whose_network_input_would_be_huge_is_refused_and_counted(harness):
+    """resize_method lower_bound at input_size 64: a 200x1 frame would need a 64x12800 network input (200x the
+    network size's pixels): refused before decoding as an encoding error that names the topic and says what to do,
+    and the next frame is processed. A frame of that size taken under minimal, then resize_method set to lower_bound
+    live: the swap's warm-up leaves that size out (its frames will be refused), and the swap succeeds."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count()
+             > 0, what="discovery")
+    pub.publish(make_image(1, width=200, height=1))   # minimal: a 32x64 network input
+    wait_for(lambda: len(out) == 1, what="the 200x1 frame under minimal")
+    assert node.cameras[0].frame_size == (1, 200)
+    assert all(r.successful for r in set_params(harness, node, resize_method="lower_bound"))
+    wait_for(lambda: node.models.depth_pre.method == "lower_bound", what="the swap")
+    assert node.error_counts() == {}
+    pub.publish(make_image(2, width=200, height=1))
+    wait_for(lambda: node.error_counts().get("encoding") == 1, what="the refusal")
+    pub.publish(make_image(3, width=40, height=30))
+    wait_for(lambda: len(out) == 2, what="the next frame")
+    assert (out[1].width, out[1].height) == (40, 30)
+    assert dict(node.counts()[""]) == {"received": 3, "processed": 2, "error:encoding": 1, "out:inverse_depth": 2}
+    said = [m.msg for m in log if m.name == "dpt_node" and "network input" in m.msg]
+    assert said == ["[encoding] /image: a 200x1 image gives a 64x12800 (height x width) network input with "
+                    "resize_method lower_bound at network size 64x64: more than 16x its pixels (memory and time grow "
+                    "with them); send frames of a less extreme aspect ratio, or use resize_method minimal or "
+                    "upper_bound"], said
