@@ -60,6 +60,8 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
     """
     if not (math.isfinite(vmin) and math.isfinite(vmax)) or vmin == vmax:
         raise ValueError(f"colorize needs a finite, non-empty range; got vmin={vmin}, vmax={vmax}")
+    if values.ndim != 2:   # (before the branch: the device one would index past it or return (H, W, 1, 3))
+        raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
     xp = array_module(values)
     lut = colormap_lut(colormap)
     scale = np.float32(255.0 / (vmax - vmin))
@@ -75,8 +77,6 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
         with np.errstate(invalid="ignore"):
             np.clip(t, 0.0, 255.0, out=t)
             idx = t.astype(np.uint8)
-        if idx.ndim != 2:
-            raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
         # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
         out = cv2.applyColorMap(idx, _cv_user_lut(colormap))
     else:   # on the values' device (not CuPy's current one), with no host synchronisation
