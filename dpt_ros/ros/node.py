@@ -271,6 +271,7 @@ class _Camera:
     index: int
     ns: str
     pubs: dict = field(default_factory=dict)
+    out_topics: dict = field(default_factory=dict)   # output name -> the topic its publisher has (remaps applied)
     pending: Optional[_Frame] = None
     infos: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_INFO_BUFFER))
     counts: collections.Counter = field(default_factory=collections.Counter)
@@ -851,8 +852,9 @@ class DptNode(Node):
         out_qos = self._qos(s["qos.output_reliability"], s["qos.output_depth"])
         for cam in self._cameras:
             for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ())):
-                events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(cam.topic(name), output=True))
-                cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), cam.topic(name), out_qos,
+                topic = cam.out_topics[name] = self._output_topic(cam, name)
+                events = PublisherEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=True))
+                cam.pubs[name] = self.create_publisher(_OUTPUT_TYPES.get(name, Image), topic, out_qos,
                                                        event_callbacks=events)
         if not conversions.cdr_matches_rmw():
             self.get_logger().warning(
@@ -861,6 +863,17 @@ class DptNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         self._publish_label_info(s)
+
+    def _output_topic(self, cam: _Camera, name: str) -> str:
+        """The topic of output ``name``. A compressed copy follows its image as image_transport (6.0, Kilted) names
+        a transport's topic: the base topic, remaps applied, + the suffix; so `-r depth:=/foo/depth` moves
+        depth/compressedDepth to /foo/depth/compressedDepth, where a viewer subscribing /foo/depth through the
+        compressedDepth transport looks. A remap of the copy's own name wins."""
+        topic = cam.topic(name)
+        base = COMPRESSED_OUTPUTS.get(name, (None,))[0]
+        if base is None or self.resolve_topic_name(topic) != self.resolve_topic_name(topic, only_expand=True):
+            return topic
+        return self.resolve_topic_name(cam.topic(base)).rstrip("/") + name[len(base):]
 
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
@@ -1894,7 +1907,7 @@ class _CompressedCopies:
                     return
                 with self._node._lock:
                     cam.counts["incomplete:compression"] += 1
-                self._node._count_error("compression", f"{cam.topic(name)}: {type(e).__name__}: {e}", [])
+                self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
                 continue
             with self._node._lock:
                 cam.counts["out:" + name] += 1

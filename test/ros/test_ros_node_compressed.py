@@ -254,3 +254,32 @@ def test_cameras_copies_encode_in_parallel_each_camera_in_frame_order(harness, m
     one = _CompressedCopies(node, 2)
     one.stop(1.0)
     assert len(one._threads) == 1
+
+
+def test_a_remapped_output_takes_its_compressed_copy_along(harness):
+    """As image_transport 6 (Kilted) names a transport's topic: the base topic, remaps applied, + the suffix. With
+    -r depth:=/foo/depth the copy is /foo/depth/compressedDepth (where a viewer subscribing /foo/depth through the
+    compressedDepth transport looks) and it holds that depth; a remap of the copy's own name wins; copies of
+    outputs not remapped keep their names."""
+    node = harness.start_node(cli_args=["--ros-args", "-r", "depth:=/foo/depth",
+                                        "-r", "inverse_depth/colored:=/bar/colored",
+                                        "-r", "segmentation/compressed:=/own/seg"],
+                              **{"depth.scale": 1.0, "depth.shift": 0.2, "depth.max": 8.0,
+                                 "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random"})
+    pubs = node.cameras[0].pubs
+    assert {n: pubs[n].topic_name for n in ("depth", *COMPRESSED)} == {
+        "depth": "/foo/depth", "depth/compressedDepth": "/foo/depth/compressedDepth",
+        "inverse_depth/colored/compressed": "/bar/colored/compressed", "segmentation/compressed": "/own/seg",
+        "segmentation/colored/compressed": "/segmentation/colored/compressed"}
+    depth, copy = harness.collector(Image, "/foo/depth"), harness.collector(CompressedImage, "/foo/depth/compressedDepth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pubs["depth"].get_subscription_count() > 0 and pub.get_subscription_count() > 0 and
+             pubs["depth/compressedDepth"].get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(3 * 1_000_000_000, width=64, height=48))
+    wait_for(lambda: depth and copy, what="the depth and its copy")
+    encoding, _, back = read_compressed_depth(copy[0].format, copy[0].data)
+    want = conversions.image_array(depth[0])
+    assert encoding == "32FC1" and back.shape == want.shape == (48, 64)
+    ok = np.isfinite(back)   # (depth within depth.max of 8 m, most of it: 1 / (inverse depth + 0.2) < 5 m)
+    assert ok.mean() > 0.5 and np.allclose(back[ok], want[ok], rtol=0.01)
