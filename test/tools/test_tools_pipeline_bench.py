@@ -60,7 +60,9 @@ def test_timers_run_ours_and_the_reference_in_turns():
     t = bench_pipeline._timers({"ours": ours, "ref": ref}, repeat=5, warmup=1, block=2)
     assert calls == ["ours", "ref"] + (["ours"] * 3 + ["ref"] * 3) * 2 + ["ours"] * 2 + ["ref"] * 2
     assert set(t) == {"ours", "ref"} and t["ours"] < 1.0
-    assert 2.0 <= t["ref"] < 4.0   # the median of the timed 1, 9, 2, 9, 1 ms (warm-up and turn starts left out)
+    # the median of the timed 1, 9, 2, 9, 1 ms (warm-up and turn starts left out): 2 ms, and a sleep of 2 ms takes
+    # longer on a loaded machine (4.3 ms seen while other processes ran), but never the 9 or 30 of a wrong pick
+    assert 2.0 <= t["ref"] < 8.0
 
 
 def test_reference_cloud_equals_ours():
