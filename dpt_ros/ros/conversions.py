@@ -173,6 +173,16 @@ def compressed_output(header: Header, data: bytes, fmt: str) -> Any:
     return (compressed_cdr if cdr_matches_rmw() else compressed_msg)(header, data, fmt)
 
 
+_STAMP = struct.Struct("<iI")   # builtin_interfaces/Time, right after the 4-byte CDR encapsulation header
+
+
+def restamped(cdr: bytes, header: Header) -> bytes:
+    """A serialized message that starts with a ``std_msgs/Header`` (little-endian CDR, as rclpy serialises on
+    every rmw where :func:`cdr_matches_rmw` is true) with ``header``'s stamp instead of its own; the frame_id stays
+    the one serialised."""
+    return b"".join((cdr[:4], _STAMP.pack(header.stamp.sec, header.stamp.nanosec), cdr[12:]))
+
+
 def camera_info_fields(msg: CameraInfo) -> dict:
     """Keyword arguments of ``pipeline.Intrinsics.from_camera_info`` from a CameraInfo
     (``roi`` as (x_offset, y_offset, height, width); the lens distortion is used for unrectified images)."""

@@ -161,6 +161,30 @@ def test_depth_camera_info_carries_the_cameras_projection(harness):
             assert list(out.d) == pytest.approx(info.d) and out.distortion_model == "plumb_bob"
 
 
+def test_depth_camera_info_of_a_cached_calibration_is_each_frames_own(harness):
+    """The camera's calibration is worked out once and its depth/camera_info serialised once per frame_id, with the
+    stamp written per frame: every message received equals the CameraInfo built for that frame's header (stamps,
+    frame_ids back and forth, a stamp with a negative second), and a new K in the camera_info is the next frame's."""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    got, pub, info_pub = _rig(harness, node, "depth/camera_info")
+    cam = node.cameras[0]
+    frames = [make_image(stamp, width=64, height=48, frame_id=fid) for stamp, fid in (
+        (5_000_000_001, "cam_a"), (6_000_000_002, "cam_b"), (7_999_999_999, "cam_a"), (-1_000_000_000, "cam_a"))]
+    for fx in (40.0, 44.0):
+        info_pub.publish(make_info(frames[0], fx=fx))
+        wait_for(lambda: cam.infos and cam.infos[-1][1].k[0] == fx, what="info stored")
+        for img in frames:
+            n = len(got["depth/camera_info"])
+            pub.publish(img)
+            wait_for(lambda: len(got["depth/camera_info"]) == n + 1, what=f"frame {img.header.stamp.sec}")
+            out = got["depth/camera_info"][-1]
+            k, p = node_module.pipeline.Intrinsics.from_camera_info(
+                **conversions.camera_info_fields(make_info(img, fx=fx))).camera_info_matrices()
+            assert out == conversions.camera_info_msg(img.header, 64, 48, k, p), (fx, img.header)
+            assert out.k[0] == fx
+        assert sorted(cam.calibration_cache[2]) == ["cam_a", "cam_b"]   # serialised once per frame_id
+
+
 @pytest.mark.parametrize("enabled,output", [("depth", "segmentation"), ("segmentation", "inverse_depth")])
 def test_a_subscriber_only_to_a_disabled_task_leaves_frames_idle(harness, enabled, output):
     tasks = {"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random",
