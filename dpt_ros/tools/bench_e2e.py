@@ -56,15 +56,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
     ap.add_argument("--domain", type=int, default=domain_from_env(87))
-    ap.add_argument("--dds-profile", default="package",
-                    help="Fast DDS profile for all three processes: 'package' = config/fastdds_large_data.xml "
-                         "(32 MB shared-memory segment), 'none' = Fast DDS defaults, or an XML file")
+    add_dds_profile_argument(ap)
     ap.add_argument("--publication-mode", default="default", choices=("default", "SYNCHRONOUS", "ASYNCHRONOUS"),
                     help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "
                          "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
                          "the subscribers inside publish()")
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
+
+
+def add_dds_profile_argument(ap: argparse.ArgumentParser) -> None:
+    """``--dds-profile``, shared by the node benchmarks: all of a benchmark's processes use the same one."""
+    ap.add_argument("--dds-profile", default="package",
+                    help="Fast DDS profile for all the benchmark's processes: 'package' = config/fastdds_large_data.xml "
+                         "(32 MB shared-memory segment, as the README recommends for images), 'none' = Fast DDS "
+                         "defaults (a 1.2 MB image then goes through UDP fragments), or an XML file")
 
 
 def dds_profile(choice: str) -> str:

@@ -32,8 +32,8 @@ import sys
 import time
 from pathlib import Path
 
-from dpt_ros.tools.bench_e2e import STAGES, add_model_arguments  # noqa: E402
-from dpt_ros.ros.dds_env import domain_from_env, localhost_only   # noqa: E402
+from dpt_ros.tools.bench_e2e import STAGES, add_dds_profile_argument, add_model_arguments, dds_profile  # noqa: E402
+from dpt_ros.ros.dds_env import PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile   # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -54,6 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="where the output subscribers run (default: another process)")
     ap.add_argument("--domain", type=int, default=domain_from_env(88),
                     help="ROS domain (default: ROS_DOMAIN_ID, else 88)")
+    add_dds_profile_argument(ap)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 
@@ -110,9 +111,15 @@ def run(args: argparse.Namespace) -> dict:
 
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
-    harness = Harness(args.domain)
+    # the node's participant (this process) reads the profile at rclpy.init; the subscriber process inherits it.
+    # (Put back afterwards: a caller's later processes are not this benchmark's.)
+    profile = dds_profile(args.dds_profile)
+    saved = {key: os.environ.get(key) for key in PROFILE_VARIABLES}
+    set_profile(os.environ, profile)
+    harness = None
     subscriber = None
     try:
+        harness = Harness(args.domain)
         node = harness.start_node(**{
             "depth.variant": args.variant, "depth.weights": args.weights, "device": args.device,
             "precision": args.precision, "cuda_graphs": args.cuda_graphs, "input_size": args.input_size,
@@ -150,11 +157,18 @@ def run(args: argparse.Namespace) -> dict:
         return {"variant": args.variant, "device": str(node.models.device), "precision": args.precision,
                 "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
                 "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
+                "dds_profile": Path(profile).name if profile else "fastdds defaults",
                 "subscribers": args.subscribers, **runs[0], "runs": runs, "errors": node.error_counts()}
     finally:
         if subscriber is not None and subscriber.poll() is None:
             subscriber.kill()
-        harness.shutdown()
+        if harness is not None:
+            harness.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _parse_changes(text: str) -> dict:
@@ -238,7 +252,8 @@ def _run_label(run: dict) -> str:
 def report(r: dict) -> str:
     lines = [f"bench_node_stages: {r['variant']} on {r['device']} {r['precision']}"
              f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, {r['image']} {r['encoding']}, outputs "
-             f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames per run"]
+             f"{','.join(r['outputs'])} (points stride {r['points_stride']}), {r['frames']} frames per run, "
+             f"DDS: {r['dds_profile']}"]
     for run in r["runs"]:
         lines += [f"  {_run_label(run)}: " + ", ".join(f"{k} {v:.3f}" for k, v in run["stages_ms"].items())
                   + " (mean ms per frame)",

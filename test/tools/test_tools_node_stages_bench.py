@@ -11,6 +11,11 @@ DOMAIN = 72   # its own ROS domain (48 is test_ros_node_concurrency's)
 
 
 def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
+    import os
+
+    from dpt_ros.ros.dds_env import PROFILE_VARIABLES
+
+    env_before = {key: os.environ.get(key) for key in PROFILE_VARIABLES}
     out = tmp_path / "stages.json"
     assert bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
                                    "--input-size", "32", "--rates", "0", "25", "--profile", "5",
@@ -21,6 +26,10 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
     assert "back to back:" in printed and "at 25 Hz:" in printed
     assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
     assert r["subscribers"] == "process"   # and that process received every output (checked by the tool)
+    # the Fast DDS profile the README recommends for images, as bench_e2e's processes use it (without it a 1.2 MB
+    # output goes through UDP fragments, and the publish stage measures that); this process's own env is put back
+    assert r["dds_profile"] == "fastdds_large_data.xml" and "DDS: fastdds_large_data.xml" in printed
+    assert {key: os.environ.get(key) for key in PROFILE_VARIABLES} == env_before
     assert set(r["stages_ms"]) == set(bench_node_stages.STAGES)
     assert all(v >= 0 for v in r["stages_ms"].values()) and r["stages_ms"]["model"] > 0
     assert 0 < r["node_overhead_fraction"] < 1
