@@ -122,12 +122,19 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
     return pairing.pairs[: args.frames]
 
 
-def apply(node, executor, target: str, values: dict[str, float], timeout: float = 10.0) -> str:
+def parameter_client(node, target: str):
+    """A client of node ``target``'s SetParametersAtomically service (made before the frames are collected, so that
+    a name that is no ROS name is said at once)."""
+    from rcl_interfaces.srv import SetParametersAtomically  # noqa: PLC0415
+
+    return node.create_client(SetParametersAtomically, f"{target.rstrip('/')}/set_parameters_atomically")
+
+
+def apply(client, executor, target: str, values: dict[str, float], timeout: float = 10.0) -> str:
     """Set ``values`` on node ``target`` in one SetParametersAtomically call; '' or the node's reason."""
     from rcl_interfaces.srv import SetParametersAtomically  # noqa: PLC0415
     from rclpy.parameter import Parameter  # noqa: PLC0415
 
-    client = node.create_client(SetParametersAtomically, f"{target.rstrip('/')}/set_parameters_atomically")
     if not client.wait_for_service(timeout_sec=timeout):
         return f"no parameter service of {target} (is the node running, and is the name right?)"
     request = SetParametersAtomically.Request(
@@ -175,6 +182,7 @@ def parameter_yaml(c) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import rclpy  # noqa: PLC0415
+    from rclpy.exceptions import NameValidationException  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
     from dpt_ros import pipeline  # noqa: PLC0415
@@ -184,7 +192,12 @@ def main(argv=None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        pairs = collect(args, node, executor)
+        try:
+            client = parameter_client(node, args.apply) if args.apply else None
+            pairs = collect(args, node, executor)
+        except NameValidationException as e:   # a topic or node name that is no ROS name: one line, not a traceback
+            lines = [line.strip() for line in str(e).splitlines() if line.strip().strip("^")]
+            raise SystemExit(f"calibrate_depth: {' '.join(lines)}") from None
         try:
             if args.evaluate:
                 print(evaluation_report(pipeline.depth_errors(pairs, args.min_depth, args.max_depth, args.stride), args))
@@ -203,7 +216,7 @@ def main(argv=None) -> int:
                 print(f"calibrate_depth: cannot write {args.yaml}: {e.strerror or e}", file=sys.stderr)
                 code = 1
         if args.apply:
-            why = apply(node, executor, args.apply, c.parameters())
+            why = apply(client, executor, args.apply, c.parameters())
             if why:
                 print(f"calibrate_depth: {args.apply} did not take the calibration: {why}", file=sys.stderr)
                 return 1
@@ -216,10 +229,13 @@ def main(argv=None) -> int:
 
 
 def run() -> None:
-    """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line."""
+    """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line (rclpy's
+    own SIGINT handler shuts the context down: the executor then raises ExternalShutdownException)."""
+    from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
+
     try:
         sys.exit(main())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
         print("calibrate_depth: interrupted", file=sys.stderr)
         sys.exit(130)
 

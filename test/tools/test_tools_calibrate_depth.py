@@ -2,6 +2,7 @@
 (pipeline.calibration) on synthetic frames with known constants, and the ROS tool end to end through DDS
 against a running node's parameter service."""
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -15,6 +16,7 @@ from dpt_ros import pipeline
 from dpt_ros.pipeline.calibration import depth_errors, fit_scale_shift, inverse_depth_pairs
 
 DOMAIN = 74
+tool = pytest.importorskip("dpt_ros.tools.calibrate_depth")   # (imports rclpy only inside its functions)
 SCALE, SHIFT = 0.25, 0.08
 
 
@@ -250,10 +252,11 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
         finally:
             done.append(True)
             t.join(5)
-        why = tool.apply(node, executor, "/dpt_node", {"depth.scale": -1.0, "depth.shift": 0.0})
+        why = tool.apply(tool.parameter_client(node, "/dpt_node"), executor, "/dpt_node",
+                         {"depth.scale": -1.0, "depth.shift": 0.0})
         assert "depth.scale" in why and "range" in why, why
-        assert tool.apply(node, executor, "/no_such_node", {"depth.scale": 1.0}, timeout=0.5).startswith(
-            "no parameter service of /no_such_node")
+        assert tool.apply(tool.parameter_client(node, "/no_such_node"), executor, "/no_such_node", {"depth.scale": 1.0},
+                          timeout=0.5).startswith("no parameter service of /no_such_node")
     finally:
         if executor is not None:
             executor.shutdown()
@@ -349,3 +352,32 @@ def test_printed_and_written_values_read_back_as_the_same_doubles():
     c = pipeline.Calibration(1e-05, -2e-06, 3, 100, 0.05, 0.01)
     values = yaml.safe_load(parameter_yaml(c))["/**"]["ros__parameters"]
     assert values == {"depth.scale": 1e-05, "depth.shift": -2e-06}
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--reference", "/bad topic"], "/bad topic"),
+    (["--inverse", "1inv"], "1inv"),
+    (["--apply", "dpt node"], "dpt node/set_parameters_atomically"),
+])
+def test_a_name_that_is_no_ros_name_is_one_line_at_once(flags, said, capsys):
+    """An invalid topic or node name ends the tool at once with one line naming it (no traceback; --apply's before
+    the frames are collected, not after)."""
+    t = time.monotonic()
+    with pytest.raises(SystemExit) as e:
+        tool.main(["--reference", "/ref", "--frames", "1", "--timeout", "30", *flags])
+    text = str(e.value.code)
+    assert text.startswith("calibrate_depth: Invalid ") and said in text and "\n" not in text, text
+    assert time.monotonic() - t < 10.0   # not after --timeout
+
+
+def test_ctrl_c_while_collecting_is_one_line_and_130(tmp_path):
+    """SIGINT while waiting for frames: rclpy's handler shuts the context down; the tool says so in one line and
+    exits 130, as documented (was: ExternalShutdownException traceback, exit 1)."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", "from dpt_ros.tools.calibrate_depth import run; run()",
+                             "--reference", "/nothing_here", "--frames", "3", "--timeout", "60"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4.0)   # rclpy initialised and spinning
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and err.strip() == "calibrate_depth: interrupted", (proc.returncode, err[-2000:])
