@@ -257,7 +257,13 @@ def read_image_file(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; ValueError naming the file when OpenCV cannot read it."""
     if not Path(path).is_file():   # (said here: OpenCV would also print its own findDecoder warning)
         raise ValueError(f"cannot read image {str(path)!r}: no such file")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    # 16-bit samples to 8 bits as the node rounds them (v / 257, as for mono16 frames and 16-bit PNG messages);
+    # OpenCV's own conversion keeps the top byte. Other depths (float TIFF, EXR): OpenCV's 8-bit reading.
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if bgr is not None and bgr.dtype == np.uint16:
+        bgr = _u16_to_u8(bgr)
+    elif bgr is not None and bgr.dtype != np.uint8:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
         raise ValueError(f"cannot read image {str(path)!r}")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -136,20 +136,25 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     return written
 
 
+#: the files each input's ``<name>`` gives (which of them depends on the task)
+OUTPUT_SUFFIXES = (".pfm", ".png", "_colored.png", "_labels.png")
+
+
 def output_names(files: list[Path]) -> list[str]:
     """The ``<name>`` of each input's outputs: its file name without the extension, or, where two inputs share
-    that (``a.jpg``, ``a.png``, or the same name in two folders), with the extension too (``a_jpg``) and then a
-    counter, so that no input's results overwrite another's."""
+    that (``a.jpg``, ``a.png``, or the same name in two folders), with the extension too (``a_jpg``), and then a
+    counter wherever an output file of one would be another's (``a.png`` gives ``a_colored.png``, which an input
+    ``a_colored.png`` would give as its own ``.png``), so that no input's results overwrite another's."""
     stems = [p.stem for p in files]
     taken: set[str] = set()
     names = []
     for path, stem in zip(files, stems):
         name = stem if stems.count(stem) == 1 else f"{stem}_{path.suffix.lstrip('.')}"
         base, n = name, 1
-        while name in taken:
+        while any(name + suffix in taken for suffix in OUTPUT_SUFFIXES):
             n += 1
             name = f"{base}_{n}"
-        taken.add(name)
+        taken.update(name + suffix for suffix in OUTPUT_SUFFIXES)
         names.append(name)
     return names
 
@@ -158,7 +163,7 @@ def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> st
     """An input file that one of the outputs would replace ('' when none): ``--out`` the images' own folder."""
     inputs = {p.resolve() for p in files if p.exists()}
     for name in names:
-        for suffix in (".pfm", ".png", "_colored.png", "_labels.png"):
+        for suffix in OUTPUT_SUFFIXES:
             path = (out_dir / f"{name}{suffix}").resolve()
             if path in inputs:
                 return str(path)

@@ -392,3 +392,23 @@ def test_an_opencv_refusal_is_an_encoding_error(monkeypatch):
     with pytest.raises(EncodingError, match=f"could not decode png image of {len(png)} bytes: its header declares "
                                             r"more pixels than OpenCV decodes \(CV_IO_MAX_IMAGE_PIXELS\)"):
         decode_compressed(png, "png")
+
+
+def test_a_16_bit_image_file_reads_as_the_node_reads_the_same_png(tmp_path):
+    """read_image_file (predict, the sample camera's folders) rounds 16-bit samples as the node does for the same PNG
+    sent as a CompressedImage (and for raw rgb16 / mono16): v / 257, not OpenCV's top byte; 8-bit files unchanged."""
+    from dpt_ros.pipeline.encodings import read_image_file
+
+    rng = np.random.default_rng(3)
+    for shape in ((30, 40, 3), (30, 40)):
+        v = rng.integers(0, 65536, shape, dtype=np.uint16)
+        path = tmp_path / f"v{len(shape)}.png"
+        cv2.imwrite(str(path), v)
+        got = read_image_file(str(path))
+        want = ((v.astype(np.uint32) + 128) // 257).astype(np.uint8)
+        want = want[..., ::-1] if v.ndim == 3 else np.repeat(want[..., None], 3, axis=2)   # BGR file -> RGB
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(got, decode_compressed(path.read_bytes(), "png"))
+    eight = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "e.png"), eight)
+    np.testing.assert_array_equal(read_image_file(str(tmp_path / "e.png")), eight[..., ::-1])

@@ -147,6 +147,13 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     assert _read_pfm(out / "a_jpg.pfm").shape == (70, 50) and _read_pfm(out / "a_png.pfm").shape == (64, 96)
     assert predict.output_names([images / "a.jpg", images / "a.png", tmp_path / "a.png", images / "b.png"]) == \
         ["a_jpg", "a_png", "a_png_2", "b"]
+    # an input named as another's output: a.png gives a_colored.png, the .png of an input a_colored.png; x_labels
+    # likewise; each set of outputs stays its input's
+    names = predict.output_names([images / "a.png", images / "a_colored.png", images / "x_labels.png",
+                                  images / "x.jpg", images / "a_colored_2.png"])
+    assert names == ["a", "a_colored_2", "x_labels", "x_2", "a_colored_2_2"]
+    files = [name + suffix for name in names for suffix in predict.OUTPUT_SUFFIXES]
+    assert len(files) == len(set(files))
 
     blocker = tmp_path / "file"
     blocker.write_text("")
