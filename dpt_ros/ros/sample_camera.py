@@ -115,7 +115,9 @@ def _video_frames(source: str, loop: bool) -> Iterator[np.ndarray]:
             count += 1
             yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         cap.release()
-        if not loop or count == 0:
+        if count == 0:   # opened, but not one frame decodes (a broken or misnamed file): said, as a bad source
+            raise ValueError(f"no frame of {source!r} could be read (not a video or image OpenCV decodes?)")
+        if not loop:
             return
 
 

@@ -55,3 +55,17 @@ def test_sigterm_while_a_frame_is_being_published_exits_0():
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert "context ok before publishing: False" in r.stdout, (r.stdout, r.stderr)
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_file_that_opens_but_gives_no_frame_exits_2_with_one_line(tmp_path):
+    """A broken or misnamed file that OpenCV opens but cannot decode (a 5-byte text file named .jpg): one line and
+    exit code 2, as for any bad source (it used to publish nothing and exit 0, looking like success)."""
+    broken = tmp_path / "notimage.jpg"
+    broken.write_text("oops\n")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", f"source:={broken}",
+                        "-p", "count:=2"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    line = [x for x in r.stderr.splitlines() if x.startswith("sample_camera:")]
+    assert line == [f"sample_camera: no frame of {str(broken)!r} could be read (not a video or image OpenCV "
+                    "decodes?)"], r.stderr
