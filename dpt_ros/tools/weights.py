@@ -149,13 +149,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             if not args.variant:
                 ap.error("--convert needs --variant")
             print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
-    except (CheckpointError, FileNotFoundError) as exc:
-        if report:   # what was checked before the failure
-            print("\n".join(report))
-        print(f"FAILED: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:   # the destination of --convert (a folder, no permission, a full disk); reading the
-        # source fails as a CheckpointError
+    except (CheckpointError, OSError) as exc:
+        # the loader's own refusals (and its "no such file" for a missing source, a FileNotFoundError without an
+        # errno) say what is wrong; an OSError of the system's is the destination of --convert (a missing folder, no
+        # permission, a full disk): reading the source fails as a CheckpointError
+        if isinstance(exc, CheckpointError) or (isinstance(exc, FileNotFoundError) and exc.errno is None):
+            if report:   # what was checked before the failure
+                print("\n".join(report))
+            print(f"FAILED: {exc}", file=sys.stderr)
+            return 1
         what = f"cannot write {args.convert[1]}" if args.convert else f"cannot read {args.verify}"
         print(f"FAILED: {what}: {exc.strerror or exc}", file=sys.stderr)
         return 1

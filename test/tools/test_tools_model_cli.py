@@ -3,6 +3,7 @@
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -74,6 +75,14 @@ def test_convert_to_a_place_it_cannot_write_is_one_line(tiny_file, tmp_path, cap
     assert weights.main(["--convert", str(tiny_file), str(blocker / "model.safetensors"), "--variant", "dpt_tiny"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"FAILED: cannot write {blocker / 'model.safetensors'}: ") and "Traceback" not in err
+    # a destination where no file can be made with the system's FileNotFoundError (in /proc) is the destination's
+    # too, while a missing source is the loader's "no such file"
+    missing = Path("/proc/dpt_ros_convert_test.pt")
+    assert weights.main(["--convert", str(tiny_file), str(missing), "--variant", "dpt_tiny"]) == 1
+    err = capsys.readouterr().err
+    assert err == f"FAILED: cannot write {missing}: No such file or directory\n", err
+    assert weights.main(["--convert", str(tmp_path / "gone.pt"), str(tmp_path / "out.pt"), "--variant", "dpt_tiny"]) == 1
+    assert capsys.readouterr().err.startswith(f"FAILED: weights file not found: {tmp_path / 'gone.pt'}")
 
 
 def test_bench_model_quick_json(capsys):
