@@ -70,6 +70,11 @@ def fit_scale_shift(x: np.ndarray, y: np.ndarray, trim: float = 0.1, iterations:
         var = xs.var()
         if not var > 0.0:
             raise CalibrationFitError("the model's inverse depth is constant over the valid pixels: nothing to fit")
+        if not ys.std() > 1e-9 * abs(ys.mean()):   # (rounding leaves a scale of 1e-35 from a constant one)
+            raise CalibrationFitError(
+                "the reference depth is the same at every valid pixel (a flat wall square to the cameras, or a "
+                "saturated sensor): a scale and a shift cannot both be fitted; calibrate on a view with near and far "
+                "surfaces")
         scale = float(np.mean((xs - xs.mean()) * (ys - ys.mean())) / var)
         shift = float(ys.mean() - scale * xs.mean())
         if i == iterations or trim == 0.0:

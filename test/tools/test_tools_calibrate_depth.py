@@ -75,6 +75,11 @@ def test_calibration_refuses_what_cannot_be_fitted_with_the_reason():
         pipeline.calibrate([(np.ones_like(inv), ref)], max_depth=50.0)
     with pytest.raises(pipeline.CalibrationFitError, match="only 0 pixels"):
         pipeline.calibrate([(inv, np.full_like(ref, np.nan))])
+    # a reference of one depth everywhere (a saturated 16UC1 sensor: 65.535 m; a wall square to the cameras) gave a
+    # "fit" with scale 5e-35 and 0 % error
+    for flat in (65.535, 2.0):
+        with pytest.raises(pipeline.CalibrationFitError, match="the reference depth is the same at every valid pixel"):
+            pipeline.calibrate([(inv, np.full_like(ref, flat))], max_depth=70.0)
     with pytest.raises(pipeline.CalibrationFitError, match="no frames"):
         pipeline.calibrate([])
     few = np.full_like(ref, np.nan)
