@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 
@@ -51,6 +52,14 @@ def parse_args(argv=None) -> argparse.Namespace:
             or not 0 <= args.min_depth < args.max_depth:
         ap.error("need --frames >= 1, --stride >= 1, a finite --tolerance >= 0, --timeout > 0 and "
                  "0 <= --min-depth < --max-depth")
+    if args.yaml:   # said now, not after the frames are collected (the write itself still reports what it meets)
+        folder = os.path.dirname(os.path.abspath(args.yaml))
+        if os.path.isdir(args.yaml):
+            ap.error(f"--yaml {args.yaml} is a folder; give a file name")
+        if not os.path.isdir(folder):
+            ap.error(f"--yaml {args.yaml}: no folder {folder}")
+        if not os.access(folder, os.W_OK):
+            ap.error(f"--yaml {args.yaml}: cannot write in {folder}")
     return args
 
 

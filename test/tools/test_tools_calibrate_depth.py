@@ -386,3 +386,13 @@ def test_ctrl_c_while_collecting_is_one_line_and_130(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err.strip() == "calibrate_depth: interrupted", (proc.returncode, err[-2000:])
+
+
+def test_a_yaml_file_it_cannot_write_is_said_before_collecting(tmp_path, capsys):
+    """--yaml naming a folder, or a file in a folder that does not exist: a usage error at once (exit 2), not after
+    --frames pairs were collected."""
+    for path, said in ((tmp_path, "is a folder"), (tmp_path / "no_dir" / "c.yaml", "no folder")):
+        with pytest.raises(SystemExit) as e:
+            tool.parse_args(["--reference", "/ref", "--yaml", str(path)])
+        assert e.value.code == 2 and said in capsys.readouterr().err
+    assert tool.parse_args(["--reference", "/ref", "--yaml", str(tmp_path / "c.yaml")]).yaml == str(tmp_path / "c.yaml")
