@@ -179,7 +179,8 @@ def main(argv=None) -> int:
               f"{args.variant}'s relative inverse depth has no absolute unit", file=sys.stderr)
         return 2
     if args.input_size % 32 or args.input_size < 0:
-        print(f"predict: --input-size must be a multiple of 32 (0 = the variant's {variant.net_size}); "
+        print(f"predict: --input-size must be a multiple of 32 (0 = the variant's {'x'.join(map(str, variant.net_size))}, "
+              "height x width); "
               f"got {args.input_size}", file=sys.stderr)
         return 2
     try:

@@ -105,7 +105,8 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd):
 
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
-    (["--weights", "random", "--input-size", "50"], "--input-size must be a multiple of 32"),
+    (["--weights", "random", "--input-size", "50"],
+     "--input-size must be a multiple of 32 (0 = the variant's 128x128, height x width); got 50"),
     (["--weights", "random", "--absolute-depth"], "--absolute-depth is for the metric variants"),
     # the device or precision is said to be the problem, not the weights file (which is not read at all)
     (["--weights", "/nowhere/dpt_tiny.pt", "--device", "gpu"], "predict: device must be 'cpu' or 'cuda[:N]', got 'gpu'"),
