@@ -118,6 +118,15 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
     def topic(name: str, base: str) -> str:
         return _remapped(resolve(name, base, node), remaps, namespace, node)
 
+    def output(name: str, base: str) -> str:
+        """The node's rule for a compressed copy (image_transport 6's): its image's topic, remaps applied, + the
+        transport's suffix, unless a rule remaps the copy's own name."""
+        image, _, suffix = name.rpartition("/")
+        own = resolve(name, base, node)
+        if not image or suffix not in ("compressed", "compressedDepth") or topic(name, base) != own:
+            return topic(name, base)
+        return topic(image, base).rstrip("/") + "/" + suffix
+
     for cam in cameras:
         base = resolve(cam, namespace, node)   # a camera namespace may be relative, absolute or private (~/)
         for name, kind in spec["camera_topics"]["subscribe"].items():
@@ -128,9 +137,9 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
         for name, kind in (spec["camera_topics"]["subscribe_with_depth_align"].items() if depth_align else ()):
             out["subscribe"][topic(name, base)] = kind
         for name, kind in spec["camera_topics"]["publish"].items():
-            out["publish"][topic(name, base)] = kind
+            out["publish"][output(name, base)] = kind
         for name, kind in spec["camera_topics"].get("publish_optional", {}).items():
-            out["optional_publish"][topic(name, base)] = kind
+            out["optional_publish"][output(name, base)] = kind
     for name, kind in spec["node_topics"]["publish"].items():
         out["publish"][topic(name, namespace)] = kind
     for name, kind in spec["services"]["reply"].items():
