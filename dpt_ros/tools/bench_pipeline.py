@@ -348,11 +348,22 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
 
         depth = pl.tensor_to_array(post_depth())
         labels = torch.randint(1, 151, (h, w), dtype=torch.uint8, device=dev)
+        # the parts of the stages above, for the record: the frame's bytes from an already pinned host buffer
+        # (the "pinned copy" reference), the upsample alone, and the cloud's device->host copy alone
+        pinned_frame = np.frombuffer(cupy.cuda.alloc_pinned_memory(len(view.data)), np.uint8, len(view.data))
+        pinned_frame[:] = np.frombuffer(view.data, np.uint8)
+        frame_dev = cupy.empty(len(view.data), cupy.uint8)
+        cloud_bytes = h * w * pl.cloud_fields(False, False)[1]
+        cloud_dev = cupy.zeros(cloud_bytes, cupy.uint8)
+        cloud_host = np.frombuffer(cupy.cuda.alloc_pinned_memory(cloud_bytes), np.uint8, cloud_bytes)
         stages = {
             "upload_decode_preprocess": lambda: pre(view),
             "decode_preprocess_kernels": lambda: pre(dev_view),
             "upload_pinned_staged": lambda: _cuda._upload(view.data, _cuda.torch_stream()),
             "upload_pageable_direct": lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)),
+            "upload_from_pinned_host": lambda: frame_dev.set(pinned_frame),
+            "upsample_only": lambda: pl.upsample(inv, (h, w)),
+            "cloud_xyz_copy_back_only": lambda: cloud_dev.get(out=cloud_host),
             "upsample_metric_range": post_depth,
             "colorize_running_range": lambda: pl.colorize(depth, "turbo", *rr.update(depth)),
             "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
