@@ -65,9 +65,16 @@ def _module():
 
 
 def _launch(name: str, n: int, args: tuple) -> None:
+    """Launch kernel ``name`` over ``n`` threads on CuPy's current device and stream. Device memory goes in as a
+    CuPy array or as a raw pointer (``np.uint64``, e.g. a torch tensor's ``data_ptr()``: no DLPack export)."""
     if n <= 0:
         return
-    fn = _module().get_function(name)
+    functions = getattr(_local, "functions", None)
+    if functions is None:
+        functions = _local.functions = {}
+    fn = functions.get(name)
+    if fn is None:
+        fn = functions[name] = _module().get_function(name)
     fn(((n + _BLOCK - 1) // _BLOCK,), (_BLOCK,), args)
 
 
@@ -306,14 +313,55 @@ def preprocess(frame: Any, input_size: Callable[[int, int], tuple[int, int]], de
         with stream:
             src, step, h, w, kind, bpp, swap, big = _source(frame, stream)
             oh, ow = input_size(h, w)
-            out = cp.empty((1, 3, oh, ow), cp.float32)
+            # written straight into a tensor of torch's allocator, on its stream (no DLPack hand-over)
+            out = torch.empty((1, 3, oh, ow), dtype=torch.float32, device=dev)
             # OpenCV computes the source step as 1 / (dst / src) in double precision
             sx, sy = 1.0 / (ow / w), 1.0 / (oh / h)
             _launch("dpt_resize_normalize", oh * ow,
                     (src, np.int64(step), np.int32(h), np.int32(w), np.int32(kind), np.int32(bpp),
                      np.int32(swap), np.int32(big), np.int32(oh), np.int32(ow), np.float64(sx),
-                     np.float64(sy), out))
-            return torch.from_dlpack(out)  # same stream on both sides: no extra synchronisation
+                     np.float64(sy), np.uint64(out.data_ptr())))
+            return out
+
+
+def upsample_planes(planes: Any, size: tuple[int, int]) -> Any:
+    """OpenCV INTER_CUBIC resize of a (N, h, w) CUDA tensor to a new (N, H, W) float32 tensor: one kernel on
+    torch's current stream of the tensor's device, instead of PyTorch's bicubic kernel (whose source
+    coordinates are rounded to float32, OpenCV's are computed in double, as the CPU path's)."""
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    src = planes.detach().float().contiguous()
+    n, h, w = src.shape
+    oh, ow = int(size[0]), int(size[1])
+    out = torch.empty((n, oh, ow), dtype=torch.float32, device=src.device)
+    with cp.cuda.Device(src.device.index), torch_stream(src.device):
+        _launch("dpt_upsample", n * oh * ow,
+                (np.uint64(src.data_ptr()), np.int32(n), np.int32(h), np.int32(w), np.int32(oh), np.int32(ow),
+                 np.float64(1.0 / (ow / w)), np.float64(1.0 / (oh / h)), np.uint64(out.data_ptr())))
+    return out
+
+
+def depth_values(src: Any, out: Any, metric: tuple[float, float, float] | None,
+                 depth_range: tuple[float, float] | None) -> Any:
+    """``out`` (a float32 CUDA tensor shaped as ``src``, or ``src`` itself) = metres from the inverse depth
+    ``src`` (``metric`` = (scale, shift, eps)) and/or the REP 117 range (``depth_range`` = (min, max)) of it: one
+    kernel instead of PyTorch's ~11 element-wise launches, the same float32 values as the NumPy path."""
+    import torch  # noqa: PLC0415
+
+    cp = _cp()
+    x = src.detach().float().contiguous()
+    if out.dtype != torch.float32 or not out.is_contiguous() or out.shape != x.shape or out.device != x.device:
+        raise ValueError(f"depth_values: out must be a contiguous float32 tensor of shape {tuple(x.shape)} on "
+                         f"{x.device}; got {out.dtype} {tuple(out.shape)} on {out.device}")
+    scale, shift, eps = metric if metric is not None else (1.0, 0.0, 0.0)
+    dmin, dmax = depth_range if depth_range is not None else (0.0, float("inf"))
+    with cp.cuda.Device(x.device.index), torch_stream(x.device):
+        _launch("dpt_depth", x.numel(),
+                (np.uint64(x.data_ptr()), np.int64(x.numel()), np.int32(metric is not None), np.float32(scale),
+                 np.float32(shift), np.float32(eps), np.int32(depth_range is not None), np.float32(dmin),
+                 np.float32(dmax), np.uint64(out.data_ptr())))
+    return out
 
 
 def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:

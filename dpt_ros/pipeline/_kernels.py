@@ -14,6 +14,14 @@ KERNEL_SOURCE = r"""
 #define DPT_TID ((long long)blockIdx.x * blockDim.x + threadIdx.x)
 #define DPT_KERNEL extern "C" __global__
 #define DPT_DEVICE __device__ __forceinline__
+// float32 steps rounded one by one (no fused multiply-add), as NumPy and PyTorch compute them
+#define DPT_MUL(a, b) __fmul_rn(a, b)
+#define DPT_ADD(a, b) __fadd_rn(a, b)
+#define DPT_RCP(a) __frcp_rn(a)
+#else
+#define DPT_MUL(a, b) ((a) * (b))
+#define DPT_ADD(a, b) ((a) + (b))
+#define DPT_RCP(a) (1.0f / (a))
 #endif
 
 typedef unsigned char u8;
@@ -34,11 +42,13 @@ DPT_DEVICE float dpt_f32(const u8* p, int big) {
     return c.f;
 }
 
-DPT_DEVICE float dpt_nan() {
+DPT_DEVICE float dpt_bits(u32 bits) {
     union { u32 u; float f; } c;
-    c.u = 0x7fc00000u;
+    c.u = bits;
     return c.f;
 }
+
+DPT_DEVICE float dpt_nan() { return dpt_bits(0x7fc00000u); }
 
 DPT_DEVICE u32 dpt_sat8(int v) { return (u32)(v < 0 ? 0 : (v > 255 ? 255 : v)); }
 
@@ -174,6 +184,56 @@ DPT_KERNEL void dpt_resize_normalize(const u8* src, long long step, int h, int w
     long long plane = (long long)oh * ow;
     const float k = 2.0f / 255.0f;
     for (int c = 0; c < 3; ++c) out[c * plane + t] = acc[c] * k - 1.0f;
+}
+
+// Bicubic resize (OpenCV INTER_CUBIC, as dpt_resize_normalize) of n float32 planes (h, w) -> (oh, ow):
+// the official upsampling of the network's depth to the image size. One thread per output value.
+DPT_KERNEL void dpt_upsample(const float* src, int n, int h, int w, int oh, int ow,
+                             double scale_x, double scale_y, float* out) {
+    long long t = DPT_TID;
+    long long plane = (long long)oh * ow;
+    if (t >= (long long)n * plane) return;
+    long long r = t % plane;
+    const float* s = src + (t / plane) * ((long long)h * w);
+    int dx = (int)(r % ow), dy = (int)(r / ow);
+    float fx = (float)((dx + 0.5) * scale_x - 0.5);
+    float fy = (float)((dy + 0.5) * scale_y - 0.5);
+    int sx = (int)floorf(fx), sy = (int)floorf(fy);
+    fx -= sx; fy -= sy;
+    float wx[4], wy[4];
+    dpt_cubic(fx, wx);
+    dpt_cubic(fy, wy);
+    int xs[4];
+    for (int i = 0; i < 4; ++i) xs[i] = dpt_clampi(sx - 1 + i, 0, w - 1);
+    float acc = 0.f;
+    for (int j = 0; j < 4; ++j) {
+        const float* row = s + (long long)dpt_clampi(sy - 1 + j, 0, h - 1) * w;
+        float v = 0.f;
+        for (int i = 0; i < 4; ++i) v += wx[i] * row[xs[i]];
+        acc += wy[j] * v;
+    }
+    out[t] = acc;
+}
+
+// Element by element over n float32 values (src may be out): with ``metric``, metres from inverse depth,
+// 1 / max(v * scale + shift, eps), each step rounded as in NumPy (NaN stays NaN); with ``ranged``, the REP 117
+// range: NaN where not > 0, -inf below dmin (when dmin > 0), +inf above dmax.
+DPT_KERNEL void dpt_depth(const float* src, long long n, int metric, float scale, float shift, float eps,
+                          int ranged, float dmin, float dmax, float* out) {
+    long long t = DPT_TID;
+    if (t >= n) return;
+    float d = src[t];
+    if (metric) {
+        d = DPT_ADD(DPT_MUL(d, scale), shift);
+        d = d < eps ? eps : d;
+        d = DPT_RCP(d);
+    }
+    if (ranged) {
+        if (!(d > 0.0f)) d = dpt_nan();
+        else if (dmin > 0.0f && d < dmin) d = dpt_bits(0xff800000u);   // -inf
+        else if (d > dmax) d = dpt_bits(0x7f800000u);                  // +inf
+    }
+    out[t] = d;
 }
 
 // Back-projection straight into the PointCloud2 layout: ``nw`` 32-bit words per point,

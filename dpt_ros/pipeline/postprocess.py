@@ -11,8 +11,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.pipeline._backend import array_module
+from dpt_ros.pipeline._backend import array_module, cupy_available
 from dpt_ros.pipeline.ade20k import ADE20K_PALETTE
+
+
+def _kernels_for(t: torch.Tensor) -> bool:
+    """Whether a CUDA tensor's post-processing runs as the pipeline's own CUDA kernels (CuPy compiles them on its
+    device) rather than as PyTorch operations: one launch each instead of up to 11, outside autograd."""
+    return t.device.type == "cuda" and not t.requires_grad and cupy_available(t.device)
 
 
 def upsample(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -37,6 +43,10 @@ def upsample(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         if len(src) == 1:  # no stacking copy for the usual single frame
             return torch.from_numpy(cv2.resize(src[0], (w, h), interpolation=cv2.INTER_CUBIC)[None])
         return torch.from_numpy(np.stack([cv2.resize(p, (w, h), interpolation=cv2.INTER_CUBIC) for p in src]))
+    if pred.ndim == 3 and _kernels_for(pred):   # one kernel, OpenCV's coordinates (as the CPU path above)
+        from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+        return _cuda.upsample_planes(pred, (h, w))
     x = pred.unsqueeze(1) if pred.ndim == 3 else pred
     if tuple(x.shape[-2:]) != (h, w):
         x = F.interpolate(x.float(), size=(h, w), mode="bicubic", align_corners=False)
@@ -61,6 +71,11 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
         raise ValueError(f"metric conversion needs a finite scale > 0 and a finite shift; got {scale}, {shift}")
     if isinstance(inv, torch.Tensor) and inv.device.type == "cpu":   # (a new array: ``inv`` is left alone)
         return torch.from_numpy(metric_from_inverse(_host_array(inv), scale, shift, eps))
+    if isinstance(inv, torch.Tensor) and _kernels_for(inv):   # one kernel into a new tensor
+        from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+        return _cuda.depth_values(inv, torch.empty(inv.shape, dtype=torch.float32, device=inv.device),
+                                  (scale, shift, eps), None)
     if isinstance(inv, torch.Tensor):  # one new tensor, then in place (never modifies ``inv``)
         return inv.float().mul(scale).add_(shift).clamp_min_(eps).reciprocal_()
     xp = array_module(inv)
@@ -84,6 +99,12 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
         # one autograd tracks)
         inplace = inplace and depth.dtype == torch.float32 and not depth.is_inference() and not depth.requires_grad
         return torch.from_numpy(apply_depth_range(_host_array(depth), min_depth, max_depth, inplace=inplace))
+    if isinstance(depth, torch.Tensor) and _kernels_for(depth):   # one kernel, in place as the CPU path allows
+        from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+        inplace = (inplace and depth.dtype == torch.float32 and depth.is_contiguous() and not depth.is_inference())
+        out = depth if inplace else torch.empty(depth.shape, dtype=torch.float32, device=depth.device)
+        return _cuda.depth_values(depth, out, None, (min_depth, max_depth))
     if isinstance(depth, torch.Tensor):  # masked_fill_: no host synchronisation on CUDA
         d = depth if inplace and depth.dtype == torch.float32 else depth.float().clone()
         d.masked_fill_(~(d > 0), math.nan)

@@ -205,7 +205,9 @@ def run(args: argparse.Namespace) -> dict:
         result = {
             "variant": args.variant, "weights": args.weights, "device": model.get("device", args.device),
             "precision": args.precision, "cuda_graphs": args.cuda_graphs,
-            "net_size": model.get("depth.net_size"), "image": f"{args.width}x{args.height}",
+            # the configured size, and the network input the frames ran at (aspect kept: 384x512 for 640x480)
+            "net_size": model.get("depth.net_size"), "net_input": model.get("depth.net_input"),
+            "image": f"{args.width}x{args.height}",
             "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
             "dds_profile": Path(profile).name if profile else "fastdds defaults",
             "publication_mode": node_env.get("RMW_FASTRTPS_PUBLICATION_MODE", "rmw default (SYNCHRONOUS)"),
@@ -274,7 +276,8 @@ def _model_values(diag) -> dict:
 
 def report(r: dict) -> str:
     lines = [f"bench_e2e: {r['variant']} ({r['weights']}) on {r['device']} {r['precision']}"
-             f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net {r['net_size']}, camera {r['image']} "
+             f"{' +CUDA graphs' if r['cuda_graphs'] else ''}, net size {r['net_size']} (input {r.get('net_input')}), "
+             f"camera {r['image']} "
              f"@ {r['camera_rate_hz']:g} Hz, window {r['window_s']} s, DDS: {r['dds_profile']}, "
              f"publication mode {r['publication_mode']}",
              f"  node input {r['node_input_rate_hz']} Hz, processed {r['node_processed_rate_hz']} Hz, "

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import array
 import json
+import math
 import statistics
 import sys
 import threading
@@ -346,6 +347,13 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             up = pl.upsample(inv, (h, w))[0]
             return pl.apply_depth_range(pl.metric_from_inverse(up, *KITTI), 1.0, 80.0, inplace=True)
 
+        def post_depth_torch_ops():   # the same stage as PyTorch operations (what the pipeline did before its kernels)
+            up = F.interpolate(inv[None], size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+            d = up.mul(KITTI[0]).add_(KITTI[1]).clamp_min_(1e-8).reciprocal_()
+            d.masked_fill_(~(d > 0), math.nan)
+            d.masked_fill_(d < 1.0, -math.inf)
+            return d.masked_fill_(d > 80.0, math.inf)
+
         depth = pl.tensor_to_array(post_depth())
         labels = torch.randint(1, 151, (h, w), dtype=torch.uint8, device=dev)
         # the parts of the stages above, for the record: the frame's bytes from an already pinned host buffer
@@ -365,6 +373,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "upsample_only": lambda: pl.upsample(inv, (h, w)),
             "cloud_xyz_copy_back_only": lambda: cloud_dev.get(out=cloud_host),
             "upsample_metric_range": post_depth,
+            "upsample_metric_range_torch_ops": post_depth_torch_ops,
             "colorize_running_range": lambda: pl.colorize(depth, "turbo", *rr.update(depth)),
             "cloud_xyz_to_pinned": lambda: _cuda.cloud_to_pinned(depth, intr, None, None, 1, True),
             "cloud_xyz_to_pinned_through_lens": lambda: _cuda.cloud_to_pinned(depth, lens, None, None, 1, True),

@@ -244,6 +244,36 @@ def test_gpu_postprocess_equals_numpy():
     np.testing.assert_allclose(resize_bicubic(cupy.asarray(img), (90, 33)).get(), resize_bicubic(img, (90, 33)), atol=3e-5)
 
 
+def test_gpu_depth_kernels_equal_numpy_and_never_write_an_inference_tensor():
+    """On a CUDA tensor, upsample, metric_from_inverse and apply_depth_range run the pipeline's own kernels
+    (dpt_upsample, dpt_depth: one launch each instead of PyTorch's bicubic + ~11 element-wise launches):
+    NumPy's float32 metres and REP 117 values bit for bit (NaN, +-0, +-inf, tiny, huge), OpenCV's upsampling
+    within float rounding; in place only where asked, and never into a model's inference tensor."""
+    from dpt_ros.pipeline import _cuda
+
+    edges = np.array([np.nan, 0.0, -0.0, -1.0, -np.inf, np.inf, 1e-30, 1e-8, 0.2, 0.5, 1.0, 10.0, 11.0, 3.4e38],
+                     np.float32)
+    x = np.concatenate([edges, (RNG.random(5000) * 3000 - 200).astype(np.float32)])
+    t = torch.from_numpy(x).cuda()
+    m = metric_from_inverse(t, 6.016e-5, 0.00579)
+    want = metric_from_inverse(x, 6.016e-5, 0.00579)
+    np.testing.assert_array_equal(m.cpu().numpy().view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(t.cpu().numpy().view(np.uint32), x.view(np.uint32))   # the input left alone
+    r = apply_depth_range(m, 1.0, 80.0, inplace=True)
+    assert r.data_ptr() == m.data_ptr()
+    np.testing.assert_array_equal(r.cpu().numpy().view(np.uint32), apply_depth_range(want, 1.0, 80.0).view(np.uint32))
+    with torch.inference_mode():
+        model_out = torch.from_numpy(x).cuda()
+    r2 = apply_depth_range(model_out, 0.3, 10.0, inplace=True)
+    assert r2.data_ptr() != model_out.data_ptr()
+    np.testing.assert_array_equal(model_out.cpu().numpy().view(np.uint32), x.view(np.uint32))
+    np.testing.assert_array_equal(r2.cpu().numpy().view(np.uint32), apply_depth_range(x, 0.3, 10.0).view(np.uint32))
+    planes = torch.rand(2, 24, 32) * 1000 - 100
+    up = upsample(planes.cuda(), (37, 53))
+    torch.testing.assert_close(up.cpu(), upsample(planes, (37, 53)), atol=5e-3, rtol=0)
+    assert {"dpt_depth", "dpt_upsample"} <= set(_cuda._local.functions)   # the kernels ran, not PyTorch's operations
+
+
 def test_gpu_millimetres_equal_cpu_and_leave_the_metres_alone():
     """depth_to_millimetres of a CUDA tensor: the CPU's values (the float64 product), the caller's float64 metres
     and a model's inference tensor untouched."""

@@ -12,13 +12,17 @@ import subprocess
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from dpt_ros.pipeline import (
     ImageView,
     Intrinsics,
     Preprocessor,
+    apply_depth_range,
     build_cloud,
     decode,
+    metric_from_inverse,
+    upsample,
 )
 from dpt_ros.pipeline._cuda import _BLOCK, bayer_pattern, kernel_params
 from dpt_ros.pipeline._kernels import KERNEL_SOURCE
@@ -53,6 +57,14 @@ void emu_resize(long long n, const u8* src, long long step, int h, int w, int ki
     for (g_tid = 0; g_tid < emu_grid(n); ++g_tid)
         dpt_resize_normalize(src, step, h, w, kind, bpp, swap, big, oh, ow, sx, sy, out);
 }
+void emu_upsample(long long total, const float* src, int n, int h, int w, int oh, int ow, double sx, double sy,
+                  float* out) {
+    for (g_tid = 0; g_tid < emu_grid(total); ++g_tid) dpt_upsample(src, n, h, w, oh, ow, sx, sy, out);
+}
+void emu_depth(const float* src, long long n, int metric, float scale, float shift, float eps, int ranged,
+               float dmin, float dmax, float* out) {
+    for (g_tid = 0; g_tid < emu_grid(n); ++g_tid) dpt_depth(src, n, metric, scale, shift, eps, ranged, dmin, dmax, out);
+}
 void emu_cloud(long long n, const float* depth, long long depth_row, const float* ax, const float* ay,
                int per_pixel, int hs, int ws, int stride, const u8* rgb, long long rgb_row, const u32* labels,
                long long label_row, const long long* idx, int nw, int rgb_word, int label_word, u32* out) {
@@ -63,7 +75,7 @@ void emu_cloud(long long n, const float* depth, long long depth_row, const float
 }
 """
 P = ctypes.c_void_p
-I32, I64, F64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_double
+I32, I64, F32, F64 = ctypes.c_int, ctypes.c_longlong, ctypes.c_float, ctypes.c_double
 
 
 @pytest.fixture(scope="module")
@@ -76,6 +88,8 @@ def lib(tmp_path_factory):
     so.emu_decode.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, P]
     so.emu_demosaic.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, P]
     so.emu_resize.argtypes = [I64, P, I64, I32, I32, I32, I32, I32, I32, I32, I32, F64, F64, P]
+    so.emu_upsample.argtypes = [I64, P, I32, I32, I32, I32, I32, F64, F64, P]
+    so.emu_depth.argtypes = [P, I64, I32, F32, F32, F32, I32, F32, F32, P]
     so.emu_cloud.argtypes = [I64, P, I64, P, P, I32, I32, I32, I32, P, I64, P, I64, P, I32, I32, I32, P]
     return so
 
@@ -189,6 +203,46 @@ def test_kernel_resize_of_a_partial_last_block_matches_opencv(lib):
     np.testing.assert_allclose(out.checked(), want.transpose(2, 0, 1), atol=3e-5, rtol=0)
 
 
+@pytest.mark.parametrize(("n", "src", "dst"), [(1, (12, 16), (48, 64)), (2, (24, 32), (37, 53)),
+                                               (1, (30, 40), (17, 11)), (1, (1, 5), (3, 9))])
+def test_kernel_upsample_matches_the_cpu_upsample(lib, n, src, dst):
+    """dpt_upsample (the CUDA path of ``upsample``) against the CPU path, OpenCV INTER_CUBIC: up, down, several
+    planes, odd sizes whose last block is partial, and a one-row source (replicated border)."""
+    planes = (RNG.random((n, *src)) * 1000 - 100).astype(np.float32)
+    out = _Guarded((n, *dst), np.float32)
+    lib.emu_upsample(n * dst[0] * dst[1], _ptr(planes), n, src[0], src[1], dst[0], dst[1], 1.0 / (dst[1] / src[1]),
+                     1.0 / (dst[0] / src[0]), _ptr(out.array))
+    want = upsample(torch.from_numpy(planes), dst).numpy()
+    # float32 sums of 16 terms (weights up to ~1.1, either sign) in another order than OpenCV's SIMD: some ulp of the
+    # values up to 1000 (1.2e-3 seen), far below the 0.1-1 a wrong tap or weight would be off by
+    np.testing.assert_allclose(out.checked(), want, atol=5e-3, rtol=0)
+
+
+EDGES = np.array([np.nan, 0.0, -0.0, -1.0, -np.inf, np.inf, 1e-30, 1e-8, 0.2, 0.5, 1.0, 10.0, 10.000001, 11.0,
+                  3.4e38, 5000.0], np.float32)
+
+
+@pytest.mark.parametrize("metric", [None, (6.016e-5, 0.00579), (0.3, -0.25), (2.5, 0.0)])
+@pytest.mark.parametrize("depth_range", [None, (0.0, np.inf), (0.3, 10.0), (0.0, 80.0), (1.0, np.inf)])
+def test_kernel_metric_and_range_equal_numpy_bit_for_bit(lib, metric, depth_range):
+    """dpt_depth (the CUDA path of metric_from_inverse and apply_depth_range) gives NumPy's float32 values exactly,
+    at the edges (NaN, +-0, +-inf, negative, tiny, huge, the range limits) and on random values; in place too."""
+    x = np.concatenate([EDGES, (RNG.random(1000) * 3000 - 200).astype(np.float32)])
+    want = x
+    if metric is not None:
+        want = metric_from_inverse(want, *metric)
+    if depth_range is not None:
+        want = apply_depth_range(want, *depth_range)
+    out = _Guarded(x.shape, np.float32)
+    args = (int(metric is not None), *(metric or (1.0, 0.0)), 1e-8, int(depth_range is not None),
+            *(depth_range or (0.0, np.inf)))
+    lib.emu_depth(_ptr(x), x.size, *args, _ptr(out.array))
+    np.testing.assert_array_equal(out.checked().view(np.uint32), want.view(np.uint32))   # bitwise: NaN, -0, inf
+    inplace = x.copy()
+    lib.emu_depth(_ptr(inplace), inplace.size, *args, _ptr(inplace))
+    np.testing.assert_array_equal(inplace.view(np.uint32), want.view(np.uint32))
+
+
 def _emu_cloud(lib, depth, intr, rgb, labels, stride, organized):
     h, w = depth.shape
     ax, ay = (np.ascontiguousarray(a).ravel() for a in pixel_rays(intr, stride))
@@ -244,7 +298,10 @@ def test_kernel_cloud_matches_numpy_bytes(lib, stride, organized, lens):
 def test_cuda_macro_path_is_valid_cxx(tmp_path):
     """The non-emulated branch (CUDA builtins via DPT_TID) parses too (NVRTC compiles it on a GPU)."""
     stub = ("#include <math.h>\nstruct U3 { unsigned x, y, z; }; static U3 blockIdx, blockDim, threadIdx;\n"
-            "#define __global__\n#define __device__\n#define __forceinline__ inline\n")
+            "#define __global__\n#define __device__\n#define __forceinline__ inline\n"
+            "static float __fmul_rn(float a, float b) { return a * b; }\n"
+            "static float __fadd_rn(float a, float b) { return a + b; }\n"
+            "static float __frcp_rn(float a) { return 1.0f / a; }\n")
     src = tmp_path / "cuda_path.cpp"
     src.write_text(stub + KERNEL_SOURCE)
     p = subprocess.run(["g++", "-fsyntax-only", "-Wall", "-Werror", "-Wno-unused-function", str(src)],

@@ -21,7 +21,7 @@ import pytest
 from dpt_ros.pipeline import _cuda
 from dpt_ros.pipeline._kernels import KERNEL_SOURCE
 
-KERNELS = ("dpt_decode", "dpt_demosaic", "dpt_resize_normalize", "dpt_cloud")
+KERNELS = ("dpt_decode", "dpt_demosaic", "dpt_resize_normalize", "dpt_upsample", "dpt_depth", "dpt_cloud")
 # PTX parameter type of each NumPy scalar constructor used at the launch sites
 SCALAR_PTX = {"int32": "u32", "uint32": "u32", "int64": "u64", "uint64": "u64", "float32": "f32", "float64": "f64"}
 
