@@ -359,7 +359,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         # the parts of the stages above, for the record: the frame's bytes from an already pinned host buffer
         # (the "pinned copy" reference), the upsample alone, and the cloud's device->host copy alone
         pinned_frame = np.frombuffer(cupy.cuda.alloc_pinned_memory(len(view.data)), np.uint8, len(view.data))
-        pinned_frame[:] = np.frombuffer(view.data, np.uint8)
+        host_frame = np.frombuffer(view.data, np.uint8)
+        pinned_frame[:] = host_frame
         frame_dev = cupy.empty(len(view.data), cupy.uint8)
         cloud_bytes = h * w * pl.cloud_fields(False, False)[1]
         cloud_dev = cupy.zeros(cloud_bytes, cupy.uint8)
@@ -370,6 +371,11 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "upload_pinned_staged": lambda: _cuda._upload(view.data, _cuda.torch_stream()),
             "upload_pageable_direct": lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)),
             "upload_from_pinned_host": lambda: frame_dev.set(pinned_frame),
+            # the host side of upload_pinned_staged alone: the frame's bytes into the pinned buffer, by this thread
+            # and by the staging pool's threads (does the pool pay on this machine's memory system?)
+            "host_copy_into_pinned_1_thread": lambda: np.copyto(pinned_frame, host_frame),
+            "host_copy_into_pinned_pool": lambda: _cuda.staged_copy(host_frame, pinned_frame, lambda a, b: None,
+                                                                    _cuda._copy_pool()),
             "upsample_only": lambda: pl.upsample(inv, (h, w)),
             "cloud_xyz_copy_back_only": lambda: cloud_dev.get(out=cloud_host),
             "upsample_metric_range": post_depth,
