@@ -153,6 +153,20 @@ DPT_DEVICE void dpt_cubic(float t, float w[4]) {  // OpenCV interpolateCubic, A 
     w[3] = 1.f - w[0] - w[1] - w[2];
 }
 
+// The taps of output pixel (dx, dy) of an INTER_CUBIC resize (half-pixel centres, source step computed in double
+// as OpenCV does): weights wx, wy, the source columns xs (replicated border); returns the first of the 4 source rows,
+// which the caller clamps to the image.
+DPT_DEVICE int dpt_cubic_taps(int dx, int dy, double scale_x, double scale_y, int w, float wx[4], float wy[4],
+                              int xs[4]) {
+    float fx = (float)((dx + 0.5) * scale_x - 0.5);
+    float fy = (float)((dy + 0.5) * scale_y - 0.5);
+    int sx = (int)floorf(fx), sy = (int)floorf(fy);
+    dpt_cubic(fx - sx, wx);
+    dpt_cubic(fy - sy, wy);
+    for (int i = 0; i < 4; ++i) xs[i] = dpt_clampi(sx - 1 + i, 0, w - 1);
+    return sy - 1;
+}
+
 // Fused decode + bicubic resize (OpenCV INTER_CUBIC: half-pixel centres, replicated border) +
 // normalisation x * 2/255 - 1, written channel-first to out (3, oh, ow) float32.
 DPT_KERNEL void dpt_resize_normalize(const u8* src, long long step, int h, int w, int kind,
@@ -161,18 +175,12 @@ DPT_KERNEL void dpt_resize_normalize(const u8* src, long long step, int h, int w
     long long t = DPT_TID;
     if (t >= (long long)oh * ow) return;
     int dx = (int)(t % ow), dy = (int)(t / ow);
-    float fx = (float)((dx + 0.5) * scale_x - 0.5);
-    float fy = (float)((dy + 0.5) * scale_y - 0.5);
-    int sx = (int)floorf(fx), sy = (int)floorf(fy);
-    fx -= sx; fy -= sy;
     float wx[4], wy[4];
-    dpt_cubic(fx, wx);
-    dpt_cubic(fy, wy);
     int xs[4];
-    for (int i = 0; i < 4; ++i) xs[i] = dpt_clampi(sx - 1 + i, 0, w - 1);
+    int y0 = dpt_cubic_taps(dx, dy, scale_x, scale_y, w, wx, wy, xs);
     float acc[3] = {0.f, 0.f, 0.f};
     for (int j = 0; j < 4; ++j) {
-        int yy = dpt_clampi(sy - 1 + j, 0, h - 1);
+        int yy = dpt_clampi(y0 + j, 0, h - 1);
         float row[3] = {0.f, 0.f, 0.f};
         for (int i = 0; i < 4; ++i) {
             u32 rgb[3];
@@ -196,18 +204,12 @@ DPT_KERNEL void dpt_upsample(const float* src, int n, int h, int w, int oh, int 
     long long r = t % plane;
     const float* s = src + (t / plane) * ((long long)h * w);
     int dx = (int)(r % ow), dy = (int)(r / ow);
-    float fx = (float)((dx + 0.5) * scale_x - 0.5);
-    float fy = (float)((dy + 0.5) * scale_y - 0.5);
-    int sx = (int)floorf(fx), sy = (int)floorf(fy);
-    fx -= sx; fy -= sy;
     float wx[4], wy[4];
-    dpt_cubic(fx, wx);
-    dpt_cubic(fy, wy);
     int xs[4];
-    for (int i = 0; i < 4; ++i) xs[i] = dpt_clampi(sx - 1 + i, 0, w - 1);
+    int y0 = dpt_cubic_taps(dx, dy, scale_x, scale_y, w, wx, wy, xs);
     float acc = 0.f;
     for (int j = 0; j < 4; ++j) {
-        const float* row = s + (long long)dpt_clampi(sy - 1 + j, 0, h - 1) * w;
+        const float* row = s + (long long)dpt_clampi(y0 + j, 0, h - 1) * w;
         float v = 0.f;
         for (int i = 0; i < 4; ++i) v += wx[i] * row[xs[i]];
         acc += wy[j] * v;
