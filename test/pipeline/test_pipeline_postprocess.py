@@ -46,6 +46,9 @@ def test_upsample_is_bicubic_half_pixel_like_opencv():
     torch.testing.assert_close(upsample(const, (30, 31)), torch.full((1, 30, 31), 3.25))
     with pytest.raises(ValueError, match=r"\(N, h, w\)"):
         upsample(torch.zeros(5, 5), (10, 10))
+    for empty in (torch.zeros(1, 0, 5), torch.zeros(1, 2, 4, 0)):   # a clear error, not OpenCV's assertion
+        with pytest.raises(ValueError, match="nothing to upsample"):
+            upsample(empty, (10, 10))
 
 
 @pytest.mark.parametrize(("scale", "shift"), [(6.016e-5, 0.00579), (3.05e-4, 0.1378)])  # KITTI, NYU
