@@ -75,7 +75,9 @@ def resize_bicubic(image: Any, size: tuple[int, int]) -> Any:
     h, w = size
     xp = array_module(image)
     if xp is np:
-        return cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        out = cv2.resize(np.ascontiguousarray(image, dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        # OpenCV drops a single channel's axis; (H, W, 1) in is (h, w, 1) out, as on the CuPy path
+        return out.reshape(h, w, 1) if image.ndim == 3 and out.ndim == 2 else out
     from dpt_ros.pipeline import _cuda  # noqa: PLC0415
 
     return _cuda.resize_bicubic(image, size)
@@ -119,11 +121,12 @@ class Preprocessor:
         h, w = network_input_size(height, width, self.net_size, self.method)
         net_h, net_w = self.net_size
         if h * w > MAX_INPUT_FACTOR * net_h * net_w:
+            # (minimal scales by the side whose factor is nearer 1: a 200x20000 image keeps its 384-high scale)
+            other = "minimal or upper_bound" if self.method == "lower_bound" else "upper_bound (no side above it)"
             raise ValueError(
                 f"a {width}x{height} image gives a {h}x{w} (height x width) network input with resize_method "
                 f"{self.method} at network size {net_h}x{net_w}: more than {MAX_INPUT_FACTOR}x its pixels (memory "
-                "and time grow with them); send frames of a less extreme aspect ratio, or use resize_method "
-                "minimal or upper_bound")
+                f"and time grow with them); send frames of a less extreme aspect ratio, or use resize_method {other}")
         return h, w
 
     def upload(self, frame: Any) -> Any:

@@ -114,6 +114,16 @@ def test_resize_bicubic_is_opencv_inter_cubic_and_torch_bicubic(src, dst):
     np.testing.assert_allclose(out, ref[0].permute(1, 2, 0).numpy(), atol=2e-5)
 
 
+def test_resize_bicubic_keeps_the_shape_of_its_input():
+    """(H, W) -> (h, w), (H, W, C) -> (h, w, C), also for C = 1 (OpenCV alone would drop that axis; the CuPy path
+    keeps it, and callers index the channel)."""
+    for shape, want in (((10, 12), (5, 6)), ((10, 12, 1), (5, 6, 1)), ((10, 12, 3), (5, 6, 3)), ((10, 12, 4), (5, 6, 4))):
+        img = RNG.random(shape).astype(np.float32)
+        out = resize_bicubic(img, (5, 6))
+        assert out.shape == want, (shape, out.shape)
+        np.testing.assert_array_equal(out.reshape(-1), cv2.resize(img, (6, 5), interpolation=cv2.INTER_CUBIC).reshape(-1))
+
+
 def test_resize_bicubic_of_uint8_is_float32_without_clipping():
     """A uint8 image is resized in float32: OpenCV's uint8 path would round and clip the bicubic overshoot."""
     step = np.zeros((8, 8), np.uint8)
@@ -148,3 +158,9 @@ def test_a_network_input_beyond_16x_the_network_size_is_refused_before_anything_
             pre(np.zeros((h, w, 3), np.uint8))
         assert Preprocessor(384, "minimal").input_size(h, w)[0] == 32   # the other rules stay bounded
         assert max(Preprocessor(384, "upper_bound").input_size(h, w)) <= 384
+    # minimal keeps the scale whose factor is nearer 1: a 200x20000 strip stays 384 high (100x the pixels); the advice
+    # is then the rule that bounds both sides, not minimal again
+    with pytest.raises(ValueError, match=r"a 20000x200 image gives a 384x38400 .* resize_method minimal .* use "
+                                         r"resize_method upper_bound \(no side above it\)$"):
+        Preprocessor(384, "minimal").input_size(200, 20000)
+    assert Preprocessor(384, "upper_bound").input_size(200, 20000) == (32, 384)
