@@ -367,6 +367,9 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         cloud_host = np.frombuffer(cupy.cuda.alloc_pinned_memory(cloud_bytes), np.uint8, cloud_bytes)
         stages = {
             "upload_decode_preprocess": lambda: pre(view),
+            # as the node does it: the frame decoded to a device RGB first (shared with the cloud's colours), then
+            # the resize kernel from that
+            "upload_decode_then_preprocess_as_the_node": lambda: pre(pre.upload(view)),
             "decode_preprocess_kernels": lambda: pre(dev_view),
             "upload_pinned_staged": lambda: _cuda._upload(view.data, _cuda.torch_stream()),
             "upload_pageable_direct": lambda: cupy.asarray(np.frombuffer(view.data, np.uint8)),
