@@ -227,7 +227,7 @@ DPT_KERNEL void dpt_depth(const float* src, long long n, int metric, float scale
     float d = src[t];
     if (metric) {
         d = DPT_ADD(DPT_MUL(d, scale), shift);
-        d = d < eps ? eps : d;
+        d = (d > eps || d != d) ? d : eps;   // NumPy's maximum: NaN stays NaN, a tie gives eps (its sign of zero)
         d = DPT_RCP(d);
     }
     if (ranged) {

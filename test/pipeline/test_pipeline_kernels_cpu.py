@@ -222,19 +222,22 @@ EDGES = np.array([np.nan, 0.0, -0.0, -1.0, -np.inf, np.inf, 1e-30, 1e-8, 0.2, 0.
                   3.4e38, 5000.0], np.float32)
 
 
-@pytest.mark.parametrize("metric", [None, (6.016e-5, 0.00579), (0.3, -0.25), (2.5, 0.0)])
+@pytest.mark.parametrize("metric", [None, (6.016e-5, 0.00579, 1e-8), (0.3, -0.25, 1e-8), (2.5, 0.0, 1e-8),
+                                    (1.0, -0.0, 0.0), (1.0, 0.0, -0.0)])
 @pytest.mark.parametrize("depth_range", [None, (0.0, np.inf), (0.3, 10.0), (0.0, 80.0), (1.0, np.inf)])
 def test_kernel_metric_and_range_equal_numpy_bit_for_bit(lib, metric, depth_range):
     """dpt_depth (the CUDA path of metric_from_inverse and apply_depth_range) gives NumPy's float32 values exactly,
-    at the edges (NaN, +-0, +-inf, negative, tiny, huge, the range limits) and on random values; in place too."""
+    at the edges (NaN, +-0, +-inf, negative, tiny, huge, the range limits; an eps of +-0 that ties with a +-0 sum,
+    where NumPy's maximum picks eps and its sign) and on random values; in place too."""
     x = np.concatenate([EDGES, (RNG.random(1000) * 3000 - 200).astype(np.float32)])
     want = x
     if metric is not None:
-        want = metric_from_inverse(want, *metric)
+        with np.errstate(divide="ignore"):   # (an eps of 0: 1 / 0 is the infinity compared)
+            want = metric_from_inverse(want, *metric)
     if depth_range is not None:
         want = apply_depth_range(want, *depth_range)
     out = _Guarded(x.shape, np.float32)
-    args = (int(metric is not None), *(metric or (1.0, 0.0)), 1e-8, int(depth_range is not None),
+    args = (int(metric is not None), *(metric or (1.0, 0.0, 1e-8)), int(depth_range is not None),
             *(depth_range or (0.0, np.inf)))
     lib.emu_depth(_ptr(x), x.size, *args, _ptr(out.array))
     np.testing.assert_array_equal(out.checked().view(np.uint32), want.view(np.uint32))   # bitwise: NaN, -0, inf
