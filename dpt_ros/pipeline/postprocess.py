@@ -38,6 +38,8 @@ def upsample(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         return pred
     if 0 in pred.shape[-2:]:   # (OpenCV would assert; the CUDA kernel's border clamp needs a pixel to clamp to)
         raise ValueError(f"upsample: nothing to upsample in a tensor of shape {tuple(pred.shape)}")
+    if pred.shape[0] == 0:   # an empty batch: an empty result on every path
+        return torch.empty((*pred.shape[:-2], h, w), dtype=torch.float32, device=pred.device)
     if pred.ndim == 3 and pred.device.type == "cpu":
         # OpenCV INTER_CUBIC is the same kernel (a = -0.75, half-pixel, replicated border) and, unlike
         # torch's CPU kernel, does not degrade when the few cores are shared with other work.

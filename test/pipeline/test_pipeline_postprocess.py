@@ -49,6 +49,8 @@ def test_upsample_is_bicubic_half_pixel_like_opencv():
     for empty in (torch.zeros(1, 0, 5), torch.zeros(1, 2, 4, 0)):   # a clear error, not OpenCV's assertion
         with pytest.raises(ValueError, match="nothing to upsample"):
             upsample(empty, (10, 10))
+    assert upsample(torch.zeros(0, 4, 5), (10, 12)).shape == (0, 10, 12)   # an empty batch is an empty result
+    assert upsample(torch.zeros(0, 3, 4, 5), (10, 12)).shape == (0, 3, 10, 12)
 
 
 @pytest.mark.parametrize(("scale", "shift"), [(6.016e-5, 0.00579), (3.05e-4, 0.1378)])  # KITTI, NYU
