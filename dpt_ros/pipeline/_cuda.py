@@ -79,11 +79,17 @@ def _launch(name: str, n: int, args: tuple) -> None:
 
 
 def torch_stream(device: Any = None):
-    """CuPy view of torch's current CUDA stream (for ``with`` blocks)."""
+    """CuPy view of torch's current CUDA stream of ``device`` (an index, a torch device, or None: the current
+    device), for ``with`` blocks."""
     import torch  # noqa: PLC0415
 
     cp = _cp()
-    s = torch.cuda.current_stream(device)
+    # torch looks an index-less device up through several Python calls (availability checks included): an int
+    # index is taken as it is
+    if isinstance(device, str):
+        device = torch.device(device)
+    index = device if isinstance(device, int) else getattr(device, "index", None)
+    s = torch.cuda.current_stream(index if index is not None else torch.cuda.current_device())
     cache = getattr(_local, "streams", None)
     if cache is None:
         cache = _local.streams = {}

@@ -112,12 +112,16 @@ class Preprocessor:
             raise ValueError(f"backend 'cupy' needs a CUDA device; got device {self.device}")
         self.backend = backend
         self.xp = get_xp(self.backend)
+        self._sizes: dict[tuple[int, int], tuple[int, int]] = {}   # input_size's answers (a camera keeps its size)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Network (h, w) for an image of ``height`` x ``width``.
 
         :raises ValueError: more than ``MAX_INPUT_FACTOR`` times the network size's pixels (an image of an
             extreme aspect ratio under ``lower_bound``, or a huge one), refused before anything is allocated."""
+        known = self._sizes.get((height, width))
+        if known is not None:
+            return known
         h, w = network_input_size(height, width, self.net_size, self.method)
         net_h, net_w = self.net_size
         if h * w > MAX_INPUT_FACTOR * net_h * net_w:
@@ -127,6 +131,9 @@ class Preprocessor:
                 f"a {width}x{height} image gives a {h}x{w} (height x width) network input with resize_method "
                 f"{self.method} at network size {net_h}x{net_w}: more than {MAX_INPUT_FACTOR}x its pixels (memory "
                 f"and time grow with them); send frames of a less extreme aspect ratio, or use resize_method {other}")
+        if len(self._sizes) >= 64:
+            self._sizes.clear()
+        self._sizes[(height, width)] = (h, w)
         return h, w
 
     def upload(self, frame: Any) -> Any:

@@ -174,7 +174,9 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
     :raises StartupError: a task has no weights configured (message names the parameter).
     :raises FileNotFoundError, ValueError, RuntimeError: from the model loader.
     """
-    device = resolve_device(s["device"])
+    # with its index (cuda -> cuda:<current>): every per-frame torch.cuda call on an index-less device looks the
+    # current device up through a chain of Python calls (availability checks included)
+    device = _device_identity(s["device"])
     if s["cuda_graphs"] and device.type != "cuda":
         raise StartupError(f"cuda_graphs:=true needs a CUDA device, but device resolves to {device}")
     parts: dict[str, Any] = {}
@@ -213,9 +215,10 @@ def _same_task(task: str, key_a: tuple, key_b: tuple) -> bool:
 
 def _device_identity(name: str) -> torch.device:
     """The device a ``device`` value selects, so that names of one device compare equal: ``auto`` and what it
-    resolves to, ``cuda`` and ``cuda:<current device>``."""
+    resolves to, ``cuda`` and ``cuda:<current device>`` (where CUDA is available; elsewhere ``cuda`` stays, for the
+    engine's loader to refuse with its reason)."""
     device = resolve_device(name)
-    if device.type == "cuda" and device.index is None:
+    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         return torch.device("cuda", torch.cuda.current_device())
     return device
 
@@ -1326,8 +1329,10 @@ class DptNode(Node):
                 intr = cached[1]
             elif info is not None:
                 try:
-                    calib = pipeline.Intrinsics.from_camera_info(
-                        **conversions.camera_info_fields(info), rectified=s["camera_info.rectified"])
+                    fields = conversions.camera_info_fields(info)
+                    if fields["width"] <= 0 or fields["height"] <= 0:
+                        self._take_frame_size(f.camera, fields, w, h)
+                    calib = pipeline.Intrinsics.from_camera_info(**fields, rectified=s["camera_info.rectified"])
                     intr = calib.scaled_to(w, h)
                     f.camera.calibration_cache = (key, intr, {})
                     self._warn_if_raw(f.camera, info, s)
@@ -1426,6 +1431,23 @@ class DptNode(Node):
                                                  reuse_buffer=True)   # serialised just below
                 out["points"] = conversions.cloud_output(header, cloud)
         return out
+
+    def _take_frame_size(self, cam: _Camera, fields: dict, w: int, h: int) -> None:
+        """A camera_info without an image size (width or height 0; some drivers fill only K / P): its intrinsics
+        are taken for the frames as they come, ``w`` x ``h`` (the size they imply at the info's binning and ROI),
+        without scaling, as depth_image_proc uses them; said once per camera."""
+        bx, by = max(fields["binning_x"], 1), max(fields["binning_y"], 1)
+        x0, y0, rh, rw = fields["roi"]
+        full = (x0 + rw if rw else w * bx, y0 + rh if rh else h * by)
+        said = f"{fields['width']}x{fields['height']}"
+        fields["width"] = fields["width"] if fields["width"] > 0 else full[0]
+        fields["height"] = fields["height"] if fields["height"] > 0 else full[1]
+        topic = cam.topic("camera_info")
+        self._warn_once(f"no_size:{topic}", (
+            f"{topic} gives no image size ({said}): its K / P are taken as they are for the {w}x{h} frames (as "
+            f"depth_image_proc uses them), i.e. as a calibration of a {fields['width']}x{fields['height']} image; "
+            f"if the frames are resized from the calibrated resolution, set width and height in the camera's "
+            f"calibration so that the intrinsics can be scaled. Said once per camera."))
 
     def _exclude_from_depth(self, f: _Frame, depth_t: torch.Tensor, labels_t: Optional[torch.Tensor],
                             s: Settings) -> Optional[torch.Tensor]:

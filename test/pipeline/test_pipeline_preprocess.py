@@ -164,3 +164,22 @@ def test_a_network_input_beyond_16x_the_network_size_is_refused_before_anything_
                                          r"resize_method upper_bound \(no side above it\)$"):
         Preprocessor(384, "minimal").input_size(200, 20000)
     assert Preprocessor(384, "upper_bound").input_size(200, 20000) == (32, 384)
+
+
+def test_input_size_answers_of_a_preprocessor_are_the_formulas_every_time_and_refusals_are_never_remembered():
+    """The node asks a pre-processor for a frame's network size twice per frame; its answers are kept per frame
+    size (at most 64), so they must stay network_input_size's for every method and size, asked in any order and
+    again, and a refused size must be refused on every call (not once, then answered)."""
+    rng = np.random.default_rng(5)
+    sizes = [(int(h), int(w)) for h, w in rng.integers(1, 3000, (150, 2))] + [(480, 640), (1080, 1920), (1, 640)]
+    for method in ("minimal", "lower_bound", "upper_bound", "fixed"):
+        pre = Preprocessor((384, 512), method)
+        for round_ in range(2):
+            for h, w in sizes if round_ == 0 else sizes[::-1]:
+                want = network_input_size(h, w, (384, 512), method)
+                if want[0] * want[1] > 16 * 384 * 512:
+                    with pytest.raises(ValueError, match="more than 16x"):
+                        pre.input_size(h, w)
+                else:
+                    assert pre.input_size(h, w) == want, (method, h, w)
+                assert len(pre._sizes) <= 64

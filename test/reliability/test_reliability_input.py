@@ -333,9 +333,6 @@ def test_bad_camera_info(rig):
     def negative_f(i):
         i.p = [-50.0] + list(i.p[1:])
 
-    def no_size(i):
-        i.width, i.height = 0, 0
-
     def bad_roi(i):
         i.roi.x_offset, i.roi.width, i.roi.height = 60, 40, 10
 
@@ -344,12 +341,11 @@ def test_bad_camera_info(rig):
     rig.bad("calibration", info_case(nan_k), "fx=nan")
     rig.bad("calibration", info_case(inf_p), "fx=inf")
     rig.bad("calibration", info_case(negative_f), "fx=-50")
-    rig.bad("calibration", info_case(no_size), "no image size")
     rig.bad("calibration", info_case(bad_roi), "ROI")
     rig.bad("no_camera_info", info_case(lambda i: None, stamp_offset_ns=-10 * SEC),
             "matching the image stamp (camera_info.policy=nearest; the closest is")
     # every bad case published no cloud; each following valid frame did
-    assert len(rig.points) - n_points == 7
+    assert len(rig.points) - n_points == 6
     assert all(math.isfinite(v) for m in rig.info_out for v in m.k)
 
     # an info for another size (2x, same aspect) is scaled; one of another aspect (1280x720 for a
@@ -382,7 +378,27 @@ def test_bad_camera_info(rig):
     assert len(warned) == 1, warned   # two frames with the 1280x720 info: said once
     assert "1280x720" in warned[0] and f"{W}x{H}" in warned[0] and "camera_info" in warned[0], warned[0]
     assert rig.node.error_counts().get("internal", 0) == 0
-    record("input", bad_camera_info_cases=7, scaled_camera_info_cases=2,
+
+    # an info without an image size (0x0: some drivers fill only K / P) is taken as the frames' own calibration, as
+    # depth_image_proc takes it: not scaled, a cloud published, one warning per camera saying so
+    errors = dict(rig.node.error_counts())
+    mark = rig.log.mark()
+    for _ in range(2):
+        img = rig.image_with()
+        info = make_info(img, fx=70.0)
+        info.header = Header(frame_id=img.header.frame_id, stamp=img.header.stamp)
+        info.width = info.height = 0
+        rig.publish_info(info)
+        k, n = len(rig.info_out), len(rig.points)
+        rig.pub.publish(img)
+        wait_for(lambda: len(rig.info_out) > k and len(rig.points) > n, what="camera_info and points of a 0x0 info")
+        got = rig.info_out[-1]
+        assert (got.width, got.height) == (W, H) and list(got.k) == list(info.k) and list(got.p) == list(info.p)
+        assert conversions.stamp_ns(rig.points[-1].header) == conversions.stamp_ns(img.header)
+    assert dict(rig.node.error_counts()) == errors
+    said = [x for x in rig.log.lines("dpt_node", Log.WARN, mark) if "gives no image size (0x0)" in x]
+    assert len(said) == 1 and f"for the {W}x{H} frames" in said[0], said
+    record("input", bad_camera_info_cases=6, scaled_camera_info_cases=2, sizeless_camera_info_cases=1,
            next_valid_frame_max_s_after_bad_camera_info=round(max(rig.next_valid_s), 3))
 
 
