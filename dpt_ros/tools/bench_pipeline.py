@@ -395,6 +395,11 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
         }
         ours = {name: _try_timer(errors, name, fn, repeat, 5) for name, fn in stages.items()}
         ours["target_total"] = ours["upload_decode_preprocess"] + ours["upsample_metric_range"] + ours["cloud_xyz_to_pinned"]
+        # the issue's own decomposition of its 1.0 ms (pinned copy 0.17, GPU resize 0.10, upsample + back-projection
+        # 0.25, cloud copy back 0.46 ms): the frame's bytes already in page-locked memory. rclpy hands the node
+        # them in pageable memory, so target_total also pays their host copy into the pinned staging buffer.
+        ours["target_total_frame_in_pinned_memory"] = (ours["upload_from_pinned_host"] + ours["decode_preprocess_kernels"]
+                                                       + ours["upsample_metric_range"] + ours["cloud_xyz_to_pinned"])
 
         def typical():
             rgb = ref_decode(view)
@@ -410,6 +415,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
             "speedup_vs_typical": _ratio(typical_ms, ours["target_total"] + ours["cloud_xyzrgb_to_pinned"]
                                          - ours["cloud_xyz_to_pinned"]),
             "target_1080p_1ms_met": (ours["target_total"] <= 1.0) if (w, h) == (1920, 1080) else None,
+            "target_1080p_1ms_met_frame_in_pinned_memory": (
+                ours["target_total_frame_in_pinned_memory"] <= 1.0) if (w, h) == (1920, 1080) else None,
             "errors": errors,
         }
     return out

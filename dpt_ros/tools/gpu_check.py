@@ -167,12 +167,15 @@ def _target(value: Any, limit: float, at_most: bool = True) -> dict[str, Any]:
 
 def issue_targets(summary: dict[str, Any]) -> dict[str, Any]:
     """The issues' H200 targets read from the steps' results: #6 1080p decode + pre + post + cloud <= 1.0 ms
-    (bench_pipeline); #5 per bench_e2e run (publication mode): 30 Hz processed, p99 <= 25 ms on every output,
+    (bench_pipeline; from the message's pageable bytes, and from a frame in pinned memory); #5 per bench_e2e run (publication mode): 30 Hz processed, p99 <= 25 ms on every output,
     node overhead <= 40 % (with the node-stages runs beside it, for the record, not as targets)."""
     out: dict[str, Any] = {}
     cuda = ((summary.get("bench_pipeline") or {}).get("result") or {}).get("cuda") or {}
-    total = ((cuda.get("1920x1080") or {}).get("ours_ms") or {}).get("target_total")
-    out["issue6_1080p_decode_pre_post_cloud_ms"] = _target(total, 1.0)
+    ours = (cuda.get("1920x1080") or {}).get("ours_ms") or {}
+    out["issue6_1080p_decode_pre_post_cloud_ms"] = _target(ours.get("target_total"), 1.0)
+    # the same stages from a frame already in page-locked memory: the issue's decomposition of its 1.0 ms (its
+    # "pinned copy 0.17 ms"), without the host copy out of rclpy's pageable message buffer
+    out["issue6_1080p_frame_in_pinned_memory_ms"] = _target(ours.get("target_total_frame_in_pinned_memory"), 1.0)
     e2e = summary.get("bench_e2e") or {}
     # a bench_e2e that did not run is the issue's targets missing (met: None), never their absence from the verdict
     runs = e2e.get("runs") or ({"default": e2e} if "result" in e2e else {"default": {}})
