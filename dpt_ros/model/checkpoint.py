@@ -69,6 +69,7 @@ class LoadReport:
 
 _HASH_RE = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 _hash_cache: dict[tuple, str] = {}
+_HASH_CACHE_SIZE = 32
 _hash_lock = threading.Lock()
 
 
@@ -91,6 +92,8 @@ def file_sha256(path: "str | os.PathLike") -> str:
             h.update(chunk)
     digest = h.hexdigest()
     with _hash_lock:
+        while len(_hash_cache) >= _HASH_CACHE_SIZE:   # a node swapping through many files: the oldest go
+            del _hash_cache[next(iter(_hash_cache))]
         _hash_cache[key] = digest
     return digest
 

@@ -664,3 +664,23 @@ def test_a_converted_file_keeps_its_variant(tmp_path):
                          "--variant", "dpt_tiny"]) == 0
     with safe_open(str(tmp_path / "out.safetensors"), "pt") as f:
         assert f.metadata() == {"format": "pt", VARIANT_METADATA_KEY: "dpt_tiny"}
+
+
+def test_file_hashes_are_remembered_per_file_version_and_the_memory_stays_bounded(tmp_path):
+    """A file's SHA-256 is computed once per (path, size, mtime); a rewritten file is hashed again; a node that
+    swaps through many checkpoint files keeps at most the newest 32 answers, and every answer is still the file's."""
+    from dpt_ros.model import checkpoint
+
+    checkpoint._hash_cache.clear()
+    files = []
+    for i in range(45):
+        p = tmp_path / f"w{i}.bin"
+        p.write_bytes(bytes([i]) * (1000 + i))
+        files.append(p)
+        assert checkpoint.file_sha256(p) == hashlib.sha256(p.read_bytes()).hexdigest()
+        assert len(checkpoint._hash_cache) <= 32
+    assert all(checkpoint.file_sha256(p) == hashlib.sha256(p.read_bytes()).hexdigest() for p in files)
+    p = files[-1]
+    p.write_bytes(b"other contents")
+    os.utime(p, ns=(1, 1))
+    assert checkpoint.file_sha256(p) == hashlib.sha256(b"other contents").hexdigest()
