@@ -24,6 +24,8 @@ DEVICES_HELP = "auto (CUDA if available), cpu, cuda or cuda:N; 'default' keeps t
 #: ``precision`` launch argument; ``default`` keeps the YAML value (fp32 unless ``config_file`` says otherwise).
 PRECISIONS = ("default", "fp32", "fp16", "bf16")
 BOOLEANS = ("true", "false")
+#: ``publication_mode`` launch argument -> RMW_FASTRTPS_PUBLICATION_MODE of the node's process (``default``: as set)
+PUBLICATION_MODES = {"default": None, "synchronous": "SYNCHRONOUS", "asynchronous": "ASYNCHRONOUS"}
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,10 @@ def launch_arguments(task: str) -> list[Argument]:
                  "configure, the cameras are subscribed at activate, cleanup releases the model", BOOLEANS),
         Argument("autostart", "true", "with managed:=true, configure and activate it at launch; false: it waits "
                  "unconfigured for a lifecycle manager (nav2_lifecycle_manager, ros2 lifecycle set)", BOOLEANS),
+        Argument("publication_mode", "default", "Fast DDS publication mode of the node's publishers "
+                 "(RMW_FASTRTPS_PUBLICATION_MODE; rmw_fastrtps only): asynchronous hands each message to Fast DDS's "
+                 "sender thread, which pays on a GPU machine with cores to spare; 'default' keeps the environment's "
+                 "(synchronous unless set)", tuple(PUBLICATION_MODES)),
         Argument("namespace", "", "namespace of the node and its output topics"),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
         Argument("rviz_fixed_frame", "camera_optical_frame",
@@ -168,6 +174,13 @@ def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
     v = resolve(task, values)
     pairs = [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
     return pairs + ([("depth_reference", v["depth_reference"])] if v.get("depth_reference") else [])
+
+
+def node_environment(task: str, values: Mapping[str, str]) -> dict[str, str]:
+    """Environment variables the launch file adds to the node's process (``additional_env``): the Fast DDS
+    publication mode of ``publication_mode``, none for ``default`` (the shell's setting, if any, stays)."""
+    mode = PUBLICATION_MODES[resolve(task, values)["publication_mode"]]
+    return {"RMW_FASTRTPS_PUBLICATION_MODE": mode} if mode else {}
 
 
 def node_executable(task: str, values: Mapping[str, str]) -> str:

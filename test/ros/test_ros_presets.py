@@ -52,7 +52,7 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
     inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
-    rest = ["managed", "autostart", "namespace", "use_rviz", "rviz_fixed_frame"]
+    rest = ["managed", "autostart", "publication_mode", "namespace", "use_rviz", "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
     assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
     assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
@@ -236,3 +236,19 @@ def test_launch_files_are_thin():
     for task in presets.TASKS:
         text = (ROOT / "launch" / f"{task}.launch.py").read_text()
         assert f'generate("{task}")' in text and len(text.splitlines()) < 20
+
+
+def test_publication_mode_sets_the_fast_dds_mode_of_the_node_process_only_when_asked():
+    """publication_mode:=asynchronous puts RMW_FASTRTPS_PUBLICATION_MODE=ASYNCHRONOUS in the node's environment
+    (launch's additional_env); default adds nothing, so a mode set in the shell stays; other values are refused
+    with the choices."""
+    for task in presets.TASKS:
+        arg = {a.name: a for a in presets.launch_arguments(task)}["publication_mode"]
+        assert arg.default == "default" and arg.choices == ("default", "synchronous", "asynchronous")
+        assert presets.node_environment(task, {}) == {}
+        assert presets.node_environment(task, {"publication_mode": "asynchronous"}) == {
+            "RMW_FASTRTPS_PUBLICATION_MODE": "ASYNCHRONOUS"}
+        assert presets.node_environment(task, {"publication_mode": "synchronous"}) == {
+            "RMW_FASTRTPS_PUBLICATION_MODE": "SYNCHRONOUS"}
+        with pytest.raises(ValueError, match="publication_mode:='ASYNC' is not one of default, synchronous, asynchronous"):
+            presets.node_environment(task, {"publication_mode": "ASYNC"})
