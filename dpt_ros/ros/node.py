@@ -1103,7 +1103,7 @@ class DptNode(Node):
         try:
             self._infer(jobs, m, worker)
             if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
-                torch.cuda.synchronize(m.device)
+                _wait_for_stream(m.device)
         except _Abandoned:
             raise
         except Exception as e:  # noqa: BLE001
@@ -1256,7 +1256,7 @@ class DptNode(Node):
                     j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
                 x = pre(j["rgb_in"])
                 if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
-                    torch.cuda.synchronize(pre.device)
+                    _wait_for_stream(pre.device)
             except Exception as e:  # noqa: BLE001 - this frame's, counted by the caller
                 failures.append((e, [j]))
                 continue
@@ -1983,7 +1983,7 @@ class _HostCopies:
                 self._pool.clear()
             buf = self._pool[key] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
         buf.copy_(t, non_blocking=True)
-        stream = torch.cuda.current_stream(t.device)
+        stream = torch.cuda.current_stream(t.device.index)   # (an int: torch's fast lookup)
         self._streams[stream.cuda_stream] = stream
         self._arrays[name] = buf.numpy()
 
@@ -1999,6 +1999,16 @@ class _HostCopies:
         if self._streams:
             raise RuntimeError("host copies read before wait()")
         return self._arrays[name]
+
+
+def _wait_for_stream(device: torch.device) -> None:
+    """Wait for the work queued on torch's current stream of ``device``: the worker's frame (the model, and CuPy's
+    kernels and copies on the same stream). Never the whole device: a model swap captures the new model's CUDA
+    graphs on the loader thread meanwhile, and a device-wide synchronise from another thread invalidates a capture
+    in progress (CUDA errors 900 / 906: the swap failed, and this frame with it); a stream synchronise does not
+    (torch captures on a non-blocking stream of its own)."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    torch.cuda.current_stream(index).synchronize()
 
 
 def _trim_host_heap() -> None:

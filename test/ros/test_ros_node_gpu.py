@@ -1,4 +1,7 @@
 """dpt_node on a CUDA device (skipped without one): fp16, CUDA graphs, GPU pre-processing."""
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -121,6 +124,42 @@ def test_cuda_graphs_of_the_served_shape_are_captured_by_the_swap_not_by_the_nex
         p.publish(make_image(2, width=160, height=120, frame_id=ns))
     wait_for(lambda: all(len(o) == 2 for o in outs.values()), timeout=60, what="frames after the swap")
     assert sorted(key[0] for key in engine._graphs) == captured   # replayed, nothing captured on a frame
+
+
+def test_cuda_graph_swaps_under_a_stream_of_frames_lose_nothing(harness):
+    """The loader captures the new model's graphs while the worker serves the old model: the worker waits for its
+    own stream, never for the whole device (a device-wide synchronise from another thread invalidates a capture
+    in progress, CUDA error 900 / 906: the swap failed, and that frame with it). Five swaps while two cameras
+    stream as fast as the node takes them: every swap lands, no frame fails, frames keep coming."""
+    node = harness.start_node(device="cuda", precision="fp16", cuda_graphs=True, cameras=["a", "b"])
+    outs, pubs = harness.cameras(node, ("a", "b"))
+    stop = threading.Event()
+
+    def stream():
+        i = 1
+        while not stop.is_set():
+            for ns, p in pubs.items():
+                p.publish(make_image(i, width=160, height=120, frame_id=ns))
+            i += 1
+            time.sleep(0.003)
+
+    sender = threading.Thread(target=stream, daemon=True)
+    sender.start()
+    try:
+        wait_for(lambda: all(len(o) >= 3 for o in outs.values()), timeout=60, what="first frames")
+        for size in (96, 128, 160, 96, 128):
+            old = node.models
+            assert set_params(harness, node, input_size=size)[0].successful
+            wait_for(lambda: node.models is not old or node.error_counts().get("model_load"), timeout=60,
+                     what=f"swap to {size}")
+            assert node.models is not old, (size, node.error_counts())
+            seen = {ns: len(o) for ns, o in outs.items()}
+            wait_for(lambda: all(len(o) >= seen[ns] + 3 for ns, o in outs.items()), timeout=60,
+                     what=f"frames after the swap to {size}")
+    finally:
+        stop.set()
+        sender.join()
+    assert node.error_counts() == {}
 
 
 def test_lifecycle_cleanup_hands_the_gpu_memory_back(harness):
