@@ -223,3 +223,17 @@ def test_gpu_check_step_that_ends_leaves_nothing_it_started_running(tmp_path):
     r = gpu_check._run([sys.executable, "-c", code], 60.0, None)
     assert r["rc"] == 3 and not r["timed_out"]
     assert _ends(int(pid_file.read_text())), "a process the step started outlived it"
+
+
+def test_gpu_check_runs_the_ros_node_gpu_tests_first(tmp_path):
+    """The pytest step may be cut short by the device budget (2026-12-04 it stopped at the first ROS node test):
+    for a test folder, its ros/ sub-folder goes first, then the others by name; a file or a missing path as given."""
+    from dpt_ros.tools.gpu_check import _test_paths
+
+    for name in ("tools", "ros", "model", "pipeline", "__pycache__"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "conftest.py").write_text("")
+    (tmp_path / "test_top.py").write_text("")
+    assert _test_paths(str(tmp_path)) == [str(tmp_path / n) for n in ("ros", "model", "pipeline", "test_top.py", "tools")]
+    assert _test_paths(str(tmp_path / "test_top.py")) == [str(tmp_path / "test_top.py")]
+    assert _test_paths("no/such/dir") == ["no/such/dir"]
