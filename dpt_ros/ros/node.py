@@ -653,7 +653,8 @@ class DptNode(Node):
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
         of the callback it would end the executor's spin, and with it the node."""
-        before, calibration = self._settings, self._running_calibration
+        with self._lock:   # (the loader's swap writes the calibration under _lock alone)
+            before, calibration = self._settings, self._running_calibration
         try:
             return self._on_set_parameters(changed)
         except Exception as e:  # noqa: BLE001
@@ -698,6 +699,11 @@ class DptNode(Node):
         with self._lock:   # (set-parameter calls are serialised by _param_lock: ``current`` is still current)
             if configured:   # (in the section that sets the settings: a swap cannot come in between)
                 self._track_calibration(current, new)
+                if new.model_key() != current.model_key():
+                    # wanted with the settings, not after: a load of what they move away from that ends in between
+                    # must not be swapped in (it would serve, while `ros2 param get` says otherwise, until the
+                    # model asked for now is loaded once more)
+                    self._wanted = new
             self._settings = new
             active = self._active
             if calibrations is not None and configured:   # (together with the settings they go with)
@@ -1519,8 +1525,10 @@ class DptNode(Node):
                 now = time.monotonic()
                 remaining = deadline - now
                 early = now - f.camera.info_since < _INFO_GRACE_S   # its first camera_info may be on its way
+                # (deactivating: the executor that would deliver a trailing camera_info is the one waiting for this
+                # frame, so no wait)
                 if chosen is not None or (not infos and not early) or (infos and infos[-1][0] >= stamp) \
-                        or self._stopping or f.camera.info_waited_in_vain:
+                        or self._stopping or f.camera.info_waited_in_vain or not self._active:
                     break
                 if remaining <= 0:
                     f.camera.info_waited_in_vain = True

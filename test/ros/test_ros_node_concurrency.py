@@ -80,6 +80,41 @@ def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tm
     assert node.models.key == node.settings.model_key() and node.models.depth is None
 
 
+def test_a_load_ending_while_the_parameters_go_back_is_not_swapped_in(harness, monkeypatch):
+    """input_size 64 runs; 96 is asked for and loads; the user sets 64 back. The load of 96 ends just after the
+    settings say 64 and before the callback asks for a model: it must not be swapped in (it would serve while
+    `ros2 param get` says 64, and 64 would then be loaded a second time). The window is widened at that point: the
+    callback's model request waits until the loader has decided."""
+    node = harness.start_node(input_size=64)
+    running = node.models
+    gate, entered, loads = threading.Event(), threading.Event(), []
+    real = node_module.load_models
+
+    def gated(s, running_models=None):
+        loads.append(s["input_size"])
+        if s["input_size"] == 96:
+            entered.set()
+            gate.wait(30)
+        return real(s, running_models)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(entered.is_set, what="loader building the 96 model")
+    loader, real_request = node._loader, node._request_models
+
+    def request_once_the_load_has_ended(s):   # (on the executor thread, in the callback setting 64 back)
+        gate.set()
+        loader.join(60)   # the 96 model is built, and swapped in or not, before this request
+        real_request(s)
+
+    node._request_models = request_once_the_load_has_ended
+    assert set_params(harness, node, input_size=64)[0].successful
+    assert not loader.is_alive()
+    wait_for(lambda: _settled(node), timeout=60, what="loader finished")
+    assert node.models is running, "the 96 model was swapped in after the parameters went back to 64"
+    assert loads == [96] and node.settings["input_size"] == 64 and node.models.key == node.settings.model_key()
+
+
 def test_model_request_while_the_loader_thread_exits_is_not_lost(harness):
     """The loader leaves its loop under the lock, but its thread is still alive for a moment after
     that. A change arriving in that moment must still be loaded (it used to be dropped: is_alive()
