@@ -1005,7 +1005,7 @@ class DptNode(Node):
                         frames.append(cam.pending)
                         cam.pending = None
                 self._in_worker = frames
-            self._busy = ("decode", time.monotonic())
+                self._busy = ("decode", time.monotonic())
             try:
                 self.process(frames, worker=me)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
