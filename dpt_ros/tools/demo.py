@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -83,7 +84,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--source", default="builtin", help="sample camera source: builtin, a folder or a video")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.frames < 1:
+        ap.error(f"--frames must be at least 1; got {args.frames}")
+    return args
 
 
 def ros_args(params: dict) -> list[str]:
@@ -93,12 +97,13 @@ def ros_args(params: dict) -> list[str]:
     return out
 
 
-#: the names of the files a run writes (an earlier run's are removed first; nothing else in the folder is touched)
-_OUTPUT_FILE = re.compile(r"frame_\d{3,}_(input\.png|inverse_depth\.png|inverse_depth\.npy)")
+#: the names of the files a run writes (an earlier run's are removed, once this run has frames to write; nothing else
+#: in the folder is touched)
+_OUTPUT_FILE = re.compile(r"frame_\d{3,}_(input\.png|inverse_depth\.png|inverse_depth\.npy)|summary\.json")
 
 
 def clear_previous_run(out: Path) -> None:
-    """Remove the frames an earlier run wrote into ``out`` (a longer run's would otherwise stay beside this one's);
+    """Remove what an earlier run wrote into ``out`` (a longer run's frames would otherwise stay beside this one's);
     files of any other name, e.g. the user's own ``frame_0001.jpg``, are left alone."""
     for old in out.iterdir():
         if _OUTPUT_FILE.fullmatch(old.name) and old.is_file():
@@ -107,8 +112,6 @@ def clear_previous_run(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.frames < 1:
-        raise SystemExit("demo: --frames must be at least 1")
     os.umask(os.umask(0o022) | 0o002)   # never write world-writable outputs, whatever the caller's umask
     weights = args.weights or default_weights(args.variant)
     random_weights = weights == "random"
@@ -132,9 +135,10 @@ def main(argv: list[str] | None = None) -> int:
     from dpt_ros.ros import conversions
 
     out = Path(args.out)
-    try:
+    try:   # (an earlier run's files stay until this run has frames of its own to write)
         out.mkdir(parents=True, exist_ok=True)
-        clear_previous_run(out)
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise PermissionError(13, "not writable")
     except OSError as e:
         print(f"demo: cannot use the output folder {out}: {e.strerror or e}", file=sys.stderr)
         return 2
@@ -175,10 +179,17 @@ def main(argv: list[str] | None = None) -> int:
         return sorted(s for s in list(raw) if s in colored and s in inputs)
 
     code = 0
+    # Ctrl-C (SIGINT to the terminal's whole process group, the children too) or SIGTERM: stop collecting and keep what
+    # came. The flag is set before a child's exit can be seen: the handler runs as the spin below returns.
+    interrupted = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: interrupted.set())
     deadline = time.monotonic() + args.timeout
     try:
         while len(complete()) < args.frames:
             rclpy.spin_once(node, timeout_sec=0.1)
+            if interrupted.is_set():
+                break
             for p in procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.args[2]} exited early with code {p.returncode} (see its log above)")
@@ -187,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         # one more diagnostics message so that its counters include the collected frames
         n_diag = len(diagnostics)
         end = time.monotonic() + 3.0
-        while len(diagnostics) == n_diag and time.monotonic() < end:
+        while len(diagnostics) == n_diag and time.monotonic() < end and not interrupted.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
     except (RuntimeError, TimeoutError) as e:
         print(f"demo: {e}", file=sys.stderr)
@@ -195,7 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGINT)
+                # SIGTERM, not SIGINT: a child still importing its modules would print a KeyboardInterrupt traceback,
+                # where SIGTERM ends it quietly; one that is up shuts down cleanly on either (rclpy handles both)
+                p.send_signal(signal.SIGTERM)
         for p in procs:
             try:
                 p.wait(10)
@@ -204,9 +217,17 @@ def main(argv: list[str] | None = None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
 
+    if interrupted.is_set():
+        print(f"demo: interrupted after {min(len(complete()), args.frames)} of {args.frames} frames", file=sys.stderr)
+        code = 130
     if not complete():
-        print(f"demo: no frame was processed; nothing written to {out}/", file=sys.stderr)
+        print(f"demo: no frame was processed; nothing written to {out}/ (left as it was)", file=sys.stderr)
         return code or 1
+    try:
+        clear_previous_run(out)
+    except OSError as e:
+        print(f"demo: cannot clear the earlier run's files in {out}: {e.strerror or e}", file=sys.stderr)
+        return 2
     frames = []
     for i, s in enumerate(complete()[: args.frames]):
         msg, received = raw[s]
@@ -253,4 +274,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:   # Ctrl-C before the children were started or rclpy took over SIGINT
+        print("demo: interrupted", file=sys.stderr)
+        sys.exit(130)

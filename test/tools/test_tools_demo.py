@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -75,7 +76,13 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
 
 
 def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(tmp_path):
+    """The node's reason, once; nothing written, and an earlier run's results left as they were (not its frames
+    removed and its summary kept)."""
     out = tmp_path / "out"
+    out.mkdir()
+    earlier = {"frame_000_input.png": b"an earlier run's frame", "summary.json": b'{"frames": 1}'}
+    for name, data in earlier.items():
+        (out / name).write_bytes(data)
     res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "2", "--out", str(out),
                           "--variant", "dpt_tiny", "--weights", str(tmp_path / "missing.pt"), "--device", "cpu",
                           "--timeout", "120"], env=dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only()),
@@ -83,8 +90,9 @@ def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(t
     assert res.returncode == 1, res.stderr
     assert res.stderr.count("missing.pt' not found") == 1, res.stderr   # the node's reason, once
     assert "dpt_ros.ros.node exited early with code 2" in res.stderr
-    assert f"no frame was processed; nothing written to {out}/" in res.stderr
-    assert list(out.iterdir()) == [] and "frames ->" not in res.stdout
+    assert f"no frame was processed; nothing written to {out}/ (left as it was)" in res.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier and "frames ->" not in res.stdout
+    assert "Traceback" not in res.stderr
 
 
 def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(capsys):
@@ -104,5 +112,67 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
     assert demo.default_weights("dpt_hybrid") == str(tmp_path / "weights" / "dpt_hybrid-midas-501f0c75.pt")
     assert demo.default_weights("dpt_large") == "random"   # another variant's file is not taken
     assert demo.default_weights("dpt_tiny") == "random"    # no release at all
-    with pytest.raises(SystemExit, match="--frames must be at least 1"):
+
+
+
+def test_demo_refuses_no_frames_as_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
         demo.main(["--frames", "0"])
+    assert info.value.code == 2 and "--frames must be at least 1; got 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_frames_collected_so_far_and_says_so(tmp_path):
+    """Ctrl-C in a terminal (SIGINT to the demo's whole process group, its two children too) after a few frames: one
+    line, exit 130, no traceback from any of the three processes, the frames collected so far written with their
+    summary, and no process left behind."""
+    import signal
+    import time
+
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    out = tmp_path / "out"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    proc = subprocess.Popen([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "1000", "--out", str(out),
+                             "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu", "--width", "160",
+                             "--height", "120", "--rate", "10", "--timeout", "180"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    seen = []
+    try:
+        probe = rclpy.create_node("demo_probe", context=context)
+        probe.create_subscription(Image, "/demo/inverse_depth", seen.append,
+                                  QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        end = time.monotonic() + 150
+        while len(seen) < 4 and time.monotonic() < end and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert len(seen) >= 4, "the demo published no frames"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        rclpy.try_shutdown(context=context)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr + stdout, stderr[-3000:]
+    said = [line for line in stderr.splitlines() if line.startswith("demo: interrupted after ")]
+    assert len(said) == 1 and said[0].endswith(" of 1000 frames"), stderr[-2000:]
+    n = int(said[0].split()[3])
+    summary = json.loads((out / "summary.json").read_text())
+    assert n >= 1 and summary["frames"] == n
+    assert sorted(p.name for p in out.glob("frame_*_inverse_depth.npy")) == [
+        f"frame_{i:03d}_inverse_depth.npy" for i in range(n)]
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):   # (field 6: the session id; the demo led its own session)
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:   # gone meanwhile
+            continue
+        if int(fields[3]) == proc.pid:
+            left.append(stat.parent.name)
+    assert left == [], f"processes of the demo's session still running: {left}"
