@@ -575,10 +575,13 @@ class DptNode(Node):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
             if name and name in _variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
                 try:   # a Hugging Face snapshot folder stands for its weights file, as when set live
-                    found = resolve_weights_path(weights).is_file()
+                    path = resolve_weights_path(weights)
                 except FileNotFoundError as e:
                     raise StartupError(f"{task}.weights: {e}") from None
-                if not found:
+                if path.exists() and not path.is_file():   # a device, pipe or socket: not "not found"
+                    raise StartupError(f"{task}.weights: {weights!r} exists but is not a regular file (a device, "
+                                       f"pipe or socket); give the checkpoint file itself")
+                if not path.is_file():
                     raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
             if name and name in _variant_names(task) and not weights:
                 raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")
@@ -2109,12 +2112,44 @@ def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:
     return None
 
 
+_USAGE = """usage: {program} [--ros-args -p NAME:=VALUE ... -r FROM:=TO ... --params-file FILE]
+
+The dpt_ros node: subscribes image (or image/compressed) and camera_info, runs DPT, publishes inverse_depth,
+depth + depth/camera_info, segmentation, points (and their colored / compressed copies) and /diagnostics.
+
+Parameters (all of them, with ranges and defaults: README.md, "Parameters"; live: ros2 param list / describe):
+  depth.variant, segmentation.variant   DPT variant; empty disables that task (dpt_hybrid, dpt_large, ...)
+  depth.weights, segmentation.weights   checkpoint file (or Hugging Face snapshot folder), or random
+  device, precision, cuda_graphs        auto / cpu / cuda[:N]; fp32 / fp16 / bf16; CUDA graphs on a GPU
+  input_size, resize_method             network input size (multiple of 32, 0 = the variant's), resize rule
+  cameras                               camera namespaces served by this node (default: one, the node's own)
+
+Example:
+  {program} --ros-args -p depth.weights:=weights/dpt_hybrid-midas-501f0c75.pt -r image:=/camera/image_raw \\
+      -r camera_info:=/camera/camera_info
+"""
+
+
 def main(args=None, managed: bool = False) -> int:
     """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``; with
     ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`)."""
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
+    program = "dpt_lifecycle_node" if managed else "dpt_node"
+    try:   # the node takes ROS arguments only: anything else is a mistake (a parameter without --ros-args -p ...)
+        rest = rclpy.utilities.remove_ros_args(sys.argv)[1:] if args is None else \
+            rclpy.utilities.remove_ros_args(list(args))
+    except Exception:  # noqa: BLE001 - malformed ROS arguments: rclpy.init below says what
+        rest = []
+    if any(a in ("-h", "--help") for a in rest):
+        print(_USAGE.format(program=program))
+        return 0
+    if rest:
+        print(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments only; "
+              f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
+              f"(--help: the main ones)", file=sys.stderr)
+        return 2
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...

@@ -211,6 +211,34 @@ def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_pa
     assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
 
+def test_help_and_arguments_that_are_not_ros_arguments():
+    """--help prints a usage with the main parameters and exits 0 without starting anything; any other argument that
+    is not a ROS argument (a parameter given without --ros-args -p) is refused with the way to give it, exit 2."""
+    base = [sys.executable, "-m", "dpt_ros.ros.node"]
+    res = subprocess.run([*base, "--help"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout.startswith("usage: dpt_node [--ros-args"), res.stdout + res.stderr
+    assert "depth.weights" in res.stdout and "README.md" in res.stdout and "[FATAL]" not in res.stdout + res.stderr
+    for extra in (["depth.weights:=x.pt"], ["--bogus", "--ros-args", "-p", "device:=cpu"]):
+        res = subprocess.run([*base, *extra], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert f"dpt_node: unexpected argument(s) {extra[0]!r}: the node takes ROS arguments only; parameters go " \
+               "after --ros-args, e.g. dpt_node --ros-args -p depth.weights:=<file>" in res.stderr, res.stderr
+    # ROS arguments alone are not refused: the node starts (and here stops at its missing weights, exit 2 all the same)
+    res = subprocess.run([*base, "--ros-args", "-p", "depth.variant:=dpt_large"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "unexpected argument" not in res.stderr and "depth.weights is not set" in res.stderr
+
+
+def test_a_weights_path_that_is_not_a_regular_file_is_said_to_be_so(tmp_path):
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", str(fifo)):
+        proc = start("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}", "-p", "device:=cpu")
+        code, log = proc.wait(timeout=60), proc.stdout.read()
+        assert code == 2 and f"depth.weights: '{path}' exists but is not a regular file (a device, pipe or socket); " \
+                             "give the checkpoint file itself" in log, log
+
+
 def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capfd):
     """A permission problem is the user's to fix, like a missing file: exit 2 and the reason (as root, which reads
     every file, chmod cannot show it: the loader's open() is made to fail as it does for another user)."""
