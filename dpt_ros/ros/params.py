@@ -151,6 +151,13 @@ def declare_hint(name: str, kind: type, error: str) -> str:
         return f" (a list: {name}:=[a, b] on the command line, {name}: [a, b] in YAML)"
     if kind is bool and "expecting type 'BOOL'" in error:
         return f" (a bool: write true or false, unquoted: {name}:=true)"
+    spec = SPECS.get(name)
+    if spec is not None and ("out of range" in error or "not a valid step" in error):
+        if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
+            lo, hi, step = spec.int_range
+            return f" (allowed: {lo}..{hi}" + (f" in steps of {step}, e.g. {name}:={lo + step}" if step > 1 else "") + ")"
+        if spec.float_range is not None:
+            return f" (allowed: {spec.float_range[0]:g}..{spec.float_range[1]:g})"
     return ""
 
 

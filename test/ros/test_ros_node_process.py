@@ -266,7 +266,12 @@ def test_invalid_startup_parameters_exit_with_reason():
 
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
-    for arg, needle in (("input_size:=33", "not a valid step"), ("input_size:=abc", "expecting type 'INTEGER'"),
+    for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32: input_size "
+                                           "(allowed: 0..2048 in steps of 32, e.g. input_size:=32)"),
+                        ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096: input_size (allowed: 0..2048 "
+                                             "in steps of 32"),
+                        ("points.stride:=0", "(allowed: 1..64)"),
+                        ("input_size:=abc", "expecting type 'INTEGER'"),
                         ("depth.max:=7", "write it with a decimal point, depth.max: 7.0"),
                         ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)"),
                         ("lazy:=1", "(a bool: write true or false, unquoted: lazy:=true)")):
