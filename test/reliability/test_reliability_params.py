@@ -131,6 +131,10 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
             s.join()
         wait_for(lambda: all(f is not None and f.done() for f in futures), timeout=120, what="every reply")
         calls_s = time.monotonic() - t0
+        # a depth model asked for in the storm may still be loading: until it is swapped in, the running model's frames
+        # keep the calibration they had when it was asked for (by design), so the frames counted from here on are
+        # those after the swap
+        wait_for(lambda: not node._model_loading, timeout=120, what="the model swap")
         n = len(depth_msgs)
         # on a loaded machine few frames get through during the storm, and the probe (busy with the
         # replies) can miss one of a frame's two outputs: stream on until enough frames have both
