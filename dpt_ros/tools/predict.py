@@ -18,7 +18,9 @@ name), as the official ``run_monodepth.py`` and
   (the ADE20K palette blended half over the image).
 
 Exit status: 0 all images done, 1 some could not be read (each named), 2 usage error (bad arguments or
-weights, an output folder that cannot be written or that would overwrite an input image). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
+weights, an output folder that cannot be written or that would overwrite an input image), 130 interrupted
+(Ctrl-C: one line, no traceback). ``--weights random`` runs with random initialisation and says so loudly: outputs
+meaningless.
 """
 from __future__ import annotations
 
@@ -37,6 +39,9 @@ from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
 from dpt_ros.model.engine import check_target
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, RESIZE_METHODS
 
+#: --input-size: lowest, highest, step; the node's ``input_size`` parameter's range (dpt_ros/ros/params.py, which
+#: needs ROS to import: a test keeps the two the same)
+INPUT_SIZE_RANGE = (0, 2048, 32)
 #: the official run_monodepth.py's scale of a metric variant's depth before writing it
 OFFICIAL_DEPTH_SCALE = {"dpt_hybrid_kitti": 256.0, "dpt_hybrid_nyu": 1000.0}
 _RANDOM_BANNER = """
@@ -58,7 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     ap.add_argument("--input-size", type=int, default=0,
-                    help="network size (multiple of 32); 0 = the variant's own (as the node's input_size)")
+                    help="network size, %d..%d in steps of %d; 0 = the variant's own (as the node's input_size)"
+                    % INPUT_SIZE_RANGE)
     ap.add_argument("--resize-method", default="minimal", choices=RESIZE_METHODS)
     ap.add_argument("--absolute-depth", action="store_true",
                     help="metric variants: write <name>.png unstretched (KITTI 1/256 m, NYU mm), as the official flag")
@@ -171,6 +177,15 @@ def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> st
 
 
 def main(argv=None) -> int:
+    """Command line (also the ``dpt_predict`` console script); Ctrl-C ends it with one line and status 130."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("predict: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv=None) -> int:
     args = parse_args(argv)
     variant = get_variant(args.variant)
     weights = args.weights if args.weights == "random" else os.path.expanduser(args.weights)
@@ -178,10 +193,11 @@ def main(argv=None) -> int:
         print(f"predict: --absolute-depth is for the metric variants ({', '.join(OFFICIAL_DEPTH_SCALE)}); "
               f"{args.variant}'s relative inverse depth has no absolute unit", file=sys.stderr)
         return 2
-    if args.input_size % 32 or args.input_size < 0:
-        print(f"predict: --input-size must be a multiple of 32 (0 = the variant's {'x'.join(map(str, variant.net_size))}, "
-              "height x width); "
-              f"got {args.input_size}", file=sys.stderr)
+    lo, hi, step = INPUT_SIZE_RANGE
+    if not (lo <= args.input_size <= hi and (args.input_size - lo) % step == 0):
+        print(f"predict: --input-size must be {lo}..{hi} in steps of {step}, as the node's input_size "
+              f"(0 = the variant's {'x'.join(map(str, variant.net_size))}, height x width); got {args.input_size}",
+              file=sys.stderr)
         return 2
     try:
         check_target(args.device, args.precision)

@@ -7,13 +7,20 @@ Nothing is downloaded here (use a browser, curl or wget on another machine)::
     python -m dpt_ros.tools.weights --convert dpt_large-midas-2f21e586.pt dpt_large.safetensors \\
         --variant dpt_large --to hf
 
-Exit status: 0 = OK, 1 = the file failed a check, 2 = usage error.
+``--convert`` writes DST whole or not at all (a temporary file in DST's folder, then renamed over DST), never over
+SRC itself, and only into a folder that exists.
+
+Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -99,12 +106,27 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
 
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix), fp32; a
-    .safetensors file records the variant, which loading it as another variant refuses."""
+    .safetensors file records the variant, which loading it as another variant refuses.
+
+    :raises FileNotFoundError: no file ``src`` (no errno), or no folder for ``dst`` (errno ENOENT).
+    :raises ValueError: ``dst`` is ``src``. :raises CheckpointError: ``src`` cannot be loaded as ``variant``.
+    :raises OSError: ``dst`` cannot be written (then it is left as it was)."""
     import torch
 
     from dpt_ros.model import official_to_hf
-    from dpt_ros.model.checkpoint import load_checkpoint
+    from dpt_ros.model.checkpoint import load_checkpoint, resolve_weights_path
 
+    src = resolve_weights_path(src)   # ~ expanded; a Hugging Face snapshot folder -> its weights file
+    if not src.exists():   # (the loader's message would add where a variant's release weights are: not the point here)
+        raise FileNotFoundError(f"weights file not found: {src}")
+    same = same_file_error(src, dst)
+    if same:
+        raise ValueError(same)
+    target = Path(os.path.realpath(Path(dst).expanduser()))   # a symlink: the file it names is replaced, the link kept
+    if not target.parent.exists():
+        # (an OSError of the system's kind: reported as the destination's; no folders are made on a typo's word)
+        raise FileNotFoundError(errno.ENOENT, f"the folder {target.parent} does not exist; create it first "
+                                              f"(mkdir -p {target.parent}) or give a DST in an existing folder")
     model = load_checkpoint(src, get_variant(variant))
     rep = model.load_report
     absent = set(rep.absent_optional) | set(rep.absent_counters)   # what the model filled in: not the file's
@@ -112,19 +134,53 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     if to == "hf":
         sd = official_to_hf(sd)
     sd = {k: t.clone() for k, t in sd.items()}  # no shared storage (q/k/v views) for safetensors
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(dst, "wb") as f:   # (opened here: a destination it cannot write is an OSError, reported as such)
-        if dst.suffix == ".safetensors":
-            from safetensors.torch import save
+    # a temporary file in the destination's folder, renamed over it once complete: an interrupted or failed write
+    # (Ctrl-C, a full disk) leaves DST as it was, and no temporary behind (a destination it cannot write is an
+    # OSError, reported as such)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if dst.suffix == ".safetensors":
+                from safetensors.torch import save
 
-            from dpt_ros.model.checkpoint import VARIANT_METADATA_KEY
+                from dpt_ros.model.checkpoint import VARIANT_METADATA_KEY
 
-            # the variant goes with the weights (a renamed KITTI/NYU file is not taken for relative depth);
-            # "format" is what transformers requires of safetensors metadata
-            f.write(save(sd, metadata={"format": "pt", VARIANT_METADATA_KEY: model.variant.name}))
-        else:
-            torch.save(sd, f)
+                # the variant goes with the weights (a renamed KITTI/NYU file is not taken for relative depth);
+                # "format" is what transformers requires of safetensors metadata
+                f.write(save(sd, metadata={"format": "pt", VARIANT_METADATA_KEY: model.variant.name}))
+            else:
+                torch.save(sd, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 -> what open() would have given (the node's user reads it)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
     return f"wrote {dst} ({len(sd)} tensors, {to} names)"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def same_file_error(src: Path, dst: Path) -> str:
+    """Why ``--convert SRC DST`` would overwrite its own source ('' when it would not): DST is SRC under any
+    spelling (``./a.pt``, ``~``, a symlink or hard link to it, the weights file of a snapshot folder SRC)."""
+    from dpt_ros.model.checkpoint import resolve_weights_path
+
+    try:
+        src, dst = resolve_weights_path(src), Path(dst).expanduser()
+        same = dst.exists() and os.path.samefile(src, dst)
+    except OSError:   # (SRC missing or unreadable: said by the loader)
+        return ""
+    if not same:
+        return ""
+    return (f"--convert: DST {dst} is the same file as SRC {src} (converting would overwrite the source); give "
+            f"another DST, e.g. {src.with_name(src.stem + '_converted' + (dst.suffix or '.pt'))}")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -148,11 +204,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             if not args.variant:
                 ap.error("--convert needs --variant")
+            same = same_file_error(*map(Path, args.convert))
+            if same:
+                ap.error(same)
             print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
     except (CheckpointError, OSError) as exc:
-        # the loader's own refusals (and its "no such file" for a missing source, a FileNotFoundError without an
+        # the loader's own refusals (and the "no such file" for a missing source, a FileNotFoundError without an
         # errno) say what is wrong; an OSError of the system's is the destination of --convert (a missing folder, no
-        # permission, a full disk): reading the source fails as a CheckpointError
+        # permission, a full disk; DST is left as it was): reading the source fails as a CheckpointError
         if isinstance(exc, CheckpointError) or (isinstance(exc, FileNotFoundError) and exc.errno is None):
             if report:   # what was checked before the failure
                 print("\n".join(report))

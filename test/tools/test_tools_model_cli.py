@@ -3,6 +3,9 @@
 import hashlib
 import json
 import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,8 +84,90 @@ def test_convert_to_a_place_it_cannot_write_is_one_line(tiny_file, tmp_path, cap
     assert weights.main(["--convert", str(tiny_file), str(missing), "--variant", "dpt_tiny"]) == 1
     err = capsys.readouterr().err
     assert err == f"FAILED: cannot write {missing}: No such file or directory\n", err
-    assert weights.main(["--convert", str(tmp_path / "gone.pt"), str(tmp_path / "out.pt"), "--variant", "dpt_tiny"]) == 1
-    assert capsys.readouterr().err.startswith(f"FAILED: weights file not found: {tmp_path / 'gone.pt'}")
+    # a missing source is just that (not the loader's advice on a variant's release weights: no use for a convert)
+    for variant in ("dpt_tiny", "dpt_hybrid"):
+        assert weights.main(["--convert", str(tmp_path / "gone.pt"), str(tmp_path / "out.pt"),
+                             "--variant", variant]) == 1
+        assert capsys.readouterr().err == f"FAILED: weights file not found: {tmp_path / 'gone.pt'}\n"
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_convert_never_writes_over_its_source(tiny_file, tmp_path, monkeypatch, capsys):
+    """DST naming SRC under any spelling (as given, ./name, dir/../name, a symlink, a hard link) is a usage error of
+    one line saying what to do, with the source untouched (it was overwritten with the converted tensors)."""
+    src = tmp_path / "tiny.pt"
+    src.write_bytes(tiny_file.read_bytes())
+    original = src.read_bytes()
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.pt").symlink_to(src)
+    os.link(src, tmp_path / "hard.pt")
+    monkeypatch.chdir(tmp_path)
+    for dst in (str(src), "./tiny.pt", str(tmp_path / "sub" / ".." / "tiny.pt"), "link.pt", str(tmp_path / "hard.pt")):
+        with pytest.raises(SystemExit) as e:
+            weights.main(["--convert", str(src), dst, "--variant", "dpt_tiny", "--to", "official"])
+        err = capsys.readouterr().err.splitlines()
+        assert e.value.code == 2, dst
+        assert f" error: --convert: DST {Path(dst)} is the same file as SRC {src} " in err[-1] and \
+            err[-1].endswith(f"give another DST, e.g. {tmp_path / 'tiny_converted.pt'}"), err
+        assert src.read_bytes() == original
+    with pytest.raises(SystemExit) as e:   # the other way round: SRC the link, DST the file
+        weights.main(["--convert", "link.pt", "tiny.pt", "--variant", "dpt_tiny"])
+    assert e.value.code == 2 and "is the same file as SRC link.pt" in capsys.readouterr().err
+    snap = tmp_path / "snapshot"   # a Hugging Face snapshot folder stands for its weights file
+    snap.mkdir()
+    weights.convert(src, snap / "model.safetensors", "dpt_tiny", "hf")
+    snapshot = (snap / "model.safetensors").read_bytes()
+    with pytest.raises(SystemExit) as e:
+        weights.main(["--convert", str(snap), str(snap / "model.safetensors"), "--variant", "dpt_tiny"])
+    assert e.value.code == 2 and "is the same file as SRC" in capsys.readouterr().err
+    assert (snap / "model.safetensors").read_bytes() == snapshot
+    with pytest.raises(ValueError, match="same file as SRC"):   # the function refuses as well
+        weights.convert(src, tmp_path / "link.pt", "dpt_tiny", "official")
+    assert src.read_bytes() == original and (tmp_path / "link.pt").is_symlink()
+
+
+def test_convert_into_a_folder_that_does_not_exist_makes_none(tiny_file, tmp_path, capsys):
+    dst = tmp_path / "nonexist" / "dir" / "x.safetensors"
+    assert weights.main(["--convert", str(tiny_file), str(dst), "--variant", "dpt_tiny"]) == 1
+    folder = tmp_path / "nonexist" / "dir"
+    assert capsys.readouterr().err == (f"FAILED: cannot write {dst}: the folder {folder} does not exist; create it "
+                                       f"first (mkdir -p {folder}) or give a DST in an existing folder\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_writes_whole_files_or_none(tiny_file, tmp_path):
+    """A convert that fails while writing (here: the file size limit, a full disk's stand-in) leaves DST as it was
+    and no temporary file; one that succeeds leaves DST (with the permissions a new file gets) and nothing else; a
+    DST that is a symlink is replaced where it points, the link kept."""
+    import resource
+
+    dst = tmp_path / "model.safetensors"
+    dst.write_bytes(b"the previous conversion")
+    cmd = [sys.executable, "-m", "dpt_ros.tools.weights", "--convert", str(tiny_file), str(dst),
+           "--variant", "dpt_tiny"]
+    limited = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20)))
+    assert limited.returncode == 1, limited.stderr[-2000:]
+    assert limited.stderr == f"FAILED: cannot write {dst}: File too large\n"
+    assert dst.read_bytes() == b"the previous conversion" and [p.name for p in tmp_path.iterdir()] == [dst.name]
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout == f"wrote {dst} (270 tensors, hf names)\n", done.stderr[-2000:]
+    assert [p.name for p in tmp_path.iterdir()] == [dst.name]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(dst.stat().st_mode) == 0o666 & ~umask
+    ref = load_engine("dpt_tiny", tiny_file).run(torch.ones(1, 3, 64, 64))["inverse_depth"]
+    assert torch.equal(load_engine("dpt_tiny", dst).run(torch.ones(1, 3, 64, 64))["inverse_depth"], ref)
+
+    real = tmp_path / "store" / "official.pt"
+    real.parent.mkdir()
+    real.write_bytes(b"old")
+    (tmp_path / "link.pt").symlink_to(real)
+    assert weights.main(["--convert", str(dst), str(tmp_path / "link.pt"), "--variant", "dpt_tiny",
+                         "--to", "official"]) == 0
+    assert (tmp_path / "link.pt").is_symlink() and sorted(p.name for p in real.parent.iterdir()) == ["official.pt"]
+    assert set(read_state_dict(real)) == set(random_state_dict("dpt_tiny", seed=5))
 
 
 def test_bench_model_quick_json(capsys):

@@ -2,6 +2,10 @@
 saved as checkpoint files, so the real loader runs)."""
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -105,8 +109,10 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd):
 
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
-    (["--weights", "random", "--input-size", "50"],
-     "--input-size must be a multiple of 32 (0 = the variant's 128x128, height x width); got 50"),
+    # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32")
+    *((["--weights", "random", "--input-size", size],
+       "predict: --input-size must be 0..2048 in steps of 32, as the node's input_size "
+       f"(0 = the variant's 128x128, height x width); got {size}\n") for size in ("50", "100000", "2080", "-32")),
     (["--weights", "random", "--absolute-depth"], "--absolute-depth is for the metric variants"),
     # the device or precision is said to be the problem, not the weights file (which is not read at all)
     (["--weights", "/nowhere/dpt_tiny.pt", "--device", "gpu"], "predict: device must be 'cpu' or 'cuda[:N]', got 'gpu'"),
@@ -117,6 +123,36 @@ def test_usage_errors_exit_2_with_the_reason(files, capsys, args, message):
     assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--out", str(files / "x"), *args]) == 2
     err = capsys.readouterr().err
     assert message in err and ("cannot load" in err) == ("cannot load" in message), err
+
+
+def test_input_size_range_is_the_nodes():
+    from dpt_ros.ros.params import PARAMETERS
+
+    assert predict.INPUT_SIZE_RANGE == next(p.int_range for p in PARAMETERS if p.name == "input_size")
+
+
+def test_ctrl_c_is_one_line_and_130(files, tmp_path):
+    """SIGINT while images are being processed: one line, exit 130 (was: a torch traceback ending in
+    KeyboardInterrupt)."""
+    # (SIGINT's default handler set explicitly: a suite started in the background by a shell inherits SIGINT ignored;
+    # then the module runs as `python -m` runs it)
+    code = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "runpy.run_module('dpt_ros.tools.predict', run_name='__main__', alter_sys=True)")
+    image = str(files / "images" / "a.png")
+    proc = subprocess.Popen([sys.executable, "-c", code, *[image] * 500, "--variant", "dpt_tiny",
+                             "--weights", str(files / "tiny.pt"), "--input-size", "256",
+                             "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()   # the first image done: the model loaded and running
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert first.startswith(f"{image}: 96x64 (WxH)"), (first, err[-2000:])
+    assert proc.returncode == 130 and err == "predict: interrupted\n", (proc.returncode, err[-2000:])
 
 
 def test_random_weights_are_announced(files, capsys):
