@@ -6,6 +6,7 @@ Topics (relative, remappable): ``image`` (sensor_msgs/Image), ``camera_info``, a
 same header (stamp = publish time, ``frame_id`` parameter).
 
     ros2 run dpt_ros sample_camera --ros-args -p source:=builtin -p rate:=10.0 -p width:=640
+    ros2 run dpt_ros sample_camera --help     # the parameters and their defaults
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+from rclpy.utilities import remove_ros_args
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
@@ -31,6 +33,21 @@ from dpt_ros.ros import conversions, params
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+
+#: The node's parameters, all read-only: (name, default, description, declared range or None); ``--help`` lists them.
+PARAMETERS = (
+    ("source", "builtin", "builtin, builtin:astronaut,coffee, an image folder or a video file", None),
+    ("rate", 10.0, "publish rate in Hz", (0.01, 1000.0)),
+    ("width", 640, "output width in pixels (0 = source width, or keep aspect)", (0, 8192)),
+    ("height", 480, "output height in pixels (0 = source height, or keep aspect)", (0, 8192)),
+    ("encoding", "rgb8", "image encoding: " + ", ".join(ENCODINGS), None),
+    ("frame_id", "camera_optical_frame", "header frame_id (optical frame, REP 103)", None),
+    ("loop", True, "start again at the end of the source", None),
+    ("count", 0, "stop after this many frames (0 = never)", (0, 2**31 - 1)),
+    ("fov_deg", 60.0, "horizontal field of view of the published CameraInfo", (1.0, 179.0)),
+    ("reliability", "reliable", "QoS reliability: reliable or best_effort", None),
+    ("publish_compressed", False, "also publish image/compressed (JPEG)", None),
+)
 
 
 def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
@@ -165,18 +182,11 @@ class SampleCamera(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sample_camera", **kwargs)
-        p = self._declare
-        self.source = p("source", "builtin", "builtin, builtin:astronaut,coffee, an image folder or a video file")
-        self.rate = p("rate", 10.0, "publish rate in Hz", frange=(0.01, 1000.0))
-        self.width = p("width", 640, "output width in pixels (0 = source width, or keep aspect)", irange=(0, 8192))
-        self.height = p("height", 480, "output height in pixels (0 = source height, or keep aspect)", irange=(0, 8192))
-        self.encoding = p("encoding", "rgb8", "image encoding: " + ", ".join(ENCODINGS))
-        self.frame_id = p("frame_id", "camera_optical_frame", "header frame_id (optical frame, REP 103)")
-        self.loop = p("loop", True, "start again at the end of the source")
-        self.count = p("count", 0, "stop after this many frames (0 = never)", irange=(0, 2**31 - 1))
-        self.fov = p("fov_deg", 60.0, "horizontal field of view of the published CameraInfo", frange=(1.0, 179.0))
-        self.reliability = p("reliability", "reliable", "QoS reliability: reliable or best_effort")
-        self.compressed = p("publish_compressed", False, "also publish image/compressed (JPEG)")
+        v = {name: self._declare(name, default, description, bounds)
+             for name, default, description, bounds in PARAMETERS}
+        self.source, self.rate, self.width, self.height = v["source"], v["rate"], v["width"], v["height"]
+        self.encoding, self.frame_id, self.loop, self.count = v["encoding"], v["frame_id"], v["loop"], v["count"]
+        self.fov, self.reliability, self.compressed = v["fov_deg"], v["reliability"], v["publish_compressed"]
         if self.encoding not in ENCODINGS:
             raise ValueError(f"encoding {self.encoding!r} not supported; choose from {', '.join(ENCODINGS)}")
         if self.reliability not in ("reliable", "best_effort"):
@@ -195,12 +205,12 @@ class SampleCamera(Node):
         self.get_logger().info(f"publishing {self.source} at {self.rate:g} Hz as {self.encoding} "
                                f"on {self.image_pub.topic_name}")
 
-    def _declare(self, name, default, description, frange=None, irange=None):
+    def _declare(self, name, default, description, bounds=None):
         d = ParameterDescriptor(description=description, read_only=True)
-        if frange:
-            d.floating_point_range = [FloatingPointRange(from_value=frange[0], to_value=frange[1], step=0.0)]
-        if irange:
-            d.integer_range = [IntegerRange(from_value=irange[0], to_value=irange[1], step=1)]
+        if bounds and isinstance(default, float):
+            d.floating_point_range = [FloatingPointRange(from_value=bounds[0], to_value=bounds[1], step=0.0)]
+        elif bounds:
+            d.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
         try:
             return self.declare_parameter(name, default, d).value
         except InvalidParameterTypeException as e:   # e.g. rate:=30, an integer to ROS
@@ -251,9 +261,48 @@ class SampleCamera(Node):
         self.published += 1
 
 
+def _ros_value(value) -> str:
+    """A default as written after ``-p name:=`` (``10.0``: a double parameter refuses ``10``)."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def usage() -> str:
+    """What ``--help`` prints: what the tool publishes and its ROS parameters with their defaults."""
+    lines = ["usage: sample_camera [-h] [--ros-args -p name:=value ...]",
+             "",
+             "Publishes sensor_msgs/Image on image and sensor_msgs/CameraInfo on camera_info (same header), and with",
+             "publish_compressed:=true sensor_msgs/CompressedImage on image/compressed (JPEG), at a fixed rate from",
+             "built-in photographs, an image folder or a video file (relative topics: remap with --ros-args -r).",
+             "",
+             "ROS parameters (read-only; give them after --ros-args as -p name:=value):"]
+    lines += [f"  {name} (default {_ros_value(default)}): {description}"
+              + (f"; {bounds[0]}..{bounds[1]}" if bounds else "") for name, default, description, bounds in PARAMETERS]
+    lines += ["",
+              "example: ros2 run dpt_ros sample_camera --ros-args -p source:=builtin -p rate:=30.0 -p width:=640 "
+              "-p height:=480",
+              "Exit codes: 0 after count frames, the end of a non-looping source or Ctrl-C; 2 for a bad argument or "
+              "parameter."]
+    return "\n".join(lines) + "\n"
+
+
 def main(args=None) -> int:
     """Entry point of ``sample_camera``. Exit codes: 0 after ``count`` frames, the end of a non-looping
-    source or Ctrl-C; 2 for bad arguments or parameters (one line on stderr saying which)."""
+    source, Ctrl-C or ``-h``/``--help``; 2 for bad arguments or parameters (one line on stderr saying which).
+    ``args``: the command line without the program name (default: ``sys.argv[1:]``)."""
+    argv = sys.argv[1:] if args is None else list(args)
+    try:
+        rest = remove_ros_args(argv)
+    except Exception:  # noqa: BLE001 - malformed --ros-args: rclpy.init below says what is wrong
+        rest = []
+    if "-h" in rest or "--help" in rest:
+        sys.stdout.write(usage())
+        return 0
+    if rest:
+        # (as dpt_node: a parameter without --ros-args -p was ignored, and the camera ran with the defaults)
+        print(f"sample_camera: unexpected argument(s) {' '.join(map(repr, rest))}: the tool takes ROS arguments only "
+              f"(and -h/--help); parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
+              f"-p rate:=30.0 (--help: all of them)", file=sys.stderr)
+        return 2
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args

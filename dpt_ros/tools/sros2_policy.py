@@ -204,6 +204,29 @@ def _invalid_name(name: str) -> str:
     return ""
 
 
+def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[tuple[str, str]] = (),
+                    path: Path = INTERFACES) -> str:
+    """Why dpt_node would refuse ``cameras`` (its ``cameras`` parameter) in ``namespace`` with ``remaps``, '' when it
+    takes them: the node's own check of the parameter (``params.SPECS["cameras"].check``: valid ROS namespaces, none
+    twice), each camera first so that the reason names it, then the node's start-up check that no camera is listed
+    twice in two spellings (a, /a; ~/x, /<namespace>/<node>/x), its topics resolved by this tool's rcl rules."""
+    from dpt_ros.ros import params  # noqa: PLC0415
+
+    check = params.SPECS["cameras"].check
+    for cam in cameras:
+        why = check([cam])
+        if why:
+            return why
+    node, remaps, seen = load(path)["node"], list(remaps), {}
+    for cam in cameras:   # as DptNode._camera_listed_twice, which resolves with the running node's names
+        topic = _remapped(resolve(f"{cam}/inverse_depth" if cam else "inverse_depth", namespace, node), remaps,
+                          namespace, node)
+        if topic in seen:
+            return f"cameras lists one camera twice: {seen[topic]!r} and {cam!r} both publish {topic}; list it once"
+        seen[topic] = cam
+    return check(list(cameras)) or ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
@@ -233,6 +256,9 @@ def main(argv=None) -> int:
         if why:   # a policy for a name no node can have (or an enclave rcl refuses) would secure nothing
             ap.error(f"{what} {name!r}: {why}")
     cams = args.cameras.split(",") if args.cameras else [""]
+    why = invalid_cameras(cams, args.namespace, remaps)
+    if why:   # a policy for cameras the node refuses to serve would secure a node that never starts
+        ap.error(f"--cameras {args.cameras!r}: {why}")
     text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
                       managed=args.managed)
     # the checkout's file is the documented node's policy: one for other options never overwrites it unasked

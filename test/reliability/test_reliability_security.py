@@ -223,6 +223,51 @@ def test_policy_tool_command_line(tmp_path, capsys):
     assert e.value.code == 2 and "--check compares with a file: give it as --out FILE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("cameras, why, parameter_check", [
+    ("a,a", "cameras lists one camera twice: 'a' and 'a' both publish /a/inverse_depth; list it once", True),
+    ("a,/a", "cameras lists one camera twice: 'a' and '/a' both publish /a/inverse_depth; list it once", False),
+    ("~/x,/dpt_node/x", "'~/x' and '/dpt_node/x' both publish /dpt_node/x/inverse_depth", False),
+    ("1bad,x y", "camera namespace '1bad' is not a valid ROS namespace: names of letters, digits and '_' (not "
+                 "starting with a digit)", True),
+    ("left,x y", "camera namespace 'x y' is not a valid ROS namespace", True),
+    ("left/", "camera namespace 'left/' is not a valid ROS namespace", True),
+])
+def test_policy_tool_refuses_the_cameras_the_node_refuses(tmp_path, capsys, cameras, why, parameter_check):
+    """A camera list dpt_node refuses (its cameras parameter's check; one camera in two spellings, refused at its
+    start) is a usage error naming the camera and why, and no policy is written (it used to write one for a node
+    that cannot start)."""
+    out = tmp_path / "policy.xml"
+    with pytest.raises(SystemExit) as e:
+        sros2_policy.main(["--cameras", cameras, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"error: --cameras {cameras!r}: " in err and why in err, err
+    assert not out.exists()
+    # the node's parameter check refuses the same lists (the others, two spellings of one camera, it refuses at start)
+    assert bool(params.validate(params.defaults(), {"cameras": cameras.split(",")})[1]) == parameter_check
+
+
+def test_policy_tool_command_refuses_a_camera_listed_twice(tmp_path):
+    """The reviewer's command line, as a user runs it: exit code 2, a usage line, nothing written."""
+    out = tmp_path / "policy.xml"
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.tools.sros2_policy", "--cameras", "a,a", "--out", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "usage:" in r.stderr, r.stderr
+    assert "--cameras 'a,a': cameras lists one camera twice" in r.stderr and not out.exists()
+    assert r.stdout == ""
+
+
+def test_policy_tool_takes_the_cameras_the_node_takes(capsys):
+    """The node's own namespace (''), relative, absolute and private camera namespaces, a remap that keeps them
+    apart: a policy, as before."""
+    for argv in (["--cameras", ",left"], ["--cameras", "~/cam,/stereo/left,left"],
+                 ["--namespace", "/robot", "--cameras", "left,/left"]):   # /robot/left and /left
+        assert sros2_policy.main([*argv, "--out", "-"]) == 0
+        assert capsys.readouterr().out.startswith('<?xml version="1.0"')
+    with pytest.raises(SystemExit) as e:   # a remap that makes two cameras publish one topic: refused as the node does
+        sros2_policy.main(["--cameras", "a,b", "--remap", "b/inverse_depth:=/a/inverse_depth", "--out", "-"])
+    assert e.value.code == 2 and "'a' and 'b' both publish /a/inverse_depth" in capsys.readouterr().err
+
+
 def _sros2_keystore():
     try:
         from sros2 import keystore

@@ -1,4 +1,5 @@
-"""sample_camera command line: a bad argument or parameter is one line on stderr and exit code 2, no traceback."""
+"""sample_camera command line: a bad argument or parameter is one line on stderr and exit code 2, no traceback;
+-h/--help prints the usage and exits 0 without publishing."""
 import os
 import subprocess
 import sys
@@ -69,3 +70,37 @@ def test_a_file_that_opens_but_gives_no_frame_exits_2_with_one_line(tmp_path):
     line = [x for x in r.stderr.splitlines() if x.startswith("sample_camera:")]
     assert line == [f"sample_camera: no frame of {str(broken)!r} could be read (not a video or image OpenCV "
                     "decodes?)"], r.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--help", "--ros-args", "-p", "rate:=30.0"]])
+def test_help_prints_the_usage_and_exits_0(argv):
+    """--help used to start publishing at 10 Hz and never exit: now the usage (what it publishes, each ROS parameter
+    with its default, how to give one), exit code 0, nothing published."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", *argv],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stdout + r.stderr
+    assert r.stdout.startswith("usage: sample_camera [-h] [--ros-args -p name:=value ...]\n")
+    for text in ("sensor_msgs/Image on image", "sensor_msgs/CameraInfo on camera_info", "image/compressed",
+                 "give them after --ros-args as -p name:=value", "source (default builtin)", "rate (default 10.0)",
+                 "width (default 640)", "height (default 480)", "encoding (default rgb8)",
+                 "frame_id (default camera_optical_frame)", "loop (default true)", "count (default 0)",
+                 "fov_deg (default 60.0)", "reliability (default reliable)", "publish_compressed (default false)"):
+        assert text in r.stdout, text
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["-p", "rate:=30.0"], "unexpected argument(s) '-p' 'rate:=30.0'"),        # a parameter without --ros-args
+    (["--rate", "30"], "unexpected argument(s) '--rate' '30'"),
+    (["--ros-args", "-p", "count:=1", "--", "extra"], "unexpected argument(s) 'extra'"),   # after the ROS arguments
+])
+def test_an_argument_other_than_help_exits_2_with_one_line(argv, shown):
+    """Anything but -h/--help outside --ros-args is refused, saying which and where parameters go (it used to be
+    ignored: the camera published with the defaults)."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", *argv],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
+    assert r.stderr.splitlines() == [f"sample_camera: {shown}: the tool takes ROS arguments only (and -h/--help); "
+                                     "parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
+                                     "-p rate:=30.0 (--help: all of them)"]
