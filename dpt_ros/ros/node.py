@@ -537,16 +537,8 @@ class DptNode(Node):
         return base.replace(values)
 
     def _camera_listed_twice(self, cameras: list[str]) -> Optional[str]:
-        """Why ``cameras`` names one camera twice in two spellings (a, /a; ~/x, /<node>/x: two publishers per
-        topic), or None."""
-        seen: dict[str, str] = {}
-        for ns in cameras:
-            ns = ns.rstrip("/")
-            topic = self.resolve_topic_name(f"{ns}/inverse_depth" if ns else "inverse_depth")
-            if topic in seen:
-                return f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish {topic}; list it once"
-            seen[topic] = ns
-        return None
+        """:func:`params.camera_listed_twice` with this node's topic resolution."""
+        return params.camera_listed_twice(cameras, self.resolve_topic_name)
 
     def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:
         """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url); ``log``: say which

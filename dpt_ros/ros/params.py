@@ -140,6 +140,20 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
     return reason
 
 
+def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -> Optional[str]:
+    """Why ``cameras`` names one camera twice in two spellings (a, /a; ~/x, /<node>/x: two publishers per topic), or
+    None. ``resolve``: a relative topic name -> the node's topic (the running node's resolution, or one that follows
+    rcl's rules and remaps for a node not started yet)."""
+    seen: dict[str, str] = {}
+    for ns in cameras:
+        ns = ns.rstrip("/")
+        topic = resolve(f"{ns}/inverse_depth" if ns else "inverse_depth")
+        if topic in seen:
+            return f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish {topic}; list it once"
+        seen[topic] = ns
+    return None
+
+
 def declare_hint(name: str, kind: type, error: str) -> str:
     """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
     of Python type ``kind``: rclpy says what was wrong, not how to write it right."""

@@ -217,14 +217,10 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
         why = check([cam])
         if why:
             return why
-    node, remaps, seen = load(path)["node"], list(remaps), {}
-    for cam in cameras:   # as DptNode._camera_listed_twice, which resolves with the running node's names
-        topic = _remapped(resolve(f"{cam}/inverse_depth" if cam else "inverse_depth", namespace, node), remaps,
-                          namespace, node)
-        if topic in seen:
-            return f"cameras lists one camera twice: {seen[topic]!r} and {cam!r} both publish {topic}; list it once"
-        seen[topic] = cam
-    return check(list(cameras)) or ""
+    node, remaps = load(path)["node"], list(remaps)
+    twice = params.camera_listed_twice(   # the node's rule, its topics resolved by this tool's rcl rules
+        cameras, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node))
+    return twice or check(list(cameras)) or ""
 
 
 def main(argv=None) -> int:
