@@ -649,12 +649,16 @@ class DptNode(Node):
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
         of the callback it would end the executor's spin, and with it the node."""
         with self._lock:   # (the loader's swap writes the calibration under _lock alone)
-            before, calibration = self._settings, self._running_calibration
+            before, calibration, wanted = self._settings, self._running_calibration, self._wanted
         try:
             return self._on_set_parameters(changed)
         except Exception as e:  # noqa: BLE001
             with self._lock:   # refused: what runs is what `ros2 param get` says (a failure after the swap undone)
                 self._settings, self._running_calibration = before, calibration
+                if self._wanted is not wanted and self._wanted is not None:
+                    # the model this refused change asked for: a load of it (started, or one running that loops
+                    # back for it) must not be swapped in; the loader sets it only to None meanwhile
+                    self._wanted = wanted
             names = ", ".join(p.name for p in changed)
             why = params.clip(f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
             self.get_logger().error(f"setting {names} failed: {why}; refused")

@@ -115,6 +115,38 @@ def test_a_load_ending_while_the_parameters_go_back_is_not_swapped_in(harness, m
     assert loads == [96] and node.settings["input_size"] == 64 and node.models.key == node.settings.model_key()
 
 
+def test_a_refused_change_does_not_leave_its_model_wanted(harness, monkeypatch):
+    """input_size 96 is loading when a change to 128 fails after the node took it (here: starting its load): the
+    change is refused and `ros2 param get` says 96, so the running load of 96 is swapped in and 128 is never
+    loaded (the refused change's model stayed wanted: the loader, back from 96, loaded and served 128)."""
+    node = harness.start_node(input_size=64)
+    gate, entered, loads = threading.Event(), threading.Event(), []
+    real = node_module.load_models
+
+    def gated(s, running_models=None):
+        loads.append(s["input_size"])
+        if s["input_size"] == 96:
+            entered.set()
+            gate.wait(30)
+        return real(s, running_models)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    assert set_params(harness, node, input_size=96)[0].successful
+    wait_for(entered.is_set, what="loader building the 96 model")
+
+    def broken(settings):
+        raise RuntimeError("cannot start a thread")
+
+    monkeypatch.setattr(node, "_request_models", broken)
+    refused = set_params(harness, node, input_size=128)[0]
+    assert not refused.successful and refused.reason == "input_size: RuntimeError: cannot start a thread"
+    gate.set()
+    wait_for(lambda: _settled(node), timeout=60, what="loader finished")
+    assert loads == [96], f"loaded {loads}: the refused change's model was loaded"
+    assert node.settings["input_size"] == 96 and node.models.depth_pre.net_size == (96, 96)
+    assert node.models.key == node.settings.model_key()
+
+
 def test_model_request_while_the_loader_thread_exits_is_not_lost(harness):
     """The loader leaves its loop under the lock, but its thread is still alive for a moment after
     that. A change arriving in that moment must still be loaded (it used to be dropped: is_alive()
