@@ -32,7 +32,7 @@ import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException, NameValidationException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
@@ -537,7 +537,25 @@ class DptNode(Node):
         return base.replace(values)
 
     def _camera_listed_twice(self, cameras: list[str]) -> Optional[str]:
-        """:func:`params.camera_listed_twice` with this node's topic resolution."""
+        """Why ``cameras`` cannot be served: a namespace that makes one of the node's topics a name rcl refuses
+        (longer than its limit once resolved: a namespace of some 200 characters; refused here, before the model
+        loads, rather than by the publisher or subscription it would break), or :func:`params.camera_listed_twice`
+        with this node's topic resolution."""
+        for ns in cameras:
+            cam = _Camera(0, ns.rstrip("/"))
+            topic = ""
+            try:
+                for name in (*OUTPUTS, *COMPRESSED_OUTPUTS, "label_info", "image", "camera_info", "depth_reference"):
+                    topic = cam.topic(name)   # (named in the refusal should the compressed copy's base fail)
+                    topic = self.resolve_topic_name(self._output_topic(cam, name) if name in COMPRESSED_OUTPUTS
+                                                    else topic)
+                # image_transport:=compressed subscribes the resolved image topic + /compressed
+                topic = self.resolve_topic_name(cam.topic("image")).rstrip("/") + "/compressed"
+                self.resolve_topic_name(topic)
+            except (RuntimeError, NameValidationException) as e:
+                why = re.sub(r", at \S+:\d+$", "", str(e))   # (rcl's source file and line)
+                return (f"camera namespace {params.shown(ns)} cannot be served: its topic {params.shown(topic)} is "
+                        f"no valid ROS topic name ({why}); use a shorter namespace")
         return params.camera_listed_twice(cameras, self.resolve_topic_name)
 
     def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:

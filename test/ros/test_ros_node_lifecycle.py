@@ -400,6 +400,11 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
     twice = set_params(harness, node, cameras=["left", "/left"])[0]   # refused when set, as configure would refuse it
     assert not twice.successful and twice.reason == (
         "cameras lists one camera twice: 'left' and '/left' both publish /left/inverse_depth; list it once")
+    # a namespace whose topics rcl cannot name (too long once resolved): refused when set, not by the next configure
+    long = set_params(harness, node, cameras=["c" * 215])[0]
+    assert not long.successful and "cannot be served: its topic" in long.reason and "use a shorter namespace" in \
+        long.reason, long.reason
+    assert node.settings["cameras"] == [""]
     assert all(r.successful for r in set_params(harness, node, cameras=["left", "right"],
                                                 **{"qos.output_reliability": "best_effort", "qos.output_depth": 3,
                                                    "qos.input_reliability": "reliable", "publish.compressed": False}))

@@ -258,7 +258,10 @@ def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, cap
 def test_invalid_startup_parameters_exit_with_reason():
     for args, needle in ((("-p", "depth.min:=5.0", "-p", "depth.max:=1.0"), "depth.min (5) must be below depth.max (1)"),
                          (("-p", "cameras:=[]"), "cameras must list at least one namespace"),   # rcl: an unset value
-                         (("-p", "cameras:=[cam/]"), "no trailing '/'")):
+                         (("-p", "cameras:=[cam/]"), "no trailing '/'"),
+                         # a namespace that leaves its topics no room in rcl's name limit: a parameter, not exit 1
+                         # with rcl's "failed to resolve name" once the model had loaded
+                         (("-p", f"cameras:=[{'c' * 215}]"), "cannot be served: its topic")):
         proc = start(*FAST_ARGS, *args)
         code, log = proc.wait(timeout=60), proc.stdout.read()
         assert code == 2 and needle in log, log
