@@ -536,7 +536,7 @@ class DptNode(Node):
             self.get_logger().warning(params.unknown_parameter(name))
         return base.replace(values)
 
-    def _camera_listed_twice(self, cameras: list[str]) -> Optional[str]:
+    def _cameras_refused(self, cameras: list[str]) -> Optional[str]:
         """Why ``cameras`` cannot be served: a namespace that makes one of the node's topics a name rcl refuses
         (longer than its limit once resolved: a namespace of some 200 characters; refused here, before the model
         loads, rather than by the publisher or subscription it would break), or :func:`params.camera_listed_twice`
@@ -598,9 +598,9 @@ class DptNode(Node):
         reasons = params.check_all(s)
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
-        twice = self._camera_listed_twice(s["cameras"])
-        if twice:
-            raise StartupError(twice)
+        why = self._cameras_refused(s["cameras"])
+        if why:
+            raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
         tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]
@@ -694,9 +694,9 @@ class DptNode(Node):
             if new is None:
                 return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)
-        twice = self._camera_listed_twice(new["cameras"]) if "cameras" in changes else None
-        if twice:   # refused now, as configure would refuse it
-            return SetParametersResult(successful=False, reason=twice)
+        why = self._cameras_refused(new["cameras"]) if "cameras" in changes else None
+        if why:   # refused now, as configure would refuse it
+            return SetParametersResult(successful=False, reason=why)
         fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]
         if fixed and configured:
             return SetParametersResult(successful=False, reason=(
