@@ -40,8 +40,8 @@ def parse_precision(precision: "str | torch.dtype") -> torch.dtype:
 def check_target(device: "str | torch.device", precision: "str | torch.dtype") -> tuple[torch.device, torch.dtype]:
     """The device and dtype an engine runs on (``cuda`` becomes ``cuda:<current device>``).
 
-    :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, an unknown
-        precision, or fp16 on the CPU (the message says what to use instead).
+    :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, a ``cuda:N``
+        this machine does not have, an unknown precision, or fp16 on the CPU (the message says what to use instead).
     """
     dtype = parse_precision(precision)
     try:
@@ -55,6 +55,11 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype") -
             raise ValueError("device 'cuda' requested but CUDA is not available here; use device='cpu'")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
+        elif dev.index >= (n := torch.cuda.device_count()):
+            # (said here, before a weights file is read: the move to the device would fail after reading it, with
+            # "invalid device ordinal" under the weights' name)
+            raise ValueError(f"device {str(dev)!r}: only {n} CUDA device(s) present here "
+                             f"({'cuda:0' if n == 1 else f'cuda:0..cuda:{n - 1}'}); use one of them or 'cuda'")
     elif dtype == torch.float16:
         raise ValueError("fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16")
     return dev, dtype
