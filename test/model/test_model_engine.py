@@ -88,21 +88,6 @@ def test_bad_arguments():
             load_engine("dpt_tiny", "/nowhere/weights.pt", device=bad)
 
 
-def test_a_cuda_index_the_machine_lacks_is_refused_before_the_weights_are_read(monkeypatch):
-    """cuda:N past the devices present is a device error (the node's device parameter refuses it too), said before
-    any file is read; it was accepted, and the move to the device failed after reading the weights, under their name."""
-    from dpt_ros.model.engine import check_target
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert check_target("cuda:0", "fp16") == (torch.device("cuda", 0), torch.float16)
-    for bad in ("cuda:1", torch.device("cuda", 3)):
-        with pytest.raises(ValueError, match=r"device 'cuda:\d': only 1 CUDA device\(s\) present here \(cuda:0\)"):
-            check_target(bad, "fp32")
-    with pytest.raises(ValueError, match="only 1 CUDA device"):
-        load_engine("dpt_tiny", "/nowhere/weights.pt", device="cuda:1")   # (not FileNotFoundError: never read)
-
-
 def test_precision_names():
     """Every name parse_precision takes, in any case, gives its own dtype."""
     names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,

@@ -42,6 +42,22 @@ def key_out(out):
     return out["logits"] if "logits" in out else out["inverse_depth"]
 
 
+def test_a_cuda_index_the_machine_lacks_is_refused_before_the_weights_are_read():
+    """cuda:N past the devices present is a device error (the node's device parameter refuses it too), said before
+    any file is read; it was accepted, and the move to the device failed after reading the weights, under their name
+    ("invalid device ordinal")."""
+    from dpt_ros.model import load_engine
+    from dpt_ros.model.engine import check_target
+
+    n = torch.cuda.device_count()
+    assert check_target(f"cuda:{n - 1}", "fp16") == (torch.device("cuda", n - 1), torch.float16)
+    for bad in (f"cuda:{n}", torch.device("cuda", n + 2)):
+        with pytest.raises(ValueError, match=rf"device 'cuda:\d+': only {n} CUDA device\(s\) present here"):
+            check_target(bad, "fp32")
+    with pytest.raises(ValueError, match=f"only {n} CUDA device"):
+        load_engine("dpt_tiny", "/nowhere/weights.pt", device=f"cuda:{n}")   # (not FileNotFoundError: never read)
+
+
 @pytest.mark.parametrize("name", ["dpt_tiny", "dpt_hybrid_ade20k"])
 @pytest.mark.parametrize("precision,tol", [("fp32", 1e-4), ("fp16", 3e-2), ("bf16", 6e-2)])
 def test_cuda_precision_vs_cpu(name, precision, tol):
