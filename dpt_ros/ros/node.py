@@ -1732,13 +1732,13 @@ class DptNode(Node):
             errs, incomplete = (sum(n for k, n in c.items() if k.startswith(p)) -
                                 sum(n for k, n in prev.items() if k.startswith(p)) for p in ("error:", "incomplete:"))
             lvl, txt = DiagnosticStatus.OK, "ok"
-            if not active:
-                txt = "inactive (lifecycle): not subscribed"
-            elif errs or incomplete:
+            if errs or incomplete:   # (also inactive: frames that failed before or during the deactivation)
                 lvl, txt = DiagnosticStatus.WARN, ", ".join(
                     t for n, t in ((errs, f"{errs} frame error{'s' * (errs != 1)}"),
                                    (incomplete, f"{incomplete} frame{'s' * (incomplete != 1)} with outputs skipped"))
-                    if n) + " since last report"
+                    if n) + " since last report" + ("" if active else "; inactive (lifecycle): not subscribed")
+            elif not active:
+                txt = "inactive (lifecycle): not subscribed"
             elif c["received"] == prev["received"]:
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
                 last = cam.last_image   # (a frame from before a reactivation counts as none since)

@@ -506,6 +506,27 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
     assert float(values["seconds_since_last_image"]) < 1.0
 
 
+def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(harness):
+    """A frame that failed since the last report is a WARN in the next one, also when the node was deactivated
+    in between (its camera's status said "inactive", level OK: the error never reached a health monitor)."""
+    node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})   # reports only when asked
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    out, pub = _connected(harness, node)
+    publish_until(pub, make_image, out)
+    node.diagnostics()   # the last report: the window opens here
+    bad = make_image(7)
+    bad.encoding = "no_such_encoding"
+    pub.publish(bad)
+    wait_for(lambda: node.counts()[""].get("error:encoding") == 1, what="the bad frame counted")
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    status = node.diagnostics().status[1]
+    assert status.level == DiagnosticStatus.WARN, status
+    assert status.message == "1 frame error since last report; inactive (lifecycle): not subscribed"
+    status = node.diagnostics().status[1]   # nothing new since: the state alone
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "inactive (lifecycle): not subscribed")
+
+
 def test_sigterm_during_configure_exits_zero_without_a_configure_error(harness):
     """SIGTERM while configure loads the model: the process exits 0 once the load returns, and the interrupted
     configure is not reported as a failure (it used to log `configure failed ... context is invalid`)."""
