@@ -23,6 +23,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -1838,6 +1839,17 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         DptNode.__init__(self, node_name, **kwargs)
         LifecycleNodeMixin.__init__(self)
 
+    def _unforeseen(self, transition: str, e: Exception) -> None:
+        """Log an exception a transition did not foresee, with its stack, before it leaves the callback: rclpy's
+        lifecycle code turns it into ERROR without a word (its own "TODO: log sth here"), so `ros2 lifecycle set`
+        said only "Transitioning failed" and the log nothing. rclpy then runs :meth:`on_error` (cleaned up,
+        unconfigured)."""
+        stack = "".join(traceback.format_exception(type(e), e, e.__traceback__)).rstrip()
+        then = "the node is finalized (start it again)" if transition == "error processing" else \
+            "the node cleans up and goes back to unconfigured (configure it again)"
+        self.get_logger().error(f"{transition} failed: {type(e).__name__}: {e}; {then}; please report this with "
+                                f"the stack:\n{stack}")
+
     def on_configure(self, state) -> TransitionCallbackReturn:
         try:
             self._configure()
@@ -1852,31 +1864,36 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
             self.get_logger().error(f"configure failed, the node stays unconfigured: {reason}")
             self._cleanup()
             return TransitionCallbackReturn.FAILURE
+        except Exception as e:
+            self._unforeseen("configure", e)
+            raise
         self.get_logger().info("configured: model loaded, publishers created; activate to subscribe the cameras")
         return TransitionCallbackReturn.SUCCESS
 
-    def on_activate(self, state) -> TransitionCallbackReturn:
-        self._activate()
-        self.get_logger().info("active: cameras subscribed")
+    def _transition(self, name: str, step, done: str = "") -> TransitionCallbackReturn:
+        try:
+            step()
+        except Exception as e:
+            self._unforeseen(name, e)
+            raise
+        if done:
+            self.get_logger().info(done)
         return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        return self._transition("activate", self._activate, "active: cameras subscribed")
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self._deactivate()
-        self.get_logger().info("inactive: cameras unsubscribed")
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("deactivate", self._deactivate, "inactive: cameras unsubscribed")
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self._cleanup()
-        self.get_logger().info("cleaned up: model released, publishers destroyed")
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("cleanup", self._cleanup, "cleaned up: model released, publishers destroyed")
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self._cleanup()
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("shutdown", self._cleanup)
 
     def on_error(self, state) -> TransitionCallbackReturn:
-        self._cleanup()   # back to unconfigured
-        return TransitionCallbackReturn.SUCCESS
+        return self._transition("error processing", self._cleanup)   # back to unconfigured
 
 
 class _CompressedCopies:

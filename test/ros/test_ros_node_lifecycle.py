@@ -8,6 +8,8 @@ import threading
 import time
 import weakref
 
+import pytest
+
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
@@ -525,6 +527,31 @@ def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(ha
     assert status.message == "1 frame error since last report; inactive (lifecycle): not subscribed"
     status = node.diagnostics().status[1]   # nothing new since: the state alone
     assert (status.level, status.message) == (DiagnosticStatus.OK, "inactive (lifecycle): not subscribed")
+
+
+@pytest.mark.parametrize("transition", ["configure", "activate"])
+def test_an_unforeseen_failure_of_a_transition_is_logged_with_its_stack(harness, monkeypatch, transition):
+    """An exception a transition does not foresee fails it (rclpy: ERROR, then error processing back to
+    unconfigured), and the log says what it was and where: rclpy's lifecycle code swallowed it without a word."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(managed=True)
+    if transition == "activate":
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+
+    def broken():
+        raise KeyError("a failure nobody foresaw")
+
+    monkeypatch.setattr(node, f"_{transition}", broken)
+    assert not _change(harness, "dpt_node", getattr(Transition, f"TRANSITION_{transition.upper()}"))
+    assert _state(harness, "dpt_node") == "unconfigured" and node.models is None
+    wait_for(lambda: any(f"{transition} failed: KeyError" in m.msg for m in log), what="the failure logged")
+    msg = next(m.msg for m in log if f"{transition} failed: KeyError" in m.msg)
+    assert "'a failure nobody foresaw'; the node cleans up and goes back to unconfigured" in msg
+    assert "Traceback (most recent call last)" in msg and "in broken" in msg
+    monkeypatch.undo()   # and it configures again
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE) and node.models is not None
 
 
 def test_sigterm_during_configure_exits_zero_without_a_configure_error(harness):
