@@ -64,27 +64,44 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class Pairing:
-    """Inverse-depth and reference frames matched by stamp (each frame used once)."""
+    """Inverse-depth and reference frames matched by stamp (each frame used once).
 
-    def __init__(self, tolerance_ns: int, keep: int = 60) -> None:
-        self.tolerance_ns, self.keep = tolerance_ns, keep
+    A frame waits for its partner while one could still come, by stamp rather than by count: the node publishes
+    a frame's inverse depth seconds after its stamp on a CPU (DPT-Hybrid takes about 2 s a frame), and a depth
+    camera's references of those seconds (60 of them at 30 Hz) must still be there when it does. A waiting frame
+    goes once its stream is ``horizon_ns`` past it, or once the other stream is more than ``tolerance + slack_ns``
+    past it (each stream's stamps increase, give or take ``slack_ns``: no partner can come any more); ``keep``
+    bounds the waiting frames of one stream all the same (the newest are kept)."""
+
+    def __init__(self, tolerance_ns: int, keep: int = 600, horizon_ns: int = 10_000_000_000,
+                 slack_ns: int = 1_000_000_000) -> None:
+        self.tolerance_ns, self.keep, self.horizon_ns, self.slack_ns = tolerance_ns, keep, horizon_ns, slack_ns
         self.inverse: dict[int, np.ndarray] = {}
         self.reference: dict[int, np.ndarray] = {}
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.newest: dict[str, int] = {}
 
     def add(self, kind: str, stamp_ns: int, values: np.ndarray) -> None:
         from dpt_ros import pipeline  # noqa: PLC0415
 
         mine, other = (self.inverse, self.reference) if kind == "inverse" else (self.reference, self.inverse)
+        self.newest[kind] = max(self.newest.get(kind, stamp_ns), stamp_ns)
         match = min(other, key=lambda t: abs(t - stamp_ns), default=None)
         if match is not None and abs(match - stamp_ns) <= self.tolerance_ns:
             partner = other.pop(match)
             inv, ref = (values, partner) if kind == "inverse" else (partner, values)
             self.pairs.append((inv, pipeline.reference_to_size(ref, inv.shape)))
-            return
-        mine[stamp_ns] = values
+        else:
+            mine[stamp_ns] = values
+        self._prune(mine, self.newest[kind] - self.horizon_ns)
+        self._prune(other, self.newest[kind] - self.tolerance_ns - self.slack_ns)
         while len(mine) > self.keep:
             mine.pop(min(mine))
+
+    @staticmethod
+    def _prune(waiting: dict[int, np.ndarray], before_ns: int) -> None:
+        for t in [t for t in waiting if t < before_ns]:
+            del waiting[t]
 
 
 def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, np.ndarray]]:

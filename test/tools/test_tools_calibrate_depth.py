@@ -140,6 +140,26 @@ def test_pairing_by_stamp_uses_each_frame_once():
     assert sorted(p.reference) == [300_000_000, 350_000_000, 400_000_000]
 
 
+def test_pairing_waits_for_a_node_that_publishes_seconds_after_the_stamp():
+    """DPT-Hybrid on a CPU: a frame every 2 s, its inverse depth published 3 s after its stamp, a 30 Hz depth camera.
+    The references of those 3 s (90 frames) were dropped after 60, so no frame ever paired (the tool timed out);
+    frames that can no longer pair still go, so the waiting references stay bounded."""
+    from dpt_ros.tools.calibrate_depth import Pairing
+
+    img = np.zeros((6, 8), np.float32)
+    for latency, period, frames, most in ((3.0, 2.0, 10, 200), (0.05, 0.1, 200, 40)):   # CPU, then a GPU's node
+        p = Pairing(tolerance_ns=20_000_000)
+        events = [(i / 30, "reference", round(i * 1e9 / 30)) for i in range(round(30 * period * frames))]
+        events += [(k * period + latency, "inverse", round(k * period * 1e9)) for k in range(frames)]
+        waiting = 0
+        for _, kind, stamp in sorted(events):
+            p.add(kind, stamp, img)
+            if kind == "inverse":
+                waiting = max(waiting, len(p.reference))
+        assert len(p.pairs) == frames
+        assert not p.inverse and waiting <= most, (latency, waiting)
+
+
 def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
     """Through DDS: a probe publishes an inverse-depth stream and a 16UC1 reference stream 3 ms apart; the
     tool (its own process) pairs them, fits, writes the parameter file and sets both parameters on a running
