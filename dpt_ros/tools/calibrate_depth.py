@@ -118,7 +118,14 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
         if args.evaluate:
             on_reference(msg, "inverse")
         else:
-            add("inverse", msg, lambda: conversions.image_array(msg).astype(np.float32))
+            add("inverse", msg, lambda: inverse_values(msg))
+
+    def inverse_values(msg) -> np.ndarray:
+        # the node's inverse_depth is 32FC1; another image (inverse_depth/colored rgb8, segmentation mono8) would be
+        # fitted as it is, or end with "too many values to unpack"
+        if msg.encoding != "32FC1":
+            raise ValueError(f"{args.inverse} must be the node's inverse_depth (32FC1); got {msg.encoding!r}")
+        return conversions.image_array(msg).astype(np.float32)
 
     def on_reference(msg, kind: str = "reference") -> None:
         add(kind, msg, lambda: conversions.depth_metres(msg))

@@ -290,6 +290,58 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
         harness.shutdown()
 
 
+def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason():
+    """--inverse /inverse_depth/colored (rgb8) ended with "too many values to unpack (expected 2)"; a mono8 image
+    (segmentation labels) of the reference's size was fitted as if it were inverse depth."""
+    pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros import conversions
+    from dpt_ros.ros.testing import Harness, make_image, qos
+    from dpt_ros.tools import calibrate_depth as tool
+
+    harness = Harness(DOMAIN)
+    node = executor = None
+    try:
+        node = Node("calibrate_encoding_test", context=harness.context)
+        executor = SingleThreadedExecutor(context=harness.context)
+        executor.add_node(node)
+        ref_pub = harness.probe.create_publisher(Image, "/calib/enc_reference", qos())
+        inv_pub = harness.probe.create_publisher(Image, "/calib/enc_inverse", qos())
+        reference = conversions.image_msg(make_image(1).header, np.full((60, 80), 2.0, np.float32), "32FC1")
+        for wrong in (make_image(1),                                                              # rgb8
+                      conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
+            args = tool.parse_args(["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse",
+                                    "--frames", "1", "--timeout", "20"])
+            done = []
+
+            def publish_until_done(wrong=wrong, done=done):
+                while not done:
+                    if ref_pub.get_subscription_count() > 0 and inv_pub.get_subscription_count() > 0:
+                        ref_pub.publish(reference)
+                        time.sleep(0.05)
+                        inv_pub.publish(wrong)
+                    time.sleep(0.05)
+
+            t = threading.Thread(target=publish_until_done, daemon=True)
+            t.start()
+            try:
+                with pytest.raises(SystemExit, match=f"/calib/enc_inverse must be the node's inverse_depth "
+                                                     f"\\(32FC1\\); got '{wrong.encoding}'"):
+                    tool.collect(args, node, executor)
+            finally:
+                done.append(True)
+                t.join(5)
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        harness.shutdown()
+
+
 def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
     ref = np.full((10, 10), 2.0, np.float32)
     depth = ref * 1.1
