@@ -6,7 +6,7 @@ time and reports the node's own stage means (decode, preprocess, model, postproc
 the share of everything but the model. The subscribers run in a separate process by default
 (``--subscribers process``), as in a real deployment: subscribers in this process would take every
 output message on this process's executor thread and hold the GIL the node's stages need. ``--profile N`` prints the top N functions by own
-time (cProfile) of the measured frames.
+time (cProfile) of as many frames again, run after the measured ones (the stage times are never the profiled frames').
 
 ``--rates 0 30`` measures the same node twice: frames back to back, then paced as a 30 Hz camera delivers
 them. Paced, the worker sleeps between frames and each frame starts on colder caches (and perhaps a
@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
                     help="frame rates to measure in turn, each over --frames (0: back to back; e.g. 0 30)")
-    ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile)")
+    ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile) of another --frames frames after each measurement")
     ap.add_argument("--also-with", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
                     help="then measure the same node once more (at the first rate) with these parameters set live "
                          "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
@@ -194,13 +194,10 @@ def _set_live(node, changes: dict) -> None:
         raise SystemExit("--also-with: the node refused " + "; ".join(bad))
 
 
-def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
-    """Stage means of ``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz."""
+def _frames(one, rate: float, frames: int, prof=None) -> float:
+    """``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz, each under ``prof`` if given;
+    their wall time in seconds."""
     period = 1.0 / rate if rate > 0 else 0.0
-    with node._lock:
-        for d in node._stage_ms.values():
-            d.clear()
-    prof = cProfile.Profile() if profile else None
     t0 = due = time.perf_counter()
     for i in range(frames):
         if period:   # sleep until the frame is due, as if a camera had just delivered it
@@ -211,9 +208,24 @@ def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
         one(i)
         if prof is not None:
             prof.disable()
-    wall = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
+    """Stage means of ``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz. With
+    ``profile``, another ``frames`` calls under cProfile follow for the function table: the stage times are of
+    the frames without the profiler (its hooks on every Python call slow the Python-heavy stages more than the
+    model, and would inflate the overhead share)."""
+    with node._lock:
+        for d in node._stage_ms.values():
+            d.clear()
+    wall = _frames(one, rate, frames)
     with node._lock:
         times = {k: sorted(v) for k, v in node._stage_ms.items() if v}
+    prof = None
+    if profile:
+        prof = cProfile.Profile()
+        _frames(one, rate, frames, prof)
     stages = {k: sum(v) / len(v) for k, v in times.items()}
     total = sum(stages.values())
     # means make up the per-frame total (the issue's overhead share is of means, as in /diagnostics); a shared

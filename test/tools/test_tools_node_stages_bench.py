@@ -73,3 +73,49 @@ def test_stage_quantiles_are_numpys_linear_ones():
     for q in (0.0, 0.5, 0.9, 1.0):
         assert bench_node_stages._quantile(values, q) == pytest.approx(float(np.quantile(values, q)), rel=1e-12)
     assert bench_node_stages._quantile([4.0], 0.9) == 4.0
+
+
+def _profiler_on() -> bool:
+    """Whether a profiler (cProfile) is switched on in this thread (Python 3.12+: through sys.monitoring)."""
+    import sys
+
+    if sys.getprofile() is not None:
+        return True
+    monitoring = getattr(sys, "monitoring", None)
+    return monitoring is not None and monitoring.get_tool(monitoring.PROFILER_ID) is not None
+
+
+def test_profiled_frames_are_not_the_timed_ones():
+    """--profile: the stage figures are of frames run without the profiler (its hook on every Python call slows the
+    Python-heavy stages far more than the model: decode +56 % against model +18 % on the CPU, which inflated the
+    overhead share gpu_check's run reported). The function table still comes, from frames of its own."""
+    import statistics
+    import time
+
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.node import _Frame
+    from dpt_ros.ros.testing import Harness, make_image, make_info, wait_for
+
+    harness = Harness(DOMAIN)   # (the first test's node is gone by then)
+    try:
+        node = harness.start_node(**{"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 32,
+                                     "depth.scale": 1.0})
+        cam = node.cameras[0]
+        harness.collector(Image, "depth")   # the lazy node computes only subscribed outputs
+        wait_for(lambda: cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+        frame = make_image(1)
+        node._on_info(cam, make_info(frame))
+        calls = []   # (profiler on, the decode time the node recorded for the frame)
+
+        def one(i):
+            node.process([_Frame(cam, frame, time.monotonic())])
+            calls.append((_profiler_on(), node._stage_ms["decode"][-1]))
+
+        r = bench_node_stages._measure(node, one, 0.0, 4, 5)
+        unprofiled = [ms for on, ms in calls if not on]
+        assert len(unprofiled) == 4, calls
+        assert r["stages_ms"]["decode"] == pytest.approx(statistics.fmean(unprofiled), abs=1e-3)
+        assert "function calls" in r["profile"] and any(on for on, _ in calls)
+    finally:
+        harness.shutdown()
