@@ -367,6 +367,8 @@ class DptNode(Node):
         self._batch_done: collections.deque = collections.deque(maxlen=300)
         self._age_done: collections.deque = collections.deque(maxlen=300)
         self._batches = 0
+        # per stage, the ms of every batch since start (with _batches: means over any stretch, from two snapshots)
+        self._stage_sums = dict.fromkeys(STAGES, 0.0)
         self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
         self._last_diag = (time.monotonic(), {})
         self._subscribed_at = time.monotonic()   # (set again at each activation)
@@ -1168,6 +1170,7 @@ class DptNode(Node):
             for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, (t2 - t1) * 1000.0 - pre_ms,
                                           (t3 - t2) * 1000.0, (t4 - t3) * 1000.0)):
                 self._stage_ms[stage].append(dt)
+                self._stage_sums[stage] += dt
             done = time.monotonic()
             self._batch_done.append(done)
             odd_stamps = []
@@ -1649,6 +1652,7 @@ class DptNode(Node):
             dt = max(now - last_t, 1e-6)
             counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
             stages = {k: list(v) for k, v in self._stage_ms.items()}
+            stage_sums, batches = dict(self._stage_sums), self._batches
             ages = list(self._ages_ms)
             # the figures of the last _STATS_WINDOW_S only: after a pause or a stall, not the old ones forever
             recent_batches = sum(1 for t in self._batch_done if now - t <= _STATS_WINDOW_S)
@@ -1679,6 +1683,10 @@ class DptNode(Node):
         for stage, values in stages.items():
             values = values[len(values) - recent_batches:]
             kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
+        # cumulative since start: a tool's means over its own window are differences of two reports (bench_e2e)
+        kv["latency.batches"] = str(batches)
+        for stage, ms in stage_sums.items():
+            kv[f"latency.{stage}_sum_ms"] = f"{ms:.3f}"
         total = [sum(v) for v in zip(*stages.values())]   # (all held: the stuck limit below scales with the slowest)
         recent_total = total[len(total) - recent_batches:]
         kv["latency.total_p50_ms"] = f"{_percentile(recent_total, 50):.2f}"

@@ -2,7 +2,8 @@
 
 Measures over a window after warm-up: camera and node input rates, output rate per topic,
 latency from the input stamp to arrival here (p50/p99), drops and idle frames (from the node's
-/diagnostics), the node's CPU use (cores, from /proc), and the node's per-stage times, with the
+/diagnostics), the node's CPU use (cores, from /proc), and the node's per-stage means (of the batches between
+the same two /diagnostics reports as its rates), with the
 share of everything but the model ("node overhead").
 
     python -m dpt_ros.tools.bench_e2e                                  # CPU, dpt_tiny, random weights
@@ -202,6 +203,7 @@ def run(args: argparse.Namespace) -> dict:
         (ta, first), (tb, last) = inside[0], inside[-1]
         cam_snapshot, cam_end, diag_span = _camera_counts(first), _camera_counts(last), tb - ta
         model = _model_values(last)
+        stages_ms = window_stage_means(_model_values(first), model)
         result = {
             "variant": args.variant, "weights": args.weights, "device": model.get("device", args.device),
             "precision": args.precision, "cuda_graphs": args.cuda_graphs,
@@ -218,7 +220,9 @@ def run(args: argparse.Namespace) -> dict:
             "errors": {k: v for k, v in model.items() if k.startswith("errors.")},
             "node_cpu_cores": round((cpu1 - cpu0) / window, 3),
             "outputs": {},
-            "stages_ms": {s: float(model.get(f"latency.{s}_ms", "nan")) for s in STAGES},
+            # the batches between the same two reports as the node's rates (not the node's own latency.*_ms: of the
+            # last 30 s / 300 batches, warm-up and start-up included when the window is shorter)
+            "stages_ms": stages_ms,
         }
         for name, rows in arrivals.items():
             lat = [r[1] for r in rows]
@@ -245,6 +249,15 @@ def run(args: argparse.Namespace) -> dict:
         rclpy.try_shutdown(context=context)
     result["node_log_tail"] = log.strip().splitlines()[-3:]
     return result
+
+
+def window_stage_means(first: dict, last: dict) -> dict:
+    """Per stage, the mean ms per batch of the batches between two of the node's /diagnostics model reports (their
+    key -> value): the difference of the cumulative ``latency.<stage>_sum_ms`` over that of ``latency.batches``;
+    NaN for a stage without batches between them."""
+    batches = int(last.get("latency.batches", 0)) - int(first.get("latency.batches", 0))
+    return {s: round((float(last[f"latency.{s}_sum_ms"]) - float(first[f"latency.{s}_sum_ms"])) / batches, 3)
+            if batches > 0 else float("nan") for s in STAGES}
 
 
 def _camera_counts(diag) -> dict:

@@ -62,3 +62,51 @@ def test_a_node_failing_every_frame_is_recognised_from_its_diagnostics():
     assert _failing(diag({}, 0)) == {}                    # nothing processed yet, nothing failed: still starting
     # a first frame published without its cloud (camera_info not there yet), not yet counted processed: not failing
     assert _failing(diag({}, 0, incomplete=1)) == {}
+
+
+def test_stage_means_are_of_the_window_between_two_reports():
+    """bench_e2e's per-stage means are of the batches between the first and the last /diagnostics report of its
+    window (as its rates), not the node's own latency.<stage>_ms, which are of the last 30 s (at most 300 batches):
+    with a window shorter than that, they took in the warm-up and the node's first frames (a first batch's cold
+    pre-processing 6.5 instead of 0.4 ms on the CPU). A real node, frames before and inside the window."""
+    import statistics
+    import time
+
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.node import STAGES, _Frame
+    from dpt_ros.ros.testing import Harness, make_image, make_info, wait_for
+
+    harness = Harness(DOMAIN)
+    try:
+        node = harness.start_node(**{"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 32,
+                                     "depth.scale": 1.0})
+        cam = node.cameras[0]
+        harness.collector(Image, "depth")   # the lazy node computes only subscribed outputs
+        wait_for(lambda: cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+        frame = make_image(1)
+        node._on_info(cam, make_info(frame))
+
+        def batch():
+            node.process([_Frame(cam, frame, time.monotonic())])
+
+        def report():
+            return bench_e2e._model_values(node.diagnostics())
+
+        for _ in range(3):   # the warm-up, before the window
+            batch()
+        first = report()
+        before = len(node._stage_ms["model"])
+        for _ in range(4):
+            batch()
+        last = report()
+        window = {s: list(node._stage_ms[s])[before:] for s in STAGES}
+        assert len(window["model"]) == 4 and int(last["latency.batches"]) - int(first["latency.batches"]) == 4
+        means = bench_e2e.window_stage_means(first, last)
+        for s in STAGES:
+            assert means[s] == pytest.approx(statistics.fmean(window[s]), abs=2e-3), s
+        # the node's own figure is of all 7 batches (the warm-up's too)
+        assert float(last["latency.model_ms"]) == pytest.approx(statistics.fmean(node._stage_ms["model"]), abs=0.01)
+        assert all(v != v for v in bench_e2e.window_stage_means(last, last).values())   # no batch between: NaN
+    finally:
+        harness.shutdown()
