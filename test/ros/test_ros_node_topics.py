@@ -688,7 +688,9 @@ def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
     cam = node.cameras[0]
 
     def check(i):
-        wait_for(lambda: any(m.header.stamp == frames[i].header.stamp for m in depth), what=f"depth of frame {i}")
+        # (both: the two outputs of a frame reach their subscriptions in either order)
+        wait_for(lambda: all(any(m.header.stamp == frames[i].header.stamp for m in out) for out in (depth, inv)),
+                 what=f"depth and inverse_depth of frame {i}")
         d = conversions.image_array(next(m for m in depth if m.header.stamp == frames[i].header.stamp))
         x = conversions.image_array(next(m for m in inv if m.header.stamp == frames[i].header.stamp))
         a, b = fits[i]
