@@ -186,18 +186,21 @@ def test_cloud_scales_intrinsics_to_depth_size_and_validates():
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
-@pytest.mark.parametrize("layout", ["compact", "padded rows", "bgr view", "grey broadcast"])
+@pytest.mark.parametrize("layout", ["compact", "padded rows", "bgr view", "bgr view, padded rows", "grey broadcast"])
 def test_colour_words_of_every_stride_and_pixel_layout(stride, layout):
     """The rgb word of each point is its own pixel's (0x00RRGGBB), whatever the colour array's memory layout
-    (a compact image is packed whole and read every stride-th word; other layouts are gathered first), with the
+    (a compact image, or a bgr8 frame's reversed view of its bytes, is packed whole and read every stride-th word;
+    other layouts are gathered first), with the
     label after it, organised and dense."""
     rng = np.random.default_rng(stride)
     h, w = 13, 17
     pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     if layout == "padded rows":
         pixels = np.ascontiguousarray(np.concatenate([pixels, np.zeros((h, 5, 3), np.uint8)], 1))[:, :w]
-    elif layout == "bgr view":
+    elif layout == "bgr view":   # (a bgr8 frame's decode: its bytes, channels reversed; packed without a copy)
         pixels = np.ascontiguousarray(pixels)[..., ::-1]
+    elif layout == "bgr view, padded rows":
+        pixels = np.ascontiguousarray(np.concatenate([pixels, np.zeros((h, 5, 3), np.uint8)], 1))[:, :w, ::-1]
     elif layout == "grey broadcast":
         pixels = np.broadcast_to(pixels[..., :1], (h, w, 3))
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
