@@ -170,9 +170,14 @@ class Preprocessor:
             out[0, 1] = out[0, 0]
             out[0, 2] = out[0, 0]
         else:
-            res = cv2.resize(rgb.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+            # a bgr8 frame's RGB is its bytes with the channels reversed (stride -1): resized as the bytes lie (BGR)
+            # and put in RGB order on the way out (the float copy of the reversed view made the 640x480 stage 3x)
+            flip = rgb.strides[2] < 0
+            res = cv2.resize((rgb[..., ::-1] if flip else rgb).astype(np.float32), (w, h),
+                             interpolation=cv2.INTER_CUBIC)
+            chw = res.transpose(2, 0, 1)
             # (x / 255 - 0.5) / 0.5 == x * 2/255 - 1; written channel-first in one pass
-            np.multiply(res.transpose(2, 0, 1), np.float32(2.0 / 255.0), out=out[0])
+            np.multiply(chw[::-1] if flip else chw, np.float32(2.0 / 255.0), out=out[0])
             out -= 1.0
         t = torch.from_numpy(out)
         return t if self.device.type == "cpu" else t.to(self.device)

@@ -78,6 +78,8 @@ def test_preprocessor_matches_official_pipeline(hw):
 
 
 def test_preprocessor_accepts_views_bgr_and_mono():
+    """A bgr8 view (channels reversed, padded rows: resized as its bytes lie, put in RGB order after) and a mono8
+    broadcast give what the same pixels give as a compact RGB array."""
     rgb = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
     pre = Preprocessor((64, 96))
     ref = pre(rgb)
