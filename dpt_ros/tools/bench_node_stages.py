@@ -25,6 +25,7 @@ import argparse
 import cProfile
 import io
 import json
+import math
 import os
 import pstats
 import subprocess
@@ -196,12 +197,16 @@ def _set_live(node, changes: dict) -> None:
 
 def _frames(one, rate: float, frames: int, prof=None) -> float:
     """``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz, each under ``prof`` if given;
-    their wall time in seconds."""
+    their wall time in seconds. Paced, a frame that overran its period is followed by the camera's next frame at its
+    next tick, as the node's newest-frame slot would give it, not by frames run back to back to catch up."""
     period = 1.0 / rate if rate > 0 else 0.0
     t0 = due = time.perf_counter()
     for i in range(frames):
         if period:   # sleep until the frame is due, as if a camera had just delivered it
             due += period
+            late = time.perf_counter() - due
+            if late > 0:
+                due += math.ceil(late / period) * period
             time.sleep(max(0.0, due - time.perf_counter()))
         if prof is not None:
             prof.enable()

@@ -119,3 +119,20 @@ def test_profiled_frames_are_not_the_timed_ones():
         assert "function calls" in r["profile"] and any(on for on, _ in calls)
     finally:
         harness.shutdown()
+
+
+def test_a_paced_frame_that_overran_is_followed_at_the_next_tick_not_by_catch_up_frames():
+    """Paced at 100 Hz, frame 2 takes 50 ms: the frames after it start a period apart (the camera's next ticks, its
+    frames meanwhile replaced by the newest), not back to back until the lost time is made up."""
+    import time
+
+    starts = []
+
+    def one(i):
+        starts.append(time.perf_counter())
+        if i == 2:
+            time.sleep(0.05)
+
+    bench_node_stages._frames(one, 100.0, 8)
+    gaps = [b - a for a, b in zip(starts[3:], starts[4:])]
+    assert starts[3] - starts[2] >= 0.05 and min(gaps) >= 0.008, [round(g * 1e3, 1) for g in gaps]
