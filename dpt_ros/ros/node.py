@@ -1182,7 +1182,8 @@ class DptNode(Node):
                 if stamp > 0 and now_ns >= stamp:
                     self._ages_ms.append((now_ns - stamp) / 1e6)
                     self._age_done.append(done)
-                else:   # no age to tell: an unset stamp (57 years old) or one ahead of this clock would skew them all
+                else:   # no age to tell: an unset or negative stamp (57+ years old) or one ahead of this clock would skew
+                    # them all
                     odd_stamps.append((cam, stamp))
                 if not job["frame"].msg.header.frame_id:
                     odd_stamps.append((cam, None))
@@ -1197,6 +1198,11 @@ class DptNode(Node):
             elif stamp == 0:
                 self._warn_once(f"unstamped:{cam.index}", f"{topic}: frames stamped 0 (the driver sets no time): "
                                 "outputs carry that header, and /diagnostics' age figures leave them out")
+            elif stamp < 0:   # (not "ahead of this node's clock": it is before 1970, whatever the clock says)
+                self._warn_once(f"negative:{cam.index}", f"{topic}: frames stamped {stamp / 1e9:.3f} s, a negative "
+                                "time (before 1970: the driver's clock, or its conversion to a ROS stamp, is broken): "
+                                "outputs carry that header, and /diagnostics' age figures leave them out; fix the "
+                                "camera driver's time stamps")
             else:
                 self._warn_once(f"future:{cam.index}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
