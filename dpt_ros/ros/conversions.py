@@ -58,7 +58,19 @@ def depth_metres(msg: Image) -> np.ndarray:
     """A depth Image in metres, float32 (NaN = no measurement): 32FC1 as it is, 16UC1 / mono16 millimetres
     with 0 as no measurement (the raw-driver convention).
 
-    :raises ValueError: another encoding, or a payload that does not fit the layout."""
+    :raises ValueError: another encoding, an empty image, or a payload that does not fit the layout (the message
+        says which, for the log line of the frame it cannot align)."""
+    if msg.encoding in ("32FC1", "16UC1", "mono16"):
+        # checked here: an empty image (a depth driver with no frame yet) divided by zero further on, and a layout
+        # that lies failed with NumPy's reshape error, which names neither the message nor the field
+        row = msg.width * (4 if msg.encoding == "32FC1" else 2)
+        if msg.width <= 0 or msg.height <= 0:
+            raise ValueError(f"reference depth is an empty {msg.encoding} image ({msg.width}x{msg.height}): no pixels "
+                             f"to fit to; check the depth driver publishing it")
+        if msg.step < row or len(msg.data) != msg.step * msg.height:
+            raise ValueError(f"reference depth {msg.encoding} image {msg.width}x{msg.height} has step={msg.step} and "
+                             f"len(data)={len(msg.data)}, which do not fit (a row is {row} B; len(data) must be "
+                             f"step*height); a corrupt message from the depth driver")
     if msg.encoding == "32FC1":
         return image_array(msg).astype(np.float32)
     if msg.encoding in ("16UC1", "mono16"):

@@ -45,3 +45,41 @@ def test_a_frame_stamped_before_1970_is_said_to_be_so_not_ahead_of_the_clock(har
     wait_for(lambda: any("ahead of this node's clock" in x for x in rosout.lines("dpt_node", Log.WARN)),
              what="the future-stamp warning")
     assert _balanced(node)
+
+
+def test_an_empty_or_lying_reference_depth_costs_only_the_alignment(harness, rosout):
+    """depth.align with a reference of 0 rows (a depth driver without a frame yet) divided by zero: the frame was
+    counted error:postprocess as "/image: ZeroDivisionError" and lost its inverse depth too. Now such a reference,
+    and one whose step / data do not fit, is the frame's incomplete:alignment, with a reason naming the reference."""
+    node = harness.start_node(**{"depth.align": True})
+    inv = harness.collector(Image, "inverse_depth")
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
+    wait_for(lambda: pub.get_subscription_count() and ref_pub.get_subscription_count() and
+             all(node.cameras[0].pubs[n].get_subscription_count() for n in ("inverse_depth", "depth")),
+             what="discovery")
+    cases = [("empty", dict(width=0, height=0, step=0, data=b""), "empty 16UC1 image (0x0)"),
+             # (another encoding: a message that differs only in its numbers is rate limited with the one before)
+             ("no rows", dict(encoding="32FC1", width=W, height=0, step=4 * W, data=b""), f"empty 32FC1 image ({W}x0)"),
+             ("short data", dict(data=b"\0" * 100), "len(data)=100")]
+    for i, (what, fields, key) in enumerate(cases, 1):
+        img = make_image(i * SEC, W, H)
+        ref = conversions.image_msg(Header(frame_id=img.header.frame_id, stamp=img.header.stamp),
+                                    np.full((H, W), 2000, np.uint16), "16UC1")
+        data = fields.pop("data")
+        for k, v in fields.items():
+            setattr(ref, k, v)
+        ref.data = data
+        mark = rosout.mark()
+        ref_pub.publish(ref)
+        wait_for(lambda: node.cameras[0].references and node.cameras[0].references[-1][0] == i * SEC,
+                 what=f"{what} reference stored")
+        pub.publish(img)
+        wait_for(lambda: len(inv) == i, what=f"inverse depth of the frame with the {what} reference")
+        assert conversions.stamp_ns(inv[-1].header) == i * SEC
+        wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == i, what=f"{what} counted")
+        wait_for(lambda: any("[alignment] /depth_reference" in x and key in x
+                             for x in rosout.lines("dpt_node", Log.ERROR, mark)), what=f"the reason for {what}")
+    assert depth == [] and "postprocess" not in node.error_counts(), node.error_counts()
+    assert _balanced(node)
