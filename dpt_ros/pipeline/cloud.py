@@ -134,6 +134,10 @@ class Intrinsics:
             cx, cy, w, h = cx - x0, cy - y0, rw, rh
             if proj:
                 proj = (*proj[:2], proj[2] - x0, proj[3] - y0, *proj[4:])
+        if w // bx <= 0 or h // by <= 0:
+            raise CalibrationError(
+                f"CameraInfo binning_x={binning_x}, binning_y={binning_y} leaves no pixels of its {w}x{h} image "
+                "(binning is a small factor such as 1, 2 or 4; 0 means none): fix the camera driver's binning")
         lens = {} if rectified else {"distortion_model": distortion_model, "d": tuple(d)}
         if proj:   # binning divides P's x terms (fx', cx', Tx) and y terms as it does K's
             proj = tuple(v / (bx if i % 2 == 0 else by) for i, v in enumerate(proj))

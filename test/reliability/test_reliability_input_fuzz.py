@@ -83,3 +83,45 @@ def test_an_empty_or_lying_reference_depth_costs_only_the_alignment(harness, ros
                              for x in rosout.lines("dpt_node", Log.ERROR, mark)), what=f"the reason for {what}")
     assert depth == [] and "postprocess" not in node.error_counts(), node.error_counts()
     assert _balanced(node)
+
+
+def _calibration_cases(harness, rosout, cases) -> None:
+    """Each (mutate, key): a frame with its camera_info changed by ``mutate`` is counted incomplete:calibration with
+    a log line holding ``key`` and publishes no cloud; the next valid camera_info gives a finite cloud."""
+    node = harness.start_node(**{"depth.scale": 1.0})
+    points = harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() and info_pub.get_subscription_count() and
+             node.cameras[0].pubs["points"].get_subscription_count(), what="discovery")
+    for i, (mutate, key) in enumerate(cases, 1):
+        img = make_image(i * SEC, W, H)
+        info = make_info(img)
+        info.header = Header(frame_id=img.header.frame_id, stamp=img.header.stamp)
+        mutate(info)
+        mark = rosout.mark()
+        info_pub.publish(info)
+        wait_for(lambda: node.cameras[0].infos and node.cameras[0].infos[-1][0] == i * SEC, what="info stored")
+        pub.publish(img)
+        wait_for(lambda: node.counts()[""].get("incomplete:calibration", 0) == i, what=f"{mutate.__name__} counted")
+        wait_for(lambda: any("[calibration]" in x and key in x for x in rosout.lines("dpt_node", Log.ERROR, mark)),
+                 what=f"the reason for {mutate.__name__}")
+    assert points == []
+    img = make_image(10 * SEC, W, H)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: node.cameras[0].infos[-1][0] == 10 * SEC, what="info stored")
+    pub.publish(img)
+    wait_for(lambda: len(points) == 1, what="the valid frame's cloud")
+    xyz = conversions.cloud_array(points[0])
+    assert all(np.isfinite(xyz[f]).all() for f in ("x", "y", "z")) and math.isfinite(float(xyz["z"].max()))
+    assert _balanced(node)
+
+
+def test_a_camera_info_binning_that_leaves_no_pixels_is_refused_as_such(harness, rosout):
+    """A binning larger than the image was refused as "intrinsics need a positive image size; got 0x0", of a 64x48
+    camera_info: the reason named neither binning nor what to fix."""
+    def binning(info):
+        info.binning_x = info.binning_y = 1000
+
+    _calibration_cases(harness, rosout, [(binning, "binning_x=1000, binning_y=1000 leaves no pixels of its 64x48 "
+                                                   "image")])
