@@ -62,6 +62,16 @@ class Intrinsics:
             raise CalibrationError(f"intrinsics need finite fx, fy > 0; got fx={self.fx}, fy={self.fy}")
         if self.width <= 0 or self.height <= 0:
             raise CalibrationError(f"intrinsics need a positive image size; got {self.width}x{self.height}")
+        # the rays of the corner pixels, (u - cx) / fx and (v - cy) / fy, as the cloud's float32 holds them: a
+        # denormal focal length or an absurd centre is finite and positive, yet put every point at infinity
+        with np.errstate(all="ignore"):
+            rays = (np.array([0.0, self.width - 1.0, 0.0, self.height - 1.0])
+                    - np.array([self.cx, self.cx, self.cy, self.cy])) / np.array([self.fx, self.fx, self.fy, self.fy])
+        if not (np.abs(rays) < float(np.finfo(np.float32).max)).all():
+            raise CalibrationError(
+                f"intrinsics fx={self.fx}, fy={self.fy}, cx={self.cx}, cy={self.cy} put the rays of a "
+                f"{self.width}x{self.height} image beyond float range (infinite points): a corrupt calibration; "
+                "no point cloud can be built")
         d = tuple(float(v) for v in self.d)
         model = self.distortion_model if any(d) else ""
         if any(d):

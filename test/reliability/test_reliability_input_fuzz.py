@@ -125,3 +125,15 @@ def test_a_camera_info_binning_that_leaves_no_pixels_is_refused_as_such(harness,
 
     _calibration_cases(harness, rosout, [(binning, "binning_x=1000, binning_y=1000 leaves no pixels of its 64x48 "
                                                    "image")])
+
+
+def test_intrinsics_that_put_the_points_at_infinity_are_refused(harness, rosout):
+    """A denormal fx (finite, > 0) or an absurd cx passed every check and published a cloud of infinite points."""
+    def tiny_fx(info):
+        info.k = [1e-320, *info.k[1:]]
+        info.p = [0.0] * 12   # (K is used)
+
+    def huge_cx(info):
+        info.p = [info.p[0], 0.0, 1e308, *info.p[3:]]
+
+    _calibration_cases(harness, rosout, [(tiny_fx, "beyond float range"), (huge_cx, "beyond float range")])
