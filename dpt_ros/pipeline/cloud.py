@@ -64,10 +64,10 @@ class Intrinsics:
             raise CalibrationError(f"intrinsics need a positive image size; got {self.width}x{self.height}")
         # the rays of the corner pixels, (u - cx) / fx and (v - cy) / fy, as the cloud's float32 holds them: a
         # denormal focal length or an absurd centre is finite and positive, yet put every point at infinity
-        with np.errstate(all="ignore"):
-            rays = (np.array([0.0, self.width - 1.0, 0.0, self.height - 1.0])
-                    - np.array([self.cx, self.cx, self.cy, self.cy])) / np.array([self.fx, self.fx, self.fy, self.fy])
-        if not (np.abs(rays) < float(np.finfo(np.float32).max)).all():
+        # (plain floats: this runs for every frame's scaled copy too; float division overflows to inf)
+        rays = ((0.0 - self.cx) / self.fx, (self.width - 1.0 - self.cx) / self.fx,
+                (0.0 - self.cy) / self.fy, (self.height - 1.0 - self.cy) / self.fy)
+        if not all(abs(r) < float(_FLOAT32_MAX) for r in rays):
             raise CalibrationError(
                 f"intrinsics fx={self.fx}, fy={self.fy}, cx={self.cx}, cy={self.cy} put the rays of a "
                 f"{self.width}x{self.height} image beyond float range (infinite points): a corrupt calibration; "
