@@ -246,3 +246,17 @@ def get_params(harness: Harness, node, *names: str) -> list:
              ParameterType.PARAMETER_STRING_ARRAY: "string_array_value"}
     return [list(getattr(pv, kinds[pv.type])) if pv.type == ParameterType.PARAMETER_STRING_ARRAY
             else getattr(pv, kinds[pv.type]) for pv in res.values]
+
+
+def node_ready_to_process(harness: Harness) -> tuple[Any, Any, Image]:
+    """A dpt_tiny node (random weights, 32 px, metric through depth.scale 1) whose ``depth`` has a subscriber (the
+    lazy node computes only subscribed outputs) and whose camera has a camera_info, with a frame: ``node.process``
+    takes that frame through every stage. Returns (node, its camera, the frame)."""
+    node = harness.start_node(**{"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 32,
+                                 "depth.scale": 1.0})
+    cam = node.cameras[0]
+    harness.collector(Image, "depth")
+    wait_for(lambda: cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+    frame = make_image(1)
+    node._on_info(cam, make_info(frame))
+    return node, cam, frame

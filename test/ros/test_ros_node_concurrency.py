@@ -80,13 +80,9 @@ def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tm
     assert node.models.key == node.settings.model_key() and node.models.depth is None
 
 
-def test_a_load_ending_while_the_parameters_go_back_is_not_swapped_in(harness, monkeypatch):
-    """input_size 64 runs; 96 is asked for and loads; the user sets 64 back. The load of 96 ends just after the
-    settings say 64 and before the callback asks for a model: it must not be swapped in (it would serve while
-    `ros2 param get` says 64, and 64 would then be loaded a second time). The window is widened at that point: the
-    callback's model request waits until the loader has decided."""
-    node = harness.start_node(input_size=64)
-    running = node.models
+def _held_load_of_96(harness, node, monkeypatch) -> tuple[threading.Event, list]:
+    """input_size 96 set on ``node``, its load held in the loader until the returned gate is set; the input sizes of
+    every load the loader starts are appended to the returned list."""
     gate, entered, loads = threading.Event(), threading.Event(), []
     real = node_module.load_models
 
@@ -100,6 +96,17 @@ def test_a_load_ending_while_the_parameters_go_back_is_not_swapped_in(harness, m
     monkeypatch.setattr(node_module, "load_models", gated)
     assert set_params(harness, node, input_size=96)[0].successful
     wait_for(entered.is_set, what="loader building the 96 model")
+    return gate, loads
+
+
+def test_a_load_ending_while_the_parameters_go_back_is_not_swapped_in(harness, monkeypatch):
+    """input_size 64 runs; 96 is asked for and loads; the user sets 64 back. The load of 96 ends just after the
+    settings say 64 and before the callback asks for a model: it must not be swapped in (it would serve while
+    `ros2 param get` says 64, and 64 would then be loaded a second time). The window is widened at that point: the
+    callback's model request waits until the loader has decided."""
+    node = harness.start_node(input_size=64)
+    running = node.models
+    gate, loads = _held_load_of_96(harness, node, monkeypatch)
     loader, real_request = node._loader, node._request_models
 
     def request_once_the_load_has_ended(s):   # (on the executor thread, in the callback setting 64 back)
@@ -120,19 +127,7 @@ def test_a_refused_change_does_not_leave_its_model_wanted(harness, monkeypatch):
     change is refused and `ros2 param get` says 96, so the running load of 96 is swapped in and 128 is never
     loaded (the refused change's model stayed wanted: the loader, back from 96, loaded and served 128)."""
     node = harness.start_node(input_size=64)
-    gate, entered, loads = threading.Event(), threading.Event(), []
-    real = node_module.load_models
-
-    def gated(s, running_models=None):
-        loads.append(s["input_size"])
-        if s["input_size"] == 96:
-            entered.set()
-            gate.wait(30)
-        return real(s, running_models)
-
-    monkeypatch.setattr(node_module, "load_models", gated)
-    assert set_params(harness, node, input_size=96)[0].successful
-    wait_for(entered.is_set, what="loader building the 96 model")
+    gate, loads = _held_load_of_96(harness, node, monkeypatch)
 
     def broken(settings):
         raise RuntimeError("cannot start a thread")

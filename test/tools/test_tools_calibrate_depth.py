@@ -29,6 +29,22 @@ def _frame(rng, h=60, w=80, noise=0.01, outliers=0.0):
     return inv, ref.astype(np.float32)
 
 
+def _publish_pairs_until(done: list, first: tuple, second: tuple) -> threading.Thread:
+    """A thread publishing ``first`` = (publisher, message), then 50 ms later ``second``, every 100 ms while both
+    publishers have a subscriber, until ``done`` holds something."""
+    def run():
+        while not done:
+            if first[0].get_subscription_count() > 0 and second[0].get_subscription_count() > 0:
+                first[0].publish(first[1])
+                time.sleep(0.05)
+                second[0].publish(second[1])
+            time.sleep(0.05)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def test_calibration_recovers_the_constants_and_reports_its_error():
     rng = np.random.default_rng(1)
     c = pipeline.calibrate([_frame(rng) for _ in range(4)], min_depth=0.1, max_depth=50.0, stride=2)
@@ -260,17 +276,7 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
         inverse = conversions.image_msg(make_image(1).header, np.full((60, 80), 0.5, np.float32), "32FC1")
         args = tool.parse_args(["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"])
         done.clear()
-
-        def reference_then_inverse():
-            while not done:
-                if ref_pub.get_subscription_count() > 0 and inv_pub.get_subscription_count() > 0:
-                    ref_pub.publish(square)
-                    time.sleep(0.05)
-                    inv_pub.publish(inverse)
-                time.sleep(0.05)
-
-        t = threading.Thread(target=reference_then_inverse, daemon=True)
-        t.start()
+        t = _publish_pairs_until(done, (ref_pub, square), (inv_pub, inverse))
         try:
             with pytest.raises(SystemExit, match="reference depth 160x160 and inverse depth 80x60 have different aspect"):
                 tool.collect(args, node, executor)
@@ -316,17 +322,7 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
             args = tool.parse_args(["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse",
                                     "--frames", "1", "--timeout", "20"])
             done = []
-
-            def publish_until_done(wrong=wrong, done=done):
-                while not done:
-                    if ref_pub.get_subscription_count() > 0 and inv_pub.get_subscription_count() > 0:
-                        ref_pub.publish(reference)
-                        time.sleep(0.05)
-                        inv_pub.publish(wrong)
-                    time.sleep(0.05)
-
-            t = threading.Thread(target=publish_until_done, daemon=True)
-            t.start()
+            t = _publish_pairs_until(done, (ref_pub, reference), (inv_pub, wrong))
             try:
                 with pytest.raises(SystemExit, match=f"/calib/enc_inverse must be the node's inverse_depth "
                                                      f"\\(32FC1\\); got '{wrong.encoding}'"):

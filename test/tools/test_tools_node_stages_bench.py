@@ -92,20 +92,12 @@ def test_profiled_frames_are_not_the_timed_ones():
     import statistics
     import time
 
-    from sensor_msgs.msg import Image
-
     from dpt_ros.ros.node import _Frame
-    from dpt_ros.ros.testing import Harness, make_image, make_info, wait_for
+    from dpt_ros.ros.testing import Harness, node_ready_to_process
 
     harness = Harness(DOMAIN)   # (the first test's node is gone by then)
     try:
-        node = harness.start_node(**{"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 32,
-                                     "depth.scale": 1.0})
-        cam = node.cameras[0]
-        harness.collector(Image, "depth")   # the lazy node computes only subscribed outputs
-        wait_for(lambda: cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
-        frame = make_image(1)
-        node._on_info(cam, make_info(frame))
+        node, cam, frame = node_ready_to_process(harness)
         calls = []   # (profiler on, the decode time the node recorded for the frame)
 
         def one(i):
