@@ -29,6 +29,30 @@ def _frame(rng, h=60, w=80, noise=0.01, outliers=0.0):
     return inv, ref.astype(np.float32)
 
 
+@pytest.fixture
+def tool_node():
+    """(harness, the tool's own node, its executor) in domain DOMAIN, taken down after the test."""
+    pytest.importorskip("rclpy")
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+
+    from dpt_ros.ros.testing import Harness
+
+    harness = Harness(DOMAIN)
+    node = executor = None
+    try:
+        node = Node("calibrate_test", context=harness.context)
+        executor = SingleThreadedExecutor(context=harness.context)
+        executor.add_node(node)
+        yield harness, node, executor
+    finally:
+        if executor is not None:
+            executor.shutdown()
+        if node is not None:
+            node.destroy_node()
+        harness.shutdown()
+
+
 def _publish_pairs_until(done: list, first: tuple, second: tuple) -> threading.Thread:
     """A thread publishing ``first`` = (publisher, message), then 50 ms later ``second``, every 100 ms while both
     publishers have a subscriber, until ``done`` holds something."""
@@ -231,111 +255,83 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
         harness.shutdown()
 
 
-def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals():
+def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(tool_node):
     """In process, on the tool's own executor: a colour image sent as the reference ends the collection with
     the reason; a value the node refuses comes back as its reason; an absent node is named."""
-    pytest.importorskip("rclpy")
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
     from dpt_ros.ros import conversions
-    from dpt_ros.ros.testing import Harness, make_image, qos
+    from dpt_ros.ros.testing import make_image, qos
     from dpt_ros.tools import calibrate_depth as tool
 
-    harness = Harness(DOMAIN)
-    node = executor = None
+    harness, node, executor = tool_node
+    harness.start_node()
+    args = tool.parse_args(["--reference", "/calib/colour", "--inverse", "/calib/inverse", "--timeout", "20"])
+    pub = harness.probe.create_publisher(Image, "/calib/colour", qos())
+    done = []
+
+    def publish_until_done():
+        while not done:
+            if pub.get_subscription_count() > 0:
+                pub.publish(make_image(1))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=publish_until_done, daemon=True)
+    t.start()
     try:
-        harness.start_node()
-        node = Node("calibrate_test", context=harness.context)
-        executor = SingleThreadedExecutor(context=harness.context)
-        executor.add_node(node)
-        args = tool.parse_args(["--reference", "/calib/colour", "--inverse", "/calib/inverse", "--timeout", "20"])
-        pub = harness.probe.create_publisher(Image, "/calib/colour", qos())
-        done = []
-
-        def publish_until_done():
-            while not done:
-                if pub.get_subscription_count() > 0:
-                    pub.publish(make_image(1))
-                time.sleep(0.05)
-
-        t = threading.Thread(target=publish_until_done, daemon=True)
-        t.start()
-        try:
-            with pytest.raises(SystemExit, match="must be 32FC1 .* got 'rgb8'"):
-                tool.collect(args, node, executor)
-        finally:
-            done.append(True)
-            t.join(5)
-        # a reference of another aspect ratio, found when the node's image arrives second: the same one-line reason
-        # (the inverse-depth callback let it escape as a traceback)
-        ref_pub = harness.probe.create_publisher(Image, "/calib/square", qos())
-        inv_pub = harness.probe.create_publisher(Image, "/calib/inverse", qos())
-        square = conversions.image_msg(make_image(1).header, np.full((160, 160), 2.0, np.float32), "32FC1")
-        inverse = conversions.image_msg(make_image(1).header, np.full((60, 80), 0.5, np.float32), "32FC1")
-        args = tool.parse_args(["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"])
-        done.clear()
-        t = _publish_pairs_until(done, (ref_pub, square), (inv_pub, inverse))
-        try:
-            with pytest.raises(SystemExit, match="reference depth 160x160 and inverse depth 80x60 have different aspect"):
-                tool.collect(args, node, executor)
-        finally:
-            done.append(True)
-            t.join(5)
-        why = tool.apply(tool.parameter_client(node, "/dpt_node"), executor, "/dpt_node",
-                         {"depth.scale": -1.0, "depth.shift": 0.0})
-        assert "depth.scale" in why and "range" in why, why
-        assert tool.apply(tool.parameter_client(node, "/no_such_node"), executor, "/no_such_node", {"depth.scale": 1.0},
-                          timeout=0.5).startswith("no parameter service of /no_such_node")
+        with pytest.raises(SystemExit, match="must be 32FC1 .* got 'rgb8'"):
+            tool.collect(args, node, executor)
     finally:
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        harness.shutdown()
+        done.append(True)
+        t.join(5)
+    # a reference of another aspect ratio, found when the node's image arrives second: the same one-line reason
+    # (the inverse-depth callback let it escape as a traceback)
+    ref_pub = harness.probe.create_publisher(Image, "/calib/square", qos())
+    inv_pub = harness.probe.create_publisher(Image, "/calib/inverse", qos())
+    square = conversions.image_msg(make_image(1).header, np.full((160, 160), 2.0, np.float32), "32FC1")
+    inverse = conversions.image_msg(make_image(1).header, np.full((60, 80), 0.5, np.float32), "32FC1")
+    args = tool.parse_args(["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"])
+    done.clear()
+    t = _publish_pairs_until(done, (ref_pub, square), (inv_pub, inverse))
+    try:
+        with pytest.raises(SystemExit, match="reference depth 160x160 and inverse depth 80x60 have different aspect"):
+            tool.collect(args, node, executor)
+    finally:
+        done.append(True)
+        t.join(5)
+    why = tool.apply(tool.parameter_client(node, "/dpt_node"), executor, "/dpt_node",
+                     {"depth.scale": -1.0, "depth.shift": 0.0})
+    assert "depth.scale" in why and "range" in why, why
+    assert tool.apply(tool.parameter_client(node, "/no_such_node"), executor, "/no_such_node", {"depth.scale": 1.0},
+                      timeout=0.5).startswith("no parameter service of /no_such_node")
 
 
-def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason():
+def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(tool_node):
     """--inverse /inverse_depth/colored (rgb8) ended with "too many values to unpack (expected 2)"; a mono8 image
     (segmentation labels) of the reference's size was fitted as if it were inverse depth."""
-    pytest.importorskip("rclpy")
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from sensor_msgs.msg import Image
 
     from dpt_ros.ros import conversions
-    from dpt_ros.ros.testing import Harness, make_image, qos
+    from dpt_ros.ros.testing import make_image, qos
     from dpt_ros.tools import calibrate_depth as tool
 
-    harness = Harness(DOMAIN)
-    node = executor = None
-    try:
-        node = Node("calibrate_encoding_test", context=harness.context)
-        executor = SingleThreadedExecutor(context=harness.context)
-        executor.add_node(node)
-        ref_pub = harness.probe.create_publisher(Image, "/calib/enc_reference", qos())
-        inv_pub = harness.probe.create_publisher(Image, "/calib/enc_inverse", qos())
-        reference = conversions.image_msg(make_image(1).header, np.full((60, 80), 2.0, np.float32), "32FC1")
-        for wrong in (make_image(1),                                                              # rgb8
-                      conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
-            args = tool.parse_args(["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse",
-                                    "--frames", "1", "--timeout", "20"])
-            done = []
-            t = _publish_pairs_until(done, (ref_pub, reference), (inv_pub, wrong))
-            try:
-                with pytest.raises(SystemExit, match=f"/calib/enc_inverse must be the node's inverse_depth "
-                                                     f"\\(32FC1\\); got '{wrong.encoding}'"):
-                    tool.collect(args, node, executor)
-            finally:
-                done.append(True)
-                t.join(5)
-    finally:
-        if executor is not None:
-            executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        harness.shutdown()
+    harness, node, executor = tool_node
+    ref_pub = harness.probe.create_publisher(Image, "/calib/enc_reference", qos())
+    inv_pub = harness.probe.create_publisher(Image, "/calib/enc_inverse", qos())
+    reference = conversions.image_msg(make_image(1).header, np.full((60, 80), 2.0, np.float32), "32FC1")
+    for wrong in (make_image(1),                                                              # rgb8
+                  conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
+        args = tool.parse_args(["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse",
+                                "--frames", "1", "--timeout", "20"])
+        done = []
+        t = _publish_pairs_until(done, (ref_pub, reference), (inv_pub, wrong))
+        try:
+            with pytest.raises(SystemExit, match=f"/calib/enc_inverse must be the node's inverse_depth "
+                                                 f"\\(32FC1\\); got '{wrong.encoding}'"):
+                tool.collect(args, node, executor)
+        finally:
+            done.append(True)
+            t.join(5)
 
 
 def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
