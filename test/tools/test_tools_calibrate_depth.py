@@ -53,20 +53,31 @@ def tool_node():
         harness.shutdown()
 
 
-def _publish_pairs_until(done: list, first: tuple, second: tuple) -> threading.Thread:
-    """A thread publishing ``first`` = (publisher, message), then 50 ms later ``second``, every 100 ms while both
-    publishers have a subscriber, until ``done`` holds something."""
+def _collection_ends_with(match: str, tool_args: list, node, executor, *published: tuple) -> None:
+    """calibrate_depth's collection (``tool_args``) on ``node`` / ``executor`` ends with a SystemExit matching
+    ``match`` while each (publisher, message) of ``published`` is sent in turn, 50 ms apart, every round (once every
+    publisher has a subscriber)."""
+    from dpt_ros.tools import calibrate_depth as tool
+
+    done = []
+
     def run():
         while not done:
-            if first[0].get_subscription_count() > 0 and second[0].get_subscription_count() > 0:
-                first[0].publish(first[1])
-                time.sleep(0.05)
-                second[0].publish(second[1])
+            if all(pub.get_subscription_count() > 0 for pub, _ in published):
+                for i, (pub, msg) in enumerate(published):
+                    if i:
+                        time.sleep(0.05)
+                    pub.publish(msg)
             time.sleep(0.05)
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    return t
+    try:
+        with pytest.raises(SystemExit, match=match):
+            tool.collect(tool.parse_args(tool_args), node, executor)
+    finally:
+        done.append(True)
+        t.join(5)
 
 
 def test_calibration_recovers_the_constants_and_reports_its_error():
@@ -266,39 +277,17 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
 
     harness, node, executor = tool_node
     harness.start_node()
-    args = tool.parse_args(["--reference", "/calib/colour", "--inverse", "/calib/inverse", "--timeout", "20"])
-    pub = harness.probe.create_publisher(Image, "/calib/colour", qos())
-    done = []
-
-    def publish_until_done():
-        while not done:
-            if pub.get_subscription_count() > 0:
-                pub.publish(make_image(1))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=publish_until_done, daemon=True)
-    t.start()
-    try:
-        with pytest.raises(SystemExit, match="must be 32FC1 .* got 'rgb8'"):
-            tool.collect(args, node, executor)
-    finally:
-        done.append(True)
-        t.join(5)
+    _collection_ends_with("must be 32FC1 .* got 'rgb8'", ["--reference", "/calib/colour", "--inverse", "/calib/inverse",
+                          "--timeout", "20"], node, executor,
+                          (harness.probe.create_publisher(Image, "/calib/colour", qos()), make_image(1)))
     # a reference of another aspect ratio, found when the node's image arrives second: the same one-line reason
     # (the inverse-depth callback let it escape as a traceback)
-    ref_pub = harness.probe.create_publisher(Image, "/calib/square", qos())
-    inv_pub = harness.probe.create_publisher(Image, "/calib/inverse", qos())
     square = conversions.image_msg(make_image(1).header, np.full((160, 160), 2.0, np.float32), "32FC1")
     inverse = conversions.image_msg(make_image(1).header, np.full((60, 80), 0.5, np.float32), "32FC1")
-    args = tool.parse_args(["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"])
-    done.clear()
-    t = _publish_pairs_until(done, (ref_pub, square), (inv_pub, inverse))
-    try:
-        with pytest.raises(SystemExit, match="reference depth 160x160 and inverse depth 80x60 have different aspect"):
-            tool.collect(args, node, executor)
-    finally:
-        done.append(True)
-        t.join(5)
+    _collection_ends_with("reference depth 160x160 and inverse depth 80x60 have different aspect",
+                          ["--reference", "/calib/square", "--inverse", "/calib/inverse", "--timeout", "20"],
+                          node, executor, (harness.probe.create_publisher(Image, "/calib/square", qos()), square),
+                          (harness.probe.create_publisher(Image, "/calib/inverse", qos()), inverse))
     why = tool.apply(tool.parameter_client(node, "/dpt_node"), executor, "/dpt_node",
                      {"depth.scale": -1.0, "depth.shift": 0.0})
     assert "depth.scale" in why and "range" in why, why
@@ -321,17 +310,10 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
     reference = conversions.image_msg(make_image(1).header, np.full((60, 80), 2.0, np.float32), "32FC1")
     for wrong in (make_image(1),                                                              # rgb8
                   conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
-        args = tool.parse_args(["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse",
-                                "--frames", "1", "--timeout", "20"])
-        done = []
-        t = _publish_pairs_until(done, (ref_pub, reference), (inv_pub, wrong))
-        try:
-            with pytest.raises(SystemExit, match=f"/calib/enc_inverse must be the node's inverse_depth "
-                                                 f"\\(32FC1\\); got '{wrong.encoding}'"):
-                tool.collect(args, node, executor)
-        finally:
-            done.append(True)
-            t.join(5)
+        _collection_ends_with(
+            f"/calib/enc_inverse must be the node's inverse_depth \\(32FC1\\); got '{wrong.encoding}'",
+            ["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse", "--frames", "1", "--timeout", "20"],
+            node, executor, (ref_pub, reference), (inv_pub, wrong))
 
 
 def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
