@@ -312,8 +312,8 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
                   conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
         _collection_ends_with(
             f"/calib/enc_inverse must be the node's inverse_depth \\(32FC1\\); got '{wrong.encoding}'",
-            ["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse", "--frames", "1", "--timeout", "20"],
-            node, executor, (ref_pub, reference), (inv_pub, wrong))
+            ["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse", "--frames", "1",
+             "--timeout", "20"], node, executor, (ref_pub, reference), (inv_pub, wrong))
 
 
 def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
