@@ -925,7 +925,10 @@ class DptNode(Node):
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
             else:
                 msg_type, handler = Image, self._on_reference
-            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(topic, output=False))
+            # a latched camera_info subscription is reliable whatever qos.input_reliability says: its warning says so
+            latched = name == "camera_info" and self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
+            events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(
+                topic, output=False, latched_info=self._settings["qos.input_reliability"] if latched else None))
             cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
                                                       self._info_qos if name == "camera_info" else self._in_qos,
                                                       event_callbacks=events)
@@ -938,9 +941,10 @@ class DptNode(Node):
                     cam.references.clear()
                     cam.alignment = None
 
-    def _incompatible_qos(self, topic: str, output: bool):
+    def _incompatible_qos(self, topic: str, output: bool, latched_info: Optional[str] = None):
         """The warning callback for one of this node's publishers (``output``) or subscriptions: which policy
-        did not match and what to change, on this node or on the peer."""
+        did not match and what to change, on this node or on the peer. ``latched_info``: the subscription is the
+        transient-local (so reliable) camera_info one, and this is qos.input_reliability."""
         last = [-float("inf")]   # throttled per topic (rclpy's throttle is per call site: shared by all topics)
         topic = self.resolve_topic_name(topic)   # the name peers see (namespace and remaps applied)
 
@@ -950,7 +954,7 @@ class DptNode(Node):
                 return
             last[0] = now
             policy = qos_policy_name_from_kind(event.last_policy_kind)
-            self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {_qos_hint(policy, output)}")
+            self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {_qos_hint(policy, output, latched_info)}")
         return warn
 
     def _publish_label_info(self, s: Settings) -> None:
@@ -2076,9 +2080,17 @@ def _trim_host_heap() -> None:
         pass
 
 
-def _qos_hint(policy: str, output: bool) -> str:
+def _qos_hint(policy: str, output: bool, latched_info: Optional[str] = None) -> str:
     """What to change when a peer's QoS ``policy`` (rclpy's name of it) does not match one of this node's
-    publishers (``output``) or subscriptions."""
+    publishers (``output``) or subscriptions. ``latched_info``: the subscription is camera_info's with
+    qos.camera_info_durability:=transient_local, which makes it reliable whatever qos.input_reliability (this value)
+    says, so that qos.input_reliability alone cannot make it take a best-effort publisher."""
+    if "RELIABILITY" in policy and latched_info is not None:
+        also = (" (a best-effort subscription, which takes best-effort and reliable publishers)"
+                if latched_info == "best_effort" else " and qos.input_reliability:=best_effort")
+        return ("this camera_info subscription is reliable because qos.camera_info_durability is transient_local, "
+                f"and a best-effort publisher cannot feed it: qos.camera_info_durability:=volatile{also}, or a "
+                "reliable camera_info publisher")
     if "RELIABILITY" in policy:
         return ("a subscriber asks for reliable and this node publishes best effort: qos.output_reliability:=reliable, "
                 "or a best-effort subscriber" if output else

@@ -1222,6 +1222,27 @@ def test_a_volatile_camera_info_publisher_for_a_transient_local_subscription_is_
     wait_for(lambda: wanted in [m.msg for m in list(log) if m.name == "durable.dpt_node"], what="the durability warning")
 
 
+def test_a_best_effort_camera_info_for_a_latched_subscription_is_warned_with_the_parameter_that_made_it_reliable(
+        harness):
+    """qos.camera_info_durability:=transient_local makes the camera_info subscription reliable whatever
+    qos.input_reliability says (best_effort here, the default): a best-effort, transient-local camera_info publisher
+    is incompatible in reliability alone, and the warning must not advise qos.input_reliability:=best_effort, which
+    is already set and would change nothing."""
+    log = harness.collector(Log, "/rosout")
+    harness.start_node(namespace="latched", **{"qos.camera_info_durability": "transient_local"})
+    latched_best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    harness.probe.create_publisher(CameraInfo, "/latched/camera_info", latched_best_effort)
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "latched.dpt_node" and "incompatible QoS" in m.msg]
+    wait_for(lambda: said(), what="the reliability warning")
+    assert said() == ["incompatible QoS on /latched/camera_info (policy RELIABILITY): this camera_info subscription is "
+                      "reliable because qos.camera_info_durability is transient_local, and a best-effort publisher "
+                      "cannot feed it: qos.camera_info_durability:=volatile (a best-effort subscription, which takes "
+                      "best-effort and reliable publishers), or a reliable camera_info publisher"]
+
+
 def test_a_frame_whose_network_input_would_be_huge_is_refused_and_counted(harness):
     """resize_method lower_bound at input_size 64: a 200x1 frame would need a 64x12800 network input (200x the
     network size's pixels): refused before decoding as an encoding error that names the topic and says what to do,
