@@ -1574,11 +1574,13 @@ class DptNode(Node):
                                   warn=True)
                 return None
             if not infos:
-                latched = ("" if s["qos.camera_info_durability"] == "transient_local" else
-                           "; a driver that publishes it once (latched) needs qos.camera_info_durability:=transient_local")
+                # (a transient-local subscription is reliable whatever qos.input_reliability says)
+                qos_ = ("latched (reliable, transient local: qos.camera_info_durability is transient_local)"
+                        if s["qos.camera_info_durability"] == "transient_local" else
+                        "with a QoS this node's qos.input_reliability accepts; a driver that publishes it once "
+                        "(latched) needs qos.camera_info_durability:=transient_local")
                 why = (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
-                       f"with a QoS this node's qos.input_reliability accepts{latched}, or give a calibration file "
-                       f"(camera_info.url)")
+                       f"{qos_}, or give a calibration file (camera_info.url)")
             else:
                 gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
                 fix = ("camera_info.policy:=nearest with a camera_info.tolerance above that" if policy == "exact"

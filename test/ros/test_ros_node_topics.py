@@ -1243,6 +1243,37 @@ def test_a_best_effort_camera_info_for_a_latched_subscription_is_warned_with_the
                       "best-effort and reliable publishers), or a reliable camera_info publisher"]
 
 
+def test_no_camera_info_on_a_latched_subscription_names_its_qos_not_qos_input_reliability(harness, monkeypatch):
+    """With qos.camera_info_durability:=transient_local the camera_info subscription is reliable and transient local
+    whatever qos.input_reliability says: the error of a camera without camera_info says what QoS it takes, and does
+    not send the user to qos.input_reliability, which does not apply to it."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)   # (past the first seconds: the error, not the warning)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="latchedinfo", **{"depth.scale": 1.0,
+                                                           "qos.camera_info_durability": "transient_local"})
+    points = harness.collector(PointCloud2, "/latchedinfo/points")
+    pub = harness.probe.create_publisher(Image, "/latchedinfo/image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "latchedinfo.dpt_node" and "none received on" in m.msg]
+    for i in range(1, 100):
+        pub.publish(make_image(i))
+        try:
+            wait_for(said, timeout=0.2)
+            break
+        except AssertionError:
+            continue
+    line = said()[0]
+    assert "qos.input_reliability" not in line, line
+    assert ("check that the camera publishes it there (remap camera_info:=...) latched (reliable, transient local: "
+            "qos.camera_info_durability is transient_local), or give a calibration file (camera_info.url)") in line, line
+    assert points == []
+
+
 def test_a_frame_whose_network_input_would_be_huge_is_refused_and_counted(harness):
     """resize_method lower_bound at input_size 64: a 200x1 frame would need a 64x12800 network input (200x the
     network size's pixels): refused before decoding as an encoding error that names the topic and says what to do,
