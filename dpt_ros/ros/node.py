@@ -1193,22 +1193,25 @@ class DptNode(Node):
                     odd_stamps.append((cam, None))
                 for name in msgs:
                     cam.counts["out:" + name] += 1
+        # said once per camera: keyed by its name, not by its place in the list (a managed node's next configuration
+        # may list other cameras)
         for cam, stamp in odd_stamps:
             topic = cam.image_topic or cam.topic("image")
+            key = cam.topic("image")
             if stamp is None:
-                self._warn_once(f"no_frame_id:{cam.index}", f"{topic}: frames with an empty frame_id: the outputs "
+                self._warn_once(f"no_frame_id:{key}", f"{topic}: frames with an empty frame_id: the outputs "
                                 "carry it (as every header), and neither tf nor RViz can place them; set the camera "
                                 "driver's frame_id (its optical frame)")
             elif stamp == 0:
-                self._warn_once(f"unstamped:{cam.index}", f"{topic}: frames stamped 0 (the driver sets no time): "
+                self._warn_once(f"unstamped:{key}", f"{topic}: frames stamped 0 (the driver sets no time): "
                                 "outputs carry that header, and /diagnostics' age figures leave them out")
             elif stamp < 0:   # (not "ahead of this node's clock": it is before 1970, whatever the clock says)
-                self._warn_once(f"negative:{cam.index}", f"{topic}: frames stamped {stamp / 1e9:.3f} s, a negative "
+                self._warn_once(f"negative:{key}", f"{topic}: frames stamped {stamp / 1e9:.3f} s, a negative "
                                 "time (before 1970: the driver's clock, or its conversion to a ROS stamp, is broken): "
                                 "outputs carry that header, and /diagnostics' age figures leave them out; fix the "
                                 "camera driver's time stamps")
             else:
-                self._warn_once(f"future:{cam.index}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
+                self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
                                 "/diagnostics' age figures leave them out")
 

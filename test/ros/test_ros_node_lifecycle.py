@@ -231,6 +231,35 @@ def test_a_new_configuration_starts_clean_and_unconfigured_values_are_checked(ha
     assert values["errors.model_load"] == "1"   # counters are the node's life, not the configuration's
 
 
+def test_a_camera_of_a_new_configuration_gets_its_own_once_per_camera_warnings(harness):
+    """The warnings said once per camera (an empty frame_id, ...) belong to the camera, not to its place in the list:
+    after cleanup, cameras:=[b] and configure, camera b's frames without a frame_id are said, though camera a, first
+    in the list before, was said already."""
+    from rcl_interfaces.msg import Log
+    from rclpy.parameter import Parameter
+
+    log = harness.collector(Log, "/rosout")
+    # (a namespace of its own: its logger's /rosout publisher is not one that an earlier test's node of the same
+    # name, finalised by the cleanup's garbage collection, takes away)
+    node = harness.start_node(namespace="percam", managed=True, cameras=["a"], lazy=False)
+
+    def said(topic):
+        return [m.msg for m in list(log) if m.name == "percam.dpt_node" and
+                m.msg.startswith(f"{topic}: frames with an empty frame_id")]
+    for ns in ("a", "b"):
+        if ns == "b":
+            assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+            assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+            assert node.set_parameters([Parameter("cameras", value=["b"])])[0].successful
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        pub = harness.probe.create_publisher(Image, f"/percam/{ns}/image", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0, what=f"discovery of {ns}/image")
+        pub.publish(make_image(1, frame_id=""))
+        wait_for(lambda: node.counts()[ns].get("processed", 0) == 1, what=f"the frame of {ns} processed")
+        wait_for(lambda: len(said(f"/percam/{ns}/image")) == 1, what=f"the empty frame_id of {ns}/image said")
+
+
 def _worker_left_behind(harness, monkeypatch):
     """A managed node whose worker hangs in a forward pass past cleanup's limit (0.3 s here), then configured and
     activated again: (node, its inverse_depth collector, the image publisher, the gate that wakes the old worker)."""
