@@ -1609,13 +1609,14 @@ class DptNode(Node):
     def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False,
                      warn: bool = False) -> None:
         """Count a per-frame failure and log it: one line per kind of error (reason + message with
-        its numbers blanked) every ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
+        its numbers blanked, not the digits of the topics it names: cam1's error is not cam2's) every
+        ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
         behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons).
 
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
         dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state)."""
-        kind = (reason, re.sub(r"\d+", "#", text)[:200])
+        kind = (reason, _blank_numbers(text)[:200])
         now = time.monotonic()
         with self._lock:
             self._errors[reason] += len(frames) or 1   # per frame, as the cameras' counts (a copy's: one)
@@ -2148,6 +2149,14 @@ def _info_output(cam: _Camera, header, intr, width: int, height: int, source: Op
         cdr = by_frame_id[header.frame_id] = serialize_message(
             conversions.camera_info_msg(header, width, height, k, p, source))
     return conversions.restamped(cdr, header)
+
+
+def _blank_numbers(text: str) -> str:
+    """``text`` with its numbers as '#' (a log line's kind: the same problem with other figures), except in words
+    that contain a '/' (topics, paths): cameras named cam1 and cam2 have errors of their own, which the log
+    throttle must not take for one."""
+    return re.sub(r"[^\s'\"(),;:]+", lambda m: m.group() if "/" in m.group() else re.sub(r"\d+", "#", m.group()),
+                  text)
 
 
 def _topics(frames: list) -> str:

@@ -197,6 +197,26 @@ def test_bad_encoding_is_counted_and_next_frame_processed(harness):
     assert out[0].header.stamp.nanosec == 3
 
 
+def test_cameras_whose_names_differ_in_digits_each_log_their_own_error(harness):
+    """cameras:=[cam1, cam2], each sending a frame of an unsupported encoding: each camera's error is logged with its
+    topic. The log throttle blanks a message's numbers to tell kinds of error apart; the digits of the topic it names
+    are not figures, and cam2's error is not hidden behind cam1's as "more like it"."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="digits", cameras=["cam1", "cam2"], lazy=False)
+    pubs = {ns: harness.probe.create_publisher(Image, f"/digits/{ns}/image", qos()) for ns in ("cam1", "cam2")}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), what="discovery")
+    for ns, pub in pubs.items():
+        bad = make_image(1)
+        bad.encoding = "no_such_encoding"
+        pub.publish(bad)
+        wait_for(lambda: node.counts()[ns].get("error:encoding", 0) == 1, what=f"the error of {ns} counted")
+
+    def said(ns):
+        return [m.msg for m in list(log) if m.name == "digits.dpt_node" and
+                m.msg.startswith(f"[encoding] /digits/{ns}/image: unsupported image encoding 'no_such_encoding'")]
+    wait_for(lambda: said("cam1") and said("cam2"), what="an error line for each camera")
+
+
 def _torch_oom():
     return torch.cuda.OutOfMemoryError("CUDA out of memory (injected)")
 
