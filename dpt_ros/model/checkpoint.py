@@ -285,6 +285,8 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
     try:
         _refuse_download_artifacts(path, v)
         kind = _content_format(path) or ("safetensors" if path.suffix == ".safetensors" else "torch")
+    except FileNotFoundError:   # removed since the check above (a cleanup, a download replacing it): not a permission
+        raise FileNotFoundError(_not_found_message(path, v)) from None
     except OSError as e:   # e.g. another user's file without read permission
         raise CheckpointError(f"{path}: cannot read it: {e.strerror or e}; the node's user needs read access "
                               f"(ls -l shows who has it)") from e

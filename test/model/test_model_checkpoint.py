@@ -684,3 +684,22 @@ def test_file_hashes_are_remembered_per_file_version_and_the_memory_stays_bounde
     p.write_bytes(b"other contents")
     os.utime(p, ns=(1, 1))
     assert checkpoint.file_sha256(p) == hashlib.sha256(b"other contents").hexdigest()
+
+
+def test_a_file_removed_after_the_existence_check_is_not_found_not_a_permission_problem(tmp_path, monkeypatch):
+    """A weights file deleted between the check that it exists and its first read (a cleanup, a download replacing
+    it: seen in a hot-swap test under load) is FileNotFoundError with the not-found advice; it was reported as "cannot
+    read it ... the node's user needs read access". The deletion is put at that point."""
+    from dpt_ros.model import checkpoint
+
+    path = tmp_path / "w.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=0), path)
+    real = checkpoint._refuse_download_artifacts
+
+    def removed_first(p, v):
+        os.remove(p)
+        return real(p, v)
+
+    monkeypatch.setattr(checkpoint, "_refuse_download_artifacts", removed_first)
+    with pytest.raises(FileNotFoundError, match="weights file not found: .*w.pt"):
+        checkpoint.read_state_dict(path, "dpt_tiny")
