@@ -70,6 +70,8 @@ _FORMATS: dict[str, _Format] = {
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_FORMATS)
 #: ``sensor_msgs/CompressedImage`` formats :func:`decode_compressed` accepts (image_transport style).
 SUPPORTED_COMPRESSED_FORMATS: tuple[str, ...] = ("jpeg", "jpg", "png")
+#: the encodings whose colour order a CompressedImage's format string names (sensor_msgs' ``isColor``)
+_COLOR_ENCODINGS = frozenset(("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16"))
 
 
 class EncodingError(ValueError):
@@ -321,7 +323,8 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
 
     ``format`` is the message's format string (e.g. "jpeg", "rgb8; jpeg compressed bgr8", "png");
-    the payload's magic bytes decide, the string is only checked for an unsupported codec.
+    the payload's magic bytes decide the codec, the string is checked for an unsupported one and says the
+    colour order as image_transport's subscriber reads it (see the end of this function).
 
     :raises EncodingError: unsupported format or undecodable data.
     """
@@ -367,10 +370,12 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
         raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
     if img.dtype == np.uint16:
         img = _u16_to_u8(img)
-    # image_transport's rule: "<encoding>; <codec> compressed bgr8" (what it writes) or a bare codec name: the
-    # file holds BGR for OpenCV; any other "<encoding>; ... compressed <order>" was encoded from RGB as it is
-    _, sep, tail = fmt.partition(";")
-    if sep and "compressed bgr" not in tail:
+    # image_transport's rule (its compressed subscriber): for a colour encoding before the ';', "compressed bgr"
+    # after it (what its publisher writes) says the file holds BGR for OpenCV, anything else that the pixels were
+    # handed to the encoder as they were, RGB. Any other encoding (8UC3 / 8UC4, BGR by OpenCV's convention, as its
+    # publisher writes them to PNG; mono) or a bare codec name: the file holds BGR for OpenCV.
+    encoding, sep, tail = fmt.partition(";")
+    if sep and encoding.strip() in _COLOR_ENCODINGS and "compressed bgr" not in tail:
         return img
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 

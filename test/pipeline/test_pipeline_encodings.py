@@ -218,6 +218,26 @@ def test_decode_compressed_follows_the_colour_order_the_format_names(fmt, stored
     np.testing.assert_array_equal(decode_compressed(png.tobytes(), fmt), RGB)
 
 
+@pytest.mark.parametrize("fmt", [
+    "8UC3; png compressed ",    # image_transport's publisher writes 8UC3 (BGR by OpenCV's convention) as it is
+    "8UC4; png compressed ",    # the same with a 4th channel (dropped)
+    "mono8; png compressed ",   # a format that says mono over a colour file: the file's own colours
+    "mono8; jpeg compressed mono8",
+])
+def test_a_format_without_a_colour_encoding_leaves_the_file_in_opencvs_bgr_order(fmt):
+    """image_transport's subscriber applies the format's colour order only to rgb8, bgr8, rgba8, ... (isColor);
+    the 8UC3 / 8UC4 frames its publisher writes to PNG are BGR, as the same frames sent raw are read."""
+    rgb = cv2.GaussianBlur(RGB, (0, 0), 3)   # (smooth: JPEG's halved chroma keeps its colours)
+    bgr = rgb[..., ::-1]
+    pixels = np.ascontiguousarray(np.dstack([bgr, GRAY]) if fmt.startswith("8UC4") else bgr)
+    ok, data = cv2.imencode(".jpg" if "jpeg" in fmt else ".png", pixels, [cv2.IMWRITE_JPEG_QUALITY, 98])
+    assert ok
+    out = decode_compressed(data.tobytes(), fmt).astype(int)
+    raw = decode(ImageView.from_array(pixels, fmt.split(";")[0] if fmt.startswith("8UC") else "8UC3"))
+    np.testing.assert_array_equal(raw, rgb)   # the frame sent raw
+    assert np.abs(out - rgb).mean() < (3 if "jpeg" in fmt else 1e-9)
+
+
 def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
     """The JPEG with an EXIF (APP1) segment whose Orientation tag (0x0112) is ``orientation``."""
     tiff = b"II*\0" + struct.pack("<I", 8) + struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0)
