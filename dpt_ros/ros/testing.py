@@ -229,17 +229,25 @@ def call_service(harness: Harness, srv_type, name: str, request, timeout: float 
         harness.probe.destroy_client(client)
 
 
+def _node_path(node) -> str:
+    """The fully qualified name of ``node`` (a node, in whatever namespace; or a name: ``/ns/name``, or a plain
+    ``name`` of one in the root namespace, e.g. in another process), where its parameter services are."""
+    if isinstance(node, str):
+        return node if node.startswith("/") else f"/{node}"
+    return node.get_fully_qualified_name()
+
+
 def set_params(harness: Harness, node, **values) -> list:
-    """What `ros2 param set` does: the SetParameters service of ``node`` (a node, or the name of one in the root
-    namespace, e.g. in another process); returns the results."""
-    name = node if isinstance(node, str) else node.get_name()
+    """What `ros2 param set` does: the SetParameters service of ``node`` (a node, or the name of one: ``/ns/name``,
+    or ``name`` in the root namespace, e.g. in another process); returns the results."""
     req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
-    return call_service(harness, SetParameters, f"/{name}/set_parameters", req).results
+    return call_service(harness, SetParameters, f"{_node_path(node)}/set_parameters", req).results
 
 
 def get_params(harness: Harness, node, *names: str) -> list:
-    """The values of ``names`` through the node's GetParameters service, as Python values."""
-    res = call_service(harness, GetParameters, f"/{node.get_name()}/get_parameters",
+    """The values of ``names`` through the node's GetParameters service (``node`` as for :func:`set_params`), as
+    Python values."""
+    res = call_service(harness, GetParameters, f"{_node_path(node)}/get_parameters",
                        GetParameters.Request(names=list(names)))
     kinds = {ParameterType.PARAMETER_BOOL: "bool_value", ParameterType.PARAMETER_INTEGER: "integer_value",
              ParameterType.PARAMETER_DOUBLE: "double_value", ParameterType.PARAMETER_STRING: "string_value",
