@@ -209,7 +209,12 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
     """Why dpt_node would refuse ``cameras`` (its ``cameras`` parameter) in ``namespace`` with ``remaps``, '' when it
     takes them: the node's own check of the parameter (``params.SPECS["cameras"].check``: valid ROS namespaces, none
     twice), each camera first so that the reason names it, then the node's start-up check that no camera is listed
-    twice in two spellings (a, /a; ~/x, /<namespace>/<node>/x), its topics resolved by this tool's rcl rules."""
+    twice in two spellings (a, /a; ~/x, /<namespace>/<node>/x), its topics resolved by this tool's rcl rules. Also
+    the node's refusal of a camera whose topics (any it may publish or subscribe, remaps applied) rcl refuses once
+    resolved, most often for their length (rcl's limit: 247 characters), with the node's words."""
+    from rclpy.exceptions import InvalidTopicNameException  # noqa: PLC0415
+    from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: PLC0415
+
     from dpt_ros.ros import params  # noqa: PLC0415
 
     check = params.SPECS["cameras"].check
@@ -217,6 +222,18 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
         why = check([cam])
         if why:
             return why
+    node_level = expected(namespace, [], path=path, remaps=remaps, depth_align=True)
+    node_level = set(node_level["publish"]) | set(node_level["subscribe"])
+    for cam in cameras:   # as the node checks them: every topic it may have, in either image transport
+        for transport in ("raw", "compressed"):
+            e = expected(namespace, [cam], transport, optional=True, path=path, remaps=remaps, depth_align=True)
+            for topic in sorted((set(e["publish"]) | set(e["subscribe"])) - node_level):
+                try:
+                    validate_full_topic_name(topic)
+                except InvalidTopicNameException as ex:
+                    why = str(ex).splitlines()[0].rstrip(" :").replace("Invalid topic name: ", "")
+                    return (f"camera namespace {params.shown(cam)} cannot be served: its topic {params.shown(topic)} "
+                            f"is no valid ROS topic name ({why}); use a shorter namespace")
     node, remaps = load(path)["node"], list(remaps)
     twice = params.camera_listed_twice(   # the node's rule, its topics resolved by this tool's rcl rules
         cameras, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node))
