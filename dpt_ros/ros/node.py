@@ -1098,6 +1098,12 @@ class DptNode(Node):
                 self._warn_once("no_metric", "depth and points need metric depth: use a metric variant "
                                 "(dpt_hybrid_kitti, dpt_hybrid_nyu) or set depth.scale / depth.shift (python -m "
                                 "dpt_ros.tools.calibrate_depth fits them from a depth camera)")
+            if wanted and wanted <= _INFO_OUTPUTS and self._never_had_info(f.camera):
+                # all it would publish needs a camera_info and none has come: the model is not run for nothing
+                self._count_error("no_camera_info", f"no camera_info: {self._no_info_reason(f.camera, s)}; the model "
+                                  f"is not run for this camera while {' and '.join(sorted(wanted))} (which need it) "
+                                  f"are its only outputs subscribed", [f])
+                continue
             if "points" in wanted and s["points.max_rate"] > 0.0 and not f.camera.points_throttle.admit(
                     f.received, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
                 wanted.discard("points")
@@ -1577,13 +1583,7 @@ class DptNode(Node):
                                   warn=True)
                 return None
             if not infos:
-                # (a transient-local subscription is reliable whatever qos.input_reliability says)
-                qos_ = ("latched (reliable, transient local: qos.camera_info_durability is transient_local)"
-                        if s["qos.camera_info_durability"] == "transient_local" else
-                        "with a QoS this node's qos.input_reliability accepts; a driver that publishes it once "
-                        "(latched) needs qos.camera_info_durability:=transient_local")
-                why = (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
-                       f"{qos_}, or give a calibration file (camera_info.url)")
+                why = self._no_info_reason(f.camera, s)
             else:
                 gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
                 fix = ("camera_info.policy:=nearest with a camera_info.tolerance above that" if policy == "exact"
@@ -1593,6 +1593,24 @@ class DptNode(Node):
             self._count_error("no_camera_info", f"no camera_info: {why}; depth/camera_info and points skipped", [f],
                               partial=True)
         return chosen
+
+    def _never_had_info(self, cam: _Camera) -> bool:
+        """The camera has no calibration file and its camera_info subscription has brought nothing, past the first
+        ``_INFO_GRACE_S`` (when its first camera_info is most likely on its way): no frame of it can have one."""
+        with self._info_arrived:
+            return (cam.calibration is None and not cam.infos and "camera_info" in cam.subs
+                    and time.monotonic() - cam.info_since >= _INFO_GRACE_S)
+
+    def _no_info_reason(self, cam: _Camera, s: Settings) -> str:
+        """Why a camera that has received no camera_info has none, and what to do (log and /diagnostics)."""
+        topic = self.resolve_topic_name(cam.topic("camera_info"))   # (namespace and remaps applied)
+        # (a transient-local subscription is reliable whatever qos.input_reliability says)
+        qos_ = ("latched (reliable, transient local: qos.camera_info_durability is transient_local)"
+                if s["qos.camera_info_durability"] == "transient_local" else
+                "with a QoS this node's qos.input_reliability accepts; a driver that publishes it once "
+                "(latched) needs qos.camera_info_durability:=transient_local")
+        return (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
+                f"{qos_}, or give a calibration file (camera_info.url)")
 
     @staticmethod
     def _match_info(infos: list, stamp: int, policy: str, tolerance_s: float) -> Optional[CameraInfo]:
@@ -1751,6 +1769,8 @@ class DptNode(Node):
                     ckv[key.replace(":", ".")] = str(n)
             if cam.calibration is not None:
                 ckv["camera_info"] = "camera_info.url"
+            elif self._never_had_info(cam):
+                ckv["camera_info"] = self._no_info_reason(cam, self._settings)
             if cam.alignment is not None:
                 ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
                 ckv["alignment.pixels"] = str(cam.alignment[2])

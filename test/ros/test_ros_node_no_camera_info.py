@@ -1,0 +1,43 @@
+"""A camera whose camera_info never came, with only outputs subscribed that need one (points, depth/camera_info): the
+model is not run for nothing, and /diagnostics says which topic has brought nothing and what to do."""
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticStatus
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
+
+DOMAIN = 82
+
+
+def test_only_the_cloud_subscribed_and_no_camera_info_runs_no_model(harness, monkeypatch):
+    """Only ``points`` is subscribed and the camera's camera_info has brought nothing (past the first seconds): each
+    frame is counted as error.no_camera_info without a forward pass (the model ran on every frame for a cloud it could
+    not build, counted processed), the camera's status names the missing topic; once camera_info comes, clouds do."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)   # (past the first seconds: none is on its way)
+    node = harness.start_node(namespace="cam", **{"depth.scale": 1.0})
+    points = harness.collector(PointCloud2, "/cam/points")
+    pub = harness.probe.create_publisher(Image, "/cam/image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    for i in range(1, 4):   # one at a time: each counted before the next (none replaces a waiting one)
+        pub.publish(make_image(i * 10**8))
+        wait_for(lambda: sum(n for k, n in node.counts()[""].items() if k.endswith(":no_camera_info")) == i,
+                 what=f"frame {i} counted")
+    counts = node.counts()[""]
+    assert counts["received"] == 3 and counts.get("processed", 0) == 0 and node.error_counts() == {"no_camera_info": 3}
+    status = node.diagnostics().status
+    values = {kv.key: kv.value for kv in status[0].values}
+    assert values["latency.batches"] == "0"   # no forward pass
+    cam = {kv.key: kv.value for kv in status[1].values}
+    assert status[1].level == DiagnosticStatus.WARN and cam["error.no_camera_info"] == "3"
+    assert cam["camera_info"].startswith(
+        "none received on /cam/camera_info: check that the camera publishes it there (remap camera_info:=...)"), cam
+    # the camera_info comes: the next frames have their clouds, and the status no longer says it is missing
+    info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    publish_until(pub, lambda i: make_image(10**9 + i), points, n=1, info_pub=info_pub)
+    assert node.counts()[""]["processed"] >= 1 and len(points) >= 1
+    assert "camera_info" not in {kv.key for kv in node.diagnostics().status[1].values}
