@@ -141,16 +141,20 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
 
 
 def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -> Optional[str]:
-    """Why ``cameras`` names one camera twice in two spellings (a, /a; ~/x, /<node>/x: two publishers per topic), or
-    None. ``resolve``: a relative topic name -> the node's topic (the running node's resolution, or one that follows
-    rcl's rules and remaps for a node not started yet)."""
-    seen: dict[str, str] = {}
+    """Why ``cameras`` names one camera twice: in two spellings (a, /a; ~/x, /<node>/x: two publishers per topic), or
+    as two namespaces whose images are remapped to one topic (-r a/image:=/cam/image -r b/image:=/cam/image: the model
+    would run twice on each of its frames), or None. ``resolve``: a relative topic name -> the node's topic (the
+    running node's resolution, or one that follows rcl's rules and remaps for a node not started yet)."""
+    seen: dict[tuple[str, str], str] = {}
     for ns in cameras:
         ns = ns.rstrip("/")
-        topic = resolve(f"{ns}/inverse_depth" if ns else "inverse_depth")
-        if topic in seen:
-            return f"cameras lists one camera twice: {seen[topic]!r} and {ns!r} both publish {topic}; list it once"
-        seen[topic] = ns
+        for name, verb in (("inverse_depth", "publish"), ("image", "subscribe")):
+            topic = resolve(f"{ns}/{name}" if ns else name)
+            if (name, topic) in seen:
+                return (f"cameras lists one camera twice: {seen[name, topic]!r} and {ns!r} both {verb} {topic}; "
+                        f"list it once" + ("" if name == "inverse_depth" else
+                                           " (or remap their image topics to their own cameras' images)"))
+            seen[name, topic] = ns
     return None
 
 

@@ -43,3 +43,23 @@ def test_policy_tool_refuses_camera_namespaces_too_long_for_the_node(harness, na
             with pytest.raises(SystemExit) as e:
                 sros2_policy.main(["--namespace", namespace, "--cameras", cam, "--out", "-"])
             assert e.value.code == 2
+
+
+def test_two_cameras_remapped_to_one_image_are_one_camera_listed_twice(harness):
+    """Two camera namespaces whose image topics are remapped to one topic are one camera listed twice (the model ran
+    twice on each of its frames, publishing the same results under two namespaces): refused by the node, when set
+    and at start-up, and by the policy tool; one of them remapped elsewhere is taken."""
+    from dpt_ros.ros.node import StartupError
+
+    rules = ["a/image:=/cam/image", "b/image:=/cam/image"]
+    args = ["--ros-args", *(x for rule in rules for x in ("-r", rule))]
+    want = ("cameras lists one camera twice: 'a' and 'b' both subscribe /cam/image; list it once (or remap their "
+            "image topics to their own cameras' images)")
+    node = harness.start_node(managed=True, cli_args=args)
+    refused = set_params(harness, node, cameras=["a", "b"])[0]
+    assert not refused.successful and refused.reason == want
+    assert sros2_policy.invalid_cameras(["a", "b"], "/", sros2_policy.parse_remaps(rules)) == want
+    with pytest.raises(StartupError, match="both subscribe /cam/image"):
+        harness.start_node(cameras=["a", "b"], cli_args=args + ["-r", "__node:=dpt_twice"])
+    assert set_params(harness, node, cameras=["a", "c"])[0].successful   # c/image is its own
+    assert sros2_policy.invalid_cameras(["a", "c"], "/", sros2_policy.parse_remaps(rules)) == ""
