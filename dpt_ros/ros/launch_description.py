@@ -40,7 +40,8 @@ def generate(task: str):
 
 def _autostarted(node, transitions: tuple[str, ...]) -> list:
     """``node``, and for a managed one the events that take it through ``transitions`` (configure, activate): the
-    first is requested when the node is up, each next one when the previous has reached its state."""
+    first is requested when the node is up, each next one when the previous has first reached its state (once: a
+    later configure by the user, e.g. after a cleanup to change ``cameras``, leaves the node inactive)."""
     if not transitions:
         return [node]
     from launch.actions import EmitEvent, RegisterEventHandler
@@ -57,6 +58,7 @@ def _autostarted(node, transitions: tuple[str, ...]) -> list:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=ids[name]))
 
     handlers = [RegisterEventHandler(OnStateTransition(target_lifecycle_node=node, start_state=passes[prev][0],
-                                                       goal_state=passes[prev][1], entities=[request(name)]))
+                                                       goal_state=passes[prev][1], entities=[request(name)],
+                                                       handle_once=True))
                 for prev, name in zip(transitions, transitions[1:])]
     return [*handlers, node, request(transitions[0])]

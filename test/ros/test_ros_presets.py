@@ -221,6 +221,48 @@ def test_launch_files_build(task):
     assert [type(a).__name__ for a in actions] == ["LifecycleNode"]
 
 
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed (no ROS distribution)")
+def test_autostart_activates_the_first_configure_only():
+    """managed:=true (autostart): the launch activates the node once it is first configured, not again after a later
+    configure: README's way to change cameras (deactivate, cleanup, set cameras, configure, activate) ended with an
+    activate that failed, the launch having activated the node on its own after the configure. The launch file's
+    handler runs in a real LaunchService, fed the transition events the node publishes (no process is started)."""
+    from launch import LaunchContext, LaunchDescription, LaunchService
+    from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
+    from launch.event_handler import EventHandler
+    from launch_ros.events.lifecycle import ChangeState, StateTransition
+    from lifecycle_msgs.msg import State, Transition, TransitionEvent
+
+    spec = importlib.util.spec_from_file_location("depth_launch", ROOT / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    ld = module.generate_launch_description()
+    context = LaunchContext()
+    for d in ld.entities:
+        if isinstance(d, DeclareLaunchArgument):
+            d.visit(context)
+    context.launch_configurations.update(managed="true")
+    handler, node, first = ld.entities[-1].execute(context)
+    assert isinstance(handler, RegisterEventHandler) and first.event.transition_id == Transition.TRANSITION_CONFIGURE
+
+    def passed(start: str, goal: str) -> EmitEvent:   # what the node publishes on transition_event, as launch_ros
+        return EmitEvent(event=StateTransition(action=node, msg=TransitionEvent(   # turns it into an event
+            start_state=State(label=start), goal_state=State(label=goal))))
+
+    requested = []   # the transitions the launch asks of the node
+    recorder = RegisterEventHandler(EventHandler(matcher=lambda e: isinstance(e, ChangeState), entities=OpaqueFunction(
+        function=lambda context: requested.append(context.locals.event.transition_id))))
+    configure = [passed("unconfigured", "configuring"), passed("configuring", "inactive")]
+    service = LaunchService()
+    service.include_launch_description(LaunchDescription([
+        recorder, handler,
+        *configure, passed("inactive", "activating"), passed("activating", "active"),    # the launch's autostart
+        passed("active", "deactivating"), passed("deactivating", "inactive"),              # then the user's
+        passed("inactive", "cleaningup"), passed("cleaningup", "unconfigured"), *configure]))
+    assert service.run() == 0
+    assert requested == [Transition.TRANSITION_ACTIVATE]   # after the first configure only
+
+
 def test_managed_launch_runs_the_lifecycle_node_and_autostarts_it():
     assert presets.node_executable("depth", {}) == "dpt_node" and presets.autostart_transitions("depth", {}) == ()
     for task in presets.TASKS:
