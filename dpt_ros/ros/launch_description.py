@@ -17,7 +17,11 @@ def generate(task: str):
     def nodes(context, *args, **kwargs):
         from launch_ros.actions import LifecycleNode, Node
 
+        from launch.logging import get_logger
+
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
+        for warning in presets.ignored_arguments(task, context.launch_configurations):
+            get_logger(f"{task}.launch.py").warning(warning)
         rviz = presets.use_rviz(task, values)
         if rviz and presets.rviz_unavailable():   # before anything starts: nothing is left running
             raise RuntimeError(presets.rviz_unavailable())

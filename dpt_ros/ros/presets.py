@@ -11,10 +11,11 @@ given (left at ``default`` / empty they override nothing, so a ``config_file`` c
 """
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 PACKAGE = "dpt_ros"
 TASKS = ("depth", "segmentation", "dpt")
@@ -143,6 +144,28 @@ def resolve(task: str, values: Mapping[str, str]) -> dict[str, str]:
     if unknown:
         raise ValueError(f"unknown launch argument(s) {sorted(unknown)}; valid: {', '.join(args)}")
     return {name: _checked(a, values.get(name, a.default)) for name, a in args.items()}
+
+
+def ignored_arguments(task: str, given: Iterable[str]) -> list[str]:
+    """What to say of the launch configurations ``given`` that ``<task>.launch.py`` does not declare but that look meant
+    for it: ``ros2 launch`` takes any ``name:=value`` and the launch file never reads an undeclared one, so
+    ``resoltion:=512`` ran at the default size without a word. Said: an argument of another of the launch files
+    (``segmentation_weights`` to depth.launch.py) and a name close to one of this file's. Other names are left alone:
+    a launch file that includes this one passes its own configurations too."""
+    names = [a.name for a in launch_arguments(task)]
+    owners: dict[str, list[str]] = {}
+    for other in TASKS:
+        for a in launch_arguments(other):
+            owners.setdefault(a.name, []).append(f"{other}.launch.py")
+    out = []
+    for name in sorted(set(given) - set(names)):
+        if name in owners:
+            out.append(f"launch argument {name!r} is one of {', '.join(owners[name])}'s, not {task}.launch.py's: "
+                       f"ignored")
+        elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.8):
+            out.append(f"launch argument {name!r} is not one of {task}.launch.py's: ignored; did you mean "
+                       f"{close[0]!r}? (--show-args lists them)")
+    return out
 
 
 def node_parameters(task: str, values: Mapping[str, str]) -> list:

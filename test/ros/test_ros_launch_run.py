@@ -128,3 +128,17 @@ def test_launch_rejects_a_variant_outside_the_choices():
         _stop(proc)
     assert proc.returncode != 0 and "process started" not in log
     assert "dpt_huge" in log and "dpt_hybrid" in log, log   # launch lists the valid choices
+
+
+def test_launch_names_a_misspelt_or_misplaced_argument_it_ignores(tmp_path):
+    """ros2 launch takes any name:=value and the launch file never reads one it does not declare: resoltion:=512 ran
+    at the default size and segmentation_weights:= on depth.launch.py loaded nothing, without a word."""
+    proc = _launch("depth.launch.py", "resoltion:=512", "segmentation_weights:=seg.pt", f"weights:={tmp_path}/nope.pt")
+    try:
+        log, _ = proc.communicate(timeout=60)   # the node exits (no weights file), then launch by itself
+    finally:
+        _stop(proc)
+    assert "[depth.launch.py]: launch argument 'resoltion' is not one of depth.launch.py's: ignored; did you mean " \
+           "'resolution'?" in log, log
+    assert "[depth.launch.py]: launch argument 'segmentation_weights' is one of dpt.launch.py's, not " \
+           "depth.launch.py's: ignored" in log, log

@@ -138,6 +138,30 @@ def test_bad_launch_values_are_refused():
         presets.launch_arguments("flow")
 
 
+def test_a_misspelt_or_misplaced_launch_argument_is_named():
+    """ros2 launch takes any name:=value and a launch file ignores what it does not declare: resoltion:=512 ran at the
+    default size, segmentation_weights:= on depth.launch.py loaded nothing, without a word. The launch file now warns
+    of a name close to one of its arguments and of another launch file's argument; a name unlike any (a configuration
+    of a launch file that includes this one) is left alone."""
+    given = ["resoltion", "use_rivz", "segmentation_weights", "depth_reference", "use_sim_time", "robot_name",
+             "variant", "weights"]
+    assert presets.ignored_arguments("segmentation", given) == [
+        "launch argument 'depth_reference' is one of depth.launch.py, dpt.launch.py's, not segmentation.launch.py's: "
+        "ignored",
+        "launch argument 'resoltion' is not one of segmentation.launch.py's: ignored; did you mean 'resolution'? "
+        "(--show-args lists them)",
+        "launch argument 'segmentation_weights' is one of dpt.launch.py's, not segmentation.launch.py's: ignored",
+        "launch argument 'use_rivz' is not one of segmentation.launch.py's: ignored; did you mean 'use_rviz'? "
+        "(--show-args lists them)"]
+    assert presets.ignored_arguments("dpt", given) == [
+        "launch argument 'resoltion' is not one of dpt.launch.py's: ignored; did you mean 'resolution'? "
+        "(--show-args lists them)",
+        "launch argument 'use_rivz' is not one of dpt.launch.py's: ignored; did you mean 'use_rviz'? "
+        "(--show-args lists them)"]
+    for task in presets.TASKS:   # every argument of the file itself, given or not, is fine
+        assert presets.ignored_arguments(task, [a.name for a in presets.launch_arguments(task)]) == []
+
+
 def test_remappings_and_rviz():
     assert presets.remappings("depth", {"image": "/cam/image_raw", "camera_info": "/cam/camera_info"}) == [
         ("image", "/cam/image_raw"), ("camera_info", "/cam/camera_info")]
