@@ -207,6 +207,52 @@ def _content_hint(path: Path) -> str:
     return f"; it starts with text ({text!r}), not a PyTorch zip or pickle" if text else ""
 
 
+#: the pickled magic number that starts torch.save's legacy (non-zip) files, whatever the pickle protocol
+_TORCH_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
+_CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def _foreign_container(path: Path) -> str:
+    """What a file that torch.load could not read is when it is another kind of container, with what to do: a zip
+    that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz), or a plain ``pickle.dump`` file; '' else
+    (then it is taken for a damaged checkpoint)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+        if head[:4] == b"PK\x03\x04":
+            import zipfile
+
+            with zipfile.ZipFile(path) as z:
+                names = [n for n in z.namelist() if not n.endswith("/")]
+            if not names or any(n.endswith("/data.pkl") for n in names):   # (torch.save's zip: a damaged one)
+                return ""
+            inner = [n for n in names if n.lower().endswith(_CHECKPOINT_SUFFIXES)]
+            if inner:
+                return (f"a zip archive holding {', '.join(inner[:3])}, not a PyTorch checkpoint itself: unpack it "
+                        f"(unzip {path}) and give the checkpoint file inside")
+            if all(n.endswith(".npy") for n in names):
+                return ("a NumPy .npz archive (np.savez), not a PyTorch checkpoint: re-save its arrays as tensors, "
+                        f"e.g. torch.save({{k: torch.from_numpy(v) for k, v in numpy.load('{path}').items()}}, "
+                        "'weights.pt')")
+            shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+            files = f"{len(names)} file{'s' if len(names) > 1 else ''}"
+            return (f"a zip archive ({files}: {shown}) that is not a PyTorch checkpoint (torch.save's zip holds "
+                    f"<name>/data.pkl); give the checkpoint file itself")
+        if head[:1] == b"\x80" and _TORCH_LEGACY_MAGIC not in head:
+            return ("a plain Python pickle (pickle.dump), not a file torch.save wrote, which torch.load cannot read; "
+                    "where it was made, re-save the state dict with torch.save(state_dict, path) (unpickling a file "
+                    "you do not trust runs its code)")
+    except Exception:   # (an unreadable or damaged zip: said as a damaged checkpoint)
+        return ""
+    return ""
+
+
+def _refuse_foreign_container(path: Path, exc: BaseException) -> None:
+    foreign = _foreign_container(path)
+    if foreign:
+        raise CheckpointError(f"{path} is {foreign}.") from exc
+
+
 def _load_failure_cause(exc: BaseException) -> str:
     """The cause in a torch.load error, without torch's advice to re-run with weights_only=False (which
     would execute code in an untrusted file) that precedes it since PyTorch 2.6."""
@@ -322,11 +368,13 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
                 f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
                 f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {_clip(blocked[0])}"
             ) from e
+        _refuse_foreign_container(path, e)
         raise CheckpointError(
             f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file){_content_hint(path)}: "
             f"{_load_failure_cause(e)}. Download it again."
         ) from e
     except Exception as e:  # any other failure of the unpickler on a damaged file (IndexError, KeyError, ...)
+        _refuse_foreign_container(path, e)
         raise CheckpointError(
             f"{path}: cannot read the checkpoint: the file is corrupt or truncated{_content_hint(path)} "
             f"({e.__class__.__name__}: {_load_failure_cause(e)}). Download it again."

@@ -703,3 +703,47 @@ def test_a_file_removed_after_the_existence_check_is_not_found_not_a_permission_
     monkeypatch.setattr(checkpoint, "_refuse_download_artifacts", removed_first)
     with pytest.raises(FileNotFoundError, match="weights file not found: .*w.pt"):
         checkpoint.read_state_dict(path, "dpt_tiny")
+
+
+def test_other_containers_are_named_with_what_to_do(tmp_path, tiny_sd):
+    """A zip that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz, any other zip) and a plain
+    pickle.dump file are said to be what they are, with what to do, not called corrupt ("Download it again")."""
+    import pickle
+    import zipfile
+
+    import numpy as np
+
+    inner = official_file(tmp_path, tiny_sd, "dpt_tiny.pt", wrapper=False)
+    zipped = tmp_path / "weights.zip"
+    with zipfile.ZipFile(zipped, "w") as z:
+        z.write(inner, "dpt_tiny.pt")
+    npz = tmp_path / "weights.npz"
+    np.savez(npz, **{k: v.numpy() for k, v in list(tiny_sd.items())[:3]})
+    other = tmp_path / "other.pt"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("readme.txt", "hello")
+    pickled = tmp_path / "pickled.pt"
+    pickled.write_bytes(pickle.dumps(dict(list(tiny_sd.items())[:3]), protocol=4))
+    expected = {
+        zipped: f"is a zip archive holding dpt_tiny.pt, not a PyTorch checkpoint itself: unpack it (unzip {zipped})",
+        npz: "is a NumPy .npz archive (np.savez), not a PyTorch checkpoint: re-save its arrays as tensors",
+        other: "is a zip archive (1 file: readme.txt) that is not a PyTorch checkpoint (torch.save's zip holds "
+               "<name>/data.pkl)",
+        pickled: "is a plain Python pickle (pickle.dump), not a file torch.save wrote, which torch.load cannot read; "
+                 "where it was made, re-save the state dict with torch.save(state_dict, path) (unpickling a file you "
+                 "do not trust runs its code)",
+    }
+    for path, text in expected.items():
+        with pytest.raises(CheckpointError) as ei:
+            read_state_dict(path)
+        msg = str(ei.value)
+        assert msg.startswith(f"{path} {text}"), msg
+        assert "corrupt" not in msg and "Download it again" not in msg, msg
+    # torch.save's own files, legacy (a pickle) and zip, still load; a damaged zip is still called corrupt
+    legacy = tmp_path / "legacy.pt"
+    torch.save(tiny_sd, legacy, _use_new_zipfile_serialization=False)
+    assert read_state_dict(legacy).keys() == tiny_sd.keys()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(inner.read_bytes()[:-40])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        read_state_dict(cut)
