@@ -260,10 +260,19 @@ def read_image_file(path: str) -> np.ndarray:
     if not Path(path).is_file():   # (said here: OpenCV would also print its own findDecoder warning)
         raise ValueError(f"cannot read image {str(path)!r}: no such file")
     # 16-bit samples to 8 bits as the node rounds them (v / 257, as for mono16 frames and 16-bit PNG messages);
-    # OpenCV's own conversion keeps the top byte. Other depths (float TIFF, EXR): OpenCV's 8-bit reading.
+    # OpenCV's own conversion keeps the top byte. Floating-point samples (a float TIFF) as the node reads 32FC1
+    # frames: intensity in [0, 1], clipped, NaN 0 (OpenCV's 8-bit reading refuses a 32-bit float TIFF). Other
+    # depths: OpenCV's 8-bit reading.
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if bgr is None:   # a one-channel float TIFF, which OpenCV's colour reading refuses: its samples as they are
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if raw is not None and raw.dtype == np.float32 and raw.ndim == 2:
+            bgr = np.repeat(raw[:, :, None], 3, axis=2)
     if bgr is not None and bgr.dtype == np.uint16:
         bgr = _u16_to_u8(bgr)
+    elif bgr is not None and bgr.dtype in (np.float32, np.float64):
+        bgr = np.nan_to_num(bgr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        bgr = np.rint(np.clip(bgr, 0.0, 1.0) * 255.0).astype(np.uint8)
     elif bgr is not None and bgr.dtype != np.uint8:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:

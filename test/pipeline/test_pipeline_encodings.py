@@ -432,3 +432,21 @@ def test_a_16_bit_image_file_reads_as_the_node_reads_the_same_png(tmp_path):
     eight = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "e.png"), eight)
     np.testing.assert_array_equal(read_image_file(str(tmp_path / "e.png")), eight[..., ::-1])
+
+
+def test_a_float_tiff_reads_as_the_node_reads_32fc1(tmp_path):
+    """A floating-point TIFF (predict's and the sample camera's image files) is read as the node reads 32FC1 frames:
+    intensity in [0, 1], clipped, NaN 0, +inf 1; it was refused as unreadable (OpenCV's 8-bit reading cannot)."""
+    from dpt_ros.pipeline.encodings import read_image_file
+
+    v = np.random.default_rng(4).uniform(-0.2, 1.2, (20, 30, 3)).astype(np.float32)
+    v[0, 0] = (np.nan, np.inf, -np.inf)
+    path = tmp_path / "f.tiff"
+    assert cv2.imwrite(str(path), v)
+    got = read_image_file(str(path))
+    want = np.rint(np.clip(np.nan_to_num(v, nan=0.0, posinf=1.0, neginf=0.0), 0, 1) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(got, want[..., ::-1])   # BGR file -> RGB
+    assert got[0, 0].tolist() == [0, 255, 0]
+    gray = tmp_path / "g.tiff"   # one channel (OpenCV's colour reading refuses it)
+    assert cv2.imwrite(str(gray), v[..., 1])
+    np.testing.assert_array_equal(read_image_file(str(gray)), np.repeat(want[..., 1:2], 3, axis=2))
