@@ -308,7 +308,14 @@ def _unwrap(obj, path: Path) -> dict:
     # Lightning module's attribute holding the DPT); no official or Hugging Face name starts with either
     while sd and (prefix := next((p for p in ("module.", "model.") if all(k.startswith(p) for k in sd)), None)):
         sd = {k[len(prefix):]: v for k, v in sd.items()}
-    return sd
+    # any other one name before every key, where the DPT's own names follow (the attribute a training module keeps
+    # the DPT in: "net.", "depth_model.", "dpt." before official names); a Hugging Face file (neck.*, head.head.*
+    # beside dpt.*) or any file whose names are DPT names as they are is left as stored
+    stripped = sd
+    while stripped and not _has_dpt_decoder(stripped) and all("." in k for k in stripped) \
+            and len({k.split(".", 1)[0] for k in stripped}) == 1:
+        stripped = {k.split(".", 1)[1]: v for k, v in stripped.items()}
+    return stripped if _has_dpt_decoder(stripped) else sd
 
 
 def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" = None,

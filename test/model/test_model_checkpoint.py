@@ -88,10 +88,11 @@ def test_plain_state_dict_round_trip_strict(tmp_path, tiny_sd, tiny_ref):
     assert torch.equal(load_engine_from_model(loaded).run(X)["inverse_depth"], tiny_ref)
 
 
-@pytest.mark.parametrize("prefix", ["module.", "model.", "model.module."])
+@pytest.mark.parametrize("prefix", ["module.", "model.", "model.module.", "net.", "dpt.", "depth_net.module."])
 def test_training_wrapper_prefixes_are_stripped(tmp_path, tiny_sd, tiny_ref, prefix):
     """DataParallel ("module.") and a training module's attribute ("model.", e.g. PyTorch Lightning's
-    {"state_dict": ..., "epoch": ...}) prefix every key; the weights load as if saved bare."""
+    {"state_dict": ..., "epoch": ...}) prefix every key; the weights load as if saved bare. So do those of a module
+    keeping the DPT under another name ("net.", "dpt." before official names: "not a DPT checkpoint" before)."""
     p = tmp_path / "finetuned.ckpt"
     torch.save({"state_dict": {prefix + k: v for k, v in tiny_sd.items()}, "epoch": 3, "global_step": 1200}, p)
     assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
