@@ -275,10 +275,12 @@ def resolve_weights_path(path: "str | os.PathLike") -> Path:
     """A file path as given, or for a directory (a Hugging Face snapshot) its weights file.
 
     :raises TypeError: ``path`` is not a string or path.
-    :raises FileNotFoundError: a directory without ``model.safetensors`` / ``pytorch_model.bin``.
+    :raises FileNotFoundError: an empty path, or a directory without ``model.safetensors`` / ``pytorch_model.bin``.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"weights must be 'random' or a checkpoint file path, got {type(path).__name__}")
+    if not os.fspath(path):   # (Path("") is ".": the working folder's snapshot would be loaded, or "." named)
+        raise FileNotFoundError("no weights file given (an empty path); give a checkpoint file, or 'random'")
     p = Path(os.fspath(path)).expanduser()
     if p.is_dir():
         for name in HF_WEIGHT_FILES:

@@ -748,3 +748,19 @@ def test_other_containers_are_named_with_what_to_do(tmp_path, tiny_sd):
     cut.write_bytes(inner.read_bytes()[:-40])
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         read_state_dict(cut)
+
+
+def test_an_empty_weights_path_is_refused_not_the_working_folder(tmp_path, tiny_sd, monkeypatch, capsys):
+    """weights="" (predict --weights "$UNSET") is refused as empty; it was read as "." and loaded the working
+    folder's model.safetensors, or said ". is a directory without model.safetensors"."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in official_to_hf(tiny_sd).items()}, str(tmp_path / "model.safetensors"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"^no weights file given \(an empty path\); give a checkpoint "
+                                                r"file, or 'random'$"):
+        load_engine("dpt_tiny", "")
+    from dpt_ros.tools import predict
+
+    assert predict.main(["--variant", "dpt_tiny", "--weights", "", "x.png", "--out", str(tmp_path / "o")]) == 2
+    assert "no weights file given" in capsys.readouterr().err
