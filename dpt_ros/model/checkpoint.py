@@ -291,15 +291,33 @@ def resolve_weights_path(path: "str | os.PathLike") -> Path:
     return p
 
 
+def _holds_tensors(obj) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+#: where training scripts keep the weights in a checkpoint that holds more (optimizer, epoch, EMA copy), in this order
+WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
+
+
 def _unwrap(obj, path: Path) -> dict:
-    if isinstance(obj, Mapping):
-        if "model" in obj and isinstance(obj["model"], Mapping) and (
-                "optimizer" in obj or not any(isinstance(v, torch.Tensor) for v in obj.values())):
-            obj = obj["model"]
-        elif "state_dict" in obj and isinstance(obj["state_dict"], Mapping):
-            obj = obj["state_dict"]
-        elif "model_state_dict" in obj and isinstance(obj["model_state_dict"], Mapping):   # a training checkpoint
-            obj = obj["model_state_dict"]
+    # the weights in a wrapper: under a usual key (the official {"model", "optimizer"}, Lightning's "state_dict", a
+    # training script's "model_state_dict", whatever else it holds: an epoch, even as a tensor) or else the one entry
+    # that holds tensors ({"net": ..., "epoch": 4}); a wrapper in a wrapper too
+    for _ in range(3):
+        if not isinstance(obj, Mapping) or all(isinstance(v, torch.Tensor) for v in obj.values()):
+            break
+        inner = [k for k in WRAPPER_KEYS if _holds_tensors(obj.get(k))] \
+            or [k for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping) and obj[k]] \
+            or [k for k, v in obj.items() if _holds_tensors(v)]
+        if len(inner) > 1 and inner[0] not in WRAPPER_KEYS:
+            shown = ", ".join(repr(k) for k in inner[:5])
+            raise CheckpointError(
+                f"{path}: a wrapper with tensors in several entries ({shown}) and none under "
+                f"{' / '.join(map(repr, WRAPPER_KEYS))}: which are the DPT's weights is not known; re-save them alone, "
+                f"e.g. torch.save(torch.load('{path}', weights_only=True)[{inner[0]!r}], 'weights.pt')")
+        if not inner:
+            break
+        obj = obj[inner[0]]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]

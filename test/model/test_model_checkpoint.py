@@ -764,3 +764,19 @@ def test_an_empty_weights_path_is_refused_not_the_working_folder(tmp_path, tiny_
 
     assert predict.main(["--variant", "dpt_tiny", "--weights", "", "x.png", "--out", str(tmp_path / "o")]) == 2
     assert "no weights file given" in capsys.readouterr().err
+
+
+def test_wrappers_holding_other_tensors_or_other_keys(tmp_path, tiny_sd, tiny_ref):
+    """The weights under "model" beside an epoch saved as a tensor, under "model" in a "model" wrapper, or in the one
+    entry of a wrapper that holds tensors ({"net": ..., "epoch": 4}) load; they were refused as "not a state dict:
+    non-tensor entries ['model']". Two such entries and none of the usual keys: refused, naming them."""
+    p = tmp_path / "w.pt"
+    for obj in ({"model": tiny_sd, "epoch": torch.tensor(3)}, {"model": {"model": tiny_sd}},
+                {"net": tiny_sd, "epoch": 4}, {"model": tiny_sd, "model_ema": {"x": torch.zeros(1)}},
+                {"state_dict": tiny_sd, "ema": {"x": torch.zeros(1)}}):
+        torch.save(obj, p)
+        assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref), list(obj)
+    torch.save({"net": tiny_sd, "ema": tiny_sd, "epoch": 4}, p)
+    with pytest.raises(CheckpointError, match=r"a wrapper with tensors in several entries \('net', 'ema'\) and none "
+                                              r"under 'model' / 'state_dict' / 'model_state_dict'"):
+        read_state_dict(p)
