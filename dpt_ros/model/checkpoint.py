@@ -747,6 +747,8 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     path = resolve_weights_path(path)
     sd = read_state_dict(path, v, verify_hash=verify_hash)
     _check_release_name(path, v)
+    if verify_hash:
+        _check_release_digest(path, v)
     _check_recorded_variant(path, v)
     with torch.device("meta"):
         model = DPT(v)
@@ -792,3 +794,27 @@ def _check_release_name(path: Path, variant: Variant) -> None:
                 f"{variant.name!r} was requested; set the variant to {other.name!r}"
                 + (f" or use {variant.checkpoint}" if variant.checkpoint else "") + "."
             )
+
+
+def _check_release_digest(path: Path, variant: Variant) -> None:
+    """A renamed release file of another variant with the same architecture (KITTI or NYU weights saved as
+    ``hybrid.pt`` and loaded as the relative ``dpt_hybrid``: the same tensors, other outputs) is refused by its
+    SHA-256, which starts with that release's prefix. Only files whose name carries no prefix (one that does was
+    checked against it) and only variants with such a twin (the hybrid depth ones) are hashed."""
+    if expected_sha256_prefix(path) is not None:
+        return
+    facts = _variant_facts(variant)
+    twins = [o for o in VARIANTS.values()
+             if o.name != variant.name and o.sha256_prefix and _variant_facts(o) == facts]
+    if not twins:
+        return
+    digest = file_sha256(path)
+    if variant.sha256_prefix and digest.startswith(variant.sha256_prefix):
+        return
+    for other in twins:
+        if digest.startswith(other.sha256_prefix):
+            raise CheckpointError(
+                f"{path} is the release file of variant {other.name!r} ({other.description}: its SHA-256 starts with "
+                f"{other.sha256_prefix}, as {other.checkpoint}), renamed, but variant {variant.name!r} was requested; "
+                f"set the variant to {other.name!r}" + (f" or use {variant.checkpoint}" if variant.checkpoint else "")
+                + ".")

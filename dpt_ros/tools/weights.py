@@ -51,6 +51,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     :returns: the report. :raises CheckpointError, FileNotFoundError: on failure.
     """
     from dpt_ros.model.checkpoint import (
+        _check_release_digest,
         describe_state_dict,
         expected_sha256_prefix,
         file_sha256,
@@ -95,6 +96,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         raise err
     if v is not None:
         model = load_checkpoint(path, v, verify_hash=False)
+        _check_release_digest(path, v)   # a renamed release file of a same-architecture variant (hash computed above)
         rep = model.load_report
         lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
                      + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")

@@ -780,3 +780,28 @@ def test_wrappers_holding_other_tensors_or_other_keys(tmp_path, tiny_sd, tiny_re
     with pytest.raises(CheckpointError, match=r"a wrapper with tensors in several entries \('net', 'ema'\) and none "
                                               r"under 'model' / 'state_dict' / 'model_state_dict'"):
         read_state_dict(p)
+
+
+def test_a_renamed_release_file_of_a_same_architecture_variant_is_refused_by_its_hash(tmp_path, tiny_sd, monkeypatch):
+    """KITTI weights renamed (hybrid.pt) and loaded as the relative dpt_hybrid (same tensors, other outputs) were
+    taken silently; the file's SHA-256, which starts with the KITTI release's prefix, now refuses it. Shown with a
+    twin of dpt_tiny whose 'release' is the test file (the real files cannot be made here)."""
+    from dpt_ros.model import VARIANTS
+
+    p = official_file(tmp_path, tiny_sd, "renamed.pt")
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    twin = get_variant("dpt_tiny").replace(name="dpt_tiny_metric", checkpoint=f"dpt_tiny_metric-{digest[:8]}.pt",
+                                           sha256_prefix=digest[:8], description="metric twin")
+    monkeypatch.setitem(VARIANTS, twin.name, twin)
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_tiny", p)
+    assert str(ei.value) == (f"{p} is the release file of variant 'dpt_tiny_metric' (metric twin: its SHA-256 starts "
+                             f"with {digest[:8]}, as dpt_tiny_metric-{digest[:8]}.pt), renamed, but variant 'dpt_tiny' "
+                             f"was requested; set the variant to 'dpt_tiny_metric'.")
+    from dpt_ros.tools import weights
+
+    assert weights.main(["--verify", str(p), "--variant", "dpt_tiny"]) == 1   # as the node does
+    assert load_engine(twin, p).variant is twin                  # as its own variant: loads
+    assert load_engine("dpt_tiny", p, verify_hash=False)          # the hash checks off: not hashed
+    other = official_file(tmp_path, random_state_dict("dpt_tiny", seed=12), "own.pt")
+    assert load_engine("dpt_tiny", other)                         # another file: loads
