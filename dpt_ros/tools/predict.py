@@ -17,10 +17,10 @@ name), as the official ``run_monodepth.py`` and
 - segmentation variants: ``<name>_labels.png`` (8-bit labels 1..150, 0 = unlabeled) and ``<name>.png``
   (the ADE20K palette blended half over the image).
 
-Exit status: 0 all images done, 1 some could not be read (each named), 2 usage error (bad arguments or
-weights, an output folder that cannot be written or that would overwrite an input image), 130 interrupted
-(Ctrl-C: one line, no traceback). ``--weights random`` runs with random initialisation and says so loudly: outputs
-meaningless.
+Exit status: 0 all images done, 1 some could not be read or run (each named; the rest done), 2 usage error (bad
+arguments or weights, an output folder that cannot be written or that would overwrite an input image), 130
+interrupted (Ctrl-C: one line, no traceback). ``--weights random`` runs with random initialisation and says so
+loudly: outputs meaningless.
 """
 from __future__ import annotations
 
@@ -239,8 +239,13 @@ def _main(argv=None) -> int:
             failed += 1
             continue
         t = time.perf_counter()
-        with torch.inference_mode():
-            result = predict(engine, pre, rgb)
+        try:
+            with torch.inference_mode():
+                result = predict(engine, pre, rgb)
+        except ValueError as e:   # an image this resize method cannot take (an extreme aspect ratio): the others go on
+            print(f"predict: {path}: {e}; skipped", file=sys.stderr)
+            failed += 1
+            continue
         ms = (time.perf_counter() - t) * 1000.0
         try:
             written = write_outputs(out_dir, name, variant.name, rgb, result, args.absolute_depth)

@@ -198,3 +198,19 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     assert predict.main([str(images / "dot.png"), *common, "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("predict: cannot create the output folder") and "Traceback" not in err
+
+
+def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(files, capfd, tmp_path):
+    """A 400x2 image under --resize-method lower_bound (a 128x25600 network input, refused) ended the run with a
+    traceback before the images after it; it is skipped with the reason, the others done, status 1."""
+    import cv2
+
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), np.zeros((2, 400, 3), np.uint8))
+    out = tmp_path / "out"
+    code = predict.main([str(strip), str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "random",
+                         "--resize-method", "lower_bound", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 1 and (out / "a.pfm").exists() and not (out / "strip.pfm").exists()
+    assert f"predict: {strip}: a 400x2 image gives a 128x25600 (height x width) network input" in err
+    assert "skipped" in err and "Traceback" not in err
