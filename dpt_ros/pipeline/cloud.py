@@ -26,6 +26,7 @@ import numpy as np
 
 from dpt_ros.pipeline import distortion
 from dpt_ros.pipeline._backend import array_module
+from dpt_ros.pipeline.encodings import four_byte_pixels
 
 # sensor_msgs/PointField datatype constants
 FLOAT32 = 7
@@ -276,6 +277,13 @@ def _colour_words(rgb: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(rgb[..., ::-1], cv2.COLOR_BGR2BGRA).view(np.uint32)[..., 0]
     if rgb.strides[2] == 0 and rgb.strides[1] == 1:   # a mono frame's decode: one grey plane seen three times
         return cv2.cvtColor(rgb[..., 0], cv2.COLOR_GRAY2BGRA).view(np.uint32)[..., 0]
+    four = four_byte_pixels(rgb)
+    if four is not None:
+        # an rgba8/bgra8 frame's decode, 4 bytes a pixel: a bgra8 frame's bytes are the words already (the 4th byte,
+        # its alpha, is cleared where they are written); an rgba8 frame's are swapped whole (a compact copy of the
+        # 3-byte view first made the 640x480 xyz+rgb cloud 3.9 instead of 1.1 ms here)
+        pixels, bgr = four
+        return (pixels if bgr else cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)).view(np.uint32)[..., 0]
     if rgb.strides[1:] != (3, 1):
         rgb = np.ascontiguousarray(rgb)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGRA).view(np.uint32)[..., 0]
@@ -286,7 +294,7 @@ def _grid_words(rgb: np.ndarray, stride: int) -> np.ndarray:
     point's pixel). At stride 2 an image in one of the layouts converted as they lie is converted whole and every
     2nd word read: gathering the 3-byte pixels of rgb[::2, ::2] into a compact copy first took 0.45 ms at 640x480,
     this pass 0.2 ms."""
-    if stride == 1 or (stride == 2 and rgb.strides[1:] in ((3, 1), (3, -1), (1, 0))):
+    if stride == 1 or (stride == 2 and rgb.strides[1:] in ((3, 1), (3, -1), (1, 0), (4, 1), (4, -1))):
         return _colour_words(rgb)[::stride, ::stride]
     return _colour_words(rgb[::stride, ::stride])
 

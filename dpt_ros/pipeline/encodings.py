@@ -197,6 +197,38 @@ def raw_rows(view: ImageView, fmt: _Format | None = None) -> np.ndarray:
     )
 
 
+def four_byte_pixels(rgb: np.ndarray) -> Optional[tuple[np.ndarray, bool]]:
+    """The 4-byte pixels that an (H, W, 3) uint8 view of rgba8/bgra8 bytes reads from: ``(pixels, bgr)``, pixels an
+    (H, W, 4) uint8 view of the same memory (its 4th byte whatever lies there: the frame's alpha), bgr True when its
+    bytes are B, G, R (a bgra8 frame's decode, channels reversed). None for any other layout, or where that 4th byte
+    of a pixel would lie outside the memory of the array that ``rgb`` views (only read where it is there).
+
+    Such a view is strided (4 bytes a pixel): NumPy and OpenCV read it through a compact copy first, which cost
+    pre-processing and the cloud's colours more than their work; the 4-byte pixels they take as they lie."""
+    if (rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.strides[1] != 4
+            or rgb.strides[2] not in (1, -1)):
+        return None
+    owner = rgb
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    if not owner.flags.c_contiguous:
+        return None
+    h, w = rgb.shape[:2]
+    row = rgb.strides[0]
+    lo = owner.__array_interface__["data"][0]
+    start = rgb.__array_interface__["data"][0] - (2 if rgb.strides[2] < 0 else 0)   # a reversed view starts at R
+    first = start + min(0, (h - 1) * row)
+    last = start + max(0, (h - 1) * row) + (w - 1) * 4 + 3
+    if first < lo or last >= lo + owner.nbytes:
+        return None
+    try:
+        pixels = np.ndarray((h, w, 4), np.uint8, buffer=owner, offset=start - lo, strides=(row, 4, 1))
+    except (TypeError, ValueError, BufferError):   # an owner without a byte buffer to export
+        return None
+    pixels.flags.writeable = False
+    return pixels, rgb.strides[2] < 0
+
+
 def _u16_to_u8(a: np.ndarray) -> np.ndarray:
     # round(v * 255 / 65535) == (v + 128) // 257 for every 16-bit v
     return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)

@@ -11,7 +11,8 @@ on the CPU also the one-off ray solve), ``points.edge_filter``, ``points.exclude
 and (CPU) ``depth.align``'s fit and the segmentation labels at 640x480 (150 classes); and
 (CPU, 640x480) the compressed copies of ``publish.compressed``, with their sizes.
 
-Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--repeat N] [--json]``.
+Usage: ``python -m dpt_ros.tools.bench_pipeline [--device cpu|cuda] [--encoding bgr8|rgb8|bgra8|rgba8] [--repeat N]
+[--json]``.
 Absolute times hold only for the machine they were taken on; compare ratios.
 """
 
@@ -76,12 +77,21 @@ def _timers(fns: dict[str, Callable[[], Any]], repeat: int, warmup: int, block: 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _frame(w: int, h: int) -> pl.ImageView:
+#: --encoding's choices: the packed 8-bit colour encodings, and how the reference decode turns each into RGB
+ENCODINGS = {"bgr8": cv2.COLOR_BGR2RGB, "rgb8": None, "bgra8": cv2.COLOR_BGRA2RGB, "rgba8": cv2.COLOR_RGBA2RGB}
+
+
+def _frame(w: int, h: int, encoding: str = "bgr8") -> pl.ImageView:
+    """A w x h frame in ``encoding`` (its bytes in that channel order; a 4-channel one with an alpha ramp)."""
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(xx * 255 // w), (yy * 255 // h), ((xx + yy) % 256)], -1).astype(np.uint8)
     img = cv2.add(img, rng.integers(0, 20, img.shape, dtype=np.uint8))
-    return pl.ImageView.from_array(img, "bgr8")
+    if encoding.startswith("bgr"):
+        img = img[..., ::-1]
+    if len(encoding) == 5:   # rgba8, bgra8
+        img = np.concatenate([img, (xx[..., None] % 256).astype(np.uint8)], 2)
+    return pl.ImageView.from_array(img, encoding)
 
 
 def _lens_intrinsics(w: int, h: int) -> pl.Intrinsics:
@@ -96,9 +106,11 @@ def _intrinsics(w: int, h: int) -> pl.Intrinsics:
 
 # ----------------------------------------------------------------------------- reference code
 def ref_decode(view: pl.ImageView) -> np.ndarray:
+    channels = 4 if len(view.encoding) == 5 else 3
     rows = np.frombuffer(view.data, np.uint8).reshape(view.height, view.step)
-    bgr = rows[:, : view.width * 3].reshape(view.height, view.width, 3)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    px = rows[:, : view.width * channels].reshape(view.height, view.width, channels)
+    code = ENCODINGS[view.encoding]
+    return px.copy() if code is None else cv2.cvtColor(px, code)
 
 
 def ref_preprocess(rgb: np.ndarray, device: str = "cpu") -> torch.Tensor:
@@ -173,11 +185,11 @@ def cpu_stage_pairs(view: pl.ImageView, pre: pl.Preprocessor, inv: torch.Tensor,
     }
 
 
-def bench_cpu(sizes: list[tuple[int, int]], repeat: int) -> dict:
+def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8") -> dict:
     out: dict[str, Any] = {}
     pre = pl.Preprocessor(NET)
     for w, h in sizes:
-        view = _frame(w, h)
+        view = _frame(w, h, encoding)
         nh, nw = pre.input_size(h, w)
         inv = torch.rand(1, nh, nw) * 1000 + 100
         depth = pl.apply_depth_range(pl.metric_from_inverse(pl.upsample(inv, (h, w))[0].numpy(), *KITTI), 1.0, 80.0)
@@ -332,7 +344,7 @@ def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warm
         return float("nan")
 
 
-def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
+def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8") -> dict:
     import cupy  # noqa: PLC0415
 
     from dpt_ros.pipeline import _cuda  # noqa: PLC0415
@@ -341,7 +353,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int) -> dict:
     out: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0)}
     pre = pl.Preprocessor(NET, device=dev)
     for w, h in sizes:
-        view = _frame(w, h)
+        view = _frame(w, h, encoding)
         dev_view = pl.ImageView(cupy.asarray(np.frombuffer(view.data, np.uint8)), view.encoding, h, w, view.step)
         nh, nw = pre.input_size(h, w)
         inv = torch.rand(1, nh, nw, device=dev) * 1000 + 100
@@ -448,6 +460,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path")
     ap.add_argument("--sizes", default="640x480,1920x1080", help="comma-separated WxH frame sizes")
     ap.add_argument("--repeat", type=int, default=20, help="timed runs per stage (median reported)")
+    ap.add_argument("--encoding", choices=tuple(ENCODINGS), default="bgr8",
+                    help="the frames' encoding (the per-stage table's; the other figures use their own inputs)")
     ap.add_argument("--threads", type=int, default=0, help="torch/OpenCV threads (0: leave as is)")
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     args = ap.parse_args(argv)
@@ -459,13 +473,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
     result: dict[str, Any] = {"device": args.device, "repeat": args.repeat, "torch_threads": torch.get_num_threads(),
-                              "cpu": bench_cpu(sizes, args.repeat)}
+                              "encoding": args.encoding, "cpu": bench_cpu(sizes, args.repeat, args.encoding)}
     if args.device == "cuda":
         if not (torch.cuda.is_available() and pl.cupy_available()):
             result["cuda"] = {"skipped": "CUDA or CuPy not available"}
         else:
             try:
-                result["cuda"] = bench_cuda(sizes, args.repeat)
+                result["cuda"] = bench_cuda(sizes, args.repeat, args.encoding)
             except Exception as exc:  # noqa: BLE001 - one-shot GPU runs report instead of dying
                 import traceback  # noqa: PLC0415
 
@@ -483,7 +497,7 @@ def _print_table(result: dict) -> None:
     for size, r in result["cpu"].items():
         if not isinstance(r, dict) or "ours_ms" not in r:
             continue
-        print(f"\nCPU {size}: stage | dpt_ros | OpenCV/NumPy reference | speed-up")
+        print(f"\nCPU {size} {result['encoding']}: stage | dpt_ros | OpenCV/NumPy reference | speed-up")
         for k, v in r["ours_ms"].items():
             print(f"  {k:12s} {v:9.3f} {r['reference_ms'][k]:9.3f} {r['speedup'][k]:7.2f}x")
     print("\nCPU 640x480 cloud payload (ms):")

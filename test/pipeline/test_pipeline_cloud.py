@@ -186,7 +186,8 @@ def test_cloud_scales_intrinsics_to_depth_size_and_validates():
 
 
 @pytest.mark.parametrize("stride", [1, 2, 3])
-@pytest.mark.parametrize("layout", ["compact", "padded rows", "bgr view", "bgr view, padded rows", "grey broadcast"])
+@pytest.mark.parametrize("layout", ["compact", "padded rows", "bgr view", "bgr view, padded rows", "grey broadcast",
+                                    "rgba view", "bgra view, padded rows", "rgba view, no 4th byte at its end"])
 def test_colour_words_of_every_stride_and_pixel_layout(stride, layout):
     """The rgb word of each point is its own pixel's (0x00RRGGBB), whatever the colour array's memory layout
     (a compact image, or a bgr8 frame's reversed view of its bytes, is packed whole and read every stride-th word;
@@ -203,6 +204,16 @@ def test_colour_words_of_every_stride_and_pixel_layout(stride, layout):
         pixels = np.ascontiguousarray(np.concatenate([pixels, np.zeros((h, 5, 3), np.uint8)], 1))[:, :w, ::-1]
     elif layout == "grey broadcast":
         pixels = np.broadcast_to(pixels[..., :1], (h, w, 3))
+    elif layout.startswith(("rgba", "bgra")):   # (an rgba8/bgra8 frame's decode: 4 bytes a pixel, alpha not 0)
+        alpha = rng.integers(1, 256, (h, w + 5, 1), dtype=np.uint8)
+        bgr = layout.startswith("bgra")
+        stored = np.concatenate([np.pad(pixels[..., ::-1] if bgr else pixels, ((0, 0), (0, 5), (0, 0))), alpha], 2)
+        stored = stored[:, :w] if "padded" in layout else np.ascontiguousarray(stored[:, :w])
+        if "no 4th byte" in layout:   # a view of exactly the bytes it reads: read as 3 bytes
+            buf = np.frombuffer(stored.tobytes()[:-1], np.uint8)
+            pixels = np.ndarray((h, w, 3), np.uint8, buffer=buf, strides=(w * 4, 4, 1))
+        else:
+            pixels = stored[..., 2::-1] if bgr else stored[..., :3]
     depth = rng.uniform(0.5, 4.0, (h, w)).astype(np.float32)
     depth[2, ::2] = np.nan
     labels = rng.integers(0, 150, (h, w), dtype=np.uint16)

@@ -15,6 +15,7 @@ from dpt_ros.pipeline import (
     decode,
     decode_compressed,
 )
+from dpt_ros.pipeline.encodings import four_byte_pixels
 
 RNG = np.random.default_rng(6)
 H, W = 14, 22  # even width for yuv422, not a multiple of anything nice
@@ -161,6 +162,28 @@ def test_packed_encodings_decode_without_copy():
     out = decode(ImageView(arr, "rgb8", H, W, W * 3 + 5))
     assert np.shares_memory(out, np.frombuffer(arr, np.uint8))
     np.testing.assert_array_equal(out, RGB)
+
+
+@pytest.mark.parametrize("padding", [0, 5])
+def test_four_byte_pixels_of_rgba8_and_bgra8_frames(padding):
+    """The 4-byte pixels under an rgba8/bgra8 frame's decode: a read-only view of the message's bytes as sent (alpha
+    included), with which order they are in; none for other layouts, nor where a pixel's 4th byte would lie beyond
+    the memory the 3-byte view is of (a view of exactly the bytes it reads)."""
+    rgba = np.concatenate([RGB, RNG.integers(1, 256, (H, W, 1), dtype=np.uint8)], 2)
+    for enc, stored in (("rgba8", rgba), ("bgra8", rgba[..., [2, 1, 0, 3]])):
+        view = ImageView.from_array(stored, enc, padding=padding)
+        pixels, bgr = four_byte_pixels(decode(view))
+        assert bgr == (enc == "bgra8")
+        assert np.shares_memory(pixels, np.frombuffer(view.data, np.uint8)) and not pixels.flags.writeable
+        np.testing.assert_array_equal(pixels, stored)
+    for other in (RGB, RGB[..., ::-1], decode(ImageView.from_array(GRAY, "mono8")), rgba[..., :2]):
+        assert four_byte_pixels(other) is None
+    buf = np.frombuffer(rgba.tobytes()[:-1], np.uint8)   # ends with the last pixel's 3rd byte
+    tight = np.ndarray((H, W, 3), np.uint8, buffer=buf, strides=(W * 4, 4, 1))
+    assert four_byte_pixels(tight) is None
+    assert four_byte_pixels(tight[:-1])[0].shape == (H - 1, W, 4)   # rows whose 4th bytes are there
+    tight_bgr = np.ndarray((H, W, 3), np.uint8, buffer=buf, offset=2, strides=(W * 4, 4, -1))   # its 1st R first
+    assert four_byte_pixels(tight_bgr) is None
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.pipeline import ImageView, Preprocessor, cupy_available, network_input_size, resize_bicubic
+from dpt_ros.pipeline import ImageView, Preprocessor, cupy_available, decode, network_input_size, resize_bicubic
 
 RNG = np.random.default_rng(7)
 
@@ -88,6 +88,19 @@ def test_preprocessor_accepts_views_bgr_and_mono():
     gray = rgb[:, :, 0]
     mono = pre(ImageView.from_array(gray, "mono8", padding=1))
     torch.testing.assert_close(mono, pre(np.repeat(gray[:, :, None], 3, 2)), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("encoding", ["rgba8", "bgra8"])
+def test_preprocessor_takes_four_byte_frames_as_their_rgb(encoding):
+    """An rgba8/bgra8 frame (padded rows, alpha anything) gives to the last bit what its RGB gives as a compact
+    array (as the strided view itself gave, before OpenCV made the compact copy)."""
+    rgb = RNG.integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    alpha = RNG.integers(0, 256, (60, 80, 1), dtype=np.uint8)
+    stored = np.concatenate([rgb if encoding == "rgba8" else rgb[..., ::-1], alpha], 2)
+    pre = Preprocessor((64, 96))
+    view = ImageView.from_array(stored, encoding, padding=3)
+    torch.testing.assert_close(pre(view), pre(rgb), atol=0, rtol=0)
+    torch.testing.assert_close(pre(view), pre(np.ascontiguousarray(decode(view)).copy()), atol=0, rtol=0)
 
 
 def test_preprocessor_rejects_bad_frames_and_options():

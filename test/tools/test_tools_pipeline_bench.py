@@ -271,3 +271,26 @@ def test_cpu_stages_take_what_their_own_decode_returns():
     assert pairs["preprocess"][1].args[0] is ref_colours
     for stage, (ours, ref) in pairs.items():   # and every stage runs
         assert ours() is not None and ref() is not None, stage
+
+
+@pytest.mark.parametrize("encoding", sorted(bench_pipeline.ENCODINGS))
+def test_frames_of_every_encoding_decode_alike_on_both_sides(encoding):
+    """--encoding: the frame is sent in that channel order (4-channel ones with an alpha that is not 255), and the
+    reference's decode and ours give the same RGB, the same for every encoding; each stage of both sides runs."""
+    import numpy as np
+    import torch
+
+    from dpt_ros import pipeline as pl
+
+    w, h = 40, 30
+    view = bench_pipeline._frame(w, h, encoding)
+    assert view.encoding == encoding and view.step == w * (4 if encoding.endswith("a8") else 3)
+    ours = pl.decode(view)
+    assert np.array_equal(bench_pipeline.ref_decode(view), ours)
+    assert np.array_equal(ours, pl.decode(bench_pipeline._frame(w, h, "bgr8")))
+    pre = pl.Preprocessor(bench_pipeline.NET)
+    inv = torch.rand(1, *pre.input_size(h, w)) * 1000 + 100
+    pairs = bench_pipeline.cpu_stage_pairs(view, pre, inv, np.full((h, w), 2.0, np.float32),
+                                           bench_pipeline._intrinsics(w, h))
+    for stage, (mine, ref) in pairs.items():
+        assert mine() is not None and ref() is not None, stage
