@@ -230,8 +230,16 @@ def four_byte_pixels(rgb: np.ndarray) -> Optional[tuple[np.ndarray, bool]]:
 
 
 def _u16_to_u8(a: np.ndarray) -> np.ndarray:
-    # round(v * 255 / 65535) == (v + 128) // 257 for every 16-bit v
-    return ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    """16-bit samples (any byte order and strides) to 8 bits: round(v * 255 / 65535) == (v + 128) // 257 for every v.
+    Computed by OpenCV as v * (1 / 257) in float32 rounded to nearest, which is that value for every 16-bit v (none
+    lies within float32's error of a half; the tests try all 65536): 640x480x3 took 9.4 ms as NumPy's integer
+    division of a uint32 copy, 0.3 ms so."""
+    rows = a.reshape(a.shape[0], -1)   # (a view where the samples of a row are evenly spaced)
+    if rows.dtype != np.uint16 or rows.strides[1] != 2 or rows.strides[0] % 2 or not rows.flags.aligned:
+        # a native, aligned copy for OpenCV: the other byte order, or rows an odd number of bytes apart (which
+        # OpenCV's Python binding reads wrongly, unlike the others that it copies itself)
+        rows = np.ascontiguousarray(rows, dtype=np.uint16)
+    return cv2.convertScaleAbs(rows, alpha=1.0 / 257.0).reshape(a.shape)
 
 
 def _mono_to_rgb(g: np.ndarray) -> np.ndarray:
@@ -243,8 +251,9 @@ def _decode_numpy(view: ImageView, fmt: _Format) -> np.ndarray:
     px = raw_rows(view, fmt)
     kind = fmt.kind
     if kind in ("rgb", "bgr"):
-        rgb = px[:, :, :3] if kind == "rgb" else px[:, :, 2::-1]
-        return _u16_to_u8(rgb) if fmt.itemsize == 2 else rgb
+        if fmt.itemsize == 2:   # every channel converted (an alpha too: the channels stay evenly spaced in memory)
+            px = _u16_to_u8(px)
+        return px[:, :, :3] if kind == "rgb" else px[:, :, 2::-1]
     if kind == "mono":
         g = px[:, :, 0]
         return _mono_to_rgb(_u16_to_u8(g) if fmt.itemsize == 2 else g)

@@ -164,6 +164,21 @@ def test_packed_encodings_decode_without_copy():
     np.testing.assert_array_equal(out, RGB)
 
 
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize(("encoding", "padding"), [("mono16", 1), ("rgba16", 0), ("bgr16", 6)])
+def test_every_16_bit_value_rounds_to_v_over_257(encoding, bigendian, padding):
+    """Each of the 65536 16-bit values becomes round(v * 255 / 65535) = (v + 128) // 257, in every channel's place,
+    whatever the byte order and row padding (an odd one leaves the 16-bit rows unaligned)."""
+    values = np.arange(65536, dtype=np.uint32).reshape(256, 256)
+    want = ((values + 128) // 257).astype(np.uint8)
+    channels = {"mono16": 1, "rgba16": 4, "bgr16": 3}[encoding]
+    planes = np.stack([np.roll(values, 997 * c) for c in range(channels)], 2) if channels > 1 else values
+    out = decode(ImageView.from_array(planes, encoding, padding=padding, bigendian=bigendian))
+    for c in range(3):
+        src = c if channels == 1 else (c if encoding == "rgba16" else 2 - c)
+        np.testing.assert_array_equal(out[:, :, c], np.roll(want, 997 * src) if channels > 1 else want)
+
+
 @pytest.mark.parametrize("padding", [0, 5])
 def test_four_byte_pixels_of_rgba8_and_bgra8_frames(padding):
     """The 4-byte pixels under an rgba8/bgra8 frame's decode: a read-only view of the message's bytes as sent (alpha
