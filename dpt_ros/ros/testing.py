@@ -3,6 +3,7 @@ a context per test module on its own ROS domain, an executor spinning in a backg
 test frames and camera infos, and polling waits (no fixed sleeps). No pytest dependency."""
 from __future__ import annotations
 
+import array
 import os
 import struct
 import threading
@@ -22,6 +23,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros.dds_env import localhost_only
 
@@ -52,14 +54,34 @@ def pattern_image(width: int = 80, height: int = 60, seed: int = 0) -> np.ndarra
     return np.clip(base + rng.integers(0, 30, base.shape), 0, 255).astype(np.uint8)
 
 
+#: the encodings :func:`make_image` writes
+MAKE_IMAGE_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16", "bgra16", "mono8", "mono16")
+
+
 def make_image(stamp_ns: int, width: int = 80, height: int = 60, frame_id: str = "cam_optical",
                encoding: str = "rgb8", seed: int = 0) -> Image:
+    """An Image of :func:`pattern_image` in ``encoding`` (one of :data:`MAKE_IMAGE_ENCODINGS`), which decodes to that
+    pattern (mono: its grey; a 4-channel one has an alpha ramp; 16-bit ones hold v * 257)."""
     header = Header(frame_id=frame_id)
     header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
     rgb = pattern_image(width, height, seed)
-    if encoding == "bgr8":
-        rgb = rgb[..., ::-1]
-    return conversions.image_msg(header, rgb, encoding)
+    if encoding in ("rgb8", "bgr8"):
+        return conversions.image_msg(header, rgb[..., ::-1] if encoding == "bgr8" else rgb, encoding)
+    if encoding not in MAKE_IMAGE_ENCODINGS:
+        raise ValueError(f"make_image writes {', '.join(MAKE_IMAGE_ENCODINGS)}; got encoding {encoding!r}")
+    if encoding.startswith("mono"):
+        px = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    else:
+        px = rgb[..., ::-1] if encoding.startswith("bgr") else rgb
+        if encoding[3] == "a":
+            alpha = (np.arange(width, dtype=np.uint8) * 7)[None, :, None]   # (wraps around: not all 255)
+            px = np.concatenate([px, np.broadcast_to(alpha, (height, width, 1))], 2)
+    if encoding.endswith("16"):
+        px = px.astype(np.uint16) * 257
+    view = pipeline.ImageView.from_array(px, encoding)
+    msg = Image(header=header, height=height, width=width, encoding=encoding, is_bigendian=False, step=view.step)
+    msg.data = array.array("B", view.data)
+    return msg
 
 
 def make_info(image: Image, fx: float = 50.0) -> CameraInfo:

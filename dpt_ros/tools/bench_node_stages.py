@@ -40,7 +40,9 @@ from dpt_ros.ros.dds_env import PROFILE_VARIABLES, domain_from_env, localhost_on
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(ap, input_size=64)
-    ap.add_argument("--encoding", default="rgb8")
+    # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
+    ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
+                                                           "bgra16", "mono8", "mono16"), help="the frames' encoding")
     ap.add_argument("--outputs", default="depth,points", help="comma-separated output topics to subscribe")
     ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--frames", type=int, default=100, help="measured frames (at most 300, the node's window)")

@@ -247,3 +247,25 @@ def test_wire_format_check_refuses_a_big_endian_host(monkeypatch):
         np.testing.assert_array_equal(conversions.cloud_array(msg)["z"], [[1.0, 2.0], [3.0, np.nan]])
     finally:
         conversions.cdr_matches_rmw.cache_clear()
+
+
+def test_make_image_writes_every_encoding_it_names_as_the_pattern():
+    """The test frames (and bench_node_stages --encoding's) in each encoding decode to the pattern: a 4-channel or
+    16-bit one was a 3-byte rgb8 payload labelled with that encoding, refused by the node for its step."""
+    import cv2
+
+    from dpt_ros.ros import testing
+    from dpt_ros.tools import bench_node_stages
+
+    rgb = testing.pattern_image(24, 10, 3)
+    for encoding in testing.MAKE_IMAGE_ENCODINGS:
+        msg = testing.make_image(5, 24, 10, encoding=encoding, seed=3)
+        assert (msg.encoding, msg.width, msg.height) == (encoding, 24, 10)
+        want = np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, 2) if encoding.startswith("mono") else rgb
+        np.testing.assert_array_equal(pipeline.decode(conversions.image_view(msg)), want, err_msg=encoding)
+    with pytest.raises(ValueError, match="make_image writes rgb8, bgr8, .*; got encoding 'yuv422'"):
+        testing.make_image(5, encoding="yuv422")
+    for encoding in testing.MAKE_IMAGE_ENCODINGS:   # the tool offers what make_image writes, and no other
+        assert bench_node_stages.parse_args(["--encoding", encoding]).encoding == encoding
+    with pytest.raises(SystemExit):
+        bench_node_stages.parse_args(["--encoding", "yuv422"])
