@@ -103,6 +103,26 @@ def test_preprocessor_takes_four_byte_frames_as_their_rgb(encoding):
     torch.testing.assert_close(pre(view), pre(np.ascontiguousarray(decode(view)).copy()), atol=0, rtol=0)
 
 
+def test_preprocessor_scratch_buffers_change_no_result():
+    """Pre-processing resizes in this thread's reused float buffers: frames of other sizes in turn (buffers grown,
+    then read in part), colour and mono, each give to the last bit OpenCV's resize of its own float copy, normalised,
+    and a returned tensor is not changed by the next frame's."""
+    pre = Preprocessor((64, 96))
+    frames = [RNG.integers(0, 256, hw + (3,), dtype=np.uint8) for hw in ((60, 80), (150, 200), (33, 47))]
+    frames.append(np.broadcast_to(frames[1][:, :, :1], frames[1].shape))   # a mono frame's broadcast view
+    outs = []
+    for rgb in frames * 2:
+        h, w = pre.input_size(*rgb.shape[:2])
+        mono = rgb.strides[2] == 0   # (its one plane resized: OpenCV's 3-channel resize rounds apart by 1 ulp)
+        src = np.ascontiguousarray(rgb[:, :, 0] if mono else rgb).astype(np.float32)
+        want = cv2.resize(src, (w, h), interpolation=cv2.INTER_CUBIC)
+        want = np.repeat(want[:, :, None], 3, 2) if mono else want
+        want = torch.from_numpy(want.transpose(2, 0, 1) * np.float32(2.0 / 255.0) - np.float32(1.0))[None]
+        outs.append((pre(rgb), want))
+    for got, want in outs:
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
 def test_preprocessor_rejects_bad_frames_and_options():
     pre = Preprocessor(384)
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
