@@ -1696,7 +1696,10 @@ class DptNode(Node):
             model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
-        name = self.get_fully_qualified_name()
+        # as diagnostic_updater names a node's statuses (rclcpp: the fully qualified name without its leading slash),
+        # so that diagnostic_aggregator's analyzers (startswith: dpt_node, robot/dpt_node) and tools that group by
+        # node find them
+        name = self.get_fully_qualified_name().lstrip("/")
         if m is None:   # a managed node, unconfigured (it publishes no diagnostics then; for a direct call)
             msg.status = [DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model",
                                            message="unconfigured: no model loaded (lifecycle)")]

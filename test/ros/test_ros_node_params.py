@@ -259,8 +259,8 @@ def test_diagnostics_content(harness):
     wait_for(lambda: len(diags) >= n + 2, what="diagnostics")
     last = diags[-1]
     by_name = {s.name: {v.key: v.value for v in s.values} for s in last.status}
-    model = by_name["/dpt_node: model"]
-    cam = by_name["/dpt_node: camera /"]
+    model = by_name["dpt_node: model"]
+    cam = by_name["dpt_node: camera /"]
     assert model["depth.model"] == "dpt_tiny" and model["device"] == "cpu"
     assert model["pipeline"] == "numpy" and "pipeline_note" not in model   # CuPy is for CUDA devices only
     assert model["depth.random_weights"] == "True" and model["depth.net_size"] == "64x64"
