@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -369,7 +370,8 @@ class DptNode(Node):
         self._batches = 0
         # per stage, the ms of every batch since start (with _batches: means over any stretch, from two snapshots)
         self._stage_sums = dict.fromkeys(STAGES, 0.0)
-        self._net_inputs: dict[str, str] = {}   # task -> "HxW" of the last network input (aspect kept)
+        # task -> (a weak reference to its pre-processor, "HxW" of the last network input)
+        self._net_inputs: dict[str, tuple] = {}
         self._last_diag = (time.monotonic(), {})
         self._subscribed_at = time.monotonic()   # (set again at each activation)
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
@@ -1309,8 +1311,10 @@ class DptNode(Node):
             finally:
                 j["pre_s"] = j.get("pre_s", 0.0) + time.perf_counter() - t
             groups.setdefault(tuple(x.shape[2:]), []).append((j, x))
-        if groups:   # every shape of this batch (cameras of other aspect ratios run at shapes of their own)
-            self._net_inputs[task] = ", ".join("x".join(str(v) for v in shape) for shape in groups)
+        if groups:   # every shape of this batch (cameras of other aspect ratios run at shapes of their own), with the
+            # pre-processor that made them: a swapped-in model's size is not reported with the last model's shapes
+            # (weak: the old one's buffers are not held for it)
+            self._net_inputs[task] = (weakref.ref(pre), ", ".join("x".join(str(v) for v in shape) for shape in groups))
         for group in groups.values():
             try:
                 batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
@@ -1707,8 +1711,8 @@ class DptNode(Node):
         kv = m.describe()
         if self._MANAGED:
             kv["lifecycle_state"] = "active" if active else "inactive"
-        for task, shape in list(self._net_inputs.items()):
-            if f"{task}.net_size" in kv:
+        for task, (pre, shape) in list(self._net_inputs.items()):
+            if f"{task}.net_size" in kv and getattr(m, f"{task}_pre") is pre():
                 kv[f"{task}.net_input"] = shape
         if self._ignored_parameters:
             kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
