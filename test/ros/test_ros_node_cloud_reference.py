@@ -5,6 +5,8 @@ frame's own bytes as the colours (float32 rgb holding 0x00RRGGBB, PCL / RViz), t
 labels. ``depth/camera_info`` must describe the same camera (depth_image_proc's point_cloud_xyz on depth + it gives
 these points). test_ros_node_cloud_bytes compares with the pipeline's own build_cloud; this does not use it."""
 import numpy as np
+import pytest
+import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
@@ -142,13 +144,16 @@ class _Rig:
         return _depth(out["depth"]), n
 
 
-def test_cloud_is_the_published_depth_back_projected_as_consumers_read_it(harness):
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA")])])   # on a GPU: decoded and built by the device kernels
+def test_cloud_is_the_published_depth_back_projected_as_consumers_read_it(harness, device):
     """rgb8 / bgr8 / mono8 / rgba8 / bgra8 frames (with row padding), strides 1-3 of an odd-sized image, organised
     and dense, with and without rgb and label; depth.min / depth.max: their points NaN when organised, absent when
     dense; a camera_info of a binned ROI of a larger sensor, one of twice the frame's resolution (scaled), one with
     width / height 0 (taken as is): the cloud and depth/camera_info follow each. One node for all (each frame sets
     its parameters first)."""
-    rig = _Rig(harness, **{"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    rig = _Rig(harness, device=device,
+               **{"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
     depth, n = rig.frame("rgb8", stride=1, label=True)
     assert n == W * H
     rig.frame("bgr8", pad=3, stride=2, organized=False)
