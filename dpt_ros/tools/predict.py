@@ -19,14 +19,17 @@ name), as the official ``run_monodepth.py`` and
 
 Exit status: 0 all images done, 1 some could not be read or run (each named; the rest done), 2 usage error (bad
 arguments or weights, an output folder that cannot be written or that would overwrite an input image), 130
-interrupted (Ctrl-C: one line, no traceback). ``--weights random`` runs with random initialisation and says so
-loudly: outputs meaningless.
+interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
+keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -113,33 +116,70 @@ def predict(engine, pre: pipeline.Preprocessor, rgb: np.ndarray) -> dict[str, np
     return result
 
 
+@contextlib.contextmanager
+def _sigint_deferred():
+    """SIGINT within the block is acted on when the block ends (the main thread's handler is swapped for one that
+    notes it; other threads leave the handler alone)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: noted.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if noted and callable(previous):
+            previous(signal.SIGINT, noted[0])   # default_int_handler: KeyboardInterrupt here
+        elif noted and previous == signal.SIG_DFL:
+            signal.raise_signal(signal.SIGINT)
+
+
 def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, result: dict,
                   absolute_depth: bool = False) -> list[Path]:
-    """Write one image's files (see the module); returns their paths."""
-    written = []
+    """Write one image's files (see the module); returns their paths. All or none of them: each is written under a
+    temporary name (``.partial-<file>``) and they are renamed into place together once all are written, so that an
+    interruption (Ctrl-C) or a write error part-way leaves neither a truncated file nor half an image's set."""
+    staged: list[tuple[Path, Path]] = []   # (temporary, final)
 
-    def png(path: Path, values: np.ndarray) -> None:
+    def stage(file_name: str) -> Path:
+        final = out_dir / file_name
+        staged.append((out_dir / f".partial-{file_name}", final))   # (the extension, which OpenCV reads, kept)
+        return staged[-1][0]
+
+    def png(file_name: str, values: np.ndarray) -> None:
+        path = stage(file_name)
         if not cv2.imwrite(str(path), values):
-            raise OSError(f"OpenCV could not write {path}")
-        written.append(path)
+            raise OSError(f"OpenCV could not write {out_dir / file_name}")
 
-    if "labels" in result:
-        labels = result["labels"]
-        png(out_dir / f"{name}_labels.png", labels)
-        blend = pipeline.overlay(rgb, pipeline.colorize_labels(labels), 0.5)
-        png(out_dir / f"{name}.png", cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
-        return written
-    inv = result["inverse_depth"]
-    official = inv if variant not in OFFICIAL_DEPTH_SCALE else result["depth"] * np.float32(OFFICIAL_DEPTH_SCALE[variant])
-    write_pfm(out_dir / f"{name}.pfm", official)
-    written.append(out_dir / f"{name}.pfm")
-    png(out_dir / f"{name}.png", np.clip(official, 0, 65535).astype(np.uint16) if absolute_depth
-        else stretch_16bit(official))
-    lo, hi = (float(v) for v in np.percentile(inv, (2, 98)))
-    if not hi > lo:   # a flat prediction (a one-pixel image, random weights): one colour
-        hi = lo + 1.0
-    png(out_dir / f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", lo, hi), cv2.COLOR_RGB2BGR))
-    return written
+    try:
+        if "labels" in result:
+            labels = result["labels"]
+            png(f"{name}_labels.png", labels)
+            blend = pipeline.overlay(rgb, pipeline.colorize_labels(labels), 0.5)
+            png(f"{name}.png", cv2.cvtColor(blend, cv2.COLOR_RGB2BGR))
+        else:
+            inv = result["inverse_depth"]
+            official = inv if variant not in OFFICIAL_DEPTH_SCALE \
+                else result["depth"] * np.float32(OFFICIAL_DEPTH_SCALE[variant])
+            write_pfm(stage(f"{name}.pfm"), official)
+            png(f"{name}.png", np.clip(official, 0, 65535).astype(np.uint16) if absolute_depth
+                else stretch_16bit(official))
+            lo, hi = (float(v) for v in np.percentile(inv, (2, 98)))
+            if not hi > lo:   # a flat prediction (a one-pixel image, random weights): one colour
+                hi = lo + 1.0
+            png(f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", lo, hi), cv2.COLOR_RGB2BGR))
+        with _sigint_deferred():   # (a Ctrl-C meanwhile takes effect once all are renamed: the set appears whole)
+            for temporary, final in staged:
+                os.replace(temporary, final)
+    except BaseException:
+        for temporary, _ in staged:
+            try:
+                temporary.unlink()
+            except OSError:
+                pass
+        raise
+    return [final for _, final in staged]
 
 
 #: the files each input's ``<name>`` gives (which of them depends on the task)

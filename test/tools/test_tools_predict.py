@@ -2,6 +2,7 @@
 saved as checkpoint files, so the real loader runs)."""
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -153,6 +154,30 @@ def test_ctrl_c_is_one_line_and_130(files, tmp_path):
             proc.communicate()
     assert first.startswith(f"{image}: 96x64 (WxH)"), (first, err[-2000:])
     assert proc.returncode == 130 and err == "predict: interrupted\n", (proc.returncode, err[-2000:])
+
+
+def test_ctrl_c_while_an_image_is_written_leaves_none_of_its_files(files, tmp_path, monkeypatch):
+    """SIGINT while an image's files are being written (a real signal, sent as OpenCV writes b's last file): the
+    images done before keep their files, the interrupted one leaves none, neither whole nor truncated nor temporary
+    (was: b.pfm and b.png, half of b's set, beside a's)."""
+    real_imwrite = cv2.imwrite
+
+    def imwrite_interrupted_at_b_colored(path, values):
+        if path.endswith("b_colored.png"):
+            os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C, acted on at the next bytecode: before this file is written
+        return real_imwrite(path, values)
+
+    monkeypatch.setattr(predict.cv2, "imwrite", imwrite_interrupted_at_b_colored)
+    out = tmp_path / "out"
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)   # as in a terminal
+    try:
+        code = predict.main([str(files / "images"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                             "--input-size", "64", "--out", str(out)])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert code == 130
+    assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+    assert _read_pfm(out / "a.pfm").shape == (64, 96)
 
 
 def test_random_weights_are_announced(files, capsys):
