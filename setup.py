@@ -28,9 +28,9 @@ setup(
         "console_scripts": [
             "dpt_node = dpt_ros.ros.console:dpt_node",
             "dpt_lifecycle_node = dpt_ros.ros.console:dpt_lifecycle_node",
-            "sample_camera = dpt_ros.ros.sample_camera:main",
+            "sample_camera = dpt_ros.ros.console:sample_camera",
             "calibrate_depth = dpt_ros.tools.calibrate_depth:run",
-            "dpt_predict = dpt_ros.tools.predict:main",
+            "dpt_predict = dpt_ros.ros.console:dpt_predict",
         ],
     },
 )

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import array
 import os
+import re
 import struct
 import threading
 import time
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import cv2
@@ -290,3 +292,26 @@ def node_ready_to_process(harness: Harness) -> tuple[Any, Any, Image]:
     frame = make_image(1)
     node._on_info(cam, make_info(frame))
     return node, cam, frame
+
+
+#: run before a tool in a fresh interpreter: SIGINT (Ctrl-C, its default handler as in a terminal) arrives while the
+#: module named by the first argument is being imported
+CTRL_C_DURING_IMPORT = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+class CtrlCAtImportOf:
+    module = sys.argv.pop(1)
+    def find_spec(self, name, path=None, target=None):
+        if name == self.module:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+sys.meta_path.insert(0, CtrlCAtImportOf())
+"""
+
+
+def console_script(name: str) -> str:
+    """Python code that runs setup.py's console script ``name`` as its generated wrapper does."""
+    setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()   # (the source tree's)
+    module, function = re.search(rf'"{name} = ([\w.]+):(\w+)"', setup).groups()
+    return f"import importlib; sys.exit(getattr(importlib.import_module({module!r}), {function!r})())"

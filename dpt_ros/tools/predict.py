@@ -33,14 +33,20 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-import torch
+try:
+    import cv2
+    import numpy as np
+    import torch
 
-from dpt_ros import pipeline
-from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
-from dpt_ros.model.engine import check_target
-from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, RESIZE_METHODS
+    from dpt_ros import pipeline
+    from dpt_ros.model import CheckpointError, VARIANTS, get_variant, load_engine
+    from dpt_ros.model.engine import check_target
+    from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, RESIZE_METHODS
+except KeyboardInterrupt:   # Ctrl-C while torch loads (python -m; the console script: dpt_ros.ros.console)
+    if __name__ != "__main__":
+        raise
+    print("predict: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 #: --input-size: lowest, highest, step; the node's ``input_size`` parameter's range (dpt_ros/ros/params.py, which
 #: needs ROS to import: a test keeps the two the same)

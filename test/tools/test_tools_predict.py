@@ -15,7 +15,7 @@ import torch
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
-from dpt_ros.ros.testing import pattern_image
+from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script, pattern_image
 from dpt_ros.tools import predict
 
 
@@ -178,6 +178,19 @@ def test_ctrl_c_while_an_image_is_written_leaves_none_of_its_files(files, tmp_pa
     assert code == 130
     assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
     assert _read_pfm(out / "a.pfm").shape == (64, 96)
+
+
+@pytest.mark.parametrize("how", ["console_script", "python_m"])
+def test_ctrl_c_while_torch_is_imported_is_one_line_and_130(files, tmp_path, how):
+    """SIGINT in the first seconds (torch being imported), as `dpt_predict` (ros2 run) and as `python -m`: the same
+    one line and 130 as later (was: a KeyboardInterrupt traceback from inside torch's import)."""
+    run = console_script("dpt_predict") if how == "console_script" else \
+        "import runpy; runpy.run_module('dpt_ros.tools.predict', run_name='__main__', alter_sys=True)"
+    r = subprocess.run([sys.executable, "-c", CTRL_C_DURING_IMPORT + run, "torch", str(files / "images"),
+                        "--variant", "dpt_tiny", "--weights", "random", "--out", str(tmp_path / "out")],
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr) == (130, "predict: interrupted\n"), r.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
 
 
 def test_random_weights_are_announced(files, capsys):

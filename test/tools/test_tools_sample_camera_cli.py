@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
+from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script  # noqa: E402
 
 DOMAIN = 49
 
@@ -104,3 +105,12 @@ def test_an_argument_other_than_help_exits_2_with_one_line(argv, shown):
     assert r.stderr.splitlines() == [f"sample_camera: {shown}: the tool takes ROS arguments only (and -h/--help); "
                                      "parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
                                      "-p rate:=30.0 (--help: all of them)"]
+
+
+def test_ctrl_c_while_the_console_script_imports_exits_0_quietly():
+    """`ros2 run dpt_ros sample_camera`, Ctrl-C in its first second or two (OpenCV, rclpy being imported): exit 0 and
+    nothing on stderr, as a Ctrl-C later (was: a KeyboardInterrupt traceback from inside the import)."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-c", CTRL_C_DURING_IMPORT + console_script("sample_camera"), "rclpy",
+                        "--ros-args", "-p", "count:=1"], env=env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr[-2000:]
