@@ -264,13 +264,19 @@ def main(argv=None) -> int:
 def run() -> None:
     """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line (rclpy's
     own SIGINT handler shuts the context down: the executor then raises ExternalShutdownException)."""
-    from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
-
+    try:
+        from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
+    except KeyboardInterrupt:   # Ctrl-C while rclpy is being imported (its first second or two)
+        _interrupted()
     try:
         sys.exit(main())
     except (KeyboardInterrupt, ExternalShutdownException):
-        print("calibrate_depth: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
+
+
+def _interrupted() -> None:
+    print("calibrate_depth: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

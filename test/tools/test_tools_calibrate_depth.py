@@ -442,3 +442,15 @@ def test_a_yaml_file_it_cannot_write_is_said_before_collecting(tmp_path, capsys)
             tool.parse_args(["--reference", "/ref", "--yaml", str(path)])
         assert e.value.code == 2 and said in capsys.readouterr().err
     assert tool.parse_args(["--reference", "/ref", "--yaml", str(tmp_path / "c.yaml")]).yaml == str(tmp_path / "c.yaml")
+
+
+def test_ctrl_c_while_the_console_script_imports_rclpy_is_one_line_and_130():
+    """`ros2 run dpt_ros calibrate_depth`, Ctrl-C in its first second (rclpy being imported): the same one line and
+    130 as later (was: a KeyboardInterrupt traceback from inside the import)."""
+    from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script
+
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    r = subprocess.run([sys.executable, "-c", CTRL_C_DURING_IMPORT + console_script("calibrate_depth"), "rclpy",
+                        "--reference", "/nothing_here", "--frames", "1", "--timeout", "30"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (130, "calibrate_depth: interrupted\n"), r.stderr[-2000:]
