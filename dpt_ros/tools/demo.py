@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     import rclpy
     from rclpy.node import Node
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.signals import SignalHandlerOptions
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
@@ -148,30 +149,19 @@ def main(argv: list[str] | None = None) -> int:
     node_params = {"depth.variant": args.variant, "depth.weights": weights, "input_size": args.input_size,
                    "device": args.device, "precision": args.precision, "points.enabled": False,
                    "qos.input_reliability": "reliable"}
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.node", *ros_args(node_params)], env=env),
-        subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.sample_camera", *ros_args(camera_params)], env=env),
-    ]
-
-    rclpy.init()
-    node = Node("demo_collector")
-    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    # Ctrl-C (SIGINT to the terminal's whole process group, the children too) or SIGTERM: stop collecting and keep what
+    # came. Installed before the children start, and rclpy told to install none of its own, so that a signal at any
+    # moment from here on (also to this process alone, while rclpy starts) ends in the finally below, which stops them
+    # (the flag is set before a child's exit can be seen: the handler runs as the spin below returns).
+    interrupted = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: interrupted.set())
+    procs = []
+    node = None
     inputs: dict[int, Image] = {}
     raw: dict[int, tuple[Image, float]] = {}
     colored: dict[int, Image] = {}
     diagnostics: list[DiagnosticArray] = []
-
-    def keep_input(msg: Image) -> None:
-        inputs[conversions.stamp_ns(msg.header)] = msg
-        while len(inputs) > 200:
-            inputs.pop(next(iter(inputs)))
-
-    node.create_subscription(Image, f"{NAMESPACE}/image", keep_input, reliable)
-    node.create_subscription(Image, f"{NAMESPACE}/inverse_depth",
-                             lambda m: raw.setdefault(conversions.stamp_ns(m.header), (m, time.time())), reliable)
-    node.create_subscription(Image, f"{NAMESPACE}/inverse_depth/colored",
-                             lambda m: colored.setdefault(conversions.stamp_ns(m.header), m), reliable)
-    node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
     def complete() -> list[int]:
         """Stamps with all three messages (the first frames may reach the node before this collector's
@@ -179,14 +169,27 @@ def main(argv: list[str] | None = None) -> int:
         return sorted(s for s in list(raw) if s in colored and s in inputs)
 
     code = 0
-    # Ctrl-C (SIGINT to the terminal's whole process group, the children too) or SIGTERM: stop collecting and keep what
-    # came. The flag is set before a child's exit can be seen: the handler runs as the spin below returns.
-    interrupted = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: interrupted.set())
-    deadline = time.monotonic() + args.timeout
     try:
-        while len(complete()) < args.frames:
+        procs.append(subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.node", *ros_args(node_params)], env=env))
+        procs.append(subprocess.Popen([sys.executable, "-m", "dpt_ros.ros.sample_camera", *ros_args(camera_params)],
+                                      env=env))
+        rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+        node = Node("demo_collector")
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+        def keep_input(msg: Image) -> None:
+            inputs[conversions.stamp_ns(msg.header)] = msg
+            while len(inputs) > 200:
+                inputs.pop(next(iter(inputs)))
+
+        node.create_subscription(Image, f"{NAMESPACE}/image", keep_input, reliable)
+        node.create_subscription(Image, f"{NAMESPACE}/inverse_depth",
+                                 lambda m: raw.setdefault(conversions.stamp_ns(m.header), (m, time.time())), reliable)
+        node.create_subscription(Image, f"{NAMESPACE}/inverse_depth/colored",
+                                 lambda m: colored.setdefault(conversions.stamp_ns(m.header), m), reliable)
+        node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+        deadline = time.monotonic() + args.timeout
+        while len(complete()) < args.frames and not interrupted.is_set():
             rclpy.spin_once(node, timeout_sec=0.1)
             if interrupted.is_set():
                 break
@@ -214,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                 p.wait(10)
             except subprocess.TimeoutExpired:
                 p.kill()
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
 
     if interrupted.is_set():

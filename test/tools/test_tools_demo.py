@@ -181,3 +181,52 @@ def test_ctrl_c_keeps_the_frames_collected_so_far_and_says_so(tmp_path):
         if int(fields[3]) == proc.pid:
             left.append(stat.parent.name)
     assert left == [], f"processes of the demo's session still running: {left}"
+
+
+def test_a_signal_to_the_demo_alone_as_its_children_start_stops_them(tmp_path):
+    """SIGINT to the demo's own process only (kill -INT, an IDE's stop button), right after it has started dpt_node
+    and sample_camera, before its ROS context is up: the demo stops both, says it was interrupted (130), no traceback
+    (was: rclpy's handler or a KeyboardInterrupt ended the demo there and left both children running forever)."""
+    import signal
+    import time
+
+    # the demo as `python -m` runs it; the real signal is sent to itself as soon as the second child has started
+    code = """
+import os, runpy, signal, subprocess, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal)
+real_popen, started = subprocess.Popen, []
+class Popen(real_popen):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not any(str(a).startswith("dpt_ros.ros.") for a in args[0]):
+            return   # (one started by a library)
+        started.append(self.pid)
+        print("child", self.pid, file=sys.stderr, flush=True)
+        if len(started) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+subprocess.Popen = Popen
+runpy.run_module("dpt_ros.tools.demo", run_name="__main__", alter_sys=True)
+"""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    with open(tmp_path / "log", "w+") as log:   # (not a pipe: children left running would hold it open)
+        proc = subprocess.run([sys.executable, "-c", code, "--frames", "2", "--out", str(tmp_path / "out"),
+                               "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu", "--timeout", "60"],
+                              env=env, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+        time.sleep(1.0)   # (a child that was stopped: gone; one left running: still there after this)
+        log.seek(0)
+        proc.stderr = log.read()
+    children = [int(line.split()[1]) for line in proc.stderr.splitlines() if line.startswith("child ")]
+    running = []
+    for pid in children:
+        try:
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            continue
+        if state != "Z":
+            running.append(pid)
+            os.kill(pid, signal.SIGKILL)   # (not left behind by this test either)
+    assert len(children) == 2, proc.stderr[-2000:]
+    assert running == [], f"left running: {running}\n" + proc.stderr[-2000:]
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "demo: interrupted after 0 of 2 frames" in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "out" / "summary.json").exists()
