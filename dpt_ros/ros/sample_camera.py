@@ -10,6 +10,7 @@ same header (stamp = publish time, ``frame_id`` parameter).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import sys
@@ -195,6 +196,10 @@ class SampleCamera(Node):
                          reliability=ReliabilityPolicy.RELIABLE if self.reliability == "reliable"
                          else ReliabilityPolicy.BEST_EFFORT)
         self.frames = frame_source(self.source, self.loop)
+        # the first frame read now: a source none of whose frames reads is refused here, before "publishing ..."
+        first = next(self.frames, None)
+        if first is not None:
+            self.frames = itertools.chain([first], self.frames)
         self.image_pub = self.create_publisher(Image, "image", qos)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self.compressed_pub = self.create_publisher(CompressedImage, "image/compressed", qos) if self.compressed else None

@@ -114,3 +114,17 @@ def test_ctrl_c_while_the_console_script_imports_exits_0_quietly():
     r = subprocess.run([sys.executable, "-c", CTRL_C_DURING_IMPORT + console_script("sample_camera"), "rclpy",
                         "--ros-args", "-p", "count:=1"], env=env, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stderr) == (0, ""), r.stderr[-2000:]
+
+
+def test_a_folder_without_a_readable_image_is_refused_before_publishing(tmp_path):
+    """A folder whose files are not images (named .jpg / .png): each named, then the refusal, exit 2, and no
+    "publishing <folder> at 10 Hz" line before it (was: the camera said it was publishing, then failed)."""
+    (tmp_path / "x.jpg").write_text("not a JPEG")
+    (tmp_path / "y.png").write_bytes(b"")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", f"source:={tmp_path}"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.splitlines() == [f"sample_camera: cannot read image '{tmp_path / 'x.jpg'}'; skipped",
+                                     f"sample_camera: cannot read image '{tmp_path / 'y.png'}'; skipped",
+                                     "sample_camera: none of the 2 image files of the folder could be read"], r.stderr
