@@ -11,6 +11,7 @@ Rules applied when loading, never silently:
 - ``auxlayer.*`` (training-only auxiliary segmentation head) is loaded when present; a segmentation
   checkpoint without it is accepted and reported in :attr:`LoadReport.absent_optional`.
 - Anything else missing, unexpected or mis-shaped is a :class:`CheckpointError` listing the keys.
+- A floating-point tensor holding NaN or infinite values is a :class:`CheckpointError` naming it.
 """
 
 from __future__ import annotations
@@ -680,12 +681,31 @@ def _wrong_variant_error(sd: Mapping[str, torch.Tensor], variant: Variant, sourc
     return CheckpointError(msg + ".")
 
 
+def _non_finite_error(sd: Mapping[str, torch.Tensor], source: str, limit: int = 5) -> Optional[CheckpointError]:
+    """A CheckpointError naming the first tensors of ``sd`` that hold NaN or infinite values (a damaged file, or weights
+    saved after the training diverged: every output would be NaN), else None. One torch.isfinite pass per tensor."""
+    bad = [k for k, t in sd.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if not bad:
+        return None
+    shown = []
+    for k in bad[:limit]:
+        t = sd[k]
+        nan = int(torch.isnan(t).sum())
+        shown.append(f"{k} ({nan} NaN, {int(torch.isinf(t).sum())} infinite of {t.numel()})")
+    more = f", ... ({len(bad) - limit} more)" if len(bad) > limit else ""
+    return CheckpointError(
+        f"{source}: {len(bad)} tensor{'s' if len(bad) > 1 else ''} hold{'' if len(bad) > 1 else 's'} NaN or infinite "
+        f"values: {', '.join(shown)}{more}; every output would be NaN. The file is damaged or was saved after the "
+        f"training diverged: download it again, or use an earlier checkpoint of the training.")
+
+
 def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str = "checkpoint",
                          assign: bool = False) -> LoadReport:
     """Strictly load an official- or HF-named state dict into a :class:`~dpt_ros.model.DPT`.
 
     :param assign: keep the given tensors (e.g. memory-mapped) instead of copying into the model's.
-    :raises CheckpointError: wrong variant (with the matching one named), or key/shape differences listed.
+    :raises CheckpointError: wrong variant (with the matching one named), key/shape differences listed, or tensors
+        holding NaN or infinite values named.
     """
     variant: Variant = model.variant
     err = not_dpt_error(sd, source) or _wrong_variant_error(sd, variant, source)
@@ -720,6 +740,9 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
     if missing or unexpected or mis_shaped or mis_typed:
         raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped,
                                               mis_typed))
+    err = _non_finite_error(sd, f"{source} (variant {variant.name})")
+    if err is not None:
+        raise err
     for k in sd:
         if own[k].is_floating_point() and sd[k].dtype != own[k].dtype:
             sd[k] = sd[k].to(own[k].dtype)

@@ -805,3 +805,23 @@ def test_a_renamed_release_file_of_a_same_architecture_variant_is_refused_by_its
     assert load_engine("dpt_tiny", p, verify_hash=False)          # the hash checks off: not hashed
     other = official_file(tmp_path, random_state_dict("dpt_tiny", seed=12), "own.pt")
     assert load_engine("dpt_tiny", other)                         # another file: loads
+
+
+def test_weights_holding_nan_or_inf_are_refused_naming_the_tensors(tmp_path, tiny_sd):
+    bad = dict(tiny_sd)
+    for k, value in (("scratch.output_conv.0.weight", float("nan")), ("pretrained.model.blocks.1.attn.qkv.bias",
+                                                                       float("inf"))):
+        bad[k] = tiny_sd[k].clone()
+        bad[k].view(-1)[:3] = value
+    torch.save(bad, tmp_path / "diverged.pt")
+    with pytest.raises(CheckpointError, match="2 tensors hold NaN or infinite") as e:
+        load_engine("dpt_tiny", tmp_path / "diverged.pt")   # (was taken: every output NaN)
+    assert "pretrained.model.blocks.1.attn.qkv.bias (0 NaN, 3 infinite of 576)" in str(e.value)
+    assert "scratch.output_conv.0.weight (3 NaN, 0 infinite of" in str(e.value)
+    # the same in a Hugging Face file, in half precision
+    from safetensors.torch import save_file
+
+    save_file({k: v.half().contiguous() if v.is_floating_point() else v.contiguous()
+               for k, v in official_to_hf(bad).items()}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"scratch.output_conv.0.weight \(3 NaN"):
+        load_engine("dpt_tiny", tmp_path)
