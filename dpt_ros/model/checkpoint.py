@@ -151,6 +151,8 @@ def _refuse_download_artifacts(path: Path, variant: Optional[Variant]) -> None:
 
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: the index (tensor name -> shard file) of a Hugging Face snapshot whose weights are split into several files
+HF_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
 def check_format(path: "str | os.PathLike") -> None:
@@ -162,6 +164,10 @@ def check_format(path: "str | os.PathLike") -> None:
     :raises CheckpointError: as above. :raises OSError: the file cannot be read."""
     path = Path(path)
     _refuse_download_artifacts(path, None)
+    if _is_index(path):
+        for shard in _shard_files(path):
+            check_format(shard)
+        return
     if _content_format(path) is not None:   # whatever its name ends with: the loader goes by the content too
         return
     text = _text_start(path)
@@ -284,11 +290,11 @@ def resolve_weights_path(path: "str | os.PathLike") -> Path:
         raise FileNotFoundError("no weights file given (an empty path); give a checkpoint file, or 'random'")
     p = Path(os.fspath(path)).expanduser()
     if p.is_dir():
-        for name in HF_WEIGHT_FILES:
+        for name in HF_WEIGHT_FILES + HF_INDEX_FILES:   # (one file first; else the index of a snapshot in shards)
             if (p / name).is_file():
                 return p / name
-        raise FileNotFoundError(f"{p} is a directory without {' or '.join(HF_WEIGHT_FILES)}; "
-                                "pass the checkpoint file itself")
+        raise FileNotFoundError(f"{p} is a directory without {' or '.join(HF_WEIGHT_FILES)} (or, for weights split "
+                                f"into shards, {' or '.join(HF_INDEX_FILES)}); pass the checkpoint file itself")
     return p
 
 
@@ -344,13 +350,72 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
     """Read the tensors of a checkpoint file safely (no arbitrary unpickling), memory-mapped.
 
     Accepts torch files (``.pt``/``.pth``/``.bin``, with or without the ``{"model", "optimizer"}``
-    wrapper) and ``.safetensors``. Names are returned as stored (official or HF).
+    wrapper) and ``.safetensors``, and a Hugging Face index (``model.safetensors.index.json``) with its shards.
+    Names are returned as stored (official or HF).
 
     :raises FileNotFoundError: no such file (the message says where official weights are).
     :raises CheckpointError: hash prefix mismatch, truncated/corrupt file, unsafe pickle, not a state dict.
     """
     path = resolve_weights_path(path)
     v = get_variant(variant) if variant is not None else None
+    if _is_index(path) and path.is_file():
+        return _unwrap(_read_shards(path, v), path)
+    return _unwrap(_read_file(path, v, verify_hash), path)
+
+
+def _is_index(path: Path) -> bool:
+    return path.name.endswith(".index.json")
+
+
+def _shard_files(index: Path) -> list[Path]:
+    """The shard files a Hugging Face index (``model.safetensors.index.json``) names, in order, each checked to exist.
+
+    :raises CheckpointError: not such an index. :raises FileNotFoundError: a shard is missing."""
+    import json
+
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = list(dict.fromkeys(weight_map.values()))
+        if not weight_map or not all(isinstance(n, str) and n and "/" not in n and "\\" not in n for n in names):
+            raise ValueError("no shard names")
+    except OSError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise CheckpointError(f"{index}: not a Hugging Face weights index (JSON with a 'weight_map' of tensor name -> "
+                              f"shard file in its folder): {e.__class__.__name__}: {_clip(str(e))}") from e
+    missing = [n for n in names if not (index.parent / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{index} names {len(names)} shard files, of which {len(missing)} are not in "
+                                f"{index.parent}: {', '.join(missing[:5])}; download the whole snapshot "
+                                f"(every file the index names)")
+    return [index.parent / n for n in names]
+
+
+def _read_shards(index: Path, v: Optional[Variant]) -> dict[str, torch.Tensor]:
+    """The tensors of a snapshot split into shards, each shard holding the tensors its index says it holds."""
+    import json
+
+    shards = _shard_files(index)
+    weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+    sd: dict[str, torch.Tensor] = {}
+    for shard in shards:
+        obj = _read_file(shard, v, verify_hash=False)
+        if not _holds_tensors(obj):
+            raise CheckpointError(f"{shard} (a shard of {index.name}): not a flat state dict (name -> tensor)")
+        expected = {k for k, n in weight_map.items() if n == shard.name}
+        if set(obj) != expected:
+            lacks, extra = sorted(expected - set(obj)), sorted(set(obj) - expected)
+            raise CheckpointError(
+                f"{shard} does not hold the tensors {index.name} lists for it"
+                + (f"; lacks {len(lacks)}: {', '.join(lacks[:5])}" if lacks else "")
+                + (f"; holds {len(extra)} others: {', '.join(extra[:5])}" if extra else "")
+                + ": the snapshot is incomplete or mixed; download the whole snapshot again")
+        sd.update(obj)
+    return sd
+
+
+def _read_file(path: Path, v: Optional[Variant], verify_hash: bool):
+    """What one checkpoint file holds (safetensors: its tensors; torch: the loaded object, before unwrapping)."""
     if not path.is_file():
         if path.exists():
             raise CheckpointError(f"{path} is not a regular file (a device, pipe or socket); give the path of the "
@@ -407,7 +472,7 @@ def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" =
             f"{path}: cannot read the checkpoint: the file is corrupt or truncated{_content_hint(path)} "
             f"({e.__class__.__name__}: {_load_failure_cause(e)}). Download it again."
         ) from e
-    return _unwrap(obj, path)
+    return obj
 
 
 # ----------------------------------------------------------------------------------------------

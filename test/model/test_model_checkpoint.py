@@ -825,3 +825,31 @@ def test_weights_holding_nan_or_inf_are_refused_naming_the_tensors(tmp_path, tin
                for k, v in official_to_hf(bad).items()}, str(tmp_path / "model.safetensors"))
     with pytest.raises(CheckpointError, match=r"scratch.output_conv.0.weight \(3 NaN"):
         load_engine("dpt_tiny", tmp_path)
+
+
+def test_a_snapshot_split_into_shards_loads_by_its_index(tmp_path, tiny_sd, tiny_ref):
+    import json
+
+    from safetensors.torch import save_file
+
+    from dpt_ros.model.checkpoint import check_format
+
+    hf = {k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}
+    names = list(hf)
+    weight_map = {}
+    for i, part in enumerate((names[:40], names[40:])):   # (the first shard holds dpt.* names only)
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({k: hf[k] for k in part}, str(tmp_path / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    # (was: "is a directory without model.safetensors or pytorch_model.bin; pass the checkpoint file itself")
+    assert torch.equal(load_engine("dpt_tiny", tmp_path).run(X)["inverse_depth"], tiny_ref)
+    assert torch.equal(load_engine("dpt_tiny", index).run(X)["inverse_depth"], tiny_ref)
+    check_format(index)   # (what the node checks when depth.weights is set)
+    (tmp_path / "model-00002-of-00002.safetensors").rename(tmp_path / "elsewhere.safetensors")
+    with pytest.raises(FileNotFoundError, match="1 are not in .*: model-00002-of-00002.safetensors; download the whole"):
+        load_engine("dpt_tiny", tmp_path)
+    with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
+        check_format(index)
+
