@@ -764,6 +764,30 @@ def _non_finite_error(sd: Mapping[str, torch.Tensor], source: str, limit: int = 
         f"training diverged: download it again, or use an earlier checkpoint of the training.")
 
 
+POS_EMBED_KEY = "pretrained.model.pos_embed"
+
+
+def _pos_grid_advice(sd: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], variant: Variant) -> str:
+    """What a position embedding of another grid is (a model fine-tuned at another input size) and what to do; ''
+    when the file's position embedding has the model's shape (or another width: another architecture)."""
+    pe, ref = sd.get(POS_EMBED_KEY), own.get(POS_EMBED_KEY)
+    if pe is None or ref is None or pe.shape == ref.shape or pe.ndim != 3 or pe.shape[-1] != ref.shape[-1]:
+        return ""
+    n, g, p = pe.shape[1] - 1, variant.pos_grid, variant.patch_size
+    side = int(round(n ** 0.5))
+    ours = f"the {g} x {g} grid of variant {variant.name} (the released models were trained at {g * p} x {g * p})"
+    if side * side != n or side < 1:
+        return (f"\n{POS_EMBED_KEY} holds {n} grid positions (and the class token), no square grid; this loader takes "
+                f"{ours}, which the model resizes to every input size.")
+    return (f"\n{POS_EMBED_KEY} holds the position embeddings of a {side} x {side} grid: a model trained or fine-tuned "
+            f"at {side * p} x {side * p} pixels; this loader takes {ours}, which the model resizes (bilinear) to every "
+            f"input size, as the official and Hugging Face DPT code load only the grid of their configured size. To run "
+            f"this one, resample its grid to {g} x {g} and re-save the file, e.g. sd[{POS_EMBED_KEY!r}] = "
+            f"dpt_ros.model.backbone.resize_pos_embed(sd[{POS_EMBED_KEY!r}], ({g}, {g}), {side}) (for a Hugging Face "
+            f"file: 'dpt.embeddings.position_embeddings'), then run it at input_size {side * p}, where the model resizes "
+            f"it back (the round trip smooths the embedding slightly: compare its outputs with your training code's).")
+
+
 def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], source: str = "checkpoint",
                          assign: bool = False) -> LoadReport:
     """Strictly load an official- or HF-named state dict into a :class:`~dpt_ros.model.DPT`.
@@ -804,7 +828,7 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
                  if k in own and own[k].is_floating_point() and not sd[k].is_floating_point()]
     if missing or unexpected or mis_shaped or mis_typed:
         raise CheckpointError(_key_error_text(f"{source} (variant {variant.name})", missing, unexpected, mis_shaped,
-                                              mis_typed))
+                                              mis_typed) + _pos_grid_advice(sd, own, variant))
     err = _non_finite_error(sd, f"{source} (variant {variant.name})")
     if err is not None:
         raise err

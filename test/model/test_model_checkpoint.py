@@ -853,3 +853,23 @@ def test_a_snapshot_split_into_shards_loads_by_its_index(tmp_path, tiny_sd, tiny
     with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
         check_format(index)
 
+
+def test_a_position_embedding_of_another_grid_is_said_to_be_another_training_size(tmp_path, tiny_sd):
+    from dpt_ros.model.backbone import resize_pos_embed
+
+    key = "pretrained.model.pos_embed"
+    sd = dict(tiny_sd)
+    sd[key] = resize_pos_embed(tiny_sd[key], (32, 32), 24)   # (1, 1025, 192): fine-tuned at 512 x 512
+    torch.save(sd, tmp_path / "at512.pt")
+    with pytest.raises(CheckpointError) as e:
+        load_engine("dpt_tiny", tmp_path / "at512.pt")
+    text = str(e.value)   # (was only: "1 wrong shape: pretrained.model.pos_embed (1, 1025, 192) vs model (1, 577, 192)")
+    assert "(1, 1025, 192) vs model (1, 577, 192)" in text
+    assert "position embeddings of a 32 x 32 grid: a model trained or fine-tuned at 512 x 512 pixels" in text
+    assert "resize_pos_embed(sd['pretrained.model.pos_embed'], (24, 24), 32)" in text and "input_size 512" in text
+    sd[key] = resize_pos_embed(sd[key], (24, 24), 32)   # what the message says to do: it loads
+    torch.save(sd, tmp_path / "at512.pt")
+    load_engine("dpt_tiny", tmp_path / "at512.pt")
+    sd[key] = torch.zeros(1, 1 + 24 * 32, 192)   # a grid that is not square
+    with pytest.raises(CheckpointError, match="holds 768 grid positions .*, no square grid"):
+        load_state_dict_into(DPT("dpt_tiny"), sd)
