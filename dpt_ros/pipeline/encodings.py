@@ -296,10 +296,27 @@ def decode(view: ImageView, xp: ModuleType | str = np) -> Any:
 IMAGE_FILE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
+class ImageFileError(ValueError):
+    """An image file that cannot be read; ``reason`` says why (no such file, empty, cannot be decoded, ...)."""
+
+    def __init__(self, path, reason: str) -> None:
+        super().__init__(f"cannot read image {str(path)!r}: {reason}")
+        self.path, self.reason = path, reason
+
+
 def read_image_file(path: str) -> np.ndarray:
-    """An image file as (H, W, 3) uint8 RGB; ValueError naming the file when OpenCV cannot read it."""
-    if not Path(path).is_file():   # (said here: OpenCV would also print its own findDecoder warning)
-        raise ValueError(f"cannot read image {str(path)!r}: no such file")
+    """An image file as (H, W, 3) uint8 RGB; :class:`ImageFileError` (a ValueError) naming the file and the reason
+    when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():   # (said here: OpenCV would also print its own findDecoder warning)
+        raise ImageFileError(path, "not a regular file (a folder, device or pipe)" if p.exists() else "no such file")
+    try:   # (OpenCV says nothing of why it could not open a file)
+        with open(p, "rb") as f:
+            empty = not f.read(1)
+    except OSError as e:
+        raise ImageFileError(path, f"cannot open it: {e.strerror or e}") from None
+    if empty:
+        raise ImageFileError(path, "the file is empty (0 bytes)")
     # 16-bit samples to 8 bits as the node rounds them (v / 257, as for mono16 frames and 16-bit PNG messages);
     # OpenCV's own conversion keeps the top byte. Floating-point samples (a float TIFF) as the node reads 32FC1
     # frames: intensity in [0, 1], clipped, NaN 0 (OpenCV's 8-bit reading refuses a 32-bit float TIFF). Other
@@ -317,7 +334,8 @@ def read_image_file(path: str) -> np.ndarray:
     elif bgr is not None and bgr.dtype != np.uint8:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"cannot read image {str(path)!r}")
+        raise ImageFileError(path, "OpenCV cannot decode it: corrupt or truncated, or not an image of a format it reads "
+                                   f"({', '.join(e.lstrip('.') for e in IMAGE_FILE_EXTENSIONS)})")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

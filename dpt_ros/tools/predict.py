@@ -279,9 +279,8 @@ def _main(argv=None) -> int:
     for path, name in zip(files, names):
         try:
             rgb = pipeline.read_image_file(path)
-        except ValueError:
-            print(f"predict: {path}: not readable as an image (missing, or not one of "
-                  f"{', '.join(e.lstrip('.') for e in IMAGE_FILE_EXTENSIONS)}); skipped", file=sys.stderr)
+        except ValueError as e:
+            print(f"predict: {path}: not readable as an image: {getattr(e, 'reason', e)}; skipped", file=sys.stderr)
             failed += 1
             continue
         t = time.perf_counter()

@@ -97,14 +97,18 @@ def test_segmentation_files_are_labels_and_the_official_overlay(files):
     np.testing.assert_allclose(blend, 0.5 * rgb + 0.5 * palette, atol=1.0)
 
 
-def test_unreadable_images_are_named_and_the_rest_processed(files, capfd):
+def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_path):
     out = files / "out_mixed"
+    (tmp_path / "empty.png").write_bytes(b"")
     code = predict.main([str(files / "images" / "notes.txt"), str(files / "images" / "a.png"),
-                         str(files / "missing.png"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
-                         "--input-size", "64", "--out", str(out)])
+                         str(files / "missing.png"), str(tmp_path / "empty.png"), "--variant", "dpt_tiny",
+                         "--weights", str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)])
     err = capfd.readouterr().err
     assert code == 1 and (out / "a.pfm").exists()
-    assert "notes.txt: not readable as an image" in err and "missing.png: not readable as an image" in err
+    # each with the reader's reason (was: "not readable as an image (missing, or not one of png, ...)" for all)
+    assert "notes.txt: not readable as an image: OpenCV cannot decode it: corrupt or truncated, or not an image" in err
+    assert "missing.png: not readable as an image: no such file; skipped" in err
+    assert "empty.png: not readable as an image: the file is empty (0 bytes); skipped" in err
     assert "findDecoder" not in err   # (OpenCV's own warning for the missing file is not printed as well)
 
 
