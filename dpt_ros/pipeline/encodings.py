@@ -304,6 +304,30 @@ class ImageFileError(ValueError):
         self.path, self.reason = path, reason
 
 
+def _one_channel_float_tiff(path: Path) -> bool:
+    """Whether a file is a classic TIFF whose first image has one floating-point sample per pixel (its first IFD's
+    SamplesPerPixel and SampleFormat tags; a few bytes read, nothing decoded)."""
+    import struct  # noqa: PLC0415
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+            if head[:4] not in (b"II*\0", b"MM\0*"):
+                return False
+            e = "<" if head[:2] == b"II" else ">"
+            f.seek(struct.unpack(e + "I", head[4:8])[0])
+            (count,) = struct.unpack(e + "H", f.read(2))
+            entries = f.read(12 * count)
+    except (OSError, struct.error, ValueError):
+        return False
+    tags = {}
+    for i in range(len(entries) // 12):
+        tag, kind, n, value = struct.unpack(e + "HHI4s", entries[12 * i:12 * i + 12])
+        if tag in (277, 339) and kind == 3 and n >= 1:   # SamplesPerPixel, SampleFormat (SHORT): the first value
+            tags[tag] = struct.unpack(e + "H", value[:2])[0] if n <= 2 else None
+    return tags.get(277, 1) == 1 and tags.get(339) == 3   # (SampleFormat 3: IEEE floating point)
+
+
 def read_image_file(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; :class:`ImageFileError` (a ValueError) naming the file and the reason
     when it cannot be read."""
@@ -321,8 +345,12 @@ def read_image_file(path: str) -> np.ndarray:
     # OpenCV's own conversion keeps the top byte. Floating-point samples (a float TIFF) as the node reads 32FC1
     # frames: intensity in [0, 1], clipped, NaN 0 (OpenCV's 8-bit reading refuses a 32-bit float TIFF). Other
     # depths: OpenCV's 8-bit reading.
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
-    if bgr is None:   # a one-channel float TIFF, which OpenCV's colour reading refuses: its samples as they are
+    if _one_channel_float_tiff(p):   # OpenCV's colour reading refuses it, printing an [ERROR] line: read as it is
+        raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        bgr = np.repeat(raw[:, :, None], 3, axis=2) if raw is not None and raw.ndim == 2 else None
+    else:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH)
+    if bgr is None:   # a one-channel float TIFF the header look missed: its samples as they are
         raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
         if raw is not None and raw.dtype == np.float32 and raw.ndim == 2:
             bgr = np.repeat(raw[:, :, None], 3, axis=2)

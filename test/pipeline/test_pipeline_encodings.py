@@ -472,7 +472,7 @@ def test_a_16_bit_image_file_reads_as_the_node_reads_the_same_png(tmp_path):
     np.testing.assert_array_equal(read_image_file(str(tmp_path / "e.png")), eight[..., ::-1])
 
 
-def test_a_float_tiff_reads_as_the_node_reads_32fc1(tmp_path):
+def test_a_float_tiff_reads_as_the_node_reads_32fc1(tmp_path, capfd):
     """A floating-point TIFF (predict's and the sample camera's image files) is read as the node reads 32FC1 frames:
     intensity in [0, 1], clipped, NaN 0, +inf 1; it was refused as unreadable (OpenCV's 8-bit reading cannot)."""
     from dpt_ros.pipeline.encodings import read_image_file
@@ -487,4 +487,8 @@ def test_a_float_tiff_reads_as_the_node_reads_32fc1(tmp_path):
     assert got[0, 0].tolist() == [0, 255, 0]
     gray = tmp_path / "g.tiff"   # one channel (OpenCV's colour reading refuses it)
     assert cv2.imwrite(str(gray), v[..., 1])
+    capfd.readouterr()
     np.testing.assert_array_equal(read_image_file(str(gray)), np.repeat(want[..., 1:2], 3, axis=2))
+    # (OpenCV's colour reading, tried first, printed "[ERROR:0@...] global loadsave.cpp ... imread_(...): can't read
+    # data: ... ncn == img.channels()" before the one-channel reading)
+    assert "imread_" not in capfd.readouterr().err
