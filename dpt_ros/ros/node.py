@@ -90,6 +90,9 @@ _INFO_WAIT_S = 0.05
 _INFO_GRACE_S = 3.0
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
+# /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
+# or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
+_RATE_WINDOW_S = 5.0
 #: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
 _STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
@@ -373,6 +376,7 @@ class DptNode(Node):
         # task -> (a weak reference to its pre-processor, "HxW" of the last network input)
         self._net_inputs: dict[str, tuple] = {}
         self._last_diag = (time.monotonic(), {})
+        self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
@@ -421,6 +425,7 @@ class DptNode(Node):
                        for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
             with self._lock:   # a new configuration's cameras count from zero: so do its diagnostics' rates
                 self._cameras, self._last_diag = cameras, (time.monotonic(), {})
+                self._rate_history = collections.deque([self._last_diag])
             self._create_interfaces(s)
             self._stopping = False
             self._compressed = _CompressedCopies(self, len(self._cameras))
@@ -434,6 +439,9 @@ class DptNode(Node):
             with self._lock:
                 self._active = True
                 self._subscribed_at = time.monotonic()   # what "no image yet" counts from
+                # and the rates: frames from before a deactivation are no input of now
+                self._rate_history = collections.deque([(self._subscribed_at, {
+                    c.index: collections.Counter(c.counts) for c in self._cameras})])
             for cam in self._cameras:
                 self._subscribe(cam, "image", True)
                 self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
@@ -1686,8 +1694,7 @@ class DptNode(Node):
         """The current DiagnosticArray: one status for the model, one per camera."""
         now = time.monotonic()
         with self._lock:
-            last_t, last_counts = self._last_diag
-            dt = max(now - last_t, 1e-6)
+            last_counts = self._last_diag[1]
             counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
             stages = {k: list(v) for k, v in self._stage_ms.items()}
             stage_sums, batches = dict(self._stage_sums), self._batches
@@ -1697,6 +1704,12 @@ class DptNode(Node):
             recent_ages = sum(1 for t in self._age_done if now - t <= _STATS_WINDOW_S)
             errors = collections.Counter(self._errors)
             self._last_diag = (now, counts)
+            history = self._rate_history
+            while len(history) > 1 and history[1][0] <= now - _RATE_WINDOW_S:
+                history.popleft()   # (the oldest kept is at least the window old, once the node has run that long)
+            rate_t, rate_counts = history[0]
+            rate_dt = max(now - rate_t, 1e-6)
+            history.append((now, counts))
             model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -1766,9 +1779,10 @@ class DptNode(Node):
                                      values=[KeyValue(key=k, value=v) for k, v in kv.items()])]
         for cam in self._cameras:
             c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
+            before = rate_counts.get(cam.index, collections.Counter())   # (the start of the rate window)
             ckv = {"topic": cam.image_topic,
-                   "input_rate_hz": f"{(c['received'] - prev['received']) / dt:.2f}",
-                   "output_rate_hz": f"{(c['processed'] - prev['processed']) / dt:.2f}"}
+                   "input_rate_hz": f"{(c['received'] - before['received']) / rate_dt:.2f}",
+                   "output_rate_hz": f"{(c['processed'] - before['processed']) / rate_dt:.2f}"}
             for key in ("received", "processed", "dropped", "idle", "throttled"):
                 ckv[key] = str(c[key])
             for key, n in sorted(c.items()):
@@ -1796,8 +1810,8 @@ class DptNode(Node):
                 last = cam.last_image   # (a frame from before a reactivation counts as none since)
                 silent = now - (self._subscribed_at if last is None else max(last, self._subscribed_at))
                 ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
-                if silent < _STALL_S:
-                    lvl, txt = DiagnosticStatus.OK, "no input"
+                if silent < _STALL_S:   # (a camera slower than the reports, with frames in the rate window: ok)
+                    lvl, txt = DiagnosticStatus.OK, "no input" if c["received"] == before["received"] else "ok"
                 elif last is None:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")

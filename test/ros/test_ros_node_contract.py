@@ -206,20 +206,26 @@ def _camera_status(node):
     return status, {kv.key: kv.value for kv in status.values}
 
 
-def test_diagnostics_rates_window_and_age(harness):
-    """Output rate counts outputs, not inputs; each report covers the time since the previous one;
-    the output age is in milliseconds."""
+def test_diagnostics_rates_window_and_age(harness, monkeypatch):
+    """Output rate counts outputs, not inputs; the rates are of the reports of the last _RATE_WINDOW_S (5 s; 1 s
+    here), not of the last report's period only; the output age is in milliseconds."""
+    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
 
+    time.sleep(1.1)
     _camera_status(node)                      # opens the window
     for i in range(1, 4):               # nobody subscribes (lazy): received, not processed
         pub.publish(make_image(i))
         wait_for(lambda: node.counts()[""].get("idle", 0) == i, what=f"frame {i} idle")
     status, v = _camera_status(node)
     assert float(v["input_rate_hz"]) > 0 and v["output_rate_hz"] == "0.00"
-    status, v = _camera_status(node)          # nothing new since the previous report
+    status, again = _camera_status(node)      # nothing new since the previous report, but within the window
+    assert float(again["input_rate_hz"]) > 0 and status.message == "ok"
+    time.sleep(1.1)
+    _camera_status(node)
+    status, v = _camera_status(node)          # nothing new for longer than the window
     assert v["input_rate_hz"] == "0.00" and status.message == "no input"
     out = harness.collector(Image, "inverse_depth")
     wait_for(lambda: node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="subscriber")
@@ -229,6 +235,29 @@ def test_diagnostics_rates_window_and_age(harness):
         wait_for(lambda: len(out) == i + 1, what=f"output {i + 1}")
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert 0.0 < float(model["age_p50_ms"]) < 5000.0, model["age_p50_ms"]
+
+
+def test_a_camera_slower_than_the_reports_has_a_steady_rate(harness, monkeypatch):
+    """A 4 Hz camera reported on every 0.05 s: each report once its frames flow says "ok" and a rate of the last
+    _RATE_WINDOW_S (1 s here) near 4 Hz; the rate of one report period alone alternated between 0.00 Hz with
+    "no input" and 20 Hz."""
+    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(1))
+    wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="the first frame")
+    reports, start, sent = [], time.monotonic(), 1
+    while time.monotonic() - start < 2.5:
+        if time.monotonic() - start >= 0.25 * sent:
+            sent += 1
+            pub.publish(make_image(sent))
+        status, v = _camera_status(node)
+        reports.append((time.monotonic() - start, status.message, float(v["input_rate_hz"])))
+        time.sleep(0.05)
+    assert all(message == "ok" and rate > 0.0 for _, message, rate in reports), reports
+    settled = [rate for t, _, rate in reports if t > 1.2]   # (the window full)
+    assert 1.5 < min(settled) and max(settled) < 8.0, reports
 
 
 def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_once(harness):
