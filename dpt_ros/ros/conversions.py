@@ -130,7 +130,8 @@ class _CdrWriter:
         self.buf += struct.pack("<I", int(v))
 
     def string(self, text: str) -> None:
-        raw = text.encode("utf-8")
+        # up to a NUL, as rclpy's message objects go through a C string (a C++ subscriber would read the rest)
+        raw = text.encode("utf-8").split(b"\0", 1)[0]
         self.u32(len(raw) + 1)
         self.buf += raw
         self.buf.append(0)

@@ -160,6 +160,18 @@ def test_image_cdr_is_the_rmw_wire_format(frame_id, values, encoding):
     assert (back.is_bigendian, back.step) == (int(values.dtype.byteorder == ">"), values.dtype.itemsize * int(np.prod(values.shape[1:])))
 
 
+def test_a_string_with_a_nul_is_cut_there_as_rclpy_cuts_it():
+    h = _header()
+    h.frame_id = "cam\0era"
+    values = np.zeros((1, 1), np.uint8)
+    ours = conversions.image_cdr(h, values, "mono8\0x")
+    theirs = serialize_message(conversions.image_msg(h, values, "mono8\0x"))
+    assert len(ours) == len(theirs) and ours[:20] == theirs[:20]   # (a NUL's padding follows)
+    back = deserialize_message(ours, Image)
+    assert (back.header.frame_id, back.encoding) == (deserialize_message(theirs, Image).header.frame_id, "mono8")
+    assert back.header.frame_id == "cam"
+
+
 def test_image_cdr_of_a_strided_view_is_its_values():
     base = np.arange(4 * 6, dtype=np.float32).reshape(4, 6)
     back = deserialize_message(conversions.image_cdr(_header(), base[:, ::2]), Image)
