@@ -375,6 +375,7 @@ class DptNode(Node):
         self._stage_sums = dict.fromkeys(STAGES, 0.0)
         # task -> (a weak reference to its pre-processor, "HxW" of the last network input)
         self._net_inputs: dict[str, tuple] = {}
+        self._finalized = False   # a managed node shut down: no configure follows, so no parameter takes effect
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
@@ -700,6 +701,10 @@ class DptNode(Node):
         changes = {p.name: p.value for p in changed if p.name in params.SPECS}
         if not changes:
             return SetParametersResult(successful=True)
+        if self._finalized:   # (accepted, it would be ignored for good)
+            return SetParametersResult(successful=False, reason=(
+                f"{', '.join(changes)}: the node is finalized (lifecycle shutdown): no value takes effect any more; "
+                "start the node again"))
         with self._lock:
             current = self._settings
             configured = self._models is not None
@@ -1894,7 +1899,7 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
     - cleanup: the publishers are destroyed and the models released (their GPU memory too).
     - shutdown: as cleanup, from any state.
 
-    Parameters can be set in every state; before configure (and after cleanup) they are only checked, and take
+    Parameters can be set in every state but finalized; before configure (and after cleanup) they are only checked, and take
     effect at the next configure. Those the topics are made of (``cameras``, ``qos.*``, ``publish.compressed``;
     read-only on ``dpt_node``) can be set only then: while configured they are refused with that reason."""
 
@@ -1955,7 +1960,10 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         return self._transition("cleanup", self._cleanup, "cleaned up: model released, publishers destroyed")
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        return self._transition("shutdown", self._cleanup)
+        def shutdown():
+            self._cleanup()
+            self._finalized = True
+        return self._transition("shutdown", shutdown)
 
     def on_error(self, state) -> TransitionCallbackReturn:
         return self._transition("error processing", self._cleanup)   # back to unconfigured

@@ -119,6 +119,9 @@ def test_states_through_the_lifecycle_services(harness):
     assert node.models.depth.variant.name == "dpt_hybrid"
     assert _change(harness, "dpt_node", Transition.TRANSITION_INACTIVE_SHUTDOWN)
     assert _state(harness, "dpt_node") == "finalized" and node.models is None
+    # finalized: no configure follows, so a value set would never take effect: refused, saying so
+    late = set_params(harness, node, input_size=128)[0]
+    assert not late.successful and "finalized" in late.reason and "start the node again" in late.reason
 
 
 def test_deactivate_publishes_the_frames_it_had_taken(harness):
