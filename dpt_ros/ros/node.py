@@ -1541,7 +1541,9 @@ class DptNode(Node):
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
-            xs, ys = pipeline.inverse_depth_pairs(x, ref[::step, ::step], s["depth.min"], s["depth.max"], stride=1)
+            # every measured pixel (finite, > 0): depth.min / depth.max clip the published depth after the fit, they
+            # do not choose the reference's pixels (a scene beyond depth.max is all +Inf, not a frame without depth)
+            xs, ys = pipeline.inverse_depth_pairs(x, ref[::step, ::step], 0.0, math.inf, stride=1)
             scale, shift = pipeline.fit_scale_shift(xs, ys)
             if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
                 raise ValueError(f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where "

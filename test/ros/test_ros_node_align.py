@@ -1,0 +1,107 @@
+"""depth.align against a fit written here from the messages alone: the published inverse_depth and the reference
+depth sent, ``1 / reference = scale * inverse_depth + shift`` by least squares over every 4th pixel with a
+measurement, refitted three times without the 10 % largest residuals (README). Random dpt_tiny weights at 64 px."""
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image
+
+from dpt_ros import pipeline
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import make_image, qos, set_params, wait_for
+
+DOMAIN = 69
+
+
+def _reference_fit(x, ref_m, stride=4, trim=0.1, refits=3):
+    """(scale, shift, pixels) of README's fit, written with np.linalg.lstsq."""
+    x = x[::stride, ::stride].astype(np.float64).ravel()
+    r = ref_m[::stride, ::stride].astype(np.float64).ravel()
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(x) & np.isfinite(r) & (r > 0)
+    x, y = x[ok], 1.0 / r[ok]
+    keep = np.ones(x.size, bool)
+    for i in range(refits + 1):
+        (a, b), *_ = np.linalg.lstsq(np.stack([x[keep], np.ones(keep.sum())], 1), y[keep], rcond=None)
+        if i == refits:
+            return a, b, x.size
+        residual = np.abs(a * x + b - y)
+        keep = residual <= np.quantile(residual, 1.0 - trim)
+
+
+def _model_inverse_depth(node, frame):
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
+    return pipeline.upsample(net, (frame.height, frame.width))[0].numpy()
+
+
+@pytest.fixture
+def aligned(harness):
+    """A node with depth.align, collectors of depth and inverse_depth, and send(i, make_reference) that publishes
+    frame i with the reference make_reference(model inverse depth) -> (array, encoding) of its stamp and returns
+    (published inverse depth, reference array, published depth or None, the camera's counts of that frame)."""
+    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
+    depth, inv = harness.collector(Image, "depth"), harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+    cam = node.cameras[0]
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
+             cam.pubs["depth"].get_subscription_count() > 0 and
+             cam.pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+
+    def send(i, make_reference):
+        frame = make_image(1_000_000_000 * i, width=80, height=60, seed=i)
+        values, encoding = make_reference(_model_inverse_depth(node, frame))
+        ref_pub.publish(conversions.image_msg(frame.header, values, encoding))
+        wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000 * i, what="reference stored")
+        before = dict(node.counts()[""])
+        pub.publish(frame)
+        wait_for(lambda: node.counts()[""].get("processed", 0) > before.get("processed", 0), what=f"frame {i}")
+        wait_for(lambda: any(m.header.stamp == frame.header.stamp for m in inv), what=f"inverse depth {i}")
+        counts = {k: v - before.get(k, 0) for k, v in node.counts()[""].items() if v != before.get(k, 0)}
+        if counts.get("out:depth"):
+            wait_for(lambda: any(m.header.stamp == frame.header.stamp for m in depth), what=f"depth {i}")
+        x = conversions.image_array(next(m for m in inv if m.header.stamp == frame.header.stamp))
+        d = [conversions.image_array(m) for m in depth if m.header.stamp == frame.header.stamp]
+        return x, values, (d[0] if d else None), counts
+
+    def set_(**values):
+        assert all(r.successful for r in set_params(harness, node, **values))
+
+    return node, send, set_
+
+
+def _metres(x, near=1.4, far=5.0):
+    """A reference depth from ``near`` to ``far`` metres that is exactly 1 / (a * x + b), and (a, b)."""
+    a = (1.0 / near - 1.0 / far) / float(x.max() - x.min())
+    b = 1.0 / far - a * float(x.min())
+    return (1.0 / (a * x + b)).astype(np.float32), (a, b)
+
+
+def _alignment(node):
+    values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    return float(values["alignment.scale"]), float(values["alignment.shift"]), int(values["alignment.pixels"])
+
+
+def test_depth_min_max_clip_the_aligned_depth_and_do_not_choose_the_reference_pixels(aligned):
+    """depth.min / depth.max apply to the depth published with the fit (-Inf / +Inf, REP 117), as without
+    alignment; the fit takes every measured reference pixel. A scene wholly beyond depth.max is a depth image of
+    +Inf, not a frame without depth counted incomplete:alignment ('only 0 pixels with a valid reference depth')."""
+    node, send, set_ = aligned
+    set_(**{"depth.min": 2.0, "depth.max": 4.0})
+    x, ref, d, counts = send(1, lambda x: (_metres(x)[0], "32FC1"))
+    a, b = _metres(x)[1]
+    assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts
+    assert _alignment(node) == (pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4), 15 * 20)
+    full = 1.0 / (a * x + b)
+    assert (full < 2.0).sum() > 100 and (full > 4.0).sum() > 100   # both clips in play
+    np.testing.assert_array_equal(np.isneginf(d), full < 2.0)
+    np.testing.assert_array_equal(np.isposinf(d), full > 4.0)
+    inside = np.isfinite(d)
+    np.testing.assert_allclose(d[inside], full[inside], rtol=1e-4)
+
+    set_(**{"depth.min": 0.0, "depth.max": 1.0})                      # the whole scene (1.4-5 m) beyond it
+    x, ref, d, counts = send(2, lambda x: (_metres(x)[0], "32FC1"))
+    assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts
+    assert np.isposinf(d).all()
+    assert _alignment(node) == (pytest.approx(_metres(x)[1][0], rel=1e-4),
+                                pytest.approx(_metres(x)[1][1], rel=1e-4), 15 * 20)
