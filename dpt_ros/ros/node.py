@@ -1535,9 +1535,9 @@ class DptNode(Node):
         try:
             with self._wake:
                 ref = f.reference
+                held = [stamp for stamp, _ in cam.references]
             if ref is None:
-                raise ValueError(f"no reference depth on {topic} within depth.align_tolerance "
-                                 f"({s['depth.align_tolerance']:g} s) of the image stamp")
+                raise ValueError(self._no_reference(topic, conversions.stamp_ns(f.msg.header), held, s))
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
@@ -1553,6 +1553,24 @@ class DptNode(Node):
             return None
         cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
+
+    def _no_reference(self, topic: str, stamp: int, held: list[int], s: Settings) -> str:
+        """Why a frame of ``stamp`` has no reference depth, given the stamps of the references ``held``: none came
+        on ``topic`` (not remapped, or no depth camera for this one), or how far the nearest one is."""
+        tolerance = s["depth.align_tolerance"]
+        if not held:
+            return (f"nothing received on {topic} since it was subscribed: remap depth_reference to the depth of "
+                    f"this camera's view, e.g. -r depth_reference:=/camera/aligned_depth_to_color/image_raw (a camera "
+                    f"without one has no aligned depth)")
+        nearest = min(held, key=lambda t: abs(t - stamp))
+        dt = (nearest - stamp) / 1e9
+        text = (f"no reference depth on {topic} within depth.align_tolerance ({tolerance:g} s) of the image stamp: "
+                f"the nearest of the {len(held)} last received is {abs(dt):.3g} s {'newer' if dt > 0 else 'older'}")
+        if abs(dt) > 1.0:
+            text += " (are the image and the depth camera stamped by one clock?)"
+        elif dt < 0:
+            text += " (the frame's own may have come after it was processed, or been lost; or raise the tolerance)"
+        return text
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
         if s["colormap_range"] == "fixed":

@@ -105,3 +105,46 @@ def test_depth_min_max_clip_the_aligned_depth_and_do_not_choose_the_reference_pi
     assert np.isposinf(d).all()
     assert _alignment(node) == (pytest.approx(_metres(x)[1][0], rel=1e-4),
                                 pytest.approx(_metres(x)[1][1], rel=1e-4), 15 * 20)
+
+
+def test_a_camera_without_references_is_told_apart_from_one_whose_references_miss_the_tolerance(harness):
+    """Two cameras, references for /a only: /a's depth is the fit, /b's frames publish no depth, counted
+    incomplete:alignment on /b alone, and the log says nothing came on /b/depth_reference (it said 'no reference
+    depth ... within depth.align_tolerance', as for a late one, which sent users to the tolerance). A reference 2 s
+    off the frame is named with its distance and the clocks as the suspect."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(cameras=["/a", "/b"], **{"depth.align": True, "diagnostics.period": 60.0})
+    depth, pubs = harness.cameras(node, ["/a", "/b"], "depth")
+    ref_pub = harness.probe.create_publisher(Image, "/a/depth_reference", qos("reliable"))
+    wait_for(lambda: ref_pub.get_subscription_count() > 0, what="discovery of /a/depth_reference")
+    frame = make_image(3_000_000_000, width=80, height=60)
+    x = _model_inverse_depth(node, frame)
+    ref, _ = _metres(x)
+    ref[::7, ::5] = np.nan                                   # holes and wrong returns the trimming leaves out
+    ref[30:34, 40:] *= 2.5
+    ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
+    wait_for(lambda: len(node.cameras[0].references) == 1, what="reference stored")
+    pubs["/a"].publish(frame)
+    pubs["/b"].publish(frame)
+    wait_for(lambda: all(node.counts()[ns].get("processed", 0) == 1 for ns in ("/a", "/b")), what="both frames")
+    wait_for(lambda: len(depth["/a"]) == 1, what="/a's depth")
+    a, b, n = _reference_fit(x, ref)
+    assert n < 15 * 20
+    statuses = {st.name: {kv.key: kv.value for kv in st.values} for st in node.diagnostics().status}
+    got = statuses["dpt_node: camera /a"]
+    assert (float(got["alignment.scale"]), float(got["alignment.shift"]), int(got["alignment.pixels"])) == (
+        pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4), n)
+    np.testing.assert_allclose(conversions.image_array(depth["/a"][0]), 1.0 / (a * x + b), rtol=1e-4)
+    assert not any(k.startswith("alignment.") for k in statuses["dpt_node: camera /b"])
+    assert depth["/b"] == [] and node.counts()["/b"]["incomplete:alignment"] == 1
+    assert "incomplete:alignment" not in node.counts()["/a"]
+    wait_for(lambda: any("[alignment] /b/depth_reference: nothing received on /b/depth_reference" in m.msg
+                         for m in log), what="the reason for /b")
+
+    late = make_image(5_000_000_000, width=80, height=60)   # /a's reference of 2 s before
+    pubs["/a"].publish(late)
+    wait_for(lambda: node.counts()["/a"].get("incomplete:alignment", 0) == 1, what="/a's frame without reference")
+    wait_for(lambda: any("the nearest of the 1 last received is 2 s older (are the image and the depth camera "
+                         "stamped by one clock?)" in m.msg for m in log), what="the reason for /a")
