@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
+from dpt_ros.tools import output_folder_error
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         if not os.access(out, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable")
     except OSError as e:
-        print(f"demo: cannot use the output folder {out}: {e.strerror or e}", file=sys.stderr)
+        print(f"demo: cannot use the output folder {out}: {output_folder_error(out, e)}", file=sys.stderr)
         return 2
 
     camera_params = {"source": args.source, "rate": args.rate, "width": args.width, "height": args.height,

@@ -33,6 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+from dpt_ros.tools import output_folder_error
+
 try:
     import cv2
     import numpy as np
@@ -273,7 +275,7 @@ def _main(argv=None) -> int:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        print(f"predict: cannot create the output folder {out_dir}: {e.strerror or e}", file=sys.stderr)
+        print(f"predict: cannot create the output folder {out_dir}: {output_folder_error(out_dir, e)}", file=sys.stderr)
         return 2
     failed = 0
     for path, name in zip(files, names):

@@ -230,3 +230,18 @@ runpy.run_module("dpt_ros.tools.demo", run_name="__main__", alter_sys=True)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "demo: interrupted after 0 of 2 frames" in proc.stderr, proc.stderr[-2000:]
     assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_out_naming_a_file_is_said_to_be_a_file(tmp_path):
+    """--out naming an existing regular file was refused with mkdir's 'File exists'; the demo now says that it is a
+    file and what to do, before starting anything (exit 2), and leaves the file alone."""
+    blocker = tmp_path / "results"
+    blocker.write_text("mine")
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--out", str(blocker), "--variant", "dpt_tiny",
+                          "--weights", "random", "--device", "cpu"],
+                         env=dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only()),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert f"demo: cannot use the output folder {blocker}: {blocker} is a file, not a folder; give --out a folder" \
+        in res.stderr and "File exists" not in res.stderr
+    assert blocker.read_text() == "mine"

@@ -240,6 +240,12 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     assert predict.main([str(images / "dot.png"), *common, "--out", str(blocker / "sub")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("predict: cannot create the output folder") and "Traceback" not in err
+    assert f"{blocker} is a file, so no folder can be made under it" in err
+    # --out naming an existing file: said to be a file (mkdir's own 'File exists' told nothing), what to do
+    assert predict.main([str(images / "dot.png"), *common, "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert f"{blocker} is a file, not a folder; give --out a folder" in err and "File exists" not in err
+    assert blocker.read_text() == ""
 
 
 def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(files, capfd, tmp_path):
