@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-from dpt_ros.model import VARIANTS, CheckpointError, get_variant
+from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
 
 
 def urls_text() -> str:
@@ -52,8 +52,9 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     """
     from dpt_ros.model.checkpoint import (
         _check_release_digest,
+        _is_index,
+        _shard_files,
         describe_state_dict,
-        expected_sha256_prefix,
         file_sha256,
         load_checkpoint,
         matching_variants,
@@ -66,11 +67,51 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     if not path.is_file():   # missing, or a pipe / device that reading would block on
         raise FileNotFoundError(f"not a regular file: {path}" if path.exists() else f"no such file: {path}")
     lines = [] if lines is None else lines
+    v = get_variant(variant) if variant else None
+    if _is_index(path):
+        # a snapshot in shards: the weights are the shards' bytes (the index is a small JSON file), so their sizes
+        # and hashes are what the snapshot's download page lists and a user compares
+        shards = _shard_files(path)
+        sizes = [s.stat().st_size for s in shards]
+        lines.append(f"file: {path} (the index of {len(shards)} shards, {sum(sizes) / 2**20:.1f} MiB in all)")
+        for shard, size in zip(shards, sizes):
+            lines.append(f"shard: {shard.name} ({size / 2**20:.1f} MiB) sha256: {file_sha256(shard)}")
+        lines.append("hash prefix: none to check (shard names carry none; compare each shard's sha256 with the "
+                     "one its download page lists)")
+    else:
+        _verify_file_hash(path, v, lines)
+    sd = read_state_dict(path, verify_hash=False)
+    facts = describe_state_dict(sd)
+    cands = matching_variants(sd)
+    lines.append(f"tensors: {len(sd)}; architecture: {facts}")
+    lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
+    err = not_dpt_error(sd, str(path))
+    if err is not None:
+        raise err
+    if v is not None:
+        model = load_checkpoint(path, v, verify_hash=False)
+        if not _is_index(path):   # (a release is one file)
+            _check_release_digest(path, v)   # a renamed release file of a same-architecture variant (hashed above)
+        rep = model.load_report
+        lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
+                     + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
+                     + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
+                     + (f", {len(rep.absent_counters)} BatchNorm step counters absent" if rep.absent_counters else "")
+                     + ")")
+    return "\n".join(lines)
+
+
+def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> None:
+    """The report's hash lines for one checkpoint file: its SHA-256, checked against the prefix its name carries,
+    else compared (informational) with the variant's release file.
+
+    :raises CheckpointError: the name's prefix does not match."""
+    from dpt_ros.model.checkpoint import expected_sha256_prefix, file_sha256
+
     lines.append(f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     digest = file_sha256(path)
     lines.append(f"sha256: {digest}")
     prefix = expected_sha256_prefix(path)
-    v = get_variant(variant) if variant else None
     if prefix is None and v is not None and v.sha256_prefix:
         # a name without a hash: a MiDaS v3 name, a renamed release file, or the user's own (fine-tuned)
         # weights; as the node does, only the architecture check below decides
@@ -86,24 +127,6 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         lines.append(f"hash prefix {prefix}: OK")
     elif not any(line.startswith("hash:") for line in lines):
         lines.append("hash prefix: none to check (file name carries none)")
-    sd = read_state_dict(path, verify_hash=False)
-    facts = describe_state_dict(sd)
-    cands = matching_variants(sd)
-    lines.append(f"tensors: {len(sd)}; architecture: {facts}")
-    lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
-    err = not_dpt_error(sd, str(path))
-    if err is not None:
-        raise err
-    if v is not None:
-        model = load_checkpoint(path, v, verify_hash=False)
-        _check_release_digest(path, v)   # a renamed release file of a same-architecture variant (hash computed above)
-        rep = model.load_report
-        lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
-                     + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
-                     + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
-                     + (f", {len(rep.absent_counters)} BatchNorm step counters absent" if rep.absent_counters else "")
-                     + ")")
-    return "\n".join(lines)
 
 
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:

@@ -220,6 +220,36 @@ def test_verify_report_line_by_line(tiny_file):
     assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 5
 
 
+def test_verify_a_snapshot_in_shards_reports_the_shards(tmp_path, capsys):
+    """--verify of a snapshot split into shards gave the index file's own size and SHA-256 (0.0 MiB, a JSON file's
+    hash); it gives the shards' total and each shard's size and SHA-256 (what the download page lists)."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.model.checkpoint import official_to_hf
+
+    hf = {k: v.contiguous() for k, v in official_to_hf(random_state_dict("dpt_tiny", seed=5)).items()}
+    names = list(hf)
+    weight_map = {}
+    for i, part in enumerate((names[:40], names[40:])):
+        shard = f"model-0000{i + 1}-of-00002.safetensors"
+        save_file({k: hf[k] for k in part}, str(tmp_path / shard))
+        weight_map.update(dict.fromkeys(part, shard))
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map}))
+    shards = [tmp_path / "model-00001-of-00002.safetensors", tmp_path / "model-00002-of-00002.safetensors"]
+    total = sum(p.stat().st_size for p in shards) / 2**20
+    assert weights.main(["--verify", str(tmp_path), "--variant", "dpt_tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"file: {index} (the index of 2 shards, {total:.1f} MiB in all)" and total > 1
+    assert lines[1:3] == [f"shard: {p.name} ({p.stat().st_size / 2**20:.1f} MiB) sha256: "
+                          f"{hashlib.sha256(p.read_bytes()).hexdigest()}" for p in shards]
+    assert not any(hashlib.sha256(index.read_bytes()).hexdigest() in line for line in lines)
+    assert lines[-1].startswith("strict load as dpt_tiny: OK")
+    shards[1].unlink()
+    assert weights.main(["--verify", str(index)]) == 1
+    assert "model-00002-of-00002.safetensors; download the whole snapshot" in capsys.readouterr().err
+
+
 def test_verify_hash_prefix_of_intact_bytes_under_another_name(tiny_file, tmp_path, capsys):
     """The name's prefix is checked before anything is read: intact bytes under another hash name fail."""
     renamed = tmp_path / "dpt_tiny-00000000.pt"
