@@ -143,15 +143,25 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
 def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -> Optional[str]:
     """Why ``cameras`` names one camera twice: in two spellings (a, /a; ~/x, /<node>/x: two publishers per topic), or
     as two namespaces whose images are remapped to one topic (-r a/image:=/cam/image -r b/image:=/cam/image: the model
-    would run twice on each of its frames), or None. ``resolve``: a relative topic name -> the node's topic (the
-    running node's resolution, or one that follows rcl's rules and remaps for a node not started yet)."""
+    would run twice on each of its frames), or why two cameras cannot be served side by side: their inverse_depth
+    outputs remapped onto one topic (-r b/inverse_depth:=/a/inverse_depth: both would publish there, one's depth
+    mixed with the other's); or None. ``resolve``: a relative topic name -> the node's topic (the running node's
+    resolution, or one that follows rcl's rules and remaps for a node not started yet)."""
     seen: dict[tuple[str, str], str] = {}
+    images: dict[str, str] = {}
     for ns in cameras:
         ns = ns.rstrip("/")
+        images[ns] = resolve(f"{ns}/image" if ns else "image")
         for name, verb in (("inverse_depth", "publish"), ("image", "subscribe")):
             topic = resolve(f"{ns}/{name}" if ns else name)
-            if (name, topic) in seen:
-                return (f"cameras lists one camera twice: {seen[name, topic]!r} and {ns!r} both {verb} {topic}; "
+            other = seen.get((name, topic))
+            if other is not None and name == "inverse_depth" and images[other] != images[ns]:
+                return (f"cameras {other!r} and {ns!r} are two cameras (images {images[other]} and {images[ns]}) "
+                        f"whose inverse_depth outputs are remapped onto one topic, {topic}: both would publish "
+                        f"there, one's depth mixed with the other's; remap each camera's outputs to topics of its own "
+                        f"(or drop the remap)")
+            if other is not None:
+                return (f"cameras lists one camera twice: {other!r} and {ns!r} both {verb} {topic}; "
                         f"list it once" + ("" if name == "inverse_depth" else
                                            " (or remap their image topics to their own cameras' images)"))
             seen[name, topic] = ns
