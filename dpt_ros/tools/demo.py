@@ -15,6 +15,8 @@ initialisation -- then every output is meaningless and the summary and log say s
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
 import os
 import random
@@ -109,6 +111,46 @@ def clear_previous_run(out: Path) -> None:
     for old in out.iterdir():
         if _OUTPUT_FILE.fullmatch(old.name) and old.is_file():
             old.unlink()
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` as ``path``; a file cut short by the failure (a full disk) is removed.
+
+    :raises OSError: it could not be written (its errno and file name: cv2.imwrite only returns False, and np.save
+        would have left a truncated file)."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        if path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+        if e.filename is None:
+            e.filename = str(path)
+        raise
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An RGB image as PNG file bytes (OpenCV writes BGR)."""
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"OpenCV cannot encode a {rgb.shape} {rgb.dtype} image as PNG")
+    return buf.tobytes()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def write_failed(e: OSError, written: int, out: Path) -> int:
+    """Say which file could not be written and why, and what the folder holds; the exit status (2)."""
+    what = ("free space on its disk" if e.errno in (errno.ENOSPC, errno.EDQUOT) else
+            "move what is in the way" if e.errno == errno.EISDIR else
+            "make the folder writable" if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else "fix that")
+    print(f"demo: cannot write {e.filename}: {e.strerror or e}; frames written whole to {out}/: {written}, and no "
+          f"summary.json: {what} (or give another --out) and run the demo again", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,11 +279,12 @@ def main(argv: list[str] | None = None) -> int:
     for i, s in enumerate(complete()[: args.frames]):
         msg, received = raw[s]
         depth = conversions.image_array(msg)
-        np.save(out / f"frame_{i:03d}_inverse_depth.npy", depth)
-        cv2.imwrite(str(out / f"frame_{i:03d}_inverse_depth.png"),
-                    cv2.cvtColor(conversions.image_array(colored[s]), cv2.COLOR_RGB2BGR))
-        cv2.imwrite(str(out / f"frame_{i:03d}_input.png"),
-                    cv2.cvtColor(conversions.image_array(inputs[s]), cv2.COLOR_RGB2BGR))
+        try:
+            write_file(out / f"frame_{i:03d}_inverse_depth.npy", npy_bytes(depth))
+            write_file(out / f"frame_{i:03d}_inverse_depth.png", png_bytes(conversions.image_array(colored[s])))
+            write_file(out / f"frame_{i:03d}_input.png", png_bytes(conversions.image_array(inputs[s])))
+        except OSError as e:
+            return write_failed(e, i, out)
         frames.append({"index": i, "stamp_ns": s, "latency_ms": round((received * 1e9 - s) / 1e6, 2),
                        "width": msg.width, "height": msg.height,
                        "inverse_depth_min": float(np.nanmin(depth)), "inverse_depth_max": float(np.nanmax(depth))})
@@ -269,7 +312,10 @@ def main(argv: list[str] | None = None) -> int:
         "per_frame": frames,
         "diagnostics": diag,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        write_file(out / "summary.json", json.dumps(summary, indent=2).encode())
+    except OSError as e:
+        return write_failed(e, len(frames), out)
     p50 = summary["latency_ms"]["p50"]
     print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {'-' if p50 is None else f'{p50:.1f}'} ms"
           f"{', RANDOM WEIGHTS' if random_weights else ''})")

@@ -245,3 +245,26 @@ def test_out_naming_a_file_is_said_to_be_a_file(tmp_path):
     assert f"demo: cannot use the output folder {blocker}: {blocker} is a file, not a folder; give --out a folder" \
         in res.stderr and "File exists" not in res.stderr
     assert blocker.read_text() == "mine"
+
+
+def test_a_file_that_cannot_be_written_is_named_and_the_demo_fails(tmp_path):
+    """A frame file that could not be written (here the disk is full: frame_001_input.png links to /dev/full, which
+    refuses every write with ENOSPC) went unreported: cv2.imwrite's False was ignored, summary.json listed the frame
+    and the demo said '2 frames -> ...', exit 0 (np.save's OSError was a traceback). The demo names the file and the
+    reason, writes no summary.json, exit 2."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frame_001_input.png").symlink_to("/dev/full")
+    env = dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only())
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "2", "--out", str(out),
+                          "--variant", "dpt_tiny", "--weights", "random", "--input-size", "64", "--device", "cpu",
+                          "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert (f"demo: cannot write {out / 'frame_001_input.png'}: No space left on device; frames written whole "
+            f"to {out}/: 1, and no summary.json: free space on its disk") in res.stderr
+    assert "Traceback" not in res.stderr and "frames ->" not in res.stdout
+    assert not (out / "summary.json").exists()
+    assert np.load(out / "frame_000_inverse_depth.npy").shape == (120, 160)
+    assert cv2.imread(str(out / "frame_000_input.png")).shape == (120, 160, 3)
+    assert cv2.imread(str(out / "frame_001_inverse_depth.png")).shape == (120, 160, 3)
