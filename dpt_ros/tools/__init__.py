@@ -1,5 +1,6 @@
 """Command-line tools: demo, benchmarks, GPU check, weights helper."""
 
+import os
 from pathlib import Path
 
 
@@ -8,7 +9,9 @@ def output_folder_error(out: Path, e: OSError) -> str:
     names a file (or lies under one) is said to be a file, where ``mkdir`` says only 'File exists' / 'Not a
     directory'."""
     for p in (out, *out.parents):
-        if p.exists() and not p.is_dir():
+        # (os.path's tests: False where the path cannot be looked at, a name too long or a folder without search
+        # permission, which Path.exists raises, so that mkdir's own reason is said below)
+        if os.path.exists(p) and not os.path.isdir(p):
             if p == out:
                 return (f"{out} is a file, not a folder; give --out a folder (a new name, or an existing folder), "
                         "or move the file away")

@@ -246,6 +246,11 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     err = capsys.readouterr().err
     assert f"{blocker} is a file, not a folder; give --out a folder" in err and "File exists" not in err
     assert blocker.read_text() == ""
+    # a path that cannot even be looked at (a name longer than the file system allows): mkdir's reason, one line
+    too_long = tmp_path / ("n" * 300) / "out"
+    assert predict.main([str(images / "dot.png"), *common, "--out", str(too_long)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"predict: cannot create the output folder {too_long}: File name too long\n", err[-2000:]
 
 
 def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(files, capfd, tmp_path):
