@@ -1537,7 +1537,8 @@ class DptNode(Node):
                 ref = f.reference
                 held = [stamp for stamp, _ in cam.references]
             if ref is None:
-                raise ValueError(self._no_reference(topic, conversions.stamp_ns(f.msg.header), held, s))
+                publishers = self.count_publishers(topic) if not held else 0
+                raise ValueError(self._no_reference(topic, conversions.stamp_ns(f.msg.header), held, publishers, s))
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
@@ -1554,14 +1555,20 @@ class DptNode(Node):
         cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
 
-    def _no_reference(self, topic: str, stamp: int, held: list[int], s: Settings) -> str:
-        """Why a frame of ``stamp`` has no reference depth, given the stamps of the references ``held``: none came
-        on ``topic`` (not remapped, or no depth camera for this one), or how far the nearest one is."""
+    def _no_reference(self, topic: str, stamp: int, held: list[int], publishers: int, s: Settings) -> str:
+        """Why a frame of ``stamp`` has no reference depth, given the stamps of the references ``held`` and the
+        number of ``publishers`` on ``topic``: none came and nothing publishes there (not remapped, or no depth
+        camera for this one), none came yet from the publishers there (at start-up: the first is on its way), or how
+        far the nearest one is."""
         tolerance = s["depth.align_tolerance"]
-        if not held:
-            return (f"nothing received on {topic} since it was subscribed: remap depth_reference to the depth of "
-                    f"this camera's view, e.g. -r depth_reference:=/camera/aligned_depth_to_color/image_raw (a camera "
-                    f"without one has no aligned depth)")
+        if not held and not publishers:
+            return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
+                    f"depth_reference to the depth of this camera's view, e.g. -r depth_reference:=/camera/"
+                    f"aligned_depth_to_color/image_raw (a camera without one has no aligned depth)")
+        if not held:   # (a frame just after subscribing, before the depth camera's first message: no remap is wrong)
+            return (f"nothing received on {topic} yet from its {publishers} publisher(s): at start-up the first "
+                    f"reference is most likely on its way; if this persists, check that the depth camera publishes "
+                    f"there")
         nearest = min(held, key=lambda t: abs(t - stamp))
         dt = (nearest - stamp) / 1e9
         text = (f"no reference depth on {topic} within depth.align_tolerance ({tolerance:g} s) of the image stamp: "

@@ -148,3 +148,33 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     wait_for(lambda: node.counts()["/a"].get("incomplete:alignment", 0) == 1, what="/a's frame without reference")
     wait_for(lambda: any("the nearest of the 1 last received is 2 s older (are the image and the depth camera "
                          "stamped by one clock?)" in m.msg for m in log), what="the reason for /a")
+
+
+def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_blamed_on_the_remap(harness):
+    """A frame taken before the first reference of a depth camera that does publish on depth_reference (at start-up;
+    the remap is right) was logged 'nothing received on /depth_reference since it was subscribed: remap
+    depth_reference ...', an ERROR sending the user to a remap that is right; it now says none came yet from its
+    publisher. The next frame, with its reference, is fitted."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
+    depth = harness.collector(Image, "depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+    cam = node.cameras[0]
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
+             cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+    first = make_image(1_000_000_000, width=80, height=60)
+    pub.publish(first)   # its reference not sent yet
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="the first frame")
+    wait_for(lambda: any(m.msg.startswith("[alignment] /depth_reference: ") for m in log), what="its reason")
+    reason = next(m.msg for m in log if m.msg.startswith("[alignment] /depth_reference: "))
+    assert "nothing received on /depth_reference yet from its 1 publisher(s)" in reason, reason
+    assert "remap" not in reason, reason
+    second = make_image(2_000_000_000, width=80, height=60, seed=2)
+    ref_pub.publish(conversions.image_msg(second.header, _metres(_model_inverse_depth(node, second))[0], "32FC1"))
+    wait_for(lambda: len(cam.references) == 1, what="reference stored")
+    pub.publish(second)
+    wait_for(lambda: any(m.header.stamp == second.header.stamp for m in depth), what="the second frame's depth")
+    assert node.counts()[""]["incomplete:alignment"] == 1
