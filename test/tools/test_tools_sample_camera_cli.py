@@ -125,6 +125,8 @@ def test_a_folder_without_a_readable_image_is_refused_before_publishing(tmp_path
     r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", f"source:={tmp_path}"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
-    assert r.stderr.splitlines() == [f"sample_camera: cannot read image '{tmp_path / 'x.jpg'}'; skipped",
-                                     f"sample_camera: cannot read image '{tmp_path / 'y.png'}'; skipped",
-                                     "sample_camera: none of the 2 image files of the folder could be read"], r.stderr
+    lines = r.stderr.splitlines()   # each file with the reader's reason
+    assert len(lines) == 3, r.stderr
+    assert lines[0].startswith(f"sample_camera: cannot read image '{tmp_path / 'x.jpg'}': OpenCV cannot decode it")
+    assert lines[1] == f"sample_camera: cannot read image '{tmp_path / 'y.png'}': the file is empty (0 bytes); skipped"
+    assert lines[2] == "sample_camera: none of the 2 image files of the folder could be read"
