@@ -45,21 +45,43 @@ def test_policy_tool_refuses_camera_namespaces_too_long_for_the_node(harness, na
             assert e.value.code == 2
 
 
-def test_two_cameras_remapped_to_one_image_are_one_camera_listed_twice(harness):
-    """Two camera namespaces whose image topics are remapped to one topic are one camera listed twice (the model ran
-    twice on each of its frames, publishing the same results under two namespaces): refused by the node, when set
-    and at start-up, and by the policy tool; one of them remapped elsewhere is taken."""
+def _refused_everywhere(harness, rules: list[str], want: str, node_name: str):
+    """The managed node (started with the remap ``rules``) refuses cameras [a, b] with exactly ``want`` when set,
+    the policy tool gives the same reason, and a dpt_node started with them fails with it; returns the managed node."""
     from dpt_ros.ros.node import StartupError
 
-    rules = ["a/image:=/cam/image", "b/image:=/cam/image"]
     args = ["--ros-args", *(x for rule in rules for x in ("-r", rule))]
-    want = ("cameras lists one camera twice: 'a' and 'b' both subscribe /cam/image; list it once (or remap their "
-            "image topics to their own cameras' images)")
     node = harness.start_node(managed=True, cli_args=args)
     refused = set_params(harness, node, cameras=["a", "b"])[0]
     assert not refused.successful and refused.reason == want
     assert sros2_policy.invalid_cameras(["a", "b"], "/", sros2_policy.parse_remaps(rules)) == want
-    with pytest.raises(StartupError, match="both subscribe /cam/image"):
-        harness.start_node(cameras=["a", "b"], cli_args=args + ["-r", "__node:=dpt_twice"])
+    with pytest.raises(StartupError) as e:
+        harness.start_node(cameras=["a", "b"], cli_args=args + ["-r", f"__node:={node_name}"])
+    assert want in str(e.value)
+    return node
+
+
+def test_two_cameras_remapped_to_one_image_are_one_camera_listed_twice(harness):
+    """Two camera namespaces whose image topics are remapped to one topic are one camera listed twice (the model ran
+    twice on each of its frames, publishing the same results under two namespaces): refused by the node, when set
+    and at start-up, and by the policy tool; one of them remapped elsewhere is taken."""
+    rules = ["a/image:=/cam/image", "b/image:=/cam/image"]
+    node = _refused_everywhere(harness, rules, "cameras lists one camera twice: 'a' and 'b' both subscribe /cam/image; "
+                               "list it once (or remap their image topics to their own cameras' images)", "dpt_twice")
     assert set_params(harness, node, cameras=["a", "c"])[0].successful   # c/image is its own
     assert sros2_policy.invalid_cameras(["a", "c"], "/", sros2_policy.parse_remaps(rules)) == ""
+
+
+def test_two_cameras_whose_outputs_are_remapped_onto_one_topic_are_said_to_be_two(harness):
+    """Two cameras (their own images) whose inverse_depth outputs are remapped onto one topic were refused as 'cameras
+    lists one camera twice ... list it once', which they are not; the refusal (when set, at start-up, and the policy
+    tool's) says they are two cameras publishing onto one topic and what to do. One camera in two spellings is still
+    said to be listed twice."""
+    node = _refused_everywhere(
+        harness, ["b/inverse_depth:=/a/inverse_depth"],
+        "cameras 'a' and 'b' are two cameras (images /a/image and /b/image) whose inverse_depth outputs are remapped "
+        "onto one topic, /a/inverse_depth: both would publish there, one's depth mixed with the other's; remap each "
+        "camera's outputs to topics of its own (or drop the remap)", "dpt_remapped")
+    refused = set_params(harness, node, cameras=["b", "/b"])[0]
+    assert refused.reason == "cameras lists one camera twice: 'b' and '/b' both publish /a/inverse_depth; list it once"
+    assert set_params(harness, node, cameras=["a", "c"])[0].successful
