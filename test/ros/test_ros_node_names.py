@@ -1,5 +1,6 @@
 """Names: the test helpers' parameter calls reach the node they are given in its namespace, and the SROS2 policy
-tool refuses the camera namespaces the node refuses for their topics' length."""
+tool refuses the camera namespaces the node refuses for their topics' length, and the cameras remapped onto one
+another's topics, with the node's reason."""
 from __future__ import annotations
 
 import pytest
