@@ -20,7 +20,11 @@ def generate(task: str):
         from launch.logging import get_logger
 
         values = {a.name: LaunchConfiguration(a.name).perform(context) for a in arguments}
-        for warning in presets.ignored_arguments(task, context.launch_configurations):
+        # the names given on the command line (ros2 launch keeps its name:=value arguments as the context's argv):
+        # not every configuration in the context, which holds a parent launch file's own and those of the files it
+        # included before this one (ros2/launch#313), meant for them
+        typed = [a.split(":=", 1)[0] for a in context.argv if ":=" in a]
+        for warning in presets.ignored_arguments(task, typed):
             get_logger(f"{task}.launch.py").warning(warning)
         rviz = presets.use_rviz(task, values)
         if rviz and presets.rviz_unavailable():   # before anything starts: nothing is left running

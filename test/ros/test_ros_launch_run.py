@@ -50,16 +50,24 @@ RUNNER = textwrap.dedent("""
     from launch.launch_description_sources import PythonLaunchDescriptionSource
 
     path, args = sys.argv[1], dict(a.split(":=", 1) for a in sys.argv[2:])
-    service = LaunchService()
+    service = LaunchService(argv=sys.argv[2:])   # (as ros2 launch makes it: the arguments are the context's argv)
     service.include_launch_description(LaunchDescription([
         IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=args.items())]))
     sys.exit(service.run())
 """)
 
 
-def _launch(name, *args):
+# a parent launch file that sets configurations of its own (one named as dpt.launch.py's argument, for a dpt.launch.py
+# it includes too; one close to an argument's name) before it includes the launch file, which the context shows it
+PARENT = RUNNER.replace("service.include_launch_description(LaunchDescription([", """from launch.actions import \
+    SetLaunchConfiguration
+service.include_launch_description(LaunchDescription([
+    SetLaunchConfiguration("segmentation_weights", "seg.pt"), SetLaunchConfiguration("device_id", "1"),""")
+
+
+def _launch(name, *args, runner=RUNNER):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    return subprocess.Popen([sys.executable, "-c", RUNNER, str(LAUNCH_DIR / name), *args], env=env,
+    return subprocess.Popen([sys.executable, "-c", runner, str(LAUNCH_DIR / name), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -142,3 +150,15 @@ def test_launch_names_a_misspelt_or_misplaced_argument_it_ignores(tmp_path):
            "'resolution'?" in log, log
     assert "[depth.launch.py]: launch argument 'segmentation_weights' is one of dpt.launch.py's, not " \
            "depth.launch.py's: ignored" in log, log
+
+
+def test_a_parent_launch_files_own_configurations_are_not_taken_for_misspelt_arguments(tmp_path):
+    """Only the command line's names are judged: a parent's own configurations (and those of launch files it included
+    before) are in the context too, and were warned of as 'one of dpt.launch.py's' or 'did you mean device?'."""
+    proc = _launch("depth.launch.py", "resoltion:=512", f"weights:={tmp_path}/nope.pt", runner=PARENT)
+    try:
+        log, _ = proc.communicate(timeout=60)
+    finally:
+        _stop(proc)
+    assert "launch argument 'resoltion' is not one of depth.launch.py's" in log, log   # (typed: still said)
+    assert "'segmentation_weights'" not in log and "'device_id'" not in log, log
