@@ -9,6 +9,9 @@ message buffer (read-only when the buffer is).
 from __future__ import annotations
 
 import dataclasses
+import errno
+import os
+import stat
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
@@ -332,8 +335,13 @@ def read_image_file(path: str) -> np.ndarray:
     """An image file as (H, W, 3) uint8 RGB; :class:`ImageFileError` (a ValueError) naming the file and the reason
     when it cannot be read."""
     p = Path(path)
-    if not p.is_file():   # (said here: OpenCV would also print its own findDecoder warning)
-        raise ImageFileError(path, "not a regular file (a folder, device or pipe)" if p.exists() else "no such file")
+    try:   # (said here: OpenCV would also print its own findDecoder warning)
+        mode = os.stat(p).st_mode
+    except OSError as e:   # (Path.is_file raises for some: a name too long)
+        raise ImageFileError(path, "no such file" if e.errno in (errno.ENOENT, errno.ENOTDIR) else
+                             f"cannot look at it: {e.strerror or e}") from None
+    if not stat.S_ISREG(mode):
+        raise ImageFileError(path, "not a regular file (a folder, device or pipe)")
     try:   # (OpenCV says nothing of why it could not open a file)
         with open(p, "rb") as f:
             empty = not f.read(1)

@@ -87,7 +87,7 @@ def image_files(items: list[str]) -> list[Path]:
     files = []
     for item in items:
         p = Path(item)
-        if p.is_dir():
+        if os.path.isdir(p):   # (False for a name it cannot look at, which read_image_file then names with why)
             files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_FILE_EXTENSIONS)
         else:
             files.append(p)
@@ -215,7 +215,7 @@ def output_names(files: list[Path]) -> list[str]:
 
 def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> str:
     """An input file that one of the outputs would replace ('' when none): ``--out`` the images' own folder."""
-    inputs = {p.resolve() for p in files if p.exists()}
+    inputs = {p.resolve() for p in files if os.path.exists(p)}   # (False for a name it cannot look at)
     for name in names:
         for suffix in OUTPUT_SUFFIXES:
             path = (out_dir / f"{name}{suffix}").resolve()

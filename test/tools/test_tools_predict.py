@@ -101,7 +101,8 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
     out = files / "out_mixed"
     (tmp_path / "empty.png").write_bytes(b"")
     code = predict.main([str(files / "images" / "notes.txt"), str(files / "images" / "a.png"),
-                         str(files / "missing.png"), str(tmp_path / "empty.png"), "--variant", "dpt_tiny",
+                         str(files / "missing.png"), str(tmp_path / "empty.png"), str(tmp_path / ("l" * 300 + ".png")),
+                         "--variant", "dpt_tiny",
                          "--weights", str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)])
     err = capfd.readouterr().err
     assert code == 1 and (out / "a.pfm").exists()
@@ -109,6 +110,8 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
     assert "notes.txt: not readable as an image: OpenCV cannot decode it: corrupt or truncated, or not an image" in err
     assert "missing.png: not readable as an image: no such file; skipped" in err
     assert "empty.png: not readable as an image: the file is empty (0 bytes); skipped" in err
+    # a name longer than the file system takes (was: an OSError traceback from looking whether it is a folder)
+    assert "l.png: not readable as an image: cannot look at it: File name too long; skipped" in err
     assert "findDecoder" not in err   # (OpenCV's own warning for the missing file is not printed as well)
 
 
