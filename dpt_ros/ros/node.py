@@ -1926,9 +1926,10 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
     - cleanup: the publishers are destroyed and the models released (their GPU memory too).
     - shutdown: as cleanup, from any state.
 
-    Parameters can be set in every state but finalized; before configure (and after cleanup) they are only checked, and take
-    effect at the next configure. Those the topics are made of (``cameras``, ``qos.*``, ``publish.compressed``;
-    read-only on ``dpt_node``) can be set only then: while configured they are refused with that reason."""
+    Parameters can be set in every state but finalized; before configure (and after cleanup) they are only checked,
+    and take effect at the next configure. Those the topics are made of (``cameras``, ``qos.*``,
+    ``publish.compressed``; read-only on ``dpt_node``) can be set only then: while configured they are refused with
+    that reason."""
 
     _MANAGED = True
 
