@@ -7,16 +7,32 @@ Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.
 rclpy handles both signals. ``sample_camera`` and ``dpt_predict`` (torch, OpenCV, rclpy: 1-3 s too) likewise end
 quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and ``predict: interrupted``
 (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs without it."""
+import importlib
 import signal
 import sys
+from types import ModuleType
+
+
+def _import(module: str, code: int = 0, said: str = "") -> ModuleType:
+    """``module`` imported, or the process ended with ``code`` (and ``said`` on stderr) when a Ctrl-C or SIGTERM
+    came meanwhile: its exception, or the ImportError ('initialization failed') it becomes when it lands while a C
+    extension (rclpy's) initialises, with the signal's exception as its cause."""
+    try:
+        return importlib.import_module(module)
+    except BaseException as e:
+        cause: BaseException | None = e
+        while cause is not None and not isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None:
+            raise
+        if said:
+            print(said, file=sys.stderr)
+        sys.exit(code)
 
 
 def _start(entry: str) -> None:
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        from dpt_ros.ros import node
-    except KeyboardInterrupt:
-        sys.exit(0)
+    node = _import("dpt_ros.ros.node")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # rclpy.init installs its own handler next
     getattr(node, entry)()
 
@@ -35,18 +51,11 @@ def dpt_lifecycle_node() -> None:
 
 def sample_camera() -> None:
     signal.signal(signal.SIGTERM, _terminated)
-    try:
-        from dpt_ros.ros import sample_camera as camera
-    except KeyboardInterrupt:
-        sys.exit(0)
+    camera = _import("dpt_ros.ros.sample_camera")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # rclpy.init installs its own handler
     sys.exit(camera.main())
 
 
 def dpt_predict() -> None:
-    try:
-        from dpt_ros.tools import predict
-    except KeyboardInterrupt:
-        print("predict: interrupted", file=sys.stderr)
-        sys.exit(130)
+    predict = _import("dpt_ros.tools.predict", 130, "predict: interrupted")
     sys.exit(predict.main())

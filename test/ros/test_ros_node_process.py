@@ -355,6 +355,25 @@ def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
     assert "loading depth" not in out, "the signal came after the imports: this test did not test them"
 
 
+@pytest.mark.parametrize("signal_exception", ["SystemExit(0)", "KeyboardInterrupt()"])
+def test_a_signal_that_breaks_a_c_extensions_import_still_ends_the_process_quietly(tmp_path, monkeypatch, capsys,
+                                                                                  signal_exception):
+    """A signal landing while a C extension (rclpy's) initialises reaches the import as ImportError('initialization
+    failed') caused by the signal's exception (seen in CI: a traceback and exit 1 instead of exit 0); an import
+    failing for another reason is raised as it is."""
+    from dpt_ros.ros import console
+
+    (tmp_path / "broken_by_a_signal.py").write_text(
+        f"raise ImportError('initialization failed') from {signal_exception}\n")
+    (tmp_path / "broken_otherwise.py").write_text("raise ImportError('no such library')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        console._import("broken_by_a_signal", 130, "predict: interrupted")
+    assert e.value.code == 130 and capsys.readouterr().err == "predict: interrupted\n"
+    with pytest.raises(ImportError, match="no such library"):
+        console._import("broken_otherwise")
+
+
 def test_sigterm_while_the_model_loads_exits_zero_without_error_lines():
     """SIGTERM (rclpy's handler shuts the context down) during the model load: when the load returns, the node stops
     there, exit 0, instead of logging the model to a /rosout that is gone or failing to create its publishers."""
