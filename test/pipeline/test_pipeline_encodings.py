@@ -480,13 +480,15 @@ def test_a_float_tiff_reads_as_the_node_reads_32fc1(tmp_path, capfd):
     v = np.random.default_rng(4).uniform(-0.2, 1.2, (20, 30, 3)).astype(np.float32)
     v[0, 0] = (np.nan, np.inf, -np.inf)
     path = tmp_path / "f.tiff"
-    assert cv2.imwrite(str(path), v)
+    # uncompressed: OpenCV 4.x writes a 3-channel float TIFF as SGILOG (lossy, NaN / inf to 0) by default, 5.x not
+    lossless = [cv2.IMWRITE_TIFF_COMPRESSION, 1]
+    assert cv2.imwrite(str(path), v, lossless)
     got = read_image_file(str(path))
     want = np.rint(np.clip(np.nan_to_num(v, nan=0.0, posinf=1.0, neginf=0.0), 0, 1) * 255).astype(np.uint8)
     np.testing.assert_array_equal(got, want[..., ::-1])   # BGR file -> RGB
     assert got[0, 0].tolist() == [0, 255, 0]
     gray = tmp_path / "g.tiff"   # one channel (OpenCV's colour reading refuses it)
-    assert cv2.imwrite(str(gray), v[..., 1])
+    assert cv2.imwrite(str(gray), v[..., 1], lossless)
     capfd.readouterr()
     np.testing.assert_array_equal(read_image_file(str(gray)), np.repeat(want[..., 1:2], 3, axis=2))
     # (OpenCV's colour reading, tried first, printed "[ERROR:0@...] global loadsave.cpp ... imread_(...): can't read
