@@ -264,13 +264,14 @@ def main(argv=None) -> int:
 def run() -> None:
     """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line (rclpy's
     own SIGINT handler shuts the context down: the executor then raises ExternalShutdownException)."""
-    try:
-        from rclpy.executors import ExternalShutdownException  # noqa: PLC0415
-    except KeyboardInterrupt:   # Ctrl-C while rclpy is being imported (its first second or two)
-        _interrupted()
+    from dpt_ros.ros.console import _import  # noqa: PLC0415
+
+    # Ctrl-C while rclpy is being imported (its first second or two): its KeyboardInterrupt, or the ImportError it
+    # becomes when it lands while rclpy's C extension initialises
+    executors = _import("rclpy.executors", 130, "calibrate_depth: interrupted")
     try:
         sys.exit(main())
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, executors.ExternalShutdownException):
         _interrupted()
 
 

@@ -454,3 +454,19 @@ def test_ctrl_c_while_the_console_script_imports_rclpy_is_one_line_and_130():
                         "--reference", "/nothing_here", "--frames", "1", "--timeout", "30"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stderr) == (130, "calibrate_depth: interrupted\n"), r.stderr[-2000:]
+
+
+def test_ctrl_c_that_breaks_rclpys_c_extension_import_is_one_line_and_130():
+    """A Ctrl-C landing while rclpy's C extension initialises reaches the import as ImportError('initialization
+    failed') caused by the KeyboardInterrupt (seen in CI with dpt_node): the same one line and 130, not a traceback."""
+    breaker = ("import sys\n"
+               "class Breaker:\n"
+               "    def find_spec(self, name, path=None, target=None):\n"
+               "        if name == 'rclpy.executors':\n"
+               "            raise ImportError('initialization failed') from KeyboardInterrupt()\n"
+               "sys.meta_path.insert(0, Breaker())\n"
+               "from dpt_ros.tools.calibrate_depth import run; run()\n")
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN))
+    r = subprocess.run([sys.executable, "-c", breaker, "--reference", "/nothing_here", "--frames", "1"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stderr) == (130, "calibrate_depth: interrupted\n"), r.stderr[-2000:]
