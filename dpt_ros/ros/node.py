@@ -2280,7 +2280,8 @@ Example:
 
 def main(args=None, managed: bool = False) -> int:
     """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``; with
-    ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`)."""
+    ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`). ``args``: the command line without the
+    program name (``["--ros-args", "-p", "input_size:=384"]``); None: ``sys.argv``."""
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
