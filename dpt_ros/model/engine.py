@@ -317,7 +317,11 @@ class Engine:
             if self._pool is None:
                 self._pool = torch.cuda.graph_pool_handle()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self._pool, capture_error_mode="thread_local"):
+            # captured on this engine's stream: torch.cuda.graph's own capture stream is one per process, made on
+            # the device current at the first capture, so an engine on cuda:1 after one on cuda:0 (a device change,
+            # two nodes in one process) would capture on a cuda:0 stream while its kernels ran on cuda:1: an empty
+            # graph, every replay returning the capture pass's outputs
+            with torch.cuda.graph(graph, pool=self._pool, stream=stream, capture_error_mode="thread_local"):
                 static_out = self._forward(static_in)
         keep = list(self.model.pretrained._pos_cache.values())
         return _Graph(graph, static_in, static_out, keep)

@@ -289,3 +289,28 @@ def test_warmup_runs_height_by_width(tiny, monkeypatch):
     monkeypatch.setattr(tiny, "run", lambda x: seen.append((tuple(x.shape), x.abs().sum().item())) or run(x))
     tiny.warmup(32, 96, batch=2)
     assert seen == [((2, 3, 32, 96), 0.0)]
+
+
+def test_cuda_graphs_are_captured_on_a_stream_of_the_engines_device():
+    """torch.cuda.graph's default capture stream is made once per process, on the device current at the first capture:
+    an engine on another device (the device parameter changed at run time, two nodes in one process) captured on that
+    stream while its kernels ran on its own device, outside the graph, and every replay returned the capture pass's
+    outputs. The capture names a stream made on the engine's device. (Checked in the source: this machine may have no
+    GPU; test_model_gpu runs it on two.)"""
+    import ast
+    import inspect
+    import textwrap
+
+    from dpt_ros.model import engine
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(engine.Engine._capture)))
+    made = {ast.unparse(t): node.value for node in ast.walk(tree) if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call) and ast.unparse(node.value.func) == "torch.cuda.Stream"
+            for t in node.targets}
+    captures = [node for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "torch.cuda.graph"]
+    assert len(captures) == 1
+    stream = {k.arg: k.value for k in captures[0].keywords}.get("stream")
+    assert stream is not None, "torch.cuda.graph without stream= captures on the process's default capture stream"
+    assert ast.unparse(stream) in made, f"the capture stream {ast.unparse(stream)} is not a torch.cuda.Stream made here"
+    assert {k.arg: ast.unparse(k.value) for k in made[ast.unparse(stream)].keywords} == {"device": "self.device"}

@@ -125,6 +125,23 @@ def test_cuda_graph_replay_cache_and_invalidation():
     assert rel_err(graph.run(x1)["inverse_depth"], eager2.run(x1)["inverse_depth"]) <= 1e-3
 
 
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_cuda_graphs_on_each_of_two_devices_replay_their_own_model():
+    """torch.cuda.graph's default capture stream belongs to the device of the process's first capture: an engine on
+    the other device captured its kernels outside the graph (an empty graph), and every replay returned the capture
+    pass's outputs. Engines on cuda:0 and cuda:1, whichever captured first, follow their inputs as eager ones do."""
+    v = get_variant("dpt_tiny")
+    sd = random_state_dict(v, seed=9)
+    xs = [torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(k)) for k in (1, 2)]
+    for dev in ("cuda:0", "cuda:1", "cuda:0"):
+        graph = Engine(model_from(v, sd), device=dev, precision="fp16", cuda_graphs=True)
+        eager = Engine(model_from(v, sd), device=dev, precision="fp16")
+        for x in xs:   # the first captures, the second replays
+            got = graph.run(x)["inverse_depth"]
+            assert got.device == torch.device(dev)
+            assert rel_err(got, eager.run(x)["inverse_depth"]) <= 1e-3, dev
+
 def test_channels_last_same_result():
     v = get_variant("dpt_hybrid").replace(**TINY_HYBRID)
     sd = random_state_dict(v, seed=6)
