@@ -86,16 +86,19 @@ def _device_index(cupy: ModuleType, device: Any) -> int:
     return int(torch.cuda.current_device()) if index is None else int(index)
 
 
-# Device allocations outside the caching allocators (cuBLAS / cuDNN workspaces, a kernel launch's CUDA_CHECK)
-# fail as a RuntimeError (torch >= 2.8: its subclass torch.AcceleratorError) with one of these in the message;
-# releasing the caches helps them too.
+# Device allocations outside the caching allocators (cuBLAS / cuDNN workspaces, a kernel launch's CUDA_CHECK, a
+# module of kernels loaded by the driver: CuPy compiles and loads its element-wise kernels on their first use, torch
+# its jit kernels) fail as a RuntimeError (torch >= 2.8: its subclass torch.AcceleratorError; CuPy: CUDARuntimeError,
+# CUDADriverError "CUDA_ERROR_OUT_OF_MEMORY: out of memory") with one of these in the message; releasing the caches
+# helps them too.
 _OOM_RUNTIME_MESSAGES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED", "CUDNN_STATUS_ALLOC_FAILED",
-                         "cudaErrorMemoryAllocation")
+                         "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "CUDA driver error: out of memory")
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
-    """True for a device out-of-memory error: PyTorch's allocator, CuPy's memory pool, or a CUDA library's
-    own allocation (a RuntimeError such as "CUDA error: out of memory" or "CUBLAS_STATUS_ALLOC_FAILED")."""
+    """True for a device out-of-memory error: PyTorch's allocator, CuPy's memory pool, or a CUDA library's or the
+    driver's own allocation (a RuntimeError such as "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED" or
+    "CUDA_ERROR_OUT_OF_MEMORY")."""
     import torch  # noqa: PLC0415
 
     if isinstance(exc, torch.cuda.OutOfMemoryError):

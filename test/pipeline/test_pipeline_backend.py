@@ -21,6 +21,20 @@ def test_out_of_memory_errors_are_recognised_and_releasing_caches_is_safe_withou
     pipeline.release_cached_memory()     # no CuPy imported / no CUDA: nothing to release, no error
 
 
+
+def test_a_driver_out_of_memory_is_a_device_out_of_memory():
+    """A module of kernels that the driver cannot load for want of device memory (CuPy compiles and loads its
+    element-wise kernels on their first use; torch its jit kernels), or a launch refused for it, fails as CuPy's
+    CUDADriverError or torch's driver check, RuntimeErrors with the driver's name for it: an out-of-memory error,
+    whose frame is counted cuda_oom and whose caches are released so that the next load can succeed (it was
+    counted as the stage's failure, and neither torch's nor CuPy's cache was released)."""
+    from dpt_ros import pipeline
+
+    for text in ("CUDA_ERROR_OUT_OF_MEMORY: out of memory",       # CuPy's CUDADriverError: '<name>: <string>'
+                 "CUDA driver error: out of memory"):             # torch's driver-API check
+        assert pipeline.is_out_of_memory(RuntimeError(text)), text
+    assert not pipeline.is_out_of_memory(RuntimeError("CUDA_ERROR_INVALID_VALUE: invalid argument"))
+
 def test_cupy_backend_says_why_it_cannot_be_used():
     """Without CuPy, or with CuPy and no usable CUDA device (a pip-installed CuPy on a machine without
     an NVIDIA driver), the CuPy backend is unavailable with a reason that names what is missing; asking
