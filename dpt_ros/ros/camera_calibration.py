@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -38,6 +39,17 @@ _HELP = ("a camera calibration YAML as ROS's camera_calibration writes it (image
 
 class CalibrationFileError(ValueError):
     """The calibration file cannot be found, read or understood (the message says which and why)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading numbers in exponent form without a dot or without the exponent's sign (1e-05,
+    2.5E3) as numbers, as YAML 1.2 and yaml-cpp (camera_calibration_parsers' reader) do; YAML 1.1 took them for
+    strings."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
 
 
 def resolve(url: str, camera: str = "") -> str:
@@ -104,7 +116,7 @@ def load(url: str, camera: str = "") -> CameraInfo:
 def parse(text: str) -> CameraInfo:
     """A CameraInfo from the text of a calibration YAML (see the module)."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_Loader)   # noqa: S506 (a safe loader)
     except yaml.YAMLError as e:
         raise CalibrationFileError(f"not YAML ({str(e).splitlines()[0]}); expected {_HELP}") from None
     if not isinstance(doc, dict):

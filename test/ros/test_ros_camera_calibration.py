@@ -55,6 +55,18 @@ def test_parse_fills_r_and_p_from_k_when_absent():
     assert (info.distortion_model, list(info.d)) == ("", [])
 
 
+def test_parse_reads_numbers_in_exponent_form_as_yaml_cpp_does():
+    """1e-05 or 2.5E3 (no dot, or an exponent without its sign: what a shortest-form double writer or a hand edit
+    gives) are numbers to yaml-cpp, which camera_calibration_parsers reads with; PyYAML's YAML 1.1 took them for
+    strings and the file was refused ('must be a list of numbers')."""
+    text = OST.format(fx="1e2").replace("[0., 0., 0., 0., 0.]", "[-2.8e-1, 7E-2, 1e-05, -5.E-4, 3e+0]")
+    info = camera_calibration.parse(text.replace("79.5,", "7.95E1,", 1))
+    assert list(info.k) == [100.0, 0.0, 79.5, 0.0, 100.0, 59.5, 0.0, 0.0, 1.0]
+    assert list(info.d) == [-0.28, 0.07, 1e-05, -5e-04, 3.0]
+    with pytest.raises(camera_calibration.CalibrationFileError, match="image_width must be a positive integer"):
+        camera_calibration.parse(text.replace("image_width: 160", "image_width: 1.6e2"))
+
+
 @pytest.mark.parametrize("change,message", [
     (("image_width: 160", "image_width: 0"), "image_width must be a positive integer"),
     (("image_height: 120\n", ""), "image_height must be a positive integer"),
