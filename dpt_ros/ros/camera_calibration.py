@@ -17,7 +17,8 @@ The file (camera_calibration_parsers' YAML)::
     projection_matrix: {rows: 3, cols: 4, data: [fx', 0, cx', 0, 0, fy', cy', 0, 0, 0, 1, 0]}
 
 ``rectification_matrix`` defaults to the identity, ``projection_matrix`` to K with a zero fourth column,
-``distortion_model`` / ``distortion_coefficients`` to none.
+``distortion_coefficients`` to none, ``distortion_model`` to plumb_bob (as camera_calibration_parsers reads a file
+written before CameraInfo had it).
 """
 from __future__ import annotations
 
@@ -137,7 +138,9 @@ def parse(text: str) -> CameraInfo:
         d = doc["distortion_coefficients"]
         data = d.get("data") if isinstance(d, dict) else None
         msg.d = _numbers(data, "distortion_coefficients")
-    model = doc.get("distortion_model", "")
+    # a file without one (written before CameraInfo had distortion_model) is plumb_bob, as camera_calibration_parsers
+    # reads it
+    model = doc.get("distortion_model", "plumb_bob")
     if not isinstance(model, str):
         raise CalibrationFileError(f"distortion_model must be a name such as plumb_bob; got {model!r}")
     msg.distortion_model = model

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from dpt_ros.pipeline.cloud import Intrinsics
 from dpt_ros.ros import camera_calibration, conversions
 from dpt_ros.ros.node import StartupError
 from dpt_ros.ros.testing import make_image, publish_until, qos, set_params, wait_for
@@ -52,7 +53,19 @@ def test_parse_fills_r_and_p_from_k_when_absent():
     info = camera_calibration.parse(text)
     assert list(info.p) == [40.0, 0.0, 31.5, 0.0, 0.0, 41.0, 23.5, 0.0, 0.0, 0.0, 1.0, 0.0]
     assert list(info.r) == [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    assert (info.distortion_model, list(info.d)) == ("", [])
+    assert (info.distortion_model, list(info.d)) == ("plumb_bob", [])
+
+
+def test_a_file_without_distortion_model_is_plumb_bob_as_camera_calibration_parsers_reads_it():
+    """Files written before CameraInfo had distortion_model (many shipped with drivers) have D alone; the raw image's
+    cloud goes through the lens as plumb_bob instead of the file being refused ("distortion_model '' ... not
+    supported")."""
+    text = OST.format(fx=100.0).replace("distortion_model: plumb_bob\n", "").replace(
+        "[0., 0., 0., 0., 0.]", "[-0.3, 0.1, 0.001, 0.002, 0.]")
+    info = camera_calibration.parse(text)
+    assert (info.distortion_model, list(info.d)) == ("plumb_bob", [-0.3, 0.1, 0.001, 0.002, 0.0])
+    intr = Intrinsics.from_camera_info(**conversions.camera_info_fields(info), rectified=False)
+    assert (intr.distortion_model, intr.d) == ("plumb_bob", (-0.3, 0.1, 0.001, 0.002, 0.0))
 
 
 def test_parse_reads_numbers_in_exponent_form_as_yaml_cpp_does():
