@@ -16,9 +16,13 @@ The file (camera_calibration_parsers' YAML)::
     rectification_matrix: {rows: 3, cols: 3, data: [1, 0, 0, 0, 1, 0, 0, 0, 1]}
     projection_matrix: {rows: 3, cols: 4, data: [fx', 0, cx', 0, 0, fy', cy', 0, 0, 0, 1, 0]}
 
+and, as camera_info_manager saves them, ``binning_x``, ``binning_y`` (0: none) and
+``roi: {x_offset, y_offset, height, width, do_rectify}`` (all 0: the full image), which say what part of the
+``image_width`` x ``image_height`` calibration the images are.
+
 ``rectification_matrix`` defaults to the identity, ``projection_matrix`` to K with a zero fourth column,
 ``distortion_coefficients`` to none, ``distortion_model`` to plumb_bob (as camera_calibration_parsers reads a file
-written before CameraInfo had it).
+written before CameraInfo had it), binning and ROI to none.
 """
 from __future__ import annotations
 
@@ -125,9 +129,28 @@ def parse(text: str) -> CameraInfo:
     msg = CameraInfo()
     for key in ("image_width", "image_height"):
         value = doc.get(key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not _is_uint32(value) or value == 0:
             raise CalibrationFileError(f"{key} must be a positive integer; got {value!r} (expected {_HELP})")
     msg.width, msg.height = doc["image_width"], doc["image_height"]
+    # binning and ROI of the image the calibration is for, as camera_info_manager saves them (0: none, full image)
+    for key in ("binning_x", "binning_y"):
+        value = doc.get(key, 0)
+        if not _is_uint32(value):
+            raise CalibrationFileError(f"{key} must be an integer >= 0 (0 or 1: no binning); got {value!r}")
+        setattr(msg, key, value)
+    roi = doc.get("roi")
+    if roi is not None:
+        if not isinstance(roi, dict):
+            raise CalibrationFileError(f"roi must be a mapping with x_offset, y_offset, height, width and do_rectify; "
+                                       f"got {roi!r}")
+        for key in ("x_offset", "y_offset", "height", "width"):
+            value = roi.get(key, 0)
+            if not _is_uint32(value):
+                raise CalibrationFileError(f"roi.{key} must be an integer >= 0 (all 0: the full image); got {value!r}")
+            setattr(msg.roi, key, value)
+        if not isinstance(roi.get("do_rectify", False), bool):
+            raise CalibrationFileError(f"roi.do_rectify must be true or false; got {roi['do_rectify']!r}")
+        msg.roi.do_rectify = roi.get("do_rectify", False)
     k = _matrix(doc, "camera_matrix", 3, 3, required=True)
     if not (k[0] > 0 and k[4] > 0):
         raise CalibrationFileError(f"camera_matrix has fx = {k[0]}, fy = {k[4]}: focal lengths must be > 0")
@@ -145,6 +168,11 @@ def parse(text: str) -> CameraInfo:
         raise CalibrationFileError(f"distortion_model must be a name such as plumb_bob; got {model!r}")
     msg.distortion_model = model
     return msg
+
+
+def _is_uint32(value: Any) -> bool:
+    """``value`` is an integer that a CameraInfo's uint32 fields hold."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 32
 
 
 def _matrix(doc: dict, key: str, rows: int, cols: int, required: bool = False) -> list[float]:

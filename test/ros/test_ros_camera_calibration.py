@@ -68,6 +68,70 @@ def test_a_file_without_distortion_model_is_plumb_bob_as_camera_calibration_pars
     assert (intr.distortion_model, intr.d) == ("plumb_bob", (-0.3, 0.1, 0.001, 0.002, 0.0))
 
 
+# what camera_info_manager saves (camera_calibration_parsers' writer, yaml-cpp): binning and ROI after P
+SAVED = """image_width: 160
+image_height: 120
+camera_name: webcam
+camera_matrix:
+  rows: 3
+  cols: 3
+  data: [100, 0, 79.5, 0, 100, 59.5, 0, 0, 1]
+distortion_model: plumb_bob
+distortion_coefficients:
+  rows: 1
+  cols: 5
+  data: [0, 0, 0, 0, 0]
+rectification_matrix:
+  rows: 3
+  cols: 3
+  data: [1, 0, 0, 0, 1, 0, 0, 0, 1]
+projection_matrix:
+  rows: 3
+  cols: 4
+  data: [100, 0, 79.5, 0, 0, 100, 59.5, 0, 0, 0, 1, 0]
+binning_x: {bx}
+binning_y: {by}
+roi:
+  x_offset: {x0}
+  y_offset: {y0}
+  height: {rh}
+  width: {rw}
+  do_rectify: false
+"""
+
+
+@pytest.mark.parametrize("bx,by,roi,intrinsics", [
+    (0, 0, (0, 0, 0, 0), (100.0, 100.0, 79.5, 59.5, 160, 120)),
+    (2, 2, (0, 0, 0, 0), (50.0, 50.0, 39.75, 29.75, 80, 60)),
+    (0, 0, (40, 30, 60, 80), (100.0, 100.0, 39.5, 29.5, 80, 60)),
+    (2, 1, (40, 30, 60, 80), (50.0, 100.0, 19.75, 29.5, 40, 60)),
+])
+def test_parse_reads_binning_and_roi_as_camera_info_manager_saves_them(bx, by, roi, intrinsics):
+    """An 80x60 window at (40, 30) of a 160x120 calibration is not the whole view at half size: its focal length
+    stays, its centre moves by the offset (it was scaled by 1/2 as if the ROI were not there)."""
+    x0, y0, rh, rw = roi
+    info = camera_calibration.parse(SAVED.format(bx=bx, by=by, x0=x0, y0=y0, rh=rh, rw=rw))
+    assert (info.binning_x, info.binning_y) == (bx, by)
+    assert (info.roi.x_offset, info.roi.y_offset, info.roi.height, info.roi.width, info.roi.do_rectify) == (*roi, False)
+    intr = Intrinsics.from_camera_info(**conversions.camera_info_fields(info))
+    assert (intr.fx, intr.fy, intr.cx, intr.cy, intr.width, intr.height) == intrinsics
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("binning_x: 0", "binning_x: -2", "binning_x must be an integer >= 0 .0 or 1: no binning.; got -2"),
+    ("binning_y: 0", "binning_y: two", "binning_y must be an integer >= 0"),
+    ("  width: 0\n", "  width: 8.5\n", "roi.width must be an integer >= 0 .all 0: the full image.; got 8.5"),
+    ("do_rectify: false", "do_rectify: 0", "roi.do_rectify must be true or false; got 0"),
+    ("roi:\n", "roi: [0, 0]\nx:\n", "roi must be a mapping with x_offset, y_offset, height, width and do_rectify"),
+    ("image_width: 160", "image_width: 4294967296", "image_width must be a positive integer; got 4294967296"),
+])
+def test_parse_names_what_is_wrong_with_binning_and_roi(old, new, message):
+    text = SAVED.format(bx=0, by=0, x0=0, y0=0, rh=0, rw=0)
+    assert old in text
+    with pytest.raises(camera_calibration.CalibrationFileError, match=message):
+        camera_calibration.parse(text.replace(old, new, 1))
+
+
 def test_parse_reads_numbers_in_exponent_form_as_yaml_cpp_does():
     """1e-05 or 2.5E3 (no dot, or an exponent without its sign: what a shortest-form double writer or a hand edit
     gives) are numbers to yaml-cpp, which camera_calibration_parsers reads with; PyYAML's YAML 1.1 took them for
@@ -158,6 +222,33 @@ def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
     assert node.counts()[""].get("incomplete:no_camera_info", 0) == 0
     cam = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
     assert cam["camera_info"] == "camera_info.url"
+
+
+def test_node_takes_the_roi_of_the_file(harness, tmp_path):
+    """A file saved by camera_info_manager for a camera streaming an 80x60 ROI at (40, 30) of its 160x120 sensor:
+    depth/camera_info and the cloud have the sensor's focal length and the centre moved by the offset."""
+    (tmp_path / "roi.yaml").write_text(SAVED.format(bx=0, by=0, x0=40, y0=30, rh=60, rw=80))
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "points.stride": 1,
+                                 "camera_info.url": f"file://{tmp_path}/roi.yaml"})
+    got = {n: harness.collector(t, n) for n, t in (("points", PointCloud2), ("depth", Image),
+                                                      ("depth/camera_info", CameraInfo))}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    publish_until(pub, lambda i: make_image(i, width=80, height=60), got["points"])
+    cloud = got["points"][0]
+    wait_for(lambda: all(any(m.header.stamp == cloud.header.stamp for m in got[n]) for n in got), what="the outputs")
+    info = next(m for m in got["depth/camera_info"] if m.header.stamp == cloud.header.stamp)
+    assert (info.width, info.height) == (80, 60)
+    assert list(info.k) == pytest.approx([100.0, 0.0, 39.5, 0.0, 100.0, 29.5, 0.0, 0.0, 1.0])
+    assert list(info.p) == pytest.approx([100.0, 0.0, 39.5, 0.0, 0.0, 100.0, 29.5, 0.0, 0.0, 0.0, 1.0, 0.0])
+    d = conversions.image_array(next(m for m in got["depth"] if m.header.stamp == cloud.header.stamp))
+    pts = conversions.cloud_array(cloud)
+    u, v = np.meshgrid(np.arange(80), np.arange(60))
+    ok = np.isfinite(d)
+    assert ok.any()
+    np.testing.assert_allclose(pts["x"][ok], ((u - 39.5) * d / 100.0)[ok], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pts["y"][ok], ((v - 29.5) * d / 100.0)[ok], rtol=1e-5, atol=1e-6)
 
 
 def test_each_camera_reads_its_own_file(harness, tmp_path):
