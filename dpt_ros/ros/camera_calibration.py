@@ -1,4 +1,4 @@
-"""Camera calibration files (``camera_info.url``): the YAML that ROS's camera_calibration writes and
+"""Camera calibration files (``camera_info.url``): the YAML and INI that ROS's camera_calibration writes and
 camera_info_manager reads, for cameras whose driver publishes no camera_info.
 
 ``load(url, camera)`` -> ``sensor_msgs/CameraInfo``. ``url``: ``file:///abs/path.yaml``,
@@ -23,6 +23,13 @@ and, as camera_info_manager saves them, ``binning_x``, ``binning_y`` (0: none) a
 ``rectification_matrix`` defaults to the identity, ``projection_matrix`` to K with a zero fourth column,
 ``distortion_coefficients`` to none, ``distortion_model`` to plumb_bob (as camera_calibration_parsers reads a file
 written before CameraInfo had it), binning and ROI to none.
+
+Or the INI (``.ini``; camera_calibration's ``ost.txt``), told by its first line that is not blank or a comment
+(``#``, ``;``) being a ``[section]``: an ``[image]`` section with ``width`` and ``height``, each followed by its
+number on the next line, and one camera section (``[webcam]``; a stereo file's two are refused: give one camera's)
+with ``camera matrix`` (3 lines of 3 numbers), ``distortion`` (1 line: 5 numbers plumb_bob, 8
+rational_polynomial; the format has no other model), ``rectification`` (3 x 3) and ``projection`` (3 x 4), each
+followed by its numbers; ``[externals]`` is ignored. Missing parts default as in the YAML.
 """
 from __future__ import annotations
 
@@ -39,7 +46,8 @@ from sensor_msgs.msg import CameraInfo
 #: the most of a calibration file read (one is about 1 kB)
 MAX_FILE_BYTES = 1 << 20
 _HELP = ("a camera calibration YAML as ROS's camera_calibration writes it (image_width, image_height, "
-         "camera_matrix, distortion_model, distortion_coefficients, rectification_matrix, projection_matrix)")
+         "camera_matrix, distortion_model, distortion_coefficients, rectification_matrix, projection_matrix), or its "
+         "INI (ost.txt, starting with an [image] section)")
 
 
 class CalibrationFileError(ValueError):
@@ -119,13 +127,17 @@ def load(url: str, camera: str = "") -> CameraInfo:
 
 
 def parse(text: str) -> CameraInfo:
-    """A CameraInfo from the text of a calibration YAML (see the module)."""
-    try:
-        doc = yaml.load(text, Loader=_Loader)   # noqa: S506 (a safe loader)
-    except yaml.YAMLError as e:
-        raise CalibrationFileError(f"not YAML ({str(e).splitlines()[0]}); expected {_HELP}") from None
-    if not isinstance(doc, dict):
-        raise CalibrationFileError(f"expected {_HELP}")
+    """A CameraInfo from the text of a calibration YAML or INI (see the module)."""
+    text = text.lstrip("\ufeff")   # (a byte order mark, as an editor may save it)
+    if _is_ini(text):
+        doc = _ini_document(text)
+    else:
+        try:
+            doc = yaml.load(text, Loader=_Loader)   # noqa: S506 (a safe loader)
+        except yaml.YAMLError as e:
+            raise CalibrationFileError(f"not YAML ({str(e).splitlines()[0]}); expected {_HELP}") from None
+        if not isinstance(doc, dict):
+            raise CalibrationFileError(f"expected {_HELP}")
     msg = CameraInfo()
     for key in ("image_width", "image_height"):
         value = doc.get(key)
@@ -168,6 +180,103 @@ def parse(text: str) -> CameraInfo:
         raise CalibrationFileError(f"distortion_model must be a name such as plumb_bob; got {model!r}")
     msg.distortion_model = model
     return msg
+
+
+_INI_HELP = ("a camera calibration INI as ROS's camera_calibration writes it (ost.txt: [image] with width and "
+             "height, a [camera] section with camera matrix, distortion, rectification and projection)")
+
+
+_INI_KEYS = frozenset(("width", "height", "camera matrix", "distortion", "rectification", "projection", "translation",
+                       "rotation"))
+
+
+def _ini_lines(text: str) -> list[str]:
+    """The lines of an INI that say something: stripped, without blank and comment (``#``, ``;``) lines."""
+    return [line for line in (raw.strip() for raw in text.splitlines()) if line and line[0] not in "#;"]
+
+
+def _is_ini(text: str) -> bool:
+    lines = _ini_lines(text)
+    return bool(lines) and lines[0].startswith("[") and lines[0].endswith("]")
+
+
+def _ini_document(text: str) -> dict:
+    """The YAML document (as :func:`parse` reads it) that the INI ``text`` says the same as."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in _ini_lines(text):
+        if line.startswith("[") and line.endswith("]"):
+            sections.append((line[1:-1].strip(), []))
+        else:
+            sections[-1][1].append(line)   # (the first line is a section: _is_ini)
+    images = [lines for name, lines in sections if name == "image"]
+    cameras = [(name, lines) for name, lines in sections if name not in ("image", "externals")]
+    if not images:
+        raise CalibrationFileError(f"INI calibration without an [image] section; expected {_INI_HELP}")
+    if len(cameras) != 1:
+        raise CalibrationFileError(
+            f"INI calibration with {len(cameras)} camera sections "
+            f"({', '.join(f'[{name}]' for name, _ in cameras) or 'none besides [image]'}); expected one camera's "
+            f"({_INI_HELP}): for a stereo pair's file, give each camera its own file with its [image] and section "
+            f"(camera_info.url with {{camera}})")
+    doc: dict[str, Any] = {}
+    image = images[-1]
+    for key in ("width", "height"):
+        rows = _ini_rows(image, key, "image", 1)
+        try:
+            doc[f"image_{key}"] = int(rows[0]) if rows is not None else None
+        except ValueError:
+            doc[f"image_{key}"] = rows[0]
+        if not _is_uint32(doc[f"image_{key}"]) or doc[f"image_{key}"] == 0:
+            raise CalibrationFileError(f"INI calibration: [image] needs {key} followed by a positive integer on the "
+                                       f"next line; got {rows[0] if rows else None!r} (expected {_INI_HELP})")
+    name, lines = cameras[0]
+    doc["camera_name"] = name
+    for key, yaml_key, rows, cols in (("camera matrix", "camera_matrix", 3, 3),
+                                      ("rectification", "rectification_matrix", 3, 3),
+                                      ("projection", "projection_matrix", 3, 4)):
+        values = _ini_numbers(name, lines, key, rows, (cols,))
+        if values is None and key == "camera matrix":
+            raise CalibrationFileError(f"INI calibration: [{name}] has no camera matrix (expected {_INI_HELP})")
+        if values is not None:
+            doc[yaml_key] = {"rows": rows, "cols": cols, "data": values}
+    d = _ini_numbers(name, lines, "distortion", 1, (5, 8))
+    if d is not None:
+        doc["distortion_model"] = "plumb_bob" if len(d) == 5 else "rational_polynomial"
+        doc["distortion_coefficients"] = {"rows": 1, "cols": len(d), "data": d}
+    return doc
+
+
+def _ini_rows(lines: list[str], key: str, section: str, rows: int) -> list[str] | None:
+    """The ``rows`` lines after the line ``key`` of ``section``; None without such a line."""
+    if key not in lines:
+        return None
+    at = lines.index(key) + 1
+    if len(lines) < at + rows or any(line in _INI_KEYS for line in lines[at:at + rows]):
+        raise CalibrationFileError(f"INI calibration: [{section}] {key} must be followed by {rows} line(s) of "
+                                   f"numbers; expected {_INI_HELP}")
+    return lines[at:at + rows]
+
+
+def _ini_numbers(section: str, lines: list[str], key: str, rows: int, cols: tuple[int, ...]) -> list[float] | None:
+    """The numbers of ``key`` in ``section``: ``rows`` lines of one of ``cols`` numbers each; None without it."""
+    found = _ini_rows(lines, key, section, rows)
+    if found is None:
+        return None
+    values: list[float] = []
+    for line in found:
+        words = line.split()
+        if len(words) not in cols:
+            raise CalibrationFileError(f"INI calibration: [{section}] {key} has {len(words)} numbers in {line!r}; "
+                                       f"expected {' or '.join(map(str, cols))} a line, {rows} line(s)" +
+                                       ("; the INI format holds plumb_bob (5) and rational_polynomial (8) "
+                                        "coefficients: for another lens model (equidistant: 4) use the YAML "
+                                        "calibration (ost.yaml)" if key == "distortion" else ""))
+        try:
+            values += [float(w) for w in words]
+        except ValueError:
+            raise CalibrationFileError(f"INI calibration: [{section}] {key} has a word that is not a number in "
+                                       f"{line!r}") from None
+    return values
 
 
 def _is_uint32(value: Any) -> bool:

@@ -439,7 +439,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "use points."),
     ParamSpec("camera_info.url", "",
               "A camera calibration file to use instead of the camera_info topic (not subscribed then), for drivers "
-              "that publish none: the YAML of ROS's camera_calibration, as file:///abs/path.yaml, "
+              "that publish none: the YAML or INI (ost.txt) of ROS's camera_calibration, as file:///abs/path.yaml, "
               "package://<package>/<path> or a plain path; {camera} in it is replaced by each camera's name "
               "(cameras:=[left, right] -> left, right). Such a file describes the raw image: set "
               "camera_info.rectified:=false unless the images are rectified. '' = the topic. Set live, the file is "

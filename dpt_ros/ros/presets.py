@@ -100,8 +100,8 @@ def launch_arguments(task: str) -> list[Argument]:
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
-        Argument("camera_info_url", "", "camera calibration YAML (file:///abs/path.yaml, package://<pkg>/<path>) "
-                 "for a driver that publishes no camera_info; sets camera_info.url (the topic is then not used); "
+        Argument("camera_info_url", "", "camera calibration YAML or INI (file:///abs/path.yaml, "
+                 "package://<pkg>/<path>) for a driver that publishes no camera_info; sets camera_info.url (the topic is then not used); "
                  "empty = the camera_info topic"),
     ]
     if task != "segmentation":

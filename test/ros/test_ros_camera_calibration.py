@@ -162,6 +162,81 @@ def test_parse_names_what_is_wrong(change, message):
         camera_calibration.parse(text.replace(*change, 1))
 
 
+# what camera_calibration's cameracalibrator writes as ost.txt (the INI format), for the 160x120 webcam of OST
+OST_INI = """# oST version 5.0 parameters
+
+
+[image]
+
+width
+160
+
+height
+120
+
+[webcam]
+
+camera matrix
+100.000000 0.000000 79.500000
+0.000000 100.000000 59.500000
+0.000000 0.000000 1.000000
+
+distortion
+-0.300000 0.100000 0.001000 0.002000 0.000000
+
+rectification
+1.000000 0.000000 0.000000
+0.000000 1.000000 0.000000
+0.000000 0.000000 1.000000
+
+projection
+100.000000 0.000000 79.500000 0.000000
+0.000000 100.000000 59.500000 0.000000
+0.000000 0.000000 1.000000 0.000000
+"""
+
+
+def test_parse_reads_the_ini_that_camera_calibration_writes(tmp_path):
+    """ost.txt / a .ini (camera_calibration_parsers reads both formats; camera_info_manager takes .ini URLs) was
+    refused as 'not YAML'; it gives the same CameraInfo as the YAML of the same calibration."""
+    yaml_info = camera_calibration.parse(OST.format(fx=100.0).replace("[0., 0., 0., 0., 0.]",
+                                                                      "[-0.3, 0.1, 0.001, 0.002, 0.]"))
+    (tmp_path / "ost.ini").write_text(OST_INI)
+    info = camera_calibration.load(f"file://{tmp_path}/ost.ini")
+    for field in ("width", "height", "distortion_model", "d", "k", "r", "p", "binning_x", "binning_y", "roi"):
+        assert np.array_equal(getattr(info, field), getattr(yaml_info, field)) if field in "dkrp" else \
+            getattr(info, field) == getattr(yaml_info, field), field
+    # camera_calibration_parsers' own writer: 5 decimals, a space after each number; 8 coefficients: rational
+    cpp = "\n".join(" ".join(f"{float(w):.5f}" for w in line.split()) + " "
+                    if " " in line and line[0] in "-0123456789" else line for line in OST_INI.splitlines())
+    info = camera_calibration.parse(cpp.replace("0.00000 \n\nrect", "0.00000 0.5 -0.1 0.02\n\nrect"))
+    assert (info.distortion_model, list(info.d)) == ("rational_polynomial", [-0.3, 0.1, 0.001, 0.002, 0.0, 0.5,
+                                                                              -0.1, 0.02])
+    assert list(info.k) == [100.0, 0.0, 79.5, 0.0, 100.0, 59.5, 0.0, 0.0, 1.0]
+    assert list(camera_calibration.parse("\ufeff" + OST_INI).k) == list(yaml_info.k)   # saved with a byte order mark
+
+
+@pytest.mark.parametrize("change,message", [
+    (("[webcam]", "[left]\ncamera matrix\n1 0 1\n0 1 1\n0 0 1\n[right]"),
+     r"INI calibration with 2 camera sections \(\[left\], \[right\]\); expected one camera's"),
+    (("0.002000 0.000000\n", "0.002000\n"), r"distortion has 4 numbers .*for another lens model .equidistant: 4. "
+                                             r"use the YAML calibration .ost.yaml."),
+    (("\n0.000000 100.000000 59.500000\n", "\n0.000000 100.000000\n"), r"camera matrix has 2 numbers in "
+                                                                          r"'0.000000 100.000000'; expected 3"),
+    (("width\n160", "width\nwide"), r"\[image\] needs width followed by a positive integer on the next line; "
+                                      r"got 'wide'"),
+    (("height\n120", "heights\n120"), r"\[image\] needs height .*; got None"),
+    (("camera matrix", "camera"), r"\[webcam\] has no camera matrix"),
+    (("0.001000 0.002000", "0.001000 x"), r"distortion has a word that is not a number"),
+    (("\n0.000000 0.000000 1.000000\n\ndistortion", "\n\ndistortion"), r"camera matrix must be followed by 3"),
+    (("100.000000 0.000000 79.500000\n", "0 0 79.5\n"), "focal lengths must be > 0"),
+])
+def test_parse_names_what_is_wrong_with_an_ini(change, message):
+    assert change[0] in OST_INI
+    with pytest.raises(camera_calibration.CalibrationFileError, match=message):
+        camera_calibration.parse(OST_INI.replace(*change, 1))
+
+
 def test_urls_resolve_to_paths(tmp_path):
     (tmp_path / "left.yaml").write_text(OST.format(fx=100.0))
     assert camera_calibration.resolve(f"file://{tmp_path}/{{camera}}.yaml", "left") == str(tmp_path / "left.yaml")
