@@ -3,7 +3,9 @@ camera_info_manager reads, for cameras whose driver publishes no camera_info.
 
 ``load(url, camera)`` -> ``sensor_msgs/CameraInfo``. ``url``: ``file:///abs/path.yaml``,
 ``package://<package>/<path>`` (needs a ROS installation's ament_index) or a plain path; ``{camera}`` in it
-is replaced by the camera's name (the last part of its namespace), for a node serving several cameras.
+is replaced by the camera's name (the last part of its namespace), for a node serving several cameras, and
+``${ROS_HOME}`` by $ROS_HOME (~/.ros without it), as camera_info_manager does (its ``${NAME}``, the driver's camera
+name, is refused with the reason).
 
 The file (camera_calibration_parsers' YAML)::
 
@@ -73,6 +75,13 @@ def resolve(url: str, camera: str = "") -> str:
                                        f"node's own namespace): name the cameras (cameras:=[left, right]) or give "
                                        f"one file")
         url = url.replace("{camera}", camera)
+    # camera_info_manager's substitutions (its default URL is file://${ROS_HOME}/camera_info/${NAME}.yaml)
+    if "${NAME}" in url:
+        raise CalibrationFileError(f"{url!r}: ${{NAME}} is camera_info_manager's camera name (its driver's), which "
+                                   f"this node does not know: write the file's name, or {{camera}} for each camera's "
+                                   f"name (the last part of its namespace)")
+    if "${ROS_HOME}" in url:
+        url = url.replace("${ROS_HOME}", os.environ.get("ROS_HOME") or os.path.join(os.path.expanduser("~"), ".ros"))
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = unquote(parsed.path) if parsed.scheme else url

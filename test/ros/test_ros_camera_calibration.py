@@ -251,6 +251,23 @@ def test_urls_resolve_to_paths(tmp_path):
             camera_calibration.load(url, "")
 
 
+def test_urls_take_camera_info_managers_ros_home_and_say_why_not_its_name(tmp_path, monkeypatch):
+    """file://${ROS_HOME}/camera_info/left.yaml (camera_info_manager's default form) is $ROS_HOME, else ~/.ros;
+    it was read as a file:// URL naming the host '${ROS_HOME}' ('names a local file'). ${NAME} (the driver's camera
+    name) is not known here: refused with what to write instead."""
+    monkeypatch.setenv("ROS_HOME", str(tmp_path / "ros"))
+    assert camera_calibration.resolve("file://${ROS_HOME}/camera_info/{camera}.yaml", "left") == \
+        str(tmp_path / "ros" / "camera_info" / "left.yaml")
+    monkeypatch.delenv("ROS_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert camera_calibration.resolve("${ROS_HOME}/camera_info/left.yaml") == str(tmp_path / ".ros" / "camera_info" /
+                                                                                 "left.yaml")
+    with pytest.raises(camera_calibration.CalibrationFileError,
+                       match=r"\$\{NAME\} is camera_info_manager's camera name .its driver's., which this node does "
+                             r"not know: write the file's name, or \{camera\} for each camera's name"):
+        camera_calibration.resolve("file://${ROS_HOME}/camera_info/${NAME}.yaml", "left")
+
+
 def test_package_urls_resolve_through_the_ament_index_and_say_what_is_missing(tmp_path, monkeypatch):
     """package://<pkg>/<path> needs the package in a sourced workspace; without any (AMENT_PREFIX_PATH unset, as in
     the pip quick start) the reason is said, not an OSError from the index that ended the node when set live."""
