@@ -1,5 +1,7 @@
-"""README's Topics table against the node it documents: every topic's name, message type and default QoS, and
-no topic beyond the table (the Parameters table is checked in test_ros_params_table.py)."""
+"""README's tables and commands against what they document: the Topics table against the node (every topic's name,
+message type and default QoS, and no topic beyond the table), the launch-argument table against the launch files,
+the tools' options, paths and test names against the repository (the Parameters table is checked in
+test_ros_params_table.py)."""
 import importlib
 import re
 from pathlib import Path
@@ -107,3 +109,117 @@ def test_the_topics_table_is_what_the_node_publishes_and_subscribes(harness):
         "/rosout", "/parameter_events"}
     assert graph["/points"] == "sensor_msgs/msg/PointCloud2"
     assert graph["/depth/camera_info"] == "sensor_msgs/msg/CameraInfo"
+
+
+def _launch_rows() -> list[list[str]]:
+    """The cells of README's launch-argument table."""
+    rows = []
+    for line in _section("| argument | default |", "Parameters are applied in this order").splitlines()[2:]:
+        if line.startswith("| `"):
+            rows.append([c.strip() for c in line.strip()[1:-1].split("|")])
+    return rows
+
+
+def test_the_launch_argument_table_is_what_the_launch_files_declare():
+    """Every argument of README's Launch files table, with the launch files it belongs to, its default and its
+    choices, is presets.launch_arguments()' (what the three launch files declare), and no argument is left out."""
+    from dpt_ros.ros import presets
+
+    declared = {task: {a.name: a for a in presets.launch_arguments(task)} for task in presets.TASKS}
+    documented = {task: set() for task in presets.TASKS}
+    for names_cell, default_cell, choices_cell, _ in _launch_rows():
+        names_part, _, files = names_cell.partition("(")
+        names = re.findall(r"`([^`]+)`", names_part)
+        tasks = re.findall(r"(\w+)\.launch\.py", files) or list(presets.TASKS)
+        defaults_part, _, default_note = default_cell.partition("(")
+        defaults = [d.strip('"') for d in re.findall(r"`([^`]*)`", defaults_part)]
+        assert len(defaults) in (1, len(names)), names_cell
+        for i, name in enumerate(names):
+            for task in tasks:
+                assert name in declared[task], f"README names launch argument {name!r}, not one of {task}.launch.py's"
+                documented[task].add(name)
+                arg = declared[task][name]
+                default = defaults[i if len(defaults) == len(names) else 0]
+                note = dict(re.findall(r"(\w+): `([^`]*)`", default_note))   # "(segmentation: `...`)"
+                assert arg.default == note.get(task, default), (task, name, arg.default, default_cell)
+                if choices_cell == "" or i > 0:   # (a row of two arguments: its choices are the first one's)
+                    assert arg.choices is None, (task, name, arg.choices)
+                elif choices_cell == "segmentation variants":
+                    assert arg.choices == presets.preset_variants("segmentation"), (task, name)
+                else:
+                    per_task = dict(re.findall(r"(\w+): ([^;]+)", choices_cell))
+                    listed = per_task.get("segmentation" if task == "segmentation" else "depth", choices_cell)
+                    assert set(arg.choices) == {c.strip() for c in listed.split(",")}, (task, name, arg.choices)
+    assert {t: set(d) for t, d in declared.items()} == documented
+
+
+# the console scripts of setup.py that are tools with command-line options, and their modules
+_TOOL_ALIASES = {"dpt_predict": "predict"}
+
+
+def _commands(text: str) -> list[str]:
+    """Each fenced code block's lines (a trailing backslash joins a line to the next) and each inline code span
+    (which may run over a line break) of the README."""
+    commands = []
+    for block in re.findall(r"^```[^\n]*\n(.*?)^```", text, re.S | re.M):
+        commands += block.replace("\\\n", " ").splitlines()
+    prose = re.sub(r"^```[^\n]*\n.*?^```", "", text, flags=re.S | re.M)
+    commands += re.findall(r"`([^`]+)`", prose)
+    return commands
+
+
+def test_every_tool_option_the_readme_gives_exists(capsys):
+    """The README shows each tool with its options (`python -m dpt_ros.tools.calibrate_depth --inverse ...`,
+    `gpu_check --e2e-publication-modes ...`): every option named after a tool's name is one its parser has, as
+    its --help lists it (a renamed or dropped option leaves the README's command failing with 'unrecognized
+    arguments')."""
+    tools = {p.stem for p in (README.parent / "dpt_ros" / "tools").glob("*.py") if p.stem != "__init__"}
+    options = {}
+
+    def options_of(tool: str) -> set:
+        if tool not in options:
+            module = importlib.import_module(f"dpt_ros.tools.{tool}")
+            capsys.readouterr()
+            try:
+                module.main(["--help"])
+            except SystemExit as e:
+                assert e.code == 0, tool
+            options[tool] = set(re.findall(r"--[a-z][a-z0-9-]*", capsys.readouterr().out))
+            assert "--help" in options[tool], tool
+        return options[tool]
+
+    checked = []
+    for command in _commands(README.read_text()):
+        tool = None
+        for token in command.split():
+            name = _TOOL_ALIASES.get(token, token.removeprefix("dpt_ros.tools."))
+            if name in tools:
+                tool = name
+            elif token in ("ros2", "python", "python3", "make", "pip", "colcon", "&&", "|", ";", "#"):
+                tool = None
+            elif tool and re.fullmatch(r"--[a-z][a-z0-9-]*(=.*)?", token):
+                option = token.split("=")[0]
+                assert option in options_of(tool), f"README: `{command.strip()[:100]}`: {tool} has no {option}"
+                checked.append((tool, option))
+    assert len(checked) >= 30 and {t for t, _ in checked} >= {"calibrate_depth", "gpu_check", "sros2_policy",
+                                                               "weights", "predict", "bench_e2e"}, checked
+
+
+def test_every_repository_path_and_test_the_readme_names_exists():
+    """Files and folders of this repository that the README names in code (`config/fastdds_large_data.xml`,
+    `test/ros/test_ros_launch_run.py`, `dpt_ros/ros/presets.py`, ...), bare test file names, and the test
+    functions it names (`test_cuda_node_decodes_raw_bytes_like_the_cpu`) exist: a rename leaves no dangling name."""
+    root = README.parent
+    text = README.read_text()
+    spans = set(_commands(text)) | set(re.findall(r"`([^`\s]+)`", text))
+    tops = ("dpt_ros/", "test/", "config/", "docs/", "launch/", "rviz/", ".ci/", "requirements")
+    paths = {s.split(":")[0].rstrip(",;") for span in spans for s in span.split()
+             if s.startswith(tops) and not re.search(r"[<>{}*]|\.\.\.", s)}
+    test_files = {p.name for p in (root / "test").rglob("test_*.py")}
+    names = set(re.findall(r"`(test_\w+)`", text))
+    assert len(paths) >= 15 and len(names) >= 10, (paths, names)
+    assert [p for p in sorted(paths) if not (root / p).exists()] == []
+    assert [n for n in sorted(set(re.findall(r"\b(test_\w+\.py)\b", text))) if n not in test_files] == []
+    sources = "\n".join(p.read_text() for p in (root / "test").rglob("test_*.py"))
+    assert [n for n in sorted(names) if not re.search(rf"^\s*def {n}\(", sources, re.M)] == []
+
