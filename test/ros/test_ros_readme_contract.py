@@ -223,3 +223,32 @@ def test_every_repository_path_and_test_the_readme_names_exists():
     sources = "\n".join(p.read_text() for p in (root / "test").rglob("test_*.py"))
     assert [n for n in sorted(names) if not re.search(rf"^\s*def {n}\(", sources, re.M)] == []
 
+
+def _module_domains(path: Path) -> set:
+    """The ROS domains a test module holds (test/conftest.py): its DOMAINS, else its DOMAIN, read from its
+    module-level assignments (DOMAIN, LANES, DOMAINS, in order) without importing it."""
+    import ast
+
+    names = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
+                and node.targets[0].id in ("DOMAIN", "LANES", "DOMAINS"):
+            names[node.targets[0].id] = eval(compile(ast.Expression(node.value), str(path), "eval"),
+                                             {"__builtins__": {}}, dict(names))
+    if "DOMAINS" in names:
+        return set(names["DOMAINS"])
+    return {names["DOMAIN"]} if "DOMAIN" in names else set()
+
+
+def test_the_ros_domains_the_readme_gives_the_tests_are_theirs():
+    """README's 'Tests and CI' gives the ROS_DOMAIN_IDs of the test modules (someone running other ROS processes
+    beside the suite keeps them off those): every domain a module holds is in that range or the rehearsal's, and
+    both ranges' ends are used (a new module outside the range, or the range left wider, is caught)."""
+    text = README.read_text()
+    found = re.search(r"`ROS_DOMAIN_ID`s (\d+)-(\d+) \(the gpu_check rehearsal (\d+)-(\d+)", text)
+    assert found, "README's Tests and CI no longer gives the test modules' ROS domains"
+    low, high, rehearsal_low, rehearsal_high = map(int, found.groups())
+    rehearsal = _module_domains(README.parent / "test" / "tools" / "test_tools_pipeline_bench.py")
+    domains = set().union(*(_module_domains(p) for p in (README.parent / "test").rglob("test_*.py"))) - rehearsal
+    assert (min(rehearsal), max(rehearsal)) == (rehearsal_low, rehearsal_high), sorted(rehearsal)
+    assert (min(domains), max(domains)) == (low, high), sorted(domains)
