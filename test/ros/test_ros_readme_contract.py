@@ -252,3 +252,29 @@ def test_the_ros_domains_the_readme_gives_the_tests_are_theirs():
     domains = set().union(*(_module_domains(p) for p in (README.parent / "test").rglob("test_*.py"))) - rehearsal
     assert (min(rehearsal), max(rehearsal)) == (rehearsal_low, rehearsal_high), sorted(rehearsal)
     assert (min(domains), max(domains)) == (low, high), sorted(domains)
+
+
+def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():
+    """The encodings the Topics table's `image` row lists are the decoder's SUPPORTED_ENCODINGS (bayer_{a,b}{8,16}
+    spelt out, 'yuv422 / uyvy (UYVY)' both names); the Sample camera section names each of sample_camera's
+    parameters, its photographs and its encodings."""
+    from dpt_ros.pipeline.encodings import SUPPORTED_ENCODINGS
+    from dpt_ros.ros import sample_camera
+
+    image_row = next(line for line in _section("### Topics", "Compressed copies").splitlines()
+                     if line.startswith("| `image` |"))
+    listed = image_row.split(" | ")[3].split(";")[0]
+    listed = re.sub(r"bayer_\{([a-z,]+)\}\{([0-9,]+)\}", lambda m: ", ".join(
+        f"bayer_{p}{b}" for p in m.group(1).split(",") for b in m.group(2).split(",")), listed)
+    encodings = set()
+    for item in re.split(r",\s*", listed):
+        item = re.sub(r"\s*\(.*", "", item)   # "32FC1 (0..1)", "yuv422 / uyvy (UYVY)"
+        encodings |= {e.strip() for e in item.split("/")}
+    assert encodings == set(SUPPORTED_ENCODINGS), encodings ^ set(SUPPORTED_ENCODINGS)
+
+    section = _section("### Sample camera", "### End-to-end benchmark")
+    named = set(re.findall(r"`(\w+)`", section))
+    assert {p[0] for p in sample_camera.PARAMETERS} <= named, {p[0] for p in sample_camera.PARAMETERS} - named
+    photographs = re.search(r"scikit-image photographs ([\w, ]+);", section).group(1)
+    assert re.split(r",\s*", photographs) == list(sample_camera.BUILTIN_IMAGES), photographs
+    assert f"`encoding` ({', '.join(sample_camera.ENCODINGS)})" in section.replace("\n", " ")
