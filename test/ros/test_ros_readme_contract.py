@@ -278,3 +278,17 @@ def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():
     photographs = re.search(r"scikit-image photographs ([\w, ]+);", section).group(1)
     assert re.split(r",\s*", photographs) == list(sample_camera.BUILTIN_IMAGES), photographs
     assert f"`encoding` ({', '.join(sample_camera.ENCODINGS)})" in section.replace("\n", " ")
+
+
+def test_the_interface_counts_in_the_reliability_table_are_the_policys():
+    """The Security row of README's Reliability table counts the node's interfaces as the SROS2 policy tool lists
+    them (what test_reliability_security checks against a running node): published topics (without the optional
+    label_info), subscribed topics, services and parameters."""
+    from dpt_ros.tools import sros2_policy
+
+    found = re.search(r"exactly (\d+) published topics, (\d+) subscribed, (\d+) services, (\d+) parameters",
+                      README.read_text())
+    assert found, "README's Reliability table no longer counts the node's interfaces"
+    want = sros2_policy.expected("/", [""], "raw", optional=False)
+    assert tuple(map(int, found.groups())) == tuple(len(want[k]) for k in ("publish", "subscribe", "reply",
+                                                                          "parameters"))
