@@ -7,6 +7,7 @@ Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.
 rclpy handles both signals. ``sample_camera`` and ``dpt_predict`` (torch, OpenCV, rclpy: 1-3 s too) likewise end
 quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and ``predict: interrupted``
 (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs without it."""
+import ast
 import importlib
 import signal
 import sys
@@ -28,6 +29,21 @@ def _import(module: str, code: int = 0, said: str = "") -> ModuleType:
         if said:
             print(said, file=sys.stderr)
         sys.exit(code)
+
+
+def ros_init_failure(program: str, error: BaseException) -> str:
+    """The line that says why ``rclpy.init`` refused the command line's ROS arguments. For a malformed rule rcl
+    logs its own error and rclpy's exception says which rule; for an argument after --ros-args that ROS does not
+    know, rcl says nothing and rclpy's UnknownROSArgsError holds only their list (``['--bogus']``)."""
+    if type(error).__name__ != "UnknownROSArgsError":
+        return f"{program}: cannot initialise ROS 2: {error}"
+    try:
+        unknown = [str(a) for a in ast.literal_eval(str(error))]
+    except (ValueError, SyntaxError, TypeError):
+        unknown = [str(error)]
+    return (f"{program}: cannot initialise ROS 2: unknown ROS argument(s) {' '.join(map(repr, unknown))} after "
+            f"--ros-args; ROS arguments are -p NAME:=VALUE, -r FROM:=TO, --params-file FILE, --enclave NAME, "
+            f"--log-level LEVEL, ... ({program} --help: an example)")
 
 
 def _start(entry: str) -> None:

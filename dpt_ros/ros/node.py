@@ -50,6 +50,7 @@ from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine
 from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params
+from dpt_ros.ros.console import ros_init_failure
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 
 #: output topic (relative to the camera namespace) -> parameter that enables it
@@ -2302,7 +2303,7 @@ def main(args=None, managed: bool = False) -> int:
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
-        print(f"dpt_node: cannot initialise ROS 2: {e}", file=sys.stderr)
+        print(ros_init_failure(program, e), file=sys.stderr)
         return 2
     # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
     # console logger is off (--disable-stdout-logs), as a plain line on stderr

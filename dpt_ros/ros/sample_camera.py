@@ -30,6 +30,7 @@ from std_msgs.msg import Header
 
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.ros import conversions, params
+from dpt_ros.ros.console import ros_init_failure
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -311,7 +312,7 @@ def main(args=None) -> int:
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args
-        print(f"sample_camera: cannot initialise ROS 2: {e}", file=sys.stderr)
+        print(ros_init_failure("sample_camera", e), file=sys.stderr)
         return 2
     code = 0
     node = None

@@ -229,6 +229,24 @@ def test_help_and_arguments_that_are_not_ros_arguments():
     assert res.returncode == 2 and "unexpected argument" not in res.stderr and "depth.weights is not set" in res.stderr
 
 
+def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
+    """An argument after --ros-args that ROS does not know: rcl logs nothing and rclpy's error is only the list
+    (was: "dpt_node: cannot initialise ROS 2: ['--bogus']", and dpt_lifecycle_node said "dpt_node"); now the line
+    names the program, the argument and the ROS arguments there are, exit 2. A malformed rule keeps rcl's reason."""
+    from dpt_ros.ros.testing import console_script
+
+    for name in ("dpt_node", "dpt_lifecycle_node"):
+        res = subprocess.run([sys.executable, "-c", "import sys; " + console_script(name), "--ros-args", "--bogus",
+                              "-p", "device:=cpu"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
+        assert f"{name}: cannot initialise ROS 2: unknown ROS argument(s) '--bogus' after --ros-args; ROS arguments " \
+               "are -p NAME:=VALUE, -r FROM:=TO, --params-file FILE" in res.stderr, res.stderr
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p"], cwd=ROOT, env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse " \
+                                   "trailing -p flag" in res.stderr, res.stderr
+
+
 def test_a_weights_path_that_is_not_a_regular_file_is_said_to_be_so(tmp_path):
     fifo = tmp_path / "weights.pt"
     os.mkfifo(fifo)

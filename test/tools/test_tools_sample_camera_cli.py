@@ -19,6 +19,8 @@ DOMAIN = 49
     (["-p", "fov_deg:=200.0"], "fov_deg"),         # out of its declared range
     (["-p", "count:=-1"], "count"),
     (["-p"], "cannot initialise ROS 2"),           # malformed --ros-args
+    (["--bogus"], "cannot initialise ROS 2: unknown ROS argument(s) '--bogus' after --ros-args; ROS arguments are "
+                  "-p NAME:=VALUE"),               # not a ROS argument (rclpy said only "['--bogus']")
     (["-p", "encoding:=yuv9"], "encoding 'yuv9' not supported"),
     (["-p", "reliability:=sometimes"], "reliability 'sometimes': use reliable or best_effort"),
     (["-p", "source:=builtin:coffe"], "unknown built-in image 'coffe'"),   # checked before "publishing ..."
