@@ -292,3 +292,20 @@ def test_the_interface_counts_in_the_reliability_table_are_the_policys():
     want = sros2_policy.expected("/", [""], "raw", optional=False)
     assert tuple(map(int, found.groups())) == tuple(len(want[k]) for k in ("publish", "subscribe", "reply",
                                                                           "parameters"))
+
+
+def test_every_parameter_the_readmes_commands_set_exists():
+    """The parameters the README's commands set (`ros2 param set /dpt_node NAME ...`, `-p NAME:=...`) are
+    dpt_node's (or, in sample_camera's commands, sample_camera's): a renamed parameter would leave a command that
+    rclpy refuses live, or ignores at start-up (with only a warning)."""
+    from dpt_ros.ros import params, sample_camera
+
+    text = README.read_text()
+    node = set(params.SPECS)
+    camera = {p[0] for p in sample_camera.PARAMETERS}
+    live = re.findall(r"ros2 param set /dpt_node ([\w.]+)", text)
+    assert len(live) >= 8 and sorted(set(live) - node) == []
+    start = [(command, name) for command in _commands(text) for name in re.findall(r"-p (\w[\w.]*):=", command)
+             if name != "name"]   # (`-p name:=value`, the form)
+    assert len(start) >= 8, start
+    assert [(c, n) for c, n in start if n not in (camera if "sample_camera" in c else node)] == []
