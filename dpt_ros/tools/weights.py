@@ -44,8 +44,8 @@ def urls_text() -> str:
 
 
 def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None) -> str:
-    """Check a file: hash prefix (from its name; informational against the variant's release otherwise),
-    readability, architecture.
+    """Check a file: hash prefix (from its name; informational against the variant's release otherwise; a torch.save
+    zip's CRC-32s), readability, architecture.
 
     :param lines: the report is appended here as it is found (so a caller can show it after a failure).
     :returns: the report. :raises CheckpointError, FileNotFoundError: on failure.
@@ -103,10 +103,11 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
 
 def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> None:
     """The report's hash lines for one checkpoint file: its SHA-256, checked against the prefix its name carries,
-    else compared (informational) with the variant's release file.
+    else compared (informational) with the variant's release file, and a torch.save zip's records checked against the
+    CRC-32s stored with them.
 
-    :raises CheckpointError: the name's prefix does not match."""
-    from dpt_ros.model.checkpoint import expected_sha256_prefix, file_sha256
+    :raises CheckpointError: the name's prefix does not match, or a record its CRC-32."""
+    from dpt_ros.model.checkpoint import check_zip_crcs, expected_sha256_prefix, file_sha256
 
     lines.append(f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     digest = file_sha256(path)
@@ -127,6 +128,10 @@ def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> Non
         lines.append(f"hash prefix {prefix}: OK")
     elif not any(line.startswith("hash:") for line in lines):
         lines.append("hash prefix: none to check (file name carries none)")
+    if not prefix:   # (a digest checked against the name's prefix covered every byte)
+        records = check_zip_crcs(path)   # raises CheckpointError naming the damaged records
+        if records:
+            lines.append(f"zip CRC-32s: OK ({records} records hold the bytes torch.save wrote)")
 
 
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:

@@ -265,6 +265,56 @@ class Evil:
         return (os.system, ("echo pwned",))
 
 
+def _largest_tensor_record(path):
+    """A torch.save zip's largest tensor record (its ZipInfo), and where its bytes start in the file."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = max((i for i in z.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+    head = path.read_bytes()[info.header_offset:info.header_offset + 30]
+    return info, info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+
+
+def test_a_torch_file_damaged_in_a_tensors_bytes_is_refused_by_its_zip_checksums(tmp_path, tiny_sd):
+    """A torch.save zip with a byte changed in a tensor's data (same length) under a name that carries no hash prefix:
+    torch.load reads it without complaint (it does not compare the zip's CRC-32s) and the weights would differ; the
+    loader compares them and names the damaged record."""
+    from dpt_ros.model.checkpoint import check_zip_crcs
+
+    good = official_file(tmp_path, tiny_sd, "dpt_tiny.pt", wrapper=False)
+    assert check_zip_crcs(good) == len(tiny_sd) + 2 + 6   # its tensors, the classifier's two, data.pkl and 5 small ones
+    info, start = _largest_tensor_record(good)
+    data = bytearray(good.read_bytes())
+    data[start + info.file_size // 2] ^= 0x40
+    bad = tmp_path / "mine.pt"
+    bad.write_bytes(bytes(data))
+    loaded = torch.load(bad, weights_only=True)   # what torch does with it: other values, no error
+    assert any(not torch.equal(loaded[k], t) for k, t in tiny_sd.items())
+    with pytest.raises(CheckpointError, match=rf"mine\.pt: the file is damaged: 1 of its \d+ zip records fails the "
+                                              rf"CRC-32 check .*\({info.filename}; .*Download or copy it again"):
+        load_checkpoint(bad, "dpt_tiny")
+    with pytest.raises(CheckpointError, match="damaged"):   # also as a shard, or read without a variant
+        read_state_dict(bad, verify_hash=False)
+    # the directory of the zip damaged (the version its reader needs: torch ignores it)
+    data = bytearray(good.read_bytes())
+    data[data.find(b"PK\x01\x02") + 6] ^= 0x40
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="damaged: the directory of its zip cannot be read"):
+        load_checkpoint(bad, "dpt_tiny")
+    # intact: loads; a file saved without checksums (torch stores 0 for each) and a legacy (non-zip) one load too
+    assert load_checkpoint(good, "dpt_tiny").load_report.loaded == len(tiny_sd)
+    nocrc, legacy = tmp_path / "nocrc.pt", tmp_path / "legacy.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        torch.save(tiny_sd, nocrc)
+    finally:
+        torch.serialization.set_crc32_options(True)
+    torch.save(tiny_sd, legacy, _use_new_zipfile_serialization=False)
+    for p in (nocrc, legacy):
+        assert check_zip_crcs(p) is None
+        assert load_checkpoint(p, "dpt_tiny").load_report.loaded == len(tiny_sd)
+
+
 def test_unsafe_pickle_refused(tmp_path, tiny_sd):
     p = tmp_path / "evil.pt"
     torch.save({"model": tiny_sd, "extra": Evil()}, p)

@@ -217,7 +217,27 @@ def test_verify_report_line_by_line(tiny_file):
     plain = tiny_file.parent / "plain.pt"
     plain.write_bytes(tiny_file.read_bytes())
     lines = weights.verify(plain, None).splitlines()
-    assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 5
+    assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 6
+    # its tensors, data.pkl and 5 small records of torch.save's: each compared with the CRC-32 stored with it
+    assert lines[3] == f"zip CRC-32s: OK ({n + 6} records hold the bytes torch.save wrote)"
+
+
+def test_verify_names_a_damaged_record_of_a_file_whose_name_carries_no_hash(tiny_file, tmp_path, capsys):
+    import zipfile
+
+    with zipfile.ZipFile(tiny_file) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)
+    data = bytearray(tiny_file.read_bytes())
+    head = data[info.header_offset:info.header_offset + 30]
+    start = info.header_offset + 30 + int.from_bytes(head[26:28], "little") + int.from_bytes(head[28:30], "little")
+    data[start + info.file_size // 2] ^= 0x01   # one bit, in the middle of the largest tensor
+    bad = tmp_path / "my_weights.pt"
+    bad.write_bytes(bytes(data))
+    assert weights.main(["--verify", str(bad), "--variant", "dpt_tiny"]) == 1
+    captured = capsys.readouterr()
+    assert "hash prefix: none to check (file name carries none)" in captured.out   # (what was checked before)
+    assert f"the file is damaged: 1 of its {len(random_state_dict('dpt_tiny', seed=5)) + 6} zip records fails the " \
+           f"CRC-32 check" in captured.err and info.filename in captured.err and "strict load" not in captured.out
 
 
 def test_verify_a_snapshot_in_shards_reports_the_shards(tmp_path, capsys):
@@ -270,7 +290,8 @@ def test_verify_release_and_midas_names_against_the_variant(tiny_file, tmp_path)
         weights.verify(midas, "dpt_hybrid", lines=lines)
     assert lines[2] == (f"hash: differs from the DPT release file {v.checkpoint} (informational for the MiDaS v3 "
                         f"name {midas.name})")
-    assert lines[3].startswith("tensors: ")   # the comparison stands in for "hash prefix: none to check"
+    assert lines[3].startswith("zip CRC-32s: OK")   # the comparison stands in for "hash prefix: none to check"
+    assert lines[4].startswith("tensors: ")
     lines = []   # a name with its own hash prefix: that prefix is checked, no comparison with the release
     with pytest.raises(CheckpointError):
         weights.verify(tiny_file, "dpt_hybrid", lines=lines)
