@@ -373,6 +373,7 @@ def _unwrap(obj, path: Path) -> dict:
     # the weights in a wrapper: under a usual key (the official {"model", "optimizer"}, Lightning's "state_dict", a
     # training script's "model_state_dict", whatever else it holds: an epoch, even as a tensor) or else the one entry
     # that holds tensors ({"net": ..., "epoch": 4}); a wrapper in a wrapper too
+    taken: list = []   # the keys followed into the wrapper (said in the advice to re-save)
     for _ in range(3):
         if not isinstance(obj, Mapping) or all(isinstance(v, torch.Tensor) for v in obj.values()):
             break
@@ -387,6 +388,7 @@ def _unwrap(obj, path: Path) -> dict:
                 f"e.g. torch.save(torch.load('{path}', weights_only=True)[{inner[0]!r}], 'weights.pt')")
         if not inner:
             break
+        taken.append(inner[0])
         obj = obj[inner[0]]
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: expected a state dict (name -> tensor), found {type(obj).__name__}")
@@ -405,7 +407,51 @@ def _unwrap(obj, path: Path) -> dict:
     while stripped and not _has_dpt_decoder(stripped) and all("." in k for k in stripped) \
             and len({k.split(".", 1)[0] for k in stripped}) == 1:
         stripped = {k.split(".", 1)[1]: v for k, v in stripped.items()}
-    return stripped if _has_dpt_decoder(stripped) else sd
+    if _has_dpt_decoder(stripped):
+        return stripped
+    _refuse_dpt_beside_other_tensors(sd, path, taken)
+    return sd
+
+
+def _dpt_prefixes(sd: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """The prefixes under which ``sd`` holds a DPT (its decoder's names follow them: ``model.``, ``ema.``,
+    ``model.net.``), each with its number of tensors."""
+    found = {}
+    for first in dict.fromkeys(k.split(".", 1)[0] for k in sd if "." in k):
+        prefix = first + "."
+        sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        while sub and not _has_dpt_decoder(sub) and all("." in k for k in sub) \
+                and len({k.split(".", 1)[0] for k in sub}) == 1:   # (a module in a module: "model.net.")
+            inner = next(iter(sub)).split(".", 1)[0] + "."
+            prefix, sub = prefix + inner, {k[len(inner):]: v for k, v in sub.items()}
+        if _has_dpt_decoder(sub):
+            found[prefix] = len(sub)
+    return found
+
+
+def _refuse_dpt_beside_other_tensors(sd: Mapping[str, torch.Tensor], path: Path, taken: list) -> None:
+    """A training module's state dict: a DPT under a prefix beside other tensors (a loss's class weights, a second
+    network, an EMA copy of the DPT) is said to be that, with how to re-save the DPT alone (else it would be called no
+    DPT at all)."""
+    found = _dpt_prefixes(sd)
+    if not found:
+        return
+    prefix = next(iter(found))
+    where = "".join(f"[{k!r}]" for k in taken)
+    recipe = (f"sd = torch.load({str(path)!r}, weights_only=True){where}; "
+              f"torch.save({{k[{len(prefix)}:]: v for k, v in sd.items() if k.startswith({prefix!r})}}, 'weights.pt')")
+    if len(found) > 1:
+        under = ", ".join(f"{p!r} ({n} tensors)" for p, n in found.items())
+        raise CheckpointError(
+            f"{path} holds {len(found)} DPTs, under {under} (a training module's model and, e.g., its EMA copy): "
+            f"which to load is not known; re-save the one you want alone and give that file, e.g. (for {prefix!r}) "
+            f"{recipe}")
+    others = [k for k in sd if not k.startswith(prefix)]
+    shown = ", ".join(others[:5]) + (f", ... ({len(others) - 5} more)" if len(others) > 5 else "")
+    raise CheckpointError(
+        f"{path} holds a DPT under {prefix!r} ({found[prefix]} tensors) beside {len(others)} other tensor"
+        f"{'s' if len(others) > 1 else ''} ({shown}; a training module's loss weights or another network, not the "
+        f"DPT's); re-save the DPT's alone and give that file, e.g. {recipe}")
 
 
 def read_state_dict(path: "str | os.PathLike", variant: "Variant | str | None" = None,

@@ -98,6 +98,28 @@ def test_training_wrapper_prefixes_are_stripped(tmp_path, tiny_sd, tiny_ref, pre
     assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
 
 
+def test_a_dpt_beside_other_tensors_of_a_training_module_is_said_to_be_one(tmp_path, tiny_sd, tiny_ref, monkeypatch):
+    """A Lightning checkpoint whose module holds the DPT as "model" and a loss with class weights ("criterion.weight"),
+    or an EMA copy of the DPT: a DPT under a prefix beside other tensors, with a recipe that re-saves the DPT alone
+    (before: "not a DPT checkpoint ... a ViT backbone or classifier alone cannot run")."""
+    monkeypatch.chdir(tmp_path)   # (the recipe writes weights.pt here)
+    sd = {"model." + k: v for k, v in tiny_sd.items()}
+    p = tmp_path / "epoch=3.ckpt"
+    torch.save({"state_dict": dict(sd, **{"criterion.weight": torch.ones(150)}), "epoch": 3}, p)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(p, "dpt_tiny")
+    msg = str(e.value)
+    assert msg.startswith(f"{p} holds a DPT under 'model.' ({len(tiny_sd)} tensors) beside 1 other tensor "
+                          f"(criterion.weight; ") and "not a DPT checkpoint" not in msg
+    exec(re.search(r"e\.g\. (sd = .*)$", msg).group(1), {"torch": torch})   # the recipe, as given
+    assert torch.equal(load_engine("dpt_tiny", tmp_path / "weights.pt").run(X)["inverse_depth"], tiny_ref)
+    # the same DPT twice (a model and its EMA copy; here in a module in the module): which one is not guessed
+    torch.save({"state_dict": dict(sd, **{"ema.net." + k: v for k, v in tiny_sd.items()})}, p)
+    with pytest.raises(CheckpointError, match=rf"holds 2 DPTs, under 'model.' \({len(tiny_sd)} tensors\), 'ema.net.' "
+                                              rf"\({len(tiny_sd)} tensors\) .*which to load is not known"):
+        read_state_dict(p)
+
+
 def test_prefix_on_only_some_keys_is_kept(tmp_path, tiny_sd):
     """A wrapper prefix is stripped only when every key carries it: one odd key is reported as stored."""
     p = tmp_path / "mixed.pt"
