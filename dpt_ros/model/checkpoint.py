@@ -284,8 +284,8 @@ _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
 
 def _foreign_container(path: Path) -> str:
     """What a file that torch.load could not read is when it is another kind of container, with what to do: a zip
-    that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz), or a plain ``pickle.dump`` file; '' else
-    (then it is taken for a damaged checkpoint)."""
+    that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz, a TorchScript archive), or a plain
+    ``pickle.dump`` file; '' else (then it is taken for a damaged checkpoint)."""
     try:
         with open(path, "rb") as f:
             head = f.read(64)
@@ -294,6 +294,10 @@ def _foreign_container(path: Path) -> str:
 
             with zipfile.ZipFile(path) as z:
                 names = [n for n in z.namelist() if not n.endswith("/")]
+            if any(n.endswith("/constants.pkl") for n in names):   # (as torch tells TorchScript from torch.save)
+                return ("a TorchScript archive (torch.jit.save: a compiled model, its code with its weights), not a "
+                        "checkpoint of weights; give the checkpoint it was exported from, or re-save its weights where "
+                        f"it was made: torch.save(torch.jit.load({str(path)!r}).state_dict(), 'weights.pt')")
             if not names or any(n.endswith("/data.pkl") for n in names):   # (torch.save's zip: a damaged one)
                 return ""
             inner = [n for n in names if n.lower().endswith(_CHECKPOINT_SUFFIXES)]

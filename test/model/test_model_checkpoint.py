@@ -779,8 +779,8 @@ def test_a_file_removed_after_the_existence_check_is_not_found_not_a_permission_
 
 
 def test_other_containers_are_named_with_what_to_do(tmp_path, tiny_sd):
-    """A zip that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz, any other zip) and a plain
-    pickle.dump file are said to be what they are, with what to do, not called corrupt ("Download it again")."""
+    """A zip that is not torch.save's (a .zip holding the checkpoint, a NumPy .npz, a TorchScript archive, any other zip)
+    and a plain pickle.dump file are said to be what they are, with what to do, not called corrupt ("Download it again")."""
     import pickle
     import zipfile
 
@@ -797,6 +797,8 @@ def test_other_containers_are_named_with_what_to_do(tmp_path, tiny_sd):
         z.writestr("readme.txt", "hello")
     pickled = tmp_path / "pickled.pt"
     pickled.write_bytes(pickle.dumps(dict(list(tiny_sd.items())[:3]), protocol=4))
+    scripted = tmp_path / "dpt_tiny_scripted.pt"   # an export for C++ / deployment (before: "corrupt or truncated")
+    torch.jit.save(torch.jit.script(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3))), scripted)
     expected = {
         zipped: f"is a zip archive holding dpt_tiny.pt, not a PyTorch checkpoint itself: unpack it (unzip {zipped})",
         npz: "is a NumPy .npz archive (np.savez), not a PyTorch checkpoint: re-save its arrays as tensors",
@@ -805,13 +807,16 @@ def test_other_containers_are_named_with_what_to_do(tmp_path, tiny_sd):
         pickled: "is a plain Python pickle (pickle.dump), not a file torch.save wrote, which torch.load cannot read; "
                  "where it was made, re-save the state dict with torch.save(state_dict, path) (unpickling a file you "
                  "do not trust runs its code)",
+        scripted: "is a TorchScript archive (torch.jit.save: a compiled model, its code with its weights), not a "
+                  "checkpoint of weights; give the checkpoint it was exported from, or re-save its weights where it "
+                  f"was made: torch.save(torch.jit.load({str(scripted)!r}).state_dict(), 'weights.pt')",
     }
     for path, text in expected.items():
         with pytest.raises(CheckpointError) as ei:
             read_state_dict(path)
         msg = str(ei.value)
         assert msg.startswith(f"{path} {text}"), msg
-        assert "corrupt" not in msg and "Download it again" not in msg, msg
+        assert "corrupt" not in msg and "Download it again" not in msg and "weights_only" not in msg, msg
     # torch.save's own files, legacy (a pickle) and zip, still load; a damaged zip is still called corrupt
     legacy = tmp_path / "legacy.pt"
     torch.save(tiny_sd, legacy, _use_new_zipfile_serialization=False)
