@@ -399,6 +399,12 @@ def _unwrap(obj, path: Path) -> dict:
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"{path}: not a state dict: non-tensor entries {bad[:10]}")
+    empty = [k for k, v in obj.items() if v.is_meta]
+    if empty:
+        raise CheckpointError(
+            f"{path}: {len(empty)} of its {len(obj)} tensors hold no values (on PyTorch's 'meta' device: {empty[0]}"
+            f"{', ...' if len(empty) > 1 else ''}): it was saved from a model built without its weights (under "
+            f"torch.device('meta') or an init_empty_weights()); save the state dict after the weights are loaded.")
     sd = dict(obj)
     # a prefix on every key from a training wrapper: DataParallel's "module.", or "model." (e.g. a
     # Lightning module's attribute holding the DPT); no official or Hugging Face name starts with either

@@ -361,6 +361,17 @@ def test_not_a_state_dict(tmp_path):
         read_state_dict(p2)
 
 
+def test_a_file_of_tensors_without_values_is_refused_saying_so(tmp_path, tiny_sd):
+    """A state dict saved from a model built on the meta device (its weights never loaded): tensors with shapes and no
+    values (before: RuntimeError 'Tensor.item() cannot be called on meta tensors' from the NaN check)."""
+    p = tmp_path / "empty.pt"
+    torch.save({k: torch.empty(v.shape, dtype=v.dtype, device="meta") for k, v in tiny_sd.items()}, p)
+    with pytest.raises(CheckpointError, match=rf"empty\.pt: {len(tiny_sd)} of its {len(tiny_sd)} tensors hold no values "
+                                              r"\(on PyTorch's 'meta' device: pretrained\.model\.cls_token, \.\.\.\): "
+                                              r".*save the state dict after the weights are loaded"):
+        load_checkpoint(p, "dpt_tiny")
+
+
 def test_wrong_variant_named(tmp_path, tiny_sd):
     p = official_file(tmp_path, tiny_sd, "tiny.pt")
     with pytest.raises(CheckpointError) as ei:
