@@ -182,8 +182,20 @@ def check_zip_crcs(path: "str | os.PathLike") -> Optional[int]:
     return len(records)
 
 
+def dangling_link_text(path: Path) -> str:
+    """' (a symbolic link to X, which does not exist: ...)' for a path that is a link to nothing, else ''."""
+    try:
+        if not path.is_symlink() or path.exists():
+            return ""
+        target = os.readlink(path)
+    except OSError:
+        return ""
+    return (f" (a symbolic link to {target}, which does not exist: moved or deleted, or on a disk that is not mounted; "
+            f"fix the link or give the file itself)")
+
+
 def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
-    msg = f"weights file not found: {path}."
+    msg = f"weights file not found: {path}{dangling_link_text(path)}."
     if variant is not None and variant.url:
         msg += f" Official weights for {variant.name}: {variant.url} (save as {variant.checkpoint})"
         if variant.hf_id:

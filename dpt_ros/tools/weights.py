@@ -54,6 +54,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         _check_release_digest,
         _is_index,
         _shard_files,
+        dangling_link_text,
         describe_state_dict,
         file_sha256,
         load_checkpoint,
@@ -65,7 +66,8 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
 
     path = resolve_weights_path(path)  # ~ expanded; a Hugging Face snapshot folder -> its weights file, as the loader does
     if not path.is_file():   # missing, or a pipe / device that reading would block on
-        raise FileNotFoundError(f"not a regular file: {path}" if path.exists() else f"no such file: {path}")
+        raise FileNotFoundError(f"not a regular file: {path}" if path.exists()
+                                else f"no such file: {path}{dangling_link_text(path)}")
     lines = [] if lines is None else lines
     v = get_variant(variant) if variant else None
     if _is_index(path):

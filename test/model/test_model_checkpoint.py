@@ -243,6 +243,27 @@ def test_missing_file_says_where_to_get_the_weights(tmp_path):
                                         "tests (outputs are meaningless) or pick a released variant.")
 
 
+def test_a_symlink_loads_the_file_it_names_and_one_to_nothing_is_said_to_be_one(tmp_path, tiny_sd, tiny_ref, capsys):
+    """weights/current.pt -> a checkpoint loads it; a link whose file was moved (or whose disk is not mounted) is said
+    to be such a link, naming its target (before: only 'not found', for a name that ls lists)."""
+    from dpt_ros.tools import weights
+
+    target = official_file(tmp_path, tiny_sd, "dpt_tiny_v2.pt")
+    link = tmp_path / "current.pt"
+    link.symlink_to(target)
+    assert torch.equal(load_engine("dpt_tiny", link).run(X)["inverse_depth"], tiny_ref)
+    gone = tmp_path / "mnt" / "dpt_tiny.pt"
+    link.unlink()
+    link.symlink_to(gone)
+    text = (f"current.pt (a symbolic link to {gone}, which does not exist: moved or deleted, or on a disk that is not "
+            f"mounted")
+    with pytest.raises(FileNotFoundError) as e:
+        load_checkpoint(link, "dpt_tiny")
+    assert f"weights file not found: {tmp_path}/{text}" in str(e.value)
+    assert weights.main(["--verify", str(link)]) == 1
+    assert f"FAILED: no such file: {tmp_path}/{text}" in capsys.readouterr().err
+
+
 def test_weights_path_with_a_tilde_is_in_the_home_directory(tmp_path, tiny_sd, monkeypatch):
     """weights:=~/home.pt (as typed in a launch file or a shell without expansion) is read from $HOME."""
     monkeypatch.setenv("HOME", str(tmp_path))
