@@ -222,12 +222,17 @@ def _check_device(value: str) -> Optional[str]:
 def _check_weights(value: str) -> Optional[str]:
     if value in ("", RANDOM_WEIGHTS):
         return None
-    from dpt_ros.model.checkpoint import CheckpointError, check_format, resolve_weights_path  # noqa: PLC0415
+    from dpt_ros.model.checkpoint import (  # noqa: PLC0415
+        CheckpointError,
+        check_format,
+        dangling_link_text,
+        resolve_weights_path,
+    )
 
     try:
         path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
         if not path.is_file():   # missing, or a device, pipe or socket
-            what = "is not a regular file" if path.exists() else "does not exist"
+            what = "is not a regular file" if path.exists() else f"does not exist{dangling_link_text(path)}"
             return f"weights file {shown(value)} {what} (give a checkpoint path, or 'random')"
         check_format(path)   # its first bytes: what is plainly no checkpoint is refused here, not after the load
     except FileNotFoundError as e:

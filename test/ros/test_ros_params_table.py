@@ -149,6 +149,12 @@ def test_weights_check(tmp_path):
         f"('x') (give a checkpoint file, or 'random')"]
     assert params.validate(s, {"depth.weights": "random"})[1] == []
     assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
+    link = tmp_path / "link.pt"   # a name `ls` lists: said to be a link to nothing, not only "does not exist"
+    link.symlink_to(tmp_path / "moved_away.pt")
+    assert params.validate(s, {"depth.weights": str(link)})[1] == [
+        f"weights file {str(link)!r} does not exist (a symbolic link to {tmp_path / 'moved_away.pt'}, which does not "
+        f"exist: moved or deleted, or on a disk that is not mounted; fix the link or give the file itself) (give a "
+        f"checkpoint path, or 'random')"]
     fifo = tmp_path / "pipe.pt"   # exists, but reading it would block the loader
     os.mkfifo(fifo)
     assert params.validate(s, {"depth.weights": str(fifo)})[1] == [
