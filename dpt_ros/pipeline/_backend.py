@@ -40,11 +40,18 @@ def _probe_cupy() -> tuple[ModuleType | None, str]:
     return cupy, ""
 
 
-@functools.lru_cache(maxsize=None)
+_kernel_probes: dict[int, str] = {}   # device index -> _probe_kernels' answer
+
+
 def _probe_kernels(index: int) -> str:
     """'' when CuPy compiles and loads the pipeline's kernels on CUDA device ``index``, else why not (a
     CuPy build for another CUDA major version imports but cannot). Once per device: loading a module
-    creates that device's context, so a device the node does not use is never touched."""
+    creates that device's context, so a device the node does not use is never touched. A device out of memory
+    (the module load is an allocation, e.g. right after a model filled the device) is no answer for good: it is
+    said, and the next call probes again."""
+    known = _kernel_probes.get(index)
+    if known is not None:
+        return known
     cupy = _probe_cupy()[0]
     try:
         from dpt_ros.pipeline._kernels import KERNEL_SOURCE  # noqa: PLC0415
@@ -52,9 +59,17 @@ def _probe_kernels(index: int) -> str:
         with cupy.cuda.Device(index):
             cupy.RawModule(code=KERNEL_SOURCE).get_function("dpt_decode")
     except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the machine
-        return (f"backend 'cupy' requested but CuPy cannot compile and load CUDA kernels on cuda:{index} "
-                f"({type(exc).__name__}: {exc}); install the CuPy build for your CUDA version (cupy-cuda12x or "
-                f"cupy-cuda13x), or use backend 'numpy'")
+        if is_out_of_memory(exc):
+            return (f"CuPy could not load the pipeline's CUDA kernels on cuda:{index}: the device is out of memory "
+                    f"({type(exc).__name__}: {exc}); they are tried again on the next frame (the pre-processor made "
+                    f"meanwhile stays on the CPU until the next model load). Free device memory (other processes on "
+                    f"this GPU, a smaller input_size or model)")
+        _kernel_probes[index] = (
+            f"backend 'cupy' requested but CuPy cannot compile and load CUDA kernels on cuda:{index} "
+            f"({type(exc).__name__}: {exc}); install the CuPy build for your CUDA version (cupy-cuda12x or "
+            f"cupy-cuda13x), or use backend 'numpy'")
+        return _kernel_probes[index]
+    _kernel_probes[index] = ""
     return ""
 
 

@@ -21,7 +21,6 @@ def test_out_of_memory_errors_are_recognised_and_releasing_caches_is_safe_withou
     pipeline.release_cached_memory()     # no CuPy imported / no CUDA: nothing to release, no error
 
 
-
 def test_a_driver_out_of_memory_is_a_device_out_of_memory():
     """A module of kernels that the driver cannot load for want of device memory (CuPy compiles and loads its
     element-wise kernels on their first use; torch its jit kernels), or a launch refused for it, fails as CuPy's
@@ -34,6 +33,7 @@ def test_a_driver_out_of_memory_is_a_device_out_of_memory():
                  "CUDA driver error: out of memory"):             # torch's driver-API check
         assert pipeline.is_out_of_memory(RuntimeError(text)), text
     assert not pipeline.is_out_of_memory(RuntimeError("CUDA_ERROR_INVALID_VALUE: invalid argument"))
+
 
 def test_cupy_backend_says_why_it_cannot_be_used():
     """Without CuPy, or with CuPy and no usable CUDA device (a pip-installed CuPy on a machine without
@@ -76,7 +76,45 @@ def test_the_kernel_check_is_per_device():
     if _backend._probe_cupy()[0] is None:   # no CuPy or no device: the same reason whatever the device
         reason = pipeline.cupy_unavailable_reason()
         assert all(pipeline.cupy_unavailable_reason(d) == reason for d in (0, "cuda:1", torch.device("cuda", 2)))
-        assert _backend._probe_kernels.cache_info().currsize == 0   # no device was touched
+        assert _backend._kernel_probes == {}   # no device was touched
+
+
+def test_a_kernel_check_that_ran_out_of_device_memory_is_tried_again(monkeypatch):
+    """Loading the kernels' module is a device allocation: on a device a model has just filled it can fail for want
+    of memory, which is no reason to run the pipeline on PyTorch / NumPy for the rest of the process (the answer was
+    cached for good, with advice to install another CuPy build); it is said as that, and the next check loads the
+    module again. Another failure (a CuPy build for another CUDA) stays the answer. CuPy cannot run on this
+    machine: a stand-in for its two calls the check makes."""
+    import contextlib
+    import types
+
+    from dpt_ros.pipeline import _backend
+
+    failures = [RuntimeError("CUDA_ERROR_OUT_OF_MEMORY: out of memory")]
+    loads = []
+
+    class Module:
+        def __init__(self, code):
+            loads.append(code)
+            if failures:
+                raise failures.pop(0)
+
+        def get_function(self, name):
+            return name
+
+    cupy = types.SimpleNamespace(RawModule=Module, cuda=types.SimpleNamespace(Device=lambda i: contextlib.nullcontext()))
+    monkeypatch.setattr(_backend, "_probe_cupy", lambda: (cupy, ""))
+    monkeypatch.setattr(_backend, "_kernel_probes", {})
+    reason = _backend.cupy_unavailable_reason(0)
+    assert reason.startswith("CuPy could not load the pipeline's CUDA kernels on cuda:0: the device is out of memory")
+    assert "install the CuPy build" not in reason
+    assert _backend.cupy_unavailable_reason(0) == "" and len(loads) == 2   # loaded now: CuPy serves
+    assert _backend.cupy_unavailable_reason(0) == "" and len(loads) == 2   # and that answer is kept
+    failures.append(RuntimeError("CUDA_ERROR_UNSUPPORTED_PTX_VERSION: the provided PTX was compiled with an "
+                                 "unsupported toolchain"))
+    for _ in range(2):
+        assert "install the CuPy build for your CUDA version" in _backend.cupy_unavailable_reason(1)
+    assert len(loads) == 3   # tried once on cuda:1
 
 
 def test_backend_selection_and_host_arrays_on_the_cpu():
