@@ -48,7 +48,11 @@ def _device_lut(name: str, device_id: int) -> Any:
     import cupy  # noqa: PLC0415
 
     with cupy.cuda.Device(device_id):
-        return cupy.asarray(colormap_lut(name))
+        lut = cupy.asarray(colormap_lut(name))
+        # cached for every later caller, whatever its stream: complete before any other stream reads it (a copy from
+        # pageable memory may return before its DMA has landed)
+        cupy.cuda.get_current_stream().synchronize()
+        return lut
 
 
 def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: float = 1.0,

@@ -350,7 +350,9 @@ def _device_palette(full: bytes, device_id: int) -> Any:
     import cupy  # noqa: PLC0415
 
     with cupy.cuda.Device(device_id):
-        return cupy.asarray(np.frombuffer(full, np.uint8).reshape(-1, 3))
+        palette = cupy.asarray(np.frombuffer(full, np.uint8).reshape(-1, 3))
+        cupy.cuda.get_current_stream().synchronize()   # cached for callers on any stream: complete before they read
+        return palette
 
 
 def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:

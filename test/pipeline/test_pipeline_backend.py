@@ -142,3 +142,23 @@ def test_backend_selection_and_host_arrays_on_the_cpu():
     t = torch.arange(4.0, requires_grad=True)
     np.testing.assert_array_equal(_backend.to_numpy(t * 2), [0.0, 2.0, 4.0, 6.0])
     np.testing.assert_array_equal(_backend.to_numpy([1, 2]), [1, 2])
+
+
+def test_device_tables_cached_for_every_stream_are_complete_before_they_are_returned():
+    """The colour map's and the palette's device tables and the cloud's pixel rays are uploaded once and cached for
+    every later caller, whatever CuPy stream it has current; a copy from pageable memory may return before its DMA
+    has landed, so each upload synchronises its stream before the table is handed out (a library caller on a side
+    stream could read a half-uploaded table on its first frame). Checked in the source: CuPy cannot run here."""
+    import ast
+    import inspect
+    import textwrap
+
+    from dpt_ros.pipeline import _cuda, colormap, postprocess
+
+    for fn in (colormap._device_lut, postprocess._device_palette, _cuda._axes):
+        fn = getattr(fn, "__wrapped__", fn)   # (behind functools.lru_cache)
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+        uploads = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "asarray"]
+        syncs = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "synchronize"]
+        assert uploads and syncs and max(c.lineno for c in uploads) < min(c.lineno for c in syncs), fn.__qualname__
