@@ -44,6 +44,27 @@ def test_bench_pipeline_json_cpu(capsys):
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
+def test_an_interrupted_run_prints_the_figures_it_has_cuda_first(capsys, monkeypatch):
+    """gpu_check ends a step past its time with SIGINT: bench_pipeline then prints what it has measured (one JSON
+    line, which gpu_check reads) instead of dying with nothing, and with --device cuda it has measured the CUDA
+    stages (issue #6's figures) before the CPU comparison, the longer part on a slow host (an H200 machine ran the CPU
+    stages 2.3x slower than this one). Here the interrupt lands in the CPU part's segmentation labels."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt   # what SIGINT's default handler raises where the run is
+
+    monkeypatch.setattr(bench_pipeline, "bench_labels", interrupted)
+    try:
+        code = bench_pipeline.main(["--sizes", "160x120", "--repeat", "2", "--device", "cuda", "--json"])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped: no JSON, every figure of the step lost")
+    assert code == 130
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert "cuda" in result   # measured before the CPU part ("skipped" on this machine)
+    assert result["cpu"]["160x120"]["ours_ms"]["total"] > 0 and result["cpu"]["cloud_640x480_ms"]
+    assert "segmentation_labels_640x480_ms" not in result["cpu"] and "interrupted" in result["interrupted"]
+
+
 def test_timers_run_ours_and_the_reference_in_turns():
     """The compared functions take turns of ``block`` timed calls, each turn after one untimed call (a busy spell
     hits both, and each runs warm as in a loop), and each gets the median of its own timed calls."""
