@@ -89,7 +89,7 @@ def _run(cmd: list[str], timeout: float, log: pathlib.Path | None) -> dict[str, 
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         errors="replace", start_new_session=True)
+                         errors="replace", start_new_session=True, preexec_fn=_sigint_default)
     try:
         out, err = p.communicate(timeout=max(timeout, 1))
         rc, timed_out = p.returncode, False
@@ -109,6 +109,14 @@ def _run(cmd: list[str], timeout: float, log: pathlib.Path | None) -> dict[str, 
         log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
     return {"cmd": " ".join(cmd), "rc": rc, "timed_out": timed_out, "seconds": round(time.monotonic() - t0, 1),
             "stdout": out, "stderr": err}
+
+
+def _sigint_default() -> None:
+    """In a step's process before it starts: SIGINT's default action. A process started with SIGINT ignored (what a
+    shell does to a command it runs in the background with ``&``) passes that on, and a Python step then never gets
+    the KeyboardInterrupt that lets it print what it measured and stop its node and camera processes: the SIGKILL
+    15 s later ends it with nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

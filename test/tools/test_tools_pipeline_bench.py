@@ -232,6 +232,26 @@ def test_gpu_check_step_past_its_time_is_interrupted_then_killed_with_everything
     assert _ends(int(pid_file.read_text())), "the step's child process outlived it"
 
 
+def test_gpu_check_step_gets_its_sigint_even_where_gpu_check_was_started_with_sigint_ignored():
+    """A shell starts a command it runs in the background (``&``) with SIGINT ignored, and its children inherit that:
+    a step past its time must still get the KeyboardInterrupt that lets it print what it measured (bench_pipeline)
+    and stop its node and camera, rather than the SIGKILL 15 s later with nothing printed."""
+    import signal
+
+    from dpt_ros.tools import gpu_check
+
+    # a step that relies on Python's own SIGINT handler, as the benchmarks do
+    code = ("import time\nprint('started', flush=True)\n"
+            "try:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted: printing the figures')\n")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)   # as gpu_check itself would have it after a shell's &
+    try:
+        r = gpu_check._run([sys.executable, "-c", code], 2.0, None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert r["timed_out"] and "started" in r["stdout"]
+    assert "interrupted: printing the figures" in r["stdout"], (r["stdout"], r["stderr"][-500:])
+
+
 def test_gpu_check_step_that_ends_leaves_nothing_it_started_running(tmp_path):
     from dpt_ros.tools import gpu_check
 
