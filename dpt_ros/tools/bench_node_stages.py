@@ -7,6 +7,8 @@ the share of everything but the model. The subscribers run in a separate process
 (``--subscribers process``), as in a real deployment: subscribers in this process would take every
 output message on this process's executor thread and hold the GIL the node's stages need. ``--profile N`` prints the top N functions by own
 time (cProfile) of as many frames again, run after the measured ones (the stage times are never the profiled frames').
+Interrupted (SIGINT, e.g. gpu_check's time limit) after a run's frames, it reports the runs measured so far, with
+``interrupted``, and exits with status 130.
 
 ``--rates 0 30`` measures the same node twice: frames back to back, then paced as a 30 Hz camera delivers
 them. Paced, the worker sleeps between frames and each frame starts on colder caches (and perhaps a
@@ -139,29 +141,41 @@ def run(args: argparse.Namespace) -> dict:
         def one(i: int) -> None:
             node.process([_Frame(cam, frames[i % len(frames)], time.monotonic())])
 
-        for i in range(args.warmup):
-            one(i)
-        runs = [_measure(node, one, rate, args.frames, args.profile) for rate in args.rates]
-        initial = node.settings
-        for changes in (_parse_changes(text) for text in args.also_with):
-            _set_live(node, changes)
+        runs: list[dict] = []   # each run's figures as soon as they are measured (its profile follows)
+        interrupted = None
+        try:
             for i in range(args.warmup):
                 one(i)
-            runs.append({**_measure(node, one, args.rates[0], args.frames, args.profile), "parameters": changes})
-            _set_live(node, {k: initial[k] for k in changes})
-        if subscriber is not None:
+            for rate in args.rates:
+                _measure(node, one, rate, args.frames, args.profile, into=runs)
+            initial = node.settings
+            for changes in (_parse_changes(text) for text in args.also_with):
+                _set_live(node, changes)
+                for i in range(args.warmup):
+                    one(i)
+                _measure(node, one, args.rates[0], args.frames, args.profile, into=runs, parameters=changes)
+                _set_live(node, {k: initial[k] for k in changes})
+        except KeyboardInterrupt:
+            # a caller's time limit (gpu_check: SIGINT): the runs measured so far are reported, not lost
+            if not runs:
+                raise
+            interrupted = (f"interrupted (SIGINT) after {len(runs)} of {len(args.rates) + len(args.also_with)} runs: "
+                           "the runs listed were measured; give the run more time for the rest")
+        # (interrupted, the outputs' arrival is not waited for: the caller's SIGKILL follows within seconds)
+        if subscriber is not None and not interrupted:
             counts = _stop_subscriber(subscriber)
             missing = [o for o in outputs if counts.get(o, 0) == 0]
             if missing:
                 raise RuntimeError(f"the subscriber process received nothing on {missing}: {counts}")
-        else:
+        elif not interrupted:
             wait_for(lambda: all(len(r) > 0 for r in received.values()), what="outputs")
         # the first rate's figures also at the top level, where the tools that read this JSON look
         return {"variant": args.variant, "device": str(node.models.device), "precision": args.precision,
                 "cuda_graphs": args.cuda_graphs, "image": f"{args.width}x{args.height}", "encoding": args.encoding,
                 "outputs": outputs, "points_stride": args.stride, "frames": args.frames,
                 "dds_profile": Path(profile).name if profile else "fastdds defaults",
-                "subscribers": args.subscribers, **runs[0], "runs": runs, "errors": node.error_counts()}
+                "subscribers": args.subscribers, **runs[0], "runs": runs, "errors": node.error_counts(),
+                **({"interrupted": interrupted} if interrupted else {})}
     finally:
         if subscriber is not None and subscriber.poll() is None:
             subscriber.kill()
@@ -218,21 +232,20 @@ def _frames(one, rate: float, frames: int, prof=None) -> float:
     return time.perf_counter() - t0
 
 
-def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
+def _measure(node, one, rate: float, frames: int, profile: int, into: list | None = None,
+             parameters: dict | None = None) -> dict:
     """Stage means of ``frames`` calls of ``one``, back to back (``rate`` 0) or paced at ``rate`` Hz. With
     ``profile``, another ``frames`` calls under cProfile follow for the function table: the stage times are of
     the frames without the profiler (its hooks on every Python call slow the Python-heavy stages more than the
-    model, and would inflate the overhead share)."""
+    model, and would inflate the overhead share). ``into``: a list the run is appended to once its stage times
+    are in, before the profiled frames (an interrupt there leaves the figures); ``parameters``: the live
+    parameter changes the run was made with, recorded in it."""
     with node._lock:
         for d in node._stage_ms.values():
             d.clear()
     wall = _frames(one, rate, frames)
     with node._lock:
         times = {k: sorted(v) for k, v in node._stage_ms.items() if v}
-    prof = None
-    if profile:
-        prof = cProfile.Profile()
-        _frames(one, rate, frames, prof)
     stages = {k: sum(v) / len(v) for k, v in times.items()}
     total = sum(stages.values())
     # means make up the per-frame total (the issue's overhead share is of means, as in /diagnostics); a shared
@@ -245,7 +258,13 @@ def _measure(node, one, rate: float, frames: int, profile: int) -> dict:
            "overhead_ms": round(total - stages.get("model", 0.0), 3),
            "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
            "wall_ms_per_frame": round(wall * 1000.0 / frames, 3)}
-    if prof is not None:
+    if parameters is not None:
+        run["parameters"] = parameters
+    if into is not None:
+        into.append(run)
+    if profile:
+        prof = cProfile.Profile()
+        _frames(one, rate, frames, prof)
         out = io.StringIO()
         # by own time: with the profiler switched on and off around each frame, the cumulative times of the
         # outer calls came out broken on the H200 run (Python 3.12: _postprocess "188/12" calls, 0.1 ms of a
@@ -285,6 +304,8 @@ def report(r: dict) -> str:
                   f"({run['node_overhead_fraction']} of node time); wall {run['wall_ms_per_frame']} ms/frame"]
     if r["errors"]:
         lines.append(f"  errors: {r['errors']}")
+    if r.get("interrupted"):
+        lines.append(f"  {r['interrupted']}")
     for run in r["runs"]:
         if run.get("profile"):
             lines += [f"  cProfile, {_run_label(run)}:", run["profile"]]
@@ -299,7 +320,7 @@ def main(argv=None) -> int:
         slim = {k: v for k, v in r.items() if k != "profile"}
         slim["runs"] = [{k: v for k, v in run.items() if k != "profile"} for run in r["runs"]]
         Path(args.json).write_text(json.dumps(slim, indent=2))
-    return 0
+    return 130 if r.get("interrupted") else 0
 
 
 if __name__ == "__main__":

@@ -44,6 +44,33 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
     assert "profile" not in r and not any("profile" in run for run in r["runs"])   # printed, not in the JSON
 
 
+def test_an_interrupted_run_reports_the_runs_it_measured(tmp_path, monkeypatch):
+    """gpu_check ends a step past its time with SIGINT: the runs measured by then are written and printed (status
+    130) instead of lost with the rest. Here the interrupt lands in the 25 Hz run, after the back-to-back run and
+    its profiled frames."""
+    calls = []
+    frames = bench_node_stages._frames
+
+    def interrupted_in_the_third(*args, **kwargs):
+        calls.append(args[1])
+        if len(calls) == 3:   # back to back, its profile, then the 25 Hz run's frames
+            raise KeyboardInterrupt   # what SIGINT's default handler raises where the run is
+        return frames(*args, **kwargs)
+
+    monkeypatch.setattr(bench_node_stages, "_frames", interrupted_in_the_third)
+    out = tmp_path / "stages.json"
+    try:
+        code = bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
+                                       "--input-size", "32", "--rates", "0", "25", "--profile", "5",
+                                       "--domain", str(DOMAIN), "--json", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt escaped: the run measured was lost")
+    assert code == 130 and calls == [0.0, 0.0, 25.0]
+    r = json.loads(out.read_text())
+    assert [run["rate_hz"] for run in r["runs"]] == [0.0] and r["rate_hz"] == 0.0
+    assert r["stages_ms"]["model"] > 0 and "after 1 of 2 runs" in r["interrupted"]
+
+
 def test_also_with_refused_values_say_why():
     with pytest.raises(SystemExit, match="expects NAME=VALUE"):
         bench_node_stages._parse_changes("depth.encoding")
