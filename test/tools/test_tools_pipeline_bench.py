@@ -175,6 +175,15 @@ def test_gpu_check_reads_the_issue_targets_from_the_step_results():
     assert single["issue5_e2e_default"]["processed_hz"]["met"] is False
     assert single["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
     assert single["issue6_1080p_frame_in_pinned_memory_ms"] == {"value": None, "target": "<= 1", "met": None}
+    # one run of another mode (--e2e-publication-modes ASYNCHRONOUS: no "runs" level) is named by its mode, not
+    # reported as the default's
+    asynchronous = e2e(30.0, [10.0], 0.3)
+    asynchronous["result"]["publication_mode"] = "ASYNCHRONOUS"
+    assert set(k for k in issue_targets({"bench_e2e": asynchronous}) if k.startswith("issue5")) == {
+        "issue5_e2e_asynchronous"}
+    default = e2e(30.0, [10.0], 0.3)
+    default["result"]["publication_mode"] = "rmw default (SYNCHRONOUS)"   # (bench_e2e's words for the default)
+    assert "issue5_e2e_default" in issue_targets({"bench_e2e": default})
     # an output that received nothing (NaN p99) fails the latency target, wherever it is in the list
     for p99s in ([float("nan"), 10.0], [10.0, float("nan")]):
         worst = issue_targets({"bench_e2e": e2e(30.0, p99s, 0.3)})["issue5_e2e_default"]["worst_output_p99_ms"]
@@ -227,6 +236,7 @@ def test_gpu_check_step_past_its_time_is_interrupted_then_killed_with_everything
             "    time.sleep(120)   # a cleanup that hangs: SIGKILL ends it\n")
     r = gpu_check._run([sys.executable, "-c", code], 2.0, tmp_path / "step.log")
     assert r["timed_out"] and r["rc"] is None and 15 <= r["seconds"] < 40
+    assert r["limit_s"] == 2.0   # what the budget gave the step, beside what it took (reported in the summary)
     assert "started" in r["stdout"] and "interrupted: cleaning up \u00e9" in r["stdout"]
     assert "interrupted: cleaning up" in (tmp_path / "step.log").read_text()
     assert _ends(int(pid_file.read_text())), "the step's child process outlived it"
