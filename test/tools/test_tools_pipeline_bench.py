@@ -19,9 +19,11 @@ def test_bench_pipeline_json_cpu(capsys):
     r = cpu["160x120"]
     for stage in ("decode", "preprocess", "postprocess", "cloud", "total"):
         assert r["ours_ms"][stage] > 0 and r["reference_ms"][stage] > 0
-        # the speed-up is the ratio of the printed times (where 3 decimals leave them precise to 0.5 %)
+        # the speed-up is the ratio of the printed times (where 3 decimals leave them precise to 0.5 %), to the 2
+        # decimals it is printed with (a busy spell of this shared machine once made a stage's ratio 0.104, printed 0.1)
         if min(r["ours_ms"][stage], r["reference_ms"][stage]) >= 0.1:
-            assert r["speedup"][stage] == pytest.approx(r["reference_ms"][stage] / r["ours_ms"][stage], rel=0.02)
+            assert r["speedup"][stage] == pytest.approx(r["reference_ms"][stage] / r["ours_ms"][stage], rel=0.02,
+                                                        abs=0.005)
     for side in ("ours_ms", "reference_ms"):
         assert r[side]["total"] == pytest.approx(sum(v for k, v in r[side].items() if k != "total"), abs=0.01)
     assert set(cpu["cloud_640x480_ms"]) >= {"ours_xyzrgb_from_depth", "create_cloud_xyz_from_ready_array",
