@@ -264,6 +264,19 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, Any] = {"env": _env()}
     cuda = bool(summary["env"].get("cuda_available"))
 
+    def save_partial() -> None:
+        """gpu_summary.json as far as the steps done so far: a run killed from outside (the device tool's limit)
+        keeps their figures; the final summary replaces it."""
+        if out_dir is not None:
+            done = [k for k in summary if k != "env"]
+            try:   # the issues' figures the steps done so far give
+                targets: Any = issue_targets(summary)
+            except Exception as e:  # noqa: BLE001 - a missing step's figures: the steps' own are kept
+                targets = f"not read from the partial results: {type(e).__name__}: {e}"
+            (out_dir / "gpu_summary.json").write_text(json.dumps(
+                {"partial": f"gpu_check did not finish: the steps done were {', '.join(done)}",
+                 **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1))
+
     e2e = (cuda or args.rehearse) and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
     # the node benchmarks' model: issue #5's on a GPU; a rehearsal runs the same steps small on the CPU
     model = (["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cuda-graphs"] if cuda else
@@ -282,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                              **_junit_summary(junit), "tail": tail[-15:]}
     if not cuda:
         summary["pytest_gpu"]["note"] = "no CUDA device: GPU tests skip"
+    save_partial()
 
     if args.no_pipeline_bench:
         summary["bench_pipeline"] = {"skipped": "--no-pipeline-bench"}
@@ -293,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_pipeline"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                                      "limit_s": r["limit_s"],
                                      "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
+        save_partial()
 
     if e2e:
         modes = [m for m in args.e2e_publication_modes.split(",") if m]
@@ -310,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             runs[mode] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"], "limit_s": r["limit_s"],
                           "result": json.loads(json_path.read_text()) if json_path.exists() else None,
                           "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
+            summary["bench_e2e"] = {"runs": runs}   # (the runs so far; replaced below)
+            save_partial()
         summary["bench_e2e"] = runs[modes[0]] if len(modes) == 1 else {
             "rc": max((v["rc"] if v["rc"] is not None else 1) for v in runs.values()), "runs": runs}
     else:
@@ -332,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "--frames", "20" if small else "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
             "--domain", "88",
             "--also-with", "depth.encoding=16UC1"], most=120, share=0.6)
+        save_partial()
     else:
         summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 50 s of budget"}
     # issue #3's figures (resolved): after the open issues' steps, in what the budget leaves
@@ -350,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "limit_s": r["limit_s"],
                                   "result": result, "stdout_tail": r["stdout"].strip()[-3000:],
                                   "stderr_tail": r["stderr"].strip()[-1500:]}
+        save_partial()
     elif not cuda:
         summary["bench_model"] = {"skipped": "no CUDA device (use --quick for a CPU smoke run)"}
     else:
@@ -358,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     if e2e and left() > 10:
         summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150", "--domain", "89"], most=40,
                                              share=0.5)
+        save_partial()
     else:
         summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 10 s of budget"}
     if e2e and left() > 20:   # the model's GPU memory taken by configure and given back by cleanup

@@ -106,13 +106,38 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     """gpu_check --rehearse on this CPU: every step of the GPU run runs (the ROS ones small, dpt_tiny on the CPU),
     each with its command line and JSON hand-off, and the issues' targets are read from their results; the
     summary says these figures are a rehearsal's."""
+    import threading
+
     env_out = tmp_path / "out"
-    p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--quick", "--rehearse", "--budget", "400",
-                        "--tests", "test/pipeline/test_pipeline_gpu.py", "--e2e-seconds", "3",
-                        "--node-stages-profile", "5", "--e2e-publication-modes", "default,ASYNCHRONOUS"],
-                       capture_output=True, text=True, timeout=480, env={**__import__("os").environ, "OUT": str(env_out)})
+    seen, targets, done = [], [], threading.Event()
+
+    def watch() -> None:   # gpu_summary.json while it runs: a run killed from outside keeps the steps done
+        while not done.wait(0.2):
+            try:
+                partial = json.loads((env_out / "gpu_summary.json").read_text())
+            except (OSError, ValueError):   # not there yet, or being written
+                continue
+            steps = [k for k in partial if k not in ("env", "partial", "targets", "elapsed_s")]
+            if "partial" in partial and (not seen or seen[-1] != steps):
+                seen.append(steps)
+                targets.append(partial["targets"])
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--quick", "--rehearse", "--budget", "400",
+                            "--tests", "test/pipeline/test_pipeline_gpu.py", "--e2e-seconds", "3",
+                            "--node-stages-profile", "5", "--e2e-publication-modes", "default,ASYNCHRONOUS"],
+                           capture_output=True, text=True, timeout=480,
+                           env={**__import__("os").environ, "OUT": str(env_out)})
+    finally:
+        done.set()
+        watcher.join()
     summary = json.loads(p.stdout)
-    assert summary == json.loads((env_out / "gpu_summary.json").read_text())
+    assert summary == json.loads((env_out / "gpu_summary.json").read_text()) and "partial" not in summary
+    # written after each step (seen at least after the tests and after a benchmark, each with the steps before it)
+    assert len(seen) >= 2 and seen[0][0] == "pytest_gpu" and all(a == b[:len(a)] for a, b in zip(seen, seen[1:])), seen
+    assert all("issue6_1080p_decode_pre_post_cloud_ms" in t for t in targets), targets   # the issues' figures so far
     assert summary["ok"] and p.returncode == 0, p.stderr[-3000:]
     assert summary["pytest_gpu"]["failures"] == 0 and summary["pytest_gpu"]["tests"] > 0
     assert summary["bench_pipeline"]["rc"] == 0 and summary["bench_pipeline"]["result"]["cpu"]
