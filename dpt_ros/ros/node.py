@@ -201,8 +201,11 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
             raise StartupError(f"{task}.weights is not set: {weights_help(task, name)}")
         if weights != RANDOM_WEIGHTS:
             weights = os.path.expanduser(weights)
+        # with CUDA graphs, one per network shape and batch size: cameras of one shape form batches of 1..n of them,
+        # so the cameras' steady state needs one graph per camera; fewer kept would evict and recapture (two eager
+        # passes and a capture) every batch once five cameras of other aspect ratios take turns
         engine = load_engine(variant, weights, device=device, precision=s["precision"],
-                             cuda_graphs=s["cuda_graphs"])
+                             cuda_graphs=s["cuda_graphs"], max_graphs=max(4, len(s["cameras"])))
         net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)

@@ -325,7 +325,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", "Inference device: auto (cuda if available), cpu, cuda, cuda:N.",
               "model", check=_check_device),
     ParamSpec("precision", "fp32", "Inference precision.", "model", choices=PRECISIONS),
-    ParamSpec("cuda_graphs", False, "Replay CUDA graphs per input shape (CUDA devices only).", "model"),
+    ParamSpec("cuda_graphs", False, "Replay CUDA graphs per input shape (CUDA devices only): one per network shape "
+              "and batch size, as many kept as there are cameras (at least 4).", "model"),
     ParamSpec("cpu_threads", 0,
               "CPU threads for PyTorch and OpenCV in this process (inference on the CPU, pre/post-processing on "
               "the host), so that the node leaves cores to the rest of the robot; 0 = their defaults (one per "

@@ -521,3 +521,17 @@ def test_two_spellings_of_one_camera_are_refused_at_start_up(cameras, node_ns, s
         ok.destroy_node()
     finally:
         rclpy.shutdown(context=context)
+
+
+def test_cuda_graphs_kept_cover_one_per_camera():
+    """With cuda_graphs, the engine keeps a graph per network shape and batch size, and cameras of one shape form
+    batches of 1..n of them: the cameras' steady state needs one graph per camera. The engine kept 4 whatever the
+    cameras, so five or more cameras of other aspect ratios taking turns evicted and recaptured a graph (two eager
+    passes and a capture) on every batch. (Graphs need CUDA; the number kept is the engine's own, set here too.)"""
+    from dpt_ros.ros.node import load_models
+
+    base = params.defaults().replace({"depth.variant": "dpt_tiny", "depth.weights": "random", "device": "cpu",
+                                      "input_size": 64})
+    assert load_models(base).depth.max_graphs == 4
+    assert load_models(base.replace({"cameras": ["a", "b"]})).depth.max_graphs == 4
+    assert load_models(base.replace({"cameras": [f"cam{i}" for i in range(6)]})).depth.max_graphs == 6
