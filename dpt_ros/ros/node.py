@@ -1235,6 +1235,13 @@ class DptNode(Node):
                                 "time (before 1970: the driver's clock, or its conversion to a ROS stamp, is broken): "
                                 "outputs carry that header, and /diagnostics' age figures leave them out; fix the "
                                 "camera driver's time stamps")
+            elif now_ns == 0:   # use_sim_time and no /clock message yet: every stamp is ahead of 0, none is wrong
+                # (said once per node, as it is the node's clock; "ahead" stays free for a real offset later)
+                self._warn_once("no_clock", f"{topic}: frames arrive while this node's clock is at 0: use_sim_time is "
+                                "true and no /clock message has come yet; /diagnostics' age figures leave these frames "
+                                "out, and /diagnostics is published on that clock, so not before /clock runs. If no "
+                                "/clock comes: play the bag with --clock (ros2 bag play my.bag --clock), or set "
+                                "use_sim_time:=false")
             else:
                 self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "

@@ -1,0 +1,95 @@
+"""Replaying recorded data, as users first try the node: `ros2 bag play my.bag --clock` with `use_sim_time:=true`
+(the node's clock is /clock's, which starts at 0, stops when the bag is paused and jumps back at each --loop), here a
+/clock publisher and frames stamped by that clock."""
+import math
+
+from rcl_interfaces.msg import Log
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import CameraInfo, Image
+
+from dpt_ros.ros import conversions
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+
+DOMAIN = 85
+
+T0 = 1_764_900_000 * 10**9   # the bag's start (December 2025)
+
+
+def _replay(harness, **overrides):
+    """A use_sim_time node with depth and camera_info, a /clock publisher and the camera's publishers, discovered."""
+    node = harness.start_node(**{"use_sim_time": True, "depth.scale": 1.0, "diagnostics.period": 60.0, **overrides})
+    log = harness.collector(Log, "/rosout")
+    out = harness.collector(Image, "depth")
+    clock = harness.probe.create_publisher(Clock, "/clock", 10)
+    image = harness.probe.create_publisher(Image, "image", qos())
+    info = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    wait_for(lambda: min(p.get_subscription_count() for p in (clock, image, info)) > 0 and
+             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+
+    def tick(t: int) -> None:   # the player's /clock at t, waited for until the node's clock reads it
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(t, 10**9)
+        clock.publish(msg)
+        wait_for(lambda: node.get_clock().now().nanoseconds == t, what=f"the node's clock at {t}")
+
+    def frame(t: int) -> None:   # a frame and its camera_info stamped t; waited for until its depth is out
+        n = len(out)
+        img = make_image(t)
+        info.publish(make_info(img))
+        image.publish(img)
+        wait_for(lambda: len(out) > n, what=f"the depth of the frame stamped {t}")
+
+    return node, log, out, tick, frame
+
+
+def _ages(node) -> tuple[float, float]:
+    values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+    return float(values["age_p50_ms"]), float(values["age_p99_ms"])
+
+
+def _warnings(log, needle: str) -> list[str]:
+    return [m.msg for m in log if m.name.endswith("dpt_node") and needle in m.msg]
+
+
+def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_of_the_clock(harness):
+    """Before /clock's first message a use_sim_time node's clock is at 0: a bag's frames (or any, where the bag is
+    played without --clock) were warned as '1764900000000 ms ahead of this node's clock (clocks not synchronised, ...)',
+    and that once-per-camera warning was then spent, so a real offset after /clock began went unsaid. Now they are
+    said to come before any /clock (once), and a frame ahead of the running clock is still warned as ahead."""
+    node, log, out, tick, frame = _replay(harness)
+    assert node.get_clock().now().nanoseconds == 0
+    frame(T0)
+    frame(T0 + 10**8)
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8]   # headers unchanged
+    needle = "no /clock message has come yet"
+    wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
+    assert len(_warnings(log, needle)) == 1 and "--clock" in _warnings(log, needle)[0]
+    assert _warnings(log, "ahead of this node's clock") == []
+    assert all(math.isnan(a) for a in _ages(node))   # no age to tell at clock 0
+    tick(T0 + 2 * 10**8)
+    frame(T0 + 10**8)    # 100 ms before the clock
+    frame(T0 + 12 * 10**8)   # 1 s ahead of it: a real offset
+    wait_for(lambda: _warnings(log, "ahead of this node's clock"), what="the ahead warning")
+    assert len(_warnings(log, "ahead of this node's clock")) == 1
+    assert "frames stamped 1000 ms ahead" in _warnings(log, "ahead of this node's clock")[0]
+    assert _ages(node) == (100.0, 100.0)   # in the clock's time, which stands still between /clock messages
+    assert len(_warnings(log, needle)) == 1
+
+
+def test_a_loop_jumping_the_clock_back_keeps_stamps_ages_and_camera_info_matching(harness):
+    """`--loop`: at the bag's end the clock and the stamps start again from its beginning. Outputs keep the input
+    stamps, ages are of the clock as it is now, and camera_info.policy exact matches by stamp on both passes."""
+    node, log, out, tick, frame = _replay(harness, **{"camera_info.policy": "exact"})
+    stamps = []
+    for _ in range(2):   # two passes of a three-frame bag
+        for i in range(3):
+            t = T0 + i * 10**8
+            tick(t + 5 * 10**7)
+            frame(t)
+            stamps.append(t)
+    assert [conversions.stamp_ns(m.header) for m in out] == stamps
+    assert _ages(node) == (50.0, 50.0)
+    counts = node.counts()[""]
+    assert counts["processed"] == 6 and counts["out:depth"] == 6, counts
+    assert not [k for k in counts if "camera_info" in k], counts
+    assert _warnings(log, "ahead of this node's clock") == []
