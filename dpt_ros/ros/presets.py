@@ -6,8 +6,8 @@ import, so it runs and is tested without a ROS distribution).
 
 Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
 variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the ``resolution`` / ``weights`` /
-``segmentation_weights`` / ``device`` / ``precision`` / ``camera_info_url`` / ``depth_reference`` arguments that were
-given (left at ``default`` / empty they override nothing, so a ``config_file`` can set them).
+``segmentation_weights`` / ``device`` / ``precision`` / ``camera_info_url`` / ``depth_reference`` / ``use_sim_time``
+arguments that were given (left at ``default`` / empty they override nothing, so a ``config_file`` can set them).
 """
 from __future__ import annotations
 
@@ -118,6 +118,8 @@ def launch_arguments(task: str) -> list[Argument]:
                  "sender thread, which pays on a GPU machine with cores to spare; 'default' keeps the environment's "
                  "(synchronous unless set)", tuple(PUBLICATION_MODES)),
         Argument("namespace", "", "namespace of the node and its output topics"),
+        Argument("use_sim_time", "false", "run the node (and RViz) on /clock's time, for recorded data played with "
+                 "`ros2 bag play --clock` or a simulator; sets the use_sim_time parameter", BOOLEANS),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
         Argument("rviz_fixed_frame", "camera_optical_frame",
                  "RViz fixed frame: the camera's frame_id (or a frame that TF connects to it)"),
@@ -190,6 +192,8 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
         overrides["depth.align"] = True
     if v["camera_info_url"]:
         overrides["camera_info.url"] = v["camera_info_url"]
+    if v["use_sim_time"] == "true":   # (false sets nothing: a parent launch file's SetParameter('use_sim_time') holds)
+        overrides["use_sim_time"] = True
     return [str(f) for f in files] + [overrides]
 
 
@@ -247,5 +251,8 @@ def rviz_node_options(task: str, values: Mapping[str, str]) -> dict:
     """Keyword arguments of the rviz2 ``Node``: in the node's namespace and with the node's input
     remappings, so the config's relative topics (image, inverse_depth/colored, ...) are the node's."""
     v = resolve(task, values)
-    return dict(namespace=v["namespace"], remappings=remappings(task, values),
-                arguments=["-d", rviz_config(), "-f", v["rviz_fixed_frame"]])
+    options = dict(namespace=v["namespace"], remappings=remappings(task, values),
+                   arguments=["-d", rviz_config(), "-f", v["rviz_fixed_frame"]])
+    if v["use_sim_time"] == "true":   # on the node's clock: its outputs carry the bag's stamps
+        options["parameters"] = [{"use_sim_time": True}]
+    return options

@@ -52,7 +52,7 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
     inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
-    rest = ["managed", "autostart", "publication_mode", "namespace", "use_rviz", "rviz_fixed_frame"]
+    rest = ["managed", "autostart", "publication_mode", "namespace", "use_sim_time", "use_rviz", "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
     assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
     assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
@@ -160,6 +160,25 @@ def test_a_misspelt_or_misplaced_launch_argument_is_named():
         "(--show-args lists them)"]
     for task in presets.TASKS:   # every argument of the file itself, given or not, is fine
         assert presets.ignored_arguments(task, [a.name for a in presets.launch_arguments(task)]) == []
+
+
+def test_use_sim_time_puts_the_node_and_rviz_on_the_clock_of_a_played_bag():
+    """`ros2 launch dpt_ros depth.launch.py use_sim_time:=true` beside `ros2 bag play my.bag --clock`, as users replay
+    recorded data: the launch files declared no use_sim_time and ignored it without a word, so the node ran on the wall
+    clock (the bag's frames days old, ages of days) and RViz too. Now the node and RViz get the parameter; false sets
+    nothing, so a parent launch file's SetParameter('use_sim_time', True) still reaches the node."""
+    for task in presets.TASKS:
+        assert presets.node_parameters(task, {"use_sim_time": "true"})[-1] == {"use_sim_time": True}
+        assert presets.node_parameters(task, {"use_sim_time": "false"})[-1] == {}
+        assert presets.node_parameters(task, {})[-1] == {}
+        assert presets.rviz_node_options(task, {"use_sim_time": "true"})["parameters"] == [{"use_sim_time": True}]
+        assert "parameters" not in presets.rviz_node_options(task, {})
+        assert presets.ignored_arguments(task, ["use_sim_time"]) == []
+    assert presets.ignored_arguments("depth", ["use_sim_tim"]) == [
+        "launch argument 'use_sim_tim' is not one of depth.launch.py's: ignored; did you mean 'use_sim_time'? "
+        "(--show-args lists them)"]
+    with pytest.raises(ValueError, match="use_sim_time:='yes' is not one of true, false"):
+        presets.node_parameters("depth", {"use_sim_time": "yes"})
 
 
 def test_remappings_and_rviz():
