@@ -97,6 +97,9 @@ _RATE_WINDOW_S = 5.0
 #: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
 _STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
+#: a frame already this old when it arrived (its stamp against this node's wall clock) is warned of once per camera:
+#: a bag played without use_sim_time, or a camera clock behind this one (a live frame arrives within milliseconds)
+_OLD_STAMP_S = 10.0
 
 
 class StartupError(RuntimeError):
@@ -1191,6 +1194,7 @@ class DptNode(Node):
                 self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
         t4 = time.perf_counter()
         now_ns = self.get_clock().now().nanoseconds
+        sim_time = self.get_clock().ros_time_is_active   # use_sim_time, the clock /clock's
         with self._lock:
             if worker is not None and self._worker is not worker:
                 return   # cleaned up while it published: the figures are the next configuration's
@@ -1202,7 +1206,7 @@ class DptNode(Node):
                 self._stage_sums[stage] += dt
             done = time.monotonic()
             self._batch_done.append(done)
-            odd_stamps = []
+            odd_stamps, old_stamps = [], []
             for job, msgs in messages:
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
@@ -1211,6 +1215,10 @@ class DptNode(Node):
                 if stamp > 0 and now_ns >= stamp:
                     self._ages_ms.append((now_ns - stamp) / 1e6)
                     self._age_done.append(done)
+                    # how old it already was when it arrived (the rest of its age is this node's own delay)
+                    before_s = (now_ns - stamp) / 1e9 - (done - job["frame"].received)
+                    if before_s > _OLD_STAMP_S and not sim_time:
+                        old_stamps.append((cam, before_s))
                 else:   # no age to tell: an unset or negative stamp (57+ years old) or one ahead of this clock would skew
                     # them all
                     odd_stamps.append((cam, stamp))
@@ -1220,6 +1228,14 @@ class DptNode(Node):
                     cam.counts["out:" + name] += 1
         # said once per camera: keyed by its name, not by its place in the list (a managed node's next configuration
         # may list other cameras)
+        for cam, before_s in old_stamps:
+            topic, key = cam.image_topic or cam.topic("image"), cam.topic("image")
+            hours = f" ({before_s / 3600:.1f} h)" if before_s >= 3600 else ""
+            self._warn_once(f"old:{key}", f"{topic}: frames stamped {before_s:.0f} s{hours} before they arrived, by "
+                            "this node's clock (use_sim_time is false): recorded data played on the wall clock, or a "
+                            "camera clock behind this one; /diagnostics' age figures include that, so they tell how "
+                            "old the frames are, not this node's delay (the latency figures are its own). To replay a "
+                            "bag on its own time: ros2 bag play my.bag --clock, with use_sim_time:=true")
         for cam, stamp in odd_stamps:
             topic = cam.image_topic or cam.topic("image")
             key = cam.topic("image")

@@ -93,3 +93,28 @@ def test_a_loop_jumping_the_clock_back_keeps_stamps_ages_and_camera_info_matchin
     assert counts["processed"] == 6 and counts["out:depth"] == 6, counts
     assert not [k for k in counts if "camera_info" in k], counts
     assert _warnings(log, "ahead of this node's clock") == []
+    assert _warnings(log, "before they arrived") == []   # (on /clock's time: the bag's stamps are not old)
+
+
+def test_a_bag_played_without_sim_time_is_said_once_to_be_old_not_left_unexplained(harness):
+    """The same bag without --clock / use_sim_time: its frames are a year old by the node's wall clock, and
+    /diagnostics' ages said so (age_p50_ms of some 3e10) without a word of why. Now a warning says once per camera how
+    old the frames were when they arrived and how to replay a bag on its own time; the ages stay what they are."""
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    out = harness.collector(Image, "inverse_depth")
+    image = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: image.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    for i in range(3):
+        image.publish(make_image(T0 + i * 10**8))
+        wait_for(lambda: len(out) == i + 1, what=f"frame {i + 1}")
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8, T0 + 2 * 10**8]
+    old_h = (harness.probe.get_clock().now().nanoseconds - T0) / 3.6e12
+    said = "before they arrived"
+    wait_for(lambda: _warnings(log, said), what="the old-stamp warning")
+    assert len(_warnings(log, said)) == 1, _warnings(log, said)
+    text = _warnings(log, said)[0]
+    assert text.startswith("/image: frames stamped ") and "ros2 bag play my.bag --clock" in text
+    assert abs(float(text.split(" h)")[0].rsplit("(", 1)[1]) - old_h) < 0.2, (text, old_h)
+    assert _ages(node)[0] > 1000 * 3600 * (old_h - 0.2)   # the ages are as old as the frames
