@@ -1258,6 +1258,12 @@ class DptNode(Node):
                                 "out, and /diagnostics is published on that clock, so not before /clock runs. If no "
                                 "/clock comes: play the bag with --clock (ros2 bag play my.bag --clock), or set "
                                 "use_sim_time:=false")
+            elif sim_time:   # /clock advances in steps: a frame stamped at its bag time may be past the last one
+                self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
+                                "ahead of this node's clock, which is /clock's (use_sim_time): a bag player publishes "
+                                "it in steps (ros2 bag play --clock: 40 Hz, i.e. up to 25 ms times --rate of the "
+                                "bag's time between them; --clock 200 makes them finer), or the frames are not stamped "
+                                "in the time /clock gives; /diagnostics' age figures leave them out")
             else:
                 self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "

@@ -55,7 +55,8 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     """Before /clock's first message a use_sim_time node's clock is at 0: a bag's frames (or any, where the bag is
     played without --clock) were warned as '1764900000000 ms ahead of this node's clock (clocks not synchronised, ...)',
     and that once-per-camera warning was then spent, so a real offset after /clock began went unsaid. Now they are
-    said to come before any /clock (once), and a frame ahead of the running clock is still warned as ahead."""
+    said to come before any /clock (once), and a frame ahead of the running clock is still warned as ahead, of /clock,
+    which a bag player publishes in steps (40 Hz: 25 ms x --rate of the bag's time), not of unsynchronised clocks."""
     node, log, out, tick, frame = _replay(harness)
     assert node.get_clock().now().nanoseconds == 0
     frame(T0)
@@ -71,7 +72,10 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     frame(T0 + 12 * 10**8)   # 1 s ahead of it: a real offset
     wait_for(lambda: _warnings(log, "ahead of this node's clock"), what="the ahead warning")
     assert len(_warnings(log, "ahead of this node's clock")) == 1
-    assert "frames stamped 1000 ms ahead" in _warnings(log, "ahead of this node's clock")[0]
+    ahead = _warnings(log, "ahead of this node's clock")[0]
+    # (not "clocks not synchronised, or use_sim_time differs": both run on /clock, which advances in steps)
+    assert "frames stamped 1000 ms ahead of this node's clock, which is /clock's (use_sim_time)" in ahead, ahead
+    assert "not synchronised" not in ahead
     assert _ages(node) == (100.0, 100.0)   # in the clock's time, which stands still between /clock messages
     assert len(_warnings(log, needle)) == 1
 
