@@ -43,7 +43,7 @@ from .checkpoint import (
     verify_sha256_prefix,
 )
 from .dpt import DPT
-from .engine import PRECISIONS, Engine, build_model, load_engine, metric_depth, parse_precision
+from .engine import PRECISIONS, Engine, build_model, load_engine, metric_depth, outside_graph_capture, parse_precision
 from .variants import VARIANTS, Metric, Variant, get_variant
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "Engine",
     "load_engine",
     "build_model",
+    "outside_graph_capture",
     "metric_depth",
     "parse_precision",
     "PRECISIONS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import threading
@@ -25,6 +26,15 @@ PRECISIONS = {
 
 # One CUDA-graph capture at a time in this process (captures from two engines must not interleave).
 _CAPTURE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def outside_graph_capture():
+    """Hold CUDA-graph captures in this process off (one underway is waited for, the next waits): for work that must
+    not run during a capture on another thread, such as returning cached device memory to the driver (freeing
+    synchronises the device, which would invalidate the capture)."""
+    with _CAPTURE_LOCK:
+        yield
 
 
 def parse_precision(precision: "str | torch.dtype") -> torch.dtype:

@@ -47,7 +47,7 @@ except ImportError:   # Humble: the same classes in rclpy.qos_event
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros import pipeline
-from dpt_ros.model import get_variant, load_engine
+from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params
 from dpt_ros.ros.console import ros_init_failure
@@ -523,7 +523,8 @@ class DptNode(Node):
             self._stopping = False
         gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
         if device is not None and device.type == "cuda":
-            pipeline.release_cached_memory(device, host=True)   # cached blocks back to the driver (nvidia-smi)
+            with outside_graph_capture():   # (an abandoned loader may still be capturing)
+                pipeline.release_cached_memory(device, host=True)   # cached blocks back to the driver (nvidia-smi)
         _trim_host_heap()
 
     # ------------------------------------------------------------------ parameters
@@ -1283,7 +1284,8 @@ class DptNode(Node):
         allocator) is its own reason, and both caches (of ``device``) are released so that the next frame can
         succeed."""
         if pipeline.is_out_of_memory(e):
-            pipeline.release_cached_memory(device)
+            with outside_graph_capture():   # (a swap may be capturing the next model's graphs on the loader thread)
+                pipeline.release_cached_memory(device)
             return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
         return stage, f"{type(e).__name__}: {e}"
 

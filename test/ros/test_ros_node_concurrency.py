@@ -300,3 +300,28 @@ def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
     assert lines and lines[0].startswith("[inference] /a/image, /b/image: depth model: RuntimeError"), lines
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert model["depth.net_input"] in ("64x64, 64x160", "64x160, 64x64")
+
+
+def test_device_memory_is_given_back_outside_a_graph_capture():
+    """A frame that ran out of device memory returns the cached memory to the driver (the next one can then
+    succeed); freeing synchronises the device, which would invalidate a CUDA-graph capture underway on another
+    thread (a model swap captures on the loader thread). The release waits for the capture to end, and a capture
+    waits for a release. (The node's out-of-memory path, on a thread of its own against a held capture lock.)"""
+    import threading
+    import time
+
+    import torch
+
+    from dpt_ros.model import engine as engine_module
+    from dpt_ros.ros.node import DptNode
+
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    answers = []
+    with engine_module._CAPTURE_LOCK:   # a capture underway
+        t = threading.Thread(target=lambda: answers.append(DptNode._failure("inference", oom)))
+        t.start()
+        time.sleep(0.3)
+        assert answers == [], "the memory was released during the capture"
+    t.join(5)
+    assert answers and answers[0][0] == "cuda_oom"
+    assert DptNode._failure("inference", ValueError("x")) == ("inference", "ValueError: x")   # (no lock taken)
