@@ -86,6 +86,10 @@ _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (1
 #: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
 #: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
 _INFO_WAIT_S = 0.05
+#: A camera_info stamped after a frame shows that the frame's own has been passed (it is not waited for), unless it is
+#: more than this after it: then it is of before the camera's stamps went back (ros2 bag play --loop: the last pass's
+#: end; a camera driver restarted on another clock), which a frame that arrives first after the loop must not go by
+_STAMP_JUMP_S = 1.0
 #: for this long after its camera_info is subscribed (start, a camera_info.url cleared) a camera without one yet is
 #: waited for once, and a frame without one is reported as early rather than as a missing or misrouted camera_info
 _INFO_GRACE_S = 3.0
@@ -1627,7 +1631,8 @@ class DptNode(Node):
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
-        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way); but not again
+        frame (one more than ``_STAMP_JUMP_S`` newer is of before its stamps went back: a looped bag), wait up to
+        ``_INFO_WAIT_S`` for the matching one (it may still be on its way); but not again
         for this camera until its next camera_info comes after one such wait ran out (its camera_info has
         stopped, or comes slower than its images): the worker serves every camera, and would hold all of them
         back by that wait on each of this camera's frames. With ``camera_info.url``, the file's."""
@@ -1646,7 +1651,10 @@ class DptNode(Node):
                 early = now - f.camera.info_since < _INFO_GRACE_S   # its first camera_info may be on its way
                 # (deactivating: the executor that would deliver a trailing camera_info is the one waiting for this
                 # frame, so no wait)
-                if chosen is not None or (not infos and not early) or (infos and infos[-1][0] >= stamp) \
+                # a newer camera_info has come, so the frame's own will not (they come in stamp order); not one far
+                # newer: at a loop of a bag (the stamps go back) those held are the end of its last pass
+                passed = any(0 <= t - stamp <= _STAMP_JUMP_S * 1e9 for t, _ in infos)
+                if chosen is not None or (not infos and not early) or passed \
                         or self._stopping or f.camera.info_waited_in_vain or not self._active:
                     break
                 if remaining <= 0:

@@ -435,8 +435,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info.policy", "nearest",
               "Which camera_info goes with an image: same stamp (exact), nearest stamp within "
               "camera_info.tolerance (nearest), or the latest received (latest). exact/nearest wait up to "
-              "50 ms for an info not yet as new as the image (after a wait in vain, not again for that camera "
-              "until its next camera_info arrives).",
+              "50 ms for the image's own while none as new has come (one more than 1 s newer does not count: it is "
+              "of before the stamps went back, as at each ros2 bag play --loop); after a wait in vain, not again for "
+              "that camera until its next camera_info arrives.",
               choices=CAMERA_INFO_POLICIES),
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "

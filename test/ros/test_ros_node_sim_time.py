@@ -2,12 +2,15 @@
 (the node's clock is /clock's, which starts at 0, stops when the bag is paused and jumps back at each --loop), here a
 /clock publisher and frames stamped by that clock."""
 import math
+import time
 
+import pytest
 from rcl_interfaces.msg import Log
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
+from dpt_ros.ros import node as node_module
 from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
 
 DOMAIN = 85
@@ -15,16 +18,17 @@ DOMAIN = 85
 T0 = 1_764_900_000 * 10**9   # the bag's start (December 2025)
 
 
-def _replay(harness, **overrides):
-    """A use_sim_time node with depth and camera_info, a /clock publisher and the camera's publishers, discovered."""
-    node = harness.start_node(**{"use_sim_time": True, "depth.scale": 1.0, "diagnostics.period": 60.0, **overrides})
+def _replay(harness, sim: bool = True, **overrides):
+    """A use_sim_time node with depth and camera_info, a /clock publisher and the camera's publishers, discovered
+    (``sim`` false: a node on the wall clock, as with a bag played without --clock; then no /clock)."""
+    node = harness.start_node(**{"use_sim_time": sim, "depth.scale": 1.0, "diagnostics.period": 60.0, **overrides})
     log = harness.collector(Log, "/rosout")
     out = harness.collector(Image, "depth")
     clock = harness.probe.create_publisher(Clock, "/clock", 10)
     image = harness.probe.create_publisher(Image, "image", qos())
     info = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    wait_for(lambda: min(p.get_subscription_count() for p in (clock, image, info)) > 0 and
-             node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    wait_for(lambda: min(p.get_subscription_count() for p in ((clock, image, info) if sim else (image, info))) > 0
+             and node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
 
     def tick(t: int) -> None:   # the player's /clock at t, waited for until the node's clock reads it
         msg = Clock()
@@ -32,13 +36,20 @@ def _replay(harness, **overrides):
         clock.publish(msg)
         wait_for(lambda: node.get_clock().now().nanoseconds == t, what=f"the node's clock at {t}")
 
-    def frame(t: int) -> None:   # a frame and its camera_info stamped t; waited for until its depth is out
+    def frame(t: int, late: bool = False) -> None:
+        """A frame and its camera_info stamped t (``late``: the info 0.3 s after the image, the worker already
+        waiting for it); waited for until its depth is out."""
         n = len(out)
         img = make_image(t)
-        info.publish(make_info(img))
+        if not late:
+            info.publish(make_info(img))
         image.publish(img)
+        if late:
+            time.sleep(0.3)
+            info.publish(make_info(img))
         wait_for(lambda: len(out) > n, what=f"the depth of the frame stamped {t}")
 
+    frame.info = info   # (the camera_info publisher, for a camera_info alone)
     return node, log, out, tick, frame
 
 
@@ -122,3 +133,39 @@ def test_a_bag_played_without_sim_time_is_said_once_to_be_old_not_left_unexplain
     assert text.startswith("/image: frames stamped ") and "ros2 bag play my.bag --clock" in text
     assert abs(float(text.split(" h)")[0].rsplit("(", 1)[1]) - old_h) < 0.2, (text, old_h)
     assert _ages(node)[0] > 1000 * 3600 * (old_h - 0.2)   # the ages are as old as the frames
+
+
+@pytest.mark.parametrize("policy, sim", [("exact", True), ("nearest", False)])
+def test_the_first_frames_after_a_loop_wait_for_their_late_camera_info_as_the_first_pass_did(harness, monkeypatch,
+                                                                                              policy, sim):
+    """`--loop` of a bag longer than the node's camera_info buffer (its last 30): at the loop the buffer holds the end
+    of the last pass, seconds after the new frames. The wait for a camera_info not yet as new as the frame was skipped
+    for the first frame after the loop (the newest held was newer than it), which then went without depth/camera_info
+    and points ('the closest is 2000 ms away') when its camera_info came after its image. camera_info stamped more than
+    1 s after the frame is now taken to be of before the stamps went back: the frame waits for its own as on the
+    first pass. So too without --clock and use_sim_time (or a camera restarted on another clock): it goes by the
+    stamps alone. The wait (50 ms in the node) is widened to 2 s and the infos sent 0.3 s late, so that the test does
+    not depend on the machine's load."""
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 2.0)
+    node, log, out, tick, frame = _replay(harness, sim, **{"camera_info.policy": policy})
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    wait_for(lambda: node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    start = [T0, T0 + 10**8]   # the bag's first two frames
+    tail = [T0 + 2 * 10**9 + k * 10**8 for k in range(30)]   # the camera_info of its frames from 2 s to 4.9 s
+    for _ in range(2):   # two passes
+        if sim:
+            tick(T0)
+        for t in start:
+            frame(t, late=True)
+        for t in tail:   # (their images left out: only the buffer of camera_info matters here)
+            frame.info.publish(make_info(make_image(t)))
+            # (one at a time: a burst of 30 would overrun the publisher's history of 10)
+            wait_for(lambda: node.cameras[0].infos[-1][0] == t, what="the camera_info stored")
+        if sim:
+            tick(tail[-1])
+    wait_for(lambda: node.counts()[""]["processed"] == 4, what="the four frames counted")
+    counts = node.counts()[""]
+    wait_for(lambda: len(infos) == counts["out:depth/camera_info"], what="the depth/camera_info published")
+    assert [conversions.stamp_ns(m.header) for m in infos] == start * 2
+    assert counts["processed"] == 4 and counts["out:depth/camera_info"] == 4, counts
+    assert not [k for k in counts if "camera_info" in k and not k.startswith("out:")], counts
