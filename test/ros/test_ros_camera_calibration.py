@@ -286,14 +286,11 @@ def test_package_urls_resolve_through_the_ament_index_and_say_what_is_missing(tm
         camera_calibration.resolve("package://other_camera/calib/left.yaml")
 
 
-def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
-    """A 160x120 calibration for 80x60 frames: depth/camera_info is it scaled by 1/2 and the cloud's points
-    follow it; the node subscribes no camera_info and needs none."""
-    (tmp_path / "ost.yaml").write_text(OST.format(fx=100.0))
+def _outputs_with_the_file(harness, path):
+    """A node with ``camera_info.url`` = ``path`` (metres from depth.scale / shift, cloud at stride 1) fed 80x60
+    frames: (node, depth/camera_info, depth array, cloud array) of one frame."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "points.stride": 1,
-                                 "camera_info.url": f"file://{tmp_path}/ost.yaml"})
-    subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())}
-    assert "/image" in subscribed and "/camera_info" not in subscribed
+                                 "camera_info.url": f"file://{path}"})
     got = {n: harness.collector(t, n) for n, t in (("points", PointCloud2), ("depth", Image),
                                                       ("depth/camera_info", CameraInfo))}
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -303,10 +300,19 @@ def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
     cloud = got["points"][0]
     wait_for(lambda: all(any(m.header.stamp == cloud.header.stamp for m in got[n]) for n in got), what="the outputs")
     info = next(m for m in got["depth/camera_info"] if m.header.stamp == cloud.header.stamp)
+    depth = conversions.image_array(next(m for m in got["depth"] if m.header.stamp == cloud.header.stamp))
+    return node, info, depth, conversions.cloud_array(cloud)
+
+
+def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
+    """A 160x120 calibration for 80x60 frames: depth/camera_info is it scaled by 1/2 and the cloud's points
+    follow it; the node subscribes no camera_info and needs none."""
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=100.0))
+    node, info, d, pts = _outputs_with_the_file(harness, tmp_path / "ost.yaml")
+    subscribed = {name for name, _ in node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace())}
+    assert "/image" in subscribed and "/camera_info" not in subscribed
     assert (info.width, info.height) == (80, 60)
     assert list(info.k) == pytest.approx([50.0, 0.0, 39.75, 0.0, 50.0, 29.75, 0.0, 0.0, 1.0])
-    d = conversions.image_array(next(m for m in got["depth"] if m.header.stamp == cloud.header.stamp))
-    pts = conversions.cloud_array(cloud)
     u, v = np.meshgrid(np.arange(80), np.arange(60))
     ok = np.isfinite(d)
     np.testing.assert_allclose(pts["x"][ok], ((u - 39.75) * d / 50.0)[ok], rtol=1e-5, atol=1e-6)
@@ -320,22 +326,10 @@ def test_node_takes_the_roi_of_the_file(harness, tmp_path):
     """A file saved by camera_info_manager for a camera streaming an 80x60 ROI at (40, 30) of its 160x120 sensor:
     depth/camera_info and the cloud have the sensor's focal length and the centre moved by the offset."""
     (tmp_path / "roi.yaml").write_text(SAVED.format(bx=0, by=0, x0=40, y0=30, rh=60, rw=80))
-    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "points.stride": 1,
-                                 "camera_info.url": f"file://{tmp_path}/roi.yaml"})
-    got = {n: harness.collector(t, n) for n, t in (("points", PointCloud2), ("depth", Image),
-                                                      ("depth/camera_info", CameraInfo))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and
-             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
-    publish_until(pub, lambda i: make_image(i, width=80, height=60), got["points"])
-    cloud = got["points"][0]
-    wait_for(lambda: all(any(m.header.stamp == cloud.header.stamp for m in got[n]) for n in got), what="the outputs")
-    info = next(m for m in got["depth/camera_info"] if m.header.stamp == cloud.header.stamp)
+    _, info, d, pts = _outputs_with_the_file(harness, tmp_path / "roi.yaml")
     assert (info.width, info.height) == (80, 60)
     assert list(info.k) == pytest.approx([100.0, 0.0, 39.5, 0.0, 100.0, 29.5, 0.0, 0.0, 1.0])
     assert list(info.p) == pytest.approx([100.0, 0.0, 39.5, 0.0, 0.0, 100.0, 29.5, 0.0, 0.0, 0.0, 1.0, 0.0])
-    d = conversions.image_array(next(m for m in got["depth"] if m.header.stamp == cloud.header.stamp))
-    pts = conversions.cloud_array(cloud)
     u, v = np.meshgrid(np.arange(80), np.arange(60))
     ok = np.isfinite(d)
     assert ok.any()
