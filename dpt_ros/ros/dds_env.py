@@ -8,15 +8,21 @@ Two settings changed name between ROS 2 releases, and each release reads only it
   (Humble 2.6, Jazzy 2.14) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``. Kilted's rmw also reads the old name,
   but logs a deprecation warning for it in every process, so it is set only for the Fast DDS 2 distros.
 
+A Fast DDS profile with a large shared-memory segment (``config/fastdds_large_data.xml``: 32 MB) takes that
+segment in ``/dev/shm`` for every process. Where ``/dev/shm`` is small (Docker's default is 64 MB) the processes
+that come later get none and send their images as UDP fragments: :func:`shm_shortage` says so.
+
 No ROS imports: tools use this to build the environment of the processes they start.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Optional
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
@@ -54,6 +60,64 @@ def set_profile(env: MutableMapping[str, str], profile: Optional[str]) -> Mutabl
 def profile_of(environ: Mapping[str, str] = os.environ) -> Optional[str]:
     """The profile file the user set under either name (Fast DDS 3's name first), or None."""
     return next((environ[k] for k in PROFILE_VARIABLES if environ.get(k)), None)
+
+
+SHM_DIR = "/dev/shm"
+# a process's share of /dev/shm per byte of segment_size (measured with Fast DDS 3.2: 33.6 MiB for 32 MiB)
+SHM_OVERHEAD = 1.05
+# the fewest processes that exchange images: the camera driver, dpt_node and one subscriber
+SHM_PROCESSES = 3
+# Fast DDS's own default segment (512 KB) is not the large-data profile's and is not checked
+_SHM_DEFAULT_SEGMENT = 512 * 1024
+
+
+def shm_segment_size(profile: str) -> Optional[int]:
+    """The largest ``segment_size`` of the shared-memory (``SHM``) transports in the Fast DDS XML file
+    ``profile``, in bytes; None when it has none or cannot be read."""
+    try:
+        root = ET.parse(profile).getroot()
+    except (OSError, ET.ParseError):
+        return None
+    sizes = []
+    for desc in root.iter():
+        if not desc.tag.endswith("transport_descriptor"):
+            continue
+        fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "").strip() for child in desc}
+        if fields.get("type", "").upper() == "SHM" and fields.get("segment_size", "").isdigit():
+            sizes.append(int(fields["segment_size"]))
+    return max(sizes, default=None)
+
+
+def shm_shortage(environ: Mapping[str, str] = os.environ, shm_dir: str = SHM_DIR,
+                 processes: int = SHM_PROCESSES) -> Optional[str]:
+    """Why the Fast DDS profile in ``environ`` (:func:`profile_of`) will not get its shared-memory segments in
+    ``shm_dir``, with what to do; None when they fit, or when no profile with a segment larger than Fast DDS's
+    default is set. Call it before this process's participant exists (``rclpy.init``), as its segment then is
+    not yet taken. Two shortfalls: the free space holds no segment for this process, or the whole of
+    ``shm_dir`` holds fewer than ``processes`` of them (Docker's 64 MB: one)."""
+    profile = profile_of(environ)
+    segment = shm_segment_size(profile) if profile else None
+    if not segment or segment <= _SHM_DEFAULT_SEGMENT:
+        return None
+    try:
+        st = os.statvfs(shm_dir)
+    except OSError:
+        return None
+    need = segment * SHM_OVERHEAD
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    fits = int(total // need)
+    if free >= need and fits >= processes:
+        return None
+    mib = 1024 * 1024
+    found = (f"{shm_dir} has {free / mib:.0f} MiB free, too little for this process's segment" if free < need
+             else f"{shm_dir} is {total / mib:.0f} MiB, room for {fits} of them")
+    wanted = 2 ** math.ceil(math.log2(processes * need / mib + 16))   # and some for Fast DDS's other files
+    return (f"the Fast DDS profile {profile} gives every process a {segment / mib:.0f} MiB shared-memory segment "
+            f"(about {need / mib:.0f} MiB of {shm_dir} each: the camera driver, this node and every subscriber), "
+            f"but {found}; a process without one logs 'Failed to create segment' and 'Unable to Register SHM "
+            f"Transport' and sends its images as UDP fragments, which lose most camera-sized frames. Give "
+            f"{shm_dir} {need / mib:.0f} MiB free per process, at least {wanted} MiB for a camera, this node and "
+            f"one subscriber (Docker: docker run --shm-size={wanted}m, or --ipc=host; compose: shm_size)")
 
 
 class DomainBusy(TimeoutError):

@@ -51,6 +51,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params
 from dpt_ros.ros.console import ros_init_failure
+from dpt_ros.ros.dds_env import shm_shortage
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 
 #: output topic (relative to the camera namespace) -> parameter that enables it
@@ -2342,11 +2343,15 @@ def main(args=None, managed: bool = False) -> int:
               f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
               f"(--help: the main ones)", file=sys.stderr)
         return 2
+    # before rclpy.init, whose DDS participant takes this process's shared-memory segment
+    shm_warning = shm_shortage()
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
         print(ros_init_failure(program, e), file=sys.stderr)
         return 2
+    if shm_warning:
+        rclpy.logging.get_logger(program).warning(shm_warning)
     # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
     stdout_logs = "--disable-stdout-logs" not in (sys.argv if args is None else args)

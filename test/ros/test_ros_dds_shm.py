@@ -1,0 +1,97 @@
+"""A Fast DDS profile whose shared-memory segment does not fit in /dev/shm (Docker's default is 64 MB: one of
+config/fastdds_large_data.xml's 32 MB segments): dpt_node says so at its start (dpt_ros.ros.dds_env.shm_shortage),
+as the processes without a segment otherwise carry their images as UDP fragments with only Fast DDS's
+'Failed to create segment: No such file or directory'."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dpt_ros.ros.dds_env import SHM_OVERHEAD, set_profile, shm_segment_size, shm_shortage
+from dpt_ros.ros.testing import wait_for
+from dpt_ros.tools.bench_reliability import LineReader, node_env, stop_node
+
+DOMAIN = 90
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_PROFILE = ROOT / "config" / "fastdds_large_data.xml"
+
+
+def _profile(tmp_path, segment_size: int) -> str:
+    """The package profile with another segment_size."""
+    text = PACKAGE_PROFILE.read_text().replace("<segment_size>33554432</segment_size>",
+                                               f"<segment_size>{segment_size}</segment_size>")
+    path = tmp_path / f"shm_{segment_size}.xml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_segment_size_is_read_from_the_profile(tmp_path):
+    assert shm_segment_size(str(PACKAGE_PROFILE)) == 32 * 1024 * 1024
+    udp_only = tmp_path / "udp.xml"
+    udp_only.write_text('<profiles xmlns="http://www.eprosima.com"><transport_descriptors><transport_descriptor>'
+                        '<transport_id>u</transport_id><type>UDPv4</type></transport_descriptor>'
+                        '</transport_descriptors></profiles>')
+    assert shm_segment_size(str(udp_only)) is None
+    assert shm_segment_size(str(tmp_path / "missing.xml")) is None
+    (tmp_path / "broken.xml").write_text("<profiles>")
+    assert shm_segment_size(str(tmp_path / "broken.xml")) is None
+
+
+def test_shortage_is_measured_against_the_directory(tmp_path):
+    st = os.statvfs(tmp_path)
+    total, free = st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+    # no profile, or Fast DDS's default-sized segment: nothing to say
+    assert shm_shortage({}, str(tmp_path)) is None
+    assert shm_shortage({"FASTDDS_DEFAULT_PROFILES_FILE": _profile(tmp_path, 512 * 1024)}, str(tmp_path)) is None
+    # room for three processes' segments and free space for this one's: nothing to say
+    small = int(min(free, total / 3) / SHM_OVERHEAD / 4)
+    assert shm_shortage({"FASTDDS_DEFAULT_PROFILES_FILE": _profile(tmp_path, small)}, str(tmp_path)) is None
+    # the directory holds fewer segments than the processes that need one (a Humble/Jazzy user's variable is read too)
+    segment = int(free / SHM_OVERHEAD / 2)
+    fits = int(total // (segment * SHM_OVERHEAD))
+    profile = {"FASTRTPS_DEFAULT_PROFILES_FILE": _profile(tmp_path, segment)}
+    assert shm_shortage(profile, str(tmp_path), processes=fits) is None
+    said = shm_shortage(profile, str(tmp_path), processes=fits + 1)
+    assert said is not None and f"{tmp_path} is {total / 2**20:.0f} MiB, room for {fits} of them" in said
+    assert "--shm-size=" in said and "--ipc=host" in said
+    # larger than the free space: this process gets none
+    said = shm_shortage({"FASTDDS_DEFAULT_PROFILES_FILE": _profile(tmp_path, free + 2**20)}, str(tmp_path))
+    assert said is not None and "too little for this process's segment" in said
+
+
+def _can_mount_tmpfs() -> bool:
+    try:
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
+@pytest.mark.parametrize("size_mb, warned", [(64, True), (256, False)])
+def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
+    """dpt_node with the package profile in a mount namespace whose /dev/shm is a tmpfs of ``size_mb``
+    (docker run's default, and --shm-size=256m)."""
+    env = dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE)))
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh",
+           sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
+           "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = LineReader(proc)
+    try:
+        # the warning comes before the model loads
+        wait_for(lambda: "loading depth" in reader.text() or proc.poll() is not None, timeout=60,
+                 what="dpt_node to start loading its model")
+    finally:
+        stop_node(proc)
+    out = reader.join()
+    assert "loading depth" in out, out
+    warning = [line for line in out.splitlines() if "shared-memory segment" in line]
+    if warned:
+        assert len(warning) == 1 and "/dev/shm is 64 MiB, room for 1 of them" in warning[0], out
+        assert "--shm-size=128m" in warning[0] and warning[0].startswith("[WARN]"), out
+    else:
+        assert warning == [], out
