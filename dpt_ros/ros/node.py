@@ -391,6 +391,7 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
+        self._silent_publishers_logged: set = set()   # image topics whose found-but-silent publishers were logged
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
@@ -1891,6 +1892,16 @@ class DptNode(Node):
                 elif last is None:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
+                    publishers = self.count_publishers(cam.image_topic)
+                    if publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
+                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
+                                f"idle: processes in containers on one host network (--net=host) with a "
+                                f"/dev/shm each (docker's default) discover each other but receive nothing from each "
+                                f"other, with no error from Fast DDS: start them with --ipc=host, or give them one "
+                                f"/dev/shm (README: In Docker)")
+                        if cam.image_topic not in self._silent_publishers_logged:   # once: the log is what most read
+                            self._silent_publishers_logged.add(cam.image_topic)
+                            self.get_logger().warning(txt)
                 else:
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,

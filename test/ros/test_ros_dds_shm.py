@@ -1,7 +1,8 @@
 """A Fast DDS profile whose shared-memory segment does not fit in /dev/shm (Docker's default is 64 MB: one of
 config/fastdds_large_data.xml's 32 MB segments): dpt_node says so at its start (dpt_ros.ros.dds_env.shm_shortage),
 as the processes without a segment otherwise carry their images as UDP fragments with only Fast DDS's
-'Failed to create segment: No such file or directory'."""
+'Failed to create segment: No such file or directory'. And a /dev/shm of its own (containers on --net=host
+without --ipc=host): nothing arrives, with no error from Fast DDS; the node's silent-camera warning says so."""
 import os
 import subprocess
 import sys
@@ -95,3 +96,30 @@ def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
         assert "--shm-size=128m" in warning[0] and warning[0].startswith("[WARN]"), out
     else:
         assert warning == [], out
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
+def test_node_names_a_separate_dev_shm_when_a_found_camera_sends_nothing():
+    """dpt_node in a mount namespace with its own /dev/shm (a container on --net=host without --ipc=host) and a
+    camera outside it: the node discovers the camera's publisher, yet no image arrives (Fast DDS's shared-memory
+    transport, with no error), so the node's silent-camera warning names the publisher and --ipc=host."""
+    env = node_env(DOMAIN)
+    node_cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                'mount -t tmpfs -o size=256m tmpfs /dev/shm && exec "$@"', "sh",
+                sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
+                "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
+    cam_cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=10.0",
+               "-p", "width:=64", "-p", "height:=48"]
+    node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    camera = subprocess.Popen(cam_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = LineReader(node)
+    try:
+        wait_for(lambda: "publisher found on it" in reader.text() or node.poll() is not None, timeout=60,
+                 what="dpt_node's silent-camera warning")
+    finally:
+        stop_node(camera)
+        stop_node(node)
+    out = reader.join()
+    hint = [line for line in out.splitlines() if "publisher found on it" in line]
+    assert len(hint) == 1 and "no image yet" in hint[0] and "1 publisher found on it" in hint[0], out
+    assert "--ipc=host" in hint[0] and hint[0].startswith("[WARN]"), out

@@ -315,6 +315,7 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     show) once it has been silent for _STALL_S; before that, and while images arrive, it is OK."""
     monkeypatch.setattr(node_module, "_STALL_S", 0.5)
     node = harness.start_node(**{"diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
 
@@ -325,6 +326,12 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
         status, v = _camera_status(node)
     assert status.level == DiagnosticStatus.WARN and v["seconds_since_last_image"] == "never"
     assert status.message.startswith("no image yet (") and "check the image topic (/image)" in status.message
+    # a publisher is there and silent: the message names it and the containers with a /dev/shm each
+    assert "; 1 publisher found on it" in status.message and "--ipc=host" in status.message, status.message
+    _camera_status(node)   # a second report: logged once all the same
+    hinted = lambda: [m.msg for m in log if "publisher found on" in m.msg]
+    wait_for(lambda: hinted(), what="the silent publisher logged")
+    assert hinted() == [status.message], hinted()
     pub.publish(make_image(1))
     wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="frame received")
     status, v = _camera_status(node)
