@@ -70,17 +70,22 @@ def _can_mount_tmpfs() -> bool:
         return False
 
 
+def _node_with_its_own_dev_shm(size_mb: int, env: dict) -> subprocess.Popen:
+    """dpt_node (dpt_tiny, random weights, CPU) in a mount namespace of its own whose /dev/shm is a tmpfs of
+    ``size_mb`` (a container's), its output on stdout."""
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh",
+           sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
+           "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
 @pytest.mark.parametrize("size_mb, warned", [(64, True), (256, False)])
 def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
     """dpt_node with the package profile in a mount namespace whose /dev/shm is a tmpfs of ``size_mb``
     (docker run's default, and --shm-size=256m)."""
-    env = dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE)))
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh",
-           sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
-           "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = _node_with_its_own_dev_shm(size_mb, dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE))))
     reader = LineReader(proc)
     try:
         # the warning comes before the model loads
@@ -104,13 +109,9 @@ def test_node_names_a_separate_dev_shm_when_a_found_camera_sends_nothing():
     camera outside it: the node discovers the camera's publisher, yet no image arrives (Fast DDS's shared-memory
     transport, with no error), so the node's silent-camera warning names the publisher and --ipc=host."""
     env = node_env(DOMAIN)
-    node_cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs -o size=256m tmpfs /dev/shm && exec "$@"', "sh",
-                sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
-                "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
     cam_cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=10.0",
                "-p", "width:=64", "-p", "height:=48"]
-    node = subprocess.Popen(node_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node = _node_with_its_own_dev_shm(256, env)
     camera = subprocess.Popen(cam_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     reader = LineReader(node)
     try:
