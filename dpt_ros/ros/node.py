@@ -1165,10 +1165,11 @@ class DptNode(Node):
             return
         t1 = time.perf_counter()
         self._enter_stage("model", worker)   # pre-processing and the forward pass
+        # on a GPU the forward passes are queued, not waited for: post-processing queues its kernels and copies
+        # behind them while the device runs the model, and the model stage is their device time (CUDA events)
+        passes: list[tuple[Any, Any]] = []
         try:
-            self._infer(jobs, m, worker)
-            if m.device.type == "cuda":   # charge the asynchronous GPU work to the model stage
-                _wait_for_stream(m.device)
+            self._infer(jobs, m, worker, passes)
         except _Abandoned:
             raise
         except Exception as e:  # noqa: BLE001
@@ -1200,15 +1201,18 @@ class DptNode(Node):
             if job.get("compress"):
                 self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
         t4 = time.perf_counter()
+        pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
+        model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
+        if passes:   # the device's time for the forward passes; post-processing is the rest of the wall time
+            model_ms = _device_ms(passes)
+            post_ms = max(0.0, (t3 - t1) * 1000.0 - pre_ms - model_ms)
         now_ns = self.get_clock().now().nanoseconds
         sim_time = self.get_clock().ros_time_is_active   # use_sim_time, the clock /clock's
         with self._lock:
             if worker is not None and self._worker is not worker:
                 return   # cleaned up while it published: the figures are the next configuration's
             self._batches += 1
-            pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
-            for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, (t2 - t1) * 1000.0 - pre_ms,
-                                          (t3 - t2) * 1000.0, (t4 - t3) * 1000.0)):
+            for stage, dt in zip(STAGES, ((t1 - t0) * 1000.0, pre_ms, model_ms, post_ms, (t4 - t3) * 1000.0)):
                 self._stage_ms[stage].append(dt)
                 self._stage_sums[stage] += dt
             done = time.monotonic()
@@ -1295,25 +1299,39 @@ class DptNode(Node):
             return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
         return stage, f"{type(e).__name__}: {e}"
 
-    def _infer(self, jobs: list[dict], m: ModelSet, worker: Optional[threading.Thread] = None) -> None:
+    def _infer(self, jobs: list[dict], m: ModelSet, worker: Optional[threading.Thread] = None,
+               passes: Optional[list] = None) -> list[dict]:
         """Pre-process and run the engines; frames with equal network shapes share one batch.
+
+        Every task's pre-processing comes first, then every forward pass: on a GPU the passes are queued and not
+        waited for (the pre-processing is: its copy and kernels are its own stage's), so a second task's
+        pre-processing does not wait for the first task's model. Each pass on a CUDA device appends its (start, end)
+        CUDA events to ``passes``.
 
         One task failing (say, the segmentation model out of GPU memory) leaves the other's outputs: its frames
         go on with what they have, counted incomplete:<reason>, and a frame left with nothing is counted an
         error and taken out of ``jobs``. Only when no frame has anything does the failure reach the caller."""
-        failures = []
-        for task in ("depth", "segmentation"):
-            if worker is not None and self._worker is not worker:   # abandoned: no next task's work
-                raise _Abandoned()
-            engine = getattr(m, task)
-            selected = [j for j in jobs if engine is not None and
-                        (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
-            try:
-                failures += [(task, e, failed) for e, failed in self._infer_task(task, selected, m)]
-            except _Abandoned:
-                raise
-            except Exception as e:  # noqa: BLE001 - counted below, or by the caller
-                failures.append((task, e, [j for j in selected if task not in j.get("variant", {})]))
+        failures, ready = [], []
+        for phase in ("pre", "run"):
+            for task in ("depth", "segmentation"):
+                if worker is not None and self._worker is not worker:   # abandoned: no next task's work
+                    raise _Abandoned()
+                engine = getattr(m, task)
+                selected = [j for j in jobs if engine is not None and
+                            (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
+                if phase == "run" and task not in dict(ready):
+                    continue
+                try:
+                    if phase == "pre":
+                        groups, failed = self._preprocess_task(task, selected, m)
+                        ready.append((task, groups))
+                    else:
+                        failed = self._run_task(task, dict(ready)[task], m, passes)
+                    failures += [(task, e, jobs_lost) for e, jobs_lost in failed]
+                except _Abandoned:
+                    raise
+                except Exception as e:  # noqa: BLE001 - counted below, or by the caller
+                    failures.append((task, e, [j for j in selected if task not in j.get("variant", {})]))
         for j in jobs:
             j.setdefault("pre_s", 0.0)
             j.setdefault("net", {})
@@ -1336,13 +1354,11 @@ class DptNode(Node):
                 jobs[:] = [j for j in jobs if not any(j is k for k in lost)]
         return jobs
 
-    def _infer_task(self, task: str, selected: list[dict], m: ModelSet) -> list[tuple[Exception, list[dict]]]:
-        """One task's pre-processing and forward passes for the ``selected`` jobs (``net``, ``variant``).
-
-        Returns the failures, each with the jobs it cost: a frame whose pre-processing failed, or the frames of
-        one network shape whose forward pass failed (say, out of GPU memory at the larger shape); frames of
-        the other shapes still run."""
-        engine, pre = getattr(m, task), getattr(m, f"{task}_pre")
+    def _preprocess_task(self, task: str, selected: list[dict],
+                         m: ModelSet) -> tuple[dict[tuple, list], list[tuple[Exception, list[dict]]]]:
+        """One task's pre-processing of the ``selected`` jobs: their network inputs grouped by shape, and the
+        failures (a frame whose pre-processing failed, with its job)."""
+        pre = getattr(m, f"{task}_pre")
         groups: dict[tuple, list] = {}
         failures = []
         for j in selected:
@@ -1369,10 +1385,29 @@ class DptNode(Node):
             # pre-processor that made them: a swapped-in model's size is not reported with the last model's shapes
             # (weak: the old one's buffers are not held for it)
             self._net_inputs[task] = (weakref.ref(pre), ", ".join("x".join(str(v) for v in shape) for shape in groups))
+        return groups, failures
+
+    @staticmethod
+    def _run_task(task: str, groups: dict[tuple, list], m: ModelSet,
+                  passes: Optional[list]) -> list[tuple[Exception, list[dict]]]:
+        """One task's forward passes, one per network shape (``net``, ``variant`` of each job). Returns the
+        failures, each with the frames it cost: those of one shape whose pass failed (say, out of GPU memory at the
+        larger shape); frames of the other shapes still run."""
+        engine = getattr(m, task)
+        failures = []
         for group in groups.values():
             try:
                 batch = torch.cat([x for _, x in group]) if len(group) > 1 else group[0][1]
+                timed = passes is not None and engine.device.type == "cuda"
+                if timed:
+                    stream = _current_stream(engine.device)
+                    start = torch.cuda.Event(enable_timing=True)
+                    start.record(stream)
                 out = engine.run(batch)
+                if timed:
+                    end = torch.cuda.Event(enable_timing=True)
+                    end.record(stream)
+                    passes.append((start, end))
             except Exception as e:  # noqa: BLE001 - these frames', counted by the caller
                 failures.append((e, [j for j, _ in group]))
                 continue
@@ -2199,14 +2234,28 @@ class _HostCopies:
         return self._arrays[name]
 
 
+def _current_stream(device: torch.device) -> "torch.cuda.Stream":
+    """torch's current stream of ``device`` (looked up by index: torch's fast path)."""
+    return torch.cuda.current_stream(device.index if device.index is not None else torch.cuda.current_device())
+
+
+def _device_ms(passes: list[tuple[Any, Any]]) -> float:
+    """Milliseconds the device spent between each (start, end) pair of recorded CUDA events, summed; waits for the
+    last ones (post-processing has, unless it failed)."""
+    total = 0.0
+    for start, end in passes:
+        end.synchronize()
+        total += start.elapsed_time(end)
+    return total
+
+
 def _wait_for_stream(device: torch.device) -> None:
     """Wait for the work queued on torch's current stream of ``device``: the worker's frame (the model, and CuPy's
     kernels and copies on the same stream). Never the whole device: a model swap captures the new model's CUDA
     graphs on the loader thread meanwhile, and a device-wide synchronise from another thread invalidates a capture
     in progress (CUDA errors 900 / 906: the swap failed, and this frame with it); a stream synchronise does not
     (torch captures on a non-blocking stream of its own)."""
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    torch.cuda.current_stream(index).synchronize()
+    _current_stream(device).synchronize()
 
 
 def _trim_host_heap() -> None:

@@ -188,3 +188,51 @@ def test_lifecycle_cleanup_hands_the_gpu_memory_back(harness):
         # empty_cache at cleanup: the freed blocks go back to the driver (what nvidia-smi and other processes see)
         assert torch.cuda.memory_reserved() <= base_reserved + 16 * 2**20, "cleanup kept the freed blocks cached"
     assert abs(held[1] - held[0]) < 16 * 2**20
+
+
+def test_cuda_forward_passes_queued_without_a_wait_give_the_waited_results(harness):
+    """On a GPU the worker pre-processes for both tasks, queues both forward passes without waiting for them, and
+    post-processes behind them on the same stream. Two cameras, depth + segmentation (fp32, no graphs): each
+    camera's inverse depth and labels equal the same frame run here stage by stage with the device synchronised
+    after each; the model stage is the passes' device time (CUDA events), the stages still add up to the batch."""
+    from dpt_ros import pipeline
+
+    node = harness.start_node(device="cuda", cameras=["a", "b"], **{
+        "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    outs, pubs = harness.cameras(node, ("a", "b"))
+    labels = {ns: harness.collector(Image, f"{ns}/segmentation") for ns in pubs}
+    wait_for(lambda: all(c.pubs["segmentation"].get_subscription_count() > 0 for c in node.cameras),
+             what="discovery")
+    frames = {"a": make_image(1, width=160, height=120, frame_id="a"),
+              "b": make_image(2, width=160, height=120, frame_id="b", encoding="bgr8")}
+    for ns, p in pubs.items():
+        p.publish(frames[ns])
+    wait_for(lambda: all(outs[ns] and labels[ns] for ns in pubs), timeout=60, what="outputs")
+    m = node.models
+    # the reference runs both frames in one batch too, as the node batches cameras of one network shape (the same
+    # kernels: on the GPU cuDNN's TF32 convolutions may pick other algorithms for another batch size)
+    inputs = {task: torch.cat([getattr(m, f"{task}_pre")(pipeline.decode(conversions.image_view(frames[ns]), np))
+                               for ns in ("a", "b")]) for task in ("depth", "segmentation")}
+    torch.cuda.synchronize()
+    inv = m.depth.run(inputs["depth"])["inverse_depth"]
+    torch.cuda.synchronize()
+    logits = m.segmentation.run(inputs["segmentation"])["logits"]
+    torch.cuda.synchronize()
+    for i, ns in enumerate(("a", "b")):
+        want_inv = pipeline.upsample(inv[i:i + 1], (120, 160))[0].cpu().numpy()
+        up = torch.nn.functional.interpolate(logits[i:i + 1].float(), size=(120, 160), mode="bicubic",
+                                             align_corners=False)[0]
+        top2 = up.topk(2, dim=0).values
+        clear = ((top2[0] - top2[1]) > 1e-4).cpu().numpy()
+        want_labels = (up.argmax(dim=0) + 1).cpu().numpy()
+        got_inv = conversions.image_array(outs[ns][0])
+        np.testing.assert_allclose(got_inv, want_inv, rtol=1e-4, atol=1e-5 * float(np.abs(want_inv).max()))
+        got_labels = conversions.image_array(labels[ns][0])
+        assert clear.mean() > 0.95
+        np.testing.assert_array_equal(got_labels[clear], want_labels[clear])
+    import dpt_ros.ros.node as node_module
+
+    batch = [node._stage_ms[s][-1] for s in node_module.STAGES]
+    model_ms, post_ms = batch[2], batch[3]
+    assert model_ms > 0.0 and post_ms >= 0.0, batch
+    assert node.error_counts() == {}
