@@ -83,12 +83,21 @@ class Intrinsics:
                     f"CameraInfo distortion_model {model!r} with a non-zero D is not supported (supported: "
                     f"{', '.join(distortion.MODELS)}); rectify the image (image_proc) and set camera_info.rectified "
                     "true, so that P is used and D is not")
-            longest = max(distortion.MODELS[model])
-            if len(d) > longest and not any(d[longest:]):
-                d = d[:longest]   # OpenCV's longer forms (thin prism, tilt terms) with those terms zero: the same lens
-            if len(d) not in distortion.MODELS[model]:
-                raise CalibrationError(f"CameraInfo distortion_model {model!r} takes "
-                                       f"{' or '.join(map(str, distortion.MODELS[model]))} D coefficients; got {len(d)}")
+            lengths = distortion.MODELS[model]
+            fits = [n for n in lengths if n <= len(d)]
+            if not fits or any(d[fits[-1]:]):
+                form = ("k1, k2, k3, k4" if model == "equidistant" else
+                        "k1, k2, p1, p2[, k3[, k4, k5, k6[, s1, s2, s3, s4[, tau_x, tau_y]]]]")
+                raise CalibrationError(
+                    f"CameraInfo distortion_model {model!r} takes {', '.join(map(str, lengths[:-1]))}"
+                    f"{' or ' if len(lengths) > 1 else ''}{lengths[-1]} D coefficients ({form}), as image_geometry "
+                    f"and OpenCV read them; got {len(d)}: fix D in the camera driver or calibration file (missing "
+                    "terms written as 0), or rectify the image (image_proc) and set camera_info.rectified true")
+            # trailing zeros past the model's own form (5 plumb_bob, 8 rational_polynomial, 4 equidistant) and past
+            # every non-zero term are the same lens, also beyond a form OpenCV takes (a plumb_bob D of 6 ending in 0):
+            # dropped, so that equal lenses hash alike
+            last = max(i for i, v in enumerate(d) if v) + 1
+            d = d[:max(distortion.FORM_LENGTH[model], min(n for n in lengths if n >= last))]
         object.__setattr__(self, "d", d if model else ())   # frozen: normalised once, so equal cameras hash alike
         object.__setattr__(self, "distortion_model", model)
 

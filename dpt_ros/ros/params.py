@@ -441,8 +441,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=CAMERA_INFO_POLICIES),
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "
-              "false (a raw image): with K and the lens distortion D (plumb_bob, rational_polynomial, "
-              "equidistant); depth then stays as distorted as the image: rectify it before depth_image_proc, or "
+              "false (a raw image): with K and the lens distortion D as image_geometry reads it (plumb_bob or "
+              "rational_polynomial: OpenCV's model of 4, 5, 8, 12 or 14 coefficients under either name; "
+              "equidistant: 4); depth then stays as distorted as the image: rectify it before depth_image_proc, or "
               "use points."),
     ParamSpec("camera_info.url", "",
               "A camera calibration file to use instead of the camera_info topic (not subscribed then), for drivers "

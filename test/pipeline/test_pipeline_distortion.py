@@ -16,17 +16,21 @@ from dpt_ros.pipeline.distortion import distort, pixel_rays, undistort
 RNG = np.random.default_rng(31)
 K = [410.0, 0.0, 323.4, 0.0, 412.5, 236.8, 0.0, 0.0, 1.0]
 P = [380.0, 0.0, 318.0, 0.0, 0.0, 381.0, 240.0, 0.0, 0.0, 0.0, 1.0, 0.0]
-# a wide-angle webcam's lens (barrel), the 8-term form of a stronger one, and a fisheye
+# a wide-angle webcam's lens (barrel), the 8-term form of a stronger one, it with OpenCV's thin prism (12) and
+# tilted sensor (14) terms, and a fisheye
+RATIONAL14 = (2.1, 0.9, 0.0008, -0.0004, 0.02, 2.45, 1.6, 0.15, 0.003, -0.001, -0.002, 0.0008, 0.02, -0.015)
 LENSES = {
     "plumb_bob": (-0.31, 0.11, 0.0012, -0.0007, -0.018),
     "plumb_bob4": (-0.28, 0.08, -0.0009, 0.0011),
-    "rational_polynomial": (2.1, 0.9, 0.0008, -0.0004, 0.02, 2.45, 1.6, 0.15),
+    "rational_polynomial": RATIONAL14[:8],
+    "rational_polynomial12": RATIONAL14[:12],
+    "rational_polynomial14": RATIONAL14,
     "equidistant": (0.08, -0.02, 0.004, -0.0006),
 }
 
 
 def _model(name):
-    return "plumb_bob" if name == "plumb_bob4" else name
+    return name.rstrip("0123456789")
 
 
 def _project(points, k, model, d):
@@ -65,6 +69,36 @@ def test_every_point_projects_back_onto_its_pixel(lens):
     pinhole = build_cloud(depth, Intrinsics.from_camera_info(K, P, w, h, rectified=False), stride=3)
     wrong = _project(pinhole.points.reshape(-1, 3), K, model, d)
     assert np.hypot(wrong[:, 0] - u.ravel(), wrong[:, 1] - v.ravel()).max() > 5.0
+
+
+@pytest.mark.parametrize("model", ["plumb_bob", "rational_polynomial"])
+def test_rays_are_opencvs_undistort_points_for_every_length_image_geometry_passes(model):
+    """image_geometry hands a plumb_bob or rational_polynomial D to cv::undistortPoints as it is, and OpenCV takes
+    4, 5, 8, 12 or 14 coefficients under either name (plumb_bob with 8 is the rational model, rational_polynomial
+    with 5 is plumb_bob): each pixel's ray, corners included, is the one cv2.undistortPoints converges to."""
+    w, h, stride = 641, 481, 16   # (the last row and column, and so the corners, on the grid)
+    u, v = _pixel_grid(h, w, stride)
+    pixels = np.stack([u.ravel(), v.ravel()], -1).reshape(-1, 1, 2)
+    converged = (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 1000, 1e-15)
+    for n in (4, 5, 8, 12, 14):
+        d = RATIONAL14[:n]
+        intr = Intrinsics.from_camera_info(K, P, w, h, rectified=False, distortion_model=model, d=d)
+        assert (intr.distortion_model, intr.d) == (model, d)
+        ax, ay = pixel_rays(intr, stride)
+        ref = cv2.undistortPoints(pixels, np.reshape(K, (3, 3)), np.asarray(d), None, None, None,
+                                  converged).reshape(ax.shape + (2,))
+        assert np.isfinite(ax).all() and np.isfinite(ay).all()
+        np.testing.assert_allclose(ax, ref[..., 0], atol=1e-6, err_msg=f"{model} with {n} coefficients")
+        np.testing.assert_allclose(ay, ref[..., 1], atol=1e-6, err_msg=f"{model} with {n} coefficients")
+        pinhole = np.hypot(ax - (u - K[2]) / K[0], ay - (v - K[5]) / K[4])
+        assert pinhole[[0, 0, -1, -1], [0, -1, 0, -1]].min() * K[0] > 50.0   # the lens moves the corners
+    d = LENSES["equidistant"]   # cv::fisheye::undistortPoints, with 4 coefficients
+    ax, ay = pixel_rays(Intrinsics.from_camera_info(K, P, w, h, rectified=False, distortion_model="equidistant",
+                                                    d=d), stride)
+    ref = cv2.fisheye.undistortPoints(pixels, np.reshape(K, (3, 3)), np.asarray(d), None, None, None,
+                                      converged).reshape(ax.shape + (2,))
+    np.testing.assert_allclose(ax, ref[..., 0], atol=1e-6)
+    np.testing.assert_allclose(ay, ref[..., 1], atol=1e-6)
 
 
 @pytest.mark.parametrize("lens", ["plumb_bob", "equidistant"])
@@ -185,8 +219,11 @@ def test_rectified_images_and_zero_d_are_pinhole():
     assert zero == plain and hash(zero) == hash(plain)
     for organized in (True, False):
         assert build_cloud(depth, zero, organized=organized).data == build_cloud(depth, plain, organized=organized).data
-    # unknown models are fine as long as D is zero (many drivers fill the name and leave D empty)
+    # unknown models are fine as long as D is zero (many drivers fill the name and leave D empty), and an empty D is
+    # no distortion for every model, as image_geometry has it
     assert Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "kannala_brandt", ()).distortion_model == ""
+    for model in ("plumb_bob", "rational_polynomial", "equidistant"):
+        assert Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model=model, d=()) == plain
 
 
 def test_unusable_distortion_is_refused_with_the_remedy():
@@ -195,23 +232,28 @@ def test_unusable_distortion_is_refused_with_the_remedy():
         Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="kannala_brandt", d=[0.1] * 4)
     with pytest.raises(CalibrationError, match=r"'' with a non-zero D"):
         Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="", d=[0.1] * 5)
-    with pytest.raises(CalibrationError, match="'equidistant' takes 4 D coefficients; got 5"):
-        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="equidistant", d=[0.1] * 5)
     with pytest.raises(CalibrationError, match="non-finite"):
         Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "plumb_bob", (0.1, math.nan, 0.0, 0.0, 0.0))
-    # OpenCV's longer forms (12 / 14 rational terms, plumb_bob given 8) with the extra terms zero are the same lens;
-    # with a thin-prism or tilt term set they are refused
+    # lengths OpenCV (and so image_geometry) cannot use: the forms it takes, the remedy
+    for model, d, lengths in (("plumb_bob", (0.1, -0.02, 0.001, 0.002, 0.003, 0.01), "4, 5, 8, 12 or 14"),
+                              ("rational_polynomial", (0.1, -0.02, 0.001), "4, 5, 8, 12 or 14"),
+                              ("rational_polynomial", RATIONAL14 + (0.01,), "4, 5, 8, 12 or 14"),
+                              ("equidistant", (0.1,) * 5, "4"),
+                              ("equidistant", (0.1,) * 3, "4")):
+        with pytest.raises(CalibrationError, match=rf"'{model}' takes {lengths} D coefficients \(k1, k2, .*got "
+                                                   rf"{len(d)}: fix D .*camera_info.rectified true"):
+            Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model=model, d=d)
+    # trailing zeros are the same lens, also past a form OpenCV takes (a D of 6 ending in 0 is the 5-term lens)
     rational = (0.1, -0.02, 0.001, 0.002, 0.003, 0.01, 0.0, 0.001)
     same = Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
                                        d=rational + (0.0,) * 6)
     assert same == Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
                                                d=rational)
-    assert Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="plumb_bob",
-                                       d=(0.1, -0.02, 0.001, 0.002, 0.003, 0.0, 0.0, 0.0)).d == (
-        0.1, -0.02, 0.001, 0.002, 0.003)
-    with pytest.raises(CalibrationError, match="'rational_polynomial' takes 8 D coefficients; got 12"):
-        Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="rational_polynomial",
-                                    d=rational + (0.0, 0.0, 0.01, 0.0))
+    for n in (6, 8):
+        assert Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model="plumb_bob",
+                                           d=(0.1, -0.02, 0.001, 0.002, 0.003) + (0.0,) * (n - 5)).d == (
+            0.1, -0.02, 0.001, 0.002, 0.003)
+    assert Intrinsics(1.0, 1.0, 0.0, 0.0, 4, 4, "equidistant", (0.1, 0.0, 0.0, 0.0, 0.0)).d == (0.1, 0.0, 0.0, 0.0)
 
 
 def test_rays_are_cached_and_read_only():

@@ -286,11 +286,11 @@ def test_package_urls_resolve_through_the_ament_index_and_say_what_is_missing(tm
         camera_calibration.resolve("package://other_camera/calib/left.yaml")
 
 
-def _outputs_with_the_file(harness, path):
-    """A node with ``camera_info.url`` = ``path`` (metres from depth.scale / shift, cloud at stride 1) fed 80x60
-    frames: (node, depth/camera_info, depth array, cloud array) of one frame."""
+def _outputs_with_the_file(harness, path, **params):
+    """A node with ``camera_info.url`` = ``path`` (metres from depth.scale / shift, cloud at stride 1; ``params``
+    besides) fed 80x60 frames: (node, depth/camera_info, depth array, cloud array) of one frame."""
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "points.stride": 1,
-                                 "camera_info.url": f"file://{path}"})
+                                 "camera_info.url": f"file://{path}", **params})
     got = {n: harness.collector(t, n) for n, t in (("points", PointCloud2), ("depth", Image),
                                                       ("depth/camera_info", CameraInfo))}
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -337,6 +337,26 @@ def test_node_takes_the_roi_of_the_file(harness, tmp_path):
     np.testing.assert_allclose(pts["y"][ok], ((v - 29.5) * d / 100.0)[ok], rtol=1e-5, atol=1e-6)
 
 
+def test_node_takes_a_plumb_bob_file_of_8_coefficients_as_image_geometry_does(harness, tmp_path):
+    """A raw camera's file with the rational model's 8 coefficients under the name plumb_bob (image_geometry hands
+    either name's D to OpenCV as it is) stopped the start ('takes 4 or 5 D coefficients'); each point now projects
+    back onto its pixel through OpenCV's model of the 8 coefficients."""
+    import cv2
+
+    d8 = [-0.3, 0.1, 0.001, 0.002, -0.02, 0.05, 0.01, -0.003]
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=100.0).replace("cols: 5\n  data: [0., 0., 0., 0., 0.]",
+                                                                     f"cols: 8\n  data: {d8}"))
+    _, info, _, pts = _outputs_with_the_file(harness, tmp_path / "ost.yaml", **{"camera_info.rectified": False})
+    assert (info.distortion_model, list(info.d)) == ("plumb_bob", d8)
+    xyz = np.stack([pts["x"], pts["y"], pts["z"]], -1).reshape(-1, 3).astype(np.float64)
+    v, u = (a.ravel() for a in np.mgrid[0:60, 0:80])
+    ok = np.isfinite(xyz).all(1)
+    assert ok.mean() > 0.9
+    px, _ = cv2.projectPoints(xyz[ok].reshape(-1, 1, 3), np.zeros(3), np.zeros(3), np.reshape(info.k, (3, 3)),
+                              np.asarray(d8))
+    assert np.hypot(px[:, 0, 0] - u[ok], px[:, 0, 1] - v[ok]).max() < 1e-2
+
+
 def test_each_camera_reads_its_own_file(harness, tmp_path):
     (tmp_path / "left.yaml").write_text(OST.format(fx=100.0))
     (tmp_path / "right.yaml").write_text(OST.format(fx=140.0))
@@ -358,11 +378,15 @@ def test_each_camera_reads_its_own_file(harness, tmp_path):
     ("{tmp}/bad.yaml", {}, "camera_info.url: .*bad.yaml: camera_matrix must be 3x3"),
     ("{tmp}/{{camera}}.yaml", {}, "has a {camera} placeholder"),
     ("{tmp}/fisheye.yaml", {"camera_info.rectified": False}, "camera_info.url: .*not supported"),
+    ("{tmp}/six.yaml", {"camera_info.rectified": False},
+     r"camera_info.url: .*'plumb_bob' takes 4, 5, 8, 12 or 14 D coefficients .*got 6: fix D"),
 ])
 def test_a_calibration_file_that_cannot_be_used_stops_the_start(harness, tmp_path, url, extra, message):
     (tmp_path / "bad.yaml").write_text(OST.format(fx=100.0).replace("rows: 3\n  cols: 3", "rows: 2\n  cols: 3", 1))
     (tmp_path / "fisheye.yaml").write_text(OST.format(fx=100.0).replace("plumb_bob", "kannala_brandt").replace(
         "[0., 0., 0., 0., 0.]", "[0.1, 0., 0., 0., 0.]"))
+    (tmp_path / "six.yaml").write_text(OST.format(fx=100.0).replace("cols: 5\n  data: [0., 0., 0., 0., 0.]",
+                                                                    "cols: 6\n  data: [0.1, 0., 0., 0., 0., 0.01]"))
     with pytest.raises(StartupError, match=message.replace("{camera}", r"\{camera\}")):
         harness.start_node(**{"camera_info.url": url.format(tmp=tmp_path), **extra})
 
