@@ -1183,6 +1183,11 @@ class DptNode(Node):
         self._enter_stage("postprocess", worker)
         messages = []
         for job in jobs:
+            # on a GPU the worker first waits for the forward passes here: one hung past a cleanup's limit leaves it
+            # in this loop, and the next frames' post-processing would use the next configuration's state (its
+            # page-locked buffers, _pinned)
+            if worker is not None and self._worker is not worker:
+                raise _Abandoned()
             msgs = {}
             try:
                 msgs = self._postprocess(job, s, m)

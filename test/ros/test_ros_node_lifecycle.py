@@ -322,6 +322,48 @@ def test_a_worker_stuck_past_cleanup_that_wakes_while_the_next_configuration_is_
     assert out == [] and "internal" not in node.error_counts()
 
 
+def test_a_worker_stuck_past_cleanup_in_post_processing_leaves_the_rest_of_its_batch(harness, monkeypatch):
+    """A batch of two cameras whose first frame's post-processing hangs past cleanup's limit (on a GPU the worker
+    waits for the queued forward passes there): when the old worker wakes it finishes that frame, then stops; it
+    post-processes no other frame of its batch with the next configuration's state (its page-locked buffers)."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    node = harness.start_node(managed=True, cameras=["a", "b"])
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    _, pubs = harness.cameras(node, ("a", "b"))
+    gate, entered, _ = gate_engine(node.models.depth)
+    pubs["a"].publish(make_image(1))   # held in its forward pass while both cameras' next frames arrive
+    assert entered.wait(20)
+    pubs["a"].publish(make_image(2))
+    pubs["b"].publish(make_image(2))
+    wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both frames waiting")
+    real, done, post_gate, post_entered = node._postprocess, [], threading.Event(), threading.Event()
+
+    def gated(job, s, m):
+        stamp = job["frame"].msg.header.stamp.nanosec
+        if stamp == 2 and not post_entered.is_set():
+            post_entered.set()
+            post_gate.wait(20)
+        out = real(job, s, m)
+        done.append((threading.current_thread(), stamp))
+        return out
+
+    node._postprocess = gated
+    old = node._worker
+    gate.set()   # frame 1 goes on; then the batch of both frames 2, stuck in the first one's post-processing
+    assert post_entered.wait(20)
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS   # gives up waiting after 0.3 s
+    assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    post_gate.set()
+    wait_for(lambda: not old.is_alive(), what="the old worker gone")
+    assert [stamp for t, stamp in done if t is old] == [1, 2], done   # frame 1, then only the frame it was in
+    assert "internal" not in node.error_counts()
+
+
 def test_a_loader_left_behind_by_cleanup_does_not_serve_the_next_configuration(harness, monkeypatch):
     """A model load outlasting cleanup's wait: the next configuration starts its own loader; the old one, when its
     load returns, neither swaps it in nor takes up the new configuration's requests (it built each model again)."""
