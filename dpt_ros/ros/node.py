@@ -1197,6 +1197,23 @@ class DptNode(Node):
                 self._count_error(reason, f"{_topics([job['frame']])}: {text}", [job["frame"]])
             if job["rate_limited_points"] and "points" not in msgs:   # no cloud: it used none of points.max_rate
                 job["frame"].camera.points_throttle.refund()
+        if passes:
+            # the forward passes end before the post-processing stage does (done already where a frame waited for
+            # its host copies; not where no output needed device data, e.g. depth/camera_info alone), so that the
+            # stages add up to the batch; an error the device reports for them fails the frames here, unpublished
+            try:
+                for _, end in passes:
+                    end.synchronize()
+            except Exception as e:  # noqa: BLE001
+                passes = []   # (no device time to read: the stage split falls back to the wall clock's)
+                reason, text = self._failure("postprocess", e, m.device)
+                if messages:
+                    self._count_error(reason, f"{_topics([job['frame'] for job, _ in messages])}: {text}",
+                                      [job["frame"] for job, _ in messages])
+                for job, msgs in messages:
+                    if job["rate_limited_points"] and "points" in msgs:
+                        job["frame"].camera.points_throttle.refund()
+                messages = []
         t3 = time.perf_counter()
         self._enter_stage("publish", worker)
         for job, msgs in messages:
@@ -2245,13 +2262,9 @@ def _current_stream(device: torch.device) -> "torch.cuda.Stream":
 
 
 def _device_ms(passes: list[tuple[Any, Any]]) -> float:
-    """Milliseconds the device spent between each (start, end) pair of recorded CUDA events, summed; waits for the
-    last ones (post-processing has, unless it failed)."""
-    total = 0.0
-    for start, end in passes:
-        end.synchronize()
-        total += start.elapsed_time(end)
-    return total
+    """Milliseconds the device spent between each (start, end) pair of recorded (and completed) CUDA events,
+    summed."""
+    return sum(start.elapsed_time(end) for start, end in passes)
 
 
 def _wait_for_stream(device: torch.device) -> None:
