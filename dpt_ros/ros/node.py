@@ -80,6 +80,13 @@ _SEG_OUTPUTS = ("segmentation", "segmentation/colored", "segmentation/compressed
 _INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored", "inverse_depth/colored/compressed"))
 _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points", "depth/compressedDepth"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
+#: the parameters that decide which topics the node publishes and subscribes (besides the remaps)
+_TOPIC_PARAMETERS = frozenset(("cameras", "publish.compressed", "image_transport", "camera_info.url", "depth.align"))
+try:   # vision_msgs is optional (not on PyPI): without it no label_info publisher
+    import vision_msgs.msg  # noqa: F401
+    _LABEL_INFO = True
+except ImportError:
+    _LABEL_INFO = False
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
@@ -586,6 +593,87 @@ class DptNode(Node):
                         f"no valid ROS topic name ({why}); use a shorter namespace")
         return params.camera_listed_twice(cameras, self.resolve_topic_name)
 
+    def _topics_refused(self, s: Settings) -> Optional[str]:
+        """Why the node cannot have its topics with settings ``s`` and its remaps: two different outputs on one topic
+        (``-r depth:=/out -r inverse_depth:=/out``: their messages mixed there, or, of two types, rcl's refusal of the
+        second publisher after the model loaded), or an output on a topic the node subscribes (``-r
+        inverse_depth/colored:=image``: every output came back as a new frame, endlessly; ``-r
+        depth/camera_info:=camera_info``: its own output's intrinsics taken for the camera's). Every output has its
+        publisher whatever its publish.* parameter says (they are set live); the compressed copies with
+        publish.compressed; the inputs as ``s`` subscribes them (image or image/compressed, camera_info unless
+        camera_info.url, depth_reference with depth.align). One output of several cameras on one topic (one points for
+        all) may be meant: :meth:`_cameras_refused` judges that. None: nothing collides."""
+        outputs: dict[str, list[tuple[_Camera, str]]] = {}
+        inputs: dict[str, list[tuple[_Camera, str]]] = {}
+        for ns in s["cameras"]:
+            cam = _Camera(0, ns.rstrip("/"))
+            for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ()),
+                         *(("label_info",) if _LABEL_INFO else ())):
+                topic = self._output_topic(cam, name) if name in COMPRESSED_OUTPUTS else cam.topic(name)
+                outputs.setdefault(self.resolve_topic_name(topic), []).append((cam, name))
+            image = self.resolve_topic_name(cam.topic("image")).rstrip("/")   # (as _subscribe names it)
+            wanted = {"image/compressed" if s["image_transport"] == "compressed" else "image":
+                      image + "/compressed" if s["image_transport"] == "compressed" else image,
+                      "camera_info": None if s["camera_info.url"] else cam.topic("camera_info"),
+                      "depth_reference": cam.topic("depth_reference") if s["depth.align"] else None}
+            for name, topic in wanted.items():
+                if topic is not None:
+                    inputs.setdefault(self.resolve_topic_name(topic), []).append((cam, name))
+        outputs.setdefault(self.resolve_topic_name("/diagnostics"), []).append((_Camera(0, ""), "/diagnostics"))
+        for topic, pubs in outputs.items():
+            (cam, name), other = pubs[0], next((p for p in pubs if p[1] != pubs[0][1]), None)
+            if other is not None:   # (one output of several cameras: see the docstring)
+                what = "would both be published on"
+                (cam_b, name_b), kind = other, "output"
+            elif topic in inputs:
+                what = "would be published on"
+                (cam_b, name_b), kind = inputs[topic][0], "input"
+            else:
+                continue
+            (a, remapped_a), (b, remapped_b) = self._topic_origin(cam, name, s), self._topic_origin(cam_b, name_b, s)
+            types = sorted({_type_name(name), _type_name(name_b)})
+            clash = f"; of two types ({' and '.join(types)}), which ROS refuses on one topic" if len(types) > 1 else ""
+            if kind == "output":
+                text = (f"outputs {a} and {b} {what} {topic}: two outputs on one topic" +
+                        (clash or ", their messages mixed, which no subscriber can tell apart"))
+                fix = "remap each output to a topic of its own"
+            else:
+                effect = {"camera_info": "the intrinsics of its own output taken for the camera's",
+                          "depth_reference": "its depth aligned to its own output (depth.align)"}.get(
+                    name_b, "every output coming back as a new frame, endlessly")
+                text = (f"output {a} {what} {topic}, which the node subscribes as its input {b}: the node would "
+                        f"consume its own output ({effect}{clash})")
+                fix = "remap the output to a topic of its own, or the input to the camera's"
+            fix += " (or drop the remap)" if remapped_a or remapped_b else \
+                ": with no remap, camera namespaces nested in one another's topics (give each camera a namespace of " \
+                "its own, e.g. left and right)"
+            return f"topics collide: {text}; {fix}"
+        return None
+
+    def _topic_origin(self, cam: _Camera, name: str, s: Settings) -> tuple[str, bool]:
+        """``name`` of ``cam`` as a collision names it (whether remapped, or following a remapped image, whether
+        disabled), and whether a remap moved it: for :meth:`_topics_refused`."""
+        def remapped(n: str) -> bool:
+            return self.resolve_topic_name(cam.topic(n)) != self.resolve_topic_name(cam.topic(n), only_expand=True)
+
+        if name == "/diagnostics":
+            return ("/diagnostics (remapped)", True) if remapped(name) else (name, False)
+        if name == "image/compressed":   # (the node subscribes image's topic + /compressed: no name of its own)
+            moved = remapped("image")
+            return (cam.topic(name) + " (image_transport:=compressed" +
+                    (f", following the remap of {cam.topic('image')})" if moved else ")"), moved)
+        base = COMPRESSED_OUTPUTS.get(name, (None,))[0]
+        notes, moved = [], remapped(name)
+        if moved:
+            notes.append("remapped")
+        elif base is not None and remapped(base):
+            notes.append(f"following the remap of {cam.topic(base)}")
+            moved = True
+        enable = OUTPUTS.get(base or name)
+        if enable and not s[enable]:
+            notes.append(f"{enable} is false, but its publisher exists: {enable} can be set while the node runs")
+        return cam.topic(name) + (f" ({'; '.join(notes)})" if notes else ""), moved
+
     def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:
         """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url); ``log``: say which
         file the camera uses (not for a check of a managed node's value before its configure)."""
@@ -626,7 +714,7 @@ class DptNode(Node):
         reasons = params.check_all(s)
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
-        why = self._cameras_refused(s["cameras"])
+        why = self._cameras_refused(s["cameras"]) or self._topics_refused(s)
         if why:
             raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
@@ -727,6 +815,8 @@ class DptNode(Node):
                 return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)
         why = self._cameras_refused(new["cameras"]) if "cameras" in changes else None
+        if not why and _TOPIC_PARAMETERS.intersection(changes):   # the topics they make: on one another's?
+            why = self._topics_refused(new)
         if why:   # refused now, as configure would refuse it
             return SetParametersResult(successful=False, reason=why)
         fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]
@@ -2308,6 +2398,17 @@ def _qos_hint(policy: str, output: bool, latched_info: Optional[str] = None) -> 
                 "qos.camera_info_durability:=volatile (transient_local is for a driver that latches its camera_info)")
     return (f"the peer requires a {policy.lower()} QoS this node does not offer (it sets only reliability, "
             f"durability volatile and history depth): relax it on the peer")
+
+
+def _type_name(name: str) -> str:
+    """The message type of the node's topic ``name`` (an output, an input, /diagnostics), as `ros2 topic info` names
+    it: sensor_msgs/msg/Image."""
+    special = {"label_info": "vision_msgs/msg/LabelInfo", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+               "image/compressed": "sensor_msgs/msg/CompressedImage", "camera_info": "sensor_msgs/msg/CameraInfo"}
+    if name in special:
+        return special[name]
+    msg_type = _OUTPUT_TYPES.get(name, Image)
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _round32(v: int) -> int:
