@@ -13,6 +13,16 @@ from dpt_ros.ros.testing import set_params
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, start_node, stop_node
 
 DOMAIN = 66
+# a calibration as camera_calibration's cameracalibrator writes it (ost.yaml), for a 160x120 camera
+OST = """image_width: 160
+image_height: 120
+camera_name: cam
+camera_matrix: {rows: 3, cols: 3, data: [100., 0., 79.5, 0., 100., 59.5, 0., 0., 1.]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
+rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
+projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
+"""
 
 
 def _args(*rules: str) -> list[str]:
@@ -91,13 +101,16 @@ def test_camera_namespaces_nested_in_one_anothers_topics_are_refused(harness):
         "and right)")
 
 
-def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refused(harness):
+def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refused(harness, tmp_path):
     """No false alarm: depth_reference on depth without depth.align (no subscription), a compressed copy on
     image/compressed with the raw transport or on image without publish.compressed (no such subscription, no such
-    publisher), and two cameras' points merged onto one topic (one output, one type: may be meant) all start; set
-    live, the parameter that would subscribe or publish the colliding topic is refused, and nothing changes."""
+    publisher), depth/camera_info on camera_info with camera_info.url (no camera_info subscription), and two
+    cameras' points merged onto one topic (one output, one type: may be meant) all start; set live, the parameter
+    that would subscribe the colliding topic is refused, and nothing changes."""
+    (tmp_path / "cam.yaml").write_text(OST)
     node = harness.start_node(cli_args=_args("depth_reference:=depth", "inverse_depth/colored/compressed:=image/compressed",
-                                             "__node:=dpt_latent"))
+                                             "depth/camera_info:=camera_info", "__node:=dpt_latent"),
+                              **{"camera_info.url": str(tmp_path / "cam.yaml")})
     refused = set_params(harness, node, **{"depth.align": True})[0]
     assert not refused.successful and refused.reason.startswith(
         "topics collide: output depth would be published on /depth, which the node subscribes as its input "
@@ -106,8 +119,14 @@ def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refus
     assert not refused.successful and refused.reason.startswith(
         "topics collide: output inverse_depth/colored/compressed (remapped) would be published on /image/compressed, "
         "which the node subscribes as its input image/compressed (image_transport:=compressed)")
+    refused = set_params(harness, node, **{"camera_info.url": ""})[0]
+    assert not refused.successful and refused.reason.startswith(
+        "topics collide: output depth/camera_info (remapped) would be published on /camera_info, which the node "
+        "subscribes as its input camera_info: the node would consume its own output (the intrinsics of its own "
+        "output taken for the camera's)")
     assert node.settings["depth.align"] is False and node.settings["image_transport"] == "raw"
-    assert set(node.cameras[0].subs) == {"image", "camera_info"}   # (no depth_reference)
+    assert node.settings["camera_info.url"] == str(tmp_path / "cam.yaml")
+    assert set(node.cameras[0].subs) == {"image"}   # (no depth_reference, no camera_info)
     assert node.cameras[0].image_topic == "/image"
     harness.remove_node(node)
     merged = harness.start_node(cameras=["a", "b"], cli_args=_args("a/points:=/merged", "b/points:=/merged",
