@@ -72,7 +72,8 @@ def test_two_outputs_remapped_onto_one_topic_are_refused(harness):
     (["image:=inverse_depth/colored"], {}, "inverse_depth/colored", "/inverse_depth/colored", "image (remapped)",
      "every output coming back as a new frame, endlessly"),
     (["image:=inverse_depth/colored"], {"image_transport": "compressed"}, "inverse_depth/colored/compressed",
-     "/inverse_depth/colored/compressed", "image/compressed (image_transport:=compressed, following the remap of image)",
+     "/inverse_depth/colored/compressed",
+     "image/compressed (image_transport:=compressed, following the remap of image)",
      "every output coming back as a new frame, endlessly"),
     (["depth/camera_info:=camera_info"], {}, "depth/camera_info (remapped)", "/camera_info", "camera_info",
      "the intrinsics of its own output taken for the camera's"),
@@ -108,9 +109,9 @@ def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refus
     cameras' points merged onto one topic (one output, one type: may be meant) all start; set live, the parameter
     that would subscribe the colliding topic is refused, and nothing changes."""
     (tmp_path / "cam.yaml").write_text(OST)
-    node = harness.start_node(cli_args=_args("depth_reference:=depth", "inverse_depth/colored/compressed:=image/compressed",
-                                             "depth/camera_info:=camera_info", "__node:=dpt_latent"),
-                              **{"camera_info.url": str(tmp_path / "cam.yaml")})
+    rules = ("depth_reference:=depth", "depth/camera_info:=camera_info",
+             "inverse_depth/colored/compressed:=image/compressed", "__node:=dpt_latent")
+    node = harness.start_node(cli_args=_args(*rules), **{"camera_info.url": str(tmp_path / "cam.yaml")})
     refused = set_params(harness, node, **{"depth.align": True})[0]
     assert not refused.successful and refused.reason.startswith(
         "topics collide: output depth would be published on /depth, which the node subscribes as its input "
@@ -153,8 +154,8 @@ def test_the_lifecycle_node_refuses_at_configure_and_when_set(harness):
     wait_for(lambda: any(m.name == "collide.dpt_node" and m.msg.startswith(want) for m in list(log)),
              what="the reason logged")
     assert node.models is None and node.cameras == []
-    latent = harness.start_node(namespace="latent", managed=True, cli_args=_args("inverse_depth/colored/compressed:=image"),
-                                **{"publish.compressed": False})
+    latent = harness.start_node(namespace="latent", managed=True, cli_args=_args(
+        "inverse_depth/colored/compressed:=image"), **{"publish.compressed": False})
     refused = set_params(harness, latent, **{"publish.compressed": True})[0]
     assert not refused.successful and refused.reason.startswith(
         "topics collide: output inverse_depth/colored/compressed (remapped) would be published on /latent/image, "
