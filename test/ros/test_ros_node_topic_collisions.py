@@ -141,7 +141,8 @@ def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refus
 
 def test_the_lifecycle_node_refuses_at_configure_and_when_set(harness):
     """dpt_lifecycle_node: a colliding configuration fails configure (the node stays unconfigured, with the reason in
-    its log), and a parameter that would make one is refused when set, as configure would refuse it."""
+    its log), and a parameter that would make one is refused when set, as configure would refuse it (one that leaves
+    the remaps' own collision as it is is not)."""
     from rcl_interfaces.msg import Log
 
     from dpt_ros.ros.testing import wait_for
@@ -154,6 +155,8 @@ def test_the_lifecycle_node_refuses_at_configure_and_when_set(harness):
     wait_for(lambda: any(m.name == "collide.dpt_node" and m.msg.startswith(want) for m in list(log)),
              what="the reason logged")
     assert node.models is None and node.cameras == []
+    # its remaps cannot change while it runs: a parameter that adds no collision is not refused for theirs
+    assert set_params(harness, node, **{"depth.align": True})[0].successful
     latent = harness.start_node(namespace="latent", managed=True, cli_args=_args(
         "inverse_depth/colored/compressed:=image"), **{"publish.compressed": False})
     refused = set_params(harness, latent, **{"publish.compressed": True})[0]
