@@ -1417,35 +1417,49 @@ class DptNode(Node):
                passes: Optional[list] = None) -> list[dict]:
         """Pre-process and run the engines; frames with equal network shapes share one batch.
 
-        Every task's pre-processing comes first, then every forward pass: on a GPU the passes are queued and not
-        waited for (the pre-processing is: its copy and kernels are its own stage's), so a second task's
-        pre-processing does not wait for the first task's model. Each pass on a CUDA device appends its (start, end)
-        CUDA events to ``passes``.
+        Every task's pre-processing comes first, then every forward pass: on a GPU the pre-processing of all frames
+        and tasks is waited for once (its copies and kernels are its own stage's), the passes are queued and not
+        waited for, so a second task's pre-processing does not wait for the first task's model. Each pass on a CUDA
+        device appends its (start, end) CUDA events to ``passes``.
 
         One task failing (say, the segmentation model out of GPU memory) leaves the other's outputs: its frames
         go on with what they have, counted incomplete:<reason>, and a frame left with nothing is counted an
         error and taken out of ``jobs``. Only when no frame has anything does the failure reach the caller."""
-        failures, ready = [], []
-        for phase in ("pre", "run"):
-            for task in ("depth", "segmentation"):
-                if worker is not None and self._worker is not worker:   # abandoned: no next task's work
-                    raise _Abandoned()
-                engine = getattr(m, task)
-                selected = [j for j in jobs if engine is not None and
-                            (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
-                if phase == "run" and task not in dict(ready):
-                    continue
-                try:
-                    if phase == "pre":
-                        groups, failed = self._preprocess_task(task, selected, m)
-                        ready.append((task, groups))
-                    else:
-                        failed = self._run_task(task, dict(ready)[task], m, passes)
-                    failures += [(task, e, jobs_lost) for e, jobs_lost in failed]
-                except _Abandoned:
-                    raise
-                except Exception as e:  # noqa: BLE001 - counted below, or by the caller
-                    failures.append((task, e, [j for j in selected if task not in j.get("variant", {})]))
+        failures, ready = [], {}
+        selected = {}
+        for task in ("depth", "segmentation"):
+            if worker is not None and self._worker is not worker:   # abandoned: no next task's work
+                raise _Abandoned()
+            engine = getattr(m, task)
+            selected[task] = [j for j in jobs if engine is not None and
+                              (j["labels"] if task == "segmentation" else bool(j["wanted"] & set(_DEPTH_OUTPUTS)))]
+            try:
+                ready[task], failed = self._preprocess_task(task, selected[task], m)
+                failures += [(task, e, lost) for e, lost in failed]
+            except Exception as e:  # noqa: BLE001 - counted below, or by the caller
+                failures.append((task, e, selected[task]))
+        devices = {getattr(m, f"{task}_pre").device for task, groups in ready.items() if groups}
+        if any(d.type == "cuda" for d in devices):
+            # one wait for every frame's and task's GPU pre-processing (their copies and kernels are this stage's,
+            # not the model's), charged to the first frame: the stage is the sum of its frames'
+            t = time.perf_counter()
+            try:
+                for d in devices:
+                    if d.type == "cuda":
+                        _wait_for_stream(d)
+            except Exception as e:  # noqa: BLE001 - an error the device reports for the pre-processing
+                failures += [(task, e, [j for group in groups.values() for j, _ in group]) for task, groups in
+                             ready.items()]
+                ready = {}
+            finally:
+                jobs[0]["pre_s"] = jobs[0].get("pre_s", 0.0) + time.perf_counter() - t
+        for task, groups in ready.items():
+            if worker is not None and self._worker is not worker:
+                raise _Abandoned()
+            try:
+                failures += [(task, e, lost) for e, lost in self._run_task(task, groups, m, passes)]
+            except Exception as e:  # noqa: BLE001 - counted below, or by the caller
+                failures.append((task, e, [j for j in selected[task] if task not in j.get("variant", {})]))
         for j in jobs:
             j.setdefault("pre_s", 0.0)
             j.setdefault("net", {})
@@ -1486,9 +1500,7 @@ class DptNode(Node):
                     px = j["px"]
                     src = px.view if pre.backend == "cupy" and px.view is not None else px.rgb()
                     j["rgb_in"], j["rgb_in_where"] = pre.upload(src), where
-                x = pre(j["rgb_in"])
-                if pre.device.type == "cuda":   # the copy and kernels just queued are pre-processing, not the model's
-                    _wait_for_stream(pre.device)
+                x = pre(j["rgb_in"])   # (on a GPU queued; _infer waits for it)
             except Exception as e:  # noqa: BLE001 - this frame's, counted by the caller
                 failures.append((e, [j]))
                 continue
