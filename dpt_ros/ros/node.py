@@ -49,29 +49,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
-from dpt_ros.ros import camera_calibration, conversions, params
+from dpt_ros.ros import camera_calibration, conversions, params, topics
 from dpt_ros.ros.console import ros_init_failure
 from dpt_ros.ros.dds_env import shm_shortage
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
+from dpt_ros.ros.topics import COMPRESSED_OUTPUTS, OUTPUTS
 
-#: output topic (relative to the camera namespace) -> parameter that enables it
-OUTPUTS: dict[str, str] = {
-    "inverse_depth": "publish.inverse_depth",
-    "inverse_depth/colored": "publish.inverse_depth_colored",
-    "depth": "publish.depth",
-    "depth/camera_info": "publish.depth",
-    "segmentation": "publish.segmentation",
-    "segmentation/colored": "publish.segmentation_colored",
-    "points": "points.enabled",
-}
-#: compressed copies of image outputs, named as image_transport names them (``publish.compressed``):
-#: topic -> (the output it encodes, codec). Encoded only while subscribed, whatever ``lazy`` says.
-COMPRESSED_OUTPUTS: dict[str, tuple[str, str]] = {
-    "inverse_depth/colored/compressed": ("inverse_depth/colored", "jpeg"),
-    "depth/compressedDepth": ("depth", "compressedDepth"),
-    "segmentation/compressed": ("segmentation", "png"),
-    "segmentation/colored/compressed": ("segmentation/colored", "jpeg"),
-}
 _OUTPUT_TYPES = {"depth/camera_info": CameraInfo, "points": PointCloud2,
                  **{name: CompressedImage for name in COMPRESSED_OUTPUTS}}
 _DEPTH_OUTPUTS = ("inverse_depth", "inverse_depth/colored", "depth", "depth/camera_info", "points",
@@ -594,85 +577,14 @@ class DptNode(Node):
         return params.camera_listed_twice(cameras, self.resolve_topic_name)
 
     def _topics_refused(self, s: Settings) -> Optional[str]:
-        """Why the node cannot have its topics with settings ``s`` and its remaps: two different outputs on one topic
-        (``-r depth:=/out -r inverse_depth:=/out``: their messages mixed there, or, of two types, rcl's refusal of the
-        second publisher after the model loaded), or an output on a topic the node subscribes (``-r
-        inverse_depth/colored:=image``: every output came back as a new frame, endlessly; ``-r
-        depth/camera_info:=camera_info``: its own output's intrinsics taken for the camera's). Every output has its
-        publisher whatever its publish.* parameter says (they are set live); the compressed copies with
-        publish.compressed; the inputs as ``s`` subscribes them (image or image/compressed, camera_info unless
-        camera_info.url, depth_reference with depth.align). One output of several cameras on one topic (one points for
-        all) may be meant: :meth:`_cameras_refused` judges that. None: nothing collides."""
-        outputs: dict[str, list[tuple[_Camera, str]]] = {}
-        inputs: dict[str, list[tuple[_Camera, str]]] = {}
-        for ns in s["cameras"]:
-            cam = _Camera(0, ns.rstrip("/"))
-            for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ()),
-                         *(("label_info",) if _LABEL_INFO else ())):
-                topic = self._output_topic(cam, name) if name in COMPRESSED_OUTPUTS else cam.topic(name)
-                outputs.setdefault(self.resolve_topic_name(topic), []).append((cam, name))
-            image = self.resolve_topic_name(cam.topic("image")).rstrip("/")   # (as _subscribe names it)
-            wanted = {"image/compressed" if s["image_transport"] == "compressed" else "image":
-                      image + "/compressed" if s["image_transport"] == "compressed" else image,
-                      "camera_info": None if s["camera_info.url"] else cam.topic("camera_info"),
-                      "depth_reference": cam.topic("depth_reference") if s["depth.align"] else None}
-            for name, topic in wanted.items():
-                if topic is not None:
-                    inputs.setdefault(self.resolve_topic_name(topic), []).append((cam, name))
-        outputs.setdefault(self.resolve_topic_name("/diagnostics"), []).append((_Camera(0, ""), "/diagnostics"))
-        for topic, pubs in outputs.items():
-            (cam, name), other = pubs[0], next((p for p in pubs if p[1] != pubs[0][1]), None)
-            if other is not None:   # (one output of several cameras: see the docstring)
-                what = "would both be published on"
-                (cam_b, name_b), kind = other, "output"
-            elif topic in inputs:
-                what = "would be published on"
-                (cam_b, name_b), kind = inputs[topic][0], "input"
-            else:
-                continue
-            (a, remapped_a), (b, remapped_b) = self._topic_origin(cam, name, s), self._topic_origin(cam_b, name_b, s)
-            types = sorted({_type_name(name), _type_name(name_b)})
-            clash = f"; of two types ({' and '.join(types)}), which ROS refuses on one topic" if len(types) > 1 else ""
-            if kind == "output":
-                text = (f"outputs {a} and {b} {what} {topic}: two outputs on one topic" +
-                        (clash or ", their messages mixed, which no subscriber can tell apart"))
-                fix = "remap each output to a topic of its own"
-            else:
-                effect = {"camera_info": "the intrinsics of its own output taken for the camera's",
-                          "depth_reference": "its depth aligned to its own output (depth.align)"}.get(
-                    name_b, "every output coming back as a new frame, endlessly")
-                text = (f"output {a} {what} {topic}, which the node subscribes as its input {b}: the node would "
-                        f"consume its own output ({effect}{clash})")
-                fix = "remap the output to a topic of its own, or the input to the camera's"
-            fix += " (or drop the remap)" if remapped_a or remapped_b else \
-                ": with no remap, camera namespaces nested in one another's topics (give each camera a namespace of " \
-                "its own, e.g. left and right)"
-            return f"topics collide: {text}; {fix}"
-        return None
+        """Why the node cannot have its topics with settings ``s`` and its remaps (:func:`topics.collision`: two
+        outputs, an output and an input, or two inputs on one topic), or None. One output of several cameras on one
+        topic (one points for all) may be meant: :meth:`_cameras_refused` judges that."""
+        return topics.collision(s, self.resolve_topic_name, self._expand_topic_name, _LABEL_INFO)
 
-    def _topic_origin(self, cam: _Camera, name: str, s: Settings) -> tuple[str, bool]:
-        """``name`` of ``cam`` as a collision names it (whether remapped, or following a remapped image, whether
-        disabled), and whether a remap moved it: for :meth:`_topics_refused`."""
-        def remapped(n: str) -> bool:
-            return self.resolve_topic_name(cam.topic(n)) != self.resolve_topic_name(cam.topic(n), only_expand=True)
-
-        if name == "/diagnostics":
-            return ("/diagnostics (remapped)", True) if remapped(name) else (name, False)
-        if name == "image/compressed":   # (the node subscribes image's topic + /compressed: no name of its own)
-            moved = remapped("image")
-            return (cam.topic(name) + " (image_transport:=compressed" +
-                    (f", following the remap of {cam.topic('image')})" if moved else ")"), moved)
-        base = COMPRESSED_OUTPUTS.get(name, (None,))[0]
-        notes, moved = [], remapped(name)
-        if moved:
-            notes.append("remapped")
-        elif base is not None and remapped(base):
-            notes.append(f"following the remap of {cam.topic(base)}")
-            moved = True
-        enable = OUTPUTS.get(base or name)
-        if enable and not s[enable]:
-            notes.append(f"{enable} is false, but its publisher exists: {enable} can be set while the node runs")
-        return cam.topic(name) + (f" ({'; '.join(notes)})" if notes else ""), moved
+    def _expand_topic_name(self, topic: str) -> str:
+        """``topic`` resolved in the node's namespace and name, without the remaps."""
+        return self.resolve_topic_name(topic, only_expand=True)
 
     def _load_calibration(self, ns: str, s: Settings, log: bool = True) -> Optional[CameraInfo]:
         """The CameraInfo of camera_info.url for camera namespace ``ns`` (None without a url); ``log``: say which
@@ -1018,15 +930,8 @@ class DptNode(Node):
         self._publish_label_info(s)
 
     def _output_topic(self, cam: _Camera, name: str) -> str:
-        """The topic of output ``name``. A compressed copy follows its image as image_transport (6.0, Kilted) names
-        a transport's topic: the base topic, remaps applied, + the suffix; so `-r depth:=/foo/depth` moves
-        depth/compressedDepth to /foo/depth/compressedDepth, where a viewer subscribing /foo/depth through the
-        compressedDepth transport looks. A remap of the copy's own name wins."""
-        topic = cam.topic(name)
-        base = COMPRESSED_OUTPUTS.get(name, (None,))[0]
-        if base is None or self.resolve_topic_name(topic) != self.resolve_topic_name(topic, only_expand=True):
-            return topic
-        return self.resolve_topic_name(cam.topic(base)).rstrip("/") + name[len(base):]
+        """The topic of output ``name`` (:func:`topics.output_topic`: a compressed copy follows its image's remap)."""
+        return topics.output_topic(cam.ns, name, self.resolve_topic_name, self._expand_topic_name)
 
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
@@ -2412,17 +2317,6 @@ def _qos_hint(policy: str, output: bool, latched_info: Optional[str] = None) -> 
                 "qos.camera_info_durability:=volatile (transient_local is for a driver that latches its camera_info)")
     return (f"the peer requires a {policy.lower()} QoS this node does not offer (it sets only reliability, "
             f"durability volatile and history depth): relax it on the peer")
-
-
-def _type_name(name: str) -> str:
-    """The message type of the node's topic ``name`` (an output, an input, /diagnostics), as `ros2 topic info` names
-    it: sensor_msgs/msg/Image."""
-    special = {"label_info": "vision_msgs/msg/LabelInfo", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
-               "image/compressed": "sensor_msgs/msg/CompressedImage", "camera_info": "sensor_msgs/msg/CameraInfo"}
-    if name in special:
-        return special[name]
-    msg_type = _OUTPUT_TYPES.get(name, Image)
-    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _round32(v: int) -> int:

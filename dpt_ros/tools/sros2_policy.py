@@ -110,6 +110,8 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
     "parameters": set, "optional_publish": {name: type}}``. ``remaps``: ``(from, to)`` topic rules as
     the node was started with (``-r from:=to``); ``depth_align``: the node runs with ``depth.align``;
     ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle services and transition_event too)."""
+    from dpt_ros.ros import topics  # noqa: PLC0415
+
     spec = load(path)
     node = spec["node"]
     remaps = list(remaps)
@@ -120,12 +122,8 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
 
     def output(name: str, base: str) -> str:
         """The node's rule for a compressed copy (image_transport 6's): its image's topic, remaps applied, + the
-        transport's suffix, unless a rule remaps the copy's own name."""
-        image, _, suffix = name.rpartition("/")
-        own = resolve(name, base, node)
-        if not image or suffix not in ("compressed", "compressedDepth") or topic(name, base) != own:
-            return topic(name, base)
-        return topic(image, base).rstrip("/") + "/" + suffix
+        transport's suffix, unless a rule remaps the copy's own name (:func:`dpt_ros.ros.topics.output_topic`)."""
+        return topic(topics.output_topic("", name, lambda n: topic(n, base), lambda n: resolve(n, base, node)), base)
 
     for cam in cameras:
         base = resolve(cam, namespace, node)   # a camera namespace may be relative, absolute or private (~/)
@@ -240,6 +238,21 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
     return twice or check(list(cameras)) or ""
 
 
+def topics_refused(cameras: Iterable[str], namespace: str = "/", remaps: Iterable[tuple[str, str]] = (),
+                   transport: str = "raw", depth_align: bool = False, path: Path = INTERFACES) -> str:
+    """Why dpt_node would refuse its topics with ``cameras``, ``remaps``, ``transport`` and ``depth_align`` in
+    ``namespace``, '' when it takes them: the node's own rule (:func:`dpt_ros.ros.topics.collision`: two outputs,
+    an output and an input, or two inputs on one topic), its names resolved by this tool's rcl rules, for the node
+    this tool's policy is for: its other parameters at their defaults (the compressed copies published, camera_info
+    subscribed) and label_info published (the policy allows it)."""
+    from dpt_ros.ros import params, topics  # noqa: PLC0415
+
+    node, remaps = load(path)["node"], list(remaps)
+    s = params.defaults().replace({"cameras": list(cameras), "image_transport": transport, "depth.align": depth_align})
+    return topics.collision(s, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node),
+                            lambda name: resolve(name, namespace, node), label_info=True) or ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
@@ -272,6 +285,9 @@ def main(argv=None) -> int:
     why = invalid_cameras(cams, args.namespace, remaps)
     if why:   # a policy for cameras the node refuses to serve would secure a node that never starts
         ap.error(f"--cameras {args.cameras!r}: {why}")
+    why = topics_refused(cams, args.namespace, remaps, args.transport, args.depth_align)
+    if why:   # (and so would one for remaps that put two of its topics on one: refused by the node at start-up)
+        ap.error(why)
     text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
                       managed=args.managed)
     # the checkout's file is the documented node's policy: one for other options never overwrites it unasked

@@ -269,6 +269,29 @@ def test_policy_tool_takes_the_cameras_the_node_takes(capsys):
         capsys.readouterr().err
 
 
+def test_policy_tool_refuses_remaps_that_put_two_of_the_nodes_topics_on_one(tmp_path, capsys):
+    """Remaps the node refuses at start-up for its topics' collision (two outputs on one topic, an output on one of
+    its inputs) are a usage error with the node's reason, and no policy is written (it wrote one for a node that
+    never starts); one output of several cameras merged onto one topic, which the node takes, gets its policy."""
+    out = tmp_path / "policy.xml"
+    for argv, why in (
+            (["--remap", "depth:=/out", "--remap", "points:=/out"], "topics collide: outputs depth (remapped) and "
+             "points (remapped) would both be published on /out: two outputs on one topic; of two types"),
+            (["--namespace", "/robot", "--remap", "inverse_depth/colored:=image"], "topics collide: output "
+             "inverse_depth/colored (remapped) would be published on /robot/image, which the node subscribes as its "
+             "input image: the node would consume its own output"),
+            (["--depth-align", "--remap", "depth_reference:=depth"], "input depth_reference (remapped)")):
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main([*argv, "--out", str(out)])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "usage:" in err and why in err, err
+        assert not out.exists()
+    assert sros2_policy.main(["--remap", "depth_reference:=depth", "--out", str(out)]) == 0   # (not subscribed)
+    assert sros2_policy.main(["--cameras", "a,b", "--remap", "a/points:=/all", "--remap", "b/points:=/all",
+                              "--out", str(out)]) == 0
+    assert "<topic>/all</topic>" in out.read_text()
+
+
 def _sros2_keystore():
     try:
         from sros2 import keystore

@@ -182,3 +182,29 @@ def test_dpt_node_refuses_colliding_remaps_with_exit_code_2_before_the_model_loa
     assert "[FATAL]" in out and "[dpt_collide_proc]: topics collide: outputs depth (remapped) and points (remapped) " \
         "would both be published on /out" in out, out
     assert "loading depth" not in out and "Traceback" not in out and "RCLError" not in out, out
+
+
+@pytest.mark.parametrize("namespace, rules, overrides", [
+    ("", ["depth:=/out", "points:=/out"], {}),
+    ("", ["depth:=/d", "segmentation:=/d/compressedDepth"], {}),
+    ("", ["a/depth:=/b/inverse_depth"], {"cameras": ["a", "b"]}),
+    ("", ["inverse_depth/colored:=image"], {}),
+    ("", ["image:=inverse_depth/colored"], {"image_transport": "compressed"}),
+    ("", ["depth/camera_info:=camera_info"], {}),
+    ("", ["depth_reference:=depth"], {"depth.align": True}),
+    ("", [], {"cameras": ["", "depth"]}),
+    ("robot", ["inverse_depth:=~/out", "/diagnostics:=~/out"], {}),
+])
+def test_the_policy_tool_refuses_what_the_node_refuses_in_its_words(harness, namespace, rules, overrides):
+    """sros2_policy applies the node's rule (it checked only a camera listed twice and two cameras' inverse_depth on
+    one topic, and wrote a policy for a node that never starts): for the same namespace, cameras, transport, remaps
+    and depth.align it gives the node's reason, word for word."""
+    from dpt_ros.tools import sros2_policy
+
+    with pytest.raises(StartupError) as e:
+        harness.start_node(namespace=namespace, cli_args=_args(*rules), **overrides)
+    tool = sros2_policy.topics_refused(overrides.get("cameras", [""]), "/" + namespace, sros2_policy.parse_remaps(rules),
+                                       overrides.get("image_transport", "raw"), overrides.get("depth.align", False))
+    assert str(e.value).startswith("topics collide: ") and tool == str(e.value)
+    if rules:   # without them, nothing collides
+        assert sros2_policy.topics_refused(overrides.get("cameras", [""]), "/" + namespace) == ""
