@@ -33,6 +33,10 @@ _TYPES = {"depth/camera_info": "sensor_msgs/msg/CameraInfo", "points": "sensor_m
           "label_info": "vision_msgs/msg/LabelInfo", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
           "image/compressed": "sensor_msgs/msg/CompressedImage", "camera_info": "sensor_msgs/msg/CameraInfo",
           **{name: "sensor_msgs/msg/CompressedImage" for name in COMPRESSED_OUTPUTS}}
+#: what two different inputs of one type on one topic would do
+_INPUT_EFFECTS = {frozenset(("image", "depth_reference")):
+                  "camera images taken for reference depth (depth.align), which fails every frame's alignment"}
+
 Resolve = Callable[[str], str]
 
 
@@ -67,13 +71,16 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
     - two different outputs on one topic (``-r depth:=/out -r inverse_depth:=/out``: their messages mixed there, or,
       of two types, rcl's refusal of the second publisher after the model loaded);
     - an output on a topic the node subscribes (``-r inverse_depth/colored:=image``: every output came back as a new
-      frame, endlessly; ``-r depth/camera_info:=camera_info``: its own output's intrinsics taken for the camera's).
+      frame, endlessly; ``-r depth/camera_info:=camera_info``: its own output's intrinsics taken for the camera's);
+    - two different inputs on one topic (``-r camera_info:=image``, ``-r image:=camera_info``: of two types, rcl's
+      refusal of the second subscription after the model loaded, naming neither; ``-r depth_reference:=image`` with
+      depth.align: camera images taken for reference depth, every frame's alignment failed).
 
     Every output has its publisher whatever its publish.* parameter says (they are set live); the compressed copies
     with publish.compressed, label_info with ``label_info`` (vision_msgs installed); the inputs as ``s`` subscribes
     them (image or image/compressed, camera_info unless camera_info.url, depth_reference with depth.align). One output
-    of several cameras on one topic (one points for all) may be meant: not judged here (two cameras' images or
-    inverse_depth on one topic: :func:`dpt_ros.ros.params.camera_listed_twice`)."""
+    (or input) of several cameras on one topic (one points for all) may be meant: not judged here (two cameras' images
+    or inverse_depth on one topic: :func:`dpt_ros.ros.params.camera_listed_twice`)."""
     outputs: dict[str, list[tuple[str, str]]] = {}
     inputs: dict[str, list[tuple[str, str]]] = {}
     for ns in s["cameras"]:
@@ -100,6 +107,11 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
             found = ("input", topic, pubs[0], inputs[topic][0])
         if found:
             break
+    for topic, subs in ({} if found else inputs).items():
+        other = next((p for p in subs if p[1] != subs[0][1]), None)
+        if other is not None:   # (one input of several cameras: see the docstring)
+            found = ("inputs", topic, subs[0], other)
+            break
     if found is None:
         return None
     kind, topic, (ns, name), (ns_b, name_b) = found
@@ -110,13 +122,17 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
         text = (f"outputs {a} and {b} would both be published on {topic}: two outputs on one topic" +
                 (clash or ", their messages mixed, which no subscriber can tell apart"))
         fix = "remap each output to a topic of its own"
-    else:
+    elif kind == "input":
         effect = {"camera_info": "the intrinsics of its own output taken for the camera's",
                   "depth_reference": "its depth aligned to its own output (depth.align)"}.get(
             name_b, "every output coming back as a new frame, endlessly")
         text = (f"output {a} would be published on {topic}, which the node subscribes as its input {b}: the node "
                 f"would consume its own output ({effect}{clash})")
         fix = "remap the output to a topic of its own, or the input to the camera's"
+    else:
+        text = (f"inputs {a} and {b} would both be subscribed on {topic}: two inputs on one topic" +
+                (clash or f", {_INPUT_EFFECTS[frozenset((name, name_b))]}"))
+        fix = "remap each input to the camera's topic of its own"
     fix += " (or drop the remap)" if remapped_a or remapped_b else \
         ": with no remap, camera namespaces nested in one another's topics (give each camera a namespace of its own, " \
         "e.g. left and right)"

@@ -1,8 +1,10 @@
 """Remaps (and camera namespaces) that put two of the node's topics on one: two outputs on one topic (their messages
-mixed, or, of two types, rcl's refusal of the second publisher after the model loaded) and an output on one of the
-node's own inputs (it consumed its own output: one frame came back as a new one endlessly) are refused before the
-model loads, at start-up, at configure and when a parameter would make them; what never gets a publisher or
-subscription, and one output of several cameras merged onto one topic, are not."""
+mixed, or, of two types, rcl's refusal of the second publisher after the model loaded), an output on one of the
+node's own inputs (it consumed its own output: one frame came back as a new one endlessly) and two inputs on one topic
+(rcl's refusal of the second subscription after the model loaded; the camera image taken for reference depth) are
+refused before the model loads, at start-up, at configure and when a parameter would make them; what never gets a
+publisher or subscription, and one output of several cameras merged onto one topic, are not. The SROS2 policy tool
+refuses them with the node's words."""
 from __future__ import annotations
 
 import pytest
@@ -23,6 +25,8 @@ distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
 rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
 projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
 """
+_TWO_TYPES = "; of two types (sensor_msgs/msg/CameraInfo and sensor_msgs/msg/Image), which ROS refuses on one topic"
+_ALIGNED = ", camera images taken for reference depth (depth.align), which fails every frame's alignment"
 
 
 def _args(*rules: str) -> list[str]:
@@ -184,6 +188,55 @@ def test_dpt_node_refuses_colliding_remaps_with_exit_code_2_before_the_model_loa
     assert "loading depth" not in out and "Traceback" not in out and "RCLError" not in out, out
 
 
+@pytest.mark.parametrize("rules, overrides, first, second, topic, why", [
+    (["camera_info:=image"], {}, "image", "camera_info (remapped)", "/image", _TWO_TYPES),
+    (["image:=camera_info"], {}, "image (remapped)", "camera_info", "/camera_info", _TWO_TYPES),
+    (["camera_info:=image/compressed"], {"image_transport": "compressed"},
+     "image/compressed (image_transport:=compressed)", "camera_info (remapped)", "/image/compressed",
+     "; of two types (sensor_msgs/msg/CameraInfo and sensor_msgs/msg/CompressedImage), which ROS refuses on one topic"),
+    (["depth_reference:=image"], {"depth.align": True}, "image", "depth_reference (remapped)", "/image", _ALIGNED),
+    (["a/depth_reference:=/b/image"], {"depth.align": True, "cameras": ["a", "b"]}, "a/depth_reference (remapped)",
+     "b/image", "/b/image", _ALIGNED),
+])
+def test_two_inputs_remapped_onto_one_topic_are_refused(harness, rules, overrides, first, second, topic, why):
+    """Two different inputs on one topic: camera_info on image (or image on camera_info) started, loaded the model and
+    then failed with rcl's RCLError ("create_subscription() called for existing topic name rt/image with incompatible
+    type", naming neither input; dpt_lifecycle_node: at activation); depth_reference on image with depth.align started
+    and took every camera image for reference depth: every frame's alignment failed ("reference depth must be 32FC1
+    ... got 'rgb8'"). Refused before the model loads, with both names, the topic and what to do, at start-up and at
+    configure."""
+    want = (f"topics collide: inputs {first} and {second} would both be subscribed on {topic}: two inputs on one "
+            f"topic{why}; remap each input to the camera's topic of its own (or drop the remap)")
+    assert _refusal(harness, rules, "dpt_inputs", **overrides) == want
+    node = harness.start_node(managed=True, cli_args=_args(*rules, "__node:=dpt_inputs_managed"), **overrides)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.models is None and node.cameras == []
+
+
+def test_inputs_that_get_no_subscription_are_not_refused_until_subscribed(harness, tmp_path):
+    """camera_info on image with camera_info.url (no camera_info subscription) and depth_reference on image without
+    depth.align (no depth_reference subscription) start with the image subscribed alone; the parameter that would
+    subscribe the colliding input is refused when set, and nothing changes."""
+    (tmp_path / "cam.yaml").write_text(OST)
+    rules = ("camera_info:=image", "depth_reference:=image", "__node:=dpt_unsubscribed")
+    node = harness.start_node(cli_args=_args(*rules), **{"camera_info.url": str(tmp_path / "cam.yaml")})
+    assert set(node.cameras[0].subs) == {"image"} and node.cameras[0].image_topic == "/image"
+    refused = set_params(harness, node, **{"camera_info.url": ""})[0]
+    assert not refused.successful and refused.reason == (
+        f"topics collide: inputs image and camera_info (remapped) would both be subscribed on /image: two inputs on "
+        f"one topic{_TWO_TYPES}; remap each input to the camera's topic of its own (or drop the remap)")
+    refused = set_params(harness, node, **{"depth.align": True})[0]
+    assert not refused.successful and refused.reason.startswith(
+        f"topics collide: inputs image and depth_reference (remapped) would both be subscribed on /image: two inputs "
+        f"on one topic{_ALIGNED}; ")
+    assert node.settings["camera_info.url"] == str(tmp_path / "cam.yaml") and node.settings["depth.align"] is False
+    assert set(node.cameras[0].subs) == {"image"}
+    harness.remove_node(node)
+    rules = ("a/camera_info:=/info", "b/camera_info:=/info", "__node:=dpt_shared_info")   # (one input, two cameras)
+    shared = harness.start_node(cameras=["a", "b"], cli_args=_args(*rules))
+    assert [c.subs["camera_info"].topic_name for c in shared.cameras] == ["/info", "/info"]
+
+
 @pytest.mark.parametrize("namespace, rules, overrides", [
     ("", ["depth:=/out", "points:=/out"], {}),
     ("", ["depth:=/d", "segmentation:=/d/compressedDepth"], {}),
@@ -194,6 +247,8 @@ def test_dpt_node_refuses_colliding_remaps_with_exit_code_2_before_the_model_loa
     ("", ["depth_reference:=depth"], {"depth.align": True}),
     ("", [], {"cameras": ["", "depth"]}),
     ("robot", ["inverse_depth:=~/out", "/diagnostics:=~/out"], {}),
+    ("", ["camera_info:=image"], {}),
+    ("", ["a/depth_reference:=/b/image"], {"depth.align": True, "cameras": ["a", "b"]}),
 ])
 def test_the_policy_tool_refuses_what_the_node_refuses_in_its_words(harness, namespace, rules, overrides):
     """sros2_policy applies the node's rule (it checked only a camera listed twice and two cameras' inverse_depth on
@@ -203,8 +258,9 @@ def test_the_policy_tool_refuses_what_the_node_refuses_in_its_words(harness, nam
 
     with pytest.raises(StartupError) as e:
         harness.start_node(namespace=namespace, cli_args=_args(*rules), **overrides)
-    tool = sros2_policy.topics_refused(overrides.get("cameras", [""]), "/" + namespace, sros2_policy.parse_remaps(rules),
+    cameras = overrides.get("cameras", [""])
+    tool = sros2_policy.topics_refused(cameras, "/" + namespace, sros2_policy.parse_remaps(rules),
                                        overrides.get("image_transport", "raw"), overrides.get("depth.align", False))
     assert str(e.value).startswith("topics collide: ") and tool == str(e.value)
     if rules:   # without them, nothing collides
-        assert sros2_policy.topics_refused(overrides.get("cameras", [""]), "/" + namespace) == ""
+        assert sros2_policy.topics_refused(cameras, "/" + namespace) == ""
