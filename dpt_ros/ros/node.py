@@ -26,7 +26,7 @@ import time
 import traceback
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import cv2
 import numpy as np
@@ -75,7 +75,9 @@ _INFO_BUFFER = 30
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
 #: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
-#: camera_info before but not yet one as new as the frame (image and info travel on separate topics).
+#: camera_info before but not yet one as new as the frame (image and info travel on separate topics); and, with
+#: depth.align, for the frame's reference depth likewise (a depth camera sends its registered depth some milliseconds
+#: after the colour image of that stamp: on a GPU the node reaches the fit before it)
 _INFO_WAIT_S = 0.05
 #: A camera_info stamped after a frame shows that the frame's own has been passed (it is not waited for), unless it is
 #: more than this after it: then it is of before the camera's stamps went back (ros2 bag play --loop: the last pass's
@@ -295,6 +297,7 @@ class _Camera:
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
     info_waited_in_vain: bool = False   # a frame's wait for its camera_info ran out; none has come since
+    reference_waited_in_vain: bool = False   # depth.align: a frame's wait for its reference ran out; none came since
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
@@ -461,6 +464,7 @@ class DptNode(Node):
         with self._param_lock:
             with self._lock:
                 self._active = False
+                self._info_arrived.notify_all()   # a frame waiting for its camera_info or reference stops waiting
             for cam in self._cameras:
                 self._subscribe(cam, "image", False)
         # (not holding _param_lock: the model loader may need it to revert a failed swap meanwhile)
@@ -951,6 +955,7 @@ class DptNode(Node):
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
             else:
                 msg_type, handler = Image, self._on_reference
+                cam.reference_waited_in_vain = False
             # a latched camera_info subscription is reliable whatever qos.input_reliability says: its warning says so
             latched = name == "camera_info" and self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(
@@ -1026,11 +1031,13 @@ class DptNode(Node):
         worker (a reference may arrive after its image, and the buffer only holds the recent ones)."""
         stamp = conversions.stamp_ns(msg.header)
         tolerance = self._settings["depth.align_tolerance"]
-        with self._wake:
+        with self._info_arrived:   # (the lock of _wake too)
             cam.references.append((stamp, msg))
             for frame in [cam.pending, *self._in_worker]:
                 if frame is not None and frame.camera is cam:
                     frame.offer_reference(stamp, msg, tolerance)
+            cam.reference_waited_in_vain = False
+            self._info_arrived.notify_all()   # a frame in post-processing waiting for its reference
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
@@ -1639,13 +1646,14 @@ class DptNode(Node):
         incomplete:alignment with the reason, when there is no usable reference or fit."""
         cam = f.camera
         topic = self.resolve_topic_name(cam.topic("depth_reference"))
+        stamp = conversions.stamp_ns(f.msg.header)
         try:
-            with self._wake:
-                ref = f.reference
-                held = [stamp for stamp, _ in cam.references]
+            # (_on_reference offers each reference that comes to this frame, which is in the worker)
+            ref, refs = self._await(cam, stamp, cam.references, "reference_waited_in_vain", lambda _: f.reference)
+            held = [t for t, _ in refs]
             if ref is None:
                 publishers = self.count_publishers(topic) if not held else 0
-                raise ValueError(self._no_reference(topic, conversions.stamp_ns(f.msg.header), held, publishers, s))
+                raise ValueError(self._no_reference(topic, stamp, held, publishers, s))
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
@@ -1696,39 +1704,47 @@ class DptNode(Node):
             lo, hi = rr.update(inv)
         return pipeline.colorize(inv, s["colormap"], lo, hi)
 
+    def _await(self, cam: _Camera, stamp: int, buffer: collections.deque, in_vain: str,
+               match: Callable[[list], Any], since: float = -math.inf) -> tuple[Any, list]:
+        """(``match(held)``, ``held``): what a frame of ``stamp`` gets from the camera's ``buffer`` of (stamp, message)
+        received on a topic of their own (its camera_info, or its depth.align references), waiting up to
+        ``_INFO_WAIT_S`` for a match while it may still be on its way: while nothing in ``buffer`` is as new as the
+        frame (they come in stamp order, so a newer one shows that the frame's own has been passed; one more than
+        ``_STAMP_JUMP_S`` newer does not count: it is of before the stamps went back, a looped bag), and the buffer
+        is not empty unless within ``_INFO_GRACE_S`` after ``since`` (a first one most likely on its way). Not again
+        for this camera once such a wait ran out (the camera flag ``in_vain``, cleared when the next one arrives):
+        the worker serves every camera, and would hold all of them back by that wait on each of this camera's
+        frames. No wait while deactivating or stopping (the executor that would deliver it is the one waiting for
+        this frame)."""
+        deadline = time.monotonic() + _INFO_WAIT_S
+        with self._info_arrived:
+            while True:
+                held = list(buffer)
+                chosen = match(held)
+                now = time.monotonic()
+                passed = any(0 <= t - stamp <= _STAMP_JUMP_S * 1e9 for t, _ in held)
+                if chosen is not None or (not held and now - since >= _INFO_GRACE_S) or passed \
+                        or self._stopping or getattr(cam, in_vain) or not self._active:
+                    return chosen, held
+                if now >= deadline:
+                    setattr(cam, in_vain, True)
+                    return None, held
+                self._info_arrived.wait(deadline - now)
+
     def _camera_info(self, f: _Frame, s: Settings) -> Optional[CameraInfo]:
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
-        frame (one more than ``_STAMP_JUMP_S`` newer is of before its stamps went back: a looped bag), wait up to
-        ``_INFO_WAIT_S`` for the matching one (it may still be on its way); but not again
-        for this camera until its next camera_info comes after one such wait ran out (its camera_info has
-        stopped, or comes slower than its images): the worker serves every camera, and would hold all of them
-        back by that wait on each of this camera's frames. With ``camera_info.url``, the file's."""
+        frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way; see :meth:`_await`), but
+        not again for this camera until its next camera_info comes after one such wait ran out (its camera_info has
+        stopped, or comes slower than its images). With ``camera_info.url``, the file's."""
         calibration = f.camera.calibration   # (read once: a camera_info.url change may clear it meanwhile)
         if calibration is not None:
             return calibration
         stamp = conversions.stamp_ns(f.msg.header)
         policy = s["camera_info.policy"]
-        deadline = time.monotonic() + _INFO_WAIT_S
-        with self._info_arrived:
-            while True:
-                infos = list(f.camera.infos)
-                chosen = self._match_info(infos, stamp, policy, s["camera_info.tolerance"])
-                now = time.monotonic()
-                remaining = deadline - now
-                early = now - f.camera.info_since < _INFO_GRACE_S   # its first camera_info may be on its way
-                # (deactivating: the executor that would deliver a trailing camera_info is the one waiting for this
-                # frame, so no wait)
-                # a newer camera_info has come, so the frame's own will not (they come in stamp order); not one far
-                # newer: at a loop of a bag (the stamps go back) those held are the end of its last pass
-                passed = any(0 <= t - stamp <= _STAMP_JUMP_S * 1e9 for t, _ in infos)
-                if chosen is not None or (not infos and not early) or passed \
-                        or self._stopping or f.camera.info_waited_in_vain or not self._active:
-                    break
-                if remaining <= 0:
-                    f.camera.info_waited_in_vain = True
-                    break
-                self._info_arrived.wait(remaining)
+        tolerance = s["camera_info.tolerance"]
+        chosen, infos = self._await(f.camera, stamp, f.camera.infos, "info_waited_in_vain",
+                                    lambda held: self._match_info(held, stamp, policy, tolerance), f.camera.info_since)
         if chosen is None:
             topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
             age = time.monotonic() - f.camera.info_since
