@@ -335,6 +335,19 @@ class _Throttle:
         self.due = self._before
 
 
+def _settled_reference(ref: Any, stamp: int, held: list) -> Any:
+    """depth.align: a frame's reference ``ref`` (|stamp difference| ns, Image), the nearest offered to the frame of
+    ``stamp`` so far, unless a nearer one may still come: the next reference would be nearer when ``ref`` is older
+    than the frame by more than half the references' period (the median step between the ``held`` (stamp, Image);
+    unknown with one). That is the previous frame's at the camera rate (33 ms older at 30 Hz, within a 50 ms
+    depth.align_tolerance) while the frame's own is on its way; a depth camera at half the image rate gives every
+    other frame one half a period away, and that one is kept. None: wait."""
+    if ref is None or ref[0] == 0 or conversions.stamp_ns(ref[1].header) > stamp:
+        return ref
+    steps = [b - a for (a, _), (b, _) in zip(held, held[1:]) if b > a]
+    return None if steps and ref[0] > float(np.median(steps)) / 2 else ref
+
+
 def _percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
 
@@ -1649,7 +1662,10 @@ class DptNode(Node):
         stamp = conversions.stamp_ns(f.msg.header)
         try:
             # (_on_reference offers each reference that comes to this frame, which is in the worker)
-            ref, refs = self._await(cam, stamp, cam.references, "reference_waited_in_vain", lambda _: f.reference)
+            _, refs = self._await(cam, stamp, cam.references, "reference_waited_in_vain",
+                                  lambda held: _settled_reference(f.reference, stamp, held))
+            with self._wake:
+                ref = f.reference   # the nearest offered: after a wait in vain, an older one within the tolerance too
             held = [t for t, _ in refs]
             if ref is None:
                 publishers = self.count_publishers(topic) if not held else 0
@@ -1691,7 +1707,9 @@ class DptNode(Node):
         if abs(dt) > 1.0:
             text += " (are the image and the depth camera stamped by one clock?)"
         elif dt < 0:
-            text += " (the frame's own may have come after it was processed, or been lost; or raise the tolerance)"
+            text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "
+                     f"the last such wait of this camera ran out; the depth camera's may be lost, or slower than the "
+                     f"images: then raise the tolerance)")
         return text
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:

@@ -20,8 +20,8 @@ SCALE, SHIFT = 0.7, 0.2   # the reference is exactly 1 / (SCALE * inverse_depth 
 
 @pytest.fixture
 def camera(harness, monkeypatch):
-    """A node with depth.align; send_frame(i), send_reference(i) publish frame i / the reference of its stamp; waits
-    is a list of the stamps of the frames that waited, and waiting an Event set while one waits."""
+    """A node with depth.align; send_frame(ms), send_reference(ms) publish the frame stamped ms milliseconds / its
+    reference; waits is a list of the stamps of the frames that waited, and waiting an Event set while one waits."""
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # a wait that ends is one a reference ended
     node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
     depth = harness.collector(Image, "depth")
@@ -45,19 +45,21 @@ def camera(harness, monkeypatch):
     monkeypatch.setattr(arrived, "wait", wait)
     frames = {}
 
-    def frame(i):
-        return frames.setdefault(i, make_image(1_000_000_000 * i, width=80, height=60, seed=i))
+    def frame(ms):
+        return frames.setdefault(ms, make_image(1_000_000 * ms, width=80, height=60, seed=ms))
 
-    def send_frame(i):
-        pub.publish(frame(i))
+    def send_frame(ms):
+        """Publish the frame stamped ``ms`` milliseconds."""
+        pub.publish(frame(ms))
 
-    def send_reference(i, stored=True):
-        img = frame(i)
+    def send_reference(ms, stored=True, scale=SCALE):
+        """Publish the reference of the frame stamped ``ms`` ms: 1 / (scale * its inverse depth + SHIFT)."""
+        img = frame(ms)
         rgb = pipeline.decode(conversions.image_view(img), np)
         x = pipeline.upsample(node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"], (60, 80))[0].numpy()
-        ref_pub.publish(conversions.image_msg(img.header, (1.0 / (SCALE * x + SHIFT)).astype(np.float32), "32FC1"))
+        ref_pub.publish(conversions.image_msg(img.header, (1.0 / (scale * x + SHIFT)).astype(np.float32), "32FC1"))
         if stored:
-            wait_for(lambda: any(t == 1_000_000_000 * i for t, _ in cam.references), what=f"reference {i} stored")
+            wait_for(lambda: any(t == 1_000_000 * ms for t, _ in cam.references), what=f"reference {ms} stored")
 
     def processed(n):
         wait_for(lambda: node.counts()[""].get("processed", 0) == n, what=f"{n} frames processed")
@@ -70,13 +72,13 @@ def test_a_reference_that_comes_after_its_frame_reached_the_fit_is_waited_for(ca
     """The frame is in post-processing before its reference is sent (as on a GPU): the fit waits for it and uses it
     (it published no depth, incomplete:alignment). A frame whose reference is held already does not wait."""
     node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
-    send_reference(1)                     # an earlier reference: the camera sends them (its first is not waited for)
-    send_frame(1)
-    wait_for(lambda: len(depth) == 1, what="frame 1's depth")
+    send_reference(1000)                  # an earlier reference: the camera sends them (its first is not waited for)
+    send_frame(1000)
+    wait_for(lambda: len(depth) == 1, what="frame 1000's depth")
     assert waits == []
-    send_frame(2)
-    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 2, what="frame 2 in the fit")
-    send_reference(2, stored=False)       # while the worker waits for it
+    send_frame(2000)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 2, what="frame 2000 in the fit")
+    send_reference(2000, stored=False)    # while the worker waits for it
     counts = processed(2)
     assert "incomplete:alignment" not in counts, counts
     assert counts["out:depth"] == 2 and waits == [2_000_000_000]
@@ -90,21 +92,44 @@ def test_a_newer_reference_or_a_wait_in_vain_ends_the_waiting_until_the_next_ref
     is not repeated for the camera's next frames until a reference comes again."""
     node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
-    send_reference(3)
-    send_frame(2)                         # its own (at 2 s) was passed: the one held is 1 s newer
+    send_reference(3000)
+    send_frame(2000)                      # its own (at 2 s) was passed: the one held is 1 s newer
     assert processed(1)["incomplete:alignment"] == 1 and waits == []
-    send_frame(1)                         # the one held is 2 s newer: waited for, in vain (none comes)
+    send_frame(1000)                      # the one held is 2 s newer: waited for, in vain (none comes)
     assert processed(2)["incomplete:alignment"] == 2 and waits == [1_000_000_000]
     assert cam.reference_waited_in_vain
-    send_frame(5)                         # not waited for again
+    send_frame(5000)                      # not waited for again
     assert processed(3)["incomplete:alignment"] == 3 and waits == [1_000_000_000]
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)
-    send_reference(4)                     # the depth camera is back: the next frame waits again, and gets its own
+    send_reference(4000)                  # the depth camera is back: the next frame waits again, and gets its own
     assert not cam.reference_waited_in_vain
-    send_frame(7)
-    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 4, what="frame 7 in the fit")
-    send_reference(7, stored=False)
+    send_frame(7000)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 4, what="frame 7000 in the fit")
+    send_reference(7000, stored=False)
     counts = processed(4)
     assert counts["incomplete:alignment"] == 3 and counts["out:depth"] == 1, counts
     assert waits == [1_000_000_000, 7_000_000_000]
     assert cam.alignment[:2] == (pytest.approx(SCALE, rel=1e-4), pytest.approx(SHIFT, rel=1e-4))
+
+
+def test_the_previous_frames_reference_within_the_tolerance_does_not_end_the_wait_for_the_frames_own(camera):
+    """At 30 Hz the previous frame's reference, 33 ms older, is within the 50 ms depth.align_tolerance: a frame that
+    reached the fit before its own reference was fitted to that of the previous view. It now waits for its own while
+    the one held is older by more than half the references' period (the next one would be nearer). With a depth
+    camera at half the image rate a frame between two references, one a little older held, does not wait."""
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    for ms in (1000, 1033, 1066):
+        send_reference(ms, scale=0.3)
+    send_frame(1099)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 1, what="frame 1099 in the fit")
+    send_reference(1099, stored=False)
+    counts = processed(1)
+    assert counts["out:depth"] == 1 and "incomplete:alignment" not in counts, counts
+    assert cam.alignment[:2] == (pytest.approx(SCALE, rel=1e-4), pytest.approx(SHIFT, rel=1e-4))
+    assert waits == [1_099_000_000]
+    for ms in range(2000, 2400, 66):      # half the rate: the buffer's steps are 66 ms from now on
+        send_reference(ms)
+    send_frame(2396 + 28)                 # 28 ms after the last one: the next comes 38 ms after it
+    counts = processed(2)
+    assert counts["out:depth"] == 2 and "incomplete:alignment" not in counts, counts
+    assert waits == [1_099_000_000]
