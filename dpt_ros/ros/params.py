@@ -344,7 +344,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "the depth_reference topic (sensor_msgs/Image 32FC1 metres or 16UC1 millimetres, e.g. a depth camera "
               "registered to this one, any size of the same aspect ratio), matched by stamp within "
               "depth.align_tolerance; the fit replaces depth.scale / depth.shift and a metric variant's metres. A "
-              "frame without a usable reference falls back to those, else publishes no depth."),
+              "frame without a usable reference falls back to those, else publishes no depth. The fit waits up to 50 ms "
+              "for a frame's reference while none as new has come (as camera_info.policy exact/nearest do) and none "
+              "is held within the tolerance, or only one older by more than half the references' period; after a "
+              "wait in vain, not again for that camera until its next reference arrives."),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",
