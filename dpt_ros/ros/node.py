@@ -335,17 +335,22 @@ class _Throttle:
         self.due = self._before
 
 
-def _settled_reference(ref: Any, stamp: int, held: list) -> Any:
-    """depth.align: a frame's reference ``ref`` (|stamp difference| ns, Image), the nearest offered to the frame of
-    ``stamp`` so far, unless a nearer one may still come: the next reference would be nearer when ``ref`` is older
-    than the frame by more than half the references' period (the median step between the ``held`` (stamp, Image);
-    unknown with one). That is the previous frame's at the camera rate (33 ms older at 30 Hz, within a 50 ms
-    depth.align_tolerance) while the frame's own is on its way; a depth camera at half the image rate gives every
-    other frame one half a period away, and that one is kept. None: wait."""
-    if ref is None or ref[0] == 0 or conversions.stamp_ns(ref[1].header) > stamp:
-        return ref
+def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
+    """depth.align: True when the frame of ``stamp`` need not wait for a reference: the nearest offered to it so far,
+    ``ref`` (|stamp difference| ns, Image), is its own or newer, or older by at most half the references' period (the
+    median step between the ``held`` (stamp, Image); unknown with one), so that the next one would not be nearer;
+    or none held is within ``_STAMP_JUMP_S`` of the frame (the depth camera stamps by another clock, or a looped bag's
+    last pass: none of the frame's time is on its way). None: wait. An older one within depth.align_tolerance is the
+    previous frame's at the camera rate (33 ms older at 30 Hz, within 50 ms) while the frame's own is on its way;
+    a depth camera at half the image rate gives every other frame one half a period older, and that one is kept."""
+    if held and all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in held):
+        return True
+    if ref is None:
+        return None
+    if ref[0] == 0 or conversions.stamp_ns(ref[1].header) > stamp:
+        return True
     steps = [b - a for (a, _), (b, _) in zip(held, held[1:]) if b > a]
-    return None if steps and ref[0] > float(np.median(steps)) / 2 else ref
+    return None if steps and ref[0] > float(np.median(steps)) / 2 else True
 
 
 def _percentile(values, q: float) -> float:
@@ -1663,7 +1668,7 @@ class DptNode(Node):
         try:
             # (_on_reference offers each reference that comes to this frame, which is in the worker)
             _, refs = self._await(cam, stamp, cam.references, "reference_waited_in_vain",
-                                  lambda held: _settled_reference(f.reference, stamp, held))
+                                  lambda held: _reference_settled(f.reference, stamp, held))
             with self._wake:
                 ref = f.reference   # the nearest offered: after a wait in vain, an older one within the tolerance too
             held = [t for t, _ in refs]
