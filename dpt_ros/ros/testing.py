@@ -219,6 +219,19 @@ class Harness:
         self.probe.create_subscription(msg_type, topic, received.append, qos(reliability, depth))
         return received
 
+    def aligned_node(self, outputs: tuple = ("depth",), **overrides) -> tuple:
+        """A node with depth.align (and ``overrides``), collectors of its ``outputs``, and reliable publishers of
+        image and depth_reference, once discovery has connected them all. Returns (node, {output: received},
+        image publisher, reference publisher)."""
+        node = self.start_node(**{"depth.align": True, "diagnostics.period": 60.0, **overrides})
+        got = {name: self.collector(Image, name) for name in outputs}
+        pub = self.probe.create_publisher(Image, "image", qos("reliable"))
+        ref_pub = self.probe.create_publisher(Image, "depth_reference", qos("reliable"))
+        cam = node.cameras[0]
+        wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
+                 all(cam.pubs[name].get_subscription_count() > 0 for name in outputs), what="discovery")
+        return node, got, pub, ref_pub
+
     def cameras(self, node, namespaces, output: str = "inverse_depth") -> tuple[dict, dict]:
         """Per camera namespace of a multi-camera ``node``: a collector of its ``output`` images and an
         image publisher, once discovery has connected them. Returns ({ns: received}, {ns: publisher})."""

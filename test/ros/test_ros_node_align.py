@@ -39,14 +39,8 @@ def aligned(harness):
     """A node with depth.align, collectors of depth and inverse_depth, and send(i, make_reference) that publishes
     frame i with the reference make_reference(model inverse depth) -> (array, encoding) of its stamp and returns
     (published inverse depth, reference array, published depth or None, the camera's counts of that frame)."""
-    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
-    depth, inv = harness.collector(Image, "depth"), harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-    cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-             cam.pubs["depth"].get_subscription_count() > 0 and
-             cam.pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    node, got, pub, ref_pub = harness.aligned_node(("depth", "inverse_depth"))
+    depth, inv, cam = got["depth"], got["inverse_depth"], node.cameras[0]
 
     def send(i, make_reference):
         frame = make_image(1_000_000_000 * i, width=80, height=60, seed=i)
@@ -158,13 +152,8 @@ def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_
     from rcl_interfaces.msg import Log
 
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
-    depth = harness.collector(Image, "depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-    cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-             cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+    node, got, pub, ref_pub = harness.aligned_node()
+    depth, cam = got["depth"], node.cameras[0]
     first = make_image(1_000_000_000, width=80, height=60)
     pub.publish(first)   # its reference not sent yet
     wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="the first frame")

@@ -7,12 +7,11 @@ import threading
 
 import numpy as np
 import pytest
-from sensor_msgs.msg import Image
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import make_image, wait_for
 
 DOMAIN = 70
 SCALE, SHIFT = 0.7, 0.2   # the reference is exactly 1 / (SCALE * inverse_depth + SHIFT) of the frame it is of
@@ -23,13 +22,8 @@ def camera(harness, monkeypatch):
     """A node with depth.align; send_frame(ms), send_reference(ms) publish the frame stamped ms milliseconds / its
     reference; waits is a list of the stamps of the frames that waited, and waiting an Event set while one waits."""
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # a wait that ends is one a reference ended
-    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0})
-    depth = harness.collector(Image, "depth")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-    cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-             cam.pubs["depth"].get_subscription_count() > 0, what="discovery")
+    node, got, pub, ref_pub = harness.aligned_node()
+    depth, cam = got["depth"], node.cameras[0]
     waits, waiting = [], threading.Event()
     arrived = node._info_arrived
     real_wait = arrived.wait
