@@ -63,8 +63,6 @@ _SEG_OUTPUTS = ("segmentation", "segmentation/colored", "segmentation/compressed
 _INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored", "inverse_depth/colored/compressed"))
 _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points", "depth/compressedDepth"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
-#: the parameters that decide which topics the node publishes and subscribes (besides the remaps)
-_TOPIC_PARAMETERS = frozenset(("cameras", "publish.compressed", "image_transport", "camera_info.url", "depth.align"))
 try:   # vision_msgs is optional (not on PyPI): without it no label_info publisher
     import vision_msgs.msg  # noqa: F401
     _LABEL_INFO = True
@@ -749,7 +747,7 @@ class DptNode(Node):
                 return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)
         why = self._cameras_refused(new["cameras"]) if "cameras" in changes else None
-        if not why and _TOPIC_PARAMETERS.intersection(changes):   # the topics they make: on one another's?
+        if not why and topics.TOPIC_PARAMETERS.intersection(changes):   # the topics they make: on one another's?
             why = self._topics_refused(new)
             # (but not for a collision there already: a managed node's remaps, which its configure refuses)
             why = None if why and why == self._topics_refused(current) else why

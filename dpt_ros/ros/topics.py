@@ -28,6 +28,8 @@ COMPRESSED_OUTPUTS: dict[str, tuple[str, str]] = {
     "segmentation/compressed": ("segmentation", "png"),
     "segmentation/colored/compressed": ("segmentation/colored", "jpeg"),
 }
+#: the node's parameters that decide which of those topics it publishes and subscribes (besides the remaps)
+TOPIC_PARAMETERS = frozenset(("cameras", "publish.compressed", "image_transport", "camera_info.url", "depth.align"))
 #: message types of the node's topics (outputs, inputs, /diagnostics) that are not sensor_msgs/msg/Image
 _TYPES = {"depth/camera_info": "sensor_msgs/msg/CameraInfo", "points": "sensor_msgs/msg/PointCloud2",
           "label_info": "vision_msgs/msg/LabelInfo", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
@@ -64,6 +66,30 @@ def output_topic(ns: str, name: str, resolve: Resolve, expand: Resolve) -> str:
     return resolve(camera_topic(ns, base)).rstrip("/") + name[len(base):]
 
 
+def endpoints(s: Mapping[str, Any], resolve: Resolve, expand: Resolve,
+              label_info: bool) -> list[tuple[str, str, str, str]]:
+    """``(kind, camera namespace, name, topic)`` of every camera topic the node has with settings ``s``
+    (:data:`TOPIC_PARAMETERS`) and the remaps in ``resolve``, ``kind`` "publish" or "subscribe", ``topic`` as the
+    publisher or subscription has it (resolved, remaps applied). Every output has its publisher whatever its publish.*
+    parameter says (they are set live); the compressed copies with publish.compressed, label_info with ``label_info``
+    (vision_msgs installed); the inputs as ``s`` subscribes them: image (or image/compressed with
+    image_transport:=compressed), camera_info unless camera_info.url gives a calibration file, depth_reference with
+    depth.align."""
+    out = []
+    for ns in s["cameras"]:
+        ns = ns.rstrip("/")
+        for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ()),
+                     *(("label_info",) if label_info else ())):
+            out.append(("publish", ns, name, resolve(output_topic(ns, name, resolve, expand))))
+        image = resolve(camera_topic(ns, "image")).rstrip("/")   # (as the node's subscription names it)
+        compressed = s["image_transport"] == "compressed"
+        wanted = {"image/compressed" if compressed else "image": image + "/compressed" if compressed else image,
+                  "camera_info": None if s["camera_info.url"] else camera_topic(ns, "camera_info"),
+                  "depth_reference": camera_topic(ns, "depth_reference") if s["depth.align"] else None}
+        out += [("subscribe", ns, name, resolve(topic)) for name, topic in wanted.items() if topic is not None]
+    return out
+
+
 def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_info: bool) -> Optional[str]:
     """Why the node cannot have its topics with settings ``s`` (``s["cameras"]``, ``s["publish.compressed"]``, ...)
     and the remaps in ``resolve``, None when nothing collides:
@@ -76,27 +102,13 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
       refusal of the second subscription after the model loaded, naming neither; ``-r depth_reference:=image`` with
       depth.align: camera images taken for reference depth, every frame's alignment failed).
 
-    Every output has its publisher whatever its publish.* parameter says (they are set live); the compressed copies
-    with publish.compressed, label_info with ``label_info`` (vision_msgs installed); the inputs as ``s`` subscribes
-    them (image or image/compressed, camera_info unless camera_info.url, depth_reference with depth.align). One output
-    (or input) of several cameras on one topic (one points for all) may be meant: not judged here (two cameras' images
-    or inverse_depth on one topic: :func:`dpt_ros.ros.params.camera_listed_twice`)."""
+    The topics are those of :func:`endpoints`. One output (or input) of several cameras on one topic (one points for
+    all) may be meant: not judged here (two cameras' images or inverse_depth on one topic:
+    :func:`dpt_ros.ros.params.camera_listed_twice`)."""
     outputs: dict[str, list[tuple[str, str]]] = {}
     inputs: dict[str, list[tuple[str, str]]] = {}
-    for ns in s["cameras"]:
-        ns = ns.rstrip("/")
-        for name in (*OUTPUTS, *(COMPRESSED_OUTPUTS if s["publish.compressed"] else ()),
-                     *(("label_info",) if label_info else ())):
-            topic = output_topic(ns, name, resolve, expand)
-            outputs.setdefault(resolve(topic), []).append((ns, name))
-        image = resolve(camera_topic(ns, "image")).rstrip("/")   # (as the node's subscription names it)
-        compressed = s["image_transport"] == "compressed"
-        wanted = {"image/compressed" if compressed else "image": image + "/compressed" if compressed else image,
-                  "camera_info": None if s["camera_info.url"] else camera_topic(ns, "camera_info"),
-                  "depth_reference": camera_topic(ns, "depth_reference") if s["depth.align"] else None}
-        for name, topic in wanted.items():
-            if topic is not None:
-                inputs.setdefault(resolve(topic), []).append((ns, name))
+    for kind, ns, name, topic in endpoints(s, resolve, expand, label_info):
+        (outputs if kind == "publish" else inputs).setdefault(topic, []).append((ns, name))
     outputs.setdefault(resolve("/diagnostics"), []).append(("", "/diagnostics"))
     found = None
     for topic, pubs in outputs.items():
