@@ -568,6 +568,89 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
     return None
 
 
+def check_value(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is no value of parameter ``name`` (its type, range or choices; the node refuses it at start-up
+    and in a change), None when it is one. Without the checks across parameters of :func:`validate`."""
+    return _check_value(SPECS[name], value)
+
+
+def start_values(sources: Iterable[tuple[str, str]], node: str) -> dict[str, Any]:
+    """The start-up values node ``node`` (fully qualified: ``/dpt_node``, ``/robot/dpt_node``) takes from ``sources``
+    in command-line order, ``("file", path)`` for ``--params-file path`` and ``("param", "name:=value")`` for
+    ``-p name:=value``, as rcl parses them and rclpy picks the node's: a file's sections by node name (``/**``,
+    ``/robot/dpt_node``, nested ``robot: {dpt_node: ...}``, wildcards ``/*`` for one name and ``/**`` for any number:
+    ``/**/dpt_node``), each with its ``ros__parameters`` (nested names joined with dots: ``publish: {compressed:
+    false}`` is publish.compressed); ``-p`` a section ``/**``. A section named again (in a later file too) takes the
+    later values in its first place; the sections that match the node apply in that order, a later one over an
+    earlier (rclpy's rule: not the most specific). Values are YAML (``-p cameras:=[left, right]``). Names are not
+    checked: rclpy keeps any, the node ignores those it does not have.
+
+    :raises ValueError: a file that cannot be read or is no ROS 2 parameters file, a rule that is not name:=value
+    """
+    import yaml  # noqa: PLC0415
+
+    class Loader(yaml.SafeLoader):
+        """PyYAML's safe loader reading a plain y, Y, n or N as rcl's parser does: a bool (as yes and no)."""
+        bool_values = {**yaml.SafeLoader.bool_values, "y": True, "n": False}
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^[yYnN]$"), list("yYnN"))
+    sections: dict[str, dict[str, Any]] = {}   # node name -> values, in the order rcl first met the name
+
+    def parameters(values: Any, prefix: str, where: str, into: dict) -> None:
+        if not isinstance(values, dict):
+            raise ValueError(f"{where}: ros__parameters{' ' + prefix if prefix else ''} must be a mapping of "
+                             f"parameter names to values (e.g. publish: {{compressed: false}})")
+        for key, value in values.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                parameters(value, name, where, into)
+            else:
+                into[name] = value
+
+    def section(doc: Any, names: list, where: str) -> None:
+        if not isinstance(doc, dict):
+            raise ValueError(f"{where}: not a ROS 2 parameters file: node names map to ros__parameters "
+                             f"(/**: {{ros__parameters: {{camera_info.url: ...}}}})")
+        for key, value in doc.items():
+            if key != "ros__parameters":
+                section(value, [*names, str(key)], where)
+            elif not names:
+                raise ValueError(f"{where}: ros__parameters without a node name above it; put it under /** "
+                                 f"(every node) or the node's name (/dpt_node)")
+            else:   # (rcl joins the names with '/', rclpy adds the leading one)
+                parameters(value, "", where, sections.setdefault("/" + "/".join(names).lstrip("/"), {}))
+
+    for kind, source in sources:
+        if kind == "file":
+            try:
+                with open(source) as f:
+                    doc = yaml.load(f, Loader=Loader)   # noqa: S506 (a safe loader)
+            except OSError as e:
+                raise ValueError(f"parameters file {source}: {e.strerror or e}") from None
+            except yaml.YAMLError as e:
+                raise ValueError(f"parameters file {source}: no valid YAML ({str(e).splitlines()[0]})") from None
+            section(doc, [], f"parameters file {source}")
+        else:
+            name, sep, text = source.partition(":=")
+            if not sep or not name or not text:
+                raise ValueError(f"parameter {source!r} is not NAME:=VALUE "
+                                 f"(e.g. camera_info.url:=file:///abs/cam.yaml)")
+            try:
+                sections.setdefault("/**", {})[name] = yaml.load(text, Loader=Loader)   # noqa: S506
+            except yaml.YAMLError as e:
+                raise ValueError(f"parameter {source!r}: its value is no valid YAML ({str(e).splitlines()[0]})") \
+                    from None
+    values: dict[str, Any] = {}
+    for name, given in sections.items():   # rclpy's match: '/*' stands for one '/name', '/**' for any number
+        try:
+            applies = re.fullmatch(name.replace("/*", r"(/\w+)"), node, re.ASCII) is not None
+        except re.error:   # (no valid node name: no node has it)
+            applies = False
+        if applies:
+            values.update(given)
+    return values
+
+
 def renamed(name: str) -> str:
     """What to say of a parameter name in :data:`RENAMED`."""
     return (f"parameter {name!r} is now {RENAMED[name]!r} (renamed so that `ros2 param dump` can write this node's "

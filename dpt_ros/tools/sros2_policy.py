@@ -1,7 +1,8 @@
 """SROS2 access-control policy of dpt_node, generated from its documented interface set.
 
 ``docs/sros2/dpt_ros_interfaces.yaml`` lists every topic, service and parameter the node has; this
-tool resolves those names for a namespace / camera list / transport and writes the SROS2 policy
+tool resolves those names for a namespace / camera list / transport / the node's parameters (its camera topics by
+the node's own rule, :func:`dpt_ros.ros.topics.endpoints`) and writes the SROS2 policy
 (``<policy version="0.2.0">``, one enclave, one profile) that allows exactly them::
 
     python -m dpt_ros.tools.sros2_policy                      # writes docs/sros2/dpt_ros_policy.xml
@@ -9,6 +10,9 @@ tool resolves those names for a namespace / camera list / transport and writes t
     python -m dpt_ros.tools.sros2_policy --namespace /front --cameras left,right --out my_policy.xml
     python -m dpt_ros.tools.sros2_policy --remap image:=/camera/image_raw --out -   # to standard output
     python -m dpt_ros.tools.sros2_policy --managed > lifecycle_policy.xml   # + dpt_lifecycle_node's services
+    python -m dpt_ros.tools.sros2_policy --params-file my_params.yaml --param publish.compressed:=false --out -
+    (the node's own parameters file and -p values: the topics its camera_info.url, publish.compressed, cameras,
+    image_transport, depth.align and use_sim_time make, by the node's rule in dpt_ros/ros/topics.py)
     (with any option, the policy goes to standard output unless --out is given: the checkout's file stays the
     documented node's)
 
@@ -25,7 +29,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterable
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping, Optional
 from xml.sax.saxutils import escape
 
 import yaml
@@ -103,47 +108,58 @@ def _remapped(fqn: str, remaps: list[tuple[str, str]], namespace: str, node: str
     return fqn
 
 
-def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
+def settings(parameters: Mapping[str, Any] = MappingProxyType({}), cameras: Optional[Iterable[str]] = None,
+             transport: Optional[str] = None, depth_align: Optional[bool] = None):
+    """The node's settings (:class:`dpt_ros.ros.params.Settings`) for its start-up ``parameters`` (name -> value, as
+    :func:`dpt_ros.ros.params.start_values` reads them; the others at their defaults), ``cameras``, ``transport``
+    (image_transport) and ``depth_align`` (depth.align) over them where given."""
+    from dpt_ros.ros import params, topics  # noqa: PLC0415
+
+    given = {name: parameters[name] for name in topics.TOPIC_PARAMETERS if name in parameters}
+    for name, value in (("cameras", cameras), ("image_transport", transport), ("depth.align", depth_align)):
+        if value is not None:
+            given[name] = list(value) if name == "cameras" else value
+    return params.defaults().replace(given)
+
+
+def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, transport: Optional[str] = None,
              optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
-             depth_align: bool = False, managed: bool = False) -> dict:
+             depth_align: Optional[bool] = None, managed: bool = False,
+             parameters: Mapping[str, Any] = MappingProxyType({})) -> dict:
     """The resolved interface set: ``{"publish": {name: type}, "subscribe": ..., "reply": ...,
-    "parameters": set, "optional_publish": {name: type}}``. ``remaps``: ``(from, to)`` topic rules as
-    the node was started with (``-r from:=to``); ``depth_align``: the node runs with ``depth.align``;
-    ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle services and transition_event too)."""
+    "parameters": set, "optional_publish": {name: type}}``. ``parameters``: the node's start-up parameter values
+    (name -> value: ``--params-file`` and ``-p``, :func:`dpt_ros.ros.params.start_values`), of which those that decide
+    its topics count (``cameras``, ``image_transport``, ``camera_info.url``: no camera_info subscription,
+    ``depth.align``, ``publish.compressed``; rclpy's ``use_sim_time``: /clock subscribed,
+    ``start_type_description_service``); ``cameras``, ``transport`` (image_transport) and ``depth_align``
+    (depth.align) over them where given, else as there or at the node's defaults. ``remaps``: ``(from, to)`` topic
+    rules as the node was started with (``-r from:=to``); ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle
+    services and transition_event too). The camera topics are the node's own rule's
+    (:func:`dpt_ros.ros.topics.endpoints`); label_info in ``optional_publish`` (only where vision_msgs is installed)."""
     from dpt_ros.ros import topics  # noqa: PLC0415
 
     spec = load(path)
     node = spec["node"]
     remaps = list(remaps)
+    s = settings(parameters, cameras, transport, depth_align)
     out = {"publish": {}, "subscribe": {}, "reply": {}, "optional_publish": {}}
 
-    def topic(name: str, base: str) -> str:
-        return _remapped(resolve(name, base, node), remaps, namespace, node)
+    def topic(name: str) -> str:
+        return _remapped(resolve(name, namespace, node), remaps, namespace, node)
 
-    def output(name: str, base: str) -> str:
-        """The node's rule for a compressed copy (image_transport 6's): its image's topic, remaps applied, + the
-        transport's suffix, unless a rule remaps the copy's own name (:func:`dpt_ros.ros.topics.output_topic`)."""
-        return topic(topics.output_topic("", name, lambda n: topic(n, base), lambda n: resolve(n, base, node)), base)
-
-    for cam in cameras:
-        base = resolve(cam, namespace, node)   # a camera namespace may be relative, absolute or private (~/)
-        for name, kind in spec["camera_topics"]["subscribe"].items():
-            if name == "image" and transport == "compressed":   # the node's (image_transport's) rule
-                out["subscribe"][topic(name, base).rstrip("/") + "/compressed"] = "sensor_msgs/msg/CompressedImage"
-                continue
-            out["subscribe"][topic(name, base)] = kind
-        for name, kind in (spec["camera_topics"]["subscribe_with_depth_align"].items() if depth_align else ()):
-            out["subscribe"][topic(name, base)] = kind
-        for name, kind in spec["camera_topics"]["publish"].items():
-            out["publish"][output(name, base)] = kind
-        for name, kind in spec["camera_topics"].get("publish_optional", {}).items():
-            out["optional_publish"][output(name, base)] = kind
+    for kind, _, name, resolved in topics.endpoints(s, topic, lambda n: resolve(n, namespace, node), label_info=True):
+        out["optional_publish" if name == "label_info" else kind][resolved] = topics.type_name(name)
     for name, kind in spec["node_topics"]["publish"].items():
-        out["publish"][topic(name, namespace)] = kind
+        out["publish"][topic(name)] = kind
+    for name, kind in (spec["node_topics"]["subscribe_with_sim_time"].items() if parameters.get("use_sim_time")
+                       else ()):
+        out["subscribe"][topic(name)] = kind
     for name, kind in spec["services"]["reply"].items():
+        if name.endswith("/get_type_description") and parameters.get("start_type_description_service", True) is False:
+            continue
         out["reply"][resolve(name, namespace, node)] = kind
     for name, kind in (spec["managed"]["publish"].items() if managed else ()):
-        out["publish"][topic(name, namespace)] = kind
+        out["publish"][topic(name)] = kind
     for name, kind in (spec["managed"]["reply"].items() if managed else ()):
         out["reply"][resolve(name, namespace, node)] = kind
     if optional:
@@ -152,13 +168,14 @@ def expected(namespace: str = "/", cameras: Iterable[str] = ("",), transport: st
     return out
 
 
-def policy_xml(namespace: str = "/", cameras: Iterable[str] = ("",), transport: str = "raw",
+def policy_xml(namespace: str = "/", cameras: Optional[Iterable[str]] = None, transport: Optional[str] = None,
                enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
-               depth_align: bool = False, managed: bool = False) -> str:
-    """The SROS2 policy XML allowing exactly the node's topics and services."""
+               depth_align: Optional[bool] = None, managed: bool = False,
+               parameters: Mapping[str, Any] = MappingProxyType({})) -> str:
+    """The SROS2 policy XML allowing exactly the node's topics and services (:func:`expected`)."""
     spec = load(path)
     e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps, depth_align=depth_align,
-                 managed=managed)
+                 managed=managed, parameters=parameters)
     ns = _join(namespace)
 
     def block(tag: str, item: str, attr: str, names) -> list[str]:
@@ -220,11 +237,13 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
         why = check([cam])
         if why:
             return why
-    node_level = expected(namespace, [], path=path, remaps=remaps, depth_align=True)
+    every = {"publish.compressed": True, "camera_info.url": ""}   # (the node checks all names, whatever its settings)
+    node_level = expected(namespace, [], path=path, remaps=remaps, depth_align=True, parameters=every)
     node_level = set(node_level["publish"]) | set(node_level["subscribe"])
     for cam in cameras:   # as the node checks them: every topic it may have, in either image transport
         for transport in ("raw", "compressed"):
-            e = expected(namespace, [cam], transport, optional=True, path=path, remaps=remaps, depth_align=True)
+            e = expected(namespace, [cam], transport, optional=True, path=path, remaps=remaps, depth_align=True,
+                         parameters=every)
             for topic in sorted((set(e["publish"]) | set(e["subscribe"])) - node_level):
                 try:
                     validate_full_topic_name(topic)
@@ -238,19 +257,43 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
     return twice or check(list(cameras)) or ""
 
 
-def topics_refused(cameras: Iterable[str], namespace: str = "/", remaps: Iterable[tuple[str, str]] = (),
-                   transport: str = "raw", depth_align: bool = False, path: Path = INTERFACES) -> str:
-    """Why dpt_node would refuse its topics with ``cameras``, ``remaps``, ``transport`` and ``depth_align`` in
-    ``namespace``, '' when it takes them: the node's own rule (:func:`dpt_ros.ros.topics.collision`: two outputs,
-    an output and an input, or two inputs on one topic), its names resolved by this tool's rcl rules, for the node
-    this tool's policy is for: its other parameters at their defaults (the compressed copies published, camera_info
-    subscribed) and label_info published (the policy allows it)."""
-    from dpt_ros.ros import params, topics  # noqa: PLC0415
+def topics_refused(cameras: Optional[Iterable[str]] = None, namespace: str = "/",
+                   remaps: Iterable[tuple[str, str]] = (), transport: Optional[str] = None,
+                   depth_align: Optional[bool] = None, path: Path = INTERFACES,
+                   parameters: Mapping[str, Any] = MappingProxyType({})) -> str:
+    """Why dpt_node would refuse its topics with ``cameras``, ``remaps``, ``transport``, ``depth_align`` and its
+    start-up ``parameters`` (as for :func:`expected`) in ``namespace``, '' when it takes them: the node's own rule
+    (:func:`dpt_ros.ros.topics.collision`: two outputs, an output and an input, or two inputs on one topic), its names
+    resolved by this tool's rcl rules, for the node this tool's policy is for: label_info published (the policy
+    allows it)."""
+    from dpt_ros.ros import topics  # noqa: PLC0415
 
     node, remaps = load(path)["node"], list(remaps)
-    s = params.defaults().replace({"cameras": list(cameras), "image_transport": transport, "depth.align": depth_align})
+    s = settings(parameters, cameras, transport, depth_align)
     return topics.collision(s, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node),
                             lambda name: resolve(name, namespace, node), label_info=True) or ""
+
+
+def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/",
+                     path: Path = INTERFACES) -> dict[str, Any]:
+    """The start-up values dpt_node in ``namespace`` takes from ``sources`` (``("file", path)`` per --params-file,
+    ``("param", "name:=value")`` per -p, in order: :func:`dpt_ros.ros.params.start_values`), those that decide its
+    topics checked as the node checks them.
+
+    :raises ValueError: a file that cannot be read, or a value the node (or rclpy) refuses, with what to do"""
+    from dpt_ros.ros import params, topics  # noqa: PLC0415
+
+    values = params.start_values(sources, resolve("~", namespace, load(path)["node"]))
+    for name in sorted(topics.TOPIC_PARAMETERS & values.keys()):
+        why = params.check_value(name, values[name])
+        if why:
+            raise ValueError(f"parameter {why if why.startswith(name) else f'{name}: {why}'}; the node refuses it at "
+                             f"start-up")
+    for name in ("use_sim_time", "start_type_description_service"):   # rclpy's own
+        if name in values and not isinstance(values[name], bool):
+            raise ValueError(f"parameter {name} must be of type bool, got {type(values[name]).__name__} "
+                             f"({params.shown(values[name])}); rclpy refuses it at the node's start")
+    return values
 
 
 def main(argv=None) -> int:
@@ -260,14 +303,27 @@ def main(argv=None) -> int:
                          f"for the node as documented, i.e. without the options below; else standard output)")
     ap.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated policy")
     ap.add_argument("--namespace", default="/")
-    ap.add_argument("--cameras", default="", help="comma-separated camera namespaces (default: the node's own)")
-    ap.add_argument("--transport", choices=("raw", "compressed"), default="raw")
+    ap.add_argument("--params-file", dest="sources", action="append", default=[], metavar="FILE",
+                    type=lambda path: ("file", path),
+                    help="a parameters file (/**: ros__parameters: ...) the node is started with (--params-file FILE; "
+                         "a launch file's parameters=[...] files); repeatable, in the node's order. Its cameras, "
+                         "image_transport, camera_info.url (no camera_info subscription), depth.align, "
+                         "publish.compressed and use_sim_time (/clock subscribed) decide the topics")
+    ap.add_argument("--param", dest="sources", action="append", metavar="NAME:=VALUE",
+                    type=lambda rule: ("param", rule),
+                    help="a parameter the node is started with (-p NAME:=VALUE), e.g. publish.compressed:=false; "
+                         "repeatable")
+    ap.add_argument("--cameras", default="", help="comma-separated camera namespaces (the cameras parameter; "
+                                                  "default: the parameters' or the node's own)")
+    ap.add_argument("--transport", choices=("raw", "compressed"), default=None,
+                    help="image_transport (default: the parameters' or raw)")
     ap.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
                     help="a topic remap the node is started with (-r FROM:=TO), e.g. image:=/camera/image_raw; "
                          "repeatable")
     ap.add_argument("--enclave", default="")
-    ap.add_argument("--depth-align", action="store_true",
-                    help="the node runs with depth.align: also allow subscribing depth_reference")
+    ap.add_argument("--depth-align", action="store_true", default=None,
+                    help="the node runs with depth.align (-p depth.align:=true): also allow subscribing "
+                         "depth_reference")
     ap.add_argument("--managed", action="store_true",
                     help="the node is dpt_lifecycle_node: also allow its lifecycle services and transition_event")
     args = ap.parse_args(argv)
@@ -281,15 +337,19 @@ def main(argv=None) -> int:
         why = _invalid_name(name) if name else ""
         if why:   # a policy for a name no node can have (or an enclave rcl refuses) would secure nothing
             ap.error(f"{what} {name!r}: {why}")
-    cams = args.cameras.split(",") if args.cameras else [""]
+    try:   # the node's start-up values, as rclpy gives them to /<namespace>/dpt_node
+        parameters = start_parameters(args.sources, args.namespace)
+    except ValueError as e:   # (a policy for values the node refuses would secure a node that never starts)
+        ap.error(str(e))
+    cams = args.cameras.split(",") if args.cameras else list(parameters.get("cameras", [""]))
     why = invalid_cameras(cams, args.namespace, remaps)
     if why:   # a policy for cameras the node refuses to serve would secure a node that never starts
-        ap.error(f"--cameras {args.cameras!r}: {why}")
-    why = topics_refused(cams, args.namespace, remaps, args.transport, args.depth_align)
+        ap.error(f"--cameras {args.cameras!r}: {why}" if args.cameras else f"cameras {cams!r}: {why}")
+    why = topics_refused(cams, args.namespace, remaps, args.transport, args.depth_align, parameters=parameters)
     if why:   # (and so would one for remaps that put two of its topics on one: refused by the node at start-up)
         ap.error(why)
     text = policy_xml(args.namespace, cams, args.transport, args.enclave, remaps=remaps, depth_align=args.depth_align,
-                      managed=args.managed)
+                      managed=args.managed, parameters=parameters)
     # the checkout's file is the documented node's policy: one for other options never overwrites it unasked
     documented = text == policy_xml("/", [""], "raw", "")
     out = args.out or (str(POLICY) if CHECKOUT.is_dir() and documented else "-")

@@ -1,0 +1,193 @@
+"""sros2_policy reads the node's own parameters (--params-file, --param) and allows exactly the topics a node started
+with them has: camera_info.url (no camera_info subscription), publish.compressed false (no compressed copies),
+use_sim_time (/clock), start_type_description_service false, cameras, image_transport and depth.align, compared with
+the publishers, subscriptions and services of a real node started with the same file (rcl parsing it). It described
+the node with its parameter defaults: it refused a configuration the node takes (-r depth/camera_info:=camera_info with
+a calibration file) and allowed topics the node never has."""
+from __future__ import annotations
+
+import importlib.util
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from dpt_ros.ros import params, topics
+from dpt_ros.tools import sros2_policy
+
+DOMAIN = 83
+# a calibration as camera_calibration's cameracalibrator writes it (ost.yaml)
+OST = """image_width: 160
+image_height: 120
+camera_name: cam
+camera_matrix: {rows: 3, cols: 3, data: [100., 0., 79.5, 0., 100., 59.5, 0., 0., 1.]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
+rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
+projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
+"""
+LABEL_INFO = importlib.util.find_spec("vision_msgs") is not None   # the node publishes label_info only then
+
+
+def _graph(node, namespace: str) -> dict[str, set[str]]:
+    return {"publish": {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", namespace)},
+            "subscribe": {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", namespace)},
+            "reply": {s for s, _ in node.get_service_names_and_types_by_node("dpt_node", namespace)}}
+
+
+def _policy(capsys, argv: list[str]) -> dict[str, set[str]]:
+    """What the tool's policy for ``argv`` allows, by kind (subscribe, publish, reply)."""
+    assert sros2_policy.main([*argv, "--out", "-"]) == 0
+    root = ET.fromstring(capsys.readouterr().out.split("\n", 1)[1])   # (no XML declaration from a str)
+    allowed: dict[str, set[str]] = {}
+    for group in root.find("enclaves/enclave/profiles/profile"):
+        (kind, value), = group.attrib.items()
+        assert value == "ALLOW"
+        allowed[kind] = {e.text for e in group}
+    if not LABEL_INFO:   # (allowed for a node where vision_msgs is installed)
+        allowed["publish"] = {t for t in allowed["publish"] if not t.endswith("/label_info")}
+    return allowed
+
+
+def test_calibration_file_no_compressed_copies_and_sim_time(harness, tmp_path, capsys):
+    """The reviewer's case: a calibration file (camera_info.url) with -r depth/camera_info:=camera_info. The node
+    starts (it subscribes no camera_info); the tool refused (its policy assumed camera_info subscribed, so the remap
+    put an output on an input). With the node's parameters file it allows exactly the node's topics: no
+    camera_info subscription, no compressed copies, /clock for use_sim_time."""
+    (tmp_path / "ost.yaml").write_text(OST)
+    file = tmp_path / "params.yaml"
+    file.write_text(f"/**:\n  ros__parameters:\n    camera_info:\n      url: file://{tmp_path}/ost.yaml\n"
+                    "    publish:\n      compressed: false\n    use_sim_time: true\n")
+    rule = "depth/camera_info:=camera_info"
+    node = harness.start_node(cli_args=["--ros-args", "--params-file", str(file), "-r", rule])
+    live = _graph(node, "/")
+    assert live["subscribe"] == {"/image", "/clock"}
+    assert "/camera_info" in live["publish"] and not any("compress" in t for t in live["publish"])
+    assert _policy(capsys, ["--params-file", str(file), "--remap", rule]) == live
+    # the same values as -p (--param): the same policy
+    url = f"camera_info.url:=file://{tmp_path}/ost.yaml"
+    assert _policy(capsys, ["--param", url, "--param", "publish.compressed:=false", "--param", "use_sim_time:=true",
+                            "--remap", rule]) == live
+    # without them the tool describes another node, which the node's rule refuses with this remap
+    with pytest.raises(SystemExit) as e:
+        sros2_policy.main(["--remap", rule, "--out", "-"])
+    assert e.value.code == 2 and "which the node subscribes as its input camera_info" in capsys.readouterr().err
+
+
+# two files as a launch file passes them: a section named again in a later file keeps its first place (here /**, so
+# the node's own sections after it win over its later value), wildcards (/**/dpt_node, /robot/*; /* is one name only)
+FIRST = """/**:
+  ros__parameters:
+    image_transport: compressed
+    publish: {compressed: true}
+robot:
+  dpt_node:
+    ros__parameters:
+      cameras: [left, right]
+      publish: {compressed: false}
+/other_node:
+  ros__parameters: {cameras: [x], depth.align: false}
+"""
+SECOND = """/**/dpt_node:
+  ros__parameters:
+    depth: {align: true}
+    start_type_description_service: false
+/**:
+  ros__parameters:
+    image_transport: raw
+/robot/*:
+  ros__parameters:
+    camera_info.url: file://%s
+/*:
+  ros__parameters:
+    cameras: [y]
+"""   # (/* is /dpt_node, not /robot/dpt_node; a plain y is a bool to rcl, as yes: cameras [true])
+
+
+def _files(tmp_path) -> list[tuple[str, str]]:
+    (tmp_path / "ost.yaml").write_text(OST)
+    (tmp_path / "first.yaml").write_text(FIRST)
+    (tmp_path / "second.yaml").write_text(SECOND % (tmp_path / "ost.yaml"))
+    return [("file", str(tmp_path / "first.yaml")), ("file", str(tmp_path / "second.yaml"))]
+
+
+def test_start_values_are_the_values_rclpy_gives_the_node(harness, tmp_path):
+    """params.start_values picks the values rclpy (rcl's parser) gives the node from the same files and -p rules, for
+    the node in three namespaces and the sources in three orders."""
+    from rclpy.node import Node
+
+    files = _files(tmp_path)
+    for namespace in ("robot", "", "a/b"):
+        for sources in (files, [files[1], ("param", "image_transport:=compressed"), files[0]],
+                        [("param", "publish.compressed:=false"), files[0], ("param", "cameras:=[p, q]")]):
+            args = [x for kind, v in sources for x in (("--params-file", v) if kind == "file" else ("-p", v))]
+            node = Node("dpt_node", namespace=namespace, context=harness.context, cli_args=["--ros-args", *args],
+                        automatically_declare_parameters_from_overrides=True)
+            try:
+                got = {name: p.value for name, p in node.get_parameters_by_prefix("").items()}
+                want = params.start_values(sources, node.get_fully_qualified_name())
+            finally:
+                node.destroy_node()
+            for name in ("use_sim_time", "start_type_description_service"):   # (rclpy's, declared anyway)
+                if name not in want:
+                    got.pop(name)
+            assert {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in got.items()} == want, \
+                (namespace, sources)
+    assert params.start_values(files, "/robot/dpt_node") == {
+        "image_transport": "raw", "publish.compressed": False, "cameras": ["left", "right"], "depth.align": True,
+        "start_type_description_service": False, "camera_info.url": f"file://{tmp_path / 'ost.yaml'}"}
+
+
+def test_namespaced_sections_wildcards_and_their_order(harness, tmp_path, capsys):
+    """The node in /robot started with the two files (two cameras, depth.align, a calibration file, no compressed
+    copies, no type description service): the policy for the same files allows exactly its topics and services; the
+    tool's own options apply over the files, as -p after them."""
+    files = [x for _, path in _files(tmp_path) for x in ("--params-file", path)]
+    node = harness.start_node(namespace="robot", cli_args=["--ros-args", *files])
+    live = _graph(node, "/robot")
+    assert live["subscribe"] == {f"/robot/{c}/{n}" for c in ("left", "right") for n in ("image", "depth_reference")}
+    assert "/robot/dpt_node/get_type_description" not in live["reply"] and "/robot/left/points" in live["publish"]
+    assert not any("compress" in t for t in live["publish"])
+    assert _policy(capsys, ["--namespace", "/robot", *files]) == live
+    policy = _policy(capsys, ["--namespace", "/robot", *files, "--transport", "compressed", "--cameras", "left"])
+    assert policy["subscribe"] == {"/robot/left/image/compressed", "/robot/left/depth_reference"}
+    assert not any(t.startswith("/robot/right/") for t in policy["publish"])
+
+
+def test_parameters_the_node_refuses_are_refused(tmp_path, capsys):
+    """A value of the wrong type, an unreadable file or one that is no parameters file: exit code 2 with why, and no
+    policy (it would secure a node that never starts)."""
+    bad = tmp_path / "bad.yaml"
+    for text, why in (("/**:\n  ros__parameters:\n    publish.compressed: 'no'\n",
+                       "parameter publish.compressed must be of type bool, got str"),
+                      ("/**:\n  ros__parameters:\n    use_sim_time: 1\n",
+                       "parameter use_sim_time must be of type bool, got int"),
+                      ("- a\n- b\n", "not a ROS 2 parameters file"),
+                      ("ros__parameters:\n  cameras: [a]\n", "ros__parameters without a node name above it"),
+                      ("/**: {ros__parameters: [a]}\n", "ros__parameters must be a mapping")):
+        bad.write_text(text)
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main(["--params-file", str(bad), "--out", "-"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and why in err, err
+    for argv, why in ((["--params-file", str(tmp_path / "missing.yaml")], "missing.yaml: No such file or directory"),
+                      (["--param", "image_transport:=jpeg"], "image_transport='jpeg' is not one of raw, compressed"),
+                      (["--param", "publish.compressed"], "is not NAME:=VALUE"),
+                      (["--param", "cameras:=[a, /a]"], "cameras ['a', '/a']: cameras lists one camera twice")):
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main([*argv, "--out", "-"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and why in err, err
+
+
+def test_the_documented_camera_topics_are_the_nodes_catalogue():
+    """docs/sros2/dpt_ros_interfaces.yaml lists the camera topics the tool takes from the node's rule
+    (topics.endpoints): names and types agree, so that the documented set and the policy cannot drift apart."""
+    spec = sros2_policy.load()["camera_topics"]
+    documented = {n: t for group in spec.values() for n, t in group.items()}
+    s = params.defaults().replace({"depth.align": True})
+    every = set()
+    for transport in ("raw", "compressed"):
+        for _, _, name, _ in topics.endpoints(s.replace({"image_transport": transport}), str, str, label_info=True):
+            every.add(name)
+    documented["image/compressed"] = "sensor_msgs/msg/CompressedImage"   # (a comment there: image_transport)
+    assert {n: topics.type_name(n) for n in every} == documented
