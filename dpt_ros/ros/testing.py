@@ -29,6 +29,18 @@ from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros.dds_env import localhost_only
 
+#: a calibration file as camera_calibration's cameracalibrator writes it (ost.yaml): a 160x120 camera, focal length
+#: 100 px, no distortion
+OST_YAML = """image_width: 160
+image_height: 120
+camera_name: cam
+camera_matrix: {rows: 3, cols: 3, data: [100., 0., 79.5, 0., 100., 59.5, 0., 0., 1.]}
+distortion_model: plumb_bob
+distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
+rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
+projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
+"""
+
 #: parameters that make the node fast on 2 CPU cores (random weights, 64 px network)
 FAST = {"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 64, "device": "cpu"}
 

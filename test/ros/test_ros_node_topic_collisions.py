@@ -11,20 +11,10 @@ import pytest
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from dpt_ros.ros.node import StartupError
-from dpt_ros.ros.testing import set_params
+from dpt_ros.ros.testing import OST_YAML, set_params
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, start_node, stop_node
 
 DOMAIN = 66
-# a calibration as camera_calibration's cameracalibrator writes it (ost.yaml), for a 160x120 camera
-OST = """image_width: 160
-image_height: 120
-camera_name: cam
-camera_matrix: {rows: 3, cols: 3, data: [100., 0., 79.5, 0., 100., 59.5, 0., 0., 1.]}
-distortion_model: plumb_bob
-distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
-rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
-projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
-"""
 _TWO_TYPES = "; of two types (sensor_msgs/msg/CameraInfo and sensor_msgs/msg/Image), which ROS refuses on one topic"
 _ALIGNED = ", camera images taken for reference depth (depth.align), which fails every frame's alignment"
 
@@ -112,7 +102,7 @@ def test_what_gets_no_publisher_or_subscription_and_merged_cameras_are_not_refus
     publisher), depth/camera_info on camera_info with camera_info.url (no camera_info subscription), and two
     cameras' points merged onto one topic (one output, one type: may be meant) all start; set live, the parameter
     that would subscribe the colliding topic is refused, and nothing changes."""
-    (tmp_path / "cam.yaml").write_text(OST)
+    (tmp_path / "cam.yaml").write_text(OST_YAML)
     rules = ("depth_reference:=depth", "depth/camera_info:=camera_info",
              "inverse_depth/colored/compressed:=image/compressed", "__node:=dpt_latent")
     node = harness.start_node(cli_args=_args(*rules), **{"camera_info.url": str(tmp_path / "cam.yaml")})
@@ -217,7 +207,7 @@ def test_inputs_that_get_no_subscription_are_not_refused_until_subscribed(harnes
     """camera_info on image with camera_info.url (no camera_info subscription) and depth_reference on image without
     depth.align (no depth_reference subscription) start with the image subscribed alone; the parameter that would
     subscribe the colliding input is refused when set, and nothing changes."""
-    (tmp_path / "cam.yaml").write_text(OST)
+    (tmp_path / "cam.yaml").write_text(OST_YAML)
     rules = ("camera_info:=image", "depth_reference:=image", "__node:=dpt_unsubscribed")
     node = harness.start_node(cli_args=_args(*rules), **{"camera_info.url": str(tmp_path / "cam.yaml")})
     assert set(node.cameras[0].subs) == {"image"} and node.cameras[0].image_topic == "/image"

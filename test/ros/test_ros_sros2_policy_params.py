@@ -12,19 +12,10 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from dpt_ros.ros import params, topics
+from dpt_ros.ros.testing import OST_YAML
 from dpt_ros.tools import sros2_policy
 
 DOMAIN = 83
-# a calibration as camera_calibration's cameracalibrator writes it (ost.yaml)
-OST = """image_width: 160
-image_height: 120
-camera_name: cam
-camera_matrix: {rows: 3, cols: 3, data: [100., 0., 79.5, 0., 100., 59.5, 0., 0., 1.]}
-distortion_model: plumb_bob
-distortion_coefficients: {rows: 1, cols: 5, data: [0., 0., 0., 0., 0.]}
-rectification_matrix: {rows: 3, cols: 3, data: [1., 0., 0., 0., 1., 0., 0., 0., 1.]}
-projection_matrix: {rows: 3, cols: 4, data: [100., 0., 79.5, 0., 0., 100., 59.5, 0., 0., 0., 1., 0.]}
-"""
 LABEL_INFO = importlib.util.find_spec("vision_msgs") is not None   # the node publishes label_info only then
 
 
@@ -53,7 +44,7 @@ def test_calibration_file_no_compressed_copies_and_sim_time(harness, tmp_path, c
     starts (it subscribes no camera_info); the tool refused (its policy assumed camera_info subscribed, so the remap
     put an output on an input). With the node's parameters file it allows exactly the node's topics: no
     camera_info subscription, no compressed copies, /clock for use_sim_time."""
-    (tmp_path / "ost.yaml").write_text(OST)
+    (tmp_path / "ost.yaml").write_text(OST_YAML)
     file = tmp_path / "params.yaml"
     file.write_text(f"/**:\n  ros__parameters:\n    camera_info:\n      url: file://{tmp_path}/ost.yaml\n"
                     "    publish:\n      compressed: false\n    use_sim_time: true\n")
@@ -104,7 +95,7 @@ SECOND = """/**/dpt_node:
 
 
 def _files(tmp_path) -> list[tuple[str, str]]:
-    (tmp_path / "ost.yaml").write_text(OST)
+    (tmp_path / "ost.yaml").write_text(OST_YAML)
     (tmp_path / "first.yaml").write_text(FIRST)
     (tmp_path / "second.yaml").write_text(SECOND % (tmp_path / "ost.yaml"))
     return [("file", str(tmp_path / "first.yaml")), ("file", str(tmp_path / "second.yaml"))]
