@@ -289,13 +289,15 @@ class _Camera:
     image_topic: str = ""    # the image topic subscribed to, remaps applied
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
+    last_stamp: Optional[int] = None   # the stamp (ns) of its last image: the frames' clock, for :meth:`DptNode._keep`
     throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
     points_throttle: "_Throttle" = field(default_factory=lambda: _Throttle())   # points.max_rate
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
-    info_waited_in_vain: bool = False   # a frame's wait for its camera_info ran out; none has come since
-    reference_waited_in_vain: bool = False   # depth.align: a frame's wait for its reference ran out; none came since
+    # a frame's wait for its camera_info ran out; none has come since within _STAMP_JUMP_S of its images' stamps
+    info_waited_in_vain: bool = False
+    reference_waited_in_vain: bool = False   # depth.align: the same for its references
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
@@ -1026,7 +1028,7 @@ class DptNode(Node):
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
-            cam.last_image = frame.received
+            cam.last_image, cam.last_stamp = frame.received, conversions.stamp_ns(msg.header)
             cam.counts["received"] += 1
             if not self._active:   # a message taken before a deactivation unsubscribed the camera
                 cam.counts["dropped"] += 1
@@ -1048,18 +1050,26 @@ class DptNode(Node):
         stamp = conversions.stamp_ns(msg.header)
         tolerance = self._settings["depth.align_tolerance"]
         with self._info_arrived:   # (the lock of _wake too)
-            cam.references.append((stamp, msg))
             for frame in [cam.pending, *self._in_worker]:
                 if frame is not None and frame.camera is cam:
                     frame.offer_reference(stamp, msg, tolerance)
-            cam.reference_waited_in_vain = False
-            self._info_arrived.notify_all()   # a frame in post-processing waiting for its reference
+            self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg)
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
-            cam.infos.append((conversions.stamp_ns(msg.header), msg))
-            cam.info_waited_in_vain = False
-            self._info_arrived.notify_all()
+            self._keep(cam, cam.infos, "info_waited_in_vain", conversions.stamp_ns(msg.header), msg)
+
+    def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any) -> None:
+        """Keep ``msg`` of ``stamp`` (camera_info or reference) in the camera's ``buffer`` and wake the frame waiting
+        for it (:meth:`_await`; the caller holds the lock). It clears the camera's mark ``in_vain`` (a wait ran out:
+        no more waits) only when it is within ``_STAMP_JUMP_S`` of the camera's last image stamp, or no image has
+        come yet: one stamped by another clock than the images (a driver stamping camera_info with its own now() while
+        the images carry the sensor's time, a relay restamping it) matches no frame, and each such would otherwise
+        have the next frame wait in vain again, every frame. A looped bag's next pass clears it with its first."""
+        buffer.append((stamp, msg))
+        if cam.last_stamp is None or abs(stamp - cam.last_stamp) <= _STAMP_JUMP_S * 1e9:
+            setattr(cam, in_vain, False)
+        self._info_arrived.notify_all()
 
     # ------------------------------------------------------------------ worker
     def _worker_loop(self) -> None:
@@ -1733,10 +1743,10 @@ class DptNode(Node):
         frame (they come in stamp order, so a newer one shows that the frame's own has been passed; one more than
         ``_STAMP_JUMP_S`` newer does not count: it is of before the stamps went back, a looped bag), and the buffer
         is not empty unless within ``_INFO_GRACE_S`` after ``since`` (a first one most likely on its way). Not again
-        for this camera once such a wait ran out (the camera flag ``in_vain``, cleared when the next one arrives):
-        the worker serves every camera, and would hold all of them back by that wait on each of this camera's
-        frames. No wait while deactivating or stopping (the executor that would deliver it is the one waiting for
-        this frame)."""
+        for this camera once such a wait ran out (the camera flag ``in_vain``, cleared when the next one on the
+        images' clock arrives, :meth:`_keep`; not by those of another clock, which match no frame): the worker serves
+        every camera, and would hold all of them back by that wait on each of this camera's frames. No wait while
+        deactivating or stopping (the executor that would deliver it is the one waiting for this frame)."""
         deadline = time.monotonic() + _INFO_WAIT_S
         with self._info_arrived:
             while True:
@@ -1776,6 +1786,17 @@ class DptNode(Node):
                 return None
             if not infos:
                 why = self._no_info_reason(f.camera, s)
+            elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos):
+                nearest = min((t for t, _ in infos), key=lambda t: abs(t - stamp))
+                loop = (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the "
+                        f"frame's own did not come within {_INFO_WAIT_S * 1e3:.0f} ms)" if nearest > stamp else "")
+                why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}): the closest of the "
+                       f"{len(infos)} last received is {abs(nearest - stamp) / 1e6:.0f} ms "
+                       f"{'newer' if nearest > stamp else 'older'} than the image{loop}: camera_info stamped by "
+                       f"another clock than the images (a driver stamping it with its own time while the images carry "
+                       f"the sensor's, or a relay restamping it) matches no frame, and after one wait in vain the node "
+                       f"no longer waits for it; stamp camera_info as the images are, or set "
+                       f"camera_info.policy:=latest (one calibration for every frame)")
             else:
                 gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
                 fix = ("camera_info.policy:=nearest with a camera_info.tolerance above that" if policy == "exact"

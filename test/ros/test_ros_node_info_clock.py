@@ -1,0 +1,100 @@
+"""camera_info stamped by another clock than the images (a driver stamping it with its own now() while the images
+carry the sensor's time, a relay restamping it): every frame waited the 50 ms for a camera_info of its stamp that
+could not come, each camera_info that arrived clearing the camera's waited-in-vain mark, and the log advised a larger
+tolerance. The waits are seen where the worker waits for the node's condition, so nothing here depends on timing.
+Random dpt_tiny weights at 64 px."""
+import threading
+
+import pytest
+from rcl_interfaces.msg import Log
+from sensor_msgs.msg import CameraInfo, Image
+
+from dpt_ros.ros import conversions
+from dpt_ros.ros import node as node_module
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+
+DOMAIN = 80
+
+T0 = 1_764_900_000 * 10**9
+STEP = 10**8   # frames every 100 ms
+
+
+@pytest.fixture
+def camera(harness, monkeypatch):
+    """A node with depth and depth/camera_info (camera_info.policy nearest, the default); send_frame(t), send_info(t)
+    publish the frame / a camera_info stamped t (the info waited for until the node holds it); waits lists the stamps
+    of the frames that waited for their camera_info, and waiting is set while one waits."""
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    depth = harness.collector(Image, "depth")
+    infos_out = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    cam = node.cameras[0]
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             cam.pubs["depth"].get_subscription_count() > 0 and
+             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    waits, waiting = [], threading.Event()
+    real_wait = node._info_arrived.wait
+
+    def wait(timeout=None):   # (the worker, holding the lock: the frame in it is the one waiting)
+        stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
+        if not waits or waits[-1] != stamp:
+            waits.append(stamp)
+        waiting.set()
+        try:
+            return real_wait(timeout)
+        finally:
+            waiting.clear()
+
+    monkeypatch.setattr(node._info_arrived, "wait", wait)
+
+    def send_frame(t):
+        pub.publish(make_image(t))
+
+    def send_info(t, stored=True):
+        msg = make_info(make_image(t))
+        info_pub.publish(msg)
+        if stored:
+            wait_for(lambda: any(s == t for s, _ in cam.infos), what=f"camera_info {t} stored")
+
+    def processed(n):
+        wait_for(lambda: node.counts()[""].get("processed", 0) == n, what=f"{n} frames processed")
+        return node.counts()[""]
+
+    return node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting
+
+
+@pytest.mark.parametrize("offset_s", [-5, 5])
+def test_camera_info_by_another_clock_is_waited_for_once_not_on_every_frame(camera, monkeypatch, offset_s):
+    """camera_info 5 s older / newer than the images, one per frame: the first frame waits for its own in vain; the
+    next do not wait, though a camera_info comes before each (it is more than 1 s from the images: another clock).
+    The log says the stamps are of another clock and what to do. Once camera_info comes on the images' clock again,
+    a frame waits for its late own again and gets it."""
+    node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting = camera
+    frames = [T0 + i * STEP for i in range(5)]
+    for i, t in enumerate(frames):
+        send_info(t + offset_s * 10**9)
+        send_frame(t)
+        counts = processed(i + 1)
+    assert waits == [frames[0]], [w - T0 for w in waits]
+    assert cam.info_waited_in_vain
+    assert counts["incomplete:no_camera_info"] == 5 and counts["out:depth"] == 5 and infos_out == [], counts
+    side = "older" if offset_s < 0 else "newer"
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m.msg for m in log if "[no_camera_info]" in m.msg)
+    assert f"is 5000 ms {side} than the image" in line, line
+    assert "stamped by another clock" in line and "camera_info.policy:=latest" in line, line
+    assert "camera_info.tolerance" not in line, line   # (no tolerance makes another clock's stamps the frame's)
+    # camera_info on the images' clock again: the mark is cleared, and a frame waits for its late own
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # (a wait that ends is one its camera_info ended)
+    send_info(frames[-1] + STEP // 2)
+    assert not cam.info_waited_in_vain
+    late = frames[-1] + 2 * STEP
+    send_frame(late)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 6, what="the late frame waiting")
+    send_info(late, stored=False)
+    counts = processed(6)
+    assert waits == [frames[0], late] and counts["incomplete:no_camera_info"] == 5, counts
+    wait_for(lambda: len(infos_out) == 1, what="the late frame's depth/camera_info")
+    assert conversions.stamp_ns(infos_out[0].header) == late
