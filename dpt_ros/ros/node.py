@@ -1065,7 +1065,8 @@ class DptNode(Node):
         no more waits) only when it is within ``_STAMP_JUMP_S`` of the camera's last image stamp, or no image has
         come yet: one stamped by another clock than the images (a driver stamping camera_info with its own now() while
         the images carry the sensor's time, a relay restamping it) matches no frame, and each such would otherwise
-        have the next frame wait in vain again, every frame. A looped bag's next pass clears it with its first."""
+        have the next frame wait in vain again, every frame. A looped bag's next pass clears it with its first
+        camera_info after its first image."""
         buffer.append((stamp, msg))
         if cam.last_stamp is None or abs(stamp - cam.last_stamp) <= _STAMP_JUMP_S * 1e9:
             setattr(cam, in_vain, False)

@@ -98,3 +98,29 @@ def test_camera_info_by_another_clock_is_waited_for_once_not_on_every_frame(came
     assert waits == [frames[0], late] and counts["incomplete:no_camera_info"] == 5, counts
     wait_for(lambda: len(infos_out) == 1, what="the late frame's depth/camera_info")
     assert conversions.stamp_ns(infos_out[0].header) == late
+
+
+def test_after_a_wait_in_vain_a_looped_bags_next_pass_waits_again_once_its_camera_info_comes(camera, monkeypatch):
+    """A wait in vain near the end of a bag's pass (its camera_info stopped first) is not repeated; after the loop the
+    stamps are 10 s back, and the next pass's camera_info, within 1 s of its images, clears the mark again (it is not
+    taken for another clock's): a frame waits for its late own again and gets it."""
+    node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting = camera
+    send_info(T0)
+    send_frame(T0)
+    assert processed(1).get("incomplete:no_camera_info", 0) == 0
+    send_frame(T0 + STEP)                 # its camera_info never comes: waited for, in vain
+    assert processed(2)["incomplete:no_camera_info"] == 1 and cam.info_waited_in_vain
+    back = T0 - 10 * 10**9                # the next pass
+    send_frame(back)                      # not waited for: the mark holds
+    assert processed(3)["incomplete:no_camera_info"] == 2 and waits == [T0 + STEP]
+    send_info(back + STEP // 2)           # within 1 s of the images again
+    assert not cam.info_waited_in_vain
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # (a wait that ends is one its camera_info ended)
+    late = back + 2 * STEP
+    send_frame(late)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 4, what="the late frame waiting")
+    send_info(late, stored=False)
+    counts = processed(4)
+    assert waits == [T0 + STEP, late] and counts["incomplete:no_camera_info"] == 2, counts
+    wait_for(lambda: len(infos_out) == 2, what="the late frame's depth/camera_info")
+    assert [conversions.stamp_ns(m.header) for m in infos_out] == [T0, late]
