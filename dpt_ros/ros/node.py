@@ -72,6 +72,11 @@ STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
+#: depth.align: a frame's reference older than this fraction of the references' period is not kept while the frame's
+#: own may be on its way (the next, a period after it, would be nearer by more than a quarter period). Not one half:
+#: a depth camera at half the image rate leaves every other frame half a period from the references around it, and
+#: stamps jitter (a frame 34 ms after one, 66 and 67 ms apart, waited for the next, 33 ms after it)
+_REFERENCE_KEPT = 5 / 8
 #: How long post-processing waits for the camera_info of a frame's stamp when the camera has sent
 #: camera_info before but not yet one as new as the frame (image and info travel on separate topics); and, with
 #: depth.align, for the frame's reference depth likewise (a depth camera sends its registered depth some milliseconds
@@ -337,12 +342,14 @@ class _Throttle:
 
 def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     """depth.align: True when the frame of ``stamp`` need not wait for a reference: the nearest offered to it so far,
-    ``ref`` (|stamp difference| ns, Image), is its own or newer, or older by at most half the references' period (the
-    median step between the ``held`` (stamp, Image); unknown with one), so that the next one would not be nearer;
-    or none held is within ``_STAMP_JUMP_S`` of the frame (the depth camera stamps by another clock, or a looped bag's
-    last pass: none of the frame's time is on its way). None: wait. An older one within depth.align_tolerance is the
-    previous frame's at the camera rate (33 ms older at 30 Hz, within 50 ms) while the frame's own is on its way;
-    a depth camera at half the image rate gives every other frame one half a period older, and that one is kept."""
+    ``ref`` (|stamp difference| ns, Image), is its own or newer, or older by at most ``_REFERENCE_KEPT`` of the
+    references' period (the median step between the ``held`` (stamp, Image); unknown with one), so that the next one
+    would be no nearer by more than a quarter period; or none held is within ``_STAMP_JUMP_S`` of the frame (the depth
+    camera stamps by another clock, or a looped bag's last pass: none of the frame's time is on its way). None: wait.
+    An older one within depth.align_tolerance is the previous frame's at the camera rate (33 ms older at 30 Hz,
+    within 50 ms) while the frame's own is on its way; a depth camera at half the image rate gives every other frame
+    one half a period older, give or take the stamps' jitter, and that one is kept (the next one, as far the other
+    way, is no nearer)."""
     if held and all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in held):
         return True
     if ref is None:
@@ -350,7 +357,7 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     if ref[0] == 0 or conversions.stamp_ns(ref[1].header) > stamp:
         return True
     steps = [b - a for (a, _), (b, _) in zip(held, held[1:]) if b > a]
-    return None if steps and ref[0] > float(np.median(steps)) / 2 else True
+    return None if steps and ref[0] > float(np.median(steps)) * _REFERENCE_KEPT else True
 
 
 def _percentile(values, q: float) -> float:

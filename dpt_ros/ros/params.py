@@ -346,7 +346,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "depth.align_tolerance; the fit replaces depth.scale / depth.shift and a metric variant's metres. A "
               "frame without a usable reference falls back to those, else publishes no depth. The fit waits up to 50 ms "
               "for a frame's reference while none as new has come (as camera_info.policy exact/nearest do) and none "
-              "is held within the tolerance, or only one older by more than half the references' period; after a "
+              "is held within the tolerance, or only one older by more than 5/8 of the references' period; after a "
               "wait in vain, not again for that camera until a reference within 1 s of its images' stamps "
               "arrives."),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "

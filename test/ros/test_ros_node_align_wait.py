@@ -113,7 +113,7 @@ def test_a_newer_reference_another_clock_or_a_wait_in_vain_ends_the_waiting(came
 def test_the_previous_frames_reference_within_the_tolerance_does_not_end_the_wait_for_the_frames_own(camera):
     """At 30 Hz the previous frame's reference, 33 ms older, is within the 50 ms depth.align_tolerance: a frame that
     reached the fit before its own reference was fitted to that of the previous view. It now waits for its own while
-    the one held is older by more than half the references' period (the next one would be nearer). With a depth
+    the one held is older by more than 5/8 of the references' period (the next one would be nearer). With a depth
     camera at half the image rate a frame between two references, one a little older held, does not wait."""
     node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
     for ms in (1000, 1033, 1066):
@@ -131,3 +131,20 @@ def test_the_previous_frames_reference_within_the_tolerance_does_not_end_the_wai
     counts = processed(2)
     assert counts["out:depth"] == 2 and "incomplete:alignment" not in counts, counts
     assert waits == [1_099_000_000]
+
+
+def test_a_depth_camera_at_half_the_image_rate_with_jittered_stamps_keeps_the_half_period_old_reference(
+        camera, monkeypatch):
+    """A depth camera at 15 Hz beside 30 Hz images: every other frame lies half a period (33 ms) after the last
+    reference and as far before the next. Real stamps jitter by a millisecond or so: a frame 34 ms after a reference,
+    the references 66 and 67 ms apart, waited for the next one (33 ms later, no nearer to speak of), holding every
+    camera's frames back by that on every other frame, or 50 ms in vain when it did not come (and no more waits for
+    the camera's own late references after that). It keeps the one held, as with exact stamps."""
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
+    for ms in (2000, 2067, 2133, 2200, 2267, 2333):   # 15 Hz stamped to the millisecond: steps of 66 and 67 ms
+        send_reference(ms)
+    send_frame(2367)                      # the 30 Hz frame between 2333 and the next reference (2400)
+    counts = processed(1)
+    assert counts["out:depth"] == 1 and "incomplete:alignment" not in counts, counts
+    assert waits == [] and not cam.reference_waited_in_vain
