@@ -303,6 +303,9 @@ class _Camera:
     # a frame's wait for its camera_info ran out; none has come since within _STAMP_JUMP_S of its images' stamps
     info_waited_in_vain: bool = False
     reference_waited_in_vain: bool = False   # depth.align: the same for its references
+    # its last camera_info came within _STAMP_JUMP_S of its last image stamp (on the images' clock; False before an
+    # image): one far older than a frame then stopped coming, it is not of another clock
+    info_on_image_clock: bool = False
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
@@ -1064,20 +1067,24 @@ class DptNode(Node):
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
-            self._keep(cam, cam.infos, "info_waited_in_vain", conversions.stamp_ns(msg.header), msg)
+            cam.info_on_image_clock = self._keep(cam, cam.infos, "info_waited_in_vain",
+                                                 conversions.stamp_ns(msg.header), msg)
 
-    def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any) -> None:
+    def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any) -> bool:
         """Keep ``msg`` of ``stamp`` (camera_info or reference) in the camera's ``buffer`` and wake the frame waiting
         for it (:meth:`_await`; the caller holds the lock). It clears the camera's mark ``in_vain`` (a wait ran out:
         no more waits) only when it is within ``_STAMP_JUMP_S`` of the camera's last image stamp, or no image has
         come yet: one stamped by another clock than the images (a driver stamping camera_info with its own now() while
         the images carry the sensor's time, a relay restamping it) matches no frame, and each such would otherwise
         have the next frame wait in vain again, every frame. A looped bag's next pass clears it with its first
-        camera_info after its first image."""
+        camera_info after its first image. Returns whether it is within that of the last image stamp (False before
+        an image)."""
         buffer.append((stamp, msg))
-        if cam.last_stamp is None or abs(stamp - cam.last_stamp) <= _STAMP_JUMP_S * 1e9:
+        near = cam.last_stamp is not None and abs(stamp - cam.last_stamp) <= _STAMP_JUMP_S * 1e9
+        if cam.last_stamp is None or near:
             setattr(cam, in_vain, False)
         self._info_arrived.notify_all()
+        return near
 
     # ------------------------------------------------------------------ worker
     def _worker_loop(self) -> None:
@@ -1794,6 +1801,13 @@ class DptNode(Node):
                 return None
             if not infos:
                 why = self._no_info_reason(f.camera, s)
+            elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos) and stamp > max(t for t, _ in infos) \
+                    and f.camera.info_on_image_clock:   # (the last came stamped as the images then were)
+                why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}): the closest of the "
+                       f"{len(infos)} last received is {(stamp - max(t for t, _ in infos)) / 1e6:.0f} ms older than "
+                       f"the image, and it came stamped as the images then were: camera_info has stopped coming (or "
+                       f"comes less than once a second) while the images go on; check its publisher (ros2 topic hz "
+                       f"{topic}), or set camera_info.policy:=latest (the last one for every frame)")
             elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos):
                 nearest = min((t for t, _ in infos), key=lambda t: abs(t - stamp))
                 loop = (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the "

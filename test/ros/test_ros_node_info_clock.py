@@ -124,3 +124,22 @@ def test_after_a_wait_in_vain_a_looped_bags_next_pass_waits_again_once_its_camer
     assert waits == [T0 + STEP, late] and counts["incomplete:no_camera_info"] == 2, counts
     wait_for(lambda: len(infos_out) == 2, what="the late frame's depth/camera_info")
     assert [conversions.stamp_ns(m.header) for m in infos_out] == [T0, late]
+
+
+def test_camera_info_that_stopped_is_not_said_to_be_of_another_clock(camera):
+    """camera_info on the images' clock that stops (its publisher gone) while the images go on: once the last one
+    held is more than 1 s older than a frame, the log said it was stamped by another clock than the images and to
+    stamp it as the images are, which it was. It says that camera_info stopped coming, when the last came, and what
+    to do."""
+    node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting = camera
+    for t in (T0, T0 + STEP):
+        send_info(t)
+        send_frame(t)
+    assert processed(2).get("incomplete:no_camera_info", 0) == 0
+    assert not cam.info_waited_in_vain
+    send_frame(T0 + 25 * STEP)            # 2.4 s later: no camera_info since
+    assert processed(3)["incomplete:no_camera_info"] == 1
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m.msg for m in log if "[no_camera_info]" in m.msg)
+    assert "is 2400 ms older than the image" in line, line
+    assert "another clock" not in line and "stopped" in line and "camera_info.policy:=latest" in line, line
