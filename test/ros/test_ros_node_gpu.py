@@ -194,7 +194,7 @@ def test_cuda_forward_passes_queued_without_a_wait_give_the_waited_results(harne
     """On a GPU the worker pre-processes for both tasks, queues both forward passes without waiting for them, and
     post-processes behind them on the same stream. Two cameras, depth + segmentation (fp32, no graphs): each
     camera's inverse depth and labels equal the same frame run here stage by stage with the device synchronised
-    after each; the model stage is the passes' device time (CUDA events), the stages still add up to the batch."""
+    after each; the model stage is the passes' device time (CUDA events)."""
     from dpt_ros import pipeline
 
     node = harness.start_node(device="cuda", cameras=["a", "b"], **{
@@ -222,10 +222,14 @@ def test_cuda_forward_passes_queued_without_a_wait_give_the_waited_results(harne
     inputs = {task: torch.cat([getattr(m, f"{task}_pre")(pipeline.decode(conversions.image_view(frames[ns]), np))
                                for ns in ("a", "b")]) for task in ("depth", "segmentation")}
     torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
     inv = m.depth.run(inputs["depth"])["inverse_depth"]
     torch.cuda.synchronize()
     logits = m.segmentation.run(inputs["segmentation"])["logits"]
+    end.record()
     torch.cuda.synchronize()
+    passes_ms = start.elapsed_time(end)   # both passes of a batch of two, as the node's last batch
     for i, ns in enumerate(("a", "b")):
         want_inv = pipeline.upsample(inv[i:i + 1], (120, 160))[0].cpu().numpy()
         up = torch.nn.functional.interpolate(logits[i:i + 1].float(), size=(120, 160), mode="bicubic",
@@ -240,7 +244,8 @@ def test_cuda_forward_passes_queued_without_a_wait_give_the_waited_results(harne
         np.testing.assert_array_equal(got_labels[clear], want_labels[clear])
     import dpt_ros.ros.node as node_module
 
+    # the model stage is the device's time for the two passes (not the worker's wall time, nor ~0 for passes only
+    # queued): of the order of the same passes timed here (loose bounds: another moment, the same device)
     batch = [node._stage_ms[s][-1] for s in node_module.STAGES]
-    model_ms, post_ms = batch[2], batch[3]
-    assert model_ms > 0.0 and post_ms >= 0.0, batch
+    assert 0.25 * passes_ms < batch[2] < 4.0 * passes_ms, (batch, passes_ms)
     assert node.error_counts() == {}
