@@ -303,6 +303,7 @@ class _Camera:
     # a frame's wait for its camera_info ran out; none has come since within _STAMP_JUMP_S of its images' stamps
     info_waited_in_vain: bool = False
     reference_waited_in_vain: bool = False   # depth.align: the same for its references
+    reference_on_image_clock: bool = False   # depth.align: its last reference came within 1 s of its images' stamps
     # its last camera_info came within _STAMP_JUMP_S of its last image stamp (on the images' clock; False before an
     # image): one far older than a frame then stopped coming, it is not of another clock
     info_on_image_clock: bool = False
@@ -1063,7 +1064,7 @@ class DptNode(Node):
             for frame in [cam.pending, *self._in_worker]:
                 if frame is not None and frame.camera is cam:
                     frame.offer_reference(stamp, msg, tolerance)
-            self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg)
+            cam.reference_on_image_clock = self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg)
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         with self._info_arrived:
@@ -1697,7 +1698,7 @@ class DptNode(Node):
             held = [t for t, _ in refs]
             if ref is None:
                 publishers = self.count_publishers(topic) if not held else 0
-                raise ValueError(self._no_reference(topic, stamp, held, publishers, s))
+                raise ValueError(self._no_reference(topic, stamp, held, publishers, s, cam.reference_on_image_clock))
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
@@ -1714,11 +1715,13 @@ class DptNode(Node):
         cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
 
-    def _no_reference(self, topic: str, stamp: int, held: list[int], publishers: int, s: Settings) -> str:
+    def _no_reference(self, topic: str, stamp: int, held: list[int], publishers: int, s: Settings,
+                      on_image_clock: bool = False) -> str:
         """Why a frame of ``stamp`` has no reference depth, given the stamps of the references ``held`` and the
         number of ``publishers`` on ``topic``: none came and nothing publishes there (not remapped, or no depth
         camera for this one), none came yet from the publishers there (at start-up: the first is on its way), or how
-        far the nearest one is."""
+        far the nearest one is (more than 1 s older, when the last came stamped as the images then were
+        (``on_image_clock``): the depth camera has stopped, not another clock)."""
         tolerance = s["depth.align_tolerance"]
         if not held and not publishers:
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
@@ -1732,7 +1735,10 @@ class DptNode(Node):
         dt = (nearest - stamp) / 1e9
         text = (f"no reference depth on {topic} within depth.align_tolerance ({tolerance:g} s) of the image stamp: "
                 f"the nearest of the {len(held)} last received is {abs(dt):.3g} s {'newer' if dt > 0 else 'older'}")
-        if abs(dt) > 1.0:
+        if dt < -1.0 and on_image_clock:   # (the last came stamped as the images then were)
+            text += (f": the depth camera has stopped (or sends less than once a second) while the images go on; "
+                     f"check its publisher (ros2 topic hz {topic})")
+        elif abs(dt) > 1.0:
             text += " (are the image and the depth camera stamped by one clock?)"
         elif dt < 0:
             text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "

@@ -148,3 +148,24 @@ def test_a_depth_camera_at_half_the_image_rate_with_jittered_stamps_keeps_the_ha
     counts = processed(1)
     assert counts["out:depth"] == 1 and "incomplete:alignment" not in counts, counts
     assert waits == [] and not cam.reference_waited_in_vain
+
+
+def test_a_depth_camera_that_stopped_is_not_said_to_be_of_another_clock(camera, harness):
+    """A depth camera on the images' clock that stops while the images go on: once its last reference is more than
+    1 s older than a frame, the reason asked whether the image and the depth camera are stamped by one clock (they
+    were). It says that the depth camera has stopped, and what to check."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    send_frame(1000)                      # before the depth camera's first reference (not waited for)
+    assert processed(1)["incomplete:alignment"] == 1
+    send_reference(1100)
+    send_frame(1100)
+    assert processed(2)["out:depth"] == 1
+    send_frame(3600)                      # 2.5 s later: no reference since
+    assert processed(3)["incomplete:alignment"] == 2 and waits == []
+    wait_for(lambda: any("older" in m.msg and m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if "older" in m.msg and m.msg.startswith("[alignment]"))
+    assert "is 2.5 s older" in line and "the depth camera has stopped" in line, line
+    assert "one clock" not in line and "ros2 topic hz /depth_reference" in line, line
