@@ -348,14 +348,14 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     """depth.align: True when the frame of ``stamp`` need not wait for a reference: the nearest offered to it so far,
     ``ref`` (|stamp difference| ns, Image), is its own or newer, or older by at most ``_REFERENCE_KEPT`` of the
     references' period (the median step between the ``held`` (stamp, Image); unknown with one), so that the next one
-    would be no nearer by more than a quarter period; or none held is within ``_STAMP_JUMP_S`` of the frame (the depth
-    camera stamps by another clock, or a looped bag's last pass: none of the frame's time is on its way). None: wait.
+    would be no nearer by more than a quarter period. None: wait (:meth:`DptNode._await` bounds it as for camera_info:
+    not past a newer reference within ``_STAMP_JUMP_S``, and once in vain not again until a reference on the images'
+    clock; so a depth camera stamping by another clock costs one wait, and the first frame after a looped bag's
+    stamps went back, every reference held then seconds newer, still waits for its own as camera_info's does).
     An older one within depth.align_tolerance is the previous frame's at the camera rate (33 ms older at 30 Hz,
     within 50 ms) while the frame's own is on its way; a depth camera at half the image rate gives every other frame
     one half a period older, give or take the stamps' jitter, and that one is kept (the next one, as far the other
     way, is no nearer)."""
-    if held and all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in held):
-        return True
     if ref is None:
         return None
     if ref[0] == 0 or conversions.stamp_ns(ref[1].header) > stamp:

@@ -80,34 +80,56 @@ def test_a_reference_that_comes_after_its_frame_reached_the_fit_is_waited_for(ca
     assert cam.alignment[2] == 15 * 20 and not cam.reference_waited_in_vain
 
 
-def test_a_newer_reference_another_clock_or_a_wait_in_vain_ends_the_waiting(camera, monkeypatch):
-    """A reference newer than the frame shows that the frame's own was passed (lost): no wait. Nor when none held is
-    within 1 s of the frame (the depth camera stamps by another clock). A wait that runs out (the depth camera
-    stopped) is not repeated for the camera's next frames until a reference comes again."""
+def test_a_newer_reference_or_a_wait_in_vain_ends_the_waiting_until_a_reference_on_the_images_clock(camera,
+                                                                                                     monkeypatch):
+    """A reference newer than the frame shows that the frame's own was passed (lost): no wait; one more than 1 s
+    newer does not (of before the stamps went back: a looped bag). A wait that runs out (the depth camera stopped, or
+    stamps by another clock) is not repeated for the camera's next frames until a reference within 1 s of their
+    stamps comes; one of another clock does not end it (so such a depth camera costs one wait, as camera_info's)."""
     node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
     send_reference(3000)
     send_frame(2000)                      # its own (at 2 s) was passed: the one held is 1 s newer
-    assert processed(1)["incomplete:alignment"] == 1
-    send_frame(1000)                      # the one held is 2 s newer: another clock (or a looped bag's last pass)
-    assert processed(2)["incomplete:alignment"] == 2
-    send_frame(5000)                      # 2 s older
-    assert processed(3)["incomplete:alignment"] == 3 and waits == []
-    send_frame(3500)                      # the one held is 0.5 s older: waited for, in vain (none comes)
-    assert processed(4)["incomplete:alignment"] == 4 and waits == [3_500_000_000]
+    assert processed(1)["incomplete:alignment"] == 1 and waits == []
+    send_frame(1000)                      # the one held is 2 s newer: waited for, in vain (none comes)
+    assert processed(2)["incomplete:alignment"] == 2 and waits == [1_000_000_000]
     assert cam.reference_waited_in_vain
-    send_frame(3600)                      # not waited for again
-    assert processed(5)["incomplete:alignment"] == 5 and waits == [3_500_000_000]
+    send_frame(5000)                      # not waited for again
+    assert processed(3)["incomplete:alignment"] == 3 and waits == [1_000_000_000]
+    send_reference(9000)                  # 4 s from the images' stamps: another clock's, the mark holds
+    assert cam.reference_waited_in_vain
+    send_frame(5100)
+    assert processed(4)["incomplete:alignment"] == 4 and waits == [1_000_000_000]
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)
-    send_reference(3700)                  # the depth camera is back: the next frame waits again, and gets its own
+    send_reference(5200)                  # the depth camera is back: the next frame waits again, and gets its own
     assert not cam.reference_waited_in_vain
-    send_frame(3800)
-    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 6, what="frame 3800 in the fit")
-    send_reference(3800, stored=False)
-    counts = processed(6)
-    assert counts["incomplete:alignment"] == 5 and counts["out:depth"] == 1, counts
+    send_frame(5300)
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 5, what="frame 5300 in the fit")
+    send_reference(5300, stored=False)
+    counts = processed(5)
+    assert counts["incomplete:alignment"] == 4 and counts["out:depth"] == 1, counts
     assert cam.alignment[:2] == (pytest.approx(SCALE, rel=1e-4), pytest.approx(SHIFT, rel=1e-4))
-    assert waits == [3_500_000_000, 3_800_000_000]
+    assert waits == [1_000_000_000, 5_300_000_000]
+
+
+def test_the_first_frame_after_a_loop_waits_for_its_late_reference_as_for_camera_info(camera):
+    """`ros2 bag play --loop`: at the loop the stamps go back to the bag's start, and the references held are of the
+    end of the last pass, seconds newer than the next pass's first frame. Its reference, coming after it (as a depth
+    camera's registered depth does), was not waited for (none held within 1 s of the frame was taken for another
+    clock's): that frame went without a fit (incomplete:alignment) on every pass, while its camera_info was waited
+    for. It waits for it as for camera_info, and is fitted to it."""
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    for n, ms in enumerate((4900, 5000), 1):   # the end of the first pass
+        send_reference(ms)
+        send_frame(ms)
+        assert processed(n)["out:depth"] == n
+    send_frame(1000)                      # the loop: the next pass's first frame, its reference not yet sent
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 3, what="frame 1000 in the fit")
+    send_reference(1000, stored=False)
+    counts = processed(3)
+    assert "incomplete:alignment" not in counts and counts["out:depth"] == 3, counts
+    assert waits == [1_000_000_000] and not cam.reference_waited_in_vain
+    assert cam.alignment[:2] == (pytest.approx(SCALE, rel=1e-4), pytest.approx(SHIFT, rel=1e-4))
 
 
 def test_the_previous_frames_reference_within_the_tolerance_does_not_end_the_wait_for_the_frames_own(camera):
@@ -150,7 +172,7 @@ def test_a_depth_camera_at_half_the_image_rate_with_jittered_stamps_keeps_the_ha
     assert waits == [] and not cam.reference_waited_in_vain
 
 
-def test_a_depth_camera_that_stopped_is_not_said_to_be_of_another_clock(camera, harness):
+def test_a_depth_camera_that_stopped_is_not_said_to_be_of_another_clock(camera, harness, monkeypatch):
     """A depth camera on the images' clock that stops while the images go on: once its last reference is more than
     1 s older than a frame, the reason asked whether the image and the depth camera are stamped by one clock (they
     were). It says that the depth camera has stopped, and what to check."""
@@ -163,8 +185,9 @@ def test_a_depth_camera_that_stopped_is_not_said_to_be_of_another_clock(camera, 
     send_reference(1100)
     send_frame(1100)
     assert processed(2)["out:depth"] == 1
-    send_frame(3600)                      # 2.5 s later: no reference since
-    assert processed(3)["incomplete:alignment"] == 2 and waits == []
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
+    send_frame(3600)                      # 2.5 s later: no reference since (waited for once, in vain)
+    assert processed(3)["incomplete:alignment"] == 2 and waits == [3_600_000_000]
     wait_for(lambda: any("older" in m.msg and m.msg.startswith("[alignment]") for m in log), what="the reason")
     line = next(m.msg for m in log if "older" in m.msg and m.msg.startswith("[alignment]"))
     assert "is 2.5 s older" in line and "the depth camera has stopped" in line, line
