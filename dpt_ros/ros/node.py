@@ -269,6 +269,7 @@ class _Frame:
     camera: "_Camera"
     msg: Any
     received: float          # time.monotonic() at the callback
+    clock_ns: int = 0        # the node's clock (ns) at the callback: /clock's with use_sim_time, which may go back
     counted: bool = False    # already counted as idle, processed or an error (never twice)
     reference: Any = None    # depth.align: (|stamp difference| ns, reference depth Image), the nearest offered
 
@@ -1035,7 +1036,7 @@ class DptNode(Node):
 
     # ------------------------------------------------------------------ callbacks (never wait)
     def _on_image(self, cam: _Camera, msg) -> None:
-        frame = _Frame(cam, msg, time.monotonic())
+        frame = _Frame(cam, msg, time.monotonic(), self.get_clock().now().nanoseconds)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
@@ -1298,6 +1299,10 @@ class DptNode(Node):
                     before_s = (now_ns - stamp) / 1e9 - (done - job["frame"].received)
                     if before_s > _OLD_STAMP_S and not sim_time:
                         old_stamps.append((cam, before_s))
+                elif stamp > 0 and now_ns < job["frame"].clock_ns:
+                    # no age to tell, and nothing wrong: the clock went back while the frame was in the node (at each
+                    # ros2 bag play --loop, the pass's last frames are ahead of the clock at the bag's start)
+                    pass
                 else:   # no age to tell: an unset or negative stamp (57+ years old) or one ahead of this clock would skew
                     # them all
                     odd_stamps.append((cam, stamp))
