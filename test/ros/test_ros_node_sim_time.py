@@ -5,6 +5,7 @@ import math
 import time
 
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image
@@ -201,3 +202,25 @@ def test_the_last_frame_in_the_node_when_a_loop_jumps_the_clock_back_is_not_warn
     wait_for(lambda: _warnings(log, "ahead of this node's clock"), what="the ahead warning")
     ahead = _warnings(log, "ahead of this node's clock")
     assert len(ahead) == 1 and "frames stamped 1000 ms ahead" in ahead[0], ahead
+
+
+def test_diagnostics_go_on_in_clocks_time_after_a_loop_jumps_it_back(harness):
+    """/diagnostics' timer runs on the node's clock, /clock's with use_sim_time: at each `--loop` that clock jumps
+    back by the bag's length. rcl restarts a timer whose clock went back past its last call (a period from the jump),
+    so the reports go on after the loop, stamped by the clock, rather than stopping until the clock is past the last
+    pass's end. (A guard, no fix: a timer that fires once the clock is a period past its last call, without rcl's
+    handling of a jump back, stalls here, at the report a second after the loop.)"""
+    node, log, out, tick, frame = _replay(harness, **{"diagnostics.period": 1.0})
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    wait_for(lambda: node._diag_pub.get_subscription_count() > 0, what="the /diagnostics subscription")
+
+    def report_at(t: int) -> None:
+        n = len(diags)
+        tick(t)
+        wait_for(lambda: any(conversions.stamp_ns(d.header) == t for d in diags[n:]), what=f"a report stamped {t}")
+
+    for k in range(3):                    # a 2 s bag's first pass: one report a second of its time
+        report_at(T0 + k * 10**9)
+    tick(T0)                              # the loop: the clock back at the bag's start
+    report_at(T0 + 10**9)                 # a period later, not only once past the last pass's end
+    report_at(T0 + 2 * 10**9)
