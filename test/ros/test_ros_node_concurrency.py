@@ -296,8 +296,9 @@ def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
     c = node.counts()
     assert [dict(c[ns]) for ns in "abc"] == [{"received": 2, "error:inference": 2}] * 2 + [
         {"received": 2, "processed": 2, "out:inverse_depth": 2}]
+    wait_for(lambda: any("forward failed (injected)" in m.msg for m in rosout), what="the error's /rosout line")
     lines = [m.msg for m in rosout if "forward failed (injected)" in m.msg]
-    assert lines and lines[0].startswith("[inference] /a/image, /b/image: depth model: RuntimeError"), lines
+    assert lines[0].startswith("[inference] /a/image, /b/image: depth model: RuntimeError"), lines
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert model["depth.net_input"] in ("64x64, 64x160", "64x160, 64x64")
 
