@@ -85,8 +85,9 @@ def resolve(name: str, namespace: str, node: str) -> str:
 
 
 def parse_remaps(rules: Iterable[str]) -> list[tuple[str, str]]:
-    """``from:=to`` topic remapping rules as given to ``--ros-args -r``, also ``node_name:from:=to`` (a rule for
-    one node only); the node-name and namespace rules (``__node:=``, ``__ns:=``) are refused."""
+    """``from:=to`` remapping rules as given to ``--ros-args -r``, also ``node_name:from:=to`` (a rule for one node
+    only); rcl applies each to topic and service names alike (``~/get_parameters:=...`` moves that service); the
+    node-name and namespace rules (``__node:=``, ``__ns:=``) are refused."""
     out = []
     for rule in rules:
         src, sep, dst = rule.partition(":=")
@@ -132,8 +133,8 @@ def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, tran
     its topics count (``cameras``, ``image_transport``, ``camera_info.url``: no camera_info subscription,
     ``depth.align``, ``publish.compressed``; rclpy's ``use_sim_time``: /clock subscribed,
     ``start_type_description_service``); ``cameras``, ``transport`` (image_transport) and ``depth_align``
-    (depth.align) over them where given, else as there or at the node's defaults. ``remaps``: ``(from, to)`` topic
-    rules as the node was started with (``-r from:=to``); ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle
+    (depth.align) over them where given, else as there or at the node's defaults. ``remaps``: ``(from, to)`` rules
+    as the node was started with (``-r from:=to``), applied to its topics and its services as rcl applies them; ``managed``: it is ``dpt_lifecycle_node`` (the lifecycle
     services and transition_event too). The camera topics are the node's own rule's
     (:func:`dpt_ros.ros.topics.endpoints`); label_info in ``optional_publish`` (only where vision_msgs is installed)."""
     from dpt_ros.ros import topics  # noqa: PLC0415
@@ -157,11 +158,11 @@ def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, tran
     for name, kind in spec["services"]["reply"].items():
         if name.endswith("/get_type_description") and parameters.get("start_type_description_service", True) is False:
             continue
-        out["reply"][resolve(name, namespace, node)] = kind
+        out["reply"][topic(name)] = kind   # (rcl remaps service names by the same rules as topics)
     for name, kind in (spec["managed"]["publish"].items() if managed else ()):
         out["publish"][topic(name)] = kind
     for name, kind in (spec["managed"]["reply"].items() if managed else ()):
-        out["reply"][resolve(name, namespace, node)] = kind
+        out["reply"][topic(name)] = kind
     if optional:
         out["publish"].update(out["optional_publish"])
     out["parameters"] = set(spec["parameters"]["node"]) | set(spec["parameters"]["dpt"])
@@ -318,8 +319,8 @@ def main(argv=None) -> int:
     ap.add_argument("--transport", choices=("raw", "compressed"), default=None,
                     help="image_transport (default: the parameters' or raw)")
     ap.add_argument("--remap", action="append", default=[], metavar="FROM:=TO",
-                    help="a topic remap the node is started with (-r FROM:=TO), e.g. image:=/camera/image_raw; "
-                         "repeatable")
+                    help="a remap the node is started with (-r FROM:=TO), e.g. image:=/camera/image_raw; rcl applies "
+                         "it to topics and services alike; repeatable")
     ap.add_argument("--enclave", default="")
     ap.add_argument("--depth-align", action="store_true", default=None,
                     help="the node runs with depth.align (-p depth.align:=true): also allow subscribing "

@@ -64,6 +64,26 @@ def test_calibration_file_no_compressed_copies_and_sim_time(harness, tmp_path, c
     assert e.value.code == 2 and "which the node subscribes as its input camera_info" in capsys.readouterr().err
 
 
+def test_remaps_of_service_names_move_the_services_in_the_policy_as_rcl_does(harness, capsys):
+    """rcl applies -r rules to service names as to topics (the parameter services, ~/get_type_description and the
+    lifecycle services alike): the policy resolved the services without the remaps, so that a node started with
+    -r ~/get_parameters:=... was refused its own service under Enforce and the policy allowed one it never had."""
+    rules = ["~/get_parameters:=/other/get_parameters", "dpt_node/list_parameters:=list",
+             "other_node:~/describe_parameters:=/not_this_node", "~/get_type_description:=/type_description",
+             "~/get_state:=/state"]
+    remaps = [x for rule in rules for x in ("--remap", rule)]
+    node = harness.start_node(namespace="robot", cli_args=["--ros-args", *[x for r in rules for x in ("-r", r)]])
+    live = _graph(node, "/robot")
+    assert {"/other/get_parameters", "/robot/list", "/type_description", "/robot/dpt_node/describe_parameters"} \
+        <= live["reply"] and "/robot/dpt_node/get_parameters" not in live["reply"]
+    assert _policy(capsys, ["--namespace", "/robot", *remaps]) == live
+    managed = harness.start_node(namespace="lifecycle", managed=True,
+                                 cli_args=["--ros-args", *[x for r in rules for x in ("-r", r)]])
+    live = _graph(managed, "/lifecycle")["reply"]
+    assert {"/state", "/lifecycle/dpt_node/change_state"} <= live
+    assert _policy(capsys, ["--namespace", "/lifecycle", "--managed", *remaps])["reply"] == live
+
+
 # two files as a launch file passes them: a section named again in a later file keeps its first place (here /**, so
 # the node's own sections after it win over its later value), wildcards (/**/dpt_node, /robot/*; /* is one name only)
 FIRST = """/**:
