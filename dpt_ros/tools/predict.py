@@ -21,12 +21,17 @@ Exit status: 0 all images done, 1 some could not be read or run (each named; the
 arguments or weights, an output folder that cannot be written or that would overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
+A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
+writing; the next run into the same folder removes them (never those of a predict still writing there: each holds
+a lock on its temporaries) and says how many.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import os
+import re
 import signal
 import sys
 import threading
@@ -146,13 +151,17 @@ def _sigint_deferred():
 def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, result: dict,
                   absolute_depth: bool = False) -> list[Path]:
     """Write one image's files (see the module); returns their paths. All or none of them: each is written under a
-    temporary name (``.partial-<file>``) and they are renamed into place together once all are written, so that an
-    interruption (Ctrl-C) or a write error part-way leaves neither a truncated file nor half an image's set."""
+    temporary name (``.partial-<pid>-<file>``, locked while this process has it: :func:`remove_stale_partials`) and
+    they are renamed into place together once all are written, so that an interruption (Ctrl-C) or a write error
+    part-way leaves neither a truncated file nor half an image's set."""
     staged: list[tuple[Path, Path]] = []   # (temporary, final)
+    locks: list[int] = []
 
     def stage(file_name: str) -> Path:
         final = out_dir / file_name
-        staged.append((out_dir / f".partial-{file_name}", final))   # (the extension, which OpenCV reads, kept)
+        # (the extension, which OpenCV reads, kept; the pid: two runs into one folder never share a temporary)
+        staged.append((out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}", final))
+        locks.append(_create_locked(staged[-1][0]))
         return staged[-1][0]
 
     def png(file_name: str, values: np.ndarray) -> None:
@@ -187,7 +196,76 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
             except OSError:
                 pass
         raise
+    finally:
+        for fd in locks:   # (after the renames or the removals: closing releases the lock)
+            os.close(fd)
     return [final for _, final in staged]
+
+
+#: the temporaries' prefix (:func:`write_outputs`); earlier versions wrote ``.partial-<file>``, without the pid
+PARTIAL_PREFIX = ".partial-"
+#: an unlocked temporary without a pid (an earlier version's, which locked none) is removed only when older than this
+LEGACY_PARTIAL_AGE_S = 3600.0
+
+
+def _create_locked(path: Path) -> int:
+    """Create ``path`` (empty) and take an exclusive ``flock`` on it, held until the descriptor returned is closed
+    (the process's end, SIGKILL included, closes it): the sign to :func:`remove_stale_partials` that a running predict
+    is writing it. The writers (OpenCV, :func:`write_pfm`) open the same file again by name; the lock stays with it.
+    A cleaner that took the lock between the file's creation and this lock removed it: made again then."""
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:   # removed by a cleaner before this lock: another try
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def remove_stale_partials(out_dir: Path) -> tuple[int, int]:
+    """Remove the temporaries (``.partial-*.png`` / ``.pfm``, :func:`write_outputs`) in ``out_dir`` that no running
+    predict is writing: those no process holds a lock on (left by a run killed outright, SIGKILL or a power cut; an
+    earlier version's without a pid only once older than :data:`LEGACY_PARTIAL_AGE_S`). Returns ``(removed, kept)``,
+    kept being those a running predict holds (or too young to tell) and those it could not remove."""
+    removed = kept = 0
+    try:
+        names = sorted(os.listdir(out_dir))
+    except OSError:   # (a folder it cannot list: the writes themselves say what is wrong)
+        return 0, 0
+    for name in names:
+        if not name.startswith(PARTIAL_PREFIX) or not name.endswith((".png", ".pfm")):
+            continue
+        path = out_dir / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:   # gone meanwhile (renamed into place), a link, or not readable: not this run's to judge
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:   # a running predict is writing it
+                kept += 1
+                continue
+            st = os.fstat(fd)
+            if not re.match(r"\d+-", name[len(PARTIAL_PREFIX):]) and time.time() - st.st_mtime < LEGACY_PARTIAL_AGE_S:
+                kept += 1   # an earlier version's, which locked nothing: perhaps still being written
+                continue
+            try:
+                if os.path.samestat(st, os.stat(path)):   # (still the file locked: not one renamed over it meanwhile)
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError:   # (another user's folder: said as kept)
+                kept += 1
+        finally:
+            os.close(fd)
+    return removed, kept
 
 
 #: the files each input's ``<name>`` gives (which of them depends on the task)
@@ -277,6 +355,10 @@ def _main(argv=None) -> int:
     except OSError as e:
         print(f"predict: cannot create the output folder {out_dir}: {output_folder_error(out_dir, e)}", file=sys.stderr)
         return 2
+    removed, _ = remove_stale_partials(out_dir)
+    if removed:
+        print(f"predict: removed {removed} temporary file(s) (.partial-*) that a run killed while writing left in "
+              f"{out_dir} (the image it was writing got no results)", file=sys.stderr)
     failed = 0
     for path, name in zip(files, names):
         try:

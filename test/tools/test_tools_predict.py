@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -185,6 +186,80 @@ def test_ctrl_c_while_an_image_is_written_leaves_none_of_its_files(files, tmp_pa
     assert code == 130
     assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
     assert _read_pfm(out / "a.pfm").shape == (64, 96)
+
+
+# a predict writing an image's set (the real write_outputs) that stops once all three files are written, before the
+# renames: where SIGKILL finds it
+_STALLED_WRITER = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from dpt_ros.tools import predict
+real = predict.cv2.imwrite
+def stall(path, values):
+    ok = real(path, values)
+    if path.endswith("_colored.png"):
+        print("written", flush=True)
+        time.sleep(600)
+    return ok
+predict.cv2.imwrite = stall
+inv = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+predict.write_outputs(Path(sys.argv[1]), "k", "dpt_tiny", np.zeros((8, 8, 3), np.uint8), {"inverse_depth": inv})
+"""
+
+
+def test_a_killed_runs_temporaries_are_removed_by_the_next_run_into_the_folder(files, tmp_path, capsys):
+    """SIGKILL (or a power cut) while an image's set is written leaves its temporaries (.partial-<pid>-<file>), which
+    no rename or cleanup will ever touch (were left forever): the next run into the folder removes them and says so;
+    an earlier version's temporary (no pid, no lock) only once an hour old; other files stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-c", _STALLED_WRITER, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline() == "written\n"
+        proc.kill()
+    finally:
+        proc.kill()
+        proc.wait()
+    left = sorted(f.name for f in out.iterdir())   # (.partial-<its pid>-k.pfm, ...)
+    assert [n.startswith(".partial-") and n.endswith(("-k.pfm", "-k.png", "-k_colored.png")) for n in left] == [True] * 3
+    for name, age_s in ((".partial-old.png", 7200), (".partial-young.png", 60), (".partial-notes.txt", 7200),
+                        ("k.png", 7200)):
+        (out / name).write_bytes(b"x")
+        os.utime(out / name, (time.time() - age_s,) * 2)
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
+                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"predict: removed 4 temporary file(s) (.partial-*) that a run killed while writing left in {out}" in err
+    assert sorted(f.name for f in out.iterdir()) == [".partial-notes.txt", ".partial-young.png", "a.pfm", "a.png",
+                                                     "a_colored.png", "k.png"]
+    # nothing stale: nothing said
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
+                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    assert "removed" not in capsys.readouterr().err
+
+
+def test_a_running_predicts_temporaries_are_never_removed(files, tmp_path, monkeypatch):
+    """A second predict starting in the folder while the first writes an image's set (its cleanup run from inside the
+    first one's last write): the first one's temporaries are held (locked), kept, and its set completes."""
+    real_imwrite = cv2.imwrite
+    seen = []
+
+    def imwrite_while_another_predict_starts(path, values):
+        ok = real_imwrite(path, values)
+        if path.endswith("b_colored.png"):
+            seen.append((predict.remove_stale_partials(out), sorted(f.name for f in out.iterdir())))
+        return ok
+
+    monkeypatch.setattr(predict.cv2, "imwrite", imwrite_while_another_predict_starts)
+    out = tmp_path / "out"
+    assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(out)]) == 0
+    pid = os.getpid()
+    assert seen == [((0, 3), [*(f".partial-{pid}-b{s}" for s in (".pfm", ".png", "_colored.png")),
+                              "a.pfm", "a.png", "a_colored.png"])]
+    assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png", "b.pfm", "b.png",
+                                                     "b_colored.png"]
 
 
 @pytest.mark.parametrize("how", ["console_script", "python_m"])
