@@ -89,12 +89,13 @@ def shm_segment_size(profile: str) -> Optional[int]:
 
 
 def shm_shortage(environ: Mapping[str, str] = os.environ, shm_dir: str = SHM_DIR,
-                 processes: int = SHM_PROCESSES) -> Optional[str]:
+                 processes: int = SHM_PROCESSES, who: str = "a camera, dpt_node and one subscriber") -> Optional[str]:
     """Why the Fast DDS profile in ``environ`` (:func:`profile_of`) will not get its shared-memory segments in
     ``shm_dir``, with what to do; None when they fit, or when no profile with a segment larger than Fast DDS's
     default is set. Call it before this process's participant exists (``rclpy.init``), as its segment then is
     not yet taken. Two shortfalls: the free space holds no segment for this process, or the whole of
-    ``shm_dir`` holds fewer than ``processes`` of them (Docker's 64 MB: one)."""
+    ``shm_dir`` holds fewer than ``processes`` of them (Docker's 64 MB: one). ``who``: those ``processes``, as the
+    message names them."""
     profile = profile_of(environ)
     segment = shm_segment_size(profile) if profile else None
     if not segment or segment <= _SHM_DEFAULT_SEGMENT:
@@ -113,11 +114,21 @@ def shm_shortage(environ: Mapping[str, str] = os.environ, shm_dir: str = SHM_DIR
              else f"{shm_dir} is {total / mib:.0f} MiB, room for {fits} of them")
     wanted = 2 ** math.ceil(math.log2(processes * need / mib + 16))   # and some for Fast DDS's other files
     return (f"the Fast DDS profile {profile} gives every process a {segment / mib:.0f} MiB shared-memory segment "
-            f"(about {need / mib:.0f} MiB of {shm_dir} each: the camera driver, this node and every subscriber), "
+            f"(about {need / mib:.0f} MiB of {shm_dir} each: the camera driver, dpt_node and every subscriber), "
             f"but {found}; a process without one logs 'Failed to create segment' and 'Unable to Register SHM "
             f"Transport' and sends its images as UDP fragments, which lose most camera-sized frames. Give "
-            f"{shm_dir} {need / mib:.0f} MiB free per process, at least {wanted} MiB for a camera, this node and "
-            f"one subscriber (Docker: docker run --shm-size={wanted}m, or --ipc=host; compose: shm_size)")
+            f"{shm_dir} {need / mib:.0f} MiB free per process, at least {wanted} MiB for {who} "
+            f"(Docker: docker run --shm-size={wanted}m, or --ipc=host; compose: shm_size)")
+
+
+def shm_notice(program: str, environ: Mapping[str, str] = os.environ, processes: int = SHM_PROCESSES,
+               who: str = "a camera, dpt_node and one subscriber") -> Optional[str]:
+    """:func:`shm_shortage` for a tool that is no ROS node yet (a benchmark about to start its processes): said on
+    stderr as ``<program>: warning: ...`` where there is one; returned too."""
+    why = shm_shortage(environ, processes=processes, who=who)
+    if why:
+        print(f"{program}: warning: {why}", file=sys.stderr, flush=True)
+    return why
 
 
 class DomainBusy(TimeoutError):

@@ -31,6 +31,7 @@ from std_msgs.msg import Header
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.ros import conversions, params
 from dpt_ros.ros.console import ros_init_failure
+from dpt_ros.ros.dds_env import shm_shortage
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -309,11 +310,15 @@ def main(args=None) -> int:
               f"(and -h/--help); parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
               f"-p rate:=30.0 (--help: all of them)", file=sys.stderr)
         return 2
+    # (as dpt_node's: before rclpy.init, whose DDS participant takes this process's shared-memory segment)
+    shm_warning = shm_shortage()
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args
         print(ros_init_failure("sample_camera", e), file=sys.stderr)
         return 2
+    if shm_warning:
+        rclpy.logging.get_logger("sample_camera").warning(shm_warning)
     code = 0
     node = None
     try:

@@ -29,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
-from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile   # noqa: E402
+from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, shm_notice   # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
@@ -124,6 +124,8 @@ def run(args: argparse.Namespace) -> dict:
 
     profile = dds_profile(args.dds_profile)
     env = _env(args.domain, profile)
+    # a /dev/shm too small for its three processes' segments (Docker's 64 MB) halves the rates measured: said first
+    shm_notice("bench_e2e", env, processes=3, who="bench_e2e's camera, dpt_node and its subscriber (this process)")
     # this process's participant reads the profile from its own environment at rclpy.init
     set_profile(os.environ, profile)
     outputs = [o for o in args.outputs.split(",") if o]

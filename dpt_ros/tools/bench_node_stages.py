@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 
 from dpt_ros.tools.bench_e2e import STAGES, add_dds_profile_argument, add_model_arguments, dds_profile  # noqa: E402
-from dpt_ros.ros.dds_env import PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile   # noqa: E402
+from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile,  # noqa: E402
+                                 shm_notice)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -121,6 +122,7 @@ def run(args: argparse.Namespace) -> dict:
     profile = dds_profile(args.dds_profile)
     saved = {key: os.environ.get(key) for key in PROFILE_VARIABLES}
     set_profile(os.environ, profile)
+    shm_notice("bench_node_stages", processes=2, who="the node (this process) and its subscriber process")
     harness = None
     subscriber = None
     try:

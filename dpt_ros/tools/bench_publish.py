@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from dpt_ros.ros.dds_env import domain_from_env
+from dpt_ros.ros.dds_env import domain_from_env, shm_notice
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
 
 FORMATS = ("objects", "serialized")
@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> dict:
         "serialized": {"depth": lambda: conversions.image_cdr(header, depth, "32FC1"),
                        "points": lambda: conversions.cloud_cdr(header, cloud)},
     }
+    # (the shell's profile: in a /dev/shm too small for both processes' segments the times are UDP's)
+    shm_notice("bench_publish", processes=2, who="bench_publish and its subscriber process")
     harness = Harness(args.domain)
     subscriber = _subscriber_process(["depth", "points"], args.domain)
     times: dict = {f: {"depth": [], "points": []} for f in FORMATS}

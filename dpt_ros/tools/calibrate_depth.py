@@ -219,9 +219,13 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
     from dpt_ros import pipeline  # noqa: PLC0415
+    from dpt_ros.ros.dds_env import shm_shortage  # noqa: PLC0415
 
+    shm_warning = shm_shortage()   # (before rclpy.init, whose participant takes this process's segment)
     rclpy.init()
     node = rclpy.create_node("dpt_calibrate_depth")
+    if shm_warning:   # (its images, the node's and the reference's, come through it)
+        node.get_logger().warning(shm_warning)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
