@@ -1,7 +1,9 @@
 """Command-line tools: demo, benchmarks, GPU check, weights helper."""
 
 import os
+import time
 from pathlib import Path
+from typing import Callable
 
 
 def output_folder_error(out: Path, e: OSError) -> str:
@@ -17,3 +19,67 @@ def output_folder_error(out: Path, e: OSError) -> str:
                         "or move the file away")
             return f"{p} is a file, so no folder can be made under it; give --out a path that is not under a file"
     return str(e.strerror or e)
+
+
+def create_locked(path: Path) -> int:
+    """Create ``path`` (empty, mode 0666 less the umask) and take an exclusive ``flock`` on it, held until the
+    descriptor returned is closed (the process's end, SIGKILL included, closes it): the sign to :func:`remove_unheld`
+    that a running tool is writing it. A writer may open the same file again by name; the lock stays with it. A
+    cleaner that took the lock between the file's creation and this lock removed it: made again then."""
+    import fcntl   # POSIX only (as dds_env.domain_lock): imported where used, so the package imports anywhere
+
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.path.samestat(os.fstat(fd), os.stat(path)):
+                return fd
+        except FileNotFoundError:   # removed by a cleaner before this lock: another try
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Callable[[str], bool] = lambda name: False,
+                  unlocked_age_s: float = 3600.0) -> tuple[int, int]:
+    """Remove the temporaries in ``folder`` whose names ``ours`` takes that no running tool is writing: those no
+    process holds a lock on (:func:`create_locked`; left by a run killed outright, SIGKILL or a power cut), those whose
+    names ``unlocked_kind`` takes (an earlier version's, which locked nothing) only once older than ``unlocked_age_s``.
+    Returns ``(removed, kept)``, kept being those a running tool holds (or too young to tell) and those it could not
+    remove."""
+    import fcntl
+
+    removed = kept = 0
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:   # (a folder it cannot list: the writes themselves say what is wrong)
+        return 0, 0
+    for name in filter(ours, names):
+        path = folder / name
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except OSError:   # gone meanwhile (renamed into place), a link, or not readable: not this run's to judge
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:   # a running tool is writing it
+                kept += 1
+                continue
+            st = os.fstat(fd)
+            if unlocked_kind(name) and time.time() - st.st_mtime < unlocked_age_s:
+                kept += 1   # perhaps still being written by a tool that takes no lock
+                continue
+            try:
+                if os.path.samestat(st, os.stat(path)):   # (still the file locked: not one renamed over it meanwhile)
+                    os.unlink(path)
+                    removed += 1
+            except FileNotFoundError:
+                pass
+            except OSError:   # (another user's folder: said as kept)
+                kept += 1
+        finally:
+            os.close(fd)
+    return removed, kept

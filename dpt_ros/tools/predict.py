@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import os
 import re
 import signal
@@ -38,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from dpt_ros.tools import output_folder_error
+from dpt_ros.tools import create_locked, output_folder_error, remove_unheld
 
 try:
     import cv2
@@ -161,7 +160,7 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
         final = out_dir / file_name
         # (the extension, which OpenCV reads, kept; the pid: two runs into one folder never share a temporary)
         staged.append((out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}", final))
-        locks.append(_create_locked(staged[-1][0]))
+        locks.append(create_locked(staged[-1][0]))
         return staged[-1][0]
 
     def png(file_name: str, values: np.ndarray) -> None:
@@ -208,64 +207,12 @@ PARTIAL_PREFIX = ".partial-"
 LEGACY_PARTIAL_AGE_S = 3600.0
 
 
-def _create_locked(path: Path) -> int:
-    """Create ``path`` (empty) and take an exclusive ``flock`` on it, held until the descriptor returned is closed
-    (the process's end, SIGKILL included, closes it): the sign to :func:`remove_stale_partials` that a running predict
-    is writing it. The writers (OpenCV, :func:`write_pfm`) open the same file again by name; the lock stays with it.
-    A cleaner that took the lock between the file's creation and this lock removed it: made again then."""
-    while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.path.samestat(os.fstat(fd), os.stat(path)):
-                return fd
-        except FileNotFoundError:   # removed by a cleaner before this lock: another try
-            pass
-        except BaseException:
-            os.close(fd)
-            raise
-        os.close(fd)
-
-
 def remove_stale_partials(out_dir: Path) -> tuple[int, int]:
     """Remove the temporaries (``.partial-*.png`` / ``.pfm``, :func:`write_outputs`) in ``out_dir`` that no running
-    predict is writing: those no process holds a lock on (left by a run killed outright, SIGKILL or a power cut; an
-    earlier version's without a pid only once older than :data:`LEGACY_PARTIAL_AGE_S`). Returns ``(removed, kept)``,
-    kept being those a running predict holds (or too young to tell) and those it could not remove."""
-    removed = kept = 0
-    try:
-        names = sorted(os.listdir(out_dir))
-    except OSError:   # (a folder it cannot list: the writes themselves say what is wrong)
-        return 0, 0
-    for name in names:
-        if not name.startswith(PARTIAL_PREFIX) or not name.endswith((".png", ".pfm")):
-            continue
-        path = out_dir / name
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        except OSError:   # gone meanwhile (renamed into place), a link, or not readable: not this run's to judge
-            continue
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:   # a running predict is writing it
-                kept += 1
-                continue
-            st = os.fstat(fd)
-            if not re.match(r"\d+-", name[len(PARTIAL_PREFIX):]) and time.time() - st.st_mtime < LEGACY_PARTIAL_AGE_S:
-                kept += 1   # an earlier version's, which locked nothing: perhaps still being written
-                continue
-            try:
-                if os.path.samestat(st, os.stat(path)):   # (still the file locked: not one renamed over it meanwhile)
-                    os.unlink(path)
-                    removed += 1
-            except FileNotFoundError:
-                pass
-            except OSError:   # (another user's folder: said as kept)
-                kept += 1
-        finally:
-            os.close(fd)
-    return removed, kept
+    predict is writing (:func:`dpt_ros.tools.remove_unheld`: none holds a lock on them; an earlier version's, without
+    a pid, only once older than :data:`LEGACY_PARTIAL_AGE_S`). Returns ``(removed, kept)``."""
+    return remove_unheld(out_dir, lambda name: name.startswith(PARTIAL_PREFIX) and name.endswith((".png", ".pfm")),
+                         lambda name: not re.match(r"\d+-", name[len(PARTIAL_PREFIX):]), LEGACY_PARTIAL_AGE_S)
 
 
 #: the files each input's ``<name>`` gives (which of them depends on the task)

@@ -7,8 +7,10 @@ Nothing is downloaded here (use a browser, curl or wget on another machine)::
     python -m dpt_ros.tools.weights --convert dpt_large-midas-2f21e586.pt dpt_large.safetensors \\
         --variant dpt_large --to hf
 
-``--convert`` writes DST whole or not at all (a temporary file in DST's folder, then renamed over DST), never over
-SRC itself, and only into a folder that exists.
+``--convert`` writes DST whole or not at all (a temporary file in DST's folder, ``.<DST name>.partial-<pid>.tmp``,
+then renamed over DST), never over SRC itself, and only into a folder that exists. A conversion killed outright
+(SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never one that a
+running conversion is writing: each holds a lock on its own) and says so.
 
 Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error.
 """
@@ -20,11 +22,11 @@ import contextlib
 import errno
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
+from dpt_ros.tools import create_locked, remove_unheld
 
 
 def urls_text() -> str:
@@ -168,8 +170,13 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     sd = {k: t.clone() for k, t in sd.items()}  # no shared storage (q/k/v views) for safetensors
     # a temporary file in the destination's folder, renamed over it once complete: an interrupted or failed write
     # (Ctrl-C, a full disk) leaves DST as it was, and no temporary behind (a destination it cannot write is an
-    # OSError, reported as such)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # OSError, reported as such); one that a conversion killed outright left (its lock gone with it) is removed first
+    removed, _ = remove_unheld(target.parent, lambda name: name.startswith(f".{target.name}.") and name.endswith(".tmp"),
+                               lambda name: not name.startswith(f".{target.name}.partial-"))
+    notice = (f"; removed {removed} temporary file(s) (.{target.name}.*.tmp) that a conversion killed while writing "
+              f"left in {target.parent}") if removed else ""
+    tmp = target.parent / f".{target.name}.partial-{os.getpid()}.tmp"
+    fd = create_locked(tmp)   # (held until the rename: a conversion starting meanwhile leaves it alone)
     try:
         with os.fdopen(fd, "wb") as f:
             if dst.suffix == ".safetensors":
@@ -184,13 +191,14 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
                 torch.save(sd, f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp's 0600 -> what open() would have given (the node's user reads it)
-        os.replace(tmp, target)
+            # what open() would have given (the node's user reads it), also over a stale file of a pid used again
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.replace(tmp, target)   # (before the descriptor, and so the lock, is closed)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    return f"wrote {dst} ({len(sd)} tensors, {to} names)"
+    return f"wrote {dst} ({len(sd)} tensors, {to} names){notice}"
 
 
 def _umask() -> int:

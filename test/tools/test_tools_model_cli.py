@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,6 +169,62 @@ def test_convert_writes_whole_files_or_none(tiny_file, tmp_path):
                          "--to", "official"]) == 0
     assert (tmp_path / "link.pt").is_symlink() and sorted(p.name for p in real.parent.iterdir()) == ["official.pt"]
     assert set(read_state_dict(real)) == set(random_state_dict("dpt_tiny", seed=5))
+
+
+# a --convert that stops part-way through writing DST's temporary (the real convert; torch.save writes a little and
+# waits): where SIGKILL finds it
+_STALLED_CONVERT = """
+import sys, time, torch
+from pathlib import Path
+from dpt_ros.tools import weights
+def stall(obj, f):
+    f.write(b"half a checkpoint")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(600)
+torch.save = stall
+weights.convert(Path(sys.argv[1]), Path(sys.argv[2]), "dpt_tiny", "official")
+"""
+
+
+def test_a_killed_conversions_temporary_is_removed_by_the_next_one(tiny_file, tmp_path):
+    """SIGKILL (or a power cut) while --convert writes leaves its temporary in DST's folder (a checkpoint's size: up
+    to 1.3 GB), which nothing removed (was left forever): the next --convert to the same DST removes it and says so,
+    an earlier version's (mkstemp's name, no lock) once an hour old; other files stay, a running conversion's too."""
+    dst = tmp_path / "out.pt"
+
+    def stalled() -> subprocess.Popen:
+        proc = subprocess.Popen([sys.executable, "-c", _STALLED_CONVERT, str(tiny_file), str(dst)],
+                                stdout=subprocess.PIPE, text=True)
+        if proc.stdout.readline() != "writing\n":
+            proc.kill()
+            proc.wait()
+            raise AssertionError("the stalled conversion did not start writing")
+        return proc
+
+    running = stalled()
+    try:
+        (held,) = (p.name for p in tmp_path.iterdir())
+        killed = stalled()   # (its own start leaves the running one's temporary alone)
+        killed.kill()
+        killed.wait()
+        (gone,) = {p.name for p in tmp_path.iterdir()} - {held}
+        assert gone.startswith(".out.pt.") and gone.endswith(".tmp") and not dst.exists()
+        for name, age_s in ((".out.pt.k2j4_x9q.tmp", 7200), (".out.pt.a8b7c6d5.tmp", 60),
+                            (".other.pt.partial-1.tmp", 7200)):
+            (tmp_path / name).write_bytes(b"x")
+            os.utime(tmp_path / name, (time.time() - age_s,) * 2)
+        done = subprocess.run([sys.executable, "-m", "dpt_ros.tools.weights", "--convert", str(tiny_file), str(dst),
+                               "--variant", "dpt_tiny"], capture_output=True, text=True, timeout=300)
+    finally:
+        running.kill()
+        running.wait()
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout == (f"wrote {dst} (270 tensors, hf names); removed 2 temporary file(s) (.out.pt.*.tmp) that "
+                           f"a conversion killed while writing left in {tmp_path}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([held, ".out.pt.a8b7c6d5.tmp",
+                                                                 ".other.pt.partial-1.tmp", "out.pt"])
+    assert len(read_state_dict(dst)) == 270
 
 
 def test_bench_model_quick_json(capsys):
