@@ -7,6 +7,8 @@ import array
 import os
 import re
 import struct
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -53,6 +55,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
             return
         time.sleep(0.01)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def can_mount_tmpfs() -> bool:
+    """Whether this process may give a child a /dev/shm of its own (``unshare -m`` and a tmpfs mount: root)."""
+    try:
+        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                               "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True).returncode == 0
+    except OSError:
+        return False
+
+
+def with_own_dev_shm(size_mb: int, args: list, **popen: Any) -> subprocess.Popen:
+    """``python -m <args>`` in a mount namespace of its own whose /dev/shm is a tmpfs of ``size_mb`` (a
+    container's without --ipc=host); stdout and stderr together, as text; ``popen``: more Popen arguments (cwd, env,
+    start_new_session)."""
+    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh", sys.executable, "-m", *args]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
 def qos(reliability: str = "reliable", depth: int = 10) -> QoSProfile:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dpt_ros.ros.dds_env import SHM_OVERHEAD, set_profile, shm_segment_size, shm_shortage
-from dpt_ros.ros.testing import wait_for
+from dpt_ros.ros.testing import can_mount_tmpfs, wait_for, with_own_dev_shm
 from dpt_ros.tools.bench_reliability import LineReader, node_env, stop_node
 
 DOMAIN = 90
@@ -62,25 +62,14 @@ def test_shortage_is_measured_against_the_directory(tmp_path):
     assert said is not None and "too little for this process's segment" in said
 
 
-def _can_mount_tmpfs() -> bool:
-    try:
-        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                               "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
 def _node_with_its_own_dev_shm(size_mb: int, env: dict) -> subprocess.Popen:
-    """dpt_node (dpt_tiny, random weights, CPU) in a mount namespace of its own whose /dev/shm is a tmpfs of
-    ``size_mb`` (a container's), its output on stdout."""
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh",
-           sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
-           "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    """dpt_node (dpt_tiny, random weights, CPU) with a /dev/shm of its own of ``size_mb``, its output on stdout."""
+    return with_own_dev_shm(size_mb, ["dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
+                                      "-p", "depth.weights:=random", "-p", "input_size:=64", "-p", "device:=cpu"],
+                            cwd=ROOT, env=env)
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
 @pytest.mark.parametrize("size_mb, warned", [(64, True), (256, False)])
 def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
     """dpt_node with the package profile in a mount namespace whose /dev/shm is a tmpfs of ``size_mb``
@@ -103,7 +92,7 @@ def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
         assert warning == [], out
 
 
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
 def test_node_names_a_separate_dev_shm_when_a_found_camera_sends_nothing():
     """dpt_node in a mount namespace with its own /dev/shm (a container on --net=host without --ipc=host) and a
     camera outside it: the node discovers the camera's publisher, yet no image arrives (Fast DDS's shared-memory

@@ -6,13 +6,12 @@ segment', and a benchmark reported the halved rates as its figures."""
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from dpt_ros.ros.dds_env import set_profile
-from dpt_ros.ros.testing import wait_for
+from dpt_ros.ros.testing import can_mount_tmpfs, wait_for, with_own_dev_shm
 from dpt_ros.tools.bench_reliability import LineReader, node_env
 
 DOMAIN = 79
@@ -20,25 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_PROFILE = ROOT / "config" / "fastdds_large_data.xml"
 
 
-def _can_mount_tmpfs() -> bool:
-    try:
-        return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
-                               "mount -t tmpfs -o size=1m tmpfs /dev/shm"], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
+pytestmark = pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs on /dev/shm)")
 
 
 def _in_own_dev_shm(size_mb: int, *args: str) -> subprocess.Popen:
-    """``python -m <args>`` with the package profile, in a mount namespace of its own whose /dev/shm is a tmpfs of
-    ``size_mb`` (a container's); stdout and stderr together; a process group of its own (with the processes it
-    starts)."""
-    cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh", sys.executable, "-m", *args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE))),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    """``python -m <args>`` with the package profile and a /dev/shm of its own of ``size_mb``; a process group of
+    its own (with the processes it starts)."""
+    return with_own_dev_shm(size_mb, list(args), cwd=ROOT, start_new_session=True,
+                            env=dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE))))
 
 
 def _warnings(text: str) -> list[str]:
