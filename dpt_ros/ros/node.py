@@ -86,6 +86,9 @@ _INFO_WAIT_S = 0.05
 #: more than this after it: then it is of before the camera's stamps went back (ros2 bag play --loop: the last pass's
 #: end; a camera driver restarted on another clock), which a frame that arrives first after the loop must not go by
 _STAMP_JUMP_S = 1.0
+#: the stamps and arrival times of a camera's last images kept for :meth:`DptNode._keep` (those of the last second or
+#: so are looked at: 256 covers that beyond 200 Hz)
+_RECENT_IMAGES = 256
 #: for this long after its camera_info is subscribed (start, a camera_info.url cleared) a camera without one yet is
 #: waited for once, and a frame without one is reported as early rather than as a missing or misrouted camera_info
 _INFO_GRACE_S = 3.0
@@ -296,18 +299,25 @@ class _Camera:
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
     last_stamp: Optional[int] = None   # the stamp (ns) of its last image: the frames' clock, for :meth:`DptNode._keep`
+    # (stamp ns, time.monotonic() received) of its last images, for DptNode._keep
+    recent_images: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_RECENT_IMAGES))
+    # per waited-in-vain mark: seconds from its last frame's arrival to the frame's look for its camera_info /
+    # reference (DptNode._await): a wait in vain then lasted _INFO_WAIT_S more
+    reach: dict = field(default_factory=dict)
     throttle: "_Throttle" = field(default_factory=lambda: _Throttle())
     points_throttle: "_Throttle" = field(default_factory=lambda: _Throttle())   # points.max_rate
     references: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_REFERENCE_BUFFER))
     alignment: Optional[tuple[float, float, int]] = None   # depth.align: last (scale, shift, pixels) fitted
     calibration: Optional[CameraInfo] = None   # from camera_info.url: used for every frame, no topic
-    # a frame's wait for its camera_info ran out; none has come since within _STAMP_JUMP_S of its images' stamps
+    # a frame's wait for its camera_info ran out; none has come since that a waiting frame could use (DptNode._keep)
     info_waited_in_vain: bool = False
     reference_waited_in_vain: bool = False   # depth.align: the same for its references
     reference_on_image_clock: bool = False   # depth.align: its last reference came within 1 s of its images' stamps
     # its last camera_info came within _STAMP_JUMP_S of its last image stamp (on the images' clock; False before an
     # image): one far older than a frame then stopped coming, it is not of another clock
     info_on_image_clock: bool = False
+    # why its last frame had no camera_info (the log's reason; None once one matched): /diagnostics' camera_info
+    info_problem: Optional[str] = None
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
@@ -350,8 +360,8 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     ``ref`` (|stamp difference| ns, Image), is its own or newer, or older by at most ``_REFERENCE_KEPT`` of the
     references' period (the median step between the ``held`` (stamp, Image); unknown with one), so that the next one
     would be no nearer by more than a quarter period. None: wait (:meth:`DptNode._await` bounds it as for camera_info:
-    not past a newer reference within ``_STAMP_JUMP_S``, and once in vain not again until a reference on the images'
-    clock; so a depth camera stamping by another clock costs one wait, and the first frame after a looped bag's
+    not past a newer reference within ``_STAMP_JUMP_S``, and once in vain not again until a reference a waiting frame
+    would have got; so a depth camera stamping by another clock costs one wait, and the first frame after a looped bag's
     stamps went back, every reference held then seconds newer, still waits for its own as camera_info's does).
     An older one within depth.align_tolerance is the previous frame's at the camera rate (33 ms older at 30 Hz,
     within 50 ms) while the frame's own is on its way; a depth camera at half the image rate gives every other frame
@@ -998,6 +1008,7 @@ class DptNode(Node):
             with self._wake:   # (the lock of _info_arrived too)
                 if name == "camera_info":
                     cam.infos.clear()
+                    cam.info_problem = None
                 elif name == "depth_reference":
                     cam.references.clear()
                     cam.alignment = None
@@ -1041,6 +1052,7 @@ class DptNode(Node):
         rate = s["max_rate"]
         with self._wake:
             cam.last_image, cam.last_stamp = frame.received, conversions.stamp_ns(msg.header)
+            cam.recent_images.append((cam.last_stamp, frame.received))
             cam.counts["received"] += 1
             if not self._active:   # a message taken before a deactivation unsubscribed the camera
                 cam.counts["dropped"] += 1
@@ -1065,26 +1077,45 @@ class DptNode(Node):
             for frame in [cam.pending, *self._in_worker]:
                 if frame is not None and frame.camera is cam:
                     frame.offer_reference(stamp, msg, tolerance)
-            cam.reference_on_image_clock = self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg)
+            cam.reference_on_image_clock = self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg,
+                                                      tolerance)
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
+        s = self._settings
+        # (exact: only the frame's own stamp matches; latest never waits)
+        tolerance = s["camera_info.tolerance"] if s["camera_info.policy"] == "nearest" else 0.0
         with self._info_arrived:
             cam.info_on_image_clock = self._keep(cam, cam.infos, "info_waited_in_vain",
-                                                 conversions.stamp_ns(msg.header), msg)
+                                                 conversions.stamp_ns(msg.header), msg, tolerance)
 
-    def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any) -> bool:
+    def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any,
+              tolerance_s: float) -> bool:
         """Keep ``msg`` of ``stamp`` (camera_info or reference) in the camera's ``buffer`` and wake the frame waiting
         for it (:meth:`_await`; the caller holds the lock). It clears the camera's mark ``in_vain`` (a wait ran out:
-        no more waits) only when it is within ``_STAMP_JUMP_S`` of the camera's last image stamp, or no image has
-        come yet: one stamped by another clock than the images (a driver stamping camera_info with its own now() while
-        the images carry the sensor's time, a relay restamping it) matches no frame, and each such would otherwise
-        have the next frame wait in vain again, every frame. A looped bag's next pass clears it with its first
-        camera_info after its first image. Returns whether it is within that of the last image stamp (False before
-        an image)."""
+        no more waits) only when a wait can pay off again: no image has come yet; or ``msg`` is as new as the
+        camera's last image (up to ``_STAMP_JUMP_S`` newer: more is of another clock); or it matches, within
+        ``tolerance_s``, one of the camera's images that arrived no longer ago than a frame's wait reaches after its
+        arrival (its last frame's time to the look for it, ``cam.reach``, plus ``_INFO_WAIT_S``): a frame waiting for
+        it would have got it. One stamped by another clock than the images (a driver stamping camera_info with its
+        own now() while the images carry the sensor's time, a relay restamping it), or on their clock but further
+        behind them than a wait makes up (a driver or relay stamping camera_info some hundreds of milliseconds before
+        the images), matches no frame in time, and each such would otherwise have the next frame wait in vain again:
+        every frame, holding the worker, which serves all cameras, back by ``_INFO_WAIT_S`` each. A looped bag's next
+        pass clears it with its first camera_info after its first image. Returns whether it is within
+        ``_STAMP_JUMP_S`` of the last image stamp (False before an image)."""
         buffer.append((stamp, msg))
-        near = cam.last_stamp is not None and abs(stamp - cam.last_stamp) <= _STAMP_JUMP_S * 1e9
-        if cam.last_stamp is None or near:
+        last = cam.last_stamp
+        near = last is not None and abs(stamp - last) <= _STAMP_JUMP_S * 1e9
+        if last is None or 0 <= stamp - last <= _STAMP_JUMP_S * 1e9:
             setattr(cam, in_vain, False)
+        elif getattr(cam, in_vain):
+            now, window = time.monotonic(), cam.reach.get(in_vain, 0.0) + _INFO_WAIT_S
+            for t, received in reversed(cam.recent_images):
+                if now - received > window:
+                    break
+                if abs(stamp - t) <= tolerance_s * 1e9:
+                    setattr(cam, in_vain, False)
+                    break
         self._info_arrived.notify_all()
         return near
 
@@ -1697,7 +1728,7 @@ class DptNode(Node):
         try:
             # (_on_reference offers each reference that comes to this frame, which is in the worker)
             _, refs = self._await(cam, stamp, cam.references, "reference_waited_in_vain",
-                                  lambda held: _reference_settled(f.reference, stamp, held))
+                                  lambda held: _reference_settled(f.reference, stamp, held), received=f.received)
             with self._wake:
                 ref = f.reference   # the nearest offered: after a wait in vain, an older one within the tolerance too
             held = [t for t, _ in refs]
@@ -1748,7 +1779,9 @@ class DptNode(Node):
         elif dt < 0:
             text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "
                      f"the last such wait of this camera ran out; the depth camera's may be lost, or slower than the "
-                     f"images: then raise the tolerance)")
+                     f"images: then raise the tolerance; if so on every frame, the depth camera stamps that far before "
+                     f"the images, and the node no longer waits for it: raise depth.align_tolerance above "
+                     f"{abs(dt):.3g} s, or stamp the depth as the images are)")
         return text
 
     def _colorize(self, cam: _Camera, inv: np.ndarray, s: Settings) -> np.ndarray:
@@ -1762,19 +1795,21 @@ class DptNode(Node):
         return pipeline.colorize(inv, s["colormap"], lo, hi)
 
     def _await(self, cam: _Camera, stamp: int, buffer: collections.deque, in_vain: str,
-               match: Callable[[list], Any], since: float = -math.inf) -> tuple[Any, list]:
+               match: Callable[[list], Any], since: float = -math.inf, *, received: float) -> tuple[Any, list]:
         """(``match(held)``, ``held``): what a frame of ``stamp`` gets from the camera's ``buffer`` of (stamp, message)
         received on a topic of their own (its camera_info, or its depth.align references), waiting up to
         ``_INFO_WAIT_S`` for a match while it may still be on its way: while nothing in ``buffer`` is as new as the
         frame (they come in stamp order, so a newer one shows that the frame's own has been passed; one more than
         ``_STAMP_JUMP_S`` newer does not count: it is of before the stamps went back, a looped bag), and the buffer
         is not empty unless within ``_INFO_GRACE_S`` after ``since`` (a first one most likely on its way). Not again
-        for this camera once such a wait ran out (the camera flag ``in_vain``, cleared when the next one on the
-        images' clock arrives, :meth:`_keep`; not by those of another clock, which match no frame): the worker serves
+        for this camera once such a wait ran out (the camera flag ``in_vain``, counted ``waited_in_vain:<topic>``;
+        cleared when one arrives that a waiting frame could use, :meth:`_keep`; not by those of another clock, nor by
+        those stamped consistently further behind the images, which match no frame in time): the worker serves
         every camera, and would hold all of them back by that wait on each of this camera's frames. No wait while
         deactivating or stopping (the executor that would deliver it is the one waiting for this frame)."""
         deadline = time.monotonic() + _INFO_WAIT_S
         with self._info_arrived:
+            cam.reach[in_vain] = deadline - _INFO_WAIT_S - received
             while True:
                 held = list(buffer)
                 chosen = match(held)
@@ -1785,6 +1820,8 @@ class DptNode(Node):
                     return chosen, held
                 if now >= deadline:
                     setattr(cam, in_vain, True)
+                    # (in /diagnostics: each held the worker, and every camera's frames, back by _INFO_WAIT_S)
+                    cam.counts["waited_in_vain:" + ("camera_info" if buffer is cam.infos else "depth_reference")] += 1
                     return None, held
                 self._info_arrived.wait(deadline - now)
 
@@ -1792,8 +1829,9 @@ class DptNode(Node):
         """The CameraInfo for frame ``f`` under ``camera_info.policy``. With ``exact`` or ``nearest``,
         when nothing matches yet but the camera has sent camera_info before, none of it as new as the
         frame, wait up to ``_INFO_WAIT_S`` for the matching one (it may still be on its way; see :meth:`_await`), but
-        not again for this camera until its next camera_info comes after one such wait ran out (its camera_info has
-        stopped, or comes slower than its images). With ``camera_info.url``, the file's."""
+        not again for this camera after one such wait ran out (its camera_info has stopped, comes slower than its
+        images, or is stamped further behind them) until a camera_info comes that a waiting frame could use
+        (:meth:`_keep`). With ``camera_info.url``, the file's."""
         calibration = f.camera.calibration   # (read once: a camera_info.url change may clear it meanwhile)
         if calibration is not None:
             return calibration
@@ -1801,7 +1839,8 @@ class DptNode(Node):
         policy = s["camera_info.policy"]
         tolerance = s["camera_info.tolerance"]
         chosen, infos = self._await(f.camera, stamp, f.camera.infos, "info_waited_in_vain",
-                                    lambda held: self._match_info(held, stamp, policy, tolerance), f.camera.info_since)
+                                    lambda held: self._match_info(held, stamp, policy, tolerance), f.camera.info_since,
+                                    received=f.received)
         if chosen is None:
             topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
             age = time.monotonic() - f.camera.info_since
@@ -1831,13 +1870,20 @@ class DptNode(Node):
                        f"no longer waits for it; stamp camera_info as the images are, or set "
                        f"camera_info.policy:=latest (one calibration for every frame)")
             else:
-                gap_ms = min(abs(t - stamp) for t, _ in infos) / 1e6
-                fix = ("camera_info.policy:=nearest with a camera_info.tolerance above that" if policy == "exact"
-                       else "a camera_info.tolerance above that")
-                why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}; the closest is "
-                       f"{gap_ms:.0f} ms away): {fix}, or camera_info.policy:=latest")
+                gap = min((t - stamp for t, _ in infos), key=abs)
+                need = f"{abs(gap) / 1e9:.3g} s"
+                fix = (f"camera_info.policy:=nearest with a camera_info.tolerance above {need}" if policy == "exact"
+                       else f"a camera_info.tolerance above {need}")
+                why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}): the closest is "
+                       f"{abs(gap) / 1e6:.0f} ms {'newer' if gap > 0 else 'older'} than the image; if so on every "
+                       f"frame, camera_info is stamped that far from its images (a driver stamping it otherwise than "
+                       f"the images, a relay restamping it; the node then no longer waits for it) or comes slower than "
+                       f"them: set {fix}, or camera_info.policy:=latest, or stamp camera_info as the images are")
+            f.camera.info_problem = why
             self._count_error("no_camera_info", f"no camera_info: {why}; depth/camera_info and points skipped", [f],
                               partial=True)
+        else:
+            f.camera.info_problem = None
         return chosen
 
     def _never_had_info(self, cam: _Camera) -> bool:
@@ -2026,6 +2072,8 @@ class DptNode(Node):
                 ckv["camera_info"] = "camera_info.url"
             elif self._never_had_info(cam):
                 ckv["camera_info"] = self._no_info_reason(cam, self._settings)
+            elif (problem := cam.info_problem) is not None and "camera_info" in cam.subs:   # (the worker sets it)
+                ckv["camera_info"] = problem
             if cam.alignment is not None:
                 ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
                 ckv["alignment.pixels"] = str(cam.alignment[2])

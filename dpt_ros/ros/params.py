@@ -347,8 +347,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "frame without a usable reference falls back to those, else publishes no depth. The fit waits up to 50 ms "
               "for a frame's reference while none as new has come (as camera_info.policy exact/nearest do) and none "
               "is held within the tolerance, or only one older by more than 5/8 of the references' period; after a "
-              "wait in vain, not again for that camera until a reference within 1 s of its images' stamps "
-              "arrives."),
+              "wait in vain, not again for that camera until a reference arrives that a waiting frame would have got "
+              "(as new as its last image, up to 1 s newer, or within the tolerance of one of its images that arrived "
+              "no longer ago than the frames' wait reaches after their arrival)."),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",
@@ -441,8 +442,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "camera_info.tolerance (nearest), or the latest received (latest). exact/nearest wait up to "
               "50 ms for the image's own while none as new has come (one more than 1 s newer does not count: it is "
               "of before the stamps went back, as at each ros2 bag play --loop); after a wait in vain, not again for "
-              "that camera until a camera_info within 1 s of its images' stamps arrives (one stamped by another "
-              "clock matches no frame: the log says so).",
+              "that camera until a camera_info arrives that a waiting frame would have got (as new as its last "
+              "image, up to 1 s newer, or matching one of its images that arrived no longer ago than the frames' "
+              "wait reaches after their arrival): "
+              "one stamped by another clock, or consistently further behind the images, matches no frame in time "
+              "(the log and /diagnostics say so).",
               choices=CAMERA_INFO_POLICIES),
     ParamSpec("camera_info.rectified", True,
               "The image is rectified: back-project with P (fx=P[0], fy=P[5], cx=P[2], cy=P[6]); "

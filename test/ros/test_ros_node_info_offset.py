@@ -1,0 +1,157 @@
+"""camera_info (or, with depth.align, the reference depth) stamped consistently some hundreds of milliseconds before
+its images, on their clock (a driver stamping camera_info otherwise than the images, a relay): it matches no frame
+within camera_info.tolerance, yet each one came within 1 s of the images' stamps and cleared the camera's
+waited-in-vain mark, so every frame waited the 50 ms for its own in vain, holding the worker (and every camera's
+frames) back by that on each. A wait is now retried only when a camera_info comes that a waiting frame could have
+used. The waits are seen where the worker waits for the node's condition, so nothing here depends on timing.
+Random dpt_tiny weights at 64 px."""
+import threading
+
+import numpy as np
+import pytest
+from rcl_interfaces.msg import Log
+from sensor_msgs.msg import CameraInfo, Image
+
+from dpt_ros.ros import conversions
+from dpt_ros.ros import node as node_module
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+
+DOMAIN = 50
+
+T0 = 1_764_900_000 * 10**9
+STEP = 10**8   # frames every 100 ms
+# camera_info / references stamped 900 ms before the images (within 1 s of them: not another clock); the frames of
+# these tests span less than that, so that none of them matches one (whatever the time between their arrivals)
+OFFSET = 9 * 10**8
+
+
+def _watch_waits(node, monkeypatch):
+    """The stamps of the frames that waited (in the worker, for the node's condition), and an Event set while one
+    waits."""
+    waits, waiting = [], threading.Event()
+    real_wait = node._info_arrived.wait
+
+    def wait(timeout=None):   # (the worker, holding the lock: the frame in it is the one waiting)
+        stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
+        if not waits or waits[-1] != stamp:
+            waits.append(stamp)
+        waiting.set()
+        try:
+            return real_wait(timeout)
+        finally:
+            waiting.clear()
+
+    monkeypatch.setattr(node._info_arrived, "wait", wait)
+    return waits, waiting
+
+
+def _processed(node, n):
+    wait_for(lambda: node.counts()[""].get("processed", 0) == n, what=f"{n} frames processed")
+    return node.counts()[""]
+
+
+def _camera_status(node) -> dict:
+    status = next(s for s in node.diagnostics().status if ": camera" in s.name)
+    return {kv.key: kv.value for kv in status.values}
+
+
+def test_camera_info_stamped_consistently_older_than_its_images_is_waited_for_once(harness, monkeypatch):
+    """camera_info 900 ms older than the frames, one before each: the first frame waits for its own in vain, the next
+    do not (none of those camera_info could have been a waiting frame's). The log and the camera's status in
+    /diagnostics say how much older it is and what to do; the status counts the waits in vain. Once camera_info comes
+    as new as the frames, a frame waits for its late own again and gets it."""
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    infos_out = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    cam = node.cameras[0]
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    waits, waiting = _watch_waits(node, monkeypatch)
+
+    def send_info(t, stored=True):
+        info_pub.publish(make_info(make_image(t)))
+        if stored:
+            wait_for(lambda: any(s == t for s, _ in cam.infos), what=f"camera_info {t} stored")
+
+    frames = [T0 + i * STEP for i in range(6)]
+    for i, t in enumerate(frames):
+        send_info(t - OFFSET)
+        pub.publish(make_image(t))
+        counts = _processed(node, i + 1)
+    assert waits == [frames[0]], [w - T0 for w in waits]
+    assert cam.info_waited_in_vain
+    assert counts["incomplete:no_camera_info"] == 6 and counts["waited_in_vain:camera_info"] == 1, counts
+    assert infos_out == []
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m.msg for m in log if "[no_camera_info]" in m.msg)
+    assert "is 900 ms older than the image" in line, line
+    assert ("camera_info.tolerance above 0.9 s" in line and "camera_info.policy:=latest" in line and
+            "stamp camera_info as the images are" in line), line
+    status = _camera_status(node)
+    assert "900 ms older than the image" in status["camera_info"], status
+    assert "camera_info.tolerance" in status["camera_info"], status
+    assert status["waited_in_vain.camera_info"] == "1", status
+    # camera_info as new as the frames: the mark is cleared, and a frame waits for its late own again
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # (a wait that ends is one its camera_info ended)
+    send_info(frames[-1])
+    assert not cam.info_waited_in_vain
+    late = frames[-1] + STEP
+    pub.publish(make_image(late))
+    wait_for(lambda: waiting.is_set() or node.counts()[""].get("processed", 0) == 7, what="the late frame waiting")
+    send_info(late, stored=False)
+    counts = _processed(node, 7)
+    assert waits == [frames[0], late] and counts["incomplete:no_camera_info"] == 6, counts
+    wait_for(lambda: len(infos_out) == 1, what="the late frame's depth/camera_info")
+    assert conversions.stamp_ns(infos_out[0].header) == late
+    assert "camera_info" not in _camera_status(node)   # (matched again)
+
+
+def test_a_camera_info_that_a_waiting_frame_could_have_used_has_frames_wait_again(harness, monkeypatch):
+    """After a wait in vain (one camera_info lost), a camera_info that matches none of the camera's frames leaves the
+    mark (200 ms older than the last frame: beyond the 50 ms tolerance); one that a waiting frame would have got
+    (40 ms older than the last frame, which arrived less than a wait ago) clears it."""
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
+    harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    cam = node.cameras[0]
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    waits, _ = _watch_waits(node, monkeypatch)
+    info_pub.publish(make_info(make_image(T0)))
+    wait_for(lambda: len(cam.infos) == 1, what="camera_info stored")
+    pub.publish(make_image(T0 + STEP))   # its camera_info is lost: waited for, in vain
+    assert _processed(node, 1)["waited_in_vain:camera_info"] == 1 and cam.info_waited_in_vain
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)   # (the frame arrived less than a wait ago)
+    info_pub.publish(make_info(make_image(T0 + STEP - 200 * 10**6)))   # 200 ms older than the frame: not yet
+    wait_for(lambda: len(cam.infos) == 2, what="camera_info stored")
+    assert cam.info_waited_in_vain
+    info_pub.publish(make_info(make_image(T0 + STEP - 40 * 10**6)))
+    wait_for(lambda: len(cam.infos) == 3, what="camera_info stored")
+    assert not cam.info_waited_in_vain
+    assert waits == [T0 + STEP]
+
+
+def test_a_depth_camera_stamped_consistently_older_than_the_images_is_waited_for_once(harness, monkeypatch):
+    """depth.align: references 900 ms older than the frames, one before each: only the first frame waits for its own
+    (in vain); the camera's status counts that one wait, and the log says how much older they are and what to do."""
+    log = harness.collector(Log, "/rosout")
+    node, got, pub, ref_pub = harness.aligned_node()
+    cam = node.cameras[0]
+    waits, _ = _watch_waits(node, monkeypatch)
+    frames = [T0 + i * STEP for i in range(5)]
+    for i, t in enumerate(frames):
+        ref = make_image(t - OFFSET, width=80, height=60)
+        ref_pub.publish(conversions.image_msg(ref.header, np.full((60, 80), 2.0, np.float32), "32FC1"))
+        wait_for(lambda: any(s == t - OFFSET for s, _ in cam.references), what="reference stored")
+        pub.publish(make_image(t, width=80, height=60))
+        counts = _processed(node, i + 1)
+    assert waits == [frames[0]], [w - T0 for w in waits]
+    assert cam.reference_waited_in_vain
+    assert counts["incomplete:alignment"] == 5 and counts["waited_in_vain:depth_reference"] == 1, counts
+    assert _camera_status(node)["waited_in_vain.depth_reference"] == "1"
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    assert "is 0.9 s older" in line and "raise depth.align_tolerance above 0.9 s" in line, line
