@@ -484,7 +484,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               choices=RELIABILITIES),
     ParamSpec("qos.output_depth", 1, "History depth of the output publishers.", "configure",
               int_range=(1, 100, 1)),
-    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages.",
+    ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages, on the node's clock: with "
+              "use_sim_time /clock's time, so none while a bag is paused or after it ends (they go on when /clock "
+              "does, also after a --loop jumps it back).",
               float_range=(0.1, 60.0)),
     ParamSpec("class_names", ["(filled at start-up)"],
               "Segmentation class names, indexed by label value (0 = unlabeled, 1..150 ADE20K).",
