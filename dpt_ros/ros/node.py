@@ -382,10 +382,13 @@ def _percentile(values, q: float) -> float:
 class DptNode(Node):
     """The DPT node; see the module docstring and README for topics and parameters."""
 
-    def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
+    def __init__(self, node_name: str = "dpt_node", command_line: Optional[list[str]] = None, **kwargs) -> None:
+        """``command_line``: the process's arguments (``main`` passes them), whose ``--params-file`` files are checked
+        for a section that is this node's (rclpy ignores a file without one silently)."""
         # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
+        self._command_line = [*(command_line or []), *(kwargs.get("cli_args") or [])]
         super().__init__(node_name, **kwargs)
         try:
             self._start()
@@ -596,6 +599,12 @@ class DptNode(Node):
         self._ignored_parameters = sorted(n for n in (overrides or {}) if not self.has_parameter(n) and n not in moved)
         for name in self._ignored_parameters:
             self.get_logger().warning(params.unknown_parameter(name))
+        # a parameters file none of whose sections names this node (a misspelt node name, or dpt_node: for a node
+        # in a namespace): rclpy drops all its values silently, and the start failed later for their absence
+        for path in params.params_files(self._command_line):
+            unused = params.params_file_unused(path, self.get_fully_qualified_name())
+            if unused:
+                self.get_logger().warning(unused)
         return base.replace(values)
 
     def _cameras_refused(self, cameras: list[str]) -> Optional[str]:
@@ -2595,7 +2604,8 @@ def main(args=None, managed: bool = False) -> int:
     # InvalidHandle in the spinning thread and end the process (ros2/rclpy#1206)
     executor = SingleThreadedExecutor()
     try:
-        node = DptLifecycleNode() if managed else DptNode()
+        command_line = sys.argv[1:] if args is None else list(args)
+        node = DptLifecycleNode(command_line=command_line) if managed else DptNode(command_line=command_line)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):

@@ -595,6 +595,62 @@ def start_values(sources: Iterable[tuple[str, str]], node: str) -> dict[str, Any
 
     :raises ValueError: a file that cannot be read or is no ROS 2 parameters file, a rule that is not name:=value
     """
+    values: dict[str, Any] = {}
+    for name, given in _sections(sources).items():
+        if _section_applies(name, node):
+            values.update(given)
+    return values
+
+
+def _section_applies(section: str, node: str) -> bool:
+    """Whether the parameters file section ``section`` (as rcl names it: ``/dpt_node``, ``/**``) is node ``node``'s
+    (fully qualified), by rclpy's match: ``/*`` stands for one ``/name``, ``/**`` for any number."""
+    try:
+        return re.fullmatch(section.replace("/*", r"(/\w+)"), node, re.ASCII) is not None
+    except re.error:   # (no valid node name: no node has it)
+        return False
+
+
+def params_files(command_line: Iterable[str]) -> list[str]:
+    """The files of the ``--params-file FILE`` arguments of a command line's ROS arguments (after ``--ros-args``,
+    up to a ``--``), in order."""
+    files, ros, args = [], False, list(command_line)
+    for i, arg in enumerate(args):
+        if arg == "--ros-args":
+            ros = True
+        elif arg == "--":
+            ros = False
+        elif ros and arg == "--params-file" and i + 1 < len(args):
+            files.append(args[i + 1])
+    return files
+
+
+def params_file_unused(path: str, node: str) -> Optional[str]:
+    """The warning for a parameters file none of whose sections is node ``node``'s (fully qualified), so that rclpy
+    drops all its values without a word (a misspelt node name, or ``dpt_node:``, which is ``/dpt_node``, for a node
+    in a namespace); None when one is, or when the file cannot be read as one (rcl has said so then)."""
+    try:
+        sections = list(_sections([("file", path)]))
+    except ValueError:
+        return None
+    if not sections or any(_section_applies(s, node) for s in sections):
+        return None
+    name = node.rsplit("/", 1)[-1]
+    if any(s.rsplit("/", 1)[-1] == name for s in sections):
+        hint = (f" (a node name in a parameters file is from the root namespace: {name}: means /{name}, not this "
+                f"node in {node.rsplit('/', 1)[0] or '/'})")
+    else:
+        close = difflib.get_close_matches(node, sections, n=1, cutoff=0.6)
+        hint = " (misspelt?)" if close else ""
+    named = f"its section {sections[0]} names another node" if len(sections) == 1 else \
+        f"its sections {', '.join(sections)} name other nodes"
+    return (f"parameters file {path} gives this node ({node}) nothing, all its values are ignored: {named}{hint}; "
+            f"name the section {node}, or /** for every node")
+
+
+def _sections(sources: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
+    """Node name (``/dpt_node``, ``/**``) -> the values ``sources`` give it, in the order rcl first met the name
+    (see :func:`start_values`)."""
     import yaml  # noqa: PLC0415
 
     class Loader(yaml.SafeLoader):
@@ -648,15 +704,7 @@ def start_values(sources: Iterable[tuple[str, str]], node: str) -> dict[str, Any
             except yaml.YAMLError as e:
                 raise ValueError(f"parameter {source!r}: its value is no valid YAML ({str(e).splitlines()[0]})") \
                     from None
-    values: dict[str, Any] = {}
-    for name, given in sections.items():   # rclpy's match: '/*' stands for one '/name', '/**' for any number
-        try:
-            applies = re.fullmatch(name.replace("/*", r"(/\w+)"), node, re.ASCII) is not None
-        except re.error:   # (no valid node name: no node has it)
-            applies = False
-        if applies:
-            values.update(given)
-    return values
+    return sections
 
 
 def renamed(name: str) -> str:

@@ -159,6 +159,30 @@ def test_params_files_are_applied_in_order(harness, tmp_path):
     # a misspelt key (rclpy drops it silently) is named with the closest real one; the shipped files have none
     assert log.count("unknown parameter") == 1, log
     assert "unknown parameter 'depth.maxx' ignored: did you mean 'depth.max'?" in log, log
+    assert "gives this node" not in log, log   # (each file has a section of the node's: /**)
+
+
+def test_a_params_file_with_no_section_of_this_node_is_named(tmp_path):
+    """rclpy drops every value of a parameters file none of whose sections names the node, without a word; the
+    start then failed for their absence ('depth.weights is not set'). Such a file is warned of: a section named
+    as the node without its namespace (`dpt_proc:` is /dpt_proc, not /robot/dpt_proc), a misspelt one."""
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("dpt_proc:\n  ros__parameters:\n    depth.variant: dpt_tiny\n    depth.weights: random\n")
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("/robot/dpt_prco:\n  ros__parameters:\n    device: cpu\n")
+    mine = tmp_path / "mine.yaml"   # (one that applies, among them: not named)
+    mine.write_text("/**:\n  ros__parameters:\n    input_size: 64\n")
+    proc = start("-r", "__ns:=/robot", "--params-file", str(plain), "--params-file", str(typo),
+                 "--params-file", str(mine))
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code == 2 and "depth.weights is not set" in log, log
+    assert f"parameters file {plain} gives this node (/robot/dpt_proc) nothing, all its values are ignored: its " \
+           "section /dpt_proc names another node (a node name in a parameters file is from the root namespace: " \
+           "dpt_proc: means /dpt_proc, not this node in /robot); name the section /robot/dpt_proc, or /** for every " \
+           "node" in log, log
+    assert f"parameters file {typo} gives this node (/robot/dpt_proc) nothing, all its values are ignored: its " \
+           "section /robot/dpt_prco names another node (misspelt?); name the section /robot/dpt_proc" in log, log
+    assert str(mine) not in log and log.count("gives this node") == 2, log
 
 
 def test_launch_presets_reach_the_node_and_config_file_is_not_overridden_by_defaults(harness, tmp_path):
