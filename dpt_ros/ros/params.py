@@ -183,7 +183,16 @@ def declare_hint(name: str, kind: type, error: str) -> str:
     if spec is not None and ("out of range" in error or "not a valid step" in error):
         if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
             lo, hi, step = spec.int_range
-            return f" (allowed: {lo}..{hi}" + (f" in steps of {step}, e.g. {name}:={lo + step}" if step > 1 else "") + ")"
+            if step == 1:
+                return f" (allowed: {lo}..{hi})"
+            given = re.search(r"value: (-?\d+)", error)   # the allowed values nearest to the one given
+            if given is None:
+                return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {name}:={lo + step})"
+            value = min(max(int(given.group(1)), lo), hi)
+            below = lo + (value - lo) // step * step
+            nearest = [below] + ([below + step] if below != value and below + step <= hi else [])
+            return f" (allowed: {lo}..{hi} in steps of {step}; nearest: " + \
+                " or ".join(f"{name}:={v}" for v in nearest) + ")"
         if spec.float_range is not None:
             return f" (allowed: {spec.float_range[0]:g}..{spec.float_range[1]:g})"
     return ""

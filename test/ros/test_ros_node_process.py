@@ -312,9 +312,12 @@ def test_invalid_startup_parameters_exit_with_reason():
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
     for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32: input_size "
-                                           "(allowed: 0..2048 in steps of 32, e.g. input_size:=32)"),
+                                           "(allowed: 0..2048 in steps of 32; nearest: input_size:=32 or input_size:=64)"),
+                        # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
+                        ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: input_size:=384 or "
+                                            "input_size:=416)"),
                         ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096: input_size (allowed: 0..2048 "
-                                             "in steps of 32"),
+                                             "in steps of 32; nearest: input_size:=2048)"),
                         ("points.stride:=0", "(allowed: 1..64)"),
                         ("input_size:=abc", "expecting type 'INTEGER'"),
                         ("depth.max:=7", "write it with a decimal point, depth.max: 7.0"),
