@@ -10,7 +10,7 @@ from dpt_ros.tools import bench_node_stages  # noqa: E402
 DOMAIN = 72   # its own ROS domain (48 is test_ros_node_concurrency's)
 
 
-def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
+def test_bench_node_stages_reports_every_stage(tmp_path, capfd):
     import os
 
     from dpt_ros.ros.dds_env import PROFILE_VARIABLES
@@ -22,8 +22,11 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capsys):
                                    "--also-with", "depth.encoding=16UC1,points.stride=4",
                                    "--domain", str(DOMAIN), "--json", str(out)]) == 0
     r = json.loads(out.read_text())
-    printed = capsys.readouterr().out
+    captured = capfd.readouterr()   # (the node's log lines come from C, on the process's stderr)
+    printed = captured.out
     assert "back to back:" in printed and "at 25 Hz:" in printed
+    # its frames are stamped as a camera stamps them: no warning of frames hours old (they were stamped in 1970)
+    assert "before they arrived" not in captured.err, captured.err
     assert r["device"] == "cpu" and r["outputs"] == ["depth", "points"] and r["errors"] == {}
     assert r["subscribers"] == "process"   # and that process received every output (checked by the tool)
     # the Fast DDS profile the README recommends for images, as bench_e2e's processes use it (without it a 1.2 MB
