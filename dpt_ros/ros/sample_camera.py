@@ -10,6 +10,7 @@ same header (stamp = publish time, ``frame_id`` parameter).
 """
 from __future__ import annotations
 
+import difflib
 import itertools
 import math
 import os
@@ -187,6 +188,13 @@ class SampleCamera(Node):
         super().__init__("sample_camera", **kwargs)
         v = {name: self._declare(name, default, description, bounds)
              for name, default, description, bounds in PARAMETERS}
+        # a start-up value for a name this camera does not have (-p ratee:=5.0): rclpy drops it without a word, and
+        # the camera ran at its default; named, with the closest real name (as dpt_node names its own)
+        for name in sorted(n for n in (getattr(self, "_parameter_overrides", None) or {}) if not self.has_parameter(n)):
+            close = difflib.get_close_matches(name, [p[0] for p in PARAMETERS], n=1, cutoff=0.6)
+            self.get_logger().warning(f"unknown parameter {name!r} ignored: "
+                                      + (f"did you mean {close[0]!r}? " if close else "")
+                                      + "sample_camera --help lists the ones it has")
         self.source, self.rate, self.width, self.height = v["source"], v["rate"], v["width"], v["height"]
         self.encoding, self.frame_id, self.loop, self.count = v["encoding"], v["frame_id"], v["loop"], v["count"]
         self.fov, self.reliability, self.compressed = v["fov_deg"], v["reliability"], v["publish_compressed"]

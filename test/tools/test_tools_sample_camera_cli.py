@@ -132,3 +132,16 @@ def test_a_folder_without_a_readable_image_is_refused_before_publishing(tmp_path
     assert lines[0].startswith(f"sample_camera: cannot read image '{tmp_path / 'x.jpg'}': OpenCV cannot decode it")
     assert lines[1] == f"sample_camera: cannot read image '{tmp_path / 'y.png'}': the file is empty (0 bytes); skipped"
     assert lines[2] == "sample_camera: none of the 2 image files of the folder could be read"
+
+
+def test_an_unknown_parameter_is_named_with_the_closest_real_one():
+    """rclpy drops a start-up value for a parameter nobody declares without a word: `-p ratee:=5.0` left the camera
+    at its default 10 Hz, silently. It is warned of (the camera still runs: the value changes nothing)."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "count:=1",
+                        "-p", "ratee:=30.0", "-p", "zzz:=1"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "unknown parameter 'ratee' ignored: did you mean 'rate'? sample_camera --help lists the ones it has" \
+        in r.stderr, r.stderr
+    assert "unknown parameter 'zzz' ignored: sample_camera --help lists the ones it has" in r.stderr, r.stderr
+    assert r.stderr.count("unknown parameter") == 2, r.stderr   # (not rclpy's own use_sim_time, ...)
