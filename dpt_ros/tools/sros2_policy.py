@@ -342,6 +342,11 @@ def main(argv=None) -> int:
         parameters = start_parameters(args.sources, args.namespace)
     except ValueError as e:   # (a policy for values the node refuses would secure a node that never starts)
         ap.error(str(e))
+    from dpt_ros.ros import params  # noqa: PLC0415
+    for path in (source for kind, source in args.sources if kind == "file"):   # (as the node warns of it)
+        unused = params.params_file_unused(path, resolve("~", args.namespace, load(INTERFACES)["node"]))
+        if unused:
+            print(f"sros2_policy: warning: {unused}; this policy is made without its values", file=sys.stderr)
     cams = args.cameras.split(",") if args.cameras else list(parameters.get("cameras", [""]))
     why = invalid_cameras(cams, args.namespace, remaps)
     if why:   # a policy for cameras the node refuses to serve would secure a node that never starts

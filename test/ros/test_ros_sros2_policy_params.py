@@ -164,6 +164,22 @@ def test_namespaced_sections_wildcards_and_their_order(harness, tmp_path, capsys
     assert not any(t.startswith("/robot/right/") for t in policy["publish"])
 
 
+def test_a_params_file_with_no_section_of_the_node_is_warned_of(tmp_path, capsys):
+    """A file none of whose sections is the node's gives it nothing (rclpy's rule): the policy was silently that of
+    the parameters' defaults. It is said, as the node says it; the policy is still written (rc 0)."""
+    plain = tmp_path / "plain.yaml"   # dpt_node: is /dpt_node, not the node in /robot
+    plain.write_text("dpt_node:\n  ros__parameters:\n    publish.compressed: false\n")
+    every = tmp_path / "every.yaml"
+    every.write_text("/**:\n  ros__parameters:\n    depth.align: true\n")
+    assert sros2_policy.main(["--namespace", "/robot", "--params-file", str(plain), "--params-file", str(every),
+                              "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert "<topic>/robot/depth_reference</topic>" in out and "<topic>/robot/depth/compressedDepth</topic>" in out
+    assert f"sros2_policy: warning: parameters file {plain} gives this node (/robot/dpt_node) nothing, all its values " \
+           "are ignored: its section /dpt_node names another node" in err, err
+    assert str(every) not in err and err.count("warning") == 1, err
+
+
 def test_parameters_the_node_refuses_are_refused(tmp_path, capsys):
     """A value of the wrong type, an unreadable file or one that is no parameters file: exit code 2 with why, and no
     policy (it would secure a node that never starts)."""
