@@ -1,7 +1,7 @@
 """README's tables and commands against what they document: the Topics table against the node (every topic's name,
 message type and default QoS, and no topic beyond the table), the launch-argument table against the launch files,
-the tools' options, paths and test names against the repository (the Parameters table is checked in
-test_ros_params_table.py)."""
+the weights table against the variant table, the tools' options, paths and test names against the repository (the
+Parameters table is checked in test_ros_params_table.py)."""
 import importlib
 import re
 from pathlib import Path
@@ -109,6 +109,32 @@ def test_the_topics_table_is_what_the_node_publishes_and_subscribes(harness):
         "/rosout", "/parameter_events"}
     assert graph["/points"] == "sensor_msgs/msg/PointCloud2"
     assert graph["/depth/camera_info"] == "sensor_msgs/msg/CameraInfo"
+
+
+def test_the_weights_table_is_the_variant_table():
+    """README's 'Getting the official weights' table names every released variant once, with the file name, URL and
+    network size of dpt_ros/model/variants.py (what the node's and the weights tool's messages give): a newcomer
+    downloads what this table says."""
+    from dpt_ros.model import VARIANTS
+
+    rows = {}
+    for line in _section("## Getting the official weights", "```").splitlines():
+        if line.startswith("| `"):
+            variant, file, url, task = (c.strip() for c in line.strip()[1:-1].split(" | "))
+            assert variant.strip("`") not in rows, f"README weights table lists {variant} twice"
+            rows[variant.strip("`")] = (file.strip("`"), url, task)
+    assert set(rows) == {n for n, v in VARIANTS.items() if v.released}
+    for name, (file, url, task) in rows.items():
+        v = VARIANTS[name]
+        assert (file, url) == (v.checkpoint, v.url), name
+        assert v.sha256_prefix in file, name
+        if v.task == "segmentation":
+            assert task == "ADE20K segmentation", name
+        elif v.metric is None:
+            assert task == "relative inverse depth", name
+        else:
+            assert task.startswith("metric depth") and f"network {v.net_size[0]}x{v.net_size[1]}, height x width" \
+                in task, name
 
 
 def _launch_rows() -> list[list[str]]:
