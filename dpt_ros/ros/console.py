@@ -9,6 +9,8 @@ quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and
 (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs without it."""
 import ast
 import importlib
+import os
+import re
 import signal
 import sys
 from types import ModuleType
@@ -36,6 +38,14 @@ def ros_init_failure(program: str, error: BaseException) -> str:
     logs its own error and rclpy's exception says which rule; for an argument after --ros-args that ROS does not
     know, rcl says nothing and rclpy's UnknownROSArgsError holds only their list (``['--bogus']``)."""
     if type(error).__name__ != "UnknownROSArgsError":
+        # rcl says of a params file that is not there only "Error opening YAML file, at .../parser.c:271"
+        missing = re.search(r"Couldn't parse params file: '--params-file (.+?)'", str(error))
+        if missing and not os.path.isfile(missing.group(1)):
+            path = missing.group(1)
+            return (f"{program}: cannot initialise ROS 2: parameters file {path!r}: "
+                    + ("it is a directory, not a file" if os.path.isdir(path) else
+                       f"no such file (a relative path is from the current directory, {os.getcwd()})")
+                    + f" [rcl: {error}]")
         return f"{program}: cannot initialise ROS 2: {error}"
     try:
         unknown = [str(a) for a in ast.literal_eval(str(error))]

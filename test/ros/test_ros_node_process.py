@@ -162,6 +162,20 @@ def test_params_files_are_applied_in_order(harness, tmp_path):
     assert "gives this node" not in log, log   # (each file has a section of the node's: /**)
 
 
+def test_a_params_file_that_is_not_there_is_said_to_be_missing(tmp_path):
+    """rcl says of a --params-file that does not exist only "Error opening YAML file, at .../parser.c:271" (e.g. the
+    README's config/depth.yaml from another directory): the node's line says which file is missing, and from where a
+    relative path was looked for; a folder is said to be one."""
+    for given, said in ((str(tmp_path / "nope.yaml"), "no such file (a relative path is from the current directory, "
+                                                      f"{ROOT})"),
+                        ("config/nope.yaml", f"no such file (a relative path is from the current directory, {ROOT})"),
+                        (str(tmp_path), "it is a directory, not a file")):
+        proc = start("--params-file", given)
+        code, log = proc.wait(timeout=60), proc.stdout.read()
+        assert code == 2, log
+        assert f"dpt_node: cannot initialise ROS 2: parameters file {given!r}: {said} [rcl: " in log, log
+
+
 def test_a_params_file_with_no_section_of_this_node_is_named(tmp_path):
     """rclpy drops every value of a parameters file none of whose sections names the node, without a word; the
     start then failed for their absence ('depth.weights is not set'). Such a file is warned of: a section named
