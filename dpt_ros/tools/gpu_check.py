@@ -235,6 +235,14 @@ def _test_paths(tests: str) -> list[str]:
     return [str(p) for p in parts] or [tests]
 
 
+def _write_summary(out_dir: pathlib.Path, text: str) -> None:
+    """gpu_summary.json, whole or not at all: written beside it and renamed over it (a run killed while it writes,
+    the device tool's limit, leaves the last complete one, not a truncated file)."""
+    tmp = out_dir / ".gpu_summary.json.partial"
+    tmp.write_text(text)
+    os.replace(tmp, out_dir / "gpu_summary.json")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
     ap.add_argument("--budget", type=float, default=360.0, help="overall seconds (default 360)")
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                 targets: Any = issue_targets(summary)
             except Exception as e:  # noqa: BLE001 - a missing step's figures: the steps' own are kept
                 targets = f"not read from the partial results: {type(e).__name__}: {e}"
-            (out_dir / "gpu_summary.json").write_text(json.dumps(
+            _write_summary(out_dir, json.dumps(
                 {"partial": f"gpu_check did not finish: the steps done were {', '.join(done)}",
                  **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1))
 
@@ -407,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["elapsed_s"] = round(time.monotonic() - start, 1)
     text = json.dumps(summary, indent=1)
     if out_dir is not None:
-        (out_dir / "gpu_summary.json").write_text(text)
+        _write_summary(out_dir, text)
     print(text)
     return 0 if summary["ok"] else 1
 

@@ -115,7 +115,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
         while not done.wait(0.2):
             try:
                 partial = json.loads((env_out / "gpu_summary.json").read_text())
-            except (OSError, ValueError):   # not there yet, or being written
+            except FileNotFoundError:   # not there yet (never half written: it is renamed into place)
                 continue
             steps = [k for k in partial if k not in ("env", "partial", "targets", "elapsed_s")]
             if "partial" in partial and (not seen or seen[-1] != steps):
@@ -135,6 +135,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
         watcher.join()
     summary = json.loads(p.stdout)
     assert summary == json.loads((env_out / "gpu_summary.json").read_text()) and "partial" not in summary
+    assert sorted(f.name for f in env_out.iterdir() if "summary" in f.name) == ["gpu_summary.json"]
     # written after each step (seen at least after the tests and after a benchmark, each with the steps before it)
     assert len(seen) >= 2 and seen[0][0] == "pytest_gpu" and all(a == b[:len(a)] for a, b in zip(seen, seen[1:])), seen
     assert all("issue6_1080p_decode_pre_post_cloud_ms" in t for t in targets), targets   # the issues' figures so far
