@@ -75,6 +75,27 @@ def with_own_dev_shm(size_mb: int, args: list, **popen: Any) -> subprocess.Popen
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
+def watch_waits(node: Any, monkeypatch: Any) -> tuple[list, threading.Event]:
+    """Where the node's worker waits for a frame's camera_info or depth.align reference (its condition
+    ``_info_arrived``): the stamps (ns) of the frames that waited, in order, and an Event set while one waits; with
+    pytest's ``monkeypatch``. A test of those waits counts them here rather than timing the frames."""
+    waits, waiting = [], threading.Event()
+    real_wait = node._info_arrived.wait
+
+    def wait(timeout=None):   # (the worker, holding the lock: the frame in it is the one waiting)
+        stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
+        if not waits or waits[-1] != stamp:
+            waits.append(stamp)
+        waiting.set()
+        try:
+            return real_wait(timeout)
+        finally:
+            waiting.clear()
+
+    monkeypatch.setattr(node._info_arrived, "wait", wait)
+    return waits, waiting
+
+
 def qos(reliability: str = "reliable", depth: int = 10) -> QoSProfile:
     return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE if reliability == "reliable"
                       else ReliabilityPolicy.BEST_EFFORT)

@@ -3,7 +3,6 @@ carry the sensor's time, a relay restamping it): every frame waited the 50 ms fo
 could not come, each camera_info that arrived clearing the camera's waited-in-vain mark, and the log advised a larger
 tolerance. The waits are seen where the worker waits for the node's condition, so nothing here depends on timing.
 Random dpt_tiny weights at 64 px."""
-import threading
 
 import pytest
 from rcl_interfaces.msg import Log
@@ -11,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for, watch_waits
 
 DOMAIN = 80
 
@@ -34,20 +33,7 @@ def camera(harness, monkeypatch):
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              cam.pubs["depth"].get_subscription_count() > 0 and
              cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
-    waits, waiting = [], threading.Event()
-    real_wait = node._info_arrived.wait
-
-    def wait(timeout=None):   # (the worker, holding the lock: the frame in it is the one waiting)
-        stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
-        if not waits or waits[-1] != stamp:
-            waits.append(stamp)
-        waiting.set()
-        try:
-            return real_wait(timeout)
-        finally:
-            waiting.clear()
-
-    monkeypatch.setattr(node._info_arrived, "wait", wait)
+    waits, waiting = watch_waits(node, monkeypatch)
 
     def send_frame(t):
         pub.publish(make_image(t))

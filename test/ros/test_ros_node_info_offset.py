@@ -5,7 +5,6 @@ waited-in-vain mark, so every frame waited the 50 ms for its own in vain, holdin
 frames) back by that on each. A wait is now retried only when a camera_info comes that a waiting frame could have
 used. The waits are seen where the worker waits for the node's condition, so nothing here depends on timing.
 Random dpt_tiny weights at 64 px."""
-import threading
 
 import numpy as np
 import pytest
@@ -14,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for, watch_waits
 
 DOMAIN = 50
 
@@ -23,26 +22,6 @@ STEP = 10**8   # frames every 100 ms
 # camera_info / references stamped 900 ms before the images (within 1 s of them: not another clock); the frames of
 # these tests span less than that, so that none of them matches one (whatever the time between their arrivals)
 OFFSET = 9 * 10**8
-
-
-def _watch_waits(node, monkeypatch):
-    """The stamps of the frames that waited (in the worker, for the node's condition), and an Event set while one
-    waits."""
-    waits, waiting = [], threading.Event()
-    real_wait = node._info_arrived.wait
-
-    def wait(timeout=None):   # (the worker, holding the lock: the frame in it is the one waiting)
-        stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
-        if not waits or waits[-1] != stamp:
-            waits.append(stamp)
-        waiting.set()
-        try:
-            return real_wait(timeout)
-        finally:
-            waiting.clear()
-
-    monkeypatch.setattr(node._info_arrived, "wait", wait)
-    return waits, waiting
 
 
 def _processed(node, n):
@@ -68,7 +47,7 @@ def test_camera_info_stamped_consistently_older_than_its_images_is_waited_for_on
     cam = node.cameras[0]
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
-    waits, waiting = _watch_waits(node, monkeypatch)
+    waits, waiting = watch_waits(node, monkeypatch)
 
     def send_info(t, stored=True):
         info_pub.publish(make_info(make_image(t)))
@@ -119,7 +98,7 @@ def test_a_camera_info_that_a_waiting_frame_could_have_used_has_frames_wait_agai
     cam = node.cameras[0]
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
-    waits, _ = _watch_waits(node, monkeypatch)
+    waits, _ = watch_waits(node, monkeypatch)
     info_pub.publish(make_info(make_image(T0)))
     wait_for(lambda: len(cam.infos) == 1, what="camera_info stored")
     pub.publish(make_image(T0 + STEP))   # its camera_info is lost: waited for, in vain
@@ -140,7 +119,7 @@ def test_a_depth_camera_stamped_consistently_older_than_the_images_is_waited_for
     log = harness.collector(Log, "/rosout")
     node, got, pub, ref_pub = harness.aligned_node()
     cam = node.cameras[0]
-    waits, _ = _watch_waits(node, monkeypatch)
+    waits, _ = watch_waits(node, monkeypatch)
     frames = [T0 + i * STEP for i in range(5)]
     for i, t in enumerate(frames):
         ref = make_image(t - OFFSET, width=80, height=60)
