@@ -39,7 +39,8 @@ def ros_init_failure(program: str, error: BaseException) -> str:
     know, rcl says nothing and rclpy's UnknownROSArgsError holds only their list (``['--bogus']``)."""
     if type(error).__name__ != "UnknownROSArgsError":
         # rcl says of a params file that is not there only "Error opening YAML file, at .../parser.c:271"
-        missing = re.search(r"Couldn't parse params file: '--params-file (.+?)'", str(error))
+        # (the path ends at "'. Error": a folder's name may hold a quote of its own)
+        missing = re.search(r"Couldn't parse params file: '--params-file (.+?)'\. Error", str(error), re.DOTALL)
         if missing and not os.path.isfile(missing.group(1)):
             path = missing.group(1)
             return (f"{program}: cannot initialise ROS 2: parameters file {path!r}: "

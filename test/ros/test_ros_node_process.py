@@ -176,6 +176,25 @@ def test_a_params_file_that_is_not_there_is_said_to_be_missing(tmp_path):
         assert f"dpt_node: cannot initialise ROS 2: parameters file {given!r}: {said} [rcl: " in log, log
 
 
+def test_a_params_file_under_a_folder_with_a_quote_is_named_whole(tmp_path):
+    """rcl quotes the --params-file path in its error ('--params-file /home/o'brien/x.yaml'): a quote in a folder's
+    name ended the path the node's line names there, and a file that is there but no valid parameters file was said
+    to be missing (as '/home/o'). The whole path is named: missing when it is, rcl's own reason when it is not."""
+    folder = tmp_path / "o'brien"
+    folder.mkdir()
+    (folder / "bad.yaml").write_text("x: [\n")
+    proc = start("--params-file", str(folder / "bad.yaml"))
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code == 2, log
+    assert "no such file" not in log, log
+    assert f"dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse params file: " \
+           f"'--params-file {folder / 'bad.yaml'}'" in log, log
+    proc = start("--params-file", str(folder / "nope.yaml"))
+    code, log = proc.wait(timeout=60), proc.stdout.read()
+    assert code == 2, log
+    assert f"parameters file {str(folder / 'nope.yaml')!r}: no such file" in log, log
+
+
 def test_a_params_file_with_no_section_of_this_node_is_named(tmp_path):
     """rclpy drops every value of a parameters file none of whose sections names the node, without a word; the
     start then failed for their absence ('depth.weights is not set'). Such a file is warned of: a section named
