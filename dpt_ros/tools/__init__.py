@@ -25,14 +25,17 @@ def create_locked(path: Path) -> int:
     """Create ``path`` (empty, mode 0666 less the umask) and take an exclusive ``flock`` on it, held until the
     descriptor returned is closed (the process's end, SIGKILL included, closes it): the sign to :func:`remove_unheld`
     that a running tool is writing it. A writer may open the same file again by name; the lock stays with it. A
-    cleaner that took the lock between the file's creation and this lock removed it: made again then."""
+    cleaner that took the lock between the file's creation and this lock removed it: made again then. Emptied only
+    once locked: a tool of the same pid in another pid namespace (a container's pid 1), its temporary of the same name
+    still being written, waits for that one's rename rather than truncating the file under it."""
     import fcntl   # POSIX only (as dds_env.domain_lock): imported where used, so the package imports anywhere
 
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             if os.path.samestat(os.fstat(fd), os.stat(path)):
+                os.ftruncate(fd, 0)   # (a stale one of a killed run of that pid)
                 return fd
         except FileNotFoundError:   # removed by a cleaner before this lock: another try
             pass

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import cv2
@@ -16,7 +17,7 @@ import torch
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
-from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script, pattern_image
+from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script, pattern_image, wait_for
 from dpt_ros.tools import predict
 
 
@@ -260,6 +261,37 @@ def test_a_running_predicts_temporaries_are_never_removed(files, tmp_path, monke
                               "a.pfm", "a.png", "a_colored.png"])]
     assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png", "b.pfm", "b.png",
                                                      "b_colored.png"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux's /proc/locks to see a lock waited for")
+def test_a_temporary_of_the_same_name_being_written_is_not_emptied(tmp_path):
+    """Two predicts (or --convert runs) of the same pid, each in a pid namespace of its own (two containers' pid 1)
+    sharing the output folder, name their temporaries for one image alike: the second's create_locked emptied the
+    first's file before waiting for its lock, under the first's writes, and the set renamed into place was empty
+    (zeros where --convert's checkpoint began). It now waits for the lock first: the first's file is renamed whole,
+    and the second gets a new, empty one."""
+    from dpt_ros.tools import create_locked
+
+    temporary, final = tmp_path / ".partial-1-a.png", tmp_path / "a.png"
+    first = create_locked(temporary)
+    os.write(first, b"the first one's image")
+    got = []
+    second = threading.Thread(target=lambda: got.append(create_locked(temporary)))
+    second.start()
+    try:
+        inode = f":{os.stat(temporary).st_ino} "
+        wait_for(lambda: any("->" in line and inode in line for line in open("/proc/locks")),
+                 what="the second create_locked waiting for the lock")
+        os.rename(temporary, final)
+    finally:
+        os.close(first)
+        second.join(timeout=30)
+    try:
+        assert final.read_bytes() == b"the first one's image"
+        assert temporary.read_bytes() == b"" and os.path.samestat(os.fstat(got[0]), os.stat(temporary))
+    finally:
+        for fd in got:
+            os.close(fd)
 
 
 @pytest.mark.parametrize("how", ["console_script", "python_m"])
