@@ -1,5 +1,6 @@
 """Command-line tools: demo, benchmarks, GPU check, weights helper."""
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -21,19 +22,29 @@ def output_folder_error(out: Path, e: OSError) -> str:
     return str(e.strerror or e)
 
 
+#: what flock raises where the file system has no locks (an NFS mount without its lock daemon): the temporaries are
+#: written without one there, and none is removed (:func:`remove_unheld` cannot tell a running tool's)
+_NO_LOCKS = frozenset({errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS})
+
+
 def create_locked(path: Path) -> int:
     """Create ``path`` (empty, mode 0666 less the umask) and take an exclusive ``flock`` on it, held until the
     descriptor returned is closed (the process's end, SIGKILL included, closes it): the sign to :func:`remove_unheld`
     that a running tool is writing it. A writer may open the same file again by name; the lock stays with it. A
     cleaner that took the lock between the file's creation and this lock removed it: made again then. Emptied only
     once locked: a tool of the same pid in another pid namespace (a container's pid 1), its temporary of the same name
-    still being written, waits for that one's rename rather than truncating the file under it."""
+    still being written, waits for that one's rename rather than truncating the file under it. On a file system
+    without locks (:data:`_NO_LOCKS`) the file is made unlocked, as before locks were taken."""
     import fcntl   # POSIX only (as dds_env.domain_lock): imported where used, so the package imports anywhere
 
     while True:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:
+                if e.errno not in _NO_LOCKS:
+                    raise
             if os.path.samestat(os.fstat(fd), os.stat(path)):
                 os.ftruncate(fd, 0)   # (a stale one of a killed run of that pid)
                 return fd
@@ -69,6 +80,11 @@ def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Call
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:   # a running tool is writing it
+                kept += 1
+                continue
+            except OSError as e:   # (no locks on this file system: a running tool's cannot be told from a stale one)
+                if e.errno not in _NO_LOCKS:
+                    raise
                 kept += 1
                 continue
             st = os.fstat(fd)

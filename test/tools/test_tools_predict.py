@@ -294,6 +294,26 @@ def test_a_temporary_of_the_same_name_being_written_is_not_emptied(tmp_path):
             os.close(fd)
 
 
+def test_a_folder_without_locks_is_written_and_its_temporaries_kept(files, tmp_path, monkeypatch):
+    """A file system on which flock fails (an NFS mount without its lock daemon: ENOLCK) failed every image's write
+    ('No locks available') and, with a temporary left there, the start itself (a traceback): the images are written
+    unlocked, as before locks were taken, and a temporary that cannot be told from a running predict's is kept."""
+    import errno
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".partial-1-k.png").write_bytes(b"x")
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
+                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == [".partial-1-k.png", "a.pfm", "a.png", "a_colored.png"]
+    assert _read_pfm(out / "a.pfm").shape == (64, 96)
+
+
 @pytest.mark.parametrize("how", ["console_script", "python_m"])
 def test_ctrl_c_while_torch_is_imported_is_one_line_and_130(files, tmp_path, how):
     """SIGINT in the first seconds (torch being imported), as `dpt_predict` (ros2 run) and as `python -m`: the same
