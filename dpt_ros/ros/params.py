@@ -645,9 +645,13 @@ def params_file_unused(path: str, node: str) -> Optional[str]:
     if not sections or any(_section_applies(s, node) for s in sections):
         return None
     name = node.rsplit("/", 1)[-1]
-    if any(s.rsplit("/", 1)[-1] == name for s in sections):
+    if f"/{name}" in sections:
         hint = (f" (a node name in a parameters file is from the root namespace: {name}: means /{name}, not this "
                 f"node in {node.rsplit('/', 1)[0] or '/'})")
+    elif any("*" in s for s in sections):   # (e.g. /*/dpt_node for a node two namespaces down)
+        hint = " (/* stands for exactly one name, /** for any number of them)"
+    elif any(s.rsplit("/", 1)[-1] == name for s in sections):   # (the node's name in another namespace)
+        hint = f" (this node is in the namespace {node.rsplit('/', 1)[0] or '/'})"
     else:
         close = difflib.get_close_matches(node, sections, n=1, cutoff=0.6)
         hint = " (misspelt?)" if close else ""

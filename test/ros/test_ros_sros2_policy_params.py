@@ -180,6 +180,30 @@ def test_a_params_file_with_no_section_of_the_node_is_warned_of(tmp_path, capsys
     assert str(every) not in err and err.count("warning") == 1, err
 
 
+def test_the_warning_of_a_params_file_with_no_section_of_the_node_says_why(tmp_path):
+    """The warning's hint fits the section it is about: only a plain dpt_node: (/dpt_node) is said to be from the root
+    namespace; a wildcard that stands for too few or too many names (/*/dpt_node for /a/b/dpt_node) is said to be
+    one (it was said to be 'dpt_node: means /dpt_node'), as is the node's name in another namespace."""
+    def warning(section: str, node: str) -> str:
+        path = tmp_path / "p.yaml"
+        path.write_text(f"{section}:\n  ros__parameters:\n    depth.align: true\n")
+        return params.params_file_unused(str(path), node)
+
+    assert warning("dpt_node", "/robot/dpt_node").endswith(
+        "its section /dpt_node names another node (a node name in a parameters file is from the root namespace: "
+        "dpt_node: means /dpt_node, not this node in /robot); name the section /robot/dpt_node, or /** for every node")
+    for section in ("/*/dpt_node", "/a/*"):
+        assert warning(section, "/a/b/dpt_node").endswith(
+            f"its section {section} names another node (/* stands for exactly one name, /** for any number of "
+            f"them); name the section /a/b/dpt_node, or /** for every node")
+    assert warning("/other/dpt_node", "/robot/dpt_node").endswith(
+        "its section /other/dpt_node names another node (this node is in the namespace /robot); name the section "
+        "/robot/dpt_node, or /** for every node")
+    assert warning("/robot/dpt_nod", "/robot/dpt_node").endswith("names another node (misspelt?); name the section "
+                                                                "/robot/dpt_node, or /** for every node")
+    assert warning("/a/**", "/a/b/dpt_node") is None
+
+
 def test_parameters_the_node_refuses_are_refused(tmp_path, capsys):
     """A value of the wrong type, an unreadable file or one that is no parameters file: exit code 2 with why, and no
     policy (it would secure a node that never starts)."""
