@@ -73,7 +73,10 @@ def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Call
     for name in filter(ours, names):
         path = folder / name
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            try:   # (for writing: over NFS flock is a byte-range lock, which an exclusive one needs a writer for)
+                fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW)
+            except PermissionError:   # (another user's: its lock can be tested all the same, except over NFS)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:   # gone meanwhile (renamed into place), a link, or not readable: not this run's to judge
             continue
         try:
@@ -82,8 +85,9 @@ def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Call
             except BlockingIOError:   # a running tool is writing it
                 kept += 1
                 continue
-            except OSError as e:   # (no locks on this file system: a running tool's cannot be told from a stale one)
-                if e.errno not in _NO_LOCKS:
+            except OSError as e:   # (no locks on this file system, or over NFS not with this descriptor: a running
+                # tool's cannot be told from a stale one)
+                if e.errno not in _NO_LOCKS and e.errno != errno.EBADF:
                     raise
                 kept += 1
                 continue

@@ -314,6 +314,30 @@ def test_a_folder_without_locks_is_written_and_its_temporaries_kept(files, tmp_p
     assert _read_pfm(out / "a.pfm").shape == (64, 96)
 
 
+def test_a_killed_runs_temporaries_are_removed_from_an_nfs_folder(files, tmp_path, monkeypatch):
+    """Over NFS, flock is a byte-range lock on the whole file, and an exclusive one needs the file open for writing
+    (flock(2): EBADF otherwise). The cleanup opened the temporaries read-only: with one a killed run left in an NFS
+    output folder, predict's start failed with a traceback (Bad file descriptor). That lock, emulated here, is now
+    taken on a descriptor open for writing, and the stale temporary removed."""
+    import errno
+    import fcntl
+
+    real_flock = fcntl.flock
+
+    def nfs_flock(fd, operation):
+        if operation & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".partial-1-k.png").write_bytes(b"x")
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
+                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+
+
 @pytest.mark.parametrize("how", ["console_script", "python_m"])
 def test_ctrl_c_while_torch_is_imported_is_one_line_and_130(files, tmp_path, how):
     """SIGINT in the first seconds (torch being imported), as `dpt_predict` (ros2 run) and as `python -m`: the same
