@@ -602,7 +602,8 @@ def start_values(sources: Iterable[tuple[str, str]], node: str) -> dict[str, Any
     earlier (rclpy's rule: not the most specific). Values are YAML (``-p cameras:=[left, right]``). Names are not
     checked: rclpy keeps any, the node ignores those it does not have.
 
-    :raises ValueError: a file that cannot be read or is no ROS 2 parameters file, a rule that is not name:=value
+    :raises ValueError: a file that cannot be read or is no ROS 2 parameters file (also one with a section that is
+        no valid node name, which rcl refuses), a rule that is not name:=value
     """
     values: dict[str, Any] = {}
     for name, given in _sections(sources).items():
@@ -694,8 +695,17 @@ def _sections(sources: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
             elif not names:
                 raise ValueError(f"{where}: ros__parameters without a node name above it; put it under /** "
                                  f"(every node) or the node's name (/dpt_node)")
-            else:   # (rcl joins the names with '/', rclpy adds the leading one)
-                parameters(value, "", where, sections.setdefault("/" + "/".join(names).lstrip("/"), {}))
+            else:   # (rcl joins the names with '/', one ending in '/' without another; rclpy adds the leading one)
+                name = names[0]
+                for inner in names[1:]:
+                    name += inner if name.endswith("/") else "/" + inner
+                name = name if name.startswith("/") else "/" + name
+                # (rcl refuses the whole file for one: '/dpt.node', '//dpt_node', '/rob*/x', '/1robot/x')
+                if not re.fullmatch(r"(/(\*\*?|[A-Za-z_]\w*))+", name, re.ASCII):
+                    raise ValueError(f"{where}: section {name} is no valid node name (rcl refuses the file): names "
+                                     f"of letters, digits and _, not beginning with a digit, joined by single '/', "
+                                     f"and the wildcards /* and /** (e.g. /robot/dpt_node, /**)")
+                parameters(value, "", where, sections.setdefault(name, {}))
 
     for kind, source in sources:
         if kind == "file":

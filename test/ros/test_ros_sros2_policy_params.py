@@ -10,6 +10,7 @@ import importlib.util
 import xml.etree.ElementTree as ET
 
 import pytest
+import rclpy
 
 from dpt_ros.ros import params, topics
 from dpt_ros.ros.testing import OST_YAML
@@ -178,6 +179,36 @@ def test_a_params_file_with_no_section_of_the_node_is_warned_of(tmp_path, capsys
     assert f"sros2_policy: warning: parameters file {plain} gives this node (/robot/dpt_node) nothing, all its values " \
            "are ignored: its section /dpt_node names another node" in err, err
     assert str(every) not in err and err.count("warning") == 1, err
+
+
+def test_section_names_are_read_as_rcl_reads_them(harness, tmp_path):
+    """A section that is no valid node name ('/dpt.node', '//dpt_node', '/rob*/dpt_node') makes rcl refuse the whole
+    file, and the node does not start; start_values took it (with '.' as a regex wildcard, '/dpt.node' even applied to
+    /dpt_node), so sros2_policy wrote a policy for it. Such a file is now refused as rcl refuses it; and a namespace
+    key ending in '/' (/robot/: {dpt_node: ...}) is /robot/dpt_node, as rcl joins it (it was /robot//dpt_node,
+    matching nothing)."""
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    path = tmp_path / "p.yaml"
+    for section in ("/dpt.node", "//dpt_node", "/rob*/dpt_node", "/1robot/dpt_node", "robot: {/dpt_node"):
+        path.write_text(f"{section}: {{ros__parameters: {{depth.align: true}}}}{'}' * section.count('{')}\n")
+        context = Context()
+        with pytest.raises(Exception, match="Couldn't parse params file"):
+            rclpy.init(args=["x", "--ros-args", "--params-file", str(path)], context=context)
+        with pytest.raises(ValueError, match="is no valid node name"):
+            params.start_values([("file", str(path))], "/dpt_node")
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main(["--params-file", str(path), "--out", "-"])
+        assert e.value.code == 2
+    path.write_text("/robot/:\n  dpt_node:\n    ros__parameters:\n      depth.align: true\n")
+    node = Node("dpt_node", namespace="robot", context=harness.context,
+                cli_args=["--ros-args", "--params-file", str(path)], automatically_declare_parameters_from_overrides=True)
+    try:
+        assert node.get_parameter("depth.align").value is True
+    finally:
+        node.destroy_node()
+    assert params.start_values([("file", str(path))], "/robot/dpt_node") == {"depth.align": True}
 
 
 def test_the_warning_of_a_params_file_with_no_section_of_the_node_says_why(tmp_path):
