@@ -47,8 +47,12 @@ def parse_precision(precision: "str | torch.dtype") -> torch.dtype:
     raise ValueError(f"precision must be one of fp32, fp16, bf16, got {precision!r}")
 
 
-def check_target(device: "str | torch.device", precision: "str | torch.dtype") -> tuple[torch.device, torch.dtype]:
+def check_target(device: "str | torch.device", precision: "str | torch.dtype", *,
+                 use_cpu: str = "device='cpu'") -> tuple[torch.device, torch.dtype]:
     """The device and dtype an engine runs on (``cuda`` becomes ``cuda:<current device>``).
+
+    ``use_cpu``: how the caller's user asks for the CPU, named where CUDA is not available (a command line passes
+    ``--device cpu``).
 
     :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, a ``cuda:N``
         this machine does not have, an unknown precision, or fp16 on the CPU (the message says what to use instead).
@@ -62,7 +66,7 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype") -
         raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' requested but CUDA is not available here; use device='cpu'")
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use {use_cpu}")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
         elif dev.index >= (n := torch.cuda.device_count()):

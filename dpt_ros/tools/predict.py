@@ -273,7 +273,7 @@ def _main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
-        check_target(args.device, args.precision)
+        check_target(args.device, args.precision, use_cpu="--device cpu")
     except ValueError as e:   # (not the weights' fault: said before they are read)
         print(f"predict: {e}", file=sys.stderr)
         return 2

@@ -77,7 +77,7 @@ def test_bad_arguments():
             parse_precision(dtype)
     assert parse_precision(torch.bfloat16) is torch.bfloat16 and parse_precision("HALF") is torch.float16
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
+        with pytest.raises(ValueError, match="CUDA is not available here; use device='cpu'$"):
             load_engine("dpt_tiny", "random", device="cuda")
     with torch.device("meta"):
         on_meta = DPT("dpt_tiny")

@@ -135,6 +135,15 @@ def test_usage_errors_exit_2_with_the_reason(files, capsys, args, message):
     assert message in err and ("cannot load" in err) == ("cannot load" in message), err
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_where_there_is_none_names_the_option_to_use(files, capsys):
+    """The command line's user is told its own option (--device cpu), not the library's device='cpu'."""
+    assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--out", str(files / "x"),
+                         "--weights", "random", "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == ("predict: device 'cuda' requested but CUDA is not available here; "
+                                       "use --device cpu\n")
+
+
 def test_input_size_range_is_the_nodes():
     from dpt_ros.ros.params import PARAMETERS
 
