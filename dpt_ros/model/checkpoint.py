@@ -283,12 +283,6 @@ def _text_start(path: Path) -> str:
     return text.splitlines()[0][:30] if text.strip() else ""
 
 
-def _content_hint(path: Path) -> str:
-    """'; it starts with text ("..."), ...' for a file that is plainly not binary (not a zip or pickle)."""
-    text = _text_start(path)
-    return f"; it starts with text ({text!r}), not a PyTorch zip or pickle" if text else ""
-
-
 #: the pickled magic number that starts torch.save's legacy (non-zip) files, whatever the pickle protocol
 _TORCH_LEGACY_MAGIC = b"\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19"
 _CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
@@ -333,10 +327,17 @@ def _foreign_container(path: Path) -> str:
     return ""
 
 
-def _refuse_foreign_container(path: Path, exc: BaseException) -> None:
+def _refuse_foreign_container(path: Path, exc: BaseException, v: Optional[Variant] = None) -> None:
     foreign = _foreign_container(path)
     if foreign:
         raise CheckpointError(f"{path} is {foreign}.") from exc
+    text = _text_start(path)
+    if text:   # (the unpickler's words about its first bytes would be noise: it is no pickle at all)
+        where = f" (official weights for {v.name}: {v.url})" if v is not None and v.url else ""
+        raise CheckpointError(
+            f"{path} is a text file (it starts with {text!r}), not a PyTorch checkpoint (torch.save's zip or pickle) "
+            f"nor a .safetensors file. Download the weights as README.md's 'Getting the official weights' says{where}, "
+            f"and check the downloaded file with: python -m dpt_ros.tools.weights --verify FILE") from exc
 
 
 def _load_failure_cause(exc: BaseException) -> str:
@@ -591,15 +592,15 @@ def _read_file(path: Path, v: Optional[Variant], verify_hash: bool):
                 f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "
                 f"containers (torch.load weights_only=True). Re-save only the state dict. Detail: {_clip(blocked[0])}"
             ) from e
-        _refuse_foreign_container(path, e)
+        _refuse_foreign_container(path, e, v)
         raise CheckpointError(
-            f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file){_content_hint(path)}: "
+            f"{path}: not a readable checkpoint (corrupt, truncated, or not a PyTorch file): "
             f"{_load_failure_cause(e)}. Download it again."
         ) from e
     except Exception as e:  # any other failure of the unpickler on a damaged file (IndexError, KeyError, ...)
-        _refuse_foreign_container(path, e)
+        _refuse_foreign_container(path, e, v)
         raise CheckpointError(
-            f"{path}: cannot read the checkpoint: the file is corrupt or truncated{_content_hint(path)} "
+            f"{path}: cannot read the checkpoint: the file is corrupt or truncated "
             f"({e.__class__.__name__}: {_load_failure_cause(e)}). Download it again."
         ) from e
     if checked is None:   # (a file checked against its name's SHA-256 prefix: that covered every byte)
