@@ -316,6 +316,40 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
              "--timeout", "20"], node, executor, (ref_pub, reference), (inv_pub, wrong))
 
 
+def test_a_topic_without_a_publisher_is_named_when_the_collection_gives_up(tool_node):
+    """'0 of 30 pairs ... check both topics' said nothing of a topic that nobody publishes (a wrong name or
+    namespace, another ROS_DOMAIN_ID): it now names each topic without a publisher, and none when both have one."""
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import qos, wait_for
+    from dpt_ros.tools import calibrate_depth as tool
+
+    harness, node, executor = tool_node
+    common = ["--frames", "2", "--timeout", "0.5"]
+    with pytest.raises(SystemExit) as e:
+        tool.collect(tool.parse_args(["--reference", "/calib/nobody_ref", "--inverse", "/calib/nobody_inv", *common]),
+                     node, executor)
+    assert str(e.value) == (
+        "calibrate_depth: 0 of 2 stamp-matched pairs in 0.5 s (waiting: 0 /calib/nobody_inv, 0 /calib/nobody_ref). "
+        "No publisher found on /calib/nobody_inv nor on /calib/nobody_ref: check the names (ros2 topic list; the "
+        "node's topics are under its namespace) and ROS_DOMAIN_ID. Check both topics (ros2 topic hz) and their "
+        "stamps; --tolerance widens the match")
+    harness.probe.create_publisher(Image, "/calib/quiet_ref", qos())   # published, but nothing sent
+    wait_for(lambda: node.count_publishers("/calib/quiet_ref") == 1, what="the reference's publisher")
+    with pytest.raises(SystemExit) as e:
+        tool.collect(tool.parse_args(["--reference", "/calib/quiet_ref", "--inverse", "/calib/nobody_inv", *common]),
+                     node, executor)
+    assert "(waiting: 0 /calib/nobody_inv, 0 /calib/quiet_ref). No publisher found on /calib/nobody_inv: check the " \
+           "name (ros2 topic list;" in str(e.value)
+    harness.probe.create_publisher(Image, "/calib/quiet_inv", qos())
+    wait_for(lambda: node.count_publishers("/calib/quiet_inv") == 1, what="the inverse depth's publisher")
+    with pytest.raises(SystemExit) as e:
+        tool.collect(tool.parse_args(["--reference", "/calib/quiet_ref", "--inverse", "/calib/quiet_inv", *common]),
+                     node, executor)
+    assert str(e.value).endswith("0 /calib/quiet_ref). Check both topics (ros2 topic hz) and their stamps; "
+                                 "--tolerance widens the match")
+
+
 def test_depth_errors_are_the_usual_figures_over_pixels_with_both_depths():
     ref = np.full((10, 10), 2.0, np.float32)
     depth = ref * 1.1
