@@ -254,7 +254,7 @@ class SampleCamera(Node):
         if frame is None:
             self.done = True
             self.timer.cancel()
-            self.get_logger().info(f"done after {self.published} frames")
+            self.get_logger().info(f"done after {self.published} frame{'' if self.published == 1 else 's'}")
             return
         rgb, encoded = frame
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)

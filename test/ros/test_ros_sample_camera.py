@@ -1,5 +1,6 @@
 """sample_camera: frames, encodings and CameraInfo through a real rclpy graph."""
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,6 +197,8 @@ def test_executable_stops_after_count_and_rejects_bad_encoding():
     cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=100.0", "-p", "count:=3"]
     r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "done after 3 frames" in r.stderr + r.stdout
+    one = subprocess.run(cmd[:-1] + ["count:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0 and re.search(r"done after 1 frame$", one.stderr + one.stdout, re.M), one.stderr
     r = subprocess.run(cmd + ["-p", "encoding:=yuv9"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "yuv9" in r.stderr
     # a whole number for a double parameter: refused with the way to write it (as the node says it)
