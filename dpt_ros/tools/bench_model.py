@@ -29,6 +29,12 @@ import torch
 
 
 def _parse_size(s: str) -> tuple[int, int]:
+    if s.strip().isdigit():   # (the node's input_size N is no network shape: it keeps the frame's aspect)
+        n = int(s)
+        raise argparse.ArgumentTypeError(
+            f"size is the network's HxW (height x width), got {s!r}: give {n}x{n} for a square input. The node's "
+            f"and predict's input_size {n} is not one shape: the frame's aspect is kept (resize_method minimal: "
+            f"input_size 384 runs 640x480 frames at 384x512)")
     try:
         h, w = (int(t) for t in s.lower().split("x"))
     except ValueError:

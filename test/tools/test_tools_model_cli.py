@@ -247,6 +247,14 @@ def test_bench_model_non_square_without_hf(capsys):
     assert "64x128" in out and out.count("dpt_tiny  ") == 2 and "time per token" in out
     with pytest.raises(SystemExit):
         bench_model.main(["--sizes", "100x64"])
+    capsys.readouterr()
+    # one number, as the node's input_size: said to be no shape there (aspect kept), with the square spelling
+    with pytest.raises(SystemExit):
+        bench_model.main(["--sizes", "64"])
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "argument --sizes: size is the network's HxW (height x width), got '64': give 64x64 for a square input. The "
+        "node's and predict's input_size 64 is not one shape: the frame's aspect is kept (resize_method minimal: "
+        "input_size 384 runs 640x480 frames at 384x512)")
 
 
 def test_urls_give_height_x_width_and_every_source():
