@@ -585,8 +585,8 @@ class DptNode(Node):
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
-                hint = params.declare_hint(spec.name, spec.type, str(e))
-                raise StartupError(f"invalid parameter {spec.name}: {e}{hint}") from None
+                raise StartupError(f"invalid parameter {spec.name}: "
+                                   f"{params.declare_refusal(spec.name, spec.type, str(e))}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError(params.read_only_reason("class_names", self._MANAGED))

@@ -168,6 +168,14 @@ def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -
     return None
 
 
+def declare_refusal(name: str, kind: type, error: str) -> str:
+    """rclpy's refusal (``error``) of a start-up value for parameter ``name`` of Python type ``kind``, without the
+    parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``)."""
+    suffix = f": {name}"
+    text = error[:-len(suffix)] if error.endswith(suffix) and "of type '" in error else error
+    return text + declare_hint(name, kind, error)
+
+
 def declare_hint(name: str, kind: type, error: str) -> str:
     """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
     of Python type ``kind``: rclpy says what was wrong, not how to write it right."""
@@ -180,6 +188,20 @@ def declare_hint(name: str, kind: type, error: str) -> str:
     if kind is bool and "expecting type 'BOOL'" in error:
         return f" (a bool: write true or false, unquoted: {name}:=true)"
     spec = SPECS.get(name)
+    default = spec.default if spec is not None else None
+    if kind is str and "expecting type 'STRING'" in error:
+        example = f"e.g. {name}:={default}; " if isinstance(default, str) and default else ""
+        return f" (a string: {example}one that YAML reads as a number or bool is quoted: {name}:=\"'1'\")"
+    if kind is int and "expecting type 'INTEGER'" in error:
+        allowed = ""
+        if spec is not None and spec.int_range is not None:
+            lo, hi, step = spec.int_range
+            allowed = f"; allowed: {lo}..{hi}" + (f" in steps of {step}" if step != 1 else "")
+        example = f", e.g. {name}:={default}" if isinstance(default, int) else ""
+        return f" (a whole number, unquoted and without a decimal point{example}{allowed})"
+    if kind is float and "of type 'STRING'," in error:
+        example = f", e.g. {name}:={default!r}" if isinstance(default, float) else ""
+        return f" (a number, unquoted{example})"
     if spec is not None and ("out of range" in error or "not a valid step" in error):
         if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
             lo, hi, step = spec.int_range

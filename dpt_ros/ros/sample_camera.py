@@ -229,7 +229,7 @@ class SampleCamera(Node):
         try:
             return self.declare_parameter(name, default, d).value
         except InvalidParameterTypeException as e:   # e.g. rate:=30, an integer to ROS
-            raise ValueError(f"invalid parameter: {e}{params.declare_hint(name, type(default), str(e))}") from None
+            raise ValueError(f"invalid parameter: {params.declare_refusal(name, type(default), str(e))}") from None
 
     def next_frame(self) -> Optional[np.ndarray]:
         """The next source frame, resized and encoded (built-in frames are prepared once)."""

@@ -352,7 +352,14 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                         ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096: input_size (allowed: 0..2048 "
                                              "in steps of 32; nearest: input_size:=2048)"),
                         ("points.stride:=0", "(allowed: 1..64)"),
-                        ("input_size:=abc", "expecting type 'INTEGER'"),
+                        # rclpy's words without the name it repeats at their end, then what to write
+                        ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
+                                            "unquoted and without a decimal point, e.g. input_size:=0; allowed: "
+                                            "0..2048 in steps of 32)\n"),
+                        ("depth.variant:=1", "to '1' of type 'INTEGER', expecting type 'STRING' (a string: e.g. "
+                                             "depth.variant:=dpt_hybrid; one that YAML reads as a number or bool is "
+                                             "quoted: depth.variant:=\"'1'\")\n"),
+                        ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. depth.max:=1000.0)\n"),
                         ("depth.max:=7", "write it with a decimal point, depth.max: 7.0"),
                         ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)"),
                         ("lazy:=1", "(a bool: write true or false, unquoted: lazy:=true)")):

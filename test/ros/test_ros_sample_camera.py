@@ -204,6 +204,11 @@ def test_executable_stops_after_count_and_rejects_bad_encoding():
     # a whole number for a double parameter: refused with the way to write it (as the node says it)
     r = subprocess.run(cmd[:-2] + ["-p", "rate:=30"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "write it with a decimal point, rate: 30.0" in r.stderr, r.stderr
+    # a number for a string: how to write one (rclpy's words without the name it repeats at their end)
+    r = subprocess.run(cmd + ["-p", "encoding:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.endswith(
+        "of type 'INTEGER', expecting type 'STRING' (a string: one that YAML reads as a number or bool is quoted: "
+        "encoding:=\"'1'\")\n"), r.stderr
     # out of its range: rclpy's reason
     r = subprocess.run(cmd + ["-p", "fov_deg:=200.0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "fov_deg" in r.stderr and "decimal point" not in r.stderr
