@@ -405,16 +405,19 @@ def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly
     monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    release, crashes = threading.Event(), []
+    release, loading, crashes = threading.Event(), threading.Event(), []
     monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
 
     def slow_failing_load(s, running=None):
+        loading.set()
         release.wait(20)
         raise RuntimeError("CUDA out of memory (test)")
 
     monkeypatch.setattr(node_module, "load_models", slow_failing_load)
     assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
     loader = node._loader
+    # (a cleanup before the loader thread got to its load stops it there: there would be no load to fail)
+    wait_for(loading.is_set, what="the swap's load begun")
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS   # does not wait past 0.3 s for it
     assert loader.is_alive()
     release.set()
@@ -440,15 +443,18 @@ def test_a_swap_that_fails_while_cleanup_waits_for_it_says_so_and_keeps_the_valu
     rosout = harness.collector(Log, "/rosout")
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    release = threading.Event()
+    release, loading = threading.Event(), threading.Event()
 
     def slow_failing_load(s, running=None):
+        loading.set()
         release.wait(20)
         raise RuntimeError("the weights file went away (test)")
 
     monkeypatch.setattr(node_module, "load_models", slow_failing_load)
     assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
     loader, results = node._loader, []
+    # (a cleanup before the loader thread got to its load stops it there: there would be no load to fail)
+    wait_for(loading.is_set, what="the swap's load begun")
     cleanup = threading.Thread(target=lambda: results.append(node.trigger_cleanup()))
     cleanup.start()
     wait_for(lambda: node._stopping, what="the cleanup waiting for the loader")
