@@ -138,10 +138,24 @@ def _last_json(text: str) -> Any:
     return None
 
 
+def _read_result(path: pathlib.Path) -> dict[str, Any]:
+    """``{"result": ...}`` with a step's ``--json`` file (None where it wrote none), and ``result_error`` where the file
+    cannot be read (a step killed while it wrote it): the summary says so, and the steps after it still run."""
+    if not path.exists():
+        return {"result": None}
+    try:
+        return {"result": json.loads(path.read_text())}
+    except (ValueError, OSError) as e:   # (JSONDecodeError and UnicodeDecodeError are ValueErrors)
+        return {"result": None, "result_error": f"{path.name} unreadable: {type(e).__name__}: {e}"[:300]}
+
+
 def _junit_summary(path: pathlib.Path) -> dict[str, Any]:
     if not path.exists():
         return {}
-    root = ET.parse(path).getroot()
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:   # pytest killed while it wrote the report: the counts are lost, the run goes on
+        return {"junit_error": f"{path.name} unreadable ({e}): pytest was killed while writing it; see the tail"}
     suites = [root] if root.tag == "testsuite" else list(root)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     failed: list[dict[str, str]] = []
@@ -331,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             budget = min(90.0, 0.7 * left() / (len(modes) - i))
             r = _run(cmd, max(5.0, budget), out_dir / f"bench_e2e{suffix}.log" if out_dir else None)
             runs[mode] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"], "limit_s": r["limit_s"],
-                          "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                          **_read_result(json_path),
                           "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
             summary["bench_e2e"] = {"runs": runs}   # (the runs so far; replaced below)
             save_partial()
@@ -348,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         r = _run([sys.executable, "-m", f"dpt_ros.tools.{name}", *args_, "--json", str(json_path)],
                  max(5.0, min(most, share * left(), left())), out_dir / f"{name}.log" if out_dir else None)
         return {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"], "limit_s": r["limit_s"],
-                "result": json.loads(json_path.read_text()) if json_path.exists() else None,
+                **_read_result(json_path),
                 "stderr_tail": r["stderr"].strip()[-1000:]}
 
     if e2e and args.node_stages_profile > 0 and left() > 20:
@@ -371,10 +385,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                     "--variants", "dpt_tiny"]
         # bench_publish and bench_lifecycle need about 15 s and 30 s after it
         r = _run(cmd, max(5.0, left() - (50 if e2e else 0)), out_dir / "bench_model.log" if out_dir else None)
-        result = json.loads(json_path.read_text()) if json_path.exists() else None
         summary["bench_model"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                                   "limit_s": r["limit_s"],
-                                  "result": result, "stdout_tail": r["stdout"].strip()[-3000:],
+                                  **_read_result(json_path), "stdout_tail": r["stdout"].strip()[-3000:],
                                   "stderr_tail": r["stderr"].strip()[-1500:]}
         save_partial()
     elif not cuda:
@@ -398,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)
-    steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5),
+    steps_ok = [p.get("failures", 0) == 0 and only_ros_errors and not p["timed_out"] and p["rc"] in (0, 1, 5)
+                and "junit_error" not in p,
                 summary["bench_pipeline"].get("rc", 0) == 0,
                 summary["bench_model"].get("rc", 0) == 0,
                 summary["bench_e2e"].get("rc", 0) == 0 and (not cuda or "skipped" not in summary["bench_e2e"]),

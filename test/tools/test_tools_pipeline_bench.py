@@ -227,6 +227,38 @@ def test_gpu_check_reads_the_issue_targets_from_the_step_results():
     assert missing["issue5_e2e_default"]["note"] == "bench_e2e gave no result: needs CUDA and rclpy"
 
 
+def test_gpu_check_goes_on_past_a_pytest_report_it_cannot_read(tmp_path):
+    """pytest killed while it wrote its junit report (SIGKILL at the end of the step's grace) leaves a truncated XML
+    file: gpu_check says so in the step's entry and goes on (ET.parse raised ParseError before the first summary was
+    written: the one GPU run would have ended with no summary and none of the benchmarks)."""
+    from dpt_ros.tools.gpu_check import _junit_summary
+
+    junit = tmp_path / "gpu_pytest.xml"
+    junit.write_text('<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" tests="3" fail')
+    summary = _junit_summary(junit)
+    assert "tests" not in summary and "gpu_pytest.xml unreadable" in summary["junit_error"]
+    junit.write_text('<testsuites><testsuite tests="2" failures="0" errors="0" skipped="1">'
+                     '<testcase classname="t" name="a"/><testcase classname="t" name="b"><skipped/></testcase>'
+                     '</testsuite></testsuites>')
+    assert _junit_summary(junit)["passed"] == 1
+
+
+def test_gpu_check_goes_on_past_a_step_json_it_cannot_read(tmp_path):
+    """A benchmark killed while it wrote its --json file leaves truncated JSON: the step's entry says so (result
+    None, result_error) instead of json.loads' JSONDecodeError ending gpu_check before the later steps and the
+    summary."""
+    from dpt_ros.tools.gpu_check import _read_result
+
+    step = tmp_path / "bench_e2e.json"
+    assert _read_result(step) == {"result": None}   # none written
+    step.write_text('{"variant": "dpt_hybrid", "outputs": {"depth": {"rate_hz": 30.')
+    got = _read_result(step)
+    assert got["result"] is None and got["result_error"].startswith("bench_e2e.json unreadable: JSONDecodeError")
+    step.write_text('{"rate_hz": NaN}')   # (what json.dumps writes for a stage without batches)
+    result = _read_result(step)["result"]
+    assert set(result) == {"rate_hz"} and result["rate_hz"] != result["rate_hz"]
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
