@@ -336,16 +336,17 @@ def test_gpu_check_step_that_ends_leaves_nothing_it_started_running(tmp_path):
     assert _ends(int(pid_file.read_text())), "a process the step started outlived it"
 
 
-def test_gpu_check_runs_the_ros_node_gpu_tests_first(tmp_path):
+def test_gpu_check_runs_the_ros_node_gpu_tests_first_and_the_model_tests_last(tmp_path):
     """The pytest step may be cut short by the device budget (2026-12-04 it stopped at the first ROS node test):
-    for a test folder, its ros/ sub-folder goes first, then the others by name; a file or a missing path as given."""
+    for a test folder, its ros/ sub-folder goes first, model/ (the slowest, already passed on an H200) last, the
+    others by name between; a file or a missing path as given."""
     from dpt_ros.tools.gpu_check import _test_paths
 
     for name in ("tools", "ros", "model", "pipeline", "__pycache__"):
         (tmp_path / name).mkdir()
     (tmp_path / "conftest.py").write_text("")
     (tmp_path / "test_top.py").write_text("")
-    assert _test_paths(str(tmp_path)) == [str(tmp_path / n) for n in ("ros", "model", "pipeline", "test_top.py", "tools")]
+    assert _test_paths(str(tmp_path)) == [str(tmp_path / n) for n in ("ros", "pipeline", "test_top.py", "tools", "model")]
     assert _test_paths(str(tmp_path / "test_top.py")) == [str(tmp_path / "test_top.py")]
     assert _test_paths("no/such/dir") == ["no/such/dir"]
 
