@@ -74,6 +74,7 @@ from dpt_ros.pipeline._backend import (
     cupy_unavailable_reason,
     get_xp,
     is_out_of_memory,
+    is_unrecoverable_device_error,
     release_cached_memory,
     to_numpy,
 )
@@ -132,6 +133,6 @@ __all__ = [
     "PointField", "Preprocessor", "RunningRange",
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
-    "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
+    "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "is_unrecoverable_device_error", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample", "upsampled_labels",
 ]

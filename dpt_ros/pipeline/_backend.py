@@ -110,6 +110,24 @@ _OOM_RUNTIME_MESSAGES = ("CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILE
                          "cudaErrorMemoryAllocation", "CUDA_ERROR_OUT_OF_MEMORY", "CUDA driver error: out of memory")
 
 
+# CUDA's "sticky" errors: the runtime's documentation says of each that the process is left in an inconsistent state,
+# every later CUDA call fails with the same error, and only a new process can use the device again. The texts are
+# the runtime's own descriptions, which torch ("CUDA error: <text>"), CuPy's runtime errors ("cudaErrorIllegalAddress:
+# <text>") and its driver errors ("CUDA_ERROR_ILLEGAL_ADDRESS: <text>") all carry.
+_STICKY_CUDA_MESSAGES = ("an illegal memory access was encountered", "device-side assert triggered",
+                         "unspecified launch failure", "an illegal instruction was encountered", "misaligned address",
+                         "hardware stack error", "invalid program counter",
+                         "operation not supported on global/shared address space",
+                         "uncorrectable ECC error encountered", "the launch timed out and was terminated")
+
+
+def is_unrecoverable_device_error(exc: BaseException) -> bool:
+    """True for a CUDA error after which no work on the device can succeed in this process (an illegal memory access,
+    a device-side assert, an uncorrectable ECC error, ...): the caller should say that the process must be restarted.
+    Out of memory is not one (see :func:`is_out_of_memory`)."""
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _STICKY_CUDA_MESSAGES)
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
     """True for a device out-of-memory error: PyTorch's allocator, CuPy's memory pool, or a CUDA library's or the
     driver's own allocation (a RuntimeError such as "CUDA error: out of memory", "CUBLAS_STATUS_ALLOC_FAILED" or

@@ -1405,11 +1405,17 @@ class DptNode(Node):
     def _failure(stage: str, e: Exception, device: Optional[torch.device] = None) -> tuple[str, str]:
         """(reason, message) of a frame that failed in ``stage``. Out of device memory (PyTorch's or CuPy's
         allocator) is its own reason, and both caches (of ``device``) are released so that the next frame can
-        succeed."""
+        succeed. A CUDA error the device cannot recover from in this process (an illegal memory access, a
+        device-side assert, an uncorrectable ECC error) says that every later frame will fail until a restart."""
         if pipeline.is_out_of_memory(e):
             with outside_graph_capture():   # (a swap may be capturing the next model's graphs on the loader thread)
                 pipeline.release_cached_memory(device)
             return "cuda_oom", f"CUDA out of memory in {stage}: {e}"
+        if device is not None and device.type == "cuda" and pipeline.is_unrecoverable_device_error(e):
+            return stage, (f"{type(e).__name__}: {e} -- a CUDA error this process cannot recover from: every later "
+                           "frame on this GPU fails the same way (and a model load too) until the node is restarted "
+                           "(a launch file's respawn=True does it); if it comes back after a restart, check "
+                           "nvidia-smi and the kernel log (dmesg: Xid errors), and report it with this log")
         return stage, f"{type(e).__name__}: {e}"
 
     def _infer(self, jobs: list[dict], m: ModelSet, worker: Optional[threading.Thread] = None,

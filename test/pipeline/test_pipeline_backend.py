@@ -162,3 +162,30 @@ def test_device_tables_cached_for_every_stream_are_complete_before_they_are_retu
         uploads = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "asarray"]
         syncs = [c for c in calls if isinstance(c.func, ast.Attribute) and c.func.attr == "synchronize"]
         assert uploads and syncs and max(c.lineno for c in uploads) < min(c.lineno for c in syncs), fn.__qualname__
+
+
+def test_cuda_errors_that_end_the_process_s_use_of_the_device_are_recognised():
+    """CUDA's sticky errors (an illegal memory access, a device-side assert, an uncorrectable ECC error, ...) leave
+    every later CUDA call failing until the process ends: they are told apart, in the forms torch and CuPy raise
+    them, from errors the next frame can get past (out of memory, a bad argument)."""
+    import torch
+
+    from dpt_ros import pipeline
+
+    for text in ("CUDA error: an illegal memory access was encountered\nCUDA kernel errors might be asynchronously "
+                 "reported at some other API call, so the stacktrace below might be incorrect.",          # torch
+                 "CUDA error: device-side assert triggered\nCompile with `TORCH_USE_CUDA_DSA` to enable "
+                 "device-side assertions.",
+                 "cudaErrorIllegalAddress: an illegal memory access was encountered",   # CuPy's CUDARuntimeError
+                 "CUDA_ERROR_LAUNCH_FAILED: unspecified launch failure",                # CuPy's CUDADriverError
+                 "CUDA error: uncorrectable ECC error encountered",
+                 "CUDA error: misaligned address"):
+        assert pipeline.is_unrecoverable_device_error(RuntimeError(text)), text
+        assert not pipeline.is_out_of_memory(RuntimeError(text)), text
+    if hasattr(torch, "AcceleratorError"):
+        assert pipeline.is_unrecoverable_device_error(torch.AcceleratorError("CUDA error: unspecified launch failure"))
+    for text in ("CUDA error: out of memory", "CUDA_ERROR_INVALID_VALUE: invalid argument",
+                 "CUDA error: invalid configuration argument"):
+        assert not pipeline.is_unrecoverable_device_error(RuntimeError(text)), text
+    assert not pipeline.is_unrecoverable_device_error(torch.cuda.OutOfMemoryError("CUDA out of memory."))
+    assert not pipeline.is_unrecoverable_device_error(ValueError("an illegal memory access was encountered"))

@@ -329,3 +329,23 @@ def test_device_memory_is_given_back_outside_a_graph_capture():
     t.join(5)
     assert answers and answers[0][0] == "cuda_oom"
     assert DptNode._failure("inference", ValueError("x")) == ("inference", "ValueError: x")   # (no lock taken)
+
+
+def test_a_cuda_error_the_process_cannot_recover_from_says_to_restart_the_node():
+    """After an illegal memory access (or a device-side assert, an ECC error) every later CUDA call in the process
+    fails the same way: the frame's error says so and what to do (restart; respawn), instead of leaving the user
+    to read the same error once every 5 s. It stays counted under its stage. A CPU node and errors the next frame can
+    get past keep their plain message."""
+    import torch
+
+    from dpt_ros.ros.node import DptNode
+
+    sticky = RuntimeError("CUDA error: an illegal memory access was encountered")
+    reason, text = DptNode._failure("postprocess", sticky, torch.device("cuda", 0))
+    assert reason == "postprocess"
+    assert text.startswith("RuntimeError: CUDA error: an illegal memory access was encountered -- ")
+    assert "until the node is restarted" in text and "respawn=True" in text and "Xid" in text
+    assert DptNode._failure("postprocess", sticky, torch.device("cpu")) == (
+        "postprocess", "RuntimeError: CUDA error: an illegal memory access was encountered")
+    plain = RuntimeError("CUDA error: invalid configuration argument")
+    assert DptNode._failure("inference", plain, torch.device("cuda", 0)) == ("inference", f"RuntimeError: {plain}")
