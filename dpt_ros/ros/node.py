@@ -2549,7 +2549,7 @@ _USAGE = """usage: {program} [--ros-args -p NAME:=VALUE ... -r FROM:=TO ... --pa
 
 The dpt_ros node: subscribes image (or image/compressed) and camera_info, runs DPT, publishes inverse_depth,
 depth + depth/camera_info, segmentation, points (and their colored / compressed copies) and /diagnostics.
-
+{managed}
 Parameters (all of them, with ranges and defaults: README.md, "Parameters"; live: ros2 param list / describe):
   depth.variant, segmentation.variant   DPT variant; empty disables that task (dpt_hybrid, dpt_large, ...)
   depth.weights, segmentation.weights   checkpoint file (or Hugging Face snapshot folder), or random
@@ -2560,6 +2560,15 @@ Parameters (all of them, with ranges and defaults: README.md, "Parameters"; live
 Example:
   {program} --ros-args -p depth.weights:=weights/dpt_hybrid-midas-501f0c75.pt -r image:=/camera/image_raw \\
       -r camera_info:=/camera/camera_info
+"""
+
+# (dpt_lifecycle_node's --help: run from there, nothing happens until these transitions)
+_MANAGED_USAGE = """
+A managed (lifecycle) node: it starts unconfigured, with no model loaded and nothing subscribed, and waits for
+  ros2 lifecycle set /dpt_node configure     (loads the model, creates the publishers)
+  ros2 lifecycle set /dpt_node activate      (subscribes the cameras)
+from you or a lifecycle manager; a launch file with managed:=true does both at start (README.md, "Managed
+(lifecycle) node").
 """
 
 
@@ -2577,7 +2586,7 @@ def main(args=None, managed: bool = False) -> int:
     except Exception:  # noqa: BLE001 - malformed ROS arguments: rclpy.init below says what
         rest = []
     if any(a in ("-h", "--help") for a in rest):
-        print(_USAGE.format(program=program))
+        print(_USAGE.format(program=program, managed=_MANAGED_USAGE if managed else ""))
         return 0
     if rest:
         print(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments only; "

@@ -286,6 +286,24 @@ def test_help_and_arguments_that_are_not_ros_arguments():
     assert res.returncode == 2 and "unexpected argument" not in res.stderr and "depth.weights is not set" in res.stderr
 
 
+def test_the_managed_nodes_help_says_it_waits_for_configure_and_activate():
+    """dpt_lifecycle_node starts unconfigured: no model, no subscriptions until configure and activate. Its --help was
+    dpt_node's word for word, so someone who ran it from there saw nothing happen and had no hint why; it now says
+    what the node waits for and how to give it (dpt_node's help says nothing of it)."""
+    from dpt_ros.ros.testing import console_script
+
+    helps = {}
+    for name in ("dpt_node", "dpt_lifecycle_node"):
+        res = subprocess.run([sys.executable, "-c", "import sys; " + console_script(name), "--help"], cwd=ROOT,
+                             env=_env(), capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and res.stdout.startswith(f"usage: {name} [--ros-args"), res.stdout + res.stderr
+        helps[name] = " ".join(res.stdout.split())
+    managed = helps["dpt_lifecycle_node"]
+    assert "starts unconfigured" in managed and "ros2 lifecycle set /dpt_node configure" in managed, managed
+    assert "ros2 lifecycle set /dpt_node activate" in managed and "managed:=true" in managed, managed
+    assert "unconfigured" not in helps["dpt_node"] and "lifecycle" not in helps["dpt_node"], helps["dpt_node"]
+
+
 def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
     """An argument after --ros-args that ROS does not know: rcl logs nothing and rclpy's error is only the list
     (was: "dpt_node: cannot initialise ROS 2: ['--bogus']", and dpt_lifecycle_node said "dpt_node"); now the line
