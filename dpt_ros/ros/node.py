@@ -729,7 +729,9 @@ class DptNode(Node):
         """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'"),
         or, for a name the node does not have, the new name of a renamed parameter or the closest real one (instead
         of "undeclared parameter(s): []"); for a read-only parameter or a value of no type (NOT_SET), how the value
-        can be given instead (rclpy says only "read-only parameter" / "cannot be undeclared")."""
+        can be given instead (rclpy says only "read-only parameter" / "cannot be undeclared"); for a value outside its
+        range, the allowed values nearest to it (rclpy says only "not a valid step. Min: 0, max: 2048, value: 100,
+        step: 32"; the descriptors keep their ranges for `ros2 param describe` and rqt_reconfigure)."""
         reasons = [params.unknown_parameter(p.name, live=True) for p in parameter_list
                    if not self.has_parameter(p.name)]
         for p in parameter_list:
@@ -741,6 +743,8 @@ class DptNode(Node):
             elif p.type_ == Parameter.Type.NOT_SET:
                 reasons.append(f"{p.name} cannot be unset: give it a value (its default is {spec.default!r})")
             elif (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None:
+                reasons.append(r)
+            elif (r := params.range_refusal(spec, p.value)) is not None:   # (before rclpy's descriptor check)
                 reasons.append(r)
         return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons))) if reasons else None
 

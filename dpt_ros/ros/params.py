@@ -61,6 +61,7 @@ class ParamSpec:
     int_range: Optional[tuple[int, int, int]] = None
     float_range: Optional[tuple[float, float]] = None
     check: Optional[Callable[[Any], Optional[str]]] = None
+    zero: Optional[str] = None   # what 0 stands for where it is no value like the others (input_size: the variant's)
 
     @property
     def type(self) -> type:
@@ -210,11 +211,9 @@ def declare_hint(name: str, kind: type, error: str) -> str:
             given = re.search(r"value: (-?\d+)", error)   # the allowed values nearest to the one given
             if given is None:
                 return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {name}:={lo + step})"
-            value = min(max(int(given.group(1)), lo), hi)
-            below = lo + (value - lo) // step * step
-            nearest = [below] + ([below + step] if below != value and below + step <= hi else [])
+            nearest, zero = _nearest(spec, int(given.group(1)))
             return f" (allowed: {lo}..{hi} in steps of {step}; nearest: " + \
-                " or ".join(f"{name}:={v}" for v in nearest) + ")"
+                " or ".join(f"{name}:={v}" for v in nearest) + (f", or {name}:=0 for {zero}" if zero else "") + ")"
         if spec.float_range is not None:
             return f" (allowed: {spec.float_range[0]:g}..{spec.float_range[1]:g})"
     return ""
@@ -347,7 +346,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_size", 0,
               "Network input size in pixels (multiple of 32); 0 = the variant's own size "
               "(384 dpt_large/dpt_hybrid/dpt_base, 480 ADE20K, 352x1216 kitti, 480x640 nyu, 128 dpt_tiny).",
-              "model", int_range=(0, 2048, 32)),
+              "model", int_range=(0, 2048, 32), zero="the variant's own size"),
     ParamSpec("resize_method", "minimal",
               "How the image is scaled to the network size (DPT's keep-aspect rules). A frame whose network input "
               "would exceed 16x the network size's pixels (lower_bound with an extreme aspect ratio) is refused, "
@@ -593,18 +592,48 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
         return f"{spec.name} must be a list of strings"
     if spec.choices is not None and value not in spec.choices:
         return f"{spec.name}={shown(value)} is not one of {', '.join(spec.choices)}"
+    reason = range_refusal(spec, value)
+    if reason is None and spec.check is not None:
+        return spec.check(value)
+    return reason
+
+
+def range_refusal(spec: ParamSpec, value: Any) -> Optional[str]:
+    """Why ``value`` (of the parameter's type) is outside ``spec``'s range, with the allowed values nearest to it
+    where the range has steps; None when it is inside (or there is no range). The node refuses a live change with
+    this before rclpy's descriptor check, whose words ("not a valid step. Min: 0, max: 2048, value: 100, step: 32")
+    say what is wrong but not what would do."""
     if spec.int_range is not None:
         lo, hi, step = spec.int_range
-        if not (lo <= value <= hi and (value - lo) % step == 0):
-            extra = f" in steps of {step}" if step > 1 else ""
-            return f"{spec.name}={value} out of range {lo}..{hi}{extra}"
+        if lo <= value <= hi and (value - lo) % step == 0:
+            return None
+        allowed = f"{lo}..{hi}" + (f" in steps of {step}" if step > 1 else "")
+        inside = lo <= value <= hi
+        what = (f"is not a multiple of {step}" if lo % step == 0 else f"is not {lo} plus a multiple of {step}") \
+            if inside else f"out of range {allowed}"
+        if step == 1:
+            return f"{spec.name}={value} {what}"
+        nearest, zero = _nearest(spec, value)
+        use = " or ".join(str(v) for v in nearest) + (f", or 0 for {zero}" if zero else "")
+        return f"{spec.name}={value} {what}: use {use}" + (f" (allowed: {allowed})" if inside else "")
     if spec.float_range is not None:
         lo, hi = spec.float_range
         if not (math.isfinite(value) and lo <= value <= hi):
             return f"{spec.name}={value} out of range {lo:g}..{hi:g}"
-    if spec.check is not None:
-        return spec.check(value)
     return None
+
+
+def _nearest(spec: ParamSpec, value: int) -> tuple[list[int], Optional[str]]:
+    """The allowed values of ``spec``'s stepped integer range nearest to ``value`` (one or two), and what 0 stands
+    for where 0 would be among them but is no value like the others (``spec.zero``: input_size 16 is nearest 32,
+    0 being the variant's own size, not a size near 16); that is None otherwise."""
+    lo, hi, step = spec.int_range
+    clamped = min(max(value, lo), hi)
+    below = lo + (clamped - lo) // step * step
+    nearest = [below] + ([below + step] if below != clamped and below + step <= hi else [])
+    if spec.zero is None or 0 not in nearest:
+        return nearest, None
+    return [v for v in nearest if v != 0] or [step], spec.zero
 
 
 def check_value(name: str, value: Any) -> Optional[str]:

@@ -40,10 +40,13 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
 @pytest.mark.parametrize("name,value,reason", [
     ("depth.variant", "dpt_huge", "valid: dpt_large"),
     ("depth.variant", "dpt_large_ade20k", "is not a depth variant"),
-    ("input_size", 50, "not a valid step"),
-    ("input_size", 4096, "out of range"),
+    # the allowed values nearest to the one given (rclpy alone: "not a valid step. Min: 0, max: 2048, value: 100,
+    # step: 32"); 0, the variant's own size, is no size near 16
+    ("input_size", 100, "input_size=100 is not a multiple of 32: use 96 or 128 (allowed: 0..2048 in steps of 32)"),
+    ("input_size", 16, "input_size=16 is not a multiple of 32: use 32, or 0 for the variant's own size (allowed: "),
+    ("input_size", 4096, "input_size=4096 out of range 0..2048 in steps of 32: use 2048"),
     ("depth.min", 2000.0, "must be below depth.max"),
-    ("segmentation.overlay_alpha", 1.5, "out of range"),
+    ("segmentation.overlay_alpha", 1.5, "segmentation.overlay_alpha=1.5 out of range 0..1"),
     ("colormap", "rainbow_unicorn", "turbo"),
     ("camera_info.policy", "sometimes", "exact, nearest, latest"),
     ("depth.encoding", "16UC2", "32FC1, 16UC1"),

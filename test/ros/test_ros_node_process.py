@@ -367,6 +367,9 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                         # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
                         ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: input_size:=384 or "
                                             "input_size:=416)"),
+                        # 0 (the variant's own size) is no size near 16: 32 is, and 0 is said for what it is
+                        ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: input_size:=32, or "
+                                           "input_size:=0 for the variant's own size)"),
                         ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096: input_size (allowed: 0..2048 "
                                              "in steps of 32; nearest: input_size:=2048)"),
                         ("points.stride:=0", "(allowed: 1..64)"),
