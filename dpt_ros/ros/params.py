@@ -235,18 +235,42 @@ def clip(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def _check_device(value: str) -> Optional[str]:
+def _check_device(value: str, option: Optional[str] = None) -> Optional[str]:
+    """Why ``value`` is no device parameter value, None when it is one. ``option``: the command-line option of a
+    tool that passes the value on to the node (``--device``): the reason is then for argparse's "argument
+    --device: ..." and names the values as that option takes them (``use --device cpu``), not as ``-p device:=``."""
+    said = "device " if option is None else ""
     if not _DEVICE_RE.match(value):
-        return f"device {shown(value)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
+        return f"{said}{shown(value)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
     if value.startswith("cuda"):
         import torch  # lazily: only needed to answer this question
 
         if not torch.cuda.is_available():
-            return f"device {value!r} requested but CUDA is not available on this machine; use 'cpu' or 'auto'"
+            use = "'cpu' or 'auto'" if option is None else \
+                f"{option} cpu (or {option} auto, the GPU where there is one)"
+            return f"{said}{value!r} requested but CUDA is not available on this machine; use {use}"
         index = int(value.split(":")[1]) if ":" in value else 0
-        if index >= torch.cuda.device_count():
-            return f"device {value!r}: only {torch.cuda.device_count()} CUDA device(s) present"
+        n = torch.cuda.device_count()
+        if index >= n:
+            use = "" if option is None else \
+                f"; use {option} cuda" + (f" or {option} cuda:0..cuda:{n - 1}" if n > 1 else "")
+            return f"{said}{value!r}: only {n} CUDA device(s) present{use}"
     return None
+
+
+def device_option(value: str) -> str:
+    """``value`` of a tool's ``--device`` that the tool gives the node's ``device`` parameter (argparse's ``type``):
+    one the node would refuse, at its start and in its words (``-p device:=...``), is the tool's usage error instead,
+    before anything starts, in the option's words.
+
+    :raises argparse.ArgumentTypeError: the reason
+    """
+    import argparse  # noqa: PLC0415
+
+    why = _check_device(value, "--device")
+    if why:
+        raise argparse.ArgumentTypeError(why)
+    return value
 
 
 def _check_weights(value: str) -> Optional[str]:

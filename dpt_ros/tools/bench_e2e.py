@@ -30,13 +30,14 @@ REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
 from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, shm_notice   # noqa: E402
+from dpt_ros.ros.params import device_option  # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
     """The model and frame options shared by the node benchmarks (this one and bench_node_stages)."""
     ap.add_argument("--variant", default="dpt_tiny")
     ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     ap.add_argument("--cuda-graphs", action="store_true")
     ap.add_argument("--input-size", type=int, default=input_size, help="network size (0 = variant default)")

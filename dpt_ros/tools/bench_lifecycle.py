@@ -19,6 +19,7 @@ import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from dpt_ros.ros.dds_env import domain_from_env
+from dpt_ros.ros.params import device_option
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
 
@@ -63,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variant", default="dpt_hybrid")
     ap.add_argument("--input-size", type=int, default=384)
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--cycles", type=int, default=2)
     ap.add_argument("--domain", type=int, default=domain_from_env(87),

@@ -32,6 +32,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
+from dpt_ros.ros.params import device_option
 from dpt_ros.tools import output_folder_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -80,7 +81,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     metavar="VARIANT", help="depth variant (default dpt_hybrid): %(choices)s")
     ap.add_argument("--weights", default=None, help="checkpoint file, or 'random' (default: weights/<file> if present)")
     ap.add_argument("--input-size", type=int, default=0, help="network size (0 = the variant's default)")
-    ap.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--device", default="auto", type=device_option, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
     ap.add_argument("--rate", type=float, default=5.0, help="sample camera rate in Hz (default 5)")
     ap.add_argument("--width", type=int, default=640)

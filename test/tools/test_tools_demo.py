@@ -104,6 +104,23 @@ def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(c
         assert f"invalid choice: '{bad}'" in err and "dpt_hybrid_kitti" in err
 
 
+def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_words(capsys):
+    """--device bogus / cuda without CUDA: argparse's error naming --device and what to give, before anything starts
+    (it was the node's FATAL log in -p device:= words, after the random-weights banner, and 'exited early')."""
+    import torch
+
+    for bad, why in (("bogus", "argument --device: 'bogus' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+                     ("cuda:99", "requested but CUDA is not available on this machine; use --device cpu (or --device "
+                                 "auto, the GPU where there is one)" if not torch.cuda.is_available() else
+                      f"argument --device: 'cuda:99': only {torch.cuda.device_count()} CUDA device(s) present; "
+                      f"use --device cuda")):
+        with pytest.raises(SystemExit) as info:
+            demo.parse_args(["--device", bad])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and why in err and "-p device" not in err, err
+    assert demo.parse_args(["--device", "cpu"]).device == "cpu" and demo.parse_args([]).device == "auto"
+
+
 def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "REPO", tmp_path)
     assert demo.default_weights("dpt_hybrid") == "random"

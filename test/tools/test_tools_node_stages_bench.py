@@ -96,6 +96,26 @@ def test_domains_default_to_ros_domain_id(monkeypatch):
                                        bench_publish.parse_args)] == [88, 87, 89]
 
 
+def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(capsys):
+    """The benchmarks that start the node pass --device on to it: one it would refuse is refused by argparse, naming
+    --device and what to give (it was a traceback with the node's reason in -p device:= words, or 'configure failed
+    (see the log above)')."""
+    import torch
+
+    from dpt_ros.tools import bench_e2e, bench_lifecycle
+
+    cuda = "use --device cpu (or --device auto, the GPU where there is one)" if not torch.cuda.is_available() else \
+        f"only {torch.cuda.device_count()} CUDA device(s) present; use --device cuda"
+    for parse in (bench_e2e.parse_args, bench_lifecycle.parse_args, bench_node_stages.parse_args):
+        for bad, why in (("bogus", "argument --device: 'bogus' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+                         ("cuda:99", cuda)):
+            with pytest.raises(SystemExit) as info:
+                parse(["--device", bad])
+            err = capsys.readouterr().err
+            assert info.value.code == 2 and "argument --device: " in err and why in err, err
+        assert parse(["--device", "auto"]).device == "auto" and parse([]).device == "cpu"
+
+
 def test_stage_quantiles_are_numpys_linear_ones():
     import numpy as np
 
