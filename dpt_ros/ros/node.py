@@ -1776,7 +1776,8 @@ class DptNode(Node):
         number of ``publishers`` on ``topic``: none came and nothing publishes there (not remapped, or no depth
         camera for this one), none came yet from the publishers there (at start-up: the first is on its way), or how
         far the nearest one is (more than 1 s older, when the last came stamped as the images then were
-        (``on_image_clock``): the depth camera has stopped, not another clock)."""
+        (``on_image_clock``): the depth camera has stopped, not another clock; more than 1 s newer: once, a looped bag's
+        first frame, else another clock)."""
         tolerance = s["depth.align_tolerance"]
         if not held and not publishers:
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
@@ -1793,7 +1794,11 @@ class DptNode(Node):
         if dt < -1.0 and on_image_clock:   # (the last came stamped as the images then were)
             text += (f": the depth camera has stopped (or sends less than once a second) while the images go on; "
                      f"check its publisher (ros2 topic hz {topic})")
-        elif abs(dt) > 1.0:
+        elif dt > 1.0:   # (as camera_info's: the frame may be a looped bag's first, the references of its last pass)
+            text += (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the frame's "
+                     f"own did not come within {_INFO_WAIT_S * 1e3:.0f} ms; if on every frame: are the image and the "
+                     f"depth camera stamped by one clock?)")
+        elif dt < -1.0:
             text += " (are the image and the depth camera stamped by one clock?)"
         elif dt < 0:
             text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "
