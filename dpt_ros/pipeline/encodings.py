@@ -19,7 +19,7 @@ from typing import Any, Optional
 import cv2
 import numpy as np
 
-from dpt_ros.pipeline._backend import array_module, get_xp
+from dpt_ros.pipeline._backend import get_xp
 
 #: Largest accepted side in pixels; anything above is treated as a corrupt header.
 MAX_SIDE = 32768
@@ -483,7 +483,3 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
         return img
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
-
-def rgb_to_numpy(rgb: Any) -> np.ndarray:
-    """Host copy of a decoded image (for colouring clouds or overlays on the CPU)."""
-    return rgb.get() if array_module(rgb) is not np else rgb
