@@ -43,12 +43,8 @@ def build_vit(variant: Variant) -> nn.Module:
         return VisionTransformer(patch_size=variant.patch_size, **common)
 
     from timm.layers import StdConv2dSame
+    from timm.layers.hybrid_embed import HybridEmbed
     from timm.models.resnetv2 import ResNetV2
-
-    try:
-        from timm.layers.hybrid_embed import HybridEmbed
-    except ImportError:  # timm < 1.0.10 kept it beside the hybrid models
-        from timm.models.vision_transformer_hybrid import HybridEmbed
 
     resnet = ResNetV2(
         layers=list(variant.resnet_layers),
