@@ -664,7 +664,7 @@ class DptNode(Node):
         s = self._settings
         for task in ("depth", "segmentation"):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
-            if name and name in _variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
+            if name and name in params._variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
                 try:   # a Hugging Face snapshot folder stands for its weights file, as when set live
                     path = resolve_weights_path(weights)
                 except FileNotFoundError as e:
@@ -674,7 +674,7 @@ class DptNode(Node):
                                        f"pipe or socket); give the checkpoint file itself")
                 if not path.is_file():
                     raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
-            if name and name in _variant_names(task) and not weights:
+            if name and name in params._variant_names(task) and not weights:
                 raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")
         reasons = params.check_all(s)
         if reasons:
@@ -2484,12 +2484,6 @@ def _qos_hint(policy: str, output: bool, latched_info: Optional[str] = None) -> 
 
 def _round32(v: int) -> int:
     return max(32, int(round(v / 32.0)) * 32)
-
-
-def _variant_names(task: str) -> list[str]:
-    from dpt_ros.model import VARIANTS
-
-    return [n for n, v in VARIANTS.items() if v.task == task]
 
 
 def _calibration_key(info: CameraInfo, rectified: bool, width: int, height: int) -> tuple:
