@@ -4,7 +4,8 @@ No ROS and no model imports: the ROS layer builds an :class:`ImageView` from mes
 wraps the buffers returned here; the model layer exchanges torch tensors only.
 
 Backend: one switch, ``"numpy"`` or ``"cupy"`` (:func:`get_xp`); CuPy is imported lazily and is
-picked automatically by :class:`Preprocessor` / :class:`Postprocessor` for a CUDA device.
+picked automatically by :class:`Preprocessor` for a CUDA device; the post-processing functions work
+where their input is (a CUDA tensor, a CuPy array: :func:`array_module`).
 
 Decoding (:mod:`.encodings`)
     ``ImageView(data, encoding, height, width, step, is_bigendian)``; ``ImageView.from_array``
