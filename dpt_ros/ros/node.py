@@ -1281,7 +1281,7 @@ class DptNode(Node):
                 raise _Abandoned()
             msgs = {}
             try:
-                msgs = self._postprocess(job, s, m)
+                msgs = self._postprocess(job, s)
                 messages.append((job, msgs))
             except Exception as e:  # noqa: BLE001
                 reason, text = self._failure("postprocess", e, m.device)
@@ -1551,7 +1551,7 @@ class DptNode(Node):
                 j.setdefault("variant", {})[task] = engine.variant
         return failures
 
-    def _postprocess(self, job: dict, s: Settings, m: ModelSet) -> dict[str, Any]:
+    def _postprocess(self, job: dict, s: Settings) -> dict[str, Any]:
         """Network outputs of one frame -> messages, all carrying the input header.
 
         Results stay where the model ran until a message needs host bytes; on a GPU every such

@@ -244,8 +244,8 @@ def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harn
     harness.collector(PointCloud2, "points")
     real = node._postprocess
 
-    def wrong_type(job, s, m):
-        return {**real(job, s, m), "inverse_depth": "not a message"}
+    def wrong_type(job, s):
+        return {**real(job, s), "inverse_depth": "not a message"}
 
     monkeypatch.setattr(node, "_postprocess", wrong_type)
     pub = harness.probe.create_publisher(Image, "image", qos())

@@ -341,12 +341,12 @@ def test_a_worker_stuck_past_cleanup_in_post_processing_leaves_the_rest_of_its_b
     wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both frames waiting")
     real, done, post_gate, post_entered = node._postprocess, [], threading.Event(), threading.Event()
 
-    def gated(job, s, m):
+    def gated(job, s):
         stamp = job["frame"].msg.header.stamp.nanosec
         if stamp == 2 and not post_entered.is_set():
             post_entered.set()
             post_gate.wait(20)
-        out = real(job, s, m)
+        out = real(job, s)
         done.append((threading.current_thread(), stamp))
         return out
 
