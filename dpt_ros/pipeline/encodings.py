@@ -29,7 +29,7 @@ MAX_SIDE = 32768
 class _Format:
     channels: int  # stored channels per pixel (yuv422: 2 bytes per pixel, see bytes_per_pixel)
     itemsize: int  # bytes per channel
-    kind: str  # how to turn it into RGB, see _to_rgb
+    kind: str  # how to turn it into RGB, see _decode_numpy (on the GPU: _cuda.kernel_params)
     cv_code: int | None = None  # OpenCV conversion for yuv / bayer
 
     @property
