@@ -20,7 +20,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from dpt_ros.pipeline import ImageView
+from dpt_ros.pipeline import ImageView, metres_from_millimetres
 
 _FIELD_DATATYPES = {
     "int8": PointField.INT8, "uint8": PointField.UINT8, "int16": PointField.INT16,
@@ -74,8 +74,7 @@ def depth_metres(msg: Image) -> np.ndarray:
     if msg.encoding == "32FC1":
         return image_array(msg).astype(np.float32)
     if msg.encoding in ("16UC1", "mono16"):
-        mm = image_array(msg).astype(np.float32)
-        return np.where(mm > 0, mm / 1000.0, np.nan).astype(np.float32)
+        return metres_from_millimetres(image_array(msg))   # as the node's own 16UC1 depth reads back
     raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}")
 
 

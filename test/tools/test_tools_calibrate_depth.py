@@ -160,6 +160,10 @@ def test_reference_images_in_metres_or_millimetres_and_their_size():
     mm = np.array([[0, 1500], [65535, 250]], np.uint16)
     got = conversions.depth_metres(conversions.image_msg(header, mm, "16UC1"))
     np.testing.assert_allclose(got, [[np.nan, 1.5], [65.535, 0.25]], rtol=1e-6)
+    # the metres depth_image_proc reads from millimetres (mm * 0.001f), bit for bit: one conversion in the package
+    every = np.arange(1, 65536, dtype=np.uint16).reshape(255, 257)
+    np.testing.assert_array_equal(conversions.depth_metres(conversions.image_msg(header, every, "16UC1")),
+                                  every.astype(np.float32) * np.float32(0.001))
     m = np.array([[np.nan, 2.0], [np.inf, 0.5]], np.float32)
     np.testing.assert_array_equal(conversions.depth_metres(conversions.image_msg(header, m, "32FC1")), m)
     with pytest.raises(ValueError, match="32FC1 .* or 16UC1"):
