@@ -111,7 +111,7 @@ def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> Non
     CRC-32s stored with them.
 
     :raises CheckpointError: the name's prefix does not match, or a record its CRC-32."""
-    from dpt_ros.model.checkpoint import check_zip_crcs, expected_sha256_prefix, file_sha256
+    from dpt_ros.model.checkpoint import check_zip_crcs, expected_sha256_prefix, file_sha256, verify_sha256_prefix
 
     lines.append(f"file: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     digest = file_sha256(path)
@@ -126,9 +126,7 @@ def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> Non
         lines.append(f"hash: {'same bytes as' if same else 'differs from'} the DPT release file {v.checkpoint} "
                      f"(informational for {what})")
     if prefix:
-        if not digest.startswith(prefix):
-            raise CheckpointError(f"{path}: SHA-256 does not start with {prefix}: the file is corrupt or truncated; "
-                                  "download it again")
+        verify_sha256_prefix(path)   # (the digest above is remembered: not hashed twice)
         lines.append(f"hash prefix {prefix}: OK")
     elif not any(line.startswith("hash:") for line in lines):
         lines.append("hash prefix: none to check (file name carries none)")

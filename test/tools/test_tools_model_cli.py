@@ -341,8 +341,14 @@ def test_verify_hash_prefix_of_intact_bytes_under_another_name(tiny_file, tmp_pa
     renamed.write_bytes(tiny_file.read_bytes())
     assert weights.main(["--verify", str(renamed)]) == 1
     captured = capsys.readouterr()
-    assert captured.err == (f"FAILED: {renamed}: SHA-256 does not start with 00000000: the file is corrupt or "
-                            "truncated; download it again\n")
+    digest = hashlib.sha256(renamed.read_bytes()).hexdigest()
+    # the loader's own message (the node's, predict's): the digest, the size, where to download, and what a name
+    # that only looks like it carries a hash should do
+    assert captured.err == (f"FAILED: {renamed}: SHA-256 {digest[:16]}... does not start with 00000000 (from the file "
+                            f"name): the file is corrupt or truncated ({renamed.stat().st_size} bytes). Download it "
+                            "again (python -m dpt_ros.tools.weights --urls). (A name ending in -<8 or more hex "
+                            "digits> carries a torch.hub-style hash prefix; if -00000000 is not one, e.g. a date in "
+                            "your own file's name, rename the file.)\n")
     assert captured.out.splitlines()[1].startswith("sha256: ")   # what was checked before the failure
 
 
