@@ -15,6 +15,8 @@ from dpt_ros.ros import conversions, params
 from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, truncated_checkpoint, wait_for
 
 DOMAIN = 42
+# the nodes refused at start-up take contexts of their own, on 64 and 65, held too (test/conftest.py)
+DOMAINS = (DOMAIN, DOMAIN + 22, DOMAIN + 23)
 
 
 def test_valid_live_change_applies_from_the_next_frame(harness):
@@ -289,7 +291,7 @@ def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
     from dpt_ros.ros.node import DptNode, StartupError
 
     context = Context()
-    rclpy.init(context=context, domain_id=DOMAIN + 22)   # 64: a domain no other test uses
+    rclpy.init(context=context, domain_id=DOMAIN + 22)   # 64 (test_ros_label_info's, held by this module too)
     try:
         DptNode(context=context, parameter_overrides=[
             Parameter("depth.variant", value="dpt_tiny"),
