@@ -273,7 +273,9 @@ def device_option(value: str) -> str:
     return value
 
 
-def _check_weights(value: str) -> Optional[str]:
+def _check_weights(value: str, option: Optional[str] = None) -> Optional[str]:
+    """Why ``value`` is no weights parameter value, None when it is one; ``option`` as in :func:`_check_device`."""
+    said = "weights " if option is None else ""
     if value in ("", RANDOM_WEIGHTS):
         return None
     from dpt_ros.model.checkpoint import (  # noqa: PLC0415
@@ -287,14 +289,14 @@ def _check_weights(value: str) -> Optional[str]:
         path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
         if not path.is_file():   # missing, or a device, pipe or socket
             what = "is not a regular file" if path.exists() else f"does not exist{dangling_link_text(path)}"
-            return f"weights file {shown(value)} {what} (give a checkpoint path, or 'random')"
+            return f"{said}file {shown(value)} {what} (give a checkpoint path, or 'random')"
         check_format(path)   # its first bytes: what is plainly no checkpoint is refused here, not after the load
     except FileNotFoundError as e:
-        return f"weights {shown(value)}: {e}"
+        return f"weights {shown(value)}: {e}" if option is None else str(e)
     except CheckpointError as e:
-        return f"weights: {e} (give a checkpoint file, or 'random')"
+        return f"{'weights: ' if option is None else ''}{e} (give a checkpoint file, or 'random')"
     except OSError as e:   # e.g. a name longer than the file system allows
-        return f"weights {shown(value)}: cannot be opened: {e.strerror or e} (give a checkpoint path, or 'random')"
+        return f"{said}{shown(value)}: cannot be opened: {e.strerror or e} (give a checkpoint path, or 'random')"
     return None
 
 
@@ -605,7 +607,9 @@ def _colormap_names() -> tuple[str, ...]:
     return tuple(pipeline.COLORMAPS)
 
 
-def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
+def _check_value(spec: ParamSpec, value: Any, option: Optional[str] = None) -> Optional[str]:
+    """Why ``value`` is no value of ``spec``; ``option``: the command-line option of a tool that gives the value to the
+    node (the reason is then for argparse's "argument --input-size: ..." and does not name the parameter)."""
     if spec.type is list and value is None:   # `-p name:=[]` reaches rclpy as an unset (None) value
         value = []
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
@@ -615,18 +619,63 @@ def _check_value(spec: ParamSpec, value: Any) -> Optional[str]:
     if spec.type is list and not all(isinstance(v, str) for v in value):
         return f"{spec.name} must be a list of strings"
     if spec.choices is not None and value not in spec.choices:
-        return f"{spec.name}={shown(value)} is not one of {', '.join(spec.choices)}"
-    reason = range_refusal(spec, value)
+        return f"{'' if option else spec.name + '='}{shown(value)} is not one of {', '.join(spec.choices)}"
+    reason = range_refusal(spec, value, option)
     if reason is None and spec.check is not None:
-        return spec.check(value)
+        return spec.check(value) if option is None else spec.check(value, option)
     return reason
 
 
-def range_refusal(spec: ParamSpec, value: Any) -> Optional[str]:
+def parameter_option(name: str, option: str) -> Callable[[str], Any]:
+    """argparse's ``type`` for a tool's ``option`` (``--input-size``) whose value the tool gives the node's parameter
+    ``name`` (``input_size``): a value the node would refuse, at its start and in its words (``-p input_size:=``),
+    is the tool's usage error instead, before anything starts, in the option's words ("argument --input-size: 100 is
+    not a multiple of 32: use 96 or 128 ..."). The parameter's own checks (type, range, check function) decide.
+
+    The parameter's check function, if any, must take ``option`` (as :func:`_check_weights`)."""
+    import argparse  # noqa: PLC0415
+
+    spec = SPECS[name]
+
+    def convert(text: str) -> Any:
+        try:
+            value = spec.type(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{shown(text)} is not {_OPTION_TYPE_WORDS[spec.type]}") from None
+        why = _check_value(spec, value, option)
+        if why:
+            raise argparse.ArgumentTypeError(why)
+        return value
+
+    return convert
+
+
+_OPTION_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string"}
+
+
+def target_refusals(device: str, precision: str, cuda_graphs: bool, options: bool = False) -> list[str]:
+    """Why the node would refuse ``precision`` / ``cuda_graphs`` with ``device`` (fp16 or CUDA graphs where the model
+    runs on the CPU: ``cpu``, or ``auto`` without CUDA); ``options``: in the words of a tool's ``--device``,
+    ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'."""
+    on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+    where = f"--device {device}" + (" finds no CUDA on this machine" if device == "auto" else "")
+    reasons = []
+    if cuda_graphs and on_cpu:
+        reasons.append(f"cuda_graphs needs a CUDA device (device {device!r} runs on the CPU)" if not options else
+                       f"--cuda-graphs needs a CUDA device ({where}); leave --cuda-graphs out")
+    if precision == "fp16" and on_cpu:
+        reasons.append(f"precision fp16 is not supported on the CPU (device {device!r}); use fp32 or bf16"
+                       if not options else
+                       f"--precision fp16 is not supported on the CPU ({where}); use --precision fp32 or bf16")
+    return reasons
+
+
+def range_refusal(spec: ParamSpec, value: Any, option: Optional[str] = None) -> Optional[str]:
     """Why ``value`` (of the parameter's type) is outside ``spec``'s range, with the allowed values nearest to it
     where the range has steps; None when it is inside (or there is no range). The node refuses a live change with
     this before rclpy's descriptor check, whose words ("not a valid step. Min: 0, max: 2048, value: 100, step: 32")
-    say what is wrong but not what would do."""
+    say what is wrong but not what would do. ``option``: as in :func:`_check_value` (the reason names no parameter)."""
+    head = f"{value}" if option else f"{spec.name}={value}"
     if spec.int_range is not None:
         lo, hi, step = spec.int_range
         if lo <= value <= hi and (value - lo) % step == 0:
@@ -636,14 +685,14 @@ def range_refusal(spec: ParamSpec, value: Any) -> Optional[str]:
         what = (f"is not a multiple of {step}" if lo % step == 0 else f"is not {lo} plus a multiple of {step}") \
             if inside else f"out of range {allowed}"
         if step == 1:
-            return f"{spec.name}={value} {what}"
+            return f"{head} {what}"
         nearest, zero = _nearest(spec, value)
         use = " or ".join(str(v) for v in nearest) + (f", or 0 for {zero}" if zero else "")
-        return f"{spec.name}={value} {what}: use {use}" + (f" (allowed: {allowed})" if inside else "")
+        return f"{head} {what}: use {use}" + (f" (allowed: {allowed})" if inside else "")
     if spec.float_range is not None:
         lo, hi = spec.float_range
         if not (math.isfinite(value) and lo <= value <= hi):
-            return f"{spec.name}={value} out of range {lo:g}..{hi:g}"
+            return f"{head} out of range {lo:g}..{hi:g}"
     return None
 
 
@@ -870,11 +919,7 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
         names = _colormap_names()
         if s["colormap"] not in names:
             reasons.append(f"colormap={shown(s['colormap'])} is not one of {', '.join(names)}")
-    on_cpu = s["device"] == "cpu" or (s["device"] == "auto" and not _cuda_available())
-    if s["cuda_graphs"] and on_cpu:
-        reasons.append(f"cuda_graphs needs a CUDA device (device {s['device']!r} runs on the CPU)")
-    if s["precision"] == "fp16" and on_cpu:
-        reasons.append(f"precision fp16 is not supported on the CPU (device {s['device']!r}); use fp32 or bf16")
+    reasons.extend(target_refusals(s["device"], s["precision"], s["cuda_graphs"]))
     return reasons
 
 

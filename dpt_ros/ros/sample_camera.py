@@ -54,6 +54,29 @@ PARAMETERS = (
 )
 
 
+def parameter_option(name: str, option: str):
+    """argparse's ``type`` for a tool's ``option`` (``--rate``) whose value the tool gives this node's parameter
+    ``name`` (``rate``, a number with a declared range): a value outside that range, which the camera would refuse
+    at its start in rclpy's ``-p`` words (and the tool find out seconds later), is the tool's usage error instead, in
+    the option's words ("argument --rate: 0 out of range 0.01..1000")."""
+    import argparse  # noqa: PLC0415
+
+    default, (lo, hi) = next((d, b) for n, d, _, b in PARAMETERS if n == name)
+    kind = type(default)
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{params.shown(text)} is not "
+                                             f"{'a whole number' if kind is int else 'a number'}") from None
+        if not (math.isfinite(value) and lo <= value <= hi):
+            raise argparse.ArgumentTypeError(f"{value:g} out of range {lo:g}..{hi:g}")
+        return value
+
+    return convert
+
+
 def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
     """The named scikit-image photographs as (H, W, 3) uint8 RGB arrays."""
     import skimage.data

@@ -28,33 +28,74 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
-from dpt_ros.ros.node import STAGES  # noqa: E402  (the node's own stage names)
+from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES  # noqa: E402  (the node's own stage and output names)
+from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, shm_notice   # noqa: E402
-from dpt_ros.ros.params import device_option  # noqa: E402
+from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
-    """The model and frame options shared by the node benchmarks (this one and bench_node_stages)."""
-    ap.add_argument("--variant", default="dpt_tiny")
-    ap.add_argument("--weights", default="random", help="checkpoint file or 'random'")
+    """The model and frame options shared by the node benchmarks (this one and bench_node_stages). A value the node
+    (or the camera) would refuse is a usage error, by the node's own checks (see :func:`check_model_arguments` for
+    the combinations)."""
+    from dpt_ros.model import VARIANTS
+    from dpt_ros.ros.sample_camera import parameter_option as camera_option
+
+    ap.add_argument("--variant", default="dpt_tiny", metavar="VARIANT",
+                    choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
+                    help="depth variant (default dpt_tiny): %(choices)s")
+    ap.add_argument("--weights", default="random", type=parameter_option("depth.weights", "--weights"),
+                    help="checkpoint file or 'random'")
     ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--cuda-graphs", action="store_true")
-    ap.add_argument("--input-size", type=int, default=input_size, help="network size (0 = variant default)")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=input_size,
+                    help="network size, a multiple of 32 (0 = variant default)")
+    ap.add_argument("--width", type=camera_option("width", "--width"), default=640)
+    ap.add_argument("--height", type=camera_option("height", "--height"), default=480)
+    ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2, help="points.stride")
+    ap.add_argument("--outputs", default="depth,points", type=output_topics,
+                    help="comma-separated output topics to subscribe (lazy node computes only these): "
+                         + ", ".join(DEPTH_TOPICS))
+
+
+#: the outputs of the benchmarks' node (depth only, no compressed copies): what --outputs may name
+DEPTH_TOPICS = tuple(name for name in OUTPUTS if name in _DEPTH_OUTPUTS)
+
+
+def output_topics(text: str) -> str:
+    """--outputs (argparse's type): comma-separated names of topics the benchmarks' node publishes. Another name was
+    subscribed to and waited for (bench_e2e: 120 s, then "dpt_node did not start"; bench_node_stages: KeyError)."""
+    names = [o for o in text.split(",") if o]
+    wrong = [o for o in names if o not in DEPTH_TOPICS]
+    if wrong or not names:
+        said = f"{', '.join(map(repr, wrong))} {'is no output' if len(wrong) == 1 else 'are no outputs'} of the " \
+               f"benchmarks' node" if wrong else "no topic named"
+        raise argparse.ArgumentTypeError(f"{said}; give one or more of {', '.join(DEPTH_TOPICS)}, separated by commas")
+    return text
+
+
+def _absolute_weights(weights: str) -> str:
+    return weights if weights in ("", "random") else os.path.abspath(weights)
+
+
+def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Refuse (``ap.error``) the combinations of the model options that the node would refuse (fp16 or CUDA graphs
+    where the model runs on the CPU), by the node's own check; ``args`` otherwise."""
+    why = target_refusals(args.device, args.precision, args.cuda_graphs, options=True)
+    if why:
+        ap.error("; ".join(why))
+    return args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_arguments(ap, input_size=0)
-    ap.add_argument("--rate", type=float, default=30.0, help="camera rate (Hz)")
+    from dpt_ros.ros.sample_camera import parameter_option as camera_option
+
+    ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0, help="camera rate (Hz)")
     ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
-    ap.add_argument("--outputs", default="depth,points",
-                    help="comma-separated output topics to subscribe (lazy node computes only these); "
-                         "the default is issue 5's target set, depth + cloud (add inverse_depth etc. here)")
-    ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
     ap.add_argument("--domain", type=int, default=domain_from_env(87))
@@ -64,7 +105,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
                          "the subscribers inside publish()")
     ap.add_argument("--json", default=None, help="also write the results to this file")
-    return ap.parse_args(argv)
+    return check_model_arguments(ap, ap.parse_args(argv))
 
 
 def add_dds_profile_argument(ap: argparse.ArgumentParser) -> None:
@@ -132,7 +173,8 @@ def run(args: argparse.Namespace) -> dict:
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
     node_cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args",
-                "-p", f"depth.variant:={args.variant}", "-p", f"depth.weights:={args.weights}",
+                # (the node runs in REPO: a relative --weights, checked here from this process's folder, made absolute)
+                "-p", f"depth.variant:={args.variant}", "-p", f"depth.weights:={_absolute_weights(args.weights)}",
                 "-p", f"device:={args.device}", "-p", f"precision:={args.precision}",
                 "-p", f"cuda_graphs:={'true' if args.cuda_graphs else 'false'}",
                 "-p", f"input_size:={args.input_size}", "-p", f"points.stride:={args.stride}",

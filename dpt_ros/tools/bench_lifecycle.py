@@ -19,7 +19,7 @@ import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from dpt_ros.ros.dds_env import domain_from_env
-from dpt_ros.ros.params import device_option
+from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
 
@@ -62,15 +62,25 @@ def run(variant: str, input_size: int, device: str, precision: str, cycles: int,
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--variant", default="dpt_hybrid")
-    ap.add_argument("--input-size", type=int, default=384)
+    from dpt_ros.model import VARIANTS
+
+    # (a value the node would refuse is a usage error here, by the node's own checks)
+    ap.add_argument("--variant", default="dpt_hybrid", metavar="VARIANT",
+                    choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
+                    help="depth variant (default dpt_hybrid): %(choices)s")
+    ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=384,
+                    help="network size, a multiple of 32 (0 = the variant's default)")
     ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--cycles", type=int, default=2)
     ap.add_argument("--domain", type=int, default=domain_from_env(87),
                     help="ROS domain (default: ROS_DOMAIN_ID, else 87)")
     ap.add_argument("--json", default="")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    why = target_refusals(args.device, args.precision, False, options=True)
+    if why:
+        ap.error("; ".join(why))
+    return args
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,8 @@ import sys
 import time
 from pathlib import Path
 
-from dpt_ros.tools.bench_e2e import STAGES, add_dds_profile_argument, add_model_arguments, dds_profile  # noqa: E402
+from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
+                                     check_model_arguments, dds_profile)
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 
@@ -46,8 +47,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
                                                            "bgra16", "mono8", "mono16"), help="the frames' encoding")
-    ap.add_argument("--outputs", default="depth,points", help="comma-separated output topics to subscribe")
-    ap.add_argument("--stride", type=int, default=2, help="points.stride")
     ap.add_argument("--frames", type=int, default=100, help="measured frames (at most 300, the node's window)")
     ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
     ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
@@ -62,7 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="ROS domain (default: ROS_DOMAIN_ID, else 88)")
     add_dds_profile_argument(ap)
     ap.add_argument("--json", default=None, help="also write the results to this file")
-    return ap.parse_args(argv)
+    args = check_model_arguments(ap, ap.parse_args(argv))
+    if args.width < 1 or args.height < 1:   # (0, the camera's "source size" in bench_e2e, is no size here)
+        ap.error(f"--width and --height are the size of the frames it makes: at least 1; "
+                 f"got {args.width}x{args.height}")
+    return args
 
 
 _SUBSCRIBER = """

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
-from dpt_ros.ros.params import device_option
+from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.tools import output_folder_error
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,18 +79,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
     ap.add_argument("--variant", default="dpt_hybrid", choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
                     metavar="VARIANT", help="depth variant (default dpt_hybrid): %(choices)s")
-    ap.add_argument("--weights", default=None, help="checkpoint file, or 'random' (default: weights/<file> if present)")
-    ap.add_argument("--input-size", type=int, default=0, help="network size (0 = the variant's default)")
+    from dpt_ros.ros.sample_camera import parameter_option as camera_option
+
+    # (a value the node or the camera would refuse at its start is a usage error here, by their own checks)
+    ap.add_argument("--weights", default=None, type=parameter_option("depth.weights", "--weights"),
+                    help="checkpoint file, or 'random' (default: weights/<file> if present)")
+    ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=0,
+                    help="network size, a multiple of 32 (0 = the variant's default)")
     ap.add_argument("--device", default="auto", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=("fp32", "fp16", "bf16"))
-    ap.add_argument("--rate", type=float, default=5.0, help="sample camera rate in Hz (default 5)")
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=5.0,
+                    help="sample camera rate in Hz (default 5)")
+    ap.add_argument("--width", type=camera_option("width", "--width"), default=640)
+    ap.add_argument("--height", type=camera_option("height", "--height"), default=480)
     ap.add_argument("--source", default="builtin", help="sample camera source: builtin, a folder or a video")
     ap.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
     args = ap.parse_args(argv)
     if args.frames < 1:
         ap.error(f"--frames must be at least 1; got {args.frames}")
+    why = target_refusals(args.device, args.precision, False, options=True)
+    if why:
+        ap.error("; ".join(why))
     return args
 
 

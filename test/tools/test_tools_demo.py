@@ -77,18 +77,22 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
 
 def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(tmp_path):
     """The node's reason, once; nothing written, and an earlier run's results left as they were (not its frames
-    removed and its summary kept)."""
+    removed and its summary kept). (A checkpoint of no DPT: what only loading it shows; a missing file is the demo's
+    own usage error.)"""
+    import torch
+
     out = tmp_path / "out"
     out.mkdir()
     earlier = {"frame_000_input.png": b"an earlier run's frame", "summary.json": b'{"frames": 1}'}
     for name, data in earlier.items():
         (out / name).write_bytes(data)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "other.pt")
     res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "2", "--out", str(out),
-                          "--variant", "dpt_tiny", "--weights", str(tmp_path / "missing.pt"), "--device", "cpu",
+                          "--variant", "dpt_tiny", "--weights", str(tmp_path / "other.pt"), "--device", "cpu",
                           "--timeout", "120"], env=dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only()),
                          capture_output=True, text=True, timeout=180)
     assert res.returncode == 1, res.stderr
-    assert res.stderr.count("missing.pt' not found") == 1, res.stderr   # the node's reason, once
+    assert res.stderr.count("other.pt is not a DPT checkpoint") == 1, res.stderr   # the node's reason, once
     assert "dpt_ros.ros.node exited early with code 2" in res.stderr
     assert f"no frame was processed; nothing written to {out}/ (left as it was)" in res.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir()} == earlier and "frames ->" not in res.stdout
@@ -119,6 +123,38 @@ def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_word
         err = capsys.readouterr().err
         assert info.value.code == 2 and why in err and "-p device" not in err, err
     assert demo.parse_args(["--device", "cpu"]).device == "cpu" and demo.parse_args([]).device == "auto"
+
+
+def test_values_the_node_or_camera_would_refuse_are_the_demos_usage_errors_in_its_own_words(capsys):
+    """fp16 on the CPU, an --input-size or --weights the node refuses, a --rate / --width / --height outside the
+    camera's range: argparse's error naming the option and what to give, before anything starts (each was the node's
+    or the camera's log in -p words, after the random-weights banner, then 'exited early')."""
+    import torch
+
+    cases = [(["--input-size", "100"], "argument --input-size: 100 is not a multiple of 32: use 96 or 128 (allowed: "
+                                       "0..2048 in steps of 32)"),
+             (["--input-size", "4096"], "argument --input-size: 4096 out of range 0..2048 in steps of 32: use 2048"),
+             (["--input-size", "16"], "argument --input-size: 16 is not a multiple of 32: use 32, or 0 for the "
+                                      "variant's own size"),
+             (["--input-size", "1.5"], "argument --input-size: '1.5' is not a whole number"),
+             (["--weights", "/nonexistent/w.pt"], "argument --weights: file '/nonexistent/w.pt' does not exist (give "
+                                                  "a checkpoint path, or 'random')"),
+             (["--rate", "0"], "argument --rate: 0 out of range 0.01..1000"),
+             (["--width", "-1"], "argument --width: -1 out of range 0..8192"),
+             (["--height", "9000"], "argument --height: 9000 out of range 0..8192"),
+             (["--device", "cpu", "--precision", "fp16"], "error: --precision fp16 is not supported on the CPU "
+                                                          "(--device cpu); use --precision fp32 or bf16")]
+    if not torch.cuda.is_available():
+        cases.append((["--precision", "fp16"], "error: --precision fp16 is not supported on the CPU (--device auto "
+                                               "finds no CUDA on this machine); use --precision fp32 or bf16"))
+    for argv, why in cases:
+        with pytest.raises(SystemExit) as info:
+            demo.parse_args(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and why in err and ":=" not in err, (argv, err)
+    args = demo.parse_args(["--input-size", "0", "--weights", "random", "--rate", "0.5", "--width", "0",
+                            "--device", "cpu", "--precision", "bf16"])
+    assert (args.input_size, args.weights, args.rate, args.width, args.precision) == (0, "random", 0.5, 0, "bf16")
 
 
 def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path, monkeypatch):

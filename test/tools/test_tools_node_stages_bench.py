@@ -116,6 +116,59 @@ def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(c
         assert parse(["--device", "auto"]).device == "auto" and parse([]).device == "cpu"
 
 
+def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(capsys):
+    """--variant, --weights, --input-size, --stride, --outputs, --rate, --width / --height and the combinations fp16
+    or --cuda-graphs on the CPU: argparse's error naming the option and what to give, by the node's (camera's) own
+    checks (they were a traceback with the node's reason in -p words, 'configure failed (see the log above)', a
+    KeyError, or bench_e2e waiting 120 s for a topic no node publishes)."""
+    from dpt_ros.tools import bench_e2e, bench_lifecycle
+
+    outputs = "give one or more of inverse_depth, inverse_depth/colored, depth, depth/camera_info, points, separated " \
+              "by commas"
+    common = [(["--variant", "bogus"], "argument --variant: invalid choice: 'bogus'"),
+              (["--input-size", "100"], "argument --input-size: 100 is not a multiple of 32: use 96 or 128"),
+              (["--precision", "fp16"], "error: --precision fp16 is not supported on the CPU (--device cpu); use "
+                                        "--precision fp32 or bf16")]
+    node = common + [(["--weights", "/nonexistent/w.pt"], "argument --weights: file '/nonexistent/w.pt' does not exist"),
+                     (["--stride", "0"], "argument --stride: 0 out of range 1..64"),
+                     (["--outputs", "bogus"], f"argument --outputs: 'bogus' is no output of the benchmarks' node; "
+                                              f"{outputs}"),
+                     (["--outputs", "depth,x,y/z"], "argument --outputs: 'x', 'y/z' are no outputs of"),
+                     (["--outputs", ","], f"argument --outputs: no topic named; {outputs}"),
+                     (["--cuda-graphs"], "error: --cuda-graphs needs a CUDA device (--device cpu); leave --cuda-graphs "
+                                         "out"),
+                     (["--height", "-5"], "argument --height: -5 out of range 0..8192")]
+    cases = {bench_e2e.parse_args: node + [(["--rate", "0"], "argument --rate: 0 out of range 0.01..1000")],
+             bench_node_stages.parse_args: node + [(["--width", "0"], "error: --width and --height are the size of the "
+                                                                      "frames it makes: at least 1; got 0x480")],
+             bench_lifecycle.parse_args: common + [(["--precision", "fp64"], "argument --precision: invalid choice")]}
+    for parse, refused in cases.items():
+        for argv, why in refused:
+            with pytest.raises(SystemExit) as info:
+                parse(argv)
+            err = capsys.readouterr().err
+            assert info.value.code == 2 and why in err and ":=" not in err, (parse.__module__, argv, err)
+    args = bench_e2e.parse_args(["--outputs", "inverse_depth,depth/camera_info", "--stride", "4", "--width", "0",
+                                 "--input-size", "64", "--precision", "bf16"])
+    assert (args.outputs, args.stride, args.width, args.input_size) == ("inverse_depth,depth/camera_info", 4, 0, 64)
+    args = bench_node_stages.parse_args([])
+    assert (args.outputs, args.stride, args.input_size, args.weights) == ("depth,points", 2, 64, "random")
+
+
+def test_bench_e2e_gives_its_node_the_weights_file_it_checked(tmp_path, monkeypatch):
+    """--weights is checked from this process's folder; the node, started in the repository, gets that file as an
+    absolute path (a relative one would name another file there, or none)."""
+    import torch
+
+    from dpt_ros.tools import bench_e2e
+
+    torch.save({"x": torch.zeros(1)}, tmp_path / "w.pt")
+    monkeypatch.chdir(tmp_path)
+    args = bench_e2e.parse_args(["--weights", "w.pt"])
+    assert args.weights == "w.pt" and bench_e2e._absolute_weights(args.weights) == str(tmp_path / "w.pt")
+    assert bench_e2e._absolute_weights("random") == "random"
+
+
 def test_stage_quantiles_are_numpys_linear_ones():
     import numpy as np
 
