@@ -28,6 +28,19 @@ from typing import Callable, Optional
 import torch
 
 
+def _device(value: str) -> str:
+    """--device (argparse's type): one the model would refuse (a misspelling, CUDA where there is none, a cuda:N this
+    machine lacks) by the model's own check, before anything loads (it was a traceback from torch, 'Found no NVIDIA
+    driver' for --device cuda on a machine without one)."""
+    from dpt_ros.model.engine import check_target  # noqa: PLC0415
+
+    try:
+        check_target(value, "fp32", use_cpu="--device cpu")
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
 def _parse_size(s: str) -> tuple[int, int]:
     if s.strip().isdigit():   # (the node's input_size N is no network shape: it keeps the frame's aspect)
         n = int(s)
@@ -231,9 +244,14 @@ def _format_row(r: dict) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", nargs="+", default=["dpt_hybrid", "dpt_large"])
-    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    ap.add_argument("--precision", nargs="+", default=None,
+    from dpt_ros.model import VARIANTS
+    from dpt_ros.model.engine import PRECISIONS
+
+    # (a variant, device or precision the model would refuse is a usage error here, before anything loads)
+    ap.add_argument("--variants", nargs="+", default=["dpt_hybrid", "dpt_large"], choices=list(VARIANTS),
+                    metavar="VARIANT", help="variants to time (default dpt_hybrid dpt_large): %(choices)s")
+    ap.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:N] (default cpu)")
+    ap.add_argument("--precision", nargs="+", default=None, choices=list(PRECISIONS),
                     help="fp32 fp16 bf16 (default: fp32 on CPU, fp16 bf16 fp32 on CUDA)")
     ap.add_argument("--sizes", nargs="+", type=_parse_size, default=None,
                     help="HxW, multiples of 32 (default 384x384; CUDA: 384x384 384x512)")
@@ -255,8 +273,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and device.index is None:   # the index the tensors carry (peak memory compares devices)
         device = torch.device("cuda", torch.cuda.current_device())
-    if device.type == "cuda" and not torch.cuda.is_available():
-        ap.error("--device cuda requested but CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
     cuda = device.type == "cuda"

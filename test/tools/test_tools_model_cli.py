@@ -257,6 +257,24 @@ def test_bench_model_non_square_without_hf(capsys):
         "input_size 384 runs 640x480 frames at 384x512)")
 
 
+def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything(capsys):
+    """--variants, --device and --precision the model refuses: argparse's error naming the option, by the model's own
+    checks (they were tracebacks: torch's 'Found no NVIDIA driver' for --device cuda without CUDA, its device-string
+    error, get_variant's and parse_precision's ValueError after the environment line)."""
+    cuda = "device 'cuda' requested but CUDA is not available here; use --device cpu" \
+        if not torch.cuda.is_available() else None
+    cases = [(["--variants", "bogus"], "argument --variants: invalid choice: 'bogus'"),
+             (["--device", "bogus"], "argument --device: device must be 'cpu' or 'cuda[:N]', got 'bogus'"),
+             (["--precision", "fp64"], "argument --precision: invalid choice: 'fp64'")]
+    if cuda:
+        cases.append((["--device", "cuda"], f"argument --device: {cuda}"))
+    for argv, why in cases:
+        with pytest.raises(SystemExit) as info:
+            bench_model.main(["--sizes", "64x64", *argv])
+        captured = capsys.readouterr()
+        assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
+
+
 def test_urls_give_height_x_width_and_every_source():
     """Network sizes height x width, as input_size, the node's diagnostics and bench_model write them."""
     lines = weights.urls_text().splitlines()
