@@ -375,8 +375,10 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     return None if steps and ref[0] > float(np.median(steps)) * _REFERENCE_KEPT else True
 
 
-def _percentile(values, q: float) -> float:
-    return float(np.percentile(np.asarray(values, np.float64), q)) if values else float("nan")
+def percentile(values, q: float) -> float:
+    """The ``q`` percentile (0-100) of a list of numbers, NumPy's default (linear between neighbours); NaN for
+    none. The one helper for the node's /diagnostics figures and the benchmarks' (bench_e2e, bench_node_stages)."""
+    return float(np.percentile(np.asarray(values, np.float64), q)) if len(values) else float("nan")
 
 
 class DptNode(Node):
@@ -2036,8 +2038,8 @@ class DptNode(Node):
         kv["cpu_threads"] = "torch {}, opencv {}".format(*self._threads_in_use)
         kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
                    "model_loading": str(loading), "last_model_error": model_error or "none",
-                   "age_p50_ms": f"{_percentile(ages[len(ages) - recent_ages:], 50):.1f}",
-                   "age_p99_ms": f"{_percentile(ages[len(ages) - recent_ages:], 99):.1f}"})
+                   "age_p50_ms": f"{percentile(ages[len(ages) - recent_ages:], 50):.1f}",
+                   "age_p99_ms": f"{percentile(ages[len(ages) - recent_ages:], 99):.1f}"})
         for stage, values in stages.items():
             values = values[len(values) - recent_batches:]
             kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
@@ -2047,8 +2049,8 @@ class DptNode(Node):
             kv[f"latency.{stage}_sum_ms"] = f"{ms:.3f}"
         total = [sum(v) for v in zip(*stages.values())]   # (all held: the stuck limit below scales with the slowest)
         recent_total = total[len(total) - recent_batches:]
-        kv["latency.total_p50_ms"] = f"{_percentile(recent_total, 50):.2f}"
-        kv["latency.total_p99_ms"] = f"{_percentile(recent_total, 99):.2f}"
+        kv["latency.total_p50_ms"] = f"{percentile(recent_total, 50):.2f}"
+        kv["latency.total_p99_ms"] = f"{percentile(recent_total, 99):.2f}"
         encode_ms = list(self._compressed.encode_ms) if self._compressed is not None else []
         if encode_ms:   # on their own thread, not part of the total: a frame's compressed copies together
             kv["latency.compressed_copies_ms"] = f"{sum(encode_ms) / len(encode_ms):.2f}"

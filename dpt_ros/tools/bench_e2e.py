@@ -24,11 +24,9 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
-from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES  # noqa: E402  (the node's own stage and output names)
+from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES, percentile  # noqa: E402  (the node's own stage and output names)
 from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, shm_notice   # noqa: E402
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
@@ -151,10 +149,6 @@ def _stop(proc: subprocess.Popen) -> str:
     return out or ""
 
 
-def _pct(values, q) -> float:
-    return float(np.percentile(values, q)) if len(values) else float("nan")
-
-
 def run(args: argparse.Namespace) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -272,8 +266,8 @@ def run(args: argparse.Namespace) -> dict:
         for name, rows in arrivals.items():
             lat = [r[1] for r in rows]
             result["outputs"][name] = {"rate_hz": round(len(rows) / window, 2), "count": len(rows),
-                                       "latency_p50_ms": round(_pct(lat, 50), 2),
-                                       "latency_p99_ms": round(_pct(lat, 99), 2),
+                                       "latency_p50_ms": round(percentile(lat, 50), 2),
+                                       "latency_p99_ms": round(percentile(lat, 99), 2),
                                        "latency_max_ms": round(max(lat), 2) if lat else None}
         st = result["stages_ms"]
         total = sum(v for v in st.values() if v == v)

@@ -39,6 +39,7 @@ from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model
                                      check_model_arguments, dds_profile)
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
+from dpt_ros.ros.node import percentile  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -254,15 +255,15 @@ def _measure(node, one, rate: float, frames: int, profile: int, into: list | Non
             d.clear()
     wall = _frames(one, rate, frames)
     with node._lock:
-        times = {k: sorted(v) for k, v in node._stage_ms.items() if v}
+        times = {k: list(v) for k, v in node._stage_ms.items() if v}
     stages = {k: sum(v) / len(v) for k, v in times.items()}
     total = sum(stages.values())
     # means make up the per-frame total (the issue's overhead share is of means, as in /diagnostics); a shared
     # machine's busy spells show in them as a long tail, which the medians and 90th percentiles set apart
     run = {"rate_hz": rate,
            "stages_ms": {k: round(stages.get(k, float("nan")), 3) for k in STAGES},
-           "stages_median_ms": {k: round(_quantile(times[k], 0.5), 3) for k in STAGES if k in times},
-           "stages_p90_ms": {k: round(_quantile(times[k], 0.9), 3) for k in STAGES if k in times},
+           "stages_median_ms": {k: round(percentile(times[k], 50), 3) for k in STAGES if k in times},
+           "stages_p90_ms": {k: round(percentile(times[k], 90), 3) for k in STAGES if k in times},
            "node_total_ms": round(total, 3),
            "overhead_ms": round(total - stages.get("model", 0.0), 3),
            "node_overhead_fraction": round(1.0 - stages.get("model", 0.0) / total, 3) if total else None,
@@ -281,14 +282,6 @@ def _measure(node, one, rate: float, frames: int, profile: int, into: list | Non
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(profile)
         run["profile"] = out.getvalue()
     return run
-
-
-def _quantile(ordered: list[float], q: float) -> float:
-    """The ``q`` quantile of sorted values (linear between neighbours, as NumPy's default)."""
-    pos = q * (len(ordered) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def _run_label(run: dict) -> str:

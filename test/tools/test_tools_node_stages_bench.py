@@ -169,13 +169,21 @@ def test_bench_e2e_gives_its_node_the_weights_file_it_checked(tmp_path, monkeypa
     assert bench_e2e._absolute_weights("random") == "random"
 
 
-def test_stage_quantiles_are_numpys_linear_ones():
+def test_stage_percentiles_are_the_nodes_one_helper():
+    """The node's /diagnostics percentiles and both benchmarks' come from one helper (node.percentile), NumPy's
+    linear percentile, NaN for no values."""
+    import math
+
     import numpy as np
 
-    values = sorted(np.random.default_rng(3).exponential(2.0, 37).tolist())
-    for q in (0.0, 0.5, 0.9, 1.0):
-        assert bench_node_stages._quantile(values, q) == pytest.approx(float(np.quantile(values, q)), rel=1e-12)
-    assert bench_node_stages._quantile([4.0], 0.9) == 4.0
+    from dpt_ros.ros import node
+    from dpt_ros.tools import bench_e2e
+
+    assert bench_node_stages.percentile is node.percentile and bench_e2e.percentile is node.percentile
+    values = np.random.default_rng(3).exponential(2.0, 37).tolist()
+    for q in (0, 50, 90, 99, 100):
+        assert node.percentile(values, q) == float(np.percentile(values, q))
+    assert node.percentile([4.0], 90) == 4.0 and math.isnan(node.percentile([], 50))
 
 
 def _profiler_on() -> bool:
