@@ -63,8 +63,9 @@ _SEG_OUTPUTS = ("segmentation", "segmentation/colored", "segmentation/compressed
 _INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored", "inverse_depth/colored/compressed"))
 _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points", "depth/compressedDepth"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
-try:   # vision_msgs is optional (not on PyPI): without it no label_info publisher
-    import vision_msgs.msg  # noqa: F401
+try:   # vision_msgs is optional (not on PyPI): without it no label_info publisher (the class names are always in the
+    # class_names parameter); its one check, for the publishers (_publish_label_info) and the topic checks (collision)
+    from vision_msgs.msg import LabelInfo, VisionClass
     _LABEL_INFO = True
 except ImportError:
     _LABEL_INFO = False
@@ -1045,9 +1046,7 @@ class DptNode(Node):
         return warn
 
     def _publish_label_info(self, s: Settings) -> None:
-        try:  # vision_msgs is optional (not on PyPI); class names are always in the class_names parameter
-            from vision_msgs.msg import LabelInfo, VisionClass
-        except ImportError:
+        if not _LABEL_INFO:
             return
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self._label_pubs = []
