@@ -62,12 +62,13 @@ INTERFACES = _sros2_folder() / "dpt_ros_interfaces.yaml"
 POLICY = _sros2_folder() / "dpt_ros_policy.xml"
 
 
-def load(path: Path = INTERFACES) -> dict:
+def load() -> dict:
+    """The interfaces file (:data:`INTERFACES`)."""
     try:
-        with open(path) as f:
+        with open(INTERFACES) as f:
             return yaml.safe_load(f)
     except FileNotFoundError:
-        raise SystemExit(f"sros2_policy: {path} not found: run it from a dpt_ros checkout or an install that "
+        raise SystemExit(f"sros2_policy: {INTERFACES} not found: run it from a dpt_ros checkout or an install that "
                          f"has share/dpt_ros/sros2 (colcon build, pip install)") from None
 
 
@@ -124,7 +125,7 @@ def settings(parameters: Mapping[str, Any] = MappingProxyType({}), cameras: Opti
 
 
 def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, transport: Optional[str] = None,
-             optional: bool = True, path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
+             optional: bool = True, remaps: Iterable[tuple[str, str]] = (),
              depth_align: Optional[bool] = None, managed: bool = False,
              parameters: Mapping[str, Any] = MappingProxyType({})) -> dict:
     """The resolved interface set: ``{"publish": {name: type}, "subscribe": ..., "reply": ...,
@@ -139,7 +140,7 @@ def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, tran
     (:func:`dpt_ros.ros.topics.endpoints`); label_info in ``optional_publish`` (only where vision_msgs is installed)."""
     from dpt_ros.ros import topics  # noqa: PLC0415
 
-    spec = load(path)
+    spec = load()
     node = spec["node"]
     remaps = list(remaps)
     s = settings(parameters, cameras, transport, depth_align)
@@ -170,12 +171,12 @@ def expected(namespace: str = "/", cameras: Optional[Iterable[str]] = None, tran
 
 
 def policy_xml(namespace: str = "/", cameras: Optional[Iterable[str]] = None, transport: Optional[str] = None,
-               enclave: str = "", path: Path = INTERFACES, remaps: Iterable[tuple[str, str]] = (),
+               enclave: str = "", remaps: Iterable[tuple[str, str]] = (),
                depth_align: Optional[bool] = None, managed: bool = False,
                parameters: Mapping[str, Any] = MappingProxyType({})) -> str:
     """The SROS2 policy XML allowing exactly the node's topics and services (:func:`expected`)."""
-    spec = load(path)
-    e = expected(namespace, cameras, transport, optional=True, path=path, remaps=remaps, depth_align=depth_align,
+    spec = load()
+    e = expected(namespace, cameras, transport, optional=True, remaps=remaps, depth_align=depth_align,
                  managed=managed, parameters=parameters)
     ns = _join(namespace)
 
@@ -220,8 +221,7 @@ def _invalid_name(name: str) -> str:
     return ""
 
 
-def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[tuple[str, str]] = (),
-                    path: Path = INTERFACES) -> str:
+def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[tuple[str, str]] = ()) -> str:
     """Why dpt_node would refuse ``cameras`` (its ``cameras`` parameter) in ``namespace`` with ``remaps``, '' when it
     takes them: the node's own check of the parameter (``params.SPECS["cameras"].check``: valid ROS namespaces, none
     twice), each camera first so that the reason names it, then the node's start-up check that no camera is listed
@@ -239,11 +239,11 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
         if why:
             return why
     every = {"publish.compressed": True, "camera_info.url": ""}   # (the node checks all names, whatever its settings)
-    node_level = expected(namespace, [], path=path, remaps=remaps, depth_align=True, parameters=every)
+    node_level = expected(namespace, [], remaps=remaps, depth_align=True, parameters=every)
     node_level = set(node_level["publish"]) | set(node_level["subscribe"])
     for cam in cameras:   # as the node checks them: every topic it may have, in either image transport
         for transport in ("raw", "compressed"):
-            e = expected(namespace, [cam], transport, optional=True, path=path, remaps=remaps, depth_align=True,
+            e = expected(namespace, [cam], transport, optional=True, remaps=remaps, depth_align=True,
                          parameters=every)
             for topic in sorted((set(e["publish"]) | set(e["subscribe"])) - node_level):
                 try:
@@ -252,7 +252,7 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
                     why = str(ex).splitlines()[0].rstrip(" :").replace("Invalid topic name: ", "")
                     return (f"camera namespace {params.shown(cam)} cannot be served: its topic {params.shown(topic)} "
                             f"is no valid ROS topic name ({why}); use a shorter namespace")
-    node, remaps = load(path)["node"], list(remaps)
+    node, remaps = load()["node"], list(remaps)
     twice = params.camera_listed_twice(   # the node's rule, its topics resolved by this tool's rcl rules
         cameras, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node))
     return twice or check(list(cameras)) or ""
@@ -260,7 +260,7 @@ def invalid_cameras(cameras: list[str], namespace: str = "/", remaps: Iterable[t
 
 def topics_refused(cameras: Optional[Iterable[str]] = None, namespace: str = "/",
                    remaps: Iterable[tuple[str, str]] = (), transport: Optional[str] = None,
-                   depth_align: Optional[bool] = None, path: Path = INTERFACES,
+                   depth_align: Optional[bool] = None,
                    parameters: Mapping[str, Any] = MappingProxyType({})) -> str:
     """Why dpt_node would refuse its topics with ``cameras``, ``remaps``, ``transport``, ``depth_align`` and its
     start-up ``parameters`` (as for :func:`expected`) in ``namespace``, '' when it takes them: the node's own rule
@@ -269,14 +269,13 @@ def topics_refused(cameras: Optional[Iterable[str]] = None, namespace: str = "/"
     allows it)."""
     from dpt_ros.ros import topics  # noqa: PLC0415
 
-    node, remaps = load(path)["node"], list(remaps)
+    node, remaps = load()["node"], list(remaps)
     s = settings(parameters, cameras, transport, depth_align)
     return topics.collision(s, lambda name: _remapped(resolve(name, namespace, node), remaps, namespace, node),
                             lambda name: resolve(name, namespace, node), label_info=True) or ""
 
 
-def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/",
-                     path: Path = INTERFACES) -> dict[str, Any]:
+def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/") -> dict[str, Any]:
     """The start-up values dpt_node in ``namespace`` takes from ``sources`` (``("file", path)`` per --params-file,
     ``("param", "name:=value")`` per -p, in order: :func:`dpt_ros.ros.params.start_values`), those that decide its
     topics checked as the node checks them.
@@ -284,7 +283,7 @@ def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/",
     :raises ValueError: a file that cannot be read, or a value the node (or rclpy) refuses, with what to do"""
     from dpt_ros.ros import params, topics  # noqa: PLC0415
 
-    values = params.start_values(sources, resolve("~", namespace, load(path)["node"]))
+    values = params.start_values(sources, resolve("~", namespace, load()["node"]))
     for name in sorted(topics.TOPIC_PARAMETERS & values.keys()):
         why = params.check_value(name, values[name])
         if why:
@@ -344,7 +343,7 @@ def main(argv=None) -> int:
         ap.error(str(e))
     from dpt_ros.ros import params  # noqa: PLC0415
     for path in (source for kind, source in args.sources if kind == "file"):   # (as the node warns of it)
-        unused = params.params_file_unused(path, resolve("~", args.namespace, load(INTERFACES)["node"]))
+        unused = params.params_file_unused(path, resolve("~", args.namespace, load()["node"]))
         if unused:
             print(f"sros2_policy: warning: {unused}; this policy is made without its values", file=sys.stderr)
     cams = args.cameras.split(",") if args.cameras else list(parameters.get("cameras", [""]))
