@@ -1,9 +1,9 @@
-"""Environment variables for DDS processes that mean the same on every supported distro.
+"""Environment variables for DDS processes that mean the same on every supported distro (Humble, Jazzy, Kilted).
 
 Two settings changed name between ROS 2 releases, and each release reads only its own name:
 
-- localhost-only discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` from Iron on (Jazzy still reads
-  the old name, with a deprecation warning); Humble's rcl knows only ``ROS_LOCALHOST_ONLY=1``.
+- localhost-only discovery: ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` on Jazzy and Kilted (the name came with
+  Iron; Jazzy still reads the old name, with a deprecation warning); Humble's rcl knows only ``ROS_LOCALHOST_ONLY=1``.
 - the Fast DDS XML profile file: Fast DDS 3 (Kilted) reads ``FASTDDS_DEFAULT_PROFILES_FILE``, Fast DDS 2.x
   (Humble 2.6, Jazzy 2.14) reads ``FASTRTPS_DEFAULT_PROFILES_FILE``. Kilted's rmw also reads the old name,
   but logs a deprecation warning for it in every process, so it is set only for the Fast DDS 2 distros.
@@ -26,6 +26,8 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Optional
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+# Iron is not supported (end of life since December 2024); it is here because its Fast DDS 2.10 reads only the old
+# profile name too, and leaving it out would give it the new name alone: its profile silently unread
 _FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")
 
 
@@ -39,8 +41,8 @@ def localhost_only(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
 
 def profile_variables(environ: Mapping[str, str] = os.environ) -> tuple[str, ...]:
     """The profile variables to set for the distro in ``environ`` (``ROS_DISTRO``): both names for
-    Humble, Iron and Jazzy (Fast DDS 2 reads the old one); only the new one for Kilted, later
-    distros and the PyPI wheels (no ``ROS_DISTRO``), whose rmw warns about the old one."""
+    Humble and Jazzy (Fast DDS 2 reads the old one; so does the unsupported Iron's); only the new one for
+    Kilted, later distros and the PyPI wheels (no ``ROS_DISTRO``), whose rmw warns about the old one."""
     return PROFILE_VARIABLES if environ.get("ROS_DISTRO") in _FAST_DDS_2_DISTROS else PROFILE_VARIABLES[:1]
 
 
