@@ -38,7 +38,10 @@ COLORMAP_RANGES = ("running", "fixed")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 COLOR_SOURCES = ("image", "segmentation")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+# (fullmatch, ASCII digits, no leading zero: exactly the names of these forms torch.device takes, and with it the
+# model's check_target; '^...$' with \d let 'cpu\n', 'auto\n', 'cuda:01' and 'cuda:<non-ASCII digit>' through here,
+# for the model's load to fail on them with torch's "Invalid device string")
+_DEVICE_RE = re.compile(r"auto|cpu|cuda|cuda:(?:0|[1-9][0-9]*)", re.ASCII)
 
 _TYPES = {
     bool: ParameterType.PARAMETER_BOOL,
@@ -240,12 +243,12 @@ def _check_device(value: str, option: Optional[str] = None) -> Optional[str]:
     tool that passes the value on to the node (``--device``): the reason is then for argparse's "argument
     --device: ..." and names the values as that option takes them (``use --device cpu``), not as ``-p device:=``."""
     said = "device " if option is None else ""
-    if not _DEVICE_RE.match(value):
+    if not _DEVICE_RE.fullmatch(value):
         return f"{said}{shown(value)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
     if value.startswith("cuda"):
         import torch  # lazily: only needed to answer this question
 
-        if not torch.cuda.is_available():
+        if not _cuda_available():
             use = "'cpu' or 'auto'" if option is None else \
                 f"{option} cpu (or {option} auto, the GPU where there is one)"
             return f"{said}{value!r} requested but CUDA is not available on this machine; use {use}"

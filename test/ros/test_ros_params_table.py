@@ -84,6 +84,13 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"resize_method": "stretch"}, "minimal, lower_bound, upper_bound"),
     ({"device": "cuda:x"}, "'cuda:N'"),
     ({"device": "cuda:"}, "device 'cuda:' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),   # N is not optional
+    # names torch.device (the model's check_target) refuses: refused here, not at the model's load ("Invalid device
+    # string"): the first two were taken here, the others said to need CUDA (and taken where there is a GPU)
+    ({"device": "cpu\n"}, "device 'cpu\\n' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": "auto\n"}, "device 'auto\\n' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": "cuda\n"}, "device 'cuda\\n' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": "cuda:01"}, "device 'cuda:01' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
+    ({"device": "cuda:\u0661"}, "device 'cuda:\u0661' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
     ({"cameras": ["a", "a"]}, "twice"),
     ({"cameras": ["bad name"]}, "not a valid ROS namespace"),
     ({"cameras": ["~left"]}, "not a valid ROS namespace"),   # rcl refuses '~' not followed by '/'
