@@ -74,7 +74,8 @@ def output_topics(text: str) -> str:
 
 
 def _absolute_weights(weights: str) -> str:
-    return weights if weights in ("", "random") else os.path.abspath(weights)
+    # (~ expanded first, as the --weights check and the node expand it: abspath alone made ~/w.pt <cwd>/~/w.pt)
+    return weights if weights in ("", "random") else os.path.abspath(os.path.expanduser(weights))
 
 
 def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:

@@ -167,6 +167,14 @@ def test_bench_e2e_gives_its_node_the_weights_file_it_checked(tmp_path, monkeypa
     args = bench_e2e.parse_args(["--weights", "w.pt"])
     assert args.weights == "w.pt" and bench_e2e._absolute_weights(args.weights) == str(tmp_path / "w.pt")
     assert bench_e2e._absolute_weights("random") == "random"
+    # a ~ path (quoted, or --weights=~/w.pt, which the shell leaves as it is): the check and the node expand it, and so
+    # must the absolute path (it was <cwd>/~/w.pt, a file the node did not find after the check had passed)
+    home = tmp_path / "home"
+    home.mkdir()
+    torch.save({"x": torch.zeros(1)}, home / "w.pt")
+    monkeypatch.setenv("HOME", str(home))
+    args = bench_e2e.parse_args(["--weights=~/w.pt"])
+    assert args.weights == "~/w.pt" and bench_e2e._absolute_weights(args.weights) == str(home / "w.pt")
 
 
 def test_stage_percentiles_are_the_nodes_one_helper():
