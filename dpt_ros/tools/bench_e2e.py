@@ -80,7 +80,10 @@ def _absolute_weights(weights: str) -> str:
 
 def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
     """Refuse (``ap.error``) the combinations of the model options that the node would refuse (fp16 or CUDA graphs
-    where the model runs on the CPU), by the node's own check; ``args`` otherwise."""
+    where the model runs on the CPU), by the node's own check, and an empty --weights (the parameter's "not set",
+    which the node refuses at its start for the depth variant these benchmarks give it); ``args`` otherwise."""
+    if not args.weights:
+        ap.error("--weights: no weights file given (an empty path); give a checkpoint file, or 'random'")
     why = target_refusals(args.device, args.precision, args.cuda_graphs, options=True)
     if why:
         ap.error("; ".join(why))

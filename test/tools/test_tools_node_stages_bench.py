@@ -130,6 +130,9 @@ def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(caps
               (["--precision", "fp16"], "error: --precision fp16 is not supported on the CPU (--device cpu); use "
                                         "--precision fp32 or bf16")]
     node = common + [(["--weights", "/nonexistent/w.pt"], "argument --weights: file '/nonexistent/w.pt' does not exist"),
+                     # (the parameter's "not set": the node refused it at start-up, bench_node_stages with a traceback)
+                     (["--weights", ""], "error: --weights: no weights file given (an empty path); give a checkpoint "
+                                         "file, or 'random'"),
                      (["--stride", "0"], "argument --stride: 0 out of range 1..64"),
                      (["--outputs", "bogus"], f"argument --outputs: 'bogus' is no output of the benchmarks' node; "
                                               f"{outputs}"),
