@@ -19,18 +19,23 @@ import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from dpt_ros.ros.dds_env import domain_from_env
+from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
 
 
 def _memory(device: str) -> dict:
+    """The process's resident memory, and the CUDA memory of the device the node's model is on (``device`` as the
+    node's parameter: ``auto`` is the GPU where there is one, ``cuda`` the current device, ``cuda:N`` device N)."""
     gc.collect()
     out = {"rss_mb": round(rss_mb(), 1)}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.synchronize()
-        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated() / 2**20, 1)
-        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved() / 2**20, 1)
+    where = resolve_device(device)
+    # (a device this machine lacks has no memory to report: the node refuses it at configure, the benchmark then)
+    if where.type == "cuda" and torch.cuda.is_available() and (where.index or 0) < torch.cuda.device_count():
+        torch.cuda.synchronize(where)
+        out["cuda_allocated_mb"] = round(torch.cuda.memory_allocated(where) / 2**20, 1)
+        out["cuda_reserved_mb"] = round(torch.cuda.memory_reserved(where) / 2**20, 1)
     return out
 
 

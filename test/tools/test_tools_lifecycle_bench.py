@@ -27,3 +27,22 @@ def test_bench_lifecycle_reports_every_transition_and_the_memory(tmp_path, capsy
 def test_a_failed_transition_stops_the_benchmark_with_the_reason():
     with pytest.raises(RuntimeError, match="configure failed"):
         bench_lifecycle.run("dpt_tiny", 32, "cuda:7", "fp32", 1, DOMAIN)
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+def test_memory_is_the_model_devices_for_auto_and_cuda_n():
+    """--device auto on a GPU machine runs the model on the GPU: its CUDA memory is reported (it was only for names
+    starting with 'cuda'), and cuda:N's is device N's (it was the current device's)."""
+    import torch
+
+    n = torch.cuda.device_count() - 1
+    before = bench_lifecycle._memory(f"cuda:{n}")["cuda_allocated_mb"]
+    held = torch.empty(64 * 2**20, dtype=torch.uint8, device=f"cuda:{n}")   # 64 MiB on device n
+    assert bench_lifecycle._memory(f"cuda:{n}")["cuda_allocated_mb"] == pytest.approx(before + 64, abs=1)
+    assert "cuda_allocated_mb" in bench_lifecycle._memory("auto")
+    del held
+
+
+def test_memory_on_the_cpu_has_no_cuda_figures():
+    assert set(bench_lifecycle._memory("cpu")) == {"rss_mb"}
+    assert bench_lifecycle._memory("cpu")["rss_mb"] > 0
