@@ -2222,6 +2222,17 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         DptNode.__init__(self, node_name, **kwargs)
         LifecycleNodeMixin.__init__(self)
 
+    def destroy_node(self) -> None:
+        """As :meth:`DptNode.destroy_node`, and the lifecycle state machine too: rclpy's lifecycle mixin leaves it (its
+        transition_event publisher and lifecycle services, and a hold on the node) to the garbage collector, so the
+        node stayed in the ROS graph after destroy_node, and was finalised whenever the cycle collector ran. rcl then
+        unregistered the /rosout publisher of the logger name, even one a newer node of the same name had
+        registered in this process meanwhile: that node's log lines no longer reached /rosout."""
+        super().destroy_node()
+        machine = getattr(self, "_state_machine", None)   # (absent when construction failed before it)
+        if machine is not None:
+            machine.destroy_when_not_in_use()
+
     def _unforeseen(self, transition: str, e: Exception) -> None:
         """Log an exception a transition did not foresee, with its stack, before it leaves the callback: rclpy's
         lifecycle code turns it into ERROR without a word (its own "TODO: log sth here"), so `ros2 lifecycle set`

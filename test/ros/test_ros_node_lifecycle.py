@@ -681,3 +681,26 @@ def test_a_cleanup_from_another_thread_never_has_diagnostics_published_on_a_dest
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS   # and it serves on
     probe = harness.collector(DiagnosticArray, "/diagnostics")
     wait_for(lambda: len(probe) > 0, what="diagnostics again")
+
+
+def test_a_destroyed_node_leaves_the_graph_at_once_and_takes_no_later_nodes_rosout_with_it(harness):
+    """destroy_node takes the managed node out of the ROS graph then, not whenever the garbage collector gets to it.
+    rclpy's lifecycle mixin left its state machine, which holds the node, to the collector: the destroyed node stayed
+    in the graph, a second /dpt_node with only its transition_event publisher (a test of the next run on the domain
+    waited 20 s for that node's /inverse_depth), and when it was collected, rcl unregistered the /rosout publisher
+    of its logger name, a newer node's of the same name in this process: that node's lines never reached /rosout
+    (the next test waited 20 s for a logged error)."""
+    from rcl_interfaces.msg import Log
+
+    old = harness.start_node(managed=True)
+    assert old.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    harness.remove_node(old)   # destroy_node; `old` is still referenced here, as it may be anywhere until collected
+    wait_for(lambda: ("dpt_node", "/") not in harness.probe.get_node_names_and_namespaces(),
+             what="the destroyed node out of the graph")
+    rosout = harness.collector(Log, "/rosout")
+    new = harness.start_node(managed=True)
+    del old
+    gc.collect()   # the collector runs when it will: here, after the new node registered its /rosout publisher
+    new.get_logger().warning("the new node's line")
+    wait_for(lambda: any(m.name == "dpt_node" and m.msg == "the new node's line" for m in rosout),
+             what="the new node's line on /rosout")
