@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import threading
 import time
@@ -56,69 +57,73 @@ def _connected(harness, node) -> tuple[list, object]:
 
 
 def test_states_through_the_lifecycle_services(harness):
-    node = harness.start_node(managed=True, **{"depth.weights": ""})
+    """(The node has a name of its own in this process: the graph is read by node name, and another node named
+    dpt_node on the domain, e.g. one a run of older code left there, would be read instead of this one: it waited
+    20 s for the /inverse_depth of a destroyed node that had only its transition_event left.)"""
+    name = f"dpt_states_{os.getpid()}"
+    node = harness.start_node(managed=True, cli_args=["--ros-args", "-r", f"__node:={name}"], **{"depth.weights": ""})
     probe = harness.probe
     out = harness.collector(Image, "inverse_depth")
     pub = probe.create_publisher(Image, "image", qos())
-    assert _state(harness, "dpt_node") == "unconfigured"
+    assert _state(harness, name) == "unconfigured"
     # unconfigured: no camera topics and no model, only the lifecycle and parameter interfaces
-    wait_for(lambda: "/dpt_node/transition_event" in _graph(probe, "dpt_node")[0], what="node discovered")
-    pubs, subs = _graph(probe, "dpt_node")
+    wait_for(lambda: f"/{name}/transition_event" in _graph(probe, name)[0], what="node discovered")
+    pubs, subs = _graph(probe, name)
     assert "/inverse_depth" not in pubs and "/image" not in subs and node.models is None
 
     # a configure that cannot load the model fails with the reason and leaves the node unconfigured
-    assert not _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
-    assert _state(harness, "dpt_node") == "unconfigured" and node.models is None
+    assert not _change(harness, name, Transition.TRANSITION_CONFIGURE)
+    assert _state(harness, name) == "unconfigured" and node.models is None
     # parameters are checked in every state; unconfigured, they apply at the next configure
     bad = set_params(harness, node, precision="fp64")[0]
     assert not bad.successful and "precision" in bad.reason
     assert all(r.successful for r in set_params(harness, node, **{"depth.weights": "random", "input_size": 96}))
 
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
-    assert _state(harness, "dpt_node") == "inactive"
+    assert _change(harness, name, Transition.TRANSITION_CONFIGURE)
+    assert _state(harness, name) == "inactive"
     assert node.models.depth_pre.net_size == (96, 96)
-    wait_for(lambda: "/inverse_depth" in _graph(probe, "dpt_node")[0], what="publishers")
-    assert "/image" not in _graph(probe, "dpt_node")[1]   # inactive: the camera is not subscribed
+    wait_for(lambda: "/inverse_depth" in _graph(probe, name)[0], what="publishers")
+    assert "/image" not in _graph(probe, name)[1]   # inactive: the camera is not subscribed
     diag = node.diagnostics()
     values = {kv.key: kv.value for kv in diag.status[0].values}
     assert values["lifecycle_state"] == "inactive" and diag.status[1].message.startswith("inactive")
     # (random weights: WARN, and the state said too)
     assert diag.status[0].message == "random weights: outputs not meaningful; inactive (lifecycle): cameras not subscribed"
 
-    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
-    assert _state(harness, "dpt_node") == "active"
+    assert _change(harness, name, Transition.TRANSITION_ACTIVATE)
+    assert _state(harness, name) == "active"
     publish_until(pub, lambda i: make_image(i * 1_000_000_000 + 5, frame_id="cam_lc"), out)
     assert out[0].header.frame_id == "cam_lc" and out[0].header.stamp.nanosec == 5
     values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
     assert values["lifecycle_state"] == "active"
 
-    assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
-    wait_for(lambda: "/image" not in _graph(probe, "dpt_node")[1], what="camera unsubscribed")
-    assert "/inverse_depth" in _graph(probe, "dpt_node")[0]
+    assert _change(harness, name, Transition.TRANSITION_DEACTIVATE)
+    wait_for(lambda: "/image" not in _graph(probe, name)[1], what="camera unsubscribed")
+    assert "/inverse_depth" in _graph(probe, name)[0]
     received = node.counts()[""]["received"]
     pub.publish(make_image(99))
     # reactivating takes the camera again, and a frame sent while inactive was never taken
-    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    assert _change(harness, name, Transition.TRANSITION_ACTIVATE)
     n = len(out)
     publish_until(pub, lambda i: make_image(100 + i), out, n=n + 1)
     assert all(m.header.stamp.sec != 0 or m.header.stamp.nanosec != 99 for m in out)
     assert node.counts()[""]["received"] > received
-    assert _change(harness, "dpt_node", Transition.TRANSITION_DEACTIVATE)
+    assert _change(harness, name, Transition.TRANSITION_DEACTIVATE)
 
     # cleanup releases the model (nothing else holds it) and destroys the publishers
     engine = weakref.ref(node.models.depth)
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CLEANUP)
-    assert _state(harness, "dpt_node") == "unconfigured" and node.models is None and node.cameras == []
+    assert _change(harness, name, Transition.TRANSITION_CLEANUP)
+    assert _state(harness, name) == "unconfigured" and node.models is None and node.cameras == []
     gc.collect()
     assert engine() is None, "the model outlived cleanup"
-    wait_for(lambda: "/inverse_depth" not in _graph(probe, "dpt_node")[0], what="publishers destroyed")
+    wait_for(lambda: "/inverse_depth" not in _graph(probe, name)[0], what="publishers destroyed")
 
     # configured again with another variant: the new value is what loads
     assert set_params(harness, node, **{"depth.variant": "dpt_hybrid", "input_size": 64})[0].successful
-    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, name, Transition.TRANSITION_CONFIGURE)
     assert node.models.depth.variant.name == "dpt_hybrid"
-    assert _change(harness, "dpt_node", Transition.TRANSITION_INACTIVE_SHUTDOWN)
-    assert _state(harness, "dpt_node") == "finalized" and node.models is None
+    assert _change(harness, name, Transition.TRANSITION_INACTIVE_SHUTDOWN)
+    assert _state(harness, name) == "finalized" and node.models is None
     # finalized: no configure follows, so a value set would never take effect: refused, saying so
     late = set_params(harness, node, input_size=128)[0]
     assert not late.successful and "finalized" in late.reason and "start the node again" in late.reason
@@ -177,7 +182,7 @@ def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
     its interface set is the documented managed one (docs/sros2); a failed configure leaves it running."""
     NAME = "dpt_managed"
     code = "from dpt_ros.ros.node import run_managed; run_managed()"
-    # a name of its own: a node of an earlier test in this process can linger in the graph for a while
+    # a name of its own: the graph is read by node name, and another dpt_node on the domain would be read instead
     proc = start_node(DOMAIN, *FAST_ROS_ARGS, "-p", "depth.weights:=/nonexistent/dpt.pt", python_code=code, name=NAME)
     reader = LineReader(proc)
     probe = harness.probe
