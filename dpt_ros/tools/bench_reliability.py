@@ -28,6 +28,12 @@ from dpt_ros.ros.dds_env import localhost_only
 
 ROOT = Path(__file__).resolve().parents[2]
 
+#: seconds a node may take to exit after SIGINT or SIGTERM, the shutdown tests' bound: ros2 launch sends SIGINT, then
+#: SIGTERM 5 s later (its sigterm_timeout) and SIGKILL 5 s after that, so a node slower than this is signalled again
+#: and warned about. A bound of behaviour, not of speed: the exits take under 1 s (README's reliability table: 0.38 to
+#: 0.82 s), 0.08 to 0.77 s with two busy loops on a 2-core machine's cores too; the times are recorded, not asserted
+SHUTDOWN_LIMIT_S = 5.0
+
 #: ``--ros-args`` that make the node cheap on a 2-core CPU machine (random weights, 64 px network)
 FAST_ROS_ARGS = ("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "input_size:=64",
                  "-p", "device:=cpu")

@@ -20,7 +20,7 @@ import rclpy
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import Harness, make_image, qos, wait_for
-from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, node_env, record, start_node
+from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, SHUTDOWN_LIMIT_S, node_env, record, start_node
 
 DOMAIN = 56
 LANES = (56, 57)   # 2 cores: more parallel lanes only slow every exit down
@@ -123,7 +123,7 @@ def test_sigint_during_inference_20_times(cameras, tmp_path):
             return [_run_once(LANES[j], hows[i], str(tmp_path)) for i in range(j, RUNS, len(LANES))]
         results = [r for rs in pool.map(lane, range(len(LANES))) for r in rs]
     wall = time.monotonic() - t0
-    bad = [r for r in results if r["code"] != 0 or r["seconds"] >= 5.0 or r["traceback"]]
+    bad = [r for r in results if r["code"] != 0 or r["seconds"] >= SHUTDOWN_LIMIT_S or r["traceback"]]
     exit_s = sorted(r["seconds"] for r in results)
     record("shutdown", sigint_runs=len(results), sigint_exit_code_0=sum(r["code"] == 0 for r in results),
            sigint_exit_max_s=round(exit_s[-1], 2), sigint_exit_median_s=round(exit_s[len(exit_s) // 2], 2),
@@ -137,7 +137,7 @@ def test_external_shutdown_and_sigterm(cameras, tmp_path, how):
     extra = {"DPT_TEST_EXTERNAL_SHUTDOWN": "1"} if how == "external" else {}
     r = _run_once(LANES[0], how, str(tmp_path), extra)
     record("shutdown", **{f"{how}_exit_code": r["code"], f"{how}_exit_s": round(r["seconds"], 2)})
-    assert r["code"] == 0 and r["seconds"] < 5.0 and not r["traceback"], r["log"]
+    assert r["code"] == 0 and r["seconds"] < SHUTDOWN_LIMIT_S and not r["traceback"], r["log"]
     if how == "external":
         assert "external shutdown" in r["log"]
 
@@ -172,6 +172,6 @@ def test_in_process_external_shutdown_leaves_no_threads(tmp_path):
     time.sleep(0.2)
     left = [t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()]
     record("shutdown", in_process_external_shutdown_s=round(dt, 2), in_process_leftover_threads=len(left))
-    assert dt < 5.0
+    assert dt < SHUTDOWN_LIMIT_S   # (the process that embeds the node exits after this: the same deadline)
     assert not left, left
     assert not node.error_counts(), node.error_counts()   # shutting down mid-frame is not an error

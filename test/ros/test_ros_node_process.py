@@ -15,7 +15,7 @@ from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
 from dpt_ros.ros.dds_env import localhost_only
-from dpt_ros.tools.bench_reliability import LineReader, start_node, stop_node
+from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
 DOMAIN = 43
 ROOT = Path(__file__).resolve().parents[2]
@@ -412,7 +412,7 @@ def test_sigint_during_inference_exits_zero_and_fast(harness):
         t0 = time.monotonic()
         code, log = stop(proc, timeout=10)
     assert code == 0, log
-    assert time.monotonic() - t0 < 5.0
+    assert time.monotonic() - t0 < SHUTDOWN_LIMIT_S   # (ros2 launch signals again after it)
     assert "Traceback" not in log
     assert "frames stamped" not in log, log
 
