@@ -1904,12 +1904,20 @@ class DptNode(Node):
                        f"frame, camera_info is stamped that far from its images (a driver stamping it otherwise than "
                        f"the images, a relay restamping it; the node then no longer waits for it) or comes slower than "
                        f"them: set {fix}, or camera_info.policy:=latest, or stamp camera_info as the images are")
-            f.camera.info_problem = why
+            self._info_problem(f.camera, why)
             self._count_error("no_camera_info", f"no camera_info: {why}; depth/camera_info and points skipped", [f],
                               partial=True)
         else:
-            f.camera.info_problem = None
+            self._info_problem(f.camera, None)
         return chosen
+
+    def _info_problem(self, cam: _Camera, why: Optional[str]) -> None:
+        """Set the camera's camera_info reason for its status (the worker's, for its frame), under the lock the
+        executor clears it with when it unsubscribes camera_info: a reason found while the subscription went away is
+        not left behind for the next subscription's status (it was, until that camera's next frame)."""
+        with self._wake:
+            if "camera_info" in cam.subs:
+                cam.info_problem = why
 
     def _never_had_info(self, cam: _Camera) -> bool:
         """The camera has no calibration file and its camera_info subscription has brought nothing, past the first
