@@ -103,11 +103,10 @@ def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
                              notice=lambda text: seen.append(lock(95).read_text())):
                 pass
         assert seen == [str(os.getpid())]
-        t0 = time.monotonic()
         with pytest.raises(DomainBusy, match="ROS domain 97 is still in use by process .* after 0 s"):
             with domain_lock([95, 97], timeout=0, lock_dir=str(tmp_path), notice=seen.append):
                 pass
-        assert time.monotonic() - t0 < 0.5 and len(seen) == 1   # timeout 0: one try, no wait announced
+        assert len(seen) == 1   # timeout 0: one try, no wait announced (a wait announces itself first)
         with domain_lock([95], timeout=0, lock_dir=str(tmp_path)):
             pass
     finally:
