@@ -1261,7 +1261,7 @@ class DptNode(Node):
         # behind them while the device runs the model, and the model stage is their device time (CUDA events)
         passes: list[tuple[Any, Any]] = []
         try:
-            self._infer(jobs, m, worker, passes)
+            self._infer(jobs, m, worker, passes)   # (takes out the frames it counted failed)
         except _Abandoned:
             raise
         except Exception as e:  # noqa: BLE001
@@ -1270,6 +1270,8 @@ class DptNode(Node):
             for j in jobs:   # no clouds: their turns go to the next frames
                 if j["rate_limited_points"]:
                     j["frame"].camera.points_throttle.refund()
+            return
+        if not jobs:
             return
         t2 = time.perf_counter()
         self._enter_stage("postprocess", worker)
@@ -1434,7 +1436,8 @@ class DptNode(Node):
 
         One task failing (say, the segmentation model out of GPU memory) leaves the other's outputs: its frames
         go on with what they have, counted incomplete:<reason>, and a frame left with nothing is counted an
-        error and taken out of ``jobs``. Only when no frame has anything does the failure reach the caller."""
+        error (under its own failure's reason and message: one camera's frame out of memory at its shape is
+        cuda_oom, another's failing otherwise is not) and taken out of ``jobs``, which may end empty."""
         failures, ready = [], {}
         selected = {}
         for task in ("depth", "segmentation"):
@@ -1473,9 +1476,7 @@ class DptNode(Node):
         for j in jobs:
             j.setdefault("pre_s", 0.0)
             j.setdefault("net", {})
-        if failures and not any(j["net"] for j in jobs):
-            raise failures[0][1]
-        for task, e, failed in failures:
+        for task, e, failed in failures:   # each with its own reason and message, also when no frame is left
             failed = [j for j in failed if any(j is k for k in jobs)]   # (not one already counted lost)
             reason, text = self._failure("inference", e, m.device)
             kept = [j["frame"] for j in failed if j["net"]]

@@ -306,6 +306,46 @@ def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
     assert model["depth.net_input"] in ("64x64, 64x160", "64x160, 64x64")
 
 
+def test_every_frame_failing_counts_each_under_its_own_failure(harness):
+    """Two cameras in one batch, two network shapes, both forward passes failing differently: camera a's out of
+    device memory, camera b's otherwise. No frame has anything left, and each is still counted under its own
+    failure's reason (cuda_oom for a, inference for b), with its own message naming its own topic; not both under
+    the first failure's."""
+    import torch
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import make_image
+
+    node = harness.start_node(cameras=["a", "b"])
+    rosout = harness.collector(Log, "/rosout")
+    harness.cameras(node, ["a", "b"])
+    engine = node.models.depth
+    real = engine.run
+
+    def run(batch):
+        if tuple(batch.shape[2:]) == (64, 64):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+        if tuple(batch.shape[2:]) == (64, 160):
+            raise RuntimeError("wide forward failed (injected)")
+        return real(batch)
+
+    engine.run = run
+    with node._wake:   # both frames waiting when the worker wakes: one batch
+        for cam, size in zip(sorted(node.cameras, key=lambda c: c.ns), ((64, 48), (128, 48))):
+            cam.counts["received"] += 1
+            cam.pending = node_module._Frame(cam, make_image(5, *size), time.monotonic())
+        node._wake.notify()
+    wait_for(lambda: sum(node.error_counts().values()) == 2, what="2 frames counted")
+    assert node.error_counts() == {"cuda_oom": 1, "inference": 1}
+    c = node.counts()
+    assert [dict(c[ns]) for ns in "ab"] == [{"received": 1, "error:cuda_oom": 1}, {"received": 1,
+                                                                                  "error:inference": 1}]
+    wait_for(lambda: sum("(injected)" in m.msg for m in rosout) == 2, what="both errors' /rosout lines")
+    lines = sorted(m.msg for m in rosout if "(injected)" in m.msg)
+    assert lines[0].startswith("[cuda_oom] /a/image: depth model: CUDA out of memory in inference: "), lines
+    assert lines[1].startswith("[inference] /b/image: depth model: RuntimeError: wide forward failed"), lines
+
+
 def test_device_memory_is_given_back_outside_a_graph_capture():
     """A frame that ran out of device memory returns the cached memory to the driver (the next one can then
     succeed); freeing synchronises the device, which would invalidate a CUDA-graph capture underway on another
