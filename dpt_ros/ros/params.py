@@ -176,7 +176,7 @@ def declare_refusal(name: str, kind: type, error: str) -> str:
     """rclpy's refusal (``error``) of a start-up value for parameter ``name`` of Python type ``kind``, without the
     parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``)."""
     suffix = f": {name}"
-    text = error[:-len(suffix)] if error.endswith(suffix) and "of type '" in error else error
+    text = error[:-len(suffix)] if error.endswith(suffix) else error
     return text + declare_hint(name, kind, error)
 
 

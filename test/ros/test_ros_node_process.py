@@ -362,7 +362,7 @@ def test_invalid_startup_parameters_exit_with_reason():
 
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
-    for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32: input_size "
+    for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32 "
                                            "(allowed: 0..2048 in steps of 32; nearest: input_size:=32 or input_size:=64)"),
                         # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
                         ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: input_size:=384 or "
@@ -370,9 +370,9 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                         # 0 (the variant's own size) is no size near 16: 32 is, and 0 is said for what it is
                         ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: input_size:=32, or "
                                            "input_size:=0 for the variant's own size)"),
-                        ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096: input_size (allowed: 0..2048 "
+                        ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096 (allowed: 0..2048 "
                                              "in steps of 32; nearest: input_size:=2048)"),
-                        ("points.stride:=0", "(allowed: 1..64)"),
+                        ("points.stride:=0", "value: 0 (allowed: 1..64)\n"),
                         # rclpy's words without the name it repeats at their end, then what to write
                         ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
                                             "unquoted and without a decimal point, e.g. input_size:=0; allowed: "
