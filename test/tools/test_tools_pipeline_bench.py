@@ -12,8 +12,20 @@ from dpt_ros.tools import bench_pipeline
 DOMAINS = (87, 88, 89)   # gpu_check's ROS steps (bench_e2e 87 + i, bench_node_stages 88, bench_publish 89, lifecycle 87)
 
 
-def test_bench_pipeline_json_cpu(capsys):
+def test_bench_pipeline_json_cpu(capsys, monkeypatch):
+    # every figure is timed after an untimed call of its own (the 1080p ray solve had none: its first solve, 1.7 s
+    # against 0.98 s for the next ones here, was among the three timed)
+    warmups = []
+    for name in ("_timer", "_timers"):
+        timer = getattr(bench_pipeline, name)
+
+        def counted(fn, repeat, warmup, *args, timer=timer, **kwargs):
+            warmups.append(warmup)
+            return timer(fn, repeat, warmup, *args, **kwargs)
+
+        monkeypatch.setattr(bench_pipeline, name, counted)
     assert bench_pipeline.main(["--sizes", "160x120", "--repeat", "2", "--device", "cuda", "--json"]) == 0
+    assert len(warmups) > 10 and min(warmups) >= 1, warmups
     result = json.loads(capsys.readouterr().out)
     cpu = result["cpu"]
     r = cpu["160x120"]
@@ -44,6 +56,16 @@ def test_bench_pipeline_json_cpu(capsys):
     assert two["one_thread_ms"] > 0 and two["two_threads_ms"] > 0
     assert two["speedup"] == pytest.approx(two["one_thread_ms"] / two["two_threads_ms"], rel=0.02)
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
+
+
+@pytest.mark.parametrize("repeat", ["0", "-3"])
+def test_a_repeat_below_one_is_a_usage_error(repeat, capsys):
+    """--repeat 0 timed no call, and the first stage's median ended the run with a StatisticsError traceback."""
+    with pytest.raises(SystemExit) as info:
+        bench_pipeline.main(["--sizes", "160x120", "--repeat", repeat, "--json"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert f"error: --repeat is the number of timed runs per stage: at least 1; got {repeat}" in err, err
 
 
 def test_an_interrupted_run_prints_the_figures_it_has_cuda_first(capsys, monkeypatch):
