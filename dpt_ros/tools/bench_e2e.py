@@ -49,8 +49,10 @@ def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
     ap.add_argument("--cuda-graphs", action="store_true")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=input_size,
                     help="network size, a multiple of 32 (0 = variant default)")
-    ap.add_argument("--width", type=camera_option("width", "--width"), default=640)
-    ap.add_argument("--height", type=camera_option("height", "--height"), default=480)
+    ap.add_argument("--width", type=camera_option("width", "--width"), default=640,
+                    help="frame width (bench_e2e: 0 keeps each built-in photograph's aspect, or its size with "
+                         "--height 0)")
+    ap.add_argument("--height", type=camera_option("height", "--height"), default=480, help="frame height")
     ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2, help="points.stride")
     ap.add_argument("--outputs", default="depth,points", type=output_topics,
                     help="comma-separated output topics to subscribe (lazy node computes only these): "
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> dict:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+    image = camera_frame_sizes(args.width, args.height)   # (several sizes where --width or --height is 0)
     profile = dds_profile(args.dds_profile)
     env = _env(args.domain, profile)
     # a /dev/shm too small for its three processes' segments (Docker's 64 MB) halves the rates measured: said first
@@ -252,7 +255,7 @@ def run(args: argparse.Namespace) -> dict:
             "precision": args.precision, "cuda_graphs": args.cuda_graphs,
             # the configured size, and the network input the frames ran at (aspect kept: 384x512 for 640x480)
             "net_size": model.get("depth.net_size"), "net_input": model.get("depth.net_input"),
-            "image": f"{args.width}x{args.height}",
+            "image": image,
             "camera_rate_hz": args.rate, "window_s": round(window, 2), "points_stride": args.stride,
             "dds_profile": Path(profile).name if profile else "fastdds defaults",
             "publication_mode": node_env.get("RMW_FASTRTPS_PUBLICATION_MODE", "rmw default (SYNCHRONOUS)"),
@@ -292,6 +295,19 @@ def run(args: argparse.Namespace) -> dict:
         rclpy.try_shutdown(context=context)
     result["node_log_tail"] = log.strip().splitlines()[-3:]
     return result
+
+
+def camera_frame_sizes(width: int, height: int) -> str:
+    """The sizes, ``WxH``, of the frames bench_e2e's camera sends for ``--width`` / ``--height``, in the order of its
+    built-in photographs, each size once: the camera's own resize of each. A 0 side keeps a photograph's aspect (both
+    0: its own size), so the camera then sends frames of several sizes (recorded as the configured "0x0" before, as if
+    that were a size)."""
+    from dpt_ros.ros.sample_camera import builtin_frames, resize
+
+    if width > 0 and height > 0:
+        return f"{width}x{height}"
+    sizes = (resize(f, width, height).shape[:2] for f in builtin_frames())
+    return ", ".join(dict.fromkeys(f"{w}x{h}" for h, w in sizes))
 
 
 def window_stage_means(first: dict, last: dict) -> dict:

@@ -17,6 +17,7 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     assert code == 0
     r = json.loads(out.read_text())
     assert r["variant"] == "dpt_tiny" and r["device"] == "cpu" and r["net_size"] == "64x64"
+    assert r["image"] == "160x120"   # the size of the frames the camera sent
     assert r["publication_mode"] == "ASYNCHRONOUS"   # the node's outputs also arrive in Fast DDS's async mode
     assert set(r["outputs"]) == {"depth", "points"}   # the default: depth + cloud
     assert r["outputs"]["depth"]["count"] > 0 and r["outputs"]["points"]["count"] > 0

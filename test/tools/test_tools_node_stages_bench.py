@@ -158,6 +158,38 @@ def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(caps
     assert (args.outputs, args.stride, args.input_size, args.weights) == ("depth,points", 2, 64, "random")
 
 
+@pytest.mark.parametrize("width, height", [(640, 480), (0, 480), (0, 0), (320, 0)])
+def test_bench_e2e_records_the_sizes_of_the_frames_its_camera_sends(width, height):
+    """--width / --height 0 is the camera's "keep the aspect" (both 0: each photograph's own size): the camera then
+    sends frames of several sizes, and bench_e2e recorded "0x480" / "0x0" as the image size. It now records the sizes
+    a sample_camera with those parameters sends, each once, in the order sent."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.sample_camera import BUILTIN_IMAGES, SampleCamera
+    from dpt_ros.tools import bench_e2e
+
+    args = bench_e2e.parse_args(["--width", str(width), "--height", str(height)])
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=DOMAIN)
+    try:
+        cam = SampleCamera(context=context, parameter_overrides=[Parameter("width", value=args.width),
+                                                                 Parameter("height", value=args.height)])
+        try:
+            sent = [cam.next_frame()[0].shape[:2] for _ in BUILTIN_IMAGES]
+        finally:
+            cam.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)
+    expected = ", ".join(dict.fromkeys(f"{w}x{h}" for h, w in sent))
+    assert bench_e2e.camera_frame_sizes(args.width, args.height) == expected
+    assert all(int(side) > 0 for size in expected.split(", ") for side in size.split("x")), expected
+    if width and height:
+        assert expected == f"{width}x{height}"
+    elif height:
+        assert expected == "480x480, 722x480, 720x480, 719x480, 550x480"   # the six photographs at height 480
+
+
 def test_bench_e2e_gives_its_node_the_weights_file_it_checked(tmp_path, monkeypatch):
     """--weights is checked from this process's folder; the node, started in the repository, gets that file as an
     absolute path (a relative one would name another file there, or none)."""
