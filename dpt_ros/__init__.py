@@ -9,3 +9,10 @@ Layout (each layer only imports the ones above it):
 """
 
 __version__ = "0.1.0"
+
+#: The precision names the node's ``precision`` parameter takes, and so every tool's ``--precision`` (the model's
+#: ``parse_precision`` also takes aliases, ``half``, ``float32``, ...: no value for a command line that sets up the
+#: node). Here, above the layers, so that each reads this one tuple without importing torch (:mod:`dpt_ros.model`,
+#: which the launch files' ``dpt_ros.ros.params`` must not load) or ROS (``dpt_ros.ros``, which bench_model and
+#: predict run without).
+PRECISIONS = ("fp32", "fp16", "bf16")

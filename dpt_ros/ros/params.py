@@ -26,13 +26,14 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from dpt_ros import PRECISIONS  # (the precision parameter's names; the tools import them from here too)
+
 Apply = Literal["live", "model", "configure", "static"]
 
 RANDOM_WEIGHTS = "random"
 RELIABILITIES = ("best_effort", "reliable")
 DURABILITIES = ("volatile", "transient_local")
 RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")  # = pipeline.RESIZE_METHODS
-PRECISIONS = ("fp32", "fp16", "bf16")
 CAMERA_INFO_POLICIES = ("exact", "nearest", "latest")
 COLORMAP_RANGES = ("running", "fixed")
 DEPTH_ENCODINGS = ("32FC1", "16UC1")

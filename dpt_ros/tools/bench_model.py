@@ -245,13 +245,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     from dpt_ros.model import VARIANTS
-    from dpt_ros.model.engine import PRECISIONS
+    from dpt_ros import PRECISIONS   # the node's precision names (not the model's aliases, half, float32, ...)
 
     # (a variant, device or precision the model would refuse is a usage error here, before anything loads)
     ap.add_argument("--variants", nargs="+", default=["dpt_hybrid", "dpt_large"], choices=list(VARIANTS),
                     metavar="VARIANT", help="variants to time (default dpt_hybrid dpt_large): %(choices)s")
     ap.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:N] (default cpu)")
-    ap.add_argument("--precision", nargs="+", default=None, choices=list(PRECISIONS),
+    ap.add_argument("--precision", nargs="+", default=None, choices=PRECISIONS,
                     help="fp32 fp16 bf16 (default: fp32 on CPU, fp16 bf16 fp32 on CUDA)")
     ap.add_argument("--sizes", nargs="+", type=_parse_size, default=None,
                     help="HxW, multiples of 32 (default 384x384; CUDA: 384x384 384x512)")

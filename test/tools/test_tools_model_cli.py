@@ -275,6 +275,29 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
         assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
 
 
+@pytest.mark.parametrize("precision", ["half", "float16", "float32", "bfloat16", "FP16", "Bf16"])
+def test_bench_model_takes_the_precision_names_the_node_takes(precision, capsys):
+    """--precision: the node's precision names, fp32 fp16 bf16, and no other (bench_model offered the model's aliases
+    too, half, float32, ..., which the node's parameter refuses: a figure for a setting the node cannot be given);
+    both read the one tuple, dpt_ros.PRECISIONS. Neither takes another case (the node's choices are exact)."""
+    import dpt_ros
+
+    assert dpt_ros.PRECISIONS == ("fp32", "fp16", "bf16")
+    with pytest.raises(SystemExit) as info:
+        bench_model.main(["--sizes", "64x64", "--precision", "fp32", precision])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and captured.out == "", captured
+    assert f"argument --precision: invalid choice: '{precision}' (choose from" in captured.err
+    assert "'fp32', 'fp16', 'bf16'" in captured.err.replace("\n", " "), captured.err
+    pytest.importorskip("rclpy")
+    from dpt_ros.ros import params
+
+    assert params.SPECS["precision"].choices is dpt_ros.PRECISIONS
+    assert params._check_value(params.SPECS["precision"], precision) == \
+        f"precision={precision!r} is not one of fp32, fp16, bf16"   # what the node says of it
+    assert all(params._check_value(params.SPECS["precision"], p) is None for p in dpt_ros.PRECISIONS)
+
+
 def test_urls_give_height_x_width_and_every_source():
     """Network sizes height x width, as input_size, the node's diagnostics and bench_model write them."""
     lines = weights.urls_text().splitlines()
