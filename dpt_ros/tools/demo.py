@@ -187,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import Image
 
     from dpt_ros.ros import conversions
+    from dpt_ros.ros.node import percentile
 
     out = Path(args.out)
     try:   # (an earlier run's files stay until this run has frames of its own to write)
@@ -316,9 +317,8 @@ def main(argv: list[str] | None = None) -> int:
         "device_requested": args.device,
         "precision": args.precision,
         "camera": {"rate_hz": args.rate, "width": args.width, "height": args.height, "source": args.source},
-        "latency_ms": {"per_frame": latencies,
-                       "p50": float(np.percentile(latencies, 50)) if latencies else None,
-                       "max": max(latencies) if latencies else None},
+        # (at least one frame here: a run without one ended above, writing nothing)
+        "latency_ms": {"per_frame": latencies, "p50": percentile(latencies, 50), "max": max(latencies)},
         "per_frame": frames,
         "diagnostics": diag,
     }
@@ -326,8 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         write_file(out / "summary.json", json.dumps(summary, indent=2).encode())
     except OSError as e:
         return write_failed(e, len(frames), out)
-    p50 = summary["latency_ms"]["p50"]
-    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {'-' if p50 is None else f'{p50:.1f}'} ms"
+    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {summary['latency_ms']['p50']:.1f} ms"
           f"{', RANDOM WEIGHTS' if random_weights else ''})")
     if len(frames) < args.frames:
         code = code or 1
