@@ -147,39 +147,103 @@ def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optio
     block ends or the process dies. Waiting is announced once through ``notice``, naming the holder's pid;
     after ``timeout`` seconds :class:`DomainBusy` is raised. Processes that ignore the lock (a ``ros2``
     CLI, another stack) are not kept out: pick domains nobody else uses."""
-    import fcntl   # POSIX only, as is the rest of the test harness
-
     lock_dir = lock_dir or tempfile.gettempdir()
     held: list[int] = []
     try:
         for domain in sorted(set(int(d) for d in domains)):
-            path = os.path.join(lock_dir, f"dpt_ros_ros_domain_{domain}.lock")
-            try:
-                fd, writable = os.open(path, os.O_RDWR | os.O_CREAT, 0o644), True
-            except PermissionError:   # another user's lock file: flock needs no write access
-                fd, writable = os.open(path, os.O_RDONLY), False
-            held.append(fd)
+            path = _lock_path(lock_dir, domain)
+            held.append(_open_lock(path))
             deadline, announced = time.monotonic() + timeout, False
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-                    if time.monotonic() >= deadline:
-                        raise DomainBusy(f"ROS domain {domain} is still in use by process {holder} after "
-                                         f"{timeout:g} s ({path}); wait for that test run to end or stop it") from None
-                    if not announced:
-                        notice(f"waiting for ROS domain {domain}: process {holder} is using it ({path})")
-                        announced = True
-                    time.sleep(0.05)
-            if writable:   # who holds it, for the next waiter's message
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            while not _try_lock(held[-1]):
+                holder = _holder(held[-1])
+                if time.monotonic() >= deadline:
+                    raise DomainBusy(f"ROS domain {domain} is still in use by process {holder} after "
+                                     f"{timeout:g} s ({path}); wait for that test run to end or stop it")
+                if not announced:
+                    notice(f"waiting for ROS domain {domain}: process {holder} is using it ({path})")
+                    announced = True
+                time.sleep(0.05)
         yield
     finally:
         for fd in held:
             os.close(fd)   # closing the descriptor releases its lock
+
+
+@contextlib.contextmanager
+def free_domains(count: int, candidates: Iterable[int], timeout: float = 1800.0, lock_dir: Optional[str] = None,
+                 notice: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
+                 ) -> Iterator[list[int]]:
+    """Hold ``count`` ROS domains for this process, the first of ``candidates`` (in their order) that no other
+    process holds, through :func:`domain_lock`'s locks (so test modules' ``DOMAIN`` / ``DOMAINS`` and other tools'
+    runs wait for them, and they for those): for a tool that needs domains of its own but not particular ones
+    (gpu_check's ROS steps). Yields the domains, in ``candidates``' order. Where fewer than ``count`` are free, it
+    waits for the rest (announced once through ``notice``) and raises :class:`DomainBusy` after ``timeout`` s."""
+    lock_dir = lock_dir or tempfile.gettempdir()
+    candidates = list(dict.fromkeys(int(d) for d in candidates))
+    if count > len(candidates):
+        raise ValueError(f"{count} ROS domains asked for among {len(candidates)} candidates")
+    held: dict[int, int] = {}
+    deadline, announced = time.monotonic() + timeout, False
+    try:
+        while True:
+            for domain in candidates:
+                if len(held) == count:
+                    break
+                if domain in held:
+                    continue
+                fd = _open_lock(_lock_path(lock_dir, domain))
+                if _try_lock(fd):
+                    held[domain] = fd
+                else:
+                    os.close(fd)
+            if len(held) == count:
+                break
+            busy = [d for d in candidates if d not in held]
+            if time.monotonic() >= deadline:
+                raise DomainBusy(f"{count - len(held)} more of ROS domains {', '.join(map(str, busy))} still in use "
+                                 f"after {timeout:g} s ({lock_dir}); wait for those runs to end or stop them")
+            if not announced:
+                notice(f"waiting for {count - len(held)} more of ROS domains {', '.join(map(str, busy))}: other "
+                       f"processes hold them ({lock_dir})")
+                announced = True
+            time.sleep(0.05)
+        yield sorted(held, key=candidates.index)
+    finally:
+        for fd in held.values():
+            os.close(fd)
+
+
+def _lock_path(lock_dir: str, domain: int) -> str:
+    return os.path.join(lock_dir, f"dpt_ros_ros_domain_{domain}.lock")
+
+
+def _open_lock(path: str) -> int:
+    """A descriptor of a domain's lock file (made where missing)."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except PermissionError:   # another user's lock file: flock needs no write access
+        return os.open(path, os.O_RDONLY)
+
+
+def _try_lock(fd: int) -> bool:
+    """Take the exclusive lock on ``fd`` without waiting; True when taken, and then this process's pid written into
+    the file where it is writable (who holds it, for the next waiter's message)."""
+    import fcntl   # POSIX only, as is the rest of the test harness
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+    except OSError:   # (opened read-only: another user's file, whose holder is then not named)
+        pass
+    return True
+
+
+def _holder(fd: int) -> str:
+    return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
 
 
 def domain_from_env(default: int) -> int:

@@ -14,7 +14,8 @@ Steps, each under its own timeout inside an overall ``--budget``, the open issue
 4. when rclpy is importable (ROS wheels brought along) and CUDA is there:
    ``python -m dpt_ros.tools.bench_e2e`` with DPT-Hybrid fp16 + CUDA graphs, 640x480 at 30 Hz, depth + cloud
    (issue #5's targets; once per ``--e2e-publication-modes`` entry, e.g. ``default,ASYNCHRONOUS`` to compare Fast
-   DDS modes, each on a ROS domain of its own);
+   DDS modes, each on a ROS domain of its own: the ROS steps take free ones, :data:`ROS_DOMAINS`, through the test
+   modules' domain locks, held until the run ends);
 5. then ``python -m dpt_ros.tools.bench_node_stages`` (same model, in-process stages, subscribers in another
    process), frames back to back, then paced at 30 Hz, then back to back with ``depth.encoding=16UC1`` (half
    the depth bytes), each with a cProfile of the top ``--node-stages-profile`` functions (log:
@@ -40,6 +41,7 @@ a wrong command line or a broken JSON hand-off shows before the one GPU run. Exi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -53,6 +55,11 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+#: the ROS domains the ROS steps may take, the first free ones in this order (87, 88, 89: the benchmarks' own
+#: defaults; then 20-39, which no test module uses), through the test modules' domain locks (dds_env.free_domains):
+#: a test run or a second gpu_check (another checkout) holding some of them is not joined on its domains
+ROS_DOMAINS = (87, 88, 89, *range(20, 40))
 
 
 def _env() -> dict[str, Any]:
@@ -251,6 +258,16 @@ def _test_paths(tests: str) -> list[str]:
     return [str(p) for p in parts] or [tests]
 
 
+def ros_domains(count: int, timeout: float, lock_dir: str | None = None) -> contextlib.AbstractContextManager:
+    """The ROS steps' ``count`` domains, held while the context lasts: the first free ones of :data:`ROS_DOMAINS`
+    by the test modules' locks (:func:`dpt_ros.ros.dds_env.free_domains`; ``lock_dir`` as its), a wait for them
+    said on stderr as gpu_check's."""
+    from dpt_ros.ros.dds_env import free_domains   # (no ROS imports: gpu_check runs without ROS)
+
+    return free_domains(count, ROS_DOMAINS, timeout=timeout, lock_dir=lock_dir,
+                        notice=lambda text: print(f"gpu_check: {text}", file=sys.stderr, flush=True))
+
+
 def _write_summary(out_dir: pathlib.Path, text: str) -> None:
     """gpu_summary.json, whole or not at all: written beside it and renamed over it (a run killed while it writes,
     the device tool's limit, leaves the last complete one, not a truncated file)."""
@@ -260,6 +277,11 @@ def _write_summary(out_dir: pathlib.Path, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    with contextlib.ExitStack() as held:   # (the ROS steps' domains, held to the end of the run)
+        return _main(argv, held)
+
+
+def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     ap = argparse.ArgumentParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
     ap.add_argument("--budget", type=float, default=360.0, help="overall seconds (default 360)")
     ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
@@ -333,8 +355,20 @@ def main(argv: list[str] | None = None) -> int:
                                      "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
         save_partial()
 
+    modes = [m for m in args.e2e_publication_modes.split(",") if m]
+    no_ros = None   # why the ROS steps did not run, where it is not the lack of CUDA or rclpy
     if e2e:
-        modes = [m for m in args.e2e_publication_modes.split(",") if m]
+        # their domains (a bench_e2e run each, then bench_node_stages and bench_publish on the 2nd and 3rd,
+        # bench_lifecycle on the 1st): free ones, locked as the test modules lock theirs, and taken only now,
+        # after the pytest step (whose modules would wait for a domain held here)
+        from dpt_ros.ros.dds_env import DomainBusy   # (no ROS imports: runs without ROS)
+
+        try:
+            domains = held.enter_context(ros_domains(max(3, len(modes)), timeout=max(1.0, 0.3 * left())))
+        except DomainBusy as e:
+            e2e, no_ros = False, f"no free ROS domain: {e}"
+        summary["env"]["ros_domains"] = domains if e2e else no_ros
+    if e2e:
         runs = {}
         for i, mode in enumerate(modes):
             suffix = "" if mode == "default" else f"_{mode.lower()}"
@@ -342,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             json_path.unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", *model, "--duration", str(args.e2e_seconds),
                    "--warmup", "1" if small else "5",
-                   "--publication-mode", mode, "--domain", str(87 + i), "--json", str(json_path)]
+                   "--publication-mode", mode, "--domain", str(domains[i]), "--json", str(json_path)]
             # each run takes 35-45 s (start, graph capture, discovery, warm-up, window); the node stages come next
             budget = min(90.0, 0.7 * left() / (len(modes) - i))
             r = _run(cmd, max(5.0, budget), out_dir / f"bench_e2e{suffix}.log" if out_dir else None)
@@ -354,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_e2e"] = runs[modes[0]] if len(modes) == 1 else {
             "rc": max((v["rc"] if v["rc"] is not None else 1) for v in runs.values()), "runs": runs}
     else:
-        summary["bench_e2e"] = {"skipped": "needs CUDA and rclpy (bring the ROS 2 wheels)"}
+        summary["bench_e2e"] = {"skipped": no_ros or "needs CUDA and rclpy (bring the ROS 2 wheels)"}
 
     def json_tool(name: str, args_: list[str], most: float = 1e9, share: float = 1.0) -> dict[str, Any]:
         """Run ``python -m dpt_ros.tools.<name> ... --json FILE`` for at most ``most`` seconds and ``share`` of
@@ -371,11 +405,12 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_node_stages"] = json_tool("bench_node_stages", [
             *model, *([] if small else ["--input-size", "0"]),
             "--frames", "20" if small else "200", "--rates", "0", "30", "--profile", str(args.node_stages_profile),
-            "--domain", "88",
+            "--domain", str(domains[1]),
             "--also-with", "depth.encoding=16UC1"], most=120, share=0.6)
         save_partial()
     else:
-        summary["bench_node_stages"] = {"skipped": "needs CUDA, rclpy, --node-stages-profile > 0 and 50 s of budget"}
+        summary["bench_node_stages"] = {
+            "skipped": no_ros or "needs CUDA, rclpy, --node-stages-profile > 0 and 50 s of budget"}
     # issue #3's figures (resolved): after the open issues' steps, in what the budget leaves
     if args.no_model:
         summary["bench_model"] = {"skipped": "--no-model"}
@@ -398,18 +433,19 @@ def main(argv: list[str] | None = None) -> int:
         summary["bench_model"] = {"skipped": "dpt_ros/tools/bench_model.py not present"}
 
     if e2e and left() > 10:
-        summary["bench_publish"] = json_tool("bench_publish", ["--messages", "20" if small else "150", "--domain", "89"], most=40,
-                                             share=0.5)
+        summary["bench_publish"] = json_tool(
+            "bench_publish", ["--messages", "20" if small else "150", "--domain", str(domains[2])], most=40, share=0.5)
         save_partial()
     else:
-        summary["bench_publish"] = {"skipped": "needs CUDA (the GPU machine's host), rclpy and 10 s of budget"}
+        summary["bench_publish"] = {
+            "skipped": no_ros or "needs CUDA (the GPU machine's host), rclpy and 10 s of budget"}
     if e2e and left() > 20:   # the model's GPU memory taken by configure and given back by cleanup
         summary["bench_lifecycle"] = json_tool("bench_lifecycle", [
             *(["--variant", "dpt_tiny", "--device", "cpu", "--input-size", "32", "--cycles", "1"] if small else
               ["--variant", "dpt_hybrid", "--device", "cuda", "--precision", "fp16", "--cycles", "2"]),
-            "--domain", "87"])
+            "--domain", str(domains[0])])
     else:
-        summary["bench_lifecycle"] = {"skipped": "needs CUDA, rclpy and 50 s of budget"}
+        summary["bench_lifecycle"] = {"skipped": no_ros or "needs CUDA, rclpy and 50 s of budget"}
 
     p = summary["pytest_gpu"]
     only_ros_errors = p.get("errors", 0) == p.get("errors_without_ros", 0)

@@ -89,6 +89,39 @@ def test_domain_lock_makes_a_second_process_wait_and_names_the_holder(tmp_path):
         proc.wait()
 
 
+def test_free_domains_takes_the_first_unheld_ones_through_the_domain_locks(tmp_path):
+    """free_domains: the first ``count`` candidates no other process holds (domain_lock's locks), in the candidates'
+    order; held against domain_lock (a test module's DOMAIN waits for them) until the block ends; a wait for more
+    than are free is announced once and ends in DomainBusy."""
+    from dpt_ros.ros.dds_env import free_domains
+
+    proc = _holder(tmp_path, 30, 32)
+    try:
+        notices = []
+        with free_domains(3, [30, 31, 32, 33, 34], timeout=5, lock_dir=str(tmp_path), notice=notices.append) as got:
+            assert got == [31, 33, 34] and notices == []
+            assert (tmp_path / "dpt_ros_ros_domain_31.lock").read_text() == str(os.getpid())
+            with pytest.raises(DomainBusy, match=f"ROS domain 33 is still in use by process {os.getpid()}"):
+                with domain_lock([33], timeout=0, lock_dir=str(tmp_path), notice=notices.append):
+                    pytest.fail("entered a domain free_domains holds")
+        with domain_lock([31, 33, 34], timeout=0, lock_dir=str(tmp_path)):   # given back
+            pass
+        notices.clear()
+        with pytest.raises(DomainBusy) as e:
+            with free_domains(2, [32, 30, 35], timeout=0.3, lock_dir=str(tmp_path), notice=notices.append):
+                pytest.fail("entered with one domain of two")
+        assert "1 more of ROS domains 32, 30 still in use after 0.3 s" in str(e.value)
+        assert notices == [f"waiting for 1 more of ROS domains 32, 30: other processes hold them ({tmp_path})"]
+        with domain_lock([35], timeout=0, lock_dir=str(tmp_path)):   # the one it had taken, given back on failure
+            pass
+        threading.Timer(0.5, proc.stdin.close).start()   # a holder that ends: its domain is taken at once
+        with free_domains(2, [32, 30, 35], timeout=20, lock_dir=str(tmp_path)) as got:
+            assert got == [32, 35]   # 35 free at once, 32 once its holder ended (in the candidates' order)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
     def lock(domain):
         return tmp_path / f"dpt_ros_ros_domain_{domain}.lock"

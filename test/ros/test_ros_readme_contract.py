@@ -268,16 +268,21 @@ def _module_domains(path: Path) -> set:
 
 def test_the_ros_domains_the_readme_gives_the_tests_are_theirs():
     """README's 'Tests and CI' gives the ROS_DOMAIN_IDs of the test modules (someone running other ROS processes
-    beside the suite keeps them off those): every domain a module holds is in that range or the rehearsal's, and
-    both ranges' ends are used (a new module outside the range, or the range left wider, is caught)."""
+    beside the suite keeps them off those): every domain a module holds is in that range, and both of its ends are
+    used (a new module outside the range, or the range left wider, is caught); and gpu_check's ROS steps' domains
+    (its rehearsal's in the tests too), which are none of the modules'."""
+    from dpt_ros.tools.gpu_check import ROS_DOMAINS
+
     text = README.read_text()
-    found = re.search(r"`ROS_DOMAIN_ID`s (\d+)-(\d+) \(the gpu_check rehearsal (\d+)-(\d+)", text)
+    found = re.search(r"`ROS_DOMAIN_ID`s (\d+)-(\d+) \(a few modules share one\)", text)
     assert found, "README's Tests and CI no longer gives the test modules' ROS domains"
-    low, high, rehearsal_low, rehearsal_high = map(int, found.groups())
-    rehearsal = _module_domains(README.parent / "test" / "tools" / "test_tools_pipeline_bench.py")
-    domains = set().union(*(_module_domains(p) for p in (README.parent / "test").rglob("test_*.py"))) - rehearsal
-    assert (min(rehearsal), max(rehearsal)) == (rehearsal_low, rehearsal_high), sorted(rehearsal)
+    low, high = map(int, found.groups())
+    domains = set().union(*(_module_domains(p) for p in (README.parent / "test").rglob("test_*.py")))
     assert (min(domains), max(domains)) == (low, high), sorted(domains)
+    found = re.search(r"the first free ones of (\d+), (\d+), (\d+), then (\d+)-(\d+) \(`ROS_DOMAINS`", text)
+    assert found, "README's Tests and CI no longer gives gpu_check's ROS domains"
+    first, low, high = tuple(map(int, found.groups()[:3])), *map(int, found.groups()[3:])
+    assert ROS_DOMAINS == (*first, *range(low, high + 1)) and not domains & set(ROS_DOMAINS)
 
 
 def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():

@@ -9,8 +9,6 @@ import pytest
 
 from dpt_ros.tools import bench_pipeline
 
-DOMAINS = (87, 88, 89)   # gpu_check's ROS steps (bench_e2e 87 + i, bench_node_stages 88, bench_publish 89, lifecycle 87)
-
 
 def test_bench_pipeline_json_cpu(capsys, monkeypatch):
     # every figure is timed after an untimed call of its own (the 1080p ray solve had none: its first solve, 1.7 s
@@ -164,6 +162,10 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     assert summary["ok"] and p.returncode == 0, p.stderr[-3000:]
     assert summary["pytest_gpu"]["failures"] == 0 and summary["pytest_gpu"]["tests"] > 0
     assert summary["bench_pipeline"]["rc"] == 0 and summary["bench_pipeline"]["result"]["cpu"]
+    from dpt_ros.tools.gpu_check import ROS_DOMAINS   # its ROS steps' domains, taken by the domain locks
+
+    domains = summary["env"]["ros_domains"]
+    assert len(domains) == 3 and set(domains) <= set(ROS_DOMAINS), domains
     if summary["env"]["cuda_available"]:
         return   # a GPU machine runs the real steps: what the rest of this test checks is the CPU rehearsal
     assert "rehearsal" in summary
@@ -247,6 +249,27 @@ def test_gpu_check_reads_the_issue_targets_from_the_step_results():
     assert missing["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
     assert [v["met"] for k, v in missing["issue5_e2e_default"].items() if k != "note"] == [None] * 4
     assert missing["issue5_e2e_default"]["note"] == "bench_e2e gave no result: needs CUDA and rclpy"
+
+
+def test_gpu_check_takes_its_ros_domains_through_the_domain_locks(tmp_path):
+    """gpu_check's ROS steps ran on domains 87-89 whatever held them: a test module's (or another gpu_check's) nodes
+    on the same domain were read as its own. It now takes the first free ones of ROS_DOMAINS by the test modules'
+    locks, which hold them against the others until it ends; and without ROS (dds_env imports none)."""
+    from dpt_ros.ros.dds_env import DomainBusy, domain_lock
+    from dpt_ros.tools import gpu_check
+
+    assert gpu_check.ROS_DOMAINS[:3] == (87, 88, 89)
+    with domain_lock([87, 89], lock_dir=str(tmp_path)):   # e.g. a test run's module, or another gpu_check's step
+        with gpu_check.ros_domains(3, timeout=5, lock_dir=str(tmp_path)) as domains:
+            assert domains == [88, *gpu_check.ROS_DOMAINS[3:5]]
+            with pytest.raises(DomainBusy):
+                with domain_lock(domains[1:2], timeout=0, lock_dir=str(tmp_path), notice=lambda text: None):
+                    pytest.fail("a test module entered a domain gpu_check holds")
+    code = ("import sys; sys.modules['rclpy'] = None; sys.modules['rcl_interfaces'] = None\n"
+            "from dpt_ros.tools import gpu_check\n"
+            f"with gpu_check.ros_domains(2, 5, {str(tmp_path)!r}) as d: print(d)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "[87, 88]", p.stderr[-2000:]
 
 
 def test_gpu_check_goes_on_past_a_pytest_report_it_cannot_read(tmp_path):
