@@ -79,6 +79,15 @@ def _timers(fns: dict[str, Callable[[], Any]], repeat: int, warmup: int, block: 
     return {name: statistics.median(t) for name, t in times.items()}
 
 
+def _runs(record: dict[str, int], repeat: int, n: int, *figures: str) -> int:
+    """``n``, the number of timed runs the medians of ``figures`` (their paths in the JSON, dotted) are taken over,
+    written into ``record`` where it is not ``repeat`` (--repeat): the output's ``timed_runs_where_not_repeat``, so
+    that it says truthfully what each figure is the median of."""
+    if n != repeat:
+        record.update(dict.fromkeys(figures, n))
+    return n
+
+
 #: --encoding's choices: the packed 8-bit colour encodings, and how the reference decode turns each into RGB
 ENCODINGS = {"bgr8": cv2.COLOR_BGR2RGB, "rgb8": None, "bgra8": cv2.COLOR_BGRA2RGB, "rgba8": cv2.COLOR_RGBA2RGB}
 
@@ -187,10 +196,13 @@ def cpu_stage_pairs(view: pl.ImageView, pre: pl.Preprocessor, inv: torch.Tensor,
     }
 
 
-def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8", out: dict | None = None) -> dict:
+def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8", out: dict | None = None,
+              runs: dict[str, int] | None = None) -> dict:
     """The CPU figures, written into ``out`` (a new dict if None) part by part as each is measured, so that a caller
-    interrupted midway still holds the parts done."""
+    interrupted midway still holds the parts done; the figures timed other than ``repeat`` times into ``runs``
+    (:func:`_runs`, paths from ``cpu.``)."""
     out = {} if out is None else out
+    runs = {} if runs is None else runs
     pre = pl.Preprocessor(NET)
     for w, h in sizes:
         view = _frame(w, h, encoding)
@@ -235,9 +247,12 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8",
     cloud.update({
         # options: a raw camera's lens (camera_info.rectified false), points.edge_filter, depth.align's fit
         "ours_xyzrgb_from_depth_through_lens": _timer(lambda: pl.build_cloud(depth, lens, rgb=rgb), repeat, 3, False),
-        "lens_rays_solved_once_stride1": _timer(lambda: solve_rays(lens), max(3, repeat // 10), 1, False),
+        # (a solve takes 0.1 s at 640x480 and 1 s at 1080p: fewer runs, which the output names)
+        "lens_rays_solved_once_stride1": _timer(lambda: solve_rays(lens), _runs(
+            runs, repeat, max(3, repeat // 10), "cpu.cloud_640x480_ms.lens_rays_solved_once_stride1"), 1, False),
         # (one untimed solve first, as for every figure: the first 1080p solve here took 1.7 s, the next ones 0.98 s)
-        "lens_rays_solved_once_1920x1080_stride1": _timer(lambda: solve_rays(_lens_intrinsics(1920, 1080)), 3, 1, False),
+        "lens_rays_solved_once_1920x1080_stride1": _timer(lambda: solve_rays(_lens_intrinsics(1920, 1080)), _runs(
+            runs, repeat, 3, "cpu.cloud_640x480_ms.lens_rays_solved_once_1920x1080_stride1"), 1, False),
         "edge_filter": _timer(lambda: pl.drop_depth_edges(depth_t, 0.05), repeat, 3, False),
         "exclude_classes_2": _timer(lambda: pl.drop_labels(depth_t, labels_t, (13, 21)), repeat, 3, False),
         "align_fit_stride4": _timer(lambda: pl.fit_scale_shift(*pl.inverse_depth_pairs(inv_sub, depth[::4, ::4], stride=1)),
@@ -265,20 +280,24 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8",
     out["cloud_640x480_target_2ms_met"] = cloud[target] <= 2.0
     out["cloud_640x480_target_measured_as"] = target if target.startswith("ours_xyzrgb_message") else (
         target + " (the payload only: no ROS here to build the message)")
-    out["segmentation_labels_640x480_ms"] = bench_labels(pre, w, h, max(3, repeat // 10))
+    out["segmentation_labels_640x480_ms"] = bench_labels(pre, w, h, repeat, runs)
     out["compressed_640x480"] = bench_compressed(w, h, repeat)
     out["compressed_two_cameras_640x480"] = bench_compressed_threads(w, h, repeat)
     return out
 
 
-def bench_labels(pre: pl.Preprocessor, w: int, h: int, repeat: int) -> dict:
+def bench_labels(pre: pl.Preprocessor, w: int, h: int, repeat: int, runs: dict[str, int]) -> dict:
     """ADE20K labels at the camera's size from 150 classes of logits at network size: ours (class by class into a
-    running maximum) against the official order written directly (upsample all 150, then argmax), in turn; then
-    segmentation/colored from those labels (palette colours blended over the image at alpha 0.5) against the
-    same written directly (palette indexing, float32 blend)."""
+    running maximum) against the official order written directly (upsample all 150, then argmax), in turn, over a
+    tenth of ``repeat`` runs (at least 3: 0.1 and 0.4 s a call); then segmentation/colored from those labels
+    (palette colours blended over the image at alpha 0.5) against the same written directly (palette indexing,
+    float32 blend), over ``repeat`` runs, at least 20. The counts other than ``repeat`` go into ``runs``."""
+    figure = "cpu.segmentation_labels_640x480_ms."
     logits = torch.randn(1, 150, *pre.input_size(h, w), generator=torch.Generator().manual_seed(5)) * 3
+    labels_runs = _runs(runs, repeat, max(3, repeat // 10), figure + "ours", figure + "upsample_all_then_argmax")
     t = _timers({"ours": lambda: pl.upsampled_labels(logits, (h, w)),
-                 "upsample_all_then_argmax": lambda: pl.labels_from_logits(pl.upsample(logits, (h, w)))}, repeat, 1)
+                 "upsample_all_then_argmax": lambda: pl.labels_from_logits(pl.upsample(logits, (h, w)))},
+                labels_runs, 1)
     labels = pl.upsampled_labels(logits, (h, w))[0].numpy()
     rgb = np.random.default_rng(6).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
@@ -288,7 +307,8 @@ def bench_labels(pre: pl.Preprocessor, w: int, h: int, repeat: int) -> dict:
             np.uint8)
 
     c = _timers({"colored_ours": lambda: pl.overlay(rgb, pl.colorize_labels(labels), 0.5),
-                 "colored_reference": colored_reference}, max(repeat, 20), 2)
+                 "colored_reference": colored_reference},
+                _runs(runs, repeat, max(repeat, 20), figure + "colored_ours", figure + "colored_reference"), 2)
     return {**_round(t), "speedup": _ratio(t["upsample_all_then_argmax"], t["ours"]),
             **_round(c), "colored_speedup": _ratio(c["colored_reference"], c["colored_ours"])}
 
@@ -315,7 +335,8 @@ def bench_compressed(w: int, h: int, repeat: int) -> dict:
 
 def bench_compressed_threads(w: int, h: int, repeat: int) -> dict:
     """Two cameras' 32FC1 compressedDepth copies, ms per pair of frames: encoded one after the other (one copies
-    thread) and on two threads at once (the node's copies threads: one per camera, up to half the cores)."""
+    thread) and on two threads at once (the node's copies threads: one per camera, up to half the cores). Not
+    medians: each is one timed run of ``pairs_timed`` pairs (``repeat``, at least 10), divided by their number."""
     torch.manual_seed(1)
     inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
     depths = [pl.apply_depth_range(pl.metric_from_inverse(inv * k, 1.0, 0.0), 0.0, 8.0) for k in (1.0, 1.1)]
@@ -337,7 +358,8 @@ def bench_compressed_threads(w: int, h: int, repeat: int) -> dict:
     for th in threads:
         th.join()
     two = (time.perf_counter() - t) / n * 1e3
-    return {"one_thread_ms": round(one, 3), "two_threads_ms": round(two, 3), "speedup": _ratio(one, two)}
+    return {"one_thread_ms": round(one, 3), "two_threads_ms": round(two, 3), "speedup": _ratio(one, two),
+            "pairs_timed": n}
 
 
 def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warmup: int) -> float:
@@ -349,10 +371,15 @@ def _try_timer(errors: dict, name: str, fn: Callable[[], Any], repeat: int, warm
         return float("nan")
 
 
-def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8") -> dict:
+def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8",
+               runs: dict[str, int] | None = None) -> dict:
+    """The CUDA figures; those timed other than ``repeat`` times go into ``runs`` (:func:`_runs`, paths from
+    ``cuda.``)."""
     import cupy  # noqa: PLC0415
 
     from dpt_ros.pipeline import _cuda  # noqa: PLC0415
+
+    runs = {} if runs is None else runs
 
     dev = torch.device("cuda")
     out: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0)}
@@ -440,7 +467,8 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8"
             d = (1.0 / torch.clamp(up * KITTI[0] + KITTI[1], min=1e-8)).cpu().numpy()
             return x, ref_cloud_from_depth(d, rgb, intr)
 
-        typical_ms = _try_timer(errors, "typical_wrapper", typical, max(5, repeat // 3), 2)
+        typical_ms = _try_timer(errors, "typical_wrapper", typical,
+                                _runs(runs, repeat, max(5, repeat // 3), f"cuda.{w}x{h}.typical_wrapper_ms"), 2)
         out[f"{w}x{h}"] = {
             "ours_ms": _round(ours),
             "typical_wrapper_ms": round(typical_ms, 3) if typical_ms == typical_ms else None,
@@ -469,7 +497,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path")
     ap.add_argument("--sizes", default="640x480,1920x1080", help="comma-separated WxH frame sizes")
     ap.add_argument("--repeat", type=int, default=20,
-                    help="timed runs per stage (median reported), each stage after untimed warm-up calls; at least 1")
+                    help="timed runs per figure (their median reported), each after untimed warm-up calls; at "
+                         "least 1. A few slow figures take other counts (the CPU's lens ray solves and segmentation "
+                         "labels, CUDA's typical wrapper), which the output names (timed_runs_where_not_repeat)")
     ap.add_argument("--encoding", choices=tuple(ENCODINGS), default="bgr8",
                     help="the frames' encoding (the per-stage table's; the other figures use their own inputs)")
     ap.add_argument("--threads", type=int, default=0, help="torch/OpenCV threads (0: leave as is)")
@@ -484,14 +514,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
-    result: dict[str, Any] = {"device": args.device, "repeat": args.repeat, "torch_threads": torch.get_num_threads(),
-                              "encoding": args.encoding}
+    # each figure is the median of `repeat` timed runs, or of as many as timed_runs_where_not_repeat gives for it
+    result: dict[str, Any] = {"device": args.device, "repeat": args.repeat, "timed_runs_where_not_repeat": {},
+                              "torch_threads": torch.get_num_threads(), "encoding": args.encoding}
     # CUDA first: issue #6's figures are these, and a caller's time limit (gpu_check: SIGINT) that ends the run during
     # the CPU comparison (the longer part on a slow host) then leaves them measured and printed
     try:
         if args.device == "cuda":
-            result["cuda"] = _cuda_result(sizes, args.repeat, args.encoding)
-        bench_cpu(sizes, args.repeat, args.encoding, out=result.setdefault("cpu", {}))
+            result["cuda"] = _cuda_result(sizes, args.repeat, args.encoding, result["timed_runs_where_not_repeat"])
+        bench_cpu(sizes, args.repeat, args.encoding, out=result.setdefault("cpu", {}),
+                  runs=result["timed_runs_where_not_repeat"])
     except KeyboardInterrupt:
         result["interrupted"] = ("interrupted (SIGINT) before the end: the figures listed were measured, the others "
                                  "were not; give the run more time for the rest")
@@ -504,12 +536,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _cuda_result(sizes: list[tuple[int, int]], repeat: int, encoding: str) -> dict:
+def _cuda_result(sizes: list[tuple[int, int]], repeat: int, encoding: str, runs: dict[str, int]) -> dict:
     """bench_cuda's figures, or why there are none: one-shot GPU runs report instead of dying."""
     if not (torch.cuda.is_available() and pl.cupy_available()):
         return {"skipped": "CUDA or CuPy not available"}
     try:
-        return bench_cuda(sizes, repeat, encoding)
+        return bench_cuda(sizes, repeat, encoding, runs)
     except Exception as exc:  # noqa: BLE001 - reported in the JSON
         import traceback  # noqa: PLC0415
 
@@ -517,7 +549,11 @@ def _cuda_result(sizes: list[tuple[int, int]], repeat: int, encoding: str) -> di
 
 
 def _print_table(result: dict) -> None:
-    print(f"# dpt_ros pipeline benchmark (median ms of {result['repeat']}, torch threads {result['torch_threads']})")
+    other = result["timed_runs_where_not_repeat"]
+    print(f"# dpt_ros pipeline benchmark (torch threads {result['torch_threads']}): each figure the median ms of "
+          f"{result['repeat']} timed runs" + (", except" if other else ""))
+    for figure, n in other.items():
+        print(f"#   {figure}: the median of {n}")
     for size, r in result["cpu"].items():
         if not isinstance(r, dict) or "ours_ms" not in r:
             continue
@@ -535,8 +571,9 @@ def _print_table(result: dict) -> None:
           f"{lab['upsample_all_then_argmax']:.1f} ms ({lab['speedup']}x); segmentation/colored from them: ours "
           f"{lab['colored_ours']:.2f} ms, reference {lab['colored_reference']:.2f} ms ({lab['colored_speedup']}x)")
     two = result["cpu"]["compressed_two_cameras_640x480"]
-    print(f"  two cameras' 32FC1 compressedDepth, per pair of frames: one thread {two['one_thread_ms']:.3f} ms, "
-          f"two threads {two['two_threads_ms']:.3f} ms ({two['speedup']}x)")
+    print(f"  two cameras' 32FC1 compressedDepth, per pair of frames (the mean of {two['pairs_timed']} pairs, not a "
+          f"median): one thread {two['one_thread_ms']:.3f} ms, two threads {two['two_threads_ms']:.3f} ms "
+          f"({two['speedup']}x)")
     cuda = result.get("cuda")
     if cuda:
         print("\nCUDA:", json.dumps(cuda, indent=1))

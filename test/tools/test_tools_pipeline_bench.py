@@ -56,6 +56,47 @@ def test_bench_pipeline_json_cpu(capsys, monkeypatch):
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
+@pytest.mark.parametrize("repeat", [2, 40])
+def test_the_output_says_how_many_timed_runs_each_median_is_of(repeat, capsys, monkeypatch):
+    """The header said 'median ms of {repeat}' and the JSON gave only repeat, while the lens ray solves were timed
+    max(3, repeat // 10) and 3 times, the segmentation labels max(3, repeat // 10) and their colours max(repeat, 20)
+    times. Here each timer returns the number of runs it was given as its figure, and every figure must be what the
+    output says it is the median of: timed_runs_where_not_repeat's count, or repeat."""
+    monkeypatch.setattr(bench_pipeline, "_timer", lambda fn, runs, warmup, cuda: float(runs))
+    monkeypatch.setattr(bench_pipeline, "_timers", lambda fns, runs, warmup, block=5: dict.fromkeys(fns, float(runs)))
+    assert bench_pipeline.main(["--sizes", "160x120", "--repeat", str(repeat), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    other, cpu = result["timed_runs_where_not_repeat"], result["cpu"]
+    assert result["repeat"] == repeat
+    figures = {f"cpu.160x120.{side}.{stage}": v for side in ("ours_ms", "reference_ms")
+               for stage, v in cpu["160x120"][side].items() if stage != "total"}   # (the total: a sum of medians)
+    figures.update({f"cpu.cloud_640x480_ms.{k}": v for k, v in cpu["cloud_640x480_ms"].items()})
+    figures.update({f"cpu.segmentation_labels_640x480_ms.{k}": cpu["segmentation_labels_640x480_ms"][k]
+                    for k in ("ours", "upsample_all_then_argmax", "colored_ours", "colored_reference")})
+    figures.update({f"cpu.compressed_640x480.{k}.ms": v["ms"] for k, v in cpu["compressed_640x480"].items()})
+    assert set(other) <= set(figures), other
+    assert {k: v for k, v in figures.items() if v != repeat} == other
+    assert {k: int(v) for k, v in figures.items()} == {k: other.get(k, repeat) for k in figures}
+    assert other["cpu.cloud_640x480_ms.lens_rays_solved_once_1920x1080_stride1"] == 3
+    assert other["cpu.segmentation_labels_640x480_ms.ours"] == max(3, repeat // 10)
+    # the table's header says the same
+    assert bench_pipeline.main(["--sizes", "160x120", "--repeat", str(repeat)]) == 0
+    header = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#")]
+    assert f"each figure the median ms of {repeat} timed runs, except" in header[0], header
+    assert header[1:] == [f"#   {k}: the median of {n}" for k, n in other.items()]
+
+
+def test_the_two_cameras_figure_says_how_many_pairs_it_is_the_mean_of(monkeypatch):
+    """compressed_two_cameras_640x480 is no median: each figure is one timed run of a number of pairs of frames,
+    divided by that number, which it now gives (pairs_timed: the pairs each of the two runs encoded)."""
+    calls = []
+    compress = bench_pipeline.pl.compress_depth
+    monkeypatch.setattr(bench_pipeline.pl, "compress_depth", lambda *a: calls.append(1) or compress(*a))
+    two = bench_pipeline.bench_compressed_threads(32, 32, 3)
+    assert len(calls) == 2 + 2 * 2 * two["pairs_timed"]   # 2 untimed, then each camera's pairs, one thread and two
+    assert two["pairs_timed"] == 10
+
+
 @pytest.mark.parametrize("repeat", ["0", "-3"])
 def test_a_repeat_below_one_is_a_usage_error(repeat, capsys):
     """--repeat 0 timed no call, and the first stage's median ended the run with a StatisticsError traceback."""
