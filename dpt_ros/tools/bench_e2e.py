@@ -32,10 +32,12 @@ from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, sh
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
 
 
-def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
+def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_size: bool) -> None:
     """The model and frame options shared by the node benchmarks (this one and bench_node_stages). A value the node
     (or the camera) would refuse is a usage error, by the node's own checks (see :func:`check_model_arguments` for
-    the combinations)."""
+    the combinations). ``source_size``: whether --width / --height 0 is taken (bench_e2e's camera: the built-in
+    photographs' aspect, or their size) or refused by the tool (bench_node_stages makes its frames at that size);
+    the help says which."""
     from dpt_ros.model import VARIANTS
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
@@ -49,10 +51,11 @@ def add_model_arguments(ap: argparse.ArgumentParser, input_size: int) -> None:
     ap.add_argument("--cuda-graphs", action="store_true")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=input_size,
                     help="network size, a multiple of 32 (0 = variant default)")
-    ap.add_argument("--width", type=camera_option("width", "--width"), default=640,
-                    help="frame width (bench_e2e: 0 keeps each built-in photograph's aspect, or its size with "
-                         "--height 0)")
-    ap.add_argument("--height", type=camera_option("height", "--height"), default=480, help="frame height")
+    for name, default, other in (("width", 640, "height"), ("height", 480, "width")):
+        ap.add_argument(f"--{name}", type=camera_option(name, f"--{name}"), default=default,
+                        help=f"frame {name} in pixels (default {default}); " + (
+                            f"0 keeps each built-in photograph's aspect, or its size with --{other} 0" if source_size
+                            else "at least 1: the frames are made at this size"))
     ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2, help="points.stride")
     ap.add_argument("--outputs", default="depth,points", type=output_topics,
                     help="comma-separated output topics to subscribe (lazy node computes only these): "
@@ -94,7 +97,7 @@ def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace)
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(ap, input_size=0)
+    add_model_arguments(ap, input_size=0, source_size=True)
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
     ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0, help="camera rate (Hz)")

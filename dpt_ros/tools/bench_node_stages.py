@@ -44,7 +44,7 @@ from dpt_ros.ros.node import percentile  # noqa: E402
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_model_arguments(ap, input_size=64)
+    add_model_arguments(ap, input_size=64, source_size=False)
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
                                                            "bgra16", "mono8", "mono16"), help="the frames' encoding")

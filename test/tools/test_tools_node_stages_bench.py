@@ -158,6 +158,36 @@ def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(caps
     assert (args.outputs, args.stride, args.input_size, args.weights) == ("depth,points", 2, 64, "random")
 
 
+def test_each_benchmark_s_help_gives_the_width_and_height_it_takes(capsys):
+    """--width / --height's help is shared by the node benchmarks, and said what 0 means to bench_e2e's camera (the
+    photographs' aspect, or their size) in bench_node_stages' --help too, which refuses 0 (it makes its frames at the
+    size given): each --help now says what its tool takes, and the tool takes what its help says."""
+    import re
+
+    from dpt_ros.tools import bench_e2e
+
+    def helps(parse):
+        with pytest.raises(SystemExit) as info:
+            parse(["--help"])
+        assert info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        return {name: re.search(rf"--{name} {name.upper()} (.*?) (?=--[a-z-]+ [A-Z_]+ )", text).group(1) for name in ("width", "height")}
+
+    e2e, stages = helps(bench_e2e.parse_args), helps(bench_node_stages.parse_args)
+    assert e2e == {"width": "frame width in pixels (default 640); 0 keeps each built-in photograph's aspect, or its "
+                            "size with --height 0",
+                   "height": "frame height in pixels (default 480); 0 keeps each built-in photograph's aspect, or its "
+                             "size with --width 0"}, e2e
+    assert stages == {"width": "frame width in pixels (default 640); at least 1: the frames are made at this size",
+                      "height": "frame height in pixels (default 480); at least 1: the frames are made at this size"}
+    for name in ("width", "height"):
+        assert getattr(bench_e2e.parse_args([f"--{name}", "0"]), name) == 0
+        with pytest.raises(SystemExit):
+            bench_node_stages.parse_args([f"--{name}", "0"])
+        assert "at least 1" in capsys.readouterr().err
+        assert getattr(bench_node_stages.parse_args([f"--{name}", "1"]), name) == 1
+
+
 @pytest.mark.parametrize("width, height", [(640, 480), (0, 480), (0, 0), (320, 0)])
 def test_bench_e2e_records_the_sizes_of_the_frames_its_camera_sends(width, height):
     """--width / --height 0 is the camera's "keep the aspect" (both 0: each photograph's own size): the camera then
