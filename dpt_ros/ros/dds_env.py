@@ -26,6 +26,10 @@ import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Optional
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
+#: what the node benchmarks' --publication-mode takes (bench_e2e; gpu_check's --e2e-publication-modes, which runs
+#: without ROS, checks its entries against it): RMW_FASTRTPS_PUBLICATION_MODE for the node's process, or "default"
+#: (left as the environment has it)
+PUBLICATION_MODE_CHOICES = ("default", "SYNCHRONOUS", "ASYNCHRONOUS")
 # Iron is not supported (end of life since December 2024); it is here because its Fast DDS 2.10 reads only the old
 # profile name too, and leaving it out would give it the new name alone: its profile silently unread
 _FAST_DDS_2_DISTROS = ("humble", "iron", "jazzy")

@@ -28,7 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES, percentile  # noqa: E402  (the node's own stage and output names)
 from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
-from dpt_ros.ros.dds_env import domain_from_env, localhost_only, set_profile, shm_notice   # noqa: E402
+from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, domain_from_env, localhost_only, set_profile,  # noqa: E402
+                                 shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
 
 
@@ -107,7 +108,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
     ap.add_argument("--domain", type=int, default=domain_from_env(87))
     add_dds_profile_argument(ap)
-    ap.add_argument("--publication-mode", default="default", choices=("default", "SYNCHRONOUS", "ASYNCHRONOUS"),
+    ap.add_argument("--publication-mode", default="default", choices=PUBLICATION_MODE_CHOICES,
                     help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "
                          "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
                          "the subscribers inside publish()")

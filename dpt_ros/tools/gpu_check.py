@@ -45,6 +45,7 @@ import contextlib
 import importlib
 import importlib.util
 import json
+import math
 import os
 import pathlib
 import signal
@@ -268,6 +269,67 @@ def ros_domains(count: int, timeout: float, lock_dir: str | None = None) -> cont
                         notice=lambda text: print(f"gpu_check: {text}", file=sys.stderr, flush=True))
 
 
+def budget_seconds(text: str) -> float:
+    """--budget (argparse's type): the run's seconds, finite and more than :data:`GRACE_S` (what each step is given is
+    the budget's rest less that grace: a budget of no more left every step 1 s, each timed out)."""
+    value = _number(text, float)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{value:g} is no number of seconds: give more than {GRACE_S:g}, e.g. 360")
+    if value <= GRACE_S:
+        raise argparse.ArgumentTypeError(f"{value:g} s leaves the steps no time (each step is given the budget's "
+                                         f"rest less {GRACE_S:g} s): give more than {GRACE_S:g}, e.g. 360")
+    return value
+
+
+def seconds_or_zero(text: str) -> float:
+    """--e2e-seconds (argparse's type): bench_e2e's window, finite, 0 to skip it (a negative value or NaN skipped it as
+    silently as 0, infinity ran bench_e2e until its step's time ran out)."""
+    value = _number(text, float)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{value:g} is no window: give seconds, or 0 to skip bench_e2e")
+    return value
+
+
+def count_or_zero(text: str) -> int:
+    """--node-stages-profile (argparse's type): a number of functions, 0 to skip the step (a negative one skipped it
+    as silently as 0)."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is no number of functions: give at least 1, or 0 to skip "
+                                         f"bench_node_stages")
+    return value
+
+
+def _number(text: str, kind: type) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
+def publication_modes(text: str) -> list[str]:
+    """--e2e-publication-modes (argparse's type): comma-separated bench_e2e --publication-mode values
+    (dds_env.PUBLICATION_MODE_CHOICES, which bench_e2e takes), each once; a wrong one was refused only by bench_e2e
+    after the GPU tests (its run failed, the next mode's went on), a mode given twice ran twice and kept one result,
+    and none (',') ended the run with a ValueError after the GPU tests."""
+    from dpt_ros.ros.dds_env import PUBLICATION_MODE_CHOICES   # (no ROS imports: gpu_check runs without ROS)
+
+    modes = [m for m in text.split(",") if m]
+    choices = ", ".join(PUBLICATION_MODE_CHOICES)
+    wrong = [m for m in modes if m not in PUBLICATION_MODE_CHOICES]
+    twice = sorted({m for m in modes if modes.count(m) > 1})
+    if wrong:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, wrong))} {'is' if len(wrong) == 1 else 'are'} no "
+                                         f"bench_e2e --publication-mode; give one or more of {choices}, separated by "
+                                         f"commas")
+    if twice:
+        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, twice))} given twice: each mode runs once")
+    if not modes:
+        raise argparse.ArgumentTypeError(f"no mode given; give one or more of {choices}, separated by commas (and "
+                                         f"--e2e-seconds 0 to skip bench_e2e)")
+    return modes
+
+
 def _write_summary(out_dir: pathlib.Path, text: str) -> None:
     """gpu_summary.json, whole or not at all: written beside it and renamed over it (a run killed while it writes,
     the device tool's limit, leaves the last complete one, not a truncated file)."""
@@ -282,24 +344,29 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
+    from dpt_ros import PRECISIONS   # bench_model's --precision choices: the node's precision names
+
+    # (every value is checked here, before the steps: a value a step refuses would be found after the GPU tests)
     ap = argparse.ArgumentParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
-    ap.add_argument("--budget", type=float, default=360.0, help="overall seconds (default 360)")
+    ap.add_argument("--budget", type=budget_seconds, default=360.0,
+                    help=f"overall seconds, more than {GRACE_S:g} (default 360)")
     ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
     ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
     ap.add_argument("--no-model", action="store_true", help="skip bench_model")
     ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
-    ap.add_argument("--model-precisions", nargs="+", default=["fp16"],
-                    help="precisions for bench_model on CUDA (default fp16; e.g. fp16 bf16 fp32)")
-    ap.add_argument("--e2e-seconds", type=float, default=15.0, help="bench_e2e window (0 = skip)")
-    ap.add_argument("--node-stages-profile", type=int, default=40,
+    ap.add_argument("--model-precisions", nargs="+", default=["fp16"], choices=PRECISIONS,
+                    help="precisions for bench_model on CUDA (default fp16; any of %(choices)s)")
+    ap.add_argument("--e2e-seconds", type=seconds_or_zero, default=15.0, help="bench_e2e window (0 = skip)")
+    ap.add_argument("--node-stages-profile", type=count_or_zero, default=40,
                     help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
                          "of the top N functions (0 = skip)")
     ap.add_argument("--rehearse", action="store_true",
                     help="without CUDA: run the ROS steps too (bench_e2e, bench_node_stages, bench_publish, "
                          "bench_lifecycle), small, with dpt_tiny on the CPU: checks every step's command line and JSON "
                          "before a GPU run (its figures mean nothing; needs rclpy)")
-    ap.add_argument("--e2e-publication-modes", default="default",
-                    help="comma-separated bench_e2e --publication-mode values, one run each (e.g. default,ASYNCHRONOUS)")
+    ap.add_argument("--e2e-publication-modes", default="default", type=publication_modes,
+                    help="comma-separated bench_e2e --publication-mode values (default, SYNCHRONOUS, ASYNCHRONOUS), "
+                         "one run each (e.g. default,ASYNCHRONOUS)")
     args = ap.parse_args(argv)
     start = time.monotonic()
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None
@@ -355,7 +422,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                                      "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
         save_partial()
 
-    modes = [m for m in args.e2e_publication_modes.split(",") if m]
+    modes = args.e2e_publication_modes
     no_ros = None   # why the ROS steps did not run, where it is not the lack of CUDA or rclpy
     if e2e:
         # their domains (a bench_e2e run each, then bench_node_stages and bench_publish on the 2nd and 3rd,

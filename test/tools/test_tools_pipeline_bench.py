@@ -229,6 +229,91 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     assert summary["targets"]["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
 
 
+class _StepStarted(Exception):
+    """raised by the test's gpu_check._run: the run got past its argument checks to its first step"""
+
+
+def _no_steps(monkeypatch):
+    from dpt_ros.tools import gpu_check
+
+    def started(cmd, *args, **kwargs):
+        raise _StepStarted(" ".join(cmd))
+
+    monkeypatch.setattr(gpu_check, "_run", started)
+    return gpu_check
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--model-precisions", "fp16", "half"], "argument --model-precisions: invalid choice: 'half' (choose from 'fp32', "
+                                             "'fp16', 'bf16')"),
+    (["--model-precisions", "FP16"], "argument --model-precisions: invalid choice: 'FP16'"),
+    (["--e2e-publication-modes", "default,asynchronous"],
+     "argument --e2e-publication-modes: 'asynchronous' is no bench_e2e --publication-mode; give one or more of "
+     "default, SYNCHRONOUS, ASYNCHRONOUS, separated by commas"),
+    (["--e2e-publication-modes", "ASYNCHRONOUS,default,ASYNCHRONOUS"],
+     "argument --e2e-publication-modes: 'ASYNCHRONOUS' given twice: each mode runs once"),
+    (["--e2e-publication-modes", ","], "argument --e2e-publication-modes: no mode given; give one or more of default, "
+                                       "SYNCHRONOUS, ASYNCHRONOUS"),
+    (["--budget", "0"], "argument --budget: 0 s leaves the steps no time (each step is given the budget's rest less "
+                        "30 s): give more than 30, e.g. 360"),
+    (["--budget", "-360"], "argument --budget: -360 s leaves the steps no time"),
+    (["--budget", "nan"], "argument --budget: nan is no number of seconds: give more than 30"),
+    (["--budget", "6m"], "argument --budget: '6m' is not a number"),
+    (["--e2e-seconds", "-15"], "argument --e2e-seconds: -15 is no window: give seconds, or 0 to skip bench_e2e"),
+    (["--e2e-seconds", "inf"], "argument --e2e-seconds: inf is no window"),
+    (["--node-stages-profile", "-1"], "argument --node-stages-profile: -1 is no number of functions: give at least 1, "
+                                      "or 0 to skip bench_node_stages"),
+])
+def test_gpu_check_refuses_a_bad_value_before_its_first_step(argv, why, capsys, monkeypatch):
+    """A --model-precisions value bench_model refuses (half, FP16) was found only when bench_model ran, after the GPU
+    tests and the benchmarks, and a wrong --e2e-publication-modes entry only by its bench_e2e run; a mode given twice
+    ran twice, none (',') ended the run with a ValueError, and a --budget of 30 s or less gave each step 1 s. Each is
+    now a usage error before anything runs."""
+    gpu_check = _no_steps(monkeypatch)
+    try:
+        with pytest.raises(SystemExit) as info:
+            gpu_check.main(argv)
+    except _StepStarted as started:
+        pytest.fail(f"{argv} was taken, and the run started its first step: {started}")
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and why in err, err
+
+
+def test_gpu_check_takes_what_its_steps_take(capsys, monkeypatch):
+    """gpu_check's --model-precisions and --e2e-publication-modes take exactly what bench_model's --precision and
+    bench_e2e's --publication-mode take (by their own checks: dpt_ros.PRECISIONS and dds_env.PUBLICATION_MODE_CHOICES),
+    refusing the others in the same words; the values it takes reach its first step."""
+    pytest.importorskip("rclpy")   # (bench_e2e imports the node)
+    from dpt_ros.tools import bench_e2e, bench_model
+
+    gpu_check = _no_steps(monkeypatch)
+
+    def refusal(parse, argv):
+        try:
+            parse(argv)
+        except SystemExit as e:
+            assert e.code == 2
+            return capsys.readouterr().err.strip().splitlines()[-1].split(": error: ", 1)[-1]
+        except _StepStarted:
+            return None
+        return None   # (bench_e2e.parse_args returns)
+
+    for value in ("fp32", "fp16", "bf16", "half", "float16", "float32", "bfloat16", "FP16", "Bf16", ""):
+        ours = refusal(gpu_check.main, ["--model-precisions", value])
+        # (a --sizes bench_model refuses after it has taken --precision: it stops there instead of running)
+        theirs = refusal(bench_model.main, ["--precision", value, "--sizes", "bogus"])
+        assert (ours is None) == theirs.startswith("argument --sizes:"), (value, ours, theirs)
+        assert ours is None or ours == theirs.replace("--precision", "--model-precisions"), (value, ours, theirs)
+        assert (ours is None) == (value in ("fp32", "fp16", "bf16")), value
+    for value in ("default", "SYNCHRONOUS", "ASYNCHRONOUS", "asynchronous", "Default", "SYNC"):
+        taken = refusal(bench_e2e.parse_args, ["--publication-mode", value]) is None
+        assert (refusal(gpu_check.main, ["--e2e-publication-modes", value]) is None) == taken, value
+        assert taken == (value in ("default", "SYNCHRONOUS", "ASYNCHRONOUS")), value
+    with pytest.raises(_StepStarted):
+        gpu_check.main(["--model-precisions", "fp16", "bf16", "fp32", "--e2e-publication-modes", "default,ASYNCHRONOUS,",
+                        "--budget", "31", "--e2e-seconds", "0", "--node-stages-profile", "0"])
+
+
 def test_gpu_check_reads_the_issue_targets_from_the_step_results():
     """The verdicts a GPU session reports: #6 from bench_pipeline's 1080p total, #5 per e2e publication mode
     (30 Hz processed and received on every output, worst p99 over the outputs, node overhead); a step that did not
