@@ -657,11 +657,21 @@ def parameter_option(name: str, option: str) -> Callable[[str], Any]:
 _OPTION_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string"}
 
 
+def resolved_device(name: str) -> str:
+    """The device a ``device`` value runs the model on: ``auto`` is ``cuda`` where CUDA is available (this module's
+    one CUDA question, :func:`_cuda_available`), else ``cpu``; any other value is itself: by name what the node's
+    ``resolve_device`` gives as a ``torch.device`` (this module imports no torch, for the launch files).
+    :func:`target_refusals` reads ``auto``'s device here."""
+    if name == "auto":
+        return "cuda" if _cuda_available() else "cpu"
+    return name
+
+
 def target_refusals(device: str, precision: str, cuda_graphs: bool, options: bool = False) -> list[str]:
     """Why the node would refuse ``precision`` / ``cuda_graphs`` with ``device`` (fp16 or CUDA graphs where the model
-    runs on the CPU: ``cpu``, or ``auto`` without CUDA); ``options``: in the words of a tool's ``--device``,
-    ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'."""
-    on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+    runs on the CPU: ``cpu``, or ``auto`` without CUDA, :func:`resolved_device`); ``options``: in the words of a
+    tool's ``--device``, ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'."""
+    on_cpu = resolved_device(device) == "cpu"
     where = f"--device {device}" + (" finds no CUDA on this machine" if device == "auto" else "")
     reasons = []
     if cuda_graphs and on_cpu:

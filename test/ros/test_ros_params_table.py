@@ -137,6 +137,23 @@ def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     assert params.validate(s, {"cuda_graphs": True, "precision": "fp16"})[1] == []
 
 
+def test_auto_is_resolved_by_one_rule(monkeypatch):
+    """'auto' runs the model on CUDA where it is available, else on the CPU: target_refusals applied that rule inline
+    (device == 'auto' and not _cuda_available()) beside the node's resolve_device; it now reads params.resolved_device,
+    which asks _cuda_available and gives by name (this module imports no torch) the device resolve_device gives."""
+    from dpt_ros.ros.node import resolve_device
+
+    for name in ("auto", "cpu", "cuda", "cuda:1"):   # (this machine's answer, unpatched)
+        assert torch.device(params.resolved_device(name)) == resolve_device(name), name
+    for cuda, auto in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(params, "_cuda_available", lambda cuda=cuda: cuda)
+        assert [params.resolved_device(n) for n in ("auto", "cpu", "cuda", "cuda:1")] == [auto, "cpu", "cuda", "cuda:1"]
+        on_cpu = ["--cuda-graphs needs a CUDA device (--device auto finds no CUDA on this machine); leave --cuda-graphs "
+                  "out", "--precision fp16 is not supported on the CPU (--device auto finds no CUDA on this machine); "
+                  "use --precision fp32 or bf16"]
+        assert params.target_refusals("auto", "fp16", True, options=True) == ([] if cuda else on_cpu)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_device_index_is_checked_against_the_devices_present():
