@@ -143,9 +143,8 @@ def weights_help(task: str, variant_name: str, offer_random: bool = True) -> str
 
 
 def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """The device a ``device`` parameter value runs the model on (``auto``: :func:`params.resolved_device`'s rule)."""
+    return torch.device(params.resolved_device(name))
 
 
 @dataclass(frozen=True)

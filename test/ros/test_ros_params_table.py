@@ -148,6 +148,7 @@ def test_auto_is_resolved_by_one_rule(monkeypatch):
     for cuda, auto in ((False, "cpu"), (True, "cuda")):
         monkeypatch.setattr(params, "_cuda_available", lambda cuda=cuda: cuda)
         assert [params.resolved_device(n) for n in ("auto", "cpu", "cuda", "cuda:1")] == [auto, "cpu", "cuda", "cuda:1"]
+        assert resolve_device("auto") == torch.device(auto)   # the node's: the same rule, not a copy of it
         on_cpu = ["--cuda-graphs needs a CUDA device (--device auto finds no CUDA on this machine); leave --cuda-graphs "
                   "out", "--precision fp16 is not supported on the CPU (--device auto finds no CUDA on this machine); "
                   "use --precision fp32 or bf16"]
