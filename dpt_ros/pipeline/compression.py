@@ -129,7 +129,9 @@ def quantize_inverse_depth(depth: np.ndarray, code: DepthQuantization) -> np.nda
         q += np.float32(code.quant_b)
         q += np.float32(0.5)
         # NaN fails every comparison; +-Inf, 0 and negative depths give q below 1
-        valid = (depth < np.float32(code.depth_max)) & (q >= 1.0) & (q < 65536.0)
+        # (depth > 0: -Inf, REP 117's "too close", has q = quant_b + 0.5, a code whenever depth_max >= 2 quant_a,
+        # which read back as depth_max, the farthest depth there is)
+        valid = (depth > 0) & (depth < np.float32(code.depth_max)) & (q >= 1.0) & (q < 65536.0)
     return np.where(valid, q, 0).astype(np.uint16)
 
 

@@ -92,12 +92,17 @@ def test_32fc1_depth_round_trip_within_half_a_code(depth_max, quantization):
     assert (err / half_step).mean() < 0.6
 
 
-def test_32fc1_depth_without_a_code_reads_back_as_nan():
-    code = compression.depth_quantization(10.0, 100.0)
-    depth = np.array([[np.nan, np.inf, -np.inf, 0.0, -1.0, 10.0, 25.0, code.nearest * 0.99, 3.0]], np.float32)
-    _, _, back = read_compressed_depth(*compression.compress_depth(depth, "32FC1"))
-    assert np.isnan(back[0, :8]).all()
-    assert back[0, 8] == pytest.approx(3.0, abs=0.5 * 9 / code.quant_a)
+@pytest.mark.parametrize("depth_max,quantization", [(10.0, 100.0), (100.0, 5.0), (4.0, 1.0), (1e6, 100.0)])
+def test_32fc1_depth_without_a_code_reads_back_as_nan(depth_max, quantization):
+    """Also where depth_max >= 2 quant_a (a coarse quantization, or a far depth_max): there -Inf (below depth.min)
+    once got code 1, which reads back as depth_max, the farthest depth there is, instead of no data."""
+    code = compression.depth_quantization(depth_max, quantization)
+    depth = np.array([[np.nan, np.inf, -np.inf, 0.0, -1.0, depth_max, depth_max * 2.5, code.nearest * 0.99,
+                       depth_max * 0.3]], np.float32)
+    _, _, back = read_compressed_depth(*compression.compress_depth(depth, "32FC1", depth_max, quantization))
+    assert np.isnan(back[0, :8]).all(), back[0, :8]
+    step = (depth_max * 0.3) ** 2 / code.quant_a
+    assert back[0, 8] == pytest.approx(depth_max * 0.3, abs=0.5 * step * 1.01 + 1e-6 * depth_max)
 
 
 def test_16uc1_depth_is_exact_with_zero_beyond_depth_max():
