@@ -55,6 +55,8 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from dpt_ros.tools.options import amount, count, number
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 #: the ROS domains the ROS steps may take, the first free ones in this order (87, 88, 89: the benchmarks' own
@@ -272,39 +274,13 @@ def ros_domains(count: int, timeout: float, lock_dir: str | None = None) -> cont
 def budget_seconds(text: str) -> float:
     """--budget (argparse's type): the run's seconds, finite and more than :data:`GRACE_S` (what each step is given is
     the budget's rest less that grace: a budget of no more left every step 1 s, each timed out)."""
-    value = _number(text, float)
+    value = number(text, float)
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{value:g} is no number of seconds: give more than {GRACE_S:g}, e.g. 360")
     if value <= GRACE_S:
         raise argparse.ArgumentTypeError(f"{value:g} s leaves the steps no time (each step is given the budget's "
                                          f"rest less {GRACE_S:g} s): give more than {GRACE_S:g}, e.g. 360")
     return value
-
-
-def seconds_or_zero(text: str) -> float:
-    """--e2e-seconds (argparse's type): bench_e2e's window, finite, 0 to skip it (a negative value or NaN skipped it as
-    silently as 0, infinity ran bench_e2e until its step's time ran out)."""
-    value = _number(text, float)
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{value:g} is no window: give seconds, or 0 to skip bench_e2e")
-    return value
-
-
-def count_or_zero(text: str) -> int:
-    """--node-stages-profile (argparse's type): a number of functions, 0 to skip the step (a negative one skipped it
-    as silently as 0)."""
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is no number of functions: give at least 1, or 0 to skip "
-                                         f"bench_node_stages")
-    return value
-
-
-def _number(text: str, kind: type) -> Any:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
 
 
 def publication_modes(text: str) -> list[str]:
@@ -356,8 +332,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
     ap.add_argument("--model-precisions", nargs="+", default=["fp16"], choices=PRECISIONS,
                     help="precisions for bench_model on CUDA (default fp16; any of %(choices)s)")
-    ap.add_argument("--e2e-seconds", type=seconds_or_zero, default=15.0, help="bench_e2e window (0 = skip)")
-    ap.add_argument("--node-stages-profile", type=count_or_zero, default=40,
+    ap.add_argument("--e2e-seconds", type=amount("window", "seconds", zero="skip bench_e2e"), default=15.0, help="bench_e2e window (0 = skip)")
+    ap.add_argument("--node-stages-profile", type=count("functions", zero="skip bench_node_stages"), default=40,
                     help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
                          "of the top N functions (0 = skip)")
     ap.add_argument("--rehearse", action="store_true",

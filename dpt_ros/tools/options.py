@@ -1,0 +1,63 @@
+"""argparse types for the tools' number options, one set for all of them: a value the tool cannot use is refused as
+argparse's usage error (exit status 2, ``argument --frames: -1 is no number of frames: give at least 1``), before the
+tool starts any process, model or DDS participant, rather than found later (a traceback from ``time.sleep``, a
+statistics error of no runs, a value silently taken as another).
+
+The options whose value a tool passes on to the node or the sample camera take that parameter's own check instead
+(``dpt_ros.ros.params.parameter_option``, ``dpt_ros.ros.sample_camera.parameter_option``).
+
+No ROS imports: bench_model, bench_pipeline, predict and gpu_check run without ROS.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from typing import Any, Callable, Optional
+
+
+def number(text: str, kind: type = float) -> Any:
+    """``text`` as an int (``kind`` int) or a float; argparse's refusal saying which it is not."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {'a whole number' if kind is int else 'a number'}") from None
+
+
+def count(of: str, least: int = 1, most: Optional[int] = None, zero: Optional[str] = None,
+          note: str = "") -> Callable[[str], int]:
+    """argparse's ``type`` for a number of ``of`` (frames, cycles): a whole number from ``least`` (to ``most``); with
+    ``zero`` (what 0 does: 'skip bench_e2e'), 0 is taken too and said so. ``note``: why the bounds, added to the
+    refusal ("the node keeps its last 300 stage times")."""
+    lowest = 1 if zero is not None else least
+
+    def convert(text: str) -> int:
+        value = number(text, int)
+        if not ((value >= lowest or (zero is not None and value == 0)) and (most is None or value <= most)):
+            give = f"at least {lowest}" if most is None else f"{lowest}..{most}"
+            give += f", or 0 to {zero}" if zero is not None else ""
+            raise argparse.ArgumentTypeError(f"{value} is no number of {of}: give {give}"
+                                             + (f" ({note})" if note else ""))
+        return value
+
+    return convert
+
+
+def amount(of: str, unit: str, least: float = 0.0, above: bool = False, zero: Optional[str] = None,
+           note: str = "") -> Callable[[str], float]:
+    """argparse's ``type`` for a finite ``of`` in ``unit`` (a window in seconds, a rate in Hz) of at least ``least``
+    (more than it with ``above``); with ``zero`` (what 0 does), 0 too. NaN and infinity are refused (a sleep of NaN
+    raises, of infinity never ends). ``note`` as in :func:`count`."""
+
+    def convert(text: str) -> float:
+        value = number(text, float)
+        fits = math.isfinite(value) and (value > least if above else value >= least)
+        if not (fits or (zero is not None and value == 0)):
+            if least == 0 and not above:   # ("give seconds, or 0 to skip bench_e2e")
+                give = unit + (f", or 0 to {zero}" if zero is not None else ", 0 or more")
+            else:
+                give = f"{'more than' if above else 'at least'} {least:g} {unit}"
+                give += f", or 0 to {zero}" if zero is not None else ""
+            raise argparse.ArgumentTypeError(f"{value:g} is no {of}: give {give}" + (f" ({note})" if note else ""))
+        return value
+
+    return convert
