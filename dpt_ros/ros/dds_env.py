@@ -250,6 +250,12 @@ def _holder(fd: int) -> str:
     return os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
 
 
+#: the highest ROS domain Fast DDS can use: it derives its UDP ports from the domain (7400 + 250 x domain + up to 11),
+#: and above 232 they pass 65535; there rclpy.init still succeeds, but the process's first node ends it (exit status 1,
+#: "Calculated port number is too high. Probably the domainId is over 232"). ROS 2's documentation gives 0..232 too.
+DOMAIN_MAX = 232
+
+
 def domain_from_env(default: int) -> int:
     """ROS_DOMAIN_ID as rcl reads it (unset or empty: the default domain; here the tool's own ``default``)."""
     value = os.environ.get("ROS_DOMAIN_ID", "").strip()

@@ -28,9 +28,10 @@ REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
 from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES, percentile  # noqa: E402  (the node's own stage and output names)
 from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
-from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, domain_from_env, localhost_only, set_profile,  # noqa: E402
+from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
+from dpt_ros.tools.options import add_domain_argument  # noqa: E402
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_size: bool) -> None:
@@ -106,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
     ap.add_argument("--depth-scale", type=float, default=1.0,
                     help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
-    ap.add_argument("--domain", type=int, default=domain_from_env(87))
+    add_domain_argument(ap, 87)
     add_dds_profile_argument(ap)
     ap.add_argument("--publication-mode", default="default", choices=PUBLICATION_MODE_CHOICES,
                     help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "

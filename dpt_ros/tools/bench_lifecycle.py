@@ -18,11 +18,11 @@ import time
 import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
-from dpt_ros.ros.dds_env import domain_from_env
 from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
+from dpt_ros.tools.options import add_domain_argument
 
 
 def _memory(device: str) -> dict:
@@ -78,8 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--cycles", type=int, default=2)
-    ap.add_argument("--domain", type=int, default=domain_from_env(87),
-                    help="ROS domain (default: ROS_DOMAIN_ID, else 87)")
+    add_domain_argument(ap, 87)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     why = target_refusals(args.device, args.precision, False, options=True)

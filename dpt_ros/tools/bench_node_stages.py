@@ -37,9 +37,10 @@ from pathlib import Path
 
 from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
                                      check_model_arguments, dds_profile)
-from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, domain_from_env, localhost_only, set_profile,  # noqa: E402
+from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.node import percentile  # noqa: E402
+from dpt_ros.tools.options import add_domain_argument  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -58,8 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
-    ap.add_argument("--domain", type=int, default=domain_from_env(88),
-                    help="ROS domain (default: ROS_DOMAIN_ID, else 88)")
+    add_domain_argument(ap, 88)
     add_dds_profile_argument(ap)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     args = check_model_arguments(ap, ap.parse_args(argv))

@@ -19,8 +19,9 @@ import time
 
 import numpy as np
 
-from dpt_ros.ros.dds_env import domain_from_env, shm_notice
+from dpt_ros.ros.dds_env import shm_notice
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
+from dpt_ros.tools.options import add_domain_argument
 
 FORMATS = ("objects", "serialized")
 
@@ -32,8 +33,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stride", type=int, default=2, help="cloud decimation (the node's points.stride)")
     ap.add_argument("--messages", type=int, default=300, help="messages per output and format")
     ap.add_argument("--rate", type=float, default=30.0, help="publish rate (Hz)")
-    ap.add_argument("--domain", type=int, default=domain_from_env(89),
-                    help="ROS domain (default: ROS_DOMAIN_ID, else 89)")
+    add_domain_argument(ap, 89)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
 

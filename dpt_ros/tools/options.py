@@ -61,3 +61,35 @@ def amount(of: str, unit: str, least: float = 0.0, above: bool = False, zero: Op
         return value
 
     return convert
+
+
+def ros_domain(text: str) -> int:
+    """argparse's ``type`` for ``--domain``: a ROS domain, 0..``dds_env.DOMAIN_MAX`` (232). A negative one was
+    refused by rclpy.init only after the tool had started its node or camera processes; one above 232 ended each of
+    the tool's processes at its first node, with Fast DDS's "port number is too high"."""
+    from dpt_ros.ros.dds_env import DOMAIN_MAX   # (no ROS imports)
+
+    value = number(text, int)
+    if not 0 <= value <= DOMAIN_MAX:
+        why = (f" (Fast DDS's ports for a domain above {DOMAIN_MAX} pass 65535: its first node ends the process)"
+               if value > DOMAIN_MAX else "")
+        if isinstance(text, _FromEnvironment):
+            raise argparse.ArgumentTypeError(f"ROS_DOMAIN_ID={value}, the default, is no usable ROS domain{why}: give "
+                                             f"--domain 0..{DOMAIN_MAX}, or set ROS_DOMAIN_ID to one")
+        raise argparse.ArgumentTypeError(f"{value} is no usable ROS domain{why}: give 0..{DOMAIN_MAX}")
+    return value
+
+
+class _FromEnvironment(str):
+    """ROS_DOMAIN_ID as ``--domain``'s default: argparse converts a default given as text with the option's
+    ``type``, so that one out of range is refused too, saying where it came from."""
+
+
+def add_domain_argument(ap: argparse.ArgumentParser, default: int) -> None:
+    """``--domain`` of a ROS tool: :func:`ros_domain`, by default ROS_DOMAIN_ID as rcl reads it
+    (``dds_env.domain_from_env``), else the tool's own ``default``."""
+    from dpt_ros.ros.dds_env import DOMAIN_MAX, domain_from_env
+
+    value = domain_from_env(default)
+    ap.add_argument("--domain", type=ros_domain, default=_FromEnvironment(value) if value != default else value,
+                    help=f"ROS domain, 0..{DOMAIN_MAX} (default: ROS_DOMAIN_ID, else {default})")

@@ -96,6 +96,52 @@ def test_domains_default_to_ros_domain_id(monkeypatch):
                                        bench_publish.parse_args)] == [88, 87, 89]
 
 
+def test_the_ros_benchmarks_refuse_a_domain_no_node_can_use_as_a_usage_error(capsys, monkeypatch):
+    """--domain (and ROS_DOMAIN_ID, its default) outside 0..232: a negative one was refused by rclpy.init only after
+    bench_e2e had started its node, one above 232 ended every process of the run at its first node (Fast DDS's
+    ports pass 65535); both are argparse's error, naming the range, before anything starts."""
+    from dpt_ros.ros.dds_env import DOMAIN_MAX
+    from dpt_ros.tools import bench_e2e, bench_lifecycle, bench_publish
+
+    parsers = (bench_e2e.parse_args, bench_node_stages.parse_args, bench_lifecycle.parse_args, bench_publish.parse_args)
+    refused = [(["--domain", "233"], "argument --domain: 233 is no usable ROS domain (Fast DDS's ports for a domain "
+                                     "above 232 pass 65535: its first node ends the process): give 0..232"),
+               (["--domain", "1000"], "argument --domain: 1000 is no usable ROS domain"),
+               (["--domain", "-1"], "argument --domain: -1 is no usable ROS domain: give 0..232"),
+               (["--domain", "8x"], "argument --domain: '8x' is not a whole number")]
+    assert DOMAIN_MAX == 232
+    for parse in parsers:
+        for argv, why in refused:
+            with pytest.raises(SystemExit) as info:
+                parse(argv)
+            err = capsys.readouterr().err
+            assert info.value.code == 2 and why in err, (parse.__module__, argv, err)
+        assert [parse(["--domain", d]).domain for d in ("0", "232")] == [0, 232]
+    monkeypatch.setenv("ROS_DOMAIN_ID", "233")
+    for parse in parsers:
+        with pytest.raises(SystemExit) as info:
+            parse([])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and "argument --domain: ROS_DOMAIN_ID=233, the default, is no usable ROS " \
+            "domain (Fast DDS's" in err and "give --domain 0..232, or set ROS_DOMAIN_ID to one" in err, err
+        assert parse(["--domain", str(DOMAIN)]).domain == DOMAIN   # (an explicit --domain is not the default's)
+
+
+def test_a_domain_above_the_range_ends_the_process_at_its_first_node():
+    """Why 232 is the limit: rclpy.init takes 233, but the first node's Fast DDS participant cannot have its ports,
+    and the process ends (exit status 1, Fast DDS's 'port number is too high'); no Python exception is raised."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import rclpy; rclpy.init(domain_id=233); print('init', flush=True); rclpy.create_node('x'); print('node')"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       env={k: v for k, v in os.environ.items() if k != "RMW_IMPLEMENTATION"})
+    lines = p.stdout.splitlines()
+    assert p.returncode == 1 and lines[0] == "init" and "node" not in lines, (p.stdout, p.stderr)
+    assert "port number is too high" in p.stdout + p.stderr, (p.stdout, p.stderr)
+
+
 def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(capsys):
     """The benchmarks that start the node pass --device on to it: one it would refuse is refused by argparse, naming
     --device and what to give (it was a traceback with the node's reason in -p device:= words, or 'configure failed
