@@ -31,7 +31,10 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
-from dpt_ros.tools.options import add_domain_argument  # noqa: E402
+from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount  # noqa: E402
+
+#: why --duration is at least E2E_WINDOW_MIN_S, in its refusal
+WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
 
 
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_size: bool) -> None:
@@ -103,10 +106,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
     ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0, help="camera rate (Hz)")
-    ap.add_argument("--duration", type=float, default=20.0, help="measurement window (s)")
-    ap.add_argument("--warmup", type=float, default=5.0, help="seconds of frames before the window")
-    ap.add_argument("--depth-scale", type=float, default=1.0,
-                    help="depth.scale for relative variants (gives depth + points); 0 = only metric variants")
+    ap.add_argument("--duration", type=amount("window", "seconds", least=E2E_WINDOW_MIN_S, note=WINDOW_NOTE),
+                    default=20.0, help=f"measurement window (s), at least {E2E_WINDOW_MIN_S:g} (default 20)")
+    ap.add_argument("--warmup", type=amount("warm-up", "seconds"), default=5.0,
+                    help="seconds of frames before the window, 0 or more (default 5)")
+    ap.add_argument("--depth-scale", type=parameter_option("depth.scale", "--depth-scale"), default=1.0,
+                    help="depth.scale for relative variants (gives depth + points), 0..1e6; 0 = only metric variants")
     add_domain_argument(ap, 87)
     add_dds_profile_argument(ap)
     ap.add_argument("--publication-mode", default="default", choices=PUBLICATION_MODE_CHOICES,

@@ -55,7 +55,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from dpt_ros.tools.options import amount, count, number
+from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -332,7 +332,9 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
     ap.add_argument("--model-precisions", nargs="+", default=["fp16"], choices=PRECISIONS,
                     help="precisions for bench_model on CUDA (default fp16; any of %(choices)s)")
-    ap.add_argument("--e2e-seconds", type=amount("window", "seconds", zero="skip bench_e2e"), default=15.0, help="bench_e2e window (0 = skip)")
+    ap.add_argument("--e2e-seconds", type=amount("window", "seconds", least=E2E_WINDOW_MIN_S, zero="skip bench_e2e",
+                                                 note="bench_e2e's shortest --duration"), default=15.0,
+                    help=f"bench_e2e window, at least {E2E_WINDOW_MIN_S:g} (0 = skip)")
     ap.add_argument("--node-stages-profile", type=count("functions", zero="skip bench_node_stages"), default=40,
                     help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
                          "of the top N functions (0 = skip)")

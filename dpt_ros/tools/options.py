@@ -15,6 +15,12 @@ import math
 from typing import Any, Callable, Optional
 
 
+#: bench_e2e's shortest --duration (also gpu_check's --e2e-seconds, which it passes on): its node reports /diagnostics
+#: once a second (diagnostics.period:=1.0) and the node's rates are read between the window's first and last report,
+#: so a shorter window may hold fewer than two, which ended the run after it had measured ("use a longer --duration")
+E2E_WINDOW_MIN_S = 2.0
+
+
 def number(text: str, kind: type = float) -> Any:
     """``text`` as an int (``kind`` int) or a float; argparse's refusal saying which it is not."""
     try:
@@ -53,7 +59,7 @@ def amount(of: str, unit: str, least: float = 0.0, above: bool = False, zero: Op
         fits = math.isfinite(value) and (value > least if above else value >= least)
         if not (fits or (zero is not None and value == 0)):
             if least == 0 and not above:   # ("give seconds, or 0 to skip bench_e2e")
-                give = unit + (f", or 0 to {zero}" if zero is not None else ", 0 or more")
+                give = f"{unit}, or 0 to {zero}" if zero is not None else f"0 or more {unit}"
             else:
                 give = f"{'more than' if above else 'at least'} {least:g} {unit}"
                 give += f", or 0 to {zero}" if zero is not None else ""

@@ -40,6 +40,41 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     assert r["node_overhead_fraction"] == pytest.approx(1 - stages["model"] / sum(stages.values()), abs=0.001)
 
 
+@pytest.mark.parametrize("argv, why", [
+    # a negative or NaN window raised from time.sleep, infinity never ended, both after the processes had started;
+    # under 2 s the window may hold fewer than two /diagnostics reports, which ended the run after measuring
+    (["--duration", "-1"], "argument --duration: -1 is no window: give at least 2 seconds (the node's rates are read "
+                           "between two of its /diagnostics reports, which come once a second)"),
+    (["--duration", "0"], "argument --duration: 0 is no window: give at least 2 seconds"),
+    (["--duration", "1.5"], "argument --duration: 1.5 is no window: give at least 2 seconds"),
+    (["--duration", "nan"], "argument --duration: nan is no window"),
+    (["--duration", "inf"], "argument --duration: inf is no window"),
+    (["--duration", "20s"], "argument --duration: '20s' is not a number"),
+    (["--warmup", "-5"], "argument --warmup: -5 is no warm-up: give 0 or more seconds"),
+    (["--warmup", "nan"], "argument --warmup: nan is no warm-up: give 0 or more seconds"),
+    (["--warmup", "inf"], "argument --warmup: inf is no warm-up"),
+    # (a negative scale was taken as 0, "only metric variants", and no depth.scale given to the node)
+    (["--depth-scale", "-1"], "argument --depth-scale: -1.0 out of range 0..1e+06"),
+    (["--depth-scale", "2e6"], "argument --depth-scale: 2000000.0 out of range 0..1e+06"),
+    (["--depth-scale", "nan"], "argument --depth-scale: nan out of range 0..1e+06"),
+])
+def test_bench_e2e_refuses_a_window_warm_up_or_scale_it_cannot_use_before_it_starts(argv, why, capsys, monkeypatch):
+    """--duration, --warmup and --depth-scale are argparse's usage errors (exit 2, naming the option and what to give)
+    before any process starts: run is never reached."""
+    monkeypatch.setattr(bench_e2e, "run", lambda args: pytest.fail(f"{argv} was taken and the run started"))
+    with pytest.raises(SystemExit) as info:
+        bench_e2e.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and why in err, err
+
+
+def test_bench_e2e_takes_the_edges_of_its_window_warm_up_and_scale():
+    args = bench_e2e.parse_args(["--duration", "2", "--warmup", "0", "--depth-scale", "0"])
+    assert (args.duration, args.warmup, args.depth_scale) == (2.0, 0.0, 0.0)   # (0: only metric variants)
+    args = bench_e2e.parse_args(["--depth-scale", "1e6"])
+    assert (args.duration, args.warmup, args.depth_scale) == (20.0, 5.0, 1e6)
+
+
 def test_a_node_failing_every_frame_is_recognised_from_its_diagnostics():
     """bench_e2e stops waiting for outputs when /diagnostics shows errors and nothing processed (twice in a row):
     a GPU run that fails every frame costs seconds, not the two-minute deadline."""

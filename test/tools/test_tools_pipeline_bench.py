@@ -259,8 +259,10 @@ def _no_steps(monkeypatch):
     (["--budget", "-360"], "argument --budget: -360 s leaves the steps no time"),
     (["--budget", "nan"], "argument --budget: nan is no number of seconds: give more than 30"),
     (["--budget", "6m"], "argument --budget: '6m' is not a number"),
-    (["--e2e-seconds", "-15"], "argument --e2e-seconds: -15 is no window: give seconds, or 0 to skip bench_e2e"),
+    (["--e2e-seconds", "-15"], "argument --e2e-seconds: -15 is no window: give at least 2 seconds, or 0 to skip "
+                               "bench_e2e (bench_e2e's shortest --duration)"),
     (["--e2e-seconds", "inf"], "argument --e2e-seconds: inf is no window"),
+    (["--e2e-seconds", "1.5"], "argument --e2e-seconds: 1.5 is no window: give at least 2 seconds"),
     (["--node-stages-profile", "-1"], "argument --node-stages-profile: -1 is no number of functions: give at least 1, "
                                       "or 0 to skip bench_node_stages"),
 ])
