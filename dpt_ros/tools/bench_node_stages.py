@@ -40,7 +40,10 @@ from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.node import percentile  # noqa: E402
-from dpt_ros.tools.options import add_domain_argument  # noqa: E402
+from dpt_ros.tools.options import add_domain_argument, amount, count  # noqa: E402
+
+#: the stage times the node keeps (its last 300 batches: node.py's _stage_ms deques), which --frames must fit in
+STAGE_WINDOW = 300
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -49,12 +52,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
                                                            "bgra16", "mono8", "mono16"), help="the frames' encoding")
-    ap.add_argument("--frames", type=int, default=100, help="measured frames (at most 300, the node's window)")
-    ap.add_argument("--warmup", type=int, default=10, help="frames before the measurement")
-    ap.add_argument("--rates", type=float, nargs="+", default=[0.0],
-                    help="frame rates to measure in turn, each over --frames (0: back to back; e.g. 0 30)")
-    ap.add_argument("--profile", type=int, default=0, help="print the top N functions (cProfile) of another --frames frames after each measurement")
-    ap.add_argument("--also-with", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]",
+    ap.add_argument("--frames", type=count("frames", most=STAGE_WINDOW, note=f"the node keeps its last {STAGE_WINDOW} "
+                                                                          f"stage times"), default=100,
+                    help=f"measured frames, 1..{STAGE_WINDOW} (the node's window; default 100)")
+    ap.add_argument("--warmup", type=count("warm-up frames", least=0), default=10,
+                    help="frames before the measurement, 0 or more (default 10)")
+    ap.add_argument("--rates", type=amount("rate", "Hz", above=True, zero="run the frames back to back"), nargs="+",
+                    default=[0.0], help="frame rates (Hz) to measure in turn, each over --frames (0: back to back; "
+                                        "e.g. 0 30)")
+    ap.add_argument("--profile", type=count("functions", zero="profile nothing"), default=0,
+                    help="print the top N functions (cProfile) of another --frames frames after each measurement "
+                         "(0: none)")
+    ap.add_argument("--also-with", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]", type=_parse_changes,
                     help="then measure the same node once more (at the first rate) with these parameters set live "
                          "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
@@ -111,9 +120,6 @@ def _stop_subscriber(proc) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
-    if not 0 < args.frames <= 300:
-        raise SystemExit(f"bench_node_stages: --frames must be 1..300 (the node keeps its last 300 stage times); "
-                         f"got {args.frames}")
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from dpt_ros.ros.node import _Frame
@@ -159,7 +165,7 @@ def run(args: argparse.Namespace) -> dict:
             for rate in args.rates:
                 _measure(node, one, rate, args.frames, args.profile, into=runs)
             initial = node.settings
-            for changes in (_parse_changes(text) for text in args.also_with):
+            for changes in args.also_with:
                 _set_live(node, changes)
                 for i in range(args.warmup):
                     one(i)
@@ -199,14 +205,16 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _parse_changes(text: str) -> dict:
-    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does)."""
+    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does); --also-with's
+    argparse type (a malformed one was found only after the other runs had been measured)."""
     import yaml  # noqa: PLC0415
 
     changes = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
         if not sep or not name.strip():
-            raise SystemExit(f"--also-with expects NAME=VALUE[,NAME=VALUE]; got {text!r}")
+            raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE[,NAME=VALUE]: give e.g. "
+                                             f"depth.encoding=16UC1")
         changes[name.strip()] = yaml.safe_load(value)
     return changes
 

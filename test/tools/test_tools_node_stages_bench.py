@@ -75,9 +75,42 @@ def test_an_interrupted_run_reports_the_runs_it_measured(tmp_path, monkeypatch):
 
 
 def test_also_with_refused_values_say_why():
-    with pytest.raises(SystemExit, match="expects NAME=VALUE"):
-        bench_node_stages._parse_changes("depth.encoding")
     assert bench_node_stages._parse_changes("a=1, b=x,c=true") == {"a": 1, "b": "x", "c": True}
+    assert bench_node_stages.parse_args(["--also-with", "depth.encoding=16UC1", "--also-with", "a=1,b=x"]).also_with \
+        == [{"depth.encoding": "16UC1"}, {"a": 1, "b": "x"}]
+
+
+@pytest.mark.parametrize("argv, why", [
+    # (--frames over 300 was refused by run, exit status 1; the others reached the run)
+    (["--frames", "0"], "argument --frames: 0 is no number of frames: give 1..300 (the node keeps its last 300 stage "
+                        "times)"),
+    (["--frames", "301"], "argument --frames: 301 is no number of frames: give 1..300"),
+    (["--frames", "1.5"], "argument --frames: '1.5' is not a whole number"),
+    (["--warmup", "-1"], "argument --warmup: -1 is no number of warm-up frames: give at least 0"),
+    # a negative or NaN rate ran back to back but was reported as that rate; infinity likewise
+    (["--rates", "0", "-30"], "argument --rates: -30 is no rate: give more than 0 Hz, or 0 to run the frames back to "
+                              "back"),
+    (["--rates", "nan"], "argument --rates: nan is no rate"),
+    (["--rates", "inf"], "argument --rates: inf is no rate"),
+    # a negative one printed all but the last N functions of the profile
+    (["--profile", "-5"], "argument --profile: -5 is no number of functions: give at least 1, or 0 to profile "
+                          "nothing"),
+    # (found only after every rate had been measured, with a SystemExit)
+    (["--also-with", "depth.encoding"], "argument --also-with: 'depth.encoding' is not NAME=VALUE[,NAME=VALUE]: give "
+                                        "e.g. depth.encoding=16UC1"),
+    (["--also-with", "a=1,=2"], "argument --also-with: 'a=1,=2' is not NAME=VALUE"),
+])
+def test_bench_node_stages_refuses_counts_rates_and_changes_it_cannot_use_before_it_starts(argv, why, capsys,
+                                                                                          monkeypatch):
+    """Every bad value is argparse's usage error (exit 2, naming the option and what to give), before the node or
+    anything else starts: run is never reached."""
+    monkeypatch.setattr(bench_node_stages, "run", lambda args: pytest.fail(f"{argv} was taken and the run started"))
+    with pytest.raises(SystemExit) as info:
+        bench_node_stages.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and why in err, err
+    args = bench_node_stages.parse_args(["--frames", "300", "--warmup", "0", "--rates", "0", "30", "--profile", "0"])
+    assert (args.frames, args.warmup, args.rates, args.profile) == (300, 0, [0.0, 30.0], 0)
 
 
 def test_domains_default_to_ros_domain_id(monkeypatch):
