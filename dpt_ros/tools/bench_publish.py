@@ -21,18 +21,25 @@ import numpy as np
 
 from dpt_ros.ros.dds_env import shm_notice
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
-from dpt_ros.tools.options import add_domain_argument
+from dpt_ros.ros.params import parameter_option
+from dpt_ros.tools.options import add_domain_argument, amount, count
 
 FORMATS = ("objects", "serialized")
+#: the timed rounds --messages is sent in (after an untimed one), each of both formats in turn
+ROUNDS = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--width", type=int, default=640)
-    ap.add_argument("--height", type=int, default=480)
-    ap.add_argument("--stride", type=int, default=2, help="cloud decimation (the node's points.stride)")
-    ap.add_argument("--messages", type=int, default=300, help="messages per output and format")
-    ap.add_argument("--rate", type=float, default=30.0, help="publish rate (Hz)")
+    ap.add_argument("--width", type=count("pixels"), default=640, help="frame width, at least 1 (default 640)")
+    ap.add_argument("--height", type=count("pixels"), default=480, help="frame height, at least 1 (default 480)")
+    ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2,
+                    help="cloud decimation (the node's points.stride, 1..64; default 2)")
+    ap.add_argument("--messages", type=count("messages", least=ROUNDS, note=f"they are sent in {ROUNDS} timed rounds "
+                                                                            f"of --messages // {ROUNDS}"),
+                    default=300, help=f"messages per output and format, at least {ROUNDS} (default 300)")
+    ap.add_argument("--rate", type=amount("rate", "Hz", above=True), default=30.0,
+                    help="publish rate (Hz), more than 0 (default 30)")
     add_domain_argument(ap, 89)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     return ap.parse_args(argv)
@@ -69,7 +76,7 @@ def run(args: argparse.Namespace) -> dict:
                 "points": harness.probe.create_publisher(PointCloud2, "points", qos())}
         wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), timeout=30, what="subscriber")
         time.sleep(0.5)
-        rounds, period = 10, 1.0 / args.rate
+        rounds, period = ROUNDS, 1.0 / args.rate
         per_round = max(1, args.messages // rounds)
         for r in range(rounds + 1):            # round 0 warms both paths up and is not counted
             for fmt in FORMATS:
