@@ -22,7 +22,7 @@ from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
-from dpt_ros.tools.options import add_domain_argument
+from dpt_ros.tools.options import add_domain_argument, count
 
 
 def _memory(device: str) -> dict:
@@ -77,7 +77,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="network size, a multiple of 32 (0 = the variant's default)")
     ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    ap.add_argument("--cycles", type=int, default=2)
+    ap.add_argument("--cycles", type=count("cycles"), default=2,
+                    help="configure / activate / deactivate / cleanup cycles, at least 1 (default 2)")
     add_domain_argument(ap, 87)
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)

@@ -46,3 +46,18 @@ def test_memory_is_the_model_devices_for_auto_and_cuda_n():
 def test_memory_on_the_cpu_has_no_cuda_figures():
     assert set(bench_lifecycle._memory("cpu")) == {"rss_mb"}
     assert bench_lifecycle._memory("cpu")["rss_mb"] > 0
+
+
+@pytest.mark.parametrize("argv, why", [
+    # (0 or a negative count started the node, loaded nothing and reported no cycle, exit status 0)
+    (["--cycles", "0"], "argument --cycles: 0 is no number of cycles: give at least 1"),
+    (["--cycles", "-2"], "argument --cycles: -2 is no number of cycles: give at least 1"),
+    (["--cycles", "two"], "argument --cycles: 'two' is not a whole number"),
+])
+def test_bench_lifecycle_refuses_a_count_of_cycles_it_cannot_run_before_it_starts(argv, why, capsys, monkeypatch):
+    monkeypatch.setattr(bench_lifecycle, "run", lambda *a: pytest.fail(f"{argv} was taken and the run started"))
+    with pytest.raises(SystemExit) as info:
+        bench_lifecycle.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and why in err, err
+    assert bench_lifecycle.parse_args(["--cycles", "1"]).cycles == 1
