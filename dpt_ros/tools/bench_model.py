@@ -27,6 +27,8 @@ from typing import Callable, Optional
 
 import torch
 
+from dpt_ros.tools.options import count
+
 
 def _device(value: str) -> str:
     """--device (argparse's type): one the model would refuse (a misspelling, CUDA where there is none, a cuda:N this
@@ -255,9 +257,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="fp32 fp16 bf16 (default: fp32 on CPU, fp16 bf16 fp32 on CUDA)")
     ap.add_argument("--sizes", nargs="+", type=_parse_size, default=None,
                     help="HxW, multiples of 32 (default 384x384; CUDA: 384x384 384x512)")
-    ap.add_argument("--batch", type=int, default=1)
-    ap.add_argument("--iters", type=int, default=None, help="timed iterations (default CPU 3, CUDA 50)")
-    ap.add_argument("--warmup", type=int, default=None, help="warm-up iterations (default CPU 1, CUDA 10)")
+    ap.add_argument("--batch", type=count("images per batch"), default=1, help="images per batch, at least 1 "
+                                                                                "(default 1)")
+    ap.add_argument("--iters", type=count("timed iterations"), default=None,
+                    help="timed iterations, at least 1 (default CPU 3, CUDA 50)")
+    ap.add_argument("--warmup", type=count("warm-up iterations", least=0), default=None,
+                    help="warm-up iterations, 0 or more (default CPU 1, CUDA 10)")
     ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     ap.add_argument("--no-hf-graphs", action="store_true", help="time HF eager even in the CUDA-graph rows")
     ap.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
@@ -266,7 +271,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face reference")
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: 64x64 (hybrid 384x384), 1 warm-up, 2 iterations")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=count("threads", zero="leave torch's own"), default=None,
+                    help="torch CPU threads (0 or none: leave torch's own)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)
 

@@ -275,6 +275,27 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
         assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
 
 
+@pytest.mark.parametrize("argv, why", [
+    # (0 was taken as 'not given': 3 timed iterations; a negative count ended with 'no median for empty data')
+    (["--iters", "0"], "argument --iters: 0 is no number of timed iterations: give at least 1"),
+    (["--iters", "-1"], "argument --iters: -1 is no number of timed iterations: give at least 1"),
+    # (a negative one ran none, as 0)
+    (["--warmup", "-1"], "argument --warmup: -1 is no number of warm-up iterations: give at least 0"),
+    # (0 timed an empty batch, '1.99 ms'; a negative one was torch's 'negative dimension' after the model loaded)
+    (["--batch", "0"], "argument --batch: 0 is no number of images per batch: give at least 1"),
+    (["--batch", "-1"], "argument --batch: -1 is no number of images per batch: give at least 1"),
+    # (torch's 'set_num_threads expects a positive integer', a traceback)
+    (["--threads", "-1"], "argument --threads: -1 is no number of threads: give at least 1, or 0 to leave torch's "
+                          "own"),
+    (["--iters", "2.5"], "argument --iters: '2.5' is not a whole number"),
+])
+def test_bench_model_refuses_a_count_it_cannot_use_before_loading_anything(argv, why, capsys):
+    with pytest.raises(SystemExit) as info:
+        bench_model.main(["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", *argv])
+    captured = capsys.readouterr()
+    assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
+
+
 @pytest.mark.parametrize("precision", ["half", "float16", "float32", "bfloat16", "FP16", "Bf16"])
 def test_bench_model_takes_the_precision_names_the_node_takes(precision, capsys):
     """--precision: the node's precision names, fp32 fp16 bf16, and no other (bench_model offered the model's aliases
