@@ -38,6 +38,7 @@ from numpy.lib import recfunctions
 
 from dpt_ros import pipeline as pl
 from dpt_ros.pipeline.distortion import pixel_rays
+from dpt_ros.tools.options import count
 
 KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
 NET = 384
@@ -491,26 +492,40 @@ def _round(d: dict) -> dict:
     return {k: (round(v, 3) if v == v else None) for k, v in d.items()}  # NaN (failed stage) -> null
 
 
+def frame_sizes(text: str) -> list[tuple[int, int]]:
+    """--sizes (argparse's type): comma-separated WxH, each side a whole number of at least 1 (a side of 0 ended the
+    run with a TypeError, a negative one with NumPy's 'negative dimensions are not allowed', partway through the
+    run)."""
+    sizes = []
+    for item in text.split(","):
+        try:
+            w, h = (int(v) for v in item.lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r} is no WxH frame size: give e.g. 640x480,1920x1080") from None
+        if w < 1 or h < 1:
+            raise argparse.ArgumentTypeError(f"{item!r} has a side under 1 pixel: give each side at least 1, e.g. "
+                                             f"640x480")
+        sizes.append((w, h))
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path")
-    ap.add_argument("--sizes", default="640x480,1920x1080", help="comma-separated WxH frame sizes")
-    ap.add_argument("--repeat", type=int, default=20,
+    ap.add_argument("--sizes", type=frame_sizes, default="640x480,1920x1080",
+                    help="comma-separated WxH frame sizes, each side at least 1")
+    ap.add_argument("--repeat", type=count("timed runs"), default=20,
                     help="timed runs per figure (their median reported), each after untimed warm-up calls; at "
                          "least 1. A few slow figures take other counts (the CPU's lens ray solves and segmentation "
                          "labels, CUDA's typical wrapper), which the output names (timed_runs_where_not_repeat)")
     ap.add_argument("--encoding", choices=tuple(ENCODINGS), default="bgr8",
                     help="the frames' encoding (the per-stage table's; the other figures use their own inputs)")
-    ap.add_argument("--threads", type=int, default=0, help="torch/OpenCV threads (0: leave as is)")
+    ap.add_argument("--threads", type=count("threads", zero="leave them as they are"), default=0,
+                    help="torch/OpenCV threads (0: leave as is)")
     ap.add_argument("--json", action="store_true", help="print one JSON object only")
     args = ap.parse_args(argv)
-    if args.repeat < 1:   # (0 timed no call: statistics.median raised StatisticsError after the first stage's warm-up)
-        ap.error(f"--repeat is the number of timed runs per stage: at least 1; got {args.repeat}")
-    try:
-        sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes.split(",")]
-    except ValueError:
-        ap.error(f"--sizes must look like 640x480,1920x1080; got {args.sizes!r}")
+    sizes = args.sizes
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)

@@ -97,14 +97,25 @@ def test_the_two_cameras_figure_says_how_many_pairs_it_is_the_mean_of(monkeypatc
     assert two["pairs_timed"] == 10
 
 
-@pytest.mark.parametrize("repeat", ["0", "-3"])
-def test_a_repeat_below_one_is_a_usage_error(repeat, capsys):
-    """--repeat 0 timed no call, and the first stage's median ended the run with a StatisticsError traceback."""
+@pytest.mark.parametrize("argv, why", [
+    # (--repeat 0 timed no call, and the first stage's median ended the run with a StatisticsError traceback)
+    (["--repeat", "0"], "argument --repeat: 0 is no number of timed runs: give at least 1"),
+    (["--repeat", "-3"], "argument --repeat: -3 is no number of timed runs: give at least 1"),
+    # (torch's 'set_num_threads expects a positive integer', a traceback)
+    (["--threads", "-1"], "argument --threads: -1 is no number of threads: give at least 1, or 0 to leave them as "
+                          "they are"),
+    # (a side of 0: a TypeError partway through the run; a negative one NumPy's 'negative dimensions')
+    (["--sizes", "0x0"], "argument --sizes: '0x0' has a side under 1 pixel: give each side at least 1, e.g. 640x480"),
+    (["--sizes", "160x120,160x-120"], "argument --sizes: '160x-120' has a side under 1 pixel"),
+    (["--sizes", "160x120x3"], "argument --sizes: '160x120x3' is no WxH frame size: give e.g. 640x480,1920x1080"),
+    (["--sizes", "640*480"], "argument --sizes: '640*480' is no WxH frame size"),
+])
+def test_a_count_or_size_it_cannot_use_is_a_usage_error(argv, why, capsys, monkeypatch):
+    monkeypatch.setattr(bench_pipeline, "bench_cpu", lambda *a, **k: pytest.fail(f"{argv} was taken and timed"))
     with pytest.raises(SystemExit) as info:
-        bench_pipeline.main(["--sizes", "160x120", "--repeat", repeat, "--json"])
+        bench_pipeline.main(["--sizes", "160x120", *argv, "--json"])
     err = capsys.readouterr().err
-    assert info.value.code == 2
-    assert f"error: --repeat is the number of timed runs per stage: at least 1; got {repeat}" in err, err
+    assert info.value.code == 2 and why in err, err
 
 
 def test_an_interrupted_run_prints_the_figures_it_has_cuda_first(capsys, monkeypatch):
