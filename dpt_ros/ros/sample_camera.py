@@ -77,6 +77,20 @@ def parameter_option(name: str, option: str):
     return convert
 
 
+def source_option(text: str) -> str:
+    """argparse's ``type`` for a tool's option (demo's ``--source``) whose value the tool gives this node's ``source``
+    parameter: a source the camera would refuse at its start (:func:`frame_source`'s reasons, or not one of its frames
+    reads), which the tool found out only once its node had loaded the model, is the tool's usage error instead,
+    before anything starts. Its first frame is read, as the camera reads it."""
+    import argparse  # noqa: PLC0415
+
+    try:
+        next(frame_source(text, loop=False), None)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
 def builtin_frames(names: tuple[str, ...] = BUILTIN_IMAGES) -> list[np.ndarray]:
     """The named scikit-image photographs as (H, W, 3) uint8 RGB arrays."""
     import skimage.data

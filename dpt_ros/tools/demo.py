@@ -34,6 +34,7 @@ import numpy as np
 from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.tools import output_folder_error
+from dpt_ros.tools.options import amount, count
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -73,13 +74,14 @@ def default_weights(variant: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=8, help="processed frames to collect (default 8)")
+    ap.add_argument("--frames", type=count("frames"), default=8, help="processed frames to collect, at least 1 "
+                                                                      "(default 8)")
     ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     from dpt_ros.model import VARIANTS
 
     ap.add_argument("--variant", default="dpt_hybrid", choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
                     metavar="VARIANT", help="depth variant (default dpt_hybrid): %(choices)s")
-    from dpt_ros.ros.sample_camera import parameter_option as camera_option
+    from dpt_ros.ros.sample_camera import parameter_option as camera_option, source_option
 
     # (a value the node or the camera would refuse at its start is a usage error here, by their own checks)
     ap.add_argument("--weights", default=None, type=parameter_option("depth.weights", "--weights"),
@@ -92,11 +94,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sample camera rate in Hz (default 5)")
     ap.add_argument("--width", type=camera_option("width", "--width"), default=640)
     ap.add_argument("--height", type=camera_option("height", "--height"), default=480)
-    ap.add_argument("--source", default="builtin", help="sample camera source: builtin, a folder or a video")
-    ap.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    ap.add_argument("--source", default="builtin", type=source_option,
+                    help="sample camera source: builtin, a folder or a video")
+    ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=600.0,
+                    help="give up after this many seconds, more than 0 (default 600)")
     args = ap.parse_args(argv)
-    if args.frames < 1:
-        ap.error(f"--frames must be at least 1; got {args.frames}")
     why = target_refusals(args.device, args.precision, False, options=True)
     if why:
         ap.error("; ".join(why))

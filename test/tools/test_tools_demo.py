@@ -169,10 +169,45 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
 
 
 
-def test_demo_refuses_no_frames_as_a_usage_error(capsys):
+@pytest.mark.parametrize("argv, why", [
+    (["--frames", "0"], "argument --frames: 0 is no number of frames: give at least 1"),
+    (["--frames", "-8"], "argument --frames: -8 is no number of frames: give at least 1"),
+    # (a negative limit gave up at once, with the node and the camera started; NaN never gave up)
+    (["--timeout", "-1"], "argument --timeout: -1 is no time limit: give more than 0 seconds"),
+    (["--timeout", "0"], "argument --timeout: 0 is no time limit: give more than 0 seconds"),
+    (["--timeout", "nan"], "argument --timeout: nan is no time limit"),
+    # (the camera refused it at its start, and the demo said 'sample_camera exited early with code 2' once the node
+    # had loaded its model)
+    (["--source", "/nonexistent/frames"], "argument --source: source '/nonexistent/frames' is neither "
+                                          "'builtin[:names]', an image folder nor a video file"),
+    (["--source", "builtin:astronaut,nosuch"], "argument --source: unknown built-in image 'nosuch'; choose from"),
+])
+def test_demo_refuses_what_it_cannot_use_as_a_usage_error_before_anything_starts(argv, why, capsys, monkeypatch,
+                                                                                   tmp_path):
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"{argv} was taken and a process started"))
     with pytest.raises(SystemExit) as info:
-        demo.main(["--frames", "0"])
-    assert info.value.code == 2 and "--frames must be at least 1; got 0" in capsys.readouterr().err
+        demo.main(["--out", str(tmp_path / "out"), *argv])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and why in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "empty").mkdir()
+    cv2.imwrite(str(tmp_path / "frames" / "a.png"), np.zeros((4, 6, 3), np.uint8))
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    assert demo.parse_args(["--source", str(tmp_path / "frames")]).source == str(tmp_path / "frames")
+    assert demo.parse_args([]).source == "builtin"
+    for bad in ("empty", "broken.mp4"):
+        with pytest.raises(SystemExit) as info:
+            demo.parse_args(["--source", str(tmp_path / bad)])
+        assert info.value.code == 2 and "argument --source: " in capsys.readouterr().err
 
 
 @pytest.mark.slow
