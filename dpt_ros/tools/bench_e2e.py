@@ -31,7 +31,7 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
-from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount  # noqa: E402
+from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount, output_file  # noqa: E402
 
 #: why --duration is at least E2E_WINDOW_MIN_S, in its refusal
 WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
@@ -118,7 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "
                          "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
                          "the subscribers inside publish()")
-    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--json", default=None, type=output_file(), help="also write the results to this file")
     return check_model_arguments(ap, ap.parse_args(argv))
 
 

@@ -22,7 +22,7 @@ from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
-from dpt_ros.tools.options import add_domain_argument, count
+from dpt_ros.tools.options import add_domain_argument, count, output_file
 
 
 def _memory(device: str) -> dict:
@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cycles", type=count("cycles"), default=2,
                     help="configure / activate / deactivate / cleanup cycles, at least 1 (default 2)")
     add_domain_argument(ap, 87)
-    ap.add_argument("--json", default="")
+    ap.add_argument("--json", default=None, type=output_file(), help="also write the results to this file")
     args = ap.parse_args(argv)
     why = target_refusals(args.device, args.precision, False, options=True)
     if why:

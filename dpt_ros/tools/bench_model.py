@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
-from dpt_ros.tools.options import count
+from dpt_ros.tools.options import count, output_file
 
 
 def _device(value: str) -> str:
@@ -273,7 +273,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help="smoke run: 64x64 (hybrid 384x384), 1 warm-up, 2 iterations")
     ap.add_argument("--threads", type=count("threads", zero="leave torch's own"), default=None,
                     help="torch CPU threads (0 or none: leave torch's own)")
-    ap.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout)")
+    ap.add_argument("--json", metavar="FILE", type=output_file(stdout=True),
+                    help="also write the results as JSON ('-' = stdout)")
     args = ap.parse_args(argv)
 
     device = torch.device(args.device)

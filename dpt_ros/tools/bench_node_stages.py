@@ -40,7 +40,7 @@ from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.node import percentile  # noqa: E402
-from dpt_ros.tools.options import add_domain_argument, amount, count  # noqa: E402
+from dpt_ros.tools.options import add_domain_argument, amount, count, output_file  # noqa: E402
 
 #: the stage times the node keeps (its last 300 batches: node.py's _stage_ms deques), which --frames must fit in
 STAGE_WINDOW = 300
@@ -70,7 +70,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="where the output subscribers run (default: another process)")
     add_domain_argument(ap, 88)
     add_dds_profile_argument(ap)
-    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--json", default=None, type=output_file(), help="also write the results to this file")
     args = check_model_arguments(ap, ap.parse_args(argv))
     if args.width < 1 or args.height < 1:   # (0, the camera's "source size" in bench_e2e, is no size here)
         ap.error(f"--width and --height are the size of the frames it makes: at least 1; "

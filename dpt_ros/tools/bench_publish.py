@@ -22,7 +22,7 @@ import numpy as np
 from dpt_ros.ros.dds_env import shm_notice
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
 from dpt_ros.ros.params import parameter_option
-from dpt_ros.tools.options import add_domain_argument, amount, count
+from dpt_ros.tools.options import add_domain_argument, amount, count, output_file
 
 FORMATS = ("objects", "serialized")
 #: the timed rounds --messages is sent in (after an untimed one), each of both formats in turn
@@ -41,7 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rate", type=amount("rate", "Hz", above=True), default=30.0,
                     help="publish rate (Hz), more than 0 (default 30)")
     add_domain_argument(ap, 89)
-    ap.add_argument("--json", default=None, help="also write the results to this file")
+    ap.add_argument("--json", default=None, type=output_file(), help="also write the results to this file")
     return ap.parse_args(argv)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from typing import Any, Callable, Optional
 
 
@@ -99,3 +100,27 @@ def add_domain_argument(ap: argparse.ArgumentParser, default: int) -> None:
     value = domain_from_env(default)
     ap.add_argument("--domain", type=ros_domain, default=_FromEnvironment(value) if value != default else value,
                     help=f"ROS domain, 0..{DOMAIN_MAX} (default: ROS_DOMAIN_ID, else {default})")
+
+
+def output_file(stdout: bool = False) -> Callable[[str], str]:
+    """argparse's ``type`` for an option naming a file the tool writes when it is done (``--json``, ``--yaml``): one it
+    cannot write (a folder, a file in a folder that does not exist or it may not write in, a file it may not write),
+    which was found by the write after the whole run, its results then lost, is refused before anything starts. The
+    write itself still reports what it meets (a full disk). ``stdout``: ``-`` is taken too (standard output)."""
+
+    def convert(text: str) -> str:
+        if stdout and text == "-":
+            return text
+        if not text:
+            raise argparse.ArgumentTypeError("no file name given (an empty path); give a file name")
+        folder = os.path.dirname(os.path.abspath(text))
+        if os.path.isdir(text):
+            raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
+        if not os.path.isdir(folder):
+            raise argparse.ArgumentTypeError(f"{text}: no folder {folder}; give a file in a folder that exists")
+        if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+            where = "it" if os.path.exists(text) else f"in {folder}"
+            raise argparse.ArgumentTypeError(f"{text}: cannot write {where}; give a file you may write")
+        return text
+
+    return convert

@@ -296,6 +296,18 @@ def test_bench_model_refuses_a_count_it_cannot_use_before_loading_anything(argv,
     assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
 
 
+def test_bench_model_refuses_a_json_file_it_cannot_write_before_loading_anything(tmp_path, capsys):
+    """(it was an IsADirectoryError / FileNotFoundError after every variant had been timed, the results lost)"""
+    for path, why in ((str(tmp_path), f"argument --json: '{tmp_path}' is a folder; give a file name"),
+                      (str(tmp_path / "no" / "b.json"), f"argument --json: {tmp_path / 'no' / 'b.json'}: no folder")):
+        with pytest.raises(SystemExit) as info:
+            bench_model.main(["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", "--json", path])
+        captured = capsys.readouterr()
+        assert info.value.code == 2 and why in captured.err and captured.out == "", (path, captured)
+    assert bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf",
+                             "--json", "-"]) == 0   # ('-': standard output, as before)
+
+
 @pytest.mark.parametrize("precision", ["half", "float16", "float32", "bfloat16", "FP16", "Bf16"])
 def test_bench_model_takes_the_precision_names_the_node_takes(precision, capsys):
     """--precision: the node's precision names, fp32 fp16 bf16, and no other (bench_model offered the model's aliases

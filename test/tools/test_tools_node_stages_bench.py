@@ -160,6 +160,27 @@ def test_the_ros_benchmarks_refuse_a_domain_no_node_can_use_as_a_usage_error(cap
         assert parse(["--domain", str(DOMAIN)]).domain == DOMAIN   # (an explicit --domain is not the default's)
 
 
+def test_the_ros_benchmarks_refuse_a_json_file_they_cannot_write_before_they_start(tmp_path, capsys, monkeypatch):
+    """--json naming a folder, a file in a folder that does not exist, or nothing: the write after the whole run
+    failed (IsADirectoryError, FileNotFoundError), its results lost; now argparse's usage error before anything
+    starts."""
+    from dpt_ros.tools import bench_e2e, bench_lifecycle, bench_publish
+
+    refused = [(str(tmp_path), f"argument --json: '{tmp_path}' is a folder; give a file name"),
+               (str(tmp_path / "no_dir" / "r.json"), f"argument --json: {tmp_path / 'no_dir' / 'r.json'}: no folder "
+                                                     f"{tmp_path / 'no_dir'}; give a file in a folder that exists"),
+               ("", "argument --json: no file name given (an empty path); give a file name")]
+    for tool in (bench_e2e, bench_node_stages, bench_lifecycle, bench_publish):
+        monkeypatch.setattr(tool, "run", lambda *a, **k: pytest.fail("the run started"))
+        for path, why in refused:
+            with pytest.raises(SystemExit) as info:
+                tool.main(["--json", path])
+            err = capsys.readouterr().err
+            assert info.value.code == 2 and why in err, (tool.__name__, path, err)
+        assert tool.parse_args(["--json", str(tmp_path / "r.json")]).json == str(tmp_path / "r.json")
+        assert tool.parse_args([]).json is None
+
+
 def test_a_domain_above_the_range_ends_the_process_at_its_first_node():
     """Why 232 is the limit: rclpy.init takes 233, but the first node's Fast DDS participant cannot have its ports,
     and the process ends (exit status 1, Fast DDS's 'port number is too high'); no Python exception is raised."""
