@@ -20,46 +20,43 @@ close. Run it while the camera sees a scene with near and far surfaces.
 from __future__ import annotations
 
 import argparse
-import math
-import os
 import sys
 import time
 
 import numpy as np
+
+from dpt_ros.tools.options import amount, count, output_file
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
     ap.add_argument("--inverse", default=None, help="the node's inverse_depth topic (default inverse_depth)")
-    ap.add_argument("--frames", type=int, default=30, help="stamp-matched pairs to fit over (default 30)")
-    ap.add_argument("--tolerance", type=float, default=0.02,
+    ap.add_argument("--frames", type=count("pairs"), default=30, help="stamp-matched pairs to fit over, at least 1 "
+                                                                      "(default 30)")
+    ap.add_argument("--tolerance", type=amount("stamp tolerance", "seconds"), default=0.02,
                     help="largest stamp difference of a pair in seconds (default 0.02; 0 = exact stamps)")
-    ap.add_argument("--min-depth", type=float, default=0.2, help="reference depths below this (m) are not used (default 0.2)")
-    ap.add_argument("--max-depth", type=float, default=20.0, help="reference depths above this (m) are not used (default 20)")
-    ap.add_argument("--stride", type=int, default=4, help="use every n-th pixel in both directions (default 4)")
-    ap.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds (default 120)")
+    ap.add_argument("--min-depth", type=amount("depth", "metres"), default=0.2,
+                    help="reference depths below this (m) are not used (default 0.2)")
+    ap.add_argument("--max-depth", type=amount("depth", "metres", above=True), default=20.0,
+                    help="reference depths above this (m) are not used (default 20)")
+    ap.add_argument("--stride", type=count("pixels per step"), default=4,
+                    help="use every n-th pixel in both directions, at least 1 (default 4)")
+    ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=120.0,
+                    help="give up after this many seconds (default 120)")
     ap.add_argument("--apply", default=None, metavar="NODE",
                     help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
-    ap.add_argument("--yaml", default=None, metavar="FILE", help="write the two parameters as a ROS 2 parameter file")
+    ap.add_argument("--yaml", default=None, metavar="FILE", type=output_file(),
+                    help="write the two parameters as a ROS 2 parameter file")
     ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC",
                     help="compare this metric depth topic (e.g. /depth; the node's outputs are in its namespace) with the reference instead of fitting")
     args = ap.parse_args(argv)
     if args.evaluate and (args.apply or args.yaml or args.inverse):
         ap.error("--evaluate measures the depth as it is; it takes no --inverse, --apply or --yaml")
     args.inverse = args.inverse or "inverse_depth"
-    if args.frames < 1 or args.stride < 1 or not 0 <= args.tolerance < math.inf or not args.timeout > 0 \
-            or not 0 <= args.min_depth < args.max_depth:
-        ap.error("need --frames >= 1, --stride >= 1, a finite --tolerance >= 0, --timeout > 0 and "
-                 "0 <= --min-depth < --max-depth")
-    if args.yaml:   # said now, not after the frames are collected (the write itself still reports what it meets)
-        folder = os.path.dirname(os.path.abspath(args.yaml))
-        if os.path.isdir(args.yaml):
-            ap.error(f"--yaml {args.yaml} is a folder; give a file name")
-        if not os.path.isdir(folder):
-            ap.error(f"--yaml {args.yaml}: no folder {folder}")
-        if not os.access(folder, os.W_OK):
-            ap.error(f"--yaml {args.yaml}: cannot write in {folder}")
+    if not args.min_depth < args.max_depth:
+        ap.error(f"--min-depth {args.min_depth:g} is not below --max-depth {args.max_depth:g}: no reference depth "
+                 f"would be used; give a --min-depth below --max-depth")
     return args
 
 

@@ -389,10 +389,24 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
         with pytest.raises(SystemExit):
             tool.parse_args(["--reference", "r", "--evaluate", "d", *extra])
     assert "takes no --inverse, --apply or --yaml" in capsys.readouterr().err
-    for bad in (["--tolerance", "inf"], ["--tolerance", "nan"], ["--timeout", "-5"], ["--timeout", "0"]):
-        with pytest.raises(SystemExit):   # (inf ended in an OverflowError traceback; -5 waited 0 s)
+    for bad, why in ((["--tolerance", "inf"], "argument --tolerance: inf is no stamp tolerance: give 0 or more "
+                                              "seconds"),   # (inf ended in an OverflowError traceback)
+                     (["--tolerance", "nan"], "argument --tolerance: nan is no stamp tolerance"),
+                     (["--tolerance", "-0.01"], "argument --tolerance: -0.01 is no stamp tolerance"),
+                     # (-5 waited 0 s)
+                     (["--timeout", "-5"], "argument --timeout: -5 is no time limit: give more than 0 seconds"),
+                     (["--timeout", "0"], "argument --timeout: 0 is no time limit: give more than 0 seconds"),
+                     (["--frames", "0"], "argument --frames: 0 is no number of pairs: give at least 1"),
+                     (["--stride", "0"], "argument --stride: 0 is no number of pixels per step: give at least 1"),
+                     (["--min-depth", "-1"], "argument --min-depth: -1 is no depth: give 0 or more metres"),
+                     (["--max-depth", "inf"], "argument --max-depth: inf is no depth: give more than 0 metres"),
+                     (["--min-depth", "5", "--max-depth", "3"], "error: --min-depth 5 is not below --max-depth 3: no "
+                                                                "reference depth would be used; give a --min-depth "
+                                                                "below --max-depth")):
+        with pytest.raises(SystemExit) as info:
             tool.parse_args(["--reference", "r", *bad])
-        assert "a finite --tolerance >= 0, --timeout > 0" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and why in err, (bad, err)
     assert tool.parse_args(["--reference", "r"]).inverse == "inverse_depth"
     harness = Harness(DOMAIN)
     try:
