@@ -248,6 +248,17 @@ def _publication_mode(run: dict[str, Any]) -> str:
     return mode if mode in ("SYNCHRONOUS", "ASYNCHRONOUS") else "default"
 
 
+def test_path(text: str) -> str:
+    """--tests (argparse's type): a test folder or file that exists in the checkout (a pytest node id, file::test, by
+    its file); a missing one was pytest's 'file or directory not found' (exit status 4) in the summary after the run,
+    whose GPU tests then never ran."""
+    path = text.split("::", 1)[0]
+    if not (ROOT / path).exists():   # (where the pytest step runs: a relative path is the checkout's)
+        raise argparse.ArgumentTypeError(f"{path}: no such test folder or file in {ROOT}, where the pytest step runs; "
+                                         f"give one that exists, e.g. test or test/ros")
+    return text
+
+
 def _test_paths(tests: str) -> list[str]:
     """pytest's paths for ``tests``: a folder's sub-folders with ``ros`` first (the ROS node's GPU tests had never run
     on a GPU: a step cut short by the budget should have run those), ``model`` last (its full-size models are the
@@ -326,7 +337,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     ap = argparse.ArgumentParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
     ap.add_argument("--budget", type=budget_seconds, default=360.0,
                     help=f"overall seconds, more than {GRACE_S:g} (default 360)")
-    ap.add_argument("--tests", default="test", help="test path passed to pytest (default: test)")
+    ap.add_argument("--tests", default=None, type=test_path,   # (not checked when not given: 'test', as before)
+                    help="test path passed to pytest, a folder or file that exists (default: test)")
     ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
     ap.add_argument("--no-model", action="store_true", help="skip bench_model")
     ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
@@ -375,7 +387,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     small = args.rehearse and not cuda
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
     junit.unlink(missing_ok=True)   # (a run that times out before writing it must not show an earlier run's counts)
-    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *_test_paths(args.tests), "-q", "-p", "no:cacheprovider",
+    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *_test_paths(args.tests or "test"), "-q", "-p",
+              "no:cacheprovider",
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
              # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then
              # stopped it at the first of the 15 ROS node tests (each starts a node and loads a model)

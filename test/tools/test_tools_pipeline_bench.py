@@ -274,6 +274,10 @@ def _no_steps(monkeypatch):
                                "bench_e2e (bench_e2e's shortest --duration)"),
     (["--e2e-seconds", "inf"], "argument --e2e-seconds: inf is no window"),
     (["--e2e-seconds", "1.5"], "argument --e2e-seconds: 1.5 is no window: give at least 2 seconds"),
+    # (pytest's 'file or directory not found', exit status 4, in the summary after the run: no GPU test ran)
+    (["--tests", "test/no_such_dir"], "argument --tests: test/no_such_dir: no such test folder or file in "),
+    (["--tests", "test/ros/test_nothing.py::test_x"], "argument --tests: test/ros/test_nothing.py: no such test "
+                                                      "folder or file in "),
     (["--node-stages-profile", "-1"], "argument --node-stages-profile: -1 is no number of functions: give at least 1, "
                                       "or 0 to skip bench_node_stages"),
 ])
@@ -290,6 +294,19 @@ def test_gpu_check_refuses_a_bad_value_before_its_first_step(argv, why, capsys, 
         pytest.fail(f"{argv} was taken, and the run started its first step: {started}")
     err = capsys.readouterr().err
     assert info.value.code == 2 and why in err, err
+
+
+def test_gpu_check_passes_a_test_path_that_exists_to_its_pytest_step(monkeypatch):
+    """--tests as the checkout has it (a folder, a file, a node id of a file) reaches the pytest step; not given, it
+    is the whole test folder, unchecked as before."""
+    gpu_check = _no_steps(monkeypatch)
+    for given, passed in ((["--tests", "test/pipeline"], " test/pipeline/test_pipeline_"),   # (its files)
+                          (["--tests", "test/pipeline/test_pipeline_gpu.py::test_x"],
+                           " test/pipeline/test_pipeline_gpu.py::test_x "),
+                          ([], " test/ros ")):
+        with pytest.raises(_StepStarted) as started:
+            gpu_check.main(given)
+        assert "-m pytest -m gpu" in str(started.value) and passed in str(started.value), (given, started.value)
 
 
 def test_gpu_check_takes_what_its_steps_take(capsys, monkeypatch):
