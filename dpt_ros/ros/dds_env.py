@@ -256,6 +256,23 @@ def _holder(fd: int) -> str:
 DOMAIN_MAX = 232
 
 
+def domain_problem(domain: int) -> Optional[str]:
+    """Why ``domain`` is no ROS domain a node can use ('is no usable ROS domain (...)'), None for 0..DOMAIN_MAX."""
+    if domain > DOMAIN_MAX:
+        return (f"is no usable ROS domain (Fast DDS's ports for a domain above {DOMAIN_MAX} pass 65535: its first node "
+                f"ends the process)")
+    return "is no usable ROS domain" if domain < 0 else None
+
+
+def env_domain_problem(environ: Mapping[str, str] = os.environ) -> Optional[str]:
+    """Why ROS_DOMAIN_ID in ``environ`` cannot work for a node, said with what to do; None where it can, or where rcl
+    itself refuses it at rclpy.init with its reason (not a whole number: 'ROS_DOMAIN_ID is not an integral number').
+    A number above DOMAIN_MAX passes rclpy.init and ends the process at its first node (exit status 1)."""
+    value = environ.get("ROS_DOMAIN_ID", "").strip()
+    why = domain_problem(int(value)) if value.isdigit() else None
+    return f"ROS_DOMAIN_ID={value} {why}: set it to 0..{DOMAIN_MAX}" if why else None
+
+
 def domain_from_env(default: int) -> int:
     """ROS_DOMAIN_ID as rcl reads it (unset or empty: the default domain; here the tool's own ``default``)."""
     value = os.environ.get("ROS_DOMAIN_ID", "").strip()

@@ -32,7 +32,7 @@ from std_msgs.msg import Header
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.ros import conversions, params
 from dpt_ros.ros.console import ros_init_failure
-from dpt_ros.ros.dds_env import shm_shortage
+from dpt_ros.ros.dds_env import env_domain_problem, shm_shortage
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -354,6 +354,10 @@ def main(args=None) -> int:
         print(f"sample_camera: unexpected argument(s) {' '.join(map(repr, rest))}: the tool takes ROS arguments only "
               f"(and -h/--help); parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
               f"-p rate:=30.0 (--help: all of them)", file=sys.stderr)
+        return 2
+    why = env_domain_problem()   # (rclpy.init takes it, and the first node ended the process: exit status 1)
+    if why:
+        print(f"sample_camera: {why}", file=sys.stderr)
         return 2
     # (as dpt_node's: before rclpy.init, whose DDS participant takes this process's shared-memory segment)
     shm_warning = shm_shortage()

@@ -31,7 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from dpt_ros.ros.dds_env import localhost_only, profile_of, set_profile
+from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.tools import output_folder_error
 from dpt_ros.tools.options import amount, count
@@ -99,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=600.0,
                     help="give up after this many seconds, more than 0 (default 600)")
     args = ap.parse_args(argv)
+    why = env_domain_problem()   # (the node's and the camera's: each process ended at its first node, exit status 1)
+    if why:
+        ap.error(why)
     why = target_refusals(args.device, args.precision, False, options=True)
     if why:
         ap.error("; ".join(why))

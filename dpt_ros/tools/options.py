@@ -74,16 +74,15 @@ def ros_domain(text: str) -> int:
     """argparse's ``type`` for ``--domain``: a ROS domain, 0..``dds_env.DOMAIN_MAX`` (232). A negative one was
     refused by rclpy.init only after the tool had started its node or camera processes; one above 232 ended each of
     the tool's processes at its first node, with Fast DDS's "port number is too high"."""
-    from dpt_ros.ros.dds_env import DOMAIN_MAX   # (no ROS imports)
+    from dpt_ros.ros.dds_env import DOMAIN_MAX, domain_problem   # (no ROS imports)
 
     value = number(text, int)
-    if not 0 <= value <= DOMAIN_MAX:
-        why = (f" (Fast DDS's ports for a domain above {DOMAIN_MAX} pass 65535: its first node ends the process)"
-               if value > DOMAIN_MAX else "")
+    why = domain_problem(value)
+    if why:
         if isinstance(text, _FromEnvironment):
-            raise argparse.ArgumentTypeError(f"ROS_DOMAIN_ID={value}, the default, is no usable ROS domain{why}: give "
-                                             f"--domain 0..{DOMAIN_MAX}, or set ROS_DOMAIN_ID to one")
-        raise argparse.ArgumentTypeError(f"{value} is no usable ROS domain{why}: give 0..{DOMAIN_MAX}")
+            raise argparse.ArgumentTypeError(f"ROS_DOMAIN_ID={value}, the default, {why}: give --domain "
+                                             f"0..{DOMAIN_MAX}, or set ROS_DOMAIN_ID to one")
+        raise argparse.ArgumentTypeError(f"{value} {why}: give 0..{DOMAIN_MAX}")
     return value
 
 

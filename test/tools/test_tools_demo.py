@@ -194,6 +194,22 @@ def test_demo_refuses_what_it_cannot_use_as_a_usage_error_before_anything_starts
     assert not (tmp_path / "out").exists()
 
 
+def test_demo_refuses_a_ros_domain_id_no_node_can_use_before_anything_starts(capsys, monkeypatch, tmp_path):
+    """The demo runs its node, camera and collector on ROS_DOMAIN_ID where it is set: one above 232 ended each of
+    them at its first node (exit status 1, Fast DDS's 'port number is too high') once started."""
+    import subprocess
+
+    monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("a process started"))
+    monkeypatch.setenv("ROS_DOMAIN_ID", "233")
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "error: ROS_DOMAIN_ID=233 is no usable ROS domain (Fast DDS's ports for a domain " \
+        "above 232 pass 65535: its first node ends the process): set it to 0..232" in err, err
+    monkeypatch.setenv("ROS_DOMAIN_ID", "232")
+    assert demo.parse_args([]).frames == 8
+
+
 def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, capsys):
     import cv2
     import numpy as np

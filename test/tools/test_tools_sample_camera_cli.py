@@ -109,6 +109,20 @@ def test_an_argument_other_than_help_exits_2_with_one_line(argv, shown):
                                      "-p rate:=30.0 (--help: all of them)"]
 
 
+def test_a_ros_domain_id_no_node_can_use_exits_2_with_one_line():
+    """ROS_DOMAIN_ID above 232: rclpy.init took it and the camera's node ended the process (exit status 1, Fast DDS's
+    'Calculated port number is too high'); it is now refused before rclpy.init, saying the range. (Not a whole
+    number, rcl refuses it at rclpy.init, said as a bad argument, exit status 2 as before.)"""
+    for value, shown in (("233", "sample_camera: ROS_DOMAIN_ID=233 is no usable ROS domain (Fast DDS's ports for a "
+                                 "domain above 232 pass 65535: its first node ends the process): set it to 0..232"),
+                         ("abc", "ROS_DOMAIN_ID is not an integral number")):
+        env = dict(os.environ, ROS_DOMAIN_ID=value, **localhost_only())
+        r = subprocess.run([sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "count:=1"],
+                           env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stdout == "" and shown in r.stderr, (value, r.returncode, r.stdout + r.stderr)
+        assert len(r.stderr.splitlines()) == 1, r.stderr
+
+
 def test_ctrl_c_while_the_console_script_imports_exits_0_quietly():
     """`ros2 run dpt_ros sample_camera`, Ctrl-C in its first second or two (OpenCV, rclpy being imported): exit 0 and
     nothing on stderr, as a Ctrl-C later (was: a KeyboardInterrupt traceback from inside the import)."""
