@@ -206,8 +206,11 @@ def run(args: argparse.Namespace) -> dict:
 
 def _parse_changes(text: str) -> dict:
     """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does); --also-with's
-    argparse type (a malformed one was found only after the other runs had been measured)."""
+    argparse type (a malformed one, or one the node refuses, was found only after the other runs had been measured).
+    """
     import yaml  # noqa: PLC0415
+
+    from dpt_ros.ros import params  # noqa: PLC0415
 
     changes = {}
     for item in text.split(","):
@@ -216,6 +219,12 @@ def _parse_changes(text: str) -> dict:
             raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE[,NAME=VALUE]: give e.g. "
                                              f"depth.encoding=16UC1")
         changes[name.strip()] = yaml.safe_load(value)
+    for name, value in changes.items():   # (the node's own checks of a live change, without those across parameters)
+        spec = params.SPECS.get(name)
+        why = (params.unknown_parameter(name, live=True) if spec is None else
+               params.read_only_reason(name, managed=False) if spec.read_only() else params.check_value(name, value))
+        if why:
+            raise argparse.ArgumentTypeError(why)
     return changes
 
 

@@ -75,9 +75,11 @@ def test_an_interrupted_run_reports_the_runs_it_measured(tmp_path, monkeypatch):
 
 
 def test_also_with_refused_values_say_why():
-    assert bench_node_stages._parse_changes("a=1, b=x,c=true") == {"a": 1, "b": "x", "c": True}
-    assert bench_node_stages.parse_args(["--also-with", "depth.encoding=16UC1", "--also-with", "a=1,b=x"]).also_with \
-        == [{"depth.encoding": "16UC1"}, {"a": 1, "b": "x"}]
+    assert bench_node_stages._parse_changes("depth.scale=1, depth.encoding=16UC1,points.enabled=false") == \
+        {"depth.scale": 1, "depth.encoding": "16UC1", "points.enabled": False}
+    assert bench_node_stages.parse_args(["--also-with", "depth.encoding=16UC1", "--also-with",
+                                         "points.stride=4,depth.shift=0.5"]).also_with \
+        == [{"depth.encoding": "16UC1"}, {"points.stride": 4, "depth.shift": 0.5}]
 
 
 @pytest.mark.parametrize("argv, why", [
@@ -98,7 +100,15 @@ def test_also_with_refused_values_say_why():
     # (found only after every rate had been measured, with a SystemExit)
     (["--also-with", "depth.encoding"], "argument --also-with: 'depth.encoding' is not NAME=VALUE[,NAME=VALUE]: give "
                                         "e.g. depth.encoding=16UC1"),
-    (["--also-with", "a=1,=2"], "argument --also-with: 'a=1,=2' is not NAME=VALUE"),
+    (["--also-with", "depth.encoding=16UC1,=2"], "argument --also-with: 'depth.encoding=16UC1,=2' is not NAME=VALUE"),
+    # what the node refuses of a live change (found by its set_parameters after every rate had been measured: 'the
+    # node refused ...', a SystemExit), by its own checks
+    (["--also-with", "depth.encodng=16UC1"], "argument --also-with: unknown parameter 'depth.encodng' refused: this "
+                                             "node does not have it: did you mean 'depth.encoding'?"),
+    (["--also-with", "depth.encoding=16UC2"], "argument --also-with: depth.encoding='16UC2' is not one of 32FC1, "
+                                              "16UC1"),
+    (["--also-with", "qos.output_depth=2"], "argument --also-with: qos.output_depth is read-only on dpt_node: give it "
+                                            "at start-up"),
 ])
 def test_bench_node_stages_refuses_counts_rates_and_changes_it_cannot_use_before_it_starts(argv, why, capsys,
                                                                                           monkeypatch):
