@@ -267,7 +267,11 @@ def domain_problem(domain: int) -> Optional[str]:
 def env_domain_problem(environ: Mapping[str, str] = os.environ) -> Optional[str]:
     """Why ROS_DOMAIN_ID in ``environ`` cannot work for a node, said with what to do; None where it can, or where rcl
     itself refuses it at rclpy.init with its reason (not a whole number: 'ROS_DOMAIN_ID is not an integral number').
-    A number above DOMAIN_MAX passes rclpy.init and ends the process at its first node (exit status 1)."""
+    With Fast DDS (RMW_IMPLEMENTATION unset, ROS 2's default, or a Fast DDS rmw) a number above DOMAIN_MAX passes
+    rclpy.init and ends the process at its first node (exit status 1); another rmw (rmw_zenoh_cpp has no DDS ports)
+    is left to say for itself."""
+    if environ.get("RMW_IMPLEMENTATION", "").strip() not in ("", "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
+        return None
     value = environ.get("ROS_DOMAIN_ID", "").strip()
     why = domain_problem(int(value)) if value.isdigit() else None
     return f"ROS_DOMAIN_ID={value} {why}: set it to 0..{DOMAIN_MAX}" if why else None

@@ -51,7 +51,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params, topics
 from dpt_ros.ros.console import ros_init_failure
-from dpt_ros.ros.dds_env import shm_shortage
+from dpt_ros.ros.dds_env import env_domain_problem, shm_shortage
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 from dpt_ros.ros.topics import COMPRESSED_OUTPUTS, OUTPUTS
 
@@ -2615,6 +2615,10 @@ def main(args=None, managed: bool = False) -> int:
         print(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments only; "
               f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
               f"(--help: the main ones)", file=sys.stderr)
+        return 2
+    why = env_domain_problem()   # (rclpy.init takes it, and the node's creation ended the process: exit status 1)
+    if why:
+        print(f"{program}: {why}", file=sys.stderr)
         return 2
     # before rclpy.init, whose DDS participant takes this process's shared-memory segment
     shm_warning = shm_shortage()

@@ -360,6 +360,18 @@ def test_invalid_startup_parameters_exit_with_reason():
         assert code == 2 and needle in log, log
 
 
+def test_a_domain_past_fast_dds_ports_exits_2_with_reason():
+    """ROS_DOMAIN_ID=233 passes rclpy.init, and Fast DDS then ended the process at the node's creation with exit status
+    1 and its own 'Calculated port number is too high'; the node says so before rclpy.init, with the range, exit 2."""
+    env = dict(_env(), ROS_DOMAIN_ID="233")
+    env.pop("RMW_IMPLEMENTATION", None)   # (ROS 2's default rmw: Fast DDS)
+    proc = subprocess.run([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", *FAST_ARGS], cwd=ROOT, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout.strip() == ("dpt_node: ROS_DOMAIN_ID=233 is no usable ROS domain (Fast DDS's ports for a domain "
+                                   "above 232 pass 65535: its first node ends the process): set it to 0..232"), proc.stdout
+
+
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
     for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32 "
