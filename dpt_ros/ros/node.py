@@ -2553,10 +2553,11 @@ def _topics(frames: list) -> str:
 def _needs_labels(wanted: set, s: Settings) -> bool:
     """Whether a frame with these wanted outputs needs segmentation labels: a segmentation output, or a cloud or
     depth that uses them (points.label, points.color_source, points.exclude_classes, depth.exclude_classes)."""
+    # (the classes as parsed: a list of separators only, ', ,', excludes nothing, and the post-processing reads it so)
     cloud = "points" in wanted and (s["points.label"] or (s["points.color"] and s["points.color_source"] == "segmentation")
-                                    or bool(s["points.exclude_classes"].strip()))
+                                    or bool(params.class_labels(s["points.exclude_classes"])))
     return bool(wanted & set(_SEG_OUTPUTS)) or cloud or (
-        bool(wanted & _METRIC_OUTPUTS) and bool(s["depth.exclude_classes"].strip()))
+        bool(wanted & _METRIC_OUTPUTS) and bool(params.class_labels(s["depth.exclude_classes"])))
 
 
 def _metric(variant, s: Settings) -> Optional[tuple[float, float]]:

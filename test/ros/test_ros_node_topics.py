@@ -649,6 +649,39 @@ def test_depth_exclude_classes_runs_segmentation_when_only_depth_is_subscribed(h
     np.testing.assert_array_equal(np.isnan(conversions.image_array(depth[0])), labels == commonest)
 
 
+def test_exclude_classes_of_separators_only_do_not_run_segmentation(harness):
+    """depth.exclude_classes / points.exclude_classes of separators only (', ,') name no class: nothing is excluded
+    (the post-processing parses them so), and the segmentation model is not run for them when no output needs
+    labels; it ran for every frame before. A class name does run it (the check can see a run)."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random", "camera_info.policy": "latest"})
+    engine = node.models.segmentation
+    runs, real = [], engine.run
+
+    def run(batch):   # the real forward pass, counted
+        runs.append(batch.shape[0])
+        return real(batch)
+
+    engine.run = run
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    depth = harness.collector(Image, "depth")
+    wait_for(lambda: node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery of depth")
+    img = make_image(1, width=80, height=60)
+    info_pub.publish(make_info(img))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    for stamp, (depth_classes, points_classes, ran) in enumerate(((", ,", " , ", 0), ("", ",", 0), ("person", "", 1)),
+                                                                 start=1):
+        assert all(r.successful for r in set_params(harness, node, **{"depth.exclude_classes": depth_classes,
+                                                                         "points.exclude_classes": points_classes}))
+        n = len(points)
+        pub.publish(make_image(stamp, width=80, height=60))
+        wait_for(lambda: len(points) == n + 1 and len(depth) == stamp, what=f"frame {stamp}'s depth and points")
+        assert len(runs) == ran, (depth_classes, points_classes, runs)
+        assert not np.isnan(conversions.image_array(depth[-1])).all()
+    assert set(node.counts()[""]) >= {"received", "processed"} and not any(
+        k.startswith(("error", "incomplete")) for k in node.counts()[""])
+
+
 def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     """points.exclude_classes without a segmentation model: no cloud at all (not one with the classes the user
     asked to leave out), the frame counted incomplete.exclude_classes and the reason logged; depth.exclude_classes:
