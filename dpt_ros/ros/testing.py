@@ -139,6 +139,17 @@ def make_image(stamp_ns: int, width: int = 80, height: int = 60, frame_id: str =
     return msg
 
 
+def padded(image: Image, pad: int) -> Image:
+    """A copy of ``image`` whose rows end in ``pad`` bytes of 0xAB beyond its pixels (a larger ``step``, as a
+    driver's aligned rows have): a reader that ignores ``step`` reads those bytes as pixels."""
+    rows = np.full((image.height, image.step + pad), 0xAB, np.uint8)
+    rows[:, :image.step] = np.frombuffer(bytes(image.data), np.uint8).reshape(image.height, image.step)
+    out = Image(header=image.header, height=image.height, width=image.width, encoding=image.encoding,
+                is_bigendian=image.is_bigendian, step=image.step + pad)
+    out.data = rows.tobytes()
+    return out
+
+
 def make_info(image: Image, fx: float = 50.0) -> CameraInfo:
     w, h = image.width, image.height
     k = [fx, 0.0, (w - 1) / 2, 0.0, fx, (h - 1) / 2, 0.0, 0.0, 1.0]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
+from dpt_ros.ros.testing import make_image, make_info, padded, qos, set_params, wait_for
 
 DOMAIN = 61
 W, H = 101, 77   # odd: no stride divides them
@@ -60,14 +60,6 @@ def _intrinsics(info: CameraInfo, w: int, h: int) -> tuple[float, float, float, 
         return fx, fy, cx, cy
     sx, sy = w / (full_w // bx), h / (full_h // by)
     return fx * sx, fy * sy, cx * sx, cy * sy
-
-
-def _padded(img: Image, pad: int) -> Image:
-    rows = np.full((img.height, img.step + pad), 0xAB, np.uint8)
-    rows[:, :img.step] = _rows(img)
-    out = Image(header=img.header, height=img.height, width=img.width, encoding=img.encoding, step=img.step + pad)
-    out.data = rows.tobytes()
-    return out
 
 
 def _check(img, info, depth_msg, cloud_msg, seg_msg, dinfo, stride, organized, color, label) -> int:
@@ -126,7 +118,7 @@ class _Rig:
             **params}))
         self.stamp += 1
         img = make_image(self.stamp * 1_000_000_000, width=W, height=H, encoding=encoding, seed=self.stamp)
-        img = _padded(img, pad) if pad else img
+        img = padded(img, pad) if pad else img
         if info is None:   # P (used for the rectified image) other than K
             info = make_info(img, fx=70.0)
             info.p[0], info.p[5], info.p[2], info.p[6] = 64.0, 66.0, 52.25, 36.5
