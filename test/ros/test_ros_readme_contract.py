@@ -14,6 +14,9 @@ from dpt_ros.ros.testing import set_params, wait_for
 DOMAIN = 78
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+#: the README and the pages it links for detail (docs/benchmarks.md): what holds for the README's commands, paths and
+#: tables holds for them too
+DOCS = [README, *sorted((README.parent / "docs").glob("*.md"))]
 
 
 def _section(title: str, end: str) -> str:
@@ -63,17 +66,19 @@ def test_readme_tables_keep_each_row_on_one_line():
     """A Markdown table row broken over two lines renders as a cut row and a bogus one (the Topics table's
     image/compressed row lost its QoS cell that way, the rest of its text becoming a row of its own); a row needs
     its header's number of cells too (a '|' inside a code span splits a cell)."""
-    columns = None
-    for number, line in enumerate(README.read_text().splitlines(), 1):
-        if line.startswith("|"):
-            assert line.rstrip().endswith("|"), f"README.md:{number}: table row does not end with '|': {line[-60:]}"
-            cells = len(re.split(r"(?<!\\)\|", line.strip()[1:-1]))
-            columns = columns or cells
-            assert cells == columns, f"README.md:{number}: {cells} cells in a table of {columns} columns"
-        elif columns and line.strip():
-            raise AssertionError(f"README.md:{number}: a table row goes on past its line: {line[:60]}")
-        else:
-            columns = None
+    for doc in DOCS:
+        columns = None
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            where = f"{doc.name}:{number}"
+            if line.startswith("|"):
+                assert line.rstrip().endswith("|"), f"{where}: table row does not end with '|': {line[-60:]}"
+                cells = len(re.split(r"(?<!\\)\|", line.strip()[1:-1]))
+                columns = columns or cells
+                assert cells == columns, f"{where}: {cells} cells in a table of {columns} columns"
+            elif columns and line.strip():
+                raise AssertionError(f"{where}: a table row goes on past its line: {line[:60]}")
+            else:
+                columns = None
 
 
 def test_the_topics_table_is_what_the_node_publishes_and_subscribes(harness):
@@ -215,7 +220,7 @@ def test_every_tool_option_the_readme_gives_exists(capsys):
         return options[tool]
 
     checked = []
-    for command in _commands(README.read_text()):
+    for command in [line for doc in DOCS for line in _commands(doc.read_text())]:
         tool = None
         for token in command.split():
             name = _TOOL_ALIASES.get(token, token.removeprefix("dpt_ros.tools."))
@@ -236,8 +241,9 @@ def test_every_repository_path_and_test_the_readme_names_exists():
     `test/ros/test_ros_launch_run.py`, `dpt_ros/ros/presets.py`, ...), bare test file names, and the test
     functions it names (`test_cuda_node_decodes_raw_bytes_like_the_cpu`) exist: a rename leaves no dangling name."""
     root = README.parent
-    text = README.read_text()
-    spans = set(_commands(text)) | set(re.findall(r"`([^`\s]+)`", text))
+    texts = [doc.read_text() for doc in DOCS]
+    text = "\n".join(texts)
+    spans = set().union(*(set(_commands(t)) | set(re.findall(r"`([^`\s]+)`", t)) for t in texts))
     tops = ("dpt_ros/", "test/", "config/", "docs/", "launch/", "rviz/", ".ci/", "requirements")
     paths = {s.split(":")[0].rstrip(",;") for span in spans for s in span.split()
              if s.startswith(tops) and not re.search(r"[<>{}*]|\.\.\.", s)}
@@ -248,6 +254,32 @@ def test_every_repository_path_and_test_the_readme_names_exists():
     assert [n for n in sorted(set(re.findall(r"\b(test_\w+\.py)\b", text))) if n not in test_files] == []
     sources = "\n".join(p.read_text() for p in (root / "test").rglob("test_*.py"))
     assert [n for n in sorted(names) if not re.search(rf"^\s*def {n}\(", sources, re.M)] == []
+
+
+def _anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading: lower case, punctuation but '-' and '_' dropped, spaces -> '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_between_the_readme_and_docs_lands_on_a_heading():
+    """The README's links into itself (`[Performance](#performance)`) and into docs/ (`docs/benchmarks.md`), and
+    docs' links back (`../README.md#performance`), name a file that exists and a heading it has: a heading renamed
+    or a section moved to another page leaves a link that opens the page's top, or nothing."""
+    checked = 0
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue   # a web address
+            path, _, anchor = target.partition("#")
+            linked = (doc.parent / path).resolve() if path else doc
+            assert linked.exists(), f"{doc.name}: link {target!r}: no file {linked}"
+            if anchor:
+                headings = re.findall(r"^#+ (.+)$", re.sub(r"^```.*?^```", "", linked.read_text(), flags=re.S | re.M),
+                                      re.M)
+                assert anchor in {_anchor(h) for h in headings}, f"{doc.name}: link {target!r}: no such heading in " \
+                                                                 f"{linked.name}"
+            checked += 1
+    assert checked >= 15, checked
 
 
 def _module_domains(path: Path) -> set:
@@ -303,7 +335,7 @@ def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():
         encodings |= {e.strip() for e in item.split("/")}
     assert encodings == set(SUPPORTED_ENCODINGS), encodings ^ set(SUPPORTED_ENCODINGS)
 
-    section = _section("### Sample camera", "### End-to-end benchmark")
+    section = _section("### Sample camera", "## Model (`dpt_ros.model`)")
     named = set(re.findall(r"`(\w+)`", section))
     assert {p[0] for p in sample_camera.PARAMETERS} <= named, {p[0] for p in sample_camera.PARAMETERS} - named
     photographs = re.search(r"scikit-image photographs ([\w, ]+);", section).group(1)
