@@ -263,13 +263,15 @@ def _test_paths(tests: str) -> list[str]:
     """pytest's paths for ``tests``: a folder's sub-folders with ``ros`` first (the ROS node's GPU tests had never run
     on a GPU: a step cut short by the budget should have run those), ``model`` last (its full-size models are the
     slowest GPU tests, and they passed on an H200 on 2026-12-04, while pipeline/ has kernels never run on a GPU),
-    the rest in name order between; a file or a missing path as given."""
-    base = pathlib.Path(tests)
+    the rest in name order between; a file or a missing path as given. A relative path is the checkout's (:data:`ROOT`,
+    where the pytest step runs), wherever gpu_check was started from (from another folder the default ``test`` was
+    not found there and went to pytest as it was: its ros/ tests ran after pipeline/ and reliability/)."""
+    base = ROOT / tests
     if not base.is_dir():
         return [tests]
     parts = sorted((p for p in base.iterdir() if p.name != "__pycache__" and (p.is_dir() or p.name.startswith("test_"))),
                    key=lambda p: (p.name != "ros", p.name == "model", p.name))
-    return [str(p) for p in parts] or [tests]
+    return [str(pathlib.Path(tests) / p.name) for p in parts] or [tests]
 
 
 def ros_domains(count: int, timeout: float, lock_dir: str | None = None) -> contextlib.AbstractContextManager:

@@ -537,11 +537,18 @@ def test_gpu_check_step_that_ends_leaves_nothing_it_started_running(tmp_path):
     assert _ends(int(pid_file.read_text())), "a process the step started outlived it"
 
 
-def test_gpu_check_runs_the_ros_node_gpu_tests_first_and_the_model_tests_last(tmp_path):
+def test_gpu_check_runs_the_ros_node_gpu_tests_first_and_the_model_tests_last(tmp_path, monkeypatch):
     """The pytest step may be cut short by the device budget (2026-12-04 it stopped at the first ROS node test):
     for a test folder, its ros/ sub-folder goes first, model/ (the slowest, already passed on an H200) last, the
-    others by name between; a file or a missing path as given."""
-    from dpt_ros.tools.gpu_check import _test_paths
+    others by name between; a file or a missing path as given. The default, ``test``, is the checkout's, where the
+    step's pytest runs, also when gpu_check is started from another folder (it was looked for there)."""
+    from dpt_ros.tools.gpu_check import ROOT, _test_paths
+
+    monkeypatch.chdir(tmp_path)
+    areas = sorted(p.name for p in (ROOT / "test").iterdir() if p.is_dir() and p.name != "__pycache__")
+    assert {"ros", "model", "pipeline"} <= set(areas)
+    order = _test_paths("test")
+    assert order[0] == "test/ros" and order[-1] == "test/model" and sorted(order) == [f"test/{a}" for a in areas]
 
     for name in ("tools", "ros", "model", "pipeline", "__pycache__"):
         (tmp_path / name).mkdir()
