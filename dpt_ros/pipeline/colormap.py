@@ -68,17 +68,21 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
         raise ValueError(f"colorize expects an (H, W) array; got shape {values.shape}")
     xp = array_module(values)
     lut = colormap_lut(colormap)
-    scale = np.float32(255.0 / (vmax - vmin))
+    # float32, unless the range is narrower than float32 can scale (colormap_min 0, colormap_max 1e-40): its scale was
+    # infinite there, a value at vmin NaN (NumPy warned of an overflow and an invalid value on every frame) and a value
+    # inside the range an end of the map; such a range is worked in float64
+    ftype = np.float32 if abs(255.0 / (vmax - vmin)) <= float(np.finfo(np.float32).max) else np.float64
+    scale = ftype(255.0 / (vmax - vmin))
     # (v - vmin) * scale, not v * scale - vmin * scale: for a narrow range far from 0 (a flat wall at 3000 model
     # units) the two large float32 terms cancel and the index loses its low bits. vmin is subtracted as a float32,
     # what that rounding left out is added back with the + 0.5 that rounds to the nearest entry
-    low = np.float32(vmin)
-    offset = np.float32(0.5 + (float(low) - vmin) * 255.0 / (vmax - vmin))
+    low = ftype(vmin)
+    offset = ftype(0.5 + (float(low) - vmin) * 255.0 / (vmax - vmin))
     if xp is np:
-        t = np.subtract(values, low, dtype=np.float32)
-        t *= scale
-        t += offset
-        with np.errstate(invalid="ignore"):
+        t = np.subtract(values, low, dtype=ftype)
+        with np.errstate(over="ignore", invalid="ignore"):   # (far beyond a float64 range's ends: +-inf, clipped)
+            t *= scale
+            t += offset
             np.clip(t, 0.0, 255.0, out=t)
             idx = t.astype(np.uint8)
         # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
@@ -86,7 +90,7 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
     else:   # on the values' device (not CuPy's current one), with no host synchronisation
         with xp.cuda.Device(values.device.id):
             lut = _device_lut(colormap, values.device.id)
-            t = (values.astype(xp.float32, copy=False) - low) * scale + offset
+            t = (values.astype(ftype, copy=False) - low) * scale + offset
             idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
             return xp.where(xp.isfinite(values)[:, :, None], lut[idx], xp.asarray(invalid_color, dtype=xp.uint8))
     valid = np.isfinite(values)

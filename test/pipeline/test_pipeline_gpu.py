@@ -236,6 +236,8 @@ def test_gpu_postprocess_equals_numpy():
     np.testing.assert_array_equal(colorize(cupy.asarray(with_nan), "jet", 0, 1000, (1, 2, 3)).get(),
                                   colorize(with_nan, "jet", 0, 1000, (1, 2, 3)))
     np.testing.assert_array_equal(colorize(cupy.asarray(host), "turbo", 0, 1000).get(), colorize(host, "turbo", 0, 1000))
+    tiny = np.array([[-1.0, 0.0, 5e-40, 1e-39, 1.0, np.nan]], np.float32)   # (narrower than float32 scales: float64)
+    np.testing.assert_array_equal(colorize(cupy.asarray(tiny), "gray", 0, 1e-39).get(), colorize(tiny, "gray", 0, 1e-39))
     labels = RNG.integers(0, 160, (50, 60)).astype(np.uint8)
     np.testing.assert_array_equal(colorize_labels(cupy.asarray(labels)).get(), colorize_labels(labels))
     r_np, r_cp = RunningRange(max_samples=10**9), RunningRange(max_samples=10**9)

@@ -1,6 +1,7 @@
 """Post-processing: upsampling, metric depth, REP 117 ranges, colour maps, labels and palette."""
 
 import math
+import warnings
 
 import cv2
 import numpy as np
@@ -267,6 +268,27 @@ def test_colorize_indexes_a_narrow_range_far_from_zero_exactly(vmin, vmax):
     expected = np.clip(np.floor((v.astype(np.float64) - vmin) / (vmax - vmin) * 255.0 + 0.5), 0, 255)
     got = colorize(v, "gray", vmin, vmax)[0, :, 0].astype(np.float64)
     assert np.abs(got - expected[0]).max() <= 1 and (got != expected[0]).mean() < 0.002
+
+
+@pytest.mark.parametrize(("vmin", "vmax"), [(0.0, 1e-40), (0.0, 1e-300), (1e-300, 0.0), (-1e-39, 1e-39),
+                                            (1e-39, 3e-39)])
+def test_colorize_of_a_range_narrower_than_float32_scales_indexes_it_as_float64_does(vmin, vmax):
+    """colormap_min / colormap_max take any finite pair min < max: one narrower than float32 can scale (0 .. 1e-40)
+    made the scale infinite, a value at the range's low end NaN (NumPy warned of an overflow in the cast and an
+    invalid value in the multiply on every frame) and a value inside the range an end of the map. Each value's
+    entry is now round((v - vmin) / (vmax - vmin) * 255), clipped, as float64 gives it, with no warning."""
+    inside = np.linspace(min(vmin, vmax), max(vmin, vmax), 11, dtype=np.float32)   # (float32's denormals, or 0)
+    v = np.concatenate([inside, np.array([-1.0, 0.0, 1.0, 3e38, -3e38, np.nan, np.inf], np.float32)]).reshape(1, -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = colorize(v, "gray", vmin, vmax, invalid_color=(1, 2, 3))[0, :, 0]
+    finite = np.isfinite(v[0])
+    with np.errstate(over="ignore"):   # (1 / 1e-300: +-inf, clipped)
+        expected = np.clip(np.floor((v[0, finite].astype(np.float64) - vmin) / (vmax - vmin) * 255.0 + 0.5), 0, 255)
+    np.testing.assert_array_equal(got[finite], expected)
+    assert list(got[~finite]) == [1, 1]
+    if vmin == -1e-39:
+        assert got[list(v[0]).index(0.0)] == 128   # (the middle of the range: was the first entry)
 
 
 def test_running_range_is_stable_and_smoothed():
