@@ -625,6 +625,46 @@ _BLOCK_MAP = {
 _QKV = ("query", "key", "value")
 
 
+def _rename(name: str, rules) -> Optional[str]:
+    """``name`` as the first of ``rules`` ((pattern, replacement) pairs) whose pattern matches all of it rewrites it:
+    the replacement is a template (``\\1``: the first group) or a function of the match; None where none matches."""
+    for pattern, replacement in rules:
+        m = re.fullmatch(pattern, name)
+        if m:
+            return m.expand(replacement) if isinstance(replacement, str) else replacement(m)
+    return None
+
+
+def _refinenet_to_hf(m: "re.Match[str]") -> str:
+    rest = m.group(2).replace("out_conv.", "projection.")
+    rest = re.sub(r"resConfUnit(\d)\.", r"residual_layer\1.", rest)
+    rest = re.sub(r"\.conv(\d)\.", r".convolution\1.", rest)
+    rest = re.sub(r"\.bn(\d)\.", r".batch_norm\1.", rest)
+    return f"neck.fusion_stage.layers.{4 - int(m.group(1))}.{rest}"
+
+
+# official name -> HF name, for every key but the encoder blocks' and the patch embedding's projection (which depend
+# on more than the name: see official_to_hf_name)
+_OFFICIAL_TO_HF = [
+    (r"pretrained\.model\.cls_token", "dpt.embeddings.cls_token"),
+    (r"pretrained\.model\.pos_embed", "dpt.embeddings.position_embeddings"),
+    (r"pretrained\.model\.norm\.(weight|bias)", r"dpt.layernorm.\1"),
+    (r"pretrained\.model\.patch_embed\.backbone\.stem\.(conv|norm)\.(.+)",
+     lambda m: f"dpt.embeddings.backbone.bit.embedder.{'convolution' if m.group(1) == 'conv' else 'norm'}.{m.group(2)}"),
+    (r"pretrained\.model\.patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)",
+     r"dpt.embeddings.backbone.bit.encoder.stages.\1.layers.\2.\3"),
+    (r"pretrained\.act_postprocess(\d)\.0\.project\.0\.(weight|bias)",
+     lambda m: f"neck.reassemble_stage.readout_projects.{int(m.group(1)) - 1}.0.{m.group(2)}"),
+    (r"pretrained\.act_postprocess(\d)\.([34])\.(weight|bias)",
+     lambda m: f"neck.reassemble_stage.layers.{int(m.group(1)) - 1}."
+               f"{'projection' if m.group(2) == '3' else 'resize'}.{m.group(3)}"),
+    (r"scratch\.layer(\d)_rn\.(weight|bias)", lambda m: f"neck.convs.{int(m.group(1)) - 1}.{m.group(2)}"),
+    (r"scratch\.refinenet(\d)\.(.+)", _refinenet_to_hf),
+    (r"scratch\.output_conv\.(.+)", r"head.head.\1"),
+    (r"auxlayer\.(.+)", r"auxiliary_head.head.\1"),
+]
+
+
 def official_to_hf_name(name: str, hybrid: bool) -> "str | tuple[str, str, str]":
     """HF name(s) of one official key; a tuple of three for a fused ``attn.qkv`` tensor.
 
@@ -639,49 +679,13 @@ def official_to_hf_name(name: str, hybrid: bool) -> "str | tuple[str, str, str]"
         if mod in _BLOCK_MAP:
             return f"{base}{_BLOCK_MAP[mod]}.{kind}"
         raise KeyError(name)
-    simple = {
-        "pretrained.model.cls_token": "dpt.embeddings.cls_token",
-        "pretrained.model.pos_embed": "dpt.embeddings.position_embeddings",
-    }
-    if name in simple:
-        return simple[name]
-    m = re.fullmatch(r"pretrained\.model\.norm\.(weight|bias)", name)
-    if m:
-        return f"dpt.layernorm.{m.group(1)}"
     m = re.fullmatch(r"pretrained\.model\.patch_embed\.proj\.(weight|bias)", name)
     if m:
         return ("dpt.embeddings.projection." if hybrid else "dpt.embeddings.patch_embeddings.projection.") + m.group(1)
-    m = re.fullmatch(r"pretrained\.model\.patch_embed\.backbone\.stem\.(conv|norm)\.(.+)", name)
-    if m:
-        return f"dpt.embeddings.backbone.bit.embedder.{'convolution' if m.group(1) == 'conv' else 'norm'}.{m.group(2)}"
-    m = re.fullmatch(r"pretrained\.model\.patch_embed\.backbone\.stages\.(\d+)\.blocks\.(\d+)\.(.+)", name)
-    if m:
-        return f"dpt.embeddings.backbone.bit.encoder.stages.{m.group(1)}.layers.{m.group(2)}.{m.group(3)}"
-    m = re.fullmatch(r"pretrained\.act_postprocess(\d)\.0\.project\.0\.(weight|bias)", name)
-    if m:
-        return f"neck.reassemble_stage.readout_projects.{int(m.group(1)) - 1}.0.{m.group(2)}"
-    m = re.fullmatch(r"pretrained\.act_postprocess(\d)\.([34])\.(weight|bias)", name)
-    if m:
-        part = "projection" if m.group(2) == "3" else "resize"
-        return f"neck.reassemble_stage.layers.{int(m.group(1)) - 1}.{part}.{m.group(3)}"
-    m = re.fullmatch(r"scratch\.layer(\d)_rn\.(weight|bias)", name)
-    if m:
-        return f"neck.convs.{int(m.group(1)) - 1}.{m.group(2)}"
-    m = re.fullmatch(r"scratch\.refinenet(\d)\.(.+)", name)
-    if m:
-        k, rest = int(m.group(1)), m.group(2)
-        rest = rest.replace("out_conv.", "projection.")
-        rest = re.sub(r"resConfUnit(\d)\.", r"residual_layer\1.", rest)
-        rest = re.sub(r"\.conv(\d)\.", r".convolution\1.", rest)
-        rest = re.sub(r"\.bn(\d)\.", r".batch_norm\1.", rest)
-        return f"neck.fusion_stage.layers.{4 - k}.{rest}"
-    m = re.fullmatch(r"scratch\.output_conv\.(.+)", name)
-    if m:
-        return f"head.head.{m.group(1)}"
-    m = re.fullmatch(r"auxlayer\.(.+)", name)
-    if m:
-        return f"auxiliary_head.head.{m.group(1)}"
-    raise KeyError(name)
+    new = _rename(name, _OFFICIAL_TO_HF)
+    if new is None:
+        raise KeyError(name)
+    return new
 
 
 def is_hf_state_dict(sd: Mapping[str, torch.Tensor]) -> bool:
@@ -793,10 +797,8 @@ def _hf_to_official_guess(name: str) -> str:
         (r"head\.head\.(.*)", r"scratch.output_conv.\1"),
         (r"auxiliary_head\.head\.(.*)", r"auxlayer.\1"),
     ]
-    for pat, rep in rules:
-        if re.fullmatch(pat, name):
-            return re.sub(pat, rep, name)
-    return name
+    new = _rename(name, rules)
+    return name if new is None else new
 
 
 def _variant_facts(v: Variant) -> dict:
