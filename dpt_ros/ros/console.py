@@ -57,6 +57,32 @@ def ros_init_failure(program: str, error: BaseException) -> str:
             f"--log-level LEVEL, ... ({program} --help: an example)")
 
 
+def init_ros(program: str, args: "list[str] | None") -> "int | None":
+    """``rclpy.init(args=args)`` for ``program`` (dpt_node, dpt_lifecycle_node, sample_camera): None once it is done,
+    or exit status 2 with one line on stderr saying why not: a ROS_DOMAIN_ID past Fast DDS's ports (rclpy.init takes
+    it, and the process's first node ended it with exit status 1 and Fast DDS's words), or what rclpy.init refused
+    (malformed --ros-args, SROS2 Enforce without the enclave's keys, ...: :func:`ros_init_failure`). A /dev/shm too
+    small for the DDS profile is looked at before rclpy.init, whose DDS participant takes this process's segment,
+    and logged as a warning after it. Imports rclpy (when called: this module imports no ROS)."""
+    import rclpy
+
+    from dpt_ros.ros.dds_env import env_domain_problem, shm_shortage
+
+    why = env_domain_problem()
+    if why:
+        print(f"{program}: {why}", file=sys.stderr)
+        return 2
+    shm_warning = shm_shortage()
+    try:
+        rclpy.init(args=args)
+    except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
+        print(ros_init_failure(program, e), file=sys.stderr)
+        return 2
+    if shm_warning:
+        rclpy.logging.get_logger(program).warning(shm_warning)
+    return None
+
+
 def _start(entry: str) -> None:
     signal.signal(signal.SIGTERM, _terminated)
     node = _import("dpt_ros.ros.node")

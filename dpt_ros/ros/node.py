@@ -50,8 +50,7 @@ from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
 from dpt_ros.ros import camera_calibration, conversions, params, topics
-from dpt_ros.ros.console import ros_init_failure
-from dpt_ros.ros.dds_env import env_domain_problem, shm_shortage
+from dpt_ros.ros.console import init_ros
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
 from dpt_ros.ros.topics import COMPRESSED_OUTPUTS, OUTPUTS
 
@@ -2617,19 +2616,9 @@ def main(args=None, managed: bool = False) -> int:
               f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
               f"(--help: the main ones)", file=sys.stderr)
         return 2
-    why = env_domain_problem()   # (rclpy.init takes it, and the node's creation ended the process: exit status 1)
-    if why:
-        print(f"{program}: {why}", file=sys.stderr)
-        return 2
-    # before rclpy.init, whose DDS participant takes this process's shared-memory segment
-    shm_warning = shm_shortage()
-    try:
-        rclpy.init(args=args)
-    except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
-        print(ros_init_failure(program, e), file=sys.stderr)
-        return 2
-    if shm_warning:
-        rclpy.logging.get_logger(program).warning(shm_warning)
+    code = init_ros(program, args)
+    if code is not None:
+        return code
     # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
     stdout_logs = "--disable-stdout-logs" not in (sys.argv if args is None else args)

@@ -31,8 +31,7 @@ from std_msgs.msg import Header
 
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.console import ros_init_failure
-from dpt_ros.ros.dds_env import env_domain_problem, shm_shortage
+from dpt_ros.ros.console import init_ros
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -355,19 +354,9 @@ def main(args=None) -> int:
               f"(and -h/--help); parameters go after --ros-args as -p name:=value, e.g. sample_camera --ros-args "
               f"-p rate:=30.0 (--help: all of them)", file=sys.stderr)
         return 2
-    why = env_domain_problem()   # (rclpy.init takes it, and the first node ended the process: exit status 1)
-    if why:
-        print(f"sample_camera: {why}", file=sys.stderr)
-        return 2
-    # (as dpt_node's: before rclpy.init, whose DDS participant takes this process's shared-memory segment)
-    shm_warning = shm_shortage()
-    try:
-        rclpy.init(args=args)
-    except Exception as e:  # noqa: BLE001 - malformed --ros-args
-        print(ros_init_failure("sample_camera", e), file=sys.stderr)
-        return 2
-    if shm_warning:
-        rclpy.logging.get_logger("sample_camera").warning(shm_warning)
+    code = init_ros("sample_camera", args)   # (as dpt_node's)
+    if code is not None:
+        return code
     code = 0
     node = None
     try:
