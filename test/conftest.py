@@ -27,3 +27,18 @@ def _hold_ros_domains(request):
 
     with domain_lock(domains, notice=notice):
         yield
+
+
+@pytest.fixture
+def usage_error(capsys):
+    """``usage_error(call, argv, why)``: ``call(argv)`` (a tool's ``main`` or ``parse_args``) ends as argparse's usage
+    error, SystemExit with exit status 2, with ``why`` in what it wrote on stderr; returns what it wrote (capsys's
+    ``out`` and ``err``) for the test's other checks."""
+    def refused(call, argv: list, why: str = ""):
+        with pytest.raises(SystemExit) as info:
+            call(argv)
+        captured = capsys.readouterr()
+        assert info.value.code == 2 and why in captured.err, (argv, captured.err)
+        return captured
+
+    return refused

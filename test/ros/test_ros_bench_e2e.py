@@ -58,14 +58,12 @@ def test_bench_e2e_runs_and_reports(tmp_path):
     (["--depth-scale", "2e6"], "argument --depth-scale: 2000000.0 out of range 0..1e+06"),
     (["--depth-scale", "nan"], "argument --depth-scale: nan out of range 0..1e+06"),
 ])
-def test_bench_e2e_refuses_a_window_warm_up_or_scale_it_cannot_use_before_it_starts(argv, why, capsys, monkeypatch):
+def test_bench_e2e_refuses_a_window_warm_up_or_scale_it_cannot_use_before_it_starts(argv, why, usage_error,
+                                                                                      monkeypatch):
     """--duration, --warmup and --depth-scale are argparse's usage errors (exit 2, naming the option and what to give)
     before any process starts: run is never reached."""
     monkeypatch.setattr(bench_e2e, "run", lambda args: pytest.fail(f"{argv} was taken and the run started"))
-    with pytest.raises(SystemExit) as info:
-        bench_e2e.main(argv)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(bench_e2e.main, argv, why)
 
 
 def test_bench_e2e_takes_the_edges_of_its_window_warm_up_and_scale():

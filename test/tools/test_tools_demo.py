@@ -100,16 +100,12 @@ def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(t
     assert "Traceback" not in res.stderr
 
 
-def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(capsys):
+def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(usage_error):
     for bad in ("dpt_hybird", "dpt_large_ade20k"):
-        with pytest.raises(SystemExit) as info:
-            demo.parse_args(["--variant", bad])
-        assert info.value.code == 2
-        err = capsys.readouterr().err
-        assert f"invalid choice: '{bad}'" in err and "dpt_hybrid_kitti" in err
+        assert "dpt_hybrid_kitti" in usage_error(demo.parse_args, ["--variant", bad], f"invalid choice: '{bad}'").err
 
 
-def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_words(capsys):
+def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_words(usage_error):
     """--device bogus / cuda without CUDA: argparse's error naming --device and what to give, before anything starts
     (it was the node's FATAL log in -p device:= words, after the random-weights banner, and 'exited early')."""
     import torch
@@ -119,14 +115,11 @@ def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_word
                                  "auto, the GPU where there is one)" if not torch.cuda.is_available() else
                       f"argument --device: 'cuda:99': only {torch.cuda.device_count()} CUDA device(s) present; "
                       f"use --device cuda")):
-        with pytest.raises(SystemExit) as info:
-            demo.parse_args(["--device", bad])
-        err = capsys.readouterr().err
-        assert info.value.code == 2 and why in err and "-p device" not in err, err
+        assert "-p device" not in usage_error(demo.parse_args, ["--device", bad], why).err
     assert demo.parse_args(["--device", "cpu"]).device == "cpu" and demo.parse_args([]).device == "auto"
 
 
-def test_values_the_node_or_camera_would_refuse_are_the_demos_usage_errors_in_its_own_words(capsys):
+def test_values_the_node_or_camera_would_refuse_are_the_demos_usage_errors_in_its_own_words(usage_error):
     """fp16 on the CPU, an --input-size or --weights the node refuses, a --rate / --width / --height outside the
     camera's range: argparse's error naming the option and what to give, before anything starts (each was the node's
     or the camera's log in -p words, after the random-weights banner, then 'exited early')."""
@@ -149,10 +142,7 @@ def test_values_the_node_or_camera_would_refuse_are_the_demos_usage_errors_in_it
         cases.append((["--precision", "fp16"], "error: --precision fp16 is not supported on the CPU (--device auto "
                                                "finds no CUDA on this machine); use --precision fp32 or bf16"))
     for argv, why in cases:
-        with pytest.raises(SystemExit) as info:
-            demo.parse_args(argv)
-        err = capsys.readouterr().err
-        assert info.value.code == 2 and why in err and ":=" not in err, (argv, err)
+        assert ":=" not in usage_error(demo.parse_args, argv, why).err
     args = demo.parse_args(["--input-size", "0", "--weights", "random", "--rate", "0.5", "--width", "0",
                             "--device", "cpu", "--precision", "bf16"])
     assert (args.input_size, args.weights, args.rate, args.width, args.precision) == (0, "random", 0.5, 0, "bf16")
@@ -182,35 +172,29 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
                                           "'builtin[:names]', an image folder nor a video file"),
     (["--source", "builtin:astronaut,nosuch"], "argument --source: unknown built-in image 'nosuch'; choose from"),
 ])
-def test_demo_refuses_what_it_cannot_use_as_a_usage_error_before_anything_starts(argv, why, capsys, monkeypatch,
+def test_demo_refuses_what_it_cannot_use_as_a_usage_error_before_anything_starts(argv, why, usage_error, monkeypatch,
                                                                                    tmp_path):
     import subprocess
 
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail(f"{argv} was taken and a process started"))
-    with pytest.raises(SystemExit) as info:
-        demo.main(["--out", str(tmp_path / "out"), *argv])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(demo.main, ["--out", str(tmp_path / "out"), *argv], why)
     assert not (tmp_path / "out").exists()
 
 
-def test_demo_refuses_a_ros_domain_id_no_node_can_use_before_anything_starts(capsys, monkeypatch, tmp_path):
+def test_demo_refuses_a_ros_domain_id_no_node_can_use_before_anything_starts(usage_error, monkeypatch, tmp_path):
     """The demo runs its node, camera and collector on ROS_DOMAIN_ID where it is set: one above 232 ended each of
     them at its first node (exit status 1, Fast DDS's 'port number is too high') once started."""
     import subprocess
 
     monkeypatch.setattr(subprocess, "Popen", lambda *a, **k: pytest.fail("a process started"))
     monkeypatch.setenv("ROS_DOMAIN_ID", "233")
-    with pytest.raises(SystemExit) as info:
-        demo.main(["--out", str(tmp_path / "out")])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and "error: ROS_DOMAIN_ID=233 is no usable ROS domain (Fast DDS's ports for a domain " \
-        "above 232 pass 65535: its first node ends the process): set it to 0..232" in err, err
+    usage_error(demo.main, ["--out", str(tmp_path / "out")], "error: ROS_DOMAIN_ID=233 is no usable ROS domain (Fast "
+                "DDS's ports for a domain above 232 pass 65535: its first node ends the process): set it to 0..232")
     monkeypatch.setenv("ROS_DOMAIN_ID", "232")
     assert demo.parse_args([]).frames == 8
 
 
-def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, capsys):
+def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, usage_error):
     import cv2
     import numpy as np
 
@@ -221,9 +205,7 @@ def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, c
     assert demo.parse_args(["--source", str(tmp_path / "frames")]).source == str(tmp_path / "frames")
     assert demo.parse_args([]).source == "builtin"
     for bad in ("empty", "broken.mp4"):
-        with pytest.raises(SystemExit) as info:
-            demo.parse_args(["--source", str(tmp_path / bad)])
-        assert info.value.code == 2 and "argument --source: " in capsys.readouterr().err
+        usage_error(demo.parse_args, ["--source", str(tmp_path / bad)], "argument --source: ")
 
 
 @pytest.mark.slow

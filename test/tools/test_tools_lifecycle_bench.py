@@ -54,10 +54,7 @@ def test_memory_on_the_cpu_has_no_cuda_figures():
     (["--cycles", "-2"], "argument --cycles: -2 is no number of cycles: give at least 1"),
     (["--cycles", "two"], "argument --cycles: 'two' is not a whole number"),
 ])
-def test_bench_lifecycle_refuses_a_count_of_cycles_it_cannot_run_before_it_starts(argv, why, capsys, monkeypatch):
+def test_bench_lifecycle_refuses_a_count_of_cycles_it_cannot_run_before_it_starts(argv, why, usage_error, monkeypatch):
     monkeypatch.setattr(bench_lifecycle, "run", lambda *a: pytest.fail(f"{argv} was taken and the run started"))
-    with pytest.raises(SystemExit) as info:
-        bench_lifecycle.main(argv)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(bench_lifecycle.main, argv, why)
     assert bench_lifecycle.parse_args(["--cycles", "1"]).cycles == 1

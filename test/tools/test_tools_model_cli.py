@@ -257,7 +257,7 @@ def test_bench_model_non_square_without_hf(capsys):
         "input_size 384 runs 640x480 frames at 384x512)")
 
 
-def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything(capsys):
+def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything(usage_error):
     """--variants, --device and --precision the model refuses: argparse's error naming the option, by the model's own
     checks (they were tracebacks: torch's 'Found no NVIDIA driver' for --device cuda without CUDA, its device-string
     error, get_variant's and parse_precision's ValueError after the environment line)."""
@@ -269,10 +269,7 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
     if cuda:
         cases.append((["--device", "cuda"], f"argument --device: {cuda}"))
     for argv, why in cases:
-        with pytest.raises(SystemExit) as info:
-            bench_model.main(["--sizes", "64x64", *argv])
-        captured = capsys.readouterr()
-        assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
+        assert usage_error(bench_model.main, ["--sizes", "64x64", *argv], why).out == ""
 
 
 @pytest.mark.parametrize("argv, why", [
@@ -289,38 +286,32 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
                           "own"),
     (["--iters", "2.5"], "argument --iters: '2.5' is not a whole number"),
 ])
-def test_bench_model_refuses_a_count_it_cannot_use_before_loading_anything(argv, why, capsys):
-    with pytest.raises(SystemExit) as info:
-        bench_model.main(["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", *argv])
-    captured = capsys.readouterr()
-    assert info.value.code == 2 and why in captured.err and captured.out == "", (argv, captured)
+def test_bench_model_refuses_a_count_it_cannot_use_before_loading_anything(argv, why, usage_error):
+    assert usage_error(bench_model.main, ["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", *argv],
+                       why).out == ""
 
 
-def test_bench_model_refuses_a_json_file_it_cannot_write_before_loading_anything(tmp_path, capsys):
+def test_bench_model_refuses_a_json_file_it_cannot_write_before_loading_anything(tmp_path, usage_error):
     """(it was an IsADirectoryError / FileNotFoundError after every variant had been timed, the results lost)"""
     for path, why in ((str(tmp_path), f"argument --json: '{tmp_path}' is a folder; give a file name"),
                       (str(tmp_path / "no" / "b.json"), f"argument --json: {tmp_path / 'no' / 'b.json'}: no folder")):
-        with pytest.raises(SystemExit) as info:
-            bench_model.main(["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", "--json", path])
-        captured = capsys.readouterr()
-        assert info.value.code == 2 and why in captured.err and captured.out == "", (path, captured)
+        assert usage_error(bench_model.main, ["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", "--json", path],
+                           why).out == ""
     assert bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf",
                              "--json", "-"]) == 0   # ('-': standard output, as before)
 
 
 @pytest.mark.parametrize("precision", ["half", "float16", "float32", "bfloat16", "FP16", "Bf16"])
-def test_bench_model_takes_the_precision_names_the_node_takes(precision, capsys):
+def test_bench_model_takes_the_precision_names_the_node_takes(precision, usage_error):
     """--precision: the node's precision names, fp32 fp16 bf16, and no other (bench_model offered the model's aliases
     too, half, float32, ..., which the node's parameter refuses: a figure for a setting the node cannot be given);
     both read the one tuple, dpt_ros.PRECISIONS. Neither takes another case (the node's choices are exact)."""
     import dpt_ros
 
     assert dpt_ros.PRECISIONS == ("fp32", "fp16", "bf16")
-    with pytest.raises(SystemExit) as info:
-        bench_model.main(["--sizes", "64x64", "--precision", "fp32", precision])
-    captured = capsys.readouterr()
-    assert info.value.code == 2 and captured.out == "", captured
-    assert f"argument --precision: invalid choice: '{precision}' (choose from" in captured.err
+    captured = usage_error(bench_model.main, ["--sizes", "64x64", "--precision", "fp32", precision],
+                           f"argument --precision: invalid choice: '{precision}' (choose from")
+    assert captured.out == "", captured
     assert "'fp32', 'fp16', 'bf16'" in captured.err.replace("\n", " "), captured.err
     pytest.importorskip("rclpy")
     from dpt_ros.ros import params

@@ -110,15 +110,12 @@ def test_also_with_refused_values_say_why():
     (["--also-with", "qos.output_depth=2"], "argument --also-with: qos.output_depth is read-only on dpt_node: give it "
                                             "at start-up"),
 ])
-def test_bench_node_stages_refuses_counts_rates_and_changes_it_cannot_use_before_it_starts(argv, why, capsys,
+def test_bench_node_stages_refuses_counts_rates_and_changes_it_cannot_use_before_it_starts(argv, why, usage_error,
                                                                                           monkeypatch):
     """Every bad value is argparse's usage error (exit 2, naming the option and what to give), before the node or
     anything else starts: run is never reached."""
     monkeypatch.setattr(bench_node_stages, "run", lambda args: pytest.fail(f"{argv} was taken and the run started"))
-    with pytest.raises(SystemExit) as info:
-        bench_node_stages.main(argv)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(bench_node_stages.main, argv, why)
     args = bench_node_stages.parse_args(["--frames", "300", "--warmup", "0", "--rates", "0", "30", "--profile", "0"])
     assert (args.frames, args.warmup, args.rates, args.profile) == (300, 0, [0.0, 30.0], 0)
 
@@ -139,7 +136,7 @@ def test_domains_default_to_ros_domain_id(monkeypatch):
                                        bench_publish.parse_args)] == [88, 87, 89]
 
 
-def test_the_ros_benchmarks_refuse_a_domain_no_node_can_use_as_a_usage_error(capsys, monkeypatch):
+def test_the_ros_benchmarks_refuse_a_domain_no_node_can_use_as_a_usage_error(usage_error, monkeypatch):
     """--domain (and ROS_DOMAIN_ID, its default) outside 0..232: a negative one was refused by rclpy.init only after
     bench_e2e had started its node, one above 232 ended every process of the run at its first node (Fast DDS's
     ports pass 65535); both are argparse's error, naming the range, before anything starts."""
@@ -155,22 +152,17 @@ def test_the_ros_benchmarks_refuse_a_domain_no_node_can_use_as_a_usage_error(cap
     assert DOMAIN_MAX == 232
     for parse in parsers:
         for argv, why in refused:
-            with pytest.raises(SystemExit) as info:
-                parse(argv)
-            err = capsys.readouterr().err
-            assert info.value.code == 2 and why in err, (parse.__module__, argv, err)
+            usage_error(parse, argv, why)
         assert [parse(["--domain", d]).domain for d in ("0", "232")] == [0, 232]
     monkeypatch.setenv("ROS_DOMAIN_ID", "233")
     for parse in parsers:
-        with pytest.raises(SystemExit) as info:
-            parse([])
-        err = capsys.readouterr().err
-        assert info.value.code == 2 and "argument --domain: ROS_DOMAIN_ID=233, the default, is no usable ROS " \
-            "domain (Fast DDS's" in err and "give --domain 0..232, or set ROS_DOMAIN_ID to one" in err, err
+        err = usage_error(parse, [], "argument --domain: ROS_DOMAIN_ID=233, the default, is no usable ROS domain "
+                                     "(Fast DDS's").err
+        assert "give --domain 0..232, or set ROS_DOMAIN_ID to one" in err, err
         assert parse(["--domain", str(DOMAIN)]).domain == DOMAIN   # (an explicit --domain is not the default's)
 
 
-def test_the_ros_benchmarks_refuse_a_json_file_they_cannot_write_before_they_start(tmp_path, capsys, monkeypatch):
+def test_the_ros_benchmarks_refuse_a_json_file_they_cannot_write_before_they_start(tmp_path, usage_error, monkeypatch):
     """--json naming a folder, a file in a folder that does not exist, or nothing: the write after the whole run
     failed (IsADirectoryError, FileNotFoundError), its results lost; now argparse's usage error before anything
     starts."""
@@ -183,10 +175,7 @@ def test_the_ros_benchmarks_refuse_a_json_file_they_cannot_write_before_they_sta
     for tool in (bench_e2e, bench_node_stages, bench_lifecycle, bench_publish):
         monkeypatch.setattr(tool, "run", lambda *a, **k: pytest.fail("the run started"))
         for path, why in refused:
-            with pytest.raises(SystemExit) as info:
-                tool.main(["--json", path])
-            err = capsys.readouterr().err
-            assert info.value.code == 2 and why in err, (tool.__name__, path, err)
+            usage_error(tool.main, ["--json", path], why)
         assert tool.parse_args(["--json", str(tmp_path / "r.json")]).json == str(tmp_path / "r.json")
         assert tool.parse_args([]).json is None
 
@@ -206,7 +195,7 @@ def test_a_domain_above_the_range_ends_the_process_at_its_first_node():
     assert "port number is too high" in p.stdout + p.stderr, (p.stdout, p.stderr)
 
 
-def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(capsys):
+def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(usage_error):
     """The benchmarks that start the node pass --device on to it: one it would refuse is refused by argparse, naming
     --device and what to give (it was a traceback with the node's reason in -p device:= words, or 'configure failed
     (see the log above)')."""
@@ -219,14 +208,11 @@ def test_the_benchmarks_refuse_a_device_the_node_would_refuse_as_a_usage_error(c
     for parse in (bench_e2e.parse_args, bench_lifecycle.parse_args, bench_node_stages.parse_args):
         for bad, why in (("bogus", "argument --device: 'bogus' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
                          ("cuda:99", cuda)):
-            with pytest.raises(SystemExit) as info:
-                parse(["--device", bad])
-            err = capsys.readouterr().err
-            assert info.value.code == 2 and "argument --device: " in err and why in err, err
+            assert why in usage_error(parse, ["--device", bad], "argument --device: ").err
         assert parse(["--device", "auto"]).device == "auto" and parse([]).device == "cpu"
 
 
-def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(capsys):
+def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(usage_error):
     """--variant, --weights, --input-size, --stride, --outputs, --rate, --width / --height and the combinations fp16
     or --cuda-graphs on the CPU: argparse's error naming the option and what to give, by the node's (camera's) own
     checks (they were a traceback with the node's reason in -p words, 'configure failed (see the log above)', a
@@ -257,10 +243,7 @@ def test_the_benchmarks_refuse_values_the_node_would_refuse_as_usage_errors(caps
              bench_lifecycle.parse_args: common + [(["--precision", "fp64"], "argument --precision: invalid choice")]}
     for parse, refused in cases.items():
         for argv, why in refused:
-            with pytest.raises(SystemExit) as info:
-                parse(argv)
-            err = capsys.readouterr().err
-            assert info.value.code == 2 and why in err and ":=" not in err, (parse.__module__, argv, err)
+            assert ":=" not in usage_error(parse, argv, why).err
     args = bench_e2e.parse_args(["--outputs", "inverse_depth,depth/camera_info", "--stride", "4", "--width", "0",
                                  "--input-size", "64", "--precision", "bf16"])
     assert (args.outputs, args.stride, args.width, args.input_size) == ("inverse_depth,depth/camera_info", 4, 0, 64)

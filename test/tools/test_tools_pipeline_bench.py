@@ -110,12 +110,9 @@ def test_the_two_cameras_figure_says_how_many_pairs_it_is_the_mean_of(monkeypatc
     (["--sizes", "160x120x3"], "argument --sizes: '160x120x3' is no WxH frame size: give e.g. 640x480,1920x1080"),
     (["--sizes", "640*480"], "argument --sizes: '640*480' is no WxH frame size"),
 ])
-def test_a_count_or_size_it_cannot_use_is_a_usage_error(argv, why, capsys, monkeypatch):
+def test_a_count_or_size_it_cannot_use_is_a_usage_error(argv, why, usage_error, monkeypatch):
     monkeypatch.setattr(bench_pipeline, "bench_cpu", lambda *a, **k: pytest.fail(f"{argv} was taken and timed"))
-    with pytest.raises(SystemExit) as info:
-        bench_pipeline.main(["--sizes", "160x120", *argv, "--json"])
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(bench_pipeline.main, ["--sizes", "160x120", *argv, "--json"], why)
 
 
 def test_an_interrupted_run_prints_the_figures_it_has_cuda_first(capsys, monkeypatch):
@@ -281,19 +278,16 @@ def _no_steps(monkeypatch):
     (["--node-stages-profile", "-1"], "argument --node-stages-profile: -1 is no number of functions: give at least 1, "
                                       "or 0 to skip bench_node_stages"),
 ])
-def test_gpu_check_refuses_a_bad_value_before_its_first_step(argv, why, capsys, monkeypatch):
+def test_gpu_check_refuses_a_bad_value_before_its_first_step(argv, why, usage_error, monkeypatch):
     """A --model-precisions value bench_model refuses (half, FP16) was found only when bench_model ran, after the GPU
     tests and the benchmarks, and a wrong --e2e-publication-modes entry only by its bench_e2e run; a mode given twice
     ran twice, none (',') ended the run with a ValueError, and a --budget of 30 s or less gave each step 1 s. Each is
     now a usage error before anything runs."""
     gpu_check = _no_steps(monkeypatch)
     try:
-        with pytest.raises(SystemExit) as info:
-            gpu_check.main(argv)
+        usage_error(gpu_check.main, argv, why)
     except _StepStarted as started:
         pytest.fail(f"{argv} was taken, and the run started its first step: {started}")
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
 
 
 def test_gpu_check_passes_a_test_path_that_exists_to_its_pytest_step(monkeypatch):

@@ -47,14 +47,12 @@ def test_bench_publish_times_both_formats_and_the_subscriber_receives_them(tmp_p
     (["--rate", "inf"], "argument --rate: inf is no rate"),
     (["--rate", "fast"], "argument --rate: 'fast' is not a number"),
 ])
-def test_bench_publish_refuses_a_size_count_or_rate_it_cannot_use_before_it_starts(argv, why, capsys, monkeypatch):
+def test_bench_publish_refuses_a_size_count_or_rate_it_cannot_use_before_it_starts(argv, why, usage_error,
+                                                                                    monkeypatch):
     """Each is argparse's usage error (exit 2, naming the option and what to give) before the subscriber process or
     the probe node starts: run is never reached."""
     monkeypatch.setattr(bench_publish, "run", lambda args: pytest.fail(f"{argv} was taken and the run started"))
-    with pytest.raises(SystemExit) as info:
-        bench_publish.main(argv)
-    err = capsys.readouterr().err
-    assert info.value.code == 2 and why in err, err
+    usage_error(bench_publish.main, argv, why)
     args = bench_publish.parse_args(["--width", "1", "--height", "1", "--stride", "64", "--messages", "10",
                                      "--rate", "0.5"])
     assert (args.width, args.height, args.stride, args.messages, args.rate) == (1, 1, 64, 10, 0.5)
