@@ -288,13 +288,21 @@ class Harness:
         image and depth_reference, once discovery has connected them all. Returns (node, {output: received},
         image publisher, reference publisher)."""
         node = self.start_node(**{"depth.align": True, "diagnostics.period": 60.0, **overrides})
-        got = {name: self.collector(Image, name) for name in outputs}
-        pub = self.probe.create_publisher(Image, "image", qos("reliable"))
-        ref_pub = self.probe.create_publisher(Image, "depth_reference", qos("reliable"))
-        cam = node.cameras[0]
-        wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0 and
-                 all(cam.pubs[name].get_subscription_count() > 0 for name in outputs), what="discovery")
+        got, (pub, ref_pub) = self.connect(node, dict.fromkeys(outputs, Image),
+                                           {"image": Image, "depth_reference": Image})
         return node, got, pub, ref_pub
+
+    def connect(self, node, outputs: dict, inputs: Optional[dict] = None) -> tuple[dict, list]:
+        """Collectors of ``outputs`` ({topic: message type}) of ``node``'s first camera and reliable publishers of its
+        ``inputs`` (likewise; by default image and camera_info), once discovery has connected them all. Returns
+        ({output: received}, [the publisher of each input, in their order])."""
+        got = {name: self.collector(msg_type, name) for name, msg_type in outputs.items()}
+        pubs = [self.probe.create_publisher(msg_type, name, qos("reliable"))
+                for name, msg_type in (inputs or {"image": Image, "camera_info": CameraInfo}).items()]
+        cam = node.cameras[0]
+        wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs) and
+                 all(cam.pubs[name].get_subscription_count() > 0 for name in outputs), what="discovery")
+        return got, pubs
 
     def cameras(self, node, namespaces, output: str = "inverse_depth") -> tuple[dict, dict]:
         """Per camera namespace of a multi-camera ``node``: a collector of its ``output`` images and an

@@ -95,11 +95,7 @@ def test_metric_variant_at_network_size_publishes_depth_and_points(harness):
     upsampling; the REP 117 range must not be applied in place to the model's output tensor."""
     node = harness.start_node(**{"depth.variant": "dpt_hybrid_nyu", "depth.weights": "random", "input_size": 64,
                                  "depth.max": 5.0, "camera_info.policy": "latest"})
-    got = {n: harness.collector(t, n) for n, t in (("depth", Image), ("points", PointCloud2))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    got, (pub, info_pub) = harness.connect(node, {"depth": Image, "points": PointCloud2})
     frame = make_image(1, width=64, height=64)
     info_pub.publish(make_info(frame))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="camera_info stored")

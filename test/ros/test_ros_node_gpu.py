@@ -19,12 +19,8 @@ def test_cuda_node_publishes_all_depth_outputs(harness, precision, graphs):
     node = harness.start_node(device="cuda", precision=precision, cuda_graphs=graphs,
                               **{"depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest"})
     assert node.models.device.type == "cuda"
-    got = {n: harness.collector(t, n) for n, t in
-           (("inverse_depth", Image), ("depth", Image), ("points", PointCloud2), ("inverse_depth/colored", Image))}
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in got), what="discovery")
+    got, (pub, info_pub) = harness.connect(node, {"inverse_depth": Image, "depth": Image, "points": PointCloud2,
+                                                  "inverse_depth/colored": Image})
     img = make_image(0, width=160, height=120)
     info_pub.publish(make_info(img))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="info")

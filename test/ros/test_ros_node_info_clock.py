@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for, watch_waits
+from dpt_ros.ros.testing import make_image, make_info, wait_for, watch_waits
 
 DOMAIN = 80
 
@@ -25,14 +25,9 @@ def camera(harness, monkeypatch):
     of the frames that waited for their camera_info, and waiting is set while one waits."""
     node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
     log = harness.collector(Log, "/rosout")
-    depth = harness.collector(Image, "depth")
-    infos_out = harness.collector(CameraInfo, "depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    got, (pub, info_pub) = harness.connect(node, {"depth": Image, "depth/camera_info": CameraInfo})
+    depth, infos_out = got["depth"], got["depth/camera_info"]
     cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             cam.pubs["depth"].get_subscription_count() > 0 and
-             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
     waits, waiting = watch_waits(node, monkeypatch)
 
     def send_frame(t):

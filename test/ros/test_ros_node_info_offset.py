@@ -9,11 +9,11 @@ Random dpt_tiny weights at 64 px."""
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Log
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for, watch_waits
+from dpt_ros.ros.testing import make_image, make_info, wait_for, watch_waits
 
 DOMAIN = 50
 
@@ -41,12 +41,8 @@ def test_camera_info_stamped_consistently_older_than_its_images_is_waited_for_on
     as new as the frames, a frame waits for its late own again and gets it."""
     node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
     log = harness.collector(Log, "/rosout")
-    infos_out = harness.collector(CameraInfo, "depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
-    cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    got, (pub, info_pub) = harness.connect(node, {"depth/camera_info": CameraInfo})
+    infos_out, cam = got["depth/camera_info"], node.cameras[0]
     waits, waiting = watch_waits(node, monkeypatch)
 
     def send_info(t, stored=True):
@@ -92,12 +88,8 @@ def test_a_camera_info_that_a_waiting_frame_could_have_used_has_frames_wait_agai
     mark (200 ms older than the last frame: beyond the 50 ms tolerance); one that a waiting frame would have got
     (40 ms older than the last frame, which arrived less than a wait ago) clears it."""
     node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
-    harness.collector(CameraInfo, "depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos("reliable"))
+    _, (pub, info_pub) = harness.connect(node, {"depth/camera_info": CameraInfo})
     cam = node.cameras[0]
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             cam.pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
     waits, _ = watch_waits(node, monkeypatch)
     info_pub.publish(make_info(make_image(T0)))
     wait_for(lambda: len(cam.infos) == 1, what="camera_info stored")
