@@ -205,6 +205,28 @@ def publish_until(pub, make: Callable[[int], Any], received: list, n: int = 1, i
     raise AssertionError(f"no output after {timeout} s")
 
 
+class Streaming:
+    """A camera that always sends the same picture: ``frame`` published on ``pub`` at ``rate`` Hz from a background
+    thread until :meth:`stop`, its k-th publish stamped k periods (int(1e9 / rate) ns each) from 0."""
+
+    def __init__(self, pub, frame: Image, rate: float = 30.0) -> None:
+        self._pub, self._frame, self._rate = pub, frame, rate
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        k = 0
+        while not self._stop.wait(1 / self._rate):
+            k += 1
+            self._frame.header.stamp.sec, self._frame.header.stamp.nanosec = divmod(k * int(1e9 / self._rate), 10**9)
+            self._pub.publish(self._frame)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def truncated_checkpoint(path) -> str:
     """Write at ``path`` a PyTorch checkpoint cut short, as an interrupted download leaves it: it passes the quick
     check a weights parameter gets when set (a zip's first bytes), and its load in the background fails."""

@@ -3,7 +3,6 @@
 /diagnostics and the third frame is processed; a weights file that is corrupt, disappears during a
 hot swap, or is truncated in place under the running model never stops the old model serving."""
 import os
-import threading
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ from sensor_msgs.msg import Image
 from dpt_ros.model import get_variant
 from dpt_ros.model.dpt import DPT
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import Streaming, make_image, qos, wait_for
 from dpt_ros.tools.bench_reliability import record
 
 DOMAIN = 53
@@ -114,18 +113,7 @@ def test_weights_corrupt_or_vanishing_during_hot_swap_keep_the_old_model(harness
     assert node.models.depth.random_weights is False
     arrivals = []
     harness.probe.create_subscription(Image, "inverse_depth", lambda m: arrivals.append(time.monotonic()), qos())
-    stop = threading.Event()
-    frame = make_image(0, 80, 60)
-
-    def stream():   # a 30 Hz camera during all swaps, always the same picture
-        k = 0
-        while not stop.wait(1 / 30):
-            k += 1
-            frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(k * 33_000_000, 10**9)
-            pub.publish(frame)
-
-    t = threading.Thread(target=stream, daemon=True)
-    t.start()
+    camera = Streaming(pub, make_image(0, 80, 60))   # a 30 Hz camera during all swaps, always the same picture
     try:
         wait_for(lambda: len(arrivals) >= 3, what="stream running on a.pt")
         ref = conversions.image_array(out[-1]).copy()
@@ -175,8 +163,7 @@ def test_weights_corrupt_or_vanishing_during_hot_swap_keep_the_old_model(harness
         n = len(arrivals)
         wait_for(lambda: len(arrivals) >= n + 10, what="serving after the file was truncated")
     finally:
-        stop.set()
-        t.join()
+        camera.stop()
     # every output, before and after the failed swaps, came from a.pt's weights
     later = [conversions.image_array(m) for m in out[-10:]]
     for arr in later:

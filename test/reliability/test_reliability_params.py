@@ -18,7 +18,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import Streaming, make_image, qos, wait_for
 from dpt_ros.tools.bench_reliability import record
 
 DOMAIN = 54
@@ -95,18 +95,7 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
     calls.append(("atomic", True, "", None, [("input_size", 64)]))
     rng.shuffle(calls)
 
-    stop = threading.Event()
-    frame = make_image(0, 80, 60)
-
-    def stream():
-        k = 0
-        while not stop.wait(1 / 30):
-            k += 1
-            frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(k * 33_333_333, 10**9)
-            pub.publish(frame)
-
-    camera = threading.Thread(target=stream, daemon=True)
-    camera.start()
+    camera = Streaming(pub, make_image(0, 80, 60))
     futures = [None] * len(calls)
     lock = threading.Lock()
 
@@ -141,8 +130,7 @@ def test_hundreds_of_concurrent_parameter_calls_while_streaming(harness, rosout)
         wait_for(lambda: len(depth_msgs) >= n + 5 and len(depth_msgs.keys() & inv_msgs.keys()) >= 15,
                  timeout=30, what="outputs after the storm (15 frames with inverse_depth and depth)")
     finally:
-        stop.set()
-        camera.join()
+        camera.stop()
     accepted = rejected = 0
     wrong = []
     for (kind, ok, needle, _, values), fut in zip(calls, futures):

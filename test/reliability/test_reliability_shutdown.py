@@ -19,7 +19,7 @@ import pytest
 import rclpy
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import Harness, make_image, qos, wait_for
+from dpt_ros.ros.testing import Harness, Streaming, make_image, qos, wait_for
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, SHUTDOWN_LIMIT_S, node_env, record, start_node
 
 DOMAIN = 56
@@ -61,21 +61,10 @@ class Camera:
     def __init__(self, domain: int) -> None:
         self.h = Harness(domain)
         self.pub = self.h.probe.create_publisher(Image, "image", qos("reliable"))
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        frame = make_image(0, 80, 60)
-        k = 0
-        while not self._stop.wait(1 / 30):
-            k += 1
-            frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(k * 33_333_333, 10**9)
-            self.pub.publish(frame)
+        self.stream = Streaming(self.pub, make_image(0, 80, 60))
 
     def close(self) -> None:
-        self._stop.set()
-        self._t.join()
+        self.stream.stop()
         self.h.shutdown()
 
 
