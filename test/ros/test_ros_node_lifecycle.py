@@ -404,25 +404,35 @@ def test_a_loader_left_behind_by_cleanup_does_not_serve_the_next_configuration(h
     assert not node._model_loading
 
 
-def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly(harness, monkeypatch):
+def _slow_failing_swap(harness, monkeypatch, error: str) -> tuple:
+    """A configured dpt_lifecycle_node swapping its model (input_size 96), whose load waits for an event and then
+    fails with RuntimeError(``error``). Returns (the node, its loader thread, the event) once the load has begun."""
     from dpt_ros.ros import node as node_module
 
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    release, loading, crashes = threading.Event(), threading.Event(), []
-    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    release, loading = threading.Event(), threading.Event()
 
     def slow_failing_load(s, running=None):
         loading.set()
         release.wait(20)
-        raise RuntimeError("CUDA out of memory (test)")
+        raise RuntimeError(error)
 
     monkeypatch.setattr(node_module, "load_models", slow_failing_load)
     assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
     loader = node._loader
     # (a cleanup before the loader thread got to its load stops it there: there would be no load to fail)
     wait_for(loading.is_set, what="the swap's load begun")
+    return node, loader, release
+
+
+def test_a_swap_that_fails_after_cleanup_is_reported_and_the_loader_ends_cleanly(harness, monkeypatch):
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    crashes = []   # (from the node's start on: the loader's failure among them, were it to escape)
+    monkeypatch.setattr(threading, "excepthook", lambda args: crashes.append(args.exc_value))
+    node, loader, release = _slow_failing_swap(harness, monkeypatch, "CUDA out of memory (test)")
     assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS   # does not wait past 0.3 s for it
     assert loader.is_alive()
     release.set()
@@ -443,23 +453,9 @@ def test_a_swap_that_fails_while_cleanup_waits_for_it_says_so_and_keeps_the_valu
     when the failure lands after the cleanup; the next configure loads it."""
     from rcl_interfaces.msg import Log
 
-    from dpt_ros.ros import node as node_module
-
     rosout = harness.collector(Log, "/rosout")
-    node = harness.start_node(managed=True)
-    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-    release, loading = threading.Event(), threading.Event()
-
-    def slow_failing_load(s, running=None):
-        loading.set()
-        release.wait(20)
-        raise RuntimeError("the weights file went away (test)")
-
-    monkeypatch.setattr(node_module, "load_models", slow_failing_load)
-    assert set_params(harness, node, input_size=96)[0].successful   # a swap: the loader starts
-    loader, results = node._loader, []
-    # (a cleanup before the loader thread got to its load stops it there: there would be no load to fail)
-    wait_for(loading.is_set, what="the swap's load begun")
+    node, loader, release = _slow_failing_swap(harness, monkeypatch, "the weights file went away (test)")
+    results = []
     cleanup = threading.Thread(target=lambda: results.append(node.trigger_cleanup()))
     cleanup.start()
     wait_for(lambda: node._stopping, what="the cleanup waiting for the loader")
