@@ -303,6 +303,17 @@ def test_a_temporary_of_the_same_name_being_written_is_not_emptied(tmp_path):
             os.close(fd)
 
 
+def _predict_into_a_folder_with_a_stale_temporary(files, tmp_path):
+    """predict (dpt_tiny) run on images/a.png into tmp_path/out, which holds a temporary a killed run left
+    (.partial-1-k.png): its exit status 0 asserted; returns the folder."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".partial-1-k.png").write_bytes(b"x")
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
+                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    return out
+
+
 def test_a_folder_without_locks_is_written_and_its_temporaries_kept(files, tmp_path, monkeypatch):
     """A file system on which flock fails (an NFS mount without its lock daemon: ENOLCK) failed every image's write
     ('No locks available') and, with a temporary left there, the start itself (a traceback): the images are written
@@ -314,11 +325,7 @@ def test_a_folder_without_locks_is_written_and_its_temporaries_kept(files, tmp_p
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
 
     monkeypatch.setattr(fcntl, "flock", no_locks)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ".partial-1-k.png").write_bytes(b"x")
-    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
-                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    out = _predict_into_a_folder_with_a_stale_temporary(files, tmp_path)
     assert sorted(f.name for f in out.iterdir()) == [".partial-1-k.png", "a.pfm", "a.png", "a_colored.png"]
     assert _read_pfm(out / "a.pfm").shape == (64, 96)
 
@@ -339,11 +346,7 @@ def test_a_killed_runs_temporaries_are_removed_from_an_nfs_folder(files, tmp_pat
         return real_flock(fd, operation)
 
     monkeypatch.setattr(fcntl, "flock", nfs_flock)
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / ".partial-1-k.png").write_bytes(b"x")
-    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights",
-                         str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]) == 0
+    out = _predict_into_a_folder_with_a_stale_temporary(files, tmp_path)
     assert sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
 
 
