@@ -205,6 +205,20 @@ def publish_until(pub, make: Callable[[int], Any], received: list, n: int = 1, i
     raise AssertionError(f"no output after {timeout} s")
 
 
+def frame_through(harness, image_topic: str, output_topic: str, frame: Image) -> Image:
+    """The first image a node (one in another process too) publishes on ``output_topic`` for ``frame``, sent on
+    ``image_topic`` (again every 0.2 s until one comes: :func:`publish_until`, 30 s) once discovery has connected this
+    test's publisher to the node's subscription and the node's publisher to this test's collector."""
+    out = harness.collector(Image, output_topic)
+    pub = harness.probe.create_publisher(Image, image_topic, qos())
+    wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what=f"the node's {image_topic} subscription")
+    wait_for(lambda: harness.probe.count_subscribers(output_topic) > 0, what="collector discovery")
+    wait_for(lambda: harness.probe.get_publishers_info_by_topic(output_topic) != [],
+             what=f"the node's {output_topic} publisher")
+    publish_until(pub, lambda i: frame, out, timeout=30)
+    return out[0]
+
+
 class Streaming:
     """A camera that always sends the same picture: ``frame`` published on ``pub`` at ``rate`` Hz from a background
     thread until :meth:`stop`, its k-th publish stamped k periods (int(1e9 / rate) ns each) from 0."""

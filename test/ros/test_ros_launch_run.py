@@ -21,7 +21,7 @@ from rclpy.parameter import parameter_value_to_python
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.dds_env import localhost_only
-from dpt_ros.ros.testing import call_service, make_image, publish_until, qos, wait_for
+from dpt_ros.ros.testing import call_service, frame_through, make_image, publish_until, qos, wait_for
 
 
 def _installed_launch_dir():
@@ -92,14 +92,8 @@ def test_depth_launch_file_starts_a_configured_node_that_serves_frames(harness, 
         # launch arguments, then the resolution preset, then the user's config_file on top
         assert values == {"depth.variant": "dpt_tiny", "depth.weights": "random", "input_size": 256,
                           "device": "cpu", "colormap": "gray", "points.stride": 4}
-        out = harness.collector(Image, "/front/inverse_depth")
-        pub = harness.probe.create_publisher(Image, "/launch_cam/image_raw", qos())
-        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="the launched node's image subscription")
-        wait_for(lambda: harness.probe.get_publishers_info_by_topic("/front/inverse_depth") != [],
-                 what="the launched node's inverse_depth publisher")
-        frame = make_image(7_000_000_042, width=64, height=48, frame_id="launch_cam_optical")
-        publish_until(pub, lambda i: frame, out, timeout=30)
-        m = out[0]
+        m = frame_through(harness, "/launch_cam/image_raw", "/front/inverse_depth",
+                          make_image(7_000_000_042, width=64, height=48, frame_id="launch_cam_optical"))
         assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (7, 42, "launch_cam_optical")
         assert (m.width, m.height, m.encoding) == (64, 48, "32FC1")
     finally:

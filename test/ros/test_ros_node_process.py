@@ -13,7 +13,7 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
+from dpt_ros.ros.testing import frame_through, make_image, qos, wait_for
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -126,14 +126,8 @@ def test_cli_parameters_and_remap_reach_the_node(harness):
     try:
         values = get_params(harness, "dpt_proc", ["depth.variant", "colormap", "points.stride", "input_size"])
         assert values == {"depth.variant": "dpt_tiny", "colormap": "gray", "points.stride": 4, "input_size": 64}
-        out = harness.collector(Image, "inverse_depth")
-        pub = harness.probe.create_publisher(Image, "/cam/image_raw", qos())
-        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="remapped subscription")
-        wait_for(lambda: harness.probe.count_subscribers("inverse_depth") > 0, what="collector discovery")
-        wait_for(lambda: harness.probe.get_publishers_info_by_topic("/inverse_depth") != [], what="node publisher")
-        frame = make_image(1_234_000_000_567, width=70, height=40, frame_id="proc_cam")
-        publish_until(pub, lambda i: frame, out, timeout=30)
-        m = out[0]
+        m = frame_through(harness, "/cam/image_raw", "/inverse_depth",
+                          make_image(1_234_000_000_567, width=70, height=40, frame_id="proc_cam"))
         assert (m.header.stamp.sec, m.header.stamp.nanosec, m.header.frame_id) == (1234, 567, "proc_cam")
         assert (m.width, m.height, m.encoding) == (70, 40, "32FC1")
     finally:
