@@ -62,6 +62,19 @@ def test_shortage_is_measured_against_the_directory(tmp_path):
     assert said is not None and "too little for this process's segment" in said
 
 
+def _output_once_it_says(node: subprocess.Popen, text: str, what: str, *others: subprocess.Popen) -> str:
+    """What ``node`` wrote until a line of it held ``text`` or it ended (60 s at the most), once ``others`` (processes
+    started beside it) and then ``node`` have been stopped."""
+    reader = LineReader(node)
+    try:
+        wait_for(lambda: text in reader.text() or node.poll() is not None, timeout=60, what=what)
+    finally:
+        for proc in others:
+            stop_node(proc)
+        stop_node(node)
+    return reader.join()
+
+
 def _node_with_its_own_dev_shm(size_mb: int, env: dict) -> subprocess.Popen:
     """dpt_node (dpt_tiny, random weights, CPU) with a /dev/shm of its own of ``size_mb``, its output on stdout."""
     return with_own_dev_shm(size_mb, ["dpt_ros.ros.node", "--ros-args", "-p", "depth.variant:=dpt_tiny",
@@ -75,14 +88,8 @@ def test_node_warns_at_start_when_dev_shm_is_dockers_64_mb(size_mb, warned):
     """dpt_node with the package profile in a mount namespace whose /dev/shm is a tmpfs of ``size_mb``
     (docker run's default, and --shm-size=256m)."""
     proc = _node_with_its_own_dev_shm(size_mb, dict(set_profile(node_env(DOMAIN), str(PACKAGE_PROFILE))))
-    reader = LineReader(proc)
-    try:
-        # the warning comes before the model loads
-        wait_for(lambda: "loading depth" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="dpt_node to start loading its model")
-    finally:
-        stop_node(proc)
-    out = reader.join()
+    # the warning comes before the model loads
+    out = _output_once_it_says(proc, "loading depth", "dpt_node to start loading its model")
     assert "loading depth" in out, out
     warning = [line for line in out.splitlines() if "shared-memory segment" in line]
     if warned:
@@ -102,14 +109,7 @@ def test_node_names_a_separate_dev_shm_when_a_found_camera_sends_nothing():
                "-p", "width:=64", "-p", "height:=48"]
     node = _node_with_its_own_dev_shm(256, env)
     camera = subprocess.Popen(cam_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    reader = LineReader(node)
-    try:
-        wait_for(lambda: "publisher found on it" in reader.text() or node.poll() is not None, timeout=60,
-                 what="dpt_node's silent-camera warning")
-    finally:
-        stop_node(camera)
-        stop_node(node)
-    out = reader.join()
+    out = _output_once_it_says(node, "publisher found on it", "dpt_node's silent-camera warning", camera)
     hint = [line for line in out.splitlines() if "publisher found on it" in line]
     assert len(hint) == 1 and "no image yet" in hint[0] and "1 publisher found on it" in hint[0], out
     assert "--ipc=host" in hint[0] and hint[0].startswith("[WARN]"), out
