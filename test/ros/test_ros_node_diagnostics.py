@@ -1,8 +1,13 @@
 """/diagnostics as its readers take it: status names as diagnostic_updater writes them (what diagnostic_aggregator's
 analyzers match), and figures that belong to the model that runs now."""
-from sensor_msgs.msg import Image
+import re
+from pathlib import Path
 
-from dpt_ros.ros.testing import make_image, qos, set_params, wait_for
+from sensor_msgs.msg import Image, PointCloud2
+
+from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
+
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 DOMAIN = 57
 
@@ -40,3 +45,45 @@ def test_net_input_after_a_live_size_change_is_the_new_models(harness):
     h, w = node.models.depth_pre.input_size(60, 80)
     kv = {v.key: v.value for v in _status(node, ": model").values}
     assert kv["depth.net_input"] == f"{h}x{w}" != "64x96"
+
+
+def _readme_keys(title: str) -> list:
+    """The keys README's Diagnostics table under ``title`` names, as patterns: a row's first cell holds backticked
+    keys, ``{a,b}`` one key per alternative, ``<reason>`` / ``<topic>`` any text, ``segmentation.*`` its prefix."""
+    text = README.read_text()
+    section = text[text.index("### Diagnostics (`/diagnostics`)"):text.index("### Launch files")]
+    table = section[section.index(title):]
+    rows = [line for line in table.split("\n\n", 2)[1].splitlines() if line.startswith("| `")]
+    patterns = []
+    for row in rows:
+        for key in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            alternatives = re.match(r"(.*)\{(.*)\}(.*)", key)
+            for k in ([alternatives[1] + a + alternatives[3] for a in alternatives[2].split(",")] if alternatives
+                      else [key]):
+                patterns.append(re.escape(k).replace(re.escape("<reason>"), ".+").replace(re.escape("<topic>"), ".+")
+                                .replace(re.escape("*"), ".+"))
+    return patterns
+
+
+def test_every_key_a_node_publishes_is_one_the_readme_diagnostics_tables_name(harness):
+    """A user reads README's Diagnostics tables to know what a key means: every key of a running node's two
+    statuses (depth and segmentation, points with labels, camera_info, frames processed and some left without
+    camera_info, so that counters by reason and per output appear too) must be one of its table's rows."""
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.5, "segmentation.variant": "dpt_hybrid_ade20k",
+                                 "segmentation.weights": "random", "input_size": 32, "points.label": True})
+    got, (pub, info_pub) = harness.connect(node, {"depth": Image, "points": PointCloud2, "segmentation": Image})
+    frame = make_image(1)
+    pub.publish(frame)   # (no camera_info yet: depth and segmentation go out, points do not)
+    wait_for(lambda: len(got["depth"]) == 1, timeout=30, what="the first frame's depth")
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: node.cameras[0].infos, what="camera_info received")
+    pub.publish(make_image(2))
+    wait_for(lambda: len(got["points"]) == 1, timeout=30, what="the second frame's points")
+    statuses = {s.name.split(": ", 1)[1].split(" ")[0]: {v.key for v in s.values} for s in node.diagnostics().status}
+    for status, title in (("model", "**`<node>: model`**"), ("camera", "**`<node>: camera <ns>`**")):
+        patterns = _readme_keys(title)
+        assert len(patterns) >= 10, patterns
+        missing = sorted(k for k in statuses[status] if not any(re.fullmatch(p, k) for p in patterns))
+        assert missing == [], f"{status} status keys README's Diagnostics table does not name: {missing}"
+    assert {"incomplete.no_camera_info", "out.depth", "out.points", "segmentation.model"} <= \
+        statuses["camera"] | statuses["model"]
