@@ -6,8 +6,12 @@ millimetres), the cloud's layout and its points as the published depth back-proj
 lens), its colours as the input pattern and its labels as the published segmentation, the overlay, a fixed colour
 range, the compressed copies as image_transport's subscribers read them, the counters, and refusals that change
 nothing. A fixed seed: the same draws every run. Distilled from an exploratory fuzz (2000 draws) that found
-compressedDepth reading REP 117's -Inf back as compressed.depth_max; its configuration is the first draw here."""
+compressedDepth reading REP 117's -Inf back as compressed.depth_max; its configuration is the first draw here. The
+input is drawn too (image_transport, set with the parameters): a third of the frames come as image/compressed, PNG
+or JPEG as image_transport's compressed plugin writes them, and every output is checked against what the node must
+see in them."""
 import random
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -22,6 +26,10 @@ from dpt_ros.ros.testing import (MAKE_IMAGE_ENCODINGS, call_service, get_params,
 
 DOMAIN = 93
 SEED, DRAWS = 20261205, 48
+#: the input's draws (image_transport, codec, format string) come from a generator of their own, so that adding them
+#: left the parameters' draws of SEED, and the classes they cover, as they were (SEED + 1 and + 2 had no compressed
+#: frame whose colours an output shows of one codec or the other; + 3 has each)
+TRANSPORT_SEED = SEED + 3
 
 TYPES = {"inverse_depth": Image, "inverse_depth/colored": Image, "depth": Image, "depth/camera_info": CameraInfo,
          "segmentation": Image, "segmentation/colored": Image, "points": PointCloud2,
@@ -31,9 +39,10 @@ COPIES = {"inverse_depth/colored/compressed": "inverse_depth/colored", "depth/co
           "segmentation/compressed": "segmentation", "segmentation/colored/compressed": "segmentation/colored"}
 CLASS_NAMES = params._class_names()   # label value = index ("unlabeled" is 0)
 
-#: live parameters not drawn: time-based throttles (max_rate, points.max_rate: which frame they skip depends on the
-#: clock), depth.align (needs a reference stream), the inputs and the node's own set-up (camera_info.url,
-#: image_transport, diagnostics.period, cpu_threads), and the two outputs the oracle reads (publish.inverse_depth,
+#: live parameters not drawn with the others: time-based throttles (max_rate, points.max_rate: which frame they skip
+#: depends on the clock), depth.align (needs a reference stream), the inputs and the node's own set-up
+#: (camera_info.url, image_transport: drawn from a generator of its own, TRANSPORT_SEED; diagnostics.period,
+#: cpu_threads), and the two outputs the oracle reads (publish.inverse_depth,
 #: publish.segmentation: the depth oracle is computed from the published inverse depth, the exclusions from the
 #: published labels)
 NOT_DRAWN = {"max_rate", "points.max_rate", "depth.align", "depth.align_tolerance", "camera_info.url",
@@ -99,6 +108,35 @@ def _frame_rgb(encoding: str, w: int, h: int, seed: int) -> np.ndarray:
     if encoding.startswith("mono"):
         return np.repeat(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)[..., None], 3, 2)
     return rgb
+
+
+def _compressed(img: Image, codec: str, bare: bool) -> tuple[CompressedImage, Optional[np.ndarray]]:
+    """``img`` (unpadded, one of make_image's encodings) as image_transport's compressed plugin publishes it: a colour
+    frame converted to bgr8 / bgr16 (alpha dropped) and written as PNG or JPEG (8-bit only), a mono one as it is; the
+    format '<encoding>; <codec> compressed <bgr8|bgr16|>' or, as some drivers write it, the bare codec name. With the
+    RGB the node must see in it where that is not the frame's own (:func:`_frame_rgb`, which PNG keeps): JPEG's as
+    libjpeg decodes it. A 16-bit PNG's samples are make_image's v * 257 plus 127 (but 65535), which README's rounding
+    to 8 bits reads as v, and OpenCV's own conversion (the top byte) as v + 1 from v = 129 on."""
+    wide = img.encoding.endswith("16")
+    dtype = np.uint16 if wide else np.uint8
+    channels = 1 if img.encoding.startswith("mono") else 4 if img.encoding[3] == "a" else 3
+    row = img.width * channels * np.dtype(dtype).itemsize
+    px = np.ascontiguousarray(np.frombuffer(bytes(img.data), np.uint8).reshape(img.height, img.step)[:, :row])
+    px = px.view(dtype).reshape(img.height, img.width, channels)
+    target = ""
+    if channels > 1:   # (to BGR, as cv_bridge converts it to the plugin's bgr8 / bgr16)
+        px = px[..., :3] if img.encoding.startswith("bgr") else px[..., 2::-1]
+        target = "bgr16" if wide else "bgr8"
+    px = np.ascontiguousarray(px[..., 0] if channels == 1 else px)
+    if wide:   # v * 257 + 127 (65535 as it is): still v rounded to 8 bits, v + 1 from 129 on in the top byte alone
+        px = px + np.where(px < 65535, 127, 0).astype(np.uint16)
+    ok, data = cv2.imencode(".png" if codec == "png" else ".jpg", px)
+    assert ok
+    fmt = codec if bare else f"{img.encoding}; {codec} compressed {target}"
+    msg = CompressedImage(header=img.header, format=fmt, data=data.tobytes())
+    if codec == "png":
+        return msg, None
+    return msg, cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _expected_depth(inv: np.ndarray, s, labels: np.ndarray) -> np.ndarray:
@@ -228,7 +266,9 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
     cam = node.cameras[0]
     got = {n: harness.collector(t, n) for n, t in TYPES.items()}
     pub = harness.probe.create_publisher(Image, "image", qos())
+    compressed_pub = harness.probe.create_publisher(CompressedImage, "image/compressed", qos())
     info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
+    transport_rng = random.Random(TRANSPORT_SEED)
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              all(cam.pubs[n].get_subscription_count() > 0 for n in TYPES), timeout=60, what="discovery")
 
@@ -252,6 +292,9 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
             assert not r.successful and r.reason, bad
             assert dict(node.settings.values) == before and get_params(harness, node, *names) == before_rclpy, bad
         values = {0: FIRST, 1: RAW_LENS}.get(i) or {spec.name: _draw(rng, spec) for spec in LIVE if rng.random() < 0.4}
+        transport = node.settings["image_transport"]
+        if i > 1:   # the input, from its own generator (the first two draws are the fixed ones, on raw frames)
+            values = {**values, "image_transport": transport_rng.choice(["raw", "raw", "compressed"])}
         merged = {**node.settings.values, **values}
         refused = merged["depth.min"] >= merged["depth.max"] or merged["colormap_min"] >= merged["colormap_max"]
         r = set_atomically(values)
@@ -262,13 +305,23 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
             continue
         s = node.settings
         assert all(s[k] == v for k, v in values.items()), values
+        compressed = s["image_transport"] == "compressed"
+        if s["image_transport"] != transport:   # the node subscribes the other topic: its publisher sees it
+            wait_for(lambda: (compressed_pub if compressed else pub).get_subscription_count() > 0, what="the input")
 
         # a frame, and its camera_info (P other than K; sometimes of twice the frame's resolution, sometimes a lens)
         w, h = rng.choice([(64, 48), (33, 17), (17, 31), (120, 40), (1, 1), (2, 3), (40, 1)])
         encoding = MAKE_IMAGE_ENCODINGS[i % len(MAKE_IMAGE_ENCODINGS)]
         stamp = (100 + i) * 1_000_000_000 + 7
         img = make_image(stamp, w, h, frame_id=f"f{i}", encoding=encoding, seed=i)
-        img = padded(img, rng.choice([0, 1, 3, 16]))
+        pad = rng.choice([0, 1, 3, 16])
+        rgb, codec = _frame_rgb(encoding, w, h, i), None
+        if compressed:   # PNG, or JPEG for an 8-bit frame; now and then the bare codec name as format
+            codec = transport_rng.choice(["png", "jpeg"]) if not encoding.endswith("16") else "png"
+            frame, decoded = _compressed(img, codec, bare=transport_rng.random() < 0.25)
+            rgb = rgb if decoded is None else decoded
+        else:
+            frame = img = padded(img, pad)
         info = make_info(make_image(stamp, 2 * w, 2 * h) if rng.random() < 0.3 else img, fx=rng.choice([10.0, 50.0]))
         info.header = img.header
         info.p[0], info.p[2], info.p[5], info.p[6] = 0.9 * info.k[0], info.k[2] + 1.5, 0.95 * info.k[4], info.k[5] - 1.0
@@ -277,7 +330,7 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         info_pub.publish(info)
         wait_for(lambda: any(m.header.stamp == img.header.stamp for _, m in list(cam.infos)), what="camera_info")
         c0 = node.counts()[""]
-        pub.publish(img)
+        (compressed_pub if compressed else pub).publish(frame)
         wait_for(lambda: node.counts()[""].get("processed", 0) == c0.get("processed", 0) + 1, timeout=60,
                  what=f"frame {i} processed")
         frames += 1
@@ -306,7 +359,6 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         assert all(len(m) == 1 and m[0].header == img.header for m in out.values()), {n: len(m) for n, m in out.items()}
         out = {n: m[0] for n, m in out.items()}
 
-        rgb = _frame_rgb(encoding, w, h, i)
         inv = conversions.image_array(out["inverse_depth"])
         labels = conversions.image_array(out["segmentation"])
         assert (out["inverse_depth"].encoding, inv.shape, out["segmentation"].encoding) == ("32FC1", (h, w), "mono8")
@@ -316,6 +368,8 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
             base = rgb.astype(np.float32)
             want = (base + alpha * (pipeline.colorize_labels(labels).astype(np.float32) - base)).astype(np.uint8)
             np.testing.assert_array_equal(conversions.image_array(out["segmentation/colored"]), want)
+            if compressed and alpha < 1:
+                seen.add(f"colours of a compressed {codec} frame" + (" of 16 bits" if encoding.endswith("16") else ""))
         if "inverse_depth/colored" in out:
             colored = conversions.image_array(out["inverse_depth/colored"])
             assert colored.shape == (h, w, 3)
@@ -354,6 +408,9 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
                     (_edges(want, s["points.edge_filter"]) & np.isfinite(want) & (want > 0)).any()),
                 "label": s["points.label"],
                 "cloud of 16UC1": s["depth.encoding"] == "16UC1", "camera_info of 2x the frame": info.width == 2 * w,
+                f"colours of a compressed {codec} frame" + (" of 16 bits" if encoding.endswith("16") else ""):
+                    compressed and s["points.color"] and s["points.color_source"] == "image" and
+                    bool(np.isfinite(conversions.cloud_array(out["points"])["z"]).any()),
             }.items() if hit}
         metres = want
         if "depth" in out:
@@ -385,5 +442,6 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         "organized False", "rectified True", "rectified False with a lens", "color_source image",
         "color_source segmentation", "no rgb", "-Inf", "+Inf", "-Inf with a code for it on the old code",
         "depth.exclude_classes", "points.exclude_classes", "edge_filter", "label", "cloud of 16UC1",
-        "camera_info of 2x the frame"}
-    assert wanted <= seen, f"the draws of seed {SEED} no longer cover {sorted(wanted - seen)}"
+        "camera_info of 2x the frame", "colours of a compressed png frame",
+        "colours of a compressed png frame of 16 bits", "colours of a compressed jpeg frame"}
+    assert wanted <= seen, f"the draws of seeds {SEED}, {TRANSPORT_SEED} no longer cover {sorted(wanted - seen)}"
