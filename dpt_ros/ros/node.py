@@ -1800,6 +1800,10 @@ class DptNode(Node):
                      f"depth camera stamped by one clock?)")
         elif dt < -1.0:
             text += " (are the image and the depth camera stamped by one clock?)"
+        elif dt > 0:   # (a newer one shows that the frame's own was passed: not waited for)
+            text += (f" (if only now and then, the frame's own was lost; if so on every frame, the depth camera stamps "
+                     f"its depth that far after the images, or is not synchronised with them: raise "
+                     f"depth.align_tolerance above {abs(dt):.3g} s, or stamp the depth as the images are)")
         elif dt < 0:
             text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "
                      f"the last such wait of this camera ran out; the depth camera's may be lost, or slower than the "

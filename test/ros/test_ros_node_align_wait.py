@@ -215,3 +215,23 @@ def test_a_frame_after_a_loop_whose_reference_did_not_come_is_said_to_be_perhaps
     assert ("the nearest of the 2 last received is 3.9 s newer (if only once: the images' stamps went back, as at "
             "each ros2 bag play --loop, and the frame's own did not come within 50 ms; if on every frame: are the "
             "image and the depth camera stamped by one clock?)") in line, line
+
+
+def test_a_reference_stamped_after_its_frame_beyond_the_tolerance_is_said_with_what_to_do(camera, harness):
+    """A depth camera that stamps its depth 60 ms after the images (depth.align_tolerance 50 ms): the reference held
+    is newer than the frame, so the frame's own was passed and is not waited for, and the frame has none. The reason
+    named only the gap ('0.06 s newer'), where one older than the frame by as much, and camera_info's in both
+    directions, say what to do; it now does too."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    send_reference(1060)                  # the depth of the frame stamped 1000 ms, stamped 60 ms after it
+    send_frame(1000)
+    assert processed(1)["incomplete:alignment"] == 1 and waits == []
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    assert ("within depth.align_tolerance (0.05 s) of the image stamp: the nearest of the 1 last received is 0.06 s "
+            "newer (if only now and then, the frame's own was lost; if so on every frame, the depth camera stamps its "
+            "depth that far after the images, or is not synchronised with them: raise depth.align_tolerance above "
+            "0.06 s, or stamp the depth as the images are)") in line, line
