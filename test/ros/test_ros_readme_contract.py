@@ -1,10 +1,14 @@
 """README's tables and commands against what they document: the Topics table against the node (every topic's name,
 message type and default QoS, and no topic beyond the table), the launch-argument table against the launch files,
-the weights table against the variant table, the tools' options, paths and test names against the repository (the
-Parameters table is checked in test_ros_params_table.py)."""
+the weights table against the variant table, the tools' options, paths and test names against the repository, the
+Troubleshooting section's quotes of the node's messages and /diagnostics keys against the node (the Parameters table
+is checked in test_ros_params_table.py)."""
+import ast
+import functools
 import importlib
 import re
 from pathlib import Path
+from typing import Optional
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage
@@ -17,6 +21,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 #: the README and the pages it links for detail (docs/benchmarks.md): what holds for the README's commands, paths and
 #: tables holds for them too
 DOCS = [README, *sorted((README.parent / "docs").glob("*.md"))]
+NODE_PY = README.parent / "dpt_ros" / "ros" / "node.py"
 
 
 def _section(title: str, end: str) -> str:
@@ -285,8 +290,6 @@ def test_every_link_between_the_readme_and_docs_lands_on_a_heading():
 def _module_domains(path: Path) -> set:
     """The ROS domains a test module holds (test/conftest.py): its DOMAINS, else its DOMAIN, read from its
     module-level assignments (DOMAIN, LANES, DOMAINS, in order) without importing it."""
-    import ast
-
     names = {}
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
@@ -372,3 +375,217 @@ def test_every_parameter_the_readmes_commands_set_exists():
              if name != "name"]   # (`-p name:=value`, the form)
     assert len(start) >= 8, start
     assert [(c, n) for c, n in start if n not in (camera if "sample_camera" in c else node)] == []
+
+
+# ---------------------------------------------------------------- Troubleshooting: the node's words, quoted
+
+#: messages the Troubleshooting section quotes from other programs than the node: Fast DDS's (its Docker row),
+#: PyTorch's (the CUDA error the node's message follows)
+_FOREIGN_QUOTES = {"Failed to create segment ...: No such file or directory", "Unable to Register SHM Transport",
+                   "AcceleratorError: CUDA error: an illegal memory access was encountered"}
+#: how a quote starts when it is a command to type, not a message
+_COMMANDS = ("ros2 ", "docker ", "-r ", "nvidia-smi", "dmesg")
+#: what stands for a value in a quote: '...' (text left out), N / T (a number), /ns/<name> (a topic), WxH / wxh
+#: (an image size), <topic>, '(s)' (a plural), and any number (an example's)
+_PLACEHOLDER = re.compile(r"\.\.\.|\(s\)|<[a-z_]+>|/ns/[\w/]+|\b(?:N|T|WxH|wxh)\b|\b\d+(?:\.\d+)?\b")
+_HOLE = "\x00"
+
+
+def _troubleshooting_quotes() -> tuple[list[str], list[str]]:
+    """(messages, /diagnostics keys) that README's Troubleshooting section quotes in code spans, whitespace joined
+    (a span may run over a line break). A message: a span with a space in it that sets no parameter (':=') and is no
+    command to type and not another program's; a key: a span that names one of the node's count families
+    (incomplete., error., waited_in_vain., dropped., latency.) or a rate (_hz), or a `key: value` pair."""
+    section = _section("### Troubleshooting", "### Large images between processes")
+    spans = list(dict.fromkeys(" ".join(s.split()) for s in re.findall(r"`([^`]+)`", section)))
+    assert _FOREIGN_QUOTES <= set(spans), _FOREIGN_QUOTES - set(spans)   # (no stale entries)
+    keys = [s for s in spans if re.fullmatch(r"(incomplete|error|waited_in_vain|dropped|latency)\.[\w<>]+|\w+_hz", s)]
+    keys += [s for s in spans if re.fullmatch(r"[\w.]+: \S+", s)]
+    messages = [s for s in spans if " " in s and ":=" not in s and not s.startswith(_COMMANDS)
+                and s not in _FOREIGN_QUOTES and s not in keys]
+    return messages, keys
+
+
+def _message_templates() -> list[str]:
+    """Every string constant and f-string of dpt_ros' modules but the docstrings (implicit concatenation already
+    joined by the parser, whitespace runs made one space), an f-string's replacement fields as _HOLE: the texts the
+    node can print."""
+    templates = []
+    for path in sorted((README.parent / "dpt_ros").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree) if isinstance(n, (
+            ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and n.body and isinstance(
+            n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if id(node) in docstrings:
+                continue
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                templates.append(node.value)
+            elif isinstance(node, ast.JoinedStr):
+                templates.append("".join(v.value if isinstance(v, ast.Constant) else _HOLE for v in node.values))
+    return [" ".join(t.split()) for t in templates]
+
+
+def _lettered(word: str) -> bool:
+    return bool(re.search(r"[A-Za-z]", word))
+
+
+def _producible(fragment: str, templates: list[list[str]]) -> bool:
+    """Whether the node can print ``fragment`` (words of a quote between placeholders): it is a run of pieces, each
+    words of one template (its words split at spaces), a word as the template has it or a value where the template
+    has a replacement field (`model` in `worker stuck in model`: f"worker stuck in {stage}"; a value of up to two
+    words: `depth (remapped)`; `publisher` for f"publisher{s}"), with at least one word as the template has it. A
+    piece that another follows ends before a field, the value of which the next piece begins a template of (`no
+    camera_info: none received on`: f"no camera_info: {why}; ..." and f"none received on {topic}: ..."), or at
+    the template's end, the next piece a text added to it (`text += " (the frame's own ..."`)."""
+    words = fragment.split()
+    while words and not _lettered(words[0]):   # (what joins it to a placeholder: the ':' of '/ns/image: ...')
+        words.pop(0)
+    while words and not _lettered(words[-1]):
+        words.pop()
+    n = len(words)
+    known = set(words)
+    candidates = [t for t in templates if known.intersection(t)]
+
+    def ends(token: str, text: str, p: int, m: int) -> tuple[str, str]:
+        """(token, text) without the punctuation at the fragment's ends (`... on /out ...`: f"on {topic}: ...")."""
+        if p + m == n:
+            token, text = token.rstrip(",:;.)"), text.rstrip(",:;.)")
+        if p == 0:
+            token, text = token.lstrip("(:"), text.lstrip("(:")
+        return token, text
+
+    def same(token: str, p: int, m: int) -> bool:   # (words p..p+m-1 as the token has them, a field any value)
+        token, text = ends(token, " ".join(words[p:p + m]), p, m)
+        return re.fullmatch(".*".join(map(re.escape, token.split(_HOLE))), text, re.S) is not None
+
+    def pieces(t: list[str], k: int, p: int, anchors: int, first: Optional[bool], last: bool = False):
+        """Where words from the p-th on, read as t's from its k-th, end (in the words, in t), the words found as t
+        has them (its own text: anchors), and whether its first and its last word is one."""
+        if anchors:
+            yield p, k, anchors, first, last
+        if p == n or k == len(t):
+            return
+        if _HOLE not in t[k]:
+            if same(t[k], p, 1):
+                yield from pieces(t, k + 1, p + 1, anchors + 1, True if first is None else first, True)
+            return
+        own = len(re.sub(r"[^A-Za-z]", "", t[k].replace(_HOLE, ""))) >= 3   # (`publisher` of f"publisher{s}")
+        for m in range(1, min(2, n - p) + 1):
+            if same(t[k], p, m):
+                yield from pieces(t, k + 1, p + m, anchors + own, own if first is None else first, own)
+
+    @functools.cache
+    def readable(i: int, follows: bool) -> bool:   # (words[i:] as pieces, after a piece that ended at a field)
+        if i == n:
+            return True
+        for t in candidates:
+            for s in ([0] if follows else range(len(t))):
+                for j, k, anchors, first, last in pieces(t, s, i, 0, None):
+                    # a value only inside a piece, or at the fragment's or the template's end (`published on
+                    # /out ...`); the next piece: the value of a field here, or a text added after this one
+                    if first and (last or j == n or k == len(t)) and (anchors >= 2 or i == 0 or j == n) and (
+                            j == n or ((k == len(t) or t[k].startswith(_HOLE)) and readable(j, True))):
+                        return True
+        return False
+
+    return readable(0, False)
+
+
+def _count_reasons() -> set:
+    """The reasons the node counts and logs a frame's failure under (`[calibration] ...`): the first arguments of
+    its _count_error calls, the reasons _failure gives (a stage, or cuda_oom)."""
+    from dpt_ros.ros.node import STAGES
+
+    reasons = set(STAGES)
+    for node in ast.walk(ast.parse(NODE_PY.read_text())):
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "_count_error" \
+                and isinstance(node.args[0], ast.Constant):
+            reasons.add(node.args[0].value)
+        elif isinstance(node, ast.FunctionDef) and node.name == "_failure":
+            reasons |= {r.value.elts[0].value for r in ast.walk(node) if isinstance(r, ast.Return)
+                        and isinstance(r.value, ast.Tuple) and isinstance(r.value.elts[0], ast.Constant)}
+    return reasons
+
+
+def _status_keys() -> set:
+    """The keys node.py sets by name in its /diagnostics statuses (`kv["cpu_threads"] = ...`, `ckv["camera_info"]`)."""
+    return {node.slice.value for node in ast.walk(ast.parse(NODE_PY.read_text()))
+            if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Store) and isinstance(node.value, ast.Name)
+            and node.value.id in ("kv", "ckv") and isinstance(node.slice, ast.Constant)}
+
+
+def _unprintable(quote: str, templates: list[list[str]], reasons: set) -> list[str]:
+    """The parts of ``quote`` the node cannot print: a `[reason]` it does not count, or a fragment (its text
+    between placeholders, four characters or more) that is not a run of its templates' words (_producible)."""
+    missing = []
+    tag = re.match(r"\[(\w+)\] ", quote)
+    if tag:
+        quote = quote[tag.end():]
+        if tag.group(1) not in reasons:
+            missing.append(tag.group(0))
+    key = re.match(r"([\w.]+): ", quote)   # (a status's key and value, `camera_info: none received on ...`)
+    if key and key.group(1) in _status_keys():
+        quote = quote[key.end():]
+    return missing + [f for f in _PLACEHOLDER.split(quote) if len(f.strip(" :;,.()")) >= 4
+                      and not _producible(f, templates)]
+
+
+def test_the_troubleshooting_sections_quotes_are_what_the_node_prints():
+    """Users grep their logs for the words README's Troubleshooting section quotes (`no camera_info: none received
+    on /ns/camera_info: ...`, `worker stuck in model for N s`): each quoted message, split at its placeholders
+    (..., N, T, /ns/..., WxH, <topic>, numbers), is text of the node's source, where a word may be a value the node
+    fills in; a message reworded in the code and not in the README fails here."""
+    messages, _ = _troubleshooting_quotes()
+    assert len(messages) >= 25, messages
+    templates, reasons = [t.split(" ") for t in _message_templates()], _count_reasons()
+    assert {q: m for q in messages if (m := _unprintable(q, templates, reasons))} == {}
+
+
+def _counted_keys() -> set:
+    """The per-camera counts of node.py (`cam.counts[...] += 1`), as /diagnostics names them ('.' for ':'): the
+    keys of a reason (`incomplete:` + reason) with each reason the node counts, other names (`dropped:` + name)
+    as '<name>'."""
+    reasons = _count_reasons()
+
+    def values(expr) -> set:
+        if isinstance(expr, ast.Constant):
+            return {expr.value}
+        if isinstance(expr, ast.IfExp):
+            return values(expr.body) | values(expr.orelse)
+        if isinstance(expr, ast.BinOp) and isinstance(expr.op, ast.Add):
+            return {a + b for a in values(expr.left) for b in values(expr.right)}
+        if isinstance(expr, ast.Name):
+            return reasons if expr.id == "reason" else {f"<{expr.id}>"}
+        raise AssertionError(f"a count key the test cannot read: {ast.unparse(expr)}")
+
+    keys = set()
+    for node in ast.walk(ast.parse(NODE_PY.read_text())):
+        if isinstance(node, ast.Subscript) and getattr(node.value, "attr", None) == "counts":
+            keys |= values(node.slice)
+    return {k.replace(":", ".") for k in keys}
+
+
+def test_the_troubleshooting_sections_diagnostics_keys_are_the_nodes(harness):
+    """The /diagnostics keys the Troubleshooting section names are the node's: the ones every running node reports
+    (`latency.model_ms`, `output_rate_hz`, `depth.random_weights: True`) in a node's own DiagnosticArray, the counts
+    of what went wrong with a frame (`incomplete.no_camera_info`, `waited_in_vain.camera_info`, `dropped.<topic>`),
+    which take a scenario each to appear, among the counts node.py keeps."""
+    _, keys = _troubleshooting_quotes()
+    assert len(keys) >= 10, keys
+    node = harness.start_node()
+    published = {}
+    for status in node.diagnostics().status:
+        published.update({v.key: v.value for v in status.values})
+    assert {"latency.model_ms", "output_rate_hz", "input_rate_hz"} <= set(published)   # (the check is real)
+    counted = _counted_keys()
+    assert {"incomplete.no_camera_info", "waited_in_vain.camera_info", "dropped.<name>", "received"} <= counted
+    unknown = []
+    for quoted in keys:
+        key, _, value = quoted.partition(": ")
+        if value:
+            if published.get(key) != value:
+                unknown.append(quoted)
+        elif key not in published and re.sub(r"<\w+>", "<name>", key) not in counted:
+            unknown.append(quoted)
+    assert unknown == []
