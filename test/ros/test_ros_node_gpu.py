@@ -240,8 +240,10 @@ def test_cuda_forward_passes_queued_without_a_wait_give_the_waited_results(harne
         np.testing.assert_array_equal(got_labels[clear], want_labels[clear])
     import dpt_ros.ros.node as node_module
 
-    # the model stage is the device's time for the two passes (not the worker's wall time, nor ~0 for passes only
-    # queued): of the order of the same passes timed here (loose bounds: another moment, the same device)
+    # the model stage is the device's time for the two passes, not ~0 as the host's time to queue them would be: at
+    # least a quarter of the same passes timed here, warm. (No upper bound: the node's were the first passes at batch
+    # 2, whose one-time costs, lazy kernel loading and algorithm choices, may take it past any fixed multiple; a
+    # bound on speed is no test's business)
     batch = [node._stage_ms[s][-1] for s in node_module.STAGES]
-    assert 0.25 * passes_ms < batch[2] < 4.0 * passes_ms, (batch, passes_ms)
+    assert batch[2] > 0.25 * passes_ms, (batch, passes_ms)
     assert node.error_counts() == {}
