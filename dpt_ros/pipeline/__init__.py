@@ -5,7 +5,8 @@ wraps the buffers returned here; the model layer exchanges torch tensors only.
 
 Backend: one switch, ``"numpy"`` or ``"cupy"`` (:func:`get_xp`); CuPy is imported lazily and is
 picked automatically by :class:`Preprocessor` for a CUDA device; the post-processing functions work
-where their input is (a CUDA tensor, a CuPy array: :func:`array_module`).
+where their input is (a CUDA tensor, a CuPy array: :func:`array_module`), on the GPU on torch's current stream of
+its device, where the model's output was queued: no synchronisation between PyTorch and CuPy is needed.
 
 Decoding (:mod:`.encodings`)
     ``ImageView(data, encoding, height, width, step, is_bigendian)``; ``ImageView.from_array``

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from types import ModuleType
@@ -196,6 +197,21 @@ def array_module(a: Any) -> ModuleType:
     if mod == "cupy":
         return _import_cupy()
     return np
+
+
+def where_it_lives(a: Any):
+    """A ``with`` context for work on array ``a``: for a CuPy array its device and torch's current CUDA stream
+    there (where the model's output was queued: CuPy's own current stream is the legacy default stream in a
+    worker thread, which does not wait for a torch stream of its own), so the work needs no synchronisation with
+    PyTorch; nothing for a NumPy array."""
+    if array_module(a) is np:
+        return contextlib.nullcontext()
+    from dpt_ros.pipeline._cuda import torch_stream  # noqa: PLC0415
+
+    scope = contextlib.ExitStack()
+    scope.enter_context(_import_cupy().cuda.Device(a.device.id))
+    scope.enter_context(torch_stream(a.device.id))
+    return scope
 
 
 def to_numpy(a: Any) -> np.ndarray:

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dpt_ros.pipeline._backend import array_module
+from dpt_ros.pipeline._backend import array_module, where_it_lives
 
 _CV_MAPS = {
     "turbo": cv2.COLORMAP_TURBO,
@@ -87,8 +87,8 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
             idx = t.astype(np.uint8)
         # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
         out = cv2.applyColorMap(idx, _cv_user_lut(colormap))
-    else:   # on the values' device (not CuPy's current one), with no host synchronisation
-        with xp.cuda.Device(values.device.id):
+    else:   # where the values live (not CuPy's current device and stream), with no host synchronisation
+        with where_it_lives(values):
             lut = _device_lut(colormap, values.device.id)
             t = (values.astype(ftype, copy=False) - low) * scale + offset
             idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
@@ -123,16 +123,17 @@ class RunningRange:
     def update(self, values: Any) -> tuple[float, float]:
         """Fold one frame in; returns the smoothed (vmin, vmax) (always vmax > vmin)."""
         xp = array_module(values)
-        flat = values.reshape(-1)
-        step = max(1, flat.size // self.max_samples)
-        sample = flat[::step]
-        sample = sample[xp.isfinite(sample)]
-        if sample.size == 0:
-            if self.vmin is None:
-                return 0.0, 1.0
-            return self.vmin, self.vmax
-        q = xp.asarray([self.low, self.high], dtype=xp.float64)
-        lo, hi = (float(v) for v in xp.percentile(sample.astype(xp.float64), q).tolist())
+        with where_it_lives(values):
+            flat = values.reshape(-1)
+            step = max(1, flat.size // self.max_samples)
+            sample = flat[::step]
+            sample = sample[xp.isfinite(sample)]
+            if sample.size == 0:
+                if self.vmin is None:
+                    return 0.0, 1.0
+                return self.vmin, self.vmax
+            q = xp.asarray([self.low, self.high], dtype=xp.float64)
+            lo, hi = (float(v) for v in xp.percentile(sample.astype(xp.float64), q).tolist())
         if self.vmin is None:
             self.vmin, self.vmax = lo, hi
         else:

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dpt_ros.pipeline._backend import array_module, cupy_available
+from dpt_ros.pipeline._backend import array_module, cupy_available, where_it_lives
 from dpt_ros.pipeline.ade20k import ADE20K_PALETTE
 
 
@@ -83,10 +83,11 @@ def metric_from_inverse(inv: Any, scale: float, shift: float, eps: float = 1e-8)
     if isinstance(inv, torch.Tensor):  # one new tensor, then in place (never modifies ``inv``)
         return inv.float().mul(scale).add_(shift).clamp_min_(eps).reciprocal_()
     xp = array_module(inv)
-    d = xp.asarray(xp.multiply(inv, np.float32(scale), dtype=xp.float32))   # (an array also for 0-d input)
-    d += np.float32(shift)
-    xp.maximum(d, np.float32(eps), out=d)
-    return xp.reciprocal(d, out=d)
+    with where_it_lives(inv):
+        d = xp.asarray(xp.multiply(inv, np.float32(scale), dtype=xp.float32))   # (an array also for 0-d input)
+        d += np.float32(shift)
+        xp.maximum(d, np.float32(eps), out=d)
+        return xp.reciprocal(d, out=d)
 
 
 def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = math.inf,
@@ -119,11 +120,12 @@ def apply_depth_range(depth: Any, min_depth: float = 0.0, max_depth: float = mat
         return d
     xp = array_module(depth)
     if xp is not np:  # CuPy: where() instead of boolean set-item (which synchronises)
-        d = depth.astype(xp.float32, copy=False)
-        out = xp.where(d > np.float32(max_depth), np.float32(np.inf), d)
-        if min_depth > 0:
-            out = xp.where(d < np.float32(min_depth), np.float32(-np.inf), out)
-        return xp.where(d > 0, out, np.float32(np.nan)).astype(xp.float32, copy=False)
+        with where_it_lives(depth):
+            d = depth.astype(xp.float32, copy=False)
+            out = xp.where(d > np.float32(max_depth), np.float32(np.inf), d)
+            if min_depth > 0:
+                out = xp.where(d < np.float32(min_depth), np.float32(-np.inf), out)
+            return xp.where(d > 0, out, np.float32(np.nan)).astype(xp.float32, copy=False)
     d = depth if inplace and depth.dtype == np.float32 else depth.astype(xp.float32, copy=True)
     with np.errstate(invalid="ignore"):   # copyto(where=): no index arrays, unlike boolean set-items
         np.copyto(d, np.float32(np.nan), where=~(d > 0))
@@ -189,7 +191,8 @@ def depth_to_millimetres(depth: Any) -> Any:
         mm.nan_to_num_(0.0, 0.0, 0.0)
         mm.masked_fill_(mm > 65535, 0.0)
         return mm.clamp_min_(0.0).to(torch.uint16)
-    return _millimetres(array_module(depth), depth)
+    with where_it_lives(depth):
+        return _millimetres(array_module(depth), depth)
 
 
 def metres_from_millimetres(mm: Any) -> Any:
@@ -201,10 +204,11 @@ def metres_from_millimetres(mm: Any) -> Any:
         m = mm.to(torch.float32).mul_(0.001)
         return m.masked_fill_(m == 0, math.nan)
     xp = array_module(mm)
-    m = mm.astype(xp.float32)
-    m *= np.float32(0.001)
-    m[m == 0] = np.nan
-    return m
+    with where_it_lives(mm):
+        m = mm.astype(xp.float32)
+        m *= np.float32(0.001)
+        m[m == 0] = np.nan
+        return m
 
 
 def _millimetres(xp, depth: Any) -> Any:
@@ -307,10 +311,8 @@ def colorize_labels(labels: Any, palette: Any = ADE20K_PALETTE) -> Any:
     Labels beyond the palette are shown black (like unlabeled) instead of raising mid-stream.
     """
     xp = array_module(labels)
-    if xp is not np:   # on the labels' device (not CuPy's current one, device 0 in a worker thread), like colorize
-        with xp.cuda.Device(labels.device.id):
-            return _colorize_labels(xp, labels, palette)
-    return _colorize_labels(xp, labels, palette)
+    with where_it_lives(labels):   # (not CuPy's current device and stream)
+        return _colorize_labels(xp, labels, palette)
 
 
 def _colorize_labels(xp, labels: Any, palette: Any) -> Any:
@@ -370,12 +372,13 @@ def overlay(rgb: Any, color: Any, alpha: float = 0.5) -> Any:
         pair <<= 8
         pair |= color
         return _blend_table(float(alpha)).take(pair)
-    base = rgb.astype(xp.float32)
-    out = color.astype(xp.float32)
-    out -= base
-    out *= np.float32(alpha)
-    out += base
-    return xp.clip(out, 0.0, 255.0).astype(xp.uint8)
+    with where_it_lives(rgb):
+        base = rgb.astype(xp.float32)
+        out = color.astype(xp.float32)
+        out -= base
+        out *= np.float32(alpha)
+        out += base
+        return xp.clip(out, 0.0, 255.0).astype(xp.uint8)
 
 
 @functools.lru_cache(maxsize=16)

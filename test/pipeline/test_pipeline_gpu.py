@@ -246,6 +246,55 @@ def test_gpu_postprocess_equals_numpy():
     np.testing.assert_allclose(resize_bicubic(cupy.asarray(img), (90, 33)).get(), resize_bicubic(img, (90, 33)), atol=3e-5)
 
 
+def test_gpu_cupy_array_functions_work_on_torchs_stream():
+    """A CuPy array's post-processing is queued on torch's current stream of its device, after the work that
+    wrote the array there: values written on a side stream behind a ~50 ms GPU sleep are the ones read. On CuPy's
+    own current stream (the legacy default stream, which does not wait for torch's non-blocking streams) each
+    function ran at once and read the values from before the sleep."""
+    from dpt_ros.pipeline import depth_to_millimetres, metres_from_millimetres, overlay
+
+    def two(shape, lo, hi, dtype):   # (values before, values written behind the sleep)
+        return tuple(RNG.integers(lo, hi, shape).astype(dtype) for _ in range(2))
+
+    blend_with = RNG.integers(0, 256, (48, 64, 3)).astype(np.uint8)
+    cases = {   # name -> (function of one array, its values before, its values written)
+        "colorize_labels uint8": (colorize_labels, *two((48, 64), 1, 151, np.uint8)),
+        "colorize_labels int32": (colorize_labels, *two((48, 64), 1, 151, np.int32)),
+        "colorize": (lambda a: colorize(a, "turbo", 0.0, 150.0), *two((48, 64), 0, 150, np.float32)),
+        "overlay": (lambda a: overlay(a, cupy_like(a, blend_with), 0.3), *two((48, 64, 3), 0, 256, np.uint8)),
+        "metric_from_inverse": (lambda a: metric_from_inverse(a, 0.5, 0.1), *two((48, 64), 0, 150, np.float32)),
+        "apply_depth_range": (lambda a: apply_depth_range(a, 5.0, 100.0), *two((48, 64), 0, 150, np.float32)),
+        "depth_to_millimetres": (depth_to_millimetres, *(v / np.float32(8.0) for v in two((48, 64), 0, 500, np.float32))),
+        "metres_from_millimetres": (metres_from_millimetres, *two((48, 64), 0, 5000, np.uint16)),
+        "RunningRange.update": (lambda a: np.array(RunningRange().update(a)), *two((48, 64), 0, 150, np.float32)),
+    }
+    for name, (fn, before, written) in cases.items():
+        want = fn(written)
+        x = torch.from_numpy(before).cuda()
+        fn(tensor_to_array(x))   # compiled and cached before the timed round (a compile outlasts the sleep)
+        source = torch.from_numpy(written).cuda()
+        torch.cuda.synchronize()
+        side = torch.cuda.Stream()
+        with torch.cuda.stream(side):
+            torch.cuda._sleep(100_000_000)
+            x.copy_(source)
+            got = fn(tensor_to_array(x))
+        side.synchronize()
+        np.testing.assert_allclose(got.get() if hasattr(got, "get") else got, want, rtol=1e-6, err_msg=name)
+
+
+def cupy_like(a, values):
+    """``values`` (NumPy) on ``a``'s device when ``a`` is a CuPy array, else as they are."""
+    if isinstance(a, np.ndarray):
+        return values
+    import cupy
+
+    with cupy.cuda.Device(a.device.id):
+        out = cupy.asarray(values)
+        cupy.cuda.get_current_stream().synchronize()
+    return out
+
+
 def test_gpu_depth_kernels_equal_numpy_and_never_write_an_inference_tensor():
     """On a CUDA tensor, upsample, metric_from_inverse and apply_depth_range run the pipeline's own kernels
     (dpt_upsample, dpt_depth: one launch each instead of PyTorch's bicubic + ~11 element-wise launches):
