@@ -2434,7 +2434,8 @@ class _HostCopies:
             buf = self._pool[key] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
         buf.copy_(t, non_blocking=True)
         stream = torch.cuda.current_stream(t.device.index)   # (an int: torch's fast lookup)
-        self._streams[stream.cuda_stream] = stream
+        # (keyed by device too: every device's default stream has the handle 0)
+        self._streams[(t.device.index, stream.cuda_stream)] = stream
         self._arrays[name] = buf.numpy()
 
     def wait(self) -> None:
