@@ -7,7 +7,6 @@ used. The waits are seen where the worker waits for the node's condition, so not
 Random dpt_tiny weights at 64 px."""
 
 import numpy as np
-import pytest
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo
 
