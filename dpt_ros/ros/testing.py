@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -269,7 +270,12 @@ def gate_engine(engine) -> tuple[threading.Event, threading.Event, list]:
 
 
 class Harness:
-    """One rclpy context on ``domain``; nodes added to a background single-threaded executor."""
+    """One rclpy context on ``domain``; nodes added to a background single-threaded executor.
+
+    The executor's thread outlives an exception out of ``spin_once`` (a test's callback that raised, an entity
+    destroyed from the test thread while it waited): it is kept in ``spin_errors`` and printed (pytest shows it with
+    a failing test's output), and spinning goes on. Before, the thread ended there, and every later message, service
+    reply and discovery wait of the test timed out with no word of why."""
 
     def __init__(self, domain: int) -> None:
         for key, value in localhost_only().items():
@@ -280,6 +286,7 @@ class Harness:
         self.probe = Node("probe", context=self.context)
         self.executor.add_node(self.probe)
         self.nodes: list[Node] = []
+        self.spin_errors: list[BaseException] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -290,6 +297,11 @@ class Harness:
                 self.executor.spin_once(timeout_sec=0.02)
             except ExternalShutdownException:   # a test shut the context down
                 return
+            except Exception as exc:  # noqa: BLE001 - kept and shown; the harness must keep serving the test
+                if self._stop.is_set() or not self.context.ok():
+                    return
+                self.spin_errors.append(exc)
+                traceback.print_exception(exc)
 
     def start_node(self, namespace: str = "", cli_args: Optional[list] = None, managed: bool = False, **overrides):
         """A DptNode (with ``managed``, an unconfigured DptLifecycleNode) in this process with the FAST parameters,
