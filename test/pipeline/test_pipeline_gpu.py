@@ -265,7 +265,7 @@ def test_gpu_cupy_array_functions_work_on_torchs_stream():
         "metric_from_inverse": (lambda a: metric_from_inverse(a, 0.5, 0.1), *two((48, 64), 0, 150, np.float32)),
         "apply_depth_range": (lambda a: apply_depth_range(a, 5.0, 100.0), *two((48, 64), 0, 150, np.float32)),
         "depth_to_millimetres": (depth_to_millimetres, *(v / np.float32(8.0) for v in two((48, 64), 0, 500, np.float32))),
-        "metres_from_millimetres": (metres_from_millimetres, *two((48, 64), 0, 5000, np.uint16)),
+        "metres_from_millimetres": (metres_from_millimetres, *two((48, 64), 0, 5000, np.int32)),   # (no uint16: DLPack)
         "RunningRange.update": (lambda a: np.array(RunningRange().update(a)), *two((48, 64), 0, 150, np.float32)),
     }
     for name, (fn, before, written) in cases.items():
