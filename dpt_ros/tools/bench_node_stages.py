@@ -75,7 +75,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.width < 1 or args.height < 1:   # (0, the camera's "source size" in bench_e2e, is no size here)
         ap.error(f"--width and --height are the size of the frames it makes: at least 1; "
                  f"got {args.width}x{args.height}")
+    # each --also-with change as the node's set_parameters judges it, from the start-up values: the checks of one
+    # value (_parse_changes) leave out the colour maps and those across parameters (depth.min below depth.max, fp16
+    # on the CPU, a variant of the other task), which the node refused only after every rate had been measured
+    from dpt_ros.ros import params  # noqa: PLC0415
+
+    start = params.defaults().replace(start_parameters(args))
+    for changes in args.also_with:
+        _, why = params.validate(start, changes)
+        if why:
+            ap.error("argument --also-with: " + "; ".join(why))
     return args
+
+
+def start_parameters(args: argparse.Namespace) -> dict:
+    """The parameters the benchmark starts its node with (its --also-with changes are set from these)."""
+    return {"depth.variant": args.variant, "depth.weights": args.weights, "device": args.device,
+            "precision": args.precision, "cuda_graphs": args.cuda_graphs, "input_size": args.input_size,
+            "points.stride": args.stride, "depth.scale": 1.0, "camera_info.policy": "latest"}
 
 
 _SUBSCRIBER = """
@@ -137,10 +154,7 @@ def run(args: argparse.Namespace) -> dict:
     subscriber = None
     try:
         harness = Harness(args.domain)
-        node = harness.start_node(**{
-            "depth.variant": args.variant, "depth.weights": args.weights, "device": args.device,
-            "precision": args.precision, "cuda_graphs": args.cuda_graphs, "input_size": args.input_size,
-            "points.stride": args.stride, "depth.scale": 1.0, "camera_info.policy": "latest"})
+        node = harness.start_node(**start_parameters(args))
         cam = node.cameras[0]
         if args.subscribers == "process":
             subscriber = _subscriber_process(outputs, args.domain)

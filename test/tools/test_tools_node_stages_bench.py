@@ -109,6 +109,14 @@ def test_also_with_refused_values_say_why():
                                               "16UC1"),
     (["--also-with", "qos.output_depth=2"], "argument --also-with: qos.output_depth is read-only on dpt_node: give it "
                                             "at start-up"),
+    # what the node's set_parameters refuses beyond one value's type, range and choices: the colour maps and the checks
+    # across parameters, from the benchmark's start-up values (these too were found only after every rate)
+    (["--also-with", "colormap=nope"], "argument --also-with: colormap='nope' is not one of turbo, inferno, "),
+    (["--also-with", "depth.min=2000.0"], "argument --also-with: depth.min (2000) must be below depth.max (1000)"),
+    (["--also-with", "depth.variant=dpt_hybrid_ade20k"], "argument --also-with: depth.variant='dpt_hybrid_ade20k' is "
+                                                         "not a depth variant"),
+    (["--device", "cpu", "--also-with", "precision=fp16"], "argument --also-with: precision fp16 is not supported on "
+                                                           "the CPU (device 'cpu'); use fp32 or bf16"),
 ])
 def test_bench_node_stages_refuses_counts_rates_and_changes_it_cannot_use_before_it_starts(argv, why, usage_error,
                                                                                           monkeypatch):
