@@ -47,7 +47,7 @@ def ros_init_failure(program: str, error: BaseException) -> str:
                     + ("it is a directory, not a file" if os.path.isdir(path) else
                        f"no such file (a relative path is from the current directory, {os.getcwd()})")
                     + f" [rcl: {error}]")
-        return f"{program}: cannot initialise ROS 2: {error}"
+        return f"{program}: cannot initialise ROS 2: {error}" + _rule_form(str(error))
     try:
         unknown = [str(a) for a in ast.literal_eval(str(error))]
     except (ValueError, SyntaxError, TypeError):
@@ -55,6 +55,17 @@ def ros_init_failure(program: str, error: BaseException) -> str:
     return (f"{program}: cannot initialise ROS 2: unknown ROS argument(s) {' '.join(map(repr, unknown))} after "
             f"--ros-args; ROS arguments are -p NAME:=VALUE, -r FROM:=TO, --params-file FILE, --enclave NAME, "
             f"--log-level LEVEL, ... ({program} --help: an example)")
+
+
+def _rule_form(error: str) -> str:
+    """How to write the rule rcl could not parse (its error says only that it could not: "Expected lexeme type (22)
+    not found", or "error not set" for ``-p name:=`` without a value), or ''."""
+    if re.search(r"Couldn't parse (parameter override rule|trailing (-p|--param) flag)", error):
+        return ("; write a parameter as -p NAME:=VALUE, both sides in one argument, e.g. -p depth.weights:=random "
+                "(an empty string: -p \"NAME:=''\")")
+    if re.search(r"Couldn't parse (remap rule|trailing (-r|--remap) flag)", error):
+        return "; write a remap as -r FROM:=TO, both sides in one argument, e.g. -r image:=/camera/image_raw"
+    return ""
 
 
 def init_ros(program: str, args: "list[str] | None") -> "int | None":

@@ -301,7 +301,8 @@ def test_the_managed_nodes_help_says_it_waits_for_configure_and_activate():
 def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
     """An argument after --ros-args that ROS does not know: rcl logs nothing and rclpy's error is only the list
     (was: "dpt_node: cannot initialise ROS 2: ['--bogus']", and dpt_lifecycle_node said "dpt_node"); now the line
-    names the program, the argument and the ROS arguments there are, exit 2. A malformed rule keeps rcl's reason."""
+    names the program, the argument and the ROS arguments there are, exit 2. A malformed rule keeps rcl's reason,
+    and says how to write the rule (rcl's reason does not)."""
     from dpt_ros.ros.testing import console_script
 
     for name in ("dpt_node", "dpt_lifecycle_node"):
@@ -310,10 +311,20 @@ def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
         assert f"{name}: cannot initialise ROS 2: unknown ROS argument(s) '--bogus' after --ros-args; ROS arguments " \
                "are -p NAME:=VALUE, -r FROM:=TO, --params-file FILE" in res.stderr, res.stderr
-    res = subprocess.run([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-p"], cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=60)
-    assert res.returncode == 2 and "dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse " \
-                                   "trailing -p flag" in res.stderr, res.stderr
+    # rcl's reason for a malformed rule says only that it could not parse it ("Expected lexeme type (22) not found"):
+    # the line goes on with how to write one
+    for rule, rcl, form in (
+            (["-p"], "trailing -p flag", "write a parameter as -p NAME:=VALUE, both sides in one argument, e.g. "
+                                         "-p depth.weights:=random"),
+            (["-p", "depth.weights"], "parameter override rule: '-p depth.weights'", "write a parameter as -p "
+                                                                                   "NAME:=VALUE"),
+            (["-r", "image"], "remap rule: '-r image'", "write a remap as -r FROM:=TO, both sides in one argument, "
+                                                        "e.g. -r image:=/camera/image_raw")):
+        res = subprocess.run([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", *rule], cwd=ROOT, env=_env(),
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and "dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse " \
+                                       f"{rcl}" in res.stderr, res.stderr
+        assert f"; {form}" in res.stderr, (rule, res.stderr)
 
 
 def test_a_weights_path_that_is_not_a_regular_file_is_said_to_be_so(tmp_path):
