@@ -144,6 +144,16 @@ def test_cuda_where_there_is_none_names_the_option_to_use(files, capsys):
                                        "use --device cpu\n")
 
 
+def test_the_help_says_the_device_it_runs_on_without_device(capsys):
+    """predict runs on the CPU unless told --device cuda, unlike the node and the demo (device auto: the GPU where
+    there is one); its help said only "cpu, cuda, cuda:N", and a GPU machine's user waited for the CPU's figures."""
+    with pytest.raises(SystemExit) as info:
+        predict.main(["--help"])
+    assert info.value.code == 0
+    assert "cpu (the default, also on a GPU machine), cuda, cuda:N" in " ".join(capsys.readouterr().out.split())
+    assert predict.parse_args(["x.png", "--variant", "dpt_tiny", "--weights", "random", "--out", "o"]).device == "cpu"
+
+
 def test_input_size_range_is_the_nodes():
     from dpt_ros.ros.params import PARAMETERS
 
