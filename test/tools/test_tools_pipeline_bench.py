@@ -56,6 +56,21 @@ def test_bench_pipeline_json_cpu(capsys, monkeypatch):
     assert "cuda" in result  # measured on a GPU machine, "skipped" here
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_says_so_before_it_measures(capsys, monkeypatch):
+    """`bench_pipeline --device cuda` (README, Measuring) on a machine without CUDA ran the whole CPU comparison (a
+    minute or more at the default sizes) and said only at its end, in the JSON, "CUDA or CuPy not available". It
+    says so first, on stderr, naming what is missing; the run goes on (gpu_check rehearses it on CPU machines)."""
+    said = []
+    monkeypatch.setattr(bench_pipeline, "bench_cpu", lambda *a, **k: said.append(capsys.readouterr().err))
+    assert bench_pipeline.main(["--sizes", "16x12", "--repeat", "1", "--device", "cuda", "--json"]) == 0
+    assert said == ["bench_pipeline: --device cuda: CUDA is not available on this machine: the CUDA figures are "
+                    "skipped, the CPU comparison runs\n"], said
+    assert json.loads(capsys.readouterr().out)["cuda"] == {"skipped": "CUDA is not available on this machine"}
+    assert bench_pipeline.main(["--sizes", "16x12", "--repeat", "1", "--json"]) == 0 and len(said) == 2
+    assert said[1] == "" and "cuda" not in json.loads(capsys.readouterr().out)
+
+
 @pytest.mark.parametrize("repeat", [2, 40])
 def test_the_output_says_how_many_timed_runs_each_median_is_of(repeat, capsys, monkeypatch):
     """The header said 'median ms of {repeat}' and the JSON gave only repeat, while the lens ray solves were timed
@@ -219,7 +234,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
         return   # a GPU machine runs the real steps: what the rest of this test checks is the CPU rehearsal
     assert "rehearsal" in summary
     assert summary["pytest_gpu"]["skipped"] == summary["pytest_gpu"]["tests"]
-    assert summary["bench_pipeline"]["result"]["cuda"] == {"skipped": "CUDA or CuPy not available"}
+    assert summary["bench_pipeline"]["result"]["cuda"] == {"skipped": "CUDA is not available on this machine"}
     for mode in ("default", "ASYNCHRONOUS"):
         run = summary["bench_e2e"]["runs"][mode]
         assert run["rc"] == 0 and mode in run["result"]["publication_mode"] and run["result"]["variant"] == "dpt_tiny"
