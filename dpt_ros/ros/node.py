@@ -428,7 +428,7 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
-        self._silent_publishers_logged: set = set()   # image topics whose found-but-silent publishers were logged
+        self._silent_logged: set = set()   # (image topic, publishers found) whose "no image yet" was logged
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
@@ -2001,6 +2001,19 @@ class DptNode(Node):
                 f"image as distortion-free. Set camera_info.rectified:=false to back-project through the lens model, "
                 f"or subscribe to the rectified image (image_rect from image_proc). Said once per camera."))
 
+    def _nothing_publishes(self, cam: "_Camera") -> str:
+        """What "no image yet" adds for an image topic nothing publishes: the topics of the image's type that
+        others publish (not this node's outputs), and how to point the node at one."""
+        wanted = "sensor_msgs/msg/CompressedImage" if cam.image_topic.endswith("/compressed") else \
+            "sensor_msgs/msg/Image"
+        own = {pub.topic_name for c in self._cameras for pub in c.pubs.values()}
+        seen = sorted(name for name, types in self.get_topic_names_and_types()
+                      if wanted in types and name not in own and self.count_publishers(name) > 0)
+        listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
+        return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
+                f"point the node at the camera's topic (-r image:=/camera/image_raw; launch argument image:=..., "
+                f"or the cameras parameter's namespaces)")
+
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
@@ -2140,9 +2153,11 @@ class DptNode(Node):
                                 f"/dev/shm each (docker's default) discover each other but receive nothing from each "
                                 f"other, with no error from Fast DDS: start them with --ipc=host, or give them one "
                                 f"/dev/shm (README: In Docker)")
-                        if cam.image_topic not in self._silent_publishers_logged:   # once: the log is what most read
-                            self._silent_publishers_logged.add(cam.image_topic)
-                            self.get_logger().warning(txt)
+                    else:   # a newcomer's first run: the camera publishes elsewhere (image_raw, a namespace)
+                        txt += self._nothing_publishes(cam)
+                    if (cam.image_topic, publishers > 0) not in self._silent_logged:   # once each: the log is what
+                        self._silent_logged.add((cam.image_topic, publishers > 0))    # most read
+                        self.get_logger().warning(txt)
                 else:
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,

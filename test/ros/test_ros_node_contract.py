@@ -310,6 +310,32 @@ def test_latency_and_age_in_diagnostics_are_of_the_last_stretch_only(harness, mo
     assert len(node._stage_ms["model"]) == 2       # (the batches are kept: the stuck-worker limit uses them)
 
 
+def test_an_image_topic_nothing_publishes_is_logged_with_the_image_topics_there(harness, monkeypatch):
+    """A first run with the camera on another topic (image_raw, a namespace): the silent camera's warning says that
+    nothing publishes the node's image topic, lists the Image topics others publish (not the node's own outputs,
+    not a topic with subscribers only) and how to remap; it is logged once, as /diagnostics has it, so that a user
+    without the ros2 CLI sees it too."""
+    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    cams = [harness.probe.create_publisher(Image, t, qos()) for t in ("/camera/image_raw", "/camera/depth")]
+    harness.probe.create_subscription(Image, "/only/subscribed", lambda m: None, qos())
+    harness.probe.create_publisher(CameraInfo, "/camera/camera_info", qos())
+    wait_for(lambda: {"/camera/image_raw", "/camera/depth"} <= {n for n, _ in node.get_topic_names_and_types()}
+             and node.count_subscribers("/only/subscribed") > 0, what="discovery")
+    status, v = _camera_status(node)
+    assert status.level == DiagnosticStatus.WARN and v["seconds_since_last_image"] == "never"
+    assert status.message.startswith("no image yet (") and "check the image topic (/image)" in status.message
+    assert ("; nothing publishes it (Image topics with a publisher: /camera/depth, /camera/image_raw): point the "
+            "node at the camera's topic (-r image:=/camera/image_raw;") in status.message, status.message
+    _camera_status(node)   # a second report: logged once all the same
+    said = lambda: [m.msg for m in log if "nothing publishes it" in m.msg]
+    wait_for(lambda: said(), what="the warning logged")
+    time.sleep(0.3)
+    assert said() == [status.message], said()
+    assert len(cams) == 2
+
+
 def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     """A camera that never sent an image, or stopped, is reported at WARN level (what robot health monitors
     show) once it has been silent for _STALL_S; before that, and while images arrive, it is OK."""
