@@ -16,3 +16,19 @@ __version__ = "0.1.0"
 #: which the launch files' ``dpt_ros.ros.params`` must not load) or ROS (``dpt_ros.ros``, which bench_model and
 #: predict run without).
 PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def cuda_available() -> bool:
+    """Whether PyTorch sees a CUDA device here (torch imported only when asked: the launch files never are)."""
+    import torch  # noqa: PLC0415
+
+    return torch.cuda.is_available()
+
+
+def resolved_device(name: str) -> str:
+    """The device a ``device`` value (the node's parameter, every tool's ``--device``) runs the model on: ``auto`` is
+    ``cuda`` where CUDA is available (:func:`cuda_available`), else ``cpu``; any other value is itself. The one rule
+    for ``auto``: the node, its parameter checks and the model's ``check_target`` all read it here."""
+    if name == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    return name

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dpt_ros import resolved_device
+
 from .dpt import DPT
 from .variants import Metric, Variant, get_variant
 
@@ -58,12 +60,14 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype", *
         this machine does not have, an unknown precision, or fp16 on the CPU (the message says what to use instead).
     """
     dtype = parse_precision(precision)
+    if isinstance(device, str):
+        device = resolved_device(device)   # (auto: CUDA where there is one, as for the node)
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use {use_cpu}")

@@ -46,6 +46,7 @@ except ImportError:   # Humble: the same classes in rclpy.qos_event
     from rclpy.qos_event import PublisherEventCallbacks, SubscriptionEventCallbacks
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
+import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
@@ -142,8 +143,8 @@ def weights_help(task: str, variant_name: str, offer_random: bool = True) -> str
 
 
 def resolve_device(name: str) -> torch.device:
-    """The device a ``device`` parameter value runs the model on (``auto``: :func:`params.resolved_device`'s rule)."""
-    return torch.device(params.resolved_device(name))
+    """The device a ``device`` parameter value runs the model on (``auto``: :func:`dpt_ros.resolved_device`'s rule)."""
+    return torch.device(dpt_ros.resolved_device(name))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+import dpt_ros
 from dpt_ros import PRECISIONS  # (the precision parameter's names; the tools import them from here too)
 
 Apply = Literal["live", "model", "configure", "static"]
@@ -249,7 +250,7 @@ def _check_device(value: str, option: Optional[str] = None) -> Optional[str]:
     if value.startswith("cuda"):
         import torch  # lazily: only needed to answer this question
 
-        if not _cuda_available():
+        if not dpt_ros.cuda_available():
             use = "'cpu' or 'auto'" if option is None else \
                 f"{option} cpu (or {option} auto, the GPU where there is one)"
             return f"{said}{value!r} requested but CUDA is not available on this machine; use {use}"
@@ -593,12 +594,6 @@ def defaults() -> Settings:
     return Settings(MappingProxyType(values))
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def _variant_names(task: str) -> list[str]:
     from dpt_ros.model import VARIANTS
 
@@ -657,21 +652,11 @@ def parameter_option(name: str, option: str) -> Callable[[str], Any]:
 _OPTION_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string"}
 
 
-def resolved_device(name: str) -> str:
-    """The device a ``device`` value runs the model on: ``auto`` is ``cuda`` where CUDA is available (this module's
-    one CUDA question, :func:`_cuda_available`), else ``cpu``; any other value is itself: by name what the node's
-    ``resolve_device`` gives as a ``torch.device`` (this module imports no torch, for the launch files).
-    :func:`target_refusals` reads ``auto``'s device here."""
-    if name == "auto":
-        return "cuda" if _cuda_available() else "cpu"
-    return name
-
-
 def target_refusals(device: str, precision: str, cuda_graphs: bool, options: bool = False) -> list[str]:
     """Why the node would refuse ``precision`` / ``cuda_graphs`` with ``device`` (fp16 or CUDA graphs where the model
-    runs on the CPU: ``cpu``, or ``auto`` without CUDA, :func:`resolved_device`); ``options``: in the words of a
+    runs on the CPU: ``cpu``, or ``auto`` without CUDA, :func:`dpt_ros.resolved_device`); ``options``: in the words of a
     tool's ``--device``, ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'."""
-    on_cpu = resolved_device(device) == "cpu"
+    on_cpu = dpt_ros.resolved_device(device) == "cpu"
     where = f"--device {device}" + (" finds no CUDA on this machine" if device == "auto" else "")
     reasons = []
     if cuda_graphs and on_cpu:

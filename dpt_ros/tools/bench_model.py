@@ -33,14 +33,14 @@ from dpt_ros.tools.options import count, output_file
 def _device(value: str) -> str:
     """--device (argparse's type): one the model would refuse (a misspelling, CUDA where there is none, a cuda:N this
     machine lacks) by the model's own check, before anything loads (it was a traceback from torch, 'Found no NVIDIA
-    driver' for --device cuda on a machine without one)."""
+    driver' for --device cuda on a machine without one). auto is resolved here (CUDA where there is one)."""
     from dpt_ros.model.engine import check_target  # noqa: PLC0415
 
     try:
-        check_target(value, "fp32", use_cpu="--device cpu")
+        device, _ = check_target(value, "fp32", use_cpu="--device cpu")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
-    return value
+    return str(device)
 
 
 def _parse_size(s: str) -> tuple[int, int]:
@@ -252,7 +252,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     # (a variant, device or precision the model would refuse is a usage error here, before anything loads)
     ap.add_argument("--variants", nargs="+", default=["dpt_hybrid", "dpt_large"], choices=list(VARIANTS),
                     metavar="VARIANT", help="variants to time (default dpt_hybrid dpt_large): %(choices)s")
-    ap.add_argument("--device", default="cpu", type=_device, help="cpu or cuda[:N] (default cpu)")
+    ap.add_argument("--device", default="cpu", type=_device, help="cpu (the default), cuda[:N], or auto (CUDA where there is one)")
     ap.add_argument("--precision", nargs="+", default=None, choices=PRECISIONS,
                     help="fp32 fp16 bf16 (default: fp32 on CPU, fp16 bf16 fp32 on CUDA)")
     ap.add_argument("--sizes", nargs="+", type=_parse_size, default=None,

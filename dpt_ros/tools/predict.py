@@ -76,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     ap.add_argument("--weights", required=True, help="checkpoint file (official .pt, Hugging Face), or 'random'")
     ap.add_argument("--out", required=True, help="output folder (created)")
-    ap.add_argument("--device", default="cpu", help="cpu (the default, also on a GPU machine), cuda, cuda:N")
+    ap.add_argument("--device", default="auto", help="auto (the default: CUDA where there is one, as for the node), "
+                                                     "cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
     ap.add_argument("--input-size", type=int, default=0,
                     help="network size, %d..%d in steps of %d; 0 = the variant's own (as the node's input_size)"

@@ -81,10 +81,10 @@ def test_bad_arguments():
             load_engine("dpt_tiny", "random", device="cuda")
     with torch.device("meta"):
         on_meta = DPT("dpt_tiny")
-    with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got 'meta'"):
+    with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu' or 'cuda\[:N\]', got 'meta'"):
         Engine(on_meta, device="meta")
     for bad in ("gpu", "cuda:x", 3.5):   # not even a torch device name: the same message, before any file is read
-        with pytest.raises(ValueError, match=r"device must be 'cpu' or 'cuda\[:N\]', got "):
+        with pytest.raises(ValueError, match=r"device must be 'auto', 'cpu' or 'cuda\[:N\]', got "):
             load_engine("dpt_tiny", "/nowhere/weights.pt", device=bad)
 
 

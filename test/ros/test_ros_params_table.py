@@ -7,6 +7,7 @@ import torch
 from rcl_interfaces.msg import ParameterType
 from safetensors.torch import save_file
 
+import dpt_ros
 from dpt_ros.ros import params
 
 
@@ -127,28 +128,33 @@ def test_start_up_values_are_checked_one_by_one(name, value, needle):
 
 
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
-    monkeypatch.setattr(params, "_cuda_available", lambda: False)
+    monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)
     s = params.defaults()
     assert s["device"] == "auto"
     assert any("cuda_graphs needs a CUDA device (device 'auto' runs on the CPU)" in r
                for r in params.validate(s, {"cuda_graphs": True})[1])
     assert any("fp16 is not supported on the CPU" in r for r in params.validate(s, {"precision": "fp16"})[1])
-    monkeypatch.setattr(params, "_cuda_available", lambda: True)
+    monkeypatch.setattr(dpt_ros, "cuda_available", lambda: True)
     assert params.validate(s, {"cuda_graphs": True, "precision": "fp16"})[1] == []
 
 
 def test_auto_is_resolved_by_one_rule(monkeypatch):
     """'auto' runs the model on CUDA where it is available, else on the CPU: target_refusals applied that rule inline
-    (device == 'auto' and not _cuda_available()) beside the node's resolve_device; it now reads params.resolved_device,
-    which asks _cuda_available and gives by name (this module imports no torch) the device resolve_device gives."""
+    (device == 'auto' and not _cuda_available()) beside the node's resolve_device; it now reads
+    dpt_ros.resolved_device, which asks dpt_ros.cuda_available and gives by name (no torch imported for the launch
+    files) the device resolve_device gives; the model's check_target (predict's and bench_model's --device) reads it
+    too."""
+    from dpt_ros.model.engine import check_target
     from dpt_ros.ros.node import resolve_device
 
     for name in ("auto", "cpu", "cuda", "cuda:1"):   # (this machine's answer, unpatched)
-        assert torch.device(params.resolved_device(name)) == resolve_device(name), name
+        assert torch.device(dpt_ros.resolved_device(name)) == resolve_device(name), name
     for cuda, auto in ((False, "cpu"), (True, "cuda")):
-        monkeypatch.setattr(params, "_cuda_available", lambda cuda=cuda: cuda)
-        assert [params.resolved_device(n) for n in ("auto", "cpu", "cuda", "cuda:1")] == [auto, "cpu", "cuda", "cuda:1"]
+        monkeypatch.setattr(dpt_ros, "cuda_available", lambda cuda=cuda: cuda)
+        assert [dpt_ros.resolved_device(n) for n in ("auto", "cpu", "cuda", "cuda:1")] == [auto, "cpu", "cuda", "cuda:1"]
         assert resolve_device("auto") == torch.device(auto)   # the node's: the same rule, not a copy of it
+        if auto == "cpu" or torch.cuda.is_available():   # (check_target asks torch itself whether CUDA is usable)
+            assert check_target("auto", "fp32")[0].type == auto
         on_cpu = ["--cuda-graphs needs a CUDA device (--device auto finds no CUDA on this machine); leave --cuda-graphs "
                   "out", "--precision fp16 is not supported on the CPU (--device auto finds no CUDA on this machine); "
                   "use --precision fp32 or bf16"]

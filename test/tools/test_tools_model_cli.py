@@ -264,7 +264,7 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
     cuda = "device 'cuda' requested but CUDA is not available here; use --device cpu" \
         if not torch.cuda.is_available() else None
     cases = [(["--variants", "bogus"], "argument --variants: invalid choice: 'bogus'"),
-             (["--device", "bogus"], "argument --device: device must be 'cpu' or 'cuda[:N]', got 'bogus'"),
+             (["--device", "bogus"], "argument --device: device must be 'auto', 'cpu' or 'cuda[:N]', got 'bogus'"),
              (["--precision", "fp64"], "argument --precision: invalid choice: 'fp64'")]
     if cuda:
         cases.append((["--device", "cuda"], f"argument --device: {cuda}"))

@@ -125,7 +125,7 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
        f"(0 = the variant's 128x128, height x width); got {size}\n") for size in ("50", "100000", "2080", "-32")),
     (["--weights", "random", "--absolute-depth"], "--absolute-depth is for the metric variants"),
     # the device or precision is said to be the problem, not the weights file (which is not read at all)
-    (["--weights", "/nowhere/dpt_tiny.pt", "--device", "gpu"], "predict: device must be 'cpu' or 'cuda[:N]', got 'gpu'"),
+    (["--weights", "/nowhere/dpt_tiny.pt", "--device", "gpu"], "predict: device must be 'auto', 'cpu' or 'cuda[:N]', got 'gpu'"),
     (["--weights", "/nowhere/dpt_tiny.pt", "--device", "cpu", "--precision", "fp16"],
      "predict: fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16"),
 ])
@@ -144,14 +144,24 @@ def test_cuda_where_there_is_none_names_the_option_to_use(files, capsys):
                                        "use --device cpu\n")
 
 
-def test_the_help_says_the_device_it_runs_on_without_device(capsys):
-    """predict runs on the CPU unless told --device cuda, unlike the node and the demo (device auto: the GPU where
-    there is one); its help said only "cpu, cuda, cuda:N", and a GPU machine's user waited for the CPU's figures."""
+def test_device_is_the_nodes_auto_by_default(files, capsys, monkeypatch):
+    """--device takes the node's values, auto (the default) included: the GPU where there is one, as for the node and
+    the demo. predict ran on the CPU unless told --device cuda and refused auto ("device must be 'cpu' or
+    'cuda[:N]', got 'auto'"): a GPU machine's user of the README's command waited for the CPU's figures."""
+    import dpt_ros
+
     with pytest.raises(SystemExit) as info:
         predict.main(["--help"])
     assert info.value.code == 0
-    assert "cpu (the default, also on a GPU machine), cuda, cuda:N" in " ".join(capsys.readouterr().out.split())
-    assert predict.parse_args(["x.png", "--variant", "dpt_tiny", "--weights", "random", "--out", "o"]).device == "cpu"
+    assert "auto (the default: CUDA where there is one, as for the node), cpu, cuda, cuda:N" in " ".join(
+        capsys.readouterr().out.split())
+    assert predict.parse_args(["x.png", "--variant", "dpt_tiny", "--weights", "random", "--out", "o"]).device == "auto"
+    monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)   # (auto here: the CPU)
+    img, out = files / "images" / "a.png", files / "out_auto"
+    for given in ([], ["--device", "auto"]):
+        assert predict.main([str(img), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                             "--input-size", "64", "--out", str(out), *given]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
 
 
 def test_input_size_range_is_the_nodes():
