@@ -140,6 +140,22 @@ def make_image(stamp_ns: int, width: int = 80, height: int = 60, frame_id: str =
     return msg
 
 
+def model_inverse_depth(node: Any, frame: Image) -> np.ndarray:
+    """The inverse depth ``node``'s depth model gives ``frame`` (its model run here, as the node runs it, and upsampled
+    to the frame's size): what the node publishes on inverse_depth for it, for a reference depth made from it."""
+    rgb = pipeline.decode(conversions.image_view(frame), np)
+    net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
+    return pipeline.upsample(net, (frame.height, frame.width))[0].numpy()
+
+
+def exact_reference(x: np.ndarray, near: float = 1.4, far: float = 5.0) -> tuple[np.ndarray, tuple[float, float]]:
+    """A depth.align reference depth (32FC1 metres) from ``near`` to ``far`` metres that is exactly
+    ``1 / (a * x + b)`` of the inverse depth ``x``, and (a, b): what the node's fit of it must give."""
+    a = (1.0 / near - 1.0 / far) / float(x.max() - x.min())
+    b = 1.0 / far - a * float(x.min())
+    return (1.0 / (a * x + b)).astype(np.float32), (a, b)
+
+
 def padded(image: Image, pad: int) -> Image:
     """A copy of ``image`` whose rows end in ``pad`` bytes of 0xAB beyond its pixels (a larger ``step``, as a
     driver's aligned rows have): a reader that ignores ``step`` reads those bytes as pixels."""

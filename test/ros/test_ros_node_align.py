@@ -5,9 +5,8 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 
-from dpt_ros import pipeline
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, qos, set_params, wait_for
+from dpt_ros.ros.testing import exact_reference, make_image, model_inverse_depth, qos, set_params, wait_for
 
 DOMAIN = 69
 
@@ -28,12 +27,6 @@ def _reference_fit(x, ref_m, stride=4, trim=0.1, refits=3):
         keep = residual <= np.quantile(residual, 1.0 - trim)
 
 
-def _model_inverse_depth(node, frame):
-    rgb = pipeline.decode(conversions.image_view(frame), np)
-    net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
-    return pipeline.upsample(net, (frame.height, frame.width))[0].numpy()
-
-
 @pytest.fixture
 def aligned(harness):
     """A node with depth.align, collectors of depth and inverse_depth, and send(i, make_reference) that publishes
@@ -44,7 +37,7 @@ def aligned(harness):
 
     def send(i, make_reference):
         frame = make_image(1_000_000_000 * i, width=80, height=60, seed=i)
-        values, encoding = make_reference(_model_inverse_depth(node, frame))
+        values, encoding = make_reference(model_inverse_depth(node, frame))
         ref_pub.publish(conversions.image_msg(frame.header, values, encoding))
         wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000 * i, what="reference stored")
         before = dict(node.counts()[""])
@@ -64,13 +57,6 @@ def aligned(harness):
     return node, send, set_
 
 
-def _metres(x, near=1.4, far=5.0):
-    """A reference depth from ``near`` to ``far`` metres that is exactly 1 / (a * x + b), and (a, b)."""
-    a = (1.0 / near - 1.0 / far) / float(x.max() - x.min())
-    b = 1.0 / far - a * float(x.min())
-    return (1.0 / (a * x + b)).astype(np.float32), (a, b)
-
-
 def _alignment(node):
     values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
     return float(values["alignment.scale"]), float(values["alignment.shift"]), int(values["alignment.pixels"])
@@ -82,8 +68,8 @@ def test_depth_min_max_clip_the_aligned_depth_and_do_not_choose_the_reference_pi
     +Inf, not a frame without depth counted incomplete:alignment ('only 0 pixels with a valid reference depth')."""
     node, send, set_ = aligned
     set_(**{"depth.min": 2.0, "depth.max": 4.0})
-    x, ref, d, counts = send(1, lambda x: (_metres(x)[0], "32FC1"))
-    a, b = _metres(x)[1]
+    x, ref, d, counts = send(1, lambda x: (exact_reference(x)[0], "32FC1"))
+    a, b = exact_reference(x)[1]
     assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts
     assert _alignment(node) == (pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4), 15 * 20)
     full = 1.0 / (a * x + b)
@@ -94,11 +80,11 @@ def test_depth_min_max_clip_the_aligned_depth_and_do_not_choose_the_reference_pi
     np.testing.assert_allclose(d[inside], full[inside], rtol=1e-4)
 
     set_(**{"depth.min": 0.0, "depth.max": 1.0})                      # the whole scene (1.4-5 m) beyond it
-    x, ref, d, counts = send(2, lambda x: (_metres(x)[0], "32FC1"))
+    x, ref, d, counts = send(2, lambda x: (exact_reference(x)[0], "32FC1"))
     assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts
     assert np.isposinf(d).all()
-    assert _alignment(node) == (pytest.approx(_metres(x)[1][0], rel=1e-4),
-                                pytest.approx(_metres(x)[1][1], rel=1e-4), 15 * 20)
+    assert _alignment(node) == (pytest.approx(exact_reference(x)[1][0], rel=1e-4),
+                                pytest.approx(exact_reference(x)[1][1], rel=1e-4), 15 * 20)
 
 
 def test_a_camera_without_references_is_told_apart_from_one_whose_references_miss_the_tolerance(harness):
@@ -114,8 +100,8 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     ref_pub = harness.probe.create_publisher(Image, "/a/depth_reference", qos("reliable"))
     wait_for(lambda: ref_pub.get_subscription_count() > 0, what="discovery of /a/depth_reference")
     frame = make_image(3_000_000_000, width=80, height=60)
-    x = _model_inverse_depth(node, frame)
-    ref, _ = _metres(x)
+    x = model_inverse_depth(node, frame)
+    ref, _ = exact_reference(x)
     ref[::7, ::5] = np.nan                                   # holes and wrong returns the trimming leaves out
     ref[30:34, 40:] *= 2.5
     ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
@@ -162,7 +148,8 @@ def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_
     assert "nothing received on /depth_reference yet from its 1 publisher(s)" in reason, reason
     assert "remap" not in reason, reason
     second = make_image(2_000_000_000, width=80, height=60, seed=2)
-    ref_pub.publish(conversions.image_msg(second.header, _metres(_model_inverse_depth(node, second))[0], "32FC1"))
+    ref = exact_reference(model_inverse_depth(node, second))[0]
+    ref_pub.publish(conversions.image_msg(second.header, ref, "32FC1"))
     wait_for(lambda: len(cam.references) == 1, what="reference stored")
     pub.publish(second)
     wait_for(lambda: any(m.header.stamp == second.header.stamp for m in depth), what="the second frame's depth")

@@ -14,7 +14,8 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, publish_until, qos, set_params, wait_for
+from dpt_ros.ros.testing import (gate_engine, make_image, make_info, model_inverse_depth, publish_until, qos,
+                                 set_params, wait_for)
 
 DOMAIN = 41
 
@@ -711,13 +712,6 @@ def test_excluded_classes_without_segmentation_publish_no_cloud(harness):
     assert not any("need metric depth" in m.msg for m in log)
 
 
-def _model_inverse_depth(node, frame):
-    """The node's inverse depth of ``frame``, computed here the way the node does."""
-    rgb = pipeline.decode(conversions.image_view(frame), np)
-    net = node.models.depth.run(node.models.depth_pre(rgb))["inverse_depth"]
-    return pipeline.upsample(net, (frame.height, frame.width))[0].numpy()
-
-
 def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
     """depth.align: each frame's depth is 1 / (scale * inverse_depth + shift) fitted to the reference depth of
     its stamp (16UC1 millimetres here), whether the reference comes before the image, after it while the
@@ -732,7 +726,7 @@ def test_depth_align_fits_every_frame_to_its_reference_depth(harness):
     frames = [make_image(5_000_000_000 + i * 33_000_000, width=80, height=60) for i in range(4)]
     refs, fits = [], []
     for i, frame in enumerate(frames):
-        x = _model_inverse_depth(node, frame)
+        x = model_inverse_depth(node, frame)
         a = (0.3 + 0.2 * i) / float(x.max() - x.min())     # a different scale and shift per frame
         b = 0.2 - a * float(x.min())
         mm = np.rint(1000.0 / (a * x + b)).astype(np.uint16)   # 1.4 to 5 m
@@ -796,7 +790,7 @@ def test_depth_align_switched_live_subscribes_and_unsubscribes_the_reference(har
     assert subscribed() == {"/image", "/camera_info", "/depth_reference"}
     wait_for(lambda: ref_pub.get_subscription_count() > 0, what="the reference subscription matched")
     frame = make_image(7_000_000_000, width=80, height=60)
-    x = _model_inverse_depth(node, frame)
+    x = model_inverse_depth(node, frame)
     a = 0.5 / float(x.max() - x.min())
     b = 0.25 - a * float(x.min())
     ref_pub.publish(conversions.image_msg(frame.header, (1.0 / (a * x + b)).astype(np.float32), "32FC1"))
@@ -838,7 +832,7 @@ def test_depth_align_overrides_a_metric_variant_and_depth_scale_and_falls_back_t
 
     def frame_with_reference(i, make_ref):
         frame = make_image(7_000_000_000 + i, width=72, height=56)
-        x = _model_inverse_depth(node, frame)
+        x = model_inverse_depth(node, frame)
         ref_pub.publish(conversions.image_msg(frame.header, make_ref(x).astype(np.float32), "32FC1"))
         wait_for(lambda: cam.references and cam.references[-1][0] == 7_000_000_000 + i, what="reference stored")
         pub.publish(frame)
