@@ -9,7 +9,13 @@ nothing. A fixed seed: the same draws every run. Distilled from an exploratory f
 compressedDepth reading REP 117's -Inf back as compressed.depth_max; its configuration is the first draw here. The
 input is drawn too (image_transport, set with the parameters): a third of the frames come as image/compressed, PNG
 or JPEG as image_transport's compressed plugin writes them, and every output is checked against what the node must
-see in them."""
+see in them. So are max_rate, points.max_rate and depth.align (from a generator of their own): a frame beyond
+max_rate is skipped on arrival and counted throttled, a cloud beyond points.max_rate is not built and counted
+throttled.points (a frame that can build none gives its turn back), and an aligned frame's metres are the fit to a
+reference depth made here from the model's own inverse depth; the counters add up (received = processed + dropped +
+idle + throttled + errors) after every frame."""
+import collections
+import copy
 import random
 from typing import Optional
 
@@ -21,8 +27,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.testing import (MAKE_IMAGE_ENCODINGS, call_service, get_params, make_image, make_info, padded,
-                                 pattern_image, qos, read_compressed, read_compressed_depth, wait_for)
+from dpt_ros.ros.testing import (MAKE_IMAGE_ENCODINGS, call_service, exact_reference, get_params, make_image,
+                                 make_info, model_inverse_depth, padded, pattern_image, qos, read_compressed,
+                                 read_compressed_depth, wait_for)
 
 DOMAIN = 93
 SEED, DRAWS = 20261205, 48
@@ -30,6 +37,13 @@ SEED, DRAWS = 20261205, 48
 #: left the parameters' draws of SEED, and the classes they cover, as they were (SEED + 1 and + 2 had no compressed
 #: frame whose colours an output shows of one codec or the other; + 3 has each)
 TRANSPORT_SEED = SEED + 3
+#: max_rate, points.max_rate and depth.align (and a reference's holes, the frames sent beyond max_rate) likewise
+RATE_SEED = SEED + 4
+#: the rates drawn, for which frame a throttle lets through not to depend on the clock: the top of the range, whose
+#: period (1 ms; a frame may come half of it early) is far shorter than this test's frames are apart, lets every frame
+#: through; a slow rate, one frame in 500 .. 1000 s (each drawn anew, so a new setting), lets through the first frame
+#: after it was set and none after it while it stays (a turn comes again half a period on: after the test)
+TOP_RATE, SLOW_RATES = 1000.0, (1.0 / 1000.0, 1.0 / 500.0)
 
 TYPES = {"inverse_depth": Image, "inverse_depth/colored": Image, "depth": Image, "depth/camera_info": CameraInfo,
          "segmentation": Image, "segmentation/colored": Image, "points": PointCloud2,
@@ -39,15 +53,16 @@ COPIES = {"inverse_depth/colored/compressed": "inverse_depth/colored", "depth/co
           "segmentation/compressed": "segmentation", "segmentation/colored/compressed": "segmentation/colored"}
 CLASS_NAMES = params._class_names()   # label value = index ("unlabeled" is 0)
 
-#: live parameters not drawn with the others: time-based throttles (max_rate, points.max_rate: which frame they skip
-#: depends on the clock), depth.align (needs a reference stream), the inputs and the node's own set-up
-#: (camera_info.url, image_transport: drawn from a generator of its own, TRANSPORT_SEED; diagnostics.period,
-#: cpu_threads), and the two outputs the oracle reads (publish.inverse_depth,
-#: publish.segmentation: the depth oracle is computed from the published inverse depth, the exclusions from the
-#: published labels)
-NOT_DRAWN = {"max_rate", "points.max_rate", "depth.align", "depth.align_tolerance", "camera_info.url",
-             "image_transport", "diagnostics.period", "cpu_threads", "publish.inverse_depth", "publish.segmentation"}
-LIVE = [p for p in params.PARAMETERS if p.apply == "live" and p.name not in NOT_DRAWN]
+#: live parameters drawn from generators of their own (so that adding them left the draws of SEED as they were):
+#: image_transport (TRANSPORT_SEED) and the throttles and depth.align (RATE_SEED: _draw_rates)
+OWN_DRAWS = {"image_transport", "max_rate", "points.max_rate", "depth.align"}
+#: live parameters not drawn: depth.align_tolerance (every reference here has its frame's stamp), the inputs and the
+#: node's own set-up (camera_info.url, diagnostics.period, cpu_threads), and the two outputs the oracle reads
+#: (publish.inverse_depth, publish.segmentation: the depth oracle is computed from the published inverse depth, the
+#: exclusions from the published labels)
+NOT_DRAWN = {"depth.align_tolerance", "camera_info.url", "diagnostics.period", "cpu_threads", "publish.inverse_depth",
+             "publish.segmentation"}
+LIVE = [p for p in params.PARAMETERS if p.apply == "live" and p.name not in NOT_DRAWN | OWN_DRAWS]
 
 #: the combination that exposed the compressedDepth bug (fixed in c3da476): with shift 0.5 every depth is <= 2 m,
 #: so depth.min 3 makes it all REP 117's -Inf; compressed.depth_max 100 >= 2 q (q + 1) with q 5, where the old code
@@ -63,7 +78,8 @@ RAW_LENS = {"depth.min": 0.0, "camera_info.rectified": False, "points.enabled": 
 #: sets the node must refuse as a whole (each value alone valid or not), leaving every setting as it was
 REFUSED = [{"depth.min": 5.0, "depth.max": 5.0}, {"colormap_min": 2.0, "colormap_max": 1.0},
            {"points.exclude_classes": "person, nosuchclass"}, {"points.stride": 0},
-           {"points.stride": 3, "depth.min": 2.0, "depth.max": 1.0}, {"colormap": "nope", "points.stride": 5}]
+           {"points.stride": 3, "depth.min": 2.0, "depth.max": 1.0}, {"colormap": "nope", "points.stride": 5},
+           {"max_rate": 5.0, "points.max_rate": 1001.0, "depth.align": True}]
 
 
 def _draw(rng: random.Random, spec) -> object:
@@ -100,6 +116,45 @@ def _draw(rng: random.Random, spec) -> object:
     if name == "camera_info.tolerance":
         return rng.choice([0.0, 0.05])
     raise AssertionError(f"no draw for {name}: add one")
+
+
+def _draw_rates(rng: random.Random, s: dict, hold_points: bool) -> dict:
+    """max_rate and points.max_rate, each kept as it is (40 %), 0, TOP_RATE or a new slow rate; depth.align switched
+    now and then (30 %). Where the settings ``s`` (the draw's) leave the cloud no metres but depth.align's, a frame
+    without a fit may give its turn back: there depth.align is on more often and points.max_rate more often a new slow
+    rate. ``hold_points``: points.max_rate is kept (a slow one whose turn a cloud just took: the next cloud is
+    skipped)."""
+    turn_back = s["depth.scale"] == 0 and s["points.enabled"]
+    values = {}
+    for name in ("max_rate", "points.max_rate")[:1 if hold_points else 2]:
+        r = rng.random()
+        if turn_back and name == "points.max_rate" and r < 0.5:
+            values[name] = rng.uniform(*SLOW_RATES)
+        elif r < 0.6:
+            values[name] = 0.0 if r < 0.3 else TOP_RATE if r < 0.4 else rng.uniform(*SLOW_RATES)
+    if rng.random() < (0.6 if turn_back else 0.3):
+        values["depth.align"] = rng.random() < (0.8 if turn_back else 0.5)
+    return values
+
+
+class _Turns:
+    """A throttle at the rates drawn here (max_rate, points.max_rate): whether it lets the next frame (cloud)
+    through. 0 and TOP_RATE let all through; a slow rate the first after it was set, then none (README: at most that
+    many a second, one up to half a period early; a frame that could build no cloud gives its turn back)."""
+
+    def __init__(self) -> None:
+        self.rate, self.used = 0.0, False
+
+    def take(self, rate: float) -> bool:
+        if rate != self.rate:
+            self.rate, self.used = rate, False
+        if rate in (0.0, TOP_RATE):
+            return True
+        taken, self.used = not self.used, True
+        return taken
+
+    def give_back(self) -> None:
+        self.used = False
 
 
 def _frame_rgb(encoding: str, w: int, h: int, seed: int) -> np.ndarray:
@@ -268,7 +323,8 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
     pub = harness.probe.create_publisher(Image, "image", qos())
     compressed_pub = harness.probe.create_publisher(CompressedImage, "image/compressed", qos())
     info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", qos())
-    transport_rng = random.Random(TRANSPORT_SEED)
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
+    transport_rng, rate_rng = random.Random(TRANSPORT_SEED), random.Random(RATE_SEED)
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              all(cam.pubs[n].get_subscription_count() > 0 for n in TYPES), timeout=60, what="discovery")
 
@@ -281,7 +337,28 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
     def of_frame(name, stamp):
         return [m for m in list(got[name]) if conversions.stamp_ns(m.header) == stamp]
 
-    names = [spec.name for spec in LIVE]
+    # the camera's counters as they must be (out:<topic> aside, checked per frame), the throttles' turns, and the
+    # stamps of the frames max_rate skipped (none may have an output)
+    expected, frame_turns, cloud_turns, throttled = collections.Counter(), _Turns(), _Turns(), []
+    hold_points = False   # (_draw_rates)
+
+    def check_counts():
+        c = node.counts()[""]
+        assert {k: n for k, n in c.items() if not k.startswith("out:")} == +expected, (c, expected)
+        # README: received = processed + dropped + idle + throttled + errors
+        assert c["received"] == sum(c.get(k, 0) for k in ("processed", "dropped", "idle", "throttled")) + sum(
+            n for k, n in c.items() if k.startswith("error:")), c
+        assert node.error_counts() == +collections.Counter(alignment=expected["incomplete:alignment"]), c
+
+    def send_throttled(msg, publisher):   # a frame max_rate must skip on arrival: counted, nothing else
+        received = node.counts()[""]["received"]
+        publisher.publish(msg)
+        wait_for(lambda: node.counts()[""]["received"] == received + 1, what="a frame beyond max_rate received")
+        expected.update(("received", "throttled"))
+        throttled.append(conversions.stamp_ns(msg.header))
+        check_counts()
+
+    names = [spec.name for spec in LIVE] + sorted(OWN_DRAWS)
     previous = None   # (stamp, outputs expected) of the frame before: checked for extra outputs once the next is out
     frames, seen = 0, set()   # which classes of combinations the frames covered (asserted at the end)
     for i in range(DRAWS):
@@ -292,9 +369,10 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
             assert not r.successful and r.reason, bad
             assert dict(node.settings.values) == before and get_params(harness, node, *names) == before_rclpy, bad
         values = {0: FIRST, 1: RAW_LENS}.get(i) or {spec.name: _draw(rng, spec) for spec in LIVE if rng.random() < 0.4}
-        transport = node.settings["image_transport"]
-        if i > 1:   # the input, from its own generator (the first two draws are the fixed ones, on raw frames)
+        transport, align = node.settings["image_transport"], node.settings["depth.align"]
+        if i > 1:   # the input and the rates, from their own generators (the first two draws are the fixed ones)
             values = {**values, "image_transport": transport_rng.choice(["raw", "raw", "compressed"])}
+            values.update(_draw_rates(rate_rng, {**node.settings.values, **values}, hold_points))
         merged = {**node.settings.values, **values}
         refused = merged["depth.min"] >= merged["depth.max"] or merged["colormap_min"] >= merged["colormap_max"]
         r = set_atomically(values)
@@ -308,6 +386,8 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         compressed = s["image_transport"] == "compressed"
         if s["image_transport"] != transport:   # the node subscribes the other topic: its publisher sees it
             wait_for(lambda: (compressed_pub if compressed else pub).get_subscription_count() > 0, what="the input")
+        if s["depth.align"] != align:   # depth_reference subscribed, or unsubscribed (before it is subscribed again)
+            wait_for(lambda: (ref_pub.get_subscription_count() > 0) == s["depth.align"], what="depth_reference")
 
         # a frame, and its camera_info (P other than K; sometimes of twice the frame's resolution, sometimes a lens)
         w, h = rng.choice([(64, 48), (33, 17), (17, 31), (120, 40), (1, 1), (2, 3), (40, 1)])
@@ -329,28 +409,92 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
             info.distortion_model, info.d = "plumb_bob", [0.1, -0.05, 0.001, 0.0, 0.0]
         info_pub.publish(info)
         wait_for(lambda: any(m.header.stamp == img.header.stamp for _, m in list(cam.infos)), what="camera_info")
+        publisher = compressed_pub if compressed else pub
+        if not frame_turns.take(s["max_rate"]):   # a slow max_rate kept since a frame it let through
+            send_throttled(frame, publisher)
+            seen.add("a draw's frame throttled")
+            continue
+        seen.add(f"max_rate {'slow' if 0 < s['max_rate'] < TOP_RATE else s['max_rate']}")
+        fit = None   # with depth.align, its reference: an exact one, 1 / (a * x + b) of the model's inverse depth x
+        if s["depth.align"]:
+            x = model_inverse_depth(node, conversions.image_msg(img.header, rgb, "rgb8"))
+            ref, ab = exact_reference(x) if np.ptp(x) > 0 else (np.full(x.shape, 2.0, np.float32), None)
+            # (a frame that may give its cloud's turn back: one with no metres but the fit's, whose turn is there)
+            turn_back = s["depth.scale"] == 0 and s["points.enabled"] and 0 < s["points.max_rate"] < TOP_RATE and (
+                s["points.max_rate"] != cloud_turns.rate or not cloud_turns.used)
+            kind = rate_rng.random() * (0.4 if turn_back else 1.0)
+            if kind < 0.2:   # no measurement (0) anywhere: a depth camera seeing nothing
+                ref[...] = 0.0
+                seen.add("a reference measuring nothing")
+            elif kind < 0.4:   # no measurement (NaN, 0) here and there
+                ref[::7, ::5], ref[1::6, 2::9] = np.nan, 0.0
+                seen.add("a reference with holes")
+            ref_pub.publish(conversions.image_msg(img.header, ref, "32FC1"))
+            wait_for(lambda: cam.references and cam.references[-1][0] == stamp, what="the reference stored")
+            measured = ref[::4, ::4] > 0   # (README: every 4th pixel in both directions with a measurement)
+            fits = ab is not None and measured.sum() >= 10 and np.ptp(x[::4, ::4][measured]) > 0
+            fit = ab, int(measured.sum()) if fits else 0   # ((a, b), the pixels it is fitted over; 0: none)
         c0 = node.counts()[""]
-        (compressed_pub if compressed else pub).publish(frame)
+        publisher.publish(frame)
         wait_for(lambda: node.counts()[""].get("processed", 0) == c0.get("processed", 0) + 1, timeout=60,
                  what=f"frame {i} processed")
         frames += 1
-        c1 = node.counts()[""]
-        assert node.error_counts() == {} and c1["received"] == frames, c1
-        assert not any(k.startswith(("incomplete:", "dropped", "idle", "throttled")) for k in c1), c1
 
-        # what goes out: the enabled outputs; depth, its camera_info and points only with metres (depth.scale > 0)
-        metric = s["depth.scale"] > 0
+        # what goes out: the enabled outputs; depth, its camera_info and points only with metres: depth.align's fit,
+        # made where one of them is still wanted after points.max_rate (a frame whose reference has fewer than 10
+        # pixels to fit is counted incomplete:alignment and falls back), or depth.scale > 0
+        cloud = s["points.enabled"] and (s["depth.align"] or s["depth.scale"] > 0)   # (wanted: it takes a turn)
+        if cloud and not cloud_turns.take(s["points.max_rate"]):
+            expected["throttled:points"] += 1
+            seen.add("a cloud beyond points.max_rate")
+            cloud, hold_points = False, False
+        align_tried = fit is not None and (s["publish.depth"] or cloud)
+        aligned = align_tried and fit[1] > 0
+        metric = aligned or s["depth.scale"] > 0
+        gave_back = cloud and not metric and 0 < s["points.max_rate"] < TOP_RATE
+        if cloud and not metric:   # no alignment, no metres: no cloud, and its turn goes to the next frame
+            cloud_turns.give_back()
+            cloud = False
+        elif cloud and s["points.max_rate"] > 0:
+            seen.add(f"a cloud at points.max_rate {'slow' if s['points.max_rate'] < TOP_RATE else TOP_RATE}")
+            hold_points = s["points.max_rate"] < TOP_RATE   # (kept for the next draw: its cloud is skipped)
+        if align_tried and not aligned:
+            expected["incomplete:alignment"] += 1
+            seen.add(f"no alignment, {'metres of depth.scale' if metric else 'no metres'}")
+        expected.update(("received", "processed"))
+        check_counts()
         expect = {"inverse_depth", "segmentation"}
         expect |= {"inverse_depth/colored"} if s["publish.inverse_depth_colored"] else set()
         expect |= {"segmentation/colored"} if s["publish.segmentation_colored"] else set()
         expect |= {"depth", "depth/camera_info"} if metric and s["publish.depth"] else set()
-        expect |= {"points"} if metric and s["points.enabled"] else set()
+        expect |= {"points"} if cloud else set()
         expect |= {c for c, base in COPIES.items() if base in expect}
         wait_for(lambda: all(of_frame(n, stamp) for n in expect), timeout=60, what=f"outputs of frame {i}")
         # each counted once as it went out (the copies' counts come from their own thread: waited for)
         sent = lambda: {k[4:]: n - c0.get(k, 0) for k, n in node.counts()[""].items()  # noqa: E731
                         if k.startswith("out:") and n != c0.get(k, 0)}
         wait_for(lambda: sent() == dict.fromkeys(expect, 1), what=f"each output of frame {i} counted once")
+        if 0 < s["max_rate"] < TOP_RATE:   # a slow max_rate let this frame through: it skips the next ones
+            for k in range(rate_rng.choice([1, 2])):
+                beyond = copy.deepcopy(frame)
+                beyond.header.stamp.nanosec += (k + 1) * 1_000_000
+                assert not frame_turns.take(s["max_rate"])
+                send_throttled(beyond, publisher)
+            seen.add("frames after the first at a slow max_rate throttled")
+        elif gave_back:   # the next frame takes the turn this one gave back: one its reference fits (64 x 48)
+            nxt = make_image(stamp + 500_000_000, 64, 48, frame_id=f"f{i}", seed=i)
+            info_pub.publish(make_info(nxt))
+            wait_for(lambda: any(m.header.stamp == nxt.header.stamp for _, m in list(cam.infos)), what="camera_info")
+            ref_pub.publish(conversions.image_msg(nxt.header, exact_reference(model_inverse_depth(node, nxt))[0]))
+            wait_for(lambda: cam.references[-1][0] == stamp + 500_000_000, what="the reference stored")
+            assert frame_turns.take(s["max_rate"]) and cloud_turns.take(s["points.max_rate"])
+            c2 = node.counts()[""]
+            publisher.publish(_compressed(nxt, "png", bare=False)[0] if compressed else nxt)
+            wait_for(lambda: node.counts()[""]["processed"] == c2["processed"] + 1, what="the next frame processed")
+            expected.update(("received", "processed"))
+            check_counts()
+            wait_for(lambda: node.counts()[""]["out:points"] == c2.get("out:points", 0) + 1, what="its cloud")
+            seen.add("a cloud on a turn given back")
         if previous is not None:
             extra = {n for n in TYPES if of_frame(n, previous[0])} - previous[1]
             assert not extra, f"frame {i - 1}: outputs not enabled: {extra}"
@@ -390,7 +534,15 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         if not metric:
             seen.add("no metres")
             continue
-        want = _expected_depth(inv, s, labels)
+        calibration = s
+        if aligned:   # the node's fit, to the reference made exactly 1 / (a * x + b) of x, with the pixels it had
+            a, b, pixels = cam.alignment
+            np.testing.assert_allclose(a * inv + b, fit[0][0] * inv + fit[0][1], rtol=1e-4)
+            assert pixels == fit[1], (pixels, fit)
+            calibration = {**s.values, "depth.scale": a, "depth.shift": b}
+            seen |= {tag for tag, hit in {f"aligned {s['depth.encoding']}": "depth" in out,
+                                          "an aligned cloud": "points" in out}.items() if hit}
+        want = _expected_depth(inv, calibration, labels)
         q = s["compressed.depth_quantization"]
         seen |= {tag for tag, hit in {   # (each counted where the output it is about was checked)
             f"depth {s['depth.encoding']}": "depth" in out, "-Inf": np.isneginf(want).any() and "depth" in out,
@@ -437,11 +589,17 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
         if "points" in out:
             _check_cloud(out["points"], s, info, metres, want, labels, rgb, w, h)
     assert frames >= DRAWS // 2, frames   # (most draws are accepted: the checks above ran on frames)
+    assert not {conversions.stamp_ns(m.header) for n in TYPES for m in got[n]} & set(throttled)
     wanted = {f"encoding {e}" for e in MAKE_IMAGE_ENCODINGS} | {
         "colormap_range fixed", "colormap_range running", "no metres", "depth 32FC1", "depth 16UC1", "organized True",
         "organized False", "rectified True", "rectified False with a lens", "color_source image",
         "color_source segmentation", "no rgb", "-Inf", "+Inf", "-Inf with a code for it on the old code",
         "depth.exclude_classes", "points.exclude_classes", "edge_filter", "label", "cloud of 16UC1",
         "camera_info of 2x the frame", "colours of a compressed png frame",
-        "colours of a compressed png frame of 16 bits", "colours of a compressed jpeg frame"}
-    assert wanted <= seen, f"the draws of seeds {SEED}, {TRANSPORT_SEED} no longer cover {sorted(wanted - seen)}"
+        "colours of a compressed png frame of 16 bits", "colours of a compressed jpeg frame", "max_rate 1000.0",
+        "max_rate slow", "a draw's frame throttled", "frames after the first at a slow max_rate throttled",
+        "a cloud at points.max_rate 1000.0", "a cloud at points.max_rate slow", "a cloud beyond points.max_rate",
+        "a cloud on a turn given back", "aligned 32FC1", "aligned 16UC1", "an aligned cloud", "a reference with holes",
+        "a reference measuring nothing", "no alignment, metres of depth.scale", "no alignment, no metres"}
+    assert wanted <= seen, (f"the draws of seeds {SEED}, {TRANSPORT_SEED}, {RATE_SEED} no longer cover "
+                            f"{sorted(wanted - seen)}")
