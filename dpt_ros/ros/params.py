@@ -617,8 +617,9 @@ def _check_value(spec: ParamSpec, value: Any, option: Optional[str] = None) -> O
         return f"{spec.name} must be of type {spec.type.__name__}, got {type(value).__name__}"
     if spec.type is list and not all(isinstance(v, str) for v in value):
         return f"{spec.name} must be a list of strings"
-    if spec.choices is not None and value not in spec.choices:
-        return f"{'' if option else spec.name + '='}{shown(value)} is not one of {', '.join(spec.choices)}"
+    choices = spec.listed_choices()   # (the colour maps too: the pipeline's, read only when asked for)
+    if choices is not None and value not in choices:
+        return f"{'' if option else spec.name + '='}{shown(value)} is not one of {', '.join(choices)}"
     reason = range_refusal(spec, value, option)
     if reason is None and spec.check is not None:
         return spec.check(value) if option is None else spec.check(value, option)
@@ -914,10 +915,6 @@ def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
         reasons.append(f"depth.min ({s['depth.min']:g}) must be below depth.max ({s['depth.max']:g})")
     if s["colormap_min"] >= s["colormap_max"]:
         reasons.append(f"colormap_min ({s['colormap_min']:g}) must be below colormap_max ({s['colormap_max']:g})")
-    if "colormap" in changed or not changed:
-        names = _colormap_names()
-        if s["colormap"] not in names:
-            reasons.append(f"colormap={shown(s['colormap'])} is not one of {', '.join(names)}")
     reasons.extend(target_refusals(s["device"], s["precision"], s["cuda_graphs"]))
     return reasons
 

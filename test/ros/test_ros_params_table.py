@@ -127,6 +127,20 @@ def test_start_up_values_are_checked_one_by_one(name, value, needle):
     assert any(name in r and needle in r for r in reasons), reasons
 
 
+def test_check_value_checks_the_colour_maps_as_every_closed_set():
+    """check_value is the one check of a single value, choices included: the colour maps were checked only among the
+    checks across parameters (validate, check_all), so check_value('colormap', 'nope') found nothing wrong and its
+    users (bench_node_stages, sros2_policy) took a value the node refuses. The reason is said once."""
+    from dpt_ros import pipeline
+
+    assert params.check_value("colormap", "nope") == f"colormap='nope' is not one of {', '.join(pipeline.COLORMAPS)}"
+    assert all(params.check_value("colormap", name) is None for name in pipeline.COLORMAPS)
+    assert params.check_value("colormap", 3) == "colormap must be of type str, got int"
+    _, reasons = params.validate(params.defaults(), {"colormap": "nope"})
+    assert reasons == [params.check_value("colormap", "nope")]
+    assert params.check_all(params.defaults().replace({"colormap": "nope", "depth.weights": "random"})) == reasons
+
+
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)
     s = params.defaults()
