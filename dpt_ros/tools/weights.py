@@ -12,7 +12,9 @@ then renamed over DST), never over SRC itself, and only into a folder that exist
 (SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never one that a
 running conversion is writing: each holds a lock on its own) and says so.
 
-Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error.
+Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error, among them a FILE
+or SRC that names no checkpoint file (not there, a symbolic link to nothing, a folder without weights, a pipe):
+nothing was checked; a FILE not there is said with where to download the weights.
 """
 
 from __future__ import annotations
@@ -56,7 +58,6 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         _check_release_digest,
         _is_index,
         _shard_files,
-        dangling_link_text,
         describe_state_dict,
         file_sha256,
         load_checkpoint,
@@ -66,10 +67,10 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         resolve_weights_path,
     )
 
+    why = source_problem(path)
+    if why:
+        raise FileNotFoundError(why)
     path = resolve_weights_path(path)  # ~ expanded; a Hugging Face snapshot folder -> its weights file, as the loader does
-    if not path.is_file():   # missing, or a pipe / device that reading would block on
-        raise FileNotFoundError(f"not a regular file: {path}" if path.exists()
-                                else f"no such file: {path}{dangling_link_text(path)}")
     lines = [] if lines is None else lines
     v = get_variant(variant) if variant else None
     if _is_index(path):
@@ -140,7 +141,8 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix), fp32; a
     .safetensors file records the variant, which loading it as another variant refuses.
 
-    :raises FileNotFoundError: no file ``src`` (no errno), or no folder for ``dst`` (errno ENOENT).
+    :raises FileNotFoundError: ``src`` names no file (no errno: :func:`source_problem`), or no folder for ``dst``
+        (errno ENOENT).
     :raises ValueError: ``dst`` is ``src``. :raises CheckpointError: ``src`` cannot be loaded as ``variant``.
     :raises OSError: ``dst`` cannot be written (then it is left as it was)."""
     import torch
@@ -148,9 +150,10 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     from dpt_ros.model import official_to_hf
     from dpt_ros.model.checkpoint import load_checkpoint, resolve_weights_path
 
+    why = source_problem(src)   # (the loader's message would add where a variant's release weights are: no use here)
+    if why:
+        raise FileNotFoundError(why)
     src = resolve_weights_path(src)   # ~ expanded; a Hugging Face snapshot folder -> its weights file
-    if not src.exists():   # (the loader's message would add where a variant's release weights are: not the point here)
-        raise FileNotFoundError(f"weights file not found: {src}")
     same = same_file_error(src, dst)
     if same:
         raise ValueError(same)
@@ -199,6 +202,35 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     return f"wrote {dst} ({len(sd)} tensors, {to} names){notice}"
 
 
+def source_problem(path: Path) -> str:
+    """Why ``path`` (``--verify``'s FILE, ``--convert``'s SRC) names no checkpoint file to read, '' when it names one:
+    no such file (a symbolic link to nothing said to be one), an empty path, a folder without weights, or not a
+    regular file (a pipe or device that reading would block on)."""
+    from dpt_ros.model.checkpoint import dangling_link_text, resolve_weights_path
+
+    if not os.fspath(path):   # (the loader's words would offer 'random', no file to check or convert)
+        return "no file given (an empty path); give a checkpoint file"
+    try:
+        path = resolve_weights_path(path)   # ~ expanded; a Hugging Face snapshot folder -> its weights file
+    except FileNotFoundError as e:   # (a folder without weights)
+        return str(e)
+    if path.is_file():
+        return ""
+    return f"not a regular file: {path}" if path.exists() else f"no such file: {path}{dangling_link_text(path)}"
+
+
+def download_hint(path: Path, variant: Optional[str]) -> str:
+    """Where to get the weights a missing ``path`` was to hold: the release URL of ``variant`` or of the variant
+    whose release file ``path`` is named after, and the ``--urls`` list (as the node's own missing-weights message
+    gives the URL)."""
+    v = get_variant(variant) if variant else next(
+        (v for v in VARIANTS.values() if v.checkpoint and Path(path).name == v.checkpoint), None)
+    urls = "python -m dpt_ros.tools.weights --urls lists the official weights of every variant"
+    if v is not None and v.url:
+        return f"download it first: the official {v.name} weights are {v.url} ({urls})"
+    return f"download it first ({urls})"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -234,21 +266,29 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.urls:
         print(urls_text())
         return 0
+    if args.convert and not args.variant:
+        ap.error("--convert needs --variant")
+    source = args.verify if args.verify is not None else args.convert[0]
+    why = source_problem(source)
+    if why:   # (a usage error, as the other tools' --weights that names no file: nothing was checked)
+        if args.verify is None:
+            ap.error(f"--convert: SRC: {why}")
+        if source and not os.path.lexists(os.path.expanduser(source)):   # (not a link to nothing, a folder, a pipe: said so)
+            why += f"; {download_hint(Path(source), args.variant)}"
+        ap.error(f"--verify: {why}")
     report: list[str] = []
     try:
-        if args.verify:
+        if args.verify is not None:
             verify(Path(args.verify), args.variant, lines=report)
             print("\n".join(report))
         else:
-            if not args.variant:
-                ap.error("--convert needs --variant")
             same = same_file_error(*map(Path, args.convert))
             if same:
                 ap.error(same)
             print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
     except (CheckpointError, OSError) as exc:
-        # the loader's own refusals (and the "no such file" for a missing source, a FileNotFoundError without an
-        # errno) say what is wrong; an OSError of the system's is the destination of --convert (a missing folder, no
+        # the loader's own refusals (and a FileNotFoundError without an errno: a source gone since it was checked)
+        # say what is wrong; an OSError of the system's is the destination of --convert (a missing folder, no
         # permission, a full disk; DST is left as it was): reading the source fails as a CheckpointError
         if isinstance(exc, CheckpointError) or (isinstance(exc, FileNotFoundError) and exc.errno is None):
             if report:   # what was checked before the failure

@@ -260,8 +260,11 @@ def test_a_symlink_loads_the_file_it_names_and_one_to_nothing_is_said_to_be_one(
     with pytest.raises(FileNotFoundError) as e:
         load_checkpoint(link, "dpt_tiny")
     assert f"weights file not found: {tmp_path}/{text}" in str(e.value)
-    assert weights.main(["--verify", str(link)]) == 1
-    assert f"FAILED: no such file: {tmp_path}/{text}" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # (no file to check: weights' usage error)
+        weights.main(["--verify", str(link)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f" error: --verify: no such file: {tmp_path}/{text}; fix the link" in err, err
+    assert "download it first" not in err   # (the file is somewhere: the link says where it was)
 
 
 def test_weights_path_with_a_tilde_is_in_the_home_directory(tmp_path, tiny_sd, monkeypatch):
@@ -674,7 +677,9 @@ def test_weights_tool_verifies_snapshot_directory(tmp_path, tiny_sd):
     report = weights.verify(snap, "dpt_tiny")
     assert "model.safetensors" in report and "strict load as dpt_tiny: OK" in report
     assert weights.main(["--verify", str(snap), "--variant", "dpt_tiny"]) == 0
-    assert weights.main(["--verify", str(tmp_path)]) == 1  # a folder without weights: clear failure
+    with pytest.raises(SystemExit) as e:   # a folder without weights: no file to check (weights' usage error)
+        weights.main(["--verify", str(tmp_path)])
+    assert e.value.code == 2
 
 
 def test_a_long_load_error_is_cut_at_a_word_with_a_mark():

@@ -49,7 +49,9 @@ def test_verify_ok_and_corrupt(tiny_file, tmp_path, capsys):
     # wrong variant: the strict load fails and names the right one
     assert weights.main(["--verify", str(tiny_file), "--variant", "dpt_hybrid"]) == 1
     assert "dpt_tiny" in capsys.readouterr().err
-    assert weights.main(["--verify", str(tmp_path / "nope.pt")]) == 1
+    with pytest.raises(SystemExit) as e:   # (a usage error: test_a_path_naming_no_file_is_a_usage_error...)
+        weights.main(["--verify", str(tmp_path / "nope.pt")])
+    assert e.value.code == 2
     capsys.readouterr()
     # a name without a hash (the user's own weights, as the node accepts them): the hash is information only,
     # the architecture check decides (before, any such .pt was called corrupt against the release's hash)
@@ -85,12 +87,46 @@ def test_convert_to_a_place_it_cannot_write_is_one_line(tiny_file, tmp_path, cap
     assert weights.main(["--convert", str(tiny_file), str(missing), "--variant", "dpt_tiny"]) == 1
     err = capsys.readouterr().err
     assert err == f"FAILED: cannot write {missing}: No such file or directory\n", err
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_path_naming_no_file_is_a_usage_error_and_verify_says_where_to_download(tmp_path, capsys):
+    """FILE or SRC naming no file is a usage error (exit status 2, as the docstring's 'Exit status' and the other
+    tools' --weights naming no file): it exited 1 with 'FAILED: weights file not found: ...' (--convert), and --verify
+    of a release file not downloaded yet said only 'FAILED: no such file: ...', where the node's own message for
+    missing weights gives their URL. Now --verify says where to download them (the variant's URL, by --variant or by
+    the release name) and that --urls lists them all; --convert's missing source is just that."""
+    urls = "python -m dpt_ros.tools.weights --urls lists the official weights of every variant"
+
+    def refusal(*argv):
+        with pytest.raises(SystemExit) as e:
+            weights.main(list(argv))
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("usage: "), err
+        return err.splitlines()[-1].split(" error: ", 1)[1]
+
+    hybrid = get_variant("dpt_hybrid")
+    release = tmp_path / "weights" / hybrid.checkpoint
+    assert refusal("--verify", str(release)) == (f"--verify: no such file: {release}; download it first: the "
+                                                 f"official dpt_hybrid weights are {hybrid.url} ({urls})")
+    mine = tmp_path / "mine.pt"
+    large = get_variant("dpt_large")
+    assert refusal("--verify", str(mine), "--variant", "dpt_large") == \
+        f"--verify: no such file: {mine}; download it first: the official dpt_large weights are {large.url} ({urls})"
+    assert refusal("--verify", str(mine)) == f"--verify: no such file: {mine}; download it first ({urls})"
+    assert refusal("--verify", str(mine), "--variant", "dpt_tiny") == \
+        f"--verify: no such file: {mine}; download it first ({urls})"   # (no released weights)
+    assert refusal("--verify", "") == "--verify: no file given (an empty path); give a checkpoint file"
     # a missing source is just that (not the loader's advice on a variant's release weights: no use for a convert)
     for variant in ("dpt_tiny", "dpt_hybrid"):
-        assert weights.main(["--convert", str(tmp_path / "gone.pt"), str(tmp_path / "out.pt"),
-                             "--variant", variant]) == 1
-        assert capsys.readouterr().err == f"FAILED: weights file not found: {tmp_path / 'gone.pt'}\n"
+        assert refusal("--convert", str(tmp_path / "gone.pt"), str(tmp_path / "out.pt"), "--variant", variant) == \
+            f"--convert: SRC: no such file: {tmp_path / 'gone.pt'}"
     assert not (tmp_path / "out.pt").exists()
+    # the functions raise as before, with the same reason
+    with pytest.raises(FileNotFoundError, match=r"^no such file: .*gone\.pt$"):
+        weights.convert(tmp_path / "gone.pt", tmp_path / "out.pt", "dpt_tiny", "official")
+    with pytest.raises(FileNotFoundError, match=r"^no such file: .*mine\.pt$"):
+        weights.verify(mine, None)
 
 
 def test_convert_never_writes_over_its_source(tiny_file, tmp_path, monkeypatch, capsys):
@@ -448,8 +484,9 @@ def test_verify_reports_the_dropped_classifier(tmp_path):
 def test_verify_refuses_a_pipe_and_reads_home_relative_paths(tiny_file, tmp_path, monkeypatch, capsys):
     fifo = tmp_path / "w.pt"
     os.mkfifo(fifo)
-    assert weights.main(["--verify", str(fifo)]) == 1
-    assert capsys.readouterr().err == f"FAILED: not a regular file: {fifo}\n"
+    with pytest.raises(SystemExit) as e:   # (nothing to check: a usage error)
+        weights.main(["--verify", str(fifo)])
+    assert e.value.code == 2 and capsys.readouterr().err.endswith(f" error: --verify: not a regular file: {fifo}\n")
     monkeypatch.setenv("HOME", str(tiny_file.parent))
     assert weights.main(["--verify", f"~/{tiny_file.name}"]) == 0
     assert capsys.readouterr().out.startswith(f"file: {tiny_file} ")
