@@ -31,7 +31,7 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
-from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount, output_file  # noqa: E402
+from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount, output_file, program  # noqa: E402
 
 #: why --duration is at least E2E_WINDOW_MIN_S, in its refusal
 WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
@@ -101,7 +101,7 @@ def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
     add_model_arguments(ap, input_size=0, source_size=True)
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 

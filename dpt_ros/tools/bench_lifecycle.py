@@ -22,7 +22,7 @@ from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_reliability import rss_mb
-from dpt_ros.tools.options import add_domain_argument, count, output_file
+from dpt_ros.tools.options import add_domain_argument, count, output_file, program
 
 
 def _memory(device: str) -> dict:
@@ -66,7 +66,7 @@ def run(variant: str, input_size: int, device: str, precision: str, cycles: int,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
     from dpt_ros.model import VARIANTS
 
     # (a value the node would refuse is a usage error here, by the node's own checks)

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
-from dpt_ros.tools.options import count, output_file
+from dpt_ros.tools.options import count, output_file, program
 
 
 def _device(value: str) -> str:
@@ -244,7 +244,7 @@ def _format_row(r: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     from dpt_ros.model import VARIANTS
     from dpt_ros import PRECISIONS   # the node's precision names (not the model's aliases, half, float32, ...)

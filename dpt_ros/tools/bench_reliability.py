@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dpt_ros.ros.dds_env import localhost_only
+from dpt_ros.tools.options import program
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -165,7 +166,7 @@ def table(folder: Optional[Path] = None) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="store_true", help="run test/reliability first (about 5 minutes)")
     ap.add_argument("-k", default="", help="pytest -k expression to run a subset")
     args = ap.parse_args(argv)

@@ -25,11 +25,11 @@ import time
 
 import numpy as np
 
-from dpt_ros.tools.options import amount, count, output_file
+from dpt_ros.tools.options import amount, count, output_file, program
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
     ap.add_argument("--inverse", default=None, help="the node's inverse_depth topic (default inverse_depth)")
     ap.add_argument("--frames", type=count("pairs"), default=30, help="stamp-matched pairs to fit over, at least 1 "

@@ -34,7 +34,7 @@ import numpy as np
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.tools import output_folder_error
-from dpt_ros.tools.options import amount, count
+from dpt_ros.tools.options import amount, count, program
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -73,7 +73,7 @@ def default_weights(variant: str) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=count("frames"), default=8, help="processed frames to collect, at least 1 "
                                                                       "(default 8)")
     ap.add_argument("--out", default="demo_out", help="output folder (default demo_out)")

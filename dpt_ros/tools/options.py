@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from typing import Any, Callable, Optional
 
 
@@ -20,6 +21,18 @@ from typing import Any, Callable, Optional
 #: once a second (diagnostics.period:=1.0) and the node's rates are read between the window's first and last report,
 #: so a shorter window may hold fewer than two, which ended the run after it had measured ("use a longer --duration")
 E2E_WINDOW_MIN_S = 2.0
+
+
+def program() -> Optional[str]:
+    """argparse's ``prog`` for a tool: ``python -m dpt_ros.tools.demo`` where it runs as ``python -m`` (as README and
+    ``make demo`` run it), where argparse (before Python 3.14) names the module's file, ``usage: demo.py`` and
+    ``demo.py: error: ...``, a name that runs nothing; None (argparse's own: the program's name) otherwise, e.g. for a
+    console script (``dpt_predict``, ``calibrate_depth``), which names itself."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None) or ""
+    if not name.startswith("dpt_ros."):
+        return None
+    return f"{os.path.basename(sys.executable) or 'python'} -m {name.removesuffix('.__main__')}"
 
 
 def number(text: str, kind: type = float) -> Any:

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from dpt_ros import PRECISIONS
 from dpt_ros.tools import create_locked, output_folder_error, remove_unheld
+from dpt_ros.tools.options import program
 
 try:
     import cv2
@@ -69,7 +70,7 @@ _RANDOM_BANNER = """
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("images", nargs="+", help="image files, or folders (their images, sorted)")

@@ -35,6 +35,8 @@ from xml.sax.saxutils import escape
 
 import yaml
 
+from dpt_ros.tools.options import program
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/dpt_ros/sros2 (setup.py)
 
@@ -297,7 +299,7 @@ def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/") -
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description="Write (or check) the SROS2 policy of dpt_node.")
+    ap = argparse.ArgumentParser(prog=program(), description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
                     help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout "
                          f"for the node as documented, i.e. without the options below; else standard output)")

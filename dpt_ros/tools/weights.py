@@ -29,6 +29,7 @@ from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
 from dpt_ros.tools import create_locked, remove_unheld
+from dpt_ros.tools.options import program
 
 
 def urls_text() -> str:
@@ -254,7 +255,7 @@ def same_file_error(src: Path, dst: Path) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--urls", action="store_true", help="print official download URLs and hash prefixes")
