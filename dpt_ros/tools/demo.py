@@ -89,11 +89,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=0,
                     help="network size, a multiple of 32 (0 = the variant's default)")
     ap.add_argument("--device", default="auto", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="the node's precision: fp32, fp16 (CUDA only), bf16 (default fp32)")
     ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=5.0,
                     help="sample camera rate in Hz (default 5)")
-    ap.add_argument("--width", type=camera_option("width", "--width"), default=640)
-    ap.add_argument("--height", type=camera_option("height", "--height"), default=480)
+    ap.add_argument("--width", type=camera_option("width", "--width"), default=640,
+                    help="sample camera frame width in pixels, 0..8192 (0: from --height with the source's aspect; "
+                         "both 0: the source's size; default 640)")
+    ap.add_argument("--height", type=camera_option("height", "--height"), default=480,
+                    help="sample camera frame height in pixels, 0..8192 (0: from --width with the source's aspect; "
+                         "both 0: the source's size; default 480)")
     ap.add_argument("--source", default="builtin", type=source_option,
                     help="sample camera source: builtin, a folder or a video")
     ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=600.0,
@@ -106,6 +111,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if why:
         ap.error("; ".join(why))
     return args
+
+
+def _n_frames(n: int) -> str:
+    """'1 frame', '3 frames' (it said '1 frames')."""
+    return f"{n} frame{'' if n == 1 else 's'}"
 
 
 def ros_args(params: dict) -> list[str]:
@@ -256,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 if p.poll() is not None:
                     raise RuntimeError(f"{p.args[2]} exited early with code {p.returncode} (see its log above)")
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(complete())} of {args.frames} frames processed in {args.timeout:.0f} s")
+                raise TimeoutError(f"only {len(complete())} of {_n_frames(args.frames)} processed in "
+                                   f"{args.timeout:.0f} s")
         # one more diagnostics message so that its counters include the collected frames
         n_diag = len(diagnostics)
         end = time.monotonic() + 3.0
@@ -281,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         rclpy.try_shutdown()
 
     if interrupted.is_set():
-        print(f"demo: interrupted after {min(len(complete()), args.frames)} of {args.frames} frames", file=sys.stderr)
+        print(f"demo: interrupted after {min(len(complete()), args.frames)} of {_n_frames(args.frames)}",
+              file=sys.stderr)
         code = 130
     if not complete():
         print(f"demo: no frame was processed; nothing written to {out}/ (left as it was)", file=sys.stderr)
@@ -331,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         write_file(out / "summary.json", json.dumps(summary, indent=2).encode())
     except OSError as e:
         return write_failed(e, len(frames), out)
-    print(f"demo: {len(frames)} frames -> {out}/ (latency p50 {summary['latency_ms']['p50']:.1f} ms"
+    print(f"demo: {_n_frames(len(frames))} -> {out}/ (latency p50 {summary['latency_ms']['p50']:.1f} ms"
           f"{', RANDOM WEIGHTS' if random_weights else ''})")
     if len(frames) < args.frames:
         code = code or 1

@@ -30,6 +30,41 @@ def test_the_random_weights_banner_says_why_and_what_to_do():
         assert len({len(line) for line in box}) == 1 and box[0] == box[-1] == "#" * len(box[0])
 
 
+def test_every_demo_option_says_what_it_is(capsys):
+    """--help described every option but --precision, --width and --height (the newcomer walkthrough's finding)."""
+    with pytest.raises(SystemExit) as e:
+        demo.parse_args(["--help"])
+    assert e.value.code == 0
+    options = capsys.readouterr().out.split("options:", 1)[1]
+    text = " ".join(options.split())
+    assert "--precision {fp32,fp16,bf16} the node's precision: fp32, fp16 (CUDA only), bf16 (default fp32)" in text
+    assert "--width WIDTH sample camera frame width in pixels, 0..8192 (0: from --height with the source's aspect; " \
+           "both 0: the source's size; default 640)" in text
+    assert "--height HEIGHT sample camera frame height in pixels, 0..8192 (0: from --width with the source's " \
+           "aspect; both 0: the source's size; default 480)" in text
+    # every option has words of its own: after its name on its line, or on the next line (a long name)
+    lines = options.strip("\n").splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("  -"):
+            parts = line.split("  ", 2)   # ('', '--rate RATE', '  sample camera rate ...')
+            words = parts[2].strip() if len(parts) > 2 else ""
+            assert words or (i + 1 < len(lines) and not lines[i + 1].lstrip().startswith("-")), line
+
+
+@pytest.mark.slow
+def test_one_frame_is_said_to_be_one(tmp_path):
+    """The demo's last line said 'demo: 1 frames -> ...'."""
+    out = tmp_path / "demo_out"
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "1", "--out", str(out),
+                          "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
+                          "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert f"demo: 1 frame -> {out}/ (latency p50 " in res.stdout, res.stdout[-2000:]
+    assert json.loads((out / "summary.json").read_text())["frames"] == 1
+
+
 @pytest.mark.slow
 def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out = tmp_path / "demo_out"
