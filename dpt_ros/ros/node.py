@@ -587,8 +587,9 @@ class DptNode(Node):
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
+                given = params.value_source(self._command_line, self.get_fully_qualified_name(), spec.name)
                 raise StartupError(f"invalid parameter {spec.name}: "
-                                   f"{params.declare_refusal(spec.name, spec.type, str(e))}") from None
+                                   f"{params.declare_refusal(spec.name, spec.type, str(e), given)}") from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError(params.read_only_reason("class_names", self._MANAGED))

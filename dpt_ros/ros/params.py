@@ -174,21 +174,26 @@ def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -
     return None
 
 
-def declare_refusal(name: str, kind: type, error: str) -> str:
+def declare_refusal(name: str, kind: type, error: str, given: Optional[str] = None) -> str:
     """rclpy's refusal (``error``) of a start-up value for parameter ``name`` of Python type ``kind``, without the
-    parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``)."""
+    parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``; ``given``: as there)."""
     suffix = f": {name}"
     text = error[:-len(suffix)] if error.endswith(suffix) else error
-    return text + declare_hint(name, kind, error)
+    return text + declare_hint(name, kind, error, given)
 
 
-def declare_hint(name: str, kind: type, error: str) -> str:
+def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None) -> str:
     """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
-    of Python type ``kind``: rclpy says what was wrong, not how to write it right."""
+    of Python type ``kind``: rclpy says what was wrong, not how to write it right. ``given``: where the value came
+    from (:func:`value_source`), "param" (``-p``) or "file" (a parameters file), to say the remedy in that form; None
+    where that is not known (both forms)."""
     whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", error)
     if kind is float and whole:
-        return (f" (a whole number is an integer to ROS: write it with a decimal point, "
-                f"{name}: {whole.group(1)}.0)")
+        number = f"{whole.group(1)}.0"
+        forms = {"param": f"-p {name}:={number}", "file": f"{name}: {number}"}
+        return (" (a whole number is an integer to ROS: write it with a decimal point, "
+                + (forms[given] if given in forms else
+                   f"-p {name}:={number} on the command line, {name}: {number} in a parameters file") + ")")
     if kind is list and "of type 'STRING'," in error:
         return f" (a list: {name}:=[a, b] on the command line, {name}: [a, b] in YAML)"
     if kind is bool and "expecting type 'BOOL'" in error:
@@ -745,18 +750,47 @@ def _section_applies(section: str, node: str) -> bool:
         return False
 
 
-def params_files(command_line: Iterable[str]) -> list[str]:
-    """The files of the ``--params-file FILE`` arguments of a command line's ROS arguments (after ``--ros-args``,
-    up to a ``--``), in order."""
-    files, ros, args = [], False, list(command_line)
+def ros_sources(command_line: Iterable[str]) -> list[tuple[str, str]]:
+    """The parameter sources of a command line's ROS arguments (after ``--ros-args``, up to a ``--``), in order, as
+    :func:`start_values` takes them: ``("file", path)`` per ``--params-file path``, ``("param", "name:=value")`` per
+    ``-p`` / ``--param name:=value``."""
+    sources, ros, args = [], False, list(command_line)
     for i, arg in enumerate(args):
         if arg == "--ros-args":
             ros = True
         elif arg == "--":
             ros = False
-        elif ros and arg == "--params-file" and i + 1 < len(args):
-            files.append(args[i + 1])
-    return files
+        elif ros and arg in ("--params-file", "-p", "--param") and i + 1 < len(args):
+            sources.append(("file" if arg == "--params-file" else "param", args[i + 1]))
+    return sources
+
+
+def params_files(command_line: Iterable[str]) -> list[str]:
+    """The files of the ``--params-file FILE`` arguments of a command line's ROS arguments (after ``--ros-args``,
+    up to a ``--``), in order."""
+    return [source for kind, source in ros_sources(command_line) if kind == "file"]
+
+
+def value_source(command_line: Iterable[str], node: str, name: str) -> Optional[str]:
+    """Where the start-up value of parameter ``name`` that node ``node`` (fully qualified) takes from
+    ``command_line`` came from, by :func:`start_values`' rules: "param" (a ``-p`` rule), "file" (a parameters file),
+    or None where the command line does not give it (launch_ros's or a test's parameter overrides) or cannot be read
+    (rcl says why)."""
+    kinds: dict[str, dict[str, str]] = {}   # section -> {name: the kind of source that gave it last}, in rcl's order
+    for kind, source in ros_sources(command_line):
+        try:
+            sections = _sections([(kind, source)])
+        except ValueError:
+            return None
+        for section, values in sections.items():
+            into = kinds.setdefault(section, {})
+            if name in values:
+                into[name] = kind
+    found = None
+    for section, given in kinds.items():
+        if name in given and _section_applies(section, node):
+            found = given[name]
+    return found
 
 
 def params_file_unused(path: str, node: str) -> Optional[str]:

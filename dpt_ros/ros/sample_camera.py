@@ -220,7 +220,10 @@ def pinhole(width: int, height: int, fov_deg: float) -> tuple[list[float], list[
 class SampleCamera(Node):
     """Publishes frames from :func:`frame_source` at ``rate`` Hz; stops after ``count`` frames."""
 
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, command_line: Optional[list[str]] = None, **kwargs) -> None:
+        """``command_line``: the process's arguments (``main`` passes them), which say whether a refused start-up value
+        was a ``-p`` rule or in a parameters file, for the remedy's form."""
+        self._command_line = [*(command_line or []), *(kwargs.get("cli_args") or [])]
         super().__init__("sample_camera", **kwargs)
         v = {name: self._declare(name, default, description, bounds)
              for name, default, description, bounds in PARAMETERS}
@@ -265,7 +268,9 @@ class SampleCamera(Node):
         try:
             return self.declare_parameter(name, default, d).value
         except InvalidParameterTypeException as e:   # e.g. rate:=30, an integer to ROS
-            raise ValueError(f"invalid parameter: {params.declare_refusal(name, type(default), str(e))}") from None
+            given = params.value_source(self._command_line, self.get_fully_qualified_name(), name)
+            raise ValueError(f"invalid parameter: {params.declare_refusal(name, type(default), str(e), given)}") \
+                from None
 
     def next_frame(self) -> Optional[np.ndarray]:
         """The next source frame, resized and encoded (built-in frames are prepared once)."""
@@ -360,7 +365,7 @@ def main(args=None) -> int:
     code = 0
     node = None
     try:
-        node = SampleCamera()
+        node = SampleCamera(command_line=argv)
         while rclpy.ok() and not node.done:
             rclpy.spin_once(node, timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -398,7 +398,8 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
                                              "depth.variant:=dpt_hybrid; one that YAML reads as a number or bool is "
                                              "quoted: depth.variant:=\"'1'\")\n"),
                         ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. depth.max:=1000.0)\n"),
-                        ("depth.max:=7", "write it with a decimal point, depth.max: 7.0"),
+                        # in the form it was given (-p; 'depth.max: 7.0', YAML's, was said for a -p rule too)
+                        ("depth.max:=7", "write it with a decimal point, -p depth.max:=7.0)\n"),
                         ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)"),
                         ("lazy:=1", "(a bool: write true or false, unquoted: lazy:=true)")):
         proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)

@@ -141,6 +141,51 @@ def test_check_value_checks_the_colour_maps_as_every_closed_set():
     assert params.check_all(params.defaults().replace({"colormap": "nope", "depth.weights": "random"})) == reasons
 
 
+def test_a_whole_number_for_a_double_is_answered_in_the_form_it_was_given(tmp_path):
+    """rclpy's refusal of `-p rate:=5` for a double got the YAML remedy 'rate: 5.0', which is what a parameters file
+    takes but not what the user typed. value_source tells a -p rule from a file by rcl's rules (a later source over
+    an earlier one in the same section; the sections in the order rcl first met them, a later matching one over an
+    earlier); where the command line does not say (parameter_overrides, launch_ros), both forms are given."""
+    error = "Trying to set parameter 'depth.scale' to '2' of type 'INTEGER', expecting type 'DOUBLE': depth.scale"
+    head = " (a whole number is an integer to ROS: write it with a decimal point, "
+    assert params.declare_hint("depth.scale", float, error, "param") == head + "-p depth.scale:=2.0)"
+    assert params.declare_hint("depth.scale", float, error, "file") == head + "depth.scale: 2.0)"
+    both = head + "-p depth.scale:=2.0 on the command line, depth.scale: 2.0 in a parameters file)"
+    assert params.declare_hint("depth.scale", float, error) == both
+    assert params.declare_refusal("depth.scale", float, error, "param") == (
+        "Trying to set parameter 'depth.scale' to '2' of type 'INTEGER', expecting type 'DOUBLE'" + head
+        + "-p depth.scale:=2.0)")
+
+    node = "/robot/dpt_node"
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("/robot/dpt_node:\n  ros__parameters:\n    depth:\n      scale: 2\n")
+    every = tmp_path / "every.yaml"
+    every.write_text("/**:\n  ros__parameters:\n    depth.scale: 3\n")
+    other = tmp_path / "other.yaml"
+    other.write_text("/other_node:\n  ros__parameters:\n    depth.scale: 3\n")
+
+    def source(*args):
+        return params.value_source(["prog", *args], node, "depth.scale")
+
+    assert source("--ros-args", "-p", "depth.scale:=2") == "param"
+    assert source("--ros-args", "--param", "depth.scale:=2") == "param"
+    assert source("--ros-args", "--params-file", str(mine)) == "file"
+    # a -p rule is the section /**: after a file's own section for the node, that section comes later and wins
+    assert source("--ros-args", "-p", "depth.scale:=2", "--params-file", str(mine)) == "file"
+    assert source("--ros-args", "--params-file", str(mine), "-p", "depth.scale:=2") == "param"
+    # in one section (/**), the later source wins
+    assert source("--ros-args", "-p", "depth.scale:=2", "--params-file", str(every)) == "file"
+    assert source("--ros-args", "--params-file", str(every), "-p", "depth.scale:=2") == "param"
+    # a file for another node, another parameter, no ROS arguments, a file rcl cannot read: not known
+    assert source("--ros-args", "-p", "depth.scale:=2", "--params-file", str(other)) == "param"
+    assert source("--ros-args", "--params-file", str(other)) is None
+    assert source("--ros-args", "-p", "depth.shift:=2") is None
+    assert source("-p", "depth.scale:=2") is None and source() is None
+    assert source("--ros-args", "--params-file", str(tmp_path / "missing.yaml"), "-p", "depth.scale:=2") is None
+    assert params.params_files(["--ros-args", "-p", "a:=1", "--params-file", str(mine), "--", "--params-file",
+                                "x"]) == [str(mine)]
+
+
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)
     s = params.defaults()

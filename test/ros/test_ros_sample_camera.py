@@ -191,7 +191,7 @@ def test_best_effort_publishers_and_built_in_frames_prepared_once(harness):
     assert first[0][1].shape == (48, 64, 3)
 
 
-def test_executable_stops_after_count_and_rejects_bad_encoding():
+def test_executable_stops_after_count_and_rejects_bad_encoding(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=100.0", "-p", "count:=3"]
@@ -202,8 +202,14 @@ def test_executable_stops_after_count_and_rejects_bad_encoding():
     r = subprocess.run(cmd + ["-p", "encoding:=yuv9"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "yuv9" in r.stderr
     # a whole number for a double parameter: refused with the way to write it (as the node says it)
+    # in the form it was given: a -p rule as one (it said YAML's 'rate: 30.0' to `-p rate:=30` too), a file's as YAML
     r = subprocess.run(cmd[:-2] + ["-p", "rate:=30"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert r.returncode == 2 and "write it with a decimal point, rate: 30.0" in r.stderr, r.stderr
+    assert r.returncode == 2 and r.stderr.endswith("write it with a decimal point, -p rate:=30.0)\n"), r.stderr
+    yaml_file = tmp_path / "camera.yaml"
+    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    rate: 30\n")
+    r = subprocess.run(cmd[:-4] + ["-p", "count:=1", "--params-file", str(yaml_file)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.endswith("write it with a decimal point, rate: 30.0)\n"), r.stderr
     # a number for a string: how to write one (rclpy's words without the name it repeats at their end)
     r = subprocess.run(cmd + ["-p", "encoding:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.endswith(
