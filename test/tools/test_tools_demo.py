@@ -51,15 +51,21 @@ def test_every_demo_option_says_what_it_is(capsys):
             assert words or (i + 1 < len(lines) and not lines[i + 1].lstrip().startswith("-")), line
 
 
+def _run_demo(out, frames: int) -> subprocess.CompletedProcess:
+    """The demo as a user runs it (python -m), dpt_tiny at 64 px on the CPU, ``frames`` frames of a 160x120 camera
+    into ``out``, on this module's ROS domain."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    return subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", str(frames), "--out", str(out),
+                           "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
+                           "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
 @pytest.mark.slow
 def test_one_frame_is_said_to_be_one(tmp_path):
     """The demo's last line said 'demo: 1 frames -> ...'."""
     out = tmp_path / "demo_out"
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "1", "--out", str(out),
-                          "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
-                          "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = _run_demo(out, 1)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert f"demo: 1 frame -> {out}/ (latency p50 " in res.stdout, res.stdout[-2000:]
     assert json.loads((out / "summary.json").read_text())["frames"] == 1
@@ -71,11 +77,7 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     out.mkdir()
     (out / "frame_099_input.png").write_bytes(b"left from an earlier, longer run")
     (out / "frame_0001.jpg").write_bytes(b"the user's own file")
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "3", "--out", str(out),
-                          "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu",
-                          "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    res = _run_demo(out, 3)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
     assert "dpt_tiny has no released weights -- running with RANDOM WEIGHTS" in res.stdout   # loud, with why
     p50 = json.loads((out / "summary.json").read_text())["latency_ms"]["p50"]
