@@ -185,48 +185,86 @@ def declare_refusal(name: str, kind: type, error: str, given: Optional[str] = No
 def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None) -> str:
     """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
     of Python type ``kind``: rclpy says what was wrong, not how to write it right. ``given``: where the value came
-    from (:func:`value_source`), "param" (``-p``) or "file" (a parameters file), to say the remedy in that form; None
-    where that is not known (both forms)."""
+    from (:func:`value_source`), "param" (``-p``) or "file" (a parameters file), to say the remedy in that form
+    (:func:`_written`); None where that is not known (both forms)."""
     whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", error)
     if kind is float and whole:
-        number = f"{whole.group(1)}.0"
-        forms = {"param": f"-p {name}:={number}", "file": f"{name}: {number}"}
         return (" (a whole number is an integer to ROS: write it with a decimal point, "
-                + (forms[given] if given in forms else
-                   f"-p {name}:={number} on the command line, {name}: {number} in a parameters file") + ")")
+                f"{_written(name, [whole.group(1) + '.0'], given)})")
     if kind is list and "of type 'STRING'," in error:
-        return f" (a list: {name}:=[a, b] on the command line, {name}: [a, b] in YAML)"
+        return f" (a list: {_written(name, ['[a, b]'], given)})"
     if kind is bool and "expecting type 'BOOL'" in error:
-        return f" (a bool: write true or false, unquoted: {name}:=true)"
+        return f" (a bool: write true or false, unquoted: {_written(name, ['true'], given)})"
     spec = SPECS.get(name)
     default = spec.default if spec is not None else None
     if kind is str and "expecting type 'STRING'" in error:
-        example = f"e.g. {name}:={default}; " if isinstance(default, str) and default else ""
-        return f" (a string: {example}one that YAML reads as a number or bool is quoted: {name}:=\"'1'\")"
+        example = f"e.g. {_written(name, [_yaml_string(default)], given)}; " if isinstance(default, str) and default \
+            else ""
+        return (f" (a string: {example}one that YAML reads as a number or bool is quoted: "
+                f"{_written(name, [_yaml_string('1')], given)})")
     if kind is int and "expecting type 'INTEGER'" in error:
         allowed = ""
         if spec is not None and spec.int_range is not None:
             lo, hi, step = spec.int_range
             allowed = f"; allowed: {lo}..{hi}" + (f" in steps of {step}" if step != 1 else "")
-        example = f", e.g. {name}:={default}" if isinstance(default, int) else ""
+        example = f", e.g. {_written(name, [str(default)], given)}" if isinstance(default, int) else ""
         return f" (a whole number, unquoted and without a decimal point{example}{allowed})"
     if kind is float and "of type 'STRING'," in error:
-        example = f", e.g. {name}:={default!r}" if isinstance(default, float) else ""
+        example = f", e.g. {_written(name, [repr(default)], given)}" if isinstance(default, float) else ""
         return f" (a number, unquoted{example})"
     if spec is not None and ("out of range" in error or "not a valid step" in error):
         if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
             lo, hi, step = spec.int_range
             if step == 1:
                 return f" (allowed: {lo}..{hi})"
-            given = re.search(r"value: (-?\d+)", error)   # the allowed values nearest to the one given
-            if given is None:
-                return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {name}:={lo + step})"
-            nearest, zero = _nearest(spec, int(given.group(1)))
-            return f" (allowed: {lo}..{hi} in steps of {step}; nearest: " + \
-                " or ".join(f"{name}:={v}" for v in nearest) + (f", or {name}:=0 for {zero}" if zero else "") + ")"
+            value = re.search(r"value: (-?\d+)", error)   # the allowed values nearest to the one given
+            if value is None:
+                return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {_written(name, [str(lo + step)], given)})"
+            nearest, zero = _nearest(spec, int(value.group(1)))
+            return (f" (allowed: {lo}..{hi} in steps of {step}; nearest: "
+                    + _written(name, [str(v) for v in nearest], given)
+                    + (f", or 0 for {zero}" if zero else "") + ")")
         if spec.float_range is not None:
             return f" (allowed: {spec.float_range[0]:g}..{spec.float_range[1]:g})"
     return ""
+
+
+#: what rcl reads as a bool in a ``-p`` rule or a parameters file (any case: quoting one more is harmless)
+_YAML_BOOLS = frozenset({"y", "yes", "true", "on", "n", "no", "false", "off"})
+
+
+def _yaml_string(text: str) -> str:
+    """``text`` as YAML that rcl reads as that string (a ``-p`` value is YAML too): bare where it is one
+    (``dpt_hybrid``), else quoted (``'1'``, ``'yes'``, ``'1e3'``: rcl reads a number or bool, or a YAML sign)."""
+    number = True
+    try:
+        float(text)
+    except ValueError:
+        try:
+            int(text, 0)
+        except ValueError:
+            number = False
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", text) and not number and text.lower() not in _YAML_BOOLS:
+        return text
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _written(name: str, values: list[str], given: Optional[str]) -> str:
+    """How to write parameter ``name`` as each of ``values`` (YAML: ``7.0``, ``'1'``, ``[a, b]``; several: one or
+    another) in the form the refused value was given (:func:`value_source`): "param" a ``-p`` rule as a shell takes it
+    (``-p depth.variant:="'1'"``), "file" a parameters file's line (``depth.variant: '1'``), None both, each said."""
+    rule = " or ".join(f"-p {name}:={_shell_word(v)}" for v in values)
+    line = " or ".join(f"{name}: {v}" for v in values)
+    return {"param": rule, "file": line}.get(given, f"{rule} on the command line, {line} in a parameters file")
+
+
+def _shell_word(text: str) -> str:
+    """``text`` quoted for a POSIX shell where it would not reach the program as it is (``'1'``, ``[a, b]``)."""
+    if re.fullmatch(r"[A-Za-z0-9_./+:=,@%-]+", text):
+        return text
+    if not re.search(r"[\"$`\\!]", text):
+        return f'"{text}"'
+    return "'" + text.replace("'", "'\"'\"'") + "'"
 
 
 def shown(value: Any, limit: int = 120) -> str:

@@ -1,5 +1,7 @@
 """Parameters through the real parameter services (what `ros2 param set` calls), model hot-swap
 under a stream of frames, and /diagnostics content."""
+import re
+import shlex
 import threading
 import time
 
@@ -540,3 +542,69 @@ def test_cuda_graphs_kept_cover_one_per_camera():
     assert load_models(base).depth.max_graphs == 4
     assert load_models(base.replace({"cameras": ["a", "b"]})).depth.max_graphs == 4
     assert load_models(base.replace({"cameras": [f"cam{i}" for i in range(6)]})).depth.max_graphs == 6
+
+
+#: start-up values refused by rclpy's declaration, each as a -p value / a parameters file's YAML, and what the
+#: remedies the node suggests must give when used (in the order suggested)
+REFUSED_AT_START = [("depth.max", "7", [7.0]), ("depth.max", "far", [1000.0]), ("lazy", "1", [True]),
+                    ("points.enabled", "'yes'", [True]),   # a bool written as a string
+                    ("cameras", "left", [["a", "b"]]), ("depth.variant", "1", ["dpt_hybrid", "1"]),
+                    ("input_size", "abc", [0]), ("input_size", "400", [384, 416]), ("input_size", "16", [32])]
+
+
+def test_start_up_hints_are_in_the_form_given_and_what_they_suggest_is_taken(tmp_path):
+    """The node's refusal of a start-up value says how to write it in the form it was given: -p rules for a -p rule,
+    a parameters file's lines for a file, both for parameter_overrides (value_source: None). What it suggests,
+    given as suggested (the -p rule split as a shell splits it; the line in a parameters file), is declared by
+    rclpy with the node's own descriptor, as the node declares it, with the type and value meant: a string that
+    looks like a number ('1') is quoted for YAML and for the shell, and reaches rclpy as a string."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.node import Node
+
+    from dpt_ros.ros.node import DptNode, StartupError
+
+    def file_of(line):
+        path = tmp_path / f"p{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(f"/**:\n  ros__parameters:\n    {line}\n")
+        return str(path)
+
+    def declared(name, cli):   # what rclpy makes of a start-up value, declared as the node declares it
+        node = Node("declaring", context=context, cli_args=["--ros-args", *cli])
+        try:
+            spec = params.SPECS[name]
+            value = node.declare_parameter(name, spec.default, spec.descriptor()).value
+            return list(value) if isinstance(value, (list, tuple)) else value
+        finally:
+            node.destroy_node()
+
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN + 22)
+    try:
+        for name, value, wanted in REFUSED_AT_START:
+            for form, cli in (("param", ["-p", f"{name}:={value}"]),
+                              ("file", ["--params-file", file_of(f"{name}: {value}")])):
+                with pytest.raises(StartupError) as info:
+                    DptNode(context=context, cli_args=["--ros-args", *cli])
+                message = str(info.value)
+                assert message.startswith(f"invalid parameter {name}: "), message
+                hint = message[message.rindex(" ("):]   # (after rclpy's words)
+                if form == "param":
+                    assert f"{name}: " not in hint, message   # no YAML line for a -p rule
+                    rules = re.findall(r"-p (\S+?:=(?:\"[^\"]*\"|'[^']*'|[^\s;,)]+))", hint)
+                    given = [shlex.split(rule) for rule in rules]
+                    assert all(len(words) == 1 for words in given), rules
+                    got = [declared(name, ["-p", words[0]]) for words in given]
+                else:
+                    assert "-p " not in hint and ":=" not in hint, message
+                    lines = re.findall(rf"{re.escape(name)}: (\[[^\]]*\]|'[^']*'|[^\s;,)]+)", hint)
+                    got = [declared(name, ["--params-file", file_of(f"{name}: {line}")]) for line in lines]
+                assert got == wanted and [type(v) for v in got] == [type(v) for v in wanted], (form, message)
+        # parameter_overrides: the command line does not say, both forms
+        with pytest.raises(StartupError) as info:
+            DptNode(context=context, parameter_overrides=[Parameter("lazy", value=1)])
+        assert str(info.value).endswith(
+            "(a bool: write true or false, unquoted: -p lazy:=true on the command line, lazy: true in a parameters "
+            "file)"), str(info.value)
+    finally:
+        rclpy.shutdown(context=context)

@@ -377,31 +377,35 @@ def test_a_domain_past_fast_dds_ports_exits_2_with_reason():
                                    "above 232 pass 65535: its first node ends the process): set it to 0..232"), proc.stdout
 
 
-def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
-    """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2."""
+def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason(tmp_path):
+    """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2, and how to write
+    the value in the form it was given (a -p rule, a parameters file's line)."""
     for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32 "
-                                           "(allowed: 0..2048 in steps of 32; nearest: input_size:=32 or input_size:=64)"),
+                                           "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32 or "
+                                           "-p input_size:=64)"),
                         # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
-                        ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: input_size:=384 or "
-                                            "input_size:=416)"),
+                        ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=384 or "
+                                            "-p input_size:=416)"),
                         # 0 (the variant's own size) is no size near 16: 32 is, and 0 is said for what it is
-                        ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: input_size:=32, or "
-                                           "input_size:=0 for the variant's own size)"),
+                        ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32, or 0 "
+                                           "for the variant's own size)"),
                         ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096 (allowed: 0..2048 "
-                                             "in steps of 32; nearest: input_size:=2048)"),
+                                             "in steps of 32; nearest: -p input_size:=2048)"),
                         ("points.stride:=0", "value: 0 (allowed: 1..64)\n"),
                         # rclpy's words without the name it repeats at their end, then what to write
                         ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
-                                            "unquoted and without a decimal point, e.g. input_size:=0; allowed: "
+                                            "unquoted and without a decimal point, e.g. -p input_size:=0; allowed: "
                                             "0..2048 in steps of 32)\n"),
+                        # every remedy in the form the value was given: -p rules, quoted for the shell (they were
+                        # name:=value, neither a -p rule nor a parameters file's line)
                         ("depth.variant:=1", "to '1' of type 'INTEGER', expecting type 'STRING' (a string: e.g. "
-                                             "depth.variant:=dpt_hybrid; one that YAML reads as a number or bool is "
-                                             "quoted: depth.variant:=\"'1'\")\n"),
-                        ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. depth.max:=1000.0)\n"),
+                                             "-p depth.variant:=dpt_hybrid; one that YAML reads as a number or bool "
+                                             "is quoted: -p depth.variant:=\"'1'\")\n"),
+                        ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. -p depth.max:=1000.0)\n"),
                         # in the form it was given (-p; 'depth.max: 7.0', YAML's, was said for a -p rule too)
                         ("depth.max:=7", "write it with a decimal point, -p depth.max:=7.0)\n"),
-                        ("cameras:=left", "(a list: cameras:=[a, b] on the command line, cameras: [a, b] in YAML)"),
-                        ("lazy:=1", "(a bool: write true or false, unquoted: lazy:=true)")):
+                        ("cameras:=left", "(a list: -p cameras:=\"[a, b]\")\n"),
+                        ("lazy:=1", "(a bool: write true or false, unquoted: -p lazy:=true)\n")):
         proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
         try:
             code, log = proc.wait(timeout=60), proc.stdout.read()
@@ -412,6 +416,21 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason():
         assert code == 2, log
         assert f"[dpt_proc]: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
         assert "Traceback" not in log, log
+    # from a parameters file: its lines (the -p cases above had the name:=value form for a file too)
+    for line, needle in (("input_size: 400", "(allowed: 0..2048 in steps of 32; nearest: input_size: 384 or "
+                                             "input_size: 416)\n"),
+                         ("depth.variant: 1", "quoted: depth.variant: '1')\n"),
+                         ("lazy: 1", "(a bool: write true or false, unquoted: lazy: true)\n")):
+        path = tmp_path / "params.yaml"
+        path.write_text(f"/dpt_proc:\n  ros__parameters:\n    {line}\n")
+        proc = start(*FAST_ARGS, "--params-file", str(path))
+        try:
+            code, log = proc.wait(timeout=60), proc.stdout.read()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert code == 2 and f"[dpt_proc]: invalid parameter {line.split(':')[0]}: " in log and needle in log, log
 
 
 def test_sigint_during_inference_exits_zero_and_fast(harness):

@@ -1,6 +1,8 @@
 """The parameter table: descriptors, snapshots and validation (no ROS graph needed)."""
+import dataclasses
 import math
 import os
+import shlex
 
 import pytest
 import torch
@@ -184,6 +186,79 @@ def test_a_whole_number_for_a_double_is_answered_in_the_form_it_was_given(tmp_pa
     assert source("--ros-args", "--params-file", str(tmp_path / "missing.yaml"), "-p", "depth.scale:=2") is None
     assert params.params_files(["--ros-args", "-p", "a:=1", "--params-file", str(mine), "--", "--params-file",
                                 "x"]) == [str(mine)]
+
+
+#: rclpy's refusals of a start-up value of each kind (its words, as the node gets them) and the remedy in each form:
+#: a -p rule as a shell takes it, a parameters file's line, and both where value_source cannot say
+HINTS = [
+    ("cameras", list, "Trying to set parameter 'cameras' to 'left' of type 'STRING', expecting type "
+                      "'STRING_ARRAY': cameras",
+     " (a list: {})", ['-p cameras:="[a, b]"'], ["cameras: [a, b]"]),
+    ("lazy", bool, "Trying to set parameter 'lazy' to '1' of type 'INTEGER', expecting type 'BOOL': lazy",
+     " (a bool: write true or false, unquoted: {})", ["-p lazy:=true"], ["lazy: true"]),
+    # a string that YAML (a -p value is YAML too) reads as a number is quoted for YAML, and that quote for the shell
+    ("depth.variant", str, "Trying to set parameter 'depth.variant' to '1' of type 'INTEGER', expecting type "
+                           "'STRING': depth.variant",
+     " (a string: e.g. {}; one that YAML reads as a number or bool is quoted: {})",
+     ["-p depth.variant:=dpt_hybrid", "-p depth.variant:=\"'1'\""], ["depth.variant: dpt_hybrid",
+                                                                       "depth.variant: '1'"]),
+    ("input_size", int, "Trying to set parameter 'input_size' to 'abc' of type 'STRING', expecting type 'INTEGER': "
+                        "input_size",
+     " (a whole number, unquoted and without a decimal point, e.g. {}; allowed: 0..2048 in steps of 32)",
+     ["-p input_size:=0"], ["input_size: 0"]),
+    ("depth.max", float, "Trying to set parameter 'depth.max' to 'far' of type 'STRING', expecting type 'DOUBLE': "
+                         "depth.max",
+     " (a number, unquoted, e.g. {})", ["-p depth.max:=1000.0"], ["depth.max: 1000.0"]),
+    ("depth.max", float, "Trying to set parameter 'depth.max' to '7' of type 'INTEGER', expecting type 'DOUBLE': "
+                         "depth.max",
+     " (a whole number is an integer to ROS: write it with a decimal point, {})", ["-p depth.max:=7.0"],
+     ["depth.max: 7.0"]),
+    # the allowed values nearest to the one given, each a way to write it; 0 is said for what it is, not as one
+    ("input_size", int, "Trying to set parameter 'input_size' to '400' of type 'INTEGER'. Reason: Parameter "
+                        "{input_size} doesn't comply with integer range: value not a valid step. Min: 0, max: 2048, "
+                        "value: 400, step: 32",
+     " (allowed: 0..2048 in steps of 32; nearest: {})", ["-p input_size:=384 or -p input_size:=416"],
+     ["input_size: 384 or input_size: 416"]),
+    ("input_size", int, "Trying to set parameter 'input_size' to '16' of type 'INTEGER'. Reason: Parameter "
+                        "{input_size} doesn't comply with integer range: value not a valid step. Min: 0, max: 2048, "
+                        "value: 16, step: 32",
+     " (allowed: 0..2048 in steps of 32; nearest: {}, or 0 for the variant's own size)", ["-p input_size:=32"],
+     ["input_size: 32"]),
+    ("input_size", int, "Trying to set parameter 'input_size' out of range",
+     " (allowed: 0..2048 in steps of 32, e.g. {})", ["-p input_size:=32"], ["input_size: 32"]),
+]
+
+
+@pytest.mark.parametrize(("name", "kind", "error", "template", "rules", "lines"), HINTS,
+                         ids=[f"{h[0]}-{i}" for i, h in enumerate(HINTS)])
+def test_every_start_up_hint_is_in_the_form_the_value_was_given(name, kind, error, template, rules, lines):
+    """A -p rule is answered with -p rules, a parameters file with its lines, an unknown source with both, for every
+    kind of refused value (72efb1b did it for a whole number for a double; a bool, a string, a list, an integer and
+    the allowed values of a stepped range kept the name:=value form, neither the shell's nor YAML's: a list so
+    written is two words to a shell, and 'cameras:=[a, b] on the command line, cameras: [a, b] in YAML' was said to
+    a -p rule too)."""
+    assert params.declare_hint(name, kind, error, "param") == template.format(*rules)
+    assert params.declare_hint(name, kind, error, "file") == template.format(*lines)
+    assert params.declare_hint(name, kind, error) == template.format(
+        *(f"{rule} on the command line, {line} in a parameters file" for rule, line in zip(rules, lines)))
+
+
+def test_a_string_default_that_yaml_reads_otherwise_is_suggested_quoted(monkeypatch):
+    """The example of a string parameter is its default, written as YAML reads it back as that string: bare where
+    it is one, quoted where rcl would read a number or a bool (yes, on, 1e3, 0x10, inf) or YAML its own sign; the -p
+    rule quoted again for the shell, which must hand rcl the YAML unchanged (test_ros_node_params gives rclpy such
+    values)."""
+    error = "Trying to set parameter 'depth.encoding' to '1' of type 'INTEGER', expecting type 'STRING': x"
+    for default, yaml in (("32FC1", "32FC1"), ("yes", "'yes'"), ("On", "'On'"), ("1e3", "'1e3'"), ("0x10", "'0x10'"),
+                          ("inf", "'inf'"), ("a b", "'a b'"), ("it's", "'it''s'"),
+                          ('say "$HOME"!', "'say \"$HOME\"!'")):
+        spec = dataclasses.replace(params.SPECS["depth.encoding"], default=default)
+        monkeypatch.setattr(params, "SPECS", {**params.SPECS, "depth.encoding": spec})
+        assert params.declare_hint("depth.encoding", str, error, "file").startswith(
+            f" (a string: e.g. depth.encoding: {yaml}; ")
+        hint = params.declare_hint("depth.encoding", str, error, "param")
+        rule = hint[len(" (a string: e.g. "):hint.index("; one that YAML")]
+        assert shlex.split(rule) == ["-p", f"depth.encoding:={yaml}"], rule
 
 
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):

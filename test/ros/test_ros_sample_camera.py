@@ -214,7 +214,12 @@ def test_executable_stops_after_count_and_rejects_bad_encoding(tmp_path):
     r = subprocess.run(cmd + ["-p", "encoding:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.endswith(
         "of type 'INTEGER', expecting type 'STRING' (a string: one that YAML reads as a number or bool is quoted: "
-        "encoding:=\"'1'\")\n"), r.stderr
+        "-p encoding:=\"'1'\")\n"), r.stderr
+    # in the form it was given too: a parameters file's line (it said the name:=value form for both)
+    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    encoding: 1\n")
+    r = subprocess.run(cmd[:-4] + ["-p", "count:=1", "--params-file", str(yaml_file)], env=env, cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.endswith("is quoted: encoding: '1')\n"), r.stderr
     # out of its range: rclpy's reason
     r = subprocess.run(cmd + ["-p", "fov_deg:=200.0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "fov_deg" in r.stderr and "decimal point" not in r.stderr
