@@ -74,20 +74,33 @@ def default_variant(task: str) -> str:
     return "dpt_hybrid_ade20k" if task == "segmentation" else "dpt_hybrid"
 
 
+def _variant_description(task: str) -> str:
+    """The ``variant`` argument's description, with where the other task's variants go: launch refuses one not among
+    the choices listing only these (``depth.launch.py variant:=dpt_hybrid_ade20k``), without a word of where it
+    belongs; ``--show-args`` shows this."""
+    if task == "segmentation":
+        return (f"DPT segmentation variant; picks config/<variant>.yaml. A depth variant "
+                f"({', '.join(preset_variants('depth'))}) goes to depth.launch.py's variant, or dpt.launch.py's (both "
+                f"models)")
+    return (f"DPT depth variant{' (the depth model)' if task == 'dpt' else ''}; picks config/<variant>.yaml. A "
+            f"segmentation variant ({', '.join(preset_variants('segmentation'))}) goes to "
+            + ("segmentation_variant" if task == "dpt" else
+               "segmentation.launch.py's variant, or dpt.launch.py's segmentation_variant (both models)"))
+
+
 def launch_arguments(task: str) -> list[Argument]:
     """The documented arguments of ``<task>.launch.py`` (task: depth, segmentation or dpt)."""
     _check_task(task)
     args = [
-        Argument("variant", default_variant(task),
-                 "DPT variant (the depth model for dpt.launch.py); picks config/<variant>.yaml",
-                 preset_variants(task)),
+        Argument("variant", default_variant(task), _variant_description(task), preset_variants(task)),
         Argument("weights", "",
                  "checkpoint file of the variant (official .pt from the DPT releases, or a Hugging Face "
                  "weights file or snapshot folder), or 'random'; empty: the node exits with instructions"),
     ]
     if task == "dpt":
         args += [
-            Argument("segmentation_variant", default_variant("segmentation"), "segmentation variant",
+            Argument("segmentation_variant", default_variant("segmentation"),
+                     "DPT segmentation variant (the segmentation model); a depth variant goes to variant",
                      preset_variants("segmentation")),
             Argument("segmentation_weights", "", "checkpoint file (or Hugging Face snapshot folder) of the segmentation variant, or 'random'"),
         ]

@@ -60,6 +60,46 @@ def test_launch_arguments_are_documented_with_choices():
                                                                  "segmentation_weights", *inputs, "depth_reference", *rest]
 
 
+def test_a_variant_argument_says_where_the_other_tasks_variants_go():
+    """launch refuses `depth.launch.py variant:=dpt_hybrid_ade20k` listing the depth variants only, with no word of
+    where a segmentation variant goes; its words cannot change, the argument's description (--show-args) can: each
+    variant argument names the other task's variants and the argument that takes them."""
+    depth, segmentation = presets.preset_variants("depth"), presets.preset_variants("segmentation")
+    described = {task: {a.name: a.description for a in presets.launch_arguments(task)} for task in presets.TASKS}
+    assert described["depth"]["variant"].startswith("DPT depth variant; picks config/<variant>.yaml. ")
+    assert described["depth"]["variant"].endswith(
+        f"A segmentation variant ({', '.join(segmentation)}) goes to segmentation.launch.py's variant, or "
+        f"dpt.launch.py's segmentation_variant (both models)")
+    assert described["segmentation"]["variant"].endswith(
+        f"A depth variant ({', '.join(depth)}) goes to depth.launch.py's variant, or dpt.launch.py's (both models)")
+    assert described["dpt"]["variant"].endswith(f"A segmentation variant ({', '.join(segmentation)}) goes to "
+                                                f"segmentation_variant")
+    assert described["dpt"]["segmentation_variant"].endswith("; a depth variant goes to variant")
+    assert "dpt_hybrid_ade20k" in segmentation and "dpt_hybrid" in depth
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros not installed (no ROS distribution)")
+def test_depth_launch_refuses_a_segmentation_variant_and_its_description_says_where_it_goes():
+    """With the real launch API: depth.launch.py's variant argument refuses dpt_hybrid_ade20k (launch's words,
+    the depth variants only), and its description, which `ros2 launch ... --show-args` prints, names
+    segmentation.launch.py and dpt.launch.py's segmentation_variant."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location("depth_launch", ROOT / "launch" / "depth.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    variant = next(e for e in module.generate_launch_description().entities
+                   if isinstance(e, DeclareLaunchArgument) and e.name == "variant")
+    context = LaunchContext()
+    context.launch_configurations["variant"] = "dpt_hybrid_ade20k"
+    with pytest.raises(RuntimeError, match="provided value \"dpt_hybrid_ade20k\" is not valid") as refused:
+        variant.visit(context)
+    assert "segmentation.launch.py" not in str(refused.value)   # (launch's words: why the description says it)
+    assert "segmentation.launch.py's variant, or dpt.launch.py's segmentation_variant" in variant.description
+    assert variant.choices == list(presets.preset_variants("depth"))
+
+
 def test_every_resolution_choice_is_an_input_size_the_node_accepts():
     """A launch choice the node then refuses would fail at start-up: each is a multiple of 32 in range."""
     choices = {a.name: a for a in presets.launch_arguments("depth")}["resolution"].choices
