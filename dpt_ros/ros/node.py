@@ -737,6 +737,7 @@ class DptNode(Node):
         step: 32"; the descriptors keep their ranges for `ros2 param describe` and rqt_reconfigure)."""
         reasons = [params.unknown_parameter(p.name, live=True) for p in parameter_list
                    if not self.has_parameter(p.name)]
+        fqn = self.get_fully_qualified_name()   # (the remedies are `ros2 param set <fqn> <name> <value>`)
         for p in parameter_list:
             spec = params.SPECS.get(p.name)
             if spec is None:
@@ -744,10 +745,10 @@ class DptNode(Node):
             if spec.read_only(self._MANAGED):
                 reasons.append(params.read_only_reason(p.name, self._MANAGED, self.get_name()))
             elif p.type_ == Parameter.Type.NOT_SET:
-                reasons.append(f"{p.name} cannot be unset: give it a value (its default is {spec.default!r})")
-            elif (r := params.type_mismatch(p.name, p.type_.value, p.value)) is not None:
+                reasons.append(params.unset_refusal(p.name, fqn))
+            elif (r := params.type_mismatch(p.name, p.type_.value, p.value, fqn)) is not None:
                 reasons.append(r)
-            elif (r := params.range_refusal(spec, p.value)) is not None:   # (before rclpy's descriptor check)
+            elif (r := params.range_refusal(spec, p.value, node=fqn)) is not None:   # (before rclpy's descriptor check)
                 reasons.append(r)
         return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons))) if reasons else None
 

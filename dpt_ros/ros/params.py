@@ -129,10 +129,20 @@ def read_only_reason(name: str, managed: bool, node: str = "dpt_node") -> str:
     return f"{name} is read-only: give it at start-up (--ros-args -p {name}:=..., a params file)"
 
 
-def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
+def unset_refusal(name: str, node: str) -> str:
+    """Why parameter ``name`` of node ``node`` (fully qualified) cannot be unset (a value of no type, NOT_SET), with
+    the ``ros2 param set`` command that gives it its default instead (rclpy says only "Static parameter cannot be
+    undeclared")."""
+    default = SPECS[name].default
+    return (f"{name} cannot be unset: give it a value, e.g. its default: "
+            f"{_written(name, [_yaml_value(default)], 'set', node)}")
+
+
+def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]:
     """Why a value of ParameterType ``type_`` cannot be set as parameter ``name`` (None when the type is right or
-    the name is not in the table). rclpy's own refusal names only type numbers ("expected '3' got '2'"), and
-    ``ros2 param set`` reads 2 as an integer, a common way to miss a double."""
+    the name is not in the table), with the ``ros2 param set`` command for node ``node`` (fully qualified) that sets
+    a value of the right type where one can be told (:func:`_written`). rclpy's own refusal names only type numbers
+    ("expected '3' got '2'"), and ``ros2 param set`` reads 2 as an integer, a common way to miss a double."""
     spec = SPECS.get(name)
     want = _TYPES[spec.type] if spec is not None else None
     if want is None or type_ in (want, ParameterType.PARAMETER_NOT_SET):
@@ -140,10 +150,38 @@ def type_mismatch(name: str, type_: int, value: Any) -> Optional[str]:
     got = _TYPE_WORDS.get(type_, f"a value of parameter type {type_}")
     reason = f"{name} is {_TYPE_WORDS[want]}; got {got} ({shown(value)})"
     if want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_INTEGER:
-        reason += f": write it with a decimal point, {value}.0 (ros2 param set and YAML read {value} as an integer)"
+        how, values = "write it with a decimal point,", [_yaml_value(float(value))]
+    elif want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_STRING:
+        number = _float_or_none(value)
+        how, values = (("a number, unquoted and with a decimal point,", [_yaml_value(number)]) if number is not None
+                       else ("a number, unquoted, e.g.", [_yaml_value(spec.default)]))
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
-        reason += f": write a list, e.g. \"[{value}]\""
-    return reason
+        how, values = "write a list,", [_yaml_value([value])]
+    elif want == ParameterType.PARAMETER_STRING and type_ in (ParameterType.PARAMETER_INTEGER,
+                                                               ParameterType.PARAMETER_DOUBLE,
+                                                               ParameterType.PARAMETER_BOOL):
+        how, values = "quote it (YAML reads it as a number or bool),", [_yaml_string(_yaml_value(value))]
+    elif want == ParameterType.PARAMETER_BOOL:
+        how, values = "write true or false, unquoted,", ["false" if value in (0, "0") else "true"]
+    elif want == ParameterType.PARAMETER_INTEGER and type_ in (ParameterType.PARAMETER_DOUBLE,
+                                                                ParameterType.PARAMETER_STRING):
+        whole = value if isinstance(value, float) else _float_or_none(value)
+        if whole is not None and whole.is_integer() and range_refusal(spec, int(whole)) is None:
+            how, values = "a whole number, unquoted and without a decimal point,", [str(int(whole))]
+        else:
+            how, values = "a whole number, unquoted and without a decimal point, e.g.", [str(spec.default)]
+    else:
+        return reason
+    return f"{reason}: {how} {_written(name, values, 'set', node)}"
+
+
+def _float_or_none(text: Any) -> Optional[float]:
+    """``text`` (a string) as the finite number Python reads in it, None where it reads none."""
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -> Optional[str]:
@@ -234,8 +272,9 @@ _YAML_BOOLS = frozenset({"y", "yes", "true", "on", "n", "no", "false", "off"})
 
 
 def _yaml_string(text: str) -> str:
-    """``text`` as YAML that rcl reads as that string (a ``-p`` value is YAML too): bare where it is one
-    (``dpt_hybrid``), else quoted (``'1'``, ``'yes'``, ``'1e3'``: rcl reads a number or bool, or a YAML sign)."""
+    """``text`` as YAML that rcl and ``ros2 param set`` read as that string (a ``-p`` value is YAML too): bare where
+    it is one (``dpt_hybrid``), else quoted (``'1'``, ``'yes'``, ``'1e3'``: rcl reads a number or bool, or a YAML sign;
+    ``'2026-12-06'``: PyYAML reads a date)."""
     number = True
     try:
         float(text)
@@ -244,18 +283,43 @@ def _yaml_string(text: str) -> str:
             int(text, 0)
         except ValueError:
             number = False
-    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", text) and not number and text.lower() not in _YAML_BOOLS:
+    date = re.match(r"\d{4}-\d\d?-\d\d?$", text)   # (a date to PyYAML: `ros2 param set` fails on it bare)
+    if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_./-]*", text) and not (number or date) and text.lower() not in _YAML_BOOLS:
         return text
     return "'" + text.replace("'", "''") + "'"
 
 
-def _written(name: str, values: list[str], given: Optional[str]) -> str:
+def _written(name: str, values: list[str], given: Optional[str], node: Optional[str] = None) -> str:
     """How to write parameter ``name`` as each of ``values`` (YAML: ``7.0``, ``'1'``, ``[a, b]``; several: one or
     another) in the form the refused value was given (:func:`value_source`): "param" a ``-p`` rule as a shell takes it
-    (``-p depth.variant:="'1'"``), "file" a parameters file's line (``depth.variant: '1'``), None both, each said."""
+    (``-p depth.variant:="'1'"``), "file" a parameters file's line (``depth.variant: '1'``), None both, each said;
+    "set" (a live change) the ``ros2 param set`` command for node ``node`` (fully qualified) as a shell takes it
+    (``ros2 param set /dpt_node depth.variant "'1'"``: it reads its value as YAML too, yaml.safe_load in rclpy's
+    get_parameter_value, and sets a string as YAML reads it: ``'1'`` is 1, a string)."""
+    if given == "set":
+        return " or ".join(f"ros2 param set {node} {name} {_shell_word(v)}" for v in values)
     rule = " or ".join(f"-p {name}:={_shell_word(v)}" for v in values)
     line = " or ".join(f"{name}: {v}" for v in values)
     return {"param": rule, "file": line}.get(given, f"{rule} on the command line, {line} in a parameters file")
+
+
+def _yaml_value(value: Any) -> str:
+    """A parameter value (bool, int, float, str or a list of them) as YAML that ``ros2 param set`` (yaml.safe_load)
+    reads back as that value and type: ``true``, ``2``, ``2.0`` (a double keeps its point: PyYAML reads ``1e-05`` as
+    a string, ``1.0e-05`` as a number), ``.inf``, a string as :func:`_yaml_string`, ``[a, b]``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+        text = repr(value)
+        mantissa, e, exponent = text.partition("e")
+        return text if "." in mantissa else f"{mantissa}.0{e}{exponent}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+    return _yaml_string(str(value))
 
 
 def _shell_word(text: str) -> str:
@@ -713,11 +777,14 @@ def target_refusals(device: str, precision: str, cuda_graphs: bool, options: boo
     return reasons
 
 
-def range_refusal(spec: ParamSpec, value: Any, option: Optional[str] = None) -> Optional[str]:
+def range_refusal(spec: ParamSpec, value: Any, option: Optional[str] = None,
+                  node: Optional[str] = None) -> Optional[str]:
     """Why ``value`` (of the parameter's type) is outside ``spec``'s range, with the allowed values nearest to it
     where the range has steps; None when it is inside (or there is no range). The node refuses a live change with
     this before rclpy's descriptor check, whose words ("not a valid step. Min: 0, max: 2048, value: 100, step: 32")
-    say what is wrong but not what would do. ``option``: as in :func:`_check_value` (the reason names no parameter)."""
+    say what is wrong but not what would do; ``node`` (its fully qualified name) says those values as the ``ros2
+    param set`` commands that set them (:func:`_written`). ``option``: as in :func:`_check_value` (the reason names
+    no parameter)."""
     head = f"{value}" if option else f"{spec.name}={value}"
     if spec.int_range is not None:
         lo, hi, step = spec.int_range
@@ -730,7 +797,8 @@ def range_refusal(spec: ParamSpec, value: Any, option: Optional[str] = None) -> 
         if step == 1:
             return f"{head} {what}"
         nearest, zero = _nearest(spec, value)
-        use = " or ".join(str(v) for v in nearest) + (f", or 0 for {zero}" if zero else "")
+        use = (" or ".join(str(v) for v in nearest) if node is None else
+               _written(spec.name, [str(v) for v in nearest], "set", node)) + (f", or 0 for {zero}" if zero else "")
         return f"{head} {what}: use {use}" + (f" (allowed: {allowed})" if inside else "")
     if spec.float_range is not None:
         lo, hi = spec.float_range

@@ -10,7 +10,7 @@ import torch
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import DescribeParameters, SetParameters, SetParametersAtomically
-from rclpy.parameter import Parameter
+from rclpy.parameter import Parameter, get_parameter_value
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros import conversions, params
@@ -45,10 +45,13 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("depth.variant", "dpt_huge", "valid: dpt_large"),
     ("depth.variant", "dpt_large_ade20k", "is not a depth variant"),
     # the allowed values nearest to the one given (rclpy alone: "not a valid step. Min: 0, max: 2048, value: 100,
-    # step: 32"); 0, the variant's own size, is no size near 16
-    ("input_size", 100, "input_size=100 is not a multiple of 32: use 96 or 128 (allowed: 0..2048 in steps of 32)"),
-    ("input_size", 16, "input_size=16 is not a multiple of 32: use 32, or 0 for the variant's own size (allowed: "),
-    ("input_size", 4096, "input_size=4096 out of range 0..2048 in steps of 32: use 2048"),
+    # step: 32"), said as the `ros2 param set` commands that set them; 0, the variant's own size, is no size near 16
+    ("input_size", 100, "input_size=100 is not a multiple of 32: use ros2 param set /dpt_node input_size 96 or "
+                        "ros2 param set /dpt_node input_size 128 (allowed: 0..2048 in steps of 32)"),
+    ("input_size", 16, "input_size=16 is not a multiple of 32: use ros2 param set /dpt_node input_size 32, or 0 for "
+                       "the variant's own size (allowed: "),
+    ("input_size", 4096, "input_size=4096 out of range 0..2048 in steps of 32: use ros2 param set /dpt_node input_size "
+                         "2048"),
     ("depth.min", 2000.0, "must be below depth.max"),
     ("segmentation.overlay_alpha", 1.5, "segmentation.overlay_alpha=1.5 out of range 0..1"),
     ("colormap", "rainbow_unicorn", "turbo"),
@@ -65,7 +68,8 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("segmentation.variant", "dpt_tiny", "it is a depth variant: set depth.variant"),
     ("points.stride", 1.5, "points.stride is an integer; got a double (1.5)"),
     # `ros2 param set /dpt_node depth.scale 2` sends an integer; rclpy alone says "expected '3' got '2'"
-    ("depth.scale", 2, "depth.scale is a double; got an integer (2): write it with a decimal point, 2.0"),
+    ("depth.scale", 2, "depth.scale is a double; got an integer (2): write it with a decimal point, "
+                       "ros2 param set /dpt_node depth.scale 2.0"),
     ("points.enabled", "yes", "points.enabled is a bool; got a string ('yes')"),
 ])
 def test_invalid_values_rejected_with_reason(harness, name, value, reason):
@@ -86,7 +90,86 @@ def test_a_value_of_no_type_is_refused_with_what_to_give(harness):
     node = harness.start_node()
     req = SetParameters.Request(parameters=[ParameterMsg(name="colormap")])   # value type NOT_SET
     r = call_service(harness, SetParameters, f"/{node.get_name()}/set_parameters", req).results[0]
-    assert not r.successful and r.reason == "colormap cannot be unset: give it a value (its default is 'inferno')"
+    assert not r.successful and r.reason == ("colormap cannot be unset: give it a value, e.g. its default: "
+                                             "ros2 param set /dpt_node colormap inferno")
+
+
+def _ros2_param_set(harness, command: str):
+    """Run ``command`` (``ros2 param set NODE NAME VALUE``, as a shell splits it) as `ros2 param set` does: its value
+    read by rclpy.parameter.get_parameter_value, the function ros2param's set verb calls (ros2cli's
+    ros2param/verb/set.py; ros2param itself is not installed here): yaml.safe_load, a bool, int, float or a list of
+    one of them or of strings sent as that type, a string YAML reads (``'1'`` -> 1 as a str) as that string; sent to
+    NODE's SetParameters service. The result."""
+    from rcl_interfaces.msg import Parameter as ParameterMsg
+
+    words = shlex.split(command)
+    assert words[:3] == ["ros2", "param", "set"] and len(words) == 6, words
+    req = SetParameters.Request(parameters=[ParameterMsg(name=words[4], value=get_parameter_value(words[5]))])
+    return call_service(harness, SetParameters, f"{words[3]}/set_parameters", req).results[0]
+
+
+#: (the word typed after `ros2 param set /robot/dpt_node NAME`, the refusal, the value and type its command gives)
+LIVE_REFUSALS = [
+    ("depth.scale", "2", "depth.scale is a double; got an integer (2): write it with a decimal point, "
+                         "ros2 param set /robot/dpt_node depth.scale 2.0", 2.0),
+    # (PyYAML reads a float only with a point and a signed exponent: 1e-3 is a string to ros2 param set)
+    ("depth.scale", "1e-3", "depth.scale is a double; got a string ('1e-3'): a number, unquoted and with a decimal "
+                            "point, ros2 param set /robot/dpt_node depth.scale 0.001", 0.001),
+    ("depth.max", "abc", "depth.max is a double; got a string ('abc'): a number, unquoted, e.g. "
+                         "ros2 param set /robot/dpt_node depth.max 1000.0", 1000.0),
+    ("points.enabled", "0", "points.enabled is a bool; got an integer (0): write true or false, unquoted, "
+                            "ros2 param set /robot/dpt_node points.enabled false", False),
+    ("points.enabled", "y", "points.enabled is a bool; got a string ('y'): write true or false, unquoted, "
+                            "ros2 param set /robot/dpt_node points.enabled true", True),
+    ("points.stride", "4.0", "points.stride is an integer; got a double (4.0): a whole number, unquoted and without "
+                             "a decimal point, ros2 param set /robot/dpt_node points.stride 4", 4),
+    ("points.stride", "'3'", "points.stride is an integer; got a string ('3'): a whole number, unquoted and without "
+                             "a decimal point, ros2 param set /robot/dpt_node points.stride 3", 3),
+    ("points.stride", "1.5", "points.stride is an integer; got a double (1.5): a whole number, unquoted and without "
+                             "a decimal point, e.g. ros2 param set /robot/dpt_node points.stride 2", 2),
+    ("input_size", "100", "input_size=100 is not a multiple of 32: use ros2 param set /robot/dpt_node input_size 96 or "
+                          "ros2 param set /robot/dpt_node input_size 128 (allowed: 0..2048 in steps of 32)", 96),
+    # a string YAML reads as a number: quoted for YAML, and the quotes quoted for the shell (the type is right then;
+    # the value, no variant, is refused for that: no string parameter here takes '1')
+    ("depth.variant", "1", "depth.variant is a string; got an integer (1): quote it (YAML reads it as a number or "
+                           "bool), ros2 param set /robot/dpt_node depth.variant \"'1'\"", None),
+]
+
+
+def test_live_refusals_say_the_ros2_param_set_command_that_is_taken(harness):
+    """A live refusal that says how to write the value says it as the `ros2 param set` command for this node (its
+    fully qualified name, here in a namespace) that would work, after the reason (which a Python client gets too):
+    each value below is sent as `ros2 param set` sends the word typed (:func:`_ros2_param_set`), refused with that
+    command; the command, split as a shell splits it and its value read as ros2param reads it, is accepted through
+    the same service and gives the value and type meant (`ros2 param get` through GetParameters). Before, the
+    remedies were bare YAML ("write it with a decimal point, 2.0"; "use 96 or 128")."""
+    node = harness.start_node(namespace="robot")
+    assert node.get_fully_qualified_name() == "/robot/dpt_node"
+    for name, typed, reason, meant in LIVE_REFUSALS:
+        r = _ros2_param_set(harness, f"ros2 param set /robot/dpt_node {name} {shlex.quote(typed)}")
+        assert not r.successful and r.reason == reason, (typed, r.reason)
+        command = re.search(r"ros2 param set \S+ \S+ (\"[^\"]*\"|'[^']*'|[^\s,()]+)", r.reason).group(0)
+        r = _ros2_param_set(harness, command)
+        if meant is None:   # (the string: its type taken, its value refused as no variant)
+            assert get_parameter_value(shlex.split(command)[5]).string_value == "1"
+            assert not r.successful and r.reason.startswith("depth.variant='1' is not a depth variant"), r.reason
+            continue
+        assert r.successful, (command, r.reason)
+        got = get_params(harness, node, name)[0]
+        assert got == meant and type(got) is type(meant), (command, got)
+
+
+def test_a_list_refused_live_is_said_as_the_command_that_sets_it(harness):
+    """cameras, settable on the managed node while unconfigured: `ros2 param set /robot/dpt_node cameras left` sends
+    a string; the refusal says the command with the list, quoted for the shell, and that command is taken."""
+    node = harness.start_node(namespace="robot", managed=True)
+    fqn = node.get_fully_qualified_name()
+    r = _ros2_param_set(harness, f"ros2 param set {fqn} cameras left")
+    assert not r.successful and r.reason == (f"cameras is a string array; got a string ('left'): write a list, "
+                                             f"ros2 param set {fqn} cameras \"[left]\""), r.reason
+    r = _ros2_param_set(harness, r.reason.split(", ", 1)[1])
+    assert r.successful, r.reason
+    assert get_params(harness, node, "cameras") == [["left"]]
 
 
 def test_rclpy_standard_parameters_can_be_set(harness):

@@ -261,6 +261,27 @@ def test_a_string_default_that_yaml_reads_otherwise_is_suggested_quoted(monkeypa
         assert shlex.split(rule) == ["-p", f"depth.encoding:={yaml}"], rule
 
 
+def test_a_live_remedy_is_a_ros2_param_set_command_that_gives_the_value_meant():
+    """The third form of params._written, for a live change: ``ros2 param set NODE NAME VALUE`` as a shell takes it,
+    whose VALUE `ros2 param set` reads back (rclpy.parameter.get_parameter_value, which ros2param's set verb calls:
+    yaml.safe_load; ros2param itself is not installed here) as the value and type meant: a double keeps its point
+    (PyYAML reads 1e-05 as a string), a string YAML reads as a number, bool or date is quoted for YAML and the quotes
+    for the shell; several values, one command each."""
+    from rclpy.parameter import get_parameter_value, parameter_value_to_python
+
+    for value in (2.0, 0.001, 1e-5, 1e20, -2.5, 7, True, False, "dpt_hybrid", "", "1", "yes", "On", "1e3", "2026-12-06",
+                  "a b", "it's", 'say "$HOME"!', ["left"], ["left", "1", "y"], [""]):
+        command = params._written("x.y", [params._yaml_value(value)], "set", "/robot/dpt_node")
+        words = shlex.split(command)
+        assert words[:5] == ["ros2", "param", "set", "/robot/dpt_node", "x.y"] and len(words) == 6, command
+        got = parameter_value_to_python(get_parameter_value(words[5]))
+        assert got == value and type(got) is type(value), (command, got)
+    assert params._written("input_size", ["96", "128"], "set", "/dpt_node") == \
+        "ros2 param set /dpt_node input_size 96 or ros2 param set /dpt_node input_size 128"
+    assert params._written("depth.variant", ["'1'"], "set", "/dpt_node") == \
+        "ros2 param set /dpt_node depth.variant \"'1'\""
+
+
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)
     s = params.defaults()
