@@ -783,7 +783,7 @@ class DptNode(Node):
         with self._lock:
             current = self._settings
             configured = self._models is not None
-            new, reasons = params.validate(current, changes)
+            new, reasons = params.validate(current, changes, self.get_fully_qualified_name())
             if new is None:
                 return SetParametersResult(successful=False, reason=params.clip("; ".join(reasons)))
         # (only the managed node gets here with these: the plain node declares them read-only)

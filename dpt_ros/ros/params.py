@@ -295,9 +295,11 @@ def _written(name: str, values: list[str], given: Optional[str], node: Optional[
     (``-p depth.variant:="'1'"``), "file" a parameters file's line (``depth.variant: '1'``), None both, each said;
     "set" (a live change) the ``ros2 param set`` command for node ``node`` (fully qualified) as a shell takes it
     (``ros2 param set /dpt_node depth.variant "'1'"``: it reads its value as YAML too, yaml.safe_load in rclpy's
-    get_parameter_value, and sets a string as YAML reads it: ``'1'`` is 1, a string)."""
+    get_parameter_value, and sets a string as YAML reads it: ``'1'`` is 1, a string); a value ``<file>`` there is a
+    placeholder for one the user chooses (``ros2 param set /dpt_node depth.weights <file>``)."""
     if given == "set":
-        return " or ".join(f"ros2 param set {node} {name} {_shell_word(v)}" for v in values)
+        return " or ".join(f"ros2 param set {node} {name} {v if re.fullmatch(r'<[a-z]+>', v) else _shell_word(v)}"
+                           for v in values)
     rule = " or ".join(f"-p {name}:={_shell_word(v)}" for v in values)
     line = " or ".join(f"{name}: {v}" for v in values)
     return {"param": rule, "file": line}.get(given, f"{rule} on the command line, {line} in a parameters file")
@@ -760,18 +762,26 @@ def parameter_option(name: str, option: str) -> Callable[[str], Any]:
 _OPTION_TYPE_WORDS = {int: "a whole number", float: "a number", str: "a string"}
 
 
-def target_refusals(device: str, precision: str, cuda_graphs: bool, options: bool = False) -> list[str]:
+def target_refusals(device: str, precision: str, cuda_graphs: bool, options: bool = False,
+                    node: Optional[str] = None, changed: Iterable[str] = ()) -> list[str]:
     """Why the node would refuse ``precision`` / ``cuda_graphs`` with ``device`` (fp16 or CUDA graphs where the model
     runs on the CPU: ``cpu``, or ``auto`` without CUDA, :func:`dpt_ros.resolved_device`); ``options``: in the words of a
-    tool's ``--device``, ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'."""
+    tool's ``--device``, ``--precision`` and ``--cuda-graphs`` (for its ``ap.error``) instead of the parameters'.
+    ``node`` (a live change of node ``node``, fully qualified; ``changed``: the names it sets): the remedy as the
+    ``ros2 param set`` commands that do it, to set first where the change was the device."""
     on_cpu = dpt_ros.resolved_device(device) == "cpu"
     where = f"--device {device}" + (" finds no CUDA on this machine" if device == "auto" else "")
     reasons = []
     if cuda_graphs and on_cpu:
-        reasons.append(f"cuda_graphs needs a CUDA device (device {device!r} runs on the CPU)" if not options else
+        reason = f"cuda_graphs needs a CUDA device (device {device!r} runs on the CPU)"
+        if node is not None and "cuda_graphs" not in changed:   # (the device moved to the CPU: graphs off first)
+            reason += f": {_written('cuda_graphs', ['false'], 'set', node)} first"
+        reasons.append(reason if not options else
                        f"--cuda-graphs needs a CUDA device ({where}); leave --cuda-graphs out")
     if precision == "fp16" and on_cpu:
-        reasons.append(f"precision fp16 is not supported on the CPU (device {device!r}); use fp32 or bf16"
+        use = "fp32 or bf16" if node is None else \
+            _written("precision", ["fp32", "bf16"], "set", node) + ("" if "precision" in changed else " first")
+        reasons.append(f"precision fp16 is not supported on the CPU (device {device!r}); use {use}"
                        if not options else
                        f"--precision fp16 is not supported on the CPU ({where}); use --precision fp32 or bf16")
     return reasons
@@ -1012,8 +1022,11 @@ def unknown_parameter(name: str, live: bool = False) -> str:
             f"`ros2 param list` or the README's parameter table lists the ones this node has")
 
 
-def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Settings], list[str]]:
-    """Check ``changes`` against ``current``; return (new snapshot, []) or (None, reasons)."""
+def validate(current: Settings, changes: Mapping[str, Any],
+             node: Optional[str] = None) -> tuple[Optional[Settings], list[str]]:
+    """Check ``changes`` against ``current``; return (new snapshot, []) or (None, reasons). ``node``: the fully
+    qualified name of the node whose live change this is: the checks across parameters then say their remedies as
+    the ``ros2 param set`` commands that take (:func:`_written`); without it (the tools) in words."""
     reasons: list[str] = []
     for name, value in changes.items():
         spec = SPECS.get(name)
@@ -1027,35 +1040,52 @@ def validate(current: Settings, changes: Mapping[str, Any]) -> tuple[Optional[Se
         return None, reasons
     fixed = {n: (float(v) if SPECS[n].type is float else v) for n, v in changes.items()}
     new = current.replace(fixed)
-    reasons.extend(_cross_checks(new, changes.keys()))
+    reasons.extend(_cross_checks(new, changes.keys(), node))
     return (None, reasons) if reasons else (new, [])
 
 
-def _cross_checks(s: Settings, changed: Iterable[str]) -> list[str]:
+def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = None) -> list[str]:
+    """Why settings ``s`` do not go together (``changed``: the names a change sets, none for a whole snapshot);
+    ``node``: as in :func:`validate`."""
     changed = set(changed)
     reasons = []
     for task in ("depth", "segmentation"):
         variant = s[f"{task}.variant"]
+        other = "segmentation" if task == "depth" else "depth"
         if variant and (f"{task}.variant" in changed or not changed):
             names = _variant_names(task)
             if variant not in names:
-                other = "segmentation" if task == "depth" else "depth"
-                hint = f"; it is a {other} variant: set {other}.variant" if variant in _variant_names(other) else ""
+                hint = ""
+                if variant in _variant_names(other) and node is None:
+                    hint = f"; it is a {other} variant: set {other}.variant"
+                elif variant in _variant_names(other):   # (an empty weights parameter would refuse it: set first)
+                    weights = "" if s[f"{other}.weights"] else \
+                        f"{_written(f'{other}.weights', ['<file>'], 'set', node)} (or random), then "
+                    hint = f"; it is a {other} variant: {weights}{_written(f'{other}.variant', [variant], 'set', node)}"
                 reasons.append(f"{task}.variant={shown(variant)} is not a {task} variant; valid: "
                                + ", ".join(names) + f" (or '' to disable){hint}")
         # a running node (changed non-empty; start-up reports this itself, with download instructions); not for a
         # variant refused above (weights would not make it one)
         if variant and variant in _variant_names(task) and not s[f"{task}.weights"] \
                 and changed & {f"{task}.variant", f"{task}.weights"}:
-            reasons.append(f"{task}.weights is empty but {task}.variant is {variant!r}: set {task}.weights to a "
-                           f"checkpoint file or 'random' (or {task}.variant to '' to disable {task})")
+            reason = f"{task}.weights is empty but {task}.variant is {variant!r}: "
+            if node is None:
+                reason += (f"set {task}.weights to a checkpoint file or 'random' (or {task}.variant to '' to disable "
+                           f"{task})")
+            elif f"{task}.weights" not in changed:   # (the variant set: its weights go first)
+                reason += f"set its weights first, {_written(f'{task}.weights', ['<file>'], 'set', node)} (or random)"
+            else:   # (the weights cleared: a file or random, or the task off, where the other task runs)
+                reason += f"{_written(f'{task}.weights', ['<file>'], 'set', node)} (or random)"
+                if s[f"{other}.variant"]:
+                    reason += f", or to disable {task}: {_written(f'{task}.variant', [_yaml_string('')], 'set', node)}"
+            reasons.append(reason)
     if not s["depth.variant"] and not s["segmentation.variant"]:
         reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
     if s["depth.min"] >= s["depth.max"]:
         reasons.append(f"depth.min ({s['depth.min']:g}) must be below depth.max ({s['depth.max']:g})")
     if s["colormap_min"] >= s["colormap_max"]:
         reasons.append(f"colormap_min ({s['colormap_min']:g}) must be below colormap_max ({s['colormap_max']:g})")
-    reasons.extend(target_refusals(s["device"], s["precision"], s["cuda_graphs"]))
+    reasons.extend(target_refusals(s["device"], s["precision"], s["cuda_graphs"], node=node, changed=changed))
     return reasons
 
 

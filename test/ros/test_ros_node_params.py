@@ -65,7 +65,7 @@ def test_valid_live_change_applies_from_the_next_frame(harness):
     ("class_names", ["x"], "class_names is read-only: it reports the segmentation classes"),
     ("qos.input_reliability", "reliable", "qos.input_reliability is read-only on dpt_node: give it at start-up"),
     ("depth.min", [1, 2], "depth.min is a double; got an integer array"),
-    ("segmentation.variant", "dpt_tiny", "it is a depth variant: set depth.variant"),
+    ("segmentation.variant", "dpt_tiny", "it is a depth variant: ros2 param set /dpt_node depth.variant dpt_tiny"),
     ("points.stride", 1.5, "points.stride is an integer; got a double (1.5)"),
     # `ros2 param set /dpt_node depth.scale 2` sends an integer; rclpy alone says "expected '3' got '2'"
     ("depth.scale", 2, "depth.scale is a double; got an integer (2): write it with a decimal point, "
@@ -170,6 +170,69 @@ def test_a_list_refused_live_is_said_as_the_command_that_sets_it(harness):
     r = _ros2_param_set(harness, r.reason.split(", ", 1)[1])
     assert r.successful, r.reason
     assert get_params(harness, node, "cameras") == [["left"]]
+
+
+def test_refusals_across_parameters_say_the_ros2_param_set_commands_that_are_taken(harness):
+    """The refusals of a value that does not go with the others (params.validate's) say their remedy as the `ros2
+    param set` commands for this node, in the order they take, a weights file as the placeholder <file>: each
+    refusal pinned, then its commands, split as a shell splits them, their values read as ros2param reads them (<file>
+    given as random), are accepted one after the other through the same service. The managed node, unconfigured (no
+    model loads). Before, the remedies were words ("it is a segmentation variant: set segmentation.variant")."""
+    node = harness.start_node(namespace="robot", managed=True)
+    fqn = node.get_fully_qualified_name()
+    assert fqn == "/robot/dpt_node"
+    depth_valid = ("valid: dpt_large, dpt_hybrid, dpt_base, dpt_hybrid_kitti, dpt_hybrid_nyu, dpt_tiny (or '' to "
+                   "disable)")
+    steps = [
+        # a segmentation variant given as the depth one: the segmentation weights (empty) first, then its variant
+        ("depth.variant", "dpt_hybrid_ade20k",
+         f"depth.variant='dpt_hybrid_ade20k' is not a depth variant; {depth_valid}; it is a segmentation variant: "
+         f"ros2 param set {fqn} segmentation.weights <file> (or random), then "
+         f"ros2 param set {fqn} segmentation.variant dpt_hybrid_ade20k",
+         {"segmentation.weights": "random", "segmentation.variant": "dpt_hybrid_ade20k"}),
+        # the weights of a running task cleared: a file, or (segmentation runs now) depth disabled, "''" for ''
+        ("depth.weights", "''",
+         f"depth.weights is empty but depth.variant is 'dpt_tiny': ros2 param set {fqn} depth.weights <file> (or "
+         f"random), or to disable depth: ros2 param set {fqn} depth.variant \"''\"",
+         {"depth.variant": ""}),
+        ("depth.weights", "''", None, {"depth.weights": ""}),   # (taken, depth being off)
+        # a depth variant given as the segmentation one; the depth weights are empty now: they go first
+        ("segmentation.variant", "dpt_tiny",
+         "segmentation.variant='dpt_tiny' is not a segmentation variant; valid: dpt_large_ade20k, dpt_hybrid_ade20k "
+         f"(or '' to disable); it is a depth variant: ros2 param set {fqn} depth.weights <file> (or random), then "
+         f"ros2 param set {fqn} depth.variant dpt_tiny",
+         {"depth.weights": "random", "depth.variant": "dpt_tiny"}),
+        # the variant set without weights: they go first
+        ("segmentation.variant", "''", None, {"segmentation.variant": ""}),
+        ("segmentation.weights", "''", None, {"segmentation.weights": ""}),
+        ("segmentation.variant", "dpt_large_ade20k",
+         "segmentation.weights is empty but segmentation.variant is 'dpt_large_ade20k': set its weights first, "
+         f"ros2 param set {fqn} segmentation.weights <file> (or random)",
+         {"segmentation.weights": "random"}),
+        # fp16 on the CPU
+        ("precision", "fp16",
+         f"precision fp16 is not supported on the CPU (device 'cpu'); use ros2 param set {fqn} precision fp32 or "
+         f"ros2 param set {fqn} precision bf16", {"precision": "fp32"}),
+    ]
+    for name, typed, reason, meant in steps:
+        r = _ros2_param_set(harness, f"ros2 param set {fqn} {name} {shlex.quote(typed)}")
+        if reason is None:
+            assert r.successful, (name, typed, r.reason)
+            assert get_params(harness, node, *meant) == list(meant.values())
+            continue
+        assert not r.successful and r.reason == reason, (name, typed, r.reason)
+        commands = re.findall(r"ros2 param set \S+ \S+ (?:\"[^\"]*\"|'[^']*'|[^\s,()]+)", r.reason)
+        wanted = list(meant)
+        if name == "precision":
+            commands = commands[:1]   # (either; fp32 here)
+        if name == "depth.weights":
+            commands = commands[-1:]   # (the other remedy, depth off: <file> is the first's)
+        assert [shlex.split(c)[4] for c in commands] == wanted, commands
+        for command in commands:
+            r = _ros2_param_set(harness, command.replace("<file>", "random"))
+            assert r.successful, (command, r.reason)
+        got = get_params(harness, node, *wanted)
+        assert got == list(meant.values()) and all(type(g) is str for g in got), (commands, got)
 
 
 def test_rclpy_standard_parameters_can_be_set(harness):

@@ -282,6 +282,63 @@ def test_a_live_remedy_is_a_ros2_param_set_command_that_gives_the_value_meant():
         "ros2 param set /dpt_node depth.variant \"'1'\""
 
 
+_DEPTH_VALID = "valid: dpt_large, dpt_hybrid, dpt_base, dpt_hybrid_kitti, dpt_hybrid_nyu, dpt_tiny (or '' to disable)"
+
+
+@pytest.mark.parametrize("start,changes,reason", [
+    # a variant of the other task: its command, after the weights' (a placeholder) where they are empty
+    ({}, {"depth.variant": "dpt_hybrid_ade20k"},
+     f"depth.variant='dpt_hybrid_ade20k' is not a depth variant; {_DEPTH_VALID}; it is a segmentation variant: "
+     "ros2 param set /robot/dpt_node segmentation.weights <file> (or random), then "
+     "ros2 param set /robot/dpt_node segmentation.variant dpt_hybrid_ade20k"),
+    ({"segmentation.variant": "dpt_large_ade20k", "segmentation.weights": "random"},
+     {"depth.variant": "dpt_hybrid_ade20k"},
+     f"depth.variant='dpt_hybrid_ade20k' is not a depth variant; {_DEPTH_VALID}; it is a segmentation variant: "
+     "ros2 param set /robot/dpt_node segmentation.variant dpt_hybrid_ade20k"),
+    ({}, {"segmentation.variant": "dpt_hybrid"},
+     "segmentation.variant='dpt_hybrid' is not a segmentation variant; valid: dpt_large_ade20k, dpt_hybrid_ade20k (or "
+     "'' to disable); it is a depth variant: ros2 param set /robot/dpt_node depth.variant dpt_hybrid"),
+    # weights cleared: a file or random; depth disabled only where segmentation runs (else both would be off)
+    ({}, {"depth.weights": ""},
+     "depth.weights is empty but depth.variant is 'dpt_tiny': ros2 param set /robot/dpt_node depth.weights <file> "
+     "(or random)"),
+    ({"segmentation.variant": "dpt_large_ade20k", "segmentation.weights": "random"}, {"depth.weights": ""},
+     "depth.weights is empty but depth.variant is 'dpt_tiny': ros2 param set /robot/dpt_node depth.weights <file> "
+     "(or random), or to disable depth: ros2 param set /robot/dpt_node depth.variant \"''\""),
+    # a variant set without weights: they go first
+    ({}, {"segmentation.variant": "dpt_hybrid_ade20k"},
+     "segmentation.weights is empty but segmentation.variant is 'dpt_hybrid_ade20k': set its weights first, "
+     "ros2 param set /robot/dpt_node segmentation.weights <file> (or random)"),
+    # fp16 or CUDA graphs on the CPU: the precision set, or (the device moved to the CPU) set first
+    ({}, {"precision": "fp16"},
+     "precision fp16 is not supported on the CPU (device 'cpu'); use ros2 param set /robot/dpt_node precision fp32 or "
+     "ros2 param set /robot/dpt_node precision bf16"),
+    ({"device": "auto", "precision": "fp16", "cuda_graphs": True}, {"device": "cpu"},
+     "cuda_graphs needs a CUDA device (device 'cpu' runs on the CPU): ros2 param set /robot/dpt_node cuda_graphs false "
+     "first; precision fp16 is not supported on the CPU (device 'cpu'); use ros2 param set /robot/dpt_node precision "
+     "fp32 or ros2 param set /robot/dpt_node precision bf16 first"),
+    ({}, {"cuda_graphs": True}, "cuda_graphs needs a CUDA device (device 'cpu' runs on the CPU)"),   # (leave it off)
+])
+def test_a_live_refusal_across_parameters_says_the_ros2_param_set_commands(start, changes, reason):
+    """validate with the node's name (a live change: node.py passes its fully qualified name) says its remedies as
+    the `ros2 param set` commands that take, a weights file as the placeholder <file>; without it (the tools,
+    start-up's check_all) in the words it had."""
+    s = params.defaults().replace({"depth.variant": "dpt_tiny", "depth.weights": "random", "device": "cpu", **start})
+    new, reasons = params.validate(s, changes, "/robot/dpt_node")
+    assert new is None and "; ".join(reasons) == reason, reasons
+    _, words = params.validate(s, changes)
+    assert "ros2 param set" not in "; ".join(words), words
+
+
+def test_without_a_node_validate_says_its_remedies_in_words():
+    s = params.defaults().replace({"depth.variant": "dpt_tiny", "depth.weights": "random", "device": "cpu"})
+    assert params.validate(s, {"depth.weights": ""})[1] == [
+        "depth.weights is empty but depth.variant is 'dpt_tiny': set depth.weights to a checkpoint file or 'random' "
+        "(or depth.variant to '' to disable depth)"]
+    assert params.validate(s, {"precision": "fp16"})[1] == [
+        "precision fp16 is not supported on the CPU (device 'cpu'); use fp32 or bf16"]
+
+
 def test_auto_device_without_cuda_is_the_cpu(monkeypatch):
     monkeypatch.setattr(dpt_ros, "cuda_available", lambda: False)
     s = params.defaults()
