@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from dpt_ros.pipeline._backend import array_module, where_it_lives
+from dpt_ros.pipeline._backend import array_module, host_scratch, where_it_lives
 
 _CV_MAPS = {
     "turbo": cv2.COLORMAP_TURBO,
@@ -21,6 +21,9 @@ _CV_MAPS = {
 }
 #: Names accepted by :func:`colorize`.
 COLORMAPS: tuple[str, ...] = (*_CV_MAPS, "gray")
+#: values :func:`colorize` works at a time on the CPU (whole rows of them; float32: 256 KB, which stays in a core's
+#: cache from one operation to the next)
+COLORIZE_BLOCK = 65536
 
 
 @functools.lru_cache(maxsize=None)
@@ -79,24 +82,35 @@ def colorize(values: Any, colormap: str = "turbo", vmin: float = 0.0, vmax: floa
     low = ftype(vmin)
     offset = ftype(0.5 + (float(low) - vmin) * 255.0 / (vmax - vmin))
     if xp is np:
-        t = np.subtract(values, low, dtype=ftype)
-        with np.errstate(over="ignore", invalid="ignore"):   # (far beyond a float64 range's ends: +-inf, clipped)
-            t *= scale
-            t += offset
-            np.clip(t, 0.0, 255.0, out=t)
-            idx = t.astype(np.uint8)
-        # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
-        out = cv2.applyColorMap(idx, _cv_user_lut(colormap))
-    else:   # where the values live (not CuPy's current device and stream), with no host synchronisation
-        with where_it_lives(values):
-            lut = _device_lut(colormap, values.device.id)
-            t = (values.astype(ftype, copy=False) - low) * scale + offset
-            idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
-            return xp.where(xp.isfinite(values)[:, :, None], lut[idx], xp.asarray(invalid_color, dtype=xp.uint8))
-    valid = np.isfinite(values)
-    if not valid.all():
-        out[~valid] = invalid_color
-    return out
+        # rows at a time, each block's floats and indices in the core's cache (and in this thread's reused buffers,
+        # host_scratch), coloured into the rows of the result: at 1080p 4.9 instead of 8.4 ms with the whole frame's
+        # temporaries (about 19 MB, applyColorMap's own included, through memory and page-faulted in anew whenever the
+        # allocator had given them back)
+        out = np.empty((*values.shape, 3), np.uint8)
+        step = max(1, COLORIZE_BLOCK // max(1, values.shape[1]))
+        for r in range(0, values.shape[0] if values.size else 0, step):
+            v, rows = values[r:r + step], out[r:r + step]
+            t = np.subtract(v, low, dtype=ftype, out=host_scratch("colorize.float", v.shape, ftype))
+            idx = host_scratch("colorize.index", v.shape, np.uint8)
+            with np.errstate(over="ignore", invalid="ignore"):   # (far beyond a float64 range's ends: +-inf, clipped)
+                t *= scale
+                t += offset
+                np.clip(t, 0.0, 255.0, out=t)
+                np.copyto(idx, t, casting="unsafe")
+            # applyColorMap with a user table copies its 3 bytes per entry: RGB table in, RGB out
+            cv2.applyColorMap(idx, _cv_user_lut(colormap), dst=rows)
+            mask = np.isfinite(v, out=host_scratch("colorize.mask", v.shape, bool))
+            if not mask.all():
+                np.logical_not(mask, out=mask)   # the invalid values
+                # (copyto(where=), not a boolean set-item: no index arrays, for a frame of mostly invalid values too)
+                np.copyto(rows, np.asarray(invalid_color, np.uint8), where=mask[:, :, None])
+        return out
+    # CuPy: where the values live (not CuPy's current device and stream), with no host synchronisation
+    with where_it_lives(values):
+        lut = _device_lut(colormap, values.device.id)
+        t = (values.astype(ftype, copy=False) - low) * scale + offset
+        idx = xp.clip(xp.nan_to_num(t, nan=0.0), 0.0, 255.0).astype(xp.uint8)
+        return xp.where(xp.isfinite(values)[:, :, None], lut[idx], xp.asarray(invalid_color, dtype=xp.uint8))
 
 
 class RunningRange:
@@ -123,6 +137,11 @@ class RunningRange:
     def update(self, values: Any) -> tuple[float, float]:
         """Fold one frame in; returns the smoothed (vmin, vmax) (always vmax > vmin)."""
         xp = array_module(values)
+        if xp is np:
+            lo, hi = self._numpy_percentiles(values)
+            if lo is None:
+                return (0.0, 1.0) if self.vmin is None else (self.vmin, self.vmax)
+            return self._fold(lo, hi)
         with where_it_lives(values):
             flat = values.reshape(-1)
             step = max(1, flat.size // self.max_samples)
@@ -134,6 +153,9 @@ class RunningRange:
                 return self.vmin, self.vmax
             q = xp.asarray([self.low, self.high], dtype=xp.float64)
             lo, hi = (float(v) for v in xp.percentile(sample.astype(xp.float64), q).tolist())
+        return self._fold(lo, hi)
+
+    def _fold(self, lo: float, hi: float) -> tuple[float, float]:
         if self.vmin is None:
             self.vmin, self.vmax = lo, hi
         else:
@@ -143,3 +165,43 @@ class RunningRange:
         if self.vmax <= self.vmin:
             self.vmax = self.vmin + max(abs(self.vmin) * 1e-6, 1e-6)
         return self.vmin, self.vmax
+
+    def _numpy_percentiles(self, values: np.ndarray) -> tuple[float | None, float | None]:
+        """The ``low`` and ``high`` percentiles of a NumPy frame's finite sampled values, the values of
+        ``np.percentile(sample, (low, high))`` (its default, linear method) bit for bit, or (None, None) where none
+        is finite; the same sample as the CuPy path, every ``step``-th value in C order.
+
+        np.percentile of the 20 000 samples took 0.4 ms of the 0.5 ms update at 640x480 (2 cores): it partitions
+        a float64 copy around six positions, with Python steps around it. Here the sample is sorted once in its own
+        type (float32 sorts faster than float64, and float64 keeps its order and every value), NaN sorting
+        last and -inf / +inf at the ends, so the finite values are one slice, and the two percentiles are read from
+        it with np.percentile's arithmetic in Python floats (float64): about 0.1 ms."""
+        size = values.size
+        step = max(1, size // self.max_samples)
+        if values.flags.c_contiguous:
+            sample = values.reshape(-1)[::step]
+        else:   # every step-th value in C order without a contiguous copy of the frame (reshape would make one)
+            sample = values[np.unravel_index(np.arange(0, size, step), values.shape)]
+        finite = np.sort(sample)   # (in its own type: the same order as in float64)
+        if finite.dtype.kind == "f":   # -inf sorts first, NaN after +inf
+            inf = finite.dtype.type(np.inf)
+            finite = finite[int(np.searchsorted(finite, -inf, side="right")):int(np.searchsorted(finite, inf))]
+        if finite.size == 0:
+            return None, None
+        return _linear_percentile(finite, self.low), _linear_percentile(finite, self.high)
+
+
+def _linear_percentile(ordered: np.ndarray, q: float) -> float:
+    """np.percentile(ordered, q) (method "linear") of a sorted 1-D array without NaN, in np.percentile's arithmetic:
+    the virtual index (n - 1) * (q / 100), the lower neighbour plus the difference times the fraction, or from the
+    upper one for a fraction of at least 1/2 (numpy's _lerp), an index past the end the last value.
+    test_running_range_percentiles_are_numpys pins it against np.percentile."""
+    n = ordered.size
+    index = (n - 1) * (float(q) / 100.0)
+    below = math.floor(index)
+    if index >= n - 1:
+        return float(ordered[-1])
+    a, b = float(ordered[below]), float(ordered[below + 1])
+    t = index - below
+    diff = b - a
+    return b - diff * (1.0 - t) if t >= 0.5 else a + diff * t

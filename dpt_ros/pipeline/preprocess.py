@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-import threading
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from dpt_ros.pipeline._backend import array_module, backend_for_device, cupy_available, get_xp
+from dpt_ros.pipeline._backend import array_module, backend_for_device, cupy_available, get_xp, host_scratch
 from dpt_ros.pipeline.encodings import ImageView, decode, four_byte_pixels
 
 RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")
@@ -21,29 +19,12 @@ RESIZE_METHODS = ("minimal", "lower_bound", "upper_bound", "fixed")
 MAX_INPUT_FACTOR = 16
 
 
-_scratch = threading.local()
-
-
-def _scratch_f32(slot: int, shape: tuple[int, ...]) -> np.ndarray:
-    """A float32 array of ``shape`` in this thread's reused scratch buffer ``slot`` (0: the frame's float copy, 1: its
-    resized copy; grown, never shrunk). Fresh ones, 3.7 and 2.4 MB at 640x480 -> 384x512, were page-faulted in anew
-    for every frame whenever the allocator had given the last ones back to the system: 8.9-11.9 instead of 1.2-1.5 ms
-    for the stage here, in a loop that also built clouds, as a node does."""
-    bufs = getattr(_scratch, "bufs", None)
-    if bufs is None:
-        bufs = _scratch.bufs = [None, None]
-    n = math.prod(shape)
-    if bufs[slot] is None or bufs[slot].size < n:
-        bufs[slot] = np.empty(max(n, 1), np.float32)
-    return bufs[slot][:n].reshape(shape)
-
-
 def _resized_float(image: np.ndarray, w: int, h: int) -> np.ndarray:
     """``cv2.resize(image.astype(np.float32), (w, h), INTER_CUBIC)`` of an (H, W[, 3]) uint8 array, both arrays in
     this thread's scratch buffers: the result is overwritten by the next call on this thread."""
-    f = _scratch_f32(0, image.shape)
+    f = host_scratch("preprocess.frame", image.shape, np.float32)
     np.copyto(f, image, casting="unsafe")   # (exact: every uint8 is a float32)
-    dst = _scratch_f32(1, (h, w, *image.shape[2:]))
+    dst = host_scratch("preprocess.resized", (h, w, *image.shape[2:]), np.float32)
     return cv2.resize(f, (w, h), dst=dst, interpolation=cv2.INTER_CUBIC)
 
 

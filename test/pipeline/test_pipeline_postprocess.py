@@ -114,6 +114,73 @@ def test_cpu_tensors_take_the_numpy_arithmetic_with_torch_semantics():
     np.testing.assert_array_equal(apply_depth_range(half, 0.5, 2.0).numpy(), apply_depth_range(half.float(), 0.5, 2.0).numpy())
 
 
+def _frames_with_every_kind_of_value():
+    """float32 frames with NaN (also negative NaN), +-inf, -0.0, 0, negatives and values about 0.3 .. 10 m (at
+    either end)."""
+    plain = RNG.uniform(0.5, 9.0, (300, 400)).astype(np.float32)
+    edges = plain.copy()
+    edges.reshape(-1)[:9] = edges.reshape(-1)[-9:] = [np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, -2.0, 0.3, 10.0]
+    no_nan = plain.copy()
+    no_nan.reshape(-1)[:6] = [np.inf, -np.inf, 0.0, -0.0, -2.0, 0.2]
+    limits = plain.copy()
+    limits.reshape(-1)[:4] = [0.3, 10.0, 2.0, 8.0]   # each limit itself is in range
+    beyond = plain.copy()
+    beyond[::5, ::7] = 12.0
+    return {"in range": plain, "every kind": edges, "no NaN": no_nan, "-0.0 least": (plain * [[-0.0] + [1] * 399]).astype(np.float32),
+            "limits": limits, "beyond max": beyond, "all NaN": np.full((300, 400), np.nan, np.float32)}
+
+
+def _rep117_by_the_rules(d: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Each REP 117 rule written over every value, in float32, as the torch path does (canonical NaN)."""
+    d = d.astype(np.float32, copy=True)
+    with np.errstate(invalid="ignore"):
+        d = np.where(~(d > 0), np.float32(np.nan), d)
+        if min_depth > 0:
+            d = np.where(d < np.float32(min_depth), np.float32(-np.inf), d)
+        if max_depth < math.inf:
+            d = np.where(d > np.float32(max_depth), np.float32(np.inf), d)
+    return d.astype(np.float32)
+
+
+@pytest.mark.parametrize("frame", ["in range", "every kind", "no NaN", "-0.0 least", "limits", "beyond max", "all NaN"])
+@pytest.mark.parametrize(("min_depth", "max_depth"), [(0.3, 10.0), (0.0, math.inf), (0.0, 1000.0), (2.0, 8.0)])
+def test_apply_depth_range_skips_only_the_rules_nothing_needs(frame, min_depth, max_depth):
+    """On the CPU a rule runs only where the frame's extremes say it can apply (a NaN anywhere: every rule): the
+    result is each rule applied to every value, byte for byte (NaN written as float32's own NaN, also over a NaN of
+    another sign), in place or not, for float64 input and for a strided float32 view written in place. A guard for
+    the skipping path (the old code ran every rule; it passes there too)."""
+    d = _frames_with_every_kind_of_value()[frame]
+    want = _rep117_by_the_rules(d, min_depth, max_depth)
+    assert apply_depth_range(d, min_depth, max_depth).tobytes() == want.tobytes()
+    own = d.copy()
+    assert apply_depth_range(own, min_depth, max_depth, inplace=True) is own and own.tobytes() == want.tobytes()
+    assert apply_depth_range(d.astype(np.float64), min_depth, max_depth).tobytes() == want.tobytes()
+    t = torch.from_numpy(d.copy())
+    assert apply_depth_range(t, min_depth, max_depth, inplace=True).numpy().tobytes() == want.tobytes()
+    wide = np.stack([d, d * 3, d * 5], -1)   # (H, W, 3): the middle channel is a strided view
+    got = apply_depth_range(wide[..., 1], min_depth, max_depth, inplace=True)
+    np.testing.assert_array_equal(got, _rep117_by_the_rules(d * 3, min_depth, max_depth))
+    np.testing.assert_array_equal(wide[..., 0], d)   # the other channels untouched
+    np.testing.assert_array_equal(wide[..., 2], d * 5)
+    assert apply_depth_range(np.zeros((0, 4), np.float32), min_depth, max_depth).shape == (0, 4)
+    assert np.isnan(apply_depth_range(np.array(-1.0, np.float32), min_depth, max_depth))   # (0-d)
+
+
+def test_metric_from_inverse_clamps_exactly_where_the_formula_does():
+    """On the CPU the clamp to eps is skipped where the frame's minimum is above eps: the values are the formula's,
+    byte for byte, with and without values at or below eps, NaN, +-inf, float64 input and a view that is not
+    contiguous (a guard for the new path; it passes on the old code too)."""
+    inv = RNG.uniform(0.0, 5.0, (400, 300)).astype(np.float32)
+    for frame in (inv, np.concatenate([inv, [[0.0] * 300], [[-1.0, np.nan, np.inf, -np.inf] + [1e-9] * 296]])):
+        for frame_in in (frame, frame.astype(np.float64), frame[::-1, ::2]):
+            for scale, shift, eps in ((0.7, 0.05, 1e-8), (1.0, 0.0, 1e-8), (2.0, -1.0, 1e-3)):
+                with np.errstate(invalid="ignore"):
+                    x = np.multiply(frame_in, np.float32(scale), dtype=np.float32) + np.float32(shift)
+                    want = np.reciprocal(np.maximum(x, np.float32(eps)))
+                got = metric_from_inverse(frame_in, scale, shift, eps)
+                assert got.dtype == np.float32 and got.tobytes() == want.tobytes()
+
+
 def test_depth_to_millimetres():
     d = np.array([np.nan, -np.inf, np.inf, 0.0, 0.0004, 0.0006, 1.2345, 65.535, 65.6], np.float32)
     # float32(1.2345) is 1.23450005 m: 1234.50005 mm, nearest 1235
@@ -258,6 +325,42 @@ def test_colorize_fixed_range_clip_invalid_and_reverse():
         colorize(np.zeros((2, 2, 3), np.float32), "gray")
 
 
+def test_colorize_of_views_other_types_and_invalid_frames():
+    """The CPU path works blocks of rows through reused per-thread buffers: a view that is not contiguous (a bgr-reversed
+    channel, a stride, a transpose) is coloured as its contiguous copy, float64 as its float32 values (the index is
+    worked in float32), every non-finite value, up to a whole frame, gets invalid_color and every other pixel the
+    entry its value has alone, and an earlier result is never overwritten by a later call, of another size or on
+    another thread. A guard for the new path (the old code passes it too)."""
+    frame = RNG.uniform(-1.0, 6.0, (600, 800)).astype(np.float32)   # (blocks of rows, also in the views)
+    first = colorize(frame, "turbo", 0.0, 5.0)
+    kept = first.copy()
+    views = [np.stack([frame, frame + 1, frame * 2], -1)[..., ::-1][..., 2], frame[::2, 1::3], frame.T]
+    for v in views:
+        assert not v.flags.c_contiguous
+        np.testing.assert_array_equal(colorize(v, "turbo", 0.0, 5.0), colorize(np.ascontiguousarray(v), "turbo", 0, 5))
+    np.testing.assert_array_equal(colorize(frame.astype(np.float64), "viridis", 5.0, 0.0),
+                                  colorize(frame, "viridis", 5.0, 0.0))
+    np.testing.assert_array_equal(colorize(frame.astype(np.float64), "gray", 0.0, 1e-40),   # (float64 index)
+                                  colorize(frame, "gray", 0.0, 1e-40))
+    holes = frame.copy()
+    holes[::3] = np.nan
+    holes[1, ::2] = np.inf
+    holes[2, 1::2] = -np.inf
+    got = colorize(holes, "turbo", 0.0, 5.0, invalid_color=(7, 8, 9))
+    bad = ~np.isfinite(holes)
+    assert (got[bad] == [7, 8, 9]).all() and bad.sum() > 100000
+    np.testing.assert_array_equal(got[~bad], first[~bad])
+    nothing = colorize(np.full((30, 40), np.nan, np.float32), "turbo", 0.0, 5.0, invalid_color=(1, 2, 3))
+    assert nothing.shape == (30, 40, 3) and (nothing == [1, 2, 3]).all()
+    import threading   # noqa: PLC0415
+    other = []
+    thread = threading.Thread(target=lambda: other.append(colorize(frame[:30] * 2, "turbo", 0.0, 5.0)))
+    thread.start()
+    thread.join()
+    np.testing.assert_array_equal(other[0], colorize(frame[:30] * 2, "turbo", 0.0, 5.0))
+    np.testing.assert_array_equal(first, kept)   # the first result is its own array
+
+
 @pytest.mark.parametrize(("vmin", "vmax"), [(3000.0, 3000.01), (1000.0, 1000.1), (1000.1, 1000.2), (-5.0, 5.0),
                                             (2.0, 1.0)])
 def test_colorize_indexes_a_narrow_range_far_from_zero_exactly(vmin, vmax):
@@ -348,6 +451,43 @@ def test_running_range_starts_at_0_1_before_any_valid_value():
     rr = RunningRange()
     assert rr.update(np.full((4, 4), np.nan, np.float32)) == (0.0, 1.0)
     assert rr.update(np.full((4, 4), 5.0, np.float32))[0] == pytest.approx(5.0)  # the first valid frame sets it
+
+
+def _numpys_percentiles(values: np.ndarray, low: float, high: float, max_samples: int) -> tuple[float, float] | None:
+    flat = np.ascontiguousarray(values).reshape(-1)
+    sample = flat[::max(1, flat.size // max_samples)]
+    sample = sample[np.isfinite(sample)].astype(np.float64)
+    return None if sample.size == 0 else tuple(float(v) for v in np.percentile(sample, [low, high]))
+
+
+def test_running_range_percentiles_are_numpys():
+    """On the CPU the percentiles come from the sorted sample with np.percentile's own arithmetic: equal to
+    np.percentile of the finite sampled values, bit for bit, for every sample size from 2, uneven percentiles,
+    float32 / float64 / float16 / integer frames, NaN and +-inf among the values, and views that are not
+    contiguous (the sample is every n-th value in C order, as before, without copying the frame). A guard for the
+    new path (the old code called np.percentile; it passes there too)."""
+    for n in [*range(2, 40), 1000, 20000, 20001, 40000]:   # (from 2: one value is widened to a range)
+        v = RNG.normal(3.0, 2.0, n).astype(np.float32)
+        for low, high in ((2.0, 98.0), (0.0, 100.0), (33.3, 66.7), (12.5, 87.5)):
+            rr = RunningRange(low, high, momentum=0.0)
+            assert rr.update(v) == pytest.approx(_numpys_percentiles(v, low, high, 20000), rel=0, abs=0)
+    frame = RNG.lognormal(0.0, 1.0, (120, 160)).astype(np.float32)
+    frame[::9, ::4] = np.nan
+    frame[3, :20] = np.inf
+    frame[4, :20] = -np.inf
+    frame[5, :3] = -np.nan
+    views = {"float32": frame, "float64": frame.astype(np.float64), "float16": frame.astype(np.float16),
+             "uint16": np.nan_to_num(frame, nan=0, posinf=0, neginf=0).astype(np.uint16) * 7,
+             "bgr reversed": np.stack([frame, frame * 2, frame * 3], -1)[..., ::-1][..., 0],
+             "strided": frame[1::3, ::2], "transposed": frame.T}
+    for name, v in views.items():
+        assert not name.startswith(("bgr", "strided", "trans")) or not v.flags.c_contiguous
+        for max_samples in (20000, 500, 7):
+            rr = RunningRange(2.0, 98.0, momentum=0.0, max_samples=max_samples)
+            assert rr.update(v) == _numpys_percentiles(v, 2.0, 98.0, max_samples), (name, max_samples)
+    keep = RunningRange(0, 100, momentum=0.0)
+    keep.update(frame)
+    assert keep.update(np.full((30, 40), np.nan, np.float32)[:, ::2]) == (keep.vmin, keep.vmax)   # none finite
 
 
 def test_upsampled_labels_are_the_argmax_of_the_upsampled_logits():
