@@ -994,6 +994,13 @@ class DptNode(Node):
         """The topic of output ``name`` (:func:`topics.output_topic`: a compressed copy follows its image's remap)."""
         return topics.output_topic(cam.ns, name, self.resolve_topic_name, self._expand_topic_name)
 
+    def _image_topic(self, cam: _Camera) -> str:
+        """The topic the camera's images are (or would be) subscribed on: as image_transport does, the transport's
+        topic is the base topic, remaps applied, + "/compressed", so `-r image:=/camera/image_raw` also moves the
+        compressed input to /camera/image_raw/compressed."""
+        compressed = self._settings["image_transport"] == "compressed"
+        return self.resolve_topic_name(cam.topic("image")).rstrip("/") + ("/compressed" if compressed else "")
+
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
         camera_info.url) or ``depth_reference`` (depth.align) topic, or unsubscribe it and forget what it
@@ -1001,10 +1008,8 @@ class DptNode(Node):
         if on and name not in cam.subs:
             topic = cam.topic(name)
             if name == "image":
-                # as image_transport does: the transport's topic is the base topic, remaps applied, + "/compressed",
-                # so `-r image:=/camera/image_raw` also moves the compressed input to /camera/image_raw/compressed
+                topic = self._image_topic(cam)
                 compressed = self._settings["image_transport"] == "compressed"
-                topic = self.resolve_topic_name(topic).rstrip("/") + ("/compressed" if compressed else "")
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
             elif name == "camera_info":
@@ -2112,7 +2117,8 @@ class DptNode(Node):
         for cam in self._cameras:
             c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
             before = rate_counts.get(cam.index, collections.Counter())   # (the start of the rate window)
-            ckv = {"topic": cam.image_topic,
+            # (inactive, not subscribed: the topic activate subscribes, not '' before the first activation)
+            ckv = {"topic": cam.image_topic if "image" in cam.subs else self._image_topic(cam),
                    "input_rate_hz": f"{(c['received'] - before['received']) / rate_dt:.2f}",
                    "output_rate_hz": f"{(c['processed'] - before['processed']) / rate_dt:.2f}"}
             for key in ("received", "processed", "dropped", "idle", "throttled"):

@@ -610,6 +610,27 @@ def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(ha
     assert (status.level, status.message) == (DiagnosticStatus.OK, "inactive (lifecycle): not subscribed")
 
 
+def test_an_inactive_cameras_status_names_the_topic_activate_subscribes(harness):
+    """A camera's status names its image topic (`topic`, and the hardware_id) also while inactive: remaps and
+    image_transport applied, as activate will subscribe it. Before the first activation it said '' for both."""
+    node = harness.start_node(managed=True, namespace="lc_topic", cli_args=["--ros-args", "-r", "image:=/cam/image_raw"],
+                              image_transport="compressed", **{"diagnostics.period": 60.0})
+
+    def topics():
+        status = node.diagnostics().status[1]
+        return status.hardware_id, {kv.key: kv.value for kv in status.values}["topic"]
+
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert topics() == ("/cam/image_raw/compressed",) * 2
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert topics() == ("/cam/image_raw/compressed",) * 2
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert all(r.successful for r in set_params(harness, node, image_transport="raw"))
+    assert topics() == ("/cam/image_raw",) * 2   # what the next activation subscribes, not the last one's
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    assert topics() == ("/cam/image_raw",) * 2
+
+
 @pytest.mark.parametrize("transition", ["configure", "activate"])
 def test_an_unforeseen_failure_of_a_transition_is_logged_with_its_stack(harness, monkeypatch, transition):
     """An exception a transition does not foresee fails it (rclpy: ERROR, then error processing back to
