@@ -24,6 +24,18 @@ def test_status_names_are_the_node_name_without_its_leading_slash_as_diagnostic_
     assert [s.name for s in named.diagnostics().status] == ["robot/dpt_node: model", "robot/dpt_node: camera /"]
 
 
+def test_camera_status_names_and_a_disabled_tasks_keys_are_as_the_readme_says(harness):
+    """README (Diagnostics): a camera's status is '<node>: camera <ns>', <ns> as in `cameras` ('/' for '', the
+    node's own: the test above); a task that is off has only `<task>.model`: `disabled`."""
+    node = harness.start_node(cameras=["left", "/abs/cam"])
+    statuses = node.diagnostics().status
+    assert [s.name for s in statuses] == ["dpt_node: model", "dpt_node: camera left", "dpt_node: camera /abs/cam"]
+    keys = {kv.key: kv.value for kv in statuses[0].values}
+    assert keys["segmentation.model"] == "disabled" and keys["depth.model"] == "dpt_tiny"
+    assert [k for k in keys if k.startswith("segmentation.")] == ["segmentation.model"]
+    assert {"depth.net_size", "depth.dtype", "depth.random_weights"} <= set(keys)
+
+
 def test_net_input_after_a_live_size_change_is_the_new_models(harness):
     """depth.net_input is the last batch's network input of the model that runs: after `ros2 param set input_size`
     swapped a model in, it said the old model's shape beside the new net_size until the next frame."""
