@@ -430,6 +430,9 @@ class DptNode(Node):
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
         self._silent_logged: set = set()   # (image topic, publishers found) whose "no image yet" was logged
+        # subscribed topic -> "(policy P): what to change", the last incompatible QoS reported on it (a silent camera's
+        # status says it rather than guess at /dev/shm)
+        self._qos_mismatch: dict = {}
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
@@ -1012,6 +1015,7 @@ class DptNode(Node):
                 compressed = self._settings["image_transport"] == "compressed"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
+                self._qos_mismatch.pop(topic, None)   # (what the new subscription meets is reported anew)
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
@@ -1048,7 +1052,10 @@ class DptNode(Node):
                 return
             last[0] = now
             policy = qos_policy_name_from_kind(event.last_policy_kind)
-            self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {_qos_hint(policy, output, latched_info)}")
+            hint = _qos_hint(policy, output, latched_info)
+            if not output:
+                self._qos_mismatch[topic] = f"(policy {policy}): {hint}"
+            self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {hint}")
         return warn
 
     def _publish_label_info(self, s: Settings) -> None:
@@ -2156,7 +2163,11 @@ class DptNode(Node):
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
                     publishers = self.count_publishers(cam.image_topic)
-                    if publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
+                    mismatch = self._qos_mismatch.get(cam.image_topic)
+                    if publishers and mismatch is not None:   # the reason known: a QoS this subscription cannot take
+                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, of an incompatible "
+                                f"QoS {mismatch}")
+                    elif publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
                         txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
                                 f"idle: processes in containers on one host network (--net=host) with a "
                                 f"/dev/shm each (docker's default) discover each other but receive nothing from each "

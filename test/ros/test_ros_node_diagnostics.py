@@ -1,8 +1,10 @@
 """/diagnostics as its readers take it: status names as diagnostic_updater writes them (what diagnostic_aggregator's
 analyzers match), and figures that belong to the model that runs now."""
 import re
+import time
 from pathlib import Path
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import Image, PointCloud2
 
 from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
@@ -34,6 +36,30 @@ def test_camera_status_names_and_a_disabled_tasks_keys_are_as_the_readme_says(ha
     assert keys["segmentation.model"] == "disabled" and keys["depth.model"] == "dpt_tiny"
     assert [k for k in keys if k.startswith("segmentation.")] == ["segmentation.model"]
     assert {"depth.net_size", "depth.dtype", "depth.random_weights"} <= set(keys)
+
+
+def test_a_silent_camera_of_an_incompatible_qos_is_said_to_be_that_not_a_dev_shm_of_its_own(harness, monkeypatch):
+    """A camera that publishes best effort to qos.input_reliability:=reliable is discovered and never heard: its
+    status said `1 publisher found on it, so if none is just idle: processes in containers ... /dev/shm ...`, while
+    the node had logged the incompatible QoS and what to change. It now says that instead."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
+    pub = harness.probe.create_publisher(Image, "image", qos("best_effort"))
+    wait_for(lambda: node.count_publishers("/image") == 1, what="discovery")
+    time.sleep(1.2)
+    wait_for(lambda: "1 publisher found on it" in _status(node, ": camera /").message, what="the silent camera's WARN")
+    wait_for(lambda: "incompatible QoS" in _status(node, ": camera /").message, timeout=5.0,
+             what=f"the status to name the incompatible QoS; it says {_status(node, ': camera /').message!r}")
+    status = _status(node, ": camera /")
+    assert status.level == DiagnosticStatus.WARN
+    assert status.message.startswith("no image yet (")
+    assert status.message.endswith(
+        " s since subscribing): check the image topic (/image) and the camera's QoS; 1 publisher found on it, of an "
+        "incompatible QoS (policy RELIABILITY): a best-effort publisher cannot feed this reliable subscription: "
+        "qos.input_reliability:=best_effort"), status.message
+    assert pub.get_subscription_count() == 0
 
 
 def test_net_input_after_a_live_size_change_is_the_new_models(harness):
