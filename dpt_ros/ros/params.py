@@ -417,8 +417,9 @@ def _check_weights(value: str, option: Optional[str] = None) -> Optional[str]:
 def _check_cameras(value: list) -> Optional[str]:
     if not value:
         return "cameras must list at least one namespace ('' = the node's own namespace)"
-    if len(set(value)) != len(value):
-        return f"cameras lists a namespace twice: {value}"
+    twice = next((ns for i, ns in enumerate(value) if ns in value[:i]), None)
+    if twice is not None:
+        return f"cameras lists {shown(twice)} twice: {shown(value)}; list each camera once"
     for ns in value:
         if ns and not re.match(r"^(~/|/)?[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*$", ns):
             return (f"camera namespace {shown(ns)} is not a valid ROS namespace: names of letters, digits and '_' "

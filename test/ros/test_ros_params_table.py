@@ -94,7 +94,8 @@ def test_snapshots_are_immutable_and_replaced_whole():
     ({"device": "cuda\n"}, "device 'cuda\\n' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
     ({"device": "cuda:01"}, "device 'cuda:01' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
     ({"device": "cuda:\u0661"}, "device 'cuda:\u0661' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
-    ({"cameras": ["a", "a"]}, "twice"),
+    ({"cameras": ["a", "a"]}, "cameras lists 'a' twice: ['a', 'a']; list each camera once"),   # (what to do too)
+    ({"cameras": ["", "b", ""]}, "cameras lists '' twice: ['', 'b', '']; list each camera once"),
     ({"cameras": ["bad name"]}, "not a valid ROS namespace"),
     ({"cameras": ["~left"]}, "not a valid ROS namespace"),   # rcl refuses '~' not followed by '/'
     ({"depth.weights": ""}, "depth.weights is empty but depth.variant is 'dpt_hybrid'"),
