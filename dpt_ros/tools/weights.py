@@ -98,8 +98,24 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         model = load_checkpoint(path, v, verify_hash=False)
         if not _is_index(path):   # (a release is one file)
             _check_release_digest(path, v)   # a renamed release file of a same-architecture variant (hashed above)
+        said = v.name
+    else:
+        # no --variant: the strict load as the variant the architecture matches decides, as the node's would (a
+        # missing tensor, a NaN one); of several of one architecture (the hybrid depth variants) the first that
+        # takes the file (a converted KITTI file is refused as the relative one), else the first one's refusal
+        model = first = None
+        for name in cands:
+            try:
+                model = load_checkpoint(path, name, verify_hash=False)
+                break
+            except CheckpointError as e:
+                first = first or e
+        if first is not None and model is None:
+            raise first
+        said = f"{name} (no --variant: the first matching variant that takes it)"
+    if model is not None:
         rep = model.load_report
-        lines.append(f"strict load as {v.name}: OK ({rep.loaded} tensors, {rep.source_format} names"
+        lines.append(f"strict load as {said}: OK ({rep.loaded} tensors, {rep.source_format} names"
                      + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
                      + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
                      + (f", {len(rep.absent_counters)} BatchNorm step counters absent" if rep.absent_counters else "")
@@ -261,7 +277,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     g.add_argument("--urls", action="store_true", help="print official download URLs and hash prefixes")
     g.add_argument("--verify", metavar="FILE", help="check a checkpoint file")
     g.add_argument("--convert", nargs=2, metavar=("SRC", "DST"), help="re-save with other key names")
-    ap.add_argument("--variant", choices=sorted(VARIANTS), help="expected variant (strict load check)")
+    ap.add_argument("--variant", choices=sorted(VARIANTS),
+                    help="expected variant (strict load check; --verify without it: the one the architecture matches)")
     ap.add_argument("--to", choices=("hf", "official"), default="hf", help="names for --convert (default hf)")
     args = ap.parse_args(argv)
     if args.urls:

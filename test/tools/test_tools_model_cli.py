@@ -379,13 +379,44 @@ def test_verify_report_line_by_line(tiny_file):
     assert lines[1:3] == [f"sha256: {digest}", f"hash prefix {digest[:8]}: OK"]
     assert lines[3].startswith(f"tensors: {n}; architecture: ")
     assert lines[4:] == ["matches variant(s): dpt_tiny", f"strict load as dpt_tiny: OK ({n} tensors, official names)"]
-    # no variant: no load; a name without a hash: nothing to compare it with
+    # no variant: the load as the one it matches; a name without a hash: nothing to compare it with
     plain = tiny_file.parent / "plain.pt"
     plain.write_bytes(tiny_file.read_bytes())
     lines = weights.verify(plain, None).splitlines()
-    assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 6
+    assert lines[2] == "hash prefix: none to check (file name carries none)" and len(lines) == 7
+    assert lines[6] == (f"strict load as dpt_tiny (no --variant: the first matching variant that takes it): OK ({n} "
+                        "tensors, official names)")
     # its tensors, data.pkl and 5 small records of torch.save's: each compared with the CRC-32 stored with it
     assert lines[3] == f"zip CRC-32s: OK ({n + 6} records hold the bytes torch.save wrote)"
+
+
+def test_verify_without_a_variant_refuses_what_the_node_refuses(tmp_path, capsys):
+    """`weights --verify FILE`, as the loader's errors and README suggest it (no --variant), exited 0 for a file the
+    node refuses: a tensor missing, a tensor holding NaN (only --variant ran the strict load). Now the load as the
+    variant the architecture matches decides, with the node's words, exit status 1."""
+    sd = random_state_dict("dpt_tiny", seed=5)
+    missing = dict(sd)
+    del missing["pretrained.model.cls_token"]
+    nan = dict(sd)
+    nan["pretrained.model.cls_token"] = sd["pretrained.model.cls_token"].clone()
+    nan["pretrained.model.cls_token"].view(-1)[3] = float("nan")
+    for name, state in (("missing.pt", missing), ("nan.pt", nan)):
+        torch.save(state, tmp_path / name)
+    assert weights.main(["--verify", str(tmp_path / "missing.pt")]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "matches variant(s): dpt_tiny"
+    assert err == (f"FAILED: {tmp_path / 'missing.pt'} (variant dpt_tiny) does not match the model:\n"
+                   "  1 missing: pretrained.model.cls_token\n")
+    assert weights.main(["--verify", str(tmp_path / "nan.pt")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"FAILED: {tmp_path / 'nan.pt'} (variant dpt_tiny): 1 tensor holds NaN or infinite values: "
+                          "pretrained.model.cls_token (1 NaN, 0 infinite of 192)"), err
+    # the same file whole passes, saying as what it was loaded
+    torch.save(sd, tmp_path / "whole.pt")
+    assert weights.main(["--verify", str(tmp_path / "whole.pt")]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"strict load as dpt_tiny (no --variant: the first matching variant that takes it): OK ({len(sd)} tensors, "
+        "official names)")
 
 
 def test_verify_names_a_damaged_record_of_a_file_whose_name_carries_no_hash(tiny_file, tmp_path, capsys):
