@@ -202,8 +202,9 @@ def _not_found_message(path: Path, variant: Optional[Variant]) -> str:
             msg += f", or the Hugging Face model {variant.hf_id} (model.safetensors)"
         msg += "; check it with: python -m dpt_ros.tools.weights --verify FILE."
     elif variant is not None:
-        msg += (f" Variant {variant.name} has no released weights; use weights='random' for tests "
-                "(outputs are meaningless) or pick a released variant.")
+        msg += (f" Variant {variant.name} has no released weights; for tests give random as the weights (predict "
+                "--weights random, the node's depth.weights:=random; outputs are meaningless) or pick a released "
+                "variant.")
     return msg
 
 

@@ -225,7 +225,8 @@ def test_hash_check_compares_every_digit_of_the_prefix(tmp_path, tiny_sd):
 
 def test_missing_file_says_where_to_get_the_weights(tmp_path):
     """The message names the release file and its URL, the Hugging Face model where there is one, and the
-    check to run; a variant without released weights points at weights='random'."""
+    check to run; a variant without released weights points at random weights as predict and the node take them
+    (it said weights='random', load_engine's argument, which neither takes)."""
     missing = tmp_path / "nope.pt"
 
     def message(variant):
@@ -239,8 +240,9 @@ def test_missing_file_says_where_to_get_the_weights(tmp_path):
     assert hybrid.endswith("(save as dpt_hybrid-midas-501f0c75.pt), or the Hugging Face model "
                            "Intel/dpt-hybrid-midas (model.safetensors)" + check)
     assert message("dpt_hybrid_kitti").endswith("(save as dpt_hybrid_kitti-cb926ef4.pt)" + check)  # no HF model
-    assert message("dpt_base").endswith(". Variant dpt_base has no released weights; use weights='random' for "
-                                        "tests (outputs are meaningless) or pick a released variant.")
+    assert message("dpt_base").endswith(". Variant dpt_base has no released weights; for tests give random as the "
+                                        "weights (predict --weights random, the node's depth.weights:=random; outputs "
+                                        "are meaningless) or pick a released variant.")
 
 
 def test_a_symlink_loads_the_file_it_names_and_one_to_nothing_is_said_to_be_one(tmp_path, tiny_sd, tiny_ref, capsys):

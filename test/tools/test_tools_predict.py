@@ -45,6 +45,23 @@ def files(tmp_path_factory):
     return d
 
 
+def test_a_missing_weights_file_of_a_variant_without_releases_says_the_option_that_runs_random_weights(files, capsys):
+    """--weights naming no file, for dpt_tiny (no released weights): the refusal said "use weights='random'",
+    load_engine's argument, not predict's option; it says --weights random, which runs."""
+    missing = files / "nope.pt"
+    out = files / "out_missing"
+    assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--weights", str(missing),
+                         "--input-size", "64", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"predict: cannot load dpt_tiny from {missing}: weights file not found: {missing}. Variant dpt_tiny has no "
+        "released weights; for tests give random as the weights (predict --weights random, the node's "
+        "depth.weights:=random; outputs are meaningless) or pick a released variant.\n")
+    assert not out.exists()
+    assert predict.main([str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "random",
+                         "--input-size", "64", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+
+
 def test_depth_files_are_the_models_output_as_the_official_script_writes_them(files, capsys):
     out = files / "out_depth"
     assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
