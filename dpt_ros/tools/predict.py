@@ -79,11 +79,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out", required=True, help="output folder (created)")
     ap.add_argument("--device", default="auto", help="auto (the default: CUDA where there is one, as for the node), "
                                                      "cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32 (the default, as the node's precision); bf16; fp16 on CUDA only")
     ap.add_argument("--input-size", type=int, default=0,
                     help="network size, %d..%d in steps of %d; 0 = the variant's own (as the node's input_size)"
                     % INPUT_SIZE_RANGE)
-    ap.add_argument("--resize-method", default="minimal", choices=RESIZE_METHODS)
+    ap.add_argument("--resize-method", default="minimal", choices=RESIZE_METHODS,
+                    help="how the image is scaled to the network size, DPT's keep-aspect rules (default minimal, "
+                         "as the node's resize_method)")
     ap.add_argument("--absolute-depth", action="store_true",
                     help="metric variants: write <name>.png unstretched (KITTI 1/256 m, NYU mm), as the official flag")
     return ap.parse_args(argv)

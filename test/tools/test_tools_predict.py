@@ -181,6 +181,23 @@ def test_device_is_the_nodes_auto_by_default(files, capsys, monkeypatch):
     assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
 
 
+def test_help_says_the_default_of_every_option_that_has_one(capsys):
+    """--help gave --precision and --resize-method no words, so not their defaults (fp32, minimal); each is said,
+    and is the node's parameter's default."""
+    from dpt_ros.ros.params import PARAMETERS
+
+    with pytest.raises(SystemExit) as info:
+        predict.main(["--help"])
+    assert info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--precision {fp32,fp16,bf16} fp32 (the default, as the node's precision); bf16; fp16 on CUDA only" in text
+    assert ("--resize-method {minimal,lower_bound,upper_bound,fixed} how the image is scaled to the network size, "
+            "DPT's keep-aspect rules (default minimal, as the node's resize_method)") in text
+    defaults = vars(predict.parse_args(["x.png", "--variant", "dpt_tiny", "--weights", "random", "--out", "o"]))
+    for name in ("precision", "resize_method", "device", "input_size"):
+        assert defaults[name] == next(p.default for p in PARAMETERS if p.name == name), name
+
+
 def test_input_size_range_is_the_nodes():
     from dpt_ros.ros.params import PARAMETERS
 
