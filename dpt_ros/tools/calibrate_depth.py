@@ -136,22 +136,24 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
             problems.append(str(e))
 
     # best effort reaches reliable and best-effort publishers alike
-    first = args.evaluate or args.inverse
-    node.create_subscription(Image, first, on_inverse, qos_profile_sensor_data)
-    node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data)
+    # (the names said below are the topics as resolved, /inverse_depth for the default inverse_depth: the names
+    # ros2 topic list shows)
+    first = node.create_subscription(Image, args.evaluate or args.inverse, on_inverse,
+                                     qos_profile_sensor_data).topic_name
+    reference = node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data).topic_name
     deadline = time.monotonic() + args.timeout
     while len(pairing.pairs) < args.frames:
         if problems:
             raise SystemExit(f"calibrate_depth: {problems[0]}")
         if time.monotonic() > deadline:
             # (a topic nobody publishes: a wrong name or namespace, another ROS_DOMAIN_ID, a node not started)
-            silent = [t for t in (first, args.reference) if node.count_publishers(t) == 0]
+            silent = [t for t in (first, reference) if node.count_publishers(t) == 0]
             names = "names" if len(silent) > 1 else "name"
             nobody = (f"No publisher found on {' nor on '.join(silent)}: check the {names} (ros2 topic list; the "
                       "node's topics are under its namespace) and ROS_DOMAIN_ID. ") if silent else ""
             raise SystemExit(
                 f"calibrate_depth: {len(pairing.pairs)} of {args.frames} stamp-matched pairs in {args.timeout:g} s "
-                f"(waiting: {len(pairing.inverse)} {first}, {len(pairing.reference)} {args.reference}). {nobody}"
+                f"(waiting: {len(pairing.inverse)} {first}, {len(pairing.reference)} {reference}). {nobody}"
                 "Check both topics (ros2 topic hz) and their stamps; --tolerance widens the match")
         executor.spin_once(timeout_sec=0.1)
     return pairing.pairs[: args.frames]

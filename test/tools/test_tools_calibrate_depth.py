@@ -338,6 +338,13 @@ def test_a_topic_without_a_publisher_is_named_when_the_collection_gives_up(tool_
         "No publisher found on /calib/nobody_inv nor on /calib/nobody_ref: check the names (ros2 topic list; the "
         "node's topics are under its namespace) and ROS_DOMAIN_ID. Check both topics (ros2 topic hz) and their "
         "stamps; --tolerance widens the match")
+    # the default --inverse, inverse_depth, and a relative --reference are said as resolved, the names ros2 topic list
+    # shows (they were said as given: "0 inverse_depth", "No publisher found on inverse_depth nor on nobody_ref")
+    with pytest.raises(SystemExit) as e:
+        tool.collect(tool.parse_args(["--reference", "calib/nobody_ref", *common]), node, executor)
+    assert str(e.value).startswith(
+        "calibrate_depth: 0 of 2 stamp-matched pairs in 0.5 s (waiting: 0 /inverse_depth, 0 /calib/nobody_ref). "
+        "No publisher found on /inverse_depth nor on /calib/nobody_ref: check the names (ros2 topic list;"), e.value
     harness.probe.create_publisher(Image, "/calib/quiet_ref", qos())   # published, but nothing sent
     wait_for(lambda: node.count_publishers("/calib/quiet_ref") == 1, what="the reference's publisher")
     with pytest.raises(SystemExit) as e:
