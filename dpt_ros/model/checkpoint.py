@@ -518,7 +518,7 @@ def _shard_files(index: Path) -> list[Path]:
                               f"shard file in its folder): {e.__class__.__name__}: {_clip(str(e))}") from e
     missing = [n for n in names if not (index.parent / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{index} names {len(names)} shard files, of which {len(missing)} are not in "
+        raise FileNotFoundError(f"{index} names {len(names)} shard files, of which {len(missing)} {'is' if len(missing) == 1 else 'are'} not in "
                                 f"{index.parent}: {', '.join(missing[:5])}; download the whole snapshot "
                                 f"(every file the index names)")
     return [index.parent / n for n in names]

@@ -968,7 +968,7 @@ def test_a_snapshot_split_into_shards_loads_by_its_index(tmp_path, tiny_sd, tiny
     assert torch.equal(load_engine("dpt_tiny", index).run(X)["inverse_depth"], tiny_ref)
     check_format(index)   # (what the node checks when depth.weights is set)
     (tmp_path / "model-00002-of-00002.safetensors").rename(tmp_path / "elsewhere.safetensors")
-    with pytest.raises(FileNotFoundError, match="1 are not in .*: model-00002-of-00002.safetensors; download the whole"):
+    with pytest.raises(FileNotFoundError, match="1 is not in .*: model-00002-of-00002.safetensors; download the whole"):
         load_engine("dpt_tiny", tmp_path)
     with pytest.raises(FileNotFoundError, match="model-00002-of-00002.safetensors"):
         check_format(index)

@@ -464,7 +464,12 @@ def test_verify_a_snapshot_in_shards_reports_the_shards(tmp_path, capsys):
     assert lines[-1].startswith("strict load as dpt_tiny: OK")
     shards[1].unlink()
     assert weights.main(["--verify", str(index)]) == 1
-    assert "model-00002-of-00002.safetensors; download the whole snapshot" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"FAILED: {index} names 2 shard files, of which 1 is not in {tmp_path}: "
+                                       "model-00002-of-00002.safetensors; download the whole snapshot (every file the "
+                                       "index names)\n")   # (it said "of which 1 are not")
+    shards[0].unlink()
+    assert weights.main(["--verify", str(index)]) == 1
+    assert f"names 2 shard files, of which 2 are not in {tmp_path}: model-00001" in capsys.readouterr().err
 
 
 def test_verify_hash_prefix_of_intact_bytes_under_another_name(tiny_file, tmp_path, capsys):
