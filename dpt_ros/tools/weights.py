@@ -32,10 +32,11 @@ from dpt_ros.tools import create_locked, remove_unheld
 from dpt_ros.tools.options import program
 
 
-def urls_text() -> str:
+def urls_text(variant: Optional[str] = None) -> str:
+    """The download table: every variant's row, or ``variant``'s only."""
     # network sizes height x width, as input_size, the diagnostics (net_size, net_input) and bench_model give them
     lines = [f"{'variant':<19} {'task':<13} {'net HxW':<9} {'sha256':<9} file / URL"]
-    for v in VARIANTS.values():
+    for v in VARIANTS.values() if variant is None else (get_variant(variant),):
         size = f"{v.net_size[0]}x{v.net_size[1]}"
         if v.url:
             lines.append(f"{v.name:<19} {v.task:<13} {size:<9} {v.sha256_prefix:<9} {v.url}")
@@ -274,7 +275,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     g = ap.add_mutually_exclusive_group(required=True)
-    g.add_argument("--urls", action="store_true", help="print official download URLs and hash prefixes")
+    g.add_argument("--urls", action="store_true",
+                   help="print official download URLs and hash prefixes (with --variant: that variant's only)")
     g.add_argument("--verify", metavar="FILE", help="check a checkpoint file")
     g.add_argument("--convert", nargs=2, metavar=("SRC", "DST"), help="re-save with other key names")
     ap.add_argument("--variant", choices=sorted(VARIANTS),
@@ -282,7 +284,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--to", choices=("hf", "official"), default="hf", help="names for --convert (default hf)")
     args = ap.parse_args(argv)
     if args.urls:
-        print(urls_text())
+        print(urls_text(args.variant))
         return 0
     if args.convert and not args.variant:
         ap.error("--convert needs --variant")

@@ -38,6 +38,19 @@ def test_urls(capsys):
     assert "huggingface.co/Intel/dpt-hybrid-midas" in out
 
 
+def test_urls_of_one_variant(capsys):
+    """--urls --variant NAME printed every variant's URLs, --variant silently ignored; it prints the header and
+    NAME's rows only."""
+    full = weights.urls_text().splitlines()
+    assert weights.main(["--urls", "--variant", "dpt_hybrid"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    hybrid = next(i for i, line in enumerate(full) if line.startswith("dpt_hybrid "))
+    assert lines == [full[0]] + full[hybrid:hybrid + 3]   # the release, MiDaS v3, Hugging Face
+    assert weights.main(["--urls", "--variant", "dpt_tiny"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == [
+        f"{'dpt_tiny':<19} {'depth':<13} {'128x128':<9} {'-':<9} (no released weights: architecture only)"]
+
+
 def test_verify_ok_and_corrupt(tiny_file, tmp_path, capsys):
     assert weights.main(["--verify", str(tiny_file), "--variant", "dpt_tiny"]) == 0
     out = capsys.readouterr().out
