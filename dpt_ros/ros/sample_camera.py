@@ -128,7 +128,8 @@ def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
         if not opened:
             raise ValueError(f"cannot open video {source!r}")
         return _video_frames(source, loop)
-    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image folder nor a video file")
+    gone = "" if os.path.lexists(source) else f": no file or folder {source!r} (a typo, or another working folder?)"
+    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image folder nor a video file{gone}")
 
 
 def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:

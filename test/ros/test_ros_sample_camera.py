@@ -43,8 +43,17 @@ def test_folder_and_video_sources(tmp_path):
     writer.release()
     frames = list(sample_camera.frame_source(str(video), loop=False))
     assert len(frames) == 4 and frames[0].shape == (24, 32, 3)
-    with pytest.raises(ValueError, match="neither"):
-        next(sample_camera.frame_source(str(tmp_path / "missing"), loop=False))
+    # a path that names nothing is said to be that (it was only "is neither 'builtin[:names]', an image folder nor a
+    # video file", for a folder mistyped); a file that is neither (a named pipe) is not said to be missing
+    missing = str(tmp_path / "missing")
+    with pytest.raises(ValueError) as e:
+        next(sample_camera.frame_source(missing, loop=False))
+    assert str(e.value) == (f"source {missing!r} is neither 'builtin[:names]', an image folder nor a video file: no "
+                            f"file or folder {missing!r} (a typo, or another working folder?)")
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ValueError) as e:
+        next(sample_camera.frame_source(str(tmp_path / "pipe"), loop=False))
+    assert str(e.value).endswith("is neither 'builtin[:names]', an image folder nor a video file")
 
 
 def test_unusable_sources_are_refused_with_the_reason(tmp_path, capsys):
