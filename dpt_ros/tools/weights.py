@@ -104,6 +104,9 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
         # no --variant: the strict load as the variant the architecture matches decides, as the node's would (a
         # missing tensor, a NaN one); of several of one architecture (the hybrid depth variants) the first that
         # takes the file (a converted KITTI file is refused as the relative one), else the first one's refusal
+        if not cands:   # (the loader would refuse it as every variant; the line above says its architecture)
+            raise CheckpointError(f"{path} is a DPT of none of this package's variants ({', '.join(VARIANTS)}): the "
+                                  "node refuses it as any of them; --variant NAME says how it differs from NAME")
         model = first = None
         for name in cands:
             try:

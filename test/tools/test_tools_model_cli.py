@@ -424,6 +424,15 @@ def test_verify_without_a_variant_refuses_what_the_node_refuses(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.startswith(f"FAILED: {tmp_path / 'nan.pt'} (variant dpt_tiny): 1 tensor holds NaN or infinite values: "
                           "pretrained.model.cls_token (1 NaN, 0 infinite of 192)"), err
+    # a DPT of no variant's architecture (a wider embedding): refused as the node refuses it, not a traceback (the
+    # load loop above had no variant to try) nor exit 0 (before the loop, 'matches variant(s): none' passed)
+    odd = {k: (torch.zeros(*t.shape[:-1], t.shape[-1] + 8) if k.endswith("pos_embed") else t) for k, t in sd.items()}
+    torch.save(odd, tmp_path / "odd.pt")
+    assert weights.main(["--verify", str(tmp_path / "odd.pt")]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "matches variant(s): none"
+    assert err == (f"FAILED: {tmp_path / 'odd.pt'} is a DPT of none of this package's variants ({', '.join(VARIANTS)}): "
+                   "the node refuses it as any of them; --variant NAME says how it differs from NAME\n")
     # the same file whole passes, saying as what it was loaded
     torch.save(sd, tmp_path / "whole.pt")
     assert weights.main(["--verify", str(tmp_path / "whole.pt")]) == 0
