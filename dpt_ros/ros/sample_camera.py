@@ -309,11 +309,14 @@ class SampleCamera(Node):
         self.info_pub.publish(info)
         self.image_pub.publish(image)
         if self.compressed_pub is not None:
-            # as image_transport's compressed publisher: a grey camera's JPEG is grey ("mono8; jpeg compressed ")
+            # as image_transport's compressed publisher: a grey camera's JPEG is grey ("mono8; jpeg compressed "), a
+            # colour camera's BGR, the format naming the raw topic's encoding ("rgba8; jpeg compressed bgr8"), which
+            # its subscriber gives the decoded image back in
             if self.encoding.startswith("mono"):
                 jpeg, fmt = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))[1], "mono8; jpeg compressed "
             else:
-                jpeg, fmt = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1], "jpeg"
+                jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1]
+                fmt = f"{self.encoding}; jpeg compressed bgr8"
             self.compressed_pub.publish(conversions.compressed_msg(header, jpeg.tobytes(), fmt))
         self.published += 1
 

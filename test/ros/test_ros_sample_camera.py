@@ -157,6 +157,8 @@ def test_publishes_image_and_info_with_one_header(harness):
     rgb = pipeline.decode(conversions.image_view(images[0]), np)
     expected = sample_camera.resize(sample_camera.builtin_frames(("chelsea",))[0], 64, 48)
     np.testing.assert_array_equal(rgb, expected)
+    # image_transport's format for a bgr8 camera: the raw encoding, then what the JPEG holds (it was "jpeg")
+    assert {j.format for j in jpegs} == {"bgr8; jpeg compressed bgr8"}
     decoded = pipeline.decode_compressed(np.frombuffer(jpegs[0].data, np.uint8), jpegs[0].format)
     assert np.abs(decoded.astype(int) - expected).mean() < 12
     stamps = [i.header.stamp.sec * 10**9 + i.header.stamp.nanosec for i in images]
