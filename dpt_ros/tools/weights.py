@@ -284,8 +284,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     g.add_argument("--convert", nargs=2, metavar=("SRC", "DST"), help="re-save with other key names")
     ap.add_argument("--variant", choices=sorted(VARIANTS),
                     help="expected variant (strict load check; --verify without it: the one the architecture matches)")
-    ap.add_argument("--to", choices=("hf", "official"), default="hf", help="names for --convert (default hf)")
+    ap.add_argument("--to", choices=("hf", "official"), help="names for --convert (default hf)")
     args = ap.parse_args(argv)
+    if args.to is not None and not args.convert:   # (it was taken and ignored)
+        ap.error(f"--to names the keys --convert writes; --{'urls' if args.urls else 'verify'} writes no file")
     if args.urls:
         print(urls_text(args.variant))
         return 0
@@ -308,7 +310,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             same = same_file_error(*map(Path, args.convert))
             if same:
                 ap.error(same)
-            print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to))
+            print(convert(Path(args.convert[0]), Path(args.convert[1]), args.variant, args.to or "hf"))
     except (CheckpointError, OSError) as exc:
         # the loader's own refusals (and a FileNotFoundError without an errno: a source gone since it was checked)
         # say what is wrong; an OSError of the system's is the destination of --convert (a missing folder, no

@@ -288,6 +288,16 @@ def test_bench_model_quick_json(capsys):
     assert row["ours_peak_mb"] is None and row["hf_peak_mb"] is None and row["process_peak_rss_mb"] > 100
 
 
+def test_to_without_convert_is_a_usage_error(tiny_file, capsys):
+    """--to (the key names --convert writes) given to --verify or --urls was taken and ignored, exit 0."""
+    for argv, what in ((["--verify", str(tiny_file), "--to", "official"], "verify"), (["--urls", "--to", "hf"], "urls")):
+        with pytest.raises(SystemExit) as e:
+            weights.main(argv)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.splitlines()[-1].endswith(
+            f"error: --to names the keys --convert writes; --{what} writes no file")
+
+
 def test_bench_model_non_square_without_hf(capsys):
     rc = bench_model.main(["--variants", "dpt_tiny", "--sizes", "64x64", "64x128", "--iters", "1",
                            "--warmup", "0", "--no-hf"])
