@@ -121,7 +121,7 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
         # the node's inverse_depth is 32FC1; another image (inverse_depth/colored rgb8, segmentation mono8) would be
         # fitted as it is, or end with "too many values to unpack"
         if msg.encoding != "32FC1":
-            raise ValueError(f"{args.inverse} must be the node's inverse_depth (32FC1); got {msg.encoding!r}")
+            raise ValueError(f"{first} must be the node's inverse_depth (32FC1); got {msg.encoding!r}")
         return conversions.image_array(msg).astype(np.float32)
 
     def on_reference(msg, kind: str = "reference") -> None:
@@ -136,8 +136,8 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
             problems.append(str(e))
 
     # best effort reaches reliable and best-effort publishers alike
-    # (the names said below are the topics as resolved, /inverse_depth for the default inverse_depth: the names
-    # ros2 topic list shows)
+    # (the names said, here and in inverse_values, are the topics as resolved, /inverse_depth for the default
+    # inverse_depth: the names ros2 topic list shows)
     first = node.create_subscription(Image, args.evaluate or args.inverse, on_inverse,
                                      qos_profile_sensor_data).topic_name
     reference = node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data).topic_name

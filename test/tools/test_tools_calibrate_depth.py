@@ -301,7 +301,8 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
 
 def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(tool_node):
     """--inverse /inverse_depth/colored (rgb8) ended with "too many values to unpack (expected 2)"; a mono8 image
-    (segmentation labels) of the reference's size was fitted as if it were inverse depth."""
+    (segmentation labels) of the reference's size was fitted as if it were inverse depth. The topic is named as
+    resolved (--inverse calib/enc_inverse: /calib/enc_inverse, as ros2 topic list shows it)."""
     from sensor_msgs.msg import Image
 
     from dpt_ros.ros import conversions
@@ -316,7 +317,7 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
                   conversions.image_msg(make_image(1).header, np.ones((60, 80), np.uint8), "mono8")):
         _collection_ends_with(
             f"/calib/enc_inverse must be the node's inverse_depth \\(32FC1\\); got '{wrong.encoding}'",
-            ["--reference", "/calib/enc_reference", "--inverse", "/calib/enc_inverse", "--frames", "1",
+            ["--reference", "/calib/enc_reference", "--inverse", "calib/enc_inverse", "--frames", "1",
              "--timeout", "20"], node, executor, (ref_pub, reference), (inv_pub, wrong))
 
 
