@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+import yaml
+
 PACKAGE = "dpt_ros"
 TASKS = ("depth", "segmentation", "dpt")
 #: ``resolution`` launch argument: network input size; ``default`` = the variant's own size.
@@ -70,6 +72,26 @@ def preset_variants(task: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+def preset_weights(task: str) -> dict[str, str]:
+    """The variants of ``task`` whose preset file sets their own weights (dpt_tiny: ``random``), with that value:
+    with ``weights`` left empty the node gets these, not the node's 'weights is not set' exit."""
+    key = "segmentation" if task == "segmentation" else "depth"
+    out = {}
+    for name in preset_variants(task):
+        section = (yaml.safe_load(config_path(name).read_text()) or {}).get("/**", {}).get("ros__parameters", {})
+        weights = (section.get(key) or {}).get("weights")
+        if weights:
+            out[name] = str(weights)
+    return out
+
+
+def _weights_description(task: str) -> str:
+    own = ", ".join(f"{name}: {value}" for name, value in preset_weights(task).items())
+    return ("checkpoint file of the variant (official .pt from the DPT releases, or a Hugging Face weights file or "
+            "snapshot folder), or 'random'; empty: " + (f"the variant preset's ({own}), else " if own else "")
+            + "the node exits with instructions")
+
+
 def default_variant(task: str) -> str:
     return "dpt_hybrid_ade20k" if task == "segmentation" else "dpt_hybrid"
 
@@ -93,9 +115,7 @@ def launch_arguments(task: str) -> list[Argument]:
     _check_task(task)
     args = [
         Argument("variant", default_variant(task), _variant_description(task), preset_variants(task)),
-        Argument("weights", "",
-                 "checkpoint file of the variant (official .pt from the DPT releases, or a Hugging Face "
-                 "weights file or snapshot folder), or 'random'; empty: the node exits with instructions"),
+        Argument("weights", "", _weights_description(task)),
     ]
     if task == "dpt":
         args += [

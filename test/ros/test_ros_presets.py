@@ -60,6 +60,25 @@ def test_launch_arguments_are_documented_with_choices():
                                                                  "segmentation_weights", *inputs, "depth_reference", *rest]
 
 
+def test_weights_left_empty_say_what_the_variant_preset_gives():
+    """`depth.launch.py variant:=dpt_tiny` with weights left empty runs on random weights (config/dpt_tiny.yaml sets
+    them; the empty argument overrides nothing), but the weights argument (--show-args) and README's row said the node
+    then exits with instructions; they name the presets that set weights."""
+    assert presets.preset_weights("depth") == presets.preset_weights("dpt") == {"dpt_tiny": "random"}
+    assert presets.preset_weights("segmentation") == {}
+    tiny = presets.node_parameters("depth", {"variant": "dpt_tiny"})
+    assert "depth.weights" not in tiny[-1]
+    assert yaml.safe_load(Path(tiny[1]).read_text())["/**"]["ros__parameters"]["depth"]["weights"] == "random"
+    described = {task: {a.name: a.description for a in presets.launch_arguments(task)} for task in presets.TASKS}
+    for task in ("depth", "dpt"):
+        assert described[task]["weights"].endswith(
+            "or 'random'; empty: the variant preset's (dpt_tiny: random), else the node exits with instructions")
+    assert described["segmentation"]["weights"].endswith("or 'random'; empty: the node exits with instructions")
+    readme = (ROOT / "README.md").read_text()
+    assert ("| `weights` | `\"\"` | | checkpoint file (or Hugging Face snapshot folder), or `random`; empty: the variant "
+            "preset's (`dpt_tiny`: `random`), else the node exits with instructions |") in readme
+
+
 def test_a_variant_argument_says_where_the_other_tasks_variants_go():
     """launch refuses `depth.launch.py variant:=dpt_hybrid_ade20k` listing the depth variants only, with no word of
     where a segmentation variant goes; its words cannot change, the argument's description (--show-args) can: each
