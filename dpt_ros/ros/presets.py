@@ -195,8 +195,8 @@ def ignored_arguments(task: str, given: Iterable[str]) -> list[str]:
     out = []
     for name in sorted(set(given) - set(names)):
         if name in owners:
-            out.append(f"launch argument {name!r} is one of {', '.join(owners[name])}'s, not {task}.launch.py's: "
-                       f"ignored")
+            whose = " and ".join(f"{owner}'s" for owner in owners[name])
+            out.append(f"launch argument {name!r} is one of {whose}, not {task}.launch.py's: ignored")
         elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.8):
             out.append(f"launch argument {name!r} is not one of {task}.launch.py's: ignored; did you mean "
                        f"{close[0]!r}? (--show-args lists them)")

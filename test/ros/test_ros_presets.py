@@ -205,8 +205,8 @@ def test_a_misspelt_or_misplaced_launch_argument_is_named():
     given = ["resoltion", "use_rivz", "segmentation_weights", "depth_reference", "use_sim_time", "robot_name",
              "variant", "weights"]
     assert presets.ignored_arguments("segmentation", given) == [
-        "launch argument 'depth_reference' is one of depth.launch.py, dpt.launch.py's, not segmentation.launch.py's: "
-        "ignored",
+        "launch argument 'depth_reference' is one of depth.launch.py's and dpt.launch.py's, not "
+        "segmentation.launch.py's: ignored",
         "launch argument 'resoltion' is not one of segmentation.launch.py's: ignored; did you mean 'resolution'? "
         "(--show-args lists them)",
         "launch argument 'segmentation_weights' is one of dpt.launch.py's, not segmentation.launch.py's: ignored",
