@@ -259,6 +259,12 @@ def rviz_config() -> str:
     return str(share_dir() / "rviz" / "dpt.rviz")
 
 
+def fastdds_profile() -> str:
+    """The bundled Fast DDS large-data profile (``config/fastdds_large_data.xml``) of the installed package, else of
+    the source checkout: what the demo and the node benchmarks give their processes."""
+    return str(share_dir() / "config" / "fastdds_large_data.xml")
+
+
 def use_rviz(task: str, values: Mapping[str, str]) -> bool:
     return resolve(task, values)["use_rviz"] == "true"
 

@@ -135,9 +135,9 @@ def dds_profile(choice: str) -> str:
     if choice == "none":
         return ""
     if choice == "package":
-        from dpt_ros.ros.presets import share_dir
+        from dpt_ros.ros.presets import fastdds_profile
 
-        return str(share_dir() / "config" / "fastdds_large_data.xml")
+        return fastdds_profile()
     if not Path(choice).is_file():
         raise FileNotFoundError(f"--dds-profile {choice}: no such file")
     return str(Path(choice).resolve())

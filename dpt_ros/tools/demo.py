@@ -27,12 +27,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import MutableMapping
 
 import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
+from dpt_ros.ros.presets import fastdds_profile
 from dpt_ros.tools import output_folder_error
 from dpt_ros.tools.options import amount, count, program
 
@@ -178,6 +180,16 @@ def write_failed(e: OSError, written: int, out: Path) -> int:
     return 2
 
 
+def dds_environment(environ: MutableMapping[str, str]) -> MutableMapping[str, str]:
+    """``environ`` for the demo's processes: a random ROS domain and localhost discovery unless set, and the Fast DDS
+    large-data profile (camera-sized images need its shared-memory segment; README, "Large images between
+    processes") unless the shell names one: the installed package's, else the checkout's (presets.fastdds_profile)."""
+    environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
+    for key, value in localhost_only(environ).items():
+        environ.setdefault(key, value)
+    return set_profile(environ, profile_of(environ) or fastdds_profile())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     os.umask(os.umask(0o022) | 0o002)   # never write world-writable outputs, whatever the caller's umask
@@ -187,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         print(random_banner(args.variant, asked=args.weights == "random"), flush=True)
 
     # this process (its subscriber) and the two it starts share one environment
-    os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(100, 200)))
-    for key, value in localhost_only().items():
-        os.environ.setdefault(key, value)
-    # camera-sized images need Fast DDS's large shared-memory segment (README, "Large images between processes")
-    set_profile(os.environ, profile_of() or str(REPO / "config" / "fastdds_large_data.xml"))
+    dds_environment(os.environ)
     env = dict(os.environ)
 
     import rclpy

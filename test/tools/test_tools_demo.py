@@ -185,6 +185,27 @@ def test_values_the_node_or_camera_would_refuse_are_the_demos_usage_errors_in_it
     assert (args.input_size, args.weights, args.rate, args.width, args.precision) == (0, "random", 0.5, 0, "bf16")
 
 
+def test_the_demo_gives_its_processes_the_installed_packages_fastdds_profile(tmp_path, monkeypatch):
+    """From a colcon install the demo pointed FASTDDS_DEFAULT_PROFILES_FILE at <site-packages>/config/..., where no
+    config/ is installed: every process then logged Fast DDS's XMLPARSER error and ran without the large
+    shared-memory segment. It takes the installed share/dpt_ros/config/ file (the checkout's without an install),
+    and a profile the shell names stays."""
+    prefix = tmp_path / "install"
+    (prefix / "share" / "ament_index" / "resource_index" / "packages").mkdir(parents=True)
+    (prefix / "share" / "ament_index" / "resource_index" / "packages" / "dpt_ros").write_text("")
+    (prefix / "share" / "dpt_ros" / "config").mkdir(parents=True)
+    installed = prefix / "share" / "dpt_ros" / "config" / "fastdds_large_data.xml"
+    installed.write_bytes((Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml").read_bytes())
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(prefix))
+    env = demo.dds_environment({"ROS_DOMAIN_ID": "71"})
+    assert env == {"ROS_DOMAIN_ID": "71", **localhost_only({}), "FASTDDS_DEFAULT_PROFILES_FILE": str(installed)}
+    own = demo.dds_environment({"ROS_DOMAIN_ID": "71", "FASTDDS_DEFAULT_PROFILES_FILE": "/etc/my_profile.xml"})
+    assert own["FASTDDS_DEFAULT_PROFILES_FILE"] == "/etc/my_profile.xml"
+    monkeypatch.delenv("AMENT_PREFIX_PATH")
+    checkout = Path(__file__).resolve().parents[2] / "config" / "fastdds_large_data.xml"
+    assert demo.dds_environment({"ROS_DOMAIN_ID": "71"})["FASTDDS_DEFAULT_PROFILES_FILE"] == str(checkout)
+
+
 def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "REPO", tmp_path)
     assert demo.default_weights("dpt_hybrid") == "random"
