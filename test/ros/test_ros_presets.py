@@ -129,6 +129,24 @@ def test_every_resolution_choice_is_an_input_size_the_node_accepts():
         assert params.validate(params.defaults(), overrides)[1] == [], c
 
 
+@pytest.mark.parametrize("task", ["depth", "dpt"])
+def test_a_presets_depth_range_reaches_its_compressed_depth(task):
+    """depth/compressedDepth reads back depths beyond compressed.depth_max as no data: the KITTI preset published
+    depth up to 80 m (depth.max) but its compressedDepth, at the default 10 m, lost every depth past 10 m of a
+    driving scene. Each variant's preset, merged as the launch file gives it, keeps compressed.depth_max at or
+    beyond its depth.max where it sets one."""
+    defaults = params.defaults()
+    for variant in presets.preset_variants(task):
+        merged = dict(defaults.values)
+        for f in presets.node_parameters(task, {"variant": variant})[:-1]:
+            merged.update(_flatten(yaml.safe_load(Path(f).read_text())["/**"]["ros__parameters"]))
+        if merged["depth.max"] != defaults["depth.max"]:   # (a range of the preset's own: KITTI 80 m, NYU 10 m)
+            assert merged["compressed.depth_max"] >= merged["depth.max"], variant
+        given = {k: v for k, v in merged.items() if k in defaults.values}
+        given.update({"depth.weights": "random", "segmentation.weights": "random"})   # (the launch file's weights:=)
+        assert params.validate(defaults, given)[1] == [], variant
+
+
 def test_first_command_users_type():
     """ros2 launch dpt_ros depth.launch.py variant:=dpt_large resolution:=384 weights:=<file>"""
     p = presets.node_parameters("depth", {"variant": "dpt_large", "resolution": "384", "weights": "/w/large.pt"})
