@@ -457,3 +457,17 @@ def test_class_filters_name_classes_and_refuse_unlabeled_with_why():
         params.class_labels("13")
     with pytest.raises(ValueError, match=r"'151' is a label id: give class names \(151 is no class;"):
         params.class_labels("car, 151")
+
+
+def test_the_readmes_quotes_of_range_refusals_are_what_the_node_says():
+    """README's Parameters section quotes a refusal of each kind of range: an unstepped one names the range only
+    (it once said every range's refusal gave the nearest values as commands; only input_size's, stepped, does)."""
+    import re
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    for name, value in (("cpu_threads", 300), ("input_size", 100)):
+        said = params.range_refusal(params.SPECS[name], value, node="/dpt_node")
+        quoted = re.search(rf'`ros2 param set /dpt_node {name} {value}`: "([^"]+)"', readme)
+        assert quoted is not None, f"README quotes no refusal of {name} {value}"
+        assert quoted.group(1) == said
