@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Literal, Mapping, Optional
 
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 import dpt_ros
@@ -314,14 +315,21 @@ def _yaml_value(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        if not math.isfinite(value):
-            return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
-        text = repr(value)
-        mantissa, e, exponent = text.partition("e")
-        return text if "." in mantissa else f"{mantissa}.0{e}{exponent}"
+        return yaml_float(value)
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
     return _yaml_string(str(value))
+
+
+def yaml_float(value: float) -> str:
+    """``value`` in full precision (the shortest digits that give it back) as YAML reads a float, in positional
+    notation (``.inf``, ``-.inf``, ``.nan`` where not finite): ``ros2 param set`` takes ``1e-05`` for a string (YAML 1.1
+    wants a dot in the mantissa), and its argument parser takes ``-3.2e-05`` for an option (before Python 3.13 only
+    ``-1``, ``-1.5`` pass for negative numbers), ``-0.000032`` for a value. Relative models' scales and shifts are
+    often that small."""
+    if not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    return np.format_float_positional(float(value), unique=True, trim="0")
 
 
 def _shell_word(text: str) -> str:

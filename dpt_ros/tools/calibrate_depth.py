@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from dpt_ros.ros.params import yaml_float
 from dpt_ros.tools.options import amount, count, output_file, program
 
 
@@ -182,14 +183,6 @@ def apply(client, executor, target: str, values: dict[str, float], timeout: floa
         return f"{target} did not answer within {timeout:g} s"
     result = future.result().result
     return "" if result.successful else (result.reason or "refused")
-
-
-def yaml_float(v: float) -> str:
-    """``v`` in full precision (the shortest digits that give it back) as YAML reads a float, in positional
-    notation: ``ros2 param set`` takes ``1e-05`` for a string (YAML 1.1 wants a dot in the mantissa), and its
-    argument parser takes ``-3.2e-05`` for an option (before Python 3.13 only ``-1``, ``-1.5`` pass for negative
-    numbers), ``-0.000032`` for a value. Relative models' scales and shifts are often that small."""
-    return np.format_float_positional(float(v), unique=True, trim="0")
 
 
 def report(c, args: argparse.Namespace) -> str:

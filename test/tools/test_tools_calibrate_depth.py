@@ -449,7 +449,8 @@ def test_printed_and_written_values_read_back_as_the_same_doubles():
     import argparse
     import re
 
-    from dpt_ros.tools.calibrate_depth import parameter_yaml, yaml_float
+    from dpt_ros.ros.params import yaml_float
+    from dpt_ros.tools.calibrate_depth import parameter_yaml
 
     negative_number = re.compile(r"^-\d+$|^-\d*\.\d+$")   # argparse's rule (Python 3.10-3.12)
     ros2_param_set = argparse.ArgumentParser()
