@@ -33,7 +33,8 @@ def generate(task: str):
         node = (LifecycleNode if executable == "dpt_lifecycle_node" else Node)(
             package=presets.PACKAGE, executable=executable, name="dpt_node", namespace=values["namespace"],
             output="screen", emulate_tty=True, parameters=presets.node_parameters(task, values),
-            remappings=presets.remappings(task, values), additional_env=presets.node_environment(task, values))
+            remappings=presets.remappings(task, values), ros_arguments=presets.ros_arguments(task, values),
+            additional_env=presets.node_environment(task, values))
         actions = _autostarted(node, presets.autostart_transitions(task, values))
         if rviz:
             actions.append(Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",

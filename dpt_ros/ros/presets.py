@@ -151,6 +151,8 @@ def launch_arguments(task: str) -> list[Argument]:
                  "sender thread, which pays on a GPU machine with cores to spare; 'default' keeps the environment's "
                  "(synchronous unless set)", tuple(PUBLICATION_MODES)),
         Argument("namespace", "", "namespace of the node and its output topics"),
+        Argument("enclave", "", "SROS2 enclave of the node (its --enclave), e.g. /dpt_ros/dpt_node; security is on "
+                 "only with ROS_SECURITY_ENABLE=true; empty: rcl's (ROS_SECURITY_ENCLAVE_OVERRIDE, else /)"),
         Argument("use_sim_time", "false", "run the node (and RViz) on /clock's time, for recorded data played with "
                  "`ros2 bag play --clock` or a simulator; sets the use_sim_time parameter", BOOLEANS),
         Argument("use_rviz", "false", "also start RViz with rviz/dpt.rviz", BOOLEANS),
@@ -234,6 +236,14 @@ def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:
     v = resolve(task, values)
     pairs = [(name, v[name]) for name in ("image", "camera_info") if v[name] != name]
     return pairs + ([("depth_reference", v["depth_reference"])] if v.get("depth_reference") else [])
+
+
+def ros_arguments(task: str, values: Mapping[str, str]) -> list[str]:
+    """The node's ROS arguments beyond its parameters, remaps and namespace: ``--enclave`` of ``enclave`` (launch
+    passes none of its own: SROS2 users had to set ROS_SECURITY_ENCLAVE_OVERRIDE, which every node of the launch
+    takes, RViz and launch_ros's own alike)."""
+    enclave = resolve(task, values)["enclave"]
+    return ["--enclave", enclave] if enclave else []
 
 
 def node_environment(task: str, values: Mapping[str, str]) -> dict[str, str]:

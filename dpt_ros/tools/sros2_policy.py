@@ -11,6 +11,8 @@ the node's own rule, :func:`dpt_ros.ros.topics.endpoints`) and writes the SROS2 
     python -m dpt_ros.tools.sros2_policy --remap image:=/camera/image_raw --out -   # to standard output
     python -m dpt_ros.tools.sros2_policy --managed > lifecycle_policy.xml   # + dpt_lifecycle_node's services
     python -m dpt_ros.tools.sros2_policy --params-file my_params.yaml --param publish.compressed:=false --out -
+    python -m dpt_ros.tools.sros2_policy --launch depth.launch.py namespace:=robot image:=/cam/image --out -
+    (the node a launch file of this package starts with those ros2 launch arguments)
     (the node's own parameters file and -p values: the topics its camera_info.url, publish.compressed, cameras,
     image_transport, depth.align and use_sim_time make, by the node's rule in dpt_ros/ros/topics.py)
     (with any option, the policy goes to standard output unless --out is given: the checkout's file stays the
@@ -298,6 +300,41 @@ def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/") -
     return values
 
 
+def launch_options(file: str, arguments: Iterable[str]) -> dict[str, Any]:
+    """What a launch file of this package (``depth.launch.py``, ``segmentation.launch.py``, ``dpt.launch.py``; the
+    bare task name too) gives its node for the ``ros2 launch`` ``arguments`` (``name:=value``), by the launch files'
+    own decisions (:mod:`dpt_ros.ros.presets`): ``namespace``; ``sources`` as :func:`start_parameters` takes them
+    (the preset files, then the arguments' values: launch_ros hands them over as one more parameters file);
+    ``remap`` rules; ``managed`` (dpt_lifecycle_node); ``enclave``.
+
+    :raises ValueError: an unknown launch file or argument, a value out of an argument's choices, a missing
+        config_file, with what to do"""
+    from dpt_ros.ros import params, presets  # noqa: PLC0415
+
+    task = Path(file).name.removesuffix(".py").removesuffix(".launch")
+    if task not in presets.TASKS:
+        raise ValueError(f"--launch {file!r}: not a launch file of dpt_ros; give one of "
+                         f"{', '.join(t + '.launch.py' for t in presets.TASKS)}")
+    values = {}
+    for rule in arguments:
+        name, sep, value = rule.partition(":=")
+        if not sep or not name:
+            raise ValueError(f"--launch {file}: {rule!r} is not a launch argument NAME:=VALUE (e.g. namespace:=robot)")
+        values[name] = value
+    try:
+        *files, overrides = presets.node_parameters(task, values)
+    except (ValueError, FileNotFoundError) as e:
+        raise ValueError(f"--launch {file}: {e} (ros2 launch dpt_ros {task}.launch.py --show-args lists the "
+                         f"arguments)") from None
+    # launch_ros writes a dict of parameters into a parameters file of its own, section /**, after the others
+    rules = [("param", f"{name}:={params._yaml_value(value)}") for name, value in overrides.items()]
+    return {"namespace": presets.resolve(task, values)["namespace"] or "/",
+            "sources": [("file", path) for path in files] + rules,
+            "remap": [f"{src}:={dst}" for src, dst in presets.remappings(task, values)],
+            "managed": presets.node_executable(task, values) == "dpt_lifecycle_node",
+            "enclave": presets.resolve(task, values)["enclave"]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog=program(), description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
@@ -328,14 +365,35 @@ def main(argv=None) -> int:
                          "depth_reference")
     ap.add_argument("--managed", action="store_true",
                     help="the node is dpt_lifecycle_node: also allow its lifecycle services and transition_event")
+    ap.add_argument("--launch", nargs="+", metavar=("FILE", "NAME:=VALUE"),
+                    help="the node as a launch file of this package starts it: depth.launch.py, "
+                         "segmentation.launch.py or dpt.launch.py and the arguments given to ros2 launch, e.g. "
+                         "--launch depth.launch.py namespace:=robot image:=/camera/image_raw (its namespace, remaps, "
+                         "parameter files, enclave and managed:=; your own parameters go in its config_file:=)")
     args = ap.parse_args(argv)
+    if args.launch:
+        given = [name for name, value in (("--namespace", args.namespace != "/"), ("--params-file/--param",
+                 args.sources), ("--cameras", args.cameras), ("--transport", args.transport),
+                 ("--remap", args.remap), ("--depth-align", args.depth_align), ("--managed", args.managed),
+                 ("--enclave", args.enclave)) if value]
+        if given:   # (the launch file decides them: two answers to one question would be one too many)
+            ap.error(f"--launch takes the node's namespace, parameters, remaps, enclave and executable from the "
+                     f"launch file and its arguments: leave out {', '.join(given)} (parameters: the launch argument "
+                     f"config_file:=FILE)")
+        try:
+            launched = launch_options(args.launch[0], args.launch[1:])
+        except ValueError as e:
+            ap.error(str(e))
+        args.namespace, args.sources, args.remap, args.managed, args.enclave = (
+            launched["namespace"], launched["sources"], launched["remap"], launched["managed"], launched["enclave"])
     try:
         remaps = parse_remaps(args.remap)
     except ValueError as e:
         ap.error(str(e))
     if not args.namespace.startswith("/"):
         args.namespace = "/" + args.namespace   # as rclpy's Node(namespace=...) reads a relative one
-    for what, name in (("--namespace", args.namespace), ("--enclave", args.enclave)):
+    for what, name in (("--launch namespace:=" if args.launch else "--namespace", args.namespace),
+                       ("--launch enclave:=" if args.launch else "--enclave", args.enclave)):
         why = _invalid_name(name) if name else ""
         if why:   # a policy for a name no node can have (or an enclave rcl refuses) would secure nothing
             ap.error(f"{what} {name!r}: {why}")

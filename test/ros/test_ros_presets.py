@@ -52,7 +52,8 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
     inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
-    rest = ["managed", "autostart", "publication_mode", "namespace", "use_sim_time", "use_rviz", "rviz_fixed_frame"]
+    rest = ["managed", "autostart", "publication_mode", "namespace", "enclave", "use_sim_time", "use_rviz",
+            "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
     assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
     assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
@@ -332,10 +333,14 @@ def test_launch_files_build(task):
     else:
         actions = ld.entities[-1].execute(context)
         assert [a.node_executable for a in actions] == ["dpt_node", "rviz2"]
-    context.launch_configurations.update(use_rviz="false", managed="true")
+    context.launch_configurations.update(use_rviz="false", managed="true", enclave="/dpt_ros/dpt_node")
     actions = ld.entities[-1].execute(context)
     assert [type(a).__name__ for a in actions] == ["RegisterEventHandler", "LifecycleNode", "EmitEvent"]
     assert actions[1].node_executable == "dpt_lifecycle_node"
+    from launch.substitutions import TextSubstitution   # (the command line's plain words; the others need ament)
+    cmd = ["".join(p.text for p in part) if all(isinstance(p, TextSubstitution) for p in part) else None
+           for part in actions[1].cmd]
+    assert cmd[cmd.index("--enclave") - 1:cmd.index("--enclave") + 2] == ["--ros-args", "--enclave", "/dpt_ros/dpt_node"]
     context.launch_configurations.update(autostart="false")
     actions = ld.entities[-1].execute(context)
     assert [type(a).__name__ for a in actions] == ["LifecycleNode"]
@@ -398,6 +403,17 @@ def test_launch_files_are_thin():
     for task in presets.TASKS:
         text = (ROOT / "launch" / f"{task}.launch.py").read_text()
         assert f'generate("{task}")' in text and len(text.splitlines()) < 20
+
+
+def test_enclave_gives_the_node_its_sros2_enclave_only():
+    """enclave:=/dpt_ros/dpt_node passes --enclave to the node's process (launch_ros's ros_arguments), nothing when
+    empty: SROS2 users of the launch files had only ROS_SECURITY_ENCLAVE_OVERRIDE, which every node of the launch
+    takes (RViz's and launch_ros's own too), and which the node's policy does not allow them."""
+    for task in presets.TASKS:
+        assert {a.name: a for a in presets.launch_arguments(task)}["enclave"].default == ""
+        assert presets.ros_arguments(task, {}) == []
+        assert presets.ros_arguments(task, {"enclave": "/dpt_ros/dpt_node"}) == ["--enclave", "/dpt_ros/dpt_node"]
+        assert "enclave" not in str(presets.rviz_node_options(task, {"enclave": "/dpt_ros/dpt_node"}))
 
 
 def test_publication_mode_sets_the_fast_dds_mode_of_the_node_process_only_when_asked():

@@ -11,8 +11,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 import rclpy
+import yaml
 
-from dpt_ros.ros import params, topics
+from dpt_ros.ros import params, presets, topics
 from dpt_ros.ros.testing import OST_YAML
 from dpt_ros.tools import sros2_policy
 
@@ -273,3 +274,50 @@ def test_the_documented_camera_topics_are_the_nodes_catalogue():
             every.add(name)
     documented["image/compressed"] = "sensor_msgs/msg/CompressedImage"   # (a comment there: image_transport)
     assert {n: topics.type_name(n) for n in every} == documented
+
+
+def test_the_policy_of_a_launch_files_node_is_that_nodes(harness, tmp_path, capsys):
+    """sros2_policy --launch FILE NAME:=VALUE... describes the node a launch file of this package starts with those
+    ``ros2 launch`` arguments: its namespace, remaps (image:=), parameter files (the task's and the variant's
+    presets, config_file) and the arguments' values (camera_info_url, use_sim_time, depth_reference), which
+    launch_ros hands over as one more file; dpt_lifecycle_node for managed:=true. Compared with a real node given
+    what launch_ros gives it. Before, a launch user had to work out from the launch file which argument is a remap,
+    which a parameter, and which preset files apply."""
+    (tmp_path / "ost.yaml").write_text(OST_YAML)
+    (tmp_path / "mine.yaml").write_text("/**:\n  ros__parameters:\n    publish: {compressed: false}\n")
+    launch = ["depth.launch.py", "variant:=dpt_tiny", "namespace:=robot", "image:=/camera/image_raw",
+              f"camera_info_url:=file://{tmp_path}/ost.yaml", f"config_file:={tmp_path}/mine.yaml",
+              "use_sim_time:=true"]
+    values = dict(rule.split(":=", 1) for rule in launch[1:])
+    *files, overrides = presets.node_parameters("depth", values)
+    (tmp_path / "launch_params.yaml").write_text(yaml.safe_dump({"/**": {"ros__parameters": overrides}}))
+    cli = ["--ros-args", *[x for f in [*files, tmp_path / "launch_params.yaml"] for x in ("--params-file", str(f))],
+           *[x for src, dst in presets.remappings("depth", values) for x in ("-r", f"{src}:={dst}")]]
+    live = _graph(harness.start_node(namespace="robot", cli_args=cli), "/robot")
+    assert live["subscribe"] == {"/camera/image_raw", "/clock"}   # (a calibration file: no camera_info topic)
+    assert "/robot/depth" in live["publish"] and not any("compress" in t for t in live["publish"])
+    assert _policy(capsys, ["--launch", *launch]) == live
+    # managed:=true and depth_reference: the lifecycle services, depth.align's topic, remapped
+    # managed:=true, depth_reference and enclave: the lifecycle services, depth.align's topic remapped, the enclave
+    launched = ["--launch", "dpt.launch.py", "managed:=true", "depth_reference:=/cam/depth", "namespace:=/lc",
+                "enclave:=/lc/dpt"]
+    assert sros2_policy.main([*launched, "--out", "-"]) == 0
+    text = capsys.readouterr().out
+    assert '<enclave path="/lc/dpt">' in text and "<topic>/cam/depth</topic>" in text \
+        and "<service>/lc/dpt_node/change_state</service>" in text
+    assert sros2_policy.main(["--namespace", "/lc", "--managed", "--remap", "depth_reference:=/cam/depth",
+                              *[x for name in ("dpt", "dpt_hybrid", "dpt_hybrid_ade20k")
+                                for x in ("--params-file", str(presets.config_path(name)))],
+                              "--param", "depth.align:=true", "--enclave", "/lc/dpt", "--out", "-"]) == 0
+    assert capsys.readouterr().out == text
+    for argv, why in ((["--launch", "depth.launch.py", "--namespace", "/x", "--enclave", "/x"],
+                       "from the launch file and its arguments: leave out --namespace, --enclave"),
+                      (["--launch", "depth.launch.py", "resoltion:=512"], "unknown launch argument(s) ['resoltion']"),
+                      (["--launch", "depth.launch.py", "variant:=dpt_large_ade20k"],
+                       "variant:='dpt_large_ade20k' is not one of dpt_base"),
+                      (["--launch", "depth.launch.py", "namespace:=/a/"], "namespace:= '/a/': it must not end"),
+                      (["--launch", "camera.launch.py"], "not a launch file of dpt_ros")):
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main([*argv, "--out", "-"])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and why in err, err
