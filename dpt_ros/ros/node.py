@@ -39,7 +39,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSCompatibility, QoSPolicyKind, QoSProfile, ReliabilityPolicy,
+                       qos_check_compatible, qos_policy_name_from_kind)
 try:   # Iron and later
     from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 except ImportError:   # Humble: the same classes in rclpy.qos_event
@@ -429,10 +430,8 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
-        self._silent_logged: set = set()   # (image topic, publishers found) whose "no image yet" was logged
-        # subscribed topic -> "(policy P): what to change", the last incompatible QoS reported on it (a silent camera's
-        # status says it rather than guess at /dev/shm)
-        self._qos_mismatch: dict = {}
+        # (image topic, its reason: "qos", "silent" or "none") whose "no image yet" was logged
+        self._silent_logged: set = set()
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
@@ -1015,7 +1014,6 @@ class DptNode(Node):
                 compressed = self._settings["image_transport"] == "compressed"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
-                self._qos_mismatch.pop(topic, None)   # (what the new subscription meets is reported anew)
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
@@ -1053,8 +1051,6 @@ class DptNode(Node):
             last[0] = now
             policy = qos_policy_name_from_kind(event.last_policy_kind)
             hint = _qos_hint(policy, output, latched_info)
-            if not output:
-                self._qos_mismatch[topic] = f"(policy {policy}): {hint}"
             self.get_logger().warning(f"incompatible QoS on {topic} (policy {policy}): {hint}")
         return warn
 
@@ -2016,6 +2012,31 @@ class DptNode(Node):
                 f"image as distortion-free. Set camera_info.rectified:=false to back-project through the lens model, "
                 f"or subscribe to the rectified image (image_rect from image_proc). Said once per camera."))
 
+    @staticmethod
+    def _incompatible_publishers(found: list, sub_qos: QoSProfile) -> tuple[int, str]:
+        """Of the publishers ``found`` (get_publishers_info_by_topic: those on the graph now), how many have a QoS
+        a subscription of ``sub_qos`` cannot take (rmw's own rule, qos_check_compatible: ERROR; a WARNING is a policy
+        left to the system default, which may match), and "(policy P): what to change" for them. P is each policy this
+        node sets on a subscription (reliability, durability) that alone refuses one of them: the publisher checked
+        against a subscription that asks for that policy's value and the most accepting one of the other."""
+        probes = ((QoSPolicyKind.RELIABILITY, QoSProfile(depth=1, reliability=sub_qos.reliability,
+                                                         durability=DurabilityPolicy.VOLATILE)),
+                  (QoSPolicyKind.DURABILITY, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT,
+                                                        durability=sub_qos.durability)))
+        refused, said = 0, []
+        for info in found:
+            verdict, reason = qos_check_compatible(info.qos_profile, sub_qos)
+            if verdict != QoSCompatibility.ERROR:
+                continue
+            refused += 1
+            policies = [qos_policy_name_from_kind(kind) for kind, probe in probes
+                        if qos_check_compatible(info.qos_profile, probe)[0] == QoSCompatibility.ERROR]
+            # (none: a policy the node leaves at its default, which no publisher refuses today; rmw's words then)
+            for text in ([f"(policy {p}): {_qos_hint(p, False)}" for p in policies] or [f"({reason.rstrip(';')})"]):
+                if text not in said:
+                    said.append(text)
+        return refused, "; ".join(said)
+
     def _nothing_publishes(self, cam: "_Camera") -> str:
         """What "no image yet" adds for an image topic nothing publishes: the topics of the image's type that
         others publish (not this node's outputs), and how to point the node at one."""
@@ -2162,11 +2183,13 @@ class DptNode(Node):
                 elif last is None:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
-                    publishers = self.count_publishers(cam.image_topic)
-                    mismatch = self._qos_mismatch.get(cam.image_topic)
-                    if publishers and mismatch is not None:   # the reason known: a QoS this subscription cannot take
-                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, of an incompatible "
-                                f"QoS {mismatch}")
+                    found = self.get_publishers_info_by_topic(cam.image_topic)   # (the graph now, not a past event)
+                    publishers = len(found)
+                    incompatible, mismatch = self._incompatible_publishers(found, self._in_qos)
+                    if incompatible:   # the reason known: a QoS this subscription cannot take
+                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, "
+                                f"{'' if incompatible == publishers else f'{incompatible} '}of an incompatible QoS "
+                                f"{mismatch}")
                     elif publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
                         txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
                                 f"idle: processes in containers on one host network (--net=host) with a "
@@ -2175,8 +2198,9 @@ class DptNode(Node):
                                 f"/dev/shm (README: In Docker)")
                     else:   # a newcomer's first run: the camera publishes elsewhere (image_raw, a namespace)
                         txt += self._nothing_publishes(cam)
-                    if (cam.image_topic, publishers > 0) not in self._silent_logged:   # once each: the log is what
-                        self._silent_logged.add((cam.image_topic, publishers > 0))    # most read
+                    said = (cam.image_topic, "qos" if incompatible else "silent" if publishers else "none")
+                    if said not in self._silent_logged:   # once each reason: the log is what most read
+                        self._silent_logged.add(said)
                         self.get_logger().warning(txt)
                 else:
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"

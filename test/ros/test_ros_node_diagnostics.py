@@ -5,6 +5,7 @@ import time
 from pathlib import Path
 
 from diagnostic_msgs.msg import DiagnosticStatus
+from rcl_interfaces.msg import Log
 from sensor_msgs.msg import Image, PointCloud2
 
 from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
@@ -60,6 +61,60 @@ def test_a_silent_camera_of_an_incompatible_qos_is_said_to_be_that_not_a_dev_shm
         "incompatible QoS (policy RELIABILITY): a best-effort publisher cannot feed this reliable subscription: "
         "qos.input_reliability:=best_effort"), status.message
     assert pub.get_subscription_count() == 0
+
+
+def test_a_qos_mismatch_is_said_only_while_a_publisher_of_that_qos_is_on_the_graph(harness, monkeypatch):
+    """The status named the incompatible QoS from the last QoS event met on the topic, kept until it was subscribed
+    anew: after the best-effort camera gave way to a reliable one that is silent (or to none), it still blamed QoS
+    and told to set qos.input_reliability:=best_effort. It now judges the publishers on the graph at each report:
+    how many there are, how many of them this subscription cannot take, and why. The log says each reason once."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
+    probe = harness.probe
+    said = "; 1 publisher found on it, of an incompatible QoS (policy RELIABILITY): a best-effort publisher cannot " \
+           "feed this reliable subscription: qos.input_reliability:=best_effort"
+
+    def message():
+        return _status(node, ": camera /").message
+
+    best_effort = probe.create_publisher(Image, "image", qos("best_effort"))
+    wait_for(lambda: node.count_publishers("/image") == 1, what="discovery")
+    time.sleep(1.2)
+    wait_for(lambda: message().endswith(said), what=f"the incompatible QoS; the status says {message()!r}")
+
+    reliable = probe.create_publisher(Image, "image", qos())   # beside it: only one of the two is refused
+    wait_for(lambda: reliable.get_subscription_count() == 1 and node.count_publishers("/image") == 2,
+             what="the reliable publisher matched")
+    assert message().endswith("; 2 publishers found on it, 1 of an incompatible QoS (policy RELIABILITY): a "
+                              "best-effort publisher cannot feed this reliable subscription: "
+                              "qos.input_reliability:=best_effort"), message()
+
+    probe.destroy_publisher(best_effort)   # the reliable one stays, silent: nothing to change in QoS
+    wait_for(lambda: node.count_publishers("/image") == 1, what="the best-effort publisher gone from the graph")
+    status = _status(node, ": camera /")
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith("no image yet ("), status.message
+    assert "incompatible" not in status.message and "; 1 publisher found on it, so if none is just idle: " \
+        "processes in containers" in status.message, status.message
+
+    probe.destroy_publisher(reliable)
+    wait_for(lambda: node.count_publishers("/image") == 0, what="no publisher left")
+    assert "incompatible" not in message() and "; nothing publishes it (Image topics with a publisher: " in \
+        message(), message()
+
+    probe.create_publisher(Image, "image", qos("best_effort"))   # a mismatch again is said again, as at first
+    wait_for(lambda: node.count_publishers("/image") == 1, what="the second best-effort publisher discovered")
+    assert message().endswith(said), message()
+
+    def logged():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and m.msg.startswith("no image yet (")]
+    wait_for(lambda: len(logged()) >= 3, what=f"the three reasons logged; got {logged()}")
+    time.sleep(0.2)   # (a fourth, the mismatch said again, would be here by now)
+    lines = logged()
+    assert len(lines) == 3 and lines[0].endswith(said) and "; 1 publisher found on it, so if none is just idle" in \
+        lines[1] and "; nothing publishes it (" in lines[2], lines
 
 
 def test_net_input_after_a_live_size_change_is_the_new_models(harness):
