@@ -2037,6 +2037,19 @@ class DptNode(Node):
                     said.append(text)
         return refused, "; ".join(said)
 
+    def _publishers_now(self, cam: "_Camera") -> tuple[int, int, str]:
+        """The publishers of ``cam``'s image topic on the graph now (not a past QoS event), how many of them its
+        subscription cannot take, and what a status adds of those ("; 2 publishers found on it, 1 of an incompatible
+        QoS (policy P): what to change"; '' when none)."""
+        found = self.get_publishers_info_by_topic(cam.image_topic)
+        publishers = len(found)
+        incompatible, mismatch = self._incompatible_publishers(found, self._in_qos)
+        if not incompatible:
+            return publishers, 0, ""
+        return publishers, incompatible, (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, "
+                                          f"{'' if incompatible == publishers else f'{incompatible} '}of an "
+                                          f"incompatible QoS {mismatch}")
+
     def _nothing_publishes(self, cam: "_Camera") -> str:
         """What "no image yet" adds for an image topic nothing publishes: the topics of the image's type that
         others publish (not this node's outputs), and how to point the node at one."""
@@ -2183,13 +2196,9 @@ class DptNode(Node):
                 elif last is None:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
-                    found = self.get_publishers_info_by_topic(cam.image_topic)   # (the graph now, not a past event)
-                    publishers = len(found)
-                    incompatible, mismatch = self._incompatible_publishers(found, self._in_qos)
+                    publishers, incompatible, mismatch = self._publishers_now(cam)
                     if incompatible:   # the reason known: a QoS this subscription cannot take
-                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, "
-                                f"{'' if incompatible == publishers else f'{incompatible} '}of an incompatible QoS "
-                                f"{mismatch}")
+                        txt += mismatch
                     elif publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
                         txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
                                 f"idle: processes in containers on one host network (--net=host) with a "
@@ -2202,8 +2211,13 @@ class DptNode(Node):
                     if said not in self._silent_logged:   # once each reason: the log is what most read
                         self._silent_logged.add(said)
                         self.get_logger().warning(txt)
-                else:
+                else:   # it sent images: a camera stalled, stopped, or restarted with another QoS
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
+                    publishers, incompatible, mismatch = self._publishers_now(cam)
+                    if incompatible:
+                        txt += mismatch
+                    elif not publishers:
+                        txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
                                              hardware_id=ckv["topic"],
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))

@@ -180,3 +180,35 @@ def test_every_key_a_node_publishes_is_one_the_readme_diagnostics_tables_name(ha
         assert missing == [], f"{status} status keys README's Diagnostics table does not name: {missing}"
     assert {"incomplete.no_camera_info", "out.depth", "out.points", "segmentation.model"} <= \
         statuses["camera"] | statuses["model"]
+
+
+def test_a_camera_that_went_silent_says_whether_its_topic_still_has_a_publisher_and_of_which_qos(harness, monkeypatch):
+    """After a camera had sent images, its status said only "no image for N s", whether the driver had stopped (no
+    publisher left), stalled, or come back with a QoS the subscription cannot take (a driver restarted with
+    reliability best_effort to a node at qos.input_reliability:=reliable): the last gave no hint at all."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
+    probe = harness.probe
+    pub = probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() == 1, what="discovery")
+    pub.publish(make_image(80, 60))
+    wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="the frame received")
+    node.diagnostics()   # (the report the silence counts from)
+    time.sleep(1.2)
+    status = _status(node, ": camera /")   # stalled: its publisher is still there and matched
+    assert status.level == DiagnosticStatus.WARN and re.fullmatch(r"no image for \d+\.\d s", status.message), \
+        status.message
+    probe.destroy_publisher(pub)
+    wait_for(lambda: node.count_publishers("/image") == 0, what="the publisher gone from the graph")
+    status = _status(node, ": camera /")
+    assert status.level == DiagnosticStatus.WARN and re.fullmatch(
+        r"no image for \d+\.\d s; nothing publishes /image now \(the camera stopped, or was renamed\)",
+        status.message), status.message
+    probe.create_publisher(Image, "image", qos("best_effort"))   # the driver back with another QoS
+    wait_for(lambda: node.count_publishers("/image") == 1, what="the best-effort publisher discovered")
+    status = _status(node, ": camera /")
+    assert re.fullmatch(r"no image for \d+\.\d s; 1 publisher found on it, of an incompatible QoS \(policy "
+                        r"RELIABILITY\): a best-effort publisher cannot feed this reliable subscription: "
+                        r"qos.input_reliability:=best_effort", status.message), status.message
