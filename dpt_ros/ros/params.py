@@ -119,6 +119,10 @@ _TYPE_WORDS = {ParameterType.PARAMETER_BOOL: "a bool", ParameterType.PARAMETER_I
                ParameterType.PARAMETER_STRING_ARRAY: "a string array"}
 
 
+_ARRAYS = (ParameterType.PARAMETER_BYTE_ARRAY, ParameterType.PARAMETER_BOOL_ARRAY,
+           ParameterType.PARAMETER_INTEGER_ARRAY, ParameterType.PARAMETER_DOUBLE_ARRAY)
+
+
 def read_only_reason(name: str, managed: bool, node: str = "dpt_node") -> str:
     """Why ``name`` cannot be set on a running node, and where it can be given instead."""
     spec = SPECS[name]
@@ -158,6 +162,13 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
                        else ("a number, unquoted, e.g.", [_yaml_value(spec.default)]))
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
         how, values = "write a list,", [_yaml_value([value])]
+    elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ in _ARRAYS and len(value) == 0:
+        # `ros2 param set ... cameras "[]"`: an empty list has no element type, and ros2cli sends a bool array
+        reason = f"{name} is {_TYPE_WORDS[want]}; got an empty list (sent as {got}: [] has no element type)"
+        why = _check_value(spec, [])
+        if why is None:
+            return reason
+        how, values = f"{why}; e.g. its default:", [_yaml_value(spec.default)]
     elif want == ParameterType.PARAMETER_STRING and type_ in (ParameterType.PARAMETER_INTEGER,
                                                                ParameterType.PARAMETER_DOUBLE,
                                                                ParameterType.PARAMETER_BOOL):

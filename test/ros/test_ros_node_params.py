@@ -170,6 +170,15 @@ def test_a_list_refused_live_is_said_as_the_command_that_sets_it(harness):
     r = _ros2_param_set(harness, r.reason.split(", ", 1)[1])
     assert r.successful, r.reason
     assert get_params(harness, node, "cameras") == [["left"]]
+    # "[]": ros2param reads an empty list as a bool array (no element type); it was refused as "got a bool array
+    # ([])", as if the user had typed booleans
+    r = _ros2_param_set(harness, f"ros2 param set {fqn} cameras \"[]\"")
+    assert not r.successful and r.reason == (
+        f"cameras is a string array; got an empty list (sent as a bool array: [] has no element type): cameras must "
+        f"list at least one namespace ('' = the node's own namespace); e.g. its default: ros2 param set {fqn} "
+        f"cameras \"['']\""), r.reason
+    r = _ros2_param_set(harness, r.reason.split("default: ", 1)[1])
+    assert r.successful and get_params(harness, node, "cameras") == [[""]], r.reason
 
 
 def test_refusals_across_parameters_say_the_ros2_param_set_commands_that_are_taken(harness):
