@@ -212,3 +212,43 @@ def test_a_camera_that_went_silent_says_whether_its_topic_still_has_a_publisher_
     assert re.fullmatch(r"no image for \d+\.\d s; 1 publisher found on it, of an incompatible QoS \(policy "
                         r"RELIABILITY\): a best-effort publisher cannot feed this reliable subscription: "
                         r"qos.input_reliability:=best_effort", status.message), status.message
+
+
+def test_points_label_or_class_colours_without_segmentation_warn_in_the_cameras_status(harness):
+    """points.label, or points.color_source segmentation (with points.color), on a node without a segmentation task
+    (depth-only dpt_tiny): each cloud goes out without what was asked (no label field, the image's colours), so the
+    camera's status is WARN with those frames counted incomplete.<parameter> (as depth.exclude_classes without
+    segmentation is), not 'ok' beside the log's error, whether the parameter was given at start-up or set live; a
+    cloud with neither asked for is 'ok' again."""
+    # no periodic report: each "since last report" window is the one opened below
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "points.label": True,
+                                 "diagnostics.period": 60.0})
+    got, (pub, info_pub) = harness.connect(node, {"points": PointCloud2})
+    frame = make_image(1)
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: node.cameras[0].infos, what="camera_info received")
+    node.diagnostics()   # the window's start
+    sent = 0
+
+    def frames(n):
+        nonlocal sent
+        for _ in range(n):
+            sent += 1
+            pub.publish(make_image(sent + 1))
+            wait_for(lambda: len(got["points"]) == sent, timeout=30, what=f"cloud {sent}")
+        # the worker publishes a frame's outputs, then counts it
+        wait_for(lambda: node.counts()[""].get("processed", 0) == sent, what=f"frame {sent} counted")
+        status = _status(node, ": camera /")
+        return status.level, status.message, {kv.key: kv.value for kv in status.values if "." in kv.key}
+
+    assert frames(3) == (DiagnosticStatus.WARN, "3 frames with outputs skipped since last report",
+                         {"incomplete.label": "3", "out.points": "3"})
+    assert [f.name for f in got["points"][-1].fields] == ["x", "y", "z", "rgb"]   # no label field
+    assert all(r.successful for r in set_params(harness, node, **{"points.label": False,
+                                                                  "points.color_source": "segmentation"}))
+    assert frames(2) == (DiagnosticStatus.WARN, "2 frames with outputs skipped since last report",
+                         {"incomplete.label": "3", "incomplete.color_source": "2", "out.points": "5"})
+    assert all(r.successful for r in set_params(harness, node, **{"points.color_source": "image"}))
+    assert frames(1) == (DiagnosticStatus.OK, "ok",
+                         {"incomplete.label": "3", "incomplete.color_source": "2", "out.points": "6"})
+    assert node.error_counts() == {"label": 3, "color_source": 2}
