@@ -342,13 +342,19 @@ class _Throttle:
     _before: float = -math.inf   # ``due`` before the last admission (for refund)
 
     def admit(self, t: float, period: float) -> bool:
-        if period != self.period:   # a new max_rate starts afresh (a long old period must not hold frames back)
+        if period != self.period:   # another rate than the last admission's starts afresh (a long old period must
+            # not hold frames back; the worker's batch may still run on the settings before a change: see restart)
             self.period, self.due = period, -math.inf
         if t < self.due - period / 2:
             return False
         self._before = self.due
         self.due = max(t, self.due) + period
         return True
+
+    def restart(self) -> None:
+        """Forget the schedule: its rate was set (also to the value it had, after 0: the frames let through meanwhile
+        were on no schedule), so the next frame is let through and the period counts from it."""
+        self.period, self.due, self._before = 0.0, -math.inf, -math.inf
 
     def refund(self) -> None:
         """Give back the last admission: the frame let through made nothing (points.max_rate: a frame that could
@@ -822,6 +828,10 @@ class DptNode(Node):
                     self._wanted = new
             self._settings = new
             active = self._active
+            for name, throttle in (("max_rate", "throttle"), ("points.max_rate", "points_throttle")):
+                if new[name] != current[name]:   # a rate set (also back after 0) starts afresh
+                    for cam in self._cameras:
+                        getattr(cam, throttle).restart()
             if calibrations is not None and configured:   # (together with the settings they go with)
                 for cam, info in zip(self._cameras, calibrations):
                     cam.calibration = info

@@ -585,14 +585,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("max_rate", 0.0,
               "Most frames per second processed per camera (0 = no limit: as many as the model keeps up with). "
               "Frames in between are skipped on arrival, before any work, and counted as throttled; one may "
-              "come up to half a period early (camera jitter), the long-run rate stays at or below this.",
+              "come up to half a period early (camera jitter), the long-run rate stays at or below this. Set (also "
+              "to the value it had, after 0), it starts afresh: the next frame is processed and the period counts "
+              "from it.",
               float_range=(0.0, 1000.0)),
     ParamSpec("points.enabled", True,
               "Publish points (PointCloud2, camera optical frame); needs metric depth and camera_info."),
     ParamSpec("points.max_rate", 0.0,
               "Most clouds per second per camera (0 = one for every processed frame), for mapping stacks that "
               "cannot take the camera rate: the cloud of a frame in between is not built (counted "
-              "throttled.points); the other outputs keep the frame rate. As max_rate, up to half a period early. A "
+              "throttled.points); the other outputs keep the frame rate. As max_rate, up to half a period early, and "
+              "afresh when set. A "
               "frame that could build none (no camera_info, no alignment, ...) leaves its turn to the next.",
               float_range=(0.0, 1000.0)),
     ParamSpec("points.stride", 2, "Keep every n-th pixel in both directions.", int_range=(1, 64, 1)),

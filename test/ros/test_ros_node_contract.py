@@ -5,6 +5,7 @@ set of subscribers, diagnostics values, and parameters that must change the outp
 the post-processing (17 mutants) added the depth_image_proc pair, the running colour range across
 frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.py) a stated
 calibration overriding a metric variant's metres."""
+import collections
 import math
 import threading
 import time
@@ -459,6 +460,47 @@ def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
         wait_for(lambda: node.counts()[""].get("processed", 0) == before["processed"] + i + 1, what=f"frame {i}")
     assert node.counts()[""]["throttled"] == before["throttled"]
     assert not set_params(harness, node, max_rate=-1.0)[0].successful
+
+
+@pytest.mark.parametrize("name", ["max_rate", "points.max_rate"])
+def test_a_rate_set_again_after_0_starts_afresh(harness, name):
+    """max_rate (points.max_rate) 0.05, then 0 (no limit), then 0.05 again: the next frame (cloud) is let through and
+    the period counts from it, as for any new value, whether frames came while there was no limit or not. The
+    throttle kept its schedule from before the 0 (the frames let through meanwhile were not on it), so a frame within
+    half a period of the last one admitted before the 0 was still skipped, where 0.04 would have let it through."""
+    node = harness.start_node(**{name: 0.05, "depth.scale": 1.0, "camera_info.policy": "latest",
+                                 "diagnostics.period": 60.0})
+    got, (pub, info_pub) = harness.connect(node, {"inverse_depth": Image, "points": PointCloud2})
+    info_pub.publish(make_info(make_image(1)))
+    wait_for(lambda: node.cameras[0].infos, what="camera_info received")
+    out, key = (got["inverse_depth"], "throttled") if name == "max_rate" else (got["points"], "throttled:points")
+    sent = 0
+
+    def through() -> bool:   # a frame well within half a period (10 s) of the one before: whether it was let through
+        nonlocal sent
+        sent += 1
+        before = len(out)
+        pub.publish(make_image(sent))
+
+        def settled() -> bool:   # every frame processed or throttled, each processed one's outputs (a cloud or
+            c = collections.Counter(node.counts()[""])   # throttled.points) out
+            return (c["processed"] + c["throttled"] == sent and len(got["inverse_depth"]) == c["processed"] and
+                    len(got["points"]) + c["throttled:points"] == c["processed"])
+        wait_for(settled, timeout=30, what=f"frame {sent} settled")
+        return len(out) > before
+
+    def set_rate(value: float) -> None:
+        assert [r.successful for r in set_params(harness, node, **{name: value})] == [True]
+
+    assert [through(), through()] == [True, False]
+    set_rate(0.0)
+    assert [through(), through()] == [True, True]
+    set_rate(0.05)   # the same value again: afresh
+    assert [through(), through()] == [True, False]
+    set_rate(0.0)    # and with no frame while there was no limit
+    set_rate(0.05)
+    assert [through(), through()] == [True, False]
+    assert node.counts()[""][key] == 3 and len(out) == 5
 
 
 def test_a_successful_swap_after_a_failed_one_clears_the_reported_error(harness, tmp_path):
