@@ -276,6 +276,13 @@ class _Frame:
     clock_ns: int = 0        # the node's clock (ns) at the callback: /clock's with use_sim_time, which may go back
     counted: bool = False    # already counted as idle, processed or an error (never twice)
     reference: Any = None    # depth.align: (|stamp difference| ns, reference depth Image), the nearest offered
+    # the seconds max_rate and points.max_rate count (_Throttle): with use_sim_time, once /clock has come, the node's
+    # clock's (a bag's seconds at any play rate, as topic_tools throttle counts); else (None) ``received``
+    rate_s: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.rate_s is None:
+            self.rate_s = self.received
 
     def offer_reference(self, stamp_ns: int, msg: Any, tolerance_s: float) -> None:
         """depth.align: keep ``msg`` as this frame's reference if within the tolerance and nearer than the one held."""
@@ -335,16 +342,23 @@ class _Throttle:
     admitted when it arrives no more than half a period before it is due, and the next one is then due
     a period after the later of the two. The long-run rate never exceeds 1 / period, and a camera's
     jitter does not turn a 30 -> 10 Hz limit into about 8.6 Hz, as a plain "a period since the last" rule
-    does (whenever the third frame comes a little early, it waits for the fourth)."""
+    does (whenever the third frame comes a little early, it waits for the fourth).
+
+    ``t`` is the frame's :attr:`_Frame.rate_s`: with use_sim_time /clock's seconds, which go back at a bag's --loop;
+    a time before the last one seen starts afresh (the schedule ahead of it would hold frames back for the whole
+    jump)."""
 
     period: float = 0.0
     due: float = -math.inf
     _before: float = -math.inf   # ``due`` before the last admission (for refund)
+    _last: float = -math.inf     # the last ``t`` seen
 
     def admit(self, t: float, period: float) -> bool:
-        if period != self.period:   # another rate than the last admission's starts afresh (a long old period must
-            # not hold frames back; the worker's batch may still run on the settings before a change: see restart)
+        if period != self.period or t < self._last:   # another rate than the last admission's (a long old period
+            # must not hold frames back; the worker's batch may still run on the settings before a change: see
+            # restart), or a clock gone back: afresh
             self.period, self.due = period, -math.inf
+        self._last = t
         if t < self.due - period / 2:
             return False
         self._before = self.due
@@ -354,7 +368,7 @@ class _Throttle:
     def restart(self) -> None:
         """Forget the schedule: its rate was set (also to the value it had, after 0: the frames let through meanwhile
         were on no schedule), so the next frame is let through and the period counts from it."""
-        self.period, self.due, self._before = 0.0, -math.inf, -math.inf
+        self.period, self.due, self._before, self._last = 0.0, -math.inf, -math.inf, -math.inf
 
     def refund(self) -> None:
         """Give back the last admission: the frame let through made nothing (points.max_rate: a frame that could
@@ -1080,7 +1094,10 @@ class DptNode(Node):
 
     # ------------------------------------------------------------------ callbacks (never wait)
     def _on_image(self, cam: _Camera, msg) -> None:
-        frame = _Frame(cam, msg, time.monotonic(), self.get_clock().now().nanoseconds)
+        clock = self.get_clock()
+        now_ns = clock.now().nanoseconds
+        frame = _Frame(cam, msg, time.monotonic(), now_ns,
+                       rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
@@ -1090,7 +1107,7 @@ class DptNode(Node):
             if not self._active:   # a message taken before a deactivation unsubscribed the camera
                 cam.counts["dropped"] += 1
                 return
-            if rate > 0.0 and not cam.throttle.admit(frame.received, 1.0 / rate):
+            if rate > 0.0 and not cam.throttle.admit(frame.rate_s, 1.0 / rate):
                 cam.counts["throttled"] += 1
                 return
             if cam.pending is not None:
@@ -1245,7 +1262,7 @@ class DptNode(Node):
                                   f"are its only outputs subscribed", [f])
                 continue
             if "points" in wanted and s["points.max_rate"] > 0.0 and not f.camera.points_throttle.admit(
-                    f.received, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
+                    f.rate_s, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
                 wanted.discard("points")
                 with self._lock:
                     f.camera.counts["throttled:points"] += 1

@@ -583,7 +583,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(1.0, 10000.0)),
     ParamSpec("lazy", True, "Compute an output only while it has subscribers."),
     ParamSpec("max_rate", 0.0,
-              "Most frames per second processed per camera (0 = no limit: as many as the model keeps up with). "
+              "Most frames per second processed per camera (0 = no limit: as many as the model keeps up with), "
+              "seconds of the node's clock: with use_sim_time /clock's, a bag's at any play rate. "
               "Frames in between are skipped on arrival, before any work, and counted as throttled; one may "
               "come up to half a period early (camera jitter), the long-run rate stays at or below this. Set (also "
               "to the value it had, after 0), it starts afresh: the next frame is processed and the period counts "

@@ -8,7 +8,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
@@ -224,3 +224,45 @@ def test_diagnostics_go_on_in_clocks_time_after_a_loop_jumps_it_back(harness):
     tick(T0)                              # the loop: the clock back at the bag's start
     report_at(T0 + 10**9)                 # a period later, not only once past the last pass's end
     report_at(T0 + 2 * 10**9)
+
+
+@pytest.mark.parametrize("name", ["max_rate", "points.max_rate"])
+def test_rates_count_seconds_of_the_clock_a_bag_played_at_any_rate(harness, name):
+    """With use_sim_time, max_rate (points.max_rate) count seconds of the node's clock, /clock's, as topic_tools
+    throttle does: a bag played fast (--rate 10) or slowly (--rate 0.1) gives as many frames (clouds) per second of
+    the bag as played at 1x, and a --loop's jump back starts afresh. They counted wall seconds: frames a bag-second
+    apart but a few milliseconds apart here were skipped, and one a tenth of a bag-second after the last but more
+    than a wall second later went through."""
+    node, log, out, tick, frame = _replay(harness, **{name: 1.0, "camera_info.policy": "exact"})
+    points = harness.collector(PointCloud2, "points")
+    wait_for(lambda: node.cameras[0].pubs["points"].get_subscription_count() > 0, what="the points subscription")
+    limited, key = (out, "throttled") if name == "max_rate" else (points, "throttled:points")
+    sent = 0
+
+    def through(t: int, wall_s: float = 0.0) -> bool:
+        """The clock at t (``wall_s`` wall seconds later: a slow bag), a frame stamped t: whether it went through."""
+        nonlocal sent
+        tick(t)
+        time.sleep(wall_s)
+        before, sent = len(limited), sent + 1
+        img = make_image(t)
+        frame.info.publish(make_info(img))
+        frame.image.publish(img)
+
+        def settled() -> bool:   # every frame processed or throttled, each processed one's outputs (a cloud or
+            c = node.counts()[""]   # throttled.points) out
+            processed = c.get("processed", 0)
+            return (processed + c.get("throttled", 0) == sent and len(out) == processed and
+                    len(points) + c.get("throttled:points", 0) == processed)
+        wait_for(settled, timeout=30, what=f"the frame stamped {t} settled")
+        return len(limited) > before
+
+    second = 10**9
+    assert through(T0)
+    assert not through(T0 + second // 5)         # 0.2 s of the bag after the last: within half a period
+    assert through(T0 + second)                  # a bag-second after it, whatever the wall clock says
+    assert through(T0 + 2 * second)
+    assert not through(T0 + 21 * second // 10, wall_s=1.2)   # a slow bag: 0.1 s of the bag, 1.2 s here
+    assert through(T0)                           # --loop: the clock back at the bag's start
+    assert not through(T0 + 3 * second // 10)
+    assert node.counts()[""][key] == 3 and len(limited) == 4
