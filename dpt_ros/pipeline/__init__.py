@@ -88,6 +88,7 @@ from dpt_ros.pipeline.cloud import (
     CloudBuffer,
     Intrinsics,
     PointField,
+    UncalibratedError,
     build_cloud,
     cloud_fields,
 )
@@ -132,7 +133,7 @@ __all__ = [
     "ADE20K_CLASSES", "ADE20K_PALETTE", "BACKENDS", "COLORMAPS", "FLOAT32", "MAX_SIDE",
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
-    "PointField", "Preprocessor", "RunningRange",
+    "PointField", "Preprocessor", "RunningRange", "UncalibratedError",
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "is_unrecoverable_device_error", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",

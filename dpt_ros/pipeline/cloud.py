@@ -37,6 +37,10 @@ class CalibrationError(ValueError):
     """CameraInfo cannot be used for back-projection (uncalibrated or inconsistent); no cloud."""
 
 
+class UncalibratedError(CalibrationError):
+    """CameraInfo of a camera without a calibration (``K[0] == 0``, as drivers publish it without one)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Intrinsics:
     """Intrinsics for an image of ``width`` x ``height`` pixels (pixel centres at integers): pinhole, and
@@ -128,7 +132,7 @@ class Intrinsics:
         if len(k) != 9:
             raise CalibrationError(f"CameraInfo K must have 9 values; got {len(k)}")
         if k[0] == 0.0:
-            raise CalibrationError("camera is uncalibrated (CameraInfo K[0] == 0); no point cloud can be built")
+            raise UncalibratedError("camera is uncalibrated (CameraInfo K[0] == 0); no point cloud can be built")
         use_p, proj = False, ()
         if p is not None:
             p = [float(v) for v in p]

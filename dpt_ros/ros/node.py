@@ -669,7 +669,7 @@ class DptNode(Node):
         file the camera uses (not for a check of a managed node's value before its configure)."""
         if not s["camera_info.url"]:
             return None
-        name = ns.strip("/").split("/")[-1].lstrip("~")
+        name = _camera_name(ns)
         try:
             info = camera_calibration.load(s["camera_info.url"], name)
         except camera_calibration.CalibrationFileError as e:
@@ -1650,14 +1650,22 @@ class DptNode(Node):
                     self._warn_if_raw(f.camera, info, s)
                     sx, sy = w / calib.width, h / calib.height
                     if abs(sx / sy - 1.0) > 0.01:
-                        self._warn_once(f"aspect:{f.camera.topic('camera_info')}", (
-                            f"{f.camera.topic('camera_info')} describes a {calib.width}x{calib.height} image but the "
-                            f"frames are {w}x{h}, another aspect ratio: the intrinsics are scaled per axis (x {sx:.4g}, "
-                            f"y {sy:.4g}), as for an anamorphic resize. If this camera_info belongs to another stream "
-                            f"or resolution, remap camera_info to the one of these images (depth/camera_info and "
-                            f"points use it). Said once per camera."))
+                        source, from_file = self._info_source(f.camera, info, s)
+                        fix = ("If this file is of another camera or resolution, set camera_info.url to the "
+                               "calibration of these images" if from_file else "If this camera_info belongs to "
+                               "another stream or resolution, remap camera_info to the one of these images")
+                        self._warn_once(f"aspect:{source}", (
+                            f"{source} describes a {calib.width}x{calib.height} image but the frames are {w}x{h}, "
+                            f"another aspect ratio: the intrinsics are scaled per axis (x {sx:.4g}, y {sy:.4g}), as "
+                            f"for an anamorphic resize. {fix} (depth/camera_info and points use it). Said once "
+                            f"per camera."))
                 except pipeline.CalibrationError as e:
-                    self._count_error("calibration", f"{f.camera.topic('camera_info')}: {e}", [f], partial=True)
+                    source, from_file = self._info_source(f.camera, info, s)
+                    fix = ("; calibrate the camera (ROS's camera_calibration) and load the result in its driver, or "
+                           "give it to this node as camera_info.url"
+                           if isinstance(e, pipeline.UncalibratedError) and not from_file else "")
+                    self._count_error("calibration", f"{source}: {e}{fix}; depth/camera_info and points skipped", [f],
+                                      partial=True)
         want_cloud = intr is not None and "points" in wanted
         exclude = params.class_labels(s["points.exclude_classes"]) if want_cloud else ()
         if exclude and labels_t is None:   # publishing the classes the user asked to leave out is no option
@@ -1754,7 +1762,7 @@ class DptNode(Node):
         said = f"{fields['width']}x{fields['height']}"
         fields["width"] = fields["width"] if fields["width"] > 0 else full[0]
         fields["height"] = fields["height"] if fields["height"] > 0 else full[1]
-        topic = cam.topic("camera_info")
+        topic = self.resolve_topic_name(cam.topic("camera_info"))   # (a calibration file always has a size)
         self._warn_once(f"no_size:{topic}", (
             f"{topic} gives no image size ({said}): its K / P are taken as they are for the {w}x{h} frames (as "
             f"depth_image_proc uses them), i.e. as a calibration of a {fields['width']}x{fields['height']} image; "
@@ -1951,6 +1959,18 @@ class DptNode(Node):
         else:
             self._info_problem(f.camera, None)
         return chosen
+
+    def _info_source(self, cam: _Camera, info: CameraInfo, s: Settings) -> tuple[str, bool]:
+        """Where a frame's camera_info ``info`` came from, as the log names it, and whether that is a file:
+        camera_info.url's file for this camera, or its camera_info topic with the namespace and remaps applied (the
+        name `ros2 topic list` shows; the topic as written, ``left/camera_info``, need not exist)."""
+        if info is cam.calibration and s["camera_info.url"]:
+            try:
+                path = camera_calibration.resolve(s["camera_info.url"], _camera_name(cam.ns))
+            except camera_calibration.CalibrationFileError:   # (it resolved when loaded: a later change of the url)
+                path = s["camera_info.url"]
+            return f"camera_info.url's {path}", True
+        return self.resolve_topic_name(cam.topic("camera_info")), False
 
     def _info_problem(self, cam: _Camera, why: Optional[str]) -> None:
         """Set the camera's camera_info reason for its status (the worker's, for its frame), under the lock the
@@ -2608,6 +2628,11 @@ def _qos_hint(policy: str, output: bool, latched_info: Optional[str] = None) -> 
 
 def _round32(v: int) -> int:
     return max(32, int(round(v / 32.0)) * 32)
+
+
+def _camera_name(ns: str) -> str:
+    """The name of the camera of namespace ``ns`` that camera_info.url's {camera} stands for (its last part)."""
+    return ns.strip("/").split("/")[-1].lstrip("~")
 
 
 def _calibration_key(info: CameraInfo, rectified: bool, width: int, height: int) -> tuple:

@@ -6,12 +6,13 @@ import os
 
 import numpy as np
 import pytest
+from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.pipeline.cloud import Intrinsics
 from dpt_ros.ros import camera_calibration, conversions
 from dpt_ros.ros.node import StartupError
-from dpt_ros.ros.testing import make_image, publish_until, qos, set_params, wait_for
+from dpt_ros.ros.testing import make_image, make_info, publish_until, qos, set_params, wait_for
 
 DOMAIN = 76
 
@@ -437,6 +438,60 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     pub.publish(make_image(4, width=80, height=60))   # no camera_info on the topic: none, counted
     wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
     assert node.cameras[0].info_waited_in_vain
+
+
+def test_the_log_names_where_a_frames_calibration_came_from(harness, tmp_path):
+    """A camera_info that cannot be used, or that describes another aspect ratio, is named in the log as the topic
+    it came on, namespace and remaps applied (/cam/camera_info, not the camera_info of the node's rule), with what
+    to do; with camera_info.url, as the file, and the remedy is another file, not a remap of a topic the node does
+    not subscribe. An uncalibrated camera (K all zero, as a driver without a calibration publishes it) is told how
+    to get one. Before, every one of these lines began 'camera_info', and the file's aspect warning said to remap
+    camera_info."""
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=100.0))
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="robot", cli_args=["--ros-args", "-r", "camera_info:=/cam/camera_info"],
+                              **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    points = harness.collector(PointCloud2, "/robot/points")
+    harness.collector(Image, "/robot/depth")   # (an image output too: every frame goes through post-processing)
+    pub = harness.probe.create_publisher(Image, "/robot/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("points", "depth")), what="discovery")
+
+    def said(stamp: int, info=None, width: int = 80, height: int = 45) -> None:
+        """Send a frame of ``stamp`` (with ``info`` on the topic first), and wait until it is processed."""
+        if info is not None:
+            info_pub.publish(info)
+            wait_for(lambda: node.cameras[0].infos and node.cameras[0].infos[-1][1] == info, what="the camera_info")
+        pub.publish(make_image(stamp, width=width, height=height))
+        wait_for(lambda: node.counts()[""].get("processed", 0) >= stamp, what=f"frame {stamp}")
+
+    def lines(level: int, text: str) -> list[str]:
+        return [m.msg for m in log if m.name == "robot.dpt_node" and m.level == level and text in m.msg]
+
+    uncalibrated = make_info(make_image(0, width=80, height=45))
+    uncalibrated.k, uncalibrated.p = [0.0] * 9, [0.0] * 12
+    said(1, uncalibrated)
+    wait_for(lambda: lines(Log.ERROR, "[calibration]"), what="the calibration error")
+    assert lines(Log.ERROR, "[calibration]") == [
+        "[calibration] /cam/camera_info: camera is uncalibrated (CameraInfo K[0] == 0); no point cloud can be built; "
+        "calibrate the camera (ROS's camera_calibration) and load the result in its driver, or give it to this node "
+        "as camera_info.url; depth/camera_info and points skipped"]
+    said(2, make_info(make_image(0, width=160, height=120), fx=90.0))   # 4:3 for 16:9 frames (not the file's)
+    wait_for(lambda: lines(Log.WARN, "another aspect ratio"), what="the topic's aspect warning")
+    (topic,) = lines(Log.WARN, "another aspect ratio")
+    assert topic.startswith("/cam/camera_info describes a 160x120 image but the frames are 80x45") and \
+        "remap camera_info to the one of these images" in topic, topic
+    assert len(points) == 1
+
+    assert all(r.successful for r in set_params(harness, node, **{"camera_info.url": str(tmp_path / "ost.yaml")}))
+    said(3)
+    wait_for(lambda: len(lines(Log.WARN, "another aspect ratio")) == 2, what="the file's aspect warning")
+    file = lines(Log.WARN, "another aspect ratio")[1]
+    assert file.startswith(f"camera_info.url's {tmp_path / 'ost.yaml'} describes a 160x120 image but the frames "
+                           f"are 80x45") and "set camera_info.url to the calibration of these images" in file and \
+        "remap" not in file, file
+    wait_for(lambda: len(points) == 2, what="the cloud of the file's frame")
 
 
 def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_node_runs_on(harness, tmp_path,
