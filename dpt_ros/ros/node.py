@@ -64,6 +64,9 @@ _SEG_OUTPUTS = ("segmentation", "segmentation/colored", "segmentation/compressed
 _INVERSE_OUTPUTS = frozenset(("inverse_depth", "inverse_depth/colored", "inverse_depth/colored/compressed"))
 _METRIC_OUTPUTS = frozenset(("depth", "depth/camera_info", "points", "depth/compressedDepth"))
 _INFO_OUTPUTS = frozenset(("depth/camera_info", "points"))
+#: what the [calibration] line of a camera_info topic with an all-zero K (an uncalibrated camera) tells to do
+_UNCALIBRATED_FIX = ("; calibrate the camera (ROS's camera_calibration) and load the result in its driver, or give it "
+                     "to this node as camera_info.url")
 try:   # vision_msgs is optional (not on PyPI): without it no label_info publisher (the class names are always in the
     # class_names parameter); its one check, for the publishers (_publish_label_info) and the topic checks (collision)
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -1261,6 +1264,12 @@ class DptNode(Node):
                                   f"is not run for this camera while {' and '.join(sorted(wanted))} (which need it) "
                                   f"are its only outputs subscribed", [f])
                 continue
+            uncalibrated = self._uncalibrated(f.camera, s) if wanted and wanted <= _INFO_OUTPUTS else None
+            if uncalibrated is not None:   # (a driver without a calibration sends such a camera_info with every image)
+                self._count_error("calibration", f"{uncalibrated}; the model is not run for this camera while "
+                                  f"{' and '.join(sorted(wanted))} (which need a calibration) are its only outputs "
+                                  f"subscribed", [f])
+                continue
             if "points" in wanted and s["points.max_rate"] > 0.0 and not f.camera.points_throttle.admit(
                     f.rate_s, 1.0 / s["points.max_rate"]):   # this frame's cloud is not built
                 wanted.discard("points")
@@ -1661,9 +1670,7 @@ class DptNode(Node):
                             f"per camera."))
                 except pipeline.CalibrationError as e:
                     source, from_file = self._info_source(f.camera, info, s)
-                    fix = ("; calibrate the camera (ROS's camera_calibration) and load the result in its driver, or "
-                           "give it to this node as camera_info.url"
-                           if isinstance(e, pipeline.UncalibratedError) and not from_file else "")
+                    fix = _UNCALIBRATED_FIX if isinstance(e, pipeline.UncalibratedError) and not from_file else ""
                     self._count_error("calibration", f"{source}: {e}{fix}; depth/camera_info and points skipped", [f],
                                       partial=True)
         want_cloud = intr is not None and "points" in wanted
@@ -1971,6 +1978,23 @@ class DptNode(Node):
                 path = s["camera_info.url"]
             return f"camera_info.url's {path}", True
         return self.resolve_topic_name(cam.topic("camera_info")), False
+
+    def _uncalibrated(self, cam: _Camera, s: Settings) -> Optional[str]:
+        """The [calibration] line's reason when the camera's latest camera_info is of an uncalibrated camera (K all
+        zero): its frames can have neither points nor depth/camera_info. None otherwise (a calibration file, none
+        received yet, or a calibrated one)."""
+        with self._info_arrived:
+            if cam.calibration is not None or not cam.infos:
+                return None
+            info = cam.infos[-1][1]
+        try:
+            pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(info),
+                                                 rectified=s["camera_info.rectified"])
+        except pipeline.UncalibratedError as e:
+            return f"{self._info_source(cam, info, s)[0]}: {e}{_UNCALIBRATED_FIX}"
+        except pipeline.CalibrationError:   # (another fault: said with the frame's own camera_info, post-processing)
+            pass
+        return None
 
     def _info_problem(self, cam: _Camera, why: Optional[str]) -> None:
         """Set the camera's camera_info reason for its status (the worker's, for its frame), under the lock the
