@@ -183,22 +183,47 @@ def resolve(task: str, values: Mapping[str, str]) -> dict[str, str]:
     return {name: _checked(a, values.get(name, a.default)) for name, a in args.items()}
 
 
+def argument_parameters(task: str) -> dict[str, str]:
+    """The node parameter that each launch argument of ``<task>.launch.py`` sets (``variant`` through its preset
+    file); the arguments not listed (image, managed, namespace, ...) set no parameter."""
+    _check_task(task)
+    model = "segmentation" if task == "segmentation" else "depth"
+    out = {"variant": f"{model}.variant", "weights": f"{model}.weights"}
+    if task == "dpt":
+        out.update(segmentation_variant="segmentation.variant", segmentation_weights="segmentation.weights")
+    out.update(resolution="input_size", device="device", precision="precision", camera_info_url="camera_info.url")
+    if task != "segmentation":
+        out["depth_reference"] = "depth.align"
+    out["use_sim_time"] = "use_sim_time"
+    return out
+
+
 def ignored_arguments(task: str, given: Iterable[str]) -> list[str]:
     """What to say of the launch configurations ``given`` that ``<task>.launch.py`` does not declare but that look meant
     for it: ``ros2 launch`` takes any ``name:=value`` and the launch file never reads an undeclared one, so
-    ``resoltion:=512`` ran at the default size without a word. Said: an argument of another of the launch files
-    (``segmentation_weights`` to depth.launch.py) and a name close to one of this file's. Other names are left alone:
-    a launch file that includes this one passes its own configurations too."""
+    ``resoltion:=512`` ran at the default size, and ``depth.weights:=random`` (the node's own words when its weights
+    are not set) ended the node with the same words again, without a word from the launch. Said: an argument of
+    another of the launch files (``segmentation_weights`` to depth.launch.py), a parameter of the node (with the
+    argument that sets it, else config_file) and a name close to one of this file's arguments. Other names are left
+    alone: a launch file that includes this one passes its own configurations too."""
+    from dpt_ros.ros.params import SPECS   # (it needs rcl_interfaces; the rest of this module needs no ROS package)
+
     names = [a.name for a in launch_arguments(task)]
     owners: dict[str, list[str]] = {}
     for other in TASKS:
         for a in launch_arguments(other):
             owners.setdefault(a.name, []).append(f"{other}.launch.py")
+    setters = {parameter: argument for argument, parameter in argument_parameters(task).items()}
     out = []
     for name in sorted(set(given) - set(names)):
         if name in owners:
             whose = " and ".join(f"{owner}'s" for owner in owners[name])
             out.append(f"launch argument {name!r} is one of {whose}, not {task}.launch.py's: ignored")
+        elif name in SPECS:
+            how = (f"the launch argument {setters[name]} sets it (--show-args)" if name in setters else
+                   f"set it in your parameter YAML (/**: ros__parameters: {name}: ...) given as config_file:=<file>")
+            out.append(f"launch argument {name!r} is a parameter of the node, not one of {task}.launch.py's "
+                       f"arguments: ignored; {how}")
         elif close := difflib.get_close_matches(name, names, n=1, cutoff=0.8):
             out.append(f"launch argument {name!r} is not one of {task}.launch.py's: ignored; did you mean "
                        f"{close[0]!r}? (--show-args lists them)")
@@ -218,9 +243,8 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
     overrides: dict = {k: v[k] for k in ("device", "precision") if v[k] != "default"}
     if v["resolution"] != "default":
         overrides["input_size"] = int(v["resolution"])
-    weights_key = "segmentation.weights" if task == "segmentation" else "depth.weights"
     if v["weights"]:
-        overrides[weights_key] = v["weights"]
+        overrides[argument_parameters(task)["weights"]] = v["weights"]
     if task == "dpt" and v["segmentation_weights"]:
         overrides["segmentation.weights"] = v["segmentation_weights"]
     if v.get("depth_reference"):

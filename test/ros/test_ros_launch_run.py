@@ -146,6 +146,22 @@ def test_launch_names_a_misspelt_or_misplaced_argument_it_ignores(tmp_path):
            "depth.launch.py's: ignored" in log, log
 
 
+def test_launch_names_a_node_parameter_given_as_its_argument():
+    """depth.weights:=random, as the node's own 'weights is not set' line says it, given to ros2 launch: ignored, and
+    the node exited with that line again. The launch file now says which of its arguments sets it."""
+    proc = _launch("depth.launch.py", "depth.weights:=random", "colormap:=turbo")
+    try:
+        log, _ = proc.communicate(timeout=60)   # the node exits (dpt_hybrid's weights not set), then launch
+    finally:
+        _stop(proc)
+    assert "[depth.launch.py]: launch argument 'depth.weights' is a parameter of the node, not one of " \
+           "depth.launch.py's arguments: ignored; the launch argument weights sets it (--show-args)" in log, log
+    assert "[depth.launch.py]: launch argument 'colormap' is a parameter of the node, not one of depth.launch.py's " \
+           "arguments: ignored; set it in your parameter YAML (/**: ros__parameters: colormap: ...) given as " \
+           "config_file:=<file>" in log, log
+    assert "depth.weights is not set" in log, log   # (ignored indeed: the node got no weights)
+
+
 def test_a_parent_launch_files_own_configurations_are_not_taken_for_misspelt_arguments(tmp_path):
     """Only the command line's names are judged: a parent's own configurations (and those of launch files it included
     before) are in the context too, and were warned of as 'one of dpt.launch.py's' or 'did you mean device?'."""

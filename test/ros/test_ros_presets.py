@@ -240,6 +240,45 @@ def test_a_misspelt_or_misplaced_launch_argument_is_named():
         assert presets.ignored_arguments(task, [a.name for a in presets.launch_arguments(task)]) == []
 
 
+def test_a_node_parameter_given_as_a_launch_argument_is_named_with_what_sets_it():
+    """`ros2 launch dpt_ros depth.launch.py depth.weights:=random`, what the node says when its weights are not set
+    (and README's first Troubleshooting row), was ignored without a word: the node exited again with the same line.
+    A parameter of the node given as a launch argument is now named, with the launch argument that sets it (the
+    task's own: weights is segmentation.weights on segmentation.launch.py), else config_file."""
+    given = ["depth.weights", "segmentation.weights", "input_size", "camera_info.url", "depth.align", "colormap",
+             "device", "use_sim_time"]
+    node = "is a parameter of the node, not one of {}.launch.py's arguments: ignored; "
+    yaml_file = "set it in your parameter YAML (/**: ros__parameters: {}: ...) given as config_file:=<file>"
+    argument = "the launch argument {} sets it (--show-args)"
+    expected = {
+        "depth": {"camera_info.url": argument.format("camera_info_url"), "colormap": yaml_file.format("colormap"),
+                  "depth.align": argument.format("depth_reference"), "depth.weights": argument.format("weights"),
+                  "input_size": argument.format("resolution"),
+                  "segmentation.weights": yaml_file.format("segmentation.weights")},
+        "segmentation": {"camera_info.url": argument.format("camera_info_url"),
+                         "colormap": yaml_file.format("colormap"), "depth.align": yaml_file.format("depth.align"),
+                         "depth.weights": yaml_file.format("depth.weights"),
+                         "input_size": argument.format("resolution"),
+                         "segmentation.weights": argument.format("weights")},
+        "dpt": {"camera_info.url": argument.format("camera_info_url"), "colormap": yaml_file.format("colormap"),
+                "depth.align": argument.format("depth_reference"), "depth.weights": argument.format("weights"),
+                "input_size": argument.format("resolution"),
+                "segmentation.weights": argument.format("segmentation_weights")},
+    }
+    for task in presets.TASKS:   # (device and use_sim_time are arguments too: nothing to say)
+        assert presets.ignored_arguments(task, given) == [
+            f"launch argument {name!r} {node.format(task)}{how}" for name, how in expected[task].items()], task
+        # the argument named sets that very parameter
+        for name, how in expected[task].items():
+            if how.startswith("the launch argument"):
+                assert presets.argument_parameters(task)[how.split()[3]] == name
+    readme = " ".join((ROOT / "README.md").read_text().split())   # README's Launch files paragraph quotes it
+    assert '(`depth.weights:=random`: "the launch argument weights sets it";' in readme
+    assert "(`-p depth.weights:=random`; to a launch file: `weights:=random`)" in readme   # the Troubleshooting row
+    weights = presets.argument_parameters("segmentation")["weights"]
+    assert presets.node_parameters("segmentation", {"weights": "random"})[-1] == {weights: "random"}
+
+
 def test_use_sim_time_puts_the_node_and_rviz_on_the_clock_of_a_played_bag():
     """`ros2 launch dpt_ros depth.launch.py use_sim_time:=true` beside `ros2 bag play my.bag --clock`, as users replay
     recorded data: the launch files declared no use_sim_time and ignored it without a word, so the node ran on the wall
