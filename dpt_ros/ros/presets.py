@@ -235,11 +235,11 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
     v = resolve(task, values)
     variants = [v["variant"]] + ([v["segmentation_variant"]] if task == "dpt" else [])
     files = [config_path(task)] + [config_path(name) for name in variants]
-    if v["config_file"]:
-        files.append(Path(os.path.expanduser(v["config_file"])))
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"parameter file {f} not found")
+    if v["config_file"]:
+        files.append(_config_file(v["config_file"]))
     overrides: dict = {k: v[k] for k in ("device", "precision") if v[k] != "default"}
     if v["resolution"] != "default":
         overrides["input_size"] = int(v["resolution"])
@@ -254,6 +254,24 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
     if v["use_sim_time"] == "true":   # (false sets nothing: a parent launch file's SetParameter('use_sim_time') holds)
         overrides["use_sim_time"] = True
     return [str(f) for f in files] + [overrides]
+
+
+def _config_file(given: str) -> Path:
+    """The ``config_file`` path, or FileNotFoundError saying what is there instead: 'parameter file nothere.yaml not
+    found' named neither the argument nor, for a relative path, the folder it was looked in (the working folder of
+    ros2 launch, which the node's process shares)."""
+    path = Path(os.path.expanduser(given))
+    if path.is_file():
+        return path
+    where = path if path.is_absolute() else Path.cwd() / path
+    if path.is_dir():
+        why = f"{where} is a folder: give your parameter YAML file (/**: ros__parameters:) itself"
+    elif path.is_absolute():
+        why = f"no file {where}: check the path"
+    else:
+        why = (f"no file {where} (a relative path is taken from the working folder, {Path.cwd()}): give its absolute "
+               f"path")
+    raise FileNotFoundError(f"launch argument config_file:={given}: {why}")
 
 
 def remappings(task: str, values: Mapping[str, str]) -> list[tuple[str, str]]:

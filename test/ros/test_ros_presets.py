@@ -176,8 +176,27 @@ def test_presets_for_segmentation_and_both_tasks(tmp_path):
 
 
 def test_config_file_that_is_a_folder_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match=f"parameter file {tmp_path} not found"):
+    with pytest.raises(FileNotFoundError) as e:
         presets.node_parameters("depth", {"config_file": str(tmp_path)})
+    assert str(e.value) == (f"launch argument config_file:={tmp_path}: {tmp_path} is a folder: give your parameter "
+                            f"YAML file (/**: ros__parameters:) itself")
+
+
+def test_a_config_file_that_is_not_there_is_named_with_the_folder_it_was_looked_in(tmp_path, monkeypatch):
+    """`ros2 launch dpt_ros depth.launch.py config_file:=mine.yaml` from another folder than mine.yaml's stopped the
+    launch with "parameter file mine.yaml not found": not which argument, nor where a relative path is looked for (the
+    working folder, which the node's process shares: the node reads it from there when it is found)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError) as e:
+        presets.node_parameters("depth", {"config_file": "mine.yaml"})
+    assert str(e.value) == (f"launch argument config_file:=mine.yaml: no file {tmp_path}/mine.yaml (a relative path is "
+                            f"taken from the working folder, {tmp_path}): give its absolute path")
+    with pytest.raises(FileNotFoundError) as e:
+        presets.node_parameters("depth", {"config_file": f"{tmp_path}/nope.yaml"})
+    assert str(e.value) == (f"launch argument config_file:={tmp_path}/nope.yaml: no file {tmp_path}/nope.yaml: check "
+                            f"the path")
+    (tmp_path / "mine.yaml").write_text("/**:\n  ros__parameters:\n    lazy: false\n")
+    assert presets.node_parameters("depth", {"config_file": "mine.yaml"})[-2] == "mine.yaml"   # found: as given
 
 
 def test_config_file_with_a_home_relative_path(tmp_path, monkeypatch):
