@@ -701,7 +701,8 @@ class DptNode(Node):
                     raise StartupError(f"{task}.weights: {weights!r} exists but is not a regular file (a device, "
                                        f"pipe or socket); give the checkpoint file itself")
                 if not path.is_file():
-                    raise StartupError(f"{task}.weights: file {weights!r} not found; {weights_help(task, name)}")
+                    where = params.relative_path_text(weights)
+                    raise StartupError(f"{task}.weights: file {weights!r} not found{where}; {weights_help(task, name)}")
             if name and name in params._variant_names(task) and not weights:
                 raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")
         reasons = params.check_all(s)

@@ -19,6 +19,7 @@ import difflib
 import functools
 import json
 import math
+import os
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -406,6 +407,15 @@ def device_option(value: str) -> str:
     return value
 
 
+def relative_path_text(value: str) -> str:
+    """' (relative to the node's working folder, X)' for a relative path, else '': ros2 launch and ros2 run start the
+    node in the folder they were started in, where a path such as README's weights/dpt_hybrid-ade20k-53898607.pt
+    may not be, and a ros2 param set cannot see which folder that is."""
+    if os.path.isabs(os.path.expanduser(value)):
+        return ""
+    return f" (relative to the node's working folder, {os.getcwd()})"
+
+
 def _check_weights(value: str, option: Optional[str] = None) -> Optional[str]:
     """Why ``value`` is no weights parameter value, None when it is one; ``option`` as in :func:`_check_device`."""
     said = "weights " if option is None else ""
@@ -421,7 +431,8 @@ def _check_weights(value: str, option: Optional[str] = None) -> Optional[str]:
     try:
         path = resolve_weights_path(value)   # a Hugging Face snapshot folder -> its weights file
         if not path.is_file():   # missing, or a device, pipe or socket
-            what = "is not a regular file" if path.exists() else f"does not exist{dangling_link_text(path)}"
+            where = relative_path_text(value) if option is None else ""   # (a tool's option: the user's own folder)
+            what = "is not a regular file" if path.exists() else f"does not exist{dangling_link_text(path)}{where}"
             return f"{said}file {shown(value)} {what} (give a checkpoint path, or 'random')"
         check_format(path)   # its first bytes: what is plainly no checkpoint is refused here, not after the load
     except FileNotFoundError as e:

@@ -337,6 +337,17 @@ def test_a_weights_path_that_is_not_a_regular_file_is_said_to_be_so(tmp_path):
                              "give the checkpoint file itself" in log, log
 
 
+def test_a_relative_weights_path_that_is_not_there_is_said_with_the_nodes_working_folder():
+    """README's `ros2 launch dpt_ros segmentation.launch.py weights:=weights/dpt_hybrid-ade20k-53898607.pt` finds the
+    file only when ros2 launch runs in the repository (the node runs in launch's working folder); from a workspace it
+    said "file 'weights/...' not found" without the folder it looked in."""
+    proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=weights/no_such_dpt_tiny.pt",
+                 "-p", "device:=cpu")
+    code, log = proc.wait(timeout=60), proc.stdout.read()   # (start: cwd=ROOT)
+    assert code == 2 and f"depth.weights: file 'weights/no_such_dpt_tiny.pt' not found (relative to the node's " \
+                         f"working folder, {ROOT}); variant dpt_tiny has no released weights" in log, log
+
+
 def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, capfd):
     """A permission problem is the user's to fix, like a missing file: exit 2 and the reason (as root, which reads
     every file, chmod cannot show it: the loader's open() is made to fail as it does for another user)."""

@@ -388,7 +388,7 @@ def test_cuda_device_index_is_checked_against_the_devices_present():
     assert params.validate(s, {"device": f"cuda:{n}"})[1] == [f"device 'cuda:{n}': only {n} CUDA device(s) present"]
 
 
-def test_weights_check(tmp_path):
+def test_weights_check(tmp_path, monkeypatch):
     f = tmp_path / "w.pt"
     torch.save({"w": torch.zeros(2)}, f)
     s = params.defaults()
@@ -398,7 +398,15 @@ def test_weights_check(tmp_path):
         f"weights: {f}: not a PyTorch checkpoint (a zip or pickle file) nor a .safetensors file; it starts with text "
         f"('x') (give a checkpoint file, or 'random')"]
     assert params.validate(s, {"depth.weights": "random"})[1] == []
-    assert "does not exist" in params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1][0]
+    assert params.validate(s, {"depth.weights": str(tmp_path / "x.pt")})[1] == [
+        f"weights file {str(tmp_path / 'x.pt')!r} does not exist (give a checkpoint path, or 'random')"]
+    # a relative path (README's weights/...pt) is the node's working folder's, which ros2 param set cannot see: said
+    monkeypatch.chdir(tmp_path)
+    assert params.validate(s, {"depth.weights": "weights/x.pt"})[1] == [
+        f"weights file 'weights/x.pt' does not exist (relative to the node's working folder, {tmp_path}) (give a "
+        f"checkpoint path, or 'random')"]
+    torch.save({"w": torch.zeros(2)}, tmp_path / "ok.pt")
+    assert params.validate(s, {"depth.weights": "ok.pt"})[1] == []   # (there: taken)
     link = tmp_path / "link.pt"   # a name `ls` lists: said to be a link to nothing, not only "does not exist"
     link.symlink_to(tmp_path / "moved_away.pt")
     assert params.validate(s, {"depth.weights": str(link)})[1] == [
