@@ -50,21 +50,25 @@ def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_siz
                     choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
                     help="depth variant (default dpt_tiny): %(choices)s")
     ap.add_argument("--weights", default="random", type=parameter_option("depth.weights", "--weights"),
-                    help="checkpoint file or 'random'")
-    ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    ap.add_argument("--cuda-graphs", action="store_true")
+                    help="checkpoint file or 'random' (default random)")
+    ap.add_argument("--device", default="cpu", type=device_option,
+                    help="auto, cpu, cuda, cuda:N (default cpu, not the node's auto: give cuda or auto "
+                         "to run on the GPU)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32 (the default), bf16; fp16 with a CUDA --device only")
+    ap.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs (a CUDA --device only)")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=input_size,
-                    help="network size, a multiple of 32 (0 = variant default)")
+                    help=f"network size, a multiple of 32 (0 = the variant's own; default {input_size})")
     for name, default, other in (("width", 640, "height"), ("height", 480, "width")):
         ap.add_argument(f"--{name}", type=camera_option(name, f"--{name}"), default=default,
                         help=f"frame {name} in pixels (default {default}); " + (
                             f"0 keeps each built-in photograph's aspect, or its size with --{other} 0" if source_size
                             else "at least 1: the frames are made at this size"))
-    ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2, help="points.stride")
+    ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2,
+                    help="points.stride, 1..64 (default 2)")
     ap.add_argument("--outputs", default="depth,points", type=output_topics,
                     help="comma-separated output topics to subscribe (lazy node computes only these): "
-                         + ", ".join(DEPTH_TOPICS))
+                         + ", ".join(DEPTH_TOPICS) + " (default depth,points)")
 
 
 #: the outputs of the benchmarks' node (depth only, no compressed copies): what --outputs may name
@@ -105,17 +109,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_model_arguments(ap, input_size=0, source_size=True)
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
-    ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0, help="camera rate (Hz)")
+    ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0,
+                    help="camera rate in Hz (default 30)")
     ap.add_argument("--duration", type=amount("window", "seconds", least=E2E_WINDOW_MIN_S, note=WINDOW_NOTE),
                     default=20.0, help=f"measurement window (s), at least {E2E_WINDOW_MIN_S:g} (default 20)")
     ap.add_argument("--warmup", type=amount("warm-up", "seconds"), default=5.0,
                     help="seconds of frames before the window, 0 or more (default 5)")
     ap.add_argument("--depth-scale", type=parameter_option("depth.scale", "--depth-scale"), default=1.0,
-                    help="depth.scale for relative variants (gives depth + points), 0..1e6; 0 = only metric variants")
+                    help="depth.scale for relative variants (gives depth + points), 0..1e6; 0 = only metric variants "
+                         "(default 1)")
     add_domain_argument(ap, 87)
     add_dds_profile_argument(ap)
     ap.add_argument("--publication-mode", default="default", choices=PUBLICATION_MODE_CHOICES,
-                    help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default': as in this environment). "
+                    help="RMW_FASTRTPS_PUBLICATION_MODE of the node process ('default' (the default): as in this "
+                         "environment). "
                          "ASYNCHRONOUS hands each message to Fast DDS's sender thread instead of copying it to "
                          "the subscribers inside publish()")
     ap.add_argument("--json", default=None, type=output_file(), help="also write the results to this file")
@@ -125,7 +132,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def add_dds_profile_argument(ap: argparse.ArgumentParser) -> None:
     """``--dds-profile``, shared by the node benchmarks: all of a benchmark's processes use the same one."""
     ap.add_argument("--dds-profile", default="package",
-                    help="Fast DDS profile for all the benchmark's processes: 'package' = config/fastdds_large_data.xml "
+                    help="Fast DDS profile for all the benchmark's processes: 'package' (the default) = "
+                         "config/fastdds_large_data.xml "
                          "(32 MB shared-memory segment, as the README recommends for images), 'none' = Fast DDS "
                          "defaults (a 1.2 MB image then goes through UDP fragments), or an XML file")
 

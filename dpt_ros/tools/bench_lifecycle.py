@@ -74,9 +74,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
                     help="depth variant (default dpt_hybrid): %(choices)s")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=384,
-                    help="network size, a multiple of 32 (0 = the variant's default)")
-    ap.add_argument("--device", default="cpu", type=device_option, help="auto, cpu, cuda, cuda:N")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS)
+                    help="network size, a multiple of 32 (0 = the variant's own; default 384)")
+    ap.add_argument("--device", default="cpu", type=device_option,
+                    help="auto, cpu, cuda, cuda:N (default cpu, not the node's auto: give cuda or auto to run on the "
+                         "GPU)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32 (the default), bf16; fp16 with a CUDA --device only")
     ap.add_argument("--cycles", type=count("cycles"), default=2,
                     help="configure / activate / deactivate / cleanup cycles, at least 1 (default 2)")
     add_domain_argument(ap, 87)

@@ -266,7 +266,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--cuda-graphs", action="store_true", help="also time CUDA-graph replay (CUDA only)")
     ap.add_argument("--no-hf-graphs", action="store_true", help="time HF eager even in the CUDA-graph rows")
     ap.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                    help="decoder in channels_last (auto: CUDA half precision)")
+                    help="decoder in channels_last (default auto: on for CUDA half precision)")
     ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     ap.add_argument("--no-hf", action="store_true", help="skip the Hugging Face reference")
     ap.add_argument("--quick", action="store_true",

@@ -51,7 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_model_arguments(ap, input_size=64, source_size=False)
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
-                                                           "bgra16", "mono8", "mono16"), help="the frames' encoding")
+                                                           "bgra16", "mono8", "mono16"),
+                    help="the frames' encoding (default rgb8)")
     ap.add_argument("--frames", type=count("frames", most=STAGE_WINDOW, note=f"the node keeps its last {STAGE_WINDOW} "
                                                                           f"stage times"), default=100,
                     help=f"measured frames, 1..{STAGE_WINDOW} (the node's window; default 100)")
@@ -59,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="frames before the measurement, 0 or more (default 10)")
     ap.add_argument("--rates", type=amount("rate", "Hz", above=True, zero="run the frames back to back"), nargs="+",
                     default=[0.0], help="frame rates (Hz) to measure in turn, each over --frames (0: back to back; "
-                                        "e.g. 0 30)")
+                                        "default 0; e.g. 0 30)")
     ap.add_argument("--profile", type=count("functions", zero="profile nothing"), default=0,
                     help="print the top N functions (cProfile) of another --frames frames after each measurement "
                          "(0: none)")

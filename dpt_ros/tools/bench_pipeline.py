@@ -513,15 +513,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path (where CUDA or CuPy "
-                         "is missing, said at the start, and the CPU figures only)")
+                         "is missing, said at the start, and the CPU figures only); default cpu")
     ap.add_argument("--sizes", type=frame_sizes, default="640x480,1920x1080",
-                    help="comma-separated WxH frame sizes, each side at least 1")
+                    help="comma-separated WxH frame sizes, each side at least 1 (default 640x480,1920x1080)")
     ap.add_argument("--repeat", type=count("timed runs"), default=20,
                     help="timed runs per figure (their median reported), each after untimed warm-up calls; at "
-                         "least 1. A few slow figures take other counts (the CPU's lens ray solves and segmentation "
+                         "least 1 (default 20). A few slow figures take other counts (the CPU's lens ray solves and segmentation "
                          "labels, CUDA's typical wrapper), which the output names (timed_runs_where_not_repeat)")
     ap.add_argument("--encoding", choices=tuple(ENCODINGS), default="bgr8",
-                    help="the frames' encoding (the per-stage table's; the other figures use their own inputs)")
+                    help="the frames' encoding (the per-stage table's; the other figures use their own inputs; "
+                         "default bgr8)")
     ap.add_argument("--threads", type=count("threads", zero="leave them as they are"), default=0,
                     help="torch/OpenCV threads (0: leave as is)")
     ap.add_argument("--json", action="store_true", help="print one JSON object only")

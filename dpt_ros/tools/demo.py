@@ -90,7 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="checkpoint file, or 'random' (default: weights/<file> if present)")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=0,
                     help="network size, a multiple of 32 (0 = the variant's default)")
-    ap.add_argument("--device", default="auto", type=device_option, help="auto, cpu, cuda, cuda:N")
+    ap.add_argument("--device", default="auto", type=device_option,
+                    help="auto (the default: CUDA where there is one, as for the node), cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
                     help="the node's precision: fp32, fp16 (CUDA only), bf16 (default fp32)")
     ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=5.0,
@@ -102,7 +103,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sample camera frame height in pixels, 0..8192 (0: from --width with the source's aspect; "
                          "both 0: the source's size; default 480)")
     ap.add_argument("--source", default="builtin", type=source_option,
-                    help="sample camera source: builtin, a folder or a video")
+                    help="sample camera source: builtin, a folder or a video (default builtin)")
     ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=600.0,
                     help="give up after this many seconds, more than 0 (default 600)")
     args = ap.parse_args(argv)

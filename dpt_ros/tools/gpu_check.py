@@ -349,17 +349,18 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                     help="precisions for bench_model on CUDA (default fp16; any of %(choices)s)")
     ap.add_argument("--e2e-seconds", type=amount("window", "seconds", least=E2E_WINDOW_MIN_S, zero="skip bench_e2e",
                                                  note="bench_e2e's shortest --duration"), default=15.0,
-                    help=f"bench_e2e window, at least {E2E_WINDOW_MIN_S:g} (0 = skip)")
+                    help=f"bench_e2e window, at least {E2E_WINDOW_MIN_S:g} (0 = skip; default 15)")
     ap.add_argument("--node-stages-profile", type=count("functions", zero="skip bench_node_stages"), default=40,
                     help="with CUDA and rclpy: bench_node_stages on DPT-Hybrid fp16 + CUDA graphs with a cProfile "
-                         "of the top N functions (0 = skip)")
+                         "of the top N functions (0 = skip; default 40)")
     ap.add_argument("--rehearse", action="store_true",
                     help="without CUDA: run the ROS steps too (bench_e2e, bench_node_stages, bench_publish, "
                          "bench_lifecycle), small, with dpt_tiny on the CPU: checks every step's command line and JSON "
                          "before a GPU run (its figures mean nothing; needs rclpy)")
     ap.add_argument("--e2e-publication-modes", default="default", type=publication_modes,
                     help="comma-separated bench_e2e --publication-mode values (default, SYNCHRONOUS, ASYNCHRONOUS), "
-                         "one run each (e.g. default,ASYNCHRONOUS)")
+                         "one run each (default 'default': one run in this environment's mode; e.g. "
+                         "default,ASYNCHRONOUS)")
     args = ap.parse_args(argv)
     start = time.monotonic()
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None

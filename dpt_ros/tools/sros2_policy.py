@@ -341,7 +341,7 @@ def main(argv=None) -> int:
                     help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout "
                          f"for the node as documented, i.e. without the options below; else standard output)")
     ap.add_argument("--check", action="store_true", help="exit 1 if --out differs from the generated policy")
-    ap.add_argument("--namespace", default="/")
+    ap.add_argument("--namespace", default="/", help="the node's namespace (default /)")
     ap.add_argument("--params-file", dest="sources", action="append", default=[], metavar="FILE",
                     type=lambda path: ("file", path),
                     help="a parameters file (/**: ros__parameters: ...) the node is started with (--params-file FILE; "
