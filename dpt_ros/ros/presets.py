@@ -128,8 +128,8 @@ def launch_arguments(task: str) -> list[Argument]:
         Argument("resolution", "default", "network input size in pixels; 'default' = the variant's own",
                  RESOLUTIONS),
         Argument("device", "default", "inference device: " + DEVICES_HELP),
-        Argument("precision", "default", "inference precision (fp16/bf16 need a GPU for speed); 'default' keeps "
-                 "the YAML value (fp32)", PRECISIONS),
+        Argument("precision", "default", "inference precision (fp16/bf16 pay on a GPU; fp16 runs only there: on the "
+                 "CPU the node exits, use fp32 or bf16); 'default' keeps the YAML value (fp32)", PRECISIONS),
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),

@@ -488,3 +488,17 @@ def test_publication_mode_sets_the_fast_dds_mode_of_the_node_process_only_when_a
             "RMW_FASTRTPS_PUBLICATION_MODE": "SYNCHRONOUS"}
         with pytest.raises(ValueError, match="publication_mode:='ASYNC' is not one of default, synchronous, asynchronous"):
             presets.node_environment(task, {"publication_mode": "ASYNC"})
+
+
+def test_the_precision_argument_says_fp16_runs_on_a_gpu_only():
+    """precision's description said 'fp16/bf16 need a GPU for speed', as if fp16 ran on the CPU, only slowly: the
+    node refuses it there and exits ('precision fp16 is not supported on the CPU'), which `precision:=fp16` on a
+    machine without CUDA (device auto) meets at start-up. It now says so; bf16 runs on the CPU."""
+    for task in presets.TASKS:
+        description = {a.name: a for a in presets.launch_arguments(task)}["precision"].description
+        assert "fp16 runs only there: on the CPU the node exits, use fp32 or bf16" in description, description
+        for precision, refused in (("fp16", True), ("bf16", False), ("fp32", False)):
+            overrides = presets.node_parameters(task, {"precision": precision, "device": "cpu"})[-1]
+            assert overrides == {"device": "cpu", "precision": precision}
+            reasons = params.validate(params.defaults(), overrides)[1]
+            assert bool(reasons) == refused, (precision, reasons)
