@@ -1,8 +1,8 @@
 """Benchmark: dpt_ros.model vs Hugging Face transformers DPT, same weights, same input, same run.
 
-Prints, per variant / precision / input size: our time, HF's time, their ratio, peak memory and
-parameter count. Timings are medians; on CUDA they use events after warm-up. Compare ratios, not
-absolute times, across machines (see docs/performance.md). Random weights (no downloads); the
+Prints, per variant / precision / input size: our time, HF's time, their ratio, peak memory (on the CPU the
+process's peak RSS, both models included) and parameter count. Timings are medians; on CUDA they use events after warm-up. Compare ratios, not
+absolute times, across machines (see docs/benchmarks.md). Random weights (no downloads); the
 numbers are speed only.
 
 Examples::
@@ -233,13 +233,19 @@ def _mb(value: Optional[float]) -> str:
 
 
 def _format_row(r: dict) -> str:
+    """One result as the table line printed. On the CPU, where no per-model peak is measured, the line gives the
+    process's peak RSS (``process_peak_rss_mb``, both models and everything else) and says so."""
     hf = f"{r['hf_ms']:9.2f}" if r["hf_ms"] is not None else "        -"
+    if r.get("process_peak_rss_mb") is not None and r["ours_peak_mb"] is None:
+        peak = f"process peak RSS {r['process_peak_rss_mb']:.0f} MB"
+    else:
+        peak = f"peak {_mb(r['ours_peak_mb'])}"
     ratio = f"{r['ratio']:6.3f}" if r["ratio"] is not None else "     -"
     if r.get("cpu_time_ratio") is not None:
         ratio += f" (min {r['ours_min_ms'] / r['hf_min_ms']:.3f}, cpu-time {r['cpu_time_ratio']:.3f})"
     return (f"{r['variant']:<18} {r['precision']:<5} {r['height']:>4}x{r['width']:<5} "
             f"{'graph' if r['cuda_graph'] else 'eager':<6} ours {r['ours_ms']:9.2f} ms  HF {hf} ms  "
-            f"ratio {ratio}  peak {_mb(r['ours_peak_mb'])}  params {r['params_m']:.1f} M"
+            f"ratio {ratio}  {peak}  params {r['params_m']:.1f} M"
             + (f"  ({r['hf_note']})" if r.get("hf_note") else ""))
 
 

@@ -279,13 +279,18 @@ def test_a_killed_conversions_temporary_is_removed_by_the_next_one(tiny_file, tm
 def test_bench_model_quick_json(capsys):
     rc = bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--json", "-"])
     assert rc == 0
-    payload = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    payload = json.loads(out)
     (row,) = payload["results"]
     assert row["variant"] == "dpt_tiny" and row["precision"] == "fp32" and row["device"] == "cpu"
     assert row["ours_ms"] > 0 and row["hf_ms"] > 0 and row["ratio"] == pytest.approx(row["ours_ms"] / row["hf_ms"])
     assert row["params_m"] == pytest.approx(7.34, abs=0.01)
     # on the CPU one process holds both models: no per-model peak, only the process's (and named so)
     assert row["ours_peak_mb"] is None and row["hf_peak_mb"] is None and row["process_peak_rss_mb"] > 100
+    # the printed line gives that figure too (it said "peak        - MB", as if nothing had been measured, while
+    # docs/benchmarks.md quotes the CPU's process_peak_rss_mb)
+    (line,) = [s for s in err.splitlines() if s.startswith("dpt_tiny ")]
+    assert f"  process peak RSS {row['process_peak_rss_mb']:.0f} MB  params 7.3 M" in line and " - MB" not in line, line
 
 
 def test_to_without_convert_is_a_usage_error(tiny_file, capsys):
