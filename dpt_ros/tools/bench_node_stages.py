@@ -170,7 +170,10 @@ def run(args: argparse.Namespace) -> dict:
             # stamped now, as a camera stamps its frames: stamps of 1970 made the node warn of frames hours old
             # ("recorded data played on the wall clock"), which this run's output has no use for
             frame.header.stamp.sec, frame.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
-            node.process([_Frame(cam, frame, time.monotonic())])
+            # the camera's last image, as the image callback notes it (these frames do not come through it): else the
+            # node's diagnostics warned "no image yet ... point the node at the camera's topic" 5 s into every run
+            cam.last_image = arrived = time.monotonic()
+            node.process([_Frame(cam, frame, arrived)])
 
         runs: list[dict] = []   # each run's figures as soon as they are measured (its profile follows)
         interrupted = None
