@@ -3,7 +3,8 @@
 For a 640x480 depth image (32FC1, 1.2 MB) and the node's default cloud (stride 2: 320x240 x y z rgb,
 1.2 MB), times "build the output + ``Publisher.publish``" both ways, alternating in rounds within one
 run, with a reliable keep-last-1 subscriber in another process (as in a deployment). Prints the median
-per message and the ratio serialized / objects; the subscriber's counts show every message arrived.
+per message and the ratio serialized / objects, and how many messages the subscriber received of those sent
+(keep-last-1: a subscriber slower than the publisher skips some; the timings are the publisher's).
 
     python -m dpt_ros.tools.bench_publish [--width 640 --height 480 --stride 2 --messages 300]
 
