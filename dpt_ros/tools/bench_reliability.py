@@ -168,8 +168,11 @@ def table(folder: Optional[Path] = None) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="store_true", help="run test/reliability first (about 5 minutes)")
-    ap.add_argument("-k", default="", help="pytest -k expression to run a subset")
+    ap.add_argument("-k", default="", help="with --run: pytest -k expression to run a subset")
     args = ap.parse_args(argv)
+    if args.k and not args.run:   # (was taken and ignored: the table of the last run came, no test ran)
+        ap.error("-k selects the scenarios --run runs; give --run too (without it no test runs: the table of the "
+                 "last run is printed)")
     rc = 0
     if args.run:
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "test" / "reliability"), "-q", "-s"]
