@@ -29,6 +29,7 @@ Then, with the ``sros2`` package of a ROS install::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from types import MappingProxyType
@@ -422,9 +423,14 @@ def main(argv=None) -> int:
         ap.error("--check compares with a file: give it as --out FILE (without options, the checkout's "
                  f"{POLICY.name})")
     if args.check:
-        current = Path(out).read_text() if out != "-" and Path(out).exists() else ""
+        current = Path(out).read_text() if out != "-" and Path(out).exists() else None
         if current != text:
-            print(f"{out} is out of date: run python -m dpt_ros.tools.sros2_policy", file=sys.stderr)
+            # the command that writes it: this one without --check (for a file of other options or another --out,
+            # the bare command wrote the checkout's file, or the policy to standard output)
+            given = sys.argv[1:] if argv is None else list(argv)
+            again = [a for a in given if not (len(a) > 3 and "--check".startswith(a))]
+            print(f"{out} {'is out of date' if current is not None else 'does not exist'}: write it with: "
+                  + shlex.join(["python", "-m", "dpt_ros.tools.sros2_policy", *again]), file=sys.stderr)
             return 1
         print(f"{out} is up to date")
         return 0

@@ -196,7 +196,19 @@ def test_policy_tool_command_line(tmp_path, capsys):
     capsys.readouterr()
     assert sros2_policy.main(argv + ["--check"]) == 0 and "is up to date" in capsys.readouterr().out
     out.write_text(text.replace("/robot/right/points", "/robot/right/pointz"))
-    assert sros2_policy.main(argv + ["--check"]) == 1 and "is out of date" in capsys.readouterr().err
+    # the remedy is the command that writes that file (it said "run python -m dpt_ros.tools.sros2_policy", which
+    # writes the checkout's policy of the documented node, not this one), and running it brings the file up to date
+    assert sros2_policy.main(argv + ["--check"]) == 1
+    remedy = " ".join(argv)
+    assert capsys.readouterr().err == (f"{out} is out of date: write it with: python -m dpt_ros.tools.sros2_policy "
+                                       f"{remedy}\n")
+    assert sros2_policy.main(remedy.split()) == 0 and sros2_policy.main(["--check", *argv]) == 0
+    capsys.readouterr()
+    out.unlink()
+    assert sros2_policy.main(["--che", *argv]) == 1
+    assert capsys.readouterr().err == (f"{out} does not exist: write it with: python -m dpt_ros.tools.sros2_policy "
+                                       f"{remedy}\n")
+    assert sros2_policy.main(argv) == 0
     for bad, why in ((["--namespace", "my robot"], "--namespace '/my robot': it must not contain characters other"),
                      (["--enclave", "dpt"], "--enclave 'dpt': it must be absolute")):
         with pytest.raises(SystemExit):
