@@ -131,11 +131,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def add_dds_profile_argument(ap: argparse.ArgumentParser) -> None:
     """``--dds-profile``, shared by the node benchmarks: all of a benchmark's processes use the same one."""
-    ap.add_argument("--dds-profile", default="package",
+    ap.add_argument("--dds-profile", default="package", type=dds_profile_option,
                     help="Fast DDS profile for all the benchmark's processes: 'package' (the default) = "
                          "config/fastdds_large_data.xml "
                          "(32 MB shared-memory segment, as the README recommends for images), 'none' = Fast DDS "
                          "defaults (a 1.2 MB image then goes through UDP fragments), or an XML file")
+
+
+def dds_profile_option(text: str) -> str:
+    """--dds-profile (argparse's type): 'package', 'none' or a file that exists, as given. Another value (a misspelt
+    'packge', a path to nothing) was found only once the run began: a FileNotFoundError traceback, exit 1."""
+    if text in ("package", "none") or Path(text).expanduser().is_file():
+        return text
+    what = "is a folder, not a profile file" if Path(text).expanduser().is_dir() else \
+        "names no file (nor is it 'package' or 'none')"
+    raise argparse.ArgumentTypeError(f"{text!r} {what}: give 'package' (the package's large-data profile), 'none' "
+                                     f"(Fast DDS defaults) or a Fast DDS XML profile file that exists")
 
 
 def dds_profile(choice: str) -> str:
@@ -146,9 +157,9 @@ def dds_profile(choice: str) -> str:
         from dpt_ros.ros.presets import fastdds_profile
 
         return fastdds_profile()
-    if not Path(choice).is_file():
+    if not Path(choice).expanduser().is_file():
         raise FileNotFoundError(f"--dds-profile {choice}: no such file")
-    return str(Path(choice).resolve())
+    return str(Path(choice).expanduser().resolve())
 
 
 def _env(domain: int, profile: str) -> dict:

@@ -429,3 +429,23 @@ def test_a_run_longer_than_the_nodes_stall_time_does_not_warn_of_a_missing_camer
     assert r["runs"][0]["wall_ms_per_frame"] >= 490.0   # (7 s of frames: past the node's 5 s without an image)
     err = capfd.readouterr().err
     assert "no image yet" not in err and "depth: dpt_tiny on cpu" in err, err
+
+
+def test_a_dds_profile_that_is_no_file_is_a_usage_error(tmp_path, usage_error):
+    """--dds-profile packge (or a path to nothing) was taken by argparse and found only once the run began:
+    'FileNotFoundError: --dds-profile packge: no such file', a traceback, exit 1. Now both node benchmarks refuse it
+    as a usage error before anything starts; 'package', 'none' and a file that exists are taken as given."""
+    from dpt_ros.tools import bench_e2e
+
+    profile = tmp_path / "profile.xml"
+    profile.write_text("<profiles/>")
+    give = "give 'package' (the package's large-data profile), 'none' (Fast DDS defaults) or a Fast DDS XML profile " \
+           "file that exists"
+    for parse in (bench_e2e.parse_args, bench_node_stages.parse_args):
+        usage_error(parse, ["--dds-profile", "packge"],
+                    f"argument --dds-profile: 'packge' names no file (nor is it 'package' or 'none'): {give}")
+        usage_error(parse, ["--dds-profile", str(tmp_path / "nothing.xml")], "names no file")
+        usage_error(parse, ["--dds-profile", str(tmp_path)], f"{str(tmp_path)!r} is a folder, not a profile file: {give}")
+        for value in ("package", "none", str(profile)):
+            assert parse(["--dds-profile", value]).dds_profile == value
+    assert bench_e2e.dds_profile(str(profile)) == str(profile.resolve()) and bench_e2e.dds_profile("none") == ""
