@@ -33,7 +33,7 @@ def generate(task: str):
         node = (LifecycleNode if executable == "dpt_lifecycle_node" else Node)(
             package=presets.PACKAGE, executable=executable, name="dpt_node", namespace=values["namespace"],
             output="screen", emulate_tty=True, parameters=presets.node_parameters(task, values),
-            remappings=presets.remappings(task, values), ros_arguments=presets.ros_arguments(task, values),
+            remappings=presets.remappings(task, values), ros_arguments=presets.ros_arguments(task, values) or None,   # (none: no extra --ros-args)
             additional_env=presets.node_environment(task, values))
         actions = _autostarted(node, presets.autostart_transitions(task, values))
         if rviz:

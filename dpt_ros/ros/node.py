@@ -1836,7 +1836,8 @@ class DptNode(Node):
         if not held and not publishers:
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
                     f"depth_reference to the depth of this camera's view, e.g. -r depth_reference:=/camera/"
-                    f"aligned_depth_to_color/image_raw (a camera without one has no aligned depth)")
+                    f"aligned_depth_to_color/image_raw (launch argument depth_reference:=...; a camera without one "
+                    f"has no aligned depth)")
         if not held:   # (a frame just after subscribing, before the depth camera's first message: no remap is wrong)
             return (f"nothing received on {topic} yet from its {publishers} publisher(s): at start-up the first "
                     f"reference is most likely on its way; if this persists, check that the depth camera publishes "

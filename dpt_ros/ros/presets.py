@@ -122,7 +122,7 @@ def launch_arguments(task: str) -> list[Argument]:
             Argument("segmentation_variant", default_variant("segmentation"),
                      "DPT segmentation variant (the segmentation model); a depth variant goes to variant",
                      preset_variants("segmentation")),
-            Argument("segmentation_weights", "", "checkpoint file (or Hugging Face snapshot folder) of the segmentation variant, or 'random'"),
+            Argument("segmentation_weights", "", _weights_description("segmentation")),
         ]
     args += [
         Argument("resolution", "default", "network input size in pixels; 'default' = the variant's own",

@@ -75,6 +75,8 @@ def test_weights_left_empty_say_what_the_variant_preset_gives():
         assert described[task]["weights"].endswith(
             "or 'random'; empty: the variant preset's (dpt_tiny: random), else the node exits with instructions")
     assert described["segmentation"]["weights"].endswith("or 'random'; empty: the node exits with instructions")
+    # dpt.launch.py's second model: no segmentation preset sets weights (its description said nothing of empty)
+    assert described["dpt"]["segmentation_weights"] == described["segmentation"]["weights"]
     readme = (ROOT / "README.md").read_text()
     assert ("| `weights` | `\"\"` | | checkpoint file (or Hugging Face snapshot folder), or `random`; empty: the variant "
             "preset's (`dpt_tiny`: `random`), else the node exits with instructions |") in readme
@@ -384,6 +386,12 @@ def test_launch_files_build(task):
         d.visit(context)
     actions = ld.entities[-1].execute(context)
     assert actions and actions[0].node_executable == "dpt_node" and len(actions) == 1
+    from launch.substitutions import TextSubstitution   # (the command line's plain words; the others need ament)
+
+    def words(action):
+        return ["".join(p.text for p in part) if all(isinstance(p, TextSubstitution) for p in part) else None
+                for part in action.cmd]
+    assert words(actions[0]).count("--ros-args") == 1   # (no enclave: none of its own before launch_ros's)
     context.launch_configurations.update(use_rviz="true", namespace="front")
     if presets.rviz_unavailable():   # refused before any action is made
         with pytest.raises(RuntimeError, match="needs RViz"):
@@ -395,9 +403,7 @@ def test_launch_files_build(task):
     actions = ld.entities[-1].execute(context)
     assert [type(a).__name__ for a in actions] == ["RegisterEventHandler", "LifecycleNode", "EmitEvent"]
     assert actions[1].node_executable == "dpt_lifecycle_node"
-    from launch.substitutions import TextSubstitution   # (the command line's plain words; the others need ament)
-    cmd = ["".join(p.text for p in part) if all(isinstance(p, TextSubstitution) for p in part) else None
-           for part in actions[1].cmd]
+    cmd = words(actions[1])
     assert cmd[cmd.index("--enclave") - 1:cmd.index("--enclave") + 2] == ["--ros-args", "--enclave", "/dpt_ros/dpt_node"]
     context.launch_configurations.update(autostart="false")
     actions = ld.entities[-1].execute(context)
