@@ -49,15 +49,19 @@ def parse_precision(precision: "str | torch.dtype") -> torch.dtype:
     raise ValueError(f"precision must be one of fp32, fp16, bf16, got {precision!r}")
 
 
-def check_target(device: "str | torch.device", precision: "str | torch.dtype", *,
-                 use_cpu: str = "device='cpu'") -> tuple[torch.device, torch.dtype]:
+def check_target(device: "str | torch.device", precision: "str | torch.dtype", cuda_graphs: bool = False, *,
+                 use_cpu: str = "device='cpu'",
+                 graphs: tuple[str, str] = ("cuda_graphs=True", "set cuda_graphs=False on the CPU"),
+                 ) -> tuple[torch.device, torch.dtype]:
     """The device and dtype an engine runs on (``cuda`` becomes ``cuda:<current device>``).
 
     ``use_cpu``: how the caller's user asks for the CPU, named where CUDA is not available (a command line passes
-    ``--device cpu``).
+    ``--device cpu``); ``graphs``: how the caller's user asks for CUDA graphs and how to leave them off, named where
+    they are asked for on the CPU (a command line passes ``("--cuda-graphs", "leave --cuda-graphs out ...")``).
 
     :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, a ``cuda:N``
-        this machine does not have, an unknown precision, or fp16 on the CPU (the message says what to use instead).
+        this machine does not have, an unknown precision, fp16 on the CPU, or ``cuda_graphs`` on the CPU (the message
+        says what to use instead).
     """
     dtype = parse_precision(precision)
     if isinstance(device, str):
@@ -80,6 +84,8 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype", *
                              f"({'cuda:0' if n == 1 else f'cuda:0..cuda:{n - 1}'}); use one of them or 'cuda'")
     elif dtype == torch.float16:
         raise ValueError("fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16")
+    elif cuda_graphs:
+        raise ValueError(f"{graphs[0]} needs a CUDA device; {graphs[1]}")
     return dev, dtype
 
 
@@ -181,9 +187,7 @@ class Engine:
         max_graphs: int = 4,
         channels_last: Optional[bool] = None,
     ) -> None:
-        self.device, self.dtype = check_target(device, precision)
-        if cuda_graphs and self.device.type != "cuda":
-            raise ValueError("cuda_graphs=True needs a CUDA device; set cuda_graphs=False on the CPU")
+        self.device, self.dtype = check_target(device, precision, cuda_graphs)
         if max_graphs < 1:
             raise ValueError(f"max_graphs must be >= 1, got {max_graphs}")
         self.variant: Variant = model.variant
@@ -375,7 +379,7 @@ def load_engine(
     """
     v = get_variant(variant)
     # Validate the cheap arguments before reading a large file.
-    check_target(device, precision)
+    check_target(device, precision, cuda_graphs)
     model = build_model(v, weights, verify_hash=verify_hash)
     random_weights = isinstance(weights, str) and weights == "random"
     return Engine(model, device=device, precision=precision, cuda_graphs=cuda_graphs,

@@ -54,6 +54,19 @@ def test_bad_input_shapes(tiny, shape, match):
         tiny.run(torch.zeros(shape))
 
 
+def test_cuda_graphs_on_the_cpu_are_refused_before_the_weights_are_read(tmp_path):
+    """load_engine(..., device="cpu", cuda_graphs=True) read the whole weights file (hash, CRC-32s, NaN check: 4.9 s
+    for a DPT-Hybrid-sized file here) and only then refused the graphs, though it checks its cheap arguments first
+    (an fp16 on the CPU is refused at once). A file that is not there shows the order: the graphs are said first."""
+    missing = tmp_path / "not_downloaded.pt"
+    with pytest.raises(ValueError, match=r"^cuda_graphs=True needs a CUDA device; set cuda_graphs=False on the CPU$"):
+        load_engine("dpt_tiny", missing, device="cpu", cuda_graphs=True)
+    with pytest.raises(ValueError, match="^fp16 is not supported on the CPU"):   # (as before)
+        load_engine("dpt_tiny", missing, device="cpu", precision="fp16")
+    with pytest.raises(FileNotFoundError):   # without the graphs: the file is looked for
+        load_engine("dpt_tiny", missing, device="cpu")
+
+
 def test_bad_input_dtype(tiny):
     with pytest.raises(ValueError, match="float batch"):
         tiny.run(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
