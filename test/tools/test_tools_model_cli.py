@@ -337,6 +337,22 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
 
 
 @pytest.mark.parametrize("argv, why", [
+    # (it printed "skip dpt_tiny fp16: fp16 is not supported on the CPU", timed nothing else, exit 0)
+    (["--precision", "fp16"], "argument --precision: fp16 is not supported on the CPU (slow or missing kernels); use "
+                              "fp32 or bf16"),
+    (["--precision", "fp32", "fp16"], "argument --precision: fp16 is not supported on the CPU"),
+    # (it timed eager only, as without the option, exit 0)
+    (["--cuda-graphs"], "error: --cuda-graphs needs a CUDA device; leave --cuda-graphs out where the model runs on "
+                        "the CPU"),
+])
+def test_bench_model_refuses_fp16_or_cuda_graphs_on_the_cpu_before_loading_anything(argv, why, usage_error):
+    """README's 'Bad option values (all tools)': bench_model, as the other tools, refuses --precision fp16 and
+    --cuda-graphs where the model runs on the CPU, a usage error."""
+    assert usage_error(bench_model.main, ["--device", "cpu", "--variants", "dpt_tiny", "--quick", "--no-hf", *argv],
+                       why).out == ""
+
+
+@pytest.mark.parametrize("argv, why", [
     # (0 was taken as 'not given': 3 timed iterations; a negative count ended with 'no median for empty data')
     (["--iters", "0"], "argument --iters: 0 is no number of timed iterations: give at least 1"),
     (["--iters", "-1"], "argument --iters: -1 is no number of timed iterations: give at least 1"),
