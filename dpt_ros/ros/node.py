@@ -2214,11 +2214,17 @@ class DptNode(Node):
                 f"worker stuck in {busy[0]} for {now - busy[1]:.0f} s (limit {limit:.0f} s): no outputs meanwhile")
             if self._stuck_logged != busy:
                 self._stuck_logged = busy
+                # (before any batch has finished there is no slowest one: it said "took 0.0 s", and a first batch
+                # that is merely slow, a large input_size on the CPU, is the likelier cause then)
+                before = (f"its slowest recent batch took {max(total) / 1000.0:.1f} s" if total else
+                          f"no batch has finished yet: a model slower than {limit:g} s a batch on this device, e.g. "
+                          f"a large input_size on the CPU, is taken for stuck until its first batch finishes; if so, "
+                          f"a smaller input_size or a GPU")
                 self.get_logger().error(
-                    f"the inference worker has been in its {busy[0]} stage for {now - busy[1]:.0f} s (its slowest recent "
-                    f"batch took {max(total, default=0.0) / 1000.0:.1f} s): nothing is published meanwhile. A hung GPU "
-                    f"or driver (nvidia-smi), a CPU starved by other processes, or a publish blocked by a stalled "
-                    f"subscriber; /diagnostics turns OK again when it moves on")
+                    f"the inference worker has been in its {busy[0]} stage for {now - busy[1]:.0f} s ({before}): "
+                    f"nothing is published meanwhile. A hung GPU or driver (nvidia-smi), a CPU starved by other "
+                    f"processes, or a publish blocked by a stalled subscriber; /diagnostics turns OK again when it "
+                    f"moves on")
         elif model_error:
             level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
         elif random_w:

@@ -398,12 +398,43 @@ def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypa
         node.diagnostics()   # the same episode is logged once
         wait_for(lambda: any("inference worker has been in its model stage" in m.msg for m in log), what="the log line")
         assert sum("inference worker has been" in m.msg for m in log) == 1
+        assert any("(its slowest recent batch took " in m.msg for m in log)
     finally:
         gate.set()
     wait_for(lambda: len(out) == 2, what="the held frame's output")
     wait_for(lambda: node._busy is None, what="the worker idle")
     model = node.diagnostics().status[0]
     assert model.level == DiagnosticStatus.WARN and model.message.startswith("random weights")
+
+
+def test_a_first_batch_taken_for_stuck_is_said_to_have_no_slowest_batch_before_it(harness, monkeypatch):
+    """The stuck-worker line gave the slowest recent batch's time as the measure; before any batch has finished there
+    is none, and it said '(its slowest recent batch took 0.0 s)' (seen with input_size 2048 on the CPU: a first batch
+    of 19 s, a model merely that slow, reported as stuck). Now it says no batch has finished yet and what a slow first
+    batch means."""
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
+             what="discovery")
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(make_image(1))
+        wait_for(entered.is_set, what="the first forward held")
+        time.sleep(0.7)
+        model = node.diagnostics().status[0]
+        assert model.level == DiagnosticStatus.ERROR and model.message.startswith("worker stuck in model for ")
+        wait_for(lambda: any("inference worker has been in its model stage" in m.msg for m in log), what="the log line")
+        line = next(m.msg for m in log if "inference worker has been" in m.msg)
+        assert "took 0.0 s" not in line and ("(no batch has finished yet: a model slower than 0.5 s a batch on this "
+                                             "device, e.g. a large input_size on the CPU, is taken for stuck until its "
+                                             "first batch finishes; if so, a smaller input_size or a GPU): nothing is "
+                                             "published meanwhile.") in line, line
+    finally:
+        gate.set()
+    wait_for(lambda: len(out) == 1, what="the held frame's output")
 
 
 def test_throttle_keeps_the_long_run_rate_through_camera_jitter():
