@@ -1821,7 +1821,9 @@ class DptNode(Node):
         except ValueError as e:   # CalibrationFitError included
             self._count_error("alignment", f"{topic}: {e}", [f], partial=True)
             return None
-        cam.alignment = (scale, shift, int(xs.size))
+        with self._wake:   # (_subscribe's lock: a fit that ends after depth.align went off is not kept)
+            if "depth_reference" in cam.subs:
+                cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
 
     def _no_reference(self, topic: str, stamp: int, held: list[int], publishers: int, s: Settings,

@@ -158,3 +158,40 @@ def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_
     pub.publish(second)
     wait_for(lambda: any(m.header.stamp == second.header.stamp for m in depth), what="the second frame's depth")
     assert node.counts()[""]["incomplete:alignment"] == 1
+
+
+def test_depth_align_turned_off_during_a_fit_leaves_no_alignment_in_the_status(harness, monkeypatch):
+    """depth.align set false while the worker fits a frame's reference: the set-parameters callback unsubscribes
+    depth_reference and clears the camera's last fit (/diagnostics' alignment.* are "with depth.align: the last fit");
+    the fit that ends after it must not write it back. It did (the worker stored it outside the lock the callback
+    clears it under), so the status showed alignment.scale / shift / pixels of a node that no longer aligns, until
+    depth.align was set again. The fit is held at pipeline.fit_scale_shift until the set has been answered."""
+    import threading
+
+    from dpt_ros import pipeline
+
+    node, got, pub, ref_pub = harness.aligned_node(("depth",))
+    cam = node.cameras[0]
+    entered, gate = threading.Event(), threading.Event()
+    real = pipeline.fit_scale_shift
+
+    def held(xs, ys, *args, **kwargs):
+        entered.set()
+        gate.wait(30)
+        return real(xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit_scale_shift", held)
+    frame = make_image(2_000_000_000, width=80, height=60)
+    ref, _ = exact_reference(model_inverse_depth(node, frame))
+    ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
+    wait_for(lambda: len(cam.references) == 1, what="reference stored")
+    pub.publish(frame)
+    wait_for(entered.is_set, what="the worker fitting the frame's reference")
+    assert all(r.successful for r in set_params(harness, node, **{"depth.align": False}))
+    assert "depth_reference" not in cam.subs
+    gate.set()
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 1, what="the frame")
+    wait_for(lambda: len(got["depth"]) == 1, what="its depth")   # (fitted as it began: published as such)
+    statuses = {st.name: {kv.key: kv.value for kv in st.values} for st in node.diagnostics().status}
+    assert not any(k.startswith("alignment.") for k in statuses["dpt_node: camera /"]), statuses
+    assert cam.alignment is None
