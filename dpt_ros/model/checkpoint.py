@@ -833,12 +833,13 @@ def matching_variants(sd: Mapping[str, torch.Tensor]) -> list[str]:
     if not _has_dpt_decoder(sd):
         return []
     facts = describe_state_dict(sd)
-    out = []
-    for name, v in VARIANTS.items():
-        vf = _variant_facts(v)
-        if all(vf.get(k) == val for k, val in facts.items() if k in vf):
-            out.append(name)
-    return out
+    return [name for name, v in VARIANTS.items() if _fits(facts, v)]
+
+
+def _fits(facts: dict, variant: Variant) -> bool:
+    """Whether every architecture fact read from a state dict (:func:`describe_state_dict`) is ``variant``'s."""
+    vf = _variant_facts(variant)
+    return all(vf[k] == val for k, val in facts.items() if k in vf)
 
 
 def _describe(facts: dict) -> str:
@@ -869,10 +870,9 @@ def _key_error_text(what: str, missing: list, unexpected: list, mis_shaped: list
 
 def _wrong_variant_error(sd: Mapping[str, torch.Tensor], variant: Variant, source: str) -> Optional[CheckpointError]:
     facts = describe_state_dict(sd)
-    vf = _variant_facts(variant)
-    differs = {k: (val, vf[k]) for k, val in facts.items() if k in vf and vf[k] != val}
-    if not differs:
+    if _fits(facts, variant):
         return None
+    vf = _variant_facts(variant)
     cands = matching_variants(sd)
     msg = (f"{source} holds a different DPT ({_describe(facts)}) than variant {variant.name!r} "
            f"({_describe(vf)}).")
@@ -997,7 +997,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     v = get_variant(variant)
     path = resolve_weights_path(path)
     sd = read_state_dict(path, v, verify_hash=verify_hash)
-    _check_release_name(path, v)
+    _check_release_name(path, v, sd)
     if verify_hash:
         _check_release_digest(path, v)
     _check_recorded_variant(path, v)
@@ -1031,20 +1031,39 @@ def _check_recorded_variant(path: Path, variant: Variant) -> None:
             f"when it was converted), but variant {variant.name!r} was requested; set the variant to {recorded!r}.")
 
 
-def _check_release_name(path: Path, variant: Variant) -> None:
-    """A release file (DPT or MiDaS v3 name) of *another* variant with the same architecture
-    (e.g. KITTI vs relative) is refused."""
+def _check_release_name(path: Path, variant: Variant, sd: Mapping[str, torch.Tensor]) -> None:
+    """A file named like the release file (DPT or MiDaS v3 name) of *another* variant is refused. Where its tensors
+    are of that variant's architecture, it is taken for that variant's release (KITTI vs relative: the same
+    architecture, the name the only tell) and the variant is to be set to it; where they are not (DPT-Hybrid weights
+    saved as ``dpt_large_384.pt``), the name is wrong for the file, and it is to be renamed (setting the variant to
+    the name's would be refused by the architecture check). A file that is no DPT, or a DPT of neither the name's,
+    the requested nor any registered variant, is left to the architecture check, which says what it holds."""
     name = path.name
-    for other in VARIANTS.values():
-        if other.name == variant.name:
-            continue
-        if (name == other.checkpoint or name in other.alt_checkpoints) and name != variant.checkpoint \
-                and name not in variant.alt_checkpoints:
-            raise CheckpointError(
-                f"{path} is the release file of variant {other.name!r} ({other.description}), but variant "
-                f"{variant.name!r} was requested; set the variant to {other.name!r}"
-                + (f" or use {variant.checkpoint}" if variant.checkpoint else "") + "."
-            )
+    if name == variant.checkpoint or name in variant.alt_checkpoints:
+        return
+    other = next((o for o in VARIANTS.values()
+                  if o.name != variant.name and (name == o.checkpoint or name in o.alt_checkpoints)), None)
+    if other is None or not _has_dpt_decoder(sd):
+        return
+    facts = describe_state_dict(sd)
+    if _fits(facts, other):
+        raise CheckpointError(
+            f"{path} is the release file of variant {other.name!r} ({other.description}), but variant "
+            f"{variant.name!r} was requested; set the variant to {other.name!r}"
+            + (f" or use {variant.checkpoint}" if variant.checkpoint else "") + "."
+        )
+    url = other.url if name == other.checkpoint else other.alt_urls[other.alt_checkpoints.index(name)]
+    named = (f"{path} is named like the release file of variant {other.name!r} ({other.description}), but its "
+             f"tensors are not that variant's: they have the architecture")
+    rename = "Rename it (to a name that is no other variant's release file)"
+    instead = f"or, for {other.name!r}, download its release file: {url}."
+    if _fits(facts, variant):
+        raise CheckpointError(f"{named} of variant {variant.name!r} ({_describe(facts)}). {rename} to load it as "
+                              f"{variant.name!r}, {instead}")
+    cands = matching_variants(sd)
+    if cands:   # (neither the name's nor the requested variant's: the whole remedy in one message)
+        raise CheckpointError(f"{named} of variant(s) {', '.join(cands)} ({_describe(facts)}), not of {variant.name!r} "
+                              f"either. {rename} and set the variant to one of them, {instead}")
 
 
 def _check_release_digest(path: Path, variant: Variant) -> None:

@@ -534,11 +534,28 @@ def test_batchnorm_counters_absent_from_the_file_are_filled_and_reported(tmp_pat
         load_state_dict_into(DPT(v), {k: t for k, t in lean.items() if not k.endswith("running_var")})
 
 
-def test_release_file_of_other_variant(tmp_path, tiny_sd):
-    # a file named like the KITTI release, requested as the relative-depth hybrid
+def test_release_file_of_other_variant(tmp_path, tiny_sd, tiny_hybrids):
+    # a file named like the KITTI release, holding a KITTI-shaped hybrid, requested as the relative-depth hybrid: the
+    # name is all that tells the two apart (tiny_hybrids: the registry's hybrid depth variants at a test size)
+    kitti = tmp_path / "dpt_hybrid_kitti-cb926ef4.pt"
+    torch.save(random_state_dict(tiny_hybrids["dpt_hybrid_kitti"], seed=2), kitti)
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_hybrid", kitti, verify_hash=False)
+    assert str(ei.value) == (f"{kitti} is the release file of variant 'dpt_hybrid_kitti' (DPT-Hybrid fine-tuned on "
+                             f"KITTI, metric depth in metres), but variant 'dpt_hybrid' was requested; set the variant "
+                             f"to 'dpt_hybrid_kitti' or use dpt_hybrid-midas-501f0c75.pt.")
+    assert load_engine("dpt_hybrid_kitti", kitti, verify_hash=False).variant.name == "dpt_hybrid_kitti"
+    # the same name on a file whose tensors are no hybrid's (a dpt_tiny): setting the variant to the name's would be
+    # refused too (a different DPT); what the tensors are is said, and that the name is to go
     p = official_file(tmp_path, tiny_sd, "dpt_hybrid_kitti-cb926ef4.pt")
-    with pytest.raises(CheckpointError, match="dpt_hybrid_kitti"):
+    with pytest.raises(CheckpointError) as ei:
         load_engine("dpt_hybrid", p, verify_hash=False)
+    assert str(ei.value) == (
+        f"{p} is named like the release file of variant 'dpt_hybrid_kitti' (DPT-Hybrid fine-tuned on KITTI, metric "
+        f"depth in metres), but its tensors are not that variant's: they have the architecture of variant(s) dpt_tiny "
+        f"(vit backbone, width 192, 12 blocks, depth), not of 'dpt_hybrid' either. Rename it (to a name that is no "
+        f"other variant's release file) and set the variant to one of them, or, for 'dpt_hybrid_kitti', download its "
+        f"release file: https://github.com/intel-isl/DPT/releases/download/1_0/dpt_hybrid_kitti-cb926ef4.pt.")
 
 
 def test_mmap_load_shares_file_storage(tmp_path, tiny_sd):
@@ -654,17 +671,74 @@ TINY_HYBRID = dict(embed_dim=64, depth=2, num_heads=2, hooks=(0, 1, 0, 1), chann
                    resnet_layers=(1, 1, 1), resnet_channels=(128, 256, 512), resnet_stem=32, features=32)
 
 
-def test_midas_v3_name_of_other_variant(tmp_path):
+@pytest.fixture
+def tiny_hybrids(monkeypatch):
+    """The registry's hybrid depth variants (relative, KITTI, NYU: one architecture) at TINY_HYBRID's size, their
+    names, release files and hash prefixes kept: what a file's name says is checked against its tensors' architecture
+    by the registry's entry of that name."""
+    from dpt_ros.model import VARIANTS
+
+    tiny = {name: VARIANTS[name].replace(**TINY_HYBRID)
+            for name in ("dpt_hybrid", "dpt_hybrid_kitti", "dpt_hybrid_nyu")}
+    for name, v in tiny.items():
+        monkeypatch.setitem(VARIANTS, name, v)
+    return tiny
+
+
+def test_midas_v3_name_of_other_variant(tmp_path, tiny_hybrids):
     """dpt_hybrid_384.pt (MiDaS v3 name of the relative-depth hybrid) requested as the KITTI/NYU metric
     variant (same architecture) is refused like the DPT release name is, not silently run as metres."""
-    rel = get_variant("dpt_hybrid").replace(**TINY_HYBRID)
+    rel = tiny_hybrids["dpt_hybrid"]
     sd = random_state_dict(rel, seed=4)
     p = tmp_path / "dpt_hybrid_384.pt"
     torch.save(sd, p)
     for metric in ("dpt_hybrid_kitti", "dpt_hybrid_nyu"):
-        with pytest.raises(CheckpointError, match="variant 'dpt_hybrid'"):
-            load_checkpoint(p, get_variant(metric).replace(**TINY_HYBRID))
+        with pytest.raises(CheckpointError) as ei:
+            load_checkpoint(p, metric)
+        v = tiny_hybrids[metric]
+        assert str(ei.value) == (f"{p} is the release file of variant 'dpt_hybrid' (DPT-Hybrid (ResNet-50 + ViT-B/16), "
+                                 f"relative inverse depth), but variant {metric!r} was requested; set the variant to "
+                                 f"'dpt_hybrid' or use {v.checkpoint}.")
     assert load_checkpoint(p, rel).variant.name == "dpt_hybrid"  # its own variant still loads
+
+
+def test_a_file_named_like_a_release_of_another_architecture_is_told_to_be_renamed(tmp_path, tiny_hybrids, capsys):
+    """DPT-Hybrid weights saved as dpt_large_384.pt (DPT-Large's MiDaS v3 name) and loaded as dpt_hybrid were told
+    "set the variant to 'dpt_large'", and as dpt_large the architecture check sent them back to dpt_hybrid: advice
+    that led nowhere, also from weights --verify without --variant. The name check now reads the tensors'
+    architecture: a name of a variant whose architecture they do not have is to be renamed."""
+    from dpt_ros.tools import weights
+
+    p = tmp_path / "dpt_large_384.pt"
+    torch.save(random_state_dict(tiny_hybrids["dpt_hybrid"], seed=6), p)
+    arch = "hybrid backbone, width 64, 2 blocks, depth"
+    named = (f"{p} is named like the release file of variant 'dpt_large' (DPT-Large (ViT-L/16), relative inverse depth "
+             f"(MiDaS v3 training mix)), but its tensors are not that variant's: they have the architecture of variant")
+    midas = ("or, for 'dpt_large', download its release file: "
+             "https://github.com/isl-org/MiDaS/releases/download/v3/dpt_large_384.pt.")
+    rename = (f"{named} 'dpt_hybrid' ({arch}). Rename it (to a name that is no other variant's release file) to load "
+              f"it as 'dpt_hybrid', {midas}")
+    with pytest.raises(CheckpointError) as ei:
+        load_checkpoint(p, "dpt_hybrid")
+    assert str(ei.value) == rename
+    with pytest.raises(CheckpointError, match=r"It matches variant\(s\): dpt_hybrid, dpt_hybrid_kitti, dpt_hybrid_nyu"):
+        load_checkpoint(p, "dpt_large")   # (the name's variant: the architecture check says what the tensors are)
+    with pytest.raises(CheckpointError) as ei:   # neither the name's nor the requested: the variants to set are named
+        load_checkpoint(p, "dpt_base")
+    assert str(ei.value) == (f"{named}(s) dpt_hybrid, dpt_hybrid_kitti, dpt_hybrid_nyu ({arch}), not of 'dpt_base' "
+                             f"either. Rename it (to a name that is no other variant's release file) and set the "
+                             f"variant to one of them, {midas}")
+    assert weights.main(["--verify", str(p)]) == 1   # no --variant: the first matching variant's refusal, as the node's
+    err = capsys.readouterr().err
+    assert err == f"FAILED: {rename}\n"
+    renamed = p.rename(tmp_path / "my_hybrid.pt")   # what the message says: then it loads as dpt_hybrid
+    assert load_checkpoint(renamed, "dpt_hybrid").variant.name == "dpt_hybrid"
+    assert weights.main(["--verify", str(renamed)]) == 0
+    assert "strict load as dpt_hybrid (no --variant" in capsys.readouterr().out
+    # a file that is no DPT under a release name is said to be that, by the architecture check, as under any name
+    torch.save({"pretrained.model.pos_embed": torch.zeros(1, 577, 64)}, p)
+    with pytest.raises(CheckpointError, match=r"dpt_large_384\.pt is not a DPT checkpoint"):
+        load_checkpoint(p, "dpt_hybrid")
 
 
 def test_weights_tool_verifies_snapshot_directory(tmp_path, tiny_sd):
