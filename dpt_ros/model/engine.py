@@ -49,8 +49,8 @@ def parse_precision(precision: "str | torch.dtype") -> torch.dtype:
     raise ValueError(f"precision must be one of fp32, fp16, bf16, got {precision!r}")
 
 
-def check_target(device: "str | torch.device", precision: "str | torch.dtype", cuda_graphs: bool = False, *,
-                 use_cpu: str = "device='cpu'",
+def check_target(device: "str | torch.device", precision: "str | torch.dtype", cuda_graphs: bool = False,
+                 max_graphs: int = 4, *, use_cpu: str = "device='cpu'",
                  graphs: tuple[str, str] = ("cuda_graphs=True", "set cuda_graphs=False on the CPU"),
                  ) -> tuple[torch.device, torch.dtype]:
     """The device and dtype an engine runs on (``cuda`` becomes ``cuda:<current device>``).
@@ -60,8 +60,8 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype", c
     they are asked for on the CPU (a command line passes ``("--cuda-graphs", "leave --cuda-graphs out ...")``).
 
     :raises ValueError: a device that is not ``cpu`` / ``cuda[:N]``, CUDA where it is not available, a ``cuda:N``
-        this machine does not have, an unknown precision, fp16 on the CPU, or ``cuda_graphs`` on the CPU (the message
-        says what to use instead).
+        this machine does not have, an unknown precision, fp16 on the CPU, ``cuda_graphs`` on the CPU (the message
+        says what to use instead), or a ``max_graphs`` below 1.
     """
     dtype = parse_precision(precision)
     if isinstance(device, str):
@@ -86,6 +86,8 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype", c
         raise ValueError("fp16 is not supported on the CPU (slow or missing kernels); use fp32 or bf16")
     elif cuda_graphs:
         raise ValueError(f"{graphs[0]} needs a CUDA device; {graphs[1]}")
+    if max_graphs < 1:
+        raise ValueError(f"max_graphs must be >= 1, got {max_graphs}")
     return dev, dtype
 
 
@@ -187,9 +189,7 @@ class Engine:
         max_graphs: int = 4,
         channels_last: Optional[bool] = None,
     ) -> None:
-        self.device, self.dtype = check_target(device, precision, cuda_graphs)
-        if max_graphs < 1:
-            raise ValueError(f"max_graphs must be >= 1, got {max_graphs}")
+        self.device, self.dtype = check_target(device, precision, cuda_graphs, max_graphs)
         self.variant: Variant = model.variant
         self.random_weights = bool(random_weights)
         self.cuda_graphs = bool(cuda_graphs)
@@ -375,11 +375,12 @@ def load_engine(
     :param verify_hash: check the SHA-256 prefix carried by release file names.
     :raises FileNotFoundError: the weights file does not exist (the message says where to get it).
     :raises CheckpointError: the file is corrupt, truncated, unsafe or of another variant.
-    :raises ValueError: unknown variant, precision or device.
+    :raises ValueError: unknown variant, precision or device, cuda_graphs on the CPU, or max_graphs below 1 (all
+        said before the weights file is read).
     """
     v = get_variant(variant)
     # Validate the cheap arguments before reading a large file.
-    check_target(device, precision, cuda_graphs)
+    check_target(device, precision, cuda_graphs, max_graphs)
     model = build_model(v, weights, verify_hash=verify_hash)
     random_weights = isinstance(weights, str) and weights == "random"
     return Engine(model, device=device, precision=precision, cuda_graphs=cuda_graphs,

@@ -67,6 +67,20 @@ def test_cuda_graphs_on_the_cpu_are_refused_before_the_weights_are_read(tmp_path
         load_engine("dpt_tiny", missing, device="cpu")
 
 
+def test_max_graphs_below_one_is_refused_before_the_weights_are_read(tmp_path):
+    """load_engine(..., max_graphs=0) read (and hashed, CRC-checked, NaN-checked) the whole weights file before Engine
+    refused the value, as cuda_graphs on the CPU was. A file that is not there shows the order: max_graphs is said
+    first; Engine, given a model, still refuses it."""
+    missing = tmp_path / "not_downloaded.pt"
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match=rf"^max_graphs must be >= 1, got {bad}$"):
+            load_engine("dpt_tiny", missing, device="cpu", max_graphs=bad)
+    with pytest.raises(FileNotFoundError):   # max_graphs=1 is fine: the file is looked for
+        load_engine("dpt_tiny", missing, device="cpu", max_graphs=1)
+    with pytest.raises(ValueError, match=r"^max_graphs must be >= 1, got 0$"):
+        Engine(DPT("dpt_tiny"), max_graphs=0)
+
+
 def test_bad_input_dtype(tiny):
     with pytest.raises(ValueError, match="float batch"):
         tiny.run(torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
