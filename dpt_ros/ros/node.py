@@ -102,7 +102,8 @@ _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagno
 # /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
 # or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
 _RATE_WINDOW_S = 5.0
-#: a batch running this long (or 3x the slowest recent batch, if more) is reported as a stuck worker (ERROR)
+#: a batch running this long (or 3x the slowest recent batch, or 3x the warm-up's pass per frame per camera, if more)
+#: is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
 _STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
 #: a frame already this old when it arrived (its stamp against this node's wall clock) is warned of once per camera:
@@ -163,6 +164,9 @@ class ModelSet:
     segmentation_pre: Any = None
     pipeline_note: str = ""     # on a CUDA device: why pre/post-processing cannot use CuPy ('' when it does)
     reused: tuple = ()          # tasks whose engine and pre-processor are the previous ModelSet's (a swap of the other)
+    #: per task, the slowest forward pass of its warm-up, per frame in it (s): /diagnostics' stuck-worker limit is
+    #: at least 3x their sum per camera, so a model merely that slow is not taken for stuck (a reused task keeps its own)
+    warmup_s: dict = field(default_factory=dict)
 
     def describe(self) -> dict[str, str]:
         out = {"device": str(self.device)}
@@ -196,7 +200,7 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
     if s["cuda_graphs"] and device.type != "cuda":
         raise StartupError(f"cuda_graphs:=true needs a CUDA device, but device resolves to {device}")
     parts: dict[str, Any] = {}
-    reused = []
+    reused, warmup_s = [], {}
     for task in ("depth", "segmentation"):
         name = s[f"{task}.variant"]
         if not name:
@@ -204,6 +208,8 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         if running is not None and getattr(running, task) is not None and _same_task(task, running.key, s.model_key()):
             parts[task], parts[f"{task}_pre"] = getattr(running, task), getattr(running, f"{task}_pre")
             reused.append(task)
+            if task in running.warmup_s:
+                warmup_s[task] = running.warmup_s[task]
             continue
         variant = get_variant(name)
         weights = s[f"{task}.weights"]
@@ -220,7 +226,8 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
     note = pipeline.cupy_unavailable_reason(device) if device.type == "cuda" else ""
-    return ModelSet(key=s.model_key(), device=device, pipeline_note=note, reused=tuple(reused), **parts)
+    return ModelSet(key=s.model_key(), device=device, pipeline_note=note, reused=tuple(reused), warmup_s=warmup_s,
+                    **parts)
 
 
 def _same_task(task: str, key_a: tuple, key_b: tuple) -> bool:
@@ -989,8 +996,14 @@ class DptNode(Node):
                 shapes[tuple(_round32(v) for v in pre.net_size)] = 1
             batches = [(n, shape) for shape, cams in shapes.items()
                        for n in range(1, (cams if engine.cuda_graphs else 1) + 1)]
+            slowest = 0.0
             for n, (h, w) in batches[:engine.max_graphs]:   # more would evict the first captures
+                t0 = time.monotonic()
                 engine.run(torch.zeros((n, 3, h, w), device=m.device))
+                if m.device.type == "cuda":   # (the pass is queued: its time is the wait for it)
+                    torch.cuda.synchronize(m.device)
+                slowest = max(slowest, (time.monotonic() - t0) / n)
+            m.warmup_s[task] = slowest
 
     # ------------------------------------------------------------------ topics
     def _qos(self, reliability: str, depth: int) -> QoSProfile:
@@ -2209,7 +2222,10 @@ class DptNode(Node):
         random_w = any(getattr(m, t) is not None and getattr(m, t).random_weights for t in ("depth", "segmentation"))
         level, text = DiagnosticStatus.OK, "running"
         busy = self._busy   # read once: the worker replaces it
-        limit = max(_STUCK_S, 3.0 * max(total, default=0.0) / 1000.0)
+        # a batch of every camera's frame at the warm-up's pace counts as one too: before any batch has finished (or
+        # after a pause longer than the stats window) a first batch of a model merely slow is not taken for stuck
+        warmup = sum(m.warmup_s.values()) * max(1, len(self._cameras))
+        limit = max(_STUCK_S, 3.0 * max(total, default=0.0) / 1000.0, 3.0 * warmup)
         if busy is not None and now - busy[1] > limit:
             kv["worker_stuck_in"], kv["worker_stuck_s"] = busy[0], f"{now - busy[1]:.1f}"
             level, text = DiagnosticStatus.ERROR, (
