@@ -859,6 +859,10 @@ class DptNode(Node):
                         getattr(cam, throttle).restart()
             if calibrations is not None and configured:   # (together with the settings they go with)
                 for cam, info in zip(self._cameras, calibrations):
+                    if info is None and cam.calibration is not None:
+                        # back to the camera_info topic: its grace wait starts now, not when the subscription below
+                        # is made (a frame in between is early, not one whose camera_info is missing or misrouted)
+                        cam.info_since, cam.info_waited_in_vain = time.monotonic(), False
                     cam.calibration = info
         if not configured:   # a managed node before configure / after cleanup: the values apply at configure
             return SetParametersResult(successful=True)
@@ -1818,6 +1822,11 @@ class DptNode(Node):
             with self._wake:
                 ref = f.reference   # the nearest offered: after a wait in vain, an older one within the tolerance too
             held = [t for t, _ in refs]
+            if ref is None and "depth_reference" not in cam.subs:
+                # depth.align was set meanwhile (off: unsubscribed, its references forgotten; on: the subscription
+                # is made just after the settings): no depth camera or remap is at fault, no error; the frame goes
+                # out as without alignment
+                return None
             if ref is None:
                 publishers = self.count_publishers(topic) if not held else 0
                 raise ValueError(self._no_reference(topic, stamp, held, publishers, s, cam.reference_on_image_clock))

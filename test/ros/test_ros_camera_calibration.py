@@ -3,6 +3,7 @@ using one instead of the camera_info topic, through DDS."""
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pytest
@@ -438,6 +439,61 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     pub.publish(make_image(4, width=80, height=60))   # no camera_info on the topic: none, counted
     wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
     assert node.cameras[0].info_waited_in_vain
+
+
+def test_a_frame_between_camera_info_url_cleared_and_its_subscription_is_early_not_missing(harness, tmp_path,
+                                                                                           monkeypatch):
+    """camera_info.url set to '': the settings (and the cameras' calibrations) change first, the camera_info
+    subscription is made after. A frame that looked for its calibration in between found no file and a camera_info
+    topic past its grace wait (that wait counted from an earlier subscription, or from none): an ERROR saying the
+    camera_info was missing, as for a misrouted topic. Its grace wait now starts with the change, so such a frame
+    is early (a warning, as the first frame after any subscription). Forced here: the frame held in its forward pass
+    until the set has cleared the calibration, the subscribing held until the frame has been counted (a window of
+    a few statements, wider with more cameras: each one's subscription waits for those made before it)."""
+    import threading
+
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.testing import gate_engine
+
+    (tmp_path / "a.yaml").write_text(OST.format(fx=100.0))
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.url": str(tmp_path / "a.yaml")})
+    log = harness.collector(Log, "/rosout")
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    gate, entered, _ = gate_engine(node.models.depth)
+    real_subscribe, release = node._subscribe, threading.Event()
+
+    def held_subscribe(cam, name, on):   # (the camera_info subscription, made after the settings changed)
+        if name == "camera_info":
+            release.wait(30)
+        return real_subscribe(cam, name, on)
+
+    monkeypatch.setattr(node, "_subscribe", held_subscribe)
+    results = []
+    setter = threading.Thread(target=lambda: results.append(
+        node.set_parameters([Parameter("camera_info.url", value="")])))
+    try:
+        pub.publish(make_image(1, width=80, height=60))
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        setter.start()
+        wait_for(lambda: node.cameras[0].calibration is None, what="the calibration cleared")
+        assert "camera_info" not in node.cameras[0].subs
+        gate.set()
+        wait_for(lambda: node.counts()[""].get("incomplete:no_camera_info", 0) == 1, what="the frame without one")
+    finally:
+        gate.set()
+        release.set()
+        setter.join(30) if setter.is_alive() else None
+    assert results and results[0][0].successful
+    assert "camera_info" in node.cameras[0].subs and not infos
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m for m in log if "[no_camera_info]" in m.msg)
+    assert line.level == Log.WARN and re.search(r"\] no camera_info yet: none received on /camera_info in the "
+                                                r"\d+\.\d s since it was subscribed; ", line.msg), (line.level, line.msg)
+    assert not [k for k in node.counts()[""] if k.startswith("error:")], node.counts()
 
 
 def test_the_log_names_where_a_frames_calibration_came_from(harness, tmp_path):

@@ -195,3 +195,32 @@ def test_depth_align_turned_off_during_a_fit_leaves_no_alignment_in_the_status(h
     statuses = {st.name: {kv.key: kv.value for kv in st.values} for st in node.diagnostics().status}
     assert not any(k.startswith("alignment.") for k in statuses["dpt_node: camera /"]), statuses
     assert cam.alignment is None
+
+
+def test_depth_align_turned_off_before_a_frames_reference_came_is_no_alignment_error(harness):
+    """depth.align set false while a frame whose reference has not come yet is in its forward pass: the
+    set-parameters callback unsubscribes depth_reference and forgets its references, and the frame then found none:
+    an ERROR '[alignment] nothing received on /depth_reference yet from its 1 publisher(s) ... check that the depth
+    camera publishes there', counted incomplete.alignment, of a depth camera that was fine and a node that no longer
+    aligns. Now such a frame is published as without alignment (depth.scale here), with no error."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import gate_engine
+
+    node, got, pub, ref_pub = harness.aligned_node(("depth",), **{"depth.scale": 1.0})
+    log = harness.collector(Log, "/rosout")
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(make_image(2_000_000_000, width=80, height=60))   # (its reference never comes)
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        assert all(r.successful for r in set_params(harness, node, **{"depth.align": False}))
+        assert "depth_reference" not in node.cameras[0].subs
+    finally:
+        gate.set()
+    wait_for(lambda: len(got["depth"]) == 1, what="its depth")
+    depth = conversions.image_array(got["depth"][0])
+    x = model_inverse_depth(node, make_image(2_000_000_000, width=80, height=60))
+    np.testing.assert_allclose(depth, 1.0 / x, rtol=1e-4)   # depth.scale 1, shift 0: metres = 1 / inverse depth
+    counts = node.counts()[""]
+    assert counts.get("processed", 0) == 1 and "incomplete:alignment" not in counts, counts
+    assert not any("[alignment]" in m.msg for m in log), [m.msg for m in log if "[alignment]" in m.msg]
