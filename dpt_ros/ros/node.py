@@ -337,6 +337,7 @@ class _Camera:
     # why its last frame had no camera_info (the log's reason; None once one matched): /diagnostics' camera_info
     info_problem: Optional[str] = None
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
+    image_since: float = -math.inf   # ... and its image one (an activation, an image_transport change): "no image yet"
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
     # serialized depth/camera_info}); a camera sends the same calibration with every frame
@@ -522,7 +523,7 @@ class DptNode(Node):
             s = self._settings
             with self._lock:
                 self._active = True
-                self._subscribed_at = time.monotonic()   # what "no image yet" counts from
+                self._subscribed_at = time.monotonic()   # what the rates count from
                 # and the rates: frames from before a deactivation are no input of now
                 self._rate_history = collections.deque([(self._subscribed_at, {
                     c.index: collections.Counter(c.counts) for c in self._cameras})])
@@ -1059,6 +1060,7 @@ class DptNode(Node):
                 compressed = self._settings["image_transport"] == "compressed"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
+                cam.image_since = time.monotonic()
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
@@ -2294,12 +2296,15 @@ class DptNode(Node):
                 txt = "inactive (lifecycle): not subscribed"
             elif c["received"] == prev["received"]:
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
-                last = cam.last_image   # (a frame from before a reactivation counts as none since)
-                silent = now - (self._subscribed_at if last is None else max(last, self._subscribed_at))
+                last = cam.last_image
+                # none since its image subscription was made (a frame from before a reactivation or an
+                # image_transport change is of another subscription): "no image yet", not "no image for"
+                fresh = last is None or last < cam.image_since
+                silent = now - (cam.image_since if fresh else last)
                 ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
                 if silent < _STALL_S:   # (a camera slower than the reports, with frames in the rate window: ok)
                     lvl, txt = DiagnosticStatus.OK, "no input" if c["received"] == before["received"] else "ok"
-                elif last is None:
+                elif fresh:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
                     publishers, incompatible, mismatch = self._publishers_now(cam)

@@ -252,3 +252,39 @@ def test_points_label_or_class_colours_without_segmentation_warn_in_the_cameras_
     assert frames(1) == (DiagnosticStatus.OK, "ok",
                          {"incomplete.label": "3", "incomplete.color_source": "2", "out.points": "6"})
     assert node.error_counts() == {"label": 3, "color_source": 2}
+
+
+def test_a_camera_resubscribed_has_no_image_yet_not_none_for_n_s(harness, monkeypatch):
+    """After an image_transport change (the image topic unsubscribed and subscribed anew, here on /image/compressed)
+    or a deactivation and activation of the managed node, a camera that had sent images before and none since said
+    "no image for N s", the words of a camera that stalled, and none of the checks of the new subscription's topic.
+    Now, with nothing since the subscription was made: "no image yet (N s since subscribing): check the image topic
+    (<the new topic>) ...", as at start-up."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() == 1, what="discovery")
+
+    def one_frame_then_silence_after(change) -> DiagnosticStatus:
+        received = node.counts()[""].get("received", 0)
+        pub.publish(make_image(80, 60))
+        wait_for(lambda: node.counts()[""].get("received", 0) == received + 1, what="the frame received")
+        time.sleep(0.5)   # (the frame 0.5 s older than the new subscription)
+        change()
+        node.diagnostics()   # (the report the silence counts from)
+        time.sleep(1.2)
+        return _status(node, ": camera /")
+
+    status = one_frame_then_silence_after(lambda: (node.trigger_deactivate(), node.trigger_activate()))
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith(
+        "no image yet (1 s since subscribing): check the image topic (/image) and the camera's QoS"), status.message
+    status = one_frame_then_silence_after(lambda: set_params(harness, node, image_transport="compressed"))
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith(
+        "no image yet (1 s since subscribing): check the image topic (/image/compressed) and the camera's QoS"), \
+        status.message
