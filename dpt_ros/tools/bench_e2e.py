@@ -37,6 +37,16 @@ from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount,
 WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
 
 
+def add_target_arguments(ap: argparse.ArgumentParser) -> None:
+    """--device and --precision of the node benchmarks (bench_e2e, bench_node_stages, bench_lifecycle): the CPU by
+    default, where the node's own default is auto."""
+    ap.add_argument("--device", default="cpu", type=device_option,
+                    help="auto, cpu, cuda, cuda:N (default cpu, not the node's auto: give cuda or auto "
+                         "to run on the GPU)")
+    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                    help="fp32 (the default), bf16; fp16 with a CUDA --device only")
+
+
 def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_size: bool) -> None:
     """The model and frame options shared by the node benchmarks (this one and bench_node_stages). A value the node
     (or the camera) would refuse is a usage error, by the node's own checks (see :func:`check_model_arguments` for
@@ -51,11 +61,7 @@ def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_siz
                     help="depth variant (default dpt_tiny): %(choices)s")
     ap.add_argument("--weights", default="random", type=parameter_option("depth.weights", "--weights"),
                     help="checkpoint file or 'random' (default random)")
-    ap.add_argument("--device", default="cpu", type=device_option,
-                    help="auto, cpu, cuda, cuda:N (default cpu, not the node's auto: give cuda or auto "
-                         "to run on the GPU)")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                    help="fp32 (the default), bf16; fp16 with a CUDA --device only")
+    add_target_arguments(ap)
     ap.add_argument("--cuda-graphs", action="store_true", help="replay CUDA graphs (a CUDA --device only)")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=input_size,
                     help=f"network size, a multiple of 32 (0 = the variant's own; default {input_size})")

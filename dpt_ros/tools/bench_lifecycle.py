@@ -19,8 +19,9 @@ import torch
 from rclpy.lifecycle import TransitionCallbackReturn
 
 from dpt_ros.ros.node import resolve_device
-from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
+from dpt_ros.ros.params import parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
+from dpt_ros.tools.bench_e2e import add_target_arguments
 from dpt_ros.tools.bench_reliability import rss_mb
 from dpt_ros.tools.options import add_domain_argument, count, output_file, program
 
@@ -75,11 +76,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="depth variant (default dpt_hybrid): %(choices)s")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=384,
                     help="network size, a multiple of 32 (0 = the variant's own; default 384)")
-    ap.add_argument("--device", default="cpu", type=device_option,
-                    help="auto, cpu, cuda, cuda:N (default cpu, not the node's auto: give cuda or auto to run on the "
-                         "GPU)")
-    ap.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                    help="fp32 (the default), bf16; fp16 with a CUDA --device only")
+    add_target_arguments(ap)
     ap.add_argument("--cycles", type=count("cycles"), default=2,
                     help="configure / activate / deactivate / cleanup cycles, at least 1 (default 2)")
     add_domain_argument(ap, 87)

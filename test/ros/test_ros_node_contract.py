@@ -370,18 +370,26 @@ def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     assert status.message == f"no image for {silent:.1f} s"
 
 
-def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypatch):
-    """A batch that does not finish (a hung GPU, here a forward held by a gate) turns the model status to ERROR
-    naming the stage, once it has run longer than _STUCK_S and 3x the slowest recent batch; logged once; OK
-    again when the worker moves on."""
+def _stuck_limit_node(harness, monkeypatch) -> tuple:
+    """A node whose stuck-worker limit is 0.5 s (_STUCK_S; the warm-up's share cleared: slower on a busy CPU, it is
+    another test's), with collectors of /rosout and inverse_depth and an image publisher, discovered. Returns (node,
+    log, inverse_depth received, image publisher)."""
     monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
     node = harness.start_node(**{"diagnostics.period": 60.0})
-    node.models.warmup_s.clear()   # (the limit's share of the warm-up, slower on a busy CPU, is another test's)
+    node.models.warmup_s.clear()
     log = harness.collector(Log, "/rosout")
     out = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
              what="discovery")
+    return node, log, out, pub
+
+
+def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypatch):
+    """A batch that does not finish (a hung GPU, here a forward held by a gate) turns the model status to ERROR
+    naming the stage, once it has run longer than _STUCK_S and 3x the slowest recent batch; logged once; OK
+    again when the worker moves on."""
+    node, log, out, pub = _stuck_limit_node(harness, monkeypatch)
     pub.publish(make_image(1))
     wait_for(lambda: len(out) == 1, what="a first output")
     model = node.diagnostics().status[0]
@@ -413,14 +421,7 @@ def test_a_first_batch_taken_for_stuck_is_said_to_have_no_slowest_batch_before_i
     is none, and it said '(its slowest recent batch took 0.0 s)' (seen with input_size 2048 on the CPU: a first batch
     of 19 s, a model merely that slow, reported as stuck). Now it says no batch has finished yet and what a slow first
     batch means."""
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
-    node = harness.start_node(**{"diagnostics.period": 60.0})
-    node.models.warmup_s.clear()   # (the limit's share of the warm-up, slower on a busy CPU, is another test's)
-    log = harness.collector(Log, "/rosout")
-    out = harness.collector(Image, "inverse_depth")
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0,
-             what="discovery")
+    node, log, out, pub = _stuck_limit_node(harness, monkeypatch)
     gate, entered, _ = gate_engine(node.models.depth)
     try:
         pub.publish(make_image(1))
