@@ -1455,13 +1455,13 @@ class DptNode(Node):
                                 "/clock comes: play the bag with --clock (ros2 bag play my.bag --clock), or set "
                                 "use_sim_time:=false")
             elif sim_time:   # /clock advances in steps: a frame stamped at its bag time may be past the last one
-                self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
+                self._warn_once(f"future:{key}", f"{topic}: frames stamped {_ms_text(stamp - now_ns)} "
                                 "ahead of this node's clock, which is /clock's (use_sim_time): a bag player publishes "
                                 "it in steps (ros2 bag play --clock: 40 Hz, i.e. up to 25 ms times --rate of the "
                                 "bag's time between them; --clock 200 makes them finer), or the frames are not stamped "
                                 "in the time /clock gives; /diagnostics' age figures leave them out")
             else:
-                self._warn_once(f"future:{key}", f"{topic}: frames stamped {(stamp - now_ns) / 1e6:.0f} ms "
+                self._warn_once(f"future:{key}", f"{topic}: frames stamped {_ms_text(stamp - now_ns)} "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
                                 "/diagnostics' age figures leave them out")
 
@@ -2727,6 +2727,13 @@ def _info_output(cam: _Camera, header, intr, width: int, height: int, source: Op
         cdr = by_frame_id[header.frame_id] = serialize_message(
             conversions.camera_info_msg(header, width, height, k, p, source))
     return conversions.restamped(cdr, header)
+
+
+def _ms_text(ns: int) -> str:
+    """A time difference of ``ns`` (> 0) nanoseconds for a log line, never rounded to nothing: a frame stamped 0.3 ms
+    ahead of the clock was said to be '0 ms ahead'."""
+    ms = ns / 1e6
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.2f} ms" if ms >= 0.01 else f"{ns} ns"
 
 
 def _blank_numbers(text: str) -> str:

@@ -92,6 +92,19 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     assert len(_warnings(log, needle)) == 1
 
 
+def test_a_frame_less_than_a_millisecond_ahead_of_the_clock_is_said_to_be_so_not_0_ms_ahead(harness):
+    """The warning said '0 ms ahead' of a frame stamped 0.25 ms after /clock's time (the figure rounded to whole
+    milliseconds): it says how far ahead, to a hundredth of a millisecond below 10 ms, in ns below that."""
+    node, log, out, tick, frame = _replay(harness)
+    tick(T0)
+    frame(T0 + 250_000)
+    wait_for(lambda: _warnings(log, "ahead of this node's clock"), what="the ahead warning")
+    ahead = _warnings(log, "ahead of this node's clock")[0]
+    assert "frames stamped 0.25 ms ahead of this node's clock" in ahead, ahead
+    assert node_module._ms_text(7) == "7 ns" and node_module._ms_text(3_456_000) == "3.46 ms"
+    assert node_module._ms_text(1_000_000_000) == "1000 ms"
+
+
 def test_a_loop_jumping_the_clock_back_keeps_stamps_ages_and_camera_info_matching(harness):
     """`--loop`: at the bag's end the clock and the stamps start again from its beginning. Outputs keep the input
     stamps, ages are of the clock as it is now, and camera_info.policy exact matches by stamp on both passes."""
