@@ -9,7 +9,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros.testing import make_image, make_info, publish_until, qos, wait_for
 
-DOMAIN = 82
+DOMAIN = 92   # (82 is test_ros_node_names.py's)
 
 
 def test_only_the_cloud_subscribed_and_no_camera_info_runs_no_model(harness, monkeypatch):
