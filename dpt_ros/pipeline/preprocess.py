@@ -127,7 +127,9 @@ class Preprocessor:
         """Network (h, w) for an image of ``height`` x ``width``.
 
         :raises ValueError: more than ``MAX_INPUT_FACTOR`` times the network size's pixels (an image of an
-            extreme aspect ratio under ``lower_bound``, or a huge one), refused before anything is allocated."""
+            extreme aspect ratio under ``lower_bound``, or under ``minimal`` one beyond 16:1 whose shorter side is at
+            least about half the network size's: the aspect ratio decides, never the size alone), refused before
+            anything is allocated."""
         known = self._sizes.get((height, width))
         if known is not None:
             return known

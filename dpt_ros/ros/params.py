@@ -520,8 +520,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "model", int_range=(0, 2048, 32), zero="the variant's own size"),
     ParamSpec("resize_method", "minimal",
               "How the image is scaled to the network size (DPT's keep-aspect rules). A frame whose network input "
-              "would exceed 16x the network size's pixels (lower_bound with an extreme aspect ratio) is refused, "
-              "counted error.encoding.", "model",
+              "would exceed 16x the network size's pixels is refused, counted error.encoding: with lower_bound one "
+              "of an extreme aspect ratio, with minimal (the default) too one beyond 16:1 (at a square network "
+              "size) whose shorter side is at least about half the network size, which minimal then scales to it "
+              "(480x9000 at 384: 384x7200); never with upper_bound or fixed.", "model",
               choices=RESIZE_METHODS),
     ParamSpec("device", "auto", "Inference device: auto (cuda if available), cpu, cuda, cuda:N.",
               "model", check=_check_device),

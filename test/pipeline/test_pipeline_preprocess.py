@@ -199,6 +199,11 @@ def test_a_network_input_beyond_16x_the_network_size_is_refused_before_anything_
                                          r"resize_method upper_bound \(no side above it\)$"):
         Preprocessor(384, "minimal").input_size(200, 20000)
     assert Preprocessor(384, "upper_bound").input_size(200, 20000) == (32, 384)
+    # the resize_method description's example (README): the default minimal refuses a 480x9000 strip at 384; with its
+    # shorter side under about half the network size it scales the long side instead
+    with pytest.raises(ValueError, match=r"a 9000x480 image gives a 384x7200 .* resize_method minimal"):
+        Preprocessor(384, "minimal").input_size(480, 9000)
+    assert Preprocessor(384, "minimal").input_size(190, 5000) == (32, 384)
 
 
 def test_input_size_answers_of_a_preprocessor_are_the_formulas_every_time_and_refusals_are_never_remembered():
