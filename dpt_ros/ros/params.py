@@ -15,6 +15,7 @@ immutable :class:`Settings` snapshot; the worker thread reads one snapshot per f
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import functools
 import json
@@ -170,6 +171,10 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
         if why is None:
             return reason
         how, values = f"{why}; e.g. its default:", [_yaml_value(spec.default)]
+    elif want == ParameterType.PARAMETER_STRING and type_ == ParameterType.PARAMETER_STRING_ARRAY and \
+            name in CLASS_LISTS and len(value) > 0:
+        # `ros2 param set /dpt_node points.exclude_classes "[person, car]"`: the classes as a YAML list
+        how, values = "one string of comma-separated class names, not a list,", [_yaml_string(", ".join(value))]
     elif want == ParameterType.PARAMETER_STRING and type_ in (ParameterType.PARAMETER_INTEGER,
                                                                ParameterType.PARAMETER_DOUBLE,
                                                                ParameterType.PARAMETER_BOOL):
@@ -248,6 +253,14 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
         return f" (a bool: write true or false, unquoted: {_written(name, ['true'], given)})"
     spec = SPECS.get(name)
     default = spec.default if spec is not None else None
+    listed = re.search(r"to '(\[.*\])' of type 'STRING_ARRAY', expecting type 'STRING'", error)
+    if kind is str and name in CLASS_LISTS and listed:   # (the classes as a YAML list: [person, car])
+        try:
+            names = [str(n) for n in ast.literal_eval(listed.group(1))]
+        except (ValueError, SyntaxError):
+            names = ["person", "car"]
+        return (f" (one string of comma-separated class names, not a list: "
+                f"{_written(name, [_yaml_string(', '.join(names or ['person', 'car']))], given)})")
     if kind is str and "expecting type 'STRING'" in error:
         example = f"e.g. {_written(name, [_yaml_string(default)], given)}; " if isinstance(default, str) and default \
             else ""
@@ -483,6 +496,10 @@ def class_labels(text: str) -> tuple[int, ...]:
             raise ValueError(f"{shown(name)} is not a segmentation class (the class_names parameter lists them){hint}")
         labels.append(names.index(key))
     return tuple(labels)
+
+
+#: the parameters that take segmentation class names, one comma-separated string ('person, car')
+CLASS_LISTS = ("depth.exclude_classes", "points.exclude_classes")
 
 
 def _check_classes(value: str, name: str) -> Optional[str]:

@@ -129,6 +129,11 @@ LIVE_REFUSALS = [
                              "a decimal point, e.g. ros2 param set /robot/dpt_node points.stride 2", 2),
     ("input_size", "100", "input_size=100 is not a multiple of 32: use ros2 param set /robot/dpt_node input_size 96 or "
                           "ros2 param set /robot/dpt_node input_size 128 (allowed: 0..2048 in steps of 32)", 96),
+    # segmentation classes written as a YAML list: one comma-separated string is what the parameter takes
+    ("points.exclude_classes", "[person, car]",
+     "points.exclude_classes is a string; got a string array (['person', 'car']): one string of comma-separated "
+     "class names, not a list, ros2 param set /robot/dpt_node points.exclude_classes \"'person, car'\"",
+     "person, car"),
     # a string YAML reads as a number: quoted for YAML, and the quotes quoted for the shell (the type is right then;
     # the value, no variant, is refused for that: no string parameter here takes '1')
     ("depth.variant", "1", "depth.variant is a string; got an integer (1): quote it (YAML reads it as a number or "
@@ -704,7 +709,8 @@ def test_cuda_graphs_kept_cover_one_per_camera():
 REFUSED_AT_START = [("depth.max", "7", [7.0]), ("depth.max", "far", [1000.0]), ("lazy", "1", [True]),
                     ("points.enabled", "'yes'", [True]),   # a bool written as a string
                     ("cameras", "left", [["a", "b"]]), ("depth.variant", "1", ["dpt_hybrid", "1"]),
-                    ("input_size", "abc", [0]), ("input_size", "400", [384, 416]), ("input_size", "16", [32])]
+                    ("input_size", "abc", [0]), ("input_size", "400", [384, 416]), ("input_size", "16", [32]),
+                    ("depth.exclude_classes", "[person, car]", ["person, car"])]   # (a list: one string)
 
 
 def test_start_up_hints_are_in_the_form_given_and_what_they_suggest_is_taken(tmp_path):

@@ -204,6 +204,11 @@ HINTS = [
      " (a string: e.g. {}; one that YAML reads as a number or bool is quoted: {})",
      ["-p depth.variant:=dpt_hybrid", "-p depth.variant:=\"'1'\""], ["depth.variant: dpt_hybrid",
                                                                        "depth.variant: '1'"]),
+    # segmentation classes written as a YAML list: the one comma-separated string the parameter takes, of those names
+    ("points.exclude_classes", str, "Trying to set parameter 'points.exclude_classes' to '['person', 'car']' of type "
+                                    "'STRING_ARRAY', expecting type 'STRING': points.exclude_classes",
+     " (one string of comma-separated class names, not a list: {})", ['-p points.exclude_classes:="\'person, car\'"'],
+     ["points.exclude_classes: 'person, car'"]),
     ("input_size", int, "Trying to set parameter 'input_size' to 'abc' of type 'STRING', expecting type 'INTEGER': "
                         "input_size",
      " (a whole number, unquoted and without a decimal point, e.g. {}; allowed: 0..2048 in steps of 32)",
