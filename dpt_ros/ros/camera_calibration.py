@@ -124,6 +124,13 @@ def load(url: str, camera: str = "") -> CameraInfo:
                                        f"is a few kB (at most {MAX_FILE_BYTES} read); is it the right file?")
         with open(path, encoding="utf-8") as f:
             text = f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:   # (a relative path is the node's folder's, which a ros2 param set cannot see)
+        from dpt_ros.ros.params import relative_path_text  # noqa: PLC0415
+
+        raise CalibrationFileError(f"cannot read camera calibration {path!r}: no such file"
+                                   f"{relative_path_text(path)}: give the path of a calibration YAML "
+                                   f"(file:///abs/path.yaml, package://<package>/<path> or a plain path), or '' "
+                                   f"for the camera_info topic") from None
     except OSError as e:
         raise CalibrationFileError(f"cannot read camera calibration {path!r}: {e.strerror or e}") from None
     except UnicodeDecodeError:

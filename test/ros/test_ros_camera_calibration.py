@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros.pipeline.cloud import Intrinsics
 from dpt_ros.ros import camera_calibration, conversions
 from dpt_ros.ros.node import StartupError
-from dpt_ros.ros.testing import make_image, make_info, publish_until, qos, set_params, wait_for
+from dpt_ros.ros.testing import get_params, make_image, make_info, publish_until, qos, set_params, wait_for
 
 DOMAIN = 76
 
@@ -416,6 +416,14 @@ def test_the_file_can_be_set_changed_and_cleared_live(harness, tmp_path):
     assert fx_of_next_frame(1) == pytest.approx(50.0)
     refused = set_params(harness, node, **{"camera_info.url": str(tmp_path / "missing.yaml")})
     assert not refused[0].successful and "cannot read camera calibration" in refused[0].reason
+    # a relative path is the node's working folder's, which `ros2 param set` cannot see: said, with what to give
+    # (it was "cannot read camera calibration 'ost.yaml': No such file or directory", no folder, no remedy)
+    refused = set_params(harness, node, **{"camera_info.url": "no_such_ost.yaml"})
+    assert not refused[0].successful and refused[0].reason == (
+        f"camera_info.url: cannot read camera calibration 'no_such_ost.yaml': no such file (relative to the node's "
+        f"working folder, {os.getcwd()}): give the path of a calibration YAML (file:///abs/path.yaml, "
+        f"package://<package>/<path> or a plain path), or '' for the camera_info topic"), refused[0].reason
+    assert get_params(harness, node, "camera_info.url") == [str(tmp_path / "a.yaml")]
     with pytest.MonkeyPatch.context() as mp:   # no workspace sourced: refused with the reason (it ended the node)
         mp.delenv("AMENT_PREFIX_PATH", raising=False)
         refused = set_params(harness, node, **{"camera_info.url": "package://my_camera/left.yaml"})
