@@ -370,7 +370,9 @@ class _Throttle:
             # restart), or a clock gone back: afresh
             self.period, self.due = period, -math.inf
         self._last = t
-        if t < self.due - period / 2:
+        # (due inf: a rate so small that 1 / rate overflowed, max_rate:=1e-310; inf - inf / 2 is NaN, which no
+        # comparison is below, and every frame was let through)
+        if t < self.due - period / 2 or self.due == math.inf:
             return False
         self._before = self.due
         self.due = max(t, self.due) + period

@@ -507,6 +507,10 @@ def test_throttle_keeps_the_long_run_rate_through_camera_jitter():
     slow = node_module._Throttle()
     assert slow.admit(0.0, 10.0) and not slow.admit(1.0, 10.0)
     assert slow.admit(1.01, 0.1)     # the 10 s period does not hold back the new 0.1 s one
+    # max_rate 5e-324 (in its range 0..1000): 1 / rate overflows to an infinite period, one frame and then none; it
+    # let every frame through (its due time inf, and inf - inf / 2 NaN, which no time is below)
+    tiny = node_module._Throttle()
+    assert tiny.admit(0.0, 1.0 / 5e-324) and not any(tiny.admit(t, 1.0 / 5e-324) for t in (1.0, 2.0, 1e9))
 
 
 def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
