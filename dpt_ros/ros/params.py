@@ -171,6 +171,12 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
         if why is None:
             return reason
         how, values = f"{why}; e.g. its default:", [_yaml_value(spec.default)]
+    elif want in (ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_INTEGER) and \
+            type_ == ParameterType.PARAMETER_BOOL:
+        # `ros2 param set /dpt_node max_rate off`: YAML (ros2 param set's reading) takes off, no, false as a bool
+        number = "a number" if want == ParameterType.PARAMETER_DOUBLE else "a whole number"
+        how, values = (f"{number}, unquoted (YAML reads on, off, yes, no, true, false as a bool), e.g.",
+                       [_yaml_value(spec.default)])
     elif want == ParameterType.PARAMETER_STRING and type_ == ParameterType.PARAMETER_STRING_ARRAY and \
             name in CLASS_LISTS and len(value) > 0:
         # `ros2 param set /dpt_node points.exclude_classes "[person, car]"`: the classes as a YAML list
@@ -273,9 +279,10 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
             allowed = f"; allowed: {lo}..{hi}" + (f" in steps of {step}" if step != 1 else "")
         example = f", e.g. {_written(name, [str(default)], given)}" if isinstance(default, int) else ""
         return f" (a whole number, unquoted and without a decimal point{example}{allowed})"
-    if kind is float and "of type 'STRING'," in error:
+    if kind is float and ("of type 'STRING'," in error or "of type 'BOOL'," in error):
         example = f", e.g. {_written(name, [repr(default)], given)}" if isinstance(default, float) else ""
-        return f" (a number, unquoted{example})"
+        words = " (YAML reads on, off, yes, no, true, false as a bool)" if "of type 'BOOL'," in error else ""
+        return f" (a number, unquoted{words}{example})"
     if spec is not None and ("out of range" in error or "not a valid step" in error):
         if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
             lo, hi, step = spec.int_range

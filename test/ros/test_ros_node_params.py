@@ -129,6 +129,12 @@ LIVE_REFUSALS = [
                              "a decimal point, e.g. ros2 param set /robot/dpt_node points.stride 2", 2),
     ("input_size", "100", "input_size=100 is not a multiple of 32: use ros2 param set /robot/dpt_node input_size 96 or "
                           "ros2 param set /robot/dpt_node input_size 128 (allowed: 0..2048 in steps of 32)", 96),
+    # a number written as a word YAML reads as a bool (off: no limit, as the user meant): the number, e.g. the default
+    ("max_rate", "off", "max_rate is a double; got a bool (False): a number, unquoted (YAML reads on, off, yes, no, "
+                        "true, false as a bool), e.g. ros2 param set /robot/dpt_node max_rate 0.0", 0.0),
+    ("points.stride", "true", "points.stride is an integer; got a bool (True): a whole number, unquoted (YAML reads "
+                              "on, off, yes, no, true, false as a bool), e.g. ros2 param set /robot/dpt_node "
+                              "points.stride 2", 2),
     # segmentation classes written as a YAML list: one comma-separated string is what the parameter takes
     ("points.exclude_classes", "[person, car]",
      "points.exclude_classes is a string; got a string array (['person', 'car']): one string of comma-separated "
@@ -710,7 +716,8 @@ REFUSED_AT_START = [("depth.max", "7", [7.0]), ("depth.max", "far", [1000.0]), (
                     ("points.enabled", "'yes'", [True]),   # a bool written as a string
                     ("cameras", "left", [["a", "b"]]), ("depth.variant", "1", ["dpt_hybrid", "1"]),
                     ("input_size", "abc", [0]), ("input_size", "400", [384, 416]), ("input_size", "16", [32]),
-                    ("depth.exclude_classes", "[person, car]", ["person, car"])]   # (a list: one string)
+                    ("depth.exclude_classes", "[person, car]", ["person, car"]),   # (a list: one string)
+                    ("max_rate", "off", [0.0])]   # (a bool to YAML)
 
 
 def test_start_up_hints_are_in_the_form_given_and_what_they_suggest_is_taken(tmp_path):

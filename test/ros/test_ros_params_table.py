@@ -216,6 +216,11 @@ HINTS = [
     ("depth.max", float, "Trying to set parameter 'depth.max' to 'far' of type 'STRING', expecting type 'DOUBLE': "
                          "depth.max",
      " (a number, unquoted, e.g. {})", ["-p depth.max:=1000.0"], ["depth.max: 1000.0"]),
+    # a word YAML reads as a bool (-p max_rate:=off, meaning no limit): a number, e.g. the default (it had no remedy)
+    ("max_rate", float, "Trying to set parameter 'max_rate' to 'False' of type 'BOOL', expecting type 'DOUBLE': "
+                        "max_rate",
+     " (a number, unquoted (YAML reads on, off, yes, no, true, false as a bool), e.g. {})", ["-p max_rate:=0.0"],
+     ["max_rate: 0.0"]),
     ("depth.max", float, "Trying to set parameter 'depth.max' to '7' of type 'INTEGER', expecting type 'DOUBLE': "
                          "depth.max",
      " (a whole number is an integer to ROS: write it with a decimal point, {})", ["-p depth.max:=7.0"],
