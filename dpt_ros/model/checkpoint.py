@@ -369,7 +369,9 @@ def resolve_weights_path(path: "str | os.PathLike") -> Path:
         raise TypeError(f"weights must be 'random' or a checkpoint file path, got {type(path).__name__}")
     if not os.fspath(path):   # (Path("") is ".": the working folder's snapshot would be loaded, or "." named)
         raise FileNotFoundError("no weights file given (an empty path); give a checkpoint file, or 'random'")
-    p = Path(os.fspath(path)).expanduser()
+    # (os.path's expanduser, as everywhere else here: pathlib's raises RuntimeError for a ~user that is no user here,
+    # which a weights parameter turned into "cannot start: RuntimeError: Could not determine home directory.")
+    p = Path(os.path.expanduser(os.fspath(path)))
     if p.is_dir():
         for name in HF_WEIGHT_FILES + HF_INDEX_FILES:   # (one file first; else the index of a snapshot in shards)
             if (p / name).is_file():

@@ -415,6 +415,11 @@ def test_weights_check(tmp_path, monkeypatch):
     assert params.validate(s, {"depth.weights": "weights/x.pt"})[1] == [
         f"weights file 'weights/x.pt' does not exist (relative to the node's working folder, {tmp_path}) (give a "
         f"checkpoint path, or 'random')"]
+    # ~user of no user here (a parameters file from another machine): not there, as a shell has it; it was a
+    # RuntimeError out of pathlib's expanduser (at start-up "cannot start: RuntimeError: ...", exit 1)
+    assert params.validate(s, {"depth.weights": "~no_such_user_dpt/x.pt"})[1] == [
+        f"weights file '~no_such_user_dpt/x.pt' does not exist (relative to the node's working folder, {tmp_path}) "
+        f"(give a checkpoint path, or 'random')"]
     torch.save({"w": torch.zeros(2)}, tmp_path / "ok.pt")
     assert params.validate(s, {"depth.weights": "ok.pt"})[1] == []   # (there: taken)
     link = tmp_path / "link.pt"   # a name `ls` lists: said to be a link to nothing, not only "does not exist"
