@@ -100,6 +100,10 @@ def resolve(url: str, camera: str = "") -> str:
         except PackageNotFoundError:
             raise CalibrationFileError(f"{url!r}: package {parsed.netloc!r} is not installed (not in the ament "
                                        f"index: source its workspace)") from None
+        except ValueError:   # (the index checks the name first: package:///x.yaml, package://my camera/x.yaml)
+            raise CalibrationFileError(f"{url!r}: {parsed.netloc!r} is no package name (letters, digits, _ and -, "
+                                       f"REP 127): write package://<package>/<path>, e.g. "
+                                       f"package://my_camera/calibration/left.yaml") from None
         except (OSError, LookupError):   # no ament index at all: AMENT_PREFIX_PATH unset (no workspace sourced)
             raise CalibrationFileError(f"{url!r}: package:// URLs need a sourced ROS workspace (AMENT_PREFIX_PATH "
                                        f"is not set); source it, or give file:///abs/path.yaml") from None

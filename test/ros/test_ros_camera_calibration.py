@@ -278,6 +278,14 @@ def test_package_urls_resolve_through_the_ament_index_and_say_what_is_missing(tm
                        match="package:// URLs need a sourced ROS workspace .AMENT_PREFIX_PATH is not set.; source it, "
                              "or give file:///abs/path.yaml"):
         camera_calibration.resolve("package://my_camera/calib/left.yaml")
+    # a URL without a package name (package:///calib.yaml: an empty launch substitution) or with no valid one: said
+    # so, with the form; it was the index's "ValueError: '' is not a valid package name" (live, an unforeseen
+    # failure logged as an ERROR), with or without a workspace
+    for url, name in (("package:///calib/left.yaml", ""), ("package://my camera/left.yaml", "my camera")):
+        with pytest.raises(camera_calibration.CalibrationFileError) as info:
+            camera_calibration.resolve(url)
+        assert str(info.value) == (f"{url!r}: {name!r} is no package name (letters, digits, _ and -, REP 127): write "
+                                   f"package://<package>/<path>, e.g. package://my_camera/calibration/left.yaml")
     index = tmp_path / "share" / "ament_index" / "resource_index" / "packages"
     index.mkdir(parents=True)
     (index / "my_camera").write_text("")
