@@ -347,6 +347,13 @@ class _Camera:
         return f"{self.ns}/{name}" if self.ns else name
 
 
+def _remap_example(cam: _Camera, name: str, target: str) -> tuple[str, str]:
+    """How to point ``cam``'s input ``name`` at ``target``, for the words of a missing input: the remap of the camera's
+    own relative name (``-r left/image:=...`` for camera ``left``: a rule for the bare ``image`` does not reach it), and
+    for the node's own camera (``''``) the launch files' argument of that name, which remaps only that one (else '')."""
+    return f"-r {cam.topic(name)}:={target}", "" if cam.ns else f"launch argument {name}:=..."
+
+
 @dataclass
 class _Throttle:
     """``max_rate`` for one camera, as a virtual scheduler (the generic cell rate algorithm): a frame is
@@ -1833,7 +1840,8 @@ class DptNode(Node):
                 return None
             if ref is None:
                 publishers = self.count_publishers(topic) if not held else 0
-                raise ValueError(self._no_reference(topic, stamp, held, publishers, s, cam.reference_on_image_clock))
+                raise ValueError(self._no_reference(cam, topic, stamp, held, publishers, s,
+                                                    cam.reference_on_image_clock))
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
@@ -1852,7 +1860,7 @@ class DptNode(Node):
                 cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
 
-    def _no_reference(self, topic: str, stamp: int, held: list[int], publishers: int, s: Settings,
+    def _no_reference(self, cam: _Camera, topic: str, stamp: int, held: list[int], publishers: int, s: Settings,
                       on_image_clock: bool = False) -> str:
         """Why a frame of ``stamp`` has no reference depth, given the stamps of the references ``held`` and the
         number of ``publishers`` on ``topic``: none came and nothing publishes there (not remapped, or no depth
@@ -1862,10 +1870,10 @@ class DptNode(Node):
         first frame, else another clock)."""
         tolerance = s["depth.align_tolerance"]
         if not held and not publishers:
+            rule, launch = _remap_example(cam, "depth_reference", "/camera/aligned_depth_to_color/image_raw")
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
-                    f"depth_reference to the depth of this camera's view, e.g. -r depth_reference:=/camera/"
-                    f"aligned_depth_to_color/image_raw (launch argument depth_reference:=...; a camera without one "
-                    f"has no aligned depth)")
+                    f"{cam.topic('depth_reference')} to the depth of this camera's view, e.g. {rule} "
+                    f"({launch + '; ' if launch else ''}a camera without one has no aligned depth)")
         if not held:   # (a frame just after subscribing, before the depth camera's first message: no remap is wrong)
             return (f"nothing received on {topic} yet from its {publishers} publisher(s): at start-up the first "
                     f"reference is most likely on its way; if this persists, check that the depth camera publishes "
@@ -2049,8 +2057,8 @@ class DptNode(Node):
                 if s["qos.camera_info_durability"] == "transient_local" else
                 "with a QoS this node's qos.input_reliability accepts; a driver that publishes it once "
                 "(latched) needs qos.camera_info_durability:=transient_local")
-        return (f"none received on {topic}: check that the camera publishes it there (remap camera_info:=...) "
-                f"{qos_}, or give a calibration file (camera_info.url)")
+        return (f"none received on {topic}: check that the camera publishes it there "
+                f"(remap {cam.topic('camera_info')}:=...) {qos_}, or give a calibration file (camera_info.url)")
 
     @staticmethod
     def _match_info(infos: list, stamp: int, policy: str, tolerance_s: float) -> Optional[CameraInfo]:
@@ -2160,9 +2168,10 @@ class DptNode(Node):
         seen = sorted(name for name, types in self.get_topic_names_and_types()
                       if wanted in types and name not in own and self.count_publishers(name) > 0)
         listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
+        rule = _remap_example(cam, "image", "/camera/image_raw")
         return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
-                f"point the node at the camera's topic (-r image:=/camera/image_raw; launch argument image:=..., "
-                f"or the cameras parameter's namespaces)")
+                f"point the node at the camera's topic ({'; '.join(filter(None, rule))}, or the cameras "
+                f"parameter's namespaces)")
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

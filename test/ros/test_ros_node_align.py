@@ -123,9 +123,11 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     wait_for(lambda: any("[alignment] /b/depth_reference: nothing received on /b/depth_reference" in m.msg
                          for m in log), what="the reason for /b")
     said = next(m.msg for m in log if "[alignment] /b/depth_reference: nothing received" in m.msg)
-    assert "nothing publishes there: remap depth_reference to the depth of this camera's view, e.g. -r " \
-        "depth_reference:=/camera/aligned_depth_to_color/image_raw (launch argument depth_reference:=...; a camera " \
-        "without one has no aligned depth)" in said, said   # (the launch files' argument too, as image:='s)
+    # the remap of camera /b's own name (a bare depth_reference:= rule, or the launch files' argument, which is that
+    # rule, does not reach /b/depth_reference); only the node's own camera ('') is told the launch argument too
+    assert "nothing publishes there: remap /b/depth_reference to the depth of this camera's view, e.g. -r " \
+        "/b/depth_reference:=/camera/aligned_depth_to_color/image_raw (a camera without one has no aligned depth)" \
+        in said, said
 
     late = make_image(5_000_000_000, width=80, height=60)   # /a's reference of 2 s before
     pubs["/a"].publish(late)

@@ -337,6 +337,40 @@ def test_an_image_topic_nothing_publishes_is_logged_with_the_image_topics_there(
     assert len(cams) == 2
 
 
+def test_a_namespaced_cameras_missing_inputs_name_the_remap_of_that_camera(harness, monkeypatch):
+    """With cameras:=[left, /b, ~/c] a camera's inputs are left/image, /b/camera_info, ...: the remap its silent image
+    or missing camera_info is told to make is of that name (-r left/image:=...), which reaches the camera, not the bare
+    image:= (a rule for the node's own camera, which this node has none of: following it changed nothing), and no
+    launch argument (image:= and camera_info:= remap only the bare names). The depth_reference's words are in
+    test_ros_node_align."""
+    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)
+    node = harness.start_node(namespace="robot", cameras=["left", "/b", "~/c"], **{"diagnostics.period": 60.0})
+    harness.probe.create_publisher(Image, "/camera/image_raw", qos())
+    wait_for(lambda: "/camera/image_raw" in {n for n, _ in node.get_topic_names_and_types()}, what="discovery")
+    statuses = {st.name: st for st in node.diagnostics().status[1:]}
+    for ns, image, info in (("left", "/robot/left/image", "/robot/left/camera_info"),
+                            ("/b", "/b/image", "/b/camera_info"),
+                            ("~/c", "/robot/dpt_node/c/image", "/robot/dpt_node/c/camera_info")):
+        status = statuses[f"robot/dpt_node: camera {ns}"]
+        assert status.message.startswith(f"no image yet (0 s since subscribing): check the image topic ({image})")
+        assert status.message.endswith(
+            "; nothing publishes it (Image topics with a publisher: /camera/image_raw): point the node at the "
+            f"camera's topic (-r {ns}/image:=/camera/image_raw, or the cameras parameter's namespaces)"), status.message
+        values = {kv.key: kv.value for kv in status.values}
+        assert values["camera_info"].startswith(f"none received on {info}: check that the camera publishes it there "
+                                                f"(remap {ns}/camera_info:=...) "), values
+    # the rules said do reach the cameras' topics
+    from rclpy.node import Node
+    rules = ["-r", "left/image:=/x/l", "-r", "/b/image:=/x/b", "-r", "~/c/image:=/x/c", "-r", "left/camera_info:=/x/i"]
+    probe = Node("dpt_node", namespace="robot", context=harness.context, cli_args=["--ros-args", *rules])
+    try:
+        assert [probe.resolve_topic_name(t) for t in ("left/image", "/b/image", "~/c/image", "left/camera_info")] == \
+            ["/x/l", "/x/b", "/x/c", "/x/i"]
+    finally:
+        probe.destroy_node()
+
+
 def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     """A camera that never sent an image, or stopped, is reported at WARN level (what robot health monitors
     show) once it has been silent for _STALL_S; before that, and while images arrive, it is OK."""
