@@ -2493,7 +2493,8 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         def shutdown():
             self._cleanup()
             self._finalized = True
-        return self._transition("shutdown", shutdown)
+        return self._transition("shutdown", shutdown, "finalized: model released, publishers destroyed; the "
+                                "process stays up until stopped (Ctrl-C), and no transition follows")
 
     def on_error(self, state) -> TransitionCallbackReturn:
         return self._transition("error processing", self._cleanup)   # back to unconfigured

@@ -14,6 +14,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from rcl_interfaces.msg import Log
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import TransitionCallbackReturn
 from sensor_msgs.msg import Image
@@ -64,6 +65,7 @@ def test_states_through_the_lifecycle_services(harness):
     node = harness.start_node(managed=True, cli_args=["--ros-args", "-r", f"__node:={name}"], **{"depth.weights": ""})
     probe = harness.probe
     out = harness.collector(Image, "inverse_depth")
+    log = harness.collector(Log, "/rosout")
     pub = probe.create_publisher(Image, "image", qos())
     assert _state(harness, name) == "unconfigured"
     # unconfigured: no camera topics and no model, only the lifecycle and parameter interfaces
@@ -124,6 +126,9 @@ def test_states_through_the_lifecycle_services(harness):
     assert node.models.depth.variant.name == "dpt_hybrid"
     assert _change(harness, name, Transition.TRANSITION_INACTIVE_SHUTDOWN)
     assert _state(harness, name) == "finalized" and node.models is None
+    # said in the log as every other transition is (it said nothing): the process stays up, finalized
+    wait_for(lambda: any(m.name == name and m.msg.startswith("finalized: model released") for m in list(log)),
+             what="the shutdown's log line")
     # finalized: no configure follows, so a value set would never take effect: refused, saying so
     late = set_params(harness, node, input_size=128)[0]
     assert not late.successful and "finalized" in late.reason and "start the node again" in late.reason
