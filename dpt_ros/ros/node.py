@@ -726,6 +726,9 @@ class DptNode(Node):
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
         why = self._cameras_refused(s["cameras"]) or self._topics_refused(s)
+        if why and self._MANAGED and why.endswith(topics.DROP_REMAP):   # (no configure can change a remap)
+            why += (": remaps are set when the node's process starts (--ros-args -r, a launch file's remappings), "
+                    "so start it again with other ones")
         if why:
             raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model

@@ -31,6 +31,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 import dpt_ros
 from dpt_ros import PRECISIONS  # (the precision parameter's names; the tools import them from here too)
+from dpt_ros.ros import topics
 
 Apply = Literal["live", "model", "configure", "static"]
 
@@ -226,8 +227,8 @@ def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -
             if other is not None and name == "inverse_depth" and images[other] != images[ns]:
                 return (f"cameras {other!r} and {ns!r} are two cameras (images {images[other]} and {images[ns]}) "
                         f"whose inverse_depth outputs are remapped onto one topic, {topic}: both would publish "
-                        f"there, one's depth mixed with the other's; remap each camera's outputs to topics of its own "
-                        f"(or drop the remap)")
+                        f"there, one's depth mixed with the other's; remap each camera's outputs to topics of its own"
+                        f"{topics.DROP_REMAP}")
             if other is not None:
                 return (f"cameras lists one camera twice: {other!r} and {ns!r} both {verb} {topic}; "
                         f"list it once" + ("" if name == "inverse_depth" else

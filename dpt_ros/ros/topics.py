@@ -145,10 +145,15 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
         text = (f"inputs {a} and {b} would both be subscribed on {topic}: two inputs on one topic" +
                 (clash or f", {_INPUT_EFFECTS[frozenset((name, name_b))]}"))
         fix = "remap each input to the camera's topic of its own"
-    fix += " (or drop the remap)" if remapped_a or remapped_b else \
+    fix += DROP_REMAP if remapped_a or remapped_b else \
         ": with no remap, camera namespaces nested in one another's topics (give each camera a namespace of its own, " \
         "e.g. left and right)"
     return f"topics collide: {text}; {fix}"
+
+
+#: the end of a collision's advice when a remap made it (:func:`collision`, :func:`dpt_ros.ros.params.camera_listed_twice`):
+#: a managed node, whose remaps stay until its process starts again, adds that to its configure's refusal
+DROP_REMAP = " (or drop the remap)"
 
 
 def _origin(ns: str, name: str, s: Mapping[str, Any], resolve: Resolve, expand: Resolve) -> tuple[str, bool]:

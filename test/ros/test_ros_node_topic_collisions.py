@@ -148,6 +148,10 @@ def test_the_lifecycle_node_refuses_at_configure_and_when_set(harness):
             "(remapped) would both be published on /out")
     wait_for(lambda: any(m.name == "collide.dpt_node" and m.msg.startswith(want) for m in list(log)),
              what="the reason logged")
+    # (and that no configure can change a remap: it said "(or drop the remap)" as if the node could be configured again)
+    said = next(m.msg for m in list(log) if m.name == "collide.dpt_node" and m.msg.startswith(want))
+    assert said.endswith("(or drop the remap): remaps are set when the node's process starts (--ros-args -r, a "
+                         "launch file's remappings), so start it again with other ones"), said
     assert node.models is None and node.cameras == []
     # its remaps cannot change while it runs: a parameter that adds no collision is not refused for theirs
     assert set_params(harness, node, **{"depth.align": True})[0].successful
