@@ -1281,8 +1281,10 @@ class DptNode(Node):
         for f in frames:
             wanted = self.wanted_outputs(f.camera, s)
             if m.depth is None:        # a task that is disabled (or not loaded) produces nothing
+                self._warn_task_off("depth", f.camera, wanted, s)
                 wanted -= set(_DEPTH_OUTPUTS)
             if m.segmentation is None:
+                self._warn_task_off("segmentation", f.camera, wanted, s)
                 wanted -= set(_SEG_OUTPUTS)
             if m.depth is not None and not wanted.isdisjoint(_METRIC_OUTPUTS) and not s["depth.align"] \
                     and _metric(m.depth.variant, s) is None:   # no metres to make: nor their outputs
@@ -2175,6 +2177,25 @@ class DptNode(Node):
         return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
                 f"point the node at the camera's topic ({'; '.join(filter(None, rule))}, or the cameras "
                 f"parameter's namespaces)")
+
+    def _warn_task_off(self, task: str, cam: _Camera, wanted: set, s: Settings) -> None:
+        """Said once per task: outputs of ``task`` have subscribers while the task is off (its variant '', e.g.
+        RViz's segmentation display on depth.launch.py, or a cloud on segmentation.launch.py). Their publishers exist
+        (README: every output counts), so the subscriber connects and would otherwise wait in silence."""
+        if s[f"{task}.variant"]:   # (on, its model loading: its outputs come once it is in)
+            return
+        outputs = _DEPTH_OUTPUTS if task == "depth" else _SEG_OUTPUTS
+        subscribed = [cam.pubs[n].topic_name for n in outputs
+                      if n in wanted and cam.pubs[n].get_subscription_count() > 0]
+        if not subscribed:
+            return
+        fqn = self.get_fully_qualified_name()
+        example = "dpt_hybrid" if task == "depth" else "dpt_hybrid_ade20k"
+        self._warn_once(f"task_off:{task}", (
+            f"{task} is off ({task}.variant is '') while its outputs have subscribers ({', '.join(subscribed)}): "
+            f"nothing is published there. To publish them, give {task} its weights and then its variant: ros2 param "
+            f"set {fqn} {task}.weights <file> (or random), then ros2 param set {fqn} {task}.variant {example}; or run "
+            f"depth and segmentation in one node (dpt.launch.py)"))
 
     def _warn_once(self, key: str, text: str) -> None:
         if key not in self._warned:

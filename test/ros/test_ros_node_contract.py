@@ -955,6 +955,47 @@ def test_depth_without_metric_scale_is_explained_once_and_inverse_depth_still_go
     assert got["depth"] == [] and node.error_counts() == {}
 
 
+def test_outputs_of_a_task_that_is_off_are_explained_once_when_subscribed(harness):
+    """A subscriber of an output whose task is off (segmentation/colored on a depth-only node, as RViz's display of
+    rviz/dpt.rviz on depth.launch.py; inverse_depth on a segmentation-only node) connects to its publisher and gets
+    nothing: the node says so once per task, naming the topic and the parameters that turn the task on."""
+    node = harness.start_node()   # depth only (segmentation.variant '')
+    log = harness.collector(Log, "/rosout")
+    got = {n: harness.collector(Image, n) for n in ("inverse_depth", "segmentation/colored")}
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, *got)
+    for i in range(1, 3):
+        pub.publish(make_image(i))
+        wait_for(lambda: len(got["inverse_depth"]) == i, what=f"inverse depth of frame {i}")
+
+    def said(task):
+        return [m.msg for m in log if m.name == "dpt_node" and m.msg.startswith(f"{task} is off")]
+    wait_for(lambda: said("segmentation"), what="the segmentation warning")
+    assert said("segmentation") == [
+        "segmentation is off (segmentation.variant is '') while its outputs have subscribers (/segmentation/colored): "
+        "nothing is published there. To publish them, give segmentation its weights and then its variant: ros2 param "
+        "set /dpt_node segmentation.weights <file> (or random), then ros2 param set /dpt_node segmentation.variant "
+        "dpt_hybrid_ade20k; or run depth and segmentation in one node (dpt.launch.py)"]
+    assert got["segmentation/colored"] == [] and said("depth") == []
+    # the task turned on as the warning says: its output comes; depth turned off: its subscriber is told likewise
+    assert all(r.successful for r in set_params(harness, node, **{"segmentation.weights": "random",
+                                                                  "segmentation.variant": "dpt_hybrid_ade20k"}))
+    wait_for(lambda: node.models.segmentation is not None, timeout=60, what="the segmentation model")
+    pub.publish(make_image(3))
+    wait_for(lambda: len(got["segmentation/colored"]) == 1, what="segmentation/colored of frame 3")
+    assert set_params(harness, node, **{"depth.variant": ""})[0].successful
+    wait_for(lambda: node.models.depth is None, timeout=60, what="depth off")
+    for i in (4, 5):
+        pub.publish(make_image(i))
+        wait_for(lambda: len(got["segmentation/colored"]) == i - 2, what=f"segmentation/colored of frame {i}")
+    wait_for(lambda: said("depth"), what="the depth warning")
+    assert len(said("depth")) == 1 and said("depth")[0].startswith(
+        "depth is off (depth.variant is '') while its outputs have subscribers (/inverse_depth): nothing is published "
+        "there. To publish them, give depth its weights and then its variant: ros2 param set /dpt_node depth.weights "
+        "<file> (or random), then ros2 param set /dpt_node depth.variant dpt_hybrid;")
+    assert len(said("segmentation")) == 1 and len(got["inverse_depth"]) == 3
+
+
 def test_a_frame_whose_only_subscribed_outputs_need_metres_that_cannot_be_made_skips_the_model(harness):
     """lazy: only depth is subscribed, and a relative variant without depth.scale makes no metres: the frames
     are idle (no forward pass for nothing), and the reason is said once; depth.scale set live brings depth."""
