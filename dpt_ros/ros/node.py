@@ -2312,7 +2312,7 @@ class DptNode(Node):
                     ckv[key.replace(":", ".")] = str(n)
             if cam.calibration is not None:
                 ckv["camera_info"] = "camera_info.url"
-            elif self._never_had_info(cam):
+            elif self._never_had_info(cam) and self._settings["depth.variant"]:   # (segmentation alone needs none)
                 ckv["camera_info"] = self._no_info_reason(cam, self._settings)
             elif (problem := cam.info_problem) is not None and "camera_info" in cam.subs:   # (the worker sets it)
                 ckv["camera_info"] = problem

@@ -79,3 +79,25 @@ def test_only_the_cloud_subscribed_and_an_uncalibrated_camera_runs_no_model(harn
     # the camera is calibrated: the next frames have their clouds
     publish_until(pub, lambda i: make_image(10**9 + i), points, n=1, info_pub=info_pub)
     assert node.counts()[""]["processed"] >= 1 and len(points) >= 1
+
+
+def test_a_segmentation_only_node_does_not_ask_for_a_camera_info_it_does_not_need(harness, monkeypatch):
+    """Segmentation alone (segmentation.launch.py: depth.variant '') makes nothing from a camera_info: a camera that
+    sends none (a webcam without a calibration) is not told in its status to remap camera_info or to give a
+    calibration file, and its status stays OK while its labels come."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)   # (past the first seconds: none is on its way)
+    node = harness.start_node(namespace="seg", **{"depth.variant": "", "segmentation.variant": "dpt_hybrid_ade20k",
+                                                  "segmentation.weights": "random"})
+    labels = harness.collector(Image, "/seg/segmentation")
+    pub = harness.probe.create_publisher(Image, "/seg/image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["segmentation"].get_subscription_count() > 0, what="discovery")
+    publish_until(pub, lambda i: make_image(i * 10**8), labels, n=1, timeout=60)
+    wait_for(lambda: node.counts()[""].get("processed", 0) >= 1, what="the frame counted")
+    assert node._never_had_info(node.cameras[0])   # (subscribed, nothing came: what a depth node's status reports)
+    status = node.diagnostics().status[1]
+    assert status.level == DiagnosticStatus.OK, status
+    assert "camera_info" not in {kv.key for kv in status.values}, status.values
+    assert node.error_counts() == {}
