@@ -2182,8 +2182,8 @@ class DptNode(Node):
         """Said once per task: outputs of ``task`` have subscribers while the task is off (its variant '', e.g.
         RViz's segmentation display on depth.launch.py, or a cloud on segmentation.launch.py). Their publishers exist
         (README: every output counts), so the subscriber connects and would otherwise wait in silence."""
-        if s[f"{task}.variant"]:   # (on, its model loading: its outputs come once it is in)
-            return
+        if s[f"{task}.variant"] or f"task_off:{task}" in self._warned:   # (on, its model loading: its outputs come
+            return                                                        # once it is in; or said already)
         outputs = _DEPTH_OUTPUTS if task == "depth" else _SEG_OUTPUTS
         subscribed = [cam.pubs[n].topic_name for n in outputs
                       if n in wanted and cam.pubs[n].get_subscription_count() > 0]
