@@ -878,7 +878,12 @@ def _wrong_variant_error(sd: Mapping[str, torch.Tensor], variant: Variant, sourc
     cands = matching_variants(sd)
     msg = (f"{source} holds a different DPT ({_describe(facts)}) than variant {variant.name!r} "
            f"({_describe(vf)}).")
-    if cands:
+    others = {VARIANTS[c].task for c in cands} - {variant.task}
+    if cands and others == {VARIANTS[c].task for c in cands}:   # (a depth checkpoint given for segmentation, or
+        other = others.pop()                                     # the other way: no variant of this task fits it)
+        msg += (f" It is a {other} model's checkpoint (variant(s): {', '.join(cands)}), not a {variant.task} "
+                f"model's: use it for {other} (the node's {other}.weights, with {other}.variant {cands[0]})")
+    elif cands:
         msg += f" It matches variant(s): {', '.join(cands)}; set the variant to one of them"
     else:
         msg += " It matches no registered variant"

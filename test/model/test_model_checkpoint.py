@@ -422,7 +422,8 @@ def test_wrong_variant_full_size_shapes(have, want, expect):
         sd = DPT(have).state_dict()
         model = DPT(want)
     assert have in matching_variants(sd)
-    with pytest.raises(CheckpointError, match=f"matches variant\\(s\\): {expect.split(',')[0]}"):
+    # ("It matches variant(s): ...", or for a checkpoint of the other task "It is a ... checkpoint (variant(s): ...)")
+    with pytest.raises(CheckpointError, match=f"variant\\(s\\): {expect.split(',')[0]}"):
         load_state_dict_into(model, sd)
     # HF names are recognised the same way
     with pytest.raises(CheckpointError, match=have):
@@ -437,6 +438,15 @@ def test_wrong_variant_full_size_shapes(have, want, expect):
      "(https://github.com/intel-isl/DPT/releases/download/1_0/dpt_hybrid-ade20k-53898607.pt) for dpt_hybrid_ade20k."),
     # an architecture-only variant has no release file to point at
     ("dpt_large", "dpt_base", "It matches variant(s): dpt_large; set the variant to one of them."),
+    # a depth checkpoint given for segmentation: "set the variant to dpt_large" led to segmentation.variant's refusal
+    ("dpt_large", "dpt_large_ade20k", "It is a depth model's checkpoint (variant(s): dpt_large), not a segmentation "
+     "model's: use it for depth (the node's depth.weights, with depth.variant dpt_large), or use "
+     "dpt_large-ade20k-b12dca68.pt (https://github.com/intel-isl/DPT/releases/download/1_0/dpt_large-ade20k-b12dca68.pt) "
+     "for dpt_large_ade20k."),
+    ("dpt_hybrid_ade20k", "dpt_hybrid", "It is a segmentation model's checkpoint (variant(s): dpt_hybrid_ade20k), not "
+     "a depth model's: use it for segmentation (the node's segmentation.weights, with segmentation.variant "
+     "dpt_hybrid_ade20k), or use dpt_hybrid-midas-501f0c75.pt "
+     "(https://github.com/intel-isl/DPT/releases/download/1_0/dpt_hybrid-midas-501f0c75.pt) for dpt_hybrid."),
 ])
 def test_wrong_variant_message_says_what_to_do(have, want, advice):
     with torch.device("meta"):
