@@ -20,6 +20,7 @@ close. Run it while the camera sees a scene with near and far surfaces.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 
@@ -28,11 +29,67 @@ import numpy as np
 from dpt_ros.ros.params import yaml_float
 from dpt_ros.tools.options import amount, count, output_file, program
 
+#: the tool's own node, in the root namespace: relative topic names (``inverse_depth``) resolve under it
+NODE_NAME = "dpt_calibrate_depth"
+
+
+def name_problem(name: str) -> str:
+    """Why rcl would refuse topic or service ``name`` on the tool's node (:data:`NODE_NAME` in ``/``), '' when it
+    takes it: rcl's words, without its source file and line."""
+    from rclpy.exceptions import NameValidationException  # noqa: PLC0415
+    from rclpy.expand_topic_name import expand_topic_name  # noqa: PLC0415
+    from rclpy.validate_full_topic_name import validate_full_topic_name  # noqa: PLC0415
+
+    try:
+        validate_full_topic_name(expand_topic_name(name, NODE_NAME, "/"))
+    except ValueError as e:   # (expand_topic_name's: "topic name 'x' is invalid: <why>, at <file>:<line>")
+        return re.sub(r", at \S+:\d+$", "", str(e)).split(" is invalid: ", 1)[-1]
+    except NameValidationException as e:   # ("Invalid topic name: <why>:\n  'x'\n   ^")
+        return str(e).splitlines()[0].split(": ", 1)[-1].rstrip(" :")
+    return ""
+
+
+def topic_option(example: str):
+    """argparse's ``type`` for a topic option: a name rcl refuses is a usage error naming it and why."""
+
+    def convert(text: str) -> str:
+        why = name_problem(text)
+        if why:
+            raise argparse.ArgumentTypeError(f"{text!r} is no ROS topic name ({why}): give the topic as "
+                                             f"'ros2 topic list' shows it, e.g. {example}")
+        return text
+
+    return convert
+
+
+def node_option(text: str) -> str:
+    """argparse's ``type`` for ``--apply``: the name of the node whose parameters are set (``/dpt_node``,
+    ``/ns/dpt_node``; a relative one is taken from ``/``); one that names no node rcl could have is a usage error,
+    rather than rcl's refusal of its parameter service's name after start-up."""
+    from rclpy.exceptions import InvalidNodeNameException  # noqa: PLC0415
+    from rclpy.validate_node_name import validate_node_name  # noqa: PLC0415
+
+    name = text.rstrip("/")
+    why = "" if name else "no node name given"
+    if not why:
+        try:
+            validate_node_name(name.rsplit("/", 1)[-1])
+        except InvalidNodeNameException as e:
+            why = str(e).splitlines()[0].split(": ", 1)[-1].rstrip(" :")
+    # (its namespace, in the name of its parameter service: rcl's words say "topic name" of it)
+    why = why or name_problem(f"{name}/set_parameters_atomically").replace("topic name", "the name")
+    if why:
+        raise argparse.ArgumentTypeError(f"{text!r} is no ROS node name ({why}): give the node's name as "
+                                         "'ros2 node list' shows it, e.g. /dpt_node")
+    return text
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
-    ap.add_argument("--reference", required=True, help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
-    ap.add_argument("--inverse", default=None, help="the node's inverse_depth topic (default inverse_depth)")
+    ap.add_argument("--reference", required=True, type=topic_option("/camera/aligned_depth_to_color/image_raw"),
+                    help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
+    ap.add_argument("--inverse", default=None, type=topic_option("/inverse_depth"),
+                    help="the node's inverse_depth topic (default inverse_depth)")
     ap.add_argument("--frames", type=count("pairs"), default=30, help="stamp-matched pairs to fit over, at least 1 "
                                                                       "(default 30)")
     ap.add_argument("--tolerance", type=amount("stamp tolerance", "seconds"), default=0.02,
@@ -45,11 +102,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="use every n-th pixel in both directions, at least 1 (default 4)")
     ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=120.0,
                     help="give up after this many seconds (default 120)")
-    ap.add_argument("--apply", default=None, metavar="NODE",
+    ap.add_argument("--apply", default=None, metavar="NODE", type=node_option,
                     help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
     ap.add_argument("--yaml", default=None, metavar="FILE", type=output_file(),
                     help="write the two parameters as a ROS 2 parameter file")
-    ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC",
+    ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC", type=topic_option("/depth"),
                     help="compare this metric depth topic (e.g. /depth; the node's outputs are in its namespace) with the reference instead of fitting")
     args = ap.parse_args(argv)
     if args.evaluate and (args.apply or args.yaml or args.inverse):
@@ -161,8 +218,8 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
 
 
 def parameter_client(node, target: str):
-    """A client of node ``target``'s SetParametersAtomically service (made before the frames are collected, so that
-    a name that is no ROS name is said at once)."""
+    """A client of node ``target``'s SetParametersAtomically service (made before the frames are collected: the
+    service is discovered meanwhile)."""
     from rcl_interfaces.srv import SetParametersAtomically  # noqa: PLC0415
 
     return node.create_client(SetParametersAtomically, f"{target.rstrip('/')}/set_parameters_atomically")
@@ -212,7 +269,6 @@ def parameter_yaml(c) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import rclpy  # noqa: PLC0415
-    from rclpy.exceptions import NameValidationException  # noqa: PLC0415
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
     from dpt_ros import pipeline  # noqa: PLC0415
@@ -220,18 +276,15 @@ def main(argv=None) -> int:
 
     shm_warning = shm_shortage()   # (before rclpy.init, whose participant takes this process's segment)
     rclpy.init()
-    node = rclpy.create_node("dpt_calibrate_depth")
+    node = rclpy.create_node(NODE_NAME)
     if shm_warning:   # (its images, the node's and the reference's, come through it)
         node.get_logger().warning(shm_warning)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        try:
-            client = parameter_client(node, args.apply) if args.apply else None
-            pairs = collect(args, node, executor)
-        except NameValidationException as e:   # a topic or node name that is no ROS name: one line, not a traceback
-            lines = [line.strip() for line in str(e).splitlines() if line.strip().strip("^")]
-            raise SystemExit(f"calibrate_depth: {' '.join(lines)}") from None
+        # (the names were checked by parse_args with rcl's rules for this node: rcl takes them)
+        client = parameter_client(node, args.apply) if args.apply else None
+        pairs = collect(args, node, executor)
         try:
             if args.evaluate:
                 print(evaluation_report(pipeline.depth_errors(pairs, args.min_depth, args.max_depth, args.stride), args))
