@@ -8,9 +8,9 @@ Nothing is downloaded here (use a browser, curl or wget on another machine)::
         --variant dpt_large --to hf
 
 ``--convert`` writes DST whole or not at all (a temporary file in DST's folder, ``.<DST name>.partial-<pid>.tmp``,
-then renamed over DST), never over SRC itself, and only into a folder that exists. A conversion killed outright
-(SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never one that a
-running conversion is writing: each holds a lock on its own) and says so.
+then renamed over DST), never over SRC itself nor a folder, and only into a folder that exists. A conversion
+killed outright (SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never
+one that a running conversion is writing: each holds a lock on its own) and says so.
 
 Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error, among them a FILE
 or SRC that names no checkpoint file (not there, a symbolic link to nothing, a folder without weights, a pipe):
@@ -165,6 +165,7 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     :raises FileNotFoundError: ``src`` names no file (no errno: :func:`source_problem`), or no folder for ``dst``
         (errno ENOENT).
     :raises ValueError: ``dst`` is ``src``. :raises CheckpointError: ``src`` cannot be loaded as ``variant``.
+    :raises IsADirectoryError: ``dst`` is a folder (before ``src`` is read).
     :raises OSError: ``dst`` cannot be written (then it is left as it was)."""
     import torch
 
@@ -183,6 +184,9 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
         # (an OSError of the system's kind: reported as the destination's; no folders are made on a typo's word)
         raise FileNotFoundError(errno.ENOENT, f"the folder {target.parent} does not exist; create it first "
                                               f"(mkdir -p {target.parent}) or give a DST in an existing folder")
+    if target.is_dir():   # (else found by the rename, after the whole conversion: "Is a directory")
+        name = "model.safetensors" if to == "hf" else f"{variant}.pt"
+        raise IsADirectoryError(errno.EISDIR, f"{dst} is a folder; give DST as a file name, e.g. {Path(dst) / name}")
     model = load_checkpoint(src, get_variant(variant))
     rep = model.load_report
     absent = set(rep.absent_optional) | set(rep.absent_counters)   # what the model filled in: not the file's
@@ -293,6 +297,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.convert and not args.variant:
         ap.error("--convert needs --variant")
+    if args.convert and not args.convert[1]:   # (Path('') is the working folder)
+        ap.error("--convert: DST: no file given (an empty path); give the file to write, e.g. "
+                 f"{'model.safetensors' if (args.to or 'hf') == 'hf' else args.variant + '.pt'}")
     source = args.verify if args.verify is not None else args.convert[0]
     why = source_problem(source)
     if why:   # (a usage error, as the other tools' --weights that names no file: nothing was checked)

@@ -185,6 +185,33 @@ def test_convert_into_a_folder_that_does_not_exist_makes_none(tiny_file, tmp_pat
     assert list(tmp_path.iterdir()) == []
 
 
+def test_convert_to_a_folder_or_an_empty_dst_is_said_before_converting(tiny_file, tmp_path, monkeypatch, capsys):
+    """DST a folder: refused before SRC is read, saying to name a file (it was found by the rename after the whole
+    conversion: 'FAILED: cannot write out: Is a directory'); an empty DST, which named the working folder ('FAILED:
+    cannot write : Is a directory'), is a usage error as an empty SRC is."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for to, name in (("hf", "model.safetensors"), ("official", "dpt_tiny.pt")):
+        assert weights.main(["--convert", str(tiny_file), str(folder), "--variant", "dpt_tiny", "--to", to]) == 1
+        assert capsys.readouterr().err == \
+            f"FAILED: cannot write {folder}: {folder} is a folder; give DST as a file name, e.g. {folder / name}\n"
+    text = tmp_path / "text.pt"   # (not read: a checkpoint it cannot load would be said if it were)
+    text.write_text("not weights")
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        weights.convert(text, folder, "dpt_tiny", "hf")
+    text.unlink()
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        weights.main(["--convert", str(tiny_file), "", "--variant", "dpt_tiny"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.splitlines()[-1].endswith(
+        " error: --convert: DST: no file given (an empty path); give the file to write, e.g. model.safetensors"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and list(folder.iterdir()) == []
+    # the suggested file is written
+    assert weights.main(["--convert", str(tiny_file), str(folder / "model.safetensors"), "--variant", "dpt_tiny"]) == 0
+    assert load_checkpoint(folder, get_variant("dpt_tiny")).variant.name == "dpt_tiny"   # (a snapshot folder)
+
+
 def test_convert_writes_whole_files_or_none(tiny_file, tmp_path):
     """A convert that fails while writing (here: the file size limit, a full disk's stand-in) leaves DST as it was
     and no temporary file; one that succeeds leaves DST (with the permissions a new file gets) and nothing else; a
