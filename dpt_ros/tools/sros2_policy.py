@@ -29,6 +29,7 @@ Then, with the ``sros2`` package of a ROS install::
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -422,9 +423,15 @@ def main(argv=None) -> int:
     if args.check and out == "-":
         ap.error("--check compares with a file: give it as --out FILE (without options, the checkout's "
                  f"{POLICY.name})")
+    if out != "-" and os.path.isdir(out):   # (--check read it, and the write opened it: each a traceback or errno)
+        ap.error(f"--out {out!r} is a folder; give the policy file, e.g. {Path(out) / 'my_policy.xml'}")
     if args.check:
-        current = Path(out).read_text() if out != "-" and Path(out).exists() else None
-        if current != text:
+        try:   # (as bytes: a file that is no UTF-8 text, e.g. a binary given by mistake, differs like any other)
+            current = Path(out).read_bytes() if out != "-" and Path(out).exists() else None
+        except OSError as e:
+            print(f"sros2_policy: cannot read {out}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        if current != text.encode():
             # the command that writes it: this one without --check (for a file of other options or another --out,
             # the bare command wrote the checkout's file, or the policy to standard output)
             given = sys.argv[1:] if argv is None else list(argv)

@@ -235,6 +235,26 @@ def test_policy_tool_command_line(tmp_path, capsys):
     assert e.value.code == 2 and "--check compares with a file: give it as --out FILE" in capsys.readouterr().err
 
 
+def test_policy_tool_out_a_folder_or_a_binary_file(tmp_path, capsys):
+    """--out naming a folder is a usage error saying to name a file (--check: an IsADirectoryError traceback; the
+    write: 'cannot write DIR: Is a directory', exit 1); --check of a file that is no UTF-8 text (a binary given by
+    mistake) says it is out of date, as of any other content (was: a UnicodeDecodeError traceback)."""
+    for check in ([], ["--check"]):
+        with pytest.raises(SystemExit) as e:
+            sros2_policy.main(["--managed", "--out", str(tmp_path), *check])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.splitlines()[-1].endswith(
+            f" error: --out '{tmp_path}' is a folder; give the policy file, e.g. {tmp_path / 'my_policy.xml'}"), err
+    binary = tmp_path / "policy.xml"
+    binary.write_bytes(b"\x80\xff not a policy")
+    assert sros2_policy.main(["--managed", "--out", str(binary), "--check"]) == 1
+    assert capsys.readouterr().err == (f"{binary} is out of date: write it with: python -m dpt_ros.tools.sros2_policy "
+                                       f"--managed --out {binary}\n")
+    assert sros2_policy.main(["--managed", "--out", str(binary)]) == 0
+    assert sros2_policy.main(["--managed", "--out", str(binary), "--check"]) == 0
+    assert binary.read_text() == sros2_policy.policy_xml("/", [""], "raw", "", managed=True)
+
+
 @pytest.mark.parametrize("cameras, why, parameter_check", [
     ("a,a", "cameras lists one camera twice: 'a' and 'a' both publish /a/inverse_depth; list it once", True),
     ("a,/a", "cameras lists one camera twice: 'a' and '/a' both publish /a/inverse_depth; list it once", False),
