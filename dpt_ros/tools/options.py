@@ -114,6 +114,25 @@ def add_domain_argument(ap: argparse.ArgumentParser, default: int) -> None:
                     help=f"ROS domain, 0..{DOMAIN_MAX} (default: ROS_DOMAIN_ID, else {default})")
 
 
+def output_folder(text: str) -> str:
+    """argparse's ``type`` for ``--out``, the folder a tool writes its files into (made where missing): an empty path,
+    which ``Path`` takes for the working folder (the files landed there), is refused; what making or writing the
+    folder meets the tool says itself (``dpt_ros.tools.output_folder_error``)."""
+    if not text:
+        raise argparse.ArgumentTypeError("no folder given (an empty path); give the folder to write into (made if it "
+                                         "does not exist), or . for the working folder")
+    return text
+
+
+def input_path(text: str) -> str:
+    """argparse's ``type`` for an input file or folder: an empty path, which ``Path`` takes for the working folder
+    (its images were read), is refused."""
+    if not text:
+        raise argparse.ArgumentTypeError("no file or folder given (an empty path); give an image file or a folder of "
+                                         "images, or . for the working folder")
+    return text
+
+
 def output_file(stdout: bool = False) -> Callable[[str], str]:
     """argparse's ``type`` for an option naming a file the tool writes when it is done (``--json``, ``--yaml``): one it
     cannot write (a folder, a file in a folder that does not exist or it may not write in, a file it may not write),

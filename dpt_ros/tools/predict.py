@@ -39,7 +39,7 @@ from pathlib import Path
 
 from dpt_ros import PRECISIONS
 from dpt_ros.tools import create_locked, output_folder_error, remove_unheld
-from dpt_ros.tools.options import program
+from dpt_ros.tools.options import input_path, output_folder, program
 
 try:
     import cv2
@@ -73,10 +73,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
-    ap.add_argument("images", nargs="+", help="image files, or folders (their images, sorted)")
+    ap.add_argument("images", nargs="+", type=input_path, help="image files, or folders (their images, sorted)")
     ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     ap.add_argument("--weights", required=True, help="checkpoint file (official .pt, Hugging Face), or 'random'")
-    ap.add_argument("--out", required=True, help="output folder (created)")
+    ap.add_argument("--out", required=True, type=output_folder, help="output folder (created)")
     ap.add_argument("--device", default="auto", help="auto (the default: CUDA where there is one, as for the node), "
                                                      "cpu, cuda, cuda:N")
     ap.add_argument("--precision", default="fp32", choices=PRECISIONS,

@@ -229,6 +229,9 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
     (["--source", "/nonexistent/frames"], "argument --source: source '/nonexistent/frames' is neither "
                                           "'builtin[:names]', an image folder nor a video file"),
     (["--source", "builtin:astronaut,nosuch"], "argument --source: unknown built-in image 'nosuch'; choose from"),
+    # (Path('') is the working folder: the frames and summary.json were written there)
+    (["--out", ""], "argument --out: no folder given (an empty path); give the folder to write into (made if it does "
+                    "not exist), or . for the working folder"),
 ])
 def test_demo_refuses_what_it_cannot_use_as_a_usage_error_before_anything_starts(argv, why, usage_error, monkeypatch,
                                                                                    tmp_path):

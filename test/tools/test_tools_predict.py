@@ -152,6 +152,24 @@ def test_usage_errors_exit_2_with_the_reason(files, capsys, args, message):
     assert message in err and ("cannot load" in err) == ("cannot load" in message), err
 
 
+def test_an_empty_out_or_image_path_is_a_usage_error_not_the_working_folder(files, tmp_path, monkeypatch, usage_error):
+    """``--out ""`` (an unset shell variable) wrote the results into the working folder, and an image path ""
+    read the working folder's images (Path('') is '.'); both are refused, saying what to give, and nothing is
+    written. ``.`` says the working folder."""
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("here.png", pattern_image(32, 32, seed=4)[..., ::-1])
+    common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64"]
+    usage_error(predict.main, [str(files / "images" / "a.png"), "--out", "", *common],
+                "argument --out: no folder given (an empty path); give the folder to write into (made if it does not "
+                "exist), or . for the working folder")
+    usage_error(predict.main, ["", "--out", "out", *common],
+                "argument images: no file or folder given (an empty path); give an image file or a folder of images, "
+                "or . for the working folder")
+    assert sorted(os.listdir(tmp_path)) == ["here.png"]
+    assert predict.main([".", "--out", "out", *common]) == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["here.pfm", "here.png", "here_colored.png"]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_where_there_is_none_names_the_option_to_use(files, capsys):
     """The command line's user is told its own option (--device cpu), not the library's device='cpu'."""
