@@ -2,9 +2,24 @@
 
 import errno
 import os
+import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
+
+
+def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
+    """``sys.exit(main())`` for benchmark ``name`` run from the command line: a Ctrl-C (SIGINT) before it has results
+    to report (a tool that has some reports them itself) ends it with one line and exit status 130, as the demo,
+    predict and calibrate_depth end, instead of a KeyboardInterrupt traceback; the tool's own clean-up (its node and
+    camera processes stopped, in its ``finally``) has run by then. (Now and then CPython still ends the process by
+    SIGINT after the line, having marked the interrupt unhandled on its way: a shell says 130 for that too.)"""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted (Ctrl-C) before the run finished", file=sys.stderr)
+        code = 130
+    sys.exit(code)
 
 
 def output_folder_error(out: Path, e: OSError) -> str:

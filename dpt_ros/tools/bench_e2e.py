@@ -414,4 +414,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dpt_ros.tools import run_benchmark
+
+    run_benchmark("bench_e2e", main)

@@ -350,4 +350,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dpt_ros.tools import run_benchmark
+
+    run_benchmark("bench_model", main)

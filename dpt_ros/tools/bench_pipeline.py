@@ -609,4 +609,6 @@ def _print_table(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dpt_ros.tools import run_benchmark
+
+    run_benchmark("bench_pipeline", main)

@@ -122,4 +122,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from dpt_ros.tools import run_benchmark
+
+    run_benchmark("bench_publish", main)
