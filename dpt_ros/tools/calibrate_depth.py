@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import sys
 import time
 
@@ -298,7 +299,8 @@ def main(argv=None) -> int:
             try:
                 with open(args.yaml, "w") as f:
                     f.write(parameter_yaml(c))
-                print(f"  wrote {args.yaml} (--params-file {args.yaml}, or config_file:={args.yaml} in the launch files)")
+                path = shlex.quote(args.yaml)   # (commands to paste: a name with a space is one argument)
+                print(f"  wrote {args.yaml} (--params-file {path}, or config_file:={path} in the launch files)")
             except OSError as e:   # the fit above stands, and --apply still runs
                 print(f"calibrate_depth: cannot write {args.yaml}: {e.strerror or e}", file=sys.stderr)
                 code = 1

@@ -232,7 +232,7 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
         assert node.settings["depth.scale"] == 0.0
         inv_pub = harness.probe.create_publisher(Image, "calib/inverse_depth", qos())
         ref_pub = harness.probe.create_publisher(Image, "calib/reference", qos())
-        out = tmp_path / "calibration.yaml"
+        out = tmp_path / "my calibration.yaml"   # (a name with a space: the commands printed quote it)
         env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
         tool = subprocess.Popen([sys.executable, "-m", "dpt_ros.tools.calibrate_depth", "--inverse", "/calib/inverse_depth",
                                  "--reference", "/calib/reference", "--frames", "5", "--tolerance", "0.005",
@@ -257,6 +257,7 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
         text = tool.communicate(timeout=60)[0]
         assert tool.returncode == 0, text[-3000:]
         assert "ros2 param set /dpt_node depth.scale" in text and "set on /dpt_node" in text
+        assert f"  wrote {out} (--params-file '{out}', or config_file:='{out}' in the launch files)\n" in text, text
         values = yaml.safe_load(out.read_text())["/**"]["ros__parameters"]
         assert values["depth.scale"] == pytest.approx(SCALE, rel=0.02)
         assert values["depth.shift"] == pytest.approx(SHIFT, abs=0.005)
