@@ -1052,6 +1052,10 @@ def _sections(sources: Iterable[tuple[str, str]]) -> dict[str, dict[str, Any]]:
                 raise ValueError(f"parameters file {source}: {e.strerror or e}") from None
             except yaml.YAMLError as e:
                 raise ValueError(f"parameters file {source}: no valid YAML ({str(e).splitlines()[0]})") from None
+            except UnicodeDecodeError:   # (a binary file, e.g. weights given by mistake: its decoding error alone
+                # named neither the file nor what was wrong)
+                raise ValueError(f"parameters file {source}: not a text file (no UTF-8 YAML); give the parameters "
+                                 f"YAML file (/**: {{ros__parameters: ...}})") from None
             section(doc, [], f"parameters file {source}")
         else:
             name, sep, text = source.partition(":=")

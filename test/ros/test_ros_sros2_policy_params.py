@@ -252,6 +252,14 @@ def test_parameters_the_node_refuses_are_refused(tmp_path, capsys):
             sros2_policy.main(["--params-file", str(bad), "--out", "-"])
         err = capsys.readouterr().err
         assert e.value.code == 2 and why in err, err
+    binary = tmp_path / "weights.pt"   # (was: "error: 'utf-8' codec can't decode byte 0x80 in position 0: ...")
+    binary.write_bytes(b"\x80\x02\xd8 not text")
+    with pytest.raises(SystemExit) as e:
+        sros2_policy.main(["--params-file", str(binary), "--out", "-"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.splitlines()[-1].endswith(
+        f" error: parameters file {binary}: not a text file (no UTF-8 YAML); give the parameters YAML file "
+        "(/**: {ros__parameters: ...})"), err
     for argv, why in ((["--params-file", str(tmp_path / "missing.yaml")], "missing.yaml: No such file or directory"),
                       (["--param", "image_transport:=jpeg"], "image_transport='jpeg' is not one of raw, compressed"),
                       (["--param", "publish.compressed"], "is not NAME:=VALUE"),
