@@ -39,6 +39,7 @@ from xml.sax.saxutils import escape
 
 import yaml
 
+from dpt_ros.tools import output_folder_error
 from dpt_ros.tools.options import program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -447,8 +448,8 @@ def main(argv=None) -> int:
     try:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
-    except OSError as e:
-        print(f"sros2_policy: cannot write {out}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:   # (under a file: mkdir's "File exists" / "Not a directory" said as that)
+        print(f"sros2_policy: cannot write {out}: {output_folder_error(Path(out), e)}", file=sys.stderr)
         return 1
     print(f"wrote {out}")
     return 0

@@ -216,8 +216,9 @@ def test_policy_tool_command_line(tmp_path, capsys):
         assert why in capsys.readouterr().err
     assert sros2_policy.main(["--namespace", "robot", "--out", "-"]) == 0   # relative: read as rclpy reads it
     assert "<topic>/robot/camera_info</topic>" in capsys.readouterr().out
-    assert sros2_policy.main(["--out", str(out / "policy.xml")]) == 1   # (out is a file)
-    assert capsys.readouterr().err.startswith(f"sros2_policy: cannot write {out / 'policy.xml'}: ")
+    assert sros2_policy.main(["--out", str(out / "policy.xml")]) == 1   # (out is a file; was: "File exists")
+    assert capsys.readouterr().err == (f"sros2_policy: cannot write {out / 'policy.xml'}: {out} is a file, so no "
+                                       "folder can be made under it; give --out a path that is not under a file\n")
     for rule in ("__ns:=/other", "dpt_node:__node:=renamed", "image", "image:="):
         with pytest.raises(SystemExit) as e:
             sros2_policy.main(["--out", "-", "--remap", rule])
