@@ -1162,8 +1162,11 @@ class DptNode(Node):
             for frame in [cam.pending, *self._in_worker]:
                 if frame is not None and frame.camera is cam:
                     frame.offer_reference(stamp, msg, tolerance)
-            cam.reference_on_image_clock = self._keep(cam, cam.references, "reference_waited_in_vain", stamp, msg,
-                                                      tolerance)
+            # (a waiting frame gets a reference only if it ends its wait: one older than the image by more than
+            # _REFERENCE_KEPT of the references' period does not, the frame waits on for a nearer one)
+            cam.reference_on_image_clock = self._keep(
+                cam, cam.references, "reference_waited_in_vain", stamp, msg, tolerance,
+                lambda t: _reference_settled((abs(stamp - t), msg), t, list(cam.references)) is not None)
 
     def _on_info(self, cam: _Camera, msg: CameraInfo) -> None:
         s = self._settings
@@ -1174,18 +1177,21 @@ class DptNode(Node):
                                                  conversions.stamp_ns(msg.header), msg, tolerance)
 
     def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any,
-              tolerance_s: float) -> bool:
+              tolerance_s: float, ends_wait: Callable[[int], bool] = lambda t: True) -> bool:
         """Keep ``msg`` of ``stamp`` (camera_info or reference) in the camera's ``buffer`` and wake the frame waiting
         for it (:meth:`_await`; the caller holds the lock). It clears the camera's mark ``in_vain`` (a wait ran out:
         no more waits) only when a wait can pay off again: no image has come yet; or ``msg`` is as new as the
         camera's last image (up to ``_STAMP_JUMP_S`` newer: more is of another clock); or it matches, within
         ``tolerance_s``, one of the camera's images that arrived no longer ago than a frame's wait reaches after its
-        arrival (its last frame's time to the look for it, ``cam.reach``, plus ``_INFO_WAIT_S``): a frame waiting for
-        it would have got it. One stamped by another clock than the images (a driver stamping camera_info with its
-        own now() while the images carry the sensor's time, a relay restamping it), or on their clock but further
-        behind them than a wait makes up (a driver or relay stamping camera_info some hundreds of milliseconds before
-        the images), matches no frame in time, and each such would otherwise have the next frame wait in vain again:
-        every frame, holding the worker, which serves all cameras, back by ``_INFO_WAIT_S`` each. A looped bag's next
+        arrival (its last frame's time to the look for it, ``cam.reach``, plus ``_INFO_WAIT_S``), and ends a wait for
+        that image's stamp (``ends_wait``: a reference older than it by more than ``_REFERENCE_KEPT`` of the
+        references' period does not, the frame would wait on for a nearer one): a frame waiting for it would have got
+        it. One stamped by another clock than the images (a driver stamping camera_info with its own now() while the
+        images carry the sensor's time, a relay restamping it), or on their clock but further behind them than a wait
+        makes up (a driver or relay stamping camera_info some hundreds of milliseconds before the images; references
+        so, also with a depth.align_tolerance raised above that: each is older than its image by more than a period),
+        matches no frame in time, and each such would otherwise have the next frame wait in vain again: every frame,
+        holding the worker, which serves all cameras, back by ``_INFO_WAIT_S`` each. A looped bag's next
         pass clears it with its first camera_info after its first image. Returns whether it is within
         ``_STAMP_JUMP_S`` of the last image stamp (False before an image)."""
         buffer.append((stamp, msg))
@@ -1198,7 +1204,7 @@ class DptNode(Node):
             for t, received in reversed(cam.recent_images):
                 if now - received > window:
                     break
-                if abs(stamp - t) <= tolerance_s * 1e9:
+                if abs(stamp - t) <= tolerance_s * 1e9 and ends_wait(t):
                     setattr(cam, in_vain, False)
                     break
         self._info_arrived.notify_all()

@@ -577,7 +577,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "is held within the tolerance, or only one older by more than 5/8 of the references' period; after a "
               "wait in vain, not again for that camera until a reference arrives that a waiting frame would have got "
               "(as new as its last image, up to 1 s newer, or within the tolerance of one of its images that arrived "
-              "no longer ago than the frames' wait reaches after their arrival)."),
+              "no longer ago than the frames' wait reaches after their arrival, and older than it by no more than 5/8 "
+              "of the references' period)."),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",

@@ -7,6 +7,7 @@ used. The waits are seen where the worker waits for the node's condition, so not
 Random dpt_tiny weights at 64 px."""
 
 import numpy as np
+import pytest
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo
 
@@ -125,3 +126,49 @@ def test_a_depth_camera_stamped_consistently_older_than_the_images_is_waited_for
     wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
     line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
     assert "is 0.9 s older" in line and "raise depth.align_tolerance above 0.9 s" in line, line
+
+
+def test_a_depth_camera_stamped_older_with_the_tolerance_raised_above_the_offset_is_waited_for_once(harness,
+                                                                                                    monkeypatch):
+    """README's remedy for references stamped consistently T s before the images: raise depth.align_tolerance above T
+    (here 0.95 s for 900 ms). Each frame then took its own reference (900 ms older) and yet waited on for a nearer one
+    (older than the image by more than 5/8 of the references' period), in vain, counted waited_in_vain, and each
+    reference, coming just after its image and within the tolerance of it, cleared the camera's mark: every frame
+    waited the whole wait, holding the worker (and every camera's frames) back. A reference that would not end a
+    waiting frame's wait no longer clears the mark: one wait, and every frame is fitted to its own reference. The
+    references come while each frame's forward pass is held (as a depth camera's registered depth comes just after the
+    image, before the node reaches the fit on a CPU); a wait is 1 s, so that each comes well within its reach."""
+    from dpt_ros.ros.testing import exact_reference, gate_engine, model_inverse_depth
+
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 1.0)
+    node, got, pub, ref_pub = harness.aligned_node(**{"depth.align_tolerance": 0.95})
+    cam = node.cameras[0]
+    waits, _ = watch_waits(node, monkeypatch)
+    frames = [T0 + i * STEP for i in range(5)]
+    images = {t: make_image(t, width=80, height=60, seed=i) for i, t in enumerate(frames)}
+    x = {t: model_inverse_depth(node, img) for t, img in images.items()}
+
+    def send_reference(stamp, values):
+        ref_pub.publish(conversions.image_msg(make_image(stamp, width=80, height=60).header, values, "32FC1"))
+        wait_for(lambda: any(s == stamp for s, _ in cam.references), what="reference stored")
+
+    for t in (frames[0] - 2 * STEP, frames[0] - STEP):   # the depth camera runs: the references' period is known
+        send_reference(t - OFFSET, np.full((60, 80), 2.0, np.float32))
+    gate, entered, _ = gate_engine(node.models.depth)
+    fits = []
+    for i, t in enumerate(frames):
+        gate.clear()
+        entered.clear()
+        pub.publish(images[t])
+        wait_for(entered.is_set, what=f"frame {i} in its forward pass")
+        ref, fit = exact_reference(x[t], near=1.0 + i, far=6.0 + i)   # each frame's own
+        fits.append(fit)
+        send_reference(t - OFFSET, ref)
+        gate.set()
+        counts = _processed(node, i + 1)
+        assert cam.alignment[:2] == (pytest.approx(fit[0], rel=1e-4), pytest.approx(fit[1], rel=1e-4)), i
+    assert waits == [frames[0]], [w - T0 for w in waits]
+    assert counts["out:depth"] == 5 and "incomplete:alignment" not in counts, counts
+    assert counts["waited_in_vain:depth_reference"] == 1, counts
+    assert _camera_status(node)["waited_in_vain.depth_reference"] == "1"
+    wait_for(lambda: len(got["depth"]) == 5, what="the depths")
