@@ -1893,15 +1893,22 @@ class DptNode(Node):
         dt = (nearest - stamp) / 1e9
         text = (f"no reference depth on {topic} within depth.align_tolerance ({tolerance:g} s) of the image stamp: "
                 f"the nearest of the {len(held)} last received is {abs(dt):.3g} s {'newer' if dt > 0 else 'older'}")
+        # more than 1 s apart on every frame: another clock, or an offset that large, which a tolerance within its
+        # range (up to 10 s) takes in (one wait in vain, then none: _keep)
+        most = params.SPECS["depth.align_tolerance"].float_range[1]
+        remedy = ("Stamp the depth as the images are (one time source for both drivers)" +
+                  (f", or, if it is that far from them on every frame, raise depth.align_tolerance above "
+                   f"{abs(dt):.3g} s" if float(f"{abs(dt):.3g}") < most else
+                   f"; an offset of {most:g} s or more is beyond depth.align_tolerance's range"))
         if dt < -1.0 and on_image_clock:   # (the last came stamped as the images then were)
             text += (f": the depth camera has stopped (or sends less than once a second) while the images go on; "
                      f"check its publisher (ros2 topic hz {topic})")
         elif dt > 1.0:   # (as camera_info's: the frame may be a looped bag's first, the references of its last pass)
             text += (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the frame's "
-                     f"own did not come within {_INFO_WAIT_S * 1e3:.0f} ms; if on every frame: are the image and the "
-                     f"depth camera stamped by one clock?)")
+                     f"own did not come within {_INFO_WAIT_S * 1e3:.0f} ms; if on every frame: are the image and "
+                     f"the depth camera stamped by one clock? {remedy})")
         elif dt < -1.0:
-            text += " (are the image and the depth camera stamped by one clock?)"
+            text += f" (are the image and the depth camera stamped by one clock? {remedy})"
         elif dt > 0:   # (a newer one shows that the frame's own was passed: not waited for)
             text += (f" (if only now and then, the frame's own was lost; if so on every frame, the depth camera stamps "
                      f"its depth that far after the images, or is not synchronised with them: raise "

@@ -91,7 +91,9 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     """Two cameras, references for /a only: /a's depth is the fit, /b's frames publish no depth, counted
     incomplete:alignment on /b alone, and the log says nothing came on /b/depth_reference (it said 'no reference
     depth ... within depth.align_tolerance', as for a late one, which sent users to the tolerance). A reference 2 s
-    off the frame is named with its distance and the clocks as the suspect."""
+    off the frame is named with its distance and the clocks as the suspect, and what to do (it asked only whether the
+    two are stamped by one clock): one time source, or a tolerance above a constant offset, where that is within its
+    range (0..10 s)."""
     from rcl_interfaces.msg import Log
 
     log = harness.collector(Log, "/rosout")
@@ -133,7 +135,13 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     pubs["/a"].publish(late)
     wait_for(lambda: node.counts()["/a"].get("incomplete:alignment", 0) == 1, what="/a's frame without reference")
     wait_for(lambda: any("the nearest of the 1 last received is 2 s older (are the image and the depth camera "
-                         "stamped by one clock?)" in m.msg for m in log), what="the reason for /a")
+                         "stamped by one clock? Stamp the depth as the images are (one time source for both drivers), "
+                         "or, if it is that far from them on every frame, raise depth.align_tolerance above 2 s)"
+                         in m.msg for m in log), what="the reason for /a, with what to do")
+    far = node._no_reference("/a/depth_reference", 15_000_000_000, [3_000_000_000], 1, node._settings)
+    assert far.endswith("the nearest of the 1 last received is 12 s older (are the image and the depth camera stamped "
+                        "by one clock? Stamp the depth as the images are (one time source for both drivers); an offset "
+                        "of 10 s or more is beyond depth.align_tolerance's range)"), far
 
 
 def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_blamed_on_the_remap(harness):

@@ -214,7 +214,9 @@ def test_a_frame_after_a_loop_whose_reference_did_not_come_is_said_to_be_perhaps
     line = next(m.msg for m in log if "newer" in m.msg and m.msg.startswith("[alignment]"))
     assert ("the nearest of the 2 last received is 3.9 s newer (if only once: the images' stamps went back, as at "
             "each ros2 bag play --loop, and the frame's own did not come within 50 ms; if on every frame: are the "
-            "image and the depth camera stamped by one clock?)") in line, line
+            "image and the depth camera stamped by one clock? Stamp the depth as the images are (one time source for "
+            "both drivers), or, if it is that far from them on every frame, raise depth.align_tolerance above 3.9 "
+            "s)") in line, line
 
 
 def test_a_reference_stamped_after_its_frame_beyond_the_tolerance_is_said_with_what_to_do(camera, harness):
