@@ -25,6 +25,10 @@ class CalibrationFitError(ValueError):
     """No usable calibration: too few valid pixels, or the two images do not go together."""
 
 
+#: the fewest (inverse depth, reference) pairs :func:`fit_scale_shift` fits a line to
+MIN_FIT_PIXELS = 10
+
+
 def reference_to_size(reference: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A reference depth at the inverse depth's (H, W) size (nearest neighbour: depths are never blended);
     refused when the aspect ratios differ, as the images would then not be of one view."""
@@ -62,8 +66,9 @@ def fit_scale_shift(x: np.ndarray, y: np.ndarray, trim: float = 0.1, iterations:
     if not 0.0 <= trim < 0.5:
         raise CalibrationFitError(f"trim must be in [0, 0.5); got {trim}")
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-    if x.size < 10:
-        raise CalibrationFitError(f"only {x.size} pixels with a valid reference depth; at least 10 are needed")
+    if x.size < MIN_FIT_PIXELS:
+        raise CalibrationFitError(f"only {x.size} pixels with a valid reference depth; at least {MIN_FIT_PIXELS} are "
+                                  f"needed")
     keep = np.ones(x.size, bool)
     for i in range(iterations + 1):
         xs, ys = x[keep], y[keep]

@@ -1859,6 +1859,14 @@ class DptNode(Node):
             # every measured pixel (finite, > 0): depth.min / depth.max clip the published depth after the fit, they
             # do not choose the reference's pixels (a scene beyond depth.max is all +Inf, not a frame without depth)
             xs, ys = pipeline.inverse_depth_pairs(x, ref[::step, ::step], 0.0, math.inf, stride=1)
+            if xs.size < pipeline.MIN_FIT_PIXELS:   # (said here with what the node samples and what to do)
+                raise ValueError(
+                    f"only {xs.size} of the {x.size} pixels the fit samples (every {step}th in both directions) have a "
+                    f"reference depth (finite, above 0); at least {pipeline.MIN_FIT_PIXELS} are needed: the depth "
+                    f"camera measured next to nothing of this view (0 or NaN: beyond its range or nearer than its "
+                    f"minimum, glass, a covered lens, its first frames after start-up, or depth not registered to this "
+                    f"camera); such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. "
+                    f"from calibrate_depth), else publish no depth")
             scale, shift = pipeline.fit_scale_shift(xs, ys)
             if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
                 raise ValueError(f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where "

@@ -234,3 +234,35 @@ def test_depth_align_turned_off_before_a_frames_reference_came_is_no_alignment_e
     counts = node.counts()[""]
     assert counts.get("processed", 0) == 1 and "incomplete:alignment" not in counts, counts
     assert not any("[alignment]" in m.msg for m in log), [m.msg for m in log if "[alignment]" in m.msg]
+
+
+def test_a_reference_with_too_few_measured_pixels_is_said_with_what_to_do(aligned, harness):
+    """A reference that measured next to nothing (a depth driver's first frames, all 0; a view beyond its range): the
+    frame falls back to depth.scale / depth.shift, counted incomplete:alignment, and the reason said "only 5 pixels
+    with a valid reference depth; at least 10 are needed": of the pixels the fit samples (every 4th in both
+    directions; the 80x60 reference has 305 measured here), and neither why a depth camera gives so few nor what to
+    do. It now says both."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
+
+    def sparse(x):
+        full = exact_reference(x)[0]
+        ref = np.full(full.shape, np.nan, np.float32)
+        ref[0:20:4, 0] = full[0:20:4, 0]   # 5 of the sampled pixels
+        ref[1::4, 1::4] = 2.0              # measured, but not sampled
+        return ref, "32FC1"
+
+    x, ref, d, counts = send(1, sparse)
+    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    assert line.startswith(
+        "[alignment] /depth_reference: only 5 of the 300 pixels the fit samples (every 4th in both directions) have a "
+        "reference depth (finite, above 0); at least 10 are needed: the depth camera measured next to nothing of this "
+        "view (0 or NaN: beyond its range or nearer than its minimum, glass, a covered lens, its first frames after "
+        "start-up, or depth not registered to this camera); such frames fall back to depth.scale / depth.shift where "
+        "set (a fixed calibration, e.g. from calibrate_depth), else publish no depth"), line
