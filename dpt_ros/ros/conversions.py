@@ -75,7 +75,9 @@ def depth_metres(msg: Image) -> np.ndarray:
         return image_array(msg).astype(np.float32)
     if msg.encoding in ("16UC1", "mono16"):
         return metres_from_millimetres(image_array(msg))   # as the node's own 16UC1 depth reads back
-    raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}")
+    raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}: "
+                     f"give the depth camera's depth image (its depth registered to the colour camera, e.g. "
+                     f"/camera/aligned_depth_to_color/image_raw), not a colourised or 8-bit view of it")
 
 
 def compressed_payload(msg: CompressedImage) -> tuple[np.ndarray, str]:

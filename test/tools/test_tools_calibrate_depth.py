@@ -168,6 +168,12 @@ def test_reference_images_in_metres_or_millimetres_and_their_size():
     np.testing.assert_array_equal(conversions.depth_metres(conversions.image_msg(header, m, "32FC1")), m)
     with pytest.raises(ValueError, match="32FC1 .* or 16UC1"):
         conversions.depth_metres(conversions.image_msg(header, np.zeros((2, 2, 3), np.uint8), "rgb8"))
+    with pytest.raises(ValueError) as refused:   # (a colourised depth, a depth viewer's 8-bit image): what to give
+        conversions.depth_metres(conversions.image_msg(header, np.zeros((2, 2), np.uint8), "8UC1"))
+    assert str(refused.value) == (
+        "reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got '8UC1': give the depth camera's "
+        "depth image (its depth registered to the colour camera, e.g. /camera/aligned_depth_to_color/image_raw), not "
+        "a colourised or 8-bit view of it")
     big = np.arange(16, dtype=np.float32).reshape(4, 4)
     np.testing.assert_array_equal(pipeline.reference_to_size(big, (2, 2)), big[1::2, 1::2])   # nearest: no blending
     # each output pixel takes the source pixel under its centre: column floor((j + 0.5) * 2.5) of 1280 -> 512
