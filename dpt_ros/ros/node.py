@@ -77,6 +77,9 @@ STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
+#: what a frame whose view cannot be fitted gets (the end of its reason)
+_ALIGN_FALLBACK = ("such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. from "
+                   "calibrate_depth), else publish no depth")
 #: depth.align: a frame's reference older than this fraction of the references' period is not kept while the frame's
 #: own may be on its way (the next, a period after it, would be nearer by more than a quarter period). Not one half:
 #: a depth camera at half the image rate leaves every other frame half a period from the references around it, and
@@ -1865,9 +1868,11 @@ class DptNode(Node):
                     f"reference depth (finite, above 0); at least {pipeline.MIN_FIT_PIXELS} are needed: the depth "
                     f"camera measured next to nothing of this view (0 or NaN: beyond its range or nearer than its "
                     f"minimum, glass, a covered lens, its first frames after start-up, or depth not registered to this "
-                    f"camera); such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. "
-                    f"from calibrate_depth), else publish no depth")
-            scale, shift = pipeline.fit_scale_shift(xs, ys)
+                    f"camera); {_ALIGN_FALLBACK}")
+            try:
+                scale, shift = pipeline.fit_scale_shift(xs, ys)
+            except pipeline.CalibrationFitError as e:   # (a view that cannot be fitted, e.g. a flat wall ahead)
+                raise ValueError(f"{e}; {_ALIGN_FALLBACK}") from None
             if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
                 raise ValueError(f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where "
                                  "the model's inverse depth grows (another view, or not metres / millimetres?)")

@@ -266,3 +266,24 @@ def test_a_reference_with_too_few_measured_pixels_is_said_with_what_to_do(aligne
         "view (0 or NaN: beyond its range or nearer than its minimum, glass, a covered lens, its first frames after "
         "start-up, or depth not registered to this camera); such frames fall back to depth.scale / depth.shift where "
         "set (a fixed calibration, e.g. from calibrate_depth), else publish no depth"), line
+
+
+def test_a_view_that_cannot_be_fitted_is_said_with_the_fallback(aligned, harness):
+    """A flat wall square to the cameras (the reference the same at every pixel): no scale and shift can be fitted to
+    the frame, which falls back to depth.scale / depth.shift. The reason ended with calibrate_depth's advice, "calibrate
+    on a view with near and far surfaces", and not what becomes of such frames; it now says that too."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
+    x, ref, d, counts = send(1, lambda x: (np.full(x.shape, 2000, np.uint16), "16UC1"))
+    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    assert line.startswith(
+        "[alignment] /depth_reference: the reference depth is the same at every valid pixel (a flat wall square to the "
+        "cameras, or a saturated sensor): a scale and a shift cannot both be fitted; calibrate on a view with near and "
+        "far surfaces; such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. from "
+        "calibrate_depth), else publish no depth"), line
