@@ -1259,6 +1259,27 @@ def test_incompatible_qos_on_each_input_is_warned_with_its_topic(harness):
              what="incompatible QoS warnings for image/compressed and camera_info")
 
 
+
+def test_qos_input_reliability_says_every_input_it_sets_the_depth_reference_too(harness):
+    """qos.input_reliability sets the reliability of the depth_reference subscription too (depth.align): with
+    reliable, a best-effort depth camera feeds it nothing and is warned of with that parameter; its description
+    (README's Parameters row) named only the image and camera_info subscriptions, so a user whose depth camera
+    publishes best effort had no word of it there. Every subscription of the camera is named in it now."""
+    from dpt_ros.ros import params
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"qos.input_reliability": "reliable", "depth.align": True})
+    harness.probe.create_publisher(Image, "depth_reference", qos("best_effort"))
+    wait_for(lambda: "incompatible QoS on /depth_reference (policy RELIABILITY): a best-effort publisher cannot feed "
+             "this reliable subscription: qos.input_reliability:=best_effort" in _warnings(log),
+             what="the depth_reference warning")
+    subs = node.cameras[0].subs
+    assert set(subs) == {"image", "camera_info", "depth_reference"}
+    assert {name: sub.qos_profile.reliability for name, sub in subs.items()} == dict.fromkeys(
+        subs, ReliabilityPolicy.RELIABLE)
+    description = params.SPECS["qos.input_reliability"].description
+    assert [name for name in subs if name not in description] == [], description
+
 def test_a_volatile_camera_info_publisher_for_a_transient_local_subscription_is_warned_with_the_way_out(harness):
     log = harness.collector(Log, "/rosout")
     harness.start_node(namespace="durable", **{"qos.camera_info_durability": "transient_local"})
