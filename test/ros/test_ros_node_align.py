@@ -138,7 +138,7 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
                          "stamped by one clock? Stamp the depth as the images are (one time source for both drivers), "
                          "or, if it is that far from them on every frame, raise depth.align_tolerance above 2 s)"
                          in m.msg for m in log), what="the reason for /a, with what to do")
-    far = node._no_reference("/a/depth_reference", 15_000_000_000, [3_000_000_000], 1, node._settings)
+    far = node._no_reference(node.cameras[0], "/a/depth_reference", 15_000_000_000, [3_000_000_000], 1, node._settings)
     assert far.endswith("the nearest of the 1 last received is 12 s older (are the image and the depth camera stamped "
                         "by one clock? Stamp the depth as the images are (one time source for both drivers); an offset "
                         "of 10 s or more is beyond depth.align_tolerance's range)"), far
