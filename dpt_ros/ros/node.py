@@ -1874,8 +1874,14 @@ class DptNode(Node):
             except pipeline.CalibrationFitError as e:   # (a view that cannot be fitted, e.g. a flat wall ahead)
                 raise ValueError(f"{e}; {_ALIGN_FALLBACK}") from None
             if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
-                raise ValueError(f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where "
-                                 "the model's inverse depth grows (another view, or not metres / millimetres?)")
+                rule, _ = _remap_example(cam, "depth_reference", "/camera/aligned_depth_to_color/image_raw")
+                raise ValueError(
+                    f"fitted scale {scale:.4g} is not positive: the reference does not get nearer where the model's "
+                    f"inverse depth grows. If so on every frame, {topic} is not the depth of this camera's view: remap "
+                    f"it to the depth camera's depth registered to this camera ({rule}), a depth image (32FC1 metres "
+                    f"or 16UC1 millimetres), not a disparity or inverse depth image nor another camera's; with random "
+                    f"weights the model's depth follows no view. If only now and then, the model and the depth camera "
+                    f"disagree on that view; {_ALIGN_FALLBACK}")
         except ValueError as e:   # CalibrationFitError included
             self._count_error("alignment", f"{topic}: {e}", [f], partial=True)
             return None

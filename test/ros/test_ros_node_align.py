@@ -287,3 +287,35 @@ def test_a_view_that_cannot_be_fitted_is_said_with_the_fallback(aligned, harness
         "cameras, or a saturated sensor): a scale and a shift cannot both be fitted; calibrate on a view with near and "
         "far surfaces; such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. from "
         "calibrate_depth), else publish no depth"), line
+
+
+def test_a_reference_that_grows_where_the_model_nears_is_said_with_what_to_do(aligned, harness):
+    """A reference farther where the model's inverse depth is larger (a disparity or inverse depth image given as
+    depth, another camera's view, random weights): the fitted scale is negative and the frame falls back to
+    depth.scale / depth.shift, counted incomplete:alignment. The reason ended in a question, "(another view, or not
+    metres / millimetres?)", and said neither what to do nor what becomes of the frame; it now says both."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
+
+    def reversed_(x):   # 1 / reference = 1/5 + a (max - x): 1.4 m where x is least, 5 m where it is most
+        a = (1.0 / 1.4 - 1.0 / 5.0) / float(x.max() - x.min())
+        return (1.0 / (1.0 / 5.0 + a * (float(x.max()) - x))).astype(np.float32), "32FC1"
+
+    x, ref, d, counts = send(1, reversed_)
+    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    a = (1.0 / 1.4 - 1.0 / 5.0) / float(x.max() - x.min())
+    assert line.startswith(
+        f"[alignment] /depth_reference: fitted scale {-a:.4g} is not positive: the reference does not get nearer where "
+        "the model's inverse depth grows. If so on every frame, /depth_reference is not the depth of this camera's "
+        "view: remap it to the depth camera's depth registered to this camera (-r depth_reference:=/camera/aligned_"
+        "depth_to_color/image_raw), a depth image (32FC1 metres or 16UC1 millimetres), not a disparity or inverse "
+        "depth image nor another camera's; with random weights the model's depth follows no view. If only now and "
+        "then, the model and the depth camera disagree on that view; such frames fall back to depth.scale / "
+        "depth.shift where set (a fixed calibration, e.g. from calibrate_depth), else publish no depth"), line
+    assert "?" not in line, line
