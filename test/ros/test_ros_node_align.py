@@ -319,3 +319,42 @@ def test_a_reference_that_grows_where_the_model_nears_is_said_with_what_to_do(al
         "then, the model and the depth camera disagree on that view; such frames fall back to depth.scale / "
         "depth.shift where set (a fixed calibration, e.g. from calibrate_depth), else publish no depth"), line
     assert "?" not in line, line
+
+
+def test_a_32fc1_reference_in_millimetres_is_refused_with_what_to_do(aligned, harness):
+    """A 32FC1 reference in millimetres (some drivers and bag conversions write them; REP 118 has 32FC1 depth in
+    metres): it was fitted as it came, so the published depth was 1000x too far (a scale and shift 1000x too small),
+    and nothing was said. Its median, 1400-5000 "metres", is beyond any depth camera's range: the frame now falls
+    back to depth.scale / depth.shift, counted incomplete:alignment, with a reason that says so and what to publish.
+    A 32FC1 reference in metres of a far view (40-95 m) is fitted as before, as is the same view as 16UC1
+    millimetres."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
+    x, ref, d, counts = send(1, lambda x: (exact_reference(x)[0] * 1000.0, "32FC1"))
+    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback, not 1000x the fit
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    median = float(np.median(ref[::4, ::4].astype(np.float64)))
+    assert 1400 < median < 5000
+    assert line.startswith(
+        f"[alignment] /depth_reference: the reference's median depth is {median:.4g} m (32FC1), beyond 100 m, more "
+        "than any depth camera measures: millimetres in a 32FC1 image, it seems (REP 118: 32FC1 depth is in metres; "
+        "16UC1 is the millimetre encoding); fitted, every depth would be 1000x too far. Publish the reference as "
+        "32FC1 metres, or as 16UC1 millimetres (a depth driver's raw depth; a bag converted to 32FC1 without "
+        "dividing by 1000: convert it again); such frames fall back to depth.scale / depth.shift where set (a fixed "
+        "calibration, e.g. from calibrate_depth), else publish no depth"), line
+
+    x, ref, d, counts = send(2, lambda x: (exact_reference(x, near=40.0, far=95.0)[0], "32FC1"))
+    a, b = exact_reference(x, near=40.0, far=95.0)[1]
+    assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts, counts
+    assert _alignment(node)[:2] == (pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4))
+    np.testing.assert_allclose(d, 1.0 / (a * x + b), rtol=1e-4)
+
+    x, ref, d, counts = send(3, lambda x: (np.round(exact_reference(x)[0] * 1000.0).astype(np.uint16), "16UC1"))
+    assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts, counts
+    a, b, _ = _reference_fit(x, ref.astype(np.float64) / 1000.0)
+    assert _alignment(node)[:2] == (pytest.approx(a, rel=1e-3), pytest.approx(b, rel=1e-3))
