@@ -337,6 +337,9 @@ class _Camera:
     info_waited_in_vain: bool = False
     reference_waited_in_vain: bool = False   # depth.align: the same for its references
     reference_on_image_clock: bool = False   # depth.align: its last reference came within 1 s of its images' stamps
+    # depth.align: why its last frame's reference looks unregistered (another frame_id than the image's; None when
+    # not): /diagnostics' depth_reference
+    reference_problem: Optional[str] = None
     # its last camera_info came within _STAMP_JUMP_S of its last image stamp (on the images' clock; False before an
     # image): one far older than a frame then stopped coming, it is not of another clock
     info_on_image_clock: bool = False
@@ -1100,7 +1103,7 @@ class DptNode(Node):
                     cam.info_problem = None
                 elif name == "depth_reference":
                     cam.references.clear()
-                    cam.alignment = None
+                    cam.alignment = cam.reference_problem = None
 
     def _incompatible_qos(self, topic: str, output: bool, latched_info: Optional[str] = None):
         """The warning callback for one of this node's publishers (``output``) or subscriptions: which policy
@@ -1859,6 +1862,7 @@ class DptNode(Node):
                 publishers = self.count_publishers(topic) if not held else 0
                 raise ValueError(self._no_reference(cam, topic, stamp, held, publishers, s,
                                                     cam.reference_on_image_clock))
+            self._reference_frame(cam, topic, f.msg.header.frame_id, ref[1].header.frame_id)
             encoding = ref[1].encoding
             ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
             step = _ALIGN_STRIDE
@@ -1900,6 +1904,26 @@ class DptNode(Node):
             if "depth_reference" in cam.subs:
                 cam.alignment = (scale, shift, int(xs.size))
         return scale, shift
+
+    def _reference_frame(self, cam: _Camera, topic: str, image_frame: str, reference_frame: str) -> None:
+        """depth.align: a frame's reference whose frame_id is not the image's (both set; a leading '/' aside) is most
+        likely the depth camera's own, unregistered depth (registered depth carries the colour camera's frame_id),
+        whose pixels are not the image's: a fit to it is wrong. Warned once per camera, and the camera's status says so
+        while its references are so. Not refused: a driver may register its depth and name another frame."""
+        problem = None
+        if image_frame.lstrip("/") and reference_frame.lstrip("/") and \
+                image_frame.lstrip("/") != reference_frame.lstrip("/"):
+            rule, launch = _remap_example(cam, "depth_reference", "/camera/aligned_depth_to_color/image_raw")
+            problem = (f"frame_id {reference_frame!r} is not the images' {image_frame!r}: depth registered (aligned) "
+                       f"to this camera carries the images' frame_id, so this is most likely the depth camera's own "
+                       f"depth (e.g. /camera/depth/image_rect_raw), whose pixels do not lie on the image's, and the "
+                       f"fitted depth is wrong. Remap depth_reference to the depth registered to this camera, e.g. "
+                       f"{rule} ({launch + '; ' if launch else ''}a RealSense: align_depth.enable:=true). If it is "
+                       f"registered and its driver names another frame, the frames are fitted as they are")
+            self._warn_once(f"reference_frame:{cam.index}", f"{topic}: {problem}. Said once per camera.")
+        with self._wake:   # (_subscribe's lock: not left behind for a later subscription)
+            if "depth_reference" in cam.subs:
+                cam.reference_problem = problem
 
     def _no_reference(self, cam: _Camera, topic: str, stamp: int, held: list[int], publishers: int, s: Settings,
                       on_image_clock: bool = False) -> str:
@@ -2359,6 +2383,8 @@ class DptNode(Node):
                 ckv["camera_info"] = self._no_info_reason(cam, self._settings)
             elif (problem := cam.info_problem) is not None and "camera_info" in cam.subs:   # (the worker sets it)
                 ckv["camera_info"] = problem
+            if (problem := cam.reference_problem) is not None:
+                ckv["depth_reference"] = problem
             if cam.alignment is not None:
                 ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
                 ckv["alignment.pixels"] = str(cam.alignment[2])

@@ -4,6 +4,7 @@ measurement, refitted three times without the 10 % largest residuals (README). R
 import numpy as np
 import pytest
 from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros.testing import exact_reference, make_image, model_inverse_depth, qos, set_params, wait_for
@@ -29,16 +30,19 @@ def _reference_fit(x, ref_m, stride=4, trim=0.1, refits=3):
 
 @pytest.fixture
 def aligned(harness):
-    """A node with depth.align, collectors of depth and inverse_depth, and send(i, make_reference) that publishes
-    frame i with the reference make_reference(model inverse depth) -> (array, encoding) of its stamp and returns
+    """A node with depth.align, collectors of depth and inverse_depth, and send(i, make_reference[, reference_frame_id])
+    that publishes frame i (frame_id cam_optical) with the reference make_reference(model inverse depth) -> (array,
+    encoding) of its stamp (and frame_id, by default the image's) and returns
     (published inverse depth, reference array, published depth or None, the camera's counts of that frame)."""
     node, got, pub, ref_pub = harness.aligned_node(("depth", "inverse_depth"))
     depth, inv, cam = got["depth"], got["inverse_depth"], node.cameras[0]
 
-    def send(i, make_reference):
+    def send(i, make_reference, reference_frame_id=None):
         frame = make_image(1_000_000_000 * i, width=80, height=60, seed=i)
         values, encoding = make_reference(model_inverse_depth(node, frame))
-        ref_pub.publish(conversions.image_msg(frame.header, values, encoding))
+        header = frame.header if reference_frame_id is None else Header(stamp=frame.header.stamp,
+                                                                         frame_id=reference_frame_id)
+        ref_pub.publish(conversions.image_msg(header, values, encoding))
         wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000 * i, what="reference stored")
         before = dict(node.counts()[""])
         pub.publish(frame)
@@ -358,3 +362,43 @@ def test_a_32fc1_reference_in_millimetres_is_refused_with_what_to_do(aligned, ha
     assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts, counts
     a, b, _ = _reference_fit(x, ref.astype(np.float64) / 1000.0)
     assert _alignment(node)[:2] == (pytest.approx(a, rel=1e-3), pytest.approx(b, rel=1e-3))
+
+
+def test_a_reference_of_another_frame_id_is_warned_once_and_shown_in_the_status(aligned, harness):
+    """depth_reference remapped to a depth camera's own depth (/camera/depth/image_rect_raw, frame
+    camera_depth_optical_frame) instead of the depth registered to the colour camera (which carries the images'
+    frame_id): of the same aspect ratio, it was fitted without a word, a wrong fit. The node now says so once per
+    camera, naming both frame_ids and the remap, and the camera's status has it (depth_reference) while its references
+    are so; the frames are still fitted (a driver may register its depth and name another frame). An empty frame_id on
+    either side, or one with a leading '/', is no mismatch."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    said = ("frame_id 'camera_depth_optical_frame' is not the images' 'cam_optical': depth registered (aligned) to "
+            "this camera carries the images' frame_id, so this is most likely the depth camera's own depth (e.g. "
+            "/camera/depth/image_rect_raw), whose pixels do not lie on the image's, and the fitted depth is wrong. "
+            "Remap depth_reference to the depth registered to this camera, e.g. -r depth_reference:=/camera/aligned_"
+            "depth_to_color/image_raw (launch argument depth_reference:=...; a RealSense: align_depth.enable:=true). "
+            "If it is registered and its driver names another frame, the frames are fitted as they are")
+
+    def status():
+        return {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+
+    for i in (1, 2):   # fitted as before, said once
+        x, ref, d, counts = send(i, lambda x: (exact_reference(x)[0], "32FC1"), "camera_depth_optical_frame")
+        assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts, counts
+        assert _alignment(node)[:2] == tuple(pytest.approx(v, rel=1e-4) for v in exact_reference(x)[1])
+        assert status()["depth_reference"] == said
+    for i, frame_id in ((3, ""), (4, "/cam_optical")):   # no mismatch: the status has none
+        x, ref, d, counts = send(i, lambda x: (exact_reference(x)[0], "32FC1"), frame_id)
+        assert counts.get("out:depth") == 1 and "incomplete:alignment" not in counts, counts
+        assert "depth_reference" not in status()
+    send(5, lambda x: (exact_reference(x)[0], "32FC1"), "camera_depth_optical_frame")
+    assert status()["depth_reference"] == said
+    # a log line after all of them (a flat wall: no fit), so that every earlier one has arrived
+    send(6, lambda x: (np.full(x.shape, 2000, np.uint16), "16UC1"))
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the last frame's reason")
+    warned = [m for m in log if "frame_id 'camera_depth_optical_frame'" in m.msg]
+    assert [(m.level, m.msg) for m in warned] == [(Log.WARN, f"/depth_reference: {said}. Said once per camera.")]
+    assert "depth_reference" not in status()   # (the flat wall's reference has the images' frame_id)
