@@ -1920,7 +1920,10 @@ class DptNode(Node):
                        f"fitted depth is wrong. Remap depth_reference to the depth registered to this camera, e.g. "
                        f"{rule} ({launch + '; ' if launch else ''}a RealSense: align_depth.enable:=true). If it is "
                        f"registered and its driver names another frame, the frames are fitted as they are")
-            self._warn_once(f"reference_frame:{cam.index}", f"{topic}: {problem}. Said once per camera.")
+            # (keyed by the camera's name, not its place in the list: a managed node's next configuration may list
+            # other cameras)
+            self._warn_once(f"reference_frame:{cam.topic('depth_reference')}",
+                            f"{topic}: {problem}. Said once per camera.")
         with self._wake:   # (_subscribe's lock: not left behind for a later subscription)
             if "depth_reference" in cam.subs:
                 cam.reference_problem = problem
