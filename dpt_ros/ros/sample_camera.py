@@ -110,13 +110,19 @@ def folder_files(folder: str) -> list[str]:
     return files
 
 
+def _builtin(source: str) -> bool:
+    """Whether ``source`` names the built-in photographs (``builtin``, ``builtin:names``), not a file or folder whose
+    name starts with those letters."""
+    return source == "builtin" or source.startswith("builtin:")
+
+
 def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
     """RGB frames from ``builtin``, ``builtin:name,name``, an image folder or a video file.
 
     :raises ValueError: here, not at the first frame: an unknown built-in name, a folder without
         images, a video that does not open, or a source that is none of these.
     """
-    if source == "builtin" or source.startswith("builtin:"):
+    if _builtin(source):
         names = tuple(n for n in source.partition(":")[2].split(",") if n) or BUILTIN_IMAGES
         return _repeat(builtin_frames(names), loop)
     if os.path.isdir(source):
@@ -279,7 +285,7 @@ class SampleCamera(Node):
             rgb = next(self.frames)
         except StopIteration:
             return None
-        builtin = self.source.startswith("builtin")
+        builtin = _builtin(self.source)   # (the same arrays on every loop; a folder's or video's are read afresh)
         key = id(rgb)
         if builtin and key in self._cache:
             return self._cache[key]
