@@ -1,5 +1,5 @@
 """``sample_camera``: publishes Image + CameraInfo at a fixed rate from built-in photographs, an
-image folder or a video file; a stand-in for a camera driver or a bag.
+image file, an image folder or a video file; a stand-in for a camera driver or a bag.
 
 Topics (relative, remappable): ``image`` (sensor_msgs/Image), ``camera_info``, and with
 ``publish_compressed`` also ``image/compressed`` (JPEG). Every message of one frame carries the
@@ -30,6 +30,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
+from dpt_ros.pipeline.encodings import ImageFileError
 from dpt_ros.ros import conversions, params
 from dpt_ros.ros.console import init_ros
 
@@ -39,7 +40,8 @@ ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
 
 #: The node's parameters, all read-only: (name, default, description, declared range or None); ``--help`` lists them.
 PARAMETERS = (
-    ("source", "builtin", "builtin, builtin:astronaut,coffee, an image folder or a video file", None),
+    ("source", "builtin", "builtin, builtin:astronaut,coffee, an image file (photo.png), an image folder or a "
+               "video file", None),
     ("rate", 10.0, "publish rate in Hz", (0.01, 1000.0)),
     ("width", 640, "output width in pixels (0 = source width, or keep aspect)", (0, 8192)),
     ("height", 480, "output height in pixels (0 = source height, or keep aspect)", (0, 8192)),
@@ -116,26 +118,51 @@ def _builtin(source: str) -> bool:
     return source == "builtin" or source.startswith("builtin:")
 
 
-def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
-    """RGB frames from ``builtin``, ``builtin:name,name``, an image folder or a video file.
+def _image_file(source: str) -> bool:
+    """Whether ``source`` is one image file (a file named as the folder source's images are: ``photo.png``)."""
+    return source.lower().endswith(IMAGE_FILE_EXTENSIONS) and os.path.isfile(source)
 
-    :raises ValueError: here, not at the first frame: an unknown built-in name, a folder without
-        images, a video that does not open, or a source that is none of these.
+
+#: what a source can be, for the refusals' remedies
+_SOURCES = "builtin, an image file, a folder of images or a video file"
+
+
+def _image_file_frame(path: str) -> np.ndarray:
+    """One image file's frame, read as the folder source reads each of its images (16-bit, grey, RGBA, float TIFF).
+
+    :raises ValueError: what is wrong with the file (no such file, empty, not an image OpenCV decodes) and what to
+        give instead."""
+    try:
+        return read_image_file(path)
+    except ImageFileError as e:
+        raise ValueError(f"source {path!r}: {e.reason}; give {_SOURCES}") from None
+
+
+def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
+    """RGB frames from ``builtin``, ``builtin:name,name``, an image file (its one frame, again and again), an image
+    folder or a video file.
+
+    :raises ValueError: here, not at the first frame: an unknown built-in name, an image file that does not read, a
+        folder without images, a video that does not open, or a source that is none of these.
     """
     if _builtin(source):
         names = tuple(n for n in source.partition(":")[2].split(",") if n) or BUILTIN_IMAGES
         return _repeat(builtin_frames(names), loop)
     if os.path.isdir(source):
         return _folder_frames(folder_files(source), loop)
+    if _image_file(source):   # (not OpenCV's video reader: it decodes 16-bit, float or RGBA images otherwise, or not)
+        return _repeat([_image_file_frame(source)], loop)
     if os.path.isfile(source):
         cap = cv2.VideoCapture(source)
         opened = cap.isOpened()
         cap.release()
         if not opened:
-            raise ValueError(f"cannot open video {source!r}")
+            raise ValueError(f"cannot open video {source!r} (not a video OpenCV reads, an empty or unreadable file?): "
+                             f"give {_SOURCES}")
         return _video_frames(source, loop)
     gone = "" if os.path.lexists(source) else f": no file or folder {source!r} (a typo, or another working folder?)"
-    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image folder nor a video file{gone}")
+    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image file, an image folder nor a video "
+                     f"file{gone}")
 
 
 def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:
@@ -262,6 +289,9 @@ class SampleCamera(Node):
         self.published = 0
         self.done = False
         self._cache: dict[int, tuple] = {}
+        # the same arrays on every loop (built-in photographs, an image file's frame): each resized and encoded once;
+        # a folder's or video's frames are read afresh
+        self._prepare_once = _builtin(self.source) or _image_file(self.source)
         self.timer = self.create_timer(1.0 / self.rate, self.tick)
         self.get_logger().info(f"publishing {self.source} at {self.rate:g} Hz as {self.encoding} "
                                f"on {self.image_pub.topic_name}")
@@ -280,18 +310,17 @@ class SampleCamera(Node):
                 from None
 
     def next_frame(self) -> Optional[np.ndarray]:
-        """The next source frame, resized and encoded (built-in frames are prepared once)."""
+        """The next source frame, resized and encoded (built-in frames and an image file's are prepared once)."""
         try:
             rgb = next(self.frames)
         except StopIteration:
             return None
-        builtin = _builtin(self.source)   # (the same arrays on every loop; a folder's or video's are read afresh)
         key = id(rgb)
-        if builtin and key in self._cache:
+        if self._prepare_once and key in self._cache:
             return self._cache[key]
         rgb = resize(rgb, self.width, self.height)
         prepared = (rgb, encode(rgb, self.encoding))
-        if builtin:
+        if self._prepare_once:
             self._cache[key] = prepared
         return prepared
 
@@ -338,7 +367,8 @@ def usage() -> str:
              "",
              "Publishes sensor_msgs/Image on image and sensor_msgs/CameraInfo on camera_info (same header), and with",
              "publish_compressed:=true sensor_msgs/CompressedImage on image/compressed (JPEG), at a fixed rate from",
-             "built-in photographs, an image folder or a video file (relative topics: remap with --ros-args -r).",
+             "built-in photographs, an image file, an image folder or a video file (relative topics: remap with",
+             "--ros-args -r).",
              "",
              "ROS parameters (read-only; give them after --ros-args as -p name:=value):"]
     lines += [f"  {name} (default {_ros_value(default)}): {description}"

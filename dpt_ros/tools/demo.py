@@ -103,7 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="sample camera frame height in pixels, 0..8192 (0: from --width with the source's aspect; "
                          "both 0: the source's size; default 480)")
     ap.add_argument("--source", default="builtin", type=source_option,
-                    help="sample camera source: builtin, a folder or a video (default builtin)")
+                    help="sample camera source: builtin, an image file (photo.png), a folder of images or a video "
+                         "(default builtin)")
     ap.add_argument("--timeout", type=amount("time limit", "seconds", above=True), default=600.0,
                     help="give up after this many seconds, more than 0 (default 600)")
     args = ap.parse_args(argv)

@@ -48,12 +48,12 @@ def test_folder_and_video_sources(tmp_path):
     missing = str(tmp_path / "missing")
     with pytest.raises(ValueError) as e:
         next(sample_camera.frame_source(missing, loop=False))
-    assert str(e.value) == (f"source {missing!r} is neither 'builtin[:names]', an image folder nor a video file: no "
-                            f"file or folder {missing!r} (a typo, or another working folder?)")
+    assert str(e.value) == (f"source {missing!r} is neither 'builtin[:names]', an image file, an image folder nor a "
+                            f"video file: no file or folder {missing!r} (a typo, or another working folder?)")
     os.mkfifo(tmp_path / "pipe")
     with pytest.raises(ValueError) as e:
         next(sample_camera.frame_source(str(tmp_path / "pipe"), loop=False))
-    assert str(e.value).endswith("is neither 'builtin[:names]', an image folder nor a video file")
+    assert str(e.value).endswith("is neither 'builtin[:names]', an image file, an image folder nor a video file")
 
 
 def test_unusable_sources_are_refused_with_the_reason(tmp_path, capsys):
@@ -83,6 +83,64 @@ def test_unusable_sources_are_refused_with_the_reason(tmp_path, capsys):
     (folder / "c.png").write_bytes(b"")
     with pytest.raises(ValueError, match="none of the 3 image files of the folder could be read"):
         list(sample_camera.frame_source(str(folder), loop=False))
+
+
+def _image_files(folder: Path) -> dict:
+    """Image files the folder source decodes its own way, and the first pixel each reads as: a 16-bit PNG (v / 257,
+    rounded, as the node reads mono16: OpenCV's video reader kept the top byte, 200), a one-channel float TIFF
+    (intensity 0..1; OpenCV's video reader read no frame of it), an RGBA PNG (alpha dropped) and a grey PNG."""
+    folder.mkdir()
+    cv2.imwrite(str(folder / "deep.png"), np.full((24, 32, 3), 51200, np.uint16))
+    cv2.imwrite(str(folder / "float.tiff"), np.full((24, 32), 0.5, np.float32))
+    cv2.imwrite(str(folder / "alpha.png"), np.dstack([np.full((24, 32), v, np.uint8) for v in (10, 20, 30, 0)]))
+    cv2.imwrite(str(folder / "grey.png"), np.full((24, 32), 77, np.uint8))
+    return {"deep.png": [199] * 3, "float.tiff": [128] * 3, "alpha.png": [30, 20, 10], "grey.png": [77] * 3}
+
+
+def test_an_image_file_is_a_source_read_as_a_folder_of_it_is(tmp_path):
+    """A single photo (the first thing a user tries) went through OpenCV's video reader: a float TIFF that a folder
+    shows was refused on its own, a 16-bit PNG read otherwise, an empty file was 'cannot open video'. Now it is the
+    folder source's reading, again and again, and a file that does not read is said with the reason and what to give."""
+    for name, rgb in _image_files(tmp_path / "shots").items():
+        path = str(tmp_path / "shots" / name)
+        once = tmp_path / f"only_{name}"   # a folder of that one image
+        once.mkdir()
+        (once / name).write_bytes((tmp_path / "shots" / name).read_bytes())
+        folder = list(sample_camera.frame_source(str(once), loop=False))
+        frames = sample_camera.frame_source(path, loop=True)
+        first = [next(frames) for _ in range(3)]
+        assert [f[0, 0].tolist() for f in first] == [rgb] * 3, name
+        for f in first:
+            np.testing.assert_array_equal(f, folder[0])
+        assert len(list(sample_camera.frame_source(path, loop=False))) == 1 == len(folder)
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("not a picture")
+    remedy = "give builtin, an image file, a folder of images or a video file"
+    for path, why in ((empty, "the file is empty (0 bytes)"),
+                      (notes, "OpenCV cannot decode it: corrupt or truncated, or not an image of a format it reads "
+                              "(png, jpg, jpeg, bmp, tif, tiff, webp, ppm, pgm)")):
+        with pytest.raises(ValueError) as e:
+            sample_camera.frame_source(str(path), loop=True)   # at once, not at the first frame
+        assert str(e.value) == f"source {str(path)!r}: {why}; {remedy}"
+
+
+def test_an_image_file_is_published_at_the_rate_prepared_once(harness, tmp_path):
+    path = tmp_path / "shots" / "deep.png"
+    _image_files(tmp_path / "shots")
+    cam = sample_camera.SampleCamera(context=harness.context, parameter_overrides=[
+        Parameter("source", value=str(path)), Parameter("rate", value=50.0), Parameter("count", value=4),
+        Parameter("width", value=16), Parameter("height", value=12), Parameter("encoding", value="mono16")])
+    images = harness.collector(Image, "image")
+    wait_for(lambda: cam.image_pub.get_subscription_count() > 0, what="discovery")
+    harness.nodes.append(cam)
+    harness.executor.add_node(cam)
+    wait_for(lambda: cam.done and len(images) == 4, what="4 frames")
+    assert cam.published == 4 and len(cam._cache) == 1   # the one frame, resized and encoded once
+    for img in images:
+        assert (img.width, img.height, img.encoding) == (16, 12, "mono16")
+        np.testing.assert_array_equal(conversions.image_array(img), np.full((12, 16), 199 * 257, np.uint16))
 
 
 def test_a_video_without_frames_ends_even_when_looping(tmp_path):

@@ -227,7 +227,7 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
     # (the camera refused it at its start, and the demo said 'sample_camera exited early with code 2' once the node
     # had loaded its model)
     (["--source", "/nonexistent/frames"], "argument --source: source '/nonexistent/frames' is neither "
-                                          "'builtin[:names]', an image folder nor a video file"),
+                                          "'builtin[:names]', an image file, an image folder nor a video file"),
     (["--source", "builtin:astronaut,nosuch"], "argument --source: unknown built-in image 'nosuch'; choose from"),
     # (Path('') is the working folder: the frames and summary.json were written there)
     (["--out", ""], "argument --out: no folder given (an empty path); give the folder to write into (made if it does "
@@ -267,6 +267,22 @@ def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, u
     assert demo.parse_args([]).source == "builtin"
     for bad in ("empty", "broken.mp4"):
         usage_error(demo.parse_args, ["--source", str(tmp_path / bad)], "argument --source: ")
+
+
+def test_demo_takes_one_image_file_and_says_why_one_does_not_read(tmp_path, usage_error):
+    """--source photo.png (a user's first try) went to OpenCV's video reader: a float TIFF the folder source reads
+    was refused on its own, and an empty PNG was "cannot open video"."""
+    import cv2
+    import numpy as np
+
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((4, 6, 3), np.uint8))
+    cv2.imwrite(str(tmp_path / "depthish.tiff"), np.full((4, 6), 0.25, np.float32))
+    for name in ("photo.png", "depthish.tiff"):
+        assert demo.parse_args(["--source", str(tmp_path / name)]).source == str(tmp_path / name)
+    (tmp_path / "empty.png").write_bytes(b"")
+    usage_error(demo.parse_args, ["--source", str(tmp_path / "empty.png")],
+                f"argument --source: source {str(tmp_path / 'empty.png')!r}: the file is empty (0 bytes); give "
+                f"builtin, an image file, a folder of images or a video file\n")
 
 
 @pytest.mark.slow

@@ -24,7 +24,7 @@ DOMAIN = 49
     (["-p", "encoding:=yuv9"], "encoding 'yuv9' not supported"),
     (["-p", "reliability:=sometimes"], "reliability 'sometimes': use reliable or best_effort"),
     (["-p", "source:=builtin:coffe"], "unknown built-in image 'coffe'"),   # checked before "publishing ..."
-    (["-p", "source:=/no/such/folder"], "neither 'builtin[:names]', an image folder nor a video file"),
+    (["-p", "source:=/no/such/folder"], "neither 'builtin[:names]', an image file, an image folder nor a video file"),
 ])
 def test_bad_parameters_exit_2_with_one_line(ros_args, expected):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
@@ -71,8 +71,11 @@ def test_a_file_that_opens_but_gives_no_frame_exits_2_with_one_line(tmp_path):
                         "-p", "count:=2"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
     line = [x for x in r.stderr.splitlines() if x.startswith("sample_camera:")]
-    assert line == [f"sample_camera: no frame of {str(broken)!r} could be read (not a video or image OpenCV "
-                    "decodes?)"], r.stderr
+    # (an image file's name: read as an image, said with the reason and what to give; it was "no frame of ... could be
+    # read (not a video or image OpenCV decodes?)" from OpenCV's video reader)
+    assert line == [f"sample_camera: source {str(broken)!r}: OpenCV cannot decode it: corrupt or truncated, or not an "
+                    "image of a format it reads (png, jpg, jpeg, bmp, tif, tiff, webp, ppm, pgm); give builtin, an "
+                    "image file, a folder of images or a video file"], r.stderr
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["-h"], ["--help", "--ros-args", "-p", "rate:=30.0"]])
