@@ -14,6 +14,8 @@ import difflib
 import itertools
 import math
 import os
+import re
+import stat
 import sys
 from typing import Iterator, Optional
 
@@ -120,7 +122,7 @@ def _builtin(source: str) -> bool:
 
 def _image_file(source: str) -> bool:
     """Whether ``source`` is one image file (a file named as the folder source's images are: ``photo.png``)."""
-    return source.lower().endswith(IMAGE_FILE_EXTENSIONS) and os.path.isfile(source)
+    return source.lower().endswith(IMAGE_FILE_EXTENSIONS) and os.path.isfile(os.path.expanduser(source))
 
 
 #: what a source can be, for the refusals' remedies
@@ -148,6 +150,7 @@ def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
     if _builtin(source):
         names = tuple(n for n in source.partition(":")[2].split(",") if n) or BUILTIN_IMAGES
         return _repeat(builtin_frames(names), loop)
+    source = os.path.expanduser(source)   # (-p source:=~/Pictures: no shell expands it there; as depth.weights)
     if os.path.isdir(source):
         return _folder_frames(folder_files(source), loop)
     if _image_file(source):   # (not OpenCV's video reader: it decodes 16-bit, float or RGBA images otherwise, or not)
@@ -160,9 +163,37 @@ def frame_source(source: str, loop: bool) -> Iterator[np.ndarray]:
             raise ValueError(f"cannot open video {source!r} (not a video OpenCV reads, an empty or unreadable file?): "
                              f"give {_SOURCES}")
         return _video_frames(source, loop)
-    gone = "" if os.path.lexists(source) else f": no file or folder {source!r} (a typo, or another working folder?)"
-    raise ValueError(f"source {source!r} is neither 'builtin[:names]', an image file, an image folder nor a video "
-                     f"file{gone}")
+    raise ValueError(_no_source(source))
+
+
+def _no_source(source: str) -> str:
+    """Why ``source``, neither a built-in name, a file nor a folder, is no source, with what to give where a first try
+    is seen: a stream's URL, a camera (an index as OpenCV takes it, a device), a pattern, a file with a trailing '/',
+    an empty string."""
+    head = f"source {source!r} is neither 'builtin[:names]', an image file, an image folder nor a video file"
+    if not source:
+        return f"{head}: none given (an empty string); give {_SOURCES}"
+    driver = "run the camera's ROS driver and give dpt_node its topics (image:=..., camera_info:=...)"
+    if re.match(r"[A-Za-z][A-Za-z0-9+.-]*://", source):
+        return f"{head}: the sample camera reads files, not streams ({source.split(':', 1)[0]}://): {driver}, or " \
+               f"record the stream to a video file and give that"
+    try:
+        device = stat.S_ISCHR(os.stat(source).st_mode)
+    except OSError:
+        device = False
+    device = device or source.startswith("/dev/video")   # (named so by V4L2, also before it is plugged in)
+    if source.isdigit() or device:
+        return f"{head}: {'a camera index' if source.isdigit() else 'a device'} ({source!r}), and the sample camera " \
+               f"reads files, not cameras: {driver}"
+    if os.path.lexists(source):
+        return head   # (a named pipe, a socket)
+    if source.endswith("/") and os.path.isfile(source.rstrip("/")):
+        return f"{head}: {source.rstrip('/')!r} is a file, not a folder: give it without the trailing '/'"
+    folder = os.path.dirname(source) or "."
+    if any(c in source for c in "*?[") and os.path.isdir(folder):
+        return f"{head}: a pattern is not expanded here (no file is named {source!r}): give the folder {folder!r} " \
+               f"(all its images, in name order) or one image file"
+    return f"{head}: no file or folder {source!r} (a typo, or another working folder?)"
 
 
 def _repeat(frames: list, loop: bool) -> Iterator[np.ndarray]:

@@ -143,6 +143,35 @@ def test_an_image_file_is_published_at_the_rate_prepared_once(harness, tmp_path)
         np.testing.assert_array_equal(conversions.image_array(img), np.full((12, 16), 199 * 257, np.uint16))
 
 
+def test_first_tries_that_name_no_file_are_said_with_what_to_give(tmp_path, monkeypatch):
+    """A stream's URL, a camera index or device, a pattern the shell did not expand (-p source:=imgs/*.png, a quoted
+    --source), a file with a trailing '/': each was "no file or folder ... (a typo, or another working folder?)", and
+    ~ (which no shell expands in -p source:=~/...) was not expanded, where depth.weights' is."""
+    monkeypatch.chdir(tmp_path)
+    Path("imgs").mkdir()
+    cv2.imwrite("imgs/a.png", np.full((20, 30, 3), 40, np.uint8))
+    head = "is neither 'builtin[:names]', an image file, an image folder nor a video file"
+    driver = "run the camera's ROS driver and give dpt_node its topics (image:=..., camera_info:=...)"
+    cases = {
+        "rtsp://192.168.1.10:554/stream": f"the sample camera reads files, not streams (rtsp://): {driver}, or record "
+                                          f"the stream to a video file and give that",
+        "0": f"a camera index ('0'), and the sample camera reads files, not cameras: {driver}",
+        "/dev/video7": f"a device ('/dev/video7'), and the sample camera reads files, not cameras: {driver}",
+        "imgs/*.png": "a pattern is not expanded here (no file is named 'imgs/*.png'): give the folder 'imgs' (all its "
+                      "images, in name order) or one image file",
+        "imgs/a.png/": "'imgs/a.png' is a file, not a folder: give it without the trailing '/'",
+        "": "none given (an empty string); give builtin, an image file, a folder of images or a video file",
+        "imgs/b.png": "no file or folder 'imgs/b.png' (a typo, or another working folder?)",   # as before
+    }
+    for source, why in cases.items():
+        with pytest.raises(ValueError) as e:
+            sample_camera.frame_source(source, loop=False)
+        assert str(e.value) == f"source {source!r} {head}: {why}"
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for source in ("~/imgs", "~/imgs/a.png"):
+        assert [int(f[0, 0, 0]) for f in sample_camera.frame_source(source, loop=False)] == [40]
+
+
 def test_a_video_without_frames_ends_even_when_looping(tmp_path):
     """OpenCV opens a video file that holds no frame; looping over it must end, not spin forever: with the error of
     a source that gives nothing (the command line's exit code 2), not as if it had run."""

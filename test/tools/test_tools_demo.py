@@ -229,6 +229,10 @@ def test_default_weights_are_the_official_file_in_weights_when_present(tmp_path,
     (["--source", "/nonexistent/frames"], "argument --source: source '/nonexistent/frames' is neither "
                                           "'builtin[:names]', an image file, an image folder nor a video file"),
     (["--source", "builtin:astronaut,nosuch"], "argument --source: unknown built-in image 'nosuch'; choose from"),
+    # (said to be a typo of a file or folder, where the camera reads no streams)
+    (["--source", "rtsp://cam/stream"], "argument --source: source 'rtsp://cam/stream' is neither 'builtin[:names]', an "
+                                        "image file, an image folder nor a video file: the sample camera reads files, "
+                                        "not streams (rtsp://): run the camera's ROS driver"),
     # (Path('') is the working folder: the frames and summary.json were written there)
     (["--out", ""], "argument --out: no folder given (an empty path); give the folder to write into (made if it does "
                     "not exist), or . for the working folder"),
