@@ -103,7 +103,7 @@ _RECENT_IMAGES = 256
 #: for this long after its camera_info is subscribed (start, a camera_info.url cleared) a camera without one yet is
 #: waited for once, and a frame without one is reported as early rather than as a missing or misrouted camera_info
 _INFO_GRACE_S = 3.0
-_ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period
+_ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period and camera
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 # /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
 # or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
@@ -485,7 +485,7 @@ class DptNode(Node):
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
         self._warned: set[str] = set()
-        self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> [last log, suppressed]
+        self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> {topic: [last log, not logged]}
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
         self._busy: Optional[tuple[str, float]] = None   # (stage, time.monotonic() it began) of the running batch
@@ -2151,25 +2151,36 @@ class DptNode(Node):
                      warn: bool = False) -> None:
         """Count a per-frame failure and log it: one line per kind of error (reason + message with
         its numbers blanked, not the digits of the topics it names: cam1's error is not cam2's) every
-        ``_ERROR_LOG_PERIOD_S``, so a different problem is never hidden
+        ``_ERROR_LOG_PERIOD_S`` per camera whose frames it cost, so a different problem is never hidden
         behind a repeated one (rclpy's own throttle is per call site, i.e. shared by all reasons).
 
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
         dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state)."""
-        kind = (reason, _blank_numbers(text)[:200])
+        # the kind is of the message after the topics it names ahead (``_topics(frames)``), and it is said at most once
+        # a period for each of those cameras: a batch's line names the cameras whose frames were in it, which with
+        # cameras that are not synchronised is another set nearly every batch (8 cameras, one error on every frame:
+        # 66 lines in 10 s, as a text per set of topics)
+        topics = _topics(frames)
+        named = bool(topics) and text.startswith(topics + ": ")
+        body = text[len(topics) + 2:] if named else text
+        cameras = [f.camera.image_topic or f.camera.topic("image") for f in frames] if named else [""]
+        kind = (reason, _blank_numbers(body)[:200])
         now = time.monotonic()
         with self._lock:
             self._errors[reason] += len(frames) or 1   # per frame, as the cameras' counts (a copy's: one)
             for f in frames:
                 f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1
                 f.counted = f.counted or not partial
-            entry = self._error_log.get(kind)
-            if entry is not None and now - entry[0] < _ERROR_LOG_PERIOD_S:
-                entry[1] += 1
+            # per camera's topic: [when it was last named in a line of this kind, its errors of it not logged since]
+            said = self._error_log.get(kind, {})
+            if said and all(now - said.get(c, (-math.inf,))[0] < _ERROR_LOG_PERIOD_S for c in cameras):
+                for c in cameras:
+                    said[c][1] += 1
                 return
-            suppressed = entry[1] if entry is not None else 0
-            self._error_log[kind] = [now, 0]
+            suppressed = sum(said[c][1] for c in cameras if c in said)
+            said.update({c: [now, 0] for c in cameras})
+            self._error_log[kind] = said
             self._error_log.move_to_end(kind)
             while len(self._error_log) > 256:
                 self._error_log.popitem(last=False)

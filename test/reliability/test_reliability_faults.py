@@ -3,6 +3,7 @@
 /diagnostics and the third frame is processed; a weights file that is corrupt, disappears during a
 hot swap, or is truncated in place under the running model never stops the old model serving."""
 import os
+import threading
 import time
 
 import numpy as np
@@ -87,6 +88,49 @@ def test_errors_inside_the_forward_on_two_frames(harness, rosout, error, reason)
     assert "internal" not in node.error_counts()
     record("faults", **{f"{reason}_injected_frames": 2, f"{reason}_counted": 2,
                         f"third_frame_after_{reason}_s": round(third_s, 3)})
+
+
+def test_one_error_of_unsynchronised_cameras_is_said_once_a_period_per_camera(harness, rosout):
+    """Three cameras whose frames meet in the worker in another set each batch (as cameras that are not synchronised
+    do), and a forward pass that fails on every batch: the error is logged once per 5 s for each camera, not once per
+    set of cameras. The line names the topics of the frames it cost, and the throttle took each set's text for a kind
+    of its own: 8 such cameras gave 66 lines in 10 s (every batch), now 14."""
+    node = harness.start_node(cameras=["a", "b", "c"], lazy=False)
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos("reliable")) for ns in "abc"}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs.values()), what="discovery")
+    cams = {cam.ns: cam for cam in node.cameras}
+    entered, go = threading.Semaphore(0), threading.Semaphore(0)
+
+    def failing(batch):
+        entered.release()
+        go.acquire(timeout=20)
+        raise RuntimeError("device lost (injected)")
+
+    node.models.depth.run = failing
+    mark = rosout.mark()
+    pubs["a"].publish(make_image(1))
+    stamp, frames = 1, 1
+    for subset in ("abc", "ab", "bc", "ac", "b", "c", "abc"):   # each the frames of the next batch
+        assert entered.acquire(timeout=20), "the worker took no batch"   # it holds the batch before
+        for ns in subset:
+            stamp += 1
+            pubs[ns].publish(make_image(stamp))
+        wait_for(lambda: all(cams[ns].pending is not None for ns in subset), what=f"frames of {subset} waiting")
+        frames += len(subset)
+        go.release()
+    assert entered.acquire(timeout=20), "the worker took no batch"
+    go.release()
+    wait_for(lambda: node.error_counts().get("inference", 0) == frames, what=f"{frames} frames counted failed")
+    assert {ns: cam.counts["error:inference"] for ns, cam in cams.items()} == {"a": 5, "b": 5, "c": 5}
+    bad = make_image(stamp + 1)   # a line after them: the log lines before it have come when it has
+    bad.encoding = "no_such_encoding"
+    pubs["a"].publish(bad)
+    wait_for(lambda: any("[encoding]" in x for x in rosout.lines("dpt_node", Log.ERROR, mark)), what="a later line")
+    lines = [x for x in rosout.lines("dpt_node", Log.ERROR, mark) if x.startswith("[inference]")]
+    # the first batch's (a), then the second's (a, b, c: b's and c's first); the other 13 frames' errors are of
+    # cameras whose error was said less than 5 s before
+    assert lines == ["[inference] /a/image: depth model: RuntimeError: device lost (injected)",
+                     "[inference] /a/image, /b/image, /c/image: depth model: RuntimeError: device lost (injected)"], lines
 
 
 def _checkpoint(path, seed: int) -> str:
