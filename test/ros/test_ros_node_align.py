@@ -240,18 +240,28 @@ def test_depth_align_turned_off_before_a_frames_reference_came_is_no_alignment_e
     assert not any("[alignment]" in m.msg for m in log), [m.msg for m in log if "[alignment]" in m.msg]
 
 
+def _fallback_reason(aligned, harness, reference, i: int = 1):
+    """Send frame ``i`` with the reference ``reference(x)`` makes, which cannot be fitted, with depth.scale 2 and
+    depth.shift 0.5 set: the frame is counted incomplete:alignment, its depth is that fallback, and the logged reason
+    is returned (with the frame's model output ``x`` and the reference)."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, send, set_ = aligned
+    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
+    x, ref, d, counts = send(i, reference)
+    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
+    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    return next(m.msg for m in log if m.msg.startswith("[alignment]")), x, ref
+
+
 def test_a_reference_with_too_few_measured_pixels_is_said_with_what_to_do(aligned, harness):
     """A reference that measured next to nothing (a depth driver's first frames, all 0; a view beyond its range): the
     frame falls back to depth.scale / depth.shift, counted incomplete:alignment, and the reason said "only 5 pixels
     with a valid reference depth; at least 10 are needed": of the pixels the fit samples (every 4th in both
     directions; the 80x60 reference has 305 measured here), and neither why a depth camera gives so few nor what to
     do. It now says both."""
-    from rcl_interfaces.msg import Log
-
-    log = harness.collector(Log, "/rosout")
-    node, send, set_ = aligned
-    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
-
     def sparse(x):
         full = exact_reference(x)[0]
         ref = np.full(full.shape, np.nan, np.float32)
@@ -259,11 +269,7 @@ def test_a_reference_with_too_few_measured_pixels_is_said_with_what_to_do(aligne
         ref[1::4, 1::4] = 2.0              # measured, but not sampled
         return ref, "32FC1"
 
-    x, ref, d, counts = send(1, sparse)
-    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
-    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback
-    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
-    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    line = _fallback_reason(aligned, harness, sparse)[0]
     assert line.startswith(
         "[alignment] /depth_reference: only 5 of the 300 pixels the fit samples (every 4th in both directions) have a "
         "reference depth (finite, above 0); at least 10 are needed: the depth camera measured next to nothing of this "
@@ -276,16 +282,7 @@ def test_a_view_that_cannot_be_fitted_is_said_with_the_fallback(aligned, harness
     """A flat wall square to the cameras (the reference the same at every pixel): no scale and shift can be fitted to
     the frame, which falls back to depth.scale / depth.shift. The reason ended with calibrate_depth's advice, "calibrate
     on a view with near and far surfaces", and not what becomes of such frames; it now says that too."""
-    from rcl_interfaces.msg import Log
-
-    log = harness.collector(Log, "/rosout")
-    node, send, set_ = aligned
-    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
-    x, ref, d, counts = send(1, lambda x: (np.full(x.shape, 2000, np.uint16), "16UC1"))
-    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
-    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)
-    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
-    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    line = _fallback_reason(aligned, harness, lambda x: (np.full(x.shape, 2000, np.uint16), "16UC1"))[0]
     assert line.startswith(
         "[alignment] /depth_reference: the reference depth is the same at every valid pixel (a flat wall square to the "
         "cameras, or a saturated sensor): a scale and a shift cannot both be fitted; calibrate on a view with near and "
@@ -298,21 +295,11 @@ def test_a_reference_that_grows_where_the_model_nears_is_said_with_what_to_do(al
     depth, another camera's view, random weights): the fitted scale is negative and the frame falls back to
     depth.scale / depth.shift, counted incomplete:alignment. The reason ended in a question, "(another view, or not
     metres / millimetres?)", and said neither what to do nor what becomes of the frame; it now says both."""
-    from rcl_interfaces.msg import Log
-
-    log = harness.collector(Log, "/rosout")
-    node, send, set_ = aligned
-    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
-
     def reversed_(x):   # 1 / reference = 1/5 + a (max - x): 1.4 m where x is least, 5 m where it is most
         a = (1.0 / 1.4 - 1.0 / 5.0) / float(x.max() - x.min())
         return (1.0 / (1.0 / 5.0 + a * (float(x.max()) - x))).astype(np.float32), "32FC1"
 
-    x, ref, d, counts = send(1, reversed_)
-    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
-    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback
-    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
-    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    line, x, _ = _fallback_reason(aligned, harness, reversed_)
     a = (1.0 / 1.4 - 1.0 / 5.0) / float(x.max() - x.min())
     assert line.startswith(
         f"[alignment] /depth_reference: fitted scale {-a:.4g} is not positive: the reference does not get nearer where "
@@ -332,16 +319,9 @@ def test_a_32fc1_reference_in_millimetres_is_refused_with_what_to_do(aligned, ha
     back to depth.scale / depth.shift, counted incomplete:alignment, with a reason that says so and what to publish.
     A 32FC1 reference in metres of a far view (40-95 m) is fitted as before, as is the same view as 16UC1
     millimetres."""
-    from rcl_interfaces.msg import Log
-
-    log = harness.collector(Log, "/rosout")
-    node, send, set_ = aligned
-    set_(**{"depth.scale": 2.0, "depth.shift": 0.5})
-    x, ref, d, counts = send(1, lambda x: (exact_reference(x)[0] * 1000.0, "32FC1"))
-    assert counts.get("incomplete:alignment") == 1 and counts.get("out:depth") == 1, counts
-    np.testing.assert_allclose(d, 1.0 / (2.0 * x + 0.5), rtol=1e-4)   # the fallback, not 1000x the fit
-    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
-    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    node, send, _ = aligned
+    # (the fallback, not 1000x the fit)
+    line, x, ref = _fallback_reason(aligned, harness, lambda x: (exact_reference(x)[0] * 1000.0, "32FC1"))
     median = float(np.median(ref[::4, ::4].astype(np.float64)))
     assert 1400 < median < 5000
     assert line.startswith(
