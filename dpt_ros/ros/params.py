@@ -271,8 +271,11 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
     if kind is str and "expecting type 'STRING'" in error:
         example = f"e.g. {_written(name, [_yaml_string(default)], given)}; " if isinstance(default, str) and default \
             else ""
+        # (the value given, quoted: -p source:=0 is told -p source:="'0'", not an example's '1'; a bool as written)
+        was = re.search(r"to '(.*)' of type '(INTEGER|DOUBLE|BOOL)'", error)
+        quoted = "1" if was is None else was.group(1).lower() if was.group(2) == "BOOL" else was.group(1)
         return (f" (a string: {example}one that YAML reads as a number or bool is quoted: "
-                f"{_written(name, [_yaml_string('1')], given)})")
+                f"{_written(name, [_yaml_string(quoted)], given)})")
     if kind is int and "expecting type 'INTEGER'" in error:
         allowed = ""
         if spec is not None and spec.int_range is not None:

@@ -204,6 +204,15 @@ HINTS = [
      " (a string: e.g. {}; one that YAML reads as a number or bool is quoted: {})",
      ["-p depth.variant:=dpt_hybrid", "-p depth.variant:=\"'1'\""], ["depth.variant: dpt_hybrid",
                                                                        "depth.variant: '1'"]),
+    # quoted as given (-p source:=0 was told -p ...:="'1'", an example's value); a bool as YAML writes it
+    ("depth.variant", str, "Trying to set parameter 'depth.variant' to '0' of type 'INTEGER', expecting type "
+                           "'STRING': depth.variant",
+     " (a string: e.g. {}; one that YAML reads as a number or bool is quoted: {})",
+     ["-p depth.variant:=dpt_hybrid", "-p depth.variant:=\"'0'\""], ["depth.variant: dpt_hybrid",
+                                                                       "depth.variant: '0'"]),
+    ("colormap", str, "Trying to set parameter 'colormap' to 'False' of type 'BOOL', expecting type 'STRING': colormap",
+     " (a string: e.g. {}; one that YAML reads as a number or bool is quoted: {})",
+     ["-p colormap:=inferno", "-p colormap:=\"'false'\""], ["colormap: inferno", "colormap: 'false'"]),
     # segmentation classes written as a YAML list: the one comma-separated string the parameter takes, of those names
     ("points.exclude_classes", str, "Trying to set parameter 'points.exclude_classes' to '['person', 'car']' of type "
                                     "'STRING_ARRAY', expecting type 'STRING': points.exclude_classes",
