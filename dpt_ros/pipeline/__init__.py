@@ -106,8 +106,9 @@ from dpt_ros.pipeline.encodings import (
     IMAGE_FILE_EXTENSIONS,
     read_image_file,
 )
-from dpt_ros.pipeline.calibration import (MIN_FIT_PIXELS, Calibration, CalibrationFitError, DepthErrors, calibrate,
-                                          depth_errors, fit_scale_shift, inverse_depth_pairs, reference_to_size)
+from dpt_ros.pipeline.calibration import (MAX_REFERENCE_M, MIN_FIT_PIXELS, Calibration, CalibrationFitError,
+                                          DepthErrors, calibrate, depth_errors, fit_scale_shift, inverse_depth_pairs,
+                                          reference_to_size)
 from dpt_ros.pipeline.postprocess import (
     apply_depth_range,
     colorize_labels,
@@ -130,7 +131,8 @@ from dpt_ros.pipeline.preprocess import (
 )
 
 __all__ = [
-    "ADE20K_CLASSES", "ADE20K_PALETTE", "BACKENDS", "COLORMAPS", "FLOAT32", "MAX_SIDE", "MIN_FIT_PIXELS",
+    "ADE20K_CLASSES", "ADE20K_PALETTE", "BACKENDS", "COLORMAPS", "FLOAT32", "MAX_REFERENCE_M", "MAX_SIDE",
+    "MIN_FIT_PIXELS",
     "RESIZE_METHODS", "SUPPORTED_COMPRESSED_FORMATS", "SUPPORTED_ENCODINGS", "UINT32",
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange", "UncalibratedError",

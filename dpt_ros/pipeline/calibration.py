@@ -28,6 +28,11 @@ class CalibrationFitError(ValueError):
 #: the fewest (inverse depth, reference) pairs :func:`fit_scale_shift` fits a line to
 MIN_FIT_PIXELS = 10
 
+#: a reference depth whose measured pixels' median is beyond this many metres, which no depth camera reaches, is taken
+#: for millimetres in a 32FC1 image (REP 118 has 32FC1 depth in metres): the node's depth.align and calibrate_depth
+#: say so rather than fit depths 1000x too far
+MAX_REFERENCE_M = 100.0
+
 
 def reference_to_size(reference: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """A reference depth at the inverse depth's (H, W) size (nearest neighbour: depths are never blended);
@@ -114,7 +119,20 @@ def calibrate(pairs: list[tuple[np.ndarray, np.ndarray]], min_depth: float = 0.1
     per_frame = [inverse_depth_pairs(inv, ref, min_depth, max_depth, stride) for inv, ref in pairs]
     x = np.concatenate([p[0] for p in per_frame])
     y = np.concatenate([p[1] for p in per_frame])
-    scale, shift = fit_scale_shift(x, y, trim)
+    try:
+        scale, shift = fit_scale_shift(x, y, trim)
+    except CalibrationFitError as e:
+        # (millimetres in 32FC1 lie beyond max_depth, all of them: "only 0 pixels" said nothing of why)
+        measured = np.concatenate([np.asarray(ref[::stride, ::stride], np.float64).ravel() for _, ref in pairs])
+        with np.errstate(invalid="ignore"):
+            measured = measured[np.isfinite(measured) & (measured > 0)]
+        if x.size < MIN_FIT_PIXELS and measured.size and (median := float(np.median(measured))) > MAX_REFERENCE_M:
+            raise CalibrationFitError(
+                f"{e}: the reference's median depth is {median:.4g} m, beyond {MAX_REFERENCE_M:g} m, more than any "
+                f"depth camera measures: millimetres in a 32FC1 image, it seems (REP 118: 32FC1 depth is in metres; "
+                f"16UC1 is the millimetre encoding); publish the reference as 32FC1 metres or 16UC1 millimetres "
+                f"(a bag converted to 32FC1 without dividing by 1000: convert it again)") from None
+        raise
     if not (scale > 0.0 and math.isfinite(scale) and math.isfinite(shift)):
         raise CalibrationFitError(
             f"fitted scale {scale:.4g} is not positive: the model's inverse depth does not increase where the "

@@ -77,9 +77,6 @@ STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
-#: depth.align: a 32FC1 reference whose measured pixels' median is beyond this many metres, which no depth camera
-#: reaches, is taken for millimetres (REP 118 has 32FC1 depth in metres), and not fitted: the depth would be 1000x off
-_REFERENCE_MAX_M = 100.0
 #: what a frame whose view cannot be fitted gets (the end of its reason)
 _ALIGN_FALLBACK = ("such frames fall back to depth.scale / depth.shift where set (a fixed calibration, e.g. from "
                    "calibrate_depth), else publish no depth")
@@ -1877,10 +1874,10 @@ class DptNode(Node):
                     f"camera measured next to nothing of this view (0 or NaN: beyond its range or nearer than its "
                     f"minimum, glass, a covered lens, its first frames after start-up, or depth not registered to this "
                     f"camera); {_ALIGN_FALLBACK}")
-            if encoding == "32FC1" and (median := float(np.median(1.0 / ys))) > _REFERENCE_MAX_M:
+            if encoding == "32FC1" and (median := float(np.median(1.0 / ys))) > pipeline.MAX_REFERENCE_M:
                 raise ValueError(
-                    f"the reference's median depth is {median:.4g} m (32FC1), beyond {_REFERENCE_MAX_M:g} m, more "
-                    f"than any depth camera measures: millimetres in a 32FC1 image, it seems (REP 118: 32FC1 depth is "
+                    f"the reference's median depth is {median:.4g} m (32FC1), beyond {pipeline.MAX_REFERENCE_M:g} m, "
+                    f"more than any depth camera measures: millimetres in a 32FC1 image, it seems (REP 118: 32FC1 depth is "
                     f"in metres; 16UC1 is the millimetre encoding); fitted, every depth would be 1000x too far. "
                     f"Publish the reference as 32FC1 metres, or as 16UC1 millimetres (a depth driver's raw depth; a "
                     f"bag converted to 32FC1 without dividing by 1000: convert it again); {_ALIGN_FALLBACK}")

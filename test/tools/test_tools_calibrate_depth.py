@@ -137,6 +137,15 @@ def test_calibration_refuses_what_cannot_be_fitted_with_the_reason():
     few[0, :9] = ref[0, :9]
     with pytest.raises(pipeline.CalibrationFitError, match="only 9 pixels .* at least 10"):
         pipeline.calibrate([(inv, few)], max_depth=50.0, stride=1)
+    # millimetres in a 32FC1 reference: every pixel beyond --max-depth, "only 0 pixels" and no word of why
+    with pytest.raises(pipeline.CalibrationFitError) as e:
+        pipeline.calibrate([(inv, ref * 1000.0)])
+    median = float(np.median(ref[::4, ::4].astype(np.float64) * 1000.0))
+    assert str(e.value) == (
+        f"only 0 pixels with a valid reference depth; at least 10 are needed: the reference's median depth is "
+        f"{median:.4g} m, beyond 100 m, more than any depth camera measures: millimetres in a 32FC1 image, it seems "
+        f"(REP 118: 32FC1 depth is in metres; 16UC1 is the millimetre encoding); publish the reference as 32FC1 "
+        f"metres or 16UC1 millimetres (a bag converted to 32FC1 without dividing by 1000: convert it again)")
 
 
 def test_the_spread_of_the_per_frame_fits_is_reported():
