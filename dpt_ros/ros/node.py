@@ -1727,15 +1727,18 @@ class DptNode(Node):
             want_cloud = False
         cloud_labels = want_cloud and s["points.label"]
         if cloud_labels and labels_t is None:
+            # (a WARN, as color_source's: the cloud is published, without one field; exclude_classes' is an ERROR,
+            # no cloud at all)
             self._count_error("label", "points.label needs segmentation labels: set segmentation.variant (and "
-                              "segmentation.weights); points published without the label field", [f], partial=True)
+                              "segmentation.weights); points published without the label field", [f], partial=True,
+                              warn=True)
             cloud_labels = False
         # points.color_source segmentation: each point in its class's palette colour instead of the image's
         class_colors = want_cloud and s["points.color"] and s["points.color_source"] == "segmentation"
         if class_colors and labels_t is None:
             self._count_error("color_source", "points.color_source=segmentation needs segmentation labels: set "
                               "segmentation.variant (and segmentation.weights); points coloured from the image", [f],
-                              partial=True)
+                              partial=True, warn=True)
             class_colors = False
         cloud_on_device = want_cloud and depth_t.device.type == "cuda" and pipeline.cupy_available(depth_t.device)
         if labels_t is not None and (not needed.isdisjoint(_SEG_OUTPUTS) or

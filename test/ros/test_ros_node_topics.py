@@ -441,20 +441,32 @@ def _cloud_without_segmentation(harness, **overrides):
     return node, points[0], frame
 
 
+def _said_at(log, prefix: str) -> int:
+    """The level of the first /rosout line of dpt_node that starts with ``prefix`` (waited for)."""
+    wait_for(lambda: any(m.name == "dpt_node" and m.msg.startswith(prefix) for m in list(log)), what=prefix)
+    return next(m.level for m in list(log) if m.name == "dpt_node" and m.msg.startswith(prefix))
+
+
 def test_points_color_source_without_segmentation_uses_the_image_and_says_so(harness):
+    """(Said at WARN, every 5 s: the cloud is published, coloured from the image; it was an ERROR, which robot log
+    monitors take for a failure.)"""
+    log = harness.collector(Log, "/rosout")
     node, cloud, frame = _cloud_without_segmentation(harness, **{"points.stride": 1,
                                                                  "points.color_source": "segmentation"})
     ok = np.isfinite(conversions.cloud_array(cloud)["z"])
     np.testing.assert_array_equal(_packed_rgb(cloud)[ok], pipeline.decode(conversions.image_view(frame), np)[ok])
     wait_for(lambda: node.counts()[""].get("incomplete:color_source", 0) == 1, what="counted")
+    assert _said_at(log, "[color_source] ") == Log.WARN
 
 
 def test_points_label_without_segmentation_publishes_the_cloud_without_it_and_says_so(harness):
     """points.label asks for labels no model makes: the cloud comes as x, y, z, counted incomplete.label (not
-    accepted and then silently left out)."""
+    accepted and then silently left out), said at WARN (it was an ERROR every 5 s)."""
+    log = harness.collector(Log, "/rosout")
     node, cloud, _ = _cloud_without_segmentation(harness, **{"points.color": False, "points.label": True})
     assert [fld.name for fld in cloud.fields] == ["x", "y", "z"]
     wait_for(lambda: node.counts()[""].get("incomplete:label", 0) == 1, what="counted")
+    assert _said_at(log, "[label] ") == Log.WARN
 
 
 def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once(harness):
