@@ -476,7 +476,7 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
-        # (image topic, its reason: "qos", "silent" or "none") whose "no image yet" was logged
+        # (image topic, its reason: "qos", "silent" or "none") whose "no image yet" was logged since its subscription
         self._silent_logged: set = set()
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
         self._cpu_threads = 0   # the cpu_threads value in effect
@@ -1079,6 +1079,8 @@ class DptNode(Node):
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
                 cam.image_since = time.monotonic()
+                # a new subscription (an activation, an image_transport change): its "no image yet" is said again
+                self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)

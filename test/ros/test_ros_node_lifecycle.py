@@ -594,6 +594,28 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
     assert float(values["seconds_since_last_image"]) < 1.0
 
 
+def test_no_image_yet_is_logged_again_after_a_reactivation(harness, monkeypatch):
+    """A camera still silent after deactivate and activate is said in the log again (once per subscription): it was
+    said once in the node's life, so a user re-activating a node whose camera had never sent got no hint."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 0.3)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="lc_silent", managed=True, **{"diagnostics.period": 60.0})   # reports when asked
+
+    def said():
+        return [m for m in list(log) if m.name == "lc_silent.dpt_node" and m.msg.startswith("no image yet")]
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    for n in (1, 2):
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_for(lambda: node.diagnostics().status[1].message.startswith("no image yet"), what="no image yet")
+        wait_for(lambda: len(said()) >= n, what=f"no image yet logged after activation {n}")
+        node.diagnostics()   # (the same subscription: not said twice)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    assert len(said()) == 2 and said()[0].level == Log.WARN
+    assert "check the image topic (/lc_silent/image)" in said()[1].msg
+
+
 def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(harness):
     """A frame that failed since the last report is a WARN in the next one, also when the node was deactivated
     in between (its camera's status said "inactive", level OK: the error never reached a health monitor)."""
