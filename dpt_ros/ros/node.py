@@ -842,8 +842,9 @@ class DptNode(Node):
         why = self._cameras_refused(new["cameras"]) if "cameras" in changes else None
         if not why and topics.TOPIC_PARAMETERS.intersection(changes):   # the topics they make: on one another's?
             why = self._topics_refused(new)
-            # (but not for a collision there already: a managed node's remaps, which its configure refuses)
-            why = None if why and why == self._topics_refused(current) else why
+            # (but not for a collision there already, unless cameras are set: that of a managed node's remaps or
+            # start-up cameras, which its configure refuses, is not the doing of image_transport or depth.align)
+            why = None if why and why == self._topics_refused(current) and "cameras" not in changes else why
         if why:   # refused now, as configure would refuse it
             return SetParametersResult(successful=False, reason=why)
         fixed = [n for n in params.CONFIGURE_PARAMETERS if n in changes and changes[n] != current[n]]

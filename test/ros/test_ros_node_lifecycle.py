@@ -542,6 +542,23 @@ def test_topic_parameters_are_set_while_unconfigured_and_refused_while_configure
              "/left/inverse_depth" not in _graph(probe, "dpt_topics")[0], what="the new topics")
 
 
+def test_cameras_that_collide_are_refused_when_set_also_after_colliding_start_up_cameras(harness):
+    """A cameras value whose topics collide is refused when set, with the reason, also while the start-up value
+    (which only configure checks) collides the same way: cameras:=['', depth, front] was accepted then, and failed at
+    the next configure. Another topic parameter is not refused for a collision that is not its doing."""
+    node = harness.start_node(namespace="lc_nested", managed=True, cameras=["", "depth"])
+    res = set_params(harness, node, cameras=["", "depth", "front"])[0]
+    assert not res.successful and res.reason.startswith(
+        "topics collide: output depth/camera_info would be published on /lc_nested/depth/camera_info, which the node "
+        "subscribes as its input depth/camera_info"), res.reason
+    assert set_params(harness, node, image_transport="compressed")[0].successful   # (not its doing)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    assert node.settings["cameras"] == ["", "depth"]
+    assert set_params(harness, node, cameras=["", "right"])[0].successful
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert [c.ns for c in node.cameras] == ["", "right"]
+
+
 def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(harness, monkeypatch):
     """/diagnostics compares a camera's counters with the same configuration's: after cleanup, configure and
     activate, the first report has no negative rate and no frame errors of the configuration before. A camera not
