@@ -95,9 +95,11 @@ class ParamSpec:
             text += " Choices: " + ", ".join(repr(c) for c in choices) + "."
         text += {
             "live": " Applies from the next frame.",
-            "model": " Changing it loads the model again in the background.",
-            "configure": (" Set it while the node is unconfigured; the next configure transition applies it."
-                          if managed else " Read-only (fixed at start-up)."),
+            "model": (" Changing it while the node is configured (inactive or active) loads the model again in the "
+                      "background; unconfigured, it is checked and the next configure transition loads it."
+                      if managed else " Changing it loads the model again in the background."),
+            "configure": (" Set it while the node is unconfigured (refused while inactive or active); the next "
+                          "configure transition applies it." if managed else " Read-only (fixed at start-up)."),
             "static": " Read-only (fixed at start-up).",
         }[self.apply]
         d = ParameterDescriptor(

@@ -32,7 +32,16 @@ def test_descriptors_carry_type_description_ranges_read_only():
                                                 "qos.input_depth", "qos.camera_info_durability", "qos.output_reliability",
                                                 "qos.output_depth"}
     assert "Read-only" in params.SPECS["cameras"].descriptor().description
-    assert "unconfigured" in params.SPECS["cameras"].descriptor(managed=True).description
+    # what `ros2 param describe` says on the managed node is when a value can be set and when it applies there
+    for name in ("cameras", "qos.output_depth", "qos.input_reliability", "publish.compressed"):
+        assert params.SPECS[name].descriptor(managed=True).description.endswith(
+            " Set it while the node is unconfigured (refused while inactive or active); the next configure transition "
+            "applies it."), name
+    assert params.SPECS["depth.variant"].descriptor().description.endswith(
+        " Changing it loads the model again in the background.")
+    assert params.SPECS["depth.variant"].descriptor(managed=True).description.endswith(
+        " Changing it while the node is configured (inactive or active) loads the model again in the background; "
+        "unconfigured, it is checked and the next configure transition loads it.")
     assert params.SPECS["class_names"].descriptor(managed=True).read_only
     d = params.SPECS["input_size"].descriptor()
     assert d.type == ParameterType.PARAMETER_INTEGER and (d.integer_range[0].from_value, d.integer_range[0].step) == (0, 32)
