@@ -2603,8 +2603,10 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         def shutdown():
             self._cleanup()
             self._finalized = True
-        return self._transition("shutdown", shutdown, "finalized: model released, publishers destroyed; the "
-                                "process stays up until stopped (Ctrl-C), and no transition follows")
+        # (from unconfigured there was no model nor publisher to release)
+        done = "model released, publishers destroyed" if self._models is not None else "it was unconfigured"
+        return self._transition("shutdown", shutdown, f"finalized: {done}; the process stays up until stopped "
+                                "(Ctrl-C), and no transition follows")
 
     def on_error(self, state) -> TransitionCallbackReturn:
         return self._transition("error processing", self._cleanup)   # back to unconfigured

@@ -132,6 +132,13 @@ def test_states_through_the_lifecycle_services(harness):
     # finalized: no configure follows, so a value set would never take effect: refused, saying so
     late = set_params(harness, node, input_size=128)[0]
     assert not late.successful and "finalized" in late.reason and "start the node again" in late.reason
+    # shut down from unconfigured: nothing was loaded, and the line does not say a model was released
+    other = harness.start_node(managed=True, cli_args=["--ros-args", "-r", f"__node:={name}_u"])
+    assert other.trigger_shutdown() == TransitionCallbackReturn.SUCCESS
+    wait_for(lambda: any(m.name == f"{name}_u" and m.msg.startswith("finalized: ") for m in list(log)),
+             what="the shutdown's log line")
+    line = next(m.msg for m in list(log) if m.name == f"{name}_u" and m.msg.startswith("finalized: "))
+    assert line.startswith("finalized: it was unconfigured; the process stays up until stopped"), line
 
 
 def test_deactivate_publishes_the_frames_it_had_taken(harness):
