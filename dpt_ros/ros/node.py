@@ -750,6 +750,8 @@ class DptNode(Node):
             e = getattr(m, task)
             if e is None or task in m.reused:   # (logged when it was loaded)
                 continue
+            if task == "depth":   # a new depth model: that it has no metres is said again (it was said once in the
+                self._warned.discard("no_metric")   # node's life: a swap back to a relative model was silent)
             if e.random_weights:
                 bar = "!" * 78
                 self.get_logger().warning(

@@ -640,6 +640,29 @@ def test_no_image_yet_is_logged_again_after_a_reactivation(harness, monkeypatch)
     assert "check the image topic (/lc_silent/image)" in said()[1].msg
 
 
+def test_a_swapped_in_model_without_metres_is_said_again(harness):
+    """'depth and points need metric depth' is said once per depth model (a configure's, a swap's): it was said once
+    in the node's life, so after a swap back to a model without metres depth and points stopped without a word."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="lc_metric", managed=True, **{"diagnostics.period": 60.0})
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    depth, out = harness.collector(Image, "/lc_metric/depth"), harness.collector(Image, "/lc_metric/inverse_depth")
+    pub = harness.probe.create_publisher(Image, "/lc_metric/image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and all(
+        node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("depth", "inverse_depth")), what="discovery")
+
+    def said():
+        return [m for m in list(log) if m.name == "lc_metric.dpt_node" and m.msg.startswith("depth and points need")]
+    for n, size in ((1, 64), (2, 96)):
+        if size != 64:   # another model (dpt_tiny at 96 px), as relative: swapped in, and said again
+            assert set_params(harness, node, input_size=size)[0].successful
+            wait_for(lambda: node.models.depth_pre.net_size == (size, size), what="the swap")
+        publish_until(pub, make_image, out, n=len(out) + 1)
+        wait_for(lambda: len(said()) == n, what=f"the warning for model {n}")
+    assert depth == [] and said()[1].level == Log.WARN
+
+
 def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(harness):
     """A frame that failed since the last report is a WARN in the next one, also when the node was deactivated
     in between (its camera's status said "inactive", level OK: the error never reached a health monitor)."""
