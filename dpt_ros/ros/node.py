@@ -2573,6 +2573,10 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
                 self._cleanup()
                 raise _ShutDownDuringTransition() from None
             reason = str(e) if isinstance(e, StartupError) else f"{type(e).__name__}: {e}"
+            if not reason.endswith("start it again with other ones"):   # (a remap's: no configure mends it)
+                # (dpt_node exits on these: said, so that the process is not restarted for what a parameter mends)
+                reason += (f"; the node keeps running: fix that (ros2 param set), then configure again: ros2 "
+                           f"lifecycle set {self.get_fully_qualified_name()} configure")
             self.get_logger().error(f"configure failed, the node stays unconfigured: {reason}")
             self._cleanup()
             return TransitionCallbackReturn.FAILURE

@@ -73,9 +73,15 @@ def test_states_through_the_lifecycle_services(harness):
     pubs, subs = _graph(probe, name)
     assert "/inverse_depth" not in pubs and "/image" not in subs and node.models is None
 
-    # a configure that cannot load the model fails with the reason and leaves the node unconfigured
+    # a configure that cannot load the model fails with the reason and leaves the node unconfigured, and says how on
     assert not _change(harness, name, Transition.TRANSITION_CONFIGURE)
     assert _state(harness, name) == "unconfigured" and node.models is None
+    wait_for(lambda: any(m.name == name and m.msg.startswith("configure failed") for m in list(log)),
+             what="the configure's failure logged")
+    failed = next(m.msg for m in list(log) if m.name == name and m.msg.startswith("configure failed"))
+    assert failed.startswith("configure failed, the node stays unconfigured: depth.weights is not set; ") and \
+        failed.endswith(f"; the node keeps running: fix that (ros2 param set), then configure again: ros2 lifecycle "
+                        f"set /{name} configure"), failed
     # parameters are checked in every state; unconfigured, they apply at the next configure
     bad = set_params(harness, node, precision="fp64")[0]
     assert not bad.successful and "precision" in bad.reason
