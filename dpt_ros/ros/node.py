@@ -2259,6 +2259,15 @@ class DptNode(Node):
         seen = sorted(name for name, types in self.get_topic_names_and_types()
                       if wanted in types and name not in own and self.count_publishers(name) > 0)
         listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
+        # the camera is there, in the other transport (a Wi-Fi camera or a bag with only image_raw/compressed): say so
+        compressed = wanted.endswith("CompressedImage")
+        other = cam.image_topic.removesuffix("/compressed") if compressed else cam.image_topic + "/compressed"
+        other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
+        if any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
+            transport = "raw" if compressed else "compressed"
+            return (f"; nothing publishes it, but {other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the "
+                    f"camera offers the {transport} transport, set image_transport:={transport} (ros2 param set "
+                    f"{self.get_fully_qualified_name()} image_transport {transport}, or -p image_transport:={transport})")
         rule = _remap_example(cam, "image", "/camera/image_raw")
         return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
                 f"point the node at the camera's topic ({'; '.join(filter(None, rule))}, or the cameras "

@@ -1075,6 +1075,40 @@ def test_compressed_input_transport(harness):
     assert harness.probe.count_subscribers("/image/compressed") == 0
 
 
+def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_transport(harness, monkeypatch):
+    """A camera over Wi-Fi (or a bag) that offers only image_raw/compressed, the node left at image_transport:=raw:
+    "no image yet" says the compressed transport is there and to set image_transport:=compressed (it said only that
+    no Image topic had a publisher, and to remap image); and the same the other way round."""
+    from sensor_msgs.msg import CompressedImage
+
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw"], **{"diagnostics.period": 60.0})
+    jpeg = harness.probe.create_publisher(CompressedImage, "/cam/image_raw/compressed", qos("best_effort"))
+    wait_for(lambda: node.count_publishers("/cam/image_raw/compressed") > 0, what="discovery")
+    message = node.diagnostics().status[1].message
+    assert message.startswith("no image yet (") and "check the image topic (/cam/image_raw)" in message, message
+    assert message.endswith(
+        "; nothing publishes it, but /cam/image_raw/compressed has a publisher of CompressedImage: the camera offers "
+        "the compressed transport, set image_transport:=compressed (ros2 param set /dpt_node image_transport "
+        "compressed, or -p image_transport:=compressed)"), message
+    assert all(r.successful for r in set_params(harness, node, image_transport="compressed"))
+    harness.probe.create_publisher(Image, "/cam/image_raw", qos("best_effort"))
+    wait_for(lambda: node.count_publishers("/cam/image_raw") > 0 and node.count_subscribers("/cam/image_raw") == 0,
+             what="discovery of the raw publisher")
+    time.sleep(0.1)
+    message = node.diagnostics().status[1].message
+    assert "check the image topic (/cam/image_raw/compressed)" in message and "1 publisher found on it" in message
+    # only the raw one left: the node is told to go back to image_transport:=raw
+    harness.probe.destroy_publisher(jpeg)
+    wait_for(lambda: node.count_publishers("/cam/image_raw/compressed") == 0, what="the compressed publisher gone")
+    message = node.diagnostics().status[1].message
+    assert message.endswith("; nothing publishes it, but /cam/image_raw has a publisher of Image: the camera offers "
+                            "the raw transport, set image_transport:=raw (ros2 param set /dpt_node image_transport "
+                            "raw, or -p image_transport:=raw)"), message
+
+
 def test_image_transport_switched_live(harness):
     """image_transport set with ros2 param: the node leaves image (remap applied) for image/compressed and
     back; frames on the new topic are processed, the old topic has no subscriber from the node."""
