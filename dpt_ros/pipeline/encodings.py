@@ -423,6 +423,18 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
     return None
 
 
+def _undecodable(buf: np.ndarray) -> str:
+    """Why the decoder refused a JPEG or PNG whose header was read, and what to do: cut short (no end marker: JPEG's
+    EOI, PNG's IEND chunk; zero bytes after it are padding), else corrupt."""
+    data = buf.tobytes().rstrip(b"\0")
+    if not (data.endswith(b"\xff\xd9") if data[:1] == b"\xff" else b"IEND" in data[-12:]):
+        kind = "JPEG's end-of-image marker (FFD9)" if data[:1] == b"\xff" else "PNG's IEND chunk"
+        return (f"truncated, the data ends before the {kind}: the message was cut short by its publisher, a relay "
+                "or the recording (check that the camera's own compressed topic decodes, e.g. in rqt_image_view)")
+    return ("corrupt data, which the decoder refused (check that the camera's own compressed topic decodes, e.g. in "
+            "rqt_image_view)")
+
+
 def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
 
@@ -442,7 +454,8 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
             f"unsupported compressed format {format!r}; supported: {', '.join(SUPPORTED_COMPRESSED_FORMATS)}"
         )
     if buf.size == 0:
-        raise EncodingError(f"empty {format or 'compressed'} image payload")
+        raise EncodingError(f"empty {format or 'compressed'} image payload: the CompressedImage has no data (its "
+                            "publisher's encoding failed, or it was emptied on the way); the frame is skipped")
     if buf[:3].tobytes() != b"\xff\xd8\xff" and buf[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
         raise EncodingError(
             f"compressed image ({format or 'no format'}) is neither JPEG nor PNG data; "
@@ -471,7 +484,8 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
                if "CV_IO_MAX_IMAGE_PIXELS" in str(e) else str(e).split("error: ", 1)[-1].strip())
         raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes: {why}") from None
     if img is None:
-        raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes (corrupt?)")
+        raise EncodingError(f"could not decode {format or 'compressed'} image of {buf.size} bytes: "
+                            f"{_undecodable(buf)}; the frame is skipped")
     if img.dtype == np.uint16:
         img = _u16_to_u8(img)
     # image_transport's rule (its compressed subscriber): for a colour encoding before the ';', "compressed bgr"

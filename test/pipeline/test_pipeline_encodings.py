@@ -324,6 +324,32 @@ def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
         decode_compressed(data, fmt)
 
 
+def test_an_undecodable_compressed_image_is_said_to_be_truncated_or_corrupt_with_what_to_do():
+    """A JPEG or PNG cut short (a relay, a recording; Wi-Fi) or corrupt was refused as 'could not decode ... (corrupt?)',
+    and an empty one as 'empty ... payload': now which it is (no end marker: truncated), and what to check."""
+    jpeg = cv2.imencode(".jpg", cv2.GaussianBlur(RGB, (0, 0), 2))[1].tobytes()
+    png = cv2.imencode(".png", RGB)[1].tobytes()
+    check = "check that the camera's own compressed topic decodes, e.g. in rqt_image_view); the frame is skipped"
+    for data, fmt, end in ((jpeg, "rgb8; jpeg compressed bgr8", "JPEG's end-of-image marker (FFD9)"),
+                           (png, "bgr8; png compressed bgr8", "PNG's IEND chunk")):
+        for cut in (len(data) // 2, len(data) * 9 // 10):
+            with pytest.raises(EncodingError) as info:
+                decode_compressed(data[:cut] + b"\0" * 8, fmt)   # (zero padding does not hide the cut)
+            assert str(info.value) == (f"could not decode {fmt} image of {cut + 8} bytes: truncated, the data ends "
+                                       f"before the {end}: the message was cut short by its publisher, a relay or the "
+                                       f"recording ({check}")
+    idat = png.index(b"IDAT") + 4
+    mangled = png[:idat] + b"\xff" * 64 + png[idat + 64:]   # (its end intact)
+    with pytest.raises(EncodingError) as info:
+        decode_compressed(mangled, "png")
+    assert str(info.value) == f"could not decode png image of {len(png)} bytes: corrupt data, which the decoder " \
+                              f"refused ({check}"
+    with pytest.raises(EncodingError, match=r"^empty jpeg image payload: the CompressedImage has no data \(its "
+                                            r"publisher's encoding failed, or it was emptied on the way\); the frame is "
+                                            r"skipped$"):
+        decode_compressed(b"", "jpeg")
+
+
 def test_decode_compressed_16_bit_png_matches_the_raw_frame():
     # a depth-camera-style 16-bit PNG: every value, incl. those whose top byte and rounded value differ
     v = np.arange(0, 65536, 7, dtype=np.uint16)[:64 * 146].reshape(64, 146)
