@@ -1947,6 +1947,14 @@ class DptNode(Node):
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
                     f"{cam.topic('depth_reference')} to the depth of this camera's view, e.g. {rule} "
                     f"({launch + '; ' if launch else ''}a camera without one has no aligned depth)")
+        types = "" if held else self._types_instead(topic, "sensor_msgs/msg/Image")
+        if types:   # (a compressedDepth topic: DDS matches none of its publishers to this subscription, silently)
+            base = topic.removesuffix("/compressedDepth").removesuffix("/compressed")
+            return (f"nothing received on {topic}: its {publishers} publisher(s) are of type {types}, and "
+                    f"depth_reference takes the raw sensor_msgs/msg/Image (32FC1 metres or 16UC1 millimetres): remap "
+                    f"{cam.topic('depth_reference')} to the raw topic{f' ({base})' if base != topic else ''}, or "
+                    f"republish it raw with image_transport's republish node (in_transport compressedDepth, "
+                    f"out_transport raw)")
         if not held:   # (a frame just after subscribing, before the depth camera's first message: no remap is wrong)
             return (f"nothing received on {topic} yet from its {publishers} publisher(s): at start-up the first "
                     f"reference is most likely on its way; if this persists, check that the depth camera publishes "
@@ -2250,10 +2258,34 @@ class DptNode(Node):
                                           f"{'' if incompatible == publishers else f'{incompatible} '}of an "
                                           f"incompatible QoS {mismatch}")
 
+    def _types_instead(self, topic: str, wanted: str) -> str:
+        """The message types the publishers on ``topic`` have when none of them has ``wanted`` (a subscription of
+        ``wanted`` receives none of theirs, with no error from DDS), e.g. 'sensor_msgs/msg/CompressedImage'; '' when
+        one has it or nothing publishes there."""
+        types = sorted({info.topic_type for info in self.get_publishers_info_by_topic(topic)})
+        return "" if not types or wanted in types else ", ".join(types)
+
+    @staticmethod
+    def _image_of_another_type(cam: "_Camera", publishers: int, types: str, compressed: bool) -> str:
+        """What "no image yet" adds when the image topic's publishers are of another type than the subscription's
+        (``compressed``: image_transport:=compressed; raw on a .../compressed topic, or compressed on a raw one)."""
+        wanted = "CompressedImage" if compressed else "Image"
+        text = (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, of type {types}, which this "
+                f"subscription (sensor_msgs/msg/{wanted}, image_transport:={'compressed' if compressed else 'raw'}) "
+                f"does not receive: ")
+        if compressed and "sensor_msgs/msg/Image" in types.split(", "):
+            return text + "set image_transport:=raw"
+        if not compressed and "sensor_msgs/msg/CompressedImage" in types.split(", ") and \
+                cam.image_topic.endswith("/compressed"):
+            rule = _remap_example(cam, "image", cam.image_topic.removesuffix("/compressed"))[0]
+            return text + (f"it is a compressed transport: set image_transport:=compressed and remap the image to its "
+                           f"base topic ({rule}; the node adds /compressed, as image_transport does)")
+        return text + "point the node at the camera's image topic"
+
     def _nothing_publishes(self, cam: "_Camera") -> str:
         """What "no image yet" adds for an image topic nothing publishes: the topics of the image's type that
         others publish (not this node's outputs), and how to point the node at one."""
-        wanted = "sensor_msgs/msg/CompressedImage" if cam.image_topic.endswith("/compressed") else \
+        wanted = "sensor_msgs/msg/CompressedImage" if self._settings["image_transport"] == "compressed" else \
             "sensor_msgs/msg/Image"
         own = {pub.topic_name for c in self._cameras for pub in c.pubs.values()}
         seen = sorted(name for name, types in self.get_topic_names_and_types()
@@ -2261,6 +2293,13 @@ class DptNode(Node):
         listed = ", ".join(seen[:8]) + (f" and {len(seen) - 8} more" if len(seen) > 8 else "")
         # the camera is there, in the other transport (a Wi-Fi camera or a bag with only image_raw/compressed): say so
         compressed = wanted.endswith("CompressedImage")
+        doubled = cam.image_topic.removesuffix("/compressed")
+        if compressed and doubled.endswith("/compressed") and any(
+                info.topic_type == wanted for info in self.get_publishers_info_by_topic(doubled)):
+            rule = _remap_example(cam, "image", doubled.removesuffix("/compressed"))[0]
+            return (f"; nothing publishes it, but {doubled} has a publisher of CompressedImage: with "
+                    f"image_transport:=compressed the node adds /compressed to the image topic, as image_transport "
+                    f"does: remap the image to the base topic ({rule})")
         other = cam.image_topic.removesuffix("/compressed") if compressed else cam.image_topic + "/compressed"
         other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
         if any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
@@ -2440,7 +2479,12 @@ class DptNode(Node):
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
                                                        f"topic ({cam.image_topic}) and the camera's QoS")
                     publishers, incompatible, mismatch = self._publishers_now(cam)
-                    if incompatible:   # the reason known: a QoS this subscription cannot take
+                    compressed = self._settings["image_transport"] == "compressed"
+                    types = publishers and self._types_instead(
+                        cam.image_topic, f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}")
+                    if types:   # publishers of another message type: DDS matches none of them, silently
+                        txt += self._image_of_another_type(cam, publishers, types, compressed)
+                    elif incompatible:   # the reason known: a QoS this subscription cannot take
                         txt += mismatch
                     elif publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
                         txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
@@ -2450,7 +2494,8 @@ class DptNode(Node):
                                 f"/dev/shm (README: In Docker)")
                     else:   # a newcomer's first run: the camera publishes elsewhere (image_raw, a namespace)
                         txt += self._nothing_publishes(cam)
-                    said = (cam.image_topic, "qos" if incompatible else "silent" if publishers else "none")
+                    said = (cam.image_topic, "type" if types else "qos" if incompatible else "silent" if publishers
+                            else "none")
                     if said not in self._silent_logged:   # once each reason: the log is what most read
                         self._silent_logged.add(said)
                         self.get_logger().warning(txt)

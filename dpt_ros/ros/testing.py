@@ -303,6 +303,7 @@ class Harness:
         self.executor.add_node(self.probe)
         self.nodes: list[Node] = []
         self.spin_errors: list[BaseException] = []
+        self._others: list[tuple[Context, Node]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
@@ -377,6 +378,16 @@ class Harness:
                  all(c.pubs[output].get_subscription_count() > 0 for c in node.cameras), what="discovery")
         return outs, pubs
 
+    def other_participant(self) -> Node:
+        """A node in a context (so a DDS participant) of its own on the harness's domain, as another process's: its
+        publisher may give a topic another message type than the node's subscription (one participant refuses that,
+        create_publisher raises). Not spun; shut down with the harness."""
+        context = Context()
+        rclpy.init(context=context, domain_id=self.context.get_domain_id())
+        node = Node("other_process", context=context)
+        self._others.append((context, node))
+        return node
+
     def shutdown(self) -> None:
         self._stop.set()
         self._thread.join(5)
@@ -384,6 +395,9 @@ class Harness:
             self.remove_node(node)
         self.executor.shutdown()
         self.probe.destroy_node()
+        for context, node in self._others:
+            node.destroy_node()
+            rclpy.shutdown(context=context)
         rclpy.shutdown(context=self.context)
 
 

@@ -148,6 +148,33 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
                         "of 10 s or more is beyond depth.align_tolerance's range)"), far
 
 
+def test_a_compressed_depth_reference_topic_is_said_to_be_of_another_type(harness):
+    """depth_reference remapped to a depth camera's compressedDepth topic (all a Wi-Fi robot offers): the subscription
+    of sensor_msgs/Image receives nothing from its CompressedImage publisher, and the frames were logged 'nothing
+    received ... yet from its 1 publisher(s): ... check that the depth camera publishes there', which it does; now the
+    publisher's type, that depth_reference takes the raw Image, and the raw topic to remap to."""
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import CompressedImage
+
+    log = harness.collector(Log, "/rosout")
+    topic = "/camera/aligned_depth_to_color/image_raw/compressedDepth"
+    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0},
+                              cli_args=["--ros-args", "-r", f"depth_reference:={topic}"])
+    got, (pub,) = harness.connect(node, {"depth": Image}, {"image": Image})
+    depth_camera = harness.other_participant().create_publisher(CompressedImage, topic, qos("best_effort"))
+    wait_for(lambda: node.count_publishers(topic) == 1, what="discovery of the depth camera")
+    pub.publish(make_image(1_000_000_000, width=80, height=60))
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="the frame")
+    wait_for(lambda: any(m.msg.startswith(f"[alignment] {topic}: ") for m in log), what="its reason")
+    reason = next(m.msg for m in log if m.msg.startswith(f"[alignment] {topic}: "))
+    assert reason == (f"[alignment] {topic}: nothing received on {topic}: its 1 publisher(s) are of type "
+                      "sensor_msgs/msg/CompressedImage, and depth_reference takes the raw sensor_msgs/msg/Image (32FC1 "
+                      "metres or 16UC1 millimetres): remap depth_reference to the raw topic "
+                      "(/camera/aligned_depth_to_color/image_raw), or republish it raw with image_transport's "
+                      "republish node (in_transport compressedDepth, out_transport raw)"), reason
+    assert got["depth"] == [] and depth_camera.get_subscription_count() == 0
+
+
 def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_blamed_on_the_remap(harness):
     """A frame taken before the first reference of a depth camera that does publish on depth_reference (at start-up;
     the remap is right) was logged 'nothing received on /depth_reference since it was subscribed: remap

@@ -1109,6 +1109,36 @@ def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_
                             "raw, or -p image_transport:=raw)"), message
 
 
+def test_an_image_topic_of_another_message_type_is_said_so_with_the_remap_to_make(harness, monkeypatch):
+    """-r image:=/cam/image_raw/compressed, the topic README's user sees in ros2 topic list: with image_transport:=raw
+    the Image subscription receives nothing from the CompressedImage publisher and 'no image yet' blamed containers'
+    /dev/shm ('1 publisher found on it, so if none is just idle: ...'); now the type, and to set
+    image_transport:=compressed with the base topic. With it set, the node adds /compressed (as image_transport does)
+    and was told only 'nothing publishes it': now that the remap should name the base topic."""
+    from sensor_msgs.msg import CompressedImage
+
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw/compressed"],
+                              **{"diagnostics.period": 60.0})
+    harness.other_participant().create_publisher(CompressedImage, "/cam/image_raw/compressed", qos("best_effort"))
+    wait_for(lambda: node.count_publishers("/cam/image_raw/compressed") > 0, what="discovery")
+    message = node.diagnostics().status[1].message
+    assert message.endswith(
+        "check the image topic (/cam/image_raw/compressed) and the camera's QoS; 1 publisher found on it, of type "
+        "sensor_msgs/msg/CompressedImage, which this subscription (sensor_msgs/msg/Image, image_transport:=raw) does "
+        "not receive: it is a compressed transport: set image_transport:=compressed and remap the image to its base "
+        "topic (-r image:=/cam/image_raw; the node adds /compressed, as image_transport does)"), message
+    assert all(r.successful for r in set_params(harness, node, image_transport="compressed"))
+    message = node.diagnostics().status[1].message
+    assert message.endswith(
+        "check the image topic (/cam/image_raw/compressed/compressed) and the camera's QoS; nothing publishes it, but "
+        "/cam/image_raw/compressed has a publisher of CompressedImage: with image_transport:=compressed the node adds "
+        "/compressed to the image topic, as image_transport does: remap the image to the base topic "
+        "(-r image:=/cam/image_raw)"), message
+
+
 def test_image_transport_switched_live(harness):
     """image_transport set with ros2 param: the node leaves image (remap applied) for image/compressed and
     back; frames on the new topic are processed, the old topic has no subscriber from the node."""
