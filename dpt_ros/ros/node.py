@@ -2306,7 +2306,8 @@ class DptNode(Node):
             transport = "raw" if compressed else "compressed"
             return (f"; nothing publishes it, but {other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the "
                     f"camera offers the {transport} transport, set image_transport:={transport} (ros2 param set "
-                    f"{self.get_fully_qualified_name()} image_transport {transport}, or -p image_transport:={transport})")
+                    f"{self.get_fully_qualified_name()} image_transport {transport}; -p image_transport:={transport}, "
+                    f"or the launch files' argument image_transport:={transport})")
         rule = _remap_example(cam, "image", "/camera/image_raw")
         return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
                 f"point the node at the camera's topic ({'; '.join(filter(None, rule))}, or the cameras "

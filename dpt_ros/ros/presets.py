@@ -6,8 +6,9 @@ import, so it runs and is tested without a ROS distribution).
 
 Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
 variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the ``resolution`` / ``weights`` /
-``segmentation_weights`` / ``device`` / ``precision`` / ``camera_info_url`` / ``depth_reference`` / ``use_sim_time``
-arguments that were given (left at ``default`` / empty they override nothing, so a ``config_file`` can set them).
+``segmentation_weights`` / ``device`` / ``precision`` / ``image_transport`` / ``camera_info_url`` /
+``depth_reference`` / ``use_sim_time`` arguments that were given (left at ``default`` / empty they override nothing,
+so a ``config_file`` can set them).
 """
 from __future__ import annotations
 
@@ -132,6 +133,10 @@ def launch_arguments(task: str) -> list[Argument]:
                  "CPU the node exits, use fp32 or bf16); 'default' keeps the YAML value (fp32)", PRECISIONS),
         Argument("config_file", "", "extra parameter YAML (/**: ros__parameters:) applied after the presets"),
         Argument("image", "image", "input image topic (remaps the node's 'image')"),
+        Argument("image_transport", "default", "raw: subscribe the image topic (sensor_msgs/Image); compressed: "
+                 "<image>/compressed (CompressedImage, JPEG or PNG: a camera over Wi-Fi, a bag with only "
+                 "image_raw/compressed); sets image_transport; 'default' keeps the YAML value (raw)",
+                 ("default", "raw", "compressed")),
         Argument("camera_info", "camera_info", "input camera_info topic (remaps 'camera_info')"),
         Argument("camera_info_url", "", "camera calibration YAML or INI (file:///abs/path.yaml, "
                  "package://<pkg>/<path>) for a driver that publishes no camera_info; sets camera_info.url (the topic is then not used); "
@@ -191,7 +196,8 @@ def argument_parameters(task: str) -> dict[str, str]:
     out = {"variant": f"{model}.variant", "weights": f"{model}.weights"}
     if task == "dpt":
         out.update(segmentation_variant="segmentation.variant", segmentation_weights="segmentation.weights")
-    out.update(resolution="input_size", device="device", precision="precision", camera_info_url="camera_info.url")
+    out.update(resolution="input_size", device="device", precision="precision", image_transport="image_transport",
+               camera_info_url="camera_info.url")
     if task != "segmentation":
         out["depth_reference"] = "depth.align"
     out["use_sim_time"] = "use_sim_time"
@@ -240,7 +246,7 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
             raise FileNotFoundError(f"parameter file {f} not found")
     if v["config_file"]:
         files.append(_config_file(v["config_file"]))
-    overrides: dict = {k: v[k] for k in ("device", "precision") if v[k] != "default"}
+    overrides: dict = {k: v[k] for k in ("device", "precision", "image_transport") if v[k] != "default"}
     if v["resolution"] != "default":
         overrides["input_size"] = int(v["resolution"])
     if v["weights"]:

@@ -1092,7 +1092,8 @@ def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_
     assert message.endswith(
         "; nothing publishes it, but /cam/image_raw/compressed has a publisher of CompressedImage: the camera offers "
         "the compressed transport, set image_transport:=compressed (ros2 param set /dpt_node image_transport "
-        "compressed, or -p image_transport:=compressed)"), message
+        "compressed; -p image_transport:=compressed, or the launch files' argument image_transport:=compressed)"), \
+        message
     assert all(r.successful for r in set_params(harness, node, image_transport="compressed"))
     harness.probe.create_publisher(Image, "/cam/image_raw", qos("best_effort"))
     wait_for(lambda: node.count_publishers("/cam/image_raw") > 0 and node.count_subscribers("/cam/image_raw") == 0,
@@ -1106,7 +1107,8 @@ def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_
     message = node.diagnostics().status[1].message
     assert message.endswith("; nothing publishes it, but /cam/image_raw has a publisher of Image: the camera offers "
                             "the raw transport, set image_transport:=raw (ros2 param set /dpt_node image_transport "
-                            "raw, or -p image_transport:=raw)"), message
+                            "raw; -p image_transport:=raw, or the launch files' argument image_transport:=raw)"), \
+        message
 
 
 def test_an_image_topic_of_another_message_type_is_said_so_with_the_remap_to_make(harness, monkeypatch):

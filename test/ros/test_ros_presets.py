@@ -51,7 +51,8 @@ def test_launch_arguments_are_documented_with_choices():
         assert args["device"].default == args["precision"].default == "default"
         assert args["use_rviz"].choices == ("true", "false")
     assert "dpt_large" in {a.name: a for a in presets.launch_arguments("depth")}["variant"].choices
-    inputs = ["resolution", "device", "precision", "config_file", "image", "camera_info", "camera_info_url"]
+    inputs = ["resolution", "device", "precision", "config_file", "image", "image_transport", "camera_info",
+              "camera_info_url"]
     rest = ["managed", "autostart", "publication_mode", "namespace", "enclave", "use_sim_time", "use_rviz",
             "rviz_fixed_frame"]
     # one model: no segmentation_* arguments; a depth task: depth_reference
@@ -333,6 +334,18 @@ def test_remappings_and_rviz():
         url = {"camera_info_url": "file:///calib/webcam.yaml"}
         assert presets.node_parameters(task, url)[-1] == {"camera_info.url": "file:///calib/webcam.yaml"}
         assert "camera_info.url" not in presets.node_parameters(task, {})[-1] and presets.remappings(task, url) == []
+    # image_transport: a camera that offers only image_raw/compressed (Wi-Fi, a bag), for every task; it was no
+    # argument (ignored, with the advice to write a parameter YAML for config_file)
+    for task in presets.TASKS:
+        given = {"image": "/cam/image_raw", "image_transport": "compressed"}
+        assert presets.node_parameters(task, given)[-1] == {"image_transport": "compressed"}
+        assert presets.remappings(task, given) == [("image", "/cam/image_raw")]
+        assert presets.node_parameters(task, {"image_transport": "raw"})[-1] == {"image_transport": "raw"}
+        assert "image_transport" not in presets.node_parameters(task, {})[-1]
+        assert presets.ignored_arguments(task, ["image_transport"]) == []
+    with pytest.raises(ValueError, match="launch argument image_transport:='theora' is not one of default, raw, "
+                                         "compressed"):
+        presets.resolve("depth", {"image_transport": "theora"})
     with pytest.raises(ValueError, match="unknown launch argument"):
         presets.resolve("segmentation", ref)
     assert presets.use_rviz("depth", {"use_rviz": "true"}) and not presets.use_rviz("depth", {})
