@@ -51,6 +51,7 @@ import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import resolve_weights_path
+from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, params, topics
 from dpt_ros.ros.console import init_ros
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
@@ -101,6 +102,9 @@ _RECENT_IMAGES = 256
 #: waited for once, and a frame without one is reported as early rather than as a missing or misrouted camera_info
 _INFO_GRACE_S = 3.0
 _ERROR_LOG_PERIOD_S = 5.0  # one log line per kind of per-frame error per period and camera
+#: a camera whose lens rays (camera_info.rectified false) were solved again for this many of its last
+#: _LENS_WINDOW clouds is told so, again every _LENS_WARN_PERIOD_S while it lasts
+_LENS_WINDOW, _LENS_SOLVES, _LENS_WARN_PERIOD_S = 10, 5, 60.0
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 # /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
 # or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
@@ -348,6 +352,11 @@ class _Camera:
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
     # serialized depth/camera_info}); a camera sends the same calibration with every frame
     calibration_cache: Optional[tuple] = None
+    # its last clouds: the milliseconds their lens rays took to solve (0.0: reused), the intrinsics of its last
+    # cloud, and when it was last told that they keep being solved (DptNode._note_lens_solve)
+    lens_solves: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_LENS_WINDOW))
+    lens_intrinsics: Any = None
+    lens_warned: float = -math.inf
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -1762,6 +1771,7 @@ class DptNode(Node):
         if want_cloud and not cloud_on_device:
             host.request("cloud_depth" if cloud_depth_t is not depth_t else "depth", cloud_depth_t)
         cloud = None
+        solves = (distortion.stats["grids"], distortion.stats["seconds"])   # (whether this cloud solves its rays)
         if cloud_on_device:
             # back-projection on the GPU; its blocking copy also completes the copies requested above
             rgb = None
@@ -1811,7 +1821,51 @@ class DptNode(Node):
                                                  stride=s["points.stride"], organized=s["points.organized"],
                                                  reuse_buffer=True)   # serialised just below
                 out["points"] = conversions.cloud_output(header, cloud)
+                self._note_lens_solve(f.camera, intr, solves)
         return out
+
+    def _note_lens_solve(self, cam: _Camera, intr: pipeline.Intrinsics, before: tuple[int, float]) -> None:
+        """After a cloud of ``intr``: whether it solved its lens rays afresh (a raw camera's, camera_info.rectified
+        false: tenths of a second at 1080p, on the worker, so every camera's frames wait), by
+        distortion.stats since ``before``. Counted per camera (lens_rays.solved, lens_rays.solve_ms); a camera
+        whose calibration changes with every frame (a zooming lens, a driver republishing a jittered
+        auto-calibration) solves them for every cloud, and its output rate falls with no error: warned when
+        _LENS_SOLVES of its last _LENS_WINDOW clouds did, with what changed and what to do."""
+        solved = distortion.stats["grids"] - before[0]
+        ms = (distortion.stats["seconds"] - before[1]) * 1000.0 if solved else 0.0
+        previous, cam.lens_intrinsics = cam.lens_intrinsics, intr
+        cam.lens_solves.append(ms)
+        if not solved:
+            return
+        with self._lock:
+            cam.counts["lens_rays:solved"] += 1
+            cam.counts["lens_rays:solve_ms"] += round(ms)
+        slow = [t for t in cam.lens_solves if t > 0.0]
+        now = time.monotonic()
+        if len(slow) < _LENS_SOLVES or now - cam.lens_warned < _LENS_WARN_PERIOD_S:
+            return
+        cam.lens_warned = now
+        changed = [] if previous is None else [
+            name for name, a, b in (("fx", previous.fx, intr.fx), ("fy", previous.fy, intr.fy),
+                                    ("cx", previous.cx, intr.cx), ("cy", previous.cy, intr.cy),
+                                    ("D", previous.d, intr.d), ("distortion_model", previous.distortion_model,
+                                                                intr.distortion_model),
+                                    ("size", (previous.width, previous.height), (intr.width, intr.height)))
+            if a != b]
+        source = "camera_info.url" if cam.calibration is not None else self.resolve_topic_name(cam.topic("camera_info"))
+        why = (f"its calibration changes from frame to frame ({', '.join(changed)} of {source} differ from the "
+               f"last cloud's)" if changed else
+               f"the solved rays of {distortion.pixel_rays.cache_info().maxsize} calibrations are kept, for all "
+               f"cameras and points.stride values together, and more are in use")
+        self.get_logger().warning(
+            f"{cam.image_topic or cam.topic('image')}: the lens rays of points (camera_info.rectified false: "
+            f"{intr.distortion_model} distortion) were solved afresh for {len(slow)} of its last "
+            f"{len(cam.lens_solves)} clouds, {sum(slow) / len(slow):.0f} ms each, which the worker spends before every camera's next "
+            f"frame: {why}. A driver republishing a jittered auto-calibration: give the node one fixed calibration "
+            f"(camera_info.url, the camera's calibration file); a zooming lens: rectify the image upstream "
+            f"(image_proc) and set camera_info.rectified true, or lower the cost with a larger points.stride (4x "
+            f"fewer rays at 2 than at 1) or points.max_rate. Counted per camera as lens_rays.solved in "
+            f"/diagnostics; said again every {_LENS_WARN_PERIOD_S:.0f} s while so.")
 
     def _take_frame_size(self, cam: _Camera, fields: dict, w: int, h: int) -> None:
         """A camera_info without an image size (width or height 0; some drivers fill only K / P): its intrinsics

@@ -1448,3 +1448,43 @@ def test_a_frame_whose_network_input_would_be_huge_is_refused_and_counted(harnes
                     "resize_method lower_bound at network size 64x64: more than 16x its pixels (memory and time grow "
                     "with them); send frames of a less extreme aspect ratio, or use resize_method minimal or "
                     "upper_bound"], said
+
+
+def test_a_raw_camera_whose_calibration_changes_every_frame_is_told_and_counted(harness):
+    """camera_info.rectified false with a K that changes on every frame (a zooming lens; a driver republishing a
+    jittered auto-calibration): every cloud solves its lens rays afresh, tenths of a second at 1080p, which
+    silently took the output rate down. Now each solve is counted (lens_rays.solved, lens_rays.solve_ms in the
+    camera's /diagnostics) and, once 5 of the last 10 clouds needed one, a warning says what changed and what to
+    do; a camera that keeps its calibration reuses the rays (no count, no warning)."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest", "camera_info.rectified": False})
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+
+    def cloud_of(stamp: int, fx: float) -> None:
+        img = make_image(stamp, width=96, height=72)
+        info = make_info(img, fx=fx)
+        info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, -0.002, -0.02]
+        info_pub.publish(info)
+        wait_for(lambda: any(m.k[0] == fx for _, m in list(node.cameras[0].infos)), what="info stored")
+        n = len(points)
+        publish_until(pub, lambda i: make_image(stamp * 100 + i, width=96, height=72), points, n=n + 1)
+
+    def camera_kv() -> dict:
+        return {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+
+    def said() -> list:
+        return [m.msg for m in list(log) if "lens rays of points" in m.msg]
+
+    for i in range(3):   # a steady camera: its rays are solved once (focal lengths no other test here uses: the
+        cloud_of(1 + i, 63.25)   # solved rays are kept per process)
+    assert camera_kv()["lens_rays.solved"] == "1" and not said()
+    for i in range(6):   # zooming: fx 63.5, 64, ...
+        cloud_of(10 + i, 63.5 + 0.5 * i)
+    wait_for(lambda: said(), what="the warning")
+    kv = camera_kv()
+    assert kv["lens_rays.solved"] == "7" and int(kv["lens_rays.solve_ms"]) >= 0
+    text = said()[0]
+    assert len(said()) == 1 and "solved afresh for 5 of its last 7 clouds" in text   # (1 steady, 4 zooming: 5)
+    assert "fx, fy of /camera_info differ" in text
+    assert "camera_info.url" in text and "image_proc" in text and "points.stride" in text
+    assert node.error_counts() == {}
