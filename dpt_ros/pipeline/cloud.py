@@ -83,10 +83,16 @@ class Intrinsics:
             if not all(math.isfinite(v) for v in d):
                 raise CalibrationError(f"CameraInfo D has non-finite coefficients {list(d)}")
             if model not in distortion.MODELS:
+                # (image_geometry, and so image_proc, cannot rectify with a model it does not know either: a driver
+                # naming a model of ROS's its own way, e.g. Kalibr's radtan or OpenCV's fisheye, needs the ROS name)
                 raise CalibrationError(
                     f"CameraInfo distortion_model {model!r} with a non-zero D is not supported (supported: "
-                    f"{', '.join(distortion.MODELS)}); rectify the image (image_proc) and set camera_info.rectified "
-                    "true, so that P is used and D is not")
+                    f"{', '.join(distortion.MODELS)}, ROS's names, the only ones image_proc knows too). If D is "
+                    f"one of these under another name (plumb_bob: k1, k2, p1, p2, k3, OpenCV's default model, "
+                    f"radial-tangential, 'radtan'; rational_polynomial: 8 of OpenCV's; equidistant: the 4 of OpenCV's "
+                    f"fisheye model, Kannala-Brandt, 'fisheye', 'kannala_brandt4'), have the camera driver or "
+                    f"calibration file name it so; else rectify the image with a tool that knows the model and set "
+                    "camera_info.rectified true, so that P is used and D is not")
             lengths = distortion.MODELS[model]
             fits = [n for n in lengths if n <= len(d)]
             if not fits or any(d[fits[-1]:]):

@@ -307,3 +307,20 @@ def test_a_large_image_solves_few_rays_exactly():
     assert distortion.stats["grids"] == 1 and distortion.stats["rays"] == ax.size == 1920 * 1080
     assert distortion.stats["exact_rays"] < 0.02 * ax.size and distortion.stats["seconds"] > 0
     assert np.isfinite(ax).all()
+
+
+def test_an_unknown_model_name_is_told_the_ros_name_of_its_lens():
+    """A driver that names its lens model its own way ('fisheye', 'kannala_brandt4', Kalibr's 'radtan') gets no cloud;
+    the message named image_proc as the remedy, which cannot rectify a model image_geometry does not know either.
+    It now gives ROS's names for those models (equidistant for OpenCV's 4-coefficient fisheye, plumb_bob for the
+    radial-tangential one) and keeps rectification as the way for a model that is none of them."""
+    for name, d in (("fisheye", LENSES["equidistant"]), ("kannala_brandt4", LENSES["equidistant"]),
+                    ("radtan", LENSES["plumb_bob"])):
+        with pytest.raises(CalibrationError) as err:
+            Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model=name, d=d)
+        text = str(err.value)
+        assert f"{name!r} with a non-zero D is not supported" in text
+        assert "equidistant: the 4 of OpenCV's fisheye model, Kannala-Brandt" in text
+        assert "plumb_bob: k1, k2, p1, p2, k3, OpenCV's default model, radial-tangential, 'radtan'" in text
+        assert "the only ones image_proc knows too" in text and "rectify the image (image_proc)" not in text
+        assert "camera_info.rectified true" in text
