@@ -2264,8 +2264,10 @@ class DptNode(Node):
 
     def _warn_if_raw(self, cam: "_Camera", info, s: Settings) -> None:
         """camera_info.rectified (the default) on a topic named as a raw image, from a lens with distortion: the
-        cloud and depth/camera_info take the image as rectified (no distortion), off by up to the lens's bend.
-        Said once per camera; a rectified image next to the raw camera_info (image_rect) says nothing."""
+        cloud and depth/camera_info take the image as rectified (no distortion), off by up to the lens's bend;
+        camera_info.rectified false on one named as rectified (image_rect...) with a lens in D: the distortion is
+        undone twice. Said once per camera; a rectified image next to the raw camera_info (image_rect) with
+        camera_info.rectified true says nothing."""
         name = cam.image_topic.removesuffix("/compressed").rsplit("/", 1)[-1]
         if s["camera_info.rectified"] and name in self._RAW_IMAGE_NAMES and any(float(v) != 0.0 for v in info.d):
             self._warn_once(f"raw:{cam.image_topic}", (
@@ -2273,6 +2275,14 @@ class DptNode(Node):
                 f"({info.distortion_model}), but camera_info.rectified is true: points and depth/camera_info treat the "
                 f"image as distortion-free. Set camera_info.rectified:=false to back-project through the lens model, "
                 f"or subscribe to the rectified image (image_rect from image_proc). Said once per camera."))
+        elif not s["camera_info.rectified"] and name.startswith("image_rect") and any(float(v) != 0.0 for v in info.d):
+            # image_proc publishes no camera_info of its own: image_rect comes with the raw camera's, D and all
+            self._warn_once(f"rect:{cam.image_topic}", (
+                f"{cam.image_topic} looks like a rectified image, but camera_info.rectified is false: points and "
+                f"depth/camera_info undo the lens distortion of its camera_info ({info.distortion_model}) a second "
+                f"time, bending straight lines the other way (the camera_info beside image_rect is the raw camera's, "
+                f"D included). Set camera_info.rectified:=true (the default: P, no distortion) for a rectified image, "
+                f"or subscribe to the raw one (image_raw). Said once per camera."))
 
     @staticmethod
     def _incompatible_publishers(found: list, sub_qos: QoSProfile) -> tuple[int, str]:
