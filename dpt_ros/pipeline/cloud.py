@@ -102,7 +102,7 @@ class Intrinsics:
                     f"CameraInfo distortion_model {model!r} takes {', '.join(map(str, lengths[:-1]))}"
                     f"{' or ' if len(lengths) > 1 else ''}{lengths[-1]} D coefficients ({form}), as image_geometry "
                     f"and OpenCV read them; got {len(d)}: fix D in the camera driver or calibration file (missing "
-                    "terms written as 0), or rectify the image (image_proc) and set camera_info.rectified true")
+                    "terms written as 0); image_proc cannot rectify the image with this D either (OpenCV refuses it)")
             # trailing zeros past the model's own form (5 plumb_bob, 8 rational_polynomial, 4 equidistant) and past
             # every non-zero term are the same lens, also beyond a form OpenCV takes (a plumb_bob D of 6 ending in 0):
             # dropped, so that equal lenses hash alike

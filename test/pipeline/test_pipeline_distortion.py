@@ -248,8 +248,11 @@ def test_unusable_distortion_is_refused_with_the_remedy():
                               ("rational_polynomial", RATIONAL14 + (0.01,), "4, 5, 8, 12 or 14"),
                               ("equidistant", (0.1,) * 5, "4"),
                               ("equidistant", (0.1,) * 3, "4")):
+        # (the remedy was "..., or rectify the image (image_proc)": image_proc passes such a D to OpenCV, which refuses
+        # it as well)
         with pytest.raises(CalibrationError, match=rf"'{model}' takes {lengths} D coefficients \(k1, k2, .*got "
-                                                   rf"{len(d)}: fix D .*camera_info.rectified true"):
+                                                   rf"{len(d)}: fix D .*; image_proc cannot rectify the image with "
+                                                   rf"this D either \(OpenCV refuses it\)$"):
             Intrinsics.from_camera_info(K, P, 64, 48, rectified=False, distortion_model=model, d=d)
     # trailing zeros are the same lens, also past a form OpenCV takes (a D of 6 ending in 0 is the 5-term lens)
     rational = (0.1, -0.02, 0.001, 0.002, 0.003, 0.01, 0.0, 0.001)
@@ -324,3 +327,14 @@ def test_an_unknown_model_name_is_told_the_ros_name_of_its_lens():
         assert "plumb_bob: k1, k2, p1, p2, k3, OpenCV's default model, radial-tangential, 'radtan'" in text
         assert "the only ones image_proc knows too" in text and "rectify the image (image_proc)" not in text
         assert "camera_info.rectified true" in text
+
+
+def test_a_camera_switching_among_a_few_calibrations_solves_each_once():
+    """The solved rays of the last 8 (calibration, stride) pairs are kept: a camera alternating between two
+    calibrations (two zoom steps, a driver toggling between two values) solves each once."""
+    a = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, "plumb_bob", (-0.21, 0.05, 0.0, 0.0, 0.0))
+    b = Intrinsics(310.0, 310.0, 159.5, 119.5, 320, 240, "plumb_bob", (-0.21, 0.05, 0.0, 0.0, 0.0))
+    distortion.stats.clear()
+    for intr in (a, b, a, b, a, b):
+        pixel_rays(intr, 2)
+    assert distortion.stats["grids"] == 2
