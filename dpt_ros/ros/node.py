@@ -715,9 +715,19 @@ class DptNode(Node):
         except pipeline.CalibrationError as e:
             raise StartupError(f"camera_info.url: {e}") from None
         if log:
+            # (a lens in D is used only for raw images: with camera_info.rectified true, the default, it is not, and
+            # "plumb_bob distortion" alone read as if it were)
+            if not any(float(v) for v in info.d):
+                lens = "no distortion"
+            elif s["camera_info.rectified"]:
+                lens = (f"{info.distortion_model} distortion not applied: camera_info.rectified is true, so the images "
+                        f"are taken as rectified, with P; set camera_info.rectified:=false for the raw images of the "
+                        f"camera this file calibrates")
+            else:
+                lens = f"{info.distortion_model} distortion, applied: camera_info.rectified is false"
             self.get_logger().info(f"camera {ns or '/'}: calibration from "
                                    f"{camera_calibration.resolve(s['camera_info.url'], name)} ({info.width}x{info.height}, "
-                                   f"{info.distortion_model or 'no'} distortion); the camera_info topic is not used")
+                                   f"{lens}); the camera_info topic is not used")
         return info
 
     def _load_initial(self) -> ModelSet:

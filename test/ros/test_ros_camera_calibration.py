@@ -332,6 +332,27 @@ def test_node_uses_the_file_instead_of_the_topic(harness, tmp_path):
     assert cam["camera_info"] == "camera_info.url"
 
 
+def test_the_start_up_line_says_whether_the_files_lens_is_applied(harness, tmp_path):
+    """The file of camera_calibration describes the raw camera, D included; with camera_info.rectified true (the
+    default) D is not used. The start-up line said "(160x120, plumb_bob distortion)" either way, which read as if the
+    lens were applied; now it says whether it is, and what to set for raw images."""
+    log = harness.collector(Log, "/rosout")
+    (tmp_path / "raw.yaml").write_text(OST.format(fx=100.0).replace("[0., 0., 0., 0., 0.]", "[-0.2, 0.05, 0., 0., 0.]"))
+    (tmp_path / "zero.yaml").write_text(OST.format(fx=100.0))
+    lines = []
+    for file, rectified in (("raw.yaml", True), ("raw.yaml", False), ("zero.yaml", False)):
+        log.clear()
+        node = harness.start_node(**{"camera_info.url": str(tmp_path / file), "camera_info.rectified": rectified})
+        wait_for(lambda: any("calibration from" in m.msg for m in list(log)), what="the start-up line")
+        lines.append(next(m.msg for m in list(log) if "calibration from" in m.msg))
+        assert file in lines[-1]
+        harness.remove_node(node)
+    assert "(160x120, plumb_bob distortion not applied: camera_info.rectified is true" in lines[0]
+    assert "set camera_info.rectified:=false for the raw images" in lines[0]
+    assert "(160x120, plumb_bob distortion, applied: camera_info.rectified is false)" in lines[1]
+    assert "(160x120, no distortion)" in lines[2]
+
+
 def test_node_takes_the_roi_of_the_file(harness, tmp_path):
     """A file saved by camera_info_manager for a camera streaming an 80x60 ROI at (40, 30) of its 160x120 sensor:
     depth/camera_info and the cloud have the sensor's focal length and the centre moved by the offset."""
