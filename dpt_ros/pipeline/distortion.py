@@ -324,8 +324,30 @@ def undistort_grid(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndar
 
 #: what pixel_rays has solved since the process started: ``grids`` (each a camera's calibration and decimation not in
 #: its cache), ``rays`` (in them), ``exact_rays`` (of those, and of the coarse grids' nodes, solved by Newton's
-#: method), ``seconds``. Read by the node to tell when a camera's calibration keeps changing.
+#: method), ``seconds``, ``reused`` (calibrations given the rays of a nearly equal one instead, :data:`_REUSE_PX`). Read by the node to tell when a camera's calibration keeps changing.
 stats: collections.Counter = collections.Counter()
+
+
+#: a calibration whose pixels the rays solved for an earlier one (same size, stride and model) reproject onto to
+#: within this many pixels reuses them: a driver republishing its calibration with noise in the last digits. It is
+#: the exact solve's own tolerance (_TOLERANCE: 1e-3 px at a focal length of 1000 px)
+_REUSE_PX = 1e-3
+#: (width, height, distortion_model, stride) -> (Intrinsics, rays) of the last solve of each
+_last_solved: dict = {}
+
+
+def _reusable(prev_rays: tuple[np.ndarray, np.ndarray], intr: Intrinsics, stride: int) -> bool:
+    """Whether rays solved for another calibration put the pixels of ``intr``'s grid within _REUSE_PX of where
+    ``intr`` projects them: checked at every _GRID_STEP-th ray in each direction and the last row and column (the
+    difference of two smooth lenses is smooth); any pixel there without a ray makes it no."""
+    ax, ay = prev_rays
+    rows = np.unique(np.r_[np.arange(0, ax.shape[0], _GRID_STEP), ax.shape[0] - 1])
+    cols = np.unique(np.r_[np.arange(0, ax.shape[1], _GRID_STEP), ax.shape[1] - 1])
+    x, y = ax[np.ix_(rows, cols)].astype(np.float64), ay[np.ix_(rows, cols)].astype(np.float64)
+    with np.errstate(all="ignore"):
+        xd, yd = distort(intr.distortion_model, intr.d, x, y)
+        err = np.hypot(intr.fx * xd + intr.cx - cols[None, :] * stride, intr.fy * yd + intr.cy - rows[:, None] * stride)
+    return bool((err < _REUSE_PX).all())   # (NaN: no)
 
 
 @functools.lru_cache(maxsize=8)
@@ -333,17 +355,34 @@ def pixel_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ax, ay)``, float32, such that pixel (u, v) = (i * stride, j * stride) at depth z is the point
     ``(z * ax, z * ay, z)``: shapes (1, W') and (H', 1) for a pinhole camera (``ax = (u - cx) / fx``),
     (H', W') each for a distorted one, NaN where a pixel has no ray. Read-only; cached (a camera keeps
-    its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve; :data:`stats` counts the solves)."""
+    its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve; :data:`stats` counts the solves). A
+    calibration within _REUSE_PX of the last one solved for this size, stride and model (a driver's jitter in the
+    last digits) gets that one's rays."""
     u = (np.arange(0, intr.width, stride, dtype=np.float64) - intr.cx) / intr.fx
     v = (np.arange(0, intr.height, stride, dtype=np.float64) - intr.cy) / intr.fy
     if intr.distortion_model:
+        key = (intr.width, intr.height, intr.distortion_model, stride)
+        last = _last_solved.get(key)
+        if last is not None and len(last[0].d) == len(intr.d) and _reusable(last[1], intr, stride):
+            stats["reused"] += 1
+            return last[1]
         start = time.perf_counter()
         x, y = undistort_grid(intr.distortion_model, intr.d, u, v)
         ax, ay = x.astype(np.float32), y.astype(np.float32)
         stats["grids"] += 1
         stats["rays"] += x.size
         stats["seconds"] += time.perf_counter() - start
+        ax.flags.writeable = ay.flags.writeable = False
+        if len(_last_solved) >= 16 and key not in _last_solved:
+            _last_solved.clear()
+        _last_solved[key] = (intr, (ax, ay))
     else:
         ax, ay = u.astype(np.float32)[None, :], v.astype(np.float32)[:, None]
     ax.flags.writeable = ay.flags.writeable = False
     return ax, ay
+
+
+def clear_rays() -> None:
+    """Forget every solved grid (pixel_rays' cache and the last solve kept for reuse): the next call solves."""
+    pixel_rays.cache_clear()
+    _last_solved.clear()

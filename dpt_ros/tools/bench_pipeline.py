@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from numpy.lib import recfunctions
 
 from dpt_ros import pipeline as pl
-from dpt_ros.pipeline.distortion import pixel_rays
+from dpt_ros.pipeline.distortion import clear_rays, pixel_rays
 from dpt_ros.tools.options import count, program
 
 KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
@@ -232,7 +232,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8",
     inv_sub = 1.0 / depth[::4, ::4]
 
     def solve_rays(intr):   # what a new camera_info costs once (the rays are cached afterwards)
-        pixel_rays.cache_clear()
+        clear_rays()
         return pixel_rays(intr, 1)
 
     ready_xyz = np.random.default_rng(3).random((h * w, 3)).astype(np.float32)

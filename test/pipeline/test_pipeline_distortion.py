@@ -338,3 +338,27 @@ def test_a_camera_switching_among_a_few_calibrations_solves_each_once():
     for intr in (a, b, a, b, a, b):
         pixel_rays(intr, 2)
     assert distortion.stats["grids"] == 2
+
+
+def test_a_calibration_jittered_in_its_last_digits_reuses_the_rays():
+    """A driver republishing its calibration with noise in the last digits (fx, cx and D off by parts in 1e9) would
+    solve the rays afresh for every frame; the rays of the last solve put every pixel of the new calibration within
+    1e-3 px (the solve's own tolerance) of its place, so they are reused. A change of a tenth of a pixel is solved."""
+    base = Intrinsics(300.0, 301.0, 159.5, 119.5, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    distortion.clear_rays()
+    distortion.stats.clear()
+    rays = pixel_rays(base, 2)
+    for i in range(1, 4):
+        e = 1 + i * 1e-9
+        jittered = Intrinsics(300.0 * e, 301.0, 159.5 * e, 119.5, 320, 240, "plumb_bob",
+                              tuple(v * e for v in LENSES["plumb_bob"]))
+        assert pixel_rays(jittered, 2)[0] is rays[0]
+        # every pixel, not only the checked ones: within 1e-3 px through the jittered calibration
+        xd, yd = distort("plumb_bob", jittered.d, rays[0].astype(np.float64), rays[1].astype(np.float64))
+        u, v = _pixel_grid(240, 320, 2)
+        assert np.hypot(jittered.fx * xd + jittered.cx - u, jittered.fy * yd + jittered.cy - v).max() < 1e-3
+    assert (distortion.stats["grids"], distortion.stats["reused"]) == (1, 3)
+    moved = Intrinsics(300.0, 301.0, 159.6, 119.5, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    assert pixel_rays(moved, 2)[0] is not rays[0] and distortion.stats["grids"] == 2
+    np.testing.assert_allclose(pixel_rays(moved, 2)[0], undistort("plumb_bob", moved.d, *np.meshgrid(
+        (np.arange(0, 320, 2) - 159.6) / 300.0, (np.arange(0, 240, 2) - 119.5) / 301.0))[0], atol=1e-6)
