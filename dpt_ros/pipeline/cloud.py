@@ -81,7 +81,10 @@ class Intrinsics:
         model = self.distortion_model if any(d) else ""
         if any(d):
             if not all(math.isfinite(v) for v in d):
-                raise CalibrationError(f"CameraInfo D has non-finite coefficients {list(d)}")
+                raise CalibrationError(
+                    f"CameraInfo D has non-finite coefficients {list(d)} (distortion_model {model!r}): fix D in the "
+                    "camera driver or calibration file; for a rectified image set camera_info.rectified true (D is "
+                    "not used then)")
             if model not in distortion.MODELS:
                 # (image_geometry, and so image_proc, cannot rectify with a model it does not know either: a driver
                 # naming a model of ROS's its own way, e.g. Kalibr's radtan or OpenCV's fisheye, needs the ROS name)
