@@ -491,6 +491,7 @@ class DptNode(Node):
         self._cpu_threads = 0   # the cpu_threads value in effect
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
         self._warned: set[str] = set()
+        self._no_depth_said: dict[tuple, float] = {}   # (image topic, 32FC1) -> when a depth without a measurement was said
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> {topic: [last log, not logged]}
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
@@ -1794,6 +1795,8 @@ class DptNode(Node):
                                          stride=s["points.stride"], organized=s["points.organized"],
                                          reuse_buffer=True)   # serialised below, before the next frame's cloud
         host.wait()
+        if depth_t is not None:
+            self._say_if_no_valid_depth(f, host, s)
         images: dict[str, tuple[np.ndarray, str]] = {}   # image output -> (values, encoding)
         if "inverse_depth" in host:
             inv = host["inverse_depth"]
@@ -2268,6 +2271,45 @@ class DptNode(Node):
             self.get_logger().warning(f"[{reason}] {text}{more}")
         else:
             self.get_logger().error(f"[{reason}] {text}{more}")
+
+    def _say_if_no_valid_depth(self, f: _Frame, host: "_HostCopies", s: Settings) -> None:
+        """A frame whose metric depth has not one measurement (every pixel -Inf, +Inf or NaN; 16UC1: 0) is published
+        as it is, REP 117's values, but a mapper gets nothing from it and its cloud has no point: said at WARN (every
+        5 s per camera while so) with how many pixels are of each kind and what sets them (not counted: every output
+        went out). Before, such frames went out without a word: a depth.shift of the wrong sign made every depth +Inf
+        (1 / (scale * inverse_depth + shift) has no positive value there) and RViz showed an empty cloud."""
+        if "depth" in host:
+            d = host["depth"]
+            # (a sparse look first: a frame with any measurement, nearly all of them, costs a few microseconds)
+            if d.size == 0 or np.isfinite(d[::8, ::8]).any() or np.isfinite(d).any():
+                return
+            above, below = int(np.count_nonzero(np.isposinf(d))), int(np.count_nonzero(np.isneginf(d)))
+            kinds = (f"{above} of {d.size} pixels +Inf (above depth.max, {s['depth.max']:g} m), {below} -Inf (below "
+                     f"depth.min, {s['depth.min']:g} m), {d.size - above - below} NaN (no data)")
+        elif "depth_mm" in host:
+            mm = host["depth_mm"]
+            if mm.size == 0 or mm[::8, ::8].any() or mm.any():
+                return
+            kinds = (f"all {mm.size} pixels of the 16UC1 depth are 0 (below depth.min, {s['depth.min']:g} m, above "
+                     f"depth.max, {s['depth.max']:g} m, beyond 65.535 m, or no data)")
+        else:
+            return
+        topic, now = f.camera.image_topic or f.camera.topic("image"), time.monotonic()
+        key = (topic, "depth" in host)   # (32FC1 and 16UC1 each said)
+        if now - self._no_depth_said.get(key, -math.inf) < _ERROR_LOG_PERIOD_S:
+            return
+        self._no_depth_said[key] = now
+        if s["depth.align"]:
+            source = "the depth.align fit (or its fallback)"
+        elif s["depth.scale"] > 0:
+            source = (f"depth.scale {s['depth.scale']:g} / depth.shift {s['depth.shift']:g}: depth_m = 1 / (scale * "
+                      "inverse_depth + shift), beyond depth.max where that is not positive; check the sign of "
+                      "depth.shift, or calibrate with calibrate_depth")
+        else:
+            source = "the metric variant's metres"
+        self.get_logger().warning(
+            f"{topic}: this frame's depth has no measurement: {kinds}, so its cloud has no point. Check depth.min / "
+            f"depth.max and {source}. Said every {_ERROR_LOG_PERIOD_S:g} s per camera while so.")
 
     #: the last name of an image topic that image_proc's convention gives to images before rectification
     _RAW_IMAGE_NAMES = ("image_raw", "image_color", "image_mono")

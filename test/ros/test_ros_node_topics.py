@@ -469,6 +469,49 @@ def test_points_label_without_segmentation_publishes_the_cloud_without_it_and_sa
     assert _said_at(log, "[label] ") == Log.WARN
 
 
+def test_a_depth_without_one_measurement_is_said(harness):
+    """A depth.shift of the wrong sign: 1 / (scale * inverse_depth + shift) has no positive value, so every depth is
+    +Inf (REP 117: out of range) and the cloud has no point, which went out without a word (RViz showed nothing, the
+    log nothing). Now said at WARN with the pixels of each kind and the calibration; as 16UC1 (every pixel 0) too;
+    the outputs are as before, and a frame with depth again says nothing."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": -1000.0, "camera_info.policy": "latest",
+                                 "points.stride": 1})
+    points, _, pub, info_pub = _streams(harness, node, "points", "camera_info", CameraInfo)
+    depth = harness.collector(Image, "depth")
+    wait_for(lambda: node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+    frame = make_image(5, width=40, height=30)
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+
+    def said():
+        return [m for m in list(log) if m.name == "dpt_node" and "depth has no measurement" in m.msg]
+
+    def frame_out(n, **params):
+        assert all(r.successful for r in set_params(harness, node, **params))
+        pub.publish(make_image(n, width=40, height=30))
+        wait_for(lambda: len(points) == n and len(depth) == n, what=f"outputs of frame {n}")
+        return conversions.image_array(depth[-1]), conversions.cloud_array(points[-1])["z"]
+
+    d, z = frame_out(1)
+    assert np.isposinf(d).all() and d.size == 1200 and np.isnan(z).all()   # (REP 117 values, as before)
+    wait_for(lambda: len(said()) == 1, what="the warning")
+    assert said()[0].level == Log.WARN and said()[0].msg.startswith(
+        "/image: this frame's depth has no measurement: 1200 of 1200 pixels +Inf (above depth.max, 1000 m), 0 -Inf "
+        "(below depth.min, 0 m), 0 NaN (no data), so its cloud has no point. Check depth.min / depth.max and "
+        "depth.scale 1 / depth.shift -1000: ")
+    assert "check the sign of depth.shift" in said()[0].msg
+    d, z = frame_out(2, **{"depth.encoding": "16UC1"})
+    assert d.dtype == np.uint16 and not d.any() and np.isnan(z).all()
+    wait_for(lambda: len(said()) == 2, what="the 16UC1 warning")
+    assert "all 1200 pixels of the 16UC1 depth are 0 (below depth.min, 0 m, above depth.max, 1000 m" in said()[1].msg
+    d, z = frame_out(3, **{"depth.shift": 0.5, "depth.encoding": "32FC1"})
+    assert np.isfinite(d).all() and np.isfinite(z).all()
+    assert node.error_counts() == {} and not any(k.startswith("incomplete") for k in node.counts()[""])
+    d, z = frame_out(4)   # (its log line would have come before its outputs)
+    assert len(said()) == 2
+
+
 def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once(harness):
     """camera_info.rectified (the default) on .../image_raw with distortion in camera_info: a WARN naming
     camera_info.rectified:=false, once; the cloud is still made (as documented, distortion-free)."""
