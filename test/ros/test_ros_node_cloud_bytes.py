@@ -99,13 +99,18 @@ def test_metric_variant_at_network_size_publishes_depth_and_points(harness):
     frame = make_image(1, width=64, height=64)
     info_pub.publish(make_info(frame))
     wait_for(lambda: len(node.cameras[0].infos) == 1, what="camera_info stored")
+    net = node.models.depth.run(node.models.depth_pre(pipeline.decode(conversions.image_view(frame), np)))
+    assert tuple(net["depth"].shape[1:]) == (64, 64)
+    # depth.max within the model's metres (random weights: about 7.2 m everywhere, all beyond the 5 m it had, so
+    # that the depth compared was +Inf throughout): some pixels clipped, some not
+    top = float(np.median(net["depth"][0].numpy()))
+    assert set_params(harness, node, **{"depth.max": top})[0].successful
     pub.publish(frame)
     wait_for(lambda: all(len(v) == 1 for v in got.values()), timeout=60, what="depth and points")
     assert node.error_counts() == {}
     depth = conversions.image_array(got["depth"][0])
-    net = node.models.depth.run(node.models.depth_pre(pipeline.decode(conversions.image_view(frame), np)))
-    assert tuple(net["depth"].shape[1:]) == (64, 64)
-    expected = pipeline.apply_depth_range(net["depth"][0].numpy(), 0.0, 5.0)
+    expected = pipeline.apply_depth_range(net["depth"][0].numpy(), 0.0, top)
+    assert np.isposinf(expected).any() and np.isfinite(expected).any()
     np.testing.assert_array_equal(depth, expected)
     assert got["points"][0].width == 32
     # 16UC1 from the same model output (an inference tensor: converted out of place, never modified)
