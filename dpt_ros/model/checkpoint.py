@@ -433,7 +433,7 @@ def _unwrap(obj, path: Path) -> dict:
     while stripped and not _has_dpt_decoder(stripped) and all("." in k for k in stripped) \
             and len({k.split(".", 1)[0] for k in stripped}) == 1:
         stripped = {k.split(".", 1)[1]: v for k, v in stripped.items()}
-    if _has_dpt_decoder(stripped):
+    if _has_dpt_decoder(stripped) or foreign_backbone(sd):   # (another model: said so by the load's check)
         return stripped
     _refuse_dpt_beside_other_tensors(sd, path, taken)
     return sd
@@ -762,11 +762,71 @@ def hf_to_official(sd: Mapping[str, torch.Tensor], reference: Iterable[str]) -> 
 # Architecture detection
 # ----------------------------------------------------------------------------------------------
 
+#: the encoders of depth / segmentation models that are not this package's ViT or ViT-hybrid (MiDaS v2.1, MiDaS v3.1's
+#: BEiT / Swin / LeViT / Next-ViT DPTs, Depth Anything, transformers' DPTs on another backbone): the short name
+#: describe_state_dict gives as the backbone, and what the model is
+_FOREIGN = {
+    "midas_v21": "a MiDaS v2.1 model (midas_v21-*.pt, midas_v21_small-*.pt: a convolutional ResNeXt-101 or "
+                 "EfficientNet-Lite3 encoder with MiDaS's decoder, no vision transformer)",
+    "depth_anything": "a Depth Anything model (DINOv2 encoder under pretrained.*, its own DPT-like head under "
+                      "depth_head.*)",
+    "beit": "a DPT with a BEiT encoder (MiDaS v3.1 dpt_beit_*.pt, or transformers' Intel/dpt-beit-*: relative "
+            "position biases, no position embedding)",
+    "swin": "a DPT with a Swin / Swin v2 encoder (MiDaS v3.1 dpt_swin_*.pt / dpt_swin2_*.pt, or transformers' "
+            "Intel/dpt-swinv2-*)",
+    "other": "a DPT-like model with another encoder than ViT (e.g. MiDaS v3.1 dpt_levit_224.pt or "
+             "dpt_next_vit_large_384.pt, or a transformers DPT on a DINOv2 or other backbone)",
+}
+
+
+def foreign_backbone(sd: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """The key of :data:`_FOREIGN` for a depth model whose encoder is not a ViT or ViT-hybrid (MiDaS v2.1, a MiDaS v3.1
+    BEiT / Swin DPT, Depth Anything, a transformers DPT on an AutoBackbone), else None."""
+    keys = list(sd)
+    if any(k.startswith("depth_head.") for k in keys) and any(k.startswith("pretrained.") for k in keys):
+        return "depth_anything"
+    hf_backbone = [k for k in keys if k.startswith("backbone.")]   # (transformers' DPT on an AutoBackbone)
+    enc = hf_backbone or [k for k in keys if k.startswith("pretrained.")]
+    if not enc or not _has_dpt_decoder(sd):
+        return None
+    if not hf_backbone and any(k.startswith("pretrained.layer1.") for k in enc) \
+            and not any(k.startswith("pretrained.model.") for k in enc):
+        return "midas_v21"
+    if any(re.match(r"(pretrained\.model|backbone\.encoder)\.layers\.\d+\.", k) for k in enc):
+        return "swin"
+    if any("relative_position_bias" in k for k in enc):
+        return "beit"
+    if hf_backbone or not any(k.startswith("pretrained.model.blocks.") for k in enc):
+        return "other"
+    return None
+
+
+def _foreign_error(sd: Mapping[str, torch.Tensor], variant: Optional[Variant], source: str) -> Optional[CheckpointError]:
+    """A CheckpointError saying what model ``sd`` holds where it is no ViT / ViT-hybrid DPT (see
+    :func:`foreign_backbone`), which variants this package runs, and which file to use; else None."""
+    kind = foreign_backbone(sd)
+    if kind is None:
+        return None
+    msg = (f"{source} is {_FOREIGN[kind]}, which this package does not run: it runs DPT-Large (ViT-L/16: dpt_large, "
+           f"dpt_large_ade20k) and DPT-Hybrid (ResNet-50 + ViT-B/16: dpt_hybrid, dpt_hybrid_kitti, dpt_hybrid_nyu, "
+           f"dpt_hybrid_ade20k) checkpoints")
+    if variant is not None and variant.checkpoint:
+        msg += f". For {variant.name} use {variant.checkpoint} ({variant.url})"
+        if variant.alt_checkpoints:
+            msg += f" or MiDaS v3's {', '.join(variant.alt_checkpoints)}"
+        if variant.hf_id:
+            msg += f" or the Hugging Face model {variant.hf_id}"
+    else:
+        msg += "; python -m dpt_ros.tools.weights --urls lists their files"
+    return CheckpointError(msg + ".")
+
+
 def describe_state_dict(sd: Mapping[str, torch.Tensor]) -> dict:
     """Architecture facts readable from a state dict (either naming): backbone, dim, depth, task, classes."""
+    foreign = foreign_backbone(sd)
     if is_hf_state_dict(sd):
         sd = {_hf_to_official_guess(k): v for k, v in sd.items()}
-    facts: dict = {"backbone": "hybrid" if _is_hybrid(sd) else "vit"}
+    facts: dict = {"backbone": foreign or ("hybrid" if _is_hybrid(sd) else "vit")}
     pe = sd.get("pretrained.model.pos_embed")
     if pe is not None and pe.ndim == 3:
         facts["embed_dim"] = int(pe.shape[-1])
@@ -943,7 +1003,7 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
         holding NaN or infinite values named.
     """
     variant: Variant = model.variant
-    err = not_dpt_error(sd, source) or _wrong_variant_error(sd, variant, source)
+    err = _foreign_error(sd, variant, source) or not_dpt_error(sd, source) or _wrong_variant_error(sd, variant, source)
     if err is not None:
         raise err
     report = LoadReport()

@@ -58,6 +58,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     """
     from dpt_ros.model.checkpoint import (
         _check_release_digest,
+        _foreign_error,
         _is_index,
         _shard_files,
         describe_state_dict,
@@ -92,7 +93,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
     cands = matching_variants(sd)
     lines.append(f"tensors: {len(sd)}; architecture: {facts}")
     lines.append(f"matches variant(s): {', '.join(cands) if cands else 'none'}")
-    err = not_dpt_error(sd, str(path))
+    err = _foreign_error(sd, v, str(path)) or not_dpt_error(sd, str(path))
     if err is not None:
         raise err
     if v is not None:

@@ -1077,3 +1077,62 @@ def test_a_position_embedding_of_another_grid_is_said_to_be_another_training_siz
     sd[key] = torch.zeros(1, 1 + 24 * 32, 192)   # a grid that is not square
     with pytest.raises(CheckpointError, match="holds 768 grid positions .*, no square grid"):
         load_state_dict_into(DPT("dpt_tiny"), sd)
+
+
+def foreign_state_dict(kind, sd):
+    """dpt_tiny's tensors (``sd``, official names) under the key layout of a model this package does not run: a MiDaS
+    v3.1 BEiT or Swin DPT, MiDaS v2.1 (a ResNeXt encoder under pretrained.layerN), Depth Anything (DINOv2 under
+    pretrained.*, its head under depth_head.*), or transformers' DPT on a BEiT backbone (backbone.*)."""
+    enc = {k: t for k, t in sd.items() if k.startswith("pretrained.model.")}
+    dec = {k: t for k, t in sd.items() if not k.startswith("pretrained.model.")}
+    if kind == "beit":   # no position embedding; relative position biases, q/v biases and layer scales per block
+        out = {k: t for k, t in sd.items() if k != "pretrained.model.pos_embed" and not k.endswith("attn.qkv.bias")}
+        for i in range(12):
+            b = f"pretrained.model.blocks.{i}."
+            out.update({b + "attn.q_bias": torch.zeros(192), b + "attn.v_bias": torch.zeros(192),
+                        b + "attn.relative_position_bias_table": torch.randn(732, 3), b + "gamma_1": torch.ones(192)})
+        return out
+    if kind == "swin":   # stages of blocks under layers.N
+        return {**dec, **{k.replace("pretrained.model.blocks.", "pretrained.model.layers.0.blocks."): t
+                          for k, t in enc.items() if not k.endswith("pos_embed")}}
+    if kind == "midas_v21":   # a ResNeXt under pretrained.layer1..4, MiDaS's decoder under scratch.*
+        return {**dec, "pretrained.layer1.0.weight": torch.randn(64, 3, 7, 7),
+                "pretrained.layer4.0.conv1.weight": torch.randn(2048, 1024, 1, 1)}
+    if kind == "depth_anything":
+        return {**{"pretrained." + k[len("pretrained.model."):]: t for k, t in enc.items()},
+                **{"depth_head." + k: t for k, t in dec.items()}}
+    assert kind == "hf_beit"
+    hf = official_to_hf({k: t for k, t in sd.items() if k != "pretrained.model.pos_embed"})
+    out = {k.replace("dpt.embeddings.", "backbone.embeddings.").replace("dpt.encoder.", "backbone.encoder."): t
+           for k, t in hf.items()}
+    out["backbone.encoder.layer.0.attention.attention.relative_position_bias.relative_position_bias_table"] = \
+        torch.randn(732, 3)
+    return out
+
+
+@pytest.mark.parametrize("kind,what,variant", [
+    ("beit", "a DPT with a BEiT encoder (MiDaS v3.1 dpt_beit_*.pt", "dpt_large"),
+    ("swin", "a DPT with a Swin / Swin v2 encoder (MiDaS v3.1", "dpt_large"),
+    ("midas_v21", "a MiDaS v2.1 model (midas_v21-*.pt", "dpt_hybrid"),
+    ("depth_anything", "a Depth Anything model (DINOv2 encoder", "dpt_large"),
+    ("hf_beit", "a DPT with a BEiT encoder (MiDaS v3.1 dpt_beit_*.pt, or transformers' Intel/dpt-beit-*", "dpt_large"),
+])
+def test_a_model_with_another_encoder_is_named_with_the_file_to_use(tmp_path, tiny_sd, kind, what, variant):
+    """A MiDaS v3.1 BEiT checkpoint given as dpt_large was a list of 25 missing and 144 unexpected keys; a Swin or MiDaS
+    v2.1 one 'holds a different DPT (vit backbone, depth)' (neither is a ViT), Depth Anything 'a DPT under
+    depth_head. beside other tensors (a training module's loss weights ...)'. Each is now said to be what it is, that
+    this package does not run it, and which file to use for the variant."""
+    p = tmp_path / f"{kind}.pt"
+    torch.save(foreign_state_dict(kind, tiny_sd), p)
+    v = get_variant(variant)
+    with pytest.raises(CheckpointError) as ei:
+        load_checkpoint(p, variant)
+    text = str(ei.value)
+    assert text.startswith(f"{p} is {what}"), text
+    assert "which this package does not run: it runs DPT-Large (ViT-L/16: dpt_large, dpt_large_ade20k) and " \
+           "DPT-Hybrid (ResNet-50 + ViT-B/16" in text
+    assert text.endswith(f"For {variant} use {v.checkpoint} ({v.url}) or MiDaS v3's {v.alt_checkpoints[0]} or the "
+                         f"Hugging Face model {v.hf_id}."), text
+    assert describe_state_dict(foreign_state_dict(kind, tiny_sd))["backbone"] == kind.replace("hf_", "")
+    assert foreign_state_dict(kind, tiny_sd) and not matching_variants(foreign_state_dict(kind, tiny_sd))
+

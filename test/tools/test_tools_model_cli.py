@@ -661,3 +661,21 @@ def test_convert_writes_only_the_tensors_the_source_had(tmp_path):
         assert torch.equal(load_engine(v, tmp_path / name).run(x)["logits"], ref)
     rep = load_checkpoint(tmp_path / "seg_official.pt", v).load_report
     assert rep.absent_optional and all(k.startswith("auxlayer.") for k in rep.absent_optional)
+
+
+def test_verify_says_a_midas_v31_beit_file_is_a_model_it_does_not_run(tmp_path, capsys):
+    """weights --verify of a MiDaS v3.1 BEiT DPT (no position embedding, relative position biases) listed 1 missing
+    and 26 unexpected keys (as dpt_tiny, whose architecture its other tensors have); it now says what the file is."""
+    sd = {k: t for k, t in random_state_dict("dpt_tiny", seed=5).items()
+          if k != "pretrained.model.pos_embed" and not k.endswith("attn.qkv.bias")}
+    for i in range(12):
+        b = f"pretrained.model.blocks.{i}.attn."
+        sd.update({b + "q_bias": torch.zeros(192), b + "v_bias": torch.zeros(192),
+                   b + "relative_position_bias_table": torch.randn(732, 3)})
+    p = tmp_path / "dpt_beit_large_512.pt"
+    torch.save(sd, p)
+    assert weights.main(["--verify", str(p)]) == 1
+    out, err = capsys.readouterr()
+    assert "'backbone': 'beit'" in out and out.splitlines()[-1] == "matches variant(s): none"
+    assert err.startswith(f"FAILED: {p} is a DPT with a BEiT encoder (MiDaS v3.1 dpt_beit_*.pt") and err.endswith(
+        "; python -m dpt_ros.tools.weights --urls lists their files.\n"), err
