@@ -377,8 +377,34 @@ def resolve_weights_path(path: "str | os.PathLike") -> Path:
             if (p / name).is_file():
                 return p / name
         raise FileNotFoundError(f"{p} is a directory without {' or '.join(HF_WEIGHT_FILES)} (or, for weights split "
-                                f"into shards, {' or '.join(HF_INDEX_FILES)}); pass the checkpoint file itself")
+                                f"into shards, {' or '.join(HF_INDEX_FILES)}); " + _folder_advice(p))
     return p
+
+
+def _folder_advice(p: Path) -> str:
+    """What to give instead of a folder that holds no Hugging Face weights: the checkpoint files in it (a weights/
+    folder given for the file), or the snapshot of a Hugging Face cache folder (models--Intel--dpt-large, whose
+    weights are in snapshots/<revision>/)."""
+    def has_weights(d: Path) -> bool:
+        return any((d / name).is_file() for name in HF_WEIGHT_FILES + HF_INDEX_FILES)
+
+    try:
+        if (p / "snapshots").is_dir():
+            snaps = sorted(d for d in (p / "snapshots").iterdir() if d.is_dir() and has_weights(d))
+            main = (p / "refs" / "main").read_text().strip() if (p / "refs" / "main").is_file() else ""
+            snaps.sort(key=lambda d: d.name != main)   # (the revision refs/main names first)
+            if snaps:
+                return (f"it is a Hugging Face cache folder, whose weights are in a snapshot: give the snapshot folder, "
+                        f"e.g. {snaps[0]}")
+            return ("it is a Hugging Face cache folder without downloaded weights in its snapshots/ (only the config "
+                    "files?): download model.safetensors too, then give the snapshot folder")
+        files = sorted(f.name for f in p.iterdir() if f.is_file() and f.name.lower().endswith(_CHECKPOINT_SUFFIXES))
+    except OSError:
+        files = []
+    if files:
+        return (f"it holds {', '.join(files[:5])}{', ...' if len(files) > 5 else ''}: give the checkpoint file itself, "
+                f"e.g. {p / files[0]}")
+    return "pass the checkpoint file itself"
 
 
 def _holds_tensors(obj) -> bool:

@@ -1136,3 +1136,36 @@ def test_a_model_with_another_encoder_is_named_with_the_file_to_use(tmp_path, ti
     assert describe_state_dict(foreign_state_dict(kind, tiny_sd))["backbone"] == kind.replace("hf_", "")
     assert foreign_state_dict(kind, tiny_sd) and not matching_variants(foreign_state_dict(kind, tiny_sd))
 
+
+def test_a_folder_given_for_the_weights_names_what_to_give_instead(tmp_path, tiny_sd, tiny_ref):
+    """depth.weights:=weights/ (the folder the downloads went into) or Hugging Face's cache folder
+    (~/.cache/huggingface/hub/models--Intel--dpt-large) was told only 'a directory without model.safetensors or
+    pytorch_model.bin ...; pass the checkpoint file itself'. It now names the checkpoint files in the folder, or the
+    cache's snapshot that holds the weights (the revision refs/main names), and that path loads."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path / "my weights"
+    folder.mkdir()
+    torch.save(tiny_sd, folder / "dpt_tiny.pt")
+    torch.save(tiny_sd, folder / "b.pth")
+    (folder / "notes.txt").write_text("downloaded today")
+    with pytest.raises(FileNotFoundError) as ei:
+        load_engine("dpt_tiny", folder)
+    assert str(ei.value).endswith(f"; it holds b.pth, dpt_tiny.pt: give the checkpoint file itself, e.g. {folder / 'b.pth'}")
+    cache = tmp_path / "hub" / "models--Intel--dpt-large"
+    for d in ("blobs", "refs", "snapshots/0ld", "snapshots/c0ffee"):
+        (cache / d).mkdir(parents=True)
+    (cache / "refs" / "main").write_text("c0ffee")
+    (cache / "snapshots" / "0ld" / "config.json").write_text("{}")   # an older revision, its weights not fetched
+    save_file({k: v.clone().contiguous() for k, v in official_to_hf(tiny_sd).items()}, str(cache / "blobs" / "9a3e"))
+    (cache / "snapshots" / "c0ffee" / "model.safetensors").symlink_to(cache / "blobs" / "9a3e")
+    with pytest.raises(FileNotFoundError) as ei:
+        load_engine("dpt_tiny", cache)
+    snap = cache / "snapshots" / "c0ffee"
+    assert str(ei.value).endswith(f"; it is a Hugging Face cache folder, whose weights are in a snapshot: give the "
+                                  f"snapshot folder, e.g. {snap}")
+    assert torch.equal(load_engine("dpt_tiny", snap).run(X)["inverse_depth"], tiny_ref)
+    (snap / "model.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="a Hugging Face cache folder without downloaded weights in its "
+                                                "snapshots/ .*download model.safetensors too"):
+        load_engine("dpt_tiny", cache)
