@@ -1094,6 +1094,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     if verify_hash:
         _check_release_digest(path, v)
     _check_recorded_variant(path, v)
+    _check_hf_release(path, v, sd)
     with torch.device("meta"):
         model = DPT(v)
     report = load_state_dict_into(model, sd, source=str(path), assign=True)
@@ -1122,6 +1123,33 @@ def _check_recorded_variant(path: Path, variant: Variant) -> None:
         raise CheckpointError(
             f"{path} holds the weights of variant {recorded!r} ({VARIANTS[recorded].description}; recorded in the file "
             f"when it was converted), but variant {variant.name!r} was requested; set the variant to {recorded!r}.")
+
+
+def _check_hf_release(path: Path, variant: Variant, sd: Mapping[str, torch.Tensor]) -> None:
+    """Hugging Face-named weights loaded as a variant that has no Hugging Face release, where one of the same
+    architecture has (Intel/dpt-hybrid-midas, relative depth, given as the metric dpt_hybrid_kitti / dpt_hybrid_nyu:
+    the same tensors, wrong metres, and no SHA-256 of a release file to tell them by) are refused, unless
+    ``weights --convert`` recorded the variant in the file (a .safetensors file converted as that variant)."""
+    if variant.hf_id or not is_hf_state_dict(sd):
+        return
+    facts = _variant_facts(variant)
+    twin = next((o for o in VARIANTS.values() if o.hf_id and o.name != variant.name and _variant_facts(o) == facts),
+                None)
+    if twin is None:
+        return
+    if _content_format(path) == "safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), "pt") as f:
+            if (f.metadata() or {}).get(VARIANT_METADATA_KEY) == variant.name:
+                return
+    raise CheckpointError(
+        f"{path} holds Hugging Face (transformers) DPT weights of the architecture whose only Hugging Face release is "
+        f"{twin.hf_id}, variant {twin.name!r} ({twin.description}); variant {variant.name!r} ({variant.description}) "
+        f"has no Hugging Face release, and run as it these weights would give wrong values. Set the variant to "
+        f"{twin.name!r}, or for {variant.name} use {variant.checkpoint} ({variant.url}). (Weights of {variant.name} "
+        f"converted into a .safetensors file with python -m dpt_ros.tools.weights --convert SRC DST --variant "
+        f"{variant.name} record the variant, and load as it.)")
 
 
 def _check_release_name(path: Path, variant: Variant, sd: Mapping[str, torch.Tensor]) -> None:

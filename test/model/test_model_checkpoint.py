@@ -1169,3 +1169,41 @@ def test_a_folder_given_for_the_weights_names_what_to_give_instead(tmp_path, tin
     with pytest.raises(FileNotFoundError, match="a Hugging Face cache folder without downloaded weights in its "
                                                 "snapshots/ .*download model.safetensors too"):
         load_engine("dpt_tiny", cache)
+
+
+def test_hugging_face_hybrid_depth_weights_are_refused_as_a_metric_variant(tmp_path, tiny_hybrids):
+    """Intel/dpt-hybrid-midas (relative inverse depth, the only Hugging Face DPT-Hybrid depth release) given as
+    dpt_hybrid_kitti or dpt_hybrid_nyu loaded and ran (the same tensors; no release file's SHA-256 to tell them by):
+    relative values turned into wrong metres. It is refused now, naming the variant it is; a file weights --convert
+    made as the metric variant (its variant recorded) still loads as it, and the relative variant takes the file."""
+    from safetensors.torch import save_file
+
+    from dpt_ros.tools import weights
+
+    rel = tiny_hybrids["dpt_hybrid"]
+    snap = tmp_path / "dpt-hybrid-midas"
+    snap.mkdir()
+    (snap / "config.json").write_text('{"architectures": ["DPTForDepthEstimation"], "is_hybrid": true}')
+    hf = {k: t.contiguous().clone() for k, t in official_to_hf(random_state_dict(rel, seed=3)).items()}
+    save_file(hf, str(snap / "model.safetensors"), metadata={"format": "pt"})   # (as transformers saves it)
+    torch.save(hf, tmp_path / "pytorch_model.bin")
+    for given in (snap, tmp_path / "pytorch_model.bin"):
+        for metric in ("dpt_hybrid_kitti", "dpt_hybrid_nyu"):
+            v = tiny_hybrids[metric]
+            with pytest.raises(CheckpointError) as ei:
+                load_checkpoint(given, metric)
+            path = snap / "model.safetensors" if given == snap else given
+            assert str(ei.value) == (
+                f"{path} holds Hugging Face (transformers) DPT weights of the architecture whose only Hugging Face "
+                f"release is Intel/dpt-hybrid-midas, variant 'dpt_hybrid' ({rel.description}); variant {metric!r} "
+                f"({v.description}) has no Hugging Face release, and run as it these weights would give wrong values. "
+                f"Set the variant to 'dpt_hybrid', or for {metric} use {v.checkpoint} ({v.url}). (Weights of {metric} "
+                f"converted into a .safetensors file with python -m dpt_ros.tools.weights --convert SRC DST --variant "
+                f"{metric} record the variant, and load as it.)")
+        assert load_checkpoint(given, "dpt_hybrid").load_report.source_format == "huggingface"
+    # the way out the message gives: KITTI weights (official names) converted as dpt_hybrid_kitti load as it
+    torch.save(random_state_dict(tiny_hybrids["dpt_hybrid_kitti"], seed=4), tmp_path / "kitti.pt")
+    assert weights.main(["--convert", str(tmp_path / "kitti.pt"), str(tmp_path / "kitti.safetensors"),
+                         "--variant", "dpt_hybrid_kitti"]) == 0
+    assert load_checkpoint(tmp_path / "kitti.safetensors", "dpt_hybrid_kitti").variant.name == "dpt_hybrid_kitti"
+
