@@ -341,6 +341,19 @@ def _refuse_foreign_container(path: Path, exc: BaseException, v: Optional[Varian
             f"and check the downloaded file with: python -m dpt_ros.tools.weights --verify FILE") from exc
 
 
+def _is_lightning_checkpoint(path: Path) -> bool:
+    """Whether a torch.save zip is a PyTorch Lightning checkpoint: its pickle (read as bytes, not unpickled) holds
+    the 'pytorch-lightning_version' key Lightning's checkpoints carry."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
+            return pkl is not None and b"pytorch-lightning_version" in z.read(pkl)
+    except Exception:   # (not a zip, or a damaged one: said as what it is by the caller)
+        return False
+
+
 def _load_failure_cause(exc: BaseException) -> str:
     """The cause in a torch.load error, without torch's advice to re-run with weights_only=False (which
     would execute code in an untrusted file) that precedes it since PyTorch 2.6."""
@@ -616,6 +629,14 @@ def _read_file(path: Path, v: Optional[Variant], verify_hash: bool):
         # run the file's code)
         blocked = [re.split(r"\s*(?:Please use|Check the documentation)", line.strip())[0]
                    for line in str(e).splitlines() if "global" in line.lower()]
+        if blocked and _is_lightning_checkpoint(path):   # (its hyper_parameters or callbacks hold such objects)
+            raise CheckpointError(
+                f"{path} is a PyTorch Lightning checkpoint that holds, beside its weights, Python objects other than "
+                f"tensors and plain containers (in its hyper_parameters or callbacks state), which are not unpickled "
+                f"here (torch.load weights_only=True). Where it was trained, with the code that defines its module, "
+                f"re-save its weights alone and give that file: torch.save(YourModule.load_from_checkpoint("
+                f"{str(path)!r}).state_dict(), 'weights.pt') (the module attribute's prefix before the DPT's names, "
+                f"e.g. 'model.', is taken off when it is loaded). Detail: {_clip(blocked[0])}") from e
         if blocked:  # the restricted unpickler met a class or function: code a plain state dict never holds
             raise CheckpointError(
                 f"{path}: refusing to unpickle: the file holds Python objects other than tensors and plain "

@@ -1207,3 +1207,42 @@ def test_hugging_face_hybrid_depth_weights_are_refused_as_a_metric_variant(tmp_p
                          "--variant", "dpt_hybrid_kitti"]) == 0
     assert load_checkpoint(tmp_path / "kitti.safetensors", "dpt_hybrid_kitti").variant.name == "dpt_hybrid_kitti"
 
+
+def lightning_checkpoint(sd, hyper_parameters):
+    """What PyTorch Lightning's ModelCheckpoint saves (epoch=3-step=120.ckpt): the LightningModule's state dict (the
+    DPT under its attribute, 'model.') beside the training loop's state and the module's hyper_parameters."""
+    return {"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.4.0",
+            "state_dict": {"model." + k: v for k, v in sd.items()},
+            "loops": {"fit_loop": {"epoch_progress": {"total": {"ready": 4, "completed": 3}}}},
+            "callbacks": {"ModelCheckpoint{'monitor': 'val_loss'}": {"best_model_score": torch.tensor(0.3),
+                                                                    "dirpath": "/runs/ckpt"}},
+            "optimizer_states": [{"state": {}, "param_groups": [{"lr": 1e-4, "params": [0]}]}],
+            "lr_schedulers": [], "hparams_name": "kwargs", "hyper_parameters": hyper_parameters}
+
+
+def test_a_lightning_checkpoint_loads_and_one_holding_objects_says_how_to_re_save_it(tmp_path, tiny_sd, tiny_ref):
+    """A Lightning .ckpt whose hyper_parameters hold an argparse.Namespace (a training script's args) was told 'the
+    file holds Python objects other than tensors and plain containers ... Re-save only the state dict', not that it
+    is a Lightning checkpoint nor how; it now says so, with the line that re-saves its weights. One with plain
+    hyper_parameters loads (its 'model.' prefix taken off) and gives the reference's outputs."""
+    import argparse
+
+    plain = tmp_path / "epoch=3-step=120.ckpt"
+    torch.save(lightning_checkpoint(tiny_sd, {"lr": 1e-4, "variant": "dpt_tiny"}), plain)
+    assert torch.equal(load_engine("dpt_tiny", plain).run(X)["inverse_depth"], tiny_ref)
+    args = tmp_path / "epoch=4-step=150.ckpt"
+    torch.save(lightning_checkpoint(tiny_sd, {"args": argparse.Namespace(lr=1e-4)}), args)
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_tiny", args)
+    assert str(ei.value) == (
+        f"{args} is a PyTorch Lightning checkpoint that holds, beside its weights, Python objects other than tensors "
+        f"and plain containers (in its hyper_parameters or callbacks state), which are not unpickled here (torch.load "
+        f"weights_only=True). Where it was trained, with the code that defines its module, re-save its weights alone "
+        f"and give that file: torch.save(YourModule.load_from_checkpoint({str(args)!r}).state_dict(), 'weights.pt') "
+        f"(the module attribute's prefix before the DPT's names, e.g. 'model.', is taken off when it is loaded). "
+        f"Detail: WeightsUnpickler error: Unsupported global: GLOBAL argparse.Namespace was not an allowed global by "
+        f"default.")
+    # a file that is no Lightning checkpoint keeps the general words
+    torch.save({"model": tiny_sd, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "train.pt")
+    with pytest.raises(CheckpointError, match="refusing to unpickle: .* Re-save only the state dict"):
+        load_engine("dpt_tiny", tmp_path / "train.pt")
