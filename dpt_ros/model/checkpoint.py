@@ -111,6 +111,15 @@ def verify_sha256_prefix(path: "str | os.PathLike") -> Optional[str]:
         return None
     digest = file_sha256(path)
     if not digest.startswith(prefix):
+        other = next((o for o in VARIANTS.values()
+                      if o.sha256_prefix and o.sha256_prefix != prefix and digest.startswith(o.sha256_prefix)), None)
+        if other is not None:   # (another release file saved under this name: a download saved as the wrong file)
+            named = next((o for o in VARIANTS.values() if o.sha256_prefix == prefix and o.checkpoint), None)
+            raise CheckpointError(
+                f"{path}: its SHA-256 starts with {other.sha256_prefix}, not {prefix} (from the file name): it is "
+                f"{other.checkpoint}, the release file of variant {other.name!r} ({other.description}), saved under "
+                f"another name. Rename it to {other.checkpoint} (and set the variant to {other.name!r} to run it)"
+                + (f"; for {named.name} download {named.url}" if named is not None else "") + ".")
         size = os.path.getsize(path)
         raise CheckpointError(
             f"{path}: SHA-256 {digest[:16]}... does not start with {prefix} (from the file name): the file is "

@@ -1246,3 +1246,28 @@ def test_a_lightning_checkpoint_loads_and_one_holding_objects_says_how_to_re_sav
     torch.save({"model": tiny_sd, "args": argparse.Namespace(lr=1e-4)}, tmp_path / "train.pt")
     with pytest.raises(CheckpointError, match="refusing to unpickle: .* Re-save only the state dict"):
         load_engine("dpt_tiny", tmp_path / "train.pt")
+
+
+def test_a_release_file_saved_under_another_release_files_name_is_named(tmp_path, tiny_sd, monkeypatch):
+    """README's curl line with only the URL changed (DPT-Large's download saved as dpt_hybrid-midas-501f0c75.pt) was
+    told 'SHA-256 ... does not start with 501f0c75: the file is corrupt or truncated ... Download it again', which
+    downloads the same file again. A digest that starts with another release's prefix now names that release file,
+    to rename it to, and where the named one is."""
+    from dpt_ros.model import VARIANTS
+
+    p = official_file(tmp_path, tiny_sd, "download.pt")
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()
+    large = VARIANTS["dpt_large"]   # (this file stands for DPT-Large's release: its prefix is the file's digest)
+    monkeypatch.setitem(VARIANTS, "dpt_large", large.replace(sha256_prefix=digest[:8],
+                                                             checkpoint=f"dpt_large-midas-{digest[:8]}.pt"))
+    saved = p.rename(tmp_path / "dpt_hybrid-midas-501f0c75.pt")
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_hybrid", saved)
+    assert str(ei.value) == (
+        f"{saved}: its SHA-256 starts with {digest[:8]}, not 501f0c75 (from the file name): it is "
+        f"dpt_large-midas-{digest[:8]}.pt, the release file of variant 'dpt_large' ({large.description}), saved under "
+        f"another name. Rename it to dpt_large-midas-{digest[:8]}.pt (and set the variant to 'dpt_large' to run it); "
+        f"for dpt_hybrid download {get_variant('dpt_hybrid').url}.")
+    monkeypatch.setitem(VARIANTS, "dpt_large", large)   # a digest of no release: corrupt, as before
+    with pytest.raises(CheckpointError, match="does not start with 501f0c75 .*: the file is corrupt or truncated"):
+        load_engine("dpt_hybrid", saved)
