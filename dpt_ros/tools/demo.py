@@ -57,6 +57,11 @@ def random_banner(variant: str, asked: bool) -> str:
         why = ["NO WEIGHTS FILE FOUND -- running with RANDOM WEIGHTS."]
         fix = [f"Get {v.checkpoint} into weights/",
                "(README, \"Getting the official weights\")."]
+        others = other_checkpoints()
+        if others:   # (a download saved under another name: 'dpt_hybrid-midas-501f0c75 (1).pt', another variant's)
+            fix += [f"weights/ holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''},",
+                    f"not {v.checkpoint}: pass one with --weights weights/FILE,",
+                    f"or if it is that file, rename it to {v.checkpoint}."]
     lines = [f"dpt_ros demo: {why[0]}", "Every depth image below is meaningless; only the plumbing and the timings are real.",
              *fix]
     width = max(map(len, lines))
@@ -65,13 +70,27 @@ def random_banner(variant: str, asked: bool) -> str:
 
 
 def default_weights(variant: str) -> str:
-    """``weights/<official file name>`` when it exists, else ``random``."""
+    """``weights/<official file name>`` (or its MiDaS v3 name) when it exists, else ``random``."""
     from dpt_ros.model import get_variant
 
-    name = get_variant(variant).checkpoint
-    if name and (REPO / "weights" / name).is_file():
-        return str(REPO / "weights" / name)
+    v = get_variant(variant)
+    for name in (v.checkpoint, *v.alt_checkpoints):   # (the DPT release's name, then MiDaS v3's: dpt_hybrid_384.pt)
+        if name and (REPO / "weights" / name).is_file():
+            return str(REPO / "weights" / name)
     return "random"
+
+
+def other_checkpoints() -> list[str]:
+    """The names of the checkpoint files (and Hugging Face snapshot folders) in weights/, sorted."""
+    from dpt_ros.model.checkpoint import HF_WEIGHT_FILES
+
+    folder = REPO / "weights"
+    try:
+        return sorted(f.name for f in folder.iterdir()
+                      if (f.is_file() and f.suffix.lower() in (".pt", ".pth", ".bin", ".ckpt", ".safetensors"))
+                      or (f.is_dir() and any((f / n).is_file() for n in HF_WEIGHT_FILES)))
+    except OSError:   # (no weights/ folder)
+        return []
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -436,3 +436,28 @@ def test_a_file_that_cannot_be_written_is_named_and_the_demo_fails(tmp_path):
     assert np.load(out / "frame_000_inverse_depth.npy").shape == (120, 160)
     assert cv2.imread(str(out / "frame_000_input.png")).shape == (120, 160, 3)
     assert cv2.imread(str(out / "frame_001_inverse_depth.png")).shape == (120, 160, 3)
+
+
+def test_weights_under_another_name_are_taken_or_named_in_the_banner(tmp_path, monkeypatch):
+    """make demo with weights/dpt_hybrid_384.pt (MiDaS v3's name for the same weights, which README says loads) or a
+    download saved as 'dpt_hybrid-midas-501f0c75 (1).pt' ran random weights, its banner saying only 'Get
+    dpt_hybrid-midas-501f0c75.pt into weights/'. The MiDaS v3 name is now taken; other checkpoint files in weights/
+    are named in the banner, with how to use them."""
+    monkeypatch.setattr(demo, "REPO", tmp_path)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "dpt_hybrid_384.pt").write_bytes(b"x")
+    assert demo.default_weights("dpt_hybrid") == str(weights / "dpt_hybrid_384.pt")
+    (weights / "dpt_hybrid_384.pt").unlink()
+    (weights / "dpt_hybrid-midas-501f0c75 (1).pt").write_bytes(b"x")
+    (weights / "dpt-large-hf").mkdir()
+    (weights / "dpt-large-hf" / "model.safetensors").write_bytes(b"x")
+    (weights / "README.txt").write_text("notes")
+    assert demo.default_weights("dpt_hybrid") == "random"
+    text = demo.random_banner("dpt_hybrid", asked=False)
+    flat = " ".join(line.strip("# ") for line in text.splitlines())
+    assert ("weights/ holds dpt-large-hf, dpt_hybrid-midas-501f0c75 (1).pt, not dpt_hybrid-midas-501f0c75.pt: pass "
+            "one with --weights weights/FILE, or if it is that file, rename it to dpt_hybrid-midas-501f0c75.pt.") in flat
+    box = text.strip("\n").splitlines()
+    assert len({len(line) for line in box}) == 1
+    assert "weights/ holds" not in demo.random_banner("dpt_hybrid", asked=True)   # (random on purpose: no advice)
