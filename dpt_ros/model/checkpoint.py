@@ -621,7 +621,9 @@ def _read_file(path: Path, v: Optional[Variant], verify_hash: bool):
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:
-            raise CheckpointError(f"{path}: cannot read safetensors file (corrupt or truncated?): {e}") from e
+            raise CheckpointError(
+                f"{path}: cannot read the safetensors file: it is corrupt or truncated ({path.stat().st_size} bytes; "
+                f"{_clip(str(e), 120)}). Download it again (its size and sha256 are on its download page)") from e
     try:
         try:
             if path.suffix == ".safetensors":   # torch.load would read it as one by its name: from a file object

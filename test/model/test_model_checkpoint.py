@@ -310,6 +310,17 @@ def test_truncated_file(tmp_path, tiny_sd):
     st.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
     with pytest.raises(CheckpointError, match="safetensors"):
         load_engine("dpt_tiny", st)
+    # a download of model.safetensors cut in the middle: what it is and what to do (it said '(corrupt or truncated?)')
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in tiny_sd.items()}, str(st))
+    data = st.read_bytes()
+    st.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError) as ei:
+        load_engine("dpt_tiny", st)
+    assert str(ei.value).startswith(f"{st}: cannot read the safetensors file: it is corrupt or truncated "
+                                    f"({len(data) // 2} bytes; ") and str(ei.value).endswith(
+        "). Download it again (its size and sha256 are on its download page)"), str(ei.value)
 
 
 class Evil:
