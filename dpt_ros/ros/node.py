@@ -50,7 +50,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import get_variant, load_engine, outside_graph_capture
-from dpt_ros.model.checkpoint import resolve_weights_path
+from dpt_ros.model.checkpoint import CheckpointError, resolve_weights_path
 from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, params, topics
 from dpt_ros.ros.console import init_ros
@@ -227,8 +227,11 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         # with CUDA graphs, one per network shape and batch size: cameras of one shape form batches of 1..n of them,
         # so the cameras' steady state needs one graph per camera; fewer kept would evict and recapture (two eager
         # passes and a capture) every batch once five cameras of other aspect ratios take turns
-        engine = load_engine(variant, weights, device=device, precision=s["precision"],
-                             cuda_graphs=s["cuda_graphs"], max_graphs=max(4, len(s["cameras"])))
+        try:
+            engine = load_engine(variant, weights, device=device, precision=s["precision"],
+                                 cuda_graphs=s["cuda_graphs"], max_graphs=max(4, len(s["cameras"])))
+        except (CheckpointError, FileNotFoundError) as e:   # the file's fault: said as the parameter's, which of two
+            raise type(e)(f"{task}.weights: {e}") from e     # models it is (a depth file given as segmentation.weights)
         net = (s["input_size"], s["input_size"]) if s["input_size"] else tuple(variant.net_size)
         parts[task] = engine
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)

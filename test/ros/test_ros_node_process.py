@@ -465,6 +465,25 @@ def test_sigint_during_inference_exits_zero_and_fast(harness):
     assert "frames stamped" not in log, log
 
 
+def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
+    """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
+    holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
+    'cannot start: segmentation.weights: <path> ...'. Exit status 2, as for any file of the user's."""
+    import torch
+
+    from dpt_ros.model.reference import random_state_dict
+    from dpt_ros.ros import node
+
+    path = tmp_path / "depth.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=1), path)
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(DOMAIN))
+    code = node.main(["--ros-args", "-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p",
+                      "segmentation.variant:=dpt_hybrid_ade20k", "-p", f"segmentation.weights:={path}",
+                      "-p", "input_size:=64", "-p", "device:=cpu"])
+    err = capfd.readouterr().err
+    assert code == 2 and f"cannot start: segmentation.weights: {path} holds a different DPT (vit backbone" in err, err
+
+
 def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
     """Skipped tensors (a ViT classifier head in the file) are named in the log, never dropped silently."""
     import torch
