@@ -35,6 +35,7 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException, NameValidationException
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
@@ -116,6 +117,9 @@ _STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batc
 #: a frame already this old when it arrived (its stamp against this node's wall clock) is warned of once per camera:
 #: a bag played without use_sim_time, or a camera clock behind this one (a live frame arrives within milliseconds)
 _OLD_STAMP_S = 10.0
+#: with use_sim_time, a node whose clock is still at 0 (no /clock message yet) this many wall seconds after its
+#: start-up says so: its /diagnostics, on that clock, never come, nor the "no image yet" warnings they log
+_CLOCK_CHECK_S = _STALL_S
 
 
 class StartupError(RuntimeError):
@@ -506,6 +510,7 @@ class DptNode(Node):
         self._compressed: Optional[_CompressedCopies] = None
         self._worker: Optional[threading.Thread] = None
         self._diag_pub = self._diag_timer = None
+        self._clock_timer = None   # (wall time) the check that /clock comes with use_sim_time
         self._label_pubs: list = []
         self._active = False   # subscribed to the cameras
         self._idle = threading.Condition(self._lock)   # the worker finished a batch (deactivation waits for it)
@@ -603,16 +608,17 @@ class DptNode(Node):
         drop the models and reset what belonged to this configuration."""
         with self._lock:   # first: a worker or loader left behind stops at its next step; the timer publishes no more
             self._worker = self._loader = None
-            diag_pub, diag_timer = self._diag_pub, self._diag_timer
-            self._diag_pub = self._diag_timer = None
+            diag_pub, diag_timer, clock_timer = self._diag_pub, self._diag_timer, self._clock_timer
+            self._diag_pub = self._diag_timer = self._clock_timer = None
         for cam in self._cameras:
             for name in list(cam.subs):
                 self._subscribe(cam, name, False)
             for pub in cam.pubs.values():
                 self.destroy_publisher(pub)
             cam.pubs.clear()
-        if diag_timer is not None:
-            self.destroy_timer(diag_timer)
+        for timer in (diag_timer, clock_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
         for pub in [*self._label_pubs, *([diag_pub] if diag_pub is not None else [])]:
             self.destroy_publisher(pub)
         device = self._models.device if self._models is not None else None
@@ -1080,6 +1086,9 @@ class DptNode(Node):
                 "dpt_ros writes it: outputs are published as message objects (slower; nothing else changes)")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
+        # on the wall clock: with use_sim_time and no /clock, the node's own timers (/diagnostics) never fire
+        self._clock_timer = self.create_timer(_CLOCK_CHECK_S, self._check_clock,
+                                              clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_label_info(s)
 
     def _output_topic(self, cam: _Camera, name: str) -> str:
@@ -2631,6 +2640,23 @@ class DptNode(Node):
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
         msg.status = statuses
         return msg
+
+    def _check_clock(self) -> None:
+        """With use_sim_time, while no /clock message has come (the node's clock at 0), ``_CLOCK_CHECK_S`` after
+        start-up: a warning, once per node (as the one of frames that come then: either says it). Without it a bag
+        played without --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet" checks run
+        on that clock, so they never came."""
+        clock = self.get_clock()
+        if not clock.ros_time_is_active or clock.now().nanoseconds != 0:
+            return
+        publishers = self.count_publishers("/clock")
+        found = ("nothing publishes /clock" if not publishers else
+                 f"{publishers} publisher{'s' * (publishers != 1)} of /clock found, none has sent one here yet")
+        self._warn_once("no_clock", f"use_sim_time is true and no /clock message has come yet, "
+                        f"{_CLOCK_CHECK_S:g} s after start-up ({found}): this node's clock stands at 0, and "
+                        "/diagnostics, published on that clock, waits for it (and with it the check that images "
+                        "come); frames that come are processed all the same. Play the bag with --clock (ros2 bag "
+                        "play my.bag --clock), or set use_sim_time:=false (a live camera)")
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)

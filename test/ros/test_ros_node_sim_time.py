@@ -7,6 +7,7 @@ import time
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import Log
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -89,6 +90,32 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     assert "frames stamped 1000 ms ahead of this node's clock, which is /clock's (use_sim_time)" in ahead, ahead
     assert "not synchronised" not in ahead
     assert _ages(node) == (100.0, 100.0)   # in the clock's time, which stands still between /clock messages
+    assert len(_warnings(log, needle)) == 1
+
+
+@pytest.mark.parametrize("clock_publisher", [False, True])
+def test_a_node_on_sim_time_that_gets_no_clock_says_so_though_no_frame_comes(harness, monkeypatch, clock_publisher):
+    """use_sim_time:=true and no /clock message (a bag played without --clock, one not started yet, or none at all):
+    the node's clock stays at 0, and /diagnostics, a timer on that clock, never came, nor the 'no image yet' warning
+    it logs, so a node with no frames (a wrong image topic) said nothing at all, where on the wall clock it says 'no
+    image yet' after 5 s. Now, _CLOCK_CHECK_S (5 s; 0.5 here) of wall time after start-up, one warning says that no
+    /clock has come, whether anything publishes it, and what to do."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 0.5, raising=False)   # (5 s in the node)
+    log: list = []   # (transient local: the warning may come before this subscription is matched with the node)
+    harness.probe.create_subscription(Log, "/rosout", log.append, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    if clock_publisher:   # a player that publishes no message (yet)
+        harness.probe.create_publisher(Clock, "/clock", 10)
+    node = harness.start_node(**{"use_sim_time": True})
+    needle = "no /clock message has come yet"
+    wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
+    text = _warnings(log, needle)[0]
+    found = "1 publisher of /clock found, none has sent one here yet" if clock_publisher else "nothing publishes /clock"
+    assert text.startswith(f"use_sim_time is true and no /clock message has come yet, 0.5 s after start-up ({found}): "
+                           "this node's clock stands at 0"), text
+    assert "ros2 bag play my.bag --clock" in text and "use_sim_time:=false" in text
+    assert node.get_clock().now().nanoseconds == 0 and node.counts()[""].get("received", 0) == 0
+    node._check_clock()   # said once
     assert len(_warnings(log, needle)) == 1
 
 
