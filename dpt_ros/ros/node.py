@@ -301,7 +301,8 @@ class _Frame:
     counted: bool = False    # already counted as idle, processed or an error (never twice)
     reference: Any = None    # depth.align: (|stamp difference| ns, reference depth Image), the nearest offered
     # the seconds max_rate and points.max_rate count (_Throttle): with use_sim_time, once /clock has come, the node's
-    # clock's (a bag's seconds at any play rate, as topic_tools throttle counts); else (None) ``received``
+    # clock's (a bag's seconds at any play rate, to a /clock step, as topic_tools throttle counts); else (None)
+    # ``received``
     rate_s: Optional[float] = None
 
     def __post_init__(self) -> None:

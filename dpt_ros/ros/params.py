@@ -628,7 +628,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("lazy", True, "Compute an output only while it has subscribers."),
     ParamSpec("max_rate", 0.0,
               "Most frames per second processed per camera (0 = no limit: as many as the model keeps up with), "
-              "seconds of the node's clock: with use_sim_time /clock's, a bag's at any play rate. "
+              "seconds of the node's clock: with use_sim_time /clock's, a bag's at any play rate, as finely as "
+              "/clock comes (ros2 bag play --clock: 40 a second, 25 ms times --rate of the bag's time apart; frames "
+              "between two share one time, so at --rate 10 max_rate 5 gives 4 frames a second of the bag, one per "
+              "/clock; --clock 200 makes it finer). "
               "Frames in between are skipped on arrival, before any work, and counted as throttled; one may "
               "come up to half a period early (camera jitter), the long-run rate stays at or below this. Set (also "
               "to the value it had, after 0), it starts afresh: the next frame is processed and the period counts "

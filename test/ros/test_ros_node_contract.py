@@ -547,6 +547,22 @@ def test_throttle_keeps_the_long_run_rate_through_camera_jitter():
     assert tiny.admit(0.0, 1.0 / 5e-324) and not any(tiny.admit(t, 1.0 / 5e-324) for t in (1.0, 2.0, 1e9))
 
 
+def test_throttle_on_a_bags_clock_is_as_fine_as_its_steps():
+    """With use_sim_time max_rate counts /clock's seconds, which ros2 bag play --clock publishes 40 times a wall
+    second (25 ms times --rate of the bag's time apart): frames between two messages share one time. README's
+    max_rate row says what that makes of a 30 Hz bag: at --rate 2 max_rate 5 and 10 hold, at --rate 10 max_rate 5
+    gives 4 frames a bag-second (one per /clock), 2 holds; --clock 200 makes the steps finer."""
+    def per_bag_second(max_rate: float, play_rate: float, clock_hz: float = 40.0) -> float:
+        throttle, step = node_module._Throttle(), play_rate / clock_hz
+        stamps = np.arange(1800) / 30.0   # a minute of a 30 Hz camera's bag
+        admitted = [t for t in stamps if throttle.admit(np.floor(t / step + 1e-9) * step, 1.0 / max_rate)]
+        return len(admitted) / 60.0
+
+    assert [round(per_bag_second(m, 2.0), 1) for m in (5.0, 10.0)] == [5.0, 10.0]
+    assert [round(per_bag_second(m, 10.0), 1) for m in (2.0, 5.0)] == [2.0, 4.0]
+    assert round(per_bag_second(5.0, 10.0, clock_hz=200.0), 1) == 5.0
+
+
 def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
     """max_rate 4 with a 20 Hz camera: about 4 frames/s processed, the rest throttled before any work
     (received = processed + dropped + idle + throttled + errors); live back to 0: every frame again."""
