@@ -1180,7 +1180,13 @@ class DptNode(Node):
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
-            cam.last_image, cam.last_stamp = frame.received, conversions.stamp_ns(msg.header)
+            stamp = conversions.stamp_ns(msg.header)
+            if cam.last_stamp is None:   # the first image: camera_info (a reference) that came before it, above all a
+                # latched one, is judged against it, not left as of another clock (what a stop then was said to be)
+                cam.info_on_image_clock |= bool(cam.infos) and abs(cam.infos[-1][0] - stamp) <= _STAMP_JUMP_S * 1e9
+                cam.reference_on_image_clock |= (bool(cam.references) and
+                                                 abs(cam.references[-1][0] - stamp) <= _STAMP_JUMP_S * 1e9)
+            cam.last_image, cam.last_stamp = frame.received, stamp
             cam.recent_images.append((cam.last_stamp, frame.received))
             cam.counts["received"] += 1
             if not self._active:   # a message taken before a deactivation unsubscribed the camera
@@ -2136,15 +2142,24 @@ class DptNode(Node):
                                   f"since it was subscribed; depth/camera_info and points skipped", [f], partial=True,
                                   warn=True)
                 return None
+            latched = self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
             if not infos:
                 why = self._no_info_reason(f.camera, s)
-            elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos) and stamp > max(t for t, _ in infos) \
-                    and f.camera.info_on_image_clock:   # (the last came stamped as the images then were)
+            elif (latched and len(infos) == 1 and stamp > infos[0][0]) or \
+                    (all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos) and stamp > max(t for t, _ in infos)
+                     and (f.camera.info_on_image_clock or latched)):   # (the last came stamped as the images then were,
+                # or latched: published once, maybe long before the images, of any age)
                 why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}): the closest of the "
                        f"{len(infos)} last received is {(stamp - max(t for t, _ in infos)) / 1e6:.0f} ms older than "
-                       f"the image, and it came stamped as the images then were: camera_info has stopped coming (or "
-                       f"comes less than once a second) while the images go on; check its publisher (ros2 topic hz "
-                       f"{topic}), or set camera_info.policy:=latest (the last one for every frame)")
+                       f"the image")
+                if latched:   # (README's way for a driver that publishes it once)
+                    why += (": a latched camera_info (qos.camera_info_durability is transient_local) is published "
+                            f"once, and camera_info.policy={policy} gives it to no frame of a later stamp: set "
+                            "camera_info.policy:=latest (the last one for every frame)")
+                else:
+                    why += (f", and it came stamped as the images then were: camera_info has stopped coming (or comes "
+                            f"less than once a second) while the images go on; check its publisher (ros2 topic hz "
+                            f"{topic}), or set camera_info.policy:=latest (the last one for every frame)")
             elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos):
                 nearest = min((t for t, _ in infos), key=lambda t: abs(t - stamp))
                 loop = (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the "
@@ -2224,7 +2239,8 @@ class DptNode(Node):
         qos_ = ("latched (reliable, transient local: qos.camera_info_durability is transient_local)"
                 if s["qos.camera_info_durability"] == "transient_local" else
                 "with a QoS this node's qos.input_reliability accepts; a driver that publishes it once "
-                "(latched) needs qos.camera_info_durability:=transient_local")
+                "(latched) needs qos.camera_info_durability:=transient_local" +
+                (" with camera_info.policy:=latest" if s["camera_info.policy"] != "latest" else ""))
         return (f"none received on {topic}: check that the camera publishes it there "
                 f"(remap {cam.topic('camera_info')}:=...) {qos_}, or give a calibration file (camera_info.url)")
 

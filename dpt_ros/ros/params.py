@@ -719,7 +719,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               int_range=(1, 100, 1)),
     ParamSpec("qos.camera_info_durability", "volatile",
               "Durability of the camera_info subscription: transient_local for a driver that publishes its "
-              "calibration once, latched (transient local, reliable; the subscription is then reliable too), "
+              "calibration once, latched (transient local, reliable; the subscription is then reliable too), with "
+              "camera_info.policy:=latest (exact / nearest give that one camera_info to no frame of a later stamp), "
               "volatile for one that publishes it with every image (most drivers; a volatile publisher cannot feed a "
               "transient_local subscription).", "configure", choices=DURABILITIES),
     ParamSpec("qos.output_reliability", "reliable", "Reliability of the output publishers.", "configure",

@@ -138,10 +138,14 @@ def test_a_camera_without_references_is_told_apart_from_one_whose_references_mis
     late = make_image(5_000_000_000, width=80, height=60)   # /a's reference of 2 s before
     pubs["/a"].publish(late)
     wait_for(lambda: node.counts()["/a"].get("incomplete:alignment", 0) == 1, what="/a's frame without reference")
-    wait_for(lambda: any("the nearest of the 1 last received is 2 s older (are the image and the depth camera "
-                         "stamped by one clock? Stamp the depth as the images are (one time source for both drivers), "
-                         "or, if it is that far from them on every frame, raise depth.align_tolerance above 2 s)"
+    # (that reference came stamped as the images, before the first of them: the depth camera has stopped)
+    wait_for(lambda: any("the nearest of the 1 last received is 2 s older" in m.msg and "the depth camera has stopped"
                          in m.msg for m in log), what="the reason for /a, with what to do")
+    other = node._no_reference(node.cameras[0], "/a/depth_reference", 5_000_000_000, [3_000_000_000], 1,
+                               node._settings)   # (one that did not come stamped as the images: another clock?)
+    assert other.endswith("the nearest of the 1 last received is 2 s older (are the image and the depth camera "
+                          "stamped by one clock? Stamp the depth as the images are (one time source for both drivers), "
+                          "or, if it is that far from them on every frame, raise depth.align_tolerance above 2 s)"), other
     far = node._no_reference(node.cameras[0], "/a/depth_reference", 15_000_000_000, [3_000_000_000], 1, node._settings)
     assert far.endswith("the nearest of the 1 last received is 12 s older (are the image and the depth camera stamped "
                         "by one clock? Stamp the depth as the images are (one time source for both drivers); an offset "

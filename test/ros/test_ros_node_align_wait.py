@@ -194,6 +194,28 @@ def test_a_depth_camera_that_stopped_is_not_said_to_be_of_another_clock(camera, 
     assert "one clock" not in line and "ros2 topic hz /depth_reference" in line, line
 
 
+def test_a_depth_camera_whose_only_reference_came_before_the_images_is_said_to_have_stopped(camera, harness,
+                                                                                             monkeypatch):
+    """A reference that came before the first image (a bag whose depth starts a moment before its images), and none
+    after it: the reference was never judged against the images' stamps, so once it was more than 1 s older than a
+    frame the reason asked whether the two cameras are stamped by one clock (they were). It is judged against the
+    first image's stamp, and the reason says that the depth camera has stopped."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, cam, depth, send_frame, send_reference, processed, waits, waiting = camera
+    send_reference(1000)                  # before any image
+    send_frame(1000)
+    assert processed(1)["out:depth"] == 1
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 0.05)
+    send_frame(3500)                      # 2.5 s later: no reference since (waited for once, in vain)
+    assert processed(2)["incomplete:alignment"] == 1 and waits == [3_500_000_000]
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in log), what="the reason")
+    line = next(m.msg for m in log if m.msg.startswith("[alignment]"))
+    assert "is 2.5 s older" in line and "the depth camera has stopped" in line, line
+    assert "one clock" not in line, line
+
+
 def test_a_frame_after_a_loop_whose_reference_did_not_come_is_said_to_be_perhaps_after_a_loop(camera, harness,
                                                                                                monkeypatch):
     """At a loop of `ros2 bag play --loop` whose first frame's reference does not come within the wait, the references

@@ -6,6 +6,7 @@ Random dpt_tiny weights at 64 px."""
 
 import pytest
 from rcl_interfaces.msg import Log
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
@@ -124,3 +125,46 @@ def test_camera_info_that_stopped_is_not_said_to_be_of_another_clock(camera):
     line = next(m.msg for m in log if "[no_camera_info]" in m.msg)
     assert "is 2400 ms older than the image" in line, line
     assert "another clock" not in line and "stopped" in line and "camera_info.policy:=latest" in line, line
+
+
+@pytest.mark.parametrize("durability, info_at", [("volatile", T0), ("transient_local", T0 - 60 * 10**9),
+                                                  ("transient_local", T0 - 2 * STEP)])
+def test_a_camera_info_sent_once_before_the_images_is_said_to_be_so_not_of_another_clock(harness, durability,
+                                                                                          info_at):
+    """camera_info published once, before the images: a bag that holds it only at its start (volatile), or a
+    latched driver's (README: qos.camera_info_durability:=transient_local), stamped when the driver started, a
+    minute before. Under camera_info.policy nearest (the default) no later frame gets it, and the log said
+    'camera_info stamped by another clock than the images (a driver stamping it with its own time ...)': a camera_info
+    that came before any image was never judged against the images' stamps, and a latched one's age was taken for
+    another clock; README's way for a latched camera_info did not say that it needs camera_info.policy:=latest. Now
+    the bag's is said to have stopped coming (judged against the first image's stamp) and the latched one to be
+    published once, with camera_info.policy:=latest to do (also when it is less than 1 s older than the frame, where
+    the reason said to raise camera_info.tolerance, which only puts off the frame that it gives none)."""
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0,
+                                 "qos.camera_info_durability": durability})
+    log = harness.collector(Log, "/rosout")
+    got, (pub,) = harness.connect(node, {"depth": Image, "depth/camera_info": CameraInfo}, {"image": Image})
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    info_pub = harness.probe.create_publisher(CameraInfo, "camera_info", latched)
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="the camera_info subscription")
+    cam = node.cameras[0]
+    info_pub.publish(make_info(make_image(info_at)))
+    wait_for(lambda: len(cam.infos) == 1, what="the camera_info stored")
+    frames = [T0, T0 + 15 * STEP]   # the bag's first frame (its camera_info's stamp) and one 1.5 s on
+    for i, t in enumerate(frames):
+        pub.publish(make_image(t))
+        wait_for(lambda: node.counts()[""].get("processed", 0) == i + 1, what=f"frame {i + 1} processed")
+    counts = node.counts()[""]
+    assert counts["incomplete:no_camera_info"] == (1 if durability == "volatile" else 2), counts
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m.msg for m in log if "[no_camera_info]" in m.msg)   # (the first frame without: one a 5 s)
+    assert "another clock" not in line, line
+    if durability == "volatile":   # (the second frame, 1.5 s after the camera_info)
+        assert ("the closest of the 1 last received is 1500 ms older than the image, and it came stamped as the images "
+                "then were: camera_info has stopped coming") in line, line
+    else:   # (the first frame, a minute or 200 ms after the driver latched it; not 'set a camera_info.tolerance')
+        assert "camera_info.tolerance" not in line, line
+        assert (f"the closest of the 1 last received is {(T0 - info_at) // 10**6} ms older than the image: a latched "
+                "camera_info (qos.camera_info_durability is transient_local) is published once, and "
+                "camera_info.policy=nearest gives it to no frame of a later stamp: set camera_info.policy:=latest"
+                ) in line, line
