@@ -500,6 +500,7 @@ class DptNode(Node):
         self._threads_in_use = self._default_threads   # (PyTorch in the worker, OpenCV), for /diagnostics
         self._warned: set[str] = set()
         self._no_depth_said: dict[tuple, float] = {}   # (image topic, 32FC1) -> when a depth without a measurement was said
+        self._before_clock = (0, "")   # (frames, the last one's image topic) published while the clock was at 0
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> {topic: [last log, not logged]}
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
@@ -1518,12 +1519,10 @@ class DptNode(Node):
                                 "outputs carry that header, and /diagnostics' age figures leave them out; fix the "
                                 "camera driver's time stamps")
             elif now_ns == 0:   # use_sim_time and no /clock message yet: every stamp is ahead of 0, none is wrong
-                # (said once per node, as it is the node's clock; "ahead" stays free for a real offset later)
-                self._warn_once("no_clock", f"{topic}: frames arrive while this node's clock is at 0: use_sim_time is "
-                                "true and no /clock message has come yet; /diagnostics' age figures leave these frames "
-                                "out, and /diagnostics is published on that clock, so not before /clock runs. If no "
-                                "/clock comes: play the bag with --clock (ros2 bag play my.bag --clock), or set "
-                                "use_sim_time:=false")
+                # ("ahead" stays free for a real offset later). Not said now: a bag player's first messages come before
+                # its first /clock (ros2 bag play publishes it from 25 ms after its start, and after each --loop), so
+                # every bag played right had a warning; _check_clock says it if /clock still has not come
+                self._before_clock = (self._before_clock[0] + 1, topic)
             elif sim_time:   # /clock advances in steps: a frame stamped at its bag time may be past the last one
                 self._warn_once(f"future:{key}", f"{topic}: frames stamped {_ms_text(stamp - now_ns)} "
                                 "ahead of this node's clock, which is /clock's (use_sim_time): a bag player publishes "
@@ -2660,20 +2659,23 @@ class DptNode(Node):
 
     def _check_clock(self) -> None:
         """With use_sim_time, while no /clock message has come (the node's clock at 0), ``_CLOCK_CHECK_S`` after
-        start-up: a warning, once per node (as the one of frames that come then: either says it). Without it a bag
-        played without --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet" checks run
-        on that clock, so they never came."""
+        start-up: a warning, once per node, with the frames published meanwhile. Without it a bag played without
+        --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet" checks run on that clock, so
+        they never came."""
         clock = self.get_clock()
         if not clock.ros_time_is_active or clock.now().nanoseconds != 0:
             return
         publishers = self.count_publishers("/clock")
         found = ("nothing publishes /clock" if not publishers else
                  f"{publishers} publisher{'s' * (publishers != 1)} of /clock found, none has sent one here yet")
+        n, topic = self._before_clock
+        frames = (f"{n} frame{'s' * (n != 1)} came meanwhile ({topic}), processed all the same, left out of "
+                  "/diagnostics' age figures" if n else "no frame has come either")
         self._warn_once("no_clock", f"use_sim_time is true and no /clock message has come yet, "
                         f"{_CLOCK_CHECK_S:g} s after start-up ({found}): this node's clock stands at 0, and "
                         "/diagnostics, published on that clock, waits for it (and with it the check that images "
-                        "come); frames that come are processed all the same. Play the bag with --clock (ros2 bag "
-                        "play my.bag --clock), or set use_sim_time:=false (a live camera)")
+                        f"come); {frames}. Play the bag with --clock (ros2 bag play my.bag --clock), or set "
+                        "use_sim_time:=false (a live camera)")
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)

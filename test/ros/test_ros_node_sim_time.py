@@ -64,20 +64,25 @@ def _warnings(log, needle: str) -> list[str]:
     return [m.msg for m in log if m.name.endswith("dpt_node") and needle in m.msg]
 
 
-def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_of_the_clock(harness):
+def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_of_the_clock(harness, monkeypatch):
     """Before /clock's first message a use_sim_time node's clock is at 0: a bag's frames (or any, where the bag is
     played without --clock) were warned as '1764900000000 ms ahead of this node's clock (clocks not synchronised, ...)',
-    and that once-per-camera warning was then spent, so a real offset after /clock began went unsaid. Now they are
-    said to come before any /clock (once), and a frame ahead of the running clock is still warned as ahead, of /clock,
-    which a bag player publishes in steps (40 Hz: 25 ms x --rate of the bag's time), not of unsynchronised clocks."""
+    and that once-per-camera warning was then spent, so a real offset after /clock began went unsaid. Now, while no
+    /clock comes, the check of it (_check_clock, here called as its wall-clock timer calls it) says so once, with the
+    frames that came; a frame ahead of the running clock is still warned as ahead, of /clock, which a bag player
+    publishes in steps (40 Hz: 25 ms x --rate of the bag's time), not of unsynchronised clocks."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 1e6)   # (its timer off: called below)
     node, log, out, tick, frame = _replay(harness)
     assert node.get_clock().now().nanoseconds == 0
     frame(T0)
     frame(T0 + 10**8)
     assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8]   # headers unchanged
+    node._check_clock()
     needle = "no /clock message has come yet"
     wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
     assert len(_warnings(log, needle)) == 1 and "--clock" in _warnings(log, needle)[0]
+    assert ("2 frames came meanwhile (/image), processed all the same, left out of /diagnostics' age figures. Play "
+            "the bag with --clock") in _warnings(log, needle)[0], _warnings(log, needle)
     assert _warnings(log, "ahead of this node's clock") == []
     assert all(math.isnan(a) for a in _ages(node))   # no age to tell at clock 0
     tick(T0 + 2 * 10**8)
@@ -117,6 +122,26 @@ def test_a_node_on_sim_time_that_gets_no_clock_says_so_though_no_frame_comes(har
     assert node.get_clock().now().nanoseconds == 0 and node.counts()[""].get("received", 0) == 0
     node._check_clock()   # said once
     assert len(_warnings(log, needle)) == 1
+
+
+def test_a_bags_first_frames_before_its_first_clock_message_are_not_warned_of(harness, monkeypatch):
+    """ros2 bag play --clock publishes its first message(s) before its first /clock (its clock timer starts with the
+    playback, the first /clock 25 ms later; so again after each --loop): every bag played right had the warning
+    'frames arrive while this node's clock is at 0: use_sim_time is true and no /clock message has come yet ...' at
+    its start. Frames before a /clock that then comes are now left out of the ages without a word; the check of /clock
+    (_check_clock, called here as its wall-clock timer calls it) has nothing to say."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 1e6)   # (its timer off: called below)
+    node, log, out, tick, frame = _replay(harness)
+    frame(T0)                             # the bag's first frame, before its first /clock
+    tick(T0 + 25 * 10**6)                 # /clock, 25 ms of the bag later
+    tick(T0 + 10**8)
+    frame(T0 + 10**8)
+    node._check_clock()
+    tick(T0 + 2 * 10**8)
+    frame(T0 + 2 * 10**8)                 # (anything said before this frame's depth is in the log by now)
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8, T0 + 2 * 10**8]
+    assert _warnings(log, "clock is at 0") == _warnings(log, "no /clock") == [] and "no_clock" not in node._warned
+    assert _warnings(log, "ahead of this node's clock") == []
 
 
 def test_a_frame_less_than_a_millisecond_ahead_of_the_clock_is_said_to_be_so_not_0_ms_ahead(harness):
