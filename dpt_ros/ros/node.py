@@ -304,6 +304,9 @@ class _Frame:
     # clock's (a bag's seconds at any play rate, to a /clock step, as topic_tools throttle counts); else (None)
     # ``received``
     rate_s: Optional[float] = None
+    # its stamp went back more than _STAMP_JUMP_S from its camera's last, and lies that far behind the clock: the first
+    # frame of a --loop's next pass, come before the player's /clock of it (ros2 bag play publishes it 25 ms later)
+    before_jump: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_s is None:
@@ -1182,6 +1185,9 @@ class DptNode(Node):
         rate = s["max_rate"]
         with self._wake:
             stamp = conversions.stamp_ns(msg.header)
+            jump = _STAMP_JUMP_S * 1e9
+            frame.before_jump = (clock.ros_time_is_active and cam.last_stamp is not None and
+                                 cam.last_stamp - stamp > jump and now_ns - stamp > jump)
             if cam.last_stamp is None:   # the first image: camera_info (a reference) that came before it, above all a
                 # latched one, is judged against it, not left as of another clock (what a stop then was said to be)
                 cam.info_on_image_clock |= bool(cam.infos) and abs(cam.infos[-1][0] - stamp) <= _STAMP_JUMP_S * 1e9
@@ -1475,7 +1481,11 @@ class DptNode(Node):
                 cam.counts["processed"] += 1
                 job["frame"].counted = True
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
-                if stamp > 0 and now_ns >= stamp:
+                if stamp > 0 and now_ns >= stamp and job["frame"].before_jump and now_ns >= job["frame"].clock_ns:
+                    # no age to tell: published before the clock went back to its pass (on a GPU, within the 25 ms
+                    # before the player's next /clock), its age would be the whole bag's length
+                    pass
+                elif stamp > 0 and now_ns >= stamp:
                     self._ages_ms.append((now_ns - stamp) / 1e6)
                     self._age_done.append(done)
                     # how old it already was when it arrived (the rest of its age is this node's own delay)

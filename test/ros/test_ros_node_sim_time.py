@@ -237,6 +237,27 @@ def test_the_first_frames_after_a_loop_wait_for_their_late_camera_info_as_the_fi
     assert not [k for k in counts if "camera_info" in k and not k.startswith("out:")], counts
 
 
+def test_the_first_frame_of_a_loops_pass_before_its_clock_jump_is_left_out_of_the_ages(harness):
+    """`--loop`: ros2 bag play publishes the next pass's first message right after it jumps its own clock back, and
+    the /clock of it 25 ms later (its clock timer restarts then). A frame that the node publishes within those 25 ms
+    (a GPU's) is measured against the last pass's clock: its age was the whole bag's length, 5 s here, and
+    /diagnostics' age_p99_ms said so for 30 s after each loop. Such a frame (its stamp more than 1 s back from its
+    camera's last and that far behind the clock) is left out of the ages while the clock has not gone back."""
+    node, log, out, tick, frame = _replay(harness)
+    last = T0 + 5 * 10**9
+    tick(T0 + 5 * 10**7)
+    frame(T0)
+    tick(last + 5 * 10**7)
+    frame(last)                           # the pass's last frame
+    frame(T0)                             # the next pass's first, published before the player's /clock of it
+    tick(T0 + 15 * 10**7)
+    frame(T0 + 10**8)
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, last, T0, T0 + 10**8]
+    assert node.counts()[""]["processed"] == 4
+    assert _ages(node) == (50.0, 50.0)    # three frames 50 ms old; not 5050 ms for the loop's first
+    assert _warnings(log, "ahead of this node's clock") == []
+
+
 def test_the_last_frame_in_the_node_when_a_loop_jumps_the_clock_back_is_not_warned_as_ahead(harness):
     """`--loop`: the player jumps /clock back to the bag's start right after the pass's last frame, while the node
     still processes it (on a CPU for a few hundred ms). That frame, 5 s ahead of the clock as it then was, was warned
