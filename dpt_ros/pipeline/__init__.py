@@ -52,7 +52,8 @@ Compressed outputs (:mod:`.compression`), as image_transport's plugins write the
     ``compress_image(values, encoding, codec, jpeg_quality, png_level) -> (format, data)`` (the
     ``compressed`` plugin: rgb8 / mono8 JPEG or PNG, mono16 PNG); ``compress_depth(depth, encoding,
     depth_max, quantization, png_level) -> (format, data)`` (``compressedDepth``: 32FC1 quantised in
-    inverse depth, 16UC1 as is); ``depth_quantization(depth_max, quantization)``.
+    inverse depth, 16UC1 as is); ``depth_quantization(depth_max, quantization)``; ``decompress_depth(data,
+    format) -> (encoding, depth)`` (a ``compressedDepth`` message read back: 32FC1 metres, 16UC1 millimetres).
 
 Point clouds (:mod:`.cloud`)
     ``Intrinsics(fx, fy, cx, cy, width, height, distortion_model="", d=())``,
@@ -92,7 +93,7 @@ from dpt_ros.pipeline.cloud import (
     build_cloud,
     cloud_fields,
 )
-from dpt_ros.pipeline.compression import compress_depth, compress_image, depth_quantization
+from dpt_ros.pipeline.compression import compress_depth, compress_image, decompress_depth, depth_quantization
 from dpt_ros.pipeline.colormap import COLORMAPS, RunningRange, colorize, colormap_lut
 from dpt_ros.pipeline.encodings import (
     MAX_SIDE,
@@ -137,7 +138,7 @@ __all__ = [
     "BackendError", "Calibration", "CalibrationError", "CalibrationFitError", "CloudBuffer", "DepthErrors", "EncodingError", "ImageView", "Intrinsics",
     "PointField", "Preprocessor", "RunningRange", "UncalibratedError",
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
-    "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
+    "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "decompress_depth", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
     "decode_compressed", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "is_unrecoverable_device_error", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample", "upsampled_labels",
 ]

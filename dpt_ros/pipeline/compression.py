@@ -15,6 +15,10 @@ plugins' messages (RViz's and rqt_image_view's "compressed" transports, ``republ
                      NaN, +-Inf, depths at or beyond ``depth_max`` and depths nearer than the nearest
                      representable one (q > 65535, :func:`depth_quantization` gives it). 16UC1 millimetres
                      are written as they are (0 beyond ``depth_max``), with zeros in the header.
+``decompress_depth`` reads such a message back as the plugin's subscriber does: the encoding is the part of
+                     ``format`` before ';'; after it, ``compressedDepth png`` (or a bare ``compressedDepth``, or
+                     no ';' at all: older publishers) is PNG, ``compressedDepth rvl`` is RVL, which is not read
+                     here (said so). A 32-bit encoding reads ``d = quant_a / (q - quant_b)``, NaN where q = 0.
 """
 from __future__ import annotations
 
@@ -24,6 +28,8 @@ from typing import NamedTuple
 
 import cv2
 import numpy as np
+
+from dpt_ros.pipeline.encodings import MAX_COMPRESSED_PIXELS, MAX_SIDE, EncodingError, compressed_size
 
 CODECS = ("jpeg", "png")
 _COLOR = {"rgb8": 3}
@@ -120,6 +126,74 @@ def compress_depth(depth: np.ndarray, encoding: str, depth_max: float = 10.0, qu
     if not ok:
         raise RuntimeError(f"OpenCV could not encode a {depth.shape} 16-bit PNG")
     return f"{encoding}; compressedDepth png", header + data.tobytes()
+
+
+_HEADER = struct.Struct("<iff")   # compressedDepth's ConfigHeader: int32 format, float32 depthParam[2]
+_DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
+
+
+def decompress_depth(data, format: str) -> tuple[str, np.ndarray]:  # noqa: A002 - ROS field name
+    """``(encoding, depth)`` of a ``sensor_msgs/CompressedImage`` of image_transport's ``compressedDepth`` plugin
+    (PNG; see the module): 32FC1 float32 metres (NaN = no data), 16UC1 / mono16 uint16 millimetres as sent
+    (0 = no data). ``data``: the message's bytes (bytes or a uint8 array).
+
+    :raises EncodingError: (a ValueError) not a compressedDepth format, RVL (not supported), an encoding that is
+        not depth, data too short for the header, a non-finite 32FC1 code, a PNG that is not 16-bit single-channel,
+        larger than the compressed-image limits, truncated or corrupt."""
+    fmt = format or ""
+    encoding, sep, tail = fmt.partition(";")
+    encoding = encoding.strip()
+    if sep and "compressedDepth" not in tail:
+        raise EncodingError(f"format {fmt!r} is not image_transport's compressedDepth ('<encoding>; compressedDepth "
+                            f"png'): a compressed colour or mono image, not depth; give the depth camera's "
+                            f"compressedDepth topic")
+    if sep and "compressedDepth rvl" in tail:
+        raise EncodingError(f"format {fmt!r}: RVL-coded compressedDepth is not supported, only PNG; set the depth "
+                            f"camera's compressedDepth publisher to png (its '...compressedDepth.format' parameter: "
+                            f"ros2 param list <camera node> | grep compressedDepth), or use its raw depth topic")
+    if sep and "compressedDepth png" not in tail and "compressedDepth " in tail:
+        raise EncodingError(f"format {fmt!r}: unknown compressedDepth codec; supported: '<encoding>; compressedDepth "
+                            f"png'")
+    if encoding not in _DEPTH_ENCODINGS:
+        raise EncodingError(f"compressedDepth of encoding {encoding!r} (format {fmt!r}) is not depth: supported "
+                            f"32FC1 (metres) and 16UC1 / mono16 (millimetres)")
+    buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(bytes(data), np.uint8)
+    if buf.size <= _HEADER.size:
+        raise EncodingError(f"{encoding} compressedDepth of {buf.size} bytes: shorter than its {_HEADER.size}-byte "
+                            f"header and an image; an empty or cut message from the depth camera's publisher")
+    _, quant_a, quant_b = _HEADER.unpack(buf[:_HEADER.size].tobytes())
+    png = buf[_HEADER.size:]
+    if png[:8].tobytes() != b"\x89PNG\r\n\x1a\n":
+        raise EncodingError(f"{encoding} compressedDepth: the data after its {_HEADER.size}-byte header is not a PNG; "
+                            f"corrupt data, or not image_transport's compressedDepth")
+    size = compressed_size(png)
+    if size is None or max(size) > MAX_SIDE or size[0] * size[1] > MAX_COMPRESSED_PIXELS:
+        raise EncodingError(f"{encoding} compressedDepth PNG of {png.size} bytes " +
+                            ("declares no image size: corrupt or truncated data" if size is None else
+                             f"of {size[0]}x{size[1]} exceeds the {MAX_SIDE}-pixel side or "
+                             f"{MAX_COMPRESSED_PIXELS // 10**6} MP limit; corrupt or hostile data"))
+    try:
+        q = cv2.imdecode(png, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise EncodingError(f"{encoding} compressedDepth PNG of {png.size} bytes could not be decoded: "
+                            f"{str(e).split('error: ', 1)[-1].strip()}") from None
+    if q is None:
+        raise EncodingError(f"{encoding} compressedDepth PNG of {png.size} bytes could not be decoded: corrupt or "
+                            f"truncated data (cut by its publisher, a relay or the recording)")
+    if q.dtype != np.uint16 or q.ndim != 2:
+        raise EncodingError(f"{encoding} compressedDepth PNG holds {q.dtype} samples in "
+                            f"{1 if q.ndim == 2 else q.shape[2]} channel(s), not compressedDepth's 16-bit single "
+                            f"channel")
+    if encoding != "32FC1":
+        return encoding, q
+    a, b = np.float32(quant_a), np.float32(quant_b)
+    if not (np.isfinite(a) and np.isfinite(b) and a > 0):
+        raise EncodingError(f"32FC1 compressedDepth header's quantization parameters ({quant_a:g}, {quant_b:g}) are "
+                            f"not a code (finite, the first above 0): corrupt data")
+    with np.errstate(divide="ignore", invalid="ignore"):
+        depth = a / (q.astype(np.float32) - b)
+    depth[q == 0] = np.float32(np.nan)
+    return encoding, depth
 
 
 def quantize_inverse_depth(depth: np.ndarray, code: DepthQuantization) -> np.ndarray:

@@ -170,3 +170,69 @@ def test_png_row_filters_are_chosen_where_opencv_can_and_left_to_libpng_where_it
     rgb = pattern_image(64, 48)
     np.testing.assert_array_equal(read_compressed(*compression.compress_image(rgb, "rgb8", "png"))[1], rgb)
     np.testing.assert_array_equal(read_compressed_depth(*compression.compress_depth(mm, "16UC1", 100.0))[2], mm)
+
+
+def _compressed_depth(encoding: str, codes: np.ndarray, quant_a: float = 0.0, quant_b: float = 0.0,
+                      tail: str = "compressedDepth png") -> tuple[str, bytes]:
+    """A compressedDepth message built here, not by the writer: the ConfigHeader (int32 INV_DEPTH = 0, float32
+    depthParam[2], little endian) and cv2.imencode's 16-bit PNG of ``codes``."""
+    ok, png = cv2.imencode(".png", codes.astype(np.uint16))
+    assert ok
+    return f"{encoding}; {tail}", struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes()
+
+
+def test_decompress_depth_reads_16uc1_millimetres_and_32fc1_inverse_depth_codes():
+    mm = np.array([[0, 1, 1500], [65535, 800, 4321]], np.uint16)
+    for encoding in ("16UC1", "mono16"):
+        got_encoding, got = compression.decompress_depth(*reversed(_compressed_depth(encoding, mm)))
+        assert got_encoding == encoding and got.dtype == np.uint16
+        np.testing.assert_array_equal(got, mm)
+    # 32FC1: image_transport's defaults (depth_quantization 100, depth_max 10): a = 100 * 101 = 10100,
+    # b = 1 - 10100 / 10 = -1000; q 0 is no data, q 9100 is 10100 / 10100 = 1 m, q 4050 is 10100 / 5050 = 2 m
+    codes = np.array([[0, 9100, 4050], [1, 65535, 10100]], np.uint16)
+    fmt, data = _compressed_depth("32FC1", codes, 10100.0, -1000.0)
+    encoding, depth = compression.decompress_depth(np.frombuffer(data, np.uint8), fmt)
+    assert encoding == "32FC1" and depth.dtype == np.float32 and depth.shape == (2, 3)
+    assert np.isnan(depth[0, 0])
+    np.testing.assert_allclose(depth[0, 1:], [1.0, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(depth[1], [10100.0 / 1001.0, 10100.0 / 66535.0, 10100.0 / 11100.0], rtol=1e-6)
+    # the writer's message reads back within the code's step (d**2 / a: 0.4 mm at 2 m)
+    truth = np.linspace(0.5, 9.0, 48, dtype=np.float32).reshape(6, 8)
+    back = compression.decompress_depth(*reversed(compression.compress_depth(truth, "32FC1")))[1]
+    assert np.abs(back - truth).max() < 9.0 ** 2 / 10100.0
+    # older publishers: a bare 'compressedDepth' after the ';' is PNG too
+    assert compression.decompress_depth(_compressed_depth("16UC1", mm, tail="compressedDepth")[1],
+                                        "16UC1; compressedDepth")[1][0, 2] == 1500
+
+
+@pytest.mark.parametrize("case, words", [
+    ("rvl", "RVL-coded compressedDepth is not supported, only PNG"),
+    ("colour", "is not image_transport's compressedDepth"),
+    ("encoding", "compressedDepth of encoding 'rgb8'"),
+    ("short", "shorter than its 12-byte header"),
+    ("not png", "is not a PNG"),
+    ("truncated", "could not be decoded: corrupt or truncated"),
+    ("8 bit", "not compressedDepth's 16-bit single channel"),
+    ("header", "quantization parameters (nan, -1000) are not a code"),
+])
+def test_decompress_depth_refuses_with_what_was_wrong(case, words):
+    fmt, data = _compressed_depth("32FC1", np.full((4, 4), 9100), 10100.0, -1000.0)
+    if case == "rvl":
+        fmt = "32FC1; compressedDepth rvl"
+    elif case == "colour":
+        fmt = "rgb8; jpeg compressed bgr8"
+    elif case == "encoding":
+        fmt = "rgb8; compressedDepth png"
+    elif case == "short":
+        data = data[:12]
+    elif case == "not png":
+        data = data[:12] + b"\xff\xd8\xff" + data[15:]
+    elif case == "truncated":
+        data = data[:len(data) // 2 + 20]
+    elif case == "8 bit":
+        data = data[:12] + cv2.imencode(".png", np.full((4, 4), 7, np.uint8))[1].tobytes()
+    elif case == "header":
+        data = struct.pack("<iff", 0, float("nan"), -1000.0) + data[12:]
+    with pytest.raises(ValueError, match=None) as e:
+        compression.decompress_depth(data, fmt)
+    assert words in str(e.value)
