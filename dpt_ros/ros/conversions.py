@@ -20,7 +20,7 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
-from dpt_ros.pipeline import ImageView, metres_from_millimetres
+from dpt_ros.pipeline import ImageView, decompress_depth, metres_from_millimetres
 
 _FIELD_DATATYPES = {
     "int8": PointField.INT8, "uint8": PointField.UINT8, "int16": PointField.INT16,
@@ -78,6 +78,18 @@ def depth_metres(msg: Image) -> np.ndarray:
     raise ValueError(f"reference depth must be 32FC1 (metres) or 16UC1 / mono16 (millimetres); got {msg.encoding!r}: "
                      f"give the depth camera's depth image (its depth registered to the colour camera, e.g. "
                      f"/camera/aligned_depth_to_color/image_raw), not a colourised or 8-bit view of it")
+
+
+def reference_metres(msg) -> tuple[str, np.ndarray]:
+    """(encoding, float32 metres with NaN = no measurement) of a depth.align reference: a depth Image
+    (:func:`depth_metres`) or a CompressedImage of image_transport's compressedDepth plugin (PNG; 16UC1 / mono16
+    millimetres become metres as a raw one's do).
+
+    :raises ValueError: what :func:`depth_metres` or :func:`dpt_ros.pipeline.decompress_depth` refuses."""
+    if isinstance(msg, CompressedImage):
+        encoding, depth = decompress_depth(np.frombuffer(msg.data, np.uint8), msg.format)
+        return encoding, (depth if encoding == "32FC1" else metres_from_millimetres(depth))
+    return msg.encoding, depth_metres(msg)
 
 
 def compressed_payload(msg: CompressedImage) -> tuple[np.ndarray, str]:

@@ -695,9 +695,11 @@ class DptNode(Node):
                     topic = cam.topic(name)   # (named in the refusal should the compressed copy's base fail)
                     topic = self.resolve_topic_name(self._output_topic(cam, name) if name in COMPRESSED_OUTPUTS
                                                     else topic)
-                # image_transport:=compressed subscribes the resolved image topic + /compressed
-                topic = self.resolve_topic_name(cam.topic("image")).rstrip("/") + "/compressed"
-                self.resolve_topic_name(topic)
+                # image_transport:=compressed subscribes the resolved image topic + /compressed (depth_reference's
+                # compressedDepth likewise)
+                for name, suffix in (("image", "/compressed"), ("depth_reference", "/compressedDepth")):
+                    topic = self.resolve_topic_name(cam.topic(name)).rstrip("/") + suffix
+                    self.resolve_topic_name(topic)
             except (RuntimeError, NameValidationException) as e:
                 why = re.sub(r", at \S+:\d+$", "", str(e))   # (rcl's source file and line)
                 return (f"camera namespace {params.shown(ns)} cannot be served: its topic {params.shown(topic)} is "
@@ -934,8 +936,11 @@ class DptNode(Node):
             for cam in self._cameras:
                 self._subscribe(cam, "image", False)
                 self._subscribe(cam, "image", active)
-        if new["depth.align"] != current["depth.align"]:
+        if new["depth.align"] != current["depth.align"] or \
+                new["depth.align_transport"] != current["depth.align_transport"]:
             for cam in self._cameras:
+                if new["depth.align_transport"] != current["depth.align_transport"]:
+                    self._subscribe(cam, "depth_reference", False)
                 self._subscribe(cam, "depth_reference", new["depth.align"] and active)
         if new["diagnostics.period"] != current["diagnostics.period"]:
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
@@ -1107,6 +1112,13 @@ class DptNode(Node):
         compressed = self._settings["image_transport"] == "compressed"
         return self.resolve_topic_name(cam.topic("image")).rstrip("/") + ("/compressed" if compressed else "")
 
+    def _reference_topic(self, cam: _Camera) -> str:
+        """The topic the camera's depth.align references are (or would be) subscribed on: depth_reference, remaps
+        applied, + "/compressedDepth" with depth.align_transport:=compressedDepth (as image_transport names it)."""
+        compressed = self._settings["depth.align_transport"] == "compressedDepth"
+        return self.resolve_topic_name(cam.topic("depth_reference")).rstrip("/") + \
+            ("/compressedDepth" if compressed else "")
+
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
         camera_info.url) or ``depth_reference`` (depth.align) topic, or unsubscribe it and forget what it
@@ -1124,8 +1136,10 @@ class DptNode(Node):
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
-            else:
-                msg_type, handler = Image, self._on_reference
+            else:   # (depth.align_transport compressedDepth: depth_reference's topic + /compressedDepth)
+                topic = self._reference_topic(cam)
+                compressed = self._settings["depth.align_transport"] == "compressedDepth"
+                msg_type, handler = (CompressedImage if compressed else Image), self._on_reference
                 cam.reference_waited_in_vain = False
             # a latched camera_info subscription is reliable whatever qos.input_reliability says: its warning says so
             latched = name == "camera_info" and self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
@@ -1944,7 +1958,7 @@ class DptNode(Node):
         inverse_depth + shift``, trimmed least squares over every _ALIGN_STRIDE-th pixel), or None, counted as
         incomplete:alignment with the reason, when there is no usable reference or fit."""
         cam = f.camera
-        topic = self.resolve_topic_name(cam.topic("depth_reference"))
+        topic = self._reference_topic(cam)
         stamp = conversions.stamp_ns(f.msg.header)
         try:
             # (_on_reference offers each reference that comes to this frame, which is in the worker)
@@ -1963,8 +1977,8 @@ class DptNode(Node):
                 raise ValueError(self._no_reference(cam, topic, stamp, held, publishers, s,
                                                     cam.reference_on_image_clock))
             self._reference_frame(cam, topic, f.msg.header.frame_id, ref[1].header.frame_id)
-            encoding = ref[1].encoding
-            ref = pipeline.reference_to_size(conversions.depth_metres(ref[1]), tuple(inv_t.shape))
+            encoding, ref = conversions.reference_metres(ref[1])   # (a compressedDepth one decoded here: once)
+            ref = pipeline.reference_to_size(ref, tuple(inv_t.shape))
             step = _ALIGN_STRIDE
             x = inv_t[::step, ::step].float().cpu().numpy()
             # every measured pixel (finite, > 0): depth.min / depth.max clip the published depth after the fit, they
@@ -2042,14 +2056,22 @@ class DptNode(Node):
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
                     f"{cam.topic('depth_reference')} to the depth of this camera's view, e.g. {rule} "
                     f"({launch + '; ' if launch else ''}a camera without one has no aligned depth)")
-        types = "" if held else self._types_instead(topic, "sensor_msgs/msg/Image")
-        if types:   # (a compressedDepth topic: DDS matches none of its publishers to this subscription, silently)
-            base = topic.removesuffix("/compressedDepth").removesuffix("/compressed")
-            return (f"nothing received on {topic}: its {publishers} publisher(s) are of type {types}, and "
-                    f"depth_reference takes the raw sensor_msgs/msg/Image (32FC1 metres or 16UC1 millimetres): remap "
-                    f"{cam.topic('depth_reference')} to the raw topic{f' ({base})' if base != topic else ''}, or "
-                    f"republish it raw with image_transport's republish node (in_transport compressedDepth, "
-                    f"out_transport raw)")
+        compressed = s["depth.align_transport"] == "compressedDepth"
+        wanted = f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}"
+        types = "" if held else self._types_instead(topic, wanted)
+        if types:   # (DDS matches none of another type's publishers to this subscription, silently)
+            text = (f"nothing received on {topic}: its {publishers} publisher(s) are of type {types}, which this "
+                    f"subscription ({wanted}, depth.align_transport:={s['depth.align_transport']}) does not receive: ")
+            if compressed and "sensor_msgs/msg/Image" in types.split(", "):
+                return text + "it is a raw depth topic: set depth.align_transport:=raw"
+            if not compressed and "sensor_msgs/msg/CompressedImage" in types.split(", ") and \
+                    topic.endswith("/compressedDepth"):
+                rule = _remap_example(cam, "depth_reference", topic.removesuffix("/compressedDepth"))[0]
+                return text + (f"it is a compressedDepth transport: set depth.align_transport:=compressedDepth and "
+                               f"remap depth_reference to its base topic ({rule}; the node adds /compressedDepth, as "
+                               f"image_transport does)")
+            return text + (f"remap {cam.topic('depth_reference')} to the depth camera's registered depth topic, "
+                           f"e.g. /camera/aligned_depth_to_color/image_raw")
         if not held:   # (a frame just after subscribing, before the depth camera's first message: no remap is wrong)
             return (f"nothing received on {topic} yet from its {publishers} publisher(s): at start-up the first "
                     f"reference is most likely on its way; if this persists, check that the depth camera publishes "

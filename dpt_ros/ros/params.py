@@ -574,7 +574,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               float_range=(-1.0e6, 1.0e6)),
     ParamSpec("depth.align", False,
               "Fit depth.scale / depth.shift anew for every frame to a metric reference depth of the same view on "
-              "the depth_reference topic (sensor_msgs/Image 32FC1 metres or 16UC1 millimetres, e.g. a depth camera "
+              "the depth_reference topic (sensor_msgs/Image 32FC1 metres or 16UC1 millimetres, or its compressedDepth with "
+              "depth.align_transport, e.g. a depth camera "
               "registered to this one, any size of the same aspect ratio), matched by stamp within "
               "depth.align_tolerance; the fit replaces depth.scale / depth.shift and a metric variant's metres. A "
               "frame without a usable reference falls back to those, else publishes no depth. The fit waits up to 50 ms "
@@ -584,6 +585,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(as new as its last image, up to 1 s newer, or within the tolerance of one of its images that arrived "
               "no longer ago than the frames' wait reaches after their arrival, and older than it by no more than 5/8 "
               "of the references' period)."),
+    ParamSpec("depth.align_transport", "raw",
+              "Transport of the depth_reference topic, as image_transport names them: raw subscribes depth_reference "
+              "(sensor_msgs/Image); compressedDepth subscribes depth_reference/compressedDepth (CompressedImage of "
+              "image_transport's compressedDepth plugin, PNG: a depth camera over Wi-Fi, a bag with only its "
+              "compressedDepth; RVL is not read); a remap of depth_reference moves it too. Set live, the node "
+              "subscribes the other topic from the next message on.",
+              choices=("raw", "compressedDepth")),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),
     ParamSpec("depth.min", 0.0, "Depths below this (metres) are published as -Inf (REP 117).",

@@ -7,7 +7,7 @@ import, so it runs and is tested without a ROS distribution).
 Parameters reach the node in this order (later wins): the task file ``config/<task>.yaml``, the
 variant preset ``config/<variant>.yaml``, the user's ``config_file``, then the ``resolution`` / ``weights`` /
 ``segmentation_weights`` / ``device`` / ``precision`` / ``image_transport`` / ``camera_info_url`` /
-``depth_reference`` / ``use_sim_time`` arguments that were given (left at ``default`` / empty they override nothing,
+``depth_reference`` / ``depth_reference_transport`` / ``use_sim_time`` arguments that were given (left at ``default`` / empty they override nothing,
 so a ``config_file`` can set them).
 """
 from __future__ import annotations
@@ -146,6 +146,11 @@ def launch_arguments(task: str) -> list[Argument]:
         args.append(Argument("depth_reference", "", "metric depth topic of the same view (e.g. "
                              "/camera/aligned_depth_to_color/image_raw): fit depth.scale / depth.shift to it for every "
                              "frame (sets depth.align, remaps 'depth_reference'); empty = off"))
+        args.append(Argument("depth_reference_transport", "default", "raw: subscribe depth_reference "
+                             "(sensor_msgs/Image); compressedDepth: <depth_reference>/compressedDepth (CompressedImage "
+                             "of image_transport's compressedDepth, PNG: a depth camera over Wi-Fi, a bag with only "
+                             "its compressedDepth); sets depth.align_transport; 'default' keeps the YAML value (raw)",
+                             ("default", "raw", "compressedDepth")))
     args += [
         Argument("managed", "false", "run dpt_lifecycle_node, a managed (lifecycle) node: the model loads at "
                  "configure, the cameras are subscribed at activate, cleanup releases the model", BOOLEANS),
@@ -200,6 +205,7 @@ def argument_parameters(task: str) -> dict[str, str]:
                camera_info_url="camera_info.url")
     if task != "segmentation":
         out["depth_reference"] = "depth.align"
+        out["depth_reference_transport"] = "depth.align_transport"
     out["use_sim_time"] = "use_sim_time"
     return out
 
@@ -255,6 +261,8 @@ def node_parameters(task: str, values: Mapping[str, str]) -> list:
         overrides["segmentation.weights"] = v["segmentation_weights"]
     if v.get("depth_reference"):
         overrides["depth.align"] = True
+    if v.get("depth_reference_transport", "default") != "default":
+        overrides["depth.align_transport"] = v["depth_reference_transport"]
     if v["camera_info_url"]:
         overrides["camera_info.url"] = v["camera_info_url"]
     if v["use_sim_time"] == "true":   # (false sets nothing: a parent launch file's SetParameter('use_sim_time') holds)

@@ -29,11 +29,13 @@ COMPRESSED_OUTPUTS: dict[str, tuple[str, str]] = {
     "segmentation/colored/compressed": ("segmentation/colored", "jpeg"),
 }
 #: the node's parameters that decide which of those topics it publishes and subscribes (besides the remaps)
-TOPIC_PARAMETERS = frozenset(("cameras", "publish.compressed", "image_transport", "camera_info.url", "depth.align"))
+TOPIC_PARAMETERS = frozenset(("cameras", "publish.compressed", "image_transport", "camera_info.url", "depth.align",
+                              "depth.align_transport"))
 #: message types of the node's topics (outputs, inputs, /diagnostics) that are not sensor_msgs/msg/Image
 _TYPES = {"depth/camera_info": "sensor_msgs/msg/CameraInfo", "points": "sensor_msgs/msg/PointCloud2",
           "label_info": "vision_msgs/msg/LabelInfo", "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
           "image/compressed": "sensor_msgs/msg/CompressedImage", "camera_info": "sensor_msgs/msg/CameraInfo",
+          "depth_reference/compressedDepth": "sensor_msgs/msg/CompressedImage",
           **{name: "sensor_msgs/msg/CompressedImage" for name in COMPRESSED_OUTPUTS}}
 #: what two different inputs of one type on one topic would do
 _INPUT_EFFECTS = {frozenset(("image", "depth_reference")):
@@ -74,7 +76,7 @@ def endpoints(s: Mapping[str, Any], resolve: Resolve, expand: Resolve,
     parameter says (they are set live); the compressed copies with publish.compressed, label_info with ``label_info``
     (vision_msgs installed); the inputs as ``s`` subscribes them: image (or image/compressed with
     image_transport:=compressed), camera_info unless camera_info.url gives a calibration file, depth_reference with
-    depth.align."""
+    depth.align (depth_reference/compressedDepth with depth.align_transport:=compressedDepth)."""
     out = []
     for ns in s["cameras"]:
         ns = ns.rstrip("/")
@@ -86,6 +88,10 @@ def endpoints(s: Mapping[str, Any], resolve: Resolve, expand: Resolve,
         wanted = {"image/compressed" if compressed else "image": image + "/compressed" if compressed else image,
                   "camera_info": None if s["camera_info.url"] else camera_topic(ns, "camera_info"),
                   "depth_reference": camera_topic(ns, "depth_reference") if s["depth.align"] else None}
+        if s["depth.align"] and s["depth.align_transport"] == "compressedDepth":   # (as image/compressed: base + suffix)
+            del wanted["depth_reference"]
+            out.append(("subscribe", ns, "depth_reference/compressedDepth",
+                        resolve(camera_topic(ns, "depth_reference")).rstrip("/") + "/compressedDepth"))
         out += [("subscribe", ns, name, resolve(topic)) for name, topic in wanted.items() if topic is not None]
     return out
 
@@ -168,6 +174,10 @@ def _origin(ns: str, name: str, s: Mapping[str, Any], resolve: Resolve, expand: 
         moved = remapped("image")
         return (camera_topic(ns, name) + " (image_transport:=compressed" +
                 (f", following the remap of {camera_topic(ns, 'image')})" if moved else ")"), moved)
+    if name == "depth_reference/compressedDepth":   # (likewise: depth_reference's topic + /compressedDepth)
+        moved = remapped("depth_reference")
+        return (camera_topic(ns, name) + " (depth.align_transport:=compressedDepth" +
+                (f", following the remap of {camera_topic(ns, 'depth_reference')})" if moved else ")"), moved)
     base = COMPRESSED_OUTPUTS.get(name, (None,))[0]
     notes, moved = [], remapped(name)
     if moved:

@@ -2,7 +2,8 @@
 
 Subscribes the node's ``inverse_depth`` and a reference depth image of the same view (e.g. a depth camera's
 depth registered to the colour camera: ``/camera/aligned_depth_to_color/image_raw``; 32FC1 metres or
-16UC1 / mono16 millimetres, 0 = no measurement), pairs them by stamp, fits
+16UC1 / mono16 millimetres, 0 = no measurement; ``--reference-transport compressedDepth``: its image_transport
+``compressedDepth`` topic, ``<reference>/compressedDepth``), pairs them by stamp, fits
 ``1 / reference = scale * inverse_depth + shift`` over ``--frames`` pairs (``dpt_ros.pipeline.calibrate``) and
 prints the two parameters, how well they hold, and the commands that set them:
 
@@ -89,6 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, type=topic_option("/camera/aligned_depth_to_color/image_raw"),
                     help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
+    ap.add_argument("--reference-transport", choices=("raw", "compressedDepth"), default="raw",
+                    help="raw: the --reference topic itself; compressedDepth: <reference>/compressedDepth, image_transport's "
+                         "compressedDepth (PNG) of it, as the node's depth.align_transport (default raw)")
     ap.add_argument("--inverse", default=None, type=topic_option("/inverse_depth"),
                     help="the node's inverse_depth topic (default inverse_depth)")
     ap.add_argument("--frames", type=count("pairs"), default=30, help="stamp-matched pairs to fit over, at least 1 "
@@ -163,7 +167,7 @@ class Pairing:
 def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, np.ndarray]]:
     """Spin ``node`` (on ``executor``) until ``args.frames`` pairs are matched (or ``args.timeout`` passes)."""
     from rclpy.qos import qos_profile_sensor_data  # noqa: PLC0415
-    from sensor_msgs.msg import Image  # noqa: PLC0415
+    from sensor_msgs.msg import CompressedImage, Image  # noqa: PLC0415
 
     from dpt_ros.ros import conversions  # noqa: PLC0415
 
@@ -183,8 +187,8 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
             raise ValueError(f"{first} must be the node's inverse_depth (32FC1); got {msg.encoding!r}")
         return conversions.image_array(msg).astype(np.float32)
 
-    def on_reference(msg, kind: str = "reference") -> None:
-        add(kind, msg, lambda: conversions.depth_metres(msg))
+    def on_reference(msg, kind: str = "reference") -> None:   # (a compressedDepth one decoded as the node does)
+        add(kind, msg, lambda: conversions.reference_metres(msg)[1])
 
     def add(kind: str, msg, values) -> None:
         """Pair one image; a problem with it (its encoding, or a size that does not go with its partner's,
@@ -199,7 +203,11 @@ def collect(args: argparse.Namespace, node, executor) -> list[tuple[np.ndarray, 
     # inverse_depth: the names ros2 topic list shows)
     first = node.create_subscription(Image, args.evaluate or args.inverse, on_inverse,
                                      qos_profile_sensor_data).topic_name
-    reference = node.create_subscription(Image, args.reference, on_reference, qos_profile_sensor_data).topic_name
+    compressed = args.reference_transport == "compressedDepth"   # (as image_transport names it: base + /compressedDepth)
+    reference = node.create_subscription(CompressedImage if compressed else Image,
+                                         node.resolve_topic_name(args.reference).rstrip("/") + "/compressedDepth"
+                                         if compressed else args.reference, on_reference,
+                                         qos_profile_sensor_data).topic_name
     deadline = time.monotonic() + args.timeout
     while len(pairing.pairs) < args.frames:
         if problems:

@@ -156,7 +156,7 @@ def test_a_compressed_depth_reference_topic_is_said_to_be_of_another_type(harnes
     """depth_reference remapped to a depth camera's compressedDepth topic (all a Wi-Fi robot offers): the subscription
     of sensor_msgs/Image receives nothing from its CompressedImage publisher, and the frames were logged 'nothing
     received ... yet from its 1 publisher(s): ... check that the depth camera publishes there', which it does; now the
-    publisher's type, that depth_reference takes the raw Image, and the raw topic to remap to."""
+    publisher's type, and to set depth.align_transport:=compressedDepth with the base topic to remap to."""
     from rcl_interfaces.msg import Log
     from sensor_msgs.msg import CompressedImage
 
@@ -172,11 +172,78 @@ def test_a_compressed_depth_reference_topic_is_said_to_be_of_another_type(harnes
     wait_for(lambda: any(m.msg.startswith(f"[alignment] {topic}: ") for m in log), what="its reason")
     reason = next(m.msg for m in log if m.msg.startswith(f"[alignment] {topic}: "))
     assert reason == (f"[alignment] {topic}: nothing received on {topic}: its 1 publisher(s) are of type "
-                      "sensor_msgs/msg/CompressedImage, and depth_reference takes the raw sensor_msgs/msg/Image (32FC1 "
-                      "metres or 16UC1 millimetres): remap depth_reference to the raw topic "
-                      "(/camera/aligned_depth_to_color/image_raw), or republish it raw with image_transport's "
-                      "republish node (in_transport compressedDepth, out_transport raw)"), reason
+                      "sensor_msgs/msg/CompressedImage, which this subscription (sensor_msgs/msg/Image, "
+                      "depth.align_transport:=raw) does not receive: it is a compressedDepth transport: set "
+                      "depth.align_transport:=compressedDepth and remap depth_reference to its base topic (-r "
+                      "depth_reference:=/camera/aligned_depth_to_color/image_raw; the node adds /compressedDepth, as "
+                      "image_transport does)"), reason
     assert got["depth"] == [] and depth_camera.get_subscription_count() == 0
+
+
+def _compressed_depth_msg(header, encoding, codes, quant_a=0.0, quant_b=0.0):
+    """A CompressedImage as image_transport's compressedDepth plugin sends it, built here: '<encoding>; compressedDepth
+    png', the ConfigHeader (int32 0, float32 quant_a, quant_b; little endian) and cv2.imencode's 16-bit PNG."""
+    import struct
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    ok, png = cv2.imencode(".png", codes.astype(np.uint16))
+    assert ok
+    return CompressedImage(header=header, format=f"{encoding}; compressedDepth png",
+                           data=struct.pack("<iff", 0, quant_a, quant_b) + png.tobytes())
+
+
+def test_a_compressed_depth_reference_is_decoded_and_fitted(harness):
+    """depth.align_transport:=compressedDepth: the node subscribes depth_reference/compressedDepth (a depth camera
+    over Wi-Fi) and fits to the decoded depth: 16UC1 millimetres, and 32FC1 quantised in inverse depth with
+    image_transport's defaults (quant_a = 100 * 101, quant_b = 1 - quant_a / 10 m), the fit of each the one of the
+    depth decoded here. An RVL-coded one is said to be unsupported, with what to do, and the node goes on."""
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import CompressedImage
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"depth.align": True, "depth.align_transport": "compressedDepth",
+                                 "diagnostics.period": 60.0})
+    got, (pub, ref_pub) = harness.connect(node, {"depth": Image}, {"image": Image,
+                                                                   "depth_reference/compressedDepth": CompressedImage})
+    cam = node.cameras[0]
+    quant_a = np.float32(100.0 * 101.0)
+    quant_b = np.float32(1.0) - quant_a / np.float32(10.0)
+    for i, encoding in ((1, "16UC1"), (2, "32FC1")):
+        frame = make_image(1_000_000_000 * i, width=80, height=60, seed=i)
+        x = model_inverse_depth(node, frame)
+        metres = exact_reference(x)[0]
+        if encoding == "16UC1":
+            codes = np.round(metres * 1000.0)
+            msg = _compressed_depth_msg(frame.header, encoding, codes)
+            decoded = codes / 1000.0
+        else:
+            codes = np.floor(quant_a / metres + quant_b + np.float32(0.5))
+            msg = _compressed_depth_msg(frame.header, encoding, codes, float(quant_a), float(quant_b))
+            decoded = quant_a / (codes.astype(np.float32) - quant_b)
+        ref_pub.publish(msg)
+        wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000 * i, what="reference stored")
+        before = node.counts()[""].get("out:depth", 0)
+        pub.publish(frame)
+        wait_for(lambda: node.counts()[""].get("out:depth", 0) > before, what=f"frame {i}")
+        assert not any(k.startswith("incomplete:") for k in node.counts()[""]), node.counts()[""]
+        a, b, n = _reference_fit(x, decoded)
+        assert np.abs(decoded - metres).max() > 0   # (the codes do round: the fit is of the decoded depth)
+        assert _alignment(node) == (pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4, abs=1e-6), n)
+    frame = make_image(3_000_000_000, width=80, height=60, seed=3)
+    rvl = _compressed_depth_msg(frame.header, "16UC1", np.full((60, 80), 1500))
+    rvl.format = "16UC1; compressedDepth rvl"
+    ref_pub.publish(rvl)
+    wait_for(lambda: cam.references[-1][0] == 3_000_000_000, what="reference stored")
+    pub.publish(frame)
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="frame 3")
+    topic = node.resolve_topic_name("depth_reference/compressedDepth")
+    wait_for(lambda: any(m.msg.startswith(f"[alignment] {topic}: ") for m in log), what="its reason")
+    reason = next(m.msg for m in log if m.msg.startswith(f"[alignment] {topic}: "))
+    assert "RVL-coded compressedDepth is not supported, only PNG; set the depth camera's compressedDepth " \
+           "publisher to png" in reason, reason
+    assert len(got["depth"]) >= 2
 
 
 def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_blamed_on_the_remap(harness):

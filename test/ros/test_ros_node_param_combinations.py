@@ -56,12 +56,13 @@ CLASS_NAMES = params._class_names()   # label value = index ("unlabeled" is 0)
 #: live parameters drawn from generators of their own (so that adding them left the draws of SEED as they were):
 #: image_transport (TRANSPORT_SEED) and the throttles and depth.align (RATE_SEED: _draw_rates)
 OWN_DRAWS = {"image_transport", "max_rate", "points.max_rate", "depth.align"}
-#: live parameters not drawn: depth.align_tolerance (every reference here has its frame's stamp), the inputs and the
+#: live parameters not drawn: depth.align_tolerance (every reference here has its frame's stamp), depth.align_transport
+#: (the references here are sent raw), the inputs and the
 #: node's own set-up (camera_info.url, diagnostics.period, cpu_threads), and the two outputs the oracle reads
 #: (publish.inverse_depth, publish.segmentation: the depth oracle is computed from the published inverse depth, the
 #: exclusions from the published labels)
-NOT_DRAWN = {"depth.align_tolerance", "camera_info.url", "diagnostics.period", "cpu_threads", "publish.inverse_depth",
-             "publish.segmentation"}
+NOT_DRAWN = {"depth.align_tolerance", "depth.align_transport", "camera_info.url", "diagnostics.period", "cpu_threads",
+             "publish.inverse_depth", "publish.segmentation"}
 LIVE = [p for p in params.PARAMETERS if p.apply == "live" and p.name not in NOT_DRAWN | OWN_DRAWS]
 
 #: the combination that exposed the compressedDepth bug (fixed in c3da476): with shift 0.5 every depth is <= 2 m,

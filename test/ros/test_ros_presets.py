@@ -55,11 +55,12 @@ def test_launch_arguments_are_documented_with_choices():
               "camera_info_url"]
     rest = ["managed", "autostart", "publication_mode", "namespace", "enclave", "use_sim_time", "use_rviz",
             "rviz_fixed_frame"]
-    # one model: no segmentation_* arguments; a depth task: depth_reference
-    assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, "depth_reference", *rest]
+    # one model: no segmentation_* arguments; a depth task: depth_reference and its transport
+    reference = ["depth_reference", "depth_reference_transport"]
+    assert [a.name for a in presets.launch_arguments("depth")] == ["variant", "weights", *inputs, *reference, *rest]
     assert [a.name for a in presets.launch_arguments("segmentation")] == ["variant", "weights", *inputs, *rest]
     assert [a.name for a in presets.launch_arguments("dpt")] == ["variant", "weights", "segmentation_variant",
-                                                                 "segmentation_weights", *inputs, "depth_reference", *rest]
+                                                                 "segmentation_weights", *inputs, *reference, *rest]
 
 
 def test_weights_left_empty_say_what_the_variant_preset_gives():
@@ -329,6 +330,13 @@ def test_remappings_and_rviz():
     assert presets.remappings("dpt", ref) == [("depth_reference", "/cam/aligned_depth_to_color/image_raw")]
     assert presets.node_parameters("depth", ref)[-1] == {"depth.align": True}
     assert "depth.align" not in presets.node_parameters("depth", {})[-1]
+    # a depth camera offering only its compressedDepth (Wi-Fi, a bag): the base topic and the transport, as image's
+    given = {**ref, "depth_reference_transport": "compressedDepth"}
+    assert presets.node_parameters("depth", given)[-1] == {"depth.align": True, "depth.align_transport": "compressedDepth"}
+    assert presets.remappings("depth", given) == [("depth_reference", "/cam/aligned_depth_to_color/image_raw")]
+    assert "depth.align_transport" not in presets.node_parameters("dpt", ref)[-1]
+    assert presets.ignored_arguments("depth", ["depth_reference_transport"]) == []
+    assert "depth_reference_transport" not in {a.name for a in presets.launch_arguments("segmentation")}
     # camera_info_url: a calibration file instead of the topic, for every task
     for task in presets.TASKS:
         url = {"camera_info_url": "file:///calib/webcam.yaml"}

@@ -97,6 +97,10 @@ def test_the_topics_table_is_what_the_node_publishes_and_subscribes(harness):
     assert set_params(harness, node, image_transport="compressed")[0].successful
     wait_for(lambda: cam.subs["image"].msg_type is CompressedImage, what="the image/compressed subscription")
     entities[("in", "image/compressed")] = cam.subs["image"]
+    assert set_params(harness, node, **{"depth.align_transport": "compressedDepth"})[0].successful
+    wait_for(lambda: cam.subs["depth_reference"].msg_type is CompressedImage,
+             what="the depth_reference/compressedDepth subscription")
+    entities[("in", "depth_reference/compressedDepth")] = cam.subs["depth_reference"]
     documented = set()
     for row in _topic_rows():
         for name in row["names"]:

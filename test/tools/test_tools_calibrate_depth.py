@@ -315,6 +315,54 @@ def test_collect_stops_at_a_reference_it_cannot_read_and_apply_reports_refusals(
                       timeout=0.5).startswith("no parameter service of /no_such_node")
 
 
+def test_a_compressed_depth_reference_is_decoded_or_refused_with_the_reason(tool_node):
+    """--reference-transport compressedDepth: the tool subscribes <reference>/compressedDepth and pairs the depth decoded
+    from it (16UC1 millimetres built here: ConfigHeader + cv2.imencode PNG); an RVL-coded one ends the collection with
+    the reason."""
+    import struct
+
+    import cv2
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from dpt_ros.ros import conversions
+    from dpt_ros.ros.testing import make_image, qos
+    from dpt_ros.tools import calibrate_depth as tool
+
+    harness, node, executor = tool_node
+    mm = np.tile(np.arange(1000, 1080, dtype=np.uint16), (60, 1))
+    mm[0, 0] = 0
+    header = make_image(1).header
+    msg = CompressedImage(header=header, format="16UC1; compressedDepth png",
+                          data=struct.pack("<iff", 0, 0.0, 0.0) + cv2.imencode(".png", mm)[1].tobytes())
+    inverse = conversions.image_msg(header, np.full((60, 80), 0.5, np.float32), "32FC1")
+    ref_pub = harness.probe.create_publisher(CompressedImage, "/calib/cd/compressedDepth", qos())
+    inv_pub = harness.probe.create_publisher(Image, "/calib/inverse", qos())
+    done = []
+
+    def run():
+        while not done:
+            if ref_pub.get_subscription_count() and inv_pub.get_subscription_count():
+                ref_pub.publish(msg)
+                inv_pub.publish(inverse)
+            time.sleep(0.05)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        pairs = tool.collect(tool.parse_args(["--reference", "/calib/cd", "--reference-transport", "compressedDepth",
+                                              "--inverse", "/calib/inverse", "--frames", "1", "--timeout", "20"]),
+                             node, executor)
+    finally:
+        done.append(True)
+        t.join(5)
+    ref = pairs[0][1]
+    assert np.isnan(ref[0, 0]) and ref[0, 1] == np.float32(1001 * 0.001) and ref[5, 79] == np.float32(1079 * 0.001)
+    msg.format = "16UC1; compressedDepth rvl"
+    _collection_ends_with("RVL-coded compressedDepth is not supported, only PNG",
+                          ["--reference", "/calib/cd", "--reference-transport", "compressedDepth", "--inverse",
+                           "/calib/inverse", "--timeout", "20"], node, executor, (ref_pub, msg))
+
+
 def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(tool_node):
     """--inverse /inverse_depth/colored (rgb8) ended with "too many values to unpack (expected 2)"; a mono8 image
     (segmentation labels) of the reference's size was fitted as if it were inverse depth. The topic is named as
