@@ -2051,12 +2051,23 @@ class DptNode(Node):
         (``on_image_clock``): the depth camera has stopped, not another clock; more than 1 s newer: once, a looped bag's
         first frame, else another clock)."""
         tolerance = s["depth.align_tolerance"]
+        compressed = s["depth.align_transport"] == "compressedDepth"
         if not held and not publishers:
+            # the depth camera is there, in the other transport (a bag or a Wi-Fi robot with only its compressedDepth)
+            other = topic.removesuffix("/compressedDepth") if compressed else topic + "/compressedDepth"
+            other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
+            if any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
+                transport = "raw" if compressed else "compressedDepth"
+                return (f"nothing received on {topic} since it was subscribed, and nothing publishes there, but "
+                        f"{other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the depth camera offers the "
+                        f"{transport} transport, set depth.align_transport:={transport} (ros2 param set "
+                        f"{self.get_fully_qualified_name()} depth.align_transport {transport}; -p "
+                        f"depth.align_transport:={transport}, or the launch files' argument "
+                        f"depth_reference_transport:={transport})")
             rule, launch = _remap_example(cam, "depth_reference", "/camera/aligned_depth_to_color/image_raw")
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
                     f"{cam.topic('depth_reference')} to the depth of this camera's view, e.g. {rule} "
                     f"({launch + '; ' if launch else ''}a camera without one has no aligned depth)")
-        compressed = s["depth.align_transport"] == "compressedDepth"
         wanted = f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}"
         types = "" if held else self._types_instead(topic, wanted)
         if types:   # (DDS matches none of another type's publishers to this subscription, silently)

@@ -246,6 +246,33 @@ def test_a_compressed_depth_reference_is_decoded_and_fitted(harness):
     assert len(got["depth"]) >= 2
 
 
+def test_a_depth_camera_offering_only_the_other_transport_is_said_so(harness):
+    """depth_reference remapped to a depth camera's base topic, as README says, where only its compressedDepth is
+    published (a bag, a Wi-Fi robot): the frames were told 'nothing publishes there: remap depth_reference to the
+    depth of this camera's view, e.g. -r depth_reference:=/camera/aligned_depth_to_color/image_raw', the remap given;
+    now that the camera offers the compressedDepth transport and the parameter to set."""
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import CompressedImage
+
+    log = harness.collector(Log, "/rosout")
+    topic = "/cam_b/aligned_depth_to_color/image_raw"
+    node = harness.start_node(**{"depth.align": True, "diagnostics.period": 60.0},
+                              cli_args=["--ros-args", "-r", f"depth_reference:={topic}"])
+    got, (pub,) = harness.connect(node, {"depth": Image}, {"image": Image})
+    harness.other_participant().create_publisher(CompressedImage, topic + "/compressedDepth", qos("best_effort"))
+    wait_for(lambda: node.count_publishers(topic + "/compressedDepth") == 1, what="discovery of the depth camera")
+    pub.publish(make_image(1_000_000_000, width=80, height=60))
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment", 0) == 1, what="the frame")
+    wait_for(lambda: any(m.msg.startswith(f"[alignment] {topic}: ") for m in log), what="its reason")
+    reason = next(m.msg for m in log if m.msg.startswith(f"[alignment] {topic}: "))
+    assert reason == (f"[alignment] {topic}: nothing received on {topic} since it was subscribed, and nothing "
+                      f"publishes there, but {topic}/compressedDepth has a publisher of CompressedImage: the depth "
+                      "camera offers the compressedDepth transport, set depth.align_transport:=compressedDepth (ros2 "
+                      "param set /dpt_node depth.align_transport compressedDepth; -p "
+                      "depth.align_transport:=compressedDepth, or the launch files' argument "
+                      "depth_reference_transport:=compressedDepth)"), reason
+
+
 def test_a_frame_before_the_first_reference_of_a_publishing_depth_camera_is_not_blamed_on_the_remap(harness):
     """A frame taken before the first reference of a depth camera that does publish on depth_reference (at start-up;
     the remap is right) was logged 'nothing received on /depth_reference since it was subscribed: remap
