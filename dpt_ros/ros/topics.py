@@ -143,7 +143,7 @@ def collision(s: Mapping[str, Any], resolve: Resolve, expand: Resolve, label_inf
     elif kind == "input":
         effect = {"camera_info": "the intrinsics of its own output taken for the camera's",
                   "depth_reference": "its depth aligned to its own output (depth.align)"}.get(
-            name_b, "every output coming back as a new frame, endlessly")
+            name_b.removesuffix("/compressedDepth"), "every output coming back as a new frame, endlessly")
         text = (f"output {a} would be published on {topic}, which the node subscribes as its input {b}: the node "
                 f"would consume its own output ({effect}{clash})")
         fix = "remap the output to a topic of its own, or the input to the camera's"

@@ -73,6 +73,10 @@ def test_two_outputs_remapped_onto_one_topic_are_refused(harness):
      "the intrinsics of its own output taken for the camera's"),
     (["depth_reference:=depth"], {"depth.align": True}, "depth", "/depth", "depth_reference (remapped)",
      "its depth aligned to its own output (depth.align)"),
+    (["depth_reference:=depth"], {"depth.align": True, "depth.align_transport": "compressedDepth"},
+     "depth/compressedDepth", "/depth/compressedDepth",
+     "depth_reference/compressedDepth (depth.align_transport:=compressedDepth, following the remap of depth_reference)",
+     "its depth aligned to its own output (depth.align)"),
     (["a/inverse_depth/colored:=/b/image"], {"cameras": ["a", "b"]}, "a/inverse_depth/colored (remapped)", "/b/image",
      "b/image", "every output coming back as a new frame, endlessly"),
 ])
