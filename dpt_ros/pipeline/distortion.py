@@ -27,7 +27,8 @@ ones not given zero (so plumb_bob with 8 values is the rational model, rational_
     (x_d, y_d) = (x, y) * theta_d / sqrt(x^2 + y^2)
 
 The inverse has no closed form; :func:`undistort` solves it by Newton's method in float64 (:func:`pixel_rays`
-only at every 8th pixel of a large grid, interpolating in between where that passes the same checks) and
+only at every 8th pixel of a large grid, interpolating in between where that passes the same checks; a fisheye's
+theta on a 1-D table of theta_d, each pixel's interpolated and refined by one Newton step) and
 marks a pixel invalid (NaN) where the solution does not reproduce the pixel to 1e-6 (a thousandth
 of a pixel at f = 1000) or lies beyond the first fold, where the model stops being one-to-one
 (strong barrel distortion at the corners; its polynomial may rise again far out, but that branch is
@@ -223,7 +224,8 @@ def undistort(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndarray,
 #: length) by Newton's method from the interpolated ray (1 or 2 steps) or, without one, as undistort does. 1/64 of
 #: the rays and one forward projection instead of up to 20 Newton steps on each: 4 to 8x less time at 1080p and
 #: 4K on a 2-core CPU, the same rays to float32's rounding (test_pipeline_distortion.py measures the bound).
-#: Fisheye (equidistant) rays take cheap 1-D steps, and grids under _GRID_MIN_RAYS little time: solved directly.
+#: Fisheye (equidistant) rays are a function of theta_d alone: :func:`_equidistant_grid`. Grids under
+#: _GRID_MIN_RAYS take little time: solved directly.
 _GRID_STEP = 8
 _GRID_TOLERANCE = 1e-8
 _GRID_MIN_RAYS = 100_000
@@ -283,8 +285,9 @@ def undistort_grid(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndar
     grid (_GRID_STEP). Adds to :data:`stats`."""
     xd, yd = np.asarray(xd, np.float64), np.asarray(yd, np.float64)
     n = _GRID_STEP
-    # (a fisheye's rays are solved in one dimension, theta, by a few cheap steps; a small grid in little time)
-    if model in ("", "equidistant") or len(xd) < 4 * n or len(yd) < 4 * n or len(xd) * len(yd) < _GRID_MIN_RAYS:
+    if model == "equidistant":
+        return _equidistant_grid(tuple(d), xd, yd)
+    if not model or len(xd) < 4 * n or len(yd) < 4 * n or len(xd) * len(yd) < _GRID_MIN_RAYS:
         x, y = undistort(model, d, *np.meshgrid(xd, yd))
         stats["exact_rays"] += x.size
         return x, y
@@ -322,6 +325,79 @@ def undistort_grid(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndar
     return x, y
 
 
+#: a fisheye's theta is solved exactly at _FISHEYE_NODES + 1 evenly spaced theta_d over the image's range, and each
+#: pixel's interpolated between (linearly) and refined by one Newton step; _FISHEYE_ROWS rows at a time (their
+#: temporaries stay in the CPU's cache)
+_FISHEYE_NODES = 4096
+_FISHEYE_ROWS = 1 << 15
+_FISHEYE_THETA_ERROR = 1e-12
+
+
+def _equidistant_theta_d(d: tuple[float, ...], theta: np.ndarray) -> np.ndarray:
+    t2 = theta * theta
+    return theta * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3]))))
+
+
+def _equidistant_grid(d: tuple[float, ...], xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`undistort_grid` of a fisheye. Its rays depend on theta_d = |(xd, yd)| alone: theta is solved exactly
+    on a 1-D table of theta_d over [0, the farthest pixel's] (on the lens's branch: from a start below the fold),
+    interpolated for each pixel and refined by one Newton step. A pixel keeps that ray where it passes the checks
+    of :func:`undistort` (0 <= theta < the fold / 90 degrees) and reprojects to _GRID_TOLERANCE (a hundredth of
+    _TOLERANCE); one whose theta_d lies beyond every theta_d the lens reaches short of its fold (by more than
+    1e-4, far beyond _TOLERANCE) has no ray for undistort either; the others (the band along the fold) are solved
+    as undistort solves them. Adds to :data:`stats`."""
+    fold = _equidistant_fold(d)
+    t = np.linspace(0.0, np.pi / 2, 20001)   # (the grid _equidistant_fold looks for the fold on)
+    t = t[t <= fold]
+    reach = _equidistant_theta_d(d, t)
+    top = float(np.maximum.accumulate(reach)[-1]) + 1e-4   # beyond: no theta short of the fold reprojects
+    rising = t[:-1] if t[-1] >= fold else t   # where theta_d(theta) rises: a start on the lens's branch
+    td_max = float(np.sqrt(np.max(xd * xd) + np.max(yd * yd)))
+    h = max(td_max, 1e-300) / _FISHEYE_NODES
+    nodes = np.arange(_FISHEYE_NODES + 2) * h   # (one past the last: a pixel at td_max interpolates to it)
+    with np.errstate(all="ignore"):
+        table, _ = undistort("equidistant", d, nodes, np.zeros_like(nodes),
+                             (np.tan(np.interp(nodes, _equidistant_theta_d(d, rising), rising)), np.zeros_like(nodes)))
+        table = np.arctan(table)   # theta of each node; NaN where undistort finds none
+        step = np.diff(table)
+    x = np.empty((len(yd), len(xd)))
+    y = np.empty_like(x)
+    redo = []
+    xd2 = xd * xd
+    rows = max(1, _FISHEYE_ROWS // max(len(xd), 1))
+    with np.errstate(all="ignore"):
+        for r0 in range(0, len(yd), rows):
+            yb = yd[r0:r0 + rows, None]
+            td = np.sqrt(xd2 + yb * yb)
+            q = td * (1.0 / h)
+            i = np.minimum(q.astype(np.intp), _FISHEYE_NODES)
+            theta = table[i] + (q - i) * step[i]
+            t2 = theta * theta
+            f = theta * (1 + t2 * (d[0] + t2 * (d[1] + t2 * (d[2] + t2 * d[3])))) - td
+            slope = 1 + t2 * (3 * d[0] + t2 * (5 * d[1] + t2 * (7 * d[2] + t2 * 9 * d[3])))
+            theta -= f / slope
+            # reprojected theta_d off by slope times theta's error: kept where theta is within _FISHEYE_THETA_ERROR
+            # of the solution (its rays then float32's to the last bit but for ties), and reprojects to
+            # _GRID_TOLERANCE; the ones near a fold (slope ~ 0) are left to undistort
+            f = np.abs(_equidistant_theta_d(d, theta) - td)
+            good = (f <= _FISHEYE_THETA_ERROR * slope) & (f <= _GRID_TOLERANCE) & (theta >= 0) & (theta < fold)
+            s = np.where(td > 0, np.tan(np.where(good, theta, 0.0)) / td, 1.0)
+            good |= td > top   # (NaN below)
+            s[td > top] = np.nan
+            x[r0:r0 + rows] = xd * s
+            y[r0:r0 + rows] = yb * s
+            bad = np.nonzero(~good)
+            if bad[0].size:
+                redo.append((bad[0] + r0, bad[1]))
+    solved = _FISHEYE_NODES + 2
+    if redo:   # the band along the fold: as undistort solves it
+        rr, cc = np.concatenate([r for r, _ in redo]), np.concatenate([c for _, c in redo])
+        x[rr, cc], y[rr, cc] = undistort("equidistant", d, xd[cc], yd[rr])
+        solved += rr.size
+    stats["exact_rays"] += solved
+    return x, y
+
+
 #: what pixel_rays has solved since the process started: ``grids`` (each a camera's calibration and decimation not in
 #: its cache), ``rays`` (in them), ``exact_rays`` (of those, and of the coarse grids' nodes, solved by Newton's
 #: method), ``seconds``, ``reused`` (calibrations given the rays of a nearly equal one instead, :data:`_REUSE_PX`). Read by the node to tell when a camera's calibration keeps changing.
@@ -355,7 +431,7 @@ def pixel_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ax, ay)``, float32, such that pixel (u, v) = (i * stride, j * stride) at depth z is the point
     ``(z * ax, z * ay, z)``: shapes (1, W') and (H', 1) for a pinhole camera (``ax = (u - cx) / fx``),
     (H', W') each for a distorted one, NaN where a pixel has no ray. Read-only; cached (a camera keeps
-    its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve; :data:`stats` counts the solves). A
+    its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve, a fisheye's 0.05 to 0.1 s; :data:`stats` counts the solves). A
     calibration within _REUSE_PX of the last one solved for this size, stride and model (a driver's jitter in the
     last digits) gets that one's rays."""
     u = (np.arange(0, intr.width, stride, dtype=np.float64) - intr.cx) / intr.fx

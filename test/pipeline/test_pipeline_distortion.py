@@ -315,6 +315,41 @@ def test_a_large_image_solves_few_rays_exactly():
     assert np.isfinite(ax).all()
 
 
+FISHEYES = {   # (D, focal length in px of a 640x480 image)
+    "webcam": (LENSES["equidistant"], 410.0),
+    "barrel": ((-0.05, 0.01, -0.002, 0.0002), 300.0),
+    "pincushion": ((0.3, 0.1, 0.02, 0.005), 250.0),
+    "beyond_90_degrees": ((0.0, 0.0, 0.0, 1e-9), 200.0),
+    "fold_and_rise": ((-0.6, 0.15, 0.0, 0.0), 700.0),
+    "fold_at_the_edge": ((-0.25, 0.02, 0.0, 0.0), 300.0),
+}
+
+
+@pytest.mark.parametrize("lens", sorted(FISHEYES))
+def test_fisheye_rays_are_the_exact_solution_from_a_table(lens):
+    """A fisheye's rays depend on theta_d alone: theta is solved exactly on a 1-D table and each pixel's interpolated
+    and refined by one Newton step, kept where it reprojects and lies short of the fold / 90 degrees, the band
+    along a fold solved as undistort solves it. The same pixels without a ray as the exact solve of every pixel
+    (lenses folding inside the image, rays beyond 90 degrees), the same float32 rays to the last bit but for
+    rounding ties (measured: 0 ulp but 1 ray at 1 ulp near a fold, 1e-11 relative in float64), with 1.3 to 5 % of
+    the rays solved by Newton's method (all of them before: 0.3 to 0.5 s at 1080p on a 2-core CPU, now 0.05 to
+    0.1 s)."""
+    d, f = FISHEYES[lens]
+    u, v = (np.arange(640) - 323.4) / f, (np.arange(480) - 236.8) / f
+    distortion.stats.clear()
+    x, y = distortion.undistort_grid("equidistant", d, u, v)
+    ex, ey = undistort("equidistant", d, *np.meshgrid(u, v))
+    none = np.isnan(ex)
+    np.testing.assert_array_equal(np.isnan(x), none)
+    np.testing.assert_array_equal(np.isnan(y), none)
+    if lens.startswith(("fold", "beyond")):
+        assert 0.0 < none.mean() < 0.5   # (the checks are exercised)
+    for a, e in ((x, ex), (y, ey)):
+        np.testing.assert_array_max_ulp(a[~none].astype(np.float32), e[~none].astype(np.float32), maxulp=1)
+        np.testing.assert_allclose(a[~none], e[~none], rtol=1e-10, atol=1e-13)
+    assert distortion.stats["exact_rays"] < 0.06 * x.size
+
+
 def test_an_unknown_model_name_is_told_the_ros_name_of_its_lens():
     """A driver that names its lens model its own way ('fisheye', 'kannala_brandt4', Kalibr's 'radtan') gets no cloud;
     the message named image_proc as the remedy, which cannot rectify a model image_geometry does not know either.
