@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import functools
 import math
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -408,8 +409,58 @@ stats: collections.Counter = collections.Counter()
 #: within this many pixels reuses them: a driver republishing its calibration with noise in the last digits. It is
 #: the exact solve's own tolerance (_TOLERANCE: 1e-3 px at a focal length of 1000 px)
 _REUSE_PX = 1e-3
-#: (width, height, distortion_model, stride) -> (Intrinsics, rays) of the last solve of each
+#: the solved rays pixel_rays keeps (its cache, whose last solve of each size, stride and model a jittered calibration
+#: may reuse): those of at most RAYS_CALIBRATIONS calibrations (with lens distortion, each with its stride; a pinhole
+#: camera's rays are a row and a column, kept apart) and RAYS_BUDGET_BYTES (the least recently used dropped first;
+#: the newest always kept, however large). A calibration's rays are two float32 arrays of the decimated image's
+#: size: 66 MB (63 MiB) at 4K, stride 1 (4 kept in 256 MiB), 16.6 MB at 1080p stride 1 or 4K stride 2 (16 kept),
+#: 4 MB at 1080p stride 2. Rays a jittered calibration reuses are the same arrays, counted once.
+RAYS_BUDGET_BYTES = 256 * 2**20
+RAYS_CALIBRATIONS = 16
+#: (Intrinsics, stride) -> (ax, ay), least recently used first; the rays a calibration reused are also under its key
+_rays: collections.OrderedDict = collections.OrderedDict()
+#: id(ax) of each ray pair held -> [its keys in _rays (the one it was solved for, the newest that reused it), bytes]
+_held: dict = {}
+_rays_bytes = 0
+#: (width, height, distortion_model, stride) -> the _rays key of the last solve of each (or its newest reuse)
 _last_solved: dict = {}
+_rays_lock = threading.Lock()
+
+
+def _keep_rays(key: tuple, rays: tuple[np.ndarray, np.ndarray], reused: bool = False) -> None:
+    """Keeps ``rays`` under ``key`` as the most recently used, then drops the least recently used beyond
+    RAYS_CALIBRATIONS and RAYS_BUDGET_BYTES. ``reused``: rays already kept for another calibration (a jittered
+    one): they replace that one's earlier reuse, so a calibration jittering with every frame holds two keys."""
+    global _rays_bytes
+    holder = _held.get(id(rays[0]))
+    if holder is None:
+        holder = _held[id(rays[0])] = [[], rays[0].nbytes + rays[1].nbytes]
+        _rays_bytes += holder[1]
+    elif reused and len(holder[0]) > 1:
+        _rays.pop(holder[0].pop(), None)   # the last reuse (never the key it was solved for)
+    holder[0].append(key)
+    _rays[key] = rays
+    _rays.move_to_end(key)
+    while len(_rays) > 1 and (_rays_bytes > RAYS_BUDGET_BYTES or len(_held) > RAYS_CALIBRATIONS):
+        old, (ax, _) = _rays.popitem(last=False)
+        holder = _held[id(ax)]
+        holder[0].remove(old)
+        if not holder[0]:
+            del _held[id(ax)]
+            _rays_bytes -= holder[1]
+        for size, k in list(_last_solved.items()):
+            if k != old:
+                continue
+            if holder[0]:   # (its rays stay under a newer key)
+                _last_solved[size] = holder[0][-1]
+            else:
+                del _last_solved[size]
+
+
+def rays_held() -> tuple[int, int]:
+    """(calibrations, bytes) of the solved rays pixel_rays keeps."""
+    with _rays_lock:
+        return len(_held), _rays_bytes
 
 
 def _reusable(prev_rays: tuple[np.ndarray, np.ndarray], intr: Intrinsics, stride: int) -> bool:
@@ -426,39 +477,65 @@ def _reusable(prev_rays: tuple[np.ndarray, np.ndarray], intr: Intrinsics, stride
     return bool((err < _REUSE_PX).all())   # (NaN: no)
 
 
-@functools.lru_cache(maxsize=8)
 def pixel_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ax, ay)``, float32, such that pixel (u, v) = (i * stride, j * stride) at depth z is the point
     ``(z * ax, z * ay, z)``: shapes (1, W') and (H', 1) for a pinhole camera (``ax = (u - cx) / fx``),
-    (H', W') each for a distorted one, NaN where a pixel has no ray. Read-only; cached (a camera keeps
-    its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve, a fisheye's 0.05 to 0.1 s; :data:`stats` counts the solves). A
-    calibration within _REUSE_PX of the last one solved for this size, stride and model (a driver's jitter in the
-    last digits) gets that one's rays."""
+    (H', W') each for a distorted one, NaN where a pixel has no ray. Read-only; cached within RAYS_CALIBRATIONS
+    and RAYS_BUDGET_BYTES (a camera keeps its calibration, and a distorted 1080p grid takes 0.1 to 0.5 s to solve,
+    a fisheye's 0.05 to 0.1 s; :data:`stats` counts the solves). A calibration within _REUSE_PX of the last one
+    solved for this size, stride and model (a driver's jitter in the last digits) gets that one's rays."""
+    if not intr.distortion_model:
+        return _pinhole_rays(intr, stride)
+    key = (intr, stride)
+    with _rays_lock:
+        rays = _rays.get(key)
+        if rays is not None:
+            _rays.move_to_end(key)
+            return rays
+        size = (intr.width, intr.height, intr.distortion_model, stride)
+        last = _rays.get(_last_solved.get(size))
+        last_intr = _last_solved[size][0] if last is not None else None
+    if last is not None and len(last_intr.d) == len(intr.d) and _reusable(last, intr, stride):
+        with _rays_lock:
+            stats["reused"] += 1
+            if key in _rays:   # (another thread took them meanwhile)
+                return _rays[key]
+            _keep_rays(key, last, reused=True)
+            _last_solved[size] = key
+        return last
     u = (np.arange(0, intr.width, stride, dtype=np.float64) - intr.cx) / intr.fx
     v = (np.arange(0, intr.height, stride, dtype=np.float64) - intr.cy) / intr.fy
-    if intr.distortion_model:
-        key = (intr.width, intr.height, intr.distortion_model, stride)
-        last = _last_solved.get(key)
-        if last is not None and len(last[0].d) == len(intr.d) and _reusable(last[1], intr, stride):
-            stats["reused"] += 1
-            return last[1]
-        start = time.perf_counter()
-        x, y = undistort_grid(intr.distortion_model, intr.d, u, v)
-        ax, ay = x.astype(np.float32), y.astype(np.float32)
-        stats["grids"] += 1
-        stats["rays"] += x.size
-        stats["seconds"] += time.perf_counter() - start
-        ax.flags.writeable = ay.flags.writeable = False
-        if len(_last_solved) >= 16 and key not in _last_solved:
-            _last_solved.clear()
-        _last_solved[key] = (intr, (ax, ay))
-    else:
-        ax, ay = u.astype(np.float32)[None, :], v.astype(np.float32)[:, None]
+    start = time.perf_counter()
+    x, y = undistort_grid(intr.distortion_model, intr.d, u, v)
+    ax, ay = x.astype(np.float32), y.astype(np.float32)
+    stats["grids"] += 1
+    stats["rays"] += x.size
+    stats["seconds"] += time.perf_counter() - start
+    ax.flags.writeable = ay.flags.writeable = False
+    with _rays_lock:
+        if key in _rays:   # (another thread solved it meanwhile)
+            _rays.move_to_end(key)
+            return _rays[key]
+        _keep_rays(key, (ax, ay))
+        _last_solved[size] = key
+    return ax, ay
+
+
+@functools.lru_cache(maxsize=32)
+def _pinhole_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """pixel_rays of a camera without distortion: a row and a column (kB), kept apart from the solved rays."""
+    ax = ((np.arange(0, intr.width, stride, dtype=np.float64) - intr.cx) / intr.fx).astype(np.float32)[None, :]
+    ay = ((np.arange(0, intr.height, stride, dtype=np.float64) - intr.cy) / intr.fy).astype(np.float32)[:, None]
     ax.flags.writeable = ay.flags.writeable = False
     return ax, ay
 
 
 def clear_rays() -> None:
     """Forget every solved grid (pixel_rays' cache and the last solve kept for reuse): the next call solves."""
-    pixel_rays.cache_clear()
-    _last_solved.clear()
+    global _rays_bytes
+    _pinhole_rays.cache_clear()
+    with _rays_lock:
+        _rays.clear()
+        _held.clear()
+        _last_solved.clear()
+        _rays_bytes = 0

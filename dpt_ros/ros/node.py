@@ -1910,8 +1910,9 @@ class DptNode(Node):
         source = "camera_info.url" if cam.calibration is not None else self.resolve_topic_name(cam.topic("camera_info"))
         why = (f"its calibration changes from frame to frame ({', '.join(changed)} of {source} differ from the "
                f"last cloud's)" if changed else
-               f"the solved rays of {distortion.pixel_rays.cache_info().maxsize} calibrations are kept, for all "
-               f"cameras and points.stride values together, and more are in use")
+               f"the solved rays of {distortion.RAYS_CALIBRATIONS} calibrations, at most "
+               f"{distortion.RAYS_BUDGET_BYTES // 2**20} MiB of them (the newest always), are kept, for all cameras "
+               f"and points.stride values together, and more are in use")
         self.get_logger().warning(
             f"{cam.image_topic or cam.topic('image')}: the lens rays of points (camera_info.rectified false: "
             f"{intr.distortion_model} distortion) were solved afresh for {len(slow)} of its last "

@@ -368,7 +368,8 @@ def test_an_unknown_model_name_is_told_the_ros_name_of_its_lens():
 
 
 def test_a_camera_switching_among_a_few_calibrations_solves_each_once():
-    """The solved rays of the last 8 (calibration, stride) pairs are kept: a camera alternating between two
+    """The solved rays of the last 16 (calibration, stride) pairs are kept (within 256 MiB): a camera alternating
+    between two
     calibrations (two zoom steps, a driver toggling between two values) solves each once."""
     a = Intrinsics(300.0, 300.0, 159.5, 119.5, 320, 240, "plumb_bob", (-0.21, 0.05, 0.0, 0.0, 0.0))
     b = Intrinsics(310.0, 310.0, 159.5, 119.5, 320, 240, "plumb_bob", (-0.21, 0.05, 0.0, 0.0, 0.0))
@@ -400,3 +401,66 @@ def test_a_calibration_jittered_in_its_last_digits_reuses_the_rays():
     assert pixel_rays(moved, 2)[0] is not rays[0] and distortion.stats["grids"] == 2
     np.testing.assert_allclose(pixel_rays(moved, 2)[0], undistort("plumb_bob", moved.d, *np.meshgrid(
         (np.arange(0, 320, 2) - 159.6) / 300.0, (np.arange(0, 240, 2) - 119.5) / 301.0))[0], atol=1e-6)
+
+
+def test_a_zooming_4k_camera_holds_at_most_the_rays_budget():
+    """A 4K fisheye's rays at stride 1 are 66 MB (two float32 arrays); a zooming camera kept its last 8 in the
+    cache: 398 MB here after 6 zoom steps, 531 MB from the 8th on (more with other sizes and strides). Now the
+    rays kept are bounded by RAYS_BUDGET_BYTES (256 MiB: 4 at this size), the newest kept. Measured by tracemalloc
+    (NumPy's allocations): 265 MB held after the 6 steps (398 MB on the old code)."""
+    import gc
+    import tracemalloc
+
+    distortion.clear_rays()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(6):
+            intr = Intrinsics(1400.0 + 50 * i, 1400.0 + 50 * i, 1919.5, 1079.5, 3840, 2160, "equidistant",
+                              LENSES["equidistant"])
+            ax, _ = pixel_rays(intr, 1)
+            assert ax.nbytes == 3840 * 2160 * 4
+        del ax
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held <= 256 * 2**20, f"{held / 1e6:.0f} MB held"
+    assert distortion.RAYS_BUDGET_BYTES == 256 * 2**20
+    assert distortion.rays_held() == (4, 4 * 2 * 3840 * 2160 * 4)
+    grids = distortion.stats["grids"]
+    assert pixel_rays(intr, 1)[0] is pixel_rays(intr, 1)[0] and distortion.stats["grids"] == grids   # (kept)
+    distortion.clear_rays()
+
+
+def test_rays_over_the_budget_keep_the_newest_and_a_reuse_counts_once(monkeypatch):
+    """With a budget smaller than one calibration's rays the newest is still kept (a camera is not re-solved every
+    frame); a jittered calibration reusing the last rays holds no more bytes, and a camera whose driver jitters its
+    calibration with every frame (30 reuses here) no longer pushes the rays of a steady camera of the same size
+    (the other of a stereo pair) out of the cache (on the old code each reuse took one of its 8 places, and the
+    last solve kept for reuse was the jittering one's: the steady camera was solved again)."""
+    steady = Intrinsics(305.0, 305.0, 161.5, 118.5, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    base = Intrinsics(300.0, 301.0, 159.5, 119.5, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    distortion.clear_rays()
+    distortion.stats.clear()
+    kept = pixel_rays(steady, 1)
+    rays = pixel_rays(base, 1)
+    for i in range(1, 31):
+        e = 1 + i * 1e-10
+        jittered = Intrinsics(300.0 * e, 301.0, 159.5, 119.5 * e, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+        assert pixel_rays(jittered, 1)[0] is rays[0]
+    for i in range(20):   # pinhole cameras' rays (a row and a column) take none of the places
+        pinhole = Intrinsics(200.0 + i, 200.0, 79.5, 59.5, 160, 120)
+        assert pixel_rays(pinhole, 1)[0].shape == (1, 160) and pixel_rays(pinhole, 1) is pixel_rays(pinhole, 1)
+    assert pixel_rays(steady, 1)[0] is kept[0]
+    assert (distortion.stats["grids"], distortion.stats["reused"]) == (2, 30)
+    assert distortion.rays_held() == (2, 2 * 320 * 240 * 2 * 4)   # (the reused rays counted once)
+    monkeypatch.setattr(distortion, "RAYS_BUDGET_BYTES", 1000)
+    pixel_rays(base, 1)   # the newest (after the drop of what is beyond the budget)
+    moved = Intrinsics(300.0, 301.0, 160.5, 119.5, 320, 240, "plumb_bob", LENSES["plumb_bob"])
+    assert pixel_rays(moved, 1)[0] is pixel_rays(moved, 1)[0]
+    assert distortion.rays_held() == (1, 320 * 240 * 2 * 4) and distortion.stats["grids"] == 3
+    pixel_rays(base, 1)
+    assert distortion.stats["grids"] == 4   # (dropped for moved)
+    distortion.clear_rays()
