@@ -466,15 +466,23 @@ def rays_held() -> tuple[int, int]:
 def _reusable(prev_rays: tuple[np.ndarray, np.ndarray], intr: Intrinsics, stride: int) -> bool:
     """Whether rays solved for another calibration put the pixels of ``intr``'s grid within _REUSE_PX of where
     ``intr`` projects them: checked at every _GRID_STEP-th ray in each direction and the last row and column (the
-    difference of two smooth lenses is smooth); any pixel there without a ray makes it no."""
+    difference of two smooth lenses is smooth); a pixel there without a ray (beyond the lens's fold, a fisheye's
+    beyond 90 degrees) must have none through ``intr`` either (solved for those few)."""
     ax, ay = prev_rays
     rows = np.unique(np.r_[np.arange(0, ax.shape[0], _GRID_STEP), ax.shape[0] - 1])
     cols = np.unique(np.r_[np.arange(0, ax.shape[1], _GRID_STEP), ax.shape[1] - 1])
     x, y = ax[np.ix_(rows, cols)].astype(np.float64), ay[np.ix_(rows, cols)].astype(np.float64)
+    none = np.isnan(x) | np.isnan(y)
+    u, v = np.broadcast_arrays(cols[None, :] * float(stride), rows[:, None] * float(stride))
     with np.errstate(all="ignore"):
-        xd, yd = distort(intr.distortion_model, intr.d, x, y)
-        err = np.hypot(intr.fx * xd + intr.cx - cols[None, :] * stride, intr.fy * yd + intr.cy - rows[:, None] * stride)
-    return bool((err < _REUSE_PX).all())   # (NaN: no)
+        xd, yd = distort(intr.distortion_model, intr.d, x[~none], y[~none])
+        err = np.hypot(intr.fx * xd + intr.cx - u[~none], intr.fy * yd + intr.cy - v[~none])
+    if not (err < _REUSE_PX).all():   # (NaN: no)
+        return False
+    if none.any():
+        nx, _ = undistort(intr.distortion_model, intr.d, (u[none] - intr.cx) / intr.fx, (v[none] - intr.cy) / intr.fy)
+        return bool(np.isnan(nx).all())
+    return True
 
 
 def pixel_rays(intr: Intrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:

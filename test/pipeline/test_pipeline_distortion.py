@@ -403,6 +403,33 @@ def test_a_calibration_jittered_in_its_last_digits_reuses_the_rays():
         (np.arange(0, 320, 2) - 159.6) / 300.0, (np.arange(0, 240, 2) - 119.5) / 301.0))[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("lens", ["fold", "fisheye_beyond_90_degrees"])
+def test_a_jittered_calibration_of_a_lens_with_corners_without_rays_reuses_them(lens):
+    """The corners of a strong wide-angle lens (beyond its fold) and of a fisheye of more than 180 degrees (beyond
+    90) have no ray; such a calibration jittered in its last digits solved its rays afresh with every frame (a
+    pixel without a ray failed the reuse check). Now those pixels must have no ray through the new calibration
+    either: reused (3 of 3; 28 % and 22 % of the pixels without a ray, as a solve gives), and a calibration whose
+    corners do get rays is solved."""
+    model, d, f = {"fold": ("plumb_bob", (-0.5, 0.05, 0.0, 0.0, 0.0), 120.0),
+                   "fisheye_beyond_90_degrees": ("equidistant", FISHEYES["barrel"][0], 50.0)}[lens]
+    distortion.clear_rays()
+    distortion.stats.clear()
+    rays = pixel_rays(Intrinsics(f, f, 79.5, 59.5, 160, 120, model, d), 1)
+    none = np.isnan(rays[0])
+    assert 0.2 < none.mean() < 0.3
+    for i in range(1, 4):
+        e = 1 + i * 1e-9
+        jittered = Intrinsics(f * e, f, 79.5, 59.5 * e, 160, 120, model, tuple(v * e for v in d))
+        assert pixel_rays(jittered, 1)[0] is rays[0]
+        x, _ = undistort(model, jittered.d, *np.meshgrid((np.arange(160) - jittered.cx) / jittered.fx,
+                                                         (np.arange(120) - jittered.cy) / jittered.fy))
+        np.testing.assert_array_equal(np.isnan(x), none)
+    assert (distortion.stats["grids"], distortion.stats["reused"]) == (1, 3)
+    wider = Intrinsics(f * 1.2, f * 1.2, 79.5, 59.5, 160, 120, model, d)   # (the rays of its inner pixels differ too)
+    assert pixel_rays(wider, 1)[0] is not rays[0] and np.isnan(pixel_rays(wider, 1)[0]).mean() < none.mean()
+    distortion.clear_rays()
+
+
 def test_a_zooming_4k_camera_holds_at_most_the_rays_budget():
     """A 4K fisheye's rays at stride 1 are 66 MB (two float32 arrays); a zooming camera kept its last 8 in the
     cache: 398 MB here after 6 zoom steps, 531 MB from the 8th on (more with other sizes and strides). Now the
