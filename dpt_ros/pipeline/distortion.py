@@ -224,10 +224,14 @@ def undistort(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndarray,
 #: _TOLERANCE; the others (the band along a fold, where the inverse bends fast; strong lenses at a short focal
 #: length) by Newton's method from the interpolated ray (1 or 2 steps) or, without one, as undistort does. 1/64 of
 #: the rays and one forward projection instead of up to 20 Newton steps on each: 4 to 8x less time at 1080p and
-#: 4K on a 2-core CPU, the same rays to float32's rounding (test_pipeline_distortion.py measures the bound).
+#: 4K on a 2-core CPU, the same rays to float32's rounding (test_pipeline_distortion.py measures the bound). Where 8
+#: rays span more than _GRID_SPAN (normalised units: a focal length under 640 px at stride 1, e.g. a 640x480
+#: webcam's 400 to 600), the cubic between nodes 8 apart misses _GRID_TOLERANCE for most rays of an ordinary lens
+#: (88 % redone), so every 4th ray is solved (11 %).
 #: Fisheye (equidistant) rays are a function of theta_d alone: :func:`_equidistant_grid`. Grids under
 #: _GRID_MIN_RAYS take little time: solved directly.
 _GRID_STEP = 8
+_GRID_SPAN = 0.0125
 _GRID_TOLERANCE = 1e-8
 _GRID_MIN_RAYS = 100_000
 
@@ -283,17 +287,17 @@ _DET_MARGIN = 0.25
 def undistort_grid(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`undistort` of every (xd[i], yd[j]) of evenly spaced 1-D ``xd`` and ``yd``: arrays of shape
     (len(yd), len(xd)), each ray one that :func:`undistort` would accept (the same checks), by way of a coarse
-    grid (_GRID_STEP). Adds to :data:`stats`."""
+    grid (_GRID_STEP, or half of it where that spans more than _GRID_SPAN). Adds to :data:`stats`."""
     xd, yd = np.asarray(xd, np.float64), np.asarray(yd, np.float64)
-    n = _GRID_STEP
     if model == "equidistant":
         return _equidistant_grid(tuple(d), xd, yd)
-    if not model or len(xd) < 4 * n or len(yd) < 4 * n or len(xd) * len(yd) < _GRID_MIN_RAYS:
+    cols, rows = len(xd), len(yd)
+    sx, sy = (xd[-1] - xd[0]) / max(cols - 1, 1), (yd[-1] - yd[0]) / max(rows - 1, 1)
+    n = _GRID_STEP if _GRID_STEP * max(abs(sx), abs(sy)) <= _GRID_SPAN else _GRID_STEP // 2
+    if not model or cols < 4 * n or rows < 4 * n or cols * rows < _GRID_MIN_RAYS:
         x, y = undistort(model, d, *np.meshgrid(xd, yd))
         stats["exact_rays"] += x.size
         return x, y
-    cols, rows = len(xd), len(yd)
-    sx, sy = (xd[-1] - xd[0]) / (cols - 1), (yd[-1] - yd[0]) / (rows - 1)
     # nodes from one before the first ray to two past the cell of the last
     gx = xd[0] + sx * n * np.arange(-1, -(-cols // n) + 2)
     gy = yd[0] + sy * n * np.arange(-1, -(-rows // n) + 2)
