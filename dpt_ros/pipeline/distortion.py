@@ -270,6 +270,26 @@ def _within_fold(model: str, d: tuple[float, ...], x: np.ndarray, y: np.ndarray)
     return x * x + y * y < r_fold * r_fold
 
 
+@functools.lru_cache(maxsize=64)
+def _rational_reach(d: tuple[float, ...]) -> float:
+    """A bound on |(x_d, y_d)| of a plumb_bob / rational model at every point inside its radial fold: a pixel
+    farther out has no ray :func:`undistort` accepts (inf without a fold, or with OpenCV's tilted sensor). The
+    radial part r |g(r^2)|, the tangential one at most 4 (|p1| + |p2|) r^2, the prism's (|s1| + |s3|) r^2 +
+    (|s2| + |s4|) r^4, their greatest over [0, fold] sampled finely, with a margin (0.1 % and 1e-3) far beyond
+    _TOLERANCE and the sampling's error."""
+    k1, k2, k3, k4, k5, k6, p1, p2, s1, s2, s3, s4 = c = _coefficients(d)
+    r_fold = _rational_fold(c)
+    if not math.isfinite(r_fold) or _tilt(d) is not None:
+        return math.inf
+    r = np.linspace(0.0, r_fold, 20001)
+    q = r * r
+    with np.errstate(all="ignore"):
+        g = (1 + q * (k1 + q * (k2 + q * k3))) / (1 + q * (k4 + q * (k5 + q * k6)))
+        bound = r * np.abs(g) + q * (4 * (abs(p1) + abs(p2)) + abs(s1) + abs(s3) + q * (abs(s2) + abs(s4)))
+    top = float(np.max(bound))
+    return top * 1.001 + 1e-3 if math.isfinite(top) else math.inf
+
+
 def _folds_sideways(d: tuple[float, ...], x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Where the Jacobian of a plumb_bob / rational model at undistorted (x, y) is not positive (its tangential
     and prism terms fold the plane too; the radial part alone does only beyond :func:`_rational_fold`)."""
@@ -324,8 +344,12 @@ def undistort_grid(model: str, d: tuple[float, ...], xd: np.ndarray, yd: np.ndar
         near = np.isfinite(px) & np.isfinite(py)
         ux[near], uy[near] = undistort(model, d, ux[near], uy[near], (px[near], py[near]))
         far = ~near | np.isnan(ux)   # (a start on another branch: the checks refuse it; solved afresh)
+        beyond = far & (np.hypot(xd[redo[1]], yd[redo[0]]) > _rational_reach(tuple(d)))   # no ray: NaN unsolved
+        far &= ~beyond
+        ux[beyond] = uy[beyond] = np.nan
         ux[far], uy[far] = undistort(model, d, xd[redo[1][far]], yd[redo[0][far]])
         x[redo], y[redo] = ux, uy
+        redo = (redo[0][~beyond], redo[1][~beyond])
     stats["exact_rays"] += nx.size + redo[0].size
     return x, y
 

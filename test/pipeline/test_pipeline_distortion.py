@@ -366,6 +366,34 @@ def test_a_webcam_at_a_short_focal_length_solves_few_rays_exactly(lens, f):
     distortion.clear_rays()
 
 
+def test_pixels_beyond_every_point_a_lens_reaches_are_not_solved():
+    """A strong wide-angle lens whose corners lie beyond its fold: their pixels have no ray, yet each was solved by
+    up to 20 Newton steps (88 % of the rays of the fold lens at 640x480, 410 px: 330 ms on a 2-core CPU). A pixel
+    farther from the centre than any point inside the fold can be distorted to (a bound of the radial, tangential
+    and prism terms) is now NaN unsolved: 44 %, 120 ms; test_grid_rays_are_the_exact_solution[fold] checks the
+    rays and the pixels without one. The bound holds for 200000 points inside the fold of lenses with
+    tangential and thin-prism terms (within 0.2 % of it for the fold lens)."""
+    d = GRID_LENSES["fold"]
+    intr = Intrinsics(410.0, 412.5, 323.4, 236.8, 640, 480, "plumb_bob", d)
+    distortion.clear_rays()
+    distortion.stats.clear()
+    ax, _ = pixel_rays(intr, 1)
+    assert 0.2 < np.isnan(ax).mean() < 0.6
+    assert distortion.stats["exact_rays"] < 0.5 * ax.size, distortion.stats["exact_rays"] / ax.size
+    distortion.clear_rays()
+    for d in (GRID_LENSES["fold"], LENSES["plumb_bob"], GRID_LENSES["tangential_fold"], RATIONAL14[:12],
+              (-0.4, 0.02, 0.03, -0.05, 0.0, 0.0, 0.0, 0.0, 0.01, -0.02, -0.03, 0.01)):
+        reach = distortion._rational_reach(tuple(d))
+        r_fold = distortion._rational_fold(distortion._coefficients(tuple(d)))
+        if not math.isfinite(r_fold):   # (no fold: every pixel may have a ray)
+            assert reach == math.inf
+            continue
+        r = r_fold * np.sqrt(RNG.uniform(0.0, 1.0, 200000))
+        phi = RNG.uniform(0.0, 2 * np.pi, r.size)
+        xd, yd = distort("plumb_bob", d, r * np.cos(phi), r * np.sin(phi))
+        assert np.hypot(xd, yd).max() < reach, d
+
+
 def test_an_unknown_model_name_is_told_the_ros_name_of_its_lens():
     """A driver that names its lens model its own way ('fisheye', 'kannala_brandt4', Kalibr's 'radtan') gets no cloud;
     the message named image_proc as the remedy, which cannot rectify a model image_geometry does not know either.
