@@ -345,7 +345,8 @@ def test_random_live_parameter_combinations_keep_every_outputs_contract(harness)
 
     def check_counts():
         c = node.counts()[""]
-        assert {k: n for k, n in c.items() if not k.startswith("out:")} == +expected, (c, expected)
+        # (lens_rays:* count the raw camera's ray solves, not frames: checked by the distortion tests)
+        assert {k: n for k, n in c.items() if not k.startswith(("out:", "lens_rays:"))} == +expected, (c, expected)
         # README: received = processed + dropped + idle + throttled + errors
         assert c["received"] == sum(c.get(k, 0) for k in ("processed", "dropped", "idle", "throttled")) + sum(
             n for k, n in c.items() if k.startswith("error:")), c
