@@ -541,6 +541,7 @@ class DptNode(Node):
             s = self._settings
             self._models = self._load_initial()
             self._running_calibration = None   # (the models are the settings' own)
+            self._warned -= {"task_off:depth", "task_off:segmentation"}   # a task off is said once per configuration
             if not self.context.ok():   # SIGTERM (or an external shutdown) arrived during the load: stop here
                 raise ShuttingDown("the ROS context was shut down while the model loaded")
             self._log_model(self._models)
@@ -788,6 +789,7 @@ class DptNode(Node):
                 continue
             if task == "depth":   # a new depth model: that it has no metres is said again (it was said once in the
                 self._warned.discard("no_metric")   # node's life: a swap back to a relative model was silent)
+            self._warned.discard(f"task_off:{task}")   # on: its turning off again (a swap) is said again
             if e.random_weights:
                 bar = "!" * 78
                 self.get_logger().warning(
@@ -2502,8 +2504,9 @@ class DptNode(Node):
                 f"parameter's namespaces)")
 
     def _warn_task_off(self, task: str, cam: _Camera, wanted: set, s: Settings) -> None:
-        """Said once per task: outputs of ``task`` have subscribers while the task is off (its variant '', e.g.
-        RViz's segmentation display on depth.launch.py, or a cloud on segmentation.launch.py). Their publishers exist
+        """Said once each time a task is off (a configure, a swap that turns it off): outputs of ``task`` have
+        subscribers while the task is off (its variant '', e.g. RViz's segmentation display on depth.launch.py, or a
+        cloud on segmentation.launch.py). Their publishers exist
         (README: every output counts), so the subscriber connects and would otherwise wait in silence."""
         if s[f"{task}.variant"] or f"task_off:{task}" in self._warned:   # (on, its model loading: its outputs come
             return                                                        # once it is in; or said already)

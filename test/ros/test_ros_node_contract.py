@@ -974,7 +974,8 @@ def test_depth_without_metric_scale_is_explained_once_and_inverse_depth_still_go
 def test_outputs_of_a_task_that_is_off_are_explained_once_when_subscribed(harness):
     """A subscriber of an output whose task is off (segmentation/colored on a depth-only node, as RViz's display of
     rviz/dpt.rviz on depth.launch.py; inverse_depth on a segmentation-only node) connects to its publisher and gets
-    nothing: the node says so once per task, naming the topic and the parameters that turn the task on."""
+    nothing: the node says so once per task, naming the topic and the parameters that turn the task on; again after the
+    task was turned on and off again."""
     node = harness.start_node()   # depth only (segmentation.variant '')
     log = harness.collector(Log, "/rosout")
     got = {n: harness.collector(Image, n) for n in ("inverse_depth", "segmentation/colored")}
@@ -1010,6 +1011,17 @@ def test_outputs_of_a_task_that_is_off_are_explained_once_when_subscribed(harnes
         "there. To publish them, give depth its weights and then its variant: ros2 param set /dpt_node depth.weights "
         "<file> (or random), then ros2 param set /dpt_node depth.variant dpt_hybrid;")
     assert len(said("segmentation")) == 1 and len(got["inverse_depth"]) == 3
+    # depth on again and off again: said again (it was said once in the node's life, the second time in silence)
+    assert set_params(harness, node, **{"depth.variant": "dpt_tiny"})[0].successful
+    wait_for(lambda: node.models.depth is not None, timeout=60, what="depth on again")
+    pub.publish(make_image(6))
+    wait_for(lambda: len(got["inverse_depth"]) == 4, what="inverse depth of frame 6")
+    assert set_params(harness, node, **{"depth.variant": ""})[0].successful
+    wait_for(lambda: node.models.depth is None, timeout=60, what="depth off again")
+    pub.publish(make_image(7))
+    wait_for(lambda: len(got["segmentation/colored"]) == 5, what="segmentation/colored of frame 7")
+    wait_for(lambda: len(said("depth")) == 2, what="the depth warning, again")
+    assert said("depth")[1] == said("depth")[0] and len(said("segmentation")) == 1
 
 
 def test_a_frame_whose_only_subscribed_outputs_need_metres_that_cannot_be_made_skips_the_model(harness):

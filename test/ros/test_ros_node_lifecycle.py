@@ -669,6 +669,29 @@ def test_a_swapped_in_model_without_metres_is_said_again(harness):
     assert depth == [] and said()[1].level == Log.WARN
 
 
+def test_a_task_off_is_said_again_after_a_cleanup_and_configure(harness):
+    """'segmentation is off ... while its outputs have subscribers' is said once per configuration: it was said once
+    in the node's life, so after cleanup and configure the subscriber waited again without a word."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="lc_off", managed=True, **{"diagnostics.period": 60.0})
+    colored, out = (harness.collector(Image, f"/lc_off/{o}") for o in ("segmentation/colored", "inverse_depth"))
+    pub = harness.probe.create_publisher(Image, "/lc_off/image", qos())
+
+    def said():
+        return [m for m in list(log) if m.name == "lc_off.dpt_node" and m.msg.startswith("segmentation is off")]
+    for n in (1, 2):
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_for(lambda: pub.get_subscription_count() > 0 and all(
+            node.cameras[0].pubs[o].get_subscription_count() > 0 for o in ("inverse_depth", "segmentation/colored")),
+            what="discovery")
+        publish_until(pub, make_image, out, n=n)
+        wait_for(lambda: len(said()) == n, what=f"the warning of configuration {n}")
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+    assert colored == [] and said()[1].level == Log.WARN and said()[1].msg == said()[0].msg
+
+
 def test_a_frame_error_before_deactivation_is_reported_at_warn_while_inactive(harness):
     """A frame that failed since the last report is a WARN in the next one, also when the node was deactivated
     in between (its camera's status said "inactive", level OK: the error never reached a health monitor)."""
