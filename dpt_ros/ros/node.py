@@ -368,6 +368,9 @@ class _Camera:
     lens_solves: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_LENS_WINDOW))
     lens_intrinsics: Any = None
     lens_warned: float = -math.inf
+    # its last calibration's source and sizes (the calibration's w, h, the frames' w, h): a scaling is said at INFO
+    # when they change
+    info_scale_said: Optional[tuple] = None
 
     def topic(self, name: str) -> str:
         return f"{self.ns}/{name}" if self.ns else name
@@ -1773,6 +1776,14 @@ class DptNode(Node):
                     f.camera.calibration_cache = (key, intr, {})
                     self._warn_if_raw(f.camera, info, s)
                     sx, sy = w / calib.width, h / calib.height
+                    source, _ = self._info_source(f.camera, info, s)
+                    sizes = (source, calib.width, calib.height, w, h)   # (said once per camera, source and sizes)
+                    if abs(sx / sy - 1.0) <= 0.01 and (sx, sy) != (1.0, 1.0) and f.camera.info_scale_said != sizes:
+                        self.get_logger().info(
+                            f"{source} describes a {calib.width}x{calib.height} image, the frames are {w}x{h}: the "
+                            f"intrinsics are scaled by {sx:.4g} (depth/camera_info publishes them, for consumers of "
+                            f"depth)")
+                    f.camera.info_scale_said = sizes
                     if abs(sx / sy - 1.0) > 0.01:
                         source, from_file = self._info_source(f.camera, info, s)
                         fix = ("If this file is of another camera or resolution, set camera_info.url to the "

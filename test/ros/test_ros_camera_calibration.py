@@ -587,6 +587,45 @@ def test_the_log_names_where_a_frames_calibration_came_from(harness, tmp_path):
     wait_for(lambda: len(points) == 2, what="the cloud of the file's frame")
 
 
+def test_a_calibration_of_another_size_of_the_same_aspect_is_said_at_info_once_per_size(harness, tmp_path):
+    """A camera_info (or file) of 160x120 for 80x60 frames is scaled by 1/2, as README says: the node says so at INFO,
+    once per camera and pair of sizes (not a warning: a calibration at the sensor's full size is common). Before it
+    was silent, and a consumer of depth that took the camera's own camera_info was off by that factor."""
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="scl", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    out = harness.collector(CameraInfo, "/scl/depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "/scl/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/scl/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+
+    def lines() -> list:
+        return [m for m in log if m.name == "scl.dpt_node" and " the intrinsics are scaled by " in m.msg]
+
+    def send(stamp: int, cw: int = 0, ch: int = 0) -> CameraInfo:
+        if cw:
+            info_pub.publish(make_info(make_image(0, width=cw, height=ch), fx=100.0 * cw / 160))
+            wait_for(lambda: node.cameras[0].infos and node.cameras[0].infos[-1][1].width == cw, what="the info")
+        pub.publish(make_image(stamp, width=80, height=60))
+        wait_for(lambda: len(out) == stamp, what=f"depth/camera_info of frame {stamp}")
+        return out[-1]
+
+    for stamp, size in enumerate(((160, 120), (160, 120), (80, 60), (320, 240), (160, 120)), 1):
+        assert send(stamp, *size).k[0] == pytest.approx(50.0)   # the frames' focal length, whatever the info's size
+    assert set_params(harness, node, **{"camera_info.url": str(tmp_path / "ost.yaml")})[0].successful
+    assert send(6).k[0] == pytest.approx(60.0)   # a file of the size the topic had: another source, said again
+    wait_for(lambda: len(lines()) == 4, what="four lines")
+    assert [(m.level, m.msg) for m in lines()] == [(Log.INFO, f"{source} describes a {w}x{h} image, the frames are "
+                                                   f"80x60: the intrinsics are scaled by {scale} (depth/camera_info "
+                                                   f"publishes them, for consumers of depth)")
+                                                  for source, w, h, scale in (
+                                                      ("/scl/camera_info", 160, 120, "0.5"),
+                                                      ("/scl/camera_info", 320, 240, "0.25"),
+                                                      ("/scl/camera_info", 160, 120, "0.5"),
+                                                      (f"camera_info.url's {tmp_path / 'ost.yaml'}", 160, 120, "0.5"))]
+
+
 def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_node_runs_on(harness, tmp_path,
                                                                                           monkeypatch):
     """Whatever a parameter change raises that the node did not foresee is refused with its reason: raised out of
