@@ -64,6 +64,32 @@ class LoadReport:
     dropped: list[str] = field(default_factory=list)
     absent_optional: list[str] = field(default_factory=list)
     absent_counters: list[str] = field(default_factory=list)   # BatchNorm num_batches_tracked (unused in eval)
+    # what the file held that the load converted: the keys followed into its wrapper (["state_dict"]), the prefix
+    # removed from every name ("module."), and how many tensors of each other dtype were cast to the model's
+    wrapper: list[str] = field(default_factory=list)
+    prefix: str = ""
+    cast: dict[str, int] = field(default_factory=dict)
+
+    def conversions(self) -> str:
+        """'converted on load: taken from ['state_dict'], prefix 'module.' removed, 222 float16 tensors cast to
+        float32', or '' for a file loaded as it is."""
+        done = []
+        if self.wrapper:
+            done.append("taken from " + "".join(f"[{k!r}]" for k in self.wrapper))
+        if self.prefix:
+            done.append(f"prefix {self.prefix!r} removed")
+        if self.cast:
+            counts = sorted(self.cast.items(), key=lambda c: -c[1])
+            done.append(" and ".join(f"{n} {t}" for t, n in counts) + " tensors cast to float32")
+        return "converted on load: " + ", ".join(done) if done else ""
+
+
+class _Read(dict):
+    """A state dict as read from a file, with what reading it took off: ``wrapper`` (the keys followed into the
+    file's wrapper) and ``prefix`` (removed from every name)."""
+
+    wrapper: list = []
+    prefix: str = ""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -438,10 +464,26 @@ WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 
 
 def _unwrap(obj, path: Path) -> dict:
+    """The state dict in ``obj`` (a :class:`_Read`: what was taken off it said)."""
+    taken: list = []
+    sd = _unwrap_dict(obj, path, taken)
+    out = _Read(sd)
+    # (the official release layout, {"model": ..., "optimizer": ...}, is read as the official code reads it: no news)
+    out.wrapper = [] if taken == ["model"] and "optimizer" in obj else taken
+    for k in taken:   # the mapping the names were read from: its first one, less the returned first one
+        obj = obj[k]
+    if sd:
+        first, now = next(iter(obj)), next(iter(sd))
+        if first != now and first.endswith("." + now):
+            out.prefix = first[:-len(now)]
+    return out
+
+
+def _unwrap_dict(obj, path: Path, taken: list) -> dict:
     # the weights in a wrapper: under a usual key (the official {"model", "optimizer"}, Lightning's "state_dict", a
     # training script's "model_state_dict", whatever else it holds: an epoch, even as a tensor) or else the one entry
-    # that holds tensors ({"net": ..., "epoch": 4}); a wrapper in a wrapper too
-    taken: list = []   # the keys followed into the wrapper (said in the advice to re-save)
+    # that holds tensors ({"net": ..., "epoch": 4}); a wrapper in a wrapper too; ``taken``: the keys followed into the
+    # wrapper (said in the advice to re-save, and by the load report)
     for _ in range(3):
         if not isinstance(obj, Mapping) or all(isinstance(v, torch.Tensor) for v in obj.values()):
             break
@@ -1098,6 +1140,8 @@ def load_state_dict_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor],
         raise err
     for k in sd:
         if own[k].is_floating_point() and sd[k].dtype != own[k].dtype:
+            t = str(sd[k].dtype).replace("torch.", "")
+            report.cast[t] = report.cast.get(t, 0) + 1
             sd[k] = sd[k].to(own[k].dtype)
     loaded = len(sd)
     for k in report.absent_counters:
@@ -1130,6 +1174,7 @@ def load_checkpoint(path: "str | os.PathLike", variant: "Variant | str", verify_
     with torch.device("meta"):
         model = DPT(v)
     report = load_state_dict_into(model, sd, source=str(path), assign=True)
+    report.wrapper, report.prefix = list(getattr(sd, "wrapper", [])), getattr(sd, "prefix", "")
     # Non-persistent buffers (none today) and BN tracking counters stay consistent on the CPU.
     for name, buf in list(model.named_buffers()):
         if buf.is_meta:

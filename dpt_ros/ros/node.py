@@ -809,6 +809,8 @@ class DptNode(Node):
                     loaded += f", no auxiliary head in the file ({len(rep.absent_optional)} tensors; not used for inference)"
                 if rep.absent_counters:
                     loaded += f", {len(rep.absent_counters)} BatchNorm step counters absent (not used for inference)"
+                if rep.conversions():   # what the file held: its wrapper, a prefix, fp16 / bf16 tensors
+                    loaded += f"; {rep.conversions()}"
             self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
                                    f"net size {getattr(m, task + '_pre').net_size}{loaded}")
         if m.pipeline_note:

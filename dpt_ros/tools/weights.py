@@ -124,7 +124,7 @@ def verify(path: Path, variant: Optional[str], lines: Optional[list[str]] = None
                      + (f", dropped {len(rep.dropped)} unused classifier tensors" if rep.dropped else "")
                      + (f", no auxiliary head ({len(rep.absent_optional)} tensors)" if rep.absent_optional else "")
                      + (f", {len(rep.absent_counters)} BatchNorm step counters absent" if rep.absent_counters else "")
-                     + ")")
+                     + (f"; {rep.conversions()}" if rep.conversions() else "") + ")")
     return "\n".join(lines)
 
 

@@ -96,6 +96,29 @@ def test_training_wrapper_prefixes_are_stripped(tmp_path, tiny_sd, tiny_ref, pre
     p = tmp_path / "finetuned.ckpt"
     torch.save({"state_dict": {prefix + k: v for k, v in tiny_sd.items()}, "epoch": 3, "global_step": 1200}, p)
     assert torch.equal(load_engine("dpt_tiny", p).run(X)["inverse_depth"], tiny_ref)
+    # the load report says what was taken off (the node's load line and weights --verify say it)
+    assert load_checkpoint(p, "dpt_tiny").load_report.conversions() == \
+        f"converted on load: taken from ['state_dict'], prefix {prefix!r} removed"
+
+
+def test_the_load_report_says_what_the_file_held_that_was_converted(tmp_path, tiny_sd):
+    """fp16 / bf16 tensors cast to fp32, a wrapper, a prefix: the load report says which (before: nothing, so a user
+    could not tell a half-precision or wrapped file from a plain one); a plain file and the official {"model",
+    "optimizer"} layout have nothing to say."""
+    from safetensors.torch import save_file
+
+    half = {k: v.half() for k, v in tiny_sd.items()}
+    half["pretrained.model.cls_token"] = tiny_sd["pretrained.model.cls_token"].bfloat16()
+    torch.save({"model_state_dict": {"module." + k: v for k, v in half.items()}, "epoch": 9}, tmp_path / "h.pt")
+    rep = load_checkpoint(tmp_path / "h.pt", "dpt_tiny").load_report
+    assert rep.conversions() == (f"converted on load: taken from ['model_state_dict'], prefix 'module.' removed, "
+                                 f"{len(tiny_sd) - 1} float16 and 1 bfloat16 tensors cast to float32")
+    save_file({k: v.contiguous() for k, v in half.items()}, str(tmp_path / "h.safetensors"))
+    assert load_checkpoint(tmp_path / "h.safetensors", "dpt_tiny").load_report.conversions() == \
+        f"converted on load: {len(tiny_sd) - 1} float16 and 1 bfloat16 tensors cast to float32"
+    for name, obj in (("plain.pt", tiny_sd), ("official.pt", {"model": tiny_sd, "optimizer": {}})):
+        torch.save(obj, tmp_path / name)
+        assert load_checkpoint(tmp_path / name, "dpt_tiny").load_report.conversions() == ""
 
 
 def test_a_dpt_beside_other_tensors_of_a_training_module_is_said_to_be_one(tmp_path, tiny_sd, tiny_ref, monkeypatch):

@@ -485,7 +485,8 @@ def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, 
 
 
 def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
-    """Skipped tensors (a ViT classifier head in the file) are named in the log, never dropped silently."""
+    """Skipped tensors (a ViT classifier head in the file) are named in the log, never dropped silently; so is what
+    the load converted (a training wrapper, fp16 tensors cast to fp32)."""
     import torch
 
     from dpt_ros.model.reference import random_state_dict
@@ -493,7 +494,7 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
     sd = random_state_dict("dpt_tiny", seed=1)
     sd["pretrained.model.head.weight"], sd["pretrained.model.head.bias"] = torch.zeros(1000, 192), torch.zeros(1000)
     path = tmp_path / "tiny_with_head.pt"
-    torch.save({"model": sd}, path)
+    torch.save({"state_dict": {k: v.half() for k, v in sd.items()}, "epoch": 3}, path)
     proc = start("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}", "-p", "device:=cpu")
     lines = []
     try:
@@ -512,7 +513,8 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
     log = "".join(lines) + log
     assert code == 0, log
     assert (f"weights: {len(sd) - 2} tensors (official names), 2 unused tensors skipped "
-            "(pretrained.model.head.weight, pretrained.model.head.bias)") in log, log
+            "(pretrained.model.head.weight, pretrained.model.head.bias); converted on load: taken from "
+            f"['state_dict'], {len(sd) - 2} float16 tensors cast to float32\n") in log, log
     assert "RANDOM WEIGHTS" not in log
 
 

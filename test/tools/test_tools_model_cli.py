@@ -497,6 +497,12 @@ def test_verify_without_a_variant_refuses_what_the_node_refuses(tmp_path, capsys
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"strict load as dpt_tiny (no --variant: the first matching variant that takes it): OK ({len(sd)} tensors, "
         "official names)")
+    # a training wrapper of fp16 tensors: what the load converted is said, so the user knows what was in the file
+    torch.save({"state_dict": {"model." + k: v.half() for k, v in sd.items()}, "epoch": 3}, tmp_path / "half.ckpt")
+    assert weights.main(["--verify", str(tmp_path / "half.ckpt"), "--variant", "dpt_tiny"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        f"strict load as dpt_tiny: OK ({len(sd)} tensors, official names; converted on load: taken from "
+        f"['state_dict'], prefix 'model.' removed, {len(sd)} float16 tensors cast to float32)")
 
 
 def test_verify_names_a_damaged_record_of_a_file_whose_name_carries_no_hash(tiny_file, tmp_path, capsys):
