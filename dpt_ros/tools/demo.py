@@ -59,9 +59,18 @@ def random_banner(variant: str, asked: bool) -> str:
                "(README, \"Getting the official weights\")."]
         others = other_checkpoints()
         if others:   # (a download saved under another name: 'dpt_hybrid-midas-501f0c75 (1).pt', another variant's)
-            fix += [f"weights/ holds {', '.join(others[:3])}{', ...' if len(others) > 3 else ''},",
-                    f"not {v.checkpoint}: pass one with --weights weights/FILE,",
-                    f"or if it is that file, rename it to {v.checkpoint}."]
+            known = release_files()   # (those first, each with its variant, depth ones first: a --variant runs them)
+            others.sort(key=lambda n: (n not in known, n in known and known[n].task != "depth"))
+            fix += [f"weights/ holds, not {v.checkpoint}:"]
+            for name in others[:3]:
+                of = known.get(name)
+                fix.append(f"  {name}" if of is None else f"  {name}: {of.name}'s, run it with --variant {of.name}"
+                           if of.task == "depth" else f"  {name}: {of.name}'s (segmentation; the demo runs depth)")
+            if len(others) > 3:
+                fix.append(f"  and {len(others) - 3} more")
+            if any(n not in known for n in others):
+                fix += ["Pass another file with --weights weights/FILE, or if it is",
+                        f"that file, rename it to {v.checkpoint}."]
     lines = [f"dpt_ros demo: {why[0]}", "Every depth image below is meaningless; only the plumbing and the timings are real.",
              *fix]
     width = max(map(len, lines))
@@ -78,6 +87,13 @@ def default_weights(variant: str) -> str:
         if name and (REPO / "weights" / name).is_file():
             return str(REPO / "weights" / name)
     return "random"
+
+
+def release_files() -> dict:
+    """{file name: its Variant} of every variant's release file and MiDaS v3 name (dpt_large_384.pt)."""
+    from dpt_ros.model import VARIANTS
+
+    return {name: v for v in VARIANTS.values() for name in (v.checkpoint, *v.alt_checkpoints) if name}
 
 
 def other_checkpoints() -> list[str]:

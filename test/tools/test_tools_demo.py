@@ -456,8 +456,39 @@ def test_weights_under_another_name_are_taken_or_named_in_the_banner(tmp_path, m
     assert demo.default_weights("dpt_hybrid") == "random"
     text = demo.random_banner("dpt_hybrid", asked=False)
     flat = " ".join(line.strip("# ") for line in text.splitlines())
-    assert ("weights/ holds dpt-large-hf, dpt_hybrid-midas-501f0c75 (1).pt, not dpt_hybrid-midas-501f0c75.pt: pass "
-            "one with --weights weights/FILE, or if it is that file, rename it to dpt_hybrid-midas-501f0c75.pt.") in flat
+    assert ("weights/ holds, not dpt_hybrid-midas-501f0c75.pt: dpt-large-hf dpt_hybrid-midas-501f0c75 (1).pt Pass "
+            "another file with --weights weights/FILE, or if it is that file, rename it to "
+            "dpt_hybrid-midas-501f0c75.pt.") in flat
     box = text.strip("\n").splitlines()
     assert len({len(line) for line in box}) == 1
     assert "weights/ holds" not in demo.random_banner("dpt_hybrid", asked=True)   # (random on purpose: no advice)
+
+
+def test_release_files_in_weights_are_named_first_with_their_variant(tmp_path, monkeypatch):
+    """Other variants' release files in weights/ (DPT-Large's download beside fine-tuned files) come first in the
+    random-weights banner, each with the variant it is for and how to run it: they were listed alphabetically, the
+    first three only, so 'a_finetune.pt, b.pt, c.pt, ...' hid dpt_large-midas-2f21e586.pt, and --weights (the advice)
+    with a release file of another variant is refused."""
+    monkeypatch.setattr(demo, "REPO", tmp_path)
+    (tmp_path / "weights").mkdir()
+    for name in ("a_finetune.pt", "b.pt", "c.pt", "dpt_large-midas-2f21e586.pt", "dpt_hybrid-ade20k-53898607.pt",
+                 "dpt_large_384.pt"):
+        (tmp_path / "weights" / name).write_bytes(b"x")
+    box = demo.random_banner("dpt_hybrid", asked=False).strip("\n").splitlines()
+    lines = [line.strip("#").strip() for line in box[1:-1]]
+    assert lines[4:] == [
+        "weights/ holds, not dpt_hybrid-midas-501f0c75.pt:",
+        "dpt_large-midas-2f21e586.pt: dpt_large's, run it with --variant dpt_large",
+        "dpt_large_384.pt: dpt_large's, run it with --variant dpt_large",
+        "dpt_hybrid-ade20k-53898607.pt: dpt_hybrid_ade20k's (segmentation; the demo runs depth)",
+        "and 3 more",
+        "Pass another file with --weights weights/FILE, or if it is",
+        "that file, rename it to dpt_hybrid-midas-501f0c75.pt."]
+    assert len({len(line) for line in box}) == 1
+    # the advice as given: --variant dpt_large takes the release file from weights/
+    assert demo.default_weights("dpt_large") == str(tmp_path / "weights" / "dpt_large-midas-2f21e586.pt")
+    # release files only: no --weights advice
+    for name in ("a_finetune.pt", "b.pt", "c.pt"):
+        (tmp_path / "weights" / name).unlink()
+    flat = " ".join(line.strip("# ") for line in demo.random_banner("dpt_hybrid", asked=False).splitlines())
+    assert "--variant dpt_large" in flat and "--weights" not in flat and "and 3 more" not in flat
