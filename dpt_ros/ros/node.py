@@ -12,6 +12,7 @@ waiting (:class:`_CompressedCopies`).
 """
 from __future__ import annotations
 
+import array
 import atexit
 import collections
 import ctypes
@@ -819,11 +820,35 @@ class DptNode(Node):
 
     def set_parameters(self, parameter_list: list[Parameter]) -> list[SetParametersResult]:
         with self._param_lock:
-            return [self._refused([p]) or super(DptNode, self).set_parameters([p])[0] for p in parameter_list]
+            return [self._unchanged_read_only([p]) or self._refused([p]) or
+                    super(DptNode, self).set_parameters([p])[0] for p in parameter_list]
 
     def set_parameters_atomically(self, parameter_list: list[Parameter]) -> SetParametersResult:
         with self._param_lock:   # what the set_parameters(_atomically) services call
-            return self._refused(parameter_list) or super().set_parameters_atomically(parameter_list)
+            unchanged = self._unchanged_read_only(parameter_list)
+            if unchanged is not None:
+                return unchanged
+            rest = [p for p in parameter_list if self._unchanged_read_only([p]) is None]
+            return self._refused(rest) or super().set_parameters_atomically(rest)
+
+    def _unchanged_read_only(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
+        """Success, changing nothing, when every parameter of ``parameter_list`` is read-only and given the value it
+        holds: `ros2 param load` of what `ros2 param dump` wrote sets each read-only parameter to the value it runs
+        with, which rclpy refuses as a change ("read-only parameter"), a failure line for each in a file of the
+        node's own values. A read-only parameter given another value is refused as before (:meth:`_refused`)."""
+        def plain(v: Any) -> Any:
+            return list(v) if isinstance(v, (list, tuple, array.array)) else v
+
+        for p in parameter_list:
+            if not self.has_parameter(p.name) or not self.describe_parameter(p.name).read_only:
+                return None
+            held = self.get_parameter(p.name)
+            if held.type_ != p.type_ or plain(held.value) != plain(p.value):
+                return None
+        if not parameter_list:
+            return None
+        return SetParametersResult(successful=True, reason="; ".join(
+            f"{p.name} is read-only; unchanged (the value it runs with)" for p in parameter_list))
 
     def _refused(self, parameter_list: list[Parameter]) -> Optional[SetParametersResult]:
         """A refusal naming the types when a value has the wrong one (instead of rclpy's "expected '3' got '2'"),

@@ -776,3 +776,60 @@ def test_start_up_hints_are_in_the_form_given_and_what_they_suggest_is_taken(tmp
             "file)"), str(info.value)
     finally:
         rclpy.shutdown(context=context)
+
+
+def _ros2_param_dump(harness, node_path: str, path) -> None:
+    """``ros2 param dump NODE > path`` as ros2param's dump verb does it (ros2cli's ros2param/verb/dump.py; ros2param
+    is not installed here): every name ListParameters gives, sorted, their values by GetParameters, nested at the
+    dots under ``{NODE: {ros__parameters: ...}}``, written by ``yaml.dump(..., default_flow_style=False)``."""
+    import yaml
+    from rcl_interfaces.srv import GetParameters, ListParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    names = sorted(call_service(harness, ListParameters, f"{node_path}/list_parameters",
+                                ListParameters.Request()).result.names)
+    values = call_service(harness, GetParameters, f"{node_path}/get_parameters",
+                          GetParameters.Request(names=names)).values
+    out: dict = {}
+    for name, value in zip(names, values):
+        *parents, leaf = name.split(".")
+        d = out
+        for part in parents:
+            d = d.setdefault(part, {})
+        d[leaf] = parameter_value_to_python(value)
+    path.write_text(yaml.dump({node_path: {"ros__parameters": out}}, default_flow_style=False))
+
+
+def _ros2_param_load(harness, node_path: str, path) -> dict:
+    """``ros2 param load NODE path`` as ros2param does it (ros2param/api load_parameter_file: rclpy's
+    parameter_dict_from_yaml_file with the wildcard, each value written with str() and read back by
+    get_parameter_value, all in one SetParameters request in the file's order). {name: result}."""
+    from rclpy.parameter import parameter_dict_from_yaml_file
+
+    parameters = list(parameter_dict_from_yaml_file(str(path), True, target_nodes=[node_path]).values())
+    results = call_service(harness, SetParameters, f"{node_path}/set_parameters",
+                           SetParameters.Request(parameters=parameters)).results
+    return {p.name: r for p, r in zip(parameters, results)}
+
+
+def test_ros2_param_load_of_a_dump_of_the_same_node_sets_every_value_and_reloads_nothing(harness, tmp_path):
+    """`ros2 param dump /dpt_node > tuned.yaml`, then `ros2 param load /dpt_node tuned.yaml`: the read-only
+    parameters (cameras, qos.*, publish.compressed, class_names, rclpy's start_type_description_service) hold the
+    values they run with, so they are accepted as unchanged; each was 'Set parameter cameras failed: cameras is
+    read-only ...' (9 failures for a file of the node's own values). A read-only value that differs is still refused,
+    and no model is loaded again for values that did not change."""
+    node = harness.start_node(cameras=["left", "right"], **{"depth.scale": 2.0})
+    models = node.models
+    tuned = tmp_path / "tuned.yaml"
+    _ros2_param_dump(harness, "/dpt_node", tuned)
+    results = _ros2_param_load(harness, "/dpt_node", tuned)
+    assert len(results) == len(node.get_parameters_by_prefix("")) and "cameras" in results, sorted(results)
+    failed = {n: r.reason for n, r in results.items() if not r.successful}
+    assert failed == {}, failed
+    assert results["cameras"].reason == "cameras is read-only; unchanged (the value it runs with)"
+    assert node.models is models and not node._model_loading   # nothing loaded again
+    assert get_params(harness, node, "cameras", "depth.scale") == [["left", "right"], 2.0]
+    tuned.write_text(tuned.read_text().replace("- right", "- rear"))
+    r = _ros2_param_load(harness, "/dpt_node", tuned)["cameras"]
+    assert not r.successful and r.reason.startswith("cameras is read-only on dpt_node: give it at start-up"), r.reason
+    assert get_params(harness, node, "cameras") == [["left", "right"]]
