@@ -1048,17 +1048,27 @@ class DptNode(Node):
                                     f"keep the values of this load, which a managed node's next configure loads "
                                     f"again): {msg}")
             return
-        self.get_logger().error(f"model load failed, keeping the running model: {msg}")
         running = {n: v for n, v in zip(params.MODEL_PARAMETERS, models.key) if v is not None}
         with self._lock:
             self._model_error = msg
             self._errors["model_load"] += 1
+            # the parameters have changed since a model parameter this load had at the running value (the next
+            # value of one request, as `ros2 param load` sets a dump's depth.variant, then its depth.weights): the
+            # new combination loads next (its failure puts the parameters back); setting this load's values back
+            # would undo the newer ones (the variant back with the new weights: a model nobody asked for)
+            superseded = self._wanted is not None and any(
+                w != f and f == r for w, f, r in zip(self._wanted.model_key(), s.model_key(), models.key))
             if self._wanted is not None and self._wanted.model_key() == s.model_key():
                 self._wanted = None
             if _same_task("depth", s.model_key(), self._settings.model_key()):
                 # the depth model the settings ask for will not come: their calibration applies from now on (not
                 # when they ask for yet another one, whose load may not have been requested yet: that one's waits)
                 self._running_calibration = None
+        if superseded:
+            self.get_logger().error(f"model load failed, keeping the running model until the one the parameters "
+                                    f"have asked for since is loaded (next): {msg}")
+            return
+        self.get_logger().error(f"model load failed, keeping the running model: {msg}")
         # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
         # one that the user has changed again since this load was asked for (that change stands)
         with self._param_lock:

@@ -57,6 +57,43 @@ def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypat
     assert node.models.key == node.settings.model_key()
 
 
+def test_a_failed_load_of_a_variant_whose_weights_are_set_next_does_not_undo_the_variant(harness, tmp_path,
+                                                                                           monkeypatch):
+    """`ros2 param load /dpt_node tuned.yaml` of a dump with another depth model sets depth.variant, then depth.weights
+    (the file's sorted order), one by one. The loader may start on the variant with the running weights, which
+    fails (a dpt_tiny checkpoint is no dpt_hybrid); the weights that go with the variant are set meanwhile (here
+    the gate holds the loader until then). The failure put depth.variant back to dpt_tiny, and the node ran
+    dpt_tiny with the file's random weights, a model asked for by nobody, and not its own checkpoint any more; now
+    the combination asked for since, dpt_hybrid with random weights, is loaded."""
+    import torch
+
+    from dpt_ros.model.reference import random_state_dict
+
+    tiny = tmp_path / "tiny.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=3), tiny)
+    node = harness.start_node(**{"depth.weights": str(tiny)})
+    gate, entered = threading.Event(), threading.Event()
+    real = node_module.load_models
+
+    def gated(s, running=None):
+        if (s["depth.variant"], s["depth.weights"]) == ("dpt_hybrid", str(tiny)):
+            entered.set()
+            gate.wait(30)
+        return real(s, running)
+
+    monkeypatch.setattr(node_module, "load_models", gated)
+    assert set_params(harness, node, **{"depth.variant": "dpt_hybrid"})[0].successful
+    wait_for(entered.is_set, what="loader on dpt_hybrid with the dpt_tiny checkpoint")
+    assert set_params(harness, node, **{"depth.weights": "random"})[0].successful
+    gate.set()
+    wait_for(lambda: node.error_counts().get("model_load", 0) >= 1, timeout=30, what="load failure")
+    wait_for(lambda: _settled(node), timeout=60, what="loader finished")
+    assert get_params(harness, node, "depth.variant", "depth.weights") == ["dpt_hybrid", "random"]
+    assert node.models.key == node.settings.model_key()
+    assert node.models.depth.variant.name == "dpt_hybrid"
+    assert node.error_counts()["model_load"] == 1
+
+
 def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tmp_path):
     """Segmentation runs, depth is off; one atomic request turns depth on with a corrupt file and segmentation off.
     Its failure puts all three parameters back at once: one at a time, depth.variant '' would be refused first
