@@ -1159,7 +1159,9 @@ def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = Non
                 reason += (f"set {task}.weights to a checkpoint file or 'random' (or {task}.variant to '' to disable "
                            f"{task})")
             elif f"{task}.weights" not in changed:   # (the variant set: its weights go first)
-                reason += f"set its weights first, {_written(f'{task}.weights', ['<file>'], 'set', node)} (or random)"
+                reason += (f"set its weights first, {_written(f'{task}.weights', ['<file>'], 'set', node)} (or random); "
+                           f"from a file, `ros2 param load` sets {task}.variant before {task}.weights (one by one, in "
+                           f"the file's order, as ros2 param dump sorts them): load the file again")
             else:   # (the weights cleared: a file or random, or the task off, where the other task runs)
                 reason += f"{_written(f'{task}.weights', ['<file>'], 'set', node)} (or random)"
                 if s[f"{other}.variant"]:

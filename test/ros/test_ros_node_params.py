@@ -227,8 +227,9 @@ def test_refusals_across_parameters_say_the_ros2_param_set_commands_that_are_tak
         ("segmentation.weights", "''", None, {"segmentation.weights": ""}),
         ("segmentation.variant", "dpt_large_ade20k",
          "segmentation.weights is empty but segmentation.variant is 'dpt_large_ade20k': set its weights first, "
-         f"ros2 param set {fqn} segmentation.weights <file> (or random)",
-         {"segmentation.weights": "random"}),
+         f"ros2 param set {fqn} segmentation.weights <file> (or random); from a file, `ros2 param load` sets "
+         "segmentation.variant before segmentation.weights (one by one, in the file's order, as ros2 param dump sorts "
+         "them): load the file again", {"segmentation.weights": "random"}),
         # fp16 on the CPU
         ("precision", "fp16",
          f"precision fp16 is not supported on the CPU (device 'cpu'); use ros2 param set {fqn} precision fp32 or "
@@ -833,3 +834,26 @@ def test_ros2_param_load_of_a_dump_of_the_same_node_sets_every_value_and_reloads
     r = _ros2_param_load(harness, "/dpt_node", tuned)["cameras"]
     assert not r.successful and r.reason.startswith("cameras is read-only on dpt_node: give it at start-up"), r.reason
     assert get_params(harness, node, "cameras") == [["left", "right"]]
+
+
+def test_ros2_param_load_of_a_two_task_dump_says_to_load_it_again_and_then_runs_both(harness, tmp_path):
+    """A two-task node's `ros2 param dump`, loaded with `ros2 param load` into a node running depth alone: the file's
+    sorted order sets segmentation.variant before segmentation.weights, so the variant is refused (its weights
+    still empty) and the weights are set after it. The refusal said only to set the weights first; it now says
+    that ros2 param load sets the file so and to load the file again, which turns segmentation on."""
+    two = harness.start_node(**{"segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    tuned = tmp_path / "tuned.yaml"
+    _ros2_param_dump(harness, "/dpt_node", tuned)
+    harness.remove_node(two)
+    node = harness.start_node()
+    results = _ros2_param_load(harness, "/dpt_node", tuned)
+    failed = {n: r.reason for n, r in results.items() if not r.successful}
+    assert list(failed) == ["segmentation.variant"], failed
+    assert failed["segmentation.variant"].endswith(
+        "from a file, `ros2 param load` sets segmentation.variant before segmentation.weights (one by one, in the "
+        "file's order, as ros2 param dump sorts them): load the file again"), failed
+    assert results["segmentation.weights"].successful
+    results = _ros2_param_load(harness, "/dpt_node", tuned)
+    assert all(r.successful for r in results.values()), {n: r.reason for n, r in results.items() if not r.successful}
+    wait_for(lambda: node.models.segmentation is not None, timeout=60, what="segmentation model swapped in")
+    assert node.models.key == node.settings.model_key()

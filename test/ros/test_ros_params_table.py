@@ -341,7 +341,9 @@ _DEPTH_VALID = "valid: dpt_large, dpt_hybrid, dpt_base, dpt_hybrid_kitti, dpt_hy
     # a variant set without weights: they go first
     ({}, {"segmentation.variant": "dpt_hybrid_ade20k"},
      "segmentation.weights is empty but segmentation.variant is 'dpt_hybrid_ade20k': set its weights first, "
-     "ros2 param set /robot/dpt_node segmentation.weights <file> (or random)"),
+     "ros2 param set /robot/dpt_node segmentation.weights <file> (or random); from a file, `ros2 param load` sets "
+     "segmentation.variant before segmentation.weights (one by one, in the file's order, as ros2 param dump sorts "
+     "them): load the file again"),
     # fp16 or CUDA graphs on the CPU: the precision set, or (the device moved to the CPU) set first
     ({}, {"precision": "fp16"},
      "precision fp16 is not supported on the CPU (device 'cpu'); use ros2 param set /robot/dpt_node precision fp32 or "
