@@ -1169,10 +1169,14 @@ def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = Non
             reasons.append(reason)
     if not s["depth.variant"] and not s["segmentation.variant"]:
         reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
-    if s["depth.min"] >= s["depth.max"]:
-        reasons.append(f"depth.min ({s['depth.min']:g}) must be below depth.max ({s['depth.max']:g})")
-    if s["colormap_min"] >= s["colormap_max"]:
-        reasons.append(f"colormap_min ({s['colormap_min']:g}) must be below colormap_max ({s['colormap_max']:g})")
+    for low, high in (("depth.min", "depth.max"), ("colormap_min", "colormap_max")):
+        if s[low] >= s[high]:
+            reason = f"{low} ({s[low]:g}) must be below {high} ({s[high]:g})"
+            if node is not None and high in changed and low not in changed:
+                # (a file's new range below the running one: ros2 param load sets the names as a dump sorts them)
+                reason += (f": set {low} first (from a file, `ros2 param load` sets {high} before {low}, one by one, "
+                           f"in the file's order, as ros2 param dump sorts them: load the file again)")
+            reasons.append(reason)
     reasons.extend(target_refusals(s["device"], s["precision"], s["cuda_graphs"], node=node, changed=changed))
     return reasons
 

@@ -857,3 +857,26 @@ def test_ros2_param_load_of_a_two_task_dump_says_to_load_it_again_and_then_runs_
     assert all(r.successful for r in results.values()), {n: r.reason for n, r in results.items() if not r.successful}
     wait_for(lambda: node.models.segmentation is not None, timeout=60, what="segmentation model swapped in")
     assert node.models.key == node.settings.model_key()
+
+
+def test_ros2_param_load_of_a_lower_range_says_to_load_it_again(harness, tmp_path):
+    """A dump with depth.min 0 / depth.max 10 (colormap_min 0 / colormap_max 0.5), loaded into a node running
+    depth.min 20 / depth.max 50 (colormap 0.8..2): ros2 param load sets depth.max (sorted before depth.min) while the
+    old depth.min holds, and it is refused with only "depth.min (20) must be below depth.max (10)", though the file
+    sets depth.min 0 next. The refusal now says so and to load the file again, which sets them all."""
+    low = harness.start_node(**{"depth.max": 10.0, "colormap_max": 0.5})
+    tuned = tmp_path / "tuned.yaml"
+    _ros2_param_dump(harness, "/dpt_node", tuned)
+    harness.remove_node(low)
+    node = harness.start_node(**{"depth.min": 20.0, "depth.max": 50.0, "colormap_min": 0.8, "colormap_max": 2.0})
+    failed = {n: r.reason for n, r in _ros2_param_load(harness, "/dpt_node", tuned).items() if not r.successful}
+    assert failed == {
+        "colormap_max": "colormap_min (0.8) must be below colormap_max (0.5): set colormap_min first (from a file, "
+                        "`ros2 param load` sets colormap_max before colormap_min, one by one, in the file's order, as "
+                        "ros2 param dump sorts them: load the file again)",
+        "depth.max": "depth.min (20) must be below depth.max (10): set depth.min first (from a file, `ros2 param load` "
+                     "sets depth.max before depth.min, one by one, in the file's order, as ros2 param dump sorts "
+                     "them: load the file again)"}, failed
+    results = _ros2_param_load(harness, "/dpt_node", tuned)
+    assert all(r.successful for r in results.values()), {n: r.reason for n, r in results.items() if not r.successful}
+    assert get_params(harness, node, "depth.min", "depth.max", "colormap_min", "colormap_max") == [0.0, 10.0, 0.0, 0.5]

@@ -338,6 +338,12 @@ _DEPTH_VALID = "valid: dpt_large, dpt_hybrid, dpt_base, dpt_hybrid_kitti, dpt_hy
     ({"segmentation.variant": "dpt_large_ade20k", "segmentation.weights": "random"}, {"depth.weights": ""},
      "depth.weights is empty but depth.variant is 'dpt_tiny': ros2 param set /robot/dpt_node depth.weights <file> "
      "(or random), or to disable depth: ros2 param set /robot/dpt_node depth.variant \"''\""),
+    # a range's top set below its bottom alone (as ros2 param load sets a file's): the bottom first, or load again
+    ({"depth.min": 20.0, "depth.max": 50.0}, {"depth.max": 10.0},
+     "depth.min (20) must be below depth.max (10): set depth.min first (from a file, `ros2 param load` sets depth.max "
+     "before depth.min, one by one, in the file's order, as ros2 param dump sorts them: load the file again)"),
+    ({"depth.min": 20.0, "depth.max": 50.0}, {"depth.max": 10.0, "depth.min": 30.0},
+     "depth.min (30) must be below depth.max (10)"),
     # a variant set without weights: they go first
     ({}, {"segmentation.variant": "dpt_hybrid_ade20k"},
      "segmentation.weights is empty but segmentation.variant is 'dpt_hybrid_ade20k': set its weights first, "
