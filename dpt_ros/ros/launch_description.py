@@ -24,7 +24,7 @@ def generate(task: str):
         # not every configuration in the context, which holds a parent launch file's own and those of the files it
         # included before this one (ros2/launch#313), meant for them
         typed = [a.split(":=", 1)[0] for a in context.argv if ":=" in a]
-        for warning in presets.ignored_arguments(task, typed):
+        for warning in presets.ignored_arguments(task, typed) + presets.config_file_overrides(task, values, typed):
             get_logger(f"{task}.launch.py").warning(warning)
         rviz = presets.use_rviz(task, values)
         if rviz and presets.rviz_unavailable():   # before anything starts: nothing is left running

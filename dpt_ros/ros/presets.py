@@ -242,6 +242,47 @@ def ignored_arguments(task: str, given: Iterable[str]) -> list[str]:
     return out
 
 
+def config_file_overrides(task: str, values: Mapping[str, str], given: Iterable[str]) -> list[str]:
+    """What to say of the model variants that ``config_file`` sets over the launch arguments: ``variant`` (and
+    ``segmentation_variant``) pick a preset, which ``config_file`` comes after, so a ``ros2 param dump`` of another
+    node (it sets every parameter) overrode ``variant:=dpt_large`` without a word and the node started dpt_hybrid with
+    the large weights ('holds a different DPT'), and a dump of a node running depth alone turned dpt.launch.py's
+    segmentation off. Said: a variant argument among those ``given`` on the command line that the file sets to another
+    value, and one the file turns off (an empty variant), given or not. A file that cannot be read is left to the
+    node, which says why."""
+    from dpt_ros.ros.params import start_values   # (as ignored_arguments: the rest of this module needs no ROS)
+
+    v = resolve(task, values)
+    if not v["config_file"]:
+        return []
+    path = _config_file(v["config_file"])
+    namespace = v["namespace"].strip("/")
+    try:
+        file_values = start_values([("file", str(path))], f"/{namespace}/dpt_node" if namespace else "/dpt_node")
+    except ValueError:
+        return []
+    parameters = argument_parameters(task)
+    out = []
+    for argument, weights in (("variant", "weights"), ("segmentation_variant", "segmentation_weights")):
+        if argument not in v or parameters[argument] not in file_values:
+            continue
+        name, ours, theirs = parameters[argument], v[argument], str(file_values[parameters[argument]])
+        if theirs == ours or (theirs and argument not in given):
+            continue
+        what = f"the launch argument {argument}:={ours}" if argument in given else \
+            f"the launch argument {argument}'s default, {ours}"
+        if theirs:
+            runs = f"the node runs {theirs}" + (f", with {weights}:={v[weights]}" if weights in given else "")
+        else:
+            runs = f"{task}.launch.py runs no {name.split('.')[0]} model"
+        out.append(f"config_file {v['config_file']} sets {name}: {theirs or chr(39) * 2}"
+                   f"{'' if theirs else ' (off)'}, which overrides {what} (config_file applies after the variant's "
+                   f"preset): {runs}; to run {ours}, delete {name} from {path.name} (a ros2 param dump sets every "
+                   f"parameter)" + (f"; to run {theirs}, leave {argument} out"
+                                     + (f" and give {theirs}'s weights" if weights in given else "") if theirs else ""))
+    return out
+
+
 def node_parameters(task: str, values: Mapping[str, str]) -> list:
     """The ``parameters=[...]`` of the node: YAML file paths (str), then one dict of overrides."""
     v = resolve(task, values)

@@ -179,6 +179,39 @@ def test_presets_for_segmentation_and_both_tasks(tmp_path):
     assert p[-1] == {"device": "cuda", "precision": "fp16", "depth.weights": "k.pt", "segmentation.weights": "s.pt"}
 
 
+def test_a_variant_argument_that_config_file_overrides_is_said(tmp_path):
+    """`depth.launch.py variant:=dpt_large weights:=large.pt config_file:=tuned.yaml`, tuned.yaml a ros2 param dump of a
+    dpt_hybrid node, ran dpt_hybrid with the large weights (the variant picks its preset, which config_file comes
+    after) and the node ended with 'holds a different DPT'; dpt.launch.py with a dump of a node running depth alone
+    ran no segmentation; neither said why. The launch now says which argument the file overrides and how to keep it."""
+    tuned = tmp_path / "tuned.yaml"   # (as ros2 param dump writes it: the node's section, every parameter)
+    tuned.write_text("/dpt_node:\n  ros__parameters:\n    depth.variant: dpt_hybrid\n    depth.weights: hybrid.pt\n"
+                     "    segmentation.variant: ''\n    segmentation.weights: ''\n    lazy: true\n")
+    given = ["variant", "weights", "config_file"]
+    values = {"variant": "dpt_large", "weights": "large.pt", "config_file": str(tuned)}
+    assert presets.config_file_overrides("depth", values, given) == [
+        f"config_file {tuned} sets depth.variant: dpt_hybrid, which overrides the launch argument variant:=dpt_large "
+        f"(config_file applies after the variant's preset): the node runs dpt_hybrid, with weights:=large.pt; to run "
+        f"dpt_large, delete depth.variant from tuned.yaml (a ros2 param dump sets every parameter); to run "
+        f"dpt_hybrid, leave variant out and give dpt_hybrid's weights"]
+    files = presets.node_parameters("depth", values)   # (the rule stays README's: the file's variant runs)
+    assert files[-2] == str(tuned) and "depth.variant" not in files[-1]
+    values = {"weights": "d.pt", "segmentation_weights": "s.pt", "config_file": str(tuned)}
+    assert presets.config_file_overrides("dpt", values, ["weights", "segmentation_weights", "config_file"]) == [
+        f"config_file {tuned} sets segmentation.variant: '' (off), which overrides the launch argument "
+        f"segmentation_variant's default, dpt_hybrid_ade20k (config_file applies after the variant's preset): "
+        f"dpt.launch.py runs no segmentation model; to run dpt_hybrid_ade20k, delete segmentation.variant from "
+        f"tuned.yaml (a ros2 param dump sets every parameter)"]
+    # nothing to say: the file's variant where none was typed, the typed one repeated, a file for another node
+    assert presets.config_file_overrides("depth", {"config_file": str(tuned)}, ["config_file"]) == []
+    assert presets.config_file_overrides("depth", {"variant": "dpt_hybrid", "config_file": str(tuned)}, given) == []
+    values = {"variant": "dpt_large", "config_file": str(tuned), "namespace": "robot"}
+    assert presets.config_file_overrides("depth", values, given + ["namespace"]) == []
+    tuned.write_text(tuned.read_text().replace("/dpt_node:", "/robot/dpt_node:"))   # the node's, in its namespace
+    assert [w.split(",")[0] for w in presets.config_file_overrides("depth", values, given)] == [
+        f"config_file {tuned} sets depth.variant: dpt_hybrid"]
+
+
 def test_config_file_that_is_a_folder_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         presets.node_parameters("depth", {"config_file": str(tmp_path)})
