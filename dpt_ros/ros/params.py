@@ -165,6 +165,16 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
         number = _float_or_none(value)
         how, values = (("a number, unquoted and with a decimal point,", [_yaml_value(number)]) if number is not None
                        else ("a number, unquoted, e.g.", [_yaml_value(spec.default)]))
+        if number is not None and "." not in value and value == str(number):
+            # `ros2 param load` of a dump's `depth.shift: 1.0e-05`: rclpy's load_parameter_file writes each value with
+            # str() (1e-05) and reads that back as YAML, a string without the point; the file had it right
+            import yaml  # noqa: PLC0415
+
+            dumped = yaml.safe_dump(number).split("\n", 1)[0]   # (as ros2 param dump writes it: 1.0e-05)
+            return (f"{reason}: {how} {_written(name, values, 'set', node)} (from a file: `ros2 param load` writes "
+                    f"each value as Python's text and reads that back as YAML, so a double that Python writes with an "
+                    f"exponent, a dump's {dumped} as {value}, arrives as this string however the file writes it: set "
+                    f"it after the load with that command)")
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
         how, values = "write a list,", [_yaml_value([value])]
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ in _ARRAYS and len(value) == 0:

@@ -859,6 +859,29 @@ def test_ros2_param_load_of_a_two_task_dump_says_to_load_it_again_and_then_runs_
     assert node.models.key == node.settings.model_key()
 
 
+def test_ros2_param_load_of_a_double_with_an_exponent_says_why_it_is_a_string(harness, tmp_path):
+    """A dump of depth.shift 1e-05 holds `shift: 1.0e-05`; `ros2 param load` writes each value with str() (1e-05) and
+    reads it back as YAML, a string, and the node's refusal said to write 'a number, unquoted and with a decimal
+    point', which the file is. It now says why the string came and what sets it; a round double (depth.scale 2.0) and
+    one without an exponent arrive as doubles, and the command it names sets the value. No string is taken as one."""
+    tuned_node = harness.start_node(**{"depth.scale": 2.0, "depth.shift": 1e-05, "points.edge_filter": 0.0001})
+    tuned = tmp_path / "tuned.yaml"
+    _ros2_param_dump(harness, "/dpt_node", tuned)
+    harness.remove_node(tuned_node)
+    assert "shift: 1.0e-05" in tuned.read_text() and "scale: 2.0" in tuned.read_text()
+    node = harness.start_node()
+    failed = {n: r.reason for n, r in _ros2_param_load(harness, "/dpt_node", tuned).items() if not r.successful}
+    assert failed == {"depth.shift": (
+        "depth.shift is a double; got a string ('1e-05'): a number, unquoted and with a decimal point, ros2 param set "
+        "/dpt_node depth.shift 0.00001 (from a file: `ros2 param load` writes each value as Python's text and reads "
+        "that back as YAML, so a double that Python writes with an exponent, a dump's 1.0e-05 as 1e-05, arrives as "
+        "this string however the file writes it: set it after the load with that command)")}, failed
+    assert get_params(harness, node, "depth.scale", "depth.shift", "points.edge_filter") == [2.0, 0.0, 0.0001]
+    r = _ros2_param_set(harness, failed["depth.shift"].split(" (from")[0].split(", ")[-1])   # the command it names
+    assert r.successful, r.reason
+    assert get_params(harness, node, "depth.shift") == [1e-05]
+
+
 def test_ros2_param_load_of_a_lower_range_says_to_load_it_again(harness, tmp_path):
     """A dump with depth.min 0 / depth.max 10 (colormap_min 0 / colormap_max 0.5), loaded into a node running
     depth.min 20 / depth.max 50 (colormap 0.8..2): ros2 param load sets depth.max (sorted before depth.min) while the
