@@ -36,7 +36,8 @@ import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException, NameValidationException
-from rclpy.clock import Clock, ClockType
+from rclpy.clock import Clock, ClockType, JumpThreshold
+from rclpy.duration import Duration
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNodeMixin, TransitionCallbackReturn
 from rclpy.node import Node
@@ -111,6 +112,10 @@ _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagno
 # /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
 # or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
 _RATE_WINDOW_S = 5.0
+#: with use_sim_time, a stretch of this many wall seconds or more in which the node's clock stood still (a paused
+#: ros2 bag play: no frame comes either; /clock steps 40 times a wall second while it plays) is left out of the rates'
+#: seconds: the first report after a pause counted the pause's seconds with no frame in them (0.55 Hz for 5)
+_CLOCK_STILL_S = 2.0
 #: a batch running this long (or 3x the slowest recent batch, or 3x the warm-up's pass per frame per camera, if more)
 #: is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
@@ -500,6 +505,13 @@ class DptNode(Node):
         self._last_diag = (time.monotonic(), {})
         self._rate_history = collections.deque([self._last_diag])   # (time, counts) of the reports in the rate window
         self._subscribed_at = time.monotonic()   # (set again at each activation)
+        # with use_sim_time: time.monotonic() when the node's clock last moved, and the (start, end) of the stretches
+        # of at least _CLOCK_STILL_S in which it stood still (a paused bag), which the rates leave out
+        self._clock_moved: Optional[float] = None
+        self._clock_still: collections.deque = collections.deque(maxlen=64)
+        self._clock_jumps = self.get_clock().create_jump_callback(JumpThreshold(
+            min_forward=Duration(nanoseconds=1), min_backward=Duration(nanoseconds=-1), on_clock_change=False),
+            post_callback=self._on_clock_moved)
         # (image topic, its reason: "qos", "silent" or "none") whose "no image yet" was logged since its subscription
         self._silent_logged: set = set()
         self._default_threads = (torch.get_num_threads(), cv2.getNumThreads())   # what cpu_threads 0 restores
@@ -2594,7 +2606,9 @@ class DptNode(Node):
             while len(history) > 1 and history[1][0] <= now - _RATE_WINDOW_S:
                 history.popleft()   # (the oldest kept is at least the window old, once the node has run that long)
             rate_t, rate_counts = history[0]
-            rate_dt = max(now - rate_t, 1e-6)
+            # wall seconds, less those in which the node's clock (/clock's) stood still: a paused bag sent no frame
+            still = sum(max(0.0, min(end, now) - max(start, rate_t)) for start, end in self._clock_still)
+            rate_dt = max(now - rate_t - still, 1e-6)
             history.append((now, counts))
             model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
         msg = DiagnosticArray()
@@ -2771,6 +2785,16 @@ class DptNode(Node):
                         "/diagnostics, published on that clock, waits for it (and with it the check that images "
                         f"come); {frames}. Play the bag with --clock (ros2 bag play my.bag --clock), or set "
                         "use_sim_time:=false (a live camera)")
+
+    def _on_clock_moved(self, _jump) -> None:
+        """Each /clock message that moves the node's clock (use_sim_time): a stretch of ``_CLOCK_STILL_S`` or more
+        since the last is one the clock stood still in (a paused ros2 bag play), which /diagnostics' rates leave
+        out."""
+        now = time.monotonic()
+        with self._lock:
+            if self._clock_moved is not None and now - self._clock_moved >= _CLOCK_STILL_S:
+                self._clock_still.append((self._clock_moved, now))
+            self._clock_moved = now
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)

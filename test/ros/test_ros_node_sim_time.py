@@ -352,3 +352,28 @@ def test_rates_count_seconds_of_the_clock_a_bag_played_at_any_rate(harness, name
     assert through(T0)                           # --loop: the clock back at the bag's start
     assert not through(T0 + 3 * second // 10)
     assert node.counts()[""][key] == 3 and len(limited) == 4
+
+
+def test_the_first_report_after_a_paused_bag_gives_the_rate_of_its_frames_not_of_the_pause(harness, monkeypatch):
+    """A paused ros2 bag play stops /clock (and /diagnostics, a timer on that clock) and its frames: the first report
+    after it counted the pause's wall seconds, with no frame in them, in its rates (0.55 Hz for a 5 Hz bag after an
+    8 s pause). Now a stretch of _CLOCK_STILL_S (2 s; 0.5 here) or more in which the clock stood still is left out:
+    the rates are the frames over the wall seconds of the window in which the clock moved."""
+    monkeypatch.setattr(node_module, "_CLOCK_STILL_S", 0.5, raising=False)   # (2 s in the node)
+    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)   # (the report before the pause begins the window)
+    node, log, out, tick, frame = _replay(harness)
+    tick(T0)
+    start = time.monotonic()
+    node.diagnostics()                     # the report before: the window's start
+    for k in range(1, 4):                  # 3 frames while the bag plays
+        tick(T0 + k * 10**8)
+        frame(T0 + k * 10**8)
+    paused = time.monotonic()
+    time.sleep(1.5)                        # paused: neither /clock nor frames
+    slept = time.monotonic() - paused
+    tick(T0 + 4 * 10**8)                   # resumed
+    values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    played = time.monotonic() - start - slept   # at least the wall seconds the window had the clock moving
+    assert node.counts()[""]["received"] == 3 and node.counts()[""]["processed"] == 3
+    for key in ("input_rate_hz", "output_rate_hz"):   # (old code: 3 / (played + slept))
+        assert float(values[key]) >= 3 / played - 0.01, (key, values[key], 3 / played, 3 / (played + slept))
