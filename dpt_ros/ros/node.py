@@ -94,6 +94,10 @@ _REFERENCE_KEPT = 5 / 8
 #: depth.align, for the frame's reference depth likewise (a depth camera sends its registered depth some milliseconds
 #: after the colour image of that stamp: on a GPU the node reaches the fit before it)
 _INFO_WAIT_S = 0.05
+#: with use_sim_time, that wait is of the bag's time: a bag played slowly (ros2 bag play --rate 0.25) brings a
+#: camera_info recorded 20 ms after its image 80 ms later. The play rate, /clock's seconds a wall second over the last
+#: _PACE_WINDOW_S of wall time, stretches the wait by 1 / rate, up to _SLOW_PLAY_MAX times (never below 1x)
+_SLOW_PLAY_MAX, _PACE_WINDOW_S = 4.0, 1.0
 #: A camera_info stamped after a frame shows that the frame's own has been passed (it is not waited for), unless it is
 #: more than this after it: then it is of before the camera's stamps went back (ros2 bag play --loop: the last pass's
 #: end; a camera driver restarted on another clock), which a frame that arrives first after the loop must not go by
@@ -509,6 +513,8 @@ class DptNode(Node):
         # of at least _CLOCK_STILL_S in which it stood still (a paused bag), which the rates leave out
         self._clock_moved: Optional[float] = None
         self._clock_still: collections.deque = collections.deque(maxlen=64)
+        self._clock_pace: collections.deque = collections.deque()   # (time.monotonic(), clock ns) of its last moves
+        self._wait_scale = 1.0   # 1 / the play rate they give (use_sim_time), between 1 and _SLOW_PLAY_MAX
         self._clock_jumps = self.get_clock().create_jump_callback(JumpThreshold(
             min_forward=Duration(nanoseconds=1), min_backward=Duration(nanoseconds=-1), on_clock_change=False),
             post_callback=self._on_clock_moved)
@@ -1325,7 +1331,7 @@ class DptNode(Node):
         if last is None or 0 <= stamp - last <= _STAMP_JUMP_S * 1e9:
             setattr(cam, in_vain, False)
         elif getattr(cam, in_vain):
-            now, window = time.monotonic(), cam.reach.get(in_vain, 0.0) + _INFO_WAIT_S
+            now, window = time.monotonic(), cam.reach.get(in_vain, 0.0) + self._wait_s()
             for t, received in reversed(cam.recent_images):
                 if now - received > window:
                     break
@@ -2166,7 +2172,7 @@ class DptNode(Node):
                      f"check its publisher (ros2 topic hz {topic})")
         elif dt > 1.0:   # (as camera_info's: the frame may be a looped bag's first, the references of its last pass)
             text += (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the frame's "
-                     f"own did not come within {_INFO_WAIT_S * 1e3:.0f} ms; if on every frame: are the image and "
+                     f"own did not come within {self._wait_s() * 1e3:.0f} ms; if on every frame: are the image and "
                      f"the depth camera stamped by one clock? {remedy})")
         elif dt < -1.0:
             text += f" (are the image and the depth camera stamped by one clock? {remedy})"
@@ -2175,8 +2181,8 @@ class DptNode(Node):
                      f"its depth that far after the images, or is not synchronised with them: raise "
                      f"depth.align_tolerance above {abs(dt):.3g} s, or stamp the depth as the images are)")
         elif dt < 0:
-            text += (f" (the frame's own did not come within the {_INFO_WAIT_S * 1e3:.0f} ms the node waits for it, or "
-                     f"the last such wait of this camera ran out; the depth camera's may be lost, or slower than the "
+            text += (f" (the frame's own did not come within the {self._wait_s() * 1e3:.0f} ms the node waits for it, "
+                     f"or the last such wait of this camera ran out; the depth camera's may be lost, or slower than the "
                      f"images: then raise the tolerance; if so on every frame, the depth camera stamps that far before "
                      f"the images, and the node no longer waits for it: raise depth.align_tolerance above "
                      f"{abs(dt):.3g} s, or stamp the depth as the images are)")
@@ -2205,9 +2211,10 @@ class DptNode(Node):
         those stamped consistently further behind the images, which match no frame in time): the worker serves
         every camera, and would hold all of them back by that wait on each of this camera's frames. No wait while
         deactivating or stopping (the executor that would deliver it is the one waiting for this frame)."""
-        deadline = time.monotonic() + _INFO_WAIT_S
+        wait = self._wait_s()
+        deadline = time.monotonic() + wait
         with self._info_arrived:
-            cam.reach[in_vain] = deadline - _INFO_WAIT_S - received
+            cam.reach[in_vain] = deadline - wait - received
             while True:
                 held = list(buffer)
                 chosen = match(held)
@@ -2268,7 +2275,7 @@ class DptNode(Node):
             elif all(abs(t - stamp) > _STAMP_JUMP_S * 1e9 for t, _ in infos):
                 nearest = min((t for t, _ in infos), key=lambda t: abs(t - stamp))
                 loop = (f" (if only once: the images' stamps went back, as at each ros2 bag play --loop, and the "
-                        f"frame's own did not come within {_INFO_WAIT_S * 1e3:.0f} ms)" if nearest > stamp else "")
+                        f"frame's own did not come within {self._wait_s() * 1e3:.0f} ms)" if nearest > stamp else "")
                 why = (f"none on {topic} matching the image stamp (camera_info.policy={policy}): the closest of the "
                        f"{len(infos)} last received is {abs(nearest - stamp) / 1e6:.0f} ms "
                        f"{'newer' if nearest > stamp else 'older'} than the image{loop}: camera_info stamped by "
@@ -2794,7 +2801,25 @@ class DptNode(Node):
         with self._lock:
             if self._clock_moved is not None and now - self._clock_moved >= _CLOCK_STILL_S:
                 self._clock_still.append((self._clock_moved, now))
+                self._clock_pace.clear()   # (a pause is no slow play)
+                self._wait_scale = 1.0
             self._clock_moved = now
+            pace = self._clock_pace
+            if _jump.delta.nanoseconds < 0:
+                pace.clear()   # (a --loop's jump back: its pace counts from there)
+            pace.append((now, self.get_clock().now().nanoseconds))
+            while len(pace) > 2 and now - pace[0][0] > _PACE_WINDOW_S:
+                pace.popleft()
+            (w0, t0), (w1, t1) = pace[0], pace[-1]
+            rate = (t1 - t0) / 1e9 / (w1 - w0) if w1 > w0 else 1.0
+            # (read by _wait_s without the lock, which _keep's callers hold)
+            self._wait_scale = _SLOW_PLAY_MAX if rate <= 1 / _SLOW_PLAY_MAX else max(1.0, 1.0 / rate)
+
+    def _wait_s(self) -> float:
+        """How long a frame waits for its camera_info or depth.align reference (:meth:`_await`): ``_INFO_WAIT_S``,
+        with use_sim_time stretched by 1 / the play rate measured from /clock (a bag played at --rate 0.25: 4x), up to
+        ``_SLOW_PLAY_MAX`` times."""
+        return _INFO_WAIT_S * (self._wait_scale if self.get_clock().ros_time_is_active else 1.0)
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)

@@ -699,7 +699,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("camera_info.policy", "nearest",
               "Which camera_info goes with an image: same stamp (exact), nearest stamp within "
               "camera_info.tolerance (nearest), or the latest received (latest). exact/nearest wait up to "
-              "50 ms for the image's own while none as new has come (one more than 1 s newer does not count: it is "
+              "50 ms (with use_sim_time, /clock's pace: 1 / the play rate, up to 200 ms at ros2 bag play --rate 0.25 or "
+              "slower) for the image's own while none as new has come (one more than 1 s newer does not count: it is "
               "of before the stamps went back, as at each ros2 bag play --loop); after a wait in vain, not again for "
               "that camera until a camera_info arrives that a waiting frame would have got (as new as its last "
               "image, up to 1 s newer, or matching one of its images that arrived no longer ago than the frames' "

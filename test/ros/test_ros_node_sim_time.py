@@ -377,3 +377,34 @@ def test_the_first_report_after_a_paused_bag_gives_the_rate_of_its_frames_not_of
     assert node.counts()[""]["received"] == 3 and node.counts()[""]["processed"] == 3
     for key in ("input_rate_hz", "output_rate_hz"):   # (old code: 3 / (played + slept))
         assert float(values[key]) >= 3 / played - 0.01, (key, values[key], 3 / played, 3 / (played + slept))
+
+
+def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(harness, monkeypatch):
+    """A frame waits _INFO_WAIT_S (50 ms) of wall time for a camera_info not yet come: a bag played at --rate 0.25
+    brings a camera_info recorded 20 ms after its image 80 ms later, which the frame missed. With use_sim_time the
+    wait is now stretched by 1 / the play rate measured from /clock against the wall clock, up to 4x. Here the wait
+    is widened to 1 s (so that the machine's load does not matter), the clock crawls (4x), and the camera_info comes
+    2 s after its image: waited for, where a 1 s wait ran out (old code: waited_in_vain:camera_info 1, one
+    depth/camera_info for two frames)."""
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 1.0)
+    node, log, out, tick, frame = _replay(harness, **{"camera_info.policy": "exact"})
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    wait_for(lambda: node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    tick(T0)
+    frame(T0)                              # a camera_info with its image: the camera sends them
+    for k in range(1, 4):                  # a microsecond of the bag a few milliseconds apart: a slow play
+        tick(T0 + k * 1000)
+    n = len(out)
+    img = make_image(T0 + 3000)
+    frame.image.publish(img)
+    time.sleep(2.0)                        # its camera_info, 2 s later
+    frame.info.publish(make_info(img))
+    wait_for(lambda: len(out) > n, what="the depth of the second frame")
+    counts = node.counts()[""]
+    wait_for(lambda: len(infos) == node.counts()[""].get("out:depth/camera_info"), what="the depth/camera_info")
+    assert [conversions.stamp_ns(m.header) for m in infos] == [T0, T0 + 3000], counts
+    assert not [k for k in counts if "camera_info" in k and not k.startswith("out:")], counts
+    assert node._wait_s() == 4.0           # (at most 4x, however slow)
+    tick(T0 + 10**9)                       # the bag played at 1x or faster: the wait back at 1x
+    tick(T0 + 2 * 10**9)
+    wait_for(lambda: node._wait_s() == 1.0, what="the wait back at 1 s")
