@@ -254,6 +254,19 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
                     **parts)
 
 
+def _info_size(fields: dict, calib: pipeline.Intrinsics) -> tuple[str, str]:
+    """The size of the image a camera_info describes, in the words ``ros2 topic echo`` shows it: its width x height
+    (the sensor's, before binning and ROI), and, where binning or an ROI shrink the image, what they leave, which the
+    intrinsics are of, to follow 'image': ('1280x960', ' (binned 2x2: 640x480)'), ('1280x960', ' (ROI 800x600 at
+    x 100, y 50, binned 2x2: 400x300)'); ('1280x960', '') without them."""
+    x0, y0, rh, rw = fields["roi"]
+    bx, by = max(fields["binning_x"], 1), max(fields["binning_y"], 1)
+    how = ([f"ROI {rw}x{rh} at x {x0}, y {y0}"] if any(fields["roi"]) else []) + \
+        ([f"binned {bx}x{by}"] if (bx, by) != (1, 1) else [])
+    return (f"{fields['width']}x{fields['height']}",
+            f" ({', '.join(how)}: {calib.width}x{calib.height})" if how else "")
+
+
 def _same_task(task: str, key_a: tuple, key_b: tuple) -> bool:
     """Whether two model keys (:meth:`Settings.model_key`) ask for the same ``task`` model: its variant and
     weights and every parameter that is not another task's."""
@@ -1832,10 +1845,11 @@ class DptNode(Node):
                     self._warn_if_raw(f.camera, info, s)
                     sx, sy = w / calib.width, h / calib.height
                     source, _ = self._info_source(f.camera, info, s)
+                    size, binned = _info_size(fields, calib)
                     sizes = (source, calib.width, calib.height, w, h)   # (said once per camera, source and sizes)
                     if abs(sx / sy - 1.0) <= 0.01 and (sx, sy) != (1.0, 1.0) and f.camera.info_scale_said != sizes:
                         self.get_logger().info(
-                            f"{source} describes a {calib.width}x{calib.height} image, the frames are {w}x{h}: the "
+                            f"{source} describes a {size} image{binned}, the frames are {w}x{h}: the "
                             f"intrinsics are scaled by {sx:.4g} (depth/camera_info publishes them, for consumers of "
                             f"depth)")
                     f.camera.info_scale_said = sizes
@@ -1845,7 +1859,7 @@ class DptNode(Node):
                                "calibration of these images" if from_file else "If this camera_info belongs to "
                                "another stream or resolution, remap camera_info to the one of these images")
                         self._warn_once(f"aspect:{source}", (
-                            f"{source} describes a {calib.width}x{calib.height} image but the frames are {w}x{h}, "
+                            f"{source} describes a {size} image{binned} but the frames are {w}x{h}, "
                             f"another aspect ratio: the intrinsics are scaled per axis (x {sx:.4g}, y {sy:.4g}), as "
                             f"for an anamorphic resize. {fix} (depth/camera_info and points use it). Said once "
                             f"per camera."))

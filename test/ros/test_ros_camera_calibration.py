@@ -626,6 +626,49 @@ def test_a_calibration_of_another_size_of_the_same_aspect_is_said_at_info_once_p
                                                       (f"camera_info.url's {tmp_path / 'ost.yaml'}", 160, 120, "0.5"))]
 
 
+def test_the_size_lines_of_a_binned_or_roi_camera_info_quote_its_width_and_height(harness):
+    """A camera_info with binning or an ROI: the size lines said the size binning and ROI leave ('describes a 160x120
+    image') where `ros2 topic echo` shows width 320, height 240 (the sensor's, before them): now both, in the user's
+    terms ('describes a 320x240 image (binned 2x2: 160x120)')."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="bin", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    out = harness.collector(CameraInfo, "/bin/depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "/bin/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/bin/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+
+    def send(stamp: int, w: int, h: int, binning: int = 0, roi: tuple = (0, 0, 0, 0)) -> CameraInfo:
+        info = make_info(make_image(0, width=w, height=h), fx=w / 2)
+        info.binning_x = info.binning_y = binning
+        info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = roi
+        info_pub.publish(info)
+        wait_for(lambda: node.cameras[0].infos and node.cameras[0].infos[-1][1] == info, what="the info")
+        pub.publish(make_image(stamp, width=80, height=60))
+        wait_for(lambda: len(out) == stamp, what=f"depth/camera_info of frame {stamp}")
+        return out[-1]
+
+    def lines(text: str) -> list:
+        return [(m.level, m.msg) for m in log if m.name == "bin.dpt_node" and text in m.msg]
+
+    assert send(1, 320, 240, binning=2).k[0] == pytest.approx(40.0)   # 160 / 2 binned, then / 2 for 80x60
+    assert send(2, 640, 480, binning=2, roi=(80, 60, 480, 360)).k[0] == pytest.approx(320 / 2 / 3)
+    send(3, 320, 240, roi=(80, 75, 160, 90))   # 16:9 of a 4:3 sensor, for 4:3 frames
+    wait_for(lambda: len(lines(" the intrinsics are scaled by ")) == 2 and lines("another aspect ratio"),
+             what="the size lines")
+    assert lines(" the intrinsics are scaled by ") == [(Log.INFO, f"/bin/camera_info describes a {size}, the "
+                                                       f"frames are 80x60: the intrinsics are scaled by {scale} "
+                                                       f"(depth/camera_info publishes them, for consumers of depth)")
+                                                      for size, scale in (
+                                                          ("320x240 image (binned 2x2: 160x120)", "0.5"),
+                                                          ("640x480 image (ROI 480x360 at x 80, y 60, binned 2x2: "
+                                                           "240x180)", "0.3333"))]
+    ((level, aspect),) = lines("another aspect ratio")
+    assert level == Log.WARN and aspect.startswith(
+        "/bin/camera_info describes a 320x240 image (ROI 160x90 at x 80, y 75: 160x90) but the frames are 80x60, "
+        "another aspect ratio: the intrinsics are scaled per axis (x 0.5, y 0.6667)"), aspect
+
+
 def test_an_unforeseen_failure_while_setting_a_parameter_is_a_refusal_and_the_node_runs_on(harness, tmp_path,
                                                                                           monkeypatch):
     """Whatever a parameter change raises that the node did not foresee is refused with its reason: raised out of
