@@ -435,6 +435,17 @@ def _undecodable(buf: np.ndarray) -> str:
             "rqt_image_view)")
 
 
+def jpeg_truncated(data: Any) -> bool:
+    """Whether ``data`` is a JPEG that ends before its end-of-image marker (FFD9): cut short by its publisher, a relay
+    or the recording. :func:`decode_compressed` decodes one as far as its data goes, the rest of the image (its last
+    blocks, from the bottom right) grey; the caller says so. The marker is looked for after the last start of scan
+    (FFDA; entropy-coded data holds neither), so bytes after it (a driver's padding) do not count, nor an EXIF
+    thumbnail's own end before the image's scan."""
+    buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
+    raw = buf.tobytes()
+    return raw[:3] == b"\xff\xd8\xff" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
+
+
 def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
     """Decode a ``sensor_msgs/CompressedImage`` (jpeg or png) to (H, W, 3) uint8 RGB (NumPy).
 
@@ -477,8 +488,15 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     # (OpenCV's own conversion keeps only the top byte: one grey level apart from the same frame sent raw).
     # IGNORE_ORIENTATION: the pixels as sent, as image_transport's subscriber reads them (an EXIF rotation
     # would turn the frame against its camera_info)
+    coded = buf
+    if jpeg_truncated(buf):
+        # libjpeg's own way with data that ends early (a fake EOI): decoded as far as it goes, the rest grey, as
+        # image_transport's subscriber decodes it with OpenCV builds that take such a file; others (OpenCV 5) refuse
+        # one without its EOI, so the marker is added here for the same image with every build
+        coded = np.concatenate([np.frombuffer(buf.tobytes().rstrip(b"\0"), np.uint8),
+                                np.array([0xFF, 0xD9], np.uint8)])
     try:
-        img = cv2.imdecode(buf, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
+        img = cv2.imdecode(coded, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error as e:   # OpenCV refuses rather than fails, e.g. a header declaring more than 2**30 pixels
         why = ("its header declares more pixels than OpenCV decodes (CV_IO_MAX_IMAGE_PIXELS)"
                if "CV_IO_MAX_IMAGE_PIXELS" in str(e) else str(e).split("error: ", 1)[-1].strip())

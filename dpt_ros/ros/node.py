@@ -295,14 +295,16 @@ class _Pixels:
     :raises EncodingError: the message's encoding or layout is unusable (checked here, before inference).
     """
 
-    __slots__ = ("view", "size", "_rgb")
+    __slots__ = ("view", "size", "_rgb", "truncated")
 
     def __init__(self, msg) -> None:
         self._rgb: Optional[np.ndarray] = None
+        self.truncated = 0   # a JPEG cut short (no end-of-image marker), decoded as far as it goes: its bytes
         if isinstance(msg, CompressedImage):
             data, fmt = conversions.compressed_payload(msg)
             self._rgb, self.view = pipeline.decode_compressed(data, fmt), None
             self.size = self._rgb.shape[:2]
+            self.truncated = len(data) if pipeline.jpeg_truncated(data) else 0
         else:
             self.view = conversions.image_view(msg)
             pipeline.check_view(self.view)
@@ -1479,6 +1481,13 @@ class DptNode(Node):
                 if "points" in wanted and s["points.max_rate"] > 0.0:   # no cloud: its turn goes to the next frame
                     f.camera.points_throttle.refund()
                 continue
+            if px.truncated:   # processed all the same, as image_transport's subscriber takes it
+                self._count_error(
+                    "truncated_jpeg", f"{_topics([f])}: JPEG of {px.truncated} bytes ends before its end-of-image "
+                    "marker (FFD9): the message was cut short by its publisher, a relay or the recording (Wi-Fi). "
+                    "Decoded as far as its data goes, the rest of the image (its last blocks, from the bottom right) "
+                    "grey, and processed: the outputs there are of grey (check that the camera's own compressed "
+                    "topic decodes whole, e.g. in rqt_image_view)", [f], partial=True, warn=True)
             f.camera.frame_size = px.size
             jobs.append(dict(frame=f, px=px, wanted=wanted, labels=needs_labels and m.segmentation is not None,
                              rate_limited_points="points" in wanted and s["points.max_rate"] > 0.0))

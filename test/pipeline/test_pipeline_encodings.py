@@ -14,6 +14,7 @@ from dpt_ros.pipeline import (
     ImageView,
     decode,
     decode_compressed,
+    jpeg_truncated,
 )
 from dpt_ros.pipeline.encodings import four_byte_pixels
 
@@ -324,15 +325,45 @@ def test_decode_compressed_rejects_bad_payloads(data, fmt, match):
         decode_compressed(data, fmt)
 
 
+def test_a_jpeg_cut_short_decodes_as_far_as_its_data_goes_and_is_said_to_be_truncated():
+    """A JPEG without its last bytes (no end-of-image marker FFD9: a relay or Wi-Fi cut it) decodes as libjpeg decodes
+    it, its last blocks grey, whatever the OpenCV build (OpenCV 5 refused it, 4.x took it with a warning on stderr
+    only), and jpeg_truncated says so, for the node to say."""
+    image = cv2.resize(RGB, (96, 64), interpolation=cv2.INTER_CUBIC)
+    jpeg = cv2.imencode(".jpg", cv2.GaussianBlur(image, (0, 0), 2))[1].tobytes()
+    full = decode_compressed(jpeg, "jpeg")
+    assert not jpeg_truncated(jpeg) and not jpeg_truncated(jpeg + b"\0" * 8)   # (zero padding after the end)
+    assert not jpeg_truncated(jpeg + b"\x12\xff\x34") and (decode_compressed(jpeg + b"\x12\xff\x34") == full).all()
+    assert not jpeg_truncated(cv2.imencode(".png", image)[1].tobytes())
+    changed = {}
+    for cut in range(1, 11):
+        data = jpeg[:-cut]
+        assert jpeg_truncated(data) and jpeg_truncated(data + b"\0" * 8)
+        got = decode_compressed(data, "jpeg")
+        assert got.shape == full.shape == (64, 96, 3)
+        rows = np.flatnonzero((got != full).any(axis=(1, 2)))
+        # the last blocks only: the last row of 16x16 blocks (4:2:0), and the row above it that the chroma upsampling
+        # smooths with it
+        assert rows.size == 0 or rows.min() >= 47, (cut, rows)
+        changed[cut] = rows.size
+    assert changed[1] == changed[2] == 0 and changed[10] > 0, changed   # the marker alone gone: every block there
+    half = decode_compressed(jpeg[:len(jpeg) // 2], "jpeg")
+    rows = np.flatnonzero((half != full).any(axis=(1, 2)))
+    assert 0 < rows.min() < 64 and (np.abs(half[-8:].astype(int) - 128) <= 1).all()   # the rest grey
+
+
 def test_an_undecodable_compressed_image_is_said_to_be_truncated_or_corrupt_with_what_to_do():
     """A JPEG or PNG cut short (a relay, a recording; Wi-Fi) or corrupt was refused as 'could not decode ... (corrupt?)',
     and an empty one as 'empty ... payload': now which it is (no end marker: truncated), and what to check."""
     jpeg = cv2.imencode(".jpg", cv2.GaussianBlur(RGB, (0, 0), 2))[1].tobytes()
     png = cv2.imencode(".png", RGB)[1].tobytes()
     check = "check that the camera's own compressed topic decodes, e.g. in rqt_image_view); the frame is skipped"
-    for data, fmt, end in ((jpeg, "rgb8; jpeg compressed bgr8", "JPEG's end-of-image marker (FFD9)"),
-                           (png, "bgr8; png compressed bgr8", "PNG's IEND chunk")):
-        for cut in (len(data) // 2, len(data) * 9 // 10):
+    # (a JPEG cut in its scan is decoded as far as it goes, test_a_jpeg_cut_short_...: one cut before its scan)
+    scan = jpeg.index(b"\xff\xda")
+    for data, fmt, end, cuts in ((jpeg, "rgb8; jpeg compressed bgr8", "JPEG's end-of-image marker (FFD9)", (scan + 4,)),
+                                 (png, "bgr8; png compressed bgr8", "PNG's IEND chunk",
+                                  (len(png) // 2, len(png) * 9 // 10))):
+        for cut in cuts:
             with pytest.raises(EncodingError) as info:
                 decode_compressed(data[:cut] + b"\0" * 8, fmt)   # (zero padding does not hide the cut)
             assert str(info.value) == (f"could not decode {fmt} image of {cut + 8} bytes: truncated, the data ends "

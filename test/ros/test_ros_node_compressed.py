@@ -283,3 +283,38 @@ def test_a_remapped_output_takes_its_compressed_copy_along(harness):
     assert encoding == "32FC1" and back.shape == want.shape == (48, 64)
     ok = np.isfinite(back)   # (depth within depth.max of 8 m, most of it: 1 / (inverse depth + 0.2) < 5 m)
     assert ok.mean() > 0.5 and np.allclose(back[ok], want[ok], rtol=0.01)
+
+
+def test_a_jpeg_cut_short_is_processed_said_and_counted(harness):
+    """image_transport:=compressed, a JPEG without its last bytes (no end-of-image marker: a relay or Wi-Fi cut it):
+    it was refused without a word of why on OpenCV 5, and processed in silence on OpenCV 4 (libjpeg's warning on the
+    process's stderr only), its last blocks grey. Now it is processed (as image_transport's subscriber takes it),
+    said at WARN (once per 5 s per camera, as other per-frame problems) and counted incomplete.truncated_jpeg."""
+    import cv2
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import pattern_image
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="cut", image_transport="compressed")
+    out = harness.collector(Image, "/cut/inverse_depth")
+    pub = harness.probe.create_publisher(CompressedImage, "/cut/image/compressed", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    jpeg = cv2.imencode(".jpg", pattern_image(64, 48)[..., ::-1])[1].tobytes()
+    for sec, data in ((1, jpeg), (2, jpeg[:-5]), (3, jpeg[:-10])):
+        pub.publish(conversions.compressed_msg(make_image(sec * 10**9).header, data, "jpeg"))
+        wait_for(lambda: len(out) == sec, what=f"the output of frame {sec}")
+    assert [(m.width, m.height, m.header.stamp.sec) for m in out] == [(64, 48, 1), (64, 48, 2), (64, 48, 3)]
+    counts = node.counts()[""]
+    assert (counts["received"], counts["processed"], counts["incomplete:truncated_jpeg"]) == (3, 3, 2), counts
+    assert not [k for k in counts if k.startswith("error:")], counts
+    cam = {v.key: v.value for v in node.diagnostics().status[1].values}
+    assert cam["incomplete.truncated_jpeg"] == "2", cam
+    wait_for(lambda: [m for m in log if "[truncated_jpeg]" in m.msg], what="the warning")
+    (line,) = [m for m in log if "[truncated_jpeg]" in m.msg]   # (the second within 5 s not said again)
+    assert line.level == Log.WARN and line.msg == (
+        f"[truncated_jpeg] /cut/image/compressed: JPEG of {len(jpeg) - 5} bytes ends before its end-of-image marker "
+        "(FFD9): the message was cut short by its publisher, a relay or the recording (Wi-Fi). Decoded as far as its "
+        "data goes, the rest of the image (its last blocks, from the bottom right) grey, and processed: the outputs "
+        "there are of grey (check that the camera's own compressed topic decodes whole, e.g. in rqt_image_view)")
