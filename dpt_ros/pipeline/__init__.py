@@ -13,7 +13,8 @@ Decoding (:mod:`.encodings`)
     packs an array into message layout. ``decode(view, xp) -> (H, W, 3) uint8 RGB``
     (zero-copy views for rgb8/bgr8/rgba8/bgra8/8UC3/8UC4 on NumPy; broadcast view for mono).
     ``decode_compressed(data, format) -> (H, W, 3) uint8 RGB`` (jpeg, png; a JPEG cut short decoded as far as it
-    goes, the rest grey: ``jpeg_truncated(data)`` says so); ``read_image_file(path)`` (RGB),
+    goes, the rest grey: ``jpeg_truncated(data)`` says so); ``decode_compressed_frame(data, format) ->
+    DecodedImage(rgb, truncated)`` says it from the same look at the data; ``read_image_file(path)`` (RGB),
     ``IMAGE_FILE_EXTENSIONS``.
     ``SUPPORTED_ENCODINGS``, ``SUPPORTED_COMPRESSED_FORMATS``; ``EncodingError(ValueError)`` names
     the encoding, what was wrong and the supported list. Sizes are checked before any allocation
@@ -105,6 +106,8 @@ from dpt_ros.pipeline.encodings import (
     check_view,
     decode,
     decode_compressed,
+    decode_compressed_frame,
+    DecodedImage,
     jpeg_truncated,
     IMAGE_FILE_EXTENSIONS,
     read_image_file,
@@ -141,6 +144,6 @@ __all__ = [
     "PointField", "Preprocessor", "RunningRange", "UncalibratedError",
     "apply_depth_range", "array_module", "drop_depth_edges", "drop_labels", "inverse_depth_pairs", "reference_to_size", "backend_for_device", "build_cloud", "calibrate", "check_view", "cloud_fields",
     "colorize", "colorize_labels", "colormap_lut", "compress_depth", "compress_image", "decompress_depth", "depth_quantization", "cupy_available", "cupy_unavailable_reason", "decode",
-    "decode_compressed", "jpeg_truncated", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "is_unrecoverable_device_error", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
+    "decode_compressed", "decode_compressed_frame", "DecodedImage", "jpeg_truncated", "IMAGE_FILE_EXTENSIONS", "read_image_file", "depth_errors", "depth_to_millimetres", "fit_scale_shift", "get_xp", "is_out_of_memory", "is_unrecoverable_device_error", "labels_from_logits", "metres_from_millimetres", "metric_from_inverse",
     "network_input_size", "overlay", "release_cached_memory", "resize_bicubic", "tensor_to_array", "to_numpy", "upsample", "upsampled_labels",
 ]

@@ -14,7 +14,7 @@ import os
 import stat
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -423,6 +423,18 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
     return None
 
 
+def _jpeg_cut(buf: np.ndarray) -> bool:
+    """Whether the JPEG ``buf`` (uint8, 1-D) ends before its end-of-image marker (FFD9): none after its last start of
+    scan (FFDA; entropy-coded data holds neither), or none at all. Bytes after the marker (a driver's padding) do not
+    count, nor an EXIF thumbnail's own end before the image's scan. A JPEG whose data ends with the marker (but zero
+    padding), as every whole one from a camera, is read no further than its last 64 bytes, and not copied."""
+    if buf[-64:].tobytes().rstrip(b"\0").endswith(b"\xff\xd9"):   # nothing can follow the marker there
+        return False
+    raw = buf.tobytes()
+    end = raw.rfind(b"\xff\xd9")
+    return end < 0 or raw.find(b"\xff\xda", end) >= 0
+
+
 def _undecodable(buf: np.ndarray) -> str:
     """Why the decoder refused a JPEG or PNG whose header was read, and what to do: cut short (no end marker: JPEG's
     EOI, PNG's IEND chunk; zero bytes after it are padding), else corrupt."""
@@ -438,12 +450,18 @@ def _undecodable(buf: np.ndarray) -> str:
 def jpeg_truncated(data: Any) -> bool:
     """Whether ``data`` is a JPEG that ends before its end-of-image marker (FFD9): cut short by its publisher, a relay
     or the recording. :func:`decode_compressed` decodes one as far as its data goes, the rest of the image (its last
-    blocks, from the bottom right) grey; the caller says so. The marker is looked for after the last start of scan
-    (FFDA; entropy-coded data holds neither), so bytes after it (a driver's padding) do not count, nor an EXIF
-    thumbnail's own end before the image's scan."""
+    blocks, from the bottom right) grey, and :func:`decode_compressed_frame` says so with the pixels (the data looked
+    at once). The marker is looked for after the last start of scan (FFDA; entropy-coded data holds neither), so
+    bytes after it (a driver's padding) do not count, nor an EXIF thumbnail's own end before the image's scan."""
     buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
-    raw = buf.tobytes()
-    return raw[:3] == b"\xff\xd8\xff" and raw.rfind(b"\xff\xd9") < raw.rfind(b"\xff\xda")
+    return buf[:3].tobytes() == b"\xff\xd8\xff" and _jpeg_cut(buf)
+
+
+class DecodedImage(NamedTuple):
+    """A decoded ``sensor_msgs/CompressedImage`` (:func:`decode_compressed_frame`)."""
+
+    rgb: np.ndarray   # (H, W, 3) uint8 RGB
+    truncated: bool   # a JPEG cut short (no end-of-image marker), decoded as far as its data goes, the rest grey
 
 
 def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 - ROS field name
@@ -451,7 +469,17 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
 
     ``format`` is the message's format string (e.g. "jpeg", "rgb8; jpeg compressed bgr8", "png");
     the payload's magic bytes decide the codec, the string is checked for an unsupported one and says the
-    colour order as image_transport's subscriber reads it (see the end of this function).
+    colour order as image_transport's subscriber reads it (see the end of :func:`decode_compressed_frame`).
+
+    :raises EncodingError: unsupported format or undecodable data.
+    """
+    return decode_compressed_frame(data, format).rgb
+
+
+def decode_compressed_frame(data: Any, format: str = "") -> DecodedImage:  # noqa: A002 - ROS field name
+    """:func:`decode_compressed`, and whether the data was a JPEG cut short (:func:`jpeg_truncated`), told from the
+    one look at the data that decoding takes (a caller asking :func:`jpeg_truncated` again would copy and search a
+    1080p frame's 300-700 KB once more).
 
     :raises EncodingError: unsupported format or undecodable data.
     """
@@ -489,7 +517,8 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     # IGNORE_ORIENTATION: the pixels as sent, as image_transport's subscriber reads them (an EXIF rotation
     # would turn the frame against its camera_info)
     coded = buf
-    if jpeg_truncated(buf):
+    truncated = buf[:1].tobytes() == b"\xff" and _jpeg_cut(buf)
+    if truncated:
         # libjpeg's own way with data that ends early (a fake EOI): decoded as far as it goes, the rest grey, as
         # image_transport's subscriber decodes it with OpenCV builds that take such a file; others (OpenCV 5) refuse
         # one without its EOI, so the marker is added here for the same image with every build
@@ -512,6 +541,6 @@ def decode_compressed(data: Any, format: str = "") -> np.ndarray:  # noqa: A002 
     # publisher writes them to PNG; mono) or a bare codec name: the file holds BGR for OpenCV.
     encoding, sep, tail = fmt.partition(";")
     if sep and encoding.strip() in _COLOR_ENCODINGS and "compressed bgr" not in tail:
-        return img
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return DecodedImage(img, truncated)
+    return DecodedImage(cv2.cvtColor(img, cv2.COLOR_BGR2RGB), truncated)
 

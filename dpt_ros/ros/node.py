@@ -302,9 +302,10 @@ class _Pixels:
         self.truncated = 0   # a JPEG cut short (no end-of-image marker), decoded as far as it goes: its bytes
         if isinstance(msg, CompressedImage):
             data, fmt = conversions.compressed_payload(msg)
-            self._rgb, self.view = pipeline.decode_compressed(data, fmt), None
+            decoded = pipeline.decode_compressed_frame(data, fmt)   # (the data looked at once: its JPEG end too)
+            self._rgb, self.view = decoded.rgb, None
             self.size = self._rgb.shape[:2]
-            self.truncated = len(data) if pipeline.jpeg_truncated(data) else 0
+            self.truncated = len(data) if decoded.truncated else 0
         else:
             self.view = conversions.image_view(msg)
             pipeline.check_view(self.view)
