@@ -437,9 +437,10 @@ def _jpeg_cut(buf: np.ndarray) -> bool:
 
 def _undecodable(buf: np.ndarray) -> str:
     """Why the decoder refused a JPEG or PNG whose header was read, and what to do: cut short (no end marker: JPEG's
-    EOI, PNG's IEND chunk; zero bytes after it are padding), else corrupt."""
-    data = buf.tobytes().rstrip(b"\0")
-    if not (data.endswith(b"\xff\xd9") if data[:1] == b"\xff" else b"IEND" in data[-12:]):
+    EOI after its last start of scan, as :func:`jpeg_truncated` says; PNG's IEND chunk, zero bytes after it are
+    padding), else corrupt."""
+    data = buf.tobytes()
+    if _jpeg_cut(buf) if data[:1] == b"\xff" else b"IEND" not in data.rstrip(b"\0")[-12:]:
         kind = "JPEG's end-of-image marker (FFD9)" if data[:1] == b"\xff" else "PNG's IEND chunk"
         return (f"truncated, the data ends before the {kind}: the message was cut short by its publisher, a relay "
                 "or the recording (check that the camera's own compressed topic decodes, e.g. in rqt_image_view)")

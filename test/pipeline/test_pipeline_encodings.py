@@ -404,6 +404,17 @@ def test_an_undecodable_compressed_image_is_said_to_be_truncated_or_corrupt_with
         decode_compressed(mangled, "png")
     assert str(info.value) == f"could not decode png image of {len(png)} bytes: corrupt data, which the decoder " \
                               f"refused ({check}"
+    # a JPEG whose Huffman table is bogus (libjpeg refuses it), its end intact and bytes after it (a driver's): not
+    # 'truncated' (it was, the data not ending with FFD9), as jpeg_truncated's rule: no FFD9 after the last FFDA
+    dht = jpeg.index(b"\xff\xc4")
+    bogus = jpeg[:dht + 5] + b"\xff" * 16 + jpeg[dht + 21:]
+    for tail in (b"", b"\0" * 8, b"\x12\xff\x34", b"\xff\xd8\xff\xe0"):
+        with pytest.raises(EncodingError) as info:
+            decode_compressed(bogus + tail, "jpeg")
+        assert str(info.value) == f"could not decode jpeg image of {len(bogus + tail)} bytes: corrupt data, which " \
+                                  f"the decoder refused ({check}", tail
+    with pytest.raises(EncodingError, match="truncated, the data ends before the JPEG's end-of-image marker"):
+        decode_compressed(bogus[:-2] + b"\x12\x34", "jpeg")   # (without its end: cut short, whatever else)
     with pytest.raises(EncodingError, match=r"^empty jpeg image payload: the CompressedImage has no data \(its "
                                             r"publisher's encoding failed, or it was emptied on the way\); the frame is "
                                             r"skipped$"):

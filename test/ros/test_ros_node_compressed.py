@@ -318,3 +318,39 @@ def test_a_jpeg_cut_short_is_processed_said_and_counted(harness):
         "(FFD9): the message was cut short by its publisher, a relay or the recording (Wi-Fi). Decoded as far as its "
         "data goes, the rest of the image (its last blocks, from the bottom right) grey, and processed: the outputs "
         "there are of grey (check that the camera's own compressed topic decodes whole, e.g. in rqt_image_view)")
+
+
+def test_a_refused_jpeg_with_bytes_after_its_end_is_said_to_be_corrupt_not_truncated(harness):
+    """A JPEG the decoder refuses (a bogus Huffman table), its end-of-image marker there and bytes after it (as a
+    driver pads or a relay leaves them), was logged as 'truncated, the data ends before the JPEG's end-of-image
+    marker': now 'corrupt', by jpeg_truncated's rule (no FFD9 after the last FFDA); one cut in its scan before the
+    same bytes is still 'truncated'. Both counted error.encoding, the next whole JPEG processed."""
+    import cv2
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import pattern_image
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="bad", image_transport="compressed")
+    out = harness.collector(Image, "/bad/inverse_depth")
+    pub = harness.probe.create_publisher(CompressedImage, "/bad/image/compressed", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    jpeg = cv2.imencode(".jpg", pattern_image(64, 48)[..., ::-1])[1].tobytes()
+    dht = jpeg.index(b"\xff\xc4")
+    bogus = jpeg[:dht + 5] + b"\xff" * 16 + jpeg[dht + 21:] + b"\x12\xff\x34"
+    scan = jpeg.index(b"\xff\xda")
+    cut = jpeg[:dht + 5] + b"\xff" * 16 + jpeg[dht + 21:scan + 40] + b"\x12\xff\x34"
+    for sec, data in ((1, bogus), (2, cut), (3, jpeg)):   # (one at a time: the node keeps only the newest waiting)
+        pub.publish(conversions.compressed_msg(make_image(sec * 10**9).header, data, "jpeg"))
+        wait_for(lambda: node.counts()[""].get("error:encoding", 0) + len(out) == sec, what=f"frame {sec} counted")
+    counts = node.counts()[""]
+    assert out[0].header.stamp.sec == 3 and (counts["received"], counts["error:encoding"]) == (3, 2), counts
+    check = "(check that the camera's own compressed topic decodes, e.g. in rqt_image_view); the frame is skipped"
+    wait_for(lambda: len([m for m in log if "[encoding]" in m.msg]) == 2, what="the two lines")
+    assert [(m.level, m.msg) for m in log if "[encoding]" in m.msg] == [
+        (Log.ERROR, f"[encoding] /bad/image/compressed: could not decode jpeg image of {len(bogus)} bytes: corrupt "
+                    f"data, which the decoder refused {check}"),
+        (Log.ERROR, f"[encoding] /bad/image/compressed: could not decode jpeg image of {len(cut)} bytes: truncated, "
+                    "the data ends before the JPEG's end-of-image marker (FFD9): the message was cut short by its "
+                    f"publisher, a relay or the recording {check}")]
