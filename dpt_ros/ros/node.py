@@ -333,6 +333,10 @@ class _Frame:
     # its stamp went back more than _STAMP_JUMP_S from its camera's last, and lies that far behind the clock: the first
     # frame of a --loop's next pass, come before the player's /clock of it (ros2 bag play publishes it 25 ms later)
     before_jump: bool = False
+    # the camera_info.url whose file gave the frame its calibration (_camera_info), read with it: the url of the
+    # frame's settings snapshot may be another by then, the calibration following a change set meanwhile ('' for one
+    # from the camera_info topic)
+    calibration_url: str = ""
 
     def __post_init__(self) -> None:
         if self.rate_s is None:
@@ -1854,7 +1858,7 @@ class DptNode(Node):
                     f.camera.calibration_cache = (key, intr, {})
                     self._warn_if_raw(f.camera, info, s)
                     sx, sy = w / calib.width, h / calib.height
-                    source, _ = self._info_source(f.camera, info, s)
+                    source, _ = self._info_source(f.camera, info, f.calibration_url)
                     size, binned = _info_size(fields, calib)
                     sizes = (source, calib.width, calib.height, w, h)   # (said once per camera, source and sizes)
                     if abs(sx / sy - 1.0) <= 0.01 and (sx, sy) != (1.0, 1.0) and f.camera.info_scale_said != sizes:
@@ -1864,7 +1868,7 @@ class DptNode(Node):
                             f"depth)")
                     f.camera.info_scale_said = sizes
                     if abs(sx / sy - 1.0) > 0.01:
-                        source, from_file = self._info_source(f.camera, info, s)
+                        source, from_file = self._info_source(f.camera, info, f.calibration_url)
                         fix = ("If this file is of another camera or resolution, set camera_info.url to the "
                                "calibration of these images" if from_file else "If this camera_info belongs to "
                                "another stream or resolution, remap camera_info to the one of these images")
@@ -1874,7 +1878,7 @@ class DptNode(Node):
                             f"for an anamorphic resize. {fix} (depth/camera_info and points use it). Said once "
                             f"per camera."))
                 except pipeline.CalibrationError as e:
-                    source, from_file = self._info_source(f.camera, info, s)
+                    source, from_file = self._info_source(f.camera, info, f.calibration_url)
                     fix = _UNCALIBRATED_FIX if isinstance(e, pipeline.UncalibratedError) and not from_file else ""
                     self._count_error("calibration", f"{source}: {e}{fix}; depth/camera_info and points skipped", [f],
                                       partial=True)
@@ -2261,8 +2265,10 @@ class DptNode(Node):
         not again for this camera after one such wait ran out (its camera_info has stopped, comes slower than its
         images, or is stamped further behind them) until a camera_info comes that a waiting frame could use
         (:meth:`_keep`). With ``camera_info.url``, the file's."""
-        calibration = f.camera.calibration   # (read once: a camera_info.url change may clear it meanwhile)
+        with self._lock:   # (read once, with the url it came from, as a change sets both: it may clear it meanwhile)
+            calibration, url = f.camera.calibration, self._settings["camera_info.url"]
         if calibration is not None:
+            f.calibration_url = url
             return calibration
         stamp = conversions.stamp_ns(f.msg.header)
         policy = s["camera_info.policy"]
@@ -2324,15 +2330,16 @@ class DptNode(Node):
             self._info_problem(f.camera, None)
         return chosen
 
-    def _info_source(self, cam: _Camera, info: CameraInfo, s: Settings) -> tuple[str, bool]:
+    def _info_source(self, cam: _Camera, info: CameraInfo, url: str = "") -> tuple[str, bool]:
         """Where a frame's camera_info ``info`` came from, as the log names it, and whether that is a file:
-        camera_info.url's file for this camera, or its camera_info topic with the namespace and remaps applied (the
-        name `ros2 topic list` shows; the topic as written, ``left/camera_info``, need not exist)."""
-        if info is cam.calibration and s["camera_info.url"]:
+        camera_info.url's file for this camera (``url``, the value that gave it: :attr:`_Frame.calibration_url`), or
+        its camera_info topic with the namespace and remaps applied (the name `ros2 topic list` shows; the topic as
+        written, ``left/camera_info``, need not exist)."""
+        if url:
             try:
-                path = camera_calibration.resolve(s["camera_info.url"], _camera_name(cam.ns))
+                path = camera_calibration.resolve(url, _camera_name(cam.ns))
             except camera_calibration.CalibrationFileError:   # (it resolved when loaded: a later change of the url)
-                path = s["camera_info.url"]
+                path = url
             return f"camera_info.url's {path}", True
         return self.resolve_topic_name(cam.topic("camera_info")), False
 
@@ -2348,7 +2355,7 @@ class DptNode(Node):
             pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(info),
                                                  rectified=s["camera_info.rectified"])
         except pipeline.UncalibratedError as e:
-            return f"{self._info_source(cam, info, s)[0]}: {e}{_UNCALIBRATED_FIX}"
+            return f"{self._info_source(cam, info)[0]}: {e}{_UNCALIBRATED_FIX}"
         except pipeline.CalibrationError:   # (another fault: said with the frame's own camera_info, post-processing)
             pass
         return None

@@ -533,6 +533,41 @@ def test_a_frame_between_camera_info_url_cleared_and_its_subscription_is_early_n
     assert not [k for k in node.counts()[""] if k.startswith("error:")], node.counts()
 
 
+def test_a_frame_in_flight_when_camera_info_url_is_set_names_the_file_its_calibration_came_from(harness, tmp_path):
+    """camera_info.url set while a frame is in the worker (a user switching to a calibration file, `ros2 param set`,
+    with the camera streaming): the frame's settings are of before the set (no url), and it takes the file's
+    calibration that is in force when it looks for one. Its size line named that file's 160x120 as the camera_info
+    topic's ('/cal/camera_info describes a 160x120 image', which `ros2 topic echo` shows 80x60), as the source was told
+    by the frame's settings, not by where its calibration came from. Forced: the frame held in its forward pass until
+    the set has returned."""
+    from dpt_ros.ros.testing import gate_engine
+
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="cal", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    out = harness.collector(CameraInfo, "/cal/depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "/cal/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/cal/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    frame = make_image(1, width=80, height=60)
+    info_pub.publish(make_info(frame))   # (80x60, fx 50: nothing to scale)
+    wait_for(lambda: node.cameras[0].infos, what="the camera_info")
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(frame)
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        assert set_params(harness, node, **{"camera_info.url": str(tmp_path / "ost.yaml")})[0].successful
+    finally:
+        gate.set()
+    wait_for(lambda: len(out) == 1, what="the frame's depth/camera_info")
+    assert out[0].k[0] == pytest.approx(60.0)   # the file's 120 px at 160x120, scaled to the 80x60 frame
+    wait_for(lambda: any(" the intrinsics are scaled by " in m.msg for m in log), what="the size line")
+    assert [(m.level, m.msg) for m in log if " the intrinsics are scaled by " in m.msg] == [
+        (Log.INFO, f"camera_info.url's {tmp_path / 'ost.yaml'} describes a 160x120 image, the frames are 80x60: the "
+                   f"intrinsics are scaled by 0.5 (depth/camera_info publishes them, for consumers of depth)")]
+
+
 def test_the_log_names_where_a_frames_calibration_came_from(harness, tmp_path):
     """A camera_info that cannot be used, or that describes another aspect ratio, is named in the log as the topic
     it came on, namespace and remaps applied (/cam/camera_info, not the camera_info of the node's rule), with what
