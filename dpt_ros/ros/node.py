@@ -1237,6 +1237,9 @@ class DptNode(Node):
                 elif name == "depth_reference":
                     cam.references.clear()
                     cam.alignment = cam.reference_problem = None
+                # a frame waiting for one (_await) waits no more: nothing comes now (camera_info.url set: the frame
+                # takes the file's, see _camera_info; depth.align off: it goes out without alignment)
+                self._info_arrived.notify_all()
 
     def _incompatible_qos(self, topic: str, output: bool, latched_info: Optional[str] = None):
         """The warning callback for one of this node's publishers (``output``) or subscriptions: which policy
@@ -2238,8 +2241,10 @@ class DptNode(Node):
         cleared when one arrives that a waiting frame could use, :meth:`_keep`; not by those of another clock, nor by
         those stamped consistently further behind the images, which match no frame in time): the worker serves
         every camera, and would hold all of them back by that wait on each of this camera's frames. No wait while
-        deactivating or stopping (the executor that would deliver it is the one waiting for this frame)."""
+        deactivating or stopping (the executor that would deliver it is the one waiting for this frame), nor once its
+        topic is unsubscribed (camera_info.url or depth.align set meanwhile: nothing more comes)."""
         wait = self._wait_s()
+        topic = "camera_info" if buffer is cam.infos else "depth_reference"
         deadline = time.monotonic() + wait
         with self._info_arrived:
             cam.reach[in_vain] = deadline - wait - received
@@ -2249,7 +2254,7 @@ class DptNode(Node):
                 now = time.monotonic()
                 passed = any(0 <= t - stamp <= _STAMP_JUMP_S * 1e9 for t, _ in held)
                 if chosen is not None or (not held and now - since >= _INFO_GRACE_S) or passed \
-                        or self._stopping or getattr(cam, in_vain) or not self._active:
+                        or self._stopping or getattr(cam, in_vain) or not self._active or topic not in cam.subs:
                     return chosen, held
                 if now >= deadline:
                     setattr(cam, in_vain, True)
@@ -2277,6 +2282,11 @@ class DptNode(Node):
                                     lambda held: self._match_info(held, stamp, policy, tolerance), f.camera.info_since,
                                     received=f.received)
         if chosen is None:
+            with self._lock:   # camera_info.url set while it looked (its wait ended by that): the file's, as the next
+                calibration, url = f.camera.calibration, self._settings["camera_info.url"]   # frames'
+            if calibration is not None:
+                f.calibration_url = url
+                return calibration
             topic = self.resolve_topic_name(f.camera.topic("camera_info"))   # (namespace and remaps applied)
             age = time.monotonic() - f.camera.info_since
             if not infos and age < _INFO_GRACE_S:   # (a WARN: most likely its first one is still on its way)

@@ -568,6 +568,42 @@ def test_a_frame_in_flight_when_camera_info_url_is_set_names_the_file_its_calibr
                    f"intrinsics are scaled by 0.5 (depth/camera_info publishes them, for consumers of depth)")]
 
 
+def test_a_frame_waiting_for_its_camera_info_when_camera_info_url_is_set_takes_the_file(harness, tmp_path,
+                                                                                       monkeypatch):
+    """camera_info.url set while a frame waits for its camera_info (none as new as it has come yet: it may be on its
+    way): the set unsubscribes camera_info and forgets what it brought, so nothing could end the wait, which ran to
+    its end (50 ms, the worker and every camera held) and the frame went out without depth/camera_info and points,
+    counted incomplete:no_camera_info with an ERROR '[no_camera_info] no camera_info: none received on /wt/camera_info:
+    check that the camera publishes it ... or give a calibration file (camera_info.url)', the file just given. The set now
+    ends the wait and the frame takes the file's calibration, as the next frames do. Forced: the wait made 10 s long,
+    the set made while the frame is in it (not timed: the frame's outputs and counts are asserted once it is done)."""
+    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros.testing import watch_waits
+
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
+    node = harness.start_node(namespace="wt", **{"depth.scale": 1.0})
+    out = harness.collector(CameraInfo, "/wt/depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "/wt/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/wt/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    waits, waiting = watch_waits(node, monkeypatch)
+    first = make_image(10**9, width=80, height=60)
+    info_pub.publish(make_info(first))
+    wait_for(lambda: node.cameras[0].infos, what="the camera_info")
+    pub.publish(first)
+    wait_for(lambda: len(out) == 1, what="the first frame's depth/camera_info")
+    pub.publish(make_image(2 * 10**9, width=80, height=60))   # its camera_info (stamped 2 s) not sent
+    wait_for(waiting.is_set, what="the second frame waiting for its camera_info")
+    assert set_params(harness, node, **{"camera_info.url": str(tmp_path / "ost.yaml")})[0].successful
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 2, timeout=30, what="the second frame")
+    wait_for(lambda: len(out) == node.counts()[""]["out:depth/camera_info"], what="what it published")
+    assert waits == [2 * 10**9]
+    assert len(out) == 2 and out[1].k[0] == pytest.approx(60.0)   # the file's 120 px at 160x120, for 80x60
+    assert {k: n for k, n in node.counts()[""].items() if not k.startswith("out:")} == {"received": 2, "processed": 2}
+
+
 def test_the_log_names_where_a_frames_calibration_came_from(harness, tmp_path):
     """A camera_info that cannot be used, or that describes another aspect ratio, is named in the log as the topic
     it came on, namespace and remaps applied (/cam/camera_info, not the camera_info of the node's rule), with what
