@@ -26,7 +26,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 from dpt_ros.ros import conversions  # noqa: E402
-from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES, percentile  # noqa: E402  (the node's own stage and output names)
+from dpt_ros.ros.health import percentile  # noqa: E402  (the node's /diagnostics one)
+from dpt_ros.ros.node import _DEPTH_OUTPUTS, STAGES  # noqa: E402  (the node's own stage and output names)
 from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)

@@ -39,7 +39,7 @@ from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model
                                      check_model_arguments, dds_profile)
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
-from dpt_ros.ros.node import percentile  # noqa: E402
+from dpt_ros.ros.health import percentile  # noqa: E402
 from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, program  # noqa: E402
 
 #: the stage times the node keeps (its last 300 batches: node.py's _stage_ms deques), which --frames must fit in

@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     from sensor_msgs.msg import Image
 
     from dpt_ros.ros import conversions
-    from dpt_ros.ros.node import percentile
+    from dpt_ros.ros.health import percentile
 
     out = Path(args.out)
     try:   # (an earlier run's files stay until this run has frames of its own to write)

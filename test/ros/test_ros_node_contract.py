@@ -18,7 +18,7 @@ from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros import pipeline
-from dpt_ros.ros import conversions
+from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
 from dpt_ros.ros.testing import gate_engine, get_params, make_image, make_info, qos, set_params, truncated_checkpoint, wait_for
 
@@ -210,7 +210,7 @@ def _camera_status(node):
 def test_diagnostics_rates_window_and_age(harness, monkeypatch):
     """Output rate counts outputs, not inputs; the rates are of the reports of the last _RATE_WINDOW_S (5 s; 1 s
     here), not of the last report's period only; the output age is in milliseconds."""
-    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 1.0)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
@@ -242,7 +242,7 @@ def test_a_camera_slower_than_the_reports_has_a_steady_rate(harness, monkeypatch
     """A 4 Hz camera reported on every 0.05 s: each report once its frames flow says "ok" and a rate of the last
     _RATE_WINDOW_S (1 s here) near 4 Hz; the rate of one report period alone alternated between 0.00 Hz with
     "no input" and 20 Hz."""
-    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 1.0)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
@@ -288,7 +288,7 @@ def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_
 def test_latency_and_age_in_diagnostics_are_of_the_last_stretch_only(harness, monkeypatch):
     """After a pause the figures are not the old ones forever (a stalled batch's 7 s p99 stayed until 300 newer
     batches came): latency and age are of the batches of the last _STATS_WINDOW_S (30 s; 1.5 s here)."""
-    monkeypatch.setattr(node_module, "_STATS_WINDOW_S", 1.5)
+    monkeypatch.setattr(health, "_STATS_WINDOW_S", 1.5)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     out = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -316,7 +316,7 @@ def test_an_image_topic_nothing_publishes_is_logged_with_the_image_topics_there(
     nothing publishes the node's image topic, lists the Image topics others publish (not the node's own outputs,
     not a topic with subscribers only) and how to remap; it is logged once, as /diagnostics has it, so that a user
     without the ros2 CLI sees it too."""
-    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    monkeypatch.setattr(health, "_STALL_S", 0.0)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     log = harness.collector(Log, "/rosout")
     cams = [harness.probe.create_publisher(Image, t, qos()) for t in ("/camera/image_raw", "/camera/depth")]
@@ -343,7 +343,7 @@ def test_a_namespaced_cameras_missing_inputs_name_the_remap_of_that_camera(harne
     image:= (a rule for the node's own camera, which this node has none of: following it changed nothing), and no
     launch argument (image:= and camera_info:= remap only the bare names). The depth_reference's words are in
     test_ros_node_align."""
-    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    monkeypatch.setattr(health, "_STALL_S", 0.0)
     monkeypatch.setattr(node_module, "_INFO_GRACE_S", 0.0)
     node = harness.start_node(namespace="robot", cameras=["left", "/b", "~/c"], **{"diagnostics.period": 60.0})
     harness.probe.create_publisher(Image, "/camera/image_raw", qos())
@@ -374,7 +374,7 @@ def test_a_namespaced_cameras_missing_inputs_name_the_remap_of_that_camera(harne
 def test_a_silent_camera_is_a_warning_in_diagnostics(harness, monkeypatch):
     """A camera that never sent an image, or stopped, is reported at WARN level (what robot health monitors
     show) once it has been silent for _STALL_S; before that, and while images arrive, it is OK."""
-    monkeypatch.setattr(node_module, "_STALL_S", 0.5)
+    monkeypatch.setattr(health, "_STALL_S", 0.5)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     log = harness.collector(Log, "/rosout")
     pub = harness.probe.create_publisher(Image, "image", qos())
@@ -408,7 +408,7 @@ def _stuck_limit_node(harness, monkeypatch) -> tuple:
     """A node whose stuck-worker limit is 0.5 s (_STUCK_S; the warm-up's share cleared: slower on a busy CPU, it is
     another test's), with collectors of /rosout and inverse_depth and an image publisher, discovered. Returns (node,
     log, inverse_depth received, image publisher)."""
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
+    monkeypatch.setattr(health, "_STUCK_S", 0.5)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     node.models.warmup_s.clear()
     log = harness.collector(Log, "/rosout")
@@ -479,7 +479,7 @@ def test_a_first_batch_no_slower_than_the_warm_up_is_not_taken_for_stuck(harness
     forward passes in its start-up warm-up: with input_size 2048 on the CPU a warm-up of 27 s, then a first batch of
     19 s reported as a stuck worker. Now the limit is at least 3x the warm-up's pass per frame per camera; a batch
     held past that is still an error. (Every forward pass here takes 0.4 s more, the warm-up's too; _STUCK_S 0.5 s.)"""
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.5)
+    monkeypatch.setattr(health, "_STUCK_S", 0.5)
     real_load = node_module.load_models
 
     def slow_load(*args, **kwargs):

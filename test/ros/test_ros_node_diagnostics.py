@@ -43,9 +43,9 @@ def test_a_silent_camera_of_an_incompatible_qos_is_said_to_be_that_not_a_dev_shm
     """A camera that publishes best effort to qos.input_reliability:=reliable is discovered and never heard: its
     status said `1 publisher found on it, so if none is just idle: processes in containers ... /dev/shm ...`, while
     the node had logged the incompatible QoS and what to change. It now says that instead."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    monkeypatch.setattr(health, "_STALL_S", 1.0)
     node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos("best_effort"))
     wait_for(lambda: node.count_publishers("/image") == 1, what="discovery")
@@ -68,9 +68,9 @@ def test_a_qos_mismatch_is_said_only_while_a_publisher_of_that_qos_is_on_the_gra
     anew: after the best-effort camera gave way to a reliable one that is silent (or to none), it still blamed QoS
     and told to set qos.input_reliability:=best_effort. It now judges the publishers on the graph at each report:
     how many there are, how many of them this subscription cannot take, and why. The log says each reason once."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    monkeypatch.setattr(health, "_STALL_S", 1.0)
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
     probe = harness.probe
@@ -186,9 +186,9 @@ def test_a_camera_that_went_silent_says_whether_its_topic_still_has_a_publisher_
     """After a camera had sent images, its status said only "no image for N s", whether the driver had stopped (no
     publisher left), stalled, or come back with a QoS the subscription cannot take (a driver restarted with
     reliability best_effort to a node at qos.input_reliability:=reliable): the last gave no hint at all."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    monkeypatch.setattr(health, "_STALL_S", 1.0)
     node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
     probe = harness.probe
     pub = probe.create_publisher(Image, "image", qos())
@@ -262,9 +262,9 @@ def test_a_camera_resubscribed_has_no_image_yet_not_none_for_n_s(harness, monkey
     (<the new topic>) ...", as at start-up."""
     from rclpy.lifecycle import TransitionCallbackReturn
 
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    monkeypatch.setattr(health, "_STALL_S", 1.0)
     node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS

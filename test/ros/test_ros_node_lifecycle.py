@@ -289,9 +289,11 @@ def test_a_camera_of_a_new_configuration_gets_its_own_once_per_camera_warnings(h
 def _worker_left_behind(harness, monkeypatch):
     """A managed node whose worker hangs in a forward pass past cleanup's limit (0.3 s here), then configured and
     activated again: (node, its inverse_depth collector, the image publisher, the gate that wakes the old worker)."""
+    from dpt_ros.ros import health
     from dpt_ros.ros import node as node_module
 
-    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)   # cleanup's limit
+    monkeypatch.setattr(health, "_STUCK_S", 0.3)   # and /diagnostics' (the same constant)
     node = harness.start_node(managed=True)
     assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
     assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
@@ -576,9 +578,9 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
     """/diagnostics compares a camera's counters with the same configuration's: after cleanup, configure and
     activate, the first report has no negative rate and no frame errors of the configuration before. A camera not
     heard from is "no input" (OK) for its first seconds after activation, however long the node waited before."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 1.0)
+    monkeypatch.setattr(health, "_STALL_S", 1.0)
     # reports only when this test asks (the timer's would move the baseline between its calls)
     node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})
 
@@ -627,9 +629,9 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
 def test_no_image_yet_is_logged_again_after_a_reactivation(harness, monkeypatch):
     """A camera still silent after deactivate and activate is said in the log again (once per subscription): it was
     said once in the node's life, so a user re-activating a node whose camera had never sent got no hint."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 0.3)
+    monkeypatch.setattr(health, "_STALL_S", 0.3)
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(namespace="lc_silent", managed=True, **{"diagnostics.period": 60.0})   # reports when asked
 

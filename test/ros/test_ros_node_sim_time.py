@@ -11,7 +11,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from dpt_ros.ros import conversions
+from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
 from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, wait_for
 
@@ -360,7 +360,7 @@ def test_the_first_report_after_a_paused_bag_gives_the_rate_of_its_frames_not_of
     8 s pause). Now a stretch of _CLOCK_STILL_S (2 s; 0.5 here) or more in which the clock stood still is left out:
     the rates are the frames over the wall seconds of the window in which the clock moved."""
     monkeypatch.setattr(node_module, "_CLOCK_STILL_S", 0.5, raising=False)   # (2 s in the node)
-    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)   # (the report before the pause begins the window)
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 1.0)   # (the report before the pause begins the window)
     node, log, out, tick, frame = _replay(harness)
     tick(T0)
     start = time.monotonic()

@@ -1152,9 +1152,9 @@ def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_
     no Image topic had a publisher, and to remap image); and the same the other way round."""
     from sensor_msgs.msg import CompressedImage
 
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    monkeypatch.setattr(health, "_STALL_S", 0.0)
     node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw"], **{"diagnostics.period": 60.0})
     jpeg = harness.probe.create_publisher(CompressedImage, "/cam/image_raw/compressed", qos("best_effort"))
     wait_for(lambda: node.count_publishers("/cam/image_raw/compressed") > 0, what="discovery")
@@ -1190,9 +1190,9 @@ def test_an_image_topic_of_another_message_type_is_said_so_with_the_remap_to_mak
     and was told only 'nothing publishes it': now that the remap should name the base topic."""
     from sensor_msgs.msg import CompressedImage
 
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_STALL_S", 0.0)
+    monkeypatch.setattr(health, "_STALL_S", 0.0)
     node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw/compressed"],
                               **{"diagnostics.period": 60.0})
     harness.other_participant().create_publisher(CompressedImage, "/cam/image_raw/compressed", qos("best_effort"))

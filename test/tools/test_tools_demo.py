@@ -92,7 +92,7 @@ def test_demo_writes_frames_latency_and_random_weight_warning(tmp_path):
     model = next(v for k, v in summary["diagnostics"].items() if k.endswith(": model"))
     # input stamp -> received here: in milliseconds, so at least about the node's own model time
     assert len(lat) == 3 and all(0.5 * float(model["latency.model_ms"]) < x < 60_000 for x in lat), (lat, model)
-    assert p50 == sorted(lat)[1] and summary["latency_ms"]["max"] == max(lat)   # the middle of three (node.percentile)
+    assert p50 == sorted(lat)[1] and summary["latency_ms"]["max"] == max(lat)   # the middle of three (health.percentile)
     assert not (out / "frame_099_input.png").exists()   # an earlier run's frames are removed
     assert (out / "frame_0001.jpg").read_bytes() == b"the user's own file"   # nothing else
     from dpt_ros.ros.sample_camera import builtin_frames, resize

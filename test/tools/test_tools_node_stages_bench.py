@@ -344,20 +344,20 @@ def test_bench_e2e_gives_its_node_the_weights_file_it_checked(tmp_path, monkeypa
 
 
 def test_stage_percentiles_are_the_nodes_one_helper():
-    """The node's /diagnostics percentiles and both benchmarks' come from one helper (node.percentile), NumPy's
+    """The node's /diagnostics percentiles and both benchmarks' come from one helper (health.percentile), NumPy's
     linear percentile, NaN for no values."""
     import math
 
     import numpy as np
 
-    from dpt_ros.ros import node
+    from dpt_ros.ros import health
     from dpt_ros.tools import bench_e2e
 
-    assert bench_node_stages.percentile is node.percentile and bench_e2e.percentile is node.percentile
+    assert bench_node_stages.percentile is health.percentile and bench_e2e.percentile is health.percentile
     values = np.random.default_rng(3).exponential(2.0, 37).tolist()
     for q in (0, 50, 90, 99, 100):
-        assert node.percentile(values, q) == float(np.percentile(values, q))
-    assert node.percentile([4.0], 90) == 4.0 and math.isnan(node.percentile([], 50))
+        assert health.percentile(values, q) == float(np.percentile(values, q))
+    assert health.percentile([4.0], 90) == 4.0 and math.isnan(health.percentile([], 50))
 
 
 def _profiler_on() -> bool:

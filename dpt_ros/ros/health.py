@@ -1,0 +1,219 @@
+"""/diagnostics of :class:`~dpt_ros.ros.node.DptNode`: one status for the model, one per camera."""
+from __future__ import annotations
+
+import collections
+import time
+
+import numpy as np
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+from dpt_ros.ros import conversions
+
+_STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
+# /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
+# or less), a camera slower than it alternated between 0.00 Hz with "no input" and twice its rate
+_RATE_WINDOW_S = 5.0
+#: a batch running this long (or 3x the slowest recent batch, or 3x the warm-up's pass per frame per camera, if more)
+#: is reported as a stuck worker (ERROR)
+_STUCK_S = 10.0
+_STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
+
+
+def percentile(values, q: float) -> float:
+    """The ``q`` percentile (0-100) of a list of numbers, NumPy's default (linear between neighbours); NaN for
+    none. The one helper for the node's /diagnostics figures and the benchmarks' (bench_e2e, bench_node_stages)."""
+    return float(np.percentile(np.asarray(values, np.float64), q)) if len(values) else float("nan")
+
+
+class NodeHealth:
+    """DptNode's /diagnostics (a mixin: it reads the node's counters, cameras and models)."""
+
+    def diagnostics(self) -> DiagnosticArray:
+        """The current DiagnosticArray: one status for the model, one per camera."""
+        now = time.monotonic()
+        with self._lock:
+            last_counts = self._last_diag[1]
+            counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
+            stages = {k: list(v) for k, v in self._stage_ms.items()}
+            stage_sums, batches = dict(self._stage_sums), self._batches
+            ages = list(self._ages_ms)
+            # the figures of the last _STATS_WINDOW_S only: after a pause or a stall, not the old ones forever
+            recent_batches = sum(1 for t in self._batch_done if now - t <= _STATS_WINDOW_S)
+            recent_ages = sum(1 for t in self._age_done if now - t <= _STATS_WINDOW_S)
+            errors = collections.Counter(self._errors)
+            self._last_diag = (now, counts)
+            history = self._rate_history
+            while len(history) > 1 and history[1][0] <= now - _RATE_WINDOW_S:
+                history.popleft()   # (the oldest kept is at least the window old, once the node has run that long)
+            rate_t, rate_counts = history[0]
+            # wall seconds, less those in which the node's clock (/clock's) stood still: a paused bag sent no frame
+            still = sum(max(0.0, min(end, now) - max(start, rate_t)) for start, end in self._clock_still)
+            rate_dt = max(now - rate_t - still, 1e-6)
+            history.append((now, counts))
+            model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        # as diagnostic_updater names a node's statuses (rclcpp: the fully qualified name without its leading slash),
+        # so that diagnostic_aggregator's analyzers (startswith: dpt_node, robot/dpt_node) and tools that group by
+        # node find them
+        name = self.get_fully_qualified_name().lstrip("/")
+        if m is None:   # a managed node, unconfigured (it publishes no diagnostics then; for a direct call)
+            msg.status = [DiagnosticStatus(level=DiagnosticStatus.OK, name=f"{name}: model",
+                                           message="unconfigured: no model loaded (lifecycle)")]
+            return msg
+        kv = m.describe()
+        if self._MANAGED:
+            kv["lifecycle_state"] = "active" if active else "inactive"
+        for task, (pre, shape) in list(self._net_inputs.items()):
+            if f"{task}.net_size" in kv and getattr(m, f"{task}_pre") is pre():
+                kv[f"{task}.net_input"] = shape
+        if self._ignored_parameters:
+            kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
+        kv["cpu_threads"] = "torch {}, opencv {}".format(*self._threads_in_use)
+        kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
+                   "model_loading": str(loading), "last_model_error": model_error or "none",
+                   "age_p50_ms": f"{percentile(ages[len(ages) - recent_ages:], 50):.1f}",
+                   "age_p99_ms": f"{percentile(ages[len(ages) - recent_ages:], 99):.1f}"})
+        for stage, values in stages.items():
+            values = values[len(values) - recent_batches:]
+            kv[f"latency.{stage}_ms"] = f"{(sum(values) / len(values)) if values else float('nan'):.2f}"
+        # cumulative since start: a tool's means over its own window are differences of two reports (bench_e2e)
+        kv["latency.batches"] = str(batches)
+        for stage, ms in stage_sums.items():
+            kv[f"latency.{stage}_sum_ms"] = f"{ms:.3f}"
+        total = [sum(v) for v in zip(*stages.values())]   # (all held: the stuck limit below scales with the slowest)
+        recent_total = total[len(total) - recent_batches:]
+        kv["latency.total_p50_ms"] = f"{percentile(recent_total, 50):.2f}"
+        kv["latency.total_p99_ms"] = f"{percentile(recent_total, 99):.2f}"
+        encode_ms = list(self._compressed.encode_ms) if self._compressed is not None else []
+        if encode_ms:   # on their own thread, not part of the total: a frame's compressed copies together
+            kv["latency.compressed_copies_ms"] = f"{sum(encode_ms) / len(encode_ms):.2f}"
+        for reason, n in sorted(errors.items()):
+            kv[f"errors.{reason}"] = str(n)
+        if m.device.type == "cuda":
+            kv["gpu_memory_allocated_mb"] = f"{torch.cuda.memory_allocated(m.device) / 2**20:.1f}"
+            kv["gpu_memory_reserved_mb"] = f"{torch.cuda.memory_reserved(m.device) / 2**20:.1f}"
+        random_w = any(getattr(m, t) is not None and getattr(m, t).random_weights for t in ("depth", "segmentation"))
+        level, text = DiagnosticStatus.OK, "running"
+        busy = self._busy   # read once: the worker replaces it
+        # a batch of every camera's frame at the warm-up's pace counts as one too: before any batch has finished (or
+        # after a pause longer than the stats window) a first batch of a model merely slow is not taken for stuck
+        warmup = sum(m.warmup_s.values()) * max(1, len(self._cameras))
+        limit = max(_STUCK_S, 3.0 * max(total, default=0.0) / 1000.0, 3.0 * warmup)
+        if busy is not None and now - busy[1] > limit:
+            kv["worker_stuck_in"], kv["worker_stuck_s"] = busy[0], f"{now - busy[1]:.1f}"
+            level, text = DiagnosticStatus.ERROR, (
+                f"worker stuck in {busy[0]} for {now - busy[1]:.0f} s (limit {limit:.0f} s): no outputs meanwhile")
+            if self._stuck_logged != busy:
+                self._stuck_logged = busy
+                # (before any batch has finished there is no slowest one: it said "took 0.0 s", and a first batch
+                # that is merely slow, a large input_size on the CPU, is the likelier cause then)
+                before = (f"its slowest recent batch took {max(total) / 1000.0:.1f} s" if total else
+                          f"no batch has finished yet: a model slower than {limit:g} s a batch on this device, e.g. "
+                          f"a large input_size on the CPU, is taken for stuck until its first batch finishes; if so, "
+                          f"a smaller input_size or a GPU")
+                self.get_logger().error(
+                    f"the inference worker has been in its {busy[0]} stage for {now - busy[1]:.0f} s ({before}): "
+                    f"nothing is published meanwhile. A hung GPU or driver (nvidia-smi), a CPU starved by other "
+                    f"processes, or a publish blocked by a stalled subscriber; /diagnostics turns OK again when it "
+                    f"moves on")
+        elif model_error:
+            level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
+        elif random_w:
+            level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful" + (
+                "" if active else "; inactive (lifecycle): cameras not subscribed")
+        elif not active:
+            text = "inactive (lifecycle): model loaded, cameras not subscribed"
+        statuses = [DiagnosticStatus(level=level, name=f"{name}: model", message=text, hardware_id=str(m.device),
+                                     values=[KeyValue(key=k, value=v) for k, v in kv.items()])]
+        for cam in self._cameras:
+            c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
+            before = rate_counts.get(cam.index, collections.Counter())   # (the start of the rate window)
+            # (inactive, not subscribed: the topic activate subscribes, not '' before the first activation)
+            ckv = {"topic": cam.image_topic if "image" in cam.subs else self._image_topic(cam),
+                   "input_rate_hz": f"{(c['received'] - before['received']) / rate_dt:.2f}",
+                   "output_rate_hz": f"{(c['processed'] - before['processed']) / rate_dt:.2f}"}
+            for key in ("received", "processed", "dropped", "idle", "throttled"):
+                ckv[key] = str(c[key])
+            for key, n in sorted(c.items()):
+                if ":" in key:
+                    ckv[key.replace(":", ".")] = str(n)
+            if cam.calibration is not None:
+                ckv["camera_info"] = "camera_info.url"
+            elif self._never_had_info(cam) and self._settings["depth.variant"]:   # (segmentation alone needs none)
+                ckv["camera_info"] = self._no_info_reason(cam, self._settings)
+            elif (problem := cam.info_problem) is not None and "camera_info" in cam.subs:   # (the worker sets it)
+                ckv["camera_info"] = problem
+            if (problem := cam.reference_problem) is not None:
+                ckv["depth_reference"] = problem
+            if cam.alignment is not None:
+                ckv["alignment.scale"], ckv["alignment.shift"] = (f"{v:.6g}" for v in cam.alignment[:2])
+                ckv["alignment.pixels"] = str(cam.alignment[2])
+            errs, incomplete = (sum(n for k, n in c.items() if k.startswith(p)) -
+                                sum(n for k, n in prev.items() if k.startswith(p)) for p in ("error:", "incomplete:"))
+            lvl, txt = DiagnosticStatus.OK, "ok"
+            if errs or incomplete:   # (also inactive: frames that failed before or during the deactivation)
+                lvl, txt = DiagnosticStatus.WARN, ", ".join(
+                    t for n, t in ((errs, f"{errs} frame error{'s' * (errs != 1)}"),
+                                   (incomplete, f"{incomplete} frame{'s' * (incomplete != 1)} with outputs skipped"))
+                    if n) + " since last report" + ("" if active else "; inactive (lifecycle): not subscribed")
+            elif not active:
+                txt = "inactive (lifecycle): not subscribed"
+            elif c["received"] == prev["received"]:
+                # silent since the last report: after _STALL_S a warning, which robot health monitors show
+                last = cam.last_image
+                # none since its image subscription was made (a frame from before a reactivation or an
+                # image_transport change is of another subscription): "no image yet", not "no image for"
+                fresh = last is None or last < cam.image_since
+                silent = now - (cam.image_since if fresh else last)
+                ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
+                if silent < _STALL_S:   # (a camera slower than the reports, with frames in the rate window: ok)
+                    lvl, txt = DiagnosticStatus.OK, "no input" if c["received"] == before["received"] else "ok"
+                elif fresh:
+                    lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
+                                                       f"topic ({cam.image_topic}) and the camera's QoS")
+                    publishers, incompatible, mismatch = self._publishers_now(cam)
+                    compressed = self._settings["image_transport"] == "compressed"
+                    types = publishers and self._types_instead(
+                        cam.image_topic, f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}")
+                    if types:   # publishers of another message type: DDS matches none of them, silently
+                        txt += self._image_of_another_type(cam, publishers, types, compressed)
+                    elif incompatible:   # the reason known: a QoS this subscription cannot take
+                        txt += mismatch
+                    elif publishers:   # discovered but silent: also what a separate /dev/shm per container looks like
+                        txt += (f"; {publishers} publisher{'s' * (publishers != 1)} found on it, so if none is just "
+                                f"idle: processes in containers on one host network (--net=host) with a "
+                                f"/dev/shm each (docker's default) discover each other but receive nothing from each "
+                                f"other, with no error from Fast DDS: start them with --ipc=host, or give them one "
+                                f"/dev/shm (README: In Docker)")
+                    else:   # a newcomer's first run: the camera publishes elsewhere (image_raw, a namespace)
+                        txt += self._nothing_publishes(cam)
+                    said = (cam.image_topic, "type" if types else "qos" if incompatible else "silent" if publishers
+                            else "none")
+                    if said not in self._silent_logged:   # once each reason: the log is what most read
+                        self._silent_logged.add(said)
+                        self.get_logger().warning(txt)
+                else:   # it sent images: a camera stalled, stopped, or restarted with another QoS
+                    lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
+                    publishers, incompatible, mismatch = self._publishers_now(cam)
+                    if incompatible:
+                        txt += mismatch
+                    elif not publishers:
+                        txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
+            statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
+                                             hardware_id=ckv["topic"],
+                                             values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
+        msg.status = statuses
+        return msg
+
+    def _publish_diagnostics(self) -> None:
+        pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)
+        if pub is None:
+            return
+        try:
+            pub.publish(self.diagnostics())
+        except Exception:  # noqa: BLE001
+            if self._diag_pub is pub:
+                raise
+            # a cleanup on another thread destroyed it after it was read (InvalidHandle): nothing to report to
