@@ -2134,16 +2134,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         compressed = s["depth.align_transport"] == "compressedDepth"
         if not held and not publishers:
             # the depth camera is there, in the other transport (a bag or a Wi-Fi robot with only its compressedDepth)
-            other = topic.removesuffix("/compressedDepth") if compressed else topic + "/compressedDepth"
-            other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
-            if any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
-                transport = "raw" if compressed else "compressedDepth"
-                return (f"nothing received on {topic} since it was subscribed, and nothing publishes there, but "
-                        f"{other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the depth camera offers the "
-                        f"{transport} transport, set depth.align_transport:={transport} (ros2 param set "
-                        f"{self.get_fully_qualified_name()} depth.align_transport {transport}; -p "
-                        f"depth.align_transport:={transport}, or the launch files' argument "
-                        f"depth_reference_transport:={transport})")
+            other = self._other_transport(topic, "/compressedDepth", compressed, "depth camera",
+                                          "depth.align_transport", "depth_reference_transport")
+            if other:
+                return f"nothing received on {topic} since it was subscribed, and nothing publishes there, but {other}"
             rule, launch = _remap_example(cam, "depth_reference", "/camera/aligned_depth_to_color/image_raw")
             return (f"nothing received on {topic} since it was subscribed, and nothing publishes there: remap "
                     f"{cam.topic('depth_reference')} to the depth of this camera's view, e.g. {rule} "

@@ -125,15 +125,26 @@ class TopicChecks:
             return (f"; nothing publishes it, but {doubled} has a publisher of CompressedImage: with "
                     f"image_transport:=compressed the node adds /compressed to the image topic, as image_transport "
                     f"does: remap the image to the base topic ({rule})")
-        other = cam.image_topic.removesuffix("/compressed") if compressed else cam.image_topic + "/compressed"
-        other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
-        if any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
-            transport = "raw" if compressed else "compressed"
-            return (f"; nothing publishes it, but {other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the "
-                    f"camera offers the {transport} transport, set image_transport:={transport} (ros2 param set "
-                    f"{self.get_fully_qualified_name()} image_transport {transport}; -p image_transport:={transport}, "
-                    f"or the launch files' argument image_transport:={transport})")
+        other = self._other_transport(cam.image_topic, "/compressed", compressed, "camera", "image_transport",
+                                      "image_transport")
+        if other:
+            return f"; nothing publishes it, but {other}"
         rule = _remap_example(cam, "image", "/camera/image_raw")
         return (f"; nothing publishes it ({wanted.rsplit('/', 1)[-1]} topics with a publisher: {listed or 'none'}): "
                 f"point the node at the camera's topic ({'; '.join(filter(None, rule))}, or the cameras "
                 f"parameter's namespaces)")
+
+    def _other_transport(self, topic: str, suffix: str, compressed: bool, device: str, param: str,
+                         argument: str) -> str:
+        """For an input ``topic`` nothing publishes: when its other transport has a publisher (``compressed``: the
+        raw ``topic`` less ``suffix``, '/compressed' or '/compressedDepth'; else ``topic`` + ``suffix``), that and the
+        ``param`` (launch ``argument``) to set, e.g. "/cam/image_raw/compressed has a publisher of CompressedImage: the
+        camera offers the compressed transport, set image_transport:=compressed (...)"; '' when it has none."""
+        other = topic.removesuffix(suffix) if compressed else topic + suffix
+        other_type = "sensor_msgs/msg/Image" if compressed else "sensor_msgs/msg/CompressedImage"
+        if not any(info.topic_type == other_type for info in self.get_publishers_info_by_topic(other)):
+            return ""
+        transport = "raw" if compressed else suffix.lstrip("/")
+        return (f"{other} has a publisher of {other_type.rsplit('/', 1)[-1]}: the {device} offers the {transport} "
+                f"transport, set {param}:={transport} (ros2 param set {self.get_fully_qualified_name()} {param} "
+                f"{transport}; -p {param}:={transport}, or the launch files' argument {argument}:={transport})")
