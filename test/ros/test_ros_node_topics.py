@@ -512,14 +512,14 @@ def test_a_depth_without_one_measurement_is_said(harness):
     assert len(said()) == 2
 
 
-def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once(harness):
-    """camera_info.rectified (the default) on .../image_raw with distortion in camera_info: a WARN naming
-    camera_info.rectified:=false, once; the cloud is still made (as documented, distortion-free)."""
+def _distorted_lens(harness, topic: str, phrase: str, **params) -> tuple:
+    """A node on image ``topic`` whose camera_info (/cam/camera_info) has lens distortion (plumb_bob), two clouds
+    made, and its log's warning containing ``phrase`` come: (node, said(): its log lines with ``phrase``)."""
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw", "-r", "camera_info:=/cam/camera_info"],
-                              **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    node = harness.start_node(cli_args=["--ros-args", "-r", f"image:={topic}", "-r", "camera_info:=/cam/camera_info"],
+                              **{"depth.scale": 1.0, "camera_info.policy": "latest", **params})
     points = harness.collector(PointCloud2, "points")
-    pub = harness.probe.create_publisher(Image, "/cam/image_raw", qos("reliable"))
+    pub = harness.probe.create_publisher(Image, topic, qos("reliable"))
     info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
     wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
@@ -531,9 +531,16 @@ def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once
     publish_until(pub, lambda i: make_image(10 + i, width=48, height=36), points, n=2)
 
     def said():
-        return [m.msg for m in log if "looks like a raw (unrectified) image" in m.msg]
+        return [m.msg for m in log if phrase in m.msg]
 
     wait_for(lambda: said(), what="the warning")
+    return node, said
+
+
+def test_a_raw_image_topic_with_a_distorted_lens_taken_as_rectified_is_said_once(harness):
+    """camera_info.rectified (the default) on .../image_raw with distortion in camera_info: a WARN naming
+    camera_info.rectified:=false, once; the cloud is still made (as documented, distortion-free)."""
+    node, said = _distorted_lens(harness, "/cam/image_raw", "looks like a raw (unrectified) image")
     assert len(said()) == 1 and "/cam/image_raw" in said()[0] and "camera_info.rectified:=false" in said()[0]
     assert node.error_counts() == {}
 
@@ -542,25 +549,8 @@ def test_a_rectified_image_topic_with_a_distorted_lens_taken_as_raw_is_said_once
     """camera_info.rectified false on .../image_rect, whose camera_info (image_proc publishes none of its own) is the
     raw camera's with its D: the cloud undid the lens a second time, bending lines the other way, and nothing said
     so. Now a WARN naming camera_info.rectified:=true, once; the cloud is still made (as set)."""
-    log = harness.collector(Log, "/rosout")
-    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_rect", "-r", "camera_info:=/cam/camera_info"],
-                              **{"depth.scale": 1.0, "camera_info.policy": "latest", "camera_info.rectified": False})
-    points = harness.collector(PointCloud2, "points")
-    pub = harness.probe.create_publisher(Image, "/cam/image_rect", qos("reliable"))
-    info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
-    img = make_image(1, width=48, height=36)
-    info = make_info(img)
-    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]
-    info_pub.publish(info)
-    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
-    publish_until(pub, lambda i: make_image(10 + i, width=48, height=36), points, n=2)
-
-    def said():
-        return [m.msg for m in log if "looks like a rectified image" in m.msg]
-
-    wait_for(lambda: said(), what="the warning")
+    node, said = _distorted_lens(harness, "/cam/image_rect", "looks like a rectified image",
+                                 **{"camera_info.rectified": False})
     assert len(said()) == 1 and "/cam/image_rect" in said()[0] and "camera_info.rectified:=true" in said()[0]
     assert "a second time" in said()[0]
     assert node.error_counts() == {}
