@@ -247,8 +247,9 @@ def config_file_overrides(task: str, values: Mapping[str, str], given: Iterable[
     ``segmentation_variant``) pick a preset, which ``config_file`` comes after, so a ``ros2 param dump`` of another
     node (it sets every parameter) overrode ``variant:=dpt_large`` without a word and the node started dpt_hybrid with
     the large weights ('holds a different DPT'), and a dump of a node running depth alone turned dpt.launch.py's
-    segmentation off. Said: a variant argument among those ``given`` on the command line that the file sets to another
-    value, and one the file turns off (an empty variant), given or not. A file that cannot be read is left to the
+    segmentation off. Said: a variant argument among those ``given`` on the command line, or set to other than its
+    default (by a parent launch file's include), that the file sets to another value, and one the file turns off (an
+    empty variant), given or not. A file that cannot be read is left to the
     node, which says why."""
     from dpt_ros.ros.params import start_values   # (as ignored_arguments: the rest of this module needs no ROS)
 
@@ -262,6 +263,11 @@ def config_file_overrides(task: str, values: Mapping[str, str], given: Iterable[
     except ValueError:
         return []
     parameters = argument_parameters(task)
+    # given also: a model argument set to other than its default, which a parent launch file's include gives (its
+    # launch_arguments are no names on the command line; context.argv holds the parent's)
+    defaults = {a.name: a.default for a in launch_arguments(task)}
+    given = set(given) | {name for name in ("variant", "weights", "segmentation_variant", "segmentation_weights")
+                          if name in v and v[name] != defaults[name]}
     out = []
     for argument, weights in (("variant", "weights"), ("segmentation_variant", "segmentation_weights")):
         if argument not in v or parameters[argument] not in file_values:

@@ -212,6 +212,22 @@ def test_a_variant_argument_that_config_file_overrides_is_said(tmp_path):
         f"config_file {tuned} sets depth.variant: dpt_hybrid"]
 
 
+def test_a_variant_a_parent_launch_file_gives_that_config_file_overrides_is_said(tmp_path):
+    """A parent launch file's IncludeLaunchDescription(depth.launch.py, launch_arguments={'variant': 'dpt_large',
+    'weights': 'large.pt', 'config_file': 'tuned.yaml'}): its arguments are no names on the command line (context.argv
+    holds the parent's own), so the dump's dpt_hybrid overrode variant:=dpt_large without the warning that the same
+    arguments typed after ros2 launch give. A variant (weights) set to other than its default is said as given."""
+    tuned = tmp_path / "tuned.yaml"
+    tuned.write_text("/dpt_node:\n  ros__parameters:\n    depth.variant: dpt_hybrid\n    depth.weights: hybrid.pt\n")
+    values = {"variant": "dpt_large", "weights": "large.pt", "config_file": str(tuned)}
+    typed = presets.config_file_overrides("depth", values, ["variant", "weights", "config_file"])
+    assert len(typed) == 1 and "overrides the launch argument variant:=dpt_large" in typed[0]
+    assert "the node runs dpt_hybrid, with weights:=large.pt" in typed[0]
+    assert presets.config_file_overrides("depth", values, ["use_rviz"]) == typed   # (the parent's own argv)
+    # the default variant from a parent: nothing to say, as when typed by no one
+    assert presets.config_file_overrides("depth", {"variant": "dpt_hybrid", "config_file": str(tuned)}, []) == []
+
+
 def test_config_file_that_is_a_folder_is_refused(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         presets.node_parameters("depth", {"config_file": str(tmp_path)})
