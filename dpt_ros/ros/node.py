@@ -2540,11 +2540,15 @@ class DptNode(NodeHealth, TopicChecks, Node):
     def _on_clock_moved(self, _jump) -> None:
         """Each /clock message that moves the node's clock (use_sim_time): a stretch of ``_CLOCK_STILL_S`` or more
         since the last is one the clock stood still in (a paused ros2 bag play), which /diagnostics' rates leave
-        out."""
+        out, unless a frame came after ``_CLOCK_STILL_S`` of it (frames that did not stop with the clock)."""
         now = time.monotonic()
         with self._lock:
             if self._clock_moved is not None and now - self._clock_moved >= _CLOCK_STILL_S:
-                self._clock_still.append((self._clock_moved, now))
+                # frames still came when it had stood that long (a live camera beside a paused bag): their seconds
+                # stay in the rates (a paused bag's last frame comes within one /clock step of its last move)
+                if not any(c.last_image is not None and c.last_image - self._clock_moved >= _CLOCK_STILL_S
+                           for c in self._cameras):
+                    self._clock_still.append((self._clock_moved, now))
                 self._clock_pace.clear()   # (a pause is no slow play)
                 self._wait_scale = 1.0
             self._clock_moved = now

@@ -379,6 +379,32 @@ def test_the_first_report_after_a_paused_bag_gives_the_rate_of_its_frames_not_of
         assert float(values[key]) >= 3 / played - 0.01, (key, values[key], 3 / played, 3 / (played + slept))
 
 
+def test_frames_that_come_while_the_clock_stands_still_keep_its_seconds_in_the_rates(harness, monkeypatch):
+    """A clock that stands still while frames still come (a paused ros2 bag play beside a live camera; a simulator
+    paused while a camera topic goes on): the stretch was left out of the rates' seconds as a pause with no frame in
+    it, but its frames were counted, so the first report after it gave them over the seconds the clock moved (about
+    16 Hz here for 7 frames in 2 s). A stretch in which a frame came after _CLOCK_STILL_S of it is kept: 7 frames over
+    the window's wall seconds."""
+    monkeypatch.setattr(node_module, "_CLOCK_STILL_S", 0.5, raising=False)   # (2 s in the node)
+    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
+    node, log, out, tick, frame = _replay(harness)
+    tick(T0)
+    node.diagnostics()                     # the report before: the window's start
+    start = time.monotonic()
+    for k in range(1, 4):                  # 3 frames while the clock moves
+        tick(T0 + k * 10**8)
+        frame(T0 + k * 10**8)
+    for k in range(4):                     # 4 more over 1.5 s while it stands still
+        time.sleep(0.35)
+        frame(T0 + 3 * 10**8 - k)
+    tick(T0 + 4 * 10**8)                   # it moves again
+    end = time.monotonic()
+    values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    assert node.counts()[""]["received"] == 7 and node.counts()[""]["processed"] == 7
+    for key in ("input_rate_hz", "output_rate_hz"):   # (old code: 7 / (end - start - the still stretch))
+        assert float(values[key]) <= 7 / (end - start) + 0.01, (key, values[key], 7 / (end - start))
+
+
 def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(harness, monkeypatch):
     """A frame waits _INFO_WAIT_S (50 ms) of wall time for a camera_info not yet come: a bag played at --rate 0.25
     brings a camera_info recorded 20 ms after its image 80 ms later, which the frame missed. With use_sim_time the
