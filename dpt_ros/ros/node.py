@@ -358,6 +358,7 @@ class _Camera:
     frame_size: Optional[tuple[int, int]] = None   # (height, width) of its last decodable frame
     last_image: Optional[float] = None   # time.monotonic() of its last image
     last_stamp: Optional[int] = None   # the stamp (ns) of its last image: the frames' clock, for :meth:`DptNode._keep`
+    run_start: Optional[int] = None   # the first stamp (ns) of its images' run of stamps that did not go back
     # (stamp ns, time.monotonic() received) of its last images, for DptNode._keep
     recent_images: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_RECENT_IMAGES))
     # per waited-in-vain mark: seconds from its last frame's arrival to the frame's look for its camera_info /
@@ -1263,8 +1264,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
         with self._wake:
             stamp = conversions.stamp_ns(msg.header)
             jump = _STAMP_JUMP_S * 1e9
+            # (a loop of a bag shorter than 1 s goes back less: to at or before its run's first stamp, the pass's start)
             frame.before_jump = (clock.ros_time_is_active and cam.last_stamp is not None and
-                                 cam.last_stamp - stamp > jump and now_ns - stamp > jump)
+                                 ((cam.last_stamp - stamp > jump and now_ns - stamp > jump) or
+                                  (stamp < cam.last_stamp and stamp <= cam.run_start and now_ns > stamp)))
+            if cam.last_stamp is None or stamp < cam.last_stamp:
+                cam.run_start = stamp
             if cam.last_stamp is None:   # the first image: camera_info (a reference) that came before it, above all a
                 # latched one, is judged against it, not left as of another clock (what a stop then was said to be)
                 cam.info_on_image_clock |= bool(cam.infos) and abs(cam.infos[-1][0] - stamp) <= _STAMP_JUMP_S * 1e9

@@ -258,6 +258,28 @@ def test_the_first_frame_of_a_loops_pass_before_its_clock_jump_is_left_out_of_th
     assert _warnings(log, "ahead of this node's clock") == []
 
 
+def test_the_first_frame_of_a_short_loops_pass_before_its_clock_jump_is_left_out_of_the_ages(harness):
+    """As above, a bag shorter than 1 s (`--loop` of a 0.4 s bag): the next pass's first frame goes back less than
+    the 1 s that told a loop from a camera's jitter, so one that the node published before the player's /clock of it
+    was measured against the last pass's clock, its age the bag's length (450 ms in age_p99_ms for three frames of
+    50). A frame stamped at or before the first of its camera's run of rising stamps (the pass's start) that the
+    clock is past is taken for a loop's too."""
+    node, log, out, tick, frame = _replay(harness)
+    last = T0 + 4 * 10**8
+    tick(T0 + 5 * 10**7)
+    frame(T0)
+    tick(T0 + 25 * 10**7)
+    frame(T0 + 2 * 10**8)
+    tick(last + 5 * 10**7)
+    frame(last)                           # the pass's last frame
+    frame(T0)                             # the next pass's first, published before the player's /clock of it
+    tick(T0 + 15 * 10**7)
+    frame(T0 + 10**8)
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 2 * 10**8, last, T0, T0 + 10**8]
+    assert _ages(node) == (50.0, 50.0)    # four frames 50 ms old; not 450 ms for the loop's first
+    assert _warnings(log, "ahead of this node's clock") == []
+
+
 def test_the_last_frame_in_the_node_when_a_loop_jumps_the_clock_back_is_not_warned_as_ahead(harness):
     """`--loop`: the player jumps /clock back to the bag's start right after the pass's last frame, while the node
     still processes it (on a CPU for a few hundred ms). That frame, 5 s ahead of the clock as it then was, was warned
