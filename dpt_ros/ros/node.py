@@ -2564,7 +2564,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             while len(pace) > 2 and now - pace[0][0] > _PACE_WINDOW_S:
                 pace.popleft()
             (w0, t0), (w1, t1) = pace[0], pace[-1]
-            rate = (t1 - t0) / 1e9 / (w1 - w0) if w1 > w0 else 1.0
+            if w1 <= w0:   # (one move since a --loop's jump back: no rate yet, the last one's stretch kept)
+                return
+            rate = (t1 - t0) / 1e9 / (w1 - w0)
             # (read by _wait_s without the lock, which _keep's callers hold)
             self._wait_scale = _SLOW_PLAY_MAX if rate <= 1 / _SLOW_PLAY_MAX else max(1.0, 1.0 / rate)
 

@@ -456,3 +456,19 @@ def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(h
     tick(T0 + 10**9)                       # the bag played at 1x or faster: the wait back at 1x
     tick(T0 + 2 * 10**9)
     wait_for(lambda: node._wait_s() == 1.0, what="the wait back at 1 s")
+
+
+def test_a_slowly_played_short_loops_jump_back_keeps_the_waits_stretched(harness, monkeypatch):
+    """ros2 bag play --loop --rate 0.25 of a bag shorter than 1 s: at each jump back the play-rate measure started
+    afresh from the one /clock message of the new pass, which gave no rate, and the waits fell to 1x (50 ms) until the
+    next, 25 ms later: a pass's first frames, which come then (the player publishes them before its /clock), missed a
+    camera_info 4x would have waited for, once a pass. The stretch is now kept until the new pass gives a rate."""
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 1.0)
+    node, log, out, tick, frame = _replay(harness)
+    for k in range(4):                     # a microsecond of the bag a few milliseconds apart: a slow play
+        tick(T0 + k * 1000)
+    assert node._wait_s() == 4.0
+    tick(T0)                               # --loop: back to the bag's start
+    assert node._wait_s() == 4.0           # (old code: 1.0)
+    tick(T0 + 1000)
+    assert node._wait_s() == 4.0
