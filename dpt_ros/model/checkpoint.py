@@ -1225,8 +1225,9 @@ def _check_hf_release(path: Path, variant: Variant, sd: Mapping[str, torch.Tenso
         f"{twin.hf_id}, variant {twin.name!r} ({twin.description}); variant {variant.name!r} ({variant.description}) "
         f"has no Hugging Face release, and run as it these weights would give wrong values. Set the variant to "
         f"{twin.name!r}, or for {variant.name} use {variant.checkpoint} ({variant.url}). (Weights of {variant.name} "
-        f"converted into a .safetensors file with python -m dpt_ros.tools.weights --convert SRC DST --variant "
-        f"{variant.name} record the variant, and load as it.)")
+        f"converted into a .safetensors file record the variant, and load as it: python -m dpt_ros.tools.weights "
+        f"--convert {variant.checkpoint} DST --variant {variant.name}; converted so, these weights would still be "
+        f"{twin.name}'s.)")
 
 
 def _check_release_name(path: Path, variant: Variant, sd: Mapping[str, torch.Tensor]) -> None:

@@ -1205,7 +1205,7 @@ def test_a_folder_given_for_the_weights_names_what_to_give_instead(tmp_path, tin
         load_engine("dpt_tiny", cache)
 
 
-def test_hugging_face_hybrid_depth_weights_are_refused_as_a_metric_variant(tmp_path, tiny_hybrids):
+def test_hugging_face_hybrid_depth_weights_are_refused_as_a_metric_variant(tmp_path, tiny_hybrids, capsys):
     """Intel/dpt-hybrid-midas (relative inverse depth, the only Hugging Face DPT-Hybrid depth release) given as
     dpt_hybrid_kitti or dpt_hybrid_nyu loaded and ran (the same tensors; no release file's SHA-256 to tell them by):
     relative values turned into wrong metres. It is refused now, naming the variant it is; a file weights --convert
@@ -1232,9 +1232,19 @@ def test_hugging_face_hybrid_depth_weights_are_refused_as_a_metric_variant(tmp_p
                 f"release is Intel/dpt-hybrid-midas, variant 'dpt_hybrid' ({rel.description}); variant {metric!r} "
                 f"({v.description}) has no Hugging Face release, and run as it these weights would give wrong values. "
                 f"Set the variant to 'dpt_hybrid', or for {metric} use {v.checkpoint} ({v.url}). (Weights of {metric} "
-                f"converted into a .safetensors file with python -m dpt_ros.tools.weights --convert SRC DST --variant "
-                f"{metric} record the variant, and load as it.)")
+                f"converted into a .safetensors file record the variant, and load as it: python -m "
+                f"dpt_ros.tools.weights --convert {v.checkpoint} DST --variant {metric}; converted so, these weights "
+                f"would still be dpt_hybrid's.)")
         assert load_checkpoint(given, "dpt_hybrid").load_report.source_format == "huggingface"
+    # the snapshot given to --convert as the metric variant (what the old words, '--convert SRC DST --variant
+    # dpt_hybrid_kitti record the variant', seemed to ask for): refused, saying which file to convert instead
+    capsys.readouterr()
+    assert weights.main(["--convert", str(snap), str(tmp_path / "k.safetensors"), "--variant", "dpt_hybrid_kitti"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"FAILED: {snap / 'model.safetensors'} holds Hugging Face (transformers) DPT weights"), err
+    assert err.rstrip().endswith("--convert dpt_hybrid_kitti-cb926ef4.pt DST --variant dpt_hybrid_kitti; converted "
+                                 "so, these weights would still be dpt_hybrid's.)"), err
+    assert not (tmp_path / "k.safetensors").exists()
     # the way out the message gives: KITTI weights (official names) converted as dpt_hybrid_kitti load as it
     torch.save(random_state_dict(tiny_hybrids["dpt_hybrid_kitti"], seed=4), tmp_path / "kitti.pt")
     assert weights.main(["--convert", str(tmp_path / "kitti.pt"), str(tmp_path / "kitti.safetensors"),
