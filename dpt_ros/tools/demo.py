@@ -62,13 +62,17 @@ def random_banner(variant: str, asked: bool) -> str:
             known = release_files()   # (those first, each with its variant, depth ones first: a --variant runs them)
             others.sort(key=lambda n: (n not in known, n in known and known[n].task != "depth"))
             fix += [f"weights/ holds, not {v.checkpoint}:"]
+            # (a Hugging Face snapshot folder is run by its path; renamed to the release file's name it is no file)
+            folders = {n for n in others if (REPO / "weights" / n).is_dir()}
             for name in others[:3]:
                 of = known.get(name)
-                fix.append(f"  {name}" if of is None else f"  {name}: {of.name}'s, run it with --variant {of.name}"
+                fix.append(f"  {name}/: a Hugging Face snapshot, run it with --weights weights/{name}"
+                           if name in folders else f"  {name}" if of is None else
+                           f"  {name}: {of.name}'s, run it with --variant {of.name}"
                            if of.task == "depth" else f"  {name}: {of.name}'s (segmentation; the demo runs depth)")
             if len(others) > 3:
                 fix.append(f"  and {len(others) - 3} more")
-            if any(n not in known for n in others):
+            if any(n not in known and n not in folders for n in others):
                 fix += ["Pass another file with --weights weights/FILE, or if it is",
                         f"that file, rename it to {v.checkpoint}."]
     lines = [f"dpt_ros demo: {why[0]}", "Every depth image below is meaningless; only the plumbing and the timings are real.",

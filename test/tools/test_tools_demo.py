@@ -456,12 +456,34 @@ def test_weights_under_another_name_are_taken_or_named_in_the_banner(tmp_path, m
     assert demo.default_weights("dpt_hybrid") == "random"
     text = demo.random_banner("dpt_hybrid", asked=False)
     flat = " ".join(line.strip("# ") for line in text.splitlines())
-    assert ("weights/ holds, not dpt_hybrid-midas-501f0c75.pt: dpt-large-hf dpt_hybrid-midas-501f0c75 (1).pt Pass "
-            "another file with --weights weights/FILE, or if it is that file, rename it to "
-            "dpt_hybrid-midas-501f0c75.pt.") in flat
+    assert ("weights/ holds, not dpt_hybrid-midas-501f0c75.pt: dpt-large-hf/: a Hugging Face snapshot, run it with "
+            "--weights weights/dpt-large-hf dpt_hybrid-midas-501f0c75 (1).pt Pass another file with --weights "
+            "weights/FILE, or if it is that file, rename it to dpt_hybrid-midas-501f0c75.pt.") in flat
     box = text.strip("\n").splitlines()
     assert len({len(line) for line in box}) == 1
     assert "weights/ holds" not in demo.random_banner("dpt_hybrid", asked=True)   # (random on purpose: no advice)
+
+
+def test_a_snapshot_folder_in_weights_is_named_with_its_weights_argument_not_to_be_renamed(tmp_path, monkeypatch):
+    """weights/ holding only Intel/dpt-hybrid-midas's snapshot folder (huggingface-cli download ... --local-dir
+    weights/dpt-hybrid-midas): the random-weights banner listed it and advised 'if it is that file, rename it to
+    dpt_hybrid-midas-501f0c75.pt', which, done to a folder, still ran random weights (the demo looks for that file).
+    It now names it as a snapshot with the --weights that runs it, and gives no rename advice; the advice given runs
+    it (the node takes a snapshot folder as its weights)."""
+    from dpt_ros.model.checkpoint import resolve_weights_path
+
+    monkeypatch.setattr(demo, "REPO", tmp_path)
+    snap = tmp_path / "weights" / "dpt-hybrid-midas"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (snap / "model.safetensors").write_bytes(b"x")
+    assert demo.default_weights("dpt_hybrid") == "random"
+    box = demo.random_banner("dpt_hybrid", asked=False).strip("\n").splitlines()
+    lines = [line.strip("#").strip() for line in box[1:-1]]
+    assert lines[4:] == ["weights/ holds, not dpt_hybrid-midas-501f0c75.pt:",
+                         "dpt-hybrid-midas/: a Hugging Face snapshot, run it with --weights weights/dpt-hybrid-midas"]
+    assert len({len(line) for line in box}) == 1
+    assert resolve_weights_path(tmp_path / "weights/dpt-hybrid-midas") == snap / "model.safetensors"
 
 
 def test_release_files_in_weights_are_named_first_with_their_variant(tmp_path, monkeypatch):
