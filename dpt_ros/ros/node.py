@@ -2573,8 +2573,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
     def _wait_s(self) -> float:
         """How long a frame waits for its camera_info or depth.align reference (:meth:`_await`): ``_INFO_WAIT_S``,
         with use_sim_time stretched by 1 / the play rate measured from /clock (a bag played at --rate 0.25: 4x), up to
-        ``_SLOW_PLAY_MAX`` times."""
-        return _INFO_WAIT_S * (self._wait_scale if self.get_clock().ros_time_is_active else 1.0)
+        ``_SLOW_PLAY_MAX`` times; 1x while the clock has stood still ``_CLOCK_STILL_S`` (a pause is no slow play)."""
+        if not self.get_clock().ros_time_is_active:
+            return _INFO_WAIT_S
+        moved = self._clock_moved
+        still = moved is not None and time.monotonic() - moved >= _CLOCK_STILL_S
+        return _INFO_WAIT_S * (1.0 if still else self._wait_scale)
 
     # ------------------------------------------------------------------ lifecycle
     @property

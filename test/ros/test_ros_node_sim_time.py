@@ -452,6 +452,8 @@ def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(h
     wait_for(lambda: len(infos) == node.counts()[""].get("out:depth/camera_info"), what="the depth/camera_info")
     assert [conversions.stamp_ns(m.header) for m in infos] == [T0, T0 + 3000], counts
     assert not [k for k in counts if "camera_info" in k and not k.startswith("out:")], counts
+    tick(T0 + 4000)                        # (the clock stood still 2 s above, a pause: 1x; it crawls again)
+    tick(T0 + 5000)
     assert node._wait_s() == 4.0           # (at most 4x, however slow)
     tick(T0 + 10**9)                       # the bag played at 1x or faster: the wait back at 1x
     tick(T0 + 2 * 10**9)
@@ -471,4 +473,22 @@ def test_a_slowly_played_short_loops_jump_back_keeps_the_waits_stretched(harness
     tick(T0)                               # --loop: back to the bag's start
     assert node._wait_s() == 4.0           # (old code: 1.0)
     tick(T0 + 1000)
+    assert node._wait_s() == 4.0
+
+
+def test_the_waits_are_not_stretched_while_the_clock_stands_still(harness, monkeypatch):
+    """A slowly played bag paused (ros2 bag play --rate 0.25, then space) while frames still come (a live camera
+    beside it): the waits for their camera_info stayed at the slow play's 4x (200 ms of wall time each, a wait in
+    vain holding every camera's frames back that long) for the whole pause, the stretch reset only when the clock
+    moved again. A clock that has stood still _CLOCK_STILL_S (2 s; 0.5 here) is no slow play: 1x until it moves."""
+    monkeypatch.setattr(node_module, "_INFO_WAIT_S", 1.0)
+    monkeypatch.setattr(node_module, "_CLOCK_STILL_S", 0.5, raising=False)
+    node, log, out, tick, frame = _replay(harness)
+    for k in range(4):                     # a slow play
+        tick(T0 + k * 1000)
+    assert node._wait_s() == 4.0
+    time.sleep(0.6)                        # paused
+    assert node._wait_s() == 1.0           # (old code: 4.0)
+    tick(T0 + 4000)                        # it plays again: measured afresh
+    tick(T0 + 5000)
     assert node._wait_s() == 4.0
