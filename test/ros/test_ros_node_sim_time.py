@@ -408,7 +408,7 @@ def test_frames_that_come_while_the_clock_stands_still_keep_its_seconds_in_the_r
     16 Hz here for 7 frames in 2 s). A stretch in which a frame came after _CLOCK_STILL_S of it is kept: 7 frames over
     the window's wall seconds."""
     monkeypatch.setattr(node_module, "_CLOCK_STILL_S", 0.5, raising=False)   # (2 s in the node)
-    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 1.0)
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 1.0)
     node, log, out, tick, frame = _replay(harness)
     tick(T0)
     node.diagnostics()                     # the report before: the window's start
