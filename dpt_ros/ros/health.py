@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 import collections
+import math
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from dpt_ros.ros import conversions
+
+if TYPE_CHECKING:
+    from dpt_ros.ros.node import ModelSet, _Camera
+    from dpt_ros.ros.params import Settings
 
 _STALL_S = 5.0  # a camera silent this long is reported at WARN level in /diagnostics
 # /diagnostics' input and output rates are of the reports of at least this last stretch: over one report period (1 s,
@@ -18,6 +24,9 @@ _RATE_WINDOW_S = 5.0
 #: is reported as a stuck worker (ERROR)
 _STUCK_S = 10.0
 _STATS_WINDOW_S = 30.0   # /diagnostics' latency and age figures are of the batches of this last stretch (at most 300)
+#: a camera that had at least this many frames dropped in the rate window, a third or more of those it received
+#: (the model slower than the camera), is told once per camera and model what gives more frames per second
+_SLOW_DROPPED = 5
 
 
 def percentile(values, q: float) -> float:
@@ -201,11 +210,33 @@ class NodeHealth:
                         txt += mismatch
                     elif not publishers:
                         txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
+            if active:
+                self._say_slow(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
                                              hardware_id=ckv["topic"],
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
         msg.status = statuses
         return msg
+
+    def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
+                  m: ModelSet, batch_ms: str) -> None:
+        """Once per camera and model (INFO: expected, README's Troubleshooting, `dropped` grows): the model keeps up
+        with a part of the frames, the newest each time, and what gives more frames per second on this device. The
+        counters alone said it in /diagnostics, the log nothing, and README's remedies were a GPU's."""
+        received, dropped, processed = (c[k] - before[k] for k in ("received", "dropped", "processed"))
+        key = f"slow:{cam.image_topic}"
+        if (key in self._warned or dropped < _SLOW_DROPPED or 3 * dropped < received or processed <= 0
+                or not before["received"]):   # (a window from before the first frame: rates of the camera's start)
+            return
+        self._warned.add(key)
+        s, fqn = self._settings, self.get_fully_qualified_name()
+        self.get_logger().info(
+            f"{cam.image_topic}: the model keeps up with {processed / rate_dt:.1f} of the {received / rate_dt:.1f} "
+            f"frames/s that arrive ({dropped} of the last {received} frames dropped; a batch takes {batch_ms} ms on "
+            f"{m.device}, latency.total_p50_ms): the newest frame is processed each time and the others are counted "
+            f"as dropped in /diagnostics, as expected with a model slower than the camera. "
+            f"{_faster_advice(s, m, fqn, self._default_threads[0], processed / rate_dt)} (said once per camera and "
+            f"model)")
 
     def _publish_diagnostics(self) -> None:
         pub = self._diag_pub   # (None once a managed node's cleanup has taken it down)
@@ -217,3 +248,39 @@ class NodeHealth:
             if self._diag_pub is pub:
                 raise
             # a cleanup on another thread destroyed it after it was read (InvalidHandle): nothing to report to
+
+
+def _faster_advice(s: Settings, m: ModelSet, fqn: str, default_threads: int, rate: float) -> str:
+    """What gives more frames per second with ``m``'s device and ``s``, as commands (README: Troubleshooting,
+    `dropped` grows), then max_rate at the ``rate`` the model keeps up with."""
+    def cmd(name, value):
+        return f"ros2 param set {fqn} {name} {value}"
+    ways = []
+    pre = m.depth_pre if m.depth_pre is not None else m.segmentation_pre
+    side = min(pre.net_size) if pre is not None else 0
+    if side > 32:   # (3/4 of its shorter side, down to a multiple of 32)
+        ways.append(f"a smaller input_size (network size {'x'.join(map(str, pre.net_size))} now: "
+                    f"{cmd('input_size', max(32, side * 3 // 4 // 32 * 32))})")
+    if m.device.type == "cuda":
+        if s["precision"] == "fp32":
+            ways.append(cmd("precision", "fp16"))
+        if not s["cuda_graphs"]:
+            ways.append(cmd("cuda_graphs", "true"))
+        where = "GPU"
+    else:
+        if s["precision"] == "fp32":
+            ways.append(f"bf16, faster on a CPU with bf16 instructions (AVX512-BF16, AMX), less precise "
+                        f"({cmd('precision', 'bf16')})")
+        if "dpt_large" in (s["depth.variant"], s["segmentation.variant"]):
+            ways.append("a lighter variant (dpt_hybrid for dpt_large)")
+        elif s["segmentation.variant"] == "dpt_large_ade20k":
+            ways.append("a lighter variant (dpt_hybrid_ade20k)")
+        if 0 < s["cpu_threads"] < default_threads:
+            ways.append(f"more threads (cpu_threads {s['cpu_threads']} of {default_threads}: "
+                        f"{cmd('cpu_threads', 0)})")
+        ways.append("a GPU (device auto takes it)")
+        where = "CPU"
+    steady = f"{max(0.1, math.floor(rate * 10) / 10):.1f}"   # (a double: ros2 param set refuses an integer)
+    return (f"For more frames per second: {'; '.join(ways)}. Or {cmd('max_rate', steady)}: a steady {steady} "
+            f"frames/s, each processed as it arrives (an output's age then about one batch's time, not up to two), "
+            f"the {where} idle in between for the rest of the robot, the frames skipped counted as throttled")

@@ -813,6 +813,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
             if task == "depth":   # a new depth model: that it has no metres is said again (it was said once in the
                 self._warned.discard("no_metric")   # node's life: a swap back to a relative model was silent)
             self._warned.discard(f"task_off:{task}")   # on: its turning off again (a swap) is said again
+            self._warned -= {k for k in self._warned if k.startswith("slow:")}   # a new model: its pace is said anew
             if e.random_weights:
                 bar = "!" * 78
                 self.get_logger().warning(

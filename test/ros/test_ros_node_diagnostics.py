@@ -288,3 +288,79 @@ def test_a_camera_resubscribed_has_no_image_yet_not_none_for_n_s(harness, monkey
     assert status.level == DiagnosticStatus.WARN and status.message.startswith(
         "no image yet (1 s since subscribing): check the image topic (/image/compressed) and the camera's QoS"), \
         status.message
+
+
+def test_a_camera_faster_than_the_model_is_told_once_which_frames_run_and_what_gives_more(harness, monkeypatch):
+    """A 30 Hz camera on a laptop's CPU: two of three frames were dropped, counted in /diagnostics (its status 'ok',
+    as expected), and the log said nothing; README's remedies were a GPU's (fp16, cuda_graphs: refused on the CPU).
+    The node now says once per camera and model, at INFO, what it keeps up with, that the newest frame is processed,
+    and the commands for this device: a smaller input_size, bf16, max_rate at the rate it keeps up with."""
+    from dataclasses import replace
+
+    import torch
+
+    from dpt_ros.ros import health
+
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"input_size": 256, "diagnostics.period": 60.0, "lazy": False})
+    pub = harness.probe.create_publisher(Image, "image", qos(depth=100))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+
+    def counts():
+        return node.counts()[""]
+
+    def settled():
+        c = counts()
+        return c.get("processed", 0) + c.get("dropped", 0) == c.get("received", 0)
+
+    pub.publish(make_image(time.time_ns()))
+    wait_for(lambda: counts().get("processed", 0) == 1, timeout=30, what="the first frame processed")
+    node.diagnostics()   # the window starts with a frame already in: the camera's rate, not its start's
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and " frames/s that arrive (" in m.msg]
+
+    for burst in range(2):
+        for _ in range(30):
+            pub.publish(make_image(time.time_ns()))
+            time.sleep(0.002)
+        wait_for(lambda: counts().get("received", 0) >= 10 + 31 * burst and settled(), timeout=30,
+                 what=f"the burst's frames processed or dropped; {counts()}")
+        node.diagnostics()
+        if burst == 0:
+            first = dict(counts())
+            wait_for(lambda: said(), what="the line")
+            lines = said()
+    assert said() == lines and len(lines) == 1, said()   # once per camera and model
+    line = lines[0]
+    m = re.fullmatch(r"/image: the model keeps up with (\d+\.\d) of the (\d+\.\d) frames/s that arrive \((\d+) of the "
+                     r"last (\d+) frames dropped; a batch takes \d+\.\d\d ms on cpu, latency\.total_p50_ms\): the "
+                     r"newest frame is processed each time and the others are counted as dropped in /diagnostics, as "
+                     r"expected with a model slower than the camera\. For more frames per second: a smaller "
+                     r"input_size \(network size 256x256 now: ros2 param set /dpt_node input_size 192\); bf16, "
+                     r"faster on a CPU with bf16 instructions \(AVX512-BF16, AMX\), less precise \(ros2 param set "
+                     r"/dpt_node precision bf16\); a GPU \(device auto takes it\)\. Or ros2 param set /dpt_node "
+                     r"max_rate (\d+\.\d): a steady \5 frames/s, each processed as it arrives \(an output's age "
+                     r"then about one batch's time, not up to two\), the CPU idle in between for the rest of "
+                     r"the robot, the frames skipped "
+                     r"counted as throttled \(said once per camera and model\)", line)
+    assert m, line
+    # the burst's frames since the report before it, which had the first frame in: all of them, as counted
+    assert (int(m[3]), int(m[4])) == (first["dropped"], first["received"] - 1), (first, line)
+    assert 3 * int(m[3]) >= int(m[4]) and int(m[3]) >= 5 and float(m[1]) < float(m[2]), line
+    assert abs(float(m[5]) - max(0.1, float(m[1]))) <= 0.1 + 1e-9, line
+    # the max_rate command as written is one ros2 param set takes (a double)
+    assert set_params(harness, node, max_rate=float(m[5]))[0].successful
+
+    # on a GPU the commands are the GPU's; fewer CPU threads than cores: the command that gives them all
+    s = node._settings.replace({"cpu_threads": 1, "depth.variant": "dpt_large"})
+    cpu = health._faster_advice(s, node.models, "/dpt_node", 2, 12.34)
+    assert "a lighter variant (dpt_hybrid for dpt_large); more threads (cpu_threads 1 of 2: ros2 param set " \
+           "/dpt_node cpu_threads 0)" in cpu and "max_rate 12.3:" in cpu and "fp16" not in cpu, cpu
+    gpu = health._faster_advice(s, replace(node.models, device=torch.device("cuda", 0)), "/dpt_node", 2, 0.04)
+    assert gpu.startswith("For more frames per second: a smaller input_size (network size 256x256 now: ros2 param "
+                          "set /dpt_node input_size 192); ros2 param set /dpt_node precision fp16; ros2 param set "
+                          "/dpt_node cuda_graphs true. Or ros2 param set /dpt_node max_rate 0.1: a steady 0.1 "
+                          "frames/s"), gpu
+    assert "bf16" not in gpu and "cpu_threads" not in gpu and "the GPU idle in between" in gpu, gpu
