@@ -832,7 +832,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     loaded += f", {len(rep.absent_counters)} BatchNorm step counters absent (not used for inference)"
                 if rep.conversions():   # what the file held: its wrapper, a prefix, fp16 / bf16 tensors
                     loaded += f"; {rep.conversions()}"
-            self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}), "
+            self.get_logger().info(f"{task}: {e.variant.name} on {m.device} ({str(e.dtype).replace('torch.', '')}"
+                                   f"{_why_device(self._settings['device'], m)}), "
                                    f"net size {getattr(m, task + '_pre').net_size}{loaded}")
         if m.pipeline_note:
             self.get_logger().warning(f"pre/post-processing runs on the CPU (OpenCV, NumPy) and clouds are built "
@@ -2905,6 +2906,17 @@ def _trim_host_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _why_device(name: str, m: ModelSet) -> str:
+    """Why ``device`` auto chose the CPU, for the start-up line (a laptop's user reads 'on cpu' and asks why): the
+    PyTorch build without CUDA, or no CUDA device or driver found. '' for any other value or a CUDA device."""
+    if name != "auto" or m.device.type != "cpu":
+        return ""
+    if torch.version.cuda is None:
+        return "; device auto: this PyTorch is built without CUDA"
+    return (f"; device auto: no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its "
+            f"driver is not loaded (nvidia-smi tells)")
 
 
 def _round32(v: int) -> int:

@@ -4,6 +4,7 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import Image, PointCloud2
@@ -364,3 +365,26 @@ def test_a_camera_faster_than_the_model_is_told_once_which_frames_run_and_what_g
                           "/dpt_node cuda_graphs true. Or ros2 param set /dpt_node max_rate 0.1: a steady 0.1 "
                           "frames/s"), gpu
     assert "bf16" not in gpu and "cpu_threads" not in gpu and "the GPU idle in between" in gpu, gpu
+
+
+def test_the_start_up_line_says_why_device_auto_runs_on_the_cpu(harness):
+    """A laptop without a GPU, device auto: the log said 'depth: dpt_tiny on cpu (float32), net size ...' and not
+    why, so a user with a GPU whose driver is not loaded took the CPU for the plan. It now says why auto chose it."""
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("device auto takes the GPU here")
+    log = harness.collector(Log, "/rosout")
+    harness.start_node(**{"device": "auto"})
+    why = ("device auto: this PyTorch is built without CUDA" if torch.version.cuda is None else
+           f"device auto: no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its "
+           f"driver is not loaded (nvidia-smi tells)")
+
+    def lines():
+        return [m.msg for m in list(log) if m.name in ("dpt_node", "plain.dpt_node") and
+                m.msg.startswith("depth: dpt_tiny on ")]
+    wait_for(lambda: lines(), what="the model's line")
+    assert lines() == [f"depth: dpt_tiny on cpu (float32; {why}), net size (64, 64)"], lines()
+    harness.start_node(namespace="plain")   # device:=cpu, as asked: only the device
+    wait_for(lambda: len(lines()) == 2, what="the second node's line")
+    assert lines()[1] == "depth: dpt_tiny on cpu (float32), net size (64, 64)", lines()
