@@ -80,6 +80,9 @@ except ImportError:
     _LABEL_INFO = False
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
+#: more are kept while a frame of the camera, waiting or in the worker, is older than the 30th last (a model slower than
+#: _INFO_BUFFER of its periods: DPT-Hybrid on a CPU, 2 s a frame at 30 Hz, matched after the pass), up to this many
+_INFO_KEPT_MAX = 2048
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
 #: what a frame whose view cannot be fitted gets (the end of its reason)
@@ -351,7 +354,7 @@ class _Camera:
     pubs: dict = field(default_factory=dict)
     out_topics: dict = field(default_factory=dict)   # output name -> the topic its publisher has (remaps applied)
     pending: Optional[_Frame] = None
-    infos: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_INFO_BUFFER))
+    infos: collections.deque = field(default_factory=lambda: collections.deque(maxlen=_INFO_KEPT_MAX))
     counts: collections.Counter = field(default_factory=collections.Counter)
     colormap_range: Any = None
     image_topic: str = ""    # the image topic subscribed to, remaps applied
@@ -1316,6 +1319,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
         with self._info_arrived:
             cam.info_on_image_clock = self._keep(cam, cam.infos, "info_waited_in_vain",
                                                  conversions.stamp_ns(msg.header), msg, tolerance)
+            # the last _INFO_BUFFER, and those a frame still to be matched may need: a frame is matched after its
+            # forward pass, and one of a model slower than _INFO_BUFFER of the camera_info's periods (DPT-Hybrid on a
+            # CPU, 2 s a frame at 30 Hz) found its own camera_info gone, every frame: no depth/camera_info, no points
+            floor = min((conversions.stamp_ns(fr.msg.header) for fr in (cam.pending, *self._in_worker)
+                         if fr is not None and fr.camera is cam), default=None)
+            infos = cam.infos
+            while len(infos) > _INFO_BUFFER and (floor is None or infos[1][0] <= floor or infos[0][0] > infos[-1][0]):
+                infos.popleft()   # (kept: the last at or before the oldest such frame's stamp, and all after it)
 
     def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any,
               tolerance_s: float, ends_wait: Callable[[int], bool] = lambda t: True) -> bool:

@@ -168,3 +168,38 @@ def test_a_camera_info_sent_once_before_the_images_is_said_to_be_so_not_of_anoth
                 "camera_info (qos.camera_info_durability is transient_local) is published once, and "
                 "camera_info.policy=nearest gives it to no frame of a later stamp: set camera_info.policy:=latest"
                 ) in line, line
+
+
+def test_a_frame_whose_forward_pass_outlasts_30_camera_infos_is_matched_with_its_own(camera):
+    """A 30 Hz camera and DPT-Hybrid on a laptop's CPU (2 s a frame): a frame is matched with its camera_info after its
+    forward pass, and the node kept the last 30 camera_infos only (1 s), so the frame's own was gone by then:
+    '[no_camera_info] ... the closest of the 30 last received is 1199 ms newer than the image' and no
+    depth/camera_info or points for almost every frame. The camera_infos a frame waiting or in the worker may need
+    are now kept. The forward pass is held (a pre-hook on the real model) while 40 newer camera_infos come, so
+    nothing here depends on timing."""
+    import threading
+
+    node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting = camera
+    gate, entered = threading.Event(), threading.Event()
+
+    def hold(module, args):
+        entered.set()
+        assert gate.wait(30)
+
+    hook = node.models.depth.model.register_forward_pre_hook(hold)
+    try:
+        send_info(T0)
+        send_frame(T0)
+        assert entered.wait(20), "the frame's forward pass did not start"
+        for k in range(1, 41):   # 30 Hz for 1.3 s meanwhile (each waited for until the node holds it)
+            send_info(T0 + k * 33_333_333)
+        assert cam.infos[0][0] == T0 and len(cam.infos) == 41, [t for t, _ in cam.infos]
+    finally:
+        gate.set()
+        hook.remove()
+    c = processed(1)
+    wait_for(lambda: len(infos_out) == 1, what="the frame's depth/camera_info")
+    assert conversions.stamp_ns(infos_out[0].header) == T0 and "incomplete:no_camera_info" not in c, c
+    # no frame left to match: the next camera_info trims the buffer to the last 30
+    send_info(T0 + 41 * 33_333_333)
+    assert [t for t, _ in cam.infos] == [T0 + k * 33_333_333 for k in range(12, 42)]
