@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,8 @@ class NodeHealth:
         with self._lock:
             last_counts = self._last_diag[1]
             counts = {c.index: collections.Counter(c.counts) for c in self._cameras}
+            for c in self._cameras:   # (kept with the rate window's counts; not published)
+                counts[c.index]["camera_infos"] = c.infos_received
             stages = {k: list(v) for k, v in self._stage_ms.items()}
             stage_sums, batches = dict(self._stage_sums), self._batches
             ages = list(self._ages_ms)
@@ -212,11 +215,39 @@ class NodeHealth:
                         txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
             if active:
                 self._say_slow(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])
+                self._say_images_lost(cam, c, before, rate_dt)
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
                                              hardware_id=ckv["topic"],
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
         msg.status = statuses
         return msg
+
+    def _say_images_lost(self, cam: _Camera, c: collections.Counter, before: collections.Counter,
+                         rate_dt: float) -> None:
+        """Once per camera (WARN): fewer than 2/3 as many images as camera_infos arrived in the rate window. A camera
+        publishes one of each per frame, and the small camera_info gets through where camera-sized images are lost:
+        Fast DDS without a shared-memory segment large enough for them (a 640x480 camera at 30 Hz: 9 to 20 of 30
+        images a second here), or a link that cannot carry them. Only input_rate_hz below the camera's said it."""
+        images, infos = c["received"] - before["received"], c["camera_infos"] - before["camera_infos"]
+        key = f"lost:{cam.image_topic}"
+        if (key in self._warned or infos < 10 or 3 * images >= 2 * infos or not before["received"]
+                or not before["camera_infos"] or cam.calibration is not None):
+            return
+        self._warned.add(key)
+        profile = next((f"{k}={os.environ[k]}" for k in ("FASTDDS_DEFAULT_PROFILES_FILE",
+                                                         "FASTRTPS_DEFAULT_PROFILES_FILE") if os.environ.get(k)), None)
+        info_topic = self.resolve_topic_name(cam.topic("camera_info"))
+        self.get_logger().warning(
+            f"{cam.image_topic}: {images / rate_dt:.1f} images/s arrive, but {infos / rate_dt:.1f} camera_infos/s on "
+            f"{info_topic} ({images} images against {infos} camera_infos in the last {rate_dt:.1f} s; a camera "
+            f"publishes one of each per frame): images are lost on the way. Camera-sized images between processes "
+            f"over Fast DDS without a shared-memory segment large enough for them are lost in bursts: set "
+            f"FASTDDS_DEFAULT_PROFILES_FILE (Humble, Jazzy: FASTRTPS_DEFAULT_PROFILES_FILE) to dpt_ros's "
+            f"config/fastdds_large_data.xml for the camera, this node and the subscribers (README: Large images "
+            f"between processes)" + (f"; this node has {profile}: the camera's process needs it too" if profile
+                                     else "") +
+            f"; over a network link that cannot carry them (Wi-Fi), the camera's compressed transport: "
+            f"image_transport:=compressed (said once per camera)")
 
     def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
                   m: ModelSet, batch_ms: str) -> None:

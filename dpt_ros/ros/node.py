@@ -385,6 +385,7 @@ class _Camera:
     # why its last frame had no camera_info (the log's reason; None once one matched): /diagnostics' camera_info
     info_problem: Optional[str] = None
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
+    infos_received: int = 0   # camera_infos received: a camera sends one per frame, so fewer images were lost
     image_since: float = -math.inf   # ... and its image one (an activation, an image_transport change): "no image yet"
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
@@ -1319,6 +1320,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         with self._info_arrived:
             cam.info_on_image_clock = self._keep(cam, cam.infos, "info_waited_in_vain",
                                                  conversions.stamp_ns(msg.header), msg, tolerance)
+            cam.infos_received += 1
             # the last _INFO_BUFFER, and those a frame still to be matched may need: a frame is matched after its
             # forward pass, and one of a model slower than _INFO_BUFFER of the camera_info's periods (DPT-Hybrid on a
             # CPU, 2 s a frame at 30 Hz) found its own camera_info gone, every frame: no depth/camera_info, no points

@@ -388,3 +388,57 @@ def test_the_start_up_line_says_why_device_auto_runs_on_the_cpu(harness):
     harness.start_node(namespace="plain")   # device:=cpu, as asked: only the device
     wait_for(lambda: len(lines()) == 2, what="the second node's line")
     assert lines()[1] == "depth: dpt_tiny on cpu (float32), net size (64, 64)", lines()
+
+
+def test_images_lost_on_the_way_while_their_camera_infos_come_are_said_once_with_the_fast_dds_profile(harness,
+                                                                                                       monkeypatch):
+    """A 640x480 camera at 30 Hz and the node started as README's Node reference says, without the large-data Fast DDS
+    profile: 9 to 20 of 30 images a second reached the node (UDP fragments lost in bursts), all 30 camera_infos did,
+    and only input_rate_hz below the camera's said so. Fewer than 2/3 as many images as camera_infos in the rate
+    window is now said once per camera at WARN, with the profile to set."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE", raising=False)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    _, (pub, info_pub) = harness.connect(node, {})
+    cam, sent = node.cameras[0], {"images": 0, "infos": 0, "t": 0}
+
+    def frames(n, every=1):   # n frames' camera_infos, every n-th frame's image, each waited for until counted
+        for _ in range(n):
+            sent["t"] += 1
+            image = make_image(sent["t"] * 33_333_333)
+            info_pub.publish(make_info(image))
+            sent["infos"] += 1
+            if sent["t"] % every == 0:
+                pub.publish(image)
+                sent["images"] += 1
+            wait_for(lambda: cam.infos and cam.infos[-1][0] == sent["t"] * 33_333_333 and
+                     node.counts()[""].get("received", 0) == sent["images"], what=f"{sent} counted")
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and "images are lost on the way" in m.msg]
+
+    frames(1)
+    node.diagnostics()   # the window starts with a frame in
+    frames(12)
+    node.diagnostics()
+    frames(12, every=3)
+    node.diagnostics()
+    wait_for(lambda: said(), what="the warning")
+    frames(12, every=3)
+    node.diagnostics()
+    frames(1)   # (a later line, if any, is in by the time this is counted)
+    lines = said()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r"/image: \d+\.\d images/s arrive, but \d+\.\d camera_infos/s on /camera_info \(4 images against 12 "
+        r"camera_infos in the last \d+\.\d s; a camera publishes one of each per frame\): images are lost on the way\. "
+        r"Camera-sized images between processes over Fast DDS without a shared-memory segment large enough for them "
+        r"are lost in bursts: set FASTDDS_DEFAULT_PROFILES_FILE \(Humble, Jazzy: FASTRTPS_DEFAULT_PROFILES_FILE\) to "
+        r"dpt_ros's config/fastdds_large_data\.xml for the camera, this node and the subscribers \(README: Large "
+        r"images between processes\); over a network link that cannot carry them \(Wi-Fi\), the camera's compressed "
+        r"transport: image_transport:=compressed \(said once per camera\)", lines[0]), lines[0]
+    assert [m.level for m in list(log) if "images are lost on the way" in m.msg] == [Log.WARN]
