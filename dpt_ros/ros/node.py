@@ -804,6 +804,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
         tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]
+        if s["cpu_threads"] != self._cpu_threads:   # the load and its warm-up (seconds of a big model on the CPU) run
+            self._set_cpu_threads(s["cpu_threads"])  # on the threads it leaves to the robot too, and /diagnostics says so
         self.get_logger().info(f"loading {', '.join(tasks)} on device {s['device']} ...")   # (seconds with a big model)
         models = load_models(s)
         self._warmup(models)

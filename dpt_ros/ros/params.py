@@ -573,7 +573,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("cpu_threads", 0,
               "CPU threads for PyTorch and OpenCV in this process (inference on the CPU, pre/post-processing on "
               "the host), so that the node leaves cores to the rest of the robot; 0 = their defaults (one per "
-              "core).", int_range=(0, 256, 1)),
+              "core). Given at start-up, it applies before the model's load and warm-up; /diagnostics' cpu_threads "
+              "shows the threads in use.", int_range=(0, 256, 1)),
     # --- depth post-processing ----------------------------------------------------------------
     ParamSpec("depth.scale", 0.0,
               "Relative -> metric calibration: depth_m = 1 / (scale * inverse_depth + shift). "

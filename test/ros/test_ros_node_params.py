@@ -633,6 +633,25 @@ def test_cpu_threads_caps_pytorch_and_opencv_and_0_restores_their_defaults(harne
         cv2.setNumThreads(before[1])
 
 
+def test_cpu_threads_given_at_start_up_applies_before_the_models_warm_up_and_is_reported_at_once(harness):
+    """-p cpu_threads:=1 (leave a core to the robot): the model's load and warm-up, seconds of DPT-Hybrid on all cores
+    of a laptop, ran at PyTorch's default threads, and /diagnostics said 'torch 2, opencv 2' until the first frame came.
+    It now applies before the load."""
+    import cv2
+
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    if before[0] < 2:
+        pytest.skip("one PyTorch thread here already")
+    try:
+        node = harness.start_node(cpu_threads=1)
+        model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+        assert model["cpu_threads"] == "torch 1, opencv 1" and node.counts()[""].get("received", 0) == 0, model
+        assert (torch.get_num_threads(), cv2.getNumThreads()) == (1, 1)
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+
+
 def test_a_swap_of_one_task_keeps_the_other_tasks_model(harness, tmp_path):
     """Depth and segmentation run; a new depth.weights file loads only depth: the segmentation engine is the same
     object (no second load, no second copy in memory, its random weights unchanged, no second RANDOM WEIGHTS
