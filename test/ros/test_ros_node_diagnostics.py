@@ -396,9 +396,9 @@ def test_images_lost_on_the_way_while_their_camera_infos_come_are_said_once_with
     profile: 9 to 20 of 30 images a second reached the node (UDP fragments lost in bursts), all 30 camera_infos did,
     and only input_rate_hz below the camera's said so. Fewer than 2/3 as many images as camera_infos in the rate
     window is now said once per camera at WARN, with the profile to set."""
-    from dpt_ros.ros import node as node_module
+    from dpt_ros.ros import health
 
-    monkeypatch.setattr(node_module, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
     monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
     monkeypatch.delenv("FASTRTPS_DEFAULT_PROFILES_FILE", raising=False)
     log = harness.collector(Log, "/rosout")
