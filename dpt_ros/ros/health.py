@@ -240,14 +240,14 @@ class NodeHealth:
         self.get_logger().warning(
             f"{cam.image_topic}: {images / rate_dt:.1f} images/s arrive, but {infos / rate_dt:.1f} camera_infos/s on "
             f"{info_topic} ({images} images against {infos} camera_infos in the last {rate_dt:.1f} s; a camera "
-            f"publishes one of each per frame): images are lost on the way. Camera-sized images between processes "
-            f"over Fast DDS without a shared-memory segment large enough for them are lost in bursts: set "
-            f"FASTDDS_DEFAULT_PROFILES_FILE (Humble, Jazzy: FASTRTPS_DEFAULT_PROFILES_FILE) to dpt_ros's "
-            f"config/fastdds_large_data.xml for the camera, this node and the subscribers (README: Large images "
-            f"between processes)" + (f"; this node has {profile}: the camera's process needs it too" if profile
+            "publishes one of each per frame): images are lost on the way. Camera-sized images between processes "
+            "over Fast DDS without a shared-memory segment large enough for them are lost in bursts: set "
+            "FASTDDS_DEFAULT_PROFILES_FILE (Humble, Jazzy: FASTRTPS_DEFAULT_PROFILES_FILE) to dpt_ros's "
+            "config/fastdds_large_data.xml for the camera, this node and the subscribers (README: Large images "
+            "between processes)" + (f"; this node has {profile}: the camera's process needs it too" if profile
                                      else "") +
-            f"; over a network link that cannot carry them (Wi-Fi), the camera's compressed transport: "
-            f"image_transport:=compressed (said once per camera)")
+            "; over a network link that cannot carry them (Wi-Fi), the camera's compressed transport: "
+            "image_transport:=compressed (said once per camera)")
 
     def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
                   m: ModelSet, batch_ms: str) -> None:

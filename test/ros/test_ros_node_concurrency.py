@@ -303,7 +303,6 @@ def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
     node-wide (errors.inference 2, not 1: received = processed + errors holds in /diagnostics too); the error's log
     line names the cameras' image topics; depth.net_input lists both shapes of the batch."""
     from rcl_interfaces.msg import Log
-    from sensor_msgs.msg import Image
 
     from dpt_ros.ros.testing import make_image
 

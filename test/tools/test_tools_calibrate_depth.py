@@ -371,7 +371,6 @@ def test_an_inverse_topic_that_is_not_32fc1_ends_the_collection_with_the_reason(
 
     from dpt_ros.ros import conversions
     from dpt_ros.ros.testing import make_image, qos
-    from dpt_ros.tools import calibrate_depth as tool
 
     harness, node, executor = tool_node
     ref_pub = harness.probe.create_publisher(Image, "/calib/enc_reference", qos())
