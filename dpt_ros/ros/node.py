@@ -21,6 +21,7 @@ import gc
 import math
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -3061,8 +3062,20 @@ def main(args=None, managed: bool = False) -> int:
               f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
               f"(--help: the main ones)", file=sys.stderr)
         return 2
-    code = init_ros(program, args)
+    # SIGTERM (systemd, docker stop, ros2 launch 5 s after its SIGINT) stops the node as Ctrl-C does: rclpy.init's
+    # handler shuts the context down, then calls the handler it found, this one, which interrupts the main thread
+    # wherever it is. Without it a model load or warm-up (dpt_hybrid on a small CPU: 10-30 s) ran to its end first.
+    term_handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if term_handler is not None:   # (None: not Python's to replace, or not the main thread)
+        signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = init_ros(program, args)
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM while rclpy initialised
+        code = 0
+        rclpy.try_shutdown()
     if code is not None:
+        if term_handler is not None:
+            signal.signal(signal.SIGTERM, term_handler)
         return code
     # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
@@ -3103,8 +3116,16 @@ def main(args=None, managed: bool = False) -> int:
         if node is not None:
             node.destroy_node()
         executor.shutdown()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()   # (its handlers uninstalled: SIGTERM's is _interrupt again)
+        if term_handler is not None:
+            signal.signal(signal.SIGTERM, term_handler)
     return code
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM's handler while :func:`main` runs (after rclpy's, which shuts the context down): the stop a Ctrl-C
+    makes, KeyboardInterrupt in the main thread."""
+    raise KeyboardInterrupt
 
 
 def run(managed: bool = False) -> None:
