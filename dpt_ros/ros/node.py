@@ -121,6 +121,9 @@ _LENS_WINDOW, _LENS_SOLVES, _LENS_WARN_PERIOD_S = 10, 5, 60.0
 #: ros2 bag play: no frame comes either; /clock steps 40 times a wall second while it plays) is left out of the rates'
 #: seconds: the first report after a pause counted the pause's seconds with no frame in them (0.55 Hz for 5)
 _CLOCK_STILL_S = 2.0
+#: on the way out of the process after Ctrl-C / SIGTERM / an external shutdown (the context shut down: nothing the
+#: worker or the model loader finishes can be published), how long each of them is waited for
+_EXIT_WAIT_S = 0.5
 #: a frame already this old when it arrived (its stamp against this node's wall clock) is warned of once per camera:
 #: a bag played without use_sim_time, or a camera clock behind this one (a live frame arrives within milliseconds)
 _OLD_STAMP_S = 10.0
@@ -2641,8 +2644,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if compressed is not None:
             compressed.stop(timeout)
 
-    def destroy_node(self) -> None:
-        self.stop()
+    def destroy_node(self, timeout: float = 10.0) -> None:
+        """Stop (``timeout``: as :meth:`stop`), then destroy the node."""
+        self.stop(timeout)
         super().destroy_node()
 
 
@@ -2669,13 +2673,13 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
         DptNode.__init__(self, node_name, **kwargs)
         LifecycleNodeMixin.__init__(self)
 
-    def destroy_node(self) -> None:
+    def destroy_node(self, timeout: float = 10.0) -> None:
         """As :meth:`DptNode.destroy_node`, and the lifecycle state machine too: rclpy's lifecycle mixin leaves it (its
         transition_event publisher and lifecycle services, and a hold on the node) to the garbage collector, so the
         node stayed in the ROS graph after destroy_node, and was finalised whenever the cycle collector ran. rcl then
         unregistered the /rosout publisher of the logger name, even one a newer node of the same name had
         registered in this process meanwhile: that node's log lines no longer reached /rosout."""
-        super().destroy_node()
+        super().destroy_node(timeout)
         machine = getattr(self, "_state_machine", None)   # (absent when construction failed before it)
         if machine is not None:
             machine.destroy_when_not_in_use()
@@ -3114,7 +3118,11 @@ def main(args=None, managed: bool = False) -> int:
             code = 1
     finally:
         if node is not None:
-            node.destroy_node()
+            # after Ctrl-C, SIGTERM or an external shutdown the context is shut down: what the worker (a forward pass
+            # of a big model on a CPU: seconds) or the model loader (a reload after `ros2 param set`: tens of
+            # seconds) would finish can no longer be published, and is not waited for (ros2 launch sends SIGTERM 5 s
+            # after SIGINT); the process ends right after this
+            node.destroy_node(_EXIT_WAIT_S if not node.context.ok() else 10.0)
         executor.shutdown()
         rclpy.try_shutdown()   # (its handlers uninstalled: SIGTERM's is _interrupt again)
         if term_handler is not None:

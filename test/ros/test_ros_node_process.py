@@ -15,7 +15,7 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import frame_through, make_image, qos, wait_for
+from dpt_ros.ros.testing import frame_through, make_image, qos, set_params, wait_for
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -465,6 +465,60 @@ def test_sigint_during_inference_exits_zero_and_fast(harness):
     assert time.monotonic() - t0 < SHUTDOWN_LIMIT_S   # (ros2 launch signals again after it)
     assert "Traceback" not in log
     assert "frames stamped" not in log, log
+
+
+# the console script, its threads' work made a minute long and said: the worker's forward pass of a frame (a big model
+# on a CPU, or a hung GPU) and the model loader's load after `ros2 param set` (dpt_hybrid on a small CPU: 10-30 s)
+SLOW_THREADS = """
+import signal, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
+from torch.nn.modules.module import register_module_forward_pre_hook
+from dpt_ros.model.dpt import DPT
+from dpt_ros.ros import node
+def slow(what):
+    print(f"dpt-{what}-begin", flush=True)
+    time.sleep(60)
+def forward(module, args):
+    if isinstance(module, DPT) and threading.current_thread().name == "dpt_inference":
+        slow("forward")
+register_module_forward_pre_hook(forward)
+real = node.load_models
+def load(*args, **kwargs):
+    if threading.current_thread().name == "dpt_model_loader":
+        slow("load")
+    return real(*args, **kwargs)
+node.load_models = load
+from dpt_ros.ros import console
+console.dpt_node()
+"""
+
+
+@pytest.mark.parametrize("busy", ["forward", "load"], ids=["during-a-forward-pass", "right-after-a-model-reload"])
+def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, busy):
+    """Ctrl-C while the worker ran a forward pass, or right after `ros2 param set` had the loader load another model:
+    the exit waited for it, up to 10 s (measured: 9.4 s after a reload to dpt_hybrid; a dpt_hybrid forward pass on 2
+    busy cores, 1.7 s), though rclpy's handler had shut the context down and its outputs could no longer be published:
+    ros2 launch sends SIGTERM 5 s after SIGINT. Now each thread gets half a second, exit code 0, nothing printed."""
+    proc = start_node(DOMAIN, *FAST_ARGS, "-p", "lazy:=false", python_code=SLOW_THREADS, name="dpt_proc")
+    reader = LineReader(proc)
+    try:
+        pub = harness.probe.create_publisher(Image, "image", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
+        assert proc.poll() is None, reader.text()
+        if busy == "forward":
+            pub.publish(make_image(harness.probe.get_clock().now().nanoseconds, width=160, height=120))
+        else:
+            assert set_params(harness, "dpt_proc", **{"depth.variant": "dpt_base"})[0].successful
+        wait_for(lambda: f"dpt-{busy}-begin" in reader.text(), timeout=30, what=busy)
+        code, _, seconds = stop_node(proc, signal.SIGINT, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = reader.join()
+    assert code == 0, log
+    assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)
+    for bad in ("Traceback", "[ERROR]", "[WARN]", "Exception ignored", "Failed to publish log message"):
+        assert bad not in log.split(f"dpt-{busy}-begin")[1], log
 
 
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
