@@ -3045,10 +3045,12 @@ from you or a lifecycle manager; a launch file with managed:=true does both at s
 """
 
 
-def main(args=None, managed: bool = False) -> int:
+def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``; with
     ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`). ``args``: the command line without the
-    program name (``["--ros-args", "-p", "input_size:=384"]``); None: ``sys.argv``."""
+    program name (``["--ros-args", "-p", "input_size:=384"]``); None: ``sys.argv``. ``exiting``: the process ends
+    when this returns (:func:`run`), so a Ctrl-C or SIGTERM after the node's stop began stays ignored; otherwise the
+    SIGINT and SIGTERM handlers found are set back."""
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
@@ -3069,8 +3071,10 @@ def main(args=None, managed: bool = False) -> int:
     # SIGTERM (systemd, docker stop, ros2 launch 5 s after its SIGINT) stops the node as Ctrl-C does: rclpy.init's
     # handler shuts the context down, then calls the handler it found, this one, which interrupts the main thread
     # wherever it is. Without it a model load or warm-up (dpt_hybrid on a small CPU: 10-30 s) ran to its end first.
-    term_handler = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    if term_handler is not None:   # (None: not Python's to replace, or not the main thread)
+    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
+        if threading.current_thread() is threading.main_thread() else {}
+    found = {sig: h for sig, h in found.items() if h is not None}   # (None: not Python's to replace)
+    if signal.SIGTERM in found:
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = init_ros(program, args)
@@ -3078,8 +3082,7 @@ def main(args=None, managed: bool = False) -> int:
         code = 0
         rclpy.try_shutdown()
     if code is not None:
-        if term_handler is not None:
-            signal.signal(signal.SIGTERM, term_handler)
+        _set_handlers(found)
         return code
     # the reason a start fails is said once: on the console through the logger (also its log file), or, where the
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
@@ -3117,6 +3120,11 @@ def main(args=None, managed: bool = False) -> int:
             fatal(f"cannot start: {type(e).__name__}: {e}", e)
             code = 1
     finally:
+        # from here on a second Ctrl-C or SIGTERM (pressed twice; ros2 launch's SIGTERM 5 s after its SIGINT) is
+        # ignored: it broke off this stop with a traceback (and a C++ abort, exit -6), or killed the process once
+        # rclpy had uninstalled its handlers (exit -15). A function, not SIG_IGN: rclpy's uninstall puts Python's
+        # C-level handler back, which with SIG_IGN in Python's table says "Signal 2 ignored due to race condition"
+        _set_handlers(dict.fromkeys(found, _ignore))
         if node is not None:
             # after Ctrl-C, SIGTERM or an external shutdown the context is shut down: what the worker (a forward pass
             # of a big model on a CPU: seconds) or the model loader (a reload after `ros2 param set`: tens of
@@ -3124,9 +3132,9 @@ def main(args=None, managed: bool = False) -> int:
             # after SIGINT); the process ends right after this
             node.destroy_node(_EXIT_WAIT_S if not node.context.ok() else 10.0)
         executor.shutdown()
-        rclpy.try_shutdown()   # (its handlers uninstalled: SIGTERM's is _interrupt again)
-        if term_handler is not None:
-            signal.signal(signal.SIGTERM, term_handler)
+        rclpy.try_shutdown()   # (its handlers uninstalled: the ones set above again)
+        if not exiting:
+            _set_handlers(found)
     return code
 
 
@@ -3136,6 +3144,15 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _ignore(signum, frame) -> None:
+    """SIGINT's and SIGTERM's handler once :func:`main` stops the node."""
+
+
+def _set_handlers(handlers: dict) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+
+
 def run(managed: bool = False) -> None:
     """The process entry point (``ros2 run dpt_ros dpt_node``, ``python -m dpt_ros.ros.node``): :func:`main`,
     then the exit handlers (rclpy's logging shutdown among them) and a stdio flush, then the process ends
@@ -3143,7 +3160,10 @@ def run(managed: bool = False) -> None:
     (``python -c "import torch"`` alone: 1.0 s after its last statement), which made every Ctrl-C exit wait
     for it; the node itself has already stopped its worker and shut its context down by then."""
     faulthandler.enable()   # a crash in native code (rcl, DDS, CUDA) prints every thread's Python stack
-    code = main(managed=managed)
+    try:
+        code = main(managed=managed, exiting=True)
+    except KeyboardInterrupt:   # a second signal in the instant before main's stop began to ignore it
+        code = 0
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -521,6 +521,46 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
         assert bad not in log.split(f"dpt-{busy}-begin")[1], log
 
 
+# the console script, its stop (node.destroy_node: the worker's and the loader's wait) made 2 s long and said
+SLOW_STOP = """
+import signal, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
+from dpt_ros.ros import node
+real = node.DptNode.destroy_node
+def destroy_node(self, *args, **kwargs):
+    print("dpt-stopping", flush=True)
+    time.sleep(2)
+    real(self, *args, **kwargs)
+node.DptNode.destroy_node = destroy_node
+from dpt_ros.ros import console
+console.dpt_node()
+"""
+
+
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["Ctrl-C-twice", "SIGINT-then-SIGTERM"])
+def test_a_second_signal_while_the_node_stops_is_ignored(harness, second):
+    """Ctrl-C pressed twice, or ros2 launch's SIGTERM after its SIGINT, while the node stopped: the second signal broke
+    off the stop with a KeyboardInterrupt traceback, then "terminate called without an active exception" and "Fatal
+    Python error: Aborted" (exit -6, seen with a dpt_hybrid forward pass running), or, 10 ms after the first, exit -2
+    or -15 (killed by it once rclpy had uninstalled its handlers). The stop now goes on: exit 0, nothing printed."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=SLOW_STOP)
+    reader = LineReader(proc)
+    try:
+        pub = harness.probe.create_publisher(Image, "image", qos())
+        wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
+        assert proc.poll() is None, reader.text()
+        proc.send_signal(signal.SIGINT)
+        wait_for(lambda: "dpt-stopping" in reader.text(), what="the stop begins")
+        code, _, _ = stop_node(proc, second, timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = reader.join()
+    assert code == 0, log
+    for bad in ("Traceback", "KeyboardInterrupt", "Exception ignored", "Fatal Python error", "terminate called"):
+        assert bad not in log, log
+
+
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
     """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
     holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
