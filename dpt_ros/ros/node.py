@@ -796,7 +796,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     raise StartupError(f"{task}.weights: file {weights!r} not found{where}; {weights_help(task, name)}")
             if name and name in params._variant_names(task) and not weights:
                 raise StartupError(f"{task}.weights is not set; {weights_help(task, name)}")
-        reasons = params.check_all(s)
+        reasons = params.check_all(s, lambda name: params.value_source(self._command_line,
+                                                                       self.get_fully_qualified_name(), name))
         if reasons:
             raise StartupError("invalid parameters: " + "; ".join(reasons))
         why = self._cameras_refused(s["cameras"]) or self._topics_refused(s)
@@ -2933,10 +2934,7 @@ def _why_device(name: str, m: ModelSet) -> str:
     PyTorch build without CUDA, or no CUDA device or driver found. '' for any other value or a CUDA device."""
     if name != "auto" or m.device.type != "cpu":
         return ""
-    if torch.version.cuda is None:
-        return "; device auto: this PyTorch is built without CUDA"
-    return (f"; device auto: no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its "
-            f"driver is not loaded (nvidia-smi tells)")
+    return f"; device auto: {params.cuda_missing()}"
 
 
 def _round32(v: int) -> int:

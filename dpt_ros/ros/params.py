@@ -405,10 +405,25 @@ def clip(text: str, limit: int = 2000) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
-def _check_device(value: str, option: Optional[str] = None) -> Optional[str]:
+def cuda_missing() -> str:
+    """Why PyTorch sees no CUDA device here (call it where :func:`dpt_ros.cuda_available` is False): a PyTorch built
+    without CUDA (a CPU-only wheel), or no device or driver found. The one wording, for the node's start-up line
+    (device auto on the CPU) and its refusal of ``cuda``."""
+    import torch  # noqa: PLC0415
+
+    if torch.version.cuda is None:
+        return "this PyTorch is built without CUDA"
+    return (f"no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its driver is not "
+            f"loaded (nvidia-smi tells)")
+
+
+def _check_device(value: str, option: Optional[str] = None, given: Optional[str] = None,
+                  node: Optional[str] = None) -> Optional[str]:
     """Why ``value`` is no device parameter value, None when it is one. ``option``: the command-line option of a
     tool that passes the value on to the node (``--device``): the reason is then for argparse's "argument
-    --device: ..." and names the values as that option takes them (``use --device cpu``), not as ``-p device:=``."""
+    --device: ..." and names the values as that option takes them (``use --device cpu``), not as ``-p device:=``.
+    Otherwise ``given`` and ``node`` as in :func:`_written`: the remedy as the value was given (a ``-p`` rule, a
+    parameters file's line, both), or for a live change the ``ros2 param set`` command for node ``node``."""
     said = "device " if option is None else ""
     if not _DEVICE_RE.fullmatch(value):
         return f"{said}{shown(value)} is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"
@@ -416,9 +431,10 @@ def _check_device(value: str, option: Optional[str] = None) -> Optional[str]:
         import torch  # lazily: only needed to answer this question
 
         if not dpt_ros.cuda_available():
-            use = "'cpu' or 'auto'" if option is None else \
-                f"{option} cpu (or {option} auto, the GPU where there is one)"
-            return f"{said}{value!r} requested but CUDA is not available on this machine; use {use}"
+            use = _written("device", ["cpu", "auto"], "set" if node is not None else given, node) \
+                if option is None else f"{option} cpu (or {option} auto, the GPU where there is one)"
+            return (f"{said}{value!r} requested but CUDA is not available on this machine ({cuda_missing()}); "
+                    f"use {use}")
         index = int(value.split(":")[1]) if ":" in value else 0
         n = torch.cuda.device_count()
         if index >= n:
@@ -810,9 +826,11 @@ def _colormap_names() -> tuple[str, ...]:
     return tuple(pipeline.COLORMAPS)
 
 
-def _check_value(spec: ParamSpec, value: Any, option: Optional[str] = None) -> Optional[str]:
+def _check_value(spec: ParamSpec, value: Any, option: Optional[str] = None, given: Optional[str] = None,
+                 node: Optional[str] = None) -> Optional[str]:
     """Why ``value`` is no value of ``spec``; ``option``: the command-line option of a tool that gives the value to the
-    node (the reason is then for argparse's "argument --input-size: ..." and does not name the parameter)."""
+    node (the reason is then for argparse's "argument --input-size: ..." and does not name the parameter). ``given``,
+    ``node``: for the device's remedy, as in :func:`_check_device`."""
     if spec.type is list and value is None:   # `-p name:=[]` reaches rclpy as an unset (None) value
         value = []
     if spec.type is float and isinstance(value, int) and not isinstance(value, bool):
@@ -826,7 +844,9 @@ def _check_value(spec: ParamSpec, value: Any, option: Optional[str] = None) -> O
         return f"{'' if option else spec.name + '='}{shown(value)} is not one of {', '.join(choices)}"
     reason = range_refusal(spec, value, option)
     if reason is None and spec.check is not None:
-        return spec.check(value) if option is None else spec.check(value, option)
+        if option is not None:
+            return spec.check(value, option)
+        return _check_device(value, given=given, node=node) if spec.check is _check_device else spec.check(value)
     return reason
 
 
@@ -1132,7 +1152,7 @@ def validate(current: Settings, changes: Mapping[str, Any],
         if spec is None:
             reasons.append(f"unknown parameter {shown(name)}")
             continue
-        reason = _check_value(spec, value)
+        reason = _check_value(spec, value, node=node)
         if reason:
             reasons.append(reason)
     if reasons:
@@ -1194,9 +1214,12 @@ def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = Non
     return reasons
 
 
-def check_all(s: Settings) -> list[str]:
-    """Every reason why a complete snapshot (e.g. the start-up values) is invalid."""
-    reasons = [r for spec in PARAMETERS if (r := _check_value(spec, s[spec.name]))]
+def check_all(s: Settings, given: Callable[[str], Optional[str]] = lambda name: None) -> list[str]:
+    """Every reason why a complete snapshot (e.g. the start-up values) is invalid; ``given``: where the start-up
+    value of a parameter came from (:func:`value_source`), for a remedy in that form (asked only for the device's:
+    it reads the command line's parameters files)."""
+    reasons = [r for spec in PARAMETERS if (r := _check_value(
+        spec, s[spec.name], given=given(spec.name) if spec.check is _check_device else None))]
     return reasons or _cross_checks(s, ())
 
 

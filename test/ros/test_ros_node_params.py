@@ -170,6 +170,43 @@ def test_live_refusals_say_the_ros2_param_set_command_that_is_taken(harness):
         assert got == meant and type(got) is type(meant), (command, got)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal of device cuda where there is no CUDA")
+def test_device_cuda_without_cuda_is_refused_with_why_and_the_remedy_as_typed(harness, tmp_path):
+    """device cuda on a machine without CUDA: refused at start-up and live with why CUDA is missing (the start-up
+    line's words for device auto: a CPU-only PyTorch, or no device or driver) and the remedy in the form the value
+    was given: -p rules, a parameters file's lines, or the `ros2 param set` commands for this node, which are taken.
+    Before: "use 'cpu' or 'auto'", and no why."""
+    import rclpy
+    from rclpy.context import Context
+
+    from dpt_ros.ros.node import DptNode, StartupError
+
+    why = ("this PyTorch is built without CUDA" if torch.version.cuda is None else
+           f"no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its driver is not "
+           f"loaded (nvidia-smi tells)")
+    head = f"device 'cuda' requested but CUDA is not available on this machine ({why}); use "
+    path = tmp_path / "device.yaml"
+    path.write_text("/**:\n  ros__parameters:\n    device: cuda\n")
+    model = ["-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random"]
+    context = Context()
+    rclpy.init(context=context, domain_id=DOMAIN + 22)
+    try:
+        for cli, use in ((["-p", "device:=cuda"], "-p device:=cpu or -p device:=auto"),
+                         (["--params-file", str(path)], "device: cpu or device: auto")):
+            with pytest.raises(StartupError) as info:
+                DptNode(context=context, cli_args=["--ros-args", *model, *cli])
+            assert str(info.value) == f"invalid parameters: {head}{use}", str(info.value)
+    finally:
+        rclpy.shutdown(context=context)
+    node = harness.start_node(namespace="robot")
+    r = _ros2_param_set(harness, "ros2 param set /robot/dpt_node device cuda")
+    assert not r.successful and r.reason == (f"{head}ros2 param set /robot/dpt_node device cpu or ros2 param set "
+                                             f"/robot/dpt_node device auto"), r.reason
+    r = _ros2_param_set(harness, "ros2 param set /robot/dpt_node device cpu")
+    assert r.successful, r.reason
+    assert get_params(harness, node, "device") == ["cpu"]
+
+
 def test_a_list_refused_live_is_said_as_the_command_that_sets_it(harness):
     """cameras, settable on the managed node while unconfigured: `ros2 param set /robot/dpt_node cameras left` sends
     a string; the refusal says the command with the list, quoted for the shell, and that command is taken."""

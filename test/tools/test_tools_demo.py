@@ -147,9 +147,12 @@ def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_word
     (it was the node's FATAL log in -p device:= words, after the random-weights banner, and 'exited early')."""
     import torch
 
+    from dpt_ros.ros import params
+
+    missing = "" if torch.cuda.is_available() else params.cuda_missing()   # (why, as the node's start-up line says)
     for bad, why in (("bogus", "argument --device: 'bogus' is not one of 'auto', 'cpu', 'cuda', 'cuda:N'"),
-                     ("cuda:99", "requested but CUDA is not available on this machine; use --device cpu (or --device "
-                                 "auto, the GPU where there is one)" if not torch.cuda.is_available() else
+                     ("cuda:99", f"requested but CUDA is not available on this machine ({missing}); use --device cpu "
+                                 f"(or --device auto, the GPU where there is one)" if not torch.cuda.is_available() else
                       f"argument --device: 'cuda:99': only {torch.cuda.device_count()} CUDA device(s) present; "
                       f"use --device cuda")):
         assert "-p device" not in usage_error(demo.parse_args, ["--device", bad], why).err
