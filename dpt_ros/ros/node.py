@@ -1405,8 +1405,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     def _set_cpu_threads(self, n: int) -> None:
         """PyTorch's intra-op threads and OpenCV's pool to ``n`` threads, 0 = their defaults as found at
-        start-up. In the worker, between frames: OpenMP keeps PyTorch's count per calling thread, OpenCV's
-        pool is process-wide."""
+        start-up. torch.set_num_threads sets the calling thread's OpenMP count and PyTorch's count for the process,
+        which a thread takes on its first use of PyTorch's pool and keeps (OpenMP's count is per thread): threads
+        that used the pool before keep theirs, threads that use it first after take ``n``. So it is called in the
+        thread that runs the model: at start-up (and a managed node's configure) in the one that loads and warms
+        up the model, before the worker of that configuration, a new thread, first runs it; for a live change in
+        the worker, between frames. OpenCV's pool is process-wide."""
         torch.set_num_threads(n or self._default_threads[0])
         cv2.setNumThreads(n or self._default_threads[1])
         self._cpu_threads = n
