@@ -781,6 +781,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     def _load_initial(self) -> ModelSet:
         s = self._settings
+        taken = {}   # task -> the file a Hugging Face snapshot folder given stands for, named in the loading line
         for task in ("depth", "segmentation"):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
             if name and name in params._variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
@@ -788,6 +789,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     path = resolve_weights_path(weights)
                 except FileNotFoundError as e:
                     raise StartupError(f"{task}.weights: {e}") from None
+                if os.path.isdir(os.path.expanduser(weights)):   # (model.safetensors before pytorch_model.bin)
+                    taken[task] = f": {path.name}"
                 if path.exists() and not path.is_file():   # a device, pipe or socket: not "not found"
                     raise StartupError(f"{task}.weights: {weights!r} exists but is not a regular file (a device, "
                                        f"pipe or socket); give the checkpoint file itself")
@@ -807,7 +810,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if why:
             raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
-        tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']})" for t in ("depth", "segmentation")
+        tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']}{taken.get(t, '')})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]
         if s["cpu_threads"] != self._cpu_threads:   # the load and its warm-up (seconds of a big model on the CPU) run
             self._set_cpu_threads(s["cpu_threads"])  # on the threads it leaves to the robot too, and /diagnostics says so

@@ -514,6 +514,7 @@ def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
 def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     """`ros2 param set /dpt depth.weights <snapshot folder>`: the folder's model.safetensors is what loads
     (an empty folder is rejected with the reason; the running model keeps serving)."""
+    from rcl_interfaces.msg import Log
     from safetensors.torch import save_file
 
     import rclpy
@@ -540,9 +541,18 @@ def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     served = engine.model.state_dict()
     for name in ("pretrained.model.pos_embed", "scratch.output_conv.4.weight"):
         assert torch.equal(served[name].float(), sd[name].float()), name
-    # and at start-up, as `-p depth.weights:=<folder>` (it used to be refused there as "not found")
+    # and at start-up, as `-p depth.weights:=<folder>` (it used to be refused there as "not found"); its loading line
+    # names the file taken: model.safetensors before a pytorch_model.bin beside it (it named only the folder)
+    torch.save(official_to_hf(random_state_dict("dpt_tiny", seed=6)), str(snap / "pytorch_model.bin"))
+    log = harness.collector(Log, "/rosout")
     started = harness.start_node(namespace="from_snapshot", **{"depth.weights": str(snap)})
     assert started.models.depth.model.load_report.source_format == "huggingface"
+    assert torch.equal(started.models.depth.model.state_dict()["pretrained.model.pos_embed"].float(),
+                       sd["pretrained.model.pos_embed"].float())
+    wait_for(lambda: any(m.name == "from_snapshot.dpt_node" and m.msg.startswith("loading ") for m in list(log)),
+             what="the loading line")
+    assert [m.msg for m in list(log) if m.name == "from_snapshot.dpt_node" and m.msg.startswith("loading ")] == \
+        [f"loading depth dpt_tiny ({snap}: model.safetensors) on device cpu ..."]
     empty = tmp_path / "empty-snapshot"
     empty.mkdir()
     context = Context()   # (its own: the half-built node goes with it)
