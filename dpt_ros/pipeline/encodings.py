@@ -392,6 +392,12 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) \
             if head[12:16] == b"IHDR" and len(head) >= 24 else None
+    i, data = _jpeg_frame(buf), memoryview(buf)
+    return None if i is None else (int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big"))
+
+
+def _jpeg_frame(buf: np.ndarray) -> Optional[int]:
+    """Where the JPEG ``buf``'s start of frame (its frame header, FFCn) is, None where it is not found before a scan."""
     # a JPEG's segments up to its start of frame, over the whole buffer (an ICC profile or a hostile APPn segment
     # can put it far in); the walk hops from segment to segment, its cost is their number, not their bytes. Bytes
     # other than a marker between segments are skipped as libjpeg skips them ("extraneous bytes before marker"):
@@ -413,7 +419,7 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
             i += 1
             continue
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):   # a start of frame: P, Y, X
-            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            return i
         if marker == 0xDA:   # the scan data, and no frame header before it: not a JPEG the decoder takes
             return None
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:   # markers without a length
@@ -425,13 +431,14 @@ def compressed_size(buf: np.ndarray) -> Optional[tuple[int, int]]:
 
 def _jpeg_cut(buf: np.ndarray) -> bool:
     """Whether the JPEG ``buf`` (uint8, 1-D) ends before its end-of-image marker (FFD9): none after its last start of
-    scan (FFDA; entropy-coded data holds neither), or none at all. Bytes after the marker (a driver's padding) do not
-    count, nor an EXIF thumbnail's own end before the image's scan. A JPEG whose data ends with the marker (but zero
-    padding), as every whole one from a camera, is read no further than its last 64 bytes, and not copied."""
+    scan (FFDA; entropy-coded data holds neither), or none at all, after the image's frame header. Bytes after the
+    marker (a driver's padding) do not count, nor an EXIF thumbnail's own end (in an APP1 segment, before the image's
+    frame header, which the segment walk of :func:`compressed_size` finds). A JPEG whose data ends with the marker
+    (but zero padding), as every whole one from a camera, is read no further than its last 64 bytes, and not copied."""
     if buf[-64:].tobytes().rstrip(b"\0").endswith(b"\xff\xd9"):   # nothing can follow the marker there
         return False
     raw = buf.tobytes()
-    end = raw.rfind(b"\xff\xd9")
+    end = raw.rfind(b"\xff\xd9", _jpeg_frame(buf) or 0)   # (no frame header found: the whole data)
     return end < 0 or raw.find(b"\xff\xda", end) >= 0
 
 
@@ -453,7 +460,8 @@ def jpeg_truncated(data: Any) -> bool:
     or the recording. :func:`decode_compressed` decodes one as far as its data goes, the rest of the image (its last
     blocks, from the bottom right) grey, and :func:`decode_compressed_frame` says so with the pixels (the data looked
     at once). The marker is looked for after the last start of scan (FFDA; entropy-coded data holds neither), so
-    bytes after it (a driver's padding) do not count, nor an EXIF thumbnail's own end before the image's scan."""
+    bytes after it (a driver's padding) do not count, nor an EXIF thumbnail's own end before the image's frame
+    header."""
     buf = data.reshape(-1) if isinstance(data, np.ndarray) else np.frombuffer(data, np.uint8)
     return buf[:3].tobytes() == b"\xff\xd8\xff" and _jpeg_cut(buf)
 

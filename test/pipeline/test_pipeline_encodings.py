@@ -381,6 +381,32 @@ def test_the_decode_says_whether_a_jpeg_was_cut_short_and_a_whole_ones_end_is_ch
     assert peak < 2_000, peak   # the old check copied all of it: len(jpeg) bytes and more
 
 
+def test_a_jpeg_with_an_exif_thumbnail_cut_before_its_scan_is_said_to_be_truncated():
+    """A camera's JPEG with an EXIF thumbnail (a JPEG of its own, with its own FFDA and FFD9, in an APP1 segment
+    before the image's frame header), cut after the image's frame header but before its scan: the end marker was
+    looked for after the last FFDA found, and the thumbnail's FFD9 came after it, so the cut one was called 'corrupt
+    data'. It is now looked for after the image's frame header: truncated; whole, with bytes after it, it is not."""
+    image = cv2.GaussianBlur(cv2.resize(RGB, (96, 64), interpolation=cv2.INTER_CUBIC), (0, 0), 2)
+    jpeg = cv2.imencode(".jpg", image)[1].tobytes()
+    thumb = cv2.imencode(".jpg", cv2.resize(image, (24, 16)))[1].tobytes()
+    exif = b"Exif\0\0" + thumb
+    data = jpeg[:2] + b"\xff\xe1" + (2 + len(exif)).to_bytes(2, "big") + exif + jpeg[2:]
+    assert data.count(b"\xff\xda") == 2 and data.count(b"\xff\xd9") == 2
+    whole = decode_compressed_frame(data, "jpeg")
+    assert not whole.truncated and (whole.rgb == decode_compressed(jpeg, "jpeg")).all()
+    assert not jpeg_truncated(data + b"\x12\xff\x34") and not jpeg_truncated(data + b"\0" * 8)
+    scan = data.rindex(b"\xff\xda")   # the image's own scan, after the thumbnail's end
+    assert data.index(b"\xff\xd9") < data.index(b"\xff\xc0", len(thumb)) < scan   # thumbnail's end, frame header
+    for cut in (scan, scan + 4):   # after the frame header and tables; in the scan's header
+        assert jpeg_truncated(data[:cut]) and jpeg_truncated(data[:cut] + b"\0" * 8)
+        with pytest.raises(EncodingError) as info:
+            decode_compressed(data[:cut], "jpeg")
+        assert str(info.value) == (f"could not decode jpeg image of {cut} bytes: truncated, the data ends before the "
+                                   f"JPEG's end-of-image marker (FFD9): the message was cut short by its publisher, a "
+                                   f"relay or the recording (check that the camera's own compressed topic decodes, "
+                                   f"e.g. in rqt_image_view); the frame is skipped")
+
+
 def test_an_undecodable_compressed_image_is_said_to_be_truncated_or_corrupt_with_what_to_do():
     """A JPEG or PNG cut short (a relay, a recording; Wi-Fi) or corrupt was refused as 'could not decode ... (corrupt?)',
     and an empty one as 'empty ... payload': now which it is (no end marker: truncated), and what to check."""
