@@ -337,6 +337,9 @@ class _Frame:
     # frame's settings snapshot may be another by then, the calibration following a change set meanwhile ('' for one
     # from the camera_info topic)
     calibration_url: str = ""
+    # the image topic it came on (its camera's at the callback): an image_transport change while the frame is in the
+    # worker moves the camera's to the new one ('' for a frame made without a callback: its camera's)
+    image_topic: str = ""
 
     def __post_init__(self) -> None:
         if self.rate_s is None:
@@ -1274,7 +1277,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         clock = self.get_clock()
         now_ns = clock.now().nanoseconds
         frame = _Frame(cam, msg, time.monotonic(), now_ns,
-                       rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None)
+                       rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None,
+                       image_topic=cam.image_topic)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
@@ -2434,7 +2438,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         topics = _topics(frames)
         named = bool(topics) and text.startswith(topics + ": ")
         body = text[len(topics) + 2:] if named else text
-        cameras = [f.camera.image_topic or f.camera.topic("image") for f in frames] if named else [""]
+        cameras = [f.image_topic or f.camera.image_topic or f.camera.topic("image") for f in frames] if named else [""]
         kind = (reason, _blank_numbers(body)[:200])
         now = time.monotonic()
         with self._lock:
@@ -2484,7 +2488,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                      f"depth.max, {s['depth.max']:g} m, beyond 65.535 m, or no data)")
         else:
             return
-        topic, now = f.camera.image_topic or f.camera.topic("image"), time.monotonic()
+        topic, now = f.image_topic or f.camera.image_topic or f.camera.topic("image"), time.monotonic()
         key = (topic, "depth" in host)   # (32FC1 and 16UC1 each said)
         if now - self._no_depth_said.get(key, -math.inf) < _ERROR_LOG_PERIOD_S:
             return
@@ -3001,7 +3005,7 @@ def _blank_numbers(text: str) -> str:
 def _topics(frames: list) -> str:
     """The image topics of ``frames``, for a log line (each named once, in order): with several cameras an error
     says whose frames it cost, and one camera's error does not hide another's (the log throttle is per text)."""
-    return ", ".join(dict.fromkeys(f.camera.image_topic or f.camera.topic("image") for f in frames))
+    return ", ".join(dict.fromkeys(f.image_topic or f.camera.image_topic or f.camera.topic("image") for f in frames))
 
 
 def _needs_labels(wanted: set, s: Settings) -> bool:

@@ -1047,3 +1047,36 @@ def test_a_frame_whose_only_subscribed_outputs_need_metres_that_cannot_be_made_s
     pub.publish(make_image(4))
     wait_for(lambda: len(depth) == 1, what="depth once it can be made")
     assert len(passes) == 1
+
+
+def test_an_error_of_a_frame_in_flight_when_image_transport_changes_names_the_topic_it_came_on(harness):
+    """image_transport set raw -> compressed (`ros2 param set`) while a raw frame is in its forward pass: the frame's
+    error line and its per-camera log throttle named the camera's topic at the time of the line, by then
+    /image/compressed, on which the frame never came (a user looked for a fault of the compressed stream). Now the
+    frame keeps the topic it came on. Forced: the frame held in its forward pass until the set has returned, its
+    forward pass then failing (injected)."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node()
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _discovered(node, pub, "inverse_depth")
+    gate, entered, _ = gate_engine(node.models.depth)
+    gated = node.models.depth.run
+
+    def failing(batch):
+        gated(batch)
+        raise RuntimeError("forward failed (injected)")
+
+    node.models.depth.run = failing
+    try:
+        pub.publish(make_image(1))
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        assert set_params(harness, node, image_transport="compressed")[0].successful
+        assert node.cameras[0].image_topic == "/image/compressed"
+    finally:
+        gate.set()
+    wait_for(lambda: node.error_counts().get("inference") == 1, what="the frame's error")
+    wait_for(lambda: any("forward failed (injected)" in m.msg for m in list(log)), what="its line")
+    assert [m.msg for m in list(log) if "forward failed (injected)" in m.msg] == [
+        "[inference] /image: depth model: RuntimeError: forward failed (injected)"]
+    assert dict(node.counts()[""]) == {"received": 1, "error:inference": 1} and not out
