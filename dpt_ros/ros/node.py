@@ -1192,10 +1192,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
         compressed = self._settings["image_transport"] == "compressed"
         return self.resolve_topic_name(cam.topic("image")).rstrip("/") + ("/compressed" if compressed else "")
 
-    def _reference_topic(self, cam: _Camera) -> str:
+    def _reference_topic(self, cam: _Camera, s: Optional[Settings] = None) -> str:
         """The topic the camera's depth.align references are (or would be) subscribed on: depth_reference, remaps
-        applied, + "/compressedDepth" with depth.align_transport:=compressedDepth (as image_transport names it)."""
-        compressed = self._settings["depth.align_transport"] == "compressedDepth"
+        applied, + "/compressedDepth" with depth.align_transport:=compressedDepth (as image_transport names it), of
+        the settings ``s`` (a frame's snapshot; by default the node's)."""
+        compressed = (s or self._settings)["depth.align_transport"] == "compressedDepth"
         return self.resolve_topic_name(cam.topic("depth_reference")).rstrip("/") + \
             ("/compressedDepth" if compressed else "")
 
@@ -2076,7 +2077,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         inverse_depth + shift``, trimmed least squares over every _ALIGN_STRIDE-th pixel), or None, counted as
         incomplete:alignment with the reason, when there is no usable reference or fit."""
         cam = f.camera
-        topic = self._reference_topic(cam)
+        topic = self._reference_topic(cam, s)   # (the frame's: depth.align_transport may be set while it is in the worker)
         stamp = conversions.stamp_ns(f.msg.header)
         try:
             # (_on_reference offers each reference that comes to this frame, which is in the worker)

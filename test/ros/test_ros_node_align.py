@@ -507,3 +507,36 @@ def test_a_reference_of_another_frame_id_is_warned_once_and_shown_in_the_status(
     warned = [m for m in log if "frame_id 'camera_depth_optical_frame'" in m.msg]
     assert [(m.level, m.msg) for m in warned] == [(Log.WARN, f"/depth_reference: {said}. Said once per camera.")]
     assert "depth_reference" not in status()   # (the flat wall's reference has the images' frame_id)
+
+
+def test_an_alignment_line_of_a_frame_in_flight_when_the_transport_changes_names_the_frames_reference_topic(aligned,
+                                                                                                          harness):
+    """depth.align_transport set raw -> compressedDepth (`ros2 param set`) while a frame, its raw reference held, is in
+    its forward pass: the frame is fitted to that raw reference, but its [alignment] line named the topic of the
+    settings at the time of the line, /depth_reference/compressedDepth, which sent it nothing. Now the frame's own
+    settings name it. Forced: the frame held in its forward pass until the set has returned."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import gate_engine
+
+    log = harness.collector(Log, "/rosout")
+    node, _, _ = aligned
+    cam = node.cameras[0]
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0, what="discovery")
+    frame = make_image(1_000_000_000, width=80, height=60, seed=1)
+    ref_pub.publish(conversions.image_msg(frame.header, np.full((60, 80), np.nan, np.float32), "32FC1"))
+    wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000, what="reference stored")
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(frame)
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        assert set_params(harness, node, **{"depth.align_transport": "compressedDepth"})[0].successful
+    finally:
+        gate.set()
+    wait_for(lambda: node.counts()[""].get("incomplete:alignment") == 1, what="the frame's fallback")
+    wait_for(lambda: any(m.msg.startswith("[alignment]") for m in list(log)), what="its line")
+    lines = [m.msg for m in list(log) if m.msg.startswith("[alignment]")]
+    assert len(lines) == 1 and lines[0].startswith(
+        "[alignment] /depth_reference: only 0 of the 300 pixels the fit samples"), lines
