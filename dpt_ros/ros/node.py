@@ -1994,16 +1994,18 @@ class DptNode(NodeHealth, TopicChecks, Node):
                                                  stride=s["points.stride"], organized=s["points.organized"],
                                                  reuse_buffer=True)   # serialised just below
                 out["points"] = conversions.cloud_output(header, cloud)
-                self._note_lens_solve(f.camera, intr, solves)
+                self._note_lens_solve(f, intr, solves)
         return out
 
-    def _note_lens_solve(self, cam: _Camera, intr: pipeline.Intrinsics, before: tuple[int, float]) -> None:
-        """After a cloud of ``intr``: whether it solved its lens rays afresh (a raw camera's, camera_info.rectified
-        false: tenths of a second at 1080p, on the worker, so every camera's frames wait), by
+    def _note_lens_solve(self, f: _Frame, intr: pipeline.Intrinsics, before: tuple[int, float]) -> None:
+        """After frame ``f``'s cloud of ``intr``: whether it solved its lens rays afresh (a raw camera's,
+        camera_info.rectified false: tenths of a second at 1080p, on the worker, so every camera's frames wait), by
         distortion.stats since ``before``. Counted per camera (lens_rays.solved, lens_rays.solve_ms); a camera
         whose calibration changes with every frame (a zooming lens, a driver republishing a jittered
         auto-calibration) solves them for every cloud, and its output rate falls with no error: warned when
-        _LENS_SOLVES of its last _LENS_WINDOW clouds did, with what changed and what to do."""
+        _LENS_SOLVES of its last _LENS_WINDOW clouds did, with what changed and what to do, named as of the frame (its
+        topic and calibration's source: camera_info.url may be set or cleared meanwhile)."""
+        cam = f.camera
         solved = distortion.stats["grids"] - before[0]
         ms = (distortion.stats["seconds"] - before[1]) * 1000.0 if solved else 0.0
         previous, cam.lens_intrinsics = cam.lens_intrinsics, intr
@@ -2025,14 +2027,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                                                                 intr.distortion_model),
                                     ("size", (previous.width, previous.height), (intr.width, intr.height)))
             if a != b]
-        source = "camera_info.url" if cam.calibration is not None else self.resolve_topic_name(cam.topic("camera_info"))
+        source = "camera_info.url" if f.calibration_url else self.resolve_topic_name(cam.topic("camera_info"))
         why = (f"its calibration changes from frame to frame ({', '.join(changed)} of {source} differ from the "
                f"last cloud's)" if changed else
                f"the solved rays of {distortion.RAYS_CALIBRATIONS} calibrations, at most "
                f"{distortion.RAYS_BUDGET_BYTES // 2**20} MiB of them (the newest always), are kept, for all cameras "
                f"and points.stride values together, and more are in use")
         self.get_logger().warning(
-            f"{cam.image_topic or cam.topic('image')}: the lens rays of points (camera_info.rectified false: "
+            f"{_topics([f])}: the lens rays of points (camera_info.rectified false: "
             f"{intr.distortion_model} distortion) were solved afresh for {len(slow)} of its last "
             f"{len(cam.lens_solves)} clouds, {sum(slow) / len(slow):.0f} ms each, which the worker spends before every camera's next "
             f"frame: {why}. A driver republishing a jittered auto-calibration: give the node one fixed calibration "

@@ -770,3 +770,58 @@ def test_a_failure_after_the_settings_changed_puts_them_back(harness, monkeypatc
     assert not refused.successful and refused.reason == "input_size: RuntimeError: cannot start a thread"
     assert node.settings["input_size"] == 64 and node.get_parameter("input_size").value == 64
     assert node._running_calibration is None   # nothing held for the load that never started
+
+
+def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names_the_topic_its_calibration_came_on(
+        harness, tmp_path, monkeypatch):
+    """A raw camera (camera_info.rectified false) whose camera_info changes with every frame: the 5th cloud that
+    solves its lens rays afresh warns, with what changed and where. The user, told to give a calibration file, sets
+    camera_info.url while that frame, matched with the topic's camera_info, is building its cloud: the warning said
+    'fx, fy of camera_info.url differ from the last cloud's', the file not yet in use by any cloud. It now names where
+    the frame's calibration came from, /lz/camera_info. Forced: the frame's cloud held (pipeline.build_cloud gated)
+    until the set has returned."""
+    import threading
+
+    from dpt_ros import pipeline
+
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="lz", **{"depth.scale": 1.0, "camera_info.policy": "latest",
+                                                 "camera_info.rectified": False})
+    points = harness.collector(PointCloud2, "/lz/points")
+    pub = harness.probe.create_publisher(Image, "/lz/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, "/lz/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    real_build, gate, entered = pipeline.build_cloud, threading.Event(), threading.Event()
+
+    def gated(*args, **kwargs):
+        entered.set()
+        gate.wait(20)
+        return real_build(*args, **kwargs)
+
+    def send(i: int) -> None:   # (focal lengths no other test uses: the solved rays are kept per process)
+        frame = make_image(i * 10**9, width=96, height=72)
+        info = make_info(frame, fx=71.3 + 0.1 * i)
+        info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.001, -0.002, -0.02]
+        info_pub.publish(info)
+        wait_for(lambda: node.cameras[0].infos and node.cameras[0].infos[-1][0] == i * 10**9, what="info stored")
+        pub.publish(frame)
+
+    for i in range(1, 5):   # 4 clouds, each solving its rays
+        send(i)
+        wait_for(lambda: len(points) == i, what=f"cloud {i}")
+    monkeypatch.setattr(pipeline, "build_cloud", gated)
+    try:
+        send(5)
+        wait_for(entered.is_set, what="the 5th frame building its cloud")
+        assert set_params(harness, node, **{"camera_info.url": str(tmp_path / "ost.yaml")})[0].successful
+    finally:
+        gate.set()
+    wait_for(lambda: len(points) == 5, what="cloud 5")
+    said = [(m.level, m.msg) for m in list(log) if "lens rays of points" in m.msg]
+    assert len(said) == 1 and said[0][0] == Log.WARN, said
+    assert said[0][1].startswith("/lz/image: the lens rays of points (camera_info.rectified false: plumb_bob "
+                                 "distortion) were solved afresh for 5 of its last 5 clouds, ") and \
+        ": its calibration changes from frame to frame (fx, fy of /lz/camera_info differ from the last cloud's)." \
+        in said[0][1], said
