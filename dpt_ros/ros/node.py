@@ -830,7 +830,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             if task == "depth":   # a new depth model: that it has no metres is said again (it was said once in the
                 self._warned.discard("no_metric")   # node's life: a swap back to a relative model was silent)
             self._warned.discard(f"task_off:{task}")   # on: its turning off again (a swap) is said again
-            self._warned -= {k for k in self._warned if k.startswith("slow:")}   # a new model: its pace is said anew
+            # a new model: its pace is said anew (a copy iterated, taken at once: the worker and the executor add
+            # warnings meanwhile, and a set that grows while iterated raises; this runs on the loader's thread)
+            self._warned -= {k for k in list(self._warned) if k.startswith("slow:")}
             if e.random_weights:
                 bar = "!" * 78
                 self.get_logger().warning(

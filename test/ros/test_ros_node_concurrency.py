@@ -425,3 +425,54 @@ def test_a_cuda_error_the_process_cannot_recover_from_says_to_restart_the_node()
         "postprocess", "RuntimeError: CUDA error: an illegal memory access was encountered")
     plain = RuntimeError("CUDA error: invalid configuration argument")
     assert DptNode._failure("inference", plain, torch.device("cuda", 0)) == ("inference", f"RuntimeError: {plain}")
+
+
+def test_a_warning_said_while_a_swapped_in_model_is_logged_does_not_end_the_loader(harness):
+    """A model swap's loader, logging the new model, forgets the warnings said of the old one (no metres, a task off,
+    its pace) by iterating over the said warnings, while the worker, running the new model's frames, adds to them:
+    a warning said by the worker in between ended the loader with 'RuntimeError: Set changed size during iteration',
+    before the new model's RANDOM WEIGHTS banner. Forced: the loader held at its first look at a said warning (a
+    profile hook on str.startswith) until the worker has said the new model's 'need metric depth' again."""
+    import sys
+
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import make_image, qos
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node()   # (a relative model: its depth needs metres it has not)
+    harness.collector(Image, "depth")
+    harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and all(
+        node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("depth", "inverse_depth")), what="discovery")
+
+    def said(text: str) -> int:
+        return sum(text in m.msg for m in list(log))
+
+    pub.publish(make_image(1, frame_id=""))   # (an empty frame_id: said once, and kept said)
+    wait_for(lambda: said("need metric depth") == 1 and said("empty frame_id") == 1, what="the first warnings")
+    inside, added = threading.Event(), threading.Event()
+
+    def profile(frame, event, arg):
+        if event == "c_call" and getattr(arg, "__name__", "") == "startswith" and not inside.is_set() and \
+                frame.f_code.co_filename == node_module.__file__ and \
+                frame.f_code.co_name in ("<setcomp>", "_log_model"):
+            inside.set()
+            added.wait(20)
+
+    banners = said("RANDOM WEIGHTS")
+    threading.setprofile(profile)   # (threads started from now: the swap's loader)
+    try:
+        assert set_params(harness, node, input_size=96)[0].successful
+    finally:
+        threading.setprofile(None)
+    try:
+        wait_for(inside.is_set, what="the loader at a said warning")
+        pub.publish(make_image(2))
+        wait_for(lambda: said("need metric depth") == 2, what="the new model's warning")
+    finally:
+        added.set()
+    wait_for(lambda: said("RANDOM WEIGHTS") == banners + 1, what="the new model's banner")
+    assert sys.getprofile() is None
