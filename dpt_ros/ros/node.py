@@ -345,6 +345,11 @@ class _Frame:
         if self.rate_s is None:
             self.rate_s = self.received
 
+    @property
+    def topic(self) -> str:
+        """The image topic to name the frame by in a log line: the one it came on, else its camera's."""
+        return self.image_topic or self.camera.image_topic or self.camera.topic("image")
+
     def offer_reference(self, stamp_ns: int, msg: Any, tolerance_s: float) -> None:
         """depth.align: keep ``msg`` as this frame's reference if within the tolerance and nearer than the one held."""
         dt = abs(stamp_ns - conversions.stamp_ns(self.msg.header))
@@ -2443,7 +2448,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         topics = _topics(frames)
         named = bool(topics) and text.startswith(topics + ": ")
         body = text[len(topics) + 2:] if named else text
-        cameras = [f.image_topic or f.camera.image_topic or f.camera.topic("image") for f in frames] if named else [""]
+        cameras = [f.topic for f in frames] if named else [""]
         kind = (reason, _blank_numbers(body)[:200])
         now = time.monotonic()
         with self._lock:
@@ -2493,7 +2498,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                      f"depth.max, {s['depth.max']:g} m, beyond 65.535 m, or no data)")
         else:
             return
-        topic, now = f.image_topic or f.camera.image_topic or f.camera.topic("image"), time.monotonic()
+        topic, now = f.topic, time.monotonic()
         key = (topic, "depth" in host)   # (32FC1 and 16UC1 each said)
         if now - self._no_depth_said.get(key, -math.inf) < _ERROR_LOG_PERIOD_S:
             return
@@ -3010,7 +3015,7 @@ def _blank_numbers(text: str) -> str:
 def _topics(frames: list) -> str:
     """The image topics of ``frames``, for a log line (each named once, in order): with several cameras an error
     says whose frames it cost, and one camera's error does not hide another's (the log throttle is per text)."""
-    return ", ".join(dict.fromkeys(f.image_topic or f.camera.image_topic or f.camera.topic("image") for f in frames))
+    return ", ".join(dict.fromkeys(f.topic for f in frames))
 
 
 def _needs_labels(wanted: set, s: Settings) -> bool:
