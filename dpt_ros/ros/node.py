@@ -188,6 +188,9 @@ class ModelSet:
     #: per task, the slowest forward pass of its warm-up, per frame in it (s): /diagnostics' stuck-worker limit is
     #: at least 3x their sum per camera, so a model merely that slow is not taken for stuck (a reused task keeps its own)
     warmup_s: dict = field(default_factory=dict)
+    #: per task, the weights it runs as the loading line names them: the value given ('random', a file), a Hugging
+    #: Face snapshot folder with the file taken from it ('/path/snapshot: model.safetensors'); a reused task: its own
+    weights: dict = field(default_factory=dict)
 
     def describe(self) -> dict[str, str]:
         out = {"device": str(self.device)}
@@ -204,7 +207,13 @@ class ModelSet:
                 out[f"{task}.net_size"] = "x".join(str(v) for v in pre.net_size)
                 out[f"{task}.dtype"] = str(e.dtype).replace("torch.", "")
                 out[f"{task}.random_weights"] = str(bool(e.random_weights))
+                out[f"{task}.weights"] = self.weights.get(task, "")
         return out
+
+    def serving(self, tasks: tuple = ("depth", "segmentation")) -> str:
+        """What of ``tasks`` runs, in the loading line's words: 'depth dpt_tiny (/path/snapshot: model.safetensors)'."""
+        return ", ".join(f"{t} {getattr(self, t).variant.name} ({self.weights.get(t, '')})" for t in tasks
+                         if getattr(self, t) is not None)
 
 
 def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
@@ -221,7 +230,7 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
     if s["cuda_graphs"] and device.type != "cuda":
         raise StartupError(f"cuda_graphs:=true needs a CUDA device, but device resolves to {device}")
     parts: dict[str, Any] = {}
-    reused, warmup_s = [], {}
+    reused, warmup_s, taken = [], {}, {}
     for task in ("depth", "segmentation"):
         name = s[f"{task}.variant"]
         if not name:
@@ -229,6 +238,7 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         if running is not None and getattr(running, task) is not None and _same_task(task, running.key, s.model_key()):
             parts[task], parts[f"{task}_pre"] = getattr(running, task), getattr(running, f"{task}_pre")
             reused.append(task)
+            taken[task] = running.weights.get(task, "")
             if task in running.warmup_s:
                 warmup_s[task] = running.warmup_s[task]
             continue
@@ -236,8 +246,14 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         weights = s[f"{task}.weights"]
         if not weights:
             raise StartupError(f"{task}.weights is not set: {weights_help(task, name)}")
+        taken[task] = weights   # (as given, as the loading line names it)
         if weights != RANDOM_WEIGHTS:
             weights = os.path.expanduser(weights)
+            if os.path.isdir(weights):   # a Hugging Face snapshot folder: the file the loader takes from it
+                try:
+                    taken[task] += f": {resolve_weights_path(weights).name}"
+                except FileNotFoundError:   # (the loader says why)
+                    pass
         # with CUDA graphs, one per network shape and batch size: cameras of one shape form batches of 1..n of them,
         # so the cameras' steady state needs one graph per camera; fewer kept would evict and recapture (two eager
         # passes and a capture) every batch once five cameras of other aspect ratios take turns
@@ -251,7 +267,7 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         parts[f"{task}_pre"] = pipeline.Preprocessor(net, s["resize_method"], device)
     note = pipeline.cupy_unavailable_reason(device) if device.type == "cuda" else ""
     return ModelSet(key=s.model_key(), device=device, pipeline_note=note, reused=tuple(reused), warmup_s=warmup_s,
-                    **parts)
+                    weights=taken, **parts)
 
 
 def _info_size(fields: dict, calib: pipeline.Intrinsics) -> tuple[str, str]:
@@ -1075,7 +1091,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     self._running_calibration = None if _same_task("depth", models.key, self._settings.model_key()) \
                         else {n: s[n] for n in params.MODEL_CALIBRATION}
             if current_wanted is not None and current_wanted.model_key() == s.model_key():
-                self.get_logger().info("model swapped in")
+                # what now runs, as the loading line names it (the weights, a snapshot folder's file); a task kept
+                tasks = ("depth", "segmentation")
+                loaded = [t for t in tasks if getattr(models, t) is not None and t not in models.reused]
+                kept = models.serving(models.reused)
+                off = [t for t in tasks if getattr(models, t) is None and getattr(running, t) is not None]
+                said = [models.serving(tuple(loaded))] + ([f"kept: {kept}"] if kept else []) + [f"{t} off" for t in off]
+                self.get_logger().info(f"model swapped in: {'; '.join(x for x in said if x)}")
                 self._log_model(models)
 
     def _model_failed(self, s: Settings, e: Exception) -> None:
@@ -1109,11 +1131,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 # the depth model the settings ask for will not come: their calibration applies from now on (not
                 # when they ask for yet another one, whose load may not have been requested yet: that one's waits)
                 self._running_calibration = None
+        serving = models.serving() or "no model"   # which weights still serve
         if superseded:
-            self.get_logger().error(f"model load failed, keeping the running model until the one the parameters "
-                                    f"have asked for since is loaded (next): {msg}")
+            self.get_logger().error(f"model load failed, keeping the running model ({serving}) until the one the "
+                                    f"parameters have asked for since is loaded (next): {msg}")
             return
-        self.get_logger().error(f"model load failed, keeping the running model: {msg}")
+        self.get_logger().error(f"model load failed, keeping the running model ({serving}): {msg}")
         # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
         # one that the user has changed again since this load was asked for (that change stands)
         with self._param_lock:

@@ -565,6 +565,62 @@ def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
         rclpy.shutdown(context=context)
 
 
+def test_a_live_swap_names_the_weights_now_serving_in_the_log_and_diagnostics(harness, tmp_path):
+    """`ros2 param set /dpt_node depth.weights ...` (a file, a Hugging Face snapshot folder, random): the log said only
+    'model swapped in' and /diagnostics named no weights, so a user could not tell which weights ran after a swap; a
+    failed load said 'keeping the running model' without which. The swap line names them as the start-up loading line
+    does (a folder with the file taken from it), the failure names the weights still serving, and /diagnostics' model
+    status has depth.weights."""
+    from rcl_interfaces.msg import Log
+    from safetensors.torch import save_file
+
+    from dpt_ros.model import official_to_hf
+    from dpt_ros.model.reference import random_state_dict
+
+    log = harness.collector(Log, "/rosout")
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    node = harness.start_node(**{"diagnostics.period": 0.2})
+
+    def swap_line(mark):
+        wait_for(lambda: any(m.msg.startswith(("model swapped in", "model load failed")) for m in list(log)[mark:]),
+                 timeout=30, what="the swap's line")
+        return [m.msg for m in list(log)[mark:] if m.msg.startswith(("model swapped in", "model load failed"))][0]
+
+    def model_status():   # a report made after what came before
+        n = len(diags)
+        wait_for(lambda: len(diags) >= n + 2, what="diagnostics")
+        return {v.key: v.value for s in diags[-1].status if s.name == "dpt_node: model" for v in s.values}
+
+    assert model_status()["depth.weights"] == "random"
+    path = tmp_path / "tiny.pt"
+    torch.save(random_state_dict("dpt_tiny", seed=3), path)
+    snap = tmp_path / "dpt-tiny-snapshot"
+    snap.mkdir()
+    save_file({k: v.clone().contiguous() for k, v in official_to_hf(random_state_dict("dpt_tiny", seed=5)).items()},
+              str(snap / "model.safetensors"))
+    torch.save(official_to_hf(random_state_dict("dpt_tiny", seed=6)), str(snap / "pytorch_model.bin"))
+    for value, named in ((path, f"{path}"), ("random", "random"), (snap, f"{snap}: model.safetensors")):
+        mark, before = len(log), node.models
+        assert set_params(harness, node, **{"depth.weights": str(value)})[0].successful
+        wait_for(lambda: node.models is not before, timeout=30, what=f"the swap to {value}")
+        assert swap_line(mark) == f"model swapped in: depth dpt_tiny ({named})"
+        model = model_status()
+        assert model["depth.weights"] == named and model["depth.random_weights"] == str(value == "random"), model
+    # a file that is a checkpoint, but of no DPT (its load fails): the snapshot's weights serve on, and are said to
+    wrong = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
+    mark, before = len(log), node.models
+    assert set_params(harness, node, **{"depth.weights": str(wrong)})[0].successful
+    line = swap_line(mark)
+    assert line.startswith(f"model load failed, keeping the running model (depth dpt_tiny ({snap}: "
+                           f"model.safetensors)): "
+                           f"CheckpointError: depth.weights: {wrong} is not a DPT checkpoint"), line
+    wait_for(lambda: node.settings["depth.weights"] == str(snap), what="depth.weights set back")
+    model = model_status()
+    assert node.models is before and model["depth.weights"] == f"{snap}: model.safetensors"
+    assert model["last_model_error"].startswith("CheckpointError: depth.weights: "), model
+
+
 class _GatedLoads:
     """Holds the node's real model loads until released: ``load_models`` (the real one) runs only after
     ``release()``, so a test can change parameters or stop the node while a load is in progress."""
@@ -720,6 +776,9 @@ def test_a_swap_of_one_task_keeps_the_other_tasks_model(harness, tmp_path):
     assert after.segmentation is before.segmentation and after.segmentation_pre is before.segmentation_pre
     assert after.reused == ("segmentation",)
     wait_for(lambda: any("depth: dpt_tiny on cpu" in m.msg for m in log[mark:]), what="the new model logged")
+    # the swap line names what loaded and what was kept, with their weights (it said only 'model swapped in')
+    assert [m.msg for m in log[mark:] if m.msg.startswith("model swapped in")] == \
+        [f"model swapped in: depth dpt_tiny ({path}); kept: segmentation dpt_hybrid_ade20k (random)"]
     assert not any("RANDOM WEIGHTS" in m.msg or "segmentation: dpt_hybrid_ade20k" in m.msg for m in log[mark:])
 
     assert set_params(harness, node, input_size=96)[0].successful
