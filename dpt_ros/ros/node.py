@@ -246,14 +246,9 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
         weights = s[f"{task}.weights"]
         if not weights:
             raise StartupError(f"{task}.weights is not set: {weights_help(task, name)}")
-        taken[task] = weights   # (as given, as the loading line names it)
+        taken[task] = _weights_shown(weights)
         if weights != RANDOM_WEIGHTS:
             weights = os.path.expanduser(weights)
-            if os.path.isdir(weights):   # a Hugging Face snapshot folder: the file the loader takes from it
-                try:
-                    taken[task] += f": {resolve_weights_path(weights).name}"
-                except FileNotFoundError:   # (the loader says why)
-                    pass
         # with CUDA graphs, one per network shape and batch size: cameras of one shape form batches of 1..n of them,
         # so the cameras' steady state needs one graph per camera; fewer kept would evict and recapture (two eager
         # passes and a capture) every batch once five cameras of other aspect ratios take turns
@@ -268,6 +263,18 @@ def load_models(s: Settings, running: Optional[ModelSet] = None) -> ModelSet:
     note = pipeline.cupy_unavailable_reason(device) if device.type == "cuda" else ""
     return ModelSet(key=s.model_key(), device=device, pipeline_note=note, reused=tuple(reused), warmup_s=warmup_s,
                     weights=taken, **parts)
+
+
+def _weights_shown(weights: str) -> str:
+    """A task's weights as the loading lines name them: as given ('random', a file), and for a Hugging Face snapshot
+    folder the file the loader takes from it (model.safetensors before pytorch_model.bin): '/path/snapshot:
+    model.safetensors'."""
+    if weights != RANDOM_WEIGHTS and os.path.isdir(os.path.expanduser(weights)):
+        try:
+            return f"{weights}: {resolve_weights_path(weights).name}"
+        except FileNotFoundError:   # (the loader says why)
+            pass
+    return weights
 
 
 def _info_size(fields: dict, calib: pipeline.Intrinsics) -> tuple[str, str]:
@@ -805,7 +812,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     def _load_initial(self) -> ModelSet:
         s = self._settings
-        taken = {}   # task -> the file a Hugging Face snapshot folder given stands for, named in the loading line
         for task in ("depth", "segmentation"):
             name, weights = s[f"{task}.variant"], s[f"{task}.weights"]
             if name and name in params._variant_names(task) and weights not in ("", RANDOM_WEIGHTS):
@@ -813,8 +819,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     path = resolve_weights_path(weights)
                 except FileNotFoundError as e:
                     raise StartupError(f"{task}.weights: {e}") from None
-                if os.path.isdir(os.path.expanduser(weights)):   # (model.safetensors before pytorch_model.bin)
-                    taken[task] = f": {path.name}"
                 if path.exists() and not path.is_file():   # a device, pipe or socket: not "not found"
                     raise StartupError(f"{task}.weights: {weights!r} exists but is not a regular file (a device, "
                                        f"pipe or socket); give the checkpoint file itself")
@@ -834,7 +838,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if why:
             raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
-        tasks = [f"{t} {s[f'{t}.variant']} ({s[f'{t}.weights']}{taken.get(t, '')})" for t in ("depth", "segmentation")
+        tasks = [f"{t} {s[f'{t}.variant']} ({_weights_shown(s[f'{t}.weights'])})" for t in ("depth", "segmentation")
                  if s[f"{t}.variant"]]
         if s["cpu_threads"] != self._cpu_threads:   # the load and its warm-up (seconds of a big model on the CPU) run
             self._set_cpu_threads(s["cpu_threads"])  # on the threads it leaves to the robot too, and /diagnostics says so
