@@ -246,8 +246,11 @@ class NodeHealth:
             "config/fastdds_large_data.xml for the camera, this node and the subscribers (README: Large images "
             "between processes)" + (f"; this node has {profile}: the camera's process needs it too" if profile
                                      else "") +
-            "; over a network link that cannot carry them (Wi-Fi), the camera's compressed transport: "
-            "image_transport:=compressed (said once per camera)")
+            "; over a network link that cannot carry them (Wi-Fi), " + (
+                # (the compressed transport already: not the advice to take it)
+                "a lower frame rate or JPEG quality at the camera (its compressed transport's jpeg_quality)"
+                if self._settings["image_transport"] == "compressed" else
+                "the camera's compressed transport: image_transport:=compressed") + " (said once per camera)")
 
     def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
                   m: ModelSet, batch_ms: str) -> None:

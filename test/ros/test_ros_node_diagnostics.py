@@ -442,3 +442,27 @@ def test_images_lost_on_the_way_while_their_camera_infos_come_are_said_once_with
         r"images between processes\); over a network link that cannot carry them \(Wi-Fi\), the camera's compressed "
         r"transport: image_transport:=compressed \(said once per camera\)", lines[0]), lines[0]
     assert [m.level for m in list(log) if "images are lost on the way" in m.msg] == [Log.WARN]
+
+
+def test_images_lost_with_the_compressed_transport_already_on_do_not_advise_it(harness):
+    """With image_transport:=compressed the images-lost warning ended with 'over a network link that cannot carry them
+    (Wi-Fi), the camera's compressed transport: image_transport:=compressed': the setting the node already had. It
+    now says what is left there: a lower frame rate or JPEG quality at the camera. (The counts of a rate window as
+    /diagnostics passes them: 10 images against 40 camera_infos in 5 s.)"""
+    import collections
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(image_transport="compressed")
+    cam = node.cameras[0]
+    node._say_images_lost(cam, collections.Counter(received=11, camera_infos=41),
+                          collections.Counter(received=1, camera_infos=1), 5.0)
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and "images are lost on the way" in m.msg]
+
+    wait_for(said, what="the warning")
+    assert said()[0].startswith("/image/compressed: 2.0 images/s arrive, but 8.0 camera_infos/s on /camera_info (10 "
+                                "images against 40 camera_infos in the last 5.0 s;"), said()[0]
+    assert said()[0].endswith("; over a network link that cannot carry them (Wi-Fi), a lower frame rate or JPEG "
+                              "quality at the camera (its compressed transport's jpeg_quality) (said once per "
+                              "camera)"), said()[0]
