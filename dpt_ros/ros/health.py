@@ -291,9 +291,13 @@ def _faster_advice(s: Settings, m: ModelSet, fqn: str, default_threads: int, rat
         return f"ros2 param set {fqn} {name} {value}"
     ways = []
     pre = m.depth_pre if m.depth_pre is not None else m.segmentation_pre
-    side = min(pre.net_size) if pre is not None else 0
-    if side > 32:   # (3/4 of its shorter side, down to a multiple of 32)
-        ways.append(f"a smaller input_size (network size {'x'.join(map(str, pre.net_size))} now: "
+    h, w = pre.net_size if pre is not None else (0, 0)
+    # (3/4 of its side, down to a multiple of 32; input_size makes the network square, so of a wide one's (kitti's
+    # 352x1216) the side of as many pixels: 3/4 of its shorter side, 256x256, would be a fifth of them)
+    side = math.isqrt(h * w)
+    if side > 32:
+        square = "" if h == w else ", input_size makes it square"
+        ways.append(f"a smaller input_size (network size {h}x{w} now{square}: "
                     f"{cmd('input_size', max(32, side * 3 // 4 // 32 * 32))})")
     if m.device.type == "cuda":
         if s["precision"] == "fp32":

@@ -365,6 +365,13 @@ def test_a_camera_faster_than_the_model_is_told_once_which_frames_run_and_what_g
                           "/dpt_node cuda_graphs true. Or ros2 param set /dpt_node max_rate 0.1: a steady 0.1 "
                           "frames/s"), gpu
     assert "bf16" not in gpu and "cpu_threads" not in gpu and "the GPU idle in between" in gpu, gpu
+    # a wide network (kitti's 352x1216): input_size makes it square, of about 3/4 of the side of as many pixels
+    from dpt_ros import pipeline
+
+    kitti = replace(node.models, depth_pre=pipeline.Preprocessor((352, 1216), s["resize_method"], torch.device("cpu")))
+    wide = health._faster_advice(s, kitti, "/dpt_node", 2, 1.0)
+    assert wide.startswith("For more frames per second: a smaller input_size (network size 352x1216 now, input_size "
+                           "makes it square: ros2 param set /dpt_node input_size 480);"), wide
 
 
 def test_the_start_up_line_says_why_device_auto_runs_on_the_cpu(harness):
