@@ -250,7 +250,9 @@ class NodeHealth:
                 # (the compressed transport already: not the advice to take it)
                 "a lower frame rate or JPEG quality at the camera (its compressed transport's jpeg_quality)"
                 if self._settings["image_transport"] == "compressed" else
-                "the camera's compressed transport: image_transport:=compressed") + " (said once per camera)")
+                "the camera's compressed transport: image_transport:=compressed") + ". A relay that thins the images on purpose "
+            "(topic_tools throttle, a driver publishing camera_info at a higher rate) gives this too: nothing is lost "
+            "then (said once per camera)")
 
     def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
                   m: ModelSet, batch_ms: str) -> None:
