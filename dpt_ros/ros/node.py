@@ -81,8 +81,9 @@ except ImportError:
     _LABEL_INFO = False
 STAGES = ("decode", "preprocess", "model", "postprocess", "publish")
 _INFO_BUFFER = 30
-#: more are kept while a frame of the camera, waiting or in the worker, is older than the 30th last (a model slower than
-#: _INFO_BUFFER of its periods: DPT-Hybrid on a CPU, 2 s a frame at 30 Hz, matched after the pass), up to this many
+#: more are kept while a frame of the camera, waiting or in the worker, can be given one older than the 30th last (a
+#: model slower than _INFO_BUFFER of its periods: DPT-Hybrid on a CPU, 2 s a frame at 30 Hz, matched after the pass), up
+#: to this many
 _INFO_KEPT_MAX = 2048
 _REFERENCE_BUFFER = 10  # depth.align: recent reference depth images per camera (a frame also keeps its own)
 _ALIGN_STRIDE = 4  # depth.align fits over every 4th pixel in both directions (19,200 at 640x480)
@@ -1373,11 +1374,17 @@ class DptNode(NodeHealth, TopicChecks, Node):
             # the last _INFO_BUFFER, and those a frame still to be matched may need: a frame is matched after its
             # forward pass, and one of a model slower than _INFO_BUFFER of the camera_info's periods (DPT-Hybrid on a
             # CPU, 2 s a frame at 30 Hz) found its own camera_info gone, every frame: no depth/camera_info, no points
-            floor = min((conversions.stamp_ns(fr.msg.header) for fr in (cam.pending, *self._in_worker)
-                         if fr is not None and fr.camera is cam), default=None)
-            infos = cam.infos
-            while len(infos) > _INFO_BUFFER and (floor is None or infos[1][0] <= floor or infos[0][0] > infos[-1][0]):
-                infos.popleft()   # (kept: the last at or before the oldest such frame's stamp, and all after it)
+            # (kept beyond the last _INFO_BUFFER: from the oldest one such a frame can be given, within tolerance of
+            # its stamp, on. Not under latest, which gives every frame the last one; nor one that no such frame can
+            # be given: camera_info stamped by another clock than the images, or images stamped 0, kept 2048 while
+            # frames came, 3 MB a camera and 0.6 ms a frame's match; nor, as the last at or before the oldest such
+            # frame's stamp, one older than it beyond tolerance; and one that arrives out of stamp order, older
+            # than the frame's own, no longer pushes the frame's own out)
+            stamps = [conversions.stamp_ns(fr.msg.header) for fr in (cam.pending, *self._in_worker)
+                      if fr is not None and fr.camera is cam] if s["camera_info.policy"] != "latest" else []
+            infos, reach = cam.infos, tolerance * 1e9
+            while len(infos) > _INFO_BUFFER and not any(abs(infos[0][0] - t) <= reach for t in stamps):
+                infos.popleft()
 
     def _keep(self, cam: _Camera, buffer: collections.deque, in_vain: str, stamp: int, msg: Any,
               tolerance_s: float, ends_wait: Callable[[int], bool] = lambda t: True) -> bool:

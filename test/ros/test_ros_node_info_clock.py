@@ -203,3 +203,47 @@ def test_a_frame_whose_forward_pass_outlasts_30_camera_infos_is_matched_with_its
     # no frame left to match: the next camera_info trims the buffer to the last 30
     send_info(T0 + 41 * 33_333_333)
     assert [t for t, _ in cam.infos] == [T0 + k * 33_333_333 for k in range(12, 42)]
+
+
+@pytest.mark.parametrize("case, policy, frame_at, infos_at, kept", [
+    # camera_info stamped by another clock, 5 s newer than the images: no frame can be given one (old: 40 kept)
+    ("another clock", "nearest", T0, [T0 + 5 * 10**9 + k * 33_333_333 for k in range(40)], 30),
+    # images stamped 0 (a driver that leaves the stamp unset), camera_info stamped by its clock (old: 40)
+    ("images stamped 0", "nearest", 0, [T0 + k * 33_333_333 for k in range(40)], 30),
+    # latest gives every frame the last one (old: 41, the frame's own and all after it)
+    ("latest", "latest", T0, [T0 + k * 33_333_333 for k in range(41)], 30),
+    # one older than the frame's own arrives after it (out of stamp order): the frame's own was pushed out (old: 41,
+    # and under exact the frame got no camera_info); now it is kept, and the ones after it
+    ("out of order", "exact", T0, [T0, T0 - 10**7] + [T0 + 10**8 + k * 33_333_333 for k in range(40)], 42),
+])
+def test_the_camera_infos_kept_for_a_frame_in_flight_are_those_it_can_be_given(harness, camera, case, policy,
+                                                                                frame_at, infos_at, kept):
+    """Beyond the last 30, camera_infos are kept for a frame waiting or in its forward pass (a model slower than 30
+    of their periods) only from the oldest one the frame can be given on (within camera_info.tolerance of its stamp;
+    exact: its stamp), none under camera_info.policy latest: camera_info of another clock or images stamped 0 kept
+    2048 (3 MB a camera, 0.6 ms a frame's match) for as long as frames came. The frame's forward pass is held while
+    they come, so nothing here depends on timing."""
+    from dpt_ros.ros.testing import gate_engine, set_params
+
+    node, cam, log, depth, infos_out, send_frame, send_info, processed, waits, waiting = camera
+    if policy != "nearest":
+        assert all(r.successful for r in set_params(harness, node, **{"camera_info.policy": policy}))
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        first = 1 if case == "out of order" else 0   # (the frame's own, before it)
+        for t in infos_at[:first]:
+            send_info(t)
+        send_frame(frame_at)
+        assert entered.wait(20), "the frame's forward pass did not start"
+        for t in infos_at[first:]:
+            send_info(t)
+        assert len(cam.infos) == kept, (case, len(cam.infos))
+        assert [t for t, _ in cam.infos][-30:] == infos_at[-30:]
+        if case == "out of order":
+            assert cam.infos[0][0] == T0, [t - T0 for t, _ in cam.infos][:3]
+    finally:
+        gate.set()
+    counts = processed(1)
+    if case == "out of order":   # its own camera_info
+        wait_for(lambda: len(infos_out) == 1, what="the frame's depth/camera_info")
+        assert "incomplete:no_camera_info" not in counts, counts
