@@ -1655,30 +1655,29 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     # how old it already was when it arrived (the rest of its age is this node's own delay)
                     before_s = (now_ns - stamp) / 1e9 - (done - job["frame"].received)
                     if before_s > _OLD_STAMP_S and not sim_time:
-                        old_stamps.append((cam, before_s))
+                        old_stamps.append((cam, job["frame"].topic, before_s))
                 elif stamp > 0 and now_ns < job["frame"].clock_ns:
                     # no age to tell, and nothing wrong: the clock went back while the frame was in the node (at each
                     # ros2 bag play --loop, the pass's last frames are ahead of the clock at the bag's start)
                     pass
                 else:   # no age to tell: an unset or negative stamp (57+ years old) or one ahead of this clock would skew
                     # them all
-                    odd_stamps.append((cam, stamp))
+                    odd_stamps.append((cam, job["frame"].topic, stamp))
                 if not job["frame"].msg.header.frame_id:
-                    odd_stamps.append((cam, None))
+                    odd_stamps.append((cam, job["frame"].topic, None))
                 for name in msgs:
                     cam.counts["out:" + name] += 1
         # said once per camera: keyed by its name, not by its place in the list (a managed node's next configuration
         # may list other cameras)
-        for cam, before_s in old_stamps:
-            topic, key = cam.image_topic or cam.topic("image"), cam.topic("image")
+        for cam, topic, before_s in old_stamps:   # (topic: the one the frame came on, not the camera's now)
+            key = cam.topic("image")
             hours = f" ({before_s / 3600:.1f} h)" if before_s >= 3600 else ""
             self._warn_once(f"old:{key}", f"{topic}: frames stamped {before_s:.0f} s{hours} before they arrived, by "
                             "this node's clock (use_sim_time is false): recorded data played on the wall clock, or a "
                             "camera clock behind this one; /diagnostics' age figures include that, so they tell how "
                             "old the frames are, not this node's delay (the latency figures are its own). To replay a "
                             "bag on its own time: ros2 bag play my.bag --clock, with use_sim_time:=true")
-        for cam, stamp in odd_stamps:
-            topic = cam.image_topic or cam.topic("image")
+        for cam, topic, stamp in odd_stamps:
             key = cam.topic("image")
             if stamp is None:
                 self._warn_once(f"no_frame_id:{key}", f"{topic}: frames with an empty frame_id: the outputs "
@@ -1919,7 +1918,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     calib = pipeline.Intrinsics.from_camera_info(**fields, rectified=s["camera_info.rectified"])
                     intr = calib.scaled_to(w, h)
                     f.camera.calibration_cache = (key, intr, {})
-                    self._warn_if_raw(f.camera, info, s)
+                    self._warn_if_raw(f.topic, info, s)
                     sx, sy = w / calib.width, h / calib.height
                     source, _ = self._info_source(f.camera, info, f.calibration_url)
                     size, binned = _info_size(fields, calib)
@@ -2552,23 +2551,24 @@ class DptNode(NodeHealth, TopicChecks, Node):
     #: the last name of an image topic that image_proc's convention gives to images before rectification
     _RAW_IMAGE_NAMES = ("image_raw", "image_color", "image_mono")
 
-    def _warn_if_raw(self, cam: "_Camera", info, s: Settings) -> None:
+    def _warn_if_raw(self, topic: str, info, s: Settings) -> None:
         """camera_info.rectified (the default) on a topic named as a raw image, from a lens with distortion: the
         cloud and depth/camera_info take the image as rectified (no distortion), off by up to the lens's bend;
         camera_info.rectified false on one named as rectified (image_rect...) with a lens in D: the distortion is
         undone twice. Said once per camera; a rectified image next to the raw camera_info (image_rect) with
-        camera_info.rectified true says nothing."""
-        name = cam.image_topic.removesuffix("/compressed").rsplit("/", 1)[-1]
+        camera_info.rectified true says nothing. ``topic``: the image topic the frame came on (not its camera's now,
+        which a `ros2 param set` of image_transport may have changed while the frame was in the node)."""
+        name = topic.removesuffix("/compressed").rsplit("/", 1)[-1]
         if s["camera_info.rectified"] and name in self._RAW_IMAGE_NAMES and any(float(v) != 0.0 for v in info.d):
-            self._warn_once(f"raw:{cam.image_topic}", (
-                f"{cam.image_topic} looks like a raw (unrectified) image and its camera_info has lens distortion "
+            self._warn_once(f"raw:{topic}", (
+                f"{topic} looks like a raw (unrectified) image and its camera_info has lens distortion "
                 f"({info.distortion_model}), but camera_info.rectified is true: points and depth/camera_info treat the "
                 f"image as distortion-free. Set camera_info.rectified:=false to back-project through the lens model, "
                 f"or subscribe to the rectified image (image_rect from image_proc). Said once per camera."))
         elif not s["camera_info.rectified"] and name.startswith("image_rect") and any(float(v) != 0.0 for v in info.d):
             # image_proc publishes no camera_info of its own: image_rect comes with the raw camera's, D and all
-            self._warn_once(f"rect:{cam.image_topic}", (
-                f"{cam.image_topic} looks like a rectified image, but camera_info.rectified is false: points and "
+            self._warn_once(f"rect:{topic}", (
+                f"{topic} looks like a rectified image, but camera_info.rectified is false: points and "
                 f"depth/camera_info undo the lens distortion of its camera_info ({info.distortion_model}) a second "
                 f"time, bending straight lines the other way (the camera_info beside image_rect is the raw camera's, "
                 f"D included). Set camera_info.rectified:=true (the default: P, no distortion) for a rectified image, "

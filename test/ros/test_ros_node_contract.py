@@ -7,6 +7,7 @@ frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.p
 calibration overriding a metric variant's metres."""
 import collections
 import math
+import re
 import threading
 import time
 
@@ -1080,3 +1081,67 @@ def test_an_error_of_a_frame_in_flight_when_image_transport_changes_names_the_to
     assert [m.msg for m in list(log) if "forward failed (injected)" in m.msg] == [
         "[inference] /image: depth model: RuntimeError: forward failed (injected)"]
     assert dict(node.counts()[""]) == {"received": 1, "error:inference": 1} and not out
+
+
+
+_RAW_LENS_LINE = (
+    "/cam/image_raw looks like a raw (unrectified) image and its camera_info has lens distortion (plumb_bob), but "
+    "camera_info.rectified is true: points and depth/camera_info treat the image as distortion-free. Set "
+    "camera_info.rectified:=false to back-project through the lens model, or subscribe to the rectified image "
+    "(image_rect from image_proc). Said once per camera.")
+
+
+@pytest.mark.parametrize("stamp_ns, frame_id, lines", [
+    (0, "", [_RAW_LENS_LINE,
+             "/cam/image_raw: frames stamped 0 (the driver sets no time): outputs carry that header, and "
+             "/diagnostics' age figures leave them out",
+             "/cam/image_raw: frames with an empty frame_id: the outputs carry it (as every header), and neither tf "
+             "nor RViz can place them; set the camera driver's frame_id (its optical frame)"]),
+    (1, "cam_optical", [
+        _RAW_LENS_LINE,
+        r"/cam/image_raw: frames stamped \d+ s \(\d+\.\d h\) before they arrived, by this node's clock "
+        r"\(use_sim_time is false\): recorded data played on the wall clock, or a camera clock behind this one; "
+        r"/diagnostics' age figures include that, so they tell how old the frames are, not this node's delay \(the "
+        r"latency figures are its own\)\. To replay a bag on its own time: ros2 bag play my\.bag --clock, with "
+        r"use_sim_time:=true"])])
+def test_the_warnings_of_a_frame_in_flight_when_image_transport_changes_name_the_topic_it_came_on(
+        harness, stamp_ns, frame_id, lines):
+    """image_transport set raw -> compressed (`ros2 param set`) while a raw frame on /cam/image_raw, beside a
+    camera_info with lens distortion, is in its forward pass: its publish stage's warnings (a driver that sets no time
+    and no frame_id; a stamp 1 ns after 1970, decades before it arrived) and the raw-image one named the camera's topic
+    at the time of the line, /cam/image_raw/compressed, on which the frame never came. Now they name the frame's."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(cli_args=["--ros-args", "-r", "image:=/cam/image_raw",
+                                        "-r", "camera_info:=/cam/camera_info"],
+                              **{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    points = harness.collector(PointCloud2, "points")
+    pub = harness.probe.create_publisher(Image, "/cam/image_raw", qos("reliable"))
+    info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
+    wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
+    _discovered(node, pub, "points")
+    img = make_image(stamp_ns, width=48, height=36, frame_id=frame_id)
+    info = make_info(img)
+    info.distortion_model, info.d = "plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]
+    info_pub.publish(info)
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="info stored")
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        pub.publish(img)
+        wait_for(entered.is_set, what="the frame in its forward pass")
+        assert set_params(harness, node, image_transport="compressed")[0].successful
+        assert node.cameras[0].image_topic == "/cam/image_raw/compressed"
+    finally:
+        gate.set()
+    wait_for(lambda: len(points) == 1, what="the frame's cloud")
+    phrases = ("frames stamped", "empty frame_id", "looks like a raw")
+
+    def said():
+        return sorted(m.msg for m in list(log) if any(p in m.msg for p in phrases))
+
+    wait_for(lambda: len(said()) == len(lines), what="the warnings")
+    if stamp_ns == 0:
+        assert said() == lines
+    else:
+        assert re.fullmatch(lines[1], said()[1]), said()[1]
+        assert said()[0] == lines[0]
+    assert node.error_counts() == {}
