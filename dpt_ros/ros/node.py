@@ -1141,19 +1141,26 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self.get_logger().error(f"model load failed, keeping the running model ({serving}) until the one the "
                                     f"parameters have asked for since is loaded (next): {msg}")
             return
-        self.get_logger().error(f"model load failed, keeping the running model ({serving}): {msg}")
         # put the parameters back to what is running, so `ros2 param get` tells the truth; but not
         # one that the user has changed again since this load was asked for (that change stands)
+        r = None
         with self._param_lock:
             current = self._settings
             revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v and current[n] == s[n]]
             if revert and not self._stopping:   # all at once: one by one, an intermediate set can be invalid
                 r = self.set_parameters_atomically(revert)   # (both variants empty) or start another load
-                if not r.successful:   # e.g. the running model's own file is gone since: say what runs
-                    self.get_logger().warning(
-                        f"could not set {', '.join(p.name for p in revert)} back to the running model's values "
-                        f"({', '.join(f'{p.name}={p.value!r}' for p in revert)}): {r.reason}; they keep the values "
-                        f"of the load that failed, and the running model serves on")
+        # the line says which parameters were set back, and to what: the user's `ros2 param set` said successful,
+        # and `ros2 param get` now gives another value
+        back = "; " + ", ".join(f"{p.name} set back to {p.value if p.value != '' else repr(p.value)}"
+                                for p in revert) if r is not None and r.successful else ""
+        self.get_logger().error(f"model load failed, keeping the running model ({serving}): "
+                                f"{msg.rstrip('.') if back else msg}{back}")
+        if r is not None and not r.successful:   # e.g. the running model's own file is gone since: say what runs
+            self.get_logger().warning(
+                f"could not set {', '.join(p.name for p in revert)} back to the running model's values "
+                f"({', '.join(f'{p.name}={p.value!r}' for p in revert)}): {r.reason}; they keep the values "
+                f"of the load that failed, and the running model serves on")
+
     def _warmup(self, m: ModelSet) -> None:
         """Forward passes at the network shapes the node serves, so that the first frame after a start
         or a swap does not pay for lazy initialisation. The shapes come from the cameras' last frame

@@ -621,6 +621,38 @@ def test_a_live_swap_names_the_weights_now_serving_in_the_log_and_diagnostics(ha
     assert model["last_model_error"].startswith("CheckpointError: depth.weights: "), model
 
 
+
+def test_a_failed_live_load_says_which_parameters_it_set_back_and_to_what(harness, tmp_path):
+    """One atomic request (as `ros2 param load` makes) of depth.weights (a checkpoint of no DPT) and input_size: the
+    load fails, the running model serves on and both parameters are put back (so `ros2 param get` tells the truth),
+    but the log said only 'model load failed, keeping the running model (...): ...': the user saw `successful: True`
+    and then other values. The failure line now ends with each parameter set back and the value it now has."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node()
+    wrong = tmp_path / "other.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
+    before = node.models
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("depth.weights", value=str(wrong)).to_parameter_msg(),
+        Parameter("input_size", value=96).to_parameter_msg()])
+    assert call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically",
+                        req).result.successful
+
+    def failed():
+        return [m.msg for m in list(log) if m.msg.startswith("model load failed")]
+
+    wait_for(failed, timeout=30, what="the failure's line")
+    assert failed() == [
+        f"model load failed, keeping the running model (depth dpt_tiny (random)): CheckpointError: depth.weights: "
+        f"{wrong} is not a DPT checkpoint: none of its 1 tensors (fc.weight) belongs to a DPT decoder (official "
+        f"scratch.*, Hugging Face neck.* / head.head.*); a ViT backbone or classifier alone cannot run. Give a DPT "
+        f"checkpoint (python -m dpt_ros.tools.weights --urls lists the official ones); depth.weights set back to "
+        f"random, input_size set back to 64"]
+    assert get_params(harness, node, "depth.weights", "input_size") == ["random", 64]
+    assert node.models is before
+
 class _GatedLoads:
     """Holds the node's real model loads until released: ``load_models`` (the real one) runs only after
     ``release()``, so a test can change parameters or stop the node while a load is in progress."""
