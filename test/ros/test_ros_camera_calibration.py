@@ -41,6 +41,19 @@ projection_matrix:
 """
 
 
+def _camera(harness, ns: str, output: str = "depth/camera_info", **params):
+    """A node in namespace ``ns`` with ``params``, a collector of its ``output`` (a camera_info or a cloud), and
+    publishers of its image and camera_info, all discovered: (node, collector, image publisher, camera_info
+    publisher)."""
+    node = harness.start_node(namespace=ns, **params)
+    out = harness.collector(CameraInfo if output.endswith("camera_info") else PointCloud2, f"/{ns}/{output}")
+    pub = harness.probe.create_publisher(Image, f"/{ns}/image", qos())
+    info_pub = harness.probe.create_publisher(CameraInfo, f"/{ns}/camera_info", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs[output].get_subscription_count() > 0, what="discovery")
+    return node, out, pub, info_pub
+
+
 def test_parse_reads_every_field():
     info = camera_calibration.parse(OST.format(fx=100.0).replace("[0., 0., 0., 0., 0.]", "[-0.3, 0.1, 0.001, 0.002, 0.]"))
     assert (info.width, info.height, info.distortion_model) == (160, 120, "plumb_bob")
@@ -544,12 +557,7 @@ def test_a_frame_in_flight_when_camera_info_url_is_set_names_the_file_its_calibr
 
     (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(namespace="cal", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
-    out = harness.collector(CameraInfo, "/cal/depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "/cal/image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "/cal/camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    node, out, pub, info_pub = _camera(harness, "cal", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
     frame = make_image(1, width=80, height=60)
     info_pub.publish(make_info(frame))   # (80x60, fx 50: nothing to scale)
     wait_for(lambda: node.cameras[0].infos, what="the camera_info")
@@ -582,12 +590,7 @@ def test_a_frame_waiting_for_its_camera_info_when_camera_info_url_is_set_takes_t
 
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 10.0)
     (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
-    node = harness.start_node(namespace="wt", **{"depth.scale": 1.0})
-    out = harness.collector(CameraInfo, "/wt/depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "/wt/image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "/wt/camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    node, out, pub, info_pub = _camera(harness, "wt", **{"depth.scale": 1.0})
     waits, waiting = watch_waits(node, monkeypatch)
     first = make_image(10**9, width=80, height=60)
     info_pub.publish(make_info(first))
@@ -664,12 +667,7 @@ def test_a_calibration_of_another_size_of_the_same_aspect_is_said_at_info_once_p
     was silent, and a consumer of depth that took the camera's own camera_info was off by that factor."""
     (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(namespace="scl", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
-    out = harness.collector(CameraInfo, "/scl/depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "/scl/image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "/scl/camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    node, out, pub, info_pub = _camera(harness, "scl", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
 
     def lines() -> list:
         return [m for m in log if m.name == "scl.dpt_node" and " the intrinsics are scaled by " in m.msg]
@@ -702,12 +700,7 @@ def test_the_size_lines_of_a_binned_or_roi_camera_info_quote_its_width_and_heigh
     image') where `ros2 topic echo` shows width 320, height 240 (the sensor's, before them): now both, in the user's
     terms ('describes a 320x240 image (binned 2x2: 160x120)')."""
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(namespace="bin", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
-    out = harness.collector(CameraInfo, "/bin/depth/camera_info")
-    pub = harness.probe.create_publisher(Image, "/bin/image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "/bin/camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    node, out, pub, info_pub = _camera(harness, "bin", **{"depth.scale": 1.0, "camera_info.policy": "latest"})
 
     def send(stamp: int, w: int, h: int, binning: int = 0, roi: tuple = (0, 0, 0, 0)) -> CameraInfo:
         info = make_info(make_image(0, width=w, height=h), fx=w / 2)
@@ -786,13 +779,8 @@ def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names
 
     (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
     log = harness.collector(Log, "/rosout")
-    node = harness.start_node(namespace="lz", **{"depth.scale": 1.0, "camera_info.policy": "latest",
-                                                 "camera_info.rectified": False})
-    points = harness.collector(PointCloud2, "/lz/points")
-    pub = harness.probe.create_publisher(Image, "/lz/image", qos())
-    info_pub = harness.probe.create_publisher(CameraInfo, "/lz/camera_info", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and info_pub.get_subscription_count() > 0 and
-             node.cameras[0].pubs["points"].get_subscription_count() > 0, what="discovery")
+    node, points, pub, info_pub = _camera(harness, "lz", "points", **{
+        "depth.scale": 1.0, "camera_info.policy": "latest", "camera_info.rectified": False})
     real_build, gate, entered = pipeline.build_cloud, threading.Event(), threading.Event()
 
     def gated(*args, **kwargs):
