@@ -3156,6 +3156,7 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
 
     node = None
     code = 0
+    stopped = False   # by Ctrl-C, SIGTERM or an external shutdown
     # single-threaded, managed or not: the node destroys subscriptions and publishers in callbacks (transitions,
     # image_transport / depth.align / camera_info.url changes), which on rclpy's multi-threaded executor can raise
     # InvalidHandle in the spinning thread and end the process (ros2/rclpy#1206)
@@ -3166,7 +3167,7 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):
-        pass
+        stopped = True
     except StartupError as e:
         fatal(str(e), e)
         code = 2
@@ -3189,8 +3190,10 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
             # after Ctrl-C, SIGTERM or an external shutdown the context is shut down: what the worker (a forward pass
             # of a big model on a CPU: seconds) or the model loader (a reload after `ros2 param set`: tens of
             # seconds) would finish can no longer be published, and is not waited for (ros2 launch sends SIGTERM 5 s
-            # after SIGINT); the process ends right after this
-            node.destroy_node(_EXIT_WAIT_S if not node.context.ok() else 10.0)
+            # after SIGINT); the process ends right after this. Known by how the spin ended, not by the context
+            # alone: rclpy shuts it down from its own signal thread, which under load comes after the main thread's
+            # KeyboardInterrupt (2 busy cores: a Ctrl-C exit waited the full 10 s for a forward pass)
+            node.destroy_node(_EXIT_WAIT_S if stopped or not node.context.ok() else 10.0)
         executor.shutdown()
         rclpy.try_shutdown()   # (its handlers uninstalled: the ones set above again)
         if not exiting:
