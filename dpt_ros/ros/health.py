@@ -213,6 +213,13 @@ class NodeHealth:
                         txt += mismatch
                     elif not publishers:
                         txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
+            if active and cam.unsubscribed:   # a refused parameter change could not subscribe back (the log says so)
+                lost = [self._subscription_of(cam, n)[0] for n in sorted(cam.unsubscribed)]
+                ckv["not_subscribed"] = ", ".join(lost)
+                lvl, txt = DiagnosticStatus.ERROR, (
+                    f"not subscribed to {', '.join(lost)}: subscribing back after a refused parameter change failed "
+                    f"({'; '.join(cam.unsubscribed[n] for n in sorted(cam.unsubscribed))}); once it can be subscribed, "
+                    f"any successful ros2 param set on the node subscribes it again")
             if active:
                 self._say_slow(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])
                 self._say_images_lost(cam, c, before, rate_dt)

@@ -137,6 +137,10 @@ class StartupError(RuntimeError):
     """The node cannot start with the given parameters (message says which and what to do)."""
 
 
+class SubscriptionError(RuntimeError):
+    """rcl refused one of a camera's subscriptions (the message names the topic, rcl's reason and what to do)."""
+
+
 class _ShutDownDuringTransition(BaseException):
     """Raised out of a lifecycle transition callback whose context was shut down during it (SIGTERM while configure
     loaded the model). A BaseException: rclpy's lifecycle code catches only Exception, so this unwinds the executor's
@@ -151,6 +155,11 @@ class _Abandoned(RuntimeError):
 class ShuttingDown(RuntimeError):
     """The process is being shut down (SIGTERM, an external shutdown) while the node was starting or configuring:
     not a failure, nothing to report (the context's logging to /rosout is gone too)."""
+
+
+def _type_name(msg_type: type) -> str:
+    """A message type as ROS names it (sensor_msgs/msg/Image)."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def weights_help(task: str, variant_name: str, offer_random: bool = True) -> str:
@@ -424,6 +433,9 @@ class _Camera:
     infos_received: int = 0   # camera_infos received: a camera sends one per frame, so fewer images were lost
     image_since: float = -math.inf   # ... and its image one (an activation, an image_transport change): "no image yet"
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
+    # subscription name -> why it is missing although the settings want it (subscribing it back after a refused
+    # parameter change failed too): /diagnostics says so until a subscription of it is made
+    unsubscribed: dict = field(default_factory=dict)
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
     # serialized depth/camera_info}); a camera sends the same calibration with every frame
     calibration_cache: Optional[tuple] = None
@@ -942,9 +954,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     def _guarded_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         """:meth:`_on_set_parameters`, with an unforeseen failure turned into a refusal with its reason: raised out
-        of the callback it would end the executor's spin, and with it the node."""
+        of the callback it would end the executor's spin, and with it the node. A refused change leaves the node as
+        the parameters (set back by rclpy) say: settings, the cameras' calibrations (camera_info.url) and their
+        subscriptions (image_transport, camera_info, depth.align), which the change may have altered before the step
+        that failed (a subscription rcl refused: the old one was already destroyed)."""
         with self._lock:   # (the loader's swap writes the calibration under _lock alone)
             before, calibration, wanted = self._settings, self._running_calibration, self._wanted
+            cameras = [(cam, cam.calibration, cam.info_since, cam.info_waited_in_vain) for cam in self._cameras]
+        period = self._diag_timer.timer_period_ns if self._diag_timer is not None else None
         try:
             return self._on_set_parameters(changed)
         except Exception as e:  # noqa: BLE001
@@ -954,10 +971,69 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     # the model this refused change asked for: a load of it (started, or one running that loops
                     # back for it) must not be swapped in; the loader sets it only to None meanwhile
                     self._wanted = wanted
+                for cam, info, since, waited in cameras:   # the calibration files of the values set back
+                    if cam.calibration is not info:
+                        cam.calibration, cam.info_since, cam.info_waited_in_vain = info, since, waited
+            if self._diag_timer is not None and period is not None and self._diag_timer.timer_period_ns != period:
+                self._diag_timer.timer_period_ns = period
+                self._diag_timer.reset()
             names = ", ".join(p.name for p in changed)
-            why = params.clip(f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
-            self.get_logger().error(f"setting {names} failed: {why}; refused")
-            return SetParametersResult(successful=False, reason=f"{names}: {why}")
+            lost = self._subscribe_as_settings_say()   # (those the change destroyed or made, back as they were)
+            why = params.clip(str(e) if isinstance(e, SubscriptionError)   # (its message says what to do)
+                              else f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
+            if lost:
+                self.get_logger().error(f"setting {names} failed: {why}; refused")
+                self._say_unsubscribed(lost, f"setting {names} failed and was refused, and subscribing back to what "
+                                             f"the parameters say failed too")
+                return SetParametersResult(successful=False, reason=params.clip(
+                    f"{names}: {why}; refused, and subscribing back to what the parameters say failed too: the node "
+                    f"is not subscribed to {', '.join(self._lost_topics(lost))} (its log says what to do)"))
+            self.get_logger().error(f"setting {names} failed: {why}; refused, the node runs on as before")
+            one = len(changed) == 1
+            kept = (f"; {names} {'keeps its value' if one else 'keep their values'} and the node its subscriptions: "
+                    f"set {'it' if one else 'them'} again once the topic can be subscribed"
+                    if isinstance(e, SubscriptionError) else "")
+            return SetParametersResult(successful=False, reason=params.clip(f"{names}: {why}{kept}"))
+
+    def _subscribe_as_settings_say(self) -> list[tuple[_Camera, str, str]]:
+        """Make each camera's subscriptions those its settings and calibration ask for: destroy any the settings do
+        not want or that has another topic or message type than they give, and (active) subscribe what is missing.
+        Returns the (camera, subscription name, why) of each wanted one that could not be made."""
+        lost = []
+        for cam in self._cameras:
+            wanted = {"image": True, "camera_info": cam.calibration is None,
+                      "depth_reference": self._settings["depth.align"]}
+            for name, on in wanted.items():
+                try:
+                    sub = cam.subs.get(name)
+                    if sub is not None and (not on or (sub.topic_name, sub.msg_type) !=
+                                            self._subscription_of(cam, name)):
+                        self._subscribe(cam, name, False)
+                    if not on:
+                        cam.unsubscribed.pop(name, None)
+                    elif self._active:   # (inactive: activate subscribes; one left during a deactivation stays)
+                        self._subscribe(cam, name, True)
+                except Exception as e:  # noqa: BLE001 - said with what the node is subscribed to now
+                    lost.append((cam, name, str(e)))
+                    cam.unsubscribed[name] = str(e)
+        return lost
+
+    def _lost_topics(self, lost: list[tuple[_Camera, str, str]]) -> list[str]:
+        return [self._subscription_of(cam, name)[0] for cam, name, _ in lost]
+
+    def _say_unsubscribed(self, lost: list[tuple[_Camera, str, str]], what: str) -> None:
+        """Log (ERROR) the subscriptions the settings want that could not be made, what the node is subscribed to
+        now, and how to subscribe again."""
+        now = [f"{s.topic_name} ({_type_name(s.msg_type)})" for c in self._cameras for s in c.subs.values()]
+        missing = "; ".join(f"camera {cam.ns or '/'}: {topic} ({why})"
+                            for (cam, _, why), topic in zip(lost, self._lost_topics(lost)))
+        again = (f"ros2 lifecycle set {self.get_fully_qualified_name()} deactivate, then activate" if self._MANAGED
+                 else "restart the node")
+        blind = " (so no frames of that camera are received)" if any(name == "image" for _, name, _ in lost) else ""
+        self.get_logger().error(
+            f"{what}, so the node is NOT subscribed to: {missing}{blind}; it is subscribed to: "
+            f"{', '.join(now) or 'nothing'}. Once the topic can be subscribed, any successful `ros2 param set` on this "
+            f"node subscribes it again (the value a parameter already holds will do), or {again}")
 
     def _on_set_parameters(self, changed: list[Parameter]) -> SetParametersResult:
         # rclpy's own parameters (use_sim_time, ...) are not in our table: rclpy handles them
@@ -1040,6 +1116,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if new["depth.align_transport"] != current["depth.align_transport"]:
                     self._subscribe(cam, "depth_reference", False)
                 self._subscribe(cam, "depth_reference", new["depth.align"] and active)
+        if any(cam.unsubscribed for cam in self._cameras):   # left out by a refused change (_say_unsubscribed)
+            lost = self._subscribe_as_settings_say()   # (still failing: said again; the set itself stands)
+            if lost:
+                self._say_unsubscribed(lost, f"{', '.join(changes)} set, but subscribing what the parameters say "
+                                             f"failed again")
         if new["diagnostics.period"] != current["diagnostics.period"]:
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
             self._diag_timer.reset()
@@ -1242,6 +1323,17 @@ class DptNode(NodeHealth, TopicChecks, Node):
         return self.resolve_topic_name(cam.topic("depth_reference")).rstrip("/") + \
             ("/compressedDepth" if compressed else "")
 
+    def _subscription_of(self, cam: _Camera, name: str) -> tuple[str, type]:
+        """The (topic, message type) the settings give the camera's ``name`` subscription (``image``, ``camera_info``
+        or ``depth_reference``), the topic as the subscription reports it (resolved, remaps applied)."""
+        if name == "image":
+            compressed = self._settings["image_transport"] == "compressed"
+            return self.resolve_topic_name(self._image_topic(cam)), CompressedImage if compressed else Image
+        if name == "camera_info":
+            return self.resolve_topic_name(cam.topic(name)), CameraInfo
+        compressed = self._settings["depth.align_transport"] == "compressedDepth"
+        return self.resolve_topic_name(self._reference_topic(cam)), CompressedImage if compressed else Image
+
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
         camera_info.url) or ``depth_reference`` (depth.align) topic, or unsubscribe it and forget what it
@@ -1268,9 +1360,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
             latched = name == "camera_info" and self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(
                 topic, output=False, latched_info=self._settings["qos.input_reliability"] if latched else None))
-            cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
-                                                      self._info_qos if name == "camera_info" else self._in_qos,
-                                                      event_callbacks=events)
+            try:
+                cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
+                                                          self._info_qos if name == "camera_info" else self._in_qos,
+                                                          event_callbacks=events)
+            except Exception as e:  # noqa: BLE001 - rcl's RCLError: said with the topic and what to do
+                raise SubscriptionError(self._refused_subscription(topic, msg_type, e)) from e
+            cam.unsubscribed.pop(name, None)
         elif not on and name in cam.subs:
             self.destroy_subscription(cam.subs.pop(name))
             with self._wake:   # (the lock of _info_arrived too)
@@ -1283,6 +1379,20 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 # a frame waiting for one (_await) waits no more: nothing comes now (camera_info.url set: the frame
                 # takes the file's, see _camera_info; depth.align off: it goes out without alignment)
                 self._info_arrived.notify_all()
+
+    def _refused_subscription(self, topic: str, msg_type: type, e: Exception) -> str:
+        """What rcl's refusal to subscribe ``topic`` was, and what to do."""
+        why = re.sub(r", at \S+:\d+", "", str(e))   # (rcl's and the rmw's source files and lines)
+        topic = self.resolve_topic_name(topic)
+        if "incompatible type" in why:   # Fast DDS: one participant (process) has one type per topic
+            fix = (f"another node in this process (one DDS participant: a component container, nodes started in one "
+                   f"Python process) has a publisher or subscription of {topic} with another message type than "
+                   f"{_type_name(msg_type)}: give that one another topic, or remap this node's input")
+        else:
+            fix = (f"check the topic name and, with SROS2 security enforced (ROS_SECURITY_ENFORCEMENT), that the "
+                   f"node's permissions allow subscribing {topic} (python -m dpt_ros.tools.sros2_policy writes a "
+                   f"policy for the node's parameters)")
+        return f"cannot subscribe {topic} ({_type_name(msg_type)}): {why}; {fix}"
 
     def _incompatible_qos(self, topic: str, output: bool, latched_info: Optional[str] = None):
         """The warning callback for one of this node's publishers (``output``) or subscriptions: which policy

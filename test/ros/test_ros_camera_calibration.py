@@ -814,3 +814,61 @@ def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names
                                  "distortion) were solved afresh for 5 of its last 5 clouds, ") and \
         ": its calibration changes from frame to frame (fx, fy of /lz/camera_info differ from the last cloud's)." \
         in said[0][1], said
+
+
+def test_a_refused_camera_info_url_change_leaves_the_calibration_the_parameter_says(harness, tmp_path):
+    """A change of camera_info.url whose subscription rcl refuses: another node of the process (one DDS participant)
+    has the camera_info topic, or /image/compressed, with another message type. The set was refused and the
+    parameter read back the old file, but the camera had already taken the new calibration: after '' none at all (no
+    file, no camera_info subscription: its frames had no depth/camera_info, 'no depth/camera_info of frame 2 in
+    20 s'), after another file that file's. Now the camera keeps the file the parameter says, its
+    frames the outputs of it, also for a refused set of several parameters at once (`ros2 param load`)."""
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.testing import call_service
+
+    (tmp_path / "a.yaml").write_text(OST.format(fx=100.0))
+    (tmp_path / "b.yaml").write_text(OST.format(fx=160.0))
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.url": str(tmp_path / "a.yaml")})
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+
+    def fx_of_next_frame(stamp: int) -> float:   # (sent again until it comes: a refused set may subscribe anew)
+        got = lambda: [m.k[0] for m in infos if m.header.stamp.nanosec == stamp]  # noqa: E731
+        for _ in range(40):
+            pub.publish(make_image(stamp, width=80, height=60))
+            try:
+                wait_for(lambda: bool(got()), timeout=0.5)
+                break
+            except AssertionError:
+                continue
+        assert got(), f"no depth/camera_info of frame {stamp} in 20 s"
+        return got()[0]
+
+    assert fx_of_next_frame(1) == pytest.approx(50.0)   # a.yaml's 100 for 160x120, scaled to 80x60
+    # (image messages on the camera_info topic, in this process: rcl refuses the node's CameraInfo subscription)
+    harness.probe.create_publisher(Image, "camera_info", qos())
+    refused = set_params(harness, node, **{"camera_info.url": ""})[0]
+    assert not refused.successful
+    assert get_params(harness, node, "camera_info.url") == [str(tmp_path / "a.yaml")]
+    assert fx_of_next_frame(2) == pytest.approx(50.0)
+    assert refused.reason.startswith("camera_info.url: cannot subscribe /camera_info (sensor_msgs/msg/CameraInfo): "), \
+        refused.reason
+    cam = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    assert "/camera_info" not in {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}
+    assert cam["camera_info"] == "camera_info.url" and "not_subscribed" not in cam
+    # b.yaml and image_transport compressed at once, /image/compressed of another type: b.yaml is not taken either
+    harness.probe.create_publisher(Image, "image/compressed", qos())
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("camera_info.url", value=str(tmp_path / "b.yaml")).to_parameter_msg(),
+        Parameter("image_transport", value="compressed").to_parameter_msg()])
+    refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    assert not refused.successful and refused.reason.startswith(
+        "camera_info.url, image_transport: cannot subscribe /image/compressed"), refused.reason
+    assert refused.reason.endswith("; camera_info.url, image_transport keep their values and the node its "
+                                   "subscriptions: set them again once the topic can be subscribed"), refused.reason
+    assert get_params(harness, node, "camera_info.url", "image_transport") == [str(tmp_path / "a.yaml"), "raw"]
+    assert fx_of_next_frame(3) == pytest.approx(50.0)

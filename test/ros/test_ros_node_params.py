@@ -1069,3 +1069,101 @@ def test_ros2_param_load_of_a_lower_range_says_to_load_it_again(harness, tmp_pat
     results = _ros2_param_load(harness, "/dpt_node", tuned)
     assert all(r.successful for r in results.values()), {n: r.reason for n, r in results.items() if not r.successful}
     assert get_params(harness, node, "depth.min", "depth.max", "colormap_min", "colormap_max") == [0.0, 10.0, 0.0, 0.5]
+
+
+def _subscribed(node) -> dict:
+    """The node's subscriptions as the ROS graph has them: {topic: [type names]}."""
+    return {t: types for t, types in node.get_subscriber_names_and_types_by_node(node.get_name(),
+                                                                                   node.get_namespace())}
+
+
+def test_a_subscription_rcl_refuses_leaves_the_node_subscribed_and_processing_as_before(harness):
+    """`ros2 param set image_transport compressed` while another node of the process (one DDS participant) has
+    /image/compressed with another message type: rcl refuses the CompressedImage subscription. The set was refused
+    (its reason rcl's RCLError alone), but the raw /image subscription was already destroyed: the node, with
+    image_transport raw again, was subscribed to /camera_info alone and received no frame at all. Now it is subscribed back to /image, processes frames as before, and the refusal and its
+    log line say which topic could not be subscribed, why and what to do; once the topic is free the set succeeds."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import frame_through
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    # a raw Image publisher on the compressed topic in this process: Fast DDS has one type per topic per participant
+    blocker = harness.probe.create_publisher(Image, "/image/compressed", qos())
+    refused = set_params(harness, node, image_transport="compressed")[0]
+    assert not refused.successful
+    assert get_params(harness, node, "image_transport") == ["raw"] and node.settings["image_transport"] == "raw"
+    assert _subscribed(node) == {"/image": ["sensor_msgs/msg/Image"], "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
+    out = frame_through(harness, "image", "inverse_depth", make_image(1))
+    assert (out.width, out.height) == (80, 60)
+    assert refused.reason.startswith("image_transport: cannot subscribe /image/compressed "
+                                     "(sensor_msgs/msg/CompressedImage): Failed to create subscription: "), refused.reason
+    assert "incompatible type" in refused.reason and ", at /" not in refused.reason   # (rcl's source lines cut)
+    assert refused.reason.endswith(
+        "another node in this process (one DDS participant: a component container, nodes started in one Python "
+        "process) has a publisher or subscription of /image/compressed with another message type than "
+        "sensor_msgs/msg/CompressedImage: give that one another topic, or remap this node's input; image_transport "
+        "keeps its value and the node its subscriptions: set it again once the topic can be subscribed"), refused.reason
+    wait_for(lambda: any("setting image_transport failed" in m.msg for m in log), what="the failure logged")
+    line = next(m for m in log if "setting image_transport failed" in m.msg)
+    why = refused.reason.removeprefix("image_transport: ").removesuffix(
+        "; image_transport keeps its value and the node its subscriptions: set it again once the topic can be subscribed")
+    assert line.level == Log.ERROR and line.msg == f"setting image_transport failed: {why}; refused, the node runs on " \
+                                                   f"as before", line.msg
+    harness.probe.destroy_publisher(blocker)
+    assert set_params(harness, node, image_transport="compressed")[0].successful
+    assert _subscribed(node) == {"/image/compressed": ["sensor_msgs/msg/CompressedImage"],
+                                 "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
+
+
+def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_subscribed_and_what_to_do(
+        harness, monkeypatch):
+    """The refused image_transport change of the test above, and subscribing /image back fails too (rcl refuses it
+    as well: forced here through the node's own _subscribe helper, no real trigger found, since the old topic is the
+    node's own until the change destroys it). The node is then subscribed to /camera_info alone: the refusal says
+    that it is not subscribed to /image, the log (ERROR) what it is subscribed to and what to do, /diagnostics an
+    ERROR for the camera; and, as the log says, a later successful set (the value image_transport has) subscribes
+    /image again and frames flow."""
+    from diagnostic_msgs.msg import DiagnosticStatus
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import frame_through
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    harness.probe.create_publisher(Image, "/image/compressed", qos())   # (rcl refuses CompressedImage there)
+    real_subscribe, refusing = node._subscribe, [True]
+
+    def subscribe(cam, name, on):
+        if on and name == "image" and node.settings["image_transport"] == "raw" and refusing[0]:
+            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")   # (as rcl's RCLError)
+        return real_subscribe(cam, name, on)
+
+    monkeypatch.setattr(node, "_subscribe", subscribe)
+    refused = set_params(harness, node, image_transport="compressed")[0]
+    assert not refused.successful and refused.reason.startswith(
+        "image_transport: cannot subscribe /image/compressed (sensor_msgs/msg/CompressedImage): "), refused.reason
+    assert refused.reason.endswith("; refused, and subscribing back to what the parameters say failed too: the node "
+                                   "is not subscribed to /image (its log says what to do)"), refused.reason
+    assert get_params(harness, node, "image_transport") == ["raw"]
+    assert _subscribed(node) == {"/camera_info": ["sensor_msgs/msg/CameraInfo"]}
+    wait_for(lambda: any("subscribing back" in m.msg for m in log), what="the log line")
+    line = next(m for m in log if "subscribing back" in m.msg)
+    assert line.level == Log.ERROR and line.msg == (
+        "setting image_transport failed and was refused, and subscribing back to what the parameters say failed too, "
+        "so the node is NOT subscribed to: camera /: /image (Failed to create subscription: rmw_create_subscription "
+        "failed) (so no frames of that camera are received); it is subscribed to: /camera_info "
+        "(sensor_msgs/msg/CameraInfo). Once the topic can be subscribed, any successful `ros2 param set` on this node "
+        "subscribes it again (the value a parameter already holds will do), or restart the node"), line.msg
+    cam = node.diagnostics().status[1]
+    assert cam.level == DiagnosticStatus.ERROR and cam.message == (
+        "not subscribed to /image: subscribing back after a refused parameter change failed (Failed to create "
+        "subscription: rmw_create_subscription failed); once it can be subscribed, any successful ros2 param set on "
+        "the node subscribes it again"), cam.message
+    assert {kv.key: kv.value for kv in cam.values}["not_subscribed"] == "/image"
+    refusing[0] = False   # what the log says to do, once /image can be subscribed
+    assert set_params(harness, node, image_transport="raw")[0].successful
+    assert _subscribed(node) == {"/image": ["sensor_msgs/msg/Image"], "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
+    assert node.diagnostics().status[1].level != DiagnosticStatus.ERROR
+    assert frame_through(harness, "image", "inverse_depth", make_image(1)).width == 80
