@@ -527,9 +527,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         super().__init__(node_name, **kwargs)
         try:
             self._start()
-        except Exception as e:
+        except BaseException as e:   # (KeyboardInterrupt too: Ctrl-C or SIGTERM while it loads or subscribes)
             # what main() says of the failure names this node as it was remapped (__node, __ns), as its logger does
             e.logger_name = self.get_logger().name
+            self._abandon()
             raise
 
     def _start(self) -> None:
@@ -674,15 +675,33 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     self._subscribe(cam, name, False)
         return done
 
-    def _cleanup(self) -> None:
+    def _cleanup(self, timeout: float = _STUCK_S) -> None:
         """Undo :meth:`_configure`: stop the threads, destroy the publishers and release the models (and the
-        GPU memory they held); the parameters keep their values. A worker that does not stop within the
-        stuck-worker limit (a hung forward pass) is left behind: it leaves without touching the node's state."""
+        GPU memory they held); the parameters keep their values. A worker that does not stop within ``timeout`` (by
+        default the stuck-worker limit: a hung forward pass) is left behind: it leaves without touching the node's
+        state."""
         if self._active:
-            self._deactivate()
-        self.stop(_STUCK_S)   # (not holding _param_lock: a failing model load takes it to revert its parameters)
+            self._deactivate(timeout)
+        self.stop(timeout)   # (not holding _param_lock: a failing model load takes it to revert its parameters)
         with self._param_lock:
             self._take_down()
+
+    def _abandon(self) -> None:
+        """Take down what a failed constructor built (the worker threads, publishers, subscriptions, timers, the models)
+        and destroy the node, whose exception is raised next. Before, all of it stayed alive with the exception's
+        traceback: a half-built node in the graph, its threads and model in memory, and, once the garbage collector
+        finalised it, rcl unregistered the /rosout publisher of its logger name, a newer node's of the same name too,
+        whose log lines then no longer reached /rosout. The threads have taken no frame (nothing spun the node), so
+        they are given the exit wait only; a failure here is logged, and the constructor's exception still raised."""
+        # (_idle is the last of _start's state: without it, nothing of _configure was built)
+        steps = ([lambda: self._cleanup(_EXIT_WAIT_S)] if hasattr(self, "_idle") else []) + \
+            [lambda: self.destroy_node(_EXIT_WAIT_S)]
+        for step in steps:   # (the node is destroyed even when the cleanup failed)
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - the constructor's exception is the one to raise
+                self.get_logger().error(f"taking down the node that failed to start: {type(e).__name__}: {e}; please "
+                                        f"report this with the stack:\n{traceback.format_exc().rstrip()}")
 
     def _take_down(self) -> None:
         """Cleanup's second half, once the threads have stopped (under ``_param_lock``): destroy the interfaces,

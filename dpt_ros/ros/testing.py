@@ -327,10 +327,11 @@ class Harness:
         rcl as on a command line."""
         from dpt_ros.ros.node import DptLifecycleNode, DptNode
 
-        # a node of an earlier test left to the garbage collector (one whose construction failed, held by its
-        # exception's traceback until that test ended) unregisters, when the collector finalises it, the /rosout
-        # publisher of its logger name: that of this new node too, whose log lines then stop reaching /rosout (a test
-        # waiting for one failed 1 run in 3). Finalised now, before this node registers its own.
+        # a node of an earlier test left to the garbage collector unregisters, when the collector finalises it, the
+        # /rosout publisher of its logger name: that of this new node too, whose log lines then stop reaching /rosout
+        # (a test waiting for one failed 1 run in 3). Finalised now, before this node registers its own. A DptNode
+        # whose own start failed destroys itself now; one that rclpy's Node constructor refuses (-p use_sim_time:=1)
+        # is still left half-built, held by its exception's traceback until that test ends.
         gc.collect()
         values = dict(FAST)
         values.update(overrides)

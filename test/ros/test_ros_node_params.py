@@ -511,6 +511,102 @@ def test_failed_construction_in_process_shuts_down_cleanly(tmp_path):
     assert not context.ok()
 
 
+def _log_until_on_rosout(node, log: list, text: str, timeout: float = 30.0) -> None:
+    """Log ``text`` from ``node`` every 0.2 s until a line of it arrives in ``log`` (/rosout): a just-discovered
+    subscription may miss the first. AssertionError after ``timeout`` seconds."""
+    name = node.get_logger().name
+    for i in range(int(timeout / 0.2)):
+        node.get_logger().info(f"{text} {i}")
+        try:
+            wait_for(lambda: any(m.name == name and m.msg.startswith(text) for m in list(log)), timeout=0.2)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"no line {text!r} of {name} on /rosout after {timeout} s")
+
+
+def _node_threads() -> list[str]:
+    """The names of the live threads a DptNode starts (its worker, its compressed copies' encoders)."""
+    return sorted(t.name for t in threading.enumerate() if t.is_alive() and
+                  (t.name == "dpt_inference" or t.name.startswith("dpt_compressed_copies")))
+
+def test_a_node_that_cannot_start_leaves_the_graph_and_the_rosout_of_its_name_to_a_new_node(harness, tmp_path):
+    """A missing weights file: the constructor raised with the half-built node alive (held by the exception's
+    traceback), still in the ROS graph, and when the garbage collector finalised it, rcl unregistered the /rosout
+    publisher of its logger name: a node of the same name made meanwhile (a program that retries with other
+    parameters) logged to the console only, never to /rosout. Now the node is destroyed before its exception leaves
+    the constructor: gone from the graph, and the new node's lines reach /rosout after the old object is collected
+    (made here without the gc.collect() that Harness.start_node does first)."""
+    import gc
+
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.node import DptNode, StartupError
+    from dpt_ros.ros.testing import FAST
+
+    log = harness.collector(Log, "/rosout")
+    with pytest.raises(StartupError, match="depth.weights: file .* not found") as info:
+        DptNode(context=harness.context, parameter_overrides=[
+            Parameter("depth.variant", value="dpt_tiny"), Parameter("depth.weights", value=str(tmp_path / "no.pt"))])
+    assert info.value.logger_name == "dpt_node"
+    wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
+    node = DptNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
+    harness.nodes.append(node)
+    harness.executor.add_node(node)
+    _log_until_on_rosout(node, log, "before the failed node is collected")
+    del info   # (the last hold on the failed node)
+    gc.collect()
+    _log_until_on_rosout(node, log, "after the failed node is collected")
+
+
+def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves_the_graph(harness):
+    """A failure in the constructor after the worker threads started: its image subscription refused by rmw (this
+    participant has the topic with another type: the probe's String publisher on image). The inference and
+    compressed-copies threads stayed alive, waiting for frames that never came, with the model, the publishers and
+    the node in the graph. Now they are stopped, the node destroyed, and the RCLError raised unchanged (main() says
+    "cannot start: RCLError: ...", exit code 1, as before)."""
+    from std_msgs.msg import String
+
+    from dpt_ros.ros.node import DptNode
+    from dpt_ros.ros.testing import FAST
+
+    harness.probe.create_publisher(String, "image", 10)
+
+    assert _node_threads() == []
+    with pytest.raises(RuntimeError, match="Failed to create subscription: .* incompatible type") as info:
+        DptNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
+    assert type(info.value).__name__ == "RCLError" and info.value.logger_name == "dpt_node"
+    wait_for(lambda: _node_threads() == [], what="the failed node's threads to end")
+    wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
+
+
+def test_a_ctrl_c_once_the_node_subscribed_takes_down_what_it_built_and_raises_the_interrupt(harness, monkeypatch):
+    """Ctrl-C or SIGTERM (KeyboardInterrupt in the main thread) that comes while the constructor subscribes, the
+    worker threads running: the interrupt left the constructor with all of it alive (the constructor handled
+    Exception only). Now the same KeyboardInterrupt is raised (main() ends with exit code 0 as before) with the threads
+    stopped and the node gone from the graph. The interrupt is raised where a signal's would be, right after the
+    node's real activation."""
+    from dpt_ros.ros.node import DptNode
+    from dpt_ros.ros.testing import FAST
+
+    interrupt = KeyboardInterrupt()
+    activate = DptNode._activate
+
+    def interrupted(node) -> None:
+        activate(node)
+        assert node.cameras[0].subs.keys() == {"image", "camera_info"} and "dpt_inference" in _node_threads()
+        raise interrupt
+
+    monkeypatch.setattr(DptNode, "_activate", interrupted)
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        DptNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
+    assert info.value is interrupt
+    wait_for(lambda: _node_threads() == [], what="the interrupted node's threads to end")
+    wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the interrupted node to leave the graph")
+    assert info.value.logger_name == "dpt_node"   # (as an Exception's, for main())
+
+
 def test_weights_set_to_a_hugging_face_snapshot_folder_load(harness, tmp_path):
     """`ros2 param set /dpt depth.weights <snapshot folder>`: the folder's model.safetensors is what loads
     (an empty folder is rejected with the reason; the running model keeps serving)."""
