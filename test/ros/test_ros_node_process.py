@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -449,19 +450,31 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason(tmp_path
 def test_sigint_during_inference_exits_zero_and_fast(harness):
     """The frames are stamped now, as a camera's: stamped 0 and 1 us (i * 1000 ns), they drew the node's two warnings
     of a broken camera clock (frames stamped 0; frames stamped some 1.8e9 s before they arrived), meant for drivers,
-    not for this test."""
+    not for this test.
+    The frames go on until the stop, and SIGINT once the first inverse depth came: its image subscription seen was
+    no sign of the node being up (its constructor goes on after it; the executor spins later) nor of any inference
+    (20 frames sent once, 10 ms apart, from then: a subscription just discovered can miss them)."""
     proc = start(*FAST_ARGS, "-p", "lazy:=false")
+    camera, streaming = threading.Event(), None   # (set: the camera stops)
     try:
+        out = harness.collector(Image, "inverse_depth")
         pub = harness.probe.create_publisher(Image, "image", qos())
-        wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="node up")
-        now = harness.probe.get_clock().now().nanoseconds
-        for i in range(20):
-            pub.publish(make_image(now + i * 10**7, width=160, height=120))
-            time.sleep(0.01)
+        wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
+
+        def stream():   # a 100 Hz camera, stamped as one
+            while not camera.wait(0.01):
+                pub.publish(make_image(harness.probe.get_clock().now().nanoseconds, width=160, height=120))
+
+        streaming = threading.Thread(target=stream, daemon=True)
+        streaming.start()
+        wait_for(lambda: out or proc.poll() is not None, timeout=60, what="the first inverse depth")
     finally:
         t0 = time.monotonic()
         code, log = stop(proc, timeout=10)
-    assert code == 0, log
+        camera.set()
+        if streaming is not None:
+            streaming.join()
+    assert code == 0 and out, log
     assert time.monotonic() - t0 < SHUTDOWN_LIMIT_S   # (ros2 launch signals again after it)
     assert "Traceback" not in log
     assert "frames stamped" not in log, log
@@ -610,7 +623,7 @@ def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, 
     assert code == 2 and f"cannot start: segmentation.weights: {path} holds a different DPT (vit backbone" in err, err
 
 
-def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
+def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(harness, tmp_path):
     """Skipped tensors (a ViT classifier head in the file) are named in the log, never dropped silently; so is what
     the load converted (a training wrapper, fp16 tensors cast to fp32)."""
     import torch
@@ -632,8 +645,9 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
             lines.append(line)
         # let the node finish starting: Ctrl-C while rclpy creates its publishers can end the process with
         # SIGSEGV from rclpy's own signal thread shutting the context down under them (once in CI, exit -11;
-        # not reproduced in 65 tries here); what this test checks is the log line
-        time.sleep(1.0)
+        # not reproduced in 65 tries here); what this test checks is the log line. A parameter service answers once
+        # the constructor has returned and the executor spins (a second's sleep stood for that)
+        assert get_params(harness, "dpt_proc", ["device"]) == {"device": "cpu"}
     finally:
         code, log = stop(proc)
     log = "".join(lines) + log
@@ -644,16 +658,43 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(tmp_path):
     assert "RANDOM WEIGHTS" not in log
 
 
+# the console script, which says when the import of the node module (torch, rclpy: a second or two) begins: the
+# interpreter's start-up and the console module's own import, which no handler of the package's can cover, are over
+# then (a signal 0.2 s after the start came during them beside two busy loops here: a KeyboardInterrupt traceback
+# from `from dpt_ros.ros.console import dpt_node`, exit -2)
+SAYS_IMPORT = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
+class SaysImport:
+    def find_spec(self, name, path=None, target=None):
+        if name == "dpt_ros.ros.node":
+            sys.meta_path.remove(self)
+            print("dpt-importing-node", flush=True)
+        return None
+sys.meta_path.insert(0, SaysImport())
+from dpt_ros.ros.console import dpt_node
+dpt_node()
+"""
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
     """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C or SIGTERM while torch and rclpy are still being
-    imported (the first second or two) ends the process with 0 and no traceback, as it does later."""
-    # (SIGINT's default handler set first, as in a terminal: a suite started in the background inherits it ignored)
-    code = "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n" \
-           "from dpt_ros.ros.console import dpt_node; dpt_node()"
-    proc = start_node(DOMAIN, *FAST_ARGS, python_code=code)
-    time.sleep(0.2)
-    code, out, _ = stop_node(proc, sig, timeout=30)
+    imported (the first second or two) ends the process with 0 and no traceback, as it does later. The signal goes
+    once the node module's import has begun (was: 0.2 s after the start, before it under load)."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=SAYS_IMPORT)
+    reader = LineReader(proc)
+    try:
+        wait_for(lambda: "dpt-importing-node" in reader.text() or proc.poll() is not None, timeout=60,
+                 what="the node module's import")
+        assert proc.poll() is None, reader.text()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = reader.join()
     assert code == 0 and "Traceback" not in out, out
     assert "loading depth" not in out, "the signal came after the imports: this test did not test them"
 
