@@ -476,3 +476,61 @@ def test_images_lost_with_the_compressed_transport_already_on_do_not_advise_it(h
                               "quality at the camera (its compressed transport's jpeg_quality). A relay that thins "
                               "the images on purpose (topic_tools throttle, a driver publishing camera_info at a "
                               "higher rate) gives this too: nothing is lost then (said once per camera)"), said()[0]
+
+
+def test_a_camera_whose_frames_are_mostly_dropped_is_warn_with_the_rates_and_what_to_do_and_max_rate_skips_are_not(
+        harness, monkeypatch):
+    """A camera far faster than the model (a burst at 500 Hz on dpt_tiny at 256 px on the CPU: most frames replaced by
+    newer ones before the worker took them): its status said OK 'ok' while rqt_runtime_monitor had nothing to show.
+    It is now WARN with the counts, the rates and what gives more frames per second, while more than half of the
+    frames admitted in the rate window are dropped. Frames max_rate skips (throttled) are skipped on purpose: under
+    max_rate 1 the same burst is OK."""
+    from dpt_ros.ros import health
+
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    node = harness.start_node(**{"input_size": 256, "diagnostics.period": 60.0, "lazy": False})
+    pub = harness.probe.create_publisher(Image, "image", qos(depth=100))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+
+    def counts():
+        return node.counts()[""]
+
+    def burst():
+        start = dict(counts())
+        for _ in range(30):
+            pub.publish(make_image(time.time_ns()))
+            time.sleep(0.002)
+
+        def settled():
+            c = counts()
+            return c.get("received", 0) >= start.get("received", 0) + 10 and c.get("received", 0) == sum(
+                c.get(k, 0) for k in ("processed", "dropped", "throttled"))
+        wait_for(settled, timeout=30, what=f"the burst's frames processed, dropped or throttled; {counts()}")
+        c = counts()
+        status = _status(node, ": camera /")
+        return status, {k: c.get(k, 0) - start.get(k, 0) for k in ("received", "processed", "dropped", "throttled")}
+
+    pub.publish(make_image(time.time_ns()))
+    wait_for(lambda: counts().get("processed", 0) == 1, timeout=30, what="the first frame processed")
+    node.diagnostics()   # the window starts with a frame already in: the camera's rate, not its start's
+    status, n = burst()
+    assert n["dropped"] > n["received"] / 2 and n["throttled"] == 0, n
+    assert status.level == DiagnosticStatus.WARN, (status.message, n)
+    m = re.fullmatch(r"(\d+) of (\d+) frames dropped for newer ones: the model keeps up with (\d+\.\d) of the "
+                     r"(\d+\.\d) frames/s that arrive \(a batch takes \d+\.\d\d ms on cpu, latency\.total_p50_ms\)\. "
+                     r"For more frames per second: a smaller input_size \(network size 256x256 now: ros2 param set "
+                     r"/dpt_node input_size 192\); .*; a GPU \(device auto takes it\)\. Or ros2 param set /dpt_node "
+                     r"max_rate (\d+\.\d): a steady \5 frames/s, .*, the frames skipped counted as throttled",
+                     status.message)
+    assert m, status.message
+    assert (int(m[1]), int(m[2])) == (n["dropped"], n["received"]), (status.message, n)
+    assert float(m[3]) < float(m[4]), status.message
+    kv = {v.key: v.value for v in status.values}
+    assert float(kv["output_rate_hz"]) < float(kv["input_rate_hz"]) / 2, kv
+
+    # the advice taken: a steady max_rate (1/s here) skips the burst's frames on purpose, and drops none
+    assert set_params(harness, node, max_rate=1.0)[0].successful
+    node.diagnostics()
+    status, n = burst()
+    assert n["throttled"] >= n["received"] - 2 and n["dropped"] == 0 and n["processed"] >= 1, n
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "ok"), (status.message, n)
