@@ -177,7 +177,7 @@ class NodeHealth:
                     if n) + " since last report" + ("" if active else "; inactive (lifecycle): not subscribed")
             elif not active:
                 txt = "inactive (lifecycle): not subscribed"
-            elif c["received"] == prev["received"]:
+            elif c["received"] == max(prev["received"], cam.received_at_subscribe):   # (the others: another topic's)
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
                 last = cam.last_image
                 # none since its image subscription was made (a frame from before a reactivation or an
@@ -218,7 +218,7 @@ class NodeHealth:
                         txt += mismatch
                     elif not publishers:
                         txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
-            elif (slow := self._mostly_dropped(c, before, rate_dt, m, kv["latency.total_p50_ms"])) is not None:
+            elif (slow := self._mostly_dropped(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])) is not None:
                 lvl, txt = DiagnosticStatus.WARN, slow
             if active and cam.unsubscribed:   # a refused parameter change could not subscribe back (the log says so)
                 lost = [self._subscription_of(cam, n)[0] for n in sorted(cam.unsubscribed)]
@@ -236,8 +236,8 @@ class NodeHealth:
         msg.status = statuses
         return msg
 
-    def _mostly_dropped(self, c: collections.Counter, before: collections.Counter, rate_dt: float, m: ModelSet,
-                        batch_ms: str):
+    def _mostly_dropped(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
+                        m: ModelSet, batch_ms: str):
         """The camera status's WARN message while more than _DROPPED_WARN of the frames admitted in the rate window
         were dropped (a 30 Hz camera on a model that does 3 Hz on the CPU: 9 of 10), else None. Frames max_rate
         skipped (throttled) are skipped by choice and not counted: a 30 Hz camera under max_rate 10 with a model that
@@ -246,7 +246,7 @@ class NodeHealth:
                                                                                "processed"))
         admitted = received - throttled
         if (dropped < _SLOW_DROPPED or dropped <= _DROPPED_WARN * admitted or processed <= 0
-                or not before["received"]):   # (a window from before the first frame: rates of the camera's start)
+                or before["received"] <= cam.received_at_subscribe):   # (as _say_slow's)
             return None
         advice = _faster_advice(self._settings, m, self.get_fully_qualified_name(), self._default_threads[0],
                                 processed / rate_dt)
@@ -263,7 +263,8 @@ class NodeHealth:
         images a second here), or a link that cannot carry them. Only input_rate_hz below the camera's said it."""
         images, infos = c["received"] - before["received"], c["camera_infos"] - before["camera_infos"]
         key = f"lost:{cam.image_topic}"
-        if (key in self._warned or infos < 10 or 3 * images >= 2 * infos or not before["received"]
+        if (key in self._warned or infos < 10 or 3 * images >= 2 * infos
+                or before["received"] <= cam.received_at_subscribe   # (as _say_slow's)
                 or not before["camera_infos"] or cam.calibration is not None):
             return
         self._warned.add(key)
@@ -294,8 +295,9 @@ class NodeHealth:
         counters alone said it in /diagnostics, the log nothing, and README's remedies were a GPU's."""
         received, dropped, processed = (c[k] - before[k] for k in ("received", "dropped", "processed"))
         key = f"slow:{cam.image_topic}"
+        # (a window from before the subscription's first frame: rates of the camera's start, or of another topic's)
         if (key in self._warned or dropped < _SLOW_DROPPED or 3 * dropped < received or processed <= 0
-                or not before["received"]):   # (a window from before the first frame: rates of the camera's start)
+                or before["received"] <= cam.received_at_subscribe):
             return
         self._warned.add(key)
         s, fqn = self._settings, self.get_fully_qualified_name()

@@ -432,6 +432,8 @@ class _Camera:
     info_since: float = -math.inf   # time.monotonic() when its camera_info subscription was made
     infos_received: int = 0   # camera_infos received: a camera sends one per frame, so fewer images were lost
     image_since: float = -math.inf   # ... and its image one (an activation, an image_transport change): "no image yet"
+    # its received count then: /diagnostics' notices take no rate window that began before its first image on it
+    received_at_subscribe: int = 0
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # subscription name -> why it is missing although the settings want it (subscribing it back after a refused
     # parameter change failed too): /diagnostics says so until a subscription of it is made
@@ -1129,6 +1131,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             for cam in self._cameras:
                 self._subscribe(cam, "image", False)
                 self._subscribe(cam, "image", active)
+            with self._lock:   # the rates are the new topics' from here: the old ones' frames were no input of theirs
+                self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
+                    c.counts, camera_infos=c.infos_received) for c in self._cameras})])
         if new["depth.align"] != current["depth.align"] or \
                 new["depth.align_transport"] != current["depth.align_transport"]:
             for cam in self._cameras:
@@ -1364,7 +1369,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 compressed = self._settings["image_transport"] == "compressed"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
                 cam.image_topic = topic
-                cam.image_since = time.monotonic()
+                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
                 # a new subscription (an activation, an image_transport change): its "no image yet" is said again
                 self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
             elif name == "camera_info":

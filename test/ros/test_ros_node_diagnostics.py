@@ -534,3 +534,45 @@ def test_a_camera_whose_frames_are_mostly_dropped_is_warn_with_the_rates_and_wha
     status, n = burst()
     assert n["throttled"] >= n["received"] - 2 and n["dropped"] == 0 and n["processed"] >= 1, n
     assert (status.level, status.message) == (DiagnosticStatus.OK, "ok"), (status.message, n)
+
+
+def test_rates_and_notices_after_an_image_transport_change_are_of_the_new_topic_alone(harness, monkeypatch):
+    """`ros2 param set image_transport compressed` while a raw camera ran: the report right after it gave the new
+    topic (/image/compressed, which nothing published) the old topic's frames: input_rate_hz above 0 and 'ok', not
+    'no input'; and with the camera's camera_infos still coming, the rate window straddling the change took the
+    compressed topic's silence for images lost on the way (the Fast DDS shared-memory warning, '0.0 images/s
+    arrive'). The rates now count from the new subscription, and the notices wait, as at start-up, for a window
+    that begins after its first image."""
+    from dpt_ros.ros import health
+
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    _, (pub, info_pub) = harness.connect(node, {})
+    cam, sent = node.cameras[0], {"images": 0, "t": 0}
+
+    def frames(n, images=True):   # n frames' camera_infos (and images), each waited for until counted
+        for _ in range(n):
+            sent["t"] += 1
+            image = make_image(sent["t"] * 33_333_333)
+            info_pub.publish(make_info(image))
+            if images:
+                pub.publish(image)
+                sent["images"] += 1
+            wait_for(lambda: cam.infos and cam.infos[-1][0] == sent["t"] * 33_333_333 and
+                     node.counts()[""].get("received", 0) == sent["images"], what=f"{sent} counted")
+
+    frames(1)
+    node.diagnostics()   # the window starts with a frame in
+    frames(12)
+    node.diagnostics()
+    frames(3)
+    assert all(r.successful for r in set_params(harness, node, image_transport="compressed"))
+    status = _status(node, ": camera /")
+    kv = {v.key: v.value for v in status.values}
+    assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image/compressed", "0.00", "0.00"), kv
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "no input"), status.message
+    frames(12, images=False)   # the camera goes on: camera_info, and images on /image, which is not subscribed now
+    node.diagnostics()
+    frames(1, images=False)   # (a line, if any, is in by the time this is counted)
+    assert [m.msg for m in list(log) if "images are lost on the way" in m.msg] == []
