@@ -88,6 +88,11 @@ class NodeHealth:
         if self._ignored_parameters:
             kv["ignored_parameters"] = ", ".join(self._ignored_parameters)
         kv["cpu_threads"] = "torch {}, opencv {}".format(*self._threads_in_use)
+        startup = dict(self._startup)   # (the worker adds its first output's figures)
+        for key in ("ready_s", "warmup_s", "first_image_s", "first_output_s"):
+            kv[f"startup.{key}"] = f"{startup[key]:.2f}" if key in startup else "none yet"
+        if "first_batch_ms" in startup:
+            kv["startup.first_batch_ms"] = f"{startup['first_batch_ms']:.1f}"
         kv.update({"publish_format": "serialized CDR" if conversions.cdr_matches_rmw() else "message objects",
                    "model_loading": str(loading), "last_model_error": model_error or "none",
                    "age_p50_ms": f"{percentile(ages[len(ages) - recent_ages:], 50):.1f}",

@@ -525,6 +525,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
+        # what /diagnostics' startup.* figures count from (a managed node's: its configure's start)
+        self._started_at = time.monotonic()
         self._command_line = [*(command_line or []), *(kwargs.get("cli_args") or [])]
         super().__init__(node_name, **kwargs)
         try:
@@ -557,6 +559,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._batch_done: collections.deque = collections.deque(maxlen=300)
         self._age_done: collections.deque = collections.deque(maxlen=300)
         self._batches = 0
+        #: the start-up's figures (s): model ready (loaded and warmed up), its warm-up, and once the first outputs
+        #: went out, their time, their frame's arrival and its batch's time (ms): nowhere before, not even the log
+        self._startup: dict[str, float] = {}
         # per stage, the ms of every batch since start (with _batches: means over any stretch, from two snapshots)
         self._stage_sums = dict.fromkeys(STAGES, 0.0)
         # task -> (a weak reference to its pre-processor, "HxW" of the last network input)
@@ -606,6 +611,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
     #: a managed (lifecycle) node configures and activates on request, not in its constructor
     _MANAGED = False
 
+    def _start_word(self) -> str:
+        """What /diagnostics' startup.* seconds count from, in the log's words."""
+        return "the configure transition began" if self._MANAGED else "start-up"
+
     # ------------------------------------------------------------------ bring-up and take-down
     def _configure(self) -> None:
         """Check the parameters, load the models, create the publishers and start the worker threads.
@@ -617,7 +626,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
         """
         with self._param_lock:
             s = self._settings
+            if self._MANAGED:   # (a plain node's start is its constructor's)
+                self._started_at = time.monotonic()
+            self._startup = {}
             self._models = self._load_initial()
+            self._startup["ready_s"] = time.monotonic() - self._started_at
             self._running_calibration = None   # (the models are the settings' own)
             self._warned -= {"task_off:depth", "task_off:segmentation"}   # a task off is said once per configuration
             if not self.context.ok():   # SIGTERM (or an external shutdown) arrived during the load: stop here
@@ -878,7 +891,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._set_cpu_threads(s["cpu_threads"])  # on the threads it leaves to the robot too, and /diagnostics says so
         self.get_logger().info(f"loading {', '.join(tasks)} on device {s['device']} ...")   # (seconds with a big model)
         models = load_models(s)
+        t0 = time.monotonic()
         self._warmup(models)
+        self._startup["warmup_s"] = time.monotonic() - t0
         return models
 
     def _log_model(self, m: ModelSet) -> None:
@@ -1780,6 +1795,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 self._stage_sums[stage] += dt
             done = time.monotonic()
             self._batch_done.append(done)
+            first = ("first_output_s" not in self._startup and "ready_s" in self._startup
+                     and any(msgs for _, msgs in messages))
+            if first:
+                self._startup.update(first_output_s=done - self._started_at, first_batch_ms=(t4 - t0) * 1000.0,
+                                     first_image_s=min(j["frame"].received for j, _ in messages) - self._started_at)
+                startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
             for job, msgs in messages:
                 cam = job["frame"].camera
@@ -1808,6 +1829,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     odd_stamps.append((cam, job["frame"].topic, None))
                 for name in msgs:
                     cam.counts["out:" + name] += 1
+        if first:   # how long a start-up takes until outputs flow, and where the time went (once per configuration)
+            self.get_logger().info(
+                f"first outputs published {startup['first_output_s']:.2f} s after {self._start_word()}: model loaded "
+                f"and warmed up after {startup['ready_s']:.2f} s (warm-up passes {startup['warmup_s']:.2f} s), the "
+                f"first image came at {startup['first_image_s']:.2f} s, its batch took "
+                f"{startup['first_batch_ms']:.1f} ms (/diagnostics: startup.*)")
         # said once per camera: keyed by its name, not by its place in the list (a managed node's next configuration
         # may list other cameras)
         for cam, topic, before_s in old_stamps:   # (topic: the one the frame came on, not the camera's now)

@@ -9,7 +9,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import Image, PointCloud2
 
-from dpt_ros.ros.testing import make_image, make_info, qos, set_params, wait_for
+from dpt_ros.ros.testing import frame_through, make_image, make_info, qos, set_params, wait_for
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -576,3 +576,39 @@ def test_rates_and_notices_after_an_image_transport_change_are_of_the_new_topic_
     node.diagnostics()
     frames(1, images=False)   # (a line, if any, is in by the time this is counted)
     assert [m.msg for m in list(log) if "images are lost on the way" in m.msg] == []
+
+
+def test_the_start_up_time_until_the_first_outputs_is_in_the_diagnostics_and_logged_once(harness):
+    """How long a start takes until outputs flow (the model's load and warm-up passes: seconds of a big model on a
+    CPU; then the first frame's batch, the first run of its shape) was nowhere a user could see it: not in
+    /diagnostics, not in the log. The model status now has startup.ready_s and startup.warmup_s from the start, and
+    startup.first_image_s, startup.first_output_s and startup.first_batch_ms once the first outputs are out (before:
+    'none yet'), and the log says it once."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node()
+
+    def startup():
+        return {v.key: v.value for v in _status(node, ": model").values if v.key.startswith("startup.")}
+
+    before = startup()
+    assert (before["startup.first_image_s"], before["startup.first_output_s"]) == ("none yet", "none yet"), before
+    assert "startup.first_batch_ms" not in before
+    ready, warmup = float(before["startup.ready_s"]), float(before["startup.warmup_s"])
+    assert 0.0 < warmup <= ready, before
+    frame_through(harness, "image", "inverse_depth", make_image(1))
+    wait_for(lambda: "startup.first_batch_ms" in startup(), what="the first output's figures")
+    after = startup()
+    assert (after["startup.ready_s"], after["startup.warmup_s"]) == (before["startup.ready_s"],
+                                                                     before["startup.warmup_s"]), after
+    first_image, first_output = float(after["startup.first_image_s"]), float(after["startup.first_output_s"])
+    assert ready <= first_image <= first_output and float(after["startup.first_batch_ms"]) > 0.0, after
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and m.msg.startswith("first outputs published")]
+    wait_for(said, what="the first outputs' line")
+    assert said() == [f"first outputs published {after['startup.first_output_s']} s after start-up: model loaded and "
+                      f"warmed up after {after['startup.ready_s']} s (warm-up passes {after['startup.warmup_s']} s), "
+                      f"the first image came at {after['startup.first_image_s']} s, its batch took "
+                      f"{after['startup.first_batch_ms']} ms (/diagnostics: startup.*)"], said()
+    frame_through(harness, "image", "inverse_depth", make_image(2))   # a later frame: the figures stay the first's
+    assert startup() == after and len(said()) == 1, (startup(), said())
