@@ -617,3 +617,50 @@ def test_the_start_up_time_until_the_first_outputs_is_in_the_diagnostics_and_log
     frame_through(harness, "image", "inverse_depth", make_image(2))   # a later frame: the figures stay the first's
     assert startup() == after and len(said()) == 1, (startup(), said())
 
+
+def test_under_max_rate_the_slow_model_notice_counts_the_frames_max_rate_lets_through(harness, monkeypatch):
+    """The once-per-camera INFO that the model keeps up with only part of the frames compared the frames dropped with
+    all frames received, those max_rate skipped (throttled) too: a burst of 100 frames in 0.5 s or more under
+    max_rate 20, the model's forward pass held meanwhile, dropped all but 2 of the frames max_rate let through (10
+    of 100 received, 88 throttled, here) and nothing was said, while the camera's status was WARN. The notice now counts the frames max_rate lets through, as the status
+    does, and says so."""
+    from dpt_ros.ros import health
+
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 0.0)   # the window: from the last report on
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0, "lazy": False, "max_rate": 20.0})
+    pub = harness.probe.create_publisher(Image, "image", qos(depth=100))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+
+    def counts():
+        return node.counts()[""]
+
+    pub.publish(make_image(time.time_ns()))
+    wait_for(lambda: counts().get("processed", 0) == 1, timeout=30, what="the first frame processed")
+    node.diagnostics()   # the window starts with a frame already in
+    start = dict(counts())
+    gate, entered, _ = gate_engine(node.models.depth)   # the model slower than max_rate, whatever the machine
+    for _ in range(100):
+        pub.publish(make_image(time.time_ns()))
+        time.sleep(0.005)
+    time.sleep(0.5)   # (the burst's frames in)
+    gate.set()
+
+    def settled():
+        c = counts()
+        return c.get("received", 0) >= start["received"] + 50 and c.get("received", 0) == sum(
+            c.get(k, 0) for k in ("processed", "dropped", "throttled"))
+    wait_for(settled, timeout=30, what=f"the burst's frames processed, dropped or throttled; {counts()}")
+    n = {k: counts().get(k, 0) - start.get(k, 0) for k in ("received", "processed", "dropped", "throttled")}
+    status = _status(node, ": camera /")
+    admitted = n["received"] - n["throttled"]
+    assert n["dropped"] >= 5 and 3 * n["dropped"] < n["received"] and 2 * n["dropped"] > admitted, n
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and "frames/s that max_rate lets through (" in m.msg]
+    wait_for(said, what=f"the slow model's line; {n}")
+    assert re.match(rf"/image: the model keeps up with \d+\.\d of the \d+\.\d frames/s that max_rate lets through "
+                    rf"\({n['dropped']} of the last {admitted} frames dropped; a batch takes ", said()[0]), said()
+    assert status.level == DiagnosticStatus.WARN and status.message.startswith(
+        f"{n['dropped']} of {admitted} frames dropped for newer ones: the model keeps up with "), status.message
+    assert " frames/s that max_rate lets through (a batch takes " in status.message, status.message
