@@ -1,11 +1,11 @@
 """The console scripts ``dpt_node``, ``dpt_lifecycle_node``, ``sample_camera`` and ``dpt_predict`` (setup.py's entry
 points).
 
-Importing the node module takes 1-3 s (torch, rclpy, OpenCV). A Ctrl-C or SIGTERM in that time ends the process
-as one does later, quietly with exit code 0, instead of with an import's traceback (``ros2 launch`` users press
-Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.ros.node.run` takes over and
-rclpy handles both signals. ``sample_camera`` and ``dpt_predict`` (torch, OpenCV, rclpy: 1-3 s too) likewise end
-quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and ``predict: interrupted``
+Importing the node module takes 1-3 s (torch, rclpy, OpenCV). A Ctrl-C, SIGTERM or SIGHUP (not ignored) in that
+time ends the process as one does later, quietly with exit code 0, instead of with an import's traceback (``ros2
+launch`` users press Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.ros.node.run`
+takes over and rclpy handles SIGINT and SIGTERM (the node's main, SIGHUP). ``sample_camera`` and ``dpt_predict``
+(torch, OpenCV, rclpy: 1-3 s too) likewise end quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and ``predict: interrupted``
 (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs without it."""
 import ast
 import importlib
@@ -96,8 +96,14 @@ def init_ros(program: str, args: "list[str] | None") -> "int | None":
 
 def _start(entry: str) -> None:
     signal.signal(signal.SIGTERM, _terminated)
+    # a SIGHUP (the terminal closed) likewise, unless ignored (nohup)
+    hang_up = signal.getsignal(signal.SIGHUP) if hasattr(signal, "SIGHUP") else None
+    if hang_up not in (None, signal.SIG_IGN):
+        signal.signal(signal.SIGHUP, _terminated)
     node = _import("dpt_ros.ros.node")
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # rclpy.init installs its own handler next
+    if hang_up not in (None, signal.SIG_IGN):
+        signal.signal(signal.SIGHUP, hang_up)   # the node's main sets its own
     getattr(node, entry)()
 
 

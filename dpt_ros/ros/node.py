@@ -3270,8 +3270,8 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     """Entry point of ``dpt_node``: ``ros2 run dpt_ros dpt_node --ros-args -p depth.weights:=...``; with
     ``managed``, of ``dpt_lifecycle_node`` (:class:`DptLifecycleNode`). ``args``: the command line without the
     program name (``["--ros-args", "-p", "input_size:=384"]``); None: ``sys.argv``. ``exiting``: the process ends
-    when this returns (:func:`run`), so a Ctrl-C or SIGTERM after the node's stop began stays ignored; otherwise the
-    SIGINT and SIGTERM handlers found are set back."""
+    when this returns (:func:`run`), so a Ctrl-C, SIGTERM or SIGHUP after the node's stop began stays ignored;
+    otherwise the SIGINT, SIGTERM and SIGHUP handlers found are set back."""
     # Never create world-writable files (ROS log files, anything written later), even when started
     # with a permissive umask such as 000: keep the caller's umask and add the "others: write" bit.
     os.umask(os.umask(0o022) | 0o002)
@@ -3292,11 +3292,19 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     # SIGTERM (systemd, docker stop, ros2 launch 5 s after its SIGINT) stops the node as Ctrl-C does: rclpy.init's
     # handler shuts the context down, then calls the handler it found, this one, which interrupts the main thread
     # wherever it is. Without it a model load or warm-up (dpt_hybrid on a small CPU: 10-30 s) ran to its end first.
-    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)} \
+    # SIGHUP (the terminal closed, the ssh session dropped) stops it as SIGTERM does: by default it killed the process
+    # (exit 129) without the node's stop. Under nohup (SIGHUP ignored) it stays ignored.
+    found = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, *_HANG_UP)} \
         if threading.current_thread() is threading.main_thread() else {}
     found = {sig: h for sig, h in found.items() if h is not None}   # (None: not Python's to replace)
+    for sig in _HANG_UP:
+        if found.get(sig) == signal.SIG_IGN or signal.SIGTERM not in found:
+            found.pop(sig, None)
     if signal.SIGTERM in found:
         signal.signal(signal.SIGTERM, _interrupt)
+    for sig in _HANG_UP:
+        if sig in found:
+            signal.signal(sig, _hang_up)
     try:
         code = init_ros(program, args)
     except KeyboardInterrupt:   # Ctrl-C or SIGTERM while rclpy initialised
@@ -3368,8 +3376,18 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+#: SIGHUP where there is one (not on Windows)
+_HANG_UP = (signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ()
+
+
+def _hang_up(signum, frame) -> None:
+    """SIGHUP's handler while :func:`main` runs: SIGTERM sent to this process, so that the stop is SIGTERM's (rclpy's
+    handler shuts the context down, then :func:`_interrupt`), exit status 0."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _ignore(signum, frame) -> None:
-    """SIGINT's and SIGTERM's handler once :func:`main` stops the node."""
+    """SIGINT's, SIGTERM's and SIGHUP's handler once :func:`main` stops the node."""
 
 
 def _set_handlers(handlers: dict) -> None:

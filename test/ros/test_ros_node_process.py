@@ -518,7 +518,7 @@ def _signal_and_wait(proc, sig, timeout: float = 20.0):
 
 # the console script, its threads' work made a minute long and said: the worker's forward pass of a frame (a big model
 # on a CPU, or a hung GPU) and the model loader's load after `ros2 param set` (dpt_hybrid on a small CPU: 10-30 s)
-SLOW_THREADS = """
+SLOW_THREADS_HOOKS = """
 import signal, threading, time
 signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
 # SIGUSR1: a Ctrl-C whose KeyboardInterrupt reaches the main thread before rclpy's signal thread has shut the context down
@@ -539,7 +539,24 @@ def load(*args, **kwargs):
         slow("load")
     return real(*args, **kwargs)
 node.load_models = load
-""" + SAYS_UP
+"""
+SLOW_THREADS = SLOW_THREADS_HOOKS + SAYS_UP
+
+
+def _forward_pass_begins(harness, proc, reader, pub) -> None:
+    """An image sent to the node again every second until its forward pass begins ('dpt-forward-begin'): a
+    subscription just discovered can miss the first (CI: "timed out after 30 s waiting for forward" with one image
+    sent)."""
+    wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="the node's image subscription")
+    for _ in range(30):
+        pub.publish(make_image(harness.probe.get_clock().now().nanoseconds, width=160, height=120))
+        try:
+            wait_for(lambda: "dpt-forward-begin" in reader.text() or proc.poll() is not None, timeout=1.0)
+            break
+        except AssertionError:
+            continue
+    wait_for(lambda: "dpt-forward-begin" in reader.text() or proc.poll() is not None, timeout=30, what="forward")
+    assert proc.poll() is None, reader.text()
 
 
 @pytest.mark.parametrize("busy, sig", [("forward", signal.SIGINT), ("load", signal.SIGINT), ("forward", signal.SIGUSR1)],
@@ -558,16 +575,7 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
         pub = harness.probe.create_publisher(Image, "image", qos())
         _wait_up(proc, reader)
         if busy == "forward":
-            # again every second until the forward pass begins: a subscription just discovered can miss the first (CI:
-            # "timed out after 30 s waiting for forward" with one image sent)
-            wait_for(lambda: pub.get_subscription_count() > 0, timeout=30, what="the node's image subscription")
-            for _ in range(30):
-                pub.publish(make_image(harness.probe.get_clock().now().nanoseconds, width=160, height=120))
-                try:
-                    wait_for(lambda: "dpt-forward-begin" in reader.text() or proc.poll() is not None, timeout=1.0)
-                    break
-                except AssertionError:
-                    continue
+            _forward_pass_begins(harness, proc, reader, pub)
         else:
             assert set_params(harness, "dpt_proc", **{"depth.variant": "dpt_base"})[0].successful
         wait_for(lambda: f"dpt-{busy}-begin" in reader.text() or proc.poll() is not None, timeout=30, what=busy)
@@ -618,6 +626,66 @@ def test_a_second_signal_while_the_node_stops_is_ignored(harness, second):
     assert code == 0, log
     for bad in ("Traceback", "KeyboardInterrupt", "Exception ignored", "Fatal Python error", "terminate called"):
         assert bad not in log, log
+
+
+# the console script with the forward pass of SLOW_THREADS, its stop (node.destroy_node) said, SIGHUP's handler as found
+# set first: SIG_DFL, as in a terminal (a suite run under nohup inherits it ignored), or SIG_IGN, as nohup sets it
+HANG_UP = """
+import signal
+signal.signal(signal.SIGHUP, signal.HANDLER)
+""" + SLOW_THREADS_HOOKS + """
+real_destroy = node.DptNode.destroy_node
+def destroy_node(self, *args, **kwargs):
+    print("dpt-stopping", flush=True)
+    real_destroy(self, *args, **kwargs)
+node.DptNode.destroy_node = destroy_node
+""" + SAYS_UP
+
+
+@pytest.mark.parametrize("busy", ["idle", "forward"], ids=["idle", "during-a-forward-pass"])
+def test_a_hang_up_stops_the_node_as_sigterm_does(harness, busy):
+    """SIGHUP (the terminal closed, the ssh session dropped, a launch without nohup): rclpy handles SIGINT and SIGTERM
+    only, and the process was killed by it, exit status -1 (129 in a shell), without the node's stop (its threads not
+    stopped, the node not destroyed). It now stops as SIGTERM stops it: the node destroyed, exit status 0, nothing
+    printed, also while a forward pass runs."""
+    proc = start_node(DOMAIN, *FAST_ARGS, "-p", "lazy:=false", python_code=HANG_UP.replace("HANDLER", "SIG_DFL"),
+                      name="dpt_proc")
+    reader = LineReader(proc)
+    try:
+        pub = harness.probe.create_publisher(Image, "image", qos())
+        _wait_up(proc, reader)
+        if busy == "forward":
+            _forward_pass_begins(harness, proc, reader, pub)
+        before = len(reader.text())
+        code, seconds = _signal_and_wait(proc, signal.SIGHUP)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = reader.join()
+    assert code == 0, log
+    assert log.count("dpt-stopping") == 1, log
+    assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)   # (as a SIGTERM's)
+    for bad in ("Traceback", "[ERROR]", "[WARN]", "Exception ignored", "Failed to publish log message"):
+        assert bad not in log[before:], log
+
+
+def test_a_hang_up_under_nohup_stays_ignored(harness):
+    """Started under nohup (SIGHUP ignored), the node is not stopped by a SIGHUP: it keeps serving (answers a parameter
+    request), and a Ctrl-C stops it later as usual."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=HANG_UP.replace("HANDLER", "SIG_IGN"), name="dpt_proc")
+    reader = LineReader(proc)
+    try:
+        _wait_up(proc, reader)
+        proc.send_signal(signal.SIGHUP)
+        assert get_params(harness, "dpt_proc", ["input_size"]) == {"input_size": 64}
+        assert proc.poll() is None and "dpt-stopping" not in reader.text(), reader.text()
+        code, _ = _signal_and_wait(proc, signal.SIGINT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = reader.join()
+    assert code == 0 and log.count("dpt-stopping") == 1, log
+    assert "Traceback" not in log, log
 
 
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
@@ -681,6 +749,7 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(harness, tmp_
 SAYS_IMPORT = """
 import signal, sys
 signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)   # (as in a terminal: one under nohup inherits it ignored)
 class SaysImport:
     def find_spec(self, name, path=None, target=None):
         if name == "dpt_ros.ros.node":
@@ -693,11 +762,12 @@ dpt_node()
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
-    """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C or SIGTERM while torch and rclpy are still being
-    imported (the first second or two) ends the process with 0 and no traceback, as it does later. The signal goes
-    once the node module's import has begun (was: 0.2 s after the start, before it under load)."""
+    """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C, SIGTERM or SIGHUP (the terminal closed) while torch
+    and rclpy are still being imported (the first second or two) ends the process with 0 and no traceback, as it does
+    later (SIGHUP killed it, exit status -1). The signal goes once the node module's import has begun (was: 0.2 s after
+    the start, before it under load)."""
     proc = start_node(DOMAIN, *FAST_ARGS, python_code=SAYS_IMPORT)
     reader = LineReader(proc)
     try:
