@@ -544,6 +544,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._wake = threading.Condition(self._lock)
         self._info_arrived = threading.Condition(self._lock)
         self._stopping = False
+        self._unfinished_dropped = 0   # frames the stop found accepted but not done (_drop_unfinished)
         self._settings = self._declare_parameters()
         self._model_error = ""
         self._model_loading = False
@@ -1803,6 +1804,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
             for job, msgs in messages:
+                if job["frame"].counted:   # dropped by a stop that did not wait for this batch (_drop_unfinished)
+                    continue
                 cam = job["frame"].camera
                 cam.counts["processed"] += 1
                 job["frame"].counted = True
@@ -2867,11 +2870,39 @@ class DptNode(NodeHealth, TopicChecks, Node):
         compressed = getattr(self, "_compressed", None)
         if compressed is not None:
             compressed.stop(timeout)
+        self._drop_unfinished()
+
+    def _drop_unfinished(self) -> int:
+        """The frames accepted but not done when the node stops (one waiting per camera; the batch of a forward pass
+        still running, which after Ctrl-C can no longer be published) counted as ``dropped``, so that received =
+        processed + dropped + idle + throttled + errors holds after the stop: before, they were counted nowhere.
+        Returns how many; a worker that finishes such a frame later counts it no more (``_Frame.counted``)."""
+        cameras = getattr(self, "_cameras", None)
+        if cameras is None:   # (construction failed before it)
+            return 0
+        with self._lock:
+            frames = [c.pending for c in cameras if c.pending is not None] + list(getattr(self, "_in_worker", []))
+            for cam in cameras:
+                cam.pending = None
+            n = 0
+            for f in frames:
+                if not f.counted:
+                    f.camera.counts["dropped"] += 1
+                    f.counted = True
+                    n += 1
+            self._unfinished_dropped += n
+        return n
 
     def destroy_node(self, timeout: float = 10.0) -> None:
-        """Stop (``timeout``: as :meth:`stop`), then destroy the node."""
+        """Stop (``timeout``: as :meth:`stop`), then destroy the node. Frames the stop dropped unfinished are said in
+        one line at INFO, after the node is destroyed (its /rosout publisher gone: after Ctrl-C the context is shut
+        down and a line to /rosout would fail), on the console and in the log file."""
+        before = getattr(self, "_unfinished_dropped", 0)   # (a managed node's cleanups may have dropped some)
         self.stop(timeout)
         super().destroy_node()
+        dropped = getattr(self, "_unfinished_dropped", 0) - before
+        if dropped:
+            self.get_logger().info(f"stopped: {dropped} frame(s) received but not yet published were dropped")
 
 
 class DptLifecycleNode(LifecycleNodeMixin, DptNode):

@@ -1,6 +1,7 @@
 """dpt_node as a subprocess with `--ros-args`: -p, --params-file, remaps and exit codes go through
 the real rcl argument parser, as `ros2 run` / `ros2 launch` would pass them."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -589,6 +590,8 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
     assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)
     for bad in ("Traceback", "[ERROR]", "[WARN]", "Exception ignored", "Failed to publish log message"):
         assert bad not in log.split(f"dpt-{busy}-begin")[1], log
+    if busy == "forward":   # (its frame, and one sent meanwhile, waiting for the worker)
+        assert re.search(r"\[INFO\] .*stopped: [12] frame\(s\) received but not yet published were dropped", log), log
 
 
 # the console script, its stop (node.destroy_node: the worker's and the loader's wait) made 2 s long and said
@@ -686,6 +689,38 @@ def test_a_hang_up_under_nohup_stays_ignored(harness):
     log = reader.join()
     assert code == 0 and log.count("dpt-stopping") == 1, log
     assert "Traceback" not in log, log
+
+
+def test_frames_in_the_node_when_it_stops_are_counted_dropped_and_said(harness, capfd):
+    """A frame in a forward pass and one waiting for the worker when the node stopped (Ctrl-C, SIGTERM, SIGHUP: the
+    stop waits half a second for the worker) were counted nowhere: received 2, processed + dropped + idle + throttled +
+    errors 0. They are now counted dropped, once (the forward pass finishing later counts nothing), and one INFO line
+    says so."""
+    from dpt_ros.ros.testing import gate_engine
+
+    node = harness.start_node(lazy=False)
+    cam = node.cameras[0]
+    gate, entered, _ = gate_engine(node.models.depth)
+    try:
+        node._on_image(cam, make_image(1))
+        wait_for(entered.is_set, what="the forward pass")
+        node._on_image(cam, make_image(2))   # (waits for the worker)
+        harness.executor.remove_node(node)
+        harness.nodes.remove(node)
+        node.destroy_node(0.5)
+        after_stop = dict(node.counts()[cam.ns])
+    finally:
+        gate.set()
+    worker = node._worker
+    worker.join(20)
+    assert not worker.is_alive()
+    counts = node.counts()[cam.ns]
+    assert counts == after_stop, (after_stop, counts)
+    assert (counts["received"], counts.get("dropped", 0), counts.get("processed", 0)) == (2, 2, 0), counts
+    assert counts["received"] == sum(n for k, n in counts.items() if k in ("processed", "dropped", "idle", "throttled")
+                                     or k.startswith("error:")), counts
+    err = capfd.readouterr().err
+    assert err.count("stopped: 2 frame(s) received but not yet published were dropped") == 1, err
 
 
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
