@@ -5,8 +5,9 @@ Importing the node module takes 1-3 s (torch, rclpy, OpenCV). A Ctrl-C, SIGTERM 
 time ends the process as one does later, quietly with exit code 0, instead of with an import's traceback (``ros2
 launch`` users press Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.ros.node.run`
 takes over and rclpy handles SIGINT and SIGTERM (the node's main, SIGHUP). ``sample_camera`` and ``dpt_predict``
-(torch, OpenCV, rclpy: 1-3 s too) likewise end quietly with the exit code each gives a Ctrl-C later: 0 (sample_camera), 130 and ``predict: interrupted``
-(dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs without it."""
+(torch, OpenCV, rclpy: 1-3 s too) likewise end quietly with the exit code each gives a Ctrl-C later: 0
+(sample_camera), 130 and ``predict: interrupted`` (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs
+without it."""
 import ast
 import importlib
 import os
