@@ -563,8 +563,9 @@ def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves
     """A failure in the constructor after the worker threads started: its image subscription refused by rmw (this
     participant has the topic with another type: the probe's String publisher on image). The inference and
     compressed-copies threads stayed alive, waiting for frames that never came, with the model, the publishers and
-    the node in the graph. Now they are stopped, the node destroyed, and the RCLError raised unchanged (main() says
-    "cannot start: RCLError: ...", exit code 1, as before)."""
+    the node in the graph. Now they are stopped, the node destroyed, and the error raised unchanged: rcl's refusal as
+    the node's SubscriptionError, which names the topic and what to do (main() says "cannot start: SubscriptionError:
+    cannot subscribe /image ...", exit code 1)."""
     from std_msgs.msg import String
 
     from dpt_ros.ros.node import DptNode
@@ -573,9 +574,10 @@ def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves
     harness.probe.create_publisher(String, "image", 10)
 
     assert _node_threads() == []
-    with pytest.raises(RuntimeError, match="Failed to create subscription: .* incompatible type") as info:
+    with pytest.raises(RuntimeError, match="cannot subscribe /image .*Failed to create subscription: .* incompatible "
+                                           "type.*another node in this process") as info:
         DptNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
-    assert type(info.value).__name__ == "RCLError" and info.value.logger_name == "dpt_node"
+    assert type(info.value).__name__ == "SubscriptionError" and info.value.logger_name == "dpt_node"
     wait_for(lambda: _node_threads() == [], what="the failed node's threads to end")
     wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
 
