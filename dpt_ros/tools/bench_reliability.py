@@ -104,13 +104,27 @@ def start_node(domain: int, *ros_args: str, name: str = "dpt_node", env: Optiona
 def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0,
               group: bool = False) -> tuple[Optional[int], str, float]:
     """Send ``sig`` (to the process group with ``group``, as a terminal's Ctrl-C does); return
-    (exit code or None if it had to be killed after ``timeout``, output, seconds until exit)."""
+    (exit code or None if it had to be killed after ``timeout``, output, seconds until exit).
+
+    With a :class:`LineReader` on ``proc``, the output is the reader's (all of it, also what it read before): the
+    reader alone reads the pipe, as a communicate() beside it would take part of the output and each would miss
+    what the other read."""
     t0 = time.monotonic()
     if proc.poll() is None:
         if group:
             os.killpg(proc.pid, sig)
         else:
             proc.send_signal(sig)
+    reader = getattr(proc, "line_reader", None)
+    if reader is not None:
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            code = None
+        seconds = time.monotonic() - t0
+        return code, reader.join(), seconds
     try:
         out, _ = proc.communicate(timeout=timeout)
         code = proc.returncode
@@ -122,11 +136,13 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
 
 
 class LineReader:
-    """Reads a subprocess's output in a thread, so tests can wait for a line without blocking."""
+    """Reads a subprocess's output in a thread, so tests can wait for a line without blocking. It sets itself as
+    ``proc.line_reader``, so that :func:`stop_node` leaves the pipe to it."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.lines: list[str] = []
         self._proc = proc
+        proc.line_reader = self
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 

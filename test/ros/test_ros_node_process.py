@@ -501,22 +501,6 @@ def _wait_up(proc, reader) -> None:
     assert proc.poll() is None, reader.text()
 
 
-def _signal_and_wait(proc, sig, timeout: float = 20.0):
-    """Send ``sig``; (exit code, or None if it had to be killed after ``timeout``; seconds until exit). The output is
-    left to the reader alone: stop_node's communicate() read the same pipe beside it, so part of the output went to
-    each, and the reader's part, all a test looked at, could miss the stop's lines (by hand: all of them in 1 of 8
-    stops)."""
-    t0 = time.monotonic()
-    proc.send_signal(sig)
-    try:
-        code = proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-        code = None
-    return code, time.monotonic() - t0
-
-
 # the console script, its threads' work made a minute long and said: the worker's forward pass of a frame (a big model
 # on a CPU, or a hung GPU) and the model loader's load after `ros2 param set` (dpt_hybrid on a small CPU: 10-30 s)
 SLOW_THREADS_HOOKS = """
@@ -581,7 +565,7 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
             assert set_params(harness, "dpt_proc", **{"depth.variant": "dpt_base"})[0].successful
         wait_for(lambda: f"dpt-{busy}-begin" in reader.text() or proc.poll() is not None, timeout=30, what=busy)
         assert proc.poll() is None, reader.text()
-        code, seconds = _signal_and_wait(proc, sig)
+        code, _, seconds = stop_node(proc, sig, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -621,7 +605,7 @@ def test_a_second_signal_while_the_node_stops_is_ignored(harness, second):
         proc.send_signal(signal.SIGINT)
         wait_for(lambda: "dpt-stopping" in reader.text() or proc.poll() is not None, what="the stop begins")
         assert proc.poll() is None, reader.text()
-        code, _ = _signal_and_wait(proc, second)
+        code, _, _ = stop_node(proc, second, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -660,7 +644,7 @@ def test_a_hang_up_stops_the_node_as_sigterm_does(harness, busy):
         if busy == "forward":
             _forward_pass_begins(harness, proc, reader, pub)
         before = len(reader.text())
-        code, seconds = _signal_and_wait(proc, signal.SIGHUP)
+        code, _, seconds = stop_node(proc, signal.SIGHUP, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -682,7 +666,7 @@ def test_a_hang_up_under_nohup_stays_ignored(harness):
         proc.send_signal(signal.SIGHUP)
         assert get_params(harness, "dpt_proc", ["input_size"]) == {"input_size": 64}
         assert proc.poll() is None and "dpt-stopping" not in reader.text(), reader.text()
-        code, _ = _signal_and_wait(proc, signal.SIGINT)
+        code, _, _ = stop_node(proc, signal.SIGINT, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -875,7 +859,7 @@ def test_sigterm_while_the_model_loads_ends_the_process_at_once_with_zero(harnes
         wait_for(lambda: "dpt-load-begin" in reader.text() or proc.poll() is not None, timeout=60,
                  what="the load begins")
         assert proc.poll() is None, reader.text()
-        code, seconds = _signal_and_wait(proc, signal.SIGTERM)
+        code, _, seconds = stop_node(proc, signal.SIGTERM, timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,4 +1,9 @@
-"""bench_reliability: the report tool's exit code follows the test run it started (a real pytest run)."""
+"""bench_reliability: the report tool's exit code follows the test run it started (a real pytest run); its helpers that
+stop a node subprocess and read its output."""
+import signal
+import subprocess
+import sys
+
 from dpt_ros.tools import bench_reliability
 
 
@@ -18,3 +23,43 @@ def test_k_without_run_is_a_usage_error(monkeypatch, tmp_path, usage_error):
                            "error: -k selects the scenarios --run runs; give --run too (without it no test runs: the "
                            "table of the last run is printed)")
     assert captured.out == ""
+
+
+# prints 20000 lines, says it is ready, and on Ctrl-C prints 20000 more and exits 0
+CHATTY = """
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (a background suite inherits SIGINT ignored)
+for i in range(20000):
+    print(f"before {i}")
+print("ready", flush=True)
+try:
+    while True:
+        time.sleep(0.01)
+except KeyboardInterrupt:
+    for i in range(20000):
+        print(f"after {i}")
+"""
+
+
+def test_stop_node_leaves_the_pipe_to_a_line_reader_so_neither_misses_lines():
+    """A test with a LineReader on the node that stopped it with stop_node had two readers of one pipe: the reader's
+    thread and stop_node's communicate(), each taking part of the output (here: stop_node's output without the 20000
+    lines before the signal, the reader's text without most of the 20000 after it), so a line a test asserted present,
+    or a Traceback it asserted absent, could be in the other's part. stop_node now waits for the exit and returns the
+    reader's text: both hold all 40001 lines."""
+    from dpt_ros.ros.testing import wait_for
+
+    proc = subprocess.Popen([sys.executable, "-c", CHATTY], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = bench_reliability.LineReader(proc)
+    try:
+        wait_for(lambda: "ready" in reader.text() or proc.poll() is not None, timeout=60, what="ready")
+        code, out, _ = bench_reliability.stop_node(proc, signal.SIGINT, timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    want = [f"before {i}" for i in range(20000)] + ["ready"] + [f"after {i}" for i in range(20000)]
+    assert code == 0, out[-2000:]
+    assert out.splitlines() == want, (len(out.splitlines()), out.splitlines()[:1])
+    text = reader.join()
+    assert text.splitlines() == want, (len(text.splitlines()), text.splitlines()[-1:])
