@@ -545,6 +545,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._info_arrived = threading.Condition(self._lock)
         self._stopping = False
         self._unfinished_dropped = 0   # frames the stop found accepted but not done (_drop_unfinished)
+        self._unfinished_copies_dropped = 0   # compressed copies the stop found still queued (_CompressedCopies.stop)
         self._settings = self._declare_parameters()
         self._model_error = ""
         self._model_loading = False
@@ -2869,7 +2870,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 thread.join(timeout)
         compressed = getattr(self, "_compressed", None)
         if compressed is not None:
-            compressed.stop(timeout)
+            self._unfinished_copies_dropped += compressed.stop(timeout)
         self._drop_unfinished()
 
     def _drop_unfinished(self) -> int:
@@ -2897,12 +2898,15 @@ class DptNode(NodeHealth, TopicChecks, Node):
         """Stop (``timeout``: as :meth:`stop`), then destroy the node. Frames the stop dropped unfinished are said in
         one line at INFO, after the node is destroyed (its /rosout publisher gone: after Ctrl-C the context is shut
         down and a line to /rosout would fail), on the console and in the log file."""
-        before = getattr(self, "_unfinished_dropped", 0)   # (a managed node's cleanups may have dropped some)
+        counters = ("_unfinished_dropped", "_unfinished_copies_dropped")
+        before = [getattr(self, k, 0) for k in counters]   # (a managed node's cleanups may have dropped some)
         self.stop(timeout)
         super().destroy_node()
-        dropped = getattr(self, "_unfinished_dropped", 0) - before
-        if dropped:
-            self.get_logger().info(f"stopped: {dropped} frame(s) received but not yet published were dropped")
+        frames, copies = (getattr(self, k, 0) - b for k, b in zip(counters, before))
+        said = ([f"{frames} frame(s) received but not yet published"] if frames else []) + \
+            ([f"{copies} compressed copy(ies) waiting to be encoded"] if copies else [])
+        if said:
+            self.get_logger().info(f"stopped: {' and '.join(said)} were dropped")
 
 
 class DptLifecycleNode(LifecycleNodeMixin, DptNode):
@@ -3012,7 +3016,8 @@ class _CompressedCopies:
     or the next frame. One thread per camera, up to half the CPU cores (at least one): OpenCV's encoders release
     the GIL, so several cameras' copies encode in parallel; a camera's copies are never encoded by two threads at
     once, and go out in frame order. Per camera only the newest frame's copies wait: copies replaced by a newer
-    frame's before a thread took them are counted as ``dropped:<topic>``; a failed encoding as
+    frame's before a thread took them, and those still waiting when the node stops, are counted as
+    ``dropped:<topic>``; a failed encoding as
     ``incomplete:compression`` (and logged). Published copies count as ``out:<topic>``, like every output."""
 
     def __init__(self, node: "DptNode", cameras: int = 1) -> None:
@@ -3044,7 +3049,9 @@ class _CompressedCopies:
         with self._cond:
             return self._cond.wait_for(lambda: self._stopping or not (self._pending or self._working), timeout)
 
-    def stop(self, timeout: float) -> None:
+    def stop(self, timeout: float) -> int:
+        """Stop the threads (waiting up to ``timeout`` for a copy being encoded); the copies still waiting, which no
+        thread takes any more, are counted as ``dropped:<topic>`` (before, counted nowhere). Returns how many."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -3052,6 +3059,13 @@ class _CompressedCopies:
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        with self._cond:
+            left, self._pending = list(self._pending.values()), {}
+        with self._node._lock:
+            for cam, _, copies, _ in left:
+                for name, *_ in copies:
+                    cam.counts["dropped:" + name] += 1
+        return sum(len(copies) for _, _, copies, _ in left)
 
     def _next(self) -> Optional[int]:
         """The camera waiting longest whose copies no other thread is on (a camera's new frame takes the place of

@@ -193,6 +193,37 @@ def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(
     assert diag["dropped.depth/compressedDepth"] == "2" and float(diag["latency.compressed_copies_ms"]) > 0
 
 
+def test_copies_still_waiting_when_the_node_stops_are_counted_dropped_and_said(harness, monkeypatch, capfd):
+    """A frame's compressed copy still waiting for the encoding thread (busy with an older one) when the node stopped
+    was counted nowhere: neither out:<topic> nor dropped:<topic>, and the stop's INFO line left it out. It is now
+    counted as dropped:<topic> and said in that line."""
+    gate, entered = threading.Event(), threading.Event()
+    real = pipeline.compress_depth
+
+    def held(*args, **kwargs):
+        entered.set()
+        gate.wait(20)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "compress_depth", held)
+    node = harness.start_node(**{"depth.scale": 1.0})
+    got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
+    try:
+        pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+        wait_for(entered.is_set, what="the first copy being encoded")
+        pub.publish(make_image(2 * 1_000_000_000, width=40, height=30))
+        wait_for(lambda: any(m.header.stamp.sec == 2 for m in got["depth"]), what="depth of frame 2")
+        harness.executor.remove_node(node)
+        harness.nodes.remove(node)
+        node.destroy_node(0.5)   # (the thread stays on frame 1's copy: frame 2's waits)
+    finally:
+        gate.set()
+    c = node.counts()[""]
+    assert (c["processed"], c.get("dropped:depth/compressedDepth", 0)) == (2, 1), c
+    err = capfd.readouterr().err
+    assert err.count("stopped: 1 compressed copy(ies) waiting to be encoded were dropped") == 1, err
+
+
 def test_a_failed_encoding_is_counted_and_the_next_frame_encoded(harness, monkeypatch):
     calls = []
     real = pipeline.compress_image
