@@ -158,10 +158,9 @@ def test_compressed_copies_follow_their_switches(harness, overrides, absent):
     assert not any(f"out:{n}" in node.counts()[""] for n in absent)
 
 
-def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(harness, monkeypatch):
-    """The copies are encoded on their own thread: while it is busy (held here at its first copy) every
-    frame's depth is published, and of the copies that queue up only each camera's newest is kept; the
-    ones it replaces are counted as dropped:<topic>."""
+def _hold_compression(monkeypatch) -> tuple[threading.Event, threading.Event]:
+    """Hold the encoding thread at each compressedDepth copy until the returned ``gate`` is set; ``entered`` is set
+    once it holds."""
     gate, entered = threading.Event(), threading.Event()
     real = pipeline.compress_depth
 
@@ -171,6 +170,14 @@ def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "compress_depth", held)
+    return gate, entered
+
+
+def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(harness, monkeypatch):
+    """The copies are encoded on their own thread: while it is busy (held here at its first copy) every
+    frame's depth is published, and of the copies that queue up only each camera's newest is kept; the
+    ones it replaces are counted as dropped:<topic>."""
+    gate, entered = _hold_compression(monkeypatch)
     node = harness.start_node(**{"depth.scale": 1.0})
     got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
     try:
@@ -197,15 +204,7 @@ def test_copies_still_waiting_when_the_node_stops_are_counted_dropped_and_said(h
     """A frame's compressed copy still waiting for the encoding thread (busy with an older one) when the node stopped
     was counted nowhere: neither out:<topic> nor dropped:<topic>, and the stop's INFO line left it out. It is now
     counted as dropped:<topic> and said in that line."""
-    gate, entered = threading.Event(), threading.Event()
-    real = pipeline.compress_depth
-
-    def held(*args, **kwargs):
-        entered.set()
-        gate.wait(20)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "compress_depth", held)
+    gate, entered = _hold_compression(monkeypatch)
     node = harness.start_node(**{"depth.scale": 1.0})
     got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
     try:
