@@ -544,6 +544,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._wake = threading.Condition(self._lock)
         self._info_arrived = threading.Condition(self._lock)
         self._stopping = False
+        # the worker publishes a batch under it, and the stop closes the outputs under it (stop): a frame is
+        # either published or counted dropped, never both
+        self._publish_lock = threading.Lock()
+        self._outputs_closed = False
         self._unfinished_dropped = 0   # frames the stop found accepted but not done (_drop_unfinished)
         self._unfinished_copies_dropped = 0   # compressed copies the stop found still queued (_CompressedCopies.stop)
         self._settings = self._declare_parameters()
@@ -644,7 +648,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 self._cameras, self._last_diag = cameras, (time.monotonic(), {})
                 self._rate_history = collections.deque([self._last_diag])
             self._create_interfaces(s)
-            self._stopping = False
+            self._stopping = self._outputs_closed = False
             self._compressed = _CompressedCopies(self, len(self._cameras))
             self._worker = threading.Thread(target=self._worker_loop, name="dpt_inference", daemon=True)
             self._worker.start()
@@ -749,7 +753,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 values.clear()
             self._pinned = {}   # (a new one: an abandoned worker may still copy into the old one's buffers)
             self._net_inputs = {}   # (a new one, as _pinned)
-            self._stopping = False
+            self._stopping = self._outputs_closed = False
         gc.collect()   # tensors held only by reference cycles (CUDA graph pools, engines) are freed now
         if device is not None and device.type == "cuda":
             with outside_graph_capture():   # (an abandoned loader may still be capturing)
@@ -1774,12 +1778,20 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 messages = []
         t3 = time.perf_counter()
         self._enter_stage("publish", worker)
-        for job, msgs in messages:
-            cam = job["frame"].camera
-            for name, msg in msgs.items():
-                cam.pubs[name].publish(msg)
-            if job.get("compress"):
-                self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
+        with self._publish_lock:   # the point of no return: the stop closes the outputs under it
+            if self._outputs_closed or (worker is not None and self._worker is not worker):
+                return   # the stop counted this batch's frames dropped (before, it published them all the same)
+            for job, msgs in messages:
+                cam = job["frame"].camera
+                for name, msg in msgs.items():
+                    cam.pubs[name].publish(msg)
+                if job.get("compress"):
+                    self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
+                with self._lock:   # counted as it goes out: the stop drops only what was not published
+                    cam.counts["processed"] += 1
+                    job["frame"].counted = True
+                    for name in msgs:
+                        cam.counts["out:" + name] += 1
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -1804,12 +1816,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                                      first_image_s=min(j["frame"].received for j, _ in messages) - self._started_at)
                 startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
-            for job, msgs in messages:
-                if job["frame"].counted:   # dropped by a stop that did not wait for this batch (_drop_unfinished)
-                    continue
+            for job, msgs in messages:   # (counted processed as they were published)
                 cam = job["frame"].camera
-                cam.counts["processed"] += 1
-                job["frame"].counted = True
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
                 if stamp > 0 and now_ns >= stamp and job["frame"].before_jump and now_ns >= job["frame"].clock_ns:
                     # no age to tell: published before the clock went back to its pass (on a GPU, within the 25 ms
@@ -1831,8 +1839,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     odd_stamps.append((cam, job["frame"].topic, stamp))
                 if not job["frame"].msg.header.frame_id:
                     odd_stamps.append((cam, job["frame"].topic, None))
-                for name in msgs:
-                    cam.counts["out:" + name] += 1
         if first:   # how long a start-up takes until outputs flow, and where the time went (once per configuration)
             self.get_logger().info(
                 f"first outputs published {startup['first_output_s']:.2f} s after {self._start_word()}: model loaded "
@@ -2868,16 +2874,21 @@ class DptNode(NodeHealth, TopicChecks, Node):
         for thread in (getattr(self, "_worker", None), getattr(self, "_loader", None)):
             if thread is not None and thread.is_alive():
                 thread.join(timeout)
+        publish_lock = getattr(self, "_publish_lock", None)
+        if publish_lock is not None:   # (absent when construction failed before it)
+            with publish_lock:   # (a batch being published goes out first: its frames are not dropped)
+                self._outputs_closed = True   # a worker still on a batch publishes none of it
+                self._drop_unfinished()
         compressed = getattr(self, "_compressed", None)
-        if compressed is not None:
+        if compressed is not None:   # (after the outputs closed: no copy comes in any more)
             self._unfinished_copies_dropped += compressed.stop(timeout)
-        self._drop_unfinished()
 
     def _drop_unfinished(self) -> int:
         """The frames accepted but not done when the node stops (one waiting per camera; the batch of a forward pass
         still running, which after Ctrl-C can no longer be published) counted as ``dropped``, so that received =
         processed + dropped + idle + throttled + errors holds after the stop: before, they were counted nowhere.
-        Returns how many; a worker that finishes such a frame later counts it no more (``_Frame.counted``)."""
+        Returns how many. Called as the outputs close (under ``_publish_lock``): a worker that finishes such a frame
+        later publishes none of it (before, it published a frame counted dropped)."""
         cameras = getattr(self, "_cameras", None)
         if cameras is None:   # (construction failed before it)
             return 0

@@ -707,6 +707,40 @@ def test_frames_in_the_node_when_it_stops_are_counted_dropped_and_said(harness, 
     assert err.count("stopped: 2 frame(s) received but not yet published were dropped") == 1, err
 
 
+def test_a_frame_the_stop_counted_dropped_is_not_published_afterwards(harness):
+    """A frame past its forward pass (here held in its post-processing) when the stop's wait for the worker ran out was
+    counted dropped, and the worker then published it all the same (and, had the node been destroyed meanwhile, on
+    publishers being destroyed): counted dropped and out. The stop now decides under the lock the worker publishes
+    under: a frame not published by then is dropped and is not published later; every frame ends as one of them."""
+    node = harness.start_node(lazy=False)
+    cam = node.cameras[0]
+    out = harness.collector(Image, "inverse_depth")
+    wait_for(lambda: cam.pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    real, gate, entered = node._postprocess, threading.Event(), threading.Event()
+
+    def held(job, s):
+        entered.set()
+        gate.wait(20)
+        return real(job, s)
+
+    node._postprocess = held
+    try:
+        node._on_image(cam, make_image(1))
+        wait_for(entered.is_set, what="the post-processing")
+        node.stop(0.5)
+        after_stop = dict(node.counts()[cam.ns])
+    finally:
+        gate.set()
+    node._worker.join(20)
+    assert not node._worker.is_alive()
+    cam.pubs["inverse_depth"].publish(make_image(99))   # (the same writer: what the worker published comes first)
+    wait_for(lambda: any(m.header.stamp.nanosec == 99 for m in out), what="the marker")
+    counts = node.counts()[cam.ns]
+    assert [m.header.stamp.nanosec for m in out] == [99], (counts, [m.header.stamp.nanosec for m in out])
+    assert counts == after_stop and (counts["received"], counts.get("dropped", 0)) == (1, 1), counts
+    assert "out:inverse_depth" not in counts and "processed" not in counts, counts
+
+
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
     """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
     holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
