@@ -549,7 +549,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._publish_lock = threading.Lock()
         self._outputs_closed = False
         self._unfinished_dropped = 0   # frames the stop found accepted but not done (_drop_unfinished)
-        self._unfinished_copies_dropped = 0   # compressed copies the stop found still queued (_CompressedCopies.stop)
+        self._unfinished_copies_dropped = 0   # compressed copies the stop found unpublished (_CompressedCopies.stop)
         self._settings = self._declare_parameters()
         self._model_error = ""
         self._model_loading = False
@@ -2915,7 +2915,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         super().destroy_node()
         frames, copies = (getattr(self, k, 0) - b for k, b in zip(counters, before))
         said = ([f"{frames} frame(s) received but not yet published"] if frames else []) + \
-            ([f"{copies} compressed copy(ies) waiting to be encoded"] if copies else [])
+            ([f"{copies} compressed copy(ies) not yet published"] if copies else [])
         if said:
             self.get_logger().info(f"stopped: {' and '.join(said)} were dropped")
 
@@ -3027,8 +3027,8 @@ class _CompressedCopies:
     or the next frame. One thread per camera, up to half the CPU cores (at least one): OpenCV's encoders release
     the GIL, so several cameras' copies encode in parallel; a camera's copies are never encoded by two threads at
     once, and go out in frame order. Per camera only the newest frame's copies wait: copies replaced by a newer
-    frame's before a thread took them, and those still waiting when the node stops, are counted as
-    ``dropped:<topic>``; a failed encoding as
+    frame's before a thread took them, and those still waiting or being encoded when the node stops (not published
+    by the end of its wait), are counted as ``dropped:<topic>``; a failed encoding as
     ``incomplete:compression`` (and logged). Published copies count as ``out:<topic>``, like every output."""
 
     def __init__(self, node: "DptNode", cameras: int = 1) -> None:
@@ -3037,6 +3037,10 @@ class _CompressedCopies:
         self._pending: dict[int, tuple] = {}   # camera index -> (camera, header, copies, settings)
         self._working: set[int] = set()   # cameras whose copies a thread is encoding / publishing
         self._stopping = False
+        # a thread publishes a copy under it, and the stop closes under it: a copy is published or counted dropped
+        self._publish_lock = threading.Lock()
+        self._closed = False
+        self._unsent: list[tuple] = []   # (camera, names of the copies a thread took and has not done yet)
         self.encode_ms: collections.deque = collections.deque(maxlen=300)   # per frame, all its copies
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         n = max(1, min(cameras, cores // 2))   # (the cores this process may use: a container's limit)
@@ -3062,7 +3066,8 @@ class _CompressedCopies:
 
     def stop(self, timeout: float) -> int:
         """Stop the threads (waiting up to ``timeout`` for a copy being encoded); the copies still waiting, which no
-        thread takes any more, are counted as ``dropped:<topic>`` (before, counted nowhere). Returns how many."""
+        thread takes any more, and those a thread took but has not published by then (still being encoded: it
+        publishes no more of them), are counted as ``dropped:<topic>`` (before, counted nowhere). Returns how many."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -3070,13 +3075,16 @@ class _CompressedCopies:
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
-        with self._cond:
-            left, self._pending = list(self._pending.values()), {}
+        with self._publish_lock, self._cond:
+            self._closed = True
+            left = [(cam, [name for name, *_ in copies]) for cam, _, copies, _ in self._pending.values()]
+            left += self._unsent
+            self._pending, self._unsent = {}, []
         with self._node._lock:
-            for cam, _, copies, _ in left:
-                for name, *_ in copies:
+            for cam, names in left:
+                for name in names:
                     cam.counts["dropped:" + name] += 1
-        return sum(len(copies) for _, _, copies, _ in left)
+        return sum(len(names) for _, names in left)
 
     def _next(self) -> Optional[int]:
         """The camera waiting longest whose copies no other thread is on (a camera's new frame takes the place of
@@ -3093,30 +3101,44 @@ class _CompressedCopies:
                 index = self._next()
                 cam, header, copies, s = self._pending.pop(index)
                 self._working.add(index)
+                # (their names leave it under _publish_lock as they are done; left there, the stop counts them)
+                unsent = (cam, [name for name, *_ in copies])
+                self._unsent.append(unsent)
             try:
-                self._publish(cam, header, copies, s)
+                self._publish(cam, header, copies, s, unsent[1])
             finally:
                 with self._cond:
+                    if not unsent[1]:
+                        self._unsent = [u for u in self._unsent if u is not unsent]
                     self._working.discard(index)
                     self._cond.notify_all()
             if self._stopping:
                 return
 
-    def _publish(self, cam: _Camera, header, copies: list, s: Settings) -> None:
+    def _publish(self, cam: _Camera, header, copies: list, s: Settings, unsent: list) -> None:
+        """Encode and publish one frame's ``copies``, each taken out of ``unsent`` once published or counted failed;
+        from the stop on (``_closed``: it counted what is left in ``unsent`` dropped) none is published."""
         t = time.perf_counter()
         for name, values, encoding, codec in copies:
             try:
                 data, fmt = self.encode(values, encoding, codec, s)
-                cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
+                with self._publish_lock:
+                    if self._closed:
+                        return
+                    cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
+                    unsent.remove(name)
+                    with self._node._lock:
+                        cam.counts["out:" + name] += 1
             except Exception as e:  # noqa: BLE001 - this thread must survive anything
                 if self._stopping or not self._node.context.ok():
-                    return
+                    return   # (the stop counts it, and the rest of the frame's, dropped: still in unsent)
+                with self._publish_lock:
+                    if self._closed:
+                        return
+                    unsent.remove(name)
                 with self._node._lock:
                     cam.counts["incomplete:compression"] += 1
                 self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
-                continue
-            with self._node._lock:
-                cam.counts["out:" + name] += 1
         self.encode_ms.append((time.perf_counter() - t) * 1000.0)
 
     @staticmethod

@@ -200,13 +200,16 @@ def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(
     assert diag["dropped.depth/compressedDepth"] == "2" and float(diag["latency.compressed_copies_ms"]) > 0
 
 
-def test_copies_still_waiting_when_the_node_stops_are_counted_dropped_and_said(harness, monkeypatch, capfd):
+def test_copies_waiting_or_being_encoded_when_the_node_stops_are_counted_dropped_and_said(harness, monkeypatch,
+                                                                                          capfd):
     """A frame's compressed copy still waiting for the encoding thread (busy with an older one) when the node stopped
-    was counted nowhere: neither out:<topic> nor dropped:<topic>, and the stop's INFO line left it out. It is now
-    counted as dropped:<topic> and said in that line."""
+    was counted nowhere: neither out:<topic> nor dropped:<topic>, and the stop's INFO line left it out. So was the copy
+    the thread was encoding, whose publish then failed (the node destroyed). Both are now counted as dropped:<topic>,
+    at the stop (the thread publishes no copy after it), and said in that line."""
     gate, entered = _hold_compression(monkeypatch)
     node = harness.start_node(**{"depth.scale": 1.0})
     got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
+    threads = list(node._compressed._threads)
     try:
         pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
         wait_for(entered.is_set, what="the first copy being encoded")
@@ -215,12 +218,18 @@ def test_copies_still_waiting_when_the_node_stops_are_counted_dropped_and_said(h
         harness.executor.remove_node(node)
         harness.nodes.remove(node)
         node.destroy_node(0.5)   # (the thread stays on frame 1's copy: frame 2's waits)
+        after_stop = dict(node.counts()[""])
     finally:
         gate.set()
+    for thread in threads:   # frame 1's copy encoded after the stop
+        thread.join(20)
+        assert not thread.is_alive()
     c = node.counts()[""]
-    assert (c["processed"], c.get("dropped:depth/compressedDepth", 0)) == (2, 1), c
+    assert c == after_stop, (after_stop, c)
+    assert (c["processed"], c.get("dropped:depth/compressedDepth", 0), c.get("out:depth/compressedDepth", 0)) == \
+        (2, 2, 0), c
     err = capfd.readouterr().err
-    assert err.count("stopped: 1 compressed copy(ies) waiting to be encoded were dropped") == 1, err
+    assert err.count("stopped: 2 compressed copy(ies) not yet published were dropped") == 1, err
 
 
 def test_a_failed_encoding_is_counted_and_the_next_frame_encoded(harness, monkeypatch):
