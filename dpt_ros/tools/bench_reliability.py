@@ -147,8 +147,9 @@ class LineReader:
         self._thread.start()
 
     def _read(self) -> None:
-        for line in self._proc.stdout:
-            self.lines.append(line)
+        with self._proc.stdout as pipe:   # closed at its end (before, left open: a leaked fd, a ResourceWarning)
+            for line in pipe:
+                self.lines.append(line)
 
     def text(self) -> str:
         return "".join(self.lines)

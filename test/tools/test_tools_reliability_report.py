@@ -63,3 +63,16 @@ def test_stop_node_leaves_the_pipe_to_a_line_reader_so_neither_misses_lines():
     assert out.splitlines() == want, (len(out.splitlines()), out.splitlines()[:1])
     text = reader.join()
     assert text.splitlines() == want, (len(text.splitlines()), text.splitlines()[-1:])
+
+
+def test_a_line_reader_closes_the_pipe_it_read_to_its_end():
+    """stop_node with a LineReader (which reads the pipe instead of communicate()) left proc.stdout open: each such test
+    leaked the pipe's file descriptor until the garbage collector closed it, with a ResourceWarning. The reader now
+    closes it once it has read the pipe to its end; what it read is kept."""
+    proc = subprocess.Popen([sys.executable, "-c", "print('one'); print('two')"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    reader = bench_reliability.LineReader(proc)
+    proc.wait(60)   # (exited by itself: stop_node sends no signal)
+    code, out, _ = bench_reliability.stop_node(proc, signal.SIGINT, timeout=60)
+    assert (code, out, reader.text()) == (0, "one\ntwo\n", "one\ntwo\n")
+    assert proc.stdout.closed
