@@ -4,7 +4,8 @@ points).
 Importing the node module takes 1-3 s (torch, rclpy, OpenCV). A Ctrl-C, SIGTERM or SIGHUP (not ignored) in that
 time ends the process as one does later, quietly with exit code 0, instead of with an import's traceback (``ros2
 launch`` users press Ctrl-C right after starting often). Once the module is imported, :func:`dpt_ros.ros.node.run`
-takes over and rclpy handles SIGINT and SIGTERM (the node's main, SIGHUP). ``sample_camera`` and ``dpt_predict``
+takes over (its main replaces these handlers with its own) and rclpy handles SIGINT and SIGTERM (the node's main,
+SIGHUP). ``sample_camera`` and ``dpt_predict``
 (torch, OpenCV, rclpy: 1-3 s too) likewise end quietly with the exit code each gives a Ctrl-C later: 0
 (sample_camera), 130 and ``predict: interrupted`` (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs
 without it."""
@@ -102,10 +103,12 @@ def _start(entry: str) -> None:
     if hang_up not in (None, signal.SIG_IGN):
         signal.signal(signal.SIGHUP, _terminated)
     node = _import("dpt_ros.ros.node")
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # rclpy.init installs its own handler next
-    if hang_up not in (None, signal.SIG_IGN):
-        signal.signal(signal.SIGHUP, hang_up)   # the node's main sets its own
-    getattr(node, entry)()
+    # the handlers stay until the node's main replaces them with its own (before, set back to the defaults here: a
+    # SIGTERM or SIGHUP in between killed the process, exit status -15 or -1); main takes over from the ones it finds
+    try:
+        getattr(node, entry)()
+    except KeyboardInterrupt:   # a Ctrl-C before main took over (was: its traceback, killed by SIGINT)
+        sys.exit(0)
 
 
 def _terminated(signum, frame) -> None:

@@ -857,6 +857,45 @@ def test_a_signal_that_breaks_a_c_extensions_import_still_ends_the_process_quiet
         console._import("broken_otherwise")
 
 
+# the console script held right after the node module's import, before the node's main sets its own handlers (here
+# imported beforehand: the instant after _start's import returned, as long as the test needs)
+SAYS_IMPORTED = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)   # (as in a terminal: one under nohup inherits it ignored)
+from dpt_ros.ros import node
+def held():
+    print("dpt-imported-node", flush=True)
+    while True:
+        signal.pause()
+node.run = held
+from dpt_ros.ros.console import dpt_node
+dpt_node()
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_between_the_node_modules_import_and_its_main_ends_it_with_zero(sig):
+    """The console script set SIGTERM and SIGHUP back to their defaults once the node module was imported, and the
+    node's main set its own handlers only later: a SIGTERM or SIGHUP in between killed the process (exit status -15,
+    -1) without a word, and a Ctrl-C ended it with a KeyboardInterrupt traceback (exit status -2). The console's
+    handlers now stay until main replaces them, and a Ctrl-C before main ends it quietly: exit status 0."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=SAYS_IMPORTED)
+    reader = LineReader(proc)
+    try:
+        wait_for(lambda: "dpt-imported-node" in reader.text() or proc.poll() is not None, timeout=60,
+                 what="the node module imported")
+        assert proc.poll() is None, reader.text()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    out = reader.join()
+    assert code == 0 and "Traceback" not in out, (code, out)
+
+
 # the console script, its model load made slow (a minute: longer than any test waits) and said, as dpt_hybrid's
 # on a small CPU (10-30 s): a signal meanwhile must not wait for it
 SLOW_LOAD = """
