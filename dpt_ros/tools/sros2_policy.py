@@ -282,6 +282,10 @@ def topics_refused(cameras: Optional[Iterable[str]] = None, namespace: str = "/"
                             lambda name: resolve(name, namespace, node), label_info=True) or ""
 
 
+#: the parameters rclpy declares on every node itself
+RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
 def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/") -> dict[str, Any]:
     """The start-up values dpt_node in ``namespace`` takes from ``sources`` (``("file", path)`` per --params-file,
     ``("param", "name:=value")`` per -p, in order: :func:`dpt_ros.ros.params.start_values`), those that decide its
@@ -296,7 +300,7 @@ def start_parameters(sources: Iterable[tuple[str, str]], namespace: str = "/") -
         if why:
             raise ValueError(f"parameter {why if why.startswith(name) else f'{name}: {why}'}; the node refuses it at "
                              f"start-up")
-    for name in ("use_sim_time", "start_type_description_service"):   # rclpy's own
+    for name in RCLPY_PARAMETERS:
         if name in values and not isinstance(values[name], bool):
             raise ValueError(f"parameter {name} must be of type bool, got {type(values[name]).__name__} "
                              f"({params.shown(values[name])}); rclpy refuses it at the node's start")
@@ -409,6 +413,11 @@ def main(argv=None) -> int:
         unused = params.params_file_unused(path, resolve("~", args.namespace, load()["node"]))
         if unused:
             print(f"sros2_policy: warning: {unused}; this policy is made without its values", file=sys.stderr)
+    # a name the node does not have (a misspelt publish.compresed:=false) decides no topic: said as the node says it,
+    # where the policy was silently that of the parameter's default (rclpy's own names and renamed ones are known)
+    for name in sorted(parameters.keys() - params.SPECS.keys() - params.RENAMED.keys() - set(RCLPY_PARAMETERS)):
+        print(f"sros2_policy: warning: {params.unknown_parameter(name)}; this policy is made without it",
+              file=sys.stderr)
     cams = args.cameras.split(",") if args.cameras else list(parameters.get("cameras", [""]))
     why = invalid_cameras(cams, args.namespace, remaps)
     if why:   # a policy for cameras the node refuses to serve would secure a node that never starts

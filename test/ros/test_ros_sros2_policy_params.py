@@ -329,3 +329,19 @@ def test_the_policy_of_a_launch_files_node_is_that_nodes(harness, tmp_path, caps
             sros2_policy.main([*argv, "--out", "-"])
         err = capsys.readouterr().err
         assert e.value.code == 2 and why in err, err
+
+
+def test_a_parameter_the_node_does_not_have_is_warned_of(tmp_path, capsys):
+    """A misspelt name (publish.compresed:=false) decides no topic: the policy was silently that of the default (the
+    compressed copies allowed), where the node warns of the name. Said with the closest real name; rclpy's own
+    parameters and a renamed one are no such name. The policy is still written (rc 0)."""
+    file = tmp_path / "p.yaml"
+    file.write_text("/**:\n  ros__parameters:\n    use_sim_time: false\n    colormap.range: fixed\n"
+                    "    start_type_description_service: true\n")
+    assert sros2_policy.main(["--param", "publish.compresed:=false", "--params-file", str(file), "--out", "-"]) == 0
+    out, err = capsys.readouterr()
+    assert "<topic>/depth/compressedDepth</topic>" in out
+    assert err.splitlines() == [
+        "sros2_policy: warning: unknown parameter 'publish.compresed' ignored: did you mean 'publish.compressed'? "
+        "`ros2 param list` or the README's parameter table lists the ones this node has; this policy is made without "
+        "it"], err
