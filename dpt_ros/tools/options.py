@@ -35,6 +35,24 @@ def program() -> Optional[str]:
     return f"{os.path.basename(sys.executable) or 'python'} -m {name.removesuffix('.__main__')}"
 
 
+#: the exit status of a tool whose reader went away (``| head``): what a program killed by SIGPIPE gives, 128 + 13
+EXIT_PIPE_CLOSED = 141
+
+
+def write_out(text: str) -> int:
+    """Write ``text`` to standard output; 0, or :data:`EXIT_PIPE_CLOSED` where the reader has gone (``weights --urls
+    | head -3``), quietly, as a program that SIGPIPE ends: Python ignores SIGPIPE, so the write raised
+    BrokenPipeError, and the interpreter's flush of stdout at exit raised it once more (two tracebacks)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE_CLOSED
+    return 0
+
+
 def number(text: str, kind: type = float) -> Any:
     """``text`` as an int (``kind`` int) or a float; argparse's refusal saying which it is not."""
     try:

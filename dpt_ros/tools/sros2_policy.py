@@ -40,7 +40,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 from dpt_ros.tools import output_folder_error
-from dpt_ros.tools.options import program
+from dpt_ros.tools.options import program, write_out
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/dpt_ros/sros2 (setup.py)
@@ -452,8 +452,7 @@ def main(argv=None) -> int:
         print(f"{out} is up to date")
         return 0
     if out == "-":
-        sys.stdout.write(text)
-        return 0
+        return write_out(text)
     try:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)

@@ -14,7 +14,8 @@ one that a running conversion is writing: each holds a lock on its own) and says
 
 Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error, among them a FILE
 or SRC that names no checkpoint file (not there, a symbolic link to nothing, a folder without weights, a pipe):
-nothing was checked; a FILE not there is said with where to download the weights.
+nothing was checked; a FILE not there is said with where to download the weights. 141 = the reader of
+``--urls`` went away (``--urls | head -3``: quietly, as a program that SIGPIPE ends).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
 from dpt_ros.tools import create_locked, remove_unheld
-from dpt_ros.tools.options import program
+from dpt_ros.tools.options import program, write_out
 
 
 def urls_text(variant: Optional[str] = None) -> str:
@@ -294,8 +295,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.to is not None and not args.convert:   # (it was taken and ignored)
         ap.error(f"--to names the keys --convert writes; --{'urls' if args.urls else 'verify'} writes no file")
     if args.urls:
-        print(urls_text(args.variant))
-        return 0
+        return write_out(urls_text(args.variant) + "\n")
     if args.convert and not args.variant:
         ap.error("--convert needs --variant")
     if args.convert and not args.convert[1]:   # (Path('') is the working folder)

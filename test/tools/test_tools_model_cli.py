@@ -38,6 +38,22 @@ def test_urls(capsys):
     assert "huggingface.co/Intel/dpt-hybrid-midas" in out
 
 
+@pytest.mark.parametrize("argv", [["dpt_ros.tools.weights", "--urls"], ["dpt_ros.tools.sros2_policy", "--out", "-"]])
+def test_a_reader_that_went_away_ends_the_tool_quietly(argv):
+    """`weights --urls | head -3`: Python ignores SIGPIPE, so the tool's write into the pipe whose reader had gone
+    raised BrokenPipeError, a traceback on stderr (two: the interpreter's flush at exit too), exit status 1. It ends
+    quietly now, with a killed-by-SIGPIPE program's status, 141. (The pipe's read end is closed before the tool starts,
+    so that every write finds no reader.)"""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", *argv], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              timeout=300)
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
 def test_urls_of_one_variant(capsys):
     """--urls --variant NAME printed every variant's URLs, --variant silently ignored; it prints the header and
     NAME's rows only."""
