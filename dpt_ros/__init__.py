@@ -25,6 +25,18 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def cuda_missing() -> str:
+    """Why PyTorch sees no CUDA device here (call it where :func:`cuda_available` is False): a PyTorch built without
+    CUDA (a CPU-only wheel), or no device or driver found. The one wording, for the node's start-up line (device auto
+    on the CPU) and every refusal of ``cuda``: the node's, the tools' and the model's (predict, bench_model)."""
+    import torch  # noqa: PLC0415
+
+    if torch.version.cuda is None:
+        return "this PyTorch is built without CUDA"
+    return (f"no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its driver is not "
+            f"loaded (nvidia-smi tells)")
+
+
 def resolved_device(name: str) -> str:
     """The device a ``device`` value (the node's parameter, every tool's ``--device``) runs the model on: ``auto`` is
     ``cuda`` where CUDA is available (:func:`cuda_available`), else ``cpu``; any other value is itself. The one rule

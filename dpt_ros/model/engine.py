@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dpt_ros import resolved_device
+from dpt_ros import cuda_missing, resolved_device
 
 from .dpt import DPT
 from .variants import Metric, Variant, get_variant
@@ -74,7 +74,8 @@ def check_target(device: "str | torch.device", precision: "str | torch.dtype", c
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {str(device)!r} requested but CUDA is not available here; use {use_cpu}")
+            raise ValueError(f"device {str(device)!r} requested but CUDA is not available here ({cuda_missing()}); "
+                             f"use {use_cpu}")
         if dev.index is None:
             dev = torch.device("cuda", torch.cuda.current_device())
         elif dev.index >= (n := torch.cuda.device_count()):

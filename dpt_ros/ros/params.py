@@ -30,7 +30,7 @@ import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
 import dpt_ros
-from dpt_ros import PRECISIONS  # (the precision parameter's names; the tools import them from here too)
+from dpt_ros import PRECISIONS, cuda_missing  # (the precision names, which the tools import from here too; why no CUDA)
 from dpt_ros.ros import topics
 
 Apply = Literal["live", "model", "configure", "static"]
@@ -403,18 +403,6 @@ def clip(text: str, limit: int = 2000) -> str:
     """A refusal's reason or log line cut to ``limit`` characters, the length said (the values in it are
     :func:`shown` already; this bounds what rclpy or a library quoted)."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text) - limit} more characters)"
-
-
-def cuda_missing() -> str:
-    """Why PyTorch sees no CUDA device here (call it where :func:`dpt_ros.cuda_available` is False): a PyTorch built
-    without CUDA (a CPU-only wheel), or no device or driver found. The one wording, for the node's start-up line
-    (device auto on the CPU) and its refusal of ``cuda``."""
-    import torch  # noqa: PLC0415
-
-    if torch.version.cuda is None:
-        return "this PyTorch is built without CUDA"
-    return (f"no CUDA device found, PyTorch built for CUDA {torch.version.cuda}: no NVIDIA GPU, or its driver is not "
-            f"loaded (nvidia-smi tells)")
 
 
 def _check_device(value: str, option: Optional[str] = None, given: Optional[str] = None,

@@ -1,8 +1,11 @@
 """Engine behaviour on the CPU with random weights (dpt_tiny and small inputs)."""
 
+import re
+
 import pytest
 import torch
 
+import dpt_ros
 from dpt_ros.model import (
     DPT,
     VARIANTS,
@@ -104,7 +107,9 @@ def test_bad_arguments():
             parse_precision(dtype)
     assert parse_precision(torch.bfloat16) is torch.bfloat16 and parse_precision("HALF") is torch.float16
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available here; use device='cpu'$"):
+        # why, as the node says it (no device or driver; a CPU-only PyTorch): the bare "not available" left it open
+        with pytest.raises(ValueError, match=re.escape(f"CUDA is not available here ({dpt_ros.cuda_missing()}); use "
+                                                       "device='cpu'") + "$"):
             load_engine("dpt_tiny", "random", device="cuda")
     with torch.device("meta"):
         on_meta = DPT("dpt_tiny")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import dpt_ros
 from dpt_ros.model import VARIANTS, CheckpointError, get_variant, load_engine
 from dpt_ros.model.checkpoint import load_checkpoint, read_state_dict
 from dpt_ros.model.reference import random_state_dict
@@ -368,7 +369,7 @@ def test_bench_model_refuses_what_the_model_would_refuse_before_loading_anything
     """--variants, --device and --precision the model refuses: argparse's error naming the option, by the model's own
     checks (they were tracebacks: torch's 'Found no NVIDIA driver' for --device cuda without CUDA, its device-string
     error, get_variant's and parse_precision's ValueError after the environment line)."""
-    cuda = "device 'cuda' requested but CUDA is not available here; use --device cpu" \
+    cuda = f"device 'cuda' requested but CUDA is not available here ({dpt_ros.cuda_missing()}); use --device cpu" \
         if not torch.cuda.is_available() else None
     cases = [(["--variants", "bogus"], "argument --variants: invalid choice: 'bogus'"),
              (["--device", "bogus"], "argument --device: device must be 'auto', 'cpu' or 'cuda[:N]', got 'bogus'"),

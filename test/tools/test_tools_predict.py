@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
@@ -172,11 +173,12 @@ def test_an_empty_out_or_image_path_is_a_usage_error_not_the_working_folder(file
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_where_there_is_none_names_the_option_to_use(files, capsys):
-    """The command line's user is told its own option (--device cpu), not the library's device='cpu'."""
+    """The command line's user is told its own option (--device cpu), not the library's device='cpu', and why there
+    is no CUDA, as the node and the demo say it (it said only "not available here")."""
     assert predict.main([str(files / "images"), "--variant", "dpt_tiny", "--out", str(files / "x"),
                          "--weights", "random", "--device", "cuda"]) == 2
-    assert capsys.readouterr().err == ("predict: device 'cuda' requested but CUDA is not available here; "
-                                       "use --device cpu\n")
+    assert capsys.readouterr().err == ("predict: device 'cuda' requested but CUDA is not available here "
+                                       f"({dpt_ros.cuda_missing()}); use --device cpu\n")
 
 
 def test_device_is_the_nodes_auto_by_default(files, capsys, monkeypatch):
