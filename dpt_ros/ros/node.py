@@ -152,6 +152,14 @@ class _Abandoned(RuntimeError):
     """A worker's batch stops: a cleanup abandoned that worker (see :meth:`DptNode.process`)."""
 
 
+class _NoService:
+    """In place of the type description service that rclpy's Node constructor had not made yet when it failed, for
+    its destroy_node (:meth:`DptNode._abandon_rclpy`)."""
+
+    def destroy(self) -> None:
+        pass
+
+
 class ShuttingDown(RuntimeError):
     """The process is being shut down (SIGTERM, an external shutdown) while the node was starting or configuring:
     not a failure, nothing to report (the context's logging to /rosout is gone too)."""
@@ -519,22 +527,35 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
 class DptNode(NodeHealth, TopicChecks, Node):
     """The DPT node; see the module docstring and README for topics and parameters."""
 
-    def __init__(self, node_name: str = "dpt_node", command_line: Optional[list[str]] = None, **kwargs) -> None:
+    def __init__(self, node_name: str = "dpt_node", command_line: Optional[list[str]] = None, *,
+                 on_failure: Optional[Callable[[BaseException], Any]] = None, **kwargs) -> None:
         """``command_line``: the process's arguments (``main`` passes them), whose ``--params-file`` files are checked
-        for a section that is this node's (rclpy ignores a file without one silently)."""
+        for a section that is this node's (rclpy ignores a file without one silently). ``on_failure``: called with
+        the exception of a start that fails, before the node is taken down (``main`` logs the reason then, while the
+        node's /rosout publisher still exists)."""
         # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
         # what /diagnostics' startup.* figures count from (a managed node's: its configure's start)
         self._started_at = time.monotonic()
         self._command_line = [*(command_line or []), *(kwargs.get("cli_args") or [])]
-        super().__init__(node_name, **kwargs)
+        try:
+            super().__init__(node_name, **kwargs)
+        except BaseException as e:   # rclpy's own start refused, e.g. -p use_sim_time:=1 (it declares use_sim_time)
+            failure = self._abandon_rclpy(e, on_failure)
+            if failure is e:
+                raise
+            raise failure from None
         try:
             self._start()
         except BaseException as e:   # (KeyboardInterrupt too: Ctrl-C or SIGTERM while it loads or subscribes)
             # what main() says of the failure names this node as it was remapped (__node, __ns), as its logger does
             e.logger_name = self.get_logger().name
-            self._abandon()
+            try:
+                if on_failure is not None:
+                    on_failure(e)
+            finally:
+                self._abandon()
             raise
 
     def _start(self) -> None:
@@ -707,15 +728,16 @@ class DptNode(NodeHealth, TopicChecks, Node):
         with self._param_lock:
             self._take_down()
 
-    def _abandon(self) -> None:
+    def _abandon(self, steps: Optional[list[Callable[[], Any]]] = None) -> None:
         """Take down what a failed constructor built (the worker threads, publishers, subscriptions, timers, the models)
         and destroy the node, whose exception is raised next. Before, all of it stayed alive with the exception's
         traceback: a half-built node in the graph, its threads and model in memory, and, once the garbage collector
         finalised it, rcl unregistered the /rosout publisher of its logger name, a newer node's of the same name too,
         whose log lines then no longer reached /rosout. The threads have taken no frame (nothing spun the node), so
-        they are given the exit wait only; a failure here is logged, and the constructor's exception still raised."""
+        they are given the exit wait only; a failure here is logged, and the constructor's exception still raised.
+        ``steps``: other steps to run so (:meth:`_abandon_rclpy`'s)."""
         # (_idle is the last of _start's state: without it, nothing of _configure was built)
-        steps = ([lambda: self._cleanup(_EXIT_WAIT_S)] if hasattr(self, "_idle") else []) + \
+        steps = steps or ([lambda: self._cleanup(_EXIT_WAIT_S)] if hasattr(self, "_idle") else []) + \
             [lambda: self.destroy_node(_EXIT_WAIT_S)]
         for step in steps:   # (the node is destroyed even when the cleanup failed)
             try:
@@ -723,6 +745,38 @@ class DptNode(NodeHealth, TopicChecks, Node):
             except Exception as e:  # noqa: BLE001 - the constructor's exception is the one to raise
                 self.get_logger().error(f"taking down the node that failed to start: {type(e).__name__}: {e}; please "
                                         f"report this with the stack:\n{traceback.format_exc().rstrip()}")
+
+    def _abandon_rclpy(self, e: BaseException, on_failure: Optional[Callable[[BaseException], Any]]) -> BaseException:
+        """Take down what rclpy's Node constructor built before it raised ``e`` (the rcl node with its /rosout
+        publisher, the /parameter_events publisher, the parameter services) and return the exception to raise.
+        Before, rclpy left all of it to the garbage collector: the node stayed in the graph, held by the exception's
+        traceback. A parameter of rclpy's own that it refused (``use_sim_time``, ``start_type_description_service``:
+        bools, e.g. given as 1) becomes the StartupError our parameters' refusals are, which says what to write
+        instead (the bare InvalidParameterTypeException ended the process with a traceback, exit 1). ``on_failure``
+        (see the constructor) is called with it before the node is destroyed."""
+        failure = e
+        made = getattr(self, "_logger", None) is not None   # (set once rcl made the node, right after it)
+        if made:   # (its name as remapped, as the node's own failures say it)
+            e.logger_name = self.get_logger().name
+            name = re.match(r"Trying to set parameter '([^']*)'", str(e))
+            if isinstance(e, InvalidParameterTypeException) and name:
+                failure = self._start_value_refused(name.group(1), bool, e)
+                failure.logger_name = e.logger_name
+        try:
+            if on_failure is not None:
+                on_failure(failure)
+        finally:
+            if made:
+                if not hasattr(self, "_type_description_service"):   # (rclpy's destroy_node ends it: not made yet)
+                    self._type_description_service = _NoService()
+                self._abandon([lambda: Node.destroy_node(self)])   # (rclpy's: DptNode's takes down what _start built)
+        return failure
+
+    def _start_value_refused(self, name: str, kind: type, e: Exception) -> StartupError:
+        """The start's error for rclpy's refusal ``e`` of the start-up value of parameter ``name`` (Python type
+        ``kind``): what was wrong and how to write it, in the form it was given (a -p rule, a parameters file)."""
+        given = params.value_source(self._command_line, self.get_fully_qualified_name(), name)
+        return StartupError(f"invalid parameter {name}: {params.declare_refusal(name, kind, str(e), given)}")
 
     def _take_down(self) -> None:
         """Cleanup's second half, once the threads have stopped (under ``_param_lock``): destroy the interfaces,
@@ -775,9 +829,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
             try:
                 value = self.declare_parameter(spec.name, base[spec.name], spec.descriptor(self._MANAGED)).value
             except (InvalidParameterValueException, InvalidParameterTypeException) as e:
-                given = params.value_source(self._command_line, self.get_fully_qualified_name(), spec.name)
-                raise StartupError(f"invalid parameter {spec.name}: "
-                                   f"{params.declare_refusal(spec.name, spec.type, str(e), given)}") from None
+                raise self._start_value_refused(spec.name, spec.type, e) from None
             values[spec.name] = list(value) if isinstance(value, (list, tuple)) else value
         if values["class_names"] != base["class_names"]:
             raise StartupError(params.read_only_reason("class_names", self._MANAGED))
@@ -3395,11 +3447,25 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     # console logger is off (--disable-stdout-logs), as a plain line on stderr
     stdout_logs = "--disable-stdout-logs" not in (sys.argv if args is None else args)
 
-    def fatal(message: str, error: BaseException) -> None:
-        name = getattr(error, "logger_name", "dpt_node")   # the node's, where it was created
-        rclpy.logging.get_logger(name).fatal(message)
-        if not stdout_logs:
-            print(f"{name}: {message}", file=sys.stderr)
+    def cannot_start(error: BaseException) -> Optional[int]:
+        """The exit status for ``error``, None where it is no failure (Ctrl-C shut the context down), its reason said
+        once: the node calls this before it takes itself down, while its /rosout publisher still exists (logged after,
+        the line reached the console and log file only), main again with the exception that left the node."""
+        if isinstance(error, StartupError):
+            message, code = str(error), 2
+        elif isinstance(error, (FileNotFoundError, PermissionError, ValueError)):   # a file or value the user gave
+            message, code = f"cannot start: {error}", 2
+        elif isinstance(error, (RuntimeError, OSError)) and rclpy.ok():   # e.g. CUDA out of memory in the model load
+            message, code = f"cannot start: {type(error).__name__}: {error}", 1
+        else:   # (Ctrl-C shut the context down under the executor: RCLError from its wait set, a normal exit)
+            return None
+        if not getattr(error, "said", False):
+            error.said = True
+            name = getattr(error, "logger_name", "dpt_node")   # the node's, where it was created
+            rclpy.logging.get_logger(name).fatal(message)
+            if not stdout_logs:
+                print(f"{name}: {message}", file=sys.stderr)
+        return code
 
     node = None
     code = 0
@@ -3410,23 +3476,13 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     executor = SingleThreadedExecutor()
     try:
         command_line = sys.argv[1:] if args is None else list(args)
-        node = DptLifecycleNode(command_line=command_line) if managed else DptNode(command_line=command_line)
+        node = (DptLifecycleNode if managed else DptNode)(command_line=command_line, on_failure=cannot_start)
         executor.add_node(node)
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):
         stopped = True
-    except StartupError as e:
-        fatal(str(e), e)
-        code = 2
-    except (FileNotFoundError, PermissionError, ValueError) as e:   # a file or value the user gave
-        fatal(f"cannot start: {e}", e)
-        code = 2
-    except (RuntimeError, OSError) as e:
-        if not rclpy.ok():
-            pass   # Ctrl-C shut the context down under the executor (RCLError from its wait set): a normal exit
-        else:      # e.g. CUDA out of memory while loading the model
-            fatal(f"cannot start: {type(e).__name__}: {e}", e)
-            code = 1
+    except (RuntimeError, OSError, ValueError) as e:
+        code = cannot_start(e) or 0
     finally:
         # from here on a second Ctrl-C or SIGTERM (pressed twice; ros2 launch's SIGTERM 5 s after its SIGINT) is
         # ignored: it broke off this stop with a traceback (and a C++ abort, exit -6), or killed the process once

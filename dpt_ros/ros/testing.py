@@ -329,9 +329,9 @@ class Harness:
 
         # a node of an earlier test left to the garbage collector unregisters, when the collector finalises it, the
         # /rosout publisher of its logger name: that of this new node too, whose log lines then stop reaching /rosout
-        # (a test waiting for one failed 1 run in 3). Finalised now, before this node registers its own. A DptNode
-        # whose own start failed destroys itself now; one that rclpy's Node constructor refuses (-p use_sim_time:=1)
-        # is still left half-built, held by its exception's traceback until that test ends.
+        # (a test waiting for one failed 1 run in 3). Finalised now, before this node registers its own. (A DptNode
+        # whose start failed, in its own start or in rclpy's Node constructor (-p use_sim_time:=1), destroys itself
+        # before its exception leaves the constructor: what this guards against is a node nobody destroyed.)
         gc.collect()
         values = dict(FAST)
         values.update(overrides)

@@ -559,6 +559,39 @@ def test_a_node_that_cannot_start_leaves_the_graph_and_the_rosout_of_its_name_to
     _log_until_on_rosout(node, log, "after the failed node is collected")
 
 
+@pytest.mark.parametrize("managed", [False, True], ids=["DptNode", "DptLifecycleNode"])
+def test_a_value_rclpys_node_constructor_refuses_is_said_and_leaves_nothing_half_built(harness, managed):
+    """use_sim_time given as 1: rclpy's Node constructor, which declares it, raised its bare
+    InvalidParameterTypeException (main: a traceback, exit 1) before the node's own start ran, leaving what it had
+    built (the rcl node, its /rosout and /parameter_events publishers) alive with the exception's traceback: in the
+    graph, and, once collected, taking the /rosout publisher of a newer node of its name with it. Now it is the
+    StartupError the node's own parameters give, with what to write, and the node is destroyed before it is raised."""
+    import gc
+
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.node import DptLifecycleNode, DptNode, StartupError
+    from dpt_ros.ros.testing import FAST
+
+    log = harness.collector(Log, "/rosout")
+    cls = DptLifecycleNode if managed else DptNode
+    with pytest.raises(StartupError) as info:
+        cls(context=harness.context, parameter_overrides=[Parameter("use_sim_time", value=1)])
+    assert str(info.value) == ("invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of type "
+                               "'INTEGER', expecting type 'BOOL' (a bool: write true or false, unquoted: -p "
+                               "use_sim_time:=true on the command line, use_sim_time: true in a parameters file)"), \
+        str(info.value)
+    assert info.value.logger_name == "dpt_node"
+    wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
+    node = cls(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
+    harness.nodes.append(node)
+    harness.executor.add_node(node)
+    _log_until_on_rosout(node, log, "before the failed node is collected")
+    del info   # (the last hold on the failed node)
+    gc.collect()
+    _log_until_on_rosout(node, log, "after the failed node is collected")
+
+
 def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves_the_graph(harness):
     """A failure in the constructor after the worker threads started: its image subscription refused by rmw (this
     participant has the topic with another type: the probe's String publisher on image). The inference and

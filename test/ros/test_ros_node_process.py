@@ -420,7 +420,10 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason(tmp_path
                         # in the form it was given (-p; 'depth.max: 7.0', YAML's, was said for a -p rule too)
                         ("depth.max:=7", "write it with a decimal point, -p depth.max:=7.0)\n"),
                         ("cameras:=left", "(a list: -p cameras:=\"[a, b]\")\n"),
-                        ("lazy:=1", "(a bool: write true or false, unquoted: -p lazy:=true)\n")):
+                        ("lazy:=1", "(a bool: write true or false, unquoted: -p lazy:=true)\n"),
+                        # rclpy's own parameter, refused in rclpy's Node constructor: a traceback and exit 1 before
+                        ("use_sim_time:=1", "to '1' of type 'INTEGER', expecting type 'BOOL' (a bool: write true or "
+                                            "false, unquoted: -p use_sim_time:=true)\n")):
         proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
         try:
             code, log = proc.wait(timeout=60), proc.stdout.read()
@@ -941,3 +944,60 @@ def test_sigterm_while_the_model_loads_ends_the_process_at_once_with_zero(harnes
     assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)   # (ros2 launch sends SIGKILL 5 s after SIGTERM)
     for bad in ("Traceback", "[ERROR]", "Failed to publish log message", "cannot start", "configure failed"):
         assert bad not in log, log
+
+
+# the console script (dpt_node or dpt_lifecycle_node), the node's first parameter declaration (rclpy's use_sim_time in
+# its Node constructor; otherwise the node's own) held until a /rosout reader (the test's) is matched: a failure in the
+# first moments otherwise comes before discovery, and the FATAL reaches no reader that the process has not yet found
+ROSOUT_READ = """
+import time
+import rclpy.node
+from rcl_interfaces.msg import Log
+from rclpy.qos import qos_profile_rosout_default
+real = rclpy.node.Node.declare_parameters
+def declare_parameters(self, *args, **kwargs):
+    if not getattr(self, "_rosout_read", False):
+        self._rosout_read = True
+        pub = self.create_publisher(Log, "/rosout", qos_profile_rosout_default)
+        while pub.get_subscription_count() == 0:
+            time.sleep(0.05)
+        self.destroy_publisher(pub)
+    return real(self, *args, **kwargs)
+rclpy.node.Node.declare_parameters = declare_parameters
+from dpt_ros.ros import console
+console.{entry}()
+"""
+
+
+@pytest.mark.parametrize("managed", [False, True], ids=["dpt_node", "dpt_lifecycle_node"])
+@pytest.mark.parametrize("args, said", [
+    (("-p", "use_sim_time:=1"), "invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of "
+                                "type 'INTEGER', expecting type 'BOOL' (a bool: write true or false, unquoted: "
+                                "-p use_sim_time:=true)"),
+    (("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
+     "depth.weights: file '/nonexistent/no.pt' not found")], ids=["rclpy-refuses-use_sim_time", "no-weights-file"])
+def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said):
+    """The FATAL line of a start that fails is logged while the node and its /rosout publisher still exist. Before, a
+    failure in the node's own start (a missing weights file; for dpt_lifecycle_node a value its declaration refuses)
+    was logged once the node had been destroyed: console and log file only; one in rclpy's Node constructor (-p
+    use_sim_time:=1) ended the process with a traceback, exit 1, no FATAL line at all."""
+    from rcl_interfaces.msg import Log
+
+    if managed and "depth.weights:=/nonexistent/no.pt" in args:
+        args = ("-p", "lazy:=1")   # (the managed node loads no weights at start: a value its declaration refuses)
+        said = "invalid parameter lazy: Trying to set parameter 'lazy' to '1' of type 'INTEGER', expecting type " \
+               "'BOOL' (a bool: write true or false, unquoted: -p lazy:=true)"
+    log = harness.collector(Log, "/rosout")
+    entry = "dpt_lifecycle_node" if managed else "dpt_node"
+    proc = start_node(DOMAIN, *args, python_code=ROSOUT_READ.format(entry=entry), name="dpt_proc")
+    try:
+        code, out = proc.wait(timeout=120), proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 2 and "Traceback" not in out and out.count(said) == 1, out
+    wait_for(lambda: any(m.name == "dpt_proc" and said in m.msg for m in list(log)), timeout=30,
+             what="the FATAL line on /rosout")
+    line = next(m for m in list(log) if m.name == "dpt_proc" and said in m.msg)
+    assert line.level == Log.FATAL, line
