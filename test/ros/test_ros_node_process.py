@@ -547,6 +547,15 @@ def _forward_pass_begins(harness, proc, reader, pub) -> None:
     assert proc.poll() is None, reader.text()
 
 
+def _up_and_busy(harness, proc, reader, busy: str) -> None:
+    """The node up (its image publisher made first, to be discovered meanwhile), and with ``busy`` 'forward' its
+    worker in a forward pass (SLOW_THREADS_HOOKS hold it there)."""
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    _wait_up(proc, reader)
+    if busy == "forward":
+        _forward_pass_begins(harness, proc, reader, pub)
+
+
 @pytest.mark.parametrize("busy, sig", [("forward", signal.SIGINT), ("load", signal.SIGINT), ("forward", signal.SIGUSR1)],
                          ids=["during-a-forward-pass", "right-after-a-model-reload", "before-rclpy-shut-the-context"])
 def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, busy, sig):
@@ -560,11 +569,8 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
     proc = start_node(DOMAIN, *FAST_ARGS, "-p", "lazy:=false", python_code=SLOW_THREADS, name="dpt_proc")
     reader = LineReader(proc)
     try:
-        pub = harness.probe.create_publisher(Image, "image", qos())
-        _wait_up(proc, reader)
-        if busy == "forward":
-            _forward_pass_begins(harness, proc, reader, pub)
-        else:
+        _up_and_busy(harness, proc, reader, busy)
+        if busy == "load":
             assert set_params(harness, "dpt_proc", **{"depth.variant": "dpt_base"})[0].successful
         wait_for(lambda: f"dpt-{busy}-begin" in reader.text() or proc.poll() is not None, timeout=30, what=busy)
         assert proc.poll() is None, reader.text()
@@ -642,10 +648,7 @@ def test_a_hang_up_stops_the_node_as_sigterm_does(harness, busy):
                       name="dpt_proc")
     reader = LineReader(proc)
     try:
-        pub = harness.probe.create_publisher(Image, "image", qos())
-        _wait_up(proc, reader)
-        if busy == "forward":
-            _forward_pass_begins(harness, proc, reader, pub)
+        _up_and_busy(harness, proc, reader, busy)
         before = len(reader.text())
         code, _, seconds = stop_node(proc, signal.SIGHUP, timeout=20)
     finally:
