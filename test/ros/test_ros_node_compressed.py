@@ -2,6 +2,7 @@
 image_transport's compressed and compressedDepth subscribers read them."""
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -173,24 +174,32 @@ def _hold_compression(monkeypatch) -> tuple[threading.Event, threading.Event]:
     return gate, entered
 
 
-def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(harness, monkeypatch):
-    """The copies are encoded on their own thread: while it is busy (held here at its first copy) every
-    frame's depth is published, and of the copies that queue up only each camera's newest is kept; the
-    ones it replaces are counted as dropped:<topic>."""
+@contextlib.contextmanager
+def _first_copy_held(harness, monkeypatch):
+    """A node (depth.scale 1) whose encoding thread holds at frame 1's depth/compressedDepth copy until the block
+    ends: yields the node, its depth and depth/compressedDepth messages received, and the image publisher."""
     gate, entered = _hold_compression(monkeypatch)
     node = harness.start_node(**{"depth.scale": 1.0})
     got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
     try:
         pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
         wait_for(entered.is_set, what="the first copy being encoded")
+        yield node, got, pub
+    finally:
+        gate.set()
+
+
+def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(harness, monkeypatch):
+    """The copies are encoded on their own thread: while it is busy (held here at its first copy) every
+    frame's depth is published, and of the copies that queue up only each camera's newest is kept; the
+    ones it replaces are counted as dropped:<topic>."""
+    with _first_copy_held(harness, monkeypatch) as (node, got, pub):
         for sec in (2, 3, 4):
             pub.publish(make_image(sec * 1_000_000_000, width=40, height=30))
             wait_for(lambda: any(m.header.stamp.sec == sec for m in got["depth"]), what=f"depth of frame {sec}")
         assert got["depth/compressedDepth"] == []   # the thread is still on frame 1
         c = node.counts()[""]
         assert c["dropped:depth/compressedDepth"] == 2 and c["processed"] == 4   # frames 2 and 3 replaced
-    finally:
-        gate.set()
     wait_for(lambda: len(got["depth/compressedDepth"]) == 2, what="the copies of frames 1 and 4")
     assert [m.header.stamp.sec for m in got["depth/compressedDepth"]] == [1, 4]
     wait_for(lambda: node.counts()[""].get("out:depth/compressedDepth", 0) == 2, what="the copies counted")
@@ -206,22 +215,15 @@ def test_copies_waiting_or_being_encoded_when_the_node_stops_are_counted_dropped
     was counted nowhere: neither out:<topic> nor dropped:<topic>, and the stop's INFO line left it out. So was the copy
     the thread was encoding, whose publish then failed (the node destroyed). Both are now counted as dropped:<topic>,
     at the stop (the thread publishes no copy after it), and said in that line."""
-    gate, entered = _hold_compression(monkeypatch)
-    node = harness.start_node(**{"depth.scale": 1.0})
-    got, pub = _connect(harness, node, {"depth": Image, "depth/compressedDepth": CompressedImage})
-    threads = list(node._compressed._threads)
-    try:
-        pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
-        wait_for(entered.is_set, what="the first copy being encoded")
+    with _first_copy_held(harness, monkeypatch) as (node, got, pub):
+        threads = list(node._compressed._threads)
         pub.publish(make_image(2 * 1_000_000_000, width=40, height=30))
         wait_for(lambda: any(m.header.stamp.sec == 2 for m in got["depth"]), what="depth of frame 2")
         harness.executor.remove_node(node)
         harness.nodes.remove(node)
         node.destroy_node(0.5)   # (the thread stays on frame 1's copy: frame 2's waits)
         after_stop = dict(node.counts()[""])
-    finally:
-        gate.set()
-    for thread in threads:   # frame 1's copy encoded after the stop
+    for thread in threads:   # frame 1's copy encoded after the stop (the hold released as the block ended)
         thread.join(20)
         assert not thread.is_alive()
     c = node.counts()[""]
