@@ -337,15 +337,25 @@ def test_descriptors_and_class_names(harness):
     assert set(node._parameters) >= {p.name for p in params.PARAMETERS}
 
 
-def test_model_swap_under_a_stream_keeps_serving(harness):
+def test_model_swap_under_a_stream_keeps_serving(harness, monkeypatch):
     """input_size is a model parameter: the new engine is built in the background while frames keep
-    flowing; outputs never stop for longer than the drop policy explains, then come from the new model."""
+    flowing (here its build is held until the old model has published 5 more frames: a build in the worker's way
+    would publish none meanwhile), then the outputs come from the new model; they never stop for long at the swap."""
     node = harness.start_node()
     out = harness.collector(Image, "inverse_depth")
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0 and
              node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
     old = node.models
+    built, building = threading.Event(), threading.Event()
+    warmup = node._warmup   # (the loader's last step before the swap: the start-up's already ran)
+
+    def held_warmup(models):
+        building.set()
+        built.wait(30)
+        warmup(models)
+
+    monkeypatch.setattr(node, "_warmup", held_warmup)
     stop = threading.Event()
     arrivals = []
 
@@ -363,23 +373,30 @@ def test_model_swap_under_a_stream_keeps_serving(harness):
         wait_for(lambda: len(out) >= 5, what="stream running")
         r = set_params(harness, node, input_size=96, **{"depth.weights": "random"})[0]
         assert r.successful, r.reason
+        wait_for(building.is_set, timeout=30, what="the new model being built")
+        n_building = len(out)
+        wait_for(lambda: len(out) >= n_building + 5, what="outputs of the old model while the new one is built")
+        assert node.models is old
+        built.set()
         wait_for(lambda: node.models is not old, timeout=30, what="model swap")
         n_at_swap = len(out)
         wait_for(lambda: len(out) >= n_at_swap + 5, what="outputs after swap")
     finally:
+        built.set()
         stop.set()
         t.join()
     harness.probe.destroy_subscription(watcher)
     assert node.models.depth_pre.net_size == (96, 96) and old.depth_pre.net_size == (64, 64)
     gaps = np.diff(arrivals)
-    assert gaps.max() < 1.0, f"output gap {gaps.max():.2f} s during the swap"
+    # (a bound for a stop at the swap itself, generous for a loaded machine; the build's is the hold above)
+    assert gaps.max() < 10.0, f"output gap {gaps.max():.2f} s during the swap"
     stamps = [m.header.stamp.nanosec + m.header.stamp.sec * 10**9 for m in out]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
     wait_for(lambda: node.counts()[""]["received"] == sum(node.counts()[""].get(k, 0) for k in ("processed", "dropped", "idle")),
              what="all frames accounted for")
     # read after the wait: the worker publishes a frame's outputs before it counts the frame
     c = node.counts()[""]
-    assert c["processed"] >= 10
+    assert c["processed"] >= 15
 
 
 def test_weights_plainly_no_checkpoint_and_huge_values_are_refused_when_set(harness, tmp_path):
