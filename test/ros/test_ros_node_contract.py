@@ -241,16 +241,16 @@ def test_diagnostics_rates_window_and_age(harness, monkeypatch):
 
 def test_a_camera_slower_than_the_reports_has_a_steady_rate(harness, monkeypatch):
     """A 4 Hz camera reported on every 0.05 s: each report once its frames flow says "ok" and a rate of the last
-    _RATE_WINDOW_S (1 s here) near 4 Hz; the rate of one report period alone alternated between 0.00 Hz with
-    "no input" and 20 Hz."""
-    monkeypatch.setattr(health, "_RATE_WINDOW_S", 1.0)
+    _RATE_WINDOW_S (2 s here: 8 frames, so that a loaded machine's late frames move the figure little) near 4 Hz;
+    the rate of one report period alone alternated between 0.00 Hz with "no input" and 20 Hz."""
+    monkeypatch.setattr(health, "_RATE_WINDOW_S", 2.0)
     node = harness.start_node(**{"diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos())
     wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
     pub.publish(make_image(1))
     wait_for(lambda: node.counts()[""].get("received", 0) == 1, what="the first frame")
     reports, start, sent = [], time.monotonic(), 1
-    while time.monotonic() - start < 2.5:
+    while time.monotonic() - start < 3.5:
         if time.monotonic() - start >= 0.25 * sent:
             sent += 1
             pub.publish(make_image(sent))
@@ -258,8 +258,8 @@ def test_a_camera_slower_than_the_reports_has_a_steady_rate(harness, monkeypatch
         reports.append((time.monotonic() - start, status.message, float(v["input_rate_hz"])))
         time.sleep(0.05)
     assert all(message == "ok" and rate > 0.0 for _, message, rate in reports), reports
-    settled = [rate for t, _, rate in reports if t > 1.2]   # (the window full)
-    assert 1.5 < min(settled) and max(settled) < 8.0, reports
+    settled = [rate for t, _, rate in reports if t > 2.2]   # (the window full)
+    assert settled and 1.5 < min(settled) and max(settled) < 8.0, reports
 
 
 def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_once(harness):
@@ -479,7 +479,8 @@ def test_a_first_batch_no_slower_than_the_warm_up_is_not_taken_for_stuck(harness
     """The stuck-worker limit was a fixed 10 s until a batch had finished, while the node had just timed the model's
     forward passes in its start-up warm-up: with input_size 2048 on the CPU a warm-up of 27 s, then a first batch of
     19 s reported as a stuck worker. Now the limit is at least 3x the warm-up's pass per frame per camera; a batch
-    held past that is still an error. (Every forward pass here takes 0.4 s more, the warm-up's too; _STUCK_S 0.5 s.)"""
+    held past that is still an error. (Every forward pass here takes 1 s more, the warm-up's too; _STUCK_S 0.5 s: the
+    check between them has 2 s to spare on a loaded machine.)"""
     monkeypatch.setattr(health, "_STUCK_S", 0.5)
     real_load = node_module.load_models
 
@@ -488,7 +489,7 @@ def test_a_first_batch_no_slower_than_the_warm_up_is_not_taken_for_stuck(harness
         run = m.depth.run
 
         def slow_run(batch):
-            time.sleep(0.4)
+            time.sleep(1.0)
             return run(batch)
 
         m.depth.run = slow_run
@@ -505,11 +506,11 @@ def test_a_first_batch_no_slower_than_the_warm_up_is_not_taken_for_stuck(harness
         pub.publish(make_image(1))
         wait_for(entered.is_set, what="the first forward held")
         held = time.monotonic()
-        time.sleep(0.7)   # past the fixed 0.5 s, within 3x the warm-up's pass (>= 1.2 s)
+        time.sleep(0.7)   # past the fixed 0.5 s, within 3x the warm-up's pass (>= 3 s)
         model = node.diagnostics().status[0]
         assert model.level != DiagnosticStatus.ERROR, model.message
         warmup = node.models.warmup_s["depth"]
-        assert warmup >= 0.4, node.models.warmup_s
+        assert warmup >= 1.0, node.models.warmup_s
         time.sleep(max(0.0, held + 3.0 * warmup + 0.3 - time.monotonic()))
         model = node.diagnostics().status[0]
         assert model.level == DiagnosticStatus.ERROR and model.message.startswith("worker stuck in model for "), \
