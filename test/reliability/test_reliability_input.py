@@ -24,6 +24,10 @@ from dpt_ros.tools.bench_reliability import record
 DOMAIN = 51
 W, H = 64, 48
 SEC = 1_000_000_000
+#: the next valid frame's outputs come within this of its publish after bad messages: a node that backed off or waited
+#: after one would be later. Generous (the 64x48 frame takes milliseconds) so that a loaded 2-core machine's stall does
+#: not fail it (it was 1 s)
+NEXT_VALID_S = 3.0
 UNSUPPORTED = ("unknown", "", "RGB8", "rgb8 ", "jpeg", "32FC3", "8SC1", "yuv420p", "bayer_rggb32", "y" * 100_000)
 
 
@@ -59,7 +63,7 @@ class Rig:
         stamp = (img.header.stamp.sec, img.header.stamp.nanosec)
         done = (lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in self.points)) \
             if with_info else (lambda: any((m.header.stamp.sec, m.header.stamp.nanosec) == stamp for m in self.inv))
-        wait_for(done, timeout=5.0, what="outputs of the next valid frame")
+        wait_for(done, timeout=10.0, what="outputs of the next valid frame")
         return time.monotonic() - t0
 
     def publish_info(self, info: CameraInfo) -> None:
@@ -71,7 +75,7 @@ class Rig:
 
     def bad(self, reason: str, send, key: str, repeats: int = 3, logged: bool = True) -> None:
         """``send()`` publishes one bad message; it is counted under ``reason`` every time, logged
-        once (a line containing ``key``), and the next valid frame is processed within 1 s."""
+        once (a line containing ``key``), and the next valid frame is processed within NEXT_VALID_S."""
         before = self.node.error_counts().get(reason, 0)
         mark = self.log.mark()
         for i in range(repeats):
@@ -79,7 +83,7 @@ class Rig:
             wait_for(lambda: self.node.error_counts().get(reason, 0) >= before + i + 1, timeout=5.0,
                      what=f"{reason} counted ({key[:40]!r}); counts {self.node.counts()}")
         dt = self.valid_frame()
-        assert dt < 1.0, f"next valid frame took {dt:.2f} s after {key[:40]!r}"
+        assert dt < NEXT_VALID_S, f"next valid frame took {dt:.2f} s after {key[:40]!r}"
         self.next_valid_s.append(dt)
         tag = f"[{reason}]"
         if logged:
@@ -252,9 +256,9 @@ def test_corrupt_compressed_images(harness, rosout):
         n = len(out)
         t0 = time.monotonic()
         send(good, "jpeg")
-        wait_for(lambda: len(out) > n, timeout=5.0, what=f"valid frame after {what}")
+        wait_for(lambda: len(out) > n, timeout=10.0, what=f"valid frame after {what}")
         times.append(time.monotonic() - t0)
-        assert times[-1] < 1.0
+        assert times[-1] < NEXT_VALID_S, (what, times[-1])
         wait_for(lambda: any(key in line for line in rosout.lines("dpt_node", Log.ERROR, mark)), what=f"log {what}")
         assert len([x for x in rosout.lines("dpt_node", Log.ERROR, mark) if "[encoding]" in x]) == 1
     # a truncated JPEG either decodes partially (libjpeg pads the missing rows) or is counted
@@ -408,7 +412,7 @@ def test_bad_camera_info(rig):
 
 def test_hostile_input_to_the_node_as_a_subprocess(harness):
     """The same through ``python -m dpt_ros.ros.node --ros-args ...``: counters read from /diagnostics,
-    one line per kind of error on the node's console (rate limited), next valid frame within 1 s."""
+    one line per kind of error on the node's console (rate limited), next valid frame within NEXT_VALID_S."""
     from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, LineReader, start_node, stop_node
 
     # a reliable input: the test counts what the node does with each bad frame, not what the transport loses
@@ -443,7 +447,7 @@ def test_hostile_input_to_the_node_as_a_subprocess(harness):
             n = len(inv)
             t0 = time.monotonic()
             pub.publish(make_image(100 + k, W, H))
-            wait_for(lambda: len(inv) > n, timeout=5, what="valid frame after bad ones")
+            wait_for(lambda: len(inv) > n, timeout=10, what="valid frame after bad ones")
             times.append(time.monotonic() - t0)
 
         def counted():
@@ -460,6 +464,6 @@ def test_hostile_input_to_the_node_as_a_subprocess(harness):
     lines = [x for x in log.splitlines() if "[encoding]" in x]
     assert code == 0 and "Traceback" not in log, log[-3000:]
     assert len(lines) == 4, lines               # 20 bad frames of 4 kinds -> 4 lines
-    assert max(times) < 1.0
+    assert max(times) < NEXT_VALID_S, times
     record("input", subprocess_bad_frames=20, subprocess_log_lines=len(lines),
            subprocess_next_valid_frame_max_s=round(max(times), 3))
