@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import cv2
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterType
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.context import Context
@@ -235,6 +236,16 @@ def frame_through(harness, image_topic: str, output_topic: str, frame: Image) ->
              what=f"the node's {output_topic} publisher")
     publish_until(pub, lambda i: frame, out, timeout=30)
     return out[0]
+
+
+def assert_no_image_yet(status, slept: float, since: float, then: str = "") -> None:
+    """``status``, a camera's DiagnosticStatus, is WARN "no image yet (N s since subscribing)" [+ ``then``], N the
+    whole seconds of a silence of at least ``slept`` and at most ``since`` (measured by the test from before the
+    subscription to after the report: on a loaded machine the report comes later than the sleep, and N with it)."""
+    said = re.match(r"no image yet \((\d+) s since subscribing\)", status.message)
+    assert status.level == DiagnosticStatus.WARN and said and status.message[said.end():].startswith(then), \
+        status.message
+    assert slept - 0.5 <= int(said[1]) <= since + 0.5, (status.message, slept, since)
 
 
 class Streaming:
