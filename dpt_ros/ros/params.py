@@ -249,19 +249,23 @@ def camera_listed_twice(cameras: Iterable[str], resolve: Callable[[str], str]) -
     return None
 
 
-def declare_refusal(name: str, kind: type, error: str, given: Optional[str] = None) -> str:
+def declare_refusal(name: str, kind: type, error: str, given: Optional[str] = None,
+                    spec: Optional[ParamSpec] = None) -> str:
     """rclpy's refusal (``error``) of a start-up value for parameter ``name`` of Python type ``kind``, without the
-    parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``; ``given``: as there)."""
+    parameter's name that rclpy repeats at its end, and with the remedy (``declare_hint``; ``given``, ``spec``: as
+    there)."""
     suffix = f": {name}"
     text = error[:-len(suffix)] if error.endswith(suffix) else error
-    return text + declare_hint(name, kind, error, given)
+    return text + declare_hint(name, kind, error, given, spec)
 
 
-def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None) -> str:
+def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None,
+                 spec: Optional[ParamSpec] = None) -> str:
     """The remedy to add to rclpy's refusal (``error``) of a start-up value (``-p``, a params file) for a parameter
     of Python type ``kind``: rclpy says what was wrong, not how to write it right. ``given``: where the value came
     from (:func:`value_source`), "param" (``-p``) or "file" (a parameters file), to say the remedy in that form
-    (:func:`_written`); None where that is not known (both forms)."""
+    (:func:`_written`); None where that is not known (both forms). ``spec``: the parameter's row (default, range)
+    where it is no parameter of the node's (sample_camera's); by default the node's row of that name."""
     whole = re.search(r"to '(-?\d+)' of type 'INTEGER'", error)
     if kind is float and whole:
         return (" (a whole number is an integer to ROS: write it with a decimal point, "
@@ -270,7 +274,7 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
         return f" (a list: {_written(name, ['[a, b]'], given)})"
     if kind is bool and "expecting type 'BOOL'" in error:
         return f" (a bool: write true or false, unquoted: {_written(name, ['true'], given)})"
-    spec = SPECS.get(name)
+    spec = spec if spec is not None else SPECS.get(name)
     default = spec.default if spec is not None else None
     listed = re.search(r"to '(\[.*\])' of type 'STRING_ARRAY', expecting type 'STRING'", error)
     if kind is str and name in CLASS_LISTS and listed:   # (the classes as a YAML list: [person, car])
@@ -302,9 +306,10 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
     if spec is not None and ("out of range" in error or "not a valid step" in error):
         if spec.int_range is not None:   # (rclpy names the step only when the value is within the range)
             lo, hi, step = spec.int_range
-            if step == 1:
-                return f" (allowed: {lo}..{hi})"
             value = re.search(r"value: (-?\d+)", error)   # the allowed values nearest to the one given
+            if step == 1:
+                return f" (allowed: {lo}..{hi}" + ("" if value is None else "; nearest: " + _written(
+                    name, [str(min(max(int(value.group(1)), lo), hi))], given)) + ")"
             if value is None:
                 return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {_written(name, [str(lo + step)], given)})"
             nearest, zero = _nearest(spec, int(value.group(1)))
@@ -312,7 +317,11 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None)
                     + _written(name, [str(v) for v in nearest], given)
                     + (f", or 0 for {zero}" if zero else "") + ")")
         if spec.float_range is not None:
-            return f" (allowed: {spec.float_range[0]:g}..{spec.float_range[1]:g})"
+            lo, hi = spec.float_range
+            value = re.search(r"value: ([^\s:,]+)", error)
+            number = None if value is None else _float_or_none(value.group(1))
+            return f" (allowed: {lo:g}..{hi:g}" + ("" if number is None else "; nearest: " + _written(
+                name, [yaml_float(min(max(number, lo), hi))], given)) + ")"
     return ""
 
 

@@ -335,10 +335,15 @@ class SampleCamera(Node):
             d.integer_range = [IntegerRange(from_value=bounds[0], to_value=bounds[1], step=1)]
         try:
             return self.declare_parameter(name, default, d).value
-        except InvalidParameterTypeException as e:   # e.g. rate:=30, an integer to ROS
+        except (InvalidParameterTypeException, InvalidParameterValueException) as e:   # rate:=30, rate:=0.0
+            # in the node's words: rclpy's reason, then the allowed range and how to write a value in it, in the
+            # form the value was given (a -p rule, a parameters file's line)
             given = params.value_source(self._command_line, self.get_fully_qualified_name(), name)
-            raise ValueError(f"invalid parameter: {params.declare_refusal(name, type(default), str(e), given)}") \
-                from None
+            spec = params.ParamSpec(name, default, description,
+                                    int_range=(*bounds, 1) if bounds and not isinstance(default, float) else None,
+                                    float_range=bounds if bounds and isinstance(default, float) else None)
+            raise ValueError(f"invalid parameter {name}: "
+                             f"{params.declare_refusal(name, type(default), str(e), given, spec)}") from None
 
     def next_frame(self) -> Optional[np.ndarray]:
         """The next source frame, resized and encoded (built-in frames and an image file's are prepared once)."""

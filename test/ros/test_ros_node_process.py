@@ -406,7 +406,7 @@ def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason(tmp_path
                                            "for the variant's own size)"),
                         ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096 (allowed: 0..2048 "
                                              "in steps of 32; nearest: -p input_size:=2048)"),
-                        ("points.stride:=0", "value: 0 (allowed: 1..64)\n"),
+                        ("points.stride:=0", "value: 0 (allowed: 1..64; nearest: -p points.stride:=1)\n"),
                         # rclpy's words without the name it repeats at their end, then what to write
                         ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
                                             "unquoted and without a decimal point, e.g. -p input_size:=0; allowed: "

@@ -256,6 +256,20 @@ HINTS = [
      ["input_size: 32"]),
     ("input_size", int, "Trying to set parameter 'input_size' out of range",
      " (allowed: 0..2048 in steps of 32, e.g. {})", ["-p input_size:=32"], ["input_size: 32"]),
+    # a range without steps, an integer's and a double's: the allowed value nearest to the one given (it said only
+    # the range, no value to write)
+    ("points.stride", int, "Invalid parameter value (0) for parameter. Reason: Parameter points.stride out of range. "
+                           "Min: 1, Max: 64, value: 0: points.stride",
+     " (allowed: 1..64; nearest: {})", ["-p points.stride:=1"], ["points.stride: 1"]),
+    ("compressed.depth_max", float, "Invalid parameter value (2000000.0) for parameter. Reason: Parameter "
+                                    "compressed.depth_max out of range Min: 0.01, Max: 1000000.0, value: 2000000.0: "
+                                    "compressed.depth_max",
+     " (allowed: 0.01..1e+06; nearest: {})", ["-p compressed.depth_max:=1000000.0"],
+     ["compressed.depth_max: 1000000.0"]),
+    ("compressed.depth_max", float, "Invalid parameter value (nan) for parameter. Reason: Parameter "
+                                    "compressed.depth_max out of range Min: 0.01, Max: 1000000.0, value: nan: "
+                                    "compressed.depth_max",
+     " (allowed: 0.01..1e+06)", [], []),
 ]
 
 

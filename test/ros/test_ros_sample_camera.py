@@ -327,8 +327,8 @@ def test_executable_stops_after_count_and_rejects_bad_encoding(tmp_path):
     # a number for a string: how to write one (rclpy's words without the name it repeats at their end)
     r = subprocess.run(cmd + ["-p", "encoding:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and r.stderr.endswith(
-        "of type 'INTEGER', expecting type 'STRING' (a string: one that YAML reads as a number or bool is quoted: "
-        "-p encoding:=\"'1'\")\n"), r.stderr
+        "of type 'INTEGER', expecting type 'STRING' (a string: e.g. -p encoding:=rgb8; one that YAML reads as a number "
+        "or bool is quoted: -p encoding:=\"'1'\")\n"), r.stderr
     # in the form it was given too: a parameters file's line (it said the name:=value form for both)
     yaml_file.write_text("sample_camera:\n  ros__parameters:\n    encoding: 1\n")
     r = subprocess.run(cmd[:-4] + ["-p", "count:=1", "--params-file", str(yaml_file)], env=env, cwd=ROOT,
@@ -337,3 +337,29 @@ def test_executable_stops_after_count_and_rejects_bad_encoding(tmp_path):
     # out of its range: rclpy's reason
     r = subprocess.run(cmd + ["-p", "fov_deg:=200.0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "fov_deg" in r.stderr and "decimal point" not in r.stderr
+
+
+def test_a_value_out_of_range_is_refused_with_the_range_and_a_value_to_write(tmp_path):
+    """rate:=0.0, width:=-5, count:=-1: one line naming the parameter, rclpy's reason with the value given, the allowed
+    range and the nearest value in it, written as it was given (a -p rule, a parameters file's line); exit code 2.
+    It said rclpy's words alone, ending in the parameter's name (': rate'), with no range to keep to."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "count:=1"]
+    yaml_file = tmp_path / "camera.yaml"
+    for rule, value, allowed in (("rate:=0.0", "0.0", "(allowed: 0.01..1000; nearest: {})"),
+                                 ("rate:=5000.0", "5000.0", "(allowed: 0.01..1000; nearest: {})"),
+                                 ("width:=-5", "-5", "(allowed: 0..8192; nearest: {})"),
+                                 ("fov_deg:=0.5", "0.5", "(allowed: 1..179; nearest: {})")):
+        name = rule.split(":=")[0]
+        nearest = {"rate:=0.0": "0.01", "rate:=5000.0": "1000.0", "width:=-5": "0", "fov_deg:=0.5": "1.0"}[rule]
+        r = subprocess.run(cmd + ["-p", rule], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(f"sample_camera: invalid parameter {name}: Invalid parameter value ({value})"), \
+            r.stderr
+        assert r.stderr.endswith(f"value: {value} " + allowed.format(f"-p {name}:={nearest}") + "\n"), r.stderr
+    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    count: -1\n")
+    r = subprocess.run(cmd[:-2] + ["--params-file", str(yaml_file)], env=env, cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("sample_camera: invalid parameter count: "), r.stderr
+    assert r.stderr.endswith("value: -1 (allowed: 0..2147483647; nearest: count: 0)\n"), r.stderr
