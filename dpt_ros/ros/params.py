@@ -312,7 +312,7 @@ def declare_hint(name: str, kind: type, error: str, given: Optional[str] = None,
                     name, [str(min(max(int(value.group(1)), lo), hi))], given)) + ")"
             if value is None:
                 return f" (allowed: {lo}..{hi} in steps of {step}, e.g. {_written(name, [str(lo + step)], given)})"
-            nearest, zero = _nearest(spec, int(value.group(1)))
+            nearest, zero = dpt_ros.nearest_allowed(int(value.group(1)), spec.int_range, spec.zero)
             return (f" (allowed: {lo}..{hi} in steps of {step}; nearest: "
                     + _written(name, [str(v) for v in nearest], given)
                     + (f", or 0 for {zero}" if zero else "") + ")")
@@ -570,7 +570,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("input_size", 0,
               "Network input size in pixels (multiple of 32); 0 = the variant's own size "
               "(384 dpt_large/dpt_hybrid/dpt_base, 480 ADE20K, 352x1216 kitti, 480x640 nyu, 128 dpt_tiny).",
-              "model", int_range=(0, 2048, 32), zero="the variant's own size"),
+              "model", int_range=dpt_ros.INPUT_SIZE_RANGE, zero="the variant's own size"),
     ParamSpec("resize_method", "minimal",
               "How the image is scaled to the network size (DPT's keep-aspect rules). A frame whose network input "
               "would exceed 16x the network size's pixels is refused, counted error.encoding: with lower_bound one "
@@ -909,37 +909,14 @@ def range_refusal(spec: ParamSpec, value: Any, option: Optional[str] = None,
     no parameter)."""
     head = f"{value}" if option else f"{spec.name}={value}"
     if spec.int_range is not None:
-        lo, hi, step = spec.int_range
-        if lo <= value <= hi and (value - lo) % step == 0:
-            return None
-        allowed = f"{lo}..{hi}" + (f" in steps of {step}" if step > 1 else "")
-        inside = lo <= value <= hi
-        what = (f"is not a multiple of {step}" if lo % step == 0 else f"is not {lo} plus a multiple of {step}") \
-            if inside else f"out of range {allowed}"
-        if step == 1:
-            return f"{head} {what}"
-        nearest, zero = _nearest(spec, value)
-        use = (" or ".join(str(v) for v in nearest) if node is None else
-               _written(spec.name, [str(v) for v in nearest], "set", node)) + (f", or 0 for {zero}" if zero else "")
-        return f"{head} {what}: use {use}" + (f" (allowed: {allowed})" if inside else "")
+        why = dpt_ros.int_range_refusal(value, spec.int_range, spec.zero, None if node is None else
+                                        lambda values: _written(spec.name, values, "set", node))
+        return None if why is None else f"{head} {why}"
     if spec.float_range is not None:
         lo, hi = spec.float_range
         if not (math.isfinite(value) and lo <= value <= hi):
             return f"{head} out of range {lo:g}..{hi:g}"
     return None
-
-
-def _nearest(spec: ParamSpec, value: int) -> tuple[list[int], Optional[str]]:
-    """The allowed values of ``spec``'s stepped integer range nearest to ``value`` (one or two), and what 0 stands
-    for where 0 would be among them but is no value like the others (``spec.zero``: input_size 16 is nearest 32,
-    0 being the variant's own size, not a size near 16); that is None otherwise."""
-    lo, hi, step = spec.int_range
-    clamped = min(max(value, lo), hi)
-    below = lo + (clamped - lo) // step * step
-    nearest = [below] + ([below + step] if below != clamped and below + step <= hi else [])
-    if spec.zero is None or 0 not in nearest:
-        return nearest, None
-    return [v for v in nearest if v != 0] or [step], spec.zero
 
 
 def check_value(name: str, value: Any) -> Optional[str]:

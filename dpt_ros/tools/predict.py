@@ -37,7 +37,7 @@ import threading
 import time
 from pathlib import Path
 
-from dpt_ros import PRECISIONS
+from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
 from dpt_ros.tools import create_locked, output_folder_error, remove_unheld
 from dpt_ros.tools.options import input_path, output_folder, program
 
@@ -56,9 +56,6 @@ except KeyboardInterrupt:   # Ctrl-C while torch loads (python -m; the console s
     print("predict: interrupted", file=sys.stderr)
     sys.exit(130)
 
-#: --input-size: lowest, highest, step; the node's ``input_size`` parameter's range (dpt_ros/ros/params.py, which
-#: needs ROS to import: a test keeps the two the same)
-INPUT_SIZE_RANGE = (0, 2048, 32)
 #: the official run_monodepth.py's scale of a metric variant's depth before writing it
 OFFICIAL_DEPTH_SCALE = {"dpt_hybrid_kitti": 256.0, "dpt_hybrid_nyu": 1000.0}
 _RANDOM_BANNER = """
@@ -272,11 +269,12 @@ def _main(argv=None) -> int:
         print(f"predict: --absolute-depth is for the metric variants ({', '.join(OFFICIAL_DEPTH_SCALE)}); "
               f"{args.variant}'s relative inverse depth has no absolute unit", file=sys.stderr)
         return 2
-    lo, hi, step = INPUT_SIZE_RANGE
-    if not (lo <= args.input_size <= hi and (args.input_size - lo) % step == 0):
-        print(f"predict: --input-size must be {lo}..{hi} in steps of {step}, as the node's input_size "
-              f"(0 = the variant's {'x'.join(map(str, variant.net_size))}, height x width); got {args.input_size}",
-              file=sys.stderr)
+    # (the node's words for its input_size, with the allowed sizes nearest to the one given)
+    own = f"the variant's own size, {'x'.join(map(str, variant.net_size))} (height x width)"
+    why = int_range_refusal(args.input_size, INPUT_SIZE_RANGE, zero=own)
+    if why is not None:
+        print(f"predict: --input-size {args.input_size} {why}, as the node's input_size"
+              + ("" if own in why else f"; 0 is {own}"), file=sys.stderr)
         return 2
     try:
         check_target(args.device, args.precision, use_cpu="--device cpu")

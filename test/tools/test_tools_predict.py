@@ -137,10 +137,21 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
 
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
-    # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32")
-    *((["--weights", "random", "--input-size", size],
-       "predict: --input-size must be 0..2048 in steps of 32, as the node's input_size "
-       f"(0 = the variant's 128x128, height x width); got {size}\n") for size in ("50", "100000", "2080", "-32")),
+    # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32"), with
+    # the allowed sizes nearest to the one given, as the node and the other tools say them (it said only the range)
+    *((["--weights", "random", "--input-size", size], f"predict: --input-size {size} {why}\n") for size, why in (
+        ("100", "is not a multiple of 32: use 96 or 128 (allowed: 0..2048 in steps of 32), as the node's input_size; "
+                "0 is the variant's own size, 128x128 (height x width)"),
+        ("50", "is not a multiple of 32: use 32 or 64 (allowed: 0..2048 in steps of 32), as the node's input_size; "
+               "0 is the variant's own size, 128x128 (height x width)"),
+        ("16", "is not a multiple of 32: use 32, or 0 for the variant's own size, 128x128 (height x width) (allowed: "
+               "0..2048 in steps of 32), as the node's input_size"),
+        ("100000", "out of range 0..2048 in steps of 32: use 2048, as the node's input_size; 0 is the variant's own "
+                   "size, 128x128 (height x width)"),
+        ("2080", "out of range 0..2048 in steps of 32: use 2048, as the node's input_size; 0 is the variant's own "
+                 "size, 128x128 (height x width)"),
+        ("-32", "out of range 0..2048 in steps of 32: use 32, or 0 for the variant's own size, 128x128 (height x "
+                "width), as the node's input_size"))),
     (["--weights", "random", "--absolute-depth"], "--absolute-depth is for the metric variants"),
     # the device or precision is said to be the problem, not the weights file (which is not read at all)
     (["--weights", "/nowhere/dpt_tiny.pt", "--device", "gpu"], "predict: device must be 'auto', 'cpu' or 'cuda[:N]', got 'gpu'"),
@@ -222,6 +233,25 @@ def test_input_size_range_is_the_nodes():
     from dpt_ros.ros.params import PARAMETERS
 
     assert predict.INPUT_SIZE_RANGE == next(p.int_range for p in PARAMETERS if p.name == "input_size")
+
+
+def test_an_input_size_is_refused_without_ros_with_the_sizes_the_node_names():
+    """predict runs without ROS; its refusal of an --input-size names the allowed sizes nearest to it, the ones the
+    node and the tools that take the node's parameter name (one rule, dpt_ros.int_range_refusal): it said only the
+    range ("--input-size must be 0..2048 in steps of 32 ...; got 100")."""
+    from dpt_ros.ros import params
+
+    code = ("import sys; sys.modules['rclpy'] = None; sys.modules['rcl_interfaces'] = None\n"
+            "from dpt_ros.tools import predict\n"
+            "sys.exit(predict.main(['x.png', '--variant', 'dpt_tiny', '--weights', 'random', '--out', 'o', "
+            "'--input-size', '100']))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and p.stderr.startswith("predict: --input-size 100 is not a multiple of 32: use 96 or "
+                                                     "128 (allowed: 0..2048 in steps of 32)"), p.stderr[-2000:]
+    for size in (100, 16, 4096, -1):
+        option = params.range_refusal(params.SPECS["input_size"], size, "--input-size")
+        assert option == f"{size} " + dpt_ros.int_range_refusal(size, predict.INPUT_SIZE_RANGE,
+                                                                zero="the variant's own size"), size
 
 
 def test_ctrl_c_is_one_line_and_130(files, tmp_path):
