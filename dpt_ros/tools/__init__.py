@@ -2,6 +2,8 @@
 
 import errno
 import os
+import re
+import stat
 import sys
 import time
 from pathlib import Path
@@ -22,10 +24,18 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
     sys.exit(code)
 
 
+#: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made
+_VIRTUAL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
+                                   "bpf", "configfs", "fusectl", "efivarfs", "devpts", "mqueue", "binfmt_misc", "nsfs",
+                                   "selinuxfs"})
+
+
 def output_folder_error(out: Path, e: OSError) -> str:
-    """Why ``--out`` ``out`` could not be made or used, said so that a user knows what to change: a path that
-    names a file (or lies under one) is said to be a file, where ``mkdir`` says only 'File exists' / 'Not a
-    directory'."""
+    """Why ``--out`` ``out`` could not be made or used (``e``: what making or writing it raised), said so that a user
+    knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
+    'File exists' / 'Not a directory'; a path in a virtual file system (/proc, /sys: mkdir says 'No such file or
+    directory' of a folder that is there) or a read-only one is said to be there, and a folder without the permission
+    to write in it is named with its owner and mode; else the system's reason."""
     for p in (out, *out.parents):
         # (os.path's tests: False where the path cannot be looked at, a name too long or a folder without search
         # permission, which Path.exists raises, so that mkdir's own reason is said below)
@@ -34,7 +44,76 @@ def output_folder_error(out: Path, e: OSError) -> str:
                 return (f"{out} is a file, not a folder; give --out a folder (a new name, or an existing folder), "
                         "or move the file away")
             return f"{p} is a file, so no folder can be made under it; give --out a path that is not under a file"
+    # the deepest folder of the path that is there: where the folder (or file) was to be made
+    there = next((p for p in (out, *out.parents) if os.path.isdir(p)), None)
+    elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
+    if there is not None:
+        fs_type, mount = _file_system(there)
+        if fs_type in _VIRTUAL_FILE_SYSTEMS:
+            return (f"{there} is in the kernel's virtual {fs_type} file system (mounted at {mount}), where no folder "
+                    f"or file of yours can be made; {elsewhere}")
+        try:
+            read_only = e.errno == errno.EROFS or bool(os.statvfs(there).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if read_only:
+            on = f" ({fs_type} mounted read-only at {mount})" if fs_type else ""
+            return f"{there} is on a read-only file system{on}: nothing can be written there; {elsewhere}"
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return (f"no permission to write in {there} ({_owner_and_mode(there)}; this tool runs as {_user()}); "
+                    f"{elsewhere}")
+        if e.errno == errno.ENOENT and there != out:
+            # (the folder is there, yet the file system says what is to be made in it is not)
+            return (f"the {fs_type or 'file'} file system of {there} does not let a folder be made in it "
+                    f"({e.strerror}); {elsewhere}")
     return str(e.strerror or e)
+
+
+def _file_system(path: Path) -> tuple[Optional[str], Optional[str]]:
+    """(type, mount point) of the file system ``path`` is on, as /proc/self/mountinfo says (Linux); (None, None)
+    where that cannot be told."""
+    try:
+        dev = os.stat(path).st_dev
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None, None
+    real = os.path.realpath(path)
+    found: tuple[Optional[str], Optional[str]] = (None, None)
+    for line in lines:
+        # "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": the mount point 5th (octal escapes:
+        # \040 a space), the type after the "-"
+        fields, _, rest = line.partition(" - ")
+        fields, rest = fields.split(), rest.split()
+        if len(fields) < 5 or not rest or fields[2] != f"{os.major(dev)}:{os.minor(dev)}":
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and (found[1] is None or len(mount) > len(found[1])):
+            found = (rest[0], mount)
+        elif found[0] is None:
+            found = (rest[0], None)
+    return found
+
+
+def _owner_and_mode(path: Path) -> str:
+    """``path``'s owner and permission bits, as ``ls -ld`` writes them (``owner root, drwxr-xr-x``)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "owner unknown"
+    return f"owner {_user(st.st_uid)}, {stat.filemode(st.st_mode)}"
+
+
+def _user(uid: Optional[int] = None) -> str:
+    """The name of user ``uid`` (by default the process's effective user), else its number."""
+    uid = os.geteuid() if uid is None else uid
+    try:
+        import pwd  # noqa: PLC0415 - POSIX only
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return str(uid)
 
 
 #: what flock raises where the file system has no locks (an NFS mount without its lock daemon): the temporaries are

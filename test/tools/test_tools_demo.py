@@ -423,6 +423,21 @@ runpy.run_module("dpt_ros.tools.demo", run_name="__main__", alter_sys=True)
     assert not (tmp_path / "out" / "summary.json").exists()
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="needs Linux's /proc")
+def test_out_in_a_virtual_file_system_is_said_to_be_there(tmp_path):
+    """--out /proc/x: mkdir said only 'No such file or directory' of a path whose folder, /proc, is there; the demo
+    now says that /proc is the kernel's virtual file system, where nothing of the user's can be made, and what to
+    give instead, before starting anything (exit 2)."""
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--out", "/proc/dpt_ros_demo_out/run",
+                          "--variant", "dpt_tiny", "--weights", "random", "--device", "cpu"],
+                         env=dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only()),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr == ("demo: cannot use the output folder /proc/dpt_ros_demo_out/run: /proc is in the kernel's "
+                          "virtual proc file system (mounted at /proc), where no folder or file of yours can be made; "
+                          f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})\n"), res.stderr
+
+
 def test_out_naming_a_file_is_said_to_be_a_file(tmp_path):
     """--out naming an existing regular file was refused with mkdir's 'File exists'; the demo now says that it is a
     file and what to do, before starting anything (exit 2), and leaves the file alone."""

@@ -2,7 +2,9 @@
 saved as checkpoint files, so the real loader runs)."""
 from __future__ import annotations
 
+import errno
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -521,6 +523,36 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     assert predict.main([str(images / "dot.png"), *common, "--out", str(too_long)]) == 2
     err = capsys.readouterr().err
     assert err == f"predict: cannot create the output folder {too_long}: File name too long\n", err[-2000:]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="needs Linux's /proc")
+def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, tmp_path):
+    """--out /proc/x said only mkdir's 'No such file or directory', though /proc is there: it is said to be the
+    kernel's virtual file system, and what to give instead; a read-only file system and a folder without the
+    permission to write are said as such (the error as the kernel gives it for each: EROFS, EACCES), with the folder
+    and its owner and mode."""
+    from pathlib import Path
+
+    from dpt_ros.tools import output_folder_error
+
+    elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
+    common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64"]
+    assert predict.main([str(files / "images" / "a.png"), *common, "--out", "/proc/dpt_ros_predict_out/x"]) == 2
+    assert capsys.readouterr().err == (
+        "predict: cannot create the output folder /proc/dpt_ros_predict_out/x: /proc is in the kernel's virtual proc "
+        f"file system (mounted at /proc), where no folder or file of yours can be made; {elsewhere}\n")
+    folder = tmp_path / "kept"
+    folder.mkdir(mode=0o555)
+    out = folder / "out"
+    reason = output_folder_error(out, PermissionError(errno.EACCES, "Permission denied", str(out)))
+    assert reason == (f"no permission to write in {folder} (owner {pwd.getpwuid(os.geteuid()).pw_name}, dr-xr-xr-x; "
+                      f"this tool runs as {pwd.getpwuid(os.geteuid()).pw_name}); {elsewhere}")
+    reason = output_folder_error(out, OSError(errno.EROFS, "Read-only file system", str(out)))
+    assert reason.startswith(f"{folder} is on a read-only file system (") and \
+        reason.endswith(f"): nothing can be written there; {elsewhere}"), reason
+    # what nothing more can be told of: the system's reason, as before
+    assert output_folder_error(out, OSError(errno.ENOSPC, "No space left on device", str(out))) == \
+        "No space left on device"
 
 
 def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(files, capfd, tmp_path):
