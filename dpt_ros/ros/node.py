@@ -1102,7 +1102,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     sub = cam.subs.get(name)
                     if sub is not None and (not on or (sub.topic_name, sub.msg_type) !=
                                             self._subscription_of(cam, name)):
-                        self._subscribe(cam, name, False)
+                        if name == "image" and self._active:   # (the new one made first, as a change does)
+                            try:
+                                self._switch_image(cam, True)
+                            except Exception:   # not left on a topic the settings do not give: said as lost
+                                self._subscribe(cam, name, False)
+                                raise
+                        else:
+                            self._subscribe(cam, name, False)
                     if not on:
                         cam.unsubscribed.pop(name, None)
                     elif self._active:   # (inactive: activate subscribes; one left during a deactivation stays)
@@ -1202,8 +1209,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 self._subscribe(cam, "camera_info", info is None and active)
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
-                self._subscribe(cam, "image", False)
-                self._subscribe(cam, "image", active)
+                self._switch_image(cam, active)
             with self._lock:   # the rates are the new topics' from here: the old ones' frames were no input of theirs
                 self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
                     c.counts, camera_infos=c.infos_received) for c in self._cameras})])
@@ -1441,10 +1447,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 topic = self._image_topic(cam)
                 compressed = self._settings["image_transport"] == "compressed"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
-                cam.image_topic = topic
-                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
-                # a new subscription (an activation, an image_transport change): its "no image yet" is said again
-                self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
                 cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
@@ -1463,9 +1465,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                                                           event_callbacks=events)
             except Exception as e:  # noqa: BLE001 - rcl's RCLError: said with the topic and what to do
                 raise SubscriptionError(self._refused_subscription(topic, msg_type, e)) from e
+            if name == "image":   # (once made: a refused one leaves the camera's image topic as it was)
+                cam.image_topic = topic
+                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
+                # a new subscription (an activation, an image_transport change): its "no image yet" is said again
+                self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
             cam.unsubscribed.pop(name, None)
         elif not on and name in cam.subs:
-            self.destroy_subscription(cam.subs.pop(name))
+            self._destroy_subscription(cam, name, cam.subs.pop(name))
             with self._wake:   # (the lock of _info_arrived too)
                 if name == "camera_info":
                     cam.infos.clear()
@@ -1476,6 +1483,34 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 # a frame waiting for one (_await) waits no more: nothing comes now (camera_info.url set: the frame
                 # takes the file's, see _camera_info; depth.align off: it goes out without alignment)
                 self._info_arrived.notify_all()
+
+    def _destroy_subscription(self, cam: _Camera, name: str, sub: Any) -> None:
+        """Destroy the camera's ``name`` subscription ``sub``; an image one's messages that DDS holds for it, not yet
+        taken (they came while the executor ran another callback: the parameter change that switches the topic),
+        are taken first and handed to :meth:`_on_image` as if the executor had: received, and then processed or
+        counted dropped (inactive: dropped), never lost with the subscription unsaid."""
+        if name == "image":
+            topic = sub.topic_name
+            with sub.handle:
+                while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
+                    self._on_image(cam, taken[0], topic)
+        self.destroy_subscription(sub)
+
+    def _switch_image(self, cam: _Camera, active: bool) -> None:
+        """image_transport changed: the camera's image subscription on the new topic (active) is made before the old
+        one goes, so the camera is never without one; refused (rcl: :class:`SubscriptionError`), the old one stays,
+        as the refused change leaves the settings."""
+        old = cam.subs.pop("image", None)
+        try:
+            self._subscribe(cam, "image", active)
+        except Exception:
+            if old is not None:
+                cam.subs["image"] = old
+            raise
+        if old is not None:
+            self._destroy_subscription(cam, "image", old)
+            if "image" in cam.subs:   # the old one's last images, just received, are not the new one's first
+                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
 
     def _refused_subscription(self, topic: str, msg_type: type, e: Exception) -> str:
         """What rcl's refusal to subscribe ``topic`` was, and what to do."""
@@ -1523,12 +1558,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._label_pubs.append(pub)
 
     # ------------------------------------------------------------------ callbacks (never wait)
-    def _on_image(self, cam: _Camera, msg) -> None:
+    def _on_image(self, cam: _Camera, msg, topic: Optional[str] = None) -> None:
+        """``topic``: the one it came on, when not the camera's now (a message of a subscription being destroyed)."""
         clock = self.get_clock()
         now_ns = clock.now().nanoseconds
         frame = _Frame(cam, msg, time.monotonic(), now_ns,
                        rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None,
-                       image_topic=cam.image_topic)
+                       image_topic=topic or cam.image_topic)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:

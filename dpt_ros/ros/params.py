@@ -744,7 +744,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "configure", check=_check_cameras),
     ParamSpec("image_transport", "raw",
               "Subscribe image (sensor_msgs/Image) or image/compressed (CompressedImage); set live, the node "
-              "subscribes the other topic from the next message on.",
+              "subscribes the other topic from the next message on, before it unsubscribes the one it had (the "
+              "images that one still held are received: processed or counted dropped).",
               choices=IMAGE_TRANSPORTS),
     ParamSpec("qos.input_reliability", "best_effort",
               "Reliability of the image, camera_info and (with depth.align) depth_reference subscriptions.",

@@ -4,6 +4,7 @@ test frames and camera infos, and polling waits (no fixed sleeps). No pytest dep
 from __future__ import annotations
 
 import array
+import contextlib
 import gc
 import os
 import re
@@ -295,6 +296,25 @@ def gate_engine(engine) -> tuple[threading.Event, threading.Event, list]:
 
     engine.run = gated
     return gate, entered, batches
+
+
+@contextlib.contextmanager
+def executor_held(harness: "Harness"):
+    """Hold the harness's executor (which spins its nodes) in a callback of the probe for the block: messages sent
+    meanwhile wait in DDS, not taken, as while a node's long callback (a parameter change) runs."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        timer.cancel()
+        entered.set()
+        release.wait(60)
+
+    timer = harness.probe.create_timer(0.001, hold)
+    try:
+        wait_for(entered.is_set, what="the executor held")
+        yield
+    finally:
+        release.set()
 
 
 class Harness:

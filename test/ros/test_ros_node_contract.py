@@ -21,7 +21,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import assert_no_image_yet, gate_engine, get_params, make_image, make_info, qos, set_params, truncated_checkpoint, wait_for
+from dpt_ros.ros.testing import (assert_no_image_yet, executor_held, gate_engine, get_params, make_image, make_info, qos,
+                                  set_params, truncated_checkpoint, wait_for)
 
 DOMAIN = 59
 
@@ -1148,3 +1149,39 @@ def test_the_warnings_of_a_frame_in_flight_when_image_transport_changes_name_the
         assert re.fullmatch(lines[1], said()[1]), said()[1]
         assert said()[0] == lines[0]
     assert node.error_counts() == {}
+
+
+@pytest.mark.parametrize("refused", [False, True])
+def test_images_waiting_to_be_taken_when_image_transport_changes_are_received_not_lost(harness, refused):
+    """`ros2 param set image_transport compressed` while raw images wait in DDS for the executor, busy (here held) in
+    another callback, as a parameter change itself keeps it: the old image subscription was destroyed first, and the
+    images it held went with it, neither received nor dropped, said nowhere; and refused (rcl could not subscribe
+    /image/compressed: an Image publisher of it in this process), the old one was destroyed all the same and made
+    anew, its images lost too. Now the new subscription is made first and the old one's waiting images are taken
+    before it goes (received, then processed or dropped), and a refused change leaves the old one as it was."""
+    from rclpy.duration import Duration
+    from rclpy.parameter import Parameter
+
+    node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    if refused:
+        harness.probe.create_publisher(Image, "image/compressed", qos())
+    cam = node.cameras[0]
+    old = cam.subs["image"]
+    with executor_held(harness):
+        for i in range(1, 4):
+            pub.publish(make_image(i))
+        assert pub.wait_for_all_acked(Duration(seconds=20))   # (in the node's reader, waiting for the executor)
+        result = node.set_parameters([Parameter("image_transport", value="compressed")])[0]
+    assert result.successful != refused, result.reason
+    wait_for(lambda: node.counts()[""].get("received", 0) == 3, timeout=10,
+             what=f"the 3 waiting images received (counts {dict(node.counts()[''])})")
+    wait_for(lambda: sum(node.counts()[""].get(k, 0) for k in ("processed", "dropped", "idle")) == 3,
+             what="each processed, dropped or idle")
+    assert (cam.subs["image"] is old) == refused
+    assert cam.image_topic == ("/image" if refused else "/image/compressed")
+    if not refused:   # the new topic has had no image yet: its status says so, not 'ok' for the old one's
+        status = next(s for s in node.diagnostics().status if s.name.endswith(": camera /"))
+        kv = {v.key: v.value for v in status.values}
+        assert (status.message, kv["input_rate_hz"]) == ("no input", "0.00"), (status.message, kv)

@@ -11,7 +11,7 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.srv import DescribeParameters, SetParameters, SetParametersAtomically
 from rclpy.parameter import Parameter, get_parameter_value
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions, params
 from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, truncated_checkpoint, wait_for
@@ -1267,12 +1267,14 @@ def test_a_subscription_rcl_refuses_leaves_the_node_subscribed_and_processing_as
 
 def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_subscribed_and_what_to_do(
         harness, monkeypatch):
-    """The refused image_transport change of the test above, and subscribing /image back fails too (rcl refuses it
-    as well: forced here through the node's own _subscribe helper, no real trigger found, since the old topic is the
-    node's own until the change destroys it). The node is then subscribed to /camera_info alone: the refusal says
-    that it is not subscribed to /image, the log (ERROR) what it is subscribed to and what to do, /diagnostics an
-    ERROR for the camera; and, as the log says, a later successful set (the value image_transport has) subscribes
-    /image again and frames flow."""
+    """image_transport compressed set together with depth.align, whose /depth_reference rcl refuses (CameraInfo
+    published on it in this process): /image/compressed was subscribed (and /image, made before it, destroyed), so
+    the refusal subscribes /image back, and that fails too (rcl refuses it as well: forced here through the node's
+    own _subscribe helper, no real trigger found). The node is then subscribed to /camera_info alone (not left on
+    /image/compressed, which the parameters do not say): the refusal says that it is not subscribed to /image, the
+    log (ERROR) what it is subscribed to and what to do, /diagnostics an ERROR for the camera; and, as the log says,
+    a later successful set (the value image_transport has) subscribes /image again and frames flow. (A refused
+    image_transport alone leaves /image as it was: its new subscription is made before the old one goes.)"""
     from diagnostic_msgs.msg import DiagnosticStatus
     from rcl_interfaces.msg import Log
 
@@ -1280,26 +1282,38 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
 
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"diagnostics.period": 60.0})
-    harness.probe.create_publisher(Image, "/image/compressed", qos())   # (rcl refuses CompressedImage there)
+    blocker = harness.probe.create_publisher(Image, "/image/compressed", qos())   # (rcl refuses CompressedImage there)
     real_subscribe, refusing = node._subscribe, [True]
 
     def subscribe(cam, name, on):
-        if on and name == "image" and node.settings["image_transport"] == "raw" and refusing[0]:
+        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw" and \
+                refusing[0]:
             raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")   # (as rcl's RCLError)
         return real_subscribe(cam, name, on)
 
     monkeypatch.setattr(node, "_subscribe", subscribe)
-    refused = set_params(harness, node, image_transport="compressed")[0]
+    refused = set_params(harness, node, image_transport="compressed")[0]   # alone: /image kept, nothing lost
     assert not refused.successful and refused.reason.startswith(
         "image_transport: cannot subscribe /image/compressed (sensor_msgs/msg/CompressedImage): "), refused.reason
+    assert "subscribing back" not in refused.reason and not node.cameras[0].unsubscribed, refused.reason
+    assert _subscribed(node) == {"/image": ["sensor_msgs/msg/Image"], "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
+    harness.probe.destroy_publisher(blocker)
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("image_transport", value="compressed").to_parameter_msg(),
+        Parameter("depth.align", value=True).to_parameter_msg()])
+    refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    assert not refused.successful and refused.reason.startswith(
+        "image_transport, depth.align: cannot subscribe /depth_reference (sensor_msgs/msg/Image): "), refused.reason
     assert refused.reason.endswith("; refused, and subscribing back to what the parameters say failed too: the node "
                                    "is not subscribed to /image (its log says what to do)"), refused.reason
-    assert get_params(harness, node, "image_transport") == ["raw"]
+    assert get_params(harness, node, "image_transport", "depth.align") == ["raw", False]
     assert _subscribed(node) == {"/camera_info": ["sensor_msgs/msg/CameraInfo"]}
     wait_for(lambda: any("subscribing back" in m.msg for m in log), what="the log line")
     line = next(m for m in log if "subscribing back" in m.msg)
     assert line.level == Log.ERROR and line.msg == (
-        "setting image_transport failed and was refused, and subscribing back to what the parameters say failed too, "
+        "setting image_transport, depth.align failed and was refused, and subscribing back to what the parameters "
+        "say failed too, "
         "so the node is NOT subscribed to: camera /: /image (Failed to create subscription: rmw_create_subscription "
         "failed) (so no frames of that camera are received); it is subscribed to: /camera_info "
         "(sensor_msgs/msg/CameraInfo). Once the topic can be subscribed, any successful `ros2 param set` on this node "
