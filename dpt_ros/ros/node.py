@@ -381,6 +381,9 @@ class _Frame:
     # the image topic it came on (its camera's at the callback): an image_transport change while the frame is in the
     # worker moves the camera's to the new one ('' for a frame made without a callback: its camera's)
     image_topic: str = ""
+    # the image subscription it came on (None without a callback): one an image_transport change has replaced since
+    # settles it outside the rate windows that began at the change (DptNode._count_settled)
+    subscription: Any = None
 
     def __post_init__(self) -> None:
         if self.rate_s is None:
@@ -1490,11 +1493,22 @@ class DptNode(NodeHealth, TopicChecks, Node):
         are taken first and handed to :meth:`_on_image` as if the executor had: received, and then processed or
         counted dropped (inactive: dropped), never lost with the subscription unsaid."""
         if name == "image":
-            topic = sub.topic_name
             with sub.handle:
                 while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
-                    self._on_image(cam, taken[0], topic)
+                    self._on_image(cam, taken[0], sub)
         self.destroy_subscription(sub)
+
+    def _count_settled(self, frame: _Frame, key: str) -> None:
+        """Under ``_lock``: count the frame ``key`` (``processed``, ``dropped``) on its camera. A frame of an image
+        subscription that an image_transport change has replaced since is one of the rate windows before the change:
+        those that began at it or later (the change starts them afresh, of the new topic's frames) count it as settled
+        before them, so that their received and their processed and dropped are of the same frames."""
+        cam = frame.camera
+        cam.counts[key] += 1
+        if frame.subscription is not None and frame.subscription is not cam.subs.get("image", frame.subscription):
+            for t, counts in self._rate_history:
+                if t >= cam.image_since and cam.index in counts:
+                    counts[cam.index][key] += 1
 
     def _switch_image(self, cam: _Camera, active: bool) -> None:
         """image_transport changed: the camera's image subscription on the new topic (active) is made before the old
@@ -1558,13 +1572,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._label_pubs.append(pub)
 
     # ------------------------------------------------------------------ callbacks (never wait)
-    def _on_image(self, cam: _Camera, msg, topic: Optional[str] = None) -> None:
-        """``topic``: the one it came on, when not the camera's now (a message of a subscription being destroyed)."""
+    def _on_image(self, cam: _Camera, msg, sub: Any = None) -> None:
+        """``sub``: the subscription it came on, when not the camera's now (one being destroyed)."""
         clock = self.get_clock()
         now_ns = clock.now().nanoseconds
+        sub = sub or cam.subs.get("image")
         frame = _Frame(cam, msg, time.monotonic(), now_ns,
                        rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None,
-                       image_topic=topic or cam.image_topic)
+                       image_topic=sub.topic_name if sub is not None else cam.image_topic, subscription=sub)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:
@@ -1591,7 +1606,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 cam.counts["throttled"] += 1
                 return
             if cam.pending is not None:
-                cam.counts["dropped"] += 1
+                self._count_settled(cam.pending, "dropped")
             if s["depth.align"]:
                 for stamp, ref in cam.references:
                     frame.offer_reference(stamp, ref, s["depth.align_tolerance"])
@@ -1876,7 +1891,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if job.get("compress"):
                     self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
                 with self._lock:   # counted as it goes out: the stop drops only what was not published
-                    cam.counts["processed"] += 1
+                    self._count_settled(job["frame"], "processed")
                     job["frame"].counted = True
                     for name in msgs:
                         cam.counts["out:" + name] += 1

@@ -663,3 +663,33 @@ def test_under_max_rate_the_slow_model_notice_counts_the_frames_max_rate_lets_th
     assert status.level == DiagnosticStatus.WARN and status.message.startswith(
         f"{n['dropped']} of {admitted} frames dropped for newer ones: the model keeps up with "), status.message
     assert " frames/s that max_rate lets through (a batch takes " in status.message, status.message
+
+
+def test_frames_of_the_old_topic_finished_after_an_image_transport_change_are_not_in_the_new_rates(harness):
+    """`ros2 param set image_transport compressed` while raw frames were in the node (one in its forward pass, one
+    waiting): the change starts the rate window afresh, of the new topic's frames alone, but those two, published
+    after it, counted as processed in it: output_rate_hz above 0 beside an input_rate_hz of 0.00 (a window's
+    processed of frames it never received; its dropped likewise, which the 'mostly dropped' share compares with its
+    received). Now a frame of a replaced subscription settled after the change counts as settled before the windows
+    that began at it."""
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    got, (pub,) = harness.connect(node, {"inverse_depth": Image}, {"image": Image})
+    gate, entered, _ = gate_engine(node.models.depth)
+    received = lambda: node.counts()[""].get("received", 0)   # noqa: E731
+    try:
+        pub.publish(make_image(1))
+        wait_for(entered.is_set, what="frame 1 in its forward pass")
+        pub.publish(make_image(2))
+        wait_for(lambda: received() == 2, what="frame 2 waiting")
+        pub.publish(make_image(3))   # (frame 2 dropped for it, before the change)
+        wait_for(lambda: received() == 3, what="frame 3 waiting")
+        assert set_params(harness, node, image_transport="compressed")[0].successful
+    finally:
+        gate.set()
+    wait_for(lambda: len(got["inverse_depth"]) == 2, what="frames 1 and 3 published")
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="frames 1 and 3 counted")
+    assert dict(node.counts()[""]) == {"received": 3, "processed": 2, "dropped": 1, "out:inverse_depth": 2}
+    status = _status(node, ": camera /")
+    kv = {v.key: v.value for v in status.values}
+    assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image/compressed", "0.00", "0.00"), kv
+    assert (status.level, status.message) == (DiagnosticStatus.OK, "no input"), status.message
