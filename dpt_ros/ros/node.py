@@ -1105,9 +1105,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     sub = cam.subs.get(name)
                     if sub is not None and (not on or (sub.topic_name, sub.msg_type) !=
                                             self._subscription_of(cam, name)):
-                        if name == "image" and self._active:   # (the new one made first, as a change does)
+                        if on and self._active and name != "camera_info":   # (the new one first, as a change)
                             try:
-                                self._switch_image(cam, True)
+                                self._switch(cam, name, True)
                             except Exception:   # not left on a topic the settings do not give: said as lost
                                 self._subscribe(cam, name, False)
                                 raise
@@ -1212,7 +1212,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 self._subscribe(cam, "camera_info", info is None and active)
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
-                self._switch_image(cam, active)
+                self._switch(cam, "image", active)
             with self._lock:   # the rates are the new topics' from here: the old ones' frames were no input of theirs
                 self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
                     c.counts, camera_infos=c.infos_received) for c in self._cameras})])
@@ -1220,8 +1220,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 new["depth.align_transport"] != current["depth.align_transport"]:
             for cam in self._cameras:
                 if new["depth.align_transport"] != current["depth.align_transport"]:
-                    self._subscribe(cam, "depth_reference", False)
-                self._subscribe(cam, "depth_reference", new["depth.align"] and active)
+                    self._switch(cam, "depth_reference", new["depth.align"] and active)
+                else:
+                    self._subscribe(cam, "depth_reference", new["depth.align"] and active)
         if any(cam.unsubscribed for cam in self._cameras):   # left out by a refused change (_say_unsubscribed)
             lost = self._subscribe_as_settings_say()   # (still failing: said again; the set itself stands)
             if lost:
@@ -1476,27 +1477,27 @@ class DptNode(NodeHealth, TopicChecks, Node):
             cam.unsubscribed.pop(name, None)
         elif not on and name in cam.subs:
             self._destroy_subscription(cam, name, cam.subs.pop(name))
-            with self._wake:   # (the lock of _info_arrived too)
-                if name == "camera_info":
-                    cam.infos.clear()
-                    cam.info_problem = None
-                elif name == "depth_reference":
-                    cam.references.clear()
-                    cam.alignment = cam.reference_problem = None
-                # a frame waiting for one (_await) waits no more: nothing comes now (camera_info.url set: the frame
-                # takes the file's, see _camera_info; depth.align off: it goes out without alignment)
-                self._info_arrived.notify_all()
 
     def _destroy_subscription(self, cam: _Camera, name: str, sub: Any) -> None:
-        """Destroy the camera's ``name`` subscription ``sub``; an image one's messages that DDS holds for it, not yet
-        taken (they came while the executor ran another callback: the parameter change that switches the topic),
-        are taken first and handed to :meth:`_on_image` as if the executor had: received, and then processed or
-        counted dropped (inactive: dropped), never lost with the subscription unsaid."""
+        """Destroy the camera's ``name`` subscription ``sub`` and forget what it brought; an image one's messages that
+        DDS holds for it, not yet taken (they came while the executor ran another callback: the parameter change that
+        switches the topic), are taken first and handed to :meth:`_on_image` as if the executor had: received, and
+        then processed or counted dropped (inactive: dropped), never lost with the subscription unsaid."""
         if name == "image":
             with sub.handle:
                 while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
                     self._on_image(cam, taken[0], sub)
         self.destroy_subscription(sub)
+        with self._wake:   # (the lock of _info_arrived too)
+            if name == "camera_info":
+                cam.infos.clear()
+                cam.info_problem = None
+            elif name == "depth_reference":
+                cam.references.clear()
+                cam.alignment = cam.reference_problem = None
+            # a frame waiting for one (_await) waits no more: nothing comes now (camera_info.url set: the frame
+            # takes the file's, see _camera_info; depth.align off: it goes out without alignment)
+            self._info_arrived.notify_all()
 
     def _count_settled(self, frame: _Frame, key: str) -> None:
         """Under ``_lock``: count the frame ``key`` (``processed``, ``dropped``) on its camera. A frame of an image
@@ -1510,20 +1511,21 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if t >= cam.image_since and cam.index in counts:
                     counts[cam.index][key] += 1
 
-    def _switch_image(self, cam: _Camera, active: bool) -> None:
-        """image_transport changed: the camera's image subscription on the new topic (active) is made before the old
-        one goes, so the camera is never without one; refused (rcl: :class:`SubscriptionError`), the old one stays,
-        as the refused change leaves the settings."""
-        old = cam.subs.pop("image", None)
+    def _switch(self, cam: _Camera, name: str, on: bool) -> None:
+        """image_transport (``image``) or depth.align_transport (``depth_reference``) changed: the camera's ``name``
+        subscription on the new topic (``on``) is made before the old one goes, so the camera is never without one;
+        refused (rcl: :class:`SubscriptionError`), the old one stays, with the references it brought, as the refused
+        change leaves the settings."""
+        old = cam.subs.pop(name, None)
         try:
-            self._subscribe(cam, "image", active)
+            self._subscribe(cam, name, on)
         except Exception:
             if old is not None:
-                cam.subs["image"] = old
+                cam.subs[name] = old
             raise
         if old is not None:
-            self._destroy_subscription(cam, "image", old)
-            if "image" in cam.subs:   # the old one's last images, just received, are not the new one's first
+            self._destroy_subscription(cam, name, old)
+            if name == "image" and name in cam.subs:   # (the old one's last images, just received: not the new one's)
                 cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
 
     def _refused_subscription(self, topic: str, msg_type: type, e: Exception) -> str:

@@ -615,7 +615,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "(sensor_msgs/Image); compressedDepth subscribes depth_reference/compressedDepth (CompressedImage of "
               "image_transport's compressedDepth plugin, PNG: a depth camera over Wi-Fi, a bag with only its "
               "compressedDepth; RVL is not read); a remap of depth_reference moves it too. Set live, the node "
-              "subscribes the other topic from the next message on.",
+              "subscribes the other topic from the next message on, before it unsubscribes the one it had.",
               choices=("raw", "compressedDepth")),
     ParamSpec("depth.align_tolerance", 0.05, "Largest stamp difference (seconds) between a frame and its reference "
               "depth (depth.align).", float_range=(0.0, 10.0)),

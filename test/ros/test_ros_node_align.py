@@ -540,3 +540,31 @@ def test_an_alignment_line_of_a_frame_in_flight_when_the_transport_changes_names
     lines = [m.msg for m in list(log) if m.msg.startswith("[alignment]")]
     assert len(lines) == 1 and lines[0].startswith(
         "[alignment] /depth_reference: only 0 of the 300 pixels the fit samples"), lines
+
+
+def test_a_refused_depth_align_transport_keeps_the_references_the_node_holds(aligned, harness):
+    """`ros2 param set depth.align_transport compressedDepth` refused (rcl could not subscribe
+    /depth_reference/compressedDepth: an Image publisher of it in this process): the change had destroyed the raw
+    reference subscription first, and with it the references it had brought, so the refusal's subscribing back left
+    the camera none: a frame whose reference had come just before found none, and went out without depth
+    (incomplete:alignment). Now the new subscription is made before the old one goes, and a refused change leaves the old one
+    and its references as they were."""
+    node, _, _ = aligned
+    cam = node.cameras[0]
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0, what="discovery")
+    frame = make_image(1_000_000_000, width=80, height=60, seed=1)
+    ref, (a, b) = exact_reference(model_inverse_depth(node, frame))
+    ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
+    wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000, what="reference stored")
+    harness.probe.create_publisher(Image, "depth_reference/compressedDepth", qos())   # (rcl refuses CompressedImage)
+    refused = set_params(harness, node, **{"depth.align_transport": "compressedDepth"})[0]
+    assert not refused.successful and refused.reason.startswith(
+        "depth.align_transport: cannot subscribe /depth_reference/compressedDepth"), refused.reason
+    pub.publish(frame)
+    wait_for(lambda: node.counts()[""].get("processed") == 1, what="the frame processed")
+    counts = dict(node.counts()[""])
+    assert counts.get("out:depth") == 1, counts
+    assert "waited_in_vain:depth_reference" not in counts and "incomplete:alignment" not in counts, counts
+    assert _alignment(node)[:2] == (pytest.approx(a, rel=1e-4), pytest.approx(b, rel=1e-4))
