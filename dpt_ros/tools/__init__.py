@@ -30,16 +30,20 @@ _VIRTUAL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugf
                                    "selinuxfs"})
 
 
-def output_folder_error(out: Path, e: OSError) -> str:
+def output_folder_error(out: Path, e: OSError, file: bool = False) -> str:
     """Why ``--out`` ``out`` could not be made or used (``e``: what making or writing it raised), said so that a user
     knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
     'File exists' / 'Not a directory'; a path in a virtual file system (/proc, /sys: mkdir says 'No such file or
     directory' of a folder that is there) or a read-only one is said to be there, and a folder without the permission
-    to write in it is named with its owner and mode; else the system's reason."""
+    to write in it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
+    (sros2_policy's --out, which refuses a folder itself), not a folder: a file there is what it writes, not said to
+    be in the way, and one it may not write is named with its owner and mode."""
     for p in (out, *out.parents):
         # (os.path's tests: False where the path cannot be looked at, a name too long or a folder without search
         # permission, which Path.exists raises, so that mkdir's own reason is said below)
         if os.path.exists(p) and not os.path.isdir(p):
+            if p == out and file:   # (the file it was to write: why it could not is said below)
+                continue
             if p == out:
                 return (f"{out} is a file, not a folder; give --out a folder (a new name, or an existing folder), "
                         "or move the file away")
@@ -59,6 +63,8 @@ def output_folder_error(out: Path, e: OSError) -> str:
         if read_only:
             on = f" ({fs_type} mounted read-only at {mount})" if fs_type else ""
             return f"{there} is on a read-only file system{on}: nothing can be written there; {elsewhere}"
+        if e.errno in (errno.EACCES, errno.EPERM) and file and os.path.exists(out):
+            return f"no permission to write {out} ({_owner_and_mode(out)}; this tool runs as {_user()}); {elsewhere}"
         if e.errno in (errno.EACCES, errno.EPERM):
             return (f"no permission to write in {there} ({_owner_and_mode(there)}; this tool runs as {_user()}); "
                     f"{elsewhere}")

@@ -457,7 +457,7 @@ def main(argv=None) -> int:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
     except OSError as e:   # (under a file: mkdir's "File exists" / "Not a directory" said as that)
-        print(f"sros2_policy: cannot write {out}: {output_folder_error(Path(out), e)}", file=sys.stderr)
+        print(f"sros2_policy: cannot write {out}: {output_folder_error(Path(out), e, file=True)}", file=sys.stderr)
         return 1
     print(f"wrote {out}")
     return 0

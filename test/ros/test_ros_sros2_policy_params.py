@@ -345,3 +345,26 @@ def test_a_parameter_the_node_does_not_have_is_warned_of(tmp_path, capsys):
         "sros2_policy: warning: unknown parameter 'publish.compresed' ignored: did you mean 'publish.compressed'? "
         "`ros2 param list` or the README's parameter table lists the ones this node has; this policy is made without "
         "it"], err
+
+
+def test_an_out_file_that_cannot_be_written_is_said_as_a_file(tmp_path):
+    """--out names the file the policy is written to: one naming a file it may not write was said to be 'a file, not a
+    folder; give --out a folder', wrong for this option. It is named with its owner and mode (the error as the kernel
+    gives it, EACCES, built here: root, whom tests may run as, is let write it)."""
+    import errno
+    import os
+    import pwd
+    from pathlib import Path
+
+    from dpt_ros.tools import output_folder_error
+
+    kept = tmp_path / "policy.xml"
+    kept.write_text("<policy/>")
+    kept.chmod(0o444)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    reason = output_folder_error(kept, PermissionError(errno.EACCES, "Permission denied", str(kept)), file=True)
+    assert reason == (f"no permission to write {kept} (owner {user}, -r--r--r--; this tool runs as {user}); give --out "
+                      f"a path elsewhere, e.g. under your home folder ({Path.home()})"), reason
+    # a folder's --out (demo, predict) naming a file is still said to be one
+    assert output_folder_error(kept, FileExistsError(errno.EEXIST, "File exists", str(kept))).startswith(
+        f"{kept} is a file, not a folder; give --out a folder")
