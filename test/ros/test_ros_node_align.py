@@ -509,6 +509,17 @@ def test_a_reference_of_another_frame_id_is_warned_once_and_shown_in_the_status(
     assert "depth_reference" not in status()   # (the flat wall's reference has the images' frame_id)
 
 
+def _reference_sent(harness, cam, frame, ref):
+    """An image publisher, once ``ref`` (32FC1) has been sent as ``frame``'s reference and stored by camera ``cam``."""
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0, what="discovery")
+    ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
+    wait_for(lambda: cam.references and cam.references[-1][0] == conversions.stamp_ns(frame.header),
+             what="reference stored")
+    return pub
+
+
 def test_an_alignment_line_of_a_frame_in_flight_when_the_transport_changes_names_the_frames_reference_topic(aligned,
                                                                                                           harness):
     """depth.align_transport set raw -> compressedDepth (`ros2 param set`) while a frame, its raw reference held, is in
@@ -522,12 +533,8 @@ def test_an_alignment_line_of_a_frame_in_flight_when_the_transport_changes_names
     log = harness.collector(Log, "/rosout")
     node, _, _ = aligned
     cam = node.cameras[0]
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0, what="discovery")
     frame = make_image(1_000_000_000, width=80, height=60, seed=1)
-    ref_pub.publish(conversions.image_msg(frame.header, np.full((60, 80), np.nan, np.float32), "32FC1"))
-    wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000, what="reference stored")
+    pub = _reference_sent(harness, cam, frame, np.full((60, 80), np.nan, np.float32))
     gate, entered, _ = gate_engine(node.models.depth)
     try:
         pub.publish(frame)
@@ -551,13 +558,9 @@ def test_a_refused_depth_align_transport_keeps_the_references_the_node_holds(ali
     and its references as they were."""
     node, _, _ = aligned
     cam = node.cameras[0]
-    pub = harness.probe.create_publisher(Image, "image", qos())
-    ref_pub = harness.probe.create_publisher(Image, "depth_reference", qos())
-    wait_for(lambda: pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0, what="discovery")
     frame = make_image(1_000_000_000, width=80, height=60, seed=1)
     ref, (a, b) = exact_reference(model_inverse_depth(node, frame))
-    ref_pub.publish(conversions.image_msg(frame.header, ref, "32FC1"))
-    wait_for(lambda: cam.references and cam.references[-1][0] == 1_000_000_000, what="reference stored")
+    pub = _reference_sent(harness, cam, frame, ref)
     harness.probe.create_publisher(Image, "depth_reference/compressedDepth", qos())   # (rcl refuses CompressedImage)
     refused = set_params(harness, node, **{"depth.align_transport": "compressedDepth"})[0]
     assert not refused.successful and refused.reason.startswith(

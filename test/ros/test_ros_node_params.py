@@ -547,6 +547,7 @@ def _node_threads() -> list[str]:
     return sorted(t.name for t in threading.enumerate() if t.is_alive() and
                   (t.name == "dpt_inference" or t.name.startswith("dpt_compressed_copies")))
 
+
 def test_a_node_that_cannot_start_leaves_the_graph_and_the_rosout_of_its_name_to_a_new_node(harness, tmp_path):
     """A missing weights file: the constructor raised with the half-built node alive (held by the exception's
     traceback), still in the ROS graph, and when the garbage collector finalised it, rcl unregistered the /rosout
@@ -554,20 +555,33 @@ def test_a_node_that_cannot_start_leaves_the_graph_and_the_rosout_of_its_name_to
     parameters) logged to the console only, never to /rosout. Now the node is destroyed before its exception leaves
     the constructor: gone from the graph, and the new node's lines reach /rosout after the old object is collected
     (made here without the gc.collect() that Harness.start_node does first)."""
+    from dpt_ros.ros.node import DptNode
+
+    def check(error):
+        assert re.search("depth.weights: file .* not found", str(error)), str(error)
+
+    _a_failed_start_leaves_nothing_behind(harness, DptNode, [
+        Parameter("depth.variant", value="dpt_tiny"), Parameter("depth.weights", value=str(tmp_path / "no.pt"))], check)
+
+
+def _a_failed_start_leaves_nothing_behind(harness, cls, overrides, check) -> None:
+    """``cls`` with ``overrides`` raises StartupError (``check`` called with it) naming the node's logger; the failed
+    node is gone from the graph, and a new node of its name's lines reach /rosout before and after the failed object
+    is collected."""
     import gc
 
     from rcl_interfaces.msg import Log
 
-    from dpt_ros.ros.node import DptNode, StartupError
+    from dpt_ros.ros.node import StartupError
     from dpt_ros.ros.testing import FAST
 
     log = harness.collector(Log, "/rosout")
-    with pytest.raises(StartupError, match="depth.weights: file .* not found") as info:
-        DptNode(context=harness.context, parameter_overrides=[
-            Parameter("depth.variant", value="dpt_tiny"), Parameter("depth.weights", value=str(tmp_path / "no.pt"))])
+    with pytest.raises(StartupError) as info:
+        cls(context=harness.context, parameter_overrides=overrides)
+    check(info.value)
     assert info.value.logger_name == "dpt_node"
     wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
-    node = DptNode(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
+    node = cls(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
     harness.nodes.append(node)
     harness.executor.add_node(node)
     _log_until_on_rosout(node, log, "before the failed node is collected")
@@ -583,30 +597,16 @@ def test_a_value_rclpys_node_constructor_refuses_is_said_and_leaves_nothing_half
     built (the rcl node, its /rosout and /parameter_events publishers) alive with the exception's traceback: in the
     graph, and, once collected, taking the /rosout publisher of a newer node of its name with it. Now it is the
     StartupError the node's own parameters give, with what to write, and the node is destroyed before it is raised."""
-    import gc
+    from dpt_ros.ros.node import DptLifecycleNode, DptNode
 
-    from rcl_interfaces.msg import Log
+    def check(error):
+        assert str(error) == (
+            "invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of type 'INTEGER', "
+            "expecting type 'BOOL' (a bool: write true or false, unquoted: -p use_sim_time:=true on the command line, "
+            "use_sim_time: true in a parameters file)"), str(error)
 
-    from dpt_ros.ros.node import DptLifecycleNode, DptNode, StartupError
-    from dpt_ros.ros.testing import FAST
-
-    log = harness.collector(Log, "/rosout")
-    cls = DptLifecycleNode if managed else DptNode
-    with pytest.raises(StartupError) as info:
-        cls(context=harness.context, parameter_overrides=[Parameter("use_sim_time", value=1)])
-    assert str(info.value) == ("invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of type "
-                               "'INTEGER', expecting type 'BOOL' (a bool: write true or false, unquoted: -p "
-                               "use_sim_time:=true on the command line, use_sim_time: true in a parameters file)"), \
-        str(info.value)
-    assert info.value.logger_name == "dpt_node"
-    wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
-    node = cls(context=harness.context, parameter_overrides=[Parameter(k, value=v) for k, v in FAST.items()])
-    harness.nodes.append(node)
-    harness.executor.add_node(node)
-    _log_until_on_rosout(node, log, "before the failed node is collected")
-    del info   # (the last hold on the failed node)
-    gc.collect()
-    _log_until_on_rosout(node, log, "after the failed node is collected")
+    _a_failed_start_leaves_nothing_behind(harness, DptLifecycleNode if managed else DptNode,
+                                          [Parameter("use_sim_time", value=1)], check)
 
 
 def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves_the_graph(harness):

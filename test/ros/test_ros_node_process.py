@@ -821,17 +821,12 @@ dpt_node()
 """
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
-def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
-    """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C, SIGTERM or SIGHUP (the terminal closed) while torch
-    and rclpy are still being imported (the first second or two) ends the process with 0 and no traceback, as it does
-    later (SIGHUP killed it, exit status -1). The signal goes once the node module's import has begun (was: 0.2 s after
-    the start, before it under load)."""
-    proc = start_node(DOMAIN, *FAST_ARGS, python_code=SAYS_IMPORT)
+def _signalled_at(script: str, marker: str, sig: int) -> tuple:
+    """The node process run as ``script``, sent ``sig`` once it printed ``marker``: (its exit status, its output)."""
+    proc = start_node(DOMAIN, *FAST_ARGS, python_code=script)
     reader = LineReader(proc)
     try:
-        wait_for(lambda: "dpt-importing-node" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="the node module's import")
+        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout=60, what=marker)
         assert proc.poll() is None, reader.text()
         proc.send_signal(sig)
         code = proc.wait(timeout=30)
@@ -839,7 +834,16 @@ def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    out = reader.join()
+    return code, reader.join()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_while_python_imports_the_node_ends_it_with_zero(sig):
+    """The console script (`ros2 run dpt_ros dpt_node`): Ctrl-C, SIGTERM or SIGHUP (the terminal closed) while torch
+    and rclpy are still being imported (the first second or two) ends the process with 0 and no traceback, as it does
+    later (SIGHUP killed it, exit status -1). The signal goes once the node module's import has begun (was: 0.2 s after
+    the start, before it under load)."""
+    code, out = _signalled_at(SAYS_IMPORT, "dpt-importing-node", sig)
     assert code == 0 and "Traceback" not in out, out
     assert "loading depth" not in out, "the signal came after the imports: this test did not test them"
 
@@ -886,19 +890,7 @@ def test_a_signal_between_the_node_modules_import_and_its_main_ends_it_with_zero
     node's main set its own handlers only later: a SIGTERM or SIGHUP in between killed the process (exit status -15,
     -1) without a word, and a Ctrl-C ended it with a KeyboardInterrupt traceback (exit status -2). The console's
     handlers now stay until main replaces them, and a Ctrl-C before main ends it quietly: exit status 0."""
-    proc = start_node(DOMAIN, *FAST_ARGS, python_code=SAYS_IMPORTED)
-    reader = LineReader(proc)
-    try:
-        wait_for(lambda: "dpt-imported-node" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="the node module imported")
-        assert proc.poll() is None, reader.text()
-        proc.send_signal(sig)
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = reader.join()
+    code, out = _signalled_at(SAYS_IMPORTED, "dpt-imported-node", sig)
     assert code == 0 and "Traceback" not in out, (code, out)
 
 
