@@ -96,12 +96,16 @@ def init_ros(program: str, args: "list[str] | None") -> "int | None":
     return None
 
 
-def _start(entry: str) -> None:
+def _quiet_handlers() -> None:
+    """SIGTERM, and SIGHUP (the terminal closed) unless ignored (nohup), end the process with exit code 0."""
     signal.signal(signal.SIGTERM, _terminated)
-    # a SIGHUP (the terminal closed) likewise, unless ignored (nohup)
     hang_up = signal.getsignal(signal.SIGHUP) if hasattr(signal, "SIGHUP") else None
     if hang_up not in (None, signal.SIG_IGN):
         signal.signal(signal.SIGHUP, _terminated)
+
+
+def _start(entry: str) -> None:
+    _quiet_handlers()
     node = _import("dpt_ros.ros.node")
     # the handlers stay until the node's main replaces them with its own (before, set back to the defaults here: a
     # SIGTERM or SIGHUP in between killed the process, exit status -15 or -1); main takes over from the ones it finds
@@ -124,10 +128,15 @@ def dpt_lifecycle_node() -> None:
 
 
 def sample_camera() -> None:
-    signal.signal(signal.SIGTERM, _terminated)
+    _quiet_handlers()
     camera = _import("dpt_ros.ros.sample_camera")
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # rclpy.init installs its own handler
-    sys.exit(camera.main())
+    # the handlers stay (before, SIGTERM set back to its default here: one before main's rclpy.init installed rclpy's
+    # killed the process, exit status -15; a SIGHUP, never handled, -1): rclpy's SIGTERM handler shuts the context
+    # down, then calls this one, and main's finally destroys the node; a SIGHUP ends it the same way
+    try:
+        sys.exit(camera.main())
+    except KeyboardInterrupt:   # a Ctrl-C before main's try (was: its traceback, killed by SIGINT)
+        sys.exit(0)
 
 
 def dpt_predict() -> None:
