@@ -1207,9 +1207,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if any(n.startswith("colormap") for n in changes):
             for cam in self._cameras:
                 cam.colormap_range = None
-        if calibrations is not None:
+        if calibrations is not None and active:   # back to the topic (a refused subscription refuses the change)
             for cam, info in zip(self._cameras, calibrations):
-                self._subscribe(cam, "camera_info", info is None and active)
+                if info is None:
+                    self._subscribe(cam, "camera_info", True)
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
                 self._switch(cam, "image", active)
@@ -1223,6 +1224,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     self._switch(cam, "depth_reference", new["depth.align"] and active)
                 else:
                     self._subscribe(cam, "depth_reference", new["depth.align"] and active)
+        if calibrations is not None:
+            # a camera_info subscription a file replaces goes once nothing else of the change can be refused: refused,
+            # the camera keeps it and the camera_infos it buffered, which frames waiting for theirs need (destroyed
+            # first, a refusal's subscribing back made it anew, empty)
+            for cam, info in zip(self._cameras, calibrations):
+                if info is not None:
+                    self._subscribe(cam, "camera_info", False)
         if any(cam.unsubscribed for cam in self._cameras):   # left out by a refused change (_say_unsubscribed)
             lost = self._subscribe_as_settings_say()   # (still failing: said again; the set itself stands)
             if lost:

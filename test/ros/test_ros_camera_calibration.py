@@ -872,3 +872,36 @@ def test_a_refused_camera_info_url_change_leaves_the_calibration_the_parameter_s
                                    "subscriptions: set them again once the topic can be subscribed"), refused.reason
     assert get_params(harness, node, "camera_info.url", "image_transport") == [str(tmp_path / "a.yaml"), "raw"]
     assert fx_of_next_frame(3) == pytest.approx(50.0)
+
+
+def test_a_refused_camera_info_url_set_keeps_the_camera_infos_the_node_holds(harness, tmp_path):
+    """camera_info.url and image_transport set at once (`ros2 param load`), refused as rcl cannot subscribe
+    /ri/image/compressed (an Image publisher of it in this process): the set had destroyed the camera_info
+    subscription, and with it the camera_infos it had buffered, before the image switch failed, and the refusal's
+    subscribing back made it anew, empty: a frame whose camera_info had come just before found none and went out
+    without depth/camera_info (incomplete:no_camera_info). Now the subscription a file replaces goes only once the
+    change stands: refused, the camera keeps it and what it brought."""
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.testing import call_service
+
+    (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
+    node, out, pub, info_pub = _camera(harness, "ri", **{"depth.scale": 1.0})
+    frame = make_image(10**9, width=80, height=60)
+    sub = node.cameras[0].subs["camera_info"]
+    info_pub.publish(make_info(frame))
+    wait_for(lambda: node.cameras[0].infos, what="the camera_info")
+    harness.probe.create_publisher(Image, "/ri/image/compressed", qos())   # (rcl refuses the CompressedImage one)
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("camera_info.url", value=str(tmp_path / "ost.yaml")).to_parameter_msg(),
+        Parameter("image_transport", value="compressed").to_parameter_msg()])
+    refused = call_service(harness, SetParametersAtomically, "/ri/dpt_node/set_parameters_atomically", req).result
+    assert not refused.successful and refused.reason.startswith(
+        "camera_info.url, image_transport: cannot subscribe /ri/image/compressed"), refused.reason
+    assert node.cameras[0].subs["camera_info"] is sub and len(node.cameras[0].infos) == 1
+    pub.publish(frame)
+    wait_for(lambda: node.counts()[""].get("processed") == 1, what="the frame processed")
+    wait_for(lambda: len(out) == 1, what="its depth/camera_info")
+    assert out[0].k[0] == pytest.approx(make_info(frame).k[0])   # the topic's, not the file's (60 px)
+    assert {k: n for k, n in node.counts()[""].items() if not k.startswith("out:")} == {"received": 1, "processed": 1}
