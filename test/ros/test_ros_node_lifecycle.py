@@ -195,6 +195,31 @@ def test_a_frame_delivered_after_deactivation_is_counted_dropped(harness):
     assert cam.pending is None and len(out) == 1
 
 
+def test_images_waiting_in_dds_at_deactivation_are_counted_received_and_dropped(harness):
+    """Images that came while the executor ran another callback (here held), waiting in DDS when the node is
+    deactivated: the deactivation takes them before it destroys the image subscription, and counts each received and
+    dropped (the node is inactive: never processed), so they are not lost unsaid with the subscription."""
+    from rclpy.duration import Duration
+
+    from dpt_ros.ros.testing import executor_held
+
+    node = harness.start_node(managed=True, **{"qos.input_reliability": "reliable"})
+    assert _change(harness, "dpt_node", Transition.TRANSITION_CONFIGURE)
+    assert _change(harness, "dpt_node", Transition.TRANSITION_ACTIVATE)
+    out = harness.collector(Image, "inverse_depth")
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    with executor_held(harness):
+        for i in range(1, 4):
+            pub.publish(make_image(i))
+        assert pub.wait_for_all_acked(Duration(seconds=20))   # (in the node's reader, waiting for the executor)
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    counts = {k: n for k, n in node.counts()[""].items() if not k.startswith("out:")}
+    assert counts == {"received": 3, "dropped": 3}, counts
+    assert "image" not in node.cameras[0].subs and node.cameras[0].pending is None and len(out) == 0
+
+
 def test_configure_failure_is_reported_and_the_process_keeps_serving(harness):
     """dpt_lifecycle_node as a process (what `ros2 run dpt_ros dpt_lifecycle_node` starts): it waits unconfigured;
     its interface set is the documented managed one (docs/sros2); a failed configure leaves it running."""
