@@ -2764,7 +2764,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
-        dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state)."""
+        dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state).
+        Frames already counted (the stop dropped them while the worker still ran them) are not counted or said."""
         # the kind is of the message after the topics it names ahead (``_topics(frames)``), and it is said at most once
         # a period for each of those cameras: a batch's line names the cameras whose frames were in it, which with
         # cameras that are not synchronised is another set nearly every batch (8 cameras, one error on every frame:
@@ -2776,6 +2777,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         kind = (reason, _blank_numbers(body)[:200])
         now = time.monotonic()
         with self._lock:
+            if frames:   # a frame the stop counted dropped meanwhile (_drop_unfinished) is settled: counted no more
+                frames = [f for f in frames if not f.counted]
+                if not frames:
+                    return
             self._errors[reason] += len(frames) or 1   # per frame, as the cameras' counts (a copy's: one)
             for f in frames:
                 f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1

@@ -747,6 +747,35 @@ def test_a_frame_the_stop_counted_dropped_is_not_published_afterwards(harness):
     assert "out:inverse_depth" not in counts and "processed" not in counts, counts
 
 
+def test_a_frame_the_stop_counted_dropped_is_not_counted_failed_afterwards(harness):
+    """A frame in its post-processing when the stop's wait for the worker ran out was counted dropped, and when its
+    post-processing then failed the worker counted it error:postprocess as well: one frame counted twice (received 1,
+    dropped 1, error 1). A frame the stop settled is now counted no more: received = processed + dropped + idle +
+    throttled + errors holds after the stop too."""
+    node = harness.start_node(lazy=False)
+    cam = node.cameras[0]
+    gate, entered = threading.Event(), threading.Event()
+
+    def held(job, s):
+        entered.set()
+        gate.wait(20)
+        raise RuntimeError("post-processing failed after the stop")
+
+    node._postprocess = held
+    try:
+        node._on_image(cam, make_image(1))
+        wait_for(entered.is_set, what="the post-processing")
+        node.stop(0.5)
+        after_stop = dict(node.counts()[cam.ns])
+    finally:
+        gate.set()
+    node._worker.join(20)
+    assert not node._worker.is_alive()
+    counts = node.counts()[cam.ns]
+    assert counts == after_stop == {"received": 1, "dropped": 1}, (after_stop, counts)
+    assert node.error_counts().get("postprocess", 0) == 0, node.error_counts()
+
+
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
     """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
     holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
