@@ -1806,9 +1806,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     f.camera.counts["throttled:points"] += 1
             needs_labels = _needs_labels(wanted, s)
             if not wanted:
-                with self._lock:
-                    f.camera.counts["idle"] += 1
-                    f.counted = True
+                with self._lock:   # (unless the stop counted it dropped meanwhile: settled, counted once)
+                    if not f.counted:
+                        f.camera.counts["idle"] += 1
+                        f.counted = True
                 continue
             try:
                 px = _Pixels(f.msg)

@@ -776,6 +776,32 @@ def test_a_frame_the_stop_counted_dropped_is_not_counted_failed_afterwards(harne
     assert node.error_counts().get("postprocess", 0) == 0, node.error_counts()
 
 
+def test_a_frame_the_stop_counted_dropped_is_not_counted_idle_afterwards(harness):
+    """As a failure, a frame the stop counted dropped while the worker looked at its outputs was then counted idle as
+    well when none was wanted (all unsubscribed meanwhile): received 1, dropped 1, idle 1. It is counted no more."""
+    node = harness.start_node(lazy=False)
+    cam = node.cameras[0]
+    gate, entered = threading.Event(), threading.Event()
+
+    def held(cam, s):
+        entered.set()
+        gate.wait(20)
+        return set()
+
+    node.wanted_outputs = held
+    try:
+        node._on_image(cam, make_image(1))
+        wait_for(entered.is_set, what="the worker's look at the outputs")
+        node.stop(0.5)
+        after_stop = dict(node.counts()[cam.ns])
+    finally:
+        gate.set()
+    node._worker.join(20)
+    assert not node._worker.is_alive()
+    counts = node.counts()[cam.ns]
+    assert counts == after_stop == {"received": 1, "dropped": 1}, (after_stop, counts)
+
+
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
     """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
     holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
