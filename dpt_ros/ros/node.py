@@ -1609,7 +1609,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             cam.last_image, cam.last_stamp = frame.received, stamp
             cam.recent_images.append((cam.last_stamp, frame.received))
             cam.counts["received"] += 1
-            if not self._active:   # a message taken before a deactivation unsubscribed the camera
+            # a message taken before a deactivation unsubscribed the camera, or once the stop counted the unfinished
+            # frames (an executor still spinning the node while it is destroyed): no worker takes it any more
+            if not self._active or self._stopping:
                 cam.counts["dropped"] += 1
                 return
             if rate > 0.0 and not cam.throttle.admit(frame.rate_s, 1.0 / rate):

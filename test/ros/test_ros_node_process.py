@@ -802,6 +802,18 @@ def test_a_frame_the_stop_counted_dropped_is_not_counted_idle_afterwards(harness
     assert counts == after_stop == {"received": 1, "dropped": 1}, (after_stop, counts)
 
 
+def test_an_image_taken_after_the_stop_is_counted_dropped(harness):
+    """An image whose callback ran once the stop had counted the unfinished frames (an executor still spinning the
+    node, as while ``destroy_node`` runs from another thread) was received and left waiting for a worker that had
+    stopped: counted received only, received != processed + dropped + ... It is now counted dropped."""
+    node = harness.start_node(lazy=False)
+    cam = node.cameras[0]
+    node.stop(0.5)
+    node._on_image(cam, make_image(1))   # (as the executor's callback would)
+    assert node.counts()[cam.ns] == {"received": 1, "dropped": 1}, node.counts()[cam.ns]
+    assert cam.pending is None
+
+
 def test_a_checkpoint_refused_at_start_up_names_the_weights_parameter(tmp_path, monkeypatch, capfd):
     """With both tasks on, a depth checkpoint given as segmentation.weights stopped the node with 'cannot start: <path>
     holds a different DPT ...', the parameter unnamed (README: one line naming the parameter); it now starts
