@@ -1012,7 +1012,7 @@ def test_sigterm_while_the_model_loads_ends_the_process_at_once_with_zero(harnes
 # its Node constructor; otherwise the node's own) held until a /rosout reader (the test's) is matched: a failure in the
 # first moments otherwise comes before discovery, and the FATAL reaches no reader that the process has not yet found
 ROSOUT_READ = """
-import time
+import os, time
 import rclpy.node
 from rcl_interfaces.msg import Log
 from rclpy.qos import qos_profile_rosout_default
@@ -1024,6 +1024,8 @@ def declare_parameters(self, *args, **kwargs):
         while pub.get_subscription_count() == 0:
             time.sleep(0.05)
         self.destroy_publisher(pub)
+        while not os.path.exists({go!r}):   # (the test has seen this node's /rosout publisher: its reader takes its lines)
+            time.sleep(0.02)
     return real(self, *args, **kwargs)
 rclpy.node.Node.declare_parameters = declare_parameters
 from dpt_ros.ros import console
@@ -1038,7 +1040,7 @@ console.{entry}()
                                 "-p use_sim_time:=true)"),
     (("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
      "depth.weights: file '/nonexistent/no.pt' not found")], ids=["rclpy-refuses-use_sim_time", "no-weights-file"])
-def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said):
+def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said, tmp_path):
     """The FATAL line of a start that fails is logged while the node and its /rosout publisher still exist. Before, a
     failure in the node's own start (a missing weights file; for dpt_lifecycle_node a value its declaration refuses)
     was logged once the node had been destroyed: console and log file only; one in rclpy's Node constructor (-p
@@ -1051,8 +1053,16 @@ def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said):
                "'BOOL' (a bool: write true or false, unquoted: -p lazy:=true)"
     log = harness.collector(Log, "/rosout")
     entry = "dpt_lifecycle_node" if managed else "dpt_node"
-    proc = start_node(DOMAIN, *args, python_code=ROSOUT_READ.format(entry=entry), name="dpt_proc")
+    go = tmp_path / "go"
+    proc = start_node(DOMAIN, *args, python_code=ROSOUT_READ.format(entry=entry, go=str(go)), name="dpt_proc")
     try:
+        # the process holds until this side has discovered its /rosout publisher: that it has seen the reader is not
+        # enough, a line that comes before the reader has matched the writer is not taken (CI once: 1 of the 4 cases),
+        # and the process ends right after it, with no resend
+        wait_for(lambda: proc.poll() is not None or any(
+            i.node_name == "dpt_proc" for i in harness.probe.get_publishers_info_by_topic("/rosout")), timeout=60,
+            what="the process's /rosout publisher discovered")
+        go.touch()
         code, out = proc.wait(timeout=120), proc.stdout.read()
     finally:
         if proc.poll() is None:
