@@ -383,8 +383,9 @@ class _Frame:
     # the image topic it came on (its camera's at the callback): an image_transport change while the frame is in the
     # worker moves the camera's to the new one ('' for a frame made without a callback: its camera's)
     image_topic: str = ""
-    # the image subscription it came on (None without a callback): one an image_transport change has replaced since
-    # settles it outside the rate windows that began at the change (DptNode._count_settled)
+    # the image subscription it came on (None without a callback): one an image_transport change or a deactivation
+    # has replaced since settles it outside the rate windows that began at the change or the next activation
+    # (DptNode._count_settled)
     subscription: Any = None
 
     def __post_init__(self) -> None:
@@ -690,6 +691,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     c.index: collections.Counter(c.counts) for c in self._cameras})])
             for cam in self._cameras:
                 self._subscribe(cam, "image", True)
+                # (its subscription's windows begin with the one above, not the moments later it was made: a frame
+                # from before a deactivation, settled after this, counts as settled before it, see _count_settled)
+                cam.image_since = self._subscribed_at
                 self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
                 if s["depth.align"]:
                     self._subscribe(cam, "depth_reference", True)
@@ -1526,9 +1530,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     def _count_settled(self, frame: _Frame, key: str) -> None:
         """Under ``_lock``: count the frame ``key`` (``processed``, ``dropped``) on its camera. A frame of an image
-        subscription that an image_transport change has replaced since is one of the rate windows before the change:
-        those that began at it or later (the change starts them afresh, of the new topic's frames) count it as settled
-        before them, so that their received and their processed and dropped are of the same frames."""
+        subscription that an image_transport change (or a deactivation: a frame the deactivation's wait left in the
+        worker) has replaced since is one of the rate windows before the change: those that began at it or later (the
+        change, an activation, starts them afresh, of the new subscription's frames) count it as settled before them,
+        so that their received and their processed and dropped are of the same frames."""
         cam = frame.camera
         cam.counts[key] += 1
         if frame.subscription is not None and frame.subscription is not cam.subs.get("image", frame.subscription):

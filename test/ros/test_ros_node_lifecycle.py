@@ -657,6 +657,47 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
     assert float(values["seconds_since_last_image"]) <= since + 0.05, (values, since)
 
 
+def test_frames_from_before_a_deactivation_finished_after_the_next_activation_are_not_in_its_rates(harness,
+                                                                                                   monkeypatch):
+    """A deactivation whose wait for the worker ran out (a frame in its forward pass, one waiting behind it), then
+    activate: the two frames, published after the activation, counted as processed in its rate window, which begins
+    afresh at it: output_rate_hz above 0 beside an input_rate_hz of 0.00 for as long as the window began there (5 s).
+    Now they count as settled before it (each once in the totals), as an image_transport change's old frames do; a
+    frame of the new subscription counts in it as usual."""
+    from dpt_ros.ros import node as node_module
+
+    monkeypatch.setattr(node_module, "_STUCK_S", 0.3)   # the deactivation's wait for the worker
+    node = harness.start_node(managed=True, **{"diagnostics.period": 60.0})   # reports when asked
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    out, pub = _connected(harness, node)
+    gate, entered, _ = gate_engine(node.models.depth)
+
+    def rates():
+        values = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+        return values["input_rate_hz"], values["output_rate_hz"]
+    try:
+        pub.publish(make_image(1))
+        assert entered.wait(20)
+        pub.publish(make_image(2))
+        wait_for(lambda: node.cameras[0].pending is not None, what="frame 2 waiting")
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS   # gives up waiting after 0.3 s
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    finally:
+        gate.set()
+    wait_for(lambda: len(out) == 2 and node.counts()[""].get("processed") == 2, what="frames 1 and 2 published")
+    assert node.counts()[""] == {"received": 2, "processed": 2, "out:inverse_depth": 2}
+    assert rates() == ("0.00", "0.00")
+    # the activation's own frames are its window's
+    wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].subs["image"].get_publisher_count() > 0,
+             what="rediscovery")
+    publish_until(pub, lambda i: make_image(2 + i), out, n=3)
+    settled = lambda c: c["processed"] + c.get("dropped", 0) == c["received"]   # noqa: E731
+    wait_for(lambda: settled(node.counts()[""]), what="the new frames settled")
+    input_hz, output_hz = rates()   # (a frame dropped for a newer one, on a loaded machine: received, not processed)
+    assert float(input_hz) >= float(output_hz) > 0, (input_hz, output_hz)
+
+
 def test_no_image_yet_is_logged_again_after_a_reactivation(harness, monkeypatch):
     """A camera still silent after deactivate and activate is said in the log again (once per subscription): it was
     said once in the node's life, so a user re-activating a node whose camera had never sent got no hint."""
