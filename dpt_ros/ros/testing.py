@@ -34,6 +34,7 @@ from std_msgs.msg import Header
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions
 from dpt_ros.ros.dds_env import localhost_only
+from dpt_ros.tools.bench_reliability import LineReader
 
 #: a calibration file as camera_calibration's cameracalibrator writes it (ost.yaml): a 160x120 camera, focal length
 #: 100 px, no distortion
@@ -516,3 +517,41 @@ def console_script(name: str) -> str:
     setup = (Path(__file__).resolve().parents[2] / "setup.py").read_text()   # (the source tree's)
     module, function = re.search(rf'"{name} = ([\w.]+):(\w+)"', setup).groups()
     return f"import importlib; sys.exit(getattr(importlib.import_module({module!r}), {function!r})())"
+
+
+#: the first lines of a script that runs a console script as from a terminal: Ctrl-C raises KeyboardInterrupt and a
+#: hang-up kills (a suite run in the background inherits SIGINT ignored, one under nohup SIGHUP)
+AS_IN_A_TERMINAL = """
+import signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGHUP, signal.SIG_DFL)
+"""
+
+
+def held_console_script(name: str, module: str, function: str, marker: str) -> str:
+    """Python code that runs setup.py's console script ``name`` as from a terminal (:data:`AS_IN_A_TERMINAL`), held
+    where it calls ``module``'s ``function``: that prints ``marker`` and waits for signals, as long as a test needs."""
+    return AS_IN_A_TERMINAL + f"""import importlib
+def held(*args, **kwargs):
+    print({marker!r}, flush=True)
+    while True:
+        signal.pause()
+setattr(importlib.import_module({module!r}), {function!r}, held)
+""" + console_script(name)
+
+
+def signalled_at(proc: subprocess.Popen, marker: str, sig: int, what: str = "") -> tuple[int, str]:
+    """Send ``sig`` to ``proc`` (its output a text pipe, read here) once its output holds ``marker`` (waited for as
+    ``what``, 60 s at most): (its exit status, all its output). Fails, with the output, where the process ended
+    before it printed ``marker``; one still running 30 s after the signal is killed (and the wait fails)."""
+    reader = LineReader(proc)
+    try:
+        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout=60, what=what or marker)
+        assert proc.poll() is None, reader.text()
+        proc.send_signal(sig)
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return code, reader.join()

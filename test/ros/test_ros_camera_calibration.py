@@ -816,6 +816,23 @@ def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names
         in said[0][1], said
 
 
+def _url_and_compressed_refused(harness, url, ns: str = "") -> str:
+    """camera_info.url := ``url`` and image_transport := compressed in one request (`ros2 param load`) to the node
+    ``ns``/dpt_node, refused as rcl cannot subscribe ``ns``/image/compressed: the refusal's reason."""
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.testing import call_service
+
+    req = SetParametersAtomically.Request(parameters=[
+        Parameter("camera_info.url", value=str(url)).to_parameter_msg(),
+        Parameter("image_transport", value="compressed").to_parameter_msg()])
+    refused = call_service(harness, SetParametersAtomically, f"{ns}/dpt_node/set_parameters_atomically", req).result
+    assert not refused.successful and refused.reason.startswith(
+        f"camera_info.url, image_transport: cannot subscribe {ns}/image/compressed"), refused.reason
+    return refused.reason
+
+
 def test_a_refused_camera_info_url_change_leaves_the_calibration_the_parameter_says(harness, tmp_path):
     """A change of camera_info.url whose subscription rcl refuses: another node of the process (one DDS participant)
     has the camera_info topic, or /image/compressed, with another message type. The set was refused and the
@@ -823,11 +840,6 @@ def test_a_refused_camera_info_url_change_leaves_the_calibration_the_parameter_s
     file, no camera_info subscription: its frames had no depth/camera_info, 'no depth/camera_info of frame 2 in
     20 s'), after another file that file's. Now the camera keeps the file the parameter says, its
     frames the outputs of it, also for a refused set of several parameters at once (`ros2 param load`)."""
-    from rcl_interfaces.srv import SetParametersAtomically
-    from rclpy.parameter import Parameter
-
-    from dpt_ros.ros.testing import call_service
-
     (tmp_path / "a.yaml").write_text(OST.format(fx=100.0))
     (tmp_path / "b.yaml").write_text(OST.format(fx=160.0))
     node = harness.start_node(**{"depth.scale": 1.0, "camera_info.url": str(tmp_path / "a.yaml")})
@@ -862,14 +874,9 @@ def test_a_refused_camera_info_url_change_leaves_the_calibration_the_parameter_s
     assert cam["camera_info"] == "camera_info.url" and "not_subscribed" not in cam
     # b.yaml and image_transport compressed at once, /image/compressed of another type: b.yaml is not taken either
     harness.probe.create_publisher(Image, "image/compressed", qos())
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("camera_info.url", value=str(tmp_path / "b.yaml")).to_parameter_msg(),
-        Parameter("image_transport", value="compressed").to_parameter_msg()])
-    refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
-    assert not refused.successful and refused.reason.startswith(
-        "camera_info.url, image_transport: cannot subscribe /image/compressed"), refused.reason
-    assert refused.reason.endswith("; camera_info.url, image_transport keep their values and the node its "
-                                   "subscriptions: set them again once the topic can be subscribed"), refused.reason
+    reason = _url_and_compressed_refused(harness, tmp_path / "b.yaml")
+    assert reason.endswith("; camera_info.url, image_transport keep their values and the node its "
+                           "subscriptions: set them again once the topic can be subscribed"), reason
     assert get_params(harness, node, "camera_info.url", "image_transport") == [str(tmp_path / "a.yaml"), "raw"]
     assert fx_of_next_frame(3) == pytest.approx(50.0)
 
@@ -881,11 +888,6 @@ def test_a_refused_camera_info_url_set_keeps_the_camera_infos_the_node_holds(har
     subscribing back made it anew, empty: a frame whose camera_info had come just before found none and went out
     without depth/camera_info (incomplete:no_camera_info). Now the subscription a file replaces goes only once the
     change stands: refused, the camera keeps it and what it brought."""
-    from rcl_interfaces.srv import SetParametersAtomically
-    from rclpy.parameter import Parameter
-
-    from dpt_ros.ros.testing import call_service
-
     (tmp_path / "ost.yaml").write_text(OST.format(fx=120.0))
     node, out, pub, info_pub = _camera(harness, "ri", **{"depth.scale": 1.0})
     frame = make_image(10**9, width=80, height=60)
@@ -893,12 +895,7 @@ def test_a_refused_camera_info_url_set_keeps_the_camera_infos_the_node_holds(har
     info_pub.publish(make_info(frame))
     wait_for(lambda: node.cameras[0].infos, what="the camera_info")
     harness.probe.create_publisher(Image, "/ri/image/compressed", qos())   # (rcl refuses the CompressedImage one)
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("camera_info.url", value=str(tmp_path / "ost.yaml")).to_parameter_msg(),
-        Parameter("image_transport", value="compressed").to_parameter_msg()])
-    refused = call_service(harness, SetParametersAtomically, "/ri/dpt_node/set_parameters_atomically", req).result
-    assert not refused.successful and refused.reason.startswith(
-        "camera_info.url, image_transport: cannot subscribe /ri/image/compressed"), refused.reason
+    _url_and_compressed_refused(harness, tmp_path / "ost.yaml", ns="/ri")
     assert node.cameras[0].subs["camera_info"] is sub and len(node.cameras[0].infos) == 1
     pub.publish(frame)
     wait_for(lambda: node.counts()[""].get("processed") == 1, what="the frame processed")

@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from lifecycle_msgs.msg import Transition
@@ -17,7 +18,8 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import frame_through, make_image, qos, set_params, wait_for
+from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, frame_through, held_console_script, make_image, qos, set_params,
+                                  signalled_at, wait_for)
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -713,6 +715,32 @@ def test_frames_in_the_node_when_it_stops_are_counted_dropped_and_said(harness, 
     assert err.count("stopped: 2 frame(s) received but not yet published were dropped") == 1, err
 
 
+def _stopped_while_held(node, method: str, what: str, then: Callable) -> dict:
+    """Give the node's camera a frame and stop the node (its half-second wait for the worker running out) while the
+    worker is held in ``node.<method>`` (waited for as ``what``); then let the worker go on, as ``then`` (called with
+    the method's arguments: what it returns or raises is the method's), and wait for its end. The camera's counts just
+    after the stop."""
+    cam = node.cameras[0]
+    gate, entered = threading.Event(), threading.Event()
+
+    def held(*args):
+        entered.set()
+        gate.wait(20)
+        return then(*args)
+
+    setattr(node, method, held)
+    try:
+        node._on_image(cam, make_image(1))
+        wait_for(entered.is_set, what=what)
+        node.stop(0.5)
+        after_stop = dict(node.counts()[cam.ns])
+    finally:
+        gate.set()
+    node._worker.join(20)
+    assert not node._worker.is_alive()
+    return after_stop
+
+
 def test_a_frame_the_stop_counted_dropped_is_not_published_afterwards(harness):
     """A frame past its forward pass (here held in its post-processing) when the stop's wait for the worker ran out was
     counted dropped, and the worker then published it all the same (and, had the node been destroyed meanwhile, on
@@ -722,23 +750,7 @@ def test_a_frame_the_stop_counted_dropped_is_not_published_afterwards(harness):
     cam = node.cameras[0]
     out = harness.collector(Image, "inverse_depth")
     wait_for(lambda: cam.pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
-    real, gate, entered = node._postprocess, threading.Event(), threading.Event()
-
-    def held(job, s):
-        entered.set()
-        gate.wait(20)
-        return real(job, s)
-
-    node._postprocess = held
-    try:
-        node._on_image(cam, make_image(1))
-        wait_for(entered.is_set, what="the post-processing")
-        node.stop(0.5)
-        after_stop = dict(node.counts()[cam.ns])
-    finally:
-        gate.set()
-    node._worker.join(20)
-    assert not node._worker.is_alive()
+    after_stop = _stopped_while_held(node, "_postprocess", "the post-processing", node._postprocess)
     cam.pubs["inverse_depth"].publish(make_image(99))   # (the same writer: what the worker published comes first)
     wait_for(lambda: any(m.header.stamp.nanosec == 99 for m in out), what="the marker")
     counts = node.counts()[cam.ns]
@@ -753,25 +765,12 @@ def test_a_frame_the_stop_counted_dropped_is_not_counted_failed_afterwards(harne
     dropped 1, error 1). A frame the stop settled is now counted no more: received = processed + dropped + idle +
     throttled + errors holds after the stop too."""
     node = harness.start_node(lazy=False)
-    cam = node.cameras[0]
-    gate, entered = threading.Event(), threading.Event()
 
-    def held(job, s):
-        entered.set()
-        gate.wait(20)
+    def failed(job, s):
         raise RuntimeError("post-processing failed after the stop")
 
-    node._postprocess = held
-    try:
-        node._on_image(cam, make_image(1))
-        wait_for(entered.is_set, what="the post-processing")
-        node.stop(0.5)
-        after_stop = dict(node.counts()[cam.ns])
-    finally:
-        gate.set()
-    node._worker.join(20)
-    assert not node._worker.is_alive()
-    counts = node.counts()[cam.ns]
+    after_stop = _stopped_while_held(node, "_postprocess", "the post-processing", failed)
+    counts = node.counts()[node.cameras[0].ns]
     assert counts == after_stop == {"received": 1, "dropped": 1}, (after_stop, counts)
     assert node.error_counts().get("postprocess", 0) == 0, node.error_counts()
 
@@ -780,25 +779,9 @@ def test_a_frame_the_stop_counted_dropped_is_not_counted_idle_afterwards(harness
     """As a failure, a frame the stop counted dropped while the worker looked at its outputs was then counted idle as
     well when none was wanted (all unsubscribed meanwhile): received 1, dropped 1, idle 1. It is counted no more."""
     node = harness.start_node(lazy=False)
-    cam = node.cameras[0]
-    gate, entered = threading.Event(), threading.Event()
-
-    def held(cam, s):
-        entered.set()
-        gate.wait(20)
-        return set()
-
-    node.wanted_outputs = held
-    try:
-        node._on_image(cam, make_image(1))
-        wait_for(entered.is_set, what="the worker's look at the outputs")
-        node.stop(0.5)
-        after_stop = dict(node.counts()[cam.ns])
-    finally:
-        gate.set()
-    node._worker.join(20)
-    assert not node._worker.is_alive()
-    counts = node.counts()[cam.ns]
+    after_stop = _stopped_while_held(node, "wanted_outputs", "the worker's look at the outputs",
+                                     lambda cam, s: set())   # (none wanted: all unsubscribed meanwhile)
+    counts = node.counts()[node.cameras[0].ns]
     assert counts == after_stop == {"received": 1, "dropped": 1}, (after_stop, counts)
 
 
@@ -872,10 +855,7 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(harness, tmp_
 # interpreter's start-up and the console module's own import, which no handler of the package's can cover, are over
 # then (a signal 0.2 s after the start came during them beside two busy loops here: a KeyboardInterrupt traceback
 # from `from dpt_ros.ros.console import dpt_node`, exit -2)
-SAYS_IMPORT = """
-import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
-signal.signal(signal.SIGHUP, signal.SIG_DFL)   # (as in a terminal: one under nohup inherits it ignored)
+SAYS_IMPORT = AS_IN_A_TERMINAL + """
 class SaysImport:
     def find_spec(self, name, path=None, target=None):
         if name == "dpt_ros.ros.node":
@@ -890,18 +870,7 @@ dpt_node()
 
 def _signalled_at(script: str, marker: str, sig: int) -> tuple:
     """The node process run as ``script``, sent ``sig`` once it printed ``marker``: (its exit status, its output)."""
-    proc = start_node(DOMAIN, *FAST_ARGS, python_code=script)
-    reader = LineReader(proc)
-    try:
-        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout=60, what=marker)
-        assert proc.poll() is None, reader.text()
-        proc.send_signal(sig)
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    return code, reader.join()
+    return signalled_at(start_node(DOMAIN, *FAST_ARGS, python_code=script), marker, sig)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
@@ -936,19 +905,7 @@ def test_a_signal_that_breaks_a_c_extensions_import_still_ends_the_process_quiet
 
 # the console script held right after the node module's import, before the node's main sets its own handlers (here
 # imported beforehand: the instant after _start's import returned, as long as the test needs)
-SAYS_IMPORTED = """
-import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
-signal.signal(signal.SIGHUP, signal.SIG_DFL)   # (as in a terminal: one under nohup inherits it ignored)
-from dpt_ros.ros import node
-def held():
-    print("dpt-imported-node", flush=True)
-    while True:
-        signal.pause()
-node.run = held
-from dpt_ros.ros.console import dpt_node
-dpt_node()
-"""
+SAYS_IMPORTED = held_console_script("dpt_node", "dpt_ros.ros.node", "run", "dpt-imported-node")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])

@@ -10,7 +10,8 @@ import pytest
 pytest.importorskip("rclpy")
 
 from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
-from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script  # noqa: E402
+from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, console_script, held_console_script,  # noqa: E402
+                                  signalled_at)
 
 DOMAIN = 49
 
@@ -165,19 +166,7 @@ def test_an_unknown_parameter_is_named_with_the_closest_real_one():
 
 
 # the console script, held where sample_camera's main begins (after the console's import of its module)
-SAYS_IMPORTED = """
-import signal, sys
-signal.signal(signal.SIGINT, signal.default_int_handler)   # (as in a terminal: a background suite inherits it ignored)
-signal.signal(signal.SIGHUP, signal.SIG_DFL)   # (as in a terminal: one under nohup inherits it ignored)
-from dpt_ros.ros import sample_camera
-def held(args=None):
-    print("sample-camera-imported", flush=True)
-    while True:
-        signal.pause()
-sample_camera.main = held
-from dpt_ros.ros.console import sample_camera
-sample_camera()
-"""
+SAYS_IMPORTED = held_console_script("sample_camera", "dpt_ros.ros.sample_camera", "main", "sample-camera-imported")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
@@ -186,22 +175,8 @@ def test_a_signal_between_the_console_scripts_import_and_main_exits_0_quietly(si
     rclpy.init installed rclpy's handler: a SIGTERM in between killed the process (exit status -15), a Ctrl-C ended it
     with a KeyboardInterrupt traceback (-2), and a SIGHUP (the terminal closed), never handled, killed it (-1), during
     the imports too. They now end it as a Ctrl-C later does: exit 0, quietly."""
-    from dpt_ros.ros.testing import wait_for
-    from dpt_ros.tools.bench_reliability import LineReader
-
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
     proc = subprocess.Popen([sys.executable, "-c", SAYS_IMPORTED], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    reader = LineReader(proc)
-    try:
-        wait_for(lambda: "sample-camera-imported" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="the console script past its import")
-        assert proc.poll() is None, reader.text()
-        proc.send_signal(sig)
-        code = proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    out = reader.join()
+    code, out = signalled_at(proc, "sample-camera-imported", sig, what="the console script past its import")
     assert code == 0 and "Traceback" not in out, (code, out)
