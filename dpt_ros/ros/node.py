@@ -530,6 +530,23 @@ def _reference_settled(ref: Any, stamp: int, held: list) -> Optional[bool]:
     return None if steps and ref[0] > float(np.median(steps)) * _REFERENCE_KEPT else True
 
 
+def _call_on_failure(on_failure: Callable[[BaseException], Any], e: BaseException) -> bool:
+    """``on_failure(e)`` (see :class:`DptNode`'s constructor); True where it said a failure (returned a value, as
+    ``main``'s does an exit status) or raised. An Exception it raises is said after it, at ERROR under ``e``'s logger
+    (the node's: on the console, in the log file and on /rosout), and ``e`` stays the start's failure, the one the
+    constructor raises: before, the callback's exception replaced it (``main``'s, failing to write the reason to a full
+    stderr: the process ended with exit status 1 and "cannot start: OSError: [Errno 28] No space left on device", not 2
+    with the reason). A KeyboardInterrupt in it (Ctrl-C) is the stop, as anywhere in the start."""
+    try:
+        return on_failure(e) is not None
+    except Exception as err:  # noqa: BLE001 - the start's failure is the one to raise
+        rclpy.logging.get_logger(getattr(e, "logger_name", "dpt_node")).error(
+            f"saying why the start failed failed too: on_failure raised {type(err).__name__}: {err}; the start's "
+            f"failure, the one raised: {type(e).__name__}: {e}\n"
+            + "".join(traceback.format_exception(type(err), err, err.__traceback__, chain=False)).rstrip())
+        return True
+
+
 class DptNode(NodeHealth, TopicChecks, Node):
     """The DPT node; see the module docstring and README for topics and parameters."""
 
@@ -538,7 +555,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         """``command_line``: the process's arguments (``main`` passes them), whose ``--params-file`` files are checked
         for a section that is this node's (rclpy ignores a file without one silently). ``on_failure``: called with
         the exception of a start that fails, before the node is taken down (``main`` logs the reason then, while the
-        node's /rosout publisher still exists)."""
+        node's /rosout publisher still exists); an Exception it raises is logged, and the start's is raised."""
         # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
@@ -774,7 +791,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
             if made:
                 self._say_failure(on_failure, failure)
             elif on_failure is not None:
-                on_failure(failure)
+                _call_on_failure(on_failure, failure)
         finally:
             if made:
                 if not hasattr(self, "_type_description_service"):   # (rclpy's destroy_node ends it: not made yet)
@@ -787,7 +804,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         /rosout publisher to send the line: the node is destroyed and the process ends right after, and the line went
         with them (under load 1 failed start in about 4: rqt_console and the test's reader got no FATAL). rcl offers
         no wait for that publisher's acknowledgements, hence a fixed wait; Ctrl-C's way out does not wait."""
-        if on_failure is None or on_failure(e) is None:
+        if on_failure is None or not _call_on_failure(on_failure, e):
             return
         try:
             readers = self.count_subscribers("/rosout")
