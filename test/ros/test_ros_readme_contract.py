@@ -350,6 +350,17 @@ def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():
     assert f"`encoding` ({', '.join(sample_camera.ENCODINGS)})" in section.replace("\n", " ")
 
 
+def test_the_linger_of_a_failed_start_the_readme_gives_is_the_nodes():
+    """A failed start whose FATAL line has a /rosout reader holds the process for _ROSOUT_LINGER_S before it exits
+    (_say_failure): the README's exit codes say how long."""
+    from dpt_ros.ros.node import _ROSOUT_LINGER_S
+
+    found = re.search(r"the process lingers ([\d.]+) s after the line before it takes the node down",
+                      " ".join(README.read_text().split()))
+    assert found, "README's exit codes no longer say how long a failed start lingers for its /rosout line"
+    assert float(found.group(1)) == _ROSOUT_LINGER_S, found.group(0)
+
+
 def test_the_interface_counts_in_the_reliability_table_are_the_policys():
     """The Security row of README's Reliability table counts the node's interfaces as the SROS2 policy tool lists
     them (what test_reliability_security checks against a running node): published topics (without the optional
