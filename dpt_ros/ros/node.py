@@ -1757,10 +1757,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
             try:
                 self.process(frames, worker=me)
             except Exception as e:  # noqa: BLE001 - the worker must survive anything
-                if self._stopping or self._worker is not me or not self.context.ok():
-                    return   # Ctrl-C / external shutdown / cleanup while publishing: not an error, nothing to log
-                self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}",
-                                  [f for f in frames if not f.counted])
+                if not self.context.ok():
+                    return   # Ctrl-C / external shutdown while publishing: not an error, nothing to log
+                with self._lock:   # (where the stop counts the batch's frames dropped: seen at once with its flag)
+                    if self._stopping or self._worker is not me:
+                        return   # the stop or a cleanup settled the batch's frames: not an error, nothing to log
+                    left = [f for f in frames if not f.counted]
+                # (none left: the batch counted them all, then failed: one error of no frame's, as a copy's)
+                self._count_error("internal", f"unexpected error: {type(e).__name__}: {e}", left)
             with self._wake:
                 if self._worker is not me:
                     return   # cleaned up (and maybe configured again) while this batch ran: that state is not ours

@@ -268,6 +268,47 @@ def test_an_unexpected_error_counts_each_frame_of_the_batch_once(harness, monkey
     assert (dict(c["a"]), dict(c["b"])) == ({"received": 1, "idle": 1}, {"received": 1, "error:internal": 1})
 
 
+def test_a_batch_that_fails_as_the_stop_drops_its_frames_counts_them_dropped_only(harness, monkeypatch):
+    """The worker's batch fails unexpectedly; between the worker's look at the stop's flag and its taking out of the
+    frames already counted, the stop counts the batch's frame dropped (its wait for the worker ran out). The worker
+    then had no frame left and called _count_error with none, which counts one error of no frame's (a compressed
+    copy's): errors.internal 1 and an "[internal] unexpected error" line for a frame counted dropped. Now the flag and
+    the frames are looked at together under _lock: dropped only, nothing counted or said as an error. The window, a
+    few bytecodes wide, is widened at the worker's context.ok() call, which lies in it (the frame, the stop and the
+    worker are the real ones; the batch's failure is injected as in the tests above)."""
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import make_image, qos
+
+    node = harness.start_node()
+    worker, context = node._worker, node.context
+    entered, gate = threading.Event(), threading.Event()
+    real_ok = context.ok
+
+    def ok():
+        if threading.current_thread() is worker and not gate.is_set():
+            entered.set()
+            gate.wait(30)
+        return real_ok()
+
+    def wanted(cam, s):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(node, "wanted_outputs", wanted)
+    monkeypatch.setattr(context, "ok", ok)
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    pub.publish(make_image(1))
+    assert entered.wait(60), "the worker's batch did not fail"
+    node.stop(timeout=0.1)   # (its wait for the held worker runs out: the batch's frame is counted dropped)
+    assert dict(node.counts()[""]) == {"received": 1, "dropped": 1}
+    gate.set()
+    worker.join(30)
+    assert not worker.is_alive()
+    assert dict(node.counts()[""]) == {"received": 1, "dropped": 1} and "internal" not in node.error_counts(), \
+        (node.counts(), node.error_counts())
+
+
 def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harness, monkeypatch):
     """A frame without camera_info is counted incomplete:no_camera_info and goes on (points skipped);
     when publishing it then fails (here rclpy's own type check), the worker counts it as error:internal
