@@ -24,20 +24,53 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
     sys.exit(code)
 
 
-#: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made
+#: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made, or where
+#: making one changes the system (a folder in a cgroup file system is a new control group; root may make one in /dev)
 _VIRTUAL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugfs", "tracefs", "securityfs", "pstore",
                                    "bpf", "configfs", "fusectl", "efivarfs", "devpts", "mqueue", "binfmt_misc", "nsfs",
-                                   "selinuxfs"})
+                                   "selinuxfs", "devtmpfs"})
 
 
-def output_folder_error(out: Path, e: OSError, file: bool = False) -> str:
+#: the kernel's folders, whatever file system is mounted there (a container's /dev is a tmpfs): what they hold
+_KERNEL_FOLDERS = {"/proc": "processes", "/sys": "devices and drivers", "/dev": "device files"}
+
+
+def refuse_kernel_folder(out: Path) -> None:
+    """Before ``out`` (a tool's output folder) is made or written in: raise where it is the kernel's
+    (:func:`kernel_folder`), so that nothing is made there; :func:`output_folder_error` says why. As root,
+    ``mkdir -p /sys/fs/cgroup/x`` made a folder (/sys/fs/cgroup a tmpfs here) and ``/sys/fs/cgroup/memory/x`` a new
+    control group, and only the writes after it failed (if any did).
+
+    :raises PermissionError: ``out`` is the kernel's (EPERM, its path as the file name)."""
+    if kernel_folder(out) is not None:
+        raise PermissionError(errno.EPERM, "the kernel's folder", str(out))
+
+
+def kernel_folder(out: Path) -> Optional[str]:
+    """Why ``out`` (its links followed) is the kernel's, where no folder or file of the user's belongs, else None: a
+    folder on its way in one of the kernel's virtual file systems (:data:`_VIRTUAL_FILE_SYSTEMS`, wherever mounted:
+    a cgroup mount; a tmpfs mounted under /sys, /sys/fs/cgroup, is under sysfs all the same), or under /proc, /sys or
+    /dev whatever is mounted there."""
+    real = Path(os.path.realpath(out))
+    for p in (real, *real.parents):
+        if os.path.isdir(p):
+            fs_type, mount = _file_system(p)
+            if fs_type in _VIRTUAL_FILE_SYSTEMS:
+                return f"{p} is in the kernel's virtual {fs_type} file system (mounted at {mount})"
+    top = next((t for t in _KERNEL_FOLDERS if real == Path(t) or Path(t) in real.parents), None)
+    return None if top is None else f"{top} is the kernel's folder of {_KERNEL_FOLDERS[top]}"
+
+
+def output_folder_error(out: Path, e: OSError, file: bool = False, option: str = "--out") -> str:
     """Why ``--out`` ``out`` could not be made or used (``e``: what making or writing it raised), said so that a user
     knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
-    'File exists' / 'Not a directory'; a path in a virtual file system (/proc, /sys: mkdir says 'No such file or
-    directory' of a folder that is there) or a read-only one is said to be there, and a folder without the permission
-    to write in it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
+    'File exists' / 'Not a directory'; a path that is the kernel's (:func:`kernel_folder`: /proc, /sys, /dev, a cgroup
+    mount, where mkdir says 'No such file or directory' of a folder that is there, or :func:`refuse_kernel_folder`
+    refused it) or on a read-only file system is said to be there, and a folder without the permission to write in
+    it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
     (sros2_policy's --out, which refuses a folder itself), not a folder: a file there is what it writes, not said to
-    be in the way, and one it may not write is named with its owner and mode."""
+    be in the way, and one it may not write is named with its owner and mode. ``option``: how the user gave ``out``
+    (``OUT`` for gpu_check's environment variable)."""
     for p in (out, *out.parents):
         # (os.path's tests: False where the path cannot be looked at, a name too long or a folder without search
         # permission, which Path.exists raises, so that mkdir's own reason is said below)
@@ -45,17 +78,17 @@ def output_folder_error(out: Path, e: OSError, file: bool = False) -> str:
             if p == out and file:   # (the file it was to write: why it could not is said below)
                 continue
             if p == out:
-                return (f"{out} is a file, not a folder; give --out a folder (a new name, or an existing folder), "
+                return (f"{out} is a file, not a folder; give {option} a folder (a new name, or an existing folder), "
                         "or move the file away")
-            return f"{p} is a file, so no folder can be made under it; give --out a path that is not under a file"
+            return f"{p} is a file, so no folder can be made under it; give {option} a path that is not under a file"
+    elsewhere = f"give {option} a path elsewhere, e.g. under your home folder ({Path.home()})"
+    kernels = kernel_folder(out.parent if file else out)   # (a file's own link, e.g. to /dev/full, not followed)
+    if kernels is not None:
+        return f"{kernels}, where no folder or file of yours belongs; {elsewhere}"
     # the deepest folder of the path that is there: where the folder (or file) was to be made
     there = next((p for p in (out, *out.parents) if os.path.isdir(p)), None)
-    elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
     if there is not None:
         fs_type, mount = _file_system(there)
-        if fs_type in _VIRTUAL_FILE_SYSTEMS:
-            return (f"{there} is in the kernel's virtual {fs_type} file system (mounted at {mount}), where no folder "
-                    f"or file of yours can be made; {elsewhere}")
         try:
             read_only = e.errno == errno.EROFS or bool(os.statvfs(there).f_flag & os.ST_RDONLY)
         except OSError:

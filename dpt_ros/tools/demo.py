@@ -35,7 +35,7 @@ import numpy as np
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
-from dpt_ros.tools import output_folder_error
+from dpt_ros.tools import output_folder_error, refuse_kernel_folder
 from dpt_ros.tools.options import amount, count, output_folder, program
 
 REPO = Path(__file__).resolve().parents[2]
@@ -255,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     try:   # (an earlier run's files stay until this run has frames of its own to write)
+        refuse_kernel_folder(out)
         out.mkdir(parents=True, exist_ok=True)
         if not os.access(out, os.W_OK | os.X_OK):
             raise PermissionError(13, "not writable")

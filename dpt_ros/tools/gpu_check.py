@@ -55,6 +55,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from dpt_ros.tools import output_folder_error, refuse_kernel_folder
 from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, program
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -365,7 +366,13 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     start = time.monotonic()
     out_dir = pathlib.Path(os.environ["OUT"]) if os.environ.get("OUT") else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:   # (before any step: a folder under /sys, /proc or /dev is refused before it is made)
+            refuse_kernel_folder(out_dir)
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"gpu_check: cannot use the output folder OUT={out_dir}: "
+                  f"{output_folder_error(out_dir, e, option='OUT')}", file=sys.stderr)
+            return 2
     # what a step may still be given: the budget's rest less the grace a timed-out step takes on top
     left = lambda: args.budget - (time.monotonic() - start) - GRACE_S  # noqa: E731
     summary: dict[str, Any] = {"env": _env()}

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
-from dpt_ros.tools import create_locked, output_folder_error, remove_unheld
+from dpt_ros.tools import create_locked, output_folder_error, refuse_kernel_folder, remove_unheld
 from dpt_ros.tools.options import input_path, output_folder, program
 
 try:
@@ -302,6 +302,7 @@ def _main(argv=None) -> int:
               file=sys.stderr)
         return 2
     try:
+        refuse_kernel_folder(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"predict: cannot create the output folder {out_dir}: {output_folder_error(out_dir, e)}", file=sys.stderr)

@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape
 
 import yaml
 
-from dpt_ros.tools import output_folder_error
+from dpt_ros.tools import output_folder_error, refuse_kernel_folder
 from dpt_ros.tools.options import program, write_out
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -454,6 +454,7 @@ def main(argv=None) -> int:
     if out == "-":
         return write_out(text)
     try:
+        refuse_kernel_folder(Path(out).parent)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(text)
     except OSError as e:   # (under a file: mkdir's "File exists" / "Not a directory" said as that)

@@ -368,3 +368,31 @@ def test_an_out_file_that_cannot_be_written_is_said_as_a_file(tmp_path):
     # a folder's --out (demo, predict) naming a file is still said to be one
     assert output_folder_error(kept, FileExistsError(errno.EEXIST, "File exists", str(kept))).startswith(
         f"{kept} is a file, not a folder; give --out a folder")
+
+
+def test_an_out_file_in_a_folder_of_the_kernels_is_refused_before_it_is_made(capsys):
+    """--out /sys/fs/cgroup/x/policy.xml: as root, the folder was made (a tmpfs under /sys here; in a cgroup mount, a
+    control group) and the policy written into it. It is refused before anything is made, as the other tools' --out
+    is, exit status 1."""
+    import os
+    from pathlib import Path
+
+    from dpt_ros.tools import kernel_folder, refuse_kernel_folder
+
+    if not os.path.isdir("/sys/fs/cgroup"):
+        pytest.skip("needs Linux's /sys/fs/cgroup")
+    folder = Path("/sys/fs/cgroup/dpt_ros_policy")
+    with pytest.raises(PermissionError):   # (checked first: a tool that made the folder is not run)
+        refuse_kernel_folder(folder)
+    out = folder / "policy.xml"
+    try:
+        assert sros2_policy.main(["--out", str(out)]) == 1
+    finally:
+        made = folder.is_dir()
+        if made:   # (not left behind)
+            out.unlink(missing_ok=True)
+            folder.rmdir()
+    assert not made
+    assert capsys.readouterr().err == (f"sros2_policy: cannot write {out}: {kernel_folder(folder)}, where no folder or "
+                                       f"file of yours belongs; give --out a path elsewhere, e.g. under your home "
+                                       f"folder ({Path.home()})\n")

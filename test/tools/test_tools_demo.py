@@ -424,18 +424,33 @@ runpy.run_module("dpt_ros.tools.demo", run_name="__main__", alter_sys=True)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="needs Linux's /proc")
-def test_out_in_a_virtual_file_system_is_said_to_be_there(tmp_path):
+@pytest.mark.parametrize("out", ["/proc/dpt_ros_demo_out/run", "/sys/fs/cgroup/dpt_ros_demo_out"])
+def test_out_in_a_virtual_file_system_is_said_to_be_there(out, tmp_path):
     """--out /proc/x: mkdir said only 'No such file or directory' of a path whose folder, /proc, is there; the demo
-    now says that /proc is the kernel's virtual file system, where nothing of the user's can be made, and what to
-    give instead, before starting anything (exit 2)."""
-    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--out", "/proc/dpt_ros_demo_out/run",
-                          "--variant", "dpt_tiny", "--weights", "random", "--device", "cpu"],
-                         env=dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only()),
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2, res.stderr
-    assert res.stderr == ("demo: cannot use the output folder /proc/dpt_ros_demo_out/run: /proc is in the kernel's "
-                          "virtual proc file system (mounted at /proc), where no folder or file of yours can be made; "
-                          f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})\n"), res.stderr
+    now says that /proc is the kernel's virtual file system, where nothing of the user's belongs, and what to give
+    instead, before starting anything (exit 2). --out /sys/fs/cgroup/x, which mkdir made as root (a tmpfs under /sys
+    here; in a cgroup mount, a control group), is refused so before it is made."""
+    from dpt_ros.tools import kernel_folder, refuse_kernel_folder
+
+    if out.startswith("/sys/") and not os.path.isdir("/sys/fs/cgroup"):
+        pytest.skip("no /sys/fs/cgroup here")
+    with pytest.raises(PermissionError):   # (checked first: a demo that made the folder is not run)
+        refuse_kernel_folder(Path(out))
+    try:
+        res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--out", out,
+                              "--variant", "dpt_tiny", "--weights", "random", "--device", "cpu"],
+                             env=dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only()),
+                             capture_output=True, text=True, timeout=120)
+    finally:
+        made = os.path.isdir(out)
+        if made:   # (not left behind; the demo writes nothing into it before its first frame)
+            os.rmdir(out)
+    assert res.returncode == 2 and not made, res.stderr
+    assert res.stderr == (f"demo: cannot use the output folder {out}: {kernel_folder(Path(out))}, where no folder or "
+                          f"file of yours belongs; give --out a path elsewhere, e.g. under your home folder "
+                          f"({Path.home()})\n"), res.stderr
+    if out.startswith("/proc/"):
+        assert kernel_folder(Path(out)) == "/proc is in the kernel's virtual proc file system (mounted at /proc)"
 
 
 def test_out_naming_a_file_is_said_to_be_a_file(tmp_path):

@@ -1,6 +1,7 @@
 """bench_pipeline and gpu_check run on a CPU-only machine and produce their JSON."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -303,6 +304,38 @@ def test_gpu_check_refuses_a_bad_value_before_its_first_step(argv, why, usage_er
         usage_error(gpu_check.main, argv, why)
     except _StepStarted as started:
         pytest.fail(f"{argv} was taken, and the run started its first step: {started}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup"), reason="needs Linux's /sys/fs/cgroup")
+def test_gpu_check_refuses_an_out_folder_of_the_kernels_before_its_first_step(capsys, monkeypatch, tmp_path):
+    """OUT=/sys/fs/cgroup/x was made as root (a tmpfs under /sys here; in a cgroup mount, a control group) and the
+    steps wrote their logs and summary there; an OUT it could not make (under a file) ended the run with mkdir's
+    traceback. Each is now said as the other tools say it, before any step, exit status 2."""
+    from pathlib import Path
+
+    from dpt_ros.tools import kernel_folder, refuse_kernel_folder
+
+    out = Path("/sys/fs/cgroup/dpt_ros_gpu_check_out")
+    with pytest.raises(PermissionError):   # (checked first: a gpu_check that made the folder is not run)
+        refuse_kernel_folder(out)
+    gpu_check = _no_steps(monkeypatch)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("mine")
+    elsewhere = f"give OUT a path elsewhere, e.g. under your home folder ({Path.home()})"
+    for given, why in ((out, f"{kernel_folder(out)}, where no folder or file of yours belongs; {elsewhere}"),
+                       (blocker / "out", f"{blocker} is a file, so no folder can be made under it; give OUT a path "
+                                         "that is not under a file")):
+        monkeypatch.setenv("OUT", str(given))
+        try:
+            assert gpu_check.main(["--budget", "60"]) == 2
+        except _StepStarted as started:
+            pytest.fail(f"OUT={given} was taken, and the run started its first step: {started}")
+        finally:
+            made = out.is_dir()
+            if made:   # (not left behind)
+                out.rmdir()
+        assert not made
+        assert capsys.readouterr().err == f"gpu_check: cannot use the output folder OUT={given}: {why}\n"
 
 
 def test_gpu_check_passes_a_test_path_that_exists_to_its_pytest_step(monkeypatch):

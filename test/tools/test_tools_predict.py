@@ -540,7 +540,7 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     assert predict.main([str(files / "images" / "a.png"), *common, "--out", "/proc/dpt_ros_predict_out/x"]) == 2
     assert capsys.readouterr().err == (
         "predict: cannot create the output folder /proc/dpt_ros_predict_out/x: /proc is in the kernel's virtual proc "
-        f"file system (mounted at /proc), where no folder or file of yours can be made; {elsewhere}\n")
+        f"file system (mounted at /proc), where no folder or file of yours belongs; {elsewhere}\n")
     folder = tmp_path / "kept"
     folder.mkdir(mode=0o555)
     out = folder / "out"
@@ -553,6 +553,52 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     # what nothing more can be told of: the system's reason, as before
     assert output_folder_error(out, OSError(errno.ENOSPC, "No space left on device", str(out))) == \
         "No space left on device"
+
+
+@pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup"), reason="needs Linux's /sys/fs/cgroup")
+def test_an_output_folder_of_the_kernels_is_refused_before_it_is_made(files, capsys, tmp_path):
+    """--out /sys/fs/cgroup/x was made where the file system let it: as root, mkdir made a folder there (a tmpfs
+    under /sys on this machine) or, in a cgroup mount (/sys/fs/cgroup/memory/x), a new control group, and the tool
+    went on writing into it; only a failed mkdir was said to be the kernel's. A folder under /sys, /proc or /dev, or
+    in a cgroup mount wherever it is, or a link to one, is now refused before anything is made there (checked here on
+    the paths first, so that no tool is run on one that would be made)."""
+    from pathlib import Path
+
+    from dpt_ros.tools import _file_system, kernel_folder, refuse_kernel_folder
+
+    elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
+    (tmp_path / "link").symlink_to("/sys/fs/cgroup")
+    paths = [Path("/sys/fs/cgroup/dpt_ros_out"), tmp_path / "link" / "dpt_ros_out", Path("/dev/shm/dpt_ros_out"),
+             Path("/dev/dpt_ros_out"), Path("/proc/dpt_ros_out"), Path("/sys")]
+    with open("/proc/self/mountinfo") as f:   # (every cgroup mount: a folder made there is a control group)
+        mounts = [line.split(" - ")[0].split()[4] for line in f if line.split(" - ")[1].startswith("cgroup")]
+    paths += [Path(m) / "dpt_ros_out" for m in mounts]
+    for path in paths:
+        with pytest.raises(PermissionError):   # (before the tool is run on it: it would make the folder)
+            refuse_kernel_folder(path)
+        assert kernel_folder(path) is not None, path
+    for mount in mounts:
+        assert kernel_folder(Path(mount) / "dpt_ros_out") == (f"{mount} is in the kernel's virtual "
+                                                             f"{_file_system(Path(mount))[0]} file system (mounted at "
+                                                             f"{mount})")
+    assert kernel_folder(tmp_path / "out") is None and kernel_folder(Path.home()) is None
+    common = [str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+              "--input-size", "64"]
+    for path in paths[:2]:
+        try:
+            assert predict.main([*common, "--out", str(path)]) == 2
+        finally:
+            made = os.path.isdir("/sys/fs/cgroup/dpt_ros_out")
+            if made:   # (by a tool that did not refuse it: not left behind)
+                os.rmdir("/sys/fs/cgroup/dpt_ros_out")
+        assert not made
+        # (here /sys/fs is sysfs, /sys/fs/cgroup a tmpfs; where it is a cgroup2 mount itself, that one is named)
+        assert capsys.readouterr().err == (f"predict: cannot create the output folder {path}: "
+                                           f"{kernel_folder(paths[0])}, where no folder or file of yours belongs; "
+                                           f"{elsewhere}\n")
+    assert kernel_folder(paths[0]) in ("/sys/fs is in the kernel's virtual sysfs file system (mounted at /sys)",
+                                       f"/sys/fs/cgroup is in the kernel's virtual {_file_system(paths[0].parent)[0]} "
+                                       "file system (mounted at /sys/fs/cgroup)")
 
 
 def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(files, capfd, tmp_path):
