@@ -66,8 +66,8 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
     knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
     'File exists' / 'Not a directory'; a path that is the kernel's (:func:`kernel_folder`: /proc, /sys, /dev, a cgroup
     mount, where mkdir says 'No such file or directory' of a folder that is there, or :func:`refuse_kernel_folder`
-    refused it) or on a read-only file system is said to be there, and a folder without the permission to write in
-    it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
+    refused it) or on a read-only file system is said to be there, a full one (ENOSPC, EDQUOT) with what to do, and a
+    folder without the permission to write in it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
     (sros2_policy's --out, which refuses a folder itself), not a folder: a file there is what it writes, not said to
     be in the way, and one it may not write is named with its owner and mode. ``option``: how the user gave ``out``
     (``OUT`` for gpu_check's environment variable)."""
@@ -89,6 +89,12 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
     there = next((p for p in (out, *out.parents) if os.path.isdir(p)), None)
     if there is not None:
         fs_type, mount = _file_system(there)
+        on = f"{fs_type} mounted at {mount}" if fs_type else ""
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            full = "your disk quota on the file system of" if e.errno == errno.EDQUOT else "the file system of"
+            used = "is used up" if e.errno == errno.EDQUOT else "is full"
+            return (f"{full} {there} {used} ({e.strerror}{'; ' + on if on else ''}): free some space on it, or give "
+                    f"{option} a path on another file system")
         try:
             read_only = e.errno == errno.EROFS or bool(os.statvfs(there).f_flag & os.ST_RDONLY)
         except OSError:

@@ -53,7 +53,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
-from typing import Any
+from typing import Any, Callable
 
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder
 from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, program
@@ -92,11 +92,12 @@ def _env() -> dict[str, Any]:
 GRACE_S = 30.0
 
 
-def _run(cmd: list[str], timeout: float, log: pathlib.Path | None) -> dict[str, Any]:
+def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None) -> dict[str, Any]:
     """Run ``cmd`` in a process group of its own. Past ``timeout`` the whole group gets SIGINT (a benchmark then
     stops the node and camera processes it started), then SIGKILL 15 s later (at most ``GRACE_S`` in all). When
     the step has ended, however it ended, whatever is left of its group is killed: nothing it started outlives it
-    (a node left running would hold GPU memory and publish into the next step's measurement)."""
+    (a node left running would hold GPU memory and publish into the next step's measurement). ``log``: given the
+    step's command line and output, to write (:meth:`_OutFolder.log`)."""
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -117,7 +118,7 @@ def _run(cmd: list[str], timeout: float, log: pathlib.Path | None) -> dict[str, 
             err = "(gpu_check: output lost: a process of this step kept its pipes open after SIGKILL)"
     _signal_group(p.pid, signal.SIGKILL)   # processes of the step still running after it ended
     if log is not None:
-        log.write_text(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
+        log(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
     return {"cmd": " ".join(cmd), "rc": rc, "timed_out": timed_out, "seconds": round(time.monotonic() - t0, 1),
             "limit_s": round(max(timeout, 1), 1),   # (what the budget left it: a step timed out short of its need)
             "stdout": out, "stderr": err}
@@ -320,12 +321,39 @@ def publication_modes(text: str) -> list[str]:
     return modes
 
 
-def _write_summary(out_dir: pathlib.Path, text: str) -> None:
-    """gpu_summary.json, whole or not at all: written beside it and renamed over it (a run killed while it writes,
-    the device tool's limit, leaves the last complete one, not a truncated file)."""
-    tmp = out_dir / ".gpu_summary.json.partial"
-    tmp.write_text(text)
-    os.replace(tmp, out_dir / "gpu_summary.json")
+class _OutFolder:
+    """``$OUT``, where the steps' logs and gpu_summary.json are written (nowhere without it). A write there that fails
+    (a full disk: it was a traceback, the steps' figures lost) is said once on stderr, naming the file, the folder and
+    what to do, and nothing more is written there: the steps go on, the summary comes on standard output, and the exit
+    status is 1 (:attr:`error`)."""
+
+    def __init__(self, folder: pathlib.Path | None) -> None:
+        self.folder = folder
+        self.error: str | None = None   # the write that failed, as said
+
+    def log(self, name: str) -> Callable[[str], None] | None:
+        """What writes step log ``name`` (:func:`_run`'s ``log``); None without ``$OUT``."""
+        return None if self.folder is None else lambda text: self.write(name, text)
+
+    def write(self, name: str, text: str, whole: bool = False) -> None:
+        """``$OUT/name``; ``whole``: written beside it and renamed over it (gpu_summary.json: a run killed while it
+        writes, the device tool's limit, leaves the last complete one, not a truncated file)."""
+        if self.folder is None or self.error is not None:
+            return
+        path = tmp = self.folder / name
+        if whole:
+            tmp = self.folder / f".{name}.partial"
+        try:
+            tmp.write_text(text)
+            if whole:
+                os.replace(tmp, path)
+        except OSError as e:
+            if whole:   # (what a full disk let be written of it: space given back)
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            self.error = f"cannot write {path}: {output_folder_error(self.folder, e, option='OUT')}"
+            print(f"gpu_check: {self.error}; nothing more is written there, the summary comes on standard output "
+                  "only", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -373,6 +401,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
             print(f"gpu_check: cannot use the output folder OUT={out_dir}: "
                   f"{output_folder_error(out_dir, e, option='OUT')}", file=sys.stderr)
             return 2
+    out = _OutFolder(out_dir)
     # what a step may still be given: the budget's rest less the grace a timed-out step takes on top
     left = lambda: args.budget - (time.monotonic() - start) - GRACE_S  # noqa: E731
     summary: dict[str, Any] = {"env": _env()}
@@ -381,15 +410,15 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     def save_partial() -> None:
         """gpu_summary.json as far as the steps done so far: a run killed from outside (the device tool's limit)
         keeps their figures; the final summary replaces it."""
-        if out_dir is not None:
+        if out_dir is not None and out.error is None:
             done = [k for k in summary if k != "env"]
             try:   # the issues' figures the steps done so far give
                 targets: Any = issue_targets(summary)
             except Exception as e:  # noqa: BLE001 - a missing step's figures: the steps' own are kept
                 targets = f"not read from the partial results: {type(e).__name__}: {e}"
-            _write_summary(out_dir, json.dumps(
+            out.write("gpu_summary.json", json.dumps(
                 {"partial": f"gpu_check did not finish: the steps done were {', '.join(done)}",
-                 **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1))
+                 **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1), whole=True)
 
     e2e = (cuda or args.rehearse) and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
     # the node benchmarks' model: issue #5's on a GPU; a rehearsal runs the same steps small on the CPU
@@ -403,7 +432,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
              # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then
              # stopped it at the first of the 15 ROS node tests (each starts a node and loads a model)
-             min(260.0, 0.45 * left()), out_dir / "gpu_pytest.log" if out_dir else None)
+             min(260.0, 0.45 * left()), out.log("gpu_pytest.log"))
     tail = (r["stdout"] + r["stderr"]).strip().splitlines()
     summary["pytest_gpu"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                              "limit_s": r["limit_s"],
@@ -418,7 +447,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         bench = [sys.executable, "-m", "dpt_ros.tools.bench_pipeline", "--device", "cuda", "--json"]
         if args.quick:
             bench += ["--sizes", "320x240", "--repeat", "3"]
-        r = _run(bench, min(120.0, 0.3 * left()), out_dir / "bench_pipeline.log" if out_dir else None)
+        r = _run(bench, min(120.0, 0.3 * left()), out.log("bench_pipeline.log"))
         summary["bench_pipeline"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                                      "limit_s": r["limit_s"],
                                      "result": _last_json(r["stdout"]), "stderr_tail": r["stderr"].strip()[-1500:]}
@@ -448,7 +477,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                    "--publication-mode", mode, "--domain", str(domains[i]), "--json", str(json_path)]
             # each run takes 35-45 s (start, graph capture, discovery, warm-up, window); the node stages come next
             budget = min(90.0, 0.7 * left() / (len(modes) - i))
-            r = _run(cmd, max(5.0, budget), out_dir / f"bench_e2e{suffix}.log" if out_dir else None)
+            r = _run(cmd, max(5.0, budget), out.log(f"bench_e2e{suffix}.log"))
             runs[mode] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"], "limit_s": r["limit_s"],
                           **_read_result(json_path),
                           "stdout_tail": r["stdout"].strip()[-2000:], "stderr_tail": r["stderr"].strip()[-1500:]}
@@ -465,7 +494,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         json_path = (out_dir or pathlib.Path("/tmp")) / f"{name}.json"
         json_path.unlink(missing_ok=True)
         r = _run([sys.executable, "-m", f"dpt_ros.tools.{name}", *args_, "--json", str(json_path)],
-                 max(5.0, min(most, share * left(), left())), out_dir / f"{name}.log" if out_dir else None)
+                 max(5.0, min(most, share * left(), left())), out.log(f"{name}.log"))
         return {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"], "limit_s": r["limit_s"],
                 **_read_result(json_path),
                 "stderr_tail": r["stderr"].strip()[-1000:]}
@@ -490,7 +519,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         cmd += ["--device", "cuda", "--cuda-graphs", "--precision", *args.model_precisions] if cuda else ["--device", "cpu", "--quick", "--no-hf",
                                                                     "--variants", "dpt_tiny"]
         # bench_publish and bench_lifecycle need about 15 s and 30 s after it
-        r = _run(cmd, max(5.0, left() - (50 if e2e else 0)), out_dir / "bench_model.log" if out_dir else None)
+        r = _run(cmd, max(5.0, left() - (50 if e2e else 0)), out.log("bench_model.log"))
         summary["bench_model"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                                   "limit_s": r["limit_s"],
                                   **_read_result(json_path), "stdout_tail": r["stdout"].strip()[-3000:],
@@ -534,11 +563,11 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         summary["rehearsal"] = ("a CPU rehearsal (--rehearse) with dpt_tiny at 32 px and random weights: it checks the "
                                 "steps and their JSON; its figures are not the issues' (those need an H100/H200)")
     summary["elapsed_s"] = round(time.monotonic() - start, 1)
-    text = json.dumps(summary, indent=1)
-    if out_dir is not None:
-        _write_summary(out_dir, text)
-    print(text)
-    return 0 if summary["ok"] else 1
+    out.write("gpu_summary.json", json.dumps(summary, indent=1), whole=True)
+    if out.error is not None:   # (said on stderr when it happened; the summary on standard output says it too)
+        summary["out_error"] = out.error
+    print(json.dumps(summary, indent=1))
+    return 0 if summary["ok"] and out.error is None else 1
 
 
 if __name__ == "__main__":

@@ -396,3 +396,18 @@ def test_an_out_file_in_a_folder_of_the_kernels_is_refused_before_it_is_made(cap
     assert capsys.readouterr().err == (f"sros2_policy: cannot write {out}: {kernel_folder(folder)}, where no folder or "
                                        f"file of yours belongs; give --out a path elsewhere, e.g. under your home "
                                        f"folder ({Path.home()})\n")
+
+
+def test_a_full_disk_is_said_with_what_to_do(capsys, tmp_path):
+    """The policy written where no space is left (here a link to /dev/full, which refuses every write with ENOSPC, as a
+    full disk does): 'cannot write FILE: No space left on device' said neither where nor what to do. It names the file
+    system and says to free space or give --out another one, exit status 1, no traceback."""
+    from dpt_ros.tools import _file_system
+
+    out = tmp_path / "policy.xml"
+    out.symlink_to("/dev/full")
+    assert sros2_policy.main(["--out", str(out)]) == 1
+    fs_type, mount = _file_system(tmp_path)
+    assert capsys.readouterr().err == (
+        f"sros2_policy: cannot write {out}: the file system of {tmp_path} is full (No space left on device; {fs_type} "
+        f"mounted at {mount}): free some space on it, or give --out a path on another file system\n")

@@ -253,6 +253,34 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     assert summary["targets"]["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
 
 
+@pytest.mark.parametrize("full", ["gpu_pytest.log", ".gpu_summary.json.partial"])
+def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
+    """A log or gpu_summary.json that $OUT had no space for (here the file links to /dev/full, which refuses every
+    write with ENOSPC, as a full disk does) ended the run with an OSError traceback, the steps after it never run and
+    no summary given. It is said once, naming the file, the folder and what to do; nothing more is written there, the
+    steps go on and the summary comes on standard output (saying it too), exit status 1."""
+    from dpt_ros.tools import _file_system
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / full).symlink_to("/dev/full")
+    # (--rehearse: on a CPU machine too, the pytest step runs; the rest is skipped, so that the run is short)
+    p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--rehearse", "--budget", "100", "--tests",
+                        "test/pipeline/test_pipeline_gpu.py", "--no-pipeline-bench", "--no-model", "--e2e-seconds", "0",
+                        "--node-stages-profile", "0"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OUT": str(out)})
+    fs_type, mount = _file_system(out)
+    said = (f"cannot write {out / full.removeprefix('.').removesuffix('.partial')}: the file system of {out} is full "
+            f"(No space left on device; {fs_type} mounted at {mount}): free some space on it, or give OUT a path on "
+            "another file system")
+    assert p.stderr == f"gpu_check: {said}; nothing more is written there, the summary comes on standard output only\n"
+    summary = json.loads(p.stdout)
+    assert p.returncode == 1 and summary["out_error"] == said and summary["ok"], p.stdout[-3000:]
+    assert summary["pytest_gpu"]["rc"] in (0, 5) and not summary["pytest_gpu"]["timed_out"]
+    # nothing written there after the failed write: no summary (nor a partial one, after a failed log)
+    assert not [f.name for f in out.iterdir() if "summary" in f.name]
+
+
 class _StepStarted(Exception):
     """raised by the test's gpu_check._run: the run got past its argument checks to its first step"""
 
@@ -537,7 +565,7 @@ def test_gpu_check_step_past_its_time_is_interrupted_then_killed_with_everything
             "try:\n    time.sleep(120)\n"
             "except KeyboardInterrupt:\n    print('interrupted: cleaning up \\u00e9', flush=True)\n"
             "    time.sleep(120)   # a cleanup that hangs: SIGKILL ends it\n")
-    r = gpu_check._run([sys.executable, "-c", code], 2.0, tmp_path / "step.log")
+    r = gpu_check._run([sys.executable, "-c", code], 2.0, (tmp_path / "step.log").write_text)
     assert r["timed_out"] and r["rc"] is None and 15 <= r["seconds"] < 40
     assert r["limit_s"] == 2.0   # what the budget gave the step, beside what it took (reported in the summary)
     assert "started" in r["stdout"] and "interrupted: cleaning up \u00e9" in r["stdout"]

@@ -530,10 +530,11 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     """--out /proc/x said only mkdir's 'No such file or directory', though /proc is there: it is said to be the
     kernel's virtual file system, and what to give instead; a read-only file system and a folder without the
     permission to write are said as such (the error as the kernel gives it for each: EROFS, EACCES), with the folder
-    and its owner and mode."""
+    and its owner and mode; a full file system (ENOSPC, EDQUOT), said before only as the system's 'No space left on
+    device', with what to do."""
     from pathlib import Path
 
-    from dpt_ros.tools import output_folder_error
+    from dpt_ros.tools import _file_system, output_folder_error
 
     elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
     common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64"]
@@ -550,9 +551,16 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     reason = output_folder_error(out, OSError(errno.EROFS, "Read-only file system", str(out)))
     assert reason.startswith(f"{folder} is on a read-only file system (") and \
         reason.endswith(f"): nothing can be written there; {elsewhere}"), reason
+    # a full file system (the system's reason alone, before): what to do, and where
+    fs_type, mount = _file_system(folder)
+    assert output_folder_error(out, OSError(errno.ENOSPC, "No space left on device", str(out))) == (
+        f"the file system of {folder} is full (No space left on device; {fs_type} mounted at {mount}): free some space "
+        "on it, or give --out a path on another file system")
+    assert output_folder_error(out, OSError(errno.EDQUOT, "Disk quota exceeded", str(out)), option="OUT") == (
+        f"your disk quota on the file system of {folder} is used up (Disk quota exceeded; {fs_type} mounted at "
+        f"{mount}): free some space on it, or give OUT a path on another file system")
     # what nothing more can be told of: the system's reason, as before
-    assert output_folder_error(out, OSError(errno.ENOSPC, "No space left on device", str(out))) == \
-        "No space left on device"
+    assert output_folder_error(out, OSError(errno.EIO, "Input/output error", str(out))) == "Input/output error"
 
 
 @pytest.mark.skipif(not os.path.isdir("/sys/fs/cgroup"), reason="needs Linux's /sys/fs/cgroup")
