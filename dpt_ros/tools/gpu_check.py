@@ -21,7 +21,7 @@ Steps, each under its own timeout inside an overall ``--budget``, the open issue
    the depth bytes), each with a cProfile of the top ``--node-stages-profile`` functions (log:
    bench_node_stages.log);
 6. ``python -m dpt_ros.tools.bench_model --device cuda --cuda-graphs --json FILE`` (issue #3, resolved: in what
-   the budget leaves; on a CPU machine only with ``--quick``: dpt_tiny smoke run);
+   the budget leaves; on a CPU machine only with ``--rehearse --quick``: dpt_tiny smoke run);
 7. then ``python -m dpt_ros.tools.bench_publish`` (message objects vs serialized CDR on this machine's CPU);
 8. then ``python -m dpt_ros.tools.bench_lifecycle`` (DPT-Hybrid fp16: the managed node's transition times, and the
    GPU memory configure takes and cleanup gives back).
@@ -33,9 +33,13 @@ The summary ends with ``targets``: each H200 target of the issues (#6: 1080p dec
 #5 per e2e run: 30 Hz processed, p99 <= 25 ms on every output, node overhead <= 40 %) with its value and
 ``met`` (None where the step did not run), and the node-stages runs' overhead beside them.
 
-Without CUDA it still runs (GPU tests skip, the CUDA benchmarks report "skipped"), so it can be
-tried on a CPU machine first; with ``--rehearse`` the ROS steps run there too, small (dpt_tiny on the CPU), so that
-a wrong command line or a broken JSON hand-off shows before the one GPU run. Exit status 0 when no step failed.
+Without CUDA it runs nothing: it says at once why there is no CUDA device (as ``dpt_ros.cuda_missing`` says it) and
+what to do, writes the summary with ``skipped`` and ``ok`` null, and ends with exit status 3 (:data:`NO_CUDA`). It
+ran every step there (the GPU tests skipping, the benchmarks measuring the CPU) in slices of the budget, each cut
+short with ``--budget 60``, and said "ok": false, exit 1, after half a minute. With ``--rehearse`` it runs every step
+on a CPU machine, the ROS ones small (dpt_tiny on the CPU), so that a wrong command line or a broken JSON hand-off
+shows before the one GPU run. Exit status 0 when no step failed, 1 when one did (or ``$OUT`` could not be written),
+2 for a usage error, 3 without CUDA.
 """
 
 from __future__ import annotations
@@ -64,6 +68,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 #: defaults; then 20-39, which no test module uses), through the test modules' domain locks (dds_env.free_domains):
 #: a test run or a second gpu_check (another checkout) holding some of them is not joined on its domains
 ROS_DOMAINS = (87, 88, 89, *range(20, 40))
+
+#: exit status of a run on a machine without CUDA and without ``--rehearse``: nothing was run (neither passed nor
+#: failed; 0 would read as a GPU checked, 1 as a step failed, 2 as a usage error)
+NO_CUDA = 3
 
 
 def _env() -> dict[str, Any]:
@@ -371,7 +379,8 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                     help=f"overall seconds, more than {GRACE_S:g} (default 360)")
     ap.add_argument("--tests", default=None, type=test_path,   # (not checked when not given: 'test', as before)
                     help="test path passed to pytest, a folder or file that exists (default: test)")
-    ap.add_argument("--quick", action="store_true", help="small benchmark (for trying it on a CPU machine)")
+    ap.add_argument("--quick", action="store_true",
+                    help="small benchmarks (with --rehearse: for trying it on a CPU machine)")
     ap.add_argument("--no-model", action="store_true", help="skip bench_model")
     ap.add_argument("--no-pipeline-bench", action="store_true", help="skip bench_pipeline")
     ap.add_argument("--model-precisions", nargs="+", default=["fp16"], choices=PRECISIONS,
@@ -406,6 +415,18 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     left = lambda: args.budget - (time.monotonic() - start) - GRACE_S  # noqa: E731
     summary: dict[str, Any] = {"env": _env()}
     cuda = bool(summary["env"].get("cuda_available"))
+    if not cuda and not args.rehearse:   # (every step is the GPU's: said at once, nothing run)
+        from dpt_ros import cuda_missing
+
+        why = summary["env"].get("cuda_error") or cuda_missing()   # (cuda_error: torch itself failed)
+        summary["skipped"] = (f"CUDA is not available on this machine ({why}): the GPU tests and benchmarks need it, "
+                              "so none was run; run gpu_check on a machine with an NVIDIA GPU, or add --rehearse to "
+                              "run every step small on this CPU")
+        print(f"gpu_check: {summary['skipped']}", file=sys.stderr, flush=True)
+        summary["ok"] = None   # (neither passed nor failed)
+        summary["elapsed_s"] = round(time.monotonic() - start, 1)
+        _give(summary, out)
+        return 1 if out.error is not None else NO_CUDA
 
     def save_partial() -> None:
         """gpu_summary.json as far as the steps done so far: a run killed from outside (the device tool's limit)
@@ -563,11 +584,17 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
         summary["rehearsal"] = ("a CPU rehearsal (--rehearse) with dpt_tiny at 32 px and random weights: it checks the "
                                 "steps and their JSON; its figures are not the issues' (those need an H100/H200)")
     summary["elapsed_s"] = round(time.monotonic() - start, 1)
+    _give(summary, out)
+    return 0 if summary["ok"] and out.error is None else 1
+
+
+def _give(summary: dict[str, Any], out: _OutFolder) -> None:
+    """The final summary: ``$OUT/gpu_summary.json`` and standard output (with ``out_error`` where a write into
+    ``$OUT`` failed, said on stderr when it did)."""
     out.write("gpu_summary.json", json.dumps(summary, indent=1), whole=True)
-    if out.error is not None:   # (said on stderr when it happened; the summary on standard output says it too)
+    if out.error is not None:
         summary["out_error"] = out.error
     print(json.dumps(summary, indent=1))
-    return 0 if summary["ok"] and out.error is None else 1
 
 
 if __name__ == "__main__":

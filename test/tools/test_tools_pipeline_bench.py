@@ -253,6 +253,31 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     assert summary["targets"]["issue6_1080p_decode_pre_post_cloud_ms"] == {"value": None, "target": "<= 1", "met": None}
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_check_without_cuda_says_so_at_once_and_runs_nothing(tmp_path):
+    """gpu_check --quick --budget 60 on a machine without CUDA ran every step in slices of the budget, each cut short
+    (the pytest step's tail a KeyboardInterrupt traceback), nothing on stderr, and after half a minute said "ok":
+    false, exit 1, as if a step had failed. It now says at once why there is no CUDA device (dpt_ros.cuda_missing's
+    words) and what to do, runs no step, writes the summary with that reason (ok null), exit status 3 (NO_CUDA)."""
+    import dpt_ros
+    from dpt_ros.tools import gpu_check
+
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--quick", "--budget", "60"],
+                       capture_output=True, text=True, timeout=300, env={**os.environ, "OUT": str(out)})
+    why = (f"CUDA is not available on this machine ({dpt_ros.cuda_missing()}): the GPU tests and benchmarks need it, "
+           "so none was run; run gpu_check on a machine with an NVIDIA GPU, or add --rehearse to run every step small "
+           "on this CPU")
+    assert (p.returncode, p.stderr) == (3, f"gpu_check: {why}\n"), p.stdout[-3000:]
+    assert gpu_check.NO_CUDA == 3
+    summary = json.loads(p.stdout)
+    assert summary == json.loads((out / "gpu_summary.json").read_text())
+    assert set(summary) == {"env", "skipped", "ok", "elapsed_s"} and summary["skipped"] == why, summary
+    assert summary["ok"] is None and summary["env"]["cuda_available"] is False
+    assert "Traceback" not in p.stdout and "KeyboardInterrupt" not in p.stdout
+    assert sorted(f.name for f in out.iterdir()) == ["gpu_summary.json"]   # (no step's log: none ran)
+
+
 @pytest.mark.parametrize("full", ["gpu_pytest.log", ".gpu_summary.json.partial"])
 def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     """A log or gpu_summary.json that $OUT had no space for (here the file links to /dev/full, which refuses every
@@ -374,8 +399,8 @@ def test_gpu_check_passes_a_test_path_that_exists_to_its_pytest_step(monkeypatch
                           (["--tests", "test/pipeline/test_pipeline_gpu.py::test_x"],
                            " test/pipeline/test_pipeline_gpu.py::test_x "),
                           ([], " test/ros ")):
-        with pytest.raises(_StepStarted) as started:
-            gpu_check.main(given)
+        with pytest.raises(_StepStarted) as started:   # (--rehearse: its steps run without CUDA too)
+            gpu_check.main([*given, "--rehearse"])
         assert "-m pytest -m gpu" in str(started.value) and passed in str(started.value), (given, started.value)
 
 
@@ -399,7 +424,7 @@ def test_gpu_check_takes_what_its_steps_take(capsys, monkeypatch):
         return None   # (bench_e2e.parse_args returns)
 
     for value in ("fp32", "fp16", "bf16", "half", "float16", "float32", "bfloat16", "FP16", "Bf16", ""):
-        ours = refusal(gpu_check.main, ["--model-precisions", value])
+        ours = refusal(gpu_check.main, ["--model-precisions", value, "--rehearse"])   # (steps without CUDA too)
         # (a --sizes bench_model refuses after it has taken --precision: it stops there instead of running)
         theirs = refusal(bench_model.main, ["--precision", value, "--sizes", "bogus"])
         assert (ours is None) == theirs.startswith("argument --sizes:"), (value, ours, theirs)
@@ -407,10 +432,11 @@ def test_gpu_check_takes_what_its_steps_take(capsys, monkeypatch):
         assert (ours is None) == (value in ("fp32", "fp16", "bf16")), value
     for value in ("default", "SYNCHRONOUS", "ASYNCHRONOUS", "asynchronous", "Default", "SYNC"):
         taken = refusal(bench_e2e.parse_args, ["--publication-mode", value]) is None
-        assert (refusal(gpu_check.main, ["--e2e-publication-modes", value]) is None) == taken, value
+        assert (refusal(gpu_check.main, ["--e2e-publication-modes", value, "--rehearse"]) is None) == taken, value
         assert taken == (value in ("default", "SYNCHRONOUS", "ASYNCHRONOUS")), value
     with pytest.raises(_StepStarted):
-        gpu_check.main(["--model-precisions", "fp16", "bf16", "fp32", "--e2e-publication-modes", "default,ASYNCHRONOUS,",
+        gpu_check.main(["--rehearse", "--model-precisions", "fp16", "bf16", "fp32", "--e2e-publication-modes",
+                        "default,ASYNCHRONOUS,",
                         "--budget", "31", "--e2e-seconds", "0", "--node-stages-profile", "0"])
 
 
