@@ -33,6 +33,9 @@ _VIRTUAL_FILE_SYSTEMS = frozenset({"proc", "sysfs", "cgroup", "cgroup2", "debugf
 
 #: the kernel's folders, whatever file system is mounted there (a container's /dev is a tmpfs): what they hold
 _KERNEL_FOLDERS = {"/proc": "processes", "/sys": "devices and drivers", "/dev": "device files"}
+#: folders under those that are the user's: /dev/shm is a tmpfs anyone may write in (fast scratch space; the DDS
+#: segments there are files of their own, which an output folder does not touch)
+_USERS_IN_KERNEL_FOLDERS = (Path("/dev/shm"),)
 
 
 def refuse_kernel_folder(out: Path) -> None:
@@ -50,8 +53,10 @@ def kernel_folder(out: Path) -> Optional[str]:
     """Why ``out`` (its links followed) is the kernel's, where no folder or file of the user's belongs, else None: a
     folder on its way in one of the kernel's virtual file systems (:data:`_VIRTUAL_FILE_SYSTEMS`, wherever mounted:
     a cgroup mount; a tmpfs mounted under /sys, /sys/fs/cgroup, is under sysfs all the same), or under /proc, /sys or
-    /dev whatever is mounted there."""
+    /dev whatever is mounted there (/dev/shm, the user's tmpfs, excepted)."""
     real = Path(os.path.realpath(out))
+    if any(real == u or u in real.parents for u in _USERS_IN_KERNEL_FOLDERS):
+        return None
     for p in (real, *real.parents):
         if os.path.isdir(p):
             fs_type, mount = _file_system(p)

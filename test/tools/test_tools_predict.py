@@ -576,8 +576,7 @@ def test_an_output_folder_of_the_kernels_is_refused_before_it_is_made(files, cap
 
     elsewhere = f"give --out a path elsewhere, e.g. under your home folder ({Path.home()})"
     (tmp_path / "link").symlink_to("/sys/fs/cgroup")
-    paths = [Path("/sys/fs/cgroup/dpt_ros_out"), tmp_path / "link" / "dpt_ros_out", Path("/dev/shm/dpt_ros_out"),
-             Path("/dev/dpt_ros_out"), Path("/proc/dpt_ros_out"), Path("/sys")]
+    paths = [Path("/sys/fs/cgroup/dpt_ros_out"), tmp_path / "link" / "dpt_ros_out", Path("/dev/dpt_ros_out"), Path("/proc/dpt_ros_out"), Path("/sys")]
     with open("/proc/self/mountinfo") as f:   # (every cgroup mount: a folder made there is a control group)
         mounts = [line.split(" - ")[0].split()[4] for line in f if line.split(" - ")[1].startswith("cgroup")]
     paths += [Path(m) / "dpt_ros_out" for m in mounts]
@@ -590,6 +589,7 @@ def test_an_output_folder_of_the_kernels_is_refused_before_it_is_made(files, cap
                                                              f"{_file_system(Path(mount))[0]} file system (mounted at "
                                                              f"{mount})")
     assert kernel_folder(tmp_path / "out") is None and kernel_folder(Path.home()) is None
+    assert kernel_folder(Path("/dev/shm/dpt_ros_out")) is None   # (the user's tmpfs, fast scratch space)
     common = [str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
               "--input-size", "64"]
     for path in paths[:2]:
