@@ -80,10 +80,13 @@ def with_own_dev_shm(size_mb: int, args: list, **popen: Any) -> subprocess.Popen
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 
-def watch_waits(node: Any, monkeypatch: Any) -> tuple[list, threading.Event]:
+def watch_waits(node: Any, monkeypatch: Any, timeouts: Optional[list] = None) -> tuple[list, threading.Event]:
     """Where the node's worker waits for a frame's camera_info or depth.align reference (its condition
     ``_info_arrived``): the stamps (ns) of the frames that waited, in order, and an Event set while one waits; with
-    pytest's ``monkeypatch``. A test of those waits counts them here rather than timing the frames."""
+    pytest's ``monkeypatch``. A test of those waits counts them here rather than timing the frames. ``timeouts``: a
+    list that gets (stamp, seconds) for each frame's first wait, how long it was to wait (its whole wait, less the
+    moments since the worker set its deadline): a test of a wait's length reads it here rather than sending what
+    the frame waits for a timed while later."""
     waits, waiting = [], threading.Event()
     real_wait = node._info_arrived.wait
 
@@ -91,6 +94,8 @@ def watch_waits(node: Any, monkeypatch: Any) -> tuple[list, threading.Event]:
         stamp = conversions.stamp_ns(node._in_worker[0].msg.header)
         if not waits or waits[-1] != stamp:
             waits.append(stamp)
+            if timeouts is not None:
+                timeouts.append((stamp, timeout))
         waiting.set()
         try:
             return real_wait(timeout)

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, wait_for, watch_waits
 
 DOMAIN = 85
 
@@ -431,13 +431,15 @@ def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(h
     """A frame waits _INFO_WAIT_S (50 ms) of wall time for a camera_info not yet come: a bag played at --rate 0.25
     brings a camera_info recorded 20 ms after its image 80 ms later, which the frame missed. With use_sim_time the
     wait is now stretched by 1 / the play rate measured from /clock against the wall clock, up to 4x. Here the wait
-    is widened to 1 s (so that the machine's load does not matter), the clock crawls (4x), and the camera_info comes
-    2 s after its image: waited for, where a 1 s wait ran out (old code: waited_in_vain:camera_info 1, one
-    depth/camera_info for two frames)."""
+    is widened to 1 s and the clock crawls (4x): the frame whose camera_info has not come waits 4 s for it (old
+    code: 1 s), read from the worker's wait (watch_waits) rather than by sending the camera_info a timed while
+    later, and gets the one that comes meanwhile."""
     monkeypatch.setattr(node_module, "_INFO_WAIT_S", 1.0)
     node, log, out, tick, frame = _replay(harness, **{"camera_info.policy": "exact"})
     infos = harness.collector(CameraInfo, "depth/camera_info")
     wait_for(lambda: node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+    timeouts: list = []
+    waits, waiting = watch_waits(node, monkeypatch, timeouts)
     tick(T0)
     frame(T0)                              # a camera_info with its image: the camera sends them
     for k in range(1, 4):                  # a microsecond of the bag a few milliseconds apart: a slow play
@@ -445,14 +447,16 @@ def test_a_slowly_played_bags_frame_waits_for_its_camera_info_in_the_bags_time(h
     n = len(out)
     img = make_image(T0 + 3000)
     frame.image.publish(img)
-    time.sleep(2.0)                        # its camera_info, 2 s later
-    frame.info.publish(make_info(img))
+    wait_for(lambda: waits and waits[-1] == T0 + 3000 and waiting.is_set(), what="the frame waiting for its info")
+    wait = dict(timeouts)[T0 + 3000]
+    assert 2.0 < wait <= 4.0, timeouts    # 4 s less the moments since its deadline was set (old code: 1 s)
+    frame.info.publish(make_info(img))     # its camera_info, while it waits
     wait_for(lambda: len(out) > n, what="the depth of the second frame")
     counts = node.counts()[""]
     wait_for(lambda: len(infos) == node.counts()[""].get("out:depth/camera_info"), what="the depth/camera_info")
     assert [conversions.stamp_ns(m.header) for m in infos] == [T0, T0 + 3000], counts
     assert not [k for k in counts if "camera_info" in k and not k.startswith("out:")], counts
-    tick(T0 + 4000)                        # (the clock stood still 2 s above, a pause: 1x; it crawls again)
+    tick(T0 + 4000)                        # it crawls on
     tick(T0 + 5000)
     assert node._wait_s() == 4.0           # (at most 4x, however slow)
     tick(T0 + 10**9)                       # the bag played at 1x or faster: the wait back at 1x
