@@ -50,7 +50,6 @@ def test_a_silent_camera_of_an_incompatible_qos_is_said_to_be_that_not_a_dev_shm
     node = harness.start_node(**{"qos.input_reliability": "reliable", "diagnostics.period": 60.0})
     pub = harness.probe.create_publisher(Image, "image", qos("best_effort"))
     wait_for(lambda: node.count_publishers("/image") == 1, what="discovery")
-    time.sleep(1.2)
     wait_for(lambda: "1 publisher found on it" in _status(node, ": camera /").message, what="the silent camera's WARN")
     wait_for(lambda: "incompatible QoS" in _status(node, ": camera /").message, timeout=5.0,
              what=f"the status to name the incompatible QoS; it says {_status(node, ': camera /').message!r}")
@@ -83,7 +82,6 @@ def test_a_qos_mismatch_is_said_only_while_a_publisher_of_that_qos_is_on_the_gra
 
     best_effort = probe.create_publisher(Image, "image", qos("best_effort"))
     wait_for(lambda: node.count_publishers("/image") == 1, what="discovery")
-    time.sleep(1.2)
     wait_for(lambda: message().endswith(said), what=f"the incompatible QoS; the status says {message()!r}")
 
     reliable = probe.create_publisher(Image, "image", qos())   # beside it: only one of the two is refused
