@@ -17,6 +17,7 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.msg import Log
 from rclpy.impl.implementation_singleton import rclpy_implementation
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from dpt_ros.ros.testing import assert_no_image_yet, call_service, gate_engine, make_image, publish_until, qos, set_params, truncated_checkpoint, wait_for
@@ -842,12 +843,15 @@ def test_sigterm_during_configure_exits_zero_without_a_configure_error(harness):
                       "-p", "device:=cpu", python_code=code, name=NAME)
     reader = LineReader(proc)
     client = harness.probe.create_client(ChangeState, f"/{NAME}/change_state")
+    rosout: list = []   # (transient local: the line is had though this subscription matched the node's after it)
+    harness.probe.create_subscription(Log, "/rosout", rosout.append, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
     try:
         assert client.wait_for_service(timeout_sec=60), reader.text()
         client.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
-        wait_for(lambda: "loading depth dpt_large" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="the load begins")
-        time.sleep(0.5)   # (the line is printed before it is published to /rosout: not in between)
+        # the line is printed before it is published to /rosout: SIGTERM once it is on /rosout, not in between
+        wait_for(lambda: any(m.name == NAME and "loading depth dpt_large" in m.msg for m in rosout)
+                 or proc.poll() is not None, timeout=60, what="the load begins (its line on /rosout)")
     finally:
         rc, _, _ = stop_node(proc, signal.SIGTERM, timeout=60)
         harness.probe.destroy_client(client)
