@@ -8,7 +8,6 @@ import os
 import stat
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -18,7 +17,7 @@ from sensor_msgs.msg import Image
 
 from dpt_ros.model import CheckpointError, load_engine
 from dpt_ros.ros import params
-from dpt_ros.ros.testing import make_image, qos, wait_for
+from dpt_ros.ros.testing import make_image, publish_until, qos, wait_for
 from dpt_ros.tools import sros2_policy
 from dpt_ros.tools.bench_reliability import FAST_ROS_ARGS, ROOT, LineReader, node_env, record, start_node, stop_node
 
@@ -373,12 +372,11 @@ def test_no_world_writable_files_under_umask_000(harness, tmp_path):
                             preexec_fn=lambda: os.umask(0))
     reader = LineReader(proc)
     try:
+        out = harness.collector(Image, "inverse_depth")
         pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
         wait_for(lambda: pub.get_subscription_count() > 0 or proc.poll() is not None, timeout=60, what="node up")
-        for i in range(10):
-            pub.publish(make_image(i + 1))
-            time.sleep(0.05)
-        time.sleep(0.5)
+        assert proc.poll() is None, reader.text()
+        publish_until(pub, make_image, out, n=3)   # (frames processed: whatever the node writes as it runs, written)
     finally:
         code, _, _ = stop_node(proc)
     reader.join()
