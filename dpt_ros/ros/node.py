@@ -1252,9 +1252,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if new["image_transport"] != current["image_transport"]:
             for cam in self._cameras:
                 self._switch(cam, "image", active)
-            with self._lock:   # the rates are the new topics' from here: the old ones' frames were no input of theirs
-                self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
-                    c.counts, camera_infos=c.infos_received) for c in self._cameras})])
+            self._restart_rates()   # (inactive too: no frame from before it is an input of the new topics' rates)
         if new["depth.align"] != current["depth.align"] or \
                 new["depth.align_transport"] != current["depth.align_transport"]:
             for cam in self._cameras:
@@ -1574,6 +1572,16 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._destroy_subscription(cam, name, old)
             if name == "image" and name in cam.subs:   # (the old one's last images, just received: not the new one's)
                 cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
+                # and the rates with it: a refused change's subscribing back too (a window begun before this, for
+                # the topic it tried, would count the old one's frames settled from here as processed, not received)
+                self._restart_rates()
+
+    def _restart_rates(self) -> None:
+        """Start the rate windows afresh (an image subscription replaced): the rates are the new subscriptions' from
+        here; a frame of a replaced one, settled later, counts as settled before them (:meth:`_count_settled`)."""
+        with self._lock:
+            self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
+                c.counts, camera_infos=c.infos_received) for c in self._cameras})])
 
     def _refused_subscription(self, topic: str, msg_type: type, e: Exception) -> str:
         """What rcl's refusal to subscribe ``topic`` was, and what to do."""

@@ -691,3 +691,43 @@ def test_frames_of_the_old_topic_finished_after_an_image_transport_change_are_no
     kv = {v.key: v.value for v in status.values}
     assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image/compressed", "0.00", "0.00"), kv
     assert (status.level, status.message) == (DiagnosticStatus.OK, "no input"), status.message
+
+
+def test_frames_of_the_old_topic_finished_after_a_refused_image_transport_change_are_not_in_the_later_rates(harness):
+    """image_transport compressed set together with depth.align (`ros2 param load`), whose /depth_reference rcl
+    refuses (CameraInfo published on it in this process), while raw frames were in the node (one in its forward pass,
+    one waiting): /image/compressed was subscribed and the rate window started afresh for it, then the refusal
+    subscribed /image back. The two raw frames, published after that, counted as processed in the window restarted
+    for /image/compressed, which never received them (their subscription's replacement was taken for the subscribing
+    back, after the window began): output_rate_hz above 0 beside an input_rate_hz of 0.00. Now subscribing back starts
+    the window afresh too, as any replaced image subscription does, and the two settle before it."""
+    from rcl_interfaces.srv import SetParametersAtomically
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import CameraInfo
+
+    from dpt_ros.ros.testing import call_service
+
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    got, (pub,) = harness.connect(node, {"inverse_depth": Image}, {"image": Image})
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    gate, entered, _ = gate_engine(node.models.depth)
+    received = lambda: node.counts()[""].get("received", 0)   # noqa: E731
+    try:
+        pub.publish(make_image(1))
+        wait_for(entered.is_set, what="frame 1 in its forward pass")
+        pub.publish(make_image(2))
+        wait_for(lambda: received() == 2, what="frame 2 waiting")
+        req = SetParametersAtomically.Request(parameters=[
+            Parameter("image_transport", value="compressed").to_parameter_msg(),
+            Parameter("depth.align", value=True).to_parameter_msg()])
+        refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+        assert not refused.successful and refused.reason.startswith(
+            "image_transport, depth.align: cannot subscribe /depth_reference (sensor_msgs/msg/Image): "), refused.reason
+        assert node.cameras[0].subs["image"].topic_name == "/image"   # (subscribed back)
+    finally:
+        gate.set()
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="frames 1 and 2 counted")
+    wait_for(lambda: len(got["inverse_depth"]) == 2, what="frames 1 and 2 published")
+    assert dict(node.counts()[""]) == {"received": 2, "processed": 2, "out:inverse_depth": 2}
+    kv = {v.key: v.value for v in _status(node, ": camera /").values}
+    assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image", "0.00", "0.00"), kv
