@@ -1952,13 +1952,16 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 cam = job["frame"].camera
                 for name, msg in msgs.items():
                     cam.pubs[name].publish(msg)
-                if job.get("compress"):
-                    self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
                 with self._lock:   # counted as it goes out: the stop drops only what was not published
                     self._count_settled(job["frame"], "processed")
                     job["frame"].counted = True
                     for name in msgs:
                         cam.counts["out:" + name] += 1
+                if job.get("compress"):   # (its outputs went out: a failure here is its copies', not the frame's)
+                    try:
+                        self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
+                    except Exception as e:  # noqa: BLE001 - counted as the copies' own failure
+                        self._compressed.failed(cam, [name for name, *_ in job["compress"]], e)
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -3308,10 +3311,17 @@ class _CompressedCopies:
                     if self._closed:
                         return
                     unsent.remove(name)
-                with self._node._lock:
-                    cam.counts["incomplete:compression"] += 1
-                self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
+                self.failed(cam, [name], e)
         self.encode_ms.append((time.perf_counter() - t) * 1000.0)
+
+    def failed(self, cam: _Camera, names: list[str], e: Exception) -> None:
+        """Count and log the copies ``names`` of one of ``cam``'s frames that failed (their encoding, or handing them
+        to the threads): ``incomplete:compression`` and one node-wide ``compression`` error each; their frame stays
+        processed, its outputs having gone out."""
+        for name in names:
+            with self._node._lock:
+                cam.counts["incomplete:compression"] += 1
+            self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
 
     @staticmethod
     def encode(values: np.ndarray, encoding: str, codec: str, s: Settings) -> tuple[bytes, str]:

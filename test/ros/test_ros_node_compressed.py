@@ -253,6 +253,39 @@ def test_a_failed_encoding_is_counted_and_the_next_frame_encoded(harness, monkey
     assert node.counts()[""]["processed"] >= 2
 
 
+def test_copies_that_cannot_be_handed_to_their_threads_leave_the_frame_processed(harness, monkeypatch):
+    """The frame's outputs published, handing its compressed copies to their threads (_CompressedCopies.submit)
+    raised: the worker counted the frame error:internal (and an "[internal] unexpected error" line), though its outputs
+    had gone out, and not their out:<topic> either. Now the frame is counted processed as its outputs go out, and the
+    copies' failure is theirs, as a failed encoding's: incomplete:compression and the node's compression error, each
+    copy; the next frame's copies go out. (No real path makes submit raise, which takes a lock and sets a dict entry:
+    the fault is injected; the node, the frames and the copies' threads are the real ones.)"""
+    node = harness.start_node()
+    got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
+    real, calls = node._compressed.submit, []
+
+    def fails_once(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(node._compressed, "submit", fails_once)
+    pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: len(got["inverse_depth"]) == 1, what="frame 1's output")
+    wait_for(lambda: node.counts()[""].get("processed", 0) + node.counts()[""].get("error:internal", 0) == 1,
+             what="frame 1 counted")
+    c = node.counts()[""]
+    assert [c.get(k, 0) for k in ("received", "processed", "out:inverse_depth", "incomplete:compression")] == \
+        [1, 1, 1, 1], c
+    assert "error:internal" not in c and dict(node.error_counts()) == {"compression": 1}, (c, node.error_counts())
+    pub.publish(make_image(2 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: len(got["inverse_depth/colored/compressed"]) == 1, what="frame 2's copy")
+    assert got["inverse_depth/colored/compressed"][0].header.stamp.sec == 2
+    c = node.counts()[""]
+    assert (c["received"], c["processed"], c["out:inverse_depth/colored/compressed"]) == (2, 2, 1), c
+
+
 def test_cameras_copies_encode_in_parallel_each_camera_in_frame_order(harness, monkeypatch):
     """One copies thread per camera (up to half the cores): a camera whose encoding is held does not hold back
     another camera's copies, and its own next frame waits for it (never two threads on one camera: frame order)."""
