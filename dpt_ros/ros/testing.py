@@ -545,18 +545,33 @@ setattr(importlib.import_module({module!r}), {function!r}, held)
 """ + console_script(name)
 
 
-def signalled_at(proc: subprocess.Popen, marker: str, sig: int, what: str = "") -> tuple[int, str]:
-    """Send ``sig`` to ``proc`` (its output a text pipe, read here) once its output holds ``marker`` (waited for as
-    ``what``, 60 s at most): (its exit status, all its output). Fails, with the output, where the process ended
-    before it printed ``marker``; one still running 30 s after the signal is killed (and the wait fails)."""
-    reader = LineReader(proc)
+@contextlib.contextmanager
+def killed_at_end(proc: subprocess.Popen):
+    """The block's process killed (and reaped) at the block's end where it still runs: a test that failed midway
+    leaves no node behind."""
     try:
-        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout=60, what=what or marker)
-        assert proc.poll() is None, reader.text()
-        proc.send_signal(sig)
-        code = proc.wait(timeout=30)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return code, reader.join()
+
+
+def signalled_at(proc: subprocess.Popen, marker: str, sig: int, what: str = "", *,
+                 timed: bool = False) -> tuple:
+    """Send ``sig`` to ``proc`` (its output a text pipe, read here, by its :class:`LineReader` where a test made one)
+    once its output holds ``marker`` (waited for as ``what``, 60 s at most): (its exit status, all its output), and
+    with ``timed`` the seconds from the signal to its exit third. Fails, with the output, where the process ended
+    before it printed ``marker``, and, killed, where it still ran 30 s after the signal."""
+    reader = getattr(proc, "line_reader", None) or LineReader(proc)
+    with killed_at_end(proc):
+        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout=60, what=what or marker)
+        assert proc.poll() is None, reader.text()
+        proc.send_signal(sig)
+        sent = time.monotonic()
+        try:
+            code = proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 30 s after signal {sig}:\n{reader.text()}") from None
+        seconds = time.monotonic() - sent
+    return (code, reader.join(), seconds) if timed else (code, reader.join())

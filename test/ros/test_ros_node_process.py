@@ -18,8 +18,8 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, frame_through, held_console_script, make_image, qos, set_params,
-                                  signalled_at, wait_for)
+from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, frame_through, held_console_script, killed_at_end, make_image, qos,
+                                  set_params, signalled_at, wait_for)
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -595,17 +595,11 @@ def test_ctrl_c_does_not_wait_for_work_that_can_no_longer_be_published(harness, 
     script) is such a Ctrl-C."""
     proc = start_node(DOMAIN, *FAST_ARGS, "-p", "lazy:=false", python_code=SLOW_THREADS, name="dpt_proc")
     reader = LineReader(proc)
-    try:
+    with killed_at_end(proc):
         _up_and_busy(harness, proc, reader, busy)
         if busy == "load":
             assert set_params(harness, "dpt_proc", **{"depth.variant": "dpt_base"})[0].successful
-        wait_for(lambda: f"dpt-{busy}-begin" in reader.text() or proc.poll() is not None, timeout=30, what=busy)
-        assert proc.poll() is None, reader.text()
-        code, _, seconds = stop_node(proc, sig, timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = reader.join()
+        code, log, seconds = signalled_at(proc, f"dpt-{busy}-begin", sig, what=busy, timed=True)
     assert code == 0, log
     assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)
     for bad in ("Traceback", "[ERROR]", "[WARN]", "Exception ignored", "Failed to publish log message"):
@@ -636,16 +630,10 @@ def test_a_second_signal_while_the_node_stops_is_ignored(harness, second):
     or -15 (killed by it once rclpy had uninstalled its handlers). The stop now goes on: exit 0, nothing printed."""
     proc = start_node(DOMAIN, *FAST_ARGS, python_code=SLOW_STOP)
     reader = LineReader(proc)
-    try:
+    with killed_at_end(proc):
         _wait_up(proc, reader)
         proc.send_signal(signal.SIGINT)
-        wait_for(lambda: "dpt-stopping" in reader.text() or proc.poll() is not None, what="the stop begins")
-        assert proc.poll() is None, reader.text()
-        code, _, _ = stop_node(proc, second, timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = reader.join()
+        code, log = signalled_at(proc, "dpt-stopping", second, what="the stop begins")
     assert code == 0, log
     for bad in ("Traceback", "KeyboardInterrupt", "Exception ignored", "Fatal Python error", "terminate called"):
         assert bad not in log, log
@@ -971,19 +959,12 @@ def test_sigterm_while_the_model_loads_ends_the_process_at_once_with_zero(harnes
     entry = "dpt_lifecycle_node" if managed else "dpt_node"
     proc = start_node(DOMAIN, *FAST_ARGS, python_code=SLOW_LOAD.format(entry=entry), name="dpt_proc")
     reader = LineReader(proc)
-    try:
+    with killed_at_end(proc):
         if managed:
             client = harness.probe.create_client(ChangeState, "/dpt_proc/change_state")
             assert client.wait_for_service(timeout_sec=60), reader.text()
             client.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
-        wait_for(lambda: "dpt-load-begin" in reader.text() or proc.poll() is not None, timeout=60,
-                 what="the load begins")
-        assert proc.poll() is None, reader.text()
-        code, _, seconds = stop_node(proc, signal.SIGTERM, timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    log = reader.join()
+        code, log, seconds = signalled_at(proc, "dpt-load-begin", signal.SIGTERM, what="the load begins", timed=True)
     assert code == 0, log
     assert seconds < SHUTDOWN_LIMIT_S, (seconds, log)   # (ros2 launch sends SIGKILL 5 s after SIGTERM)
     for bad in ("Traceback", "[ERROR]", "Failed to publish log message", "cannot start", "configure failed"):
