@@ -22,7 +22,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import ParameterType
-from rcl_interfaces.srv import GetParameters, SetParameters
+from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -473,6 +473,14 @@ def set_params(harness: Harness, node, **values) -> list:
     or ``name`` in the root namespace, e.g. in another process); returns the results."""
     req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()])
     return call_service(harness, SetParameters, f"{_node_path(node)}/set_parameters", req).results
+
+
+def set_params_atomically(harness: Harness, node, **values):
+    """What `ros2 param load` does: the values in one SetParametersAtomically request to ``node`` (as for
+    :func:`set_params`; names with a dot as ``**{"depth.align": True}``), all set or none; returns its result."""
+    req = SetParametersAtomically.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                      for k, v in values.items()])
+    return call_service(harness, SetParametersAtomically, f"{_node_path(node)}/set_parameters_atomically", req).result
 
 
 def get_params(harness: Harness, node, *names: str) -> list:

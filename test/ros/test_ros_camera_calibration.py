@@ -13,7 +13,8 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from dpt_ros.pipeline.cloud import Intrinsics
 from dpt_ros.ros import camera_calibration, conversions
 from dpt_ros.ros.node import StartupError
-from dpt_ros.ros.testing import get_params, make_image, make_info, publish_until, qos, set_params, wait_for
+from dpt_ros.ros.testing import (get_params, make_image, make_info, publish_until, qos, set_params, set_params_atomically,
+                                 wait_for)
 
 DOMAIN = 76
 
@@ -819,15 +820,8 @@ def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names
 def _url_and_compressed_refused(harness, url, ns: str = "") -> str:
     """camera_info.url := ``url`` and image_transport := compressed in one request (`ros2 param load`) to the node
     ``ns``/dpt_node, refused as rcl cannot subscribe ``ns``/image/compressed: the refusal's reason."""
-    from rcl_interfaces.srv import SetParametersAtomically
-    from rclpy.parameter import Parameter
-
-    from dpt_ros.ros.testing import call_service
-
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("camera_info.url", value=str(url)).to_parameter_msg(),
-        Parameter("image_transport", value="compressed").to_parameter_msg()])
-    refused = call_service(harness, SetParametersAtomically, f"{ns}/dpt_node/set_parameters_atomically", req).result
+    refused = set_params_atomically(harness, f"{ns}/dpt_node", **{"camera_info.url": str(url)},
+                                    image_transport="compressed")
     assert not refused.successful and refused.reason.startswith(
         f"camera_info.url, image_transport: cannot subscribe {ns}/image/compressed"), refused.reason
     return refused.reason

@@ -8,11 +8,9 @@ import time
 
 import pytest
 from rcl_interfaces.msg import SetParametersResult
-from rcl_interfaces.srv import SetParametersAtomically
-from rclpy.parameter import Parameter
 
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import call_service, get_params, set_params, truncated_checkpoint, wait_for
+from dpt_ros.ros.testing import get_params, set_params, set_params_atomically, truncated_checkpoint, wait_for
 
 DOMAIN = 48
 
@@ -39,10 +37,7 @@ def test_failed_load_does_not_revert_a_newer_change(harness, tmp_path, monkeypat
         return real(s, running)
 
     monkeypatch.setattr(node_module, "load_models", gated)
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("input_size", value=96).to_parameter_msg(),
-        Parameter("depth.weights", value=str(bad)).to_parameter_msg()])
-    r = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    r = set_params_atomically(harness, node, input_size=96, **{"depth.weights": str(bad)})
     assert r.successful, r.reason
     wait_for(entered.is_set, what="loader building the corrupt model")
     r = set_params(harness, node, input_size=128)[0]       # the user's newer change
@@ -102,11 +97,8 @@ def test_a_failed_load_that_switched_tasks_is_reverted_in_one_change(harness, tm
                                  "segmentation.weights": "random"})
     bad = tmp_path / "corrupt.pt"
     truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("depth.variant", value="dpt_tiny").to_parameter_msg(),
-        Parameter("depth.weights", value=str(bad)).to_parameter_msg(),
-        Parameter("segmentation.variant", value="").to_parameter_msg()])
-    r = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    r = set_params_atomically(harness, node, **{"depth.variant": "dpt_tiny", "depth.weights": str(bad),
+                                                 "segmentation.variant": ""})
     assert r.successful, r.reason
     wait_for(lambda: node.error_counts().get("model_load", 0) >= 1, timeout=30, what="load failure")
     wait_for(lambda: _settled(node), timeout=60, what="loader finished")
@@ -227,10 +219,7 @@ def test_revert_of_a_failed_load_racing_a_user_change(harness, tmp_path, where):
     node.add_on_set_parameters_callback(hold_revert)
     if where == "after":
         node.add_on_set_parameters_callback(node._guarded_set_parameters)
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("input_size", value=96).to_parameter_msg(),
-        Parameter("depth.weights", value=str(bad)).to_parameter_msg()])
-    assert call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result.successful
+    assert set_params_atomically(harness, node, input_size=96, **{"depth.weights": str(bad)}).successful
     wait_for(in_revert.is_set, timeout=30, what="loader reverting input_size")
     t = threading.Thread(target=lambda: user_done.set() if set_params(harness, node, input_size=128)[0].successful
                          else None)

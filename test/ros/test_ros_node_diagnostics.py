@@ -1,5 +1,6 @@
 """/diagnostics as its readers take it: status names as diagnostic_updater writes them (what diagnostic_aggregator's
 analyzers match), and figures that belong to the model that runs now."""
+import contextlib
 import re
 import time
 from pathlib import Path
@@ -9,7 +10,8 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import Image, PointCloud2
 
-from dpt_ros.ros.testing import assert_no_image_yet, frame_through, gate_engine, make_image, make_info, qos, set_params, wait_for
+from dpt_ros.ros.testing import (assert_no_image_yet, frame_through, gate_engine, make_image, make_info, qos, set_params,
+                                 set_params_atomically, wait_for)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -663,13 +665,11 @@ def test_under_max_rate_the_slow_model_notice_counts_the_frames_max_rate_lets_th
     assert " frames/s that max_rate lets through (a batch takes " in status.message, status.message
 
 
-def test_frames_of_the_old_topic_finished_after_an_image_transport_change_are_not_in_the_new_rates(harness):
-    """`ros2 param set image_transport compressed` while raw frames were in the node (one in its forward pass, one
-    waiting): the change starts the rate window afresh, of the new topic's frames alone, but those two, published
-    after it, counted as processed in it: output_rate_hz above 0 beside an input_rate_hz of 0.00 (a window's
-    processed of frames it never received; its dropped likewise, which the 'mostly dropped' share compares with its
-    received). Now a frame of a replaced subscription settled after the change counts as settled before the windows
-    that began at it."""
+@contextlib.contextmanager
+def _one_in_its_forward_pass_one_waiting(harness):
+    """A node (diagnostics every 60 s, inverse_depth subscribed) with frame 1 held in its forward pass and frame 2
+    received, waiting behind it: (node, the outputs got, the image publisher, received()); the forward pass goes on
+    at the block's end."""
     node = harness.start_node(**{"diagnostics.period": 60.0})
     got, (pub,) = harness.connect(node, {"inverse_depth": Image}, {"image": Image})
     gate, entered, _ = gate_engine(node.models.depth)
@@ -679,11 +679,22 @@ def test_frames_of_the_old_topic_finished_after_an_image_transport_change_are_no
         wait_for(entered.is_set, what="frame 1 in its forward pass")
         pub.publish(make_image(2))
         wait_for(lambda: received() == 2, what="frame 2 waiting")
+        yield node, got, pub, received
+    finally:
+        gate.set()
+
+
+def test_frames_of_the_old_topic_finished_after_an_image_transport_change_are_not_in_the_new_rates(harness):
+    """`ros2 param set image_transport compressed` while raw frames were in the node (one in its forward pass, one
+    waiting): the change starts the rate window afresh, of the new topic's frames alone, but those two, published
+    after it, counted as processed in it: output_rate_hz above 0 beside an input_rate_hz of 0.00 (a window's
+    processed of frames it never received; its dropped likewise, which the 'mostly dropped' share compares with its
+    received). Now a frame of a replaced subscription settled after the change counts as settled before the windows
+    that began at it."""
+    with _one_in_its_forward_pass_one_waiting(harness) as (node, got, pub, received):
         pub.publish(make_image(3))   # (frame 2 dropped for it, before the change)
         wait_for(lambda: received() == 3, what="frame 3 waiting")
         assert set_params(harness, node, image_transport="compressed")[0].successful
-    finally:
-        gate.set()
     wait_for(lambda: len(got["inverse_depth"]) == 2, what="frames 1 and 3 published")
     wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="frames 1 and 3 counted")
     assert dict(node.counts()[""]) == {"received": 3, "processed": 2, "dropped": 1, "out:inverse_depth": 2}
@@ -701,31 +712,14 @@ def test_frames_of_the_old_topic_finished_after_a_refused_image_transport_change
     for /image/compressed, which never received them (their subscription's replacement was taken for the subscribing
     back, after the window began): output_rate_hz above 0 beside an input_rate_hz of 0.00. Now subscribing back starts
     the window afresh too, as any replaced image subscription does, and the two settle before it."""
-    from rcl_interfaces.srv import SetParametersAtomically
-    from rclpy.parameter import Parameter
     from sensor_msgs.msg import CameraInfo
 
-    from dpt_ros.ros.testing import call_service
-
-    node = harness.start_node(**{"diagnostics.period": 60.0})
-    got, (pub,) = harness.connect(node, {"inverse_depth": Image}, {"image": Image})
     harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
-    gate, entered, _ = gate_engine(node.models.depth)
-    received = lambda: node.counts()[""].get("received", 0)   # noqa: E731
-    try:
-        pub.publish(make_image(1))
-        wait_for(entered.is_set, what="frame 1 in its forward pass")
-        pub.publish(make_image(2))
-        wait_for(lambda: received() == 2, what="frame 2 waiting")
-        req = SetParametersAtomically.Request(parameters=[
-            Parameter("image_transport", value="compressed").to_parameter_msg(),
-            Parameter("depth.align", value=True).to_parameter_msg()])
-        refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    with _one_in_its_forward_pass_one_waiting(harness) as (node, got, pub, received):
+        refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
         assert not refused.successful and refused.reason.startswith(
             "image_transport, depth.align: cannot subscribe /depth_reference (sensor_msgs/msg/Image): "), refused.reason
         assert node.cameras[0].subs["image"].topic_name == "/image"   # (subscribed back)
-    finally:
-        gate.set()
     wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="frames 1 and 2 counted")
     wait_for(lambda: len(got["inverse_depth"]) == 2, what="frames 1 and 2 published")
     assert dict(node.counts()[""]) == {"received": 2, "processed": 2, "out:inverse_depth": 2}

@@ -9,12 +9,13 @@ import numpy as np
 import torch
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.srv import DescribeParameters, SetParameters, SetParametersAtomically
+from rcl_interfaces.srv import DescribeParameters, SetParameters
 from rclpy.parameter import Parameter, get_parameter_value
 from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.testing import call_service, get_params, make_image, qos, set_params, truncated_checkpoint, wait_for
+from dpt_ros.ros.testing import (call_service, get_params, make_image, qos, set_params, set_params_atomically,
+                                 truncated_checkpoint, wait_for)
 
 DOMAIN = 42
 # the nodes refused at start-up take contexts of their own, on 64 and 65, held too (test/conftest.py)
@@ -311,12 +312,9 @@ def test_precision_fp16_on_cpu_rejected(harness):
 
 def test_atomic_set_checks_values_together(harness):
     node = harness.start_node()
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("depth.min", value=5.0).to_parameter_msg(), Parameter("depth.max", value=4.0).to_parameter_msg()])
-    r = call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    r = set_params_atomically(harness, node, **{"depth.min": 5.0, "depth.max": 4.0})
     assert not r.successful and "below depth.max" in r.reason
-    req.parameters[1] = Parameter("depth.max", value=8.0).to_parameter_msg()
-    r = call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically", req).result
+    r = set_params_atomically(harness, node, **{"depth.min": 5.0, "depth.max": 8.0})
     assert r.successful
     assert (node.settings["depth.min"], node.settings["depth.max"]) == (5.0, 8.0)
 
@@ -791,11 +789,7 @@ def test_a_failed_live_load_says_which_parameters_it_set_back_and_to_what(harnes
     wrong = tmp_path / "other.pt"
     torch.save({"fc.weight": torch.zeros(2, 2)}, wrong)
     before = node.models
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("depth.weights", value=str(wrong)).to_parameter_msg(),
-        Parameter("input_size", value=96).to_parameter_msg()])
-    assert call_service(harness, SetParametersAtomically, f"/{node.get_name()}/set_parameters_atomically",
-                        req).result.successful
+    assert set_params_atomically(harness, node, **{"depth.weights": str(wrong)}, input_size=96).successful
 
     def failed():
         return [m.msg for m in list(log) if m.msg.startswith("model load failed")]
@@ -1299,10 +1293,7 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
     assert _subscribed(node) == {"/image": ["sensor_msgs/msg/Image"], "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
     harness.probe.destroy_publisher(blocker)
     harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
-    req = SetParametersAtomically.Request(parameters=[
-        Parameter("image_transport", value="compressed").to_parameter_msg(),
-        Parameter("depth.align", value=True).to_parameter_msg()])
-    refused = call_service(harness, SetParametersAtomically, "/dpt_node/set_parameters_atomically", req).result
+    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
     assert not refused.successful and refused.reason.startswith(
         "image_transport, depth.align: cannot subscribe /depth_reference (sensor_msgs/msg/Image): "), refused.reason
     assert refused.reason.endswith("; refused, and subscribing back to what the parameters say failed too: the node "
