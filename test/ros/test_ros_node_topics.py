@@ -144,6 +144,22 @@ def test_lazy_false_computes_without_subscribers(harness):
     assert node.counts()[""]["out:inverse_depth"] == 1
 
 
+def test_lazy_set_live_applies_from_the_next_frame(harness):
+    """`ros2 param set /dpt_node lazy false` (and back to true) with nobody subscribed: the next frame is computed
+    and published (then idle again), not the start-up value kept (a change accepted and ignored)."""
+    node = harness.start_node()
+    pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0, what="discovery")
+    for i, (lazy, counter) in enumerate([(True, "idle"), (False, "processed"), (True, "idle")]):
+        if i:
+            assert set_params(harness, node, lazy=lazy)[0].successful
+        before = node.counts()[""].get(counter, 0)
+        pub.publish(make_image((i + 1) * 1000))
+        wait_for(lambda: node.counts()[""].get(counter, 0) == before + 1, what=f"a frame counted {counter} (lazy {lazy})")
+    c = node.counts()[""]
+    assert (c["received"], c["idle"], c["processed"], c["out:inverse_depth"]) == (3, 2, 1, 1), c
+
+
 def test_disabled_output_is_not_published(harness):
     node = harness.start_node(**{"publish.inverse_depth_colored": False})
     colored = harness.collector(Image, "inverse_depth/colored")
