@@ -39,6 +39,29 @@ def test_big_endian_16_bit_reads_the_same():
     np.testing.assert_array_equal(conversions.image_array(msgs[0]), conversions.image_array(msgs[1]))
 
 
+@pytest.mark.parametrize("bigendian", [False, True])
+@pytest.mark.parametrize("padding", [0, 1, 3, 64])
+@pytest.mark.parametrize("encoding", ["16UC1", "mono16", "32FC1"])
+def test_reference_depth_honours_step_and_is_bigendian(encoding, padding, bigendian):
+    """depth.align's depth_reference (as the node reads it, reference_metres) honours row padding and byte order as
+    the image input does: the same metres, 0 mm as NaN, whatever the layout (an odd padding leaves rows unaligned)."""
+    if encoding == "32FC1":
+        values = np.linspace(0.25, 7.5, 7 * 5, dtype=np.float32).reshape(5, 7)
+        values[1, 2] = np.nan
+        want = values
+    else:
+        values = (np.arange(7 * 5, dtype=np.uint16).reshape(5, 7) * 1873 + 1).astype(np.uint16)   # up to 63.7 m
+        values[1, 2] = 0
+        want = np.where(values == 0, np.nan, values.astype(np.float32) * np.float32(0.001)).astype(np.float32)
+    view = pipeline.ImageView.from_array(values, encoding, padding=padding, bigendian=bigendian)
+    msg = Image(height=5, width=7, encoding=encoding, step=view.step, is_bigendian=view.is_bigendian,
+                data=bytes(view.data))
+    assert msg.step == 7 * values.itemsize + padding
+    got_encoding, metres = conversions.reference_metres(msg)
+    assert got_encoding == encoding and metres.dtype == np.float32
+    np.testing.assert_array_equal(metres, want)   # (NaN where want is NaN)
+
+
 @pytest.mark.parametrize("values,encoding,channels", [
     (np.linspace(0, 1, 12, dtype=np.float32).reshape(3, 4), "32FC1", 1),
     (np.arange(12, dtype=np.uint8).reshape(3, 4), "mono8", 1),
