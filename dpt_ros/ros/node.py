@@ -384,8 +384,8 @@ class _Frame:
     # worker moves the camera's to the new one ('' for a frame made without a callback: its camera's)
     image_topic: str = ""
     # the image subscription it came on (None without a callback): one an image_transport change or a deactivation
-    # has replaced since settles it outside the rate windows that began at the change or the next activation
-    # (DptNode._count_settled)
+    # (or a refused change's failed subscribing back) has replaced since settles it outside the rate windows that
+    # began after that (DptNode._count_settled)
     subscription: Any = None
 
     def __post_init__(self) -> None:
@@ -448,6 +448,9 @@ class _Camera:
     image_since: float = -math.inf   # ... and its image one (an activation, an image_transport change): "no image yet"
     # its received count then: /diagnostics' notices take no rate window that began before its first image on it
     received_at_subscribe: int = 0
+    # image subscription -> time.monotonic() when it stopped being the camera's (replaced by another or by none): its
+    # frames settled later count as settled before the rate windows that began from then (DptNode._count_settled)
+    image_replaced: weakref.WeakKeyDictionary = field(default_factory=weakref.WeakKeyDictionary)
     subs: dict = field(default_factory=dict)   # its camera_info and depth_reference subscriptions, when it has them
     # subscription name -> why it is missing although the settings want it (subscribing it back after a refused
     # parameter change failed too): /diagnostics says so until a subscription of it is made
@@ -708,8 +711,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     c.index: collections.Counter(c.counts) for c in self._cameras})])
             for cam in self._cameras:
                 self._subscribe(cam, "image", True)
-                # (its subscription's windows begin with the one above, not the moments later it was made: a frame
-                # from before a deactivation, settled after this, counts as settled before it, see _count_settled)
+                # (its subscription's "no image yet" counts from the activation, as its rate windows do)
                 cam.image_since = self._subscribed_at
                 self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
                 if s["depth.align"]:
@@ -1528,6 +1530,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         switches the topic), are taken first and handed to :meth:`_on_image` as if the executor had: received, and
         then processed or counted dropped (inactive: dropped), never lost with the subscription unsaid."""
         if name == "image":
+            with self._lock:
+                cam.image_replaced[sub] = time.monotonic()
             with sub.handle:
                 while (taken := sub.handle.take_message(sub.msg_type, sub.raw)) is not None:
                     self._on_image(cam, taken[0], sub)
@@ -1546,14 +1550,17 @@ class DptNode(NodeHealth, TopicChecks, Node):
     def _count_settled(self, frame: _Frame, key: str) -> None:
         """Under ``_lock``: count the frame ``key`` (``processed``, ``dropped``) on its camera. A frame of an image
         subscription that an image_transport change (or a deactivation: a frame the deactivation's wait left in the
-        worker) has replaced since is one of the rate windows before the change: those that began at it or later (the
-        change, an activation, starts them afresh, of the new subscription's frames) count it as settled before them,
-        so that their received and their processed and dropped are of the same frames."""
+        worker; or a refused change whose subscribing back failed) has replaced since, by another or by none, is one
+        of the rate windows before that: those that began at it or later (the change, an activation, starts them
+        afresh, of the new subscription's frames) count it as settled before them, so that their received and their
+        processed and dropped are of the same frames. (Not by the camera's subscription now: without one, inactive or
+        unsubscribed, a window begun after the frame's was replaced counted it as processed.)"""
         cam = frame.camera
         cam.counts[key] += 1
-        if frame.subscription is not None and frame.subscription is not cam.subs.get("image", frame.subscription):
+        replaced = cam.image_replaced.get(frame.subscription) if frame.subscription is not None else None
+        if replaced is not None:
             for t, counts in self._rate_history:
-                if t >= cam.image_since and cam.index in counts:
+                if t >= replaced and cam.index in counts:
                     counts[cam.index][key] += 1
 
     def _switch(self, cam: _Camera, name: str, on: bool) -> None:

@@ -725,3 +725,36 @@ def test_frames_of_the_old_topic_finished_after_a_refused_image_transport_change
     assert dict(node.counts()[""]) == {"received": 2, "processed": 2, "out:inverse_depth": 2}
     kv = {v.key: v.value for v in _status(node, ": camera /").values}
     assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image", "0.00", "0.00"), kv
+
+
+def test_frames_of_the_old_topic_finished_after_a_refused_change_whose_subscribing_back_failed_are_not_in_the_rates(
+        harness, monkeypatch):
+    """As above, but subscribing /image back fails too (the node is left without an image subscription, and says so):
+    the camera had no image subscription when the two raw frames were published, which _count_settled took for the
+    frames' own, so they counted as processed in the window restarted for /image/compressed, which never received them:
+    output_rate_hz above 0 beside an input_rate_hz of 0.00. No real refusal can come between the change and its
+    subscribing back (the old /image subscription holds the topic's type until then), so the subscribing back's
+    refusal is injected into the node's _subscribe. Now a frame counts as settled before the windows that began after
+    its subscription was replaced, whether by another or by none."""
+    from sensor_msgs.msg import CameraInfo
+
+    from dpt_ros.ros.node import SubscriptionError
+
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    with _one_in_its_forward_pass_one_waiting(harness) as (node, got, pub, received):
+        subscribe = node._subscribe
+
+        def refusing_raw_image(cam, name, on):   # (image_transport raw again: the refusal's subscribing back)
+            if name == "image" and on and "image" not in cam.subs and node._settings["image_transport"] == "raw":
+                raise SubscriptionError("cannot subscribe /image (injected)")
+            subscribe(cam, name, on)
+        monkeypatch.setattr(node, "_subscribe", refusing_raw_image)
+        refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
+        assert not refused.successful and "subscribing back to what the parameters say failed too" in refused.reason, \
+            refused.reason
+        assert "image" not in node.cameras[0].subs
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 2, what="frames 1 and 2 counted")
+    wait_for(lambda: len(got["inverse_depth"]) == 2, what="frames 1 and 2 published")
+    assert dict(node.counts()[""]) == {"received": 2, "processed": 2, "out:inverse_depth": 2}
+    kv = {v.key: v.value for v in _status(node, ": camera /").values}
+    assert (kv["topic"], kv["input_rate_hz"], kv["output_rate_hz"]) == ("/image", "0.00", "0.00"), kv

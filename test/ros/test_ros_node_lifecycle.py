@@ -2,6 +2,7 @@
 `ros2 lifecycle set` and nav2's lifecycle manager drive it."""
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -658,13 +659,12 @@ def test_diagnostics_count_from_the_configuration_and_activation_they_belong_to(
     assert float(values["seconds_since_last_image"]) <= since + 0.05, (values, since)
 
 
-def test_frames_from_before_a_deactivation_finished_after_the_next_activation_are_not_in_its_rates(harness,
-                                                                                                   monkeypatch):
-    """A deactivation whose wait for the worker ran out (a frame in its forward pass, one waiting behind it), then
-    activate: the two frames, published after the activation, counted as processed in its rate window, which begins
-    afresh at it: output_rate_hz above 0 beside an input_rate_hz of 0.00 for as long as the window began there (5 s).
-    Now they count as settled before it (each once in the totals), as an image_transport change's old frames do; a
-    frame of the new subscription counts in it as usual."""
+@contextlib.contextmanager
+def _two_frames_left_in_the_worker_by_a_deactivation(harness, monkeypatch):
+    """An active managed node (diagnostics when asked) with frame 1 held in its forward pass and frame 2 waiting
+    behind it, then deactivated: its wait for the worker runs out (0.3 s). Yields (node, the inverse_depth got, the
+    image publisher, rates(): the camera's (input_rate_hz, output_rate_hz) now); the forward pass goes on at the
+    block's end, and the block's end waits for both frames to be published."""
     from dpt_ros.ros import node as node_module
 
     monkeypatch.setattr(node_module, "_STUCK_S", 0.3)   # the deactivation's wait for the worker
@@ -683,11 +683,22 @@ def test_frames_from_before_a_deactivation_finished_after_the_next_activation_ar
         pub.publish(make_image(2))
         wait_for(lambda: node.cameras[0].pending is not None, what="frame 2 waiting")
         assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS   # gives up waiting after 0.3 s
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        yield node, out, pub, rates
     finally:
         gate.set()
     wait_for(lambda: len(out) == 2 and node.counts()[""].get("processed") == 2, what="frames 1 and 2 published")
     assert node.counts()[""] == {"received": 2, "processed": 2, "out:inverse_depth": 2}
+
+
+def test_frames_from_before_a_deactivation_finished_after_the_next_activation_are_not_in_its_rates(harness,
+                                                                                                   monkeypatch):
+    """A deactivation whose wait for the worker ran out (a frame in its forward pass, one waiting behind it), then
+    activate: the two frames, published after the activation, counted as processed in its rate window, which begins
+    afresh at it: output_rate_hz above 0 beside an input_rate_hz of 0.00 for as long as the window began there (5 s).
+    Now they count as settled before it (each once in the totals), as an image_transport change's old frames do; a
+    frame of the new subscription counts in it as usual."""
+    with _two_frames_left_in_the_worker_by_a_deactivation(harness, monkeypatch) as (node, out, pub, rates):
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
     assert rates() == ("0.00", "0.00")
     # the activation's own frames are its window's
     wait_for(lambda: pub.get_subscription_count() > 0 and node.cameras[0].subs["image"].get_publisher_count() > 0,
@@ -697,6 +708,19 @@ def test_frames_from_before_a_deactivation_finished_after_the_next_activation_ar
     wait_for(lambda: settled(node.counts()[""]), what="the new frames settled")
     input_hz, output_hz = rates()   # (a frame dropped for a newer one, on a loaded machine: received, not processed)
     assert float(input_hz) >= float(output_hz) > 0, (input_hz, output_hz)
+
+
+def test_frames_from_before_a_deactivation_finished_after_an_image_transport_change_while_inactive_are_not_in_its_rates(
+        harness, monkeypatch):
+    """As above, but image_transport set while inactive (the change starts the rate window afresh, of the new topic's
+    frames alone) and the two frames published before the next activation: the camera had no image subscription
+    then, which _count_settled took for the frames' own, so they counted as processed in the change's window, which
+    never received them: output_rate_hz above 0 beside an input_rate_hz of 0.00. Now a frame of an image subscription
+    that a deactivation destroyed counts as settled before the windows that began after that."""
+    with _two_frames_left_in_the_worker_by_a_deactivation(harness, monkeypatch) as (node, out, pub, rates):
+        assert set_params(harness, node, image_transport="compressed")[0].successful
+    assert rates() == ("0.00", "0.00")
+    assert node.cameras[0].subs == {} and node.diagnostics().status[1].hardware_id == "/image/compressed"
 
 
 def test_no_image_yet_is_logged_again_after_a_reactivation(harness, monkeypatch):
