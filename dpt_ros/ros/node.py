@@ -3598,13 +3598,29 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
             return None
         if not getattr(error, "said", False):
             error.said = True
-            name = getattr(error, "logger_name", "dpt_node")   # the node's, where it was created
-            rclpy.logging.get_logger(name).fatal(message)
-            if not stdout_logs:
-                print(f"{name}: {message}", file=sys.stderr)
+            say(getattr(error, "logger_name", "dpt_node"), message)   # (the node's name, where it was created)
         return code
 
+    def say(name: str, message: str) -> None:
+        rclpy.logging.get_logger(name).fatal(message)
+        if not stdout_logs:
+            print(f"{name}: {message}", file=sys.stderr)
+
+    def failed_after_start(error: Exception) -> int:
+        """Exit status 1 for ``error``, out of the executor's spin once the node had started (no value or file the
+        user gave at start-up: a callback, or rclpy's executor, failed in a way the node did not foresee), said once
+        as a stop with its stack; 0 where it is no failure (Ctrl-C shut the context down under the executor: rclpy's
+        RCLError or InvalidHandle from its wait set, RuntimeErrors)."""
+        if not node.context.ok() and isinstance(error, RuntimeError):
+            return 0
+        stack = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+        say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an error "
+                                    f"it did not foresee ended it; start it again to go on, and please report this "
+                                    f"with the stack:\n{stack}")
+        return 1
+
     node = None
+    started = False   # the node made and added to the executor: what ends the spin is no failed start
     code = 0
     stopped = False   # by Ctrl-C, SIGTERM or an external shutdown
     # single-threaded, managed or not: the node destroys subscriptions and publishers in callbacks (transitions,
@@ -3615,11 +3631,17 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         command_line = sys.argv[1:] if args is None else list(args)
         node = (DptLifecycleNode if managed else DptNode)(command_line=command_line, on_failure=cannot_start)
         executor.add_node(node)
+        started = True
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException, _ShutDownDuringTransition):
         stopped = True
-    except (RuntimeError, OSError, ValueError) as e:
-        code = cannot_start(e) or 0
+    except Exception as e:
+        if started:
+            code = failed_after_start(e)
+        elif isinstance(e, (RuntimeError, OSError, ValueError)):
+            code = cannot_start(e) or 0
+        else:
+            raise
     finally:
         # from here on a second Ctrl-C or SIGTERM (pressed twice; ros2 launch's SIGTERM 5 s after its SIGINT) is
         # ignored: it broke off this stop with a traceback (and a C++ abort, exit -6), or killed the process once

@@ -1036,3 +1036,41 @@ def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said, t
              what="the FATAL line on /rosout")
     line = next(m for m in list(log) if m.name == "dpt_proc" and said in m.msg)
     assert line.level == Log.FATAL, line
+
+
+# the console script, the node's /diagnostics failing from its second message on (fault injection: no input is known
+# that makes anything raise out of the node's callbacks, which catch what they foresee), said when it does
+FAILS_AFTER_START = """
+from dpt_ros.ros import node
+calls = []
+def diagnostics(self):
+    calls.append(1)
+    if len(calls) >= 2:
+        print("dpt-failing", flush=True)
+        raise ERROR
+    return real_diagnostics(self)
+real_diagnostics = node.DptNode.diagnostics
+node.DptNode.diagnostics = diagnostics
+""" + SAYS_UP
+
+
+@pytest.mark.parametrize("error", ["RuntimeError('injected fault')", "ValueError('injected fault')",
+                                   "KeyError('injected fault')"], ids=["RuntimeError", "ValueError", "KeyError"])
+def test_a_failure_after_the_node_started_is_said_as_a_stop_not_as_a_failed_start(error):
+    """An exception out of the executor's spin once the node had started and run (here /diagnostics' timer, which
+    raises what its publish did not foresee): a RuntimeError or OSError was said as "cannot start: ..." with exit
+    status 1, a ValueError as "cannot start: ..." with exit status 2 (the status of a value the user gave), though the
+    node had started and published; anything else ended the process with a bare traceback, on the console only. Now
+    each is one FATAL line (console, log file, /rosout), "stopped: <type>: <error>", what to do and the stack, exit
+    status 1; the statuses of a failed start are unchanged."""
+    code = FAILS_AFTER_START.replace("ERROR", error)
+    proc = start_node(DOMAIN, *FAST_ARGS, "-p", "diagnostics.period:=0.2", python_code=code, name="dpt_proc")
+    with killed_at_end(proc):
+        out, _ = proc.communicate(timeout=120)
+    assert out.index("dpt-up") < out.index("dpt-failing"), out
+    kind, message = error.split("(")[0], str(eval(error))   # noqa: S307 - the test's own literals
+    assert proc.returncode == 1, out
+    assert "cannot start" not in out, out
+    assert re.search(rf"\[FATAL\] \[[\d.]+\] \[dpt_proc\]: stopped: {kind}: {re.escape(message)}, after the node had "
+                     rf"started", out), out
+    assert out.count(f"stopped: {kind}") == 1, out
