@@ -109,7 +109,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="give up after this many seconds (default 120)")
     ap.add_argument("--apply", default=None, metavar="NODE", type=node_option,
                     help="set depth.scale and depth.shift on this node (e.g. /dpt_node) when done")
-    ap.add_argument("--yaml", default=None, metavar="FILE", type=output_file(),
+    ap.add_argument("--yaml", default=None, metavar="FILE", type=output_file(option="--yaml"),
                     help="write the two parameters as a ROS 2 parameter file")
     ap.add_argument("--evaluate", default=None, metavar="DEPTH_TOPIC", type=topic_option("/depth"),
                     help="compare this metric depth topic (e.g. /depth; the node's outputs are in its namespace) with the reference instead of fitting")

@@ -151,11 +151,17 @@ def input_path(text: str) -> str:
     return text
 
 
-def output_file(stdout: bool = False) -> Callable[[str], str]:
+def output_file(stdout: bool = False, option: str = "--json") -> Callable[[str], str]:
     """argparse's ``type`` for an option naming a file the tool writes when it is done (``--json``, ``--yaml``): one it
     cannot write (a folder, a file in a folder that does not exist or it may not write in, a file it may not write),
-    which was found by the write after the whole run, its results then lost, is refused before anything starts. The
-    write itself still reports what it meets (a full disk). ``stdout``: ``-`` is taken too (standard output)."""
+    which was found by the write after the whole run, its results then lost, is refused before anything starts; so is
+    a file in a folder of the kernel's (``dpt_ros.tools.refuse_kernel_folder``, as for the tools' ``--out``: as root,
+    ``--json /sys/fs/cgroup/r.json`` or ``/dev/r.json`` was written there), said in ``output_folder_error``'s words.
+    The write itself still reports what it meets (a full disk). ``stdout``: ``-`` is taken too (standard output).
+    ``option``: the option's name, for what to give instead."""
+    from pathlib import Path
+
+    from dpt_ros.tools import output_folder_error, refuse_kernel_folder   # (no ROS imports)
 
     def convert(text: str) -> str:
         if stdout and text == "-":
@@ -165,6 +171,11 @@ def output_file(stdout: bool = False) -> Callable[[str], str]:
         folder = os.path.dirname(os.path.abspath(text))
         if os.path.isdir(text):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
+        try:
+            refuse_kernel_folder(Path(folder))
+        except PermissionError as e:
+            raise argparse.ArgumentTypeError(
+                f"{text}: {output_folder_error(Path(os.path.abspath(text)), e, file=True, option=option)}") from None
         if not os.path.isdir(folder):
             raise argparse.ArgumentTypeError(f"{text}: no folder {folder}; give a file in a folder that exists")
         if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):

@@ -593,7 +593,10 @@ def test_ctrl_c_while_collecting_is_one_line_and_130(tmp_path):
 def test_a_yaml_file_it_cannot_write_is_said_before_collecting(tmp_path, capsys):
     """--yaml naming a folder, or a file in a folder that does not exist: a usage error at once (exit 2), not after
     --frames pairs were collected."""
-    for path, said in ((tmp_path, "is a folder"), (tmp_path / "no_dir" / "c.yaml", "no folder")):
+    for path, said in ((tmp_path, "is a folder"), (tmp_path / "no_dir" / "c.yaml", "no folder"),
+                       # (a folder of the kernel's, as for the tools' --out: the option named in what to give instead)
+                       ("/dev/dpt_ros_c.yaml", "where no folder or file of yours belongs; give --yaml a path "
+                                               "elsewhere")):
         with pytest.raises(SystemExit) as e:
             tool.parse_args(["--reference", "/ref", "--yaml", str(path)])
         assert e.value.code == 2 and said in capsys.readouterr().err

@@ -416,11 +416,19 @@ def test_bench_model_refuses_a_count_it_cannot_use_before_loading_anything(argv,
 
 
 def test_bench_model_refuses_a_json_file_it_cannot_write_before_loading_anything(tmp_path, usage_error):
-    """(it was an IsADirectoryError / FileNotFoundError after every variant had been timed, the results lost)"""
-    for path, why in ((str(tmp_path), f"argument --json: '{tmp_path}' is a folder; give a file name"),
-                      (str(tmp_path / "no" / "b.json"), f"argument --json: {tmp_path / 'no' / 'b.json'}: no folder")):
-        assert usage_error(bench_model.main, ["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", "--json", path],
-                           why).out == ""
+    """(it was an IsADirectoryError / FileNotFoundError after every variant had been timed, the results lost; a file
+    in a folder of the kernel's, as root /dev/b.json, was written there: now refused as the tools' --out is)"""
+    try:
+        for path, why in ((str(tmp_path), f"argument --json: '{tmp_path}' is a folder; give a file name"),
+                          (str(tmp_path / "no" / "b.json"), f"argument --json: {tmp_path / 'no' / 'b.json'}: no folder"),
+                          ("/dev/dpt_ros_b.json", "argument --json: /dev/dpt_ros_b.json: /dev is ")):
+            assert usage_error(bench_model.main, ["--variants", "dpt_tiny", "--sizes", "64x64", "--no-hf", "--json",
+                                                  path], why).out == ""
+    finally:
+        made = os.path.exists("/dev/dpt_ros_b.json")
+        if made:   # (by a bench_model that did not refuse it: not left behind)
+            os.unlink("/dev/dpt_ros_b.json")
+    assert not made
     assert bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf",
                              "--json", "-"]) == 0   # ('-': standard output, as before)
 

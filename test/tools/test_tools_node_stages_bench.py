@@ -188,6 +188,29 @@ def test_the_ros_benchmarks_refuse_a_json_file_they_cannot_write_before_they_sta
         assert tool.parse_args([]).json is None
 
 
+@pytest.mark.skipif(not __import__("os").path.isdir("/sys/fs/cgroup"), reason="needs Linux's /sys and /proc")
+def test_a_json_file_in_a_folder_of_the_kernels_is_refused_before_anything_starts(tmp_path, usage_error):
+    """--json /sys/fs/cgroup/r.json or /dev/r.json was taken (as root the folder is there and writable), and the run's
+    results were written there (a tmpfs under /sys, a devtmpfs) or lost when the write failed after the whole run: the
+    file's folder now gets the check the tools' --out gets (refuse_kernel_folder), in output_folder_error's words; a
+    file in /dev/shm (the user's tmpfs) is taken. (bench_model: test_tools_model_cli.py)"""
+    import os
+    from pathlib import Path
+
+    from dpt_ros.tools import bench_e2e, bench_lifecycle, bench_publish, kernel_folder
+
+    (tmp_path / "link").symlink_to("/sys/fs/cgroup")
+    elsewhere = f"give --json a path elsewhere, e.g. under your home folder ({Path.home()})"
+    for path, folder in (("/sys/fs/cgroup/dpt_ros_r.json", "/sys/fs/cgroup"), ("/dev/dpt_ros_r.json", "/dev"),
+                         ("/proc/dpt_ros/r.json", "/proc/dpt_ros"),
+                         (str(tmp_path / "link" / "dpt_ros_r.json"), "/sys/fs/cgroup")):
+        why = f"argument --json: {path}: {kernel_folder(Path(folder))}, where no folder or file of yours belongs; "
+        for tool in (bench_e2e, bench_node_stages, bench_lifecycle, bench_publish):
+            usage_error(tool.parse_args, ["--json", path], why + elsewhere)
+    assert not os.path.exists("/sys/fs/cgroup/dpt_ros_r.json") and not os.path.exists("/dev/dpt_ros_r.json")
+    assert bench_publish.parse_args(["--json", "/dev/shm/dpt_ros_r.json"]).json == "/dev/shm/dpt_ros_r.json"
+
+
 def test_a_domain_above_the_range_ends_the_process_at_its_first_node():
     """Why 232 is the limit: rclpy.init takes 233, but the first node's Fast DDS participant cannot have its ports,
     and the process ends (exit status 1, Fast DDS's 'port number is too high'); no Python exception is raised."""
