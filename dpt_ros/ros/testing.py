@@ -71,12 +71,13 @@ def can_mount_tmpfs() -> bool:
         return False
 
 
-def with_own_dev_shm(size_mb: int, args: list, **popen: Any) -> subprocess.Popen:
+def with_own_dev_shm(size_mb: int, args: list, before: str = "", **popen: Any) -> subprocess.Popen:
     """``python -m <args>`` in a mount namespace of its own whose /dev/shm is a tmpfs of ``size_mb`` (a
-    container's without --ipc=host); stdout and stderr together, as text; ``popen``: more Popen arguments (cwd, env,
-    start_new_session)."""
+    container's without --ipc=host); stdout and stderr together, as text; ``before``: shell commands run there first
+    (e.g. filling the tmpfs to a known size); ``popen``: more Popen arguments (cwd, env, start_new_session)."""
     cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c",
-           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && exec "$@"', "sh", sys.executable, "-m", *args]
+           f'mount -t tmpfs -o size={size_mb}m tmpfs /dev/shm && {before + " && " if before else ""}exec "$@"', "sh",
+           sys.executable, "-m", *args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
 
 

@@ -17,8 +17,9 @@ name), as the official ``run_monodepth.py`` and
 - segmentation variants: ``<name>_labels.png`` (8-bit labels 1..150, 0 = unlabeled) and ``<name>.png``
   (the ADE20K palette blended half over the image).
 
-Exit status: 0 all images done, 1 some could not be read or run (each named; the rest done), 2 usage error (bad
-arguments or weights, an output folder that cannot be written or that would overwrite an input image), 130
+Exit status: 0 all images done, 1 some could not be read, run or written (each named with why, a write failure with
+its file and what to do, e.g. a full disk; the rest done), 2 usage error (bad arguments or weights, an output folder
+that cannot be made or that would overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -155,12 +157,16 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     """Write one image's files (see the module); returns their paths. All or none of them: each is written under a
     temporary name (``.partial-<pid>-<file>``, locked while this process has it: :func:`remove_stale_partials`) and
     they are renamed into place together once all are written, so that an interruption (Ctrl-C) or a write error
-    part-way leaves neither a truncated file nor half an image's set."""
+    part-way leaves neither a truncated file nor half an image's set.
+
+    :raises OSError: a file could not be written (its errno and reason; ``filename`` the file it was to become)."""
     staged: list[tuple[Path, Path]] = []   # (temporary, final)
     locks: list[int] = []
+    writing: list[Path] = []   # the file being written or renamed into place (the last)
 
     def stage(file_name: str) -> Path:
         final = out_dir / file_name
+        writing.append(final)
         # (the extension, which OpenCV reads, kept; the pid: two runs into one folder never share a temporary)
         staged.append((out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}", final))
         locks.append(create_locked(staged[-1][0]))
@@ -169,7 +175,12 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     def png(file_name: str, values: np.ndarray) -> None:
         path = stage(file_name)
         if not cv2.imwrite(str(path), values):
-            raise OSError(f"OpenCV could not write {out_dir / file_name}")
+            # OpenCV says only False (a full disk, a name too long): written here, the system says why
+            ok, encoded = cv2.imencode(".png", values)
+            if not ok:
+                raise OSError(f"OpenCV could not encode {file_name} as PNG")
+            with open(path, "wb") as f:
+                f.write(encoded.tobytes())
 
     try:
         if "labels" in result:
@@ -190,13 +201,16 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
             png(f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", lo, hi), cv2.COLOR_RGB2BGR))
         with _sigint_deferred():   # (a Ctrl-C meanwhile takes effect once all are renamed: the set appears whole)
             for temporary, final in staged:
+                writing.append(final)
                 os.replace(temporary, final)
-    except BaseException:
+    except BaseException as e:
         for temporary, _ in staged:
             try:
                 temporary.unlink()
             except OSError:
                 pass
+        if isinstance(e, OSError) and writing:   # (the file being written, by its own name, not its temporary's)
+            raise OSError(e.errno, e.strerror or str(e), str(writing[-1])) from e
         raise
     finally:
         for fd in locks:   # (after the renames or the removals: closing releases the lock)
@@ -250,6 +264,19 @@ def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> st
             if path in inputs:
                 return str(path)
     return ""
+
+
+def _write_error(out_dir: Path, e: OSError) -> str:
+    """Why an image's file in ``out_dir`` could not be written (``e``), and what to do: ``output_folder_error``'s words
+    (a full disk or quota, a read-only file system, no permission: with the folder); a name too long or a folder gone
+    meanwhile, which that would take for the folder's own, said here."""
+    if e.errno == errno.ENAMETOOLONG:
+        return (f"{e.strerror} (the name, or its temporary's {PARTIAL_PREFIX}<pid>-<name>, is longer than the file "
+                f"system of {out_dir} takes): give the image a shorter file name")
+    if not os.path.isdir(out_dir):
+        return (f"the output folder {out_dir} is no longer there ({e.strerror or e}; removed while predict ran?): "
+                "make it again, or give --out another folder, and run predict again for the images said skipped")
+    return output_folder_error(out_dir, e)
 
 
 def main(argv=None) -> int:
@@ -330,9 +357,11 @@ def _main(argv=None) -> int:
         ms = (time.perf_counter() - t) * 1000.0
         try:
             written = write_outputs(out_dir, name, variant.name, rgb, result, args.absolute_depth)
-        except OSError as e:
-            print(f"predict: {path}: cannot write its results to {out_dir}: {e.strerror or e}", file=sys.stderr)
-            return 2
+        except OSError as e:   # (none of its files left: the next image may fit, e.g. after space was freed)
+            print(f"predict: {path}: cannot write {e.filename or out_dir}: {_write_error(out_dir, e)}; skipped",
+                  file=sys.stderr)
+            failed += 1
+            continue
         # images width x height, networks height x width (as input_size and the node's diagnostics): both said
         print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} (WxH), network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))} "
               f"(HxW), "

@@ -20,7 +20,8 @@ import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
-from dpt_ros.ros.testing import CTRL_C_DURING_IMPORT, console_script, pattern_image, wait_for
+from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, can_mount_tmpfs, console_script, pattern_image, wait_for,
+                                 with_own_dev_shm)
 from dpt_ros.tools import predict
 
 
@@ -623,3 +624,55 @@ def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(file
     assert code == 1 and (out / "a.pfm").exists() and not (out / "strip.pfm").exists()
     assert f"predict: {strip}: a 400x2 image gives a 128x25600 (height x width) network input" in err
     assert "skipped" in err and "Traceback" not in err
+
+
+def test_an_image_whose_files_cannot_be_written_is_named_with_why_and_the_rest_processed(files, capfd, tmp_path):
+    """A write that failed (here a real one: an image whose output names are too long for the file system) ended the
+    run with "cannot write its results to OUT: File name too long", exit status 2, the images after it not run: the
+    file is named with the system's reason and what to do, the image skipped and counted (exit status 1), the others
+    done, none of its files (nor temporaries) left."""
+    import cv2
+
+    long = tmp_path / ("l" * 240 + ".png")   # (a name the file system takes; its .partial-<pid>-... is too long)
+    cv2.imwrite(str(long), np.zeros((8, 8, 3), np.uint8))
+    out = tmp_path / "out"
+    code = predict.main([str(long), str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "random",
+                         "--input-size", "64", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 1 and sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"], err
+    assert (f"predict: {long}: cannot write {out / (long.stem + '.pfm')}: File name too long (the name, or its "
+            f"temporary's .partial-<pid>-<name>, is longer than the file system of {out} takes): give the image a "
+            "shorter file name; skipped\n") in err, err
+    # an output folder removed while it ran: said as gone (the folder's parent is not what refused a folder)
+    gone = tmp_path / "gone"
+    assert predict._write_error(gone, FileNotFoundError(errno.ENOENT, "No such file or directory", str(gone / "a.pfm"))
+                                ) == (f"the output folder {gone} is no longer there (No such file or directory; removed "
+                                      "while predict ran?): make it again, or give --out another folder, and run "
+                                      "predict again for the images said skipped")
+
+
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs)")
+def test_a_full_disk_is_said_with_the_file_and_what_to_do_and_the_rest_processed(files, tmp_path):
+    """A full disk mid-run (real: predict in a mount namespace of its own whose /dev/shm is a 1 MiB tmpfs, --out in
+    it) said only "cannot write its results to OUT: No space left on device" and ended the run (exit status 2),
+    the images after it not run; where a PNG was what did not fit, OpenCV said only that it could not write it. The
+    file, the file system and what to do are said (output_folder_error's words), each such image is skipped and
+    counted (exit status 1), and the next image, whose files fit once the failed one's temporaries are gone, is
+    written."""
+    big = tmp_path / "big.png"   # (its .pfm alone, 800 x 600 float32, is 1.9 MB)
+    cv2.imwrite(str(big), pattern_image(800, 600, seed=4)[..., ::-1])
+    exact = tmp_path / "exact.png"   # (its .pfm, 256 x 256 float32 and a 14-byte header, fills 65 pages: all left)
+    cv2.imwrite(str(exact), pattern_image(256, 256, seed=5)[..., ::-1])
+    fill = (256 - 65) * 4096   # (of the tmpfs's 256 pages of 4 KiB)
+    proc = with_own_dev_shm(1, ["dpt_ros.tools.predict", str(big), str(exact), str(files / "images" / "a.png"),
+                                "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64",
+                                "--out", "/dev/shm/out"],
+                            before=f"mkdir /dev/shm/out && head -c {fill} /dev/zero > /dev/shm/fill",
+                            cwd=os.path.dirname(os.path.dirname(dpt_ros.__file__)))   # (the repository)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out[-3000:]
+    full = ("the file system of /dev/shm/out is full (No space left on device; tmpfs mounted at /dev/shm): free some "
+            "space on it, or give --out a path on another file system; skipped\n")
+    assert f"predict: {big}: cannot write /dev/shm/out/big.pfm: {full}" in out, out[-3000:]
+    assert f"predict: {exact}: cannot write /dev/shm/out/exact.png: {full}" in out, out[-3000:]
+    assert "-> a.pfm, a.png, a_colored.png" in out and "Traceback" not in out, out[-3000:]
