@@ -105,7 +105,9 @@ def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None) -> d
     stops the node and camera processes it started), then SIGKILL 15 s later (at most ``GRACE_S`` in all). When
     the step has ended, however it ended, whatever is left of its group is killed: nothing it started outlives it
     (a node left running would hold GPU memory and publish into the next step's measurement). ``log``: given the
-    step's command line and output, to write (:meth:`_OutFolder.log`)."""
+    step's command line and output, to write (:meth:`_OutFolder.log`); the output returned of a step that timed out
+    has the KeyboardInterrupt tracebacks that SIGINT caused cut to a line each (:func:`_without_interrupt_tracebacks`),
+    the log all of it."""
     t0 = time.monotonic()
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -127,9 +129,40 @@ def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None) -> d
     _signal_group(p.pid, signal.SIGKILL)   # processes of the step still running after it ended
     if log is not None:
         log(f"$ {' '.join(cmd)}\n--- stdout\n{out}\n--- stderr\n{err}\n")
+    if timed_out:   # (the summary's tails: the step's own last output, not the traceback our SIGINT caused; the log
+        # keeps it whole)
+        out, err = (_without_interrupt_tracebacks(text, logged=log is not None) for text in (out, err))
     return {"cmd": " ".join(cmd), "rc": rc, "timed_out": timed_out, "seconds": round(time.monotonic() - t0, 1),
             "limit_s": round(max(timeout, 1), 1),   # (what the budget left it: a step timed out short of its need)
             "stdout": out, "stderr": err}
+
+
+def _without_interrupt_tracebacks(text: str, logged: bool = False) -> str:
+    """``text`` (a step's output) with each Python traceback that ends in a bare ``KeyboardInterrupt`` (what the
+    SIGINT of its timeout makes a process print where it was stopped outside a handler: importing torch, in a
+    child process of the step) replaced by one line saying where it was stopped, so that a summary's tail shows the
+    step's own last output. Another exception's traceback, one chained before it included, is kept. ``logged``: the
+    whole output is in the step's log ($OUT), which the line then says."""
+    lines = text.splitlines(keepends=True)
+    kept: list[str] = []
+    i = 0
+    while i < len(lines):
+        if lines[i].rstrip() == "Traceback (most recent call last):":
+            j = i + 1
+            while j < len(lines) and lines[j].startswith(" "):   # (its frames: indented)
+                j += 1
+            if j < len(lines) and lines[j].rstrip() == "KeyboardInterrupt":
+                # (where: its innermost frame of a file, not of the import machinery's frozen modules)
+                frames = [ln.strip() for ln in lines[i + 1:j] if ln.lstrip().startswith("File ")]
+                where = [f for f in frames if not f.startswith('File "<frozen ')] or frames
+                kept.append(f"(gpu_check: stopped past its time (SIGINT){' in ' + where[-1] if where else ''}; its "
+                            f"KeyboardInterrupt traceback of {j + 1 - i} lines left out"
+                            f"{', see the step log in $OUT' if logged else ''})\n")
+                i = j + 1
+                continue
+        kept.append(lines[i])
+        i += 1
+    return "".join(kept)
 
 
 def _sigint_default() -> None:

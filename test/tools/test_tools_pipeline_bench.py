@@ -619,6 +619,38 @@ def test_gpu_check_step_gets_its_sigint_even_where_gpu_check_was_started_with_si
     assert "interrupted: printing the figures" in r["stdout"], (r["stdout"], r["stderr"][-500:])
 
 
+def test_gpu_check_step_past_its_time_keeps_its_own_last_output_not_the_interrupts_traceback(tmp_path):
+    """A step stopped past its time outside a KeyboardInterrupt handler (a benchmark still importing torch when its
+    slice of the budget ran out) printed the traceback our SIGINT caused, and the summary's tails (stderr_tail, the
+    pytest step's tail) showed that in place of the step's last output. That traceback is now one line saying where
+    the step was stopped; the step's own output, an earlier traceback of its own included, is kept, and the log in
+    $OUT keeps everything."""
+    from dpt_ros.tools import gpu_check
+
+    code = ("import signal, sys, time, traceback\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "try:\n    int('x')\nexcept ValueError:\n    traceback.print_exc()\n"
+            "print('the step said this last', file=sys.stderr, flush=True)\n"
+            "def wait():\n    time.sleep(60)\n"
+            "wait()\n")
+    log = tmp_path / "step.log"
+    r = gpu_check._run([sys.executable, "-c", code], 2.0, log.write_text)
+    assert r["timed_out"] and r["rc"] is None
+    assert r["stderr"].splitlines()[-2:] == [
+        "the step said this last",
+        '(gpu_check: stopped past its time (SIGINT) in File "<string>", line 9, in wait; its KeyboardInterrupt '
+        "traceback of 4 lines left out, see the step log in $OUT)"], r["stderr"]
+    assert "ValueError: invalid literal for int() with base 10: 'x'" in r["stderr"]   # (its own: kept)
+    assert "KeyboardInterrupt\n" in log.read_text() and "line 9, in wait" in log.read_text()   # (the log: whole)
+    # without $OUT, no log to point to; a step that ended on its own keeps its traceback whatever it is
+    assert gpu_check._without_interrupt_tracebacks("a\nTraceback (most recent call last):\n  File \"x.py\", line 1, in "
+                                                   "<module>\nKeyboardInterrupt\n") == (
+        'a\n(gpu_check: stopped past its time (SIGINT) in File "x.py", line 1, in <module>; its KeyboardInterrupt '
+        "traceback of 3 lines left out)\n")
+    r = gpu_check._run([sys.executable, "-c", "raise KeyboardInterrupt"], 60.0, None)
+    assert not r["timed_out"] and r["stderr"].rstrip().endswith("KeyboardInterrupt"), r["stderr"]
+
+
 def test_gpu_check_step_that_ends_leaves_nothing_it_started_running(tmp_path):
     from dpt_ros.tools import gpu_check
 
