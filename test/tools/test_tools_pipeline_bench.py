@@ -211,7 +211,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     watcher.start()
     try:
         p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--quick", "--rehearse", "--budget", "400",
-                            "--tests", "test/pipeline/test_pipeline_gpu.py", "--e2e-seconds", "3",
+                            "--tests", "test/pipeline/test_pipeline_gpu.py", "--e2e-seconds", "2",
                             "--node-stages-profile", "5", "--e2e-publication-modes", "default,ASYNCHRONOUS"],
                            capture_output=True, text=True, timeout=480,
                            env={**__import__("os").environ, "OUT": str(env_out)})
@@ -244,6 +244,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
                                                                    "worst_output_p99_ms", "node_overhead_fraction"))
     stages = summary["bench_node_stages"]["result"]
     assert [r.get("rate_hz") or 0 for r in stages["runs"]] == [0, 30, 0]
+    assert stages["frames"] == 5   # (a rehearsal's few: 20 a run, and 10 warm-up frames, made it the longest step)
     assert set(summary["targets"]["node_stages_overhead_fraction"]) == {
         "back to back", "30 Hz", "back to back depth.encoding=16UC1"}
     assert summary["bench_model"]["rc"] == 0 and summary["bench_model"]["result"]
