@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +38,31 @@ def _env():
 def start(*ros_args, name="dpt_proc"):
     cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-r", f"__node:={name}", *ros_args]
     return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def concurrently(fn, cases, workers=4):
+    """``fn(case)`` for each case, ``workers`` at a time, the results in the cases' order. For cases that each start a
+    process and read how it ended (each its own process: its exit status and output are its alone): such a start is
+    mostly Python's start and imports, which one after another made up most of a test's time (the 16 starts of
+    test_out_of_range_or_mistyped_... took 35 s of CI's)."""
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, cases))
+
+
+def exits(*cases, timeout=60.0):
+    """Each case (the ros_args of one :func:`start`) run to its exit, some at a time (:func:`concurrently`):
+    [(exit status, output)], in the cases' order. A node that started anyway is killed: none outlives the test."""
+    def one(ros_args):
+        proc = start(*ros_args)
+        try:
+            log, _ = proc.communicate(timeout=timeout)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        return proc.returncode, log
+
+    return concurrently(one, cases)
 
 
 def stop(proc, sig=signal.SIGINT, timeout=10.0):
@@ -336,23 +362,28 @@ def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
     and says how to write the rule (rcl's reason does not)."""
     from dpt_ros.ros.testing import console_script
 
-    for name in ("dpt_node", "dpt_lifecycle_node"):
-        res = subprocess.run([sys.executable, "-c", "import sys; " + console_script(name), "--ros-args", "--bogus",
-                              "-p", "device:=cpu"], cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    def run(cmd):
+        return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+
+    names = ("dpt_node", "dpt_lifecycle_node")
+    # rcl's reason for a malformed rule says only that it could not parse it ("Expected lexeme type (22) not found"):
+    # the line goes on with how to write one
+    rules = ((["-p"], "trailing -p flag", "write a parameter as -p NAME:=VALUE, both sides in one argument, e.g. "
+                                          "-p depth.weights:=random"),
+             (["-p", "depth.weights"], "parameter override rule: '-p depth.weights'", "write a parameter as -p "
+                                                                                    "NAME:=VALUE"),
+             (["-r", "image"], "remap rule: '-r image'", "write a remap as -r FROM:=TO, both sides in one argument, "
+                                                         "e.g. -r image:=/camera/image_raw"))
+    # (the five processes started some at a time, each checked on its own below)
+    results = concurrently(run, [
+        *[[sys.executable, "-c", "import sys; " + console_script(name), "--ros-args", "--bogus", "-p", "device:=cpu"]
+          for name in names],
+        *[[sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", *rule] for rule, _, _ in rules]])
+    for name, res in zip(names, results[:len(names)], strict=True):
         assert res.returncode == 2 and "Traceback" not in res.stderr, res.stdout + res.stderr
         assert f"{name}: cannot initialise ROS 2: unknown ROS argument(s) '--bogus' after --ros-args; ROS arguments " \
                "are -p NAME:=VALUE, -r FROM:=TO, --params-file FILE" in res.stderr, res.stderr
-    # rcl's reason for a malformed rule says only that it could not parse it ("Expected lexeme type (22) not found"):
-    # the line goes on with how to write one
-    for rule, rcl, form in (
-            (["-p"], "trailing -p flag", "write a parameter as -p NAME:=VALUE, both sides in one argument, e.g. "
-                                         "-p depth.weights:=random"),
-            (["-p", "depth.weights"], "parameter override rule: '-p depth.weights'", "write a parameter as -p "
-                                                                                   "NAME:=VALUE"),
-            (["-r", "image"], "remap rule: '-r image'", "write a remap as -r FROM:=TO, both sides in one argument, "
-                                                        "e.g. -r image:=/camera/image_raw")):
-        res = subprocess.run([sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", *rule], cwd=ROOT, env=_env(),
-                             capture_output=True, text=True, timeout=60)
+    for (rule, rcl, form), res in zip(rules, results[len(names):], strict=True):
         assert res.returncode == 2 and "dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse " \
                                        f"{rcl}" in res.stderr, res.stderr
         assert f"; {form}" in res.stderr, (rule, res.stderr)
@@ -422,59 +453,52 @@ def test_a_domain_past_fast_dds_ports_exits_2_with_reason():
 def test_out_of_range_or_mistyped_startup_parameter_exits_2_with_reason(tmp_path):
     """rclpy refuses values outside a descriptor's range or of the wrong type: one line, exit code 2, and how to write
     the value in the form it was given (a -p rule, a parameters file's line)."""
-    for arg, needle in (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32 "
-                                           "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32 or "
-                                           "-p input_size:=64)"),
-                        # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
-                        ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=384 or "
-                                            "-p input_size:=416)"),
-                        # 0 (the variant's own size) is no size near 16: 32 is, and 0 is said for what it is
-                        ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32, or 0 "
-                                           "for the variant's own size)"),
-                        ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096 (allowed: 0..2048 "
-                                             "in steps of 32; nearest: -p input_size:=2048)"),
-                        ("points.stride:=0", "value: 0 (allowed: 1..64; nearest: -p points.stride:=1)\n"),
-                        # rclpy's words without the name it repeats at their end, then what to write
-                        ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
-                                            "unquoted and without a decimal point, e.g. -p input_size:=0; allowed: "
-                                            "0..2048 in steps of 32)\n"),
-                        # every remedy in the form the value was given: -p rules, quoted for the shell (they were
-                        # name:=value, neither a -p rule nor a parameters file's line)
-                        ("depth.variant:=1", "to '1' of type 'INTEGER', expecting type 'STRING' (a string: e.g. "
-                                             "-p depth.variant:=dpt_hybrid; one that YAML reads as a number or bool "
-                                             "is quoted: -p depth.variant:=\"'1'\")\n"),
-                        ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. -p depth.max:=1000.0)\n"),
-                        # in the form it was given (-p; 'depth.max: 7.0', YAML's, was said for a -p rule too)
-                        ("depth.max:=7", "write it with a decimal point, -p depth.max:=7.0)\n"),
-                        ("cameras:=left", "(a list: -p cameras:=\"[a, b]\")\n"),
-                        ("lazy:=1", "(a bool: write true or false, unquoted: -p lazy:=true)\n"),
-                        # rclpy's own parameter, refused in rclpy's Node constructor: a traceback and exit 1 before
-                        ("use_sim_time:=1", "to '1' of type 'INTEGER', expecting type 'BOOL' (a bool: write true or "
-                                            "false, unquoted: -p use_sim_time:=true)\n")):
-        proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
-        try:
-            code, log = proc.wait(timeout=60), proc.stdout.read()
-        finally:
-            if proc.poll() is None:   # a node that started anyway must not outlive the test
-                proc.kill()
-                proc.wait()
+    given = (("input_size:=33", "not a valid step. Min: 0, max: 2048, value: 33, step: 32 "
+                                "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32 or "
+                                "-p input_size:=64)"),
+             # the valid values nearest to the one given (it said 'e.g. input_size:=32' for any)
+             ("input_size:=400", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=384 or "
+                                 "-p input_size:=416)"),
+             # 0 (the variant's own size) is no size near 16: 32 is, and 0 is said for what it is
+             ("input_size:=16", "(allowed: 0..2048 in steps of 32; nearest: -p input_size:=32, or 0 "
+                                "for the variant's own size)"),
+             ("input_size:=4096", "out of range. Min: 0, Max: 2048, value: 4096 (allowed: 0..2048 "
+                                  "in steps of 32; nearest: -p input_size:=2048)"),
+             ("points.stride:=0", "value: 0 (allowed: 1..64; nearest: -p points.stride:=1)\n"),
+             # rclpy's words without the name it repeats at their end, then what to write
+             ("input_size:=abc", "to 'abc' of type 'STRING', expecting type 'INTEGER' (a whole number, "
+                                 "unquoted and without a decimal point, e.g. -p input_size:=0; allowed: "
+                                 "0..2048 in steps of 32)\n"),
+             # every remedy in the form the value was given: -p rules, quoted for the shell (they were
+             # name:=value, neither a -p rule nor a parameters file's line)
+             ("depth.variant:=1", "to '1' of type 'INTEGER', expecting type 'STRING' (a string: e.g. "
+                                  "-p depth.variant:=dpt_hybrid; one that YAML reads as a number or bool "
+                                  "is quoted: -p depth.variant:=\"'1'\")\n"),
+             ("depth.max:=far", "expecting type 'DOUBLE' (a number, unquoted, e.g. -p depth.max:=1000.0)\n"),
+             # in the form it was given (-p; 'depth.max: 7.0', YAML's, was said for a -p rule too)
+             ("depth.max:=7", "write it with a decimal point, -p depth.max:=7.0)\n"),
+             ("cameras:=left", "(a list: -p cameras:=\"[a, b]\")\n"),
+             ("lazy:=1", "(a bool: write true or false, unquoted: -p lazy:=true)\n"),
+             # rclpy's own parameter, refused in rclpy's Node constructor: a traceback and exit 1 before
+             ("use_sim_time:=1", "to '1' of type 'INTEGER', expecting type 'BOOL' (a bool: write true or "
+                                 "false, unquoted: -p use_sim_time:=true)\n"))
+    # from a parameters file: its lines (the -p cases above had the name:=value form for a file too)
+    in_file = (("input_size: 400", "(allowed: 0..2048 in steps of 32; nearest: input_size: 384 or input_size: 416)\n"),
+               ("depth.variant: 1", "quoted: depth.variant: '1')\n"),
+               ("lazy: 1", "(a bool: write true or false, unquoted: lazy: true)\n"))
+    files = []
+    for i, (line, _) in enumerate(in_file):
+        files.append(tmp_path / f"params{i}.yaml")
+        files[-1].write_text(f"/dpt_proc:\n  ros__parameters:\n    {line}\n")
+    # (each start on its own, some at the same time: each case's exit status and output are its process's alone)
+    results = exits(*[("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=random", "-p", "device:=cpu", "-p", arg)
+                      for arg, _ in given],
+                    *[(*FAST_ARGS, "--params-file", str(path)) for path in files])
+    for (arg, needle), (code, log) in zip(given, results[:len(given)], strict=True):
         assert code == 2, log
         assert f"[dpt_proc]: invalid parameter {arg.split(':=')[0]}" in log and needle in log, log
         assert "Traceback" not in log, log
-    # from a parameters file: its lines (the -p cases above had the name:=value form for a file too)
-    for line, needle in (("input_size: 400", "(allowed: 0..2048 in steps of 32; nearest: input_size: 384 or "
-                                             "input_size: 416)\n"),
-                         ("depth.variant: 1", "quoted: depth.variant: '1')\n"),
-                         ("lazy: 1", "(a bool: write true or false, unquoted: lazy: true)\n")):
-        path = tmp_path / "params.yaml"
-        path.write_text(f"/dpt_proc:\n  ros__parameters:\n    {line}\n")
-        proc = start(*FAST_ARGS, "--params-file", str(path))
-        try:
-            code, log = proc.wait(timeout=60), proc.stdout.read()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    for (line, needle), (code, log) in zip(in_file, results[len(given):], strict=True):
         assert code == 2 and f"[dpt_proc]: invalid parameter {line.split(':')[0]}: " in log and needle in log, log
 
 
