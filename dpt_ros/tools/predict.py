@@ -157,12 +157,16 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     """Write one image's files (see the module); returns their paths. All or none of them: each is written under a
     temporary name (``.partial-<pid>-<file>``, locked while this process has it: :func:`remove_stale_partials`) and
     they are renamed into place together once all are written, so that an interruption (Ctrl-C) or a write error
-    part-way leaves neither a truncated file nor half an image's set.
+    part-way leaves neither a truncated file nor half an image's set. A rename that fails (a final name that is a
+    folder, the folder removed meanwhile) removes the files already renamed into place, so that none of the image's
+    new files stay; an earlier run's file of the same name that such a rename had already replaced is gone with them
+    (not restored: run predict again for the image), while those of the names not yet reached stay as they were.
 
     :raises OSError: a file could not be written (its errno and reason; ``filename`` the file it was to become)."""
     staged: list[tuple[Path, Path]] = []   # (temporary, final)
     locks: list[int] = []
     writing: list[Path] = []   # the file being written or renamed into place (the last)
+    placed: list[Path] = []   # the files renamed into place
 
     def stage(file_name: str) -> Path:
         final = out_dir / file_name
@@ -203,10 +207,11 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
             for temporary, final in staged:
                 writing.append(final)
                 os.replace(temporary, final)
+                placed.append(final)
     except BaseException as e:
-        for temporary, _ in staged:
+        for path in [temporary for temporary, _ in staged] + placed:   # (a renamed temporary: already gone)
             try:
-                temporary.unlink()
+                path.unlink()
             except OSError:
                 pass
         if isinstance(e, OSError) and writing:   # (the file being written, by its own name, not its temporary's)

@@ -651,6 +651,27 @@ def test_an_image_whose_files_cannot_be_written_is_named_with_why_and_the_rest_p
                                       "predict again for the images said skipped")
 
 
+def test_a_failed_rename_leaves_none_of_the_images_new_files(files, capfd, tmp_path):
+    """A rename into place that fails after another succeeded (a real one: the second of a's three names, a.png, is a
+    folder with a file in it, which os.replace cannot put a file over) left a.pfm, half of a's new set, in place of an
+    earlier run's a.pfm: the ones already renamed are removed (that earlier a.pfm with them, as write_outputs says),
+    the image is named with the file that failed and skipped, and the names not reached keep the earlier run's
+    file."""
+    out = tmp_path / "out"
+    (out / "a.png").mkdir(parents=True)
+    (out / "a.png" / "kept").write_text("a file in the folder named a.png")
+    (out / "a.pfm").write_text("an earlier run's a.pfm")
+    (out / "a_colored.png").write_text("an earlier run's a_colored.png")
+    image = files / "images" / "a.png"
+    code = predict.main([str(image), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 1 and f"predict: {image}: cannot write {out / 'a.png'}: " in err and err.endswith("; skipped\n"), err
+    assert sorted(f.name for f in out.iterdir()) == ["a.png", "a_colored.png"], err
+    assert (out / "a_colored.png").read_text() == "an earlier run's a_colored.png"
+    assert [f.name for f in (out / "a.png").iterdir()] == ["kept"]
+
+
 @pytest.mark.skipif(not can_mount_tmpfs(), reason="needs root (unshare -m, mount a tmpfs)")
 def test_a_full_disk_is_said_with_the_file_and_what_to_do_and_the_rest_processed(files, tmp_path):
     """A full disk mid-run (real: predict in a mount namespace of its own whose /dev/shm is a 1 MiB tmpfs, --out in
