@@ -3610,13 +3610,19 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         """Exit status 1 for ``error``, out of the executor's spin once the node had started (no value or file the
         user gave at start-up: a callback, or rclpy's executor, failed in a way the node did not foresee), said once
         as a stop with its stack; 0 where it is no failure (Ctrl-C shut the context down under the executor: rclpy's
-        RCLError or InvalidHandle from its wait set, RuntimeErrors)."""
+        RCLError or InvalidHandle from its wait set, RuntimeErrors). A plain line that cannot be written (stderr on a
+        full disk) is said at ERROR after the FATAL one (log file, /rosout), as :func:`_call_on_failure` says a failed
+        start's: before, its OSError left ``main`` in place of the exit status."""
         if not node.context.ok() and isinstance(error, RuntimeError):
             return 0
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-        say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an error "
-                                    f"it did not foresee ended it; start it again to go on, and please report this "
-                                    f"with the stack:\n{stack}")
+        try:
+            say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an "
+                                        f"error it did not foresee ended it; start it again to go on, and please "
+                                        f"report this with the stack:\n{stack}")
+        except OSError as err:
+            node.get_logger().error(f"saying why the node stopped failed too: writing it to stderr raised "
+                                    f"{type(err).__name__}: {err}; the stop's error: {type(error).__name__}: {error}")
         return 1
 
     node = None

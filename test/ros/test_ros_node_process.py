@@ -294,29 +294,41 @@ def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_pa
     assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
 
-@pytest.mark.parametrize("args, said", [
+_START_FAILED_TOO = "saying why the start failed failed too: on_failure raised OSError: [Errno 28] No space left on " \
+                    "device; the start's failure, the one raised: StartupError: "
+
+
+@pytest.mark.parametrize("args, said, status, error", [
     (("-p", "use_sim_time:=1"), "invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of "
-                                "type 'INTEGER'"),
+                                "type 'INTEGER'", 2, _START_FAILED_TOO + "invalid parameter use_sim_time"),
     (("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
-     "depth.weights: file '/nonexistent/no.pt' not found")], ids=["rclpy-refuses-use_sim_time", "no-weights-file"])
-def test_a_failed_start_whose_reason_cannot_be_written_still_exits_2_with_that_reason(tmp_path, args, said):
+     "depth.weights: file '/nonexistent/no.pt' not found", 2,
+     _START_FAILED_TOO + "depth.weights: file '/nonexistent/no.pt' not found"),
+    ((*FAST_ARGS, "-p", "diagnostics.period:=0.2"), "stopped: RuntimeError: injected fault, after the node had started",
+     1, "saying why the node stopped failed too: writing it to stderr raised OSError: [Errno 28] No space left on "
+        "device; the stop's error: RuntimeError: injected fault")],
+    ids=["rclpy-refuses-use_sim_time", "no-weights-file", "after-start"])
+def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reason(tmp_path, args, said, status,
+                                                                                   error):
     """--disable-stdout-logs with stderr on a full disk (/dev/full): main's on_failure logs the FATAL line, then its
     plain line on stderr fails with OSError. That error replaced the start's: a second FATAL line "cannot start:
     OSError: [Errno 28] No space left on device" and exit status 1. Now the start's failure stays the one raised and
-    reported (exit status 2, its FATAL line alone), and the callback's error follows it at ERROR (in the log file)."""
-    cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "--disable-stdout-logs", "-r", "__node:=dpt_proc",
-           *args]
+    reported (exit status 2, its FATAL line alone), and the callback's error follows it at ERROR (in the log file).
+    after-start: a failure once the node had started (FAILS_AFTER_START's fault injection), whose plain line's OSError
+    left main in place of its exit status 1 (the process then ended through the uncaught exception, not run's exit):
+    exit status 1 from main, its FATAL line alone, the OSError at ERROR after it."""
+    head = ["-c", FAILS_AFTER_START.replace("ERROR", "RuntimeError('injected fault')")] if status == 1 \
+        else ["-m", "dpt_ros.ros.node"]
+    cmd = [sys.executable, *head, "--ros-args", "--disable-stdout-logs", "-r", "__node:=dpt_proc", *args]
     with open("/dev/full", "w") as full:
         res = subprocess.run(cmd, cwd=ROOT, env=dict(_env(), ROS_LOG_DIR=str(tmp_path)), stdout=subprocess.PIPE,
                              stderr=full, text=True, timeout=120)
     lines = [line for f in tmp_path.glob("*.log") for line in f.read_text().splitlines()]
     text = "\n".join(lines)
-    assert res.returncode == 2, text
+    assert res.returncode == status, text
     fatal = [line for line in lines if "[FATAL]" in line]
     assert len(fatal) == 1 and f"[dpt_proc]: {said}" in fatal[0], text
-    error = next(line for line in lines if "[ERROR]" in line)
-    assert "[dpt_proc]: saying why the start failed failed too: on_failure raised OSError: [Errno 28] No space left " \
-           f"on device; the start's failure, the one raised: StartupError: {said}" in error, text
+    assert any("[ERROR]" in line and f"[dpt_proc]: {error}" in line for line in lines), text
 
 
 def test_help_and_arguments_that_are_not_ros_arguments():
