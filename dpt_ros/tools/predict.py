@@ -273,8 +273,11 @@ def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> st
 
 def _write_error(out_dir: Path, e: OSError) -> str:
     """Why an image's file in ``out_dir`` could not be written (``e``), and what to do: ``output_folder_error``'s words
-    (a full disk or quota, a read-only file system, no permission: with the folder); a name too long or a folder gone
-    meanwhile, which that would take for the folder's own, said here."""
+    (a full disk or quota, a read-only file system, no permission: with the folder); a name too long, a folder in the
+    way of a file's name or a folder gone meanwhile, which that would take for the folder's own, said here."""
+    if e.errno == errno.EISDIR:   # (os.replace onto a folder of the file's name)
+        return (f"{e.strerror}: a folder has that name (an earlier run's --out, or a folder put there): move or rename "
+                f"it, or give --out another folder")
     if e.errno == errno.ENAMETOOLONG:
         return (f"{e.strerror} (the name, or its temporary's {PARTIAL_PREFIX}<pid>-<name>, is longer than the file "
                 f"system of {out_dir} takes): give the image a shorter file name")

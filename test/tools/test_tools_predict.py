@@ -655,8 +655,8 @@ def test_a_failed_rename_leaves_none_of_the_images_new_files(files, capfd, tmp_p
     """A rename into place that fails after another succeeded (a real one: the second of a's three names, a.png, is a
     folder with a file in it, which os.replace cannot put a file over) left a.pfm, half of a's new set, in place of an
     earlier run's a.pfm: the ones already renamed are removed (that earlier a.pfm with them, as write_outputs says),
-    the image is named with the file that failed and skipped, and the names not reached keep the earlier run's
-    file."""
+    the image is named with the file that failed, why and what to do, and skipped, and the names not reached keep the
+    earlier run's file."""
     out = tmp_path / "out"
     (out / "a.png").mkdir(parents=True)
     (out / "a.png" / "kept").write_text("a file in the folder named a.png")
@@ -666,7 +666,9 @@ def test_a_failed_rename_leaves_none_of_the_images_new_files(files, capfd, tmp_p
     code = predict.main([str(image), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
                          "--input-size", "64", "--out", str(out)])
     err = capfd.readouterr().err
-    assert code == 1 and f"predict: {image}: cannot write {out / 'a.png'}: " in err and err.endswith("; skipped\n"), err
+    assert code == 1 and f"predict: {image}: cannot write {out / 'a.png'}: Is a directory: a folder has that name " \
+                         "(an earlier run's --out, or a folder put there): move or rename it, or give --out another " \
+                         "folder; skipped\n" in err, err
     assert sorted(f.name for f in out.iterdir()) == ["a.png", "a_colored.png"], err
     assert (out / "a_colored.png").read_text() == "an earlier run's a_colored.png"
     assert [f.name for f in (out / "a.png").iterdir()] == ["kept"]
