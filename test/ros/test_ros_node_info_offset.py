@@ -9,7 +9,7 @@ Random dpt_tiny weights at 64 px."""
 import numpy as np
 import pytest
 from rcl_interfaces.msg import Log
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
@@ -172,3 +172,64 @@ def test_a_depth_camera_stamped_older_with_the_tolerance_raised_above_the_offset
     assert counts["waited_in_vain:depth_reference"] == 1, counts
     assert _camera_status(node)["waited_in_vain.depth_reference"] == "1"
     wait_for(lambda: len(got["depth"]) == 5, what="the depths")
+
+
+def test_camera_info_tolerance_set_live_pairs_the_next_frames_by_it(harness):
+    """camera_info.tolerance set live (ros2 param set, the SetParameters service) applies from the next frame: with
+    camera_info stamped 100 ms after its image, the frame is published without depth/camera_info (counted
+    incomplete.no_camera_info, the log and the camera's status saying to raise the tolerance above 0.1 s) under the
+    default 0.05 s, paired (depth/camera_info with the image's header, the status clear) under 0.15 s, and unpaired
+    again under 0.08 s. Values no tolerance can have (negative, NaN, infinite, above 10 s) are refused with the reason
+    and leave it as it was."""
+    from rcl_interfaces.msg import Log
+
+    from dpt_ros.ros.testing import get_params, set_params
+
+    node = harness.start_node(**{"depth.scale": 1.0, "diagnostics.period": 60.0})
+    log = harness.collector(Log, "/rosout")
+    got, (pub, info_pub) = harness.connect(node, {"depth/camera_info": CameraInfo, "depth": Image})
+    infos_out, depths, cam = got["depth/camera_info"], got["depth"], node.cameras[0]
+    gap = 10**8   # camera_info 100 ms newer than its image (sent first: the frame does not wait for a nearer one)
+    sent = 0
+
+    def frame(t: int) -> dict:
+        nonlocal sent
+        info_pub.publish(make_info(make_image(t + gap)))
+        wait_for(lambda: any(s == t + gap for s, _ in cam.infos), what=f"camera_info {t + gap} stored")
+        pub.publish(make_image(t))
+        sent += 1
+        counts = _processed(node, sent)
+        wait_for(lambda: len(depths) == sent, what=f"the depth of frame {t}")
+        return counts
+
+    def tolerance(value) -> None:
+        result = set_params(harness, node, **{"camera_info.tolerance": value})[0]
+        assert result.successful, result.reason
+        assert node.settings["camera_info.tolerance"] == value
+
+    counts = frame(T0)                                   # 0.05 s: no pair
+    assert counts["incomplete:no_camera_info"] == 1 and counts["out:depth"] == 1, counts
+    wait_for(lambda: any("[no_camera_info]" in m.msg for m in log), what="the log line")
+    line = next(m.msg for m in log if "[no_camera_info]" in m.msg)
+    assert "the closest is 100 ms newer than the image" in line and "camera_info.tolerance above 0.1 s" in line, line
+    assert "camera_info.tolerance above 0.1 s" in _camera_status(node)["camera_info"]
+    tolerance(0.15)
+    counts = frame(T0 + 10 * STEP)                       # paired
+    assert counts["incomplete:no_camera_info"] == 1 and counts["out:depth/camera_info"] == 1, counts
+    wait_for(lambda: len(infos_out) == 1, what="depth/camera_info")
+    assert conversions.stamp_ns(infos_out[0].header) == T0 + 10 * STEP   # the image's stamp, not camera_info's
+    assert infos_out[0].header.frame_id == depths[-1].header.frame_id == "cam_optical"
+    assert "camera_info" not in _camera_status(node)
+    tolerance(0.08)
+    counts = frame(T0 + 20 * STEP)                       # unpaired again
+    assert counts["incomplete:no_camera_info"] == 2 and counts["out:depth/camera_info"] == 1, counts
+    assert "camera_info.tolerance above 0.1 s" in _camera_status(node)["camera_info"]
+    for bad, why in ((-0.01, "camera_info.tolerance=-0.01 out of range 0..10"),
+                     (float("nan"), "camera_info.tolerance=nan out of range 0..10"),
+                     (float("inf"), "camera_info.tolerance=inf out of range 0..10"),
+                     (10.5, "camera_info.tolerance=10.5 out of range 0..10")):
+        result = set_params(harness, node, **{"camera_info.tolerance": bad})[0]
+        assert not result.successful and result.reason == why, (bad, result.reason)
+    assert node.settings["camera_info.tolerance"] == 0.08
+    assert get_params(harness, node, "camera_info.tolerance") == [0.08]
+    assert frame(T0 + 30 * STEP)["incomplete:no_camera_info"] == 3   # (0.08 still)
