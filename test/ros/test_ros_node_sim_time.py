@@ -496,3 +496,89 @@ def test_the_waits_are_not_stretched_while_the_clock_stands_still(harness, monke
     tick(T0 + 4000)                        # it plays again: measured afresh
     tick(T0 + 5000)
     assert node._wait_s() == 4.0
+
+
+def test_before_the_first_clock_message_outputs_carry_the_image_stamps_and_rates_waits_and_reports_run(harness,
+                                                                                                        monkeypatch):
+    """use_sim_time:=true and nothing on /clock yet (the node's clock at 0): every output of a frame carries the
+    image's header (stamp and frame_id), not the clock's 0; max_rate counts wall seconds meanwhile, a camera_info wait
+    is the plain 50 ms, /diagnostics' figures are numbers (rates over wall seconds, ages NaN: none to tell at clock 0)
+    and a camera gone silent is 'no image for N s' with N its wall seconds. When /clock then jumps from 0 to the
+    bag's time, the reports come, stamped by it, max_rate counts its seconds from the next frame, and the wait stays
+    50 ms."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 1e6)   # (its timer off)
+    monkeypatch.setattr(health, "_STALL_S", 0.3)              # (5 s in the node)
+    outputs = {"inverse_depth": Image, "inverse_depth/colored": Image, "depth": Image,
+               "depth/camera_info": CameraInfo, "points": PointCloud2}
+    node = harness.start_node(**{"use_sim_time": True, "depth.scale": 1.0, "diagnostics.period": 1.0,
+                                 "max_rate": 0.1, "camera_info.policy": "exact"})   # (a frame each 10 s at most)
+    harness_log = harness.collector(Log, "/rosout")
+    got, (image, info) = harness.connect(node, outputs)
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    clock = harness.probe.create_publisher(Clock, "/clock", 10)
+    wait_for(lambda: clock.get_subscription_count() > 0 and node._diag_pub.get_subscription_count() > 0,
+             what="discovery")
+    timeouts: list = []
+    watch_waits(node, monkeypatch, timeouts)
+    sent = 0
+
+    def frame(t: int, late: bool = False) -> bool:
+        """A frame stamped t, its camera_info with it (``late``: after the frame began to wait for it); whether it
+        went through max_rate (waited for until processed or throttled)."""
+        nonlocal sent
+        processed, sent = node.counts()[""].get("processed", 0), sent + 1
+        img = make_image(t, frame_id=f"cam_{sent}")
+        if not late:
+            info.publish(make_info(img))
+        image.publish(img)
+        if late:
+            wait_for(lambda: timeouts and timeouts[-1][0] == t, what=f"the frame stamped {t} waiting")
+            info.publish(make_info(img))
+        wait_for(lambda: sum(node.counts()[""].get(k, 0) for k in ("processed", "throttled")) == sent,
+                 what=f"the frame stamped {t} settled")
+        if node.counts()[""].get("processed", 0) == processed:
+            return False
+        wait_for(lambda: all(len(got[k]) == processed + 1 for k in outputs), what=f"the outputs of the frame {t}")
+        for name in outputs:
+            header = got[name][-1].header
+            assert (conversions.stamp_ns(header), header.frame_id) == (t, f"cam_{sent}"), (name, header)
+        return True
+
+    assert node.get_clock().now().nanoseconds == 0
+    assert frame(T0, late=True)                 # at clock 0: its outputs stamped as the image
+    assert not frame(T0 + 10**8)                # milliseconds later here: max_rate's wall seconds
+    assert timeouts == [(T0, pytest.approx(node_module._INFO_WAIT_S, abs=0.01))]
+    report = node.diagnostics()
+    time.sleep(0.4)                             # silent: past _STALL_S
+    report = node.diagnostics()
+    assert conversions.stamp_ns(report.header) == 0   # (the node's clock)
+    model = {kv.key: kv.value for kv in report.status[0].values}
+    camera = {kv.key: kv.value for kv in report.status[1].values}
+    assert math.isnan(float(model["age_p50_ms"])) and math.isnan(float(model["age_p99_ms"]))
+    assert all(math.isfinite(float(camera[k])) and float(camera[k]) > 0 for k in ("input_rate_hz", "output_rate_hz"))
+    assert report.status[1].message.startswith("no image for "), report.status[1].message
+    silent = float(report.status[1].message.split()[3])
+    assert silent >= 0.3 and silent == float(camera["seconds_since_last_image"]), report.status[1].message
+    assert diags == []                          # (the reports' timer runs on the clock, still at 0)
+
+    def tick(t: int) -> None:
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(t, 10**9)
+        clock.publish(msg)
+        wait_for(lambda: node.get_clock().now().nanoseconds == t, what=f"the node's clock at {t}")
+
+    tick(T0 + 2 * 10**9)                        # /clock begins: from 0 to the bag's time
+    wait_for(lambda: any(conversions.stamp_ns(d.header) == T0 + 2 * 10**9 for d in diags), what="a report")
+    first = next(d for d in diags if conversions.stamp_ns(d.header) == T0 + 2 * 10**9)
+    camera = {kv.key: kv.value for kv in first.status[1].values}
+    assert all(math.isfinite(float(camera[k])) for k in ("input_rate_hz", "output_rate_hz")), camera
+    assert frame(T0 + 2 * 10**9, late=True)     # max_rate on the clock's seconds from here
+    assert timeouts[-1] == (T0 + 2 * 10**9, pytest.approx(node_module._INFO_WAIT_S, abs=0.01))
+    tick(T0 + 5 * 10**9)
+    assert not frame(T0 + 5 * 10**9)            # 3 s of the clock after the last: within half a period (10 s)
+    tick(T0 + 12 * 10**9)
+    assert frame(T0 + 12 * 10**9)
+    counts = node.counts()[""]
+    assert counts["processed"] == 3 and counts["throttled"] == 2, counts
+    assert not [k for k in counts if k.startswith(("error", "incomplete"))], counts
+    assert _warnings(harness_log, "ahead of this node's clock") == []
