@@ -130,8 +130,9 @@ _ROSOUT_LINGER_S = 0.5
 #: a frame already this old when it arrived (its stamp against this node's wall clock) is warned of once per camera:
 #: a bag played without use_sim_time, or a camera clock behind this one (a live frame arrives within milliseconds)
 _OLD_STAMP_S = 10.0
-#: with use_sim_time, a node whose clock is still at 0 (no /clock message yet) this many wall seconds after its
-#: start-up says so: its /diagnostics, on that clock, never come, nor the "no image yet" warnings they log
+#: with use_sim_time, a node whose clock is still at 0 (no /clock message yet, or a paused simulator's at 0) this many
+#: wall seconds after its start-up says so: its /diagnostics, on that clock, never come, nor the "no image yet"
+#: warnings they log
 _CLOCK_CHECK_S = health._STALL_S
 
 
@@ -2960,24 +2961,27 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self.get_logger().warning(text)
 
     def _check_clock(self) -> None:
-        """With use_sim_time, while no /clock message has come (the node's clock at 0), ``_CLOCK_CHECK_S`` after
-        start-up: a warning, once per node, with the frames published meanwhile. Without it a bag played without
-        --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet" checks run on that clock, so
-        they never came."""
+        """With use_sim_time, while the node's clock is at 0 (no /clock message has come, or only ones at 0, as a
+        simulator paused at its start sends), ``_CLOCK_CHECK_S`` after start-up: a warning, once per node, with the
+        frames published meanwhile. Without it a bag played without --clock, or no bag yet, left the node silent:
+        /diagnostics and its "no image yet" checks run on that clock, so they never came."""
         clock = self.get_clock()
         if not clock.ros_time_is_active or clock.now().nanoseconds != 0:
             return
         publishers = self.count_publishers("/clock")
-        found = ("nothing publishes /clock" if not publishers else
-                 f"{publishers} publisher{'s' * (publishers != 1)} of /clock found, none has sent one here yet")
+        # (a simulator paused at its start publishes /clock at its time, 0: messages come, the clock stays at 0)
+        found = ("nothing publishes /clock: no /clock message has come" if not publishers else
+                 f"{publishers} publisher{'s' * (publishers != 1)} of /clock found, none has sent a time other than 0 "
+                 "here yet, as a bag player not yet playing does, or a simulator paused at its start")
         n, topic = self._before_clock
         frames = (f"{n} frame{'s' * (n != 1)} came meanwhile ({topic}), processed all the same, left out of "
                   "/diagnostics' age figures" if n else "no frame has come either")
-        self._warn_once("no_clock", f"use_sim_time is true and no /clock message has come yet, "
-                        f"{_CLOCK_CHECK_S:g} s after start-up ({found}): this node's clock stands at 0, and "
+        self._warn_once("no_clock", f"use_sim_time is true and this node's clock still stands at 0, "
+                        f"{_CLOCK_CHECK_S:g} s after start-up ({found}): "
                         "/diagnostics, published on that clock, waits for it (and with it the check that images "
-                        f"come); {frames}. Play the bag with --clock (ros2 bag play my.bag --clock), or set "
-                        "use_sim_time:=false (a live camera)")
+                        f"come); {frames}. Play the bag with --clock (ros2 bag play my.bag --clock), start the "
+                        "simulation (a paused simulator: its play button, or gz sim -r), or set use_sim_time:=false "
+                        "(a live camera)")
 
     def _on_clock_moved(self, _jump) -> None:
         """Each /clock message that moves the node's clock (use_sim_time): a stretch of ``_CLOCK_STILL_S`` or more

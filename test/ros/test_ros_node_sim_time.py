@@ -78,7 +78,7 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     frame(T0 + 10**8)
     assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8]   # headers unchanged
     node._check_clock()
-    needle = "no /clock message has come yet"
+    needle = "this node's clock still stands at 0"
     wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
     assert len(_warnings(log, needle)) == 1 and "--clock" in _warnings(log, needle)[0]
     assert ("2 frames came meanwhile (/image), processed all the same, left out of /diagnostics' age figures. Play "
@@ -98,27 +98,35 @@ def test_frames_before_the_first_clock_message_are_said_to_be_so_not_days_ahead_
     assert len(_warnings(log, needle)) == 1
 
 
-@pytest.mark.parametrize("clock_publisher", [False, True])
+@pytest.mark.parametrize("clock_publisher", ["none", "silent", "paused"])
 def test_a_node_on_sim_time_that_gets_no_clock_says_so_though_no_frame_comes(harness, monkeypatch, clock_publisher):
     """use_sim_time:=true and no /clock message (a bag played without --clock, one not started yet, or none at all):
     the node's clock stays at 0, and /diagnostics, a timer on that clock, never came, nor the 'no image yet' warning
     it logs, so a node with no frames (a wrong image topic) said nothing at all, where on the wall clock it says 'no
-    image yet' after 5 s. Now, _CLOCK_CHECK_S (5 s; 0.5 here) of wall time after start-up, one warning says that no
-    /clock has come, whether anything publishes it, and what to do."""
+    image yet' after 5 s. Now, _CLOCK_CHECK_S (5 s; 0.5 here) of wall time after start-up, one warning says that the
+    clock still stands at 0, whether anything publishes /clock, and what to do. A simulator paused at its start
+    publishes /clock at 0 (Gazebo's clock publisher sends its sim time, 0 until it runs): the warning said 'no /clock
+    message has come yet' and to play a bag with --clock; it now says that no time other than 0 has come, as from a
+    simulator paused at its start, and to start the simulation."""
     monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 0.5, raising=False)   # (5 s in the node)
     log: list = []   # (transient local: the warning may come before this subscription is matched with the node)
     harness.probe.create_subscription(Log, "/rosout", log.append, QoSProfile(
         depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    if clock_publisher:   # a player that publishes no message (yet)
-        harness.probe.create_publisher(Clock, "/clock", 10)
+    if clock_publisher != "none":   # a player that publishes no message (yet), or a paused simulator: its time, 0
+        clock = harness.probe.create_publisher(Clock, "/clock", 10)
+        if clock_publisher == "paused":
+            harness.probe.create_timer(0.05, lambda: clock.publish(Clock()))
     node = harness.start_node(**{"use_sim_time": True})
-    needle = "no /clock message has come yet"
+    needle = "this node's clock still stands at 0"
     wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
     text = _warnings(log, needle)[0]
-    found = "1 publisher of /clock found, none has sent one here yet" if clock_publisher else "nothing publishes /clock"
-    assert text.startswith(f"use_sim_time is true and no /clock message has come yet, 0.5 s after start-up ({found}): "
-                           "this node's clock stands at 0"), text
+    found = ("nothing publishes /clock: no /clock message has come" if clock_publisher == "none" else
+             "1 publisher of /clock found, none has sent a time other than 0 here yet, as a bag player not yet playing "
+             "does, or a simulator paused at its start")
+    assert text.startswith(f"use_sim_time is true and this node's clock still stands at 0, 0.5 s after start-up "
+                           f"({found}): /diagnostics, published on that clock, waits for it"), text
     assert "ros2 bag play my.bag --clock" in text and "use_sim_time:=false" in text
+    assert "start the simulation (a paused simulator: its play button, or gz sim -r)" in text, text
     assert node.get_clock().now().nanoseconds == 0 and node.counts()[""].get("received", 0) == 0
     node._check_clock()   # said once
     assert len(_warnings(log, needle)) == 1
@@ -140,7 +148,8 @@ def test_a_bags_first_frames_before_its_first_clock_message_are_not_warned_of(ha
     tick(T0 + 2 * 10**8)
     frame(T0 + 2 * 10**8)                 # (anything said before this frame's depth is in the log by now)
     assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**8, T0 + 2 * 10**8]
-    assert _warnings(log, "clock is at 0") == _warnings(log, "no /clock") == [] and "no_clock" not in node._warned
+    assert _warnings(log, "clock is at 0") == _warnings(log, "still stands at 0") == []
+    assert "no_clock" not in node._warned
     assert _warnings(log, "ahead of this node's clock") == []
 
 
