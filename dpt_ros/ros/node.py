@@ -3602,31 +3602,37 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
             return None
         if not getattr(error, "said", False):
             error.said = True
-            say(getattr(error, "logger_name", "dpt_node"), message)   # (the node's name, where it was created)
+            say(getattr(error, "logger_name", "dpt_node"), message, error, "start")   # (the node's name, where made)
         return code
 
-    def say(name: str, message: str) -> None:
-        rclpy.logging.get_logger(name).fatal(message)
-        if not stdout_logs:
+    def say(name: str, message: str, error: BaseException, stage: str) -> None:
+        """``message`` at FATAL under logger ``name`` (console, log file, /rosout) and, where the console logger is
+        off, as a plain line on stderr. A plain line that cannot be written (stderr on a full disk, a closed pipe) is
+        said at ERROR after the FATAL one, with ``error``, the failure of the ``stage`` (``"start"``, ``"stop"``):
+        before, its OSError left ``main`` in place of the exit status (:func:`_call_on_failure` caught it for a start
+        that failed in the node's constructor, not for one that failed after it or for a stop)."""
+        logger = rclpy.logging.get_logger(name)
+        logger.fatal(message)
+        if stdout_logs:
+            return
+        try:
             print(f"{name}: {message}", file=sys.stderr)
+        except OSError as err:
+            logger.error(f"saying why the {'node stopped' if stage == 'stop' else 'start failed'} failed too: writing "
+                         f"it to stderr raised {type(err).__name__}: {err}; the {stage}'s error: "
+                         f"{type(error).__name__}: {error}")
 
     def failed_after_start(error: Exception) -> int:
         """Exit status 1 for ``error``, out of the executor's spin once the node had started (no value or file the
         user gave at start-up: a callback, or rclpy's executor, failed in a way the node did not foresee), said once
         as a stop with its stack; 0 where it is no failure (Ctrl-C shut the context down under the executor: rclpy's
-        RCLError or InvalidHandle from its wait set, RuntimeErrors). A plain line that cannot be written (stderr on a
-        full disk) is said at ERROR after the FATAL one (log file, /rosout), as :func:`_call_on_failure` says a failed
-        start's: before, its OSError left ``main`` in place of the exit status."""
+        RCLError or InvalidHandle from its wait set, RuntimeErrors). A plain line that cannot be written: ``say``."""
         if not node.context.ok() and isinstance(error, RuntimeError):
             return 0
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
-        try:
-            say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an "
-                                        f"error it did not foresee ended it; start it again to go on, and please "
-                                        f"report this with the stack:\n{stack}")
-        except OSError as err:
-            node.get_logger().error(f"saying why the node stopped failed too: writing it to stderr raised "
-                                    f"{type(err).__name__}: {err}; the stop's error: {type(error).__name__}: {error}")
+        say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an error it "
+                                    f"did not foresee ended it; start it again to go on, and please report this with "
+                                    f"the stack:\n{stack}", error, "stop")
         return 1
 
     node = None

@@ -19,8 +19,8 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, frame_through, held_console_script, killed_at_end, make_image, qos,
-                                  set_params, signalled_at, wait_for)
+from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, console_script, frame_through, held_console_script, killed_at_end,
+                                  make_image, qos, set_params, signalled_at, wait_for)
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -294,31 +294,38 @@ def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_pa
     assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
 
-_START_FAILED_TOO = "saying why the start failed failed too: on_failure raised OSError: [Errno 28] No space left on " \
-                    "device; the start's failure, the one raised: StartupError: "
+_WRITE_FAILED = "failed too: writing it to stderr raised OSError: [Errno 28] No space left on device; "
+_START_FAILED_TOO = f"saying why the start failed {_WRITE_FAILED}the start's error: "
 
 
-@pytest.mark.parametrize("args, said, status, error", [
-    (("-p", "use_sim_time:=1"), "invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of "
-                                "type 'INTEGER'", 2, _START_FAILED_TOO + "invalid parameter use_sim_time"),
-    (("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
+@pytest.mark.parametrize("program, args, said, status, error", [
+    ("dpt_node", ("-p", "use_sim_time:=1"),
+     "invalid parameter use_sim_time: Trying to set parameter 'use_sim_time' to '1' of type 'INTEGER'", 2,
+     _START_FAILED_TOO + "StartupError: invalid parameter use_sim_time"),
+    ("dpt_node", ("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
      "depth.weights: file '/nonexistent/no.pt' not found", 2,
-     _START_FAILED_TOO + "depth.weights: file '/nonexistent/no.pt' not found"),
-    ((*FAST_ARGS, "-p", "diagnostics.period:=0.2"), "stopped: RuntimeError: injected fault, after the node had started",
-     1, "saying why the node stopped failed too: writing it to stderr raised OSError: [Errno 28] No space left on "
-        "device; the stop's error: RuntimeError: injected fault")],
-    ids=["rclpy-refuses-use_sim_time", "no-weights-file", "after-start"])
-def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reason(tmp_path, args, said, status,
-                                                                                   error):
-    """--disable-stdout-logs with stderr on a full disk (/dev/full): main's on_failure logs the FATAL line, then its
-    plain line on stderr fails with OSError. That error replaced the start's: a second FATAL line "cannot start:
-    OSError: [Errno 28] No space left on device" and exit status 1. Now the start's failure stays the one raised and
-    reported (exit status 2, its FATAL line alone), and the callback's error follows it at ERROR (in the log file).
-    after-start: a failure once the node had started (FAILS_AFTER_START's fault injection), whose plain line's OSError
-    left main in place of its exit status 1 (the process then ended through the uncaught exception, not run's exit):
-    exit status 1 from main, its FATAL line alone, the OSError at ERROR after it."""
-    head = ["-c", FAILS_AFTER_START.replace("ERROR", "RuntimeError('injected fault')")] if status == 1 \
-        else ["-m", "dpt_ros.ros.node"]
+     _START_FAILED_TOO + "StartupError: depth.weights: file '/nonexistent/no.pt' not found"),
+    # rclpy's lifecycle services, made after the node's constructor: two of different types on one name (a remap)
+    ("dpt_lifecycle_node", ("-r", "~/change_state:=~/get_state"),
+     "cannot start: RCLError: Failed to create lifecycle state machine", 1,
+     _START_FAILED_TOO + "RCLError: Failed to create lifecycle state machine"),
+    ("after-start", (*FAST_ARGS, "-p", "diagnostics.period:=0.2"),
+     "stopped: RuntimeError: injected fault, after the node had started", 1,
+     f"saying why the node stopped {_WRITE_FAILED}the stop's error: RuntimeError: injected fault")],
+    ids=["rclpy-refuses-use_sim_time", "no-weights-file", "lifecycle-services-collide", "after-start"])
+def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reason(tmp_path, program, args, said,
+                                                                                   status, error):
+    """--disable-stdout-logs with stderr on a full disk (/dev/full): main logs the FATAL line, then its plain line on
+    stderr fails with OSError. For a start that failed in the node's constructor that error replaced the start's: a
+    second FATAL line "cannot start: OSError: [Errno 28] No space left on device" and exit status 1. Now the start's
+    failure stays the one reported (exit status 2, its FATAL line alone), and the write's error follows it at ERROR
+    (in the log file). lifecycle-services-collide: a start that failed after the constructor (rclpy's lifecycle
+    services), whose reason main says itself; after-start: a failure once the node had started (FAILS_AFTER_START's
+    fault injection). The plain line's OSError of each left main in place of its exit status 1 (the process then
+    ended through the uncaught exception, not run's exit): exit status 1 from main, its FATAL line alone, the OSError
+    at ERROR after it."""
+    head = ["-c", FAILS_AFTER_START.replace("ERROR", "RuntimeError('injected fault')")] if program == "after-start" \
+        else ["-c", "import sys; " + console_script(program)]
     cmd = [sys.executable, *head, "--ros-args", "--disable-stdout-logs", "-r", "__node:=dpt_proc", *args]
     with open("/dev/full", "w") as full:
         res = subprocess.run(cmd, cwd=ROOT, env=dict(_env(), ROS_LOG_DIR=str(tmp_path)), stdout=subprocess.PIPE,
@@ -326,9 +333,11 @@ def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reas
     lines = [line for f in tmp_path.glob("*.log") for line in f.read_text().splitlines()]
     text = "\n".join(lines)
     assert res.returncode == status, text
+    # (the lifecycle services' failure, out of rclpy's part of the constructor, is said under the default name)
+    name = "dpt_node" if program == "dpt_lifecycle_node" else "dpt_proc"
     fatal = [line for line in lines if "[FATAL]" in line]
-    assert len(fatal) == 1 and f"[dpt_proc]: {said}" in fatal[0], text
-    assert any("[ERROR]" in line and f"[dpt_proc]: {error}" in line for line in lines), text
+    assert len(fatal) == 1 and f"[{name}]: {said}" in fatal[0], text
+    assert any("[ERROR]" in line and f"[{name}]: {error}" in line for line in lines), text
 
 
 def test_help_and_arguments_that_are_not_ros_arguments():
