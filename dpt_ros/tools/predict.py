@@ -38,6 +38,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
 from dpt_ros.tools import create_locked, output_folder_error, refuse_kernel_folder, remove_unheld
@@ -165,12 +166,12 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     :raises OSError: a file could not be written (its errno and reason; ``filename`` the file it was to become)."""
     staged: list[tuple[Path, Path]] = []   # (temporary, final)
     locks: list[int] = []
-    writing: list[Path] = []   # the file being written or renamed into place (the last)
+    writing: Optional[Path] = None   # the file being written or renamed into place
     placed: list[Path] = []   # the files renamed into place
 
     def stage(file_name: str) -> Path:
-        final = out_dir / file_name
-        writing.append(final)
+        nonlocal writing
+        final = writing = out_dir / file_name
         # (the extension, which OpenCV reads, kept; the pid: two runs into one folder never share a temporary)
         staged.append((out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}", final))
         locks.append(create_locked(staged[-1][0]))
@@ -205,7 +206,7 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
             png(f"{name}_colored.png", cv2.cvtColor(pipeline.colorize(inv, "inferno", lo, hi), cv2.COLOR_RGB2BGR))
         with _sigint_deferred():   # (a Ctrl-C meanwhile takes effect once all are renamed: the set appears whole)
             for temporary, final in staged:
-                writing.append(final)
+                writing = final
                 os.replace(temporary, final)
                 placed.append(final)
     except BaseException as e:
@@ -214,8 +215,8 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
                 path.unlink()
             except OSError:
                 pass
-        if isinstance(e, OSError) and writing:   # (the file being written, by its own name, not its temporary's)
-            raise OSError(e.errno, e.strerror or str(e), str(writing[-1])) from e
+        if isinstance(e, OSError) and writing is not None:   # (by its own name, not its temporary's)
+            raise OSError(e.errno, e.strerror or str(e), str(writing)) from e
         raise
     finally:
         for fd in locks:   # (after the renames or the removals: closing releases the lock)
