@@ -23,14 +23,17 @@ that cannot be made or that would overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
-writing; the next run into the same folder removes them (never those of a predict still writing there: each holds
-a lock on its temporaries) and says how many.
+writing (shortened to ``.partial-<pid>-<head>~<digest><extension>`` where that is longer than the file system takes);
+the next run into the same folder removes them (never those of a predict still writing there: each holds a lock on
+its temporaries) and says how many. An output name longer than the file system takes is said with its length and
+the limit.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import errno
+import hashlib
 import os
 import re
 import signal
@@ -156,14 +159,16 @@ def _sigint_deferred():
 def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, result: dict,
                   absolute_depth: bool = False) -> list[Path]:
     """Write one image's files (see the module); returns their paths. All or none of them: each is written under a
-    temporary name (``.partial-<pid>-<file>``, locked while this process has it: :func:`remove_stale_partials`) and
+    temporary name (:func:`temporary_name`, locked while this process has it: :func:`remove_stale_partials`) and
     they are renamed into place together once all are written, so that an interruption (Ctrl-C) or a write error
     part-way leaves neither a truncated file nor half an image's set. A rename that fails (a final name that is a
     folder, the folder removed meanwhile) removes the files already renamed into place, so that none of the image's
     new files stay; an earlier run's file of the same name that such a rename had already replaced is gone with them
     (not restored: run predict again for the image), while those of the names not yet reached stay as they were.
 
-    :raises OSError: a file could not be written (its errno and reason; ``filename`` the file it was to become)."""
+    :raises OSError: a file could not be written (its errno and reason; ``filename`` the file it was to become); a
+        name longer than the file system takes (ENAMETOOLONG) before anything of the image is written."""
+    limit = name_max(out_dir)
     staged: list[tuple[Path, Path]] = []   # (temporary, final)
     locks: list[int] = []
     writing: Optional[Path] = None   # the file being written or renamed into place
@@ -172,8 +177,9 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
     def stage(file_name: str) -> Path:
         nonlocal writing
         final = writing = out_dir / file_name
-        # (the extension, which OpenCV reads, kept; the pid: two runs into one folder never share a temporary)
-        staged.append((out_dir / f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}", final))
+        if len(os.fsencode(file_name)) > limit:   # (said before its temporary, whose name would fit, is written)
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), str(final))
+        staged.append((out_dir / temporary_name(file_name, limit), final))
         locks.append(create_locked(staged[-1][0]))
         return staged[-1][0]
 
@@ -228,6 +234,35 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
 PARTIAL_PREFIX = ".partial-"
 #: an unlocked temporary without a pid (an earlier version's, which locked none) is removed only when older than this
 LEGACY_PARTIAL_AGE_S = 3600.0
+#: the longest file name, in bytes, where a file system does not say its own (Linux's NAME_MAX)
+DEFAULT_NAME_MAX = 255
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system of ``folder`` takes (:data:`DEFAULT_NAME_MAX` where it
+    does not say)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return DEFAULT_NAME_MAX
+    return limit if limit > 0 else DEFAULT_NAME_MAX
+
+
+def temporary_name(file_name: str, limit: int = DEFAULT_NAME_MAX) -> str:
+    """The name :func:`write_outputs` writes ``file_name`` under: ``.partial-<pid>-<file_name>`` (the pid: two runs
+    into one folder never share a temporary), or where that is longer than ``limit`` bytes (a name the file system
+    takes, its temporary's not: the prefix adds 11 to 17 bytes) ``.partial-<pid>-<head>~<digest><extension>``, as much
+    of the name as fits, 16 hex digits of its SHA-256 (the set's names that share their head stay apart) and its
+    extension (which OpenCV reads)."""
+    whole = f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}"
+    if len(os.fsencode(whole)) <= limit:
+        return whole
+    stem, extension = os.path.splitext(file_name)
+    tail = f"~{hashlib.sha256(os.fsencode(file_name)).hexdigest()[:16]}{extension}"
+    room = limit - len(os.fsencode(f"{PARTIAL_PREFIX}{os.getpid()}-{tail}"))
+    while stem and len(os.fsencode(stem)) > room:   # (whole characters: a UTF-8 one is never cut in two)
+        stem = stem[:-1]
+    return f"{PARTIAL_PREFIX}{os.getpid()}-{stem}{tail}"
 
 
 def remove_stale_partials(out_dir: Path) -> tuple[int, int]:
@@ -280,8 +315,12 @@ def _write_error(out_dir: Path, e: OSError) -> str:
         return (f"{e.strerror}: a folder has that name (an earlier run's --out, or a folder put there): move or rename "
                 f"it, or give --out another folder")
     if e.errno == errno.ENAMETOOLONG:
-        return (f"{e.strerror} (the name, or its temporary's {PARTIAL_PREFIX}<pid>-<name>, is longer than the file "
-                f"system of {out_dir} takes): give the image a shorter file name")
+        length, limit = len(os.fsencode(os.path.basename(e.filename or ""))), name_max(out_dir)
+        if length > limit:
+            return (f"{e.strerror} ({length} bytes; the file system of {out_dir} takes names of {limit} bytes at "
+                    f"most): give the image a shorter file name")
+        return (f"{e.strerror} (the path, or its temporary's, is longer than the system takes): give --out a shorter "
+                f"folder path, or the image a shorter file name")
     if not os.path.isdir(out_dir):
         return (f"the output folder {out_dir} is no longer there ({e.strerror or e}; removed while predict ran?): "
                 "make it again, or give --out another folder, and run predict again for the images said skipped")

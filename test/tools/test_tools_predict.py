@@ -627,28 +627,64 @@ def test_an_image_the_resize_method_refuses_is_named_and_the_rest_processed(file
 
 
 def test_an_image_whose_files_cannot_be_written_is_named_with_why_and_the_rest_processed(files, capfd, tmp_path):
-    """A write that failed (here a real one: an image whose output names are too long for the file system) ended the
-    run with "cannot write its results to OUT: File name too long", exit status 2, the images after it not run: the
-    file is named with the system's reason and what to do, the image skipped and counted (exit status 1), the others
-    done, none of its files (nor temporaries) left."""
+    """A write that failed (here a real one: an image whose output name <name>_colored.png is too long for the file
+    system, though the image's own name and its <name>.pfm fit) ended the run with "cannot write its results to OUT:
+    File name too long", exit status 2, the images after it not run: the file is named with the system's reason, its
+    length and the limit, and what to do, the image skipped and counted (exit status 1), the others done, none of its
+    files (nor temporaries) left."""
     import cv2
 
-    long = tmp_path / ("l" * 240 + ".png")   # (a name the file system takes; its .partial-<pid>-... is too long)
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    long = tmp_path / ("l" * (limit - 5) + ".png")   # (it fits, and so do its .pfm and .png; its _colored.png not)
     cv2.imwrite(str(long), np.zeros((8, 8, 3), np.uint8))
     out = tmp_path / "out"
     code = predict.main([str(long), str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "random",
                          "--input-size", "64", "--out", str(out)])
     err = capfd.readouterr().err
     assert code == 1 and sorted(f.name for f in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"], err
-    assert (f"predict: {long}: cannot write {out / (long.stem + '.pfm')}: File name too long (the name, or its "
-            f"temporary's .partial-<pid>-<name>, is longer than the file system of {out} takes): give the image a "
-            "shorter file name; skipped\n") in err, err
+    assert (f"predict: {long}: cannot write {out / (long.stem + '_colored.png')}: File name too long ({limit + 7} "
+            f"bytes; the file system of {out} takes names of {limit} bytes at most): give the image a shorter file "
+            "name; skipped\n") in err, err
     # an output folder removed while it ran: said as gone (the folder's parent is not what refused a folder)
     gone = tmp_path / "gone"
     assert predict._write_error(gone, FileNotFoundError(errno.ENOENT, "No such file or directory", str(gone / "a.pfm"))
                                 ) == (f"the output folder {gone} is no longer there (No such file or directory; removed "
                                       "while predict ran?): make it again, or give --out another folder, and run "
                                       "predict again for the images said skipped")
+
+
+def test_an_image_whose_names_fit_is_written_though_its_temporaries_names_would_not(files, capfd, tmp_path):
+    """An image whose output names fit the file system (the longest, <name>_colored.png, 3 bytes short of its limit)
+    failed with "File name too long" all the same: its temporaries, .partial-<pid>-<file>, are up to 17 bytes longer.
+    Such a temporary is now shortened to the limit: the image is written, its three files and nothing else."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    long = tmp_path / ("l" * (limit - 15) + ".png")
+    cv2.imwrite(str(long), pattern_image(40, 30, seed=6)[..., ::-1])
+    out = tmp_path / "out"
+    code = predict.main([str(long), "--variant", "dpt_tiny", "--weights", "random", "--input-size", "64",
+                         "--out", str(out)])
+    err = capfd.readouterr().err
+    assert code == 0, err
+    assert sorted(f.name for f in out.iterdir()) == [long.stem + s for s in (".pfm", ".png", "_colored.png")], err
+    assert len(long.stem + "_colored.png") == limit - 3 and _read_pfm(out / (long.stem + ".pfm")).shape == (30, 40)
+
+
+def test_a_shortened_temporary_fits_stays_apart_and_a_killed_runs_is_removed(tmp_path):
+    """temporary_name: .partial-<pid>-<file> where that fits the limit; else within it (in bytes, two-byte characters
+    whole), one per name of an image's set though the names share their head, with the extension (which OpenCV reads)
+    and the pid; such a temporary that a run killed outright left is one the next run removes."""
+    pid = os.getpid()
+    assert predict.temporary_name("a_colored.png", 255) == f".partial-{pid}-a_colored.png"
+    stem = "\u00e9" * 120   # (240 bytes in UTF-8)
+    names = [stem + s for s in (".pfm", ".png", "_colored.png")]
+    assert [len(os.fsencode(n)) for n in names] == [244, 244, 252]
+    temporaries = [predict.temporary_name(n, 255) for n in names]
+    assert len(set(temporaries)) == 3 and all(len(os.fsencode(t)) <= 255 for t in temporaries), temporaries
+    assert all(t.startswith(f".partial-{pid}-\u00e9") and t.endswith(os.path.splitext(n)[1])
+               for t, n in zip(temporaries, names)), temporaries
+    for t in temporaries:
+        (tmp_path / t).write_bytes(b"x")   # (unlocked: as a run killed outright leaves them)
+    assert predict.remove_stale_partials(tmp_path) == (3, 0) and list(tmp_path.iterdir()) == []
 
 
 def test_a_failed_rename_leaves_none_of_the_images_new_files(files, capfd, tmp_path):
