@@ -18,7 +18,8 @@ name), as the official ``run_monodepth.py`` and
   (the ADE20K palette blended half over the image).
 
 Exit status: 0 all images done, 1 some could not be read, run or written (each named with why, a write failure with
-its file and what to do, e.g. a full disk; the rest done), 2 usage error (bad arguments or weights, an output folder
+its file and what to do, e.g. a full disk; the rest done), 2 usage error (bad arguments or weights, no images: a
+folder without any, or only names that are no file or folder, said before the model loads; an output folder
 that cannot be made or that would overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
@@ -296,6 +297,18 @@ def output_names(files: list[Path]) -> list[str]:
     return names
 
 
+def _absent(path: Path) -> bool:
+    """Whether there is no such file (a name it cannot look at, e.g. one too long, is not said so here: reading it
+    names why)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> str:
     """An input file that one of the outputs would replace ('' when none): ``--out`` the images' own folder."""
     inputs = {p.resolve() for p in files if os.path.exists(p)}   # (False for a name it cannot look at)
@@ -356,6 +369,23 @@ def _main(argv=None) -> int:
     except ValueError as e:   # (not the weights' fault: said before they are read)
         print(f"predict: {e}", file=sys.stderr)
         return 2
+    # the images named are looked at before the model loads (seconds, or a minute for a large one on a CPU): a folder
+    # without images, or only names that are no file or folder (a typo), is said at once, not after the load
+    out_dir = Path(args.out)
+    files = image_files(args.images)
+    if not files:
+        print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
+        return 2
+    if all(map(_absent, files)):
+        print("predict: no file or folder " + ", ".join(map(repr, args.images)) + " (a typo, or another working "
+              "folder?): give image files or folders of images; nothing was run", file=sys.stderr)
+        return 2
+    names = output_names(files)
+    clash = _overwritten_input(out_dir, names, files)
+    if clash:
+        print(f"predict: an output would overwrite the input image {clash}; give another --out folder",
+              file=sys.stderr)
+        return 2
     try:
         engine = load_engine(variant, weights, device=args.device, precision=args.precision)
     except (OSError, CheckpointError, ValueError, RuntimeError) as e:   # (FileNotFoundError is an OSError)
@@ -365,17 +395,6 @@ def _main(argv=None) -> int:
         print(_RANDOM_BANNER, file=sys.stderr)
     net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)
     pre = pipeline.Preprocessor(net, args.resize_method, engine.device)
-    out_dir = Path(args.out)
-    files = image_files(args.images)
-    if not files:
-        print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
-        return 2
-    names = output_names(files)
-    clash = _overwritten_input(out_dir, names, files)
-    if clash:
-        print(f"predict: an output would overwrite the input image {clash}; give another --out folder",
-              file=sys.stderr)
-        return 2
     try:
         refuse_kernel_folder(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -138,6 +138,28 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
     assert "findDecoder" not in err   # (OpenCV's own warning for the missing file is not printed as well)
 
 
+def test_no_images_to_run_is_said_before_the_model_loads(files, capsys, tmp_path):
+    """A folder without images, or only names that are no file or folder (a typo: photo/ for photos/), is a usage
+    error said before the model loads (a large model on a CPU: half a minute, then 'no images found' or, for a
+    typo, 'not readable as an image: no such file; skipped' and exit status 1 as if some images had run). Weights
+    that cannot load show the order: the images' reason comes, not the weights'."""
+    (tmp_path / "empty").mkdir()
+    common = ["--variant", "dpt_tiny", "--weights", "/nowhere/dpt_tiny.pt", "--out", str(tmp_path / "out")]
+    assert predict.main([str(tmp_path / "empty"), *common]) == 2
+    assert capsys.readouterr().err == f"predict: no images found in {tmp_path / 'empty'}\n"
+    missing = [str(tmp_path / "photo") + "/", str(tmp_path / "b.png")]
+    assert predict.main([*missing, *common]) == 2
+    assert capsys.readouterr().err == (f"predict: no file or folder {missing[0]!r}, {missing[1]!r} (a typo, or another "
+                                       "working folder?): give image files or folders of images; nothing was run\n")
+    # with weights that load, too: none run is exit status 2, and nothing is made
+    assert predict.main([*missing, *common[:3], "random", *common[4:]]) == 2
+    assert "no file or folder" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    # one missing among images that run is still skipped (exit status 1), as before
+    assert predict.main([missing[1], str(files / "images" / "a.png"), *common[:3], str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(tmp_path / "out")]) == 1
+    assert "b.png: not readable as an image: no such file; skipped" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
     # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32"), with
