@@ -98,6 +98,8 @@ def _env() -> dict[str, Any]:
 
 #: seconds a step may take past its timeout: SIGINT to its process group, then SIGKILL, up to 15 s each
 GRACE_S = 30.0
+#: the pytest step's share of what the budget leaves (the budget less GRACE_S), and the most seconds it gets
+PYTEST_SHARE, PYTEST_MOST_S = 0.45, 260.0
 
 
 def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None) -> dict[str, Any]:
@@ -486,7 +488,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
              # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then
              # stopped it at the first of the 15 ROS node tests (each starts a node and loads a model)
-             min(260.0, 0.45 * left()), out.log("gpu_pytest.log"))
+             min(PYTEST_MOST_S, PYTEST_SHARE * left()), out.log("gpu_pytest.log"))
     tail = (r["stdout"] + r["stderr"]).strip().splitlines()
     summary["pytest_gpu"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                              "limit_s": r["limit_s"],

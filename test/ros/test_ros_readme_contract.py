@@ -324,6 +324,23 @@ def test_the_ros_domains_the_readme_gives_the_tests_are_theirs():
     assert ROS_DOMAINS == (*first, *range(low, high + 1)) and not domains & set(ROS_DOMAINS)
 
 
+def test_the_gpu_check_budget_split_the_readme_gives_is_gpu_checks():
+    """README's Tests and CI gives gpu_check's pytest step's share of the budget, its most seconds and what a budget
+    gives it: the share of the budget less the grace of a step (GRACE_S), at most PYTEST_MOST_S (it said '260 s of
+    --budget 540', the cap, where 540 s gave 229 s)."""
+    from dpt_ros.tools.gpu_check import GRACE_S, PYTEST_MOST_S, PYTEST_SHARE
+
+    text = " ".join(README.read_text().split())
+    found = re.search(r"Its pytest step gets up to (\d+) % of what the budget leaves \(the budget less (\d+) s\), at "
+                      r"most (\d+) s \((\d+) s of `--budget (\d+)`, (\d+) s from `--budget (\d+)`\)", text)
+    assert found, "README's Tests and CI no longer gives gpu_check's pytest step's share of the budget"
+    share, grace, most, got, budget, most_again, from_budget = map(int, found.groups())
+    assert (share / 100, grace, most) == (PYTEST_SHARE, GRACE_S, PYTEST_MOST_S)
+    pytest_s = lambda b: min(PYTEST_MOST_S, PYTEST_SHARE * (b - GRACE_S))   # noqa: E731 (at the start: none used)
+    assert int(pytest_s(budget)) == got and most_again == most
+    assert pytest_s(from_budget) == most and pytest_s(from_budget - 1) < most
+
+
 def test_the_input_encodings_and_the_sample_cameras_parameters_are_the_codes():
     """The encodings the Topics table's `image` row lists are the decoder's SUPPORTED_ENCODINGS (bayer_{a,b}{8,16}
     spelt out, 'yuv422 / uyvy (UYVY)' both names); the Sample camera section names each of sample_camera's
