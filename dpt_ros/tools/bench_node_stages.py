@@ -66,7 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(0: none)")
     ap.add_argument("--also-with", action="append", default=[], metavar="NAME=VALUE[,NAME=VALUE]", type=_parse_changes,
                     help="then measure the same node once more (at the first rate) with these parameters set live "
-                         "(e.g. depth.encoding=16UC1); repeatable, each from the start-up values")
+                         "(e.g. depth.encoding=16UC1, or as -p takes it, depth.encoding:=16UC1); repeatable, each from the "
+                         "start-up values")
     ap.add_argument("--subscribers", default="process", choices=("process", "in-process"),
                     help="where the output subscribers run (default: another process)")
     add_domain_argument(ap, 88)
@@ -223,7 +224,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def _parse_changes(text: str) -> dict:
-    """``"a=1,b=x"`` -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does); --also-with's
+    """``"a=1,b=x"`` (or ``"a:=1,b:=x"``, the node's ``-p`` form) -> ``{"a": 1, "b": "x"}`` (values read as YAML scalars, as ``ros2 param set`` does); --also-with's
     argparse type (a malformed one, or one the node refuses, was found only after the other runs had been measured).
     """
     import yaml  # noqa: PLC0415
@@ -233,10 +234,11 @@ def _parse_changes(text: str) -> dict:
     changes = {}
     for item in text.split(","):
         name, sep, value = item.partition("=")
-        if not sep or not name.strip():
+        name = name.strip().removesuffix(":")   # (NAME:=VALUE, the node's -p form, too)
+        if not sep or not name:
             raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE[,NAME=VALUE]: give e.g. "
                                              f"depth.encoding=16UC1")
-        changes[name.strip()] = yaml.safe_load(value)
+        changes[name] = yaml.safe_load(value)
     for name, value in changes.items():   # (the node's own checks of a live change, without those across parameters)
         spec = params.SPECS.get(name)
         why = (params.unknown_parameter(name, live=True) if spec is None else

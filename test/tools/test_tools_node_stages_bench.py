@@ -80,6 +80,10 @@ def test_also_with_refused_values_say_why():
     assert bench_node_stages.parse_args(["--also-with", "depth.encoding=16UC1", "--also-with",
                                          "points.stride=4,depth.shift=0.5"]).also_with \
         == [{"depth.encoding": "16UC1"}, {"points.stride": 4, "depth.shift": 0.5}]
+    # the node's -p form, NAME:=VALUE, as sros2_policy --param and the README's commands write it (was: "unknown
+    # parameter 'colormap:' refused: ... did you mean 'colormap'?", the name the user had written)
+    assert bench_node_stages._parse_changes("colormap:=turbo, points.stride:=4,depth.shift=0.5") == \
+        {"colormap": "turbo", "points.stride": 4, "depth.shift": 0.5}
 
 
 @pytest.mark.parametrize("argv, why", [
