@@ -5,7 +5,7 @@ import collections
 import math
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -33,6 +33,24 @@ _SLOW_DROPPED = 5
 #: Up to half is latest-wins doing its job (a model a little slower than the camera); beyond it most of the camera
 #: is lost and outputs come at a pace nobody chose, which max_rate at the model's pace makes a steady one (OK again)
 _DROPPED_WARN = 0.5
+
+
+class _Subscribed(NamedTuple):
+    """A camera's image subscription as one report reads it, under ``_lock`` with the counts: its writers
+    (``DptNode._subscribe`` and ``_switch``) set these together under that lock, also from the model loader's thread
+    (a failed load's revert subscribing back), so a report never mixes one subscription's fields with another's."""
+    subscribed: bool   # it has an image subscription now
+    topic: str   # its image topic
+    since: float   # time.monotonic() when that subscription was made
+    received_at: int   # its received count then
+    last_image: Optional[float]   # time.monotonic() of its last image
+    unsubscribed: dict   # subscription name -> why subscribing it back failed
+
+    @classmethod
+    def of(cls, cam: _Camera) -> "_Subscribed":
+        """``cam``'s, the caller holding the node's ``_lock``."""
+        return cls("image" in cam.subs, cam.image_topic, cam.image_since, cam.received_at_subscribe, cam.last_image,
+                   dict(cam.unsubscribed))
 
 
 def percentile(values, q: float) -> float:
@@ -69,6 +87,7 @@ class NodeHealth:
             rate_dt = max(now - rate_t - still, 1e-6)
             history.append((now, counts))
             model_error, loading, m, active = self._model_error, self._model_loading, self._models, self._active
+            subscribed = {c.index: _Subscribed.of(c) for c in self._cameras}
         msg = DiagnosticArray()
         msg.header.stamp = self.get_clock().now().to_msg()
         # as diagnostic_updater names a node's statuses (rclcpp: the fully qualified name without its leading slash),
@@ -152,8 +171,9 @@ class NodeHealth:
         for cam in self._cameras:
             c, prev = counts[cam.index], last_counts.get(cam.index, collections.Counter())
             before = rate_counts.get(cam.index, collections.Counter())   # (the start of the rate window)
+            sub = subscribed[cam.index]
             # (inactive, not subscribed: the topic activate subscribes, not '' before the first activation)
-            ckv = {"topic": cam.image_topic if "image" in cam.subs else self._image_topic(cam),
+            ckv = {"topic": sub.topic if sub.subscribed else self._image_topic(cam),
                    "input_rate_hz": f"{(c['received'] - before['received']) / rate_dt:.2f}",
                    "output_rate_hz": f"{(c['processed'] - before['processed']) / rate_dt:.2f}"}
             for key in ("received", "processed", "dropped", "idle", "throttled"):
@@ -182,23 +202,23 @@ class NodeHealth:
                     if n) + " since last report" + ("" if active else "; inactive (lifecycle): not subscribed")
             elif not active:
                 txt = "inactive (lifecycle): not subscribed"
-            elif c["received"] == max(prev["received"], cam.received_at_subscribe):   # (the others: another topic's)
+            elif c["received"] == max(prev["received"], sub.received_at):   # (the others: another topic's)
                 # silent since the last report: after _STALL_S a warning, which robot health monitors show
-                last = cam.last_image
+                last = sub.last_image
                 # none since its image subscription was made (a frame from before a reactivation or an
                 # image_transport change is of another subscription): "no image yet", not "no image for"
-                fresh = last is None or last < cam.image_since
-                silent = now - (cam.image_since if fresh else last)
+                fresh = last is None or last < sub.since
+                silent = now - (sub.since if fresh else last)
                 ckv["seconds_since_last_image"] = f"{silent:.1f}" if last is not None else "never"
                 if silent < _STALL_S:   # (a camera slower than the reports, with frames in the rate window: ok)
                     lvl, txt = DiagnosticStatus.OK, "no input" if c["received"] == before["received"] else "ok"
                 elif fresh:
                     lvl, txt = DiagnosticStatus.WARN, (f"no image yet ({silent:.0f} s since subscribing): check the image "
-                                                       f"topic ({cam.image_topic}) and the camera's QoS")
+                                                       f"topic ({sub.topic}) and the camera's QoS")
                     publishers, incompatible, mismatch = self._publishers_now(cam)
                     compressed = self._settings["image_transport"] == "compressed"
                     types = publishers and self._types_instead(
-                        cam.image_topic, f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}")
+                        sub.topic, f"sensor_msgs/msg/{'CompressedImage' if compressed else 'Image'}")
                     if types:   # publishers of another message type: DDS matches none of them, silently
                         txt += self._image_of_another_type(cam, publishers, types, compressed)
                     elif incompatible:   # the reason known: a QoS this subscription cannot take
@@ -211,10 +231,12 @@ class NodeHealth:
                                 f"/dev/shm (README: In Docker)")
                     else:   # a newcomer's first run: the camera publishes elsewhere (image_raw, a namespace)
                         txt += self._nothing_publishes(cam)
-                    said = (cam.image_topic, "type" if types else "qos" if incompatible else "silent" if publishers
+                    said = (sub.topic, "type" if types else "qos" if incompatible else "silent" if publishers
                             else "none")
-                    if said not in self._silent_logged:   # once each reason: the log is what most read
+                    with self._lock:   # (a new subscription, _subscribe, takes its topic's out under it)
+                        first = said not in self._silent_logged
                         self._silent_logged.add(said)
+                    if first:   # once each reason: the log is what most read
                         self.get_logger().warning(txt)
                 else:   # it sent images: a camera stalled, stopped, or restarted with another QoS
                     lvl, txt = DiagnosticStatus.WARN, f"no image for {silent:.1f} s"
@@ -222,26 +244,26 @@ class NodeHealth:
                     if incompatible:
                         txt += mismatch
                     elif not publishers:
-                        txt += f"; nothing publishes {cam.image_topic} now (the camera stopped, or was renamed)"
-            elif (slow := self._mostly_dropped(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])) is not None:
+                        txt += f"; nothing publishes {sub.topic} now (the camera stopped, or was renamed)"
+            elif (slow := self._mostly_dropped(sub, c, before, rate_dt, m, kv["latency.total_p50_ms"])) is not None:
                 lvl, txt = DiagnosticStatus.WARN, slow
-            if active and cam.unsubscribed:   # a refused parameter change could not subscribe back (the log says so)
-                lost = [self._subscription_of(cam, n)[0] for n in sorted(cam.unsubscribed)]
+            if active and sub.unsubscribed:   # a refused parameter change could not subscribe back (the log says so)
+                lost = [self._subscription_of(cam, n)[0] for n in sorted(sub.unsubscribed)]
                 ckv["not_subscribed"] = ", ".join(lost)
                 lvl, txt = DiagnosticStatus.ERROR, (
                     f"not subscribed to {', '.join(lost)}: subscribing back after a refused parameter change failed "
-                    f"({'; '.join(cam.unsubscribed[n] for n in sorted(cam.unsubscribed))}); once it can be subscribed, "
+                    f"({'; '.join(sub.unsubscribed[n] for n in sorted(sub.unsubscribed))}); once it can be subscribed, "
                     f"any successful ros2 param set on the node subscribes it again")
             if active:
-                self._say_slow(cam, c, before, rate_dt, m, kv["latency.total_p50_ms"])
-                self._say_images_lost(cam, c, before, rate_dt)
+                self._say_slow(sub, c, before, rate_dt, m, kv["latency.total_p50_ms"])
+                self._say_images_lost(cam, c, before, rate_dt, sub)
             statuses.append(DiagnosticStatus(level=lvl, name=f"{name}: camera {cam.ns or '/'}", message=txt,
                                              hardware_id=ckv["topic"],
                                              values=[KeyValue(key=k, value=v) for k, v in ckv.items()]))
         msg.status = statuses
         return msg
 
-    def _mostly_dropped(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
+    def _mostly_dropped(self, sub: _Subscribed, c: collections.Counter, before: collections.Counter, rate_dt: float,
                         m: ModelSet, batch_ms: str):
         """The camera status's WARN message while more than _DROPPED_WARN of the frames admitted in the rate window
         were dropped (a 30 Hz camera on a model that does 3 Hz on the CPU: 9 of 10), else None. Frames max_rate
@@ -251,7 +273,7 @@ class NodeHealth:
                                                                                "processed"))
         admitted = received - throttled
         if (dropped < _SLOW_DROPPED or dropped <= _DROPPED_WARN * admitted or processed <= 0
-                or before["received"] <= cam.received_at_subscribe):   # (as _say_slow's)
+                or before["received"] <= sub.received_at):   # (as _say_slow's)
             return None
         advice = _faster_advice(self._settings, m, self.get_fully_qualified_name(), self._default_threads[0],
                                 processed / rate_dt)
@@ -261,15 +283,18 @@ class NodeHealth:
                 f"latency.total_p50_ms). {advice}")
 
     def _say_images_lost(self, cam: _Camera, c: collections.Counter, before: collections.Counter,
-                         rate_dt: float) -> None:
+                         rate_dt: float, sub: Optional[_Subscribed] = None) -> None:
         """Once per camera (WARN): fewer than 2/3 as many images as camera_infos arrived in the rate window. A camera
         publishes one of each per frame, and the small camera_info gets through where camera-sized images are lost:
         Fast DDS without a shared-memory segment large enough for them (a 640x480 camera at 30 Hz: 9 to 20 of 30
         images a second here), or a link that cannot carry them. Only input_rate_hz below the camera's said it."""
+        if sub is None:   # (the report passes its own, read with its counts)
+            with self._lock:
+                sub = _Subscribed.of(cam)
         images, infos = c["received"] - before["received"], c["camera_infos"] - before["camera_infos"]
-        key = f"lost:{cam.image_topic}"
+        key = f"lost:{sub.topic}"
         if (key in self._warned or infos < 10 or 3 * images >= 2 * infos
-                or before["received"] <= cam.received_at_subscribe   # (as _say_slow's)
+                or before["received"] <= sub.received_at   # (as _say_slow's)
                 or not before["camera_infos"] or cam.calibration is not None):
             return
         self._warned.add(key)
@@ -277,7 +302,7 @@ class NodeHealth:
                                                          "FASTRTPS_DEFAULT_PROFILES_FILE") if os.environ.get(k)), None)
         info_topic = self.resolve_topic_name(cam.topic("camera_info"))
         self.get_logger().warning(
-            f"{cam.image_topic}: {images / rate_dt:.1f} images/s arrive, but {infos / rate_dt:.1f} camera_infos/s on "
+            f"{sub.topic}: {images / rate_dt:.1f} images/s arrive, but {infos / rate_dt:.1f} camera_infos/s on "
             f"{info_topic} ({images} images against {infos} camera_infos in the last {rate_dt:.1f} s; a camera "
             "publishes one of each per frame): images are lost on the way. Camera-sized images between processes "
             "over Fast DDS without a shared-memory segment large enough for them are lost in bursts: set "
@@ -293,7 +318,7 @@ class NodeHealth:
             "(topic_tools throttle, a driver publishing camera_info at a higher rate) gives this too: nothing is lost "
             "then (said once per camera)")
 
-    def _say_slow(self, cam: _Camera, c: collections.Counter, before: collections.Counter, rate_dt: float,
+    def _say_slow(self, sub: _Subscribed, c: collections.Counter, before: collections.Counter, rate_dt: float,
                   m: ModelSet, batch_ms: str) -> None:
         """Once per camera and model (INFO: expected, README's Troubleshooting, `dropped` grows): the model keeps up
         with a part of the frames, the newest each time, and what gives more frames per second on this device. The
@@ -303,15 +328,15 @@ class NodeHealth:
         # of the frames max_rate let through: those it skipped were skipped by choice (30 Hz under max_rate 10 with a
         # model of 3 Hz: 7 of 30 received dropped, a quarter, and nothing was said)
         received -= throttled
-        key = f"slow:{cam.image_topic}"
+        key = f"slow:{sub.topic}"
         # (a window from before the subscription's first frame: rates of the camera's start, or of another topic's)
         if (key in self._warned or dropped < _SLOW_DROPPED or 3 * dropped < received or processed <= 0
-                or before["received"] <= cam.received_at_subscribe):
+                or before["received"] <= sub.received_at):
             return
         self._warned.add(key)
         s, fqn = self._settings, self.get_fully_qualified_name()
         self.get_logger().info(
-            f"{cam.image_topic}: the model keeps up with {processed / rate_dt:.1f} of the {received / rate_dt:.1f} "
+            f"{sub.topic}: the model keeps up with {processed / rate_dt:.1f} of the {received / rate_dt:.1f} "
             f"frames/s that {'max_rate lets through' if throttled else 'arrive'} ({dropped} of the last {received} "
             f"frames dropped; a batch takes {batch_ms} ms on "
             f"{m.device}, latency.total_p50_ms): the newest frame is processed each time and the others are counted "

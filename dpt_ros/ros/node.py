@@ -712,8 +712,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     c.index: collections.Counter(c.counts) for c in self._cameras})])
             for cam in self._cameras:
                 self._subscribe(cam, "image", True)
-                # (its subscription's "no image yet" counts from the activation, as its rate windows do)
-                cam.image_since = self._subscribed_at
+                with self._lock:   # (its subscription's "no image yet" counts from the activation, as its rates do)
+                    cam.image_since = self._subscribed_at
                 self._subscribe(cam, "camera_info", cam.calibration is None)   # (camera_info.url: a file instead)
                 if s["depth.align"]:
                     self._subscribe(cam, "depth_reference", True)
@@ -1155,12 +1155,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                         else:
                             self._subscribe(cam, name, False)
                     if not on:
-                        cam.unsubscribed.pop(name, None)
+                        with self._lock:   # (/diagnostics reads it under _lock)
+                            cam.unsubscribed.pop(name, None)
                     elif self._active:   # (inactive: activate subscribes; one left during a deactivation stays)
                         self._subscribe(cam, name, True)
                 except Exception as e:  # noqa: BLE001 - said with what the node is subscribed to now
                     lost.append((cam, name, str(e)))
-                    cam.unsubscribed[name] = str(e)
+                    with self._lock:
+                        cam.unsubscribed[name] = str(e)
         return lost
 
     def _lost_topics(self, lost: list[tuple[_Camera, str, str]]) -> list[str]:
@@ -1500,30 +1502,39 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_image
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
-                cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
             else:   # (depth.align_transport compressedDepth: depth_reference's topic + /compressedDepth)
                 topic = self._reference_topic(cam)
                 compressed = self._settings["depth.align_transport"] == "compressedDepth"
                 msg_type, handler = (CompressedImage if compressed else Image), self._on_reference
-                cam.reference_waited_in_vain = False
             # a latched camera_info subscription is reliable whatever qos.input_reliability says: its warning says so
             latched = name == "camera_info" and self._info_qos.durability == DurabilityPolicy.TRANSIENT_LOCAL
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(
                 topic, output=False, latched_info=self._settings["qos.input_reliability"] if latched else None))
-            try:
-                cam.subs[name] = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
-                                                          self._info_qos if name == "camera_info" else self._in_qos,
-                                                          event_callbacks=events)
+            try:   # (not under _lock: rcl may block, and the executor's callbacks take the lock)
+                sub = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
+                                               self._info_qos if name == "camera_info" else self._in_qos,
+                                               event_callbacks=events)
             except Exception as e:  # noqa: BLE001 - rcl's RCLError: said with the topic and what to do
                 raise SubscriptionError(self._refused_subscription(topic, msg_type, e)) from e
-            if name == "image":   # (once made: a refused one leaves the camera's image topic as it was)
-                cam.image_topic = topic
-                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
-                # a new subscription (an activation, an image_transport change): its "no image yet" is said again
-                self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
-            cam.unsubscribed.pop(name, None)
+            # (once made: a refused one leaves the camera as it was) under _lock, as the worker (_await,
+            # _never_had_info) and /diagnostics read them: a refused change's subscribing back, or a failed model
+            # load's revert, runs on the model loader's thread while the executor and the worker read them
+            with self._lock:
+                cam.subs[name] = sub
+                if name == "camera_info":
+                    cam.info_since, cam.info_waited_in_vain = time.monotonic(), False   # (a grace wait of its own)
+                elif name == "depth_reference":
+                    cam.reference_waited_in_vain = False
+                else:
+                    cam.image_topic = topic
+                    cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
+                    # a new subscription (an activation, an image_transport change): its "no image yet" is said again
+                    self._silent_logged = {said for said in self._silent_logged if said[0] != topic}
+                cam.unsubscribed.pop(name, None)
         elif not on and name in cam.subs:
-            self._destroy_subscription(cam, name, cam.subs.pop(name))
+            with self._lock:
+                sub = cam.subs.pop(name)
+            self._destroy_subscription(cam, name, sub)
 
     def _destroy_subscription(self, cam: _Camera, name: str, sub: Any) -> None:
         """Destroy the camera's ``name`` subscription ``sub`` and forget what it brought; an image one's messages that
@@ -1579,17 +1590,23 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if old is not None:
             self._destroy_subscription(cam, name, old)
             if name == "image" and name in cam.subs:   # (the old one's last images, just received: not the new one's)
-                cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
-                # and the rates with it: a refused change's subscribing back too (a window begun before this, for
-                # the topic it tried, would count the old one's frames settled from here as processed, not received)
-                self._restart_rates()
+                with self._lock:
+                    cam.image_since, cam.received_at_subscribe = time.monotonic(), cam.counts["received"]
+                    # and the rates with it: a refused change's subscribing back too (a window begun before this, for
+                    # the topic it tried, would count the old one's frames settled from here as processed, not
+                    # received)
+                    self._restart_rates_locked()
 
     def _restart_rates(self) -> None:
         """Start the rate windows afresh (an image subscription replaced): the rates are the new subscriptions' from
         here; a frame of a replaced one, settled later, counts as settled before them (:meth:`_count_settled`)."""
         with self._lock:
-            self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
-                c.counts, camera_infos=c.infos_received) for c in self._cameras})])
+            self._restart_rates_locked()
+
+    def _restart_rates_locked(self) -> None:
+        """:meth:`_restart_rates`, the caller holding ``_lock``."""
+        self._rate_history = collections.deque([(time.monotonic(), {c.index: collections.Counter(
+            c.counts, camera_infos=c.infos_received) for c in self._cameras})])
 
     def _refused_subscription(self, topic: str, msg_type: type, e: Exception) -> str:
         """What rcl's refusal to subscribe ``topic`` was, and what to do."""

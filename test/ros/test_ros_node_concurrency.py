@@ -506,3 +506,29 @@ def test_a_warning_said_while_a_swapped_in_model_is_logged_does_not_end_the_load
         added.set()
     wait_for(lambda: said("RANDOM WEIGHTS") == banners + 1, what="the new model's banner")
     assert sys.getprofile() is None
+
+
+def test_subscribing_off_the_executor_writes_the_cameras_subscription_under_the_lock_and_calls_rcl_outside_it(
+        harness):
+    """A refused parameter change whose subscribing back failed leaves a camera without its image subscription; a
+    failed model load's revert then subscribes it back on the model loader's thread, through _subscribe. That wrote
+    the camera's subscription state (cam.subs, image_topic, image_since, received_at_subscribe, the "no image yet"
+    said, unsubscribed) without _lock, which the executor's /diagnostics report and the worker hold to read it (a
+    report could mix the new subscription's image_since with the old received_at_subscribe, or find cam.unsubscribed
+    emptied between its two looks, a KeyError out of the diagnostics timer). Now the state is written under _lock,
+    after rcl's create_subscription, which is not called under it (rcl may block; the executor's callbacks take the
+    lock). Here the test holds _lock as a report does while another thread subscribes the camera's image: the
+    subscription is made (rcl not waiting for the lock), the camera's state stays as it was until the lock is free."""
+    node = harness.start_node()
+    cam = node.cameras[0]
+    node._subscribe(cam, "image", False)   # (as a refused change whose subscribing back failed leaves it)
+    before = cam.image_since
+    subscriber = threading.Thread(target=node._subscribe, args=(cam, "image", True), name="not_the_executor")
+    with node._lock:
+        subscriber.start()
+        wait_for(lambda: any(s.topic_name == "/image" for s in node.subscriptions), what="the subscription made")
+        subscriber.join(2.0)   # (it waits for the lock this test holds: still waiting after 2 s)
+        waiting, seen = subscriber.is_alive(), (cam.image_since, "image" in cam.subs)
+    subscriber.join(30)
+    assert (waiting, seen) == (True, (before, False))
+    assert cam.image_since > before and cam.subs["image"].topic_name == "/image"
