@@ -563,6 +563,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
         # serialises whole set-parameter calls (callback + rclpy storing the values): the executor
         # serves the parameter services while the loader thread reverts a failed load
         self._param_lock = threading.RLock()
+        # while a failed model load sets its parameters back (_model_failed, under _param_lock): name -> (the value
+        # the user set, the running model's it is set back to), so that a line about that set says what it was
+        self._reverting: dict[str, tuple[Any, Any]] = {}
         # what /diagnostics' startup.* figures count from (a managed node's: its configure's start)
         self._started_at = time.monotonic()
         self._command_line = [*(command_line or []), *(kwargs.get("cli_args") or [])]
@@ -1275,12 +1278,23 @@ class DptNode(NodeHealth, TopicChecks, Node):
         if any(cam.unsubscribed for cam in self._cameras):   # left out by a refused change (_say_unsubscribed)
             lost = self._subscribe_as_settings_say()   # (still failing: said again; the set itself stands)
             if lost:
-                self._say_unsubscribed(lost, f"{', '.join(changes)} set, but subscribing what the parameters say "
+                self._say_unsubscribed(lost, f"{self._set_said(changes)}, but subscribing what the parameters say "
                                              f"failed again")
         if new["diagnostics.period"] != current["diagnostics.period"]:
             self._diag_timer.timer_period_ns = int(new["diagnostics.period"] * 1e9)
             self._diag_timer.reset()
         return SetParametersResult(successful=True)
+
+    def _set_said(self, changes: dict) -> str:
+        """A log line's words for the parameter set ``changes``: ``NAMES set`` for one a user made; for a failed model
+        load's revert (:meth:`_model_failed`), which the user did not make, what the user had set and what the node
+        set back."""
+        reverting = self._reverting
+        if not reverting or set(reverting) != set(changes):
+            return f"{', '.join(changes)} set"
+        asked = ", ".join(f"{n}={_value_shown(a)}" for n, (a, _) in reverting.items())
+        back = ", ".join(f"{n} back to {_value_shown(b)}" for n, (_, b) in reverting.items())
+        return f"the model load of {asked} failed (the next line says why), so the node set {back}, the running model's"
 
     def _track_calibration(self, current: Settings, new: Settings) -> None:
         """Under ``_lock``, as ``new`` replaces ``current``: a relative model's calibration to metres belongs to
@@ -1385,10 +1399,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
             current = self._settings
             revert = [Parameter(n, value=v) for n, v in running.items() if s[n] != v and current[n] == s[n]]
             if revert and not self._stopping:   # all at once: one by one, an intermediate set can be invalid
-                r = self.set_parameters_atomically(revert)   # (both variants empty) or start another load
+                self._reverting = {p.name: (s[p.name], p.value) for p in revert}
+                try:
+                    r = self.set_parameters_atomically(revert)   # (both variants empty) or start another load
+                finally:
+                    self._reverting = {}
         # the line says which parameters were set back, and to what: the user's `ros2 param set` said successful,
         # and `ros2 param get` now gives another value
-        back = "; " + ", ".join(f"{p.name} set back to {p.value if p.value != '' else repr(p.value)}"
+        back = "; " + ", ".join(f"{p.name} set back to {_value_shown(p.value)}"
                                 for p in revert) if r is not None and r.successful else ""
         self.get_logger().error(f"model load failed, keeping the running model ({serving}): "
                                 f"{msg.rstrip('.') if back else msg}{back}")
@@ -3485,6 +3503,11 @@ def _info_output(cam: _Camera, header, intr, width: int, height: int, source: Op
         cdr = by_frame_id[header.frame_id] = serialize_message(
             conversions.camera_info_msg(header, width, height, k, p, source))
     return conversions.restamped(cdr, header)
+
+
+def _value_shown(value: Any) -> str:
+    """A parameter value as a log line says it: as it is, an empty string quoted ('')."""
+    return repr(value) if value == "" else str(value)
 
 
 def _ms_text(ns: int) -> str:

@@ -1320,3 +1320,43 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
     assert _subscribed(node) == {"/image": ["sensor_msgs/msg/Image"], "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
     assert node.diagnostics().status[1].level != DiagnosticStatus.ERROR
     assert frame_through(harness, "image", "inverse_depth", make_image(1)).width == 80
+
+
+def test_a_failed_model_loads_revert_that_cannot_subscribe_back_says_what_the_user_set_and_what_the_node_set_back(
+        harness, tmp_path, monkeypatch):
+    """The node is left unsubscribed from /image by a refused change whose subscribing back failed (as in the test
+    above); the user then sets depth.weights to a file whose load fails. The loader sets depth.weights back to the
+    running model's (random), and that set tries to subscribe /image again, which still fails. Its line said
+    "depth.weights set, but subscribing what the parameters say failed again": a set the user did not make (the
+    user set the file; the node set random back). Now it says what the user set, what the node set back, and, as
+    before, what it is subscribed to and what to do."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    real_subscribe = node._subscribe
+
+    def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the test above)
+        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw":
+            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
+        return real_subscribe(cam, name, on)
+
+    monkeypatch.setattr(node, "_subscribe", subscribe)
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
+    assert not refused.successful and node.cameras[0].unsubscribed, refused.reason
+    bad = tmp_path / "corrupt.pt"
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
+    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    wait_for(lambda: any(m.msg.startswith("model load failed") for m in log), timeout=60, what="the load's failure")
+    again = [m.msg for m in log if "failed again" in m.msg]
+    assert len(again) == 2, again   # the user's set, then the node's set back
+    assert again[0].startswith("depth.weights set, but subscribing what the parameters say failed again, "), again[0]
+    assert again[1] == (
+        f"the model load of depth.weights={bad} failed (the next line says why), so the node set depth.weights back "
+        "to random, the running model's, but subscribing what the parameters say failed again, so the node is NOT "
+        "subscribed to: camera /: /image (Failed to create subscription: rmw_create_subscription failed) (so no "
+        "frames of that camera are received); it is subscribed to: /camera_info (sensor_msgs/msg/CameraInfo). Once "
+        "the topic can be subscribed, any successful `ros2 param set` on this node subscribes it again (the value a "
+        "parameter already holds will do), or restart the node"), again[1]
+    assert get_params(harness, node, "depth.weights") == ["random"]
