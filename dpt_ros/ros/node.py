@@ -1991,20 +1991,27 @@ class DptNode(NodeHealth, TopicChecks, Node):
         with self._publish_lock:   # the point of no return: the stop closes the outputs under it
             if self._outputs_closed or (worker is not None and self._worker is not worker):
                 return   # the stop counted this batch's frames dropped (before, it published them all the same)
+            sent = []   # (job, the names of its outputs published)
             for job, msgs in messages:
                 cam = job["frame"].camera
-                for name, msg in msgs.items():
-                    cam.pubs[name].publish(msg)
-                with self._lock:   # counted as it goes out: the stop drops only what was not published
-                    self._count_settled(job["frame"], "processed")
-                    job["frame"].counted = True
-                    for name in msgs:
-                        cam.counts["out:" + name] += 1
-                if job.get("compress"):   # (its outputs went out: a failure here is its copies', not the frame's)
+                failed = {name: e for name, msg in msgs.items()
+                          if (e := self._publish_output(cam, name, msg)) is not None}
+                published = [name for name in msgs if name not in failed]
+                if failed:   # (before it is counted processed: a counted frame is counted no more)
+                    self._publish_failed(job["frame"], failed, bool(published))
+                if published or not failed:   # (all its outputs failed: counted error:publish)
+                    with self._lock:   # counted as it goes out: the stop drops only what was not published
+                        self._count_settled(job["frame"], "processed")
+                        job["frame"].counted = True
+                        for name in published:
+                            cam.counts["out:" + name] += 1
+                    sent.append((job, published))
+                if job.get("compress"):   # (outputs of their own: a failure here is its copies', not the frame's)
                     try:
                         self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
                     except Exception as e:  # noqa: BLE001 - counted as the copies' own failure
                         self._compressed.failed(cam, [name for name, *_ in job["compress"]], e)
+        messages = sent
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -2097,6 +2104,35 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 self._warn_once(f"future:{key}", f"{topic}: frames stamped {_ms_text(stamp - now_ns)} "
                                 "ahead of this node's clock (clocks not synchronised, or use_sim_time differs): "
                                 "/diagnostics' age figures leave them out")
+
+    def _publish_output(self, cam: _Camera, name: str, msg: Any) -> Optional[Exception]:
+        """Publish ``msg`` on the camera's output ``name`` (under ``_publish_lock``); None, or why it did not go out:
+        the exception of a publish that raised (a message rclpy refuses, an rmw's failure), which costs that output
+        alone (:meth:`_publish_failed`), not the frame's other outputs and the batch's other frames. Before, it left
+        the batch: the frame's outputs after it and every later frame of the batch, other cameras' too, were lost,
+        all counted error:internal. A publish that fails as the context shuts down raises: the worker leaves, as at
+        any shutdown."""
+        try:
+            cam.pubs[name].publish(msg)
+        except Exception as e:  # noqa: BLE001 - this output's failure: the others still go out
+            if not self.context.ok():
+                raise
+            return e
+        return None
+
+    def _publish_failed(self, f: _Frame, failed: dict[str, Exception], published: bool) -> None:
+        """Count and say the outputs of frame ``f`` whose publish raised (``failed``: name -> exception), before the
+        frame is counted processed (``published``: its other outputs went out): per output ``publish_failed:<name>``,
+        and the frame ``incomplete:publish``, or ``error:publish`` when none of its outputs went out; the line names
+        each output's topic and why."""
+        with self._lock:
+            for name in failed:
+                f.camera.counts["publish_failed:" + name] += 1
+        why = "; ".join(f"publishing {self.resolve_topic_name(f.camera.out_topics[name])} failed: "
+                        f"{type(e).__name__}: {e}" for name, e in failed.items())
+        rest = "its other outputs were published" if published else "none of its outputs was published"
+        self._count_error("publish", f"{_topics([f])}: {why}; {rest} (if it repeats, report it with this line)", [f],
+                          partial=published)
 
     def _enter_stage(self, stage: str, worker: Optional[threading.Thread]) -> None:
         """Mark the worker's stage (/diagnostics' stuck-worker check), unless a cleanup abandoned ``worker``: then

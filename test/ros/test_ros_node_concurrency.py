@@ -300,7 +300,7 @@ def test_a_batch_that_fails_as_the_stop_drops_its_frames_counts_them_dropped_onl
 
 def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harness, monkeypatch):
     """A frame without camera_info is counted incomplete:no_camera_info and goes on (points skipped);
-    when publishing it then fails (here rclpy's own type check), the worker counts it as error:internal
+    when publishing its one output then fails (here rclpy's own type check), it is counted as error:publish
     too: an incomplete frame is not yet a counted one (received = processed + dropped + idle + errors)."""
     from sensor_msgs.msg import Image, PointCloud2
 
@@ -320,11 +320,58 @@ def test_a_frame_first_incomplete_then_failing_is_still_counted_as_an_error(harn
              all(node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("inverse_depth", "points")),
              what="discovery")
     pub.publish(make_image(1))
-    wait_for(lambda: node.error_counts().get("internal") == 1, what="internal error counted")
+    wait_for(lambda: node.error_counts().get("publish") == 1, what="publish error counted")
     counts = dict(node.counts()[""])
     # (within 3 s of subscribing, the frame waited 50 ms for a first camera_info, in vain: not a frame count)
     assert counts.pop("waited_in_vain:camera_info", 1) == 1
-    assert counts == {"received": 1, "incomplete:no_camera_info": 1, "error:internal": 1}
+    assert counts == {"received": 1, "incomplete:no_camera_info": 1, "error:publish": 1,
+                      "publish_failed:inverse_depth": 1}
+
+
+def test_an_output_whose_publish_raises_costs_that_output_alone(harness, monkeypatch):
+    """Cameras a and b in one batch, each with inverse_depth and depth subscribed; a's inverse_depth message has a
+    field of the wrong type, so rclpy's publish raises (its conversion refuses it; the publisher is the node's real
+    one). The exception left the batch: a's depth after it and b's outputs were not published, and both frames
+    counted error:internal ("[internal] unexpected error: TypeError: ..."), no output named. Now that output alone
+    is lost: counted against it (publish_failed.inverse_depth) and its frame (incomplete.publish, processed; node-wide
+    errors.publish), the line says which output failed and why, and the frame's other output and b's go out."""
+    from rcl_interfaces.msg import Log
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import make_image
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(cameras=["a", "b"], **{"depth.scale": 1.0})
+    out = {(ns, name): harness.collector(Image, f"/{ns}/{name}") for ns in "ab" for name in ("inverse_depth", "depth")}
+    real = node._postprocess
+
+    def bad_field(job, s):
+        msgs = real(job, s)
+        if job["frame"].camera.ns == "a":
+            bad = Image(header=job["frame"].msg.header, height=1, width=1, step=4, data=bytes(4))
+            object.__setattr__(bad, "_encoding", 5)   # (its setter refuses it; rclpy's conversion raises)
+            msgs["inverse_depth"] = bad
+        return msgs
+
+    monkeypatch.setattr(node, "_postprocess", bad_field)
+    wait_for(lambda: all(cam.pubs[n].get_subscription_count() > 0 for cam in node.cameras
+                         for n in ("inverse_depth", "depth")), what="discovery")
+    with node._wake:   # both frames waiting when the worker wakes: one batch
+        for cam in node.cameras:
+            cam.counts["received"] += 1
+            cam.pending = node_module._Frame(cam, make_image(1), time.monotonic())
+        node._wake.notify()
+    wait_for(lambda: len(out["a", "depth"]) + len(out["b", "inverse_depth"]) + len(out["b", "depth"]) == 3,
+             what="the frames' other outputs")
+    c = node.counts()
+    assert (dict(c["a"]), dict(c["b"])) == (
+        {"received": 1, "processed": 1, "incomplete:publish": 1, "publish_failed:inverse_depth": 1, "out:depth": 1},
+        {"received": 1, "processed": 1, "out:inverse_depth": 1, "out:depth": 1})
+    assert dict(node.error_counts()) == {"publish": 1} and out["a", "inverse_depth"] == []
+    wait_for(lambda: any(m.msg.startswith("[publish]") for m in log), what="the line")
+    assert [m.msg for m in log if m.msg.startswith("[")] == [
+        "[publish] /a/image: publishing /a/inverse_depth failed: TypeError: bad argument type for built-in operation; "
+        "its other outputs were published (if it repeats, report it with this line)"]
 
 
 def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
