@@ -1,6 +1,7 @@
 """Command-line tools: demo, benchmarks, GPU check, weights helper."""
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -164,6 +165,63 @@ def _user(uid: Optional[int] = None) -> str:
         return pwd.getpwuid(uid).pw_name
     except (ImportError, KeyError):
         return str(uid)
+
+
+#: the longest file name, in bytes, where a file system does not say its own (Linux's NAME_MAX)
+DEFAULT_NAME_MAX = 255
+
+
+def name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system of ``folder`` takes (:data:`DEFAULT_NAME_MAX` where it
+    does not say)."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return DEFAULT_NAME_MAX
+    return limit if limit > 0 else DEFAULT_NAME_MAX
+
+
+def name_too_long(folder: Path, file_name: str) -> str:
+    """Why ``file_name`` cannot be a file in ``folder`` for its length ('' when it fits :func:`name_max`): the system's
+    words, the name's length in bytes and the limit, for a writer to refuse it with before it writes anything (its
+    temporary's name, :func:`temporary_name`, would fit)."""
+    length, limit = len(os.fsencode(file_name)), name_max(folder)
+    if length <= limit:
+        return ""
+    return (f"{os.strerror(errno.ENAMETOOLONG)} ({length} bytes; the file system of {folder} takes names of {limit} "
+            f"bytes at most)")
+
+
+def shortened_tail(file_name: str) -> str:
+    """What a shortened temporary of ``file_name`` ends with before its ``suffix``: ``~``, 16 hex digits of the name's
+    SHA-256, and its extension."""
+    return f"~{hashlib.sha256(os.fsencode(file_name)).hexdigest()[:16]}{os.path.splitext(file_name)[1]}"
+
+
+def temporary_name(prefix: str, file_name: str, suffix: str = "", limit: int = DEFAULT_NAME_MAX) -> str:
+    """The name a file ``file_name`` is written under before it is renamed into place: ``<prefix><file_name><suffix>``
+    (a tool's own marks: a pid, so that two runs never share one), or where that is longer than ``limit`` bytes (a
+    name the file system takes, its temporary's not) ``<prefix><head>~<digest><extension><suffix>``: as much of the
+    name as fits (whole characters: a UTF-8 one is never cut in two), 16 hex digits of its SHA-256 (names that share
+    their head stay apart) and its extension (which a writer may go by: OpenCV does). :func:`is_temporary` tells
+    either form of a name's temporary."""
+    whole = f"{prefix}{file_name}{suffix}"
+    if len(os.fsencode(whole)) <= limit:
+        return whole
+    stem, tail = os.path.splitext(file_name)[0], shortened_tail(file_name)
+    room = limit - len(os.fsencode(f"{prefix}{tail}{suffix}"))
+    while stem and len(os.fsencode(stem)) > room:
+        stem = stem[:-1]
+    return f"{prefix}{stem}{tail}{suffix}"
+
+
+def is_temporary(name: str, file_name: str, prefix: str, suffix: str) -> bool:
+    """Whether ``name`` is a :func:`temporary_name` of ``file_name``, whole or shortened, whose prefix and suffix
+    match the regular expressions ``prefix`` and ``suffix`` (``r"\\.partial-\\d+\\.tmp"``: any pid's): what a writer's
+    stale-temporary clean-up removes for one destination."""
+    m = re.fullmatch(f"(?:{prefix})(?:{re.escape(file_name)}|(?P<head>.*?){re.escape(shortened_tail(file_name))})"
+                     f"(?:{suffix})", name, re.DOTALL)
+    return m is not None and os.path.splitext(file_name)[0].startswith(m["head"] or "")
 
 
 #: what flock raises where the file system has no locks (an NFS mount without its lock daemon): the temporaries are

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import signal
@@ -45,7 +44,9 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
-from dpt_ros.tools import create_locked, output_folder_error, refuse_kernel_folder, remove_unheld
+from dpt_ros.tools import (DEFAULT_NAME_MAX, create_locked, name_max, name_too_long, output_folder_error,
+                           refuse_kernel_folder, remove_unheld)
+from dpt_ros.tools import temporary_name as shared_temporary_name
 from dpt_ros.tools.options import input_path, output_folder, program
 
 try:
@@ -235,35 +236,14 @@ def write_outputs(out_dir: Path, name: str, variant: str, rgb: np.ndarray, resul
 PARTIAL_PREFIX = ".partial-"
 #: an unlocked temporary without a pid (an earlier version's, which locked none) is removed only when older than this
 LEGACY_PARTIAL_AGE_S = 3600.0
-#: the longest file name, in bytes, where a file system does not say its own (Linux's NAME_MAX)
-DEFAULT_NAME_MAX = 255
-
-
-def name_max(folder: Path) -> int:
-    """The longest file name, in bytes, that the file system of ``folder`` takes (:data:`DEFAULT_NAME_MAX` where it
-    does not say)."""
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        return DEFAULT_NAME_MAX
-    return limit if limit > 0 else DEFAULT_NAME_MAX
 
 
 def temporary_name(file_name: str, limit: int = DEFAULT_NAME_MAX) -> str:
     """The name :func:`write_outputs` writes ``file_name`` under: ``.partial-<pid>-<file_name>`` (the pid: two runs
-    into one folder never share a temporary), or where that is longer than ``limit`` bytes (a name the file system
-    takes, its temporary's not: the prefix adds 11 to 17 bytes) ``.partial-<pid>-<head>~<digest><extension>``, as much
-    of the name as fits, 16 hex digits of its SHA-256 (the set's names that share their head stay apart) and its
-    extension (which OpenCV reads)."""
-    whole = f"{PARTIAL_PREFIX}{os.getpid()}-{file_name}"
-    if len(os.fsencode(whole)) <= limit:
-        return whole
-    stem, extension = os.path.splitext(file_name)
-    tail = f"~{hashlib.sha256(os.fsencode(file_name)).hexdigest()[:16]}{extension}"
-    room = limit - len(os.fsencode(f"{PARTIAL_PREFIX}{os.getpid()}-{tail}"))
-    while stem and len(os.fsencode(stem)) > room:   # (whole characters: a UTF-8 one is never cut in two)
-        stem = stem[:-1]
-    return f"{PARTIAL_PREFIX}{os.getpid()}-{stem}{tail}"
+    into one folder never share a temporary), or where that is longer than ``limit`` bytes (the prefix adds 11 to 17
+    bytes) ``.partial-<pid>-<head>~<digest><extension>`` (:func:`dpt_ros.tools.temporary_name`: the extension kept,
+    which OpenCV reads)."""
+    return shared_temporary_name(f"{PARTIAL_PREFIX}{os.getpid()}-", file_name, limit=limit)
 
 
 def remove_stale_partials(out_dir: Path) -> tuple[int, int]:
@@ -328,10 +308,9 @@ def _write_error(out_dir: Path, e: OSError) -> str:
         return (f"{e.strerror}: a folder has that name (an earlier run's --out, or a folder put there): move or rename "
                 f"it, or give --out another folder")
     if e.errno == errno.ENAMETOOLONG:
-        length, limit = len(os.fsencode(os.path.basename(e.filename or ""))), name_max(out_dir)
-        if length > limit:
-            return (f"{e.strerror} ({length} bytes; the file system of {out_dir} takes names of {limit} bytes at "
-                    f"most): give the image a shorter file name")
+        too_long = name_too_long(out_dir, os.path.basename(e.filename or ""))
+        if too_long:
+            return f"{too_long}: give the image a shorter file name"
         return (f"{e.strerror} (the path, or its temporary's, is longer than the system takes): give --out a shorter "
                 f"folder path, or the image a shorter file name")
     if not os.path.isdir(out_dir):

@@ -8,9 +8,11 @@ Nothing is downloaded here (use a browser, curl or wget on another machine)::
         --variant dpt_large --to hf
 
 ``--convert`` writes DST whole or not at all (a temporary file in DST's folder, ``.<DST name>.partial-<pid>.tmp``,
-then renamed over DST), never over SRC itself nor a folder, and only into a folder that exists. A conversion
-killed outright (SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never
-one that a running conversion is writing: each holds a lock on its own) and says so.
+shortened to ``.<head>~<digest><extension>.partial-<pid>.tmp`` where that is longer than the file system takes,
+then renamed over DST), never over SRC itself nor a folder, and only into a folder that exists; a DST name longer
+than the file system takes is said, with its length and the limit, before SRC is read. A conversion killed
+outright (SIGKILL, a power cut) leaves its temporary; the next ``--convert`` to the same DST removes it (never one
+that a running conversion is writing: each holds a lock on its own) and says so.
 
 Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error, among them a FILE
 or SRC that names no checkpoint file (not there, a symbolic link to nothing, a folder without weights, a pipe):
@@ -29,7 +31,8 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
-from dpt_ros.tools import create_locked, remove_unheld
+from dpt_ros.tools import (create_locked, is_temporary, name_max, name_too_long, remove_unheld, shortened_tail,
+                           temporary_name)
 from dpt_ros.tools.options import program, write_out
 
 
@@ -160,6 +163,10 @@ def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> Non
             lines.append(f"zip CRC-32s: OK ({records} records hold the bytes torch.save wrote)")
 
 
+#: what --convert's temporaries end with, after DST's name (:func:`dpt_ros.tools.temporary_name`): any pid's
+_TEMPORARY_SUFFIX = r"\.partial-\d+\.tmp"
+
+
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix), fp32; a
     .safetensors file records the variant, which loading it as another variant refuses.
@@ -186,6 +193,9 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
         # (an OSError of the system's kind: reported as the destination's; no folders are made on a typo's word)
         raise FileNotFoundError(errno.ENOENT, f"the folder {target.parent} does not exist; create it first "
                                               f"(mkdir -p {target.parent}) or give a DST in an existing folder")
+    too_long = name_too_long(target.parent, target.name)
+    if too_long:   # (said before SRC is read; its temporary's name is shortened to fit, the file's own cannot be)
+        raise OSError(errno.ENAMETOOLONG, f"{too_long}: give DST a shorter file name", str(dst))
     if target.is_dir():   # (else found by the rename, after the whole conversion: "Is a directory")
         name = "model.safetensors" if to == "hf" else f"{variant}.pt"
         raise IsADirectoryError(errno.EISDIR, f"{dst} is a folder; give DST as a file name, e.g. {Path(dst) / name}")
@@ -199,11 +209,21 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     # a temporary file in the destination's folder, renamed over it once complete: an interrupted or failed write
     # (Ctrl-C, a full disk) leaves DST as it was, and no temporary behind (a destination it cannot write is an
     # OSError, reported as such); one that a conversion killed outright left (its lock gone with it) is removed first
-    removed, _ = remove_unheld(target.parent, lambda name: name.startswith(f".{target.name}.") and name.endswith(".tmp"),
-                               lambda name: not name.startswith(f".{target.name}.partial-"))
-    notice = (f"; removed {removed} temporary file(s) (.{target.name}.*.tmp) that a conversion killed while writing "
-              f"left in {target.parent}") if removed else ""
-    tmp = target.parent / f".{target.name}.partial-{os.getpid()}.tmp"
+    # (.<DST name>.partial-<pid>.tmp; shortened where DST's name fits the file system but that is too long)
+    suffix = f".partial-{os.getpid()}.tmp"
+    tmp = target.parent / temporary_name(".", target.name, suffix, name_max(target.parent))
+
+    def ours(name: str) -> bool:   # (an earlier version's, mkstemp's .<DST name>.<random>.tmp, took no lock)
+        return (name.startswith(f".{target.name}.") and name.endswith(".tmp")) or locked_kind(name)
+
+    def locked_kind(name: str) -> bool:
+        return is_temporary(name, target.name, r"\.", _TEMPORARY_SUFFIX)
+
+    removed, _ = remove_unheld(target.parent, ours, lambda name: not locked_kind(name))
+    shown = f".{target.name}.*.tmp" if tmp.name == f".{target.name}{suffix}" \
+        else f".*{shortened_tail(target.name)}.partial-*.tmp"
+    notice = (f"; removed {removed} temporary file(s) ({shown}) that a conversion killed while writing left in "
+              f"{target.parent}") if removed else ""
     fd = create_locked(tmp)   # (held until the rename: a conversion starting meanwhile leaves it alone)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -320,6 +320,57 @@ def test_a_killed_conversions_temporary_is_removed_by_the_next_one(tiny_file, tm
     assert len(read_state_dict(dst)) == 270
 
 
+def test_a_dst_whose_name_fits_is_converted_though_its_temporarys_name_would_not(tiny_file, tmp_path, capsys):
+    """A DST whose name fits the file system (5 bytes short of its limit) failed with "cannot write DST: File name too
+    long" after the whole conversion: its temporary, .<DST name>.partial-<pid>.tmp, is 15 to 21 bytes longer. Such a
+    temporary is now shortened to the limit (.<head>~<digest><extension>.partial-<pid>.tmp): DST is written and
+    nothing else, and one that a conversion killed outright left is removed by the next --convert to that DST, another
+    DST's shortened temporary kept."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    dst = tmp_path / ("w" * (limit - 8) + ".pt")
+    assert len(os.fsencode(dst.name)) == limit - 5
+    assert weights.main(["--convert", str(tiny_file), str(dst), "--variant", "dpt_tiny", "--to", "official"]) == 0, \
+        capsys.readouterr().err
+    assert capsys.readouterr().out == f"wrote {dst} (222 tensors, official names)\n"
+    assert [p.name for p in tmp_path.iterdir()] == [dst.name] and len(read_state_dict(dst)) == 222
+
+    from dpt_ros.tools import shortened_tail   # (after the conversion: what the old code's failure was)
+
+    killed = subprocess.Popen([sys.executable, "-c", _STALLED_CONVERT, str(tiny_file), str(dst)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert killed.stdout.readline() == "writing\n", "the stalled conversion did not start writing"
+    finally:
+        killed.kill()
+        killed.wait()
+    (left,) = {p.name for p in tmp_path.iterdir()} - {dst.name}
+    assert len(os.fsencode(left)) <= limit and left.startswith(".www") and \
+        left.endswith(f"{shortened_tail(dst.name)}.partial-{killed.pid}.tmp"), left
+    other = ".www" + shortened_tail("x" + dst.name[1:]) + ".partial-1.tmp"   # (another DST's: a digest of its own)
+    (tmp_path / other).write_bytes(b"x")
+    assert weights.main(["--convert", str(tiny_file), str(dst), "--variant", "dpt_tiny", "--to", "official"]) == 0
+    assert capsys.readouterr().out == (f"wrote {dst} (222 tensors, official names); removed 1 temporary file(s) "
+                                       f"(.*{shortened_tail(dst.name)}.partial-*.tmp) that a conversion killed while "
+                                       f"writing left in {tmp_path}\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([dst.name, other])
+
+
+def test_a_dst_name_too_long_for_the_file_system_is_said_with_its_length_before_src_is_read(tmp_path, capsys):
+    """A DST name longer than the file system takes was "File name too long" and no more: it is said with its length
+    and the limit, and what to do, before SRC is read (here no checkpoint at all: its refusal would come first were it
+    read); nothing is written."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    src = tmp_path / "not_a_checkpoint.pt"
+    src.write_bytes(b"not a checkpoint")
+    dst = tmp_path / ("w" * (limit - 2) + ".pt")
+    assert weights.main(["--convert", str(src), str(dst), "--variant", "dpt_tiny"]) == 1
+    err = capsys.readouterr().err
+    assert err == (f"FAILED: cannot write {dst}: File name too long ({limit + 1} bytes; the file system of "
+                   f"{os.path.realpath(tmp_path)} takes names of {limit} bytes at most): give DST a shorter file "
+                   "name\n"), err
+    assert [p.name for p in tmp_path.iterdir()] == [src.name]
+
+
 def test_bench_model_quick_json(capsys):
     rc = bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--json", "-"])
     assert rc == 0
