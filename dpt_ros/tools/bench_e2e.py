@@ -32,7 +32,8 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
-from dpt_ros.tools.options import E2E_WINDOW_MIN_S, add_domain_argument, amount, output_file, program  # noqa: E402
+from dpt_ros.tools.options import (E2E_WINDOW_MIN_S, add_depth_variant_argument, add_domain_argument,  # noqa: E402
+                                   amount, output_file, program)
 
 #: why --duration is at least E2E_WINDOW_MIN_S, in its refusal
 WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
@@ -48,18 +49,16 @@ def add_target_arguments(ap: argparse.ArgumentParser) -> None:
                     help="fp32 (the default), bf16; fp16 with a CUDA --device only")
 
 
-def add_model_arguments(ap: argparse.ArgumentParser, input_size: int, source_size: bool) -> None:
+def add_model_arguments(ap: argparse.ArgumentParser, tool: str, input_size: int, source_size: bool) -> None:
     """The model and frame options shared by the node benchmarks (this one and bench_node_stages). A value the node
     (or the camera) would refuse is a usage error, by the node's own checks (see :func:`check_model_arguments` for
-    the combinations). ``source_size``: whether --width / --height 0 is taken (bench_e2e's camera: the built-in
-    photographs' aspect, or their size) or refused by the tool (bench_node_stages makes its frames at that size);
-    the help says which."""
-    from dpt_ros.model import VARIANTS
+    the combinations). ``tool``: the tool's name, for --variant's refusal of a segmentation variant
+    (``options.add_depth_variant_argument``). ``source_size``: whether --width / --height 0 is taken (bench_e2e's
+    camera: the built-in photographs' aspect, or their size) or refused by the tool (bench_node_stages makes its frames
+    at that size); the help says which."""
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
-    ap.add_argument("--variant", default="dpt_tiny", metavar="VARIANT",
-                    choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
-                    help="depth variant (default dpt_tiny): %(choices)s")
+    add_depth_variant_argument(ap, tool, "dpt_tiny")
     ap.add_argument("--weights", default="random", type=parameter_option("depth.weights", "--weights"),
                     help="checkpoint file or 'random' (default random)")
     add_target_arguments(ap)
@@ -113,7 +112,7 @@ def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace)
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
-    add_model_arguments(ap, input_size=0, source_size=True)
+    add_model_arguments(ap, "bench_e2e", input_size=0, source_size=True)
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 
     ap.add_argument("--rate", type=camera_option("rate", "--rate"), default=30.0,

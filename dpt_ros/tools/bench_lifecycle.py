@@ -22,7 +22,7 @@ from dpt_ros.ros.params import parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
 from dpt_ros.tools.bench_e2e import add_target_arguments
 from dpt_ros.tools.bench_reliability import rss_mb
-from dpt_ros.tools.options import add_domain_argument, count, output_file, program
+from dpt_ros.tools.options import add_depth_variant_argument, add_domain_argument, count, output_file, program
 
 
 def _memory(device: str) -> dict:
@@ -67,12 +67,8 @@ def run(variant: str, input_size: int, device: str, precision: str, cycles: int,
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
-    from dpt_ros.model import VARIANTS
-
     # (a value the node would refuse is a usage error here, by the node's own checks)
-    ap.add_argument("--variant", default="dpt_hybrid", metavar="VARIANT",
-                    choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
-                    help="depth variant (default dpt_hybrid): %(choices)s")
+    add_depth_variant_argument(ap, "bench_lifecycle", "dpt_hybrid")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=384,
                     help="network size, a multiple of 32 (0 = the variant's own; default 384)")
     add_target_arguments(ap)

@@ -48,7 +48,7 @@ STAGE_WINDOW = 300
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
-    add_model_arguments(ap, input_size=64, source_size=False)
+    add_model_arguments(ap, "bench_node_stages", input_size=64, source_size=False)
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",
                                                            "bgra16", "mono8", "mono16"),

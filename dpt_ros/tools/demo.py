@@ -36,7 +36,7 @@ from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, 
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder
-from dpt_ros.tools.options import amount, count, output_folder, program
+from dpt_ros.tools.options import add_depth_variant_argument, amount, count, output_folder, program
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -118,10 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--frames", type=count("frames"), default=8, help="processed frames to collect, at least 1 "
                                                                       "(default 8)")
     ap.add_argument("--out", default="demo_out", type=output_folder, help="output folder (default demo_out)")
-    from dpt_ros.model import VARIANTS
-
-    ap.add_argument("--variant", default="dpt_hybrid", choices=sorted(n for n, v in VARIANTS.items() if v.task == "depth"),
-                    metavar="VARIANT", help="depth variant (default dpt_hybrid): %(choices)s")
+    add_depth_variant_argument(ap, "demo", "dpt_hybrid")
     from dpt_ros.ros.sample_camera import parameter_option as camera_option, source_option
 
     # (a value the node or the camera would refuse at its start is a usage error here, by their own checks)

@@ -132,6 +132,32 @@ def add_domain_argument(ap: argparse.ArgumentParser, default: int) -> None:
                     help=f"ROS domain, 0..{DOMAIN_MAX} (default: ROS_DOMAIN_ID, else {default})")
 
 
+def add_depth_variant_argument(ap: argparse.ArgumentParser, tool: str, default: str) -> None:
+    """``--variant`` of a tool that runs the node's depth model (demo, bench_e2e, bench_node_stages, bench_lifecycle):
+    a depth variant. A segmentation variant is refused saying so, where segmentation runs (predict, the node's
+    segmentation.variant / segmentation.weights) and, for a benchmark, that bench_model times its network; it was
+    argparse's bare "invalid choice: 'dpt_large_ade20k' (choose from ...)", as for a misspelling (still so). ``tool``:
+    the tool's name in that message (``bench_e2e``). bench_model's ``--variants`` takes every variant (it times the
+    network, a segmentation head too) and predict's ``--variant`` every variant (it writes either task's files)."""
+    from dpt_ros.model import VARIANTS   # (no ROS imports)
+
+    depth = sorted(n for n, v in VARIANTS.items() if v.task == "depth")
+
+    def convert(text: str) -> str:
+        if text in VARIANTS and VARIANTS[text].task == "segmentation":
+            timed = (f"; python -m dpt_ros.tools.bench_model --variants {text} times its network"
+                     if tool.startswith("bench_") else "")
+            raise argparse.ArgumentTypeError(
+                f"{text} is a segmentation variant; {tool} runs depth variants only (choose from {', '.join(depth)}); "
+                f"segmentation runs in predict (python -m dpt_ros.tools.predict --variant {text} ...) or in the node "
+                f"(segmentation.variant:={text} with segmentation.weights:=<file>, e.g. ros2 launch dpt_ros "
+                f"segmentation.launch.py variant:={text} weights:=<file>){timed}")
+        return text   # (a name of no variant: argparse's "invalid choice" with the choices)
+
+    ap.add_argument("--variant", default=default, metavar="VARIANT", type=convert, choices=depth,
+                    help=f"depth variant (default {default}): %(choices)s")
+
+
 def output_folder(text: str) -> str:
     """argparse's ``type`` for ``--out``, the folder a tool writes its files into (made where missing): an empty path,
     which ``Path`` takes for the working folder (the files landed there), is refused; what making or writing the

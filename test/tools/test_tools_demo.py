@@ -138,8 +138,12 @@ def test_a_node_that_cannot_start_ends_the_demo_with_its_reason_and_no_summary(t
 
 
 def test_demo_refuses_an_unknown_or_non_depth_variant_before_starting_anything(usage_error):
-    for bad in ("dpt_hybird", "dpt_large_ade20k"):
-        assert "dpt_hybrid_kitti" in usage_error(demo.parse_args, ["--variant", bad], f"invalid choice: '{bad}'").err
+    """(a segmentation variant's refusal, which says where segmentation runs: test_tools_program_names)"""
+    assert "dpt_hybrid_kitti" in usage_error(demo.parse_args, ["--variant", "dpt_hybird"],
+                                             "invalid choice: 'dpt_hybird'").err
+    assert "dpt_hybrid_kitti" in usage_error(demo.parse_args, ["--variant", "dpt_large_ade20k"],
+                                             "dpt_large_ade20k is a segmentation variant; demo runs depth variants "
+                                             "only").err
 
 
 def test_a_device_the_node_would_refuse_is_the_demos_usage_error_in_its_own_words(usage_error):

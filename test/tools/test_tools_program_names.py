@@ -45,7 +45,24 @@ def test_a_console_script_keeps_its_own_name():
 
 
 class _Parser(Exception):
-    """Raised in place of parsing, with the tool's parser (see the test below)."""
+    """Raised in place of parsing, with the tool's parser (:func:`_parser`)."""
+
+
+def _parser(tool: str, monkeypatch):
+    """The tool's module and its argparse parser, as its parse_args (or main) builds it, caught before it parses."""
+    import argparse
+    import importlib
+
+    module = importlib.import_module(f"dpt_ros.tools.{tool}")
+
+    def caught(self, *args, **kwargs):
+        raise _Parser(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(argparse.ArgumentParser, "parse_args", caught)
+        with pytest.raises(_Parser) as info:
+            (getattr(module, "parse_args", None) or module.main)([])
+    return module, info.value.args[0]
 
 
 def _said(value) -> str:
@@ -67,17 +84,8 @@ def test_every_option_with_a_default_says_it_in_help(tool, monkeypatch):
     option whose default is a value (not 'not given': None, False, '' or nothing) now names it in its help, as
     'default VALUE', 'default: ...' or 'VALUE (the default'."""
     import argparse
-    import importlib
 
-    module = importlib.import_module(f"dpt_ros.tools.{tool}")
-
-    def caught(self, *args, **kwargs):
-        raise _Parser(self)
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", caught)
-    with pytest.raises(_Parser) as info:
-        (getattr(module, "parse_args", None) or module.main)([])
-    parser = info.value.args[0]
+    _, parser = _parser(tool, monkeypatch)
     unsaid = []
     for action in parser._actions:
         default = action.default
@@ -89,3 +97,56 @@ def test_every_option_with_a_default_says_it_in_help(tool, monkeypatch):
                                               f"'{value}' (the default", "(default: ")):
             unsaid.append(f"{action.option_strings[-1]} (default {value}): {words!r}")
     assert unsaid == []
+
+
+
+#: the tools that run the node's depth model: their --variant takes depth variants only
+DEPTH_TOOLS = ("bench_e2e", "bench_lifecycle", "bench_node_stages", "demo")
+
+
+def test_the_depth_only_tools_are_those_whose_variant_takes_depth_variants_only(monkeypatch):
+    """Any other tool with a --variant takes every variant (predict writes either task's files, weights checks either
+    task's files; bench_model's --variants times either task's network)."""
+    from dpt_ros.model import VARIANTS
+
+    depth = sorted(n for n, v in VARIANTS.items() if v.task == "depth")
+    takes = {}
+    for tool in TOOLS:
+        _, parser = _parser(tool, monkeypatch)
+        for action in parser._actions:
+            if {"--variant", "--variants"} & set(action.option_strings):
+                takes[tool] = sorted(action.choices)
+    assert {tool for tool, names in takes.items() if names == depth} == set(DEPTH_TOOLS)
+    assert all(names == sorted(VARIANTS) for tool, names in takes.items() if tool not in DEPTH_TOOLS), takes
+    assert {"predict", "weights", "bench_model"} <= set(takes)
+
+
+@pytest.mark.parametrize("tool", DEPTH_TOOLS)
+def test_a_depth_tool_refuses_a_segmentation_variant_saying_so_and_where_segmentation_runs(tool, usage_error):
+    """--variant dpt_large_ade20k was argparse's bare "invalid choice: 'dpt_large_ade20k' (choose from ...)", as for a
+    misspelling, with no word of why a released variant is no choice nor where it runs: now it says it is a
+    segmentation variant, that the tool runs depth variants (which), and where segmentation runs (predict, the node's
+    segmentation parameters; for a benchmark, bench_model times its network). Exit status 2, before anything starts.
+    A name of no variant is still argparse's "invalid choice"."""
+    import importlib
+
+    from dpt_ros.model import VARIANTS
+
+    module = importlib.import_module(f"dpt_ros.tools.{tool}")
+    call = getattr(module, "parse_args", None) or module.main
+    depth = ", ".join(sorted(n for n, v in VARIANTS.items() if v.task == "depth"))
+    segmentation = sorted(n for n, v in VARIANTS.items() if v.task == "segmentation")
+    assert segmentation == ["dpt_hybrid_ade20k", "dpt_large_ade20k"]
+    for name in segmentation:
+        err = " ".join(usage_error(call, ["--variant", name]).err.split())
+        said = err[err.index("error: ") + len("error: "):]
+        assert said.startswith(f"argument --variant: {name} is a segmentation variant; {tool} runs depth variants only "
+                               f"(choose from {depth}); segmentation runs in predict (python -m dpt_ros.tools.predict "
+                               f"--variant {name} ...) or in the node (segmentation.variant:={name} with "
+                               f"segmentation.weights:=<file>, e.g. ros2 launch dpt_ros segmentation.launch.py "
+                               f"variant:={name} weights:=<file>)"), said
+        assert said.endswith(f"; python -m dpt_ros.tools.bench_model --variants {name} times its network")\
+            == tool.startswith("bench_"), said
+        assert "invalid choice" not in said
+    usage_error(call, ["--variant", "dpt_hybird"], "argument --variant: invalid choice: 'dpt_hybird' (choose from "
+                                                  "'dpt_base', 'dpt_hybrid', ")
