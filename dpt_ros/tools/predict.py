@@ -97,15 +97,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def image_files(items: list[str]) -> list[Path]:
-    """The files named, and the images in the folders named (sorted), in order."""
+def image_files(items: list[str]) -> list[tuple[Path, str]]:
+    """The files named, and the images in the folders named (sorted), in order, each with the name its lines give it:
+    a name as given (``photo/``, ``./a.png``: ``Path`` drops the slash and the ``./``, so a skipped ``photo/`` was said
+    as ``photo``), a folder's image as the folder's name given joined with the file's."""
     files = []
     for item in items:
         p = Path(item)
         if os.path.isdir(p):   # (False for a name it cannot look at, which read_image_file then names with why)
-            files += sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_FILE_EXTENSIONS)
+            files += [(f, os.path.join(item, f.name))
+                      for f in sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_FILE_EXTENSIONS)]
         else:
-            files.append(p)
+            files.append((p, item))
     return files
 
 
@@ -351,7 +354,8 @@ def _main(argv=None) -> int:
     # the images named are looked at before the model loads (seconds, or a minute for a large one on a CPU): a folder
     # without images, or only names that are no file or folder (a typo), is said at once, not after the load
     out_dir = Path(args.out)
-    files = image_files(args.images)
+    found = image_files(args.images)
+    files, shown = [path for path, _ in found], [said for _, said in found]
     if not files:
         print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
         return 2
@@ -385,11 +389,11 @@ def _main(argv=None) -> int:
         print(f"predict: removed {removed} temporary file(s) (.partial-*) that a run killed while writing left in "
               f"{out_dir} (the image it was writing got no results)", file=sys.stderr)
     failed = 0
-    for path, name in zip(files, names):
+    for path, said, name in zip(files, shown, names):
         try:
             rgb = pipeline.read_image_file(path)
         except ValueError as e:
-            print(f"predict: {path}: not readable as an image: {getattr(e, 'reason', e)}; skipped", file=sys.stderr)
+            print(f"predict: {said}: not readable as an image: {getattr(e, 'reason', e)}; skipped", file=sys.stderr)
             failed += 1
             continue
         t = time.perf_counter()
@@ -397,19 +401,19 @@ def _main(argv=None) -> int:
             with torch.inference_mode():
                 result = predict(engine, pre, rgb)
         except ValueError as e:   # an image this resize method cannot take (an extreme aspect ratio): the others go on
-            print(f"predict: {path}: {e}; skipped", file=sys.stderr)
+            print(f"predict: {said}: {e}; skipped", file=sys.stderr)
             failed += 1
             continue
         ms = (time.perf_counter() - t) * 1000.0
         try:
             written = write_outputs(out_dir, name, variant.name, rgb, result, args.absolute_depth)
         except OSError as e:   # (none of its files left: the next image may fit, e.g. after space was freed)
-            print(f"predict: {path}: cannot write {e.filename or out_dir}: {_write_error(out_dir, e)}; skipped",
+            print(f"predict: {said}: cannot write {e.filename or out_dir}: {_write_error(out_dir, e)}; skipped",
                   file=sys.stderr)
             failed += 1
             continue
         # images width x height, networks height x width (as input_size and the node's diagnostics): both said
-        print(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} (WxH), network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))} "
+        print(f"{said}: {rgb.shape[1]}x{rgb.shape[0]} (WxH), network {'x'.join(map(str, pre.input_size(*rgb.shape[:2])))} "
               f"(HxW), "
               f"{ms:.0f} ms -> {', '.join(p.name for p in written)}", flush=True)
     if engine.random_weights:

@@ -160,6 +160,20 @@ def test_no_images_to_run_is_said_before_the_model_loads(files, capsys, tmp_path
     assert "b.png: not readable as an image: no such file; skipped" in capsys.readouterr().err
 
 
+def test_each_line_names_an_input_as_it_was_given(files, capfd, tmp_path, monkeypatch):
+    """A name given is said as given: a missing folder given as photo/ (beside images that run) was 'predict: photo:
+    not readable as an image: no such file; skipped' and ./images/a.png was 'images/a.png' (Path drops the slash and
+    the ./), a name the user did not write. A folder's images are its name as given joined with theirs."""
+    monkeypatch.chdir(files)
+    out = tmp_path / "out"
+    assert predict.main(["photo/", "./images/a.png", "images/", "--variant", "dpt_tiny", "--weights", "tiny.pt",
+                         "--input-size", "64", "--out", str(out)]) == 1
+    captured = capfd.readouterr()
+    assert captured.err.splitlines() == ["predict: photo/: not readable as an image: no such file; skipped"]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == ["./images/a.png", "images/a.png",
+                                                                          "images/b.jpg"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
     # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32"), with
