@@ -1123,9 +1123,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
             why = params.clip(str(e) if isinstance(e, SubscriptionError)   # (its message says what to do)
                               else f"{type(e).__name__}: {e}")   # (an OSError quotes a path, which may be huge)
             if lost:
-                self.get_logger().error(f"setting {names} failed: {why}; refused")
-                self._say_unsubscribed(lost, f"setting {names} failed and was refused, and subscribing back to what "
-                                             f"the parameters say failed too")
+                setting = self._set_said({p.name: p.value for p in changed}, refused=True)
+                self.get_logger().error(f"{setting} failed: {why}; refused")
+                self._say_unsubscribed(lost, f"{setting} failed and was refused, and subscribing back to what the "
+                                             f"parameters say failed too")
                 return SetParametersResult(successful=False, reason=params.clip(
                     f"{names}: {why}; refused, and subscribing back to what the parameters say failed too: the node "
                     f"is not subscribed to {', '.join(self._lost_topics(lost))} (its log says what to do)"))
@@ -1285,15 +1286,17 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._diag_timer.reset()
         return SetParametersResult(successful=True)
 
-    def _set_said(self, changes: dict) -> str:
+    def _set_said(self, changes: dict, refused: bool = False) -> str:
         """A log line's words for the parameter set ``changes``: ``NAMES set`` for one a user made; for a failed model
         load's revert (:meth:`_model_failed`), which the user did not make, what the user had set and what the node
-        set back."""
+        set back. ``refused``: the words for the set as one that failed (``setting NAMES``, for "... failed")."""
         reverting = self._reverting
         if not reverting or set(reverting) != set(changes):
-            return f"{', '.join(changes)} set"
+            return f"setting {', '.join(changes)}" if refused else f"{', '.join(changes)} set"
         asked = ", ".join(f"{n}={_value_shown(a)}" for n, (a, _) in reverting.items())
         back = ", ".join(f"{n} back to {_value_shown(b)}" for n, (_, b) in reverting.items())
+        if refused:
+            return f"the node's setting {back} (the running model's: the model load of {asked} failed)"
         return f"the model load of {asked} failed (the next line says why), so the node set {back}, the running model's"
 
     def _track_calibration(self, current: Settings, new: Settings) -> None:

@@ -1360,3 +1360,52 @@ def test_a_failed_model_loads_revert_that_cannot_subscribe_back_says_what_the_us
         "the topic can be subscribed, any successful `ros2 param set` on this node subscribes it again (the value a "
         "parameter already holds will do), or restart the node"), again[1]
     assert get_params(harness, node, "depth.weights") == ["random"]
+
+
+def test_a_failed_model_loads_refused_revert_that_cannot_subscribe_back_says_what_the_user_set_and_the_node_tried(
+        harness, tmp_path, monkeypatch):
+    """As above, but the node's set back itself fails (raises: forced here through the node's own _request_models,
+    on the loader's thread alone, no real trigger found), so it is refused, and its subscribing back to what the
+    parameters say fails too. Its two lines said "setting depth.weights failed: ...; refused" and "setting
+    depth.weights failed and was refused, and subscribing back ... failed too": a set the user did not make (the user
+    set the file, whose set stands; the node tried to set random back). Now they say what the node tried to set back,
+    and what the user set, whose value the parameter keeps."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(**{"diagnostics.period": 60.0})
+    real_subscribe, real_request = node._subscribe, node._request_models
+
+    def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the tests above)
+        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw":
+            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
+        return real_subscribe(cam, name, on)
+
+    def request_models(s):   # (the set back, on the loader's thread: refused)
+        if threading.current_thread() is node._loader:
+            raise RuntimeError("the set back failed (injected)")
+        return real_request(s)
+
+    monkeypatch.setattr(node, "_subscribe", subscribe)
+    monkeypatch.setattr(node, "_request_models", request_models)
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
+    assert not refused.successful and node.cameras[0].unsubscribed, refused.reason
+    bad = tmp_path / "corrupt.pt"
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
+    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    wait_for(lambda: any(m.msg.startswith("could not set depth.weights back") for m in log), timeout=60,
+             what="the set back's refusal")
+    tried = (f"the node's setting depth.weights back to random (the running model's: the model load of "
+             f"depth.weights={bad} failed)")
+    failed = [m.msg for m in log if "failed: RuntimeError: the set back failed (injected)" in m.msg]
+    assert failed == [f"{tried} failed: RuntimeError: the set back failed (injected); refused"], failed
+    too = [m.msg for m in log if "failed and was refused, and subscribing back" in m.msg]
+    assert len(too) == 2, too   # the refused change's at the start, then the set back's
+    assert too[1] == (
+        f"{tried} failed and was refused, and subscribing back to what the parameters say failed too, so the node is "
+        "NOT subscribed to: camera /: /image (Failed to create subscription: rmw_create_subscription failed) (so no "
+        "frames of that camera are received); it is subscribed to: /camera_info (sensor_msgs/msg/CameraInfo). Once "
+        "the topic can be subscribed, any successful `ros2 param set` on this node subscribes it again (the value a "
+        "parameter already holds will do), or restart the node"), too[1]
+    assert get_params(harness, node, "depth.weights") == [str(bad)]   # (the user's set stands)
