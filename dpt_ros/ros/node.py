@@ -456,6 +456,9 @@ class _Camera:
     # subscription name -> why it is missing although the settings want it (subscribing it back after a refused
     # parameter change failed too): /diagnostics says so until a subscription of it is made
     unsubscribed: dict = field(default_factory=dict)
+    # subscription names that _switch is replacing: _subscribe makes the new one while the old one stays in subs, and
+    # puts the new one in its place (read and written by the thread that changes the subscriptions, no other)
+    replacing: set = field(default_factory=set)
     # the intrinsics of its last usable camera_info for the last output size: (key, Intrinsics, {frame_id: the
     # serialized depth/camera_info}); a camera sends the same calibration with every frame
     calibration_cache: Optional[tuple] = None
@@ -1515,7 +1518,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
         camera_info.url) or ``depth_reference`` (depth.align) topic, or unsubscribe it and forget what it
         brought."""
-        if on and name not in cam.subs:
+        if on and (name not in cam.subs or name in cam.replacing):
             topic = cam.topic(name)
             if name == "image":
                 topic = self._image_topic(cam)
@@ -1601,13 +1604,18 @@ class DptNode(NodeHealth, TopicChecks, Node):
         subscription on the new topic (``on``) is made before the old one goes, so the camera is never without one;
         refused (rcl: :class:`SubscriptionError`), the old one stays, with the references it brought, as the refused
         change leaves the settings."""
-        old = cam.subs.pop(name, None)
+        if not on:
+            self._subscribe(cam, name, False)
+            return
+        # the old one stays in cam.subs until the new one takes its place, under _lock (_subscribe): the worker
+        # (_await, _align) and /diagnostics, which read it, never find the camera without one meanwhile (rcl's
+        # create_subscription, not under the lock, may take a while, or be refused)
+        old = cam.subs.get(name)
+        cam.replacing.add(name)
         try:
-            self._subscribe(cam, name, on)
-        except Exception:
-            if old is not None:
-                cam.subs[name] = old
-            raise
+            self._subscribe(cam, name, True)
+        finally:
+            cam.replacing.discard(name)
         if old is not None:
             self._destroy_subscription(cam, name, old)
             if name == "image" and name in cam.subs:   # (the old one's last images, just received: not the new one's)

@@ -579,3 +579,38 @@ def test_subscribing_off_the_executor_writes_the_cameras_subscription_under_the_
     subscriber.join(30)
     assert (waiting, seen) == (True, (before, False))
     assert cam.image_since > before and cam.subs["image"].topic_name == "/image"
+
+
+def test_an_image_transport_switch_keeps_the_old_subscription_in_the_cameras_state_until_the_new_one_replaces_it(
+        harness, monkeypatch):
+    """_switch (image_transport, depth.align_transport) took the old subscription out of cam.subs before rcl's
+    create_subscription made the new one, outside _lock, and put it back without the lock when rcl refused: meanwhile
+    the worker (_await: "or topic not in cam.subs", under _lock, ends a frame's wait for its reference, and _align then
+    sends it out unaligned and uncounted as if depth.align had been set off) and /diagnostics (_Subscribed.of: "image"
+    in cam.subs, under _lock) found the camera without one. Now the old one stays until the new one takes its place,
+    under _lock. Here rcl's create_subscription is wrapped (it is still called) to look at the camera's image
+    subscription as those readers do, under _lock, at the moment the new one is being made: refused (a publisher of
+    Image on /image/compressed) and then made."""
+    from sensor_msgs.msg import Image
+
+    from dpt_ros.ros.testing import qos
+
+    node = harness.start_node()
+    cam = node.cameras[0]
+    seen, create = [], node.create_subscription
+
+    def create_subscription(msg_type, topic, *args, **kwargs):
+        with node._lock:   # (as /diagnostics and the worker read it)
+            seen.append((topic, cam.subs["image"].topic_name if "image" in cam.subs else None))
+        return create(msg_type, topic, *args, **kwargs)
+
+    monkeypatch.setattr(node, "create_subscription", create_subscription)
+    blocker = harness.probe.create_publisher(Image, "/image/compressed", qos())   # (rcl refuses CompressedImage there)
+    refused = set_params(harness, node, image_transport="compressed")[0]
+    assert not refused.successful and refused.reason.startswith(
+        "image_transport: cannot subscribe /image/compressed"), refused.reason
+    harness.probe.destroy_publisher(blocker)
+    assert set_params(harness, node, image_transport="compressed")[0].successful
+    assert seen == [("/image/compressed", "/image"), ("/image/compressed", "/image")], seen
+    assert cam.subs["image"].topic_name == "/image/compressed"
+    assert [s.topic_name for s in node.subscriptions if s.topic_name.startswith("/image")] == ["/image/compressed"]

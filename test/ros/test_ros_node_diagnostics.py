@@ -745,7 +745,8 @@ def test_frames_of_the_old_topic_finished_after_a_refused_change_whose_subscribi
         subscribe = node._subscribe
 
         def refusing_raw_image(cam, name, on):   # (image_transport raw again: the refusal's subscribing back)
-            if name == "image" and on and "image" not in cam.subs and node._settings["image_transport"] == "raw":
+            if name == "image" and on and ("image" not in cam.subs or "image" in cam.replacing) and \
+                    node._settings["image_transport"] == "raw":
                 raise SubscriptionError("cannot subscribe /image (injected)")
             subscribe(cam, name, on)
         monkeypatch.setattr(node, "_subscribe", refusing_raw_image)

@@ -1280,8 +1280,8 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
     real_subscribe, refusing = node._subscribe, [True]
 
     def subscribe(cam, name, on):
-        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw" and \
-                refusing[0]:
+        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
+                node.settings["image_transport"] == "raw" and refusing[0]:
             raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")   # (as rcl's RCLError)
         return real_subscribe(cam, name, on)
 
@@ -1337,7 +1337,8 @@ def test_a_failed_model_loads_revert_that_cannot_subscribe_back_says_what_the_us
     real_subscribe = node._subscribe
 
     def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the test above)
-        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw":
+        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
+                node.settings["image_transport"] == "raw":
             raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
         return real_subscribe(cam, name, on)
 
@@ -1377,7 +1378,8 @@ def test_a_failed_model_loads_refused_revert_that_cannot_subscribe_back_says_wha
     real_subscribe, real_request = node._subscribe, node._request_models
 
     def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the tests above)
-        if on and name == "image" and name not in cam.subs and node.settings["image_transport"] == "raw":
+        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
+                node.settings["image_transport"] == "raw":
             raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
         return real_subscribe(cam, name, on)
 
