@@ -2,13 +2,23 @@
 
 A test module that sets ``DOMAIN`` (and ``DOMAINS`` when it uses more than one) holds those ROS domains
 while its tests run (:func:`dpt_ros.ros.dds_env.domain_lock`): a second test run on the same machine
-(another checkout, a mutation run) waits for them instead of reading this run's topics."""
+(another checkout, a mutation run) waits for them instead of reading this run's topics.
+
+PyTorch runs one OpenMP thread in the tests and in the nodes and tools they start (which inherit the environment)
+unless OMP_NUM_THREADS is set already: CI's 2 cores are shared by the test process, a node's worker, its DDS threads
+and node subprocesses, and OpenMP's spin-waiting threads made forward passes up to 10x slower under that contention
+(a 64 px dpt_tiny forward: 42 ms on one thread, 600 ms on two; test/ros/test_ros_node_topics.py took 298-349 s
+instead of 101-107 s). Set here, before anything imports torch (its OpenMP reads it once). Tests of thread counts
+set the counts they need themselves."""
 import contextlib
+import os
 import sys
 
 import pytest
 
-from dpt_ros.ros.dds_env import domain_lock
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from dpt_ros.ros.dds_env import domain_lock  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

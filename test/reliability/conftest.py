@@ -1,9 +1,6 @@
 """Fixtures of the reliability tests: a real rclpy graph per test module (own ROS_DOMAIN_ID),
 the node in-process through ``dpt_ros.ros.testing.Harness`` or as a subprocess with ``--ros-args``.
-
-Torch runs one intra-op thread here: the CI machine has 2 cores shared by the DDS threads, the
-executor, the worker and the test's own publishers; OpenMP spin-waiting on 2 threads made the
-64 px dpt_tiny forward 10x slower under that contention (measured 42 ms vs 600 ms)."""
+(Torch runs one thread here, as in all the tests: test/conftest.py.)"""
 import os
 import threading
 
@@ -12,15 +9,11 @@ import pytest
 from dpt_ros.ros.dds_env import localhost_only
 
 os.environ.update(localhost_only())
-os.environ.setdefault("OMP_NUM_THREADS", "1")
 pytest.importorskip("rclpy")
 
-import torch  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
 
 from dpt_ros.ros.testing import Harness, qos  # noqa: E402
-
-torch.set_num_threads(1)
 
 
 @pytest.fixture

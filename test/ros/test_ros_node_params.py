@@ -900,12 +900,14 @@ def test_cpu_threads_caps_pytorch_and_opencv_and_0_restores_their_defaults(harne
 
     before = (torch.get_num_threads(), cv2.getNumThreads())
     try:
+        torch.set_num_threads(2)   # defaults other than 1 and 3 (the tests run PyTorch on one thread: test/conftest.py)
+        defaults = (2, before[1])
         node = harness.start_node(cpu_threads=1)
         out = harness.collector(Image, "inverse_depth")
         pub = harness.probe.create_publisher(Image, "image", qos("reliable"))
         wait_for(lambda: pub.get_subscription_count() > 0 and
                  node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
-        for i, (value, want) in enumerate(((1, (1, 1)), (3, (3, 3)), (0, before))):
+        for i, (value, want) in enumerate(((1, (1, 1)), (3, (3, 3)), (0, defaults))):
             if i:
                 assert set_params(harness, node, cpu_threads=value)[0].successful
             pub.publish(make_image(100 + i))
@@ -926,9 +928,8 @@ def test_cpu_threads_given_at_start_up_applies_before_the_models_warm_up_and_is_
     import cv2
 
     before = (torch.get_num_threads(), cv2.getNumThreads())
-    if before[0] < 2:
-        pytest.skip("one PyTorch thread here already")
     try:
+        torch.set_num_threads(2)   # a default above 1 (the tests run PyTorch on one thread: test/conftest.py)
         node = harness.start_node(cpu_threads=1)
         model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
         assert model["cpu_threads"] == "torch 1, opencv 1" and node.counts()[""].get("received", 0) == 0, model
