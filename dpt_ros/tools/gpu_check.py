@@ -102,16 +102,25 @@ GRACE_S = 30.0
 PYTEST_SHARE, PYTEST_MOST_S = 0.45, 260.0
 
 
-def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None) -> dict[str, Any]:
+def _pytest_threads() -> dict[str, str]:
+    """The pytest step's OMP_NUM_THREADS: the one gpu_check was given, else one per CPU of this machine. The test suite
+    runs PyTorch on one thread unless OMP_NUM_THREADS is set (test/conftest.py: CI's 2 busy cores), which on the GPU
+    machine (16 cores) would slow the CPU side of its GPU tests (CPU references, full-size parity) in a step whose
+    time is short already."""
+    return {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)}
+
+
+def _run(cmd: list[str], timeout: float, log: Callable[[str], None] | None,
+         env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``cmd`` in a process group of its own. Past ``timeout`` the whole group gets SIGINT (a benchmark then
     stops the node and camera processes it started), then SIGKILL 15 s later (at most ``GRACE_S`` in all). When
     the step has ended, however it ended, whatever is left of its group is killed: nothing it started outlives it
     (a node left running would hold GPU memory and publish into the next step's measurement). ``log``: given the
     step's command line and output, to write (:meth:`_OutFolder.log`); the output returned of a step that timed out
     has the KeyboardInterrupt tracebacks that SIGINT caused cut to a line each (:func:`_without_interrupt_tracebacks`),
-    the log all of it."""
+    the log all of it. ``env``: variables set for the step, over gpu_check's own environment."""
     t0 = time.monotonic()
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, **(env or {}), PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     p = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          errors="replace", start_new_session=True, preexec_fn=_sigint_default)
     try:
@@ -483,15 +492,16 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     small = args.rehearse and not cuda
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
     junit.unlink(missing_ok=True)   # (a run that times out before writing it must not show an earlier run's counts)
+    threads = _pytest_threads()
     r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *_test_paths(args.tests or "test"), "-q", "-p",
               "no:cacheprovider",
               "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
              # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then
              # stopped it at the first of the 15 ROS node tests (each starts a node and loads a model)
-             min(PYTEST_MOST_S, PYTEST_SHARE * left()), out.log("gpu_pytest.log"))
+             min(PYTEST_MOST_S, PYTEST_SHARE * left()), out.log("gpu_pytest.log"), threads)
     tail = (r["stdout"] + r["stderr"]).strip().splitlines()
     summary["pytest_gpu"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
-                             "limit_s": r["limit_s"],
+                             "limit_s": r["limit_s"], "omp_num_threads": int(threads["OMP_NUM_THREADS"]),
                              **_junit_summary(junit), "tail": tail[-15:]}
     if not cuda:
         summary["pytest_gpu"]["note"] = "no CUDA device: GPU tests skip"

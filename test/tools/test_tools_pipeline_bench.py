@@ -226,6 +226,7 @@ def test_gpu_check_rehearses_every_step_without_gpu(tmp_path):
     assert all("issue6_1080p_decode_pre_post_cloud_ms" in t for t in targets), targets   # the issues' figures so far
     assert summary["ok"] and p.returncode == 0, p.stderr[-3000:]
     assert summary["pytest_gpu"]["failures"] == 0 and summary["pytest_gpu"]["tests"] > 0
+    assert summary["pytest_gpu"]["omp_num_threads"] == 1   # (test/conftest.py's, which gpu_check was given: kept)
     assert summary["bench_pipeline"]["rc"] == 0 and summary["bench_pipeline"]["result"]["cpu"]
     from dpt_ros.tools.gpu_check import ROS_DOMAINS   # its ROS steps' domains, taken by the domain locks
 
@@ -294,7 +295,8 @@ def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     p = subprocess.run([sys.executable, "-m", "dpt_ros.tools.gpu_check", "--rehearse", "--budget", "100", "--tests",
                         "test/pipeline/test_pipeline_gpu.py", "--no-pipeline-bench", "--no-model", "--e2e-seconds", "0",
                         "--node-stages-profile", "0"],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "OUT": str(out)})
+                       capture_output=True, text=True, timeout=300,
+                       env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "OUT": str(out)})
     fs_type, mount = _file_system(out)
     said = (f"cannot write {out / full.removeprefix('.').removesuffix('.partial')}: the file system of {out} is full "
             f"(No space left on device; {fs_type} mounted at {mount}): free some space on it, or give OUT a path on "
@@ -303,8 +305,25 @@ def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     summary = json.loads(p.stdout)
     assert p.returncode == 1 and summary["out_error"] == said and summary["ok"], p.stdout[-3000:]
     assert summary["pytest_gpu"]["rc"] in (0, 5) and not summary["pytest_gpu"]["timed_out"]
+    # gpu_check given no OMP_NUM_THREADS: its tests run one thread per CPU, not test/conftest.py's one
+    assert summary["pytest_gpu"]["omp_num_threads"] == os.cpu_count()
     # nothing written there after the failed write: no summary (nor a partial one, after a failed log)
     assert not [f.name for f in out.iterdir() if "summary" in f.name]
+
+
+def test_gpu_check_steps_get_the_variables_given_them_over_its_own(monkeypatch):
+    """A step's ``env`` is set over gpu_check's environment; the pytest step's OMP_NUM_THREADS is the one gpu_check
+    was given, else the CPU count (test/conftest.py's one thread would slow a GPU machine's CPU references)."""
+    from dpt_ros.tools import gpu_check
+
+    code = "import os; print(os.environ['OMP_NUM_THREADS'], os.environ.get('DPT_ROS_KEPT'))"
+    monkeypatch.setenv("DPT_ROS_KEPT", "yes")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    r = gpu_check._run([sys.executable, "-c", code], 60.0, None, gpu_check._pytest_threads())
+    assert r["stdout"].split() == [str(os.cpu_count()), "yes"], r
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    r = gpu_check._run([sys.executable, "-c", code], 60.0, None, gpu_check._pytest_threads())
+    assert r["stdout"].split() == ["3", "yes"], r
 
 
 class _StepStarted(Exception):
