@@ -136,6 +136,11 @@ _OLD_STAMP_S = 10.0
 _CLOCK_CHECK_S = health._STALL_S
 
 
+#: what a failure a remap made says to do (a managed node's configure, one that no configure mends, ends with it)
+_REMAP_AT_START = ("remaps are set when the node's process starts (--ros-args -r, a launch file's remappings), so "
+                   "start it again with other ones")
+
+
 class StartupError(RuntimeError):
     """The node cannot start with the given parameters (message says which and what to do)."""
 
@@ -988,8 +993,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
             raise StartupError("invalid parameters: " + "; ".join(reasons))
         why = self._cameras_refused(s["cameras"]) or self._topics_refused(s)
         if why and self._MANAGED and why.endswith(topics.DROP_REMAP):   # (no configure can change a remap)
-            why += (": remaps are set when the node's process starts (--ros-args -r, a launch file's remappings), "
-                    "so start it again with other ones")
+            why += ": " + _REMAP_AT_START
         if why:
             raise StartupError(why)
         self._calibrations = [self._load_calibration(ns, s) for ns in s["cameras"]]   # before the (slow) model
@@ -3207,9 +3211,45 @@ class DptLifecycleNode(LifecycleNodeMixin, DptNode):
 
     _MANAGED = True
 
+    #: the names of rclpy's lifecycle services and topic (LifecycleNodeMixin's: rcl_lifecycle's state machine)
+    _LIFECYCLE_SERVICES = ("~/change_state", "~/get_state", "~/get_available_states", "~/get_available_transitions",
+                           "~/get_transition_graph")
+    _LIFECYCLE_TOPIC = "~/transition_event"
+
     def __init__(self, node_name: str = "dpt_node", **kwargs) -> None:
-        DptNode.__init__(self, node_name, **kwargs)
-        LifecycleNodeMixin.__init__(self)
+        DptNode.__init__(self, node_name, **kwargs)   # (LifecycleNodeMixin's part: in _start)
+
+    def _start(self) -> None:
+        """:meth:`DptNode._start`, then rclpy's lifecycle part (the state machine, its services and transition_event
+        publisher), inside the constructor's failure path: a failure there (a remap that puts two of its services of
+        different types on one name: RCLError "Failed to create lifecycle state machine") is a failed start as one
+        of DptNode's, said under the node's name (as remapped) and the half-built node destroyed. Before, it came
+        after the constructor: ``main`` said it under ``[dpt_node]`` (so it never reached /rosout) and left the node
+        to the garbage collector. Where a remap renamed one of them, the start's error says which, exit status 2."""
+        super()._start()
+        try:
+            LifecycleNodeMixin.__init__(self)
+        except RuntimeError as e:   # (rclpy's RCLError)
+            remaps = self._lifecycle_remaps()
+            if not remaps:
+                raise
+            raise StartupError(
+                f"the lifecycle services could not be created with the remap(s) {', '.join(remaps)} "
+                f"({type(e).__name__}: {e}); each lifecycle service needs a name of its own{topics.DROP_REMAP}: "
+                f"{_REMAP_AT_START}") from e
+
+    def _lifecycle_remaps(self) -> list[str]:
+        """``NAME:=RESOLVED`` of each of rclpy's lifecycle services and topic that a remap renamed."""
+        found = []
+        for name in (*self._LIFECYCLE_SERVICES, self._LIFECYCLE_TOPIC):
+            resolve = self.resolve_topic_name if name == self._LIFECYCLE_TOPIC else self.resolve_service_name
+            try:
+                to = resolve(name)
+                if to != resolve(name, only_expand=True):
+                    found.append(f"{name}:={to}")
+            except Exception:  # noqa: BLE001 - an unresolvable name: rclpy's error is the one said
+                pass
+        return found
 
     def destroy_node(self, timeout: float = 10.0) -> None:
         """As :meth:`DptNode.destroy_node`, and the lifecycle state machine too: rclpy's lifecycle mixin leaves it (its

@@ -562,8 +562,8 @@ def test_a_node_that_cannot_start_leaves_the_graph_and_the_rosout_of_its_name_to
         Parameter("depth.variant", value="dpt_tiny"), Parameter("depth.weights", value=str(tmp_path / "no.pt"))], check)
 
 
-def _a_failed_start_leaves_nothing_behind(harness, cls, overrides, check) -> None:
-    """``cls`` with ``overrides`` raises StartupError (``check`` called with it) naming the node's logger; the failed
+def _a_failed_start_leaves_nothing_behind(harness, cls, overrides, check, cli_args=None) -> None:
+    """``cls`` with ``overrides`` (and ``cli_args``) raises StartupError (``check`` called with it) naming the node's logger; the failed
     node is gone from the graph, and a new node of its name's lines reach /rosout before and after the failed object
     is collected."""
     import gc
@@ -575,7 +575,7 @@ def _a_failed_start_leaves_nothing_behind(harness, cls, overrides, check) -> Non
 
     log = harness.collector(Log, "/rosout")
     with pytest.raises(StartupError) as info:
-        cls(context=harness.context, parameter_overrides=overrides)
+        cls(context=harness.context, parameter_overrides=overrides, cli_args=cli_args)
     check(info.value)
     assert info.value.logger_name == "dpt_node"
     wait_for(lambda: "dpt_node" not in harness.probe.get_node_names(), what="the failed node to leave the graph")
@@ -605,6 +605,26 @@ def test_a_value_rclpys_node_constructor_refuses_is_said_and_leaves_nothing_half
 
     _a_failed_start_leaves_nothing_behind(harness, DptLifecycleNode if managed else DptNode,
                                           [Parameter("use_sim_time", value=1)], check)
+
+
+def test_a_lifecycle_remap_rclpys_state_machine_refuses_is_said_and_leaves_nothing_half_built(harness):
+    """A remap that puts two of rclpy's lifecycle services, of different types, on one name: LifecycleNodeMixin's
+    constructor, after DptNode's, raised RCLError "Failed to create lifecycle state machine" with the node built and
+    left to the garbage collector (in the graph; once collected, taking the /rosout publisher of a newer node of its
+    name with it), never said under the node's name (main: under [dpt_node]). Now it is a failed start of the node's
+    constructor: the StartupError names the remap and what to do, and the node is destroyed before it is raised."""
+    from dpt_ros.ros.node import DptLifecycleNode
+
+    def check(error):
+        assert str(error).startswith(
+            "the lifecycle services could not be created with the remap(s) ~/change_state:=/dpt_node/get_state "
+            "(RCLError: Failed to create lifecycle state machine"), str(error)
+        assert str(error).endswith("each lifecycle service needs a name of its own (or drop the remap): remaps are "
+                                   "set when the node's process starts (--ros-args -r, a launch file's remappings), "
+                                   "so start it again with other ones"), str(error)
+
+    _a_failed_start_leaves_nothing_behind(harness, DptLifecycleNode, [], check,
+                                          cli_args=["--ros-args", "-r", "~/change_state:=~/get_state"])
 
 
 def test_a_node_that_fails_after_its_worker_started_stops_its_threads_and_leaves_the_graph(harness):

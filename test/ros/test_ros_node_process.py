@@ -294,6 +294,9 @@ def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_pa
     assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
 
+_LIFECYCLE_REMAP = ("-r", "~/change_state:=~/get_state")
+_LIFECYCLE_COLLIDE = ("the lifecycle services could not be created with the remap(s) "
+                      "~/change_state:=/dpt_proc/get_state (RCLError: Failed to create lifecycle state machine")
 _WRITE_FAILED = "failed too: writing it to stderr raised OSError: [Errno 28] No space left on device; "
 _START_FAILED_TOO = f"saying why the start failed {_WRITE_FAILED}the start's error: "
 
@@ -305,10 +308,9 @@ _START_FAILED_TOO = f"saying why the start failed {_WRITE_FAILED}the start's err
     ("dpt_node", ("-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"),
      "depth.weights: file '/nonexistent/no.pt' not found", 2,
      _START_FAILED_TOO + "StartupError: depth.weights: file '/nonexistent/no.pt' not found"),
-    # rclpy's lifecycle services, made after the node's constructor: two of different types on one name (a remap)
-    ("dpt_lifecycle_node", ("-r", "~/change_state:=~/get_state"),
-     "cannot start: RCLError: Failed to create lifecycle state machine", 1,
-     _START_FAILED_TOO + "RCLError: Failed to create lifecycle state machine"),
+    # rclpy's lifecycle services (their part of the constructor): two of different types on one name (a remap)
+    ("dpt_lifecycle_node", _LIFECYCLE_REMAP, _LIFECYCLE_COLLIDE, 2,
+     _START_FAILED_TOO + "StartupError: " + _LIFECYCLE_COLLIDE),
     ("after-start", (*FAST_ARGS, "-p", "diagnostics.period:=0.2"),
      "stopped: RuntimeError: injected fault, after the node had started", 1,
      f"saying why the node stopped {_WRITE_FAILED}the stop's error: RuntimeError: injected fault")],
@@ -319,11 +321,12 @@ def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reas
     stderr fails with OSError. For a start that failed in the node's constructor that error replaced the start's: a
     second FATAL line "cannot start: OSError: [Errno 28] No space left on device" and exit status 1. Now the start's
     failure stays the one reported (exit status 2, its FATAL line alone), and the write's error follows it at ERROR
-    (in the log file). lifecycle-services-collide: a start that failed after the constructor (rclpy's lifecycle
-    services), whose reason main says itself; after-start: a failure once the node had started (FAILS_AFTER_START's
-    fault injection). The plain line's OSError of each left main in place of its exit status 1 (the process then
-    ended through the uncaught exception, not run's exit): exit status 1 from main, its FATAL line alone, the OSError
-    at ERROR after it."""
+    (in the log file). lifecycle-services-collide: a start that failed in rclpy's lifecycle part of the constructor
+    (its services), now as one in ours (it was main's to say, under [dpt_node], exit status 1:
+    test_a_lifecycle_remap_that_collides_is_a_failed_start_under_the_nodes_name); after-start: a failure once the
+    node had started (FAILS_AFTER_START's fault injection), whose plain line's OSError left main in place of its exit
+    status 1 (the process then ended through the uncaught exception, not run's exit): exit status 1 from main, its
+    FATAL line alone, the OSError at ERROR after it."""
     head = ["-c", FAILS_AFTER_START.replace("ERROR", "RuntimeError('injected fault')")] if program == "after-start" \
         else ["-c", "import sys; " + console_script(program)]
     cmd = [sys.executable, *head, "--ros-args", "--disable-stdout-logs", "-r", "__node:=dpt_proc", *args]
@@ -333,11 +336,30 @@ def test_a_failure_whose_reason_cannot_be_written_keeps_its_exit_status_and_reas
     lines = [line for f in tmp_path.glob("*.log") for line in f.read_text().splitlines()]
     text = "\n".join(lines)
     assert res.returncode == status, text
-    # (the lifecycle services' failure, out of rclpy's part of the constructor, is said under the default name)
-    name = "dpt_node" if program == "dpt_lifecycle_node" else "dpt_proc"
     fatal = [line for line in lines if "[FATAL]" in line]
-    assert len(fatal) == 1 and f"[{name}]: {said}" in fatal[0], text
-    assert any("[ERROR]" in line and f"[{name}]: {error}" in line for line in lines), text
+    assert len(fatal) == 1 and f"[dpt_proc]: {said}" in fatal[0], text
+    assert any("[ERROR]" in line and f"[dpt_proc]: {error}" in line for line in lines), text
+
+
+def test_a_lifecycle_remap_that_collides_is_a_failed_start_under_the_nodes_name():
+    """dpt_lifecycle_node with a remap that puts two of rclpy's lifecycle services, of different types, on one name:
+    rclpy's RCLError "Failed to create lifecycle state machine" came out of LifecycleNodeMixin's constructor, after
+    DptNode's, so main said it itself: under [dpt_node], not the node's (remapped) name, whose /rosout publisher the
+    line therefore never reached, without what to do, exit status 1, and the half-built node was never destroyed. Now
+    it fails inside the node's constructor: one FATAL line under the node's name saying which remap and what to do,
+    the node taken down (nothing failed doing so), exit status 2 as for any start a bad --ros-args fails."""
+    cmd = [sys.executable, "-c", "import sys; " + console_script("dpt_lifecycle_node"), "--ros-args", "-r",
+           "__node:=dpt_proc", *_LIFECYCLE_REMAP]
+    res = subprocess.run(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         timeout=120)
+    fatal = [line for line in res.stdout.splitlines() if "[FATAL]" in line]
+    assert res.returncode == 2 and len(fatal) == 1, res.stdout
+    assert f"[dpt_proc]: {_LIFECYCLE_COLLIDE}" in fatal[0], res.stdout
+    assert fatal[0].endswith("); each lifecycle service needs a name of its own (or drop the remap): remaps are set "
+                             "when the node's process starts (--ros-args -r, a launch file's remappings), so start "
+                             "it again with other ones"), res.stdout
+    assert "[dpt_node]" not in res.stdout and "taking down" not in res.stdout and "Traceback" not in res.stdout, \
+        res.stdout
 
 
 def test_help_and_arguments_that_are_not_ros_arguments():
