@@ -31,8 +31,30 @@ def _import(module: str, code: int = 0, said: str = "") -> ModuleType:
         if cause is None:
             raise
         if said:
-            print(said, file=sys.stderr)
+            stderr_line(said)
         sys.exit(code)
+
+
+def stderr_line(line: str) -> None:
+    """``line`` on stderr; nothing where the process has none: started with it closed (``2>&-``), Python's
+    ``sys.stderr`` is None, and ``print(line, file=None)`` wrote the line on stdout, which a user may read as data."""
+    if sys.stderr is not None:
+        print(line, file=sys.stderr)
+
+
+def hold_closed_stderr() -> bool:
+    """Where the process started with stderr closed (``2>&-``): /dev/null opened on its descriptor 2, and True.
+    Before, the next file opened took descriptor 2 (the ROS log file, which rclpy.init opens), so what C code writes
+    to stderr went into it: rcutils' console logger wrote every log line into the log file a second time."""
+    try:
+        os.fstat(2)
+        return False
+    except OSError:
+        pass
+    fd = os.open(os.devnull, os.O_WRONLY)
+    if fd != 2:   # (another thread opened a file in between, which has descriptor 2 now: leave it)
+        os.close(fd)
+    return True
 
 
 def ros_init_failure(program: str, error: BaseException) -> str:
@@ -83,13 +105,13 @@ def init_ros(program: str, args: "list[str] | None") -> "int | None":
 
     why = env_domain_problem()
     if why:
-        print(f"{program}: {why}", file=sys.stderr)
+        stderr_line(f"{program}: {why}")
         return 2
     shm_warning = shm_shortage()
     try:
         rclpy.init(args=args)
     except Exception as e:  # noqa: BLE001 - malformed --ros-args, SROS2 Enforce without the enclave's keys, ...
-        print(ros_init_failure(program, e), file=sys.stderr)
+        stderr_line(ros_init_failure(program, e))
         return 2
     if shm_warning:
         rclpy.logging.get_logger(program).warning(shm_warning)

@@ -56,7 +56,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import CheckpointError, resolve_weights_path
 from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, health, params, topics
-from dpt_ros.ros.console import init_ros
+from dpt_ros.ros.console import hold_closed_stderr, init_ros, stderr_line
 from dpt_ros.ros.health import _STUCK_S, NodeHealth
 from dpt_ros.ros.topic_checks import _qos_hint, _remap_example, TopicChecks
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
@@ -3683,9 +3683,9 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         print(_USAGE.format(program=program, managed=_MANAGED_USAGE if managed else ""))
         return 0
     if rest:
-        print(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments only; "
-              f"parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
-              f"(--help: the main ones)", file=sys.stderr)
+        stderr_line(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments "
+                    f"only; parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "
+                    f"(--help: the main ones)")
         return 2
     # SIGTERM (systemd, docker stop, ros2 launch 5 s after its SIGINT) stops the node as Ctrl-C does: rclpy.init's
     # handler shuts the context down, then calls the handler it found, this one, which interrupts the main thread
@@ -3734,7 +3734,8 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
 
     def say(name: str, message: str, error: BaseException, stage: str) -> None:
         """``message`` at FATAL under logger ``name`` (console, log file, /rosout) and, where the console logger is
-        off, as a plain line on stderr. A plain line that cannot be written (stderr on a full disk, a closed pipe) is
+        off, as a plain line on stderr (none where the process has no stderr, ``2>&-``: it went onto stdout, which a
+        user may pipe as data; the FATAL line is in the log file and on /rosout). A plain line that cannot be written (stderr on a full disk, a closed pipe) is
         said at ERROR after the FATAL one, with ``error``, the failure of the ``stage`` (``"start"``, ``"stop"``):
         before, its OSError left ``main`` in place of the exit status (:func:`_call_on_failure` caught it for a start
         that failed in the node's constructor, not for one that failed after it or for a stop)."""
@@ -3743,7 +3744,7 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         if stdout_logs:
             return
         try:
-            print(f"{name}: {message}", file=sys.stderr)
+            stderr_line(f"{name}: {message}")
         except OSError as err:
             logger.error(f"saying why the {'node stopped' if stage == 'stop' else 'start failed'} failed too: writing "
                          f"it to stderr raised {type(err).__name__}: {err}; the {stage}'s error: "
@@ -3837,14 +3838,19 @@ def run(managed: bool = False) -> None:
     without the interpreter's finalisation. Tearing torch down there takes 1-2 s on a 2-core machine
     (``python -c "import torch"`` alone: 1.0 s after its last statement), which made every Ctrl-C exit wait
     for it; the node itself has already stopped its worker and shut its context down by then."""
-    faulthandler.enable()   # a crash in native code (rcl, DDS, CUDA) prints every thread's Python stack
+    hold_closed_stderr()   # (started with 2>&-: see there)
+    # a crash in native code (rcl, DDS, CUDA) prints every thread's Python stack; without a stderr (2>&-: sys.stderr
+    # None) faulthandler.enable raised RuntimeError, and the process ended there, exit status 1, without a word
+    if sys.stderr is not None:
+        faulthandler.enable()
     try:
         code = main(managed=managed, exiting=True)
     except KeyboardInterrupt:   # a second signal in the instant before main's stop began to ignore it
         code = 0
     atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        if stream is not None:   # (None: the process started with it closed)
+            stream.flush()
     os._exit(code)
 
 

@@ -362,6 +362,31 @@ def test_a_lifecycle_remap_that_collides_is_a_failed_start_under_the_nodes_name(
         res.stdout
 
 
+def test_a_start_failure_with_stderr_closed_is_in_the_log_file_once_and_never_on_stdout(tmp_path):
+    """dpt_node started with stderr closed (2>&-, as some service managers and daemons start a process), missing
+    weights: Python's sys.stderr is None, so run's faulthandler.enable() raised RuntimeError, and the process ended,
+    exit status 1, without a word anywhere. Past that, main's plain line (--disable-stdout-logs) went onto stdout
+    (print to sys.stderr None is print to stdout), which a user may pipe as data, and the ROS log file, the first
+    file opened, took descriptor 2, so the console logger wrote every line into it a second time. Now: exit status 2,
+    nothing on stdout, the FATAL line once in the log file, with the console logger on or off."""
+    import shlex
+
+    def one(case):
+        extra, logs = case
+        cmd = [sys.executable, "-c", "import sys; " + console_script("dpt_node"), "--ros-args", *extra, "-r",
+               "__node:=dpt_proc", "-p", "depth.variant:=dpt_hybrid", "-p", "depth.weights:=/nonexistent/no.pt"]
+        res = subprocess.run(["bash", "-c", f"exec {shlex.join(cmd)} 2>&-"], cwd=ROOT,
+                             env=dict(_env(), ROS_LOG_DIR=str(logs)), stdout=subprocess.PIPE, text=True, timeout=120)
+        return res.returncode, res.stdout, "\n".join(f.read_text() for f in logs.glob("*.log"))
+
+    cases = [(extra, tmp_path / name) for extra, name in ((["--disable-stdout-logs"], "plain"), ([], "console"))]
+    for (extra, _), (code, out, log) in zip(cases, concurrently(one, cases)):
+        fatal = [line for line in log.splitlines() if "[FATAL]" in line]
+        assert (code, out) == (2, ""), (extra, code, out, log)
+        assert len(fatal) == 1 and "[dpt_proc]: depth.weights: file '/nonexistent/no.pt' not found" in fatal[0], \
+            (extra, log)
+
+
 def test_help_and_arguments_that_are_not_ros_arguments():
     """--help prints a usage with the main parameters and exits 0 without starting anything; any other argument that
     is not a ROS argument (a parameter given without --ros-args -p) is refused with the way to give it, exit 2."""
