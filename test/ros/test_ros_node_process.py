@@ -7,7 +7,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -19,8 +18,8 @@ from rcl_interfaces.srv import GetParameters, ListParameters, SetParameters
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, console_script, frame_through, held_console_script, killed_at_end,
-                                  make_image, qos, set_params, signalled_at, wait_for)
+from dpt_ros.ros.testing import (AS_IN_A_TERMINAL, concurrently, console_script, frame_through, held_console_script,
+                                 killed_at_end, make_image, qos, set_params, signalled_at, wait_for)
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools.bench_reliability import LineReader, SHUTDOWN_LIMIT_S, start_node, stop_node
 
@@ -38,15 +37,6 @@ def _env():
 def start(*ros_args, name="dpt_proc"):
     cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-r", f"__node:={name}", *ros_args]
     return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def concurrently(fn, cases, workers=4):
-    """``fn(case)`` for each case, ``workers`` at a time, the results in the cases' order. For cases that each start a
-    process and read how it ended (each its own process: its exit status and output are its alone): such a start is
-    mostly Python's start and imports, which one after another made up most of a test's time (the 16 starts of
-    test_out_of_range_or_mistyped_... took 35 s of CI's)."""
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, cases))
 
 
 def exits(*cases, timeout=60.0):
@@ -192,12 +182,12 @@ def test_a_params_file_that_is_not_there_is_said_to_be_missing(tmp_path):
     """rcl says of a --params-file that does not exist only "Error opening YAML file, at .../parser.c:271" (e.g. the
     README's config/depth.yaml from another directory): the node's line says which file is missing, and from where a
     relative path was looked for; a folder is said to be one."""
-    for given, said in ((str(tmp_path / "nope.yaml"), "no such file (a relative path is from the current directory, "
-                                                      f"{ROOT})"),
-                        ("config/nope.yaml", f"no such file (a relative path is from the current directory, {ROOT})"),
-                        (str(tmp_path), "it is a directory, not a file")):
-        proc = start("--params-file", given)
-        code, log = proc.wait(timeout=60), proc.stdout.read()
+    cases = ((str(tmp_path / "nope.yaml"), f"no such file (a relative path is from the current directory, {ROOT})"),
+             ("config/nope.yaml", f"no such file (a relative path is from the current directory, {ROOT})"),
+             (str(tmp_path), "it is a directory, not a file"))
+    # (the starts some at a time, :func:`exits`: each case checked against its own process's exit status and output)
+    for (given, said), (code, log) in zip(cases, exits(*[("--params-file", given) for given, _ in cases]),
+                                          strict=True):
         assert code == 2, log
         assert f"dpt_node: cannot initialise ROS 2: parameters file {given!r}: {said} [rcl: " in log, log
 
@@ -495,14 +485,14 @@ def test_a_weights_file_it_may_not_read_exits_2_with_the_reason(monkeypatch, cap
 
 
 def test_invalid_startup_parameters_exit_with_reason():
-    for args, needle in ((("-p", "depth.min:=5.0", "-p", "depth.max:=1.0"), "depth.min (5) must be below depth.max (1)"),
-                         (("-p", "cameras:=[]"), "cameras must list at least one namespace"),   # rcl: an unset value
-                         (("-p", "cameras:=[cam/]"), "no trailing '/'"),
-                         # a namespace that leaves its topics no room in rcl's name limit: a parameter, not exit 1
-                         # with rcl's "failed to resolve name" once the model had loaded
-                         (("-p", f"cameras:=[{'c' * 215}]"), "cannot be served: its topic")):
-        proc = start(*FAST_ARGS, *args)
-        code, log = proc.wait(timeout=60), proc.stdout.read()
+    cases = ((("-p", "depth.min:=5.0", "-p", "depth.max:=1.0"), "depth.min (5) must be below depth.max (1)"),
+             (("-p", "cameras:=[]"), "cameras must list at least one namespace"),   # rcl: an unset value
+             (("-p", "cameras:=[cam/]"), "no trailing '/'"),
+             # a namespace that leaves its topics no room in rcl's name limit: a parameter, not exit 1
+             # with rcl's "failed to resolve name" once the model had loaded
+             (("-p", f"cameras:=[{'c' * 215}]"), "cannot be served: its topic"))
+    # (the starts some at a time, :func:`exits`: each case checked against its own process's exit status and output)
+    for (args, needle), (code, log) in zip(cases, exits(*[(*FAST_ARGS, *args) for args, _ in cases]), strict=True):
         assert code == 2 and needle in log, log
 
 

@@ -15,10 +15,17 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from dpt_ros import pipeline
 from dpt_ros.ros import conversions, sample_camera
 from dpt_ros.ros.dds_env import localhost_only
-from dpt_ros.ros.testing import wait_for
+from dpt_ros.ros.testing import concurrently, wait_for
 
 DOMAIN = 44
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(cmd):
+    """``cmd`` run to its end on this module's domain: its exit status, stdout and stderr apart."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 
 def test_builtin_frames_are_photographs():
@@ -306,36 +313,36 @@ def test_a_folder_named_like_builtin_is_read_afresh_not_kept_frame_by_frame(harn
 
 
 def test_executable_stops_after_count_and_rejects_bad_encoding(tmp_path):
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "rate:=100.0", "-p", "count:=3"]
-    r = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    rate_file, encoding_file = tmp_path / "rate.yaml", tmp_path / "encoding.yaml"   # (a file each: run at one time)
+    rate_file.write_text("sample_camera:\n  ros__parameters:\n    rate: 30\n")
+    encoding_file.write_text("sample_camera:\n  ros__parameters:\n    encoding: 1\n")
+    # (the eight processes started some at a time, each checked on its own below, in this order)
+    three, one, yuv9, rate_p, rate_in_file, encoding_p, encoding_in_file, fov = concurrently(_run, [
+        cmd, cmd[:-1] + ["count:=1"], cmd + ["-p", "encoding:=yuv9"], cmd[:-2] + ["-p", "rate:=30"],
+        cmd[:-4] + ["-p", "count:=1", "--params-file", str(rate_file)], cmd + ["-p", "encoding:=1"],
+        cmd[:-4] + ["-p", "count:=1", "--params-file", str(encoding_file)], cmd + ["-p", "fov_deg:=200.0"]])
+    r = three
     assert r.returncode == 0 and "done after 3 frames" in r.stderr + r.stdout
-    one = subprocess.run(cmd[:-1] + ["count:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert one.returncode == 0 and re.search(r"done after 1 frame$", one.stderr + one.stdout, re.M), one.stderr
-    r = subprocess.run(cmd + ["-p", "encoding:=yuv9"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = yuv9
     assert r.returncode == 2 and "yuv9" in r.stderr
     # a whole number for a double parameter: refused with the way to write it (as the node says it)
     # in the form it was given: a -p rule as one (it said YAML's 'rate: 30.0' to `-p rate:=30` too), a file's as YAML
-    r = subprocess.run(cmd[:-2] + ["-p", "rate:=30"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = rate_p
     assert r.returncode == 2 and r.stderr.endswith("write it with a decimal point, -p rate:=30.0)\n"), r.stderr
-    yaml_file = tmp_path / "camera.yaml"
-    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    rate: 30\n")
-    r = subprocess.run(cmd[:-4] + ["-p", "count:=1", "--params-file", str(yaml_file)], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = rate_in_file
     assert r.returncode == 2 and r.stderr.endswith("write it with a decimal point, rate: 30.0)\n"), r.stderr
     # a number for a string: how to write one (rclpy's words without the name it repeats at their end)
-    r = subprocess.run(cmd + ["-p", "encoding:=1"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = encoding_p
     assert r.returncode == 2 and r.stderr.endswith(
         "of type 'INTEGER', expecting type 'STRING' (a string: e.g. -p encoding:=rgb8; one that YAML reads as a number "
         "or bool is quoted: -p encoding:=\"'1'\")\n"), r.stderr
     # in the form it was given too: a parameters file's line (it said the name:=value form for both)
-    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    encoding: 1\n")
-    r = subprocess.run(cmd[:-4] + ["-p", "count:=1", "--params-file", str(yaml_file)], env=env, cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    r = encoding_in_file
     assert r.returncode == 2 and r.stderr.endswith("is quoted: encoding: '1')\n"), r.stderr
     # out of its range: rclpy's reason
-    r = subprocess.run(cmd + ["-p", "fov_deg:=200.0"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = fov
     assert r.returncode == 2 and "fov_deg" in r.stderr and "decimal point" not in r.stderr
 
 
@@ -343,23 +350,23 @@ def test_a_value_out_of_range_is_refused_with_the_range_and_a_value_to_write(tmp
     """rate:=0.0, width:=-5, count:=-1: one line naming the parameter, rclpy's reason with the value given, the allowed
     range and the nearest value in it, written as it was given (a -p rule, a parameters file's line); exit code 2.
     It said rclpy's words alone, ending in the parameter's name (': rate'), with no range to keep to."""
-    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     cmd = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "count:=1"]
     yaml_file = tmp_path / "camera.yaml"
-    for rule, value, allowed in (("rate:=0.0", "0.0", "(allowed: 0.01..1000; nearest: {})"),
-                                 ("rate:=5000.0", "5000.0", "(allowed: 0.01..1000; nearest: {})"),
-                                 ("width:=-5", "-5", "(allowed: 0..8192; nearest: {})"),
-                                 ("fov_deg:=0.5", "0.5", "(allowed: 1..179; nearest: {})")):
+    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    count: -1\n")
+    cases = (("rate:=0.0", "0.0", "(allowed: 0.01..1000; nearest: {})"),
+             ("rate:=5000.0", "5000.0", "(allowed: 0.01..1000; nearest: {})"),
+             ("width:=-5", "-5", "(allowed: 0..8192; nearest: {})"),
+             ("fov_deg:=0.5", "0.5", "(allowed: 1..179; nearest: {})"))
+    # (the five processes started some at a time, each checked on its own below, in this order)
+    *results, in_file = concurrently(_run, [*[cmd + ["-p", rule] for rule, _, _ in cases],
+                                            cmd[:-2] + ["--params-file", str(yaml_file)]])
+    for (rule, value, allowed), r in zip(cases, results, strict=True):
         name = rule.split(":=")[0]
         nearest = {"rate:=0.0": "0.01", "rate:=5000.0": "1000.0", "width:=-5": "0", "fov_deg:=0.5": "1.0"}[rule]
-        r = subprocess.run(cmd + ["-p", rule], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert r.returncode == 2, r.stderr
         assert r.stderr.startswith(f"sample_camera: invalid parameter {name}: Invalid parameter value ({value})"), \
             r.stderr
         assert r.stderr.endswith(f"value: {value} " + allowed.format(f"-p {name}:={nearest}") + "\n"), r.stderr
-    yaml_file.write_text("sample_camera:\n  ros__parameters:\n    count: -1\n")
-    r = subprocess.run(cmd[:-2] + ["--params-file", str(yaml_file)], env=env, cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
+    r = in_file
     assert r.returncode == 2 and r.stderr.startswith("sample_camera: invalid parameter count: "), r.stderr
     assert r.stderr.endswith("value: -1 (allowed: 0..2147483647; nearest: count: 0)\n"), r.stderr
