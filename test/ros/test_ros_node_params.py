@@ -1280,6 +1280,22 @@ def test_a_subscription_rcl_refuses_leaves_the_node_subscribed_and_processing_as
                                  "/camera_info": ["sensor_msgs/msg/CameraInfo"]}
 
 
+
+def _refuse_raw_image(node, monkeypatch) -> list:
+    """Make the node's raw /image subscribing fail as rcl's refusal would (no real trigger found: forced through the
+    node's own _subscribe helper, which still makes every other subscription): a new raw /image subscription, or the
+    one an image_transport switch is making (cam.replacing), raises while the returned flag's [0] is true."""
+    real_subscribe, refusing = node._subscribe, [True]
+
+    def subscribe(cam, name, on):
+        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
+                node.settings["image_transport"] == "raw" and refusing[0]:
+            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")   # (as rcl's RCLError)
+        return real_subscribe(cam, name, on)
+
+    monkeypatch.setattr(node, "_subscribe", subscribe)
+    return refusing
+
 def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_subscribed_and_what_to_do(
         harness, monkeypatch):
     """image_transport compressed set together with depth.align, whose /depth_reference rcl refuses (CameraInfo
@@ -1298,15 +1314,7 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"diagnostics.period": 60.0})
     blocker = harness.probe.create_publisher(Image, "/image/compressed", qos())   # (rcl refuses CompressedImage there)
-    real_subscribe, refusing = node._subscribe, [True]
-
-    def subscribe(cam, name, on):
-        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
-                node.settings["image_transport"] == "raw" and refusing[0]:
-            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")   # (as rcl's RCLError)
-        return real_subscribe(cam, name, on)
-
-    monkeypatch.setattr(node, "_subscribe", subscribe)
+    refusing = _refuse_raw_image(node, monkeypatch)
     refused = set_params(harness, node, image_transport="compressed")[0]   # alone: /image kept, nothing lost
     assert not refused.successful and refused.reason.startswith(
         "image_transport: cannot subscribe /image/compressed (sensor_msgs/msg/CompressedImage): "), refused.reason
@@ -1343,6 +1351,18 @@ def test_when_subscribing_back_fails_too_the_log_and_diagnostics_say_what_is_sub
     assert frame_through(harness, "image", "inverse_depth", make_image(1)).width == 80
 
 
+def _unsubscribed_then_a_failing_load(harness, node, tmp_path):
+    """With :func:`_refuse_raw_image` on: a refused change whose subscribing back fails leaves the node without /image,
+    then depth.weights is set to a file whose load fails (returned)."""
+    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
+    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
+    assert not refused.successful and node.cameras[0].unsubscribed, refused.reason
+    bad = tmp_path / "corrupt.pt"
+    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
+    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    return bad
+
+
 def test_a_failed_model_loads_revert_that_cannot_subscribe_back_says_what_the_user_set_and_what_the_node_set_back(
         harness, tmp_path, monkeypatch):
     """The node is left unsubscribed from /image by a refused change whose subscribing back failed (as in the test
@@ -1355,21 +1375,8 @@ def test_a_failed_model_loads_revert_that_cannot_subscribe_back_says_what_the_us
 
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"diagnostics.period": 60.0})
-    real_subscribe = node._subscribe
-
-    def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the test above)
-        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
-                node.settings["image_transport"] == "raw":
-            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
-        return real_subscribe(cam, name, on)
-
-    monkeypatch.setattr(node, "_subscribe", subscribe)
-    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
-    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
-    assert not refused.successful and node.cameras[0].unsubscribed, refused.reason
-    bad = tmp_path / "corrupt.pt"
-    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
-    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    _refuse_raw_image(node, monkeypatch)
+    bad = _unsubscribed_then_a_failing_load(harness, node, tmp_path)
     wait_for(lambda: any(m.msg.startswith("model load failed") for m in log), timeout=60, what="the load's failure")
     again = [m.msg for m in log if "failed again" in m.msg]
     assert len(again) == 2, again   # the user's set, then the node's set back
@@ -1396,27 +1403,16 @@ def test_a_failed_model_loads_refused_revert_that_cannot_subscribe_back_says_wha
 
     log = harness.collector(Log, "/rosout")
     node = harness.start_node(**{"diagnostics.period": 60.0})
-    real_subscribe, real_request = node._subscribe, node._request_models
-
-    def subscribe(cam, name, on):   # (rcl refusing /image: forced, as in the tests above)
-        if on and name == "image" and (name not in cam.subs or name in cam.replacing) and \
-                node.settings["image_transport"] == "raw":
-            raise RuntimeError("Failed to create subscription: rmw_create_subscription failed")
-        return real_subscribe(cam, name, on)
+    real_request = node._request_models
+    _refuse_raw_image(node, monkeypatch)
 
     def request_models(s):   # (the set back, on the loader's thread: refused)
         if threading.current_thread() is node._loader:
             raise RuntimeError("the set back failed (injected)")
         return real_request(s)
 
-    monkeypatch.setattr(node, "_subscribe", subscribe)
     monkeypatch.setattr(node, "_request_models", request_models)
-    harness.probe.create_publisher(CameraInfo, "/depth_reference", qos())   # (rcl refuses Image there)
-    refused = set_params_atomically(harness, node, image_transport="compressed", **{"depth.align": True})
-    assert not refused.successful and node.cameras[0].unsubscribed, refused.reason
-    bad = tmp_path / "corrupt.pt"
-    truncated_checkpoint(bad)   # a download cut short: accepted when set, its load fails
-    assert set_params(harness, node, **{"depth.weights": str(bad)})[0].successful
+    bad = _unsubscribed_then_a_failing_load(harness, node, tmp_path)
     wait_for(lambda: any(m.msg.startswith("could not set depth.weights back") for m in log), timeout=60,
              what="the set back's refusal")
     tried = (f"the node's setting depth.weights back to random (the running model's: the model load of "
