@@ -998,8 +998,12 @@ def test_an_empty_weights_path_is_refused_not_the_working_folder(tmp_path, tiny_
     with pytest.raises(FileNotFoundError, match=r"^no weights file given \(an empty path\); give a checkpoint "
                                                 r"file, or 'random'$"):
         load_engine("dpt_tiny", "")
+    import cv2
+    import numpy as np
+
     from dpt_ros.tools import predict
 
+    cv2.imwrite(str(tmp_path / "x.png"), np.zeros((8, 8, 3), np.uint8))   # (no images is said before the weights)
     assert predict.main(["--variant", "dpt_tiny", "--weights", "", "x.png", "--out", str(tmp_path / "o")]) == 2
     assert "no weights file given" in capsys.readouterr().err
 
