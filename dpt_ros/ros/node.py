@@ -1524,10 +1524,16 @@ class DptNode(NodeHealth, TopicChecks, Node):
         brought."""
         if on and (name not in cam.subs or name in cam.replacing):
             topic = cam.topic(name)
+            made: list = []   # (the subscription, once rcl has made it)
             if name == "image":
                 topic = self._image_topic(cam)
                 compressed = self._settings["image_transport"] == "compressed"
-                msg_type, handler = (CompressedImage if compressed else Image), self._on_image
+                # each image is its own subscription's, not the camera's when its callback runs: an image_transport
+                # change made off the executor's thread (node.set_parameters called from another) replaces the
+                # camera's while the executor hands on what it took from the old one; one handed on before
+                # create_subscription has returned the new one (rclpy wakes the executor first) is named by its topic
+                msg_type, handler = (CompressedImage if compressed else Image), \
+                    lambda c, m, t=topic: self._on_image(c, m, made[0] if made else None, t)
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
             else:   # (depth.align_transport compressedDepth: depth_reference's topic + /compressedDepth)
@@ -1542,6 +1548,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 sub = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
                                                self._info_qos if name == "camera_info" else self._in_qos,
                                                event_callbacks=events)
+                made.append(sub)
             except Exception as e:  # noqa: BLE001 - rcl's RCLError: said with the topic and what to do
                 raise SubscriptionError(self._refused_subscription(topic, msg_type, e)) from e
             # (once made: a refused one leaves the camera as it was) under _lock, as the worker (_await,
@@ -1687,14 +1694,18 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._label_pubs.append(pub)
 
     # ------------------------------------------------------------------ callbacks (never wait)
-    def _on_image(self, cam: _Camera, msg, sub: Any = None) -> None:
-        """``sub``: the subscription it came on, when not the camera's now (one being destroyed)."""
+    def _on_image(self, cam: _Camera, msg, sub: Any = None, topic: str = "") -> None:
+        """``sub``: the subscription it came on (its callback's own; the one :meth:`_destroy_subscription` takes the
+        last messages of). ``topic``: that subscription's topic, given by its callback when it runs before rcl's
+        create_subscription has returned the subscription (``sub`` None). Neither (a call by hand): the camera's
+        subscription now."""
         clock = self.get_clock()
         now_ns = clock.now().nanoseconds
-        sub = sub or cam.subs.get("image")
+        if sub is None and not topic:
+            sub = cam.subs.get("image")
         frame = _Frame(cam, msg, time.monotonic(), now_ns,
                        rate_s=now_ns / 1e9 if now_ns and clock.ros_time_is_active else None,
-                       image_topic=sub.topic_name if sub is not None else cam.image_topic, subscription=sub)
+                       image_topic=sub.topic_name if sub is not None else topic or cam.image_topic, subscription=sub)
         s = self._settings
         rate = s["max_rate"]
         with self._wake:

@@ -614,3 +614,40 @@ def test_an_image_transport_switch_keeps_the_old_subscription_in_the_cameras_sta
     assert seen == [("/image/compressed", "/image"), ("/image/compressed", "/image")], seen
     assert cam.subs["image"].topic_name == "/image/compressed"
     assert [s.topic_name for s in node.subscriptions if s.topic_name.startswith("/image")] == ["/image/compressed"]
+
+
+def test_an_image_the_replaced_subscription_hands_on_is_its_own_not_the_new_ones(harness, monkeypatch):
+    """An image_transport change made off the executor's thread (node.set_parameters called from another thread, as
+    here) replaces the camera's image subscription while the executor may hand on an image it took from the old one.
+    Its callback passed no subscription, so _on_image took the camera's (`cam.subs.get("image")`), by then the new
+    one: the frame was named by the new one's topic (an Image said to have come on /image/compressed) and counted as
+    its. Now each subscription's callback hands on its own. rclpy's destroy_subscription is wrapped (it is still
+    called) to run the old subscription's callback, as the executor would, once the new one has taken its place."""
+    from rcl_interfaces.msg import Log
+    from rclpy.parameter import Parameter
+
+    from dpt_ros.ros.testing import make_image
+
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(lazy=False)   # (frames processed without subscribers: the error is said)
+    cam = node.cameras[0]
+    old, seen, destroy = cam.subs["image"], [], node.destroy_subscription
+    bad = make_image(1)
+    bad.encoding = "no_such_encoding"   # (its error line names the frame's topic)
+
+    def destroy_subscription(sub):
+        if sub is old:
+            with node._lock:
+                seen.append(cam.subs["image"].topic_name)
+            sub.callback(bad)
+        return destroy(sub)
+
+    monkeypatch.setattr(node, "destroy_subscription", destroy_subscription)
+    assert node.set_parameters([Parameter("image_transport", value="compressed")])[0].successful
+    wait_for(lambda: node.error_counts().get("encoding", 0) == 1, what="the frame's error counted")
+
+    def said():
+        return [m.msg for m in list(log) if m.name == "dpt_node" and m.msg.startswith("[encoding]")]
+    wait_for(said, what="the frame's error line")
+    assert seen == ["/image/compressed"]
+    assert said()[0].startswith("[encoding] /image: unsupported image encoding 'no_such_encoding'"), said()
