@@ -2037,7 +2037,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
                         self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
                     except Exception as e:  # noqa: BLE001 - counted as the copies' own failure
                         self._compressed.failed(cam, [name for name, *_ in job["compress"]], e)
-        messages = sent
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -2056,13 +2055,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
             done = time.monotonic()
             self._batch_done.append(done)
             first = ("first_output_s" not in self._startup and "ready_s" in self._startup
-                     and any(msgs for _, msgs in messages))
+                     and any(published for _, published in sent))
             if first:
                 self._startup.update(first_output_s=done - self._started_at, first_batch_ms=(t4 - t0) * 1000.0,
-                                     first_image_s=min(j["frame"].received for j, _ in messages) - self._started_at)
+                                     first_image_s=min(j["frame"].received for j, _ in sent) - self._started_at)
                 startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
-            for job, msgs in messages:   # (counted processed as they were published)
+            for job, _ in sent:   # (counted processed as they were published)
                 cam = job["frame"].camera
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
                 if stamp > 0 and now_ns >= stamp and job["frame"].before_jump and now_ns >= job["frame"].clock_ns:
