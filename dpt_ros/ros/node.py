@@ -1182,6 +1182,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
     def _say_unsubscribed(self, lost: list[tuple[_Camera, str, str]], what: str) -> None:
         """Log (ERROR) the subscriptions the settings want that could not be made, what the node is subscribed to
         now, and how to subscribe again."""
+        # (cam.subs read without _lock: this runs in a set-parameter callback, under _param_lock, which every change
+        # of cam.subs holds too: the set-parameter calls, configure, activate, deactivate, cleanup)
         now = [f"{s.topic_name} ({_type_name(s.msg_type)})" for c in self._cameras for s in c.subs.values()]
         missing = "; ".join(f"camera {cam.ns or '/'}: {topic} ({why})"
                             for (cam, _, why), topic in zip(lost, self._lost_topics(lost)))
