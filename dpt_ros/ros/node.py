@@ -1526,7 +1526,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         brought."""
         if on and (name not in cam.subs or name in cam.replacing):
             topic = cam.topic(name)
-            made: list = []   # (the subscription, once rcl has made it)
+            made: list = []   # (a weak reference to the subscription once rcl has made it: no reference cycle)
             if name == "image":
                 topic = self._image_topic(cam)
                 compressed = self._settings["image_transport"] == "compressed"
@@ -1535,7 +1535,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 # camera's while the executor hands on what it took from the old one; one handed on before
                 # create_subscription has returned the new one (rclpy wakes the executor first) is named by its topic
                 msg_type, handler = (CompressedImage if compressed else Image), \
-                    lambda c, m, t=topic: self._on_image(c, m, made[0] if made else None, t)
+                    lambda c, m, t=topic: self._on_image(c, m, made[0]() if made else None, t)
             elif name == "camera_info":
                 msg_type, handler = CameraInfo, self._on_info
             else:   # (depth.align_transport compressedDepth: depth_reference's topic + /compressedDepth)
@@ -1550,7 +1550,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 sub = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
                                                self._info_qos if name == "camera_info" else self._in_qos,
                                                event_callbacks=events)
-                made.append(sub)
+                made.append(weakref.ref(sub))
             except Exception as e:  # noqa: BLE001 - rcl's RCLError: said with the topic and what to do
                 raise SubscriptionError(self._refused_subscription(topic, msg_type, e)) from e
             # (once made: a refused one leaves the camera as it was) under _lock, as the worker (_await,
