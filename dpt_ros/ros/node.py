@@ -2025,9 +2025,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 failed = {name: e for name, msg in msgs.items()
                           if (e := self._publish_output(cam, name, msg)) is not None}
                 published = [name for name in msgs if name not in failed]
+                copies = bool(job.get("compress"))   # (they still go out: messages of their own, on their own topics)
                 if failed:   # (before it is counted processed: a counted frame is counted no more)
-                    self._publish_failed(job["frame"], failed, bool(published))
-                if published or not failed:   # (all its outputs failed: counted error:publish)
+                    self._publish_failed(job["frame"], failed, bool(published), copies)
+                if published or copies or not failed:   # (nothing of it to go out: counted error:publish)
                     with self._lock:   # counted as it goes out: the stop drops only what was not published
                         self._count_settled(job["frame"], "processed")
                         job["frame"].counted = True
@@ -2147,19 +2148,25 @@ class DptNode(NodeHealth, TopicChecks, Node):
             return e
         return None
 
-    def _publish_failed(self, f: _Frame, failed: dict[str, Exception], published: bool) -> None:
+    def _publish_failed(self, f: _Frame, failed: dict[str, Exception], published: bool, copies: bool) -> None:
         """Count and say the outputs of frame ``f`` whose publish raised (``failed``: name -> exception), before the
-        frame is counted processed (``published``: its other outputs went out): per output ``publish_failed:<name>``,
-        and the frame ``incomplete:publish``, or ``error:publish`` when none of its outputs went out; the line names
-        each output's topic and why."""
+        frame is counted processed (``published``: its other outputs went out; ``copies``: it has compressed copies,
+        which are still handed to their threads): per output ``publish_failed:<name>``, and the frame
+        ``incomplete:publish``, or ``error:publish`` when nothing of it goes out (before, also when its compressed
+        copies still went out: counted error, said "none of its outputs was published"); the line names each output's
+        topic and why."""
         with self._lock:
             for name in failed:
                 f.camera.counts["publish_failed:" + name] += 1
-        why = "; ".join(f"publishing {self.resolve_topic_name(f.camera.out_topics[name])} failed: "
-                        f"{type(e).__name__}: {e}" for name, e in failed.items())
-        rest = "its other outputs were published" if published else "none of its outputs was published"
-        self._count_error("publish", f"{_topics([f])}: {why}; {rest} (if it repeats, report it with this line)", [f],
-                          partial=published)
+        rest = ("its other outputs were published" if published else
+                "its compressed copies are still published" if copies else "none of its outputs was published")
+        self._count_error("publish", f"{_topics([f])}: {self._publish_failures(f.camera, failed)}; {rest} (if it "
+                          "repeats, report it with this line)", [f], partial=published or copies)
+
+    def _publish_failures(self, cam: _Camera, failed: dict[str, Exception]) -> str:
+        """The outputs of ``cam`` whose publish raised (``failed``: name -> exception), for a ``[publish]`` line."""
+        return "; ".join(f"publishing {self.resolve_topic_name(cam.out_topics[name])} failed: {type(e).__name__}: {e}"
+                         for name, e in failed.items())
 
     def _enter_stage(self, stage: str, worker: Optional[threading.Thread]) -> None:
         """Mark the worker's stage (/diagnostics' stuck-worker check), unless a cleanup abandoned ``worker``: then
@@ -3349,7 +3356,8 @@ class _CompressedCopies:
     once, and go out in frame order. Per camera only the newest frame's copies wait: copies replaced by a newer
     frame's before a thread took them, and those still waiting or being encoded when the node stops (not published
     by the end of its wait), are counted as ``dropped:<topic>``; a failed encoding as
-    ``incomplete:compression`` (and logged). Published copies count as ``out:<topic>``, like every output."""
+    ``incomplete:compression`` (and logged); a publish that raised as an image output's, ``publish_failed:<topic>``
+    and ``incomplete:publish`` (and logged). Published copies count as ``out:<topic>``, like every output."""
 
     def __init__(self, node: "DptNode", cameras: int = 1) -> None:
         self._node = node
@@ -3440,8 +3448,10 @@ class _CompressedCopies:
         from the stop on (``_closed``: it counted what is left in ``unsent`` dropped) none is published."""
         t = time.perf_counter()
         for name, values, encoding, codec in copies:
+            encoded = False
             try:
                 data, fmt = self.encode(values, encoding, codec, s)
+                encoded = True
                 with self._publish_lock:
                     if self._closed:
                         return
@@ -3456,7 +3466,10 @@ class _CompressedCopies:
                     if self._closed:
                         return
                     unsent.remove(name)
-                self.failed(cam, [name], e)
+                if encoded:   # its publish raised: as an image output's (before, counted and said as an encoding's)
+                    self.publish_failed(cam, name, e)
+                else:
+                    self.failed(cam, [name], e)
         self.encode_ms.append((time.perf_counter() - t) * 1000.0)
 
     def failed(self, cam: _Camera, names: list[str], e: Exception) -> None:
@@ -3467,6 +3480,18 @@ class _CompressedCopies:
             with self._node._lock:
                 cam.counts["incomplete:compression"] += 1
             self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
+
+    def publish_failed(self, cam: _Camera, name: str, e: Exception) -> None:
+        """Count and log copy ``name`` of one of ``cam``'s frames, encoded, whose publish raised (a message rclpy
+        refuses, an rmw's failure), as an image output's is (:meth:`DptNode._publish_failed`): ``publish_failed:<name>``,
+        ``incomplete:publish`` and one node-wide ``publish`` error; its frame stays processed."""
+        with self._node._lock:
+            cam.counts["publish_failed:" + name] += 1
+            cam.counts["incomplete:publish"] += 1
+        topic = cam.image_topic or cam.topic("image")
+        self._node._count_error("publish", f"{topic}: {self._node._publish_failures(cam, {name: e})}; a compressed "
+                                "copy: the frame's other outputs are published on their own (if it repeats, report it "
+                                "with this line)", [])
 
     @staticmethod
     def encode(values: np.ndarray, encoding: str, codec: str, s: Settings) -> tuple[bytes, str]:
