@@ -651,6 +651,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._warned: set[str] = set()
         self._no_depth_said: dict[tuple, float] = {}   # (image topic, 32FC1) -> when a depth without a measurement was said
         self._before_clock = (0, "")   # (frames, the last one's image topic) published while the clock was at 0
+        # the check that /clock comes (_check_clock): use_sim_time as this node last saw it set, and what its wait
+        # counts from, in the log's words: its timer's start, or use_sim_time set true at runtime
+        self._sim_time_on = bool(self.get_parameter("use_sim_time").value)
+        self._clock_wait_from = self._start_word()
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> {topic: [last log, not logged]}
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
@@ -668,6 +672,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._idle = threading.Condition(self._lock)   # the worker finished a batch (deactivation waits for it)
 
         self.add_on_set_parameters_callback(self._guarded_set_parameters)
+        self.add_post_set_parameters_callback(self._after_set_parameters)
         if not self._MANAGED:
             self._configure()
             self._activate()
@@ -1486,6 +1491,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
         # on the wall clock: with use_sim_time and no /clock, the node's own timers (/diagnostics) never fire
+        self._clock_wait_from = self._start_word()
         self._clock_timer = self.create_timer(_CLOCK_CHECK_S, self._check_clock,
                                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_label_info(s)
@@ -3065,13 +3071,35 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._warned.add(key)
             self.get_logger().warning(text)
 
+    def _after_set_parameters(self, changed: list[Parameter]) -> None:
+        """After a successful set: use_sim_time set true at runtime (``ros2 param set /dpt_node use_sim_time true``)
+        starts the wait for /clock afresh: :meth:`_check_clock` comes ``_CLOCK_CHECK_S`` after the switch, says so,
+        names the frames since it, and says it again at each switch on. Before, the check's next tick (its timer
+        running since start-up) said "5 s after start-up", after however short a wait, and after a switch off and on
+        again it said nothing (once per node)."""
+        for p in changed:
+            if p.name != "use_sim_time":
+                continue
+            on = bool(p.value)
+            if on and not self._sim_time_on:
+                with self._lock:
+                    self._clock_wait_from = "use_sim_time was set true"
+                    self._before_clock = (0, "")
+                    self._warned.discard("no_clock")
+                    timer = self._clock_timer
+                if timer is not None:
+                    timer.reset()   # (its period from now)
+            self._sim_time_on = on   # (last: the check waits for the switch's wait above)
+
     def _check_clock(self) -> None:
         """With use_sim_time, while the node's clock is at 0 (no /clock message has come, or only ones at 0, as a
-        simulator paused at its start sends), ``_CLOCK_CHECK_S`` after start-up: a warning, once per node, with the
-        frames published meanwhile. Without it a bag played without --clock, or no bag yet, left the node silent:
-        /diagnostics and its "no image yet" checks run on that clock, so they never came."""
+        simulator paused at its start sends), ``_CLOCK_CHECK_S`` after start-up (or after use_sim_time was set true at
+        runtime: :meth:`_after_set_parameters`): a warning, once per wait, with the frames published meanwhile. Without
+        it a bag played without --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet"
+        checks run on that clock, so they never came."""
         clock = self.get_clock()
-        if not clock.ros_time_is_active or clock.now().nanoseconds != 0:
+        # (rclpy switches the clock before the set is done; this node's bookkeeping of it, after)
+        if not (self._sim_time_on and clock.ros_time_is_active) or clock.now().nanoseconds != 0:
             return
         publishers = self.count_publishers("/clock")
         # (a simulator paused at its start publishes /clock at its time, 0: messages come, the clock stays at 0)
@@ -3082,7 +3110,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
         frames = (f"{n} frame{'s' * (n != 1)} came meanwhile ({topic}), processed all the same, left out of "
                   "/diagnostics' age figures" if n else "no frame has come either")
         self._warn_once("no_clock", f"use_sim_time is true and this node's clock still stands at 0, "
-                        f"{_CLOCK_CHECK_S:g} s after start-up ({found}): "
+                        f"{_CLOCK_CHECK_S:g} s after {self._clock_wait_from} ({found}): "
                         "/diagnostics, published on that clock, waits for it (and with it the check that images "
                         f"come); {frames}. Play the bag with --clock (ros2 bag play my.bag --clock), start the "
                         "simulation (a paused simulator: its play button, or gz sim -r), or set use_sim_time:=false "

@@ -764,8 +764,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               int_range=(1, 100, 1)),
     ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages, on the node's clock: with "
               "use_sim_time /clock's time, so none while a bag is paused or after it ends (they go on when /clock "
-              "does, also after a --loop jumps it back), nor before /clock's first message (5 s after start-up "
-              "without one, a warning says so).",
+              "does, also after a --loop jumps it back), nor before /clock's first message (5 s after start-up, "
+              "or after use_sim_time is set true, without one, a warning says so).",
               float_range=(0.1, 60.0)),
     ParamSpec("class_names", ["(filled at start-up)"],
               "Segmentation class names, indexed by label value (0 = unlabeled, 1..150 ADE20K).",

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, wait_for, watch_waits
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, set_params, wait_for, watch_waits
 
 DOMAIN = 85
 
@@ -130,6 +130,40 @@ def test_a_node_on_sim_time_that_gets_no_clock_says_so_though_no_frame_comes(har
     assert node.get_clock().now().nanoseconds == 0 and node.counts()[""].get("received", 0) == 0
     node._check_clock()   # said once
     assert len(_warnings(log, needle)) == 1
+
+
+def test_use_sim_time_set_true_at_runtime_without_clock_is_said_counted_from_the_switch_each_time(harness,
+                                                                                                    monkeypatch):
+    """`ros2 param set /dpt_node use_sim_time true` on a running node (rclpy's own parameter, through the real
+    SetParameters service), no /clock: the check, a wall-clock timer running since start-up, said "0.5 s after
+    start-up" at its next tick, however long the node had run and however short the switch's wait (a bag started right
+    after the switch could get the warning); after turning it off and on again, still without /clock, nothing was said
+    (once per node). Now the wait counts from the switch, is said so, and each switch on gets its own warning, the
+    frames it names counted from that switch (the one frame of the first is not the second's)."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 0.5, raising=False)   # (5 s in the node)
+    log: list = []   # (transient local: the warning may come before this subscription is matched with the node)
+    harness.probe.create_subscription(Log, "/rosout", log.append, QoSProfile(
+        depth=1000, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+    node = harness.start_node(**{"depth.scale": 1.0})
+    out = harness.collector(Image, "depth")
+    image = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: image.get_subscription_count() > 0 and node.cameras[0].pubs["depth"].get_subscription_count() > 0,
+             what="discovery")
+    node._check_clock()   # (as its timer calls it) on the wall clock: nothing to say
+    needle = "this node's clock still stands at 0"
+    for n in (1, 2):
+        assert [r.successful for r in set_params(harness, node, use_sim_time=True)] == [True]
+        assert node.get_clock().now().nanoseconds == 0
+        wait_for(lambda: len(_warnings(log, needle)) == n, what="the no-/clock warning")
+        assert _warnings(log, needle)[-1].startswith(
+            "use_sim_time is true and this node's clock still stands at 0, 0.5 s after use_sim_time was set true "
+            "(nothing publishes /clock: no /clock message has come): /diagnostics, published on that clock, waits for "
+            "it (and with it the check that images come); no frame has come either. "), _warnings(log, needle)
+        image.publish(make_image(T0))   # a frame while the clock stands at 0, after the warning: not the next one's
+        wait_for(lambda: len(out) == n, what="its depth")
+        assert [r.successful for r in set_params(harness, node, use_sim_time=False)] == [True]
+    node._check_clock()   # off: nothing more
+    assert len(_warnings(log, needle)) == 2
 
 
 def test_a_bags_first_frames_before_its_first_clock_message_are_not_warned_of(harness, monkeypatch):
