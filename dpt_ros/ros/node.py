@@ -672,7 +672,6 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._idle = threading.Condition(self._lock)   # the worker finished a batch (deactivation waits for it)
 
         self.add_on_set_parameters_callback(self._guarded_set_parameters)
-        self.add_post_set_parameters_callback(self._after_set_parameters)
         if not self._MANAGED:
             self._configure()
             self._activate()
@@ -1116,7 +1115,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
             cameras = [(cam, cam.calibration, cam.info_since, cam.info_waited_in_vain) for cam in self._cameras]
         period = self._diag_timer.timer_period_ns if self._diag_timer is not None else None
         try:
-            return self._on_set_parameters(changed)
+            result = self._on_set_parameters(changed)
+            if result.successful:
+                self._sim_time_switched(changed)
+            return result
         except Exception as e:  # noqa: BLE001
             with self._lock:   # refused: what runs is what `ros2 param get` says (a failure after the swap undone)
                 self._settings, self._running_calibration = before, calibration
@@ -3071,12 +3073,13 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._warned.add(key)
             self.get_logger().warning(text)
 
-    def _after_set_parameters(self, changed: list[Parameter]) -> None:
-        """After a successful set: use_sim_time set true at runtime (``ros2 param set /dpt_node use_sim_time true``)
-        starts the wait for /clock afresh: :meth:`_check_clock` comes ``_CLOCK_CHECK_S`` after the switch, says so,
-        names the frames since it, and says it again at each switch on. Before, the check's next tick (its timer
-        running since start-up) said "5 s after start-up", after however short a wait, and after a switch off and on
-        again it said nothing (once per node)."""
+    def _sim_time_switched(self, changed: list[Parameter]) -> None:
+        """A set this node accepted (called in its set-parameters callback: Humble's rclpy has no post-set callbacks;
+        rclpy's own use_sim_time callback accepts any bool): use_sim_time set true at runtime (``ros2 param set
+        /dpt_node use_sim_time true``) starts the wait for /clock afresh: :meth:`_check_clock` comes
+        ``_CLOCK_CHECK_S`` after the switch, says so, names the frames since it, and says it again at each switch on.
+        Before, the check's next tick (its timer running since start-up) said "5 s after start-up", after however
+        short a wait, and after a switch off and on again it said nothing (once per node)."""
         for p in changed:
             if p.name != "use_sim_time":
                 continue
@@ -3094,7 +3097,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
     def _check_clock(self) -> None:
         """With use_sim_time, while the node's clock is at 0 (no /clock message has come, or only ones at 0, as a
         simulator paused at its start sends), ``_CLOCK_CHECK_S`` after start-up (or after use_sim_time was set true at
-        runtime: :meth:`_after_set_parameters`): a warning, once per wait, with the frames published meanwhile. Without
+        runtime: :meth:`_sim_time_switched`): a warning, once per wait, with the frames published meanwhile. Without
         it a bag played without --clock, or no bag yet, left the node silent: /diagnostics and its "no image yet"
         checks run on that clock, so they never came."""
         clock = self.get_clock()
