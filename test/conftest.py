@@ -52,3 +52,19 @@ def usage_error(capsys):
         return captured
 
     return refused
+
+
+@pytest.fixture
+def redirected():
+    """``redirected(argv, redirection, env=None)``: ``argv`` run with a shell redirection of its standard streams
+    (``2>&-``: stderr closed, as some service managers start a process; ``2>/dev/full``: stderr on a full disk),
+    from the working folder; its (exit status, stdout)."""
+    import shlex
+    import subprocess
+
+    def run(argv: list, redirection: str, env=None) -> tuple:
+        done = subprocess.run(["bash", "-c", f"exec {shlex.join(map(str, argv))} {redirection}"], env=env,
+                              stdout=subprocess.PIPE, text=True, timeout=120)
+        return done.returncode, done.stdout
+
+    return run

@@ -42,19 +42,60 @@ def stderr_line(line: str) -> None:
         print(line, file=sys.stderr)
 
 
-def hold_closed_stderr() -> bool:
-    """Where the process started with stderr closed (``2>&-``): /dev/null opened on its descriptor 2, and True.
-    Before, the next file opened took descriptor 2 (the ROS log file, which rclpy.init opens), so what C code writes
-    to stderr went into it: rcutils' console logger wrote every log line into the log file a second time."""
-    try:
-        os.fstat(2)
-        return False
-    except OSError:
-        pass
-    fd = os.open(os.devnull, os.O_WRONLY)
-    if fd != 2:   # (another thread opened a file in between, which has descriptor 2 now: leave it)
-        os.close(fd)
-    return True
+def hold_closed_streams() -> None:
+    """Where the process started with a standard stream closed (``2>&-``, ``1>&-``, ``<&-``): /dev/null opened on its
+    descriptor, and Python's ``sys.stderr`` (``sys.stdout``, ``sys.stdin``), None then, a stream on it. Before, the
+    next file opened took the descriptor (the ROS log file, which rclpy.init opens; an image predict writes), so what
+    C code writes to stderr went into that file (rcutils' console logger wrote every log line into the log file a
+    second time), and a line printed to ``sys.stderr`` (None) went onto stdout, which a user may read as data."""
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):   # (lowest first: the descriptor open() takes)
+        try:
+            os.fstat(fd)
+            continue
+        except OSError:
+            pass
+        held = os.open(os.devnull, os.O_RDONLY if fd == 0 else os.O_WRONLY)
+        if held != fd:   # (another thread opened a file in between, which has the descriptor now: leave it)
+            os.close(held)
+            continue
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))
+
+
+class _DroppingFailedWrites:
+    """A tool's ``sys.stderr`` (:func:`tool_streams`): ``stream``, but a write or flush that fails (ENOSPC, EPIPE,
+    EIO) drops its text instead of raising."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def tool_streams() -> None:
+    """The standard streams of a command-line tool (dpt_predict, sample_camera, calibrate_depth, the demo, the
+    weights helper, the benchmarks), set as its process starts: a closed one held (:func:`hold_closed_streams`: what
+    it writes to stderr goes nowhere, never onto stdout or into a file it opened), and a stderr that cannot be written
+    (a full disk, ``2>/dev/full``; a reader gone) dropping what it cannot write. Before, the tool's first line there
+    (predict's random-weights banner, a refusal) raised OSError: it ended with exit status 1 and a traceback that
+    could not be written either, before it had done its work, or in place of the status it gives the failure. (The
+    node says a line it could not write on stderr in its log: :func:`dpt_ros.ros.node.run`.)"""
+    hold_closed_streams()
+    if sys.stderr is not None and not isinstance(sys.stderr, _DroppingFailedWrites):
+        sys.stderr = _DroppingFailedWrites(sys.stderr)
 
 
 def ros_init_failure(program: str, error: BaseException) -> str:
@@ -150,6 +191,7 @@ def dpt_lifecycle_node() -> None:
 
 
 def sample_camera() -> None:
+    tool_streams()
     _quiet_handlers()
     camera = _import("dpt_ros.ros.sample_camera")
     # the handlers stay (before, SIGTERM set back to its default here: one before main's rclpy.init installed rclpy's
@@ -162,5 +204,6 @@ def sample_camera() -> None:
 
 
 def dpt_predict() -> None:
+    tool_streams()
     predict = _import("dpt_ros.tools.predict", 130, "predict: interrupted")
     sys.exit(predict.main())

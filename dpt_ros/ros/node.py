@@ -56,7 +56,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import CheckpointError, resolve_weights_path
 from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, health, params, topics
-from dpt_ros.ros.console import hold_closed_stderr, init_ros, stderr_line
+from dpt_ros.ros.console import hold_closed_streams, init_ros, stderr_line
 from dpt_ros.ros.health import _STUCK_S, NodeHealth
 from dpt_ros.ros.topic_checks import _qos_hint, _remap_example, TopicChecks
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
@@ -3906,7 +3906,7 @@ def run(managed: bool = False) -> None:
     without the interpreter's finalisation. Tearing torch down there takes 1-2 s on a 2-core machine
     (``python -c "import torch"`` alone: 1.0 s after its last statement), which made every Ctrl-C exit wait
     for it; the node itself has already stopped its worker and shut its context down by then."""
-    hold_closed_stderr()   # (started with 2>&-: see there)
+    hold_closed_streams()   # (started with 2>&- or 1>&-: see there)
     # a crash in native code (rcl, DDS, CUDA) prints every thread's Python stack; without a stderr (2>&-: sys.stderr
     # None) faulthandler.enable raised RuntimeError, and the process ended there, exit status 1, without a word
     if sys.stderr is not None:

@@ -466,4 +466,7 @@ def main(args=None) -> int:
 
 
 if __name__ == "__main__":
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there; the console script: dpt_ros.ros.console)
     sys.exit(main())

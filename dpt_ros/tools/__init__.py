@@ -17,6 +17,9 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
     predict and calibrate_depth end, instead of a KeyboardInterrupt traceback; the tool's own clean-up (its node and
     camera processes stopped, in its ``finally``) has run by then. (Now and then CPython still ends the process by
     SIGINT after the line, having marked the interrupt unhandled on its way: a shell says 130 for that too.)"""
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there)
     try:
         code = main()
     except KeyboardInterrupt:

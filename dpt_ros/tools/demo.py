@@ -398,6 +398,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there)
     try:
         sys.exit(main())
     except KeyboardInterrupt:   # Ctrl-C before the children were started or rclpy took over SIGINT

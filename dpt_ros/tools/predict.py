@@ -49,6 +49,11 @@ from dpt_ros.tools import (DEFAULT_NAME_MAX, create_locked, name_max, name_too_l
 from dpt_ros.tools import temporary_name as shared_temporary_name
 from dpt_ros.tools.options import input_path, output_folder, program
 
+if __name__ == "__main__":   # (the console script: dpt_ros.ros.console.dpt_predict)
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there)
+
 try:
     import cv2
     import numpy as np

@@ -629,3 +629,9 @@ def test_ctrl_c_that_breaks_rclpys_c_extension_import_is_one_line_and_130():
     r = subprocess.run([sys.executable, "-c", breaker, "--reference", "/nothing_here", "--frames", "1"],
                        env=env, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stderr) == (130, "calibrate_depth: interrupted\n"), r.stderr[-2000:]
+
+
+def test_a_usage_error_with_stderr_closed_writes_nothing_on_stdout(redirected):
+    """calibrate_depth started with stderr closed (2>&-): argparse wrote a usage error's usage onto stdout (it prints
+    the usage to sys.stdout where sys.stderr is None). Now nothing; exit status 2."""
+    assert redirected([sys.executable, "-m", "dpt_ros.tools.calibrate_depth", "--frames", "-1"], "2>&-") == (2, "")

@@ -571,3 +571,18 @@ def test_release_files_in_weights_are_named_first_with_their_variant(tmp_path, m
         (tmp_path / "weights" / name).unlink()
     flat = " ".join(line.strip("# ") for line in demo.random_banner("dpt_hybrid", asked=False).splitlines())
     assert "--variant dpt_large" in flat and "--weights" not in flat and "and 3 more" not in flat
+
+
+def test_a_closed_or_full_stderr_keeps_the_refusal_off_stdout_and_its_exit_status(tmp_path, redirected):
+    """--out naming a file, with stderr closed (2>&-): the refusal went onto stdout (a print to sys.stderr, None then,
+    prints there); with stderr on a full disk (2>/dev/full), its OSError ended the demo with exit status 1, not the
+    refusal's 2. Now the line is dropped, exit status 2, before anything starts."""
+    blocker = tmp_path / "results"
+    blocker.write_text("mine")
+    argv = [sys.executable, "-m", "dpt_ros.tools.demo", "--out", blocker, "--variant", "dpt_tiny", "--weights",
+            "random", "--device", "cpu"]
+    env = dict(os.environ, ROS_DOMAIN_ID="68", **localhost_only())
+    for redirection in ("2>&-", "2>/dev/full"):
+        code, out = redirected(argv, redirection, env=env)
+        assert code == 2 and "cannot use the output folder" not in out, (redirection, code, out)
+    assert blocker.read_text() == "mine"

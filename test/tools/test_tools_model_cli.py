@@ -761,3 +761,17 @@ def test_verify_says_a_midas_v31_beit_file_is_a_model_it_does_not_run(tmp_path, 
     assert "'backbone': 'beit'" in out and out.splitlines()[-1] == "matches variant(s): none"
     assert err.startswith(f"FAILED: {p} is a DPT with a BEiT encoder (MiDaS v3.1 dpt_beit_*.pt") and err.endswith(
         "; python -m dpt_ros.tools.weights --urls lists their files.\n"), err
+
+
+def test_with_stderr_closed_nothing_meant_for_it_goes_onto_stdout(tmp_path, redirected):
+    """weights (and bench_model, as every benchmark) started with stderr closed (2>&-): a usage error's usage and a
+    failed --verify's FAILED line went onto stdout (argparse and print write there where sys.stderr is None), among
+    the report lines a user reads. Now they go nowhere; the exit statuses stay 2 and 1."""
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    cases = [["dpt_ros.tools.weights", "--verify", tmp_path / "nope.pt"], ["dpt_ros.tools.bench_model", "--iters", "0"],
+             ["dpt_ros.tools.weights", "--verify", bad]]
+    (usage, none), (bench_usage, bench_none), (failed, report) = (
+        redirected([sys.executable, "-m", *argv], "2>&-") for argv in cases)
+    assert (usage, none, bench_usage, bench_none) == (2, "", 2, "")
+    assert failed == 1 and report.splitlines()[0] == f"file: {bad} (0.0 MiB)" and "FAILED" not in report, report

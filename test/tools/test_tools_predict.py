@@ -20,8 +20,8 @@ import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
-from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, can_mount_tmpfs, console_script, pattern_image, wait_for,
-                                 with_own_dev_shm)
+from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, can_mount_tmpfs, concurrently, console_script, pattern_image,
+                                 wait_for, with_own_dev_shm)
 from dpt_ros.tools import predict
 
 
@@ -771,3 +771,19 @@ def test_a_full_disk_is_said_with_the_file_and_what_to_do_and_the_rest_processed
     assert f"predict: {big}: cannot write /dev/shm/out/big.pfm: {full}" in out, out[-3000:]
     assert f"predict: {exact}: cannot write /dev/shm/out/exact.png: {full}" in out, out[-3000:]
     assert "-> a.pfm, a.png, a_colored.png" in out and "Traceback" not in out, out[-3000:]
+
+
+def test_a_closed_or_full_stderr_changes_neither_what_predict_writes_nor_its_exit_status(files, tmp_path, redirected):
+    """Started with stderr closed (2>&-), predict's refusal went onto stdout (a print to sys.stderr, None then, prints
+    there), among the lines a user reads or pipes; with stderr on a full disk (2>/dev/full), its first line there, the
+    random-weights banner, raised OSError: exit status 1, no image run. Now a line stderr cannot take is dropped, and
+    the run is as with a stderr (the console script and python -m alike)."""
+    image = files / "images" / "a.png"
+    missing = [sys.executable, "-c", "import sys; " + console_script("dpt_predict"), tmp_path / "nope.png",
+               "--variant", "dpt_tiny", "--weights", "random", "--out", tmp_path / "a"]
+    run = [sys.executable, "-m", "dpt_ros.tools.predict", image, "--variant", "dpt_tiny", "--weights", "random",
+           "--input-size", "64", "--out", tmp_path / "b"]
+    (code, out), (ran, said) = concurrently(lambda case: redirected(*case), [(missing, "2>&-"), (run, "2>/dev/full")])
+    assert (code, out) == (2, "")
+    assert ran == 0 and said.startswith(f"{image}: 96x64 (WxH)"), (ran, said)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["a.pfm", "a.png", "a_colored.png"]

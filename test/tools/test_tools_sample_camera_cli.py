@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("rclpy")
 
 from dpt_ros.ros.dds_env import localhost_only  # noqa: E402
-from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, console_script, held_console_script,  # noqa: E402
+from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, concurrently, console_script, held_console_script,  # noqa: E402
                                   signalled_at)
 
 DOMAIN = 49
@@ -180,3 +180,17 @@ def test_a_signal_between_the_console_scripts_import_and_main_exits_0_quietly(si
                             stderr=subprocess.STDOUT, text=True)
     code, out = signalled_at(proc, "sample-camera-imported", sig, what="the console script past its import")
     assert code == 0 and "Traceback" not in out, (code, out)
+
+
+def test_a_closed_or_full_stderr_changes_neither_stdout_nor_the_exit_status_nor_the_log_file(tmp_path, redirected):
+    """With stderr closed (2>&-), a bad parameter's line went onto stdout (a print to sys.stderr, None then, prints
+    there), and the ROS log file, the first file opened, took descriptor 2: the console logger wrote each line into
+    it a second time; with stderr on a full disk (2>/dev/full), the line's OSError ended the tool with exit status 1,
+    not 2. Now: the line dropped, exit status 2, nothing on stdout, each log line once in the log file."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), ROS_LOG_DIR=str(tmp_path), **localhost_only())
+    bad = [sys.executable, "-m", "dpt_ros.ros.sample_camera", "--ros-args", "-p", "fov_deg:=200.0"]
+    good = [sys.executable, "-c", "import sys; " + console_script("sample_camera"), "--ros-args", "-p", "count:=1"]
+    cases = [(bad, "2>&-"), (bad, "2>/dev/full"), (good, "2>&-")]
+    assert concurrently(lambda case: redirected(*case, env=env), cases) == [(2, ""), (2, ""), (0, "")]
+    logged = "".join(f.read_text() for f in tmp_path.glob("*.log")).splitlines()
+    assert sum("[sample_camera]: done after 1 frame" in line for line in logged) == 1, logged
