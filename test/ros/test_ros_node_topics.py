@@ -1281,6 +1281,74 @@ def test_cameras_with_equal_shapes_share_one_batch(harness):
     np.testing.assert_allclose(conversions.image_array(outs["b"][0]), want["b"], rtol=1e-4, atol=1e-5)
 
 
+def test_cameras_of_one_batch_each_get_their_own_depth_calibration_cloud_and_labels(harness):
+    """Two cameras of one frame size, each with its own camera_info, in one forward pass of each model: every output
+    of a camera is of its own frame and its own calibration (header, metres, depth/camera_info K, the cloud's points
+    back-projected with its intrinsics, labels in the cloud and on segmentation). The batch test above covers
+    inverse_depth alone; a calibration, cloud or label row taken from the other camera of the batch would pass it."""
+    from dpt_ros.ros.testing import pattern_image
+
+    node = harness.start_node(cameras=["a", "b"], **{
+        "depth.scale": 1.0, "depth.shift": 0.5, "camera_info.policy": "latest", "points.stride": 1,
+        "points.label": True, "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    names = {"depth": Image, "depth/camera_info": CameraInfo, "points": PointCloud2, "segmentation": Image}
+    got = {(ns, n): harness.collector(t, f"{ns}/{n}") for ns in "ab" for n, t in names.items()}
+    pubs = {ns: harness.probe.create_publisher(Image, f"{ns}/image", qos()) for ns in "ab"}
+    info_pubs = {ns: harness.probe.create_publisher(CameraInfo, f"{ns}/camera_info", qos()) for ns in "ab"}
+    wait_for(lambda: all(p.get_subscription_count() > 0 for p in (*pubs.values(), *info_pubs.values())) and
+             all(c.pubs[n].get_subscription_count() > 0 for c in node.cameras for n in names), what="discovery")
+    b = make_image(3, frame_id="b")   # camera b sees another picture: distinguishable depth and labels
+    frames = {"a": make_image(2, frame_id="a"),
+              "b": conversions.image_msg(b.header, pattern_image(80, 60, seed=5)[::-1, ::-1].copy(), "rgb8")}
+    intrinsics = {"a": (40.0, 39.5, 29.5), "b": (90.0, 45.0, 25.0)}   # fx = fy, cx, cy
+    for ns, (f, cx, cy) in intrinsics.items():
+        info = make_info(frames[ns], fx=f)
+        info.k[2], info.k[5], info.p[2], info.p[6] = cx, cy, cx, cy
+        info_pubs[ns].publish(info)
+    wait_for(lambda: all(len(c.infos) == 1 for c in node.cameras), what="both camera_infos stored")
+    want = {}
+    for ns, frame in frames.items():
+        rgb = pipeline.decode(conversions.image_view(frame), np)
+        logits = node.models.segmentation.run(node.models.segmentation_pre(rgb))["logits"].float()
+        up = torch.nn.functional.interpolate(logits, size=(60, 80), mode="bicubic", align_corners=False)[0]
+        top2 = up.topk(2, dim=0).values
+        want[ns] = (1.0 / (model_inverse_depth(node, frame) + 0.5), (up.argmax(dim=0) + 1).numpy(),
+                    (top2[0] - top2[1]).numpy() > 1e-4)
+    assert np.abs(want["a"][0] - want["b"][0]).max() > 1e-3 and (want["a"][1] != want["b"][1]).mean() > 0.05
+    gate, entered, batches = gate_engine(node.models.depth)
+    pubs["a"].publish(make_image(1, frame_id="a"))
+    wait_for(entered.is_set, what="worker busy with the first frame")
+    for ns, frame in frames.items():
+        pubs[ns].publish(frame)
+    wait_for(lambda: all(c.pending is not None for c in node.cameras), what="both slots filled")
+    gate.set()
+    stamp = {ns: f.header.stamp.nanosec for ns, f in frames.items()}
+    wait_for(lambda: all(any(m.header.stamp.nanosec == stamp[ns] for m in got[ns, n]) for ns in "ab" for n in names),
+             timeout=60, what="the outputs of both cameras")
+    assert batches == [(1, 3, 64, 96), (2, 3, 64, 96)]
+    u, v = np.meshgrid(np.arange(80), np.arange(60))
+    for ns, frame in frames.items():
+        out = {n: next(m for m in got[ns, n] if m.header.stamp.nanosec == stamp[ns]) for n in names}
+        assert all(m.header == frame.header for m in out.values()), ns
+        depth_want, labels_want, clear = want[ns]
+        depth = conversions.image_array(out["depth"])
+        np.testing.assert_allclose(depth, depth_want, rtol=1e-4, err_msg=ns)
+        labels = conversions.image_array(out["segmentation"])
+        assert clear.mean() > 0.95
+        np.testing.assert_array_equal(labels[clear], labels_want[clear], err_msg=ns)
+        f, cx, cy = intrinsics[ns]
+        info = out["depth/camera_info"]
+        assert (info.width, info.height) == (80, 60)
+        assert list(info.k) == pytest.approx([f, 0.0, cx, 0.0, f, cy, 0.0, 0.0, 1.0]), ns
+        pts = conversions.cloud_array(out["points"])
+        assert (out["points"].height, out["points"].width) == (60, 80)
+        np.testing.assert_array_equal(pts["z"], depth, err_msg=ns)
+        np.testing.assert_allclose(pts["x"], (u - cx) * depth / f, rtol=1e-5, atol=1e-6, err_msg=ns)
+        np.testing.assert_allclose(pts["y"], (v - cy) * depth / f, rtol=1e-5, atol=1e-6, err_msg=ns)
+        np.testing.assert_array_equal(pts["label"], labels, err_msg=ns)
+    assert node.error_counts() == {}
+
+
 def test_metric_variant_publishes_the_models_metres(harness):
     """dpt_hybrid_nyu (random weights): depth = the model's own metres upsampled (official order),
     with REP 117 limits from depth.min / depth.max."""
