@@ -1154,6 +1154,49 @@ def test_compressed_input_transport(harness):
     assert harness.probe.count_subscribers("/image/compressed") == 0
 
 
+@pytest.mark.parametrize("encoding,fmt", [
+    ("rgb8", "rgb8; png compressed bgr8"), ("bgr8", "bgr8; png compressed bgr8"), ("rgb8", "png"),
+    ("rgb16", "rgb16; png compressed bgr16"), ("mono16", "mono16; png compressed mono16")])
+def test_a_compressed_frame_gives_the_outputs_of_its_raw_frame(harness, encoding, fmt):
+    """image_transport:=compressed: a frame as image_transport's compressed plugin writes it (PNG: lossless; the file
+    in OpenCV's BGR order whatever the source encoding, 16-bit kept 16-bit; a bare 'png' as older publishers write
+    it) gives the outputs of the same samples sent raw: inverse depth, the cloud's rgb words (0x00RRGGBB of the
+    image's own colours, not red and blue swapped; 16-bit rounded as a raw frame's) and the overlay on
+    segmentation/colored. The test above checks only the size and frame_id of a compressed frame's output."""
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    node = harness.start_node(image_transport="compressed", **{
+        "depth.scale": 1.0, "camera_info.policy": "latest", "points.stride": 2,
+        "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
+    names = {"inverse_depth": Image, "segmentation": Image, "segmentation/colored": Image, "points": PointCloud2}
+    got, (pub, info_pub) = harness.connect(node, names, {"image/compressed": CompressedImage,
+                                                         "camera_info": CameraInfo})
+    raw = make_image(7, width=72, height=40, encoding=encoding, frame_id="png_cam")
+    info_pub.publish(make_info(raw))
+    wait_for(lambda: len(node.cameras[0].infos) == 1, what="camera_info stored")
+    samples = np.frombuffer(bytes(raw.data), "<u2" if encoding.endswith("16") else np.uint8).reshape(
+        40, 72, *(() if encoding.startswith("mono") else (3,)))
+    if encoding.startswith("rgb"):   # the file holds BGR
+        samples = samples[..., ::-1]
+    ok, png = cv2.imencode(".png", np.ascontiguousarray(samples))
+    assert ok
+    pub.publish(conversions.compressed_msg(raw.header, png.tobytes(), fmt))
+    wait_for(lambda: all(len(v) == 1 for v in got.values()), timeout=60, what="the outputs of the compressed frame")
+    assert node.error_counts() == {}
+    out = {n: v[0] for n, v in got.items()}
+    assert all(m.header == raw.header for m in out.values())
+    rgb = pipeline.decode(conversions.image_view(raw), np).astype(np.uint32)   # the raw frame's colours
+    np.testing.assert_allclose(conversions.image_array(out["inverse_depth"]), model_inverse_depth(node, raw),
+                               rtol=1e-5, atol=1e-6)
+    words = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    cloud = conversions.cloud_array(out["points"])
+    np.testing.assert_array_equal(cloud["rgb"].view(np.uint32), words[::2, ::2])
+    labels = conversions.image_array(out["segmentation"])
+    np.testing.assert_array_equal(conversions.image_array(out["segmentation/colored"]), pipeline.overlay(
+        rgb.astype(np.uint8), pipeline.colorize_labels(labels), node.settings["segmentation.overlay_alpha"]))
+
+
 def test_a_silent_image_topic_whose_other_transport_publishes_says_to_set_image_transport(harness, monkeypatch):
     """A camera over Wi-Fi (or a bag) that offers only image_raw/compressed, the node left at image_transport:=raw:
     "no image yet" says the compressed transport is there and to set image_transport:=compressed (it said only that
