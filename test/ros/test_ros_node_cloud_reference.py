@@ -71,6 +71,7 @@ def _check(img, info, depth_msg, cloud_msg, seg_msg, dinfo, stride, organized, c
     roi = dinfo.roi
     assert (dinfo.binning_x, dinfo.binning_y, roi.x_offset, roi.y_offset, roi.width, roi.height) == (0,) * 6
     np.testing.assert_allclose([dinfo.p[0], dinfo.p[5], dinfo.p[2], dinfo.p[6]], [fx, fy, cx, cy], rtol=1e-12)
+    assert dinfo.p[3] == pytest.approx(info.p[3] * fx / info.p[0])   # Tx scaled with fx': the same baseline
     fields, got = _cloud(cloud_msg)
     want = [("x", 0, 7, 1), ("y", 4, 7, 1), ("z", 8, 7, 1)] + ([("rgb", 12, 7, 1)] if color else [])
     want += [("label", 12 + 4 * len(want[3:]), 6, 1)] if label else []
@@ -119,9 +120,12 @@ class _Rig:
         self.stamp += 1
         img = make_image(self.stamp * 1_000_000_000, width=W, height=H, encoding=encoding, seed=self.stamp)
         img = padded(img, pad) if pad else img
-        if info is None:   # P (used for the rectified image) other than K
+        if info is None:
+            # P (used for the rectified image) other than K, of a stereo pair's right camera: Tx = -fx' * 0.1 m, the
+            # baseline, which depth_image_proc leaves out of its points (they are in this camera's frame), and
+            # image_geometry's projectPixelTo3dRay would take off u
             info = make_info(img, fx=70.0)
-            info.p[0], info.p[5], info.p[2], info.p[6] = 64.0, 66.0, 52.25, 36.5
+            info.p[0], info.p[5], info.p[2], info.p[6], info.p[3] = 64.0, 66.0, 52.25, 36.5, -6.4
         info.header = img.header
         self.info_pub.publish(info)
         cam = self.node.cameras[0]
