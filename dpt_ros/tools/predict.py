@@ -17,10 +17,10 @@ name), as the official ``run_monodepth.py`` and
 - segmentation variants: ``<name>_labels.png`` (8-bit labels 1..150, 0 = unlabeled) and ``<name>.png``
   (the ADE20K palette blended half over the image).
 
-Exit status: 0 all images done, 1 some could not be read, run or written (each named with why, a write failure with
-its file and what to do, e.g. a full disk; the rest done), 2 usage error (bad arguments or weights, no images: a
-folder without any, or only names that are no file or folder, said before the model loads; an output folder
-that cannot be made or that would overwrite an input image), 130
+Exit status: 0 all images done, 1 some could not be read, run or written, or a folder named beside them had none
+(each named with why, a write failure with its file and what to do, e.g. a full disk; the rest done), 2 usage error
+(bad arguments or weights, no images: a folder without any, or only names that are no file or folder, said before
+the model loads; an output folder that cannot be made or that would overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
@@ -102,19 +102,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def image_files(items: list[str]) -> list[tuple[Path, str]]:
-    """The files named, and the images in the folders named (sorted), in order, each with the name its lines give it:
-    a name as given (``photo/``, ``./a.png``: ``Path`` drops the slash and the ``./``, so a skipped ``photo/`` was said
-    as ``photo``), a folder's image as the folder's name given joined with the file's."""
-    files = []
+def image_files(items: list[str]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
+    """The files named, and the images in the folders named (sorted; their subfolders are not looked in), in order,
+    each with the name its lines give it: a name as given (``photo/``, ``./a.png``: ``Path`` drops the slash and the
+    ``./``, so a skipped ``photo/`` was said as ``photo``), a folder's image as the folder's name given joined with the
+    file's. Then the folders named that gave no image, each with what is said of what it holds (other files, and
+    subfolders, which are not looked in; ``''`` where it is empty), for its line."""
+    files, empty = [], []
     for item in items:
         p = Path(item)
         if os.path.isdir(p):   # (False for a name it cannot look at, which read_image_file then names with why)
-            files += [(f, os.path.join(item, f.name))
-                      for f in sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_FILE_EXTENSIONS)]
+            entries = sorted(p.iterdir())
+            images = [f for f in entries if f.suffix.lower() in IMAGE_FILE_EXTENSIONS]
+            files += [(f, os.path.join(item, f.name)) for f in images]
+            if not images:
+                subfolders = sum(map(os.path.isdir, entries))
+                others = len(entries) - subfolders
+                said = [("its one file has no" if others == 1 else f"none of its {others} files has an")
+                        + f" image's extension: {', '.join(e.lstrip('.') for e in IMAGE_FILE_EXTENSIONS)}"
+                        ] if others else []
+                said += [("its one subfolder is" if subfolders == 1 else f"its {subfolders} subfolders are")
+                         + " not looked in"] if subfolders else []
+                empty.append((item, f" ({'; '.join(said)})" if said else ""))
         else:
             files.append((p, item))
-    return files
+    return files, empty
 
 
 def write_pfm(path: Path, values: np.ndarray) -> None:
@@ -359,15 +371,20 @@ def _main(argv=None) -> int:
     # the images named are looked at before the model loads (seconds, or a minute for a large one on a CPU): a folder
     # without images, or only names that are no file or folder (a typo), is said at once, not after the load
     out_dir = Path(args.out)
-    found = image_files(args.images)
+    found, empty = image_files(args.images)
     files, shown = [path for path, _ in found], [said for _, said in found]
-    if not files:
-        print("predict: no images found in " + ", ".join(args.images), file=sys.stderr)
+    if not files or all(map(_absent, files)):
+        absent = [said for _, said in found]   # (all of them, where there are any)
+        if empty:
+            print("predict: no images found in " + ", ".join(item + more for item, more in empty), file=sys.stderr)
+        if absent:
+            print("predict: no file or folder " + ", ".join(map(repr, absent)) + " (a typo, or another working "
+                  "folder?): give image files or folders of images; nothing was run", file=sys.stderr)
         return 2
-    if all(map(_absent, files)):
-        print("predict: no file or folder " + ", ".join(map(repr, args.images)) + " (a typo, or another working "
-              "folder?): give image files or folders of images; nothing was run", file=sys.stderr)
-        return 2
+    # names given that give no image, beside some that do: each said, and counted as skipped (exit status 1)
+    for item, more in empty:
+        print(f"predict: {item}: no images in this folder{more}; skipped", file=sys.stderr)
+    skipped = len(empty)
     names = output_names(files)
     clash = _overwritten_input(out_dir, names, files)
     if clash:
@@ -393,7 +410,7 @@ def _main(argv=None) -> int:
     if removed:
         print(f"predict: removed {removed} temporary file(s) (.partial-*) that a run killed while writing left in "
               f"{out_dir} (the image it was writing got no results)", file=sys.stderr)
-    failed = 0
+    failed = skipped
     for path, said, name in zip(files, shown, names):
         try:
             rgb = pipeline.read_image_file(path)

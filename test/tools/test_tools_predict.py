@@ -174,6 +174,36 @@ def test_each_line_names_an_input_as_it_was_given(files, capfd, tmp_path, monkey
                                                                           "images/b.jpg"]
 
 
+def test_a_folder_without_images_beside_images_is_said_and_skipped(files, capfd, tmp_path):
+    """A folder without images given beside images was passed over without a word (exit status 0, as if all had run):
+    it is said, with what it holds (its subfolders are not looked in), before the model loads, and skipped (exit
+    status 1). Beside only names that are no file or folder, the folder is said as a folder, not as one of them."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "list.txt").write_text("not an image")
+    (tmp_path / "notes" / "day1").mkdir()
+    cv2.imwrite(str(tmp_path / "notes" / "day1" / "deep.png"), pattern_image(32, 32, seed=7)[..., ::-1])
+    out = tmp_path / "out"
+    common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]
+    code = predict.main([str(tmp_path / "empty"), str(tmp_path / "notes"), str(files / "images" / "b.jpg"), *common])
+    captured = capfd.readouterr()
+    assert code == 1, captured.err
+    assert captured.err.splitlines() == [
+        f"predict: {tmp_path / 'empty'}: no images in this folder; skipped",
+        f"predict: {tmp_path / 'notes'}: no images in this folder (its one file has no image's extension: png, jpg, "
+        "jpeg, bmp, tif, tiff, webp, ppm, pgm; its one subfolder is not looked in); skipped"]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(files / "images" / "b.jpg")]
+    assert sorted(f.name for f in out.iterdir()) == ["b.pfm", "b.png", "b_colored.png"]
+    # beside a missing name only: nothing run, each said as what it is (it was "no file or folder" for both)
+    missing = str(tmp_path / "missing.png")
+    assert predict.main([str(tmp_path / "notes"), missing, *common[:3], "/nowhere/dpt_tiny.pt", *common[4:]]) == 2
+    assert capfd.readouterr().err.splitlines() == [
+        f"predict: no images found in {tmp_path / 'notes'} (its one file has no image's extension: png, jpg, jpeg, "
+        "bmp, tif, tiff, webp, ppm, pgm; its one subfolder is not looked in)",
+        f"predict: no file or folder {missing!r} (a typo, or another working folder?): give image files or folders of "
+        "images; nothing was run"]
+
+
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
     # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32"), with
