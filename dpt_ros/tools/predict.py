@@ -19,8 +19,9 @@ name), as the official ``run_monodepth.py`` and
 
 Exit status: 0 all images done, 1 some could not be read, run or written, or a folder named beside them had none
 (each named with why, a write failure with its file and what to do, e.g. a full disk; the rest done), 2 usage error
-(bad arguments or weights, no images: a folder without any, or only names that are no file or folder, said before
-the model loads; an output folder that cannot be made or that would overwrite an input image), 130
+(bad arguments or weights, no images: a folder without any, or only names that are no file or folder, or a file
+named as a folder, ``a.png/``, said before the model loads; an output folder that cannot be made or that would
+overwrite an input image), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
@@ -102,18 +103,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def image_files(items: list[str]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
-    """The files named, and the images in the folders named (sorted; their subfolders are not looked in), in order,
-    each with the name its lines give it: a name as given (``photo/``, ``./a.png``: ``Path`` drops the slash and the
-    ``./``, so a skipped ``photo/`` was said as ``photo``), a folder's image as the folder's name given joined with the
-    file's. Then the folders named that gave no image, each with what is said of what it holds (other files, and
-    subfolders, which are not looked in; ``''`` where it is empty), for its line."""
-    files, empty = [], []
+def image_files(items: list[str]) -> tuple[list[tuple[Path, str]], list[tuple[str, str]], list[str]]:
+    """The files named, and the images in the folders named (sorted; a subfolder, whatever its name, ``x.png/`` too,
+    is not looked in), in order, each with the name its lines give it: a name as given (``photo/``, ``./a.png``:
+    ``Path`` drops the slash and the ``./``, so a skipped ``photo/`` was said as ``photo``), a folder's image as the
+    folder's name given joined with the file's. Then the names given that give no image, each with why, for its line:
+    the folders without an image (each with what is said of what it holds, other files and subfolders, which are not
+    looked in: ``''`` where it is empty), and the names of a file written as a folder's (``notimg.png/``, ``a.png/.``:
+    the system refuses them, 'Not a directory', where ``Path`` took them for the file)."""
+    files, empty, not_folders = [], [], []
     for item in items:
         p = Path(item)
         if os.path.isdir(p):   # (False for a name it cannot look at, which read_image_file then names with why)
             entries = sorted(p.iterdir())
-            images = [f for f in entries if f.suffix.lower() in IMAGE_FILE_EXTENSIONS]
+            images = [f for f in entries if f.suffix.lower() in IMAGE_FILE_EXTENSIONS and not os.path.isdir(f)]
             files += [(f, os.path.join(item, f.name)) for f in images]
             if not images:
                 subfolders = sum(map(os.path.isdir, entries))
@@ -124,9 +127,24 @@ def image_files(items: list[str]) -> tuple[list[tuple[Path, str]], list[tuple[st
                 said += [("its one subfolder is" if subfolders == 1 else f"its {subfolders} subfolders are")
                          + " not looked in"] if subfolders else []
                 empty.append((item, f" ({'; '.join(said)})" if said else ""))
+        elif _file_as_folder(item):
+            not_folders.append(f"{item}: not a folder: {p} is a file (a name ending in / or /. is a folder's); "
+                               f"give it as {p}")
         else:
             files.append((p, item))
-    return files, empty
+    return files, empty, not_folders
+
+
+def _file_as_folder(item: str) -> bool:
+    """Whether ``item`` names a file as if it were a folder (``a.png/``, ``a.png/.``): the system refuses it, while
+    ``Path(item)``, which drops the slash and the dot, is the file."""
+    try:
+        os.stat(item)
+    except NotADirectoryError:
+        return os.path.isfile(Path(item))
+    except OSError:
+        pass
+    return False
 
 
 def write_pfm(path: Path, values: np.ndarray) -> None:
@@ -371,20 +389,22 @@ def _main(argv=None) -> int:
     # the images named are looked at before the model loads (seconds, or a minute for a large one on a CPU): a folder
     # without images, or only names that are no file or folder (a typo), is said at once, not after the load
     out_dir = Path(args.out)
-    found, empty = image_files(args.images)
+    found, empty, not_folders = image_files(args.images)
     files, shown = [path for path, _ in found], [said for _, said in found]
     if not files or all(map(_absent, files)):
         absent = [said for _, said in found]   # (all of them, where there are any)
         if empty:
             print("predict: no images found in " + ", ".join(item + more for item, more in empty), file=sys.stderr)
+        for why in not_folders:
+            print(f"predict: {why}", file=sys.stderr)
         if absent:
             print("predict: no file or folder " + ", ".join(map(repr, absent)) + " (a typo, or another working "
                   "folder?): give image files or folders of images; nothing was run", file=sys.stderr)
         return 2
     # names given that give no image, beside some that do: each said, and counted as skipped (exit status 1)
-    for item, more in empty:
-        print(f"predict: {item}: no images in this folder{more}; skipped", file=sys.stderr)
-    skipped = len(empty)
+    for why in [f"{item}: no images in this folder{more}" for item, more in empty] + not_folders:
+        print(f"predict: {why}; skipped", file=sys.stderr)
+    skipped = len(empty) + len(not_folders)
     names = output_names(files)
     clash = _overwritten_input(out_dir, names, files)
     if clash:

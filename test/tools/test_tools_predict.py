@@ -204,6 +204,37 @@ def test_a_folder_without_images_beside_images_is_said_and_skipped(files, capfd,
         "images; nothing was run"]
 
 
+def test_a_file_given_as_a_folder_is_refused_and_a_folder_named_as_an_image_is_a_folder(files, capfd, tmp_path):
+    """A file given as a folder's name, a.png/ or a.png/. (the system: 'Not a directory'; Path drops the slash), was
+    read as the file; it is said, with the name to give, before the model loads, and skipped (exit status 1), or, given
+    alone, nothing is run (exit status 2). A subfolder named sub.png of a folder given was taken for an image ('not a
+    regular file'; skipped, exit status 1): it is a subfolder, not looked in; a folder x.png given is a folder."""
+    shots = tmp_path / "shots"
+    (shots / "sub.png").mkdir(parents=True)
+    cv2.imwrite(str(shots / "sub.png" / "deep.png"), pattern_image(32, 32, seed=7)[..., ::-1])
+    cv2.imwrite(str(shots / "c.png"), pattern_image(32, 32, seed=8)[..., ::-1])
+    (tmp_path / "x.png").mkdir()
+    cv2.imwrite(str(tmp_path / "x.png" / "d.png"), pattern_image(32, 32, seed=9)[..., ::-1])
+    a = str(files / "images" / "a.png")
+    out = tmp_path / "out"
+    common = ["--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"), "--input-size", "64", "--out", str(out)]
+    assert predict.main([str(shots), str(tmp_path / "x.png"), *common]) == 0
+    captured = capfd.readouterr()
+    assert captured.err == "" and [line.split(":")[0] for line in captured.out.splitlines()] == [
+        str(shots / "c.png"), str(tmp_path / "x.png" / "d.png")]
+    assert predict.main([a + "/", a + "/.", str(files / "images" / "b.jpg"), *common]) == 1
+    captured = capfd.readouterr()
+    assert captured.err.splitlines() == [
+        f"predict: {a}/: not a folder: {a} is a file (a name ending in / or /. is a folder's); give it as {a}; skipped",
+        f"predict: {a}/.: not a folder: {a} is a file (a name ending in / or /. is a folder's); give it as {a}; skipped"]
+    assert [line.split(":")[0] for line in captured.out.splitlines()] == [str(files / "images" / "b.jpg")]
+    assert "a.pfm" not in os.listdir(out)
+    # alone: said before the model loads (weights that are not there are not reached), exit status 2
+    assert predict.main([a + "/", *common[:3], "/nowhere/dpt_tiny.pt", *common[4:]]) == 2
+    assert capfd.readouterr().err == (f"predict: {a}/: not a folder: {a} is a file (a name ending in / or /. is a "
+                                      f"folder's); give it as {a}\n")
+
+
 @pytest.mark.parametrize("args,message", [
     (["--weights", "/nowhere/dpt_tiny.pt"], "cannot load dpt_tiny from /nowhere/dpt_tiny.pt"),
     # the node's input_size range (100000 was an 84 GiB allocation and a traceback; -32 was "a multiple of 32"), with
