@@ -195,6 +195,36 @@ def name_too_long(folder: Path, file_name: str) -> str:
             f"bytes at most)")
 
 
+#: the longest path the system takes, in bytes with its closing NUL, where it does not say its own (Linux's PATH_MAX)
+DEFAULT_PATH_MAX = 4096
+
+
+def path_too_long(path: str, option: str = "") -> str:
+    """Why ``path`` (a file or folder a tool is to make or write, as given: relative to the working folder, or not)
+    cannot be for its length ('' when it fits), and what to do: a name in it longer than the file system takes
+    (:func:`name_too_long`, the file system of the deepest folder of it that is there), or the whole path, in bytes,
+    not shorter than the system's PATH_MAX (the system's bare 'File name too long' says neither which nor the limit).
+    ``option``: how the user gave it (``--yaml``), in what to give instead."""
+    there = Path(path).anchor or "."
+    for part in Path(path).relative_to(Path(path).anchor).parts:
+        why = name_too_long(Path(there), part)
+        if why:
+            return f"{why}: give {option + ' ' if option else ''}a shorter name"
+        if os.path.isdir(os.path.join(there, part)):
+            there = os.path.join(there, part)
+    try:
+        limit = os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        limit = DEFAULT_PATH_MAX
+    limit = limit if limit > 0 else DEFAULT_PATH_MAX
+    length = len(os.fsencode(path))
+    if length < limit:
+        return ""
+    return (f"{os.strerror(errno.ENAMETOOLONG)} (the path is {length} bytes; the system takes paths shorter than "
+            f"{limit} bytes): give {option + ' ' if option else ''}a shorter path (e.g. relative to a folder nearer "
+            "it, cd there first)")
+
+
 def shortened_tail(file_name: str) -> str:
     """What a shortened temporary of ``file_name`` ends with before its ``suffix``: ``~``, 16 hex digits of the name's
     SHA-256, and its extension."""

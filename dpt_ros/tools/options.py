@@ -182,19 +182,26 @@ def output_file(stdout: bool = False, option: str = "--json") -> Callable[[str],
     cannot write (a folder, a file in a folder that does not exist or it may not write in, a file it may not write),
     which was found by the write after the whole run, its results then lost, is refused before anything starts; so is
     a file in a folder of the kernel's (``dpt_ros.tools.refuse_kernel_folder``, as for the tools' ``--out``: as root,
-    ``--json /sys/fs/cgroup/r.json`` or ``/dev/r.json`` was written there), said in ``output_folder_error``'s words.
+    ``--json /sys/fs/cgroup/r.json`` or ``/dev/r.json`` was written there), said in ``output_folder_error``'s words;
+    a name longer than the file system takes, or a path longer than the system takes (``dpt_ros.tools.path_too_long``:
+    the write said only 'File name too long', after the run; such a path's folder was said not to be there). The
+    folder is looked at as given (a file relative to a working folder deeper than that limit can be written).
     The write itself still reports what it meets (a full disk). ``stdout``: ``-`` is taken too (standard output).
     ``option``: the option's name, for what to give instead."""
     from pathlib import Path
 
-    from dpt_ros.tools import output_folder_error, refuse_kernel_folder   # (no ROS imports)
+    from dpt_ros.tools import output_folder_error, path_too_long, refuse_kernel_folder   # (no ROS imports)
 
     def convert(text: str) -> str:
         if stdout and text == "-":
             return text
         if not text:
             raise argparse.ArgumentTypeError("no file name given (an empty path); give a file name")
+        too_long = path_too_long(text, option)
+        if too_long:
+            raise argparse.ArgumentTypeError(f"{text}: {too_long}")
         folder = os.path.dirname(os.path.abspath(text))
+        given = os.path.dirname(text) or "."   # (the folder as the write will reach it)
         if os.path.isdir(text):
             raise argparse.ArgumentTypeError(f"{text!r} is a folder; give a file name")
         try:
@@ -202,9 +209,9 @@ def output_file(stdout: bool = False, option: str = "--json") -> Callable[[str],
         except PermissionError as e:
             raise argparse.ArgumentTypeError(
                 f"{text}: {output_folder_error(Path(os.path.abspath(text)), e, file=True, option=option)}") from None
-        if not os.path.isdir(folder):
+        if not os.path.isdir(given):
             raise argparse.ArgumentTypeError(f"{text}: no folder {folder}; give a file in a folder that exists")
-        if not os.access(folder, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
+        if not os.access(given, os.W_OK | os.X_OK) or (os.path.exists(text) and not os.access(text, os.W_OK)):
             where = "it" if os.path.exists(text) else f"in {folder}"
             raise argparse.ArgumentTypeError(f"{text}: cannot write {where}; give a file you may write")
         return text

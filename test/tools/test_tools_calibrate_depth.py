@@ -603,6 +603,31 @@ def test_a_yaml_file_it_cannot_write_is_said_before_collecting(tmp_path, capsys)
     assert tool.parse_args(["--reference", "/ref", "--yaml", str(tmp_path / "c.yaml")]).yaml == str(tmp_path / "c.yaml")
 
 
+def test_a_yaml_name_or_path_too_long_is_said_with_its_length_and_the_limit_before_collecting(tmp_path, monkeypatch,
+                                                                                                usage_error):
+    """--yaml with a name longer than the file system takes was accepted, and after --frames pairs were collected the
+    write said only "cannot write <name>: File name too long" (exit status 1); a path longer than PATH_MAX in folders
+    that are there was refused as "no folder <its folder>". Both are refused at once (exit status 2) with the length,
+    the limit and what to give; a short name relative to a working folder deeper than PATH_MAX is taken (the write
+    reaches it)."""
+    limit = os.pathconf(tmp_path, "PC_NAME_MAX")
+    name = str(tmp_path / ("c" * (limit + 1 - len(".yaml")) + ".yaml"))
+    usage_error(tool.parse_args, ["--reference", "/ref", "--yaml", name],
+                f"argument --yaml: {name}: File name too long ({limit + 1} bytes; the file system of {tmp_path} takes "
+                f"names of {limit} bytes at most): give --yaml a shorter name\n")
+    monkeypatch.chdir(tmp_path)
+    folder = "d" * 200
+    for _ in range(os.pathconf("/", "PC_PATH_MAX") // 201 + 1):   # (made and entered one at a time: each fits)
+        os.mkdir(folder)
+        os.chdir(folder)
+    deep = os.path.join(os.getcwd(), "c.yaml")
+    usage_error(tool.parse_args, ["--reference", "/ref", "--yaml", deep],
+                f"argument --yaml: {deep}: File name too long (the path is {len(deep)} bytes; the system takes paths "
+                f"shorter than {os.pathconf('/', 'PC_PATH_MAX')} bytes): give --yaml a shorter path (e.g. relative to "
+                "a folder nearer it, cd there first)\n")
+    assert tool.parse_args(["--reference", "/ref", "--yaml", "c.yaml"]).yaml == "c.yaml"
+
+
 def test_ctrl_c_while_the_console_script_imports_rclpy_is_one_line_and_130():
     """`ros2 run dpt_ros calibrate_depth`, Ctrl-C in its first second (rclpy being imported): the same one line and
     130 as later (was: a KeyboardInterrupt traceback from inside the import)."""
