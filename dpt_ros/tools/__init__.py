@@ -75,7 +75,8 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
     knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
     'File exists' / 'Not a directory'; a path that is the kernel's (:func:`kernel_folder`: /proc, /sys, /dev, a cgroup
     mount, where mkdir says 'No such file or directory' of a folder that is there, or :func:`refuse_kernel_folder`
-    refused it) or on a read-only file system is said to be there, a full one (ENOSPC, EDQUOT) with what to do, and a
+    refused it) or on a read-only file system is said to be there, a full one (ENOSPC, EDQUOT) with what to do, a name
+    or path too long with its length and the limit (:func:`path_too_long`), and a
     folder without the permission to write in it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
     (sros2_policy's --out, which refuses a folder itself), not a folder: a file there is what it writes, not said to
     be in the way, and one it may not write is named with its owner and mode. ``option``: how the user gave ``out``
@@ -94,6 +95,9 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
     kernels = kernel_folder(out.parent if file else out)   # (a file's own link, e.g. to /dev/full, not followed)
     if kernels is not None:
         return f"{kernels}, where no folder or file of yours belongs; {elsewhere}"
+    too_long = path_too_long(str(out), option) if e.errno == errno.ENAMETOOLONG else ""
+    if too_long:   # (the system says only 'File name too long')
+        return too_long
     # the deepest folder of the path that is there: where the folder (or file) was to be made
     there = next((p for p in (out, *out.parents) if os.path.isdir(p)), None)
     if there is not None:

@@ -616,11 +616,14 @@ def test_outputs_never_overwrite_inputs_or_each_other(files, capsys, tmp_path):
     err = capsys.readouterr().err
     assert f"{blocker} is a file, not a folder; give --out a folder" in err and "File exists" not in err
     assert blocker.read_text() == ""
-    # a path that cannot even be looked at (a name longer than the file system allows): mkdir's reason, one line
+    # a path that cannot even be looked at (a name longer than the file system allows): one line, with the name's
+    # length and the limit and what to do (it was mkdir's bare 'File name too long')
     too_long = tmp_path / ("n" * 300) / "out"
     assert predict.main([str(images / "dot.png"), *common, "--out", str(too_long)]) == 2
     err = capsys.readouterr().err
-    assert err == f"predict: cannot create the output folder {too_long}: File name too long\n", err[-2000:]
+    assert err == (f"predict: cannot create the output folder {too_long}: File name too long (300 bytes; the file "
+                   f"system of {tmp_path} takes names of {os.pathconf(tmp_path, 'PC_NAME_MAX')} bytes at most): give "
+                   "--out a shorter name\n"), err[-2000:]
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/mountinfo"), reason="needs Linux's /proc")
