@@ -20,8 +20,8 @@ name), as the official ``run_monodepth.py`` and
 Exit status: 0 all images done, 1 some could not be read, run or written, or a folder named beside them had none
 (each named with why, a write failure with its file and what to do, e.g. a full disk; the rest done), 2 usage error
 (bad arguments or weights, no images: a folder without any, or only names that are no file or folder, or a file
-named as a folder, ``a.png/``, said before the model loads; an output folder that cannot be made or that would
-overwrite an input image), 130
+named as a folder, ``a.png/``; an output folder that cannot be made or that would overwrite an input image: all
+said before the model loads), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
 keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
@@ -411,21 +411,30 @@ def _main(argv=None) -> int:
         print(f"predict: an output would overwrite the input image {clash}; give another --out folder",
               file=sys.stderr)
         return 2
-    try:
-        engine = load_engine(variant, weights, device=args.device, precision=args.precision)
-    except (OSError, CheckpointError, ValueError, RuntimeError) as e:   # (FileNotFoundError is an OSError)
-        print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
-        return 2
-    if engine.random_weights:
-        print(_RANDOM_BANNER, file=sys.stderr)
-    net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)
-    pre = pipeline.Preprocessor(net, args.resize_method, engine.device)
+    # the output folder is made before the model loads, too: one that cannot be (a file in the way, the kernel's, a
+    # name too long) is said at once; the folders made for it are removed again where the weights then fail to load
+    made = [p for p in (out_dir, *out_dir.parents) if not os.path.lexists(p)]   # (deepest first)
     try:
         refuse_kernel_folder(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         print(f"predict: cannot create the output folder {out_dir}: {output_folder_error(out_dir, e)}", file=sys.stderr)
         return 2
+    engine = None
+    try:
+        engine = load_engine(variant, weights, device=args.device, precision=args.precision)
+    except (OSError, CheckpointError, ValueError, RuntimeError) as e:   # (FileNotFoundError is an OSError)
+        print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        if engine is None:   # (not loaded, or Ctrl-C meanwhile: rmdir takes only empty ones, what was put there stays)
+            with contextlib.suppress(OSError):
+                for folder in made:
+                    folder.rmdir()
+    if engine.random_weights:
+        print(_RANDOM_BANNER, file=sys.stderr)
+    net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)
+    pre = pipeline.Preprocessor(net, args.resize_method, engine.device)
     removed, _ = remove_stale_partials(out_dir)
     if removed:
         print(f"predict: removed {removed} temporary file(s) (.partial-*) that a run killed while writing left in "

@@ -160,6 +160,22 @@ def test_no_images_to_run_is_said_before_the_model_loads(files, capsys, tmp_path
     assert "b.png: not readable as an image: no such file; skipped" in capsys.readouterr().err
 
 
+def test_an_output_folder_that_cannot_be_made_is_said_before_the_model_loads(files, capsys, tmp_path):
+    """--out under a file (or the kernel's, or a name too long) was found out only after the model had loaded
+    (seconds, or a minute for a large one on a CPU); it is said first: weights that cannot load show the order. The
+    folders made for a good --out are removed again where the weights then fail to load."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    common = [str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "/nowhere/dpt_tiny.pt"]
+    assert predict.main([*common, "--out", str(blocker / "sub")]) == 2
+    assert capsys.readouterr().err == (f"predict: cannot create the output folder {blocker / 'sub'}: {blocker} is a "
+                                       "file, so no folder can be made under it; give --out a path that is not under a file\n")
+    out = tmp_path / "new" / "out"
+    assert predict.main([*common, "--out", str(out)]) == 2
+    assert capsys.readouterr().err.startswith("predict: cannot load dpt_tiny from /nowhere/dpt_tiny.pt: ")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_each_line_names_an_input_as_it_was_given(files, capfd, tmp_path, monkeypatch):
     """A name given is said as given: a missing folder given as photo/ (beside images that run) was 'predict: photo:
     not readable as an image: no such file; skipped' and ./images/a.png was 'images/a.png' (Path drops the slash and
