@@ -21,6 +21,7 @@ close. Run it while the camera sees a scene with near and far surfaces.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -275,6 +276,21 @@ def parameter_yaml(c) -> str:
             f"/**:\n  ros__parameters:\n    depth.scale: {yaml_float(c.scale)}\n    depth.shift: {yaml_float(c.shift)}\n")
 
 
+def write_yaml(path: str, c) -> str:
+    """Write ``c``'s parameters to ``path`` (``--yaml``, checked by parse_args); '' when written, else why not in
+    ``output_folder_error``'s words (a full disk or quota: what to do; no permission: the file's owner and mode)."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from dpt_ros.tools import output_folder_error  # noqa: PLC0415
+
+    try:
+        with open(path, "w") as f:
+            f.write(parameter_yaml(c))
+    except OSError as e:
+        return output_folder_error(Path(os.path.abspath(path)), e, file=True, option="--yaml")
+    return ""
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import rclpy  # noqa: PLC0415
@@ -304,14 +320,13 @@ def main(argv=None) -> int:
         print(report(c, args), flush=True)
         code = 0
         if args.yaml:
-            try:
-                with open(args.yaml, "w") as f:
-                    f.write(parameter_yaml(c))
+            why = write_yaml(args.yaml, c)
+            if why:   # the fit above stands, and --apply still runs
+                print(f"calibrate_depth: cannot write {args.yaml}: {why}", file=sys.stderr)
+                code = 1
+            else:
                 path = shlex.quote(args.yaml)   # (commands to paste: a name with a space is one argument)
                 print(f"  wrote {args.yaml} (--params-file {path}, or config_file:={path} in the launch files)")
-            except OSError as e:   # the fit above stands, and --apply still runs
-                print(f"calibrate_depth: cannot write {args.yaml}: {e.strerror or e}", file=sys.stderr)
-                code = 1
         if args.apply:
             why = apply(client, executor, args.apply, c.parameters())
             if why:

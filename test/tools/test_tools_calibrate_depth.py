@@ -603,6 +603,24 @@ def test_a_yaml_file_it_cannot_write_is_said_before_collecting(tmp_path, capsys)
     assert tool.parse_args(["--reference", "/ref", "--yaml", str(tmp_path / "c.yaml")]).yaml == str(tmp_path / "c.yaml")
 
 
+def test_a_yaml_file_that_cannot_be_written_after_collecting_is_said_with_what_to_do(tmp_path):
+    """A write of --yaml that fails after the pairs were collected (a full disk: here a name linked to /dev/full,
+    which parse_args takes) said only the system's 'No space left on device'; it says the file system is full, where,
+    and what to do, as the tools' --out."""
+    from dpt_ros.tools import _file_system
+
+    full = tmp_path / "c.yaml"
+    full.symlink_to("/dev/full")
+    assert tool.parse_args(["--reference", "/ref", "--yaml", str(full)]).yaml == str(full)
+    c = pipeline.Calibration(0.25, 0.08, 3, 100, 0.05, 0.01)
+    fs_type, mount = _file_system(tmp_path)
+    assert tool.write_yaml(str(full), c) == (f"the file system of {tmp_path} is full (No space left on device; "
+                                              f"{fs_type} mounted at {mount}): free some space on it, or give --yaml "
+                                              "a path on another file system")
+    written = tmp_path / "d.yaml"
+    assert tool.write_yaml(str(written), c) == "" and written.read_text() == tool.parameter_yaml(c)
+
+
 def test_a_yaml_name_or_path_too_long_is_said_with_its_length_and_the_limit_before_collecting(tmp_path, monkeypatch,
                                                                                                 usage_error):
     """--yaml with a name longer than the file system takes was accepted, and after --frames pairs were collected the
