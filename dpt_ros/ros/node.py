@@ -2045,9 +2045,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     sent.append((job, published))
                 if job.get("compress"):   # (outputs of their own: a failure here is its copies', not the frame's)
                     try:
-                        self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s)
+                        self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s, bool(failed))
                     except Exception as e:  # noqa: BLE001 - counted as the copies' own failure
-                        self._compressed.failed(cam, [name for name, *_ in job["compress"]], e)
+                        self._compressed.failed(cam, {name: e for name, *_ in job["compress"]})
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -2934,7 +2934,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
 
     # ------------------------------------------------------------------ errors and diagnostics
     def _count_error(self, reason: str, text: str, frames: list[_Frame], partial: bool = False,
-                     warn: bool = False) -> None:
+                     warn: bool = False, count: bool = True) -> None:
         """Count a per-frame failure and log it: one line per kind of error (reason + message with
         its numbers blanked, not the digits of the topics it names: cam1's error is not cam2's) every
         ``_ERROR_LOG_PERIOD_S`` per camera whose frames it cost, so a different problem is never hidden
@@ -2943,6 +2943,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         ``partial``: the frame is still processed and published without some outputs; per camera it
         is counted as ``incomplete:<reason>``, not ``error:<reason>``, so that received = processed +
         dropped + idle + throttled + errors holds. ``warn``: logged as a warning (an expected passing state).
+        ``count``: False for a failure of a frame counted already for this reason (a compressed copy's publish after
+        an image output's): only said.
         Frames already counted (the stop dropped them while the worker still ran them) are not counted or said."""
         # the kind is of the message after the topics it names ahead (``_topics(frames)``), and it is said at most once
         # a period for each of those cameras: a batch's line names the cameras whose frames were in it, which with
@@ -2959,10 +2961,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 frames = [f for f in frames if not f.counted]
                 if not frames:
                     return
-            self._errors[reason] += len(frames) or 1   # per frame, as the cameras' counts (a copy's: one)
-            for f in frames:
+            for f in frames if count else []:
                 f.camera.counts[("incomplete:" if partial else "error:") + reason] += 1
                 f.counted = f.counted or not partial
+            if count:   # per frame, as the cameras' counts (a frame's compressed copies: one)
+                self._errors[reason] += len(frames) or 1
             # per camera's topic: [when it was last named in a line of this kind, its errors of it not logged since]
             said = self._error_log.get(kind, {})
             if said and all(now - said.get(c, (-math.inf,))[0] < _ERROR_LOG_PERIOD_S for c in cameras):
@@ -3388,12 +3391,15 @@ class _CompressedCopies:
     frame's before a thread took them, and those still waiting or being encoded when the node stops (not published
     by the end of its wait), are counted as ``dropped:<topic>``; a failed encoding as
     ``incomplete:compression`` (and logged); a publish that raised as an image output's, ``publish_failed:<topic>``
-    and ``incomplete:publish`` (and logged). Published copies count as ``out:<topic>``, like every output."""
+    and ``incomplete:publish`` (and logged). ``incomplete:<reason>`` and the node's error count frames: a frame whose
+    copies fail (two of them, or a copy and an image output) counts once. Published copies count as
+    ``out:<topic>``, like every output."""
 
     def __init__(self, node: "DptNode", cameras: int = 1) -> None:
         self._node = node
         self._cond = threading.Condition()
-        self._pending: dict[int, tuple] = {}   # camera index -> (camera, header, copies, settings)
+        # camera index -> (camera, header, copies, settings, whether the frame counted incomplete:publish already)
+        self._pending: dict[int, tuple] = {}
         self._working: set[int] = set()   # cameras whose copies a thread is encoding / publishing
         self._stopping = False
         # a thread publishes a copy under it, and the stop closes under it: a copy is published or counted dropped
@@ -3408,10 +3414,12 @@ class _CompressedCopies:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, cam: _Camera, header, copies: list, s: Settings) -> None:
+    def submit(self, cam: _Camera, header, copies: list, s: Settings, publish_counted: bool = False) -> None:
+        """Hand one frame's ``copies`` to the threads (``publish_counted``: one of its image outputs' publish raised,
+        counted ``incomplete:publish`` already: a copy's then counts it no more)."""
         with self._cond:
             replaced = self._pending.get(cam.index)
-            self._pending[cam.index] = (cam, header, copies, s)
+            self._pending[cam.index] = (cam, header, copies, s, publish_counted)
             self._cond.notify()
         if replaced is not None:
             with self._node._lock:
@@ -3436,7 +3444,7 @@ class _CompressedCopies:
                 thread.join(max(0.0, deadline - time.monotonic()))
         with self._publish_lock, self._cond:
             self._closed = True
-            left = [(cam, [name for name, *_ in copies]) for cam, _, copies, _ in self._pending.values()]
+            left = [(cam, [name for name, *_ in copies]) for cam, _, copies, *_ in self._pending.values()]
             left += self._unsent
             self._pending, self._unsent = {}, []
         with self._node._lock:
@@ -3458,13 +3466,13 @@ class _CompressedCopies:
                 if self._stopping:
                     return
                 index = self._next()
-                cam, header, copies, s = self._pending.pop(index)
+                cam, header, copies, s, publish_counted = self._pending.pop(index)
                 self._working.add(index)
                 # (their names leave it under _publish_lock as they are done; left there, the stop counts them)
                 unsent = (cam, [name for name, *_ in copies])
                 self._unsent.append(unsent)
             try:
-                self._publish(cam, header, copies, s, unsent[1])
+                self._publish(cam, header, copies, s, unsent[1], publish_counted)
             finally:
                 with self._cond:
                     if not unsent[1]:
@@ -3474,55 +3482,69 @@ class _CompressedCopies:
             if self._stopping:
                 return
 
-    def _publish(self, cam: _Camera, header, copies: list, s: Settings, unsent: list) -> None:
+    def _publish(self, cam: _Camera, header, copies: list, s: Settings, unsent: list,
+                 publish_counted: bool = False) -> None:
         """Encode and publish one frame's ``copies``, each taken out of ``unsent`` once published or counted failed;
-        from the stop on (``_closed``: it counted what is left in ``unsent`` dropped) none is published."""
+        from the stop on (``_closed``: it counted what is left in ``unsent`` dropped) none is published. The frame's
+        failed copies are counted together once it is done (``publish_counted``: see :meth:`submit`)."""
         t = time.perf_counter()
-        for name, values, encoding, codec in copies:
-            encoded = False
-            try:
-                data, fmt = self.encode(values, encoding, codec, s)
-                encoded = True
-                with self._publish_lock:
-                    if self._closed:
-                        return
-                    cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
-                    unsent.remove(name)
-                    with self._node._lock:
-                        cam.counts["out:" + name] += 1
-            except Exception as e:  # noqa: BLE001 - this thread must survive anything
-                if self._stopping or not self._node.context.ok():
-                    return   # (the stop counts it, and the rest of the frame's, dropped: still in unsent)
-                with self._publish_lock:
-                    if self._closed:
-                        return
-                    unsent.remove(name)
-                if encoded:   # its publish raised: as an image output's (before, counted and said as an encoding's)
-                    self.publish_failed(cam, name, e)
-                else:
-                    self.failed(cam, [name], e)
+        encoding_failed: dict[str, Exception] = {}
+        publish_failed: dict[str, Exception] = {}
+        try:
+            for name, values, encoding, codec in copies:
+                encoded = False
+                try:
+                    data, fmt = self.encode(values, encoding, codec, s)
+                    encoded = True
+                    with self._publish_lock:
+                        if self._closed:
+                            return
+                        cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
+                        unsent.remove(name)
+                        with self._node._lock:
+                            cam.counts["out:" + name] += 1
+                except Exception as e:  # noqa: BLE001 - this thread must survive anything
+                    if self._stopping or not self._node.context.ok():
+                        return   # (the stop counts it, and the rest of the frame's, dropped: still in unsent)
+                    with self._publish_lock:
+                        if self._closed:
+                            return
+                        unsent.remove(name)
+                    # its publish raised: as an image output's (before, counted and said as an encoding's)
+                    (publish_failed if encoded else encoding_failed)[name] = e
+        finally:   # (those taken out of unsent: not counted dropped by a stop)
+            if encoding_failed:
+                self.failed(cam, encoding_failed)
+            if publish_failed:
+                self.publish_failed(cam, publish_failed, publish_counted)
         self.encode_ms.append((time.perf_counter() - t) * 1000.0)
 
-    def failed(self, cam: _Camera, names: list[str], e: Exception) -> None:
-        """Count and log the copies ``names`` of one of ``cam``'s frames that failed (their encoding, or handing them
-        to the threads): ``incomplete:compression`` and one node-wide ``compression`` error each; their frame stays
-        processed, its outputs having gone out."""
-        for name in names:
-            with self._node._lock:
-                cam.counts["incomplete:compression"] += 1
-            self._node._count_error("compression", f"{cam.out_topics[name]}: {type(e).__name__}: {e}", [])
-
-    def publish_failed(self, cam: _Camera, name: str, e: Exception) -> None:
-        """Count and log copy ``name`` of one of ``cam``'s frames, encoded, whose publish raised (a message rclpy
-        refuses, an rmw's failure), as an image output's is (:meth:`DptNode._publish_failed`): ``publish_failed:<name>``,
-        ``incomplete:publish`` and one node-wide ``publish`` error; its frame stays processed."""
+    def failed(self, cam: _Camera, failed: dict[str, Exception]) -> None:
+        """Count and log the copies of one of ``cam``'s frames that failed (``failed``: name -> exception; their
+        encoding, or handing them to the threads): the frame's ``incomplete:compression`` and one node-wide
+        ``compression`` error, however many of its copies failed (before, one each: a frame with two copies counted
+        two), in one line naming each; their frame stays processed, its outputs having gone out."""
         with self._node._lock:
-            cam.counts["publish_failed:" + name] += 1
-            cam.counts["incomplete:publish"] += 1
+            cam.counts["incomplete:compression"] += 1
+        self._node._count_error("compression", "; ".join(f"{cam.out_topics[name]}: {type(e).__name__}: {e}"
+                                                         for name, e in failed.items()), [])
+
+    def publish_failed(self, cam: _Camera, failed: dict[str, Exception], publish_counted: bool = False) -> None:
+        """Count and log the copies of one of ``cam``'s frames, encoded, whose publish raised (``failed``: name ->
+        exception; a message rclpy refuses, an rmw's failure), as an image output's is
+        (:meth:`DptNode._publish_failed`): ``publish_failed:<name>`` each, and the frame's ``incomplete:publish`` and
+        one node-wide ``publish`` error, unless it counted them already for an image output's (``publish_counted``:
+        then only said); its frame stays processed."""
+        with self._node._lock:
+            for name in failed:
+                cam.counts["publish_failed:" + name] += 1
+            if not publish_counted:
+                cam.counts["incomplete:publish"] += 1
         topic = cam.image_topic or cam.topic("image")
-        self._node._count_error("publish", f"{topic}: {self._node._publish_failures(cam, {name: e})}; a compressed "
-                                "copy: the frame's other outputs are published on their own (if it repeats, report it "
-                                "with this line)", [])
+        which = "a compressed copy" if len(failed) == 1 else "compressed copies"
+        self._node._count_error("publish", f"{topic}: {self._node._publish_failures(cam, failed)}; {which}: the "
+                                "frame's other outputs are published on their own (if it repeats, report it with this "
+                                "line)", [], count=not publish_counted)
 
     @staticmethod
     def encode(values: np.ndarray, encoding: str, codec: str, s: Settings) -> tuple[bytes, str]:

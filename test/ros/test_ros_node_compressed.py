@@ -257,9 +257,9 @@ def test_copies_that_cannot_be_handed_to_their_threads_leave_the_frame_processed
     """The frame's outputs published, handing its compressed copies to their threads (_CompressedCopies.submit)
     raised: the worker counted the frame error:internal (and an "[internal] unexpected error" line), though its outputs
     had gone out, and not their out:<topic> either. Now the frame is counted processed as its outputs go out, and the
-    copies' failure is theirs, as a failed encoding's: incomplete:compression and the node's compression error, each
-    copy; the next frame's copies go out. (No real path makes submit raise, which takes a lock and sets a dict entry:
-    the fault is injected; the node, the frames and the copies' threads are the real ones.)"""
+    copies' failure is theirs, as a failed encoding's: incomplete:compression and the node's compression error, once
+    for the frame; the next frame's copies go out. (No real path makes submit raise, which takes a lock and sets a
+    dict entry: the fault is injected; the node, the frames and the copies' threads are the real ones.)"""
     node = harness.start_node()
     got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
     real, calls = node._compressed.submit, []
@@ -489,3 +489,51 @@ def test_a_copy_whose_publish_raises_is_counted_as_a_publish_failure(harness, mo
         "[publish] /image: publishing /inverse_depth/colored/compressed failed: TypeError: bad argument type for "
         "built-in operation; a compressed copy: the frame's other outputs are published on their own (if it repeats, "
         "report it with this line)"]
+
+
+def test_a_frame_whose_two_copies_fail_to_encode_counts_one_incomplete_frame(harness, monkeypatch):
+    """incomplete.<reason> and errors.<reason> count frames (README): a frame whose two compressed copies both failed
+    to encode counted incomplete:compression 2 and the node's compression error 2. Now one each, the line naming both
+    copies."""
+    from rcl_interfaces.msg import Log
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("OpenCV could not encode (injected)")
+
+    log = harness.collector(Log, "/rosout")
+    monkeypatch.setattr(pipeline, "compress_image", fails)
+    monkeypatch.setattr(pipeline, "compress_depth", fails)
+    node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "depth.max": 8.0})
+    got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage,
+                                        "depth/compressedDepth": CompressedImage})
+    pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: len(got["inverse_depth"]) == 1 and any(m.msg.startswith("[compression]") for m in log),
+             what="the frame and its copies' line")
+    assert dict(node.counts()[""]) == {"received": 1, "processed": 1, "out:inverse_depth": 1,
+                                       "incomplete:compression": 1}
+    assert dict(node.error_counts()) == {"compression": 1}
+    assert [m.msg for m in log if m.msg.startswith("[")] == [
+        "[compression] /inverse_depth/colored/compressed: RuntimeError: OpenCV could not encode (injected); "
+        "/depth/compressedDepth: RuntimeError: OpenCV could not encode (injected)"]
+
+
+def test_a_frame_whose_output_and_copy_fail_to_publish_counts_one_incomplete_frame(harness, monkeypatch):
+    """The frame's inverse_depth and its inverse_depth/colored/compressed copy both refused by rclpy's publish: the
+    frame counted incomplete:publish 2 and the node's publish error 2 (the image output's, then the copy's). Now one
+    each; publish_failed:<topic> still says each output."""
+    node = harness.start_node()
+    real = node._postprocess
+
+    def refused(job, s):
+        return {**real(job, s), "inverse_depth": _refused(Image, job["frame"].msg.header)}
+
+    monkeypatch.setattr(node, "_postprocess", refused)
+    monkeypatch.setattr(conversions, "compressed_output", lambda header, data, fmt: _refused(CompressedImage, header))
+    got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
+    pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: node.counts()[""].get("publish_failed:inverse_depth/colored/compressed", 0) == 1,
+             what="the copy's failure counted")
+    assert dict(node.counts()[""]) == {"received": 1, "processed": 1, "incomplete:publish": 1,
+                                       "publish_failed:inverse_depth": 1,
+                                       "publish_failed:inverse_depth/colored/compressed": 1}
+    assert dict(node.error_counts()) == {"publish": 1}
