@@ -1492,8 +1492,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 "dpt_ros writes it: outputs are published as message objects (slower; nothing else changes)")
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(s["diagnostics.period"], self._publish_diagnostics)
-        # on the wall clock: with use_sim_time and no /clock, the node's own timers (/diagnostics) never fire
-        self._clock_wait_from = self._start_word()
+        # on the wall clock: with use_sim_time and no /clock, the node's own timers (/diagnostics) never fire. Each
+        # configuration waits afresh, as a switch of use_sim_time does: the frames it names and its warning are its own
+        # (before, a lifecycle cleanup -> configure named the frames of the configuration before too, and said nothing
+        # where that one had said it)
+        with self._lock:
+            self._clock_wait_from = self._start_word()
+            self._before_clock = (0, "")
+            self._warned.discard("no_clock")
         self._clock_timer = self.create_timer(_CLOCK_CHECK_S, self._check_clock,
                                               clock=Clock(clock_type=ClockType.STEADY_TIME))
         self._publish_label_info(s)

@@ -625,3 +625,48 @@ def test_before_the_first_clock_message_outputs_carry_the_image_stamps_and_rates
     assert counts["processed"] == 3 and counts["throttled"] == 2, counts
     assert not [k for k in counts if k.startswith(("error", "incomplete"))], counts
     assert _warnings(harness_log, "ahead of this node's clock") == []
+
+
+def test_each_configuration_of_a_managed_node_waits_for_clock_afresh(harness, monkeypatch):
+    """dpt_lifecycle_node on use_sim_time without /clock: the frames the no-/clock warning names ("N frames came
+    meanwhile") were counted over the node's life, so after a cleanup -> configure it named the frames of the
+    configuration before too (2 + 1 here), and once said, it was not said in any later configuration. Now each
+    configuration waits afresh, as a switch of use_sim_time does: its own frames, its own warning."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 1e6)   # (its timer off: called below)
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(managed=True, **{"use_sim_time": True, "depth.scale": 1.0})
+    out = harness.collector(Image, "depth")
+    image = harness.probe.create_publisher(Image, "image", qos())
+    needle = "this node's clock still stands at 0"
+
+    def configuration(frames: int) -> None:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        wait_for(lambda: image.get_subscription_count() > 0
+                 and node.cameras[0].pubs["depth"].get_subscription_count() > 0, what="discovery")
+        for i in range(frames):
+            n = len(out)
+            image.publish(make_image(T0))
+            wait_for(lambda: len(out) > n, what="its depth")
+            # (the worker counts it after its outputs went out: what the check reads, at least this configuration's)
+            wait_for(lambda: node._before_clock[0] > i, what="the frame counted before /clock")
+
+    def cleanup() -> None:
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
+
+    configuration(2)   # cleaned up before its check came (5 s)
+    cleanup()
+    configuration(1)
+    node._check_clock()
+    wait_for(lambda: _warnings(log, needle), what="the no-/clock warning")
+    assert "1 frame came meanwhile (/image)" in _warnings(log, needle)[0], _warnings(log, needle)
+    cleanup()
+    configuration(0)
+    node._check_clock()
+    wait_for(lambda: len(_warnings(log, needle)) == 2, timeout=5, what="the next configuration's warning")
+    assert _warnings(log, needle)[1].startswith("use_sim_time is true and this node's clock still stands at 0, "
+                                                "1e+06 s after the configure transition began")
+    assert "no frame has come either" in _warnings(log, needle)[1]
