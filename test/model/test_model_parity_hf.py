@@ -119,7 +119,6 @@ def test_mapping_round_trip_exact(name):
 @pytest.mark.parametrize("name,size", [("dpt_large", 64), ("dpt_base", 64), ("dpt_hybrid", 384)])
 def test_full_size_parity(name, size):
     """Full-size weights (random), official -> HF mapping, at a small input (HF hybrid needs 384)."""
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     v = get_variant(name)
     ours, hf = build_pair(v, seed=4)
     n_ours = sum(p.numel() for p in ours.parameters())
