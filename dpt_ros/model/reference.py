@@ -19,11 +19,13 @@ from .variants import Variant, get_variant
 __all__ = ["hf_config", "build_hf_model", "random_state_dict", "build_pair"]
 
 
-def hf_config(variant: "Variant | str", image_size: Optional[int] = None):
+def hf_config(variant: "Variant | str", image_size: Optional[int] = None, auxiliary_head: bool = True):
     """A ``transformers.DPTConfig`` with the architecture of ``variant``.
 
     LayerNorm eps is taken from the variant (1e-6, as timm and the official models), not HF's 1e-12
-    default, so both implementations compute the same function.
+    default, so both implementations compute the same function. ``auxiliary_head`` (segmentation variants): HF's
+    training-only auxiliary head, which ``DPTForSemanticSegmentation`` computes in every forward pass when it has
+    one (ours holds ``auxlayer`` but never runs it, as the official inference).
     """
     from transformers import DPTConfig
 
@@ -44,7 +46,7 @@ def hf_config(variant: "Variant | str", image_size: Optional[int] = None):
         neck_hidden_sizes=list(v.channels),
         fusion_hidden_size=v.features,
         use_batch_norm_in_fusion_residual=v.use_bn,
-        use_auxiliary_head=v.task == "segmentation",
+        use_auxiliary_head=auxiliary_head and v.task == "segmentation",
         is_hybrid=v.backbone == "hybrid",
     )
     if v.task == "segmentation":
@@ -65,22 +67,27 @@ def hf_config(variant: "Variant | str", image_size: Optional[int] = None):
     return DPTConfig(**kw)
 
 
-def build_hf_model(variant: "Variant | str", state_dict: Optional[dict] = None, image_size: Optional[int] = None):
+def build_hf_model(variant: "Variant | str", state_dict: Optional[dict] = None, image_size: Optional[int] = None,
+                   auxiliary_head: bool = True):
     """HF ``DPTForDepthEstimation`` / ``DPTForSemanticSegmentation`` for ``variant`` in eval mode.
 
     With ``state_dict`` (official names) the model is built on the meta device and takes those tensors
-    (through :func:`official_to_hf`), strictly.
+    (through :func:`official_to_hf`), strictly. ``auxiliary_head=False``: a segmentation model without HF's
+    auxiliary head (see :func:`hf_config`; its ``auxlayer.*`` tensors are left out), for timing what the
+    official inference runs.
     """
     from transformers import DPTForDepthEstimation, DPTForSemanticSegmentation
 
     v = get_variant(variant)
     cls = DPTForSemanticSegmentation if v.task == "segmentation" else DPTForDepthEstimation
-    cfg = hf_config(v, image_size)
+    cfg = hf_config(v, image_size, auxiliary_head=auxiliary_head)
     if state_dict is None:
         return cls(cfg).eval()
     with torch.device("meta"):
         model = cls(cfg)
     hf_sd = official_to_hf(state_dict)
+    if not cfg.use_auxiliary_head:
+        hf_sd = {k: t for k, t in hf_sd.items() if not k.startswith("auxiliary_head.")}
     model.load_state_dict(hf_sd, strict=True, assign=True)
     for name, buf in model.named_buffers():
         if buf.is_meta:  # non-persistent buffers (none expected) would stay on meta

@@ -141,9 +141,16 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
         hf = None
         if with_hf:
             try:
-                hf = build_hf_model(v, {k: t.clone() for k, t in sd.items()}).to(device=device, dtype=dtype)
+                # (a segmentation model without HF's auxiliary head: DPTForSemanticSegmentation computes it in every
+                # forward pass, while the official inference, and ours, never run it; it was timed as HF's)
+                hf = build_hf_model(v, {k: t.clone() for k, t in sd.items()},
+                                    auxiliary_head=False).to(device=device, dtype=dtype)
             except Exception as exc:  # HF missing or unable to build: report ours only
                 log(f"HF model unavailable for {name}: {exc}")
+        hf_params_m = None if hf is None else round(sum(p.numel() for p in hf.parameters()) / 1e6, 2)
+        hf_model = None if hf is None else _reference(hf, hf_params_m)
+        if hf is not None and prec == precisions[0]:
+            log(f"# {v.name}: HF reference {hf_model}")
         for use_graph in modes:
             with torch.device("meta"):
                 model = DPT(v)
@@ -154,10 +161,11 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
             for h, w in sizes:
                 x = torch.randn(batch, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
                 row = {
-                    "variant": name, "device": str(device), "precision": prec, "height": h, "width": w,
+                    "variant": v.name, "device": str(device), "precision": prec, "height": h, "width": w,
                     "batch": batch, "cuda_graph": use_graph, "params_m": round(params / 1e6, 2),
                     "tokens": (h // 16) * (w // 16), "hf_ms": None, "ratio": None, "hf_peak_mb": None,
                     "hf_note": None, "hf_mode": None, "channels_last": engine.channels_last,
+                    "hf_model": hf_model, "hf_params_m": hf_params_m,
                 }
                 hf_ok = hf is not None and h == w and (v.backbone != "hybrid" or h == v.pos_grid * v.patch_size)
                 if hf is not None and not hf_ok:
@@ -223,6 +231,16 @@ def bench_variant(name: str, sizes: list[tuple[int, int]], device: torch.device,
         b = base[key]
         r["per_token_vs_first"] = (r["ours_ms"] / r["tokens"]) / (b["ours_ms"] / b["tokens"])
     return rows
+
+
+def _reference(hf: torch.nn.Module, params_m: float) -> str:
+    """What the HF rows time: the model's class, its parameter count and, for segmentation, that its auxiliary head
+    is off (it is no part of DPT's inference: ours holds the checkpoint's ``auxlayer`` and never runs it)."""
+    what = f"{type(hf).__name__}, {params_m:.2f} M parameters"
+    if hasattr(hf, "auxiliary_head"):
+        what += (", auxiliary head off (training-only; ours holds auxlayer and never runs it)"
+                 if hf.auxiliary_head is None else ", auxiliary head computed in every forward pass")
+    return what
 
 
 def _mb(value: Optional[float]) -> str:

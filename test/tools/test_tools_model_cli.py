@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import dpt_ros
-from dpt_ros.model import VARIANTS, CheckpointError, get_variant, load_engine
+from dpt_ros.model import DPT, VARIANTS, CheckpointError, get_variant, load_engine
 from dpt_ros.model.checkpoint import load_checkpoint, read_state_dict
 from dpt_ros.model.reference import random_state_dict
 from dpt_ros.tools import bench_model, weights
@@ -386,6 +386,26 @@ def test_bench_model_quick_json(capsys):
     # docs/benchmarks.md quotes the CPU's process_peak_rss_mb)
     (line,) = [s for s in err.splitlines() if s.startswith("dpt_tiny ")]
     assert f"  process peak RSS {row['process_peak_rss_mb']:.0f} MB  params 7.3 M" in line and " - MB" not in line, line
+
+
+def test_bench_model_times_hf_segmentation_without_its_auxiliary_head():
+    """transformers' DPTForSemanticSegmentation computes its training-only auxiliary head in every forward pass when
+    it has one; the official inference, and ours, never run it (ours holds ``auxlayer``): it was timed as HF's. A
+    dpt_tiny-sized segmentation configuration: HF's parameters are ours less auxlayer's, and the log says so."""
+    v = get_variant("dpt_tiny").replace(name="dpt_tiny_seg", task="segmentation", num_classes=150, use_bn=True)
+    lines = []
+    (row,) = bench_model.bench_variant(v, [(64, 64)], torch.device("cpu"), ["fp32"], False, 0, 1, with_hf=True,
+                                       hf_graphs=False, batch=1, log=lines.append)
+    with torch.device("meta"):
+        ours = DPT(v)
+    aux = sum(p.numel() for p in ours.auxlayer.parameters())
+    run = sum(p.numel() for p in ours.parameters()) - aux
+    assert aux == 64 * 64 * 9 + 2 * 64 + 64 * 150 + 150   # conv 3x3 (no bias), BatchNorm, conv 1x1 to 150 classes
+    assert row["hf_params_m"] == round(run / 1e6, 2) == 7.36 and row["params_m"] == round((run + aux) / 1e6, 2) == 7.41
+    assert row["hf_ms"] > 0 and row["ratio"] == pytest.approx(row["ours_ms"] / row["hf_ms"])
+    assert row["hf_model"] == ("DPTForSemanticSegmentation, 7.36 M parameters, auxiliary head off (training-only; "
+                               "ours holds auxlayer and never runs it)")
+    assert f"# dpt_tiny_seg: HF reference {row['hf_model']}" in lines, lines
 
 
 def test_to_without_convert_is_a_usage_error(tiny_file, capsys):
