@@ -87,7 +87,7 @@ class _DroppingFailedWrites:
 
 def tool_streams() -> None:
     """The standard streams of a command-line tool (dpt_predict, sample_camera, calibrate_depth, the demo, the
-    weights helper, the benchmarks), set as its process starts: a closed one held (:func:`hold_closed_streams`: what
+    weights helper, the benchmarks, gpu_check, sros2_policy), set as its process starts: a closed one held (:func:`hold_closed_streams`: what
     it writes to stderr goes nowhere, never onto stdout or into a file it opened), and a stderr that cannot be written
     (a full disk, ``2>/dev/full``; a reader gone) dropping what it cannot write. Before, the tool's first line there
     (predict's random-weights banner, a refusal) raised OSError: it ended with exit status 1 and a traceback that

@@ -645,4 +645,7 @@ def _give(summary: dict[str, Any], out: _OutFolder) -> None:
 
 
 if __name__ == "__main__":
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there)
     sys.exit(main())

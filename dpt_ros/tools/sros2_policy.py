@@ -465,4 +465,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    from dpt_ros.ros.console import tool_streams
+
+    tool_streams()   # (a closed or full stderr: see there)
     sys.exit(main())

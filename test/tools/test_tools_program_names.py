@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from dpt_ros.ros.testing import concurrently
+
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = sorted(p.stem for p in (ROOT / "dpt_ros" / "tools").glob("*.py")
                if p.stem not in ("__init__", "options") and "argparse.ArgumentParser(" in p.read_text())
@@ -33,6 +35,18 @@ def test_a_tool_run_with_dash_m_names_itself_so(tool):
     assert r.stderr.startswith(f"usage: {prog} "), r.stderr
     assert r.stderr.splitlines()[-1].startswith(f"{prog}: error: "), r.stderr   # (unknown option, or a required one)
 
+
+
+def test_with_stderr_closed_a_usage_error_goes_nowhere(redirected):
+    """gpu_check, sros2_policy and bench_reliability started with stderr closed (2>&-): they did not set their streams
+    up as the other tools (console.tool_streams, each tested in its own file), and a usage error's usage went onto
+    stdout (argparse writes there where sys.stderr is None), among the report lines a user reads. Now nothing; exit
+    status 2."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    tools = ["gpu_check", "sros2_policy", "bench_reliability"]
+    said = concurrently(lambda tool: redirected([sys.executable, "-m", f"dpt_ros.tools.{tool}", "--no-such-option"],
+                                                "2>&-", env=env), tools)
+    assert dict(zip(tools, said)) == {tool: (2, "") for tool in tools}
 
 def test_a_console_script_keeps_its_own_name():
     """dpt_predict and calibrate_depth (console scripts: no module spec for __main__) name themselves."""
