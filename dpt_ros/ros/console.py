@@ -10,12 +10,14 @@ SIGHUP). ``sample_camera`` and ``dpt_predict``
 (sample_camera), 130 and ``predict: interrupted`` (dpt_predict). Nothing here imports ROS: ``dpt_predict`` runs
 without it."""
 import ast
+import contextlib
 import importlib
 import os
 import re
 import signal
 import sys
 from types import ModuleType
+from typing import NoReturn
 
 
 def _import(module: str, code: int = 0, said: str = "") -> ModuleType:
@@ -62,6 +64,27 @@ def hold_closed_streams() -> None:
             setattr(sys, name, open(fd, "r" if fd == 0 else "w", encoding="utf-8", closefd=False))
 
 
+#: the exit status of a tool whose reader went away (``| head``): what a program killed by SIGPIPE gives, 128 + 13
+EXIT_PIPE_CLOSED = 141
+
+
+def to_devnull(stream) -> None:
+    """``stream``'s descriptor pointed at /dev/null (after a write there failed): what it still holds in its buffer,
+    and what is written later, go nowhere, so Python's flush of the standard streams at exit does not fail once more
+    ("Exception ignored ... BrokenPipeError", exit status 120). Nothing for a stream without a descriptor."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+    with contextlib.suppress(OSError, ValueError):
+        stream.flush()   # (what was buffered when the write failed: into /dev/null now)
+
+
 class _DroppingFailedWrites:
     """A tool's ``sys.stderr`` (:func:`tool_streams`): ``stream``, but a write or flush that fails (ENOSPC, EPIPE,
     EIO) drops its text instead of raising."""
@@ -69,33 +92,96 @@ class _DroppingFailedWrites:
     def __init__(self, stream) -> None:
         self._stream = stream
 
+    @property
+    def unwrapped(self):
+        """The stream this one writes to."""
+        return self._stream
+
     def write(self, text: str) -> int:
         try:
             return self._stream.write(text)
-        except OSError:
+        except OSError as e:
+            self.failed(e)
             return len(text)
 
     def flush(self) -> None:
         try:
             self._stream.flush()
-        except OSError:
-            pass
+        except OSError as e:
+            self.failed(e)
+
+    def failed(self, error: OSError) -> None:
+        """A write or flush raised ``error``: dropped."""
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
 
 
+class _Report(_DroppingFailedWrites):
+    """A tool's ``sys.stdout`` (:func:`tool_streams`), its report: where it cannot be written (a reader gone, ``|
+    head -1``; a full disk, ``>/dev/full``) the tool goes on with its work (predict's images, calibrate_depth's file,
+    a benchmark's runs), the rest of the report dropped, said once on stderr; :attr:`lost`, the first error, gives
+    the exit status (:func:`tool_exit`)."""
+
+    def __init__(self, stream, program: str) -> None:
+        super().__init__(stream)
+        self.lost: "OSError | None" = None
+        self._program = program
+
+    def failed(self, error: OSError) -> None:
+        """A write or flush raised ``error``: the first one said, the descriptor pointed at /dev/null."""
+        if self.lost is not None:
+            return
+        self.lost = error
+        to_devnull(self._stream)
+        if isinstance(error, BrokenPipeError):
+            why = f"its reader has gone ({error.strerror}; e.g. | head)"
+            status = EXIT_PIPE_CLOSED
+        else:
+            why = error.strerror or str(error)
+            status = 1
+        stderr_line(f"{self._program}: cannot write on standard output: {why}; the rest of what it prints there is "
+                    f"dropped, its work goes on (its other outputs are written; exit status {status} if nothing else "
+                    f"fails)")
+
+
+def _program_name() -> str:
+    """The tool's name for :class:`_Report`'s line: ``predict`` for ``python -m dpt_ros.tools.predict``,
+    ``dpt_predict`` for the console script."""
+    name = os.path.splitext(os.path.basename(sys.argv[0] if sys.argv else ""))[0]
+    return name if name and not name.startswith("-") else "python"
+
+
 def tool_streams() -> None:
     """The standard streams of a command-line tool (dpt_predict, sample_camera, calibrate_depth, the demo, the
-    weights helper, the benchmarks, gpu_check, sros2_policy), set as its process starts: a closed one held (:func:`hold_closed_streams`: what
-    it writes to stderr goes nowhere, never onto stdout or into a file it opened), and a stderr that cannot be written
-    (a full disk, ``2>/dev/full``; a reader gone) dropping what it cannot write. Before, the tool's first line there
-    (predict's random-weights banner, a refusal) raised OSError: it ended with exit status 1 and a traceback that
-    could not be written either, before it had done its work, or in place of the status it gives the failure. (The
-    node says a line it could not write on stderr in its log: :func:`dpt_ros.ros.node.run`.)"""
+    weights helper, the benchmarks, gpu_check, sros2_policy), set as its process starts: a closed one held
+    (:func:`hold_closed_streams`: what it writes to stderr goes nowhere, never onto stdout or into a file it opened),
+    a stderr that cannot be written (a full disk, ``2>/dev/full``; a reader gone) dropping what it cannot write, and
+    a stdout that cannot be written its report dropped from there on (:class:`_Report`), the work going on. Before,
+    the tool's first line there (predict's random-weights banner, a refusal; on stdout, predict's line of an image
+    after ``| head -1`` had read the first) raised OSError: it ended with exit status 1 and a traceback that could
+    not be written either, before it had done its work (the images after the first), or in place of the status it
+    gives the failure. (The node says a line it could not write on stderr in its log: :func:`dpt_ros.ros.node.run`.)
+    The tool ends with :func:`tool_exit`."""
     hold_closed_streams()
     if sys.stderr is not None and not isinstance(sys.stderr, _DroppingFailedWrites):
         sys.stderr = _DroppingFailedWrites(sys.stderr)
+    if sys.stdout is not None and not isinstance(sys.stdout, _DroppingFailedWrites):
+        sys.stdout = _Report(sys.stdout, _program_name())
+
+
+def tool_exit(code: "int | None") -> NoReturn:
+    """``sys.exit(code)`` for a tool that :func:`tool_streams` set up: its report flushed first (a failure said now,
+    not at the interpreter's exit), and where its stdout could not be written and the work succeeded (``code`` 0),
+    exit status :data:`EXIT_PIPE_CLOSED` for a reader gone (``| head``: as a program SIGPIPE ends, as ``weights
+    --urls``) or 1 for another error (a full disk: the report the user kept is incomplete); a failure's own status
+    (1, 2, 130) stays, saying more of the work."""
+    report = sys.stdout
+    if isinstance(report, _Report):
+        report.flush()
+        if not code and report.lost is not None:
+            code = EXIT_PIPE_CLOSED if isinstance(report.lost, BrokenPipeError) else 1
+    sys.exit(code)
 
 
 def ros_init_failure(program: str, error: BaseException) -> str:
@@ -198,7 +284,7 @@ def sample_camera() -> None:
     # killed the process, exit status -15; a SIGHUP, never handled, -1): rclpy's SIGTERM handler shuts the context
     # down, then calls this one, and main's finally destroys the node; a SIGHUP ends it the same way
     try:
-        sys.exit(camera.main())
+        tool_exit(camera.main())
     except KeyboardInterrupt:   # a Ctrl-C before main's try (was: its traceback, killed by SIGINT)
         sys.exit(0)
 
@@ -206,4 +292,4 @@ def sample_camera() -> None:
 def dpt_predict() -> None:
     tool_streams()
     predict = _import("dpt_ros.tools.predict", 130, "predict: interrupted")
-    sys.exit(predict.main())
+    tool_exit(predict.main())

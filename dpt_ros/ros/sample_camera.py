@@ -466,7 +466,7 @@ def main(args=None) -> int:
 
 
 if __name__ == "__main__":
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there; the console script: dpt_ros.ros.console)
-    sys.exit(main())
+    tool_streams()   # (a closed or full stderr, stdout: see there; the console script: dpt_ros.ros.console)
+    tool_exit(main())

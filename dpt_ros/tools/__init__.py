@@ -17,15 +17,15 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
     predict and calibrate_depth end, instead of a KeyboardInterrupt traceback; the tool's own clean-up (its node and
     camera processes stopped, in its ``finally``) has run by then. (Now and then CPython still ends the process by
     SIGINT after the line, having marked the interrupt unhandled on its way: a shell says 130 for that too.)"""
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
+    tool_streams()   # (a closed or full stderr, stdout: see there)
     try:
         code = main()
     except KeyboardInterrupt:
         print(f"{name}: interrupted (Ctrl-C) before the run finished", file=sys.stderr)
         code = 130
-    sys.exit(code)
+    tool_exit(code)
 
 
 #: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made, or where

@@ -343,14 +343,14 @@ def main(argv=None) -> int:
 def run() -> None:
     """Console entry point (``ros2 run dpt_ros calibrate_depth ...``); Ctrl-C ends it with 130 and one line (rclpy's
     own SIGINT handler shuts the context down: the executor then raises ExternalShutdownException)."""
-    from dpt_ros.ros.console import _import, tool_streams  # noqa: PLC0415
+    from dpt_ros.ros.console import _import, tool_exit, tool_streams  # noqa: PLC0415
 
-    tool_streams()   # (a closed or full stderr: see there)
+    tool_streams()   # (a closed or full stderr, stdout: see there)
     # Ctrl-C while rclpy is being imported (its first second or two): its KeyboardInterrupt, or the ImportError it
     # becomes when it lands while rclpy's C extension initialises
     executors = _import("rclpy.executors", 130, "calibrate_depth: interrupted")
     try:
-        sys.exit(main())
+        tool_exit(main())
     except (KeyboardInterrupt, executors.ExternalShutdownException):
         _interrupted()
 

@@ -398,11 +398,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
+    tool_streams()   # (a closed or full stderr, stdout: see there)
     try:
-        sys.exit(main())
+        tool_exit(main())
     except KeyboardInterrupt:   # Ctrl-C before the children were started or rclpy took over SIGINT
         print("demo: interrupted", file=sys.stderr)
         sys.exit(130)

@@ -645,7 +645,7 @@ def _give(summary: dict[str, Any], out: _OutFolder) -> None:
 
 
 if __name__ == "__main__":
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
-    sys.exit(main())
+    tool_streams()   # (a closed or full stderr, stdout: see there)
+    tool_exit(main())

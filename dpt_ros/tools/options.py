@@ -16,6 +16,8 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
+from dpt_ros.ros.console import EXIT_PIPE_CLOSED, to_devnull
+
 
 #: bench_e2e's shortest --duration (also gpu_check's --e2e-seconds, which it passes on): its node reports /diagnostics
 #: once a second (diagnostics.period:=1.0) and the node's rates are read between the window's first and last report,
@@ -35,21 +37,23 @@ def program() -> Optional[str]:
     return f"{os.path.basename(sys.executable) or 'python'} -m {name.removesuffix('.__main__')}"
 
 
-#: the exit status of a tool whose reader went away (``| head``): what a program killed by SIGPIPE gives, 128 + 13
-EXIT_PIPE_CLOSED = 141
-
-
 def write_out(text: str) -> int:
-    """Write ``text`` to standard output; 0, or :data:`EXIT_PIPE_CLOSED` where the reader has gone (``weights --urls
-    | head -3``), quietly, as a program that SIGPIPE ends: Python ignores SIGPIPE, so the write raised
-    BrokenPipeError, and the interpreter's flush of stdout at exit raised it once more (two tracebacks)."""
+    """Write ``text``, all a tool prints, to standard output; 0, or :data:`EXIT_PIPE_CLOSED` where the reader has gone
+    (``weights --urls | head -3``), quietly, as a program that SIGPIPE ends: Python ignores SIGPIPE, so the write
+    raised BrokenPipeError, and the interpreter's flush of stdout at exit raised it once more (two tracebacks). (Past
+    tool_streams' report stream, whose line says that the work goes on: here the tool ends.)"""
+    out = getattr(sys.stdout, "unwrapped", sys.stdout)
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        out.write(text)
+        out.flush()
     except BrokenPipeError:
-        # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        to_devnull(out)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
         return EXIT_PIPE_CLOSED
+    except OSError as e:   # (a full disk: said as any report's, tool_exit's status)
+        failed = getattr(sys.stdout, "failed", None)
+        if failed is None:
+            raise
+        failed(e)
     return 0
 
 

@@ -23,7 +23,9 @@ Exit status: 0 all images done, 1 some could not be read, run or written, or a f
 named as a folder, ``a.png/``; an output folder that cannot be made or that would overwrite an input image: all
 said before the model loads), 130
 interrupted (Ctrl-C: one line, no traceback; the image being written leaves none of its files, the ones before it
-keep theirs). ``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
+keep theirs); where all images were done but standard output could not be written (a line on stderr says so;
+the images are run all the same), 141 for its reader gone (``| head -1``) and 1 for another error (a full disk).
+``--weights random`` runs with random initialisation and says so loudly: outputs meaningless.
 A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pid>-<file>`` files of the image it was
 writing (shortened to ``.partial-<pid>-<head>~<digest><extension>`` where that is longer than the file system takes);
 the next run into the same folder removes them (never those of a predict still writing there: each holds a lock on
@@ -53,7 +55,7 @@ from dpt_ros.tools.options import input_path, output_folder, program
 if __name__ == "__main__":   # (the console script: dpt_ros.ros.console.dpt_predict)
     from dpt_ros.ros.console import tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
+    tool_streams()   # (a closed or full stderr, stdout: see there)
 
 try:
     import cv2
@@ -473,4 +475,6 @@ def _main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from dpt_ros.ros.console import tool_exit
+
+    tool_exit(main())

@@ -465,7 +465,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
-    sys.exit(main())
+    tool_streams()   # (a closed or full stderr, stdout: see there)
+    tool_exit(main())

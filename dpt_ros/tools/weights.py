@@ -17,7 +17,8 @@ that a running conversion is writing: each holds a lock on its own) and says so.
 Exit status: 0 = OK, 1 = the file failed a check (or DST could not be written), 2 = usage error, among them a FILE
 or SRC that names no checkpoint file (not there, a symbolic link to nothing, a folder without weights, a pipe):
 nothing was checked; a FILE not there is said with where to download the weights. 141 = the reader of
-``--urls`` went away (``--urls | head -3``: quietly, as a program that SIGPIPE ends).
+``--urls`` went away (``--urls | head -3``: quietly, as a program that SIGPIPE ends), or of the report of a check
+that passed (said on stderr); a report that could not be written otherwise (a full disk) is a 1.
 """
 
 from __future__ import annotations
@@ -355,7 +356,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    from dpt_ros.ros.console import tool_streams
+    from dpt_ros.ros.console import tool_exit, tool_streams
 
-    tool_streams()   # (a closed or full stderr: see there)
-    sys.exit(main())
+    tool_streams()   # (a closed or full stderr, stdout: see there)
+    tool_exit(main())

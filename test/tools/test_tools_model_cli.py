@@ -795,3 +795,13 @@ def test_with_stderr_closed_nothing_meant_for_it_goes_onto_stdout(tmp_path, redi
         redirected([sys.executable, "-m", *argv], "2>&-") for argv in cases)
     assert (usage, none, bench_usage, bench_none) == (2, "", 2, "")
     assert failed == 1 and report.splitlines()[0] == f"file: {bad} (0.0 MiB)" and "FAILED" not in report, report
+
+
+def test_a_report_on_a_full_disk_is_said_once_with_exit_status_1(tiny_file, redirected):
+    """`weights --verify FILE >/dev/full`: the report's print raised OSError, taken for the checkpoint's: "FAILED:
+    cannot read FILE: No space left on device", blaming a file that is fine. Now one line says that standard output
+    could not be written, exit status 1 (the check itself passed: its 0 would say the user has the report)."""
+    code, err = redirected([sys.executable, "-m", "dpt_ros.tools.weights", "--verify", tiny_file], "2>&1 >/dev/full")
+    assert (code, err) == (1, "weights: cannot write on standard output: No space left on device; the rest of what it "
+                              "prints there is dropped, its work goes on (its other outputs are written; exit status "
+                              "1 if nothing else fails)\n")

@@ -867,3 +867,36 @@ def test_a_closed_or_full_stderr_changes_neither_what_predict_writes_nor_its_exi
     assert (code, out) == (2, "")
     assert ran == 0 and said.startswith(f"{image}: 96x64 (WxH)"), (ran, said)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+
+
+def test_a_stdout_that_cannot_be_written_drops_the_report_and_every_image_is_run(files, tmp_path, redirected):
+    """stdout whose reader has gone (`predict FOLDER | head -1`) or on a full disk (`>/dev/full`): the first image's
+    line raised BrokenPipeError / OSError, a traceback, exit status 1, and the images after it were not run. Now both
+    images are run and written, the report dropped and said once on stderr, without the interpreter's "Exception
+    ignored" at exit; exit status 141 for the reader gone (as a program SIGPIPE ends), 1 for the full disk."""
+    images = [files / "images" / "a.png", files / "images" / "b.jpg"]
+    argv = [sys.executable, "-m", "dpt_ros.tools.predict", *images, "--variant", "dpt_tiny", "--weights",
+            files / "tiny.pt", "--input-size", "64", "--out"]
+
+    def gone(out):   # (the pipe's read end closed before predict starts: every write finds no reader)
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run(list(map(str, argv + [out])), stdout=write_end, stderr=subprocess.PIPE, text=True,
+                                  timeout=120)
+        finally:
+            os.close(write_end)
+        return done.returncode, done.stderr
+
+    (piped, piped_err), (full, full_err) = concurrently(lambda case: case[0](*case[1:]), [
+        (gone, tmp_path / "piped"), (redirected, argv + [tmp_path / "full"], "2>&1 >/dev/full")])
+    assert piped == 141 and piped_err == ("predict: cannot write on standard output: its reader has gone (Broken pipe; "
+                                          "e.g. | head); the rest of what it prints there is dropped, its work goes "
+                                          "on (its other outputs are written; exit status 141 if nothing else "
+                                          "fails)\n"), (piped, piped_err)
+    assert full == 1 and full_err.splitlines() == [
+        "predict: cannot write on standard output: No space left on device; the rest of what it prints there is "
+        "dropped, its work goes on (its other outputs are written; exit status 1 if nothing else fails)"], full_err
+    for out in ("piped", "full"):
+        assert sorted(p.name for p in (tmp_path / out).iterdir()) == [
+            "a.pfm", "a.png", "a_colored.png", "b.pfm", "b.png", "b_colored.png"], out
