@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import tempfile
 import time
 import xml.etree.ElementTree as ET
 from typing import Callable, Iterable, Iterator, Mapping, MutableMapping, Optional
+
+from dpt_ros.ros.console import stderr_line
 
 PROFILE_VARIABLES = ("FASTDDS_DEFAULT_PROFILES_FILE", "FASTRTPS_DEFAULT_PROFILES_FILE")
 #: what the node benchmarks' --publication-mode takes (bench_e2e; gpu_check's --e2e-publication-modes, which runs
@@ -133,7 +134,7 @@ def shm_notice(program: str, environ: Mapping[str, str] = os.environ, processes:
     stderr as ``<program>: warning: ...`` where there is one; returned too."""
     why = shm_shortage(environ, processes=processes, who=who)
     if why:
-        print(f"{program}: warning: {why}", file=sys.stderr, flush=True)
+        stderr_line(f"{program}: warning: {why}")
     return why
 
 
@@ -143,7 +144,7 @@ class DomainBusy(TimeoutError):
 
 @contextlib.contextmanager
 def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optional[str] = None,
-                notice: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)) -> Iterator[None]:
+                notice: Callable[[str], None] = stderr_line) -> Iterator[None]:
     """Hold ROS ``domains`` for this process: an exclusive lock per domain (``flock`` on a file in
     ``lock_dir``, default the temporary directory), so that two test runs on one machine take turns on a
     domain instead of reading each other's topics (the node is ``/dpt_node`` in every run). Locks are
@@ -175,7 +176,7 @@ def domain_lock(domains: Iterable[int], timeout: float = 1800.0, lock_dir: Optio
 
 @contextlib.contextmanager
 def free_domains(count: int, candidates: Iterable[int], timeout: float = 1800.0, lock_dir: Optional[str] = None,
-                 notice: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)
+                 notice: Callable[[str], None] = stderr_line
                  ) -> Iterator[list[int]]:
     """Hold ``count`` ROS domains for this process, the first of ``candidates`` (in their order) that no other
     process holds, through :func:`domain_lock`'s locks (so test modules' ``DOMAIN`` / ``DOMAINS`` and other tools'

@@ -220,3 +220,19 @@ def test_a_domain_past_232_is_refused_for_fast_dds_only():
         assert env_domain_problem({**env, "ROS_DOMAIN_ID": "232"}) is None, rmw
     assert env_domain_problem({"ROS_DOMAIN_ID": "233", "RMW_IMPLEMENTATION": "rmw_zenoh_cpp"}) is None
     assert env_domain_problem({"ROS_DOMAIN_ID": "abc"}) is None   # (rcl's own refusal at rclpy.init says it)
+
+
+def test_the_wait_notice_with_stderr_closed_goes_nowhere_not_onto_stdout(tmp_path, capsys, monkeypatch):
+    """domain_lock's notice (and shm_notice's warning) printed with print(..., file=sys.stderr): with stderr closed
+    (sys.stderr None), print writes onto stdout, among a tool's report lines. Now console.stderr_line: nothing."""
+    proc = _holder(tmp_path, 91)
+    try:
+        monkeypatch.setattr(sys, "stderr", None)
+        with pytest.raises(DomainBusy):
+            with domain_lock([91], timeout=0.1, lock_dir=str(tmp_path)):
+                pass
+        monkeypatch.undo()
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    assert capsys.readouterr().out == ""
