@@ -68,3 +68,26 @@ def redirected():
         return done.returncode, done.stdout
 
     return run
+
+
+@pytest.fixture
+def file_size_limit():
+    """``with file_size_limit(size):`` this process may write files only up to ``size`` bytes (RLIMIT_FSIZE, its soft
+    limit, set back after): a write beyond fails for real, part of it written, with EFBIG 'File too large' (Python
+    ignores SIGXFSZ, which would end the process), as a write fails on a disk that fills up meanwhile. Nothing else
+    may write a file meanwhile (pytest's own captures write to memory under capsys)."""
+    import resource
+    import signal
+
+    assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
+
+    @contextlib.contextmanager
+    def limited(size: int):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+        try:
+            yield
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+    return limited

@@ -252,6 +252,72 @@ def temporary_name(prefix: str, file_name: str, suffix: str = "", limit: int = D
     return f"{prefix}{stem}{tail}{suffix}"
 
 
+def write_whole(path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a temporary beside it (``.<name>.partial-<pid>.tmp``,
+    :func:`temporary_name`: shortened to the file system's name limit; a pid, so that two runs never share one),
+    flushed to disk and renamed over ``path``; a write that fails (a full disk or quota, a file size limit, a Ctrl-C)
+    leaves an earlier file of that name as it was, where ``open(path, "w")`` had emptied it first. A new file gets the
+    mode ``open`` gives it (0666 less the umask), a file written over keeps its mode (and, where this process may
+    give it, its owner and group); one ``open`` may not write is not written (PermissionError, as ``open`` raises). A
+    link is written through, as ``open`` writes: its target is replaced, the link kept. Written in place as ``open``
+    writes: what is there and not a regular file (a device, ``/dev/full``, or a pipe, ``/dev/stdout``), which cannot
+    be replaced, and a file this process may write in a folder it may not write in (no temporary can be made there).
+
+    :raises OSError: as ``open`` and ``write`` raise it (its ``filename`` ``path``), the temporary removed."""
+    try:
+        st: Optional[os.stat_result] = os.stat(path)
+        if stat.S_ISREG(st.st_mode):   # (one open may not write: refused as open refuses it, not renamed over)
+            os.close(os.open(path, os.O_WRONLY))
+    except FileNotFoundError:   # (a new file, or a link to one)
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+        _write_in_place(path, text)   # (a folder: said by the rename below, "Is a directory")
+        return
+    target = Path(os.path.realpath(path))
+    tmp = target.parent / temporary_name(".", target.name, f".partial-{os.getpid()}.tmp", name_max(target.parent))
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EPERM) and st is not None and stat.S_ISREG(st.st_mode):
+            _write_in_place(path, text)   # (a file of its own in a folder that is not: written as before)
+            return
+        if e.errno is None:
+            raise
+        raise _named(e, path) from e
+    try:
+        with open(fd, "w") as f:
+            if st is not None and stat.S_ISREG(st.st_mode):
+                if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                    try:   # (root writing over a user's file: still the user's)
+                        os.fchown(fd, st.st_uid, st.st_gid)
+                    except OSError:
+                        pass
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            f.write(text)
+            f.flush()
+            os.fsync(fd)
+        os.replace(tmp, target)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError) and e.errno is not None:
+            raise _named(e, path) from e
+        raise
+
+
+def _write_in_place(path, text: str) -> None:
+    """``text`` written to ``path`` as ``open(path, "w")`` writes it (:func:`write_whole` where it cannot rename)."""
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _named(e: OSError, path) -> OSError:
+    """``e`` (raised of :func:`write_whole`'s temporary) of the file the caller asked for: what it says names that."""
+    return OSError(e.errno, e.strerror, str(path))   # (of ``e``'s subclass: FileNotFoundError, PermissionError, ...)
+
+
 def is_temporary(name: str, file_name: str, prefix: str, suffix: str) -> bool:
     """Whether ``name`` is a :func:`temporary_name` of ``file_name``, whole or shortened, whose prefix and suffix
     match the regular expressions ``prefix`` and ``suffix`` (``r"\\.partial-\\d+\\.tmp"``: any pid's): what a writer's

@@ -32,6 +32,7 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
+from dpt_ros.tools import write_whole  # noqa: E402
 from dpt_ros.tools.options import (E2E_WINDOW_MIN_S, add_depth_variant_argument, add_domain_argument,  # noqa: E402
                                    amount, output_file, program)
 
@@ -409,7 +410,7 @@ def main(argv=None) -> int:
     r = run(args)
     print(report(r))
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2))
+        write_whole(args.json, json.dumps(r, indent=2))
     return 0
 
 

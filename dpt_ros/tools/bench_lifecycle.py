@@ -20,6 +20,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from dpt_ros.ros.node import resolve_device
 from dpt_ros.ros.params import parameter_option, target_refusals
 from dpt_ros.ros.testing import Harness
+from dpt_ros.tools import write_whole
 from dpt_ros.tools.bench_e2e import add_target_arguments
 from dpt_ros.tools.bench_reliability import rss_mb
 from dpt_ros.tools.options import add_depth_variant_argument, add_domain_argument, count, output_file, program
@@ -90,8 +91,7 @@ def main(argv=None) -> int:
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+        write_whole(args.json, text + "\n")
     return 0
 
 

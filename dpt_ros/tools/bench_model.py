@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
+from dpt_ros.tools import write_whole
 from dpt_ros.tools.options import count, output_file, program
 
 
@@ -361,8 +362,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.json == "-":
             print(payload)
         else:
-            with open(args.json, "w") as f:
-                f.write(payload + "\n")
+            write_whole(args.json, payload + "\n")
             log(f"# wrote {args.json}")
     return 0
 

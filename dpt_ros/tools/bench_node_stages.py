@@ -35,6 +35,7 @@ import sys
 import time
 from pathlib import Path
 
+from dpt_ros.tools import write_whole  # noqa: E402
 from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
                                      check_model_arguments, dds_profile)
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
@@ -358,7 +359,7 @@ def main(argv=None) -> int:
     if args.json:
         slim = {k: v for k, v in r.items() if k != "profile"}
         slim["runs"] = [{k: v for k, v in run.items() if k != "profile"} for run in r["runs"]]
-        Path(args.json).write_text(json.dumps(slim, indent=2))
+        write_whole(args.json, json.dumps(slim, indent=2))
     return 130 if r.get("interrupted") else 0
 
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 
 from dpt_ros.ros.dds_env import shm_notice
+from dpt_ros.tools import write_whole
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
 from dpt_ros.ros.params import parameter_option
 from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, program
@@ -117,8 +118,7 @@ def main(argv=None) -> None:
     print(f"  sent {r['sent_per_output']} per output, received {r['received']} (keep-last-1: a slow subscriber "
           "may skip some)")
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(r, fh, indent=2)
+        write_whole(args.json, json.dumps(r, indent=2))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from dpt_ros.ros.dds_env import localhost_only
+from dpt_ros.tools import write_whole
 from dpt_ros.tools.options import program
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +58,7 @@ def record(scenario: str, **figures: Any) -> dict:
             data = {}
     data.update(figures)
     data["recorded_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+    write_whole(path, json.dumps(data, indent=2, sort_keys=True, default=str))
     print(f"[reliability:{scenario}] " + ", ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
     return data
 

@@ -281,11 +281,10 @@ def write_yaml(path: str, c) -> str:
     ``output_folder_error``'s words (a full disk or quota: what to do; no permission: the file's owner and mode)."""
     from pathlib import Path  # noqa: PLC0415
 
-    from dpt_ros.tools import output_folder_error  # noqa: PLC0415
+    from dpt_ros.tools import output_folder_error, write_whole  # noqa: PLC0415
 
     try:
-        with open(path, "w") as f:
-            f.write(parameter_yaml(c))
+        write_whole(path, parameter_yaml(c))   # (a failed write keeps an earlier calibration there whole)
     except OSError as e:
         return output_folder_error(Path(os.path.abspath(path)), e, file=True, option="--yaml")
     return ""

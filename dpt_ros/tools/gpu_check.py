@@ -59,7 +59,7 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
-from dpt_ros.tools import output_folder_error, refuse_kernel_folder
+from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
 from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, program
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -388,21 +388,18 @@ class _OutFolder:
         return None if self.folder is None else lambda text: self.write(name, text)
 
     def write(self, name: str, text: str, whole: bool = False) -> None:
-        """``$OUT/name``; ``whole``: written beside it and renamed over it (gpu_summary.json: a run killed while it
-        writes, the device tool's limit, leaves the last complete one, not a truncated file)."""
+        """``$OUT/name``; ``whole``: written beside it and renamed over it (:func:`dpt_ros.tools.write_whole`;
+        gpu_summary.json: a run killed while it writes, the device tool's limit, leaves the last complete one, not a
+        truncated file)."""
         if self.folder is None or self.error is not None:
             return
-        path = tmp = self.folder / name
-        if whole:
-            tmp = self.folder / f".{name}.partial"
+        path = self.folder / name
         try:
-            tmp.write_text(text)
             if whole:
-                os.replace(tmp, path)
+                write_whole(path, text)
+            else:
+                path.write_text(text)
         except OSError as e:
-            if whole:   # (what a full disk let be written of it: space given back)
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
             self.error = f"cannot write {path}: {output_folder_error(self.folder, e, option='OUT')}"
             print(f"gpu_check: {self.error}; nothing more is written there, the summary comes on standard output "
                   "only", file=sys.stderr, flush=True)

@@ -39,7 +39,7 @@ from xml.sax.saxutils import escape
 
 import yaml
 
-from dpt_ros.tools import output_folder_error, refuse_kernel_folder
+from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
 from dpt_ros.tools.options import program, write_out
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -456,7 +456,7 @@ def main(argv=None) -> int:
     try:
         refuse_kernel_folder(Path(out).parent)
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(text)
+        write_whole(out, text)
     except OSError as e:   # (under a file: mkdir's "File exists" / "Not a directory" said as that)
         print(f"sros2_policy: cannot write {out}: {output_folder_error(Path(out), e, file=True)}", file=sys.stderr)
         return 1

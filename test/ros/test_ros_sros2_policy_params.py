@@ -411,3 +411,19 @@ def test_a_full_disk_is_said_with_what_to_do(capsys, tmp_path):
     assert capsys.readouterr().err == (
         f"sros2_policy: cannot write {out}: the file system of {tmp_path} is full (No space left on device; {fs_type} "
         f"mounted at {mount}): free some space on it, or give --out a path on another file system\n")
+
+
+def test_a_policy_write_that_fails_keeps_the_earlier_policy_whole(capsys, tmp_path, file_size_limit):
+    """--out was written with Path.write_text, which empties the file first: a write that failed part-way (a disk that
+    filled up meanwhile; here for real, the file size limit below the policy's size: EFBIG) left the earlier policy,
+    the one the enclave's permissions are made from, cut short. It is written beside it and renamed over it: the
+    earlier policy stays as it was, no temporary is left, exit status 1 with the reason."""
+    out = tmp_path / "policy.xml"
+    earlier = "<policy/>\n" * 10
+    out.write_text(earlier)
+    with file_size_limit(len(earlier)):
+        assert sros2_policy.main(["--out", str(out)]) == 1
+    assert out.read_text() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["policy.xml"]
+    assert capsys.readouterr().err == f"sros2_policy: cannot write {out}: File too large\n"
+    assert sros2_policy.main(["--out", str(out)]) == 0 and out.read_text().startswith("<")
+    assert out.read_text() != earlier and sorted(p.name for p in tmp_path.iterdir()) == ["policy.xml"]

@@ -621,6 +621,31 @@ def test_a_yaml_file_that_cannot_be_written_after_collecting_is_said_with_what_t
     assert tool.write_yaml(str(written), c) == "" and written.read_text() == tool.parameter_yaml(c)
 
 
+def test_a_yaml_write_that_fails_keeps_the_earlier_calibration_whole(tmp_path, file_size_limit):
+    """--yaml was opened with open(path, "w"), which empties the file first: a write that failed part-way (a disk that
+    filled up meanwhile; here for real, the process's file size limit below the file's size: EFBIG) left the earlier
+    calibration, the one the node loads with --params-file, cut short. It is written to a temporary beside it and
+    renamed over it: a failed write leaves the earlier file as it was and no temporary; a write that succeeds leaves
+    the new file alone, with the earlier one's mode; a link is written through (its target replaced, the link kept)."""
+    earlier = pipeline.Calibration(0.5, 0.1, 3, 100, 0.05, 0.01)
+    later = pipeline.Calibration(0.25, 0.08, 3, 100, 0.05, 0.01)
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text(tool.parameter_yaml(earlier))
+    yaml_file.chmod(0o640)
+    with file_size_limit(64):   # (the file is about 170 bytes)
+        why = tool.write_yaml(str(yaml_file), later)
+    assert why == "File too large", why
+    assert yaml_file.read_text() == tool.parameter_yaml(earlier)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]   # (no temporary left)
+    assert tool.write_yaml(str(yaml_file), later) == "" and yaml_file.read_text() == tool.parameter_yaml(later)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"] and yaml_file.stat().st_mode & 0o777 == 0o640
+    link = tmp_path / "current.yaml"
+    link.symlink_to(yaml_file.name)
+    assert tool.write_yaml(str(link), earlier) == "" and link.is_symlink()
+    assert yaml_file.read_text() == tool.parameter_yaml(earlier)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "current.yaml"]
+
+
 def test_a_yaml_name_or_path_too_long_is_said_with_its_length_and_the_limit_before_collecting(tmp_path, monkeypatch,
                                                                                                 usage_error):
     """--yaml with a name longer than the file system takes was accepted, and after --frames pairs were collected the

@@ -280,7 +280,7 @@ def test_gpu_check_without_cuda_says_so_at_once_and_runs_nothing(tmp_path):
     assert sorted(f.name for f in out.iterdir()) == ["gpu_summary.json"]   # (no step's log: none ran)
 
 
-@pytest.mark.parametrize("full", ["gpu_pytest.log", ".gpu_summary.json.partial"])
+@pytest.mark.parametrize("full", ["gpu_pytest.log", "gpu_summary.json"])
 def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     """A log or gpu_summary.json that $OUT had no space for (here the file links to /dev/full, which refuses every
     write with ENOSPC, as a full disk does) ended the run with an OSError traceback, the steps after it never run and
@@ -298,7 +298,7 @@ def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
                        capture_output=True, text=True, timeout=300,
                        env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}, "OUT": str(out)})
     fs_type, mount = _file_system(out)
-    said = (f"cannot write {out / full.removeprefix('.').removesuffix('.partial')}: the file system of {out} is full "
+    said = (f"cannot write {out / full}: the file system of {out} is full "
             f"(No space left on device; {fs_type} mounted at {mount}): free some space on it, or give OUT a path on "
             "another file system")
     assert p.stderr == f"gpu_check: {said}; nothing more is written there, the summary comes on standard output only\n"
@@ -307,8 +307,10 @@ def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     assert summary["pytest_gpu"]["rc"] in (0, 5) and not summary["pytest_gpu"]["timed_out"]
     # gpu_check given no OMP_NUM_THREADS: its tests run one thread per CPU, not test/conftest.py's one
     assert summary["pytest_gpu"]["omp_num_threads"] == os.cpu_count()
-    # nothing written there after the failed write: no summary (nor a partial one, after a failed log)
-    assert not [f.name for f in out.iterdir() if "summary" in f.name]
+    # nothing written there after the failed write: no summary (nor a partial one, after a failed log; the link to
+    # /dev/full written through, not replaced)
+    assert [f.name for f in out.iterdir() if "summary" in f.name] == [full] * ("summary" in full)
+    assert (out / full).is_symlink()
 
 
 def test_gpu_check_steps_get_the_variables_given_them_over_its_own(monkeypatch):
