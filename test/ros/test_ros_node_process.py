@@ -199,14 +199,13 @@ def test_a_params_file_under_a_folder_with_a_quote_is_named_whole(tmp_path):
     folder = tmp_path / "o'brien"
     folder.mkdir()
     (folder / "bad.yaml").write_text("x: [\n")
-    proc = start("--params-file", str(folder / "bad.yaml"))
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    bad, missing = exits(("--params-file", str(folder / "bad.yaml")), ("--params-file", str(folder / "nope.yaml")))
+    code, log = bad
     assert code == 2, log
     assert "no such file" not in log, log
     assert f"dpt_node: cannot initialise ROS 2: failed to initialize rcl: Couldn't parse params file: " \
            f"'--params-file {folder / 'bad.yaml'}'" in log, log
-    proc = start("--params-file", str(folder / "nope.yaml"))
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    code, log = missing
     assert code == 2, log
     assert f"parameters file {str(folder / 'nope.yaml')!r}: no such file" in log, log
 
@@ -221,9 +220,8 @@ def test_a_params_file_with_no_section_of_this_node_is_named(tmp_path):
     typo.write_text("/robot/dpt_prco:\n  ros__parameters:\n    device: cpu\n")
     mine = tmp_path / "mine.yaml"   # (one that applies, among them: not named)
     mine.write_text("/**:\n  ros__parameters:\n    input_size: 64\n")
-    proc = start("-r", "__ns:=/robot", "--params-file", str(plain), "--params-file", str(typo),
-                 "--params-file", str(mine))
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    [(code, log)] = exits(("-r", "__ns:=/robot", "--params-file", str(plain), "--params-file", str(typo),
+                           "--params-file", str(mine)))
     assert code == 2 and "depth.weights is not set" in log, log
     assert f"parameters file {plain} gives this node (/robot/dpt_proc) nothing, all its values are ignored: its " \
            "section /dpt_proc names another node (a node name in a parameters file is from the root namespace: " \
@@ -256,8 +254,7 @@ def test_launch_presets_reach_the_node_and_config_file_is_not_overridden_by_defa
 
 
 def test_missing_weights_exits_with_instructions():
-    proc = start("-p", "depth.variant:=dpt_large")
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    [(code, log)] = exits(("-p", "depth.variant:=dpt_large"))
     assert code != 0
     assert "depth.weights" in log
     assert "dpt_large-midas-2f21e586.pt" in log
@@ -265,8 +262,8 @@ def test_missing_weights_exits_with_instructions():
 
 
 def test_missing_weights_file_exits_with_instructions(tmp_path):
-    proc = start("-r", "__ns:=/robot", "-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    [(code, log)] = exits(("-r", "__ns:=/robot", "-p", "depth.variant:=dpt_hybrid",
+                           "-p", f"depth.weights:={tmp_path}/nope.pt"))
     assert code == 2
     assert "nope.pt' not found" in log and "dpt_hybrid-midas-501f0c75.pt" in log
     # said once, by the logger (its console line; it also goes to the log file), not echoed a second time, under
@@ -278,8 +275,8 @@ def test_missing_weights_file_exits_with_instructions(tmp_path):
 
 def test_a_start_up_failure_is_said_on_stderr_when_console_logging_is_off(tmp_path):
     """--disable-stdout-logs silences the logger's console output: the reason comes as one plain line instead."""
-    proc = start("--disable-stdout-logs", "-p", "depth.variant:=dpt_hybrid", "-p", f"depth.weights:={tmp_path}/nope.pt")
-    code, log = proc.wait(timeout=60), proc.stdout.read()
+    [(code, log)] = exits(("--disable-stdout-logs", "-p", "depth.variant:=dpt_hybrid",
+                           "-p", f"depth.weights:={tmp_path}/nope.pt"))
     assert code == 2 and "[FATAL]" not in log, log
     assert log.count("nope.pt' not found") == 1 and log.startswith(f"dpt_proc: depth.weights: file '{tmp_path}"), log
 
@@ -450,9 +447,9 @@ def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
 def test_a_weights_path_that_is_not_a_regular_file_is_said_to_be_so(tmp_path):
     fifo = tmp_path / "weights.pt"
     os.mkfifo(fifo)
-    for path in ("/dev/zero", str(fifo)):
-        proc = start("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}", "-p", "device:=cpu")
-        code, log = proc.wait(timeout=60), proc.stdout.read()
+    paths = ("/dev/zero", str(fifo))
+    for path, (code, log) in zip(paths, exits(*[("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}",
+                                                 "-p", "device:=cpu") for path in paths]), strict=True):
         assert code == 2 and f"depth.weights: '{path}' exists but is not a regular file (a device, pipe or socket); " \
                              "give the checkpoint file itself" in log, log
 
@@ -461,9 +458,8 @@ def test_a_relative_weights_path_that_is_not_there_is_said_with_the_nodes_workin
     """README's `ros2 launch dpt_ros segmentation.launch.py weights:=weights/dpt_hybrid-ade20k-53898607.pt` finds the
     file only when ros2 launch runs in the repository (the node runs in launch's working folder); from a workspace it
     said "file 'weights/...' not found" without the folder it looked in."""
-    proc = start("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=weights/no_such_dpt_tiny.pt",
-                 "-p", "device:=cpu")
-    code, log = proc.wait(timeout=60), proc.stdout.read()   # (start: cwd=ROOT)
+    [(code, log)] = exits(("-p", "depth.variant:=dpt_tiny", "-p", "depth.weights:=weights/no_such_dpt_tiny.pt",
+                           "-p", "device:=cpu"))   # (start: cwd=ROOT)
     assert code == 2 and f"depth.weights: file 'weights/no_such_dpt_tiny.pt' not found (relative to the node's " \
                          f"working folder, {ROOT}); variant dpt_tiny has no released weights" in log, log
 
@@ -1108,7 +1104,8 @@ def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said, t
             i.node_name == "dpt_proc" for i in harness.probe.get_publishers_info_by_topic("/rosout")), timeout=60,
             what="the process's /rosout publisher discovered")
         go.touch()
-        code, out = proc.wait(timeout=120), proc.stdout.read()
+        out, _ = proc.communicate(timeout=120)
+        code = proc.returncode
     finally:
         if proc.poll() is None:
             proc.kill()
