@@ -378,18 +378,22 @@ def test_ctrl_c_is_one_line_and_130(files, tmp_path):
     code = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
             "runpy.run_module('dpt_ros.tools.predict', run_name='__main__', alter_sys=True)")
     image = str(files / "images" / "a.png")
-    proc = subprocess.Popen([sys.executable, "-c", code, *[image] * 500, "--variant", "dpt_tiny",
-                             "--weights", str(files / "tiny.pt"), "--input-size", "256",
-                             "--out", str(tmp_path / "out")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # (stderr into a file, not a pipe: a pipe nothing reads while this side waits for stdout's first line fills at
+    # 64 KiB, and then the tool waits on its write and this side on its line, forever)
+    with open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-c", code, *[image] * 500, "--variant", "dpt_tiny",
+                                 "--weights", str(files / "tiny.pt"), "--input-size", "256",
+                                 "--out", str(tmp_path / "out")],
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
     try:
         first = proc.stdout.readline()   # the first image done: the model loaded and running
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    err = (tmp_path / "stderr").read_text()
     assert first.startswith(f"{image}: 96x64 (WxH)"), (first, err[-2000:])
     assert proc.returncode == 130 and err == "predict: interrupted\n", (proc.returncode, err[-2000:])
 
