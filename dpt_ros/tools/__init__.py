@@ -252,6 +252,16 @@ def temporary_name(prefix: str, file_name: str, suffix: str = "", limit: int = D
     return f"{prefix}{stem}{tail}{suffix}"
 
 
+#: what a temporary written whole and renamed over its file ends with, after the file's name (:func:`temporary_name`):
+#: any pid's, a regular expression for :func:`is_temporary` (``weights --convert``'s, :func:`write_whole`'s)
+PARTIAL_SUFFIX_PATTERN = r"\.partial-\d+\.tmp"
+
+
+def partial_suffix() -> str:
+    """This process's :data:`PARTIAL_SUFFIX_PATTERN`: ``.partial-<pid>.tmp`` (the pid: two runs never share one)."""
+    return f".partial-{os.getpid()}.tmp"
+
+
 def write_whole(path, text: str) -> None:
     """Write ``text`` to ``path`` whole or not at all: into a temporary beside it (``.<name>.partial-<pid>.tmp``,
     :func:`temporary_name`: shortened to the file system's name limit; a pid, so that two runs never share one),
@@ -262,6 +272,8 @@ def write_whole(path, text: str) -> None:
     link is written through, as ``open`` writes: its target is replaced, the link kept. Written in place as ``open``
     writes: what is there and not a regular file (a device, ``/dev/full``, or a pipe, ``/dev/stdout``), which cannot
     be replaced, and a file this process may write in a folder it may not write in (no temporary can be made there).
+    The temporary is locked while it is written (:func:`create_locked`); one a writer killed outright left (SIGKILL, a
+    power cut: its lock gone with it) is removed by the next write of the file, never one a running writer holds.
 
     :raises OSError: as ``open`` and ``write`` raise it (its ``filename`` ``path``), the temporary removed."""
     try:
@@ -274,9 +286,10 @@ def write_whole(path, text: str) -> None:
         _write_in_place(path, text)   # (a folder: said by the rename below, "Is a directory")
         return
     target = Path(os.path.realpath(path))
-    tmp = target.parent / temporary_name(".", target.name, f".partial-{os.getpid()}.tmp", name_max(target.parent))
+    tmp = target.parent / temporary_name(".", target.name, partial_suffix(), name_max(target.parent))
+    remove_unheld(target.parent, lambda name: is_temporary(name, target.name, r"\.", PARTIAL_SUFFIX_PATTERN))
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o666)
+        fd = create_locked(tmp)   # (held until the rename: a write of the file starting meanwhile leaves it alone)
     except OSError as e:
         if e.errno in (errno.EACCES, errno.EPERM) and st is not None and stat.S_ISREG(st.st_mode):
             _write_in_place(path, text)   # (a file of its own in a folder that is not: written as before)
@@ -296,7 +309,7 @@ def write_whole(path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(fd)
-        os.replace(tmp, target)
+            os.replace(tmp, target)   # (before the descriptor, and so the lock, is closed)
     except BaseException as e:
         try:
             os.unlink(tmp)
@@ -339,11 +352,12 @@ def create_locked(path: Path) -> int:
     cleaner that took the lock between the file's creation and this lock removed it: made again then. Emptied only
     once locked: a tool of the same pid in another pid namespace (a container's pid 1), its temporary of the same name
     still being written, waits for that one's rename rather than truncating the file under it. On a file system
-    without locks (:data:`_NO_LOCKS`) the file is made unlocked, as before locks were taken."""
+    without locks (:data:`_NO_LOCKS`) the file is made unlocked, as before locks were taken. A link of that name is
+    not written through (ELOOP): a temporary is a file of its own."""
     import fcntl   # POSIX only (as dds_env.domain_lock): imported where used, so the package imports anywhere
 
     while True:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)

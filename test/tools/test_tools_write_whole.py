@@ -102,3 +102,42 @@ def test_permissions_are_those_open_has():
         assert sorted(p.name for p in folder.rglob("*")) == ["anyone", "r.yaml", "w.yaml"]   # (no temporary left)
     finally:
         shutil.rmtree(folder)
+
+
+def test_a_killed_writers_temporary_is_removed_by_the_next_write_a_running_ones_kept(tmp_path):
+    """A write killed outright (SIGKILL, a power cut) leaves its temporary (.<name>.partial-<pid>.tmp), which nothing
+    removed: the next write of the same file removes it (its writer's lock gone with it), as predict's and weights
+    --convert's do; a running writer's (its lock held: a child process, and this process's own) is kept, as is a
+    temporary of another file."""
+    import signal
+    import subprocess
+    import sys
+
+    from dpt_ros.tools import create_locked
+
+    holding = ("import os, sys\nfrom pathlib import Path\nfrom dpt_ros.tools import create_locked\n"
+               "fd = create_locked(Path(sys.argv[1]) / f'.r.json.partial-{os.getpid()}.tmp')\n"
+               "os.write(fd, b'{\"half')\nprint('held', flush=True)\nsys.stdin.read()\n")
+    writers = [subprocess.Popen([sys.executable, "-c", holding, str(tmp_path)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        assert [w.stdout.readline() for w in writers] == ["held\n", "held\n"]
+        killed, running = writers
+        killed.send_signal(signal.SIGKILL)
+        assert killed.wait() == -signal.SIGKILL
+        ours = create_locked(tmp_path / ".r.json.partial-1.tmp")   # (as a thread of this process writing it)
+        other = tmp_path / f".other.json.partial-{killed.pid}.tmp"
+        other.write_text("{")
+        write_whole(tmp_path / "r.json", "{}\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [".r.json.partial-1.tmp", f".r.json.partial-{running.pid}.tmp", other.name, "r.json"])
+        os.close(ours)
+        running.stdin.close()
+        assert running.wait() == 0
+        write_whole(tmp_path / "r.json", "[]\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "r.json"]
+        assert (tmp_path / "r.json").read_text() == "[]\n"
+    finally:
+        for w in writers:
+            w.kill()
+            w.wait()
