@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
-from dpt_ros.tools import (create_locked, is_temporary, name_max, name_too_long, remove_unheld, shortened_tail,
-                           temporary_name)
+from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, name_too_long, partial_suffix,
+                           remove_unheld, shortened_tail, temporary_name)
 from dpt_ros.tools.options import program, write_out
 
 
@@ -164,10 +164,6 @@ def _verify_file_hash(path: Path, v: Optional[Variant], lines: list[str]) -> Non
             lines.append(f"zip CRC-32s: OK ({records} records hold the bytes torch.save wrote)")
 
 
-#: what --convert's temporaries end with, after DST's name (:func:`dpt_ros.tools.temporary_name`): any pid's
-_TEMPORARY_SUFFIX = r"\.partial-\d+\.tmp"
-
-
 def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     """Re-save a checkpoint with official or HF names (.safetensors or .pt by the destination suffix), fp32; a
     .safetensors file records the variant, which loading it as another variant refuses.
@@ -211,14 +207,14 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
     # (Ctrl-C, a full disk) leaves DST as it was, and no temporary behind (a destination it cannot write is an
     # OSError, reported as such); one that a conversion killed outright left (its lock gone with it) is removed first
     # (.<DST name>.partial-<pid>.tmp; shortened where DST's name fits the file system but that is too long)
-    suffix = f".partial-{os.getpid()}.tmp"
+    suffix = partial_suffix()
     tmp = target.parent / temporary_name(".", target.name, suffix, name_max(target.parent))
 
     def ours(name: str) -> bool:   # (an earlier version's, mkstemp's .<DST name>.<random>.tmp, took no lock)
         return (name.startswith(f".{target.name}.") and name.endswith(".tmp")) or locked_kind(name)
 
     def locked_kind(name: str) -> bool:
-        return is_temporary(name, target.name, r"\.", _TEMPORARY_SUFFIX)
+        return is_temporary(name, target.name, r"\.", PARTIAL_SUFFIX_PATTERN)
 
     removed, _ = remove_unheld(target.parent, ours, lambda name: not locked_kind(name))
     shown = f".{target.name}.*.tmp" if tmp.name == f".{target.name}{suffix}" \
