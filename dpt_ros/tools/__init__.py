@@ -75,7 +75,8 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
     knows what to change: a path that names a file (or lies under one) is said to be a file, where ``mkdir`` says only
     'File exists' / 'Not a directory'; a path that is the kernel's (:func:`kernel_folder`: /proc, /sys, /dev, a cgroup
     mount, where mkdir says 'No such file or directory' of a folder that is there, or :func:`refuse_kernel_folder`
-    refused it) or on a read-only file system is said to be there, a full one (ENOSPC, EDQUOT) with what to do, a name
+    refused it) or on a read-only file system is said to be there, a full one (ENOSPC, EDQUOT) and a file too large
+    (EFBIG: the process's file size limit, ``ulimit -f``, or the file system's largest file) with what to do, a name
     or path too long with its length and the limit (:func:`path_too_long`), and a
     folder without the permission to write in it is named with its owner and mode; else the system's reason. ``file``: ``out`` names a file to write
     (sros2_policy's --out, which refuses a folder itself), not a folder: a file there is what it writes, not said to
@@ -108,6 +109,13 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
             used = "is used up" if e.errno == errno.EDQUOT else "is full"
             return (f"{full} {there} {used} ({e.strerror}{'; ' + on if on else ''}): free some space on it, or give "
                     f"{option} a path on another file system")
+        if e.errno == errno.EFBIG:   # (the process's RLIMIT_FSIZE, else the file system's largest file)
+            limit = _file_size_limit()
+            if limit is not None:
+                return (f"the file is larger than this process's file size limit, {limit} bytes ({e.strerror}; "
+                        f"ulimit -f {limit // 1024} in the shell that started it): raise it (ulimit -f unlimited)")
+            return (f"the file is larger than the file system of {there} takes ({e.strerror}"
+                    f"{'; ' + on if on else ''}): give {option} a path on another file system")
         try:
             read_only = e.errno == errno.EROFS or bool(os.statvfs(there).f_flag & os.ST_RDONLY)
         except OSError:
@@ -125,6 +133,18 @@ def output_folder_error(out: Path, e: OSError, file: bool = False, option: str =
             return (f"the {fs_type or 'file'} file system of {there} does not let a folder be made in it "
                     f"({e.strerror}); {elsewhere}")
     return str(e.strerror or e)
+
+
+def _file_size_limit() -> Optional[int]:
+    """The largest file this process may write, in bytes (RLIMIT_FSIZE's soft limit, ``ulimit -f``), None where it
+    has none (or it cannot be told)."""
+    try:
+        import resource  # noqa: PLC0415 - POSIX only
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError):
+        return None
+    return None if limit == resource.RLIM_INFINITY else limit
 
 
 def _file_system(path: Path) -> tuple[Optional[str], Optional[str]]:

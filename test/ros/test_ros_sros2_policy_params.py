@@ -424,6 +424,8 @@ def test_a_policy_write_that_fails_keeps_the_earlier_policy_whole(capsys, tmp_pa
     with file_size_limit(len(earlier)):
         assert sros2_policy.main(["--out", str(out)]) == 1
     assert out.read_text() == earlier and sorted(p.name for p in tmp_path.iterdir()) == ["policy.xml"]
-    assert capsys.readouterr().err == f"sros2_policy: cannot write {out}: File too large\n"
+    assert capsys.readouterr().err == (
+        f"sros2_policy: cannot write {out}: the file is larger than this process's file size limit, {len(earlier)} "
+        "bytes (File too large; ulimit -f 0 in the shell that started it): raise it (ulimit -f unlimited)\n")
     assert sros2_policy.main(["--out", str(out)]) == 0 and out.read_text().startswith("<")
     assert out.read_text() != earlier and sorted(p.name for p in tmp_path.iterdir()) == ["policy.xml"]

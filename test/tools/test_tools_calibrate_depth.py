@@ -634,7 +634,8 @@ def test_a_yaml_write_that_fails_keeps_the_earlier_calibration_whole(tmp_path, f
     yaml_file.chmod(0o640)
     with file_size_limit(64):   # (the file is about 170 bytes)
         why = tool.write_yaml(str(yaml_file), later)
-    assert why == "File too large", why
+    assert why == ("the file is larger than this process's file size limit, 64 bytes (File too large; ulimit -f 0 in "
+                   "the shell that started it): raise it (ulimit -f unlimited)"), why
     assert yaml_file.read_text() == tool.parameter_yaml(earlier)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml"]   # (no temporary left)
     assert tool.write_yaml(str(yaml_file), later) == "" and yaml_file.read_text() == tool.parameter_yaml(later)

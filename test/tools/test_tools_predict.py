@@ -652,7 +652,8 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     kernel's virtual file system, and what to give instead; a read-only file system and a folder without the
     permission to write are said as such (the error as the kernel gives it for each: EROFS, EACCES), with the folder
     and its owner and mode; a full file system (ENOSPC, EDQUOT), said before only as the system's 'No space left on
-    device', with what to do."""
+    device', with what to do; a file larger than the file system takes (EFBIG), with what to do."""
+    import resource
     from pathlib import Path
 
     from dpt_ros.tools import _file_system, output_folder_error
@@ -680,6 +681,12 @@ def test_an_output_folder_that_cannot_be_made_there_is_said_why(files, capsys, t
     assert output_folder_error(out, OSError(errno.EDQUOT, "Disk quota exceeded", str(out)), option="OUT") == (
         f"your disk quota on the file system of {folder} is used up (Disk quota exceeded; {fs_type} mounted at "
         f"{mount}): free some space on it, or give OUT a path on another file system")
+    # a file larger than the file system takes (EFBIG without a file size limit: a process's, ulimit -f, is said as
+    # that, test_tools_calibrate_depth.py)
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY:
+        assert output_folder_error(out, OSError(errno.EFBIG, "File too large", str(out))) == (
+            f"the file is larger than the file system of {folder} takes (File too large; {fs_type} mounted at "
+            f"{mount}): give --out a path on another file system")
     # what nothing more can be told of: the system's reason, as before
     assert output_folder_error(out, OSError(errno.EIO, "Input/output error", str(out))) == "Input/output error"
 
