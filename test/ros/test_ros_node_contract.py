@@ -6,6 +6,7 @@ the post-processing (17 mutants) added the depth_image_proc pair, the running co
 frames, nothing built beyond the subscribed outputs, and (test_ros_node_topics.py) a stated
 calibration overriding a metric variant's metres."""
 import collections
+import copy
 import math
 import re
 import threading
@@ -186,6 +187,75 @@ def test_depth_camera_info_of_a_cached_calibration_is_each_frames_own(harness):
             assert out == conversions.camera_info_msg(img.header, 64, 48, k, p), (fx, img.header)
             assert out.k[0] == fx
         assert sorted(cam.calibration_cache[2]) == ["cam_a", "cam_b"]   # serialised once per frame_id
+
+
+def test_a_camera_info_changed_in_one_field_alone_is_the_next_frames_depth_camera_info(harness):
+    """The cached calibration is keyed by every CameraInfo field depth/camera_info depends on: a camera_info that
+    differs from the previous one in P, ROI, its size (another aspect ratio too: scaled per axis), D, R or
+    distortion_model alone (K unchanged), or a camera_info.rectified change, gives the next frame the
+    depth/camera_info of that camera_info, never the cached one of the camera_info before (a stale calibration:
+    depth_image_proc / RTAB-Map would back-project with it). (Binning alone is left out: scaled to the frame, a
+    binned camera_info of an even size describes the same pixels as the unbinned one.)"""
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.policy": "latest"})
+    got, pub, info_pub = _rig(harness, node, "depth/camera_info")
+    cam = node.cameras[0]
+    info = CameraInfo(width=128, height=96, distortion_model="plumb_bob", d=[-0.2, 0.05, 0.0, 0.0, 0.0])
+    info.k = [100.0, 0.0, 62.0, 0.0, 102.0, 46.0, 0.0, 0.0, 1.0]
+    info.p = [90.0, 0.0, 60.0, -9.0, 0.0, 92.0, 44.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+    def p(v):
+        info.p = [v, 0.0, 60.0, -0.1 * v, 0.0, 92.0, 44.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+
+    def roi(v):
+        info.roi.x_offset, info.roi.y_offset, info.roi.width, info.roi.height = v
+
+    def size(v):
+        info.width, info.height = v
+
+    def rectified(v):
+        assert set_params(harness, node, **{"camera_info.rectified": v})[0].successful
+
+    def d(v):
+        info.d = v
+
+    def r(v):
+        info.r = v
+
+    def model(v):
+        info.distortion_model = v
+
+    changes = [(p, 80.0), (roi, (8, 6, 112, 84)), (roi, (0, 0, 0, 0)), (size, (192, 144)), (size, (128, 72)),
+               (rectified, False), (d, [-0.1, 0.02, 0.001, 0.0, 0.0]),
+               (r, [0.998, -0.0523, 0.0, 0.0523, 0.998, 0.0, 0.0, 0.0, 1.0]), (model, "rational_polynomial"),
+               (rectified, True)]
+    previous = None
+    for stamp, (change, value) in enumerate([(None, None)] + changes, 1):
+        if change is not None:
+            change(value)
+        raw = not node.settings["camera_info.rectified"]
+        sent = copy.deepcopy(info)
+        sent.header = make_image(stamp).header
+        info_pub.publish(sent)
+        wait_for(lambda: cam.infos and cam.infos[-1][1] == sent, what=f"camera_info {stamp}")
+        img = make_image(stamp, width=64, height=48)
+        pub.publish(img)
+        wait_for(lambda: len(got["depth/camera_info"]) == stamp, what=f"depth/camera_info of frame {stamp}")
+        out = got["depth/camera_info"][-1]
+        k, pm = pipeline.Intrinsics.from_camera_info(**conversions.camera_info_fields(sent), rectified=not raw) \
+            .scaled_to(64, 48).camera_info_matrices()
+        want = conversions.camera_info_msg(img.header, 64, 48, k, pm, sent if raw else None)
+        assert out == want, (change and change.__name__, value)
+        content = (out.width, out.height, out.distortion_model, *(tuple(v) for v in (out.d, out.k, out.r, out.p)))
+        assert content != previous, (change and change.__name__, value)   # each change shows in the output
+        previous = content
+    assert got["depth/camera_info"][1].p[0] == pytest.approx(40.0)    # P's fx 80 for 128 px, at 64 px
+    assert got["depth/camera_info"][2].p[2] == pytest.approx((60.0 - 8) * 64 / 112)   # cx in a 112 px ROI at x 8
+    assert got["depth/camera_info"][4].p[0] == pytest.approx(80.0 / 3)   # 192 px wide, at 64 px
+    # a 16:9 camera_info for 4:3 frames (1280x720 for 640x480): x terms scaled by 1/2, y terms by 2/3
+    assert list(got["depth/camera_info"][5].p) == pytest.approx(
+        [40.0, 0.0, 30.0, -4.0, 0.0, 92.0 * 2 / 3, 44.0 * 2 / 3, 0.0, 0.0, 0.0, 1.0, 0.0])
+    assert node.error_counts() == {}
 
 
 @pytest.mark.parametrize("enabled,output", [("depth", "segmentation"), ("segmentation", "inverse_depth")])
