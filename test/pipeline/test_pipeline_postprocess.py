@@ -1,5 +1,6 @@
 """Post-processing: upsampling, metric depth, REP 117 ranges, colour maps, labels and palette."""
 
+import hashlib
 import math
 import warnings
 
@@ -563,6 +564,14 @@ def test_ade20k_names_and_palette():
     np.testing.assert_array_equal(ADE20K_PALETTE[3], [6, 230, 230])  # sky
     np.testing.assert_array_equal(ADE20K_PALETTE[13], [150, 5, 61])  # person
     np.testing.assert_array_equal(ADE20K_PALETTE[150], [92, 0, 255])  # flag
+    # all of both, not only the rows above (two names swapped, or a typo in a row, mislabels a class in every output,
+    # label_info and exclude_classes): the SHA-256 of the SceneParsing objectInfo150 short names (as mmsegmentation
+    # lists them), one per line, and of the official DPT adepallete's 453 bytes, each checked against those
+    # public lists
+    assert hashlib.sha256("\n".join(ADE20K_CLASSES).encode()).hexdigest() == \
+        "f9dbd8a75a0722c971d8c82db76dc205e06cb422d98153f4e5bbf90408ef5438", "class names differ from objectInfo150's"
+    assert hashlib.sha256(ADE20K_PALETTE.tobytes()).hexdigest() == \
+        "7ebd74a64a5606f03f97390c429a4b952532e4bf13ae1450908b1008d6b07d9d", "palette differs from DPT's adepallete"
 
 
 def test_colorize_labels_and_overlay():
