@@ -135,6 +135,12 @@ class NodeHealth:
         if m.device.type == "cuda":
             kv["gpu_memory_allocated_mb"] = f"{torch.cuda.memory_allocated(m.device) / 2**20:.1f}"
             kv["gpu_memory_reserved_mb"] = f"{torch.cuda.memory_reserved(m.device) / 2**20:.1f}"
+        # use_sim_time set true again, no /clock since: the clock (and these reports' stamps) stands at the last
+        # /clock time received before it was set false (DptNode._sim_time_switched)
+        resumed = self._clock_resumed if self.get_clock().ros_time_is_active else None
+        if resumed is not None:
+            kv["clock"] = (f"waiting for /clock: use_sim_time was set true again, the clock resumed from the last "
+                           f"/clock time received, {resumed / 1e9:.3f} s, and no /clock has come since")
         random_w = any(getattr(m, t) is not None and getattr(m, t).random_weights for t in ("depth", "segmentation"))
         level, text = DiagnosticStatus.OK, "running"
         busy = self._busy   # read once: the worker replaces it
@@ -161,6 +167,8 @@ class NodeHealth:
                     f"moves on")
         elif model_error:
             level, text = DiagnosticStatus.WARN, "model load failed; previous model still serving"
+        elif resumed is not None:
+            level, text = DiagnosticStatus.WARN, kv["clock"]
         elif random_w:
             level, text = DiagnosticStatus.WARN, "random weights: outputs not meaningful" + (
                 "" if active else "; inactive (lifecycle): cameras not subscribed")

@@ -655,6 +655,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
         # counts from, in the log's words: its timer's start, or use_sim_time set true at runtime
         self._sim_time_on = bool(self.get_parameter("use_sim_time").value)
         self._clock_wait_from = self._start_word()
+        # the time (ns) /clock last moved the node's clock to (kept when use_sim_time goes false: rclpy's clock keeps it
+        # and resumes from it when use_sim_time is set true again), and that time while the clock, so resumed, has not
+        # moved since (no /clock since the switch): None otherwise
+        self._last_clock_ns = 0
+        self._clock_resumed: Optional[int] = None
         self._error_log: collections.OrderedDict = collections.OrderedDict()  # kind -> {topic: [last log, not logged]}
         self._pinned: dict = {}  # page-locked host buffers of the worker's device->host copies
         self._in_worker: list[_Frame] = []   # the batch the worker is on (depth.align offers it references)
@@ -3088,7 +3093,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
         /dpt_node use_sim_time true``) starts the wait for /clock afresh: :meth:`_check_clock` comes
         ``_CLOCK_CHECK_S`` after the switch, says so, names the frames since it, and says it again at each switch on.
         Before, the check's next tick (its timer running since start-up) said "5 s after start-up", after however
-        short a wait, and after a switch off and on again it said nothing (once per node)."""
+        short a wait, and after a switch off and on again it said nothing (once per node). Set true again after /clock
+        had come, rclpy's clock resumes from the last /clock time (not 0): said at once, and by the check (with one
+        /diagnostics report, its model status WARN with a ``clock`` key) while no /clock has moved it since; before,
+        nothing was said and /diagnostics stood still, OK."""
         for p in changed:
             if p.name != "use_sim_time":
                 continue
@@ -3099,8 +3107,21 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     self._before_clock = (0, "")
                     self._warned.discard("no_clock")
                     timer = self._clock_timer
+                    resumed = self._clock_resumed = self._last_clock_ns or None
+                if resumed is not None:
+                    # rclpy's clock keeps the last /clock time through use_sim_time false and resumes from it: the
+                    # stamps this node gives (/diagnostics, label_info's) go back to it, and it stands there until
+                    # /clock comes again
+                    self.get_logger().warning(
+                        f"use_sim_time was set true again: this node's clock resumes from the last /clock time it "
+                        f"received, {resumed / 1e9:.3f} s (before use_sim_time was set false), not from the wall "
+                        f"time it ran on meanwhile, and stands there until /clock comes again: the stamps it gives "
+                        f"(/diagnostics, label_info) go back to that time and /diagnostics, published on that clock, "
+                        f"waits for /clock; checked again {_CLOCK_CHECK_S:g} s from now")
                 if timer is not None:
                     timer.reset()   # (its period from now)
+            elif not on:
+                self._clock_resumed = None
             self._sim_time_on = on   # (last: the check waits for the switch's wait above)
 
     def _check_clock(self) -> None:
@@ -3111,7 +3132,24 @@ class DptNode(NodeHealth, TopicChecks, Node):
         checks run on that clock, so they never came."""
         clock = self.get_clock()
         # (rclpy switches the clock before the set is done; this node's bookkeeping of it, after)
-        if not (self._sim_time_on and clock.ros_time_is_active) or clock.now().nanoseconds != 0:
+        if not (self._sim_time_on and clock.ros_time_is_active):
+            return
+        now_ns, resumed = clock.now().nanoseconds, self._clock_resumed
+        if resumed is not None and now_ns == resumed:   # set true again, no /clock since: stands where it resumed
+            publishers = self.count_publishers("/clock")
+            found = ("nothing publishes /clock now" if not publishers else
+                     f"{publishers} publisher{'s' * (publishers != 1)} of /clock found, none has moved the clock "
+                     "since: a bag player paused or at its end, or a simulator paused")
+            if "no_clock" not in self._warned:
+                self._warn_once("no_clock", f"use_sim_time is true and this node's clock still stands at the last "
+                                f"/clock time it received before use_sim_time was set false, {resumed / 1e9:.3f} s, "
+                                f"{_CLOCK_CHECK_S:g} s after {self._clock_wait_from} again ({found}): no /clock "
+                                "message has come since, so /diagnostics, published on that clock, waits for it (this "
+                                "report aside) and the stamps it gives stay at that time. Play the bag with --clock, "
+                                "resume the simulation, or set use_sim_time:=false (a live camera)")
+                self._publish_diagnostics()   # (its timer is on the standing clock: one report says the state)
+            return
+        if now_ns != 0:
             return
         publishers = self.count_publishers("/clock")
         # (a simulator paused at its start publishes /clock at its time, 0: messages come, the clock stays at 0)
@@ -3134,6 +3172,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         out, unless a frame came after ``_CLOCK_STILL_S`` of it (frames that did not stop with the clock)."""
         now = time.monotonic()
         with self._lock:
+            self._last_clock_ns = self.get_clock().now().nanoseconds
+            self._clock_resumed = None   # (/clock came again after use_sim_time was set true again)
             if self._clock_moved is not None and now - self._clock_moved >= _CLOCK_STILL_S:
                 # frames still came when it had stood that long (a live camera beside a paused bag): their seconds
                 # stay in the rates (a paused bag's last frame comes within one /clock step of its last move)

@@ -5,7 +5,7 @@ import math
 import time
 
 import pytest
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import Log
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
@@ -164,6 +164,59 @@ def test_use_sim_time_set_true_at_runtime_without_clock_is_said_counted_from_the
         assert [r.successful for r in set_params(harness, node, use_sim_time=False)] == [True]
     node._check_clock()   # off: nothing more
     assert len(_warnings(log, needle)) == 2
+
+
+def test_use_sim_time_set_true_again_after_clock_says_the_clock_resumes_at_the_last_clock_time(harness, monkeypatch):
+    """/clock had come (a bag played), then `ros2 param set /dpt_node use_sim_time false` and later `true` again:
+    rclpy's clock keeps the last /clock time through the switch and resumes from it, so the node's clock (the stamps it
+    gives, /diagnostics' timer) went back to that time and stood there until /clock came again, silently: the check
+    of /clock only looks at a clock standing at 0, /diagnostics stayed OK. Now the switch says so at once (WARN, with
+    the time), the check says, _CLOCK_CHECK_S later, that no /clock came since and publishes one report, whose model
+    status is WARN with a `clock` key; the next /clock clears it."""
+    monkeypatch.setattr(node_module, "_CLOCK_CHECK_S", 0.5, raising=False)   # (5 s in the node)
+    node, log, out, tick, frame = _replay(harness)
+    diags = harness.collector(DiagnosticArray, "/diagnostics")
+    wait_for(lambda: node._diag_pub.get_subscription_count() > 0, what="the /diagnostics subscription")
+    tick(T0)
+    frame(T0)
+    assert [r.successful for r in set_params(harness, node, use_sim_time=False)] == [True]
+    assert node.get_clock().now().nanoseconds > T0 + 3600 * 10**9   # the wall clock (December 2026 on)
+    assert [r.successful for r in set_params(harness, node, use_sim_time=True)] == [True]
+    assert node.get_clock().now().nanoseconds == T0   # rclpy: resumed at the last /clock time
+
+    resumed = "use_sim_time was set true again: this node's clock resumes from the last /clock time it received"
+    wait_for(lambda: _warnings(log, resumed), what="the resume warning")
+    assert _warnings(log, resumed) == [
+        f"{resumed}, 1764900000.000 s (before use_sim_time was set false), not from the wall time it ran on "
+        "meanwhile, and stands there until /clock comes again: the stamps it gives (/diagnostics, label_info) go "
+        "back to that time and /diagnostics, published on that clock, waits for /clock; checked again 0.5 s from now"]
+    model = node.diagnostics().status[0]
+    values = {kv.key: kv.value for kv in model.values}
+    clock_state = ("waiting for /clock: use_sim_time was set true again, the clock resumed from the last /clock time "
+                   "received, 1764900000.000 s, and no /clock has come since")
+    assert (model.level, model.message, values.get("clock")) == (DiagnosticStatus.WARN, clock_state, clock_state)
+
+    standing = "this node's clock still stands at the last /clock time it received before use_sim_time was set false"
+    wait_for(lambda: _warnings(log, standing), what="the check's warning")
+    assert _warnings(log, standing) == [
+        f"use_sim_time is true and {standing}, 1764900000.000 s, 0.5 s after use_sim_time was set true again (1 "
+        "publisher of /clock found, none has moved the clock since: a bag player paused or at its end, or a simulator "
+        "paused): no /clock message has come since, so /diagnostics, published on that clock, waits for it (this "
+        "report aside) and the stamps it gives stay at that time. Play the bag with --clock, resume the simulation, "
+        "or set use_sim_time:=false (a live camera)"]
+
+    def said() -> list:   # the reports that carry the state
+        return [d for d in diags if d.status[0].message == clock_state]
+    wait_for(said, what="the check's /diagnostics report")
+    assert [(conversions.stamp_ns(d.header), d.status[0].level) for d in said()] == [(T0, DiagnosticStatus.WARN)]
+    node._check_clock()   # (as its timer calls it) said once per wait
+    assert len(_warnings(log, standing)) == 1
+
+    tick(T0 + 10**9)   # /clock again: the state clears
+    model = node.diagnostics().status[0]
+    assert "clock" not in {kv.key for kv in model.values} and model.message != clock_state, model
+    frame(T0 + 10**9)
+    assert [conversions.stamp_ns(m.header) for m in out] == [T0, T0 + 10**9]
 
 
 def test_a_bags_first_frames_before_its_first_clock_message_are_not_warned_of(harness, monkeypatch):
