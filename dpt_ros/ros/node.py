@@ -1631,6 +1631,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if t >= replaced and cam.index in counts:
                     counts[cam.index][key] += 1
 
+    def _drop_frame(self, frame: _Frame) -> None:
+        """Under ``_lock``: count ``frame`` dropped, unless it is counted already."""
+        if not frame.counted:
+            self._count_settled(frame, "dropped")
+            frame.counted = True
+
     def _switch(self, cam: _Camera, name: str, on: bool) -> None:
         """image_transport (``image``) or depth.align_transport (``depth_reference``) changed: the camera's ``name``
         subscription on the new topic (``on``) is made before the old one goes, so the camera is never without one;
@@ -2045,9 +2051,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
                           if (e := self._publish_output(cam, name, msg)) is not None}
                 published = [name for name in msgs if name not in failed]
                 copies = bool(job.get("compress"))   # (they still go out: messages of their own, on their own topics)
-                if failed:   # (before it is counted processed: a counted frame is counted no more)
+                # every output failed, its compressed copies still to go: what the frame counts (processed and
+                # incomplete:publish, or error:publish) waits for them (_settle_after_copies)
+                after_copies = failed if failed and not published and copies else None
+                if failed and after_copies is None:   # (before it is counted processed: counted once)
                     self._publish_failed(job["frame"], failed, bool(published), copies)
-                if published or copies or not failed:   # (nothing of it to go out: counted error:publish)
+                if after_copies is not None:
+                    sent.append((job, published))
+                elif published or copies or not failed:   # (nothing of it to go out: counted error:publish)
                     with self._lock:   # counted as it goes out: the stop drops only what was not published
                         self._count_settled(job["frame"], "processed")
                         job["frame"].counted = True
@@ -2056,9 +2067,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     sent.append((job, published))
                 if job.get("compress"):   # (outputs of their own: a failure here is its copies', not the frame's)
                     try:
-                        self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s, bool(failed))
+                        self._compressed.submit(cam, job["frame"].msg.header, job["compress"], s, bool(failed),
+                                                (job["frame"], after_copies) if after_copies is not None else None)
                     except Exception as e:  # noqa: BLE001 - counted as the copies' own failure
                         self._compressed.failed(cam, {name: e for name, *_ in job["compress"]})
+                        if after_copies is not None:
+                            self._settle_after_copies(job["frame"], after_copies, False)
         t4 = time.perf_counter()
         pre_ms = sum(j["pre_s"] for j in jobs) * 1000.0
         model_ms, post_ms = (t2 - t1) * 1000.0 - pre_ms, (t3 - t2) * 1000.0
@@ -2167,20 +2181,38 @@ class DptNode(NodeHealth, TopicChecks, Node):
             return e
         return None
 
-    def _publish_failed(self, f: _Frame, failed: dict[str, Exception], published: bool, copies: bool) -> None:
+    def _publish_failed(self, f: _Frame, failed: dict[str, Exception], published: bool, copies: bool,
+                        after_copies: bool = False) -> None:
         """Count and say the outputs of frame ``f`` whose publish raised (``failed``: name -> exception), before the
         frame is counted processed (``published``: its other outputs went out; ``copies``: it has compressed copies,
         which are still handed to their threads): per output ``publish_failed:<name>``, and the frame
         ``incomplete:publish``, or ``error:publish`` when nothing of it goes out (before, also when its compressed
         copies still went out: counted error, said "none of its outputs was published"); the line names each output's
-        topic and why."""
+        topic and why (``after_copies``: said once its compressed copies were done, :meth:`_settle_after_copies`)."""
         with self._lock:
             for name in failed:
                 f.camera.counts["publish_failed:" + name] += 1
         rest = ("its other outputs were published" if published else
-                "its compressed copies are still published" if copies else "none of its outputs was published")
+                "its compressed copies were published" if copies else
+                "none of its outputs was published" + (", nor its compressed copies" if after_copies else ""))
         self._count_error("publish", f"{_topics([f])}: {self._publish_failures(f.camera, failed)}; {rest} (if it "
                           "repeats, report it with this line)", [f], partial=published or copies)
+
+    def _settle_after_copies(self, f: _Frame, failed: dict[str, Exception], copies_out: bool) -> None:
+        """Count frame ``f``, every output of which failed to publish (``failed``: name -> exception), once its
+        compressed copies are done (``copies_out``: one or more of them went out): ``processed`` and
+        ``incomplete:publish`` if so, else ``error:publish``, not processed (before, counted processed and
+        incomplete:publish when its copies were handed to their threads, though none of them went out either). Not
+        counted when the stop counted it dropped."""
+        with self._lock:
+            if f.counted:
+                return
+        self._publish_failed(f, failed, False, copies_out, after_copies=True)
+        if copies_out:
+            with self._lock:
+                if not f.counted:
+                    self._count_settled(f, "processed")
+                    f.counted = True
 
     def _publish_failures(self, cam: _Camera, failed: dict[str, Exception]) -> str:
         """The outputs of ``cam`` whose publish raised (``failed``: name -> exception), for a ``[publish]`` line."""
@@ -3444,7 +3476,8 @@ class _CompressedCopies:
     def __init__(self, node: "DptNode", cameras: int = 1) -> None:
         self._node = node
         self._cond = threading.Condition()
-        # camera index -> (camera, header, copies, settings, whether the frame counted incomplete:publish already)
+        # camera index -> (camera, header, copies, settings, whether the frame counted incomplete:publish already,
+        # (frame, its outputs' failures) where every output failed: the frame is counted once its copies are done)
         self._pending: dict[int, tuple] = {}
         self._working: set[int] = set()   # cameras whose copies a thread is encoding / publishing
         self._stopping = False
@@ -3460,17 +3493,22 @@ class _CompressedCopies:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, cam: _Camera, header, copies: list, s: Settings, publish_counted: bool = False) -> None:
+    def submit(self, cam: _Camera, header, copies: list, s: Settings, publish_counted: bool = False,
+               settle: Optional[tuple] = None) -> None:
         """Hand one frame's ``copies`` to the threads (``publish_counted``: one of its image outputs' publish raised,
-        counted ``incomplete:publish`` already: a copy's then counts it no more)."""
+        counted ``incomplete:publish`` already: a copy's then counts it no more; ``settle``: (frame, failures) of a
+        frame none of whose outputs went out, counted by :meth:`DptNode._settle_after_copies` once they are done:
+        processed if one of them goes out, else error:publish, as when they are replaced unsent)."""
         with self._cond:
             replaced = self._pending.get(cam.index)
-            self._pending[cam.index] = (cam, header, copies, s, publish_counted)
+            self._pending[cam.index] = (cam, header, copies, s, publish_counted, settle)
             self._cond.notify()
         if replaced is not None:
             with self._node._lock:
                 for name, *_ in replaced[2]:
                     cam.counts["dropped:" + name] += 1
+            if replaced[5] is not None:   # (nothing of that frame went out)
+                self._node._settle_after_copies(*replaced[5], False)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no copies wait and none are being encoded; False on timeout."""
@@ -3491,12 +3529,15 @@ class _CompressedCopies:
         with self._publish_lock, self._cond:
             self._closed = True
             left = [(cam, [name for name, *_ in copies]) for cam, _, copies, *_ in self._pending.values()]
+            frames = [p[5][0] for p in self._pending.values() if p[5] is not None]
             left += self._unsent
             self._pending, self._unsent = {}, []
         with self._node._lock:
             for cam, names in left:
                 for name in names:
                     cam.counts["dropped:" + name] += 1
+            for f in frames:   # (a frame whose outputs all failed, its copies cut by the stop: dropped, as its own)
+                self._node._drop_frame(f)
         return sum(len(names) for _, names in left)
 
     def _next(self) -> Optional[int]:
@@ -3512,13 +3553,13 @@ class _CompressedCopies:
                 if self._stopping:
                     return
                 index = self._next()
-                cam, header, copies, s, publish_counted = self._pending.pop(index)
+                cam, header, copies, s, publish_counted, settle = self._pending.pop(index)
                 self._working.add(index)
                 # (their names leave it under _publish_lock as they are done; left there, the stop counts them)
                 unsent = (cam, [name for name, *_ in copies])
                 self._unsent.append(unsent)
             try:
-                self._publish(cam, header, copies, s, unsent[1], publish_counted)
+                self._publish(cam, header, copies, s, unsent[1], publish_counted, settle)
             finally:
                 with self._cond:
                     if not unsent[1]:
@@ -3529,13 +3570,14 @@ class _CompressedCopies:
                 return
 
     def _publish(self, cam: _Camera, header, copies: list, s: Settings, unsent: list,
-                 publish_counted: bool = False) -> None:
+                 publish_counted: bool = False, settle: Optional[tuple] = None) -> None:
         """Encode and publish one frame's ``copies``, each taken out of ``unsent`` once published or counted failed;
         from the stop on (``_closed``: it counted what is left in ``unsent`` dropped) none is published. The frame's
-        failed copies are counted together once it is done (``publish_counted``: see :meth:`submit`)."""
+        failed copies are counted together once it is done (``publish_counted``, ``settle``: see :meth:`submit`)."""
         t = time.perf_counter()
         encoding_failed: dict[str, Exception] = {}
         publish_failed: dict[str, Exception] = {}
+        out = cut = False   # one of them went out; the stop cut the rest
         try:
             for name, values, encoding, codec in copies:
                 encoded = False
@@ -3544,16 +3586,20 @@ class _CompressedCopies:
                     encoded = True
                     with self._publish_lock:
                         if self._closed:
+                            cut = True
                             return
                         cam.pubs[name].publish(conversions.compressed_output(header, data, fmt))
                         unsent.remove(name)
+                        out = True
                         with self._node._lock:
                             cam.counts["out:" + name] += 1
                 except Exception as e:  # noqa: BLE001 - this thread must survive anything
                     if self._stopping or not self._node.context.ok():
+                        cut = True
                         return   # (the stop counts it, and the rest of the frame's, dropped: still in unsent)
                     with self._publish_lock:
                         if self._closed:
+                            cut = True
                             return
                         unsent.remove(name)
                     # its publish raised: as an image output's (before, counted and said as an encoding's)
@@ -3563,6 +3609,12 @@ class _CompressedCopies:
                 self.failed(cam, encoding_failed)
             if publish_failed:
                 self.publish_failed(cam, publish_failed, publish_counted)
+            if settle is not None:
+                if cut and not out:   # (the stop cut the frame's copies, before any went out: dropped with them)
+                    with self._node._lock:
+                        self._node._drop_frame(settle[0])
+                else:
+                    self._node._settle_after_copies(*settle, out)
         self.encode_ms.append((time.perf_counter() - t) * 1000.0)
 
     def failed(self, cam: _Camera, failed: dict[str, Exception]) -> None:

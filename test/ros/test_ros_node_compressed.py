@@ -441,7 +441,7 @@ def test_a_frame_whose_outputs_fail_to_publish_but_whose_copies_go_out_is_proces
     """inverse_depth and inverse_depth/colored/compressed subscribed; the frame's inverse_depth message is refused by
     rclpy's publish (6d7d546: that output alone is lost). The frame was counted error:publish and said "none of its
     outputs was published" while its compressed copy still went out (out:inverse_depth/colored/compressed). Now the
-    frame is processed, incomplete:publish, and the line says its compressed copies are still published."""
+    frame is processed, incomplete:publish, and the line, said once its copies are done, says they were published."""
     from rcl_interfaces.msg import Log
 
     log = harness.collector(Log, "/rosout")
@@ -454,15 +454,16 @@ def test_a_frame_whose_outputs_fail_to_publish_but_whose_copies_go_out_is_proces
     monkeypatch.setattr(node, "_postprocess", refused)
     got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
     pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
-    wait_for(lambda: node.counts()[""].get("out:inverse_depth/colored/compressed", 0) == 1, what="the copy counted")
-    assert len(got["inverse_depth/colored/compressed"]) == 1 and got["inverse_depth"] == []
+    wait_for(lambda: node.counts()[""].get("processed", 0) == 1 and len(got["inverse_depth/colored/compressed"]) == 1,
+             what="the frame counted once its copy went out, and the copy")
+    assert got["inverse_depth"] == []
     assert dict(node.counts()[""]) == {"received": 1, "processed": 1, "incomplete:publish": 1,
                                        "publish_failed:inverse_depth": 1, "out:inverse_depth/colored/compressed": 1}
     assert dict(node.error_counts()) == {"publish": 1}
     wait_for(lambda: any(m.msg.startswith("[publish]") for m in log), what="the line")
     assert [m.msg for m in log if m.msg.startswith("[")] == [
         "[publish] /image: publishing /inverse_depth failed: TypeError: bad argument type for built-in operation; "
-        "its compressed copies are still published (if it repeats, report it with this line)"]
+        "its compressed copies were published (if it repeats, report it with this line)"]
 
 
 def test_a_copy_whose_publish_raises_is_counted_as_a_publish_failure(harness, monkeypatch):
@@ -517,10 +518,16 @@ def test_a_frame_whose_two_copies_fail_to_encode_counts_one_incomplete_frame(har
         "/depth/compressedDepth: RuntimeError: OpenCV could not encode (injected)"]
 
 
-def test_a_frame_whose_output_and_copy_fail_to_publish_counts_one_incomplete_frame(harness, monkeypatch):
-    """The frame's inverse_depth and its inverse_depth/colored/compressed copy both refused by rclpy's publish: the
-    frame counted incomplete:publish 2 and the node's publish error 2 (the image output's, then the copy's). Now one
-    each; publish_failed:<topic> still says each output."""
+def test_a_frame_of_which_nothing_goes_out_counts_one_failed_frame_not_a_processed_one(harness, monkeypatch):
+    """The frame's inverse_depth and its inverse_depth/colored/compressed copy both refused by rclpy's publish:
+    nothing of the frame went out. It counted incomplete:publish 2 and the node's publish error 2 (the image output's,
+    then the copy's); then (35a9a0d) processed and incomplete:publish once, though processed counts frames whose
+    outputs went out and error:publish is README's count for a frame of which nothing did. Now error:publish once and
+    not processed (received = processed + ... + errors still holds); publish_failed:<topic> still says each output, the
+    line says that nothing went out."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
     node = harness.start_node()
     real = node._postprocess
 
@@ -533,7 +540,17 @@ def test_a_frame_whose_output_and_copy_fail_to_publish_counts_one_incomplete_fra
     pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
     wait_for(lambda: node.counts()[""].get("publish_failed:inverse_depth/colored/compressed", 0) == 1,
              what="the copy's failure counted")
-    assert dict(node.counts()[""]) == {"received": 1, "processed": 1, "incomplete:publish": 1,
-                                       "publish_failed:inverse_depth": 1,
+    wait_for(lambda: node.counts()[""].get("error:publish", 0) == 1, what="the frame counted")
+    assert dict(node.counts()[""]) == {"received": 1, "error:publish": 1, "publish_failed:inverse_depth": 1,
                                        "publish_failed:inverse_depth/colored/compressed": 1}
     assert dict(node.error_counts()) == {"publish": 1}
+    camera = {kv.key: kv.value for kv in node.diagnostics().status[1].values}
+    assert (camera["processed"], camera["error.publish"]) == ("0", "1"), camera
+    assert got["inverse_depth"] == [] and got["inverse_depth/colored/compressed"] == []
+    wait_for(lambda: len([m for m in log if m.msg.startswith("[publish]")]) == 2, what="the lines")
+    assert [m.msg for m in log if m.msg.startswith("[publish]")] == [
+        "[publish] /image: publishing /inverse_depth/colored/compressed failed: TypeError: bad argument type for "
+        "built-in operation; a compressed copy: the frame's other outputs are published on their own (if it repeats, "
+        "report it with this line)",
+        "[publish] /image: publishing /inverse_depth failed: TypeError: bad argument type for built-in operation; "
+        "none of its outputs was published, nor its compressed copies (if it repeats, report it with this line)"]
