@@ -1533,11 +1533,23 @@ class DptNode(NodeHealth, TopicChecks, Node):
         or ``depth_reference``), the topic as the subscription reports it (resolved, remaps applied)."""
         if name == "image":
             compressed = self._settings["image_transport"] == "compressed"
-            return self.resolve_topic_name(self._image_topic(cam)), CompressedImage if compressed else Image
+            return self.resolve_topic_name(self._subscription_name(cam, name)), \
+                CompressedImage if compressed else Image
         if name == "camera_info":
             return self.resolve_topic_name(cam.topic(name)), CameraInfo
         compressed = self._settings["depth.align_transport"] == "compressedDepth"
-        return self.resolve_topic_name(self._reference_topic(cam)), CompressedImage if compressed else Image
+        return self.resolve_topic_name(self._subscription_name(cam, name)), CompressedImage if compressed else Image
+
+    def _subscription_name(self, cam: _Camera, name: str) -> str:
+        """The name the camera's ``name`` subscription is created with, which rcl resolves (remaps applied) once:
+        ``image`` / ``depth_reference`` as they are (before, resolved by the node first, so a chain of remaps,
+        ``-r image:=cam_b -r cam_b:=cam_c``, moved them twice, to /cam_c); a compressed transport's topic is the base
+        topic resolved + its suffix (:meth:`_image_topic`, :meth:`_reference_topic`, as image_transport names it)."""
+        if name == "image" and self._settings["image_transport"] == "compressed":
+            return self._image_topic(cam)
+        if name == "depth_reference" and self._settings["depth.align_transport"] == "compressedDepth":
+            return self._reference_topic(cam)
+        return cam.topic(name)
 
     def _subscribe(self, cam: _Camera, name: str, on: bool) -> None:
         """Subscribe the camera's ``image`` (in the image_transport of the settings), ``camera_info`` (none with
@@ -1566,7 +1578,9 @@ class DptNode(NodeHealth, TopicChecks, Node):
             events = SubscriptionEventCallbacks(incompatible_qos=self._incompatible_qos(
                 topic, output=False, latched_info=self._settings["qos.input_reliability"] if latched else None))
             try:   # (not under _lock: rcl may block, and the executor's callbacks take the lock)
-                sub = self.create_subscription(msg_type, topic, lambda m, c=cam: handler(c, m),
+                # (given unresolved, as the raw image / reference: rcl applies the remaps, once; ``topic`` says it)
+                sub = self.create_subscription(msg_type, self._subscription_name(cam, name),
+                                               lambda m, c=cam: handler(c, m),
                                                self._info_qos if name == "camera_info" else self._in_qos,
                                                event_callbacks=events)
                 made.append(weakref.ref(sub))

@@ -85,7 +85,10 @@ def endpoints(s: Mapping[str, Any], resolve: Resolve, expand: Resolve,
             out.append(("publish", ns, name, resolve(output_topic(ns, name, resolve, expand))))
         image = resolve(camera_topic(ns, "image")).rstrip("/")   # (as the node's subscription names it)
         compressed = s["image_transport"] == "compressed"
-        wanted = {"image/compressed" if compressed else "image": image + "/compressed" if compressed else image,
+        # (as the node gives them to rcl, which applies the remaps: the raw image unresolved, so once; a transport's
+        # topic the base resolved + its suffix, as image_transport names it)
+        wanted = {"image/compressed" if compressed else "image":
+                  image + "/compressed" if compressed else camera_topic(ns, "image"),
                   "camera_info": None if s["camera_info.url"] else camera_topic(ns, "camera_info"),
                   "depth_reference": camera_topic(ns, "depth_reference") if s["depth.align"] else None}
         if s["depth.align"] and s["depth.align_transport"] == "compressedDepth":   # (as image/compressed: base + suffix)

@@ -1678,3 +1678,35 @@ def test_a_raw_camera_whose_calibration_changes_every_frame_is_told_and_counted(
     assert "fx, fy of /camera_info differ" in text
     assert "camera_info.url" in text and "image_proc" in text and "points.stride" in text
     assert node.error_counts() == {}
+
+
+def test_a_chain_of_remaps_applies_once_to_the_input_topics(harness):
+    """`-r image:=cam_b -r cam_b:=cam_c` (and the same for depth_reference): rcl applies the first rule matching a
+    name, once. The node resolved image (remaps applied: /cam_b) and handed that to create_subscription, whose rcl
+    applies the rules again: cam_b:=cam_c moved it on to /cam_c, a topic the rules give no input. Now the name given
+    to create_subscription is the unresolved one (image, depth_reference), resolved once by rcl; the resolved one is
+    for display. camera_info (always given unresolved) and the outputs keep their single remap; the SROS2 policy
+    tool's topic set (`--remap`) agrees with the node's."""
+    from dpt_ros.tools import sros2_policy
+
+    rules = ["image:=cam_b", "cam_b:=cam_c", "depth_reference:=ref_b", "ref_b:=ref_c", "camera_info:=info_b",
+             "info_b:=info_c", "inverse_depth:=inv_b", "inv_b:=inv_c"]
+    node = harness.start_node(cli_args=["--ros-args"] + [a for r in rules for a in ("-r", r)],
+                              **{"depth.align": True})
+    subscribed = {t for t, _ in node.get_subscriber_names_and_types_by_node("dpt_node", "/")}
+    published = {t for t, _ in node.get_publisher_names_and_types_by_node("dpt_node", "/")}
+    assert {"/cam_b", "/ref_b", "/info_b"} <= subscribed and not {"/cam_c", "/ref_c", "/info_c"} & subscribed, \
+        subscribed
+    assert "/inv_b" in published and "/inv_c" not in published
+    assert {name: sub.topic_name for name, sub in node.cameras[0].subs.items()} == {
+        "image": "/cam_b", "camera_info": "/info_b", "depth_reference": "/ref_b"}
+    want = sros2_policy.expected("/", [""], "raw", optional=True, depth_align=True,
+                                 remaps=sros2_policy.parse_remaps(rules))
+    assert {"/cam_b", "/ref_b", "/info_b"} <= set(want["subscribe"]) and "/cam_c" not in want["subscribe"]
+    # a frame on /cam_b is processed: its depth goes out
+    out = harness.collector(Image, "inv_b")
+    pub = harness.probe.create_publisher(Image, "/cam_b", qos("reliable"))
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["inverse_depth"].get_subscription_count() > 0, what="discovery")
+    publish_until(pub, lambda i: make_image(10 + i, width=48, height=36), out, n=1)
+    assert node.counts()[""]["processed"] >= 1
