@@ -34,7 +34,7 @@ from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_p
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
 from dpt_ros.tools import write_whole  # noqa: E402
 from dpt_ros.tools.options import (E2E_WINDOW_MIN_S, add_depth_variant_argument, add_domain_argument,  # noqa: E402
-                                   amount, output_file, program)
+                                   amount, output_file, ToolParser)
 
 #: why --duration is at least E2E_WINDOW_MIN_S, in its refusal
 WINDOW_NOTE = "the node's rates are read between two of its /diagnostics reports, which come once a second"
@@ -112,7 +112,7 @@ def check_model_arguments(ap: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     add_model_arguments(ap, "bench_e2e", input_size=0, source_size=True)
     from dpt_ros.ros.sample_camera import parameter_option as camera_option
 

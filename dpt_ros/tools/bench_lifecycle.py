@@ -23,7 +23,7 @@ from dpt_ros.ros.testing import Harness
 from dpt_ros.tools import write_whole
 from dpt_ros.tools.bench_e2e import add_target_arguments
 from dpt_ros.tools.bench_reliability import rss_mb
-from dpt_ros.tools.options import add_depth_variant_argument, add_domain_argument, count, output_file, program
+from dpt_ros.tools.options import add_depth_variant_argument, add_domain_argument, count, output_file, ToolParser
 
 
 def _memory(device: str) -> dict:
@@ -67,7 +67,7 @@ def run(variant: str, input_size: int, device: str, precision: str, cycles: int,
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
+    ap = ToolParser(description=__doc__.split("\n\n")[0])
     # (a value the node would refuse is a usage error here, by the node's own checks)
     add_depth_variant_argument(ap, "bench_lifecycle", "dpt_hybrid")
     ap.add_argument("--input-size", type=parameter_option("input_size", "--input-size"), default=384,

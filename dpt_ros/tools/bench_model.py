@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import torch
 
 from dpt_ros.tools import write_whole
-from dpt_ros.tools.options import count, output_file, program
+from dpt_ros.tools.options import count, output_file, ToolParser
 
 
 def _device(value: str) -> str:
@@ -266,8 +266,8 @@ def _format_row(r: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = ToolParser(description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     from dpt_ros.model import VARIANTS
     from dpt_ros import PRECISIONS   # the node's precision names (not the model's aliases, half, float32, ...)
 

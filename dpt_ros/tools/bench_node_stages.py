@@ -41,14 +41,14 @@ from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.health import percentile  # noqa: E402
-from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, program  # noqa: E402
+from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, ToolParser  # noqa: E402
 
 #: the stage times the node keeps (its last 300 batches: node.py's _stage_ms deques), which --frames must fit in
 STAGE_WINDOW = 300
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     add_model_arguments(ap, "bench_node_stages", input_size=64, source_size=False)
     # (dpt_ros.ros.testing.MAKE_IMAGE_ENCODINGS: not imported here, which would load rclpy before the DDS set-up)
     ap.add_argument("--encoding", default="rgb8", choices=("rgb8", "bgr8", "rgba8", "bgra8", "rgb16", "bgr16", "rgba16",

@@ -38,7 +38,7 @@ from numpy.lib import recfunctions
 
 from dpt_ros import pipeline as pl
 from dpt_ros.pipeline.distortion import clear_rays, pixel_rays
-from dpt_ros.tools.options import count, program
+from dpt_ros.tools.options import count, ToolParser
 
 KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
 NET = 384
@@ -510,7 +510,7 @@ def frame_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
+    ap = ToolParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path (where CUDA or CuPy "
                          "is missing, said at the start, and the CPU figures only); default cpu")

@@ -24,7 +24,7 @@ from dpt_ros.ros.dds_env import shm_notice
 from dpt_ros.tools import write_whole
 from dpt_ros.tools.bench_node_stages import _stop_subscriber, _subscriber_process
 from dpt_ros.ros.params import parameter_option
-from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, program
+from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, ToolParser
 
 FORMATS = ("objects", "serialized")
 #: the timed rounds --messages is sent in (after an untimed one), each of both formats in turn
@@ -32,7 +32,7 @@ ROUNDS = 10
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     ap.add_argument("--width", type=count("pixels"), default=640, help="frame width, at least 1 (default 640)")
     ap.add_argument("--height", type=count("pixels"), default=480, help="frame height, at least 1 (default 480)")
     ap.add_argument("--stride", type=parameter_option("points.stride", "--stride"), default=2,

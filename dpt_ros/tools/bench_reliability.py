@@ -13,7 +13,6 @@ Environment knobs of the long scenarios: ``DPT_SOAK_FRAMES`` (default 10000),
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ from typing import Any, Optional
 
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools import write_whole
-from dpt_ros.tools.options import program
+from dpt_ros.tools.options import ToolParser
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,7 +183,7 @@ def table(folder: Optional[Path] = None) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0])
+    ap = ToolParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="store_true", help="run test/reliability first (about 5 minutes)")
     ap.add_argument("-k", default="", help="with --run: pytest -k expression to run a subset")
     args = ap.parse_args(argv)

@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from dpt_ros.ros.params import yaml_float
-from dpt_ros.tools.options import amount, count, output_file, program
+from dpt_ros.tools.options import amount, count, output_file, ToolParser
 
 #: the tool's own node, in the root namespace: relative topic names (``inverse_depth``) resolve under it
 NODE_NAME = "dpt_calibrate_depth"
@@ -88,7 +88,7 @@ def node_option(text: str) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, type=topic_option("/camera/aligned_depth_to_color/image_raw"),
                     help="reference depth topic (sensor_msgs/Image 32FC1, 16UC1, mono16)")
     ap.add_argument("--reference-transport", choices=("raw", "compressedDepth"), default="raw",

@@ -36,7 +36,7 @@ from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, 
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder
-from dpt_ros.tools.options import add_depth_variant_argument, amount, count, output_folder, program
+from dpt_ros.tools.options import add_depth_variant_argument, amount, count, output_folder, ToolParser
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "/demo"
@@ -114,7 +114,7 @@ def other_checkpoints() -> list[str]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.splitlines()[0])
+    ap = ToolParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=count("frames"), default=8, help="processed frames to collect, at least 1 "
                                                                       "(default 8)")
     ap.add_argument("--out", default="demo_out", type=output_folder, help="output folder (default demo_out)")

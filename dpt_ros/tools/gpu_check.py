@@ -60,7 +60,7 @@ import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
-from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, program
+from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, ToolParser
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -414,8 +414,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     from dpt_ros import PRECISIONS   # bench_model's --precision choices: the node's precision names
 
     # (every value is checked here, before the steps: a value a step refuses would be found after the GPU tests)
-    ap = argparse.ArgumentParser(prog=program(),
-                                 description="Run every GPU test and GPU benchmark; print one JSON summary.")
+    ap = ToolParser(description="Run every GPU test and GPU benchmark; print one JSON summary.")
     ap.add_argument("--budget", type=budget_seconds, default=360.0,
                     help=f"overall seconds, more than {GRACE_S:g} (default 360)")
     ap.add_argument("--tests", default=None, type=test_path,   # (not checked when not given: 'test', as before)

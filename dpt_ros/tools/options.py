@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
-from dpt_ros.ros.console import EXIT_PIPE_CLOSED, to_devnull
+from dpt_ros.ros.console import EXIT_PIPE_CLOSED, to_devnull, tool_exit
 
 
 #: bench_e2e's shortest --duration (also gpu_check's --e2e-seconds, which it passes on): its node reports /diagnostics
@@ -35,6 +35,32 @@ def program() -> Optional[str]:
     if not name.startswith("dpt_ros."):
         return None
     return f"{os.path.basename(sys.executable) or 'python'} -m {name.removesuffix('.__main__')}"
+
+
+class ToolParser(argparse.ArgumentParser):
+    """The argument parser of every tool, named by :func:`program`. ``--help`` and a usage error end the tool as the
+    rest of its output does (``dpt_ros.ros.console.tool_exit``): the help is written by :func:`write_out`, so that
+    where its reader has gone (``--help | head -c0``) the tool ends quietly with exit status :data:`EXIT_PIPE_CLOSED`,
+    and where stdout is on a full disk (``--help >/dev/full``) with 1, said on stderr (where ``console.tool_streams``
+    set the streams up, as each tool's ``__main__`` does). argparse's own ``sys.exit(0)`` came first: the help lost,
+    exit status 0 (its write failed only at the interpreter's flush of stdout, after the exit status was set). A usage
+    error keeps its 2, its lines on stderr dropped where that cannot be written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("prog", program())
+        super().__init__(*args, **kwargs)
+        self._stdout_status = 0   # write_out's status of the help
+
+    def print_help(self, file: Any = None) -> None:
+        if file is not None or sys.stdout is None:
+            super().print_help(file)
+            return
+        self._stdout_status = write_out(self.format_help())
+
+    def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
+        if message:
+            self._print_message(message, sys.stderr)
+        tool_exit(status or self._stdout_status)
 
 
 def write_out(text: str) -> int:

@@ -50,7 +50,7 @@ from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
 from dpt_ros.tools import (DEFAULT_NAME_MAX, create_locked, name_max, name_too_long, output_folder_error,
                            refuse_kernel_folder, remove_unheld)
 from dpt_ros.tools import temporary_name as shared_temporary_name
-from dpt_ros.tools.options import input_path, output_folder, program
+from dpt_ros.tools.options import input_path, output_folder, ToolParser
 
 if __name__ == "__main__":   # (the console script: dpt_ros.ros.console.dpt_predict)
     from dpt_ros.ros.console import tool_streams
@@ -83,9 +83,9 @@ _RANDOM_BANNER = """
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = ToolParser(description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter,
+                    epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("images", nargs="+", type=input_path, help="image files, or folders (their images, sorted)")
     ap.add_argument("--variant", required=True, choices=sorted(VARIANTS))
     ap.add_argument("--weights", required=True, help="checkpoint file (official .pt, Hugging Face), or 'random'")

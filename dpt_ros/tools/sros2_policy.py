@@ -28,7 +28,6 @@ Then, with the ``sros2`` package of a ROS install::
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -40,7 +39,7 @@ from xml.sax.saxutils import escape
 import yaml
 
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
-from dpt_ros.tools.options import program, write_out
+from dpt_ros.tools.options import ToolParser, write_out
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/dpt_ros/sros2 (setup.py)
@@ -343,7 +342,7 @@ def launch_options(file: str, arguments: Iterable[str]) -> dict[str, Any]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog=program(), description="Write (or check) the SROS2 policy of dpt_node.")
+    ap = ToolParser(description="Write (or check) the SROS2 policy of dpt_node.")
     ap.add_argument("--out", default=None,
                     help=f"file to write, '-' for standard output (default: {POLICY} in a source checkout "
                          f"for the node as documented, i.e. without the options below; else standard output)")

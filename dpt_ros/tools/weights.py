@@ -34,7 +34,7 @@ from typing import Optional
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
 from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, name_too_long, partial_suffix,
                            remove_unheld, shortened_tail, temporary_name)
-from dpt_ros.tools.options import program, write_out
+from dpt_ros.tools.options import ToolParser, write_out
 
 
 def urls_text(variant: Optional[str] = None) -> str:
@@ -298,8 +298,8 @@ def same_file_error(src: Path, dst: Path) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    ap = argparse.ArgumentParser(prog=program(), description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    ap = ToolParser(description=__doc__.split("\n\n")[0],
+                    formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--urls", action="store_true",
                    help="print official download URLs and hash prefixes (with --variant: that variant's only)")

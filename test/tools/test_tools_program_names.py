@@ -12,7 +12,7 @@ from dpt_ros.ros.testing import concurrently
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = sorted(p.stem for p in (ROOT / "dpt_ros" / "tools").glob("*.py")
-               if p.stem not in ("__init__", "options") and "argparse.ArgumentParser(" in p.read_text())
+               if p.stem not in ("__init__", "options") and "ToolParser(" in p.read_text())
 PY = os.path.basename(sys.executable)
 
 
@@ -47,6 +47,55 @@ def test_with_stderr_closed_a_usage_error_goes_nowhere(redirected):
     said = concurrently(lambda tool: redirected([sys.executable, "-m", f"dpt_ros.tools.{tool}", "--no-such-option"],
                                                 "2>&-", env=env), tools)
     assert dict(zip(tools, said)) == {tool: (2, "") for tool in tools}
+
+def test_every_tools_parser_is_the_tools_parser(monkeypatch):
+    """Every tool builds its parser as options.ToolParser (whose --help and usage errors end as the tool's other
+    output does): a tool that built a bare argparse.ArgumentParser would end --help with argparse's exit status 0
+    whatever became of the help."""
+    from dpt_ros.tools.options import ToolParser
+
+    bare = [p.stem for p in (ROOT / "dpt_ros" / "tools").glob("*.py") if "argparse.ArgumentParser(" in p.read_text()]
+    assert bare == []
+    assert {tool: type(_parser(tool, monkeypatch)[1]).__name__ for tool in TOOLS} == {tool: ToolParser.__name__
+                                                                                        for tool in TOOLS}
+
+
+@pytest.mark.parametrize("tool", ["weights", "bench_pipeline"])
+def test_help_into_a_pipe_without_reader_or_a_full_disk_gives_the_tools_exit_status(tool, redirected):
+    """`--help | head -c0` and `--help >/dev/full` ended with exit status 0: argparse printed the help and called
+    sys.exit(0) itself, before the tools' tool_exit, and the write failed only at the interpreter's flush of stdout
+    (for the full disk, the line on stderr even said 'exit status 1'). Now 141 for the reader gone, quietly (as
+    `weights --urls | head -3`), and 1 for the full disk, said on stderr; a usage error keeps its 2 with stderr full.
+    (The pipe's read end is closed before the tool starts: every write finds no reader.) Every tool's parser is the
+    one that does this (test_every_tools_parser_is_the_tools_parser): two of them are run here, one of them a
+    benchmark (run_benchmark)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    argv = [sys.executable, "-m", f"dpt_ros.tools.{tool}"]
+
+    def gone() -> tuple:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run([*argv, "--help"], stdout=write_end, stderr=subprocess.PIPE, text=True, env=env,
+                                  timeout=120)
+        finally:
+            os.close(write_end)
+        return done.returncode, done.stderr
+
+    def full() -> tuple:
+        return redirected([*argv, "--help"], "2>&1 >/dev/full", env=env)
+
+    def usage_error_on_a_full_stderr() -> tuple:
+        return redirected([*argv, "--no-such-option"], "2>/dev/full", env=env)
+
+    (piped, piped_err), (filled, filled_err), refused = concurrently(
+        lambda case: case(), [gone, full, usage_error_on_a_full_stderr])
+    assert (piped, piped_err) == (141, "")
+    assert (filled, filled_err) == (1, f"{tool}: cannot write on standard output: No space left on device; the rest "
+                                       "of what it prints there is dropped, its work goes on (its other outputs are "
+                                       "written; exit status 1 if nothing else fails)\n")
+    assert refused == (2, "")
+
 
 def test_a_console_script_keeps_its_own_name():
     """dpt_predict and calibrate_depth (console scripts: no module spec for __main__) name themselves."""
