@@ -18,7 +18,8 @@ name), as the official ``run_monodepth.py`` and
   (the ADE20K palette blended half over the image).
 
 Exit status: 0 all images done, 1 some could not be read, run or written, or a folder named beside them had none
-(each named with why, a write failure with its file and what to do, e.g. a full disk; the rest done), 2 usage error
+(each named with why, a write failure with its file and what to do, e.g. a full disk, a read failure with what to do,
+e.g. no permission to read it: its owner and mode; the rest done), 2 usage error
 (bad arguments or weights, no images: a folder without any, or only names that are no file or folder, or a file
 named as a folder, ``a.png/``; an output folder that cannot be made or that would overwrite an input image: all
 said before the model loads), 130
@@ -47,8 +48,8 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
-from dpt_ros.tools import (DEFAULT_NAME_MAX, create_locked, name_max, name_too_long, output_folder_error,
-                           refuse_kernel_folder, remove_unheld)
+from dpt_ros.tools import (DEFAULT_NAME_MAX, _owner_and_mode, _user, create_locked, name_max, name_too_long,
+                           output_folder_error, refuse_kernel_folder, remove_unheld)
 from dpt_ros.tools import temporary_name as shared_temporary_name
 from dpt_ros.tools.options import input_path, output_folder, ToolParser
 
@@ -340,6 +341,22 @@ def _overwritten_input(out_dir: Path, names: list[str], files: list[Path]) -> st
     return ""
 
 
+def _read_error(path: Path, e: Exception) -> str:
+    """Why the image ``path`` could not be read (``e``: ``read_image_file``'s ImageFileError, with the reason it
+    says, or an OSError), and, where the system refused it, what to do: no permission to read it (its owner and mode,
+    the user predict runs as), a read error of the disk (EIO)."""
+    cause = e if isinstance(e, OSError) else e.__context__   # (the reader's own: raised from the system's error)
+    why = getattr(e, "reason", None) or (f"cannot read it: {e.strerror or e}" if isinstance(e, OSError) else str(e))
+    if not isinstance(cause, OSError):
+        return why
+    if cause.errno in (errno.EACCES, errno.EPERM):
+        return (f"{why} ({_owner_and_mode(path)}; predict runs as {_user()}): give this user read permission on it "
+                "(chmod, chown), or leave it out")
+    if cause.errno == errno.EIO:
+        return f"{why} (the disk or file system failed to read it): copy it from a good copy, or leave it out"
+    return why
+
+
 def _write_error(out_dir: Path, e: OSError) -> str:
     """Why an image's file in ``out_dir`` could not be written (``e``), and what to do: ``output_folder_error``'s words
     (a full disk or quota, a read-only file system, no permission: with the folder); a name too long, a folder in the
@@ -445,8 +462,8 @@ def _main(argv=None) -> int:
     for path, said, name in zip(files, shown, names):
         try:
             rgb = pipeline.read_image_file(path)
-        except ValueError as e:
-            print(f"predict: {said}: not readable as an image: {getattr(e, 'reason', e)}; skipped", file=sys.stderr)
+        except (ValueError, OSError) as e:   # (an OSError: one the reader did not say as its own)
+            print(f"predict: {said}: not readable as an image: {_read_error(path, e)}; skipped", file=sys.stderr)
             failed += 1
             continue
         t = time.perf_counter()

@@ -138,6 +138,66 @@ def test_unreadable_images_are_named_and_the_rest_processed(files, capfd, tmp_pa
     assert "findDecoder" not in err   # (OpenCV's own warning for the missing file is not printed as well)
 
 
+@pytest.mark.parametrize("failing", ["open", "reader"])
+@pytest.mark.parametrize("error", [errno.EACCES, errno.EIO])
+def test_an_image_of_a_listed_folder_that_cannot_be_read_is_named_with_why_and_what_to_do(files, capfd, tmp_path,
+                                                                                        monkeypatch, failing, error):
+    """A folder that can be listed, one of whose images cannot be read: no permission to read it (EACCES; as root it
+    cannot be provoked, so the read's open is made to raise: one failure injected), or a read error of the disk
+    (EIO). It was 'not readable as an image: cannot open it: Permission denied', with nothing of what to do; and an
+    OSError from the reader that the reader did not say as its own ('reader': the reader itself made to raise it)
+    ended predict with a traceback, the images after it not run. Now one line names the file, why (for no permission
+    its owner and mode and the user predict runs as) and what to do; the other image is run, exit status 1 ('some
+    could not be read')."""
+    import shutil
+    import stat as stat_module
+
+    from dpt_ros.pipeline import encodings
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(files / "images" / "a.png", folder / "a.png")
+    shutil.copy(files / "images" / "b.jpg", folder / "b.jpg")
+    denied = folder / "b.jpg"
+
+    def refused():
+        return OSError(error, os.strerror(error), str(denied))   # (PermissionError for EACCES: OSError picks it)
+
+    if failing == "open":
+        real_open = open
+
+        def opening(path, *args, **kwargs):
+            if os.fspath(path) == str(denied):
+                raise refused()
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(encodings, "open", opening, raising=False)
+    else:
+        real_read = pipeline.read_image_file
+
+        def reading(path):
+            if os.fspath(path) == str(denied):
+                raise refused()
+            return real_read(path)
+
+        monkeypatch.setattr(pipeline, "read_image_file", reading)
+    out = tmp_path / "out"
+    code = predict.main([str(folder), "--variant", "dpt_tiny", "--weights", str(files / "tiny.pt"),
+                         "--input-size", "64", "--out", str(out)])
+    err = capfd.readouterr().err
+    why = ("cannot open it: " if failing == "open" else "cannot read it: ") + os.strerror(error)
+    if error == errno.EACCES:
+        st = denied.stat()
+        what = (f" (owner {pwd.getpwuid(st.st_uid).pw_name}, {stat_module.filemode(st.st_mode)}; predict runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name}): give this user read permission on it (chmod, chown), or leave "
+                "it out")
+    else:
+        what = " (the disk or file system failed to read it): copy it from a good copy, or leave it out"
+    assert err.splitlines() == [f"predict: {folder}/b.jpg: not readable as an image: {why}{what}; skipped"], err
+    assert code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+
+
 def test_no_images_to_run_is_said_before_the_model_loads(files, capsys, tmp_path):
     """A folder without images, or only names that are no file or folder (a typo: photo/ for photos/), is a usage
     error said before the model loads (a large model on a CPU: half a minute, then 'no images found' or, for a
