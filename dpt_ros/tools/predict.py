@@ -31,7 +31,9 @@ A run killed outright (SIGKILL, a power cut) leaves the temporary ``.partial-<pi
 writing (shortened to ``.partial-<pid>-<head>~<digest><extension>`` where that is longer than the file system takes);
 the next run into the same folder removes them (never those of a predict still writing there: each holds a lock on
 its temporaries) and says how many. An output name longer than the file system takes is said with its length and
-the limit.
+the limit. The folders made for ``--out`` are removed again where the weights then fail to load, each only while
+empty and while no other predict uses it (each holds a lock on its ``--out``): of two runs into one new folder, one
+whose weights fail leaves it to the other.
 """
 from __future__ import annotations
 
@@ -48,8 +50,8 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros import INPUT_SIZE_RANGE, PRECISIONS, int_range_refusal
-from dpt_ros.tools import (DEFAULT_NAME_MAX, _owner_and_mode, _user, create_locked, name_max, name_too_long,
-                           output_folder_error, refuse_kernel_folder, remove_unheld)
+from dpt_ros.tools import (_NO_LOCKS, DEFAULT_NAME_MAX, _owner_and_mode, _user, create_locked, name_max,
+                           name_too_long, output_folder_error, refuse_kernel_folder, remove_unheld)
 from dpt_ros.tools import temporary_name as shared_temporary_name
 from dpt_ros.tools.options import input_path, output_folder, ToolParser
 
@@ -376,6 +378,84 @@ def _write_error(out_dir: Path, e: OSError) -> str:
     return output_folder_error(out_dir, e)
 
 
+def make_output_folder(out_dir: Path) -> tuple[list[Path], Optional[int]]:
+    """Make ``out_dir`` and the folders above it that are missing; returns the folders this run's own ``mkdir`` made
+    (deepest first: another predict's, made between the look and the ``mkdir``, is not this run's) and a descriptor
+    of ``out_dir`` holding a shared ``flock`` on it (None on a file system without locks), held until it is closed:
+    the sign to another predict whose weights failed to load that this one uses the folder
+    (:func:`remove_made_folders`). One removed by another predict between its making and this lock is made again.
+
+    :raises OSError: as ``mkdir`` or ``open`` raise it (FileExistsError: a file has its name)."""
+    import fcntl
+
+    for attempt in range(10):
+        made: list[Path] = []
+        try:
+            for folder in reversed([p for p in (out_dir, *out_dir.parents) if not os.path.lexists(p)]):
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:   # (made meanwhile by another run: its, not this run's)
+                    continue
+                made.insert(0, folder)
+            if not os.path.isdir(out_dir):
+                raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(out_dir))
+            fd = os.open(out_dir, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:   # (a folder on its way removed meanwhile by another predict: made again)
+            if attempt == 9:
+                raise
+            continue
+        except PermissionError:   # (a folder it may write in but not read: written unlocked, as before locks)
+            if not os.path.isdir(out_dir):
+                raise
+            return made, None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        except OSError as e:
+            os.close(fd)
+            if e.errno not in _NO_LOCKS:
+                raise
+            return made, None   # (unlocked, as before locks were taken)
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(out_dir)):
+                return made, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)   # (removed before this lock by a predict that made it and failed to load: made again)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(out_dir))
+
+
+def remove_made_folders(made: list[Path], held: Optional[int]) -> None:
+    """Remove the folders :func:`make_output_folder` made (``made``, deepest first; ``held``, its lock, released here,
+    closed by the caller) where the weights failed to load, each only while it is empty (``rmdir``: what another run
+    wrote there stays, and so do the folders above it) and no other predict holds its lock on it (one using the
+    folder, its first image not yet written: the folder was removed under it, and then every image failed, 'the
+    output folder is no longer there')."""
+    import fcntl
+
+    if held is not None:   # (this run's own lock: another descriptor's below would wait for it)
+        fcntl.flock(held, fcntl.LOCK_UN)
+    for folder in made:
+        try:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        except OSError:
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:   # another predict uses it
+                return
+            except OSError as e:
+                if e.errno not in _NO_LOCKS:
+                    return
+            if not os.path.samestat(os.fstat(fd), os.stat(folder)):
+                return
+            os.rmdir(folder)   # (refused where anything is in it)
+        except OSError:
+            return
+        finally:
+            os.close(fd)
+
+
 def main(argv=None) -> int:
     """Command line (also the ``dpt_predict`` console script); Ctrl-C ends it with one line and status 130."""
     try:
@@ -431,14 +511,24 @@ def _main(argv=None) -> int:
               file=sys.stderr)
         return 2
     # the output folder is made before the model loads, too: one that cannot be (a file in the way, the kernel's, a
-    # name too long) is said at once; the folders made for it are removed again where the weights then fail to load
-    made = [p for p in (out_dir, *out_dir.parents) if not os.path.lexists(p)]   # (deepest first)
+    # name too long) is said at once; the folders this run made for it are removed again where the weights then fail
+    # to load, unless another predict uses the folder meanwhile (make_output_folder)
     try:
         refuse_kernel_folder(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        made, held = make_output_folder(out_dir)
     except OSError as e:
         print(f"predict: cannot create the output folder {out_dir}: {output_folder_error(out_dir, e)}", file=sys.stderr)
         return 2
+    try:
+        return _load_and_run(args, variant, weights, out_dir, made, held, files, shown, names, skipped)
+    finally:
+        if held is not None:
+            os.close(held)
+
+
+def _load_and_run(args, variant, weights, out_dir: Path, made: list[Path], held: Optional[int],
+                  files: list[Path], shown: list[str], names: list[str], skipped: int) -> int:
+    """The model loaded and the images run (:func:`_main`, once the output folder is made)."""
     engine = None
     try:
         engine = load_engine(variant, weights, device=args.device, precision=args.precision)
@@ -446,10 +536,8 @@ def _main(argv=None) -> int:
         print(f"predict: cannot load {args.variant} from {args.weights}: {e}", file=sys.stderr)
         return 2
     finally:
-        if engine is None:   # (not loaded, or Ctrl-C meanwhile: rmdir takes only empty ones, what was put there stays)
-            with contextlib.suppress(OSError):
-                for folder in made:
-                    folder.rmdir()
+        if engine is None:   # (not loaded, or Ctrl-C meanwhile)
+            remove_made_folders(made, held)
     if engine.random_weights:
         print(_RANDOM_BANNER, file=sys.stderr)
     net = (args.input_size, args.input_size) if args.input_size else tuple(variant.net_size)

@@ -430,6 +430,135 @@ def test_an_input_size_is_refused_without_ros_with_the_sizes_the_node_names():
                                                                 zero="the variant's own size"), size
 
 
+def _full_pipe() -> tuple[int, int]:
+    """A pipe (read end, write end) whose buffer is full: a process writing into it waits there until it is read."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    for size in (4096, 1):
+        try:
+            while True:
+                os.write(write_end, b"x" * size)
+        except BlockingIOError:
+            pass
+    os.set_blocking(write_end, True)
+    return read_end, write_end
+
+
+def _writing_stderr(pid: int) -> bool:
+    """Whether process ``pid`` waits in a write(2) to its stderr (x86-64's write is system call 1, AArch64's 64)."""
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            fields = f.read().split()
+    except OSError:
+        return False
+    return len(fields) > 1 and fields[0] in ("1", "64") and fields[1] == "0x2"
+
+
+def _drained(read_end: int) -> bytes:
+    """All that comes from ``read_end`` until its writers are gone."""
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/{os.getpid()}/syscall"), reason="needs Linux's /proc/PID/syscall")
+def test_a_run_whose_weights_fail_leaves_the_new_out_folder_another_run_uses(files, tmp_path):
+    """Two predicts into one new --out folder: run B made it, then its weights failed to load; run A had found it
+    there meanwhile and was loading its model. B removed the folder (empty: A had written nothing yet), and then
+    every image of A failed, 'the output folder ... is no longer there'. A run now removes the folders it made only
+    while no other predict uses them (each holds a lock on its --out) and only while empty (rmdir); a folder
+    another run made is never its to remove. Each run is held where it writes its first line on stderr (a pipe whose
+    buffer is full): B after making the folder and failing to load, before its clean-up; A after its model loaded,
+    before its images."""
+    out = tmp_path / "shared"
+    image = str(files / "images" / "a.png")
+    argv = [sys.executable, "-m", "dpt_ros.tools.predict", image, "--variant", "dpt_tiny", "--input-size", "64",
+            "--out", str(out), "--weights"]
+    b_read, b_write = _full_pipe()
+    a_read, a_write = _full_pipe()
+    b = a = None
+    try:
+        b = subprocess.Popen([*argv, "/nowhere/dpt_tiny.pt"], stdout=subprocess.DEVNULL, stderr=b_write)
+        os.close(b_write)
+        wait_for(lambda: _writing_stderr(b.pid), timeout=120, what="run B's first line on stderr")
+        assert out.is_dir() and list(out.iterdir()) == []   # (B made it, then failed to load)
+        a = subprocess.Popen([*argv, "random"], stdout=subprocess.PIPE, stderr=a_write)
+        os.close(a_write)
+        wait_for(lambda: _writing_stderr(a.pid), timeout=120, what="run A's first line on stderr")
+        b_err = _drained(b_read).lstrip(b"x").decode()
+        assert b.wait(timeout=60) == 2, b_err
+        assert b_err.startswith("predict: cannot load dpt_tiny from /nowhere/dpt_tiny.pt: "), b_err
+        assert out.is_dir()   # (was: removed by B)
+        a_err = _drained(a_read).lstrip(b"x").decode()
+        a_out = a.stdout.read().decode()
+        assert a.wait(timeout=60) == 0, a_err
+        assert "RANDOM WEIGHTS" in a_err.splitlines()[2], a_err   # (A was held at its banner, its first line)
+        assert a_out.startswith(f"{image}: 96x64 (WxH)"), a_out
+        assert sorted(p.name for p in out.iterdir()) == ["a.pfm", "a.png", "a_colored.png"]
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for fd in (a_read, b_read):
+            os.close(fd)
+
+
+def test_a_run_whose_weights_fail_removes_only_the_empty_folders_it_made(files, tmp_path):
+    """The folders made for --out are removed again where the weights fail to load, with os.rmdir: a folder that
+    was there already, or that holds a file (another run's, written meanwhile), stays with what is in it."""
+    common = [str(files / "images" / "a.png"), "--variant", "dpt_tiny", "--weights", "/nowhere/dpt_tiny.pt"]
+    (tmp_path / "there").mkdir()
+    assert predict.main([*common, "--out", str(tmp_path / "there" / "new" / "out")]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["there"] and list((tmp_path / "there").iterdir()) == []
+    made, held = predict.make_output_folder(tmp_path / "there" / "new" / "out")
+    try:
+        assert made == [tmp_path / "there" / "new" / "out", tmp_path / "there" / "new"]
+        (tmp_path / "there" / "new" / "out" / "a.png").write_bytes(b"another run's")
+    finally:
+        predict.remove_made_folders(made, held)
+        os.close(held)
+    assert (tmp_path / "there" / "new" / "out" / "a.png").read_bytes() == b"another run's"
+    assert predict.make_output_folder(tmp_path / "there" / "new" / "out")[0] == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0, reason="needs root (a child becomes user nobody)")
+def test_an_out_folder_that_may_be_written_in_but_not_read_is_used_unlocked():
+    """--out a folder its user may write in but not read (mode 0333): its lock cannot be taken (open for reading is
+    refused), and it is used unlocked, as before locks were taken, not refused as a folder that cannot be made."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    top = Path(tempfile.mkdtemp(prefix="dpt_ros_predict_out_"))   # (not tmp_path: root's 0700 folders above it)
+    os.chmod(top, 0o755)
+    folder = top / "write_only"
+    folder.mkdir()
+    folder.chmod(0o333)
+    try:
+        assert _as_nobody(lambda: predict.make_output_folder(folder) == ([], None)) == 0
+    finally:
+        shutil.rmtree(top)
+
+
+def _as_nobody(check) -> int:
+    """Exit code of a forked child that became user nobody and ran ``check()``: 0 where it was true, 1 where not, 2
+    where it raised (no torch in the child)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = 0 if check() else 1
+        except BaseException:   # noqa: BLE001 - reported through the exit code
+            code = 2
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def test_ctrl_c_is_one_line_and_130(files, tmp_path):
     """SIGINT while images are being processed: one line, exit 130 (was: a torch traceback ending in
     KeyboardInterrupt)."""
