@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
-from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, name_too_long, partial_suffix,
-                           remove_unheld, shortened_tail, temporary_name)
+from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, name_too_long,
+                           output_folder_error, partial_suffix, remove_unheld, shortened_tail, temporary_name)
 from dpt_ros.tools.options import ToolParser, write_out
 
 
@@ -233,7 +233,12 @@ def convert(src: Path, dst: Path, variant: str, to: str) -> str:
                 # "format" is what transformers requires of safetensors metadata
                 f.write(save(sd, metadata={"format": "pt", VARIANT_METADATA_KEY: model.variant.name}))
             else:
-                torch.save(sd, f)
+                try:
+                    torch.save(sd, f)
+                except RuntimeError as e:   # (torch's zip writer, closed after a write failed, says only "unexpected
+                    if isinstance(e.__context__, OSError):   # pos": the system's error, a full disk, EFBIG, is said)
+                        raise e.__context__ from None
+                    raise
             f.flush()
             os.fsync(f.fileno())
             # what open() would have given (the node's user reads it), also over a stale file of a pid used again
@@ -297,6 +302,16 @@ def same_file_error(src: Path, dst: Path) -> str:
             f"another DST, e.g. {src.with_name(src.stem + '_converted' + (dst.suffix or '.pt'))}")
 
 
+def _write_error(dst: Path, e: OSError) -> str:
+    """Why ``--convert`` could not write ``dst`` (``e``), and what to do: ``output_folder_error``'s words, as the other
+    tools' output files are said (a full disk or quota, a file larger than the file size limit, EFBIG, with the limit
+    and ``ulimit -f``; a read-only file system; no permission, with the owner and mode), where the system says why
+    (its own words); :func:`convert`'s own (a folder not there, a name too long, DST a folder) as it says them."""
+    if e.errno is None or e.strerror != os.strerror(e.errno) or e.errno == errno.ENOENT:
+        return str(e.strerror or e)
+    return output_folder_error(Path(os.path.abspath(dst.expanduser())), e, file=True, option="DST")
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = ToolParser(description=__doc__.split("\n\n")[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -345,8 +360,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print("\n".join(report))
             print(f"FAILED: {exc}", file=sys.stderr)
             return 1
-        what = f"cannot write {args.convert[1]}" if args.convert else f"cannot read {args.verify}"
-        print(f"FAILED: {what}: {exc.strerror or exc}", file=sys.stderr)
+        if args.convert:
+            print(f"FAILED: cannot write {args.convert[1]}: {_write_error(Path(args.convert[1]), exc)}", file=sys.stderr)
+        else:
+            print(f"FAILED: cannot read {args.verify}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 

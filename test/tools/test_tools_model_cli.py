@@ -120,6 +120,25 @@ def test_convert_to_a_place_it_cannot_write_is_one_line(tiny_file, tmp_path, cap
     assert not (tmp_path / "out.pt").exists()
 
 
+@pytest.mark.parametrize("name, to", [("model.safetensors", "hf"), ("tiny.pt", "official")])
+def test_convert_past_the_file_size_limit_says_the_limit_and_what_to_do(tiny_file, tmp_path, capsys, file_size_limit,
+                                                                       name, to):
+    """A DST write that fails with EFBIG (the file size limit, ulimit -f: provoked for real) said only 'FAILED: cannot
+    write DST: File too large' (.safetensors), or ended with a traceback of torch's zip writer, "RuntimeError: [enforce
+    fail at inline_container.cc] . unexpected pos" (.pt); it is said in the words of the other tools' output files
+    now (dpt_ros.tools.output_folder_error): the limit in bytes, the ulimit -f that set it, and what to do. DST is not
+    made and no temporary is left."""
+    dst = tmp_path / "out" / name
+    dst.parent.mkdir()
+    with file_size_limit(4096):   # (the converted dpt_tiny is larger)
+        code = weights.main(["--convert", str(tiny_file), str(dst), "--variant", "dpt_tiny", "--to", to])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err == (f"FAILED: cannot write {dst}: the file is larger than this process's file size limit, 4096 bytes "
+                   "(File too large; ulimit -f 4 in the shell that started it): raise it (ulimit -f unlimited)\n"), err
+    assert list(dst.parent.iterdir()) == []
+
+
 def test_a_path_naming_no_file_is_a_usage_error_and_verify_says_where_to_download(tmp_path, capsys):
     """FILE or SRC naming no file is a usage error (exit status 2, as the docstring's 'Exit status' and the other
     tools' --weights naming no file): it exited 1 with 'FAILED: weights file not found: ...' (--convert), and --verify
@@ -242,7 +261,9 @@ def test_convert_writes_whole_files_or_none(tiny_file, tmp_path):
     limited = subprocess.run(cmd, capture_output=True, text=True, timeout=300,
                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20)))
     assert limited.returncode == 1, limited.stderr[-2000:]
-    assert limited.stderr == f"FAILED: cannot write {dst}: File too large\n"
+    assert limited.stderr == (f"FAILED: cannot write {dst}: the file is larger than this process's file size limit, "
+                              "1048576 bytes (File too large; ulimit -f 1024 in the shell that started it): raise it "
+                              "(ulimit -f unlimited)\n")
     assert dst.read_bytes() == b"the previous conversion" and [p.name for p in tmp_path.iterdir()] == [dst.name]
 
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
