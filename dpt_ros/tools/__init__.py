@@ -293,7 +293,8 @@ def write_whole(path, text: str) -> None:
     writes: what is there and not a regular file (a device, ``/dev/full``, or a pipe, ``/dev/stdout``), which cannot
     be replaced, and a file this process may write in a folder it may not write in (no temporary can be made there).
     The temporary is locked while it is written (:func:`create_locked`); one a writer killed outright left (SIGKILL, a
-    power cut: its lock gone with it) is removed by the next write of the file, never one a running writer holds.
+    power cut: its lock gone with it) is removed by the next write of the file, which names it in a line on stderr
+    (:func:`_said_removed`), never one a running writer holds.
 
     :raises OSError: as ``open`` and ``write`` raise it (its ``filename`` ``path``), the temporary removed."""
     try:
@@ -307,7 +308,8 @@ def write_whole(path, text: str) -> None:
         return
     target = Path(os.path.realpath(path))
     tmp = target.parent / temporary_name(".", target.name, partial_suffix(), name_max(target.parent))
-    remove_unheld(target.parent, lambda name: is_temporary(name, target.name, r"\.", PARTIAL_SUFFIX_PATTERN))
+    remove_unheld(target.parent, lambda name: is_temporary(name, target.name, r"\.", PARTIAL_SUFFIX_PATTERN),
+                  said=lambda stale: _said_removed(stale, path))
     try:
         fd = create_locked(tmp)   # (held until the rename: a write of the file starting meanwhile leaves it alone)
     except OSError as e:
@@ -338,6 +340,15 @@ def write_whole(path, text: str) -> None:
         if isinstance(e, OSError) and e.errno is not None:
             raise _named(e, path) from e
         raise
+
+
+def _said_removed(stale: Path, path) -> None:
+    """One line on stderr: :func:`write_whole` removed ``stale``, the temporary of ``path`` that an earlier write killed
+    outright left (it was removed without a word: a user who saw the file there was not told where it went)."""
+    from dpt_ros.ros.console import _program_name, stderr_line   # (no ROS imports)
+
+    stderr_line(f"{_program_name()}: removed {stale}, a temporary that an earlier write of {path} left when it was "
+                f"killed before it finished (SIGKILL, a power cut); {path} is written anew")
 
 
 def _write_in_place(path, text: str) -> None:
@@ -396,12 +407,12 @@ def create_locked(path: Path) -> int:
 
 
 def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Callable[[str], bool] = lambda name: False,
-                  unlocked_age_s: float = 3600.0) -> tuple[int, int]:
+                  unlocked_age_s: float = 3600.0, said: Optional[Callable[[Path], None]] = None) -> tuple[int, int]:
     """Remove the temporaries in ``folder`` whose names ``ours`` takes that no running tool is writing: those no
     process holds a lock on (:func:`create_locked`; left by a run killed outright, SIGKILL or a power cut), those whose
-    names ``unlocked_kind`` takes (an earlier version's, which locked nothing) only once older than ``unlocked_age_s``.
-    Returns ``(removed, kept)``, kept being those a running tool holds (or too young to tell) and those it could not
-    remove."""
+    names ``unlocked_kind`` takes (an earlier version's, which locked nothing) only once older than ``unlocked_age_s``;
+    ``said`` is called with each one removed (:func:`write_whole` names it on stderr). Returns ``(removed, kept)``,
+    kept being those a running tool holds (or too young to tell) and those it could not remove."""
     import fcntl
 
     removed = kept = 0
@@ -438,6 +449,8 @@ def remove_unheld(folder: Path, ours: Callable[[str], bool], unlocked_kind: Call
                 if os.path.samestat(st, os.stat(path)):   # (still the file locked: not one renamed over it meanwhile)
                     os.unlink(path)
                     removed += 1
+                    if said is not None:
+                        said(path)
             except FileNotFoundError:
                 pass
             except OSError:   # (another user's folder: said as kept)

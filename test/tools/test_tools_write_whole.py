@@ -141,3 +141,21 @@ def test_a_killed_writers_temporary_is_removed_by_the_next_write_a_running_ones_
         for w in writers:
             w.kill()
             w.wait()
+
+
+def test_a_killed_writers_temporary_removed_is_named_on_stderr(tmp_path, capsys):
+    """write_whole removed a killed write's temporary without a word: a user who had seen the file there (.r.json.
+    partial-<pid>.tmp beside r.json) was not told where it went. Now one line on stderr names it and the file it was
+    for; a write with nothing to remove says nothing."""
+    from dpt_ros.tools import create_locked
+
+    stale = tmp_path / ".r.json.partial-1.tmp"
+    os.close(create_locked(stale))   # (its lock gone with its descriptor: as a writer killed outright left it)
+    write_whole(tmp_path / "r.json", "{}\n")
+    err = capsys.readouterr().err
+    assert not stale.exists() and (tmp_path / "r.json").read_text() == "{}\n"
+    assert len(err.splitlines()) == 1, err
+    assert f": removed {stale}, a temporary that an earlier write of {tmp_path / 'r.json'} left when it was killed " \
+           f"before it finished (SIGKILL, a power cut); {tmp_path / 'r.json'} is written anew" in err, err
+    write_whole(tmp_path / "r.json", "[]\n")
+    assert capsys.readouterr().err == ""
