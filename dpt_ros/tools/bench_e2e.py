@@ -33,6 +33,7 @@ from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_p
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
 from dpt_ros.tools import write_whole  # noqa: E402
+from dpt_ros.tools.bench_reliability import LineReader, stop_node  # noqa: E402
 from dpt_ros.tools.options import (E2E_WINDOW_MIN_S, add_depth_variant_argument, add_domain_argument,  # noqa: E402
                                    amount, output_file, ToolParser)
 
@@ -180,15 +181,23 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+#: characters of a child's output (stdout and stderr) kept, its last lines: for an error message and node_log_tail
+LOG_KEPT = 1 << 16
+
+
+def _start(cmd: list, env: dict) -> subprocess.Popen:
+    """``cmd`` started in REPO, its output read from the start (:class:`LineReader`, the last :data:`LOG_KEPT`
+    characters kept). Before, its pipe was read only at its end: a node or camera that wrote more than the pipe holds
+    (64 KiB) during the run blocked in that write, and the run failed ('dpt_node did not start', no output) or
+    measured a stalled node."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    LineReader(proc, keep=LOG_KEPT)
+    return proc
+
+
 def _stop(proc: subprocess.Popen) -> str:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate()
-    return out or ""
+    """Ctrl-C to ``proc`` (killed where it still runs 15 s later); the last of its output."""
+    return stop_node(proc, signal.SIGINT, timeout=15)[1]
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -223,8 +232,7 @@ def run(args: argparse.Namespace) -> dict:
     node_env = dict(env)
     if args.publication_mode != "default":
         node_env["RMW_FASTRTPS_PUBLICATION_MODE"] = args.publication_mode
-    node = subprocess.Popen(node_cmd, cwd=REPO, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    node = _start(node_cmd, node_env)
     camera = None
     context = Context()
     rclpy.init(context=context, domain_id=args.domain)
@@ -262,7 +270,7 @@ def run(args: argparse.Namespace) -> dict:
             if node.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("dpt_node did not start:\n" + _stop(node))
             time.sleep(0.05)
-        camera = subprocess.Popen(cam_cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        camera = _start(cam_cmd, env)
         # camera start-up and discovery take seconds on a loaded machine: warm up from the first output
         deadline = time.monotonic() + 60
         while not flowing.wait(0.1):

@@ -136,23 +136,43 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
 
 
 class LineReader:
-    """Reads a subprocess's output in a thread, so tests can wait for a line without blocking. It sets itself as
-    ``proc.line_reader``, so that :func:`stop_node` leaves the pipe to it."""
+    """Reads a subprocess's output in a thread, so tests can wait for a line without blocking, and so the process never
+    blocks in a write to a full pipe (64 KiB that nobody reads) while its parent waits for something else. It sets
+    itself as ``proc.line_reader``, so that :func:`stop_node` leaves the pipe to it. ``keep``: at most this many
+    characters are kept, the output's last whole lines (a long run's log: what an error message quotes), the earlier
+    lines dropped as more come and counted in ``dropped``; by default all of it."""
 
-    def __init__(self, proc: subprocess.Popen) -> None:
+    def __init__(self, proc: subprocess.Popen, keep: Optional[int] = None) -> None:
         self.lines: list[str] = []
-        self._proc = proc
+        self.dropped = 0
+        self._keep, self._size = keep, 0
+        self._pipe = proc.stdout
         proc.line_reader = self
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
-        with self._proc.stdout as pipe:   # closed at its end (before, left open: a leaked fd, a ResourceWarning)
+        with self._pipe as pipe:   # closed at its end (before, left open: a leaked fd, a ResourceWarning)
             for line in pipe:
                 self.lines.append(line)
+                if self._keep is not None:
+                    self._size += len(line)
+                    if self._size > self._keep:
+                        self._drop()
+
+    def _drop(self) -> None:
+        # down to half of keep at once, so that each line is copied a bounded number of times (a whole new list, so
+        # that text() in another thread joins one list or the other, never one changing under it)
+        n = 0
+        while n < len(self.lines) - 1 and self._size > self._keep // 2:
+            self._size -= len(self.lines[n])
+            n += 1
+        self.lines, self.dropped = self.lines[n:], self.dropped + n
 
     def text(self) -> str:
-        return "".join(self.lines)
+        """What was read (kept); where earlier lines were dropped (``keep``), a first line says how many."""
+        dropped, lines = self.dropped, self.lines
+        return (f"[{dropped} earlier lines not kept]\n" if dropped else "") + "".join(lines)
 
     def join(self, timeout: float = 10.0) -> str:
         self._thread.join(timeout)

@@ -9,7 +9,11 @@ from dpt_ros.tools import bench_e2e
 DOMAIN = 45
 
 
-def test_bench_e2e_runs_and_reports(tmp_path):
+def test_bench_e2e_runs_and_reports(tmp_path, monkeypatch):
+    """The node and the camera run with PYTHONVERBOSE=1 (inherited): each writes a line per import, far more than a pipe
+    holds (64 KiB), as a chatty node's log does. bench_e2e read their pipes only after the run, and the node blocked
+    in a write while still importing: 'dpt_node did not start' after 120 s. It now reads them as they come."""
+    monkeypatch.setenv("PYTHONVERBOSE", "1")
     out = tmp_path / "e2e.json"
     code = bench_e2e.main(["--duration", "4", "--warmup", "3", "--width", "160", "--height", "120", "--rate", "15",
                            "--input-size", "64", "--domain", str(DOMAIN), "--publication-mode", "ASYNCHRONOUS",

@@ -76,3 +76,22 @@ def test_a_line_reader_closes_the_pipe_it_read_to_its_end():
     code, out, _ = bench_reliability.stop_node(proc, signal.SIGINT, timeout=60)
     assert (code, out, reader.text()) == (0, "one\ntwo\n", "one\ntwo\n")
     assert proc.stdout.closed
+
+
+def test_a_line_reader_with_keep_drains_a_long_output_and_keeps_its_last_lines():
+    """A child that writes far more than a pipe holds (64 KiB) ends while its reader keeps only the last ``keep``
+    characters (bench_e2e's node log: a bounded buffer over a long run), the earlier lines counted, not kept."""
+    proc = subprocess.Popen([sys.executable, "-c", "for i in range(20000): print(f'line {i:05d}')"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    reader = bench_reliability.LineReader(proc, keep=4096)
+    try:
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = reader.join()
+    kept = reader.lines
+    assert 0 < sum(map(len, kept)) <= 4096 and reader.dropped + len(kept) == 20000, (reader.dropped, len(kept))
+    assert kept == [f"line {i:05d}\n" for i in range(reader.dropped, 20000)]
+    assert text == f"[{reader.dropped} earlier lines not kept]\n" + "".join(kept)
