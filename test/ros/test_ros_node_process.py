@@ -35,8 +35,12 @@ def _env():
 
 
 def start(*ros_args, name="dpt_proc"):
+    """The node as ``python -m``, its output read as it comes (:class:`LineReader`: a node that logs more than the pipe
+    holds, 64 KiB, never blocks in a write while the test waits for it); :func:`stop` and :func:`exits` return it."""
     cmd = [sys.executable, "-m", "dpt_ros.ros.node", "--ros-args", "-r", f"__node:={name}", *ros_args]
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    LineReader(proc)
+    return proc
 
 
 def exits(*cases, timeout=60.0):
@@ -44,22 +48,17 @@ def exits(*cases, timeout=60.0):
     [(exit status, output)], in the cases' order. A node that started anyway is killed: none outlives the test."""
     def one(ros_args):
         proc = start(*ros_args)
-        try:
-            log, _ = proc.communicate(timeout=timeout)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        return proc.returncode, log
+        with killed_at_end(proc):
+            proc.wait(timeout)
+        return proc.returncode, proc.line_reader.join()
 
     return concurrently(one, cases)
 
 
 def stop(proc, sig=signal.SIGINT, timeout=10.0):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+    """``sig`` to a node of :func:`start`: (its exit status, None where it was killed ``timeout`` s later; its output)."""
+    code, out, _ = stop_node(proc, sig, timeout)
+    return code, out
 
 
 def get_params(harness, node_name, names):
@@ -919,14 +918,12 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(harness, tmp_
     path = tmp_path / "tiny_with_head.pt"
     torch.save({"state_dict": {k: v.half() for k, v in sd.items()}, "epoch": 3}, path)
     proc = start("-p", "depth.variant:=dpt_tiny", "-p", f"depth.weights:={path}", "-p", "device:=cpu")
-    lines = []
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any("depth: dpt_tiny on cpu" in line for line in lines):
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
+        # (was a readline loop whose deadline was checked only between lines: a node that printed nothing more hung the
+        # test in readline, forever)
+        wait_for(lambda: "depth: dpt_tiny on cpu" in proc.line_reader.text() or proc.poll() is not None, timeout=60,
+                 what="the node's 'depth: dpt_tiny on cpu' line")
+        assert proc.poll() is None, proc.line_reader.text()
         # let the node finish starting: Ctrl-C while rclpy creates its publishers can end the process with
         # SIGSEGV from rclpy's own signal thread shutting the context down under them (once in CI, exit -11;
         # not reproduced in 65 tries here); what this test checks is the log line. A parameter service answers once
@@ -934,7 +931,6 @@ def test_start_up_log_says_what_the_loader_did_with_the_checkpoint(harness, tmp_
         assert get_params(harness, "dpt_proc", ["device"]) == {"device": "cpu"}
     finally:
         code, log = stop(proc)
-    log = "".join(lines) + log
     assert code == 0, log
     assert (f"weights: {len(sd) - 2} tensors (official names), 2 unused tensors skipped "
             "(pretrained.model.head.weight, pretrained.model.head.bias); converted on load: taken from "
