@@ -137,17 +137,19 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
 
 class LineReader:
     """Reads a subprocess's output in a thread, so tests can wait for a line without blocking, and so the process never
-    blocks in a write to a full pipe (64 KiB that nobody reads) while its parent waits for something else. It sets
-    itself as ``proc.line_reader``, so that :func:`stop_node` leaves the pipe to it. ``keep``: at most this many
+    blocks in a write to a full pipe (64 KiB that nobody reads) while its parent waits for something else. The reader
+    of ``proc.stdout`` sets itself as ``proc.line_reader``, so that :func:`stop_node` leaves the pipe to it;
+    ``stream``: another pipe of ``proc``'s to read instead (its stderr, where it has two). ``keep``: at most this many
     characters are kept, the output's last whole lines (a long run's log: what an error message quotes), the earlier
     lines dropped as more come and counted in ``dropped``; by default all of it."""
 
-    def __init__(self, proc: subprocess.Popen, keep: Optional[int] = None) -> None:
+    def __init__(self, proc: subprocess.Popen, keep: Optional[int] = None, stream: Any = None) -> None:
         self.lines: list[str] = []
         self.dropped = 0
         self._keep, self._size = keep, 0
-        self._pipe = proc.stdout
-        proc.line_reader = self
+        self._pipe = proc.stdout if stream is None else stream
+        if self._pipe is proc.stdout:
+            proc.line_reader = self
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
 

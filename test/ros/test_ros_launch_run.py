@@ -22,6 +22,7 @@ from sensor_msgs.msg import Image
 
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.ros.testing import call_service, frame_through, make_image, publish_until, qos, wait_for
+from dpt_ros.tools.bench_reliability import LineReader, stop_node
 
 
 def _installed_launch_dir():
@@ -66,16 +67,26 @@ service.include_launch_description(LaunchDescription([
 
 
 def _launch(name, *args, runner=RUNNER):
+    """The launch service, its output read as it comes (:class:`LineReader`): a launched node that logs more than the
+    pipe holds (64 KiB) while the test waits for it over DDS blocked in that write, and the test timed out on it."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
-    return subprocess.Popen([sys.executable, "-c", runner, str(LAUNCH_DIR / name), *args], env=env,
+    proc = subprocess.Popen([sys.executable, "-c", runner, str(LAUNCH_DIR / name), *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    LineReader(proc)
+    return proc
 
 
 def _stop(proc, timeout=15.0):
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)   # Ctrl-C in a terminal reaches the whole process group
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+    """Ctrl-C in a terminal, which reaches the whole process group: (exit status, None where the launch had to be
+    killed ``timeout`` s later; its output)."""
+    code, out, _ = stop_node(proc, signal.SIGINT, timeout, group=True)
+    return code, out
+
+
+def _exited(proc, timeout=60.0):
+    """The output of a launch that ends by itself (TimeoutExpired where it still runs ``timeout`` s later)."""
+    proc.wait(timeout)
+    return proc.line_reader.join()
 
 
 def test_depth_launch_file_starts_a_configured_node_that_serves_frames(harness, tmp_path):
@@ -125,7 +136,7 @@ def test_managed_launch_configures_and_activates_the_lifecycle_node(harness):
 def test_launch_rejects_a_variant_outside_the_choices():
     proc = _launch("depth.launch.py", "variant:=dpt_huge")
     try:
-        log, _ = proc.communicate(timeout=60)   # launch exits by itself, before starting any node
+        log = _exited(proc)   # launch exits by itself, before starting any node
     finally:
         _stop(proc)
     assert proc.returncode != 0 and "process started" not in log
@@ -137,7 +148,7 @@ def test_launch_names_a_misspelt_or_misplaced_argument_it_ignores(tmp_path):
     at the default size and segmentation_weights:= on depth.launch.py loaded nothing, without a word."""
     proc = _launch("depth.launch.py", "resoltion:=512", "segmentation_weights:=seg.pt", f"weights:={tmp_path}/nope.pt")
     try:
-        log, _ = proc.communicate(timeout=60)   # the node exits (no weights file), then launch by itself
+        log = _exited(proc)   # the node exits (no weights file), then launch by itself
     finally:
         _stop(proc)
     assert "[depth.launch.py]: launch argument 'resoltion' is not one of depth.launch.py's: ignored; did you mean " \
@@ -151,7 +162,7 @@ def test_launch_names_a_node_parameter_given_as_its_argument():
     the node exited with that line again. The launch file now says which of its arguments sets it."""
     proc = _launch("depth.launch.py", "depth.weights:=random", "colormap:=turbo")
     try:
-        log, _ = proc.communicate(timeout=60)   # the node exits (dpt_hybrid's weights not set), then launch
+        log = _exited(proc)   # the node exits (dpt_hybrid's weights not set), then launch
     finally:
         _stop(proc)
     assert "[depth.launch.py]: launch argument 'depth.weights' is a parameter of the node, not one of " \
@@ -167,7 +178,7 @@ def test_a_parent_launch_files_own_configurations_are_not_taken_for_misspelt_arg
     before) are in the context too, and were warned of as 'one of dpt.launch.py's' or 'did you mean device?'."""
     proc = _launch("depth.launch.py", "resoltion:=512", f"weights:={tmp_path}/nope.pt", runner=PARENT)
     try:
-        log, _ = proc.communicate(timeout=60)
+        log = _exited(proc)
     finally:
         _stop(proc)
     assert "launch argument 'resoltion' is not one of depth.launch.py's" in log, log   # (typed: still said)

@@ -11,6 +11,7 @@ import pytest
 
 from dpt_ros.ros.dds_env import localhost_only
 from dpt_ros.tools import demo
+from dpt_ros.tools.bench_reliability import LineReader
 
 DOMAIN = 71
 
@@ -314,6 +315,9 @@ def test_ctrl_c_keeps_the_frames_collected_so_far_and_says_so(tmp_path):
                              "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu", "--width", "160",
                              "--height", "120", "--rate", "10", "--timeout", "180"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # both pipes read as they come (the demo's, which its node and camera write to too): a pipe nobody read while the
+    # probe below waited for frames filled at 64 KiB, and the demo and its children blocked in their writes
+    out_reader, err_reader = LineReader(proc), LineReader(proc, stream=proc.stderr)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=DOMAIN)
     seen = []
@@ -326,7 +330,7 @@ def test_ctrl_c_keeps_the_frames_collected_so_far_and_says_so(tmp_path):
         end = time.monotonic() + 150
         while len(seen) < 4 and time.monotonic() < end and proc.poll() is None:
             executor.spin_once(timeout_sec=0.1)
-        assert len(seen) >= 4, "the demo published no frames"
+        assert len(seen) >= 4, "the demo published no frames:\n" + err_reader.text()[-3000:]
         # the demo keeps a frame once it holds its input too: its own subscriptions (to the camera and the node's
         # outputs) may match later than this probe's to the node's output (under load). So, before Ctrl-C: until
         # this probe sees all three of the demo's, then 5 more outputs (frames the camera sent since)
@@ -344,7 +348,8 @@ def test_ctrl_c_keeps_the_frames_collected_so_far_and_says_so(tmp_path):
             executor.spin_once(timeout_sec=0.1)
         assert len(seen) >= more, "the demo published no more frames"
         os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        stdout, stderr = out_reader.join(), err_reader.join()
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -95,3 +95,24 @@ def test_a_line_reader_with_keep_drains_a_long_output_and_keeps_its_last_lines()
     assert 0 < sum(map(len, kept)) <= 4096 and reader.dropped + len(kept) == 20000, (reader.dropped, len(kept))
     assert kept == [f"line {i:05d}\n" for i in range(reader.dropped, 20000)]
     assert text == f"[{reader.dropped} earlier lines not kept]\n" + "".join(kept)
+
+
+def test_line_readers_of_both_pipes_let_a_child_fill_stderr_before_it_prints_on_stdout():
+    """A child with stdout and stderr on two pipes (the demo's Ctrl-C test) that writes more than a pipe holds to stderr
+    before its line on stdout: with a reader of stdout alone it blocks in the stderr write and the line never comes; a
+    second reader (``stream=proc.stderr``) drains stderr, and the line comes. Only the stdout reader is
+    ``proc.line_reader``."""
+    from dpt_ros.ros.testing import wait_for
+
+    code = "import sys\nfor _ in range(2000): sys.stderr.write('e' * 99 + '\\n')\nprint('done')"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = bench_reliability.LineReader(proc), bench_reliability.LineReader(proc, stream=proc.stderr)
+    try:
+        wait_for(lambda: "done" in out.text() or proc.poll() is not None, timeout=60, what="the stdout line")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (out.join(), err.join()) == ("done\n", ("e" * 99 + "\n") * 2000)
+    assert proc.line_reader is out and proc.stderr.closed
