@@ -8,7 +8,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 
 def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
@@ -282,7 +282,7 @@ def partial_suffix() -> str:
     return f".partial-{os.getpid()}.tmp"
 
 
-def write_whole(path, text: str) -> None:
+def write_whole(path, text: Union[str, bytes]) -> None:
     """Write ``text`` to ``path`` whole or not at all: into a temporary beside it (``.<name>.partial-<pid>.tmp``,
     :func:`temporary_name`: shortened to the file system's name limit; a pid, so that two runs never share one),
     flushed to disk and renamed over ``path``; a write that fails (a full disk or quota, a file size limit, a Ctrl-C)
@@ -294,7 +294,8 @@ def write_whole(path, text: str) -> None:
     be replaced, and a file this process may write in a folder it may not write in (no temporary can be made there).
     The temporary is locked while it is written (:func:`create_locked`); one a writer killed outright left (SIGKILL, a
     power cut: its lock gone with it) is removed by the next write of the file, which names it in a line on stderr
-    (:func:`_said_removed`), never one a running writer holds.
+    (:func:`_said_removed`), never one a running writer holds. ``text`` may be bytes (a PNG's, an ``.npy`` file's),
+    written as they are.
 
     :raises OSError: as ``open`` and ``write`` raise it (its ``filename`` ``path``), the temporary removed."""
     try:
@@ -320,7 +321,7 @@ def write_whole(path, text: str) -> None:
             raise
         raise _named(e, path) from e
     try:
-        with open(fd, "w") as f:
+        with open(fd, "wb" if isinstance(text, bytes) else "w") as f:
             if st is not None and stat.S_ISREG(st.st_mode):
                 if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
                     try:   # (root writing over a user's file: still the user's)
@@ -351,9 +352,10 @@ def _said_removed(stale: Path, path) -> None:
                 f"killed before it finished (SIGKILL, a power cut); {path} is written anew")
 
 
-def _write_in_place(path, text: str) -> None:
-    """``text`` written to ``path`` as ``open(path, "w")`` writes it (:func:`write_whole` where it cannot rename)."""
-    with open(path, "w") as f:
+def _write_in_place(path, text: Union[str, bytes]) -> None:
+    """``text`` written to ``path`` as ``open(path, "w")`` (bytes: ``"wb"``) writes it (:func:`write_whole` where it
+    cannot rename)."""
+    with open(path, "wb" if isinstance(text, bytes) else "w") as f:
         f.write(text)
 
 

@@ -159,3 +159,22 @@ def test_a_killed_writers_temporary_removed_is_named_on_stderr(tmp_path, capsys)
            f"before it finished (SIGKILL, a power cut); {tmp_path / 'r.json'} is written anew" in err, err
     write_whole(tmp_path / "r.json", "[]\n")
     assert capsys.readouterr().err == ""
+
+
+def test_bytes_are_written_whole_too(tmp_path, file_size_limit):
+    """Bytes (the demo's PNG and .npy frames) are written as they are, whole or not at all: a write past the file
+    size limit (EFBIG, for real) leaves the earlier file as it was and no temporary; a link to a device is written
+    through in place, as text is."""
+    data = bytes(range(256)) * 64   # (not UTF-8: written as bytes, not encoded)
+    frame = tmp_path / "frame_000_input.png"
+    write_whole(frame, data[:100])
+    assert frame.read_bytes() == data[:100]
+    with file_size_limit(4096), pytest.raises(OSError) as e:
+        write_whole(frame, data)
+    assert e.value.strerror == "File too large" and e.value.filename == str(frame)
+    assert frame.read_bytes() == data[:100]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [frame.name]
+    null = tmp_path / "null.npy"
+    null.symlink_to("/dev/null")
+    write_whole(null, data)
+    assert null.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [frame.name, "null.npy"]
