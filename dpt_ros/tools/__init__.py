@@ -355,8 +355,13 @@ def _said_removed(stale: Path, path) -> None:
 def _write_in_place(path, text: Union[str, bytes]) -> None:
     """``text`` written to ``path`` as ``open(path, "w")`` (bytes: ``"wb"``) writes it (:func:`write_whole` where it
     cannot rename)."""
-    with open(path, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
+    try:
+        with open(path, "wb" if isinstance(text, bytes) else "w") as f:
+            f.write(text)
+    except OSError as e:   # (write's and close's errors name no file: a full device, /dev/full, said of ``path``)
+        if e.filename is None and e.errno is not None:
+            raise _named(e, path) from e
+        raise
 
 
 def _named(e: OSError, path) -> OSError:

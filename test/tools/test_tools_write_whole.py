@@ -178,3 +178,16 @@ def test_bytes_are_written_whole_too(tmp_path, file_size_limit):
     null.symlink_to("/dev/null")
     write_whole(null, data)
     assert null.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [frame.name, "null.npy"]
+
+
+def test_a_device_that_refuses_the_write_is_named(tmp_path):
+    """A file written in place (a link to a device: /dev/full, which refuses every write with ENOSPC, as a full disk)
+    whose write failed raised an OSError naming no file (write's own), where write_whole says it raises of ``path``:
+    the demo said 'cannot write None: No space left on device'. It names the file asked for, as open's errors do."""
+    full = tmp_path / "frame_001_input.png"
+    full.symlink_to("/dev/full")
+    for data in ("{}", b"\x89PNG"):
+        with pytest.raises(OSError) as e:
+            write_whole(full, data)
+        assert (e.value.strerror, e.value.filename) == ("No space left on device", str(full))
+    assert full.is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == [full.name]
