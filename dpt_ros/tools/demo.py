@@ -9,6 +9,9 @@ subscribes to the node's outputs from this process, and writes for each of ``--f
 - ``summary.json``                      frames, per-frame latency (input stamp -> received here), model,
                                         device, drops and per-stage latency from ``/diagnostics``.
 
+Each file is written whole or not at all (beside its name, then renamed into place): a run killed or out of disk
+while it writes leaves no file cut short under these names.
+
 Weights: ``--weights`` or ``weights/<official checkpoint file>`` if it exists, else random
 initialisation -- then every output is meaningless and the summary and log say so.
 """
@@ -35,7 +38,7 @@ import numpy as np
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
-from dpt_ros.tools import output_folder_error, refuse_kernel_folder
+from dpt_ros.tools import PARTIAL_SUFFIX_PATTERN, output_folder_error, refuse_kernel_folder, remove_unheld, write_whole
 from dpt_ros.tools.options import add_depth_variant_argument, amount, count, output_folder, ToolParser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -171,27 +174,28 @@ _OUTPUT_FILE = re.compile(r"frame_\d{3,}_(input\.png|inverse_depth\.png|inverse_
 
 
 def clear_previous_run(out: Path) -> None:
-    """Remove what an earlier run wrote into ``out`` (a longer run's frames would otherwise stay beside this one's);
-    files of any other name, e.g. the user's own ``frame_0001.jpg``, are left alone."""
+    """Remove what an earlier run wrote into ``out`` (a longer run's frames would otherwise stay beside this one's),
+    and the temporaries of those files that a run killed while writing left (``.frame_000_input.png.partial-<pid>.tmp``,
+    :func:`write_frame`; none that a running demo is writing); files of any other name, e.g. the user's own
+    ``frame_0001.jpg``, are left alone."""
     for old in out.iterdir():
         if _OUTPUT_FILE.fullmatch(old.name) and old.is_file():
             old.unlink()
+    temporary = re.compile(rf"\.(?:{_OUTPUT_FILE.pattern}){PARTIAL_SUFFIX_PATTERN}")
+    remove_unheld(out, lambda name: temporary.fullmatch(name) is not None)
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` as ``path``; a file cut short by the failure (a full disk) is removed.
+def write_frame(out: Path, i: int, depth: np.ndarray, colored: np.ndarray, rgb: np.ndarray) -> None:
+    """Write frame ``i``'s files into ``out``: the raw inverse depth (float32 .npy), the node's colored output and the
+    camera frame (RGB images, as PNG). Each is written whole or not at all (:func:`dpt_ros.tools.write_whole`: beside
+    its name, renamed into place once complete), so that a run killed while it writes (SIGKILL, a power cut) or a
+    write that fails (a full disk, the file size limit) never leaves a file cut short under a frame's name.
 
-    :raises OSError: it could not be written (its errno and file name: cv2.imwrite only returns False, and np.save
-        would have left a truncated file)."""
-    try:
-        with open(path, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        if path.is_file() and not path.is_symlink():
-            path.unlink(missing_ok=True)
-        if e.filename is None:
-            e.filename = str(path)
-        raise
+    :raises OSError: a file could not be written (its errno, and its name as ``filename``: cv2.imwrite only returns
+        False, and np.save would have left a truncated file)."""
+    write_whole(out / f"frame_{i:03d}_inverse_depth.npy", npy_bytes(depth))
+    write_whole(out / f"frame_{i:03d}_inverse_depth.png", png_bytes(colored))
+    write_whole(out / f"frame_{i:03d}_input.png", png_bytes(rgb))
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -355,9 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         msg, received = raw[s]
         depth = conversions.image_array(msg)
         try:
-            write_file(out / f"frame_{i:03d}_inverse_depth.npy", npy_bytes(depth))
-            write_file(out / f"frame_{i:03d}_inverse_depth.png", png_bytes(conversions.image_array(colored[s])))
-            write_file(out / f"frame_{i:03d}_input.png", png_bytes(conversions.image_array(inputs[s])))
+            write_frame(out, i, depth, conversions.image_array(colored[s]), conversions.image_array(inputs[s]))
         except OSError as e:
             return write_failed(e, i, out)
         frames.append({"index": i, "stamp_ns": s, "latency_ms": round((received * 1e9 - s) / 1e6, 2),
@@ -387,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         "diagnostics": diag,
     }
     try:
-        write_file(out / "summary.json", json.dumps(summary, indent=2).encode())
+        write_whole(out / "summary.json", json.dumps(summary, indent=2))
     except OSError as e:
         return write_failed(e, len(frames), out)
     print(f"demo: {_n_frames(len(frames))} -> {out}/ (latency p50 {summary['latency_ms']['p50']:.1f} ms"

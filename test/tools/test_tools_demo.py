@@ -500,6 +500,45 @@ def test_a_file_that_cannot_be_written_is_named_and_the_demo_fails(tmp_path):
     assert cv2.imread(str(out / "frame_001_inverse_depth.png")).shape == (120, 160, 3)
 
 
+def test_a_frame_file_cut_short_is_never_left_under_its_name(tmp_path, file_size_limit):
+    """The frame files were written with a truncating open(): a demo killed while it wrote one (here for real: at the
+    file size limit with SIGXFSZ's default action, the kernel ends the process part-way through the .npy, as SIGKILL
+    or a power cut would) left a .npy cut short under the frame's name, which np.load then took for a frame. Each file
+    is written beside its name and renamed into place: the killed write leaves only its temporary, which the next
+    run's clear_previous_run removes; a write that fails (EFBIG here, as a full disk) leaves neither."""
+    import signal
+
+    out = tmp_path / "out"
+    out.mkdir()
+    depth = np.arange(120 * 160, dtype=np.float32).reshape(120, 160)
+    rgb = np.zeros((120, 160, 3), np.uint8)
+    assert len(demo.npy_bytes(depth)) > 4 * 4096
+    code = ("import resource, signal, sys\nfrom pathlib import Path\nimport numpy as np\n"
+            "from dpt_ros.tools import demo\n"
+            "depth = np.arange(120 * 160, dtype=np.float32).reshape(120, 160)\n"
+            "rgb = np.zeros((120, 160, 3), np.uint8)\n"
+            "resource.setrlimit(resource.RLIMIT_CORE, (0, 0))\n"   # (no core file of the kill)
+            "signal.signal(signal.SIGXFSZ, signal.SIG_DFL)\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))\n"
+            "demo.write_frame(Path(sys.argv[1]), 0, depth, rgb, rgb)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(out)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == -signal.SIGXFSZ, p.stderr[-2000:]
+    assert not (out / "frame_000_inverse_depth.npy").exists(), "a .npy cut short left under the frame's name"
+    left = [f.name for f in out.iterdir()]
+    assert left == [f".frame_000_inverse_depth.npy.partial-{left[0].split('-')[-1]}"], left
+    demo.clear_previous_run(out)   # (the next run's, before it writes its frames)
+    assert list(out.iterdir()) == []
+    with file_size_limit(4096), pytest.raises(OSError) as e:
+        demo.write_frame(out, 0, depth, rgb, rgb)
+    assert e.value.strerror == "File too large" and e.value.filename == str(out / "frame_000_inverse_depth.npy")
+    assert list(out.iterdir()) == []
+    demo.write_frame(out, 0, depth, rgb, rgb)
+    assert np.array_equal(np.load(out / "frame_000_inverse_depth.npy"), depth)
+    assert cv2.imread(str(out / "frame_000_input.png")).shape == (120, 160, 3)
+    assert sorted(f.name for f in out.iterdir()) == ["frame_000_input.png", "frame_000_inverse_depth.npy",
+                                                     "frame_000_inverse_depth.png"]
+
+
 def test_weights_under_another_name_are_taken_or_named_in_the_banner(tmp_path, monkeypatch):
     """make demo with weights/dpt_hybrid_384.pt (MiDaS v3's name for the same weights, which README says loads) or a
     download saved as 'dpt_hybrid-midas-501f0c75 (1).pt' ran random weights, its banner saying only 'Get
