@@ -387,18 +387,16 @@ class _OutFolder:
         """What writes step log ``name`` (:func:`_run`'s ``log``); None without ``$OUT``."""
         return None if self.folder is None else lambda text: self.write(name, text)
 
-    def write(self, name: str, text: str, whole: bool = False) -> None:
-        """``$OUT/name``; ``whole``: written beside it and renamed over it (:func:`dpt_ros.tools.write_whole`;
-        gpu_summary.json: a run killed while it writes, the device tool's limit, leaves the last complete one, not a
-        truncated file)."""
+    def write(self, name: str, text: str) -> None:
+        """``$OUT/name``, written beside it and renamed over it (:func:`dpt_ros.tools.write_whole`): a run killed
+        while it writes one (the device tool's limit) or a write that fails (a full disk) leaves no file cut short
+        under its name (gpu_summary.json: the last complete one; a step's log, written once the step has ended:
+        none, or an earlier run's whole)."""
         if self.folder is None or self.error is not None:
             return
         path = self.folder / name
         try:
-            if whole:
-                write_whole(path, text)
-            else:
-                path.write_text(text)
+            write_whole(path, text)
         except OSError as e:
             self.error = f"cannot write {path}: {output_folder_error(self.folder, e, option='OUT')}"
             print(f"gpu_check: {self.error}; nothing more is written there, the summary comes on standard output "
@@ -479,7 +477,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                 targets = f"not read from the partial results: {type(e).__name__}: {e}"
             out.write("gpu_summary.json", json.dumps(
                 {"partial": f"gpu_check did not finish: the steps done were {', '.join(done)}",
-                 **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1), whole=True)
+                 **summary, "targets": targets, "elapsed_s": round(time.monotonic() - start, 1)}, indent=1))
 
     e2e = (cuda or args.rehearse) and args.e2e_seconds > 0 and importlib.util.find_spec("rclpy") is not None
     # the node benchmarks' model: issue #5's on a GPU; a rehearsal runs the same steps small on the CPU
@@ -634,7 +632,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
 def _give(summary: dict[str, Any], out: _OutFolder) -> None:
     """The final summary: ``$OUT/gpu_summary.json`` and standard output (with ``out_error`` where a write into
     ``$OUT`` failed, said on stderr when it did)."""
-    out.write("gpu_summary.json", json.dumps(summary, indent=1), whole=True)
+    out.write("gpu_summary.json", json.dumps(summary, indent=1))
     if out.error is not None:
         summary["out_error"] = out.error
     print(json.dumps(summary, indent=1))

@@ -315,6 +315,26 @@ def test_gpu_check_says_a_full_disk_and_still_gives_its_summary(full, tmp_path):
     assert (out / full).is_symlink()
 
 
+def test_gpu_check_step_logs_are_written_whole(tmp_path, file_size_limit, capsys):
+    """A step's log in $OUT was written with a truncating write_text: a write that failed part-way (for real: EFBIG at
+    the file size limit, as a disk that fills up) or a run killed while it wrote left a log cut short under the
+    step's name, read as the step's whole output. It is written beside its name and renamed into place: the failed
+    write leaves no file (and no temporary), is said once, and nothing more is written there."""
+    from dpt_ros.tools import gpu_check
+
+    out = gpu_check._OutFolder(tmp_path)
+    log = out.log("gpu_pytest.log")
+    with file_size_limit(1000):
+        log("$ python -m pytest -m gpu\n--- stdout\n" + "." * 5000 + "\n")
+    assert out.error is not None and "File too large" in out.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "a log cut short left under the step's name"
+    assert f"gpu_check: cannot write {tmp_path / 'gpu_pytest.log'}: " in capsys.readouterr().err
+    out = gpu_check._OutFolder(tmp_path)
+    out.log("bench_model.log")("$ python -m dpt_ros.tools.bench_model\n")
+    assert (tmp_path / "bench_model.log").read_text() == "$ python -m dpt_ros.tools.bench_model\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_model.log"]
+
+
 def test_gpu_check_steps_get_the_variables_given_them_over_its_own(monkeypatch):
     """A step's ``env`` is set over gpu_check's environment; the pytest step's OMP_NUM_THREADS is the one gpu_check
     was given, else the CPU count (test/conftest.py's one thread would slow a GPU machine's CPU references)."""
