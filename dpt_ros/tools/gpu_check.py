@@ -59,7 +59,8 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
-from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
+from dpt_ros.tools import (name_max, output_folder_error, partial_suffix, refuse_kernel_folder, temporary_name,
+                           write_whole)
 from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, ToolParser
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -213,13 +214,35 @@ def _read_result(path: pathlib.Path) -> dict[str, Any]:
         return {"result": None, "result_error": f"{path.name} unreadable: {type(e).__name__}: {e}"[:300]}
 
 
+def pytest_step(paths: list[str], timeout: float, junit: pathlib.Path, log: Callable[[str], None] | None,
+                env: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pytest step: ``pytest -m gpu`` on ``paths`` (:func:`_run`'s result), and its junit report's counts
+    (:func:`_junit_summary`). pytest writes the report itself, with a truncating open() as it ends, so it is given
+    ``<junit><partial suffix>`` (``gpu_pytest.xml.partial-<pid>.tmp``: :func:`dpt_ros.tools.partial_suffix`) and the
+    file is renamed to ``junit`` only once it reads whole: a report cut short (pytest killed at the end of the step's
+    grace, a full disk) stays under the partial name, which ``junit_error`` names, never under ``junit`` where it
+    would be taken for a finished one. An earlier run's ``junit`` is removed first (a step that writes none must not
+    show its counts)."""
+    junit.unlink(missing_ok=True)
+    partial = junit.with_name(temporary_name("", junit.name, partial_suffix(), name_max(junit.parent)))
+    partial.unlink(missing_ok=True)   # (a run of this pid's before, in a container)
+    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *paths, "-q", "-p", "no:cacheprovider",
+              "--continue-on-collection-errors", f"--junitxml={partial}", "-o", "junit_family=xunit1"],
+             timeout, log, env)
+    report = _junit_summary(partial)
+    if partial.exists() and "junit_error" not in report:
+        os.replace(partial, junit)
+    return r, report
+
+
 def _junit_summary(path: pathlib.Path) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:   # pytest killed while it wrote the report: the counts are lost, the run goes on
-        return {"junit_error": f"{path.name} unreadable ({e}): pytest was killed while writing it; see the tail"}
+        return {"junit_error": f"{path.name} unreadable ({e}): pytest was killed (or its write failed) while writing "
+                               f"it; see the tail"}
     suites = [root] if root.tag == "testsuite" else list(root)
     counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     failed: list[dict[str, str]] = []
@@ -485,18 +508,15 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
              ["--variant", "dpt_tiny", "--device", "cpu", "--precision", "fp32", "--input-size", "32"])
     small = args.rehearse and not cuda
     junit = (out_dir or pathlib.Path("/tmp")) / "gpu_pytest.xml"
-    junit.unlink(missing_ok=True)   # (a run that times out before writing it must not show an earlier run's counts)
     threads = _pytest_threads()
-    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *_test_paths(args.tests or "test"), "-q", "-p",
-              "no:cacheprovider",
-              "--continue-on-collection-errors", f"--junitxml={junit}", "-o", "junit_family=xunit1"],
-             # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then
-             # stopped it at the first of the 15 ROS node tests (each starts a node and loads a model)
-             min(PYTEST_MOST_S, PYTEST_SHARE * left()), out.log("gpu_pytest.log"), threads)
+    # 2026-12-04 on an H200: 204 model/pipeline/reliability tests took 107 s and the 113 s this step had then stopped
+    # it at the first of the 15 ROS node tests (each starts a node and loads a model)
+    r, report = pytest_step(_test_paths(args.tests or "test"), min(PYTEST_MOST_S, PYTEST_SHARE * left()), junit,
+                            out.log("gpu_pytest.log"), threads)
     tail = (r["stdout"] + r["stderr"]).strip().splitlines()
     summary["pytest_gpu"] = {"rc": r["rc"], "timed_out": r["timed_out"], "seconds": r["seconds"],
                              "limit_s": r["limit_s"], "omp_num_threads": int(threads["OMP_NUM_THREADS"]),
-                             **_junit_summary(junit), "tail": tail[-15:]}
+                             **report, "tail": tail[-15:]}
     if not cuda:
         summary["pytest_gpu"]["note"] = "no CUDA device: GPU tests skip"
     save_partial()

@@ -584,6 +584,35 @@ def test_gpu_check_goes_on_past_a_pytest_report_it_cannot_read(tmp_path):
     assert _junit_summary(junit)["passed"] == 1
 
 
+def test_gpu_checks_pytest_report_cut_short_is_never_left_under_its_name(tmp_path, file_size_limit):
+    """pytest writes the step's junit report itself, with a truncating open(): one cut short (for real here: pytest's
+    write fails at the file size limit, which the step inherits, as on a full disk; a kill at the end of the step's
+    grace alike) was left as gpu_pytest.xml, read as a finished report. pytest writes it as
+    gpu_pytest.xml.partial-<pid>.tmp, renamed to gpu_pytest.xml only once it reads whole: the one cut short stays under
+    the partial name, which junit_error names."""
+    from dpt_ros.tools import gpu_check
+
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_few.py").write_text("import pytest\n\n\n" + "".join(
+        f"@pytest.mark.gpu\ndef test_a_gpu_test_with_a_name_long_enough_to_fill_the_report_{i}():\n    pass\n\n\n"
+        for i in range(6)))
+    out = tmp_path / "out"
+    out.mkdir()
+    junit = out / "gpu_pytest.xml"
+    partial = out / f"gpu_pytest.xml.partial-{os.getpid()}.tmp"
+    with file_size_limit(300):
+        r, report = gpu_check.pytest_step([str(tests)], 120.0, junit, None)
+    assert r["rc"] != 0 and "File too large" in r["stdout"] + r["stderr"], r
+    assert not junit.exists(), "a report cut short left under gpu_pytest.xml"
+    assert report["junit_error"].startswith(f"{partial.name} unreadable (") and "tests" not in report, report
+    assert sorted(p.name for p in out.iterdir()) == [partial.name] and partial.stat().st_size == 300
+    r, report = gpu_check.pytest_step([str(tests)], 120.0, junit, None)
+    assert r["rc"] == 0 and (report["tests"], report["passed"]) == (6, 6), (r, report)
+    assert sorted(p.name for p in out.iterdir()) == ["gpu_pytest.xml"]   # (the partial of this pid's before: gone)
+    assert gpu_check._junit_summary(junit)["passed"] == 6
+
+
 def test_gpu_check_goes_on_past_a_step_json_it_cannot_read(tmp_path):
     """A benchmark killed while it wrote its --json file leaves truncated JSON: the step's entry says so (result
     None, result_error) instead of json.loads' JSONDecodeError ending gpu_check before the later steps and the
