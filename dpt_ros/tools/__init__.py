@@ -1,5 +1,6 @@
 """Command-line tools: demo, benchmarks, GPU check, weights helper."""
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -8,7 +9,7 @@ import stat
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 
 def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
@@ -26,6 +27,28 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
         print(f"{name}: interrupted (Ctrl-C) before the run finished", file=sys.stderr)
         code = 130
     tool_exit(code)
+
+
+@contextlib.contextmanager
+def threads_restored(opencv: bool = False) -> Iterator[None]:
+    """Within the block a tool may set PyTorch's CPU thread count (its ``--threads``: ``torch.set_num_threads``, a
+    setting of the whole process), and with ``opencv`` OpenCV's too (``cv2.setNumThreads``); when the block ends,
+    also by an exception or a Ctrl-C, each is set back to what it was. A tool's ``main()`` called in-process (from
+    another tool or a test) then leaves its caller's counts as they were."""
+    import torch   # (imported where used: the package imports without torch)
+
+    before = torch.get_num_threads()
+    if opencv:
+        import cv2
+
+        opencv_before = cv2.getNumThreads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+        if opencv and cv2.getNumThreads() != opencv_before:
+            cv2.setNumThreads(opencv_before)
 
 
 #: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made, or where

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
-from dpt_ros.tools import write_whole
+from dpt_ros.tools import threads_restored, write_whole
 from dpt_ros.tools.options import count, output_file, ToolParser
 
 
@@ -266,6 +266,13 @@ def _format_row(r: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The benchmark (see the module). ``--threads N`` sets PyTorch's thread count for the run only: called in-process
+    (from another tool or a test), it is set back when main returns or raises (:func:`threads_restored`)."""
+    with threads_restored():
+        return _main(argv)
+
+
+def _main(argv: Optional[list[str]]) -> int:
     ap = ToolParser(description=__doc__.split("\n\n")[0],
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     from dpt_ros.model import VARIANTS

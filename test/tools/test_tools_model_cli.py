@@ -409,6 +409,23 @@ def test_bench_model_quick_json(capsys):
     assert f"  process peak RSS {row['process_peak_rss_mb']:.0f} MB  params 7.3 M" in line and " - MB" not in line, line
 
 
+def test_bench_model_threads_are_set_for_its_run_only(tmp_path, file_size_limit, capsys):
+    """--threads N set PyTorch's thread count for the whole process and left it so: bench_model's main() called
+    in-process (from another tool, a test) changed its caller's count for good. The run has N threads (env.threads
+    says so), and the caller's count is set back when main returns, and when it raises (for real here: its --json file
+    cannot be written past the file size limit, EFBIG)."""
+    before = torch.get_num_threads()
+    n = before + 2
+    argv = ["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf", "--threads", str(n)]
+    assert bench_model.main([*argv, "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["env"]["threads"] == n
+    assert torch.get_num_threads() == before, "--threads left the caller's thread count changed"
+    with file_size_limit(64), pytest.raises(OSError) as e:
+        bench_model.main([*argv, "--json", str(tmp_path / "bench.json")])
+    assert e.value.strerror == "File too large" and not (tmp_path / "bench.json").exists()
+    assert torch.get_num_threads() == before, "--threads left the caller's thread count changed (main raised)"
+
+
 def test_bench_model_times_hf_segmentation_without_its_auxiliary_head():
     """transformers' DPTForSemanticSegmentation computes its training-only auxiliary head in every forward pass when
     it has one; the official inference, and ours, never run it (ours holds ``auxlayer``): it was timed as HF's. A
