@@ -38,6 +38,7 @@ from numpy.lib import recfunctions
 
 from dpt_ros import pipeline as pl
 from dpt_ros.pipeline.distortion import clear_rays, pixel_rays
+from dpt_ros.tools import threads_restored
 from dpt_ros.tools.options import count, ToolParser
 
 KITTI = (6.016e-5, 0.00579)  # metric conversion used for the post-processing stage
@@ -510,6 +511,14 @@ def frame_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The benchmark (see the module). ``--threads N`` sets PyTorch's and OpenCV's thread counts for the run only:
+    called in-process (from another tool or a test), both are set back when main returns or raises
+    (:func:`dpt_ros.tools.threads_restored`)."""
+    with threads_restored(opencv=True):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     ap = ToolParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cpu: NumPy path vs OpenCV/NumPy reference; cuda: also the CuPy path (where CUDA or CuPy "

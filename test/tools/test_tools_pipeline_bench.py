@@ -152,6 +152,30 @@ def test_an_interrupted_run_prints_the_figures_it_has_cuda_first(capsys, monkeyp
     assert "segmentation_labels_640x480_ms" not in result["cpu"] and "interrupted" in result["interrupted"]
 
 
+def test_bench_pipeline_threads_are_set_for_its_run_only(capsys, monkeypatch):
+    """--threads N set PyTorch's and OpenCV's thread counts for the whole process and left them so: bench_pipeline's
+    main() called in-process (from another tool, a test) changed its caller's counts for good. The run has N torch
+    threads (torch_threads says so); both counts are set back when main returns, and when it raises (one failure
+    injected: the CPU comparison raising)."""
+    import cv2
+    import torch
+
+    before = (torch.get_num_threads(), cv2.getNumThreads())
+    n = before[0] + 2
+    argv = ["--sizes", "16x16", "--repeat", "1", "--threads", str(n), "--json"]
+    assert bench_pipeline.main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["torch_threads"] == n
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before, "--threads left the caller's counts changed"
+
+    def failed(*args, **kwargs):
+        raise RuntimeError("a planted failure of the CPU comparison")
+
+    monkeypatch.setattr(bench_pipeline, "bench_cpu", failed)
+    with pytest.raises(RuntimeError, match="a planted failure"):
+        bench_pipeline.main(argv)
+    assert (torch.get_num_threads(), cv2.getNumThreads()) == before, "--threads left them changed (main raised)"
+
+
 def test_timers_run_ours_and_the_reference_in_turns():
     """The compared functions take turns of ``block`` timed calls, each turn after one untimed call (a busy spell
     hits both, and each runs warm as in a loop), and each gets the median of its own timed calls."""
