@@ -765,7 +765,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("diagnostics.period", 1.0, "Seconds between /diagnostics messages, on the node's clock: with "
               "use_sim_time /clock's time, so none while a bag is paused or after it ends (they go on when /clock "
               "does, also after a --loop jumps it back), nor before /clock's first message (5 s after start-up, "
-              "or after use_sim_time is set true, without one, a warning says so).",
+              "or after use_sim_time is set true, without one, a warning says so). Set false and then true again "
+              "after /clock had come, the node's clock resumes from the last /clock time received (rclpy keeps it) "
+              "and stands there until /clock comes again: a warning says so at the switch, another 5 s later if no "
+              "/clock came, with one report whose `clock` key says so.",
               float_range=(0.1, 60.0)),
     ParamSpec("class_names", ["(filled at start-up)"],
               "Segmentation class names, indexed by label value (0 = unlabeled, 1..150 ADE20K).",
