@@ -63,6 +63,24 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def as_nobody(fn: Callable[[], int], raised: Optional[dict] = None) -> int:
+    """Exit code of ``fn()`` run in a forked child that has become user nobody (no exec: the interpreter may live where
+    nobody cannot read): ``fn``'s return value; an exception of a type in ``raised`` gives its code there, another 98.
+    (Tests run as root: how a tool fares without root's rights is seen this way.)"""
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            code = fn()
+        except BaseException as e:   # noqa: BLE001 - reported through the exit code
+            code = (raised or {}).get(type(e), 98)
+        finally:
+            os._exit(code)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
 def can_mount_tmpfs() -> bool:
     """Whether this process may give a child a /dev/shm of its own (``unshare -m`` and a tmpfs mount: root)."""
     try:

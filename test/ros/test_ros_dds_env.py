@@ -12,7 +12,7 @@ import pytest
 
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, DomainBusy, domain_lock, localhost_only, profile_of,
                                  set_profile)
-from dpt_ros.ros.testing import wait_for
+from dpt_ros.ros.testing import as_nobody, wait_for
 from dpt_ros.tools import bench_e2e
 
 
@@ -169,20 +169,7 @@ def test_domain_lock_released_on_failure_and_when_the_holder_dies(tmp_path):
 
 
 def _as_nobody(fn) -> int:
-    """Exit code of ``fn()`` run in a forked child that has become user nobody (no exec: the interpreter
-    may live where nobody cannot read)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            code = fn()
-        except BaseException as e:   # noqa: BLE001 - reported through the exit code
-            code = {DomainBusy: 3, PermissionError: 4}.get(type(e), 98)
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return as_nobody(fn, {DomainBusy: 3, PermissionError: 4})
 
 
 @pytest.mark.skipif(not hasattr(os, "fork") or os.geteuid() != 0,

@@ -20,8 +20,8 @@ import dpt_ros
 from dpt_ros import pipeline
 from dpt_ros.model import load_engine
 from dpt_ros.model.reference import random_state_dict
-from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, can_mount_tmpfs, concurrently, console_script, pattern_image,
-                                 wait_for, with_own_dev_shm)
+from dpt_ros.ros.testing import (CTRL_C_DURING_IMPORT, as_nobody, can_mount_tmpfs, concurrently, console_script,
+                                 pattern_image, wait_for, with_own_dev_shm)
 from dpt_ros.tools import predict
 
 
@@ -537,26 +537,9 @@ def test_an_out_folder_that_may_be_written_in_but_not_read_is_used_unlocked():
     folder.mkdir()
     folder.chmod(0o333)
     try:
-        assert _as_nobody(lambda: predict.make_output_folder(folder) == ([], None)) == 0
+        assert as_nobody(lambda: int(predict.make_output_folder(folder) != ([], None))) == 0
     finally:
         shutil.rmtree(top)
-
-
-def _as_nobody(check) -> int:
-    """Exit code of a forked child that became user nobody and ran ``check()``: 0 where it was true, 1 where not, 2
-    where it raised (no torch in the child)."""
-    pid = os.fork()
-    if pid == 0:
-        code = 99
-        try:
-            os.setgid(65534)
-            os.setuid(65534)
-            code = 0 if check() else 1
-        except BaseException:   # noqa: BLE001 - reported through the exit code
-            code = 2
-        finally:
-            os._exit(code)
-    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
 
 
 def test_ctrl_c_is_one_line_and_130(files, tmp_path):
