@@ -393,6 +393,11 @@ class _Frame:
     # (or a refused change's failed subscribing back) has replaced since settles it outside the rate windows that
     # began after that (DptNode._count_settled)
     subscription: Any = None
+    # every output of it failed to publish, its compressed copies still to go (DptNode._settle_after_copies): its age
+    # at the batch's publish (ms), which counts in /diagnostics' ages only if one of its copies goes out, and whether
+    # one did; both under DptNode._lock, whichever of the worker and the copies' thread comes second adds it
+    age_ms: Optional[float] = None
+    copies_out: bool = False
 
     def __post_init__(self) -> None:
         if self.rate_s is None:
@@ -2071,6 +2076,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if failed and after_copies is None:   # (before it is counted processed: counted once)
                     self._publish_failed(job["frame"], failed, bool(published), copies)
                 if after_copies is not None:
+                    job["after_copies"] = True   # (its age too waits for its copies)
                     sent.append((job, published))
                 elif published or copies or not failed:   # (nothing of it to go out: counted error:publish)
                     with self._lock:   # counted as it goes out: the stop drops only what was not published
@@ -2111,7 +2117,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                                      first_image_s=min(j["frame"].received for j, _ in sent) - self._started_at)
                 startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
-            for job, _ in sent:   # (counted processed as they were published)
+            # (counted processed as they were published; one none of whose outputs went out, once its copies did)
+            for job, _ in sent:
                 cam = job["frame"].camera
                 stamp = conversions.stamp_ns(job["frame"].msg.header)
                 if stamp > 0 and now_ns >= stamp and job["frame"].before_jump and now_ns >= job["frame"].clock_ns:
@@ -2119,8 +2126,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
                     # before the player's next /clock), its age would be the whole bag's length
                     pass
                 elif stamp > 0 and now_ns >= stamp:
-                    self._ages_ms.append((now_ns - stamp) / 1e6)
-                    self._age_done.append(done)
+                    if not job.get("after_copies") or job["frame"].copies_out:
+                        self._ages_ms.append((now_ns - stamp) / 1e6)
+                        self._age_done.append(done)
+                    else:   # nothing of it went out yet: an age only if a copy of it does (before, one all the same)
+                        job["frame"].age_ms = (now_ns - stamp) / 1e6
                     # how old it already was when it arrived (the rest of its age is this node's own delay)
                     before_s = (now_ns - stamp) / 1e9 - (done - job["frame"].received)
                     if before_s > _OLD_STAMP_S and not sim_time:
@@ -2217,7 +2227,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
         compressed copies are done (``copies_out``: one or more of them went out): ``processed`` and
         ``incomplete:publish`` if so, else ``error:publish``, not processed (before, counted processed and
         incomplete:publish when its copies were handed to their threads, though none of them went out either). Not
-        counted when the stop counted it dropped."""
+        counted when the stop counted it dropped. Its age (input stamp -> the batch's publish) counts in /diagnostics'
+        ages only if processed (before, also when nothing of it went out)."""
         with self._lock:
             if f.counted:
                 return
@@ -2227,6 +2238,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 if not f.counted:
                     self._count_settled(f, "processed")
                     f.counted = True
+                    f.copies_out = True   # (the worker, if it has not taken the frame's age yet, adds it)
+                    # (not a frame of a configuration cleaned up since: the figures are the next one's)
+                    if f.age_ms is not None and any(c is f.camera for c in self._cameras):
+                        self._ages_ms.append(f.age_ms)
+                        self._age_done.append(time.monotonic())
 
     def _publish_failures(self, cam: _Camera, failed: dict[str, Exception]) -> str:
         """The outputs of ``cam`` whose publish raised (``failed``: name -> exception), for a ``[publish]`` line."""

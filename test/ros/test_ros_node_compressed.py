@@ -33,6 +33,11 @@ def _frame_of(msgs: list, sec: int):
     return next(m for m in msgs if m.header.stamp.sec == sec)
 
 
+def _model_status(node) -> dict:
+    """The node's own /diagnostics status (its ages and latency figures), key -> value."""
+    return {kv.key: kv.value for kv in node.diagnostics().status[0].values}
+
+
 def test_compressed_copies_hold_their_image_outputs_with_the_same_header(harness):
     node = harness.start_node(**{"depth.scale": 1.0, "depth.shift": 0.2, "depth.max": 8.0,
                                  "segmentation.variant": "dpt_hybrid_ade20k", "segmentation.weights": "random"})
@@ -452,14 +457,23 @@ def test_a_frame_whose_outputs_fail_to_publish_but_whose_copies_go_out_is_proces
         return {**real(job, s), "inverse_depth": _refused(Image, job["frame"].msg.header)}
 
     monkeypatch.setattr(node, "_postprocess", refused)
+    # its copy held until the batch's figures are in: nothing of the frame has gone out then, and it has no age yet
+    gate, encode = threading.Event(), pipeline.compress_image
+    monkeypatch.setattr(pipeline, "compress_image", lambda *a, **kw: (gate.wait(30), encode(*a, **kw))[1])
     got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
     pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: _model_status(node)["latency.batches"] == "1", what="the batch's figures")
+    assert _model_status(node)["age_p50_ms"] == "nan" and "processed" not in node.counts()[""], node.counts()[""]
+    gate.set()
     wait_for(lambda: node.counts()[""].get("processed", 0) == 1 and len(got["inverse_depth/colored/compressed"]) == 1,
              what="the frame counted once its copy went out, and the copy")
     assert got["inverse_depth"] == []
     assert dict(node.counts()[""]) == {"received": 1, "processed": 1, "incomplete:publish": 1,
                                        "publish_failed:inverse_depth": 1, "out:inverse_depth/colored/compressed": 1}
     assert dict(node.error_counts()) == {"publish": 1}
+    # processed, a copy of it published: its one age counts, added as its copy went out
+    model = _model_status(node)
+    assert model["age_p50_ms"] == model["age_p99_ms"] and len(node._ages_ms) == 1, (model, list(node._ages_ms))
     wait_for(lambda: any(m.msg.startswith("[publish]") for m in log), what="the line")
     assert [m.msg for m in log if m.msg.startswith("[")] == [
         "[publish] /image: publishing /inverse_depth failed: TypeError: bad argument type for built-in operation; "
@@ -554,3 +568,31 @@ def test_a_frame_of_which_nothing_goes_out_counts_one_failed_frame_not_a_process
         "report it with this line)",
         "[publish] /image: publishing /inverse_depth failed: TypeError: bad argument type for built-in operation; "
         "none of its outputs was published, nor its compressed copies (if it repeats, report it with this line)"]
+
+
+def test_a_frame_of_which_nothing_goes_out_has_no_age(harness, monkeypatch):
+    """/diagnostics' ages are of frames published (input stamp -> publish, README). A frame whose inverse_depth and its
+    compressed copy were both refused by rclpy's publish, counted error:publish and not processed, still added an age
+    (the batch's loop took every frame whose count waited for its copies): one age of a frame of which nothing went
+    out. Now it adds none; the next frame, published, adds its one."""
+    node = harness.start_node()
+    real = node._postprocess
+
+    def refused(job, s):
+        return {**real(job, s), "inverse_depth": _refused(Image, job["frame"].msg.header)}
+
+    monkeypatch.setattr(node, "_postprocess", refused)
+    monkeypatch.setattr(conversions, "compressed_output", lambda header, data, fmt: _refused(CompressedImage, header))
+    got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
+    pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: node.counts()[""].get("error:publish", 0) == 1 and _model_status(node)["latency.batches"] == "1",
+             what="the frame counted and the batch's figures")
+    model = _model_status(node)
+    assert (model["age_p50_ms"], model["age_p99_ms"]) == ("nan", "nan"), model
+    monkeypatch.undo()   # the next frame's outputs and copy go out
+    pub.publish(make_image(2 * 1_000_000_000, width=40, height=30))
+    wait_for(lambda: len(got["inverse_depth"]) == 1 and _model_status(node)["latency.batches"] == "2",
+             what="frame 2 published and the batch's figures")
+    model = _model_status(node)
+    assert model["age_p50_ms"] == model["age_p99_ms"] != "nan" and len(node._ages_ms) == 1, (model, node._ages_ms)
+
