@@ -104,7 +104,9 @@ def start_node(domain: int, *ros_args: str, name: str = "dpt_node", env: Optiona
 def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float = 10.0,
               group: bool = False) -> tuple[Optional[int], str, float]:
     """Send ``sig`` (to the process group with ``group``, as a terminal's Ctrl-C does); return
-    (exit code or None if it had to be killed after ``timeout``, output, seconds until exit).
+    (exit code or None if it had to be killed after ``timeout``, output, seconds until exit). With ``group`` the kill
+    is the group's too (SIGKILL to each process in it): killing the leader alone left the processes it started (a
+    launch file's nodes) running, holding the output pipe open, so that reading it to its end waited for them.
 
     With a :class:`LineReader` on ``proc``, the output is the reader's (all of it, also what it read before): the
     reader alone reads the pipe, as a communicate() beside it would take part of the output and each would miss
@@ -120,7 +122,7 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
         try:
             code = proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            _kill(proc, group)
             proc.wait()
             code = None
         seconds = time.monotonic() - t0
@@ -129,10 +131,21 @@ def stop_node(proc: subprocess.Popen, sig: int = signal.SIGINT, timeout: float =
         out, _ = proc.communicate(timeout=timeout)
         code = proc.returncode
     except subprocess.TimeoutExpired:
-        proc.kill()
+        _kill(proc, group)
         out, _ = proc.communicate()
         code = None
     return code, out, time.monotonic() - t0
+
+
+def _kill(proc: subprocess.Popen, group: bool) -> None:
+    """SIGKILL to ``proc``, or with ``group`` to its process group (its pid: started with ``start_new_session``)."""
+    if not group:
+        proc.kill()
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:   # (the group is gone: its last process ended since the timeout)
+        pass
 
 
 class LineReader:

@@ -1,8 +1,11 @@
 """bench_reliability: the report tool's exit code follows the test run it started (a real pytest run); its helpers that
 stop a node subprocess and read its output."""
+import os
 import signal
 import subprocess
 import sys
+
+import pytest
 
 from dpt_ros.tools import bench_reliability
 
@@ -116,3 +119,48 @@ def test_line_readers_of_both_pipes_let_a_child_fill_stderr_before_it_prints_on_
             proc.wait()
     assert (out.join(), err.join()) == ("done\n", ("e" * 99 + "\n") * 2000)
     assert proc.line_reader is out and proc.stderr.closed
+
+
+# a group leader that ignores SIGINT and starts a child that ignores it too (its output not on the leader's pipe), then
+# prints the child's pid
+STUBBORN_GROUP = """
+import signal, subprocess, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time\\nwhile True: time.sleep(1)"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(child.pid, flush=True)
+child.wait()
+"""
+
+
+def _running(pid: int) -> bool:
+    """``pid`` is a process that runs (a zombie, killed and not yet reaped by its new parent, does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("with_reader", [False, True], ids=["communicate", "line-reader"])
+def test_stop_node_with_group_kills_the_whole_group_past_its_timeout(with_reader):
+    """stop_node(group=True) sends the signal to the group, yet past the timeout it killed the leader alone: what the
+    leader had started (a launch service's nodes) ran on, here a child that ignores SIGINT as its leader does. The
+    kill is now the group's: the child is gone too."""
+    from dpt_ros.ros.testing import wait_for
+
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN_GROUP], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    child = int(proc.stdout.readline())
+    if with_reader:
+        bench_reliability.LineReader(proc)
+    try:
+        code, _, _ = bench_reliability.stop_node(proc, signal.SIGINT, timeout=1, group=True)
+        assert code is None
+        # (SIGKILL's delivery is not at once: a while, 5 s at most, not a timed assertion)
+        wait_for(lambda: not _running(child), timeout=5, what=f"the group's child {child} gone")
+    finally:
+        for pid in (proc.pid, child):
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
