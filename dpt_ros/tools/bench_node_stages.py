@@ -30,14 +30,16 @@ import json
 import math
 import os
 import pstats
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from dpt_ros.tools import write_whole  # noqa: E402
-from dpt_ros.tools.bench_e2e import (STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
+from dpt_ros.tools.bench_e2e import (LOG_KEPT, STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
                                      check_model_arguments, dds_profile)
+from dpt_ros.tools.bench_reliability import LineReader, stop_node  # noqa: E402
 from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.health import percentile  # noqa: E402
@@ -122,17 +124,22 @@ print(json.dumps(counts), flush=True)
 
 
 def _subscriber_process(outputs: list[str], domain: int):
+    """The subscriber process, its output read from the start (:class:`LineReader`, the last :data:`LOG_KEPT`
+    characters kept). Before, its pipe was read only at its end: a subscriber that wrote more than the pipe holds
+    (64 KiB, DDS or rclpy warnings) blocked in that write and stopped taking the node's outputs, so the run stalled
+    ('discovery' never came) or measured a node whose subscriber took nothing."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain))
     for key, value in localhost_only().items():
         env.setdefault(key, value)
-    return subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, *outputs], env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", _SUBSCRIBER, *outputs], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
+    LineReader(proc, keep=LOG_KEPT)
+    return proc
 
 
 def _stop_subscriber(proc) -> dict:
     time.sleep(0.5)   # the last messages are in flight
-    proc.terminate()
-    out, _ = proc.communicate(timeout=20)
+    _, out, _ = stop_node(proc, signal.SIGTERM, timeout=20)   # (killed past it: its output has no counts, said below)
     for line in reversed(out.strip().splitlines()):
         if line.startswith("{"):
             return json.loads(line)

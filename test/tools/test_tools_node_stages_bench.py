@@ -488,3 +488,25 @@ def test_a_dds_profile_that_is_no_file_is_a_usage_error(tmp_path, usage_error):
         for value in ("package", "none", str(profile)):
             assert parse(["--dds-profile", value]).dds_profile == value
     assert bench_e2e.dds_profile(str(profile)) == str(profile.resolve()) and bench_e2e.dds_profile("none") == ""
+
+
+def test_a_subscriber_process_that_logs_more_than_a_pipe_holds_subscribes_while_the_run_waits(monkeypatch):
+    """The subscriber process's output (a pipe) was read only when it was stopped: one that wrote more than the pipe
+    holds (64 KiB, here warnings on stderr before it subscribes: the failure injected) blocked in that write while
+    the run waited for its subscriptions ('discovery'), which never came. Its output is now read as it comes: it
+    subscribes, and stopped, it gives its counts."""
+    from dpt_ros.ros.testing import Harness, wait_for
+
+    chatty = "import sys\nfor _ in range(1000):\n    sys.stderr.write('[WARN] chatty ' + 'w' * 100 + '\\n')\n"
+    monkeypatch.setattr(bench_node_stages, "_SUBSCRIBER", chatty + bench_node_stages._SUBSCRIBER)
+    harness = Harness(DOMAIN)
+    proc = bench_node_stages._subscriber_process(["depth"], DOMAIN)
+    try:
+        wait_for(lambda: harness.probe.count_subscribers("/depth") > 0 or proc.poll() is not None, timeout=30,
+                 what="the subscriber process's subscription of /depth")
+        assert bench_node_stages._stop_subscriber(proc) == {"depth": 0}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        harness.shutdown()
