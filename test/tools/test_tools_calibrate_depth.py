@@ -14,6 +14,7 @@ import yaml
 
 from dpt_ros import pipeline
 from dpt_ros.pipeline.calibration import depth_errors, fit_scale_shift, inverse_depth_pairs
+from dpt_ros.tools.bench_reliability import LineReader
 
 DOMAIN = 74
 tool = pytest.importorskip("dpt_ros.tools.calibrate_depth")   # (imports rclpy only inside its functions)
@@ -254,6 +255,7 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
                                  "--min-depth", "0.1", "--max-depth", "50", "--stride", "2", "--timeout", "60",
                                  "--apply", "/dpt_node", "--yaml", str(out)],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = LineReader(tool)   # (its output read as it comes: one that filled the pipe would block the tool)
         wait_for(lambda: inv_pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0
                  or tool.poll() is not None, timeout=30, what="the tool's subscriptions")
         rng = np.random.default_rng(5)
@@ -269,7 +271,8 @@ def test_the_tool_fits_from_topics_and_sets_the_running_node(tmp_path):
             ref_pub.publish(conversions.image_msg(ref_header, mm, "16UC1"))
             i += 1
             time.sleep(0.05)
-        text = tool.communicate(timeout=60)[0]
+        tool.wait(60)
+        text = reader.join()
         assert tool.returncode == 0, text[-3000:]
         assert "ros2 param set /dpt_node depth.scale" in text and "set on /dpt_node" in text
         assert f"  wrote {out} (--params-file '{out}', or config_file:='{out}' in the launch files)\n" in text, text
@@ -487,6 +490,7 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
         proc = subprocess.Popen([sys.executable, "-m", "dpt_ros.tools.calibrate_depth", "--evaluate", "/eval/depth",
                                  "--reference", "/eval/reference", "--frames", "3", "--stride", "1", "--timeout", "60"],
                                 env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        reader = LineReader(proc)   # (its output read as it comes: one that filled the pipe would block the tool)
         wait_for(lambda: depth_pub.get_subscription_count() > 0 and ref_pub.get_subscription_count() > 0
                  or proc.poll() is not None, timeout=30, what="the tool's subscriptions")
         rng = np.random.default_rng(7)
@@ -498,7 +502,8 @@ def test_the_tool_evaluates_a_metric_depth_topic_against_the_reference(capsys):
             ref_pub.publish(conversions.image_msg(header, ref, "32FC1"))
             i += 1
             time.sleep(0.05)
-        text = proc.communicate(timeout=60)[0]
+        proc.wait(60)
+        text = reader.join()
         assert proc.returncode == 0, text[-3000:]
         assert "/eval/depth against /eval/reference: 3 frames, 9216 pixels" in text, text
         assert "AbsRel median 4.0 %, mean 4.0 %" in text and "delta < 1.25: 100.0 % of pixels" in text, text
@@ -576,16 +581,19 @@ def test_ctrl_c_while_collecting_is_one_line_and_130(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", "from dpt_ros.tools.calibrate_depth import run; run()",
                              "--reference", "/nothing_here", "--frames", "3", "--timeout", "60"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # (both pipes read as they come: one that filled would block the tool before it subscribed)
+    out_reader, err_reader = LineReader(proc), LineReader(proc, stream=proc.stderr)
     try:
         wait_for(lambda: harness.probe.count_subscribers("/nothing_here") > 0 or proc.poll() is not None, timeout=60,
                  what="the tool's subscription")
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        proc.wait(30)
+        out, err = out_reader.join(), err_reader.join()
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
         harness.shutdown()
     assert proc.returncode == 130 and err.strip() == "calibrate_depth: interrupted", (proc.returncode, err[-2000:])
 
