@@ -109,6 +109,7 @@ def test_node_names_a_separate_dev_shm_when_a_found_camera_sends_nothing():
                "-p", "width:=64", "-p", "height:=48"]
     node = _node_with_its_own_dev_shm(256, env)
     camera = subprocess.Popen(cam_cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    LineReader(camera)   # (its output read as it comes: a camera that filled the pipe would block while the test waits)
     out = _output_once_it_says(node, "publisher found on it", "dpt_node's silent-camera warning", camera)
     hint = [line for line in out.splitlines() if "publisher found on it" in line]
     assert len(hint) == 1 and "no image yet" in hint[0] and "1 publisher found on it" in hint[0], out
