@@ -1092,6 +1092,7 @@ def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said, t
     entry = "dpt_lifecycle_node" if managed else "dpt_node"
     go = tmp_path / "go"
     proc = start_node(DOMAIN, *args, python_code=ROSOUT_READ.format(entry=entry, go=str(go)), name="dpt_proc")
+    reader = LineReader(proc)   # (its output read as it comes: one that filled the pipe would block the process)
     try:
         # the process holds until this side has discovered its /rosout publisher: that it has seen the reader is not
         # enough, a line that comes before the reader has matched the writer is not taken (CI once: 1 of the 4 cases),
@@ -1100,8 +1101,8 @@ def test_the_reason_a_start_fails_reaches_rosout(harness, managed, args, said, t
             i.node_name == "dpt_proc" for i in harness.probe.get_publishers_info_by_topic("/rosout")), timeout=60,
             what="the process's /rosout publisher discovered")
         go.touch()
-        out, _ = proc.communicate(timeout=120)
-        code = proc.returncode
+        code = proc.wait(120)
+        out = reader.join()
     finally:
         if proc.poll() is None:
             proc.kill()
