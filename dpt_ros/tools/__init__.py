@@ -5,6 +5,7 @@ import errno
 import hashlib
 import os
 import re
+import signal
 import stat
 import sys
 import time
@@ -30,25 +31,63 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
 
 
 @contextlib.contextmanager
-def threads_restored(opencv: bool = False) -> Iterator[None]:
-    """Within the block a tool may set PyTorch's CPU thread count (its ``--threads``: ``torch.set_num_threads``, a
-    setting of the whole process), and with ``opencv`` OpenCV's too (``cv2.setNumThreads``); when the block ends,
-    also by an exception or a Ctrl-C, each is set back to what it was. A tool's ``main()`` called in-process (from
-    another tool or a test) then leaves its caller's counts as they were."""
-    import torch   # (imported where used: the package imports without torch)
-
-    before = torch.get_num_threads()
+def settings_restored(threads: bool = False, opencv: bool = False, cuda_math: bool = False, umask: bool = False,
+                      environ: bool = False, signals: tuple[int, ...] = ()) -> Iterator[None]:
+    """Within the block a tool may change settings of the whole process, those it names; when the block ends, also
+    by an exception or a Ctrl-C, each is set back to what it was, so that a tool's ``main()`` called in-process (from
+    another tool, gpu_check, a test) leaves its caller's as they were: ``threads``, PyTorch's CPU thread count
+    (``torch.set_num_threads``, a tool's ``--threads``); ``opencv``, OpenCV's (``cv2.setNumThreads``); ``cuda_math``,
+    ``torch.backends``' TF32 and cuDNN autotuning flags (``cuda.matmul.allow_tf32``, ``cudnn.allow_tf32``,
+    ``cudnn.benchmark``); ``umask``, the process's file mode mask; ``environ``, ``os.environ`` (variables added are
+    removed, those changed or removed set back); ``signals``, the Python handlers of those signals (one installed
+    outside Python, which ``signal.getsignal`` cannot give, is left as the block left it)."""
+    if threads or cuda_math:
+        import torch   # (imported where used: the package imports without torch)
     if opencv:
         import cv2
 
-        opencv_before = cv2.getNumThreads()
+    threads_before = torch.get_num_threads() if threads else None
+    opencv_before = cv2.getNumThreads() if opencv else None
+    cuda_before = ((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+                    torch.backends.cudnn.benchmark) if cuda_math else None)
+    umask_before = os.umask(0o022) if umask else None
+    if umask_before is not None:
+        os.umask(umask_before)
+    environ_before = dict(os.environ) if environ else None
+    handlers_before = {sig: signal.getsignal(sig) for sig in signals}
     try:
         yield
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-        if opencv and cv2.getNumThreads() != opencv_before:
+        if threads_before is not None and torch.get_num_threads() != threads_before:
+            torch.set_num_threads(threads_before)
+        if opencv_before is not None and cv2.getNumThreads() != opencv_before:
             cv2.setNumThreads(opencv_before)
+        if cuda_before is not None:   # (each set only where changed: torch refuses to read a mix of its old and
+            # new TF32 settings, float32_matmul_precision, where one was set after the other)
+            matmul, cudnn, benchmark = cuda_before
+            if torch.backends.cuda.matmul.allow_tf32 != matmul:
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+            if torch.backends.cudnn.allow_tf32 != cudnn:
+                torch.backends.cudnn.allow_tf32 = cudnn
+            if torch.backends.cudnn.benchmark != benchmark:
+                torch.backends.cudnn.benchmark = benchmark
+        if umask_before is not None:
+            os.umask(umask_before)
+        if environ_before is not None:
+            for key in set(os.environ) - set(environ_before):
+                del os.environ[key]
+            for key, value in environ_before.items():
+                if os.environ.get(key) != value:
+                    os.environ[key] = value
+        for sig, handler in handlers_before.items():
+            if handler is not None and signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
+
+
+def threads_restored(opencv: bool = False) -> contextlib.AbstractContextManager[None]:
+    """:func:`settings_restored` of PyTorch's CPU thread count, and with ``opencv`` OpenCV's too: a tool's
+    ``--threads`` for its run only."""
+    return settings_restored(threads=True, opencv=opencv)
 
 
 #: file systems the kernel makes up (no disk behind them), where a user's folder or file cannot be made, or where

@@ -27,7 +27,7 @@ from typing import Callable, Optional
 
 import torch
 
-from dpt_ros.tools import threads_restored, write_whole
+from dpt_ros.tools import settings_restored, write_whole
 from dpt_ros.tools.options import count, output_file, ToolParser
 
 
@@ -266,9 +266,10 @@ def _format_row(r: dict) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """The benchmark (see the module). ``--threads N`` sets PyTorch's thread count for the run only: called in-process
-    (from another tool or a test), it is set back when main returns or raises (:func:`threads_restored`)."""
-    with threads_restored():
+    """The benchmark (see the module). ``--threads N`` sets PyTorch's thread count, and every run TF32 off and
+    cuDNN's autotuning as ``--cudnn-benchmark`` says, for the run only: called in-process (from another tool or a
+    test), they are set back when main returns or raises (:func:`settings_restored`)."""
+    with settings_restored(threads=True, cuda_math=True):
         return _main(argv)
 
 
@@ -335,10 +336,14 @@ def _main(argv: Optional[list[str]]) -> int:
            "threads": torch.get_num_threads(), "machine": platform.machine()}
     if cuda:
         env["gpu"] = torch.cuda.get_device_name(device)
-        torch.backends.cuda.matmul.allow_tf32 = False  # fp32 means fp32 for both implementations
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
-        env["cudnn_benchmark"] = bool(args.cudnn_benchmark)
+    # fp32 means fp32 for both implementations. Set on every device (on the CPU they change nothing), so that a run
+    # on any machine goes through what main sets back: these are settings of the whole process, which a CUDA run
+    # called in-process left changed for its caller (gpu_check, a test)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
+    env["tf32"] = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
     try:
         import transformers
 

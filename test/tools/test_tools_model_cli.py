@@ -426,6 +426,31 @@ def test_bench_model_threads_are_set_for_its_run_only(tmp_path, file_size_limit,
     assert torch.get_num_threads() == before, "--threads left the caller's thread count changed (main raised)"
 
 
+def test_bench_model_tf32_and_cudnn_autotuning_are_set_for_its_run_only(tmp_path, file_size_limit, capsys):
+    """A CUDA run set torch.backends' TF32 flags off and cudnn.benchmark as --cudnn-benchmark said, settings of the
+    whole process, and left them so: bench_model's main() called in-process (gpu_check, a test) changed its caller's
+    for good. Every run now sets them (on the CPU they change nothing; env says what the run had), and the caller's
+    are set back when main returns, and when it raises (for real: --json past the file size limit, EFBIG)."""
+    backends = torch.backends
+    flags = lambda: (backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark)  # noqa: E731
+    own = flags()
+    argv = ["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf"]
+    try:
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark = True, True, True
+        assert bench_model.main([*argv, "--json", "-"]) == 0
+        env = json.loads(capsys.readouterr().out)["env"]
+        assert (env["tf32"], env["cudnn_benchmark"]) == (False, False)
+        assert flags() == (True, True, True), "bench_model left the caller's TF32 / cudnn.benchmark changed"
+        backends.cudnn.benchmark = False
+        with file_size_limit(64), pytest.raises(OSError) as e:
+            bench_model.main([*argv, "--cudnn-benchmark", "--json", str(tmp_path / "bench.json")])
+        assert e.value.strerror == "File too large"
+        assert "'cudnn_benchmark': True" in capsys.readouterr().out   # (the run had it: its "# {env}" line)
+        assert flags() == (True, True, False), "bench_model left them changed (main raised)"
+    finally:
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark = own
+
+
 def test_bench_model_times_hf_segmentation_without_its_auxiliary_head():
     """transformers' DPTForSemanticSegmentation computes its training-only auxiliary head in every forward pass when
     it has one; the official inference, and ours, never run it (ours holds ``auxlayer``): it was timed as HF's. A
