@@ -209,7 +209,7 @@ def bench_cpu(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8",
     for w, h in sizes:
         view = _frame(w, h, encoding)
         nh, nw = pre.input_size(h, w)
-        inv = torch.rand(1, nh, nw) * 1000 + 100
+        inv = torch.rand(1, nh, nw, generator=torch.Generator().manual_seed(2)) * 1000 + 100   # (not the caller's)
         depth = pl.apply_depth_range(pl.metric_from_inverse(pl.upsample(inv, (h, w))[0].numpy(), *KITTI), 1.0, 80.0)
         intr = _intrinsics(w, h)
         pairs = cpu_stage_pairs(view, pre, inv, depth, intr)
@@ -319,10 +319,10 @@ def bench_compressed(w: int, h: int, repeat: int) -> dict:
     """publish.compressed's copies at the parameters' defaults (JPEG 95, depth_max 10 m; PNG level 1): ms,
     bytes and raw bytes. Frames like a network's: blobs upsampled from 1/16 size (noise would not
     compress; a real scene's edges compress somewhat worse than these)."""
-    torch.manual_seed(0)
-    inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
+    seeded = torch.Generator().manual_seed(0)   # (its own: torch.manual_seed reseeded its caller's random numbers)
+    inv = pl.upsample(torch.rand(1, h // 16, w // 16, generator=seeded) * 4 + 0.2, (h, w))[0].numpy()
     depth = pl.apply_depth_range(pl.metric_from_inverse(inv, 1.0, 0.0), 0.0, 8.0)
-    labels = pl.upsampled_labels(torch.rand(1, 150, h // 16, w // 16), (h, w))[0].numpy()
+    labels = pl.upsampled_labels(torch.rand(1, 150, h // 16, w // 16, generator=seeded), (h, w))[0].numpy()
     colored = pl.colorize(inv, "inferno", float(inv.min()), float(inv.max()))
     mm = pl.depth_to_millimetres(torch.from_numpy(depth)).numpy()
     cases = {
@@ -339,8 +339,8 @@ def bench_compressed_threads(w: int, h: int, repeat: int) -> dict:
     """Two cameras' 32FC1 compressedDepth copies, ms per pair of frames: encoded one after the other (one copies
     thread) and on two threads at once (the node's copies threads: one per camera, up to half the cores). Not
     medians: each is one timed run of ``pairs_timed`` pairs (``repeat``, at least 10), divided by their number."""
-    torch.manual_seed(1)
-    inv = pl.upsample(torch.rand(1, h // 16, w // 16) * 4 + 0.2, (h, w))[0].numpy()
+    inv = pl.upsample(torch.rand(1, h // 16, w // 16, generator=torch.Generator().manual_seed(1)) * 4 + 0.2,
+                      (h, w))[0].numpy()
     depths = [pl.apply_depth_range(pl.metric_from_inverse(inv * k, 1.0, 0.0), 0.0, 8.0) for k in (1.0, 1.1)]
     n = max(repeat, 10)
 

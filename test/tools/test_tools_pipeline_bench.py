@@ -176,6 +176,18 @@ def test_bench_pipeline_threads_are_set_for_its_run_only(capsys, monkeypatch):
     assert (torch.get_num_threads(), cv2.getNumThreads()) == before, "--threads left them changed (main raised)"
 
 
+def test_bench_pipeline_leaves_its_callers_random_numbers_as_they_were(capsys):
+    """The compressed-copy figures' frames were made after torch.manual_seed(0) and (1): bench_pipeline's main() called
+    in-process (gpu_check, a test) reseeded its caller's random number generator, whose next numbers were then the
+    same on every call. They come from generators of their own: the caller's state is as it was."""
+    import torch
+
+    before = torch.get_rng_state()
+    assert bench_pipeline.main(["--sizes", "16x16", "--repeat", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cpu"]["compressed_640x480"]["segmentation_png"]["bytes"] > 0
+    assert torch.equal(torch.get_rng_state(), before), "bench_pipeline reseeded its caller's random numbers"
+
+
 def test_timers_run_ours_and_the_reference_in_turns():
     """The compared functions take turns of ``block`` timed calls, each turn after one untimed call (a busy spell
     hits both, and each runs warm as in a loop), and each gets the median of its own timed calls."""
