@@ -38,7 +38,8 @@ import numpy as np
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
-from dpt_ros.tools import PARTIAL_SUFFIX_PATTERN, output_folder_error, refuse_kernel_folder, remove_unheld, write_whole
+from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, output_folder_error, refuse_kernel_folder, remove_unheld,
+                           settings_restored, write_whole)
 from dpt_ros.tools.options import add_depth_variant_argument, amount, count, output_folder, ToolParser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -233,6 +234,15 @@ def dds_environment(environ: MutableMapping[str, str]) -> MutableMapping[str, st
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The demo (see the module). It sets settings of the whole process for its run: the umask (no world-writable
+    outputs), the DDS environment its processes share (:func:`dds_environment`) and SIGINT's and SIGTERM's handlers;
+    called in-process (a test, another tool), each is set back when main returns or raises
+    (:func:`dpt_ros.tools.settings_restored`), where they were its caller's for good."""
+    with settings_restored(umask=True, environ=True, signals=(signal.SIGINT, signal.SIGTERM)):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = parse_args(argv)
     os.umask(os.umask(0o022) | 0o002)   # never write world-writable outputs, whatever the caller's umask
     weights = args.weights or default_weights(args.variant)

@@ -267,6 +267,36 @@ def test_demo_refuses_a_ros_domain_id_no_node_can_use_before_anything_starts(usa
     assert demo.parse_args([]).frames == 8
 
 
+def test_the_demo_leaves_its_callers_umask_environment_and_signal_handlers_as_they_were(tmp_path, monkeypatch):
+    """demo.main() set the umask (no world-writable outputs), the DDS environment its processes share (a ROS domain,
+    localhost discovery, the Fast DDS profile) and handlers of SIGINT and SIGTERM, and left them so: called in-process
+    (a test, another tool), its caller kept them for good (a Ctrl-C then only set the demo's old flag). Each is set
+    back when main returns or raises (one failure injected: the node's process cannot be started, after they were
+    set)."""
+    import signal
+    import subprocess
+
+    from dpt_ros.ros.dds_env import PROFILE_VARIABLES
+
+    def cannot_start(*args, **kwargs):
+        raise OSError("a planted failure to start the node's process")
+
+    monkeypatch.setattr(subprocess, "Popen", cannot_start)
+    for key in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE", *PROFILE_VARIABLES):
+        monkeypatch.delenv(key, raising=False)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    environ = dict(os.environ)
+    own = os.umask(0o020)   # (without 0o002, which the demo adds)
+    try:
+        with pytest.raises(OSError, match="a planted failure"):
+            demo.main(["--out", str(tmp_path / "out"), "--variant", "dpt_tiny", "--weights", "random"])
+        assert os.umask(0o020) == 0o020, "the demo left the caller's umask changed"
+    finally:
+        os.umask(own)
+    assert dict(os.environ) == environ, "the demo left the caller's environment changed"
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers, "the demo left its signal handlers installed"
+
+
 def test_demo_takes_a_folder_or_video_source_whose_first_frame_reads(tmp_path, usage_error):
     import cv2
     import numpy as np
