@@ -32,7 +32,7 @@ from dpt_ros.ros.topics import OUTPUTS  # noqa: E402
 from dpt_ros.ros.dds_env import (PUBLICATION_MODE_CHOICES, localhost_only, set_profile,  # noqa: E402
                                  shm_notice)
 from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals  # noqa: E402
-from dpt_ros.tools import write_whole  # noqa: E402
+from dpt_ros.tools import settings_restored, write_whole  # noqa: E402
 from dpt_ros.tools.bench_reliability import LineReader, stop_node  # noqa: E402
 from dpt_ros.tools.options import (E2E_WINDOW_MIN_S, add_depth_variant_argument, add_domain_argument,  # noqa: E402
                                    amount, output_file, ToolParser)
@@ -412,6 +412,14 @@ def report(r: dict) -> str:
 
 
 def main(argv=None) -> int:
+    """The benchmark (see the module). Its participant reads the DDS profile from this process's environment, which
+    run sets: called in-process (a test, another tool), ``os.environ`` is set back when main returns or raises
+    (:func:`dpt_ros.tools.settings_restored`), where the profile was its caller's for good."""
+    with settings_restored(environ=True):
+        return _main(argv)
+
+
+def _main(argv) -> int:
     args = parse_args(argv)
     if args.weights == "random":
         print("note: random weights -- timings are real, outputs are meaningless", file=sys.stderr)

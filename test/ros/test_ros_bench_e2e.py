@@ -70,6 +70,27 @@ def test_bench_e2e_refuses_a_window_warm_up_or_scale_it_cannot_use_before_it_sta
     usage_error(bench_e2e.main, argv, why)
 
 
+def test_bench_e2e_leaves_its_callers_environment_as_it_was(monkeypatch):
+    """run set the Fast DDS profile variable in os.environ (this process's participant reads it at rclpy.init) and
+    left it so: bench_e2e's main() called in-process (a test, another tool) gave its caller's later processes the
+    benchmark's profile. os.environ is set back when main returns or raises (one failure injected: the node's process
+    cannot be started, after the profile was set)."""
+    import subprocess
+
+    from dpt_ros.ros.dds_env import PROFILE_VARIABLES
+
+    def cannot_start(*args, **kwargs):
+        raise OSError("a planted failure to start the node's process")
+
+    monkeypatch.setattr(subprocess, "Popen", cannot_start)
+    for key in PROFILE_VARIABLES:
+        monkeypatch.delenv(key, raising=False)
+    environ = dict(os.environ)
+    with pytest.raises(OSError, match="a planted failure"):
+        bench_e2e.main(["--duration", "4", "--domain", str(DOMAIN)])
+    assert dict(os.environ) == environ, "bench_e2e left the caller's environment changed"
+
+
 def test_bench_e2e_takes_the_edges_of_its_window_warm_up_and_scale():
     args = bench_e2e.parse_args(["--duration", "2", "--warmup", "0", "--depth-scale", "0"])
     assert (args.duration, args.warmup, args.depth_scale) == (2.0, 0.0, 0.0)   # (0: only metric variants)
