@@ -59,8 +59,8 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any, Callable
 
-from dpt_ros.tools import (name_max, output_folder_error, partial_suffix, refuse_kernel_folder, temporary_name,
-                           write_whole)
+from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, output_folder_error,
+                           partial_suffix, refuse_kernel_folder, remove_unheld, temporary_name, write_whole)
 from dpt_ros.tools.options import E2E_WINDOW_MIN_S, amount, count, number, ToolParser
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -222,16 +222,36 @@ def pytest_step(paths: list[str], timeout: float, junit: pathlib.Path, log: Call
     file is renamed to ``junit`` only once it reads whole: a report cut short (pytest killed at the end of the step's
     grace, a full disk) stays under the partial name, which ``junit_error`` names, never under ``junit`` where it
     would be taken for a finished one. An earlier run's ``junit`` is removed first (a step that writes none must not
-    show its counts)."""
+    show its counts). The partial file is made and locked here before pytest writes into it, and held until it is
+    renamed (:func:`dpt_ros.tools.create_locked`, as write_whole's temporaries): one an earlier run left (killed
+    before its rename, or cut short), of any pid, is removed here and named on stderr
+    (:func:`dpt_ros.tools.remove_unheld`), never one a running gpu_check holds; only this pid's was, and the others
+    stayed for good."""
     junit.unlink(missing_ok=True)
     partial = junit.with_name(temporary_name("", junit.name, partial_suffix(), name_max(junit.parent)))
-    partial.unlink(missing_ok=True)   # (a run of this pid's before, in a container)
-    r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *paths, "-q", "-p", "no:cacheprovider",
-              "--continue-on-collection-errors", f"--junitxml={partial}", "-o", "junit_family=xunit1"],
-             timeout, log, env)
-    report = _junit_summary(partial)
-    if partial.exists() and "junit_error" not in report:
-        os.replace(partial, junit)
+    remove_unheld(junit.parent, lambda name: is_temporary(name, junit.name, "", PARTIAL_SUFFIX_PATTERN),
+                  said=lambda stale: print(f"gpu_check: removed {stale}, a pytest report an earlier run left under its "
+                                           f"temporary name (killed before it was renamed to {junit.name}, or cut "
+                                           "short)", file=sys.stderr, flush=True))
+    try:
+        held: int | None = create_locked(partial)   # (empty: a pytest that writes no report leaves it so)
+    except OSError:   # (a folder it may not write in: pytest's own write of the report fails, as before)
+        held = None
+    try:
+        try:
+            r = _run([sys.executable, "-m", "pytest", "-m", "gpu", *paths, "-q", "-p", "no:cacheprovider",
+                      "--continue-on-collection-errors", f"--junitxml={partial}", "-o", "junit_family=xunit1"],
+                     timeout, log, env)
+        finally:   # (also where the step raised: a Ctrl-C)
+            with contextlib.suppress(OSError):
+                if held is not None and os.path.getsize(partial) == 0:   # no report written
+                    partial.unlink()
+        report = _junit_summary(partial)
+        if partial.exists() and "junit_error" not in report:
+            os.replace(partial, junit)
+    finally:
+        if held is not None:
+            os.close(held)
     return r, report
 
 
@@ -396,6 +416,23 @@ def publication_modes(text: str) -> list[str]:
     return modes
 
 
+def _e2e_suffix(mode: str) -> str:
+    """What bench_e2e's log and JSON of publication mode ``mode`` add to their names (``bench_e2e_asynchronous.log``;
+    none for the default mode)."""
+    return "" if mode == "default" else f"_{mode.lower()}"
+
+
+def output_names() -> list[str]:
+    """The files a run may write in ``$OUT``, of every step and publication mode: the summary, pytest's report, the
+    steps' logs and their ``--json`` results."""
+    from dpt_ros.ros.dds_env import PUBLICATION_MODE_CHOICES   # (no ROS imports: gpu_check runs without ROS)
+
+    with_json = [*(f"bench_e2e{_e2e_suffix(m)}" for m in PUBLICATION_MODE_CHOICES), "bench_node_stages", "bench_model",
+                 "bench_publish", "bench_lifecycle"]
+    return ["gpu_summary.json", "gpu_pytest.xml", "gpu_pytest.log", "bench_pipeline.log",
+            *(f"{step}.log" for step in with_json), *(f"{step}.json" for step in with_json)]
+
+
 class _OutFolder:
     """``$OUT``, where the steps' logs and gpu_summary.json are written (nowhere without it). A write there that fails
     (a full disk: it was a traceback, the steps' figures lost) is said once on stderr, naming the file, the folder and
@@ -405,6 +442,24 @@ class _OutFolder:
     def __init__(self, folder: pathlib.Path | None) -> None:
         self.folder = folder
         self.error: str | None = None   # the write that failed, as said
+
+    def clear_earlier_run(self) -> None:
+        """Remove an earlier run's files (:func:`output_names`), before this run's first step: a log this run does not
+        write (its step skipped, or a write into ``$OUT`` failed before it: nothing more is written there) was left as
+        the earlier run's, and read as this run's beside its summary. Only regular files: a link there is the user's,
+        written through as :func:`dpt_ros.tools.write_whole` writes (to ``/dev/full``, say, to try a full disk). One
+        that cannot be removed is said as a failed write is."""
+        for name in [] if self.folder is None else output_names():
+            path = self.folder / name
+            try:
+                if path.is_file() and not path.is_symlink():
+                    path.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                self._failed(f"cannot remove {path}, an earlier run's: "
+                             f"{output_folder_error(self.folder, e, option='OUT')}")
+                return
 
     def log(self, name: str) -> Callable[[str], None] | None:
         """What writes step log ``name`` (:func:`_run`'s ``log``); None without ``$OUT``."""
@@ -421,9 +476,13 @@ class _OutFolder:
         try:
             write_whole(path, text)
         except OSError as e:
-            self.error = f"cannot write {path}: {output_folder_error(self.folder, e, option='OUT')}"
-            print(f"gpu_check: {self.error}; nothing more is written there, the summary comes on standard output "
-                  "only", file=sys.stderr, flush=True)
+            self._failed(f"cannot write {path}: {output_folder_error(self.folder, e, option='OUT')}")
+
+    def _failed(self, error: str) -> None:
+        """``error`` (what could not be done in ``$OUT``, and why) said once: nothing more is written there."""
+        self.error = error
+        print(f"gpu_check: {self.error}; nothing more is written there, the summary comes on standard output only",
+              file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -472,6 +531,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
                   f"{output_folder_error(out_dir, e, option='OUT')}", file=sys.stderr)
             return 2
     out = _OutFolder(out_dir)
+    out.clear_earlier_run()
     # what a step may still be given: the budget's rest less the grace a timed-out step takes on top
     left = lambda: args.budget - (time.monotonic() - start) - GRACE_S  # noqa: E731
     summary: dict[str, Any] = {"env": _env()}
@@ -549,7 +609,7 @@ def _main(argv: list[str] | None, held: contextlib.ExitStack) -> int:
     if e2e:
         runs = {}
         for i, mode in enumerate(modes):
-            suffix = "" if mode == "default" else f"_{mode.lower()}"
+            suffix = _e2e_suffix(mode)
             json_path = (out_dir or pathlib.Path("/tmp")) / f"bench_e2e{suffix}.json"
             json_path.unlink(missing_ok=True)
             cmd = [sys.executable, "-m", "dpt_ros.tools.bench_e2e", *model, "--duration", str(args.e2e_seconds),

@@ -371,6 +371,44 @@ def test_gpu_check_step_logs_are_written_whole(tmp_path, file_size_limit, capsys
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_model.log"]
 
 
+def test_gpu_check_removes_an_earlier_runs_files_and_stale_reports_before_its_first_step(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """An earlier run's logs, results and summary stayed in $OUT until this run wrote its own: a step skipped, or a
+    write into $OUT that failed (nothing more is written there then), left the earlier run's, read as this run's. And
+    the pytest step removed only its own pid's gpu_pytest.xml.partial-<pid>.tmp: one a killed run of another pid left
+    stayed for good. Both are removed before the first step; a report a running gpu_check holds is kept, and so is a
+    link the user put there (written through, as write_whole writes), and any other file."""
+    from dpt_ros.tools import create_locked
+
+    gpu_check = _no_steps(monkeypatch)
+    out = tmp_path / "out"
+    out.mkdir()
+    earlier = ["gpu_summary.json", "gpu_pytest.xml", "gpu_pytest.log", "bench_pipeline.log", "bench_e2e.log",
+               "bench_e2e.json", "bench_e2e_asynchronous.log", "bench_e2e_synchronous.json", "bench_node_stages.log",
+               "bench_node_stages.json", "bench_model.log", "bench_model.json", "bench_publish.log",
+               "bench_publish.json", "bench_lifecycle.json"]
+    for name in earlier:
+        (out / name).write_text("an earlier run's\n")
+    stale = out / "gpu_pytest.xml.partial-999999999.tmp"   # (a killed run's: no process holds it)
+    stale.write_text("<testsuite")
+    running = out / "gpu_pytest.xml.partial-999999998.tmp"   # (a running gpu_check's, held by its lock)
+    held = create_locked(running)
+    (tmp_path / "mine.log").write_text("the user's\n")
+    (out / "bench_lifecycle.log").symlink_to(tmp_path / "mine.log")
+    (out / "notes.txt").write_text("the user's\n")
+    monkeypatch.setenv("OUT", str(out))
+    try:
+        with pytest.raises(_StepStarted, match="-m pytest -m gpu"):
+            gpu_check.main(["--rehearse"])
+    finally:
+        os.close(held)
+    assert sorted(p.name for p in out.iterdir()) == ["bench_lifecycle.log", running.name, "notes.txt"], \
+        "an earlier run's files (or a stale report) left for this run's"
+    assert (out / "bench_lifecycle.log").is_symlink() and (tmp_path / "mine.log").read_text() == "the user's\n"
+    assert (f"gpu_check: removed {stale}, a pytest report an earlier run left under its temporary name (killed before "
+            f"it was renamed to gpu_pytest.xml, or cut short)\n") in capsys.readouterr().err
+
+
 def test_gpu_check_steps_get_the_variables_given_them_over_its_own(monkeypatch):
     """A step's ``env`` is set over gpu_check's environment; the pytest step's OMP_NUM_THREADS is the one gpu_check
     was given, else the CPU count (test/conftest.py's one thread would slow a GPU machine's CPU references)."""
