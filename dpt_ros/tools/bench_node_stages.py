@@ -36,12 +36,11 @@ import sys
 import time
 from pathlib import Path
 
-from dpt_ros.tools import write_whole  # noqa: E402
+from dpt_ros.tools import settings_restored, write_whole  # noqa: E402
 from dpt_ros.tools.bench_e2e import (LOG_KEPT, STAGES, add_dds_profile_argument, add_model_arguments,  # noqa: E402
                                      check_model_arguments, dds_profile)
 from dpt_ros.tools.bench_reliability import LineReader, stop_node  # noqa: E402
-from dpt_ros.ros.dds_env import (PROFILE_VARIABLES, localhost_only, set_profile,  # noqa: E402
-                                 shm_notice)
+from dpt_ros.ros.dds_env import localhost_only, set_profile, shm_notice  # noqa: E402
 from dpt_ros.ros.health import percentile  # noqa: E402
 from dpt_ros.tools.options import add_domain_argument, amount, count, output_file, ToolParser  # noqa: E402
 
@@ -147,6 +146,15 @@ def _stop_subscriber(proc) -> dict:
 
 
 def run(args: argparse.Namespace) -> dict:
+    """The runs' figures (see the module). The DDS profile is set in this process's environment for them: the node's
+    participant (this process) reads it at rclpy.init, the subscriber process inherits it; ``os.environ`` is set back
+    when the runs end, or raise (:func:`dpt_ros.tools.settings_restored`): a caller's later processes are not this
+    benchmark's."""
+    with settings_restored(environ=True):
+        return _runs(args)
+
+
+def _runs(args: argparse.Namespace) -> dict:
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
     from dpt_ros.ros.node import _Frame
@@ -154,10 +162,8 @@ def run(args: argparse.Namespace) -> dict:
 
     outputs = [o for o in args.outputs.split(",") if o]
     types = {"points": PointCloud2, "depth/camera_info": CameraInfo}
-    # the node's participant (this process) reads the profile at rclpy.init; the subscriber process inherits it.
-    # (Put back afterwards: a caller's later processes are not this benchmark's.)
+    # the node's participant (this process) reads the profile at rclpy.init; the subscriber process inherits it
     profile = dds_profile(args.dds_profile)
-    saved = {key: os.environ.get(key) for key in PROFILE_VARIABLES}
     set_profile(os.environ, profile)
     shm_notice("bench_node_stages", processes=2, who="the node (this process) and its subscriber process")
     harness = None
@@ -224,11 +230,6 @@ def run(args: argparse.Namespace) -> dict:
             subscriber.kill()
         if harness is not None:
             harness.shutdown()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def _parse_changes(text: str) -> dict:
