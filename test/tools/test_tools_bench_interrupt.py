@@ -7,44 +7,32 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
+from typing import Optional
 
 import pytest
 
 DOMAIN = 81   # test_tools_lifecycle_bench's too (88 is one of gpu_check's ROS_DOMAINS, off the tests' range)
 pytest.importorskip("torch")
 
+from dpt_ros.ros.testing import killed_at_end, wait_for  # noqa: E402
+from dpt_ros.tools.bench_reliability import LineReader, stop_node  # noqa: E402
 
-def _interrupted(argv: list[str], marker: str, timeout: float = 120.0) -> tuple[int, str]:
+
+def _interrupted(argv: list[str], marker: str, timeout: float = 120.0) -> tuple[Optional[int], str]:
     """``python -m`` ``argv`` with SIGINT at its default action (a background job's is ignored), sent a SIGINT once
-    ``marker`` appears in its output (the tool's main is running); its exit status and output."""
+    ``marker`` appears in its output (the tool's main is running); its exit status (None: killed, as it still ran
+    60 s after the SIGINT) and output."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    lines: list[str] = []
-    seen = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if marker in line:
-                seen.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert seen.wait(timeout), "".join(lines)[-3000:]
+    reader = LineReader(proc)   # (its output read as it comes, by stop_node too: a full pipe would block the tool)
+    with killed_at_end(proc):
+        wait_for(lambda: marker in reader.text() or proc.poll() is not None, timeout, what=f"{marker!r} in its output")
         time.sleep(1.0)   # (into the run: whatever it is doing then)
-        assert proc.poll() is None, "the run ended before the SIGINT: make it longer\n" + "".join(lines)[-3000:]
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    reader.join(10)
-    return proc.returncode, "".join(lines)
+        assert proc.poll() is None, "the run ended before the SIGINT: make it longer\n" + reader.text()[-3000:]
+        code, out, _ = stop_node(proc, signal.SIGINT, timeout=60)
+    return code, out
 
 
 @pytest.mark.parametrize("tool, args, marker", [
