@@ -227,7 +227,9 @@ def _runs(args: argparse.Namespace) -> dict:
                 **({"interrupted": interrupted} if interrupted else {})}
     finally:
         if subscriber is not None and subscriber.poll() is None:
+            # (reaped too: killed alone, it stayed a zombie for as long as a caller held this run's error)
             subscriber.kill()
+            subscriber.wait()
         if harness is not None:
             harness.shutdown()
 

@@ -1,5 +1,6 @@
 """bench_node_stages: the node's per-stage times, in process, on the CPU (figures are not asserted)."""
 import json
+import os
 
 import pytest
 
@@ -11,8 +12,6 @@ DOMAIN = 72   # its own ROS domain (48 is test_ros_node_concurrency's)
 
 
 def test_bench_node_stages_reports_every_stage(tmp_path, capfd):
-    import os
-
     from dpt_ros.ros.dds_env import PROFILE_VARIABLES
 
     env_before = {key: os.environ.get(key) for key in PROFILE_VARIABLES}
@@ -47,6 +46,20 @@ def test_bench_node_stages_reports_every_stage(tmp_path, capfd):
     assert "profile" not in r and not any("profile" in run for run in r["runs"])   # printed, not in the JSON
 
 
+def _children() -> set[int]:
+    """This process's child processes, running or ended but not yet reaped (zombies)."""
+    children = set()
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except (FileNotFoundError, ProcessLookupError):   # (ended meanwhile)
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():   # (its parent: the field after the state)
+            children.add(int(entry))
+    return children
+
+
 def test_an_interrupted_run_reports_the_runs_it_measured(tmp_path, monkeypatch):
     """gpu_check ends a step past its time with SIGINT: the runs measured by then are written and printed (status
     130) instead of lost with the rest. Here the interrupt lands in the 25 Hz run, after the back-to-back run and
@@ -72,6 +85,21 @@ def test_an_interrupted_run_reports_the_runs_it_measured(tmp_path, monkeypatch):
     r = json.loads(out.read_text())
     assert [run["rate_hz"] for run in r["runs"]] == [0.0] and r["rate_hz"] == 0.0
     assert r["stages_ms"]["model"] > 0 and "after 1 of 2 runs" in r["interrupted"]
+
+
+def test_a_failed_run_leaves_no_subscriber_process_behind(monkeypatch):
+    """A run that fails midway ends its subscriber process and reaps it before the error reaches the caller. Was:
+    killed, never waited for, so a zombie stayed for as long as the caller held on to the error (a caller that
+    catches it and goes on), the killed process's entry left in the process table."""
+    def failing(*args, **kwargs):
+        raise RuntimeError("injected: the node failed a frame")
+
+    monkeypatch.setattr(bench_node_stages, "_frames", failing)
+    before = _children()
+    with pytest.raises(RuntimeError, match="injected") as failed:   # (held here: the run's frame with it)
+        bench_node_stages.main(["--frames", "3", "--warmup", "1", "--width", "80", "--height", "60",
+                                "--input-size", "32", "--rates", "0", "--profile", "0", "--domain", str(DOMAIN)])
+    assert failed.value and _children() <= before, f"not reaped: {_children() - before}"
 
 
 def test_also_with_refused_values_say_why():
