@@ -2112,9 +2112,10 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._batch_done.append(done)
             first = ("first_output_s" not in self._startup and "ready_s" in self._startup
                      and any(published for _, published in sent))
-            if first:
+            if first:   # (the first image: of the frames published, not one of the batch whose copies go out later)
                 self._startup.update(first_output_s=done - self._started_at, first_batch_ms=(t4 - t0) * 1000.0,
-                                     first_image_s=min(j["frame"].received for j, _ in sent) - self._started_at)
+                                     first_image_s=min(j["frame"].received for j, published in sent if published)
+                                     - self._started_at)
                 startup = dict(self._startup)
             odd_stamps, old_stamps = [], []
             # (counted processed as they were published; one none of whose outputs went out, once its copies did)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -596,3 +597,39 @@ def test_a_frame_of_which_nothing_goes_out_has_no_age(harness, monkeypatch):
     model = _model_status(node)
     assert model["age_p50_ms"] == model["age_p99_ms"] != "nan" and len(node._ages_ms) == 1, (model, node._ages_ms)
 
+
+
+def test_the_first_image_is_of_a_frame_whose_outputs_were_published(harness, monkeypatch):
+    """startup.first_image_s is the arrival of the first frame whose outputs were published (README). In a batch of
+    two cameras' frames, the earlier one's inverse_depth refused by rclpy's publish (its compressed copy still to go,
+    nothing of it published in the batch), the later one's published: the batch's earliest arrival was taken, that
+    of the frame none of whose outputs went out. Now the published frame's."""
+    from dpt_ros.ros import node as node_module
+
+    node = harness.start_node(cameras=["a", "b"])
+    real = node._postprocess
+
+    def refused(job, s):   # (camera a's frame alone)
+        msgs = real(job, s)
+        return {**msgs, "inverse_depth": _refused(Image, job["frame"].msg.header)} if job["frame"].camera.ns == "a" \
+            else msgs
+
+    monkeypatch.setattr(node, "_postprocess", refused)
+    names = {"a": ("inverse_depth", "inverse_depth/colored/compressed"), "b": ("inverse_depth",)}
+    got = {(ns, n): harness.collector(CompressedImage if n.endswith("compressed") else Image, f"{ns}/{n}")
+           for ns, ns_names in names.items() for n in ns_names}
+    wait_for(lambda: all(c.pubs[n].get_subscription_count() > 0 for c in node.cameras for n in names[c.ns.strip("/")]),
+             what="discovery")
+    assert "first_output_s" not in node._startup
+    now = time.monotonic()
+    arrived = {"a": now - 0.5, "b": now - 0.25}   # (a's first)
+    with node._wake:   # both frames waiting when the worker wakes: one batch
+        for cam in node.cameras:
+            ns = cam.ns.strip("/")
+            cam.counts["received"] += 1
+            cam.pending = node_module._Frame(cam, make_image(1 * 1_000_000_000, width=40, height=30), arrived[ns])
+        node._wake.notify()
+    wait_for(lambda: len(got["b", "inverse_depth"]) == 1 and len(got["a", "inverse_depth/colored/compressed"]) == 1,
+             what="b's output and a's copy")
+    assert got["a", "inverse_depth"] == [] and node._batches == 1
+    assert node._startup["first_image_s"] == pytest.approx(arrived["b"] - node._started_at), node._startup
