@@ -110,8 +110,8 @@ class _DroppingFailedWrites:
         except OSError as e:
             self.failed(e)
 
-    def failed(self, error: OSError) -> None:
-        """A write or flush raised ``error``: dropped."""
+    def failed(self, error: OSError, last: bool = False) -> None:
+        """A write or flush raised ``error``: dropped. ``last``: the tool's last output, after which it ends."""
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
@@ -128,8 +128,10 @@ class _Report(_DroppingFailedWrites):
         self.lost: "OSError | None" = None
         self._program = program
 
-    def failed(self, error: OSError) -> None:
-        """A write or flush raised ``error``: the first one said, the descriptor pointed at /dev/null."""
+    def failed(self, error: OSError, last: bool = False) -> None:
+        """A write or flush raised ``error``: the first one said, the descriptor pointed at /dev/null. ``last``: the
+        output the tool ends with (``--help``, ``weights --urls``: :func:`dpt_ros.tools.options.write_out`), where
+        no work goes on after it, and the line says so."""
         if self.lost is not None:
             return
         self.lost = error
@@ -140,6 +142,10 @@ class _Report(_DroppingFailedWrites):
         else:
             why = error.strerror or str(error)
             status = 1
+        if last:
+            stderr_line(f"{self._program}: cannot write on standard output: {why}; what it printed there is "
+                        f"incomplete, and it ends with exit status {status}")
+            return
         stderr_line(f"{self._program}: cannot write on standard output: {why}; the rest of what it prints there is "
                     f"dropped, its work goes on (its other outputs are written; exit status {status} if nothing else "
                     f"fails)")

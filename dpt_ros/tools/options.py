@@ -67,7 +67,8 @@ def write_out(text: str) -> int:
     """Write ``text``, all a tool prints, to standard output; 0, or :data:`EXIT_PIPE_CLOSED` where the reader has gone
     (``weights --urls | head -3``), quietly, as a program that SIGPIPE ends: Python ignores SIGPIPE, so the write
     raised BrokenPipeError, and the interpreter's flush of stdout at exit raised it once more (two tracebacks). (Past
-    tool_streams' report stream, whose line says that the work goes on: here the tool ends.)"""
+    tool_streams' report stream, whose line says that the work goes on: here the tool ends. Another error, a full disk,
+    is said on stderr by that stream, as a tool's last output's: that the tool ends, not that its work goes on.)"""
     out = getattr(sys.stdout, "unwrapped", sys.stdout)
     try:
         out.write(text)
@@ -75,11 +76,11 @@ def write_out(text: str) -> int:
     except BrokenPipeError:
         to_devnull(out)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
         return EXIT_PIPE_CLOSED
-    except OSError as e:   # (a full disk: said as any report's, tool_exit's status)
+    except OSError as e:   # (a full disk: said on stderr, tool_exit's status)
         failed = getattr(sys.stdout, "failed", None)
         if failed is None:
             raise
-        failed(e)
+        failed(e, last=True)
     return 0
 
 
