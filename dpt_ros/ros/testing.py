@@ -63,6 +63,15 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, what: str = "
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def worker_done(node: Any) -> bool:
+    """The node's worker holds no batch. It publishes a frame's outputs, then counts the frame processed (and each
+    output), then keeps the batch's stage times, ages and rates, logs what it says of the batch (the first outputs'
+    line, the old/ahead/unstamped warnings) and only then lets go of it: a test that waited for an output (or for the
+    frame counted processed) waits for this too before it reads any of those, which a slow machine leaves unset for a
+    while after the output is out."""
+    return not node._in_worker and node._busy is None
+
+
 def as_nobody(fn: Callable[[], int], raised: Optional[dict] = None) -> int:
     """Exit code of ``fn()`` run in a forked child that has become user nobody (no exec: the interpreter may live where
     nobody cannot read): ``fn``'s return value; an exception of a type in ``raised`` gives its code there, another 98.

@@ -13,7 +13,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
 from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, set_params, wait_for, watch_waits
+from dpt_ros.ros.testing import gate_engine, make_image, make_info, qos, set_params, wait_for, watch_waits, worker_done
 
 DOMAIN = 85
 
@@ -40,7 +40,8 @@ def _replay(harness, sim: bool = True, **overrides):
 
     def frame(t: int, late: bool = False) -> None:
         """A frame and its camera_info stamped t (``late``: the info 0.3 s after the image, the worker already
-        waiting for it); waited for until its depth is out."""
+        waiting for it); waited for until its depth is out and the
+        worker is done with it (its age, the warnings of it)."""
         n = len(out)
         img = make_image(t)
         if not late:
@@ -49,7 +50,7 @@ def _replay(harness, sim: bool = True, **overrides):
         if late:
             time.sleep(0.3)
             info.publish(make_info(img))
-        wait_for(lambda: len(out) > n, what=f"the depth of the frame stamped {t}")
+        wait_for(lambda: len(out) > n and worker_done(node), what=f"the depth of the frame stamped {t}")
 
     frame.info, frame.image = info, image   # (the publishers, for a camera_info alone or a frame not waited for)
     return node, log, out, tick, frame
@@ -160,7 +161,8 @@ def test_use_sim_time_set_true_at_runtime_without_clock_is_said_counted_from_the
             "(nothing publishes /clock: no /clock message has come): /diagnostics, published on that clock, waits for "
             "it (and with it the check that images come); no frame has come either. "), _warnings(log, needle)
         image.publish(make_image(T0))   # a frame while the clock stands at 0, after the warning: not the next one's
-        wait_for(lambda: len(out) == n, what="its depth")
+        # (the worker counts it as come before /clock after it published its depth: done before the switch)
+        wait_for(lambda: len(out) == n and worker_done(node), what="its depth")
         assert [r.successful for r in set_params(harness, node, use_sim_time=False)] == [True]
     node._check_clock()   # off: nothing more
     assert len(_warnings(log, needle)) == 2
