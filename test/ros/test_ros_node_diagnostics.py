@@ -11,7 +11,7 @@ from rcl_interfaces.msg import Log
 from sensor_msgs.msg import Image, PointCloud2
 
 from dpt_ros.ros.testing import (assert_no_image_yet, frame_through, gate_engine, make_image, make_info, qos, set_params,
-                                 set_params_atomically, wait_for)
+                                 set_params_atomically, wait_for, worker_done)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -172,7 +172,8 @@ def test_every_key_a_node_publishes_is_one_the_readme_diagnostics_tables_name(ha
     info_pub.publish(make_info(frame))
     wait_for(lambda: node.cameras[0].infos, what="camera_info received")
     pub.publish(make_image(2))
-    wait_for(lambda: len(got["points"]) == 1, timeout=30, what="the second frame's points")
+    # (its outputs are counted after they are published)
+    wait_for(lambda: len(got["points"]) == 1 and worker_done(node), timeout=30, what="the second frame's points")
     statuses = {s.name.split(": ", 1)[1].split(" ")[0]: {v.key for v in s.values} for s in node.diagnostics().status}
     for status, title in (("model", "**`<node>: model`**"), ("camera", "**`<node>: camera <ns>`**")):
         patterns = _readme_keys(title)
