@@ -23,7 +23,7 @@ from dpt_ros import pipeline
 from dpt_ros.ros import conversions, health
 from dpt_ros.ros import node as node_module
 from dpt_ros.ros.testing import (assert_no_image_yet, executor_held, gate_engine, get_params, make_image, make_info, qos,
-                                  set_params, truncated_checkpoint, wait_for)
+                                  set_params, truncated_checkpoint, wait_for, worker_done)
 
 DOMAIN = 59
 
@@ -306,7 +306,8 @@ def test_diagnostics_rates_window_and_age(harness, monkeypatch):
     for i in range(3):
         now = harness.probe.get_clock().now().nanoseconds   # stamped like a live camera
         pub.publish(make_image(now))
-        wait_for(lambda: len(out) == i + 1, what=f"output {i + 1}")
+        # (its age is kept after it is published)
+        wait_for(lambda: len(out) == i + 1 and worker_done(node), what=f"output {i + 1}")
     # in ms: no frame was older when published than the first stamp is now, its depth here (not a bound on time)
     seen_ms = (harness.probe.get_clock().now().nanoseconds - first) / 1e6
     model = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
@@ -347,7 +348,8 @@ def test_frames_without_a_usable_stamp_are_left_out_of_the_age_figures_and_said_
     now = harness.probe.get_clock().now().nanoseconds
     for i, stamp in enumerate((0, now + 3600 * 10**9, 0, now)):
         pub.publish(make_image(stamp))
-        wait_for(lambda: len(out) == i + 1, what=f"frame {i + 1}")
+        # (its age, or that it has none, is kept after it is published)
+        wait_for(lambda: len(out) == i + 1 and worker_done(node), what=f"frame {i + 1}")
     assert [conversions.stamp_ns(m.header) for m in out] == [0, now + 3600 * 10**9, 0, now]   # headers unchanged
     seen_ms = (harness.probe.get_clock().now().nanoseconds - now) / 1e6   # the frame stamped now: its depth is here
     values = {kv.key: kv.value for kv in node.diagnostics().status[0].values}
@@ -376,13 +378,13 @@ def test_latency_and_age_in_diagnostics_are_of_the_last_stretch_only(harness, mo
         return {k: float(values[k]) for k in keys}
 
     pub.publish(make_image(harness.probe.get_clock().now().nanoseconds))
-    wait_for(lambda: len(out) == 1, what="a frame")
+    wait_for(lambda: len(out) == 1 and worker_done(node), what="a frame")   # (its figures are kept after it is out)
     first = figures()
     assert all(v > 0.0 for v in first.values()), first
     time.sleep(1.7)                                   # nothing new for longer than the window
     assert all(math.isnan(v) for v in figures().values())
     pub.publish(make_image(harness.probe.get_clock().now().nanoseconds))
-    wait_for(lambda: len(out) == 2, what="a frame after the pause")
+    wait_for(lambda: len(out) == 2 and worker_done(node), what="a frame after the pause")
     assert all(v > 0.0 for v in figures().values())
     assert len(node._stage_ms["model"]) == 2       # (the batches are kept: the stuck-worker limit uses them)
 
@@ -503,7 +505,8 @@ def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypa
     again when the worker moves on."""
     node, log, out, pub = _stuck_limit_node(harness, monkeypatch)
     pub.publish(make_image(1))
-    wait_for(lambda: len(out) == 1, what="a first output")
+    # (the batch's stage times are kept after its output is out)
+    wait_for(lambda: len(out) == 1 and worker_done(node), what="a first output")
     model = node.diagnostics().status[0]
     assert model.level == DiagnosticStatus.WARN and "worker_stuck_in" not in {kv.key for kv in model.values}  # random weights
     slowest = max(sum(v) for v in zip(*(node._stage_ms[k] for k in node_module.STAGES))) / 1000.0
@@ -523,7 +526,7 @@ def test_a_stuck_worker_is_an_error_in_diagnostics_and_the_log(harness, monkeypa
     finally:
         gate.set()
     wait_for(lambda: len(out) == 2, what="the held frame's output")
-    wait_for(lambda: node._busy is None, what="the worker idle")
+    wait_for(lambda: worker_done(node), what="the worker idle")
     model = node.diagnostics().status[0]
     assert model.level == DiagnosticStatus.WARN and model.message.startswith("random weights")
 
@@ -663,7 +666,11 @@ def test_max_rate_skips_frames_on_arrival_and_counts_them(harness):
              what="the admitted frames processed")
     c = node.counts()[""]
     assert c["received"] == c["processed"] + c.get("dropped", 0) + c.get("idle", 0) + c["throttled"]
-    assert 4.0 * span / 2 <= c["processed"] <= 4.0 * span + 1.5, (c, span)   # 8-9 expected; a loaded machine may lag
+    # what max_rate lets in (8-9 expected), processed or, where the machine is slower than a frame in 250 ms, some of
+    # them dropped for the next admitted one (a loaded 2-core machine's forward passes): the throttle's count, not the
+    # machine's speed
+    admitted = c["received"] - c["throttled"]
+    assert 4.0 * span / 2 <= admitted <= 4.0 * span + 1.5 and c["processed"] >= 1, (c, span)
     assert c["throttled"] >= 40 - (4.0 * span + 1.5)
     stamps = [m.header.stamp.sec for m in out]
     assert stamps == sorted(stamps)
