@@ -10,7 +10,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
 
 from dpt_ros.ros import conversions
-from dpt_ros.ros.testing import make_image, make_info, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, qos, wait_for, worker_done
 
 DOMAIN = 84
 W, H = 64, 48
@@ -82,6 +82,7 @@ def test_an_empty_or_lying_reference_depth_costs_only_the_alignment(harness, ros
         wait_for(lambda: any("[alignment] /depth_reference" in x and key in x
                              for x in rosout.lines("dpt_node", Log.ERROR, mark)), what=f"the reason for {what}")
     assert depth == [] and "postprocess" not in node.error_counts(), node.error_counts()
+    wait_for(lambda: worker_done(node), what="the worker done")   # (it counts a frame processed after its outputs)
     assert _balanced(node)
 
 
@@ -111,7 +112,8 @@ def _calibration_cases(harness, rosout, cases) -> None:
     info_pub.publish(make_info(img))
     wait_for(lambda: node.cameras[0].infos[-1][0] == 10 * SEC, what="info stored")
     pub.publish(img)
-    wait_for(lambda: len(points) == 1, what="the valid frame's cloud")
+    # (the worker counts the frame processed after it has published the cloud)
+    wait_for(lambda: len(points) == 1 and worker_done(node), what="the valid frame's cloud")
     xyz = conversions.cloud_array(points[0])
     assert all(np.isfinite(xyz[f]).all() for f in ("x", "y", "z")) and math.isfinite(float(xyz["z"].max()))
     assert _balanced(node)

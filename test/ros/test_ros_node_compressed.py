@@ -14,7 +14,7 @@ from dpt_ros import pipeline
 from dpt_ros.pipeline import depth_quantization
 from dpt_ros.ros import conversions
 from dpt_ros.ros.testing import (make_image, publish_until, qos, read_compressed, read_compressed_depth, set_params,
-                                 wait_for)
+                                 wait_for, worker_done)
 
 DOMAIN = 75
 
@@ -202,7 +202,9 @@ def test_slow_compression_never_holds_back_the_images_and_its_drops_are_counted(
     with _first_copy_held(harness, monkeypatch) as (node, got, pub):
         for sec in (2, 3, 4):
             pub.publish(make_image(sec * 1_000_000_000, width=40, height=30))
-            wait_for(lambda: any(m.header.stamp.sec == sec for m in got["depth"]), what=f"depth of frame {sec}")
+            # (the worker counts the frame, then hands its copy to the thread, after it has published its depth)
+            wait_for(lambda: any(m.header.stamp.sec == sec for m in got["depth"]) and worker_done(node),
+                     what=f"depth of frame {sec}")
         assert got["depth/compressedDepth"] == []   # the thread is still on frame 1
         c = node.counts()[""]
         assert c["dropped:depth/compressedDepth"] == 2 and c["processed"] == 4   # frames 2 and 3 replaced
@@ -384,7 +386,8 @@ def test_a_jpeg_cut_short_is_processed_said_and_counted(harness):
     jpeg = cv2.imencode(".jpg", pattern_image(64, 48)[..., ::-1])[1].tobytes()
     for sec, data in ((1, jpeg), (2, jpeg[:-5]), (3, jpeg[:-10])):
         pub.publish(conversions.compressed_msg(make_image(sec * 10**9).header, data, "jpeg"))
-        wait_for(lambda: len(out) == sec, what=f"the output of frame {sec}")
+        # (counted processed after its output is published)
+        wait_for(lambda: len(out) == sec and worker_done(node), what=f"the output of frame {sec}")
     assert [(m.width, m.height, m.header.stamp.sec) for m in out] == [(64, 48, 1), (64, 48, 2), (64, 48, 3)]
     counts = node.counts()[""]
     assert (counts["received"], counts["processed"], counts["incomplete:truncated_jpeg"]) == (3, 3, 2), counts

@@ -10,7 +10,8 @@ import pytest
 from rcl_interfaces.msg import SetParametersResult
 
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import get_params, set_params, set_params_atomically, truncated_checkpoint, wait_for
+from dpt_ros.ros.testing import (get_params, set_params, set_params_atomically, truncated_checkpoint, wait_for,
+                                 worker_done)
 
 DOMAIN = 48
 
@@ -361,8 +362,9 @@ def test_an_output_whose_publish_raises_costs_that_output_alone(harness, monkeyp
             cam.counts["received"] += 1
             cam.pending = node_module._Frame(cam, make_image(1), time.monotonic())
         node._wake.notify()
-    wait_for(lambda: len(out["a", "depth"]) + len(out["b", "inverse_depth"]) + len(out["b", "depth"]) == 3,
-             what="the frames' other outputs")
+    # (the frames are counted after their outputs are published)
+    wait_for(lambda: len(out["a", "depth"]) + len(out["b", "inverse_depth"]) + len(out["b", "depth"]) == 3
+             and worker_done(node), what="the frames' other outputs")
     c = node.counts()
     assert (dict(c["a"]), dict(c["b"])) == (
         {"received": 1, "processed": 1, "incomplete:publish": 1, "publish_failed:inverse_depth": 1, "out:depth": 1},
@@ -408,7 +410,8 @@ def test_a_failing_network_shape_costs_only_its_own_cameras_frames(harness):
         wait_for(lambda: len(outs["c"]) == n_out + 1, what="camera c's output")
         assert sorted(shapes) == [(1, 3, 64, 160), (2, 3, 64, 64)]
         assert outs["c"][-1].width == 128 and not outs["a"] and not outs["b"]
-    wait_for(lambda: node.error_counts().get("inference") == 4, what="4 frames counted")
+    # (c's frame is counted processed after its output is published)
+    wait_for(lambda: node.error_counts().get("inference") == 4 and worker_done(node), what="4 frames counted")
     c = node.counts()
     assert [dict(c[ns]) for ns in "abc"] == [{"received": 2, "error:inference": 2}] * 2 + [
         {"received": 2, "processed": 2, "out:inverse_depth": 2}]

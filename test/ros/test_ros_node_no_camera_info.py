@@ -7,7 +7,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import Log
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
-from dpt_ros.ros.testing import make_image, make_info, publish_until, qos, wait_for
+from dpt_ros.ros.testing import make_image, make_info, publish_until, qos, wait_for, worker_done
 
 DOMAIN = 92   # (82 is test_ros_node_names.py's)
 
@@ -41,6 +41,7 @@ def test_only_the_cloud_subscribed_and_no_camera_info_runs_no_model(harness, mon
     info_pub = harness.probe.create_publisher(CameraInfo, "/cam/camera_info", qos("reliable"))
     wait_for(lambda: info_pub.get_subscription_count() > 0, what="camera_info discovery")
     publish_until(pub, lambda i: make_image(10**9 + i), points, n=1, info_pub=info_pub)
+    wait_for(lambda: worker_done(node), what="the worker done")   # (it counts a frame after publishing its cloud)
     assert node.counts()[""]["processed"] >= 1 and len(points) >= 1
     assert "camera_info" not in {kv.key for kv in node.diagnostics().status[1].values}
 
@@ -78,6 +79,7 @@ def test_only_the_cloud_subscribed_and_an_uncalibrated_camera_runs_no_model(harn
                     "need a calibration) are its only outputs subscribed"), line
     # the camera is calibrated: the next frames have their clouds
     publish_until(pub, lambda i: make_image(10**9 + i), points, n=1, info_pub=info_pub)
+    wait_for(lambda: worker_done(node), what="the worker done")   # (it counts a frame after publishing its cloud)
     assert node.counts()[""]["processed"] >= 1 and len(points) >= 1
 
 
