@@ -713,6 +713,7 @@ class DptNode(NodeHealth, TopicChecks, Node):
             self._warned -= {"task_off:depth", "task_off:segmentation"}   # a task off is said once per configuration
             if not self.context.ok():   # SIGTERM (or an external shutdown) arrived during the load: stop here
                 raise ShuttingDown("the ROS context was shut down while the model loaded")
+            self._said_anew(self._models)
             self._log_model(self._models)
             cameras = [_Camera(i, ns.rstrip("/"), calibration=c)  # "/ns" stays absolute
                        for i, (ns, c) in enumerate(zip(s["cameras"], self._calibrations))]
@@ -1022,10 +1023,14 @@ class DptNode(NodeHealth, TopicChecks, Node):
         self._startup["warmup_s"] = time.monotonic() - t0
         return models
 
-    def _log_model(self, m: ModelSet) -> None:
+    def _said_anew(self, m: ModelSet) -> None:
+        """What the node says once per model is said again of the models ``m`` loaded (not those it reused). Called
+        as ``m`` becomes the running set, under ``_lock`` at a swap: done after the swap, while the loader logged the
+        model, the new model's first batch (a frame already waiting) found the old model's warnings still marked
+        said, and said nothing (e.g. that it has no metres)."""
         for task in ("depth", "segmentation"):
             e = getattr(m, task)
-            if e is None or task in m.reused:   # (logged when it was loaded)
+            if e is None or task in m.reused:
                 continue
             if task == "depth":   # a new depth model: that it has no metres is said again (it was said once in the
                 self._warned.discard("no_metric")   # node's life: a swap back to a relative model was silent)
@@ -1033,6 +1038,12 @@ class DptNode(NodeHealth, TopicChecks, Node):
             # a new model: its pace is said anew (a copy iterated, taken at once: the worker and the executor add
             # warnings meanwhile, and a set that grows while iterated raises; this runs on the loader's thread)
             self._warned -= {k for k in list(self._warned) if k.startswith("slow:")}
+
+    def _log_model(self, m: ModelSet) -> None:
+        for task in ("depth", "segmentation"):
+            e = getattr(m, task)
+            if e is None or task in m.reused:   # (logged when it was loaded)
+                continue
             if e.random_weights:
                 bar = "!" * 78
                 self.get_logger().warning(
@@ -1370,6 +1381,8 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 current_wanted = None if self._stopping or self._loader is not me else self._wanted
                 if current_wanted is not None and current_wanted.model_key() == s.model_key():
                     self._models = models   # the worker picks it up at its next batch
+                    # (with it: its first batch, which may begin before the lines below are logged, says them)
+                    self._said_anew(models)
                     self._model_error = ""
                     # the settings ask for this depth model (its calibration is theirs), or for yet another one
                     # meanwhile: this one keeps the calibration it was asked for with

@@ -508,11 +508,12 @@ def test_a_cuda_error_the_process_cannot_recover_from_says_to_restart_the_node()
 
 
 def test_a_warning_said_while_a_swapped_in_model_is_logged_does_not_end_the_loader(harness):
-    """A model swap's loader, logging the new model, forgets the warnings said of the old one (no metres, a task off,
-    its pace) by iterating over the said warnings, while the worker, running the new model's frames, adds to them:
-    a warning said by the worker in between ended the loader with 'RuntimeError: Set changed size during iteration',
-    before the new model's RANDOM WEIGHTS banner. Forced: the loader held at its first look at a said warning (a
-    profile hook on str.startswith) until the worker has said the new model's 'need metric depth' again."""
+    """A model swap's loader forgets the warnings said of the old model (no metres, a task off, its pace) by iterating
+    over the said warnings, while other threads add to them (the worker's lines after a batch, the executor's checks):
+    a warning said in between ended the loader with 'RuntimeError: Set changed size during iteration', before the new
+    model's RANDOM WEIGHTS banner. Forced: the loader held at its first look at a said warning (a profile hook on
+    str.startswith; it holds the node's lock there, as it swaps the model in) until another thread has said one; then
+    the banner comes, and the new model's frame says its 'need metric depth' again."""
     import sys
 
     from rcl_interfaces.msg import Log
@@ -538,7 +539,7 @@ def test_a_warning_said_while_a_swapped_in_model_is_logged_does_not_end_the_load
     def profile(frame, event, arg):
         if event == "c_call" and getattr(arg, "__name__", "") == "startswith" and not inside.is_set() and \
                 frame.f_code.co_filename == node_module.__file__ and \
-                frame.f_code.co_name in ("<setcomp>", "_log_model"):
+                frame.f_code.co_name in ("<setcomp>", "_said_anew"):
             inside.set()
             added.wait(20)
 
@@ -550,11 +551,13 @@ def test_a_warning_said_while_a_swapped_in_model_is_logged_does_not_end_the_load
         threading.setprofile(None)
     try:
         wait_for(inside.is_set, what="the loader at a said warning")
-        pub.publish(make_image(2))
-        wait_for(lambda: said("need metric depth") == 2, what="the new model's warning")
+        node._warn_once("meanwhile", "a warning said while the loader looks at the said ones")   # (as the worker's)
+        wait_for(lambda: said("a warning said while the loader") == 1, what="the warning said meanwhile")
     finally:
         added.set()
     wait_for(lambda: said("RANDOM WEIGHTS") == banners + 1, what="the new model's banner")
+    pub.publish(make_image(2))
+    wait_for(lambda: said("need metric depth") == 2, what="the new model's warning")
     assert sys.getprofile() is None
 
 

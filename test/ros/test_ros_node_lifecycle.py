@@ -768,6 +768,39 @@ def test_a_swapped_in_model_without_metres_is_said_again(harness):
     assert depth == [] and said()[1].level == Log.WARN
 
 
+def test_a_swapped_in_models_first_frame_says_what_it_lacks(harness, monkeypatch):
+    """A swap marked what is said once per model (no metres, a task off, a slow pace) unsaid only after the loader had
+    logged the new model, while the worker already ran it: its first frames went without 'depth and points need metric
+    depth' (the only frame, here: never said). Now they are marked as the model is swapped in. The loader is held
+    between the swap and its log lines (a gate in _log_model), so that the frame comes in between."""
+    log = harness.collector(Log, "/rosout")
+    node = harness.start_node(namespace="lc_first", **{"diagnostics.period": 60.0})
+    out = harness.collector(Image, "/lc_first/inverse_depth")
+    harness.collector(Image, "/lc_first/depth")   # (wanted: what needs metres)
+    pub = harness.probe.create_publisher(Image, "/lc_first/image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and all(
+        node.cameras[0].pubs[n].get_subscription_count() > 0 for n in ("depth", "inverse_depth")), what="discovery")
+
+    def said():
+        return [m for m in list(log) if m.name == "lc_first.dpt_node" and m.msg.startswith("depth and points need")]
+    publish_until(pub, make_image, out)
+    wait_for(lambda: len(said()) == 1, what="the warning for the first model")
+    gate, log_model = threading.Event(), node._log_model
+
+    def held(m):
+        gate.wait(30)
+        log_model(m)
+    monkeypatch.setattr(node, "_log_model", held)
+    try:
+        assert set_params(harness, node, input_size=96)[0].successful
+        wait_for(lambda: node.models.depth_pre.net_size == (96, 96), what="the swap")
+        publish_until(pub, make_image, out, n=len(out) + 1)   # the new model's first frame, its lines held back
+        wait_for(lambda: len(said()) == 2, timeout=10, what="the warning for the swapped-in model's first frame")
+    finally:
+        gate.set()
+    assert said()[1].level == Log.WARN
+
+
 def test_a_task_off_is_said_again_after_a_cleanup_and_configure(harness):
     """'segmentation is off ... while its outputs have subscribers' is said once per configuration: it was said once
     in the node's life, so after cleanup and configure the subscriber waited again without a word."""
