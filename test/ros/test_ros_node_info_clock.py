@@ -11,7 +11,7 @@ from sensor_msgs.msg import CameraInfo, Image
 
 from dpt_ros.ros import conversions
 from dpt_ros.ros import node as node_module
-from dpt_ros.ros.testing import make_image, make_info, wait_for, watch_waits
+from dpt_ros.ros.testing import make_image, make_info, wait_for, watch_waits, worker_done
 
 DOMAIN = 80
 
@@ -202,7 +202,7 @@ def test_a_frame_whose_forward_pass_outlasts_30_camera_infos_is_matched_with_its
     assert conversions.stamp_ns(infos_out[0].header) == T0 and "incomplete:no_camera_info" not in c, c
     # no frame left to match: the next camera_info trims the buffer to the last 30 (once the worker has let go of the
     # frame: it counts and publishes it before it does, and a camera_info in between still keeps the frame's own)
-    wait_for(lambda: not node._in_worker, what="the worker done with the frame")
+    wait_for(lambda: worker_done(node), what="the worker done with the frame")
     send_info(T0 + 41 * 33_333_333)
     assert [t for t, _ in cam.infos] == [T0 + k * 33_333_333 for k in range(12, 42)]
 
