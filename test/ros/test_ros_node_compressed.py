@@ -536,16 +536,9 @@ def test_a_frame_whose_two_copies_fail_to_encode_counts_one_incomplete_frame(har
         "/depth/compressedDepth: RuntimeError: OpenCV could not encode (injected)"]
 
 
-def test_a_frame_of_which_nothing_goes_out_counts_one_failed_frame_not_a_processed_one(harness, monkeypatch):
-    """The frame's inverse_depth and its inverse_depth/colored/compressed copy both refused by rclpy's publish:
-    nothing of the frame went out. It counted incomplete:publish 2 and the node's publish error 2 (the image output's,
-    then the copy's); then (35a9a0d) processed and incomplete:publish once, though processed counts frames whose
-    outputs went out and error:publish is README's count for a frame of which nothing did. Now error:publish once and
-    not processed (received = processed + ... + errors still holds); publish_failed:<topic> still says each output, the
-    line says that nothing went out."""
-    from rcl_interfaces.msg import Log
-
-    log = harness.collector(Log, "/rosout")
+def _nothing_goes_out(harness, monkeypatch):
+    """A node whose frame of stamp 1 s, sent to it, has its inverse_depth and that one's compressed copy both refused
+    by rclpy's publish (until ``monkeypatch.undo()``): (node, received messages by output, image publisher)."""
     node = harness.start_node()
     real = node._postprocess
 
@@ -556,6 +549,20 @@ def test_a_frame_of_which_nothing_goes_out_counts_one_failed_frame_not_a_process
     monkeypatch.setattr(conversions, "compressed_output", lambda header, data, fmt: _refused(CompressedImage, header))
     got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
     pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    return node, got, pub
+
+
+def test_a_frame_of_which_nothing_goes_out_counts_one_failed_frame_not_a_processed_one(harness, monkeypatch):
+    """The frame's inverse_depth and its inverse_depth/colored/compressed copy both refused by rclpy's publish:
+    nothing of the frame went out. It counted incomplete:publish 2 and the node's publish error 2 (the image output's,
+    then the copy's); then (35a9a0d) processed and incomplete:publish once, though processed counts frames whose
+    outputs went out and error:publish is README's count for a frame of which nothing did. Now error:publish once and
+    not processed (received = processed + ... + errors still holds); publish_failed:<topic> still says each output, the
+    line says that nothing went out."""
+    from rcl_interfaces.msg import Log
+
+    log = harness.collector(Log, "/rosout")
+    node, got, pub = _nothing_goes_out(harness, monkeypatch)
     wait_for(lambda: node.counts()[""].get("publish_failed:inverse_depth/colored/compressed", 0) == 1,
              what="the copy's failure counted")
     wait_for(lambda: node.counts()[""].get("error:publish", 0) == 1, what="the frame counted")
@@ -579,16 +586,7 @@ def test_a_frame_of_which_nothing_goes_out_has_no_age(harness, monkeypatch):
     compressed copy were both refused by rclpy's publish, counted error:publish and not processed, still added an age
     (the batch's loop took every frame whose count waited for its copies): one age of a frame of which nothing went
     out. Now it adds none; the next frame, published, adds its one."""
-    node = harness.start_node()
-    real = node._postprocess
-
-    def refused(job, s):
-        return {**real(job, s), "inverse_depth": _refused(Image, job["frame"].msg.header)}
-
-    monkeypatch.setattr(node, "_postprocess", refused)
-    monkeypatch.setattr(conversions, "compressed_output", lambda header, data, fmt: _refused(CompressedImage, header))
-    got, pub = _connect(harness, node, {"inverse_depth": Image, "inverse_depth/colored/compressed": CompressedImage})
-    pub.publish(make_image(1 * 1_000_000_000, width=40, height=30))
+    node, got, pub = _nothing_goes_out(harness, monkeypatch)
     wait_for(lambda: node.counts()[""].get("error:publish", 0) == 1 and _model_status(node)["latency.batches"] == "1",
              what="the frame counted and the batch's figures")
     model = _model_status(node)
@@ -599,7 +597,6 @@ def test_a_frame_of_which_nothing_goes_out_has_no_age(harness, monkeypatch):
              what="frame 2 published and the batch's figures")
     model = _model_status(node)
     assert model["age_p50_ms"] == model["age_p99_ms"] != "nan" and len(node._ages_ms) == 1, (model, node._ages_ms)
-
 
 
 def test_the_first_image_is_of_a_frame_whose_outputs_were_published(harness, monkeypatch):
