@@ -333,6 +333,12 @@ def main(argv=None) -> int:
                 return 1
             print(f"  set on {args.apply}")
         return code
+    except RuntimeError:
+        if rclpy.ok():
+            raise
+        # Ctrl-C: rclpy's handler shut the context down after the executor had checked it and before it made its
+        # wait set, where rclpy raises RCLError "the given context is not valid" (ExternalShutdownException elsewhere)
+        raise KeyboardInterrupt from None
     finally:
         executor.shutdown()
         node.destroy_node()
