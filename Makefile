@@ -30,10 +30,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest
 
-# The suite once more as on Humble: Python 3.10 with NumPy 1.x and the OpenCV that pip picks beside it (Humble's
-# and Jazzy's ROS Python packages are built against NumPy 1.x), in .venv-py310 with the Kilted wheels for 3.10,
-# less the tests marked slow (long repetitions and full-size models: their code paths run here in the quick tests;
-# `make test` runs them); COMPAT_PYTEST_ARGS= runs those too.
+# The tests of what depends on the interpreter, NumPy and OpenCV versions, once more as on Humble: Python 3.10 with
+# NumPy 1.x and the OpenCV that pip picks beside it (Humble's and Jazzy's ROS Python packages are built against
+# NumPy 1.x), in .venv-py310 with the Kilted wheels for 3.10. Those are: every module imports (test_ros_compat), the
+# model, the array pipeline, the message conversions, image and video files (predict, demo, sample camera), the
+# calibration fits, and the node end to end through its topics, parameters, compressed outputs and clouds; less the
+# tests marked slow (long repetitions and full-size models: `make test` runs them). The rest of the suite (node
+# behaviour over time, processes and signals, the benchmarks' and tools' options) runs the same code on any of these
+# versions; `make test-compat COMPAT_TESTS=test COMPAT_PYTEST_ARGS=` runs the whole suite there.
 # CI runs it; on a machine without a Python 3.10 (python3.10 on PATH or pyenv's) it says so and passes. The
 # environment is made once (a half-made one, e.g. where python3.10-venv is missing, is made again); delete
 # .venv-py310 after changing the requirements.
@@ -41,6 +45,12 @@ PY310 := $(shell for p in python3.10 $$HOME/.pyenv/versions/3.10*/bin/python; do
 	$$p -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null && { command -v $$p; break; }; done)
 COMPAT_VENV ?= .venv-py310
 COMPAT_PYTEST_ARGS ?= -m "not slow"
+COMPAT_TESTS ?= test/model test/pipeline test/ros/test_ros_compat.py test/ros/test_ros_conversions.py \
+	test/ros/test_ros_node_topics.py test/ros/test_ros_node_params.py test/ros/test_ros_node_compressed.py \
+	test/ros/test_ros_node_cloud_bytes.py test/ros/test_ros_node_cloud_reference.py \
+	test/ros/test_ros_node_segmentation_reference.py test/ros/test_ros_node_align.py \
+	test/ros/test_ros_camera_calibration.py test/ros/test_ros_sample_camera.py test/tools/test_tools_predict.py \
+	test/tools/test_tools_demo.py test/tools/test_tools_calibrate_depth.py test/tools/test_tools_write_whole.py
 test-compat:
 	@if [ -z "$(PY310)" ]; then echo "make test-compat: no Python 3.10 on this machine: skipped"; exit 0; fi; \
 	if [ ! -f $(COMPAT_VENV)/.dpt_ros-installed ] && ! $(PY310) -c "import shutil, sys; \
@@ -56,7 +66,7 @@ test-compat:
 	fi; \
 	$(COMPAT_VENV)/bin/python -c "import sys, numpy, cv2; print('test-compat: Python', sys.version.split()[0], \
 	'NumPy', numpy.__version__, 'OpenCV', cv2.__version__)"; \
-	$(COMPAT_VENV)/bin/python -m pytest -q $(COMPAT_PYTEST_ARGS)
+	$(COMPAT_VENV)/bin/python -m pytest -q $(COMPAT_PYTEST_ARGS) $(COMPAT_TESTS)
 
 # colcon build of the package as a ROS user would do it, into a temporary folder (CI runs this too).
 colcon-check: $(STAMP)
