@@ -251,6 +251,17 @@ def init_ros(program: str, args: "list[str] | None") -> "int | None":
     return None
 
 
+def shut_down_under(error: BaseException, context=None) -> bool:
+    """Whether ``error`` is a stop (Ctrl-C, SIGTERM, an external shutdown) and no failure: a RuntimeError with
+    ``context`` (rclpy's default context where None) shut down. rclpy's signal handler shuts the context down under
+    calls in flight, which then raise RCLError ("the given context is not valid" from an executor's wait set made
+    just after its check, "publisher's context is invalid" from a publish) or InvalidHandle, both RuntimeErrors,
+    instead of ExternalShutdownException. Imports rclpy (when called)."""
+    import rclpy
+
+    return isinstance(error, RuntimeError) and not (rclpy.ok() if context is None else context.ok())
+
+
 def _quiet_handlers() -> None:
     """SIGTERM, and SIGHUP (the terminal closed) unless ignored (nohup), end the process with exit code 0."""
     signal.signal(signal.SIGTERM, _terminated)

@@ -56,7 +56,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import CheckpointError, resolve_weights_path
 from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, health, params, topics
-from dpt_ros.ros.console import hold_closed_streams, init_ros, stderr_line
+from dpt_ros.ros.console import hold_closed_streams, init_ros, shut_down_under, stderr_line
 from dpt_ros.ros.health import _STUCK_S, NodeHealth
 from dpt_ros.ros.topic_checks import _qos_hint, _remap_example, TopicChecks
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
@@ -3987,7 +3987,7 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
         user gave at start-up: a callback, or rclpy's executor, failed in a way the node did not foresee), said once
         as a stop with its stack; 0 where it is no failure (Ctrl-C shut the context down under the executor: rclpy's
         RCLError or InvalidHandle from its wait set, RuntimeErrors). A plain line that cannot be written: ``say``."""
-        if not node.context.ok() and isinstance(error, RuntimeError):
+        if shut_down_under(error, node.context):
             return 0
         stack = "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
         say(node.get_logger().name, f"stopped: {type(error).__name__}: {error}, after the node had started: an error it "

@@ -34,7 +34,7 @@ from std_msgs.msg import Header
 from dpt_ros.pipeline import IMAGE_FILE_EXTENSIONS, read_image_file
 from dpt_ros.pipeline.encodings import ImageFileError
 from dpt_ros.ros import conversions, params
-from dpt_ros.ros.console import init_ros
+from dpt_ros.ros.console import init_ros, shut_down_under
 
 #: scikit-image photographs used by ``source:=builtin`` (shipped with the package, no download).
 BUILTIN_IMAGES = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
@@ -453,11 +453,10 @@ def main(args=None) -> int:
     except ValueError as e:
         print(f"sample_camera: {e}", file=sys.stderr)
         code = 2
-    except Exception:  # noqa: BLE001
-        if rclpy.ok():
+    except RuntimeError as e:
+        if not shut_down_under(e):
             raise
-        # SIGTERM shuts the context down, also while a frame is being published (RCLError "publisher's context
-        # is invalid"): a normal stop
+        # SIGTERM shuts the context down, also while a frame is being published: a normal stop
     finally:
         if node is not None:
             node.destroy_node()

@@ -296,6 +296,7 @@ def main(argv=None) -> int:
     from rclpy.executors import SingleThreadedExecutor  # noqa: PLC0415
 
     from dpt_ros import pipeline  # noqa: PLC0415
+    from dpt_ros.ros.console import shut_down_under  # noqa: PLC0415
     from dpt_ros.ros.dds_env import shm_shortage  # noqa: PLC0415
 
     shm_warning = shm_shortage()   # (before rclpy.init, whose participant takes this process's segment)
@@ -333,12 +334,10 @@ def main(argv=None) -> int:
                 return 1
             print(f"  set on {args.apply}")
         return code
-    except RuntimeError:
-        if rclpy.ok():
+    except RuntimeError as e:
+        if not shut_down_under(e):
             raise
-        # Ctrl-C: rclpy's handler shut the context down after the executor had checked it and before it made its
-        # wait set, where rclpy raises RCLError "the given context is not valid" (ExternalShutdownException elsewhere)
-        raise KeyboardInterrupt from None
+        raise KeyboardInterrupt from None   # (e.g. a stop between the executor's check and its wait set)
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -809,7 +809,12 @@ def test_the_lens_warning_of_a_frame_in_flight_when_camera_info_url_is_set_names
     finally:
         gate.set()
     wait_for(lambda: len(points) == 5, what="cloud 5")
-    said = [(m.level, m.msg) for m in list(log) if "lens rays of points" in m.msg]
+
+    def said_now() -> list:
+        return [(m.level, m.msg) for m in list(log) if "lens rays of points" in m.msg]
+
+    wait_for(said_now, what="the lens rays warning on /rosout")   # (its own topic: it may come after cloud 5)
+    said = said_now()
     assert len(said) == 1 and said[0][0] == Log.WARN, said
     assert said[0][1].startswith("/lz/image: the lens rays of points (camera_info.rectified false: plumb_bob "
                                  "distortion) were solved afresh for 5 of its last 5 clouds, ") and \
