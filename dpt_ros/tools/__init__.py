@@ -30,6 +30,15 @@ def run_benchmark(name: str, main: Callable[[], Optional[int]]) -> None:
     tool_exit(code)
 
 
+def _matmul_precision(torch) -> "str | None":
+    """``torch.get_float32_matmul_precision()``, or None where torch will not say (it refuses once the legacy
+    ``allow_tf32`` flags and the precision API have both set it)."""
+    try:
+        return torch.get_float32_matmul_precision()
+    except RuntimeError:
+        return None
+
+
 @contextlib.contextmanager
 def settings_restored(threads: bool = False, opencv: bool = False, cuda_math: bool = False, umask: bool = False,
                       environ: bool = False, signals: tuple[int, ...] = ()) -> Iterator[None]:
@@ -38,7 +47,7 @@ def settings_restored(threads: bool = False, opencv: bool = False, cuda_math: bo
     another tool, gpu_check, a test) leaves its caller's as they were: ``threads``, PyTorch's CPU thread count
     (``torch.set_num_threads``, a tool's ``--threads``); ``opencv``, OpenCV's (``cv2.setNumThreads``); ``cuda_math``,
     ``torch.backends``' TF32 and cuDNN autotuning flags (``cuda.matmul.allow_tf32``, ``cudnn.allow_tf32``,
-    ``cudnn.benchmark``); ``umask``, the process's file mode mask; ``environ``, ``os.environ`` (variables added are
+    ``cudnn.benchmark``) and ``torch.set_float32_matmul_precision``'s setting; ``umask``, the process's file mode mask; ``environ``, ``os.environ`` (variables added are
     removed, those changed or removed set back); ``signals``, the Python handlers of those signals (one installed
     outside Python, which ``signal.getsignal`` cannot give, is left as the block left it)."""
     if threads or cuda_math:
@@ -50,6 +59,7 @@ def settings_restored(threads: bool = False, opencv: bool = False, cuda_math: bo
     opencv_before = cv2.getNumThreads() if opencv else None
     cuda_before = ((torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
                     torch.backends.cudnn.benchmark) if cuda_math else None)
+    precision_before = _matmul_precision(torch) if cuda_math else None
     umask_before = os.umask(0o022) if umask else None
     if umask_before is not None:
         os.umask(umask_before)
@@ -65,6 +75,9 @@ def settings_restored(threads: bool = False, opencv: bool = False, cuda_math: bo
         if cuda_before is not None:   # (each set only where changed: torch refuses to read a mix of its old and
             # new TF32 settings, float32_matmul_precision, where one was set after the other)
             matmul, cudnn, benchmark = cuda_before
+            # (first the precision the caller set, "medium" included, which allow_tf32 True cannot tell from "high")
+            if precision_before is not None and _matmul_precision(torch) != precision_before:
+                torch.set_float32_matmul_precision(precision_before)
             if torch.backends.cuda.matmul.allow_tf32 != matmul:
                 torch.backends.cuda.matmul.allow_tf32 = matmul
             if torch.backends.cudnn.allow_tf32 != cudnn:

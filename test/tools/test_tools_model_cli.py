@@ -451,6 +451,20 @@ def test_bench_model_tf32_and_cudnn_autotuning_are_set_for_its_run_only(tmp_path
         backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark = own
 
 
+def test_bench_model_sets_back_the_callers_float32_matmul_precision(tmp_path):
+    """A caller's torch.set_float32_matmul_precision("medium") came back as allow_tf32 True only: torch then read
+    "high", or refused to say (a mix of its legacy flags and the precision API), after bench_model's main() had set
+    TF32 off for its run. Now the caller's precision is set back as it was."""
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert bench_model.main(["--variants", "dpt_tiny", "--quick", "--iters", "1", "--warmup", "0", "--no-hf",
+                                 "--json", str(tmp_path / "bench.json")]) == 0
+        assert torch.get_float32_matmul_precision() == "medium"
+        assert torch.backends.cuda.matmul.allow_tf32
+    finally:   # (torch's default; what tests before this one left may be a mix torch will not read back)
+        torch.set_float32_matmul_precision("highest")
+
+
 def test_bench_model_times_hf_segmentation_without_its_auxiliary_head():
     """transformers' DPTForSemanticSegmentation computes its training-only auxiliary head in every forward pass when
     it has one; the official inference, and ours, never run it (ours holds ``auxlayer``): it was timed as HF's. A
