@@ -386,11 +386,12 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8"
     dev = torch.device("cuda")
     out: dict[str, Any] = {"gpu": torch.cuda.get_device_name(0)}
     pre = pl.Preprocessor(NET, device=dev)
+    seeded = torch.Generator(device=dev).manual_seed(7)   # (its own: the CUDA generator's numbers are its caller's)
     for w, h in sizes:
         view = _frame(w, h, encoding)
         dev_view = pl.ImageView(cupy.asarray(np.frombuffer(view.data, np.uint8)), view.encoding, h, w, view.step)
         nh, nw = pre.input_size(h, w)
-        inv = torch.rand(1, nh, nw, device=dev) * 1000 + 100
+        inv = torch.rand(1, nh, nw, device=dev, generator=seeded) * 1000 + 100
         intr, lens = _intrinsics(w, h), _lens_intrinsics(w, h)
         errors: dict[str, str] = {}
         try:
@@ -416,7 +417,7 @@ def bench_cuda(sizes: list[tuple[int, int]], repeat: int, encoding: str = "bgr8"
         except Exception as exc:  # noqa: BLE001 - recorded; upsample_metric_range records it again as its own
             errors["depth_for_the_later_stages"] = f"{type(exc).__name__}: {exc}"[:500]
             depth = pl.tensor_to_array(post_depth_torch_ops())
-        labels = torch.randint(1, 151, (h, w), dtype=torch.uint8, device=dev)
+        labels = torch.randint(1, 151, (h, w), dtype=torch.uint8, device=dev, generator=seeded)
         # the parts of the stages above, for the record: the frame's bytes from an already pinned host buffer
         # (the "pinned copy" reference), the upsample alone, and the cloud's device->host copy alone
         pinned_frame = np.frombuffer(cupy.cuda.alloc_pinned_memory(len(view.data)), np.uint8, len(view.data))

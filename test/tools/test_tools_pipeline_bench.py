@@ -188,6 +188,20 @@ def test_bench_pipeline_leaves_its_callers_random_numbers_as_they_were(capsys):
     assert torch.equal(torch.get_rng_state(), before), "bench_pipeline reseeded its caller's random numbers"
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
+def test_bench_pipeline_cuda_leaves_its_callers_cuda_random_numbers_as_they_were(capsys):
+    """The CUDA figures' depth and labels came from torch.rand / randint on the GPU's default generator: gpu_check's
+    bench_pipeline run moved its caller's CUDA random numbers on. They come from a generator of their own."""
+    import torch
+
+    before = torch.cuda.get_rng_state()
+    assert bench_pipeline.main(["--device", "cuda", "--sizes", "32x24", "--repeat", "1", "--json"]) == 0
+    cuda = json.loads(capsys.readouterr().out)["cuda"]
+    assert "error" not in cuda and "32x24" in cuda, cuda
+    assert torch.equal(torch.cuda.get_rng_state(), before), "bench_pipeline moved its caller's CUDA random numbers"
+
+
 def test_timers_run_ours_and_the_reference_in_turns():
     """The compared functions take turns of ``block`` timed calls, each turn after one untimed call (a busy spell
     hits both, and each runs warm as in a loop), and each gets the median of its own timed calls."""
