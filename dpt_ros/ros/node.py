@@ -1254,9 +1254,11 @@ class DptNode(NodeHealth, TopicChecks, Node):
                 f"ros2 lifecycle set {self.get_fully_qualified_name()} deactivate (if active), then cleanup, "
                 f"set it, then configure and activate"))
         calibrations = None
+        # (a file set again, also to the path it holds, is read again: a camera recalibrated, its new file copied over
+        # the old one, is taken up by that set, as README's "set live, the file is read at once" says)
         if (new["camera_info.url"], new["camera_info.rectified"]) != (current["camera_info.url"],
                                                                       current["camera_info.rectified"]) or \
-                (new["camera_info.url"] and new["cameras"] != current["cameras"]):
+                (new["camera_info.url"] and (new["cameras"] != current["cameras"] or "camera_info.url" in changes)):
             try:   # read (and checked) before anything changes: a file that cannot be used is refused
                 namespaces = [cam.ns for cam in self._cameras] if configured else \
                     [ns.rstrip("/") for ns in new["cameras"]]   # unconfigured: checked for the cameras to come

@@ -734,8 +734,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "that publish none: the YAML or INI (ost.txt) of ROS's camera_calibration, as file:///abs/path.yaml, "
               "package://<package>/<path> or a plain path; {camera} in it is replaced by each camera's name "
               "(cameras:=[left, right] -> left, right), ${ROS_HOME} by $ROS_HOME (~/.ros without it). Such a file "
-              "describes the raw image: set camera_info.rectified:=false unless the images are rectified. '' = the topic. Set live, the file is "
-              "read at once: one that cannot be used is refused with the reason."),
+              "describes the raw image: set camera_info.rectified:=false unless the images are rectified. '' = the "
+              "topic. Set live (also again to the path it holds: a file replaced since, e.g. after a recalibration, is "
+              "taken up), the file is read at once: one that cannot be used is refused with the reason."),
     ParamSpec("camera_info.tolerance", 0.05, "Stamp tolerance of the nearest policy (seconds).",
               float_range=(0.0, 10.0)),
     ParamSpec("cameras", [""],

@@ -1428,3 +1428,34 @@ def test_a_failed_model_loads_refused_revert_that_cannot_subscribe_back_says_wha
         "the topic can be subscribed, any successful `ros2 param set` on this node subscribes it again (the value a "
         "parameter already holds will do), or restart the node"), too[1]
     assert get_params(harness, node, "depth.weights") == [str(bad)]   # (the user's set stands)
+
+
+def test_camera_info_url_set_again_reads_the_file_again(harness, tmp_path):
+    """camera_info.url is read when set (README: "Set live, the file is read at once"): set again to the path it
+    holds, after the calibration there was replaced (a camera recalibrated, its new ost.yaml copied over the old), the
+    next frame has the new calibration; a file that cannot be read any more is refused with the reason and the node
+    keeps the calibration it has. Before, a set to the value it held was accepted and the file not read: the node
+    kept the old calibration until restarted, and `ros2 param set` said it had succeeded."""
+    from dpt_ros.ros.testing import OST_YAML
+
+    url = tmp_path / "ost.yaml"
+    url.write_text(OST_YAML)   # a 160x120 camera, fx 100
+    node = harness.start_node(**{"depth.scale": 1.0, "camera_info.url": str(url), "diagnostics.period": 60.0})
+    infos = harness.collector(CameraInfo, "depth/camera_info")
+    pub = harness.probe.create_publisher(Image, "image", qos())
+    wait_for(lambda: pub.get_subscription_count() > 0 and
+             node.cameras[0].pubs["depth/camera_info"].get_subscription_count() > 0, what="discovery")
+
+    def fx_of_next_frame(stamp: int) -> float:
+        pub.publish(make_image(stamp, width=80, height=60))   # half the file's size: fx scaled by 0.5
+        wait_for(lambda: any(m.header.stamp.nanosec == stamp for m in infos), what=f"depth/camera_info of {stamp}")
+        return next(m for m in infos if m.header.stamp.nanosec == stamp).k[0]
+
+    assert fx_of_next_frame(1) == pytest.approx(50.0)
+    url.write_text(OST_YAML.replace("100.", "160."))   # (K and P: fx, fy 160)
+    assert set_params(harness, node, **{"camera_info.url": str(url)})[0].successful
+    assert fx_of_next_frame(2) == pytest.approx(80.0)
+    url.unlink()
+    refused = set_params(harness, node, **{"camera_info.url": str(url)})[0]
+    assert not refused.successful and "cannot read camera calibration" in refused.reason, refused.reason
+    assert fx_of_next_frame(3) == pytest.approx(80.0)
