@@ -1182,7 +1182,18 @@ def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = Non
     if not s["depth.variant"] and not s["segmentation.variant"]:
         reasons.append("depth.variant and segmentation.variant are both empty: enable at least one task")
     for low, high in (("depth.min", "depth.max"), ("colormap_min", "colormap_max")):
-        if s[low] >= s[high]:
+        bottom, top = SPECS[low].float_range[0], SPECS[high].float_range[1]
+        if s[low] >= s[high] and (s[high] <= bottom or s[low] >= top):
+            # no value of the other end goes with it (depth.max 0, read as 'no limit' as max_rate 0 is): neither "set
+            # the other first" nor moving the other end would do; a value of its own that does, its default
+            name, end, other, word, side = (high, bottom, low, "lowest", "above") if s[high] <= bottom else \
+                (low, top, high, "highest", "below")
+            reason = (f"{name} ({s[name]:g}) must be {side} {end:g}, the {word} value of {other} (no {other} is "
+                      f"{'below' if side == 'above' else 'above'} it): e.g. its default, ")
+            default = SPECS[name].default
+            reasons.append(reason + (_written(name, [_yaml_value(default)], "set", node) if node is not None
+                                     else f"{default:g}"))
+        elif s[low] >= s[high]:
             reason = f"{low} ({s[low]:g}) must be below {high} ({s[high]:g})"
             if node is not None and high in changed and low not in changed:
                 # (a file's new range below the running one: ros2 param load sets the names as a dump sorts them)

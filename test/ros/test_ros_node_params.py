@@ -1459,3 +1459,28 @@ def test_camera_info_url_set_again_reads_the_file_again(harness, tmp_path):
     refused = set_params(harness, node, **{"camera_info.url": str(url)})[0]
     assert not refused.successful and "cannot read camera calibration" in refused.reason, refused.reason
     assert fx_of_next_frame(3) == pytest.approx(80.0)
+
+
+def test_a_range_end_no_value_of_the_other_end_goes_with_is_refused_with_a_remedy_that_is_taken(harness):
+    """depth.max 0 (read as 'no limit', as max_rate 0 is), or depth.min / colormap_min at the top of the other end's
+    range: no value of the other end goes with it. The refusal says so and gives the command of a value that does (the
+    parameter's default), which is accepted. Before, depth.max 0 was told "set depth.min first", though depth.min
+    cannot go below 0, and depth.min 1e6 was told only that it must be below depth.max (1000), whose top is 1e6."""
+    node = harness.start_node()
+    cases = [
+        ("depth.max", 0.0, "depth.max (0) must be above 0, the lowest value of depth.min (no depth.min is below it): "
+                           "e.g. its default, ros2 param set /dpt_node depth.max 1000.0"),
+        ("depth.min", 1.0e6, "depth.min (1e+06) must be below 1e+06, the highest value of depth.max (no depth.max is "
+                             "above it): e.g. its default, ros2 param set /dpt_node depth.min 0.0"),
+        ("colormap_max", -1.0e9, "colormap_max (-1e+09) must be above -1e+09, the lowest value of colormap_min (no "
+                                 "colormap_min is below it): e.g. its default, ros2 param set /dpt_node colormap_max "
+                                 "1.0"),
+    ]
+    for name, value, reason in cases:
+        before = node.settings
+        r = set_params(harness, node, **{name: value})[0]
+        assert not r.successful and r.reason == reason, r.reason
+        assert node.settings is before
+        command = re.search(r"ros2 param set .*$", r.reason).group(0)
+        assert _ros2_param_set(harness, command).successful, command
+    assert get_params(harness, node, "depth.min", "depth.max", "colormap_max") == [0.0, 1000.0, 1.0]
