@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
@@ -43,7 +44,8 @@ class Argument:
 
 
 def share_dir() -> Path:
-    """``share/dpt_ros`` of an installed package, else the source checkout (config/, rviz/ live there)."""
+    """``share/dpt_ros`` of an installed package (in the ament index, else beside the installed package), else the
+    source checkout (config/, rviz/ live there)."""
     try:
         from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
@@ -55,7 +57,15 @@ def share_dir() -> Path:
             pass
     except ImportError:
         pass
-    return Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[2]   # the source checkout, or the site-packages of an install
+    if (here / "config").is_dir():
+        return here
+    # pip install (or colcon) whose prefix no ament index lists (AMENT_PREFIX_PATH unset): setup.py's data_files are
+    # in <prefix>/share/dpt_ros beside <prefix>/lib/pythonX.Y/site-packages (as sros2_policy finds its files)
+    for prefix in (*list(here.parents)[:3], Path(sys.prefix)):
+        if (prefix / "share" / PACKAGE / "config").is_dir():
+            return prefix / "share" / PACKAGE
+    return here
 
 
 def config_path(name: str) -> Path:

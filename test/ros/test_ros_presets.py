@@ -1,5 +1,9 @@
 """Launch presets and configuration files: what the launch files pass to the node."""
 import importlib.util
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -273,6 +277,33 @@ def test_share_dir_prefers_an_installed_package_with_its_config(tmp_path, monkey
     assert presets.share_dir() == prefix / "share" / "dpt_ros"
     assert presets.config_path("depth") == prefix / "share" / "dpt_ros" / "config" / "depth.yaml"
     assert presets.preset_variants("depth") == ("dpt_hybrid",)
+
+
+def test_a_pip_installed_package_finds_its_presets_without_an_ament_prefix(tmp_path):
+    """``pip install .`` (or ``--prefix``) puts setup.py's data_files in <prefix>/share/dpt_ros, which no ament index
+    names unless AMENT_PREFIX_PATH lists <prefix>: share_dir() fell back to site-packages, so the launch presets listed
+    no variant and the demo pointed Fast DDS at a profile that is not there (its 'XMLPARSER Error realpath failed').
+    The installed share folder is found beside the package, as sros2_policy finds its files."""
+    prefix = tmp_path / "venv"
+    site = prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    shutil.copytree(ROOT / "dpt_ros", site / "dpt_ros", ignore=shutil.ignore_patterns("__pycache__"))
+    share = prefix / "share" / "dpt_ros"
+    for folder, pattern in (("config", "*.yaml"), ("config", "*.xml"), ("rviz", "*.rviz")):   # setup.py's data_files
+        (share / folder).mkdir(parents=True, exist_ok=True)
+        for f in (ROOT / folder).glob(pattern):
+            shutil.copy(f, share / folder)
+    env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(site)
+    code = ("from dpt_ros.ros import presets; print(presets.__file__); print(presets.share_dir()); "
+            "print(','.join(presets.preset_variants('depth'))); print(presets.fastdds_profile()); "
+            "print(presets.rviz_config())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout.splitlines()
+    assert out[0] == str(site / "dpt_ros" / "ros" / "presets.py")   # the installed copy, not the checkout
+    assert out[1] == str(share)
+    assert out[2].split(",") == list(presets.preset_variants("depth")) and "dpt_hybrid" in out[2].split(",")
+    assert out[3] == str(share / "config" / "fastdds_large_data.xml") and Path(out[3]).is_file()
+    assert out[4] == str(share / "rviz" / "dpt.rviz") and Path(out[4]).is_file()
 
 
 def test_bad_launch_values_are_refused():
