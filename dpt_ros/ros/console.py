@@ -85,6 +85,27 @@ def to_devnull(stream) -> None:
         stream.flush()   # (what was buffered when the write failed: into /dev/null now)
 
 
+def write_last(text: str, program: str) -> int:
+    """``text`` on stdout as a program's last output (the nodes' ``--help``), and the exit status it ends with: 0;
+    :data:`EXIT_PIPE_CLOSED`, quietly, where the reader has gone (``| head -1``); 1 for another error (a full disk),
+    said on stderr, as every tool's ``--help`` ends (:func:`dpt_ros.tools.options.write_out`). Before, the write
+    raised: a BrokenPipeError traceback, exit status 1 (or Python's 'Exception ignored' at its flush of stdout)."""
+    if sys.stdout is None:   # (started with stdout closed)
+        return 0
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        to_devnull(sys.stdout)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
+        return EXIT_PIPE_CLOSED
+    except OSError as e:
+        to_devnull(sys.stdout)
+        stderr_line(f"{program}: cannot write on standard output: {e.strerror or e}; what it printed there is "
+                    f"incomplete, and it ends with exit status 1")
+        return 1
+    return 0
+
+
 class _DroppingFailedWrites:
     """A tool's ``sys.stderr`` (:func:`tool_streams`): ``stream``, but a write or flush that fails (ENOSPC, EPIPE,
     EIO) drops its text instead of raising."""

@@ -56,7 +56,7 @@ from dpt_ros.model import get_variant, load_engine, outside_graph_capture
 from dpt_ros.model.checkpoint import CheckpointError, resolve_weights_path
 from dpt_ros.pipeline import distortion
 from dpt_ros.ros import camera_calibration, conversions, health, params, topics
-from dpt_ros.ros.console import hold_closed_streams, init_ros, shut_down_under, stderr_line
+from dpt_ros.ros.console import hold_closed_streams, init_ros, shut_down_under, stderr_line, write_last
 from dpt_ros.ros.health import _STUCK_S, NodeHealth
 from dpt_ros.ros.topic_checks import _qos_hint, _remap_example, TopicChecks
 from dpt_ros.ros.params import RANDOM_WEIGHTS, Settings
@@ -3914,8 +3914,7 @@ def main(args=None, managed: bool = False, *, exiting: bool = False) -> int:
     except Exception:  # noqa: BLE001 - malformed ROS arguments: rclpy.init below says what
         rest = []
     if any(a in ("-h", "--help") for a in rest):
-        print(_USAGE.format(program=program, managed=_MANAGED_USAGE if managed else ""))
-        return 0
+        return write_last(_USAGE.format(program=program, managed=_MANAGED_USAGE if managed else "") + "\n", program)
     if rest:
         stderr_line(f"{program}: unexpected argument(s) {' '.join(map(repr, rest))}: the node takes ROS arguments "
                     f"only; parameters go after --ros-args, e.g. {program} --ros-args -p depth.weights:=<file> "

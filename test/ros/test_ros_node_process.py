@@ -409,6 +409,35 @@ def test_the_managed_nodes_help_says_it_waits_for_configure_and_activate():
     assert "unconfigured" not in helps["dpt_node"] and "lifecycle" not in helps["dpt_node"], helps["dpt_node"]
 
 
+def test_help_into_a_pipe_without_reader_or_a_full_disk_ends_as_the_tools_help(redirected):
+    """`dpt_node --help | head -1` (the reader gone before the usage is written) ended with a BrokenPipeError
+    traceback and exit status 1, and `--help >/dev/full` with Python's 'Exception ignored ... No space left on
+    device'. Now as every tool's --help (README, Bad option values): 141 for the reader gone, quietly, and 1 for the
+    full disk, said on stderr. (The pipe's read end is closed before the node starts: every write finds no reader.)"""
+    from dpt_ros.ros.testing import concurrently, console_script
+
+    def gone(name: str) -> tuple:
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            done = subprocess.run([sys.executable, "-c", "import sys; " + console_script(name), "--help"], cwd=ROOT,
+                                  stdout=write_end, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
+        finally:
+            os.close(write_end)
+        return done.returncode, done.stderr
+
+    def full(name: str) -> tuple:
+        return redirected([sys.executable, "-c", "import sys; " + console_script(name), "--help"],
+                          "2>&1 >/dev/full", env=_env())
+
+    names = ("dpt_node", "dpt_lifecycle_node")
+    cases = [(case, name) for case in (gone, full) for name in names]
+    said = concurrently(lambda c: c[0](c[1]), cases)
+    assert said[:2] == [(141, ""), (141, "")], said
+    assert said[2:] == [(1, f"{name}: cannot write on standard output: No space left on device; what it printed "
+                            "there is incomplete, and it ends with exit status 1\n") for name in names], said
+
+
 def test_an_unknown_ros_argument_is_named_with_the_program_that_refused_it():
     """An argument after --ros-args that ROS does not know: rcl logs nothing and rclpy's error is only the list
     (was: "dpt_node: cannot initialise ROS 2: ['--bogus']", and dpt_lifecycle_node said "dpt_node"); now the line
