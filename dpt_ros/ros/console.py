@@ -85,24 +85,27 @@ def to_devnull(stream) -> None:
         stream.flush()   # (what was buffered when the write failed: into /dev/null now)
 
 
-def write_last(text: str, program: str) -> int:
-    """``text`` on stdout as a program's last output (the nodes' ``--help``), and the exit status it ends with: 0;
-    :data:`EXIT_PIPE_CLOSED`, quietly, where the reader has gone (``| head -1``); 1 for another error (a full disk),
-    said on stderr, as every tool's ``--help`` ends (:func:`dpt_ros.tools.options.write_out`). Before, the write
-    raised: a BrokenPipeError traceback, exit status 1 (or Python's 'Exception ignored' at its flush of stdout)."""
-    if sys.stdout is None:   # (started with stdout closed)
+def write_last(text: str, program: "str | None" = None) -> int:
+    """Write ``text``, all a program prints (a tool's report, ``--help``, also the nodes'), to standard output, and
+    give the exit status it ends with: 0; :data:`EXIT_PIPE_CLOSED`, quietly, where the reader has gone (``weights
+    --urls | head -3``), as a program that SIGPIPE ends (Python ignores SIGPIPE: the write raised BrokenPipeError, and
+    the interpreter's flush of stdout at exit raised it once more, two tracebacks); another error (a full disk,
+    ``>/dev/full``) said on stderr, that the program ends: status 1 (a tool's :func:`tool_streams` report gives it
+    to :func:`tool_exit`; here 0 then). ``program``: the name for that line where stdout is no tool's report (the
+    nodes': ``dpt_node``)."""
+    out = getattr(sys.stdout, "unwrapped", sys.stdout)
+    if out is None:   # (started with stdout closed)
         return 0
     try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        out.write(text)
+        out.flush()
     except BrokenPipeError:
-        to_devnull(sys.stdout)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
+        to_devnull(out)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
         return EXIT_PIPE_CLOSED
     except OSError as e:
-        to_devnull(sys.stdout)
-        stderr_line(f"{program}: cannot write on standard output: {e.strerror or e}; what it printed there is "
-                    f"incomplete, and it ends with exit status 1")
-        return 1
+        report = sys.stdout if isinstance(sys.stdout, _Report) else None
+        (report or _Report(out, program or _program_name())).failed(e, last=True)
+        return 0 if report is not None else 1
     return 0
 
 
@@ -151,7 +154,7 @@ class _Report(_DroppingFailedWrites):
 
     def failed(self, error: OSError, last: bool = False) -> None:
         """A write or flush raised ``error``: the first one said, the descriptor pointed at /dev/null. ``last``: the
-        output the tool ends with (``--help``, ``weights --urls``: :func:`dpt_ros.tools.options.write_out`), where
+        output the tool ends with (``--help``, ``weights --urls``: :func:`write_last`), where
         no work goes on after it, and the line says so."""
         if self.lost is not None:
             return

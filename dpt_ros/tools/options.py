@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any, Callable, Optional
 
-from dpt_ros.ros.console import EXIT_PIPE_CLOSED, to_devnull, tool_exit
+from dpt_ros.ros.console import tool_exit, write_last
 
 
 #: bench_e2e's shortest --duration (also gpu_check's --e2e-seconds, which it passes on): its node reports /diagnostics
@@ -39,49 +39,28 @@ def program() -> Optional[str]:
 
 class ToolParser(argparse.ArgumentParser):
     """The argument parser of every tool, named by :func:`program`. ``--help`` and a usage error end the tool as the
-    rest of its output does (``dpt_ros.ros.console.tool_exit``): the help is written by :func:`write_out`, so that
-    where its reader has gone (``--help | head -c0``) the tool ends quietly with exit status :data:`EXIT_PIPE_CLOSED`,
-    and where stdout is on a full disk (``--help >/dev/full``) with 1, said on stderr (where ``console.tool_streams``
-    set the streams up, as each tool's ``__main__`` does). argparse's own ``sys.exit(0)`` came first: the help lost,
-    exit status 0 (its write failed only at the interpreter's flush of stdout, after the exit status was set). A usage
+    rest of its output does (``dpt_ros.ros.console.tool_exit``): the help is written by ``console.write_last``, so
+    that where its reader has gone (``--help | head -c0``) the tool ends quietly with exit status 141, and where
+    stdout is on a full disk (``--help >/dev/full``) with 1, said on stderr (where ``console.tool_streams`` set the
+    streams up, as each tool's ``__main__`` does). argparse's own ``sys.exit(0)`` came first: the help lost, exit
+    status 0 (its write failed only at the interpreter's flush of stdout, after the exit status was set). A usage
     error keeps its 2, its lines on stderr dropped where that cannot be written."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("prog", program())
         super().__init__(*args, **kwargs)
-        self._stdout_status = 0   # write_out's status of the help
+        self._stdout_status = 0   # write_last's status of the help
 
     def print_help(self, file: Any = None) -> None:
         if file is not None or sys.stdout is None:
             super().print_help(file)
             return
-        self._stdout_status = write_out(self.format_help())
+        self._stdout_status = write_last(self.format_help())
 
     def exit(self, status: int = 0, message: Optional[str] = None) -> None:  # type: ignore[override]
         if message:
             self._print_message(message, sys.stderr)
         tool_exit(status or self._stdout_status)
-
-
-def write_out(text: str) -> int:
-    """Write ``text``, all a tool prints, to standard output; 0, or :data:`EXIT_PIPE_CLOSED` where the reader has gone
-    (``weights --urls | head -3``), quietly, as a program that SIGPIPE ends: Python ignores SIGPIPE, so the write
-    raised BrokenPipeError, and the interpreter's flush of stdout at exit raised it once more (two tracebacks). (Past
-    tool_streams' report stream, whose line says that the work goes on: here the tool ends. Another error, a full disk,
-    is said on stderr by that stream, as a tool's last output's: that the tool ends, not that its work goes on.)"""
-    out = getattr(sys.stdout, "unwrapped", sys.stdout)
-    try:
-        out.write(text)
-        out.flush()
-    except BrokenPipeError:
-        to_devnull(out)   # (the interpreter flushes stdout at exit: to /dev/null now, not into the closed pipe)
-        return EXIT_PIPE_CLOSED
-    except OSError as e:   # (a full disk: said on stderr, tool_exit's status)
-        failed = getattr(sys.stdout, "failed", None)
-        if failed is None:
-            raise
-        failed(e, last=True)
-    return 0
 
 
 def number(text: str, kind: type = float) -> Any:

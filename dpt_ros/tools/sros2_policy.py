@@ -38,8 +38,9 @@ from xml.sax.saxutils import escape
 
 import yaml
 
+from dpt_ros.ros.console import write_last
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
-from dpt_ros.tools.options import ToolParser, write_out
+from dpt_ros.tools.options import ToolParser
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/dpt_ros/sros2 (setup.py)
@@ -451,7 +452,7 @@ def main(argv=None) -> int:
         print(f"{out} is up to date")
         return 0
     if out == "-":
-        return write_out(text)
+        return write_last(text)
     try:
         refuse_kernel_folder(Path(out).parent)
         Path(out).parent.mkdir(parents=True, exist_ok=True)

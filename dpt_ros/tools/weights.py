@@ -32,9 +32,10 @@ from pathlib import Path
 from typing import Optional
 
 from dpt_ros.model import VARIANTS, CheckpointError, Variant, get_variant
+from dpt_ros.ros.console import write_last
 from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, create_locked, is_temporary, name_max, name_too_long,
                            output_folder_error, partial_suffix, remove_unheld, shortened_tail, temporary_name)
-from dpt_ros.tools.options import ToolParser, write_out
+from dpt_ros.tools.options import ToolParser
 
 
 def urls_text(variant: Optional[str] = None) -> str:
@@ -327,7 +328,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.to is not None and not args.convert:   # (it was taken and ignored)
         ap.error(f"--to names the keys --convert writes; --{'urls' if args.urls else 'verify'} writes no file")
     if args.urls:
-        return write_out(urls_text(args.variant) + "\n")
+        return write_last(urls_text(args.variant) + "\n")
     if args.convert and not args.variant:
         ap.error("--convert needs --variant")
     if args.convert and not args.convert[1]:   # (Path('') is the working folder)
