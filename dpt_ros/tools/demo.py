@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
-from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals
+from dpt_ros.ros.params import PRECISIONS, _yaml_value, device_option, parameter_option, target_refusals
 from dpt_ros.ros.presets import fastdds_profile
 from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, output_folder_error, refuse_kernel_folder, remove_unheld,
                            settings_restored, write_whole)
@@ -163,9 +163,11 @@ def _n_frames(n: int) -> str:
 
 
 def ros_args(params: dict) -> list[str]:
+    """``--ros-args`` for the demo's processes: each value as YAML that rcl reads back as that value and type (a
+    ``--source 2024`` or ``'shots #2'`` bare would be the integer 2024, refused by the camera, or ``shots``)."""
     out = ["--ros-args", "-r", f"__ns:={NAMESPACE}"]
     for k, v in params.items():
-        out += ["-p", f"{k}:={v}"]
+        out += ["-p", f"{k}:={_yaml_value(v)}"]
     return out
 
 

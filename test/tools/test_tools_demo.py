@@ -660,3 +660,25 @@ def test_a_closed_or_full_stderr_keeps_the_refusal_off_stdout_and_its_exit_statu
         code, out = redirected(argv, redirection, env=env)
         assert code == 2 and "cannot use the output folder" not in out, (redirection, code, out)
     assert blocker.read_text() == "mine"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folder", ["2024", "shots #2"])
+def test_a_source_whose_name_yaml_reads_otherwise_is_published_as_given(tmp_path, folder):
+    """--source 2024 (a folder of one year's photos) or 'shots #2' passed the demo's check, then went to the camera
+    unquoted as -p source:=2024 (YAML: the integer 2024, refused: "sample_camera exited early with code 2") or
+    -p source:=shots #2 (YAML: 'shots', a comment after it); the camera gets the name as given."""
+    (tmp_path / folder).mkdir()
+    frame = np.zeros((120, 160, 3), np.uint8)
+    frame[:, :80] = (200, 30, 10)
+    cv2.imwrite(str(tmp_path / folder / "a.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN), **localhost_only())
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(demo.__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    res = subprocess.run([sys.executable, "-m", "dpt_ros.tools.demo", "--frames", "1", "--out", "out",
+                          "--variant", "dpt_tiny", "--input-size", "64", "--device", "cpu", "--source", folder,
+                          "--width", "160", "--height", "120", "--rate", "10", "--timeout", "180"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["camera"]["source"] == folder
+    written = cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "frame_000_input.png")), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(written, frame)
