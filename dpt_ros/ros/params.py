@@ -145,7 +145,7 @@ def unset_refusal(name: str, node: str) -> str:
     undeclared")."""
     default = SPECS[name].default
     return (f"{name} cannot be unset: give it a value, e.g. its default: "
-            f"{_written(name, [_yaml_value(default)], 'set', node)}")
+            f"{_written(name, [yaml_value(default)], 'set', node)}")
 
 
 def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]:
@@ -160,11 +160,11 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
     got = _TYPE_WORDS.get(type_, f"a value of parameter type {type_}")
     reason = f"{name} is {_TYPE_WORDS[want]}; got {got} ({shown(value)})"
     if want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_INTEGER:
-        how, values = "write it with a decimal point,", [_yaml_value(float(value))]
+        how, values = "write it with a decimal point,", [yaml_value(float(value))]
     elif want == ParameterType.PARAMETER_DOUBLE and type_ == ParameterType.PARAMETER_STRING:
         number = _float_or_none(value)
-        how, values = (("a number, unquoted and with a decimal point,", [_yaml_value(number)]) if number is not None
-                       else ("a number, unquoted, e.g.", [_yaml_value(spec.default)]))
+        how, values = (("a number, unquoted and with a decimal point,", [yaml_value(number)]) if number is not None
+                       else ("a number, unquoted, e.g.", [yaml_value(spec.default)]))
         if number is not None and "." not in value and value == str(number):
             # `ros2 param load` of a dump's `depth.shift: 1.0e-05`: rclpy's load_parameter_file writes each value with
             # str() (1e-05) and reads that back as YAML, a string without the point; the file had it right
@@ -176,20 +176,20 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
                     f"exponent, a dump's {dumped} as {value}, arrives as this string however the file writes it: set "
                     f"it after the load with that command)")
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ == ParameterType.PARAMETER_STRING:
-        how, values = "write a list,", [_yaml_value([value])]
+        how, values = "write a list,", [yaml_value([value])]
     elif want == ParameterType.PARAMETER_STRING_ARRAY and type_ in _ARRAYS and len(value) == 0:
         # `ros2 param set ... cameras "[]"`: an empty list has no element type, and ros2cli sends a bool array
         reason = f"{name} is {_TYPE_WORDS[want]}; got an empty list (sent as {got}: [] has no element type)"
         why = _check_value(spec, [])
         if why is None:
             return reason
-        how, values = f"{why}; e.g. its default:", [_yaml_value(spec.default)]
+        how, values = f"{why}; e.g. its default:", [yaml_value(spec.default)]
     elif want in (ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_INTEGER) and \
             type_ == ParameterType.PARAMETER_BOOL:
         # `ros2 param set /dpt_node max_rate off`: YAML (ros2 param set's reading) takes off, no, false as a bool
         number = "a number" if want == ParameterType.PARAMETER_DOUBLE else "a whole number"
         how, values = (f"{number}, unquoted (YAML reads on, off, yes, no, true, false as a bool), e.g.",
-                       [_yaml_value(spec.default)])
+                       [yaml_value(spec.default)])
     elif want == ParameterType.PARAMETER_STRING and type_ == ParameterType.PARAMETER_STRING_ARRAY and \
             name in CLASS_LISTS and len(value) > 0:
         # `ros2 param set /dpt_node points.exclude_classes "[person, car]"`: the classes as a YAML list
@@ -197,7 +197,7 @@ def type_mismatch(name: str, type_: int, value: Any, node: str) -> Optional[str]
     elif want == ParameterType.PARAMETER_STRING and type_ in (ParameterType.PARAMETER_INTEGER,
                                                                ParameterType.PARAMETER_DOUBLE,
                                                                ParameterType.PARAMETER_BOOL):
-        how, values = "quote it (YAML reads it as a number or bool),", [_yaml_string(_yaml_value(value))]
+        how, values = "quote it (YAML reads it as a number or bool),", [_yaml_string(yaml_value(value))]
     elif want == ParameterType.PARAMETER_BOOL:
         how, values = "write true or false, unquoted,", ["false" if value in (0, "0") else "true"]
     elif want == ParameterType.PARAMETER_INTEGER and type_ in (ParameterType.PARAMETER_DOUBLE,
@@ -363,7 +363,7 @@ def _written(name: str, values: list[str], given: Optional[str], node: Optional[
     return {"param": rule, "file": line}.get(given, f"{rule} on the command line, {line} in a parameters file")
 
 
-def _yaml_value(value: Any) -> str:
+def yaml_value(value: Any) -> str:
     """A parameter value (bool, int, float, str or a list of them) as YAML that ``ros2 param set`` (yaml.safe_load)
     reads back as that value and type: ``true``, ``2``, ``2.0`` (a double keeps its point: PyYAML reads ``1e-05`` as
     a string, ``1.0e-05`` as a number), ``.inf``, a string as :func:`_yaml_string`, ``[a, b]``."""
@@ -374,7 +374,7 @@ def _yaml_value(value: Any) -> str:
     if isinstance(value, float):
         return yaml_float(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_yaml_value(v) for v in value) + "]"
+        return "[" + ", ".join(yaml_value(v) for v in value) + "]"
     return _yaml_string(str(value))
 
 
@@ -1191,7 +1191,7 @@ def _cross_checks(s: Settings, changed: Iterable[str], node: Optional[str] = Non
             reason = (f"{name} ({s[name]:g}) must be {side} {end:g}, the {word} value of {other} (no {other} is "
                       f"{'below' if side == 'above' else 'above'} it): e.g. its default, ")
             default = SPECS[name].default
-            reasons.append(reason + (_written(name, [_yaml_value(default)], "set", node) if node is not None
+            reasons.append(reason + (_written(name, [yaml_value(default)], "set", node) if node is not None
                                      else f"{default:g}"))
         elif s[low] >= s[high]:
             reason = f"{low} ({s[low]:g}) must be below {high} ({s[high]:g})"

@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from dpt_ros.ros.dds_env import env_domain_problem, localhost_only, profile_of, set_profile
-from dpt_ros.ros.params import PRECISIONS, _yaml_value, device_option, parameter_option, target_refusals
+from dpt_ros.ros.params import PRECISIONS, device_option, parameter_option, target_refusals, yaml_value
 from dpt_ros.ros.presets import fastdds_profile
 from dpt_ros.tools import (PARTIAL_SUFFIX_PATTERN, output_folder_error, refuse_kernel_folder, remove_unheld,
                            settings_restored, write_whole)
@@ -167,7 +167,7 @@ def ros_args(params: dict) -> list[str]:
     ``--source 2024`` or ``'shots #2'`` bare would be the integer 2024, refused by the camera, or ``shots``)."""
     out = ["--ros-args", "-r", f"__ns:={NAMESPACE}"]
     for k, v in params.items():
-        out += ["-p", f"{k}:={_yaml_value(v)}"]
+        out += ["-p", f"{k}:={yaml_value(v)}"]
     return out
 
 

@@ -334,7 +334,7 @@ def launch_options(file: str, arguments: Iterable[str]) -> dict[str, Any]:
         raise ValueError(f"--launch {file}: {e} (ros2 launch dpt_ros {task}.launch.py --show-args lists the "
                          f"arguments)") from None
     # launch_ros writes a dict of parameters into a parameters file of its own, section /**, after the others
-    rules = [("param", f"{name}:={params._yaml_value(value)}") for name, value in overrides.items()]
+    rules = [("param", f"{name}:={params.yaml_value(value)}") for name, value in overrides.items()]
     return {"namespace": presets.resolve(task, values)["namespace"] or "/",
             "sources": [("file", path) for path in files] + rules,
             "remap": [f"{src}:={dst}" for src, dst in presets.remappings(task, values)],

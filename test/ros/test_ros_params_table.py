@@ -316,7 +316,7 @@ def test_a_live_remedy_is_a_ros2_param_set_command_that_gives_the_value_meant():
     negative_number = re.compile(r"^-\d+$|^-\d*\.\d+$")   # what argparse takes for a value, not an option (< 3.13)
     for value in (2.0, 0.001, 1e-5, 1e20, -2.5, -3.2e-05, 7, True, False, "dpt_hybrid", "", "1", "yes", "On", "1e3",
                   "2026-12-06", "a b", "it's", 'say "$HOME"!', ["left"], ["left", "1", "y"], [""]):
-        command = params._written("x.y", [params._yaml_value(value)], "set", "/robot/dpt_node")
+        command = params._written("x.y", [params.yaml_value(value)], "set", "/robot/dpt_node")
         words = shlex.split(command)
         assert words[:5] == ["ros2", "param", "set", "/robot/dpt_node", "x.y"] and len(words) == 6, command
         # (-3.2e-05 was written so: ros2's argument parser took it for an option; -0.000032 is a value)
