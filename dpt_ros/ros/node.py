@@ -2642,15 +2642,15 @@ class DptNode(NodeHealth, TopicChecks, Node):
             f"/diagnostics; said again every {_LENS_WARN_PERIOD_S:.0f} s while so.")
 
     def _take_frame_size(self, cam: _Camera, fields: dict, w: int, h: int) -> None:
-        """A camera_info without an image size (width or height 0; some drivers fill only K / P): its intrinsics
-        are taken for the frames as they come, ``w`` x ``h`` (the size they imply at the info's binning and ROI),
-        without scaling, as depth_image_proc uses them; said once per camera."""
+        """A camera_info without an image size (width or height 0, or both; some drivers fill only K / P): its
+        intrinsics are taken for the frames as they come, ``w`` x ``h`` (the size they imply at the info's binning and
+        ROI), without scaling, as depth_image_proc uses them; said once per camera."""
         bx, by = max(fields["binning_x"], 1), max(fields["binning_y"], 1)
         x0, y0, rh, rw = fields["roi"]
         full = (x0 + rw if rw else w * bx, y0 + rh if rh else h * by)
         said = f"{fields['width']}x{fields['height']}"
-        fields["width"] = fields["width"] if fields["width"] > 0 else full[0]
-        fields["height"] = fields["height"] if fields["height"] > 0 else full[1]
+        # (both sides: one side alone, 40x0 for 80x60 frames, scaled fx by 2 and fy by 1, though said unscaled)
+        fields["width"], fields["height"] = full
         topic = self.resolve_topic_name(cam.topic("camera_info"))   # (a calibration file always has a size)
         self._warn_once(f"no_size:{topic}", (
             f"{topic} gives no image size ({said}): its K / P are taken as they are for the {w}x{h} frames (as "

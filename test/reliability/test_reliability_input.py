@@ -406,6 +406,18 @@ def test_bad_camera_info(rig):
     assert dict(rig.node.error_counts()) == errors
     said = [x for x in rig.log.lines("dpt_node", Log.WARN, mark) if "gives no image size (0x0)" in x]
     assert len(said) == 1 and f"for the {W}x{H} frames" in said[0], said
+    # one side given, the other 0: no size either, K / P unscaled (was: the given side kept, fx scaled by W / it
+    # and fy not at all)
+    img = rig.image_with()
+    info = make_info(img, fx=70.0)
+    info.header = Header(frame_id=img.header.frame_id, stamp=img.header.stamp)
+    info.width, info.height = W // 2, 0
+    rig.publish_info(info)
+    k = len(rig.info_out)
+    rig.pub.publish(img)
+    wait_for(lambda: len(rig.info_out) > k, what="camera_info of a W/2 x 0 info")
+    got = rig.info_out[-1]
+    assert (got.width, got.height) == (W, H) and list(got.k) == list(info.k) and list(got.p) == list(info.p), got
     record("input", bad_camera_info_cases=6, scaled_camera_info_cases=2, sizeless_camera_info_cases=1,
            next_valid_frame_max_s_after_bad_camera_info=round(max(rig.next_valid_s), 3))
 
