@@ -61,8 +61,8 @@ def share_dir() -> Path:
     if (here / "config").is_dir():
         return here
     # pip install (or colcon) whose prefix no ament index lists (AMENT_PREFIX_PATH unset): setup.py's data_files are
-    # in <prefix>/share/dpt_ros beside <prefix>/lib/pythonX.Y/site-packages (as sros2_policy finds its files)
-    for prefix in (*list(here.parents)[:3], Path(sys.prefix)):
+    # in <prefix>/share/dpt_ros beside <prefix>/lib/pythonX.Y/site-packages (pip --target: in the target folder)
+    for prefix in (here, *list(here.parents)[:3], Path(sys.prefix)):
         if (prefix / "share" / PACKAGE / "config").is_dir():
             return prefix / "share" / PACKAGE
     return here

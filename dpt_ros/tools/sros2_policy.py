@@ -38,6 +38,7 @@ from xml.sax.saxutils import escape
 
 import yaml
 
+from dpt_ros.ros import presets
 from dpt_ros.ros.console import write_last
 from dpt_ros.tools import output_folder_error, refuse_kernel_folder, write_whole
 from dpt_ros.tools.options import ToolParser
@@ -47,22 +48,8 @@ CHECKOUT = ROOT / "docs" / "sros2"   # a source checkout; an install has share/d
 
 
 def _sros2_folder() -> Path:
-    """docs/sros2 of a source checkout, else the installed share/dpt_ros/sros2."""
-    if CHECKOUT.is_dir():
-        return CHECKOUT
-    candidates = []
-    try:
-        from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
-
-        candidates.append(Path(get_package_share_directory("dpt_ros")) / "sros2")
-    except Exception:  # noqa: BLE001 - not a ROS install, or the package is not in the ament index
-        pass
-    # <prefix>/lib/pythonX.Y/site-packages -> <prefix>/share/dpt_ros (colcon, pip --prefix); pip --target: beside it
-    candidates += [d / "share" / "dpt_ros" / "sros2" for d in (ROOT, *ROOT.parents, Path(sys.prefix))]
-    for folder in candidates:
-        if (folder / "dpt_ros_interfaces.yaml").is_file():
-            return folder
-    return CHECKOUT
+    """docs/sros2 of a source checkout, else the installed share/dpt_ros/sros2 (:func:`presets.share_dir`)."""
+    return CHECKOUT if CHECKOUT.is_dir() else presets.share_dir() / "sros2"
 
 
 INTERFACES = _sros2_folder() / "dpt_ros_interfaces.yaml"

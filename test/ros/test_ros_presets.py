@@ -283,7 +283,7 @@ def test_a_pip_installed_package_finds_its_presets_without_an_ament_prefix(tmp_p
     """``pip install .`` (or ``--prefix``) puts setup.py's data_files in <prefix>/share/dpt_ros, which no ament index
     names unless AMENT_PREFIX_PATH lists <prefix>: share_dir() fell back to site-packages, so the launch presets listed
     no variant and the demo pointed Fast DDS at a profile that is not there (its 'XMLPARSER Error realpath failed').
-    The installed share folder is found beside the package, as sros2_policy finds its files."""
+    The installed share folder is found beside the package, sros2_policy's files in it too."""
     prefix = tmp_path / "venv"
     site = prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
     shutil.copytree(ROOT / "dpt_ros", site / "dpt_ros", ignore=shutil.ignore_patterns("__pycache__"))
@@ -292,11 +292,12 @@ def test_a_pip_installed_package_finds_its_presets_without_an_ament_prefix(tmp_p
         (share / folder).mkdir(parents=True, exist_ok=True)
         for f in (ROOT / folder).glob(pattern):
             shutil.copy(f, share / folder)
+    shutil.copytree(ROOT / "docs" / "sros2", share / "sros2")
     env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
     env["PYTHONPATH"] = str(site)
     code = ("from dpt_ros.ros import presets; print(presets.__file__); print(presets.share_dir()); "
             "print(','.join(presets.preset_variants('depth'))); print(presets.fastdds_profile()); "
-            "print(presets.rviz_config())")
+            "print(presets.rviz_config()); from dpt_ros.tools import sros2_policy; print(sros2_policy.INTERFACES)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=120, check=True).stdout.splitlines()
     assert out[0] == str(site / "dpt_ros" / "ros" / "presets.py")   # the installed copy, not the checkout
@@ -304,6 +305,7 @@ def test_a_pip_installed_package_finds_its_presets_without_an_ament_prefix(tmp_p
     assert out[2].split(",") == list(presets.preset_variants("depth")) and "dpt_hybrid" in out[2].split(",")
     assert out[3] == str(share / "config" / "fastdds_large_data.xml") and Path(out[3]).is_file()
     assert out[4] == str(share / "rviz" / "dpt.rviz") and Path(out[4]).is_file()
+    assert out[5] == str(share / "sros2" / "dpt_ros_interfaces.yaml") and Path(out[5]).is_file()
 
 
 def test_bad_launch_values_are_refused():
